@@ -1,0 +1,597 @@
+//! Value objects: private fields, validating constructors, typed violations.
+//!
+//! Every constructor here is also what decoding a stored event goes through (serde
+//! `try_from`), so a value that exists is a valid value, whichever way it arrived.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{FieldExt, ValidationError, Violation};
+
+/// Parse a UUID in its hyphenated or simple form; the nil UUID is not an identifier.
+fn parse_uuid(text: &str) -> Result<Uuid, Violation> {
+    const EXPECTED: Violation = Violation::Format {
+        expected: "a UUID such as 6f1c2b1e-8a3d-4b7e-9c2f-1a2b3c4d5e6f",
+    };
+    // Uuid::parse_str also accepts braced and URN forms; the API takes the two plain ones.
+    if !(text.len() == 36 || text.len() == 32) {
+        return Err(EXPECTED);
+    }
+    match Uuid::parse_str(text) {
+        Ok(uuid) if !uuid.is_nil() => Ok(uuid),
+        _ => Err(EXPECTED),
+    }
+}
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub fn parse(text: &str) -> Result<Self, Violation> {
+                parse_uuid(text).map(Self)
+            }
+
+            pub fn from_uuid(uuid: Uuid) -> Result<Self, Violation> {
+                if uuid.is_nil() {
+                    return Err(Violation::Format { expected: "a non-nil UUID" });
+                }
+                Ok(Self(uuid))
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.hyphenated())
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Violation;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                Self::parse(&text)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.0.hyphenated().to_string()
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// The order's identity, chosen by the caller on placement; also the event stream id.
+    OrderId
+);
+uuid_id!(
+    /// The customer who placed the order.
+    CustomerId
+);
+
+/// Check free text: not blank, at most `max` characters, no control characters. The text is
+/// kept verbatim (no trimming, no normalisation): what was accepted is what is returned.
+fn check_text(text: &str, max: usize) -> Result<(), Violation> {
+    if text.trim().is_empty() {
+        return Err(Violation::Empty);
+    }
+    if text.chars().count() > max {
+        return Err(Violation::TooLong { max });
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Violation::ControlCharacter);
+    }
+    Ok(())
+}
+
+macro_rules! bounded_text {
+    ($(#[$doc:meta])* $name:ident, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The longest accepted value, in characters.
+            pub const MAX_CHARS: usize = $max;
+
+            pub fn parse(text: impl Into<String>) -> Result<Self, Violation> {
+                let text = text.into();
+                check_text(&text, Self::MAX_CHARS)?;
+                Ok(Self(text))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Violation;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                Self::parse(text)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+    };
+}
+
+bounded_text!(
+    /// Why an order was cancelled or a step failed.
+    Reason,
+    500
+);
+
+impl Reason {
+    /// A reason written by this crate itself; must satisfy the same rules as parsed input.
+    pub(crate) fn from_static(text: &'static str) -> Self {
+        debug_assert!(check_text(text, Self::MAX_CHARS).is_ok());
+        Self(text.to_owned())
+    }
+}
+bounded_text!(
+    /// The inventory system's reservation reference.
+    ReservationId,
+    128
+);
+bounded_text!(
+    /// The payment provider's authorization reference.
+    PaymentId,
+    128
+);
+bounded_text!(
+    /// The shipping carrier's name.
+    Carrier,
+    64
+);
+bounded_text!(
+    /// The carrier's tracking number.
+    TrackingNumber,
+    128
+);
+bounded_text!(
+    /// Recipient name on the shipping address.
+    RecipientName,
+    200
+);
+bounded_text!(
+    /// One line of a street address.
+    AddressLine,
+    200
+);
+bounded_text!(
+    /// City or locality.
+    City,
+    100
+);
+bounded_text!(
+    /// State, province or region.
+    Region,
+    100
+);
+
+/// A stock-keeping unit: 1-64 characters of `A-Z a-z 0-9 . _ -`, starting with a letter or
+/// digit.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sku(String);
+
+impl Sku {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(text: impl Into<String>) -> Result<Self, Violation> {
+        let text = text.into();
+        if text.is_empty() {
+            return Err(Violation::Empty);
+        }
+        if text.len() > Self::MAX_CHARS {
+            return Err(Violation::TooLong {
+                max: Self::MAX_CHARS,
+            });
+        }
+        let valid_first = text.as_bytes()[0].is_ascii_alphanumeric();
+        let valid_rest = text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !(valid_first && valid_rest) {
+            return Err(Violation::Format {
+                expected: "letters, digits, '.', '_' or '-', starting with a letter or digit",
+            });
+        }
+        Ok(Self(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sku {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Sku {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sku({:?})", self.0)
+    }
+}
+
+impl TryFrom<String> for Sku {
+    type Error = Violation;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(text)
+    }
+}
+
+impl From<Sku> for String {
+    fn from(sku: Sku) -> Self {
+        sku.0
+    }
+}
+
+/// How many units of one SKU: `1..=MAX`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Quantity(u32);
+
+impl Quantity {
+    pub const MAX: u32 = 10_000;
+
+    /// Accepts any integer so that zero, negative and overflowing inputs all get the same
+    /// typed answer instead of a conversion error somewhere else.
+    pub fn new(value: i64) -> Result<Self, Violation> {
+        if !(1..=i64::from(Self::MAX)).contains(&value) {
+            return Err(Violation::OutOfRange {
+                min: 1,
+                max: i64::from(Self::MAX),
+            });
+        }
+        Ok(Self(value as u32))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Debug for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Quantity({})", self.0)
+    }
+}
+
+impl TryFrom<i64> for Quantity {
+    type Error = Violation;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<Quantity> for i64 {
+    fn from(quantity: Quantity) -> Self {
+        i64::from(quantity.0)
+    }
+}
+
+/// A postal code: 1-16 characters of letters, digits, spaces and hyphens.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PostalCode(String);
+
+impl PostalCode {
+    pub const MAX_CHARS: usize = 16;
+
+    pub fn parse(text: impl Into<String>) -> Result<Self, Violation> {
+        let text = text.into();
+        check_text(&text, Self::MAX_CHARS)?;
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b' ' || b == b'-')
+        {
+            return Err(Violation::Format {
+                expected: "letters, digits, spaces or '-'",
+            });
+        }
+        Ok(Self(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PostalCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PostalCode({:?})", self.0)
+    }
+}
+
+impl TryFrom<String> for PostalCode {
+    type Error = Violation;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(text)
+    }
+}
+
+impl From<PostalCode> for String {
+    fn from(code: PostalCode) -> Self {
+        code.0
+    }
+}
+
+/// An ISO 3166-1 alpha-2 country code (two upper-case letters).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CountryCode([u8; 2]);
+
+impl CountryCode {
+    pub fn parse(text: &str) -> Result<Self, Violation> {
+        match text.as_bytes() {
+            [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => Ok(Self([*a, *b])),
+            _ => Err(Violation::Format {
+                expected: "an ISO 3166-1 alpha-2 code such as DE",
+            }),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Both bytes are ASCII upper-case letters by construction.
+        std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+}
+
+impl fmt::Debug for CountryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CountryCode({})", self.as_str())
+    }
+}
+
+impl TryFrom<String> for CountryCode {
+    type Error = Violation;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text)
+    }
+}
+
+impl From<CountryCode> for String {
+    fn from(code: CountryCode) -> Self {
+        code.as_str().to_owned()
+    }
+}
+
+/// Where to ship an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    recipient: RecipientName,
+    line1: AddressLine,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    line2: Option<AddressLine>,
+    city: City,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    region: Option<Region>,
+    postal_code: PostalCode,
+    country: CountryCode,
+}
+
+/// The raw parts of an [`Address`], as they arrive from an API.
+#[derive(Debug, Clone, Default)]
+pub struct AddressInput<'a> {
+    pub recipient: &'a str,
+    pub line1: &'a str,
+    pub line2: &'a str,
+    pub city: &'a str,
+    pub region: &'a str,
+    pub postal_code: &'a str,
+    pub country: &'a str,
+}
+
+impl Address {
+    /// Validate every part; empty `line2` and `region` mean absent. The error names the
+    /// first offending field.
+    pub fn parse(input: &AddressInput<'_>) -> Result<Self, ValidationError> {
+        let optional = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+        Ok(Self {
+            recipient: RecipientName::parse(input.recipient).field("recipient")?,
+            line1: AddressLine::parse(input.line1).field("line1")?,
+            line2: optional(input.line2)
+                .map(AddressLine::parse)
+                .transpose()
+                .field("line2")?,
+            city: City::parse(input.city).field("city")?,
+            region: optional(input.region)
+                .map(Region::parse)
+                .transpose()
+                .field("region")?,
+            postal_code: PostalCode::parse(input.postal_code).field("postal_code")?,
+            country: CountryCode::parse(input.country).field("country")?,
+        })
+    }
+
+    pub fn recipient(&self) -> &str {
+        self.recipient.as_str()
+    }
+    pub fn line1(&self) -> &str {
+        self.line1.as_str()
+    }
+    pub fn line2(&self) -> Option<&str> {
+        self.line2.as_ref().map(AddressLine::as_str)
+    }
+    pub fn city(&self) -> &str {
+        self.city.as_str()
+    }
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_ref().map(Region::as_str)
+    }
+    pub fn postal_code(&self) -> &str {
+        self.postal_code.as_str()
+    }
+    pub fn country(&self) -> &str {
+        self.country.as_str()
+    }
+}
+
+/// How fast an order ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShippingMethod {
+    Standard,
+    Express,
+    Overnight,
+}
+
+impl ShippingMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Express => "express",
+            Self::Overnight => "overnight",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_in_plain_forms_only_and_never_nil() {
+        let id = "6f1c2b1e-8a3d-4b7e-9c2f-1a2b3c4d5e6f";
+        assert!(OrderId::parse(id).is_ok());
+        assert!(OrderId::parse(&id.replace('-', "")).is_ok());
+        for bad in [
+            "",
+            "not-a-uuid",
+            "{6f1c2b1e-8a3d-4b7e-9c2f-1a2b3c4d5e6f}",
+            "urn:uuid:6f1c2b1e-8a3d-4b7e-9c2f-1a2b3c4d5e6f",
+            "00000000-0000-0000-0000-000000000000",
+            "6f1c2b1e-8a3d-4b7e-9c2f-1a2b3c4d5e6g",
+        ] {
+            assert!(OrderId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn text_is_kept_verbatim_but_bounded() {
+        let hostile = "Robert'); DROP TABLE orders.events;-- \u{202e} é 漢字";
+        assert_eq!(
+            Reason::parse(hostile).map(|r| r.as_str().to_owned()),
+            Ok(hostile.to_owned())
+        );
+        assert_eq!(Reason::parse("  "), Err(Violation::Empty));
+        assert_eq!(Reason::parse("a\u{0}b"), Err(Violation::ControlCharacter));
+        assert_eq!(
+            Reason::parse("line\nbreak"),
+            Err(Violation::ControlCharacter)
+        );
+        assert_eq!(
+            Reason::parse("x".repeat(Reason::MAX_CHARS + 1)),
+            Err(Violation::TooLong {
+                max: Reason::MAX_CHARS
+            })
+        );
+        // The bound counts characters, not bytes.
+        assert!(Reason::parse("é".repeat(Reason::MAX_CHARS)).is_ok());
+    }
+
+    #[test]
+    fn sku_format() {
+        assert!(Sku::parse("ABC-123_x.9").is_ok());
+        for bad in ["", "-ABC", "A B", "ÄBC", "A/B", &"A".repeat(65)] {
+            assert!(Sku::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn quantity_range() {
+        assert!(Quantity::new(1).is_ok());
+        assert!(Quantity::new(i64::from(Quantity::MAX)).is_ok());
+        for bad in [0, -1, i64::from(Quantity::MAX) + 1, i64::MAX, i64::MIN] {
+            assert!(Quantity::new(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn address_errors_name_the_field() {
+        let good = AddressInput {
+            recipient: "Ada Lovelace",
+            line1: "12 St James's Square",
+            city: "London",
+            postal_code: "SW1Y 4JH",
+            country: "GB",
+            ..AddressInput::default()
+        };
+        assert!(Address::parse(&good).is_ok());
+        let cases: [(AddressInput<'_>, &str); 4] = [
+            (
+                AddressInput {
+                    country: "gb",
+                    ..good.clone()
+                },
+                "country",
+            ),
+            (
+                AddressInput {
+                    city: "",
+                    ..good.clone()
+                },
+                "city",
+            ),
+            (
+                AddressInput {
+                    postal_code: "SW1Y;4JH",
+                    ..good.clone()
+                },
+                "postal_code",
+            ),
+            (
+                AddressInput {
+                    line2: "\t",
+                    ..good.clone()
+                },
+                "line2",
+            ),
+        ];
+        for (input, field) in cases {
+            assert_eq!(
+                Address::parse(&input).map_err(|e| e.field),
+                Err(field.to_owned())
+            );
+        }
+    }
+}
