@@ -1,0 +1,34 @@
+output "address" {
+  description = "Host name of the database."
+  value       = aws_db_instance.this.address
+}
+
+output "port" {
+  description = "Port of the database."
+  value       = aws_db_instance.this.port
+}
+
+output "database_name" {
+  description = "Name of the application database."
+  value       = var.database_name
+}
+
+output "identifier" {
+  description = "RDS instance identifier (CloudWatch dimension DBInstanceIdentifier)."
+  value       = aws_db_instance.this.identifier
+}
+
+output "security_group_id" {
+  description = "Security group of the database."
+  value       = aws_security_group.db.id
+}
+
+output "master_secret_arn" {
+  description = "Secrets Manager secret (JSON username/password) of the master user, managed by RDS."
+  value       = aws_db_instance.this.master_user_secret[0].secret_arn
+}
+
+output "login_secret_arns" {
+  description = "Secret ARN (JSON username/password/url) per login: migrator, grpc, projector."
+  value       = { for k, s in aws_secretsmanager_secret.login : k => s.arn }
+}

@@ -1,0 +1,113 @@
+variable "engine_version" {
+  description = "PostgreSQL version (major, or major.minor); the parameter group family follows the major."
+  type        = string
+  default     = "16"
+}
+
+variable "instance_class" {
+  description = "RDS instance class."
+  type        = string
+  default     = "db.t4g.micro"
+}
+
+variable "database_name" {
+  description = "Name of the database created with the instance."
+  type        = string
+  default     = "orders"
+}
+
+variable "master_username" {
+  description = "Master user (its password is managed by RDS in Secrets Manager)."
+  type        = string
+  default     = "orders_admin"
+}
+
+variable "allocated_storage_gb" {
+  description = "Initial storage, GiB."
+  type        = number
+  default     = 20
+}
+
+variable "max_allocated_storage_gb" {
+  description = "Storage autoscaling ceiling, GiB."
+  type        = number
+  default     = 100
+}
+
+variable "multi_az" {
+  description = "Run a synchronous standby in a second AZ."
+  type        = bool
+  default     = false
+}
+
+variable "deletion_protection" {
+  description = "Refuse deletion of the instance (and take a final snapshot if it is deleted after turning this off)."
+  type        = bool
+  default     = true
+}
+
+variable "backup_retention_days" {
+  description = "Days of automated backups (point-in-time restore window)."
+  type        = number
+  default     = 7
+}
+
+variable "apply_immediately" {
+  description = "Apply modifications now instead of in the maintenance window."
+  type        = bool
+  default     = false
+}
+
+variable "performance_insights_retention_days" {
+  description = "Performance Insights retention (7 days is free)."
+  type        = number
+  default     = 7
+}
+
+variable "monitoring_interval_seconds" {
+  description = "Enhanced monitoring interval, seconds."
+  type        = number
+  default     = 60
+}
+
+variable "statement_timeout_ms" {
+  description = "Server-wide statement_timeout, ms."
+  type        = number
+  default     = 60000
+}
+
+variable "idle_in_transaction_timeout_ms" {
+  description = "idle_in_transaction_session_timeout, ms."
+  type        = number
+  default     = 60000
+}
+
+variable "log_min_duration_statement_ms" {
+  description = "Log statements slower than this, ms."
+  type        = number
+  default     = 500
+}
+
+variable "log_retention_days" {
+  description = "Retention of the exported PostgreSQL logs, days."
+  type        = number
+  default     = 30
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted login secret can still be restored (0 = immediately, dev only)."
+  type        = number
+  default     = 7
+}
+
+variable "credentials_version" {
+  description = "Version of the generated login passwords; increment to rotate them."
+  type        = number
+  default     = 1
+}
+
+variable "tags" {
+  description = "Extra tags for every resource of the module."
+  type        = map(string)
+  default     = {}
+}

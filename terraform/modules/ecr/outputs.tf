@@ -1,0 +1,19 @@
+output "repository_urls" {
+  description = "Repository URL by image name."
+  value       = { for k, r in aws_ecr_repository.this : k => r.repository_url }
+}
+
+output "repository_arns" {
+  description = "Repository ARN by image name."
+  value       = { for k, r in aws_ecr_repository.this : k => r.arn }
+}
+
+output "cached_repository_urls" {
+  description = "Pull-through cache repository URL by upstream path."
+  value       = { for k, r in aws_ecr_repository.cached : k => r.repository_url }
+}
+
+output "cached_repository_arns" {
+  description = "Pull-through cache repository ARN by upstream path."
+  value       = { for k, r in aws_ecr_repository.cached : k => r.arn }
+}

@@ -1,0 +1,93 @@
+# What a deploy may do, and nothing else:
+#   push to (and read back from) the project's ECR repositories;
+#   read task definitions and register new revisions;
+#   run the migration task definition on the cluster and watch it;
+#   point the three services at new revisions and watch them;
+#   pass exactly the services' and the migration's execution and task roles to ECS;
+#   read the migration job's log (to show it in the workflow).
+
+data "aws_region" "current" {}
+
+locals {
+  account   = data.aws_caller_identity.current.account_id
+  region    = data.aws_region.current.name
+  partition = data.aws_partition.current.partition
+  ecs_arn   = "arn:${local.partition}:ecs:${local.region}:${local.account}"
+}
+
+data "aws_iam_policy_document" "deploy" {
+  statement {
+    sid       = "EcrAuthToken"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid = "EcrPushProjectImages"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:BatchGetImage",
+      "ecr:CompleteLayerUpload",
+      "ecr:DescribeImages",
+      "ecr:GetDownloadUrlForLayer",
+      "ecr:InitiateLayerUpload",
+      "ecr:PutImage",
+      "ecr:UploadLayerPart",
+    ]
+    resources = var.ecr_repository_arns
+  }
+
+  statement {
+    sid       = "EcsTaskDefinitions"
+    actions   = ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "EcsRunMigration"
+    actions   = ["ecs:RunTask"]
+    resources = ["${local.ecs_arn}:task-definition/${var.migration_task_family}:*"]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [var.cluster_arn]
+    }
+  }
+
+  statement {
+    sid       = "EcsWatchTasks"
+    actions   = ["ecs:DescribeTasks"]
+    resources = ["${local.ecs_arn}:task/${var.cluster_name}/*"]
+  }
+
+  statement {
+    sid       = "EcsRollServices"
+    actions   = ["ecs:UpdateService", "ecs:DescribeServices"]
+    resources = var.service_arns
+  }
+
+  statement {
+    sid       = "PassOnlyTheTaskRoles"
+    actions   = ["iam:PassRole"]
+    resources = var.pass_role_arns
+
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "ReadMigrationLog"
+    actions   = ["logs:GetLogEvents", "logs:FilterLogEvents"]
+    resources = [var.migration_log_group_arn, "${var.migration_log_group_arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "deploy" {
+  name   = "deploy"
+  role   = aws_iam_role.deploy.id
+  policy = data.aws_iam_policy_document.deploy.json
+}

@@ -1,0 +1,29 @@
+variable "egress_rules" {
+  description = "Egress from the task: name => { port, description, and one of cidr_ipv4 / prefix_list_id / security_group_id }."
+  type = map(object({
+    port              = number
+    description       = string
+    cidr_ipv4         = optional(string)
+    prefix_list_id    = optional(string)
+    security_group_id = optional(string)
+  }))
+  default = {}
+}
+
+variable "cpu_architecture" {
+  description = "X86_64 or ARM64 (must match the images CI builds)."
+  type        = string
+  default     = "X86_64"
+}
+
+variable "log_retention_days" {
+  description = "Retention of the migration log group, days."
+  type        = number
+  default     = 90
+}
+
+variable "tags" {
+  description = "Extra tags for every resource of the module."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,83 @@
+variable "alert_emails" {
+  description = "Email addresses subscribed to the alerts topic (each must confirm)."
+  type        = list(string)
+  default     = []
+}
+
+variable "projector_metrics_service" {
+  description = "Value of the `service` dimension the collector puts on the projector's metrics."
+  type        = string
+  default     = "order-projector"
+}
+
+variable "api_error_threshold" {
+  description = "api-error-spike: ERROR lines per minute."
+  type        = number
+  default     = 5
+}
+
+variable "projector_lag_threshold_seconds" {
+  description = "projector-lag: seconds behind the log."
+  type        = number
+  default     = 60
+}
+
+variable "projector_lag_periods" {
+  description = "projector-lag: consecutive minutes above the threshold."
+  type        = number
+  default     = 5
+}
+
+variable "backlog_sustained_threshold" {
+  description = "queue-backlog-high-sustained: visible messages."
+  type        = number
+  default     = 100
+}
+
+variable "backlog_sustained_periods" {
+  description = "queue-backlog-high-sustained: consecutive minutes above the threshold (longer than a scale-out takes)."
+  type        = number
+  default     = 15
+}
+
+variable "alb_5xx_threshold" {
+  description = "alb-5xx: ALB-generated 5xx per minute."
+  type        = number
+  default     = 5
+}
+
+variable "tg_5xx_threshold" {
+  description = "tg-5xx: target 5xx per minute."
+  type        = number
+  default     = 5
+}
+
+variable "latency_p95_threshold_seconds" {
+  description = "alb-latency-p95: seconds."
+  type        = number
+  default     = 0.5
+}
+
+variable "rds_cpu_threshold" {
+  description = "rds-cpu-high: percent."
+  type        = number
+  default     = 80
+}
+
+variable "rds_free_storage_threshold_gib" {
+  description = "rds-free-storage-low: GiB."
+  type        = number
+  default     = 2
+}
+
+variable "extra_alarm_arns_for_dashboard" {
+  description = "Further alarms shown in the dashboard's alarm panel (e.g. the scaling alarms)."
+  type        = list(string)
+  default     = null
+}
+
+variable "tags" {
+  description = "Extra tags for every resource of the module."
+  type        = map(string)
+  default     = {}
+}

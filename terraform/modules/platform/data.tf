@@ -1,0 +1,32 @@
+module "database" {
+  source = "../database"
+
+  name_prefix = local.name_prefix
+  vpc_id      = module.network.vpc_id
+  subnet_ids  = module.network.isolated_subnet_ids
+  kms_key_arn = module.kms.key_arn
+
+  # the worker is absent on purpose: it reaches the log only through order-grpc
+  client_security_group_ids = {
+    order-grpc      = module.grpc.security_group_id
+    order-projector = module.projector.security_group_id
+    migrate         = module.migration.security_group_id
+  }
+
+  instance_class              = var.db_instance_class
+  multi_az                    = var.db_multi_az
+  deletion_protection         = var.deletion_protection
+  backup_retention_days       = var.db_backup_retention_days
+  allocated_storage_gb        = var.db_allocated_storage_gb
+  max_allocated_storage_gb    = var.db_max_allocated_storage_gb
+  log_retention_days          = var.log_retention_days
+  secret_recovery_window_days = var.secret_recovery_window_days
+  credentials_version         = var.db_credentials_version
+}
+
+module "queue" {
+  source = "../queue"
+
+  name_prefix       = local.name_prefix
+  max_receive_count = var.max_receive_count
+}

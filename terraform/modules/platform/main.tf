@@ -1,0 +1,54 @@
+# The whole order ledger platform for one environment. The roots in terraform/environments/
+# only choose sizes and switches; everything is wired here, once.
+#
+#   Internet -> ALB (public subnets, HTTPS, gRPC) -> order-grpc (private subnets)
+#   order-grpc, order-projector -> RDS PostgreSQL (isolated subnets)
+#   order-projector -> SQS orders.fifo -> order-worker -> order-grpc (Service Connect)
+#                      `-> orders-dlq.fifo
+
+locals {
+  name_prefix = "${var.project}-${var.environment}"
+  app_metrics = "${local.name_prefix}/App"
+
+  images = ["order-grpc", "order-projector", "order-worker", "order-dbinit"]
+
+  collector_upstream = "aws-observability/aws-otel-collector"
+}
+
+module "kms" {
+  source = "../kms"
+
+  name_prefix = local.name_prefix
+}
+
+module "network" {
+  source = "../network"
+
+  name_prefix        = local.name_prefix
+  vpc_cidr           = var.vpc_cidr
+  kms_key_arn        = module.kms.key_arn
+  az_count           = var.az_count
+  enable_nat_gateway = var.enable_nat_gateway
+  single_nat_gateway = var.single_nat_gateway
+  endpoint_az_count  = var.endpoint_az_count
+}
+
+module "cluster" {
+  source = "../cluster"
+
+  name_prefix        = local.name_prefix
+  kms_key_arn        = module.kms.key_arn
+  container_insights = var.container_insights
+}
+
+module "ecr" {
+  source = "../ecr"
+
+  name_prefix                  = local.name_prefix
+  repositories                 = local.images
+  kms_key_arn                  = module.kms.key_arn
+  force_delete                 = var.ecr_force_delete
+  cached_upstream_repositories = [local.collector_upstream]
+}
+
+data "aws_region" "current" {}

@@ -1,0 +1,76 @@
+output "name_prefix" {
+  description = "`<project>-<env>`, the prefix of every name."
+  value       = local.name_prefix
+}
+
+output "alb_dns_name" {
+  description = "DNS name of the ALB: point the API's DNS record (matching the certificate) at it."
+  value       = module.load_balancer.dns_name
+}
+
+output "ecr_repository_urls" {
+  description = "ECR repository URL by image."
+  value       = module.ecr.repository_urls
+}
+
+output "cluster_name" {
+  description = "ECS cluster name."
+  value       = module.cluster.cluster_name
+}
+
+output "service_names" {
+  description = "ECS service names."
+  value = {
+    order-grpc      = module.grpc.service_name
+    order-projector = module.projector.service_name
+    order-worker    = module.worker.service_name
+  }
+}
+
+output "queue_urls" {
+  description = "Orders queue and DLQ URLs."
+  value = {
+    orders = module.queue.queue_url
+    dlq    = module.queue.dlq_url
+  }
+}
+
+output "database_address" {
+  description = "Host name of the database."
+  value       = module.database.address
+}
+
+output "database_login_secret_arns" {
+  description = "Secrets of the database login users (migrator, grpc, projector)."
+  value       = module.database.login_secret_arns
+}
+
+output "alerts_topic_arn" {
+  description = "SNS topic of every alarm and ECS event."
+  value       = module.monitoring.alerts_topic_arn
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard."
+  value       = module.monitoring.dashboard_name
+}
+
+output "deploy_role_arn" {
+  description = "Role the deploy workflow assumes through GitHub OIDC."
+  value       = module.github_oidc.role_arn
+}
+
+output "github_environment_variables" {
+  description = "Variables to set on the GitHub environment of this environment (Settings > Environments) for .github/workflows/deploy.yml."
+  value = {
+    AWS_REGION               = data.aws_region.current.name
+    AWS_DEPLOY_ROLE_ARN      = module.github_oidc.role_arn
+    ECR_REPOSITORY_PREFIX    = local.name_prefix
+    ECS_CLUSTER              = module.cluster.cluster_name
+    ECS_SERVICE_PREFIX       = local.name_prefix
+    MIGRATION_TASK_FAMILY    = module.migration.task_definition_family
+    MIGRATION_SUBNETS        = join(",", module.network.private_subnet_ids)
+    MIGRATION_SECURITY_GROUP = module.migration.security_group_id
+    MIGRATION_LOG_GROUP      = module.migration.log_group_name
+  }
+}

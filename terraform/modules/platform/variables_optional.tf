@@ -1,0 +1,229 @@
+# --- network ---------------------------------------------------------------------------------
+
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC (/16)."
+  type        = string
+  default     = "10.40.0.0/16"
+}
+
+variable "az_count" {
+  description = "Availability zones used (>= 2)."
+  type        = number
+  default     = 2
+}
+
+variable "enable_nat_gateway" {
+  description = "NAT for outbound internet access (not needed: AWS APIs go through VPC endpoints)."
+  type        = bool
+  default     = false
+}
+
+variable "single_nat_gateway" {
+  description = "One NAT gateway for all AZs instead of one per AZ."
+  type        = bool
+  default     = true
+}
+
+variable "endpoint_az_count" {
+  description = "AZs with an interface-endpoint network interface (null = all)."
+  type        = number
+  default     = null
+}
+
+variable "alb_internal" {
+  description = "Make the ALB internal (callers inside the VPC or peered networks)."
+  type        = bool
+  default     = false
+}
+
+variable "alb_allowed_cidrs" {
+  description = "Networks allowed to call the gRPC API through the ALB."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+# --- images and compute ----------------------------------------------------------------------
+
+variable "image_tag" {
+  description = "Image tag of the first task definitions (a commit SHA pushed before the first apply); CI deploys later ones."
+  type        = string
+  default     = "bootstrap"
+}
+
+variable "otel_collector_version" {
+  description = "Tag of public.ecr.aws/aws-observability/aws-otel-collector served through the pull-through cache."
+  type        = string
+  default     = "v0.43.3"
+}
+
+variable "cpu_architecture" {
+  description = "X86_64 or ARM64, matching the images CI builds."
+  type        = string
+  default     = "X86_64"
+}
+
+variable "container_insights" {
+  description = "Container Insights mode of the cluster: enabled or enhanced."
+  type        = string
+  default     = "enabled"
+}
+
+variable "grpc_cpu" {
+  description = "order-grpc task CPU units."
+  type        = number
+  default     = 256
+}
+
+variable "grpc_memory" {
+  description = "order-grpc task memory, MiB."
+  type        = number
+  default     = 512
+}
+
+variable "grpc_min_capacity" {
+  description = "Minimum order-grpc tasks."
+  type        = number
+  default     = 1
+}
+
+variable "grpc_max_capacity" {
+  description = "Maximum order-grpc tasks (CPU target tracking)."
+  type        = number
+  default     = 4
+}
+
+variable "projector_cpu" {
+  description = "order-projector task CPU units."
+  type        = number
+  default     = 256
+}
+
+variable "projector_memory" {
+  description = "order-projector task memory, MiB."
+  type        = number
+  default     = 512
+}
+
+variable "projector_count" {
+  description = "order-projector tasks (one active per subscription, the rest standby)."
+  type        = number
+  default     = 1
+}
+
+variable "worker_cpu" {
+  description = "order-worker task CPU units."
+  type        = number
+  default     = 256
+}
+
+variable "worker_memory" {
+  description = "order-worker task memory, MiB."
+  type        = number
+  default     = 512
+}
+
+variable "worker_min_capacity" {
+  description = "Minimum worker tasks."
+  type        = number
+  default     = 1
+}
+
+variable "worker_max_capacity" {
+  description = "Maximum worker tasks (step scaling on the backlog)."
+  type        = number
+  default     = 5
+}
+
+variable "worker_capacity_provider" {
+  description = "FARGATE or FARGATE_SPOT for the worker (it tolerates interruption: SQS redelivers)."
+  type        = string
+  default     = "FARGATE"
+}
+
+variable "ecr_force_delete" {
+  description = "Let `terraform destroy` delete repositories that still hold images."
+  type        = bool
+  default     = false
+}
+
+# --- data ------------------------------------------------------------------------------------
+
+variable "db_instance_class" {
+  description = "RDS instance class."
+  type        = string
+  default     = "db.t4g.micro"
+}
+
+variable "db_multi_az" {
+  description = "Multi-AZ standby for the database."
+  type        = bool
+  default     = false
+}
+
+variable "db_allocated_storage_gb" {
+  description = "Initial database storage, GiB."
+  type        = number
+  default     = 20
+}
+
+variable "db_max_allocated_storage_gb" {
+  description = "Database storage autoscaling ceiling, GiB."
+  type        = number
+  default     = 100
+}
+
+variable "db_backup_retention_days" {
+  description = "Automated backup / point-in-time restore window, days."
+  type        = number
+  default     = 7
+}
+
+variable "db_credentials_version" {
+  description = "Increment to generate new database login passwords (then run the migration task and redeploy)."
+  type        = number
+  default     = 1
+}
+
+variable "grpc_token_version" {
+  description = "Increment to generate a new worker -> order-grpc bearer token (then redeploy both)."
+  type        = number
+  default     = 1
+}
+
+variable "deletion_protection" {
+  description = "Deletion protection for the database and the ALB (true everywhere but dev)."
+  type        = bool
+  default     = true
+}
+
+variable "secret_recovery_window_days" {
+  description = "Recovery window of deleted secrets, days (0 only for throw-away environments)."
+  type        = number
+  default     = 7
+}
+
+variable "max_receive_count" {
+  description = "Receives before SQS dead-letters a message."
+  type        = number
+  default     = 5
+}
+
+# --- operations ------------------------------------------------------------------------------
+
+variable "log_retention_days" {
+  description = "Retention of the services' and the database's log groups, days."
+  type        = number
+  default     = 30
+}
+
+variable "alert_emails" {
+  description = "Email addresses subscribed to `<prefix>-alerts`."
+  type        = list(string)
+  default     = []
+}
+
+variable "create_github_oidc_provider" {
+  description = "Create the account's GitHub OIDC provider here (once per account)."
+  type        = bool
+  default     = false
+}

@@ -1,0 +1,39 @@
+output "service_name" {
+  description = "Name of the ECS service (CloudWatch dimension ServiceName)."
+  value       = aws_ecs_service.this.name
+}
+
+output "service_arn" {
+  description = "ARN of the ECS service."
+  value       = aws_ecs_service.this.id
+}
+
+output "task_definition_family" {
+  description = "Task definition family (CI registers new revisions of it)."
+  value       = aws_ecs_task_definition.this.family
+}
+
+output "container_name" {
+  description = "Name of the application container (CI replaces its image)."
+  value       = local.container
+}
+
+output "security_group_id" {
+  description = "Security group of the tasks."
+  value       = aws_security_group.task.id
+}
+
+output "log_group_name" {
+  description = "Log group of the application container."
+  value       = aws_cloudwatch_log_group.app.name
+}
+
+output "execution_role_arn" {
+  description = "ARN of the execution role."
+  value       = aws_iam_role.execution.arn
+}
+
+output "task_role_arn" {
+  description = "ARN of the task role."
+  value       = aws_iam_role.task.arn
+}

@@ -1,0 +1,156 @@
+variable "binary" {
+  description = "Binary in /usr/local/bin used by the container health check (default: service_name)."
+  type        = string
+  default     = null
+}
+
+variable "command" {
+  description = "Container command (arguments after the binary); null keeps the image's default."
+  type        = list(string)
+  default     = null
+}
+
+variable "cpu" {
+  description = "Task CPU units (256 = 0.25 vCPU)."
+  type        = number
+  default     = 256
+}
+
+variable "memory" {
+  description = "Task memory, MiB."
+  type        = number
+  default     = 512
+}
+
+variable "cpu_architecture" {
+  description = "X86_64 or ARM64 (must match the images CI builds)."
+  type        = string
+  default     = "X86_64"
+}
+
+variable "desired_count" {
+  description = "Initial number of tasks (afterwards Application Auto Scaling owns it)."
+  type        = number
+  default     = 1
+}
+
+variable "capacity_provider" {
+  description = "FARGATE or FARGATE_SPOT."
+  type        = string
+  default     = "FARGATE"
+}
+
+variable "grpc_port" {
+  description = "gRPC port of the container (null for services without a gRPC server)."
+  type        = number
+  default     = null
+}
+
+variable "environment" {
+  description = "Extra plain environment variables (secrets go to var.secrets)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "secrets" {
+  description = "Environment variables read from Secrets Manager: name => { secret_arn, json_key (null = whole secret) }."
+  type = map(object({
+    secret_arn = string
+    json_key   = optional(string)
+  }))
+  default = {}
+}
+
+variable "task_role_statements" {
+  description = "IAM statements of the application's task role (least privilege: name every resource)."
+  type = list(object({
+    sid       = string
+    actions   = list(string)
+    resources = list(string)
+  }))
+  default = []
+}
+
+variable "target_group_arn" {
+  description = "ALB target group to register the gRPC port with (null = not behind the ALB)."
+  type        = string
+  default     = null
+}
+
+variable "service_connect" {
+  description = "Service Connect: namespace, and whether this service serves (server = true exposes the gRPC port as `<service_name>:<grpc_port>`)."
+  type = object({
+    namespace_arn = string
+    server        = bool
+  })
+  default = null
+}
+
+variable "ingress_rules" {
+  description = "Ingress to the tasks: name => { security_group_id, port, description }."
+  type = map(object({
+    security_group_id = string
+    port              = number
+    description       = string
+  }))
+  default = {}
+}
+
+variable "egress_rules" {
+  description = "Egress from the tasks: name => { port, description, and one of cidr_ipv4 / prefix_list_id / security_group_id }."
+  type = map(object({
+    port              = number
+    description       = string
+    cidr_ipv4         = optional(string)
+    prefix_list_id    = optional(string)
+    security_group_id = optional(string)
+  }))
+  default = {}
+}
+
+variable "health_check_path" {
+  description = "Admin path probed by the container health check (liveness)."
+  type        = string
+  default     = "/healthz"
+}
+
+variable "stop_timeout_seconds" {
+  description = "Time between SIGTERM and SIGKILL (graceful shutdown budget, at most 120)."
+  type        = number
+  default     = 30
+}
+
+variable "rust_log" {
+  description = "RUST_LOG filter."
+  type        = string
+  default     = "info"
+}
+
+variable "otel_collector" {
+  description = "OpenTelemetry collector sidecar (null = none): image, its pull-through repository ARN, the CloudWatch namespace of the metrics, scrape interval."
+  type = object({
+    image                   = string
+    repository_arn          = string
+    metrics_namespace       = string
+    scrape_interval_seconds = optional(number, 30)
+  })
+  default = null
+}
+
+variable "log_retention_days" {
+  description = "Retention of the service's log group, days."
+  type        = number
+  default     = 30
+}
+
+variable "metrics_log_retention_days" {
+  description = "Retention of the collector's EMF log group, days."
+  type        = number
+  default     = 3
+}
+
+variable "tags" {
+  description = "Extra tags for every resource of the module."
+  type        = map(string)
+  default     = {}
+}
