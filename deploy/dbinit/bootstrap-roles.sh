@@ -65,6 +65,8 @@ GRANT orders_app       TO order_grpc;
 GRANT orders_projector TO order_projector;
 -- objects created by the migrations belong to orders_owner, not to the login user
 ALTER ROLE orders_migrator SET role = 'orders_owner';
+-- a migration may legitimately run longer than the server-wide statement_timeout
+ALTER ROLE orders_migrator SET statement_timeout = 0;
 GRANT CONNECT ON DATABASE :"dbname" TO orders_owner, orders_app, orders_projector, orders_readonly;
 SQL
 
