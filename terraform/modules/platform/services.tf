@@ -1,5 +1,5 @@
 # The three services. Their task_role_statements ARE the permission matrix, checked by
-# tests/infra/test_iam.py:
+# tests/infra/invariants.py (check_service_permission_matrix):
 #
 #   service          | SQS                                                     | database
 #   order-grpc       | none                                                    | orders_app (DATABASE_URL)
