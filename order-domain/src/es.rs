@@ -13,13 +13,13 @@ use uuid::Uuid;
 use crate::upcast::{DecodeError, EncodeError};
 
 /// A consistency boundary: one event stream, one state, pure decisions.
-pub trait Aggregate: Default + Clone + fmt::Debug {
+pub trait Aggregate: Default + Clone + fmt::Debug + Send + Sync + 'static {
     /// What a caller asks for.
-    type Command: fmt::Debug + Serialize;
+    type Command: fmt::Debug + Serialize + Send + Sync + 'static;
     /// What happened, in the past tense.
-    type Event: EventSchema + fmt::Debug + Clone;
+    type Event: EventSchema + fmt::Debug + Clone + Send + Sync + 'static;
     /// Why a command was rejected. Never an infrastructure failure.
-    type Error: std::error::Error;
+    type Error: std::error::Error + Send + Sync + 'static;
 
     /// The stream category, used as a prefix in logs and as the CloudEvents source.
     const CATEGORY: &'static str;

@@ -1,0 +1,144 @@
+//! Connecting: pool settings, server-side timeouts, TLS.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::Error;
+
+/// How the store connects. Defaults suit one service instance on a small database.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:port/database?sslmode=...`
+    pub database_url: String,
+    /// Most connections held at once.
+    pub pool_size: usize,
+    /// How long a caller waits for a free connection before the store reports the database
+    /// unavailable (fail fast instead of queueing without bound).
+    pub pool_wait_timeout: Duration,
+    /// How long opening a connection may take.
+    pub connect_timeout: Duration,
+    /// Server-side limit for one statement (`statement_timeout`).
+    pub statement_timeout: Duration,
+    /// Server-side limit for a transaction left idle (`idle_in_transaction_session_timeout`).
+    pub idle_in_transaction_timeout: Duration,
+    /// Extra CA certificates (PEM) to trust for TLS, e.g. the RDS bundle.
+    pub ca_file: Option<PathBuf>,
+    /// Shown in `pg_stat_activity`.
+    pub application_name: String,
+}
+
+impl StoreConfig {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            pool_size: 16,
+            pool_wait_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+            idle_in_transaction_timeout: Duration::from_secs(10),
+            ca_file: None,
+            application_name: "order-ledger".to_owned(),
+        }
+    }
+
+    /// The client-side limit for one database call: the server's statement timeout plus a
+    /// margin. A server that stops answering altogether (frozen, partitioned) cannot cancel
+    /// anything itself; this bound makes sure nothing waits forever.
+    pub fn call_timeout(&self) -> Duration {
+        if self.statement_timeout.is_zero() {
+            Duration::from_secs(300)
+        } else {
+            self.statement_timeout + Duration::from_secs(2)
+        }
+    }
+
+    /// The parsed connection settings with timeouts and application name applied.
+    pub fn pg_config(&self) -> Result<tokio_postgres::Config, Error> {
+        let mut config: tokio_postgres::Config =
+            self.database_url
+                .parse()
+                .map_err(|e: tokio_postgres::Error| {
+                    Error::InvalidInput(format!("invalid database URL: {e}"))
+                })?;
+        config.application_name(&self.application_name);
+        config.connect_timeout(self.connect_timeout);
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        let mut options = config.get_options().unwrap_or_default().to_owned();
+        for (name, value) in [
+            ("statement_timeout", self.statement_timeout),
+            (
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction_timeout,
+            ),
+        ] {
+            options.push_str(&format!(" -c {name}={}", value.as_millis()));
+        }
+        config.options(options.trim());
+        Ok(config)
+    }
+
+    /// A TLS connector trusting the web PKI roots plus `ca_file`. Plain connections are still
+    /// made when the URL's `sslmode` allows them (`disable`, `prefer` on a server without TLS).
+    pub fn tls(&self) -> Result<MakeRustlsConnect, Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::InvalidInput(format!("cannot read CA file {}: {e}", path.display()))
+            })?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| {
+                    Error::InvalidInput(format!("invalid certificate in {}: {e}", path.display()))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    Error::InvalidInput(format!("unusable certificate in {}: {e}", path.display()))
+                })?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::InvalidInput(format!("TLS setup: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// A connection pool. Connections are opened lazily; nothing here touches the network.
+    pub fn pool(&self) -> Result<Pool, Error> {
+        let manager = Manager::from_config(
+            self.pg_config()?,
+            self.tls()?,
+            ManagerConfig {
+                // No "ping" before every checkout: a broken connection shows up as an error
+                // on use and is then discarded.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(self.pool_size.max(1))
+            .wait_timeout(Some(self.pool_wait_timeout))
+            .create_timeout(Some(self.connect_timeout))
+            .recycle_timeout(Some(self.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("connection pool: {e}")))
+    }
+
+    /// One connection outside the pool (migrations, LISTEN).
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
+        let config = self.pg_config()?;
+        let (client, connection) = config.connect(self.tls()?).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "database connection ended");
+            }
+        });
+        Ok(client)
+    }
+}

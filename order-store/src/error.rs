@@ -1,0 +1,134 @@
+//! The store's errors, and the mapping from PostgreSQL's SQLSTATEs to them.
+
+use uuid::Uuid;
+
+use crate::append::ExpectedVersion;
+
+/// SQLSTATE codes the store reacts to, by name.
+pub mod sqlstate {
+    pub const UNIQUE_VIOLATION: &str = "23505";
+    pub const CHECK_VIOLATION: &str = "23514";
+    pub const NOT_NULL_VIOLATION: &str = "23502";
+    pub const QUERY_CANCELED: &str = "57014";
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    pub const CRASH_SHUTDOWN: &str = "57P02";
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    pub const DEADLOCK_DETECTED: &str = "40P01";
+    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const READ_ONLY_TRANSACTION: &str = "25006";
+    /// Raised by the append-only triggers on `orders.events`.
+    pub const APPEND_ONLY: &str = "OL001";
+    /// Class 08: connection exceptions.
+    pub const CONNECTION_EXCEPTION_CLASS: &str = "08";
+}
+
+/// Unique constraints whose violation means something specific.
+pub(crate) mod constraint {
+    pub const STREAM_VERSION: &str = "events_stream_version_key";
+    pub const EVENT_ID: &str = "events_event_id_key";
+    pub const COMMAND_ID: &str = "commands_pkey";
+}
+
+/// Why the store could not do what was asked. Messages never contain database text that a
+/// caller should not see; [`Error::Database`] is for logs, not for callers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("stream {stream_id} is at version {actual}, not at the expected {expected}")]
+    WrongExpectedVersion {
+        stream_id: Uuid,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    #[error("a concurrent append to stream {stream_id} got there first")]
+    Conflict { stream_id: Uuid },
+    #[error("command id {command_id} was already used for a different request")]
+    CommandIdReused { command_id: Uuid },
+    #[error("event id {event_id} is already in the log")]
+    DuplicateEventId { event_id: Uuid },
+    #[error("invalid append: {0}")]
+    InvalidInput(String),
+    #[error("stored event at position {global_position} cannot be decoded: {source}")]
+    Decode {
+        global_position: u64,
+        #[source]
+        source: order_domain::upcast::DecodeError,
+    },
+    #[error(transparent)]
+    Encode(#[from] order_domain::upcast::EncodeError),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the database did not answer in time")]
+    Timeout,
+    #[error("the database refused the change: {0}")]
+    Forbidden(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl Error {
+    /// True for failures that may pass by themselves (retry later, report UNAVAILABLE).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Timeout | Self::Conflict { .. }
+        )
+    }
+
+    /// The constraint a unique violation names, when this is one.
+    pub(crate) fn unique_violation(error: &tokio_postgres::Error) -> Option<&str> {
+        let db = error.as_db_error()?;
+        (db.code().code() == sqlstate::UNIQUE_VIOLATION)
+            .then(|| db.constraint())
+            .flatten()
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let Some(db) = error.as_db_error() else {
+            // No server error: the connection broke, could not be made, or timed out.
+            return Self::Unavailable(error.to_string());
+        };
+        let code = db.code().code();
+        match code {
+            sqlstate::QUERY_CANCELED | sqlstate::LOCK_NOT_AVAILABLE => Self::Timeout,
+            sqlstate::ADMIN_SHUTDOWN
+            | sqlstate::CRASH_SHUTDOWN
+            | sqlstate::CANNOT_CONNECT_NOW
+            | sqlstate::TOO_MANY_CONNECTIONS
+            | sqlstate::IDLE_IN_TRANSACTION_TIMEOUT
+            | sqlstate::READ_ONLY_TRANSACTION => Self::Unavailable(db.message().to_owned()),
+            sqlstate::SERIALIZATION_FAILURE | sqlstate::DEADLOCK_DETECTED => {
+                Self::Unavailable(format!("transient conflict: {}", db.message()))
+            }
+            sqlstate::APPEND_ONLY | sqlstate::INSUFFICIENT_PRIVILEGE => {
+                Self::Forbidden(db.message().to_owned())
+            }
+            sqlstate::CHECK_VIOLATION | sqlstate::NOT_NULL_VIOLATION => {
+                Self::InvalidInput(db.message().to_owned())
+            }
+            _ if code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS) => {
+                Self::Unavailable(db.message().to_owned())
+            }
+            _ => Self::Database(format!("{} (SQLSTATE {code})", db.message())),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError;
+        match error {
+            PoolError::Timeout(_) => {
+                Self::Unavailable("no database connection free in time (pool exhausted)".into())
+            }
+            PoolError::Backend(e) => e.into(),
+            PoolError::Closed => Self::Unavailable("the connection pool is closed".into()),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Events as the store writes and reads them.
+
+use std::time::SystemTime;
+
+use order_domain::es::{EventEnvelope, EventSchema, Metadata};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::xid::{Cursor, Xid8};
+
+/// Most events one append may carry.
+pub const MAX_EVENTS_PER_APPEND: usize = 100;
+/// Largest JSON payload of one event, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Largest sum of payloads of one append, in bytes.
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
+/// Longest event type name.
+pub const MAX_EVENT_TYPE_LEN: usize = 100;
+
+/// An event about to be appended: its id, type, schema version and JSON payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u16,
+    /// The payload as JSON text.
+    pub payload: String,
+}
+
+impl NewEvent {
+    /// Encode a domain event with a fresh, time-ordered event id (UUID v7, so that the
+    /// unique index on event ids grows at its right edge).
+    pub fn encode<E: EventSchema>(event: &E) -> Result<Self, Error> {
+        let payload = event.encode()?;
+        Ok(Self {
+            event_id: Uuid::now_v7(),
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            payload: payload.to_string(),
+        })
+    }
+}
+
+/// An event read back from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub global_position: u64,
+    pub transaction_id: Xid8,
+    pub stream_id: Uuid,
+    pub stream_version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub payload: serde_json::Value,
+    pub metadata: Metadata,
+    pub recorded_at: SystemTime,
+}
+
+/// The columns every read selects, in the order [`RecordedEvent::from_row`] expects.
+pub(crate) const EVENT_COLUMNS: &str = "global_position, transaction_id, stream_id, \
+    stream_version, event_id, event_type, schema_version, payload, command_id, correlation_id, \
+    causation_id, traceparent, tracestate, actor, recorded_at";
+
+impl RecordedEvent {
+    pub(crate) fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            global_position: row.try_get::<_, i64>(0)? as u64,
+            transaction_id: row.try_get(1)?,
+            stream_id: row.try_get(2)?,
+            stream_version: row.try_get::<_, i64>(3)? as u64,
+            event_id: row.try_get(4)?,
+            event_type: row.try_get(5)?,
+            schema_version: row.try_get::<_, i16>(6)? as u16,
+            payload: row.try_get(7)?,
+            metadata: Metadata {
+                command_id: row.try_get(8)?,
+                correlation_id: row.try_get(9)?,
+                causation_id: row.try_get(10)?,
+                traceparent: row.try_get(11)?,
+                tracestate: row.try_get(12)?,
+                actor: row.try_get(13)?,
+            },
+            recorded_at: row.try_get(14)?,
+        })
+    }
+
+    /// Where this event sits in the gap-safe order.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            transaction_id: self.transaction_id,
+            global_position: self.global_position,
+        }
+    }
+
+    /// The domain event, upcast from its stored version.
+    pub fn decode<E: EventSchema>(&self) -> Result<EventEnvelope<E>, Error> {
+        let event = E::decode(&self.event_type, self.schema_version, self.payload.clone())
+            .map_err(|source| Error::Decode {
+                global_position: self.global_position,
+                source,
+            })?;
+        Ok(EventEnvelope {
+            event_id: self.event_id,
+            stream_id: self.stream_id,
+            stream_version: self.stream_version,
+            global_position: self.global_position,
+            metadata: self.metadata.clone(),
+            event,
+        })
+    }
+}

@@ -1,0 +1,39 @@
+//! The PostgreSQL event store of the order ledger.
+//!
+//! - [`EventStore::append`]: one statement, one round trip: idempotency check, optimistic
+//!   concurrency on the stream version, dense versions, the command's result recorded, then
+//!   a (coalesced) NOTIFY.
+//! - [`CommandHandler`]: load, decide with the pure domain, append; re-decide after a lost race.
+//! - [`EventStore::read_all`]: the global log in the gap-safe order (writing transaction id,
+//!   then position, fenced at the oldest transaction still in flight), so that no subscriber
+//!   ever skips an event that commits late.
+//! - [`migrate()`]: the SQL migrations, under an advisory lock.
+//!
+//! Errors are typed ([`Error`]); SQLSTATEs are mapped by named constants ([`sqlstate`]).
+
+mod append;
+mod config;
+mod error;
+mod event;
+mod handler;
+mod listen;
+pub mod migrate;
+mod store;
+mod xid;
+
+pub use append::{AppendOutcome, AppendRequest, Committed, ExpectedVersion, Idempotency};
+pub use config::StoreConfig;
+pub use error::{Error, sqlstate};
+pub use event::{
+    MAX_APPEND_BYTES, MAX_EVENT_TYPE_LEN, MAX_EVENTS_PER_APPEND, MAX_PAYLOAD_BYTES, NewEvent,
+    RecordedEvent,
+};
+pub use handler::{CommandContext, CommandHandler, HandleError, Handled, fingerprint};
+pub use listen::EventListener;
+pub use migrate::migrate;
+pub use store::{CommandRecord, EventStore, NOTIFY_CHANNEL};
+pub use xid::{Cursor, CursorParseError, Xid8};
+
+/// Re-exported so that users of the store need not depend on the driver crates directly.
+pub use deadpool_postgres;
+pub use tokio_postgres;

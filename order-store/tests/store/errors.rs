@@ -1,0 +1,57 @@
+//! Infrastructure failures become typed, fast errors.
+
+use std::time::{Duration, Instant};
+
+use order_store::{Error, EventStore, ExpectedVersion, StoreConfig};
+use uuid::Uuid;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable_quickly() {
+    let mut config = StoreConfig::new("postgres://nobody:secret@127.0.0.1:1/none");
+    config.connect_timeout = Duration::from_secs(1);
+    let store = EventStore::new(config).unwrap();
+    let started = Instant::now();
+    let result = append(&store, Uuid::new_v4(), ExpectedVersion::Any, &[event("x")]).await;
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let message = result.unwrap_err().to_string();
+    assert!(
+        !message.contains("secret"),
+        "no password in errors: {message}"
+    );
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_fails_fast_instead_of_queueing() {
+    let t = test_store_with(|c| {
+        c.pool_size = 1;
+        c.pool_wait_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let held = t.store.pool().get().await.unwrap();
+    let started = Instant::now();
+    let result = t.store.read_stream(Uuid::new_v4(), 0).await;
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(held);
+    assert!(
+        t.store.read_stream(Uuid::new_v4(), 0).await.is_ok(),
+        "recovers once a connection is free"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_statement_hits_the_statement_timeout() {
+    let t = test_store_with(|c| c.statement_timeout = Duration::from_millis(200)).await;
+    let client = t.store.pool().get().await.unwrap();
+    let error = client.simple_query("SELECT pg_sleep(2)").await.unwrap_err();
+    assert!(matches!(Error::from(error), Error::Timeout));
+}
+
+#[tokio::test]
+async fn a_database_url_that_does_not_parse_is_invalid_input() {
+    let result = EventStore::new(StoreConfig::new("not a url at all ::"));
+    assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
+}

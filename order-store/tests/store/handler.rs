@@ -1,0 +1,282 @@
+//! The command handler with the real Order aggregate: decide, append, retry, re-decide.
+
+use order_domain::order::{OrderError, RuleViolation, Status};
+use order_domain::{Order, OrderCommand};
+use order_store::{CommandContext, CommandHandler, Error, HandleError};
+use uuid::Uuid;
+
+use crate::support::*;
+
+fn place() -> OrderCommand {
+    use order_domain::order::{LineInput, PlaceOrder, PlaceOrderInput};
+    use order_domain::values::{AddressInput, ShippingMethod};
+    OrderCommand::PlaceOrder(
+        PlaceOrder::parse(&PlaceOrderInput {
+            customer_id: "0b5c3a3e-52f5-4b8a-9a55-b4f1e9a7c001",
+            lines: vec![LineInput {
+                sku: "SKU-1",
+                quantity: 3,
+                currency: "EUR",
+                unit_price_minor: 1000,
+            }],
+            shipping_address: Some(AddressInput {
+                recipient: "Ada",
+                line1: "1 Main St",
+                city: "Berlin",
+                postal_code: "10115",
+                country: "DE",
+                ..AddressInput::default()
+            }),
+            shipping_method: Some(ShippingMethod::Standard),
+        })
+        .unwrap(),
+    )
+}
+
+fn context() -> CommandContext {
+    CommandContext {
+        command_id: Uuid::new_v4(),
+        expected_version: None,
+        metadata: metadata(),
+    }
+}
+
+async fn confirmed_order(handler: &CommandHandler<Order>) -> Uuid {
+    let order = Uuid::new_v4();
+    for command in [
+        place(),
+        OrderCommand::reserve_inventory("r-1").unwrap(),
+        OrderCommand::authorize_payment("p-1", "EUR", 3000).unwrap(),
+        OrderCommand::ConfirmOrder,
+    ] {
+        handler.handle(order, &command, &context()).await.unwrap();
+    }
+    order
+}
+
+#[tokio::test]
+async fn commands_run_through_decide_and_append() {
+    let t = test_store().await;
+    let handler = CommandHandler::<Order>::new(t.store.clone(), 5);
+    let order = Uuid::new_v4();
+    let placed = handler.handle(order, &place(), &context()).await.unwrap();
+    assert_eq!(
+        (
+            placed.stream_version,
+            placed.status.as_str(),
+            placed.duplicate
+        ),
+        (1, "Placed", false)
+    );
+    let rejected = handler
+        .handle(
+            order,
+            &OrderCommand::reject_inventory("none left").unwrap(),
+            &context(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (rejected.stream_version, rejected.status.as_str()),
+        (3, "Cancelled")
+    );
+    assert!(rejected.global_position > placed.global_position);
+
+    let refused = handler
+        .handle(order, &OrderCommand::ConfirmOrder, &context())
+        .await;
+    assert!(matches!(
+        refused,
+        Err(HandleError::Rejected(OrderError::InvalidTransition {
+            status: Status::Cancelled,
+            ..
+        }))
+    ));
+    let unknown = handler
+        .handle(Uuid::new_v4(), &OrderCommand::ConfirmOrder, &context())
+        .await;
+    assert!(matches!(
+        unknown,
+        Err(HandleError::Rejected(OrderError::NotFound))
+    ));
+    let again = handler.handle(order, &place(), &context()).await;
+    assert!(matches!(
+        again,
+        Err(HandleError::Rejected(OrderError::AlreadyExists))
+    ));
+    assert_eq!(count(&t.db, "orders.events").await, 3);
+}
+
+#[tokio::test]
+async fn a_retried_command_is_answered_from_its_record_even_after_the_state_moved_on() {
+    let t = test_store().await;
+    let handler = CommandHandler::<Order>::new(t.store.clone(), 5);
+    let order = Uuid::new_v4();
+    let place_context = context();
+    let first = handler
+        .handle(order, &place(), &place_context)
+        .await
+        .unwrap();
+    handler
+        .handle(
+            order,
+            &OrderCommand::reserve_inventory("r-1").unwrap(),
+            &context(),
+        )
+        .await
+        .unwrap();
+    // Deciding PlaceOrder again would now be refused; the record answers instead.
+    let retry = handler
+        .handle(order, &place(), &place_context)
+        .await
+        .unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(
+        (
+            retry.stream_version,
+            retry.global_position,
+            retry.status.as_str()
+        ),
+        (first.stream_version, first.global_position, "Placed")
+    );
+
+    let misuse = handler
+        .handle(order, &OrderCommand::ConfirmOrder, &place_context)
+        .await;
+    assert!(
+        matches!(
+            misuse,
+            Err(HandleError::Store(Error::CommandIdReused { .. }))
+        ),
+        "{misuse:?}"
+    );
+    assert_eq!(count(&t.db, "orders.events").await, 2);
+}
+
+#[tokio::test]
+async fn an_expected_version_pins_the_command_to_that_version() {
+    let t = test_store().await;
+    let handler = CommandHandler::<Order>::new(t.store.clone(), 5);
+    let order = Uuid::new_v4();
+    handler.handle(order, &place(), &context()).await.unwrap();
+    let stale = CommandContext {
+        expected_version: Some(0),
+        ..context()
+    };
+    let result = handler
+        .handle(
+            order,
+            &OrderCommand::reserve_inventory("r").unwrap(),
+            &stale,
+        )
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(HandleError::Store(Error::WrongExpectedVersion {
+                actual: 1,
+                ..
+            }))
+        ),
+        "{result:?}"
+    );
+    let current = CommandContext {
+        expected_version: Some(1),
+        ..context()
+    };
+    let ok = handler
+        .handle(
+            order,
+            &OrderCommand::reserve_inventory("r").unwrap(),
+            &current,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.stream_version, 2);
+}
+
+#[tokio::test]
+async fn racing_commands_on_a_hot_stream_are_re_decided_and_never_overdraw() {
+    // Writers to one stream queue on its index entry; give each its own connection.
+    let t = test_store_with(|c| c.pool_size = 48).await;
+    let handler = CommandHandler::<Order>::new(t.store.clone(), 50);
+    let order = confirmed_order(&handler).await;
+    // 40 refunds of 1.00 race for 30.00 of captured money.
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                handler
+                    .handle(
+                        order,
+                        &OrderCommand::refund_payment("EUR", 100).unwrap(),
+                        &context(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut refunded = 0;
+    let mut redecided = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(handled) => {
+                refunded += 1;
+                if handled.attempts > 1 {
+                    redecided += 1;
+                }
+            }
+            Err(HandleError::Rejected(OrderError::Rule(
+                RuleViolation::RefundExceedsCaptured { .. },
+            ))) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(refunded, 30, "exactly the captured amount was refunded");
+    assert!(
+        redecided > 0,
+        "some commands lost races and were decided again"
+    );
+    let events = t.store.read_stream(order, 0).await.unwrap();
+    let refunds = events
+        .iter()
+        .filter(|e| e.event_type == "PaymentRefunded")
+        .count();
+    assert_eq!(refunds, 30);
+    let versions: Vec<u64> = events.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=events.len() as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn exhausted_re_decides_end_in_a_conflict() {
+    let t = test_store().await;
+    // One attempt only: the loser of a race gets the conflict at once.
+    let handler = CommandHandler::<Order>::new(t.store.clone(), 1);
+    let order = confirmed_order(&handler).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                handler
+                    .handle(
+                        order,
+                        &OrderCommand::refund_payment("EUR", 1).unwrap(),
+                        &context(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut conflicts = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => {}
+            Err(HandleError::Store(Error::Conflict { .. })) => conflicts += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        conflicts > 0,
+        "some of 16 simultaneous refunds lost the race"
+    );
+}

@@ -1,0 +1,14 @@
+//! Event store tests against a real PostgreSQL, a fresh database per test.
+
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod append;
+mod bad_input;
+mod concurrency;
+mod errors;
+mod handler;
+mod idempotency;
+mod migrations;
+mod subscription;
+mod support;
