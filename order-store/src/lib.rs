@@ -21,7 +21,7 @@ pub mod migrate;
 mod store;
 mod xid;
 
-pub use append::{AppendOutcome, AppendRequest, Committed, ExpectedVersion, Idempotency};
+pub use append::{APPEND_SQL, AppendOutcome, AppendRequest, Committed, ExpectedVersion, Idempotency};
 pub use config::StoreConfig;
 pub use error::{Error, sqlstate};
 pub use event::{

@@ -1,0 +1,47 @@
+//! Latency samples and rates.
+
+use std::time::Duration;
+
+/// Latencies of one measured run, in microseconds.
+#[derive(Debug, Default, Clone)]
+pub struct Samples {
+    micros: Vec<u64>,
+}
+
+impl Samples {
+    pub fn record(&mut self, elapsed: Duration) {
+        self.micros.push(elapsed.as_micros().min(u128::from(u64::MAX)) as u64);
+    }
+
+    pub fn merge(&mut self, other: Samples) {
+        self.micros.extend(other.micros);
+    }
+
+    pub fn count(&self) -> usize {
+        self.micros.len()
+    }
+
+    /// The `q` quantile (0.0-1.0) in milliseconds.
+    pub fn quantile_ms(&mut self, q: f64) -> f64 {
+        if self.micros.is_empty() {
+            return f64::NAN;
+        }
+        self.micros.sort_unstable();
+        let index = ((self.micros.len() as f64 - 1.0) * q).round() as usize;
+        self.micros[index.min(self.micros.len() - 1)] as f64 / 1000.0
+    }
+}
+
+/// A finished run: how many operations in how long, and their latencies.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub samples: Samples,
+    pub elapsed: Duration,
+    pub errors: usize,
+}
+
+impl Run {
+    pub fn rate(&self) -> f64 {
+        self.samples.count() as f64 / self.elapsed.as_secs_f64()
+    }
+}
