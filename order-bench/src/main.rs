@@ -22,11 +22,7 @@ enum Command {
 
 /// A fresh, migrated database on the local cluster (dropped at the end).
 pub async fn fresh_database() -> TestDatabase {
-    let key = format!("store_{}", order_store::migrate::fingerprint());
-    TestDatabase::from_template(&key, |url| async move {
-        order_store::migrate(&order_store::StoreConfig::new(url)).await.map(|_| ())
-    })
-    .await
+    TestDatabase::migrated().await
 }
 
 #[tokio::main]

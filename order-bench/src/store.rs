@@ -35,8 +35,18 @@ pub fn order_placed_payload() -> anyhow::Result<(String, u16, String)> {
     let place = PlaceOrder::parse(&PlaceOrderInput {
         customer_id: "0b5c3a3e-52f5-4b8a-9a55-b4f1e9a7c001",
         lines: vec![
-            LineInput { sku: "SKU-10042-BLUE-M", quantity: 2, currency: "EUR", unit_price_minor: 2499 },
-            LineInput { sku: "SKU-20077-GREY-XL", quantity: 1, currency: "EUR", unit_price_minor: 8900 },
+            LineInput {
+                sku: "SKU-10042-BLUE-M",
+                quantity: 2,
+                currency: "EUR",
+                unit_price_minor: 2499,
+            },
+            LineInput {
+                sku: "SKU-20077-GREY-XL",
+                quantity: 1,
+                currency: "EUR",
+                unit_price_minor: 8900,
+            },
         ],
         shipping_address: Some(AddressInput {
             recipient: "Ada Lovelace",
@@ -54,7 +64,11 @@ pub fn order_placed_payload() -> anyhow::Result<(String, u16, String)> {
         .decide(&OrderCommand::PlaceOrder(place))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let event = events.first().context("placement produced no event")?;
-    Ok((event.event_type().to_owned(), event.schema_version(), event.encode()?.to_string()))
+    Ok((
+        event.event_type().to_owned(),
+        event.schema_version(),
+        event.encode()?.to_string(),
+    ))
 }
 
 struct Workload {
@@ -84,7 +98,12 @@ fn fingerprint() -> [u8; 32] {
 }
 
 /// The statement issued directly on one connection per writer: no pool, no checks.
-async fn raw(url: &str, writers: usize, duration: Duration, work: Arc<Workload>) -> anyhow::Result<Run> {
+async fn raw(
+    url: &str,
+    writers: usize,
+    duration: Duration,
+    work: Arc<Workload>,
+) -> anyhow::Result<Run> {
     let mut clients = Vec::new();
     for _ in 0..writers {
         let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
@@ -108,7 +127,8 @@ async fn raw(url: &str, writers: usize, duration: Duration, work: Arc<Workload>)
                     let events = work.events();
                     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
                     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-                    let versions: Vec<i16> = events.iter().map(|e| e.schema_version as i16).collect();
+                    let versions: Vec<i16> =
+                        events.iter().map(|e| e.schema_version as i16).collect();
                     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
                     let command = Some(Uuid::new_v4());
                     let fingerprint = Some(fingerprint().to_vec());
@@ -117,9 +137,22 @@ async fn raw(url: &str, writers: usize, duration: Duration, work: Arc<Workload>)
                     let result = client
                         .query_one(
                             &statement,
-                            &[&Uuid::new_v4(), &0i64, &ids, &types, &versions, &payloads,
-                              &correlation, &none_uuid, &command, &none_text, &none_text,
-                              &none_text, &fingerprint, &status],
+                            &[
+                                &Uuid::new_v4(),
+                                &0i64,
+                                &ids,
+                                &types,
+                                &versions,
+                                &payloads,
+                                &correlation,
+                                &none_uuid,
+                                &command,
+                                &none_text,
+                                &none_text,
+                                &none_text,
+                                &fingerprint,
+                                &status,
+                            ],
                         )
                         .await;
                     match result {
@@ -135,7 +168,12 @@ async fn raw(url: &str, writers: usize, duration: Duration, work: Arc<Workload>)
 }
 
 /// The library: pool, validation, idempotency record, coalesced NOTIFY.
-async fn library(store: &EventStore, writers: usize, duration: Duration, work: Arc<Workload>) -> anyhow::Result<Run> {
+async fn library(
+    store: &EventStore,
+    writers: usize,
+    duration: Duration,
+    work: Arc<Workload>,
+) -> anyhow::Result<Run> {
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..writers)
@@ -145,7 +183,10 @@ async fn library(store: &EventStore, writers: usize, duration: Duration, work: A
             tokio::spawn(async move {
                 let mut samples = Samples::default();
                 let mut errors = 0;
-                let metadata = Metadata { correlation_id: Some("bench".to_owned()), ..Metadata::default() };
+                let metadata = Metadata {
+                    correlation_id: Some("bench".to_owned()),
+                    ..Metadata::default()
+                };
                 while Instant::now() < deadline {
                     let events = work.events();
                     let op = Instant::now();
@@ -185,18 +226,30 @@ async fn collect(
         samples.merge(s);
         errors += e;
     }
-    Ok(Run { samples, elapsed: started.elapsed(), errors })
+    Ok(Run {
+        samples,
+        elapsed: started.elapsed(),
+        errors,
+    })
 }
 
 fn merge(a: Run, b: Run) -> Run {
     let mut samples = a.samples;
     samples.merge(b.samples);
-    Run { samples, elapsed: a.elapsed + b.elapsed, errors: a.errors + b.errors }
+    Run {
+        samples,
+        elapsed: a.elapsed + b.elapsed,
+        errors: a.errors + b.errors,
+    }
 }
 
 /// One configuration on a fresh database: raw, library, library, raw (ABBA), so that neither
 /// side profits from running on the smaller or the warmer table.
-async fn measure(writers: usize, duration: Duration, work: Arc<Workload>) -> anyhow::Result<(Run, Run)> {
+async fn measure(
+    writers: usize,
+    duration: Duration,
+    work: Arc<Workload>,
+) -> anyhow::Result<(Run, Run)> {
     let db = crate::fresh_database().await;
     let mut config = StoreConfig::new(db.url());
     config.pool_size = writers;
@@ -220,16 +273,32 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         args.seconds,
         payload.len(),
     );
-    println!("raw = the append statement on one dedicated connection per writer (prepared, no pool)");
+    println!(
+        "raw = the append statement on one dedicated connection per writer (prepared, no pool)"
+    );
     println!("lib = EventStore::append (pool, validation, idempotency record, coalesced NOTIFY)\n");
     println!(
         "{:>6} {:>7} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>9} {:>6}",
-        "events", "writers", "raw cmd/s", "p50 ms", "p99 ms", "lib cmd/s", "p50 ms", "p99 ms", "lib ev/s", "ratio"
+        "events",
+        "writers",
+        "raw cmd/s",
+        "p50 ms",
+        "p99 ms",
+        "lib cmd/s",
+        "p50 ms",
+        "p99 ms",
+        "lib ev/s",
+        "ratio"
     );
     let duration = Duration::from_secs(args.seconds);
     for &events in &args.events {
         for &writers in &args.writers {
-            let work = Arc::new(Workload { event_type: event_type.clone(), schema_version, payload: payload.clone(), events });
+            let work = Arc::new(Workload {
+                event_type: event_type.clone(),
+                schema_version,
+                payload: payload.clone(),
+                events,
+            });
             let (mut raw_run, mut lib_run) = measure(writers, duration, work).await?;
             println!(
                 "{:>6} {:>7} | {:>9.0} {:>8.2} {:>8.2} | {:>9.0} {:>8.2} {:>8.2} | {:>9.0} {:>6.2}{}",
@@ -253,4 +322,3 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -142,3 +142,65 @@ impl StoreConfig {
         Ok(client)
     }
 }
+
+/// The database settings as command-line arguments with environment fallbacks.
+#[cfg(feature = "cli")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL (postgres://user:password@host:port/database?sslmode=...).
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Most database connections held at once.
+    #[arg(long = "db-pool-size", env = "ORDER_DB_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub pool_size: u16,
+    /// Milliseconds a request waits for a free connection before the service answers
+    /// UNAVAILABLE.
+    #[arg(
+        long = "db-pool-wait-ms",
+        env = "ORDER_DB_POOL_WAIT_MS",
+        default_value_t = 250
+    )]
+    pub pool_wait_ms: u64,
+    /// Milliseconds opening a connection may take.
+    #[arg(
+        long = "db-connect-timeout-ms",
+        env = "ORDER_DB_CONNECT_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub connect_timeout_ms: u64,
+    /// Server-side statement_timeout in milliseconds (0 = none).
+    #[arg(
+        long = "db-statement-timeout-ms",
+        env = "ORDER_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub statement_timeout_ms: u64,
+    /// Server-side idle_in_transaction_session_timeout in milliseconds (0 = none).
+    #[arg(
+        long = "db-idle-in-transaction-timeout-ms",
+        env = "ORDER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        default_value_t = 10000
+    )]
+    pub idle_in_transaction_timeout_ms: u64,
+    /// Extra CA certificates (PEM file) to trust for TLS to the database, e.g. the RDS bundle.
+    #[arg(long = "db-ca-file", env = "ORDER_DB_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[cfg(feature = "cli")]
+impl DatabaseArgs {
+    /// The store configuration these arguments describe.
+    pub fn store_config(&self, application_name: &str) -> StoreConfig {
+        StoreConfig {
+            database_url: self.database_url.clone(),
+            pool_size: usize::from(self.pool_size),
+            pool_wait_timeout: Duration::from_millis(self.pool_wait_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+            idle_in_transaction_timeout: Duration::from_millis(self.idle_in_transaction_timeout_ms),
+            ca_file: self.ca_file.clone(),
+            application_name: application_name.to_owned(),
+        }
+    }
+}

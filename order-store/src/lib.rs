@@ -21,7 +21,11 @@ pub mod migrate;
 mod store;
 mod xid;
 
-pub use append::{APPEND_SQL, AppendOutcome, AppendRequest, Committed, ExpectedVersion, Idempotency};
+pub use append::{
+    APPEND_SQL, AppendOutcome, AppendRequest, Committed, ExpectedVersion, Idempotency,
+};
+#[cfg(feature = "cli")]
+pub use config::DatabaseArgs;
 pub use config::StoreConfig;
 pub use error::{Error, sqlstate};
 pub use event::{

@@ -255,6 +255,31 @@ impl EventStore {
         .await
     }
 
+    /// A cursor from which [`EventStore::read_all`] delivers every event whose global
+    /// position is greater than `position` (along with some at or below it, which the caller
+    /// skips). Positions alone are no resume point: a transaction may commit an event below
+    /// a position that was already delivered. The cursor starts at the oldest transaction
+    /// that wrote above `position` or may still do so.
+    pub async fn cursor_before_position(&self, position: u64) -> Result<Cursor, Error> {
+        let position = i64::try_from(position).unwrap_or(i64::MAX);
+        self.timed(async {
+            let client = self.inner.pool.get().await?;
+            let row = client
+                .query_one(
+                    "SELECT least(
+                        (SELECT min(transaction_id) FROM orders.events WHERE global_position > $1),
+                        pg_snapshot_xmin(pg_current_snapshot()))",
+                    &[&position],
+                )
+                .await?;
+            Ok(Cursor {
+                transaction_id: row.try_get(0)?,
+                global_position: 0,
+            })
+        })
+        .await
+    }
+
     /// The highest global position written so far (0 for an empty log).
     pub async fn head_position(&self) -> Result<u64, Error> {
         self.timed(async {

@@ -91,6 +91,19 @@ impl TestDatabase {
         Self::named(name)
     }
 
+    /// A database with every migration of order-store applied (cloned from a template keyed
+    /// by the migrations' fingerprint).
+    #[cfg(feature = "store")]
+    pub async fn migrated() -> Self {
+        let key = format!("store_{}", order_store::migrate::fingerprint());
+        Self::from_template(&key, |url| async move {
+            order_store::migrate(&order_store::StoreConfig::new(url))
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
     fn named(name: String) -> Self {
         let url = url_for_database(&settings().pg_admin_url, &name);
         Self { name, url }

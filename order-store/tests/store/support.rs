@@ -12,22 +12,12 @@ pub struct TestStore {
     pub store: EventStore,
 }
 
-pub async fn migrated_database() -> TestDatabase {
-    let key = format!("store_{}", order_store::migrate::fingerprint());
-    TestDatabase::from_template(&key, |url| async move {
-        order_store::migrate(&StoreConfig::new(url))
-            .await
-            .map(|_| ())
-    })
-    .await
-}
-
 pub async fn test_store() -> TestStore {
     test_store_with(|_| {}).await
 }
 
 pub async fn test_store_with(configure: impl FnOnce(&mut StoreConfig)) -> TestStore {
-    let db = migrated_database().await;
+    let db = TestDatabase::migrated().await;
     let mut config = StoreConfig::new(db.url());
     config.pool_size = 32;
     configure(&mut config);

@@ -1,0 +1,81 @@
+//! `order-grpc serve` settings: flags with environment fallbacks (`--help` lists them all).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use order_runtime::telemetry::LogFormat;
+use order_store::DatabaseArgs;
+
+use crate::gateway::Tokens;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "ORDER_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Admin HTTP listen address (/healthz, /readyz, /metrics).
+    #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
+    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Bearer tokens callers must present, comma separated, each `name=token` or `token`
+    /// (16-512 visible ASCII characters). None = no authentication.
+    #[arg(long, env = "ORDER_GRPC_AUTH_TOKENS", hide_env_values = true)]
+    pub auth_tokens: Option<String>,
+    /// A file with bearer tokens, one `name=token` per line (added to --auth-tokens).
+    #[arg(long, env = "ORDER_GRPC_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+    /// Largest request or response message, in bytes.
+    #[arg(long, env = "ORDER_GRPC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=64 * 1024 * 1024))]
+    pub max_message_bytes: u32,
+    /// Deadline (ms) for calls that bring none; a shorter client deadline wins.
+    #[arg(long, env = "ORDER_GRPC_DEFAULT_DEADLINE_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub default_deadline_ms: u64,
+    /// Requests served at once; more are refused at once with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "ORDER_GRPC_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+    /// SubscribeEvents streams open at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "ORDER_GRPC_MAX_SUBSCRIPTIONS", default_value_t = 64)]
+    pub max_subscriptions: u32,
+    /// Events each subscription may buffer for a slow client.
+    #[arg(long, env = "ORDER_GRPC_SUBSCRIPTION_BUFFER", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub subscription_buffer: u32,
+    /// How many times a command is decided again after concurrent commands on its order won.
+    #[arg(long, env = "ORDER_COMMAND_MAX_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub command_max_attempts: u32,
+    /// Seconds in-flight calls get to finish after SIGTERM.
+    #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// The accepted tokens from both sources; an unreadable file or a malformed token is an
+    /// error.
+    pub fn tokens(&self) -> Result<Tokens, String> {
+        let mut text = self.auth_tokens.clone().unwrap_or_default();
+        if let Some(path) = &self.auth_tokens_file {
+            let file = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --auth-tokens-file {}: {e}", path.display()))?;
+            text.push('\n');
+            text.push_str(&file);
+        }
+        Tokens::parse(&text)
+    }
+
+    pub fn default_deadline(&self) -> Duration {
+        Duration::from_millis(self.default_deadline_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}

@@ -1,0 +1,252 @@
+//! The layer every request passes first: correlation id, W3C trace context, bearer-token
+//! authentication, and the concurrency limit that sheds load at once instead of queueing.
+//!
+//! Health checks (`/grpc.health.v1.Health/...`) are exempt from authentication and from the
+//! limit, so that a load balancer can always ask. Reflection needs a token when tokens are
+//! configured (it describes the API, which is not secret, but anonymous access is not
+//! granted by default).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response};
+use tokio::sync::Semaphore;
+use tonic::Status;
+use tower::{Layer, Service};
+
+/// The correlation id header, accepted and echoed.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+
+/// What the gateway learned about a request; handlers find it in the request extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    pub correlation_id: String,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    /// The name of the token the caller presented, when tokens are required.
+    pub actor: Option<String>,
+}
+
+/// Accepted bearer tokens and the names they stand for.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    entries: Vec<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the tokens themselves.
+        f.debug_struct("Tokens")
+            .field(
+                "names",
+                &self.entries.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Tokens {
+    /// Parse `name=token` or bare `token` entries separated by commas or newlines. Tokens must
+    /// be 16-512 visible ASCII characters.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut entries = Vec::new();
+        for (index, entry) in text
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty() && !e.starts_with('#'))
+            .enumerate()
+        {
+            let (name, token) = match entry.split_once('=') {
+                Some((name, token)) => (name.trim().to_owned(), token.trim()),
+                None => (format!("token-{}", index + 1), entry),
+            };
+            if !(16..=512).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "auth token {name} must be 16-512 visible ASCII characters"
+                ));
+            }
+            entries.push((name, token.as_bytes().to_vec()));
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The name of the matching token. Compares in constant time per candidate.
+    fn find(&self, presented: &[u8]) -> Option<&str> {
+        let mut found = None;
+        for (name, token) in &self.entries {
+            if constant_time_eq(token, presented) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A header value that is printable ASCII and at most `max` bytes, else `None`.
+fn header_text(request: &Request<impl Sized>, name: &str, max: usize) -> Option<String> {
+    let value = request.headers().get(name)?.to_str().ok()?;
+    (!value.is_empty() && value.len() <= max && value.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        .then(|| value.to_owned())
+}
+
+/// The gateway layer.
+#[derive(Debug, Clone)]
+pub struct GatewayLayer {
+    tokens: Arc<Tokens>,
+    limit: Arc<Semaphore>,
+}
+
+impl GatewayLayer {
+    pub fn new(tokens: Tokens, max_concurrent: usize) -> Self {
+        Self {
+            tokens: Arc::new(tokens),
+            limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
+        }
+    }
+}
+
+impl<S> Layer<S> for GatewayLayer {
+    type Service = Gateway<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Gateway {
+            inner,
+            tokens: self.tokens.clone(),
+            limit: self.limit.clone(),
+        }
+    }
+}
+
+/// The gateway service (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Gateway<S> {
+    inner: S,
+    tokens: Arc<Tokens>,
+    limit: Arc<Semaphore>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+fn refuse(status: Status, correlation_id: &str) -> Response<tonic::body::Body> {
+    let mut response = status.into_http::<tonic::body::Body>();
+    if let Ok(value) = HeaderValue::from_str(correlation_id) {
+        response.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    response
+}
+
+impl<S, B> Service<Request<B>> for Gateway<S>
+where
+    S: Service<Request<B>, Response = Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let correlation_id = header_text(&request, CORRELATION_HEADER, 128)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let health = request.uri().path().starts_with(HEALTH_PREFIX);
+
+        let mut actor = None;
+        if !health && !self.tokens.is_empty() {
+            let presented = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::as_bytes);
+            match presented.and_then(|p| self.tokens.find(p)) {
+                Some(name) => actor = Some(name.to_owned()),
+                None => {
+                    let status = Status::unauthenticated(if presented.is_none() {
+                        "missing bearer token (authorization: Bearer <token>)"
+                    } else {
+                        "invalid bearer token"
+                    });
+                    return Box::pin(std::future::ready(Ok(refuse(status, &correlation_id))));
+                }
+            }
+        }
+
+        let permit = if health {
+            None
+        } else {
+            match self.limit.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    metrics::counter!("order_grpc_requests_shed_total").increment(1);
+                    let status = Status::resource_exhausted(
+                        "the service is at its concurrency limit; retry with backoff",
+                    );
+                    return Box::pin(std::future::ready(Ok(refuse(status, &correlation_id))));
+                }
+            }
+        };
+
+        let context = RequestContext {
+            correlation_id: correlation_id.clone(),
+            traceparent: header_text(&request, "traceparent", 512),
+            tracestate: header_text(&request, "tracestate", 512),
+            actor,
+        };
+        request.extensions_mut().insert(context);
+
+        // The clone that was polled ready handles this call; the fresh clone stays behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let _permit = permit;
+            let mut response = inner.call(request).await?;
+            if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+                response.headers_mut().insert(CORRELATION_HEADER, value);
+            }
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_with_and_without_names() {
+        let tokens =
+            Tokens::parse("worker=aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb\n# comment\n")
+                .unwrap();
+        assert_eq!(tokens.find(b"aaaaaaaaaaaaaaaaaaaa"), Some("worker"));
+        assert_eq!(tokens.find(b"bbbbbbbbbbbbbbbbbbbb"), Some("token-2"));
+        assert_eq!(tokens.find(b"cccccccccccccccccccc"), None);
+        assert!(Tokens::parse("short").is_err());
+        assert!(Tokens::parse("x=has space in the token value").is_err());
+        assert!(Tokens::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn debug_output_never_shows_tokens() {
+        let tokens = Tokens::parse("worker=supersecretvalue12345").unwrap();
+        assert!(!format!("{tokens:?}").contains("supersecret"));
+    }
+}

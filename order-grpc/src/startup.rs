@@ -1,0 +1,246 @@
+//! Building and running the service: `App::build` binds everything (port 0 picks free ports),
+//! `App::run_until` serves until a shutdown signal and drains in-flight calls.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use order_domain::Order;
+use order_proto::v1::order_query_service_server::OrderQueryServiceServer;
+use order_proto::v1::order_service_server::OrderServiceServer;
+use order_runtime::{AdminServer, Readiness};
+use order_store::{CommandHandler, EventListener, EventStore};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
+
+use crate::commands::Commands;
+use crate::config::ServeArgs;
+use crate::gateway::GatewayLayer;
+use crate::queries::Queries;
+
+/// The gRPC service names whose health is reported (plus "" for the server as a whole).
+const SERVICES: [&str; 3] = ["", "orders.v1.OrderService", "orders.v1.OrderQueryService"];
+
+/// A bound, not yet serving, order-grpc.
+pub struct App {
+    args: ServeArgs,
+    listener: TcpListener,
+    grpc_addr: SocketAddr,
+    admin: AdminServer,
+    store: EventStore,
+    events: EventListener,
+    health: HealthReporter,
+    health_service: HealthServer<HealthService>,
+    readiness: watch::Sender<Readiness>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("admin_addr", &self.admin.addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Validate the settings, connect lazily to the database, bind both ports.
+    pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
+        let store = EventStore::new(args.database.store_config("order-grpc"))?;
+        let events = EventListener::start(store.config().clone());
+        let listener = TcpListener::bind(args.grpc_addr).await?;
+        let grpc_addr = listener.local_addr()?;
+        let (readiness, readiness_rx) = watch::channel(Readiness::NotReady("starting".to_owned()));
+        let admin = AdminServer::start(args.admin_addr, readiness_rx).await?;
+        let health = HealthReporter::new();
+        let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
+        for service in SERVICES {
+            health
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+        let (shutdown, _) = watch::channel(false);
+        Ok(Self {
+            args,
+            listener,
+            grpc_addr,
+            admin,
+            store,
+            events,
+            health,
+            health_service,
+            readiness,
+            shutdown,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.addr()
+    }
+
+    /// Serve until `signal` resolves, then stop accepting, report NOT_SERVING, end event
+    /// subscriptions, and give in-flight calls the grace period to finish.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let args = self.args;
+        let tokens = args.tokens().map_err(anyhow::Error::msg)?;
+        let handler = CommandHandler::<Order>::new(self.store.clone(), args.command_max_attempts);
+        let max_message = args.max_message_bytes as usize;
+        let commands = OrderServiceServer::new(Commands::new(handler))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
+        let queries = OrderQueryServiceServer::new(Queries::new(
+            self.store.clone(),
+            self.events.clone(),
+            args.max_subscriptions as usize,
+            args.subscription_buffer as usize,
+            self.shutdown.subscribe(),
+        ))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(order_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let checker = tokio::spawn(watch_readiness(
+            self.store.config().clone(),
+            self.health.clone(),
+            self.readiness.clone(),
+            self.shutdown.subscribe(),
+        ));
+
+        let (stop_accepting, stop_accepting_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = Server::builder()
+            .timeout(args.default_deadline())
+            .layer(GatewayLayer::new(
+                tokens,
+                args.max_concurrent_requests as usize,
+            ))
+            .add_service(self.health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(commands)
+            .add_service(queries)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
+                let _ = stop_accepting_rx.await;
+            });
+        tokio::pin!(server);
+        tracing::info!(grpc = %self.grpc_addr, admin = %self.admin.addr(), "order-grpc serving");
+
+        tokio::select! {
+            result = &mut server => {
+                checker.abort();
+                return result.map_err(Into::into);
+            }
+            () = signal => {}
+        }
+        tracing::info!(grace = ?args.shutdown_grace(), "shutting down: no new calls, draining in-flight ones");
+        let _ = self.shutdown.send(true);
+        for service in SERVICES {
+            self.health
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+        let _ = self
+            .readiness
+            .send(Readiness::NotReady("shutting down".to_owned()));
+        let _ = stop_accepting.send(());
+        let drained = tokio::time::timeout(args.shutdown_grace(), &mut server).await;
+        checker.abort();
+        match drained {
+            Ok(result) => {
+                tracing::info!("order-grpc stopped");
+                result.map_err(Into::into)
+            }
+            Err(_) => {
+                tracing::warn!("grace period over; abandoning the calls still running");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Report SERVING while the database answers and has every migration, NOT_SERVING
+/// otherwise; uses its own connection so that a busy pool does not look like an outage.
+async fn watch_readiness(
+    config: order_store::StoreConfig,
+    health: HealthReporter,
+    readiness: watch::Sender<Readiness>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut client: Option<order_store::tokio_postgres::Client> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let state = check_database(&config, &mut client).await;
+        let status = if state.is_ready() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if *readiness.borrow() != state {
+            match &state {
+                Readiness::Ready => tracing::info!("ready: database reachable and migrated"),
+                Readiness::NotReady(why) => tracing::warn!(reason = %why, "not ready"),
+            }
+        }
+        for service in SERVICES {
+            health.set_service_status(service, status).await;
+        }
+        let _ = readiness.send(state);
+        let pause = if status == ServingStatus::Serving {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(500)
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn check_database(
+    config: &order_store::StoreConfig,
+    client: &mut Option<order_store::tokio_postgres::Client>,
+) -> Readiness {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        *client = match tokio::time::timeout(config.connect_timeout, config.connect()).await {
+            Ok(Ok(c)) => Some(c),
+            Ok(Err(e)) => return Readiness::NotReady(format!("database: {e}")),
+            Err(_) => return Readiness::NotReady("database: connect timed out".to_owned()),
+        };
+    }
+    let Some(connection) = client.as_ref() else {
+        return Readiness::NotReady("database: no connection".to_owned());
+    };
+    let check = order_store::migrate::is_current(connection);
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(true)) => Readiness::Ready,
+        Ok(Ok(false)) => Readiness::NotReady(
+            "database migrations are not current (run `order-grpc migrate`)".to_owned(),
+        ),
+        Ok(Err(e)) => {
+            *client = None;
+            Readiness::NotReady(format!("database: {e}"))
+        }
+        Err(_) => {
+            *client = None;
+            Readiness::NotReady("database: no answer within 2 s".to_owned())
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Bad input, table-driven: every case gets INVALID_ARGUMENT naming the field (or the code
+//! the contract names), and the log is unchanged.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use order_proto::v1 as pb;
+use order_proto::v1::order_service_client::OrderServiceClient;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::helpers::*;
+
+type Call = Pin<Box<dyn Future<Output = Result<(), Status>> + Send>>;
+
+fn placing(
+    client: &OrderServiceClient<Channel>,
+    change: impl FnOnce(&mut pb::PlaceOrderRequest),
+) -> Call {
+    let mut request = place(&id());
+    change(&mut request);
+    let mut client = client.clone();
+    Box::pin(async move { client.place_order(request).await.map(|_| ()) })
+}
+
+fn line(sku: &str, quantity: i64, unit_price: Option<pb::Money>) -> pb::OrderLine {
+    pb::OrderLine {
+        sku: sku.into(),
+        quantity,
+        unit_price,
+    }
+}
+
+fn money(currency: &str, amount_minor: i64) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency: currency.into(),
+        amount_minor,
+    })
+}
+
+#[tokio::test]
+async fn every_bad_request_names_its_field_and_changes_nothing() {
+    let app = spawn_app().await;
+    let order = order_in_state(&app, 1).await;
+    let before = app.event_count().await;
+    let c = app.commands();
+    let megabyte = "x".repeat(1 << 20);
+    let o = || order.clone();
+
+    let cases: Vec<(&str, Call, Code, &str)> = vec![
+        (
+            "missing command id",
+            placing(&c, |r| r.command_id.clear()),
+            Code::InvalidArgument,
+            "command_id",
+        ),
+        (
+            "command id not a uuid",
+            placing(&c, |r| r.command_id = "retry-1".into()),
+            Code::InvalidArgument,
+            "command_id",
+        ),
+        (
+            "missing order id",
+            placing(&c, |r| r.order_id.clear()),
+            Code::InvalidArgument,
+            "order_id",
+        ),
+        (
+            "order id with sql",
+            placing(&c, |r| {
+                r.order_id = "1'; DROP TABLE orders.events;--".into();
+            }),
+            Code::InvalidArgument,
+            "order_id",
+        ),
+        (
+            "nil order id",
+            placing(&c, |r| {
+                r.order_id = "00000000-0000-0000-0000-000000000000".into();
+            }),
+            Code::InvalidArgument,
+            "order_id",
+        ),
+        (
+            "missing customer",
+            placing(&c, |r| r.customer_id.clear()),
+            Code::InvalidArgument,
+            "customer_id",
+        ),
+        (
+            "no lines",
+            placing(&c, |r| r.lines.clear()),
+            Code::InvalidArgument,
+            "lines",
+        ),
+        (
+            "too many lines",
+            placing(&c, |r| {
+                r.lines = (0..101)
+                    .map(|i| line(&format!("S{i}"), 1, eur(1)))
+                    .collect();
+            }),
+            Code::InvalidArgument,
+            "lines",
+        ),
+        (
+            "zero quantity",
+            placing(&c, |r| r.lines[0].quantity = 0),
+            Code::InvalidArgument,
+            "lines[0].quantity",
+        ),
+        (
+            "negative quantity",
+            placing(&c, |r| r.lines[1].quantity = -5),
+            Code::InvalidArgument,
+            "lines[1].quantity",
+        ),
+        (
+            "overflowing quantity",
+            placing(&c, |r| r.lines[0].quantity = i64::MAX),
+            Code::InvalidArgument,
+            "lines[0].quantity",
+        ),
+        (
+            "zero price",
+            placing(&c, |r| r.lines[0].unit_price = eur(0)),
+            Code::InvalidArgument,
+            "lines[0].unit_price.amount_minor",
+        ),
+        (
+            "negative price",
+            placing(&c, |r| r.lines[0].unit_price = eur(-100)),
+            Code::InvalidArgument,
+            "lines[0].unit_price.amount_minor",
+        ),
+        (
+            "missing price",
+            placing(&c, |r| r.lines[0].unit_price = None),
+            Code::InvalidArgument,
+            "lines[0].unit_price",
+        ),
+        (
+            "total overflows",
+            placing(&c, |r| {
+                r.lines = vec![
+                    line("A", 10_000, eur(999_999_999_999)),
+                    line("B", 1, eur(1)),
+                ];
+            }),
+            Code::InvalidArgument,
+            "lines[0].quantity",
+        ),
+        (
+            "unknown currency",
+            placing(&c, |r| r.lines[0].unit_price = money("EURO", 100)),
+            Code::InvalidArgument,
+            "lines[0].unit_price.currency",
+        ),
+        (
+            "mixed currencies",
+            placing(&c, |r| r.lines[1].unit_price = money("USD", 100)),
+            Code::InvalidArgument,
+            "lines[1].unit_price.currency",
+        ),
+        (
+            "duplicate sku",
+            placing(&c, |r| r.lines[1].sku = "SKU-1".into()),
+            Code::InvalidArgument,
+            "lines[1].sku",
+        ),
+        (
+            "1 MB sku",
+            placing(&c, |r| r.lines[0].sku = megabyte.clone()),
+            Code::InvalidArgument,
+            "lines[0].sku",
+        ),
+        (
+            "1 MB recipient",
+            placing(&c, |r| {
+                r.shipping_address.as_mut().unwrap().recipient = megabyte.clone();
+            }),
+            Code::InvalidArgument,
+            "shipping_address.recipient",
+        ),
+        (
+            "missing address",
+            placing(&c, |r| r.shipping_address = None),
+            Code::InvalidArgument,
+            "shipping_address",
+        ),
+        (
+            "control character",
+            placing(&c, |r| {
+                r.shipping_address.as_mut().unwrap().city = "Lon\u{0}don".into();
+            }),
+            Code::InvalidArgument,
+            "shipping_address.city",
+        ),
+        (
+            "bad country",
+            placing(&c, |r| {
+                r.shipping_address.as_mut().unwrap().country = "Britain".into();
+            }),
+            Code::InvalidArgument,
+            "shipping_address.country",
+        ),
+        (
+            "unspecified shipping method",
+            placing(&c, |r| r.shipping_method = 0),
+            Code::InvalidArgument,
+            "shipping_method",
+        ),
+        (
+            "unknown shipping method",
+            placing(&c, |r| r.shipping_method = 99),
+            Code::InvalidArgument,
+            "shipping_method",
+        ),
+        (
+            "absurd expected version",
+            placing(&c, |r| r.expected_version = Some(u64::MAX)),
+            Code::InvalidArgument,
+            "expected_version",
+        ),
+        (
+            "empty reservation",
+            {
+                let mut c = c.clone();
+                let r = pb::ReserveInventoryRequest {
+                    command_id: id(),
+                    order_id: o(),
+                    expected_version: None,
+                    reservation_id: String::new(),
+                };
+                Box::pin(async move { c.reserve_inventory(r).await.map(|_| ()) })
+            },
+            Code::InvalidArgument,
+            "reservation_id",
+        ),
+        (
+            "missing authorization amount",
+            {
+                let mut c = c.clone();
+                let r = pb::AuthorizePaymentRequest {
+                    command_id: id(),
+                    order_id: o(),
+                    expected_version: None,
+                    payment_id: "p".into(),
+                    amount: None,
+                };
+                Box::pin(async move { c.authorize_payment(r).await.map(|_| ()) })
+            },
+            Code::InvalidArgument,
+            "amount",
+        ),
+        (
+            "negative authorization",
+            {
+                let mut c = c.clone();
+                let r = pb::AuthorizePaymentRequest {
+                    command_id: id(),
+                    order_id: o(),
+                    expected_version: None,
+                    payment_id: "p".into(),
+                    amount: eur(-1),
+                };
+                Box::pin(async move { c.authorize_payment(r).await.map(|_| ()) })
+            },
+            Code::InvalidArgument,
+            "amount.amount_minor",
+        ),
+        (
+            "1 MB cancel reason",
+            {
+                let mut c = c.clone();
+                let r = pb::CancelOrderRequest {
+                    command_id: id(),
+                    order_id: o(),
+                    expected_version: None,
+                    reason: megabyte.clone(),
+                };
+                Box::pin(async move { c.cancel_order(r).await.map(|_| ()) })
+            },
+            Code::InvalidArgument,
+            "reason",
+        ),
+        (
+            "refund in unknown currency",
+            {
+                let mut c = c.clone();
+                let r = pb::RefundPaymentRequest {
+                    command_id: id(),
+                    order_id: o(),
+                    expected_version: None,
+                    amount: money("XYZ", 5),
+                };
+                Box::pin(async move { c.refund_payment(r).await.map(|_| ()) })
+            },
+            Code::InvalidArgument,
+            "amount.currency",
+        ),
+        (
+            "empty carrier",
+            {
+                let mut c = c.clone();
+                let r = pb::ShipOrderRequest {
+                    command_id: id(),
+                    order_id: o(),
+                    expected_version: None,
+                    carrier: String::new(),
+                    tracking_number: "1".into(),
+                };
+                Box::pin(async move { c.ship_order(r).await.map(|_| ()) })
+            },
+            Code::InvalidArgument,
+            "carrier",
+        ),
+        (
+            "wrong expected version",
+            {
+                let mut c = c.clone();
+                let r = pb::ConfirmOrderRequest {
+                    command_id: id(),
+                    order_id: o(),
+                    expected_version: Some(7),
+                };
+                Box::pin(async move { c.confirm_order(r).await.map(|_| ()) })
+            },
+            Code::Aborted,
+            "",
+        ),
+        (
+            "oversized message",
+            placing(&c, |r| {
+                r.shipping_address.as_mut().unwrap().line2 = "y".repeat(5 << 20);
+            }),
+            Code::OutOfRange,
+            "",
+        ),
+    ];
+    assert!(cases.len() >= 25);
+    for (name, call, code, field) in cases {
+        let status = call.await.expect_err(name);
+        assert_eq!(status.code(), code, "{name}: {status:?}");
+        if !field.is_empty() {
+            assert_eq!(
+                violated_fields(&status),
+                [field],
+                "{name}: {}",
+                status.message()
+            );
+            assert!(
+                status.message().contains(field),
+                "{name}: the message names the field: {}",
+                status.message()
+            );
+        }
+    }
+    assert_eq!(
+        app.event_count().await,
+        before,
+        "no bad request wrote anything"
+    );
+}
+
+#[tokio::test]
+async fn several_bad_envelope_fields_are_reported_together() {
+    let app = spawn_app().await;
+    let mut request = place(&id());
+    request.command_id = "nope".into();
+    request.order_id = "nope".into();
+    request.lines.clear();
+    let status = app.commands().place_order(request).await.unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        ["command_id", "order_id", "lines"]
+    );
+}

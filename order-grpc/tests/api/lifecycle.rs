@@ -1,0 +1,172 @@
+//! Health, readiness, admin endpoints, reflection, and graceful shutdown.
+
+use std::time::Duration;
+
+use order_proto::v1 as pb;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_follows_the_database_migrations_and_shutdown() {
+    let app = spawn_app_with(Options {
+        migrated: false,
+        ..Options::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.health("").await.unwrap(), ServingStatus::NotServing);
+    assert_eq!(
+        app.health("orders.v1.OrderService").await.unwrap(),
+        ServingStatus::NotServing
+    );
+    let (code, body) = app.admin_get("/readyz").await;
+    assert_eq!(code, 503);
+    assert!(body.contains("migrations are not current"), "{body}");
+    assert_eq!(
+        app.admin_get("/healthz").await.0,
+        200,
+        "alive while not ready"
+    );
+
+    order_store::migrate(&order_store::StoreConfig::new(app.db.url()))
+        .await
+        .unwrap();
+    app.wait_for_health(ServingStatus::Serving).await;
+    assert_eq!(
+        app.health("orders.v1.OrderQueryService").await.unwrap(),
+        ServingStatus::Serving
+    );
+    assert_eq!(app.admin_get("/readyz").await.0, 200);
+
+    let unknown = app.health("no.such.Service").await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_count_commands_by_type_and_outcome() {
+    let app = spawn_app().await;
+    let order = order_in_state(&app, 1).await;
+    let _ = app.commands().place_order(place(&order)).await;
+    let (code, body) = app.admin_get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("order_commands_total{command=\"PlaceOrder\",outcome=\"ok\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("order_commands_total{command=\"PlaceOrder\",outcome=\"rejected\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("order_command_duration_seconds_bucket{command=\"ReserveInventory\""),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services_in_both_versions() {
+    use futures::StreamExt;
+    let app = spawn_app().await;
+    // v1
+    {
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(app.channel.clone())
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            responses.next().await.unwrap().unwrap().message_response
+        else {
+            panic!()
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for expected in [
+            "orders.v1.OrderService",
+            "orders.v1.OrderQueryService",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+    }
+    // v1alpha
+    {
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::{
+            ServerReflectionRequest, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(app.channel.clone())
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            responses.next().await.unwrap().unwrap().message_response
+        else {
+            panic!()
+        };
+        assert!(
+            list.service
+                .iter()
+                .any(|s| s.name == "orders.v1.OrderService")
+        );
+    }
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_calls_and_refuses_new_ones() {
+    let mut app = spawn_app().await;
+    let lock = block_commands(&app).await;
+    let mut client = app.commands();
+    let in_flight = tokio::spawn(async move { client.place_order(place(&id())).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    app.signal_shutdown();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.admin_get("/readyz").await,
+        (503, "not ready: shutting down\n".to_owned())
+    );
+    assert_eq!(
+        app.health("")
+            .await
+            .map_err(|s| s.code())
+            .unwrap_or(ServingStatus::NotServing),
+        ServingStatus::NotServing
+    );
+    let fresh = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
+        .unwrap()
+        .connect()
+        .await;
+    assert!(fresh.is_err(), "no new connections are accepted: {fresh:?}");
+
+    lock.batch_execute("ROLLBACK").await.unwrap();
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight call completes during the drain");
+    assert_eq!(response.into_inner().status(), pb::OrderStatus::Placed);
+    tokio::time::timeout(Duration::from_secs(10), app.join())
+        .await
+        .expect("the server stops")
+        .unwrap();
+}

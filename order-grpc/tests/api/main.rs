@@ -1,0 +1,14 @@
+//! order-grpc, end to end: the real server on port 0 against a fresh database, driven by a
+//! real tonic client.
+
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod bad_input;
+mod commands;
+mod helpers;
+mod lifecycle;
+mod limits;
+mod python_client;
+mod queries;

@@ -1,0 +1,174 @@
+//! GetOrder, GetOrderEvents and SubscribeEvents.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use order_proto::v1 as pb;
+use pb::event::Payload;
+use pb::subscribe_events_request::Start;
+use tonic::Code;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn order_events_come_back_typed_and_in_version_order() {
+    let app = spawn_app().await;
+    let order = order_in_state(&app, 2).await;
+    let events = app
+        .queries()
+        .get_order_events(pb::GetOrderEventsRequest {
+            order_id: order.clone(),
+            after_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["OrderPlaced", "InventoryReserved", "PaymentAuthorized"]
+    );
+    assert_eq!(
+        events.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let Some(Payload::OrderPlaced(placed)) = &events[0].payload else {
+        panic!("{:?}", events[0].payload)
+    };
+    assert_eq!(placed.total, eur(TOTAL));
+    assert_eq!(placed.lines.len(), 2);
+    assert_eq!(placed.shipping_method(), pb::ShippingMethod::Express);
+    assert_eq!(placed.shipping_address.as_ref().unwrap().country, "GB");
+    let Some(Payload::PaymentAuthorized(authorized)) = &events[2].payload else {
+        panic!()
+    };
+    assert_eq!(authorized.payment_id, "pay-1");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.order_id == order && !e.command_id.is_empty() && !e.cursor.is_empty())
+    );
+
+    let tail = app
+        .queries()
+        .get_order_events(pb::GetOrderEventsRequest {
+            order_id: order,
+            after_version: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].event_type, "PaymentAuthorized");
+}
+
+async fn next_event(stream: &mut tonic::Streaming<pb::Event>) -> pb::Event {
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an event within 5 s")
+        .expect("the stream is open")
+        .expect("no error")
+}
+
+#[tokio::test]
+async fn a_subscription_catches_up_then_follows_the_log_live() {
+    let app = spawn_app().await;
+    let first = order_in_state(&app, 1).await;
+    let mut stream = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest { start: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let caught_up = [next_event(&mut stream).await, next_event(&mut stream).await];
+    assert!(caught_up.iter().all(|e| e.order_id == first));
+
+    // Live: a new order appears without polling delay worth mentioning.
+    let started = std::time::Instant::now();
+    let second = order_in_state(&app, 0).await;
+    let live = next_event(&mut stream).await;
+    assert_eq!(
+        (live.order_id.as_str(), live.event_type.as_str()),
+        (second.as_str(), "OrderPlaced")
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Resume after a cursor: exactly what came after it.
+    let mut resumed = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest {
+            start: Some(Start::AfterCursor(caught_up[0].cursor.clone())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let again = [
+        next_event(&mut resumed).await,
+        next_event(&mut resumed).await,
+    ];
+    assert_eq!(again[0].event_id, caught_up[1].event_id);
+    assert_eq!(again[1].event_id, live.event_id);
+
+    // After a position: every event above it.
+    let mut by_position = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest {
+            start: Some(Start::AfterPosition(caught_up[1].global_position)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_event(&mut by_position).await.event_id, live.event_id);
+}
+
+#[tokio::test]
+async fn a_bad_cursor_is_invalid_and_subscriptions_are_limited() {
+    let app = spawn_app_with(Options {
+        max_subscriptions: 1,
+        ..Options::default()
+    })
+    .await;
+    let status = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest {
+            start: Some(Start::AfterCursor("12;DROP".into())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["after_cursor"]);
+
+    let open = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest { start: None })
+        .await
+        .unwrap();
+    let refused = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest { start: None })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+
+    // The client going away ends the server's work and frees the slot.
+    drop(open);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match app
+            .queries()
+            .subscribe_events(pb::SubscribeEventsRequest { start: None })
+            .await
+        {
+            Ok(_) => break,
+            Err(status)
+                if status.code() == Code::ResourceExhausted
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("the slot was never freed: {status:?}"),
+        }
+    }
+}
