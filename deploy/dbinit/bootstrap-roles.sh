@@ -63,6 +63,11 @@ ALTER ROLE order_projector WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWO
 GRANT orders_owner     TO orders_migrator;
 GRANT orders_app       TO order_grpc;
 GRANT orders_projector TO order_projector;
+-- the projector owns the read-model tables it rebuilds and swaps (replay); the owner must be
+-- a member of orders_projector to hand those tables over in migrations
+SELECT 'GRANT orders_projector TO orders_owner'
+ WHERE NOT pg_has_role('orders_owner', 'orders_projector', 'MEMBER')
+\gexec
 -- objects created by the migrations belong to orders_owner, not to the login user
 ALTER ROLE orders_migrator SET role = 'orders_owner';
 -- a migration may legitimately run longer than the server-wide statement_timeout

@@ -1,6 +1,7 @@
 //! Benchmarks of the order ledger. Each one runs against 127.0.0.1 only, is bounded in time
 //! and count, prints its figures and stops by itself. See docs/benchmarks.md.
 
+mod grpc;
 mod stats;
 mod store;
 
@@ -18,16 +19,48 @@ struct Cli {
 enum Command {
     /// Append throughput and latency against the raw-SQL ceiling of the same statement.
     Store(store::StoreArgs),
+    /// PlaceOrder through the order-grpc binary against the raw-SQL ceiling.
+    Grpc(grpc::GrpcArgs),
 }
 
 /// A fresh, migrated database on the local cluster (dropped at the end).
+///
+/// Autovacuum is off for its tables: in a run of seconds the tables are tiny and grow by half
+/// every second, so autovacuum would ANALYZE them again and again, and every ANALYZE makes
+/// every connection plan its prepared statements anew. A production log (millions of rows)
+/// is analyzed rarely; measuring the storm of a toy table would mislead.
 pub async fn fresh_database() -> TestDatabase {
-    TestDatabase::migrated().await
+    let db = TestDatabase::migrated().await;
+    let tuned = db
+        .connect()
+        .await
+        .batch_execute(
+            "ALTER TABLE orders.events SET (autovacuum_enabled = false);
+             ALTER TABLE orders.commands SET (autovacuum_enabled = false)",
+        )
+        .await;
+    if let Err(e) = tuned {
+        eprintln!("could not tune the benchmark database: {e}");
+    }
+    db
+}
+
+/// Flush dirty pages before a measured run, so that no run pays for another's checkpoint
+/// (the first change of a page after a checkpoint writes the whole page to the WAL).
+pub async fn checkpoint() {
+    if let Err(e) = order_testkit::pg::admin()
+        .await
+        .batch_execute("CHECKPOINT")
+        .await
+    {
+        eprintln!("checkpoint failed: {e}");
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Store(args) => store::run(args).await,
+        Command::Grpc(args) => grpc::run(args).await,
     }
 }

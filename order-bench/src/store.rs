@@ -71,11 +71,11 @@ pub fn order_placed_payload() -> anyhow::Result<(String, u16, String)> {
     ))
 }
 
-struct Workload {
-    event_type: String,
-    schema_version: u16,
-    payload: String,
-    events: usize,
+pub struct Workload {
+    pub event_type: String,
+    pub schema_version: u16,
+    pub payload: String,
+    pub events: usize,
 }
 
 impl Workload {
@@ -98,7 +98,7 @@ fn fingerprint() -> [u8; 32] {
 }
 
 /// The statement issued directly on one connection per writer: no pool, no checks.
-async fn raw(
+pub async fn raw(
     url: &str,
     writers: usize,
     duration: Duration,
@@ -259,9 +259,13 @@ async fn measure(
     library(&store, writers, warm, work.clone()).await?;
     raw(db.url(), writers, warm, work.clone()).await?;
     let half = duration / 2;
+    crate::checkpoint().await;
     let raw_a = raw(db.url(), writers, half, work.clone()).await?;
+    crate::checkpoint().await;
     let lib_a = library(&store, writers, half, work.clone()).await?;
+    crate::checkpoint().await;
     let lib_b = library(&store, writers, half, work.clone()).await?;
+    crate::checkpoint().await;
     let raw_b = raw(db.url(), writers, half, work).await?;
     Ok((merge(raw_a, raw_b), merge(lib_a, lib_b)))
 }

@@ -12,6 +12,7 @@
 //! Errors are typed ([`Error`]); SQLSTATEs are mapped by named constants ([`sqlstate`]).
 
 mod append;
+mod batch;
 mod config;
 mod error;
 mod event;

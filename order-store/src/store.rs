@@ -5,13 +5,14 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::append::{
     APPEND_SQL, AppendOutcome, AppendRequest, Committed, ExpectedVersion, FIND_COMMAND_SQL,
     validate,
 };
+use crate::batch::{BATCH_SQL, Job, Queue, outcome, writer};
 use crate::config::StoreConfig;
 use crate::error::{Error, constraint};
 use crate::event::{EVENT_COLUMNS, RecordedEvent};
@@ -23,7 +24,7 @@ pub const NOTIFY_CHANNEL: &str = "orders_events";
 /// How often, at most, the store sends a NOTIFY. Appends only signal; a background task sends
 /// one NOTIFY for any number of appends in between, outside their transactions (a NOTIFY
 /// inside an append would serialise every commit on the notification queue's lock).
-const NOTIFY_INTERVAL: Duration = Duration::from_millis(2);
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How many times an append with [`ExpectedVersion::Any`] retries a lost race.
 const ANY_VERSION_ATTEMPTS: u32 = 32;
@@ -39,6 +40,8 @@ struct Inner {
     pool: Pool,
     config: StoreConfig,
     notify: mpsc::Sender<()>,
+    /// The group-commit queue; `None` for the writers' own handle, which appends directly.
+    batch: Option<mpsc::Sender<Job>>,
 }
 
 /// What a command id was recorded with.
@@ -55,13 +58,25 @@ impl EventStore {
         let pool = config.pool()?;
         let (notify, requests) = mpsc::channel(1);
         tokio::spawn(notifier(pool.clone(), requests));
-        Ok(Self {
+        let handle = |config: StoreConfig, batch| Self {
             inner: Arc::new(Inner {
-                pool,
+                pool: pool.clone(),
                 config,
-                notify,
+                notify: notify.clone(),
+                batch,
             }),
-        })
+        };
+        if config.group_commit_batch <= 1 {
+            return Ok(handle(config, None));
+        }
+        // The writers share the pool but hold a handle without the queue, so that dropping
+        // the last public handle closes the queue and ends them.
+        let (sender, receiver) = mpsc::channel(config.group_commit_batch * 4);
+        let queue = Queue::new(receiver, config.group_commit_batch);
+        for _ in 0..config.group_commit_writers.max(1) {
+            tokio::spawn(writer(handle(config.clone(), None), queue.clone()));
+        }
+        Ok(handle(config, Some(sender)))
     }
 
     pub fn pool(&self) -> &Pool {
@@ -108,7 +123,11 @@ impl EventStore {
         validate(&request)?;
         let mut attempt = 1;
         loop {
-            match self.try_append(&request).await {
+            let result = match &self.inner.batch {
+                Some(queue) => self.enqueue(queue, &request).await,
+                None => self.append_now(&request).await,
+            };
+            match result {
                 Err(Error::Conflict { .. })
                     if request.expected == ExpectedVersion::Any
                         && attempt < ANY_VERSION_ATTEMPTS =>
@@ -116,16 +135,154 @@ impl EventStore {
                     crate::handler::backoff(attempt).await;
                     attempt += 1;
                 }
-                Ok(outcome) => {
-                    if matches!(outcome, AppendOutcome::Appended(_)) {
-                        // Full channel = a NOTIFY is already due; nothing to add.
-                        let _ = self.inner.notify.try_send(());
-                    }
-                    return Ok(outcome);
-                }
-                Err(error) => return Err(error),
+                other => return other,
             }
         }
+    }
+
+    /// Hand the append to the group-commit writers and wait for its own result.
+    async fn enqueue(
+        &self,
+        queue: &mpsc::Sender<Job>,
+        request: &AppendRequest<'_>,
+    ) -> Result<AppendOutcome, Error> {
+        let (reply, result) = oneshot::channel();
+        let wait = self.inner.config.call_timeout() * 2;
+        let queued = async {
+            queue
+                .send(Job::from_request(request, reply))
+                .await
+                .map_err(|_| Error::Unavailable("the store is shutting down".into()))?;
+            result
+                .await
+                .map_err(|_| Error::Unavailable("the append writer stopped".into()))?
+        };
+        tokio::time::timeout(wait, queued)
+            .await
+            .unwrap_or(Err(Error::Timeout))
+    }
+
+    /// Append on this task, now (one statement), and wake subscribers.
+    pub(crate) async fn append_now(
+        &self,
+        request: &AppendRequest<'_>,
+    ) -> Result<AppendOutcome, Error> {
+        let outcome = self.try_append(request).await?;
+        if matches!(outcome, AppendOutcome::Appended(_)) {
+            // Full channel = a NOTIFY is already due; nothing to add.
+            let _ = self.inner.notify.try_send(());
+        }
+        Ok(outcome)
+    }
+
+    /// Append several jobs (distinct streams and command ids) with one statement. An error
+    /// means nothing was written.
+    pub(crate) async fn append_batch(
+        &self,
+        jobs: &[Job],
+    ) -> Result<Vec<Result<AppendOutcome, Error>>, Error> {
+        let mut stream_ids = Vec::with_capacity(jobs.len());
+        let mut expected = Vec::with_capacity(jobs.len());
+        let mut command_ids = Vec::with_capacity(jobs.len());
+        let mut fingerprints = Vec::with_capacity(jobs.len());
+        let mut statuses = Vec::with_capacity(jobs.len());
+        let mut correlation = Vec::with_capacity(jobs.len());
+        let mut causation = Vec::with_capacity(jobs.len());
+        let mut traceparent = Vec::with_capacity(jobs.len());
+        let mut tracestate = Vec::with_capacity(jobs.len());
+        let mut actor = Vec::with_capacity(jobs.len());
+        let (mut index, mut event_ids, mut types, mut versions, mut payloads) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, job) in jobs.iter().enumerate() {
+            stream_ids.push(job.stream_id);
+            expected.push(job.expected.as_sql());
+            command_ids.push(
+                job.idempotency
+                    .as_ref()
+                    .map(|(id, _, _)| *id)
+                    .or(job.metadata.command_id),
+            );
+            fingerprints.push(job.idempotency.as_ref().map(|(_, f, _)| f.to_vec()));
+            statuses.push(job.idempotency.as_ref().map(|(_, _, s)| s.as_str()));
+            correlation.push(job.metadata.correlation_id.as_deref());
+            causation.push(job.metadata.causation_id);
+            traceparent.push(job.metadata.traceparent.as_deref());
+            tracestate.push(job.metadata.tracestate.as_deref());
+            actor.push(job.metadata.actor.as_deref());
+            for event in &job.events {
+                index.push(i as i64 + 1);
+                event_ids.push(event.event_id);
+                types.push(event.event_type.as_str());
+                versions.push(event.schema_version as i16);
+                payloads.push(event.payload.as_str());
+            }
+        }
+        let rows = self
+            .timed(async {
+                let client = self.inner.pool.get().await?;
+                let statement = client.prepare_cached(BATCH_SQL).await?;
+                Ok(client
+                    .query(
+                        &statement,
+                        &[
+                            &stream_ids,
+                            &expected,
+                            &command_ids,
+                            &fingerprints,
+                            &statuses,
+                            &correlation,
+                            &causation,
+                            &traceparent,
+                            &tracestate,
+                            &actor,
+                            &index,
+                            &event_ids,
+                            &types,
+                            &versions,
+                            &payloads,
+                        ],
+                    )
+                    .await?)
+            })
+            .await?;
+        if rows.len() != jobs.len() {
+            return Err(Error::Database(format!(
+                "group commit returned {} rows for {} appends",
+                rows.len(),
+                jobs.len()
+            )));
+        }
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for (job, row) in jobs.iter().zip(&rows) {
+            let head: i64 = row.try_get(1)?;
+            let written = match (
+                row.try_get::<_, Option<i64>>(2)?,
+                row.try_get::<_, Option<i64>>(3)?,
+            ) {
+                (Some(version), Some(position)) => Some((version, position)),
+                _ => None,
+            };
+            let prior = match row.try_get::<_, Option<Uuid>>(4)? {
+                Some(stream_id) => Some(CommandRecord {
+                    stream_id,
+                    fingerprint: row.try_get(8)?,
+                    committed: Committed {
+                        stream_version: row.try_get::<_, i64>(5)? as u64,
+                        global_position: row.try_get::<_, i64>(6)? as u64,
+                        status: row.try_get(7)?,
+                    },
+                }),
+                None => None,
+            };
+            outcomes.push(outcome(job, head, written, prior));
+        }
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Ok(AppendOutcome::Appended(_))))
+        {
+            let _ = self.inner.notify.try_send(());
+        }
+        Ok(outcomes)
     }
 
     async fn try_append(&self, request: &AppendRequest<'_>) -> Result<AppendOutcome, Error> {

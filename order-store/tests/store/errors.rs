@@ -55,3 +55,20 @@ async fn a_database_url_that_does_not_parse_is_invalid_input() {
     let result = EventStore::new(StoreConfig::new("not a url at all ::"));
     assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
 }
+
+#[tokio::test]
+async fn store_sessions_plan_once_and_never_by_sequential_scan() {
+    let t = test_store().await;
+    let client = t.store.pool().get().await.unwrap();
+    for (setting, expected) in [
+        ("plan_cache_mode", "force_generic_plan"),
+        ("enable_seqscan", "off"),
+        ("statement_timeout", "5s"),
+    ] {
+        let row = client
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), expected, "{setting}");
+    }
+}

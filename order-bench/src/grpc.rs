@@ -1,0 +1,315 @@
+//! `order-bench grpc`: PlaceOrder through the real order-grpc binary at 16 and 64 concurrent
+//! clients, next to the raw-SQL ceiling of the append statement measured in the same run.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use order_proto::v1 as pb;
+use order_proto::v1::order_service_client::OrderServiceClient;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::stats::{Run, Samples};
+use crate::store::{Workload, order_placed_payload, raw};
+
+#[derive(Debug, clap::Args)]
+pub struct GrpcArgs {
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent clients, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+    clients: Vec<usize>,
+    /// The order-grpc binary (build it with `cargo build --release -p order-grpc`).
+    #[arg(long, default_value = "target/release/order-grpc")]
+    server: PathBuf,
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A running order-grpc child process; killed on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    async fn start(binary: &PathBuf, database_url: &str, pool: usize) -> anyhow::Result<Self> {
+        let addr = free_port()?;
+        let admin = free_port()?;
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("ORDER_GRPC_ADDR", addr.to_string())
+            .env("ORDER_ADMIN_ADDR", admin.to_string())
+            .env("ORDER_DB_POOL_SIZE", pool.to_string())
+            .env("ORDER_DB_POOL_WAIT_MS", "5000")
+            .env("ORDER_GRPC_MAX_CONCURRENT_REQUESTS", "4096")
+            .env("RUST_LOG", "warn")
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (build it with cargo build --release -p order-grpc)",
+                    binary.display()
+                )
+            })?;
+        let ready = format!("http://{admin}/readyz");
+        for _ in 0..100 {
+            if order_runtime_probe(&ready).await {
+                return Ok(Self { child, addr });
+            }
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("order-grpc exited with {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("order-grpc did not become ready")
+    }
+
+    /// Peak resident set size (VmHWM) in MiB.
+    fn peak_rss_mib(&self) -> Option<f64> {
+        let pid = self.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+}
+
+/// CPU seconds (user + system) used so far by a process.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// CPU seconds used by every PostgreSQL process.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_seconds)
+        .sum()
+}
+
+async fn order_runtime_probe(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let Some((authority, path)) = rest.split_once('/') else {
+        return false;
+    };
+    let Ok(mut stream) = tokio::net::TcpStream::connect(authority).await else {
+        return false;
+    };
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    response.starts_with("HTTP/1.1 200")
+}
+
+fn place(n: u64) -> pb::PlaceOrderRequest {
+    let money = |amount_minor| {
+        Some(pb::Money {
+            currency: "EUR".into(),
+            amount_minor,
+        })
+    };
+    pb::PlaceOrderRequest {
+        command_id: Uuid::new_v4().to_string(),
+        order_id: Uuid::new_v4().to_string(),
+        expected_version: None,
+        customer_id: "0b5c3a3e-52f5-4b8a-9a55-b4f1e9a7c001".into(),
+        lines: vec![
+            pb::OrderLine {
+                sku: "SKU-10042-BLUE-M".into(),
+                quantity: 2,
+                unit_price: money(2499),
+            },
+            pb::OrderLine {
+                sku: format!("SKU-{}", n % 1000),
+                quantity: 1,
+                unit_price: money(8900),
+            },
+        ],
+        shipping_address: Some(pb::Address {
+            recipient: "Ada Lovelace".into(),
+            line1: "12 St James's Square".into(),
+            line2: "Flat 3".into(),
+            city: "London".into(),
+            region: "Greater London".into(),
+            postal_code: "SW1Y 4JH".into(),
+            country: "GB".into(),
+        }),
+        shipping_method: pb::ShippingMethod::Express as i32,
+    }
+}
+
+/// `clients` independent clients (one HTTP/2 connection each), back to back PlaceOrder.
+async fn drive(addr: SocketAddr, clients: usize, duration: Duration) -> anyhow::Result<Run> {
+    let mut channels = Vec::new();
+    for _ in 0..clients {
+        channels.push(
+            Channel::from_shared(format!("http://{addr}"))?
+                .connect()
+                .await?,
+        );
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = channels
+        .into_iter()
+        .enumerate()
+        .map(|(i, channel)| {
+            tokio::spawn(async move {
+                let mut client = OrderServiceClient::new(channel);
+                let mut samples = Samples::default();
+                let mut errors = 0;
+                let mut n = i as u64;
+                while Instant::now() < deadline {
+                    n += clients as u64;
+                    let request = place(n);
+                    let op = Instant::now();
+                    match client.place_order(request).await {
+                        Ok(_) => samples.record(op.elapsed()),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (samples, errors)
+            })
+        })
+        .collect();
+    let mut samples = Samples::default();
+    let mut errors = 0;
+    for task in tasks {
+        let (s, e) = task.await?;
+        samples.merge(s);
+        errors += e;
+    }
+    Ok(Run {
+        samples,
+        elapsed: started.elapsed(),
+        errors,
+    })
+}
+
+pub async fn run(args: GrpcArgs) -> anyhow::Result<()> {
+    let (event_type, schema_version, payload) = order_placed_payload()?;
+    let duration = Duration::from_secs(args.seconds);
+    println!(
+        "order-bench grpc: {}s per run; PlaceOrder (2 lines, one ~500-byte OrderPlaced event) through {}",
+        args.seconds,
+        args.server.display()
+    );
+    println!(
+        "ceiling = the store's append statement, raw, one connection per writer, on its own fresh database\n"
+    );
+    println!(
+        "{:>7} | {:>11} | {:>9} {:>8} {:>8} {:>8} | {:>6} | {:>8} | {:>6}",
+        "clients",
+        "ceiling/s",
+        "grpc cmd/s",
+        "p50 ms",
+        "p99 ms",
+        "p999 ms",
+        "ratio",
+        "peak RSS",
+        "errors"
+    );
+    for &clients in &args.clients {
+        let ceiling_db = crate::fresh_database().await;
+        let work = Arc::new(Workload {
+            event_type: event_type.clone(),
+            schema_version,
+            payload: payload.clone(),
+            events: 1,
+        });
+        raw(
+            ceiling_db.url(),
+            clients,
+            Duration::from_millis(500),
+            work.clone(),
+        )
+        .await?;
+        crate::checkpoint().await;
+        let ceiling = raw(ceiling_db.url(), clients, duration, work).await?;
+        drop(ceiling_db);
+
+        let db = crate::fresh_database().await;
+        let server = Server::start(&args.server, db.url(), clients.min(64)).await?;
+        drive(server.addr, clients, Duration::from_millis(500)).await?;
+        crate::checkpoint().await;
+        let server_pid = server.child.id().unwrap_or_default();
+        let cpu_before = (
+            cpu_seconds(server_pid),
+            cpu_seconds(std::process::id()),
+            postgres_cpu_seconds(),
+        );
+        let mut run = drive(server.addr, clients, duration).await?;
+        let cpu_after = (
+            cpu_seconds(server_pid),
+            cpu_seconds(std::process::id()),
+            postgres_cpu_seconds(),
+        );
+        let per_command =
+            |before: f64, after: f64| (after - before) / run.samples.count().max(1) as f64 * 1e6;
+        let cpu = format!(
+            "CPU per command: server {:.0} us, client {:.0} us, PostgreSQL {:.0} us",
+            per_command(cpu_before.0, cpu_after.0),
+            per_command(cpu_before.1, cpu_after.1),
+            per_command(cpu_before.2, cpu_after.2),
+        );
+        let rss = server.peak_rss_mib().unwrap_or(f64::NAN);
+        drop(server);
+        println!(
+            "{:>7} | {:>11.0} | {:>10.0} {:>8.2} {:>8.2} {:>8.2} | {:>6.2} | {:>5.1} MB | {:>6}",
+            clients,
+            ceiling.rate(),
+            run.rate(),
+            run.samples.quantile_ms(0.5),
+            run.samples.quantile_ms(0.99),
+            run.samples.quantile_ms(0.999),
+            run.rate() / ceiling.rate(),
+            rss,
+            run.errors
+        );
+        println!("        {cpu}");
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! Group commit: concurrent appends share statements and transactions, yet each gets its own
+//! result, and a batch that collides with an outside writer falls back to single appends.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use order_store::{AppendOutcome, AppendRequest, Error, ExpectedVersion, Idempotency};
+use uuid::Uuid;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn concurrent_appends_are_grouped_and_each_gets_its_own_result() {
+    let t = test_store_with(|c| {
+        c.group_commit_batch = 32;
+        c.group_commit_writers = 2;
+    })
+    .await;
+    let existing = Uuid::new_v4();
+    append(
+        &t.store,
+        existing,
+        ExpectedVersion::NoStream,
+        &[event("seed")],
+    )
+    .await
+    .unwrap();
+    let retried_command = Uuid::new_v4();
+
+    // 96 new streams, 16 stale expectations on one existing stream, 8 copies of one command.
+    let mut tasks = Vec::new();
+    for i in 0..120 {
+        let store = t.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let metadata = metadata();
+            let events: Vec<_> = (0..1 + i % 3).map(|k| event(&format!("{i}/{k}"))).collect();
+            let (stream, expected, idempotency) = match i {
+                0..96 => (Uuid::new_v4(), ExpectedVersion::NoStream, None),
+                96..112 => (existing, ExpectedVersion::Exact(5), None),
+                _ => (
+                    Uuid::from_u128(7),
+                    ExpectedVersion::Any,
+                    Some(Idempotency {
+                        command_id: retried_command,
+                        fingerprint: [3; 32],
+                        status: "s",
+                    }),
+                ),
+            };
+            let result = store
+                .append(AppendRequest {
+                    stream_id: stream,
+                    expected,
+                    events: &events,
+                    metadata: &metadata,
+                    idempotency,
+                })
+                .await;
+            (i, events.len() as u64, result)
+        }));
+    }
+    let mut positions = BTreeSet::new();
+    let (mut appended, mut wrong_version, mut duplicates) = (0, 0, 0);
+    for task in tasks {
+        let (i, events, result) = task.await.unwrap();
+        match (i, result) {
+            (0..96, Ok(AppendOutcome::Appended(c))) => {
+                assert_eq!(c.stream_version, events, "append {i}");
+                assert!(positions.insert(c.global_position), "positions are unique");
+                appended += 1;
+            }
+            (96..112, Err(Error::WrongExpectedVersion { actual: 1, .. })) => wrong_version += 1,
+            (112.., Ok(AppendOutcome::Appended(_))) => appended += 1,
+            (112.., Ok(AppendOutcome::Duplicate(_))) => duplicates += 1,
+            (i, other) => panic!("append {i}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!((appended, wrong_version, duplicates), (97, 16, 7));
+
+    let client = t.db.connect().await;
+    let row = client
+        .query_one(
+            "SELECT count(DISTINCT transaction_id), count(DISTINCT stream_id) FROM orders.events",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (transactions, streams): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(streams, 98);
+    assert!(
+        transactions < streams,
+        "appends shared transactions: {transactions} for {streams} streams"
+    );
+    let versions_dense: bool = client
+        .query_one(
+            "SELECT bool_and(n = v) FROM (SELECT stream_version AS v, row_number() OVER (PARTITION BY stream_id ORDER BY stream_version) AS n FROM orders.events) x",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(versions_dense);
+}
+
+#[tokio::test]
+async fn a_batch_that_collides_with_an_outside_writer_falls_back_to_single_appends() {
+    let t = test_store_with(|c| {
+        c.group_commit_batch = 16;
+        c.group_commit_writers = 1;
+    })
+    .await;
+    // Two outside writers hold a version of streams X and S in open transactions.
+    let (x, s) = (Uuid::new_v4(), Uuid::new_v4());
+    let hold = |stream: Uuid| {
+        let db = &t.db;
+        async move {
+            let client = db.connect().await;
+            client.batch_execute("BEGIN").await.unwrap();
+            client
+                .execute(
+                    "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload) VALUES ($1, 1, $2, 'TestEvent', 1, '{}')",
+                    &[&stream, &Uuid::now_v7()],
+                )
+                .await
+                .unwrap();
+            client
+        }
+    };
+    let holder_x = hold(x).await;
+    let holder_s = hold(s).await;
+
+    let submit = |stream: Uuid| {
+        let store = t.store.clone();
+        tokio::spawn(async move {
+            append(&store, stream, ExpectedVersion::NoStream, &[event("e")]).await
+        })
+    };
+    // The only writer blocks on X; meanwhile S and two free streams queue up together.
+    let blocked = submit(x);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = [submit(s), submit(Uuid::new_v4()), submit(Uuid::new_v4())];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder_x.batch_execute("COMMIT").await.unwrap();
+    assert!(matches!(
+        blocked.await.unwrap(),
+        Err(Error::Conflict { .. } | Error::WrongExpectedVersion { .. })
+    ));
+    // The batch [S, free, free] now waits on S's index entry; S commits; the batch fails as a
+    // whole and every append is retried alone.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder_s.batch_execute("COMMIT").await.unwrap();
+    let [for_s, free_a, free_b] = queued;
+    assert!(matches!(
+        for_s.await.unwrap(),
+        Err(Error::Conflict { .. } | Error::WrongExpectedVersion { .. })
+    ));
+    let (a, b) = (
+        free_a.await.unwrap().unwrap(),
+        free_b.await.unwrap().unwrap(),
+    );
+    assert_eq!((a.stream_version, b.stream_version), (1, 1));
+    assert_eq!(
+        count(&t.db, "orders.events").await,
+        4,
+        "two held, two appended, nothing else"
+    );
+}
