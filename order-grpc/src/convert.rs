@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use order_domain::order::{
-    LineInput, OrderDetails, OrderEvent, PaymentAction, PlaceOrder, PlaceOrderInput, Status,
+    LineInput, OrderEvent, PaymentAction, PlaceOrder, PlaceOrderInput, Status,
 };
 use order_domain::values::{AddressInput, OrderId, ShippingMethod};
 use order_domain::{Money, OrderCommand, ValidationError, Violation};
@@ -251,29 +251,6 @@ fn shipping_method_pb(method: ShippingMethod) -> pb::ShippingMethod {
         ShippingMethod::Standard => pb::ShippingMethod::Standard,
         ShippingMethod::Express => pb::ShippingMethod::Express,
         ShippingMethod::Overnight => pb::ShippingMethod::Overnight,
-    }
-}
-
-/// The read-model view of a folded order.
-pub fn order_pb(
-    order_id: Uuid,
-    details: &OrderDetails,
-    version: u64,
-    last_position: u64,
-    placed_at: SystemTime,
-    updated_at: SystemTime,
-) -> pb::Order {
-    pb::Order {
-        order_id: order_id.to_string(),
-        customer_id: details.customer_id().to_string(),
-        status: status(details.status()) as i32,
-        total: Some(money_pb(details.total())),
-        refunded: Some(money_pb(details.refunded())),
-        line_count: details.lines().len() as u32,
-        version,
-        last_position,
-        placed_at: Some(timestamp(placed_at)),
-        updated_at: Some(timestamp(updated_at)),
     }
 }
 

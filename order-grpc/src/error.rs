@@ -133,6 +133,7 @@ fn store_status(error: StoreError) -> Status {
         | StoreError::Decode { .. }
         | StoreError::Encode(_)
         | StoreError::Forbidden(_)
+        | StoreError::LeaseLost { .. }
         | StoreError::Database(_)) => {
             tracing::error!(error = %error, "internal error");
             Status::internal("internal error")

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod error;
 pub mod gateway;
 pub mod queries;
+pub mod read_model;
 pub mod startup;
 
 pub use config::ServeArgs;

@@ -5,16 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use order_domain::order::OrderEvent;
-use order_domain::{Aggregate, Order};
 use order_proto::v1 as pb;
 use order_store::{Cursor, EventListener, EventStore, RecordedEvent};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{self, InvalidRequest, event_pb, order_pb};
+use crate::convert::{self, InvalidRequest, event_pb};
 use crate::error::ApiError;
+use crate::read_model;
 
 /// How many events one read of the log fetches while catching up.
 const PAGE: u32 = 500;
@@ -29,6 +28,33 @@ pub struct Queries {
     subscriptions: Arc<Semaphore>,
     buffer: usize,
     shutdown: watch::Receiver<bool>,
+    default_deadline: Duration,
+}
+
+/// When the caller wants an answer by: its `grpc-timeout`, else the server's default.
+fn deadline_of<T>(request: &Request<T>, default: Duration) -> tokio::time::Instant {
+    let timeout = request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .map_or(default, |t| t.min(default));
+    tokio::time::Instant::now() + timeout
+}
+
+/// `grpc-timeout` is digits followed by a unit: H, M, S, m (ms), u (µs), n (ns).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 impl Queries {
@@ -40,6 +66,7 @@ impl Queries {
         max_subscriptions: usize,
         buffer: usize,
         shutdown: watch::Receiver<bool>,
+        default_deadline: Duration,
     ) -> Self {
         Self {
             store,
@@ -47,6 +74,53 @@ impl Queries {
             subscriptions: Arc::new(Semaphore::new(max_subscriptions)),
             buffer: buffer.max(1),
             shutdown,
+            default_deadline,
+        }
+    }
+
+    /// Read-your-writes: return once the read model has applied the event at `position`, or
+    /// DEADLINE_EXCEEDED shortly before the caller's deadline.
+    async fn wait_for_read_model(
+        &self,
+        position: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Status> {
+        let give_up =
+            deadline - Duration::from_millis(20).min(deadline - tokio::time::Instant::now());
+        let mut target: Option<Cursor> = None;
+        loop {
+            let store_error = |e| ApiError::from(e).into_status();
+            if target.is_none() {
+                target = self
+                    .store
+                    .cursor_of_position(position)
+                    .await
+                    .map_err(store_error)?;
+            }
+            let checkpoint = self
+                .store
+                .checkpoint(read_model::SUBSCRIPTION)
+                .await
+                .map_err(store_error)?;
+            let reached = match target {
+                Some(target) => checkpoint >= target,
+                // No event there (yet): a position the log never used is passed once the
+                // read model is beyond it and it is below the head.
+                None => {
+                    checkpoint.global_position >= position
+                        && self.store.head_position().await.map_err(store_error)? >= position
+                }
+            };
+            if reached {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(Status::deadline_exceeded(format!(
+                    "the read model has not reached position {position} yet (it is at {})",
+                    checkpoint.global_position
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -66,45 +140,34 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         &self,
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::GetOrderResponse>, Status> {
+        let deadline = deadline_of(&request, self.default_deadline);
         let request = request.into_inner();
         let order_id = convert::order_id(&request.order_id)
             .map_err(ApiError::from)?
             .as_uuid();
-        // Folded from the log, which is always current: min_position is satisfied by the
-        // time the command that produced it returned.
-        let events = self.stream(order_id, 0).await?;
-        let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            return Err(ApiError::OrderNotFound(order_id.to_string()).into());
-        };
-        let mut order = Order::default();
-        for recorded in &events {
-            let envelope = recorded
-                .decode::<OrderEvent>()
-                .map_err(|e| ApiError::from(e).into_status())?;
-            order.evolve(&envelope.event);
+        if let Some(position) = request.min_position {
+            self.wait_for_read_model(position, deadline).await?;
         }
-        let details = order
-            .details()
-            .ok_or_else(|| Status::internal("the order's log does not start with a placement"))?;
-        Ok(Response::new(pb::GetOrderResponse {
-            order: Some(order_pb(
-                order_id,
-                details,
-                last.stream_version,
-                last.global_position,
-                first.recorded_at,
-                last.recorded_at,
-            )),
-        }))
+        let order = read_model::get(&self.store, order_id)
+            .await
+            .map_err(|e| ApiError::from(e).into_status())?
+            .ok_or_else(|| ApiError::OrderNotFound(order_id.to_string()).into_status())?;
+        Ok(Response::new(pb::GetOrderResponse { order: Some(order) }))
     }
 
     async fn list_orders(
         &self,
-        _request: Request<pb::ListOrdersRequest>,
+        request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListOrders reads the order_summaries read model, which this version does not have yet",
-        ))
+        let query =
+            read_model::ListQuery::try_from(request.into_inner()).map_err(ApiError::from)?;
+        let (orders, next_page_token) = read_model::list(&self.store, &query)
+            .await
+            .map_err(|e| ApiError::from(e).into_status())?;
+        Ok(Response::new(pb::ListOrdersResponse {
+            orders,
+            next_page_token,
+        }))
     }
 
     async fn get_order_events(

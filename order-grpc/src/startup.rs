@@ -104,6 +104,7 @@ impl App {
             args.max_subscriptions as usize,
             args.subscription_buffer as usize,
             self.shutdown.subscribe(),
+            args.default_deadline(),
         ))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
@@ -181,12 +182,15 @@ async fn watch_readiness(
     readiness: watch::Sender<Readiness>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut client: Option<order_store::tokio_postgres::Client> = None;
+    let mut probe = order_store::ReadinessProbe::new(config);
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let state = check_database(&config, &mut client).await;
+        let state = match probe.check().await {
+            Ok(()) => Readiness::Ready,
+            Err(why) => Readiness::NotReady(why),
+        };
         let status = if state.is_ready() {
             ServingStatus::Serving
         } else {
@@ -210,37 +214,6 @@ async fn watch_readiness(
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => return,
-        }
-    }
-}
-
-async fn check_database(
-    config: &order_store::StoreConfig,
-    client: &mut Option<order_store::tokio_postgres::Client>,
-) -> Readiness {
-    if client.as_ref().is_none_or(|c| c.is_closed()) {
-        *client = match tokio::time::timeout(config.connect_timeout, config.connect()).await {
-            Ok(Ok(c)) => Some(c),
-            Ok(Err(e)) => return Readiness::NotReady(format!("database: {e}")),
-            Err(_) => return Readiness::NotReady("database: connect timed out".to_owned()),
-        };
-    }
-    let Some(connection) = client.as_ref() else {
-        return Readiness::NotReady("database: no connection".to_owned());
-    };
-    let check = order_store::migrate::is_current(connection);
-    match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Ok(Ok(true)) => Readiness::Ready,
-        Ok(Ok(false)) => Readiness::NotReady(
-            "database migrations are not current (run `order-grpc migrate`)".to_owned(),
-        ),
-        Ok(Err(e)) => {
-            *client = None;
-            Readiness::NotReady(format!("database: {e}"))
-        }
-        Err(_) => {
-            *client = None;
-            Readiness::NotReady("database: no answer within 2 s".to_owned())
         }
     }
 }

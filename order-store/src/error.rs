@@ -65,6 +65,8 @@ pub enum Error {
     Timeout,
     #[error("the database refused the change: {0}")]
     Forbidden(String),
+    #[error("the lease of subscription {subscription} was lost to another instance")]
+    LeaseLost { subscription: String },
     #[error("database error: {0}")]
     Database(String),
 }

@@ -19,7 +19,9 @@ mod event;
 mod handler;
 mod listen;
 pub mod migrate;
+mod probe;
 mod store;
+pub mod subscription;
 mod xid;
 
 pub use append::{
@@ -36,7 +38,9 @@ pub use event::{
 pub use handler::{CommandContext, CommandHandler, HandleError, Handled, fingerprint};
 pub use listen::EventListener;
 pub use migrate::migrate;
+pub use probe::ReadinessProbe;
 pub use store::{CommandRecord, EventStore, NOTIFY_CHANNEL};
+pub use subscription::{Lease, SubscriptionState, advance_checkpoint};
 pub use xid::{Cursor, CursorParseError, Xid8};
 
 /// Re-exported so that users of the store need not depend on the driver crates directly.

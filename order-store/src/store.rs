@@ -437,6 +437,31 @@ impl EventStore {
         .await
     }
 
+    /// Up to `limit` events with `after < global_position <= through`, in position order
+    /// (for re-sending a range; within one stream, position order is version order).
+    pub async fn read_range(
+        &self,
+        after: u64,
+        through: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let (after, through) = (
+            i64::try_from(after).unwrap_or(i64::MAX),
+            i64::try_from(through).unwrap_or(i64::MAX),
+        );
+        self.timed(async {
+            let client = self.inner.pool.get().await?;
+            let statement = client.prepare_cached(&READ_RANGE_SQL).await?;
+            let rows = client
+                .query(&statement, &[&after, &through, &i64::from(limit)])
+                .await?;
+            rows.iter()
+                .map(|row| RecordedEvent::from_row(row).map_err(Error::from))
+                .collect()
+        })
+        .await
+    }
+
     /// The highest global position written so far (0 for an empty log).
     pub async fn head_position(&self) -> Result<u64, Error> {
         self.timed(async {
@@ -499,6 +524,14 @@ static READ_ALL_SQL: LazyLock<String> = LazyLock::new(|| {
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
          ORDER BY transaction_id, global_position \
          LIMIT $3"
+    )
+});
+
+static READ_RANGE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM orders.events \
+         WHERE global_position > $1 AND global_position <= $2 \
+         ORDER BY global_position LIMIT $3"
     )
 });
 

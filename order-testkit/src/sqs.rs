@@ -6,6 +6,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
 
+use crate::settings::workspace_root;
 use crate::{START_COMMAND, settings};
 
 /// The emulator's endpoint.
@@ -66,6 +67,89 @@ pub async fn fifo_queue_pair(max_receive_count: u32) -> QueuePair {
     if let Err(message) = try_reachable(&client).await {
         panic!("{message}");
     }
+    fifo_queue_pair_on(&client, max_receive_count).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_absent_emulator_fails_with_the_command_that_starts_it() {
+        let error = try_reachable(&client_for("http://127.0.0.1:1"))
+            .await
+            .err()
+            .unwrap_or_default();
+        assert!(error.contains("SQS emulator is not reachable"), "{error}");
+        assert!(error.contains(START_COMMAND), "{error}");
+    }
+}
+
+/// A private SQS emulator process (for tests that stop or freeze it), killed on drop.
+#[derive(Debug)]
+pub struct PrivateEmulator {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl PrivateEmulator {
+    /// Start another fauxqs on a free port, from the install `scripts/dev up` made.
+    pub async fn start() -> Self {
+        let dir = workspace_root().join(".dev/sqs");
+        let script = dir.join("server.mjs");
+        assert!(
+            script.exists(),
+            "{} is missing: run `{START_COMMAND}`",
+            script.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        let child = std::process::Command::new("node")
+            .arg(&script)
+            .current_dir(&dir)
+            .env("SQS_PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start node: {e}"));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let emulator = Self { child, endpoint };
+        let client = client_for(&emulator.endpoint);
+        for _ in 0..100 {
+            if try_reachable(&client).await.is_ok() {
+                return emulator;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the private SQS emulator did not start");
+    }
+
+    pub fn client(&self) -> Client {
+        client_for(&self.endpoint)
+    }
+
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) the emulator process.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("kill: {e}"));
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}
+
+impl Drop for PrivateEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A FIFO queue pair on any endpoint.
+pub async fn fifo_queue_pair_on(client: &Client, max_receive_count: u32) -> QueuePair {
     let name = format!("t{}", uuid::Uuid::new_v4().simple());
     let dlq = client
         .create_queue()
@@ -114,17 +198,37 @@ pub async fn fifo_queue_pair(max_receive_count: u32) -> QueuePair {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_absent_emulator_fails_with_the_command_that_starts_it() {
-        let error = try_reachable(&client_for("http://127.0.0.1:1"))
+/// Receive and delete every message currently in the queue (bodies, with their attributes).
+pub async fn drain_queue(client: &Client, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut all = Vec::new();
+    let mut empty_rounds = 0;
+    while empty_rounds < 2 {
+        let output = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
             .await
-            .err()
-            .unwrap_or_default();
-        assert!(error.contains("SQS emulator is not reachable"), "{error}");
-        assert!(error.contains(START_COMMAND), "{error}");
+            .unwrap_or_else(|e| panic!("receive: {}", aws_sdk_sqs::error::DisplayErrorContext(e)));
+        let messages = output.messages().to_vec();
+        if messages.is_empty() {
+            empty_rounds += 1;
+            continue;
+        }
+        empty_rounds = 0;
+        for message in &messages {
+            if let Some(receipt) = message.receipt_handle() {
+                let _ = client
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await;
+            }
+        }
+        all.extend(messages);
     }
+    all
 }

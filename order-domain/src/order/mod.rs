@@ -11,6 +11,7 @@
 mod command;
 mod event;
 mod schema;
+mod summary;
 
 use std::fmt;
 
@@ -19,6 +20,7 @@ pub use command::{
 };
 pub use event::*;
 pub use schema::upcasters;
+pub use summary::{OrderSummary, SummaryError};
 
 use crate::es::Aggregate;
 use crate::money::{Currency, Money};

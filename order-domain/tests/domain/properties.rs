@@ -69,7 +69,25 @@ proptest! {
                 }
             }
         }
-        prop_assert_eq!(Order::fold(&log), state, "folding from scratch equals stepping");
+        prop_assert_eq!(&Order::fold(&log), &state, "folding from scratch equals stepping");
+
+        // The read model's summary agrees with the aggregate on every field it has.
+        let mut summary = None;
+        for event in &log {
+            summary = OrderSummary::fold(summary, event).unwrap();
+        }
+        match (state.details(), summary) {
+            (None, None) => {}
+            (Some(order), Some(summary)) => {
+                prop_assert_eq!(summary.status, order.status());
+                prop_assert_eq!(summary.customer_id, order.customer_id());
+                prop_assert_eq!(summary.total, order.total());
+                prop_assert_eq!(summary.captured, order.captured());
+                prop_assert_eq!(summary.refunded, order.refunded());
+                prop_assert_eq!(summary.line_count as usize, order.lines().len());
+            }
+            (order, summary) => prop_assert!(false, "aggregate {:?} vs summary {:?}", order, summary),
+        }
     }
 
     #[test]

@@ -482,3 +482,17 @@ fn status_labels_round_trip() {
     }
     assert_eq!(Order::default().status_label(), "NotPlaced");
 }
+
+#[test]
+fn a_summary_refuses_events_before_placement_and_a_second_placement() {
+    let reserved = history(&[cmd_place(), cmd_reserve()]);
+    assert!(matches!(
+        OrderSummary::fold(None, &reserved[1]),
+        Err(SummaryError::NotPlaced { .. })
+    ));
+    let placed = OrderSummary::fold(None, &reserved[0]).unwrap();
+    assert!(matches!(
+        OrderSummary::fold(placed, &reserved[0]),
+        Err(SummaryError::PlacedTwice)
+    ));
+}

@@ -10,5 +10,5 @@ mod commands;
 mod helpers;
 mod lifecycle;
 mod limits;
-mod python_client;
 mod queries;
+mod read_model;

@@ -1,0 +1,8 @@
+//! The services together: order-grpc and order-projector in process, a real client.
+
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod python_client;
+mod read_your_writes;
+mod support;

@@ -1,0 +1,251 @@
+//! Reading the projector's read model (`orders.order_summaries`): one order, or a page of
+//! orders newest first, filtered by customer and/or status, with keyset pagination.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use order_domain::values::CustomerId;
+use order_domain::{ValidationError, Violation};
+use order_proto::v1 as pb;
+use order_store::EventStore;
+use order_store::tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::convert::{InvalidRequest, status_filter, status_label, timestamp};
+
+/// The projector's subscription that maintains the read model.
+pub const SUBSCRIPTION: &str = "read_model";
+
+const COLUMNS: &str = "order_id, customer_id, status, currency, total_minor, refunded_minor, \
+    line_count, stream_version, last_position, placed_at, updated_at";
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+fn order(row: &Row) -> Result<pb::Order, order_store::tokio_postgres::Error> {
+    let currency: String = row.try_get(3)?;
+    let money = |amount_minor| pb::Money {
+        currency: currency.clone(),
+        amount_minor,
+    };
+    Ok(pb::Order {
+        order_id: row.try_get::<_, Uuid>(0)?.to_string(),
+        customer_id: row.try_get::<_, Uuid>(1)?.to_string(),
+        status: status_label(row.try_get::<_, &str>(2)?) as i32,
+        total: Some(money(row.try_get(4)?)),
+        refunded: Some(money(row.try_get(5)?)),
+        line_count: row.try_get::<_, i32>(6)? as u32,
+        version: row.try_get::<_, i64>(7)? as u64,
+        last_position: row.try_get::<_, i64>(8)? as u64,
+        placed_at: Some(timestamp(row.try_get(9)?)),
+        updated_at: Some(timestamp(row.try_get(10)?)),
+    })
+}
+
+/// One order from the read model.
+pub async fn get(
+    store: &EventStore,
+    order_id: Uuid,
+) -> Result<Option<pb::Order>, order_store::Error> {
+    store
+        .timed(async {
+            let client = store.pool().get().await?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM orders.order_summaries WHERE order_id = $1"
+                ))
+                .await?;
+            match client.query_opt(&statement, &[&order_id]).await? {
+                Some(row) => Ok(Some(order(&row)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+}
+
+/// Where a page starts: after this (placed_at, order_id) in newest-first order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageToken {
+    placed_at: SystemTime,
+    order_id: Uuid,
+}
+
+impl PageToken {
+    fn encode(&self) -> String {
+        let micros = self
+            .placed_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        format!("v1.{micros}.{}", self.order_id.simple())
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.split('.');
+        let (Some("v1"), Some(micros), Some(id), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let micros: u64 = micros.parse().ok()?;
+        Some(Self {
+            placed_at: UNIX_EPOCH.checked_add(Duration::from_micros(micros))?,
+            order_id: Uuid::try_parse(id).ok()?,
+        })
+    }
+}
+
+/// A validated ListOrders request.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    customer: Option<Uuid>,
+    status: Option<&'static str>,
+    after: Option<PageToken>,
+    limit: u32,
+}
+
+impl TryFrom<pb::ListOrdersRequest> for ListQuery {
+    type Error = InvalidRequest;
+
+    fn try_from(request: pb::ListOrdersRequest) -> Result<Self, Self::Error> {
+        let mut violations = Vec::new();
+        let customer = if request.customer_id.is_empty() {
+            None
+        } else {
+            match CustomerId::parse(&request.customer_id) {
+                Ok(id) => Some(id.as_uuid()),
+                Err(v) => {
+                    violations.push(ValidationError::new("customer_id", v));
+                    None
+                }
+            }
+        };
+        let status = match request.status {
+            0 => None,
+            value => match status_filter(value) {
+                Some(status) => Some(status.as_str()),
+                None => {
+                    violations.push(ValidationError::new("status", Violation::UnknownValue));
+                    None
+                }
+            },
+        };
+        let after = if request.page_token.is_empty() {
+            None
+        } else {
+            let token = PageToken::decode(&request.page_token);
+            if token.is_none() {
+                violations.push(ValidationError::new(
+                    "page_token",
+                    Violation::Format {
+                        expected: "a next_page_token from an earlier ListOrders response",
+                    },
+                ));
+            }
+            token
+        };
+        if !violations.is_empty() {
+            return Err(InvalidRequest(violations));
+        }
+        let limit = match request.page_size {
+            0 => DEFAULT_PAGE,
+            size => size.min(MAX_PAGE),
+        };
+        Ok(Self {
+            customer,
+            status,
+            after,
+            limit,
+        })
+    }
+}
+
+/// A page of orders, newest first, and the token of the next page (empty on the last).
+pub async fn list(
+    store: &EventStore,
+    query: &ListQuery,
+) -> Result<(Vec<pb::Order>, String), order_store::Error> {
+    // One statement per combination of filters, so that each uses its index.
+    let mut conditions = Vec::new();
+    let mut index = 1;
+    let mut placeholder = || {
+        let p = format!("${index}");
+        index += 1;
+        p
+    };
+    if query.customer.is_some() {
+        conditions.push(format!("customer_id = {}", placeholder()));
+    }
+    if query.status.is_some() {
+        conditions.push(format!("status = {}", placeholder()));
+    }
+    if query.after.is_some() {
+        let (at, id) = (placeholder(), placeholder());
+        conditions.push(format!("(placed_at, order_id) < ({at}, {id})"));
+    }
+    let limit = placeholder();
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders.order_summaries {filter} ORDER BY placed_at DESC, order_id DESC LIMIT {limit}"
+    );
+    let fetch = i64::from(query.limit) + 1;
+    store
+        .timed(async {
+            let client = store.pool().get().await?;
+            let statement = client.prepare_cached(&sql).await?;
+            let mut params: Vec<&(dyn order_store::tokio_postgres::types::ToSql + Sync)> =
+                Vec::new();
+            if let Some(customer) = &query.customer {
+                params.push(customer);
+            }
+            if let Some(status) = &query.status {
+                params.push(status);
+            }
+            if let Some(after) = &query.after {
+                params.push(&after.placed_at);
+                params.push(&after.order_id);
+            }
+            params.push(&fetch);
+            let rows = client.query(&statement, &params).await?;
+            let more = rows.len() > query.limit as usize;
+            let page: Vec<&Row> = rows.iter().take(query.limit as usize).collect();
+            let next = match (more, page.last()) {
+                (true, Some(last)) => PageToken {
+                    placed_at: last.try_get(9)?,
+                    order_id: last.try_get(0)?,
+                }
+                .encode(),
+                _ => String::new(),
+            };
+            let orders = page.into_iter().map(order).collect::<Result<Vec<_>, _>>()?;
+            Ok((orders, next))
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_junk_is_refused() {
+        let token = PageToken {
+            placed_at: UNIX_EPOCH + Duration::from_micros(1_795_300_000_123_456),
+            order_id: Uuid::from_u128(7),
+        };
+        assert_eq!(PageToken::decode(&token.encode()), Some(token));
+        for junk in [
+            "",
+            "v1",
+            "v2.1.00000000000000000000000000000007",
+            "v1.x.y",
+            "v1.1.2.3",
+            "v1.-1.00000000000000000000000000000007",
+        ] {
+            assert_eq!(PageToken::decode(junk), None, "{junk:?}");
+        }
+    }
+}

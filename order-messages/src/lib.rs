@@ -1,0 +1,180 @@
+//! The SQS message contract (API.md, "SQS messages"), shared by the publisher (order-projector)
+//! and the consumer (order-worker), so that neither depends on the other.
+//!
+//! Body: a CloudEvents 1.0 JSON envelope (`specversion`, `id` = event id, `source`, `type` =
+//! event type, `subject` = order id, `time`, `datacontenttype`, `data`) with the extension
+//! attributes `globalposition`, `streamversion`, `schemaversion`, `correlationid` and
+//! `traceparent`. Message attributes: `correlation_id`, `traceparent`, `event_type`. FIFO:
+//! group id = order id, deduplication id = event id.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The CloudEvents `source` of every order event.
+pub const SOURCE: &str = "urn:order-ledger:orders";
+/// Message attribute names.
+pub const ATTR_CORRELATION_ID: &str = "correlation_id";
+pub const ATTR_TRACEPARENT: &str = "traceparent";
+pub const ATTR_EVENT_TYPE: &str = "event_type";
+/// The largest body the consumer accepts (SQS allows 256 KiB per message).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// An order event as a CloudEvents 1.0 JSON envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudEvent {
+    pub specversion: String,
+    pub id: Uuid,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub subject: Uuid,
+    pub time: String,
+    pub datacontenttype: String,
+    pub globalposition: u64,
+    pub streamversion: u64,
+    pub schemaversion: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlationid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// Why a message body is not an order event envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("message body of {0} bytes exceeds {MAX_BODY_BYTES}")]
+    TooLarge(usize),
+    #[error("message body is not a CloudEvents envelope: {0}")]
+    Malformed(String),
+    #[error("unsupported CloudEvents specversion {0:?}")]
+    SpecVersion(String),
+    #[error("event source {0:?} is not {SOURCE}")]
+    Source(String),
+    #[error("event time {0:?} is not RFC 3339")]
+    Time(String),
+}
+
+/// The fields of an envelope the publisher provides.
+#[derive(Debug, Clone)]
+pub struct EnvelopeInput<'a> {
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub order_id: Uuid,
+    pub recorded_at: SystemTime,
+    pub global_position: u64,
+    pub stream_version: u64,
+    pub schema_version: u16,
+    pub correlation_id: Option<&'a str>,
+    pub traceparent: Option<&'a str>,
+    pub data: serde_json::Value,
+}
+
+impl CloudEvent {
+    pub fn new(input: EnvelopeInput<'_>) -> Self {
+        Self {
+            specversion: "1.0".to_owned(),
+            id: input.event_id,
+            source: SOURCE.to_owned(),
+            event_type: input.event_type.to_owned(),
+            subject: input.order_id,
+            time: humantime::format_rfc3339_micros(input.recorded_at).to_string(),
+            datacontenttype: "application/json".to_owned(),
+            globalposition: input.global_position,
+            streamversion: input.stream_version,
+            schemaversion: input.schema_version,
+            correlationid: input.correlation_id.map(str::to_owned),
+            traceparent: input.traceparent.map(str::to_owned),
+            data: input.data,
+        }
+    }
+
+    /// The JSON body.
+    pub fn to_body(&self) -> String {
+        // Serializing these plain types cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parse and check a message body. Anything unexpected is an error, never a guess.
+    pub fn parse(body: &str) -> Result<Self, EnvelopeError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(EnvelopeError::TooLarge(body.len()));
+        }
+        let event: CloudEvent =
+            serde_json::from_str(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if event.specversion != "1.0" {
+            return Err(EnvelopeError::SpecVersion(event.specversion));
+        }
+        if event.source != SOURCE {
+            return Err(EnvelopeError::Source(event.source));
+        }
+        if humantime::parse_rfc3339(&event.time).is_err() {
+            return Err(EnvelopeError::Time(event.time));
+        }
+        Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sample() -> CloudEvent {
+        CloudEvent::new(EnvelopeInput {
+            event_id: Uuid::from_u128(1),
+            event_type: "OrderPlaced",
+            order_id: Uuid::from_u128(2),
+            recorded_at: SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_micros(1_795_300_000_123_456),
+            global_position: 42,
+            stream_version: 1,
+            schema_version: 3,
+            correlation_id: Some("req-1"),
+            traceparent: None,
+            data: serde_json::json!({"a": 1}),
+        })
+    }
+
+    #[test]
+    fn envelopes_round_trip_through_their_body() {
+        let event = sample();
+        let body = event.to_body();
+        assert!(body.contains(r#""specversion":"1.0""#));
+        assert!(body.contains(r#""type":"OrderPlaced""#));
+        assert!(
+            body.contains(r#""time":"2026-11-21T22:26:40.123456Z""#),
+            "{body}"
+        );
+        assert!(
+            !body.contains("traceparent"),
+            "absent extensions are omitted"
+        );
+        assert_eq!(CloudEvent::parse(&body).unwrap(), event);
+    }
+
+    #[test]
+    fn foreign_or_broken_bodies_are_refused() {
+        let good = sample().to_body();
+        for (name, body) in [
+            ("not json", "hello".to_owned()),
+            ("empty object", "{}".to_owned()),
+            (
+                "other spec",
+                good.replace(r#""specversion":"1.0""#, r#""specversion":"0.3""#),
+            ),
+            ("other source", good.replace(SOURCE, "urn:elsewhere")),
+            (
+                "bad time",
+                good.replace("2026-11-21T22:26:40.123456Z", "yesterday"),
+            ),
+            ("unknown field", good.replacen('{', r#"{"extra":1,"#, 1)),
+            ("huge", format!("{good}{}", " ".repeat(MAX_BODY_BYTES))),
+        ] {
+            assert!(CloudEvent::parse(&body).is_err(), "{name} was accepted");
+        }
+    }
+}

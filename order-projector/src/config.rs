@@ -1,0 +1,119 @@
+//! `order-projector` settings: flags with environment fallbacks (`--help` lists them all).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use order_runtime::telemetry::LogFormat;
+use order_store::DatabaseArgs;
+
+use crate::subscription::{READ_MODEL, SQS_PUBLISHER};
+
+/// SQS settings (the endpoint, region and credentials come from the AWS SDK's own settings:
+/// `AWS_ENDPOINT_URL_SQS`, `AWS_REGION`, the task role or `AWS_ACCESS_KEY_ID`...).
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueArgs {
+    /// URL of the FIFO queue events are published to.
+    #[arg(long, env = "ORDERS_QUEUE_URL")]
+    pub orders_queue_url: Option<String>,
+    /// Concurrent send lanes (each lane keeps its orders' messages in order).
+    #[arg(long, env = "ORDER_SQS_LANES", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub sqs_lanes: u16,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Admin HTTP listen address (/healthz, /readyz, /metrics).
+    #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9465")]
+    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Subscriptions this instance runs (comma separated): read_model, sqs_publisher.
+    #[arg(long, env = "ORDER_PROJECTOR_SUBSCRIPTIONS", value_delimiter = ',',
+          default_values_t = [READ_MODEL.to_owned(), SQS_PUBLISHER.to_owned()])]
+    pub subscriptions: Vec<String>,
+    /// Events per read-model transaction.
+    #[arg(long, env = "ORDER_PROJECTOR_READ_MODEL_PAGE", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub read_model_page: u32,
+    /// Events per SQS publishing round.
+    #[arg(long, env = "ORDER_PROJECTOR_SQS_PAGE", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sqs_page: u32,
+    /// How long a subscription's lease lasts without renewal (ms): a dead owner is replaced
+    /// within this time.
+    #[arg(long, env = "ORDER_PROJECTOR_LEASE_TTL_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1000..))]
+    pub lease_ttl_ms: u64,
+    /// How long a caught-up subscription waits for a notification before polling (ms).
+    #[arg(long, env = "ORDER_PROJECTOR_POLL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub poll_ms: u64,
+    /// How often a standby instance tries to take a lease (ms).
+    #[arg(long, env = "ORDER_PROJECTOR_STANDBY_POLL_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub standby_poll_ms: u64,
+    /// This instance's name in leases (default: host name, process id and a random suffix).
+    #[arg(long, env = "ORDER_PROJECTOR_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// Seconds in-flight work gets to finish after SIGTERM.
+    #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+impl RunArgs {
+    /// Check what clap cannot: known subscription names, a queue URL when publishing.
+    pub fn validate(&self) -> Result<(), String> {
+        for name in &self.subscriptions {
+            if name != READ_MODEL && name != SQS_PUBLISHER {
+                return Err(format!(
+                    "unknown subscription {name:?} in --subscriptions (known: {READ_MODEL}, {SQS_PUBLISHER})"
+                ));
+            }
+        }
+        if self.subscriptions.iter().any(|s| s == SQS_PUBLISHER)
+            && self.queue.orders_queue_url.is_none()
+        {
+            return Err(
+                "the sqs_publisher subscription needs --orders-queue-url (ORDERS_QUEUE_URL)"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(default_instance_id)
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
+    }
+}
+
+/// `host-pid-random`: unique per process, readable in `status`.
+pub fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..6])
+}
+
+/// An SQS client from the AWS SDK's standard settings, with bounded timeouts.
+pub async fn sqs_client() -> aws_sdk_sqs::Client {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .build();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&config)
+}

@@ -1,0 +1,123 @@
+//! One owner per subscription; standbys take over a dead owner's lease; a stale owner can
+//! never move the checkpoint.
+
+use std::time::Duration;
+
+use order_projector::subscription::{RunSettings, StepError, run};
+use order_store::EventListener;
+use tokio::sync::watch;
+
+use crate::support::*;
+
+fn settings(owner: &str) -> RunSettings {
+    RunSettings {
+        owner: owner.into(),
+        lease_ttl: Duration::from_millis(1500),
+        poll: Duration::from_millis(50),
+        standby_poll: Duration::from_millis(100),
+    }
+}
+
+#[tokio::test]
+async fn a_stale_owner_cannot_move_the_checkpoint() {
+    let f = fixture().await;
+    write_orders(&f.handler, 5, 1).await;
+    let (stale, cursor) = lease(&f.store, "read_model", "old").await;
+    // An operator (or a replay) preempts the lease.
+    let (current, _) = f
+        .store
+        .acquire_lease("read_model", "new", Duration::from_secs(30), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(current.token > stale.token);
+    let (_stop, shutdown) = watch::channel(false);
+    let error = read_model_subscription(100)
+        .step(&f.store, &stale, cursor, &shutdown)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StepError::LeaseLost));
+    assert!(
+        read_model(&f.db).await.is_empty(),
+        "the stale owner's writes were rolled back"
+    );
+    assert!(
+        !f.store
+            .renew_lease(&stale, Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    // A live lease is not taken without preempting.
+    assert!(
+        f.store
+            .acquire_lease("read_model", "third", Duration::from_secs(30), false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn caught_up(f: &Fixture, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if read_model(&f.db).await == expected_from_log(&f.store).await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_one_owner_and_a_handover_when_it_dies() {
+    let f = fixture().await;
+    write_orders(&f.handler, 20, 4).await;
+    let start = |owner: &'static str| {
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(run(
+            read_model_subscription(7),
+            f.store.clone(),
+            EventListener::start(f.store.config().clone()),
+            settings(owner),
+            shutdown,
+        ));
+        (stop, task)
+    };
+    let (_stop_a, task_a) = start("instance-a");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (stop_b, task_b) = start("instance-b");
+
+    let owner = || async {
+        f.store
+            .subscriptions()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "read_model")
+            .unwrap()
+            .owner
+    };
+    caught_up(&f, "the owner did not catch up").await;
+    assert_eq!(owner().await.as_deref(), Some("instance-a"));
+
+    // The owner dies without releasing its lease (as with kill -9).
+    task_a.abort();
+    let _ = task_a.await;
+    let died = tokio::time::Instant::now();
+    write_orders(&f.handler, 10, 2).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while owner().await.as_deref() != Some("instance-b") {
+        assert!(tokio::time::Instant::now() < deadline, "no handover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        died.elapsed() < Duration::from_secs(3),
+        "handover within the lease TTL plus a standby poll"
+    );
+    caught_up(&f, "the new owner did not catch up").await;
+    totals_consistent(&f.db).await;
+
+    stop_b.send(true).unwrap();
+    task_b.await.unwrap();
+    assert_eq!(owner().await, None, "a clean shutdown releases the lease");
+}

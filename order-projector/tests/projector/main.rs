@@ -1,0 +1,11 @@
+//! order-projector against a real PostgreSQL and the SQS emulator.
+
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod crash;
+mod leases;
+mod read_model;
+mod replay;
+mod sqs;
+mod support;

@@ -1,0 +1,134 @@
+//! The read model equals a fold of the log, stays so however often events are applied, and
+//! stops (never skips) at an event it cannot decode.
+
+use std::time::Duration;
+
+use order_projector::subscription::{RunSettings, StepError, run};
+use order_store::{Cursor, EventListener};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn projecting_the_log_gives_what_folding_it_gives() {
+    let f = fixture().await;
+    write_orders(&f.handler, 60, 6).await;
+    let (lease, cursor) = lease(&f.store, "read_model", "test").await;
+    let subscription = read_model_subscription(37);
+    let (end, applied) = drain(&f.store, &subscription, &lease, cursor).await;
+    assert!(applied > 200, "{applied} events");
+    assert_eq!(f.store.checkpoint("read_model").await.unwrap(), end);
+    let expected = expected_from_log(&f.store).await;
+    assert_eq!(expected.len(), 60);
+    assert_eq!(read_model(&f.db).await, expected);
+    let totals = totals_consistent(&f.db).await;
+    assert_eq!(totals.values().map(|t| t.0).sum::<i64>(), 60);
+}
+
+#[tokio::test]
+async fn applying_the_whole_log_twice_leaves_identical_tables() {
+    let f = fixture().await;
+    write_orders(&f.handler, 40, 4).await;
+    let (lease, cursor) = lease(&f.store, "read_model", "test").await;
+    let subscription = read_model_subscription(50);
+    drain(&f.store, &subscription, &lease, cursor).await;
+    let summaries = read_model(&f.db).await;
+    let totals = totals_consistent(&f.db).await;
+
+    // Back to the start of the log, as after a lost checkpoint: everything is applied again.
+    let client = f.db.connect().await;
+    client
+        .batch_execute(
+            "UPDATE orders.subscriptions SET checkpoint_xid = '0', checkpoint_position = 0",
+        )
+        .await
+        .unwrap();
+    let (_, applied) = drain(&f.store, &subscription, &lease, Cursor::START).await;
+    assert!(applied > 100);
+    assert_eq!(read_model(&f.db).await, summaries);
+    assert_eq!(
+        totals_consistent(&f.db).await,
+        totals,
+        "the hard case: totals are not added twice"
+    );
+
+    // And again in pages of one event, which interleaves orders differently.
+    let one_by_one = read_model_subscription(1);
+    drain(&f.store, &one_by_one, &lease, Cursor::START).await;
+    assert_eq!(read_model(&f.db).await, summaries);
+    assert_eq!(totals_consistent(&f.db).await, totals);
+}
+
+#[tokio::test]
+async fn an_undecodable_event_stops_the_subscription_and_is_never_skipped() {
+    let f = fixture().await;
+    let first = write_order(&f.handler, 0).await;
+    // A writer outside the service left an event nobody can decode.
+    let client = f.db.connect().await;
+    client
+        .execute(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload)
+             VALUES ($1, 1, $2, 'OrderTeleported', 1, '{}')",
+            &[&Uuid::new_v4(), &Uuid::now_v7()],
+        )
+        .await
+        .unwrap();
+    let after = write_order(&f.handler, 1).await;
+
+    let (lease, cursor) = lease(&f.store, "read_model", "test").await;
+    let subscription = read_model_subscription(1000);
+    let (_stop, shutdown) = watch::channel(false);
+    let error = subscription
+        .step(&f.store, &lease, cursor, &shutdown)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, StepError::Undecodable(reason) if reason.contains("OrderTeleported")),
+        "{error}"
+    );
+    assert_eq!(
+        f.store.checkpoint("read_model").await.unwrap(),
+        Cursor::START,
+        "nothing committed"
+    );
+    assert!(read_model(&f.db).await.is_empty());
+
+    // The running loop shows it in the subscription's status and keeps refusing to skip it.
+    f.store.release_lease(&lease).await.unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let settings = RunSettings {
+        owner: "runner".into(),
+        lease_ttl: Duration::from_secs(10),
+        poll: Duration::from_millis(50),
+        standby_poll: Duration::from_millis(50),
+    };
+    let task = tokio::spawn(run(
+        read_model_subscription(1),
+        f.store.clone(),
+        EventListener::start(f.store.config().clone()),
+        settings,
+        shutdown,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let state = loop {
+        let states = f.store.subscriptions().await.unwrap();
+        if let Some(state) = states.into_iter().find(|s| s.last_error.is_some()) {
+            break state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no error was recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(state.last_error.unwrap().starts_with("stopped:"));
+    let projected = read_model(&f.db).await;
+    assert!(
+        projected.contains_key(&first),
+        "events before the bad one are projected"
+    );
+    assert!(!projected.contains_key(&after), "nothing after it is");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}

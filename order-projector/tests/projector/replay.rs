@@ -1,0 +1,182 @@
+//! Replay: rebuilds identical tables from the log, with bounded memory, swaps them in without
+//! readers ever seeing an empty or partial table, and hands the subscription back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use order_projector::replay::{Progress, ReplayError, ReplayOptions, replay};
+use order_projector::subscription::{RunSettings, run};
+use order_store::EventListener;
+use tokio::sync::watch;
+
+use crate::support::*;
+
+fn options(batch_orders: usize) -> ReplayOptions {
+    ReplayOptions {
+        projection: "read_model".into(),
+        owner: "replay-test".into(),
+        batch_orders,
+        page: 97,
+        progress: Progress::None,
+        lease_ttl: Duration::from_secs(30),
+    }
+}
+
+async fn project_live(f: &Fixture) {
+    let (lease, cursor) = lease(&f.store, "read_model", "live").await;
+    drain(&f.store, &read_model_subscription(100), &lease, cursor).await;
+    f.store.release_lease(&lease).await.unwrap();
+}
+
+#[tokio::test]
+async fn replay_rebuilds_the_read_model_and_swaps_it_in() {
+    let f = fixture().await;
+    write_orders(&f.handler, 80, 4).await;
+    project_live(&f).await;
+    // A bug once damaged the live tables.
+    let client = f.db.connect().await;
+    client.batch_execute("UPDATE orders.order_summaries SET status = 'Placed', refunded_minor = 0; DELETE FROM orders.customer_totals").await.unwrap();
+
+    let report = replay(&f.store, &options(250_000)).await.unwrap();
+    assert_eq!(report.orders, 80);
+    assert_eq!(read_model(&f.db).await, expected_from_log(&f.store).await);
+    totals_consistent(&f.db).await;
+    assert_eq!(
+        f.store.checkpoint("read_model").await.unwrap(),
+        report.checkpoint
+    );
+    let leftovers: i64 = client
+        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'orders' AND tablename LIKE '%\\_shadow' OR tablename LIKE '%\\_retired'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leftovers, 0, "no shadow or retired table is left behind");
+    let indexes: Vec<String> = client
+        .query("SELECT indexname FROM pg_indexes WHERE schemaname = 'orders' AND tablename = 'order_summaries' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        indexes,
+        [
+            "order_summaries_customer",
+            "order_summaries_pkey",
+            "order_summaries_placed",
+            "order_summaries_status"
+        ]
+    );
+
+    // The application role can still read the swapped-in tables.
+    client.batch_execute("SET ROLE orders_app; SELECT count(*) FROM orders.order_summaries; SELECT count(*) FROM orders.customer_totals; RESET ROLE").await.unwrap();
+
+    // The live subscription continues from the replay's checkpoint.
+    write_orders(&f.handler, 5, 1).await;
+    project_live(&f).await;
+    assert_eq!(read_model(&f.db).await, expected_from_log(&f.store).await);
+    totals_consistent(&f.db).await;
+}
+
+#[tokio::test]
+async fn replay_with_bounded_memory_builds_the_same_tables() {
+    let f = fixture().await;
+    write_orders(&f.handler, 60, 6).await;
+    // At most 7 orders in memory: rows are written out and fetched back again and again.
+    replay(&f.store, &options(7)).await.unwrap();
+    assert_eq!(read_model(&f.db).await, expected_from_log(&f.store).await);
+    totals_consistent(&f.db).await;
+}
+
+#[tokio::test]
+async fn readers_during_a_replay_always_see_a_complete_table() {
+    let f = fixture().await;
+    write_orders(&f.handler, 120, 4).await;
+    project_live(&f).await;
+    let client = f.db.connect().await;
+    let full: (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT count(*), sum(total_minor)::int8 FROM orders.order_summaries",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, reads, url) = (stop.clone(), reads.clone(), f.db.url().to_owned());
+            tokio::spawn(async move {
+                let client = order_testkit::pg::try_connect(&url).await.unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let row = client
+                        .query_one("SELECT count(*), coalesce(sum(total_minor), 0)::int8 FROM orders.order_summaries", &[])
+                        .await
+                        .unwrap();
+                    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), full, "a reader saw a partial table");
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    replay(&f.store, &options(25)).await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert!(
+        reads.load(Ordering::Relaxed) > 10,
+        "the readers really read during the replay"
+    );
+}
+
+#[tokio::test]
+async fn replay_preempts_the_live_projector_which_resumes_afterwards() {
+    let f = fixture().await;
+    write_orders(&f.handler, 30, 3).await;
+    let (stop, shutdown) = watch::channel(false);
+    let live = tokio::spawn(run(
+        read_model_subscription(50),
+        f.store.clone(),
+        EventListener::start(f.store.config().clone()),
+        RunSettings {
+            owner: "live".into(),
+            lease_ttl: Duration::from_secs(2),
+            poll: Duration::from_millis(50),
+            standby_poll: Duration::from_millis(100),
+        },
+        shutdown,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    replay(&f.store, &options(1000)).await.unwrap();
+    write_orders(&f.handler, 10, 2).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while read_model(&f.db).await != expected_from_log(&f.store).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the live projector did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    totals_consistent(&f.db).await;
+    stop.send(true).unwrap();
+    live.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_projection_is_refused_and_changes_nothing() {
+    let f = fixture().await;
+    let result = replay(
+        &f.store,
+        &ReplayOptions {
+            projection: "nope".into(),
+            ..options(10)
+        },
+    )
+    .await;
+    assert!(matches!(result, Err(ReplayError::UnknownProjection(_))));
+}

@@ -1,0 +1,174 @@
+//! Publishing to SQS: every event once as a CloudEvent, in per-order order; failures hold the
+//! checkpoint back; republishing reuses the deduplication ids.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use order_messages::CloudEvent;
+use order_projector::sqs::Publisher;
+use order_projector::subscription::{Sink, Subscription};
+use order_store::Cursor;
+use order_testkit::sqs::{self, PrivateEmulator, drain_queue, fifo_queue_pair_on};
+use uuid::Uuid;
+
+use crate::support::*;
+
+fn subscription(publisher: Publisher, page: u32) -> Subscription {
+    Subscription {
+        name: "sqs_publisher".into(),
+        sink: Sink::Sqs(publisher),
+        page,
+    }
+}
+
+/// Every event id of the log.
+pub async fn log_ids(f: &Fixture) -> BTreeSet<Uuid> {
+    let mut all = BTreeSet::new();
+    let mut cursor = Cursor::START;
+    loop {
+        let page = f.store.read_all(cursor, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = last.cursor();
+        all.extend(page.iter().map(|e| e.event_id));
+    }
+    all
+}
+
+/// Each order's (stream version, event id) pairs in the order they were received.
+pub type PerOrder = BTreeMap<Uuid, Vec<(u64, Uuid)>>;
+
+pub fn received_per_order(messages: &[aws_sdk_sqs::types::Message]) -> (Vec<Uuid>, PerOrder) {
+    let mut ids = Vec::new();
+    let mut per_order = PerOrder::new();
+    for message in messages {
+        let event = CloudEvent::parse(message.body().unwrap()).unwrap();
+        ids.push(event.id);
+        per_order
+            .entry(event.subject)
+            .or_default()
+            .push((event.streamversion, event.id));
+    }
+    (ids, per_order)
+}
+
+#[tokio::test]
+async fn every_event_is_published_once_as_a_cloud_event_in_per_order_order() {
+    let f = fixture().await;
+    write_orders(&f.handler, 30, 3).await;
+    let pair = sqs::fifo_queue_pair(5).await;
+    let publisher = Publisher::new(sqs::client(), pair.queue_url.clone(), 4);
+    let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
+    let (end, published) = drain(&f.store, &subscription(publisher, 64), &lease, cursor).await;
+    assert_eq!(f.store.checkpoint("sqs_publisher").await.unwrap(), end);
+
+    let messages = drain_queue(&sqs::client(), &pair.queue_url).await;
+    assert_eq!(messages.len(), published);
+    let (ids, per_order) = received_per_order(&messages);
+    let expected = log_ids(&f).await;
+    assert_eq!(
+        ids.iter().copied().collect::<BTreeSet<_>>(),
+        expected,
+        "every event, once"
+    );
+    assert_eq!(ids.len(), expected.len());
+    for (order, versions) in &per_order {
+        let numbers: Vec<u64> = versions.iter().map(|(v, _)| *v).collect();
+        assert_eq!(
+            numbers,
+            (1..=numbers.len() as u64).collect::<Vec<_>>(),
+            "order {order} in version order"
+        );
+    }
+
+    let sample = &messages[0];
+    let event = CloudEvent::parse(sample.body().unwrap()).unwrap();
+    let attributes = sample.message_attributes().unwrap();
+    assert_eq!(
+        attributes["event_type"].string_value(),
+        Some(event.event_type.as_str())
+    );
+    assert_eq!(
+        attributes["correlation_id"].string_value(),
+        Some("projector-test")
+    );
+    assert!(
+        attributes["traceparent"]
+            .string_value()
+            .unwrap()
+            .starts_with("00-4bf92f")
+    );
+    assert_eq!(event.correlationid.as_deref(), Some("projector-test"));
+    assert_eq!(event.datacontenttype, "application/json");
+    assert!(event.data.is_object());
+}
+
+#[tokio::test]
+async fn republishing_a_range_reuses_the_deduplication_ids() {
+    let f = fixture().await;
+    write_orders(&f.handler, 6, 2).await;
+    let pair = sqs::fifo_queue_pair(5).await;
+    let publisher = Publisher::new(sqs::client(), pair.queue_url.clone(), 2);
+    let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
+    let (_, published) = drain(
+        &f.store,
+        &subscription(publisher.clone(), 100),
+        &lease,
+        cursor,
+    )
+    .await;
+
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let head = f.store.head_position().await.unwrap();
+    let resent = order_projector::republish::republish(&f.store, &publisher, 1, head, &shutdown)
+        .await
+        .unwrap();
+    assert_eq!(resent as usize, published);
+    let messages = drain_queue(&sqs::client(), &pair.queue_url).await;
+    assert_eq!(
+        messages.len(),
+        published,
+        "the copies were deduplicated by event id"
+    );
+}
+
+#[tokio::test]
+async fn while_sqs_is_down_the_checkpoint_does_not_pass_unsent_events() {
+    let f = fixture().await;
+    write_orders(&f.handler, 12, 2).await;
+    let emulator = PrivateEmulator::start().await;
+    let pair = fifo_queue_pair_on(&emulator.client(), 5).await;
+    let publisher = Publisher::new(emulator.client(), pair.queue_url.clone(), 4);
+    let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
+
+    emulator.signal("STOP");
+    let task = {
+        let store = f.store.clone();
+        let lease = lease.clone();
+        tokio::spawn(
+            async move { drain(&store, &subscription(publisher, 25), &lease, cursor).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        f.store.checkpoint("sqs_publisher").await.unwrap(),
+        Cursor::START,
+        "nothing acknowledged, nothing passed"
+    );
+    assert!(!task.is_finished());
+
+    emulator.signal("CONT");
+    let (end, published) = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.store.checkpoint("sqs_publisher").await.unwrap(), end);
+    let messages = drain_queue(&emulator.client(), &pair.queue_url).await;
+    let (ids, _) = received_per_order(&messages);
+    let expected = log_ids(&f).await;
+    assert_eq!(
+        ids.iter().copied().collect::<BTreeSet<_>>(),
+        expected,
+        "nothing lost"
+    );
+    assert_eq!(published, expected.len());
+}

@@ -1,0 +1,56 @@
+//! Readiness: the database answers on a connection of its own and has every migration this
+//! binary knows. A dedicated connection, so that a busy pool does not look like an outage.
+
+use std::time::Duration;
+
+use crate::config::StoreConfig;
+
+/// Checks the database for readiness endpoints and health services.
+#[derive(Debug)]
+pub struct ReadinessProbe {
+    config: StoreConfig,
+    client: Option<tokio_postgres::Client>,
+}
+
+impl ReadinessProbe {
+    pub fn new(config: StoreConfig) -> Self {
+        Self {
+            config,
+            client: None,
+        }
+    }
+
+    /// `Ok` when the database is reachable and migrated, else why not (one line).
+    pub async fn check(&mut self) -> Result<(), String> {
+        if self
+            .client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            let connect = tokio::time::timeout(self.config.connect_timeout, self.config.connect());
+            self.client = match connect.await {
+                Ok(Ok(client)) => Some(client),
+                Ok(Err(e)) => return Err(format!("database: {e}")),
+                Err(_) => return Err("database: connect timed out".to_owned()),
+            };
+        }
+        let Some(client) = self.client.as_ref() else {
+            return Err("database: no connection".to_owned());
+        };
+        match tokio::time::timeout(Duration::from_secs(2), crate::migrate::is_current(client)).await
+        {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => {
+                Err("database migrations are not current (run `order-grpc migrate`)".to_owned())
+            }
+            Ok(Err(e)) => {
+                self.client = None;
+                Err(format!("database: {e}"))
+            }
+            Err(_) => {
+                self.client = None;
+                Err("database: no answer within 2 s".to_owned())
+            }
+        }
+    }
+}

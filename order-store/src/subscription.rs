@@ -1,0 +1,291 @@
+//! Subscriptions: a named checkpoint over the gap-safe log, and the lease that makes exactly
+//! one live instance its writer.
+//!
+//! An instance acquires the lease (which increments the lease token), renews it while it
+//! works, and advances the checkpoint only in a statement that names the token it holds. A
+//! stale owner (paused, partitioned, or preempted by an operator) finds its token gone: its
+//! checkpoint write changes nothing and its transaction rolls back. This works through
+//! connection poolers (no session state), unlike session advisory locks.
+
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::Transaction;
+
+use crate::error::Error;
+use crate::store::EventStore;
+use crate::xid::{Cursor, Xid8};
+
+/// The right to advance one subscription's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub subscription: String,
+    pub owner: String,
+    pub token: i64,
+}
+
+/// A subscription as the database records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionState {
+    pub name: String,
+    pub checkpoint: Cursor,
+    pub owner: Option<String>,
+    pub lease_token: i64,
+    pub lease_expires_at: Option<SystemTime>,
+    pub events_processed: u64,
+    pub last_event_at: Option<SystemTime>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<SystemTime>,
+    pub updated_at: SystemTime,
+}
+
+const STATE_COLUMNS: &str = "name, checkpoint_xid, checkpoint_position, owner, lease_token, \
+    lease_expires_at, events_processed, last_event_at, last_error, last_error_at, updated_at";
+
+fn state(row: &tokio_postgres::Row) -> Result<SubscriptionState, tokio_postgres::Error> {
+    Ok(SubscriptionState {
+        name: row.try_get(0)?,
+        checkpoint: Cursor {
+            transaction_id: row.try_get(1)?,
+            global_position: row.try_get::<_, i64>(2)? as u64,
+        },
+        owner: row.try_get(3)?,
+        lease_token: row.try_get(4)?,
+        lease_expires_at: row.try_get(5)?,
+        events_processed: row.try_get::<_, i64>(6)? as u64,
+        last_event_at: row.try_get(7)?,
+        last_error: row.try_get(8)?,
+        last_error_at: row.try_get(9)?,
+        updated_at: row.try_get(10)?,
+    })
+}
+
+/// Longest error text kept in the subscription's status.
+const MAX_ERROR_LEN: usize = 2000;
+
+impl EventStore {
+    /// Take the lease of `subscription` for `ttl` if it is free, expired, or already ours;
+    /// with `preempt`, take it regardless (an operator's rebuild). Returns the lease and the
+    /// checkpoint to continue from, or `None` while another live instance holds it.
+    pub async fn acquire_lease(
+        &self,
+        subscription: &str,
+        owner: &str,
+        ttl: Duration,
+        preempt: bool,
+    ) -> Result<Option<(Lease, Cursor)>, Error> {
+        self.timed(async {
+            let client = self.pool().get().await?;
+            client
+                .execute(
+                    "INSERT INTO orders.subscriptions (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                    &[&subscription],
+                )
+                .await?;
+            let row = client
+                .query_opt(
+                    "UPDATE orders.subscriptions
+                     SET owner = $2, lease_token = lease_token + 1,
+                         lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+                     WHERE name = $1
+                       AND ($4 OR owner IS NULL OR owner = $2 OR lease_expires_at < now())
+                     RETURNING lease_token, checkpoint_xid, checkpoint_position",
+                    &[&subscription, &owner, &ttl.as_secs_f64(), &preempt],
+                )
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some((
+                Lease {
+                    subscription: subscription.to_owned(),
+                    owner: owner.to_owned(),
+                    token: row.try_get(0)?,
+                },
+                Cursor {
+                    transaction_id: row.try_get(1)?,
+                    global_position: row.try_get::<_, i64>(2)? as u64,
+                },
+            )))
+        })
+        .await
+    }
+
+    /// Extend the lease; `false` when it was lost (another instance or an operator took it).
+    pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, Error> {
+        self.timed(async {
+            let client = self.pool().get().await?;
+            let renewed = client
+                .execute(
+                    "UPDATE orders.subscriptions
+                     SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
+                     WHERE name = $1 AND owner = $2 AND lease_token = $3",
+                    &[
+                        &lease.subscription,
+                        &lease.owner,
+                        &lease.token,
+                        &ttl.as_secs_f64(),
+                    ],
+                )
+                .await?;
+            Ok(renewed == 1)
+        })
+        .await
+    }
+
+    /// Give the lease up so that a standby can take over at once.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), Error> {
+        self.timed(async {
+            let client = self.pool().get().await?;
+            client
+                .execute(
+                    "UPDATE orders.subscriptions SET owner = NULL, lease_expires_at = NULL, updated_at = now()
+                     WHERE name = $1 AND owner = $2 AND lease_token = $3",
+                    &[&lease.subscription, &lease.owner, &lease.token],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Show an error in the subscription's status (cleared by the next checkpoint).
+    pub async fn record_subscription_error(&self, lease: &Lease, error: &str) -> Result<(), Error> {
+        let error: String = error.chars().take(MAX_ERROR_LEN).collect();
+        self.timed(async {
+            let client = self.pool().get().await?;
+            client
+                .execute(
+                    "UPDATE orders.subscriptions SET last_error = $4, last_error_at = now(), updated_at = now()
+                     WHERE name = $1 AND owner = $2 AND lease_token = $3",
+                    &[&lease.subscription, &lease.owner, &lease.token, &error],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every subscription's state.
+    pub async fn subscriptions(&self) -> Result<Vec<SubscriptionState>, Error> {
+        self.timed(async {
+            let client = self.pool().get().await?;
+            let rows = client
+                .query(
+                    &format!("SELECT {STATE_COLUMNS} FROM orders.subscriptions ORDER BY name"),
+                    &[],
+                )
+                .await?;
+            rows.iter().map(|r| state(r).map_err(Error::from)).collect()
+        })
+        .await
+    }
+
+    /// The checkpoint of one subscription (the start of the log if it never ran).
+    pub async fn checkpoint(&self, subscription: &str) -> Result<Cursor, Error> {
+        self.timed(async {
+            let client = self.pool().get().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT checkpoint_xid, checkpoint_position FROM orders.subscriptions WHERE name = $1",
+                )
+                .await?;
+            let row = client.query_opt(&statement, &[&subscription]).await?;
+            Ok(match row {
+                Some(row) => Cursor {
+                    transaction_id: row.try_get(0)?,
+                    global_position: row.try_get::<_, i64>(1)? as u64,
+                },
+                None => Cursor::START,
+            })
+        })
+        .await
+    }
+
+    /// When the first event after `cursor` (in the gap-safe order) was recorded, if any: how
+    /// far behind a subscriber at that cursor is, in time.
+    pub async fn first_recorded_after(&self, cursor: Cursor) -> Result<Option<SystemTime>, Error> {
+        self.timed(async {
+            let client = self.pool().get().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT recorded_at FROM orders.events
+                     WHERE (transaction_id, global_position) > ($1::xid8, $2::int8)
+                     ORDER BY transaction_id, global_position LIMIT 1",
+                )
+                .await?;
+            let row = client
+                .query_opt(
+                    &statement,
+                    &[&cursor.transaction_id, &(cursor.global_position as i64)],
+                )
+                .await?;
+            Ok(match row {
+                Some(row) => Some(row.try_get(0)?),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    /// The gap-safe cursor of the event at `position`, if there is one.
+    pub async fn cursor_of_position(&self, position: u64) -> Result<Option<Cursor>, Error> {
+        let position = i64::try_from(position).unwrap_or(i64::MAX);
+        self.timed(async {
+            let client = self.pool().get().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT transaction_id FROM orders.events WHERE global_position = $1",
+                )
+                .await?;
+            let row = client.query_opt(&statement, &[&position]).await?;
+            Ok(match row {
+                Some(row) => Some(Cursor {
+                    transaction_id: row.try_get::<_, Xid8>(0)?,
+                    global_position: position as u64,
+                }),
+                None => None,
+            })
+        })
+        .await
+    }
+}
+
+/// Advance the checkpoint inside the transaction that applied the events, if the lease is
+/// still held; otherwise [`Error::LeaseLost`] and the caller rolls back.
+pub async fn advance_checkpoint(
+    transaction: &Transaction<'_>,
+    lease: &Lease,
+    cursor: Cursor,
+    events: u64,
+    last_event_at: Option<SystemTime>,
+) -> Result<(), Error> {
+    let statement = transaction
+        .prepare_cached(
+            "UPDATE orders.subscriptions
+             SET checkpoint_xid = $4, checkpoint_position = $5,
+                 events_processed = events_processed + $6,
+                 last_event_at = coalesce($7, last_event_at),
+                 last_error = NULL, last_error_at = NULL, updated_at = now()
+             WHERE name = $1 AND owner = $2 AND lease_token = $3",
+        )
+        .await?;
+    let updated = transaction
+        .execute(
+            &statement,
+            &[
+                &lease.subscription,
+                &lease.owner,
+                &lease.token,
+                &cursor.transaction_id,
+                &(cursor.global_position as i64),
+                &(events as i64),
+                &last_event_at,
+            ],
+        )
+        .await?;
+    if updated == 1 {
+        Ok(())
+    } else {
+        Err(Error::LeaseLost {
+            subscription: lease.subscription.clone(),
+        })
+    }
+}
