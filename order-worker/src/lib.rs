@@ -1,0 +1,1 @@
+//! order-worker (being written)

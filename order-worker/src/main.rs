@@ -1,0 +1,3 @@
+fn main() {
+    println!("order-worker: not built yet");
+}
