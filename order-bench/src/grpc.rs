@@ -145,6 +145,11 @@ async fn order_runtime_probe(url: &str) -> bool {
 }
 
 fn place(n: u64) -> pb::PlaceOrderRequest {
+    place_request(&Uuid::new_v4().to_string(), n)
+}
+
+/// A two-line PlaceOrder for `order_id`.
+pub fn place_request(order_id: &str, n: u64) -> pb::PlaceOrderRequest {
     let money = |amount_minor| {
         Some(pb::Money {
             currency: "EUR".into(),
@@ -153,7 +158,7 @@ fn place(n: u64) -> pb::PlaceOrderRequest {
     };
     pb::PlaceOrderRequest {
         command_id: Uuid::new_v4().to_string(),
-        order_id: Uuid::new_v4().to_string(),
+        order_id: order_id.to_owned(),
         expected_version: None,
         customer_id: "0b5c3a3e-52f5-4b8a-9a55-b4f1e9a7c001".into(),
         lines: vec![

@@ -2,6 +2,7 @@
 //! and count, prints its figures and stops by itself. See docs/benchmarks.md.
 
 mod grpc;
+mod projector;
 mod stats;
 mod store;
 
@@ -21,6 +22,8 @@ enum Command {
     Store(store::StoreArgs),
     /// PlaceOrder through the order-grpc binary against the raw-SQL ceiling.
     Grpc(grpc::GrpcArgs),
+    /// Read-model catch-up, replay, SQS publishing and read-your-writes latency on a large log.
+    Projector(projector::ProjectorArgs),
 }
 
 /// A fresh, migrated database on the local cluster (dropped at the end).
@@ -62,5 +65,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Store(args) => store::run(args).await,
         Command::Grpc(args) => grpc::run(args).await,
+        Command::Projector(args) => projector::run(args).await,
     }
 }

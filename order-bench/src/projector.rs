@@ -1,0 +1,372 @@
+//! `order-bench projector`: load a realistic log (1,000,000 events by default, 5-8 events per
+//! order, orders interleaved as live traffic interleaves them), then measure
+//!
+//! - the raw paged read rate of that log (the ceiling of any subscriber),
+//! - catch-up of the read model from position 0 (in process, the real subscription step),
+//! - a full `order-projector replay` with swap (the release binary, with its peak RSS),
+//! - SQS publishing against the emulator (a bounded slice of the log),
+//! - command acknowledgement to read-model visibility at a steady rate (order-grpc and
+//!   order-projector binaries, PlaceOrder at a fixed rate, GetOrder with min_position).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use order_domain::es::Metadata;
+use order_domain::order::{LineInput, PlaceOrder, PlaceOrderInput};
+use order_domain::values::{AddressInput, ShippingMethod};
+use order_domain::{Aggregate, Order, OrderCommand};
+use order_projector::read_model::ReadModel;
+use order_projector::sqs::Publisher;
+use order_projector::subscription::{Sink, Step, Subscription};
+use order_proto::v1 as pb;
+use order_store::{AppendRequest, Cursor, EventStore, ExpectedVersion, NewEvent, StoreConfig};
+use tokio::process::Command;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::stats::Samples;
+
+#[derive(Debug, clap::Args)]
+pub struct ProjectorArgs {
+    /// Orders to load (about 6.5 events each).
+    #[arg(long, default_value_t = 154_000)]
+    orders: usize,
+    /// Events sent to SQS in the publish measurement.
+    #[arg(long, default_value_t = 100_000)]
+    sqs_events: usize,
+    /// Commands per second in the latency measurement.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    /// Seconds of the latency measurement.
+    #[arg(long, default_value_t = 20)]
+    latency_seconds: u64,
+    /// Directory of the release binaries (order-grpc, order-projector).
+    #[arg(long, default_value = "target/release")]
+    binaries: PathBuf,
+}
+
+/// The commands of order `n`: a mix of every path, 5 to 8 events each.
+fn history(n: usize) -> Vec<OrderCommand> {
+    let currency = ["EUR", "EUR", "USD", "GBP"][n % 4];
+    let quantity = 1 + (n % 3) as i64;
+    let price = 990 + (n % 17) as i64 * 310;
+    let total = quantity * price + 450;
+    let customer = format!("0b5c3a3e-52f5-4b8a-9a55-{:012x}", n % 20_000 + 1);
+    let place = PlaceOrder::parse(&PlaceOrderInput {
+        customer_id: &customer,
+        lines: vec![
+            LineInput { sku: "SKU-10042-BLUE-M", quantity, currency, unit_price_minor: price },
+            LineInput { sku: "SKU-GIFTWRAP", quantity: 1, currency, unit_price_minor: 450 },
+        ],
+        shipping_address: Some(AddressInput {
+            recipient: "Ada Lovelace",
+            line1: "12 St James's Square",
+            city: "London",
+            postal_code: "SW1Y 4JH",
+            country: "GB",
+            ..AddressInput::default()
+        }),
+        shipping_method: Some(ShippingMethod::Express),
+    });
+    let Ok(place) = place else { return Vec::new() };
+    let step = |c: Result<OrderCommand, order_domain::ValidationError>| c.ok();
+    let mut commands = vec![OrderCommand::PlaceOrder(place)];
+    let happy = [
+        step(OrderCommand::reserve_inventory("res")),
+        step(OrderCommand::authorize_payment("pay", currency, total)),
+        Some(OrderCommand::ConfirmOrder),
+        Some(OrderCommand::StartFulfillment),
+        step(OrderCommand::ship_order("DHL", "JD0001")),
+        Some(OrderCommand::DeliverOrder),
+        Some(OrderCommand::CompleteOrder),
+    ];
+    match n % 10 {
+        // 8 events: the whole way.
+        0..=5 => commands.extend(happy.into_iter().flatten()),
+        // 7 events: delivered, not yet completed, one partial refund on the way.
+        6 => {
+            commands.extend(happy.into_iter().take(4).flatten());
+            commands.extend(step(OrderCommand::refund_payment(currency, 100)));
+            commands.extend([step(OrderCommand::ship_order("DHL", "JD0002")), Some(OrderCommand::DeliverOrder)].into_iter().flatten());
+        }
+        // 6 events: payment failed, inventory released, cancelled.
+        7 => commands.extend([
+            step(OrderCommand::reserve_inventory("res")),
+            step(OrderCommand::fail_payment("declined")),
+            Some(OrderCommand::ReleaseInventory),
+        ].into_iter().flatten()),
+        // 7 events: cancelled after authorization (void) and release.
+        _ => commands.extend([
+            step(OrderCommand::reserve_inventory("res")),
+            step(OrderCommand::authorize_payment("pay", currency, total)),
+            step(OrderCommand::cancel_order("customer changed their mind")),
+            Some(OrderCommand::ReleaseInventory),
+            step(OrderCommand::refund_payment(currency, total)),
+        ].into_iter().flatten()),
+    }
+    commands
+}
+
+/// Each command's events, decided with the real aggregate.
+fn events_of(n: usize) -> Vec<Vec<NewEvent>> {
+    let mut order = Order::default();
+    let mut out = Vec::new();
+    for command in history(n) {
+        let Ok(events) = order.decide(&command) else { break };
+        let encoded: Vec<NewEvent> = events.iter().filter_map(|e| NewEvent::encode(e).ok()).collect();
+        for event in &events {
+            order.evolve(event);
+        }
+        out.push(encoded);
+    }
+    out
+}
+
+/// Append the histories of `orders` orders, chunk by chunk; within a chunk each round appends
+/// the next command of every order, so that pages interleave many orders as traffic does.
+async fn load(store: &EventStore, orders: usize) -> anyhow::Result<u64> {
+    const CHUNK: usize = 2_000;
+    const WRITERS: usize = 32;
+    let metadata = Arc::new(Metadata { correlation_id: Some("bench-load".into()), ..Metadata::default() });
+    let mut total = 0u64;
+    let started = Instant::now();
+    for chunk in (0..orders).step_by(CHUNK) {
+        let members: Vec<(Uuid, Vec<Vec<NewEvent>>)> =
+            (chunk..(chunk + CHUNK).min(orders)).map(|n| (Uuid::new_v4(), events_of(n))).collect();
+        let rounds = members.iter().map(|m| m.1.len()).max().unwrap_or(0);
+        let members = Arc::new(members);
+        for round in 0..rounds {
+            let tasks: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let (store, members, metadata) = (store.clone(), members.clone(), metadata.clone());
+                    tokio::spawn(async move {
+                        let mut written = 0u64;
+                        for (id, commands) in members.iter().skip(w).step_by(WRITERS) {
+                            let Some(events) = commands.get(round) else { continue };
+                            let version: u64 = commands[..round].iter().map(|c| c.len() as u64).sum();
+                            store
+                                .append(AppendRequest {
+                                    stream_id: *id,
+                                    expected: ExpectedVersion::Exact(version),
+                                    events,
+                                    metadata: &metadata,
+                                    idempotency: None,
+                                })
+                                .await?;
+                            written += events.len() as u64;
+                        }
+                        anyhow::Ok(written)
+                    })
+                })
+                .collect();
+            for task in tasks {
+                total += task.await??;
+            }
+        }
+        if chunk % 20_000 == 0 {
+            eprint!("\rloaded {total} events ({:.0}/s)   ", total as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    eprintln!();
+    Ok(total)
+}
+
+/// Peak RSS (VmHWM, MiB) of a running process.
+fn peak_rss(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
+    let db = crate::fresh_database().await;
+    let mut config = StoreConfig::new(db.url());
+    config.pool_size = 40;
+    let store = EventStore::new(config)?;
+    println!("order-bench projector: database {}", db.name());
+
+    let started = Instant::now();
+    let events = load(&store, args.orders).await?;
+    let load_secs = started.elapsed().as_secs_f64();
+    println!("load: {events} events of {} orders in {load_secs:.1}s ({:.0} events/s through EventStore::append)", args.orders, events as f64 / load_secs);
+    db.connect().await.batch_execute("VACUUM ANALYZE orders.events").await?;
+    crate::checkpoint().await;
+
+    // Raw paged read: the ceiling of any subscriber.
+    let started = Instant::now();
+    let mut cursor = Cursor::START;
+    let mut read = 0u64;
+    loop {
+        let page = store.read_all(cursor, 1000).await?;
+        let Some(last) = page.last() else { break };
+        cursor = last.cursor();
+        read += page.len() as u64;
+    }
+    let raw_rate = read as f64 / started.elapsed().as_secs_f64();
+    println!("raw paged read (pages of 1000): {read} events, {raw_rate:.0} events/s");
+
+    // Catch-up of the read model from position 0.
+    crate::checkpoint().await;
+    let (lease, cursor) = store
+        .acquire_lease("read_model", "bench", Duration::from_secs(600), true)
+        .await?
+        .context("no lease")?;
+    let subscription = Subscription { name: "read_model".into(), sink: Sink::ReadModel(ReadModel::default()), page: 1000 };
+    let (_stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
+    let mut cursor = cursor;
+    let mut applied = 0usize;
+    loop {
+        match subscription.step(&store, &lease, cursor, &shutdown).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            Step::Progressed { cursor: next, events } => {
+                cursor = next;
+                applied += events;
+            }
+            Step::Idle => break,
+        }
+    }
+    let catch_up = applied as f64 / started.elapsed().as_secs_f64();
+    store.release_lease(&lease).await?;
+    println!("read-model catch-up (pages of 1000, one transaction each): {applied} events, {catch_up:.0} events/s ({:.2} of the raw read rate)", catch_up / raw_rate);
+
+    // Full replay with swap, as the operator runs it.
+    crate::checkpoint().await;
+    let binary = args.binaries.join("order-projector");
+    let started = Instant::now();
+    let mut child = Command::new(&binary)
+        .args(["replay", "--projection", "read_model", "--progress", "none"])
+        .env("DATABASE_URL", db.url())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {} (cargo build --release -p order-projector)", binary.display()))?;
+    let pid = child.id().unwrap_or_default();
+    let mut rss = 0f64;
+    let status = loop {
+        if let Some(now) = peak_rss(pid) {
+            rss = rss.max(now);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    anyhow::ensure!(status.success(), "replay failed: {status}");
+    let replay_secs = started.elapsed().as_secs_f64();
+    println!("replay with swap (order-projector replay, release): {events} events in {replay_secs:.1}s = {:.0} events/s; peak RSS {rss:.0} MB", events as f64 / replay_secs);
+
+    // SQS publishing against the emulator.
+    let pair = order_testkit::sqs::fifo_queue_pair(5).await;
+    let publisher = Publisher::new(order_testkit::sqs::client(), pair.queue_url.clone(), 8);
+    let (lease, cursor) = store
+        .acquire_lease("sqs_publisher", "bench", Duration::from_secs(600), true)
+        .await?
+        .context("no lease")?;
+    let subscription = Subscription { name: "sqs_publisher".into(), sink: Sink::Sqs(publisher), page: 500 };
+    let started = Instant::now();
+    let mut cursor = cursor;
+    let mut sent = 0usize;
+    while sent < args.sqs_events {
+        match subscription.step(&store, &lease, cursor, &shutdown).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            Step::Progressed { cursor: next, events } => {
+                cursor = next;
+                sent += events;
+            }
+            Step::Idle => break,
+        }
+    }
+    println!("SQS publish (SendMessageBatch of 10, 8 lanes, fauxqs): {sent} events, {:.0} events/s", sent as f64 / started.elapsed().as_secs_f64());
+    store.release_lease(&lease).await?;
+    let _ = order_testkit::sqs::client().delete_queue().queue_url(&pair.queue_url).send().await;
+
+    latency(&args, db.url()).await?;
+    Ok(())
+}
+
+/// Command acknowledgement to read-model visibility at a steady command rate.
+async fn latency(args: &ProjectorArgs, database_url: &str) -> anyhow::Result<()> {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
+    let (grpc_addr, grpc_admin, projector_admin) = (free()?, free()?, free()?);
+    let mut grpc = Command::new(args.binaries.join("order-grpc"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("ORDER_GRPC_ADDR", grpc_addr.to_string())
+        .env("ORDER_ADMIN_ADDR", grpc_admin.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut projector = Command::new(args.binaries.join("order-projector"))
+        .arg("run")
+        .env("DATABASE_URL", database_url)
+        .env("ORDER_ADMIN_ADDR", projector_admin.to_string())
+        .env("ORDER_PROJECTOR_SUBSCRIPTIONS", "read_model")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))?.connect().await?;
+    // Let the projector take its lease and reach the head first.
+    let queries = pb::order_query_service_client::OrderQueryServiceClient::new(channel.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let deadline = Instant::now() + Duration::from_secs(args.latency_seconds);
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut issued = 0u64;
+    let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    while Instant::now() < deadline {
+        ticker.tick().await;
+        issued += 1;
+        let (mut commands, mut queries, sender, failures) = (
+            pb::order_service_client::OrderServiceClient::new(channel.clone()),
+            queries.clone(),
+            sender.clone(),
+            failures.clone(),
+        );
+        tokio::spawn(async move {
+            let order = Uuid::new_v4().to_string();
+            let request = crate::grpc::place_request(&order, issued);
+            let Ok(response) = commands.place_order(request).await else {
+                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            };
+            let acknowledged = Instant::now();
+            let position = response.into_inner().global_position;
+            let read = queries
+                .get_order(pb::GetOrderRequest { order_id: order, min_position: Some(position) })
+                .await;
+            if read.is_ok() {
+                let _ = sender.send(acknowledged.elapsed());
+            } else {
+                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+    drop(sender);
+    let mut samples = Samples::default();
+    while let Some(latency) = receiver.recv().await {
+        samples.record(latency);
+    }
+    println!(
+        "command acknowledged -> visible in the read model, at {} PlaceOrder/s for {}s: {} commands, p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms, max {:.1} ms, failures {}",
+        args.rate,
+        args.latency_seconds,
+        samples.count(),
+        samples.quantile_ms(0.5),
+        samples.quantile_ms(0.99),
+        samples.quantile_ms(0.999),
+        samples.quantile_ms(1.0),
+        failures.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let _ = grpc.kill().await;
+    let _ = projector.kill().await;
+    Ok(())
+}
