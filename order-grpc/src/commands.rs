@@ -5,8 +5,10 @@ use std::time::Instant;
 use order_domain::Order;
 use order_domain::es::Metadata;
 use order_proto::v1 as pb;
+use order_runtime::trace;
 use order_store::{CommandContext, CommandHandler, HandleError};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::convert::{InvalidRequest, ParsedCommand, status_label};
 use crate::error::ApiError;
@@ -47,22 +49,50 @@ impl Commands {
             }
         };
         let kind = parsed.command.kind().as_str();
+        let order_id = parsed.order_id.as_uuid();
+        // One span per command, child of the caller's trace; every log line inside carries
+        // the correlation id, the order id and the trace id.
+        let span = tracing::info_span!(
+            "command",
+            otel.name = %format!("orders.v1.OrderService/{kind}"),
+            rpc = kind,
+            order_id = %order_id,
+            correlation_id = %context.correlation_id,
+            trace_id = tracing::field::Empty,
+        );
+        trace::set_parent(
+            &span,
+            context.traceparent.as_deref(),
+            context.tracestate.as_deref(),
+        );
+        span.record(
+            "trace_id",
+            trace::trace_id(&span, context.traceparent.as_deref()),
+        );
+        // The events record this command's own span as their trace context, so that the
+        // projector and the workers continue the same trace.
+        let (traceparent, tracestate) = trace::outgoing(
+            &span,
+            context.traceparent.as_deref(),
+            context.tracestate.as_deref(),
+        );
         let command_context = CommandContext {
             command_id: parsed.command_id,
             expected_version: parsed.expected_version,
             metadata: Metadata {
                 correlation_id: Some(context.correlation_id.clone()),
-                traceparent: context.traceparent,
-                tracestate: context.tracestate,
+                traceparent,
+                tracestate,
                 actor: context.actor,
                 ..Metadata::default()
             },
         };
-        let order_id = parsed.order_id.as_uuid();
         let result = self
             .handler
             .handle(order_id, &parsed.command, &command_context)
+            .instrument(span.clone())
             .await;
+        let _entered = span.enter();
         let outcome = match &result {
             Ok(handled) if handled.duplicate => "duplicate",
             Ok(_) => "ok",

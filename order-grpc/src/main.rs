@@ -92,7 +92,7 @@ fn unreachable_default() -> i32 {
 }
 
 async fn serve(args: ServeArgs) -> i32 {
-    telemetry::init_logging(args.log_format);
+    telemetry::init(NAME, args.log_format);
     if let Err(why) = args.tokens() {
         cli::fail(NAME, &why);
     }
@@ -100,13 +100,15 @@ async fn serve(args: ServeArgs) -> i32 {
         Ok(app) => app,
         Err(e) => cli::fail(NAME, &format!("{e:#}")),
     };
-    match app.run_until(shutdown::signal()).await {
+    let code = match app.run_until(shutdown::signal()).await {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "order-grpc failed");
             1
         }
-    }
+    };
+    order_runtime::trace::shutdown();
+    code
 }
 
 async fn migrate(database: DatabaseArgs, log_format: telemetry::LogFormat) -> i32 {

@@ -115,13 +115,14 @@ fn store(database: &DatabaseArgs, role: &str) -> EventStore {
 async fn execute(command: Command) -> i32 {
     match command {
         Command::Run(args) => {
-            telemetry::init_logging(args.log_format);
+            telemetry::init(NAME, args.log_format);
             if let Err(why) = args.validate() {
                 cli::fail(NAME, &why);
             }
             match App::start(*args).await {
                 Ok(app) => {
                     app.run_until(shutdown::signal()).await;
+                    order_runtime::trace::shutdown();
                     0
                 }
                 Err(e) => cli::fail(NAME, &format!("{e:#}")),

@@ -49,6 +49,26 @@ impl Message {
     pub fn of(event: &RecordedEvent, decoded: &OrderEvent) -> Result<Self, order_store::Error> {
         let data = decoded.encode()?;
         let metadata = &event.metadata;
+        // With tracing on, publishing is a span in the producing command's trace, and the
+        // message carries that span's context on to the worker.
+        let (traceparent, _) = if order_runtime::trace::enabled() {
+            let span = tracing::info_span!(
+                "publish",
+                otel.name = "orders.fifo publish",
+                otel.kind = "producer",
+                messaging.system = "aws_sqs",
+                order_id = %event.stream_id,
+                event_type = %event.event_type,
+            );
+            order_runtime::trace::set_parent(
+                &span,
+                metadata.traceparent.as_deref(),
+                metadata.tracestate.as_deref(),
+            );
+            order_runtime::trace::outgoing(&span, metadata.traceparent.as_deref(), None)
+        } else {
+            (metadata.traceparent.clone(), None)
+        };
         let envelope = CloudEvent::new(EnvelopeInput {
             event_id: event.event_id,
             event_type: &event.event_type,
@@ -58,15 +78,15 @@ impl Message {
             stream_version: event.stream_version,
             schema_version: decoded.schema_version(),
             correlation_id: metadata.correlation_id.as_deref(),
-            traceparent: metadata.traceparent.as_deref(),
+            traceparent: traceparent.as_deref(),
             data,
         });
         let mut attributes = vec![(ATTR_EVENT_TYPE, event.event_type.clone())];
         if let Some(correlation) = metadata.correlation_id.as_ref().filter(|c| !c.is_empty()) {
             attributes.push((ATTR_CORRELATION_ID, correlation.clone()));
         }
-        if let Some(traceparent) = metadata.traceparent.as_ref().filter(|t| !t.is_empty()) {
-            attributes.push((ATTR_TRACEPARENT, traceparent.clone()));
+        if let Some(traceparent) = traceparent.filter(|t| !t.is_empty()) {
+            attributes.push((ATTR_TRACEPARENT, traceparent));
         }
         Ok(Self {
             group_id: event.stream_id.to_string(),

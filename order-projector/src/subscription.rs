@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use order_domain::order::OrderEvent;
 use order_store::{Cursor, EventListener, EventStore, Lease, RecordedEvent, advance_checkpoint};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::read_model::{ApplyError, ReadModel, decode};
 use crate::sqs::{Message, Publisher};
@@ -92,15 +93,49 @@ impl Subscription {
         let Some(last) = events.last() else {
             return Ok(Step::Idle);
         };
+        let span = tracing::info_span!(
+            "project",
+            subscription = %self.name,
+            events = events.len(),
+            from = %cursor,
+            to = %last.cursor(),
+        );
+        if order_runtime::trace::enabled() {
+            // The batch links to the traces of the commands that produced its events.
+            let mut linked = std::collections::HashSet::new();
+            for event in &events {
+                if let Some(traceparent) = &event.metadata.traceparent
+                    && linked.len() < 64
+                    && linked.insert(traceparent.as_str())
+                {
+                    order_runtime::trace::add_link(&span, traceparent);
+                }
+            }
+        }
+        self.apply_page(store, lease, &events, shutdown)
+            .instrument(span)
+            .await
+    }
+
+    async fn apply_page(
+        &self,
+        store: &EventStore,
+        lease: &Lease,
+        events: &[RecordedEvent],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Step, StepError> {
+        let Some(last) = events.last() else {
+            return Ok(Step::Idle);
+        };
         let next = last.cursor();
         let last_event_at = Some(last.recorded_at);
-        let decoded = decode(&events)?;
+        let decoded = decode(events)?;
         match &self.sink {
             Sink::ReadModel(model) => {
                 let apply = async {
                     let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
                     let transaction = client.transaction().await?;
-                    model.apply(&transaction, &events, &decoded).await?;
+                    model.apply(&transaction, events, &decoded).await?;
                     advance_checkpoint(
                         &transaction,
                         lease,
@@ -117,7 +152,7 @@ impl Subscription {
                     .map_err(|_| StepError::Transient("applying a page timed out".into()))??;
             }
             Sink::Sqs(publisher) => {
-                let messages = messages(&events, &decoded)?;
+                let messages = messages(events, &decoded)?;
                 let name = self.name.clone();
                 let on_error = move |error: &str| {
                     tracing::warn!(subscription = %name, %error, "SQS publish failed; retrying");

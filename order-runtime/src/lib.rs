@@ -9,5 +9,6 @@ pub mod cli;
 pub mod probe;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
 pub use admin::{AdminServer, Readiness};

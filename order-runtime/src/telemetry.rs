@@ -17,27 +17,42 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Install the global subscriber once. Later calls (tests starting several apps) are no-ops.
-pub fn init_logging(format: LogFormat) {
+/// Install the global subscriber once: log lines (JSON or pretty) and, when the `OTEL_*`
+/// variables ask for it, OpenTelemetry spans exported over OTLP (see [`crate::trace`]).
+/// Later calls (tests starting several apps) are no-ops. Call inside a Tokio runtime.
+pub fn init(service: &str, format: LogFormat) {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
+        let otel = crate::trace::provider(service).map(|provider| {
+            use opentelemetry::trace::TracerProvider as _;
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("order-ledger"))
+        });
+        let fmt = tracing_subscriber::fmt::layer()
             .with_span_events(FmtSpan::NONE)
             .with_writer(std::io::stdout);
+        let registry = tracing_subscriber::registry().with(filter).with(otel);
         let result = match format {
-            LogFormat::Json => builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(true)
+            LogFormat::Json => registry
+                .with(
+                    fmt.json()
+                        .flatten_event(true)
+                        .with_current_span(false)
+                        .with_span_list(true),
+                )
                 .try_init(),
-            LogFormat::Pretty => builder.compact().try_init(),
+            LogFormat::Pretty => registry.with(fmt.compact()).try_init(),
         };
         // Another subscriber is already installed (a test harness): keep it.
         let _ = result;
     });
+}
+
+/// [`init`] under a generic service name (for tools and tests).
+pub fn init_logging(format: LogFormat) {
+    init("order-ledger", format);
 }
 
 /// The process-wide Prometheus recorder; `metrics::counter!` and friends record into it.

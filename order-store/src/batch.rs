@@ -129,6 +129,7 @@ pub(crate) async fn writer(store: EventStore, queue: Arc<Queue>) {
             }
             continue;
         }
+        metrics::histogram!("order_store_group_commit_batch_size").record(batch.len() as f64);
         match store.append_batch(&batch).await {
             Ok(outcomes) => {
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
@@ -137,7 +138,9 @@ pub(crate) async fn writer(store: EventStore, queue: Arc<Queue>) {
             }
             // A conflict with a writer outside the batch (or any failure of the statement):
             // each append on its own tells exactly who is affected.
-            Err(_) => {
+            Err(error) => {
+                metrics::counter!("order_store_group_commit_fallbacks_total").increment(1);
+                tracing::debug!(%error, appends = batch.len(), "group commit fell back to single appends");
                 for job in batch {
                     let result = store.append_now(&job.request()).await;
                     let _ = job.reply.send(result);

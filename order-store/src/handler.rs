@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use order_domain::es::{Aggregate, Metadata};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::append::{AppendOutcome, AppendRequest, ExpectedVersion, Idempotency};
@@ -106,7 +107,11 @@ impl<A: Aggregate> CommandHandler<A> {
             let (state, version) = if creates && attempt == 1 {
                 (A::default(), 0)
             } else {
-                match self.load(stream_id, context.command_id).await? {
+                match self
+                    .load(stream_id, context.command_id)
+                    .instrument(tracing::info_span!("load", attempt))
+                    .await?
+                {
                     Loaded::Recorded(record) => {
                         if record.stream_id != stream_id || record.fingerprint != fingerprint {
                             return Err(Error::CommandIdReused {
@@ -136,7 +141,10 @@ impl<A: Aggregate> CommandHandler<A> {
                 .into());
             }
 
-            let events = state.decide(command).map_err(HandleError::Rejected)?;
+            let events = {
+                let _decide = tracing::info_span!("decide", attempt).entered();
+                state.decide(command).map_err(HandleError::Rejected)?
+            };
             let mut after = state;
             for event in &events {
                 after.evolve(event);
@@ -156,7 +164,16 @@ impl<A: Aggregate> CommandHandler<A> {
                     status: after.status_label(),
                 }),
             };
-            match self.store.append(request).await {
+            let appended = self
+                .store
+                .append(request)
+                .instrument(tracing::info_span!(
+                    "append",
+                    attempt,
+                    events = encoded.len()
+                ))
+                .await;
+            match appended {
                 Ok(AppendOutcome::Appended(committed)) => {
                     return Ok(Handled {
                         stream_version: committed.stream_version,

@@ -67,7 +67,9 @@ impl EventStore {
             }),
         };
         if config.group_commit_batch <= 1 {
-            return Ok(handle(config, None));
+            let store = handle(config, None);
+            tokio::spawn(pool_metrics(Arc::downgrade(&store.inner)));
+            return Ok(store);
         }
         // The writers share the pool but hold a handle without the queue, so that dropping
         // the last public handle closes the queue and ends them.
@@ -76,7 +78,9 @@ impl EventStore {
         for _ in 0..config.group_commit_writers.max(1) {
             tokio::spawn(writer(handle(config.clone(), None), queue.clone()));
         }
-        Ok(handle(config, Some(sender)))
+        let store = handle(config, Some(sender));
+        tokio::spawn(pool_metrics(Arc::downgrade(&store.inner)));
+        Ok(store)
     }
 
     pub fn pool(&self) -> &Pool {
@@ -127,6 +131,12 @@ impl EventStore {
                 Some(queue) => self.enqueue(queue, &request).await,
                 None => self.append_now(&request).await,
             };
+            if matches!(
+                result,
+                Err(Error::Conflict { .. } | Error::WrongExpectedVersion { .. })
+            ) {
+                metrics::counter!("order_store_append_conflicts_total").increment(1);
+            }
             match result {
                 Err(Error::Conflict { .. })
                     if request.expected == ExpectedVersion::Any
@@ -562,6 +572,24 @@ pub(crate) async fn read_all(
     rows.iter()
         .map(|row| RecordedEvent::from_row(row).map_err(Error::from))
         .collect()
+}
+
+/// Export the pool's saturation every second while the store lives.
+async fn pool_metrics(store: std::sync::Weak<Inner>) {
+    loop {
+        let Some(inner) = store.upgrade() else { return };
+        let status = inner.pool.status();
+        let name = inner.config.application_name.clone();
+        drop(inner);
+        let in_use = status.size.saturating_sub(status.available);
+        metrics::gauge!("order_db_pool_connections", "pool" => name.clone(), "state" => "in_use")
+            .set(in_use as f64);
+        metrics::gauge!("order_db_pool_connections", "pool" => name.clone(), "state" => "idle")
+            .set(status.available as f64);
+        metrics::gauge!("order_db_pool_max", "pool" => name.clone()).set(status.max_size as f64);
+        metrics::gauge!("order_db_pool_waiting", "pool" => name).set(status.waiting as f64);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Sends one NOTIFY per signal burst, at most every [`NOTIFY_INTERVAL`]; ends with the store.
