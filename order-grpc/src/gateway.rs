@@ -219,11 +219,33 @@ where
         Box::pin(async move {
             let _permit = permit;
             let mut response = inner.call(request).await?;
+            correct_status(&mut response);
             if let Ok(value) = HeaderValue::from_str(&correlation_id) {
                 response.headers_mut().insert(CORRELATION_HEADER, value);
             }
             Ok(response)
         })
+    }
+}
+
+/// A request that does not decode (e.g. invalid UTF-8 in a string field) is the caller's
+/// mistake: tonic answers INTERNAL, the contract says INVALID_ARGUMENT. A message over the size
+/// limit is RESOURCE_EXHAUSTED in the gRPC specification; tonic answers OUT_OF_RANGE. Both
+/// arrive as trailers-only responses, with the status in the headers.
+fn correct_status<B>(response: &mut Response<B>) {
+    let headers = response.headers();
+    let (Some(code), Some(message)) = (headers.get("grpc-status"), headers.get("grpc-message")) else {
+        return;
+    };
+    let message = message.to_str().unwrap_or_default();
+    let corrected = match code.as_bytes() {
+        b"13" if message.starts_with("failed%20to%20decode") => Some(tonic::Code::InvalidArgument),
+        b"11" if message.contains("message%20length%20too%20large") => Some(tonic::Code::ResourceExhausted),
+        _ => None,
+    };
+    if let Some(code) = corrected {
+        let value = HeaderValue::from(code as i32);
+        response.headers_mut().insert("grpc-status", value);
     }
 }
 

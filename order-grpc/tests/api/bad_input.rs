@@ -335,7 +335,7 @@ async fn every_bad_request_names_its_field_and_changes_nothing() {
             placing(&c, |r| {
                 r.shipping_address.as_mut().unwrap().line2 = "y".repeat(5 << 20);
             }),
-            Code::OutOfRange,
+            Code::ResourceExhausted,
             "",
         ),
     ];
@@ -376,4 +376,59 @@ async fn several_bad_envelope_fields_are_reported_together() {
         violated_fields(&status),
         ["command_id", "order_id", "lines"]
     );
+}
+
+/// Sends raw bytes as the request message, for what a well-behaved client cannot build.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        use bytes::Buf;
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+#[tokio::test]
+async fn a_message_that_does_not_decode_is_invalid_argument_not_internal() {
+    let app = spawn_app().await;
+    let mut client = tonic::client::Grpc::new(app.channel.clone());
+    // Field 1 (command_id, a string) holding invalid UTF-8; then a truncated varint.
+    for body in [vec![0x0a, 0x02, 0xff, 0xfe], vec![0x10, 0xff]] {
+        client.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::from_static("/orders.v1.OrderService/PlaceOrder");
+        let status = client
+            .unary(tonic::Request::new(body), path, RawCodec)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+    assert_eq!(app.event_count().await, 0);
 }
