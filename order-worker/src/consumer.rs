@@ -1,0 +1,723 @@
+//! The SQS side: long-poll the orders queue, hand messages to the [`Processor`] with bounded
+//! concurrency, keep them invisible while they are worked on, and settle each one: delete it
+//! (batched) after success, make it reappear after a backoff on a transient failure, or send
+//! it to the dead-letter queue and delete it on a permanent one.
+//!
+//! Messages of one order (one FIFO message group) received together are handled one after
+//! another, in order; if one is left for retry, the later ones are released unprocessed so
+//! that they come back after it.
+//!
+//! **DLQ message format.** The original body, unchanged (so it can be redriven), in the same
+//! message group, with deduplication id = the original SQS message id (stable across
+//! redeliveries, so a crash between the DLQ send and the delete does not dead-letter twice).
+//! Message attributes: the original ones (`correlation_id`, `traceparent`, `event_type`) plus
+//! `dlq_reason` (why, at most 1,000 characters), `dlq_kind` (`undecodable`, `mismatch`,
+//! `payload`, `log`, `provider_refused`, or the gRPC code: `invalid_argument`, `not_found`,
+//! `failed_precondition`, ...), `dlq_source_message_id` and `dlq_receive_count`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageAttributeValue, MessageSystemAttributeName,
+};
+use order_messages::{ATTR_CORRELATION_ID, ATTR_TRACEPARENT, CloudEvent};
+use tokio::sync::{Mutex, Semaphore, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
+
+use crate::api::CallContext;
+use crate::backoff::Backoff;
+use crate::metrics::{self, MessageOutcome};
+use crate::process::{Outcome, Processor};
+use crate::random::Random;
+
+/// The longest visibility timeout SQS accepts (12 hours).
+const MAX_VISIBILITY_SECONDS: u64 = 43_200;
+/// Most entries per SQS batch call.
+const MAX_BATCH: usize = 10;
+/// How long a finished message waits for others to share its DeleteMessageBatch.
+const DELETE_LINGER: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub queue_url: String,
+    pub dlq_url: String,
+    /// Messages worked on at once.
+    pub concurrency: usize,
+    /// Messages per receive (1-10).
+    pub batch: usize,
+    /// Long-poll wait (0-20 s).
+    pub wait: Duration,
+    /// Visibility timeout at receive, renewed while a message is worked on.
+    pub visibility: Duration,
+    /// Delay before a failed message reappears, by its receive count.
+    pub retry: Backoff,
+}
+
+/// A message to delete.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub message_id: String,
+    pub handle: String,
+}
+
+/// Messages received and not yet settled, whose visibility the heartbeat keeps extending.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    entries: Mutex<HashMap<String, String>>,
+}
+
+impl InFlight {
+    async fn add(&self, messages: &[Message]) {
+        let mut entries = self.entries.lock().await;
+        for message in messages {
+            if let (Some(id), Some(handle)) = (message.message_id(), message.receipt_handle()) {
+                entries.insert(id.to_owned(), handle.to_owned());
+            }
+        }
+        metrics::in_flight(entries.len());
+    }
+
+    /// Stop extending a message (it is being settled). Waits for a heartbeat under way, so
+    /// the heartbeat never overrides the settlement's own visibility change.
+    async fn remove(&self, message_id: &str) {
+        let mut entries = self.entries.lock().await;
+        entries.remove(message_id);
+        metrics::in_flight(entries.len());
+    }
+
+    /// How many messages are in flight.
+    pub async fn count(&self) -> usize {
+        self.entries.lock().await.len()
+    }
+
+    /// Give every message in flight `visibility` more time.
+    pub async fn extend_all(&self, sqs: &Client, queue_url: &str, visibility: Duration) {
+        let entries = self.entries.lock().await;
+        let handles: Vec<(String, String)> = entries
+            .iter()
+            .map(|(id, handle)| (id.clone(), handle.clone()))
+            .collect();
+        for chunk in handles.chunks(MAX_BATCH) {
+            if let Err(error) = change_visibility(sqs, queue_url, chunk, seconds(visibility)).await
+            {
+                metrics::sqs_error("visibility");
+                tracing::warn!(%error, "extending the visibility of in-flight messages did not work");
+            }
+        }
+        drop(entries);
+    }
+
+    /// Make every message still in flight visible again at once (after abandoning its work).
+    pub async fn release_all(&self, sqs: &Client, queue_url: &str) -> usize {
+        let mut entries = self.entries.lock().await;
+        let handles: Vec<(String, String)> = entries.drain().collect();
+        metrics::in_flight(0);
+        drop(entries);
+        for chunk in handles.chunks(MAX_BATCH) {
+            if let Err(error) = change_visibility(sqs, queue_url, chunk, 0).await {
+                metrics::sqs_error("visibility");
+                tracing::warn!(%error, "releasing abandoned messages did not work; they reappear after their visibility timeout");
+            }
+        }
+        handles.len()
+    }
+}
+
+fn seconds(duration: Duration) -> i32 {
+    let whole = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    i32::try_from(whole.min(MAX_VISIBILITY_SECONDS)).unwrap_or(i32::MAX)
+}
+
+async fn change_visibility(
+    sqs: &Client,
+    queue_url: &str,
+    messages: &[(String, String)],
+    visibility_seconds: i32,
+) -> Result<(), String> {
+    let entries = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(index, (_, handle))| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(index.to_string())
+                .receipt_handle(handle)
+                .visibility_timeout(visibility_seconds)
+                .build()
+                .ok()
+        })
+        .collect::<Vec<_>>();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let output = sqs
+        .change_message_visibility_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| DisplayErrorContext(e).to_string())?;
+    for failed in output.failed() {
+        // Typically a message settled meanwhile: nothing to extend any more.
+        tracing::debug!(
+            code = failed.code(),
+            "visibility change refused for one message"
+        );
+    }
+    Ok(())
+}
+
+/// Start the batched deleter: receipts sent to the returned channel are deleted in
+/// DeleteMessageBatch calls of up to 10, each within ~50 ms of the first receipt. It stops
+/// once every sender is dropped and what was sent is deleted.
+pub fn spawn_deleter(sqs: Client, queue_url: String) -> (mpsc::Sender<Receipt>, JoinHandle<()>) {
+    let (sender, mut receiver) = mpsc::channel::<Receipt>(1024);
+    let task = tokio::spawn(async move {
+        while let Some(first) = receiver.recv().await {
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + DELETE_LINGER;
+            while batch.len() < MAX_BATCH {
+                match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(receipt)) => batch.push(receipt),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            delete_batch(&sqs, &queue_url, &batch).await;
+        }
+    });
+    (sender, task)
+}
+
+async fn delete_batch(sqs: &Client, queue_url: &str, batch: &[Receipt]) {
+    let entries: Vec<DeleteMessageBatchRequestEntry> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(index, receipt)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(index.to_string())
+                .receipt_handle(&receipt.handle)
+                .build()
+                .ok()
+        })
+        .collect();
+    for attempt in 1..=3u32 {
+        match sqs
+            .delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries.clone()))
+            .send()
+            .await
+        {
+            Ok(output) => {
+                for failed in output.failed() {
+                    metrics::sqs_error("delete");
+                    let message_id = failed
+                        .id()
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| batch.get(i))
+                        .map(|r| r.message_id.as_str())
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        message_id,
+                        code = failed.code(),
+                        "SQS refused to delete a finished message; it will be delivered again and found done"
+                    );
+                }
+                return;
+            }
+            Err(error) => {
+                metrics::sqs_error("delete");
+                let error = DisplayErrorContext(error).to_string();
+                if attempt == 3 {
+                    tracing::warn!(%error, messages = batch.len(), "deleting finished messages did not work; they will be delivered again and found done");
+                    return;
+                }
+                tracing::debug!(%error, attempt, "DeleteMessageBatch failed, retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+        }
+    }
+}
+
+/// The consumer loop and the settlement of each message.
+#[derive(Debug)]
+pub struct Consumer {
+    sqs: Client,
+    settings: ConsumerSettings,
+    processor: Arc<Processor>,
+    in_flight: Arc<InFlight>,
+    deletes: mpsc::Sender<Receipt>,
+    random: Arc<Random>,
+}
+
+/// How a message ended, as far as the queue is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    Deleted,
+    LeftForRetry,
+}
+
+impl Consumer {
+    pub fn new(
+        sqs: Client,
+        settings: ConsumerSettings,
+        processor: Arc<Processor>,
+        in_flight: Arc<InFlight>,
+        deletes: mpsc::Sender<Receipt>,
+        random: Arc<Random>,
+    ) -> Self {
+        Self {
+            sqs,
+            settings,
+            processor,
+            in_flight,
+            deletes,
+            random,
+        }
+    }
+
+    /// Receive and handle messages until `shutdown` turns true; then stop receiving and wait
+    /// for the messages already received.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        let mut receive_failures = 0u32;
+        let receive_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if *shutdown.borrow() {
+                break;
+            }
+            let first = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let mut held = vec![first];
+            while held.len() < self.settings.batch.clamp(1, MAX_BATCH) {
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => held.push(permit),
+                    Err(_) => break,
+                }
+            }
+            let received = tokio::select! {
+                received = self.receive(held.len()) => received,
+                // Anything this receive would have returned reappears after its visibility
+                // timeout.
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let messages = match received {
+                Ok(messages) => {
+                    receive_failures = 0;
+                    messages
+                }
+                Err(error) => {
+                    receive_failures += 1;
+                    metrics::sqs_error("receive");
+                    let delay = receive_backoff.delay(receive_failures, self.random.unit());
+                    tracing::warn!(%error, retry_in = ?delay, "receiving from the orders queue did not work");
+                    drop(held);
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            self.in_flight.add(&messages).await;
+            for group in by_group(messages) {
+                let take = group.len().min(held.len());
+                let group_permits: Vec<_> = held.drain(..take).collect();
+                let consumer = self.clone();
+                tasks.spawn(async move {
+                    consumer.handle_group(group).await;
+                    drop(group_permits);
+                });
+            }
+        }
+        if !tasks.is_empty() {
+            tracing::info!(
+                messages = tasks.len(),
+                "no longer receiving; finishing the messages in flight"
+            );
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn receive(&self, max: usize) -> Result<Vec<Message>, String> {
+        let wait = self.settings.wait.min(Duration::from_secs(20));
+        let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(wait + Duration::from_secs(10))
+            .operation_timeout(wait + Duration::from_secs(20))
+            .build();
+        let output = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.settings.queue_url)
+            .max_number_of_messages(i32::try_from(max.clamp(1, MAX_BATCH)).unwrap_or(1))
+            .wait_time_seconds(seconds(wait))
+            .visibility_timeout(seconds(self.settings.visibility))
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?;
+        Ok(output.messages().to_vec())
+    }
+
+    /// One order's messages from one receive, in order.
+    async fn handle_group(&self, messages: Vec<Message>) {
+        let mut blocked = false;
+        for message in messages {
+            if blocked {
+                // An earlier message of this order is left for retry: this one must not
+                // overtake it.
+                let id = message.message_id().unwrap_or_default().to_owned();
+                self.in_flight.remove(&id).await;
+                if let Some(handle) = message.receipt_handle() {
+                    let entry = [(id.clone(), handle.to_owned())];
+                    if let Err(error) =
+                        change_visibility(&self.sqs, &self.settings.queue_url, &entry, 0).await
+                    {
+                        metrics::sqs_error("visibility");
+                        tracing::warn!(%error, message_id = %id, "releasing a deferred message did not work");
+                    }
+                }
+                tracing::debug!(message_id = %id, "deferred behind an earlier message of its order");
+                continue;
+            }
+            if self.handle(&message).await == Settled::LeftForRetry {
+                blocked = true;
+            }
+        }
+    }
+
+    async fn handle(&self, message: &Message) -> Settled {
+        let message_id = message.message_id().unwrap_or_default().to_owned();
+        let receive_count: u32 = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(1);
+        let body = message.body().unwrap_or_default();
+        let (outcome, span) = match CloudEvent::parse(body) {
+            Err(error) => (
+                Outcome::DeadLetter {
+                    kind: "undecodable",
+                    reason: error.to_string(),
+                },
+                tracing::info_span!("message", message_id = %message_id, receive_count),
+            ),
+            Ok(event) => {
+                let context = CallContext::new(
+                    string_attribute(message, ATTR_CORRELATION_ID)
+                        .or(event.correlationid.as_deref()),
+                    string_attribute(message, ATTR_TRACEPARENT).or(event.traceparent.as_deref()),
+                );
+                let span = tracing::info_span!(
+                    "message",
+                    message_id = %message_id,
+                    order_id = %event.subject,
+                    event_type = %event.event_type,
+                    event_id = %event.id,
+                    correlation_id = context.correlation_id.as_deref().unwrap_or(""),
+                    receive_count,
+                );
+                let outcome = self
+                    .processor
+                    .process(&event, &context)
+                    .instrument(span.clone())
+                    .await;
+                (outcome, span)
+            }
+        };
+        self.settle(message, &message_id, receive_count, outcome)
+            .instrument(span)
+            .await
+    }
+
+    /// Delete, dead-letter or back off, and log the one line that says how it ended.
+    async fn settle(
+        &self,
+        message: &Message,
+        message_id: &str,
+        receive_count: u32,
+        outcome: Outcome,
+    ) -> Settled {
+        match outcome {
+            Outcome::Done { commands } => {
+                self.delete(message, message_id).await;
+                metrics::message(MessageOutcome::Ok);
+                tracing::debug!(?commands, "message handled");
+                Settled::Deleted
+            }
+            Outcome::Ignored => {
+                self.delete(message, message_id).await;
+                metrics::message(MessageOutcome::Ok);
+                tracing::debug!("message needs no work");
+                Settled::Deleted
+            }
+            Outcome::Obsolete => {
+                self.delete(message, message_id).await;
+                metrics::message(MessageOutcome::Obsolete);
+                tracing::info!("message obsolete: its step was done before or the order moved on");
+                Settled::Deleted
+            }
+            Outcome::Retry { reason } => {
+                let delay = self.back_off(message, message_id, receive_count).await;
+                metrics::message(MessageOutcome::Retry);
+                tracing::warn!(%reason, retry_in = ?delay, "message FAILED, left for retry");
+                Settled::LeftForRetry
+            }
+            Outcome::DeadLetter { kind, reason } => {
+                match self
+                    .dead_letter(message, message_id, receive_count, kind, &reason)
+                    .await
+                {
+                    Ok(()) => {
+                        self.delete(message, message_id).await;
+                        metrics::dlq_send();
+                        metrics::message(MessageOutcome::Dlq);
+                        tracing::error!(kind, %reason, "message FAILED, sent to the dead-letter queue");
+                        Settled::Deleted
+                    }
+                    Err(error) => {
+                        metrics::sqs_error("dlq");
+                        let delay = self.back_off(message, message_id, receive_count).await;
+                        metrics::message(MessageOutcome::Retry);
+                        tracing::warn!(kind, %reason, %error, retry_in = ?delay, "message FAILED and could not be dead-lettered, left for retry");
+                        Settled::LeftForRetry
+                    }
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, message: &Message, message_id: &str) {
+        self.in_flight.remove(message_id).await;
+        if let Some(handle) = message.receipt_handle() {
+            let receipt = Receipt {
+                message_id: message_id.to_owned(),
+                handle: handle.to_owned(),
+            };
+            if self.deletes.send(receipt).await.is_err() {
+                tracing::warn!(
+                    message_id,
+                    "the deleter stopped; the message will be delivered again and found done"
+                );
+            }
+        }
+    }
+
+    /// Make the message reappear after a backoff that grows with its receive count.
+    async fn back_off(&self, message: &Message, message_id: &str, receive_count: u32) -> Duration {
+        self.in_flight.remove(message_id).await;
+        let delay = self
+            .settings
+            .retry
+            .delay(receive_count, self.random.unit())
+            .max(Duration::from_secs(1));
+        if let Some(handle) = message.receipt_handle() {
+            let result = self
+                .sqs
+                .change_message_visibility()
+                .queue_url(&self.settings.queue_url)
+                .receipt_handle(handle)
+                .visibility_timeout(seconds(delay))
+                .send()
+                .await;
+            if let Err(error) = result {
+                metrics::sqs_error("visibility");
+                tracing::warn!(error = %DisplayErrorContext(error), "setting the retry delay did not work; the message reappears after its visibility timeout");
+            }
+        }
+        delay
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &Message,
+        message_id: &str,
+        receive_count: u32,
+        kind: &str,
+        reason: &str,
+    ) -> Result<(), String> {
+        let group = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+            .filter(|g| !g.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "dead-letter".to_owned());
+        let dedup = if message_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            message_id.to_owned()
+        };
+        let attributes = dlq_attributes(
+            message.message_attributes(),
+            message_id,
+            receive_count,
+            kind,
+            reason,
+        )?;
+        self.sqs
+            .send_message()
+            .queue_url(&self.settings.dlq_url)
+            .message_body(message.body().unwrap_or_default())
+            .message_group_id(group)
+            .message_deduplication_id(dedup)
+            .set_message_attributes(Some(attributes))
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?;
+        Ok(())
+    }
+}
+
+/// The message attributes of a dead-lettered message.
+pub fn dlq_attributes(
+    original: Option<&HashMap<String, MessageAttributeValue>>,
+    message_id: &str,
+    receive_count: u32,
+    kind: &str,
+    reason: &str,
+) -> Result<HashMap<String, MessageAttributeValue>, String> {
+    // SQS allows 10 attributes; 4 are ours.
+    let mut attributes: HashMap<String, MessageAttributeValue> = original
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| !name.starts_with("dlq_"))
+        .take(6)
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let reason: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(1000)
+        .collect();
+    for (name, value) in [
+        ("dlq_reason", reason.as_str()),
+        ("dlq_kind", kind),
+        ("dlq_source_message_id", message_id),
+        ("dlq_receive_count", &receive_count.to_string()),
+    ] {
+        if value.is_empty() {
+            continue;
+        }
+        let value = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .map_err(|e| e.to_string())?;
+        attributes.insert(name.to_owned(), value);
+    }
+    Ok(attributes)
+}
+
+fn string_attribute<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
+    message
+        .message_attributes()
+        .and_then(|a| a.get(name))
+        .and_then(|v| v.string_value())
+}
+
+/// Split a receive into message groups (orders), keeping the order within each.
+fn by_group(messages: Vec<Message>) -> Vec<Vec<Message>> {
+    let mut groups: Vec<(String, Vec<Message>)> = Vec::new();
+    for message in messages {
+        let group = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+            .cloned()
+            // Without a group id (a standard queue) every message stands alone.
+            .unwrap_or_else(|| format!("message:{}", message.message_id().unwrap_or_default()));
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, list)) => list.push(message),
+            None => groups.push((group, vec![message])),
+        }
+    }
+    groups.into_iter().map(|(_, list)| list).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, group: Option<&str>) -> Message {
+        let mut builder = Message::builder()
+            .message_id(id)
+            .receipt_handle(format!("h-{id}"));
+        if let Some(group) = group {
+            builder = builder.attributes(MessageSystemAttributeName::MessageGroupId, group);
+        }
+        builder.build()
+    }
+
+    fn ids(groups: &[Vec<Message>]) -> Vec<Vec<&str>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|m| m.message_id().unwrap()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn messages_are_grouped_by_order_keeping_their_order() {
+        let groups = by_group(vec![
+            message("1", Some("a")),
+            message("2", Some("b")),
+            message("3", Some("a")),
+            message("4", None),
+            message("5", None),
+        ]);
+        assert_eq!(
+            ids(&groups),
+            vec![vec!["1", "3"], vec!["2"], vec!["4"], vec!["5"]]
+        );
+    }
+
+    #[test]
+    fn dead_letter_attributes_keep_the_originals_and_say_why() {
+        let mut original = HashMap::new();
+        for (name, value) in [("correlation_id", "req-1"), ("dlq_reason", "stale")] {
+            original.insert(
+                name.to_owned(),
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(value)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let reason = format!("bad\nbody {}", "x".repeat(2000));
+        let attributes = dlq_attributes(Some(&original), "m-1", 3, "undecodable", &reason).unwrap();
+        let get = |name: &str| attributes.get(name).and_then(|v| v.string_value()).unwrap();
+        assert_eq!(get("correlation_id"), "req-1");
+        assert_eq!(get("dlq_kind"), "undecodable");
+        assert_eq!(get("dlq_source_message_id"), "m-1");
+        assert_eq!(get("dlq_receive_count"), "3");
+        assert!(get("dlq_reason").starts_with("bad body"));
+        assert_eq!(get("dlq_reason").chars().count(), 1000);
+        assert_eq!(attributes.len(), 5);
+    }
+
+    #[test]
+    fn durations_round_up_to_whole_seconds_within_the_sqs_limit() {
+        assert_eq!(seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(seconds(Duration::from_secs(3)), 3);
+        assert_eq!(seconds(Duration::ZERO), 0);
+        assert_eq!(seconds(Duration::from_secs(100_000)), 43_200);
+    }
+}

@@ -1,0 +1,69 @@
+//! The worker's Prometheus metrics (served on the admin port's `/metrics`).
+//!
+//! | metric | labels | meaning |
+//! |---|---|---|
+//! | `order_worker_messages_total` | `outcome` = ok, obsolete, retry, dlq | messages handled |
+//! | `order_worker_dlq_sends_total` | | messages this worker sent to the DLQ |
+//! | `order_worker_circuit_state` | `provider` | 0 closed, 1 half-open, 2 open |
+//! | `order_worker_step_duration_seconds` | `step` | provider call plus command, per saga step |
+//! | `order_worker_messages_in_flight` | | messages received and not yet finished |
+//! | `order_worker_sqs_errors_total` | `operation` | failed SQS calls (receive, delete, visibility, dlq) |
+
+use std::time::Duration;
+
+/// How a message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// Every step it asked for was done (or it asked for none).
+    Ok,
+    /// Its step was done before (a redelivery) or the order moved on.
+    Obsolete,
+    /// Left on the queue to be tried again after a backoff.
+    Retry,
+    /// Sent to the dead-letter queue.
+    Dlq,
+}
+
+impl MessageOutcome {
+    pub const ALL: [Self; 4] = [Self::Ok, Self::Obsolete, Self::Retry, Self::Dlq];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Obsolete => "obsolete",
+            Self::Retry => "retry",
+            Self::Dlq => "dlq",
+        }
+    }
+}
+
+/// Make every series visible (at zero) before the first message.
+pub fn register() {
+    for outcome in MessageOutcome::ALL {
+        metrics::counter!("order_worker_messages_total", "outcome" => outcome.as_str())
+            .increment(0);
+    }
+    metrics::counter!("order_worker_dlq_sends_total").increment(0);
+    metrics::gauge!("order_worker_messages_in_flight").set(0.0);
+}
+
+pub fn message(outcome: MessageOutcome) {
+    metrics::counter!("order_worker_messages_total", "outcome" => outcome.as_str()).increment(1);
+}
+
+pub fn dlq_send() {
+    metrics::counter!("order_worker_dlq_sends_total").increment(1);
+}
+
+pub fn step(step: &'static str, took: Duration) {
+    metrics::histogram!("order_worker_step_duration_seconds", "step" => step)
+        .record(took.as_secs_f64());
+}
+
+pub fn in_flight(count: usize) {
+    metrics::gauge!("order_worker_messages_in_flight").set(count as f64);
+}
+
+pub fn sqs_error(operation: &'static str) {
+    metrics::counter!("order_worker_sqs_errors_total", "operation" => operation).increment(1);
+}

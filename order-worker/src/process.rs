@@ -1,0 +1,449 @@
+//! One event, one saga step (or two, for compensations): read the order's log, check the
+//! step is still owed, ask the provider, send the command, and say how it went.
+//!
+//! The log is read through `GetOrderEvents` before every step: it is the authority on where
+//! the order is (the read model may lag), it confirms the message matches the log (the event
+//! id at the message's stream version), and it holds what the step needs (the order total,
+//! the lines, the address, the reservation and payment references).
+//!
+//! **Expected versions.** Every command carries `expected_version` = the order's version as
+//! just read, the state the decision was made against. If anything was appended in between
+//! (ABORTED), the log is read again: when the step is no longer owed the message is obsolete,
+//! otherwise the step is decided again against the new version (at most
+//! [`REDECIDE_ATTEMPTS`] times, then the message is retried later). Pinning the event's own
+//! stream version instead would turn harmless interleavings (a partial refund while Confirmed)
+//! into endless conflicts.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use order_messages::CloudEvent;
+use order_proto::v1 as pb;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::api::{CallContext, OrderApi};
+use crate::classify::{Class, Verdict, classify, resolve};
+use crate::providers::guard::{CallError, Guard};
+use crate::providers::{
+    AuthorizeRequest, DeliveryRequest, Line, Providers, RefundRequest, ReleaseRequest,
+    ReserveRequest, ShipRequest,
+};
+use crate::saga::{self, Command, OrderLog, Step};
+
+/// How often a step is decided again after its command lost a race on the order's version.
+pub const REDECIDE_ATTEMPTS: u32 = 3;
+
+/// How handling a message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The commands sent (a repeated command answered as a duplicate counts as sent).
+    Done { commands: Vec<&'static str> },
+    /// The event asks for nothing.
+    Ignored,
+    /// Every step it asks for was done before or is no longer owed.
+    Obsolete,
+    /// Try again later.
+    Retry { reason: String },
+    /// It can never succeed: dead-letter it.
+    DeadLetter { kind: &'static str, reason: String },
+}
+
+impl Outcome {
+    fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+        }
+    }
+
+    fn dead(kind: &'static str, reason: impl Into<String>) -> Self {
+        Self::DeadLetter {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A provider guarded by its breaker and retry policy.
+#[derive(Debug)]
+pub struct Guards {
+    pub inventory: Guard,
+    pub payment: Guard,
+    pub shipping: Guard,
+}
+
+#[derive(Debug)]
+pub struct Processor {
+    api: OrderApi,
+    providers: Providers,
+    guards: Arc<Guards>,
+}
+
+enum StepEnd {
+    Sent(&'static str),
+    Obsolete,
+    Failed(Outcome),
+}
+
+impl Processor {
+    pub fn new(api: OrderApi, providers: Providers, guards: Arc<Guards>) -> Self {
+        Self {
+            api,
+            providers,
+            guards,
+        }
+    }
+
+    pub fn api(&self) -> &OrderApi {
+        &self.api
+    }
+
+    /// Handle one event.
+    pub async fn process(&self, event: &CloudEvent, context: &CallContext) -> Outcome {
+        if !saga::triggers(&event.event_type) {
+            return Outcome::Ignored;
+        }
+        let log = match self.read_log(event.subject, context).await {
+            Ok(log) => log,
+            Err(outcome) => return outcome,
+        };
+        let trigger = match log.at(event.streamversion) {
+            Some(found)
+                if found.event_id == event.id.to_string()
+                    && found.event_type == event.event_type =>
+            {
+                found.clone()
+            }
+            _ => {
+                return Outcome::dead(
+                    "mismatch",
+                    format!(
+                        "the message does not match the order's log: event {} ({}) is not at \
+                         version {} of order {}",
+                        event.id, event.event_type, event.streamversion, event.subject
+                    ),
+                );
+            }
+        };
+        let steps = match saga::steps(&trigger) {
+            Ok(steps) if steps.is_empty() => return Outcome::Ignored,
+            Ok(steps) => steps,
+            Err(why) => return Outcome::dead("payload", why),
+        };
+        let mut commands = Vec::new();
+        let mut log = Some(log);
+        for step in &steps {
+            let current = match log.take() {
+                Some(log) => log,
+                None => match self.read_log(event.subject, context).await {
+                    Ok(log) => log,
+                    Err(outcome) => return outcome,
+                },
+            };
+            match self
+                .run_step(step, event.subject, event.id, &trigger, current, context)
+                .await
+            {
+                StepEnd::Sent(command) => commands.push(command),
+                StepEnd::Obsolete => {}
+                StepEnd::Failed(outcome) => return outcome,
+            }
+        }
+        if commands.is_empty() {
+            Outcome::Obsolete
+        } else {
+            Outcome::Done { commands }
+        }
+    }
+
+    async fn read_log(&self, order_id: Uuid, context: &CallContext) -> Result<OrderLog, Outcome> {
+        match self.api.order_log(order_id, context).await {
+            Ok(log) => Ok(log),
+            Err(status) => Err(match classify(status.code()) {
+                Class::Permanent => Outcome::dead(
+                    code_name(&status),
+                    format!("GetOrderEvents: {}", describe(&status)),
+                ),
+                _ => Outcome::retry(format!("GetOrderEvents: {}", describe(&status))),
+            }),
+        }
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        order_id: Uuid,
+        event_id: Uuid,
+        trigger: &pb::Event,
+        mut log: OrderLog,
+        context: &CallContext,
+    ) -> StepEnd {
+        let started = Instant::now();
+        for _ in 0..REDECIDE_ATTEMPTS {
+            if !saga::owed(step, trigger, &log) {
+                tracing::debug!(
+                    step = step.name(),
+                    status = ?log.status(),
+                    "step no longer owed"
+                );
+                return StepEnd::Obsolete;
+            }
+            let command = match self.decide(step, order_id, event_id, trigger, &log).await {
+                Ok(command) => command,
+                Err(outcome) => return StepEnd::Failed(outcome),
+            };
+            let command_id = saga::command_id(event_id, command.name());
+            let sent = self
+                .api
+                .send(order_id, &command, command_id, Some(log.version()), context)
+                .await;
+            let status = match sent {
+                Ok(response) => {
+                    crate::metrics::step(step.name(), started.elapsed());
+                    tracing::info!(
+                        step = step.name(),
+                        command = command.name(),
+                        %command_id,
+                        version = response.version,
+                        duplicate = response.duplicate,
+                        "saga step done"
+                    );
+                    return StepEnd::Sent(command.name());
+                }
+                Err(status) => status,
+            };
+            let what = format!("{}: {}", command.name(), describe(&status));
+            let verdict = match classify(status.code()) {
+                Class::Transient => Verdict::Retry,
+                Class::Permanent => Verdict::DeadLetter,
+                Class::DependsOnState => {
+                    log = match self.read_log(order_id, context).await {
+                        Ok(log) => log,
+                        Err(outcome) => return StepEnd::Failed(outcome),
+                    };
+                    resolve(status.code(), saga::owed(step, trigger, &log))
+                }
+            };
+            match verdict {
+                Verdict::Retry => return StepEnd::Failed(Outcome::retry(what)),
+                Verdict::DeadLetter => {
+                    return StepEnd::Failed(Outcome::dead(code_name(&status), what));
+                }
+                Verdict::Obsolete => {
+                    tracing::debug!(step = step.name(), reason = %what, "step overtaken");
+                    return StepEnd::Obsolete;
+                }
+                Verdict::Redecide => {
+                    tracing::debug!(step = step.name(), reason = %what, "deciding again");
+                }
+            }
+        }
+        StepEnd::Failed(Outcome::retry(format!(
+            "{}: the order kept changing under {REDECIDE_ATTEMPTS} attempts",
+            step.name()
+        )))
+    }
+
+    /// Ask the provider (if the step needs one) and turn its answer into the command.
+    async fn decide(
+        &self,
+        step: &Step,
+        order_id: Uuid,
+        event_id: Uuid,
+        trigger: &pb::Event,
+        log: &OrderLog,
+    ) -> Result<Command, Outcome> {
+        let key = |command: &str| saga::command_id(event_id, command);
+        let placed = || {
+            log.placed()
+                .ok_or_else(|| Outcome::dead("log", "the order's log has no OrderPlaced event"))
+        };
+        let guards = &self.guards;
+        Ok(match step {
+            Step::Inventory => {
+                let request = ReserveRequest {
+                    order_id,
+                    lines: placed()?
+                        .lines
+                        .iter()
+                        .map(|l| Line {
+                            sku: l.sku.clone(),
+                            quantity: l.quantity,
+                        })
+                        .collect(),
+                    idempotency_key: key("ReserveInventory"),
+                };
+                let inventory = &self.providers.inventory;
+                match guards
+                    .inventory
+                    .call("reserve", || inventory.reserve(request.clone()))
+                    .await
+                {
+                    Ok(reservation_id) => Command::ReserveInventory { reservation_id },
+                    Err(CallError::Refused(reason)) => Command::RejectInventory {
+                        reason: bounded(&reason),
+                    },
+                    Err(CallError::Unavailable(why)) => return Err(Outcome::retry(why)),
+                }
+            }
+            Step::Payment => {
+                let placed = placed()?;
+                let amount = placed
+                    .total
+                    .clone()
+                    .ok_or_else(|| Outcome::dead("log", "OrderPlaced without a total"))?;
+                let request = AuthorizeRequest {
+                    order_id,
+                    customer_id: placed.customer_id.clone(),
+                    amount: amount.clone(),
+                    skus: placed.lines.iter().map(|l| l.sku.clone()).collect(),
+                    idempotency_key: key("AuthorizePayment"),
+                };
+                let payment = &self.providers.payment;
+                match guards
+                    .payment
+                    .call("authorize", || payment.authorize(request.clone()))
+                    .await
+                {
+                    Ok(payment_id) => Command::AuthorizePayment { payment_id, amount },
+                    Err(CallError::Refused(reason)) => Command::FailPayment {
+                        reason: bounded(&reason),
+                    },
+                    Err(CallError::Unavailable(why)) => return Err(Outcome::retry(why)),
+                }
+            }
+            Step::Confirm => Command::ConfirmOrder,
+            Step::StartFulfillment => Command::StartFulfillment,
+            Step::Complete => Command::CompleteOrder,
+            Step::Ship => {
+                let placed = placed()?;
+                let request = ShipRequest {
+                    order_id,
+                    method: pb::ShippingMethod::try_from(placed.shipping_method)
+                        .unwrap_or(pb::ShippingMethod::Unspecified),
+                    country: placed
+                        .shipping_address
+                        .as_ref()
+                        .map(|a| a.country.clone())
+                        .unwrap_or_default(),
+                    idempotency_key: key("ShipOrder"),
+                };
+                let shipping = &self.providers.shipping;
+                let shipment = guards
+                    .shipping
+                    .call("ship", || shipping.ship(request.clone()))
+                    .await
+                    .map_err(refusal_is_final)?;
+                Command::ShipOrder {
+                    carrier: shipment.carrier,
+                    tracking_number: shipment.tracking_number,
+                }
+            }
+            Step::Deliver => {
+                let tracking_number = match &trigger.payload {
+                    Some(pb::event::Payload::OrderShipped(shipped)) => {
+                        shipped.tracking_number.clone()
+                    }
+                    _ => String::new(),
+                };
+                let request = DeliveryRequest {
+                    order_id,
+                    tracking_number,
+                    idempotency_key: key("DeliverOrder"),
+                };
+                let shipping = &self.providers.shipping;
+                guards
+                    .shipping
+                    .call("deliver", || shipping.deliver(request.clone()))
+                    .await
+                    .map_err(refusal_is_final)?;
+                Command::DeliverOrder
+            }
+            Step::ReleaseInventory => {
+                let request = ReleaseRequest {
+                    order_id,
+                    reservation_id: log.reservation_id().unwrap_or_default().to_owned(),
+                    idempotency_key: key("ReleaseInventory"),
+                };
+                let inventory = &self.providers.inventory;
+                guards
+                    .inventory
+                    .call("release", || inventory.release(request.clone()))
+                    .await
+                    .map_err(refusal_is_final)?;
+                Command::ReleaseInventory
+            }
+            Step::RefundPayment { amount, action } => {
+                let request = RefundRequest {
+                    order_id,
+                    payment_id: log.payment_id().unwrap_or_default().to_owned(),
+                    amount: amount.clone(),
+                    action: *action,
+                    idempotency_key: key("RefundPayment"),
+                };
+                let payment = &self.providers.payment;
+                guards
+                    .payment
+                    .call("refund", || payment.refund(request.clone()))
+                    .await
+                    .map_err(refusal_is_final)?;
+                Command::RefundPayment {
+                    amount: amount.clone(),
+                }
+            }
+        })
+    }
+}
+
+/// For steps without a "refused" command (shipping, delivery, compensations), a provider's
+/// final refusal leaves nothing the saga could record: an operator must look at it.
+fn refusal_is_final(error: CallError) -> Outcome {
+    match error {
+        CallError::Refused(reason) => Outcome::dead("provider_refused", reason),
+        CallError::Unavailable(why) => Outcome::retry(why),
+    }
+}
+
+/// A reason the domain accepts: at most 500 characters, no control characters.
+fn bounded(reason: &str) -> String {
+    let cleaned: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    if cleaned.trim().is_empty() {
+        "refused by the provider".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+fn describe(status: &Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// The snake_case name of a status code, the `dlq_kind` of gRPC refusals.
+fn code_name(status: &Status) -> &'static str {
+    use tonic::Code;
+    match status.code() {
+        Code::InvalidArgument => "invalid_argument",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::OutOfRange => "out_of_range",
+        Code::FailedPrecondition => "failed_precondition",
+        _ => "grpc_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_bounded_and_clean() {
+        assert_eq!(bounded("out of stock: A"), "out of stock: A");
+        assert_eq!(bounded("a\nb"), "a b");
+        assert_eq!(bounded(&"x".repeat(1000)).len(), 300);
+        assert_eq!(bounded(" \n "), "refused by the provider");
+    }
+}
