@@ -52,6 +52,13 @@ pub struct ServeArgs {
     /// Seconds in-flight calls get to finish after SIGTERM.
     #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// PEM certificate chain for TLS on the gRPC port (with --tls-key-file); none = plaintext
+    /// (behind a load balancer that terminates TLS).
+    #[arg(long, env = "ORDER_GRPC_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for --tls-cert-file.
+    #[arg(long, env = "ORDER_GRPC_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -69,6 +76,20 @@ impl ServeArgs {
             text.push_str(&file);
         }
         Tokens::parse(&text)
+    }
+
+    /// The TLS identity, when configured; unreadable files are an error.
+    pub fn tls(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        Ok(Some(
+            tonic::transport::ServerTlsConfig::new().identity(identity),
+        ))
     }
 
     pub fn default_deadline(&self) -> Duration {

@@ -234,13 +234,16 @@ where
 /// arrive as trailers-only responses, with the status in the headers.
 fn correct_status<B>(response: &mut Response<B>) {
     let headers = response.headers();
-    let (Some(code), Some(message)) = (headers.get("grpc-status"), headers.get("grpc-message")) else {
+    let (Some(code), Some(message)) = (headers.get("grpc-status"), headers.get("grpc-message"))
+    else {
         return;
     };
     let message = message.to_str().unwrap_or_default();
     let corrected = match code.as_bytes() {
         b"13" if message.starts_with("failed%20to%20decode") => Some(tonic::Code::InvalidArgument),
-        b"11" if message.contains("message%20length%20too%20large") => Some(tonic::Code::ResourceExhausted),
+        b"11" if message.contains("message%20length%20too%20large") => {
+            Some(tonic::Code::ResourceExhausted)
+        }
         _ => None,
     };
     if let Some(code) = corrected {

@@ -93,7 +93,7 @@ fn unreachable_default() -> i32 {
 
 async fn serve(args: ServeArgs) -> i32 {
     telemetry::init(NAME, args.log_format);
-    if let Err(why) = args.tokens() {
+    if let Err(why) = args.tokens().and(args.tls().map(|_| ())) {
         cli::fail(NAME, &why);
     }
     let app = match App::build(args).await {

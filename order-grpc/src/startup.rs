@@ -124,7 +124,11 @@ impl App {
         ));
 
         let (stop_accepting, stop_accepting_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = args.tls().map_err(anyhow::Error::msg)? {
+            builder = builder.tls_config(tls)?;
+        }
+        let server = builder
             .timeout(args.default_deadline())
             .layer(GatewayLayer::new(
                 tokens,

@@ -32,6 +32,8 @@ pub struct Options {
     pub max_message_bytes: u32,
     pub grace_seconds: u64,
     pub migrated: bool,
+    /// PEM certificate and key files for TLS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             max_message_bytes: 4 * 1024 * 1024,
             grace_seconds: 30,
             migrated: true,
+            tls: None,
         }
     }
 }
@@ -96,6 +99,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     if let Some(tokens) = &options.tokens {
         argv.push(format!("--auth-tokens={tokens}"));
     }
+    if let Some((cert, key)) = &options.tls {
+        argv.push(format!("--tls-cert-file={}", cert.display()));
+        argv.push(format!("--tls-key-file={}", key.display()));
+    }
     let args = Wrapper::try_parse_from(argv).unwrap().args;
     let app = App::build(args).await.unwrap();
     let grpc_addr = app.grpc_addr();
@@ -116,7 +123,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         stop: Some(stop),
         task: Some(task),
     };
-    if options.migrated {
+    if options.migrated && options.tls.is_none() {
         app.wait_for_health(ServingStatus::Serving).await;
     }
     app

@@ -12,3 +12,4 @@ mod lifecycle;
 mod limits;
 mod queries;
 mod read_model;
+mod tls;
