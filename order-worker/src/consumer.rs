@@ -26,6 +26,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName,
 };
 use order_messages::{ATTR_CORRELATION_ID, ATTR_TRACEPARENT, CloudEvent};
+use order_runtime::trace;
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
@@ -422,20 +423,30 @@ impl Consumer {
                 tracing::info_span!("message", message_id = %message_id, receive_count),
             ),
             Ok(event) => {
-                let context = CallContext::new(
+                let incoming = CallContext::new(
                     string_attribute(message, ATTR_CORRELATION_ID)
                         .or(event.correlationid.as_deref()),
                     string_attribute(message, ATTR_TRACEPARENT).or(event.traceparent.as_deref()),
                 );
+                // One span per message, a child of the trace of the command that wrote the
+                // event; the commands the worker sends continue it.
                 let span = tracing::info_span!(
                     "message",
+                    otel.name = %format!("order-worker {}", event.event_type),
                     message_id = %message_id,
                     order_id = %event.subject,
                     event_type = %event.event_type,
                     event_id = %event.id,
-                    correlation_id = context.correlation_id.as_deref().unwrap_or(""),
+                    correlation_id = incoming.correlation_id.as_deref().unwrap_or(""),
                     receive_count,
+                    trace_id = tracing::field::Empty,
                 );
+                let traceparent = incoming.traceparent.as_deref();
+                trace::set_parent(&span, traceparent, None);
+                span.record("trace_id", trace::trace_id(&span, traceparent));
+                let (outgoing, _) = trace::outgoing(&span, traceparent, None);
+                let context =
+                    CallContext::new(incoming.correlation_id.as_deref(), outgoing.as_deref());
                 let outcome = self
                     .processor
                     .process(&event, &context)

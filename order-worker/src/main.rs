@@ -69,10 +69,11 @@ async fn execute(command: Command) -> i32 {
             if let Err(why) = args.validate() {
                 cli::fail(NAME, &why);
             }
-            telemetry::init_logging(args.log_format);
+            telemetry::init(NAME, args.log_format);
             match App::start(*args).await {
                 Ok(app) => {
                     app.run_until(shutdown::signal()).await;
+                    order_runtime::trace::shutdown();
                     0
                 }
                 Err(e) => cli::fail(NAME, &format!("{e:#}")),
