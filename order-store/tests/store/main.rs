@@ -11,5 +11,6 @@ mod group_commit;
 mod handler;
 mod idempotency;
 mod migrations;
+mod roles;
 mod subscription;
 mod support;
