@@ -9,7 +9,7 @@ use order_proto::v1 as pb;
 use order_proto::v1::order_query_service_client::OrderQueryServiceClient;
 use order_proto::v1::order_service_client::OrderServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -67,17 +67,24 @@ impl fmt::Debug for OrderApi {
 impl OrderApi {
     /// A client for `endpoint` (`http://host:port`) that connects on first use, so the worker
     /// starts (and reports not ready) while order-grpc is still down.
+    /// With `tls`, the endpoint must be `https://`.
     pub fn connect_lazy(
         endpoint: &str,
         token: Option<&str>,
         timeout: Duration,
+        tls: Option<ClientTlsConfig>,
     ) -> Result<Self, String> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())
+        let mut builder = Endpoint::from_shared(endpoint.to_owned())
             .map_err(|e| format!("invalid gRPC endpoint {endpoint:?}: {e}"))?
             .connect_timeout(Duration::from_secs(3))
             .timeout(timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| format!("gRPC TLS settings: {e}"))?;
+        }
+        let channel = builder.connect_lazy();
         let authorization = token
             .map(|token| {
                 let mut value = MetadataValue::try_from(format!("Bearer {token}"))
@@ -311,6 +318,7 @@ mod tests {
             "http://127.0.0.1:1",
             Some("a-token-of-sixteen-chars"),
             Duration::from_millis(1500),
+            None,
         )
         .unwrap();
         let request = api.request((), &CallContext::new(Some("req-1"), Some("00-t-s-01")));
@@ -326,7 +334,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_https_endpoint_takes_tls_settings() {
+        let tls = ClientTlsConfig::new().domain_name("order-grpc");
+        assert!(
+            OrderApi::connect_lazy(
+                "https://127.0.0.1:1",
+                None,
+                Duration::from_secs(1),
+                Some(tls)
+            )
+            .is_ok()
+        );
+    }
+
+    #[tokio::test]
     async fn a_bad_endpoint_is_a_configuration_error() {
-        assert!(OrderApi::connect_lazy("not a url", None, Duration::from_secs(1)).is_err());
+        assert!(OrderApi::connect_lazy("not a url", None, Duration::from_secs(1), None).is_err());
     }
 }

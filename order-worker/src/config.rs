@@ -1,9 +1,11 @@
 //! `order-worker run` settings: flags with environment fallbacks (`--help` lists them all).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use order_runtime::telemetry::LogFormat;
+use tonic::transport::{Certificate, ClientTlsConfig};
 
 use crate::backoff::Backoff;
 use crate::breaker::BreakerSettings;
@@ -118,6 +120,13 @@ pub struct RunArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub grpc_endpoint: String,
+    /// PEM file of the CA that signed order-grpc's certificate; required for an https://
+    /// endpoint (this build has no system root store).
+    #[arg(long, env = "ORDER_GRPC_CA_FILE")]
+    pub grpc_ca_file: Option<PathBuf>,
+    /// The name order-grpc's certificate is checked against (default: the endpoint's host).
+    #[arg(long, env = "ORDER_GRPC_TLS_DOMAIN")]
+    pub grpc_tls_domain: Option<String>,
     /// Bearer token presented to order-grpc (16-512 visible ASCII characters; secret).
     #[arg(long, env = "ORDER_GRPC_AUTH_TOKEN", hide_env_values = true)]
     pub grpc_auth_token: Option<String>,
@@ -203,6 +212,7 @@ impl std::fmt::Debug for RunArgs {
             .field("orders_queue_url", &self.orders_queue_url)
             .field("orders_dlq_url", &self.orders_dlq_url)
             .field("grpc_endpoint", &self.grpc_endpoint)
+            .field("grpc_ca_file", &self.grpc_ca_file)
             .field(
                 "grpc_auth_token",
                 &self.grpc_auth_token.as_ref().map(|_| "***"),
@@ -237,15 +247,32 @@ impl RunArgs {
             return Err("ORDERS_DLQ_URL must differ from ORDERS_QUEUE_URL".to_owned());
         }
         let endpoint = self.grpc_endpoint.trim();
-        if !endpoint.starts_with("http://") {
+        let https = endpoint.starts_with("https://");
+        if !https && !endpoint.starts_with("http://") {
             return Err(format!(
-                "--grpc-endpoint (ORDER_GRPC_ENDPOINT) must be http://host:port (this build \
-                 has no TLS client), got {endpoint:?}"
+                "--grpc-endpoint (ORDER_GRPC_ENDPOINT) must be http://host:port or \
+                 https://host:port, got {endpoint:?}"
             ));
         }
         tonic::transport::Endpoint::from_shared(endpoint.to_owned()).map_err(|e| {
             format!("--grpc-endpoint (ORDER_GRPC_ENDPOINT) {endpoint:?} is not a URL: {e}")
         })?;
+        match (https, &self.grpc_ca_file) {
+            (true, None) => {
+                return Err(
+                    "an https:// ORDER_GRPC_ENDPOINT needs --grpc-ca-file (ORDER_GRPC_CA_FILE): \
+                     this build has no system root store"
+                        .to_owned(),
+                );
+            }
+            (false, Some(_)) => {
+                return Err(
+                    "--grpc-ca-file (ORDER_GRPC_CA_FILE) only applies to an https:// endpoint"
+                        .to_owned(),
+                );
+            }
+            _ => {}
+        }
         if let Some(token) = &self.grpc_auth_token
             && (!(16..=512).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_graphic()))
         {
@@ -273,6 +300,24 @@ impl RunArgs {
             }
         }
         Ok(())
+    }
+
+    /// The TLS settings of the gRPC client (https endpoints); reads the CA file.
+    pub fn grpc_tls(&self) -> Result<Option<ClientTlsConfig>, String> {
+        let Some(path) = &self.grpc_ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read --grpc-ca-file (ORDER_GRPC_CA_FILE) {}: {e}",
+                path.display()
+            )
+        })?;
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+        if let Some(domain) = self.grpc_tls_domain.as_deref().filter(|d| !d.is_empty()) {
+            tls = tls.domain_name(domain);
+        }
+        Ok(Some(tls))
     }
 
     pub fn consumer_settings(&self) -> ConsumerSettings {
@@ -391,7 +436,18 @@ mod tests {
             (&["--visibility-seconds", "1"], "--visibility-seconds"),
             (&["--sim-decline-rate", "1.5"], "from 0 to 1"),
             (&["--sim-transient-failure-rate", "x"], "from 0 to 1"),
-            (&["--grpc-endpoint", "https://grpc:443"], "no TLS"),
+            (
+                &["--grpc-endpoint", "https://grpc:443"],
+                "needs --grpc-ca-file",
+            ),
+            (
+                &["--grpc-ca-file", "/tmp/ca.pem"],
+                "only applies to an https",
+            ),
+            (
+                &["--grpc-endpoint", "ftp://grpc:443"],
+                "ORDER_GRPC_ENDPOINT",
+            ),
             (&["--grpc-endpoint", "grpc:50051"], "ORDER_GRPC_ENDPOINT"),
             (&["--grpc-auth-token", "short"], "16-512"),
             (&["--orders-queue-url", ""], "ORDERS_QUEUE_URL) is required"),
@@ -407,6 +463,21 @@ mod tests {
             let error = parse(flags).unwrap_err();
             assert!(error.contains(expected), "{flags:?}: {error}");
         }
+    }
+
+    #[test]
+    fn an_https_endpoint_reads_its_ca_file() {
+        let args = parse(&[
+            "--grpc-endpoint",
+            "https://order-grpc:50051",
+            "--grpc-ca-file",
+            "/nonexistent/ca.pem",
+        ])
+        .unwrap();
+        let error = args.grpc_tls().unwrap_err();
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+        let plain = parse(&[]).unwrap();
+        assert!(plain.grpc_tls().unwrap().is_none());
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl App {
             args.grpc_endpoint.trim(),
             args.grpc_auth_token.as_deref(),
             args.grpc_timeout(),
+            args.grpc_tls().map_err(anyhow::Error::msg)?,
         )
         .map_err(anyhow::Error::msg)?;
         let guard = |name| Guard::new(name, args.guard_settings(), clock.clone(), random.clone());
