@@ -1,0 +1,169 @@
+//! The real `order-worker` binary in a child process: killed with SIGKILL mid-step, stopped
+//! with SIGTERM, probed with `healthcheck`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use order_proto::v1 as pb;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_step_leaves_its_message_to_reappear_and_the_saga_continues_once() {
+    tokio::task::spawn_blocking(worker_binary).await.unwrap();
+    let stack = start(5).await;
+    // Every provider call takes ~4 s: the worker is certainly mid-step when it is killed.
+    let mut child = ChildWorker::spawn(
+        &stack,
+        &[
+            ("ORDER_WORKER_SIM_LATENCY_MS", "4000"),
+            ("ORDER_WORKER_PROVIDER_TIMEOUT_MS", "30000"),
+        ],
+    );
+    let order = id();
+    stack
+        .commands()
+        .place_order(place(&order, &id(), &["SKU-1"]))
+        .await
+        .unwrap();
+    child.wait_in_flight(Duration::from_secs(30)).await;
+
+    child.signal("KILL");
+    let killed = Instant::now();
+    let status = child.wait_exit(Duration::from_secs(5)).await;
+    assert!(!status.success(), "killed, not exited: {status}");
+    assert_eq!(
+        stack.log(&order).await.status(),
+        Some(pb::OrderStatus::Placed),
+        "killed before its command"
+    );
+
+    // Another worker is ready at once, but the message stays invisible until the visibility
+    // timeout (3 s) of the dead worker's receive runs out.
+    let worker = stack.worker(&[]).await;
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(killed.elapsed())).await;
+    assert_eq!(
+        stack.log(&order).await.status(),
+        Some(pb::OrderStatus::Placed),
+        "the message reappeared before its visibility timeout"
+    );
+    stack
+        .wait_terminal(std::slice::from_ref(&order), Duration::from_secs(30))
+        .await;
+    assert!(killed.elapsed() >= Duration::from_secs(2));
+    let events = stack.events(&order).await;
+    assert_each_effect_once(&order, &events);
+    assert_eq!(events.len(), 8);
+    assert_eq!(
+        events.last().map(|e| e.event_type.as_str()),
+        Some("OrderCompleted")
+    );
+    assert!(stack.drain_dlq().await.is_empty());
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_message_in_flight_finish_and_receives_no_more() {
+    let binary = tokio::task::spawn_blocking(worker_binary).await.unwrap();
+    let stack = start(5).await;
+    let mut child = ChildWorker::spawn(
+        &stack,
+        &[
+            ("ORDER_WORKER_SIM_LATENCY_MS", "1500"),
+            ("ORDER_SHUTDOWN_GRACE_SECONDS", "20"),
+        ],
+    );
+    let ready = format!("http://{}/readyz", child.admin);
+    wait_ready(&ready, Duration::from_secs(30)).await;
+    let probe = Command::new(&binary)
+        .args(["healthcheck", "--url", &ready])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "{probe:?}");
+
+    let order = id();
+    stack
+        .commands()
+        .place_order(place(&order, &id(), &["SKU-1"]))
+        .await
+        .unwrap();
+    child.wait_in_flight(Duration::from_secs(30)).await;
+    child.signal("TERM");
+    let status = child.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "a graceful stop exits 0: {status}");
+    // The step in flight was finished; the next message was not taken.
+    assert_eq!(
+        stack.log(&order).await.status(),
+        Some(pb::OrderStatus::InventoryReserved)
+    );
+    let probe = Command::new(&binary)
+        .args(["healthcheck", "--url", &ready])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(probe.status.code(), Some(1), "{probe:?}");
+
+    let worker = stack.worker(&[]).await;
+    stack
+        .wait_terminal(std::slice::from_ref(&order), Duration::from_secs(30))
+        .await;
+    let events = stack.events(&order).await;
+    assert_each_effect_once(&order, &events);
+    assert_eq!(events.len(), 8);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_needs_order_grpc_and_the_queue_and_metrics_are_served() {
+    let stack = start(5).await;
+    let worker = stack.worker(&[]).await;
+    wait_ready(
+        &format!("http://{}/readyz", worker.admin),
+        Duration::from_secs(10),
+    )
+    .await;
+    let metrics = http_get(worker.admin, "/metrics").await;
+    for series in [
+        "order_worker_messages_total{outcome=\"ok\"}",
+        "order_worker_messages_total{outcome=\"obsolete\"}",
+        "order_worker_messages_total{outcome=\"retry\"}",
+        "order_worker_messages_total{outcome=\"dlq\"}",
+        "order_worker_dlq_sends_total",
+        "order_worker_circuit_state{provider=\"inventory\"}",
+        "order_worker_circuit_state{provider=\"payment\"}",
+        "order_worker_circuit_state{provider=\"shipping\"}",
+        "order_worker_messages_in_flight",
+    ] {
+        assert!(
+            metric(&metrics, series).is_some(),
+            "{series} missing:\n{metrics}"
+        );
+    }
+    assert_eq!(
+        metric(&metrics, "order_worker_circuit_state{provider=\"payment\"}"),
+        Some(0.0)
+    );
+
+    let stranded = stack
+        .worker(&[
+            "--grpc-endpoint",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ])
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let why = order_runtime::probe::check(
+        &format!("http://{}/readyz", stranded.admin),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_err();
+    assert!(why.contains("503") && why.contains("order-grpc"), "{why}");
+    let healthz = http_get(stranded.admin, "/healthz").await;
+    assert!(
+        healthz.starts_with("HTTP/1.1 200"),
+        "alive though not ready"
+    );
+    stranded.stop().await;
+    worker.stop().await;
+}

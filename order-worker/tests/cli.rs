@@ -1,0 +1,126 @@
+//! The binary's command line: every setting in `--help`, one-line errors with exit code 2 for
+//! bad settings, and the `healthcheck` probe. No services needed.
+
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+fn worker(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_order-worker"));
+    command.env_clear().args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+const QUEUES: [(&str, &str); 2] = [
+    (
+        "ORDERS_QUEUE_URL",
+        "http://127.0.0.1:1/000000000000/orders.fifo",
+    ),
+    (
+        "ORDERS_DLQ_URL",
+        "http://127.0.0.1:1/000000000000/orders-dlq.fifo",
+    ),
+];
+
+#[test]
+fn help_lists_every_setting_with_its_environment_variable() {
+    let output = worker(&["run", "--help"], &[]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for variable in [
+        "WORKER_MODE",
+        "ORDERS_QUEUE_URL",
+        "ORDERS_DLQ_URL",
+        "ORDER_GRPC_ENDPOINT",
+        "ORDER_GRPC_AUTH_TOKEN",
+        "ORDER_GRPC_CA_FILE",
+        "ORDER_GRPC_TIMEOUT_MS",
+        "ORDER_ADMIN_ADDR",
+        "ORDER_WORKER_CONCURRENCY",
+        "ORDER_WORKER_WAIT_SECONDS",
+        "ORDER_WORKER_BATCH",
+        "ORDER_WORKER_VISIBILITY_SECONDS",
+        "ORDER_WORKER_RETRY_BASE_MS",
+        "ORDER_WORKER_PROVIDER_TIMEOUT_MS",
+        "ORDER_WORKER_BREAKER_THRESHOLD",
+        "ORDER_WORKER_SIM_LATENCY_MS",
+        "ORDER_WORKER_SIM_TRANSIENT_FAILURE_RATE",
+        "ORDER_WORKER_SIM_OUT_OF_STOCK_SKU_PREFIX",
+        "ORDER_WORKER_SIM_DECLINE_SKU_PREFIX",
+        "ORDER_SHUTDOWN_GRACE_SECONDS",
+        "LOG_FORMAT",
+    ] {
+        assert!(help.contains(variable), "{variable} missing from --help");
+    }
+    let top = worker(&["--help"], &[]);
+    let top = String::from_utf8(top.stdout).unwrap();
+    assert!(top.contains("healthcheck"), "{top}");
+}
+
+#[test]
+fn the_token_value_never_appears_in_help() {
+    let output = worker(
+        &["run", "--help"],
+        &[("ORDER_GRPC_AUTH_TOKEN", "a-very-secret-token-value")],
+    );
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(!help.contains("a-very-secret"), "{help}");
+}
+
+#[test]
+fn bad_settings_fail_on_one_line_with_exit_code_2() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("WORKER_MODE", "lambda")],
+            "the only worker mode is sqs-consumer",
+        ),
+        (&[QUEUES[1]], "ORDERS_QUEUE_URL"),
+        (&[QUEUES[0]], "ORDERS_DLQ_URL"),
+        (
+            &[QUEUES[0], QUEUES[1], ("ORDER_WORKER_CONCURRENCY", "0")],
+            "concurrency",
+        ),
+        (
+            &[QUEUES[0], QUEUES[1], ("ORDER_GRPC_AUTH_TOKEN", "short")],
+            "16-512",
+        ),
+        (
+            &[QUEUES[0], QUEUES[1], ("ORDER_WORKER_SIM_DECLINE_RATE", "2")],
+            "from 0 to 1",
+        ),
+    ];
+    for (env, expected) in cases {
+        let output = worker(&[], env);
+        assert_eq!(output.status.code(), Some(2), "{env:?}: {output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{env:?}: {stderr}");
+        assert!(stderr.starts_with("order-worker: error: "), "{stderr}");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+        assert!(
+            !stderr.contains("short\""),
+            "the token is not echoed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn healthcheck_fails_when_nothing_answers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let output = worker(&["healthcheck", "--url", &url], &[]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let output = worker(
+        &["healthcheck"],
+        &[("ORDER_ADMIN_ADDR", &format!("127.0.0.1:{port}"))],
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unhealthy"));
+}
