@@ -257,3 +257,191 @@ mod tests {
         assert!(error.contains(START_COMMAND), "{error}");
     }
 }
+
+/// A PostgreSQL cluster of its own (initdb in a temporary folder, its own port), for tests
+/// that restart, kill or freeze the database without disturbing anything else. Stopped and
+/// deleted on drop.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    dir: std::path::PathBuf,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+/// How to restart a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Disconnect clients, checkpoint, stop.
+    Fast,
+    /// Stop at once; recovery replays the WAL on start (as after a crash).
+    Immediate,
+}
+
+fn as_postgres(program: &std::path::Path, args: &[&str]) -> Result<std::process::Output, String> {
+    let mut command = if nix_is_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    };
+    command
+        .args(args)
+        .output()
+        .map_err(|e| format!("{}: {e}", program.display()))
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+impl PrivateCluster {
+    /// Create and start a cluster with a database `orders` (trust authentication, loopback
+    /// only).
+    pub fn start() -> Result<Self, String> {
+        let bin = std::path::PathBuf::from(
+            std::env::var("ORDER_PG_BIN")
+                .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned()),
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| e.to_string())?;
+        let dir = std::env::temp_dir().join(format!("order-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        if nix_is_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err("chown of the cluster folder failed".into());
+            }
+        }
+        let data = dir.join("data");
+        let data_str = data.to_string_lossy().into_owned();
+        let init = as_postgres(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                &data_str,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ],
+        )?;
+        if !init.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            ));
+        }
+        let cluster = Self { dir, port, bin };
+        let conf = format!(
+            "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nmax_connections = 200\nshared_buffers = 128MB\n",
+            cluster.dir.to_string_lossy()
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, conf.as_bytes()))
+            .map_err(|e| e.to_string())?;
+        cluster.pg_ctl(&["start", "-w", "-t", "60"])?;
+        let created = std::process::Command::new("psql")
+            .arg(cluster.url("postgres"))
+            .args(["-XAtqc", "CREATE DATABASE orders"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !created.status.success() {
+            return Err(format!(
+                "create database: {}",
+                String::from_utf8_lossy(&created.stderr)
+            ));
+        }
+        Ok(cluster)
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let data = self.dir.join("data").to_string_lossy().into_owned();
+        let log = self.dir.join("postgres.log").to_string_lossy().into_owned();
+        let mut all = vec!["-D", data.as_str(), "-l", log.as_str()];
+        all.extend_from_slice(args);
+        let output = as_postgres(&self.bin.join("pg_ctl"), &all)?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A superuser URL of `database`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn stop(&self, mode: StopMode) -> Result<(), String> {
+        let mode = match mode {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        };
+        self.pg_ctl(&["stop", "-w", "-m", mode])
+    }
+
+    pub fn start_again(&self) -> Result<(), String> {
+        self.pg_ctl(&["start", "-w", "-t", "60"])
+    }
+
+    /// Every process of the cluster (postmaster and its children).
+    fn pids(&self) -> Vec<String> {
+        let pid_file = self.dir.join("data/postmaster.pid");
+        let Some(main) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_owned))
+        else {
+            return Vec::new();
+        };
+        let children = std::process::Command::new("pgrep")
+            .args(["-P", &main])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        std::iter::once(main).chain(children).collect()
+    }
+
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) the whole cluster.
+    pub fn signal(&self, signal: &str) {
+        for pid in self.pids() {
+            let _ = std::process::Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid)
+                .status();
+        }
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.stop(StopMode::Immediate);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

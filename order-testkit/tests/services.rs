@@ -68,3 +68,41 @@ async fn fifo_queue_pairs_deduplicate_and_redrive() {
     );
     assert!(attributes[&QueueAttributeName::RedrivePolicy].contains("-dlq.fifo"));
 }
+
+#[tokio::test]
+async fn a_private_cluster_restarts_and_freezes_on_demand() {
+    use order_testkit::pg::{PrivateCluster, StopMode};
+    let cluster = PrivateCluster::start().unwrap();
+    let url = cluster.url("orders");
+    let client = order_testkit::pg::try_connect(&url).await.unwrap();
+    client
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    cluster.stop(StopMode::Immediate).unwrap();
+    assert!(
+        client.batch_execute("SELECT 1").await.is_err(),
+        "the old session is gone"
+    );
+    cluster.start_again().unwrap();
+    let client = order_testkit::pg::try_connect(&url).await.unwrap();
+    let row = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        1,
+        "committed data survives an immediate stop"
+    );
+
+    cluster.signal("STOP");
+    let frozen = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        client.batch_execute("SELECT 1"),
+    )
+    .await;
+    assert!(frozen.is_err(), "a frozen cluster does not answer");
+    cluster.signal("CONT");
+    client.batch_execute("SELECT 1").await.unwrap();
+}
