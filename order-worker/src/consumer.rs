@@ -26,7 +26,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName,
 };
 use order_messages::{ATTR_CORRELATION_ID, ATTR_TRACEPARENT, CloudEvent};
-use order_runtime::trace;
+use order_runtime::{Readiness, trace};
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
@@ -285,7 +285,15 @@ impl Consumer {
 
     /// Receive and handle messages until `shutdown` turns true; then stop receiving and wait
     /// for the messages already received.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    ///
+    /// While `readiness` says the worker cannot do its job (order-grpc or the queue does not
+    /// answer), it receives nothing: every message received during an outage would fail, use
+    /// up one of its receives and end in the DLQ after `maxReceiveCount` of them.
+    pub async fn run(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        mut readiness: watch::Receiver<Readiness>,
+    ) {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let mut receive_failures = 0u32;
@@ -294,6 +302,24 @@ impl Consumer {
             while tasks.try_join_next().is_some() {}
             if *shutdown.borrow() {
                 break;
+            }
+            let not_ready = match &*readiness.borrow() {
+                Readiness::Ready => None,
+                Readiness::NotReady(why) => Some(why.clone()),
+            };
+            if let Some(why) = not_ready {
+                tracing::info!(reason = %why, "receiving paused until the worker is ready");
+                tokio::select! {
+                    ready = readiness.wait_for(Readiness::is_ready) => {
+                        if ready.is_err() {
+                            // The readiness watcher is gone (shutting down): stop.
+                            break;
+                        }
+                        tracing::info!("receiving resumed");
+                    }
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                }
+                continue;
             }
             let first = tokio::select! {
                 permit = permits.clone().acquire_owned() => match permit {

@@ -126,7 +126,7 @@ impl App {
             deletes,
             random,
         ));
-        let consumer = tokio::spawn(consumer.run(shutdown.subscribe()));
+        let consumer = tokio::spawn(consumer.run(shutdown.subscribe(), readiness.subscribe()));
         tracing::info!(
             queue = %settings.queue_url,
             grpc = %args.grpc_endpoint,

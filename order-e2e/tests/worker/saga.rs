@@ -281,8 +281,8 @@ async fn compensations_release_and_refund_a_cancelled_confirmed_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_order_grpc_leaves_messages_for_retry_and_the_saga_resumes() {
-    let stack = start(20).await;
+async fn while_order_grpc_is_unreachable_nothing_is_received_and_the_saga_resumes_after() {
+    let stack = start(5).await;
     // The worker talks to an order-grpc that is not there yet.
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
@@ -295,9 +295,58 @@ async fn an_unreachable_order_grpc_leaves_messages_for_retry_and_the_saga_resume
         .place_order(place(&order, &id(), &["SKU-1"]))
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let not_ready = order_runtime::probe::check(
+        &format!("http://{}/readyz", worker.admin),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_err();
+    assert!(not_ready.contains("order-grpc"), "{not_ready}");
+    assert_eq!(
+        stack.queue_counts().await,
+        (1, 0),
+        "the message waits on the queue, unreceived: no receive is used up by the outage"
+    );
+
+    // order-grpc comes up (a second instance on the same database).
+    let (_, _grpc) = start_grpc(stack.db.url(), &format!("127.0.0.1:{port}"), &[]).await;
+    stack
+        .wait_terminal(std::slice::from_ref(&order), Duration::from_secs(30))
+        .await;
+    let events = stack.events(&order).await;
+    assert_each_effect_once(&order, &events);
+    assert_eq!(types(&events), HAPPY.to_vec());
+    assert!(stack.drain_dlq().await.is_empty());
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_leaves_messages_for_retry_and_never_dead_letters_them() {
+    let stack = start(20).await;
+    // A second order-grpc on the same database that requires a token; health checks need
+    // none, so the worker is ready, but every API call is UNAUTHENTICATED.
+    let token = "worker=the-right-token-0123456789";
+    let (secured, _grpc) =
+        start_grpc(stack.db.url(), "127.0.0.1:0", &["--auth-tokens", token]).await;
+    let endpoint = format!("http://{secured}");
+    let wrong = stack
+        .worker(&[
+            "--grpc-endpoint",
+            &endpoint,
+            "--grpc-auth-token",
+            "a-wrong-token-0123456789",
+        ])
+        .await;
+    let order = id();
+    stack
+        .commands()
+        .place_order(place(&order, &id(), &["SKU-1"]))
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let metrics = http_get(worker.admin, "/metrics").await;
+        let metrics = http_get(wrong.admin, "/metrics").await;
         if metric(&metrics, "order_worker_messages_total{outcome=\"retry\"}").unwrap_or(0.0) >= 2.0
         {
             break;
@@ -308,34 +357,30 @@ async fn an_unreachable_order_grpc_leaves_messages_for_retry_and_the_saga_resume
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let not_ready = order_runtime::probe::check(
-        &format!("http://{}/readyz", worker.admin),
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap_err();
-    assert!(not_ready.contains("order-grpc"), "{not_ready}");
+    wrong.stop().await;
     assert_eq!(
         stack.log(&order).await.status(),
         Some(pb::OrderStatus::Placed)
     );
 
-    // order-grpc comes up (a second instance on the same database).
-    let (_, _grpc) = start_grpc(stack.db.url(), &format!("127.0.0.1:{port}")).await;
+    // Deployed with the right token, the saga goes on.
+    let right = stack
+        .worker(&[
+            "--grpc-endpoint",
+            &endpoint,
+            "--grpc-auth-token",
+            "the-right-token-0123456789",
+        ])
+        .await;
     stack
         .wait_terminal(std::slice::from_ref(&order), Duration::from_secs(30))
         .await;
     let events = stack.events(&order).await;
     assert_each_effect_once(&order, &events);
     assert_eq!(types(&events), HAPPY.to_vec());
-    wait_ready(
-        &format!("http://{}/readyz", worker.admin),
-        Duration::from_secs(10),
-    )
-    .await;
     assert!(
         stack.drain_dlq().await.is_empty(),
-        "transient failures never dead-letter"
+        "a deployment problem never dead-letters messages"
     );
-    worker.stop().await;
+    right.stop().await;
 }

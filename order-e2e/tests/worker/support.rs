@@ -182,8 +182,8 @@ impl Stack {
         sqs::drain_queue(&sqs::client(), &self.queue.dlq_url).await
     }
 
-    /// Messages on the orders queue, visible and in flight.
-    pub async fn queue_depth(&self) -> u64 {
+    /// Messages on the orders queue: (visible, in flight).
+    pub async fn queue_counts(&self) -> (u64, u64) {
         use aws_sdk_sqs::types::QueueAttributeName as A;
         let output = sqs::client()
             .get_queue_attributes()
@@ -194,14 +194,22 @@ impl Stack {
             .await
             .unwrap();
         let attributes = output.attributes().cloned().unwrap_or_default();
-        [
-            A::ApproximateNumberOfMessages,
-            A::ApproximateNumberOfMessagesNotVisible,
-        ]
-        .iter()
-        .filter_map(|name| attributes.get(name))
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum()
+        let count = |name: A| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (
+            count(A::ApproximateNumberOfMessages),
+            count(A::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    /// Messages on the orders queue, visible and in flight.
+    pub async fn queue_depth(&self) -> u64 {
+        let (visible, in_flight) = self.queue_counts().await;
+        visible + in_flight
     }
 
     /// Wait until the orders queue is empty (everything handled and deleted).
@@ -271,7 +279,7 @@ pub async fn start(max_receive_count: u32) -> Stack {
     let queue = sqs::fifo_queue_pair(max_receive_count).await;
     let mut stops = Vec::new();
 
-    let (grpc_addr, stop) = start_grpc(db.url(), "127.0.0.1:0").await;
+    let (grpc_addr, stop) = start_grpc(db.url(), "127.0.0.1:0", &[]).await;
     stops.push(stop);
 
     let projector = ProjectorArgs::try_parse_from([
@@ -312,8 +320,12 @@ pub async fn start(max_receive_count: u32) -> Stack {
 
 /// An order-grpc on `database_url`, listening on `addr`, ready; stops when the sender is
 /// dropped or sent to.
-pub async fn start_grpc(database_url: &str, addr: &str) -> (SocketAddr, oneshot::Sender<()>) {
-    let grpc = GrpcArgs::try_parse_from([
+pub async fn start_grpc(
+    database_url: &str,
+    addr: &str,
+    extra: &[&str],
+) -> (SocketAddr, oneshot::Sender<()>) {
+    let mut argv = vec![
         "order-grpc",
         "--grpc-addr",
         addr,
@@ -323,9 +335,9 @@ pub async fn start_grpc(database_url: &str, addr: &str) -> (SocketAddr, oneshot:
         database_url,
         "--log-format",
         "pretty",
-    ])
-    .unwrap()
-    .args;
+    ];
+    argv.extend_from_slice(extra);
+    let grpc = GrpcArgs::try_parse_from(argv).unwrap().args;
     let app = order_grpc::App::build(grpc).await.unwrap();
     let grpc_addr = app.grpc_addr();
     let ready = format!("http://{}/readyz", app.admin_addr());
