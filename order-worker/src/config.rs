@@ -22,6 +22,9 @@ pub const SQS_CONSUMER: &str = "sqs-consumer";
 /// every delivery): a SKU prefix, a customer list, an amount limit, or a share of the orders
 /// picked by a hash of the order id. Transient failures and latency are random per call.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    next_help_heading = "Provider simulation (refusals are decided per order, the same on every delivery)"
+)]
 pub struct SimulationArgs {
     /// Mean latency of each simulated provider call, in ms (actual: 0.5x to 1.5x).
     #[arg(long, env = "ORDER_WORKER_SIM_LATENCY_MS", default_value_t = 10)]
@@ -195,13 +198,13 @@ pub struct RunArgs {
         default_value_t = 10_000
     )]
     pub breaker_cooldown_ms: u64,
-    #[command(flatten)]
-    pub simulation: SimulationArgs,
     /// Seconds in-flight messages get to finish after SIGTERM.
     #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub simulation: SimulationArgs,
 }
 
 impl std::fmt::Debug for RunArgs {
