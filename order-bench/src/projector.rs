@@ -58,8 +58,18 @@ fn history(n: usize) -> Vec<OrderCommand> {
     let place = PlaceOrder::parse(&PlaceOrderInput {
         customer_id: &customer,
         lines: vec![
-            LineInput { sku: "SKU-10042-BLUE-M", quantity, currency, unit_price_minor: price },
-            LineInput { sku: "SKU-GIFTWRAP", quantity: 1, currency, unit_price_minor: 450 },
+            LineInput {
+                sku: "SKU-10042-BLUE-M",
+                quantity,
+                currency,
+                unit_price_minor: price,
+            },
+            LineInput {
+                sku: "SKU-GIFTWRAP",
+                quantity: 1,
+                currency,
+                unit_price_minor: 450,
+            },
         ],
         shipping_address: Some(AddressInput {
             recipient: "Ada Lovelace",
@@ -90,22 +100,37 @@ fn history(n: usize) -> Vec<OrderCommand> {
         6 => {
             commands.extend(happy.into_iter().take(4).flatten());
             commands.extend(step(OrderCommand::refund_payment(currency, 100)));
-            commands.extend([step(OrderCommand::ship_order("DHL", "JD0002")), Some(OrderCommand::DeliverOrder)].into_iter().flatten());
+            commands.extend(
+                [
+                    step(OrderCommand::ship_order("DHL", "JD0002")),
+                    Some(OrderCommand::DeliverOrder),
+                ]
+                .into_iter()
+                .flatten(),
+            );
         }
         // 6 events: payment failed, inventory released, cancelled.
-        7 => commands.extend([
-            step(OrderCommand::reserve_inventory("res")),
-            step(OrderCommand::fail_payment("declined")),
-            Some(OrderCommand::ReleaseInventory),
-        ].into_iter().flatten()),
+        7 => commands.extend(
+            [
+                step(OrderCommand::reserve_inventory("res")),
+                step(OrderCommand::fail_payment("declined")),
+                Some(OrderCommand::ReleaseInventory),
+            ]
+            .into_iter()
+            .flatten(),
+        ),
         // 7 events: cancelled after authorization (void) and release.
-        _ => commands.extend([
-            step(OrderCommand::reserve_inventory("res")),
-            step(OrderCommand::authorize_payment("pay", currency, total)),
-            step(OrderCommand::cancel_order("customer changed their mind")),
-            Some(OrderCommand::ReleaseInventory),
-            step(OrderCommand::refund_payment(currency, total)),
-        ].into_iter().flatten()),
+        _ => commands.extend(
+            [
+                step(OrderCommand::reserve_inventory("res")),
+                step(OrderCommand::authorize_payment("pay", currency, total)),
+                step(OrderCommand::cancel_order("customer changed their mind")),
+                Some(OrderCommand::ReleaseInventory),
+                step(OrderCommand::refund_payment(currency, total)),
+            ]
+            .into_iter()
+            .flatten(),
+        ),
     }
     commands
 }
@@ -115,8 +140,13 @@ fn events_of(n: usize) -> Vec<Vec<NewEvent>> {
     let mut order = Order::default();
     let mut out = Vec::new();
     for command in history(n) {
-        let Ok(events) = order.decide(&command) else { break };
-        let encoded: Vec<NewEvent> = events.iter().filter_map(|e| NewEvent::encode(e).ok()).collect();
+        let Ok(events) = order.decide(&command) else {
+            break;
+        };
+        let encoded: Vec<NewEvent> = events
+            .iter()
+            .filter_map(|e| NewEvent::encode(e).ok())
+            .collect();
         for event in &events {
             order.evolve(event);
         }
@@ -130,23 +160,31 @@ fn events_of(n: usize) -> Vec<Vec<NewEvent>> {
 async fn load(store: &EventStore, orders: usize) -> anyhow::Result<u64> {
     const CHUNK: usize = 2_000;
     const WRITERS: usize = 32;
-    let metadata = Arc::new(Metadata { correlation_id: Some("bench-load".into()), ..Metadata::default() });
+    let metadata = Arc::new(Metadata {
+        correlation_id: Some("bench-load".into()),
+        ..Metadata::default()
+    });
     let mut total = 0u64;
     let started = Instant::now();
     for chunk in (0..orders).step_by(CHUNK) {
-        let members: Vec<(Uuid, Vec<Vec<NewEvent>>)> =
-            (chunk..(chunk + CHUNK).min(orders)).map(|n| (Uuid::new_v4(), events_of(n))).collect();
+        let members: Vec<(Uuid, Vec<Vec<NewEvent>>)> = (chunk..(chunk + CHUNK).min(orders))
+            .map(|n| (Uuid::new_v4(), events_of(n)))
+            .collect();
         let rounds = members.iter().map(|m| m.1.len()).max().unwrap_or(0);
         let members = Arc::new(members);
         for round in 0..rounds {
             let tasks: Vec<_> = (0..WRITERS)
                 .map(|w| {
-                    let (store, members, metadata) = (store.clone(), members.clone(), metadata.clone());
+                    let (store, members, metadata) =
+                        (store.clone(), members.clone(), metadata.clone());
                     tokio::spawn(async move {
                         let mut written = 0u64;
                         for (id, commands) in members.iter().skip(w).step_by(WRITERS) {
-                            let Some(events) = commands.get(round) else { continue };
-                            let version: u64 = commands[..round].iter().map(|c| c.len() as u64).sum();
+                            let Some(events) = commands.get(round) else {
+                                continue;
+                            };
+                            let version: u64 =
+                                commands[..round].iter().map(|c| c.len() as u64).sum();
                             store
                                 .append(AppendRequest {
                                     stream_id: *id,
@@ -167,7 +205,10 @@ async fn load(store: &EventStore, orders: usize) -> anyhow::Result<u64> {
             }
         }
         if chunk % 20_000 == 0 {
-            eprint!("\rloaded {total} events ({:.0}/s)   ", total as f64 / started.elapsed().as_secs_f64());
+            eprint!(
+                "\rloaded {total} events ({:.0}/s)   ",
+                total as f64 / started.elapsed().as_secs_f64()
+            );
         }
     }
     eprintln!();
@@ -177,7 +218,13 @@ async fn load(store: &EventStore, orders: usize) -> anyhow::Result<u64> {
 /// Peak RSS (VmHWM, MiB) of a running process.
 fn peak_rss(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kib / 1024.0)
 }
 
@@ -191,8 +238,15 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let events = load(&store, args.orders).await?;
     let load_secs = started.elapsed().as_secs_f64();
-    println!("load: {events} events of {} orders in {load_secs:.1}s ({:.0} events/s through EventStore::append)", args.orders, events as f64 / load_secs);
-    db.connect().await.batch_execute("VACUUM ANALYZE orders.events").await?;
+    println!(
+        "load: {events} events of {} orders in {load_secs:.1}s ({:.0} events/s through EventStore::append)",
+        args.orders,
+        events as f64 / load_secs
+    );
+    db.connect()
+        .await
+        .batch_execute("VACUUM ANALYZE orders.events")
+        .await?;
     crate::checkpoint().await;
 
     // Raw paged read: the ceiling of any subscriber.
@@ -214,14 +268,25 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         .acquire_lease("read_model", "bench", Duration::from_secs(600), true)
         .await?
         .context("no lease")?;
-    let subscription = Subscription { name: "read_model".into(), sink: Sink::ReadModel(ReadModel::default()), page: 1000 };
+    let subscription = Subscription {
+        name: "read_model".into(),
+        sink: Sink::ReadModel(ReadModel::default()),
+        page: 1000,
+    };
     let (_stop, shutdown) = watch::channel(false);
     let started = Instant::now();
     let mut cursor = cursor;
     let mut applied = 0usize;
     loop {
-        match subscription.step(&store, &lease, cursor, &shutdown).await.map_err(|e| anyhow::anyhow!("{e}"))? {
-            Step::Progressed { cursor: next, events } => {
+        match subscription
+            .step(&store, &lease, cursor, &shutdown)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        {
+            Step::Progressed {
+                cursor: next,
+                events,
+            } => {
                 cursor = next;
                 applied += events;
             }
@@ -230,7 +295,10 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
     }
     let catch_up = applied as f64 / started.elapsed().as_secs_f64();
     store.release_lease(&lease).await?;
-    println!("read-model catch-up (pages of 1000, one transaction each): {applied} events, {catch_up:.0} events/s ({:.2} of the raw read rate)", catch_up / raw_rate);
+    println!(
+        "read-model catch-up (pages of 1000, one transaction each): {applied} events, {catch_up:.0} events/s ({:.2} of the raw read rate)",
+        catch_up / raw_rate
+    );
 
     // Full replay with swap, as the operator runs it.
     crate::checkpoint().await;
@@ -243,7 +311,12 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("starting {} (cargo build --release -p order-projector)", binary.display()))?;
+        .with_context(|| {
+            format!(
+                "starting {} (cargo build --release -p order-projector)",
+                binary.display()
+            )
+        })?;
     let pid = child.id().unwrap_or_default();
     let mut rss = 0f64;
     let status = loop {
@@ -257,7 +330,10 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
     };
     anyhow::ensure!(status.success(), "replay failed: {status}");
     let replay_secs = started.elapsed().as_secs_f64();
-    println!("replay with swap (order-projector replay, release): {events} events in {replay_secs:.1}s = {:.0} events/s; peak RSS {rss:.0} MB", events as f64 / replay_secs);
+    println!(
+        "replay with swap (order-projector replay, release): {events} events in {replay_secs:.1}s = {:.0} events/s; peak RSS {rss:.0} MB",
+        events as f64 / replay_secs
+    );
 
     // SQS publishing against the emulator.
     let pair = order_testkit::sqs::fifo_queue_pair(5).await;
@@ -266,22 +342,40 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         .acquire_lease("sqs_publisher", "bench", Duration::from_secs(600), true)
         .await?
         .context("no lease")?;
-    let subscription = Subscription { name: "sqs_publisher".into(), sink: Sink::Sqs(publisher), page: 500 };
+    let subscription = Subscription {
+        name: "sqs_publisher".into(),
+        sink: Sink::Sqs(publisher),
+        page: 500,
+    };
     let started = Instant::now();
     let mut cursor = cursor;
     let mut sent = 0usize;
     while sent < args.sqs_events {
-        match subscription.step(&store, &lease, cursor, &shutdown).await.map_err(|e| anyhow::anyhow!("{e}"))? {
-            Step::Progressed { cursor: next, events } => {
+        match subscription
+            .step(&store, &lease, cursor, &shutdown)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        {
+            Step::Progressed {
+                cursor: next,
+                events,
+            } => {
                 cursor = next;
                 sent += events;
             }
             Step::Idle => break,
         }
     }
-    println!("SQS publish (SendMessageBatch of 10, 8 lanes, fauxqs): {sent} events, {:.0} events/s", sent as f64 / started.elapsed().as_secs_f64());
+    println!(
+        "SQS publish (SendMessageBatch of 10, 8 lanes, fauxqs): {sent} events, {:.0} events/s",
+        sent as f64 / started.elapsed().as_secs_f64()
+    );
     store.release_lease(&lease).await?;
-    let _ = order_testkit::sqs::client().delete_queue().queue_url(&pair.queue_url).send().await;
+    let _ = order_testkit::sqs::client()
+        .delete_queue()
+        .queue_url(&pair.queue_url)
+        .send()
+        .await;
 
     latency(&args, db.url()).await?;
     Ok(())
@@ -310,7 +404,9 @@ async fn latency(args: &ProjectorArgs, database_url: &str) -> anyhow::Result<()>
         .kill_on_drop(true)
         .spawn()?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))?.connect().await?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))?
+        .connect()
+        .await?;
     // Let the projector take its lease and reach the head first.
     let queries = pb::order_query_service_client::OrderQueryServiceClient::new(channel.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -341,7 +437,10 @@ async fn latency(args: &ProjectorArgs, database_url: &str) -> anyhow::Result<()>
             let acknowledged = Instant::now();
             let position = response.into_inner().global_position;
             let read = queries
-                .get_order(pb::GetOrderRequest { order_id: order, min_position: Some(position) })
+                .get_order(pb::GetOrderRequest {
+                    order_id: order,
+                    min_position: Some(position),
+                })
                 .await;
             if read.is_ok() {
                 let _ = sender.send(acknowledged.elapsed());
