@@ -277,21 +277,13 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cursor = cursor;
     let mut applied = 0usize;
-    loop {
-        match subscription
-            .step(&store, &lease, cursor, &shutdown)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-        {
-            Step::Progressed {
-                cursor: next,
-                events,
-            } => {
-                cursor = next;
-                applied += events;
-            }
-            Step::Idle => break,
-        }
+    while let Step::Progressed { cursor: next, events } = subscription
+        .step(&store, &lease, cursor, &shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        cursor = next;
+        applied += events;
     }
     let catch_up = applied as f64 / started.elapsed().as_secs_f64();
     store.release_lease(&lease).await?;

@@ -3,7 +3,7 @@
 // Prints the queue URLs as shell exports.
 //
 //   node create-queues.mjs http://127.0.0.1:9324 orders [maxReceiveCount]
-const [endpoint, name, maxReceiveCount = "5"] = process.argv.slice(2);
+const [endpoint, name, maxReceiveCount = "10"] = process.argv.slice(2);
 if (!endpoint || !name) {
   console.error("usage: create-queues.mjs ENDPOINT NAME [MAX_RECEIVE_COUNT]");
   process.exit(2);

@@ -253,8 +253,10 @@ def check_queues_have_dlq(tree: Tree) -> list[str]:
         if q.body.get("content_based_deduplication") is not False:
             problems.append(f"{rel}: queue {q.name} must not use content-based deduplication (MessageDeduplicationId = event id)")
     qv = tree["modules/queue"].variables()
-    if qv["max_receive_count"].body.get("default") != 5:
-        problems.append("max_receive_count default is not 5")
+    # Bounded: a poison message must reach the DLQ, and a short outage must not send live
+    # messages there (the worker backs off 2 s doubling per receive).
+    if not 5 <= (qv["max_receive_count"].body.get("default") or 0) <= 20:
+        problems.append("max_receive_count default is not between 5 and 20")
     return problems
 
 

@@ -1,10 +1,12 @@
 //! Least privilege in the database: each role can do its job and nothing more.
 
+use order_store::tokio_postgres;
+
 use crate::support::*;
 
 /// Run `statement` as `role` inside a rolled-back transaction: Ok if it was allowed.
 async fn as_role(
-    client: &order_store::tokio_postgres::Client,
+    client: &tokio_postgres::Client,
     role: &str,
     statement: &str,
 ) -> Result<(), String> {

@@ -203,9 +203,9 @@ variable "secret_recovery_window_days" {
 }
 
 variable "max_receive_count" {
-  description = "Receives before SQS dead-letters a message."
+  description = "Receives before SQS dead-letters a message. With the worker's backoff (2 s doubling per receive, capped at 5 min) 10 receives ride out an outage of about 8 minutes."
   type        = number
-  default     = 5
+  default     = 10
 }
 
 # --- operations ------------------------------------------------------------------------------

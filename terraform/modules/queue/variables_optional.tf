@@ -1,7 +1,7 @@
 variable "max_receive_count" {
   description = "Receives after which SQS moves a message to the DLQ."
   type        = number
-  default     = 5
+  default     = 10
 }
 
 variable "visibility_timeout_seconds" {
