@@ -277,7 +277,10 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cursor = cursor;
     let mut applied = 0usize;
-    while let Step::Progressed { cursor: next, events } = subscription
+    while let Step::Progressed {
+        cursor: next,
+        events,
+    } = subscription
         .step(&store, &lease, cursor, &shutdown)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
