@@ -25,23 +25,31 @@ async function call(action, body) {
   return text ? JSON.parse(text) : {};
 }
 
+// Create a queue, or bring an existing one's attributes up to date (CreateQueue refuses
+// to change them).
+async function ensureQueue(QueueName, Attributes) {
+  try {
+    return await call("CreateQueue", { QueueName, Attributes });
+  } catch (error) {
+    if (!String(error.message).includes("QueueNameExists")) throw error;
+    const { QueueUrl } = await call("GetQueueUrl", { QueueName });
+    const { FifoQueue, ...changeable } = Attributes;
+    await call("SetQueueAttributes", { QueueUrl, Attributes: changeable });
+    return { QueueUrl };
+  }
+}
+
 const fifo = { FifoQueue: "true", ContentBasedDeduplication: "false" };
-const dlq = await call("CreateQueue", {
-  QueueName: `${name}-dlq.fifo`,
-  Attributes: { ...fifo, MessageRetentionPeriod: "1209600" },
-});
+const dlq = await ensureQueue(`${name}-dlq.fifo`, { ...fifo, MessageRetentionPeriod: "1209600" });
 const { Attributes } = await call("GetQueueAttributes", {
   QueueUrl: dlq.QueueUrl,
   AttributeNames: ["QueueArn"],
 });
-const main = await call("CreateQueue", {
-  QueueName: `${name}.fifo`,
-  Attributes: {
-    ...fifo,
-    VisibilityTimeout: "60",
-    MessageRetentionPeriod: "345600",
-    RedrivePolicy: JSON.stringify({ deadLetterTargetArn: Attributes.QueueArn, maxReceiveCount }),
-  },
+const main = await ensureQueue(`${name}.fifo`, {
+  ...fifo,
+  VisibilityTimeout: "60",
+  MessageRetentionPeriod: "345600",
+  RedrivePolicy: JSON.stringify({ deadLetterTargetArn: Attributes.QueueArn, maxReceiveCount }),
 });
 console.log(`export ORDERS_QUEUE_URL='${main.QueueUrl}'`);
 console.log(`export ORDERS_DLQ_URL='${dlq.QueueUrl}'`);
