@@ -34,7 +34,8 @@ CREATE TABLE orders.customer_totals (
     PRIMARY KEY (customer_id, currency)
 );
 
+-- A table's new owner needs CREATE on its schema, so the grant comes first.
+GRANT CREATE ON SCHEMA orders TO orders_projector;
 ALTER TABLE orders.order_summaries OWNER TO orders_projector;
 ALTER TABLE orders.customer_totals OWNER TO orders_projector;
-GRANT CREATE ON SCHEMA orders TO orders_projector;
 GRANT SELECT ON orders.order_summaries, orders.customer_totals TO orders_app, orders_readonly;

@@ -1,7 +1,11 @@
-//! `order-demo`: places orders through the real gRPC API, walks each to a different point of
-//! its life, and prints what the service answered.
+//! `order-demo`: the load of `scripts/demo`. Places orders through the real gRPC API at a
+//! steady rate for a bounded time (some out of stock, some declined, some cancelled by the
+//! customer), shows live progress (this run's orders by status), waits until every order is
+//! settled, and prints a summary with what the projector and the workers report.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use order_proto::v1 as pb;
@@ -11,7 +15,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
-#[command(about = "Place demo orders through the order ledger's gRPC API")]
+#[command(about = "Drive demo orders through the order ledger's gRPC API and report what happened")]
 struct Args {
     /// The gRPC endpoint.
     #[arg(
@@ -20,9 +24,30 @@ struct Args {
         default_value = "http://127.0.0.1:50051"
     )]
     endpoint: String,
-    /// How many orders to place.
-    #[arg(long, default_value_t = 5)]
-    orders: usize,
+    /// Seconds to place orders for.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Orders placed per second.
+    #[arg(long, default_value_t = 20)]
+    rate: u64,
+    /// Share of orders with an out-of-stock item (SKU prefix OOS-).
+    #[arg(long, default_value_t = 0.05)]
+    out_of_stock: f64,
+    /// Share of orders whose payment is declined (SKU prefix DECLINE-).
+    #[arg(long, default_value_t = 0.05)]
+    declined: f64,
+    /// Share of orders the customer cancels soon after placing them.
+    #[arg(long, default_value_t = 0.05)]
+    cancelled: f64,
+    /// Seconds to wait, after the last order, for every order to settle.
+    #[arg(long, default_value_t = 120)]
+    settle_seconds: u64,
+    /// Admin address of order-projector, for the summary (lag, SQS messages sent).
+    #[arg(long)]
+    projector_admin: Option<String>,
+    /// Admin address of order-worker, for the summary (DLQ sends).
+    #[arg(long)]
+    worker_admin: Option<String>,
 }
 
 fn id() -> String {
@@ -36,16 +61,31 @@ fn eur(amount_minor: i64) -> Option<pb::Money> {
     })
 }
 
-fn place(order_id: &str, n: usize) -> pb::PlaceOrderRequest {
+/// A value in [0, 1) from an order number, so that a run's mix is reproducible.
+fn fraction(n: u64, salt: u64) -> f64 {
+    let hash = (n ^ salt)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .rotate_left(17);
+    (hash % 10_000) as f64 / 10_000.0
+}
+
+fn place(order_id: &str, customer: &str, n: u64, args: &Args) -> pb::PlaceOrderRequest {
+    let sku = if fraction(n, 1) < args.out_of_stock {
+        format!("OOS-{}", n % 50)
+    } else if fraction(n, 2) < args.declined {
+        format!("DECLINE-{}", n % 50)
+    } else {
+        format!("DEMO-{}", n % 50)
+    };
     pb::PlaceOrderRequest {
         command_id: id(),
         order_id: order_id.to_owned(),
         expected_version: None,
-        customer_id: id(),
+        customer_id: customer.to_owned(),
         lines: vec![
             pb::OrderLine {
-                sku: format!("DEMO-{n}"),
-                quantity: 1 + n as i64 % 3,
+                sku,
+                quantity: 1 + (n % 3) as i64,
                 unit_price: eur(1999),
             },
             pb::OrderLine {
@@ -66,127 +106,93 @@ fn place(order_id: &str, n: usize) -> pb::PlaceOrderRequest {
     }
 }
 
-/// Walk an order `steps` commands along the happy path (the last two orders are cancelled).
-async fn walk(
-    commands: &mut OrderServiceClient<Channel>,
-    order_id: &str,
-    total: i64,
-    steps: usize,
-    cancel: bool,
-) -> Result<pb::CommandResponse, tonic::Status> {
-    let o = || order_id.to_owned();
-    let mut last = None;
-    for step in 0..steps {
-        let response = match step {
-            0 => {
-                commands
-                    .reserve_inventory(pb::ReserveInventoryRequest {
-                        command_id: id(),
-                        order_id: o(),
-                        expected_version: None,
-                        reservation_id: format!("res-{}", &order_id[..8]),
-                    })
-                    .await?
-            }
-            1 => {
-                commands
-                    .authorize_payment(pb::AuthorizePaymentRequest {
-                        command_id: id(),
-                        order_id: o(),
-                        expected_version: None,
-                        payment_id: format!("pay-{}", &order_id[..8]),
-                        amount: eur(total),
-                    })
-                    .await?
-            }
-            2 => {
-                commands
-                    .confirm_order(pb::ConfirmOrderRequest {
-                        command_id: id(),
-                        order_id: o(),
-                        expected_version: None,
-                    })
-                    .await?
-            }
-            3 => {
-                commands
-                    .start_fulfillment(pb::StartFulfillmentRequest {
-                        command_id: id(),
-                        order_id: o(),
-                        expected_version: None,
-                    })
-                    .await?
-            }
-            4 => {
-                commands
-                    .ship_order(pb::ShipOrderRequest {
-                        command_id: id(),
-                        order_id: o(),
-                        expected_version: None,
-                        carrier: "DemoPost".into(),
-                        tracking_number: format!("DP{}", &order_id[..8]),
-                    })
-                    .await?
-            }
-            5 => {
-                commands
-                    .deliver_order(pb::DeliverOrderRequest {
-                        command_id: id(),
-                        order_id: o(),
-                        expected_version: None,
-                    })
-                    .await?
-            }
-            _ => {
-                commands
-                    .complete_order(pb::CompleteOrderRequest {
-                        command_id: id(),
-                        order_id: o(),
-                        expected_version: None,
-                    })
-                    .await?
-            }
-        };
-        last = Some(response.into_inner());
+const STATUSES: [pb::OrderStatus; 10] = [
+    pb::OrderStatus::Placed,
+    pb::OrderStatus::InventoryReserved,
+    pb::OrderStatus::PaymentAuthorized,
+    pb::OrderStatus::Confirmed,
+    pb::OrderStatus::Processing,
+    pb::OrderStatus::Shipped,
+    pb::OrderStatus::Delivered,
+    pb::OrderStatus::CancellationPending,
+    pb::OrderStatus::Completed,
+    pb::OrderStatus::Cancelled,
+];
+
+fn short(status: pb::OrderStatus) -> &'static str {
+    match status {
+        pb::OrderStatus::Placed => "placed",
+        pb::OrderStatus::InventoryReserved => "reserved",
+        pb::OrderStatus::PaymentAuthorized => "authorized",
+        pb::OrderStatus::Confirmed => "confirmed",
+        pb::OrderStatus::Processing => "processing",
+        pb::OrderStatus::Shipped => "shipped",
+        pb::OrderStatus::Delivered => "delivered",
+        pb::OrderStatus::CancellationPending => "cancelling",
+        pb::OrderStatus::Completed => "completed",
+        pb::OrderStatus::Cancelled => "cancelled",
+        pb::OrderStatus::Unspecified => "?",
     }
-    if cancel {
-        let response = commands
-            .cancel_order(pb::CancelOrderRequest {
-                command_id: id(),
-                order_id: o(),
-                expected_version: None,
-                reason: "demo: customer changed their mind".into(),
-            })
-            .await?
-            .into_inner();
-        last = Some(response);
-        if steps >= 1 {
-            last = Some(
-                commands
-                    .release_inventory(pb::ReleaseInventoryRequest {
-                        command_id: id(),
-                        order_id: o(),
-                        expected_version: None,
-                    })
-                    .await?
-                    .into_inner(),
-            );
+}
+
+/// This run's orders by status (from the read model), and the events they hold.
+async fn census(
+    queries: &mut OrderQueryServiceClient<Channel>,
+    customer: &str,
+) -> anyhow::Result<(BTreeMap<&'static str, u64>, u64)> {
+    let mut counts = BTreeMap::new();
+    let mut events = 0;
+    for status in STATUSES {
+        let mut token = String::new();
+        let mut count = 0;
+        loop {
+            let page = queries
+                .list_orders(pb::ListOrdersRequest {
+                    customer_id: customer.to_owned(),
+                    status: status as i32,
+                    page_size: 500,
+                    page_token: token,
+                })
+                .await?
+                .into_inner();
+            count += page.orders.len() as u64;
+            events += page.orders.iter().map(|o| o.version).sum::<u64>();
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
         }
-        if steps >= 2 {
-            last = Some(
-                commands
-                    .refund_payment(pb::RefundPaymentRequest {
-                        command_id: id(),
-                        order_id: o(),
-                        expected_version: None,
-                        amount: eur(total),
-                    })
-                    .await?
-                    .into_inner(),
-            );
-        }
+        counts.insert(short(status), count);
     }
-    last.ok_or_else(|| tonic::Status::internal("no step taken"))
+    Ok((counts, events))
+}
+
+fn render(counts: &BTreeMap<&'static str, u64>) -> String {
+    STATUSES
+        .iter()
+        .map(|s| short(*s))
+        .filter(|s| counts.get(s).copied().unwrap_or(0) > 0)
+        .map(|s| format!("{s} {}", counts[s]))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// One metric's value from a Prometheus text page (summed over label sets).
+async fn metric(admin: &str, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 #[tokio::main]
@@ -196,61 +202,135 @@ async fn main() -> anyhow::Result<()> {
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await?;
-    let mut commands = OrderServiceClient::new(channel.clone());
+    let commands = OrderServiceClient::new(channel.clone());
     let mut queries = OrderQueryServiceClient::new(channel);
-    println!("placing {} demo orders at {}", args.orders, args.endpoint);
+    let customer = id();
+    let tty = std::io::stdout().is_terminal();
     println!(
-        "{:<36}  {:>7}  {:>8}  {:<22}  {:>10}",
-        "order", "version", "position", "status", "total"
+        "placing {} orders/s for {} s (about {:.0}% out of stock, {:.0}% declined, {:.0}% cancelled by the customer); customer {customer}",
+        args.rate,
+        args.seconds,
+        args.out_of_stock * 100.0,
+        args.declined * 100.0,
+        args.cancelled * 100.0
     );
-    for n in 0..args.orders {
-        let order_id = id();
-        let request = place(&order_id, n);
-        let total: i64 = request
-            .lines
-            .iter()
-            .map(|l| l.quantity * l.unit_price.as_ref().map_or(0, |p| p.amount_minor))
-            .sum();
-        let placed = commands.place_order(request.clone()).await?.into_inner();
-        // A retry of the same command changes nothing: the service answers with the first result.
-        let retried = commands.place_order(request).await?.into_inner();
-        assert!(retried.duplicate && retried.global_position == placed.global_position);
-        let steps = n % 8;
-        let cancel = n % 5 == 4 && steps < 4;
-        let last = if steps == 0 && !cancel {
-            placed
-        } else {
-            walk(&mut commands, &order_id, total, steps, cancel).await?
-        };
-        let order = queries
-            .get_order(pb::GetOrderRequest {
-                order_id: order_id.clone(),
-                min_position: Some(last.global_position),
-            })
-            .await?
-            .into_inner()
-            .order
-            .ok_or_else(|| anyhow::anyhow!("GetOrder returned no order"))?;
-        let total = order
-            .total
-            .as_ref()
-            .map(|m| {
-                format!(
-                    "{}.{:02} {}",
-                    m.amount_minor / 100,
-                    m.amount_minor % 100,
-                    m.currency
-                )
-            })
-            .unwrap_or_default();
-        println!(
-            "{:<36}  {:>7}  {:>8}  {:<22}  {:>10}",
-            order.order_id,
-            order.version,
-            order.last_position,
-            format!("{:?}", order.status()),
-            total
-        );
+
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate.max(1) as f64));
+    let mut placed = 0u64;
+    let mut refused = 0u64;
+    let mut last_report = Instant::now();
+    let (results, mut outcomes) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    while started.elapsed() < Duration::from_secs(args.seconds) {
+        ticker.tick().await;
+        let n = placed + refused;
+        let order = id();
+        let request = place(&order, &customer, n, &args);
+        let cancel = fraction(n, 3) < args.cancelled;
+        let mut client = commands.clone();
+        let results = results.clone();
+        tokio::spawn(async move {
+            let ok = client.place_order(request).await.is_ok();
+            if ok && cancel {
+                // The customer changes their mind while the saga runs.
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let _ = client
+                    .cancel_order(pb::CancelOrderRequest {
+                        command_id: id(),
+                        order_id: order,
+                        expected_version: None,
+                        reason: "demo: the customer changed their mind".into(),
+                    })
+                    .await;
+            }
+            let _ = results.send(ok);
+        });
+        while let Ok(ok) = outcomes.try_recv() {
+            if ok { placed += 1 } else { refused += 1 }
+        }
+        if last_report.elapsed() >= Duration::from_secs(if tty { 1 } else { 5 }) {
+            last_report = Instant::now();
+            let (counts, _) = census(&mut queries, &customer).await?;
+            let line = format!(
+                "[{:>3}s] placed {placed:>5} | {}",
+                started.elapsed().as_secs(),
+                render(&counts)
+            );
+            if tty {
+                print!("\r\x1b[2K{line}");
+            } else {
+                println!("{line}");
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        }
     }
+    drop(results);
+    while let Some(ok) = outcomes.recv().await {
+        if ok { placed += 1 } else { refused += 1 }
+    }
+    if tty {
+        println!();
+    }
+
+    // Let the saga finish every order.
+    let settle = Instant::now();
+    let (counts, events) = loop {
+        let (counts, events) = census(&mut queries, &customer).await?;
+        let terminal = counts.get("completed").copied().unwrap_or(0)
+            + counts.get("cancelled").copied().unwrap_or(0);
+        let line = format!(
+            "[settling {:>3}s] {} of {placed} settled | {}",
+            settle.elapsed().as_secs(),
+            terminal,
+            render(&counts)
+        );
+        if terminal >= placed || settle.elapsed() > Duration::from_secs(args.settle_seconds) {
+            println!("{line}");
+            break (counts, events);
+        }
+        if tty {
+            print!("\r\x1b[2K{line}");
+        } else {
+            println!("{line}");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+
+    println!("\nsummary");
+    println!("  orders placed:            {placed} (refused by the API: {refused})");
+    for status in STATUSES {
+        let count = counts.get(short(status)).copied().unwrap_or(0);
+        if count > 0 {
+            println!("  {:<25} {count}", format!("{}:", short(status)));
+        }
+    }
+    println!("  events written:           {events}");
+    if let Some(admin) = &args.projector_admin {
+        let sent = metric(admin, "order_sqs_messages_sent_total")
+            .await
+            .unwrap_or(0.0);
+        let lag = metric(admin, "order_projector_lag_events")
+            .await
+            .unwrap_or(0.0);
+        println!("  SQS messages sent:        {sent:.0}");
+        println!("  projector lag:            {lag:.0} events (sum over subscriptions)");
+    }
+    if let Some(admin) = &args.worker_admin {
+        let dlq = metric(admin, "order_worker_dlq_sends_total")
+            .await
+            .unwrap_or(0.0);
+        println!("  sent to the DLQ:          {dlq:.0}");
+    }
+    let terminal = counts.get("completed").copied().unwrap_or(0)
+        + counts.get("cancelled").copied().unwrap_or(0);
+    anyhow::ensure!(
+        terminal == placed,
+        "{} orders did not settle within {} s",
+        placed - terminal,
+        args.settle_seconds
+    );
     Ok(())
 }

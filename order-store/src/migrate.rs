@@ -46,7 +46,7 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
         runner()
             .run_async(&mut client)
             .await
-            .map_err(|e| Error::Database(format!("migration failed: {e}")))
+            .map_err(|e| Error::Database(format!("migration failed: {}", chain(&e))))
     }
     .await;
     // The lock is also released when the session ends; unlocking explicitly is tidier.
@@ -63,6 +63,28 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
         applied,
         version: latest_version(),
     })
+}
+
+/// An error with every cause it wraps (refinery's own message says only "db error").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(db) = cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.as_db_error())
+        {
+            text.push_str(&format!(
+                ": {} (SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            ));
+        } else {
+            text.push_str(&format!(": {cause}"));
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The newest migration version this binary knows.

@@ -65,3 +65,50 @@ async fn an_unmigrated_database_is_not_current() {
     let client = db.connect().await;
     assert!(!order_store::migrate::is_current(&client).await.unwrap());
 }
+
+#[tokio::test]
+async fn migrations_run_as_the_migration_owner_without_superuser_rights() {
+    // As on RDS: deploy/dbinit makes the database belong to orders_owner and lets the
+    // migrator log in as a member of it; nothing runs as a superuser.
+    let db = TestDatabase::empty().await;
+    let admin = order_testkit::pg::admin().await;
+    let user = format!("migrator_{}", uuid::Uuid::new_v4().simple());
+    let migrate_roles = "DO $$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders_owner') THEN CREATE ROLE orders_owner NOLOGIN; END IF;
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders_projector') THEN CREATE ROLE orders_projector NOLOGIN; END IF;
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders_app') THEN CREATE ROLE orders_app NOLOGIN; END IF;
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders_readonly') THEN CREATE ROLE orders_readonly NOLOGIN; END IF;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$";
+    admin.batch_execute(migrate_roles).await.unwrap();
+    for statement in [
+        "GRANT orders_projector TO orders_owner".to_owned(),
+        format!(
+            "CREATE ROLE {user} LOGIN PASSWORD 'pw' NOSUPERUSER NOCREATEROLE NOCREATEDB IN ROLE orders_owner"
+        ),
+        format!("ALTER ROLE {user} SET role = 'orders_owner'"),
+        format!("ALTER DATABASE \"{}\" OWNER TO orders_owner", db.name()),
+    ] {
+        admin.batch_execute(&statement).await.unwrap();
+    }
+    let server_and_database = db.url().split_once('@').unwrap().1.to_owned();
+    let url = format!("postgres://{user}:pw@{server_and_database}");
+    let result = order_store::migrate(&StoreConfig::new(url)).await;
+    let owner: String = db
+        .connect()
+        .await
+        .query_one("SELECT tableowner::text FROM pg_tables WHERE schemaname = 'orders' AND tablename = 'order_summaries'", &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or_default();
+    drop(db);
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {user}"))
+        .await
+        .unwrap();
+    let report = result.unwrap();
+    assert_eq!(report.version, order_store::migrate::latest_version());
+    assert_eq!(
+        owner, "orders_projector",
+        "the read model belongs to the projector's role"
+    );
+}
