@@ -7,6 +7,8 @@
 //!
 //! This is the only crate that knows both the domain and protobuf.
 
+pub mod cli;
+
 pub mod commands;
 pub mod config;
 pub mod convert;

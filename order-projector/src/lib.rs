@@ -7,6 +7,8 @@
 //! read model into shadow tables and swaps them in; [`republish`] re-sends a range;
 //! [`status`] shows checkpoints, lag and owners.
 
+pub mod cli;
+
 pub mod config;
 pub mod read_model;
 pub mod replay;

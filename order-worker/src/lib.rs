@@ -12,6 +12,8 @@
 //!   guard (circuit breaker, timeout, retry with backoff and jitter) every call goes through.
 //! - [`startup`]: `App::start` / `App::run_until`; [`config`]: the settings.
 
+pub mod cli;
+
 pub mod api;
 pub mod backoff;
 pub mod breaker;

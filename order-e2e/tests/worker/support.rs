@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
@@ -454,53 +453,10 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         })
 }
 
-/// The `order-worker` binary, built (or found up to date) by cargo.
-///
-/// `CARGO_BIN_EXE_order-worker` exists only for order-worker's own tests, and those may not
-/// start order-grpc or the projector (services never depend on each other). So this test
-/// binary runs `cargo build -p order-worker --bin order-worker` once per process, into the
-/// target directory it was itself built in (found from its own path: `<target>/<profile>/deps/`),
-/// and runs `<target>/<profile>/order-worker`. When the binary is up to date (e.g. after
-/// `cargo nextest run --workspace`, which builds every binary) the build is a no-op.
+/// The worker binary: order-e2e links each service into an `e2e-order-*` binary of its own,
+/// built with exactly the code of this test.
 pub fn worker_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe
-                .parent()
-                .and_then(|deps| deps.parent())
-                .unwrap()
-                .to_path_buf();
-            let target_dir = profile_dir.parent().unwrap().to_path_buf();
-            let profile = profile_dir
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .to_string();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-            let mut build = Command::new(cargo);
-            build
-                .args(["build", "-p", "order-worker", "--bin", "order-worker"])
-                .arg("--target-dir")
-                .arg(&target_dir)
-                .current_dir(order_testkit::settings::workspace_root());
-            match profile.as_str() {
-                "debug" => {}
-                "release" => {
-                    build.arg("--release");
-                }
-                other => {
-                    build.args(["--profile", other]);
-                }
-            }
-            let status = build.status().unwrap();
-            assert!(status.success(), "cargo build -p order-worker failed");
-            let binary = profile_dir.join("order-worker");
-            assert!(binary.exists(), "{} was not built", binary.display());
-            binary
-        })
-        .clone()
+    PathBuf::from(env!("CARGO_BIN_EXE_e2e-order-worker"))
 }
 
 /// A free local port (bound and released: a small race, fine for tests).

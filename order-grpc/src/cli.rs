@@ -1,0 +1,131 @@
+//! `order-grpc`: serve the gRPC API (default), apply migrations, or probe readiness.
+
+use crate::{App, ServeArgs};
+use clap::{Parser, Subcommand};
+use order_runtime::{cli, probe, shutdown, telemetry};
+use order_store::DatabaseArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "order-grpc",
+    version,
+    about = "The order ledger's gRPC service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the gRPC API and the admin HTTP endpoints (the default).
+    Serve(Box<ServeArgs>),
+    /// Apply pending database migrations (under an advisory lock) and exit.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+        log_format: telemetry::LogFormat,
+    },
+    /// Exit 0 when the admin readiness endpoint answers 200 (for container health checks).
+    Healthcheck {
+        /// The URL to probe; default: /readyz on ORDER_ADMIN_ADDR.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
+        admin_addr: String,
+    },
+}
+
+const NAME: &str = "order-grpc";
+
+/// The binary's entry point (also linked into order-e2e's test binaries).
+pub fn main() {
+    // `order-grpc` alone means `order-grpc serve`.
+    let mut args: Vec<String> = std::env::args().collect();
+    let known = [
+        "serve",
+        "migrate",
+        "healthcheck",
+        "help",
+        "-h",
+        "--help",
+        "-V",
+        "--version",
+    ];
+    if args.get(1).is_none_or(|a| !known.contains(&a.as_str())) {
+        args.insert(1, "serve".to_owned());
+    }
+    let parsed = match Cli::try_parse_from(&args) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            match error.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
+                _ => cli::fail(NAME, &error.render().to_string()),
+            }
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => cli::fail(NAME, &format!("cannot start the runtime: {e}")),
+    };
+    let code = runtime.block_on(async {
+        match parsed.command {
+            Some(Command::Serve(args)) => serve(*args).await,
+            Some(Command::Migrate {
+                database,
+                log_format,
+            }) => migrate(database, log_format).await,
+            Some(Command::Healthcheck { url, admin_addr }) => {
+                let url = url.unwrap_or_else(|| format!("http://{admin_addr}/readyz"));
+                probe::run(&url).await
+            }
+            None => unreachable_default(),
+        }
+    });
+    std::process::exit(code);
+}
+
+fn unreachable_default() -> i32 {
+    // `serve` is inserted above when no subcommand is given.
+    cli::fail(NAME, "no subcommand")
+}
+
+async fn serve(args: ServeArgs) -> i32 {
+    telemetry::init(NAME, args.log_format);
+    if let Err(why) = args.tokens().and(args.tls().map(|_| ())) {
+        cli::fail(NAME, &why);
+    }
+    let app = match App::build(args).await {
+        Ok(app) => app,
+        Err(e) => cli::fail(NAME, &format!("{e:#}")),
+    };
+    let code = match app.run_until(shutdown::signal()).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "order-grpc failed");
+            1
+        }
+    };
+    order_runtime::trace::shutdown();
+    code
+}
+
+async fn migrate(database: DatabaseArgs, log_format: telemetry::LogFormat) -> i32 {
+    telemetry::init_logging(log_format);
+    let mut config = database.store_config("order-grpc-migrate");
+    // Migrations may take longer than a request may.
+    config.statement_timeout = std::time::Duration::ZERO;
+    match order_store::migrate(&config).await {
+        Ok(report) => {
+            tracing::info!(applied = ?report.applied, version = report.version, "migrations applied");
+            0
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "migration failed");
+            eprintln!("{NAME}: migration failed: {e}");
+            1
+        }
+    }
+}
