@@ -95,6 +95,32 @@ pub struct PrivateEmulator {
 impl PrivateEmulator {
     /// Start another fauxqs on a free port, from the install `scripts/dev up` made.
     pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        Self::start_on(port).await
+    }
+
+    /// Kill the emulator (what it held is gone: it keeps messages in memory) and start a
+    /// fresh one on the same port.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Self::start_on(self.port()).await;
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default()
+    }
+
+    /// Start fauxqs on `port`.
+    pub async fn start_on(port: u16) -> Self {
         let dir = workspace_root().join(".dev/sqs");
         let script = dir.join("server.mjs");
         assert!(
@@ -102,10 +128,6 @@ impl PrivateEmulator {
             "{} is missing: run `{START_COMMAND}`",
             script.display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
         let child = std::process::Command::new("node")
             .arg(&script)
             .current_dir(&dir)
@@ -151,6 +173,16 @@ impl Drop for PrivateEmulator {
 /// A FIFO queue pair on any endpoint.
 pub async fn fifo_queue_pair_on(client: &Client, max_receive_count: u32) -> QueuePair {
     let name = format!("t{}", uuid::Uuid::new_v4().simple());
+    fifo_queue_pair_named(client, &name, max_receive_count).await
+}
+
+/// The FIFO queue pair `<name>.fifo` and `<name>-dlq.fifo` (same URLs each time on one
+/// emulator port).
+pub async fn fifo_queue_pair_named(
+    client: &Client,
+    name: &str,
+    max_receive_count: u32,
+) -> QueuePair {
     let dlq = client
         .create_queue()
         .queue_name(format!("{name}-dlq.fifo"))

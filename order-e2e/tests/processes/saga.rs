@@ -1,0 +1,110 @@
+//! The fulfilment saga with real processes at volume: over 200 orders with transient and
+//! permanent provider failures, plus poison messages on the queue.
+
+use std::time::Duration;
+
+use order_faults::audit::settle_and_audit;
+use order_faults::load::{self, LoadOptions};
+use order_faults::stack::{Stack, StackOptions};
+use order_messages::CloudEvent;
+use order_testkit::sqs::drain_queue;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_orders_settle_and_only_poison_reaches_the_dlq() {
+    let options = StackOptions {
+        transient_failure_rate: 0.05,
+        max_receive_count: 10,
+    };
+    let mut stack = Stack::start(&crate::binaries(), &options).await.unwrap();
+    let sqs = stack.emulator.client();
+
+    // Two poison messages: a body that is no CloudEvent, and an event of an unknown order.
+    let unknown_order = CloudEvent::new(order_messages::EnvelopeInput {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: "OrderPlaced",
+        order_id: uuid::Uuid::new_v4(),
+        recorded_at: std::time::SystemTime::now(),
+        global_position: 1,
+        stream_version: 1,
+        schema_version: 3,
+        correlation_id: Some("poison"),
+        traceparent: None,
+        data: serde_json::json!({}),
+    });
+    for (body, group) in [
+        ("{ not a cloud event".to_owned(), "poison-1"),
+        (unknown_order.to_body(), "poison-2"),
+    ] {
+        sqs.send_message()
+            .queue_url(&stack.queue.queue_url)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(group)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let load_options = LoadOptions {
+        rate: 40,
+        duration: Duration::from_millis(5_500),
+        out_of_stock: 0.08,
+        declined: 0.08,
+        ..LoadOptions::default()
+    };
+    let report = load::run(&stack.endpoint(), &load_options).await.unwrap();
+    assert!(
+        report.acknowledged.len() >= 200,
+        "{} orders",
+        report.acknowledged.len()
+    );
+    let audit = settle_and_audit(&stack, &report, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(audit.clean(), "{audit:?}");
+
+    let dead = drain_queue(&sqs, &stack.queue.dlq_url).await;
+    let mut bodies: Vec<String> = dead
+        .iter()
+        .map(|m| m.body().unwrap_or_default().to_owned())
+        .collect();
+    bodies.sort();
+    let mut expected = vec!["{ not a cloud event".to_owned(), unknown_order.to_body()];
+    expected.sort();
+    assert_eq!(
+        bodies, expected,
+        "the DLQ holds exactly the poison messages"
+    );
+    for message in &dead {
+        let attributes = message.message_attributes().unwrap();
+        assert!(attributes.contains_key("dlq_reason"), "{attributes:?}");
+    }
+
+    // Out-of-stock and declined orders were cancelled, the rest completed.
+    let db = stack.db().await.unwrap();
+    let statuses: Vec<(String, i64)> = db
+        .query(
+            "SELECT status, count(*) FROM orders.order_summaries GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let count = |s: &str| {
+        statuses
+            .iter()
+            .find(|(status, _)| status == s)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert!(
+        count("Cancelled") > 0 && count("Completed") > 0,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        count("Cancelled") + count("Completed"),
+        report.acknowledged.len() as i64
+    );
+    stack.stop().await;
+}

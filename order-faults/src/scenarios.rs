@@ -1,0 +1,394 @@
+//! The fault scenarios. Each run starts a fresh stack, puts it under a steady load, injects
+//! the fault, lets it recover, and audits what was acknowledged.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use order_proto::v1 as pb;
+use order_proto::v1::order_service_client::OrderServiceClient;
+use order_testkit::pg::StopMode;
+use serde::Serialize;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::audit::{Audit, settle_and_audit};
+use crate::load::{self, LoadOptions};
+use crate::stack::{Binaries, Stack, StackOptions};
+
+/// The faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// kill -9 order-grpc mid-load; clients retry with the same command ids.
+    KillGrpc,
+    /// PostgreSQL stopped (fast: checkpoint, disconnect) and started again mid-load.
+    PostgresRestartFast,
+    /// PostgreSQL stopped at once (crash recovery on start) and started again mid-load.
+    PostgresRestartImmediate,
+    /// Every PostgreSQL process frozen (SIGSTOP) for 6 s, then thawed.
+    PostgresFreeze,
+    /// The SQS emulator killed and started empty; the operator re-sends the log.
+    SqsRestart,
+    /// kill -9 the projector and the worker again and again at random moments.
+    KillProjectorAndWorker,
+    /// Many clients refunding the same few orders at once.
+    HotStreams,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 7] = [
+        Self::KillGrpc,
+        Self::PostgresRestartFast,
+        Self::PostgresRestartImmediate,
+        Self::PostgresFreeze,
+        Self::SqsRestart,
+        Self::KillProjectorAndWorker,
+        Self::HotStreams,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KillGrpc => "kill -9 order-grpc",
+            Self::PostgresRestartFast => "PostgreSQL restart (fast)",
+            Self::PostgresRestartImmediate => "PostgreSQL restart (immediate)",
+            Self::PostgresFreeze => "PostgreSQL frozen 6 s",
+            Self::SqsRestart => "SQS emulator killed, restarted",
+            Self::KillProjectorAndWorker => "kill -9 projector and worker",
+            Self::HotStreams => "hot streams",
+        }
+    }
+}
+
+/// The figures of a scenario over its runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: Scenario,
+    pub runs: usize,
+    pub acknowledged: usize,
+    pub lost: usize,
+    pub duplicated: usize,
+    pub skipped: usize,
+    pub unsettled: usize,
+    pub dead_letters: usize,
+    pub failed_attempts: u64,
+    pub slowest_failure_ms: u128,
+    pub max_recovery_seconds: f64,
+    /// Scenario-specific observations.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    fn new(scenario: Scenario) -> Self {
+        Self {
+            scenario,
+            runs: 0,
+            acknowledged: 0,
+            lost: 0,
+            duplicated: 0,
+            skipped: 0,
+            unsettled: 0,
+            dead_letters: 0,
+            failed_attempts: 0,
+            slowest_failure_ms: 0,
+            max_recovery_seconds: 0.0,
+            notes: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, audit: &Audit) {
+        self.runs += 1;
+        self.acknowledged += audit.acknowledged;
+        self.lost += audit.lost;
+        self.duplicated += audit.duplicated;
+        self.skipped += audit.skipped;
+        self.unsettled += audit.unsettled;
+        self.dead_letters += audit.dead_letters;
+        self.max_recovery_seconds = self.max_recovery_seconds.max(audit.recovery_seconds);
+    }
+
+    /// Nothing lost, doubled, skipped or left unsettled.
+    pub fn clean(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0 && self.skipped == 0 && self.unsettled == 0
+    }
+}
+
+fn random_millis(low: u64, high: u64) -> u64 {
+    low + (Uuid::new_v4().as_u128() as u64) % (high - low).max(1)
+}
+
+/// Run `scenario` `rounds` times.
+pub async fn run(
+    scenario: Scenario,
+    binaries: &Binaries,
+    rounds: usize,
+    load: &LoadOptions,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new(scenario);
+    for _ in 0..rounds {
+        let mut stack = Stack::start(binaries, &StackOptions::default()).await?;
+        let result = if scenario == Scenario::HotStreams {
+            hot_streams(&mut stack, &mut report).await
+        } else {
+            one_round(scenario, &mut stack, load, &mut report).await
+        };
+        if let Err(error) = &result {
+            for service in [&stack.grpc, &stack.projector, &stack.worker] {
+                eprintln!("--- {} log ---\n{}", service.name, service.log_tail());
+            }
+            eprintln!("{scenario:?} failed: {error:#}");
+        }
+        stack.stop().await;
+        result?;
+    }
+    Ok(report)
+}
+
+async fn one_round(
+    scenario: Scenario,
+    stack: &mut Stack,
+    options: &LoadOptions,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let endpoint = stack.endpoint();
+    let load = {
+        let options = options.clone();
+        tokio::spawn(async move { load::run(&endpoint, &options).await })
+    };
+    let third = options.duration / 3;
+    tokio::time::sleep(third).await;
+    match scenario {
+        Scenario::KillGrpc => {
+            stack.grpc.kill().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stack.grpc.start()?;
+        }
+        Scenario::PostgresRestartFast | Scenario::PostgresRestartImmediate => {
+            let mode = if scenario == Scenario::PostgresRestartFast {
+                StopMode::Fast
+            } else {
+                StopMode::Immediate
+            };
+            let cluster = &stack.cluster;
+            tokio::task::block_in_place(|| cluster.stop(mode)).map_err(anyhow::Error::msg)?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut noticed = None;
+            while Instant::now() < deadline {
+                if !stack.grpc.ready().await {
+                    noticed = Some(deadline - Duration::from_secs(5));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            report.notes.push(match noticed {
+                Some(at) => format!(
+                    "order-grpc reported not ready {:.1} s after the stop",
+                    at.elapsed().as_secs_f64().min(5.0)
+                ),
+                None => "order-grpc still reported ready 5 s after the stop".to_owned(),
+            });
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::task::block_in_place(|| cluster.start_again()).map_err(anyhow::Error::msg)?;
+        }
+        Scenario::PostgresFreeze => {
+            stack.cluster.signal("STOP");
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            stack.cluster.signal("CONT");
+        }
+        Scenario::SqsRestart => {
+            stack.restart_emulator().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            // The queue's contents were lost with the emulator: re-send the log (the same
+            // deduplication ids; the worker treats what it already did as obsolete).
+            let resent = stack
+                .projector
+                .run_once(&["republish", "--from", "1"])
+                .await?;
+            anyhow::ensure!(resent, "order-projector republish failed");
+        }
+        Scenario::KillProjectorAndWorker => {
+            let until = Instant::now() + third;
+            let mut kills = 0;
+            while Instant::now() < until {
+                let target = if kills % 2 == 0 {
+                    &mut stack.projector
+                } else {
+                    &mut stack.worker
+                };
+                target.kill().await;
+                tokio::time::sleep(Duration::from_millis(random_millis(100, 600))).await;
+                target.start()?;
+                kills += 1;
+                tokio::time::sleep(Duration::from_millis(random_millis(200, 1200))).await;
+            }
+            report.notes.push(format!("{kills} kills"));
+        }
+        Scenario::HotStreams => unreachable_scenario()?,
+    }
+    let load = load.await??;
+    report.failed_attempts += load.failed_attempts;
+    report.slowest_failure_ms = report
+        .slowest_failure_ms
+        .max(load.slowest_failure.as_millis());
+    anyhow::ensure!(
+        load.abandoned.is_empty(),
+        "{} commands were never acknowledged",
+        load.abandoned.len()
+    );
+    let audit = settle_and_audit(stack, &load, Duration::from_secs(120)).await?;
+    report.add(&audit);
+    anyhow::ensure!(audit.clean(), "audit failed: {audit:?}");
+    Ok(())
+}
+
+fn unreachable_scenario() -> anyhow::Result<()> {
+    anyhow::bail!("hot streams run on their own")
+}
+
+/// 32 clients refund 1.00 at a time from the same 4 orders of 30.00 each: every refund that
+/// is acknowledged is in the log, the refunds never exceed the capture, and retries stay
+/// bounded (ABORTED after the service's re-decide limit, retried by the client).
+async fn hot_streams(stack: &mut Stack, report: &mut Report) -> anyhow::Result<()> {
+    // The saga must not move the orders on while they are refunded.
+    stack.worker.terminate(Duration::from_secs(10)).await;
+    let channel = Channel::from_shared(stack.endpoint())?.connect().await?;
+    let mut client = OrderServiceClient::new(channel.clone());
+    let money = |amount_minor| {
+        Some(pb::Money {
+            currency: "EUR".into(),
+            amount_minor,
+        })
+    };
+    let mut orders = Vec::new();
+    for _ in 0..4 {
+        let order = Uuid::new_v4().to_string();
+        let id = || Uuid::new_v4().to_string();
+        let mut place = load::place_request(
+            Uuid::parse_str(&order)?,
+            Uuid::new_v4(),
+            0,
+            &LoadOptions::default(),
+        );
+        place.lines = vec![pb::OrderLine {
+            sku: "HOT-1".into(),
+            quantity: 1,
+            unit_price: money(3000),
+        }];
+        client.place_order(place).await?;
+        client
+            .reserve_inventory(pb::ReserveInventoryRequest {
+                command_id: id(),
+                order_id: order.clone(),
+                expected_version: None,
+                reservation_id: "r".into(),
+            })
+            .await?;
+        client
+            .authorize_payment(pb::AuthorizePaymentRequest {
+                command_id: id(),
+                order_id: order.clone(),
+                expected_version: None,
+                payment_id: "p".into(),
+                amount: money(3000),
+            })
+            .await?;
+        client
+            .confirm_order(pb::ConfirmOrderRequest {
+                command_id: id(),
+                order_id: order.clone(),
+                expected_version: None,
+            })
+            .await?;
+        orders.push(order);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..32)
+        .map(|c| {
+            let (channel, order) = (channel.clone(), orders[c % orders.len()].clone());
+            tokio::spawn(async move {
+                let mut client = OrderServiceClient::new(channel);
+                let (mut refunded, mut aborted) = (Vec::new(), 0u64);
+                loop {
+                    let command_id = Uuid::new_v4().to_string();
+                    let request = pb::RefundPaymentRequest {
+                        command_id: command_id.clone(),
+                        order_id: order.clone(),
+                        expected_version: None,
+                        amount: Some(pb::Money {
+                            currency: "EUR".into(),
+                            amount_minor: 100,
+                        }),
+                    };
+                    match client.refund_payment(request).await {
+                        Ok(_) => refunded.push(command_id),
+                        Err(status) if status.code() == tonic::Code::Aborted => aborted += 1,
+                        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                            return (order, refunded, aborted, None);
+                        }
+                        Err(status) => return (order, refunded, aborted, Some(status)),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut acknowledged = std::collections::BTreeMap::<String, usize>::new();
+    let mut commands = Vec::new();
+    let mut aborted = 0;
+    for task in tasks {
+        let (order, refunds, conflicts, unexpected) = task.await?;
+        if let Some(status) = unexpected {
+            anyhow::bail!("a refund failed unexpectedly: {status:?}");
+        }
+        *acknowledged.entry(order).or_default() += refunds.len();
+        commands.extend(refunds);
+        aborted += conflicts;
+    }
+    let db = stack.db().await?;
+    let mut lost = 0;
+    let mut duplicated = 0;
+    for (order, count) in &acknowledged {
+        let row = db
+            .query_one(
+                "SELECT count(*) FILTER (WHERE event_type = 'PaymentRefunded'), coalesce(sum((payload->'amount'->>'amount_minor')::int8) FILTER (WHERE event_type = 'PaymentRefunded'), 0)::int8 FROM orders.events WHERE stream_id = $1::text::uuid",
+                &[order],
+            )
+            .await
+            .context("reading refunds")?;
+        let (events, refunded): (i64, i64) = (row.get(0), row.get(1));
+        lost += count.saturating_sub(events as usize);
+        duplicated += (events as usize).saturating_sub(*count);
+        if refunded > 3000 {
+            duplicated += 1;
+        }
+    }
+    let commands: Vec<Uuid> = commands
+        .iter()
+        .filter_map(|c| Uuid::parse_str(c).ok())
+        .collect();
+    let recorded: i64 = db
+        .query_one(
+            "SELECT count(*) FROM orders.commands WHERE command_id = ANY($1)",
+            &[&commands],
+        )
+        .await?
+        .get(0);
+    lost += commands.len().saturating_sub(recorded as usize);
+    let audit = Audit {
+        acknowledged: commands.len(),
+        lost,
+        duplicated,
+        recovery_seconds: started.elapsed().as_secs_f64(),
+        ..Audit::default()
+    };
+    report.add(&audit);
+    report.notes.push(format!(
+        "{} refunds acknowledged for 120 possible, {aborted} ABORTED answers retried",
+        commands.len()
+    ));
+    anyhow::ensure!(
+        commands.len() == 120,
+        "expected exactly 120 refunds of 1.00 from 4 x 30.00, got {}",
+        commands.len()
+    );
+    anyhow::ensure!(audit.clean(), "audit failed: {audit:?}");
+    Ok(())
+}

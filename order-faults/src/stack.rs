@@ -1,0 +1,348 @@
+//! The real services as child processes, on a PostgreSQL cluster and an SQS emulator of
+//! their own, so that a fault injected here (a restart, a freeze, a kill) touches nothing else.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use order_testkit::pg::PrivateCluster;
+use order_testkit::sqs::{PrivateEmulator, QueuePair, fifo_queue_pair_named};
+use tokio::process::{Child, Command};
+
+/// Where the three service binaries are.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub grpc: PathBuf,
+    pub projector: PathBuf,
+    pub worker: PathBuf,
+}
+
+impl Binaries {
+    /// `order-grpc`, `order-projector`, `order-worker` in one folder (e.g. target/release).
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            grpc: dir.join("order-grpc"),
+            projector: dir.join("order-projector"),
+            worker: dir.join("order-worker"),
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// One service process: the same command, environment and ports every time it is started.
+#[derive(Debug)]
+pub struct Service {
+    pub name: &'static str,
+    binary: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    pub admin: SocketAddr,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Service {
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.binary)
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no cleanup, no lease released, nothing flushed.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// SIGTERM and wait (at most `within`, then SIGKILL).
+    pub async fn terminate(&mut self, within: Duration) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            if tokio::time::timeout(within, child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    /// Run the same binary once with other arguments (e.g. `republish`) and the same
+    /// environment; returns whether it succeeded.
+    pub async fn run_once(&self, args: &[&str]) -> anyhow::Result<bool> {
+        let status = Command::new(&self.binary)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await?;
+        Ok(status.success())
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Whether `/readyz` answers 200 now.
+    pub async fn ready(&self) -> bool {
+        order_testkit_probe(&format!("http://{}/readyz", self.admin)).await
+    }
+
+    /// Wait until ready, or fail after `within` with the end of the service's log.
+    pub async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.ready().await {
+                return Ok(());
+            }
+            anyhow::ensure!(self.running(), "{} exited:\n{}", self.name, self.log_tail());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!(
+            "{} not ready within {within:?}:\n{}",
+            self.name,
+            self.log_tail()
+        )
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+async fn order_testkit_probe(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let Some((authority, path)) = rest.split_once('/') else {
+        return false;
+    };
+    let connect = tokio::net::TcpStream::connect(authority);
+    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await else {
+        return false;
+    };
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response)).await;
+    matches!(read, Ok(Ok(_))) && response.starts_with(b"HTTP/1.1 200")
+}
+
+/// Settings of a stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Share of provider calls failing transiently (worker simulation).
+    pub transient_failure_rate: f64,
+    /// Receives before SQS dead-letters a message.
+    pub max_receive_count: u32,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            transient_failure_rate: 0.02,
+            max_receive_count: 10,
+        }
+    }
+}
+
+/// PostgreSQL, the SQS emulator and the three services.
+#[derive(Debug)]
+pub struct Stack {
+    pub cluster: PrivateCluster,
+    pub emulator: PrivateEmulator,
+    pub queue: QueuePair,
+    pub queue_name: String,
+    pub max_receive_count: u32,
+    pub database_url: String,
+    pub grpc_addr: SocketAddr,
+    pub grpc: Service,
+    pub projector: Service,
+    pub worker: Service,
+    pub logs: PathBuf,
+}
+
+impl Stack {
+    /// Start everything and wait until every service is ready.
+    pub async fn start(binaries: &Binaries, options: &StackOptions) -> anyhow::Result<Self> {
+        let cluster = tokio::task::spawn_blocking(PrivateCluster::start)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        let database_url = cluster.url("orders");
+        order_store::migrate(&order_store::StoreConfig::new(database_url.clone())).await?;
+        let emulator = PrivateEmulator::start().await;
+        let queue_name = format!("faults{}", uuid::Uuid::new_v4().simple());
+        let queue =
+            fifo_queue_pair_named(&emulator.client(), &queue_name, options.max_receive_count).await;
+        let logs =
+            std::env::temp_dir().join(format!("order-faults-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&logs)?;
+
+        let grpc_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let aws = [
+            ("AWS_ENDPOINT_URL_SQS", emulator.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "local".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
+        ];
+        let env = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
+            let mut all: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            all.push(("RUST_LOG".into(), "warn".into()));
+            all.push(("LOG_FORMAT".into(), "json".into()));
+            all
+        };
+        let service = |name: &'static str,
+                       binary: &Path,
+                       args: &[&str],
+                       env: Vec<(String, String)>|
+         -> anyhow::Result<Service> {
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+            let mut env = env;
+            env.push(("ORDER_ADMIN_ADDR".into(), admin.to_string()));
+            Ok(Service {
+                name,
+                binary: binary.to_path_buf(),
+                args: args.iter().map(|a| (*a).to_owned()).collect(),
+                env,
+                admin,
+                log: logs.join(format!("{name}.log")),
+                child: None,
+            })
+        };
+        let mut grpc = service(
+            "order-grpc",
+            &binaries.grpc,
+            &["serve"],
+            env(&[
+                ("DATABASE_URL", database_url.clone()),
+                ("ORDER_GRPC_ADDR", grpc_addr.to_string()),
+                ("ORDER_DB_STATEMENT_TIMEOUT_MS", "3000".into()),
+            ]),
+        )?;
+        let mut projector_env = vec![
+            ("DATABASE_URL", database_url.clone()),
+            ("ORDERS_QUEUE_URL", queue.queue_url.clone()),
+            ("ORDER_PROJECTOR_INSTANCE_ID", "faults-projector".into()),
+            ("ORDER_PROJECTOR_LEASE_TTL_MS", "3000".into()),
+            ("ORDER_PROJECTOR_STANDBY_POLL_MS", "200".into()),
+            ("ORDER_PROJECTOR_POLL_MS", "200".into()),
+            ("ORDER_DB_STATEMENT_TIMEOUT_MS", "3000".into()),
+        ];
+        projector_env.extend(aws.iter().map(|(k, v)| (*k, v.clone())));
+        let mut projector = service(
+            "order-projector",
+            &binaries.projector,
+            &["run"],
+            env(&projector_env),
+        )?;
+        let mut worker_env = vec![
+            ("WORKER_MODE", "sqs-consumer".to_owned()),
+            ("ORDERS_QUEUE_URL", queue.queue_url.clone()),
+            ("ORDERS_DLQ_URL", queue.dlq_url.clone()),
+            ("ORDER_GRPC_ENDPOINT", format!("http://{grpc_addr}")),
+            ("ORDER_WORKER_WAIT_SECONDS", "1".into()),
+            ("ORDER_WORKER_VISIBILITY_SECONDS", "5".into()),
+            ("ORDER_WORKER_RETRY_BASE_MS", "300".into()),
+            ("ORDER_WORKER_RETRY_MAX_MS", "2000".into()),
+            ("ORDER_WORKER_SIM_LATENCY_MS", "2".into()),
+            (
+                "ORDER_WORKER_SIM_TRANSIENT_FAILURE_RATE",
+                options.transient_failure_rate.to_string(),
+            ),
+        ];
+        worker_env.extend(aws.iter().map(|(k, v)| (*k, v.clone())));
+        let mut worker = service("order-worker", &binaries.worker, &["run"], env(&worker_env))?;
+
+        for service in [&mut grpc, &mut projector, &mut worker] {
+            service.start()?;
+            service.wait_ready(Duration::from_secs(30)).await?;
+        }
+        Ok(Self {
+            cluster,
+            emulator,
+            queue,
+            queue_name,
+            max_receive_count: options.max_receive_count,
+            database_url,
+            grpc_addr,
+            grpc,
+            projector,
+            worker,
+            logs,
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// A superuser connection to the stack's database.
+    pub async fn db(&self) -> anyhow::Result<order_store::tokio_postgres::Client> {
+        order_testkit::pg::try_connect(&self.database_url)
+            .await
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// Kill the SQS emulator and start an empty one on the same port with the same queues
+    /// (fauxqs keeps messages in memory: whatever it held is lost, as with a lost queue).
+    pub async fn restart_emulator(&mut self) {
+        self.emulator.restart().await;
+        self.queue = fifo_queue_pair_named(
+            &self.emulator.client(),
+            &self.queue_name,
+            self.max_receive_count,
+        )
+        .await;
+    }
+
+    /// Stop every service (gracefully) before the stack is dropped.
+    pub async fn stop(&mut self) {
+        for service in [&mut self.worker, &mut self.projector, &mut self.grpc] {
+            service.terminate(Duration::from_secs(10)).await;
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.logs);
+    }
+}
