@@ -46,6 +46,8 @@ pub struct LoadOptions {
     /// Share of orders with an out-of-stock item / a declined payment.
     pub out_of_stock: f64,
     pub declined: f64,
+    /// Bearer token sent with every call.
+    pub token: Option<String>,
 }
 
 impl Default for LoadOptions {
@@ -56,6 +58,7 @@ impl Default for LoadOptions {
             retry_for: Duration::from_secs(60),
             out_of_stock: 0.05,
             declined: 0.05,
+            token: None,
         }
     }
 }
@@ -135,6 +138,12 @@ pub async fn run(endpoint: &str, options: &LoadOptions) -> anyhow::Result<LoadRe
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(10))
         .connect_lazy();
+    let authorization: Option<tonic::metadata::AsciiMetadataValue> = options
+        .token
+        .as_ref()
+        .map(|token| format!("Bearer {token}").parse())
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?;
     let report = Arc::new(Mutex::new(LoadReport::default()));
     let attempts = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -146,12 +155,13 @@ pub async fn run(endpoint: &str, options: &LoadOptions) -> anyhow::Result<LoadRe
     while started.elapsed() < options.duration {
         ticker.tick().await;
         n += 1;
-        let (channel, report, attempts, failed, options) = (
+        let (channel, report, attempts, failed, options, authorization) = (
             channel.clone(),
             report.clone(),
             attempts.clone(),
             failed.clone(),
             options.clone(),
+            authorization.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let order_id = Uuid::new_v4();
@@ -163,10 +173,14 @@ pub async fn run(endpoint: &str, options: &LoadOptions) -> anyhow::Result<LoadRe
                 tries += 1;
                 attempts.fetch_add(1, Ordering::Relaxed);
                 let attempt = Instant::now();
-                match client
-                    .place_order(place_request(order_id, command_id, n, &options))
-                    .await
-                {
+                let mut request =
+                    tonic::Request::new(place_request(order_id, command_id, n, &options));
+                if let Some(value) = &authorization {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", value.clone());
+                }
+                match client.place_order(request).await {
                     Ok(response) => {
                         let response = response.into_inner();
                         report.lock().await.acknowledged.push(Ack {

@@ -114,7 +114,19 @@ impl Service {
 
     /// Whether `/readyz` answers 200 now.
     pub async fn ready(&self) -> bool {
-        order_testkit_probe(&format!("http://{}/readyz", self.admin)).await
+        matches!(http_get(self.admin, "/readyz").await, Some((200, _)))
+    }
+
+    /// `GET path` on the admin port (e.g. `/metrics`): the status code and the body.
+    pub async fn admin_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        http_get(self.admin, path)
+            .await
+            .with_context(|| format!("GET {path} on {} failed", self.name))
+    }
+
+    /// The service's log file (JSON lines, stdout and stderr).
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// Wait until ready, or fail after `within` with the end of the service's log.
@@ -141,26 +153,24 @@ impl Service {
     }
 }
 
-async fn order_testkit_probe(url: &str) -> bool {
+/// `GET path` on `authority` over plain HTTP/1.1: the status code and the body.
+async fn http_get(authority: SocketAddr, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let Some((authority, path)) = rest.split_once('/') else {
-        return false;
-    };
     let connect = tokio::net::TcpStream::connect(authority);
     let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await else {
-        return false;
+        return None;
     };
-    let request = format!("GET /{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();
-    let read =
-        tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response)).await;
-    matches!(read, Ok(Ok(_))) && response.starts_with(b"HTTP/1.1 200")
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_owned()))
 }
 
 /// Settings of a stack.
@@ -170,6 +180,14 @@ pub struct StackOptions {
     pub transient_failure_rate: f64,
     /// Receives before SQS dead-letters a message.
     pub max_receive_count: u32,
+    /// When set, order-grpc requires this bearer token and the worker sends it.
+    pub auth_token: Option<String>,
+    /// When set, PostgreSQL requires this password (SCRAM) and every URL carries it.
+    pub database_password: Option<String>,
+    /// `RUST_LOG` of every service.
+    pub log_level: String,
+    /// More environment for every service (e.g. `OTEL_*`).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -177,6 +195,10 @@ impl Default for StackOptions {
         Self {
             transient_failure_rate: 0.02,
             max_receive_count: 10,
+            auth_token: None,
+            database_password: None,
+            log_level: "warn".to_owned(),
+            extra_env: Vec::new(),
         }
     }
 }
@@ -200,9 +222,16 @@ pub struct Stack {
 impl Stack {
     /// Start everything and wait until every service is ready.
     pub async fn start(binaries: &Binaries, options: &StackOptions) -> anyhow::Result<Self> {
-        let cluster = tokio::task::spawn_blocking(PrivateCluster::start)
-            .await?
-            .map_err(anyhow::Error::msg)?;
+        let password = options.database_password.clone();
+        let cluster = tokio::task::spawn_blocking(move || {
+            let mut cluster = PrivateCluster::start()?;
+            if let Some(password) = password {
+                cluster.require_password(&password)?;
+            }
+            Ok::<_, String>(cluster)
+        })
+        .await?
+        .map_err(anyhow::Error::msg)?;
         let database_url = cluster.url("orders");
         order_store::migrate(&order_store::StoreConfig::new(database_url.clone())).await?;
         let emulator = PrivateEmulator::start().await;
@@ -225,8 +254,9 @@ impl Stack {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect();
-            all.push(("RUST_LOG".into(), "warn".into()));
+            all.push(("RUST_LOG".into(), options.log_level.clone()));
             all.push(("LOG_FORMAT".into(), "json".into()));
+            all.extend(options.extra_env.iter().cloned());
             all
         };
         let service = |name: &'static str,
@@ -247,16 +277,15 @@ impl Stack {
                 child: None,
             })
         };
-        let mut grpc = service(
-            "order-grpc",
-            &binaries.grpc,
-            &["serve"],
-            env(&[
-                ("DATABASE_URL", database_url.clone()),
-                ("ORDER_GRPC_ADDR", grpc_addr.to_string()),
-                ("ORDER_DB_STATEMENT_TIMEOUT_MS", "3000".into()),
-            ]),
-        )?;
+        let mut grpc_env = vec![
+            ("DATABASE_URL", database_url.clone()),
+            ("ORDER_GRPC_ADDR", grpc_addr.to_string()),
+            ("ORDER_DB_STATEMENT_TIMEOUT_MS", "3000".into()),
+        ];
+        if let Some(token) = &options.auth_token {
+            grpc_env.push(("ORDER_GRPC_AUTH_TOKENS", format!("faults={token}")));
+        }
+        let mut grpc = service("order-grpc", &binaries.grpc, &["serve"], env(&grpc_env))?;
         let mut projector_env = vec![
             ("DATABASE_URL", database_url.clone()),
             ("ORDERS_QUEUE_URL", queue.queue_url.clone()),
@@ -289,6 +318,9 @@ impl Stack {
             ),
         ];
         worker_env.extend(aws.iter().map(|(k, v)| (*k, v.clone())));
+        if let Some(token) = &options.auth_token {
+            worker_env.push(("ORDER_GRPC_AUTH_TOKEN", token.clone()));
+        }
         let mut worker = service("order-worker", &binaries.worker, &["run"], env(&worker_env))?;
 
         for service in [&mut grpc, &mut projector, &mut worker] {
@@ -343,6 +375,11 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.logs);
+        // A failing test keeps the services' logs for the post-mortem.
+        if std::thread::panicking() {
+            eprintln!("service logs kept in {}", self.logs.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.logs);
+        }
     }
 }

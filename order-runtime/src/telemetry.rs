@@ -4,8 +4,12 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata, span};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::{Context, Filter};
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,32 +26,126 @@ pub enum LogFormat {
 /// Later calls (tests starting several apps) are no-ops. Call inside a Tokio runtime.
 pub fn init(service: &str, format: LogFormat) {
     static INSTALLED: OnceLock<()> = OnceLock::new();
+    // The metrics recorder too, before any series is touched.
+    metrics();
     INSTALLED.get_or_init(|| {
+        use tracing_subscriber::Layer as _;
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
         let otel = crate::trace::provider(service).map(|provider| {
             use opentelemetry::trace::TracerProvider as _;
-            tracing_opentelemetry::layer().with_tracer(provider.tracer("order-ledger"))
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("order-ledger"))
+                .with_filter(tracing_subscriber::filter::filter_fn(exported))
         });
-        let fmt = tracing_subscriber::fmt::layer()
-            .with_span_events(FmtSpan::NONE)
-            .with_writer(std::io::stdout);
-        let registry = tracing_subscriber::registry().with(filter).with(otel);
-        let result = match format {
-            LogFormat::Json => registry
-                .with(
-                    fmt.json()
-                        .flatten_event(true)
-                        .with_current_span(false)
-                        .with_span_list(true),
-                )
-                .try_init(),
-            LogFormat::Pretty => registry.with(fmt.compact()).try_init(),
-        };
+        let events = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let result = tracing_subscriber::registry()
+            .with(otel)
+            .with(log_layer(format, std::io::stdout, events))
+            .try_init();
         // Another subscriber is already installed (a test harness): keep it.
         let _ = result;
     });
+}
+
+/// The log-line layer: `format` lines to `writer`, events filtered by `events`.
+fn log_layer<S, W>(
+    format: LogFormat,
+    writer: W,
+    events: EnvFilter,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_span_events(FmtSpan::NONE)
+        .with_writer(writer);
+    let filter = LogFilter { events };
+    match format {
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => fmt.compact().with_filter(filter).boxed(),
+    }
+}
+
+/// Whether a span or event is ours: emitted by one of the order-ledger crates.
+fn ours(metadata: &Metadata<'_>) -> bool {
+    metadata.target().starts_with("order_")
+}
+
+/// What goes to the OTLP exporter: our spans (info and above), and warnings and errors as
+/// span events. Independent of `RUST_LOG`: quieter logs never break a trace.
+fn exported(metadata: &Metadata<'_>) -> bool {
+    if metadata.is_span() {
+        ours(metadata) && *metadata.level() <= Level::INFO
+    } else {
+        *metadata.level() <= Level::WARN
+    }
+}
+
+/// Which log lines are written: events as `RUST_LOG` says (default `info`), and always our own
+/// spans (info and above), so that a line inside a request or message carries the request's
+/// correlation id, order id and trace id even when `RUST_LOG=warn`.
+struct LogFilter {
+    events: EnvFilter,
+}
+
+impl LogFilter {
+    fn forced(metadata: &Metadata<'_>) -> bool {
+        metadata.is_span() && ours(metadata) && *metadata.level() <= Level::INFO
+    }
+}
+
+impl<S> Filter<S> for LogFilter
+where
+    EnvFilter: Filter<S>,
+{
+    fn enabled(&self, metadata: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        Self::forced(metadata) || Filter::enabled(&self.events, metadata, cx)
+    }
+
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if Self::forced(metadata) {
+            Interest::always()
+        } else {
+            Filter::callsite_enabled(&self.events, metadata)
+        }
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, cx: &Context<'_, S>) -> bool {
+        Filter::event_enabled(&self.events, event, cx)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Filter::max_level_hint(&self.events).map(|hint| hint.max(LevelFilter::INFO))
+    }
+
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, cx: Context<'_, S>) {
+        Filter::on_new_span(&self.events, attrs, id, cx);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, cx: Context<'_, S>) {
+        Filter::on_record(&self.events, id, values, cx);
+    }
+
+    fn on_enter(&self, id: &span::Id, cx: Context<'_, S>) {
+        Filter::on_enter(&self.events, id, cx);
+    }
+
+    fn on_exit(&self, id: &span::Id, cx: Context<'_, S>) {
+        Filter::on_exit(&self.events, id, cx);
+    }
+
+    fn on_close(&self, id: span::Id, cx: Context<'_, S>) {
+        Filter::on_close(&self.events, id, cx);
+    }
 }
 
 /// [`init`] under a generic service name (for tools and tests).
@@ -74,4 +172,79 @@ pub fn metrics() -> &'static PrometheusHandle {
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The JSON lines written while `f` runs under a subscriber filtering at `directives`.
+    fn lines_at(directives: &str, f: impl FnOnce()) -> Vec<serde_json::Value> {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(log_layer(
+            LogFormat::Json,
+            move || writer.clone(),
+            EnvFilter::new(directives),
+        ));
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn quiet_logs_still_carry_the_request_context() {
+        let lines = lines_at("warn", || {
+            let span = tracing::info_span!(
+                "command",
+                correlation_id = "corr-1",
+                order_id = "order-1",
+                trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+            );
+            let _entered = span.enter();
+            tracing::info!("below the level");
+            tracing::warn!("worth a look");
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["message"], "worth a look");
+        assert_eq!(line["level"], "WARN");
+        let span = &line["spans"][0];
+        assert_eq!(span["name"], "command");
+        assert_eq!(span["correlation_id"], "corr-1");
+        assert_eq!(span["order_id"], "order-1");
+        assert_eq!(span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    #[test]
+    fn rust_log_still_selects_events() {
+        let lines = lines_at("info,order_runtime=error", || {
+            tracing::warn!("muted for this crate");
+            tracing::error!("kept");
+        });
+        let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+        assert_eq!(messages, ["kept"]);
+    }
 }

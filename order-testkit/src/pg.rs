@@ -266,6 +266,8 @@ pub struct PrivateCluster {
     dir: std::path::PathBuf,
     port: u16,
     bin: std::path::PathBuf,
+    /// The superuser's password, once [`PrivateCluster::require_password`] was called.
+    password: Option<String>,
 }
 
 /// How to restart a cluster.
@@ -343,7 +345,12 @@ impl PrivateCluster {
                 String::from_utf8_lossy(&init.stderr)
             ));
         }
-        let cluster = Self { dir, port, bin };
+        let cluster = Self {
+            dir,
+            port,
+            bin,
+            password: None,
+        };
         let conf = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nmax_connections = 200\nshared_buffers = 128MB\n",
             cluster.dir.to_string_lossy()
@@ -390,7 +397,48 @@ impl PrivateCluster {
 
     /// A superuser URL of `database`.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        match &self.password {
+            Some(password) => format!(
+                "postgres://postgres:{password}@127.0.0.1:{}/{database}",
+                self.port
+            ),
+            None => format!("postgres://postgres@127.0.0.1:{}/{database}", self.port),
+        }
+    }
+
+    /// From now on, TCP connections must authenticate with `password` (SCRAM); [`Self::url`]
+    /// includes it. `password` must be URL-safe (letters, digits, `-`, `_`).
+    pub fn require_password(&mut self, password: &str) -> Result<(), String> {
+        if !password
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err("the password must be URL-safe".into());
+        }
+        let set = std::process::Command::new("psql")
+            .arg(self.url("postgres"))
+            .arg("-XAtqc")
+            .arg(format!("ALTER ROLE postgres PASSWORD '{password}'"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !set.status.success() {
+            return Err(format!(
+                "setting the password: {}",
+                String::from_utf8_lossy(&set.stderr)
+            ));
+        }
+        let hba = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
+        let path = self.dir.join("data").join("pg_hba.conf");
+        std::fs::write(&path, hba).map_err(|e| e.to_string())?;
+        if nix_is_root() {
+            let _ = std::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&path)
+                .status();
+        }
+        self.pg_ctl(&["reload"])?;
+        self.password = Some(password.to_owned());
+        Ok(())
     }
 
     pub fn stop(&self, mode: StopMode) -> Result<(), String> {

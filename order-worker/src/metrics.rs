@@ -39,6 +39,8 @@ impl MessageOutcome {
 
 /// Make every series visible (at zero) before the first message.
 pub fn register() {
+    // Install the recorder first: series touched before it exists are lost.
+    order_runtime::telemetry::metrics();
     for outcome in MessageOutcome::ALL {
         metrics::counter!("order_worker_messages_total", "outcome" => outcome.as_str())
             .increment(0);

@@ -7,6 +7,7 @@
 
 mod faults;
 mod saga;
+mod telemetry;
 
 use std::path::PathBuf;
 

@@ -14,6 +14,7 @@ async fn two_hundred_orders_settle_and_only_poison_reaches_the_dlq() {
     let options = StackOptions {
         transient_failure_rate: 0.05,
         max_receive_count: 10,
+        ..StackOptions::default()
     };
     let mut stack = Stack::start(&crate::binaries(), &options).await.unwrap();
     let sqs = stack.emulator.client();
