@@ -121,12 +121,13 @@ fn store_status(error: StoreError) -> Status {
             "was already used for a different request".to_owned(),
         )]),
         StoreError::InvalidInput(why) => bad_request(&[("request".to_owned(), why)]),
+        // A call failed through no fault of the caller: ERROR (ApiErrorCount counts these).
         StoreError::Unavailable(why) => {
-            tracing::warn!(error = %why, "database unavailable");
+            tracing::error!(error = %why, "database unavailable; call answered UNAVAILABLE");
             Status::unavailable("the order store is unavailable; retry later")
         }
         StoreError::Timeout => {
-            tracing::warn!("database call timed out");
+            tracing::error!("database call timed out; call answered UNAVAILABLE");
             Status::unavailable("the order store did not answer in time; retry later")
         }
         error @ (StoreError::DuplicateEventId { .. }

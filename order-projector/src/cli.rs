@@ -43,6 +43,7 @@ enum Command {
     },
     /// Send events with FROM <= position <= TO to SQS again (same deduplication ids).
     Republish {
+        /// First global position to send again.
         #[arg(long)]
         from: u64,
         /// Default: the current head of the log.

@@ -227,7 +227,7 @@ async fn delete_batch(sqs: &Client, queue_url: &str, batch: &[Receipt]) {
                     tracing::warn!(
                         message_id,
                         code = failed.code(),
-                        "SQS refused to delete a finished message; it will be delivered again and found done"
+                        "SQS delete FAILED for a finished message; it will be delivered again and found done"
                     );
                 }
                 return;
@@ -236,7 +236,7 @@ async fn delete_batch(sqs: &Client, queue_url: &str, batch: &[Receipt]) {
                 metrics::sqs_error("delete");
                 let error = DisplayErrorContext(error).to_string();
                 if attempt == 3 {
-                    tracing::warn!(%error, messages = batch.len(), "deleting finished messages did not work; they will be delivered again and found done");
+                    tracing::warn!(%error, messages = batch.len(), "SQS delete FAILED for finished messages; they will be delivered again and found done");
                     return;
                 }
                 tracing::debug!(%error, attempt, "DeleteMessageBatch failed, retrying");
@@ -516,7 +516,7 @@ impl Consumer {
             Outcome::Retry { reason } => {
                 let delay = self.back_off(message, message_id, receive_count).await;
                 metrics::message(MessageOutcome::Retry);
-                tracing::warn!(%reason, retry_in = ?delay, "message FAILED, left for retry");
+                tracing::warn!(%reason, retry_in = ?delay, "message not done yet, left for retry");
                 Settled::LeftForRetry
             }
             Outcome::DeadLetter { kind, reason } => {

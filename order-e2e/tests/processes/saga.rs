@@ -81,6 +81,21 @@ async fn two_hundred_orders_settle_and_only_poison_reaches_the_dlq() {
         assert!(attributes.contains_key("dlq_reason"), "{attributes:?}");
     }
 
+    // The WorkerFailedCount log filter ("FAILED") counts exactly the dead-lettered messages:
+    // transient provider failures (retried) and cancelled orders are no worker failures.
+    let worker_log = std::fs::read_to_string(stack.worker.log_path()).unwrap();
+    let failed: Vec<&str> = worker_log
+        .lines()
+        .filter(|line| line.contains("FAILED"))
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert!(
+        failed
+            .iter()
+            .all(|line| line.contains(r#""level":"ERROR""#)),
+        "{failed:#?}"
+    );
+
     // Out-of-stock and declined orders were cancelled, the rest completed.
     let db = stack.db().await.unwrap();
     let statuses: Vec<(String, i64)> = db

@@ -526,10 +526,28 @@ async fn logs_carry_their_context_and_never_a_secret_even_at_debug() {
     };
     let report = load::run(&stack.endpoint(), &load_options).await.unwrap();
     assert!(!report.acknowledged.is_empty());
+    // A caller's mistake is no API error...
+    let authorized = |body| {
+        let mut request = Request::new(body);
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    };
+    let mut invalid = place_order(uuid::Uuid::new_v4());
+    invalid.lines.clear();
+    let refused = client.place_order(authorized(invalid)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     stack
         .cluster
         .stop(order_testkit::pg::StopMode::Fast)
         .unwrap();
+    // ...a call failing because the database is down is one.
+    let down = client
+        .place_order(authorized(place_order(uuid::Uuid::new_v4())))
+        .await
+        .unwrap_err();
+    assert_eq!(down.code(), tonic::Code::Unavailable, "{down:?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     stack.cluster.start_again().unwrap();
     for service in [&mut stack.grpc, &mut stack.projector, &mut stack.worker] {
@@ -576,6 +594,19 @@ async fn logs_carry_their_context_and_never_a_secret_even_at_debug() {
             }
         }
     }
+    // ApiErrorCount counts order-grpc's ERROR lines: here, exactly the outage.
+    let grpc_log = std::fs::read_to_string(stack.grpc.log_path()).unwrap();
+    let errors: Vec<&str> = grpc_log
+        .lines()
+        .filter(|line| line.contains(r#""level":"ERROR""#))
+        .collect();
+    assert!(!errors.is_empty(), "the outage logged no ERROR line");
+    assert!(
+        errors
+            .iter()
+            .all(|line| line.contains("answered UNAVAILABLE")),
+        "{errors:#?}"
+    );
     eprintln!("{lines} log lines checked, {in_context} inside a command or message");
     assert!(lines > 100, "only {lines} log lines");
     assert!(in_context > 10, "only {in_context} lines inside a request");
