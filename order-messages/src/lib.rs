@@ -92,10 +92,11 @@ impl CloudEvent {
         }
     }
 
-    /// The JSON body.
+    /// The JSON body, made of characters SQS accepts whatever the event holds (see
+    /// [`sqs_safe`]).
     pub fn to_body(&self) -> String {
         // Serializing these plain types cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        sqs_safe(&serde_json::to_string(self).unwrap_or_default())
     }
 
     /// Parse and check a message body. Anything unexpected is an error, never a guess.
@@ -118,10 +119,63 @@ impl CloudEvent {
     }
 }
 
+/// Whether SQS carries `c` in a message body as it is. SQS accepts `#x9 | #xA | #xD |
+/// #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`; emulators are stricter about the last range,
+/// so only the Basic Multilingual Plane part is passed through.
+fn sqs_plain(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+}
+
+/// Rewrite a JSON text so that every character outside [`sqs_plain`] is a `\uXXXX` escape
+/// (a surrogate pair above U+FFFF). Such characters can only occur inside JSON strings
+/// (everything structural is ASCII), where the escape means the very same character: a JSON
+/// parser returns the original text. Without this, an accepted order naming its recipient
+/// with an emoji, or holding U+FFFF, could never be published.
+pub fn sqs_safe(json: &str) -> String {
+    if json.chars().all(sqs_plain) {
+        return json.to_owned();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if sqs_plain(c) {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn bodies_hold_only_characters_sqs_accepts_and_parse_back_exactly() {
+        let hostile = "emoji \u{1f4a5} \u{1f469}\u{200d}\u{1f467} math \u{1d573} \
+                       nonchars \u{fffe}\u{ffff} private \u{e000}\u{10ffff} \
+                       bom \u{feff} rtl \u{202e} quote \" backslash \\ u-escape \\u0041";
+        let mut event = sample();
+        event.data = serde_json::json!({ "recipient": hostile, hostile: [hostile] });
+        let body = event.to_body();
+        assert!(body.chars().all(sqs_plain), "{body}");
+        assert!(body.contains("\\ud83d\\udca5"), "{body}");
+        let parsed = CloudEvent::parse(&body).unwrap();
+        assert_eq!(parsed.data["recipient"], hostile);
+        assert_eq!(parsed.data[hostile][0], hostile);
+        assert_eq!(parsed, event);
+    }
+
+    #[test]
+    fn plain_bodies_are_left_alone() {
+        let event = sample();
+        assert_eq!(event.to_body(), serde_json::to_string(&event).unwrap());
+        assert_eq!(sqs_safe("{\"a\":\"caf\u{e9}\"}"), "{\"a\":\"caf\u{e9}\"}");
+    }
 
     fn sample() -> CloudEvent {
         CloudEvent::new(EnvelopeInput {

@@ -28,7 +28,9 @@ pub async fn republish(
             .zip(&decoded)
             .map(|(event, decoded)| Message::of(event, decoded))
             .collect::<Result<Vec<_>, _>>()?;
-        let on_error = |error: &str| tracing::warn!(%error, "republish: SQS refused; retrying");
+        let on_error = |failure: &crate::sqs::SendFailure| {
+            tracing::warn!(error = %failure.text, "republish: SQS refused; retrying");
+        };
         sent += publisher.publish(messages, shutdown, &on_error).await? as u64;
         tracing::info!(through = after, sent, "republish progress");
     }

@@ -97,6 +97,14 @@ impl Message {
     }
 }
 
+/// A failed attempt to send: what went wrong, and whether SQS blamed the message itself
+/// (`SenderFault`: retrying the same message will not help until someone acts).
+#[derive(Debug, Clone)]
+pub struct SendFailure {
+    pub text: String,
+    pub sender_fault: bool,
+}
+
 /// Split messages (in log order) into batches for one lane: at most 10 entries and
 /// [`MAX_BATCH_BYTES`] each, each message group at most once per batch, and every message
 /// in a later batch than the previous message of its group.
@@ -163,7 +171,7 @@ impl Publisher {
         &self,
         messages: Vec<Message>,
         shutdown: &watch::Receiver<bool>,
-        on_error: &(dyn Fn(&str) + Sync),
+        on_error: &(dyn Fn(&SendFailure) + Sync),
     ) -> Result<usize, PublishError> {
         let total = messages.len();
         let mut lanes: Vec<Vec<Message>> = vec![Vec::new(); self.lanes];
@@ -185,7 +193,7 @@ impl Publisher {
         &self,
         messages: Vec<Message>,
         shutdown: watch::Receiver<bool>,
-        on_error: &(dyn Fn(&str) + Sync),
+        on_error: &(dyn Fn(&SendFailure) + Sync),
     ) -> Result<(), PublishError> {
         for batch in batches(messages) {
             self.send_batch(batch, &shutdown, on_error).await?;
@@ -198,7 +206,7 @@ impl Publisher {
         &self,
         mut pending: Vec<Message>,
         shutdown: &watch::Receiver<bool>,
-        on_error: &(dyn Fn(&str) + Sync),
+        on_error: &(dyn Fn(&SendFailure) + Sync),
     ) -> Result<(), PublishError> {
         let mut attempt = 0u32;
         while !pending.is_empty() {
@@ -240,11 +248,14 @@ impl Publisher {
                     metrics::counter!("order_sqs_send_failures_total")
                         .increment(failed.len() as u64);
                     let reasons: Vec<&String> = failed.values().collect();
-                    on_error(&format!(
-                        "SQS refused {} of {} messages: {reasons:?}",
-                        failed.len(),
-                        pending.len()
-                    ));
+                    on_error(&SendFailure {
+                        text: format!(
+                            "SQS refused {} of {} messages: {reasons:?}",
+                            failed.len(),
+                            pending.len()
+                        ),
+                        sender_fault: output.failed().iter().any(|f| f.sender_fault()),
+                    });
                     pending = pending
                         .into_iter()
                         .enumerate()
@@ -255,10 +266,13 @@ impl Publisher {
                 Err(error) => {
                     metrics::counter!("order_sqs_send_failures_total")
                         .increment(pending.len() as u64);
-                    on_error(&format!(
-                        "SendMessageBatch failed: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(&error)
-                    ));
+                    on_error(&SendFailure {
+                        text: format!(
+                            "SendMessageBatch failed: {}",
+                            aws_sdk_sqs::error::DisplayErrorContext(&error)
+                        ),
+                        sender_fault: false,
+                    });
                 }
             }
             attempt += 1;

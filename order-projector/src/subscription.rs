@@ -154,8 +154,13 @@ impl Subscription {
             Sink::Sqs(publisher) => {
                 let messages = messages(events, &decoded)?;
                 let name = self.name.clone();
-                let on_error = move |error: &str| {
-                    tracing::warn!(subscription = %name, %error, "SQS publish failed; retrying");
+                let on_error = move |failure: &crate::sqs::SendFailure| {
+                    let error = &failure.text;
+                    if failure.sender_fault {
+                        tracing::error!(subscription = %name, %error, "SQS refuses an event; retrying: it is not skipped");
+                    } else {
+                        tracing::warn!(subscription = %name, %error, "SQS publish failed; retrying");
+                    }
                 };
                 publisher
                     .publish(messages, shutdown, &on_error)

@@ -3,6 +3,7 @@
 // Tests unwrap freely: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod hostile;
 mod python_client;
 mod read_your_writes;
 mod support;
