@@ -66,18 +66,19 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
         println!(
-            "| scenario | runs | commands acknowledged | lost | duplicated | skipped events | unsettled orders | dead letters | failed attempts (retried) | slowest failure | max time to recover | notes |"
+            "| scenario | runs | commands acknowledged | lost | duplicated | skipped events | of which not in SQS | unsettled orders | dead letters | failed attempts (retried) | slowest failure | max time to recover | notes |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         for r in &reports {
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ms | {:.1} s | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ms | {:.1} s | {} |",
                 r.scenario.name(),
                 r.runs,
                 r.acknowledged,
                 r.lost,
                 r.duplicated,
                 r.skipped,
+                r.unsent,
                 r.unsettled,
                 r.dead_letters,
                 r.failed_attempts,

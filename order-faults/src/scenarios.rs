@@ -11,7 +11,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::audit::{Audit, settle_and_audit};
+use crate::audit::{Audit, settle_and_audit, settle_projections, unsent_events};
 use crate::load::{self, LoadOptions};
 use crate::stack::{Binaries, Stack, StackOptions};
 
@@ -68,6 +68,8 @@ pub struct Report {
     pub lost: usize,
     pub duplicated: usize,
     pub skipped: usize,
+    /// Of `skipped`: events SQS never received.
+    pub unsent: usize,
     pub unsettled: usize,
     pub dead_letters: usize,
     pub failed_attempts: u64,
@@ -86,6 +88,7 @@ impl Report {
             lost: 0,
             duplicated: 0,
             skipped: 0,
+            unsent: 0,
             unsettled: 0,
             dead_letters: 0,
             failed_attempts: 0,
@@ -101,6 +104,7 @@ impl Report {
         self.lost += audit.lost;
         self.duplicated += audit.duplicated;
         self.skipped += audit.skipped;
+        self.unsent += audit.unsent;
         self.unsettled += audit.unsettled;
         self.dead_letters += audit.dead_letters;
         self.max_recovery_seconds = self.max_recovery_seconds.max(audit.recovery_seconds);
@@ -234,7 +238,8 @@ async fn one_round(
         "{} commands were never acknowledged",
         load.abandoned.len()
     );
-    let audit = settle_and_audit(stack, &load, Duration::from_secs(120)).await?;
+    let mut audit = settle_and_audit(stack, &load, Duration::from_secs(120)).await?;
+    audit.add_unsent(unsent_events(stack).await?);
     report.add(&audit);
     anyhow::ensure!(audit.clean(), "audit failed: {audit:?}");
     Ok(())
@@ -372,13 +377,15 @@ async fn hot_streams(stack: &mut Stack, report: &mut Report) -> anyhow::Result<(
         .await?
         .get(0);
     lost += commands.len().saturating_sub(recorded as usize);
-    let audit = Audit {
+    let mut audit = Audit {
         acknowledged: commands.len(),
         lost,
         duplicated,
+        skipped: settle_projections(stack, Duration::from_secs(60)).await?,
         recovery_seconds: started.elapsed().as_secs_f64(),
         ..Audit::default()
     };
+    audit.add_unsent(unsent_events(stack).await?);
     report.add(&audit);
     report.notes.push(format!(
         "{} refunds acknowledged for 120 possible, {aborted} ABORTED answers retried",
