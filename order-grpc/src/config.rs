@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// SubscribeEvents streams open at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "ORDER_GRPC_MAX_SUBSCRIPTIONS", default_value_t = 64)]
     pub max_subscriptions: u32,
+    /// SubscribeEvents streams one client may hold open (a client: the bearer token's name,
+    /// else the peer's IP address); more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "ORDER_GRPC_MAX_SUBSCRIPTIONS_PER_CLIENT", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_subscriptions_per_client: u32,
     /// Events each subscription may buffer for a slow client.
     #[arg(long, env = "ORDER_GRPC_SUBSCRIPTION_BUFFER", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]

@@ -1,5 +1,6 @@
 //! `OrderQueryService`: orders and their events.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub struct Queries {
     store: EventStore,
     listener: EventListener,
     subscriptions: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
     buffer: usize,
     shutdown: watch::Receiver<bool>,
     default_deadline: Duration,
@@ -57,22 +59,97 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// Bounds on SubscribeEvents.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionLimits {
+    /// Streams open at once, over all clients.
+    pub total: usize,
+    /// Streams open at once per client: the bearer token's name, else the peer's IP address.
+    pub per_client: usize,
+    /// Events each stream may hold for a slow client before its reader waits (so a client
+    /// that stops reading costs at most this many events of memory, never more).
+    pub buffer: usize,
+}
+
+/// Open streams per client.
+#[derive(Debug)]
+struct PerClient {
+    limit: usize,
+    open: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+/// One client's stream slot, given back when the stream ends.
+#[derive(Debug)]
+struct ClientSlot {
+    owner: Arc<PerClient>,
+    client: String,
+}
+
+impl PerClient {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(self: &Arc<Self>, client: String) -> Option<ClientSlot> {
+        let mut open = self.lock();
+        let count = open.entry(client.clone()).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            owner: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.owner.lock();
+        if let Some(count) = open.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Who a request comes from, for per-client limits: the name of its bearer token, else the
+/// peer's IP address.
+fn client_of<T>(request: &Request<T>) -> String {
+    if let Some(actor) = request
+        .extensions()
+        .get::<crate::gateway::RequestContext>()
+        .and_then(|c| c.actor.clone())
+    {
+        return format!("token:{actor}");
+    }
+    request
+        .remote_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| format!("ip:{}", a.ip()))
+}
+
 impl Queries {
-    /// `max_subscriptions` bounds concurrent SubscribeEvents streams; `buffer` is how many
-    /// events each may hold for a slow client before the reader waits.
     pub fn new(
         store: EventStore,
         listener: EventListener,
-        max_subscriptions: usize,
-        buffer: usize,
+        limits: SubscriptionLimits,
         shutdown: watch::Receiver<bool>,
         default_deadline: Duration,
     ) -> Self {
         Self {
             store,
             listener,
-            subscriptions: Arc::new(Semaphore::new(max_subscriptions)),
-            buffer: buffer.max(1),
+            subscriptions: Arc::new(Semaphore::new(limits.total)),
+            per_client: Arc::new(PerClient {
+                limit: limits.per_client.max(1),
+                open: std::sync::Mutex::new(HashMap::new()),
+            }),
+            buffer: limits.buffer.max(1),
             shutdown,
             default_deadline,
         }
@@ -198,6 +275,12 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         &self,
         request: Request<pb::SubscribeEventsRequest>,
     ) -> Result<Response<Self::SubscribeEventsStream>, Status> {
+        let client_slot = self.per_client.take(client_of(&request)).ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "this client already has {} event subscriptions open; close one or retry later",
+                self.per_client.limit
+            ))
+        })?;
         let permit = self
             .subscriptions
             .clone()
@@ -234,6 +317,7 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _client_slot = client_slot;
             loop {
                 if *shutdown.borrow() {
                     let _ = sender

@@ -101,8 +101,11 @@ impl App {
         let queries = OrderQueryServiceServer::new(Queries::new(
             self.store.clone(),
             self.events.clone(),
-            args.max_subscriptions as usize,
-            args.subscription_buffer as usize,
+            crate::queries::SubscriptionLimits {
+                total: args.max_subscriptions as usize,
+                per_client: args.max_subscriptions_per_client as usize,
+                buffer: args.subscription_buffer as usize,
+            },
             self.shutdown.subscribe(),
             args.default_deadline(),
         ))

@@ -27,6 +27,7 @@ pub struct Options {
     pub tokens: Option<String>,
     pub max_concurrent_requests: u32,
     pub max_subscriptions: u32,
+    pub max_subscriptions_per_client: u32,
     pub pool_size: u16,
     pub pool_wait_ms: u64,
     pub max_message_bytes: u32,
@@ -42,6 +43,7 @@ impl Default for Options {
             tokens: None,
             max_concurrent_requests: 256,
             max_subscriptions: 16,
+            max_subscriptions_per_client: 8,
             pool_size: 16,
             pool_wait_ms: 1000,
             max_message_bytes: 4 * 1024 * 1024,
@@ -91,6 +93,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             options.max_concurrent_requests
         ),
         format!("--max-subscriptions={}", options.max_subscriptions),
+        format!(
+            "--max-subscriptions-per-client={}",
+            options.max_subscriptions_per_client
+        ),
         format!("--db-pool-size={}", options.pool_size),
         format!("--db-pool-wait-ms={}", options.pool_wait_ms),
         format!("--max-message-bytes={}", options.max_message_bytes),

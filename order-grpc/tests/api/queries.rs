@@ -172,3 +172,50 @@ async fn a_bad_cursor_is_invalid_and_subscriptions_are_limited() {
         }
     }
 }
+
+#[tokio::test]
+async fn one_client_cannot_take_every_subscription() {
+    const A: &str = "client-a-0123456789abcdef";
+    const B: &str = "client-b-0123456789abcdef";
+    let app = spawn_app_with(Options {
+        tokens: Some(format!("a={A},b={B}")),
+        max_subscriptions: 16,
+        max_subscriptions_per_client: 2,
+        ..Options::default()
+    })
+    .await;
+    let subscribe = |token: &'static str| {
+        let mut queries = app.queries();
+        async move {
+            let mut request = tonic::Request::new(pb::SubscribeEventsRequest { start: None });
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            queries.subscribe_events(request).await
+        }
+    };
+    let first = subscribe(A).await.unwrap();
+    let _second = subscribe(A).await.unwrap();
+    let refused = subscribe(A).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(refused.message().contains("this client"), "{refused:?}");
+    // Another client is not affected.
+    let _other = subscribe(B).await.unwrap();
+    let _other_too = subscribe(B).await.unwrap();
+
+    // Closing a stream gives its slot back to its client.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match subscribe(A).await {
+            Ok(_) => break,
+            Err(status)
+                if status.code() == Code::ResourceExhausted
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("the slot was never given back: {status:?}"),
+        }
+    }
+}
