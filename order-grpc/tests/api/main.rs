@@ -7,6 +7,7 @@
 mod auth;
 mod bad_input;
 mod commands;
+mod fuzz_seeds;
 mod helpers;
 mod lifecycle;
 mod limits;

@@ -23,6 +23,9 @@ pub async fn fixture() -> Fixture {
     let db = TestDatabase::migrated().await;
     let mut config = StoreConfig::new(db.url());
     config.pool_size = 24;
+    // A slow machine (a CI runner opening dozens of connections at once) must not turn a
+    // concurrency test into a pool-exhaustion failure; the tests of exhaustion set their own.
+    config.pool_wait_timeout = std::time::Duration::from_secs(10);
     let store = EventStore::new(config).unwrap();
     let handler = CommandHandler::new(store.clone(), 10);
     Fixture { db, store, handler }

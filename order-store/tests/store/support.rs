@@ -20,6 +20,9 @@ pub async fn test_store_with(configure: impl FnOnce(&mut StoreConfig)) -> TestSt
     let db = TestDatabase::migrated().await;
     let mut config = StoreConfig::new(db.url());
     config.pool_size = 32;
+    // A slow machine (a CI runner opening dozens of connections at once) must not turn a
+    // concurrency test into a pool-exhaustion failure; the tests of exhaustion set their own.
+    config.pool_wait_timeout = std::time::Duration::from_secs(10);
     configure(&mut config);
     let store = EventStore::new(config).unwrap();
     TestStore { db, store }
