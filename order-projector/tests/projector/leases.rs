@@ -22,6 +22,7 @@ fn settings(owner: &str) -> RunSettings {
 async fn a_stale_owner_cannot_move_the_checkpoint() {
     let f = fixture().await;
     write_orders(&f.handler, 5, 1).await;
+    everything_visible(&f.store).await;
     let (stale, cursor) = lease(&f.store, "read_model", "old").await;
     // An operator (or a replay) preempts the lease.
     let (current, _) = f

@@ -75,6 +75,7 @@ async fn an_undecodable_event_stops_the_subscription_and_is_never_skipped() {
         .await
         .unwrap();
     let after = write_order(&f.handler, 1).await;
+    everything_visible(&f.store).await;
 
     let (lease, cursor) = lease(&f.store, "read_model", "test").await;
     let subscription = read_model_subscription(1000);

@@ -23,6 +23,7 @@ fn subscription(publisher: Publisher, page: u32) -> Subscription {
 
 /// Every event id of the log.
 pub async fn log_ids(f: &Fixture) -> BTreeSet<Uuid> {
+    everything_visible(&f.store).await;
     let mut all = BTreeSet::new();
     let mut cursor = Cursor::START;
     loop {

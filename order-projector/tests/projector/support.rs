@@ -25,7 +25,7 @@ pub async fn fixture() -> Fixture {
     config.pool_size = 24;
     // A slow machine (a CI runner opening dozens of connections at once) must not turn a
     // concurrency test into a pool-exhaustion failure; the tests of exhaustion set their own.
-    config.pool_wait_timeout = std::time::Duration::from_secs(10);
+    config.pool_wait_timeout = Duration::from_secs(10);
     let store = EventStore::new(config).unwrap();
     let handler = CommandHandler::new(store.clone(), 10);
     Fixture { db, store, handler }
@@ -146,6 +146,7 @@ pub async fn write_orders(
 pub type Expected = BTreeMap<Uuid, (String, String, i64, i64, i64, u64)>;
 
 pub async fn expected_from_log(store: &EventStore) -> Expected {
+    everything_visible(store).await;
     let mut expected = Expected::new();
     let mut cursor = Cursor::START;
     let mut orders: BTreeMap<Uuid, (Order, u64)> = BTreeMap::new();
@@ -248,6 +249,7 @@ pub async fn drain(
     mut cursor: Cursor,
 ) -> (Cursor, usize) {
     let (_stop, shutdown) = watch::channel(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut total = 0;
     loop {
         match subscription
@@ -262,7 +264,52 @@ pub async fn drain(
                 cursor = next;
                 total += events;
             }
-            Step::Idle => return (cursor, total),
+            // Idle means nothing visible past the cursor, which is not "nothing there": the
+            // gap-safe fence hides events while any older transaction of the cluster is still
+            // open (another test's, on a busy machine). Finish only once the whole log is
+            // visible.
+            Step::Idle => {
+                if hidden_events(store).await == 0 {
+                    return (cursor, total);
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "events stayed behind the gap-safe fence for 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
+    }
+}
+
+/// Events of the log the gap-safe fence still hides: those of transactions not older than
+/// the oldest transaction open anywhere in the cluster.
+async fn hidden_events(store: &EventStore) -> i64 {
+    let client = store.pool().get().await.unwrap();
+    client
+        .query_one(
+            "SELECT count(*) FROM orders.events \
+             WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Wait (up to 60 s) until every event of the log is past the gap-safe fence. Other tests'
+/// transactions on the same cluster hold the fence back for a moment.
+pub async fn everything_visible(store: &EventStore) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let hidden = hidden_events(store).await;
+        if hidden == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{hidden} events stayed behind the gap-safe fence for 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

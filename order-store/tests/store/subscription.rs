@@ -23,6 +23,21 @@ async fn drain(
     }
 }
 
+/// Events of the log the gap-safe fence still hides (transactions not older than the oldest
+/// one open anywhere in the cluster).
+async fn hidden_events(store: &order_store::EventStore) -> i64 {
+    let client = store.pool().get().await.unwrap();
+    client
+        .query_one(
+            "SELECT count(*) FROM orders.events \
+             WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test]
 async fn an_event_committed_after_later_positions_were_read_is_still_delivered() {
     let t = test_store().await;
@@ -67,7 +82,7 @@ async fn an_event_committed_after_later_positions_were_read_is_still_delivered()
     // moment may hold back even "before" for a moment, so wait for it.
     let mut cursor = Cursor::START;
     let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while seen.is_empty() && Instant::now() < deadline {
         drain(store, &mut cursor, &mut seen).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -125,24 +140,28 @@ async fn sixty_four_writers_and_a_following_subscriber_see_every_event_exactly_o
     // Writers share 16 streams, so appends to one stream also race and retry.
     let streams: Vec<Uuid> = (0..16).map(|_| Uuid::new_v4()).collect();
 
+    let writers_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let subscriber = {
         let store = t.store.clone();
+        let writers_done = writers_done.clone();
         tokio::spawn(async move {
             let mut cursor = Cursor::START;
             let mut seen = Vec::new();
-            let mut idle_since: Option<Instant> = None;
+            let deadline = Instant::now() + Duration::from_secs(120);
             loop {
                 let before = seen.len();
                 drain(&store, &mut cursor, &mut seen).await;
-                if seen.len() == before {
-                    let since = *idle_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_secs(2) {
-                        return seen;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                } else {
-                    idle_since = None;
+                // Done once the writers are and nothing is left behind the gap-safe fence
+                // (which other tests' transactions on the cluster may hold back a while).
+                if seen.len() == before
+                    && writers_done.load(std::sync::atomic::Ordering::SeqCst)
+                    && hidden_events(&store).await == 0
+                {
+                    drain(&store, &mut cursor, &mut seen).await;
+                    return seen;
                 }
+                assert!(Instant::now() < deadline, "the subscriber never caught up");
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
     };
@@ -172,6 +191,7 @@ async fn sixty_four_writers_and_a_following_subscriber_see_every_event_exactly_o
     for task in tasks {
         written.extend(task.await.unwrap());
     }
+    writers_done.store(true, std::sync::atomic::Ordering::SeqCst);
     let seen = subscriber.await.unwrap();
 
     let seen_ids: Vec<Uuid> = seen.iter().map(|e| e.event_id).collect();
