@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
                 r.failed_attempts,
                 r.slowest_failure_ms,
                 r.max_recovery_seconds,
-                r.notes.join("; ")
+                r.condensed_notes().join("; ")
             );
         }
     }

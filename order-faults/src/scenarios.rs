@@ -110,10 +110,79 @@ impl Report {
         self.max_recovery_seconds = self.max_recovery_seconds.max(audit.recovery_seconds);
     }
 
+    /// The notes of all runs, condensed: notes that differ only in their numbers become one,
+    /// each number shown as the range over the runs ("3-5 kills (10 runs)").
+    pub fn condensed_notes(&self) -> Vec<String> {
+        condense(&self.notes)
+    }
+
     /// Nothing lost, doubled, skipped or left unsettled.
     pub fn clean(&self) -> bool {
         self.lost == 0 && self.duplicated == 0 && self.skipped == 0 && self.unsettled == 0
     }
+}
+
+/// A note split into its text and its numbers: "4 kills" is (["", " kills"], [4.0]).
+fn split_numbers(note: &str) -> (Vec<String>, Vec<(f64, String)>) {
+    let mut texts = vec![String::new()];
+    let mut numbers = Vec::new();
+    let mut chars = note.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        if c.is_ascii_digit() {
+            let mut end = start + c.len_utf8();
+            while let Some(&(i, d)) = chars.peek() {
+                if d.is_ascii_digit()
+                    || (d == '.' && note[i + 1..].starts_with(|n: char| n.is_ascii_digit()))
+                {
+                    end = i + d.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let text = &note[start..end];
+            numbers.push((text.parse().unwrap_or(0.0), text.to_owned()));
+            texts.push(String::new());
+        } else if let Some(last) = texts.last_mut() {
+            last.push(c);
+        }
+    }
+    (texts, numbers)
+}
+
+fn condense(notes: &[String]) -> Vec<String> {
+    // Group by the text around the numbers, in order of first appearance.
+    let mut groups: Vec<(Vec<String>, Vec<Vec<(f64, String)>>)> = Vec::new();
+    for note in notes {
+        let (texts, numbers) = split_numbers(note);
+        match groups.iter_mut().find(|(t, _)| *t == texts) {
+            Some((_, all)) => all.push(numbers),
+            None => groups.push((texts, vec![numbers])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(texts, runs)| {
+            let mut out = String::new();
+            for (i, text) in texts.iter().enumerate() {
+                out.push_str(text);
+                let values: Vec<&(f64, String)> = runs.iter().filter_map(|r| r.get(i)).collect();
+                let low = values.iter().min_by(|a, b| a.0.total_cmp(&b.0));
+                let high = values.iter().max_by(|a, b| a.0.total_cmp(&b.0));
+                if let (Some(low), Some(high)) = (low, high) {
+                    if low.0 == high.0 {
+                        out.push_str(&low.1);
+                    } else {
+                        out.push_str(&format!("{}-{}", low.1, high.1));
+                    }
+                }
+            }
+            if runs.len() > 1 {
+                out.push_str(&format!(" ({} runs)", runs.len()));
+            }
+            out
+        })
+        .collect()
 }
 
 fn random_millis(low: u64, high: u64) -> u64 {
@@ -398,4 +467,48 @@ async fn hot_streams(stack: &mut Stack, report: &mut Report) -> anyhow::Result<(
     );
     anyhow::ensure!(audit.clean(), "audit failed: {audit:?}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::condense;
+
+    fn strings(notes: &[&str]) -> Vec<String> {
+        notes.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn notes_that_differ_in_numbers_become_one_with_ranges() {
+        let notes = strings(&[
+            "4 kills",
+            "order-grpc reported not ready 1.6 s after the stop",
+            "3 kills",
+            "order-grpc reported not ready 1.6 s after the stop",
+            "5 kills",
+            "still ready 5 s after the stop",
+        ]);
+        assert_eq!(
+            condense(&notes),
+            [
+                "3-5 kills (3 runs)",
+                "order-grpc reported not ready 1.6 s after the stop (2 runs)",
+                "still ready 5 s after the stop",
+            ]
+        );
+    }
+
+    #[test]
+    fn several_numbers_in_a_note_each_get_their_range() {
+        let notes = strings(&[
+            "120 refunds acknowledged for 120 possible, 49 ABORTED answers retried",
+            "120 refunds acknowledged for 120 possible, 42 ABORTED answers retried",
+            "118 refunds acknowledged for 120 possible, 52 ABORTED answers retried",
+        ]);
+        assert_eq!(
+            condense(&notes),
+            [
+                "118-120 refunds acknowledged for 120 possible, 42-52 ABORTED answers retried (3 runs)"
+            ]
+        );
+    }
 }
