@@ -122,8 +122,11 @@ impl Report {
     }
 }
 
+/// A number as read (for sorting) and as written (for printing).
+type Number = (f64, String);
+
 /// A note split into its text and its numbers: "4 kills" is (["", " kills"], [4.0]).
-fn split_numbers(note: &str) -> (Vec<String>, Vec<(f64, String)>) {
+fn split_numbers(note: &str) -> (Vec<String>, Vec<Number>) {
     let mut texts = vec![String::new()];
     let mut numbers = Vec::new();
     let mut chars = note.char_indices().peekable();
@@ -152,7 +155,7 @@ fn split_numbers(note: &str) -> (Vec<String>, Vec<(f64, String)>) {
 
 fn condense(notes: &[String]) -> Vec<String> {
     // Group by the text around the numbers, in order of first appearance.
-    let mut groups: Vec<(Vec<String>, Vec<Vec<(f64, String)>>)> = Vec::new();
+    let mut groups: Vec<(Vec<String>, Vec<Vec<Number>>)> = Vec::new();
     for note in notes {
         let (texts, numbers) = split_numbers(note);
         match groups.iter_mut().find(|(t, _)| *t == texts) {
@@ -166,7 +169,7 @@ fn condense(notes: &[String]) -> Vec<String> {
             let mut out = String::new();
             for (i, text) in texts.iter().enumerate() {
                 out.push_str(text);
-                let values: Vec<&(f64, String)> = runs.iter().filter_map(|r| r.get(i)).collect();
+                let values: Vec<&Number> = runs.iter().filter_map(|r| r.get(i)).collect();
                 let low = values.iter().min_by(|a, b| a.0.total_cmp(&b.0));
                 let high = values.iter().max_by(|a, b| a.0.total_cmp(&b.0));
                 if let (Some(low), Some(high)) = (low, high) {
