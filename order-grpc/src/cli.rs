@@ -41,35 +41,8 @@ const NAME: &str = "order-grpc";
 
 /// The binary's entry point (also linked into order-e2e's test binaries).
 pub fn main() {
-    // `order-grpc` alone means `order-grpc serve`.
-    let mut args: Vec<String> = std::env::args().collect();
-    let known = [
-        "serve",
-        "migrate",
-        "healthcheck",
-        "help",
-        "-h",
-        "--help",
-        "-V",
-        "--version",
-    ];
-    if args.get(1).is_none_or(|a| !known.contains(&a.as_str())) {
-        args.insert(1, "serve".to_owned());
-    }
-    let parsed = match Cli::try_parse_from(&args) {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            use clap::error::ErrorKind;
-            match error.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
-                _ => cli::fail(NAME, &error.render().to_string()),
-            }
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => cli::fail(NAME, &format!("cannot start the runtime: {e}")),
-    };
+    let parsed: Cli = cli::parse_or_default(NAME, "serve");
+    let runtime = cli::runtime(NAME);
     let code = runtime.block_on(async {
         match parsed.command {
             Some(Command::Serve(args)) => serve(*args).await,

@@ -75,35 +75,8 @@ enum Command {
 
 /// The binary's entry point (also linked into order-e2e's test binaries).
 pub fn main() {
-    let mut args: Vec<String> = std::env::args().collect();
-    let known = [
-        "run",
-        "replay",
-        "republish",
-        "status",
-        "healthcheck",
-        "help",
-        "-h",
-        "--help",
-        "-V",
-        "--version",
-    ];
-    if args.get(1).is_none_or(|a| !known.contains(&a.as_str())) {
-        args.insert(1, "run".to_owned());
-    }
-    let parsed = match Cli::try_parse_from(&args) {
-        Ok(parsed) => parsed,
-        Err(error) => match error.kind() {
-            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                error.exit()
-            }
-            _ => cli::fail(NAME, &error.render().to_string()),
-        },
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => cli::fail(NAME, &format!("cannot start the runtime: {e}")),
-    };
+    let parsed: Cli = cli::parse_or_default(NAME, "run");
+    let runtime = cli::runtime(NAME);
     std::process::exit(runtime.block_on(execute(parsed.command)));
 }
 
