@@ -104,16 +104,4 @@ pub fn default_instance_id() -> String {
     format!("{host}-{}-{}", std::process::id(), &suffix[..6])
 }
 
-/// An SQS client from the AWS SDK's standard settings, with bounded timeouts.
-pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .operation_timeout(Duration::from_secs(30))
-        .build();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
-}
+pub use order_runtime::sqs::client as sqs_client;

@@ -8,6 +8,8 @@ pub mod admin;
 pub mod cli;
 pub mod probe;
 pub mod shutdown;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 pub mod telemetry;
 pub mod trace;
 
