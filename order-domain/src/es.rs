@@ -15,7 +15,7 @@ use crate::upcast::{DecodeError, EncodeError};
 /// A consistency boundary: one event stream, one state, pure decisions.
 pub trait Aggregate: Default + Clone + fmt::Debug + Send + Sync + 'static {
     /// What a caller asks for.
-    type Command: fmt::Debug + Serialize + Send + Sync + 'static;
+    type Command: fmt::Debug + Clone + Serialize + Send + Sync + 'static;
     /// What happened, in the past tense.
     type Event: EventSchema + fmt::Debug + Clone + Send + Sync + 'static;
     /// Why a command was rejected. Never an infrastructure failure.

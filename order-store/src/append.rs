@@ -1,10 +1,11 @@
 //! Appending: one SQL statement, one round trip, one transaction.
 //!
-//! The statement looks up the command id, reads the stream's head through the unique index,
+//! The statement looks up the command ids, reads the stream's head through the unique index,
 //! checks the expected version, inserts the events with dense versions, and records the
-//! command's result, all or nothing. Concurrent appends to one stream meet at the unique
+//! commands' results, all or nothing. Concurrent appends to one stream meet at the unique
 //! index on (stream_id, stream_version): one wins, the other gets a conflict. Appends to
-//! different streams share no lock.
+//! different streams share no lock. The same statement carries one append or a group-commit
+//! batch of many ([`APPEND_SQL`]).
 
 use std::fmt;
 
@@ -97,57 +98,195 @@ impl AppendOutcome {
     }
 }
 
-/// The statement [`crate::EventStore::append`] runs (exposed so that benchmarks can measure the
-/// raw-SQL ceiling of exactly this statement). Parameters: `$1` stream id, `$2` expected version
-/// (-1 any, 0 no stream, n exact), `$3`-`$6` event ids, types, schema versions and JSON payloads,
-/// `$7`-`$12` metadata (correlation id, causation id, command id, traceparent, tracestate,
-/// actor), `$13` request fingerprint, `$14` status label.
+/// One command's share of an append, owned: its events, the metadata recorded with them, and
+/// (for commands with an idempotency key) the record that answers a retry.
+#[derive(Debug, Clone)]
+pub struct CommandWrite {
+    pub events: Vec<NewEvent>,
+    pub metadata: Metadata,
+    pub record: Option<CommandRecordWrite>,
+}
+
+/// The idempotency record of a command, owned (see [`Idempotency`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecordWrite {
+    pub command_id: Uuid,
+    /// sha-256 of the request; a reused id with another fingerprint is refused.
+    pub fingerprint: [u8; 32],
+    /// The state label after the command, returned to retries.
+    pub status: String,
+}
+
+/// Several commands appended to one stream at once, in order, all or nothing: what the command
+/// handler sends when commands to one stream queued up behind each other.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream_id: Uuid,
+    /// The stream's version before the first command's events.
+    pub expected: ExpectedVersion,
+    pub commands: Vec<CommandWrite>,
+}
+
+/// The result of a [`StreamAppend`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// Every command's events were written now: one result per command, in order.
+    Appended(Vec<Committed>),
+    /// Nothing was written, because these commands (index in the request, and what their id
+    /// was recorded with) were seen before. The record's stream and fingerprint may differ
+    /// from the request's: then the id was reused for another request.
+    Recorded(Vec<(usize, crate::store::CommandRecord)>),
+}
+
+/// The statement every append runs (exposed so that benchmarks can measure the raw-SQL
+/// ceiling of exactly this statement): any number of appends to distinct streams, each with
+/// any number of commands, in one round trip and one transaction.
+///
+/// Per stream append (`$1` stream ids, `$2` expected versions: -1 any, 0 no stream, n exact);
+/// per command (`$3` its append's 1-based index, `$4` command id, `$5` request fingerprint (null:
+/// no idempotency record), `$6` status label, `$7`-`$11` metadata: correlation id, causation id,
+/// traceparent, tracestate, actor); per event (`$12` its command's 1-based index, `$13`-`$16` event
+/// id, type, schema version, JSON payload). Commands are listed append by append, events command
+/// by command.
+///
+/// For each append the statement looks up its commands' ids, reads the stream's head through
+/// the unique index, and writes only if no command was recorded before and the expected version
+/// holds. Rows are inserted in stream-id order (and command records in command-id order), so
+/// that concurrent statements touching the same streams take their index entries in one global
+/// order and cannot deadlock. It answers one row per command: the stream's head before, the
+/// version and position of the command's last event when written, and the earlier record when
+/// its id was seen before.
 pub const APPEND_SQL: &str = "
-WITH prior AS (
-    SELECT stream_id, stream_version, global_position, status, fingerprint
-    FROM orders.commands
-    WHERE command_id = $9::uuid
+WITH job AS (
+    SELECT * FROM unnest($1::uuid[], $2::int8[]) WITH ORDINALITY AS j(stream_id, expected, jidx)
+), cmd AS (
+    SELECT * FROM unnest($3::int8[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
+        $8::uuid[], $9::text[], $10::text[], $11::text[])
+        WITH ORDINALITY AS c(jidx, command_id, fingerprint, status, correlation_id,
+            causation_id, traceparent, tracestate, actor, cidx)
+), prior AS (
+    -- LATERAL: one index probe per command, whatever the planner believes about the table.
+    SELECT cmd.cidx, cmd.jidx, p.stream_id, p.stream_version, p.global_position, p.status,
+        p.fingerprint
+    FROM cmd CROSS JOIN LATERAL (
+        SELECT c.stream_id, c.stream_version, c.global_position, c.status, c.fingerprint
+        FROM orders.commands c WHERE c.command_id = cmd.command_id
+    ) p
+    WHERE cmd.fingerprint IS NOT NULL
 ), head AS (
-    SELECT coalesce((
+    SELECT job.jidx, coalesce((
         SELECT e.stream_version FROM orders.events e
-        WHERE e.stream_id = $1::uuid
+        WHERE e.stream_id = job.stream_id
         ORDER BY e.stream_version DESC
         LIMIT 1
     ), 0) AS version
+    FROM job
 ), allowed AS (
-    SELECT version FROM head
-    WHERE NOT EXISTS (SELECT 1 FROM prior) AND ($2::int8 < 0 OR version = $2::int8)
+    SELECT job.jidx, job.stream_id, head.version AS head FROM job JOIN head USING (jidx)
+    WHERE NOT EXISTS (SELECT 1 FROM prior WHERE prior.jidx = job.jidx)
+      AND (job.expected < 0 OR head.version = job.expected)
+), ev AS (
+    SELECT e.cidx, cmd.jidx, e.event_id, e.event_type, e.schema_version, e.payload,
+        row_number() OVER (PARTITION BY cmd.jidx ORDER BY e.ord) AS seq
+    FROM unnest($12::int8[], $13::uuid[], $14::text[], $15::int2[], $16::text[])
+        WITH ORDINALITY AS e(cidx, event_id, event_type, schema_version, payload, ord)
+    JOIN cmd ON cmd.cidx = e.cidx
 ), inserted AS (
     INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version,
         payload, command_id, correlation_id, causation_id, traceparent, tracestate, actor)
-    SELECT $1::uuid, allowed.version + e.ord, e.event_id, e.event_type, e.schema_version,
-        e.payload::jsonb, $9::uuid, $7::text, $8::uuid, $10::text, $11::text, $12::text
-    FROM allowed
-    CROSS JOIN unnest($3::uuid[], $4::text[], $5::int2[], $6::text[])
-        WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, ord)
-    ORDER BY e.ord
-    RETURNING stream_version, global_position
-), last AS (
-    SELECT max(stream_version) AS stream_version, max(global_position) AS global_position
-    FROM inserted
+    SELECT a.stream_id, a.head + ev.seq, ev.event_id, ev.event_type, ev.schema_version,
+        ev.payload::jsonb, c.command_id, c.correlation_id, c.causation_id, c.traceparent,
+        c.tracestate, c.actor
+    FROM allowed a JOIN ev ON ev.jidx = a.jidx JOIN cmd c ON c.cidx = ev.cidx
+    ORDER BY a.stream_id, ev.seq
+    RETURNING stream_id, stream_version, global_position
+), cmd_last AS (
+    SELECT ev.cidx, a.stream_id, a.head + max(ev.seq) AS version
+    FROM ev JOIN allowed a ON a.jidx = ev.jidx
+    GROUP BY ev.cidx, a.stream_id, a.head
+), written AS (
+    SELECT cl.cidx, i.stream_version, i.global_position
+    FROM cmd_last cl JOIN inserted i ON i.stream_id = cl.stream_id AND i.stream_version = cl.version
 ), recorded AS (
     INSERT INTO orders.commands (command_id, stream_id, fingerprint, stream_version,
         global_position, status)
-    SELECT $9::uuid, $1::uuid, $13::bytea, last.stream_version, last.global_position, $14::text
-    FROM last
-    WHERE $9::uuid IS NOT NULL AND $13::bytea IS NOT NULL AND last.stream_version IS NOT NULL
+    SELECT c.command_id, a.stream_id, c.fingerprint, w.stream_version, w.global_position, c.status
+    FROM written w JOIN cmd c ON c.cidx = w.cidx JOIN allowed a ON a.jidx = c.jidx
+    WHERE c.command_id IS NOT NULL AND c.fingerprint IS NOT NULL
+    ORDER BY c.command_id
     RETURNING 1
 )
-SELECT (SELECT version FROM head), last.stream_version, last.global_position,
-    prior.stream_id, prior.stream_version, prior.global_position, prior.status, prior.fingerprint
-FROM last LEFT JOIN prior ON true";
+SELECT cmd.jidx, head.version, w.stream_version, w.global_position,
+    p.stream_id, p.stream_version, p.global_position, p.status, p.fingerprint
+FROM cmd
+JOIN head USING (jidx)
+LEFT JOIN written w ON w.cidx = cmd.cidx
+LEFT JOIN prior p ON p.cidx = cmd.cidx
+ORDER BY cmd.cidx";
 
-pub(crate) const FIND_COMMAND_SQL: &str = "SELECT stream_id, stream_version, global_position, \
-    status, fingerprint FROM orders.commands WHERE command_id = $1";
+pub(crate) const FIND_COMMANDS_SQL: &str = "SELECT command_id, stream_id, stream_version, \
+    global_position, status, fingerprint FROM orders.commands WHERE command_id = ANY($1::uuid[])";
 
-/// Check every bound before anything is sent.
+/// Check every bound of a single append before anything is sent.
 pub(crate) fn validate(request: &AppendRequest<'_>) -> Result<(), Error> {
-    let events = request.events;
+    validate_events(request.events)?;
+    request
+        .metadata
+        .validate()
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    validate_expected(request.expected)
+}
+
+/// Check every bound of a multi-command append before anything is sent: the bounds of one
+/// append apply to the events of all its commands together, and each command has events.
+pub(crate) fn validate_stream_append(append: &StreamAppend) -> Result<(), Error> {
+    if append.commands.is_empty() {
+        return Err(Error::InvalidInput(
+            "an append needs at least one command".into(),
+        ));
+    }
+    let mut count = 0;
+    for command in &append.commands {
+        if command.events.is_empty() {
+            return Err(Error::InvalidInput(
+                "every command of an append needs at least one event".into(),
+            ));
+        }
+        count += command.events.len();
+        command
+            .metadata
+            .validate()
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    }
+    if count > MAX_EVENTS_PER_APPEND {
+        return Err(Error::InvalidInput(format!(
+            "{count} events in one append; at most {MAX_EVENTS_PER_APPEND}"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for record in append.commands.iter().filter_map(|c| c.record.as_ref()) {
+        if !seen.insert(record.command_id) {
+            return Err(Error::InvalidInput(format!(
+                "command id {} appears twice in one append",
+                record.command_id
+            )));
+        }
+    }
+    let events: Vec<&NewEvent> = append.commands.iter().flat_map(|c| &c.events).collect();
+    check_events(events.iter().copied())?;
+    validate_expected(append.expected)
+}
+
+fn validate_expected(expected: ExpectedVersion) -> Result<(), Error> {
+    if let ExpectedVersion::Exact(version) = expected
+        && version > i64::MAX as u64 / 2
+    {
+        return Err(Error::InvalidInput("expected version out of range".into()));
+    }
+    Ok(())
+}
+
+fn validate_events(events: &[NewEvent]) -> Result<(), Error> {
     if events.is_empty() {
         return Err(Error::InvalidInput(
             "an append needs at least one event".into(),
@@ -159,6 +298,11 @@ pub(crate) fn validate(request: &AppendRequest<'_>) -> Result<(), Error> {
             events.len()
         )));
     }
+    check_events(events.iter())
+}
+
+/// The bounds of each event and of their sum.
+fn check_events<'a>(events: impl Iterator<Item = &'a NewEvent>) -> Result<(), Error> {
     let mut total = 0;
     for event in events {
         if event.payload.len() > MAX_PAYLOAD_BYTES {
@@ -194,15 +338,6 @@ pub(crate) fn validate(request: &AppendRequest<'_>) -> Result<(), Error> {
         return Err(Error::InvalidInput(format!(
             "payloads total {total} bytes; at most {MAX_APPEND_BYTES}"
         )));
-    }
-    request
-        .metadata
-        .validate()
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    if let ExpectedVersion::Exact(version) = request.expected
-        && version > i64::MAX as u64 / 2
-    {
-        return Err(Error::InvalidInput("expected version out of range".into()));
     }
     Ok(())
 }

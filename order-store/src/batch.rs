@@ -1,136 +1,109 @@
 //! Group commit: appends that arrive while others are being written are coalesced into one
 //! statement and one transaction, with a result per append.
 //!
-//! A few writer tasks each take the next waiting append plus whatever else is already queued
-//! (up to a batch size), and write them with one multi-stream statement: one round trip, one
-//! commit, one WAL flush for the lot. A batch never holds two appends to the same stream or
-//! two with the same command id (those wait for the next batch), so the statement cannot
-//! conflict with itself. If it conflicts with a writer outside the batch, every append of the
-//! batch is retried on its own, which reports exactly which one lost. Being one statement,
-//! a batch keeps the log's gap-safe order: each stream's events still commit in version order.
+//! Each writer task owns a queue; an append goes to the writer its stream id hashes to, so one
+//! process never has two batches with the same stream in flight. A writer takes the next
+//! waiting append plus whatever else is already queued (up to a batch size), and writes them
+//! with one multi-stream statement ([`crate::APPEND_SQL`]): one round trip, one commit, one WAL
+//! flush for the lot. A batch never holds two appends to the same stream or two with the same
+//! command id (those wait for the next batch), so the statement cannot conflict with itself;
+//! it inserts in stream-id order, so batches of several processes cannot deadlock. If it
+//! conflicts with a writer outside the batch, every append of the batch is retried on its own,
+//! which reports exactly which one lost. Being one statement, a batch keeps the log's gap-safe
+//! order: each stream's events still commit in version order.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
 
-use order_domain::es::Metadata;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::append::{AppendOutcome, AppendRequest, Committed, ExpectedVersion, Idempotency};
+use crate::append::{Committed, StreamAppend, StreamOutcome};
 use crate::error::Error;
-use crate::event::NewEvent;
 use crate::store::{CommandRecord, EventStore};
 
-/// An append owned by the queue.
+/// An append owned by a queue, with the channel its result goes back on.
 #[derive(Debug)]
 pub(crate) struct Job {
-    pub stream_id: Uuid,
-    pub expected: ExpectedVersion,
-    pub events: Vec<NewEvent>,
-    pub metadata: Metadata,
-    pub idempotency: Option<(Uuid, [u8; 32], String)>,
-    pub reply: oneshot::Sender<Result<AppendOutcome, Error>>,
+    pub append: StreamAppend,
+    pub reply: oneshot::Sender<Result<StreamOutcome, Error>>,
 }
 
 impl Job {
-    pub(crate) fn from_request(
-        request: &AppendRequest<'_>,
-        reply: oneshot::Sender<Result<AppendOutcome, Error>>,
-    ) -> Self {
-        Self {
-            stream_id: request.stream_id,
-            expected: request.expected,
-            events: request.events.to_vec(),
-            metadata: request.metadata.clone(),
-            idempotency: request
-                .idempotency
-                .map(|i| (i.command_id, i.fingerprint, i.status.to_owned())),
-            reply,
-        }
-    }
-
-    fn request(&self) -> AppendRequest<'_> {
-        AppendRequest {
-            stream_id: self.stream_id,
-            expected: self.expected,
-            events: &self.events,
-            metadata: &self.metadata,
-            idempotency: self
-                .idempotency
-                .as_ref()
-                .map(|(command_id, fingerprint, status)| Idempotency {
-                    command_id: *command_id,
-                    fingerprint: *fingerprint,
-                    status,
-                }),
-        }
-    }
-
-    fn command_id(&self) -> Option<Uuid> {
-        self.idempotency.as_ref().map(|(id, _, _)| *id)
+    fn command_ids(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.append
+            .commands
+            .iter()
+            .filter_map(|c| c.record.as_ref().map(|r| r.command_id))
     }
 }
 
-/// The shared queue the writers take from.
+/// The writer an append of `stream_id` goes to.
+pub(crate) fn writer_for(stream_id: Uuid, writers: usize) -> usize {
+    let (high, low) = stream_id.as_u64_pair();
+    ((high ^ low) % writers.max(1) as u64) as usize
+}
+
+/// One writer's queue.
 #[derive(Debug)]
 pub(crate) struct Queue {
-    receiver: Mutex<(mpsc::Receiver<Job>, VecDeque<Job>)>,
+    receiver: mpsc::Receiver<Job>,
+    deferred: VecDeque<Job>,
     max_batch: usize,
 }
 
 impl Queue {
-    pub(crate) fn new(receiver: mpsc::Receiver<Job>, max_batch: usize) -> Arc<Self> {
-        Arc::new(Self {
-            receiver: Mutex::new((receiver, VecDeque::new())),
+    pub(crate) fn new(receiver: mpsc::Receiver<Job>, max_batch: usize) -> Self {
+        Self {
+            receiver,
+            deferred: VecDeque::new(),
             max_batch: max_batch.max(1),
-        })
+        }
     }
 
     /// The next batch: waits for one append, then takes what else is waiting. `None` when the
     /// store is gone.
-    async fn next_batch(&self) -> Option<Vec<Job>> {
-        let mut guard = self.receiver.lock().await;
-        let (receiver, deferred) = &mut *guard;
-        let first = match deferred.pop_front() {
+    async fn next_batch(&mut self) -> Option<Vec<Job>> {
+        let first = match self.deferred.pop_front() {
             Some(job) => job,
-            None => receiver.recv().await?,
+            None => self.receiver.recv().await?,
         };
-        let mut streams = HashSet::from([first.stream_id]);
-        let mut commands: HashSet<Uuid> = first.command_id().into_iter().collect();
+        let mut streams = HashSet::from([first.append.stream_id]);
+        let mut commands: HashSet<Uuid> = first.command_ids().collect();
         let mut batch = vec![first];
         let mut postponed = VecDeque::new();
-        let mut candidates = std::mem::take(deferred);
+        let mut candidates = std::mem::take(&mut self.deferred);
         while batch.len() < self.max_batch {
-            let Some(job) = candidates.pop_front().or_else(|| receiver.try_recv().ok()) else {
+            let Some(job) = candidates
+                .pop_front()
+                .or_else(|| self.receiver.try_recv().ok())
+            else {
                 break;
             };
-            let command_clash = job.command_id().is_some_and(|id| commands.contains(&id));
-            if streams.contains(&job.stream_id) || command_clash {
+            let command_clash = job.command_ids().any(|id| commands.contains(&id));
+            if streams.contains(&job.append.stream_id) || command_clash {
                 postponed.push_back(job);
                 continue;
             }
-            streams.insert(job.stream_id);
-            commands.extend(job.command_id());
+            streams.insert(job.append.stream_id);
+            commands.extend(job.command_ids());
             batch.push(job);
         }
         postponed.extend(candidates);
-        *deferred = postponed;
+        self.deferred = postponed;
         Some(batch)
     }
 }
 
 /// One writer: takes batches until the store is dropped.
-pub(crate) async fn writer(store: EventStore, queue: Arc<Queue>) {
+pub(crate) async fn writer(store: EventStore, mut queue: Queue) {
     while let Some(batch) = queue.next_batch().await {
-        if batch.len() == 1 {
-            for job in batch {
-                let result = store.append_now(&job.request()).await;
-                let _ = job.reply.send(result);
-            }
-            continue;
+        // Appends whose caller gave up (cancelled) are still written: the caller may retry
+        // with the same command id and must then find the first result.
+        if batch.len() > 1 {
+            metrics::histogram!("order_store_group_commit_batch_size").record(batch.len() as f64);
         }
-        metrics::histogram!("order_store_group_commit_batch_size").record(batch.len() as f64);
-        match store.append_batch(&batch).await {
+        let appends: Vec<&StreamAppend> = batch.iter().map(|job| &job.append).collect();
+        match store.write(&appends).await {
             Ok(outcomes) => {
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = job.reply.send(outcome);
@@ -138,11 +111,17 @@ pub(crate) async fn writer(store: EventStore, queue: Arc<Queue>) {
             }
             // A conflict with a writer outside the batch (or any failure of the statement):
             // each append on its own tells exactly who is affected.
-            Err(error) => {
+            Err(error) if batch.len() > 1 => {
                 metrics::counter!("order_store_group_commit_fallbacks_total").increment(1);
                 tracing::debug!(%error, appends = batch.len(), "group commit fell back to single appends");
                 for job in batch {
-                    let result = store.append_now(&job.request()).await;
+                    let result = store.write_one(&job.append).await;
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(_) => {
+                for job in batch {
+                    let result = store.write_one(&job.append).await;
                     let _ = job.reply.send(result);
                 }
             }
@@ -150,93 +129,177 @@ pub(crate) async fn writer(store: EventStore, queue: Arc<Queue>) {
     }
 }
 
-pub(crate) const BATCH_SQL: &str = "
-WITH cmd AS (
-    SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::bytea[], $5::text[],
-        $6::text[], $7::uuid[], $8::text[], $9::text[], $10::text[])
-        WITH ORDINALITY AS c(stream_id, expected, command_id, fingerprint, status,
-            correlation_id, causation_id, traceparent, tracestate, actor, idx)
-), prior AS (
-    -- LATERAL: one index probe per append, whatever the planner believes about the table.
-    SELECT cmd.idx, p.stream_id, p.stream_version, p.global_position, p.status, p.fingerprint
-    FROM cmd CROSS JOIN LATERAL (
-        SELECT c.stream_id, c.stream_version, c.global_position, c.status, c.fingerprint
-        FROM orders.commands c WHERE c.command_id = cmd.command_id
-    ) p
-), head AS (
-    SELECT cmd.idx, coalesce((
-        SELECT e.stream_version FROM orders.events e
-        WHERE e.stream_id = cmd.stream_id
-        ORDER BY e.stream_version DESC
-        LIMIT 1
-    ), 0) AS version
-    FROM cmd
-), allowed AS (
-    SELECT cmd.*, head.version AS head FROM cmd JOIN head USING (idx)
-    WHERE NOT EXISTS (SELECT 1 FROM prior WHERE prior.idx = cmd.idx)
-      AND (cmd.expected < 0 OR head.version = cmd.expected)
-), ev AS (
-    SELECT e.idx, e.event_id, e.event_type, e.schema_version, e.payload,
-        row_number() OVER (PARTITION BY e.idx ORDER BY e.ord) AS seq
-    FROM unnest($11::int8[], $12::uuid[], $13::text[], $14::int2[], $15::text[])
-        WITH ORDINALITY AS e(idx, event_id, event_type, schema_version, payload, ord)
-), inserted AS (
-    INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version,
-        payload, command_id, correlation_id, causation_id, traceparent, tracestate, actor)
-    SELECT a.stream_id, a.head + ev.seq, ev.event_id, ev.event_type, ev.schema_version,
-        ev.payload::jsonb, a.command_id, a.correlation_id, a.causation_id, a.traceparent,
-        a.tracestate, a.actor
-    FROM allowed a JOIN ev ON ev.idx = a.idx
-    ORDER BY a.idx, ev.seq
-    RETURNING stream_id, stream_version, global_position
-), last AS (
-    SELECT stream_id, max(stream_version) AS stream_version, max(global_position) AS global_position
-    FROM inserted GROUP BY stream_id
-), recorded AS (
-    INSERT INTO orders.commands (command_id, stream_id, fingerprint, stream_version,
-        global_position, status)
-    SELECT a.command_id, a.stream_id, a.fingerprint, l.stream_version, l.global_position, a.status
-    FROM allowed a JOIN last l ON l.stream_id = a.stream_id
-    WHERE a.command_id IS NOT NULL AND a.fingerprint IS NOT NULL
-    RETURNING 1
-)
-SELECT cmd.idx, head.version, l.stream_version, l.global_position,
-    p.stream_id, p.stream_version, p.global_position, p.status, p.fingerprint
-FROM cmd
-JOIN head USING (idx)
-LEFT JOIN last l ON l.stream_id = cmd.stream_id
-LEFT JOIN prior p ON p.idx = cmd.idx
-ORDER BY cmd.idx";
-
-/// Interpret one result row of the batch statement for `job`.
-pub(crate) fn outcome(
-    job: &Job,
-    head: i64,
-    written: Option<(i64, i64)>,
-    prior: Option<CommandRecord>,
-) -> Result<AppendOutcome, Error> {
-    if let (Some((command_id, fingerprint, _)), Some(record)) = (&job.idempotency, prior) {
-        if record.stream_id != job.stream_id || record.fingerprint != fingerprint {
-            return Err(Error::CommandIdReused {
-                command_id: *command_id,
+/// Interpret the result rows of one append (one row per command, in order).
+pub(crate) fn outcome(append: &StreamAppend, rows: &[CommandRow]) -> Result<StreamOutcome, Error> {
+    let recorded: Vec<(usize, CommandRecord)> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, row)| row.prior.clone().map(|p| (i, p)))
+        .collect();
+    if !recorded.is_empty() {
+        return Ok(StreamOutcome::Recorded(recorded));
+    }
+    let mut committed = Vec::with_capacity(rows.len());
+    for (command, row) in append.commands.iter().zip(rows) {
+        let Some((version, position)) = row.written else {
+            return Err(Error::WrongExpectedVersion {
+                stream_id: append.stream_id,
+                expected: append.expected,
+                actual: row.head,
             });
-        }
-        return Ok(AppendOutcome::Duplicate(record.committed));
-    }
-    match written {
-        Some((version, position)) => Ok(AppendOutcome::Appended(Committed {
-            stream_version: version as u64,
-            global_position: position as u64,
-            status: job
-                .idempotency
+        };
+        committed.push(Committed {
+            stream_version: version,
+            global_position: position,
+            status: command
+                .record
                 .as_ref()
-                .map(|(_, _, status)| status.clone())
+                .map(|r| r.status.clone())
                 .unwrap_or_default(),
-        })),
-        None => Err(Error::WrongExpectedVersion {
-            stream_id: job.stream_id,
-            expected: job.expected,
-            actual: head as u64,
-        }),
+        });
     }
+    Ok(StreamOutcome::Appended(committed))
+}
+
+/// What the statement answered for one command.
+#[derive(Debug, Clone)]
+pub(crate) struct CommandRow {
+    /// The stream's head before the statement.
+    pub head: u64,
+    /// The version and position of the command's last event, when written now.
+    pub written: Option<(u64, u64)>,
+    /// What the command id was recorded with before, when it was.
+    pub prior: Option<CommandRecord>,
+}
+
+/// The statement's parameters for a batch of appends, as arrays (see [`crate::APPEND_SQL`]).
+#[derive(Debug, Default)]
+pub(crate) struct Params<'a> {
+    pub stream_ids: Vec<Uuid>,
+    pub expected: Vec<i64>,
+    pub cmd_job: Vec<i64>,
+    pub command_ids: Vec<Option<Uuid>>,
+    pub fingerprints: Vec<Option<&'a [u8]>>,
+    pub statuses: Vec<Option<&'a str>>,
+    pub correlation: Vec<Option<&'a str>>,
+    pub causation: Vec<Option<Uuid>>,
+    pub traceparent: Vec<Option<&'a str>>,
+    pub tracestate: Vec<Option<&'a str>>,
+    pub actor: Vec<Option<&'a str>>,
+    pub ev_cmd: Vec<i64>,
+    pub event_ids: Vec<Uuid>,
+    pub types: Vec<&'a str>,
+    pub versions: Vec<i16>,
+    pub payloads: Vec<&'a str>,
+}
+
+impl<'a> Params<'a> {
+    pub(crate) fn new(appends: &[&'a StreamAppend]) -> Self {
+        let commands: usize = appends.iter().map(|a| a.commands.len()).sum();
+        let events: usize = appends
+            .iter()
+            .flat_map(|a| &a.commands)
+            .map(|c| c.events.len())
+            .sum();
+        let mut p = Params {
+            stream_ids: Vec::with_capacity(appends.len()),
+            expected: Vec::with_capacity(appends.len()),
+            cmd_job: Vec::with_capacity(commands),
+            command_ids: Vec::with_capacity(commands),
+            fingerprints: Vec::with_capacity(commands),
+            statuses: Vec::with_capacity(commands),
+            correlation: Vec::with_capacity(commands),
+            causation: Vec::with_capacity(commands),
+            traceparent: Vec::with_capacity(commands),
+            tracestate: Vec::with_capacity(commands),
+            actor: Vec::with_capacity(commands),
+            ev_cmd: Vec::with_capacity(events),
+            event_ids: Vec::with_capacity(events),
+            types: Vec::with_capacity(events),
+            versions: Vec::with_capacity(events),
+            payloads: Vec::with_capacity(events),
+        };
+        for (j, append) in appends.iter().enumerate() {
+            p.stream_ids.push(append.stream_id);
+            p.expected.push(append.expected.as_sql());
+            for command in &append.commands {
+                p.cmd_job.push(j as i64 + 1);
+                let record = command.record.as_ref();
+                let metadata = &command.metadata;
+                p.command_ids
+                    .push(record.map(|r| r.command_id).or(metadata.command_id));
+                p.fingerprints.push(record.map(|r| &r.fingerprint[..]));
+                p.statuses.push(record.map(|r| r.status.as_str()));
+                p.correlation.push(metadata.correlation_id.as_deref());
+                p.causation.push(metadata.causation_id);
+                p.traceparent.push(metadata.traceparent.as_deref());
+                p.tracestate.push(metadata.tracestate.as_deref());
+                p.actor.push(metadata.actor.as_deref());
+                let c = p.cmd_job.len() as i64;
+                for event in &command.events {
+                    p.ev_cmd.push(c);
+                    p.event_ids.push(event.event_id);
+                    p.types.push(event.event_type.as_str());
+                    p.versions.push(event.schema_version as i16);
+                    p.payloads.push(event.payload.as_str());
+                }
+            }
+        }
+        p
+    }
+
+    pub(crate) fn as_sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 16] {
+        [
+            &self.stream_ids,
+            &self.expected,
+            &self.cmd_job,
+            &self.command_ids,
+            &self.fingerprints,
+            &self.statuses,
+            &self.correlation,
+            &self.causation,
+            &self.traceparent,
+            &self.tracestate,
+            &self.actor,
+            &self.ev_cmd,
+            &self.event_ids,
+            &self.types,
+            &self.versions,
+            &self.payloads,
+        ]
+    }
+}
+
+/// Read one result row of [`crate::APPEND_SQL`]: (append index, head, written version,
+/// written position, then the prior record's columns).
+pub(crate) fn read_row(row: &tokio_postgres::Row) -> Result<(usize, CommandRow), Error> {
+    let job: i64 = row.try_get(0)?;
+    let head: i64 = row.try_get(1)?;
+    let written = match (
+        row.try_get::<_, Option<i64>>(2)?,
+        row.try_get::<_, Option<i64>>(3)?,
+    ) {
+        (Some(version), Some(position)) => Some((version as u64, position as u64)),
+        _ => None,
+    };
+    let prior = match row.try_get::<_, Option<Uuid>>(4)? {
+        Some(stream_id) => Some(CommandRecord {
+            stream_id,
+            fingerprint: row.try_get(8)?,
+            committed: Committed {
+                stream_version: row.try_get::<_, i64>(5)? as u64,
+                global_position: row.try_get::<_, i64>(6)? as u64,
+                status: row.try_get(7)?,
+            },
+        }),
+        None => None,
+    };
+    Ok((
+        (job as usize).saturating_sub(1),
+        CommandRow {
+            head: head as u64,
+            written,
+            prior,
+        },
+    ))
 }

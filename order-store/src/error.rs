@@ -35,7 +35,7 @@ pub(crate) mod constraint {
 
 /// Why the store could not do what was asked. Messages never contain database text that a
 /// caller should not see; [`Error::Database`] is for logs, not for callers.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("stream {stream_id} is at version {actual}, not at the expected {expected}")]
     WrongExpectedVersion {

@@ -1,17 +1,37 @@
-//! The command handler: load, decide, append; on a lost race, load and decide again.
+//! The command handler: decide with the pure domain, append, answer exactly.
+//!
+//! - **One writer per stream in this process.** Commands to the same stream wait in that
+//!   stream's queue; whoever finds it idle runs its command at once, on its own task. When
+//!   commands queued up meanwhile, a background task takes them over and works through them
+//!   in batches: each decided on the state the previous one left, all of a batch written with
+//!   one append (one round trip). Commands of one process therefore never race each other;
+//!   only commands from other processes can.
+//! - **State kept from the previous append.** A bounded cache holds each recently used
+//!   stream's state and version, so a command normally needs no read: the append checks the
+//!   version it decided on. A stale cache (another process appended) shows up as a conflict;
+//!   the stream is then read again and the command decided again.
+//! - **One snapshot for every answer that is not a success.** A refusal by the domain or an
+//!   expected-version mismatch is only given on a state read in the same statement as the
+//!   command's idempotency record, so a copy of a command that already succeeded always gets
+//!   the first answer, never a refusal it would cause itself.
 
+use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use order_domain::es::{Aggregate, Metadata};
+use order_domain::es::{Aggregate, EventSchema, Metadata};
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::append::{AppendOutcome, AppendRequest, ExpectedVersion, Idempotency};
+use crate::append::{
+    CommandRecordWrite, CommandWrite, ExpectedVersion, StreamAppend, StreamOutcome,
+};
 use crate::error::Error;
-use crate::event::NewEvent;
-use crate::store::{EventStore, find_command, read_stream};
+use crate::event::{MAX_APPEND_BYTES, MAX_EVENTS_PER_APPEND, NewEvent};
+use crate::store::{CommandRecord, EventStore, load};
 
 /// Who asks, and under which conditions.
 #[derive(Debug, Clone)]
@@ -49,31 +69,71 @@ pub struct Handled {
     pub attempts: u32,
 }
 
-/// Runs commands of one aggregate type against the store.
-#[derive(Debug, Clone)]
-pub struct CommandHandler<A> {
+/// How many streams' states the handler keeps by default.
+pub const DEFAULT_CACHED_STREAMS: usize = 10_000;
+/// Most commands waiting for one stream; more are refused as unavailable.
+const MAX_QUEUED_PER_STREAM: usize = 1024;
+/// Most commands of one stream written with one append.
+const MAX_BATCH: usize = 32;
+const SHARDS: usize = 32;
+
+/// Runs commands of one aggregate type against the store. Cheap to clone; clones share the
+/// per-stream queues and the state cache.
+#[derive(Debug)]
+pub struct CommandHandler<A: Aggregate> {
     store: EventStore,
     max_attempts: u32,
+    streams: Arc<Streams<A>>,
     _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> Clone for CommandHandler<A> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            max_attempts: self.max_attempts,
+            streams: self.streams.clone(),
+            _aggregate: PhantomData,
+        }
+    }
 }
 
 /// sha-256 over the stream and the serialized command: what makes two requests "the same".
 pub fn fingerprint<C: serde::Serialize>(stream_id: Uuid, command: &C) -> Result<[u8; 32], Error> {
-    let body = serde_json::to_vec(command)
-        .map_err(|e| Error::InvalidInput(format!("command cannot be serialized: {e}")))?;
     let mut hasher = Sha256::new();
     hasher.update(stream_id.as_bytes());
-    hasher.update(&body);
+    serde_json::to_writer(HashWriter(&mut hasher), command)
+        .map_err(|e| Error::InvalidInput(format!("command cannot be serialized: {e}")))?;
     Ok(hasher.finalize().into())
+}
+
+/// Feeds serialized bytes straight into the hash, without an intermediate buffer.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl<A: Aggregate> CommandHandler<A> {
     /// `max_attempts` bounds how often a command is re-decided after concurrent appends to
-    /// its stream won the race (at least 1).
+    /// its stream (from other processes) won the race (at least 1).
     pub fn new(store: EventStore, max_attempts: u32) -> Self {
+        Self::with_cache(store, max_attempts, DEFAULT_CACHED_STREAMS)
+    }
+
+    /// As [`CommandHandler::new`], keeping the state of up to `cached_streams` streams (0 = none:
+    /// every command reads its stream).
+    pub fn with_cache(store: EventStore, max_attempts: u32, cached_streams: usize) -> Self {
         Self {
             store,
             max_attempts: max_attempts.max(1),
+            streams: Arc::new(Streams::new(cached_streams)),
             _aggregate: PhantomData,
         }
     }
@@ -97,154 +157,671 @@ impl<A: Aggregate> CommandHandler<A> {
         metadata
             .validate()
             .map_err(|e| Error::InvalidInput(e.to_string()))?;
-
-        // A creating command needs no read: the append itself checks the stream is new.
         let creates =
             A::creates_stream(command) && matches!(context.expected_version, None | Some(0));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let (state, version) = if creates && attempt == 1 {
-                (A::default(), 0)
-            } else {
-                match self
-                    .load(stream_id, context.command_id)
-                    .instrument(tracing::info_span!("load", attempt))
-                    .await?
-                {
-                    Loaded::Recorded(record) => {
-                        if record.stream_id != stream_id || record.fingerprint != fingerprint {
-                            return Err(Error::CommandIdReused {
-                                command_id: context.command_id,
-                            }
-                            .into());
-                        }
-                        return Ok(Handled {
-                            stream_version: record.committed.stream_version,
-                            global_position: record.committed.global_position,
-                            status: record.committed.status,
-                            duplicate: true,
-                            attempts: attempt,
-                        });
-                    }
-                    Loaded::State(state, version) => (state, version),
-                }
-            };
-            if let Some(expected) = context.expected_version
-                && expected != version
-            {
-                return Err(Error::WrongExpectedVersion {
-                    stream_id,
-                    expected: ExpectedVersion::Exact(expected),
-                    actual: version,
-                }
+
+        let cached = match self.streams.enter(stream_id, || Pending {
+            command: command.clone(),
+            command_id: context.command_id,
+            expected: context.expected_version,
+            metadata: metadata.clone(),
+            fingerprint,
+            creates,
+        }) {
+            Entered::Run(cached) => cached,
+            Entered::Queued(answer) => {
+                return answer.await.unwrap_or_else(|_| {
+                    Err(Error::Unavailable("the command's stream worker stopped".into()).into())
+                });
+            }
+            Entered::Full => {
+                return Err(Error::Unavailable(format!(
+                    "more than {MAX_QUEUED_PER_STREAM} commands wait for stream {stream_id}"
+                ))
                 .into());
             }
+        };
+        // Nobody else in this process works on the stream now: run on this task.
+        let mut running = Running {
+            handler: self,
+            stream_id,
+            finished: false,
+        };
+        let item = Item {
+            command,
+            command_id: context.command_id,
+            expected: context.expected_version,
+            metadata: &metadata,
+            fingerprint,
+            creates,
+        };
+        let (mut results, cache) = self.run(stream_id, cached, &[item]).await;
+        running.finish(cache);
+        results
+            .pop()
+            .unwrap_or_else(|| Err(Error::Database("the command got no answer".into()).into()))
+    }
 
-            let events = {
-                let _decide = tracing::info_span!("decide", attempt).entered();
-                state.decide(command).map_err(HandleError::Rejected)?
-            };
-            let mut after = state;
-            for event in &events {
-                after.evolve(event);
-            }
-            let encoded = events
-                .iter()
-                .map(NewEvent::encode)
-                .collect::<Result<Vec<_>, _>>()?;
-            let request = AppendRequest {
-                stream_id,
-                expected: ExpectedVersion::Exact(version),
-                events: &encoded,
-                metadata: &metadata,
-                idempotency: Some(Idempotency {
-                    command_id: context.command_id,
-                    fingerprint,
-                    status: after.status_label(),
-                }),
-            };
-            let appended = self
-                .store
-                .append(request)
-                .instrument(tracing::info_span!(
-                    "append",
-                    attempt,
-                    events = encoded.len()
-                ))
-                .await;
-            match appended {
-                Ok(AppendOutcome::Appended(committed)) => {
-                    return Ok(Handled {
-                        stream_version: committed.stream_version,
-                        global_position: committed.global_position,
-                        status: committed.status,
-                        duplicate: false,
-                        attempts: attempt,
-                    });
-                }
-                Ok(AppendOutcome::Duplicate(committed)) => {
-                    return Ok(Handled {
-                        stream_version: committed.stream_version,
-                        global_position: committed.global_position,
-                        status: committed.status,
-                        duplicate: true,
-                        attempts: attempt,
-                    });
-                }
-                // Someone appended in between: read again and decide again, unless the caller
-                // pinned the version (then the conflict is the answer).
-                Err(Error::Conflict { .. } | Error::WrongExpectedVersion { .. })
-                    if context.expected_version.is_none() && attempt < self.max_attempts =>
-                {
-                    backoff(attempt).await;
-                }
-                Err(Error::WrongExpectedVersion { actual, .. })
-                    if context.expected_version.is_some() =>
-                {
-                    return Err(Error::WrongExpectedVersion {
-                        stream_id,
-                        expected: ExpectedVersion::Exact(version),
-                        actual,
-                    }
-                    .into());
-                }
-                Err(Error::WrongExpectedVersion { .. }) => {
-                    return Err(Error::Conflict { stream_id }.into());
-                }
-                Err(error) => return Err(error.into()),
+    /// Work through the commands that queued up for a stream, batch by batch, until none is
+    /// left. Runs on its own task: no caller's cancellation stops it halfway.
+    async fn drain(self, stream_id: Uuid) {
+        while let Some((batch, cached)) = self.streams.take_batch(stream_id) {
+            let items: Vec<Item<'_, A>> = batch.iter().map(|(p, _)| p.item()).collect();
+            let span = tracing::info_span!("stream_batch", commands = items.len());
+            let (results, cache) = self.run(stream_id, cached, &items).instrument(span).await;
+            self.streams.put_cache(stream_id, cache);
+            for ((_, reply), result) in batch.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
         }
     }
 
-    /// The command's record if it was seen before, else the stream's state. Both reads go
-    /// out together on one connection (pipelined): one round trip.
-    async fn load(&self, stream_id: Uuid, command_id: Uuid) -> Result<Loaded<A>, Error> {
+    /// Decide and append `items` (commands to `stream_id`, in order) from `cached`; the answers
+    /// in the same order, and the state to keep.
+    async fn run(
+        &self,
+        stream_id: Uuid,
+        cached: Option<Cached<A>>,
+        items: &[Item<'_, A>],
+    ) -> (Answers<A>, Option<Cached<A>>) {
+        let mut results: Vec<Option<Answer<A>>> = items.iter().map(|_| None).collect();
+        let mut attempts = vec![0u32; items.len()];
+        // The state to decide on, and whether it was just read together with the records of
+        // the open commands (then a refusal is final).
+        let mut state = cached.map(|c| (c.state, c.version));
+        let mut fresh = false;
+        if state.is_none() && items.first().is_some_and(|i| i.creates) {
+            // A new stream needs no read: the append itself checks that it is new.
+            state = Some((A::default(), 0));
+        }
+        let mut conflicts = 0u32;
+        loop {
+            let open: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
+            if open.is_empty() {
+                break;
+            }
+            let (base, version) = match state.take() {
+                Some(known) => known,
+                None => {
+                    let ids: Vec<Uuid> = open.iter().map(|&i| items[i].command_id).collect();
+                    let loaded = self
+                        .load(stream_id, &ids)
+                        .instrument(tracing::info_span!("load"))
+                        .await;
+                    match loaded {
+                        Ok((loaded, records)) => {
+                            for (id, record) in records {
+                                for &i in &open {
+                                    if items[i].command_id == id {
+                                        let tries = attempts[i].max(1);
+                                        results[i] = Some(answer_record(
+                                            stream_id, &items[i], &record, tries,
+                                        ));
+                                    }
+                                }
+                            }
+                            fresh = true;
+                            loaded
+                        }
+                        Err(error) => {
+                            for &i in &open {
+                                results[i] = Some(Err(error.clone().into()));
+                            }
+                            break;
+                        }
+                    }
+                }
+            };
+            let open: Vec<usize> = open.into_iter().filter(|&i| results[i].is_none()).collect();
+            if open.is_empty() {
+                state = Some((base, version));
+                break;
+            }
+
+            // Decide each command on the state the one before it left.
+            let mut batch = Batch::new(base.clone(), version);
+            for &i in &open {
+                attempts[i] += 1;
+                if !batch.decide(i, &items[i], stream_id) {
+                    attempts[i] -= 1;
+                    break; // the append is full; the rest go in the next one
+                }
+            }
+            if !fresh && batch.refusals.iter().any(|(_, e)| needs_snapshot(e)) {
+                // A refusal on a kept or assumed state is never final: read the stream and
+                // the records in one snapshot, then decide everything again.
+                state = None;
+                continue;
+            }
+            for (i, error) in batch.refusals.drain(..) {
+                results[i] = Some(Err(error));
+            }
+            if batch.writes.is_empty() {
+                state = Some((base, version));
+                continue;
+            }
+
+            let Batch {
+                state: after,
+                version: after_version,
+                writes,
+                chosen,
+                followers,
+                ..
+            } = batch;
+            let append = StreamAppend {
+                stream_id,
+                expected: ExpectedVersion::Exact(version),
+                commands: writes,
+            };
+            let span = tracing::info_span!("append", commands = chosen.len());
+            match self.store.append_commands(append).instrument(span).await {
+                Ok(StreamOutcome::Appended(committed)) => {
+                    for (&(i, _), c) in chosen.iter().zip(&committed) {
+                        results[i] = Some(Ok(Handled {
+                            stream_version: c.stream_version,
+                            global_position: c.global_position,
+                            status: c.status.clone(),
+                            duplicate: false,
+                            attempts: attempts[i],
+                        }));
+                    }
+                    for &(f, k) in &followers {
+                        let (i, _) = chosen[k];
+                        if let Some(Ok(first)) = &results[i] {
+                            let first = first.clone();
+                            results[f] = Some(Ok(Handled {
+                                duplicate: true,
+                                attempts: attempts[f],
+                                ..first
+                            }));
+                        }
+                    }
+                    state = Some((after, after_version));
+                    fresh = false;
+                }
+                Ok(StreamOutcome::Recorded(records)) => {
+                    // Nothing was written: these commands were seen before. The others are
+                    // decided again without them.
+                    for (k, record) in records {
+                        let Some(&(i, _)) = chosen.get(k) else {
+                            continue;
+                        };
+                        results[i] =
+                            Some(answer_record(stream_id, &items[i], &record, attempts[i]));
+                        for &(f, fk) in &followers {
+                            if fk == k {
+                                results[f] =
+                                    Some(answer_record(stream_id, &items[f], &record, attempts[f]));
+                            }
+                        }
+                    }
+                    state = Some((base, version));
+                    fresh = false;
+                }
+                Err(Error::WrongExpectedVersion { .. } | Error::Conflict { .. }) => {
+                    // Another process appended: read again and decide again, a bounded number
+                    // of times.
+                    conflicts += 1;
+                    if conflicts >= self.max_attempts {
+                        for &i in &open {
+                            if results[i].is_none() {
+                                results[i] = Some(Err(Error::Conflict { stream_id }.into()));
+                            }
+                        }
+                        break;
+                    }
+                    backoff(conflicts).await;
+                    state = None;
+                }
+                Err(error) => {
+                    // The outcome is unknown (a retry with the same command id will tell): the
+                    // kept state may be behind, so none is kept.
+                    for &(i, _) in &chosen {
+                        results[i] = Some(Err(error.clone().into()));
+                    }
+                    for &(f, _) in &followers {
+                        results[f] = Some(Err(error.clone().into()));
+                    }
+                    state = None;
+                }
+            }
+        }
+        let answers = results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(Error::Database("the command got no answer".into()).into()))
+            })
+            .collect();
+        (
+            answers,
+            state.map(|(state, version)| Cached { state, version }),
+        )
+    }
+
+    /// The stream's state and the records of `command_ids`, read in one statement.
+    async fn load(
+        &self,
+        stream_id: Uuid,
+        command_ids: &[Uuid],
+    ) -> Result<((A, u64), Vec<(Uuid, CommandRecord)>), Error> {
         self.store
             .timed(async {
                 let client = self.store.pool().get().await?;
-                let (record, events) = tokio::try_join!(
-                    find_command(&client, command_id),
-                    read_stream(&client, stream_id, 0)
-                )?;
-                if let Some(record) = record {
-                    return Ok(Loaded::Recorded(record));
-                }
+                let loaded = load(&client, stream_id, command_ids, 0).await?;
                 let mut state = A::default();
                 let mut version = 0;
-                for recorded in &events {
-                    state.evolve(&recorded.decode::<A::Event>()?.event);
-                    version = recorded.stream_version;
+                for (stream_version, event_type, schema_version, payload, position) in loaded.events
+                {
+                    let event = A::Event::decode(&event_type, schema_version, payload).map_err(
+                        |source| Error::Decode {
+                            global_position: position,
+                            source,
+                        },
+                    )?;
+                    state.evolve(&event);
+                    version = stream_version;
                 }
-                Ok(Loaded::State(state, version))
+                Ok(((state, version), loaded.records))
             })
             .await
     }
 }
 
-enum Loaded<A> {
-    Recorded(crate::store::CommandRecord),
-    State(A, u64),
+type Answer<A> = Result<Handled, HandleError<<A as Aggregate>::Error>>;
+type Answers<A> = Vec<Answer<A>>;
+
+/// A refusal that a fresh read might turn into another answer.
+fn needs_snapshot<E: std::error::Error>(error: &HandleError<E>) -> bool {
+    matches!(
+        error,
+        HandleError::Rejected(_) | HandleError::Store(Error::WrongExpectedVersion { .. })
+    )
+}
+
+/// The answer to a command whose id was recorded before.
+fn answer_record<A: Aggregate>(
+    stream_id: Uuid,
+    item: &Item<'_, A>,
+    record: &CommandRecord,
+    attempts: u32,
+) -> Answer<A> {
+    if record.stream_id != stream_id || record.fingerprint != item.fingerprint {
+        return Err(Error::CommandIdReused {
+            command_id: item.command_id,
+        }
+        .into());
+    }
+    Ok(Handled {
+        stream_version: record.committed.stream_version,
+        global_position: record.committed.global_position,
+        status: record.committed.status.clone(),
+        duplicate: true,
+        attempts: attempts.max(1),
+    })
+}
+
+/// One command, borrowed, as the batch works on it.
+#[derive(Debug)]
+struct Item<'a, A: Aggregate> {
+    command: &'a A::Command,
+    command_id: Uuid,
+    expected: Option<u64>,
+    /// With the command id set.
+    metadata: &'a Metadata,
+    fingerprint: [u8; 32],
+    creates: bool,
+}
+
+/// The decisions of one round: what to append, who gets refused, who shares an answer.
+struct Batch<A: Aggregate> {
+    state: A,
+    version: u64,
+    writes: Vec<CommandWrite>,
+    /// Items whose events are in `writes`, with the version after them.
+    chosen: Vec<(usize, u64)>,
+    /// Items with the same command id and request as a chosen one (index into `chosen`).
+    followers: Vec<(usize, usize)>,
+    refusals: Vec<(usize, HandleError<A::Error>)>,
+    events: usize,
+    bytes: usize,
+}
+
+impl<A: Aggregate> Batch<A> {
+    fn new(state: A, version: u64) -> Self {
+        Self {
+            state,
+            version,
+            writes: Vec::new(),
+            chosen: Vec::new(),
+            followers: Vec::new(),
+            refusals: Vec::new(),
+            events: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Decide item `i`; false when its events do not fit in this append any more.
+    fn decide(&mut self, i: usize, item: &Item<'_, A>, stream_id: Uuid) -> bool {
+        // `writes[k]` belongs to `chosen[k]`.
+        let same_id = self.writes.iter().position(|w| {
+            w.record
+                .as_ref()
+                .is_some_and(|r| r.command_id == item.command_id)
+        });
+        if let Some(k) = same_id {
+            let first = self.writes[k].record.as_ref().map(|r| r.fingerprint);
+            if first == Some(item.fingerprint) {
+                self.followers.push((i, k));
+            } else {
+                self.refusals.push((
+                    i,
+                    Error::CommandIdReused {
+                        command_id: item.command_id,
+                    }
+                    .into(),
+                ));
+            }
+            return true;
+        }
+        if let Some(expected) = item.expected
+            && expected != self.version
+        {
+            self.refusals.push((
+                i,
+                Error::WrongExpectedVersion {
+                    stream_id,
+                    expected: ExpectedVersion::Exact(expected),
+                    actual: self.version,
+                }
+                .into(),
+            ));
+            return true;
+        }
+        let events = match self.state.decide(item.command) {
+            Ok(events) => events,
+            Err(rejected) => {
+                self.refusals.push((i, HandleError::Rejected(rejected)));
+                return true;
+            }
+        };
+        if events.is_empty() {
+            self.refusals.push((
+                i,
+                Error::InvalidInput("the command produced no events".into()).into(),
+            ));
+            return true;
+        }
+        let encoded = match events
+            .iter()
+            .map(NewEvent::encode)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                self.refusals.push((i, error.into()));
+                return true;
+            }
+        };
+        let bytes: usize = encoded.iter().map(|e| e.payload.len()).sum();
+        if !self.writes.is_empty()
+            && (self.events + encoded.len() > MAX_EVENTS_PER_APPEND
+                || self.bytes + bytes > MAX_APPEND_BYTES)
+        {
+            return false;
+        }
+        for event in &events {
+            self.state.evolve(event);
+        }
+        self.version += events.len() as u64;
+        self.events += encoded.len();
+        self.bytes += bytes;
+        self.chosen.push((i, self.version));
+        self.writes.push(CommandWrite {
+            events: encoded,
+            metadata: item.metadata.clone(),
+            record: Some(CommandRecordWrite {
+                command_id: item.command_id,
+                fingerprint: item.fingerprint,
+                status: self.state.status_label().to_owned(),
+            }),
+        });
+        true
+    }
+}
+
+/// A stream's state as the last append left it.
+#[derive(Debug)]
+struct Cached<A> {
+    state: A,
+    version: u64,
+}
+
+/// A command waiting in its stream's queue, owned.
+#[derive(Debug)]
+struct Pending<A: Aggregate> {
+    command: A::Command,
+    command_id: Uuid,
+    expected: Option<u64>,
+    metadata: Metadata,
+    fingerprint: [u8; 32],
+    creates: bool,
+}
+
+impl<A: Aggregate> Pending<A> {
+    fn item(&self) -> Item<'_, A> {
+        Item {
+            command: &self.command,
+            command_id: self.command_id,
+            expected: self.expected,
+            metadata: &self.metadata,
+            fingerprint: self.fingerprint,
+            creates: self.creates,
+        }
+    }
+}
+
+type Reply<A> = oneshot::Sender<Answer<A>>;
+
+/// One stream's queue and kept state.
+#[derive(Debug)]
+struct Slot<A: Aggregate> {
+    /// Someone (a caller's task or a drainer) is working on the stream.
+    busy: bool,
+    queue: VecDeque<(Pending<A>, Reply<A>)>,
+    cached: Option<Cached<A>>,
+}
+
+#[derive(Debug)]
+struct Shard<A: Aggregate> {
+    slots: HashMap<Uuid, Slot<A>>,
+    /// Insertion order, for eviction.
+    order: VecDeque<Uuid>,
+}
+
+/// The per-stream queues and the state cache, sharded by stream id.
+#[derive(Debug)]
+struct Streams<A: Aggregate> {
+    shards: Vec<Mutex<Shard<A>>>,
+    per_shard: usize,
+    keep_state: bool,
+}
+
+enum Entered<A: Aggregate> {
+    /// The caller runs now, from this state (if kept).
+    Run(Option<Cached<A>>),
+    /// The caller waits for its answer.
+    Queued(oneshot::Receiver<Answer<A>>),
+    /// The stream's queue is full.
+    Full,
+}
+
+impl<A: Aggregate> Streams<A> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        slots: HashMap::new(),
+                        order: VecDeque::new(),
+                    })
+                })
+                .collect(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+            keep_state: capacity > 0,
+        }
+    }
+
+    fn shard(&self, stream_id: Uuid) -> MutexGuard<'_, Shard<A>> {
+        let (high, low) = stream_id.as_u64_pair();
+        let index = ((high ^ low.rotate_left(17)) % SHARDS as u64) as usize;
+        // A panic while holding the lock cannot leave a slot half-changed in a way that
+        // matters more than losing the queue: take the data as it is.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Start working on the stream, or queue behind whoever is.
+    fn enter(&self, stream_id: Uuid, pending: impl FnOnce() -> Pending<A>) -> Entered<A> {
+        let mut shard = self.shard(stream_id);
+        if let Some(slot) = shard.slots.get_mut(&stream_id) {
+            if slot.busy {
+                if slot.queue.len() >= MAX_QUEUED_PER_STREAM {
+                    return Entered::Full;
+                }
+                let (reply, answer) = oneshot::channel();
+                slot.queue.push_back((pending(), reply));
+                return Entered::Queued(answer);
+            }
+            slot.busy = true;
+            return Entered::Run(slot.cached.take());
+        }
+        shard.slots.insert(
+            stream_id,
+            Slot {
+                busy: true,
+                queue: VecDeque::new(),
+                cached: None,
+            },
+        );
+        shard.order.push_back(stream_id);
+        // Forget idle streams beyond the capacity, oldest first.
+        let mut budget = 4;
+        while shard.slots.len() > self.per_shard && budget > 0 {
+            budget -= 1;
+            let Some(oldest) = shard.order.pop_front() else {
+                break;
+            };
+            let idle = shard
+                .slots
+                .get(&oldest)
+                .is_some_and(|s| !s.busy && s.queue.is_empty());
+            if idle {
+                shard.slots.remove(&oldest);
+            } else {
+                shard.order.push_back(oldest);
+            }
+        }
+        Entered::Run(None)
+    }
+
+    /// The next commands of a drained stream and its kept state; `None` (and the stream
+    /// marked idle) when nothing waits. Commands whose callers gave up are dropped unrun.
+    #[allow(clippy::type_complexity)]
+    fn take_batch(
+        &self,
+        stream_id: Uuid,
+    ) -> Option<(Vec<(Pending<A>, Reply<A>)>, Option<Cached<A>>)> {
+        let mut shard = self.shard(stream_id);
+        let slot = shard.slots.get_mut(&stream_id)?;
+        let mut batch = Vec::new();
+        while batch.len() < MAX_BATCH {
+            let Some((pending, reply)) = slot.queue.pop_front() else {
+                break;
+            };
+            if reply.is_closed() {
+                continue;
+            }
+            batch.push((pending, reply));
+        }
+        if batch.is_empty() {
+            slot.busy = false;
+            return None;
+        }
+        Some((batch, slot.cached.take()))
+    }
+
+    fn put_cache(&self, stream_id: Uuid, cache: Option<Cached<A>>) {
+        if !self.keep_state {
+            return;
+        }
+        if let Some(slot) = self.shard(stream_id).slots.get_mut(&stream_id) {
+            slot.cached = cache;
+        }
+    }
+
+    /// The caller's own run ended: keep the state; true when commands queued meanwhile (the
+    /// stream stays busy and the caller must hand them to a drainer).
+    fn leave(&self, stream_id: Uuid, cache: Option<Cached<A>>) -> bool {
+        let mut shard = self.shard(stream_id);
+        let Some(slot) = shard.slots.get_mut(&stream_id) else {
+            return false;
+        };
+        if self.keep_state {
+            slot.cached = cache;
+        }
+        if slot.queue.is_empty() {
+            slot.busy = false;
+            false
+        } else {
+            true
+        }
+    }
+}
+
+/// The caller's claim on its stream while it runs its own command. Dropped unfinished (the
+/// caller's request was cancelled), it forgets the kept state, whose append may or may not
+/// have happened, and hands any queued commands to a drainer.
+struct Running<'a, A: Aggregate> {
+    handler: &'a CommandHandler<A>,
+    stream_id: Uuid,
+    finished: bool,
+}
+
+impl<A: Aggregate> Running<'_, A> {
+    fn finish(&mut self, cache: Option<Cached<A>>) {
+        self.finished = true;
+        self.release(cache);
+    }
+
+    fn release(&self, cache: Option<Cached<A>>) {
+        if !self.handler.streams.leave(self.stream_id, cache) {
+            return;
+        }
+        let drainer = self.handler.clone().drain(self.stream_id);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(drainer);
+            }
+            // No runtime (it is shutting down): answer the waiting callers by dropping them.
+            Err(_) => {
+                let mut shard = self.handler.streams.shard(self.stream_id);
+                if let Some(slot) = shard.slots.get_mut(&self.stream_id) {
+                    slot.queue.clear();
+                    slot.busy = false;
+                }
+            }
+        }
+    }
+}
+
+impl<A: Aggregate> Drop for Running<'_, A> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.release(None);
+        }
+    }
 }
 
 /// A short, jittered pause before trying again after a lost race, so that writers racing

@@ -3,7 +3,9 @@
 //! - [`EventStore::append`]: one statement, one round trip: idempotency check, optimistic
 //!   concurrency on the stream version, dense versions, the command's result recorded, then
 //!   a (coalesced) NOTIFY.
-//! - [`CommandHandler`]: load, decide with the pure domain, append; re-decide after a lost race.
+//! - [`CommandHandler`]: decide with the pure domain and append, one writer per stream in a
+//!   process (queued commands are batched into one append), on the state the last append left
+//!   (a bounded cache); a lost race with another process reads the stream and decides again.
 //! - [`EventStore::read_all`]: the global log in the gap-safe order (writing transaction id,
 //!   then position, fenced at the oldest transaction still in flight), so that no subscriber
 //!   ever skips an event that commits late.
@@ -25,7 +27,8 @@ pub mod subscription;
 mod xid;
 
 pub use append::{
-    APPEND_SQL, AppendOutcome, AppendRequest, Committed, ExpectedVersion, Idempotency,
+    APPEND_SQL, AppendOutcome, AppendRequest, CommandRecordWrite, CommandWrite, Committed,
+    ExpectedVersion, Idempotency, StreamAppend, StreamOutcome,
 };
 #[cfg(feature = "cli")]
 pub use config::DatabaseArgs;
@@ -35,7 +38,9 @@ pub use event::{
     MAX_APPEND_BYTES, MAX_EVENT_TYPE_LEN, MAX_EVENTS_PER_APPEND, MAX_PAYLOAD_BYTES, NewEvent,
     RecordedEvent,
 };
-pub use handler::{CommandContext, CommandHandler, HandleError, Handled, fingerprint};
+pub use handler::{
+    CommandContext, CommandHandler, DEFAULT_CACHED_STREAMS, HandleError, Handled, fingerprint,
+};
 pub use listen::EventListener;
 pub use migrate::migrate;
 pub use probe::ReadinessProbe;

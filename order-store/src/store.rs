@@ -9,10 +9,11 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::append::{
-    APPEND_SQL, AppendOutcome, AppendRequest, Committed, ExpectedVersion, FIND_COMMAND_SQL,
-    validate,
+    APPEND_SQL, AppendOutcome, AppendRequest, CommandRecordWrite, CommandWrite, Committed,
+    ExpectedVersion, FIND_COMMANDS_SQL, StreamAppend, StreamOutcome, validate,
+    validate_stream_append,
 };
-use crate::batch::{BATCH_SQL, Job, Queue, outcome, writer};
+use crate::batch::{Job, Params, Queue, outcome, read_row, writer, writer_for};
 use crate::config::StoreConfig;
 use crate::error::{Error, constraint};
 use crate::event::{EVENT_COLUMNS, RecordedEvent};
@@ -40,8 +41,9 @@ struct Inner {
     pool: Pool,
     config: StoreConfig,
     notify: mpsc::Sender<()>,
-    /// The group-commit queue; `None` for the writers' own handle, which appends directly.
-    batch: Option<mpsc::Sender<Job>>,
+    /// The group-commit writers' queues (an append goes to the one its stream hashes to);
+    /// empty for the writers' own handle, which appends directly.
+    writers: Vec<mpsc::Sender<Job>>,
 }
 
 /// What a command id was recorded with.
@@ -58,27 +60,29 @@ impl EventStore {
         let pool = config.pool()?;
         let (notify, requests) = mpsc::channel(1);
         tokio::spawn(notifier(pool.clone(), requests));
-        let handle = |config: StoreConfig, batch| Self {
+        let handle = |config: StoreConfig, writers| Self {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
                 config,
                 notify: notify.clone(),
-                batch,
+                writers,
             }),
         };
         if config.group_commit_batch <= 1 {
-            let store = handle(config, None);
+            let store = handle(config, Vec::new());
             tokio::spawn(pool_metrics(Arc::downgrade(&store.inner)));
             return Ok(store);
         }
-        // The writers share the pool but hold a handle without the queue, so that dropping
-        // the last public handle closes the queue and ends them.
-        let (sender, receiver) = mpsc::channel(config.group_commit_batch * 4);
-        let queue = Queue::new(receiver, config.group_commit_batch);
+        // The writers share the pool but hold a handle without the queues, so that dropping
+        // the last public handle closes the queues and ends them.
+        let mut senders = Vec::new();
         for _ in 0..config.group_commit_writers.max(1) {
-            tokio::spawn(writer(handle(config.clone(), None), queue.clone()));
+            let (sender, receiver) = mpsc::channel(config.group_commit_batch * 4);
+            let queue = Queue::new(receiver, config.group_commit_batch);
+            tokio::spawn(writer(handle(config.clone(), Vec::new()), queue));
+            senders.push(sender);
         }
-        let store = handle(config, Some(sender));
+        let store = handle(config, senders);
         tokio::spawn(pool_metrics(Arc::downgrade(&store.inner)));
         Ok(store)
     }
@@ -125,12 +129,22 @@ impl EventStore {
     /// returns its first result and writes nothing.
     pub async fn append(&self, request: AppendRequest<'_>) -> Result<AppendOutcome, Error> {
         validate(&request)?;
+        let append = StreamAppend {
+            stream_id: request.stream_id,
+            expected: request.expected,
+            commands: vec![CommandWrite {
+                events: request.events.to_vec(),
+                metadata: request.metadata.clone(),
+                record: request.idempotency.map(|i| CommandRecordWrite {
+                    command_id: i.command_id,
+                    fingerprint: i.fingerprint,
+                    status: i.status.to_owned(),
+                }),
+            }],
+        };
         let mut attempt = 1;
         loop {
-            let result = match &self.inner.batch {
-                Some(queue) => self.enqueue(queue, &request).await,
-                None => self.append_now(&request).await,
-            };
+            let result = self.submit(&append).await;
             if matches!(
                 result,
                 Err(Error::Conflict { .. } | Error::WrongExpectedVersion { .. })
@@ -145,22 +159,72 @@ impl EventStore {
                     crate::handler::backoff(attempt).await;
                     attempt += 1;
                 }
-                other => return other,
+                Ok(StreamOutcome::Appended(mut committed)) => {
+                    return committed
+                        .pop()
+                        .map(AppendOutcome::Appended)
+                        .ok_or_else(|| Error::Database("the append answered no row".into()));
+                }
+                Ok(StreamOutcome::Recorded(mut records)) => {
+                    let (Some(idempotency), Some((_, record))) =
+                        (request.idempotency, records.pop())
+                    else {
+                        return Err(Error::Database(
+                            "a command record answered an append without one".into(),
+                        ));
+                    };
+                    return duplicate(request.stream_id, idempotency, record);
+                }
+                Err(error) => return Err(error),
             }
         }
     }
 
-    /// Hand the append to the group-commit writers and wait for its own result.
+    /// Append the events of several commands to one stream, in order, all or nothing, in one
+    /// statement (with group commit: in one statement with other streams' appends). Nothing is
+    /// written when any command's id was recorded before ([`StreamOutcome::Recorded`]) or the
+    /// stream is not at the expected version ([`Error::WrongExpectedVersion`]); a concurrent
+    /// append of the same version is an [`Error::Conflict`]. Not retried here.
+    pub async fn append_commands(&self, append: StreamAppend) -> Result<StreamOutcome, Error> {
+        validate_stream_append(&append)?;
+        let result = match self.inner.writers.as_slice() {
+            [] => self.write_one(&append).await,
+            writers => {
+                let queue = &writers[writer_for(append.stream_id, writers.len())];
+                self.enqueue(queue, append).await
+            }
+        };
+        if matches!(
+            result,
+            Err(Error::Conflict { .. } | Error::WrongExpectedVersion { .. })
+        ) {
+            metrics::counter!("order_store_append_conflicts_total").increment(1);
+        }
+        result
+    }
+
+    /// Group commit when configured, else now.
+    async fn submit(&self, append: &StreamAppend) -> Result<StreamOutcome, Error> {
+        match self.inner.writers.as_slice() {
+            [] => self.write_one(append).await,
+            writers => {
+                let queue = &writers[writer_for(append.stream_id, writers.len())];
+                self.enqueue(queue, append.clone()).await
+            }
+        }
+    }
+
+    /// Hand the append to its group-commit writer and wait for its own result.
     async fn enqueue(
         &self,
         queue: &mpsc::Sender<Job>,
-        request: &AppendRequest<'_>,
-    ) -> Result<AppendOutcome, Error> {
+        append: StreamAppend,
+    ) -> Result<StreamOutcome, Error> {
         let (reply, result) = oneshot::channel();
         let wait = self.inner.config.call_timeout() * 2;
         let queued = async {
             queue
-                .send(Job::from_request(request, reply))
+                .send(Job { append, reply })
                 .await
                 .map_err(|_| Error::Unavailable("the store is shutting down".into()))?;
             result
@@ -172,229 +236,149 @@ impl EventStore {
             .unwrap_or(Err(Error::Timeout))
     }
 
-    /// Append on this task, now (one statement), and wake subscribers.
-    pub(crate) async fn append_now(
+    /// Write several appends (distinct streams and command ids) with one statement, now. An
+    /// error means nothing was written.
+    pub(crate) async fn write(
         &self,
-        request: &AppendRequest<'_>,
-    ) -> Result<AppendOutcome, Error> {
-        let outcome = self.try_append(request).await?;
-        if matches!(outcome, AppendOutcome::Appended(_)) {
-            // Full channel = a NOTIFY is already due; nothing to add.
-            let _ = self.inner.notify.try_send(());
-        }
-        Ok(outcome)
+        appends: &[&StreamAppend],
+    ) -> Result<Vec<Result<StreamOutcome, Error>>, Error> {
+        self.try_write(appends)
+            .await
+            .map_err(|failure| match failure {
+                WriteFailure::Unique(constraint) => {
+                    Error::Database(format!("unique constraint {constraint} violated"))
+                }
+                WriteFailure::Other(error) => error,
+            })
     }
 
-    /// Append several jobs (distinct streams and command ids) with one statement. An error
-    /// means nothing was written.
-    pub(crate) async fn append_batch(
+    async fn try_write(
         &self,
-        jobs: &[Job],
-    ) -> Result<Vec<Result<AppendOutcome, Error>>, Error> {
-        let mut stream_ids = Vec::with_capacity(jobs.len());
-        let mut expected = Vec::with_capacity(jobs.len());
-        let mut command_ids = Vec::with_capacity(jobs.len());
-        let mut fingerprints = Vec::with_capacity(jobs.len());
-        let mut statuses = Vec::with_capacity(jobs.len());
-        let mut correlation = Vec::with_capacity(jobs.len());
-        let mut causation = Vec::with_capacity(jobs.len());
-        let mut traceparent = Vec::with_capacity(jobs.len());
-        let mut tracestate = Vec::with_capacity(jobs.len());
-        let mut actor = Vec::with_capacity(jobs.len());
-        let (mut index, mut event_ids, mut types, mut versions, mut payloads) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (i, job) in jobs.iter().enumerate() {
-            stream_ids.push(job.stream_id);
-            expected.push(job.expected.as_sql());
-            command_ids.push(
-                job.idempotency
-                    .as_ref()
-                    .map(|(id, _, _)| *id)
-                    .or(job.metadata.command_id),
-            );
-            fingerprints.push(job.idempotency.as_ref().map(|(_, f, _)| f.to_vec()));
-            statuses.push(job.idempotency.as_ref().map(|(_, _, s)| s.as_str()));
-            correlation.push(job.metadata.correlation_id.as_deref());
-            causation.push(job.metadata.causation_id);
-            traceparent.push(job.metadata.traceparent.as_deref());
-            tracestate.push(job.metadata.tracestate.as_deref());
-            actor.push(job.metadata.actor.as_deref());
-            for event in &job.events {
-                index.push(i as i64 + 1);
-                event_ids.push(event.event_id);
-                types.push(event.event_type.as_str());
-                versions.push(event.schema_version as i16);
-                payloads.push(event.payload.as_str());
-            }
-        }
+        appends: &[&StreamAppend],
+    ) -> Result<Vec<Result<StreamOutcome, Error>>, WriteFailure> {
+        let params = Params::new(appends);
         let rows = self
             .timed(async {
                 let client = self.inner.pool.get().await?;
-                let statement = client.prepare_cached(BATCH_SQL).await?;
-                Ok(client
-                    .query(
-                        &statement,
-                        &[
-                            &stream_ids,
-                            &expected,
-                            &command_ids,
-                            &fingerprints,
-                            &statuses,
-                            &correlation,
-                            &causation,
-                            &traceparent,
-                            &tracestate,
-                            &actor,
-                            &index,
-                            &event_ids,
-                            &types,
-                            &versions,
-                            &payloads,
-                        ],
-                    )
-                    .await?)
-            })
-            .await?;
-        if rows.len() != jobs.len() {
-            return Err(Error::Database(format!(
-                "group commit returned {} rows for {} appends",
-                rows.len(),
-                jobs.len()
-            )));
-        }
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for (job, row) in jobs.iter().zip(&rows) {
-            let head: i64 = row.try_get(1)?;
-            let written = match (
-                row.try_get::<_, Option<i64>>(2)?,
-                row.try_get::<_, Option<i64>>(3)?,
-            ) {
-                (Some(version), Some(position)) => Some((version, position)),
-                _ => None,
-            };
-            let prior = match row.try_get::<_, Option<Uuid>>(4)? {
-                Some(stream_id) => Some(CommandRecord {
-                    stream_id,
-                    fingerprint: row.try_get(8)?,
-                    committed: Committed {
-                        stream_version: row.try_get::<_, i64>(5)? as u64,
-                        global_position: row.try_get::<_, i64>(6)? as u64,
-                        status: row.try_get(7)?,
+                let statement = client.prepare_cached(APPEND_SQL).await?;
+                match client.query(&statement, &params.as_sql()).await {
+                    Ok(rows) => Ok(Ok(rows)),
+                    Err(error) => match Error::unique_violation(&error) {
+                        Some(constraint) => Ok(Err(constraint.to_owned())),
+                        None => Err(error.into()),
                     },
-                }),
-                None => None,
-            };
-            outcomes.push(outcome(job, head, written, prior));
+                }
+            })
+            .await
+            .map_err(WriteFailure::Other)?
+            .map_err(WriteFailure::Unique)?;
+        let commands: usize = appends.iter().map(|a| a.commands.len()).sum();
+        if rows.len() != commands {
+            return Err(WriteFailure::Other(Error::Database(format!(
+                "the append returned {} rows for {commands} commands",
+                rows.len()
+            ))));
         }
+        let mut per_append: Vec<Vec<crate::batch::CommandRow>> = appends
+            .iter()
+            .map(|a| Vec::with_capacity(a.commands.len()))
+            .collect();
+        for row in &rows {
+            let (job, command) = read_row(row).map_err(WriteFailure::Other)?;
+            per_append
+                .get_mut(job)
+                .ok_or_else(|| {
+                    WriteFailure::Other(Error::Database(
+                        "the append answered an unknown index".into(),
+                    ))
+                })?
+                .push(command);
+        }
+        let outcomes: Vec<_> = appends
+            .iter()
+            .zip(&per_append)
+            .map(|(append, rows)| outcome(append, rows))
+            .collect();
         if outcomes
             .iter()
-            .any(|o| matches!(o, Ok(AppendOutcome::Appended(_))))
+            .any(|o| matches!(o, Ok(StreamOutcome::Appended(_))))
         {
+            // Full channel = a NOTIFY is already due; nothing to add.
             let _ = self.inner.notify.try_send(());
         }
         Ok(outcomes)
     }
 
-    async fn try_append(&self, request: &AppendRequest<'_>) -> Result<AppendOutcome, Error> {
-        let events = request.events;
-        let event_ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        let versions: Vec<i16> = events.iter().map(|e| e.schema_version as i16).collect();
-        let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
-        let metadata = request.metadata;
-        let idempotency = request.idempotency;
-        let command_id = idempotency.map(|i| i.command_id).or(metadata.command_id);
-        let fingerprint = idempotency.map(|i| i.fingerprint.to_vec());
-        let status = idempotency.map(|i| i.status);
-        let expected = request.expected.as_sql();
+    /// Write one append on this task, now (one statement), and wake subscribers. A collision
+    /// on a unique index is reported exactly: an earlier record of one of its command ids, a
+    /// conflict on the stream's version, or an event id already in the log.
+    pub(crate) async fn write_one(&self, append: &StreamAppend) -> Result<StreamOutcome, Error> {
+        let violated = match self.try_write(&[append]).await {
+            Ok(mut outcomes) => {
+                return outcomes
+                    .pop()
+                    .unwrap_or_else(|| Err(Error::Database("the append answered nothing".into())));
+            }
+            Err(WriteFailure::Other(error)) => return Err(error),
+            Err(WriteFailure::Unique(constraint)) => constraint,
+        };
+        // A concurrent attempt of the same command may be what we collided with, whichever
+        // constraint reported it.
+        let ids: Vec<Uuid> = append
+            .commands
+            .iter()
+            .filter_map(|c| c.record.as_ref().map(|r| r.command_id))
+            .collect();
+        if !ids.is_empty() {
+            let found = self.find_commands(&ids).await?;
+            let recorded: Vec<(usize, CommandRecord)> = append
+                .commands
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let id = c.record.as_ref()?.command_id;
+                    found
+                        .iter()
+                        .find(|(f, _)| *f == id)
+                        .map(|(_, r)| (i, r.clone()))
+                })
+                .collect();
+            if !recorded.is_empty() {
+                return Ok(StreamOutcome::Recorded(recorded));
+            }
+        }
+        Err(match violated.as_str() {
+            constraint::STREAM_VERSION | constraint::COMMAND_ID => Error::Conflict {
+                stream_id: append.stream_id,
+            },
+            constraint::EVENT_ID => Error::DuplicateEventId {
+                event_id: append
+                    .commands
+                    .first()
+                    .and_then(|c| c.events.first())
+                    .map(|e| e.event_id)
+                    .unwrap_or_default(),
+            },
+            other => Error::Database(format!("unique constraint {other} violated")),
+        })
+    }
 
+    /// What these command ids were recorded with, for those that were.
+    pub async fn find_commands(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, CommandRecord)>, Error> {
         self.timed(async {
             let client = self.inner.pool.get().await?;
-            let statement = client.prepare_cached(APPEND_SQL).await?;
-            let result = client
-                .query_one(
-                    &statement,
-                    &[
-                        &request.stream_id,
-                        &expected,
-                        &event_ids,
-                        &types,
-                        &versions,
-                        &payloads,
-                        &metadata.correlation_id,
-                        &metadata.causation_id,
-                        &command_id,
-                        &metadata.traceparent,
-                        &metadata.tracestate,
-                        &metadata.actor,
-                        &fingerprint,
-                        &status,
-                    ],
-                )
-                .await;
-            let row = match result {
-                Ok(row) => row,
-                Err(error) => {
-                    let Some(violated) = Error::unique_violation(&error) else {
-                        return Err(error.into());
-                    };
-                    // A concurrent attempt of the same command may be what we collided with,
-                    // whichever constraint reported it.
-                    if let Some(idem) = idempotency
-                        && let Some(record) = find_command(&client, idem.command_id).await?
-                    {
-                        return duplicate(request.stream_id, idem, record);
-                    }
-                    return Err(match violated {
-                        constraint::STREAM_VERSION | constraint::COMMAND_ID => Error::Conflict {
-                            stream_id: request.stream_id,
-                        },
-                        constraint::EVENT_ID => Error::DuplicateEventId {
-                            event_id: event_ids.first().copied().unwrap_or_default(),
-                        },
-                        _ => error.into(),
-                    });
-                }
-            };
-            let head: i64 = row.try_get(0)?;
-            let version: Option<i64> = row.try_get(1)?;
-            let position: Option<i64> = row.try_get(2)?;
-            let prior_stream: Option<Uuid> = row.try_get(3)?;
-            if let (Some(idem), Some(stream_id)) = (idempotency, prior_stream) {
-                let record = CommandRecord {
-                    stream_id,
-                    fingerprint: row.try_get(7)?,
-                    committed: Committed {
-                        stream_version: row.try_get::<_, i64>(4)? as u64,
-                        global_position: row.try_get::<_, i64>(5)? as u64,
-                        status: row.try_get(6)?,
-                    },
-                };
-                return duplicate(request.stream_id, idem, record);
-            }
-            match (version, position) {
-                (Some(version), Some(position)) => Ok(AppendOutcome::Appended(Committed {
-                    stream_version: version as u64,
-                    global_position: position as u64,
-                    status: status.unwrap_or_default().to_owned(),
-                })),
-                _ => Err(Error::WrongExpectedVersion {
-                    stream_id: request.stream_id,
-                    expected: request.expected,
-                    actual: head as u64,
-                }),
-            }
+            find_commands(&client, ids).await
         })
         .await
     }
 
     /// What a command id was recorded with, if anything.
     pub async fn find_command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, Error> {
-        self.timed(async {
-            let client = self.inner.pool.get().await?;
-            find_command(&client, command_id).await
-        })
-        .await
+        Ok(self
+            .find_commands(&[command_id])
+            .await?
+            .pop()
+            .map(|(_, record)| record))
     }
 
     /// The stream's events after `after_version` (0 = from the start), in version order.
@@ -488,23 +472,98 @@ impl EventStore {
     }
 }
 
-pub(crate) async fn find_command(
+pub(crate) async fn find_commands(
     client: &deadpool_postgres::ClientWrapper,
-    command_id: Uuid,
-) -> Result<Option<CommandRecord>, Error> {
-    let statement = client.prepare_cached(FIND_COMMAND_SQL).await?;
-    let Some(row) = client.query_opt(&statement, &[&command_id]).await? else {
-        return Ok(None);
-    };
-    Ok(Some(CommandRecord {
-        stream_id: row.try_get(0)?,
-        fingerprint: row.try_get(4)?,
-        committed: Committed {
-            stream_version: row.try_get::<_, i64>(1)? as u64,
-            global_position: row.try_get::<_, i64>(2)? as u64,
-            status: row.try_get(3)?,
-        },
-    }))
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, CommandRecord)>, Error> {
+    let statement = client.prepare_cached(FIND_COMMANDS_SQL).await?;
+    let rows = client.query(&statement, &[&ids]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                CommandRecord {
+                    stream_id: row.try_get(1)?,
+                    fingerprint: row.try_get(5)?,
+                    committed: Committed {
+                        stream_version: row.try_get::<_, i64>(2)? as u64,
+                        global_position: row.try_get::<_, i64>(3)? as u64,
+                        status: row.try_get(4)?,
+                    },
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A stream and the records of some command ids, read in one statement, so in one snapshot:
+/// a command whose events are in `events` has its record in `records`, and the other way round.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub records: Vec<(Uuid, CommandRecord)>,
+    /// (stream version, event type, schema version, payload), in version order.
+    pub events: Vec<(u64, String, u16, serde_json::Value, u64)>,
+}
+
+const LOAD_SQL: &str = "
+SELECT 1 AS kind, NULL::uuid, NULL::uuid, e.stream_version, e.global_position, e.event_type,
+    NULL::bytea, e.schema_version, e.payload
+FROM orders.events e
+WHERE e.stream_id = $1 AND e.stream_version > $3
+UNION ALL
+SELECT 0, c.command_id, c.stream_id, c.stream_version, c.global_position, c.status,
+    c.fingerprint, NULL::int2, NULL::jsonb
+FROM orders.commands c
+WHERE c.command_id = ANY($2::uuid[])
+ORDER BY 1, 4";
+
+/// Read a stream after `after_version` and the records of `command_ids` in one statement.
+pub(crate) async fn load(
+    client: &deadpool_postgres::ClientWrapper,
+    stream_id: Uuid,
+    command_ids: &[Uuid],
+    after_version: u64,
+) -> Result<Loaded, Error> {
+    let statement = client.prepare_cached(LOAD_SQL).await?;
+    let after = i64::try_from(after_version).unwrap_or(i64::MAX);
+    let rows = client
+        .query(&statement, &[&stream_id, &command_ids, &after])
+        .await?;
+    let mut loaded = Loaded::default();
+    for row in &rows {
+        let kind: i32 = row.try_get(0)?;
+        let version = row.try_get::<_, i64>(3)? as u64;
+        let position = row.try_get::<_, i64>(4)? as u64;
+        if kind == 0 {
+            loaded.records.push((
+                row.try_get(1)?,
+                CommandRecord {
+                    stream_id: row.try_get(2)?,
+                    fingerprint: row.try_get(6)?,
+                    committed: Committed {
+                        stream_version: version,
+                        global_position: position,
+                        status: row.try_get(5)?,
+                    },
+                },
+            ));
+        } else {
+            loaded.events.push((
+                version,
+                row.try_get(5)?,
+                row.try_get::<_, i16>(7)? as u16,
+                row.try_get(8)?,
+                position,
+            ));
+        }
+    }
+    Ok(loaded)
+}
+
+/// Why a write failed: a unique index (by constraint name), or anything else.
+enum WriteFailure {
+    Unique(String),
+    Other(Error),
 }
 
 fn duplicate(

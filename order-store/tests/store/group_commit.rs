@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use order_store::{AppendOutcome, AppendRequest, Error, ExpectedVersion, Idempotency};
+use order_store::{AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, Idempotency};
 use uuid::Uuid;
 
 use crate::support::*;
@@ -164,4 +164,75 @@ async fn a_batch_that_collides_with_an_outside_writer_falls_back_to_single_appen
         4,
         "two held, two appended, nothing else"
     );
+}
+
+/// The deadlocks PostgreSQL has counted in the test's database (a backend flushes its
+/// statistics at the latest when it exits).
+async fn deadlocks(t: &TestStore) -> i64 {
+    let client = t.db.connect().await;
+    client
+        .batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await
+        .unwrap();
+    client
+        .query_one(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_streams_through_group_commit_of_several_instances_never_deadlock() {
+    let t = test_store().await;
+    // Four instances, each with its own group-commit writers, appending to the same 8 streams
+    // in every order: batches of different instances hold the same streams at once.
+    let stores: Vec<EventStore> = (0..4)
+        .map(|_| {
+            let mut config = t.store.config().clone();
+            config.pool_size = 8;
+            config.group_commit_batch = 16;
+            config.group_commit_writers = 2;
+            EventStore::new(config).unwrap()
+        })
+        .collect();
+    let streams: Vec<Uuid> = (0..8).map(|_| Uuid::new_v4()).collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = deadlocks(&t).await;
+    let mut tasks = Vec::new();
+    for worker in 0..32usize {
+        let store = stores[worker % stores.len()].clone();
+        let streams = streams.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for n in 0..60usize {
+                let stream = streams[(worker * 7 + n * (1 + worker % 3)) % streams.len()];
+                let events = [event(&format!("{worker}/{n}"))];
+                if let Err(error) = append(&store, stream, ExpectedVersion::Any, &events).await {
+                    failures.push(error.to_string());
+                }
+            }
+            failures
+        }));
+    }
+    let mut failures = Vec::new();
+    for task in tasks {
+        failures.extend(task.await.unwrap());
+    }
+    // A backend flushes its statistics when it exits: close every instance's connections.
+    drop(stores);
+    let mut after = deadlocks(&t).await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = after.max(deadlocks(&t).await);
+    }
+    assert!(
+        failures.is_empty(),
+        "appends failed: {:?}",
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(after - before, 0, "PostgreSQL detected deadlocks");
+    assert_eq!(count(&t.db, "orders.events").await, 32 * 60);
 }

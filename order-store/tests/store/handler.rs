@@ -2,7 +2,7 @@
 
 use order_domain::order::{OrderError, RuleViolation, Status};
 use order_domain::{Order, OrderCommand};
-use order_store::{CommandContext, CommandHandler, Error, HandleError};
+use order_store::{CommandContext, CommandHandler, Error, EventStore, HandleError};
 use uuid::Uuid;
 
 use crate::support::*;
@@ -195,88 +195,202 @@ async fn an_expected_version_pins_the_command_to_that_version() {
     assert_eq!(ok.stream_version, 2);
 }
 
-#[tokio::test]
-async fn racing_commands_on_a_hot_stream_are_re_decided_and_never_overdraw() {
-    // Writers to one stream queue on its index entry; give each its own connection.
-    let t = test_store_with(|c| c.pool_size = 48).await;
-    let handler = CommandHandler::<Order>::new(t.store.clone(), 50);
-    let order = confirmed_order(&handler).await;
-    // 40 refunds of 1.00 race for 30.00 of captured money.
-    let tasks: Vec<_> = (0..40)
+/// Handlers over separate stores: as separate service instances, they race each other.
+fn instances(t: &TestStore, count: usize, max_attempts: u32) -> Vec<CommandHandler<Order>> {
+    (0..count)
         .map(|_| {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                handler
-                    .handle(
-                        order,
-                        &OrderCommand::refund_payment("EUR", 100).unwrap(),
-                        &context(),
-                    )
-                    .await
-            })
+            let mut config = t.store.config().clone();
+            config.pool_size = 16;
+            CommandHandler::new(EventStore::new(config).unwrap(), max_attempts)
         })
-        .collect();
-    let mut refunded = 0;
+        .collect()
+}
+
+#[tokio::test]
+async fn racing_commands_from_several_instances_are_re_decided_and_never_overdraw() {
+    let t = test_store().await;
+    let handlers = instances(&t, 4, 50);
+    // Races between instances are likely in every round, certain over several.
     let mut redecided = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(handled) => {
-                refunded += 1;
-                if handled.attempts > 1 {
-                    redecided += 1;
+    for _round in 0..10 {
+        let order = confirmed_order(&handlers[0]).await;
+        // 40 refunds of 1.00 race for 30.00 of captured money, from four instances.
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let handler = handlers[i % handlers.len()].clone();
+                tokio::spawn(async move {
+                    handler
+                        .handle(
+                            order,
+                            &OrderCommand::refund_payment("EUR", 100).unwrap(),
+                            &context(),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut refunded = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(handled) => {
+                    refunded += 1;
+                    if handled.attempts > 1 {
+                        redecided += 1;
+                    }
                 }
+                Err(HandleError::Rejected(OrderError::Rule(
+                    RuleViolation::RefundExceedsCaptured { .. },
+                ))) => {}
+                Err(other) => panic!("unexpected {other:?}"),
             }
-            Err(HandleError::Rejected(OrderError::Rule(
-                RuleViolation::RefundExceedsCaptured { .. },
-            ))) => {}
-            Err(other) => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(refunded, 30, "exactly the captured amount was refunded");
+        let events = t.store.read_stream(order, 0).await.unwrap();
+        let refunds = events
+            .iter()
+            .filter(|e| e.event_type == "PaymentRefunded")
+            .count();
+        assert_eq!(refunds, 30);
+        let versions: Vec<u64> = events.iter().map(|e| e.stream_version).collect();
+        assert_eq!(versions, (1..=events.len() as u64).collect::<Vec<_>>());
+        if redecided > 0 {
+            return;
         }
     }
-    assert_eq!(refunded, 30, "exactly the captured amount was refunded");
-    assert!(
-        redecided > 0,
-        "some commands lost races and were decided again"
+    panic!("in ten rounds of four instances racing, no command was ever decided again");
+}
+
+#[tokio::test]
+async fn a_hot_stream_in_one_instance_never_bounces() {
+    let t = test_store().await;
+    // One attempt only: any conflict would be an error.
+    let handler = CommandHandler::<Order>::new(t.store.clone(), 1);
+    for _round in 0..20 {
+        let order = confirmed_order(&handler).await;
+        let contexts: Vec<CommandContext> = (0..16).map(|_| context()).collect();
+        let tasks: Vec<_> = contexts
+            .iter()
+            .cloned()
+            .map(|context| {
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    handler
+                        .handle(
+                            order,
+                            &OrderCommand::refund_payment("EUR", 10).unwrap(),
+                            &context,
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut positions = Vec::new();
+        for task in tasks {
+            let handled = task.await.unwrap().expect("every refund is acknowledged");
+            assert!(!handled.duplicate);
+            positions.push(handled.global_position);
+        }
+        let events = t.store.read_stream(order, 0).await.unwrap();
+        for context in &contexts {
+            let written = events
+                .iter()
+                .filter(|e| e.metadata.command_id == Some(context.command_id))
+                .count();
+            assert_eq!(written, 1, "each acknowledged refund is in the log once");
+        }
+        positions.sort_unstable();
+        positions.dedup();
+        assert_eq!(positions.len(), 16, "each refund has its own event");
+    }
+}
+
+#[tokio::test]
+async fn a_state_kept_by_one_instance_and_made_stale_by_another_is_read_again() {
+    let t = test_store().await;
+    let handlers = instances(&t, 2, 5);
+    let (a, b) = (&handlers[0], &handlers[1]);
+    let order = Uuid::new_v4();
+    a.handle(order, &place(), &context()).await.unwrap();
+    // b moves the order on; a still keeps "Placed, version 1".
+    b.handle(
+        order,
+        &OrderCommand::reserve_inventory("r-1").unwrap(),
+        &context(),
+    )
+    .await
+    .unwrap();
+    // Decided on the kept state, authorization would be refused; a reads the stream again.
+    let authorized = a
+        .handle(
+            order,
+            &OrderCommand::authorize_payment("p-1", "EUR", 3000).unwrap(),
+            &context(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (authorized.stream_version, authorized.status.as_str()),
+        (3, "PaymentAuthorized")
     );
-    let events = t.store.read_stream(order, 0).await.unwrap();
-    let refunds = events
-        .iter()
-        .filter(|e| e.event_type == "PaymentRefunded")
-        .count();
-    assert_eq!(refunds, 30);
-    let versions: Vec<u64> = events.iter().map(|e| e.stream_version).collect();
-    assert_eq!(versions, (1..=events.len() as u64).collect::<Vec<_>>());
+    // An expected version that the kept state contradicts, but the log confirms, applies.
+    b.handle(order, &OrderCommand::ConfirmOrder, &context())
+        .await
+        .unwrap();
+    let pinned = CommandContext {
+        expected_version: Some(4),
+        ..context()
+    };
+    let started = a
+        .handle(order, &OrderCommand::StartFulfillment, &pinned)
+        .await
+        .unwrap();
+    assert_eq!(started.stream_version, 5);
+    // And a refusal on the fresh state is final.
+    let again = a
+        .handle(order, &OrderCommand::StartFulfillment, &context())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            again,
+            HandleError::Rejected(OrderError::InvalidTransition { .. })
+        ),
+        "{again:?}"
+    );
 }
 
 #[tokio::test]
 async fn exhausted_re_decides_end_in_a_conflict() {
     let t = test_store().await;
-    // One attempt only: the loser of a race gets the conflict at once.
-    let handler = CommandHandler::<Order>::new(t.store.clone(), 1);
-    let order = confirmed_order(&handler).await;
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                handler
-                    .handle(
-                        order,
-                        &OrderCommand::refund_payment("EUR", 1).unwrap(),
-                        &context(),
-                    )
-                    .await
+    // One attempt only: the loser of a race between instances gets the conflict at once.
+    let handlers = instances(&t, 4, 1);
+    for _round in 0..10 {
+        let order = confirmed_order(&handlers[0]).await;
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let handler = handlers[i % handlers.len()].clone();
+                tokio::spawn(async move {
+                    handler
+                        .handle(
+                            order,
+                            &OrderCommand::refund_payment("EUR", 1).unwrap(),
+                            &context(),
+                        )
+                        .await
+                })
             })
-        })
-        .collect();
-    let mut conflicts = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => {}
-            Err(HandleError::Store(Error::Conflict { .. })) => conflicts += 1,
-            Err(other) => panic!("unexpected {other:?}"),
+            .collect();
+        let mut conflicts = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => {}
+                Err(HandleError::Store(Error::Conflict { .. })) => conflicts += 1,
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        if conflicts > 0 {
+            return;
         }
     }
-    assert!(
-        conflicts > 0,
-        "some of 16 simultaneous refunds lost the race"
-    );
+    panic!("in ten rounds of 16 refunds from four instances, none lost a race");
 }

@@ -11,6 +11,7 @@ mod group_commit;
 mod handler;
 mod idempotency;
 mod migrations;
+mod races;
 mod roles;
 mod subscription;
 mod support;
