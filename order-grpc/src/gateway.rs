@@ -1,5 +1,7 @@
 //! The layer every request passes first: correlation id, W3C trace context, bearer-token
-//! authentication, and the concurrency limit that sheds load at once instead of queueing.
+//! authentication, the concurrency limit that sheds load at once instead of queueing, and the
+//! call's deadline (the caller's `grpc-timeout`, at most the server's default): a call still
+//! running when it passes is answered DEADLINE_EXCEEDED, as the gRPC specification says.
 //!
 //! Health checks (`/grpc.health.v1.Health/...`) are exempt from authentication and from the
 //! limit, so that a load balancer can always ask. Reflection needs a token when tokens are
@@ -10,6 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
 use tokio::sync::Semaphore;
@@ -108,16 +111,42 @@ fn header_text(request: &Request<impl Sized>, name: &str, max: usize) -> Option<
 pub struct GatewayLayer {
     tokens: Arc<Tokens>,
     limit: Arc<Semaphore>,
+    default_deadline: Duration,
 }
 
 impl GatewayLayer {
-    pub fn new(tokens: Tokens, max_concurrent: usize) -> Self {
+    /// `default_deadline` bounds calls that bring no `grpc-timeout` (and those that bring a
+    /// longer one).
+    pub fn new(tokens: Tokens, max_concurrent: usize, default_deadline: Duration) -> Self {
         Self {
             tokens: Arc::new(tokens),
             limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            default_deadline,
         }
     }
 }
+
+/// `grpc-timeout` is digits followed by a unit: H, M, S, m (ms), u (µs), n (ns).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// How much earlier than tonic's own timer the gateway answers an expired call, so that the
+/// answer is always ours (DEADLINE_EXCEEDED) and never tonic's (CANCELLED "Timeout expired").
+const DEADLINE_MARGIN: Duration = Duration::from_millis(1);
 
 impl<S> Layer<S> for GatewayLayer {
     type Service = Gateway<S>;
@@ -127,6 +156,7 @@ impl<S> Layer<S> for GatewayLayer {
             inner,
             tokens: self.tokens.clone(),
             limit: self.limit.clone(),
+            default_deadline: self.default_deadline,
         }
     }
 }
@@ -137,6 +167,7 @@ pub struct Gateway<S> {
     inner: S,
     tokens: Arc<Tokens>,
     limit: Arc<Semaphore>,
+    default_deadline: Duration,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -165,6 +196,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let timeout = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(self.default_deadline, |t| t.min(self.default_deadline));
+        let deadline = tokio::time::Instant::now() + timeout.saturating_sub(DEADLINE_MARGIN);
         let correlation_id = header_text(&request, CORRELATION_HEADER, 128)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let health = request.uri().path().starts_with(HEALTH_PREFIX);
@@ -218,7 +256,17 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let _permit = permit;
-            let mut response = inner.call(request).await?;
+            let mut response = match tokio::time::timeout_at(deadline, inner.call(request)).await {
+                Ok(response) => response?,
+                Err(_) => {
+                    metrics::counter!("order_grpc_deadline_exceeded_total").increment(1);
+                    let status = Status::deadline_exceeded(
+                        "the call's deadline passed before it finished; a command may or may not \
+                         have been applied: retry it with the same command id to know",
+                    );
+                    return Ok(refuse(status, &correlation_id));
+                }
+            };
             correct_status(&mut response);
             if let Ok(value) = HeaderValue::from_str(&correlation_id) {
                 response.headers_mut().insert(CORRELATION_HEADER, value);

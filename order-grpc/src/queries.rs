@@ -39,24 +39,9 @@ fn deadline_of<T>(request: &Request<T>, default: Duration) -> tokio::time::Insta
         .metadata()
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout)
+        .and_then(crate::gateway::parse_grpc_timeout)
         .map_or(default, |t| t.min(default));
     tokio::time::Instant::now() + timeout
-}
-
-/// `grpc-timeout` is digits followed by a unit: H, M, S, m (ms), u (µs), n (ns).
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount.saturating_mul(3600)),
-        "M" => Duration::from_secs(amount.saturating_mul(60)),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
 }
 
 /// Bounds on SubscribeEvents.

@@ -129,6 +129,15 @@ impl TryFrom<pb::ListOrdersRequest> for ListQuery {
                 }
             },
         };
+        if request.page_size > MAX_PAGE {
+            violations.push(ValidationError::new(
+                "page_size",
+                Violation::OutOfRange {
+                    min: 0,
+                    max: i64::from(MAX_PAGE),
+                },
+            ));
+        }
         let after = if request.page_token.is_empty() {
             None
         } else {
@@ -148,7 +157,7 @@ impl TryFrom<pb::ListOrdersRequest> for ListQuery {
         }
         let limit = match request.page_size {
             0 => DEFAULT_PAGE,
-            size => size.min(MAX_PAGE),
+            size => size,
         };
         Ok(Self {
             customer,

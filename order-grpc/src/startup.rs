@@ -136,6 +136,7 @@ impl App {
             .layer(GatewayLayer::new(
                 tokens,
                 args.max_concurrent_requests as usize,
+                args.default_deadline(),
             ))
             .add_service(self.health_service)
             .add_service(reflection_v1)

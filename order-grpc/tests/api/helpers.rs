@@ -15,6 +15,12 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 use uuid::Uuid;
 
+/// A bare HTTP/2 client (see [`TestApp::raw_queries`]).
+pub type RawClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    tonic::body::Body,
+>;
+
 #[derive(Parser)]
 struct Wrapper {
     #[command(flatten)]
@@ -142,6 +148,18 @@ impl TestApp {
 
     pub fn queries(&self) -> OrderQueryServiceClient<Channel> {
         OrderQueryServiceClient::new(self.channel.clone())
+    }
+
+    /// A query client over a bare HTTP/2 client: unlike tonic's `Channel`, it sends the
+    /// request's `grpc-timeout` without enforcing it itself, so what comes back after the
+    /// deadline is the server's own answer.
+    pub fn raw_queries(&self) -> OrderQueryServiceClient<RawClient> {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http();
+        let origin: http::Uri = format!("http://{}", self.grpc_addr).parse().unwrap();
+        OrderQueryServiceClient::with_origin(client, origin)
     }
 
     pub async fn health(&self, service: &str) -> Result<ServingStatus, tonic::Status> {

@@ -15,13 +15,21 @@ async fn health_follows_the_database_migrations_and_shutdown() {
         ..Options::default()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait for the first readiness check to finish (however slow the machine), not for a
+    // fixed time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (code, body) = loop {
+        let (code, body) = app.admin_get("/readyz").await;
+        if !body.contains("starting") || tokio::time::Instant::now() > deadline {
+            break (code, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(app.health("").await.unwrap(), ServingStatus::NotServing);
     assert_eq!(
         app.health("orders.v1.OrderService").await.unwrap(),
         ServingStatus::NotServing
     );
-    let (code, body) = app.admin_get("/readyz").await;
     assert_eq!(code, 503);
     assert!(body.contains("migrations are not current"), "{body}");
     assert_eq!(

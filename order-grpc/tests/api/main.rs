@@ -12,5 +12,6 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod queries;
+mod races;
 mod read_model;
 mod tls;

@@ -158,17 +158,20 @@ async fn list_orders_filters_and_pages_newest_first() {
             .all(|o| o.status() == pb::OrderStatus::Cancelled)
     );
 
-    for (customer, status, token, field) in [
-        ("not-a-uuid", 0, "", "customer_id"),
-        (CUSTOMER, 42, "", "status"),
-        (CUSTOMER, 0, "v1.garbage", "page_token"),
+    for (customer, status, page_size, token, field) in [
+        ("not-a-uuid", 0, 10, "", "customer_id"),
+        (CUSTOMER, 42, 10, "", "status"),
+        (CUSTOMER, 0, 10, "v1.garbage", "page_token"),
+        // The contract says 1-500 (0 = 50): more is refused, not clamped.
+        (CUSTOMER, 0, 501, "", "page_size"),
+        (CUSTOMER, 0, u32::MAX, "", "page_size"),
     ] {
         let error = app
             .queries()
             .list_orders(pb::ListOrdersRequest {
                 customer_id: customer.into(),
                 status,
-                page_size: 10,
+                page_size,
                 page_token: token.into(),
             })
             .await
@@ -189,13 +192,15 @@ async fn get_order_with_min_position_waits_for_the_read_model() {
         .unwrap()
         .into_inner();
 
-    // Nothing projects this order: a short deadline ends in DEADLINE_EXCEEDED.
+    // Nothing projects this order: a short deadline ends in the server's DEADLINE_EXCEEDED
+    // (asked through a client that does not enforce the deadline itself, so that the answer
+    // is the server's, however slow the machine).
     let mut request = tonic::Request::new(pb::GetOrderRequest {
         order_id: order.clone(),
         min_position: Some(placed.global_position),
     });
     request.set_timeout(Duration::from_millis(300));
-    let status = app.queries().get_order(request).await.unwrap_err();
+    let status = app.raw_queries().get_order(request).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
 
     // The "projector" catches up a moment later: the waiting call then answers.
