@@ -48,32 +48,58 @@ fn random_millis(low: u64, high: u64) -> u64 {
 #[tokio::test]
 async fn killing_the_projector_twenty_times_loses_and_doubles_nothing() {
     let f = fixture().await;
-    write_orders(&f.handler, 300, 8).await;
+    write_orders(&f.handler, 120, 8).await;
     let pair = sqs::fifo_queue_pair(5).await;
     let head = f.store.head_position().await.unwrap();
     // Another test's open transaction would hold the projector back and the kills would
     // all land before its first page.
     everything_visible(&f.store).await;
 
-    let mut kills = 0;
-    let mut progress = Vec::new();
-    while kills < 20 {
-        let mut child = spawn(&f, &pair.queue_url);
-        tokio::time::sleep(Duration::from_millis(random_millis(40, 250))).await;
-        child.kill().unwrap(); // SIGKILL: no cleanup, no lease release
-        child.wait().unwrap();
-        kills += 1;
-        progress.push(
+    // Each process is killed at a random moment after it has moved a checkpoint, however
+    // long it took to start (a slow machine needs longer than any fixed delay), so that every
+    // kill lands mid catch-up, between pages or inside one.
+    let checkpoints = || async {
+        (
             f.store
                 .checkpoint("read_model")
                 .await
                 .unwrap()
                 .global_position,
-        );
+            f.store
+                .checkpoint("sqs_publisher")
+                .await
+                .unwrap()
+                .global_position,
+        )
+    };
+    let mut progress = Vec::new();
+    for _ in 0..20 {
+        let before = checkpoints().await;
+        let mut child = spawn(&f, &pair.queue_url);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = checkpoints().await;
+            if now != before || now == (head, head) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a projector made no progress in 60 s (checkpoints {now:?}, head {head})"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(random_millis(0, 80))).await;
+        child.kill().unwrap(); // SIGKILL: no cleanup, no lease release
+        child.wait().unwrap();
+        progress.push(checkpoints().await);
     }
+    let mid = progress
+        .iter()
+        .filter(|(read, sent)| *read < head || *sent < head)
+        .count();
     assert!(
-        progress.iter().any(|p| *p > 0 && *p < head),
-        "kills landed mid catch-up: {progress:?}"
+        mid >= 10,
+        "at least half the kills landed mid catch-up: {progress:?} (head {head})"
     );
 
     // A last run finishes the catch-up, then stops gracefully.
