@@ -1,5 +1,6 @@
-//! `order-bench grpc`: PlaceOrder through the real order-grpc binary at 16 and 64 concurrent
-//! clients, next to the raw-SQL ceiling of the append statement measured in the same run.
+//! `order-bench grpc`: PlaceOrder through the real order-grpc binary (release build, default
+//! settings) at 16 and 64 concurrent clients, next to two ceilings measured in the same run: a
+//! plain prepared INSERT of the same event, and the store's own append statement, raw.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::stats::{Run, Samples};
-use crate::store::{Workload, order_placed_payload, raw};
+use crate::store::{Raw, Workload, order_placed_payload, raw};
 
 #[derive(Debug, clap::Args)]
 pub struct GrpcArgs {
@@ -35,25 +36,30 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 }
 
 /// A running order-grpc child process; killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Server {
-    async fn start(binary: &PathBuf, database_url: &str, pool: usize) -> anyhow::Result<Self> {
+    /// Start order-grpc with its default settings, but for the addresses, the database and a
+    /// pool of `pool` connections (one per client, as a deployment sized for its load would).
+    pub(crate) async fn start(
+        binary: &PathBuf,
+        database_url: &str,
+        pool: usize,
+    ) -> anyhow::Result<Self> {
         let addr = free_port()?;
         let admin = free_port()?;
         let mut child = Command::new(binary)
             .arg("serve")
+            .env_remove("RUST_LOG")
+            .env_remove("LOG_FORMAT")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env("DATABASE_URL", database_url)
             .env("ORDER_GRPC_ADDR", addr.to_string())
             .env("ORDER_ADMIN_ADDR", admin.to_string())
             .env("ORDER_DB_POOL_SIZE", pool.to_string())
-            .env("ORDER_DB_POOL_WAIT_MS", "5000")
-            .env("ORDER_GRPC_MAX_CONCURRENT_REQUESTS", "4096")
-            .env("RUST_LOG", "warn")
-            .env("LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -77,8 +83,12 @@ impl Server {
         anyhow::bail!("order-grpc did not become ready")
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+
     /// Peak resident set size (VmHWM) in MiB.
-    fn peak_rss_mib(&self) -> Option<f64> {
+    pub(crate) fn peak_rss_mib(&self) -> Option<f64> {
         let pid = self.child.id()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -87,8 +97,26 @@ impl Server {
     }
 }
 
+/// Context switches (voluntary + involuntary) of every thread of a process so far.
+pub(crate) fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// CPU seconds (user + system) used so far by a process.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -109,7 +137,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// CPU seconds used by every PostgreSQL process.
-fn postgres_cpu_seconds() -> f64 {
+pub(crate) fn postgres_cpu_seconds() -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
@@ -187,7 +215,7 @@ pub fn place_request(order_id: &str, n: u64) -> pb::PlaceOrderRequest {
 }
 
 /// `clients` independent clients (one HTTP/2 connection each), back to back PlaceOrder.
-async fn drive(addr: SocketAddr, clients: usize, duration: Duration) -> anyhow::Result<Run> {
+pub(crate) async fn drive(addr: SocketAddr, clients: usize, duration: Duration) -> anyhow::Result<Run> {
     let mut channels = Vec::new();
     for _ in 0..clients {
         channels.push(
@@ -238,79 +266,89 @@ pub async fn run(args: GrpcArgs) -> anyhow::Result<()> {
     let (event_type, schema_version, payload) = order_placed_payload()?;
     let duration = Duration::from_secs(args.seconds);
     println!(
-        "order-bench grpc: {}s per run; PlaceOrder (2 lines, one ~500-byte OrderPlaced event) through {}",
+        "order-bench grpc: {}s per run; PlaceOrder (2 lines, one ~500-byte OrderPlaced event) through {} with default settings, pool = clients",
         args.seconds,
         args.server.display()
     );
     println!(
-        "ceiling = the store's append statement, raw, one connection per writer, on its own fresh database\n"
+        "ceilings, each on its own fresh database, one connection per writer: INSERT = a plain prepared INSERT of the event; stmt = the store's append statement\n"
     );
     println!(
-        "{:>7} | {:>11} | {:>9} {:>8} {:>8} {:>8} | {:>6} | {:>8} | {:>6}",
+        "{:>7} | {:>9} {:>9} | {:>10} {:>7} {:>7} {:>7} | {:>6} {:>6} | {:>8} | {:>6}",
         "clients",
-        "ceiling/s",
+        "INSERT/s",
+        "stmt/s",
         "grpc cmd/s",
         "p50 ms",
         "p99 ms",
         "p999 ms",
-        "ratio",
+        "/INS",
+        "/stmt",
         "peak RSS",
         "errors"
     );
     for &clients in &args.clients {
-        let ceiling_db = crate::fresh_database().await;
         let work = Arc::new(Workload {
             event_type: event_type.clone(),
             schema_version,
             payload: payload.clone(),
             events: 1,
         });
-        raw(
-            ceiling_db.url(),
-            clients,
-            Duration::from_millis(500),
-            work.clone(),
-        )
-        .await?;
-        crate::checkpoint().await;
-        let ceiling = raw(ceiling_db.url(), clients, duration, work).await?;
-        drop(ceiling_db);
+        let mut ceilings = Vec::new();
+        for kind in [Raw::Insert, Raw::Statement] {
+            let db = crate::fresh_database().await;
+            raw(
+                db.url(),
+                kind,
+                clients,
+                Duration::from_millis(500),
+                work.clone(),
+            )
+            .await?;
+            crate::checkpoint().await;
+            ceilings.push(raw(db.url(), kind, clients, duration, work.clone()).await?);
+        }
 
         let db = crate::fresh_database().await;
-        let server = Server::start(&args.server, db.url(), clients.min(64)).await?;
+        let server = Server::start(&args.server, db.url(), clients).await?;
         drive(server.addr, clients, Duration::from_millis(500)).await?;
         crate::checkpoint().await;
-        let server_pid = server.child.id().unwrap_or_default();
-        let cpu_before = (
+        let server_pid = server.pid();
+        let before = (
             cpu_seconds(server_pid),
             cpu_seconds(std::process::id()),
             postgres_cpu_seconds(),
+            context_switches(server_pid),
         );
         let mut run = drive(server.addr, clients, duration).await?;
-        let cpu_after = (
+        let after = (
             cpu_seconds(server_pid),
             cpu_seconds(std::process::id()),
             postgres_cpu_seconds(),
+            context_switches(server_pid),
         );
-        let per_command =
-            |before: f64, after: f64| (after - before) / run.samples.count().max(1) as f64 * 1e6;
+        let commands = run.samples.count().max(1) as f64;
+        let per_command = |before: f64, after: f64| (after - before) / commands * 1e6;
         let cpu = format!(
-            "CPU per command: server {:.0} us, client {:.0} us, PostgreSQL {:.0} us",
-            per_command(cpu_before.0, cpu_after.0),
-            per_command(cpu_before.1, cpu_after.1),
-            per_command(cpu_before.2, cpu_after.2),
+            "CPU per command: server {:.0} us, client {:.0} us, PostgreSQL {:.0} us; server context switches per command {:.2}",
+            per_command(before.0, after.0),
+            per_command(before.1, after.1),
+            per_command(before.2, after.2),
+            (after.3 - before.3) as f64 / commands,
         );
         let rss = server.peak_rss_mib().unwrap_or(f64::NAN);
         drop(server);
         println!(
-            "{:>7} | {:>11.0} | {:>10.0} {:>8.2} {:>8.2} {:>8.2} | {:>6.2} | {:>5.1} MB | {:>6}",
+            "{:>7} | {:>9.0} {:>9.0} | {:>10.0} {:>7.2} {:>7.2} {:>7.2} | {:>6.2} {:>6.2} | {:>5.1} MB | {:>6}",
             clients,
-            ceiling.rate(),
+            ceilings[0].rate(),
+            ceilings[1].rate(),
             run.rate(),
             run.samples.quantile_ms(0.5),
             run.samples.quantile_ms(0.99),
             run.samples.quantile_ms(0.999),
-            run.rate() / ceiling.rate(),
+            run.rate() / ceilings[0].rate(),
+            run.rate() / ceilings[1].rate(),
             rss,
             run.errors
         );

@@ -2,6 +2,7 @@
 //! and count, prints its figures and stops by itself. See docs/benchmarks.md.
 
 mod grpc;
+mod hot;
 mod projector;
 mod stats;
 mod store;
@@ -18,10 +19,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Append throughput and latency against the raw-SQL ceiling of the same statement.
+    /// Append throughput and latency against a plain INSERT and the store's own statement.
     Store(store::StoreArgs),
-    /// PlaceOrder through the order-grpc binary against the raw-SQL ceiling.
+    /// PlaceOrder through the order-grpc binary against a plain INSERT and the statement.
     Grpc(grpc::GrpcArgs),
+    /// Many clients on few orders, through the library and through order-grpc.
+    Hot(hot::HotArgs),
     /// Read-model catch-up, replay, SQS publishing and read-your-writes latency on a large log.
     Projector(projector::ProjectorArgs),
 }
@@ -65,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Store(args) => store::run(args).await,
         Command::Grpc(args) => grpc::run(args).await,
+        Command::Hot(args) => hot::run(args).await,
         Command::Projector(args) => projector::run(args).await,
     }
 }

@@ -97,9 +97,38 @@ fn fingerprint() -> [u8; 32] {
     bytes
 }
 
-/// The statement issued directly on one connection per writer: no pool, no checks.
+/// What the raw writers send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Raw {
+    /// A plain prepared `INSERT` of the events into `orders.events` (same table, same
+    /// indexes), one transaction per command: the ceiling other event stores are measured
+    /// against.
+    Insert,
+    /// The store's own append statement ([`APPEND_SQL`]), one command per statement.
+    Statement,
+}
+
+impl Raw {
+    pub fn label(self) -> &'static str {
+        match self {
+            Raw::Insert => "INSERT",
+            Raw::Statement => "statement",
+        }
+    }
+}
+
+const INSERT_ONE_SQL: &str = "INSERT INTO orders.events (stream_id, stream_version, event_id, \
+    event_type, schema_version, payload, correlation_id) VALUES ($1, 1, $2, $3, $4, $5::jsonb, $6)";
+
+const INSERT_MANY_SQL: &str = "INSERT INTO orders.events (stream_id, stream_version, event_id, \
+    event_type, schema_version, payload, correlation_id) \
+    SELECT $1, e.ord, e.id, e.t, e.v, e.p::jsonb, $6 \
+    FROM unnest($2::uuid[], $3::text[], $4::int2[], $5::text[]) WITH ORDINALITY AS e(id, t, v, p, ord)";
+
+/// Raw SQL issued directly on one connection per writer: no pool, no checks.
 pub async fn raw(
     url: &str,
+    kind: Raw,
     writers: usize,
     duration: Duration,
     work: Arc<Workload>,
@@ -117,12 +146,17 @@ pub async fn raw(
         .map(|client| {
             let work = work.clone();
             tokio::spawn(async move {
-                let statement = client.prepare(APPEND_SQL).await?;
+                let sql = match (kind, work.events) {
+                    (Raw::Statement, _) => APPEND_SQL,
+                    (Raw::Insert, 1) => INSERT_ONE_SQL,
+                    (Raw::Insert, _) => INSERT_MANY_SQL,
+                };
+                let statement = client.prepare(sql).await?;
                 let mut samples = Samples::default();
                 let mut errors = 0;
                 let correlation = Some("bench".to_owned());
-                let none_uuid: Option<Uuid> = None;
-                let none_text: Option<String> = None;
+                let nulls_uuid: Vec<Option<Uuid>> = vec![None];
+                let nulls_text: Vec<Option<String>> = vec![None];
                 while Instant::now() < deadline {
                     let events = work.events();
                     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
@@ -130,33 +164,61 @@ pub async fn raw(
                     let versions: Vec<i16> =
                         events.iter().map(|e| e.schema_version as i16).collect();
                     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
-                    let command = Some(Uuid::new_v4());
-                    let fingerprint = Some(fingerprint().to_vec());
-                    let status = Some("Placed");
+                    let stream = Uuid::new_v4();
                     let op = Instant::now();
-                    let result = client
-                        .query_one(
-                            &statement,
-                            &[
-                                &Uuid::new_v4(),
-                                &0i64,
-                                &ids,
-                                &types,
-                                &versions,
-                                &payloads,
-                                &correlation,
-                                &none_uuid,
-                                &command,
-                                &none_text,
-                                &none_text,
-                                &none_text,
-                                &fingerprint,
-                                &status,
-                            ],
-                        )
-                        .await;
+                    let result = match (kind, work.events) {
+                        (Raw::Statement, _) => {
+                            let fingerprint = vec![Some(fingerprint().to_vec())];
+                            let ev_cmd: Vec<i64> = vec![1; events.len()];
+                            client
+                                .query(
+                                    &statement,
+                                    &[
+                                        &vec![stream],
+                                        &vec![0i64],
+                                        &vec![1i64],
+                                        &vec![Some(Uuid::new_v4())],
+                                        &fingerprint,
+                                        &vec![Some("Placed")],
+                                        &vec![correlation.clone()],
+                                        &nulls_uuid,
+                                        &nulls_text,
+                                        &nulls_text,
+                                        &nulls_text,
+                                        &ev_cmd,
+                                        &ids,
+                                        &types,
+                                        &versions,
+                                        &payloads,
+                                    ],
+                                )
+                                .await
+                                .map(drop)
+                        }
+                        (Raw::Insert, 1) => client
+                            .execute(
+                                &statement,
+                                &[
+                                    &stream,
+                                    &ids[0],
+                                    &types[0],
+                                    &versions[0],
+                                    &payloads[0],
+                                    &correlation,
+                                ],
+                            )
+                            .await
+                            .map(drop),
+                        (Raw::Insert, _) => client
+                            .execute(
+                                &statement,
+                                &[&stream, &ids, &types, &versions, &payloads, &correlation],
+                            )
+                            .await
+                            .map(drop),
+                    };
                     match result {
-                        Ok(_) => samples.record(op.elapsed()),
+                        Ok(()) => samples.record(op.elapsed()),
                         Err(_) => errors += 1,
                     }
                 }
@@ -243,13 +305,13 @@ fn merge(a: Run, b: Run) -> Run {
     }
 }
 
-/// One configuration on a fresh database: raw, library, library, raw (ABBA), so that neither
-/// side profits from running on the smaller or the warmer table.
+/// One configuration on a fresh database: INSERT, statement, library, library, statement,
+/// INSERT (ABBA), so that no side profits from running on the smaller or the warmer table.
 async fn measure(
     writers: usize,
     duration: Duration,
     work: Arc<Workload>,
-) -> anyhow::Result<(Run, Run)> {
+) -> anyhow::Result<(Run, Run, Run)> {
     let db = crate::fresh_database().await;
     let mut config = StoreConfig::new(db.url());
     config.pool_size = writers;
@@ -257,17 +319,28 @@ async fn measure(
     let store = EventStore::new(config)?;
     let warm = Duration::from_millis(500);
     library(&store, writers, warm, work.clone()).await?;
-    raw(db.url(), writers, warm, work.clone()).await?;
+    raw(db.url(), Raw::Statement, writers, warm, work.clone()).await?;
+    raw(db.url(), Raw::Insert, writers, warm, work.clone()).await?;
     let half = duration / 2;
-    crate::checkpoint().await;
-    let raw_a = raw(db.url(), writers, half, work.clone()).await?;
-    crate::checkpoint().await;
-    let lib_a = library(&store, writers, half, work.clone()).await?;
-    crate::checkpoint().await;
-    let lib_b = library(&store, writers, half, work.clone()).await?;
-    crate::checkpoint().await;
-    let raw_b = raw(db.url(), writers, half, work).await?;
-    Ok((merge(raw_a, raw_b), merge(lib_a, lib_b)))
+    let mut runs = Vec::new();
+    for side in [0, 1, 2, 2, 1, 0] {
+        crate::checkpoint().await;
+        let run = match side {
+            0 => raw(db.url(), Raw::Insert, writers, half, work.clone()).await?,
+            1 => raw(db.url(), Raw::Statement, writers, half, work.clone()).await?,
+            _ => library(&store, writers, half, work.clone()).await?,
+        };
+        runs.push((side, run));
+    }
+    let mut merged: Vec<Option<Run>> = vec![None, None, None];
+    for (side, run) in runs {
+        merged[side] = Some(match merged[side].take() {
+            Some(before) => merge(before, run),
+            None => run,
+        });
+    }
+    let mut take = |i: usize| merged[i].take().context("a side was not measured");
+    Ok((take(0)?, take(1)?, take(2)?))
 }
 
 pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
@@ -278,21 +351,29 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         payload.len(),
     );
     println!(
-        "raw = the append statement on one dedicated connection per writer (prepared, no pool)"
+        "INSERT = a plain prepared INSERT of the events into orders.events, one connection per writer (the ceiling)"
     );
-    println!("lib = EventStore::append (pool, validation, idempotency record, coalesced NOTIFY)\n");
     println!(
-        "{:>6} {:>7} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>9} {:>6}",
+        "stmt   = the store's append statement, raw, one command per statement, one connection per writer"
+    );
+    println!(
+        "lib    = EventStore::append (pool, validation, idempotency record, group commit, coalesced NOTIFY)\n"
+    );
+    println!(
+        "{:>6} {:>7} | {:>9} {:>7} {:>7} | {:>9} {:>7} | {:>9} {:>7} {:>7} | {:>9} | {:>8} {:>8}",
         "events",
         "writers",
-        "raw cmd/s",
+        "INSERT/s",
         "p50 ms",
+        "p99 ms",
+        "stmt/s",
         "p99 ms",
         "lib cmd/s",
         "p50 ms",
         "p99 ms",
         "lib ev/s",
-        "ratio"
+        "lib/INS",
+        "lib/stmt"
     );
     let duration = Duration::from_secs(args.seconds);
     for &events in &args.events {
@@ -303,21 +384,28 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
                 payload: payload.clone(),
                 events,
             });
-            let (mut raw_run, mut lib_run) = measure(writers, duration, work).await?;
+            let (mut insert, mut statement, mut lib) = measure(writers, duration, work).await?;
+            let errors = insert.errors + statement.errors + lib.errors;
             println!(
-                "{:>6} {:>7} | {:>9.0} {:>8.2} {:>8.2} | {:>9.0} {:>8.2} {:>8.2} | {:>9.0} {:>6.2}{}",
+                "{:>6} {:>7} | {:>9.0} {:>7.2} {:>7.2} | {:>9.0} {:>7.2} | {:>9.0} {:>7.2} {:>7.2} | {:>9.0} | {:>8.2} {:>8.2}{}",
                 events,
                 writers,
-                raw_run.rate(),
-                raw_run.samples.quantile_ms(0.5),
-                raw_run.samples.quantile_ms(0.99),
-                lib_run.rate(),
-                lib_run.samples.quantile_ms(0.5),
-                lib_run.samples.quantile_ms(0.99),
-                lib_run.rate() * events as f64,
-                lib_run.rate() / raw_run.rate(),
-                if raw_run.errors + lib_run.errors > 0 {
-                    format!("  (errors: raw {}, lib {})", raw_run.errors, lib_run.errors)
+                insert.rate(),
+                insert.samples.quantile_ms(0.5),
+                insert.samples.quantile_ms(0.99),
+                statement.rate(),
+                statement.samples.quantile_ms(0.99),
+                lib.rate(),
+                lib.samples.quantile_ms(0.5),
+                lib.samples.quantile_ms(0.99),
+                lib.rate() * events as f64,
+                lib.rate() / insert.rate(),
+                lib.rate() / statement.rate(),
+                if errors > 0 {
+                    format!(
+                        "  (errors: INSERT {}, stmt {}, lib {})",
+                        insert.errors, statement.errors, lib.errors
+                    )
                 } else {
                     String::new()
                 }
