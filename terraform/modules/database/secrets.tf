@@ -42,7 +42,9 @@ resource "aws_secretsmanager_secret_version" "login" {
     username = each.value
     password = local.login_passwords[each.key]
     url = format(
-      "postgres://%s:%s@%s:%d/%s?sslmode=require",
+      # verify-full: the server's certificate must chain to the RDS CA bundle the images carry
+      # (ORDER_DB_CA_FILE / PGSSLROOTCERT) and name this host
+      "postgres://%s:%s@%s:%d/%s?sslmode=verify-full",
       each.value,
       local.login_passwords[each.key],
       aws_db_instance.this.address,
