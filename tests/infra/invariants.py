@@ -204,7 +204,11 @@ def check_ci_role(tree: Tree) -> list[str]:
     assume = d.get("data", "aws_iam_policy_document", "assume")
     if ":sub" not in assume.text() or "environment:" not in assume.text():
         problems.append("deploy role trust is not limited to one repository environment (sub claim)")
-    for st in policy_statements(d.get("data", "aws_iam_policy_document", "deploy")):
+    deploy = policy_statements(d.get("data", "aws_iam_policy_document", "deploy"))
+    # ecs-deploy.sh registers revisions with the previous revision's tags: tag-on-create
+    if not any("ecs:TagResource" in st.actions for st in deploy):
+        problems.append("deploy role cannot tag the task definitions it registers (ecs:TagResource)")
+    for st in deploy:
         where = f"deploy role statement {st.sid}"
         if st.resources == ["*"] and not set(st.actions) <= CI_STAR_ACTIONS:
             problems.append(f"{where}: {sorted(set(st.actions) - CI_STAR_ACTIONS)} on every resource")
@@ -537,11 +541,12 @@ def check_disaster_recovery(tree: Tree) -> list[str]:
     call = prod.module("platform").body
     if call.get("db_backup_retention_days") != 35:
         problems.append(f"prod keeps {call.get('db_backup_retention_days')} days of backups, expected 35")
-    if prod.variables()["dr_region"].body.get("default") in (None, ""):
+    dr_region = prod.variables().get("dr_region")
+    if dr_region is None or dr_region.body.get("default") in (None, ""):
         problems.append("prod has no disaster-recovery region by default")
     if call.get("dr_region") != "${var.dr_region}":
         problems.append("prod does not pass dr_region to the platform")
-    dr = tree["modules/disaster_recovery"].source_text()
+    dr = tree.dirs["modules/disaster_recovery"].source_text() if "modules/disaster_recovery" in tree.dirs else ""
     for needed in ("aws_db_instance_automated_backups_replication", "aws_ecr_replication_configuration"):
         if needed not in dr:
             problems.append(f"disaster_recovery module has no {needed}")
@@ -549,8 +554,18 @@ def check_disaster_recovery(tree: Tree) -> list[str]:
 
 
 def check_ecr(tree: Tree) -> list[str]:
+    """Immutable, scanned, expiring repositories; every name (the pull-through cache's prefix,
+    unique per account and region, included) carries the environment's prefix."""
     problems = []
     e = tree["modules/ecr"]
+    rule = e.get("resource", "aws_ecr_pull_through_cache_rule", "ecr_public").body
+    prefix = rule.get("ecr_repository_prefix", "")
+    if prefix == "${local.pull_through_prefix}":
+        prefix = refs(e.locals.get("pull_through_prefix"))
+    elif prefix == "${var.pull_through_prefix}":
+        prefix = refs(e.variables()["pull_through_prefix"].body.get("default"))
+    if "var.name_prefix" not in prefix:
+        problems.append(f"ECR pull-through cache prefix {prefix} is not environment-prefixed (dev and prod collide in one account)")
     for r in e.of("resource", "aws_ecr_repository"):
         if r.body.get("image_tag_mutability") != "IMMUTABLE":
             problems.append(f"ECR {r.name}: tags are mutable")
