@@ -1,23 +1,49 @@
 #!/usr/bin/env bash
-# ECS steps of .github/workflows/deploy.yml, kept here so they can be read, linted and run by
-# hand with the same result. Needs the AWS CLI v2 and jq, and credentials of the deploy role.
+# ECS steps of .github/workflows/deploy.yml and rollback.yml, kept here so they can be read,
+# linted, tested (tests/infra/test_ecs_deploy.py, against a stubbed `aws`) and run by hand with
+# the same result. Needs the AWS CLI v2 and jq, and credentials of the deploy role.
 #
+#   ecs-deploy.sh image-exists REPOSITORY TAG
+#       prints true when REPOSITORY already holds TAG (tags are immutable: a re-run of the same
+#       commit must not push again), false when it does not
 #   ecs-deploy.sh register FAMILY CONTAINER=IMAGE [CONTAINER=IMAGE...]
-#       new revision of FAMILY (copied from its latest revision) with the given images;
-#       prints the new task definition ARN
-#   ecs-deploy.sh migrate TASK_DEFINITION_ARN
+#       new revision of FAMILY (copied from its latest revision, tags included) with the given
+#       images; prints the new task definition ARN
+#   ecs-deploy.sh migrate [--dry-run] TASK_DEFINITION_ARN
 #       runs the migration task (roles bootstrap, then `order-grpc migrate`), waits for it,
-#       prints its log and fails unless the migrate container exited 0
+#       prints its log and fails unless both containers exited 0. --dry-run runs
+#       `order-grpc migrate --dry-run` instead: what would be applied, applying nothing (the
+#       report also goes to $GITHUB_STEP_SUMMARY when set)
 #   ecs-deploy.sh roll SERVICE=TASK_DEFINITION_ARN [SERVICE=TASK_DEFINITION_ARN...]
-#       points each service at its new revision (rolling update, circuit breaker with rollback)
-#       and waits until every service is stable on the new revision
+#       rolling services: points each at its new revision (circuit breaker with rollback) and
+#       waits until every one is stable and completed on it
+#   ecs-deploy.sh blue-green SERVICE TASK_DEFINITION_ARN
+#       a CODE_DEPLOY service: a CodeDeploy blue/green deployment to the revision (test
+#       listener first, then production traffic; rolled back on failure or alarm), waited for
+#   ecs-deploy.sh rollback SERVICE [TASK_DEFINITION_ARN]
+#       back to TASK_DEFINITION_ARN, or to the revision before the one the service runs: a
+#       blue/green deployment or a rolling update, whichever the service uses
 #
 # Environment: ECS_CLUSTER; for migrate also MIGRATION_SUBNETS (comma-separated),
-# MIGRATION_SECURITY_GROUP, MIGRATION_LOG_GROUP.
+# MIGRATION_SECURITY_GROUP, MIGRATION_LOG_GROUP; for blue-green (and rollback of a CODE_DEPLOY
+# service) CODEDEPLOY_APPLICATION and CODEDEPLOY_GROUP. WAIT_ATTEMPTS (default 3) bounds the
+# 10-minute waiter rounds.
 set -euo pipefail
 
 die() { echo "ecs-deploy: $*" >&2; exit 1; }
-: "${ECS_CLUSTER:?ECS_CLUSTER must be set}"
+WAIT_ATTEMPTS=${WAIT_ATTEMPTS:-3}
+
+image_exists() {
+    local repository=$1 tag=$2 err
+    if err=$(aws ecr describe-images --repository-name "$repository" --image-ids "imageTag=${tag}" \
+        --query 'imageDetails[0].imageTags' --output json 2>&1 >/dev/null); then
+        echo true
+    elif [[ $err == *ImageNotFoundException* ]]; then
+        echo false
+    else
+        die "cannot look up ${repository}:${tag}: ${err}"
+    fi
+}
 
 register() {
     local family=$1; shift
@@ -37,7 +63,8 @@ register() {
         spec=$(jq --arg n "$name" --arg i "$image" \
             '.containerDefinitions |= map(if .name == $n then .image = $i else . end)' <<<"$spec")
     done
-    # tags are registered with the revision too (they are not part of taskDefinition)
+    # tags are registered with the revision too (they are not part of taskDefinition); the
+    # deploy role may tag only while registering (ecs:TagResource with ecs:CreateAction)
     local tags
     tags=$(jq '.tags // []' <<<"$td")
     if [[ $(jq 'length' <<<"$tags") -gt 0 ]]; then
@@ -56,29 +83,45 @@ print_log() {
 }
 
 migrate() {
+    local dry_run=false
+    if [[ ${1:-} == --dry-run ]]; then
+        dry_run=true
+        shift
+    fi
     local td_arn=$1
     : "${MIGRATION_SUBNETS:?}" "${MIGRATION_SECURITY_GROUP:?}" "${MIGRATION_LOG_GROUP:?}"
     local network="awsvpcConfiguration={subnets=[${MIGRATION_SUBNETS}],securityGroups=[${MIGRATION_SECURITY_GROUP}],assignPublicIp=DISABLED}"
+    local overrides='{}'
+    if $dry_run; then
+        overrides='{"containerOverrides":[{"name":"migrate","command":["migrate","--dry-run"]}]}'
+    fi
     local task_arn
     task_arn=$(aws ecs run-task --cluster "$ECS_CLUSTER" --task-definition "$td_arn" \
         --launch-type FARGATE --platform-version LATEST --count 1 \
-        --network-configuration "$network" --started-by "deploy-${GITHUB_RUN_ID:-manual}" \
+        --network-configuration "$network" --overrides "$overrides" \
+        --started-by "deploy-${GITHUB_RUN_ID:-manual}" \
         --query 'tasks[0].taskArn' --output text)
     [[ -n $task_arn && $task_arn != None ]] || die "run-task started no task"
-    echo "migration task: $task_arn"
+    echo "migration task$($dry_run && echo ' (dry run)'): $task_arn"
 
-    # the waiter gives up after 10 minutes; a long migration gets up to 30
+    # the waiter gives up after 10 minutes; a long migration gets up to WAIT_ATTEMPTS of them
     local attempt
-    for attempt in 1 2 3; do
+    for ((attempt = 1; ; attempt++)); do
         if aws ecs wait tasks-stopped --cluster "$ECS_CLUSTER" --tasks "$task_arn"; then
             break
         fi
-        [[ $attempt -lt 3 ]] || die "migration task still running after 30 minutes: $task_arn"
+        ((attempt < WAIT_ATTEMPTS)) || die "migration task still running after $((WAIT_ATTEMPTS * 10)) minutes: $task_arn"
     done
 
     local task_id=${task_arn##*/}
     print_log "dbinit/dbinit/${task_id}"
-    print_log "migrate/migrate/${task_id}"
+    local migrate_log
+    migrate_log=$(print_log "migrate/migrate/${task_id}")
+    echo "$migrate_log"
+    if $dry_run && [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then
+        # shellcheck disable=SC2016 # a markdown code fence, not a command substitution
+        printf '### Migrations that would be applied\n\n```\n%s\n```\n' "$migrate_log" >>"$GITHUB_STEP_SUMMARY"
+    fi
 
     local result
     result=$(aws ecs describe-tasks --cluster "$ECS_CLUSTER" --tasks "$task_arn" --output json)
@@ -88,11 +131,25 @@ migrate() {
     reason=$(jq -r '.tasks[0].stoppedReason // ""' <<<"$result")
     echo "dbinit exit: ${dbinit_exit}; migrate exit: ${migrate_exit}; stopped: ${reason}"
     [[ $dbinit_exit == 0 ]] || die "role bootstrap failed (exit ${dbinit_exit})"
-    [[ $migrate_exit == 0 ]] || die "migration failed (exit ${migrate_exit})"
+    [[ $migrate_exit == 0 ]] || die "migration$($dry_run && echo ' dry run') failed (exit ${migrate_exit})"
+}
+
+describe_service() {
+    aws ecs describe-services --cluster "$ECS_CLUSTER" --services "$1" --output json
+}
+
+controller_of() {
+    jq -r '.services[0].deploymentController.type // "ECS"' <<<"$1"
 }
 
 roll() {
-    local pair service td_arn services=()
+    local pair service td_arn services=() description
+    for pair in "$@"; do
+        service=${pair%%=*}
+        description=$(describe_service "$service")
+        [[ $(controller_of "$description") == ECS ]] \
+            || die "$service is deployed blue/green: use ecs-deploy.sh blue-green"
+    done
     for pair in "$@"; do
         service=${pair%%=*}
         td_arn=${pair#*=}
@@ -103,11 +160,11 @@ roll() {
     done
 
     local attempt
-    for attempt in 1 2 3; do
+    for ((attempt = 1; ; attempt++)); do
         if aws ecs wait services-stable --cluster "$ECS_CLUSTER" --services "${services[@]}"; then
             break
         fi
-        [[ $attempt -lt 3 ]] || die "services not stable after 30 minutes"
+        ((attempt < WAIT_ATTEMPTS)) || die "services not stable after $((WAIT_ATTEMPTS * 10)) minutes"
     done
 
     # stable is not enough: after a circuit-breaker rollback the service is stable on the OLD
@@ -116,7 +173,7 @@ roll() {
     for pair in "$@"; do
         service=${pair%%=*}
         td_arn=${pair#*=}
-        state=$(aws ecs describe-services --cluster "$ECS_CLUSTER" --services "$service" --output json \
+        state=$(describe_service "$service" \
             | jq -r --arg td "$td_arn" \
                 '.services[0].deployments[] | select(.status == "PRIMARY")
                  | "\(.taskDefinition == $td) \(.rolloutState)"')
@@ -126,10 +183,84 @@ roll() {
     [[ $failed == 0 ]] || die "a service did not complete its rollout (rolled back?)"
 }
 
+blue_green() {
+    local service=$1 td_arn=$2
+    : "${CODEDEPLOY_APPLICATION:?}" "${CODEDEPLOY_GROUP:?}"
+    local description container port
+    description=$(describe_service "$service")
+    [[ $(controller_of "$description") == CODE_DEPLOY ]] \
+        || die "$service uses rolling updates: use ecs-deploy.sh roll"
+    container=$(jq -r '.services[0].loadBalancers[0].containerName' <<<"$description")
+    port=$(jq -r '.services[0].loadBalancers[0].containerPort' <<<"$description")
+    [[ $container != null && $port != null ]] || die "$service has no load balancer to shift"
+
+    local appspec revision
+    appspec=$(jq -cn --arg td "$td_arn" --arg c "$container" --argjson p "$port" '{
+        version: 0.0,
+        Resources: [{TargetService: {Type: "AWS::ECS::Service", Properties: {
+            TaskDefinition: $td,
+            LoadBalancerInfo: {ContainerName: $c, ContainerPort: $p}}}}]}')
+    revision=$(jq -cn --arg content "$appspec" \
+        '{revisionType: "AppSpecContent", appSpecContent: {content: $content}}')
+    local deployment
+    deployment=$(aws deploy create-deployment --application-name "$CODEDEPLOY_APPLICATION" \
+        --deployment-group-name "$CODEDEPLOY_GROUP" --revision "$revision" \
+        --description "${GITHUB_REPOSITORY:-manual}@${GITHUB_SHA:-manual}: $td_arn" \
+        --query deploymentId --output text)
+    [[ -n $deployment && $deployment != None ]] || die "create-deployment returned no deployment id"
+    echo "blue/green deployment of $service -> $td_arn: $deployment"
+
+    local attempt
+    for ((attempt = 1; ; attempt++)); do
+        if aws deploy wait deployment-successful --deployment-id "$deployment"; then
+            break
+        fi
+        local status
+        status=$(aws deploy get-deployment --deployment-id "$deployment" \
+            --query '[deploymentInfo.status, deploymentInfo.errorInformation.message]' --output text)
+        case "$status" in
+            Failed* | Stopped*) die "deployment $deployment ended: $status (rolled back to the previous task set)" ;;
+        esac
+        ((attempt < WAIT_ATTEMPTS)) || die "deployment $deployment not finished after $((WAIT_ATTEMPTS * 10)) minutes: $status"
+    done
+
+    local live
+    live=$(describe_service "$service" | jq -r '.services[0].taskDefinition')
+    echo "$service: serving $live"
+    [[ $live == "$td_arn" ]] || die "$service serves $live, not $td_arn"
+}
+
+rollback() {
+    local service=$1 target=${2:-}
+    local description current
+    description=$(describe_service "$service")
+    current=$(jq -r '.services[0].taskDefinition' <<<"$description")
+    [[ $current != null ]] || die "no service $service in $ECS_CLUSTER"
+    if [[ -z $target ]]; then
+        local family=${current##*:task-definition/} revision=${current##*:}
+        family=${family%:*}
+        target=$(aws ecs list-task-definitions --family-prefix "$family" --status ACTIVE --sort DESC \
+            --output json | jq -r --argjson rev "$revision" --arg family "$family" \
+                '[.taskDefinitionArns[] | select(test(":task-definition/" + $family + ":[0-9]+$"))
+                  | select((split(":") | last | tonumber) < $rev)] | first // empty')
+        [[ -n $target ]] || die "$service runs $current; no earlier revision of $family to go back to"
+    fi
+    echo "rolling $service back: $current -> $target"
+    if [[ $(controller_of "$description") == CODE_DEPLOY ]]; then
+        blue_green "$service" "$target"
+    else
+        roll "${service}=${target}"
+    fi
+}
+
+: "${ECS_CLUSTER:?ECS_CLUSTER must be set}"
 cmd=${1:-}; shift || true
 case "$cmd" in
-    register) [[ $# -ge 2 ]] || die "usage: register FAMILY CONTAINER=IMAGE..."; register "$@" ;;
-    migrate)  [[ $# -eq 1 ]] || die "usage: migrate TASK_DEFINITION_ARN"; migrate "$@" ;;
-    roll)     [[ $# -ge 1 ]] || die "usage: roll SERVICE=TASK_DEFINITION_ARN..."; roll "$@" ;;
-    *) die "usage: ecs-deploy.sh register|migrate|roll ..." ;;
+    image-exists) [[ $# -eq 2 ]] || die "usage: image-exists REPOSITORY TAG"; image_exists "$@" ;;
+    register)     [[ $# -ge 2 ]] || die "usage: register FAMILY CONTAINER=IMAGE..."; register "$@" ;;
+    migrate)      [[ $# -ge 1 && $# -le 2 ]] || die "usage: migrate [--dry-run] TASK_DEFINITION_ARN"; migrate "$@" ;;
+    roll)         [[ $# -ge 1 ]] || die "usage: roll SERVICE=TASK_DEFINITION_ARN..."; roll "$@" ;;
+    blue-green)   [[ $# -eq 2 ]] || die "usage: blue-green SERVICE TASK_DEFINITION_ARN"; blue_green "$@" ;;
+    rollback)     [[ $# -ge 1 && $# -le 2 ]] || die "usage: rollback SERVICE [TASK_DEFINITION_ARN]"; rollback "$@" ;;
+    *) die "usage: ecs-deploy.sh image-exists|register|migrate|roll|blue-green|rollback ..." ;;
 esac

@@ -3,7 +3,7 @@
 # container before `order-grpc migrate` (the migration task runs both, this one first).
 #
 # Connects with the RDS master user (libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER,
-# PGPASSWORD, PGSSLMODE, injected by ECS from the RDS-managed secret) and:
+# PGPASSWORD, PGSSLMODE, PGSSLROOTCERT, injected by ECS from the RDS-managed secret) and:
 #   * creates the NOLOGIN group roles the migrations grant to, if they do not exist yet
 #     (the migrations create them too, with IF NOT EXISTS semantics; whoever runs first wins);
 #   * makes orders_owner the owner of the database, so the migrations (run as orders_owner)
@@ -13,7 +13,13 @@
 #       orders_migrator -> orders_owner      (MIGRATOR_DB_PASSWORD; sessions SET ROLE orders_owner)
 #       order_grpc      -> orders_app        (GRPC_DB_PASSWORD)
 #       order_projector -> orders_projector  (PROJECTOR_DB_PASSWORD)
-# Re-running it rotates nothing unless the secrets changed, and it never drops anything.
+# Re-running it changes no password unless the secrets changed, and it never drops anything.
+#
+# No password ever reaches the server as text: the server logs DDL (and exports the log to
+# CloudWatch), so `ALTER ROLE ... PASSWORD` carries a SCRAM-SHA-256 verifier computed here
+# (salted, 4096 iterations: what `\password` in psql sends). The passwords stay in this
+# process's environment; they are never arguments of a command (visible in `ps`) and never
+# printed. Tested against a server logging every statement: tests/infra/test_bootstrap_roles.py.
 set -euo pipefail
 
 : "${PGHOST:?PGHOST must be set}"
@@ -23,18 +29,45 @@ set -euo pipefail
 : "${MIGRATOR_DB_PASSWORD:?MIGRATOR_DB_PASSWORD must be set}"
 : "${GRPC_DB_PASSWORD:?GRPC_DB_PASSWORD must be set}"
 : "${PROJECTOR_DB_PASSWORD:?PROJECTOR_DB_PASSWORD must be set}"
-export PGSSLMODE="${PGSSLMODE:-require}"
+export PGSSLMODE="${PGSSLMODE:-verify-full}"
 
-echo "bootstrap-roles: connecting to ${PGHOST}/${PGDATABASE} as ${PGUSER}"
+# SCRAM-SHA-256 verifier (RFC 5802/7677, PostgreSQL's format) of the password in the
+# environment variable named $1. The password must be printable ASCII, where SASLprep (which
+# the server applies to the password at login) changes nothing.
+scram_verifier() {
+    VAR="$1" perl -MDigest::SHA=hmac_sha256,sha256 -MMIME::Base64=encode_base64 -e '
+        use strict; use warnings;
+        my $password = $ENV{$ENV{VAR}};
+        die "bootstrap-roles: $ENV{VAR} must be printable ascii\n"
+            unless defined $password && $password =~ /\A[\x20-\x7e]+\z/;
+        open(my $random, "<:raw", "/dev/urandom") or die "bootstrap-roles: /dev/urandom: $!\n";
+        read($random, my $salt, 16) == 16 or die "bootstrap-roles: short read from /dev/urandom\n";
+        my $iterations = 4096;
+        # PBKDF2-HMAC-SHA-256, one 32-byte block
+        my $u = hmac_sha256($salt . pack("N", 1), $password);
+        my $salted = $u;
+        for (2 .. $iterations) { $u = hmac_sha256($u, $password); $salted ^= $u; }
+        my $stored_key = sha256(hmac_sha256("Client Key", $salted));
+        my $server_key = hmac_sha256("Server Key", $salted);
+        my $b64 = sub { encode_base64($_[0], "") };
+        printf "SCRAM-SHA-256\$%d:%s\$%s:%s\n",
+            $iterations, $b64->($salt), $b64->($stored_key), $b64->($server_key);
+    '
+}
 
-# Passwords travel as psql variables (:'name' quotes them as literals); they never appear in
-# the process list or in the log.
-psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 \
-    -v master="${PGUSER}" \
-    -v dbname="${PGDATABASE}" \
-    -v migrator_pw="${MIGRATOR_DB_PASSWORD}" \
-    -v grpc_pw="${GRPC_DB_PASSWORD}" \
-    -v projector_pw="${PROJECTOR_DB_PASSWORD}" <<'SQL'
+migrator_verifier=$(scram_verifier MIGRATOR_DB_PASSWORD)
+grpc_verifier=$(scram_verifier GRPC_DB_PASSWORD)
+projector_verifier=$(scram_verifier PROJECTOR_DB_PASSWORD)
+
+echo "bootstrap-roles: connecting to ${PGHOST}/${PGDATABASE} as ${PGUSER} (sslmode ${PGSSLMODE})"
+
+# The verifiers reach psql on its standard input, as \set lines ahead of the script (single
+# quotes: base64 has none, and nothing inside is interpolated).
+{
+    printf '%s\n' "\\set migrator_verifier '${migrator_verifier}'"
+    printf '%s\n' "\\set grpc_verifier '${grpc_verifier}'"
+    printf '%s\n' "\\set projector_verifier '${projector_verifier}'"
+    cat <<'SQL'
 SET client_min_messages = warning;
 
 -- group roles (NOLOGIN), the names the migrations use
@@ -57,9 +90,10 @@ SELECT format('CREATE ROLE %I LOGIN', u)
   FROM unnest(ARRAY['orders_migrator', 'order_grpc', 'order_projector']) AS u
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = u)
 \gexec
-ALTER ROLE orders_migrator WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'migrator_pw';
-ALTER ROLE order_grpc      WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'grpc_pw';
-ALTER ROLE order_projector WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'projector_pw';
+-- SCRAM verifiers, never the passwords (the server stores a verifier as given)
+ALTER ROLE orders_migrator WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'migrator_verifier';
+ALTER ROLE order_grpc      WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'grpc_verifier';
+ALTER ROLE order_projector WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'projector_verifier';
 GRANT orders_owner     TO orders_migrator;
 GRANT orders_app       TO order_grpc;
 GRANT orders_projector TO order_projector;
@@ -74,5 +108,6 @@ ALTER ROLE orders_migrator SET role = 'orders_owner';
 ALTER ROLE orders_migrator SET statement_timeout = 0;
 GRANT CONNECT ON DATABASE :"dbname" TO orders_owner, orders_app, orders_projector, orders_readonly;
 SQL
+} | psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 -v master="${PGUSER}" -v dbname="${PGDATABASE}"
 
 echo "bootstrap-roles: done"

@@ -22,6 +22,10 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Apply pending database migrations (under an advisory lock) and exit.
     Migrate {
+        /// Print the migrations a run would apply, read from the database's schema history,
+        /// and apply nothing (read-only session, no lock).
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         database: DatabaseArgs,
         #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
@@ -47,6 +51,12 @@ pub fn main() {
         match parsed.command {
             Some(Command::Serve(args)) => serve(*args).await,
             Some(Command::Migrate {
+                dry_run: true,
+                database,
+                log_format,
+            }) => migrate_dry_run(database, log_format).await,
+            Some(Command::Migrate {
+                dry_run: false,
                 database,
                 log_format,
             }) => migrate(database, log_format).await,
@@ -101,4 +111,38 @@ async fn migrate(database: DatabaseArgs, log_format: telemetry::LogFormat) -> i3
             1
         }
     }
+}
+
+async fn migrate_dry_run(database: DatabaseArgs, log_format: telemetry::LogFormat) -> i32 {
+    telemetry::init_logging(log_format);
+    let config = database.store_config("order-grpc-migrate-dry-run");
+    match order_store::migrate::plan(&config).await {
+        Ok(plan) => {
+            print!("{}", describe_plan(&plan));
+            0
+        }
+        Err(e) => {
+            eprintln!("{NAME}: migrate --dry-run failed: {e}");
+            1
+        }
+    }
+}
+
+/// The dry run's report: where the schema history is, and what a run would apply.
+fn describe_plan(plan: &order_store::migrate::MigrationPlan) -> String {
+    let at = match plan.current {
+        Some(version) => format!("schema history at version {version}"),
+        None => "no schema history yet".to_owned(),
+    };
+    if plan.pending.is_empty() {
+        return format!("{NAME} migrate --dry-run: {at}; nothing to apply\n");
+    }
+    let mut text = format!(
+        "{NAME} migrate --dry-run: {at}; {} migration(s) would be applied:\n",
+        plan.pending.len()
+    );
+    for name in &plan.pending {
+        text.push_str(&format!("  {name}\n"));
+    }
+    text
 }

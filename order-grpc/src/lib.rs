@@ -9,6 +9,7 @@
 
 pub mod cli;
 
+pub mod alb_health;
 pub mod commands;
 pub mod config;
 pub mod convert;

@@ -133,6 +133,10 @@ impl App {
         }
         let server = builder
             .timeout(args.default_deadline())
+            // outermost: the ALB's health check needs no token and is never shed
+            .layer(crate::alb_health::AlbHealthLayer::new(
+                self.readiness.subscribe(),
+            ))
             .layer(GatewayLayer::new(
                 tokens,
                 args.max_concurrent_requests as usize,

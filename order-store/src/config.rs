@@ -64,12 +64,11 @@ impl StoreConfig {
 
     /// The parsed connection settings with timeouts and application name applied.
     pub fn pg_config(&self) -> Result<tokio_postgres::Config, Error> {
-        let mut config: tokio_postgres::Config =
-            self.database_url
-                .parse()
-                .map_err(|e: tokio_postgres::Error| {
-                    Error::InvalidInput(format!("invalid database URL: {e}"))
-                })?;
+        let mut config: tokio_postgres::Config = rustls_sslmode(&self.database_url)
+            .parse()
+            .map_err(|e: tokio_postgres::Error| {
+                Error::InvalidInput(format!("invalid database URL: {e}"))
+            })?;
         config.application_name(&self.application_name);
         config.connect_timeout(self.connect_timeout);
         config.keepalives(true);
@@ -156,6 +155,21 @@ impl StoreConfig {
     }
 }
 
+/// libpq's `sslmode=verify-full` (and `verify-ca`) as tokio-postgres understands it. TLS here is
+/// rustls, which always checks the server's certificate chain against the trusted roots (web
+/// PKI plus `ca_file`) and its host name, so `require` gives exactly verify-full; tokio-postgres
+/// itself knows only disable / prefer / require and would refuse the URL.
+fn rustls_sslmode(url: &str) -> std::borrow::Cow<'_, str> {
+    if url.contains("sslmode=verify-full") || url.contains("sslmode=verify-ca") {
+        std::borrow::Cow::Owned(
+            url.replace("sslmode=verify-full", "sslmode=require")
+                .replace("sslmode=verify-ca", "sslmode=require"),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(url)
+    }
+}
+
 /// The database settings as command-line arguments with environment fallbacks.
 #[cfg(feature = "cli")]
 #[derive(Debug, Clone, clap::Args)]
@@ -225,5 +239,33 @@ impl DatabaseArgs {
             group_commit_batch: usize::from(self.group_commit_batch),
             group_commit_writers: usize::from(self.group_commit_writers),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_full_urls_are_accepted_and_mean_tls_required() {
+        for mode in ["verify-full", "verify-ca", "require"] {
+            let config = StoreConfig::new(format!(
+                "postgres://u:p@db.example.com:5432/orders?sslmode={mode}"
+            ))
+            .pg_config()
+            .unwrap();
+            assert_eq!(
+                config.get_ssl_mode(),
+                tokio_postgres::config::SslMode::Require,
+                "{mode}"
+            );
+        }
+        let plain = StoreConfig::new("postgres://u:p@localhost/orders")
+            .pg_config()
+            .unwrap();
+        assert_eq!(
+            plain.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Prefer
+        );
     }
 }

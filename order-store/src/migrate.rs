@@ -65,6 +65,88 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
     })
 }
 
+/// What [`plan`] found in the database's schema history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationPlan {
+    /// The newest version in the schema history; `None` before the first migration.
+    pub current: Option<i32>,
+    /// The migrations a run would apply (`V{n}__{name}`), oldest first.
+    pub pending: Vec<String>,
+}
+
+/// What [`migrate`] would do, without doing it (`order-grpc migrate --dry-run`): reads the
+/// schema history in a read-only session and checks it as a run does, so that a history this
+/// binary cannot continue (a migration applied but unknown here, one changed since it was
+/// applied, one missing below the newest) is an error here too. Takes no lock and writes
+/// nothing.
+pub async fn plan(config: &StoreConfig) -> Result<MigrationPlan, Error> {
+    let client = config.connect().await?;
+    client
+        .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        .await?;
+    let has_history: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
+        .await?
+        .get(0);
+    let applied = if has_history {
+        client
+            .query(
+                &format!("SELECT version, name, checksum FROM {HISTORY_TABLE} ORDER BY version"),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                (
+                    row.get::<_, i32>(0),
+                    row.get::<_, Option<String>>(1).unwrap_or_default(),
+                    row.get::<_, Option<String>>(2).unwrap_or_default(),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    compare(&applied, runner().get_migrations())
+}
+
+/// The pending migrations, given the history's (version, name, checksum) rows.
+fn compare(
+    applied: &[(i32, String, String)],
+    known: &[refinery::Migration],
+) -> Result<MigrationPlan, Error> {
+    let diverged = |what: String| Error::Database(format!("schema history: {what}"));
+    for (version, name, checksum) in applied {
+        let Some(migration) = known.iter().find(|m| m.version() == *version) else {
+            return Err(diverged(format!(
+                "V{version}__{name} is applied but unknown to this binary"
+            )));
+        };
+        if migration.name() != name || migration.checksum().to_string() != *checksum {
+            return Err(diverged(format!(
+                "V{version}__{name} was changed since it was applied (now {migration})"
+            )));
+        }
+    }
+    let current = applied.iter().map(|(v, _, _)| *v).max();
+    let mut pending: Vec<&refinery::Migration> = known
+        .iter()
+        .filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version()))
+        .collect();
+    pending.sort_by_key(|m| m.version());
+    if let (Some(current), Some(first)) = (current, pending.first())
+        && first.version() <= current
+    {
+        return Err(diverged(format!(
+            "{first} is missing below the applied version {current}"
+        )));
+    }
+    Ok(MigrationPlan {
+        current,
+        pending: pending.iter().map(|m| m.to_string()).collect(),
+    })
+}
+
 /// An error with every cause it wraps (refinery's own message says only "db error").
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -129,4 +211,50 @@ pub fn fingerprint() -> String {
         .take(6)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(upto: usize) -> Vec<(i32, String, String)> {
+        runner().get_migrations()[..upto]
+            .iter()
+            .map(|m| (m.version(), m.name().to_owned(), m.checksum().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_history_has_every_migration_pending() {
+        let plan = compare(&[], runner().get_migrations()).unwrap();
+        assert_eq!(plan.current, None);
+        assert_eq!(plan.pending.len(), runner().get_migrations().len());
+        assert!(plan.pending[0].starts_with("V1__"), "{:?}", plan.pending);
+    }
+
+    #[test]
+    fn a_complete_history_has_nothing_pending() {
+        let all = runner().get_migrations().len();
+        let plan = compare(&history(all), runner().get_migrations()).unwrap();
+        assert_eq!(plan.current, Some(latest_version()));
+        assert!(plan.pending.is_empty());
+    }
+
+    #[test]
+    fn a_changed_or_unknown_migration_is_refused() {
+        let mut changed = history(1);
+        changed[0].2 = "1".to_owned();
+        let error = compare(&changed, runner().get_migrations()).unwrap_err();
+        assert!(
+            error.to_string().contains("changed since it was applied"),
+            "{error}"
+        );
+
+        let unknown = vec![(999, "from_the_future".to_owned(), "1".to_owned())];
+        let error = compare(&unknown, runner().get_migrations()).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown to this binary"),
+            "{error}"
+        );
+    }
 }

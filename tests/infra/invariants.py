@@ -189,7 +189,12 @@ def check_no_wildcard_allows(tree: Tree) -> list[str]:
     return problems
 
 
-CI_STAR_ACTIONS = {"ecr:GetAuthorizationToken", "ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"}
+CI_STAR_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "ecs:DescribeTaskDefinition",
+    "ecs:ListTaskDefinitions",
+    "ecs:RegisterTaskDefinition",
+}
 
 
 def check_ci_role(tree: Tree) -> list[str]:
@@ -199,7 +204,11 @@ def check_ci_role(tree: Tree) -> list[str]:
     assume = d.get("data", "aws_iam_policy_document", "assume")
     if ":sub" not in assume.text() or "environment:" not in assume.text():
         problems.append("deploy role trust is not limited to one repository environment (sub claim)")
-    for st in policy_statements(d.get("data", "aws_iam_policy_document", "deploy")):
+    deploy = policy_statements(d.get("data", "aws_iam_policy_document", "deploy"))
+    # ecs-deploy.sh registers revisions with the previous revision's tags: tag-on-create
+    if not any("ecs:TagResource" in st.actions for st in deploy):
+        problems.append("deploy role cannot tag the task definitions it registers (ecs:TagResource)")
+    for st in deploy:
         where = f"deploy role statement {st.sid}"
         if st.resources == ["*"] and not set(st.actions) <= CI_STAR_ACTIONS:
             problems.append(f"{where}: {sorted(set(st.actions) - CI_STAR_ACTIONS)} on every resource")
@@ -208,6 +217,12 @@ def check_ci_role(tree: Tree) -> list[str]:
                 problems.append(f"{where}: PassRole on {st.resources}, not exactly var.pass_role_arns")
             if "iam:PassedToService" not in refs(st.conditions):
                 problems.append(f"{where}: PassRole without iam:PassedToService")
+        if "ecs:TagResource" in st.actions:
+            cond = refs(st.conditions)
+            if "ecs:CreateAction" not in cond or "RegisterTaskDefinition" not in cond:
+                problems.append(f"{where}: ecs:TagResource without the ecs:CreateAction = RegisterTaskDefinition condition")
+            if "task_definition_families" not in refs(st.resources):
+                problems.append(f"{where}: ecs:TagResource not limited to the project's task definition families")
         if "ecs:RunTask" in st.actions and "migration_task_family" not in refs(st.resources):
             problems.append(f"{where}: RunTask not limited to the migration task family")
         if "ecs:UpdateService" in st.actions and st.resources != "${var.service_arns}":
@@ -432,28 +447,125 @@ def check_events_and_filters(tree: Tree) -> list[str]:
 # --- edge, images, tasks ---------------------------------------------------------------------
 
 
+ALB_HEALTH_PATH = "/AWS.ALB/healthcheck"  # answered by order-grpc/src/alb_health.rs
+
+
 def check_load_balancer(tree: Tree) -> list[str]:
+    """gRPC target groups probing the readiness path (grpc-status 14 while not ready: the ALB
+    judges the status code only), HTTPS listeners only, egress only to the tasks, internal and
+    closed to undeclared callers by default."""
     problems = []
     lb = tree["modules/load_balancer"]
+    v = lb.variables()
     tg = lb.get("resource", "aws_lb_target_group", "grpc").body
     hc = tg.get("health_check")
     hc = hc[0] if isinstance(hc, list) else hc
     if tg.get("protocol_version") != "GRPC":
         problems.append("target group protocol_version is not GRPC")
-    if hc.get("path") != "/grpc.health.v1.Health/Check" or hc.get("matcher") != "0":
-        problems.append("target group health check is not grpc.health.v1.Health/Check with matcher 0")
+    path = hc.get("path")
+    if path == "${var.health_check_path}":
+        path = v["health_check_path"].body.get("default")
+    if path != ALB_HEALTH_PATH or hc.get("matcher") != "0":
+        problems.append(f"target group health check is {path} with matcher {hc.get('matcher')}, expected {ALB_HEALTH_PATH} with 0 (grpc.health.v1 answers NOT_SERVING with grpc-status 0)")
     listeners = lb.of("resource", "aws_lb_listener")
-    if [l.body.get("protocol") for l in listeners] != ["HTTPS"] or listeners[0].body.get("certificate_arn") != "${var.certificate_arn}":
-        problems.append("the ALB must have exactly one listener, HTTPS with the certificate input")
+    if not listeners or any(l.body.get("protocol") != "HTTPS" or l.body.get("certificate_arn") != "${var.certificate_arn}" for l in listeners):
+        problems.append("every ALB listener must be HTTPS with the certificate input")
     egress = lb.of("resource", "aws_vpc_security_group_egress_rule")
     if len(egress) != 1 or egress[0].body.get("referenced_security_group_id") != "${var.target_security_group_id}":
         problems.append("ALB egress is not limited to the order-grpc tasks")
+    if v["internal"].body.get("default") is not True:
+        problems.append("the load balancer module is not internal by default")
+    for rel, d in tree.dirs.items():
+        for name, var in d.variables().items():
+            if "allowed_cidrs" in name and "0.0.0.0/0" in refs(var.body.get("default")):
+                problems.append(f"{rel}: {name} admits 0.0.0.0/0 by default")
+    plat = tree["modules/platform"].variables()
+    if plat["alb_internal"].body.get("default") is not True:
+        problems.append("platform: alb_internal does not default to true")
+    if "aws_wafv2_web_acl_association" not in lb.source_text() or "var.internal ?" not in lb.source_text():
+        problems.append("an internet-facing load balancer gets no WAF web ACL")
+    return problems
+
+
+def check_service_waits_for_listeners(tree: Tree) -> list[str]:
+    """The ECS service is created only after the listeners that use its target group: a target
+    group without a listener is refused ("does not have an associated load balancer")."""
+    problems = []
+    svc = tree["modules/service"].get("resource", "aws_ecs_service", "this").body
+    if "var.load_balancer" not in refs(svc.get("depends_on")):
+        problems.append("service module: aws_ecs_service does not depend on var.load_balancer (the listeners)")
+    for _, call in tree.callers("modules/service"):
+        lb = call.body.get("load_balancer")
+        if lb is not None and "module.load_balancer.listener_arns" not in refs(lb):
+            problems.append(f"{call.body.get('service_name')}: load_balancer without the ALB's listener ARNs")
+    return problems
+
+
+def check_database_tls(tree: Tree) -> list[str]:
+    """Every database client verifies the server: URLs say sslmode=verify-full and each client
+    is given the RDS CA bundle of its image."""
+    problems = []
+    secrets = tree["modules/database"].source_text()
+    if "sslmode=verify-full" not in secrets or "sslmode=require" in secrets:
+        problems.append("database login URLs do not use sslmode=verify-full")
+    for service, call in _service_calls(tree).items():
+        if service == "order-worker":
+            continue
+        env = refs(call.body.get("environment")) + refs(tree["modules/platform"].locals.get("database_ca"))
+        if "database_ca" not in refs(call.body.get("environment")) or "ORDER_DB_CA_FILE" not in env:
+            problems.append(f"{service}: no ORDER_DB_CA_FILE (the RDS bundle) for verify-full")
+    mig = tree["modules/migration"].source_text()
+    if '"PGSSLMODE", value = "verify-full"' not in mig or "PGSSLROOTCERT" not in mig or "ORDER_DB_CA_FILE" not in mig:
+        problems.append("migration task: dbinit without PGSSLMODE=verify-full + PGSSLROOTCERT, or migrate without ORDER_DB_CA_FILE")
+    return problems
+
+
+def check_no_password_in_database_log(tree: Tree) -> list[str]:
+    """The exported PostgreSQL log never receives a statement with a password: statement
+    logging stays at DDL at most (bootstrap-roles.sh sends SCRAM verifiers, tested in
+    tests/infra/test_bootstrap_roles.py), and passwords are stored as SCRAM."""
+    problems = []
+    params = tree["modules/database"].get("resource", "aws_db_parameter_group", "this").body.get("parameter", [])
+    values = {p.get("name"): p.get("value") for p in params}
+    if values.get("log_statement") not in ("none", "ddl"):
+        problems.append(f"log_statement = {values.get('log_statement')}: more than DDL reaches the exported log")
+    if values.get("password_encryption") != "scram-sha-256":
+        problems.append("password_encryption is not scram-sha-256")
+    return problems
+
+
+def check_disaster_recovery(tree: Tree) -> list[str]:
+    """prod: 35 days of point-in-time restore, backups and images copied to a second region."""
+    problems = []
+    prod = tree["environments/prod"]
+    call = prod.module("platform").body
+    if call.get("db_backup_retention_days") != 35:
+        problems.append(f"prod keeps {call.get('db_backup_retention_days')} days of backups, expected 35")
+    dr_region = prod.variables().get("dr_region")
+    if dr_region is None or dr_region.body.get("default") in (None, ""):
+        problems.append("prod has no disaster-recovery region by default")
+    if call.get("dr_region") != "${var.dr_region}":
+        problems.append("prod does not pass dr_region to the platform")
+    dr = tree.dirs["modules/disaster_recovery"].source_text() if "modules/disaster_recovery" in tree.dirs else ""
+    for needed in ("aws_db_instance_automated_backups_replication", "aws_ecr_replication_configuration"):
+        if needed not in dr:
+            problems.append(f"disaster_recovery module has no {needed}")
     return problems
 
 
 def check_ecr(tree: Tree) -> list[str]:
+    """Immutable, scanned, expiring repositories; every name (the pull-through cache's prefix,
+    unique per account and region, included) carries the environment's prefix."""
     problems = []
     e = tree["modules/ecr"]
+    rule = e.get("resource", "aws_ecr_pull_through_cache_rule", "ecr_public").body
+    prefix = rule.get("ecr_repository_prefix", "")
+    if prefix == "${local.pull_through_prefix}":
+        prefix = refs(e.locals.get("pull_through_prefix"))
+    elif prefix == "${var.pull_through_prefix}":
+        prefix = refs(e.variables()["pull_through_prefix"].body.get("default"))
+    if "var.name_prefix" not in prefix:
+        problems.append(f"ECR pull-through cache prefix {prefix} is not environment-prefixed (dev and prod collide in one account)")
     for r in e.of("resource", "aws_ecr_repository"):
         if r.body.get("image_tag_mutability") != "IMMUTABLE":
             problems.append(f"ECR {r.name}: tags are mutable")
@@ -531,6 +643,10 @@ ALL_CHECKS = [
     check_scaling,
     check_events_and_filters,
     check_load_balancer,
+    check_service_waits_for_listeners,
+    check_database_tls,
+    check_no_password_in_database_log,
+    check_disaster_recovery,
     check_ecr,
     check_network,
     check_migration_task,

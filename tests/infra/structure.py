@@ -140,10 +140,12 @@ def check_roots(tree: Tree) -> list[str]:
         text = str(backends)
         if "s3" not in text or "'encrypt': True" not in text or ("'use_lockfile': True" not in text and "dynamodb_table" not in text):
             problems.append(f"{rel}: backend is not S3 with encryption and locking")
-        provider_text = str(d.providers)
-        for tag in ("project", "environment", "service"):
-            if f"'{tag}'" not in provider_text:
-                problems.append(f"{rel}: default tag {tag} missing")
+        for name, body in d.providers:
+            provider_text = str(body)
+            for tag in ("project", "environment", "service"):
+                if f"'{tag}'" not in provider_text:
+                    alias = body.get("alias", "default")
+                    problems.append(f"{rel}: provider {name} ({alias}): default tag {tag} missing")
         calls = d.of("module")
         if [c.body.get("environment") for c in calls] != [env]:
             problems.append(f"{rel}: platform module not called with environment = {env}")

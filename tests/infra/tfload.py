@@ -7,6 +7,8 @@ interpolation text, so tests compare references (`${module.queue.queue_arn}`) li
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -66,8 +68,14 @@ class TfDir:
 
 
 def _parse(path: Path) -> dict[str, Any]:
-    with path.open() as f:
-        return hcl2.load(f, serialization_options=_OPTIONS)
+    # the mutation tests parse many copies of the tree that differ in one file: parse each
+    # distinct text once
+    return copy.deepcopy(_parse_text(path.read_text()))
+
+
+@functools.lru_cache(maxsize=None)
+def _parse_text(text: str) -> dict[str, Any]:
+    return hcl2.loads(text, serialization_options=_OPTIONS)
 
 
 def load_dir(path: Path) -> TfDir:

@@ -4,6 +4,7 @@
 // Tests unwrap freely: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod alb_health;
 mod auth;
 mod bad_input;
 mod commands;
@@ -11,6 +12,7 @@ mod fuzz_seeds;
 mod helpers;
 mod lifecycle;
 mod limits;
+mod migrate_dry_run;
 mod queries;
 mod races;
 mod read_model;

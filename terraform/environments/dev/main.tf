@@ -1,15 +1,25 @@
-# dev: smallest sizes, one AZ of endpoint interfaces, no NAT, no standby database, everything
-# destroyable. Still two AZs of subnets (RDS and the ALB require them).
+# dev: smallest sizes, one AZ of endpoint interfaces, no NAT, no standby database, no
+# disaster-recovery copies, everything destroyable. Still two AZs of subnets (RDS and the ALB
+# require them).
 
 module "platform" {
   source = "../../modules/platform"
 
+  providers = {
+    aws    = aws
+    aws.dr = aws.dr
+  }
+
   project           = var.project
   environment       = "dev"
   certificate_arn   = var.certificate_arn
+  api_host_name     = var.api_host_name
   github_repository = var.github_repository
   image_tag         = var.image_tag
   alert_emails      = var.alert_emails
+
+  alb_allowed_cidrs              = var.alb_allowed_cidrs
+  alb_allowed_security_group_ids = var.alb_allowed_security_group_ids
 
   vpc_cidr           = "10.40.0.0/16"
   az_count           = 2
@@ -19,7 +29,9 @@ module "platform" {
   db_instance_class        = "db.t4g.micro"
   db_multi_az              = false
   db_backup_retention_days = 3
+  db_max_connections       = 80
   deletion_protection      = false
+  dr_region                = var.dr_region
 
   grpc_min_capacity        = 1
   grpc_max_capacity        = 2

@@ -12,3 +12,19 @@ provider "aws" {
     }
   }
 }
+
+# The disaster-recovery region (replicated database backups, ECR image copies). Without
+# var.dr_region nothing uses it; it then points at the primary region.
+provider "aws" {
+  alias  = "dr"
+  region = coalesce(var.dr_region, var.region)
+
+  default_tags {
+    tags = {
+      project     = var.project
+      environment = "dev"
+      service     = "disaster-recovery"
+      managed-by  = "terraform"
+    }
+  }
+}

@@ -27,3 +27,21 @@ variable "create_github_oidc_provider" {
   type        = bool
   default     = true
 }
+
+variable "alb_allowed_cidrs" {
+  description = "Networks allowed to call the API (e.g. a VPN or a peered VPC)."
+  type        = list(string)
+  default     = []
+}
+
+variable "alb_allowed_security_group_ids" {
+  description = "Security groups in this VPC allowed to call the API, by a static name."
+  type        = map(string)
+  default     = {}
+}
+
+variable "dr_region" {
+  description = "Disaster-recovery region (null = no copies, the dev default)."
+  type        = string
+  default     = null
+}

@@ -1,27 +1,42 @@
-# prod: Multi-AZ database, deletion protection, endpoint interfaces in every AZ, two projector
-# tasks (one standby), order-grpc at least two tasks.
+# prod: Multi-AZ database with 35 days of point-in-time restore, its backups and the images
+# copied to a second region, deletion protection, endpoint interfaces in every AZ, two projector
+# tasks (one standby), order-grpc at least two tasks, shifted canary-style (10 %, then the rest
+# after 5 minutes).
 
 module "platform" {
   source = "../../modules/platform"
 
+  providers = {
+    aws    = aws
+    aws.dr = aws.dr
+  }
+
   project           = var.project
   environment       = "prod"
   certificate_arn   = var.certificate_arn
+  api_host_name     = var.api_host_name
   github_repository = var.github_repository
   image_tag         = var.image_tag
   alert_emails      = var.alert_emails
-  alb_allowed_cidrs = var.alb_allowed_cidrs
+
+  alb_internal                   = var.alb_internal
+  alb_allowed_cidrs              = var.alb_allowed_cidrs
+  alb_allowed_security_group_ids = var.alb_allowed_security_group_ids
 
   vpc_cidr           = "10.50.0.0/16"
   az_count           = 3
-  enable_nat_gateway = false
+  enable_nat_gateway = var.enable_nat_gateway
 
   db_instance_class           = "db.m7g.large"
   db_multi_az                 = true
   db_allocated_storage_gb     = 100
   db_max_allocated_storage_gb = 1000
-  db_backup_retention_days    = 14
+  db_backup_retention_days    = 35 # the RDS maximum: point-in-time restore over five weeks
+  db_max_connections          = 800
   deletion_protection         = true
+
+  dr_region                = var.dr_region
+  dr_backup_retention_days = 14
 
   grpc_cpu            = 1024
   grpc_memory         = 2048
@@ -34,6 +49,8 @@ module "platform" {
   worker_memory       = 1024
   worker_min_capacity = 1
   worker_max_capacity = 5
+
+  grpc_deployment_config = "CodeDeployDefault.ECSCanary10Percent5Minutes"
 
   container_insights          = "enhanced"
   log_retention_days          = 90

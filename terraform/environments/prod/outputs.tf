@@ -47,3 +47,13 @@ output "github_environment_variables" {
   description = "Set these on the GitHub environment of the same name."
   value       = module.platform.github_environment_variables
 }
+
+output "alb_test_listener_port" {
+  description = "Test listener of the ALB (blue/green: the replacement order-grpc tasks)."
+  value       = module.platform.alb_test_listener_port
+}
+
+output "disaster_recovery" {
+  description = "Region and ARNs of the disaster-recovery copies (null without dr_region)."
+  value       = module.platform.disaster_recovery
+}

@@ -29,7 +29,31 @@ variable "create_github_oidc_provider" {
 }
 
 variable "alb_allowed_cidrs" {
-  description = "Networks allowed to call the API."
+  description = "Networks allowed to call the API (the callers' VPCs or on-premises ranges)."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
+  default     = []
+}
+
+variable "alb_allowed_security_group_ids" {
+  description = "Security groups in this VPC allowed to call the API, by a static name."
+  type        = map(string)
+  default     = {}
+}
+
+variable "alb_internal" {
+  description = "Keep the ALB internal. false = internet-facing with WAF (needs enable_nat_gateway = true)."
+  type        = bool
+  default     = true
+}
+
+variable "enable_nat_gateway" {
+  description = "NAT gateways for outbound internet access (required with an internet-facing ALB)."
+  type        = bool
+  default     = false
+}
+
+variable "dr_region" {
+  description = "Disaster-recovery region: replicated database backups and ECR image copies (null = none)."
+  type        = string
+  default     = "eu-central-1"
 }

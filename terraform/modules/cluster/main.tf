@@ -1,5 +1,6 @@
-# The ECS cluster (Fargate only, Container Insights on) and the Service Connect namespace the
-# worker uses to reach order-grpc (`http://order-grpc:50051`) without going out through the ALB.
+# The ECS cluster (Fargate only, Container Insights on) and its default Service Connect
+# namespace. No service uses Service Connect today: order-grpc is deployed blue/green by
+# CodeDeploy, which ECS does not combine with it, so the worker calls order-grpc through the ALB.
 
 resource "aws_ecs_cluster" "this" {
   name = var.name_prefix

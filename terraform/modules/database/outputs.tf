@@ -32,3 +32,13 @@ output "login_secret_arns" {
   description = "Secret ARN (JSON username/password/url) per login: migrator, grpc, projector."
   value       = { for k, s in aws_secretsmanager_secret.login : k => s.arn }
 }
+
+output "arn" {
+  description = "ARN of the RDS instance."
+  value       = aws_db_instance.this.arn
+}
+
+output "max_connections" {
+  description = "max_connections of the parameter group (the connections alarm's reference)."
+  value       = var.max_connections
+}

@@ -1,5 +1,10 @@
 # Server settings: TLS required, runaway statements and forgotten transactions cut off, slow
-# statements and DDL logged, pg_stat_statements loaded.
+# statements and DDL logged, pg_stat_statements loaded, a fixed connection limit (the
+# rds-connections-high alarm is a share of it).
+#
+# DDL is logged and exported to CloudWatch, so no statement may carry a password:
+# bootstrap-roles.sh sends SCRAM verifiers computed client side, and password_encryption keeps
+# any password set some other way hashed.
 #
 # statement_timeout is a server-wide ceiling; the migration login user lifts it for itself
 # (bootstrap-roles.sh), and the services may set lower values per session.
@@ -27,6 +32,17 @@ resource "aws_db_parameter_group" "this" {
   parameter {
     name  = "log_statement"
     value = "ddl"
+  }
+
+  parameter {
+    name  = "password_encryption"
+    value = "scram-sha-256"
+  }
+
+  parameter {
+    name         = "max_connections"
+    value        = tostring(var.max_connections)
+    apply_method = "pending-reboot"
   }
 
   parameter {

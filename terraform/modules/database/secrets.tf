@@ -14,11 +14,13 @@ locals {
   }
 }
 
-ephemeral "random_password" "login" {
-  for_each = local.login_users
-
-  length  = 40
-  special = false # the password goes into a URL
+# Generated at apply time and written only to write-only arguments: never in the state or the
+# plan. Terraform's uuid() draws from the operating system's CSPRNG (crypto/rand, 122 random bits
+# per call), so two of them make a 244-bit password of hex digits (safe in a URL). Not an
+# `ephemeral "aws_secretsmanager_random_password"`: terraform test's mock provider cannot mock
+# ephemeral resources (Terraform 1.11), and the mocked plan/apply of every root must run offline.
+locals {
+  login_passwords = { for key in keys(local.login_users) : key => sensitive(replace("${uuid()}${uuid()}", "-", "")) }
 }
 
 resource "aws_secretsmanager_secret" "login" {
@@ -38,11 +40,13 @@ resource "aws_secretsmanager_secret_version" "login" {
   secret_id = aws_secretsmanager_secret.login[each.key].id
   secret_string_wo = jsonencode({
     username = each.value
-    password = ephemeral.random_password.login[each.key].result
+    password = local.login_passwords[each.key]
     url = format(
-      "postgres://%s:%s@%s:%d/%s?sslmode=require",
+      # verify-full: the server's certificate must chain to the RDS CA bundle the images carry
+      # (ORDER_DB_CA_FILE / PGSSLROOTCERT) and name this host
+      "postgres://%s:%s@%s:%d/%s?sslmode=verify-full",
       each.value,
-      ephemeral.random_password.login[each.key].result,
+      local.login_passwords[each.key],
       aws_db_instance.this.address,
       aws_db_instance.this.port,
       var.database_name,

@@ -88,6 +88,12 @@ variable "log_min_duration_statement_ms" {
   default     = 500
 }
 
+variable "max_connections" {
+  description = "max_connections of the server; keep it at or below RDS's default for the instance class (DBInstanceClassMemory/9531392: ~85 for db.t4g.micro, ~850 for db.m7g.large)."
+  type        = number
+  default     = 80
+}
+
 variable "log_retention_days" {
   description = "Retention of the exported PostgreSQL logs, days."
   type        = number

@@ -17,3 +17,8 @@ output "cached_repository_arns" {
   description = "Pull-through cache repository ARN by upstream path."
   value       = { for k, r in aws_ecr_repository.cached : k => r.arn }
 }
+
+output "pull_through_prefix" {
+  description = "Repository prefix of the ECR Public pull-through cache rule."
+  value       = aws_ecr_pull_through_cache_rule.ecr_public.ecr_repository_prefix
+}

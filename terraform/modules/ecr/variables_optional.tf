@@ -17,9 +17,9 @@ variable "force_delete" {
 }
 
 variable "pull_through_prefix" {
-  description = "Repository prefix of the ECR Public pull-through cache."
+  description = "Repository prefix of the ECR Public pull-through cache (null = `<name_prefix>/ecr-public`; unique per account and region, 2-30 characters)."
   type        = string
-  default     = "ecr-public"
+  default     = null
 }
 
 variable "cached_upstream_repositories" {

@@ -1,8 +1,10 @@
 # What a deploy may do, and nothing else:
-#   push to (and read back from) the project's ECR repositories;
-#   read task definitions and register new revisions;
+#   push to (and read back from) the project's ECR repositories, and see which tags exist;
+#   read task definitions, list a family's revisions (rollback) and register new revisions,
+#   tagged like the previous one (ecs:TagResource, only while registering);
 #   run the migration task definition on the cluster and watch it;
-#   point the three services at new revisions and watch them;
+#   point the rolling services at new revisions and watch them;
+#   start and watch CodeDeploy blue/green deployments of order-grpc;
 #   pass exactly the services' and the migration's execution and task roles to ECS;
 #   read the migration job's log (to show it in the workflow).
 
@@ -39,8 +41,22 @@ data "aws_iam_policy_document" "deploy" {
 
   statement {
     sid       = "EcsTaskDefinitions"
-    actions   = ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"]
-    resources = ["*"]
+    actions   = ["ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions", "ecs:RegisterTaskDefinition"]
+    resources = ["*"] # none of the three supports resource-level permissions
+  }
+
+  # RegisterTaskDefinition with tags also needs TagResource ("tag on create"); the condition
+  # allows tagging only as part of registering a revision of the project's families.
+  statement {
+    sid       = "EcsTagNewRevisions"
+    actions   = ["ecs:TagResource"]
+    resources = [for family in var.task_definition_families : "${local.ecs_arn}:task-definition/${family}:*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ecs:CreateAction"
+      values   = ["RegisterTaskDefinition"]
+    }
   }
 
   statement {
@@ -65,6 +81,33 @@ data "aws_iam_policy_document" "deploy" {
     sid       = "EcsRollServices"
     actions   = ["ecs:UpdateService", "ecs:DescribeServices"]
     resources = var.service_arns
+  }
+
+  dynamic "statement" {
+    for_each = var.codedeploy == null ? [] : [var.codedeploy]
+    content {
+      sid       = "CodeDeployBlueGreen"
+      actions   = ["codedeploy:CreateDeployment", "codedeploy:GetDeployment", "codedeploy:StopDeployment"]
+      resources = [statement.value.deployment_group_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.codedeploy == null ? [] : [var.codedeploy]
+    content {
+      sid       = "CodeDeployRevisions"
+      actions   = ["codedeploy:RegisterApplicationRevision", "codedeploy:GetApplicationRevision"]
+      resources = [statement.value.application_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.codedeploy == null ? [] : [var.codedeploy]
+    content {
+      sid       = "CodeDeployConfigs"
+      actions   = ["codedeploy:GetDeploymentConfig"]
+      resources = ["arn:${local.partition}:codedeploy:${local.region}:${local.account}:deploymentconfig:*"]
+    }
   }
 
   statement {

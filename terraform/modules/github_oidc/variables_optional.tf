@@ -4,6 +4,15 @@ variable "create_oidc_provider" {
   default     = false
 }
 
+variable "codedeploy" {
+  description = "CodeDeploy application and deployment group CI starts blue/green deployments in (null = none)."
+  type = object({
+    application_arn      = string
+    deployment_group_arn = string
+  })
+  default = null
+}
+
 variable "tags" {
   description = "Extra tags for every resource of the module."
   type        = map(string)

@@ -47,3 +47,8 @@ variable "pass_role_arns" {
   description = "Exactly the execution and task roles of the services and of the migration job."
   type        = list(string)
 }
+
+variable "task_definition_families" {
+  description = "Task definition families CI registers revisions of (services and migration): the only ones it may tag."
+  type        = list(string)
+}

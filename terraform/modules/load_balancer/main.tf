@@ -1,9 +1,18 @@
-# Application Load Balancer in front of order-grpc: HTTPS (TLS 1.2/1.3, ACM certificate) on
-# 443, HTTP/2 to the tasks with a gRPC target group whose health check calls
-# grpc.health.v1.Health/Check and expects gRPC status 0 (SERVING).
+# Application Load Balancer in front of order-grpc: internal by default (callers are services in
+# the VPC or in peered networks), HTTPS (TLS 1.2/1.3, ACM certificate), HTTP/2 to the tasks.
+#
+# Blue/green (CodeDeploy, modules/blue_green): two target groups, "blue" and "green". The
+# production listener (443) forwards to the live one, the test listener (var.test_listener_port)
+# to the replacement set while a deployment runs; CodeDeploy swaps them, so Terraform ignores
+# the listeners' default actions after creation.
+#
+# Health check: `/AWS.ALB/healthcheck` (the ALB's own default gRPC path), which order-grpc answers
+# with grpc-status 0 only while it is ready (database reachable and migrated) and 14
+# (UNAVAILABLE) otherwise. `grpc.health.v1.Health/Check` cannot serve here: it reports
+# NOT_SERVING inside a grpc-status 0 answer, and the ALB judges the status code only.
 
 resource "aws_lb" "this" {
-  #checkov:skip=CKV2_AWS_28:No WAF: callers are internal services that authenticate with bearer tokens and ingress is limited to var.allowed_cidrs; WAF managed rules inspect HTTP/1 text bodies, not gRPC frames.
+  #checkov:skip=CKV2_AWS_28:WAF is attached whenever the load balancer is internet-facing (waf.tf); an internal one is reached only from the declared caller networks and security groups.
   #checkov:skip=CKV_AWS_150:Deletion protection is var.deletion_protection: on in prod, off in dev so the environment can be destroyed.
   name                       = "${var.name_prefix}-alb"
   load_balancer_type         = "application"
@@ -27,8 +36,14 @@ resource "aws_lb" "this" {
   depends_on = [aws_s3_bucket_policy.access_logs]
 }
 
+locals {
+  target_groups = toset(["blue", "green"])
+}
+
 resource "aws_lb_target_group" "grpc" {
-  name                 = "${var.name_prefix}-grpc"
+  for_each = local.target_groups
+
+  name                 = "${var.name_prefix}-grpc-${each.key}"
   port                 = var.target_port
   protocol             = "HTTP"
   protocol_version     = "GRPC"
@@ -40,7 +55,7 @@ resource "aws_lb_target_group" "grpc" {
     enabled             = true
     protocol            = "HTTP"
     port                = "traffic-port"
-    path                = "/grpc.health.v1.Health/Check"
+    path                = var.health_check_path
     matcher             = "0"
     interval            = 15
     timeout             = 5
@@ -48,7 +63,7 @@ resource "aws_lb_target_group" "grpc" {
     unhealthy_threshold = 3
   }
 
-  tags = var.tags
+  tags = merge(var.tags, { Name = "${var.name_prefix}-grpc-${each.key}" })
 }
 
 resource "aws_lb_listener" "https" {
@@ -60,8 +75,33 @@ resource "aws_lb_listener" "https" {
 
   default_action {
     type             = "forward"
-    target_group_arn = aws_lb_target_group.grpc.arn
+    target_group_arn = aws_lb_target_group.grpc["blue"].arn
   }
 
   tags = var.tags
+
+  lifecycle {
+    # CodeDeploy points the listener at the other target group on every deployment
+    ignore_changes = [default_action]
+  }
+}
+
+# Test traffic: the replacement task set answers here before production traffic shifts to it.
+resource "aws_lb_listener" "test" {
+  load_balancer_arn = aws_lb.this.arn
+  port              = var.test_listener_port
+  protocol          = "HTTPS"
+  ssl_policy        = var.ssl_policy
+  certificate_arn   = var.certificate_arn
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.grpc["green"].arn
+  }
+
+  tags = var.tags
+
+  lifecycle {
+    ignore_changes = [default_action]
+  }
 }

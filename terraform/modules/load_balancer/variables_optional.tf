@@ -1,13 +1,31 @@
 variable "internal" {
-  description = "Internal load balancer (callers inside the VPC or peered networks only)."
+  description = "Internal load balancer (callers inside the VPC or peered networks). false = internet-facing, and then a WAF web ACL is attached."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "allowed_cidrs" {
-  description = "Networks allowed to reach the HTTPS listener."
+  description = "Networks allowed to reach the listeners (production and test)."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
+  default     = []
+}
+
+variable "allowed_security_group_ids" {
+  description = "Security groups allowed to reach the listeners, by a static name (e.g. order-worker)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "late_allowed_cidrs" {
+  description = "Further networks allowed on the production listener whose values are known only after apply (e.g. NAT gateway addresses)."
+  type        = list(string)
+  default     = []
+}
+
+variable "late_allowed_cidrs_description" {
+  description = "What var.late_allowed_cidrs are (rule descriptions)."
+  type        = string
+  default     = "the NAT gateways"
 }
 
 variable "target_port" {
@@ -16,8 +34,20 @@ variable "target_port" {
   default     = 50051
 }
 
+variable "test_listener_port" {
+  description = "Port of the test listener (replacement task set during a blue/green deployment)."
+  type        = number
+  default     = 8443
+}
+
+variable "health_check_path" {
+  description = "gRPC path the target groups probe; it must answer a non-zero grpc-status while the task is not ready."
+  type        = string
+  default     = "/AWS.ALB/healthcheck"
+}
+
 variable "ssl_policy" {
-  description = "TLS policy of the listener."
+  description = "TLS policy of the listeners."
   type        = string
   default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 }
@@ -36,6 +66,18 @@ variable "deletion_protection" {
 
 variable "access_log_retention_days" {
   description = "Days the access logs are kept."
+  type        = number
+  default     = 30
+}
+
+variable "waf_rate_limit_per_5_minutes" {
+  description = "Internet-facing only: requests per client address and 5 minutes before WAF blocks it."
+  type        = number
+  default     = 2000
+}
+
+variable "waf_log_retention_days" {
+  description = "Internet-facing only: retention of the WAF log group, days."
   type        = number
   default     = 30
 }

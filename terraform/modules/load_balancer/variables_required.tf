@@ -1,5 +1,5 @@
 variable "name_prefix" {
-  description = "Prefix of every resource name, `<project>-<env>` (at most 26 characters: target group names are limited to 32)."
+  description = "Prefix of every resource name, `<project>-<env>` (at most 21 characters: target group names `<prefix>-grpc-green` are limited to 32)."
   type        = string
 }
 
@@ -20,5 +20,10 @@ variable "certificate_arn" {
 
 variable "target_security_group_id" {
   description = "Security group of the order-grpc tasks (the only egress of the ALB)."
+  type        = string
+}
+
+variable "kms_key_arn" {
+  description = "KMS key of the WAF log group (internet-facing load balancers)."
   type        = string
 }

@@ -4,6 +4,11 @@
 #                creates the group roles and the per-service login users (idempotent);
 #   2. migrate - `order-grpc migrate` as orders_migrator (sessions run as orders_owner);
 #                starts only when dbinit exited 0, and its exit code is the task's verdict.
+# CI first runs the same task with the migrate container's command overridden to
+# `migrate --dry-run` (prints what would be applied, applies nothing), then, after approval in
+# prod, runs it as defined.
+#
+# TLS to the database is verify-full for both: the images carry the RDS CA bundle.
 
 data "aws_region" "current" {}
 
@@ -24,7 +29,8 @@ locals {
         { name = "PGHOST", value = var.db_address },
         { name = "PGPORT", value = tostring(var.db_port) },
         { name = "PGDATABASE", value = var.db_name },
-        { name = "PGSSLMODE", value = "require" },
+        { name = "PGSSLMODE", value = "verify-full" },
+        { name = "PGSSLROOTCERT", value = var.rds_ca_bundle_path },
       ]
       secrets = [
         { name = "PGUSER", valueFrom = "${var.master_secret_arn}:username::" },
@@ -48,6 +54,7 @@ locals {
       environment = [
         { name = "LOG_FORMAT", value = "json" },
         { name = "RUST_LOG", value = "info" },
+        { name = "ORDER_DB_CA_FILE", value = var.rds_ca_bundle_path },
       ]
       secrets = [
         { name = "DATABASE_URL", valueFrom = "${var.login_secret_arns["migrator"]}:url::" },

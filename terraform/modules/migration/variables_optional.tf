@@ -10,6 +10,12 @@ variable "egress_rules" {
   default = {}
 }
 
+variable "rds_ca_bundle_path" {
+  description = "Path of the RDS CA bundle inside both images (deploy/Dockerfile puts it there)."
+  type        = string
+  default     = "/etc/ssl/certs/rds-global-bundle.pem"
+}
+
 variable "cpu_architecture" {
   description = "X86_64 or ARM64 (must match the images CI builds)."
   type        = string

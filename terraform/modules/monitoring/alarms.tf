@@ -1,6 +1,13 @@
-# The reference alarm catalogue (names after `<prefix>-`), plus projector-lag. The autoscaling
-# alarms scaleout-sqs-backlog-high and scalein-sqs-backlog-empty live in the scaling module
-# because they drive the worker's scaling policies. Every alarm notifies `<prefix>-alerts`.
+# The reference alarm catalogue (names after `<prefix>-`), plus projector-lag; capacity.tf has
+# the further alarms the seeds list (oldest message age, ECS CPU and memory per service, RDS
+# connections). The autoscaling alarms scaleout-sqs-backlog-high and scalein-sqs-backlog-empty
+# live in the scaling module because they drive the worker's scaling policies. Every alarm
+# notifies `<prefix>-alerts`.
+#
+# The ALB alarms watch the whole load balancer (dimension LoadBalancer only), not one target
+# group: order-grpc is deployed blue/green, and the live target group changes with every
+# deployment. alb-5xx, tg-5xx, alb-latency-p95 and api-error-spike also roll a blue/green
+# deployment back (deployment_alarm_names).
 
 locals {
   alarm_topic = [aws_sns_topic.alerts.arn]
@@ -118,7 +125,7 @@ resource "aws_cloudwatch_metric_alarm" "tg_5xx" {
   alarm_description   = "order-grpc tasks answered HTTP 5xx (gRPC errors travel as HTTP 200 + grpc-status, so this means the server broke)."
   namespace           = "AWS/ApplicationELB"
   metric_name         = "HTTPCode_Target_5XX_Count"
-  dimensions          = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
+  dimensions          = { LoadBalancer = var.alb_arn_suffix }
   statistic           = "Sum"
   period              = 60
   evaluation_periods  = 2
@@ -136,7 +143,7 @@ resource "aws_cloudwatch_metric_alarm" "alb_latency_p95" {
   alarm_description   = "p95 target response time above ${var.latency_p95_threshold_seconds} s for 3 of 5 minutes: slow database, saturation."
   namespace           = "AWS/ApplicationELB"
   metric_name         = "TargetResponseTime"
-  dimensions          = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
+  dimensions          = { LoadBalancer = var.alb_arn_suffix }
   extended_statistic  = "p95"
   period              = 60
   evaluation_periods  = 5

@@ -5,9 +5,10 @@ locals {
 
   widgets = [
     # --- row 1: SQS
-    { x = 0, y = 0, title = "SQS backlog (visible / in flight)", metrics = [
+    { x = 0, y = 0, title = "SQS backlog (visible / in flight) and oldest message age (s)", metrics = [
       ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_name, { label = "visible" }],
       ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "QueueName", var.queue_name, { label = "in flight" }],
+      ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.queue_name, { label = "oldest age s", yAxis = "right" }],
     ], stat = "Maximum" },
     { x = 8, y = 0, title = "DLQ messages (visible)", metrics = [
       ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.dlq_name, { label = "DLQ visible", color = "#d62728" }],
@@ -19,10 +20,10 @@ locals {
     # --- row 2: ALB
     { x = 0, y = 6, title = "HTTP 5xx (ALB / target group)", metrics = [
       ["AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "LoadBalancer", var.alb_arn_suffix, { label = "ALB 5xx" }],
-      ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", var.alb_arn_suffix, "TargetGroup", var.target_group_arn_suffix, { label = "target 5xx" }],
+      ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", var.alb_arn_suffix, { label = "target 5xx" }],
     ], stat = "Sum" },
     { x = 8, y = 6, title = "ALB latency p95 (TargetResponseTime)", metrics = [
-      ["AWS/ApplicationELB", "TargetResponseTime", "LoadBalancer", var.alb_arn_suffix, "TargetGroup", var.target_group_arn_suffix, { label = "p95", stat = "p95" }],
+      ["AWS/ApplicationELB", "TargetResponseTime", "LoadBalancer", var.alb_arn_suffix, { label = "p95", stat = "p95" }],
     ], stat = "p95" },
     { x = 16, y = 6, title = "ALB RequestCount", metrics = [
       ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", var.alb_arn_suffix, { label = "requests" }],
@@ -48,9 +49,10 @@ locals {
       ["ECS/ContainerInsights", "DesiredTaskCount", "ServiceName", var.service_names["projector"], "ClusterName", var.cluster_name, { label = "projector desired" }],
       ["ECS/ContainerInsights", "RunningTaskCount", "ServiceName", var.service_names["projector"], "ClusterName", var.cluster_name, { label = "projector running" }],
     ], stat = "Maximum" },
-    { x = 16, y = 18, title = "Service CPU %", metrics = [
-      for k, name in var.service_names : ["AWS/ECS", "CPUUtilization", "ServiceName", name, "ClusterName", var.cluster_name, { label = k }]
-    ], stat = "Average" },
+    { x = 16, y = 18, title = "Service CPU % / memory %", metrics = concat(
+      [for k, name in var.service_names : ["AWS/ECS", "CPUUtilization", "ServiceName", name, "ClusterName", var.cluster_name, { label = "${k} cpu" }]],
+      [for k, name in var.service_names : ["AWS/ECS", "MemoryUtilization", "ServiceName", name, "ClusterName", var.cluster_name, { label = "${k} memory" }]],
+    ), stat = "Average" },
     # --- row 5: application
     { x = 0, y = 24, title = "App errors: ApiErrorCount / WorkerFailedCount", metrics = [
       [var.app_metrics_namespace, "ApiErrorCount", { label = "API errors" }],
@@ -96,7 +98,7 @@ locals {
     )
   }
 
-  own_alarm_arns = [
+  own_alarm_arns = concat([
     aws_cloudwatch_metric_alarm.api_error_spike.arn,
     aws_cloudwatch_metric_alarm.worker_failed.arn,
     aws_cloudwatch_metric_alarm.projector_lag.arn,
@@ -107,7 +109,12 @@ locals {
     aws_cloudwatch_metric_alarm.alb_latency_p95.arn,
     aws_cloudwatch_metric_alarm.rds_cpu_high.arn,
     aws_cloudwatch_metric_alarm.rds_free_storage_low.arn,
-  ]
+    aws_cloudwatch_metric_alarm.queue_oldest_message_age.arn,
+    aws_cloudwatch_metric_alarm.rds_connections_high.arn,
+    ],
+    [for a in aws_cloudwatch_metric_alarm.ecs_cpu_high : a.arn],
+    [for a in aws_cloudwatch_metric_alarm.ecs_memory_high : a.arn],
+  )
 }
 
 resource "aws_cloudwatch_dashboard" "this" {

@@ -10,7 +10,7 @@ output "dashboard_name" {
 
 output "alarm_names" {
   description = "Names of the alarms of this module."
-  value = [
+  value = concat([
     aws_cloudwatch_metric_alarm.api_error_spike.alarm_name,
     aws_cloudwatch_metric_alarm.worker_failed.alarm_name,
     aws_cloudwatch_metric_alarm.projector_lag.alarm_name,
@@ -21,5 +21,20 @@ output "alarm_names" {
     aws_cloudwatch_metric_alarm.alb_latency_p95.alarm_name,
     aws_cloudwatch_metric_alarm.rds_cpu_high.alarm_name,
     aws_cloudwatch_metric_alarm.rds_free_storage_low.alarm_name,
+    aws_cloudwatch_metric_alarm.queue_oldest_message_age.alarm_name,
+    aws_cloudwatch_metric_alarm.rds_connections_high.alarm_name,
+    ],
+    [for a in aws_cloudwatch_metric_alarm.ecs_cpu_high : a.alarm_name],
+    [for a in aws_cloudwatch_metric_alarm.ecs_memory_high : a.alarm_name],
+  )
+}
+
+output "deployment_alarm_names" {
+  description = "Alarms that roll a blue/green deployment of order-grpc back."
+  value = [
+    aws_cloudwatch_metric_alarm.alb_5xx.alarm_name,
+    aws_cloudwatch_metric_alarm.tg_5xx.alarm_name,
+    aws_cloudwatch_metric_alarm.alb_latency_p95.alarm_name,
+    aws_cloudwatch_metric_alarm.api_error_spike.alarm_name,
   ]
 }

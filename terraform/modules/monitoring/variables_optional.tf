@@ -70,6 +70,36 @@ variable "rds_free_storage_threshold_gib" {
   default     = 2
 }
 
+variable "queue_oldest_message_age_threshold_seconds" {
+  description = "queue-oldest-message-age: seconds the oldest orders message may wait (messages are handled in seconds; a stuck order group or a stopped worker shows here first)."
+  type        = number
+  default     = 600
+}
+
+variable "ecs_cpu_threshold" {
+  description = "ecs-cpu-high-<service>: average CPU percent of a service for 10 minutes."
+  type        = number
+  default     = 85
+}
+
+variable "ecs_memory_threshold" {
+  description = "ecs-memory-high-<service>: average memory percent of a service for 10 minutes."
+  type        = number
+  default     = 85
+}
+
+variable "db_max_connections" {
+  description = "The database's max_connections (rds-connections-high fires at rds_connections_percent of it)."
+  type        = number
+  default     = 80
+}
+
+variable "rds_connections_percent" {
+  description = "rds-connections-high: percent of max_connections in use for 5 minutes."
+  type        = number
+  default     = 80
+}
+
 variable "extra_alarm_arns_for_dashboard" {
   description = "Further alarms shown in the dashboard's alarm panel (e.g. the scaling alarms)."
   type        = list(string)

@@ -53,11 +53,6 @@ variable "alb_arn_suffix" {
   type        = string
 }
 
-variable "target_group_arn_suffix" {
-  description = "ARN suffix of the gRPC target group."
-  type        = string
-}
-
 variable "db_identifier" {
   description = "RDS instance identifier."
   type        = string

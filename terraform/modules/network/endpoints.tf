@@ -1,5 +1,5 @@
 # VPC endpoints: ECR (api + dkr, layers come from S3), CloudWatch Logs, SQS, Secrets Manager,
-# X-Ray and the ECS endpoints (Service Connect agent), so tasks in private subnets need no NAT.
+# X-Ray and the ECS endpoints, so tasks in private subnets need no NAT.
 
 data "aws_region" "current" {}
 

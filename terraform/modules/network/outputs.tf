@@ -32,3 +32,8 @@ output "s3_prefix_list_id" {
   description = "Prefix list of the S3 gateway endpoint (tasks need egress 443 to it for ECR layers)."
   value       = aws_vpc_endpoint.s3.prefix_list_id
 }
+
+output "nat_public_ips" {
+  description = "Public addresses of the NAT gateways (empty without NAT)."
+  value       = aws_eip.nat[*].public_ip
+}

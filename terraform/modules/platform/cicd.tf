@@ -14,7 +14,17 @@ module "github_oidc" {
     module.projector.service_arn,
     module.worker.service_arn,
   ]
-  migration_task_family   = module.migration.task_definition_family
+  migration_task_family = module.migration.task_definition_family
+  task_definition_families = [
+    module.grpc.task_definition_family,
+    module.projector.task_definition_family,
+    module.worker.task_definition_family,
+    module.migration.task_definition_family,
+  ]
+  codedeploy = {
+    application_arn      = module.grpc_blue_green.application_arn
+    deployment_group_arn = module.grpc_blue_green.deployment_group_arn
+  }
   migration_log_group_arn = module.migration.log_group_arn
   pass_role_arns = [
     module.grpc.execution_role_arn,

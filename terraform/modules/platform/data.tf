@@ -22,6 +22,7 @@ module "database" {
   log_retention_days          = var.log_retention_days
   secret_recovery_window_days = var.secret_recovery_window_days
   credentials_version         = var.db_credentials_version
+  max_connections             = var.db_max_connections
 }
 
 module "queue" {

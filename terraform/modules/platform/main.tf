@@ -1,9 +1,10 @@
 # The whole order ledger platform for one environment. The roots in terraform/environments/
 # only choose sizes and switches; everything is wired here, once.
 #
-#   Internet -> ALB (public subnets, HTTPS, gRPC) -> order-grpc (private subnets)
+#   callers -> ALB (internal by default: private subnets; HTTPS, gRPC) -> order-grpc (private
+#              subnets; blue/green by CodeDeploy)
 #   order-grpc, order-projector -> RDS PostgreSQL (isolated subnets)
-#   order-projector -> SQS orders.fifo -> order-worker -> order-grpc (Service Connect)
+#   order-projector -> SQS orders.fifo -> order-worker -> ALB -> order-grpc
 #                      `-> orders-dlq.fifo
 
 locals {

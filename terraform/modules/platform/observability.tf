@@ -16,11 +16,11 @@ module "monitoring" {
   grpc_log_group_name   = module.grpc.log_group_name
   worker_log_group_name = module.worker.log_group_name
 
-  queue_name              = module.queue.queue_name
-  dlq_name                = module.queue.dlq_name
-  alb_arn_suffix          = module.load_balancer.arn_suffix
-  target_group_arn_suffix = module.load_balancer.target_group_arn_suffix
-  db_identifier           = module.database.identifier
+  queue_name         = module.queue.queue_name
+  dlq_name           = module.queue.dlq_name
+  alb_arn_suffix     = module.load_balancer.arn_suffix
+  db_identifier      = module.database.identifier
+  db_max_connections = module.database.max_connections
 
   extra_alarm_arns_for_dashboard = module.scaling.alarm_arns
 }

@@ -72,5 +72,22 @@ output "github_environment_variables" {
     MIGRATION_SUBNETS        = join(",", module.network.private_subnet_ids)
     MIGRATION_SECURITY_GROUP = module.migration.security_group_id
     MIGRATION_LOG_GROUP      = module.migration.log_group_name
+    CODEDEPLOY_APPLICATION   = module.grpc_blue_green.application_name
+    CODEDEPLOY_GROUP         = module.grpc_blue_green.deployment_group_name
+    GRPC_CONTAINER_PORT      = tostring(local.grpc_port)
+  }
+}
+
+output "alb_test_listener_port" {
+  description = "Port of the ALB's test listener (the replacement order-grpc task set during a blue/green deployment)."
+  value       = module.load_balancer.test_listener_port
+}
+
+output "disaster_recovery" {
+  description = "Where the DR copies are (null when var.dr_region is not set)."
+  value = var.dr_region == null ? null : {
+    region                 = var.dr_region
+    backup_replication_arn = module.disaster_recovery[0].backup_replication_arn
+    kms_key_arn            = module.disaster_recovery[0].dr_kms_key_arn
   }
 }

@@ -3,9 +3,10 @@
 # a write-only argument, so it never lands in the Terraform state; bump
 # var.grpc_token_version to rotate it, then redeploy order-grpc and order-worker.
 
-ephemeral "random_password" "worker_grpc_token" {
-  length  = 48
-  special = false
+# Two uuid() calls: 244 random bits from the OS CSPRNG, written only to a write-only argument
+# (see modules/database/secrets.tf for why this is not an ephemeral resource).
+locals {
+  worker_grpc_token = sensitive(replace("${uuid()}${uuid()}", "-", ""))
 }
 
 resource "aws_secretsmanager_secret" "worker_grpc_token" {
@@ -18,6 +19,6 @@ resource "aws_secretsmanager_secret" "worker_grpc_token" {
 
 resource "aws_secretsmanager_secret_version" "worker_grpc_token" {
   secret_id                = aws_secretsmanager_secret.worker_grpc_token.id
-  secret_string_wo         = ephemeral.random_password.worker_grpc_token.result
+  secret_string_wo         = local.worker_grpc_token
   secret_string_wo_version = var.grpc_token_version
 }

@@ -1,6 +1,10 @@
 # The three services. Their task_role_statements ARE the permission matrix, checked by
 # tests/infra/invariants.py (check_service_permission_matrix):
 #
+# order-grpc is deployed blue/green by CodeDeploy (deployments.tf), the projector and the worker
+# by rolling updates. The worker reaches order-grpc through the load balancer (HTTPS, the API's
+# certificate): ECS does not support Service Connect for a CODE_DEPLOY service.
+#
 #   service          | SQS                                                     | database
 #   order-grpc       | none                                                    | orders_app (DATABASE_URL)
 #   order-projector  | SendMessage + GetQueueAttributes on orders.fifo         | orders_projector
@@ -15,6 +19,10 @@ locals {
   }
 
   grpc_port = 50051
+
+  # The RDS CA bundle in the runtime image (deploy/Dockerfile): DATABASE_URL says
+  # sslmode=verify-full, and the store trusts this bundle for it.
+  database_ca = { ORDER_DB_CA_FILE = "/etc/ssl/certs/rds-global-bundle.pem" }
 }
 
 module "grpc" {
@@ -39,11 +47,13 @@ module "grpc" {
   log_retention_days  = var.log_retention_days
   otel_collector      = local.collector
 
-  target_group_arn = module.load_balancer.target_group_arn
-  service_connect = {
-    namespace_arn = module.cluster.service_connect_namespace_arn
-    server        = true
+  deployment_controller = "CODE_DEPLOY"
+  load_balancer = {
+    target_group_arn = module.load_balancer.target_group_arns["blue"]
+    listener_arns    = values(module.load_balancer.listener_arns)
   }
+
+  environment = local.database_ca
 
   secrets = {
     DATABASE_URL           = { secret_arn = module.database.login_secret_arns["grpc"], json_key = "url" }
@@ -57,12 +67,7 @@ module "grpc" {
     alb = {
       security_group_id = module.load_balancer.security_group_id
       port              = local.grpc_port
-      description       = "gRPC from the ALB"
-    }
-    worker = {
-      security_group_id = module.worker.security_group_id
-      port              = local.grpc_port
-      description       = "gRPC from order-worker (Service Connect)"
+      description       = "gRPC from the ALB (order-worker's calls come through it too)"
     }
   }
   egress_rules = merge(local.aws_api_egress, local.database_egress)
@@ -89,9 +94,9 @@ module "projector" {
   log_retention_days  = var.log_retention_days
   otel_collector      = local.collector
 
-  environment = {
+  environment = merge(local.database_ca, {
     ORDERS_QUEUE_URL = module.queue.queue_url
-  }
+  })
   secrets = {
     DATABASE_URL = { secret_arn = module.database.login_secret_arns["projector"], json_key = "url" }
   }
@@ -130,16 +135,15 @@ module "worker" {
   otel_collector       = local.collector
   stop_timeout_seconds = 45 # 30 s to finish in-flight messages, plus margin
 
-  service_connect = {
-    namespace_arn = module.cluster.service_connect_namespace_arn
-    server        = false
-  }
-
+  # order-grpc through the load balancer's production listener: the name on its certificate
+  # (var.api_host_name) is checked against the public CAs of the image.
   environment = {
-    WORKER_MODE         = "sqs-consumer"
-    ORDERS_QUEUE_URL    = module.queue.queue_url
-    ORDERS_DLQ_URL      = module.queue.dlq_url
-    ORDER_GRPC_ENDPOINT = "http://order-grpc:${local.grpc_port}"
+    WORKER_MODE           = "sqs-consumer"
+    ORDERS_QUEUE_URL      = module.queue.queue_url
+    ORDERS_DLQ_URL        = module.queue.dlq_url
+    ORDER_GRPC_ENDPOINT   = "https://${module.load_balancer.dns_name}"
+    ORDER_GRPC_TLS_DOMAIN = var.api_host_name
+    ORDER_GRPC_CA_FILE    = "/etc/ssl/certs/ca-certificates.crt"
   }
   secrets = {
     ORDER_GRPC_AUTH_TOKEN = { secret_arn = aws_secretsmanager_secret.worker_grpc_token.arn }
@@ -160,9 +164,9 @@ module "worker" {
 
   egress_rules = merge(local.aws_api_egress, {
     order-grpc = {
-      port              = local.grpc_port
-      description       = "gRPC to order-grpc (Service Connect)"
-      security_group_id = module.grpc.security_group_id
+      port              = 443
+      description       = "gRPC to order-grpc through the load balancer"
+      security_group_id = module.load_balancer.security_group_id
     }
   })
 }

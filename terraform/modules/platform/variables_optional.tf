@@ -31,15 +31,37 @@ variable "endpoint_az_count" {
 }
 
 variable "alb_internal" {
-  description = "Make the ALB internal (callers inside the VPC or peered networks)."
+  description = "Internal ALB (callers in the VPC or in peered networks). false makes it internet-facing, with a WAF web ACL, and needs enable_nat_gateway (order-worker calls order-grpc through it)."
   type        = bool
-  default     = false
+  default     = true
+
+  validation {
+    condition     = var.alb_internal || var.enable_nat_gateway
+    error_message = "an internet-facing ALB (alb_internal = false) needs enable_nat_gateway = true: order-worker reaches order-grpc through the ALB."
+  }
 }
 
 variable "alb_allowed_cidrs" {
-  description = "Networks allowed to call the gRPC API through the ALB."
+  description = "Networks allowed to call the gRPC API through the ALB (none by default)."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.alb_allowed_cidrs : can(cidrnetmask(c))])
+    error_message = "alb_allowed_cidrs must be IPv4 CIDR blocks."
+  }
+}
+
+variable "alb_allowed_security_group_ids" {
+  description = "Security groups (e.g. of calling services in this VPC) allowed to call the gRPC API, by a static name."
+  type        = map(string)
+  default     = {}
+}
+
+variable "alb_test_listener_port" {
+  description = "Port of the ALB's test listener (blue/green: the replacement task set answers there before the shift)."
+  type        = number
+  default     = 8443
 }
 
 # --- images and compute ----------------------------------------------------------------------
@@ -178,6 +200,24 @@ variable "db_backup_retention_days" {
   default     = 7
 }
 
+variable "db_max_connections" {
+  description = "max_connections of the database (at or below RDS's default for the class: ~85 for db.t4g.micro, ~850 for db.m7g.large); rds-connections-high fires at 80 %."
+  type        = number
+  default     = 80
+}
+
+variable "dr_region" {
+  description = "Disaster-recovery region for replicated database backups and ECR images (null = no copies)."
+  type        = string
+  default     = null
+}
+
+variable "dr_backup_retention_days" {
+  description = "Days of replicated automated backups kept in var.dr_region."
+  type        = number
+  default     = 7
+}
+
 variable "db_credentials_version" {
   description = "Increment to generate new database login passwords (then run the migration task and redeploy)."
   type        = number
@@ -206,6 +246,14 @@ variable "max_receive_count" {
   description = "Receives before SQS dead-letters a message. With the worker's backoff (2 s doubling per receive, capped at 5 min) 10 receives ride out an outage of about 8 minutes."
   type        = number
   default     = 10
+}
+
+# --- deployments -----------------------------------------------------------------------------
+
+variable "grpc_deployment_config" {
+  description = "CodeDeploy traffic shift of order-grpc: CodeDeployDefault.ECSAllAtOnce, ECSCanary10Percent5Minutes, ECSLinear10PercentEvery1Minutes, ..."
+  type        = string
+  default     = "CodeDeployDefault.ECSAllAtOnce"
 }
 
 # --- operations ------------------------------------------------------------------------------

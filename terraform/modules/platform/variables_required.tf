@@ -17,3 +17,8 @@ variable "github_repository" {
   description = "GitHub repository (`owner/name`) whose deploy workflow may assume the deploy role."
   type        = string
 }
+
+variable "api_host_name" {
+  description = "Host name the ALB certificate is for (the API's DNS name); order-worker checks it when calling order-grpc through the ALB."
+  type        = string
+}

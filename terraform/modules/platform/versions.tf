@@ -5,10 +5,8 @@ terraform {
     aws = {
       source  = "hashicorp/aws"
       version = ">= 5.100.0, < 6.0.0"
-    }
-    random = {
-      source  = "hashicorp/random"
-      version = ">= 3.7.0, < 4.0.0"
+      # aws.dr: the disaster-recovery region (used only when var.dr_region is set)
+      configuration_aliases = [aws.dr]
     }
   }
 }

@@ -1,10 +1,13 @@
 # One ECS Fargate service: task definition (the application container plus, optionally, the
-# OpenTelemetry collector sidecar), the service itself with rolling deployments and automatic
-# rollback, optionally behind the ALB and/or in the Service Connect namespace.
+# OpenTelemetry collector sidecar), the service itself, optionally behind the ALB and/or in the
+# Service Connect namespace. Deployments are either rolling (deployment controller ECS, with the
+# circuit breaker rolling a failed one back) or blue/green (CODE_DEPLOY: CodeDeploy shifts the
+# ALB between two task sets, see modules/blue_green).
 #
 # CI/CD owns the image: it registers new task definition revisions from the latest one and
 # points the service at them, so Terraform ignores `task_definition` after creation. Capacity
-# belongs to Application Auto Scaling (see the scaling module), so `desired_count` is ignored too.
+# belongs to Application Auto Scaling (see the scaling module), so `desired_count` is ignored too,
+# and under CODE_DEPLOY the live target group belongs to CodeDeploy (`load_balancer`).
 
 data "aws_region" "current" {}
 
@@ -59,7 +62,8 @@ locals {
       }]
 
       # Liveness, not readiness: a database outage must not make ECS kill every task. Readiness
-      # (database reachable) is what the ALB's gRPC health check and /readyz report.
+      # (database reachable and migrated) is what /readyz and, for order-grpc, the ALB's health
+      # check path /AWS.ALB/healthcheck report (grpc-status 14 while not ready).
       healthCheck = {
         command     = ["CMD", "/usr/local/bin/${local.binary}", "healthcheck", "--url", "http://127.0.0.1:${var.admin_port}${var.health_check_path}"]
         interval    = 15
@@ -129,16 +133,24 @@ resource "aws_ecs_service" "this" {
     assign_public_ip = false
   }
 
+  deployment_controller {
+    type = var.deployment_controller
+  }
+
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
 
-  deployment_circuit_breaker {
-    enable   = true
-    rollback = true
+  # rolling deployments only: CodeDeploy rolls a blue/green deployment back on its alarms
+  dynamic "deployment_circuit_breaker" {
+    for_each = var.deployment_controller == "ECS" ? [1] : []
+    content {
+      enable   = true
+      rollback = true
+    }
   }
 
   dynamic "load_balancer" {
-    for_each = var.target_group_arn == null ? [] : [var.target_group_arn]
+    for_each = var.load_balancer == null ? [] : [var.load_balancer.target_group_arn]
     content {
       target_group_arn = load_balancer.value
       container_name   = local.container
@@ -146,7 +158,7 @@ resource "aws_ecs_service" "this" {
     }
   }
 
-  health_check_grace_period_seconds = var.target_group_arn == null ? null : 60
+  health_check_grace_period_seconds = var.load_balancer == null ? null : 60
 
   dynamic "service_connect_configuration" {
     for_each = var.service_connect == null ? [] : [var.service_connect]
@@ -180,6 +192,10 @@ resource "aws_ecs_service" "this" {
   tags = merge(var.tags, { service = var.service_name })
 
   lifecycle {
-    ignore_changes = [task_definition, desired_count]
+    ignore_changes = [task_definition, desired_count, load_balancer]
   }
+
+  # A target group can be registered with a service only once a listener uses it ("target group
+  # does not have an associated load balancer"): wait for the listeners, not just the group.
+  depends_on = [var.load_balancer]
 }

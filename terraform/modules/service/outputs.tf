@@ -37,3 +37,13 @@ output "task_role_arn" {
   description = "ARN of the task role."
   value       = aws_iam_role.task.arn
 }
+
+output "load_balancer_listener_arns" {
+  description = "Listeners the service waited for before registering with its target group (empty when not behind the ALB)."
+  value       = var.load_balancer == null ? [] : var.load_balancer.listener_arns
+}
+
+output "deployment_controller" {
+  description = "ECS (rolling) or CODE_DEPLOY (blue/green)."
+  value       = aws_ecs_service.this.deployment_controller[0].type
+}

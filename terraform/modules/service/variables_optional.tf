@@ -71,10 +71,29 @@ variable "task_role_statements" {
   default = []
 }
 
-variable "target_group_arn" {
-  description = "ALB target group to register the gRPC port with (null = not behind the ALB)."
+variable "load_balancer" {
+  description = "ALB target group to register the gRPC port with, and the listeners that use it (the service waits for them); null = not behind the ALB."
+  type = object({
+    target_group_arn = string
+    listener_arns    = list(string)
+  })
+  default = null
+}
+
+variable "deployment_controller" {
+  description = "ECS (rolling updates with the circuit breaker) or CODE_DEPLOY (blue/green by CodeDeploy; needs load_balancer, excludes Service Connect)."
   type        = string
-  default     = null
+  default     = "ECS"
+
+  validation {
+    condition     = contains(["ECS", "CODE_DEPLOY"], var.deployment_controller)
+    error_message = "deployment_controller must be ECS or CODE_DEPLOY."
+  }
+
+  validation {
+    condition     = var.deployment_controller == "ECS" || (var.load_balancer != null && var.service_connect == null)
+    error_message = "a CODE_DEPLOY (blue/green) service needs load_balancer and cannot use Service Connect (ECS does not support it with CodeDeploy)."
+  }
 }
 
 variable "service_connect" {

@@ -1,0 +1,24 @@
+output "application_name" {
+  description = "CodeDeploy application (GitHub environment variable CODEDEPLOY_APPLICATION)."
+  value       = aws_codedeploy_app.this.name
+}
+
+output "deployment_group_name" {
+  description = "CodeDeploy deployment group (GitHub environment variable CODEDEPLOY_DEPLOYMENT_GROUP)."
+  value       = aws_codedeploy_deployment_group.this.deployment_group_name
+}
+
+output "application_arn" {
+  description = "ARN of the CodeDeploy application."
+  value       = aws_codedeploy_app.this.arn
+}
+
+output "deployment_group_arn" {
+  description = "ARN of the CodeDeploy deployment group."
+  value       = aws_codedeploy_deployment_group.this.arn
+}
+
+output "rollback_alarm_names" {
+  description = "Alarms that roll a deployment back."
+  value       = var.rollback_alarm_names
+}

@@ -1,0 +1,127 @@
+# The composition (mocked apply), seen through the child modules' outputs: what the roots'
+# tests cannot reach. Listener ARNs are made distinct so that the wiring can be told apart.
+
+mock_provider "aws" {
+  source = "../../tests/mocks"
+}
+
+mock_provider "aws" {
+  alias  = "dr"
+  source = "../../tests/mocks"
+}
+
+override_resource {
+  target = module.load_balancer.aws_lb_listener.https
+  values = { arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/mock/0123456789abcdef/aaaaaaaaaaaaaaaa" }
+}
+
+override_resource {
+  target = module.load_balancer.aws_lb_listener.test
+  values = { arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/mock/0123456789abcdef/bbbbbbbbbbbbbbbb" }
+}
+
+variables {
+  project           = "order-ledger"
+  certificate_arn   = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+  api_host_name     = "orders.example.com"
+  github_repository = "example/order-ledger"
+}
+
+run "dev" {
+  command = apply
+
+  variables {
+    environment         = "dev"
+    deletion_protection = false
+  }
+
+  # defect 5: the service registers with its target group only after the listeners exist
+  assert {
+    condition = toset(module.grpc.load_balancer_listener_arns) == toset([
+      "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/mock/0123456789abcdef/aaaaaaaaaaaaaaaa",
+      "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/mock/0123456789abcdef/bbbbbbbbbbbbbbbb",
+    ])
+    error_message = "order-grpc's ECS service does not wait for the ALB listeners"
+  }
+
+  # defect 6: the pull-through cache prefix (unique per account and region) names the environment
+  assert {
+    condition     = module.ecr.pull_through_prefix == "order-ledger-dev/ecr-public"
+    error_message = "the ECR pull-through cache prefix is not environment-prefixed: dev and prod collide in one account"
+  }
+
+  # defect 7: internal by default, hence no WAF
+  assert {
+    condition     = module.load_balancer.web_acl_arn == null
+    error_message = "the ALB is internet-facing by default"
+  }
+
+  # blue/green for order-grpc, rolling updates for the projector and the worker
+  assert {
+    condition = (
+      module.grpc.deployment_controller == "CODE_DEPLOY"
+      && module.projector.deployment_controller == "ECS"
+      && module.worker.deployment_controller == "ECS"
+    )
+    error_message = "order-grpc is not deployed by CodeDeploy, or the projector / worker are"
+  }
+
+  assert {
+    condition = toset(module.grpc_blue_green.rollback_alarm_names) == toset([
+      "order-ledger-dev-alb-5xx", "order-ledger-dev-tg-5xx", "order-ledger-dev-alb-latency-p95", "order-ledger-dev-api-error-spike",
+    ])
+    error_message = "a blue/green deployment is not rolled back on the API alarms"
+  }
+
+  assert {
+    condition     = output.github_environment_variables.CODEDEPLOY_APPLICATION == module.grpc_blue_green.application_name && output.github_environment_variables.CODEDEPLOY_GROUP == module.grpc_blue_green.deployment_group_name
+    error_message = "the GitHub environment variables do not name the CodeDeploy application and group"
+  }
+
+  # the alarms the seeds list beyond the reference catalogue
+  assert {
+    condition = length(setsubtract([
+      "order-ledger-dev-queue-oldest-message-age",
+      "order-ledger-dev-rds-connections-high",
+      "order-ledger-dev-ecs-cpu-high-grpc", "order-ledger-dev-ecs-cpu-high-projector", "order-ledger-dev-ecs-cpu-high-worker",
+      "order-ledger-dev-ecs-memory-high-grpc", "order-ledger-dev-ecs-memory-high-projector", "order-ledger-dev-ecs-memory-high-worker",
+    ], module.monitoring.alarm_names)) == 0
+    error_message = "an alarm of the seeds is missing (oldest message age, ECS CPU / memory per service, RDS connections)"
+  }
+
+  assert {
+    condition     = output.disaster_recovery == null
+    error_message = "dev makes disaster-recovery copies without dr_region"
+  }
+}
+
+run "prod" {
+  command = apply
+
+  variables {
+    environment              = "prod"
+    db_backup_retention_days = 35
+    dr_region                = "eu-central-1"
+  }
+
+  assert {
+    condition     = module.ecr.pull_through_prefix == "order-ledger-prod/ecr-public"
+    error_message = "the ECR pull-through cache prefix is not environment-prefixed"
+  }
+
+  assert {
+    condition     = output.disaster_recovery.region == "eu-central-1" && output.disaster_recovery.backup_replication_arn != null
+    error_message = "no replicated database backups in the DR region"
+  }
+}
+
+run "public_alb_needs_nat" {
+  command = plan
+
+  variables {
+    environment  = "prod"
+    alb_internal = false
+  }
+
+  expect_failures = [var.alb_internal]
+}

@@ -1,0 +1,265 @@
+"""deploy/ci/ecs-deploy.sh against a stubbed AWS CLI (tests/infra/fakes/aws): which calls it
+makes, in which order, with which arguments, and how it reads the answers. Needs bash and jq.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(os.environ.get("ECS_DEPLOY_SCRIPT", REPO / "deploy/ci/ecs-deploy.sh"))
+FAKES = Path(__file__).resolve().parent / "fakes"
+
+CLUSTER = "order-ledger-dev"
+ACCOUNT = "arn:aws:ecs:eu-west-1:123456789012"
+GRPC = "order-ledger-dev-order-grpc"
+WORKER = "order-ledger-dev-order-worker"
+
+
+def td(family: str, revision: int) -> str:
+    return f"{ACCOUNT}:task-definition/{family}:{revision}"
+
+
+def service(name: str, controller: str, current: str, primary: str | None = None, rollout: str = "COMPLETED") -> str:
+    s = {
+        "serviceName": name,
+        "taskDefinition": current,
+        "deploymentController": {"type": controller},
+        "deployments": [{"status": "PRIMARY", "taskDefinition": primary or current, "rolloutState": rollout}],
+        "loadBalancers": [{"containerName": "order-grpc", "containerPort": 50051}] if controller == "CODE_DEPLOY" else [],
+    }
+    return json.dumps({"services": [s]})
+
+
+class Aws:
+    def __init__(self, tmp: Path):
+        if shutil.which("jq") is None:
+            pytest.fail("jq not found (ecs-deploy.sh needs it)")
+        self.tmp = tmp
+        self.log = tmp / "calls.jsonl"
+        self.scenario = tmp / "scenario.json"
+        self.rules: list[dict] = []
+
+    def on(self, *call: str, has: tuple[str, ...] = (), stdout: str = "", stderr: str = "", exit: int = 0,
+           times: int | None = None) -> "Aws":
+        rule = {"call": list(call), "has": list(has), "stdout": stdout, "stderr": stderr, "exit": exit}
+        if times is not None:
+            rule["times"] = times
+        self.rules.append(rule)
+        return self
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        self.scenario.write_text(json.dumps(self.rules))
+        self.log.write_text("")
+        full_env = {
+            **os.environ,
+            "PATH": f"{FAKES}:{os.environ['PATH']}",
+            "FAKE_AWS_LOG": str(self.log),
+            "FAKE_AWS_SCENARIO": str(self.scenario),
+            "ECS_CLUSTER": CLUSTER,
+            "MIGRATION_SUBNETS": "subnet-1,subnet-2",
+            "MIGRATION_SECURITY_GROUP": "sg-1",
+            "MIGRATION_LOG_GROUP": "/ecs/order-ledger-dev/migrate",
+            "CODEDEPLOY_APPLICATION": GRPC,
+            "CODEDEPLOY_GROUP": GRPC,
+            "WAIT_ATTEMPTS": "2",
+            **env,
+        }
+        full_env.pop("GITHUB_STEP_SUMMARY", None)
+        full_env.update(env)
+        return subprocess.run(["bash", str(SCRIPT), *args], env=full_env, capture_output=True, text=True, timeout=60)
+
+    def calls(self) -> list[list[str]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def called(self, *prefix: str) -> list[list[str]]:
+        return [c for c in self.calls() if c[: len(prefix)] == list(prefix)]
+
+
+def arg(call: list[str], flag: str) -> str:
+    return call[call.index(flag) + 1]
+
+
+@pytest.fixture()
+def aws(tmp_path) -> Aws:
+    return Aws(tmp_path)
+
+
+# --- defect 4: a re-run of the same commit must not push an existing (immutable) tag -----------
+
+
+def test_image_exists_reads_ecr(aws):
+    aws.on("ecr", "describe-images", has=("imageTag=abc",), stdout='["abc"]\n')
+    aws.on("ecr", "describe-images", has=("imageTag=new",), exit=254,
+           stderr="An error occurred (ImageNotFoundException) when calling the DescribeImages operation\n")
+    aws.on("ecr", "describe-images", has=("imageTag=err",), exit=254,
+           stderr="An error occurred (AccessDeniedException) when calling the DescribeImages operation\n")
+
+    assert aws.run("image-exists", "order-ledger-dev/order-grpc", "abc").stdout == "true\n"
+    assert aws.run("image-exists", "order-ledger-dev/order-grpc", "new").stdout == "false\n"
+    denied = aws.run("image-exists", "order-ledger-dev/order-grpc", "err")
+    assert denied.returncode != 0 and "AccessDenied" in denied.stderr, "an error must not read as 'absent'"
+    assert arg(aws.calls()[0], "--repository-name") == "order-ledger-dev/order-grpc"
+
+
+# --- defect 1: the new revision carries the previous one's tags -------------------------------
+
+
+def test_register_copies_the_revision_with_its_tags_and_the_new_image(aws):
+    previous = {
+        "taskDefinition": {
+            "taskDefinitionArn": td(GRPC, 7), "revision": 7, "status": "ACTIVE", "family": GRPC,
+            "containerDefinitions": [{"name": "order-grpc", "image": "repo/order-grpc:old"},
+                                     {"name": "otel-collector", "image": "collector:v1"}],
+        },
+        "tags": [{"key": "project", "value": "order-ledger"}],
+    }
+    aws.on("ecs", "describe-task-definition", stdout=json.dumps(previous))
+    aws.on("ecs", "register-task-definition", stdout=td(GRPC, 8) + "\n")
+    result = aws.run("register", GRPC, "order-grpc=repo/order-grpc:new")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == td(GRPC, 8)
+    spec = json.loads(arg(aws.called("ecs", "register-task-definition")[0], "--cli-input-json"))
+    assert spec["tags"] == previous["tags"]
+    assert [c["image"] for c in spec["containerDefinitions"]] == ["repo/order-grpc:new", "collector:v1"]
+    assert "revision" not in spec and "taskDefinitionArn" not in spec
+
+
+# --- migration: dry run first (nothing applied), the real run after approval -------------------
+
+
+def migration_answers(aws: Aws, migrate_exit: int = 0) -> Aws:
+    task = f"{ACCOUNT}:task/{CLUSTER}/0123abcd"
+    aws.on("ecs", "run-task", stdout=task + "\n")
+    aws.on("ecs", "wait", "tasks-stopped")
+    aws.on("logs", "get-log-events", has=("migrate/migrate/0123abcd",),
+           stdout="order-grpc migrate --dry-run: schema history at version 1; 1 migration(s) would be applied:\n")
+    aws.on("logs", "get-log-events", stdout="bootstrap-roles: done\n")
+    aws.on("ecs", "describe-tasks", stdout=json.dumps({"tasks": [{"stoppedReason": "Essential container in task exited",
+        "containers": [{"name": "dbinit", "exitCode": 0}, {"name": "migrate", "exitCode": migrate_exit}]}]}))
+    return aws
+
+
+def test_migrate_dry_run_overrides_the_command_and_applies_nothing(aws, tmp_path):
+    migration_answers(aws)
+    summary = tmp_path / "summary.md"
+    result = aws.run("migrate", "--dry-run", td("order-ledger-dev-migrate", 3), GITHUB_STEP_SUMMARY=str(summary))
+    assert result.returncode == 0, result.stderr
+    run = aws.called("ecs", "run-task")[0]
+    overrides = json.loads(arg(run, "--overrides"))
+    assert overrides == {"containerOverrides": [{"name": "migrate", "command": ["migrate", "--dry-run"]}]}
+    assert "would be applied" in result.stdout
+    assert "would be applied" in summary.read_text()
+
+
+def test_migrate_runs_the_task_as_defined_and_fails_with_it(aws):
+    migration_answers(aws)
+    assert aws.run("migrate", td("order-ledger-dev-migrate", 3)).returncode == 0
+    assert json.loads(arg(aws.called("ecs", "run-task")[0], "--overrides")) == {}
+    aws.rules.clear()
+    migration_answers(aws, migrate_exit=1)
+    failed = aws.run("migrate", td("order-ledger-dev-migrate", 3))
+    assert failed.returncode != 0 and "migration failed" in failed.stderr
+
+
+# --- rolling services ----------------------------------------------------------------------------
+
+
+def test_roll_updates_waits_and_checks_the_new_revision_is_primary(aws):
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 5)), times=1)
+    aws.on("ecs", "update-service", stdout=WORKER + "\n")
+    aws.on("ecs", "wait", "services-stable")
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 6)))
+    result = aws.run("roll", f"{WORKER}={td(WORKER, 6)}")
+    assert result.returncode == 0, result.stderr
+    assert arg(aws.called("ecs", "update-service")[0], "--task-definition") == td(WORKER, 6)
+
+
+def test_roll_fails_when_the_circuit_breaker_rolled_back(aws):
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 5)), times=1)
+    aws.on("ecs", "update-service", stdout=WORKER + "\n")
+    aws.on("ecs", "wait", "services-stable")
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 5)))
+    result = aws.run("roll", f"{WORKER}={td(WORKER, 6)}")
+    assert result.returncode != 0 and "rolled back" in result.stderr
+
+
+def test_roll_refuses_a_blue_green_service(aws):
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 5)))
+    result = aws.run("roll", f"{GRPC}={td(GRPC, 6)}")
+    assert result.returncode != 0 and "blue-green" in result.stderr
+    assert not aws.called("ecs", "update-service")
+
+
+# --- blue/green by CodeDeploy ------------------------------------------------------------------
+
+
+def test_blue_green_creates_a_codedeploy_deployment_and_waits_for_it(aws):
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 5)), times=1)
+    aws.on("deploy", "create-deployment", stdout="d-ABCDEF123\n")
+    aws.on("deploy", "wait", "deployment-successful")
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 6)))
+    result = aws.run("blue-green", GRPC, td(GRPC, 6))
+    assert result.returncode == 0, result.stderr
+    create = aws.called("deploy", "create-deployment")[0]
+    assert arg(create, "--application-name") == GRPC and arg(create, "--deployment-group-name") == GRPC
+    revision = json.loads(arg(create, "--revision"))
+    appspec = json.loads(revision["appSpecContent"]["content"])
+    props = appspec["Resources"][0]["TargetService"]["Properties"]
+    assert props == {"TaskDefinition": td(GRPC, 6), "LoadBalancerInfo": {"ContainerName": "order-grpc", "ContainerPort": 50051}}
+    assert not aws.called("ecs", "update-service"), "update-service is refused for CODE_DEPLOY services"
+
+
+def test_blue_green_fails_when_codedeploy_rolled_back(aws):
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 5)))
+    aws.on("deploy", "create-deployment", stdout="d-ABCDEF123\n")
+    aws.on("deploy", "wait", "deployment-successful", exit=255, stderr="Waiter DeploymentSuccessful failed\n")
+    aws.on("deploy", "get-deployment", stdout="Stopped\tAlarm order-ledger-dev-tg-5xx fired\n")
+    result = aws.run("blue-green", GRPC, td(GRPC, 6))
+    assert result.returncode != 0
+    assert "rolled back" in result.stderr and "tg-5xx" in result.stderr
+
+
+# --- defect 4: rollback by task-definition revision -------------------------------------------
+
+
+def revisions(family: str, *numbers: int) -> str:
+    return json.dumps({"taskDefinitionArns": [td(family, n) for n in numbers]})
+
+
+def test_rollback_of_a_rolling_service_goes_to_the_previous_revision(aws):
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 12)), times=2)
+    aws.on("ecs", "list-task-definitions", stdout=revisions(WORKER, 13, 12, 11, 9))
+    aws.on("ecs", "update-service", stdout=WORKER + "\n")
+    aws.on("ecs", "wait", "services-stable")
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 11)))
+    result = aws.run("rollback", WORKER)
+    assert result.returncode == 0, result.stderr
+    assert arg(aws.called("ecs", "list-task-definitions")[0], "--family-prefix") == WORKER
+    assert arg(aws.called("ecs", "update-service")[0], "--task-definition") == td(WORKER, 11)
+
+
+def test_rollback_to_a_named_revision_of_the_blue_green_service(aws):
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 12)), times=2)
+    aws.on("deploy", "create-deployment", stdout="d-ROLLBACK1\n")
+    aws.on("deploy", "wait", "deployment-successful")
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 9)))
+    result = aws.run("rollback", GRPC, td(GRPC, 9))
+    assert result.returncode == 0, result.stderr
+    revision = json.loads(arg(aws.called("deploy", "create-deployment")[0], "--revision"))
+    assert td(GRPC, 9) in revision["appSpecContent"]["content"]
+    assert not aws.called("ecs", "list-task-definitions")
+
+
+def test_rollback_without_an_earlier_revision_changes_nothing(aws):
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 1)))
+    aws.on("ecs", "list-task-definitions", stdout=revisions(WORKER, 1))
+    result = aws.run("rollback", WORKER)
+    assert result.returncode != 0 and "no earlier revision" in result.stderr
+    assert not aws.called("ecs", "update-service")
