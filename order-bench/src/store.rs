@@ -108,15 +108,6 @@ pub enum Raw {
     Statement,
 }
 
-impl Raw {
-    pub fn label(self) -> &'static str {
-        match self {
-            Raw::Insert => "INSERT",
-            Raw::Statement => "statement",
-        }
-    }
-}
-
 const INSERT_ONE_SQL: &str = "INSERT INTO orders.events (stream_id, stream_version, event_id, \
     event_type, schema_version, payload, correlation_id) VALUES ($1, 1, $2, $3, $4, $5::jsonb, $6)";
 
