@@ -186,9 +186,23 @@ impl EventStore {
     /// stream is not at the expected version ([`Error::WrongExpectedVersion`]); a concurrent
     /// append of the same version is an [`Error::Conflict`]. Not retried here.
     pub async fn append_commands(&self, append: StreamAppend) -> Result<StreamOutcome, Error> {
-        validate_stream_append(&append)?;
+        validate_stream_append(&append, false)?;
+        self.append_validated(append).await
+    }
+
+    /// [`EventStore::append_commands`] for the command handler, whose payloads come from
+    /// [`crate::NewEvent::encode`].
+    pub(crate) async fn append_encoded(
+        &self,
+        append: StreamAppend,
+    ) -> Result<StreamOutcome, Error> {
+        validate_stream_append(&append, true)?;
+        self.append_validated(append).await
+    }
+
+    async fn append_validated(&self, append: StreamAppend) -> Result<StreamOutcome, Error> {
         let result = match self.inner.writers.as_slice() {
-            [] => self.write_one(&append).await,
+            [] => Box::pin(self.write_one(&append)).await,
             writers => {
                 let queue = &writers[writer_for(append.stream_id, writers.len())];
                 self.enqueue(queue, append).await
@@ -206,7 +220,7 @@ impl EventStore {
     /// Group commit when configured, else now.
     async fn submit(&self, append: &StreamAppend) -> Result<StreamOutcome, Error> {
         match self.inner.writers.as_slice() {
-            [] => self.write_one(append).await,
+            [] => Box::pin(self.write_one(append)).await,
             writers => {
                 let queue = &writers[writer_for(append.stream_id, writers.len())];
                 self.enqueue(queue, append.clone()).await
