@@ -282,7 +282,10 @@ pub enum StopMode {
 fn as_postgres(program: &std::path::Path, args: &[&str]) -> Result<std::process::Output, String> {
     let mut command = if nix_is_root() {
         let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
+        // From /: postgres may not enter the test's folder (a checkout in a home directory).
+        c.args(["-u", "postgres", "--"])
+            .arg(program)
+            .current_dir("/");
         c
     } else {
         std::process::Command::new(program)

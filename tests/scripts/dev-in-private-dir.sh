@@ -39,11 +39,12 @@ CLONE="$PRIVATE/order-ledger"
 OUT="$PRIVATE/out"
 STATE=""
 
-# Only this test's settings: not those of the checkout running it (scripts/check sourced its
-# .dev/env, which names its own cluster).
+# From inside the clone, as its owner would, with only this test's settings: not those of the
+# checkout running it (scripts/check sourced its .dev/env, which names its own cluster).
 dev() {
-  env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR ORDER_PG_PORT="$PG_PORT" ORDER_SQS_PORT="$SQS_PORT" \
-    "$CLONE/scripts/dev" "$@"
+  (cd "$CLONE" &&
+    env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR ORDER_PG_PORT="$PG_PORT" ORDER_SQS_PORT="$SQS_PORT" \
+      scripts/dev "$@")
 }
 
 # A process whose pid file is $1, if it is still the program $2.
@@ -119,6 +120,7 @@ fi
 
 say "scripts/dev up"
 dev up >"$OUT" 2>&1 || { tail -n 20 "$OUT" >&2; fail "scripts/dev up failed in a clone inside a mode-700 folder"; }
+if grep -i 'permission denied' "$OUT" >&2; then fail "scripts/dev up was refused somewhere on the way"; fi
 STATE="$(state_dir)"
 [ -n "$STATE" ] || { dev status >&2; fail "scripts/dev status does not say where the cluster lives"; }
 case "$STATE" in "$PRIVATE"/*) fail "the cluster lives inside the checkout ($STATE)" ;; esac
