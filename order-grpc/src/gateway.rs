@@ -148,6 +148,29 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 /// answer is always ours (DEADLINE_EXCEEDED) and never tonic's (CANCELLED "Timeout expired").
 const DEADLINE_MARGIN: Duration = Duration::from_millis(1);
 
+/// Runs `call` until `deadline`; `None` when the deadline passed first.
+///
+/// tonic wraps every service in a timer of its own for the same `grpc-timeout`, started a
+/// little later than ours and answering CANCELLED. Its timer and ours may sit in different
+/// shards of tokio's timer wheel, fired one after the other: the task can be woken and polled
+/// by tonic's timer while ours is not yet marked as fired. So the clock decides, not the order
+/// in which timers fire: every poll that finds the call unfinished at or after the deadline
+/// answers at once, and tonic's wrapper, which polls us first, never gets to answer.
+async fn until_deadline<F: Future>(call: F, deadline: tokio::time::Instant) -> Option<F::Output> {
+    let mut call = std::pin::pin!(call);
+    let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = call.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if tokio::time::Instant::now() >= deadline || sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 impl<S> Layer<S> for GatewayLayer {
     type Service = Gateway<S>;
 
@@ -256,9 +279,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let _permit = permit;
-            let mut response = match tokio::time::timeout_at(deadline, inner.call(request)).await {
-                Ok(response) => response?,
-                Err(_) => {
+            let mut response = match until_deadline(inner.call(request), deadline).await {
+                Some(response) => response?,
+                None => {
                     metrics::counter!("order_grpc_deadline_exceeded_total").increment(1);
                     let status = Status::deadline_exceeded(
                         "the call's deadline passed before it finished; a command may or may not \
@@ -303,6 +326,28 @@ fn correct_status<B>(response: &mut Response<B>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Polls `future` once with the calling task's waker.
+    async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+    }
+
+    /// A task woken by another timer (tonic's) after the deadline answers DEADLINE_EXCEEDED even
+    /// if tokio has not fired the gateway's own timer yet: here the current-thread runtime's
+    /// timer driver does not run while the thread sleeps, so no timer fires before the poll.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_polled_after_its_deadline_is_over_whatever_the_timers_say() {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
+        let mut call = Box::pin(until_deadline(std::future::pending::<()>(), deadline));
+        assert!(poll_once(&mut call).await.is_pending());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(matches!(poll_once(&mut call).await, Poll::Ready(None)));
+        let mut finished = Box::pin(until_deadline(std::future::ready(7), deadline));
+        assert!(matches!(
+            poll_once(&mut finished).await,
+            Poll::Ready(Some(7))
+        ));
+    }
 
     #[test]
     fn tokens_parse_with_and_without_names() {
