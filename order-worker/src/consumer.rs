@@ -513,10 +513,19 @@ impl Consumer {
                 tracing::info!("message obsolete: its step was done before or the order moved on");
                 Settled::Deleted
             }
-            Outcome::Retry { reason } => {
-                let delay = self.back_off(message, message_id, receive_count).await;
+            Outcome::Retry { reason, after } => {
+                let delay = self
+                    .back_off(message, message_id, receive_count, after)
+                    .await;
                 metrics::message(MessageOutcome::Retry);
                 tracing::warn!(%reason, retry_in = ?delay, "message not done yet, left for retry");
+                Settled::LeftForRetry
+            }
+            Outcome::Waiting { reason, recheck_in } => {
+                self.in_flight.remove(message_id).await;
+                self.hide(message, recheck_in).await;
+                metrics::message(MessageOutcome::Waiting);
+                tracing::info!(%reason, recheck_in = ?recheck_in, "message waits: asking again later");
                 Settled::LeftForRetry
             }
             Outcome::DeadLetter { kind, reason } => {
@@ -533,7 +542,9 @@ impl Consumer {
                     }
                     Err(error) => {
                         metrics::sqs_error("dlq");
-                        let delay = self.back_off(message, message_id, receive_count).await;
+                        let delay = self
+                            .back_off(message, message_id, receive_count, None)
+                            .await;
                         metrics::message(MessageOutcome::Retry);
                         tracing::warn!(kind, %reason, %error, retry_in = ?delay, "message FAILED and could not be dead-lettered, left for retry");
                         Settled::LeftForRetry
@@ -559,14 +570,28 @@ impl Consumer {
         }
     }
 
-    /// Make the message reappear after a backoff that grows with its receive count.
-    async fn back_off(&self, message: &Message, message_id: &str, receive_count: u32) -> Duration {
+    /// Make the message reappear after a backoff that grows with its receive count, and not
+    /// before `after` (a provider's `Retry-After`, an open circuit's next trial).
+    async fn back_off(
+        &self,
+        message: &Message,
+        message_id: &str,
+        receive_count: u32,
+        after: Option<Duration>,
+    ) -> Duration {
         self.in_flight.remove(message_id).await;
         let delay = self
             .settings
             .retry
             .delay(receive_count, self.random.unit())
+            .max(after.unwrap_or_default())
             .max(Duration::from_secs(1));
+        self.hide(message, delay).await;
+        delay
+    }
+
+    /// Make the message visible again after `delay`.
+    async fn hide(&self, message: &Message, delay: Duration) {
         if let Some(handle) = message.receipt_handle() {
             let result = self
                 .sqs
@@ -581,7 +606,6 @@ impl Consumer {
                 tracing::warn!(error = %DisplayErrorContext(error), "setting the retry delay did not work; the message reappears after its visibility timeout");
             }
         }
-        delay
     }
 
     async fn dead_letter(
