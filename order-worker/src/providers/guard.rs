@@ -145,7 +145,6 @@ impl Guard {
                     continue;
                 }
             };
-            attempt += 1;
             let started = Instant::now();
             let mut retry_after = None;
             match tokio::time::timeout(self.settings.timeout, call()).await {
@@ -182,6 +181,13 @@ impl Guard {
                     );
                 }
             }
+            if self.breaker.state() == CircuitState::Open && circuit_waited < self.settings.circuit_wait
+            {
+                // The circuit is open (this failure may have opened it, or a trial call
+                // failed): wait for it like any other call, without using up an attempt.
+                continue;
+            }
+            attempt += 1;
             if attempt >= attempts {
                 return Err(CallError::Unavailable {
                     reason: format!("{last} (after {attempts} attempts)"),
