@@ -17,6 +17,7 @@ async fn once(scenario: Scenario) {
     let report = scenarios::run(scenario, &crate::binaries(), 1, &load)
         .await
         .unwrap();
+    eprintln!("{}: {:?}", scenario.name(), report.condensed_notes());
     assert!(report.clean(), "{report:?}");
     assert!(report.acknowledged > 0);
 }
