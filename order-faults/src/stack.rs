@@ -107,6 +107,11 @@ impl Service {
         Ok(status.success())
     }
 
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     pub fn running(&mut self) -> bool {
         self.child
             .as_mut()

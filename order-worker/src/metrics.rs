@@ -10,6 +10,7 @@
 //! | `order_worker_provider_call_duration_seconds` | `provider`, `operation` | provider call latency |
 //! | `order_worker_step_duration_seconds` | `step` | provider call plus command, per saga step |
 //! | `order_worker_messages_in_flight` | | messages received and not yet finished |
+//! | `order_worker_concurrency` | | messages it works on at once, at most (set or from the memory limit) |
 //! | `order_worker_sqs_errors_total` | `operation` | failed SQS calls (receive, delete, visibility, dlq) |
 
 use std::time::Duration;

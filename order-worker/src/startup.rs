@@ -154,6 +154,7 @@ impl App {
             random,
         ));
         let consumer = tokio::spawn(consumer.run(shutdown.subscribe(), readiness.subscribe()));
+        metrics::gauge!("order_worker_concurrency").set(settings.concurrency as f64);
         tracing::info!(
             queue = %settings.queue_url,
             grpc = %args.grpc_endpoint,
