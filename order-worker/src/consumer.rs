@@ -41,6 +41,8 @@ use crate::random::Random;
 const MAX_VISIBILITY_SECONDS: u64 = 43_200;
 /// Most entries per SQS batch call.
 const MAX_BATCH: usize = 10;
+/// ChangeMessageVisibilityBatch calls the heartbeat makes at once.
+const HEARTBEAT_CALLS: usize = 16;
 /// How long a finished message waits for others to share its DeleteMessageBatch.
 const DELETE_LINGER: Duration = Duration::from_millis(50);
 
@@ -97,20 +99,26 @@ impl InFlight {
         self.entries.lock().await.len()
     }
 
-    /// Give every message in flight `visibility` more time.
+    /// Give every message in flight `visibility` more time. The batches go out concurrently
+    /// (up to [`HEARTBEAT_CALLS`] at once), so that a worker with a thousand messages in flight
+    /// holds its settlements back for a few round trips, not a hundred.
     pub async fn extend_all(&self, sqs: &Client, queue_url: &str, visibility: Duration) {
+        use futures::StreamExt;
         let entries = self.entries.lock().await;
         let handles: Vec<(String, String)> = entries
             .iter()
             .map(|(id, handle)| (id.clone(), handle.clone()))
             .collect();
-        for chunk in handles.chunks(MAX_BATCH) {
-            if let Err(error) = change_visibility(sqs, queue_url, chunk, seconds(visibility)).await
-            {
-                metrics::sqs_error("visibility");
-                tracing::warn!(%error, "extending the visibility of in-flight messages did not work");
-            }
-        }
+        futures::stream::iter(handles.chunks(MAX_BATCH))
+            .for_each_concurrent(HEARTBEAT_CALLS, |chunk| async move {
+                if let Err(error) =
+                    change_visibility(sqs, queue_url, chunk, seconds(visibility)).await
+                {
+                    metrics::sqs_error("visibility");
+                    tracing::warn!(%error, "extending the visibility of in-flight messages did not work");
+                }
+            })
+            .await;
         drop(entries);
     }
 
