@@ -88,7 +88,11 @@ async fn one(binaries: &Binaries, latency_ms: u64, args: &SagaArgs) -> anyhow::R
             stub.set_faults(
                 provider,
                 &FaultPlan {
-                    latency_ms: if provider == "payment" { latency_ms } else { 10 },
+                    latency_ms: if provider == "payment" {
+                        latency_ms
+                    } else {
+                        10
+                    },
                     ..FaultPlan::default()
                 },
             );

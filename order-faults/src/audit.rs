@@ -396,9 +396,9 @@ pub async fn provider_effects(stack: &Stack) -> anyhow::Result<EffectsAudit> {
             if in_log != done {
                 audit.mismatched += 1;
                 if audit.examples.len() < 5 {
-                    audit
-                        .examples
-                        .push(format!("order {order}: {event} x{in_log} in the log, x{done} at the provider"));
+                    audit.examples.push(format!(
+                        "order {order}: {event} x{in_log} in the log, x{done} at the provider"
+                    ));
                 }
             }
         }

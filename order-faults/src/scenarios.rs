@@ -11,9 +11,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::audit::{
-    Audit, provider_effects, settle_and_audit, settle_projections, unsent_events,
-};
+use crate::audit::{Audit, provider_effects, settle_and_audit, settle_projections, unsent_events};
 use crate::load::{self, LoadOptions};
 use crate::stack::{Binaries, HttpProviders, Stack, StackOptions};
 
@@ -500,8 +498,15 @@ async fn payment_outage(
         closed_after.is_some(),
         "the payment breaker did not close within 60 s of recovery"
     );
-    anyhow::ensure!(effects.clean(), "provider effects differ from the log: {effects:?}");
-    anyhow::ensure!(audit.dead_letters == 0, "{} messages dead-lettered", audit.dead_letters);
+    anyhow::ensure!(
+        effects.clean(),
+        "provider effects differ from the log: {effects:?}"
+    );
+    anyhow::ensure!(
+        audit.dead_letters == 0,
+        "{} messages dead-lettered",
+        audit.dead_letters
+    );
     anyhow::ensure!(audit.clean(), "audit failed: {audit:?}");
     Ok(())
 }

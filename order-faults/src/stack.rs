@@ -380,9 +380,21 @@ impl Stack {
                 }
                 worker_env.push(("ORDER_WORKER_PROVIDERS", "http".to_owned()));
                 for (provider, url, token) in [
-                    ("inventory", "ORDER_PROVIDER_INVENTORY_URL", "ORDER_PROVIDER_INVENTORY_TOKEN"),
-                    ("payment", "ORDER_PROVIDER_PAYMENT_URL", "ORDER_PROVIDER_PAYMENT_TOKEN"),
-                    ("shipping", "ORDER_PROVIDER_SHIPPING_URL", "ORDER_PROVIDER_SHIPPING_TOKEN"),
+                    (
+                        "inventory",
+                        "ORDER_PROVIDER_INVENTORY_URL",
+                        "ORDER_PROVIDER_INVENTORY_TOKEN",
+                    ),
+                    (
+                        "payment",
+                        "ORDER_PROVIDER_PAYMENT_URL",
+                        "ORDER_PROVIDER_PAYMENT_TOKEN",
+                    ),
+                    (
+                        "shipping",
+                        "ORDER_PROVIDER_SHIPPING_URL",
+                        "ORDER_PROVIDER_SHIPPING_TOKEN",
+                    ),
                 ] {
                     worker_env.push((url, stub.base_url(provider)));
                     worker_env.push((token, http.token.clone()));

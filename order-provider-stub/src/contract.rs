@@ -9,9 +9,15 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 /// The three documents, as written.
 pub const DOCUMENTS: [(&str, &str); 3] = [
-    ("inventory", include_str!("../../docs/providers/inventory.yaml")),
+    (
+        "inventory",
+        include_str!("../../docs/providers/inventory.yaml"),
+    ),
     ("payment", include_str!("../../docs/providers/payment.yaml")),
-    ("shipping", include_str!("../../docs/providers/shipping.yaml")),
+    (
+        "shipping",
+        include_str!("../../docs/providers/shipping.yaml"),
+    ),
 ];
 
 /// A document that cannot be used.
@@ -137,10 +143,13 @@ impl Contract {
             };
             for (method, operation) in item {
                 let Some(id) = operation.get("operationId").and_then(Value::as_str) else {
-                    return Err(error(provider, format!("{method} {path} has no operationId")));
+                    return Err(error(
+                        provider,
+                        format!("{method} {path} has no operationId"),
+                    ));
                 };
-                if let Some(schema) = operation
-                    .pointer("/requestBody/content/application~1json/schema")
+                if let Some(schema) =
+                    operation.pointer("/requestBody/content/application~1json/schema")
                 {
                     requests.insert(id.to_owned(), compile(schema, id)?);
                 }
@@ -154,17 +163,14 @@ impl Contract {
                     let answer = match answer.get("$ref").and_then(Value::as_str) {
                         Some(reference) => {
                             let pointer = reference.trim_start_matches('#');
-                            doc.pointer(pointer).ok_or_else(|| {
-                                error(provider, format!("unresolved {reference}"))
-                            })?
+                            doc.pointer(pointer)
+                                .ok_or_else(|| error(provider, format!("unresolved {reference}")))?
                         }
                         None => answer,
                     };
                     let schema = answer
                         .pointer("/content/application~1json/schema")
-                        .or_else(|| {
-                            answer.pointer("/content/application~1problem+json/schema")
-                        });
+                        .or_else(|| answer.pointer("/content/application~1problem+json/schema"));
                     if let Some(schema) = schema {
                         responses.insert((id.to_owned(), status), compile(schema, id)?);
                     }
@@ -250,7 +256,11 @@ mod tests {
         for op in ["authorize", "capture", "void", "refund"] {
             assert!(payment.requests.contains_key(op), "{op}");
         }
-        assert!(all["shipping"].responses.contains_key(&("track".to_owned(), 200)));
+        assert!(
+            all["shipping"]
+                .responses
+                .contains_key(&("track".to_owned(), 200))
+        );
     }
 
     #[test]
@@ -300,7 +310,11 @@ mod tests {
         );
         assert!(
             shipping
-                .check_response("track", 200, &json!({"tracking_number": "T1", "status": "gone"}))
+                .check_response(
+                    "track",
+                    200,
+                    &json!({"tracking_number": "T1", "status": "gone"})
+                )
                 .is_err()
         );
         assert!(

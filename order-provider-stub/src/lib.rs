@@ -194,7 +194,6 @@ struct Kept {
     retry_after: Option<u64>,
 }
 
-
 #[derive(Debug, Clone)]
 struct Payment {
     order_id: String,
@@ -309,7 +308,11 @@ impl Stub {
             .route("/_stub/faults/{provider}", put(put_faults))
             .route("/_stub/faults", delete(clear_faults))
             .fallback(|| async {
-                respond(problem(404, "not_found", "no such operation in the contracts"))
+                respond(problem(
+                    404,
+                    "not_found",
+                    "no such operation in the contracts",
+                ))
             })
             .with_state(shared.clone());
         let (shutdown, mut stop) = watch::channel(false);
@@ -392,7 +395,10 @@ async fn handle(
             .or_default() += 1;
         let faults = books.faults.entry(provider.to_owned()).or_default();
         let latency = faults.latency;
-        let early = if faults.outage_until.is_some_and(|until| Instant::now() < until) {
+        let early = if faults
+            .outage_until
+            .is_some_and(|until| Instant::now() < until)
+        {
             Some(problem(503, "unavailable", format!("{provider} is down")))
         } else if faults.throttle_left > 0 {
             faults.throttle_left -= 1;
@@ -420,7 +426,11 @@ async fn handle(
             .and_then(|v| v.to_str().ok());
         if given != Some(format!("Bearer {expected}").as_str()) {
             shared.books().effects.invalid_requests += 1;
-            return respond(problem(401, "unauthorized", "missing or wrong bearer token"));
+            return respond(problem(
+                401,
+                "unauthorized",
+                "missing or wrong bearer token",
+            ));
         }
     }
     let (body, key) = if request.mutating {
@@ -444,7 +454,13 @@ async fn handle(
         if let Err(violations) = contract.check_request(request.operation, &body) {
             let detail = violations
                 .iter()
-                .map(|v| format!("{}: {}", if v.at.is_empty() { "/" } else { &v.at }, v.reason))
+                .map(|v| {
+                    format!(
+                        "{}: {}",
+                        if v.at.is_empty() { "/" } else { &v.at },
+                        v.reason
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             return invalid(shared, detail);
@@ -530,10 +546,12 @@ async fn finish(shared: &Shared, provider: &str, answer: Answer) -> Response {
         tokio::time::sleep(delay).await;
     }
     if malformed {
-        let mut response = (StatusCode::OK, "<html>502 bad gateway (not JSON)</html>").into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut response =
+            (StatusCode::OK, "<html>502 bad gateway (not JSON)</html>").into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         return response;
     }
     respond(answer)
@@ -579,9 +597,15 @@ async fn reserve(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             return problem(409, "out_of_stock", format!("{sku} is out of stock"));
         }
         let id = reference("RSV");
-        books.reservations.insert(id.clone(), (order.clone(), false));
+        books
+            .reservations
+            .insert(id.clone(), (order.clone(), false));
         count(&mut books.effects.reservations, &order);
-        (201, json!({ "reservation_id": id, "status": "reserved" }), None)
+        (
+            201,
+            json!({ "reservation_id": id, "status": "reserved" }),
+            None,
+        )
     })
     .await
 }
@@ -609,7 +633,11 @@ async fn release(
             let order = order.clone();
             count(&mut books.effects.releases, &order);
         }
-        (200, json!({ "reservation_id": reservation_id, "status": "released" }), None)
+        (
+            200,
+            json!({ "reservation_id": reservation_id, "status": "released" }),
+            None,
+        )
     })
     .await
 }
@@ -630,7 +658,11 @@ async fn authorize(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
             .find(|s| s.starts_with("DECLINE-"))
         {
             count(&mut books.effects.refusals, &order);
-            return problem(422, "card_declined", format!("declined: the order contains {sku}"));
+            return problem(
+                422,
+                "card_declined",
+                format!("declined: the order contains {sku}"),
+            );
         }
         let amount = body.get("amount").cloned().unwrap_or(Value::Null);
         let amount_minor = amount
@@ -669,7 +701,11 @@ fn on_payment(
         return problem(404, "not_found", format!("no payment {payment_id}"));
     };
     if payment.order_id != text(body, "order_id") {
-        return problem(400, "invalid_request", "order_id is not the payment's order");
+        return problem(
+            400,
+            "invalid_request",
+            "order_id is not the payment's order",
+        );
     }
     change(payment, &mut books.effects)
 }
@@ -733,7 +769,11 @@ async fn void(
             }
             payment.state = "voided";
             count(&mut effects.voids, &payment.order_id);
-            (200, json!({ "payment_id": payment_id, "status": "voided" }), None)
+            (
+                200,
+                json!({ "payment_id": payment_id, "status": "voided" }),
+                None,
+            )
         })
     })
     .await
@@ -760,8 +800,7 @@ async fn refund(
                 .get("amount_minor")
                 .and_then(Value::as_i64)
                 .unwrap_or_default();
-            if payment.state != "captured"
-                || payment.refunded_minor + minor > payment.amount_minor
+            if payment.state != "captured" || payment.refunded_minor + minor > payment.amount_minor
             {
                 return problem(422, "refund_exceeds_capture", "more than is refundable");
             }

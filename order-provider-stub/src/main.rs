@@ -12,13 +12,21 @@ use order_provider_stub::{FaultPlan, PROVIDERS, Stub, StubOptions};
 #[command(name = "order-provider-stub", version)]
 struct Args {
     /// Listen address.
-    #[arg(long, env = "ORDER_PROVIDER_STUB_ADDR", default_value = "127.0.0.1:9470")]
+    #[arg(
+        long,
+        env = "ORDER_PROVIDER_STUB_ADDR",
+        default_value = "127.0.0.1:9470"
+    )]
     addr: SocketAddr,
     /// Bearer token every request must carry (default: none).
     #[arg(long, env = "ORDER_PROVIDER_STUB_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Seconds from shipment to delivery.
-    #[arg(long, env = "ORDER_PROVIDER_STUB_DELIVERY_SECONDS", default_value_t = 0.0)]
+    #[arg(
+        long,
+        env = "ORDER_PROVIDER_STUB_DELIVERY_SECONDS",
+        default_value_t = 0.0
+    )]
     delivery_seconds: f64,
     /// Latency added to every request, in ms (all three providers).
     #[arg(long, env = "ORDER_PROVIDER_STUB_LATENCY_MS", default_value_t = 0)]

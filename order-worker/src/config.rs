@@ -82,17 +82,22 @@ macro_rules! provider_args {
 
         impl $name {
             fn endpoint(&self) -> Result<Option<ProviderEndpoint>, String> {
-                let pem = |text: &Option<String>, file: &Option<PathBuf>, what: &str| {
-                    match (text.as_deref().filter(|t| !t.trim().is_empty()), file) {
-                        (Some(_), Some(_)) => Err(format!("set {what} or {what}_FILE, not both")),
-                        (Some(text), None) => Ok(Some(Pem::Inline(text.to_owned()))),
-                        (None, Some(path)) => Ok(Some(Pem::File(path.clone()))),
-                        (None, None) => Ok(None),
-                    }
+                let pem = |text: &Option<String>, file: &Option<PathBuf>, what: &str| match (
+                    text.as_deref().filter(|t| !t.trim().is_empty()),
+                    file,
+                ) {
+                    (Some(_), Some(_)) => Err(format!("set {what} or {what}_FILE, not both")),
+                    (Some(text), None) => Ok(Some(Pem::Inline(text.to_owned()))),
+                    (None, Some(path)) => Ok(Some(Pem::File(path.clone()))),
+                    (None, None) => Ok(None),
                 };
                 let client_identity = pem(&self.$f_cert, &self.$f_cert_file, $cert)?;
                 let ca = pem(&self.$f_ca, &self.$f_ca_file, $ca)?;
-                let Some(url) = self.$f_url.as_deref().map(str::trim).filter(|u| !u.is_empty())
+                let Some(url) = self
+                    .$f_url
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
                 else {
                     if self.$f_token.is_some() || client_identity.is_some() || ca.is_some() {
                         return Err(format!("{} is required with its credentials", $url));
@@ -113,28 +118,52 @@ macro_rules! provider_args {
 }
 
 provider_args!(
-    InventoryArgs, "Inventory provider (ORDER_WORKER_PROVIDERS=http)",
-    "ORDER_PROVIDER_INVENTORY_URL", "ORDER_PROVIDER_INVENTORY_TOKEN",
-    "ORDER_PROVIDER_INVENTORY_CLIENT_CERT", "ORDER_PROVIDER_INVENTORY_CLIENT_CERT_FILE",
-    "ORDER_PROVIDER_INVENTORY_CA", "ORDER_PROVIDER_INVENTORY_CA_FILE",
-    inventory_url, inventory_token, inventory_client_cert, inventory_client_cert_file,
-    inventory_ca, inventory_ca_file
+    InventoryArgs,
+    "Inventory provider (ORDER_WORKER_PROVIDERS=http)",
+    "ORDER_PROVIDER_INVENTORY_URL",
+    "ORDER_PROVIDER_INVENTORY_TOKEN",
+    "ORDER_PROVIDER_INVENTORY_CLIENT_CERT",
+    "ORDER_PROVIDER_INVENTORY_CLIENT_CERT_FILE",
+    "ORDER_PROVIDER_INVENTORY_CA",
+    "ORDER_PROVIDER_INVENTORY_CA_FILE",
+    inventory_url,
+    inventory_token,
+    inventory_client_cert,
+    inventory_client_cert_file,
+    inventory_ca,
+    inventory_ca_file
 );
 provider_args!(
-    PaymentArgs, "Payment provider (ORDER_WORKER_PROVIDERS=http)",
-    "ORDER_PROVIDER_PAYMENT_URL", "ORDER_PROVIDER_PAYMENT_TOKEN",
-    "ORDER_PROVIDER_PAYMENT_CLIENT_CERT", "ORDER_PROVIDER_PAYMENT_CLIENT_CERT_FILE",
-    "ORDER_PROVIDER_PAYMENT_CA", "ORDER_PROVIDER_PAYMENT_CA_FILE",
-    payment_url, payment_token, payment_client_cert, payment_client_cert_file,
-    payment_ca, payment_ca_file
+    PaymentArgs,
+    "Payment provider (ORDER_WORKER_PROVIDERS=http)",
+    "ORDER_PROVIDER_PAYMENT_URL",
+    "ORDER_PROVIDER_PAYMENT_TOKEN",
+    "ORDER_PROVIDER_PAYMENT_CLIENT_CERT",
+    "ORDER_PROVIDER_PAYMENT_CLIENT_CERT_FILE",
+    "ORDER_PROVIDER_PAYMENT_CA",
+    "ORDER_PROVIDER_PAYMENT_CA_FILE",
+    payment_url,
+    payment_token,
+    payment_client_cert,
+    payment_client_cert_file,
+    payment_ca,
+    payment_ca_file
 );
 provider_args!(
-    ShippingArgs, "Shipping provider (ORDER_WORKER_PROVIDERS=http)",
-    "ORDER_PROVIDER_SHIPPING_URL", "ORDER_PROVIDER_SHIPPING_TOKEN",
-    "ORDER_PROVIDER_SHIPPING_CLIENT_CERT", "ORDER_PROVIDER_SHIPPING_CLIENT_CERT_FILE",
-    "ORDER_PROVIDER_SHIPPING_CA", "ORDER_PROVIDER_SHIPPING_CA_FILE",
-    shipping_url, shipping_token, shipping_client_cert, shipping_client_cert_file,
-    shipping_ca, shipping_ca_file
+    ShippingArgs,
+    "Shipping provider (ORDER_WORKER_PROVIDERS=http)",
+    "ORDER_PROVIDER_SHIPPING_URL",
+    "ORDER_PROVIDER_SHIPPING_TOKEN",
+    "ORDER_PROVIDER_SHIPPING_CLIENT_CERT",
+    "ORDER_PROVIDER_SHIPPING_CLIENT_CERT_FILE",
+    "ORDER_PROVIDER_SHIPPING_CA",
+    "ORDER_PROVIDER_SHIPPING_CA_FILE",
+    shipping_url,
+    shipping_token,
+    shipping_client_cert,
+    shipping_client_cert_file,
+    shipping_ca,
+    shipping_ca_file
 );
 
 /// The HTTP providers: one endpoint each, and the client settings they share.
@@ -146,7 +175,12 @@ pub struct HttpArgs {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub provider_connect_timeout_ms: u64,
     /// HTTP version: auto (HTTP/2 where TLS offers it), http1, http2 (prior knowledge).
-    #[arg(long, env = "ORDER_PROVIDER_HTTP_VERSION", value_enum, default_value = "auto")]
+    #[arg(
+        long,
+        env = "ORDER_PROVIDER_HTTP_VERSION",
+        value_enum,
+        default_value = "auto"
+    )]
     pub provider_http_version: HttpVersion,
     /// Idle connections kept per provider.
     #[arg(long, env = "ORDER_PROVIDER_POOL_IDLE_PER_HOST", default_value_t = 512,
@@ -223,7 +257,13 @@ pub fn memory_limit() -> Option<u64> {
     let machine = read("/proc/meminfo").and_then(|text| {
         text.lines()
             .find_map(|line| line.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map(|kb| kb * 1024)
     });
     match (cgroup, machine) {
@@ -437,7 +477,12 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u64).range(0..=43_200))]
     pub circuit_wait_seconds: u64,
     /// Which adapters serve the inventory, payment and shipping ports.
-    #[arg(long, env = "ORDER_WORKER_PROVIDERS", value_enum, default_value = "simulated")]
+    #[arg(
+        long,
+        env = "ORDER_WORKER_PROVIDERS",
+        value_enum,
+        default_value = "simulated"
+    )]
     pub providers: ProviderKind,
     /// How long one delivery of an OrderShipped message polls the carrier, in seconds; then
     /// the message comes back after the recheck delay.
@@ -615,10 +660,8 @@ impl RunArgs {
 
     /// Messages worked on at once: the setting, or derived from the memory limit.
     pub fn concurrency(&self) -> usize {
-        self.concurrency.map_or_else(
-            || concurrency_for_memory(memory_limit()),
-            |n| n as usize,
-        )
+        self.concurrency
+            .map_or_else(|| concurrency_for_memory(memory_limit()), |n| n as usize)
     }
 
     /// How the deliver step waits for carriers.
@@ -730,7 +773,10 @@ mod tests {
                 "exceeds",
             ),
             (&["--sim-decline-customers", "bob"], "not a UUID"),
-            (&["--providers", "http"], "needs ORDER_PROVIDER_INVENTORY_URL"),
+            (
+                &["--providers", "http"],
+                "needs ORDER_PROVIDER_INVENTORY_URL",
+            ),
             (
                 &[
                     "--providers",
@@ -742,7 +788,10 @@ mod tests {
                 ],
                 "needs ORDER_PROVIDER_SHIPPING_URL",
             ),
-            (&["--payment-url", "pay.internal"], "ORDER_PROVIDER_PAYMENT_URL"),
+            (
+                &["--payment-url", "pay.internal"],
+                "ORDER_PROVIDER_PAYMENT_URL",
+            ),
             (
                 &["--payment-token", "a-token-without-a-url"],
                 "ORDER_PROVIDER_PAYMENT_URL is required",
@@ -768,8 +817,14 @@ mod tests {
                 "not both",
             ),
             (&["--providers", "soap"], "--providers"),
-            (&["--breaker-half-open-calls", "0"], "--breaker-half-open-calls"),
-            (&["--delivery-recheck-seconds", "50000"], "--delivery-recheck-seconds"),
+            (
+                &["--breaker-half-open-calls", "0"],
+                "--breaker-half-open-calls",
+            ),
+            (
+                &["--delivery-recheck-seconds", "50000"],
+                "--delivery-recheck-seconds",
+            ),
         ];
         for (flags, expected) in cases {
             let error = parse(flags).unwrap_err();
@@ -816,7 +871,10 @@ mod tests {
         ])
         .unwrap();
         let endpoints = args.http.endpoints(true).unwrap().unwrap();
-        assert_eq!(endpoints.payment.token.as_deref(), Some("payment-secret-token"));
+        assert_eq!(
+            endpoints.payment.token.as_deref(),
+            Some("payment-secret-token")
+        );
         assert_eq!(endpoints.inventory.token, None);
         assert!(!format!("{args:?}").contains("payment-secret"));
         assert!(!format!("{endpoints:?}").contains("payment-secret"));
@@ -828,7 +886,10 @@ mod tests {
         assert_eq!(concurrency_for_memory(Some(512 * MIB)), 1000);
         assert_eq!(concurrency_for_memory(Some(256 * MIB)), 512);
         assert_eq!(concurrency_for_memory(Some(64 * MIB)), MIN_AUTO_CONCURRENCY);
-        assert_eq!(concurrency_for_memory(Some(64 * 1024 * MIB)), MAX_CONCURRENCY);
+        assert_eq!(
+            concurrency_for_memory(Some(64 * 1024 * MIB)),
+            MAX_CONCURRENCY
+        );
         assert_eq!(concurrency_for_memory(None), 64);
         let set = parse(&["--concurrency", "7"]).unwrap();
         assert_eq!(set.consumer_settings().concurrency, 7);

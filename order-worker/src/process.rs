@@ -380,7 +380,9 @@ impl Processor {
                 // Confirming captures the authorized amount.
                 let payment_id = log
                     .payment_id()
-                    .ok_or_else(|| Outcome::dead("log", "the order's log has no PaymentAuthorized event"))?
+                    .ok_or_else(|| {
+                        Outcome::dead("log", "the order's log has no PaymentAuthorized event")
+                    })?
                     .to_owned();
                 let amount = placed()?
                     .total

@@ -73,7 +73,9 @@ impl App {
                     .http
                     .endpoints(true)
                     .map_err(anyhow::Error::msg)?
-                    .ok_or_else(|| anyhow::anyhow!("ORDER_WORKER_PROVIDERS=http needs the provider URLs"))?;
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("ORDER_WORKER_PROVIDERS=http needs the provider URLs")
+                    })?;
                 HttpProviders::new(
                     &endpoints.inventory,
                     &endpoints.payment,

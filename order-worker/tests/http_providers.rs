@@ -102,8 +102,16 @@ async fn a_success_is_done_once_and_a_repeated_key_gets_the_same_answer() {
     let (stub, http) = with_token().await;
     let order_id = Uuid::new_v4();
     let key = Uuid::new_v4();
-    let first = http.inventory.reserve(reserve(order_id, key, "A-1")).await.unwrap();
-    let again = http.inventory.reserve(reserve(order_id, key, "A-1")).await.unwrap();
+    let first = http
+        .inventory
+        .reserve(reserve(order_id, key, "A-1"))
+        .await
+        .unwrap();
+    let again = http
+        .inventory
+        .reserve(reserve(order_id, key, "A-1"))
+        .await
+        .unwrap();
     assert_eq!(first, again);
     assert!(first.starts_with("RSV-"), "{first}");
     let effects = stub.effects();
@@ -179,7 +187,10 @@ async fn throttling_is_transient_with_the_retry_after_the_provider_sent() {
             retry_after: Some(Duration::from_secs(2)),
         })
     );
-    http.inventory.reserve(reserve(order_id, key, "A")).await.unwrap();
+    http.inventory
+        .reserve(reserve(order_id, key, "A"))
+        .await
+        .unwrap();
     assert_eq!(stub.effects().reservations[&order_id.to_string()], 1);
     stub.stop().await;
 }
@@ -207,7 +218,11 @@ async fn a_malformed_answer_is_transient_and_the_retry_gets_the_real_one() {
         .unwrap();
     assert!(payment_id.starts_with("PAY-"));
     let effects = stub.effects();
-    assert_eq!(effects.authorizations[&order_id.to_string()], 1, "authorized once");
+    assert_eq!(
+        effects.authorizations[&order_id.to_string()],
+        1,
+        "authorized once"
+    );
     assert_eq!(effects.replays, 1);
     stub.stop().await;
 }
@@ -241,7 +256,10 @@ async fn an_answer_slower_than_the_timeout_is_transient_and_the_retry_gets_the_f
         matches!(&answer, Err(ProviderError::Transient { reason, .. }) if reason.contains("timed out")),
         "{answer:?}"
     );
-    http.inventory.reserve(reserve(order_id, key, "A")).await.unwrap();
+    http.inventory
+        .reserve(reserve(order_id, key, "A"))
+        .await
+        .unwrap();
     assert_eq!(stub.effects().reservations[&order_id.to_string()], 1);
     stub.stop().await;
 }
@@ -541,14 +559,22 @@ fn a_client_certificate_is_read_as_pem_and_garbage_is_refused_clearly() {
 
     let mut bad = ProviderEndpoint::new("https://payments.internal");
     bad.client_identity = Some(Pem::Inline("not a pem".into()));
-    let error =
-        ProviderClient::new("payment", "ORDER_PROVIDER_PAYMENT_URL", &bad, &settings()).unwrap_err();
-    assert!(error.contains("client certificate of ORDER_PROVIDER_PAYMENT_URL"), "{error}");
+    let error = ProviderClient::new("payment", "ORDER_PROVIDER_PAYMENT_URL", &bad, &settings())
+        .unwrap_err();
+    assert!(
+        error.contains("client certificate of ORDER_PROVIDER_PAYMENT_URL"),
+        "{error}"
+    );
     assert!(!error.contains("not a pem"), "{error}");
 
     let mut missing = ProviderEndpoint::new("https://payments.internal");
     missing.ca = Some(Pem::File("/nonexistent/ca.pem".into()));
-    let error = ProviderClient::new("payment", "ORDER_PROVIDER_PAYMENT_URL", &missing, &settings())
-        .unwrap_err();
+    let error = ProviderClient::new(
+        "payment",
+        "ORDER_PROVIDER_PAYMENT_URL",
+        &missing,
+        &settings(),
+    )
+    .unwrap_err();
     assert!(error.contains("/nonexistent/ca.pem"), "{error}");
 }

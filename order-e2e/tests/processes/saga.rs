@@ -6,8 +6,8 @@ use std::time::Duration;
 use order_faults::audit::{provider_effects, settle_and_audit};
 use order_faults::load::{self, LoadOptions};
 use order_faults::stack::{HttpProviders, Stack, StackOptions};
-use order_provider_stub::{FaultPlan, Slow, Throttle};
 use order_messages::CloudEvent;
+use order_provider_stub::{FaultPlan, Slow, Throttle};
 use order_testkit::sqs::drain_queue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,9 +192,18 @@ async fn two_hundred_orders_through_the_http_providers_with_each_effect_exactly_
     assert!(effects.clean(), "{effects:?}");
     let stub_effects = stack.stub.as_ref().unwrap().effects();
     assert!(stub_effects.faults_injected >= 30, "{stub_effects:?}");
-    assert!(stub_effects.replays > 0, "retries after malformed or slow answers replay");
-    assert!(!stub_effects.refusals.is_empty(), "out of stock and declined orders");
-    assert_eq!(stub_effects.invalid_requests, 0, "every request met the contract");
+    assert!(
+        stub_effects.replays > 0,
+        "retries after malformed or slow answers replay"
+    );
+    assert!(
+        !stub_effects.refusals.is_empty(),
+        "out of stock and declined orders"
+    );
+    assert_eq!(
+        stub_effects.invalid_requests, 0,
+        "every request met the contract"
+    );
     // Every order that completed was authorized, captured and shipped exactly once.
     let db = stack.db().await.unwrap();
     let completed: i64 = db

@@ -181,7 +181,8 @@ impl Guard {
                     );
                 }
             }
-            if self.breaker.state() == CircuitState::Open && circuit_waited < self.settings.circuit_wait
+            if self.breaker.state() == CircuitState::Open
+                && circuit_waited < self.settings.circuit_wait
             {
                 // The circuit is open (this failure may have opened it, or a trial call
                 // failed): wait for it like any other call, without using up an attempt.

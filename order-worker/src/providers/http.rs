@@ -432,7 +432,12 @@ impl Problem {
     }
 }
 
-fn unparseable(provider: &'static str, operation: &'static str, status: u16, why: &str) -> ProviderError {
+fn unparseable(
+    provider: &'static str,
+    operation: &'static str,
+    status: u16,
+    why: &str,
+) -> ProviderError {
     tracing::error!(
         provider,
         operation,
@@ -519,9 +524,19 @@ fn money(amount: &order_proto::v1::Money) -> Value {
     json!({ "currency": amount.currency, "amount_minor": amount.amount_minor })
 }
 
-fn non_empty(provider: &'static str, operation: &'static str, field: &str, value: String) -> Result<String, ProviderError> {
+fn non_empty(
+    provider: &'static str,
+    operation: &'static str,
+    field: &str,
+    value: String,
+) -> Result<String, ProviderError> {
     if value.trim().is_empty() {
-        Err(unparseable(provider, operation, 200, &format!("empty {field}")))
+        Err(unparseable(
+            provider,
+            operation,
+            200,
+            &format!("empty {field}"),
+        ))
     } else {
         Ok(value)
     }
@@ -610,7 +625,12 @@ impl InventoryProvider for HttpInventory {
                     })),
                 })
                 .await?;
-            non_empty("inventory", "reserve", "reservation_id", answer.reservation_id)
+            non_empty(
+                "inventory",
+                "reserve",
+                "reservation_id",
+                answer.reservation_id,
+            )
         })
     }
 
@@ -918,14 +938,20 @@ mod tests {
                 "{status}"
             );
         }
-        assert!(matches!(answer(400, None, "bad"), Err(ProviderError::Rejected(_))));
+        assert!(matches!(
+            answer(400, None, "bad"),
+            Err(ProviderError::Rejected(_))
+        ));
     }
 
     #[test]
     fn credentials_and_unexpected_statuses_are_transient() {
         for status in [401, 403, 404, 405, 301, 302, 410] {
             assert!(
-                matches!(answer(status, None, ""), Err(ProviderError::Transient { .. })),
+                matches!(
+                    answer(status, None, ""),
+                    Err(ProviderError::Transient { .. })
+                ),
                 "{status}"
             );
         }
@@ -937,7 +963,10 @@ mod tests {
         assert_eq!(parse_retry_after("5", now), Some(Duration::from_secs(5)));
         assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(90))
+        );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(
@@ -963,11 +992,19 @@ mod tests {
         }
         let mut plain_with_cert = ProviderEndpoint::new("http://payments");
         plain_with_cert.client_identity = Some(Pem::Inline("x".into()));
-        assert!(plain_with_cert.validate("X").unwrap_err().contains("https://"));
+        assert!(
+            plain_with_cert
+                .validate("X")
+                .unwrap_err()
+                .contains("https://")
+        );
         let mut token = ProviderEndpoint::new("http://payments");
         token.token = Some("has space".into());
         let error = token.validate("X").unwrap_err();
-        assert!(!error.contains("has space"), "the token is not echoed: {error}");
+        assert!(
+            !error.contains("has space"),
+            "the token is not echoed: {error}"
+        );
     }
 
     #[test]

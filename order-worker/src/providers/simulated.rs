@@ -26,9 +26,9 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::providers::{
-    AuthorizeRequest, CaptureRequest, Delivery, DeliveryRequest, InventoryProvider,
-    PaymentAction, PaymentProvider, ProviderError, RefundRequest, ReleaseRequest, ReserveRequest,
-    ShipRequest, Shipment, ShippingProvider,
+    AuthorizeRequest, CaptureRequest, Delivery, DeliveryRequest, InventoryProvider, PaymentAction,
+    PaymentProvider, ProviderError, RefundRequest, ReleaseRequest, ReserveRequest, ShipRequest,
+    Shipment, ShippingProvider,
 };
 use crate::random::{Random, stable_unit};
 
