@@ -929,6 +929,47 @@ mod tests {
         }
     }
 
+    /// Log lines written while `f` runs, as text.
+    fn logged(f: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn an_unparseable_answer_logs_an_error_naming_the_provider_and_the_status() {
+        let log = logged(|| {
+            let _ = answer(200, None, "<html>");
+        });
+        assert!(log.contains("ERROR"), "{log}");
+        assert!(log.contains("provider=\"payment\""), "{log}");
+        assert!(log.contains("status=200"), "{log}");
+        assert!(log.contains("could not be parsed"), "{log}");
+        let quiet = logged(|| {
+            let _ = answer(503, None, "");
+            let _ = answer(422, None, r#"{"code":"card_declined"}"#);
+        });
+        assert!(!quiet.contains("ERROR"), "transient and refused answers log nothing: {quiet}");
+    }
+
     #[test]
     fn a_request_the_provider_calls_malformed_is_rejected() {
         for status in [400, 413, 415] {
