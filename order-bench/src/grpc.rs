@@ -29,6 +29,10 @@ pub struct GrpcArgs {
     /// The order-grpc binary (build it with `cargo build --release -p order-grpc`).
     #[arg(long, default_value = "target/release/order-grpc")]
     server: PathBuf,
+    /// Only drive an order-grpc already listening here (for profiling it): no ceilings, no
+    /// process of ours.
+    #[arg(long)]
+    external: Option<SocketAddr>,
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {
@@ -215,7 +219,11 @@ pub fn place_request(order_id: &str, n: u64) -> pb::PlaceOrderRequest {
 }
 
 /// `clients` independent clients (one HTTP/2 connection each), back to back PlaceOrder.
-pub(crate) async fn drive(addr: SocketAddr, clients: usize, duration: Duration) -> anyhow::Result<Run> {
+pub(crate) async fn drive(
+    addr: SocketAddr,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Run> {
     let mut channels = Vec::new();
     for _ in 0..clients {
         channels.push(
@@ -265,6 +273,19 @@ pub(crate) async fn drive(addr: SocketAddr, clients: usize, duration: Duration) 
 pub async fn run(args: GrpcArgs) -> anyhow::Result<()> {
     let (event_type, schema_version, payload) = order_placed_payload()?;
     let duration = Duration::from_secs(args.seconds);
+    if let Some(addr) = args.external {
+        for &clients in &args.clients {
+            let mut run = drive(addr, clients, duration).await?;
+            println!(
+                "{clients} clients: {:.0} cmd/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+                run.rate(),
+                run.samples.quantile_ms(0.5),
+                run.samples.quantile_ms(0.99),
+                run.errors
+            );
+        }
+        return Ok(());
+    }
     println!(
         "order-bench grpc: {}s per run; PlaceOrder (2 lines, one ~500-byte OrderPlaced event) through {} with default settings, pool = clients",
         args.seconds,

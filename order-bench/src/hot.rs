@@ -338,7 +338,16 @@ pub async fn run(args: HotArgs) -> anyhow::Result<()> {
     );
     println!(
         "{:>8} {:>7} {:>6} | {:>9} {:>7} {:>7} {:>8} | {:>9} {:>6} | {:>9} | CPU",
-        "through", "clients", "orders", "ok cmd/s", "p50 ms", "p99 ms", "max ms", "retried", "errors", "deadlocks"
+        "through",
+        "clients",
+        "orders",
+        "ok cmd/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "retried",
+        "errors",
+        "deadlocks"
     );
     for &clients in &args.clients {
         {

@@ -109,7 +109,7 @@ pub enum Raw {
 }
 
 const INSERT_ONE_SQL: &str = "INSERT INTO orders.events (stream_id, stream_version, event_id, \
-    event_type, schema_version, payload, correlation_id) VALUES ($1, 1, $2, $3, $4, $5::jsonb, $6)";
+    event_type, schema_version, payload, correlation_id) VALUES ($1, 1, $2, $3, $4, $5::text::jsonb, $6)";
 
 const INSERT_MANY_SQL: &str = "INSERT INTO orders.events (stream_id, stream_version, event_id, \
     event_type, schema_version, payload, correlation_id) \

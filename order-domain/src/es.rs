@@ -66,6 +66,13 @@ pub trait EventSchema: Sized {
     /// The payload as JSON, without type or version.
     fn encode(&self) -> Result<serde_json::Value, EncodeError>;
 
+    /// The payload as JSON text: the same JSON as [`EventSchema::encode`] (object keys may come
+    /// in another order). Implementations should write it directly, without building a
+    /// [`serde_json::Value`] first: this is what the store appends.
+    fn encode_json(&self) -> Result<String, EncodeError> {
+        self.encode().map(|value| value.to_string())
+    }
+
     /// Decode a stored payload of `event_type` written at `schema_version`, upcasting it first.
     fn decode(
         event_type: &str,

@@ -1,9 +1,12 @@
 //! `OrderService`: every command RPC runs through the store's command handler.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use metrics::{Counter, Histogram};
 use order_domain::Order;
 use order_domain::es::Metadata;
+use order_domain::order::CommandKind;
 use order_proto::v1 as pb;
 use order_runtime::trace;
 use order_store::{CommandContext, CommandHandler, HandleError};
@@ -18,22 +21,96 @@ use crate::gateway::RequestContext;
 #[derive(Debug, Clone)]
 pub struct Commands {
     handler: CommandHandler<Order>,
+    metrics: Arc<CommandMetrics>,
+}
+
+/// How a command ended, as the `outcome` label says.
+const OUTCOMES: [&str; 6] = [
+    "ok",
+    "duplicate",
+    "rejected",
+    "conflict",
+    "unavailable",
+    "error",
+];
+
+/// The metric series of every command kind, looked up once: finding a series by name and
+/// labels on every command costs more than recording into it.
+#[derive(Debug)]
+struct CommandMetrics {
+    kinds: Vec<KindMetrics>,
+    invalid: Counter,
+}
+
+#[derive(Debug)]
+struct KindMetrics {
+    outcomes: [Counter; OUTCOMES.len()],
+    duration: Histogram,
+    redecides: Counter,
+}
+
+impl CommandMetrics {
+    fn new() -> Self {
+        // The recorder must exist before handles are taken from it.
+        order_runtime::telemetry::metrics();
+        Self {
+            kinds: CommandKind::ALL
+                .iter()
+                .map(|kind| {
+                    let kind = kind.as_str();
+                    KindMetrics {
+                        outcomes: OUTCOMES.map(|outcome| {
+                            metrics::counter!("order_commands_total", "command" => kind, "outcome" => outcome)
+                        }),
+                        duration: metrics::histogram!("order_command_duration_seconds", "command" => kind),
+                        redecides: metrics::counter!("order_command_redecides_total", "command" => kind),
+                    }
+                })
+                .collect(),
+            invalid: metrics::counter!("order_commands_total", "command" => "unknown", "outcome" => "invalid"),
+        }
+    }
+
+    fn of(&self, kind: CommandKind) -> Option<&KindMetrics> {
+        self.kinds.get(kind as usize)
+    }
+}
+
+/// The span name of a command: the RPC's full name, as OpenTelemetry's conventions want.
+fn otel_name(kind: CommandKind) -> &'static str {
+    match kind {
+        CommandKind::PlaceOrder => "orders.v1.OrderService/PlaceOrder",
+        CommandKind::ReserveInventory => "orders.v1.OrderService/ReserveInventory",
+        CommandKind::RejectInventory => "orders.v1.OrderService/RejectInventory",
+        CommandKind::AuthorizePayment => "orders.v1.OrderService/AuthorizePayment",
+        CommandKind::FailPayment => "orders.v1.OrderService/FailPayment",
+        CommandKind::ConfirmOrder => "orders.v1.OrderService/ConfirmOrder",
+        CommandKind::StartFulfillment => "orders.v1.OrderService/StartFulfillment",
+        CommandKind::ShipOrder => "orders.v1.OrderService/ShipOrder",
+        CommandKind::DeliverOrder => "orders.v1.OrderService/DeliverOrder",
+        CommandKind::CompleteOrder => "orders.v1.OrderService/CompleteOrder",
+        CommandKind::CancelOrder => "orders.v1.OrderService/CancelOrder",
+        CommandKind::ReleaseInventory => "orders.v1.OrderService/ReleaseInventory",
+        CommandKind::RefundPayment => "orders.v1.OrderService/RefundPayment",
+    }
 }
 
 impl Commands {
     pub fn new(handler: CommandHandler<Order>) -> Self {
-        Self { handler }
+        Self {
+            handler,
+            metrics: Arc::new(CommandMetrics::new()),
+        }
     }
 
-    async fn run<R>(&self, request: Request<R>) -> Result<Response<pb::CommandResponse>, Status>
+    async fn run<R>(&self, mut request: Request<R>) -> Result<Response<pb::CommandResponse>, Status>
     where
         ParsedCommand: TryFrom<R, Error = InvalidRequest>,
     {
         let started = Instant::now();
         let context = request
-            .extensions()
-            .get::<RequestContext>()
-            .cloned()
+            .extensions_mut()
+            .remove::<RequestContext>()
             .unwrap_or_else(|| RequestContext {
                 correlation_id: uuid::Uuid::new_v4().to_string(),
                 traceparent: None,
@@ -43,18 +120,18 @@ impl Commands {
         let parsed = match ParsedCommand::try_from(request.into_inner()) {
             Ok(parsed) => parsed,
             Err(invalid) => {
-                metrics::counter!("order_commands_total", "command" => "unknown", "outcome" => "invalid")
-                    .increment(1);
+                self.metrics.invalid.increment(1);
                 return Err(ApiError::from(invalid).into_status());
             }
         };
-        let kind = parsed.command.kind().as_str();
+        let command_kind = parsed.command.kind();
+        let kind = command_kind.as_str();
         let order_id = parsed.order_id.as_uuid();
         // One span per command, child of the caller's trace; every log line inside carries
         // the correlation id, the order id and the trace id.
         let span = tracing::info_span!(
             "command",
-            otel.name = %format!("orders.v1.OrderService/{kind}"),
+            otel.name = otel_name(command_kind),
             rpc = kind,
             order_id = %order_id,
             correlation_id = %context.correlation_id,
@@ -80,46 +157,46 @@ impl Commands {
             command_id: parsed.command_id,
             expected_version: parsed.expected_version,
             metadata: Metadata {
-                correlation_id: Some(context.correlation_id.clone()),
+                correlation_id: Some(context.correlation_id),
                 traceparent,
                 tracestate,
                 actor: context.actor,
                 ..Metadata::default()
             },
         };
-        let result = self
-            .handler
-            .handle(order_id, &parsed.command, &command_context)
-            .instrument(span.clone())
-            .await;
+        // Boxed: the handler's state machine is large, and futures are moved by copying them.
+        let result = Box::pin(
+            self.handler
+                .handle(order_id, &parsed.command, &command_context),
+        )
+        .instrument(span.clone())
+        .await;
         let _entered = span.enter();
         let outcome = match &result {
-            Ok(handled) if handled.duplicate => "duplicate",
-            Ok(_) => "ok",
-            Err(HandleError::Rejected(_)) => "rejected",
+            Ok(handled) if handled.duplicate => 1,
+            Ok(_) => 0,
+            Err(HandleError::Rejected(_)) => 2,
             Err(HandleError::Store(
                 order_store::Error::WrongExpectedVersion { .. }
                 | order_store::Error::Conflict { .. },
-            )) => "conflict",
-            Err(HandleError::Store(e)) if e.is_transient() => "unavailable",
-            Err(HandleError::Store(_)) => "error",
+            )) => 3,
+            Err(HandleError::Store(e)) if e.is_transient() => 4,
+            Err(HandleError::Store(_)) => 5,
         };
-        metrics::counter!("order_commands_total", "command" => kind, "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("order_command_duration_seconds", "command" => kind)
-            .record(started.elapsed().as_secs_f64());
-        if let Ok(handled) = &result
-            && handled.attempts > 1
-        {
-            metrics::counter!("order_command_redecides_total", "command" => kind)
-                .increment(u64::from(handled.attempts - 1));
+        if let Some(metrics) = self.metrics.of(command_kind) {
+            metrics.outcomes[outcome].increment(1);
+            metrics.duration.record(started.elapsed().as_secs_f64());
+            if let Ok(handled) = &result
+                && handled.attempts > 1
+            {
+                metrics.redecides.increment(u64::from(handled.attempts - 1));
+            }
         }
         match result {
             Ok(handled) => {
                 tracing::debug!(
                     command = kind,
                     order_id = %order_id,
-                    correlation_id = %context.correlation_id,
                     version = handled.stream_version,
                     duplicate = handled.duplicate,
                     "command handled"

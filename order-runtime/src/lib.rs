@@ -3,6 +3,10 @@
 //! probe, and configuration errors reported on one line.
 //!
 //! Nothing here knows about orders, the database or SQS.
+//!
+//! Every binary that links this crate allocates with mimalloc: the command path allocates
+//! and frees many small buffers per request (protobuf, HTTP/2 headers, JSON, SQL parameters),
+//! where glibc's allocator measured about a tenth of the service's CPU.
 
 pub mod admin;
 pub mod cli;
@@ -14,3 +18,6 @@ pub mod telemetry;
 pub mod trace;
 
 pub use admin::{AdminServer, Readiness};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

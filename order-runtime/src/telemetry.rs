@@ -80,11 +80,13 @@ fn ours(metadata: &Metadata<'_>) -> bool {
     metadata.target().starts_with("order_")
 }
 
-/// What goes to the OTLP exporter: our spans (info and above), and warnings and errors as
-/// span events. Independent of `RUST_LOG`: quieter logs never break a trace.
+/// What goes to the OTLP exporter: our spans (debug and above: the database calls inside a
+/// command are debug spans, trace detail that log lines do not need), and warnings and errors
+/// as span events. Independent of `RUST_LOG`: quieter logs never break a trace. Without an
+/// exporter, debug spans are not even created unless `RUST_LOG` asks for them.
 fn exported(metadata: &Metadata<'_>) -> bool {
     if metadata.is_span() {
-        ours(metadata) && *metadata.level() <= Level::INFO
+        ours(metadata) && *metadata.level() <= Level::DEBUG
     } else {
         *metadata.level() <= Level::WARN
     }

@@ -87,6 +87,9 @@ pub fn context_from(traceparent: &str, tracestate: Option<&str>) -> opentelemetr
 /// Make `span` a child of the remote span `traceparent` names (no-op when tracing is off or
 /// the value is not a valid trace context).
 pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>, tracestate: Option<&str>) {
+    if !enabled() {
+        return;
+    }
     if let Some(traceparent) = traceparent {
         let context = context_from(traceparent, tracestate);
         if context.span().span_context().is_valid() {
@@ -97,6 +100,9 @@ pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>, tracestate: O
 
 /// Link `span` to the span `traceparent` names (a batch span to each producing trace).
 pub fn add_link(span: &tracing::Span, traceparent: &str) {
+    if !enabled() {
+        return;
+    }
     let context = context_from(traceparent, None);
     let span_context = context.span().span_context().clone();
     if span_context.is_valid() {
@@ -106,6 +112,9 @@ pub fn add_link(span: &tracing::Span, traceparent: &str) {
 
 /// The W3C `traceparent` and `tracestate` of `span`, when tracing is on.
 pub fn traceparent_of(span: &tracing::Span) -> Option<(String, Option<String>)> {
+    if !enabled() {
+        return None;
+    }
     let context = span.context();
     if !context.span().span_context().is_valid() {
         return None;
@@ -120,10 +129,12 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<(String, Option<String>)> 
 /// The trace id of `span` (tracing on), else of the incoming `traceparent` (pass-through), as
 /// 32 hex digits, for log lines.
 pub fn trace_id(span: &tracing::Span, incoming: Option<&str>) -> String {
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    if span_context.is_valid() {
-        return span_context.trace_id().to_string();
+    if enabled() {
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        if span_context.is_valid() {
+            return span_context.trace_id().to_string();
+        }
     }
     incoming
         .and_then(|t| t.split('-').nth(1))

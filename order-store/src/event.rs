@@ -32,12 +32,11 @@ impl NewEvent {
     /// Encode a domain event with a fresh, time-ordered event id (UUID v7, so that the
     /// unique index on event ids grows at its right edge).
     pub fn encode<E: EventSchema>(event: &E) -> Result<Self, Error> {
-        let payload = event.encode()?;
         Ok(Self {
             event_id: Uuid::now_v7(),
             event_type: event.event_type().to_owned(),
             schema_version: event.schema_version(),
-            payload: payload.to_string(),
+            payload: event.encode_json()?,
         })
     }
 }

@@ -195,7 +195,8 @@ impl<A: Aggregate> CommandHandler<A> {
             fingerprint,
             creates,
         };
-        let (mut results, cache) = self.run(stream_id, cached, &[item]).await;
+        // Boxed: the state machine is large, and futures are moved by copying them.
+        let (mut results, cache) = Box::pin(self.run(stream_id, cached, &[item])).await;
         running.finish(cache);
         results
             .pop()
@@ -207,8 +208,10 @@ impl<A: Aggregate> CommandHandler<A> {
     async fn drain(self, stream_id: Uuid) {
         while let Some((batch, cached)) = self.streams.take_batch(stream_id) {
             let items: Vec<Item<'_, A>> = batch.iter().map(|(p, _)| p.item()).collect();
-            let span = tracing::info_span!("stream_batch", commands = items.len());
-            let (results, cache) = self.run(stream_id, cached, &items).instrument(span).await;
+            let span = tracing::debug_span!("stream_batch", commands = items.len());
+            let (results, cache) = Box::pin(self.run(stream_id, cached, &items))
+                .instrument(span)
+                .await;
             self.streams.put_cache(stream_id, cache);
             for ((_, reply), result) in batch.into_iter().zip(results) {
                 let _ = reply.send(result);
@@ -244,9 +247,8 @@ impl<A: Aggregate> CommandHandler<A> {
                 Some(known) => known,
                 None => {
                     let ids: Vec<Uuid> = open.iter().map(|&i| items[i].command_id).collect();
-                    let loaded = self
-                        .load(stream_id, &ids)
-                        .instrument(tracing::info_span!("load"))
+                    let loaded = Box::pin(self.load(stream_id, &ids))
+                        .instrument(tracing::debug_span!("load"))
                         .await;
                     match loaded {
                         Ok((loaded, records)) => {
@@ -279,7 +281,7 @@ impl<A: Aggregate> CommandHandler<A> {
             }
 
             // Decide each command on the state the one before it left.
-            let mut batch = Batch::new(base.clone(), version);
+            let mut batch = Batch::new(base, version);
             for &i in &open {
                 attempts[i] += 1;
                 if !batch.decide(i, &items[i], stream_id) {
@@ -297,7 +299,8 @@ impl<A: Aggregate> CommandHandler<A> {
                 results[i] = Some(Err(error));
             }
             if batch.writes.is_empty() {
-                state = Some((base, version));
+                // Nothing was decided: the batch's state is still the one it started from.
+                state = Some((batch.state, batch.version));
                 continue;
             }
 
@@ -314,8 +317,11 @@ impl<A: Aggregate> CommandHandler<A> {
                 expected: ExpectedVersion::Exact(version),
                 commands: writes,
             };
-            let span = tracing::info_span!("append", commands = chosen.len());
-            match self.store.append_commands(append).instrument(span).await {
+            let span = tracing::debug_span!("append", commands = chosen.len());
+            match Box::pin(self.store.append_encoded(append))
+                .instrument(span)
+                .await
+            {
                 Ok(StreamOutcome::Appended(committed)) => {
                     for (&(i, _), c) in chosen.iter().zip(&committed) {
                         results[i] = Some(Ok(Handled {
@@ -356,7 +362,8 @@ impl<A: Aggregate> CommandHandler<A> {
                             }
                         }
                     }
-                    state = Some((base, version));
+                    // The state those commands were decided on is gone: read it again.
+                    state = None;
                     fresh = false;
                 }
                 Err(Error::WrongExpectedVersion { .. } | Error::Conflict { .. }) => {

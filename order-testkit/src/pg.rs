@@ -282,7 +282,10 @@ pub enum StopMode {
 fn as_postgres(program: &std::path::Path, args: &[&str]) -> Result<std::process::Output, String> {
     let mut command = if nix_is_root() {
         let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
+        // From /: postgres may not enter the test's folder (a checkout in a home directory).
+        c.args(["-u", "postgres", "--"])
+            .arg(program)
+            .current_dir("/");
         c
     } else {
         std::process::Command::new(program)
@@ -291,6 +294,26 @@ fn as_postgres(program: &std::path::Path, args: &[&str]) -> Result<std::process:
         .args(args)
         .output()
         .map_err(|e| format!("{}: {e}", program.display()))
+}
+
+/// The folder that holds private clusters: the temporary folder, unless the server's user
+/// (`postgres`, when the tests run as root) cannot enter it (`TMPDIR` inside a home directory
+/// only its owner may enter); then `/var/tmp`.
+fn cluster_base() -> std::path::PathBuf {
+    let temp = std::env::temp_dir();
+    if !nix_is_root() {
+        return temp;
+    }
+    let reachable = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(&temp)
+        .status()
+        .is_ok_and(|s| s.success());
+    if reachable {
+        temp
+    } else {
+        std::path::PathBuf::from("/var/tmp")
+    }
 }
 
 fn nix_is_root() -> bool {
@@ -313,7 +336,7 @@ impl PrivateCluster {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .map_err(|e| e.to_string())?;
-        let dir = std::env::temp_dir().join(format!("order-pg-{}", uuid::Uuid::new_v4().simple()));
+        let dir = cluster_base().join(format!("order-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         if nix_is_root() {
             let status = std::process::Command::new("chown")

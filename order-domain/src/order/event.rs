@@ -202,6 +202,16 @@ macro_rules! order_events {
                 })
             }
 
+            fn encode_json(&self) -> Result<String, EncodeError> {
+                let encoded = match self {
+                    $(Self::$name(event) => serde_json::to_string(event),)*
+                };
+                encoded.map_err(|e| EncodeError {
+                    event_type: self.event_type(),
+                    reason: e.to_string(),
+                })
+            }
+
             fn decode(
                 event_type: &str,
                 schema_version: u16,

@@ -77,6 +77,12 @@ fn current_encoding_matches_the_pinned_fixture() {
             payload,
             "{event_type} v{version} re-encoded differently"
         );
+        let text = event.encode_json().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            payload,
+            "{event_type} v{version}: encode_json writes other JSON than encode"
+        );
     }
 }
 

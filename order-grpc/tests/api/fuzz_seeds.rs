@@ -1,13 +1,21 @@
 //! The seeds of the `proto_command` fuzz target (fuzz/seeds/proto_command) are real requests:
 //! one byte choosing the request type (as the target reads it), then the encoded message.
 //! Valid seeds convert into commands, `invalid-*` seeds are refused with named fields, so the
-//! fuzzer starts from both sides of every check.
+//! fuzzer starts from both sides of every check. Every file of the folder (these, and any
+//! input `scripts/fuzz` found crashing, once fixed) is replayed here through the target's own
+//! check (fuzz/harness/proto_command.rs), so the seeds are regression tests of the normal
+//! test suite.
 //!
 //! Regenerate them with `WRITE_FUZZ_SEEDS=1 cargo nextest run -p order-grpc fuzz_seeds`.
 
-use std::path::PathBuf;
+// What the harness returns is printed when a seed fails, not otherwise read.
+#[allow(dead_code)]
+#[path = "../../../fuzz/harness/proto_command.rs"]
+mod harness;
+#[path = "../../../fuzz/harness/seeds.rs"]
+mod seeds;
 
-use order_grpc::convert::ParsedCommand;
+use harness::Outcome;
 use order_proto::v1 as pb;
 use prost::Message;
 
@@ -49,8 +57,8 @@ fn line(sku: &str, quantity: i64, price: i64) -> pb::OrderLine {
     }
 }
 
-/// Every seed: its file name, the selector byte and the encoded request.
-fn seeds() -> Vec<(&'static str, u8, Vec<u8>)> {
+/// Every generated seed: its file name, the selector byte and the encoded request.
+fn generated_seeds() -> Vec<(&'static str, u8, Vec<u8>)> {
     vec![
         (
             "place-order",
@@ -115,39 +123,18 @@ fn seeds() -> Vec<(&'static str, u8, Vec<u8>)> {
     ]
 }
 
-fn seed_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/proto_command")
-}
-
-fn convert(which: u8, bytes: &[u8]) -> Result<ParsedCommand, order_grpc::convert::InvalidRequest> {
-    fn go<M>(bytes: &[u8]) -> Result<ParsedCommand, order_grpc::convert::InvalidRequest>
-    where
-        M: Message + Default,
-        ParsedCommand: TryFrom<M, Error = order_grpc::convert::InvalidRequest>,
-    {
-        ParsedCommand::try_from(M::decode(bytes).expect("a seed decodes"))
-    }
-    match which % 5 {
-        0 => go::<pb::PlaceOrderRequest>(bytes),
-        1 => go::<pb::AuthorizePaymentRequest>(bytes),
-        2 => go::<pb::RefundPaymentRequest>(bytes),
-        3 => go::<pb::ShipOrderRequest>(bytes),
-        _ => go::<pb::CancelOrderRequest>(bytes),
-    }
-}
-
 #[test]
 fn the_proto_command_fuzz_seeds_are_the_requests_they_claim_to_be() {
-    let dir = seed_dir();
+    let dir = seeds::seed_dir("proto_command");
     if std::env::var_os("WRITE_FUZZ_SEEDS").is_some() {
         std::fs::create_dir_all(&dir).expect("create the seed folder");
-        for (name, which, bytes) in seeds() {
+        for (name, which, bytes) in generated_seeds() {
             let mut data = vec![which];
             data.extend_from_slice(&bytes);
             std::fs::write(dir.join(name), data).expect("write a seed");
         }
     }
-    for (name, which, bytes) in seeds() {
+    for (name, which, bytes) in generated_seeds() {
         let stored = std::fs::read(dir.join(name)).unwrap_or_else(|e| {
             panic!("fuzz seed {name} missing ({e}); regenerate with WRITE_FUZZ_SEEDS=1")
         });
@@ -157,23 +144,32 @@ fn the_proto_command_fuzz_seeds_are_the_requests_they_claim_to_be() {
             bytes.as_slice(),
             "{name}: stale seed, regenerate"
         );
-        match convert(which, &stored[1..]) {
-            Ok(parsed) => assert!(
-                !name.starts_with("invalid"),
-                "{name} was accepted: {parsed:?}"
+    }
+    match harness::check(&std::fs::read(dir.join("invalid-place-order")).unwrap()) {
+        Outcome::Refused(invalid) => {
+            let fields: Vec<&str> = invalid.0.iter().map(|v| v.field.as_str()).collect();
+            assert!(
+                fields.contains(&"order_id") && fields.iter().any(|f| f.starts_with("lines[")),
+                "invalid-place-order: the envelope and the line are named: {fields:?}"
+            );
+        }
+        outcome => panic!("invalid-place-order: {outcome:?}"),
+    }
+}
+
+#[test]
+fn every_proto_command_seed_gives_its_documented_result() {
+    for (name, data) in seeds::seeds("proto_command") {
+        match (harness::check(&data), seeds::expects_refusal(&name)) {
+            (Outcome::Accepted(_), false) | (Outcome::Refused(_), true) => {}
+            (outcome, refusal_expected) => panic!(
+                "{name}: {outcome:?} (expected {})",
+                if refusal_expected {
+                    "a refusal naming the fields"
+                } else {
+                    "a command"
+                }
             ),
-            Err(invalid) => {
-                assert!(
-                    name.starts_with("invalid"),
-                    "{name} refused: {:?}",
-                    invalid.0
-                );
-                let fields: Vec<&str> = invalid.0.iter().map(|v| v.field.as_str()).collect();
-                assert!(
-                    fields.contains(&"order_id") && fields.iter().any(|f| f.starts_with("lines[")),
-                    "{name}: the envelope and the line are named: {fields:?}"
-                );
-            }
         }
     }
 }
