@@ -84,8 +84,14 @@ fn the_token_value_never_appears_in_help() {
         &["run", "--help"],
         &[
             ("ORDER_GRPC_AUTH_TOKEN", "a-very-secret-token-value"),
-            ("ORDER_PROVIDER_PAYMENT_TOKEN", "a-very-secret-payment-token"),
-            ("ORDER_PROVIDER_PAYMENT_CLIENT_CERT", "a-very-secret-private-key"),
+            (
+                "ORDER_PROVIDER_PAYMENT_TOKEN",
+                "a-very-secret-payment-token",
+            ),
+            (
+                "ORDER_PROVIDER_PAYMENT_CLIENT_CERT",
+                "a-very-secret-private-key",
+            ),
         ],
     );
     let help = String::from_utf8(output.stdout).unwrap();

@@ -967,7 +967,10 @@ mod tests {
             let _ = answer(503, None, "");
             let _ = answer(422, None, r#"{"code":"card_declined"}"#);
         });
-        assert!(!quiet.contains("ERROR"), "transient and refused answers log nothing: {quiet}");
+        assert!(
+            !quiet.contains("ERROR"),
+            "transient and refused answers log nothing: {quiet}"
+        );
     }
 
     #[test]
