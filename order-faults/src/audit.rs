@@ -315,3 +315,93 @@ async fn dead_letters(stack: &Stack) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// What the providers did (as the HTTP stub counted it) against what the log recorded.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EffectsAudit {
+    /// Orders in the log.
+    pub orders: usize,
+    /// Order/effect pairs where the stub's count differs from the log's (an effect done
+    /// without its event, or an event without its effect).
+    pub mismatched: usize,
+    /// Order/effect pairs the stub counted more than once.
+    pub doubled: usize,
+    /// Effects counted by the stub: reservations, authorizations, captures, voids, refunds,
+    /// releases, shipments.
+    pub total: usize,
+    /// Answers the stub repeated for a known idempotency key.
+    pub replays: u64,
+    /// The first few mismatches, for the report.
+    pub examples: Vec<String>,
+}
+
+impl EffectsAudit {
+    /// Every effect exactly as often as the log says, none twice.
+    pub fn clean(&self) -> bool {
+        self.mismatched == 0 && self.doubled == 0
+    }
+}
+
+/// Compare the stub's effects per order with the log: each provider effect exactly once for
+/// each event that records it (reservation: InventoryReserved, authorization:
+/// PaymentAuthorized, capture: OrderConfirmed, void: PaymentVoided, refund: PaymentRefunded,
+/// release: InventoryReleased, shipment: OrderShipped).
+pub async fn provider_effects(stack: &Stack) -> anyhow::Result<EffectsAudit> {
+    let Some(stub) = &stack.stub else {
+        anyhow::bail!("the stack runs no provider stub");
+    };
+    let effects = stub.effects();
+    let db = stack.db().await?;
+    let mut log: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for row in db
+        .query(
+            "SELECT stream_id::text, event_type, count(*) FROM orders.events GROUP BY 1, 2",
+            &[],
+        )
+        .await?
+    {
+        let count: i64 = row.get(2);
+        log.entry(row.get(0))
+            .or_default()
+            .insert(row.get(1), usize::try_from(count).unwrap_or(0));
+    }
+    let kinds: [(&str, &BTreeMap<String, u32>); 7] = [
+        ("InventoryReserved", &effects.reservations),
+        ("InventoryReleased", &effects.releases),
+        ("PaymentAuthorized", &effects.authorizations),
+        ("OrderConfirmed", &effects.captures),
+        ("PaymentVoided", &effects.voids),
+        ("PaymentRefunded", &effects.refunds),
+        ("OrderShipped", &effects.shipments),
+    ];
+    let mut audit = EffectsAudit {
+        orders: log.len(),
+        doubled: effects.doubled(),
+        replays: effects.replays,
+        ..EffectsAudit::default()
+    };
+    let mut orders: BTreeSet<&String> = log.keys().collect();
+    for (_, counted) in &kinds {
+        orders.extend(counted.keys());
+        audit.total += counted.values().map(|n| *n as usize).sum::<usize>();
+    }
+    for order in orders {
+        for (event, counted) in &kinds {
+            let in_log = log
+                .get(order)
+                .and_then(|types| types.get(*event))
+                .copied()
+                .unwrap_or(0);
+            let done = counted.get(order).copied().unwrap_or(0) as usize;
+            if in_log != done {
+                audit.mismatched += 1;
+                if audit.examples.len() < 5 {
+                    audit.examples.push(format!(
+                        "order {order}: {event} x{in_log} in the log, x{done} at the provider"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(audit)
+}

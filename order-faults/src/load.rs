@@ -48,6 +48,9 @@ pub struct LoadOptions {
     pub declined: f64,
     /// Bearer token sent with every call.
     pub token: Option<String>,
+    /// The payment-outage scenario: how long the payment provider is down (the seed's 30
+    /// minutes, scaled to 30 s); the load goes on through it.
+    pub outage: Duration,
 }
 
 impl Default for LoadOptions {
@@ -59,6 +62,7 @@ impl Default for LoadOptions {
             out_of_stock: 0.05,
             declined: 0.05,
             token: None,
+            outage: Duration::from_secs(30),
         }
     }
 }

@@ -22,6 +22,9 @@ struct Args {
     /// Orders per second.
     #[arg(long, default_value_t = 25)]
     rate: u64,
+    /// payment-outage: seconds the payment provider is down (the load goes on through it).
+    #[arg(long, default_value_t = 30)]
+    outage_seconds: u64,
     /// Scenarios to run (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     scenario: Vec<Scenario>,
@@ -40,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let load = LoadOptions {
         rate: args.rate,
         duration: Duration::from_secs(args.seconds),
+        outage: Duration::from_secs(args.outage_seconds),
         ..LoadOptions::default()
     };
     let chosen = if args.scenario.is_empty() {

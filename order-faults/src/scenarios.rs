@@ -11,9 +11,9 @@ use serde::Serialize;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::audit::{Audit, settle_and_audit, settle_projections, unsent_events};
+use crate::audit::{Audit, provider_effects, settle_and_audit, settle_projections, unsent_events};
 use crate::load::{self, LoadOptions};
-use crate::stack::{Binaries, Stack, StackOptions};
+use crate::stack::{Binaries, HttpProviders, Stack, StackOptions};
 
 /// The faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -33,10 +33,13 @@ pub enum Scenario {
     KillProjectorAndWorker,
     /// Many clients refunding the same few orders at once.
     HotStreams,
+    /// The payment provider (HTTP stub) down for 30 s while orders keep arriving: the
+    /// breaker opens, orders wait, payments resume by themselves after recovery.
+    PaymentOutage,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Self::KillGrpc,
         Self::PostgresRestartFast,
         Self::PostgresRestartImmediate,
@@ -44,6 +47,7 @@ impl Scenario {
         Self::SqsRestart,
         Self::KillProjectorAndWorker,
         Self::HotStreams,
+        Self::PaymentOutage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +59,7 @@ impl Scenario {
             Self::SqsRestart => "SQS emulator killed, restarted",
             Self::KillProjectorAndWorker => "kill -9 projector and worker",
             Self::HotStreams => "hot streams",
+            Self::PaymentOutage => "payment gateway outage",
         }
     }
 }
@@ -77,6 +82,11 @@ pub struct Report {
     pub max_recovery_seconds: f64,
     /// Scenario-specific observations.
     pub notes: Vec<String>,
+    /// Payment outage: seconds from the provider's recovery to each pending order's
+    /// settlement, over every run.
+    pub recovery_to_settled: Vec<f64>,
+    /// Provider effects that differ from the log (HTTP stub stacks).
+    pub provider_mismatches: usize,
 }
 
 impl Report {
@@ -95,6 +105,8 @@ impl Report {
             slowest_failure_ms: 0,
             max_recovery_seconds: 0.0,
             notes: Vec::new(),
+            recovery_to_settled: Vec::new(),
+            provider_mismatches: 0,
         }
     }
 
@@ -113,12 +125,31 @@ impl Report {
     /// The notes of all runs, condensed: notes that differ only in their numbers become one,
     /// each number shown as the range over the runs ("3-5 kills (10 runs)").
     pub fn condensed_notes(&self) -> Vec<String> {
-        condense(&self.notes)
+        let mut notes = condense(&self.notes);
+        if !self.recovery_to_settled.is_empty() {
+            let mut all = self.recovery_to_settled.clone();
+            all.sort_by(f64::total_cmp);
+            let at = |q: f64| all[((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1];
+            notes.push(format!(
+                "recovery to settlement over all runs: p50 {:.1} s, p99 {:.1} s, max {:.1} s ({} orders pending at recovery)",
+                at(0.50),
+                at(0.99),
+                at(1.0),
+                all.len()
+            ));
+        }
+        notes
     }
 
-    /// Nothing lost, doubled, skipped or left unsettled.
+    /// Nothing lost, doubled, skipped or left unsettled (and, with the provider stub, every
+    /// provider effect exactly once).
     pub fn clean(&self) -> bool {
-        self.lost == 0 && self.duplicated == 0 && self.skipped == 0 && self.unsettled == 0
+        self.lost == 0
+            && self.duplicated == 0
+            && self.skipped == 0
+            && self.unsettled == 0
+            && self.provider_mismatches == 0
+            && (self.scenario != Scenario::PaymentOutage || self.dead_letters == 0)
     }
 }
 
@@ -201,11 +232,20 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let mut report = Report::new(scenario);
     for _ in 0..rounds {
-        let mut stack = Stack::start(binaries, &StackOptions::default()).await?;
-        let result = if scenario == Scenario::HotStreams {
-            hot_streams(&mut stack, &mut report).await
+        let options = if scenario == Scenario::PaymentOutage {
+            StackOptions {
+                transient_failure_rate: 0.0,
+                http_providers: Some(HttpProviders::default()),
+                ..StackOptions::default()
+            }
         } else {
-            one_round(scenario, &mut stack, load, &mut report).await
+            StackOptions::default()
+        };
+        let mut stack = Stack::start(binaries, &options).await?;
+        let result = match scenario {
+            Scenario::HotStreams => hot_streams(&mut stack, &mut report).await,
+            Scenario::PaymentOutage => payment_outage(&mut stack, load, &mut report).await,
+            _ => one_round(scenario, &mut stack, load, &mut report).await,
         };
         if let Err(error) = &result {
             for service in [&stack.grpc, &stack.projector, &stack.worker] {
@@ -298,7 +338,7 @@ async fn one_round(
             }
             report.notes.push(format!("{kills} kills"));
         }
-        Scenario::HotStreams => unreachable_scenario()?,
+        Scenario::HotStreams | Scenario::PaymentOutage => unreachable_scenario()?,
     }
     let load = load.await??;
     report.failed_attempts += load.failed_attempts;
@@ -318,7 +358,157 @@ async fn one_round(
 }
 
 fn unreachable_scenario() -> anyhow::Result<()> {
-    anyhow::bail!("hot streams run on their own")
+    anyhow::bail!("hot streams and the payment outage run on their own")
+}
+
+/// The seed's bound: the breaker opens after 5 consecutive failures, within 10 seconds.
+const BREAKER_OPENS_WITHIN: Duration = Duration::from_secs(10);
+
+/// The worker's payment breaker state (0 closed, 1 half-open, 2 open), from its `/metrics`.
+async fn payment_circuit(stack: &Stack) -> Option<u8> {
+    let (code, body) = stack.worker.admin_get("/metrics").await.ok()?;
+    if code != 200 {
+        return None;
+    }
+    body.lines()
+        .find(|line| {
+            line.starts_with("order_worker_circuit_state{") && line.contains("provider=\"payment\"")
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map(|v| v as u8)
+}
+
+/// The seed's "Payment Gateway Outage", scaled from 30 minutes to `options.outage`: the
+/// payment provider (the HTTP stub) answers 503 while orders keep arriving. Expected: every
+/// order acknowledged; the payment breaker opens within 10 s; payments resume by themselves
+/// once the provider is back (the held calls go through, the breaker closes after its trial
+/// calls); every order settles; nothing lost, nothing authorized twice, every provider effect
+/// exactly once; the DLQ empty. Reported: when the breaker opened and closed, and the time
+/// from recovery to each pending order's settlement.
+async fn payment_outage(
+    stack: &mut Stack,
+    options: &LoadOptions,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let latency_ms = HttpProviders::default().latency_ms;
+    let outage = options.outage.max(Duration::from_secs(1));
+    let lead = options.duration / 3;
+    let load_options = LoadOptions {
+        // The load spans the outage: a third before it, two thirds after.
+        duration: options.duration + outage,
+        ..options.clone()
+    };
+    let endpoint = stack.endpoint();
+    let load = tokio::spawn(async move { load::run(&endpoint, &load_options).await });
+    tokio::time::sleep(lead).await;
+
+    let stub = stack
+        .stub
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the payment outage needs the provider stub"))?;
+    let began = Instant::now();
+    stub.set_faults(
+        "payment",
+        &order_provider_stub::FaultPlan {
+            outage_seconds: outage.as_secs(),
+            latency_ms,
+            ..Default::default()
+        },
+    );
+    let mut opened_after = None;
+    while began.elapsed() < outage {
+        if opened_after.is_none() && payment_circuit(stack).await == Some(2) {
+            opened_after = Some(began.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered_at = std::time::SystemTime::now();
+    let recovered = Instant::now();
+    let mut closed_after = None;
+    while recovered.elapsed() < Duration::from_secs(60) {
+        if payment_circuit(stack).await == Some(0) {
+            closed_after = Some(recovered.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let load = load.await??;
+    report.failed_attempts += load.failed_attempts;
+    report.slowest_failure_ms = report
+        .slowest_failure_ms
+        .max(load.slowest_failure.as_millis());
+    anyhow::ensure!(
+        load.abandoned.is_empty(),
+        "{} orders were never acknowledged (orders must be accepted during the outage)",
+        load.abandoned.len()
+    );
+    let mut audit = settle_and_audit(stack, &load, Duration::from_secs(180)).await?;
+
+    // Orders pending at recovery: placed before it, settled after it.
+    let db = stack.db().await?;
+    let rows = db
+        .query(
+            "SELECT extract(epoch FROM max(recorded_at) FILTER (WHERE event_type IN ('OrderCompleted', 'OrderCancelled')) - $1::timestamptz)::float8, \
+                    bool_or(event_type = 'OrderPlaced' AND recorded_at >= $1::timestamptz - make_interval(secs => $2::float8) AND recorded_at < $1::timestamptz) \
+             FROM orders.events GROUP BY stream_id \
+             HAVING min(recorded_at) FILTER (WHERE event_type = 'OrderPlaced') < $1::timestamptz",
+            &[&recovered_at, &outage.as_secs_f64()],
+        )
+        .await?;
+    let mut pending = Vec::new();
+    let mut placed_during = 0;
+    for row in &rows {
+        let settled: Option<f64> = row.get(0);
+        if let Some(after) = settled.filter(|s| *s > 0.0) {
+            pending.push(after);
+        }
+        if row.get::<_, Option<bool>>(1) == Some(true) {
+            placed_during += 1;
+        }
+    }
+    pending.sort_by(f64::total_cmp);
+    let p99 = pending
+        .get(((pending.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0);
+    let max = pending.last().copied().unwrap_or(0.0);
+    report.recovery_to_settled.extend(&pending);
+
+    let effects = provider_effects(stack).await?;
+    report.provider_mismatches += effects.mismatched + effects.doubled;
+    audit.add_unsent(unsent_events(stack).await?);
+    report.add(&audit);
+    let opened = opened_after
+        .ok_or_else(|| anyhow::anyhow!("the payment breaker never opened during the outage"))?;
+    report.notes.push(format!(
+        "breaker opened {:.1} s into the outage, closed {:.1} s after recovery; {placed_during} orders placed during the outage; {} pending at recovery settled after p99 {p99:.1} s, max {max:.1} s; {} provider effects, each exactly once ({} replays)",
+        opened.as_secs_f64(),
+        closed_after.map_or(f64::NAN, |d| d.as_secs_f64()),
+        pending.len(),
+        effects.total,
+        effects.replays,
+    ));
+    anyhow::ensure!(
+        opened <= BREAKER_OPENS_WITHIN,
+        "the payment breaker opened {opened:?} into the outage (seed: within {BREAKER_OPENS_WITHIN:?})"
+    );
+    anyhow::ensure!(
+        closed_after.is_some(),
+        "the payment breaker did not close within 60 s of recovery"
+    );
+    anyhow::ensure!(
+        effects.clean(),
+        "provider effects differ from the log: {effects:?}"
+    );
+    anyhow::ensure!(
+        audit.dead_letters == 0,
+        "{} messages dead-lettered",
+        audit.dead_letters
+    );
+    anyhow::ensure!(audit.clean(), "audit failed: {audit:?}");
+    Ok(())
 }
 
 /// 32 clients refund 1.00 at a time from the same 4 orders of 30.00 each: every refund that

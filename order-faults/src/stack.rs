@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use order_provider_stub::{FaultPlan, PROVIDERS, Stub, StubOptions};
 use order_testkit::pg::PrivateCluster;
 use order_testkit::sqs::{PrivateEmulator, QueuePair, fifo_queue_pair_named};
 use tokio::process::{Child, Command};
@@ -106,6 +107,11 @@ impl Service {
         Ok(status.success())
     }
 
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     pub fn running(&mut self) -> bool {
         self.child
             .as_mut()
@@ -173,6 +179,27 @@ async fn http_get(authority: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((code, body.to_owned()))
 }
 
+/// The HTTP provider stub the worker calls instead of its simulation.
+#[derive(Debug, Clone)]
+pub struct HttpProviders {
+    /// Latency of every provider call, in ms.
+    pub latency_ms: u64,
+    /// Time from shipment to delivery.
+    pub delivery_after: Duration,
+    /// Bearer token the stub requires and the worker sends.
+    pub token: String,
+}
+
+impl Default for HttpProviders {
+    fn default() -> Self {
+        Self {
+            latency_ms: 2,
+            delivery_after: Duration::ZERO,
+            token: "faults-provider-token-0123456789".to_owned(),
+        }
+    }
+}
+
 /// Settings of a stack.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -188,6 +215,11 @@ pub struct StackOptions {
     pub log_level: String,
     /// More environment for every service (e.g. `OTEL_*`).
     pub extra_env: Vec<(String, String)>,
+    /// With this, the worker calls the HTTP provider stub (in this process) instead of its
+    /// simulation.
+    pub http_providers: Option<HttpProviders>,
+    /// More environment for the worker only.
+    pub worker_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -199,6 +231,8 @@ impl Default for StackOptions {
             database_password: None,
             log_level: "warn".to_owned(),
             extra_env: Vec::new(),
+            http_providers: None,
+            worker_env: Vec::new(),
         }
     }
 }
@@ -217,6 +251,8 @@ pub struct Stack {
     pub projector: Service,
     pub worker: Service,
     pub logs: PathBuf,
+    /// The HTTP provider stub, when the worker uses it.
+    pub stub: Option<Stub>,
 }
 
 impl Stack {
@@ -321,7 +357,55 @@ impl Stack {
         if let Some(token) = &options.auth_token {
             worker_env.push(("ORDER_GRPC_AUTH_TOKEN", token.clone()));
         }
-        let mut worker = service("order-worker", &binaries.worker, &["run"], env(&worker_env))?;
+        let stub = match &options.http_providers {
+            None => None,
+            Some(http) => {
+                let stub = Stub::start(
+                    "127.0.0.1:0".parse()?,
+                    StubOptions {
+                        token: Some(http.token.clone()),
+                        delivery_after: http.delivery_after,
+                        ..StubOptions::default()
+                    },
+                )
+                .await?;
+                for provider in PROVIDERS {
+                    stub.set_faults(
+                        provider,
+                        &FaultPlan {
+                            latency_ms: http.latency_ms,
+                            ..FaultPlan::default()
+                        },
+                    );
+                }
+                worker_env.push(("ORDER_WORKER_PROVIDERS", "http".to_owned()));
+                for (provider, url, token) in [
+                    (
+                        "inventory",
+                        "ORDER_PROVIDER_INVENTORY_URL",
+                        "ORDER_PROVIDER_INVENTORY_TOKEN",
+                    ),
+                    (
+                        "payment",
+                        "ORDER_PROVIDER_PAYMENT_URL",
+                        "ORDER_PROVIDER_PAYMENT_TOKEN",
+                    ),
+                    (
+                        "shipping",
+                        "ORDER_PROVIDER_SHIPPING_URL",
+                        "ORDER_PROVIDER_SHIPPING_TOKEN",
+                    ),
+                ] {
+                    worker_env.push((url, stub.base_url(provider)));
+                    worker_env.push((token, http.token.clone()));
+                }
+                worker_env.push(("ORDER_WORKER_DELIVERY_POLL_MS", "200".to_owned()));
+                Some(stub)
+            }
+        };
+        let mut worker_env = env(&worker_env);
+        worker_env.extend(options.worker_env.iter().cloned());
+        let mut worker = service("order-worker", &binaries.worker, &["run"], worker_env)?;
 
         for service in [&mut grpc, &mut projector, &mut worker] {
             service.start()?;
@@ -339,6 +423,7 @@ impl Stack {
             projector,
             worker,
             logs,
+            stub,
         })
     }
 
@@ -369,6 +454,9 @@ impl Stack {
     pub async fn stop(&mut self) {
         for service in [&mut self.worker, &mut self.projector, &mut self.grpc] {
             service.terminate(Duration::from_secs(10)).await;
+        }
+        if let Some(stub) = self.stub.take() {
+            stub.stop().await;
         }
     }
 }

@@ -1,6 +1,8 @@
 //! A circuit breaker per provider: after `failure_threshold` consecutive failures it opens and
-//! refuses calls at once; after `cooldown` it lets one probe through (half-open); the probe's
-//! success closes it, its failure opens it again for another cooldown.
+//! refuses calls at once; after `cooldown` it half-opens and lets `half_open_calls` trial calls
+//! through; when that many succeed in a row it closes, and the first failure opens it again
+//! for another cooldown. (The seed's payment gateway: open after 5 consecutive failures, probe
+//! after 10 s, close after 3 successes.)
 //!
 //! Only transient failures count (timeouts, outages). A provider that answers "out of stock"
 //! or "declined" is healthy: that is a successful call with a negative answer.
@@ -15,7 +17,7 @@ use crate::clock::Clock;
 pub enum CircuitState {
     /// Every call goes through.
     Closed,
-    /// One probe call is under way; others are refused.
+    /// A few trial calls are let through; others are refused.
     HalfOpen,
     /// Calls are refused until the cooldown ends.
     Open,
@@ -31,6 +33,7 @@ impl CircuitState {
         }
     }
 
+    /// The state's name, as logs and the transition metric say it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Closed => "closed",
@@ -40,28 +43,33 @@ impl CircuitState {
     }
 }
 
+/// When the breaker opens and closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerSettings {
     /// Consecutive failures that open the circuit.
     pub failure_threshold: u32,
-    /// How long it stays open before a probe.
+    /// How long it stays open before trial calls.
     pub cooldown: Duration,
+    /// Trial calls let through while half-open; this many successes close it.
+    pub half_open_calls: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Inner {
     Closed { failures: u32 },
     Open { since: Duration },
-    HalfOpen,
+    HalfOpen { in_flight: u32, successes: u32 },
 }
 
 /// The breaker refused the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("circuit open, next probe in {retry_in:?}")]
 pub struct Refused {
+    /// When trial calls will be let through (zero: trial calls are under way now).
     pub retry_in: Duration,
 }
 
+/// One provider's circuit breaker.
 #[derive(Debug)]
 pub struct CircuitBreaker {
     name: &'static str,
@@ -71,24 +79,29 @@ pub struct CircuitBreaker {
 }
 
 impl CircuitBreaker {
+    /// A closed breaker for the provider `name`.
     pub fn new(name: &'static str, settings: BreakerSettings, clock: Arc<dyn Clock>) -> Self {
         let breaker = Self {
             name,
             settings: BreakerSettings {
                 failure_threshold: settings.failure_threshold.max(1),
                 cooldown: settings.cooldown,
+                half_open_calls: settings.half_open_calls.max(1),
             },
             clock,
             inner: Mutex::new(Inner::Closed { failures: 0 }),
         };
-        breaker.report(CircuitState::Closed);
+        metrics::gauge!("order_worker_circuit_state", "provider" => name)
+            .set(CircuitState::Closed.gauge());
         breaker
     }
 
+    /// The provider's name.
     pub fn name(&self) -> &'static str {
         self.name
     }
 
+    /// The state now.
     pub fn state(&self) -> CircuitState {
         state_of(*self.lock())
     }
@@ -101,7 +114,10 @@ impl CircuitBreaker {
             Inner::Open { since } => {
                 let open_for = self.clock.now().saturating_sub(since);
                 if open_for >= self.settings.cooldown {
-                    *inner = Inner::HalfOpen;
+                    *inner = Inner::HalfOpen {
+                        in_flight: 1,
+                        successes: 0,
+                    };
                     drop(inner);
                     self.report(CircuitState::HalfOpen);
                     tracing::info!(provider = self.name, "circuit half-open: probing");
@@ -112,9 +128,22 @@ impl CircuitBreaker {
                     })
                 }
             }
-            Inner::HalfOpen => Err(Refused {
-                retry_in: Duration::ZERO,
-            }),
+            Inner::HalfOpen {
+                in_flight,
+                successes,
+            } => {
+                if in_flight + successes < self.settings.half_open_calls {
+                    *inner = Inner::HalfOpen {
+                        in_flight: in_flight + 1,
+                        successes,
+                    };
+                    Ok(Permit::new(self, true))
+                } else {
+                    Err(Refused {
+                        retry_in: Duration::ZERO,
+                    })
+                }
+            }
         }
     }
 
@@ -122,8 +151,24 @@ impl CircuitBreaker {
         let mut inner = self.lock();
         let before = state_of(*inner);
         let after = match (*inner, success) {
-            (Inner::HalfOpen, true) if probe => Inner::Closed { failures: 0 },
-            (Inner::HalfOpen, false) if probe => Inner::Open {
+            (
+                Inner::HalfOpen {
+                    in_flight,
+                    successes,
+                },
+                true,
+            ) if probe => {
+                let successes = successes + 1;
+                if successes >= self.settings.half_open_calls {
+                    Inner::Closed { failures: 0 }
+                } else {
+                    Inner::HalfOpen {
+                        in_flight: in_flight.saturating_sub(1),
+                        successes,
+                    }
+                }
+            }
+            (Inner::HalfOpen { .. }, false) if probe => Inner::Open {
                 since: self.clock.now(),
             },
             (Inner::Closed { .. }, true) => Inner::Closed { failures: 0 },
@@ -158,20 +203,30 @@ impl CircuitBreaker {
         }
     }
 
-    /// A probe that never reported back (its call was cancelled): allow the next probe now.
+    /// A trial call that never reported back (its call was cancelled): let another one
+    /// through in its place.
     fn abandon_probe(&self) {
         let mut inner = self.lock();
-        if *inner == Inner::HalfOpen {
-            *inner = Inner::Open {
-                since: self.clock.now().saturating_sub(self.settings.cooldown),
+        if let Inner::HalfOpen {
+            in_flight,
+            successes,
+        } = *inner
+        {
+            *inner = Inner::HalfOpen {
+                in_flight: in_flight.saturating_sub(1),
+                successes,
             };
-            drop(inner);
-            self.report(CircuitState::Open);
         }
     }
 
     fn report(&self, state: CircuitState) {
         metrics::gauge!("order_worker_circuit_state", "provider" => self.name).set(state.gauge());
+        metrics::counter!(
+            "order_worker_circuit_transitions_total",
+            "provider" => self.name,
+            "state" => state.as_str()
+        )
+        .increment(1);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -183,7 +238,7 @@ fn state_of(inner: Inner) -> CircuitState {
     match inner {
         Inner::Closed { .. } => CircuitState::Closed,
         Inner::Open { .. } => CircuitState::Open,
-        Inner::HalfOpen => CircuitState::HalfOpen,
+        Inner::HalfOpen { .. } => CircuitState::HalfOpen,
     }
 }
 
@@ -205,11 +260,13 @@ impl<'a> Permit<'a> {
         }
     }
 
+    /// The call worked (or was answered with a business refusal).
     pub fn success(mut self) {
         self.reported = true;
         self.breaker.record(self.probe, true);
     }
 
+    /// The call failed transiently.
     pub fn failure(mut self) {
         self.reported = true;
         self.breaker.record(self.probe, false);
@@ -235,6 +292,7 @@ mod tests {
             BreakerSettings {
                 failure_threshold: 3,
                 cooldown: Duration::from_secs(10),
+                half_open_calls: 1,
             },
             clock.clone(),
         )
@@ -293,6 +351,79 @@ mod tests {
         breaker.try_acquire().unwrap().success();
     }
 
+    fn seed_breaker(clock: &Arc<ManualClock>) -> CircuitBreaker {
+        CircuitBreaker::new(
+            "payment",
+            BreakerSettings {
+                failure_threshold: 5,
+                cooldown: Duration::from_secs(10),
+                half_open_calls: 3,
+            },
+            clock.clone(),
+        )
+    }
+
+    #[test]
+    fn the_seed_breaker_opens_after_5_failures_and_closes_after_3_successful_trials() {
+        let clock = Arc::new(ManualClock::new());
+        let breaker = seed_breaker(&clock);
+        for _ in 0..4 {
+            fail(&breaker);
+        }
+        assert_eq!(breaker.state(), CircuitState::Closed, "4 of 5");
+        fail(&breaker);
+        assert_eq!(breaker.state(), CircuitState::Open);
+        clock.advance(Duration::from_secs(10));
+        let trials: Vec<Permit<'_>> = (0..3).map(|_| breaker.try_acquire().unwrap()).collect();
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+        assert_eq!(
+            breaker.try_acquire().unwrap_err().retry_in,
+            Duration::ZERO,
+            "only 3 trial calls while half-open"
+        );
+        let mut trials = trials.into_iter();
+        trials.next().unwrap().success();
+        trials.next().unwrap().success();
+        assert_eq!(breaker.state(), CircuitState::HalfOpen, "2 of 3 successes");
+        trials.next().unwrap().success();
+        assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn one_failed_trial_opens_the_seed_breaker_again() {
+        let clock = Arc::new(ManualClock::new());
+        let breaker = seed_breaker(&clock);
+        for _ in 0..5 {
+            fail(&breaker);
+        }
+        clock.advance(Duration::from_secs(10));
+        breaker.try_acquire().unwrap().success();
+        breaker.try_acquire().unwrap().failure();
+        assert_eq!(breaker.state(), CircuitState::Open);
+        assert_eq!(
+            breaker.try_acquire().unwrap_err().retry_in,
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn a_cancelled_trial_makes_room_for_another() {
+        let clock = Arc::new(ManualClock::new());
+        let breaker = seed_breaker(&clock);
+        for _ in 0..5 {
+            fail(&breaker);
+        }
+        clock.advance(Duration::from_secs(10));
+        let trials: Vec<Permit<'_>> = (0..3).map(|_| breaker.try_acquire().unwrap()).collect();
+        assert!(breaker.try_acquire().is_err());
+        drop(trials);
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+        for _ in 0..3 {
+            breaker.try_acquire().unwrap().success();
+        }
+        assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+
     #[test]
     fn a_failed_probe_opens_for_another_full_cooldown() {
         let clock = Arc::new(ManualClock::new());
@@ -318,7 +449,7 @@ mod tests {
         }
         clock.advance(Duration::from_secs(10));
         drop(breaker.try_acquire().unwrap());
-        assert_eq!(breaker.state(), CircuitState::Open);
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
         let probe = breaker.try_acquire().unwrap();
         probe.success();
         assert_eq!(breaker.state(), CircuitState::Closed);

@@ -10,11 +10,279 @@ use tonic::transport::{Certificate, ClientTlsConfig};
 use crate::backoff::Backoff;
 use crate::breaker::BreakerSettings;
 use crate::consumer::ConsumerSettings;
+use crate::process::DeliverySettings;
 use crate::providers::guard::GuardSettings;
+use crate::providers::http::{HttpSettings, HttpVersion, Pem, ProviderEndpoint};
 use crate::providers::simulated::SimulationSettings;
 
 /// The only worker mode there is.
 pub const SQS_CONSUMER: &str = "sqs-consumer";
+
+/// The most messages a worker works on at once, whatever its memory.
+pub const MAX_CONCURRENCY: usize = 1000;
+/// The fewest, whatever its memory.
+pub const MIN_AUTO_CONCURRENCY: usize = 16;
+/// Memory budgeted per message in flight when the concurrency is derived from the memory
+/// limit (measured: `order-bench saga` reports the worker's RSS at full concurrency).
+pub const MEMORY_PER_MESSAGE: u64 = 128 * 1024;
+/// Memory set aside for everything but the messages in flight.
+pub const BASE_MEMORY: u64 = 64 * 1024 * 1024;
+
+/// Which adapters stand behind the inventory, payment and shipping ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// The built-in simulation (`ORDER_WORKER_SIM_*`).
+    Simulated,
+    /// HTTP/JSON services (`ORDER_PROVIDER_*`; contracts in `docs/providers/`).
+    Http,
+}
+
+/// One HTTP provider's settings, as parsed (the endpoint is built by [`HttpArgs`]).
+macro_rules! provider_args {
+    ($name:ident, $heading:literal, $url:literal, $token:literal, $cert:literal, $cert_file:literal, $ca:literal, $ca_file:literal,
+     $f_url:ident, $f_token:ident, $f_cert:ident, $f_cert_file:ident, $f_ca:ident, $f_ca_file:ident) => {
+        /// Settings of one HTTP provider.
+        #[derive(Clone, Default, clap::Args)]
+        #[command(next_help_heading = $heading)]
+        pub struct $name {
+            /// Base URL (http(s)://host[:port][/prefix]); the contract's paths follow it.
+            #[arg(long, env = $url)]
+            pub $f_url: Option<String>,
+            /// Bearer token (secret).
+            #[arg(long, env = $token, hide_env_values = true)]
+            pub $f_token: Option<String>,
+            /// Client certificate chain and private key, PEM text (mTLS; secret: from Secrets
+            /// Manager in AWS).
+            #[arg(long, env = $cert, hide_env_values = true)]
+            pub $f_cert: Option<String>,
+            /// Client certificate chain and private key, PEM file (mTLS).
+            #[arg(long, env = $cert_file)]
+            pub $f_cert_file: Option<PathBuf>,
+            /// CA certificates that sign the provider's certificate, PEM text (only these are
+            /// trusted; default: the system's roots).
+            #[arg(long, env = $ca)]
+            pub $f_ca: Option<String>,
+            /// The same, from a PEM file.
+            #[arg(long, env = $ca_file)]
+            pub $f_ca_file: Option<PathBuf>,
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // Never the token or the client key.
+                f.debug_struct(stringify!($name))
+                    .field("url", &self.$f_url)
+                    .field("token", &self.$f_token.as_ref().map(|_| "***"))
+                    .field("client_cert", &self.$f_cert.as_ref().map(|_| "***"))
+                    .field("client_cert_file", &self.$f_cert_file)
+                    .field("ca_file", &self.$f_ca_file)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $name {
+            fn endpoint(&self) -> Result<Option<ProviderEndpoint>, String> {
+                let pem = |text: &Option<String>, file: &Option<PathBuf>, what: &str| match (
+                    text.as_deref().filter(|t| !t.trim().is_empty()),
+                    file,
+                ) {
+                    (Some(_), Some(_)) => Err(format!("set {what} or {what}_FILE, not both")),
+                    (Some(text), None) => Ok(Some(Pem::Inline(text.to_owned()))),
+                    (None, Some(path)) => Ok(Some(Pem::File(path.clone()))),
+                    (None, None) => Ok(None),
+                };
+                let client_identity = pem(&self.$f_cert, &self.$f_cert_file, $cert)?;
+                let ca = pem(&self.$f_ca, &self.$f_ca_file, $ca)?;
+                let Some(url) = self
+                    .$f_url
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                else {
+                    if self.$f_token.is_some() || client_identity.is_some() || ca.is_some() {
+                        return Err(format!("{} is required with its credentials", $url));
+                    }
+                    return Ok(None);
+                };
+                let endpoint = ProviderEndpoint {
+                    base_url: url.to_owned(),
+                    token: self.$f_token.clone().filter(|t| !t.is_empty()),
+                    client_identity,
+                    ca,
+                };
+                endpoint.validate($url)?;
+                Ok(Some(endpoint))
+            }
+        }
+    };
+}
+
+provider_args!(
+    InventoryArgs,
+    "Inventory provider (ORDER_WORKER_PROVIDERS=http)",
+    "ORDER_PROVIDER_INVENTORY_URL",
+    "ORDER_PROVIDER_INVENTORY_TOKEN",
+    "ORDER_PROVIDER_INVENTORY_CLIENT_CERT",
+    "ORDER_PROVIDER_INVENTORY_CLIENT_CERT_FILE",
+    "ORDER_PROVIDER_INVENTORY_CA",
+    "ORDER_PROVIDER_INVENTORY_CA_FILE",
+    inventory_url,
+    inventory_token,
+    inventory_client_cert,
+    inventory_client_cert_file,
+    inventory_ca,
+    inventory_ca_file
+);
+provider_args!(
+    PaymentArgs,
+    "Payment provider (ORDER_WORKER_PROVIDERS=http)",
+    "ORDER_PROVIDER_PAYMENT_URL",
+    "ORDER_PROVIDER_PAYMENT_TOKEN",
+    "ORDER_PROVIDER_PAYMENT_CLIENT_CERT",
+    "ORDER_PROVIDER_PAYMENT_CLIENT_CERT_FILE",
+    "ORDER_PROVIDER_PAYMENT_CA",
+    "ORDER_PROVIDER_PAYMENT_CA_FILE",
+    payment_url,
+    payment_token,
+    payment_client_cert,
+    payment_client_cert_file,
+    payment_ca,
+    payment_ca_file
+);
+provider_args!(
+    ShippingArgs,
+    "Shipping provider (ORDER_WORKER_PROVIDERS=http)",
+    "ORDER_PROVIDER_SHIPPING_URL",
+    "ORDER_PROVIDER_SHIPPING_TOKEN",
+    "ORDER_PROVIDER_SHIPPING_CLIENT_CERT",
+    "ORDER_PROVIDER_SHIPPING_CLIENT_CERT_FILE",
+    "ORDER_PROVIDER_SHIPPING_CA",
+    "ORDER_PROVIDER_SHIPPING_CA_FILE",
+    shipping_url,
+    shipping_token,
+    shipping_client_cert,
+    shipping_client_cert_file,
+    shipping_ca,
+    shipping_ca_file
+);
+
+/// The HTTP providers: one endpoint each, and the client settings they share.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "HTTP providers (ORDER_WORKER_PROVIDERS=http)")]
+pub struct HttpArgs {
+    /// Time to open a connection to a provider (TCP and TLS), in ms.
+    #[arg(long, env = "ORDER_PROVIDER_CONNECT_TIMEOUT_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub provider_connect_timeout_ms: u64,
+    /// HTTP version: auto (HTTP/2 where TLS offers it), http1, http2 (prior knowledge).
+    #[arg(
+        long,
+        env = "ORDER_PROVIDER_HTTP_VERSION",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub provider_http_version: HttpVersion,
+    /// Idle connections kept per provider.
+    #[arg(long, env = "ORDER_PROVIDER_POOL_IDLE_PER_HOST", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub provider_pool_idle_per_host: u32,
+    /// Seconds an idle provider connection is kept.
+    #[arg(long, env = "ORDER_PROVIDER_POOL_IDLE_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub provider_pool_idle_seconds: u64,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub payment: PaymentArgs,
+    #[command(flatten)]
+    pub shipping: ShippingArgs,
+}
+
+/// The three endpoints, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpEndpoints {
+    /// Stock.
+    pub inventory: ProviderEndpoint,
+    /// Money.
+    pub payment: ProviderEndpoint,
+    /// Parcels.
+    pub shipping: ProviderEndpoint,
+}
+
+impl HttpArgs {
+    /// The endpoints; with `required`, each URL must be set.
+    pub fn endpoints(&self, required: bool) -> Result<Option<HttpEndpoints>, String> {
+        let inventory = self.inventory.endpoint()?;
+        let payment = self.payment.endpoint()?;
+        let shipping = self.shipping.endpoint()?;
+        match (inventory, payment, shipping) {
+            (Some(inventory), Some(payment), Some(shipping)) => Ok(Some(HttpEndpoints {
+                inventory,
+                payment,
+                shipping,
+            })),
+            (inventory, payment, _) if required => {
+                let missing = if inventory.is_none() {
+                    "ORDER_PROVIDER_INVENTORY_URL"
+                } else if payment.is_none() {
+                    "ORDER_PROVIDER_PAYMENT_URL"
+                } else {
+                    "ORDER_PROVIDER_SHIPPING_URL"
+                };
+                Err(format!("ORDER_WORKER_PROVIDERS=http needs {missing}"))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The client settings; `request_timeout` is the provider call timeout.
+    pub fn settings(&self, request_timeout: Duration) -> HttpSettings {
+        HttpSettings {
+            connect_timeout: Duration::from_millis(self.provider_connect_timeout_ms),
+            request_timeout,
+            version: self.provider_http_version,
+            pool_max_idle_per_host: self.provider_pool_idle_per_host as usize,
+            pool_idle_timeout: Duration::from_secs(self.provider_pool_idle_seconds),
+        }
+    }
+}
+
+/// The memory this process may use: the cgroup limit (v2 or v1) or, without one, the
+/// machine's memory.
+pub fn memory_limit() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    let machine = read("/proc/meminfo").and_then(|text| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kb| kb * 1024)
+    });
+    match (cgroup, machine) {
+        (Some(limit), Some(total)) => Some(limit.min(total)),
+        (limit, total) => limit.or(total),
+    }
+}
+
+/// The concurrency a worker with `memory` bytes gets by default: half the memory, less a base,
+/// in [`MEMORY_PER_MESSAGE`] per message, within [`MIN_AUTO_CONCURRENCY`]..[`MAX_CONCURRENCY`].
+pub fn concurrency_for_memory(memory: Option<u64>) -> usize {
+    let Some(memory) = memory else {
+        return MIN_AUTO_CONCURRENCY * 4;
+    };
+    let budget = (memory / 2).saturating_sub(BASE_MEMORY);
+    usize::try_from(budget / MEMORY_PER_MESSAGE)
+        .unwrap_or(MAX_CONCURRENCY)
+        .clamp(MIN_AUTO_CONCURRENCY, MAX_CONCURRENCY)
+}
 
 /// Settings of the simulated inventory, payment and shipping providers.
 ///
@@ -140,10 +408,11 @@ pub struct RunArgs {
     /// Admin HTTP listen address (/healthz, /readyz, /metrics).
     #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9466")]
     pub admin_addr: SocketAddr,
-    /// Messages worked on at once.
-    #[arg(long, env = "ORDER_WORKER_CONCURRENCY", default_value_t = 10,
+    /// Messages worked on at once (default: from the memory limit, 128 KiB per message in
+    /// half the memory, 16-1000; a 512 MiB task gets 1000).
+    #[arg(long, env = "ORDER_WORKER_CONCURRENCY",
           value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub concurrency: u32,
+    pub concurrency: Option<u32>,
     /// Long-poll wait of each receive, in seconds (0-20).
     #[arg(long, env = "ORDER_WORKER_WAIT_SECONDS", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(0..=20))]
@@ -191,13 +460,43 @@ pub struct RunArgs {
     #[arg(long, env = "ORDER_WORKER_BREAKER_THRESHOLD", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub breaker_threshold: u32,
-    /// How long an open circuit refuses calls before one probe, in ms.
+    /// How long an open circuit refuses calls before trial calls, in ms.
     #[arg(
         long,
         env = "ORDER_WORKER_BREAKER_COOLDOWN_MS",
         default_value_t = 10_000
     )]
     pub breaker_cooldown_ms: u64,
+    /// Trial calls a half-open circuit lets through; this many successes close it.
+    #[arg(long, env = "ORDER_WORKER_BREAKER_HALF_OPEN_CALLS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub breaker_half_open_calls: u32,
+    /// How long a provider call waits for an open circuit to close (the message stays in
+    /// flight), in seconds; then the message is retried later (0: fail at once).
+    #[arg(long, env = "ORDER_WORKER_CIRCUIT_WAIT_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(0..=43_200))]
+    pub circuit_wait_seconds: u64,
+    /// Which adapters serve the inventory, payment and shipping ports.
+    #[arg(
+        long,
+        env = "ORDER_WORKER_PROVIDERS",
+        value_enum,
+        default_value = "simulated"
+    )]
+    pub providers: ProviderKind,
+    /// How long one delivery of an OrderShipped message polls the carrier, in seconds; then
+    /// the message comes back after the recheck delay.
+    #[arg(long, env = "ORDER_WORKER_DELIVERY_WAIT_SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub delivery_wait_seconds: u64,
+    /// Pause between two polls of the carrier when it sends no Retry-After, in ms.
+    #[arg(long, env = "ORDER_WORKER_DELIVERY_POLL_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub delivery_poll_ms: u64,
+    /// When a parcel still in transit is asked about again, in seconds (at most 12 hours).
+    #[arg(long, env = "ORDER_WORKER_DELIVERY_RECHECK_SECONDS", default_value_t = 21_600,
+          value_parser = clap::value_parser!(u64).range(1..=43_200))]
+    pub delivery_recheck_seconds: u64,
     /// Seconds in-flight messages get to finish after SIGTERM.
     #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -205,6 +504,8 @@ pub struct RunArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub simulation: SimulationArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -221,6 +522,7 @@ impl std::fmt::Debug for RunArgs {
                 &self.grpc_auth_token.as_ref().map(|_| "***"),
             )
             .field("admin_addr", &self.admin_addr)
+            .field("providers", &self.providers)
             .field("concurrency", &self.concurrency)
             .field("visibility_seconds", &self.visibility_seconds)
             .finish_non_exhaustive()
@@ -294,6 +596,7 @@ impl RunArgs {
                 self.provider_backoff_base_ms, self.provider_backoff_max_ms
             ));
         }
+        self.http.endpoints(self.providers == ProviderKind::Http)?;
         for customer in &self.simulation.sim_decline_customers {
             let customer = customer.trim();
             if !customer.is_empty() && uuid::Uuid::parse_str(customer).is_err() {
@@ -327,7 +630,7 @@ impl RunArgs {
         ConsumerSettings {
             queue_url: self.orders_queue_url.clone().unwrap_or_default(),
             dlq_url: self.orders_dlq_url.clone().unwrap_or_default(),
-            concurrency: self.concurrency as usize,
+            concurrency: self.concurrency(),
             batch: self.batch as usize,
             wait: Duration::from_secs(self.wait_seconds),
             visibility: Duration::from_secs(self.visibility_seconds),
@@ -349,8 +652,31 @@ impl RunArgs {
             breaker: BreakerSettings {
                 failure_threshold: self.breaker_threshold,
                 cooldown: Duration::from_millis(self.breaker_cooldown_ms),
+                half_open_calls: self.breaker_half_open_calls,
             },
+            circuit_wait: Duration::from_secs(self.circuit_wait_seconds),
         }
+    }
+
+    /// Messages worked on at once: the setting, or derived from the memory limit.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+            .map_or_else(|| concurrency_for_memory(memory_limit()), |n| n as usize)
+    }
+
+    /// How the deliver step waits for carriers.
+    pub fn delivery_settings(&self) -> DeliverySettings {
+        DeliverySettings {
+            wait: Duration::from_secs(self.delivery_wait_seconds),
+            poll: Duration::from_millis(self.delivery_poll_ms),
+            recheck: Duration::from_secs(self.delivery_recheck_seconds),
+        }
+    }
+
+    /// The HTTP client settings of the providers.
+    pub fn http_settings(&self) -> HttpSettings {
+        self.http
+            .settings(Duration::from_millis(self.provider_timeout_ms))
     }
 
     pub fn grpc_timeout(&self) -> Duration {
@@ -447,6 +773,58 @@ mod tests {
                 "exceeds",
             ),
             (&["--sim-decline-customers", "bob"], "not a UUID"),
+            (
+                &["--providers", "http"],
+                "needs ORDER_PROVIDER_INVENTORY_URL",
+            ),
+            (
+                &[
+                    "--providers",
+                    "http",
+                    "--inventory-url",
+                    "http://inv",
+                    "--payment-url",
+                    "http://pay",
+                ],
+                "needs ORDER_PROVIDER_SHIPPING_URL",
+            ),
+            (
+                &["--payment-url", "pay.internal"],
+                "ORDER_PROVIDER_PAYMENT_URL",
+            ),
+            (
+                &["--payment-token", "a-token-without-a-url"],
+                "ORDER_PROVIDER_PAYMENT_URL is required",
+            ),
+            (
+                &[
+                    "--shipping-url",
+                    "http://ship",
+                    "--shipping-client-cert",
+                    "pem",
+                ],
+                "needs an https:// URL",
+            ),
+            (
+                &[
+                    "--inventory-url",
+                    "https://inv",
+                    "--inventory-ca",
+                    "pem",
+                    "--inventory-ca-file",
+                    "/ca.pem",
+                ],
+                "not both",
+            ),
+            (&["--providers", "soap"], "--providers"),
+            (
+                &["--breaker-half-open-calls", "0"],
+                "--breaker-half-open-calls",
+            ),
+            (
+                &["--delivery-recheck-seconds", "50000"],
+                "--delivery-recheck-seconds",
+            ),
         ];
         for (flags, expected) in cases {
             let error = parse(flags).unwrap_err();
@@ -475,6 +853,56 @@ mod tests {
         args.orders_queue_url = None;
         let error = args.validate().unwrap_err();
         assert!(error.contains("ORDERS_QUEUE_URL"), "{error}");
+    }
+
+    #[test]
+    fn http_providers_need_all_three_urls_and_keep_their_secrets() {
+        let args = parse(&[
+            "--providers",
+            "http",
+            "--inventory-url",
+            "http://127.0.0.1:7000/inventory",
+            "--payment-url",
+            "https://payments.internal",
+            "--payment-token",
+            "payment-secret-token",
+            "--shipping-url",
+            "http://127.0.0.1:7000/shipping",
+        ])
+        .unwrap();
+        let endpoints = args.http.endpoints(true).unwrap().unwrap();
+        assert_eq!(
+            endpoints.payment.token.as_deref(),
+            Some("payment-secret-token")
+        );
+        assert_eq!(endpoints.inventory.token, None);
+        assert!(!format!("{args:?}").contains("payment-secret"));
+        assert!(!format!("{endpoints:?}").contains("payment-secret"));
+    }
+
+    #[test]
+    fn concurrency_follows_memory_unless_set() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(concurrency_for_memory(Some(512 * MIB)), 1000);
+        assert_eq!(concurrency_for_memory(Some(256 * MIB)), 512);
+        assert_eq!(concurrency_for_memory(Some(64 * MIB)), MIN_AUTO_CONCURRENCY);
+        assert_eq!(
+            concurrency_for_memory(Some(64 * 1024 * MIB)),
+            MAX_CONCURRENCY
+        );
+        assert_eq!(concurrency_for_memory(None), 64);
+        let set = parse(&["--concurrency", "7"]).unwrap();
+        assert_eq!(set.consumer_settings().concurrency, 7);
+        let auto = parse(&[]).unwrap();
+        assert!(auto.consumer_settings().concurrency >= MIN_AUTO_CONCURRENCY);
+    }
+
+    #[test]
+    fn the_seed_breaker_is_the_default() {
+        let guard = parse(&[]).unwrap().guard_settings();
+        assert_eq!(guard.breaker.failure_threshold, 5);
+        assert_eq!(guard.breaker.cooldown, Duration::from_secs(10));
+        assert_eq!(guard.breaker.half_open_calls, 3);
     }
 
     #[test]

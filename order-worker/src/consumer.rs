@@ -41,6 +41,8 @@ use crate::random::Random;
 const MAX_VISIBILITY_SECONDS: u64 = 43_200;
 /// Most entries per SQS batch call.
 const MAX_BATCH: usize = 10;
+/// ChangeMessageVisibilityBatch calls the heartbeat makes at once.
+const HEARTBEAT_CALLS: usize = 16;
 /// How long a finished message waits for others to share its DeleteMessageBatch.
 const DELETE_LINGER: Duration = Duration::from_millis(50);
 
@@ -97,20 +99,26 @@ impl InFlight {
         self.entries.lock().await.len()
     }
 
-    /// Give every message in flight `visibility` more time.
+    /// Give every message in flight `visibility` more time. The batches go out concurrently
+    /// (up to [`HEARTBEAT_CALLS`] at once), so that a worker with a thousand messages in flight
+    /// holds its settlements back for a few round trips, not a hundred.
     pub async fn extend_all(&self, sqs: &Client, queue_url: &str, visibility: Duration) {
+        use futures::StreamExt;
         let entries = self.entries.lock().await;
         let handles: Vec<(String, String)> = entries
             .iter()
             .map(|(id, handle)| (id.clone(), handle.clone()))
             .collect();
-        for chunk in handles.chunks(MAX_BATCH) {
-            if let Err(error) = change_visibility(sqs, queue_url, chunk, seconds(visibility)).await
-            {
-                metrics::sqs_error("visibility");
-                tracing::warn!(%error, "extending the visibility of in-flight messages did not work");
-            }
-        }
+        futures::stream::iter(handles.chunks(MAX_BATCH))
+            .for_each_concurrent(HEARTBEAT_CALLS, |chunk| async move {
+                if let Err(error) =
+                    change_visibility(sqs, queue_url, chunk, seconds(visibility)).await
+                {
+                    metrics::sqs_error("visibility");
+                    tracing::warn!(%error, "extending the visibility of in-flight messages did not work");
+                }
+            })
+            .await;
         drop(entries);
     }
 
@@ -513,10 +521,19 @@ impl Consumer {
                 tracing::info!("message obsolete: its step was done before or the order moved on");
                 Settled::Deleted
             }
-            Outcome::Retry { reason } => {
-                let delay = self.back_off(message, message_id, receive_count).await;
+            Outcome::Retry { reason, after } => {
+                let delay = self
+                    .back_off(message, message_id, receive_count, after)
+                    .await;
                 metrics::message(MessageOutcome::Retry);
                 tracing::warn!(%reason, retry_in = ?delay, "message not done yet, left for retry");
+                Settled::LeftForRetry
+            }
+            Outcome::Waiting { reason, recheck_in } => {
+                self.in_flight.remove(message_id).await;
+                self.hide(message, recheck_in).await;
+                metrics::message(MessageOutcome::Waiting);
+                tracing::info!(%reason, recheck_in = ?recheck_in, "message waits: asking again later");
                 Settled::LeftForRetry
             }
             Outcome::DeadLetter { kind, reason } => {
@@ -533,7 +550,9 @@ impl Consumer {
                     }
                     Err(error) => {
                         metrics::sqs_error("dlq");
-                        let delay = self.back_off(message, message_id, receive_count).await;
+                        let delay = self
+                            .back_off(message, message_id, receive_count, None)
+                            .await;
                         metrics::message(MessageOutcome::Retry);
                         tracing::warn!(kind, %reason, %error, retry_in = ?delay, "message FAILED and could not be dead-lettered, left for retry");
                         Settled::LeftForRetry
@@ -559,14 +578,28 @@ impl Consumer {
         }
     }
 
-    /// Make the message reappear after a backoff that grows with its receive count.
-    async fn back_off(&self, message: &Message, message_id: &str, receive_count: u32) -> Duration {
+    /// Make the message reappear after a backoff that grows with its receive count, and not
+    /// before `after` (a provider's `Retry-After`, an open circuit's next trial).
+    async fn back_off(
+        &self,
+        message: &Message,
+        message_id: &str,
+        receive_count: u32,
+        after: Option<Duration>,
+    ) -> Duration {
         self.in_flight.remove(message_id).await;
         let delay = self
             .settings
             .retry
             .delay(receive_count, self.random.unit())
+            .max(after.unwrap_or_default())
             .max(Duration::from_secs(1));
+        self.hide(message, delay).await;
+        delay
+    }
+
+    /// Make the message visible again after `delay`.
+    async fn hide(&self, message: &Message, delay: Duration) {
         if let Some(handle) = message.receipt_handle() {
             let result = self
                 .sqs
@@ -581,7 +614,6 @@ impl Consumer {
                 tracing::warn!(error = %DisplayErrorContext(error), "setting the retry delay did not work; the message reappears after its visibility timeout");
             }
         }
-        delay
     }
 
     async fn dead_letter(

@@ -2,11 +2,15 @@
 //!
 //! | metric | labels | meaning |
 //! |---|---|---|
-//! | `order_worker_messages_total` | `outcome` = ok, obsolete, retry, dlq | messages handled |
+//! | `order_worker_messages_total` | `outcome` = ok, obsolete, retry, waiting, dlq | messages handled |
 //! | `order_worker_dlq_sends_total` | | messages this worker sent to the DLQ |
 //! | `order_worker_circuit_state` | `provider` | 0 closed, 1 half-open, 2 open |
+//! | `order_worker_circuit_transitions_total` | `provider`, `state` | changes of a breaker's state |
+//! | `order_worker_provider_calls_total` | `provider`, `operation`, `result` = ok, refused, rejected, transient, timeout, circuit_open | provider call attempts |
+//! | `order_worker_provider_call_duration_seconds` | `provider`, `operation` | provider call latency |
 //! | `order_worker_step_duration_seconds` | `step` | provider call plus command, per saga step |
 //! | `order_worker_messages_in_flight` | | messages received and not yet finished |
+//! | `order_worker_concurrency` | | messages it works on at once, at most (set or from the memory limit) |
 //! | `order_worker_sqs_errors_total` | `operation` | failed SQS calls (receive, delete, visibility, dlq) |
 
 use std::time::Duration;
@@ -20,18 +24,29 @@ pub enum MessageOutcome {
     Obsolete,
     /// Left on the queue to be tried again after a backoff.
     Retry,
+    /// Nothing failed but the step cannot finish yet (a parcel in transit): asked again later.
+    Waiting,
     /// Sent to the dead-letter queue.
     Dlq,
 }
 
 impl MessageOutcome {
-    pub const ALL: [Self; 4] = [Self::Ok, Self::Obsolete, Self::Retry, Self::Dlq];
+    /// Every outcome.
+    pub const ALL: [Self; 5] = [
+        Self::Ok,
+        Self::Obsolete,
+        Self::Retry,
+        Self::Waiting,
+        Self::Dlq,
+    ];
 
+    /// The `outcome` label.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Obsolete => "obsolete",
             Self::Retry => "retry",
+            Self::Waiting => "waiting",
             Self::Dlq => "dlq",
         }
     }
@@ -47,6 +62,16 @@ pub fn register() {
     }
     metrics::counter!("order_worker_dlq_sends_total").increment(0);
     metrics::gauge!("order_worker_messages_in_flight").set(0.0);
+    for provider in ["inventory", "payment", "shipping"] {
+        for state in ["open", "half-open", "closed"] {
+            metrics::counter!(
+                "order_worker_circuit_transitions_total",
+                "provider" => provider,
+                "state" => state
+            )
+            .increment(0);
+        }
+    }
 }
 
 pub fn message(outcome: MessageOutcome) {

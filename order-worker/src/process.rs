@@ -13,9 +13,19 @@
 //! [`REDECIDE_ATTEMPTS`] times, then the message is retried later). Pinning the event's own
 //! stream version instead would turn harmless interleavings (a partial refund while Confirmed)
 //! into endless conflicts.
+//!
+//! **Delivery is asynchronous.** A carrier reports delivery later, so the `deliver` step asks
+//! the shipping provider where the parcel is (`GET /v1/shipments/{tracking_number}`): once it
+//! says delivered, the step sends DeliverOrder. While the parcel is in transit the step polls
+//! (every `Retry-After` the carrier sends, else `delivery_poll`) for up to `delivery_wait`,
+//! keeping the message in flight; after that the message is released and comes back after
+//! `delivery_recheck` (or the carrier's longer `Retry-After`, at most 12 hours): outcome
+//! [`Outcome::Waiting`], no failure. Each such recheck is one SQS receive, so the redrive
+//! policy bounds the total wait (`maxReceiveCount` x `delivery_recheck`; the defaults: 10 x 6
+//! hours); a parcel still in transit then reaches the DLQ, where an operator looks at it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use order_messages::CloudEvent;
 use order_proto::v1 as pb;
@@ -26,13 +36,37 @@ use crate::api::{CallContext, OrderApi};
 use crate::classify::{Class, Verdict, classify, resolve};
 use crate::providers::guard::{CallError, Guard};
 use crate::providers::{
-    AuthorizeRequest, DeliveryRequest, Line, Providers, RefundRequest, ReleaseRequest,
-    ReserveRequest, ShipRequest,
+    Address, AuthorizeRequest, CaptureRequest, Delivery, DeliveryRequest, Line, Providers,
+    RefundRequest, ReleaseRequest, ReserveRequest, ShipRequest,
 };
 use crate::saga::{self, Command, OrderLog, Step};
 
 /// How often a step is decided again after its command lost a race on the order's version.
 pub const REDECIDE_ATTEMPTS: u32 = 3;
+
+/// The longest a message can be hidden from the queue (SQS: 12 hours).
+const LONGEST_RECHECK: Duration = Duration::from_secs(43_200);
+
+/// How the `deliver` step waits for a carrier (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// How long one delivery of the message polls the carrier before it is released.
+    pub wait: Duration,
+    /// Pause between polls when the carrier sends no `Retry-After`.
+    pub poll: Duration,
+    /// When a released message comes back to ask again.
+    pub recheck: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            wait: Duration::from_secs(20),
+            poll: Duration::from_secs(2),
+            recheck: Duration::from_secs(6 * 3600),
+        }
+    }
+}
 
 /// How handling a message ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,17 +77,41 @@ pub enum Outcome {
     Ignored,
     /// Every step it asks for was done before or is no longer owed.
     Obsolete,
-    /// Try again later.
-    Retry { reason: String },
+    /// Try again later, not before `after` when known (a provider's `Retry-After`, an open
+    /// circuit's next trial).
+    Retry {
+        /// What failed.
+        reason: String,
+        /// The earliest useful retry, if known.
+        after: Option<Duration>,
+    },
+    /// Nothing failed, but the step cannot finish yet (a parcel in transit): ask again after
+    /// `recheck_in`.
+    Waiting {
+        /// What is awaited.
+        reason: String,
+        /// When to ask again.
+        recheck_in: Duration,
+    },
     /// It can never succeed: dead-letter it.
-    DeadLetter { kind: &'static str, reason: String },
+    DeadLetter {
+        /// The `dlq_kind` attribute.
+        kind: &'static str,
+        /// The `dlq_reason` attribute.
+        reason: String,
+    },
 }
 
 impl Outcome {
     fn retry(reason: impl Into<String>) -> Self {
         Self::Retry {
             reason: reason.into(),
+            after: None,
         }
+    }
+
+    fn unavailable(reason: String, after: Option<Duration>) -> Self {
+        Self::Retry { reason, after }
     }
 
     fn dead(kind: &'static str, reason: impl Into<String>) -> Self {
@@ -67,16 +125,21 @@ impl Outcome {
 /// A provider guarded by its breaker and retry policy.
 #[derive(Debug)]
 pub struct Guards {
+    /// The inventory provider's guard.
     pub inventory: Guard,
+    /// The payment provider's guard.
     pub payment: Guard,
+    /// The shipping provider's guard.
     pub shipping: Guard,
 }
 
+/// Handles one event: the saga step it asks for.
 #[derive(Debug)]
 pub struct Processor {
     api: OrderApi,
     providers: Providers,
     guards: Arc<Guards>,
+    delivery: DeliverySettings,
 }
 
 enum StepEnd {
@@ -86,14 +149,22 @@ enum StepEnd {
 }
 
 impl Processor {
-    pub fn new(api: OrderApi, providers: Providers, guards: Arc<Guards>) -> Self {
+    /// A processor calling order-grpc through `api` and the providers through their guards.
+    pub fn new(
+        api: OrderApi,
+        providers: Providers,
+        guards: Arc<Guards>,
+        delivery: DeliverySettings,
+    ) -> Self {
         Self {
             api,
             providers,
             guards,
+            delivery,
         }
     }
 
+    /// The gRPC client.
     pub fn api(&self) -> &OrderApi {
         &self.api
     }
@@ -263,14 +334,7 @@ impl Processor {
             Step::Inventory => {
                 let request = ReserveRequest {
                     order_id,
-                    lines: placed()?
-                        .lines
-                        .iter()
-                        .map(|l| Line {
-                            sku: l.sku.clone(),
-                            quantity: l.quantity,
-                        })
-                        .collect(),
+                    lines: lines(placed()?),
                     idempotency_key: key("ReserveInventory"),
                 };
                 let inventory = &self.providers.inventory;
@@ -283,7 +347,7 @@ impl Processor {
                     Err(CallError::Refused(reason)) => Command::RejectInventory {
                         reason: bounded(&reason),
                     },
-                    Err(CallError::Unavailable(why)) => return Err(Outcome::retry(why)),
+                    Err(other) => return Err(not_done(other)),
                 }
             }
             Step::Payment => {
@@ -296,7 +360,7 @@ impl Processor {
                     order_id,
                     customer_id: placed.customer_id.clone(),
                     amount: amount.clone(),
-                    skus: placed.lines.iter().map(|l| l.sku.clone()).collect(),
+                    lines: lines(placed),
                     idempotency_key: key("AuthorizePayment"),
                 };
                 let payment = &self.providers.payment;
@@ -309,23 +373,57 @@ impl Processor {
                     Err(CallError::Refused(reason)) => Command::FailPayment {
                         reason: bounded(&reason),
                     },
-                    Err(CallError::Unavailable(why)) => return Err(Outcome::retry(why)),
+                    Err(other) => return Err(not_done(other)),
                 }
             }
-            Step::Confirm => Command::ConfirmOrder,
+            Step::Confirm => {
+                // Confirming captures the authorized amount.
+                let payment_id = log
+                    .payment_id()
+                    .ok_or_else(|| {
+                        Outcome::dead("log", "the order's log has no PaymentAuthorized event")
+                    })?
+                    .to_owned();
+                let amount = placed()?
+                    .total
+                    .clone()
+                    .ok_or_else(|| Outcome::dead("log", "OrderPlaced without a total"))?;
+                let request = CaptureRequest {
+                    order_id,
+                    payment_id,
+                    amount,
+                    idempotency_key: key("ConfirmOrder"),
+                };
+                let payment = &self.providers.payment;
+                guards
+                    .payment
+                    .call("capture", || payment.capture(request.clone()))
+                    .await
+                    .map_err(refusal_is_final)?;
+                Command::ConfirmOrder
+            }
             Step::StartFulfillment => Command::StartFulfillment,
             Step::Complete => Command::CompleteOrder,
             Step::Ship => {
                 let placed = placed()?;
+                let address = placed
+                    .shipping_address
+                    .as_ref()
+                    .map(|a| Address {
+                        recipient: a.recipient.clone(),
+                        line1: a.line1.clone(),
+                        line2: a.line2.clone(),
+                        city: a.city.clone(),
+                        postal_code: a.postal_code.clone(),
+                        country: a.country.clone(),
+                    })
+                    .unwrap_or_default();
                 let request = ShipRequest {
                     order_id,
                     method: pb::ShippingMethod::try_from(placed.shipping_method)
                         .unwrap_or(pb::ShippingMethod::Unspecified),
-                    country: placed
-                        .shipping_address
-                        .as_ref()
-                        .map(|a| a.country.clone())
-                        .unwrap_or_default(),
+                    address,
+                    lines: lines(placed),
                     idempotency_key: key("ShipOrder"),
                 };
                 let shipping = &self.providers.shipping;
@@ -349,14 +447,8 @@ impl Processor {
                 let request = DeliveryRequest {
                     order_id,
                     tracking_number,
-                    idempotency_key: key("DeliverOrder"),
                 };
-                let shipping = &self.providers.shipping;
-                guards
-                    .shipping
-                    .call("deliver", || shipping.deliver(request.clone()))
-                    .await
-                    .map_err(refusal_is_final)?;
+                self.await_delivery(&request).await?;
                 Command::DeliverOrder
             }
             Step::ReleaseInventory => {
@@ -395,13 +487,66 @@ impl Processor {
     }
 }
 
-/// For steps without a "refused" command (shipping, delivery, compensations), a provider's
-/// final refusal leaves nothing the saga could record: an operator must look at it.
-fn refusal_is_final(error: CallError) -> Outcome {
+impl Processor {
+    /// Poll the carrier until the parcel is delivered, for at most `delivery.wait`; then
+    /// [`Outcome::Waiting`].
+    async fn await_delivery(&self, request: &DeliveryRequest) -> Result<(), Outcome> {
+        let shipping = &self.providers.shipping;
+        let deadline = Instant::now() + self.delivery.wait;
+        loop {
+            let answer = self
+                .guards
+                .shipping
+                .call("delivery", || shipping.delivery(request.clone()))
+                .await
+                .map_err(refusal_is_final)?;
+            let hint = match answer {
+                Delivery::Delivered => return Ok(()),
+                Delivery::InTransit { recheck_after } => recheck_after,
+            };
+            let pause = hint.unwrap_or(self.delivery.poll);
+            if Instant::now() + pause > deadline {
+                let recheck_in = hint
+                    .unwrap_or_default()
+                    .max(self.delivery.recheck)
+                    .min(LONGEST_RECHECK);
+                return Err(Outcome::Waiting {
+                    reason: format!("parcel {} not delivered yet", request.tracking_number),
+                    recheck_in,
+                });
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+fn lines(placed: &pb::OrderPlaced) -> Vec<Line> {
+    placed
+        .lines
+        .iter()
+        .map(|l| Line {
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+        })
+        .collect()
+}
+
+/// A provider call that did not answer with a result or a refusal.
+fn not_done(error: CallError) -> Outcome {
     match error {
         CallError::Refused(reason) => Outcome::dead("provider_refused", reason),
-        CallError::Unavailable(why) => Outcome::retry(why),
+        CallError::Rejected(reason) => Outcome::dead("provider_rejected", reason),
+        CallError::Unavailable {
+            reason,
+            retry_after,
+        } => Outcome::unavailable(reason, retry_after),
     }
+}
+
+/// For steps without a "refused" command (capture, shipping, delivery, compensations), a
+/// provider's final refusal leaves nothing the saga could record: an operator must look at it.
+fn refusal_is_final(error: CallError) -> Outcome {
+    not_done(error)
 }
 
 /// A reason the domain accepts: at most 500 characters, no control characters.

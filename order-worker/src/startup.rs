@@ -12,11 +12,12 @@ use tokio::task::JoinHandle;
 
 use crate::api::OrderApi;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{RunArgs, sqs_client};
+use crate::config::{ProviderKind, RunArgs, sqs_client};
 use crate::consumer::{Consumer, InFlight, spawn_deleter};
 use crate::process::{Guards, Processor};
 use crate::providers::Providers;
 use crate::providers::guard::Guard;
+use crate::providers::http::HttpProviders;
 use crate::providers::simulated::Simulated;
 use crate::random::Random;
 
@@ -51,17 +52,40 @@ impl App {
         Self::start_with(args, sqs).await
     }
 
-    /// Start with a given SQS client (tests point it at their emulator) and the simulated
-    /// providers the settings describe.
+    /// Start with a given SQS client (tests point it at their emulator) and the providers the
+    /// settings describe (`ORDER_WORKER_PROVIDERS`: the simulation or the HTTP services).
     pub async fn start_with(args: RunArgs, sqs: aws_sdk_sqs::Client) -> anyhow::Result<Self> {
+        args.validate().map_err(anyhow::Error::msg)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
         let random = Arc::new(
             args.simulation
                 .sim_seed
                 .map_or_else(Random::from_entropy, Random::seeded),
         );
-        let simulated = Simulated::new(args.simulation.settings(), random.clone(), clock.clone());
-        let providers = Providers::all(Arc::new(simulated));
+        let providers = match args.providers {
+            ProviderKind::Simulated => {
+                let simulated =
+                    Simulated::new(args.simulation.settings(), random.clone(), clock.clone());
+                Providers::all(Arc::new(simulated))
+            }
+            ProviderKind::Http => {
+                let endpoints = args
+                    .http
+                    .endpoints(true)
+                    .map_err(anyhow::Error::msg)?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("ORDER_WORKER_PROVIDERS=http needs the provider URLs")
+                    })?;
+                HttpProviders::new(
+                    &endpoints.inventory,
+                    &endpoints.payment,
+                    &endpoints.shipping,
+                    &args.http_settings(),
+                )
+                .map_err(anyhow::Error::msg)?
+                .into_ports()
+            }
+        };
         Self::start_with_providers(args, sqs, providers, clock, random).await
     }
 
@@ -88,7 +112,12 @@ impl App {
             payment: guard("payment"),
             shipping: guard("shipping"),
         });
-        let processor = Arc::new(Processor::new(api.clone(), providers, guards));
+        let processor = Arc::new(Processor::new(
+            api.clone(),
+            providers,
+            guards,
+            args.delivery_settings(),
+        ));
         let settings = args.consumer_settings();
 
         let (readiness, readiness_rx) = watch::channel(Readiness::NotReady("starting".to_owned()));
@@ -127,10 +156,12 @@ impl App {
             random,
         ));
         let consumer = tokio::spawn(consumer.run(shutdown.subscribe(), readiness.subscribe()));
+        metrics::gauge!("order_worker_concurrency").set(settings.concurrency as f64);
         tracing::info!(
             queue = %settings.queue_url,
             grpc = %args.grpc_endpoint,
             concurrency = settings.concurrency,
+            providers = ?args.providers,
             admin = %admin.addr(),
             "order-worker running"
         );

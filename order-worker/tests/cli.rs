@@ -53,6 +53,23 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "ORDER_WORKER_SIM_DECLINE_SKU_PREFIX",
         "ORDER_SHUTDOWN_GRACE_SECONDS",
         "LOG_FORMAT",
+        "ORDER_WORKER_PROVIDERS",
+        "ORDER_WORKER_BREAKER_HALF_OPEN_CALLS",
+        "ORDER_WORKER_CIRCUIT_WAIT_SECONDS",
+        "ORDER_WORKER_DELIVERY_WAIT_SECONDS",
+        "ORDER_WORKER_DELIVERY_POLL_MS",
+        "ORDER_WORKER_DELIVERY_RECHECK_SECONDS",
+        "ORDER_PROVIDER_CONNECT_TIMEOUT_MS",
+        "ORDER_PROVIDER_HTTP_VERSION",
+        "ORDER_PROVIDER_POOL_IDLE_PER_HOST",
+        "ORDER_PROVIDER_INVENTORY_URL",
+        "ORDER_PROVIDER_INVENTORY_TOKEN",
+        "ORDER_PROVIDER_PAYMENT_URL",
+        "ORDER_PROVIDER_PAYMENT_CLIENT_CERT",
+        "ORDER_PROVIDER_PAYMENT_CLIENT_CERT_FILE",
+        "ORDER_PROVIDER_PAYMENT_CA_FILE",
+        "ORDER_PROVIDER_SHIPPING_URL",
+        "ORDER_PROVIDER_SHIPPING_CA",
     ] {
         assert!(help.contains(variable), "{variable} missing from --help");
     }
@@ -65,7 +82,17 @@ fn help_lists_every_setting_with_its_environment_variable() {
 fn the_token_value_never_appears_in_help() {
     let output = worker(
         &["run", "--help"],
-        &[("ORDER_GRPC_AUTH_TOKEN", "a-very-secret-token-value")],
+        &[
+            ("ORDER_GRPC_AUTH_TOKEN", "a-very-secret-token-value"),
+            (
+                "ORDER_PROVIDER_PAYMENT_TOKEN",
+                "a-very-secret-payment-token",
+            ),
+            (
+                "ORDER_PROVIDER_PAYMENT_CLIENT_CERT",
+                "a-very-secret-private-key",
+            ),
+        ],
     );
     let help = String::from_utf8(output.stdout).unwrap();
     assert!(!help.contains("a-very-secret"), "{help}");
@@ -91,6 +118,19 @@ fn bad_settings_fail_on_one_line_with_exit_code_2() {
         (
             &[QUEUES[0], QUEUES[1], ("ORDER_WORKER_SIM_DECLINE_RATE", "2")],
             "from 0 to 1",
+        ),
+        (
+            &[QUEUES[0], QUEUES[1], ("ORDER_WORKER_PROVIDERS", "http")],
+            "needs ORDER_PROVIDER_INVENTORY_URL",
+        ),
+        (
+            &[
+                QUEUES[0],
+                QUEUES[1],
+                ("ORDER_PROVIDER_PAYMENT_URL", "http://payments"),
+                ("ORDER_PROVIDER_PAYMENT_TOKEN", "short secret"),
+            ],
+            "the token of ORDER_PROVIDER_PAYMENT_URL",
         ),
     ];
     for (env, expected) in cases {

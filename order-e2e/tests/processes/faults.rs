@@ -10,11 +10,14 @@ async fn once(scenario: Scenario) {
     let load = LoadOptions {
         rate: 15,
         duration: Duration::from_secs(9),
+        // The payment outage, bounded: 8 s instead of 30.
+        outage: Duration::from_secs(8),
         ..LoadOptions::default()
     };
     let report = scenarios::run(scenario, &crate::binaries(), 1, &load)
         .await
         .unwrap();
+    eprintln!("{}: {:?}", scenario.name(), report.condensed_notes());
     assert!(report.clean(), "{report:?}");
     assert!(report.acknowledged > 0);
 }
@@ -52,6 +55,14 @@ async fn projector_and_worker_killed_repeatedly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_streams() {
     once(Scenario::HotStreams).await;
+}
+
+/// The payment provider (HTTP stub) down for 8 s while orders arrive: the breaker opens
+/// within 10 s, payments resume by themselves, every order settles, each provider effect
+/// exactly once, the DLQ empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_gateway_outage() {
+    once(Scenario::PaymentOutage).await;
 }
 
 /// The audit's SQS check can fail: after the emulator lost everything it held (and its

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use order_faults::audit::settle_and_audit;
+use order_faults::audit::{provider_effects, settle_and_audit};
 use order_faults::load::{self, LoadOptions};
-use order_faults::stack::{Stack, StackOptions};
+use order_faults::stack::{HttpProviders, Stack, StackOptions};
 use order_messages::CloudEvent;
+use order_provider_stub::{FaultPlan, Slow, Throttle};
 use order_testkit::sqs::drain_queue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,5 +123,102 @@ async fn two_hundred_orders_settle_and_only_poison_reaches_the_dlq() {
         count("Cancelled") + count("Completed"),
         report.acknowledged.len() as i64
     );
+    stack.stop().await;
+}
+
+/// The saga through the HTTP provider stubs (the contracts of docs/providers) at volume, with
+/// every kind of provider misbehaviour on the way: 429 bursts with Retry-After, malformed
+/// answers, answers past the timeout, deliveries reported later. Every provider effect is done
+/// exactly once per event that records it, and nothing reaches the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_orders_through_the_http_providers_with_each_effect_exactly_once() {
+    let options = StackOptions {
+        transient_failure_rate: 0.0,
+        http_providers: Some(HttpProviders {
+            delivery_after: Duration::from_millis(500),
+            ..HttpProviders::default()
+        }),
+        worker_env: vec![
+            ("ORDER_WORKER_PROVIDER_TIMEOUT_MS".into(), "1000".into()),
+            // The faults below come in a row; the breaker is not what this test is about
+            // (the payment-outage scenario is).
+            ("ORDER_WORKER_BREAKER_THRESHOLD".into(), "50".into()),
+        ],
+        ..StackOptions::default()
+    };
+    let mut stack = Stack::start(&crate::binaries(), &options).await.unwrap();
+    let load_options = LoadOptions {
+        rate: 40,
+        duration: Duration::from_millis(5_500),
+        out_of_stock: 0.08,
+        declined: 0.08,
+        ..LoadOptions::default()
+    };
+    let endpoint = stack.endpoint();
+    let load = tokio::spawn(async move { load::run(&endpoint, &load_options).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stub = stack.stub.as_ref().unwrap();
+    for provider in ["inventory", "payment", "shipping"] {
+        stub.set_faults(
+            provider,
+            &FaultPlan {
+                latency_ms: 2,
+                throttle: Some(Throttle {
+                    count: 5,
+                    retry_after_seconds: 1,
+                }),
+                malformed: 5,
+                slow: Some(Slow {
+                    count: 3,
+                    delay_ms: 2_500,
+                }),
+                ..FaultPlan::default()
+            },
+        );
+    }
+    let report = load.await.unwrap().unwrap();
+    assert!(
+        report.acknowledged.len() >= 200,
+        "{} orders",
+        report.acknowledged.len()
+    );
+    let audit = settle_and_audit(&stack, &report, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(audit.clean(), "{audit:?}");
+    assert_eq!(audit.dead_letters, 0);
+    eprintln!("settled {:.1} s after the load", audit.recovery_seconds);
+    let effects = provider_effects(&stack).await.unwrap();
+    assert!(effects.clean(), "{effects:?}");
+    let stub_effects = stack.stub.as_ref().unwrap().effects();
+    assert!(stub_effects.faults_injected >= 30, "{stub_effects:?}");
+    assert!(
+        stub_effects.replays > 0,
+        "retries after malformed or slow answers replay"
+    );
+    assert!(
+        !stub_effects.refusals.is_empty(),
+        "out of stock and declined orders"
+    );
+    assert_eq!(
+        stub_effects.invalid_requests, 0,
+        "every request met the contract"
+    );
+    // Every order that completed was authorized, captured and shipped exactly once.
+    let db = stack.db().await.unwrap();
+    let completed: i64 = db
+        .query_one(
+            "SELECT count(*) FROM orders.order_summaries WHERE status = 'Completed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(completed > 150, "{completed}");
+    assert_eq!(stub_effects.captures.len() as i64, completed);
+    assert_eq!(stub_effects.shipments.len() as i64, completed);
+    // Failures by provider were transient and retried: nothing FAILED in the worker's log.
+    let worker_log = std::fs::read_to_string(stack.worker.log_path()).unwrap();
+    assert!(!worker_log.contains("FAILED"), "{worker_log}");
     stack.stop().await;
 }

@@ -463,6 +463,36 @@ async fn assert_metrics(stack: &Stack, placed: f64) {
         metric(&worker, "order_worker_circuit_state", &[]).is_some(),
         "{worker}"
     );
+    // Per provider: calls by result (the failure classes), latency, breaker state.
+    for provider in ["inventory", "payment", "shipping"] {
+        assert!(
+            metric(
+                &worker,
+                "order_worker_provider_calls_total",
+                &[("provider", provider), ("result", "ok")]
+            )
+            .is_some_and(|n| n >= 1.0),
+            "{provider}: {worker}"
+        );
+        assert!(
+            metric(
+                &worker,
+                "order_worker_provider_call_duration_seconds_count",
+                &[("provider", provider)]
+            )
+            .is_some_and(|n| n >= 1.0),
+            "{provider}: {worker}"
+        );
+        assert_eq!(
+            metric(
+                &worker,
+                "order_worker_circuit_state",
+                &[("provider", provider)]
+            ),
+            Some(0.0),
+            "{provider}: {worker}"
+        );
+    }
 }
 
 /// A port nothing listens on (the OTLP collector is down).

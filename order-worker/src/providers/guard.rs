@@ -1,10 +1,23 @@
 //! Every provider call goes through a [`Guard`]: the provider's circuit breaker, a timeout per
-//! attempt, and retries with exponential backoff and jitter. Refusals ("out of stock") are
-//! answers, not failures: they are returned at once and count as successes for the breaker.
+//! attempt, and retries with exponential backoff and jitter, honouring a provider's
+//! `Retry-After`. Refusals ("out of stock") and rejections (a request the provider says is
+//! wrong) are answers, not failures: they are returned at once and count as successes for the
+//! breaker.
+//!
+//! **An open circuit holds the call.** While a provider's circuit is open, a call waits (up to
+//! `circuit_wait`) for the trial calls and then for the circuit to close, instead of failing
+//! at once: the message stays in flight (its visibility extended by the heartbeat), so an
+//! outage does not use up its SQS receives (each receive brings it closer to the DLQ), and the
+//! step goes on by itself as soon as the provider is back. Past `circuit_wait` the call fails
+//! and the message is retried later, not before the circuit's next trial.
+//!
+//! Metrics per call attempt: `order_worker_provider_calls_total{provider, operation, result}`
+//! (result = ok, refused, rejected, transient, timeout, circuit_open) and
+//! `order_worker_provider_call_duration_seconds{provider, operation}`.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
 use crate::breaker::{BreakerSettings, CircuitBreaker, CircuitState};
@@ -12,6 +25,10 @@ use crate::clock::Clock;
 use crate::providers::ProviderError;
 use crate::random::Random;
 
+/// The shortest pause before asking an open (or busy half-open) circuit again.
+const CIRCUIT_PAUSE: Duration = Duration::from_millis(100);
+
+/// How a provider's calls are guarded.
 #[derive(Debug, Clone, Copy)]
 pub struct GuardSettings {
     /// Attempts per call (1 = no retry).
@@ -20,7 +37,10 @@ pub struct GuardSettings {
     pub backoff: Backoff,
     /// Time one attempt may take.
     pub timeout: Duration,
+    /// The circuit breaker.
     pub breaker: BreakerSettings,
+    /// How long a call waits for an open circuit before it gives up (zero: fail at once).
+    pub circuit_wait: Duration,
 }
 
 /// Why a guarded call did not produce a result.
@@ -29,11 +49,21 @@ pub enum CallError {
     /// The provider's final, negative answer.
     #[error("{0}")]
     Refused(String),
-    /// Every attempt failed for now, or the circuit is open: try the message again later.
+    /// The provider says the request itself is wrong: it can never succeed.
     #[error("{0}")]
-    Unavailable(String),
+    Rejected(String),
+    /// Every attempt failed for now, or the circuit stayed open: try the message again later,
+    /// not before `retry_after` when known.
+    #[error("{reason}")]
+    Unavailable {
+        /// What went wrong.
+        reason: String,
+        /// The provider's `Retry-After`, or the time until the circuit's next trial call.
+        retry_after: Option<Duration>,
+    },
 }
 
+/// One provider's breaker and retry policy.
 #[derive(Debug)]
 pub struct Guard {
     breaker: CircuitBreaker,
@@ -42,7 +72,26 @@ pub struct Guard {
     random: Arc<Random>,
 }
 
+fn record(provider: &'static str, operation: &'static str, result: &'static str, took: Duration) {
+    metrics::counter!(
+        "order_worker_provider_calls_total",
+        "provider" => provider,
+        "operation" => operation,
+        "result" => result
+    )
+    .increment(1);
+    if result != "circuit_open" {
+        metrics::histogram!(
+            "order_worker_provider_call_duration_seconds",
+            "provider" => provider,
+            "operation" => operation
+        )
+        .record(took.as_secs_f64());
+    }
+}
+
 impl Guard {
+    /// A guard for the provider `provider` (its breaker starts closed).
     pub fn new(
         provider: &'static str,
         settings: GuardSettings,
@@ -57,59 +106,111 @@ impl Guard {
         }
     }
 
+    /// The breaker's state now.
     pub fn circuit(&self) -> CircuitState {
         self.breaker.state()
     }
 
-    /// Run `call` (a fresh future per attempt) until it answers, is refused, or the attempts
-    /// run out.
-    pub async fn call<T, F, Fut>(&self, operation: &str, mut call: F) -> Result<T, CallError>
+    /// Run `call` (a fresh future per attempt) until it answers, is refused or rejected, or
+    /// the attempts run out.
+    pub async fn call<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        mut call: F,
+    ) -> Result<T, CallError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
         let provider = self.breaker.name();
         let attempts = self.settings.attempts.max(1);
-        let mut last = String::new();
-        for attempt in 1..=attempts {
+        let mut last;
+        let mut attempt = 0;
+        let mut circuit_waited = Duration::ZERO;
+        loop {
             let permit = match self.breaker.try_acquire() {
                 Ok(permit) => permit,
                 Err(refused) => {
-                    return Err(CallError::Unavailable(format!(
-                        "{provider} {operation}: {refused}"
-                    )));
+                    let pause = refused.retry_in.max(CIRCUIT_PAUSE)
+                        + CIRCUIT_PAUSE.mul_f64(2.0 * self.random.unit());
+                    if circuit_waited + pause > self.settings.circuit_wait {
+                        record(provider, operation, "circuit_open", Duration::ZERO);
+                        return Err(CallError::Unavailable {
+                            reason: format!("{provider} {operation}: {refused}"),
+                            retry_after: Some(refused.retry_in),
+                        });
+                    }
+                    circuit_waited += pause;
+                    self.clock.sleep(pause).await;
+                    continue;
                 }
             };
+            let started = Instant::now();
+            let mut retry_after = None;
             match tokio::time::timeout(self.settings.timeout, call()).await {
                 Ok(Ok(value)) => {
                     permit.success();
+                    record(provider, operation, "ok", started.elapsed());
                     return Ok(value);
                 }
                 Ok(Err(ProviderError::Refused(reason))) => {
                     permit.success();
+                    record(provider, operation, "refused", started.elapsed());
                     return Err(CallError::Refused(reason));
                 }
-                Ok(Err(ProviderError::Transient(reason))) => {
+                Ok(Err(ProviderError::Rejected(reason))) => {
+                    permit.success();
+                    record(provider, operation, "rejected", started.elapsed());
+                    return Err(CallError::Rejected(reason));
+                }
+                Ok(Err(ProviderError::Transient {
+                    reason,
+                    retry_after: after,
+                })) => {
                     permit.failure();
+                    record(provider, operation, "transient", started.elapsed());
                     last = reason;
+                    retry_after = after;
                 }
                 Err(_) => {
                     permit.failure();
+                    record(provider, operation, "timeout", started.elapsed());
                     last = format!(
                         "{provider} {operation}: no answer within {:?}",
                         self.settings.timeout
                     );
                 }
             }
-            if attempt < attempts {
-                let delay = self.settings.backoff.delay(attempt, self.random.unit());
-                tracing::debug!(provider, operation, attempt, ?delay, reason = %last, "provider call failed, retrying");
-                self.clock.sleep(delay).await;
+            if self.breaker.state() == CircuitState::Open
+                && circuit_waited < self.settings.circuit_wait
+            {
+                // The circuit is open (this failure may have opened it, or a trial call
+                // failed): wait for it like any other call, without using up an attempt.
+                continue;
             }
+            attempt += 1;
+            if attempt >= attempts {
+                return Err(CallError::Unavailable {
+                    reason: format!("{last} (after {attempts} attempts)"),
+                    retry_after,
+                });
+            }
+            let backoff = self.settings.backoff.delay(attempt, self.random.unit());
+            let delay = match retry_after {
+                // The provider asks for a longer pause than this call may wait: the message
+                // waits instead, and comes back after it.
+                Some(after) if after > self.settings.backoff.max => {
+                    return Err(CallError::Unavailable {
+                        reason: format!("{last} (retry after {after:?})"),
+                        retry_after: Some(after),
+                    });
+                }
+                Some(after) => backoff.max(after),
+                None => backoff,
+            };
+            tracing::debug!(provider, operation, attempt, ?delay, reason = %last, "provider call failed, retrying");
+            self.clock.sleep(delay).await;
         }
-        Err(CallError::Unavailable(format!(
-            "{last} (after {attempts} attempts)"
-        )))
     }
 }
 
@@ -130,7 +231,9 @@ mod tests {
                 breaker: BreakerSettings {
                     failure_threshold: 5,
                     cooldown: Duration::from_secs(30),
+                    half_open_calls: 1,
                 },
+                circuit_wait: Duration::ZERO,
             },
             clock.clone(),
             Arc::new(Random::seeded(42)),
@@ -147,13 +250,13 @@ mod tests {
                 .lock()
                 .unwrap()
                 .next()
-                .unwrap_or(Err(ProviderError::Transient("script ended".into())));
+                .unwrap_or(Err(ProviderError::transient("script ended")));
             std::future::ready(next)
         }
     }
 
     fn transient() -> Result<u32, ProviderError> {
-        Err(ProviderError::Transient("outage".into()))
+        Err(ProviderError::transient("outage"))
     }
 
     #[tokio::test]
@@ -202,7 +305,7 @@ mod tests {
             .call("authorize", scripted(vec![transient(); 3]))
             .await;
         assert!(
-            matches!(&first, Err(CallError::Unavailable(why)) if why.contains("after 3 attempts")),
+            matches!(&first, Err(CallError::Unavailable { reason, .. }) if reason.contains("after 3 attempts")),
             "{first:?}"
         );
         assert_eq!(guard.circuit(), CircuitState::Closed, "3 of 5 failures");
@@ -211,7 +314,7 @@ mod tests {
             .call("authorize", scripted(vec![transient(); 3]))
             .await;
         assert!(
-            matches!(&second, Err(CallError::Unavailable(why)) if why.contains("circuit open")),
+            matches!(&second, Err(CallError::Unavailable { reason, .. }) if reason.contains("circuit open")),
             "{second:?}"
         );
         assert_eq!(guard.circuit(), CircuitState::Open);
@@ -225,7 +328,7 @@ mod tests {
             }
         };
         let refused = guard.call("authorize", counting.clone()).await;
-        assert!(matches!(refused, Err(CallError::Unavailable(_))));
+        assert!(matches!(refused, Err(CallError::Unavailable { .. })));
         assert_eq!(*calls.lock().unwrap(), 0, "an open circuit does not call");
 
         clock.advance(Duration::from_secs(30));
@@ -253,7 +356,126 @@ mod tests {
             })
             .await;
         assert!(
-            matches!(&result, Err(CallError::Unavailable(why)) if why.contains("no answer within")),
+            matches!(&result, Err(CallError::Unavailable { reason, .. }) if reason.contains("no answer within")),
+            "{result:?}"
+        );
+    }
+
+    fn throttled(after_ms: u64) -> Result<u32, ProviderError> {
+        Err(ProviderError::Transient {
+            reason: "429".into(),
+            retry_after: Some(Duration::from_millis(after_ms)),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_longer_than_the_backoff_is_waited_for() {
+        let clock = Arc::new(ManualClock::new());
+        let guard = guard(&clock);
+        let result = guard
+            .call("authorize", scripted(vec![throttled(700), Ok(3)]))
+            .await;
+        assert_eq!(result, Ok(3));
+        assert_eq!(clock.sleeps(), vec![Duration::from_millis(700)]);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_shorter_than_the_backoff_changes_nothing() {
+        let clock = Arc::new(ManualClock::new());
+        let guard = guard(&clock);
+        let result = guard
+            .call("authorize", scripted(vec![throttled(1), Ok(3)]))
+            .await;
+        assert_eq!(result, Ok(3));
+        let slept = clock.sleeps()[0];
+        assert!(slept >= Duration::from_millis(50), "{slept:?}");
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_the_longest_backoff_is_left_to_the_message() {
+        let clock = Arc::new(ManualClock::new());
+        let guard = guard(&clock);
+        let result = guard
+            .call("authorize", scripted(vec![throttled(30_000), Ok(3)]))
+            .await;
+        assert_eq!(
+            result,
+            Err(CallError::Unavailable {
+                reason: "429 (retry after 30s)".into(),
+                retry_after: Some(Duration::from_secs(30)),
+            })
+        );
+        assert!(clock.sleeps().is_empty(), "the call does not wait 30 s");
+    }
+
+    #[tokio::test]
+    async fn a_rejection_is_returned_at_once_and_keeps_the_circuit_closed() {
+        let clock = Arc::new(ManualClock::new());
+        let guard = guard(&clock);
+        for _ in 0..10 {
+            let result = guard
+                .call(
+                    "reserve",
+                    scripted(vec![Err(ProviderError::Rejected("400".into()))]),
+                )
+                .await;
+            assert_eq!(result, Err(CallError::Rejected("400".into())));
+        }
+        assert!(clock.sleeps().is_empty());
+        assert_eq!(guard.circuit(), CircuitState::Closed);
+    }
+
+    #[tokio::test]
+    async fn an_open_circuit_holds_the_call_until_the_provider_is_back() {
+        let clock = Arc::new(ManualClock::new());
+        let mut settings = guard(&clock).settings;
+        settings.circuit_wait = Duration::from_secs(120);
+        settings.attempts = 1;
+        settings.breaker.half_open_calls = 3;
+        let guard = Guard::new(
+            "payment",
+            settings,
+            clock.clone(),
+            Arc::new(Random::seeded(9)),
+        );
+        for _ in 0..5 {
+            let _ = guard.call("authorize", scripted(vec![transient()])).await;
+        }
+        assert_eq!(guard.circuit(), CircuitState::Open);
+        let started = clock.now();
+        // Held: no call while open; after the cooldown the trial calls go through.
+        let result = guard.call("authorize", scripted(vec![Ok(5)])).await;
+        assert_eq!(result, Ok(5));
+        let held = clock.now() - started;
+        assert!(
+            held >= Duration::from_secs(30) && held < Duration::from_secs(31),
+            "{held:?}"
+        );
+        assert_eq!(guard.circuit(), CircuitState::HalfOpen, "1 of 3 trials");
+        for _ in 0..2 {
+            assert_eq!(guard.call("authorize", scripted(vec![Ok(1)])).await, Ok(1));
+        }
+        assert_eq!(guard.circuit(), CircuitState::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_call_held_longer_than_the_circuit_wait_gives_up_with_the_next_trial_time() {
+        let clock = Arc::new(ManualClock::new());
+        let mut settings = guard(&clock).settings;
+        settings.circuit_wait = Duration::from_secs(5);
+        settings.attempts = 1;
+        let guard = Guard::new(
+            "payment",
+            settings,
+            clock.clone(),
+            Arc::new(Random::seeded(9)),
+        );
+        for _ in 0..5 {
+            let _ = guard.call("authorize", scripted(vec![transient()])).await;
+        }
+        let result = guard.call("authorize", scripted(vec![Ok(5)])).await;
+        assert!(
+            matches!(&result, Err(CallError::Unavailable { retry_after: Some(after), .. }) if *after == Duration::from_secs(30)),
             "{result:?}"
         );
     }

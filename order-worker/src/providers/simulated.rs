@@ -26,14 +26,15 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::providers::{
-    AuthorizeRequest, DeliveryRequest, InventoryProvider, PaymentAction, PaymentProvider,
-    ProviderError, RefundRequest, ReleaseRequest, ReserveRequest, ShipRequest, Shipment,
-    ShippingProvider,
+    AuthorizeRequest, CaptureRequest, Delivery, DeliveryRequest, InventoryProvider, PaymentAction,
+    PaymentProvider, ProviderError, RefundRequest, ReleaseRequest, ReserveRequest, ShipRequest,
+    Shipment, ShippingProvider,
 };
 use crate::random::{Random, stable_unit};
 
 /// How the simulation behaves.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[allow(missing_docs)]
 pub struct SimulationSettings {
     /// Mean latency of every call.
     pub latency: Duration,
@@ -49,6 +50,7 @@ pub struct SimulationSettings {
     pub decline_customers: Vec<String>,
 }
 
+/// The simulated inventory, payment and shipping provider (all three ports).
 #[derive(Debug)]
 pub struct Simulated {
     settings: SimulationSettings,
@@ -57,6 +59,7 @@ pub struct Simulated {
 }
 
 impl Simulated {
+    /// A simulation with these settings, drawing from `random` and waiting on `clock`.
     pub fn new(settings: SimulationSettings, random: Arc<Random>, clock: Arc<dyn Clock>) -> Self {
         Self {
             settings,
@@ -121,7 +124,7 @@ impl Simulated {
                 .await;
         }
         if self.random.chance(self.settings.transient_failure_rate) {
-            return Err(ProviderError::Transient(format!(
+            return Err(ProviderError::transient(format!(
                 "{what}: simulated outage"
             )));
         }
@@ -163,7 +166,7 @@ impl PaymentProvider for Simulated {
     fn authorize(&self, request: AuthorizeRequest) -> BoxFuture<'_, Result<String, ProviderError>> {
         Box::pin(async move {
             self.call("payment authorize").await?;
-            let skus: Vec<&str> = request.skus.iter().map(String::as_str).collect();
+            let skus: Vec<&str> = request.lines.iter().map(|l| l.sku.as_str()).collect();
             self.payment_verdict(
                 request.order_id,
                 &request.customer_id,
@@ -173,6 +176,10 @@ impl PaymentProvider for Simulated {
             .map_err(ProviderError::Refused)?;
             Ok(reference("PAY", request.idempotency_key))
         })
+    }
+
+    fn capture(&self, _request: CaptureRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(self.call("payment capture"))
     }
 
     fn refund(&self, request: RefundRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
@@ -195,13 +202,19 @@ impl ShippingProvider for Simulated {
             let tracking = request.idempotency_key.simple().to_string().to_uppercase();
             Ok(Shipment {
                 carrier: carrier.to_owned(),
-                tracking_number: format!("{}{}", request.country, &tracking[..20]),
+                tracking_number: format!("{}{}", request.address.country, &tracking[..20]),
             })
         })
     }
 
-    fn deliver(&self, _request: DeliveryRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
-        Box::pin(self.call("shipping deliver"))
+    fn delivery(
+        &self,
+        _request: DeliveryRequest,
+    ) -> BoxFuture<'_, Result<Delivery, ProviderError>> {
+        Box::pin(async move {
+            self.call("shipping delivery").await?;
+            Ok(Delivery::Delivered)
+        })
     }
 }
 
@@ -306,7 +319,11 @@ mod tests {
         let ship = || ShipRequest {
             order_id: Uuid::from_u128(1),
             method: pb::ShippingMethod::Express,
-            country: "DE".into(),
+            address: crate::providers::Address {
+                country: "DE".into(),
+                ..Default::default()
+            },
+            lines: Vec::new(),
             idempotency_key: key,
         };
         let shipment = sim.ship(ship()).await.unwrap();
@@ -334,7 +351,7 @@ mod tests {
                 idempotency_key: Uuid::from_u128(2),
             })
             .await;
-        assert!(matches!(result, Err(ProviderError::Transient(_))));
+        assert!(matches!(result, Err(ProviderError::Transient { .. })));
         let slept = clock.sleeps()[0];
         assert!(
             (Duration::from_millis(50)..Duration::from_millis(150)).contains(&slept),

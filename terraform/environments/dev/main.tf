@@ -40,6 +40,10 @@ module "platform" {
   worker_max_capacity      = 5
   worker_capacity_provider = "FARGATE_SPOT"
 
+  worker_providers             = var.worker_providers
+  worker_provider_endpoints    = var.worker_provider_endpoints
+  worker_provider_egress_cidrs = var.worker_provider_egress_cidrs
+
   log_retention_days          = 14
   secret_recovery_window_days = 0
   ecr_force_delete            = true

@@ -45,3 +45,26 @@ variable "dr_region" {
   type        = string
   default     = null
 }
+
+variable "worker_providers" {
+  description = "order-worker's providers: simulated (built in) or http (worker_provider_endpoints)."
+  type        = string
+  default     = "simulated"
+}
+
+variable "worker_provider_endpoints" {
+  description = "With worker_providers = http: inventory, payment and shipping, each { url, token = true, client_certificate = false, ca_pem = null } (see modules/platform)."
+  type = map(object({
+    url                = string
+    token              = optional(bool, true)
+    client_certificate = optional(bool, false)
+    ca_pem             = optional(string)
+  }))
+  default = {}
+}
+
+variable "worker_provider_egress_cidrs" {
+  description = "Networks of the provider services (HTTPS from order-worker)."
+  type        = list(string)
+  default     = []
+}

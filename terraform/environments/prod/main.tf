@@ -52,7 +52,11 @@ module "platform" {
 
   grpc_deployment_config = "CodeDeployDefault.ECSCanary10Percent5Minutes"
 
-  container_insights          = "enhanced"
+  container_insights           = "enhanced"
+  worker_providers             = var.worker_providers
+  worker_provider_endpoints    = var.worker_provider_endpoints
+  worker_provider_egress_cidrs = var.worker_provider_egress_cidrs
+
   log_retention_days          = 90
   secret_recovery_window_days = 30
   create_github_oidc_provider = var.create_github_oidc_provider

@@ -111,3 +111,21 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "worker_metrics_service" {
+  description = "Value of the `service` dimension the collector puts on the worker's metrics."
+  type        = string
+  default     = "order-worker"
+}
+
+variable "worker_providers" {
+  description = "Providers whose circuit breaker gets a worker-circuit-open alarm."
+  type        = list(string)
+  default     = ["inventory", "payment", "shipping"]
+}
+
+variable "worker_breaker_threshold_hint" {
+  description = "ORDER_WORKER_BREAKER_THRESHOLD as deployed (only for the alarm's description)."
+  type        = number
+  default     = 5
+}

@@ -22,3 +22,29 @@ resource "aws_secretsmanager_secret_version" "worker_grpc_token" {
   secret_string_wo         = local.worker_grpc_token
   secret_string_wo_version = var.grpc_token_version
 }
+
+# Credentials of order-worker for its providers (worker_providers = http): one secret per
+# provider and kind, created empty. Terraform never sees the values: put them in with
+#   aws secretsmanager put-secret-value --secret-id <prefix>/providers/payment/token --secret-string '...'
+#   aws secretsmanager put-secret-value --secret-id <prefix>/providers/payment/client-cert --secret-string "$(cat chain.pem key.pem)"
+# before the first deploy (ECS cannot start a task whose secret has no value), and again to
+# rotate (then redeploy the worker: it reads them at task start).
+resource "aws_secretsmanager_secret" "provider_token" {
+  #checkov:skip=CKV2_AWS_57:The provider issues the token; rotated by putting a new value and redeploying the worker (terraform/README.md).
+  for_each = { for name, e in local.provider_endpoints : name => e if e.token }
+
+  name                    = "${local.name_prefix}/providers/${each.key}/token"
+  description             = "Bearer token of order-worker for the ${each.key} provider (${local.name_prefix})"
+  kms_key_id              = module.kms.key_arn
+  recovery_window_in_days = var.secret_recovery_window_days
+}
+
+resource "aws_secretsmanager_secret" "provider_client_cert" {
+  #checkov:skip=CKV2_AWS_57:The provider's CA issues the certificate; rotated by putting a new value and redeploying the worker (terraform/README.md).
+  for_each = { for name, e in local.provider_endpoints : name => e if e.client_certificate }
+
+  name                    = "${local.name_prefix}/providers/${each.key}/client-cert"
+  description             = "Client certificate chain and private key (PEM) of order-worker for the ${each.key} provider (${local.name_prefix})"
+  kms_key_id              = module.kms.key_arn
+  recovery_window_in_days = var.secret_recovery_window_days
+}

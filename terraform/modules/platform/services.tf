@@ -23,6 +23,30 @@ locals {
   # The RDS CA bundle in the runtime image (deploy/Dockerfile): DATABASE_URL says
   # sslmode=verify-full, and the store trusts this bundle for it.
   database_ca = { ORDER_DB_CA_FILE = "/etc/ssl/certs/rds-global-bundle.pem" }
+
+  # order-worker's providers (ORDER_WORKER_PROVIDERS=http): URLs and CAs as plain settings,
+  # tokens and client certificates from the secrets in secrets.tf.
+  provider_endpoints = var.worker_providers == "http" ? var.worker_provider_endpoints : {}
+  worker_provider_environment = merge(
+    {
+      ORDER_WORKER_PROVIDERS           = var.worker_providers
+      ORDER_WORKER_PROVIDER_TIMEOUT_MS = tostring(var.worker_provider_timeout_ms)
+    },
+    var.worker_concurrency == null ? {} : { ORDER_WORKER_CONCURRENCY = tostring(var.worker_concurrency) },
+    { for name, e in local.provider_endpoints : "ORDER_PROVIDER_${upper(name)}_URL" => e.url },
+    { for name, e in local.provider_endpoints : "ORDER_PROVIDER_${upper(name)}_CA" => e.ca_pem if e.ca_pem != null },
+  )
+  worker_provider_secrets = merge(
+    { for name, secret in aws_secretsmanager_secret.provider_token : "ORDER_PROVIDER_${upper(name)}_TOKEN" => { secret_arn = secret.arn } },
+    { for name, secret in aws_secretsmanager_secret.provider_client_cert : "ORDER_PROVIDER_${upper(name)}_CLIENT_CERT" => { secret_arn = secret.arn } },
+  )
+  worker_provider_egress = length(var.worker_provider_egress_cidrs) == 0 || var.worker_providers != "http" ? {} : {
+    for index, cidr in var.worker_provider_egress_cidrs : "provider-${index}" => {
+      port        = 443
+      description = "HTTPS to the inventory, payment and shipping providers"
+      cidr_ipv4   = cidr
+    }
+  }
 }
 
 module "grpc" {
@@ -137,17 +161,17 @@ module "worker" {
 
   # order-grpc through the load balancer's production listener: the name on its certificate
   # (var.api_host_name) is checked against the public CAs of the image.
-  environment = {
+  environment = merge({
     WORKER_MODE           = "sqs-consumer"
     ORDERS_QUEUE_URL      = module.queue.queue_url
     ORDERS_DLQ_URL        = module.queue.dlq_url
     ORDER_GRPC_ENDPOINT   = "https://${module.load_balancer.dns_name}"
     ORDER_GRPC_TLS_DOMAIN = var.api_host_name
     ORDER_GRPC_CA_FILE    = "/etc/ssl/certs/ca-certificates.crt"
-  }
-  secrets = {
+  }, local.worker_provider_environment)
+  secrets = merge({
     ORDER_GRPC_AUTH_TOKEN = { secret_arn = aws_secretsmanager_secret.worker_grpc_token.arn }
-  }
+  }, local.worker_provider_secrets)
 
   task_role_statements = [
     {
@@ -168,5 +192,5 @@ module "worker" {
       description       = "gRPC to order-grpc through the load balancer"
       security_group_id = module.load_balancer.security_group_id
     }
-  })
+  }, local.worker_provider_egress)
 }

@@ -275,3 +275,58 @@ variable "create_github_oidc_provider" {
   type        = bool
   default     = false
 }
+
+variable "worker_providers" {
+  description = "Adapters behind order-worker's inventory, payment and shipping ports: `simulated` (its built-in simulation, for trying the platform out) or `http` (the services of worker_provider_endpoints; contracts in docs/providers/*.yaml)."
+  type        = string
+  default     = "simulated"
+
+  validation {
+    condition     = contains(["simulated", "http"], var.worker_providers)
+    error_message = "worker_providers must be simulated or http."
+  }
+}
+
+variable "worker_provider_endpoints" {
+  description = "With worker_providers = http, one entry per provider (inventory, payment, shipping): its https:// base URL, whether it authenticates the worker with a bearer token (`token`, default true) and/or a client certificate (`client_certificate`, mTLS), and its CA certificates in PEM (`ca_pem`, public; only for a private CA). Terraform creates an empty Secrets Manager secret per credential, `<prefix>/providers/<provider>/token` and `.../client-cert` (certificate chain and private key, PEM); put the values in before the first deploy (terraform/README.md)."
+  type = map(object({
+    url                = string
+    token              = optional(bool, true)
+    client_certificate = optional(bool, false)
+    ca_pem             = optional(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.worker_provider_endpoints) : contains(["inventory", "payment", "shipping"], name)])
+    error_message = "worker_provider_endpoints takes the keys inventory, payment and shipping."
+  }
+
+  validation {
+    condition     = alltrue([for e in values(var.worker_provider_endpoints) : startswith(e.url, "https://")])
+    error_message = "provider URLs must be https:// (the credentials travel with every request)."
+  }
+
+  validation {
+    condition     = var.worker_providers != "http" || length(var.worker_provider_endpoints) == 3
+    error_message = "worker_providers = http needs worker_provider_endpoints for inventory, payment and shipping."
+  }
+}
+
+variable "worker_provider_egress_cidrs" {
+  description = "Networks (CIDRs) of the provider services, reached over HTTPS (443) by order-worker. Services behind NAT on the internet are reached through `enable_nat_gateway` instead."
+  type        = list(string)
+  default     = []
+}
+
+variable "worker_provider_timeout_ms" {
+  description = "ORDER_WORKER_PROVIDER_TIMEOUT_MS: time one provider call may take (the seed's payment gateway answers in 2.5 s at p95 under peak load)."
+  type        = number
+  default     = 10000
+}
+
+variable "worker_concurrency" {
+  description = "ORDER_WORKER_CONCURRENCY: messages one worker task works on at once; null = derived from the task's memory (128 KiB per message in half of it, at most 1000: a 512 MiB task gets 1000)."
+  type        = number
+  default     = null
+}

@@ -10,6 +10,17 @@ variable "worker_max_capacity" {
   default     = 5
 }
 
+variable "worker_orders_per_second_per_task" {
+  description = "Orders one worker task settles per second, as measured (order-bench saga with 2.5 s provider latency, docs/benchmarks.md): the scale-out steps are task-minutes of work at this rate."
+  type        = number
+  default     = 40
+
+  validation {
+    condition     = var.worker_orders_per_second_per_task > 0
+    error_message = "worker_orders_per_second_per_task must be positive."
+  }
+}
+
 variable "scale_out_backlog_threshold" {
   description = "Visible messages above which the worker scales out."
   type        = number

@@ -1,7 +1,17 @@
 # order-worker: step scaling on the orders queue backlog, 1..5 tasks (reference V3.4 s.7).
-#   scaleout-sqs-backlog-high  - visible > 10 for 2 x 60 s  -> +1 task (cooldown 60 s)
+#   scaleout-sqs-backlog-high  - visible > 10 for 2 x 60 s  -> +1, +2 or +3 tasks by how many
+#                                task-minutes of work wait (cooldown 60 s)
 #   scalein-sqs-backlog-empty  - visible <= 0 for 5 x 60 s  -> -1 task (cooldown 120 s)
 # The scale-in alarm sits in ALARM whenever the queue is idle: that is expected.
+#
+# The steps follow the measured rate of one task (order-bench saga, docs/benchmarks.md):
+# a task works on up to ORDER_WORKER_CONCURRENCY messages at once, so the queue shows a visible
+# backlog only once every task is saturated. One task-minute of work is
+#   task_minute = worker_orders_per_second_per_task x 8 messages per order x 60 s;
+# a backlog up to one task-minute adds one task, up to three task-minutes two, beyond that three.
+locals {
+  task_minute = var.worker_orders_per_second_per_task * 8 * 60
+}
 
 resource "aws_appautoscaling_target" "worker" {
   service_namespace  = "ecs"
@@ -23,9 +33,22 @@ resource "aws_appautoscaling_policy" "worker_scale_out" {
     cooldown                = 60
     metric_aggregation_type = "Maximum"
 
+    # Bounds are relative to the alarm's threshold (scale_out_backlog_threshold).
     step_adjustment {
       metric_interval_lower_bound = 0
+      metric_interval_upper_bound = local.task_minute
       scaling_adjustment          = 1
+    }
+
+    step_adjustment {
+      metric_interval_lower_bound = local.task_minute
+      metric_interval_upper_bound = 3 * local.task_minute
+      scaling_adjustment          = 2
+    }
+
+    step_adjustment {
+      metric_interval_lower_bound = 3 * local.task_minute
+      scaling_adjustment          = 3
     }
   }
 }

@@ -47,3 +47,13 @@ output "deployment_controller" {
   description = "ECS (rolling) or CODE_DEPLOY (blue/green)."
   value       = aws_ecs_service.this.deployment_controller[0].type
 }
+
+output "environment" {
+  description = "The application container's plain environment variables (names and values; no secrets)."
+  value       = var.environment
+}
+
+output "secret_names" {
+  description = "The environment variables the application container reads from Secrets Manager."
+  value       = sort(keys(var.secrets))
+}

@@ -93,6 +93,77 @@ run "dev" {
     condition     = output.disaster_recovery == null
     error_message = "dev makes disaster-recovery copies without dr_region"
   }
+
+  # the worker's providers: the simulation unless told otherwise; an alarm per breaker
+  assert {
+    condition     = module.worker.environment.ORDER_WORKER_PROVIDERS == "simulated" && !contains(module.worker.secret_names, "ORDER_PROVIDER_PAYMENT_TOKEN")
+    error_message = "the worker does not default to its provider simulation"
+  }
+
+  assert {
+    condition = length(setsubtract([
+      "order-ledger-dev-worker-circuit-open-inventory", "order-ledger-dev-worker-circuit-open-payment", "order-ledger-dev-worker-circuit-open-shipping",
+    ], module.monitoring.alarm_names)) == 0
+    error_message = "an open provider circuit breaker raises no alarm"
+  }
+}
+
+run "http_providers" {
+  command = apply
+
+  variables {
+    environment      = "dev"
+    worker_providers = "http"
+    worker_provider_endpoints = {
+      inventory = { url = "https://inventory.example.internal" }
+      payment   = { url = "https://payments.example.internal", client_certificate = true, ca_pem = "-----BEGIN CERTIFICATE-----" }
+      shipping  = { url = "https://shipping.example.internal", token = false, client_certificate = true }
+    }
+    worker_provider_egress_cidrs = ["10.60.0.0/16"]
+  }
+
+  assert {
+    condition = (
+      module.worker.environment.ORDER_WORKER_PROVIDERS == "http"
+      && module.worker.environment.ORDER_PROVIDER_PAYMENT_URL == "https://payments.example.internal"
+      && module.worker.environment.ORDER_PROVIDER_PAYMENT_CA == "-----BEGIN CERTIFICATE-----"
+      && !contains(keys(module.worker.environment), "ORDER_PROVIDER_PAYMENT_TOKEN")
+    )
+    error_message = "the worker's task definition does not carry the provider settings"
+  }
+
+  assert {
+    condition = toset([for s in module.worker.secret_names : s if startswith(s, "ORDER_PROVIDER_")]) == toset([
+      "ORDER_PROVIDER_INVENTORY_TOKEN", "ORDER_PROVIDER_PAYMENT_TOKEN",
+      "ORDER_PROVIDER_PAYMENT_CLIENT_CERT", "ORDER_PROVIDER_SHIPPING_CLIENT_CERT",
+    ])
+    error_message = "the provider credentials are not read from Secrets Manager, one secret per provider and kind"
+  }
+}
+
+run "http_providers_need_all_three" {
+  command = plan
+
+  variables {
+    environment               = "dev"
+    worker_providers          = "http"
+    worker_provider_endpoints = { payment = { url = "https://payments.example.internal" } }
+  }
+
+  expect_failures = [var.worker_provider_endpoints]
+}
+
+run "provider_urls_must_be_https" {
+  command = plan
+
+  variables {
+    environment = "dev"
+    worker_provider_endpoints = {
+      inventory = { url = "http://inventory.example.internal" }
+    }
+  }
+
+  expect_failures = [var.worker_provider_endpoints]
 }
 
 run "prod" {

@@ -1,0 +1,88 @@
+//! `order-provider-stub`: the stub inventory, payment and shipping providers on one port, for
+//! `scripts/demo --providers http` and for trying the HTTP adapters by hand.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use order_provider_stub::{FaultPlan, PROVIDERS, Stub, StubOptions};
+
+/// Stub providers (docs/providers/*.yaml) under /inventory, /payment and /shipping.
+#[derive(Debug, Parser)]
+#[command(name = "order-provider-stub", version)]
+struct Args {
+    /// Listen address.
+    #[arg(
+        long,
+        env = "ORDER_PROVIDER_STUB_ADDR",
+        default_value = "127.0.0.1:9470"
+    )]
+    addr: SocketAddr,
+    /// Bearer token every request must carry (default: none).
+    #[arg(long, env = "ORDER_PROVIDER_STUB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Seconds from shipment to delivery.
+    #[arg(
+        long,
+        env = "ORDER_PROVIDER_STUB_DELIVERY_SECONDS",
+        default_value_t = 0.0
+    )]
+    delivery_seconds: f64,
+    /// Latency added to every request, in ms (all three providers).
+    #[arg(long, env = "ORDER_PROVIDER_STUB_LATENCY_MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// Latency added to payment requests only, in ms (overrides --latency-ms for payment).
+    #[arg(long, env = "ORDER_PROVIDER_STUB_PAYMENT_LATENCY_MS")]
+    payment_latency_ms: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    if !(0.0..=86_400.0).contains(&args.delivery_seconds) {
+        eprintln!("order-provider-stub: error: --delivery-seconds must be 0-86400");
+        std::process::exit(2);
+    }
+    let stub = Stub::start(
+        args.addr,
+        StubOptions {
+            token: args.token.clone().filter(|t| !t.is_empty()),
+            delivery_after: Duration::from_secs_f64(args.delivery_seconds),
+            ..StubOptions::default()
+        },
+    )
+    .await?;
+    for provider in PROVIDERS {
+        let latency_ms = match (provider, args.payment_latency_ms) {
+            ("payment", Some(ms)) => ms,
+            _ => args.latency_ms,
+        };
+        stub.set_faults(
+            provider,
+            &FaultPlan {
+                latency_ms,
+                ..FaultPlan::default()
+            },
+        );
+    }
+    tracing::info!(
+        addr = %stub.addr(),
+        inventory = %stub.base_url("inventory"),
+        payment = %stub.base_url("payment"),
+        shipping = %stub.base_url("shipping"),
+        "order-provider-stub serving"
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    stub.stop().await;
+    Ok(())
+}
