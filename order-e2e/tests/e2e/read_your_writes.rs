@@ -34,7 +34,6 @@ async fn a_command_response_position_gives_read_your_writes() {
             .unwrap()
             .into_inner();
         assert!(reserved.global_position > response.global_position);
-        let started = Instant::now();
         let got = stack
             .queries()
             .get_order(pb::GetOrderRequest {
@@ -51,8 +50,9 @@ async fn a_command_response_position_gives_read_your_writes() {
             pb::OrderStatus::InventoryReserved,
             "the read model shows the write"
         );
+        // No bound on how long it waited: the projector's lag on a loaded machine is not the
+        // contract; that the answer shows the write is.
         assert_eq!(got.version, 2);
-        assert!(started.elapsed() < Duration::from_secs(2));
         placed.push(order);
     }
     let listed = stack
