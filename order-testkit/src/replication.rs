@@ -78,6 +78,19 @@ fn chown_to_server(path: &Path) -> Result<(), String> {
     }
 }
 
+fn signal_pid(pid: u32, signal: &str) -> Result<(), String> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -{signal} {pid} failed"))
+    }
+}
+
 fn check(output: &std::process::Output, what: &str) -> Result<String, String> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
@@ -246,16 +259,24 @@ impl PrivateCluster {
     /// cleanly. Its backends notice that their postmaster died and exit; the walsender with
     /// them, so a standby receives nothing more.
     pub fn kill_postmaster(&self) -> Result<(), String> {
-        let pid = self.postmaster_pid()?;
-        let status = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("kill -KILL {pid} failed"))
-        }
+        signal_pid(self.postmaster_pid()?, "KILL")
+    }
+
+    /// A standby: freeze its WAL receiver (SIGSTOP), so that it falls behind the primary as a
+    /// lagging replica does; returns the receiver's process id for
+    /// [`PrivateCluster::resume_wal_receiver`].
+    pub fn pause_wal_receiver(&self) -> Result<u32, String> {
+        let pid: u32 = self
+            .psql("postgres", "SELECT pid FROM pg_stat_wal_receiver")?
+            .parse()
+            .map_err(|_| "the standby has no WAL receiver".to_owned())?;
+        signal_pid(pid, "STOP")?;
+        Ok(pid)
+    }
+
+    /// Thaw the WAL receiver paused by [`PrivateCluster::pause_wal_receiver`].
+    pub fn resume_wal_receiver(&self, pid: u32) -> Result<(), String> {
+        signal_pid(pid, "CONT")
     }
 
     /// `pg_ctl promote`: this standby ends recovery and becomes a primary that takes writes.
