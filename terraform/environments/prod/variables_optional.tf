@@ -57,3 +57,9 @@ variable "dr_region" {
   type        = string
   default     = "eu-central-1"
 }
+
+variable "db_read_replica" {
+  description = "A read replica for order-grpc's queries (GetOrder, ListOrders, GetOrderEvents), with a replica-lag alarm. Turning it on or off rotates the database logins: run the migration task and redeploy after the apply."
+  type        = bool
+  default     = false
+}

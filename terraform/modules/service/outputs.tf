@@ -47,3 +47,8 @@ output "deployment_controller" {
   description = "ECS (rolling) or CODE_DEPLOY (blue/green)."
   value       = aws_ecs_service.this.deployment_controller[0].type
 }
+
+output "secret_names" {
+  description = "Environment variables of the container that come from Secrets Manager."
+  value       = sort(keys(var.secrets))
+}
