@@ -37,9 +37,9 @@ resource "aws_secretsmanager_secret" "login" {
 # The grpc login's secret also carries `read_url`, the same login on the read replica, when
 # there is one. Write-only values are sent only with a new version: the version changes with
 # the replica too (a replica turned on or off writes every login secret again, with new
-# passwords, as a rotation does).
+# passwords, as a rotation does). Without a replica it is credentials_version, as before.
 locals {
-  login_secret_version = var.credentials_version * 2 + (var.read_replica ? 1 : 0)
+  login_secret_version = var.read_replica ? var.credentials_version + 1000000 : var.credentials_version
   # verify-full: the server's certificate must chain to the RDS CA bundle the images carry
   # (ORDER_DB_CA_FILE / PGSSLROOTCERT) and name this host
   login_url_format = "postgres://%s:%s@%s:%d/%s?sslmode=verify-full"
