@@ -4,6 +4,7 @@
 mod grpc;
 mod hot;
 mod projector;
+mod replica;
 mod stats;
 mod store;
 
@@ -27,6 +28,8 @@ enum Command {
     Hot(hot::HotArgs),
     /// Read-model catch-up, replay, SQS publishing and read-your-writes latency on a large log.
     Projector(projector::ProjectorArgs),
+    /// Queries with and without a read replica, and PlaceOrder while they run.
+    Replica(replica::ReplicaArgs),
 }
 
 /// A fresh, migrated database on the local cluster (dropped at the end).
@@ -70,5 +73,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Grpc(args) => grpc::run(args).await,
         Command::Hot(args) => hot::run(args).await,
         Command::Projector(args) => projector::run(args).await,
+        Command::Replica(args) => replica::run(args).await,
     }
 }
