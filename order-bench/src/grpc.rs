@@ -53,10 +53,24 @@ impl Server {
         database_url: &str,
         pool: usize,
     ) -> anyhow::Result<Self> {
+        Self::start_with(binary, database_url, pool, &[]).await
+    }
+
+    /// [`Server::start`] with more environment (e.g. a read replica's URL).
+    pub(crate) async fn start_with(
+        binary: &PathBuf,
+        database_url: &str,
+        pool: usize,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let addr = free_port()?;
         let admin = free_port()?;
         let mut child = Command::new(binary)
             .arg("serve")
+            // A shell that sourced .dev/env (`scripts/dev up --standby`) names the dev
+            // standby here: the server reads from a replica only when `env` says so.
+            .env_remove("ORDER_GRPC_READ_DATABASE_URL")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("RUST_LOG")
             .env_remove("LOG_FORMAT")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -5,6 +5,7 @@ mod grpc;
 mod hot;
 mod projector;
 mod saga;
+mod replica;
 mod stats;
 mod store;
 
@@ -30,6 +31,8 @@ enum Command {
     Projector(projector::ProjectorArgs),
     /// Orders settled per second by one worker task with slow HTTP providers, and its RSS.
     Saga(saga::SagaArgs),
+    /// Queries with and without a read replica, and PlaceOrder while they run.
+    Replica(replica::ReplicaArgs),
 }
 
 /// A fresh, migrated database on the local cluster (dropped at the end).
@@ -74,5 +77,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Hot(args) => hot::run(args).await,
         Command::Projector(args) => projector::run(args).await,
         Command::Saga(args) => saga::run(args).await,
+        Command::Replica(args) => replica::run(args).await,
     }
 }

@@ -25,7 +25,8 @@ pub struct Audit {
     pub skipped: usize,
     /// Of `skipped`: events of the log SQS never received.
     pub unsent: usize,
-    /// Acknowledged orders not Completed or Cancelled after the settle time.
+    /// Acknowledged orders in the log that are not Completed or Cancelled after the settle
+    /// time (an acknowledged order missing from the log counts as lost, not here).
     pub unsettled: usize,
     /// Messages in the dead-letter queue.
     pub dead_letters: usize,
@@ -130,12 +131,10 @@ fn judge(snapshot: &Snapshot, load: &LoadReport) -> Audit {
         if !snapshot.recorded_commands.contains(&ack.command_id) || placed != 1 {
             audit.lost += 1;
         }
-        let settled = snapshot
-            .orders
-            .get(&ack.order_id)
-            .and_then(|o| o.0.status())
-            .is_some_and(Status::is_terminal);
-        if !settled {
+        let Some((order, _, _)) = snapshot.orders.get(&ack.order_id) else {
+            continue;
+        };
+        if !order.status().is_some_and(Status::is_terminal) {
             audit.unsettled += 1;
         }
     }

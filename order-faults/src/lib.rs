@@ -5,9 +5,11 @@
 //! nothing applied twice, no event skipped, every order settled.
 //!
 //! The `order-faults` binary runs the scenarios many times and prints the figures
-//! (`scripts/faults`); order-e2e's tests run each once.
+//! (`scripts/faults`); order-e2e's tests run each once. The `order-restore-drill` binary
+//! rehearses a point-in-time restore of the log end to end ([`drill`], `scripts/restore-drill`).
 
 pub mod audit;
+pub mod drill;
 pub mod load;
 pub mod scenarios;
 pub mod stack;

@@ -20,6 +20,8 @@ pub struct Ack {
     pub command_id: Uuid,
     pub global_position: u64,
     pub attempts: u32,
+    /// When the acknowledgement arrived.
+    pub at: Instant,
 }
 
 /// What the load did.
@@ -192,6 +194,7 @@ pub async fn run(endpoint: &str, options: &LoadOptions) -> anyhow::Result<LoadRe
                             command_id,
                             global_position: response.global_position,
                             attempts: tries,
+                            at: Instant::now(),
                         });
                         return;
                     }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use order_proto::v1 as pb;
 use order_proto::v1::order_service_client::OrderServiceClient;
 use order_testkit::pg::StopMode;
+use order_testkit::replication::Replication;
 use serde::Serialize;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -36,10 +37,19 @@ pub enum Scenario {
     /// The payment provider (HTTP stub) down for 30 s while orders keep arriving: the
     /// breaker opens, orders wait, payments resume by themselves after recovery.
     PaymentOutage,
+    /// The primary crashes (SIGKILL of its postmaster); its synchronous standby is promoted
+    /// 2 s later and the services, given both servers' addresses, find it.
+    Failover,
+    /// As `failover`, with asynchronous replication: what the standby had not received is
+    /// lost, acknowledged or not. Reported, not judged: see `docs/reliability.md`.
+    FailoverAsync,
+    /// As `failover-async`, with the standby 1 s behind at the crash (its WAL receiver frozen
+    /// for the last second), as a replica under load or in another region is.
+    FailoverAsyncLagging,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 11] = [
         Self::KillGrpc,
         Self::PostgresRestartFast,
         Self::PostgresRestartImmediate,
@@ -48,6 +58,9 @@ impl Scenario {
         Self::KillProjectorAndWorker,
         Self::HotStreams,
         Self::PaymentOutage,
+        Self::Failover,
+        Self::FailoverAsync,
+        Self::FailoverAsyncLagging,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +73,34 @@ impl Scenario {
             Self::KillProjectorAndWorker => "kill -9 projector and worker",
             Self::HotStreams => "hot streams",
             Self::PaymentOutage => "payment gateway outage",
+            Self::Failover => "failover to the synchronous standby",
+            Self::FailoverAsync => "failover to an asynchronous standby",
+            Self::FailoverAsyncLagging => "failover to an asynchronous standby 1 s behind",
+        }
+    }
+
+    /// Whether losing acknowledged commands is this scenario's documented outcome rather
+    /// than a failure (an asynchronous standby promoted after a crash).
+    pub fn may_lose_acknowledged(self) -> bool {
+        matches!(self, Self::FailoverAsync | Self::FailoverAsyncLagging)
+    }
+
+    fn stack_options(self) -> StackOptions {
+        let standby = match self {
+            Self::Failover => Some(Replication::Synchronous),
+            Self::FailoverAsync | Self::FailoverAsyncLagging => Some(Replication::Asynchronous),
+            _ => None,
+        };
+        if self == Self::PaymentOutage {
+            return StackOptions {
+                transient_failure_rate: 0.0,
+                http_providers: Some(HttpProviders::default()),
+                ..StackOptions::default()
+            };
+        }
+        StackOptions {
+            standby,
+            ..StackOptions::default()
         }
     }
 }
@@ -80,6 +121,9 @@ pub struct Report {
     pub failed_attempts: u64,
     pub slowest_failure_ms: u128,
     pub max_recovery_seconds: f64,
+    /// Failover scenarios: the longest time from the promotion of the standby to the first
+    /// command acknowledged after it, over the runs (0 for the others).
+    pub promotion_to_first_ack_seconds: f64,
     /// Scenario-specific observations.
     pub notes: Vec<String>,
     /// Payment outage: seconds from the provider's recovery to each pending order's
@@ -104,6 +148,7 @@ impl Report {
             failed_attempts: 0,
             slowest_failure_ms: 0,
             max_recovery_seconds: 0.0,
+            promotion_to_first_ack_seconds: 0.0,
             notes: Vec::new(),
             recovery_to_settled: Vec::new(),
             provider_mismatches: 0,
@@ -141,9 +186,13 @@ impl Report {
         notes
     }
 
-    /// Nothing lost, doubled, skipped or left unsettled (and, with the provider stub, every
-    /// provider effect exactly once).
+    /// Nothing lost, doubled, skipped or left unsettled. For a scenario that may lose
+    /// acknowledged commands ([`Scenario::may_lose_acknowledged`]): nothing doubled or
+    /// skipped; what it lost (and the orders whose lost steps leave them unsettled) is reported.
     pub fn clean(&self) -> bool {
+        if self.scenario.may_lose_acknowledged() {
+            return self.duplicated == 0 && self.skipped == 0;
+        }
         self.lost == 0
             && self.duplicated == 0
             && self.skipped == 0
@@ -232,16 +281,7 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let mut report = Report::new(scenario);
     for _ in 0..rounds {
-        let options = if scenario == Scenario::PaymentOutage {
-            StackOptions {
-                transient_failure_rate: 0.0,
-                http_providers: Some(HttpProviders::default()),
-                ..StackOptions::default()
-            }
-        } else {
-            StackOptions::default()
-        };
-        let mut stack = Stack::start(binaries, &options).await?;
+        let mut stack = Stack::start(binaries, &scenario.stack_options()).await?;
         let result = match scenario {
             Scenario::HotStreams => hot_streams(&mut stack, &mut report).await,
             Scenario::PaymentOutage => payment_outage(&mut stack, load, &mut report).await,
@@ -272,6 +312,7 @@ async fn one_round(
     };
     let third = options.duration / 3;
     tokio::time::sleep(third).await;
+    let mut promotion = None;
     match scenario {
         Scenario::KillGrpc => {
             stack.grpc.kill().await;
@@ -338,9 +379,36 @@ async fn one_round(
             }
             report.notes.push(format!("{kills} kills"));
         }
+        Scenario::Failover | Scenario::FailoverAsync => {
+            promotion = Some(fail_over(stack, Duration::ZERO).await?);
+        }
+        Scenario::FailoverAsyncLagging => {
+            promotion = Some(fail_over(stack, Duration::from_secs(1)).await?);
+        }
         Scenario::HotStreams | Scenario::PaymentOutage => unreachable_scenario()?,
     }
     let load = load.await??;
+    if let Some(promoted) = promotion {
+        let first = load
+            .acknowledged
+            .iter()
+            .filter(|a| a.at >= promoted)
+            .map(|a| a.at)
+            .min();
+        report.notes.push(match first {
+            Some(at) => format!(
+                "first command acknowledged {:.1} s after the promotion",
+                at.duration_since(promoted).as_secs_f64()
+            ),
+            None => "no command acknowledged after the promotion".to_owned(),
+        });
+        report.promotion_to_first_ack_seconds =
+            report
+                .promotion_to_first_ack_seconds
+                .max(first.map_or(f64::INFINITY, |at| {
+                    at.duration_since(promoted).as_secs_f64()
+                }));
+    }
     report.failed_attempts += load.failed_attempts;
     report.slowest_failure_ms = report
         .slowest_failure_ms
@@ -350,11 +418,53 @@ async fn one_round(
         "{} commands were never acknowledged",
         load.abandoned.len()
     );
-    let mut audit = settle_and_audit(stack, &load, Duration::from_secs(120)).await?;
+    // What an asynchronous failover lost never settles: wait for the rest, not for that.
+    let settle = if scenario.may_lose_acknowledged() {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(120)
+    };
+    let mut audit = settle_and_audit(stack, &load, settle).await?;
     audit.add_unsent(unsent_events(stack).await?);
     report.add(&audit);
-    anyhow::ensure!(audit.clean(), "audit failed: {audit:?}");
+    if scenario.may_lose_acknowledged() {
+        report.notes.push(format!(
+            "{} acknowledged orders lost, {} orders left unsettled by lost steps, {} dead letters",
+            audit.lost, audit.unsettled, audit.dead_letters
+        ));
+        anyhow::ensure!(
+            audit.duplicated == 0 && audit.skipped == 0,
+            "audit failed: {audit:?}"
+        );
+    } else {
+        anyhow::ensure!(audit.clean(), "audit failed: {audit:?}");
+    }
     Ok(())
+}
+
+/// Crash the primary (SIGKILL of its postmaster, under load), promote the standby 2 s later
+/// (RDS takes 60-90 s; the services' part is the same), and return when it was promoted. With
+/// a `lag`, the standby stops receiving WAL that long before the crash.
+async fn fail_over(stack: &mut Stack, lag: Duration) -> anyhow::Result<Instant> {
+    let standby = stack
+        .standby
+        .as_ref()
+        .context("the failover scenarios need a stack with a standby")?;
+    let primary = &stack.cluster;
+    if lag.is_zero() {
+        tokio::task::block_in_place(|| primary.kill_postmaster()).map_err(anyhow::Error::msg)?;
+    } else {
+        let receiver = tokio::task::block_in_place(|| standby.pause_wal_receiver())
+            .map_err(anyhow::Error::msg)?;
+        tokio::time::sleep(lag).await;
+        let killed = tokio::task::block_in_place(|| primary.kill_postmaster());
+        tokio::task::block_in_place(|| standby.resume_wal_receiver(receiver))
+            .map_err(anyhow::Error::msg)?;
+        killed.map_err(anyhow::Error::msg)?;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| standby.promote()).map_err(anyhow::Error::msg)?;
+    Ok(Instant::now())
 }
 
 fn unreachable_scenario() -> anyhow::Result<()> {

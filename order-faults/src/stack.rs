@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use order_provider_stub::{FaultPlan, PROVIDERS, Stub, StubOptions};
 use order_testkit::pg::PrivateCluster;
+use order_testkit::replication::{Replication, ServerDir};
 use order_testkit::sqs::{PrivateEmulator, QueuePair, fifo_queue_pair_named};
 use tokio::process::{Child, Command};
 
@@ -110,6 +111,12 @@ impl Service {
     /// The process id, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Set one environment variable for the next start (e.g. a new `DATABASE_URL`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     pub fn running(&mut self) -> bool {
@@ -220,6 +227,13 @@ pub struct StackOptions {
     pub http_providers: Option<HttpProviders>,
     /// More environment for the worker only.
     pub worker_env: Vec<(String, String)>,
+    /// A hot standby of the cluster, streaming as said; every URL then names both servers
+    /// (primary first), so that the services follow a failover.
+    pub standby: Option<Replication>,
+    /// Archive every finished WAL segment of the cluster into a folder of its own
+    /// ([`Stack::archive`]; with commit timestamps kept), for base backups and
+    /// point-in-time recovery.
+    pub archive: bool,
 }
 
 impl Default for StackOptions {
@@ -233,6 +247,8 @@ impl Default for StackOptions {
             extra_env: Vec::new(),
             http_providers: None,
             worker_env: Vec::new(),
+            standby: None,
+            archive: false,
         }
     }
 }
@@ -241,6 +257,10 @@ impl Default for StackOptions {
 #[derive(Debug)]
 pub struct Stack {
     pub cluster: PrivateCluster,
+    /// The standby of [`StackOptions::standby`].
+    pub standby: Option<PrivateCluster>,
+    /// The WAL archive of [`StackOptions::archive`].
+    pub archive: Option<ServerDir>,
     pub emulator: PrivateEmulator,
     pub queue: QueuePair,
     pub queue_name: String,
@@ -259,16 +279,37 @@ impl Stack {
     /// Start everything and wait until every service is ready.
     pub async fn start(binaries: &Binaries, options: &StackOptions) -> anyhow::Result<Self> {
         let password = options.database_password.clone();
-        let cluster = tokio::task::spawn_blocking(move || {
-            let mut cluster = PrivateCluster::start()?;
+        let replication = options.standby;
+        let archive = if options.archive {
+            Some(ServerDir::new().map_err(anyhow::Error::msg)?)
+        } else {
+            None
+        };
+        let conf = archive
+            .as_ref()
+            .map(|a| PrivateCluster::archiving_conf(a.path()))
+            .unwrap_or_default();
+        let (cluster, standby) = tokio::task::spawn_blocking(move || {
+            let mut cluster = PrivateCluster::start_with(&conf)?;
             if let Some(password) = password {
                 cluster.require_password(&password)?;
             }
-            Ok::<_, String>(cluster)
+            let standby = match replication {
+                Some(replication) => Some(cluster.start_standby(replication)?),
+                None => None,
+            };
+            Ok::<_, String>((cluster, standby))
         })
         .await?
         .map_err(anyhow::Error::msg)?;
-        let database_url = cluster.url("orders");
+        let database_url = match &standby {
+            Some(standby) => PrivateCluster::multi_host_url(
+                &[&cluster, standby],
+                "orders",
+                "target_session_attrs=read-write",
+            ),
+            None => cluster.url("orders"),
+        };
         order_store::migrate(&order_store::StoreConfig::new(database_url.clone())).await?;
         let emulator = PrivateEmulator::start().await;
         let queue_name = format!("faults{}", uuid::Uuid::new_v4().simple());
@@ -413,6 +454,8 @@ impl Stack {
         }
         Ok(Self {
             cluster,
+            standby,
+            archive,
             emulator,
             queue,
             queue_name,
@@ -448,6 +491,28 @@ impl Stack {
             self.max_receive_count,
         )
         .await;
+    }
+
+    /// From the next start on, the services use the database `orders` of `cluster`; returns
+    /// the cluster used so far (kept, e.g. for a comparison).
+    pub fn repoint_database(&mut self, cluster: PrivateCluster) -> PrivateCluster {
+        self.database_url = cluster.url("orders");
+        for service in [&mut self.grpc, &mut self.projector] {
+            service.set_env("DATABASE_URL", &self.database_url);
+        }
+        std::mem::replace(&mut self.cluster, cluster)
+    }
+
+    /// From the next start on, the projector and the worker use the FIFO queue pair `name`
+    /// (created empty when new).
+    pub async fn repoint_queue(&mut self, name: &str) {
+        self.queue =
+            fifo_queue_pair_named(&self.emulator.client(), name, self.max_receive_count).await;
+        self.queue_name = name.to_owned();
+        for service in [&mut self.projector, &mut self.worker] {
+            service.set_env("ORDERS_QUEUE_URL", &self.queue.queue_url);
+        }
+        self.worker.set_env("ORDERS_DLQ_URL", &self.queue.dlq_url);
     }
 
     /// Stop every service (gracefully) before the stack is dropped.

@@ -19,6 +19,21 @@ pub struct ServeArgs {
     pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// PostgreSQL URL of a read replica (several hosts allowed). GetOrder, ListOrders and
+    /// GetOrderEvents read there; with min_position a read waits for the replica to replay
+    /// that far (--read-replica-wait-ms), then the primary answers. An unreachable replica is
+    /// replaced by the primary. None: the primary serves every read.
+    #[arg(
+        long = "read-database-url",
+        env = "ORDER_GRPC_READ_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub read_database_url: Option<String>,
+    /// Milliseconds a read with min_position waits for the read replica to reach that
+    /// position (at most half the call's deadline) before the primary answers it.
+    #[arg(long = "read-replica-wait-ms", env = "ORDER_GRPC_READ_REPLICA_WAIT_MS",
+          default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub read_replica_wait_ms: u64,
     /// Bearer tokens callers must present, comma separated, each `name=token` or `token`
     /// (16-512 visible ASCII characters). None = no authentication.
     #[arg(long, env = "ORDER_GRPC_AUTH_TOKENS", hide_env_values = true)]
@@ -95,6 +110,21 @@ impl ServeArgs {
         Ok(Some(
             tonic::transport::ServerTlsConfig::new().identity(identity),
         ))
+    }
+
+    /// The read replica's store settings, when one is configured: the primary's pool and
+    /// timeouts, any server (a replica is read-only), no group commit (it never writes).
+    pub fn read_store_config(&self) -> Option<order_store::StoreConfig> {
+        let url = self.read_database_url.as_ref()?;
+        let mut config = self.database.store_config("order-grpc-read");
+        config.database_url = url.clone();
+        config.server = order_store::ServerRole::Any;
+        config.group_commit_batch = 1;
+        Some(config)
+    }
+
+    pub fn read_replica_wait(&self) -> Duration {
+        Duration::from_millis(self.read_replica_wait_ms)
     }
 
     pub fn default_deadline(&self) -> Duration {

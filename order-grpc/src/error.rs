@@ -8,7 +8,7 @@
 //! | unknown order | NOT_FOUND |
 //! | expected_version mismatch, conflict after re-deciding | ABORTED |
 //! | command id reused for another request | INVALID_ARGUMENT on `command_id` |
-//! | database down, timed out, pool exhausted | UNAVAILABLE |
+//! | database down, timed out, pool exhausted, read-only (a failover under way) | UNAVAILABLE |
 //! | anything else (a defect) | INTERNAL, details only in the log |
 
 use order_domain::order::{OrderError, RuleViolation};

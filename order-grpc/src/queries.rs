@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use order_proto::v1 as pb;
-use order_store::{Cursor, EventListener, EventStore, RecordedEvent};
+use order_store::{Cursor, EventListener, EventStore, Reach, RecordedEvent};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -25,12 +25,62 @@ const POLL: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Queries {
     store: EventStore,
+    /// Where GetOrder, ListOrders and GetOrderEvents read, when not from `store`.
+    replica: Option<Replica>,
     listener: EventListener,
     subscriptions: Arc<Semaphore>,
     per_client: Arc<PerClient>,
     buffer: usize,
     shutdown: watch::Receiver<bool>,
     default_deadline: Duration,
+}
+
+/// A read replica, and how long a read-your-writes call waits for it to catch up.
+#[derive(Debug, Clone)]
+struct Replica {
+    store: EventStore,
+    wait: Duration,
+}
+
+/// How a read that could go to the replica was served.
+#[derive(Debug, Clone, Copy)]
+enum Served {
+    /// By the replica.
+    Replica,
+    /// By the primary: the replica had not reached the call's min_position in time.
+    PrimaryReplicaBehind,
+    /// By the primary: the replica failed (unreachable, timed out, cancelled by recovery).
+    PrimaryReplicaFailed,
+}
+
+impl Served {
+    fn count(self, rpc: &'static str) {
+        let outcome = match self {
+            Self::Replica => "replica",
+            Self::PrimaryReplicaBehind => "primary_replica_behind",
+            Self::PrimaryReplicaFailed => "primary_replica_failed",
+        };
+        metrics::counter!("order_grpc_replica_reads_total", "rpc" => rpc, "outcome" => outcome)
+            .increment(1);
+    }
+}
+
+/// A failed replica read is answered by the primary; say so at most every 10 s.
+fn replica_failed(rpc: &'static str, error: &order_store::Error) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    Served::PrimaryReplicaFailed.count(rpc);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 10
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(%error, rpc, "read replica failed; the primary answers reads");
+    }
 }
 
 /// When the caller wants an answer by: its `grpc-timeout`, else the server's default.
@@ -128,6 +178,7 @@ impl Queries {
     ) -> Self {
         Self {
             store,
+            replica: None,
             listener,
             subscriptions: Arc::new(Semaphore::new(limits.total)),
             per_client: Arc::new(PerClient {
@@ -137,6 +188,79 @@ impl Queries {
             buffer: limits.buffer.max(1),
             shutdown,
             default_deadline,
+        }
+    }
+
+    /// Read GetOrder, ListOrders and GetOrderEvents from `replica`. A call with min_position
+    /// waits up to `wait` (at most half of its remaining deadline) for the replica to reach
+    /// that position, then the primary answers it; a call the replica fails (unreachable,
+    /// timed out) is answered by the primary as well.
+    pub fn with_replica(mut self, replica: EventStore, wait: Duration) -> Self {
+        self.replica = Some(Replica {
+            store: replica,
+            wait,
+        });
+        self
+    }
+
+    /// Until when a read with min_position waits for the replica before the primary takes
+    /// over: the configured wait, and never more than half the time left to the deadline.
+    fn replica_give_up(wait: Duration, deadline: tokio::time::Instant) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        now + wait.min(deadline.saturating_duration_since(now) / 2)
+    }
+
+    /// GetOrder from the replica: `Ok(None)` when it had not reached `min_position` in time.
+    async fn get_order_from_replica(
+        replica: &Replica,
+        order_id: uuid::Uuid,
+        min_position: Option<u64>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Option<pb::Order>>, order_store::Error> {
+        let client = match min_position {
+            Some(position) => {
+                let give_up = Self::replica_give_up(replica.wait, deadline);
+                let reach = Reach::Subscription(read_model::SUBSCRIPTION);
+                match replica
+                    .store
+                    .connection_reaching(position, reach, give_up)
+                    .await?
+                {
+                    Ok(client) => client,
+                    Err(_behind) => return Ok(None),
+                }
+            }
+            None => {
+                replica
+                    .store
+                    .timed(async { Ok(replica.store.pool().get().await?) })
+                    .await?
+            }
+        };
+        replica
+            .store
+            .timed(read_model::get_on(&client, order_id))
+            .await
+            .map(Some)
+    }
+
+    /// An order's events (all of them) from the replica: `Ok(None)` when it had not replayed
+    /// up to `min_position` in time. One connection, so one server, answers.
+    async fn events_from_replica(
+        replica: &Replica,
+        order_id: uuid::Uuid,
+        min_position: Option<u64>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Vec<RecordedEvent>>, order_store::Error> {
+        match min_position {
+            Some(position) => {
+                let give_up = Self::replica_give_up(replica.wait, deadline);
+                replica
+                    .store
+                    .read_stream_reaching(order_id, 0, position, give_up)
+                    .await
+            }
+            None => replica.store.read_stream(order_id, 0).await.map(Some),
         }
     }
 
@@ -207,13 +331,28 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         let order_id = convert::order_id(&request.order_id)
             .map_err(ApiError::from)?
             .as_uuid();
+        let not_found = || ApiError::OrderNotFound(order_id.to_string()).into_status();
+        if let Some(replica) = &self.replica {
+            match Self::get_order_from_replica(replica, order_id, request.min_position, deadline)
+                .await
+            {
+                Ok(Some(order)) => {
+                    Served::Replica.count("GetOrder");
+                    let order = order.ok_or_else(not_found)?;
+                    return Ok(Response::new(pb::GetOrderResponse { order: Some(order) }));
+                }
+                Ok(None) => Served::PrimaryReplicaBehind.count("GetOrder"),
+                Err(error) if error.is_transient() => replica_failed("GetOrder", &error),
+                Err(error) => return Err(ApiError::from(error).into_status()),
+            }
+        }
         if let Some(position) = request.min_position {
             self.wait_for_read_model(position, deadline).await?;
         }
         let order = read_model::get(&self.store, order_id)
             .await
             .map_err(|e| ApiError::from(e).into_status())?
-            .ok_or_else(|| ApiError::OrderNotFound(order_id.to_string()).into_status())?;
+            .ok_or_else(not_found)?;
         Ok(Response::new(pb::GetOrderResponse { order: Some(order) }))
     }
 
@@ -223,6 +362,19 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
         let query =
             read_model::ListQuery::try_from(request.into_inner()).map_err(ApiError::from)?;
+        if let Some(replica) = &self.replica {
+            match read_model::list(&replica.store, &query).await {
+                Ok((orders, next_page_token)) => {
+                    Served::Replica.count("ListOrders");
+                    return Ok(Response::new(pb::ListOrdersResponse {
+                        orders,
+                        next_page_token,
+                    }));
+                }
+                Err(error) if error.is_transient() => replica_failed("ListOrders", &error),
+                Err(error) => return Err(ApiError::from(error).into_status()),
+            }
+        }
         let (orders, next_page_token) = read_model::list(&self.store, &query)
             .await
             .map_err(|e| ApiError::from(e).into_status())?;
@@ -236,16 +388,45 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         &self,
         request: Request<pb::GetOrderEventsRequest>,
     ) -> Result<Response<pb::GetOrderEventsResponse>, Status> {
+        let deadline = deadline_of(&request, self.default_deadline);
         let request = request.into_inner();
         let order_id = convert::order_id(&request.order_id)
             .map_err(ApiError::from)?
             .as_uuid();
-        let events = self.stream(order_id, request.after_version).await?;
-        if events.is_empty()
-            && (request.after_version == 0 || self.stream(order_id, 0).await?.is_empty())
-        {
-            return Err(ApiError::OrderNotFound(order_id.to_string()).into());
+        let mut from_replica = None;
+        if let Some(replica) = &self.replica {
+            match Self::events_from_replica(replica, order_id, request.min_position, deadline).await
+            {
+                Ok(Some(all)) => {
+                    Served::Replica.count("GetOrderEvents");
+                    from_replica = Some(all);
+                }
+                Ok(None) => Served::PrimaryReplicaBehind.count("GetOrderEvents"),
+                Err(error) if error.is_transient() => replica_failed("GetOrderEvents", &error),
+                Err(error) => return Err(ApiError::from(error).into_status()),
+            }
         }
+        let events = match from_replica {
+            // The whole stream, read on one connection: whether the order exists and what
+            // follows after_version come from the same state.
+            Some(all) if all.is_empty() => {
+                return Err(ApiError::OrderNotFound(order_id.to_string()).into());
+            }
+            Some(all) => all
+                .into_iter()
+                .filter(|e| e.stream_version > request.after_version)
+                .collect(),
+            None => {
+                // The primary holds every committed event, min_position included.
+                let events = self.stream(order_id, request.after_version).await?;
+                if events.is_empty()
+                    && (request.after_version == 0 || self.stream(order_id, 0).await?.is_empty())
+                {
+                    return Err(ApiError::OrderNotFound(order_id.to_string()).into());
+                }
+                events
+            }
+        };
         let events = events
             .iter()
             .map(event_pb)

@@ -49,17 +49,26 @@ pub async fn get(
     store
         .timed(async {
             let client = store.pool().get().await?;
-            let statement = client
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM orders.order_summaries WHERE order_id = $1"
-                ))
-                .await?;
-            match client.query_opt(&statement, &[&order_id]).await? {
-                Some(row) => Ok(Some(order(&row)?)),
-                None => Ok(None),
-            }
+            get_on(&client, order_id).await
         })
         .await
+}
+
+/// One order from the read model, on this connection (see
+/// [`EventStore::connection_reaching`]).
+pub async fn get_on(
+    client: &order_store::deadpool_postgres::Object,
+    order_id: Uuid,
+) -> Result<Option<pb::Order>, order_store::Error> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM orders.order_summaries WHERE order_id = $1"
+        ))
+        .await?;
+    match client.query_opt(&statement, &[&order_id]).await? {
+        Some(row) => Ok(Some(order(&row)?)),
+        None => Ok(None),
+    }
 }
 
 /// Where a page starts: after this (placed_at, order_id) in newest-first order.

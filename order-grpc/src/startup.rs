@@ -33,6 +33,8 @@ pub struct App {
     grpc_addr: SocketAddr,
     admin: AdminServer,
     store: EventStore,
+    /// The read replica's store, when one is configured.
+    read_store: Option<EventStore>,
     events: EventListener,
     health: HealthReporter,
     health_service: HealthServer<HealthService>,
@@ -53,6 +55,13 @@ impl App {
     /// Validate the settings, connect lazily to the database, bind both ports.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
         let store = EventStore::new(args.database.store_config("order-grpc"))?;
+        let read_store = match args.read_store_config() {
+            Some(config) => Some(
+                EventStore::new(config)
+                    .map_err(|e| anyhow::anyhow!("ORDER_GRPC_READ_DATABASE_URL: {e}"))?,
+            ),
+            None => None,
+        };
         let events = EventListener::start(store.config().clone());
         let listener = TcpListener::bind(args.grpc_addr).await?;
         let grpc_addr = listener.local_addr()?;
@@ -72,6 +81,7 @@ impl App {
             grpc_addr,
             admin,
             store,
+            read_store,
             events,
             health,
             health_service,
@@ -98,7 +108,7 @@ impl App {
         let commands = OrderServiceServer::new(Commands::new(handler))
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
-        let queries = OrderQueryServiceServer::new(Queries::new(
+        let mut queries = Queries::new(
             self.store.clone(),
             self.events.clone(),
             crate::queries::SubscriptionLimits {
@@ -108,9 +118,14 @@ impl App {
             },
             self.shutdown.subscribe(),
             args.default_deadline(),
-        ))
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
+        );
+        if let Some(read_store) = self.read_store.clone() {
+            tracing::info!(wait = ?args.read_replica_wait(), "reads go to the read replica");
+            queries = queries.with_replica(read_store, args.read_replica_wait());
+        }
+        let queries = OrderQueryServiceServer::new(queries)
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(order_proto::FILE_DESCRIPTOR_SET)

@@ -1,4 +1,5 @@
-//! Connecting: pool settings, server-side timeouts, TLS.
+//! Connecting: pool settings, server-side timeouts, TLS, and which server of a multi-host URL
+//! to use.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,11 +10,27 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::Error;
 
+/// Which server of the URL a connection may be opened to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRole {
+    /// Only a server that takes writes: tokio-postgres's `target_session_attrs=read-write`,
+    /// which tries the URL's hosts in order and skips a read-only one (a standby). With
+    /// `postgres://u:p@a:5432,b:5432/db`, the connection goes to whichever of `a` and `b` is
+    /// the primary now. The default: the store writes.
+    Primary,
+    /// Any server that answers, a read replica included (`target_session_attrs=any`).
+    Any,
+}
+
 /// How the store connects. Defaults suit one service instance on a small database.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// `postgres://user:password@host:port/database?sslmode=...`
+    /// `postgres://user:password@host:port/database?sslmode=...`; several hosts for a primary
+    /// and its standbys: `postgres://user:password@a:5432,b:5432/database` (or the key-value
+    /// form `host=a,b port=5432,5432 ...`).
     pub database_url: String,
+    /// Which server the connections go to. A `target_session_attrs` in the URL wins.
+    pub server: ServerRole,
     /// Most connections held at once.
     pub pool_size: usize,
     /// How long a caller waits for a free connection before the store reports the database
@@ -38,9 +55,11 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// The defaults for `database_url` (a primary).
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
             database_url: database_url.into(),
+            server: ServerRole::Primary,
             pool_size: 16,
             pool_wait_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(5),
@@ -71,10 +90,32 @@ impl StoreConfig {
             .map_err(|e: tokio_postgres::Error| {
                 Error::InvalidInput(format!("invalid database URL: {e}"))
             })?;
+        let (hosts, ports) = (config.get_hosts().len(), config.get_ports().len());
+        if hosts == 0 && config.get_hostaddrs().is_empty() {
+            return Err(Error::InvalidInput(
+                "invalid database URL: it names no host".into(),
+            ));
+        }
+        if ports > 1 && ports != hosts {
+            return Err(Error::InvalidInput(format!(
+                "invalid database URL: {hosts} hosts but {ports} ports (give one port, or one per host)"
+            )));
+        }
         config.application_name(&self.application_name);
         config.connect_timeout(self.connect_timeout);
+        if self.server == ServerRole::Primary && !self.database_url.contains("target_session_attrs")
+        {
+            config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+        }
+        // A server that vanished without closing its connections (a crashed host, a network
+        // partition) is noticed by the kernel: an idle connection after 10 + 3 x 2 s of
+        // unanswered keepalives, one with unacknowledged data after TCP_USER_TIMEOUT. The pool
+        // then drops it at its next checkout instead of handing out a dead connection.
         config.keepalives(true);
-        config.keepalives_idle(Duration::from_secs(30));
+        config.keepalives_idle(Duration::from_secs(10));
+        config.keepalives_interval(Duration::from_secs(2));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(self.connect_timeout.max(Duration::from_secs(10)));
         let mut options = config.get_options().unwrap_or_default().to_owned();
         for (name, value) in [
             ("statement_timeout", self.statement_timeout),
@@ -124,6 +165,8 @@ impl StoreConfig {
     }
 
     /// A connection pool. Connections are opened lazily; nothing here touches the network.
+    /// A connection opened before its server turned read-only, began shutting down or stopped
+    /// answering is replaced at its next checkout (see the `recycle` module).
     pub fn pool(&self) -> Result<Pool, Error> {
         let manager = Manager::from_config(
             self.pg_config()?,
@@ -139,6 +182,7 @@ impl StoreConfig {
             .wait_timeout(Some(self.pool_wait_timeout))
             .create_timeout(Some(self.connect_timeout))
             .recycle_timeout(Some(self.connect_timeout))
+            .pre_recycle(crate::recycle::pre_recycle_hook())
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::InvalidInput(format!("connection pool: {e}")))
@@ -177,6 +221,9 @@ fn rustls_sslmode(url: &str) -> std::borrow::Cow<'_, str> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL connection URL (postgres://user:password@host:port/database?sslmode=...).
+    /// Several hosts (postgres://user:password@a:5432,b:5432/database) for a primary and its
+    /// standbys: connections go to whichever takes writes (target_session_attrs=read-write
+    /// unless the URL says otherwise).
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
     /// Most database connections held at once.
@@ -232,6 +279,7 @@ impl DatabaseArgs {
     pub fn store_config(&self, application_name: &str) -> StoreConfig {
         StoreConfig {
             database_url: self.database_url.clone(),
+            server: ServerRole::Primary,
             pool_size: usize::from(self.pool_size),
             pool_wait_timeout: Duration::from_millis(self.pool_wait_ms),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
@@ -248,6 +296,70 @@ impl DatabaseArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_postgres::config::{Host, TargetSessionAttrs};
+
+    #[test]
+    fn multi_host_urls_name_every_server_and_a_writer_asks_for_the_primary() {
+        for url in [
+            "postgres://u:p@db-a.example.com:5432,db-b.example.com:5433/orders",
+            "host=db-a.example.com,db-b.example.com port=5432,5433 user=u password=p dbname=orders",
+        ] {
+            let config = StoreConfig::new(url).pg_config().unwrap();
+            assert_eq!(
+                config.get_hosts(),
+                [
+                    Host::Tcp("db-a.example.com".into()),
+                    Host::Tcp("db-b.example.com".into())
+                ],
+                "{url}"
+            );
+            assert_eq!(config.get_ports(), [5432, 5433], "{url}");
+            assert_eq!(
+                config.get_target_session_attrs(),
+                TargetSessionAttrs::ReadWrite,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_replica_pool_takes_any_server_and_the_url_has_the_last_word() {
+        let mut replica = StoreConfig::new("postgres://u:p@replica.example.com/orders");
+        replica.server = ServerRole::Any;
+        assert_eq!(
+            replica.pg_config().unwrap().get_target_session_attrs(),
+            TargetSessionAttrs::Any
+        );
+        let explicit = StoreConfig::new("postgres://u:p@a,b/orders?target_session_attrs=any");
+        assert_eq!(
+            explicit.pg_config().unwrap().get_target_session_attrs(),
+            TargetSessionAttrs::Any
+        );
+        let mut read_only =
+            StoreConfig::new("postgres://u:p@a,b/orders?target_session_attrs=read-only");
+        read_only.server = ServerRole::Primary;
+        assert_eq!(
+            read_only.pg_config().unwrap().get_target_session_attrs(),
+            TargetSessionAttrs::ReadOnly
+        );
+    }
+
+    #[test]
+    fn a_bad_multi_host_url_is_an_invalid_input_naming_the_url() {
+        for url in [
+            "postgres://u:p@a:5432,b:5432,c:5432/orders?target_session_attrs=sometimes",
+            "host=a,b port=1,2,3 user=u",
+        ] {
+            // tokio-postgres would find the port count wrong only when connecting: the
+            // settings must be refused before anything starts.
+            match StoreConfig::new(url).pg_config() {
+                Err(Error::InvalidInput(message)) => {
+                    assert!(message.starts_with("invalid database URL"), "{message}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn verify_full_urls_are_accepted_and_mean_tls_required() {

@@ -89,21 +89,42 @@ impl Error {
     }
 }
 
+/// A server error is turned into the store's error here, and one that reveals a changed
+/// server (read-only now, or shutting down) also marks every pooled connection opened before it
+/// for replacement (`crate::recycle`): a write must never be sent again to a server that
+/// refused one.
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
+        use crate::recycle::{Reason, discard_connections_opened_before_now};
         let Some(db) = error.as_db_error() else {
-            // No server error: the connection broke, could not be made, or timed out.
-            return Self::Unavailable(error.to_string());
+            // No server error: the connection broke, could not be made (refused, no server of
+            // the URL takes writes), or timed out. The cause says which.
+            let mut message = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            return Self::Unavailable(message);
         };
         let code = db.code().code();
         match code {
             sqlstate::QUERY_CANCELED | sqlstate::LOCK_NOT_AVAILABLE => Self::Timeout,
-            sqlstate::ADMIN_SHUTDOWN
-            | sqlstate::CRASH_SHUTDOWN
-            | sqlstate::CANNOT_CONNECT_NOW
-            | sqlstate::TOO_MANY_CONNECTIONS
-            | sqlstate::IDLE_IN_TRANSACTION_TIMEOUT
-            | sqlstate::READ_ONLY_TRANSACTION => Self::Unavailable(db.message().to_owned()),
+            sqlstate::READ_ONLY_TRANSACTION => {
+                discard_connections_opened_before_now(Reason::ReadOnly);
+                Self::Unavailable(format!(
+                    "the server does not take writes now: {}",
+                    db.message()
+                ))
+            }
+            sqlstate::ADMIN_SHUTDOWN | sqlstate::CRASH_SHUTDOWN | sqlstate::CANNOT_CONNECT_NOW => {
+                discard_connections_opened_before_now(Reason::ShuttingDown);
+                Self::Unavailable(db.message().to_owned())
+            }
+            sqlstate::TOO_MANY_CONNECTIONS | sqlstate::IDLE_IN_TRANSACTION_TIMEOUT => {
+                Self::Unavailable(db.message().to_owned())
+            }
             sqlstate::SERIALIZATION_FAILURE | sqlstate::DEADLOCK_DETECTED => {
                 Self::Unavailable(format!("transient conflict: {}", db.message()))
             }

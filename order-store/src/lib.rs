@@ -10,6 +10,10 @@
 //!   then position, fenced at the oldest transaction still in flight), so that no subscriber
 //!   ever skips an event that commits late.
 //! - [`migrate()`]: the SQL migrations, under an advisory lock.
+//! - Failover: a multi-host URL names a primary and its standbys; connections go to whichever
+//!   takes writes, and a connection opened before its server turned read-only or shut down is
+//!   replaced ([`StoreConfig::server`]). Reads from a replica that must not go back in time
+//!   check and read on one connection ([`EventStore::connection_reaching`]).
 //!
 //! Errors are typed ([`Error`]); SQLSTATEs are mapped by named constants ([`sqlstate`]).
 
@@ -22,6 +26,8 @@ mod handler;
 mod listen;
 pub mod migrate;
 mod probe;
+mod recycle;
+mod replica;
 mod store;
 pub mod subscription;
 mod xid;
@@ -32,7 +38,7 @@ pub use append::{
 };
 #[cfg(feature = "cli")]
 pub use config::DatabaseArgs;
-pub use config::StoreConfig;
+pub use config::{ServerRole, StoreConfig};
 pub use error::{Error, sqlstate};
 pub use event::{
     MAX_APPEND_BYTES, MAX_EVENT_TYPE_LEN, MAX_EVENTS_PER_APPEND, MAX_PAYLOAD_BYTES, NewEvent,
@@ -44,6 +50,7 @@ pub use handler::{
 pub use listen::EventListener;
 pub use migrate::migrate;
 pub use probe::ReadinessProbe;
+pub use replica::Reach;
 pub use store::{CommandRecord, EventStore, NOTIFY_CHANNEL};
 pub use subscription::{Lease, SubscriptionState, advance_checkpoint};
 pub use xid::{Cursor, CursorParseError, Xid8};

@@ -64,6 +64,7 @@ async fn listen_once(
     sender: &watch::Sender<u64>,
 ) -> Result<(), crate::error::Error> {
     let pg_config = config.pg_config()?;
+    let opened = std::time::Instant::now();
     let (client, mut connection) = pg_config.connect(config.tls()?).await?;
     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
     let statement = format!("LISTEN {NOTIFY_CHANNEL}");
@@ -81,6 +82,9 @@ async fn listen_once(
         }
     }
     sender.send_modify(|n| *n += 1);
+    // A connection to a server that has since stopped being the primary hears nothing the new
+    // one sends: listen again once the store noticed the change (`crate::recycle`).
+    let mut stale_check = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             message = messages.next() => match message {
@@ -89,6 +93,13 @@ async fn listen_once(
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(crate::error::Error::Unavailable("connection closed".into())),
             },
+            _ = stale_check.tick() => {
+                if crate::recycle::is_stale(opened) {
+                    return Err(crate::error::Error::Unavailable(
+                        "the database server changed".into(),
+                    ));
+                }
+            }
             () = sender.closed() => return Ok(()),
         }
     }

@@ -10,6 +10,8 @@ use crate::config::StoreConfig;
 pub struct ReadinessProbe {
     config: StoreConfig,
     client: Option<tokio_postgres::Client>,
+    /// When `client` was opened: a connection opened before the server changed is replaced.
+    opened: std::time::Instant,
 }
 
 impl ReadinessProbe {
@@ -17,6 +19,7 @@ impl ReadinessProbe {
         Self {
             config,
             client: None,
+            opened: std::time::Instant::now(),
         }
     }
 
@@ -26,7 +29,9 @@ impl ReadinessProbe {
             .client
             .as_ref()
             .is_none_or(tokio_postgres::Client::is_closed)
+            || crate::recycle::is_stale(self.opened)
         {
+            self.opened = std::time::Instant::now();
             let connect = tokio::time::timeout(self.config.connect_timeout, self.config.connect());
             self.client = match connect.await {
                 Ok(Ok(client)) => Some(client),

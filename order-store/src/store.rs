@@ -103,7 +103,14 @@ impl EventStore {
     {
         match tokio::time::timeout(self.inner.config.call_timeout(), call).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout),
+            Err(_) => {
+                // No answer at all: the server is gone or cut off; do not hand out its other
+                // connections either.
+                crate::recycle::discard_connections_opened_before_now(
+                    crate::recycle::Reason::NoAnswer,
+                );
+                Err(Error::Timeout)
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 //! naming the command that starts it; nothing is skipped silently.
 
 pub mod pg;
+pub mod replication;
 pub mod settings;
 pub mod sqs;
 

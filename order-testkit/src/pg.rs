@@ -263,11 +263,11 @@ mod tests {
 /// deleted on drop.
 #[derive(Debug)]
 pub struct PrivateCluster {
-    dir: std::path::PathBuf,
-    port: u16,
-    bin: std::path::PathBuf,
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) port: u16,
+    pub(crate) bin: std::path::PathBuf,
     /// The superuser's password, once [`PrivateCluster::require_password`] was called.
-    password: Option<String>,
+    pub(crate) password: Option<String>,
 }
 
 /// How to restart a cluster.
@@ -279,7 +279,10 @@ pub enum StopMode {
     Immediate,
 }
 
-fn as_postgres(program: &std::path::Path, args: &[&str]) -> Result<std::process::Output, String> {
+pub(crate) fn as_postgres(
+    program: &std::path::Path,
+    args: &[&str],
+) -> Result<std::process::Output, String> {
     let mut command = if nix_is_root() {
         let mut c = std::process::Command::new("runuser");
         // From /: postgres may not enter the test's folder (a checkout in a home directory).
@@ -299,7 +302,7 @@ fn as_postgres(program: &std::path::Path, args: &[&str]) -> Result<std::process:
 /// The folder that holds private clusters: the temporary folder, unless the server's user
 /// (`postgres`, when the tests run as root) cannot enter it (`TMPDIR` inside a home directory
 /// only its owner may enter); then `/var/tmp`.
-fn cluster_base() -> std::path::PathBuf {
+pub(crate) fn cluster_base() -> std::path::PathBuf {
     let temp = std::env::temp_dir();
     if !nix_is_root() {
         return temp;
@@ -316,7 +319,7 @@ fn cluster_base() -> std::path::PathBuf {
     }
 }
 
-fn nix_is_root() -> bool {
+pub(crate) fn nix_is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -328,6 +331,11 @@ impl PrivateCluster {
     /// Create and start a cluster with a database `orders` (trust authentication, loopback
     /// only).
     pub fn start() -> Result<Self, String> {
+        Self::start_with("")
+    }
+
+    /// [`PrivateCluster::start`] with more `postgresql.conf` lines (e.g. WAL archiving).
+    pub fn start_with(extra_conf: &str) -> Result<Self, String> {
         let bin = std::path::PathBuf::from(
             std::env::var("ORDER_PG_BIN")
                 .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned()),
@@ -375,7 +383,7 @@ impl PrivateCluster {
             password: None,
         };
         let conf = format!(
-            "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nmax_connections = 200\nshared_buffers = 128MB\n",
+            "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nmax_connections = 200\nshared_buffers = 128MB\n{extra_conf}\n",
             cluster.dir.to_string_lossy()
         );
         std::fs::OpenOptions::new()
@@ -398,7 +406,7 @@ impl PrivateCluster {
         Ok(cluster)
     }
 
-    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+    pub(crate) fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
         let data = self.dir.join("data").to_string_lossy().into_owned();
         let log = self.dir.join("postgres.log").to_string_lossy().into_owned();
         let mut all = vec!["-D", data.as_str(), "-l", log.as_str()];
@@ -477,7 +485,7 @@ impl PrivateCluster {
     }
 
     /// Every process of the cluster (postmaster and its children).
-    fn pids(&self) -> Vec<String> {
+    pub(crate) fn pids(&self) -> Vec<String> {
         let pid_file = self.dir.join("data/postmaster.pid");
         let Some(main) = std::fs::read_to_string(pid_file)
             .ok()

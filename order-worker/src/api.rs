@@ -126,15 +126,18 @@ impl OrderApi {
         request
     }
 
-    /// The order's whole history, from the log.
+    /// The order's whole history, from the log, at least up to the event at `min_position`
+    /// (read-your-writes when order-grpc reads from a replica).
     pub async fn order_log(
         &self,
         order_id: Uuid,
+        min_position: u64,
         context: &CallContext,
     ) -> Result<OrderLog, Status> {
         let request = pb::GetOrderEventsRequest {
             order_id: order_id.to_string(),
             after_version: 0,
+            min_position: Some(min_position),
         };
         let response = self
             .queries

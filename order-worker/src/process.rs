@@ -143,7 +143,8 @@ pub struct Processor {
 }
 
 enum StepEnd {
-    Sent(&'static str),
+    /// The command sent, and the global position its response reported.
+    Sent(&'static str, u64),
     Obsolete,
     Failed(Outcome),
 }
@@ -174,7 +175,10 @@ impl Processor {
         if !saga::triggers(&event.event_type) {
             return Outcome::Ignored;
         }
-        let log = match self.read_log(event.subject, context).await {
+        // The newest position this message knows of: the log read must hold at least that
+        // (order-grpc may read from a replica that lags).
+        let mut known = event.globalposition;
+        let log = match self.read_log(event.subject, known, context).await {
             Ok(log) => log,
             Err(outcome) => return outcome,
         };
@@ -206,7 +210,7 @@ impl Processor {
         for step in &steps {
             let current = match log.take() {
                 Some(log) => log,
-                None => match self.read_log(event.subject, context).await {
+                None => match self.read_log(event.subject, known, context).await {
                     Ok(log) => log,
                     Err(outcome) => return outcome,
                 },
@@ -215,7 +219,10 @@ impl Processor {
                 .run_step(step, event.subject, event.id, &trigger, current, context)
                 .await
             {
-                StepEnd::Sent(command) => commands.push(command),
+                StepEnd::Sent(command, position) => {
+                    known = known.max(position);
+                    commands.push(command);
+                }
                 StepEnd::Obsolete => {}
                 StepEnd::Failed(outcome) => return outcome,
             }
@@ -227,8 +234,13 @@ impl Processor {
         }
     }
 
-    async fn read_log(&self, order_id: Uuid, context: &CallContext) -> Result<OrderLog, Outcome> {
-        match self.api.order_log(order_id, context).await {
+    async fn read_log(
+        &self,
+        order_id: Uuid,
+        min_position: u64,
+        context: &CallContext,
+    ) -> Result<OrderLog, Outcome> {
+        match self.api.order_log(order_id, min_position, context).await {
             Ok(log) => Ok(log),
             Err(status) => Err(match classify(status.code()) {
                 Class::Permanent => Outcome::dead(
@@ -279,7 +291,7 @@ impl Processor {
                         duplicate = response.duplicate,
                         "saga step done"
                     );
-                    return StepEnd::Sent(command.name());
+                    return StepEnd::Sent(command.name(), response.global_position);
                 }
                 Err(status) => status,
             };
@@ -288,7 +300,8 @@ impl Processor {
                 Class::Transient => Verdict::Retry,
                 Class::Permanent => Verdict::DeadLetter,
                 Class::DependsOnState => {
-                    log = match self.read_log(order_id, context).await {
+                    // At least as new as the log the decision was made on.
+                    log = match self.read_log(order_id, log.last_position(), context).await {
                         Ok(log) => log,
                         Err(outcome) => return StepEnd::Failed(outcome),
                     };

@@ -228,6 +228,12 @@ impl OrderLog {
         self.events.last().map_or(0, |e| e.stream_version)
     }
 
+    /// The global position of the last event (0 for an empty log): a later read of the log
+    /// asks for at least this much (`min_position`).
+    pub fn last_position(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.global_position)
+    }
+
     /// The current status, folded from the event types.
     pub fn status(&self) -> Option<pb::OrderStatus> {
         self.events

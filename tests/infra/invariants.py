@@ -286,12 +286,19 @@ def check_database(tree: Tree) -> list[str]:
             problems.append(f"{rel}: RDS {db.name} may be publicly accessible")
         if b.get("storage_encrypted") is not True or not b.get("kms_key_id"):
             problems.append(f"{rel}: RDS {db.name} storage not encrypted with the KMS key")
-        if b.get("manage_master_user_password") is not True:
-            problems.append(f"{rel}: RDS {db.name} master password not managed in Secrets Manager")
         if b.get("deletion_protection") != "${var.deletion_protection}":
             problems.append(f"{rel}: RDS {db.name} deletion protection not driven by var.deletion_protection")
-        if not b.get("backup_retention_period"):
-            problems.append(f"{rel}: RDS {db.name} has no automated backups")
+        if "replicate_source_db" in b:
+            # A read replica: its users, passwords and backups are the primary's.
+            if "${aws_db_instance.this." not in str(b.get("replicate_source_db")):
+                problems.append(f"{rel}: RDS replica {db.name} does not replicate the module's primary")
+            if b.get("vpc_security_group_ids") != ["${aws_security_group.db.id}"]:
+                problems.append(f"{rel}: RDS replica {db.name} not behind the database security group")
+        else:
+            if b.get("manage_master_user_password") is not True:
+                problems.append(f"{rel}: RDS {db.name} master password not managed in Secrets Manager")
+            if not b.get("backup_retention_period"):
+                problems.append(f"{rel}: RDS {db.name} has no automated backups")
         if b.get("performance_insights_enabled") is not True:
             problems.append(f"{rel}: RDS {db.name} without Performance Insights")
     params = tree["modules/database"].get("resource", "aws_db_parameter_group", "this").text()

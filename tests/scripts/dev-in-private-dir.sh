@@ -2,13 +2,14 @@
 # scripts/dev from a checkout that only its owner may enter, as a home directory is (issue 19,
 # item 5): a clone inside a mode-0700 folder starts PostgreSQL and the SQS emulator, answers a
 # query through the settings it wrote, survives `up` twice, `down` and `up` again with its data,
-# and `reset` leaves nothing behind. scripts/check runs it.
+# starts a synchronous hot standby (`up --standby`) and stops it without leaving the primary
+# waiting for it, and `reset` leaves nothing behind. scripts/check runs it.
 #
 #   tests/scripts/dev-in-private-dir.sh [--rev REV]
 #
 # The clone is of this checkout's HEAD with the working tree's changes laid over it, or of REV
-# (`--rev main`: show what an older scripts/dev does). Ports: ORDER_TEST_PG_PORT and
-# ORDER_TEST_SQS_PORT (default: free ports chosen now). Whatever it started is stopped and
+# (`--rev main`: show what an older scripts/dev does). Ports: ORDER_TEST_PG_PORT,
+# ORDER_TEST_PG_STANDBY_PORT and ORDER_TEST_SQS_PORT (default: free ports chosen now). Whatever it started is stopped and
 # deleted on exit, pass or fail.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -16,7 +17,7 @@ REV=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rev) REV="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: tests/scripts/dev-in-private-dir.sh [--rev REV]" >&2; exit 2 ;;
   esac
 done
@@ -31,6 +32,7 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 PG_PORT="${ORDER_TEST_PG_PORT:-$(free_port)}"
 SQS_PORT="${ORDER_TEST_SQS_PORT:-$(free_port)}"
+STANDBY_PORT="${ORDER_TEST_PG_STANDBY_PORT:-$(free_port)}"
 [ "$PG_PORT" != "$SQS_PORT" ] || fail "the PostgreSQL and SQS test ports are the same ($PG_PORT)"
 
 PRIVATE="$(mktemp -d "${TMPDIR:-/tmp}/order-ledger-home.XXXXXX")"
@@ -44,7 +46,7 @@ STATE=""
 dev() {
   (cd "$CLONE" &&
     env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR ORDER_PG_PORT="$PG_PORT" ORDER_SQS_PORT="$SQS_PORT" \
-      scripts/dev "$@")
+      ORDER_PG_STANDBY_PORT="$STANDBY_PORT" scripts/dev "$@")
 }
 
 # A process whose pid file is $1, if it is still the program $2.
@@ -159,6 +161,39 @@ say "scripts/dev up after down (the data stays)"
 dev up >"$OUT" 2>&1 || { tail -n 20 "$OUT" >&2; fail "scripts/dev up after down failed"; }
 [ "$(query ORDER_PG_ADMIN_URL 'SELECT n FROM kept')" = 42 ] || fail "the data did not survive down and up"
 
+say "scripts/dev up --standby"
+dev up --standby >"$OUT" 2>&1 || { tail -n 20 "$OUT" >&2; fail "scripts/dev up --standby failed"; }
+dev status >"$OUT" 2>&1
+grep -q "^standby: *running on 127.0.0.1:$STANDBY_PORT" "$OUT" || { cat "$OUT" >&2; fail "scripts/dev status does not show the standby"; }
+grep -q '^replication: streaming, sync; replay lag [0-9]* bytes' "$OUT" \
+  || { cat "$OUT" >&2; fail "scripts/dev status does not show synchronous streaming with its lag"; }
+[ "$(query ORDER_GRPC_READ_DATABASE_URL 'SELECT pg_is_in_recovery()')" = t ] \
+  || fail "ORDER_GRPC_READ_DATABASE_URL does not lead to the standby"
+[ "$(query ORDER_GRPC_READ_DATABASE_URL 'SELECT current_user')" = order_grpc ] \
+  || fail "ORDER_GRPC_READ_DATABASE_URL does not log in as order_grpc on the standby"
+on_standby="$(
+  # shellcheck disable=SC1091
+  . "$CLONE/.dev/env"
+  psql "${ORDER_PG_ADMIN_URL/:$PG_PORT\//:$STANDBY_PORT/}" -XAtqc 'SELECT n FROM kept'
+)" || true
+[ "$on_standby" = 42 ] || fail "the standby lacks the primary's data"
+grep -q "ORDER_GRPC_DATABASE_URL='postgres://order_grpc:[0-9a-f]*@127.0.0.1:$PG_PORT,127.0.0.1:$STANDBY_PORT/" "$CLONE/.dev/env" \
+  || fail "ORDER_GRPC_DATABASE_URL does not name the primary and the standby"
+[ "$(query ORDER_PG_ADMIN_URL 'SHOW synchronous_standby_names')" = order_standby ] \
+  || fail "the primary does not wait for the standby"
+
+say "scripts/dev down standby: the primary no longer waits for it"
+dev down standby >"$OUT" 2>&1 || { tail -n 20 "$OUT" >&2; fail "scripts/dev down standby failed"; }
+! listening "$STANDBY_PORT" || fail "the standby still listens on $STANDBY_PORT after down standby"
+[ "$(query ORDER_PG_ADMIN_URL 'SHOW synchronous_standby_names')" = "" ] \
+  || fail "the primary still names a synchronous standby that is down: every commit would hang"
+committed="$(
+  # shellcheck disable=SC1091
+  . "$CLONE/.dev/env"
+  timeout 20 psql "$ORDER_PG_ADMIN_URL" -XAtqc 'INSERT INTO kept VALUES (43) RETURNING n'
+)" || true
+[ "$committed" = 43 ] || fail "a commit does not go through with the standby down"
+
 say "scripts/dev reset"
 dev reset >"$OUT" 2>&1 || { tail -n 20 "$OUT" >&2; fail "scripts/dev reset failed"; }
 [ ! -e "$STATE" ] || fail "scripts/dev reset left $STATE"
@@ -167,4 +202,4 @@ dev reset >"$OUT" 2>&1 || { tail -n 20 "$OUT" >&2; fail "scripts/dev reset faile
 dev status >"$OUT" 2>&1
 grep -q '^postgresql: stopped' "$OUT" || { cat "$OUT" >&2; fail "scripts/dev status after reset does not say stopped"; }
 
-say "ok: up, up, down, up, reset from a clone inside a mode-700 folder"
+say "ok: up, up, down, up, up --standby, down standby, reset from a clone inside a mode-700 folder"

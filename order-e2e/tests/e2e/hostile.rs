@@ -83,6 +83,7 @@ async fn hostile_text_is_stored_and_returned_verbatim() {
             .get_order_events(pb::GetOrderEventsRequest {
                 order_id: order.clone(),
                 after_version: 0,
+                min_position: None,
             })
             .await
             .unwrap()

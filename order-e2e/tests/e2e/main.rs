@@ -6,4 +6,5 @@
 mod hostile;
 mod python_client;
 mod read_your_writes;
+mod replica;
 mod support;

@@ -102,3 +102,29 @@ async fn the_sqs_audit_finds_events_sqs_never_received() {
     assert_eq!(unsent_events(&mut stack).await.unwrap(), events as usize);
     stack.stop().await;
 }
+
+/// The primary crashes under load (SIGKILL of its postmaster) and its synchronous standby is
+/// promoted 2 s later: the services, which name both servers, find the new primary by
+/// themselves; nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_the_synchronous_standby_mid_load() {
+    let load = LoadOptions {
+        rate: 15,
+        duration: Duration::from_secs(9),
+        ..LoadOptions::default()
+    };
+    let report = scenarios::run(Scenario::Failover, &crate::binaries(), 1, &load)
+        .await
+        .unwrap();
+    assert!(report.clean(), "{report:?}");
+    assert_eq!(report.lost, 0, "{report:?}");
+    assert!(report.acknowledged > 0);
+    assert!(
+        report.failed_attempts > 0,
+        "the crash was felt by the clients: {report:?}"
+    );
+    assert!(
+        report.promotion_to_first_ack_seconds.is_finite(),
+        "commands were acknowledged after the promotion: {report:?}"
+    );
+}

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod faults;
+mod restore_drill;
 mod saga;
 mod telemetry;
 

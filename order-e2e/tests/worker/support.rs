@@ -114,6 +114,7 @@ impl Stack {
             .get_order_events(pb::GetOrderEventsRequest {
                 order_id: order_id.to_owned(),
                 after_version: 0,
+                min_position: None,
             })
             .await
             .unwrap()
@@ -127,6 +128,7 @@ impl Stack {
             .get_order_events(pb::GetOrderEventsRequest {
                 order_id: order_id.to_owned(),
                 after_version: 0,
+                min_position: None,
             })
             .await
             .unwrap()

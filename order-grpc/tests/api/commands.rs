@@ -138,6 +138,7 @@ async fn an_order_goes_from_placement_to_completion() {
         .get_order_events(pb::GetOrderEventsRequest {
             order_id: o(),
             after_version: 0,
+            min_position: None,
         })
         .await
         .unwrap()
@@ -398,6 +399,7 @@ async fn commands_and_queries_on_an_unknown_order_are_not_found() {
         .get_order_events(pb::GetOrderEventsRequest {
             order_id: unknown,
             after_version: 0,
+            min_position: None,
         })
         .await
         .unwrap_err();
@@ -453,6 +455,7 @@ async fn the_correlation_id_is_echoed_and_recorded_or_generated() {
         .get_order_events(pb::GetOrderEventsRequest {
             order_id: order,
             after_version: 0,
+            min_position: None,
         })
         .await
         .unwrap()

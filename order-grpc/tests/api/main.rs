@@ -16,4 +16,5 @@ mod migrate_dry_run;
 mod queries;
 mod races;
 mod read_model;
+mod read_only;
 mod tls;

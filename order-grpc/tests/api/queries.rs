@@ -19,6 +19,7 @@ async fn order_events_come_back_typed_and_in_version_order() {
         .get_order_events(pb::GetOrderEventsRequest {
             order_id: order.clone(),
             after_version: 0,
+            min_position: None,
         })
         .await
         .unwrap()
@@ -55,6 +56,7 @@ async fn order_events_come_back_typed_and_in_version_order() {
         .get_order_events(pb::GetOrderEventsRequest {
             order_id: order,
             after_version: 2,
+            min_position: None,
         })
         .await
         .unwrap()

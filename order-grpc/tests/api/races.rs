@@ -61,6 +61,7 @@ async fn fifty_copies_of_a_command_at_once_all_get_the_first_answer() {
             .get_order_events(pb::GetOrderEventsRequest {
                 order_id: order,
                 after_version: 0,
+                min_position: None,
             })
             .await
             .unwrap()
@@ -120,6 +121,7 @@ async fn sixteen_concurrent_refunds_on_one_order_are_all_acknowledged_at_once() 
             .get_order_events(pb::GetOrderEventsRequest {
                 order_id: order.clone(),
                 after_version: 0,
+                min_position: None,
             })
             .await
             .unwrap()

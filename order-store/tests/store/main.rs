@@ -7,6 +7,7 @@ mod append;
 mod bad_input;
 mod concurrency;
 mod errors;
+mod failover;
 mod group_commit;
 mod handler;
 mod idempotency;

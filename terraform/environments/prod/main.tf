@@ -32,6 +32,7 @@ module "platform" {
   db_allocated_storage_gb     = 100
   db_max_allocated_storage_gb = 1000
   db_backup_retention_days    = 35 # the RDS maximum: point-in-time restore over five weeks
+  db_read_replica             = var.db_read_replica
   db_max_connections          = 800
   deletion_protection         = true
 

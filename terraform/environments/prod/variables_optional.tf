@@ -80,3 +80,9 @@ variable "worker_provider_egress_cidrs" {
   type        = list(string)
   default     = []
 }
+
+variable "db_read_replica" {
+  description = "A read replica for order-grpc's queries (GetOrder, ListOrders, GetOrderEvents), with a replica-lag alarm. Turning it on or off rotates the database logins: run the migration task and redeploy after the apply."
+  type        = bool
+  default     = false
+}

@@ -42,3 +42,13 @@ output "max_connections" {
   description = "max_connections of the parameter group (the connections alarm's reference)."
   value       = var.max_connections
 }
+
+output "replica_identifier" {
+  description = "RDS instance identifier of the read replica (null without one): the ReplicaLag alarm's dimension."
+  value       = var.read_replica ? aws_db_instance.replica[0].identifier : null
+}
+
+output "read_url_secret_key" {
+  description = "JSON key of the grpc login secret holding the read replica's URL (null without a replica)."
+  value       = var.read_replica ? "read_url" : null
+}

@@ -34,23 +34,44 @@ resource "aws_secretsmanager_secret" "login" {
   tags                    = var.tags
 }
 
+# The grpc login's secret also carries `read_url`, the same login on the read replica, when
+# there is one. Write-only values are sent only with a new version: the version changes with
+# the replica too (a replica turned on or off writes every login secret again, with new
+# passwords, as a rotation does). Without a replica it is credentials_version, as before.
+locals {
+  login_secret_version = var.read_replica ? var.credentials_version + 1000000 : var.credentials_version
+  # verify-full: the server's certificate must chain to the RDS CA bundle the images carry
+  # (ORDER_DB_CA_FILE / PGSSLROOTCERT) and name this host
+  login_url_format = "postgres://%s:%s@%s:%d/%s?sslmode=verify-full"
+}
+
 resource "aws_secretsmanager_secret_version" "login" {
   for_each = local.login_users
 
   secret_id = aws_secretsmanager_secret.login[each.key].id
-  secret_string_wo = jsonencode({
-    username = each.value
-    password = local.login_passwords[each.key]
-    url = format(
-      # verify-full: the server's certificate must chain to the RDS CA bundle the images carry
-      # (ORDER_DB_CA_FILE / PGSSLROOTCERT) and name this host
-      "postgres://%s:%s@%s:%d/%s?sslmode=verify-full",
-      each.value,
-      local.login_passwords[each.key],
-      aws_db_instance.this.address,
-      aws_db_instance.this.port,
-      var.database_name,
-    )
-  })
-  secret_string_wo_version = var.credentials_version
+  secret_string_wo = jsonencode(merge(
+    {
+      username = each.value
+      password = local.login_passwords[each.key]
+      url = format(
+        local.login_url_format,
+        each.value,
+        local.login_passwords[each.key],
+        aws_db_instance.this.address,
+        aws_db_instance.this.port,
+        var.database_name,
+      )
+    },
+    each.key == "grpc" && var.read_replica ? {
+      read_url = format(
+        local.login_url_format,
+        each.value,
+        local.login_passwords[each.key],
+        aws_db_instance.replica[0].address,
+        aws_db_instance.replica[0].port,
+        var.database_name,
+      )
+    } : {},
+  ))
+  secret_string_wo_version = local.login_secret_version
 }

@@ -117,3 +117,15 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "read_replica" {
+  description = "Run a read replica (asynchronous) for order-grpc's reads; its URL is the grpc login secret's read_url. Turning it on or off writes the login secrets again (a rotation: run the migration task and redeploy)."
+  type        = bool
+  default     = false
+}
+
+variable "read_replica_instance_class" {
+  description = "Instance class of the read replica (null: the primary's)."
+  type        = string
+  default     = null
+}

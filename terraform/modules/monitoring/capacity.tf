@@ -83,3 +83,28 @@ resource "aws_cloudwatch_metric_alarm" "rds_connections_high" {
   ok_actions          = local.alarm_topic
   tags                = var.tags
 }
+
+# The read replica's lag (only with one): reads with min_position wait for it and then fall
+# back to the primary, so a lagging replica costs latency and primary load, never stale
+# answers; plain reads show older data the further behind it is. The Multi-AZ standby is
+# synchronous and reports no lag.
+resource "aws_cloudwatch_metric_alarm" "replica_lag" {
+  count = var.db_replica_identifier == null ? 0 : 1
+
+  alarm_name          = "${var.name_prefix}-replica-lag"
+  alarm_description   = "The read replica more than ${var.db_replica_lag_threshold_seconds} s behind the primary for 5 minutes, or no data: reads fall back to the primary; plain reads are that stale."
+  namespace           = "AWS/RDS"
+  metric_name         = "ReplicaLag"
+  dimensions          = { DBInstanceIdentifier = var.db_replica_identifier }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 5
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.db_replica_lag_threshold_seconds
+  # a replica that stopped replicating stops reporting the metric
+  treat_missing_data = "breaching"
+  alarm_actions      = local.alarm_topic
+  ok_actions         = local.alarm_topic
+  tags               = var.tags
+}

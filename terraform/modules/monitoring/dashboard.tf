@@ -114,6 +114,7 @@ locals {
     ],
     [for a in aws_cloudwatch_metric_alarm.ecs_cpu_high : a.arn],
     [for a in aws_cloudwatch_metric_alarm.ecs_memory_high : a.arn],
+    [for a in aws_cloudwatch_metric_alarm.replica_lag : a.arn],
   )
 }
 

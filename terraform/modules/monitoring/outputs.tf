@@ -27,6 +27,7 @@ output "alarm_names" {
     [for a in aws_cloudwatch_metric_alarm.ecs_cpu_high : a.alarm_name],
     [for a in aws_cloudwatch_metric_alarm.ecs_memory_high : a.alarm_name],
     [for a in aws_cloudwatch_metric_alarm.worker_circuit_open : a.alarm_name],
+    [for a in aws_cloudwatch_metric_alarm.replica_lag : a.alarm_name],
   )
 }
 

@@ -129,3 +129,15 @@ variable "worker_breaker_threshold_hint" {
   type        = number
   default     = 5
 }
+
+variable "db_replica_identifier" {
+  description = "RDS identifier of the read replica (null: none, no replica-lag alarm)."
+  type        = string
+  default     = null
+}
+
+variable "db_replica_lag_threshold_seconds" {
+  description = "replica-lag: seconds the read replica may be behind (ReplicaLag) for 5 minutes."
+  type        = number
+  default     = 30
+}

@@ -15,6 +15,8 @@ module "database" {
 
   instance_class              = var.db_instance_class
   multi_az                    = var.db_multi_az
+  read_replica                = var.db_read_replica
+  read_replica_instance_class = var.db_read_replica_instance_class
   deletion_protection         = var.deletion_protection
   backup_retention_days       = var.db_backup_retention_days
   allocated_storage_gb        = var.db_allocated_storage_gb

@@ -22,6 +22,9 @@ module "monitoring" {
   db_identifier      = module.database.identifier
   db_max_connections = module.database.max_connections
 
+  db_replica_identifier            = module.database.replica_identifier
+  db_replica_lag_threshold_seconds = var.db_replica_lag_threshold_seconds
+
   extra_alarm_arns_for_dashboard = module.scaling.alarm_arns
 }
 

@@ -79,10 +79,16 @@ module "grpc" {
 
   environment = local.database_ca
 
-  secrets = {
-    DATABASE_URL           = { secret_arn = module.database.login_secret_arns["grpc"], json_key = "url" }
-    ORDER_GRPC_AUTH_TOKENS = { secret_arn = aws_secretsmanager_secret.worker_grpc_token.arn }
-  }
+  secrets = merge(
+    {
+      DATABASE_URL           = { secret_arn = module.database.login_secret_arns["grpc"], json_key = "url" }
+      ORDER_GRPC_AUTH_TOKENS = { secret_arn = aws_secretsmanager_secret.worker_grpc_token.arn }
+    },
+    # queries go to the read replica when there is one (same login, the secret's read_url)
+    var.db_read_replica ? {
+      ORDER_GRPC_READ_DATABASE_URL = { secret_arn = module.database.login_secret_arns["grpc"], json_key = "read_url" }
+    } : {},
+  )
 
   # order-grpc calls no AWS API: no SQS, nothing.
   task_role_statements = []

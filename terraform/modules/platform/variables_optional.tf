@@ -182,6 +182,24 @@ variable "db_multi_az" {
   default     = false
 }
 
+variable "db_read_replica" {
+  description = "Run a read replica for order-grpc's queries (ORDER_GRPC_READ_DATABASE_URL), with a replica-lag alarm. Turning it on or off rotates the database logins: run the migration task and redeploy after the apply."
+  type        = bool
+  default     = false
+}
+
+variable "db_read_replica_instance_class" {
+  description = "Instance class of the read replica (null: db_instance_class)."
+  type        = string
+  default     = null
+}
+
+variable "db_replica_lag_threshold_seconds" {
+  description = "replica-lag alarm: the read replica this many seconds behind for 5 minutes (reads with min_position then fall back to the primary)."
+  type        = number
+  default     = 30
+}
+
 variable "db_allocated_storage_gb" {
   description = "Initial database storage, GiB."
   type        = number

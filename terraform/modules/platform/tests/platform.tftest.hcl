@@ -186,6 +186,48 @@ run "prod" {
   }
 }
 
+run "prod_with_read_replica" {
+  command = apply
+
+  variables {
+    environment     = "prod"
+    db_read_replica = true
+  }
+
+  assert {
+    condition     = module.database.replica_identifier == "order-ledger-prod-db-replica"
+    error_message = "db_read_replica = true made no read replica"
+  }
+
+  assert {
+    condition     = contains(module.grpc.secret_names, "ORDER_GRPC_READ_DATABASE_URL") && module.database.read_url_secret_key == "read_url"
+    error_message = "order-grpc is not given the read replica's URL (ORDER_GRPC_READ_DATABASE_URL from the grpc login secret's read_url)"
+  }
+
+  assert {
+    condition     = contains(module.monitoring.alarm_names, "order-ledger-prod-replica-lag")
+    error_message = "a read replica without a replica-lag alarm"
+  }
+}
+
+run "no_read_replica_by_default" {
+  command = plan
+
+  variables {
+    environment = "prod"
+  }
+
+  assert {
+    condition     = module.database.replica_identifier == null && !contains(module.grpc.secret_names, "ORDER_GRPC_READ_DATABASE_URL")
+    error_message = "a read replica (or its URL) without db_read_replica"
+  }
+
+  assert {
+    condition     = !contains(module.monitoring.alarm_names, "order-ledger-prod-replica-lag")
+    error_message = "a replica-lag alarm without a read replica"
+  }
+}
+
 run "public_alb_needs_nat" {
   command = plan
 

@@ -1,0 +1,117 @@
+//! Replacing pooled connections after the database server changed.
+//!
+//! A failover moves the primary to another server. Connections to the old one either break
+//! (the pool drops a closed connection at its next checkout) or, worse, stay open to a server
+//! that no longer takes writes (a demoted primary, a DNS name that still points at a reader).
+//! When one call learns that its server refuses writes (SQLSTATE 25006), is shutting down
+//! (57P01, 57P02, 57P03), or did not answer at all within the client-side time limit, every
+//! connection of the process opened before that moment is suspect: they were opened to the same
+//! server. Each is discarded at its next checkout instead of being used, and the pool opens a
+//! new one, which finds the current primary (`target_session_attrs=read-write`, see
+//! [`crate::StoreConfig::server`]).
+//!
+//! The mark is process-wide: the error that reveals it carries no pool. A process with two
+//! pools (order-grpc's primary and read-replica pools) reconnects both, which costs a connect
+//! per pooled connection and happens only when a server changes or stops answering.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Hook, HookError};
+
+/// The instant the marks below count from.
+static BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
+/// Connections opened before `BASE` + this many nanoseconds are discarded (0: none).
+static DISCARD_BEFORE: AtomicU64 = AtomicU64::new(0);
+/// When the last warning about it was logged (nanoseconds after `BASE`).
+static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
+
+fn nanos_since_base(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*BASE).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Why the pooled connections are no longer trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The server refused a write: it is read-only now (a standby, a demoted primary).
+    ReadOnly,
+    /// The server is shutting down or restarting.
+    ShuttingDown,
+    /// A call got no answer at all within the client-side limit.
+    NoAnswer,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadOnly => "read_only",
+            Self::ShuttingDown => "shutting_down",
+            Self::NoAnswer => "no_answer",
+        }
+    }
+}
+
+/// Every connection opened before now is discarded at its next checkout.
+pub(crate) fn discard_connections_opened_before_now(reason: Reason) {
+    let now = nanos_since_base(Instant::now()).max(1);
+    DISCARD_BEFORE.fetch_max(now, Ordering::Relaxed);
+    metrics::counter!("order_db_server_changes_total", "reason" => reason.as_str()).increment(1);
+    // One warning per burst: every call that was in flight reports the same change.
+    let last = LAST_WARNING.load(Ordering::Relaxed);
+    if now.saturating_sub(last) > Duration::from_secs(1).as_nanos() as u64
+        && LAST_WARNING
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            reason = reason.as_str(),
+            "the database server changed or stopped answering; replacing pooled connections"
+        );
+    }
+}
+
+/// Whether a connection opened at `opened` must not be used any more.
+pub(crate) fn is_stale(opened: Instant) -> bool {
+    let before = DISCARD_BEFORE.load(Ordering::Relaxed);
+    before != 0 && nanos_since_base(opened) < before
+}
+
+/// The pool hook that discards stale connections at checkout (before the pool's own check).
+pub(crate) fn pre_recycle_hook() -> Hook {
+    // The base must exist before the first connection is opened, or every connection would
+    // count as opened at the base.
+    LazyLock::force(&BASE);
+    Hook::sync_fn(|_, metrics| {
+        if is_stale(metrics.created) {
+            metrics::counter!("order_db_connections_replaced_total").increment(1);
+            Err(HookError::message(
+                "opened before the database server changed",
+            ))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_opened_before_a_change_are_stale_and_later_ones_are_not() {
+        LazyLock::force(&BASE);
+        let before = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        discard_connections_opened_before_now(Reason::ReadOnly);
+        std::thread::sleep(Duration::from_millis(2));
+        let after = Instant::now();
+        assert!(is_stale(before));
+        assert!(!is_stale(after));
+        // A later change covers the later connection too; the mark never moves back.
+        discard_connections_opened_before_now(Reason::NoAnswer);
+        assert!(is_stale(after));
+        DISCARD_BEFORE.fetch_max(1, Ordering::Relaxed);
+        assert!(is_stale(after));
+    }
+}

@@ -1,0 +1,111 @@
+//! Reading from a read replica without going back in time.
+//!
+//! A replica replays the primary's WAL in commit order, so what it shows only moves forward,
+//! and a subscription's checkpoint arrives there in the same transaction as the rows it
+//! covers. A read that must reflect at least a given position of the log (read-your-writes)
+//! is therefore safe on a replica when one connection first sees that position reached and
+//! then reads: both statements run on the same server, which cannot have moved backwards in
+//! between. Two connections of a pool may lead to two replicas (a reader endpoint balances
+//! them) that are not equally far; the check and the read never use different connections.
+
+use std::time::Duration;
+
+use deadpool_postgres::Object;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::event::RecordedEvent;
+use crate::store::EventStore;
+
+/// How often a replica that is not far enough yet is asked again.
+const POLL: Duration = Duration::from_millis(5);
+
+/// What a position must have reached on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach<'a> {
+    /// The log holds the event at the position.
+    Log,
+    /// The subscription of this name has applied the event at the position (its checkpoint
+    /// is at or past the event's cursor; for a position the log never used, at or past the
+    /// position, with the log's head beyond it).
+    Subscription(&'a str),
+}
+
+const LOG_REACHED_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM orders.events WHERE global_position = $1), 0::int8";
+
+const SUBSCRIPTION_REACHED_SQL: &str = "
+SELECT CASE
+         WHEN e.global_position IS NOT NULL THEN
+           (coalesce(s.checkpoint_xid, '0'::xid8), coalesce(s.checkpoint_position, 0))
+             >= (e.transaction_id, e.global_position)
+         ELSE coalesce(s.checkpoint_position, 0) >= $1
+           AND (SELECT coalesce(max(global_position), 0) FROM orders.events) >= $1
+       END,
+       coalesce(s.checkpoint_position, 0)
+FROM (SELECT 1) AS one
+LEFT JOIN orders.subscriptions s ON s.name = $2
+LEFT JOIN orders.events e ON e.global_position = $1";
+
+impl EventStore {
+    /// A pooled connection to a server whose data has reached `position` as `reach` says,
+    /// waiting (asking every few milliseconds, on that one connection) until `give_up`.
+    /// `Ok(Err(at))` when it had not by then: `at` is how far it was (the subscription's
+    /// checkpoint position; 0 for [`Reach::Log`]). Reads made on the connection afterwards
+    /// see at least that state.
+    pub async fn connection_reaching(
+        &self,
+        position: u64,
+        reach: Reach<'_>,
+        give_up: Instant,
+    ) -> Result<Result<Object, u64>, Error> {
+        let position = i64::try_from(position).unwrap_or(i64::MAX);
+        let client = self.timed(async { Ok(self.pool().get().await?) }).await?;
+        loop {
+            let (reached, at) = self
+                .timed(async {
+                    let row = match reach {
+                        Reach::Log => {
+                            let statement = client.prepare_cached(LOG_REACHED_SQL).await?;
+                            client.query_one(&statement, &[&position]).await?
+                        }
+                        Reach::Subscription(name) => {
+                            let statement = client.prepare_cached(SUBSCRIPTION_REACHED_SQL).await?;
+                            client.query_one(&statement, &[&position, &name]).await?
+                        }
+                    };
+                    Ok((row.try_get::<_, bool>(0)?, row.try_get::<_, i64>(1)?))
+                })
+                .await?;
+            if reached {
+                return Ok(Ok(client));
+            }
+            if Instant::now() + POLL >= give_up {
+                return Ok(Err(u64::try_from(at).unwrap_or(0)));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// A stream's events after `after_version`, from a server whose log holds the event at
+    /// `min_position` (see [`EventStore::connection_reaching`]); `Ok(None)` when the server had
+    /// not replayed that far by `give_up`.
+    pub async fn read_stream_reaching(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        min_position: u64,
+        give_up: Instant,
+    ) -> Result<Option<Vec<RecordedEvent>>, Error> {
+        let Ok(client) = self
+            .connection_reaching(min_position, Reach::Log, give_up)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.timed(crate::store::read_stream(&client, stream_id, after_version))
+            .await
+            .map(Some)
+    }
+}

@@ -1,0 +1,340 @@
+//! A switch to another server: the store follows the primary named by a multi-host URL, never
+//! keeps writing to a server that turned read-only, and the gap-safe log and the checkpoints
+//! stay correct on a promoted standby (PostgreSQL's own streaming replication, pg_basebackup,
+//! a SIGKILLed postmaster and `pg_ctl promote`: no simulation).
+
+use std::time::{Duration, Instant};
+
+use order_store::{
+    AppendOutcome, AppendRequest, Cursor, Error, EventStore, ExpectedVersion, Idempotency,
+    StoreConfig, advance_checkpoint,
+};
+use order_testkit::pg::PrivateCluster;
+use order_testkit::replication::Replication;
+use uuid::Uuid;
+
+use crate::support::*;
+
+fn blocking<T>(f: impl FnOnce() -> Result<T, String>) -> T {
+    tokio::task::block_in_place(f).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn migrated_cluster() -> PrivateCluster {
+    let cluster = blocking(PrivateCluster::start);
+    order_store::migrate(&StoreConfig::new(cluster.url("orders")))
+        .await
+        .unwrap();
+    cluster
+}
+
+/// Append `label` to a new stream as a careful client does: with a command id, retried with
+/// the same id while the store answers UNAVAILABLE (a failover in progress). An attempt that
+/// committed but whose answer was lost is answered as a duplicate on retry. The position, and
+/// how many attempts failed.
+async fn append_retrying(store: &EventStore, label: &str, within: Duration) -> (u64, u32) {
+    let deadline = Instant::now() + within;
+    let stream = Uuid::new_v4();
+    let events = [event(label)];
+    let metadata = metadata();
+    let command_id = Uuid::new_v4();
+    let mut failures = 0;
+    loop {
+        let request = AppendRequest {
+            stream_id: stream,
+            expected: ExpectedVersion::NoStream,
+            events: &events,
+            metadata: &metadata,
+            idempotency: Some(Idempotency {
+                command_id,
+                fingerprint: [7; 32],
+                status: "Appended",
+            }),
+        };
+        match store.append(request).await {
+            Ok(AppendOutcome::Appended(c) | AppendOutcome::Duplicate(c)) => {
+                return (c.global_position, failures);
+            }
+            Err(error @ (Error::Unavailable(_) | Error::Timeout)) if Instant::now() < deadline => {
+                failures += 1;
+                eprintln!("append {label}: {error} (retrying)");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("append {label}: {error:?}"),
+        }
+    }
+}
+
+/// Every event of the log after `cursor`, in the gap-safe order.
+async fn read_after(store: &EventStore, mut cursor: Cursor) -> Vec<order_store::RecordedEvent> {
+    let mut all = Vec::new();
+    loop {
+        let page = store.read_all(cursor, 100).await.unwrap();
+        let Some(last) = page.last() else { return all };
+        cursor = last.cursor();
+        all.extend(page);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_standby_continues_the_log_the_checkpoints_and_the_transaction_ids() {
+    let primary = migrated_cluster().await;
+    let standby = blocking(|| primary.start_standby(Replication::Synchronous));
+    let url = PrivateCluster::multi_host_url(&[&primary, &standby], "orders", "");
+    let mut config = StoreConfig::new(url);
+    config.connect_timeout = Duration::from_secs(2);
+    config.pool_wait_timeout = Duration::from_secs(2);
+    let store = EventStore::new(config).unwrap();
+
+    // Before the switch: events, a subscriber that read all of them and checkpointed under its
+    // lease.
+    let mut before = Vec::new();
+    for i in 0..20 {
+        before.push(
+            append_retrying(&store, &format!("before-{i}"), Duration::ZERO)
+                .await
+                .0,
+        );
+    }
+    let (lease, start) = store
+        .acquire_lease(
+            "failover_test",
+            "instance-a",
+            Duration::from_secs(600),
+            false,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let delivered = read_after(&store, start).await;
+    assert_eq!(delivered.len(), 20);
+    let checkpoint = delivered.last().unwrap().cursor();
+    {
+        let mut client = store.pool().get().await.unwrap();
+        let transaction = client.transaction().await.unwrap();
+        advance_checkpoint(&transaction, &lease, checkpoint, 20, None)
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+    }
+    let highest_xid_before = delivered.iter().map(|e| e.transaction_id).max().unwrap();
+
+    // A transaction in flight at the crash: it took a position and a transaction id, and
+    // never committed.
+    let in_flight = order_testkit::pg::try_connect(&primary.url("orders"))
+        .await
+        .unwrap();
+    in_flight.batch_execute("BEGIN").await.unwrap();
+    let lost_event = Uuid::now_v7();
+    in_flight
+        .execute(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload)
+             VALUES ($1, 1, $2, 'TestEvent', 1, '{}')",
+            &[&Uuid::new_v4(), &lost_event],
+        )
+        .await
+        .unwrap();
+
+    // The primary crashes; its standby is promoted 1 s later. An append is attempted all
+    // along.
+    blocking(|| primary.kill_postmaster());
+    let crashed = Instant::now();
+    let during = {
+        let store = store.clone();
+        tokio::spawn(
+            async move { append_retrying(&store, "after-0", Duration::from_secs(30)).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    blocking(|| standby.promote());
+    let (first_after, failures) = during.await.unwrap();
+    let recovered = crashed.elapsed();
+    let mut after = vec![first_after];
+    for i in 1..20 {
+        after.push(
+            append_retrying(&store, &format!("after-{i}"), Duration::from_secs(10))
+                .await
+                .0,
+        );
+    }
+
+    // Nothing acknowledged was lost (synchronous replication); the in-flight transaction is
+    // gone without a trace.
+    let new_primary = order_testkit::pg::try_connect(&standby.url("orders"))
+        .await
+        .unwrap();
+    let positions: Vec<i64> = new_primary
+        .query(
+            "SELECT global_position FROM orders.events ORDER BY global_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for position in before.iter().chain(&after) {
+        assert!(
+            positions.contains(&(*position as i64)),
+            "position {position} missing"
+        );
+    }
+    assert_eq!(positions.len(), 40, "{positions:?}");
+    let lost: i64 = new_primary
+        .query_one(
+            "SELECT count(*) FROM orders.events WHERE event_id = $1",
+            &[&lost_event],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lost, 0);
+
+    // The promoted server continues the transaction ids: every transaction after the switch
+    // is younger than every one before it, so the gap-safe order puts the new events after the
+    // old checkpoint, and the fence has moved past every old transaction.
+    let resumed = store.checkpoint("failover_test").await.unwrap();
+    assert_eq!(resumed, checkpoint, "the checkpoint survived the switch");
+    let delivered_after = read_after(&store, resumed).await;
+    let mut delivered_positions: Vec<u64> =
+        delivered_after.iter().map(|e| e.global_position).collect();
+    delivered_positions.sort_unstable();
+    let mut expected = after.clone();
+    expected.sort_unstable();
+    assert_eq!(
+        delivered_positions, expected,
+        "exactly the new events, once"
+    );
+    for event in &delivered_after {
+        assert!(
+            event.transaction_id > highest_xid_before,
+            "{:?} is not younger than {highest_xid_before:?}",
+            event.transaction_id
+        );
+    }
+    let fence: order_store::Xid8 = new_primary
+        .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(fence > highest_xid_before);
+
+    // The lease taken on the old primary still moves the checkpoint on the new one.
+    {
+        let last = delivered_after.last().unwrap().cursor();
+        let mut client = store.pool().get().await.unwrap();
+        let transaction = client.transaction().await.unwrap();
+        advance_checkpoint(&transaction, &lease, last, 20, None)
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+        assert_eq!(store.checkpoint("failover_test").await.unwrap(), last);
+    }
+    assert!(failures > 0, "the appends during the switch failed first");
+    assert!(
+        recovered < Duration::from_secs(20),
+        "the store found the new primary {recovered:?} after the crash"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_one_read_only_answer_the_store_writes_to_the_writable_server_only() {
+    let a = migrated_cluster().await;
+    let b = migrated_cluster().await;
+    let url = PrivateCluster::multi_host_url(&[&a, &b], "orders", "");
+    let mut config = StoreConfig::new(url);
+    config.pool_size = 4;
+    config.group_commit_batch = 1;
+    let store = EventStore::new(config).unwrap();
+
+    // Four pooled connections, all to `a` (the first host that takes writes).
+    {
+        let held: Vec<_> = futures::future::join_all((0..4).map(|_| store.pool().get()))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(held.len(), 4);
+    }
+    append_retrying(&store, "on-a", Duration::ZERO).await;
+
+    // `a` turns read-only (as a demoted primary, or a DNS name now pointing at a reader): its
+    // open sessions stay open.
+    blocking(|| {
+        a.psql(
+            "postgres",
+            "ALTER SYSTEM SET default_transaction_read_only = on",
+        )
+    });
+    blocking(|| a.psql("postgres", "SELECT pg_reload_conf()"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stream = Uuid::new_v4();
+    let first = append(&store, stream, ExpectedVersion::NoStream, &[event("x")]).await;
+    match &first {
+        Err(Error::Unavailable(why)) => assert!(why.contains("does not take writes"), "{why}"),
+        // The pool may already have replaced a connection; then the write went to `b`.
+        Ok(_) => {}
+        other => panic!("{other:?}"),
+    }
+    // From now on every append goes to `b` at once: no second read-only answer, although
+    // three more pooled connections to `a` were open.
+    let mut retried = 0;
+    if first.is_err() {
+        append(&store, stream, ExpectedVersion::NoStream, &[event("x")])
+            .await
+            .unwrap();
+        retried = 1;
+    }
+    for i in 0..20 {
+        append(
+            &store,
+            Uuid::new_v4(),
+            ExpectedVersion::NoStream,
+            &[event(&format!("on-b-{i}"))],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("append {i} after the switch: {e:?}"));
+    }
+    let on_b: i64 = blocking(|| b.psql("orders", "SELECT count(*) FROM orders.events"))
+        .parse()
+        .unwrap();
+    assert_eq!(on_b, 21, "the 21 appends after the switch are on b");
+    let on_a: i64 = blocking(|| a.psql("orders", "SELECT count(*) FROM orders.events"))
+        .parse()
+        .unwrap();
+    assert_eq!(on_a, 1, "nothing more was written to a");
+    assert!(retried <= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_writable_server_the_store_is_unavailable_and_says_why() {
+    let a = migrated_cluster().await;
+    blocking(|| {
+        a.psql(
+            "postgres",
+            "ALTER SYSTEM SET default_transaction_read_only = on",
+        )
+    });
+    blocking(|| a.psql("postgres", "SELECT pg_reload_conf()"));
+    let mut config = StoreConfig::new(a.url("orders"));
+    config.connect_timeout = Duration::from_secs(2);
+    let store = EventStore::new(config).unwrap();
+    let started = Instant::now();
+    let result = append(
+        &store,
+        Uuid::new_v4(),
+        ExpectedVersion::NoStream,
+        &[event("x")],
+    )
+    .await;
+    match result {
+        Err(Error::Unavailable(why)) => assert!(why.contains("does not allow writes"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // A store for reads may use it.
+    let mut config = StoreConfig::new(a.url("orders"));
+    config.server = order_store::ServerRole::Any;
+    let reader = EventStore::new(config).unwrap();
+    assert_eq!(reader.head_position().await.unwrap(), 0);
+}
