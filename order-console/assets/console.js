@@ -1,0 +1,127 @@
+// order-console: keeps the live part of a page fresh and draws the charts. Served from the
+// console's own origin; the pages have no inline script (the Content Security Policy forbids it).
+// The HTML it puts in place was rendered and escaped by the server.
+"use strict";
+(function () {
+  const body = document.body;
+  const interval = Math.max(200, Number(body.dataset.refreshMs) || 2000);
+  const status = document.getElementById("live-status");
+  const live = document.getElementById("live");
+  const chartsBox = document.querySelector("[data-charts]");
+  const charts = new Map();
+  const palette = ["#1f6feb", "#1a7f37", "#b42318", "#9a6700", "#8250df", "#0e7490", "#c2410c", "#475569"];
+
+  function setStatus(state, text) {
+    if (!status) return;
+    status.dataset.state = state;
+    status.textContent = text;
+  }
+
+  function signIn() {
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+  }
+
+  async function get(url, accept) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { accept: accept }, cache: "no-store" });
+    if (response.status === 401) { signIn(); throw new Error("signed out"); }
+    if (!response.ok) throw new Error(url + " answered " + response.status);
+    return response;
+  }
+
+  async function refreshLive() {
+    if (!live || !live.dataset.src) return;
+    const text = await (await get(live.dataset.src, "text/html")).text();
+    const parsed = new DOMParser().parseFromString(text, "text/html");
+    // Keep open <details> open across refreshes.
+    const open = new Set(Array.from(live.querySelectorAll("details[open]")).map(function (d) {
+      const row = d.closest("[data-message]");
+      return row ? row.dataset.message : "";
+    }));
+    live.replaceChildren.apply(live, Array.from(parsed.body.childNodes));
+    live.querySelectorAll("details").forEach(function (d) {
+      const row = d.closest("[data-message]");
+      if (row && open.has(row.dataset.message)) d.open = true;
+    });
+  }
+
+  function chartWidth() {
+    const box = chartsBox ? chartsBox.clientWidth : 600;
+    const columns = box < 660 ? 1 : Math.max(1, Math.floor(box / 340));
+    return Math.max(240, Math.floor((box - (columns - 1) * 13) / columns) - 10);
+  }
+
+  function draw(spec) {
+    let entry = charts.get(spec.id);
+    const key = spec.labels.join("\u0000");
+    if (entry && entry.key !== key) {
+      entry.plot.destroy();
+      entry.box.remove();
+      charts.delete(spec.id);
+      entry = undefined;
+    }
+    if (!entry) {
+      const box = document.createElement("div");
+      box.className = "chart";
+      box.dataset.chart = spec.id;
+      const title = document.createElement("p");
+      title.className = "chart-title";
+      title.textContent = spec.title;
+      box.appendChild(title);
+      chartsBox.appendChild(box);
+      const series = [{}].concat(spec.labels.map(function (label, i) {
+        return { label: label, stroke: palette[i % palette.length], width: 2, spanGaps: false };
+      }));
+      const plot = new window.uPlot({
+        width: chartWidth(),
+        height: 170,
+        series: series,
+        scales: { x: { time: true } },
+        axes: [{}, { label: spec.unit || "", size: 50 }],
+        legend: { show: true },
+      }, spec.data, box);
+      entry = { plot: plot, box: box, key: key };
+      charts.set(spec.id, entry);
+    } else {
+      entry.plot.setData(spec.data);
+    }
+  }
+
+  async function refreshCharts() {
+    if (!chartsBox) return;
+    if (typeof window.uPlot !== "function") {
+      chartsBox.textContent = "Charts are unavailable: the chart library is not part of this build.";
+      return;
+    }
+    const specs = await (await get(chartsBox.dataset.charts, "application/json")).json();
+    const seen = new Set();
+    specs.forEach(function (spec) { seen.add(spec.id); draw(spec); });
+    charts.forEach(function (entry, id) {
+      if (!seen.has(id)) { entry.plot.destroy(); entry.box.remove(); charts.delete(id); }
+    });
+    chartsBox.dataset.ready = "true";
+  }
+
+  let running = false;
+  async function cycle() {
+    if (running) return;
+    running = true;
+    try {
+      await Promise.all([refreshLive(), refreshCharts()]);
+      setStatus("ok", "live");
+    } catch (error) {
+      setStatus("error", "connection lost; retrying");
+    } finally {
+      running = false;
+      setTimeout(cycle, interval);
+    }
+  }
+
+  window.addEventListener("resize", function () {
+    const width = chartWidth();
+    charts.forEach(function (entry) { entry.plot.setSize({ width: width, height: 170 }); });
+  });
+
+  if (live || chartsBox) {
+    cycle();
+  }
+})();
