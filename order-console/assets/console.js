@@ -9,6 +9,12 @@
   const live = document.getElementById("live");
   const chartsBox = document.querySelector("[data-charts]");
   const charts = new Map();
+  // A script or style the Content Security Policy blocked: counted where the browser tests
+  // (and a curious engineer) can see it.
+  document.addEventListener("securitypolicyviolation", function () {
+    const root = document.documentElement;
+    root.dataset.cspViolations = String(Number(root.dataset.cspViolations || 0) + 1);
+  });
   const palette = ["#1f6feb", "#1a7f37", "#b42318", "#9a6700", "#8250df", "#0e7490", "#c2410c", "#475569"];
 
   function setStatus(state, text) {
@@ -50,6 +56,17 @@
     return Math.max(240, Math.floor((box - (columns - 1) * 13) / columns) - 10);
   }
 
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+
+  // Tick labels of the time axis: HH:MM (UTC), with seconds when ticks are less than a minute apart.
+  function clock(u, splits, axis, space, increment) {
+    return splits.map(function (t) {
+      const d = new Date(t * 1000);
+      const hm = two(d.getUTCHours()) + ":" + two(d.getUTCMinutes());
+      return increment < 60 ? hm + ":" + two(d.getUTCSeconds()) : hm;
+    });
+  }
+
   function draw(spec) {
     let entry = charts.get(spec.id);
     const key = spec.labels.join("\u0000");
@@ -76,7 +93,9 @@
         height: 170,
         series: series,
         scales: { x: { time: true } },
-        axes: [{}, { label: spec.unit || "", size: 50 }],
+        // UTC, as every time on the page.
+        tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
+        axes: [{ values: clock, space: 60 }, { label: spec.unit || "", size: 50 }],
         legend: { show: true },
       }, spec.data, box);
       entry = { plot: plot, box: box, key: key };

@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::db::{self, Db, FlowCursor};
 use crate::queues::{self, DeadLetter, QueuePoint};
 use crate::services::{Instance, Kind, Scraper, unix_now};
+use crate::subscriptions;
 
 /// Placed, completed and cancelled orders in one minute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,7 +75,7 @@ pub struct Board {
     db_points: Mutex<VecDeque<(f64, f64, f64)>>,
     db_error: Mutex<Option<String>>,
     flow: AsyncMutex<Flow>,
-    subscriptions: AsyncMutex<Cached<Result<db::SubscriptionsView, String>>>,
+    subscriptions: AsyncMutex<Cached<Result<subscriptions::SubscriptionsView, String>>>,
     states: AsyncMutex<Cached<Result<States, String>>>,
     dead_letters: AsyncMutex<Cached<Result<Vec<DeadLetter>, String>>>,
 }
@@ -253,12 +254,14 @@ impl Board {
     }
 
     /// The subscriptions (cached for a moment).
-    pub async fn subscriptions(&self) -> Result<db::SubscriptionsView, String> {
+    pub async fn subscriptions(&self) -> Result<subscriptions::SubscriptionsView, String> {
         let mut cache = self.subscriptions.lock().await;
         if let Some(value) = cache.fresh(CACHE) {
             return value;
         }
-        let value = self.db.subscriptions().await.map_err(|e| e.to_string());
+        let value = subscriptions::read(&self.db)
+            .await
+            .map_err(|e| e.to_string());
         cache.put(value.clone());
         value
     }

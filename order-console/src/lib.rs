@@ -5,7 +5,8 @@
 //!   readiness, version, uptime, and the recent rates ([`services`]).
 //! - **Flow**: orders placed, completed and cancelled per minute (from the log), orders per
 //!   state drawn as the state machine, the orders waiting longest ([`db`], [`board`]).
-//! - **Subscriptions**: checkpoints, lag, leases, last errors, a running replay ([`db`]).
+//! - **Subscriptions**: checkpoints, lag, leases, last errors, a running replay
+//!   ([`subscriptions`]).
 //! - **Queues**: depths, the oldest message's age, the dead letters read in place
 //!   ([`queues`]).
 //! - **Orders**: search by order or customer id; an order's read-model row and timeline.
@@ -23,6 +24,7 @@ pub mod db;
 pub mod prom;
 pub mod queues;
 pub mod services;
+pub mod subscriptions;
 pub mod web;
 
 use std::net::SocketAddr;

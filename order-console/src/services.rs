@@ -316,12 +316,17 @@ pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut 
 
 /// Levels read from one scrape (gauges): pools, projector lag and leases, worker in flight.
 fn levels(kind: Kind, scrape: &Scrape, point: &mut Point) {
-    for (name, metric) in [
-        ("pool_in_use", "order_db_pool_connections"),
-        ("pool_max", "order_db_pool_max"),
-        ("pool_waiting", "order_db_pool_waiting"),
+    for (name, metric, matching) in [
+        (
+            "pool_in_use",
+            "order_db_pool_connections",
+            &[("state", "in_use")][..],
+        ),
+        ("pool_open", "order_db_pool_connections", &[][..]),
+        ("pool_max", "order_db_pool_max", &[][..]),
+        ("pool_waiting", "order_db_pool_waiting", &[][..]),
     ] {
-        if let Some(value) = scrape.sum(metric, &[]) {
+        if let Some(value) = scrape.sum(metric, matching) {
             point.values.insert(name.to_owned(), value);
         }
     }
