@@ -257,7 +257,7 @@ impl ServeArgs {
             ("--orders-queue-url", &self.orders_queue_url),
             ("--orders-dlq-url", &self.orders_dlq_url),
         ] {
-            if let Some(url) = url
+            if let Some(url) = url.as_deref().filter(|u| !u.is_empty())
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
                 return Err(format!("invalid {flag}: an http:// or https:// queue URL"));

@@ -6,6 +6,7 @@
 //! command path nothing measurable.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -49,6 +50,8 @@ pub const STATES: [order_domain::Status; 10] = order_domain::Status::ALL;
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: Pool,
+    /// Whether the role was found read-only (`Ok`) or able to write (`Err`), once known.
+    verified: Arc<OnceLock<Result<(), String>>>,
 }
 
 /// Tables the console reads, and must not be able to change.
@@ -86,45 +89,73 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| format!("connection pool: {e}"))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            verified: Arc::default(),
+        })
     }
 
+    /// A connection, once the role is known to be read-only: the first call (and every call
+    /// while the database cannot tell, e.g. not reachable or not migrated yet) checks it; a
+    /// role that may write gets no connection, ever.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
-        Ok(self.pool.get().await?)
+        let client = self.pool.get().await?;
+        match self.verified.get() {
+            Some(Ok(())) => Ok(client),
+            Some(Err(why)) => Err(Error::NotReadOnly(why.clone())),
+            None => match check(&client).await {
+                Ok(()) => {
+                    let _ = self.verified.set(Ok(()));
+                    Ok(client)
+                }
+                Err(Error::NotReadOnly(why)) => {
+                    let _ = self.verified.set(Err(why.clone()));
+                    Err(Error::NotReadOnly(why))
+                }
+                Err(other) => Err(other),
+            },
+        }
     }
 
     /// Refuse a role that may write: superuser, or any write privilege on the tables read.
+    /// `Unavailable` or `Query` when the database cannot tell yet.
     pub async fn check_read_only(&self) -> Result<(), Error> {
-        let client = self.client().await?;
+        self.client().await.map(drop)
+    }
+}
+
+/// The read-only check itself, on one connection.
+async fn check(client: &deadpool_postgres::Object) -> Result<(), Error> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
+            &[],
+        )
+        .await?;
+    let user: String = row.try_get(0)?;
+    let superuser: bool = row.try_get::<_, Option<bool>>(1)?.unwrap_or(false);
+    if superuser {
+        return Err(Error::NotReadOnly(format!(
+            "the database user {user:?} is a superuser: the console needs a member of orders_readonly"
+        )));
+    }
+    for table in TABLES {
         let row = client
             .query_one(
-                "SELECT current_user::text, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
-                &[],
+                "SELECT has_table_privilege(current_user, $1, 'INSERT, UPDATE, DELETE, TRUNCATE')",
+                &[&table],
             )
             .await?;
-        let user: String = row.try_get(0)?;
-        let superuser: bool = row.try_get::<_, Option<bool>>(1)?.unwrap_or(false);
-        if superuser {
+        if row.try_get::<_, bool>(0)? {
             return Err(Error::NotReadOnly(format!(
-                "the database user {user:?} is a superuser: the console needs a member of orders_readonly"
+                "the database user {user:?} may write {table}: the console needs a member of orders_readonly"
             )));
         }
-        for table in TABLES {
-            let row = client
-                .query_one(
-                    "SELECT has_table_privilege(current_user, $1, 'INSERT, UPDATE, DELETE, TRUNCATE')",
-                    &[&table],
-                )
-                .await?;
-            if row.try_get::<_, bool>(0)? {
-                return Err(Error::NotReadOnly(format!(
-                    "the database user {user:?} may write {table}: the console needs a member of orders_readonly"
-                )));
-            }
-        }
-        Ok(())
     }
+    Ok(())
+}
 
+impl Db {
     /// The server answers and the schema is there.
     pub async fn ping(&self) -> Result<(), Error> {
         let client = self.client().await?;
@@ -202,7 +233,7 @@ impl Db {
             .try_get(0)?;
         let statement = client
             .prepare_cached(
-                "SELECT global_position, transaction_id::text, now() - recorded_at > make_interval(secs => $2)
+                "SELECT global_position, transaction_id::text AS xid, now() - recorded_at > make_interval(secs => $2)
                    FROM orders.events WHERE global_position >= $1 ORDER BY global_position LIMIT 1",
             )
             .await?;
@@ -253,7 +284,7 @@ impl Db {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT transaction_id::text, global_position, event_type, extract(epoch FROM recorded_at)::float8
+                "SELECT transaction_id::text AS xid, global_position, event_type, extract(epoch FROM recorded_at)::float8
                    FROM orders.events
                   WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
                     AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())

@@ -64,16 +64,33 @@ pub struct Console {
 }
 
 impl Console {
-    /// Check the database role (read-only, or refuse), bind the address. Services and queues
-    /// that do not answer yet are shown as such; they do not stop the console.
+    /// Check the database role (read-only, or refuse), bind the address. A database, services
+    /// and queues that do not answer yet are shown as such; they do not stop the console.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let db = db::Db::new(&settings.store).map_err(StartError::Config)?;
-        db.check_read_only().await?;
         let sqs = if settings.queue_url.is_some() || settings.dlq_url.is_some() {
             Some(order_runtime::sqs::client().await)
         } else {
             None
         };
+        Self::build_with_sqs(settings, sqs).await
+    }
+
+    /// [`Console::build`] with a given SQS client (tests point it at an emulator); `None`
+    /// reads no queue.
+    pub async fn build_with_sqs(
+        settings: Settings,
+        sqs: Option<aws_sdk_sqs::Client>,
+    ) -> Result<Self, StartError> {
+        let db = db::Db::new(&settings.store).map_err(StartError::Config)?;
+        match db.check_read_only().await {
+            Ok(()) => {}
+            Err(error @ db::Error::NotReadOnly(_)) => return Err(StartError::Database(error)),
+            // Not reachable or not migrated yet: checked again before the first read; the
+            // pages say what is wrong meanwhile, and /readyz answers 503.
+            Err(error) => {
+                tracing::warn!(%error, "the database cannot tell yet whether the console's role is read-only");
+            }
+        }
         let listener =
             TcpListener::bind(settings.addr)
                 .await

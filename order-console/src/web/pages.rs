@@ -949,7 +949,7 @@ pub async fn orders_page(
                 &viewer,
                 "Orders",
                 "/orders",
-                &html! { h1 { "Orders" } (search_form(query)) (body) },
+                &html! { h1 { "Orders" } (search_form(&query.chars().take(200).collect::<String>())) (body) },
             ),
         )
             .into_response()
