@@ -38,22 +38,18 @@
     if (!live || !live.dataset.src) return;
     const text = await (await get(live.dataset.src, "text/html")).text();
     const parsed = new DOMParser().parseFromString(text, "text/html");
-    // Keep open <details> open across refreshes.
-    const open = new Set(Array.from(live.querySelectorAll("details[open]")).map(function (d) {
-      const row = d.closest("[data-message]");
-      return row ? row.dataset.message : "";
-    }));
+    // Keep every <details> as the reader left it across refreshes (keyed by data-key).
+    const state = new Map();
+    live.querySelectorAll("details[data-key]").forEach(function (d) { state.set(d.dataset.key, d.open); });
     live.replaceChildren.apply(live, Array.from(parsed.body.childNodes));
-    live.querySelectorAll("details").forEach(function (d) {
-      const row = d.closest("[data-message]");
-      if (row && open.has(row.dataset.message)) d.open = true;
+    live.querySelectorAll("details[data-key]").forEach(function (d) {
+      if (state.has(d.dataset.key)) d.open = state.get(d.dataset.key);
     });
   }
 
-  function chartWidth() {
-    const box = chartsBox ? chartsBox.clientWidth : 600;
-    const columns = box < 660 ? 1 : Math.max(1, Math.floor(box / 340));
-    return Math.max(240, Math.floor((box - (columns - 1) * 13) / columns) - 10);
+  // A chart fills its own cell of the grid (the padding of .chart aside).
+  function chartWidth(box) {
+    return Math.max(200, box.clientWidth - 12);
   }
 
   function two(n) { return (n < 10 ? "0" : "") + n; }
@@ -89,7 +85,7 @@
         return { label: label, stroke: palette[i % palette.length], width: 2, spanGaps: false };
       }));
       const plot = new window.uPlot({
-        width: chartWidth(),
+        width: chartWidth(box),
         height: 170,
         series: series,
         scales: { x: { time: true } },
@@ -114,6 +110,7 @@
     const specs = await (await get(chartsBox.dataset.charts, "application/json")).json();
     const seen = new Set();
     specs.forEach(function (spec) { seen.add(spec.id); draw(spec); });
+    fit();
     charts.forEach(function (entry, id) {
       if (!seen.has(id)) { entry.plot.destroy(); entry.box.remove(); charts.delete(id); }
     });
@@ -135,10 +132,13 @@
     }
   }
 
-  window.addEventListener("resize", function () {
-    const width = chartWidth();
-    charts.forEach(function (entry) { entry.plot.setSize({ width: width, height: 170 }); });
-  });
+  function fit() {
+    charts.forEach(function (entry) {
+      const width = chartWidth(entry.box);
+      if (Math.abs(width - entry.plot.width) > 1) entry.plot.setSize({ width: width, height: 170 });
+    });
+  }
+  window.addEventListener("resize", fit);
 
   if (live || chartsBox) {
     cycle();

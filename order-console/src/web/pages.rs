@@ -294,6 +294,14 @@ fn recent_sum(instance: &Instance, prefix: &str, n: usize) -> BTreeMap<String, f
         .collect()
 }
 
+/// The rates worth reading: those above zero (shown to two decimals).
+fn nonzero(rates: BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    rates
+        .into_iter()
+        .filter(|(_, rate)| *rate >= 0.005)
+        .collect()
+}
+
 fn instance_health(instance: &Instance) -> (Health, String) {
     if instance.scrapes == 0 {
         (Health::Off, "not scraped yet".to_owned())
@@ -319,7 +327,10 @@ fn services_fragment(board: &Board) -> Markup {
                 @let (health, state) = instance_health(instance);
                 article.card data-service=(instance.name()) data-kind=(instance.kind.as_str()) data-health=(health.as_str()) {
                     h2 { (instance.name()) }
-                    p.state { (badge(health, if health == Health::Ok { "ready" } else if instance.up { "not ready" } else if instance.scrapes == 0 { "waiting" } else { "down" })) " " span.detail data-detail { (state) } }
+                    p.state {
+                        (badge(health, if health == Health::Ok { "ready" } else if instance.up { "not ready" } else if instance.scrapes == 0 { "waiting" } else { "down" }))
+                        @if health != Health::Ok { " " span.detail data-detail { (state) } }
+                    }
                     dl {
                         dt { "service" } dd { (instance.kind.as_str()) }
                         dt { "admin" } dd { code { "http://" (instance.target.authority) } }
@@ -336,8 +347,8 @@ fn services_fragment(board: &Board) -> Markup {
                         @match instance.kind {
                             Kind::Grpc => {
                                 dt { "commands/s" } dd data-rate="commands" {
-                                    @let by_outcome = recent_sum(instance, "commands_per_s", 5);
-                                    @if by_outcome.is_empty() { "-" }
+                                    @let by_outcome = nonzero(recent_sum(instance, "commands_per_s", 5));
+                                    @if by_outcome.is_empty() { "0" }
                                     @for (outcome, rate) in &by_outcome {
                                         span.rate { (outcome) " " (number(*rate)) } " "
                                     }
@@ -351,8 +362,8 @@ fn services_fragment(board: &Board) -> Markup {
                             }
                             Kind::Worker => {
                                 dt { "messages/s" } dd data-rate="messages" {
-                                    @let by_outcome = recent_sum(instance, "messages_per_s", 5);
-                                    @if by_outcome.is_empty() { "-" }
+                                    @let by_outcome = nonzero(recent_sum(instance, "messages_per_s", 5));
+                                    @if by_outcome.is_empty() { "0" }
                                     @for (outcome, rate) in &by_outcome {
                                         span.rate { (outcome) " " (number(*rate)) } " "
                                     }
@@ -635,6 +646,14 @@ async fn flow_fragment(board: &Board) -> Markup {
         h2 { "Per minute (UTC)" }
         @match &flow {
             Ok(minutes) => {
+                @let total = |f: fn(&crate::board::FlowMinute) -> u64| minutes.iter().map(|(_, c)| f(c)).sum::<u64>();
+                details.minutes data-key="flow-minutes" {
+                    summary {
+                        "last " (minutes.len()) " minutes: "
+                        strong data-total-placed { (total(|c| c.placed)) } " placed, "
+                        strong data-total-completed { (total(|c| c.completed)) } " completed, "
+                        strong data-total-cancelled { (total(|c| c.cancelled)) } " cancelled (the chart below; the table here)"
+                    }
                 div.scroll {
                     table.flow {
                         thead { tr { th { "minute" } th { "placed" } th { "completed" } th { "cancelled" } } }
@@ -649,6 +668,7 @@ async fn flow_fragment(board: &Board) -> Markup {
                             }
                         }
                     }
+                }
                 }
             }
             Err(error) => (error_box(error)),
@@ -1061,13 +1081,20 @@ pub async fn order_page(
             h2 { "Timeline" }
             p.muted { (view.events.len()) " events" }
             ol.timeline data-events=(view.events.len()) {
-                @for event in &view.events {
+                @for (index, event) in view.events.iter().enumerate() {
+                    @let after = index
+                        .checked_sub(1)
+                        .and_then(|i| view.events.get(i))
+                        .and_then(|previous| event.recorded_at.duration_since(previous.recorded_at).ok());
                     li.event data-version=(event.version) data-type=(event.event_type) {
                         div.event-head {
                             span.version { "v" (event.version) }
                             strong.type { (event.event_type) }
                             span.muted { "schema " (event.schema_version) " · position " (event.position) }
-                            time { (time(event.recorded_at)) }
+                            time {
+                                (time(event.recorded_at))
+                                @if let Some(after) = after { span.after { " +" (duration(after.as_secs_f64())) } }
+                            }
                         }
                         dl.meta {
                             dt { "correlation" } dd { code { (event.correlation_id.as_deref().unwrap_or("-")) } }
