@@ -52,7 +52,27 @@
     return Math.max(200, box.clientWidth - 12);
   }
 
+  // Outcomes keep their meaning's colour on every chart: good green, failed red, retried amber.
+  const meaning = {
+    ok: "#1a7f37", placed: "#1f6feb", completed: "#1a7f37", cancelled: "#b42318",
+    error: "#b42318", unavailable: "#d1242f", dlq: "#b42318", "DLQ visible": "#b42318",
+    retry: "#9a6700", conflict: "#bc4c00", rejected: "#8250df", invalid: "#6e7781",
+    duplicate: "#0e7490", obsolete: "#0e7490", p50: "#1f6feb", p99: "#8250df", "shed/s": "#b42318",
+  };
+  function colour(label, i) { return meaning[label] || palette[i % palette.length]; }
+
+  // Between hovers, the legend shows the latest values (not dashes).
+  function showLatest(plot) {
+    const n = plot.data[0].length;
+    if (n > 0 && plot.cursor.idx == null) plot.setLegend({ idx: n - 1 });
+  }
+
   function two(n) { return (n < 10 ? "0" : "") + n; }
+
+  function stamp(t) {
+    const d = new Date(t * 1000);
+    return two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" + two(d.getUTCSeconds());
+  }
 
   // Tick labels of the time axis: HH:MM (UTC), with seconds when ticks are less than a minute apart.
   function clock(u, splits, axis, space, increment) {
@@ -81,8 +101,8 @@
       title.textContent = spec.title;
       box.appendChild(title);
       chartsBox.appendChild(box);
-      const series = [{}].concat(spec.labels.map(function (label, i) {
-        return { label: label, stroke: palette[i % palette.length], width: 2, spanGaps: false };
+      const series = [{ label: "UTC", value: function (u, t) { return t == null ? "" : stamp(t); } }].concat(spec.labels.map(function (label, i) {
+        return { label: label, stroke: colour(label, i), width: 2, spanGaps: false };
       }));
       const plot = new window.uPlot({
         width: chartWidth(box),
@@ -93,11 +113,14 @@
         tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
         axes: [{ values: clock, space: 60 }, { label: spec.unit || "", size: 50 }],
         legend: { show: true },
+        hooks: { setCursor: [function (u) { showLatest(u); }] },
       }, spec.data, box);
+      showLatest(plot);
       entry = { plot: plot, box: box, key: key };
       charts.set(spec.id, entry);
     } else {
       entry.plot.setData(spec.data);
+      showLatest(entry.plot);
     }
   }
 
