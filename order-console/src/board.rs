@@ -78,6 +78,7 @@ pub struct Board {
     subscriptions: AsyncMutex<Cached<Result<subscriptions::SubscriptionsView, String>>>,
     states: AsyncMutex<Cached<Result<States, String>>>,
     dead_letters: AsyncMutex<Cached<Result<Vec<DeadLetter>, String>>>,
+    terminal_counts: AsyncMutex<Cached<BTreeMap<String, i64>>>,
 }
 
 /// Lock a std mutex; a poisoned one (a panicking thread) still holds consistent data here.
@@ -96,6 +97,8 @@ type Buckets = Vec<(f64, f64)>;
 
 /// How long on-demand database reads are reused.
 const CACHE: Duration = Duration::from_millis(900);
+/// How long the counts of finished (Completed, Cancelled) orders are reused.
+const TERMINAL_CACHE: Duration = Duration::from_secs(60);
 /// Events read per flow refresh at most (the rest follows on the next refresh).
 const FLOW_PAGE: i64 = 20_000;
 /// Minutes of flow shown.
@@ -129,6 +132,7 @@ impl Board {
             subscriptions: AsyncMutex::new(Cached::default()),
             states: AsyncMutex::new(Cached::default()),
             dead_letters: AsyncMutex::new(Cached::default()),
+            terminal_counts: AsyncMutex::new(Cached::default()),
         }
     }
 
@@ -273,7 +277,20 @@ impl Board {
             return value;
         }
         let value = async {
-            let counts = self.db.state_counts().await?;
+            let (in_flight, finished): (Vec<_>, Vec<_>) =
+                db::STATES.into_iter().partition(|s| !s.is_terminal());
+            let mut counts = self.db.state_counts(&in_flight).await?;
+            // Finished orders only grow: counted once a minute (the whole index otherwise).
+            let mut terminal = self.terminal_counts.lock().await;
+            let finished_counts = match terminal.fresh(TERMINAL_CACHE) {
+                Some(counts) => counts,
+                None => {
+                    let fresh = self.db.state_counts(&finished).await?;
+                    terminal.put(fresh.clone());
+                    fresh
+                }
+            };
+            counts.extend(finished_counts);
             let stuck = self.db.stuck(3).await?;
             Ok::<_, db::Error>((counts, stuck))
         }

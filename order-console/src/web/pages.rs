@@ -619,6 +619,7 @@ async fn flow_fragment(board: &Board) -> Markup {
         @match &states {
             Ok((counts, stuck)) => {
                 div.scroll.machine-box { (state_machine(counts, stuck)) }
+                p.muted { "Orders in flight are counted at every refresh; Completed and Cancelled, which only grow, once a minute. A state turns amber when its oldest order has waited over a minute, red over ten." }
                 h2 { "Longest in each state" }
                 div.scroll {
                     table.stuck {
