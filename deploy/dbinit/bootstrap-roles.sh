@@ -13,6 +13,8 @@
 #       orders_migrator -> orders_owner      (MIGRATOR_DB_PASSWORD; sessions SET ROLE orders_owner)
 #       order_grpc      -> orders_app        (GRPC_DB_PASSWORD)
 #       order_projector -> orders_projector  (PROJECTOR_DB_PASSWORD)
+#       order_console   -> orders_readonly   (CONSOLE_DB_PASSWORD; only when it is set: the
+#                                             health board, order-console, reads and writes nothing)
 # Re-running it changes no password unless the secrets changed, and it never drops anything.
 #
 # No password ever reaches the server as text: the server logs DDL (and exports the log to
@@ -58,6 +60,11 @@ scram_verifier() {
 migrator_verifier=$(scram_verifier MIGRATOR_DB_PASSWORD)
 grpc_verifier=$(scram_verifier GRPC_DB_PASSWORD)
 projector_verifier=$(scram_verifier PROJECTOR_DB_PASSWORD)
+# The console's user is optional: an environment without order-console has no such login.
+console_verifier=""
+if [ -n "${CONSOLE_DB_PASSWORD:-}" ]; then
+    console_verifier=$(scram_verifier CONSOLE_DB_PASSWORD)
+fi
 
 echo "bootstrap-roles: connecting to ${PGHOST}/${PGDATABASE} as ${PGUSER} (sslmode ${PGSSLMODE})"
 
@@ -67,6 +74,7 @@ echo "bootstrap-roles: connecting to ${PGHOST}/${PGDATABASE} as ${PGUSER} (sslmo
     printf '%s\n' "\\set migrator_verifier '${migrator_verifier}'"
     printf '%s\n' "\\set grpc_verifier '${grpc_verifier}'"
     printf '%s\n' "\\set projector_verifier '${projector_verifier}'"
+    printf '%s\n' "\\set console_verifier '${console_verifier}'"
     cat <<'SQL'
 SET client_min_messages = warning;
 
@@ -107,6 +115,18 @@ ALTER ROLE orders_migrator SET role = 'orders_owner';
 -- a migration may legitimately run longer than the server-wide statement_timeout
 ALTER ROLE orders_migrator SET statement_timeout = 0;
 GRANT CONNECT ON DATABASE :"dbname" TO orders_owner, orders_app, orders_projector, orders_readonly;
+-- the console's login user, when CONSOLE_DB_PASSWORD is set: a member of orders_readonly only
+SELECT :'console_verifier' <> '' AS with_console
+\gset
+\if :with_console
+SELECT 'CREATE ROLE order_console LOGIN'
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'order_console')
+\gexec
+ALTER ROLE order_console WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'console_verifier';
+GRANT orders_readonly TO order_console;
+-- every session of the console is read-only, whatever it asks for
+ALTER ROLE order_console SET default_transaction_read_only = on;
+\endif
 SQL
 } | psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 -v master="${PGUSER}" -v dbname="${PGDATABASE}"
 

@@ -15,7 +15,7 @@ struct Args {
     #[arg(
         long,
         env = "ORDER_PROVIDER_STUB_ADDR",
-        default_value = "127.0.0.1:9470"
+        default_value = "127.0.0.1:9471"
     )]
     addr: SocketAddr,
     /// Bearer token every request must carry (default: none).

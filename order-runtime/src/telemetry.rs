@@ -29,6 +29,17 @@ pub fn init(service: &str, format: LogFormat) {
     // The metrics recorder too, before any series is touched.
     metrics();
     INSTALLED.get_or_init(|| {
+        // Who and since when, for the console's services page (version, uptime).
+        metrics::gauge!(
+            "order_build_info",
+            "service" => service.to_owned(),
+            "version" => env!("CARGO_PKG_VERSION")
+        )
+        .set(1.0);
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        metrics::gauge!("process_start_time_seconds").set(started.as_secs_f64());
         use tracing_subscriber::Layer as _;
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;

@@ -51,6 +51,8 @@ const KNOWN: &[&str] = &[
     "AWS_SECRET_ACCESS_KEY",
     "ORDERS_QUEUE_URL",
     "ORDERS_DLQ_URL",
+    "ORDER_CHROME",
+    "ORDER_CHROMEDRIVER",
 ];
 
 /// Parse the `export NAME='value'` lines that `scripts/dev` writes.

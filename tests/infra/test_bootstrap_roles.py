@@ -98,6 +98,7 @@ def test_no_password_reaches_the_server_log_or_a_command_line(cluster, tmp_path)
         "MIGRATOR_DB_PASSWORD": secrets.token_hex(20),
         "GRPC_DB_PASSWORD": secrets.token_hex(20),
         "PROJECTOR_DB_PASSWORD": secrets.token_hex(20),
+        "CONSOLE_DB_PASSWORD": secrets.token_hex(20),
     }
     argv_record = tmp_path / "argv"
     path = f"{_recording_psql(tmp_path / 'bin', argv_record)}:{os.environ['PATH']}"
@@ -124,7 +125,7 @@ def test_no_password_reaches_the_server_log_or_a_command_line(cluster, tmp_path)
 
     # the verifiers are right: each user logs in with its password, and only with it
     for user, var in (("orders_migrator", "MIGRATOR_DB_PASSWORD"), ("order_grpc", "GRPC_DB_PASSWORD"),
-                      ("order_projector", "PROJECTOR_DB_PASSWORD")):
+                      ("order_projector", "PROJECTOR_DB_PASSWORD"), ("order_console", "CONSOLE_DB_PASSWORD")):
         login = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(cluster["port"]), "PGDATABASE": "orders",
                  "PGUSER": user, "PGSSLMODE": "disable"}
         ok = subprocess.run(["psql", "--no-psqlrc", "-tAc", "SELECT session_user"],
@@ -133,6 +134,32 @@ def test_no_password_reaches_the_server_log_or_a_command_line(cluster, tmp_path)
         wrong = subprocess.run(["psql", "--no-psqlrc", "-tAc", "SELECT 1"],
                                env={**login, "PGPASSWORD": "wrong-" + passwords[var]}, capture_output=True, text=True)
         assert wrong.returncode != 0, f"{user} logs in with a wrong password"
+
+    # the console's user reads only: a member of orders_readonly and of nothing else, its
+    # sessions read-only
+    admin = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(cluster["port"]), "PGDATABASE": "orders",
+             "PGUSER": ADMIN, "PGPASSWORD": cluster["admin_password"], "PGSSLMODE": "disable"}
+    roles = subprocess.run(["psql", "--no-psqlrc", "-tAc",
+                            "SELECT string_agg(g.rolname, ',' ORDER BY g.rolname) FROM pg_auth_members m "
+                            "JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member "
+                            "WHERE u.rolname = 'order_console'"], env=admin, capture_output=True, text=True)
+    assert roles.stdout.strip() == "orders_readonly", roles.stdout + roles.stderr
+    login = {**admin, "PGUSER": "order_console", "PGPASSWORD": passwords["CONSOLE_DB_PASSWORD"]}
+    read_only = subprocess.run(["psql", "--no-psqlrc", "-tAc", "SHOW default_transaction_read_only"],
+                               env=login, capture_output=True, text=True)
+    assert read_only.stdout.strip() == "on", read_only.stdout + read_only.stderr
+
+
+def test_the_console_password_is_optional(cluster, tmp_path):
+    env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(cluster["port"]), "PGDATABASE": "postgres",
+           "PGUSER": ADMIN, "PGPASSWORD": cluster["admin_password"], "PGSSLMODE": "disable",
+           "MIGRATOR_DB_PASSWORD": "m" * 20, "GRPC_DB_PASSWORD": "g" * 20, "PROJECTOR_DB_PASSWORD": "p" * 20}
+    env.pop("CONSOLE_DB_PASSWORD", None)
+    subprocess.run(["psql", "--no-psqlrc", "-qc", "CREATE DATABASE orders_no_console"], env=env, check=True,
+                   capture_output=True)
+    run = subprocess.run(["bash", str(SCRIPT)], env={**env, "PGDATABASE": "orders_no_console"},
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
 
 
 def test_a_password_sasl_prep_could_change_is_refused(cluster, tmp_path):

@@ -5,24 +5,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use order_e2e::HOSTILE;
 use order_messages::CloudEvent;
 use order_proto::v1 as pb;
 use order_testkit::sqs;
 use tonic::Code;
 
 use crate::support::*;
-
-/// Texts that must be stored and returned as they are, never interpreted.
-const HOSTILE: &[&str] = &[
-    "Robert'); DROP TABLE orders.events;--",
-    r#"" OR 1=1 -- \' \\ \x00 %s %n {0} ${HOME} $1 $$ :name ?"#,
-    r#"{"injected": true}], "payload": [{"#,
-    "<script>alert(1)</script> &amp; &#0;",
-    "e\u{301}cole / \u{e9}cole", // decomposed and composed: no normalisation
-    "\u{202e}fdp.exe \u{200b}zero\u{feff}width\u{2028}sep", // format characters, not control
-    "\u{1f469}\u{200d}\u{1f469}\u{200d}\u{1f467} \u{1d573}\u{1d58a} \u{4e2d}\u{6587} \u{645}\u{631}\u{62d}\u{628}\u{627}",
-    "  leading and trailing spaces kept  ",
-];
 
 fn hostile_place(order_id: &str, customer: &str, text: &str) -> pb::PlaceOrderRequest {
     let mut request = place(order_id, customer);

@@ -1,0 +1,483 @@
+//! The console's state: the scrape loop's history (services, queues, database connections),
+//! the flow counters, and short caches, so that any number of open pages costs the database
+//! and the services the same as one.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::alarms::{self, Datapoints, Signal, key};
+use crate::config::Settings;
+use crate::db::{self, Db, FlowCursor};
+use crate::queues::{self, DeadLetter, QueuePoint};
+use crate::services::{Instance, Kind, Scraper, unix_now};
+use crate::subscriptions;
+
+/// Placed, completed and cancelled orders in one minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowMinute {
+    /// `OrderPlaced` events.
+    pub placed: u64,
+    /// `OrderCompleted` events.
+    pub completed: u64,
+    /// `OrderCancelled` events.
+    pub cancelled: u64,
+}
+
+/// The flow counters: per minute, from the log, read incrementally in the gap-safe order.
+#[derive(Debug, Default)]
+struct Flow {
+    cursor: Option<FlowCursor>,
+    minutes: BTreeMap<i64, FlowMinute>,
+    last_read: Option<Instant>,
+}
+
+/// A value computed on demand and kept for a short while.
+#[derive(Debug)]
+struct Cached<T> {
+    value: Option<(Instant, T)>,
+}
+
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Self { value: None }
+    }
+}
+
+impl<T: Clone> Cached<T> {
+    fn fresh(&self, within: Duration) -> Option<T> {
+        self.value
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < within)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&mut self, value: T) {
+        self.value = Some((Instant::now(), value));
+    }
+}
+
+/// Everything the pages show, shared by the scrape loop and the handlers.
+#[derive(Debug)]
+pub struct Board {
+    /// The settings.
+    pub settings: Settings,
+    /// The read-only database.
+    pub db: Db,
+    sqs: Option<aws_sdk_sqs::Client>,
+    scraper: Scraper,
+    started: f64,
+    instances: Mutex<Vec<Instance>>,
+    queue_points: Mutex<VecDeque<QueuePoint>>,
+    queue_error: Mutex<Option<String>>,
+    db_points: Mutex<VecDeque<(f64, f64, f64)>>,
+    db_error: Mutex<Option<String>>,
+    flow: AsyncMutex<Flow>,
+    subscriptions: AsyncMutex<Cached<Result<subscriptions::SubscriptionsView, String>>>,
+    states: AsyncMutex<Cached<Result<States, String>>>,
+    dead_letters: AsyncMutex<Cached<Result<Vec<DeadLetter>, String>>>,
+    terminal_counts: AsyncMutex<Cached<BTreeMap<String, i64>>>,
+}
+
+/// Lock a std mutex; a poisoned one (a panicking thread) still holds consistent data here.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Orders per state, and the orders waiting longest in each state.
+pub type States = (BTreeMap<String, i64>, BTreeMap<String, Vec<db::Stuck>>);
+
+/// Cumulative histogram buckets: (upper bound, count).
+type Buckets = Vec<(f64, f64)>;
+
+/// How long on-demand database reads are reused.
+const CACHE: Duration = Duration::from_millis(900);
+/// How long the counts of finished (Completed, Cancelled) orders are reused.
+const TERMINAL_CACHE: Duration = Duration::from_secs(60);
+/// Events read per flow refresh at most (the rest follows on the next refresh).
+const FLOW_PAGE: i64 = 20_000;
+/// Minutes of flow shown.
+pub const FLOW_MINUTES: i64 = 15;
+
+impl Board {
+    /// A board for `settings`; nothing is contacted yet.
+    pub fn new(settings: Settings, db: Db, sqs: Option<aws_sdk_sqs::Client>) -> Self {
+        let instances = settings
+            .targets
+            .iter()
+            .cloned()
+            .map(Instance::new)
+            .collect();
+        let timeout = settings
+            .scrape_interval
+            .min(Duration::from_millis(1500))
+            .max(Duration::from_millis(200));
+        Self {
+            settings,
+            db,
+            sqs,
+            scraper: Scraper::new(timeout),
+            started: unix_now(),
+            instances: Mutex::new(instances),
+            queue_points: Mutex::new(VecDeque::new()),
+            queue_error: Mutex::new(None),
+            db_points: Mutex::new(VecDeque::new()),
+            db_error: Mutex::new(None),
+            flow: AsyncMutex::new(Flow::default()),
+            subscriptions: AsyncMutex::new(Cached::default()),
+            states: AsyncMutex::new(Cached::default()),
+            dead_letters: AsyncMutex::new(Cached::default()),
+            terminal_counts: AsyncMutex::new(Cached::default()),
+        }
+    }
+
+    /// When the console started (Unix seconds).
+    pub fn started(&self) -> f64 {
+        self.started
+    }
+
+    /// A copy of every instance.
+    pub fn instances(&self) -> Vec<Instance> {
+        lock(&self.instances).clone()
+    }
+
+    /// A copy of the queue history.
+    pub fn queue_points(&self) -> VecDeque<QueuePoint> {
+        lock(&self.queue_points).clone()
+    }
+
+    /// Why the queues could not be read at the last scrape.
+    pub fn queue_error(&self) -> Option<String> {
+        lock(&self.queue_error).clone()
+    }
+
+    /// Why the database could not be read at the last scrape.
+    pub fn db_error(&self) -> Option<String> {
+        lock(&self.db_error).clone()
+    }
+
+    /// Whether queues are configured.
+    pub fn has_queues(&self) -> bool {
+        self.sqs.is_some() && self.settings.queue_url.is_some()
+    }
+
+    /// Scrape every instance, the queues and the database once.
+    pub async fn scrape_once(&self) {
+        let targets: Vec<String> = lock(&self.instances)
+            .iter()
+            .map(|i| i.target.authority.clone())
+            .collect();
+        let outcomes =
+            futures::future::join_all(targets.iter().map(|t| self.scraper.scrape(t))).await;
+        let now = unix_now();
+        let keep = self.settings.history;
+        let sent_total = {
+            let mut instances = lock(&self.instances);
+            for (instance, outcome) in instances.iter_mut().zip(outcomes) {
+                instance.record(now, outcome, keep);
+            }
+            let projectors: Vec<&Instance> = instances
+                .iter()
+                .filter(|i| i.kind == Kind::Projector && i.scrapes > 0)
+                .collect();
+            (!projectors.is_empty())
+                .then(|| projectors.iter().map(|i| i.sent_accumulated).sum::<f64>())
+        };
+        self.scrape_queues(now, sent_total).await;
+        match self.db.connections().await {
+            Ok((used, max)) => {
+                *lock(&self.db_error) = None;
+                let mut points = lock(&self.db_points);
+                points.push_back((now, used, max));
+                while points
+                    .front()
+                    .is_some_and(|p| now - p.0 > keep.as_secs_f64())
+                {
+                    points.pop_front();
+                }
+            }
+            Err(error) => *lock(&self.db_error) = Some(error.to_string()),
+        }
+    }
+
+    async fn scrape_queues(&self, now: f64, sent_total: Option<f64>) {
+        let Some(client) = &self.sqs else { return };
+        let mut point = QueuePoint {
+            t: now,
+            sent_total,
+            ..QueuePoint::default()
+        };
+        let mut error = None;
+        if let Some(url) = &self.settings.queue_url {
+            match queues::depth(client, url).await {
+                Ok(depth) => {
+                    point.visible = Some(depth.visible);
+                    point.in_flight = Some(depth.in_flight);
+                }
+                Err(why) => error = Some(why),
+            }
+        }
+        if let Some(url) = &self.settings.dlq_url {
+            match queues::depth(client, url).await {
+                Ok(depth) => {
+                    point.dlq_visible = Some(depth.visible);
+                    point.dlq_in_flight = Some(depth.in_flight);
+                }
+                Err(why) => error = Some(why),
+            }
+        }
+        let mut points = lock(&self.queue_points);
+        if let (Some(visible), Some(in_flight), Some(sent)) =
+            (point.visible, point.in_flight, sent_total)
+        {
+            points.push_back(point.clone());
+            point.oldest_age = Some(queues::oldest_age(&points, now, visible + in_flight, sent));
+            points.pop_back();
+        }
+        points.push_back(point);
+        let keep = self.settings.history.as_secs_f64();
+        while points.front().is_some_and(|p| now - p.t > keep) {
+            points.pop_front();
+        }
+        *lock(&self.queue_error) = error;
+    }
+
+    /// Scrape forever, every `scrape_interval`.
+    pub async fn run(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.settings.scrape_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.scrape_once().await;
+        }
+    }
+
+    /// The subscriptions (cached for a moment).
+    pub async fn subscriptions(&self) -> Result<subscriptions::SubscriptionsView, String> {
+        let mut cache = self.subscriptions.lock().await;
+        if let Some(value) = cache.fresh(CACHE) {
+            return value;
+        }
+        let value = subscriptions::read(&self.db)
+            .await
+            .map_err(|e| e.to_string());
+        cache.put(value.clone());
+        value
+    }
+
+    /// Orders per state and the longest waiting (cached for a moment).
+    pub async fn states(&self) -> Result<States, String> {
+        let mut cache = self.states.lock().await;
+        if let Some(value) = cache.fresh(CACHE) {
+            return value;
+        }
+        let value = async {
+            let (in_flight, finished): (Vec<_>, Vec<_>) =
+                db::STATES.into_iter().partition(|s| !s.is_terminal());
+            let mut counts = self.db.state_counts(&in_flight).await?;
+            // Finished orders only grow: counted once a minute (the whole index otherwise).
+            let mut terminal = self.terminal_counts.lock().await;
+            let finished_counts = match terminal.fresh(TERMINAL_CACHE) {
+                Some(counts) => counts,
+                None => {
+                    let fresh = self.db.state_counts(&finished).await?;
+                    terminal.put(fresh.clone());
+                    fresh
+                }
+            };
+            counts.extend(finished_counts);
+            let stuck = self.db.stuck(3).await?;
+            Ok::<_, db::Error>((counts, stuck))
+        }
+        .await
+        .map_err(|e| e.to_string());
+        cache.put(value.clone());
+        value
+    }
+
+    /// The DLQ's first messages, read without removing them (cached for a few seconds).
+    pub async fn dead_letters(&self) -> Option<Result<Vec<DeadLetter>, String>> {
+        let client = self.sqs.as_ref()?;
+        let url = self.settings.dlq_url.as_ref()?;
+        let mut cache = self.dead_letters.lock().await;
+        if let Some(value) = cache.fresh(Duration::from_secs(4)) {
+            return Some(value);
+        }
+        let value = queues::peek(client, url).await;
+        cache.put(value.clone());
+        Some(value)
+    }
+
+    /// Placed, completed and cancelled per minute for the last [`FLOW_MINUTES`] minutes
+    /// (oldest first, the current minute last), read on from where the last call stopped.
+    pub async fn flow(&self) -> Result<Vec<(i64, FlowMinute)>, String> {
+        let mut flow = self.flow.lock().await;
+        let now_minute = (unix_now() / 60.0).floor() as i64;
+        let first_minute = now_minute - FLOW_MINUTES + 1;
+        let stale = flow
+            .last_read
+            .is_none_or(|at| at.elapsed() > Duration::from_secs(FLOW_MINUTES as u64 * 60));
+        if stale {
+            flow.minutes.clear();
+            flow.cursor = None;
+        }
+        if flow.last_read.is_none_or(|at| at.elapsed() >= CACHE) || flow.cursor.is_none() {
+            if flow.cursor.is_none() {
+                let since = (unix_now() - first_minute as f64 * 60.0).max(0.0);
+                flow.cursor = Some(
+                    self.db
+                        .cursor_since(since)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            if let Some(cursor) = flow.cursor.clone() {
+                let (events, next) = self
+                    .db
+                    .events_after(&cursor, FLOW_PAGE)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for (event_type, at) in events {
+                    let minute = (at / 60.0).floor() as i64;
+                    let entry = flow.minutes.entry(minute).or_default();
+                    match event_type.as_str() {
+                        "OrderPlaced" => entry.placed += 1,
+                        "OrderCompleted" => entry.completed += 1,
+                        "OrderCancelled" => entry.cancelled += 1,
+                        _ => {}
+                    }
+                }
+                flow.cursor = Some(next);
+            }
+            flow.last_read = Some(Instant::now());
+            flow.minutes.retain(|m, _| *m >= first_minute);
+        }
+        Ok((first_minute..=now_minute)
+            .map(|m| (m, flow.minutes.get(&m).copied().unwrap_or_default()))
+            .collect())
+    }
+
+    /// The per-minute datapoints of every alarm signal.
+    pub fn datapoints(&self) -> Datapoints {
+        let now = unix_now();
+        let minute_of = |t: f64| (t / 60.0).floor() as i64;
+        let mut out = Datapoints {
+            first_minute: minute_of(self.started),
+            current_minute: minute_of(now),
+            values: BTreeMap::new(),
+        };
+        let mut put = |signal: Signal, minute: i64, value: f64, sum: bool| {
+            let entry = out.values.entry((key(signal), minute)).or_insert(if sum {
+                0.0
+            } else {
+                f64::NEG_INFINITY
+            });
+            *entry = if sum {
+                *entry + value
+            } else {
+                entry.max(value)
+            };
+        };
+        let instances = self.instances();
+        // Latency: per minute, the buckets' increase over the minute, every instance summed.
+        let mut latency: BTreeMap<i64, (Buckets, Buckets)> = BTreeMap::new();
+        for instance in &instances {
+            let mut per_minute: BTreeMap<i64, (&Buckets, &Buckets)> = BTreeMap::new();
+            let mut previous: Option<&Buckets> = None;
+            for point in &instance.points {
+                let minute = minute_of(point.t);
+                match instance.kind {
+                    Kind::Grpc => {
+                        if let Some(errors) = point.get("errors") {
+                            put(Signal::ApiErrors, minute, errors, true);
+                        }
+                        if !point.latency_buckets.is_empty() {
+                            let start = previous.unwrap_or(&point.latency_buckets);
+                            per_minute
+                                .entry(minute)
+                                .and_modify(|e| e.1 = &point.latency_buckets)
+                                .or_insert((start, &point.latency_buckets));
+                            previous = Some(&point.latency_buckets);
+                        }
+                    }
+                    Kind::Worker => {
+                        if let Some(failed) = point.get("failed") {
+                            put(Signal::WorkerFailed, minute, failed, true);
+                        }
+                    }
+                    Kind::Projector => {
+                        let lag = point
+                            .values
+                            .iter()
+                            .filter(|(k, _)| k.starts_with("lag_s:"))
+                            .map(|(_, v)| *v)
+                            .fold(None, |acc: Option<f64>, v| {
+                                Some(acc.map_or(v, |a| a.max(v)))
+                            });
+                        if let Some(lag) = lag {
+                            put(Signal::ProjectorLag, minute, lag, false);
+                        }
+                    }
+                    Kind::Unknown => {}
+                }
+                if !point.up {
+                    previous = None;
+                }
+            }
+            for (minute, (start, end)) in per_minute {
+                let entry = latency.entry(minute).or_default();
+                add_buckets(&mut entry.0, start);
+                add_buckets(&mut entry.1, end);
+            }
+        }
+        for (minute, (start, end)) in latency {
+            if let Some(p95) = crate::prom::quantile(0.95, &start, &end) {
+                put(Signal::LatencyP95, minute, p95, false);
+            }
+        }
+        for point in self.queue_points() {
+            let minute = minute_of(point.t);
+            if let Some(visible) = point.visible {
+                put(Signal::Backlog, minute, visible, false);
+            }
+            if let Some(visible) = point.dlq_visible {
+                put(Signal::DlqVisible, minute, visible, false);
+            }
+            if let Some((age, _)) = point.oldest_age {
+                put(Signal::OldestMessageAge, minute, age, false);
+            }
+        }
+        for (t, used, max) in lock(&self.db_points).iter() {
+            if *max > 0.0 {
+                put(
+                    Signal::DbConnectionsPercent,
+                    minute_of(*t),
+                    used / max * 100.0,
+                    false,
+                );
+            }
+        }
+        out
+    }
+
+    /// Every alarm, evaluated now.
+    pub fn alarms(&self) -> Vec<alarms::Evaluation> {
+        alarms::evaluate(&self.datapoints())
+    }
+}
+
+/// Add cumulative buckets (same bounds) into a running sum.
+fn add_buckets(into: &mut Vec<(f64, f64)>, from: &[(f64, f64)]) {
+    for (bound, count) in from {
+        match into.iter_mut().find(|(b, _)| b == bound) {
+            Some((_, c)) => *c += count,
+            None => into.push((*bound, *count)),
+        }
+    }
+    into.sort_by(|a, b| a.0.total_cmp(&b.0));
+}

@@ -1,0 +1,327 @@
+//! Settings: command-line arguments with environment fallbacks, checked before anything starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use order_runtime::telemetry::LogFormat;
+use order_store::DatabaseArgs;
+
+/// The command line.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "order-console",
+    version,
+    about = "The health board of the order ledger: a read-only web console"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Serve the console.
+    Serve(Box<ServeArgs>),
+    /// Probe a running console's /readyz and exit 0 when it answers 200.
+    Healthcheck {
+        /// The URL to probe.
+        #[arg(long, default_value = "http://127.0.0.1:9470/readyz")]
+        url: String,
+    },
+}
+
+/// Settings of `order-console serve`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "console")]
+pub struct ServeArgs {
+    /// Where the console listens (HTTP). Without tokens it may only listen on a loopback
+    /// address.
+    #[arg(long, env = "ORDER_CONSOLE_ADDR", default_value = "127.0.0.1:9470")]
+    pub addr: SocketAddr,
+    /// The services' admin endpoints, comma-separated: `http://host:port` or
+    /// `name=http://host:port` (default name: the service the endpoint reports, then the
+    /// address).
+    #[arg(long, env = "ORDER_CONSOLE_SERVICES", value_delimiter = ',')]
+    pub services: Vec<String>,
+    /// Named console tokens, `name=token` comma-separated (16-512 visible ASCII characters
+    /// each). People sign in with one; scripts send `authorization: Bearer <token>`.
+    #[arg(
+        long,
+        env = "ORDER_CONSOLE_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub tokens: Vec<String>,
+    /// A file with `name=token` lines instead of (or besides) --tokens.
+    #[arg(long, env = "ORDER_CONSOLE_TOKENS_FILE")]
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Mark the session cookie `Secure` (when a TLS proxy serves the console).
+    #[arg(long, env = "ORDER_CONSOLE_SECURE_COOKIES", default_value_t = false)]
+    pub secure_cookies: bool,
+    /// The orders FIFO queue (depth, oldest message).
+    #[arg(long, env = "ORDERS_QUEUE_URL")]
+    pub orders_queue_url: Option<String>,
+    /// Its dead-letter queue (depth; messages read without being removed).
+    #[arg(long, env = "ORDERS_DLQ_URL")]
+    pub orders_dlq_url: Option<String>,
+    /// Milliseconds between two scrapes of every service (and of the queues).
+    #[arg(long, env = "ORDER_CONSOLE_SCRAPE_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(200..=60_000))]
+    pub scrape_ms: u64,
+    /// Milliseconds between two refreshes of an open page.
+    #[arg(long, env = "ORDER_CONSOLE_REFRESH_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(200..=60_000))]
+    pub refresh_ms: u64,
+    /// Minutes of history kept for the charts and the alarms (at least 16: the longest alarm
+    /// looks back 15 minutes).
+    #[arg(long, env = "ORDER_CONSOLE_HISTORY_MINUTES", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(16..=240))]
+    pub history_minutes: u64,
+    /// A trace viewer's URL with `{trace_id}` in it (e.g.
+    /// `http://127.0.0.1:16686/trace/{trace_id}`): each event links to its trace.
+    #[arg(long, env = "ORDER_CONSOLE_TRACE_URL")]
+    pub trace_url: Option<String>,
+    /// The read-only database connection (a member of orders_readonly).
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+/// One service admin endpoint to scrape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The name given on the command line, if any.
+    pub name: Option<String>,
+    /// `host:port`.
+    pub authority: String,
+}
+
+impl Target {
+    /// Parse `http://host:port` or `name=http://host:port` (a trailing `/` is allowed).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (name, url) = match text.split_once('=') {
+            Some((name, url)) => (Some(name.trim()), url.trim()),
+            None => (None, text),
+        };
+        if let Some(name) = name
+            && (name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(format!(
+                "invalid service name {name:?} in --services: 1-64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        let authority = url
+            .strip_prefix("http://")
+            .ok_or_else(|| {
+                format!("invalid service {url:?} in --services: expected http://host:port")
+            })?
+            .trim_end_matches('/');
+        let valid = !authority.is_empty()
+            && !authority.contains(['/', '@', '?', '#', ' '])
+            && authority.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+        if !valid {
+            return Err(format!(
+                "invalid service {url:?} in --services: expected http://host:port"
+            ));
+        }
+        Ok(Self {
+            name: name.map(str::to_owned),
+            authority: authority.to_owned(),
+        })
+    }
+}
+
+/// A named console token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Shown as who is signed in; never the secret.
+    pub name: String,
+    /// The secret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({:?}, <hidden>)", self.name)
+    }
+}
+
+/// Parse `name=token` entries (comments `#` and blank lines skipped).
+pub fn parse_tokens<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Vec<Token>, String> {
+    let mut tokens: Vec<Token> = Vec::new();
+    for entry in entries {
+        let entry = entry.trim();
+        if entry.is_empty() || entry.starts_with('#') {
+            continue;
+        }
+        let Some((name, secret)) = entry.split_once('=') else {
+            return Err("invalid console token: expected name=token".to_owned());
+        };
+        let name = name.trim();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(
+                "invalid console token name: 1-64 letters, digits, '-', '_' or '.'".to_owned(),
+            );
+        }
+        if !(16..=512).contains(&secret.len()) || !secret.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(format!(
+                "invalid console token {name:?}: 16-512 visible ASCII characters"
+            ));
+        }
+        if tokens.iter().any(|t| t.name == name) {
+            return Err(format!("console token {name:?} is given twice"));
+        }
+        tokens.push(Token {
+            name: name.to_owned(),
+            secret: secret.to_owned(),
+        });
+    }
+    Ok(tokens)
+}
+
+/// Settings after every check.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// The admin endpoints.
+    pub targets: Vec<Target>,
+    /// Empty: no sign-in (loopback only).
+    pub tokens: Vec<Token>,
+    /// `Secure` cookies.
+    pub secure_cookies: bool,
+    /// The orders queue.
+    pub queue_url: Option<String>,
+    /// The dead-letter queue.
+    pub dlq_url: Option<String>,
+    /// Between two scrapes.
+    pub scrape_interval: Duration,
+    /// Between two page refreshes.
+    pub refresh_interval: Duration,
+    /// History kept.
+    pub history: Duration,
+    /// Trace link template.
+    pub trace_url: Option<String>,
+    /// The database.
+    pub store: order_store::StoreConfig,
+}
+
+impl ServeArgs {
+    /// Check everything clap cannot; the error is one line naming the setting.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let targets = self
+            .services
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| Target::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut entries: Vec<String> = self.tokens.clone();
+        if let Some(path) = &self.tokens_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --tokens-file {}: {e}", path.display()))?;
+            entries.extend(text.lines().map(str::to_owned));
+        }
+        let tokens = parse_tokens(entries.iter().map(String::as_str))?;
+        if tokens.is_empty() && !self.addr.ip().is_loopback() {
+            return Err(format!(
+                "refusing to serve on {} without ORDER_CONSOLE_TOKENS: without tokens the console listens on a loopback address only",
+                self.addr
+            ));
+        }
+        if let Some(template) = &self.trace_url {
+            let scheme_ok = template.starts_with("http://") || template.starts_with("https://");
+            if !scheme_ok || !template.contains("{trace_id}") {
+                return Err(
+                    "invalid --trace-url: an http:// or https:// URL containing {trace_id}"
+                        .to_owned(),
+                );
+            }
+        }
+        for (flag, url) in [
+            ("--orders-queue-url", &self.orders_queue_url),
+            ("--orders-dlq-url", &self.orders_dlq_url),
+        ] {
+            if let Some(url) = url.as_deref().filter(|u| !u.is_empty())
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!("invalid {flag}: an http:// or https:// queue URL"));
+            }
+        }
+        let mut store = self.database.store_config("order-console");
+        // A console needs few connections; it must never crowd out the services.
+        store.pool_size = store.pool_size.min(4);
+        Ok(Settings {
+            addr: self.addr,
+            targets,
+            tokens,
+            secure_cookies: self.secure_cookies,
+            queue_url: self.orders_queue_url.clone().filter(|u| !u.is_empty()),
+            dlq_url: self.orders_dlq_url.clone().filter(|u| !u.is_empty()),
+            scrape_interval: Duration::from_millis(self.scrape_ms),
+            refresh_interval: Duration::from_millis(self.refresh_ms),
+            history: Duration::from_secs(self.history_minutes * 60),
+            trace_url: self.trace_url.clone(),
+            store,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_or_name_the_problem() {
+        assert_eq!(
+            Target::parse("grpc=http://127.0.0.1:9464/"),
+            Ok(Target {
+                name: Some("grpc".into()),
+                authority: "127.0.0.1:9464".into()
+            })
+        );
+        assert_eq!(
+            Target::parse("http://localhost:1").map(|t| t.authority),
+            Ok("localhost:1".into())
+        );
+        for bad in [
+            "https://x:1",
+            "http://x",
+            "http://x:0",
+            "http://x:99999",
+            "http://u@x:1",
+            "http://x:1/path",
+            "=http://x:1",
+            "bad name=http://x:1",
+            "<script>=http://x:1",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_and_never_shown() {
+        let tokens = parse_tokens(["ops=0123456789abcdef", "# comment", ""]).unwrap_or_default();
+        assert_eq!(tokens.len(), 1);
+        assert!(!format!("{tokens:?}").contains("0123456789abcdef"));
+        assert!(parse_tokens(["ops=short"]).is_err());
+        assert!(parse_tokens(["nokey"]).is_err());
+        assert!(parse_tokens(["a=0123456789abcdef", "a=0123456789abcdeg"]).is_err());
+        assert!(parse_tokens(["a=0123456789 abcdef"]).is_err());
+    }
+}

@@ -1,0 +1,500 @@
+//! What the console reads from PostgreSQL, through a role that can only read: every session
+//! is `default_transaction_read_only`, and at start the console refuses a role that may write
+//! any table of the `orders` schema.
+//!
+//! Every statement is a lookup by an index or a bounded range: the console must cost the
+//! command path nothing measurable.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No connection could be had.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A statement failed.
+    #[error("database query failed: {0}")]
+    Query(String),
+    /// The role may write: the console refuses to run with it.
+    #[error("{0}")]
+    NotReadOnly(String),
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        match error.as_db_error() {
+            Some(db) => Self::Query(db.message().to_owned()),
+            None => Self::Unavailable(error.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
+/// The order states, in the order the state machine visits them (the domain's own list).
+pub const STATES: [order_domain::Status; 10] = order_domain::Status::ALL;
+
+/// The read-only database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: Pool,
+    /// Whether the role was found read-only (`Ok`) or able to write (`Err`), once known.
+    verified: Arc<OnceLock<Result<(), String>>>,
+}
+
+/// Tables the console reads, and must not be able to change.
+const TABLES: [&str; 5] = [
+    "orders.events",
+    "orders.commands",
+    "orders.subscriptions",
+    "orders.order_summaries",
+    "orders.customer_totals",
+];
+
+impl Db {
+    /// A pool whose sessions are read-only. Nothing touches the network yet.
+    pub fn new(config: &order_store::StoreConfig) -> Result<Self, String> {
+        let mut pg = config.pg_config().map_err(|e| e.to_string())?;
+        let mut options = pg.get_options().unwrap_or_default().to_owned();
+        // Read-only sessions; and the planner free to scan (the store forbids it for its own
+        // index lookups; the console's few aggregates may need it).
+        options.push_str(
+            " -c default_transaction_read_only=on -c enable_seqscan=on -c plan_cache_mode=auto",
+        );
+        pg.options(options.trim());
+        let manager = Manager::from_config(
+            pg,
+            config.tls().map_err(|e| e.to_string())?,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .wait_timeout(Some(config.pool_wait_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| format!("connection pool: {e}"))?;
+        Ok(Self {
+            pool,
+            verified: Arc::default(),
+        })
+    }
+
+    /// A connection, once the role is known to be read-only: the first call (and every call
+    /// while the database cannot tell, e.g. not reachable or not migrated yet) checks it; a
+    /// role that may write gets no connection, ever.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
+        let client = self.pool.get().await?;
+        match self.verified.get() {
+            Some(Ok(())) => Ok(client),
+            Some(Err(why)) => Err(Error::NotReadOnly(why.clone())),
+            None => match check(&client).await {
+                Ok(()) => {
+                    let _ = self.verified.set(Ok(()));
+                    Ok(client)
+                }
+                Err(Error::NotReadOnly(why)) => {
+                    let _ = self.verified.set(Err(why.clone()));
+                    Err(Error::NotReadOnly(why))
+                }
+                Err(other) => Err(other),
+            },
+        }
+    }
+
+    /// Refuse a role that may write: superuser, or any write privilege on the tables read.
+    /// `Unavailable` or `Query` when the database cannot tell yet.
+    pub async fn check_read_only(&self) -> Result<(), Error> {
+        self.client().await.map(drop)
+    }
+}
+
+/// The read-only check itself, on one connection.
+async fn check(client: &deadpool_postgres::Object) -> Result<(), Error> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
+            &[],
+        )
+        .await?;
+    let user: String = row.try_get(0)?;
+    let superuser: bool = row.try_get::<_, Option<bool>>(1)?.unwrap_or(false);
+    if superuser {
+        return Err(Error::NotReadOnly(format!(
+            "the database user {user:?} is a superuser: the console needs a member of orders_readonly"
+        )));
+    }
+    for table in TABLES {
+        let row = client
+            .query_one(
+                "SELECT has_table_privilege(current_user, $1, 'INSERT, UPDATE, DELETE, TRUNCATE')",
+                &[&table],
+            )
+            .await?;
+        if row.try_get::<_, bool>(0)? {
+            return Err(Error::NotReadOnly(format!(
+                "the database user {user:?} may write {table}: the console needs a member of orders_readonly"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Db {
+    /// The server answers and the schema is there.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let client = self.client().await?;
+        client
+            .query("SELECT 1 FROM orders.subscriptions LIMIT 0", &[])
+            .await?;
+        Ok(())
+    }
+
+    /// Connections in use on the server and `max_connections`.
+    pub async fn connections(&self) -> Result<(f64, f64), Error> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*)::float8, current_setting('max_connections')::float8 FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                &[],
+            )
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    /// Orders per state (the read model).
+    ///
+    /// Only the states asked for: the index on `status` bounds the work by the orders in
+    /// them, so counting the orders in flight stays cheap however many have finished.
+    pub async fn state_counts(
+        &self,
+        states: &[order_domain::Status],
+    ) -> Result<BTreeMap<String, i64>, Error> {
+        let client = self.client().await?;
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let rows = client
+            .query(
+                "SELECT status, count(*) FROM orders.order_summaries WHERE status = ANY($1) GROUP BY status",
+                &[&names],
+            )
+            .await?;
+        let mut counts = BTreeMap::new();
+        for row in rows {
+            counts.insert(row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?);
+        }
+        Ok(counts)
+    }
+
+    /// The `limit` orders longest in each state that is not final.
+    pub async fn stuck(&self, limit: i64) -> Result<BTreeMap<String, Vec<Stuck>>, Error> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT order_id, customer_id, extract(epoch FROM now() - updated_at)::float8, stream_version
+                   FROM orders.order_summaries WHERE status = $1 ORDER BY updated_at LIMIT $2",
+            )
+            .await?;
+        let mut out = BTreeMap::new();
+        for state in STATES.into_iter().filter(|s| !s.is_terminal()) {
+            let state = state.as_str();
+            let rows = client.query(&statement, &[&state, &limit]).await?;
+            let mut list = Vec::new();
+            for row in rows {
+                list.push(Stuck {
+                    order_id: row.try_get(0)?,
+                    customer_id: row.try_get(1)?,
+                    seconds: row.try_get::<_, f64>(2)?.max(0.0),
+                    version: row.try_get(3)?,
+                });
+            }
+            out.insert(state.to_owned(), list);
+        }
+        Ok(out)
+    }
+
+    /// The gap-safe cursor just before the first event recorded at or after `since_seconds`
+    /// ago (a binary search over positions: a few primary-key lookups).
+    pub async fn cursor_since(&self, since_seconds: f64) -> Result<FlowCursor, Error> {
+        let client = self.client().await?;
+        let head: i64 = client
+            .query_one(
+                "SELECT coalesce((SELECT global_position FROM orders.events ORDER BY global_position DESC LIMIT 1), 0)",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        let statement = client
+            .prepare_cached(
+                "SELECT global_position, transaction_id::text AS xid, now() - recorded_at > make_interval(secs => $2)
+                   FROM orders.events WHERE global_position >= $1 ORDER BY global_position LIMIT 1",
+            )
+            .await?;
+        let (mut low, mut high) = (1i64, head + 1);
+        // Invariant: events before `low` are older than the window; at or after `high`, newer.
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match client
+                .query_opt(&statement, &[&middle, &since_seconds])
+                .await?
+            {
+                Some(row) if row.try_get::<_, bool>(2)? => low = row.try_get::<_, i64>(0)? + 1,
+                _ => high = middle,
+            }
+        }
+        let row = client
+            .query_opt(&statement, &[&low, &since_seconds])
+            .await?;
+        Ok(match row {
+            Some(row) => FlowCursor {
+                xid: row.try_get(1)?,
+                position: row.try_get::<_, i64>(0)? - 1,
+            },
+            None => {
+                // Nothing recent: start after the head, at the oldest transaction in flight.
+                let xid: String = client
+                    .query_one(
+                        "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::numeric - 1)::text",
+                        &[],
+                    )
+                    .await?
+                    .try_get(0)?;
+                FlowCursor {
+                    xid,
+                    position: head,
+                }
+            }
+        })
+    }
+
+    /// Events after `cursor` in the gap-safe order (committed, and older than every
+    /// transaction still in flight), at most `limit`: (type, recorded at as Unix seconds).
+    pub async fn events_after(
+        &self,
+        cursor: &FlowCursor,
+        limit: i64,
+    ) -> Result<(Vec<(String, f64)>, FlowCursor), Error> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT transaction_id::text AS xid, global_position, event_type, extract(epoch FROM recorded_at)::float8
+                   FROM orders.events
+                  WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                  ORDER BY transaction_id, global_position LIMIT $3",
+            )
+            .await?;
+        let rows = client
+            .query(&statement, &[&cursor.xid, &cursor.position, &limit])
+            .await?;
+        let mut next = cursor.clone();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            next = FlowCursor {
+                xid: row.try_get(0)?,
+                position: row.try_get(1)?,
+            };
+            out.push((row.try_get(2)?, row.try_get(3)?));
+        }
+        Ok((out, next))
+    }
+
+    /// One order: its read-model row and its events.
+    pub async fn order(&self, order_id: Uuid) -> Result<Option<OrderView>, Error> {
+        let client = self.client().await?;
+        let summary = client
+            .query_opt(
+                "SELECT order_id, customer_id, status, currency, total_minor, captured_minor,
+                        refunded_minor, line_count, stream_version, last_position, placed_at, updated_at
+                   FROM orders.order_summaries WHERE order_id = $1",
+                &[&order_id],
+            )
+            .await?
+            .map(|row| summary_from(&row))
+            .transpose()?;
+        let rows = client
+            .query(
+                "SELECT global_position, stream_version, event_type, schema_version, payload::text,
+                        correlation_id, causation_id, command_id, actor, traceparent, recorded_at
+                   FROM orders.events WHERE stream_id = $1 ORDER BY stream_version LIMIT 2000",
+                &[&order_id],
+            )
+            .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let payload: String = row.try_get(4)?;
+            // Pretty-printed for people; the text of every string is unchanged.
+            let pretty = serde_json::from_str::<Value>(&payload)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or(payload);
+            events.push(EventView {
+                position: row.try_get(0)?,
+                version: row.try_get(1)?,
+                event_type: row.try_get(2)?,
+                schema_version: row.try_get(3)?,
+                payload: pretty,
+                correlation_id: row.try_get(5)?,
+                causation_id: row.try_get(6)?,
+                command_id: row.try_get(7)?,
+                actor: row.try_get(8)?,
+                traceparent: row.try_get(9)?,
+                recorded_at: row.try_get(10)?,
+            });
+        }
+        if summary.is_none() && events.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(OrderView { summary, events }))
+    }
+
+    /// A customer's orders, newest first.
+    pub async fn customer_orders(
+        &self,
+        customer_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<Summary>, Error> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT order_id, customer_id, status, currency, total_minor, captured_minor,
+                        refunded_minor, line_count, stream_version, last_position, placed_at, updated_at
+                   FROM orders.order_summaries WHERE customer_id = $1
+                  ORDER BY placed_at DESC, order_id DESC LIMIT $2",
+                &[&customer_id, &limit],
+            )
+            .await?;
+        rows.iter().map(summary_from).collect()
+    }
+}
+
+fn summary_from(row: &Row) -> Result<Summary, Error> {
+    Ok(Summary {
+        order_id: row.try_get(0)?,
+        customer_id: row.try_get(1)?,
+        status: row.try_get(2)?,
+        currency: row.try_get(3)?,
+        total_minor: row.try_get(4)?,
+        captured_minor: row.try_get(5)?,
+        refunded_minor: row.try_get(6)?,
+        line_count: row.try_get(7)?,
+        stream_version: row.try_get(8)?,
+        last_position: row.try_get(9)?,
+        placed_at: row.try_get(10)?,
+        updated_at: row.try_get(11)?,
+    })
+}
+
+/// A position in the gap-safe order of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowCursor {
+    /// The writing transaction (xid8 as text).
+    pub xid: String,
+    /// The global position.
+    pub position: i64,
+}
+
+/// An order waiting in a state.
+#[derive(Debug, Clone)]
+pub struct Stuck {
+    /// The order.
+    pub order_id: Uuid,
+    /// Its customer.
+    pub customer_id: Uuid,
+    /// Seconds since its last change.
+    pub seconds: f64,
+    /// Its version.
+    pub version: i64,
+}
+
+/// A read-model row.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The order.
+    pub order_id: Uuid,
+    /// Its customer.
+    pub customer_id: Uuid,
+    /// Its state.
+    pub status: String,
+    /// ISO 4217.
+    pub currency: String,
+    /// Minor units.
+    pub total_minor: i64,
+    /// Minor units.
+    pub captured_minor: i64,
+    /// Minor units.
+    pub refunded_minor: i64,
+    /// Lines.
+    pub line_count: i32,
+    /// The stream version the row reflects.
+    pub stream_version: i64,
+    /// The position of the last event applied.
+    pub last_position: i64,
+    /// Placed.
+    pub placed_at: SystemTime,
+    /// Last change.
+    pub updated_at: SystemTime,
+}
+
+/// One event of an order.
+#[derive(Debug, Clone)]
+pub struct EventView {
+    /// Global position.
+    pub position: i64,
+    /// Stream version.
+    pub version: i64,
+    /// Type.
+    pub event_type: String,
+    /// Schema version.
+    pub schema_version: i16,
+    /// The payload, pretty-printed JSON.
+    pub payload: String,
+    /// Correlation id.
+    pub correlation_id: Option<String>,
+    /// Causation id.
+    pub causation_id: Option<Uuid>,
+    /// Command id.
+    pub command_id: Option<Uuid>,
+    /// Who (the token's name).
+    pub actor: Option<String>,
+    /// W3C traceparent.
+    pub traceparent: Option<String>,
+    /// When.
+    pub recorded_at: SystemTime,
+}
+
+impl EventView {
+    /// The trace id of the traceparent (`00-<32 hex>-<16 hex>-<2 hex>`), when well-formed.
+    pub fn trace_id(&self) -> Option<&str> {
+        let parent = self.traceparent.as_deref()?;
+        let mut parts = parent.split('-');
+        let (_version, trace) = (parts.next()?, parts.next()?);
+        (trace.len() == 32
+            && trace.bytes().all(|b| b.is_ascii_hexdigit())
+            && trace.bytes().any(|b| b != b'0'))
+        .then_some(trace)
+    }
+}
+
+/// The order page's data.
+#[derive(Debug, Clone)]
+pub struct OrderView {
+    /// The read-model row (absent until projected).
+    pub summary: Option<Summary>,
+    /// The events.
+    pub events: Vec<EventView>,
+}

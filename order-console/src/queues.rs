@@ -1,0 +1,186 @@
+//! The orders queue and its dead-letter queue: depths on every scrape, and the DLQ's messages
+//! read without being removed (received with a visibility timeout of 0, so they stay visible;
+//! the DLQ has no redrive policy, so its receive counts decide nothing).
+//!
+//! SQS's API has no "age of the oldest message" (CloudWatch computes it). The console
+//! estimates it the way a FIFO drains: the oldest message still queued is the one sent when
+//! the projector's sent counter stood at (sent now - messages queued now); the time of that
+//! count is read from the console's own history ([`oldest_age`]).
+
+use std::collections::VecDeque;
+
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+
+/// One reading of both queues.
+#[derive(Debug, Clone, Default)]
+pub struct QueuePoint {
+    /// When (Unix seconds).
+    pub t: f64,
+    /// Orders queue: visible messages (None: not configured or unreachable).
+    pub visible: Option<f64>,
+    /// Orders queue: received and not yet deleted.
+    pub in_flight: Option<f64>,
+    /// DLQ: visible messages.
+    pub dlq_visible: Option<f64>,
+    /// DLQ: in flight.
+    pub dlq_in_flight: Option<f64>,
+    /// Messages every projector sent so far (console's count, restarts included).
+    pub sent_total: Option<f64>,
+    /// Estimated age of the oldest orders message, seconds, and whether it is only a lower
+    /// bound (the message is older than the history).
+    pub oldest_age: Option<(f64, bool)>,
+}
+
+/// Depths of one queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Depth {
+    /// Visible.
+    pub visible: f64,
+    /// In flight.
+    pub in_flight: f64,
+}
+
+/// Read a queue's approximate depths.
+pub async fn depth(client: &aws_sdk_sqs::Client, url: &str) -> Result<Depth, String> {
+    let answer = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| format!("sqs: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+    let read = |name: QueueAttributeName| -> f64 {
+        answer
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(Depth {
+        visible: read(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    })
+}
+
+/// The oldest-message age estimate: `history` oldest first, ending with the reading being
+/// made (`queued` messages now, `sent_now` sent so far). See the module documentation.
+pub fn oldest_age(
+    history: &VecDeque<QueuePoint>,
+    now: f64,
+    queued: f64,
+    sent_now: f64,
+) -> (f64, bool) {
+    if queued <= 0.0 {
+        return (0.0, false);
+    }
+    let target = sent_now - queued;
+    // The first reading at which more than `target` messages had been sent: the oldest queued
+    // message was sent by then.
+    let first_after = history
+        .iter()
+        .find(|p| p.sent_total.is_some_and(|sent| sent > target));
+    match (first_after, history.front()) {
+        (Some(point), Some(front)) if point.t > front.t => ((now - point.t).max(0.0), false),
+        // Older than everything the console has seen.
+        (_, Some(front)) => ((now - front.t).max(0.0), true),
+        (_, None) => (0.0, true),
+    }
+}
+
+/// A dead-lettered message, as read.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// SQS message id.
+    pub message_id: String,
+    /// `dlq_kind` (absent: SQS moved it after maxReceiveCount).
+    pub kind: Option<String>,
+    /// `dlq_reason`.
+    pub reason: Option<String>,
+    /// The message group: the order.
+    pub order: Option<String>,
+    /// The CloudEvent's `type`, when the body parses.
+    pub event_type: Option<String>,
+    /// Sent (Unix seconds).
+    pub sent_at: Option<f64>,
+    /// How often it was received.
+    pub receive_count: Option<u64>,
+    /// The body (at most 4,000 characters).
+    pub body: String,
+}
+
+/// Read up to 10 messages of the DLQ, leaving them there (visibility timeout 0).
+pub async fn peek(client: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<DeadLetter>, String> {
+    let answer = client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .wait_time_seconds(0)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .map_err(|e| format!("sqs: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+    let mut out = Vec::new();
+    for message in answer.messages() {
+        let attribute = |name: &str| {
+            message
+                .message_attributes()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.string_value())
+                .map(str::to_owned)
+        };
+        let system = |name: MessageSystemAttributeName| {
+            message.attributes().and_then(|a| a.get(&name)).cloned()
+        };
+        let body = message.body().unwrap_or_default();
+        let event_type = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned));
+        out.push(DeadLetter {
+            message_id: message.message_id().unwrap_or_default().to_owned(),
+            kind: attribute("dlq_kind"),
+            reason: attribute("dlq_reason"),
+            order: system(MessageSystemAttributeName::MessageGroupId),
+            event_type,
+            sent_at: system(MessageSystemAttributeName::SentTimestamp)
+                .and_then(|ms| ms.parse::<f64>().ok())
+                .map(|ms| ms / 1000.0),
+            receive_count: system(MessageSystemAttributeName::ApproximateReceiveCount)
+                .and_then(|n| n.parse().ok()),
+            body: body.chars().take(4000).collect(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(t: f64, sent: f64) -> QueuePoint {
+        QueuePoint {
+            t,
+            sent_total: Some(sent),
+            ..QueuePoint::default()
+        }
+    }
+
+    #[test]
+    fn the_oldest_message_is_the_one_sent_when_the_count_stood_below_the_backlog() {
+        let history: VecDeque<QueuePoint> = [
+            point(0.0, 0.0),
+            point(10.0, 5.0),
+            point(20.0, 10.0),
+            point(30.0, 15.0),
+        ]
+        .into();
+        // 15 sent, 6 queued: the 10th message (sent by t=20) is the oldest queued.
+        assert_eq!(oldest_age(&history, 30.0, 6.0, 15.0), (10.0, false));
+        // Empty queue: no age.
+        assert_eq!(oldest_age(&history, 30.0, 0.0, 15.0), (0.0, false));
+        // More queued than ever counted: at least as old as the history.
+        assert_eq!(oldest_age(&history, 30.0, 40.0, 15.0), (30.0, true));
+    }
+}

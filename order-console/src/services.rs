@@ -1,0 +1,517 @@
+//! The services as the console sees them: every admin endpoint scraped on an interval
+//! (`/readyz`, `/metrics`), and from two successive scrapes the rates people watch, kept for
+//! the last minutes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::Target;
+use crate::prom::{Scrape, quantile};
+
+/// Which service an endpoint belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// order-grpc.
+    Grpc,
+    /// order-projector.
+    Projector,
+    /// order-worker.
+    Worker,
+    /// Not known (yet): never scraped, or serves none of our metrics.
+    Unknown,
+}
+
+impl Kind {
+    /// The binary's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "order-grpc",
+            Self::Projector => "order-projector",
+            Self::Worker => "order-worker",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// From `order_build_info{service}`, else from the metrics only that service serves.
+    fn of(scrape: &Scrape) -> Self {
+        let named = scrape
+            .samples("order_build_info")
+            .iter()
+            .find_map(|s| s.label("service"));
+        match named {
+            Some("order-grpc") => return Self::Grpc,
+            Some("order-projector") => return Self::Projector,
+            Some("order-worker") => return Self::Worker,
+            _ => {}
+        }
+        if scrape.has("order_commands_total") || scrape.has("order_grpc_requests_shed_total") {
+            Self::Grpc
+        } else if scrape.has("order_log_head_position") || scrape.has("order_projector_owner") {
+            Self::Projector
+        } else if scrape.has("order_worker_messages_in_flight")
+            || scrape.has("order_worker_messages_total")
+        {
+            Self::Worker
+        } else {
+            Self::Unknown
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// What one scrape of one instance showed, reduced to what the console draws and alarms on.
+#[derive(Debug, Clone, Default)]
+pub struct Point {
+    /// When (Unix seconds).
+    pub t: f64,
+    /// The endpoint answered.
+    pub up: bool,
+    /// `/readyz` answered 200.
+    pub ready: bool,
+    /// Rates and levels by name (see [`derive`]); absent when not measurable.
+    pub values: BTreeMap<String, f64>,
+    /// order-grpc: cumulative command-latency buckets (all commands), for per-minute quantiles.
+    pub latency_buckets: Vec<(f64, f64)>,
+}
+
+impl Point {
+    /// A value by name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values.get(name).copied()
+    }
+}
+
+/// One instance: its latest state and its recent history.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// The endpoint.
+    pub target: Target,
+    /// What it is.
+    pub kind: Kind,
+    /// Reachable at the last scrape.
+    pub up: bool,
+    /// Ready at the last scrape.
+    pub ready: bool,
+    /// `/readyz`'s answer, or why the endpoint could not be reached.
+    pub detail: String,
+    /// `order_build_info{version}`.
+    pub version: Option<String>,
+    /// `process_start_time_seconds`.
+    pub started_at: Option<f64>,
+    /// When the endpoint last answered.
+    pub last_seen: Option<f64>,
+    /// Scrapes so far.
+    pub scrapes: u64,
+    /// The previous scrape, for rates.
+    previous: Option<(f64, Scrape)>,
+    /// Messages this instance sent to SQS, corrected for restarts (projector).
+    pub sent_accumulated: f64,
+    /// Recent points, oldest first.
+    pub points: VecDeque<Point>,
+}
+
+impl Instance {
+    /// A never-scraped instance.
+    pub fn new(target: Target) -> Self {
+        Self {
+            target,
+            kind: Kind::Unknown,
+            up: false,
+            ready: false,
+            detail: "not scraped yet".to_owned(),
+            version: None,
+            started_at: None,
+            last_seen: None,
+            scrapes: 0,
+            previous: None,
+            sent_accumulated: 0.0,
+            points: VecDeque::new(),
+        }
+    }
+
+    /// The name people see: the configured one, else the service and address.
+    pub fn name(&self) -> String {
+        match &self.target.name {
+            Some(name) => name.clone(),
+            None => format!("{} {}", self.kind.as_str(), self.target.authority),
+        }
+    }
+
+    /// The latest point.
+    pub fn latest(&self) -> Option<&Point> {
+        self.points.back()
+    }
+
+    /// Record one scrape's result and forget points older than `keep`.
+    pub fn record(&mut self, at: f64, outcome: ScrapeOutcome, keep: Duration) {
+        self.scrapes += 1;
+        let mut point = Point {
+            t: at,
+            ..Point::default()
+        };
+        match outcome {
+            ScrapeOutcome::Unreachable(why) => {
+                self.up = false;
+                self.ready = false;
+                self.detail = why;
+                self.previous = None;
+            }
+            ScrapeOutcome::Answered {
+                ready,
+                readiness,
+                metrics,
+            } => {
+                self.up = true;
+                self.ready = ready;
+                self.detail = readiness;
+                self.last_seen = Some(at);
+                let kind = Kind::of(&metrics);
+                if kind != Kind::Unknown {
+                    self.kind = kind;
+                }
+                self.version = metrics
+                    .samples("order_build_info")
+                    .iter()
+                    .find_map(|s| s.label("version").map(str::to_owned));
+                self.started_at = metrics
+                    .sum("process_start_time_seconds", &[])
+                    .filter(|t| *t > 0.0);
+                point.up = true;
+                point.ready = ready;
+                if let Some((then, previous)) = &self.previous {
+                    let dt = at - then;
+                    if dt > 0.0 {
+                        derive(self.kind, previous, &metrics, dt, &mut point);
+                    }
+                }
+                levels(self.kind, &metrics, &mut point);
+                if let Some(sent) = point.get("sqs_sent_delta") {
+                    self.sent_accumulated += sent;
+                }
+                self.previous = Some((at, metrics));
+            }
+        }
+        self.points.push_back(point);
+        while self
+            .points
+            .front()
+            .is_some_and(|p| at - p.t > keep.as_secs_f64())
+        {
+            self.points.pop_front();
+        }
+    }
+}
+
+/// The increase of a counter between two scrapes (a restart starts again from zero).
+fn increase(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    let after = after?;
+    let before = before.unwrap_or(0.0);
+    Some(if after >= before {
+        after - before
+    } else {
+        after
+    })
+}
+
+/// Rates between two scrapes, by name:
+/// - order-grpc: `commands_per_s:<outcome>`, `p50_ms`, `p99_ms`, `shed_per_s`, `errors`
+///   (commands answered `error` or `unavailable`: what order-grpc logs at ERROR);
+/// - order-worker: `messages_per_s:<outcome>`, `dlq` (messages dead-lettered), `failed`
+///   (dead-lettered plus failed deletes: the worker's `FAILED` lines);
+/// - order-projector: `events_per_s:<subscription>`, `errors:<subscription>`, `sqs_sent_delta`.
+pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut Point) {
+    let rate_by = |metric: &str, label: &str, prefix: &str, point: &mut Point| {
+        let old = before.sum_by(metric, label);
+        for (value, now) in after.sum_by(metric, label) {
+            if let Some(delta) = increase(old.get(&value).copied(), Some(now)) {
+                point.values.insert(format!("{prefix}:{value}"), delta / dt);
+            }
+        }
+    };
+    match kind {
+        Kind::Grpc => {
+            rate_by("order_commands_total", "outcome", "commands_per_s", point);
+            let earlier = before.buckets("order_command_duration_seconds");
+            let later = after.buckets("order_command_duration_seconds");
+            for (name, q) in [("p50_ms", 0.5), ("p99_ms", 0.99)] {
+                if let Some(seconds) = quantile(q, &earlier, &later) {
+                    point.values.insert(name.to_owned(), seconds * 1000.0);
+                }
+            }
+            if let Some(shed) = increase(
+                before.sum("order_grpc_requests_shed_total", &[]),
+                after.sum("order_grpc_requests_shed_total", &[]),
+            ) {
+                point.values.insert("shed_per_s".to_owned(), shed / dt);
+            }
+            let errors = ["error", "unavailable"]
+                .iter()
+                .filter_map(|outcome| {
+                    increase(
+                        before.sum("order_commands_total", &[("outcome", outcome)]),
+                        after.sum("order_commands_total", &[("outcome", outcome)]),
+                    )
+                })
+                .sum::<f64>();
+            point.values.insert("errors".to_owned(), errors);
+        }
+        Kind::Worker => {
+            rate_by(
+                "order_worker_messages_total",
+                "outcome",
+                "messages_per_s",
+                point,
+            );
+            let dlq = increase(
+                before.sum("order_worker_messages_total", &[("outcome", "dlq")]),
+                after.sum("order_worker_messages_total", &[("outcome", "dlq")]),
+            )
+            .unwrap_or(0.0);
+            let failed_deletes = increase(
+                before.sum("order_worker_sqs_errors_total", &[("operation", "delete")]),
+                after.sum("order_worker_sqs_errors_total", &[("operation", "delete")]),
+            )
+            .unwrap_or(0.0);
+            point.values.insert("dlq".to_owned(), dlq);
+            point
+                .values
+                .insert("failed".to_owned(), dlq + failed_deletes);
+        }
+        Kind::Projector => {
+            rate_by(
+                "order_projector_events_total",
+                "subscription",
+                "events_per_s",
+                point,
+            );
+            let old = before.sum_by("order_projector_errors_total", "subscription");
+            for (name, now) in after.sum_by("order_projector_errors_total", "subscription") {
+                if let Some(delta) = increase(old.get(&name).copied(), Some(now)) {
+                    point.values.insert(format!("errors:{name}"), delta);
+                }
+            }
+            if let Some(sent) = increase(
+                before.sum("order_sqs_messages_sent_total", &[]),
+                after.sum("order_sqs_messages_sent_total", &[]),
+            ) {
+                point.values.insert("sqs_sent_delta".to_owned(), sent);
+            }
+        }
+        Kind::Unknown => {}
+    }
+}
+
+/// Levels read from one scrape (gauges): pools, projector lag and leases, worker in flight.
+fn levels(kind: Kind, scrape: &Scrape, point: &mut Point) {
+    for (name, metric, matching) in [
+        (
+            "pool_in_use",
+            "order_db_pool_connections",
+            &[("state", "in_use")][..],
+        ),
+        ("pool_open", "order_db_pool_connections", &[][..]),
+        ("pool_max", "order_db_pool_max", &[][..]),
+        ("pool_waiting", "order_db_pool_waiting", &[][..]),
+    ] {
+        if let Some(value) = scrape.sum(metric, matching) {
+            point.values.insert(name.to_owned(), value);
+        }
+    }
+    match kind {
+        Kind::Grpc => point.latency_buckets = scrape.buckets("order_command_duration_seconds"),
+        Kind::Projector => {
+            for (prefix, metric) in [
+                ("lag_s", "order_projector_lag_seconds"),
+                ("lag_events", "order_projector_lag_events"),
+                ("owner", "order_projector_owner"),
+                ("stopped", "order_projector_stopped"),
+            ] {
+                for (name, value) in scrape.sum_by(metric, "subscription") {
+                    point.values.insert(format!("{prefix}:{name}"), value);
+                }
+            }
+            if let Some(head) = scrape.sum("order_log_head_position", &[]) {
+                point.values.insert("head".to_owned(), head);
+            }
+        }
+        Kind::Worker => {
+            if let Some(value) = scrape.sum("order_worker_messages_in_flight", &[]) {
+                point.values.insert("in_flight".to_owned(), value);
+            }
+            for (provider, state) in scrape.sum_by("order_worker_circuit_state", "provider") {
+                point.values.insert(format!("circuit:{provider}"), state);
+            }
+        }
+        Kind::Unknown => {}
+    }
+}
+
+/// What scraping one endpoint gave.
+#[derive(Debug)]
+pub enum ScrapeOutcome {
+    /// No answer (refused, timed out, not HTTP, too large).
+    Unreachable(String),
+    /// It answered `/readyz` and `/metrics`.
+    Answered {
+        /// `/readyz` said 200.
+        ready: bool,
+        /// `/readyz`'s text (the reason when not ready).
+        readiness: String,
+        /// `/metrics`.
+        metrics: Scrape,
+    },
+}
+
+/// An HTTP client for the admin endpoints: plain HTTP/1.1, bounded time and size.
+#[derive(Debug, Clone)]
+pub struct Scraper {
+    client: Client<HttpConnector, Empty<Bytes>>,
+    timeout: Duration,
+}
+
+/// Largest `/metrics` body read (a service's is a few tens of KiB).
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+impl Scraper {
+    /// A client whose every request ends within `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        connector.set_nodelay(true);
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+            timeout,
+        }
+    }
+
+    /// GET `http://authority/path`: status and body (lossy UTF-8).
+    pub async fn get(&self, authority: &str, path: &str) -> Result<(u16, String), String> {
+        let uri: http::Uri = format!("http://{authority}{path}")
+            .parse()
+            .map_err(|e| format!("invalid address: {e}"))?;
+        let request = async {
+            let response = self
+                .client
+                .get(uri)
+                .await
+                .map_err(|e| format!("unreachable: {}", describe(&e)))?;
+            let status = response.status().as_u16();
+            let body = Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer failed: {e}"))?
+                .to_bytes();
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
+    }
+
+    /// Scrape one endpoint: `/readyz`, then `/metrics`.
+    pub async fn scrape(&self, authority: &str) -> ScrapeOutcome {
+        let (status, text) = match self.get(authority, "/readyz").await {
+            Ok(answer) => answer,
+            Err(why) => return ScrapeOutcome::Unreachable(why),
+        };
+        let readiness = text.trim().chars().take(500).collect::<String>();
+        match self.get(authority, "/metrics").await {
+            Ok((200, body)) => ScrapeOutcome::Answered {
+                ready: status == 200,
+                readiness,
+                metrics: Scrape::parse(&body),
+            },
+            Ok((other, _)) => ScrapeOutcome::Unreachable(format!("/metrics answered {other}")),
+            Err(why) => ScrapeOutcome::Unreachable(why),
+        }
+    }
+}
+
+/// The innermost cause, lowercase (e.g. "connection refused").
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut inner: &dyn std::error::Error = error;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    let text = inner.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "unknown error".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            name: None,
+            authority: "127.0.0.1:1".into(),
+        }
+    }
+
+    fn answered(text: &str) -> ScrapeOutcome {
+        ScrapeOutcome::Answered {
+            ready: true,
+            readiness: "ready".into(),
+            metrics: Scrape::parse(text),
+        }
+    }
+
+    #[test]
+    fn rates_come_from_two_scrapes_and_survive_a_restart() {
+        let mut instance = Instance::new(target());
+        let keep = Duration::from_secs(600);
+        instance.record(
+            100.0,
+            answered("order_build_info{service=\"order-grpc\",version=\"0.1.0\"} 1\norder_commands_total{command=\"PlaceOrder\",outcome=\"ok\"} 10\n"),
+            keep,
+        );
+        assert_eq!(instance.kind, Kind::Grpc);
+        assert_eq!(instance.version.as_deref(), Some("0.1.0"));
+        instance.record(
+            102.0,
+            answered("order_commands_total{command=\"PlaceOrder\",outcome=\"ok\"} 30\norder_commands_total{command=\"X\",outcome=\"error\"} 1\n"),
+            keep,
+        );
+        let point = instance.latest().cloned().unwrap_or_default();
+        assert_eq!(point.get("commands_per_s:ok"), Some(10.0));
+        assert_eq!(point.get("errors"), Some(1.0));
+        // Restarted: the counter starts again.
+        instance.record(
+            104.0,
+            answered("order_commands_total{command=\"PlaceOrder\",outcome=\"ok\"} 4\n"),
+            keep,
+        );
+        assert_eq!(
+            instance.latest().and_then(|p| p.get("commands_per_s:ok")),
+            Some(2.0)
+        );
+        instance.record(
+            105.0,
+            ScrapeOutcome::Unreachable("unreachable: connection refused".into()),
+            keep,
+        );
+        assert!(!instance.up);
+        assert_eq!(instance.points.len(), 4);
+        instance.record(2000.0, ScrapeOutcome::Unreachable("x".into()), keep);
+        assert_eq!(instance.points.len(), 1, "old points are forgotten");
+    }
+}

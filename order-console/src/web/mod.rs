@@ -1,0 +1,273 @@
+//! The HTTP side: routes, sign-in, security headers. Every page is rendered on the server
+//! with maud, which escapes every value it interpolates; the browser runs one script of ours
+//! (`/static/console.js`: refresh the live part of the page, draw the charts) and the vendored
+//! chart library, both from this origin. No inline script, no inline style; the Content
+//! Security Policy forbids both.
+
+pub mod auth;
+pub mod pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::board::Board;
+use auth::Auth;
+
+/// The Content Security Policy of every answer.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The data.
+    pub board: Arc<Board>,
+    /// Sign-in.
+    pub auth: Arc<Auth>,
+}
+
+/// Who is looking (the token's name; `None` when sign-in is off).
+#[derive(Debug, Clone)]
+pub struct Viewer(pub Option<String>);
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/", get(|| async { Redirect::to("/services") }))
+        .route("/services", get(pages::services_page))
+        .route("/flow", get(pages::flow_page))
+        .route("/subscriptions", get(pages::subscriptions_page))
+        .route("/queues", get(pages::queues_page))
+        .route("/alarms", get(pages::alarms_page))
+        .route("/orders", get(pages::orders_page))
+        .route("/orders/{id}", get(pages::order_page))
+        .route("/fragments/{page}", get(pages::fragment))
+        .route("/api/charts/{page}", get(pages::charts))
+        .route("/logout", post(logout))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_viewer,
+        ));
+    Router::new()
+        .merge(protected)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/login", get(login_form).post(login))
+        .route("/static/{*file}", get(static_file))
+        .fallback(not_found)
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Headers on every answer: CSP, no sniffing, no framing, no referrer, no caching of data.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let is_static = request.uri().path().starts_with("/static/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", CSP),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-resource-policy", "same-origin"),
+        (
+            "permissions-policy",
+            "camera=(), microphone=(), geolocation=()",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if is_static {
+            "public, max-age=300"
+        } else {
+            "no-store"
+        }),
+    );
+    response
+}
+
+/// Let a signed-in viewer through; send others to sign in (pages) or answer 401 (the rest).
+async fn require_viewer(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !state.auth.required() {
+        request.extensions_mut().insert(Viewer(None));
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let from_bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|token| state.auth.token_name(token.trim()));
+    let from_cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(auth::session_cookie)
+        .and_then(|id| state.auth.session(id));
+    match from_bearer.or(from_cookie) {
+        Some(name) => {
+            request.extensions_mut().insert(Viewer(Some(name)));
+            next.run(request).await
+        }
+        None => {
+            let path = request.uri().path();
+            let wants_page = request.method() == http::Method::GET
+                && !path.starts_with("/fragments/")
+                && !path.starts_with("/api/");
+            if wants_page {
+                let next_path = request
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| "/services".to_owned());
+                let target = format!("/login?next={}", percent_encode(&next_path));
+                Redirect::to(&target).into_response()
+            } else {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    "sign in first: a console token is required\n",
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// Percent-encode everything but unreserved characters and `/`.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The login page's query.
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn login_form(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
+    if !state.auth.required() {
+        return Redirect::to(&auth::safe_next(query.next.as_deref())).into_response();
+    }
+    pages::login(&auth::safe_next(query.next.as_deref()), None).into_response()
+}
+
+/// The sign-in form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(State(state): State<AppState>, axum::Form(form): axum::Form<LoginForm>) -> Response {
+    let next = auth::safe_next(form.next.as_deref());
+    let Some(name) = state.auth.token_name(form.token.trim()) else {
+        tracing::info!("console sign-in refused: unknown token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            pages::login(&next, Some("that token is not valid")),
+        )
+            .into_response();
+    };
+    tracing::info!(token = %name, "console sign-in");
+    let id = state.auth.start_session(name);
+    let secure = if state.board.settings.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        auth::COOKIE,
+        auth::SESSION.as_secs()
+    );
+    let mut response = Redirect::to(&next).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(auth::session_cookie)
+    {
+        state.auth.end_session(id);
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "order_console_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    response
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.board.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {error}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        pages::message_page("not found", "There is no such page."),
+    )
+        .into_response()
+}
+
+mod vendored {
+    include!(concat!(env!("OUT_DIR"), "/vendored.rs"));
+}
+
+pub use vendored::{CHARTS, UPLOT_VERSION};
+
+const CSS: &str = include_str!("../../assets/console.css");
+const JS: &str = include_str!("../../assets/console.js");
+const UPLOT_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/uPlot.iife.min.js"));
+const UPLOT_CSS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/uPlot.min.css"));
+const UPLOT_LICENSE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/uPlot.LICENSE.txt"));
+
+async fn static_file(Path(file): Path<String>) -> Response {
+    let (content_type, body): (&str, &[u8]) = match file.as_str() {
+        "console.css" => ("text/css; charset=utf-8", CSS.as_bytes()),
+        "console.js" => ("text/javascript; charset=utf-8", JS.as_bytes()),
+        "vendor/uPlot.iife.min.js" if CHARTS => ("text/javascript; charset=utf-8", UPLOT_JS),
+        "vendor/uPlot.min.css" if CHARTS => ("text/css; charset=utf-8", UPLOT_CSS),
+        "vendor/uPlot.LICENSE.txt" if CHARTS => ("text/plain; charset=utf-8", UPLOT_LICENSE),
+        _ => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}

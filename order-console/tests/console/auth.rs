@@ -1,0 +1,139 @@
+//! Sign-in with console tokens: pages send people to the sign-in form, data answers 401,
+//! scripts send a bearer token, people get an HttpOnly session cookie.
+
+use hyper::Method;
+use order_testkit::pg::TestDatabase;
+
+use crate::support::*;
+
+const TOKEN: &str = "ops-token-0123456789abcdef";
+
+#[tokio::test]
+async fn without_a_token_nothing_is_shown_and_with_one_everything_is() {
+    let db = TestDatabase::migrated().await;
+    let console = start(&db, &["--tokens", &format!("ops={TOKEN}")]).await;
+    let addr = console.addr;
+
+    // Pages send people to the sign-in form, remembering where they were going.
+    let page = get(addr, "/flow?x=1").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.header("location"), "/login?next=/flow%3Fx%3D1");
+    for path in ["/fragments/services", "/api/charts/flow"] {
+        let answer = get(addr, path).await;
+        assert_eq!(answer.status, 401, "{path}");
+        assert_eq!(answer.header("www-authenticate"), "Bearer");
+    }
+    // Liveness, readiness, the sign-in form and the static files need no token.
+    for path in ["/healthz", "/readyz", "/login", "/static/console.js"] {
+        assert_eq!(get(addr, path).await.status, 200, "{path}");
+    }
+
+    // A script with a bearer token; a wrong one is refused.
+    let bearer = format!("Bearer {TOKEN}");
+    let answer = request(
+        addr,
+        Method::GET,
+        "/fragments/services",
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let wrong = request(
+        addr,
+        Method::GET,
+        "/fragments/services",
+        &[("authorization", "Bearer ops-token-0123456789abcdeX")],
+        "",
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+
+    // A person signs in: a wrong token gets the form again and no cookie.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let refused = request(
+        addr,
+        Method::POST,
+        "/login",
+        &form,
+        "token=nope&next=%2Fflow",
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.header("set-cookie").is_empty());
+    assert!(refused.body.contains("that token is not valid"));
+    let signed_in = request(
+        addr,
+        Method::POST,
+        "/login",
+        &form,
+        &format!("token={TOKEN}&next=%2Fflow"),
+    )
+    .await;
+    assert_eq!(signed_in.status, 303);
+    assert_eq!(signed_in.header("location"), "/flow");
+    let cookie = signed_in.header("set-cookie").to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie carries the token: {cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = request(addr, Method::GET, "/flow", &[("cookie", &session)], "").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(">ops<"), "who is signed in is shown");
+    assert!(!page.body.contains(TOKEN), "the token is shown");
+
+    // Signing out ends the session on the server, not only in the browser.
+    let out = request(addr, Method::POST, "/logout", &[("cookie", &session)], "").await;
+    assert_eq!(out.status, 303);
+    assert!(out.header("set-cookie").contains("Max-Age=0"));
+    let after = request(
+        addr,
+        Method::GET,
+        "/fragments/flow",
+        &[("cookie", &session)],
+        "",
+    )
+    .await;
+    assert_eq!(after.status, 401);
+
+    // After sign-in the console goes only to its own pages.
+    for next in [
+        "https%3A%2F%2Fevil.example",
+        "%2F%2Fevil.example",
+        "%2F%5Cevil.example",
+    ] {
+        let answer = request(
+            addr,
+            Method::POST,
+            "/login",
+            &form,
+            &format!("token={TOKEN}&next={next}"),
+        )
+        .await;
+        assert_eq!(answer.header("location"), "/services", "{next}");
+    }
+}
+
+#[tokio::test]
+async fn a_console_without_tokens_listens_on_loopback_only() {
+    let args = [
+        "order-console",
+        "serve",
+        "--addr",
+        "0.0.0.0:9470",
+        "--database-url",
+        "postgres://x@127.0.0.1/db",
+        "--tokens=",
+    ];
+    let cli = <order_console::config::Cli as clap::Parser>::try_parse_from(args).unwrap();
+    let order_console::config::Command::Serve(serve) = cli.command else {
+        panic!("not serve");
+    };
+    let error = serve.settings().unwrap_err();
+    assert!(error.contains("without ORDER_CONSOLE_TOKENS"), "{error}");
+}

@@ -1,0 +1,357 @@
+//! What the pages show, and that they show it safely.
+
+use std::time::Duration;
+
+use order_testkit::pg::TestDatabase;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// Texts that must be shown as they are, never interpreted (the e2e tests' corpus, and some
+/// aimed at HTML and SVG).
+const HOSTILE: &[&str] = &[
+    "Robert'); DROP TABLE orders.events;--",
+    "<script>alert(1)</script> &amp; &#0;",
+    "\"><img src=x onerror=alert(1)>",
+    "</pre><svg onload=alert(1)>",
+    "javascript:alert(1)",
+    "\u{202e}fdp.exe \u{200b}zero\u{feff}width\u{2028}sep",
+    "{{7*7}} ${7*7} <%= 7*7 %>",
+];
+
+#[tokio::test]
+async fn every_answer_carries_a_strict_policy_and_no_page_has_inline_script_or_style() {
+    let db = TestDatabase::migrated().await;
+    let order = Uuid::new_v4();
+    insert_event(&db, order, 1, "OrderPlaced", &json!({"note": "x"})).await;
+    let console = start(&db, &[]).await;
+    for path in [
+        "/services",
+        "/flow",
+        "/subscriptions",
+        "/queues",
+        "/alarms",
+        "/orders",
+        &format!("/orders/{order}"),
+        "/fragments/flow",
+        "/api/charts/services",
+        "/no-such-page",
+        "/login",
+    ] {
+        let answer = get(console.addr, path).await;
+        assert_eq!(
+            answer.header("content-security-policy"),
+            order_console::web::CSP,
+            "{path}"
+        );
+        assert!(
+            answer
+                .header("content-security-policy")
+                .contains("script-src 'self'")
+        );
+        assert_eq!(answer.header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(answer.header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(answer.header("cache-control"), "no-store", "{path}");
+        let html = answer.body.to_lowercase();
+        for (i, _) in html.match_indices("<script") {
+            let tag = &html[i..html[i..].find('>').map_or(html.len(), |e| i + e)];
+            assert!(
+                tag.contains(" src=\"/static/"),
+                "{path}: inline script {tag}"
+            );
+        }
+        assert!(!html.contains(" style="), "{path}: inline style");
+        assert!(!html.contains("<style"), "{path}: inline style");
+        for handler in [" onload=", " onerror=", " onclick=", "javascript:"] {
+            assert!(!html.contains(handler), "{path}: {handler}");
+        }
+    }
+    assert_eq!(get(console.addr, "/no-such-page").await.status, 404);
+    // The static files are ours and typed.
+    let js = get(console.addr, "/static/console.js").await;
+    assert_eq!(js.header("content-type"), "text/javascript; charset=utf-8");
+    assert_eq!(get(console.addr, "/static/../Cargo.toml").await.status, 404);
+}
+
+#[tokio::test]
+async fn hostile_text_in_an_event_is_shown_escaped() {
+    let db = TestDatabase::migrated().await;
+    let order = Uuid::new_v4();
+    let payload = json!({ "texts": HOSTILE, HOSTILE[2]: HOSTILE[1] });
+    insert_event(&db, order, 1, "OrderPlaced", &payload).await;
+    let console = start(&db, &[]).await;
+    let page = get(console.addr, &format!("/orders/{order}")).await;
+    assert_eq!(page.status, 200);
+    for text in HOSTILE {
+        // As text: the characters HTML would read are escaped, the rest is unchanged.
+        let escaped = text
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;");
+        let in_json = serde_json::to_string(text).unwrap();
+        let in_json = in_json[1..in_json.len() - 1]
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;");
+        assert!(
+            page.body.contains(&escaped) || page.body.contains(&in_json),
+            "{text:?} is not shown as text"
+        );
+    }
+    for raw in ["<script>alert", "<img src=x", "<svg onload"] {
+        assert!(!page.body.contains(raw), "{raw} reached the page unescaped");
+    }
+}
+
+#[tokio::test]
+async fn orders_are_found_by_id_or_customer_and_bad_ids_are_explained() {
+    let db = TestDatabase::migrated().await;
+    let order = Uuid::new_v4();
+    for (version, event_type) in [(1, "OrderPlaced"), (2, "InventoryReserved")] {
+        insert_event(&db, order, version, event_type, &json!({})).await;
+    }
+    let console = start(&db, &[]).await;
+    let found = get(console.addr, &format!("/orders?q=%20{order}%20")).await;
+    assert_eq!(found.status, 303);
+    assert_eq!(found.header("location"), format!("/orders/{order}"));
+    let page = get(console.addr, &format!("/orders/{order}")).await;
+    assert!(page.body.contains("data-events=\"2\""), "{}", page.body);
+    assert!(page.body.contains("InventoryReserved"));
+    assert!(page.body.contains("Not in the read model yet"));
+    assert!(page.body.contains("corr-1") && page.body.contains("tester"));
+
+    let unknown = get(console.addr, &format!("/orders?q={}", Uuid::new_v4())).await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("data-error=\"not-found\""));
+    let bad = get(console.addr, "/orders?q=%3Cb%3Enot-an-id").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("&lt;b&gt;not-an-id"), "{}", bad.body);
+    assert_eq!(get(console.addr, "/orders/not-an-id").await.status, 400);
+    let long = "x".repeat(5000);
+    let too_long = get(console.addr, &format!("/orders?q={long}")).await;
+    assert_eq!(too_long.status, 400);
+    assert!(
+        !too_long.body.contains(&long[..300]),
+        "the whole input is echoed"
+    );
+}
+
+/// Transaction ids of different widths (9, 10, 99, 100, ...): the flow reads the log in the
+/// gap-safe order (numeric, not text) and counts each event once, however often it is asked.
+#[tokio::test]
+async fn flow_counts_each_event_once_whatever_the_width_of_the_transaction_ids() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    // Only ids older than every transaction in flight are read.
+    let horizon: i64 = client
+        .query_one(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let xids: Vec<String> = [9, 10, 99, 100, 999, 1000, 9999, 10000]
+        .into_iter()
+        .filter(|x| *x < horizon)
+        .map(|x: i64| x.to_string())
+        .collect();
+    assert!(xids.len() >= 4, "the cluster is too young: {horizon}");
+    let mut expected = 0;
+    for xid in &xids {
+        for _ in 0..3 {
+            client
+                .execute(
+                    "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, transaction_id)
+                     VALUES ($1, 1, $2, 'OrderPlaced', 1, '{}', $3::text::xid8)",
+                    &[&Uuid::new_v4(), &Uuid::new_v4(), &xid],
+                )
+                .await
+                .unwrap();
+            expected += 1;
+        }
+    }
+    let console = start(&db, &[]).await;
+    let placed = |body: &str| -> u64 {
+        body.match_indices("data-placed>")
+            .map(|(i, m)| {
+                let rest = &body[i + m.len()..];
+                rest[..rest.find('<').unwrap()].parse::<u64>().unwrap()
+            })
+            .sum()
+    };
+    for _ in 0..3 {
+        let body = get(console.addr, "/fragments/flow").await.body;
+        assert_eq!(placed(&body), expected, "{body}");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    // And new events are added as they come.
+    insert_event(&db, Uuid::new_v4(), 1, "OrderPlaced", &json!({})).await;
+    eventually(console.addr, "/fragments/flow", 10, |body| {
+        placed(body) == expected + 1
+    })
+    .await;
+}
+
+/// A stand-in admin endpoint: `/readyz` and `/metrics` as given.
+async fn fake_admin(ready: (u16, &'static str), metrics: &'static str) -> std::net::SocketAddr {
+    use axum::http::StatusCode;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let status = StatusCode::from_u16(ready.0).unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/readyz",
+            axum::routing::get(move || async move { (status, ready.1) }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move { metrics }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn services_show_readiness_version_and_rates_and_say_why_one_is_down() {
+    let db = TestDatabase::migrated().await;
+    let grpc = fake_admin(
+        (200, "ready"),
+        "order_build_info{service=\"order-grpc\",version=\"9.8.7\"} 1\nprocess_start_time_seconds 1\norder_commands_total{command=\"PlaceOrder\",outcome=\"ok\"} 5\n",
+    )
+    .await;
+    let sick = fake_admin(
+        (503, "not ready: database <b>unavailable</b>"),
+        "order_build_info{service=\"order-worker\",version=\"9.8.7\"} 1\n",
+    )
+    .await;
+    // Nothing listens there.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let services = format!("grpc=http://{grpc},http://{sick},gone=http://{gone}");
+    let console = start(&db, &["--services", &services]).await;
+    let body = eventually(console.addr, "/fragments/services", 20, |b| {
+        b.contains("data-health=\"bad\"") && b.contains("9.8.7") && b.contains("refused")
+    })
+    .await;
+    assert!(body.contains("data-service=\"grpc\""), "{body}");
+    assert!(body.contains("1/3 services ready"), "{body}");
+    assert!(
+        body.contains(&format!("data-service=\"order-worker {sick}\"")),
+        "{body}"
+    );
+    assert!(
+        body.contains("database &lt;b&gt;unavailable&lt;/b&gt;"),
+        "{body}"
+    );
+    assert!(body.contains("data-service=\"gone\""), "{body}");
+    let charts = get(console.addr, "/api/charts/services").await;
+    assert_eq!(charts.header("content-type"), "application/json");
+    let charts: serde_json::Value = serde_json::from_str(&charts.body).unwrap();
+    assert!(charts.as_array().is_some_and(|c| !c.is_empty()), "{charts}");
+}
+
+#[tokio::test]
+async fn a_subscription_without_a_live_owner_is_red_and_a_followed_one_green() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    let order = Uuid::new_v4();
+    let position = insert_event(&db, order, 1, "OrderPlaced", &json!({})).await;
+    client
+        .execute(
+            "INSERT INTO orders.subscriptions (name, checkpoint_xid, checkpoint_position, owner, lease_expires_at, events_processed)
+             SELECT 'read_model', transaction_id, global_position, 'p-1', now() + interval '1 hour', 1 FROM orders.events WHERE global_position = $1",
+            &[&position],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO orders.subscriptions (name, owner, lease_expires_at, last_error, last_error_at)
+             VALUES ('sqs_publisher', 'p-0', now() - interval '1 minute', 'sqs: <unreachable>', now())",
+            &[],
+        )
+        .await
+        .unwrap();
+    let console = start(&db, &[]).await;
+    let body = get(console.addr, "/fragments/subscriptions").await.body;
+    let row = |name: &str| -> String {
+        let start = body.find(&format!("data-subscription=\"{name}\"")).unwrap();
+        body[start..start + body[start..].find("</tr>").unwrap()].to_owned()
+    };
+    let followed = row("read_model");
+    assert!(followed.contains("data-health=\"ok\""), "{followed}");
+    assert!(followed.contains("data-lag-events>0<"), "{followed}");
+    let orphan = row("sqs_publisher");
+    assert!(orphan.contains("data-health=\"bad\""), "{orphan}");
+    assert!(orphan.contains("no owner"), "{orphan}");
+    assert!(orphan.contains("data-lag-events>1<"), "{orphan}");
+    assert!(orphan.contains("sqs: &lt;unreachable&gt;"), "{orphan}");
+    assert!(body.contains("data-replay=\"none\""));
+}
+
+#[tokio::test]
+async fn dead_letters_are_read_and_left_in_the_queue() {
+    let db = TestDatabase::migrated().await;
+    let queues = order_testkit::sqs::fifo_queue_pair(3).await;
+    let sqs = order_testkit::sqs::client();
+    let order = Uuid::new_v4();
+    sqs.send_message()
+        .queue_url(&queues.dlq_url)
+        .message_body("{\"type\":\"OrderPlaced\",\"data\":\"<script>alert(1)</script>\"}")
+        .message_group_id(order.to_string())
+        .message_deduplication_id("d1")
+        .message_attributes(
+            "dlq_kind",
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("permanent")
+                .build()
+                .unwrap(),
+        )
+        .message_attributes(
+            "dlq_reason",
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("FAILED_PRECONDITION: <cannot ship>")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let url = reader_url(&db).await;
+    let settings = settings(
+        &url,
+        &[
+            "--orders-queue-url",
+            &queues.queue_url,
+            "--orders-dlq-url",
+            &queues.dlq_url,
+        ],
+    );
+    let console = start_with(settings, Some(sqs.clone())).await;
+    let body = eventually(console.addr, "/fragments/queues", 20, |b| {
+        b.contains("data-dead-letters=\"1\"")
+    })
+    .await;
+    assert!(body.contains("permanent"), "{body}");
+    assert!(
+        body.contains("FAILED_PRECONDITION: &lt;cannot ship&gt;"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("href=\"/orders/{order}\"")),
+        "{body}"
+    );
+    assert!(body.contains("OrderPlaced"), "{body}");
+    assert!(!body.contains("<script>alert"), "{body}");
+    // Still there: the board reads, it never removes.
+    let left = order_testkit::sqs::drain_queue(&sqs, &queues.dlq_url).await;
+    assert_eq!(left.len(), 1);
+}
