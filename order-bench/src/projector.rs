@@ -188,6 +188,7 @@ async fn load(store: &EventStore, orders: usize) -> anyhow::Result<u64> {
                             store
                                 .append(AppendRequest {
                                     stream_id: *id,
+                                    category: "order",
                                     expected: ExpectedVersion::Exact(version),
                                     events,
                                     metadata: &metadata,

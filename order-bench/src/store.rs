@@ -181,6 +181,7 @@ pub async fn raw(
                                         &types,
                                         &versions,
                                         &payloads,
+                                        &vec!["order"],
                                     ],
                                 )
                                 .await
@@ -246,6 +247,7 @@ async fn library(
                     let result = store
                         .append(AppendRequest {
                             stream_id: Uuid::new_v4(),
+                            category: "order",
                             expected: ExpectedVersion::NoStream,
                             events: &events,
                             metadata: &metadata,

@@ -7,6 +7,7 @@
 //! different streams share no lock. The same statement carries one append or a group-commit
 //! batch of many ([`APPEND_SQL`]).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use order_domain::es::Metadata;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::event::{
     MAX_APPEND_BYTES, MAX_EVENT_TYPE_LEN, MAX_EVENTS_PER_APPEND, MAX_PAYLOAD_BYTES, NewEvent,
+    check_category,
 };
 
 /// What the caller believes the stream's version is.
@@ -63,6 +65,9 @@ pub struct Idempotency<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct AppendRequest<'a> {
     pub stream_id: Uuid,
+    /// The stream's type: its aggregate's category (e.g. `order`), recorded with every event so
+    /// that subscribers can follow only the types they handle.
+    pub category: &'a str,
     pub expected: ExpectedVersion,
     pub events: &'a [NewEvent],
     pub metadata: &'a Metadata,
@@ -122,6 +127,8 @@ pub struct CommandRecordWrite {
 #[derive(Debug, Clone)]
 pub struct StreamAppend {
     pub stream_id: Uuid,
+    /// The stream's type: its aggregate's category (see [`AppendRequest::category`]).
+    pub category: Cow<'static, str>,
     /// The stream's version before the first command's events.
     pub expected: ExpectedVersion,
     pub commands: Vec<CommandWrite>,
@@ -142,7 +149,8 @@ pub enum StreamOutcome {
 /// ceiling of exactly this statement): any number of appends to distinct streams, each with
 /// any number of commands, in one round trip and one transaction.
 ///
-/// Per stream append (`$1` stream ids, `$2` expected versions: -1 any, 0 no stream, n exact);
+/// Per stream append (`$1` stream ids, `$2` expected versions: -1 any, 0 no stream, n exact,
+/// `$17` categories);
 /// per command (`$3` its append's 1-based index, `$4` command id, `$5` request fingerprint (null:
 /// no idempotency record), `$6` status label, `$7`-`$11` metadata: correlation id, causation id,
 /// traceparent, tracestate, actor); per event (`$12` its command's 1-based index, `$13`-`$16` event
@@ -158,7 +166,8 @@ pub enum StreamOutcome {
 /// its id was seen before.
 pub const APPEND_SQL: &str = "
 WITH job AS (
-    SELECT * FROM unnest($1::uuid[], $2::int8[]) WITH ORDINALITY AS j(stream_id, expected, jidx)
+    SELECT * FROM unnest($1::uuid[], $2::int8[], $17::text[])
+        WITH ORDINALITY AS j(stream_id, expected, category, jidx)
 ), cmd AS (
     SELECT * FROM unnest($3::int8[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
         $8::uuid[], $9::text[], $10::text[], $11::text[])
@@ -182,7 +191,8 @@ WITH job AS (
     ), 0) AS version
     FROM job
 ), allowed AS (
-    SELECT job.jidx, job.stream_id, head.version AS head FROM job JOIN head USING (jidx)
+    SELECT job.jidx, job.stream_id, job.category, head.version AS head
+    FROM job JOIN head USING (jidx)
     WHERE NOT EXISTS (SELECT 1 FROM prior WHERE prior.jidx = job.jidx)
       AND (job.expected < 0 OR head.version = job.expected)
 ), ev AS (
@@ -193,10 +203,11 @@ WITH job AS (
     JOIN cmd ON cmd.cidx = e.cidx
 ), inserted AS (
     INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version,
-        payload, command_id, correlation_id, causation_id, traceparent, tracestate, actor)
+        payload, command_id, correlation_id, causation_id, traceparent, tracestate, actor,
+        category)
     SELECT a.stream_id, a.head + ev.seq, ev.event_id, ev.event_type, ev.schema_version,
         ev.payload::jsonb, c.command_id, c.correlation_id, c.causation_id, c.traceparent,
-        c.tracestate, c.actor
+        c.tracestate, c.actor, a.category
     FROM allowed a JOIN ev ON ev.jidx = a.jidx JOIN cmd c ON c.cidx = ev.cidx
     ORDER BY a.stream_id, ev.seq
     RETURNING stream_id, stream_version, global_position
@@ -230,6 +241,7 @@ pub(crate) const FIND_COMMANDS_SQL: &str = "SELECT command_id, stream_id, stream
 /// Check every bound of a single append before anything is sent.
 pub(crate) fn validate(request: &AppendRequest<'_>) -> Result<(), Error> {
     validate_events(request.events)?;
+    check_category(request.category)?;
     request
         .metadata
         .validate()
@@ -282,6 +294,7 @@ pub(crate) fn validate_stream_append(
         append.commands.iter().flat_map(|c| &c.events),
         !json_checked,
     )?;
+    check_category(&append.category)?;
     validate_expected(append.expected)
 }
 

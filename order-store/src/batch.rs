@@ -191,6 +191,7 @@ pub(crate) struct Params<'a> {
     pub types: Vec<&'a str>,
     pub versions: Vec<i16>,
     pub payloads: Vec<&'a str>,
+    pub categories: Vec<&'a str>,
 }
 
 impl<'a> Params<'a> {
@@ -218,10 +219,12 @@ impl<'a> Params<'a> {
             types: Vec::with_capacity(events),
             versions: Vec::with_capacity(events),
             payloads: Vec::with_capacity(events),
+            categories: Vec::with_capacity(appends.len()),
         };
         for (j, append) in appends.iter().enumerate() {
             p.stream_ids.push(append.stream_id);
             p.expected.push(append.expected.as_sql());
+            p.categories.push(&append.category);
             for command in &append.commands {
                 p.cmd_job.push(j as i64 + 1);
                 let record = command.record.as_ref();
@@ -248,7 +251,7 @@ impl<'a> Params<'a> {
         p
     }
 
-    pub(crate) fn as_sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 16] {
+    pub(crate) fn as_sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 17] {
         [
             &self.stream_ids,
             &self.expected,
@@ -266,6 +269,7 @@ impl<'a> Params<'a> {
             &self.types,
             &self.versions,
             &self.payloads,
+            &self.categories,
         ]
     }
 }

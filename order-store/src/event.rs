@@ -17,6 +17,27 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
 /// Longest event type name.
 pub const MAX_EVENT_TYPE_LEN: usize = 100;
+/// Longest category (stream type, the aggregate's name).
+pub const MAX_CATEGORY_LEN: usize = 63;
+
+/// Check a category (the type of a stream, e.g. an aggregate's `CATEGORY`): 1 to
+/// [`MAX_CATEGORY_LEN`] lowercase ASCII letters, digits or `_`, starting with a letter. The
+/// database checks the same.
+pub fn check_category(category: &str) -> Result<(), Error> {
+    let bytes = category.as_bytes();
+    let valid = bytes.first().is_some_and(u8::is_ascii_lowercase)
+        && bytes.len() <= MAX_CATEGORY_LEN
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "category {category:?} must be 1-{MAX_CATEGORY_LEN} lowercase letters, digits or '_', starting with a letter"
+        )))
+    }
+}
 
 /// An event about to be appended: its id, type, schema version and JSON payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +75,14 @@ pub struct RecordedEvent {
     pub payload: serde_json::Value,
     pub metadata: Metadata,
     pub recorded_at: SystemTime,
+    /// The stream's type (its aggregate's category, e.g. `order`).
+    pub category: String,
 }
 
 /// The columns every read selects, in the order [`RecordedEvent::from_row`] expects.
 pub(crate) const EVENT_COLUMNS: &str = "global_position, transaction_id, stream_id, \
     stream_version, event_id, event_type, schema_version, payload, command_id, correlation_id, \
-    causation_id, traceparent, tracestate, actor, recorded_at";
+    causation_id, traceparent, tracestate, actor, recorded_at, category";
 
 impl RecordedEvent {
     pub(crate) fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
@@ -81,6 +104,7 @@ impl RecordedEvent {
                 actor: row.try_get(13)?,
             },
             recorded_at: row.try_get(14)?,
+            category: row.try_get(15)?,
         })
     }
 

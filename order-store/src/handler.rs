@@ -313,6 +313,7 @@ impl<A: Aggregate> CommandHandler<A> {
             } = batch;
             let append = StreamAppend {
                 stream_id,
+                category: std::borrow::Cow::Borrowed(A::CATEGORY),
                 expected: ExpectedVersion::Exact(version),
                 commands: writes,
             };

@@ -8,7 +8,9 @@
 //!   (a bounded cache); a lost race with another process reads the stream and decides again.
 //! - [`EventStore::read_all`]: the global log in the gap-safe order (writing transaction id,
 //!   then position, fenced at the oldest transaction still in flight), so that no subscriber
-//!   ever skips an event that commits late.
+//!   ever skips an event that commits late; [`EventStore::read_all_in`] the same for the
+//!   streams of some categories (each event records its stream's type, the aggregate's
+//!   `CATEGORY`).
 //! - [`migrate()`]: the SQL migrations, under an advisory lock.
 //!
 //! Errors are typed ([`Error`]); SQLSTATEs are mapped by named constants ([`sqlstate`]).
@@ -35,8 +37,8 @@ pub use config::DatabaseArgs;
 pub use config::StoreConfig;
 pub use error::{Error, sqlstate};
 pub use event::{
-    MAX_APPEND_BYTES, MAX_EVENT_TYPE_LEN, MAX_EVENTS_PER_APPEND, MAX_PAYLOAD_BYTES, NewEvent,
-    RecordedEvent,
+    MAX_APPEND_BYTES, MAX_CATEGORY_LEN, MAX_EVENT_TYPE_LEN, MAX_EVENTS_PER_APPEND,
+    MAX_PAYLOAD_BYTES, NewEvent, RecordedEvent, check_category,
 };
 pub use handler::{
     CommandContext, CommandHandler, DEFAULT_CACHED_STREAMS, HandleError, Handled, fingerprint,
@@ -44,7 +46,7 @@ pub use handler::{
 pub use listen::EventListener;
 pub use migrate::migrate;
 pub use probe::ReadinessProbe;
-pub use store::{CommandRecord, EventStore, NOTIFY_CHANNEL};
+pub use store::{CategoryPage, CommandRecord, EventStore, NOTIFY_CHANNEL};
 pub use subscription::{Lease, SubscriptionState, advance_checkpoint};
 pub use xid::{Cursor, CursorParseError, Xid8};
 
