@@ -18,9 +18,8 @@ use order_domain::es::Metadata;
 use order_domain::order::{LineInput, PlaceOrder, PlaceOrderInput};
 use order_domain::values::{AddressInput, ShippingMethod};
 use order_domain::{Aggregate, Order, OrderCommand};
-use order_projector::read_model::ReadModel;
 use order_projector::sqs::Publisher;
-use order_projector::subscription::{Sink, Step, Subscription};
+use order_projector::{ReadModel, SqsPublisher, Step, Subscription};
 use order_proto::v1 as pb;
 use order_store::{AppendRequest, Cursor, EventStore, ExpectedVersion, NewEvent, StoreConfig};
 use tokio::process::Command;
@@ -269,11 +268,7 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         .acquire_lease("read_model", "bench", Duration::from_secs(600), true)
         .await?
         .context("no lease")?;
-    let subscription = Subscription {
-        name: "read_model".into(),
-        sink: Sink::ReadModel(ReadModel::default()),
-        page: 1000,
-    };
+    let subscription = Subscription::projection(ReadModel::new().page(1000));
     let (_stop, shutdown) = watch::channel(false);
     let started = Instant::now();
     let mut cursor = cursor;
@@ -338,11 +333,7 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         .acquire_lease("sqs_publisher", "bench", Duration::from_secs(600), true)
         .await?
         .context("no lease")?;
-    let subscription = Subscription {
-        name: "sqs_publisher".into(),
-        sink: Sink::Sqs(publisher),
-        page: 500,
-    };
+    let subscription = Subscription::sink(SqsPublisher::new(publisher).page(500));
     let started = Instant::now();
     let mut cursor = cursor;
     let mut sent = 0usize;
