@@ -267,6 +267,7 @@ pub(crate) async fn drive(
         samples,
         elapsed: started.elapsed(),
         errors,
+        pg_cpu: 0.0,
     })
 }
 
@@ -351,10 +352,12 @@ pub async fn run(args: GrpcArgs) -> anyhow::Result<()> {
         let commands = run.samples.count().max(1) as f64;
         let per_command = |before: f64, after: f64| (after - before) / commands * 1e6;
         let cpu = format!(
-            "CPU per command: server {:.0} us, client {:.0} us, PostgreSQL {:.0} us; server context switches per command {:.2}",
+            "CPU per command: server {:.0} us, client {:.0} us, PostgreSQL {:.0} us (INSERT {:.0} us, stmt {:.0} us); server context switches per command {:.2}",
             per_command(before.0, after.0),
             per_command(before.1, after.1),
             per_command(before.2, after.2),
+            ceilings[0].pg_micros(),
+            ceilings[1].pg_micros(),
             (after.3 - before.3) as f64 / commands,
         );
         let rss = server.peak_rss_mib().unwrap_or(f64::NAN);

@@ -39,10 +39,17 @@ pub struct Run {
     pub samples: Samples,
     pub elapsed: Duration,
     pub errors: usize,
+    /// CPU seconds every PostgreSQL process used during the run (0 where not measured).
+    pub pg_cpu: f64,
 }
 
 impl Run {
     pub fn rate(&self) -> f64 {
         self.samples.count() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// PostgreSQL CPU per operation, in microseconds.
+    pub fn pg_micros(&self) -> f64 {
+        self.pg_cpu / self.samples.count().max(1) as f64 * 1e6
     }
 }

@@ -128,8 +128,18 @@ pub async fn raw(
     for _ in 0..writers {
         let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
         tokio::spawn(connection);
-        clients.push(client);
+        if kind == Raw::Statement {
+            // As the store's own sessions run it: planned once, not per execution.
+            client
+                .batch_execute("SET plan_cache_mode = force_generic_plan")
+                .await?;
+        }
+        clients.push(Arc::new(client));
     }
+    // The connections stay open until the CPU is read: a backend that exits takes its
+    // figures with it.
+    let kept = clients.clone();
+    let pg_before = crate::grpc::postgres_cpu_seconds();
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = clients
@@ -218,7 +228,10 @@ pub async fn raw(
             })
         })
         .collect();
-    collect(tasks, started).await
+    let mut run = collect(tasks, started).await?;
+    run.pg_cpu = crate::grpc::postgres_cpu_seconds() - pg_before;
+    drop(kept);
+    Ok(run)
 }
 
 /// The library: pool, validation, idempotency record, coalesced NOTIFY.
@@ -285,6 +298,7 @@ async fn collect(
         samples,
         elapsed: started.elapsed(),
         errors,
+        pg_cpu: 0.0,
     })
 }
 
@@ -295,6 +309,7 @@ fn merge(a: Run, b: Run) -> Run {
         samples,
         elapsed: a.elapsed + b.elapsed,
         errors: a.errors + b.errors,
+        pg_cpu: a.pg_cpu + b.pg_cpu,
     }
 }
 

@@ -170,9 +170,15 @@ const CURRENCIES: &[(&str, u8)] = &[
 ];
 
 /// An active ISO-4217 currency.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Currency(u8);
+
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code())
+    }
+}
 
 impl Currency {
     /// Parse an upper-case three-letter code. Lower case, unknown and withdrawn codes are

@@ -13,6 +13,8 @@
 //! order: each stream's events still commit in version order.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -26,6 +28,28 @@ use crate::store::{CommandRecord, EventStore};
 pub(crate) struct Job {
     pub append: StreamAppend,
     pub reply: oneshot::Sender<Result<StreamOutcome, Error>>,
+    /// Who owns the append: [`Claim::QUEUED`] until the writer takes it into a batch or the
+    /// caller withdraws it; exactly one of them wins.
+    pub claim: Arc<AtomicU8>,
+}
+
+/// The states of [`Job::claim`].
+pub(crate) struct Claim;
+
+impl Claim {
+    /// Waiting in the queue.
+    pub const QUEUED: u8 = 0;
+    /// Taken into a batch: it will be written (or fail) and answered.
+    pub const TAKEN: u8 = 1;
+    /// Withdrawn by its caller before any writer took it: it is never written.
+    pub const WITHDRAWN: u8 = 2;
+
+    /// Move `claim` from queued to `to`; false if someone else already decided.
+    pub fn settle(claim: &AtomicU8, to: u8) -> bool {
+        claim
+            .compare_exchange(Self::QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 impl Job {
@@ -63,9 +87,15 @@ impl Queue {
     /// The next batch: waits for one append, then takes what else is waiting. `None` when the
     /// store is gone.
     async fn next_batch(&mut self) -> Option<Vec<Job>> {
-        let first = match self.deferred.pop_front() {
-            Some(job) => job,
-            None => self.receiver.recv().await?,
+        // An append its caller withdrew (no connection came in time) is dropped unwritten.
+        let first = loop {
+            let job = match self.deferred.pop_front() {
+                Some(job) => job,
+                None => self.receiver.recv().await?,
+            };
+            if Claim::settle(&job.claim, Claim::TAKEN) {
+                break job;
+            }
         };
         let mut streams = HashSet::from([first.append.stream_id]);
         let mut commands: HashSet<Uuid> = first.command_ids().collect();
@@ -82,6 +112,9 @@ impl Queue {
             let command_clash = job.command_ids().any(|id| commands.contains(&id));
             if streams.contains(&job.append.stream_id) || command_clash {
                 postponed.push_back(job);
+                continue;
+            }
+            if !Claim::settle(&job.claim, Claim::TAKEN) {
                 continue;
             }
             streams.insert(job.append.stream_id);

@@ -17,7 +17,9 @@ pub struct StoreConfig {
     /// Most connections held at once.
     pub pool_size: usize,
     /// How long a caller waits for a free connection before the store reports the database
-    /// unavailable (fail fast instead of queueing without bound).
+    /// unavailable (fail fast instead of queueing without bound). It also bounds how long an
+    /// append waits for its group-commit writer to take it; an append not taken in time is
+    /// withdrawn, never written, and answered unavailable.
     pub pool_wait_timeout: Duration,
     /// How long opening a connection may take.
     pub connect_timeout: Duration,
@@ -181,12 +183,13 @@ pub struct DatabaseArgs {
     #[arg(long = "db-pool-size", env = "ORDER_DB_POOL_SIZE", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub pool_size: u16,
-    /// Milliseconds a request waits for a free connection before the service answers
-    /// UNAVAILABLE.
+    /// Milliseconds a request waits for a free connection (or for its group-commit writer)
+    /// before the service answers UNAVAILABLE; nothing was written then.
     #[arg(
         long = "db-pool-wait-ms",
         env = "ORDER_DB_POOL_WAIT_MS",
-        default_value_t = 250
+        default_value_t = 250,
+        value_parser = clap::value_parser!(u64).range(1..=600_000)
     )]
     pub pool_wait_ms: u64,
     /// Milliseconds opening a connection may take.

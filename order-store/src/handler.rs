@@ -281,7 +281,7 @@ impl<A: Aggregate> CommandHandler<A> {
             }
 
             // Decide each command on the state the one before it left.
-            let mut batch = Batch::new(base.clone(), version);
+            let mut batch = Batch::new(base, version);
             for &i in &open {
                 attempts[i] += 1;
                 if !batch.decide(i, &items[i], stream_id) {
@@ -299,7 +299,8 @@ impl<A: Aggregate> CommandHandler<A> {
                 results[i] = Some(Err(error));
             }
             if batch.writes.is_empty() {
-                state = Some((base, version));
+                // Nothing was decided: the batch's state is still the one it started from.
+                state = Some((batch.state, batch.version));
                 continue;
             }
 
@@ -362,7 +363,8 @@ impl<A: Aggregate> CommandHandler<A> {
                             }
                         }
                     }
-                    state = Some((base, version));
+                    // The state those commands were decided on is gone: read it again.
+                    state = None;
                     fresh = false;
                 }
                 Err(Error::WrongExpectedVersion { .. } | Error::Conflict { .. }) => {

@@ -1,6 +1,7 @@
 //! The event store: append, read a stream, read the global log gap-safely.
 
 use std::future::Future;
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use crate::append::{
     ExpectedVersion, FIND_COMMANDS_SQL, StreamAppend, StreamOutcome, validate,
     validate_stream_append,
 };
-use crate::batch::{Job, Params, Queue, outcome, read_row, writer, writer_for};
+use crate::batch::{Claim, Job, Params, Queue, outcome, read_row, writer, writer_for};
 use crate::config::StoreConfig;
 use crate::error::{Error, constraint};
 use crate::event::{EVENT_COLUMNS, RecordedEvent};
@@ -239,26 +240,41 @@ impl EventStore {
         }
     }
 
-    /// Hand the append to its group-commit writer and wait for its own result.
+    /// Hand the append to its group-commit writer and wait for its own result. An append
+    /// that no writer has taken within the pool's wait timeout (its writer is busy with a
+    /// batch that holds a connection, for instance behind a lock) is withdrawn and answered
+    /// UNAVAILABLE, exactly as a call that found no free connection: it is never written.
     async fn enqueue(
         &self,
         queue: &mpsc::Sender<Job>,
         append: StreamAppend,
     ) -> Result<StreamOutcome, Error> {
-        let (reply, result) = oneshot::channel();
+        let (reply, mut result) = oneshot::channel();
+        let claim = Arc::new(AtomicU8::new(Claim::QUEUED));
+        let started = tokio::time::Instant::now();
         let wait = self.inner.config.call_timeout() * 2;
-        let queued = async {
-            queue
-                .send(Job { append, reply })
-                .await
-                .map_err(|_| Error::Unavailable("the store is shutting down".into()))?;
-            result
-                .await
-                .map_err(|_| Error::Unavailable("the append writer stopped".into()))?
+        let admission = self.inner.config.pool_wait_timeout;
+        let job = Job {
+            append,
+            reply,
+            claim: claim.clone(),
         };
-        tokio::time::timeout(wait, queued)
-            .await
-            .unwrap_or(Err(Error::Timeout))
+        match tokio::time::timeout(admission, queue.send(job)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Error::Unavailable("the store is shutting down".into())),
+            Err(_) => return Err(no_writer_in_time()),
+        }
+        let stopped = |_| Error::Unavailable("the append writer stopped".into());
+        let remaining = admission.saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, &mut result).await {
+            Ok(answer) => return answer.map_err(stopped)?,
+            Err(_) if Claim::settle(&claim, Claim::WITHDRAWN) => return Err(no_writer_in_time()),
+            Err(_) => {} // taken into a batch: its answer comes
+        }
+        match tokio::time::timeout(wait.saturating_sub(started.elapsed()), result).await {
+            Ok(answer) => answer.map_err(stopped)?,
+            Err(_) => Err(Error::Timeout),
+        }
     }
 
     /// Write several appends (distinct streams and command ids) with one statement, now. An
@@ -754,4 +770,10 @@ async fn notifier(pool: Pool, mut requests: mpsc::Receiver<()>) {
         }
         tokio::time::sleep(NOTIFY_INTERVAL).await;
     }
+}
+
+/// The answer to an append that no group-commit writer took in time: the same as finding no
+/// free connection, and like it, nothing was written.
+fn no_writer_in_time() -> Error {
+    Error::Unavailable("no database connection free in time (pool exhausted)".into())
 }

@@ -237,3 +237,49 @@ async fn hot_streams_through_group_commit_of_several_instances_never_deadlock() 
     assert_eq!(after - before, 0, "PostgreSQL detected deadlocks");
     assert_eq!(count(&t.db, "orders.events").await, 32 * 60);
 }
+
+#[tokio::test]
+async fn an_append_its_writer_cannot_take_in_time_is_withdrawn_unwritten_and_unavailable() {
+    let t = test_store_with(|c| {
+        c.group_commit_batch = 16;
+        c.group_commit_writers = 1;
+        c.pool_size = 1;
+        c.pool_wait_timeout = Duration::from_millis(150);
+    })
+    .await;
+    // The only writer holds the only connection, waiting on a lock.
+    let lock = t.db.connect().await;
+    lock.batch_execute("BEGIN; LOCK TABLE orders.events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let (first, late) = (Uuid::new_v4(), Uuid::new_v4());
+    let store = t.store.clone();
+    let blocked = tokio::spawn(async move {
+        append(&store, first, ExpectedVersion::NoStream, &[event("first")]).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = std::time::Instant::now();
+    let result = append(&t.store, late, ExpectedVersion::NoStream, &[event("late")]).await;
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered after the pool wait, not after the lock: {:?}",
+        started.elapsed()
+    );
+
+    lock.batch_execute("ROLLBACK").await.unwrap();
+    assert!(blocked.await.unwrap().is_ok(), "the taken append completes");
+    // The queue is first in, first out: an append behind the withdrawn one has gone through
+    // the writer after it, so the withdrawn one would be written by now if it ever were.
+    append(
+        &t.store,
+        Uuid::new_v4(),
+        ExpectedVersion::NoStream,
+        &[event("after")],
+    )
+    .await
+    .unwrap();
+    assert!(t.store.read_stream(late, 0).await.unwrap().is_empty());
+    assert_eq!(count(&t.db, "orders.events").await, 2);
+}

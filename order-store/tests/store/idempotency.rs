@@ -164,3 +164,59 @@ async fn concurrent_retries_of_one_command_write_it_exactly_once() {
         assert_eq!(t.store.read_stream(stream, 0).await.unwrap().len(), 1);
     }
 }
+
+/// A request's fingerprint is stored with its command id and compared with every retry's, also
+/// across deployments: a retry sent before an upgrade and answered after it must still match.
+/// This pins it for one request of each shape; if it fails, retries of commands recorded by
+/// the previous version would be refused as reused ids.
+#[test]
+fn request_fingerprints_never_change_between_versions() {
+    use order_domain::OrderCommand;
+    use order_domain::order::{LineInput, PlaceOrder, PlaceOrderInput};
+    use order_domain::values::{AddressInput, ShippingMethod};
+    let stream = Uuid::from_u128(0x0b5c_3a3e_52f5_4b8a_9a55_b4f1_e9a7_c0ff);
+    let place = OrderCommand::PlaceOrder(
+        PlaceOrder::parse(&PlaceOrderInput {
+            customer_id: "0b5c3a3e-52f5-4b8a-9a55-b4f1e9a7c001",
+            lines: vec![LineInput {
+                sku: "SKU-1",
+                quantity: 3,
+                currency: "EUR",
+                unit_price_minor: 1000,
+            }],
+            shipping_address: Some(AddressInput {
+                recipient: "Ada \"Countess\" Lovelace",
+                line1: "1 Main St",
+                line2: "Flat 3",
+                city: "Berlin",
+                region: "Berlin",
+                postal_code: "10115",
+                country: "DE",
+            }),
+            shipping_method: Some(ShippingMethod::Express),
+        })
+        .unwrap(),
+    );
+    let hex = |bytes: [u8; 32]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let cases = [
+        (
+            place,
+            "5949a59bbb63ae8ee4a6e3401b5624c4bea1f5df84fb5625d9b22e3baa58ecea",
+        ),
+        (
+            OrderCommand::refund_payment("EUR", 250).unwrap(),
+            "e70b7b017803c2ced8fe8f30fa92722e5ac9cd434043883b08c4298628544ff5",
+        ),
+        (
+            OrderCommand::ConfirmOrder,
+            "822df500ae3ef5e5a2535667c8d61f9da49edb64cefc4bdb4b948a5d52bc8f60",
+        ),
+    ];
+    for (command, pinned) in cases {
+        assert_eq!(
+            hex(order_store::fingerprint(stream, &command).unwrap()),
+            pinned,
+            "{command:?}"
+        );
+    }
+}
