@@ -41,6 +41,11 @@ pub struct ReplayArgs {
     /// rolling its code back).
     #[arg(long)]
     pub allow_older_version: bool,
+    /// How long the replay's leases last without renewal (ms). Should the replay die, the
+    /// live projector resumes, and another replay may start, after at most this.
+    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_LEASE_TTL_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1000..=3_600_000))]
+    pub lease_ttl_ms: u64,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: telemetry::LogFormat,
@@ -212,7 +217,7 @@ async fn run_replay(binary: &str, known: &[Subscription], args: ReplayArgs) -> i
         owner: format!("replay-{}", default_instance_id()),
         page: args.page,
         progress: args.progress,
-        lease_ttl: Duration::from_secs(60),
+        lease_ttl: Duration::from_millis(args.lease_ttl_ms),
         allow_older: args.allow_older_version,
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);

@@ -392,8 +392,18 @@ pub(crate) async fn deliver_all<S: Sink>(
 #[derive(Clone)]
 pub struct Subscription {
     inner: Arc<dyn Subscriber>,
-    /// When a page of only other categories last moved the checkpoint.
-    skipped_at: Arc<Mutex<Option<Instant>>>,
+    /// Pages of only other categories read past the checkpoint.
+    skipped: Arc<Mutex<Skipped>>,
+}
+
+/// Where a subscription of some categories is, past pages of other categories only: their
+/// checkpoint is written at most once a second (and when it catches up), not per page.
+#[derive(Debug, Default)]
+struct Skipped {
+    /// When such a page last moved the checkpoint.
+    written_at: Option<Instant>,
+    /// The end of the last such page, when the checkpoint was not moved to it.
+    unwritten: Option<Cursor>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -441,7 +451,7 @@ impl Subscription {
     fn new(inner: impl Subscriber + 'static) -> Self {
         Self {
             inner: Arc::new(inner),
-            skipped_at: Arc::new(Mutex::new(None)),
+            skipped: Arc::new(Mutex::new(Skipped::default())),
         }
     }
 
@@ -463,6 +473,10 @@ impl Subscription {
     /// The projection's tables (none for a sink).
     pub fn tables(&self) -> &[Table] {
         self.inner.schema().map_or(&[], |s| &s.tables)
+    }
+
+    fn skipped(&self) -> std::sync::MutexGuard<'_, Skipped> {
+        self.skipped.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn subscriber(&self) -> &dyn Subscriber {
@@ -572,6 +586,13 @@ impl Subscription {
         let page_size = self.inner.page_size();
         let (events, end) = read_page(store, cursor, page_size, self.categories()).await?;
         let Some(end) = end else {
+            // At the head: a position past pages of other categories is written now (only
+            // the one this instance reached with this cursor, never an older one).
+            let unwritten = self.skipped().unwritten.take();
+            if unwritten == Some(cursor) {
+                checkpoint(store, lease, cursor, 0, None).await?;
+                self.skipped().written_at = Some(Instant::now());
+            }
             return Ok(Step::Idle);
         };
         let count = events.len();
@@ -600,10 +621,15 @@ impl Subscription {
                 // A page of other categories only: the caller moves past it; the checkpoint
                 // follows at most once a second (a crash re-reads at most that much).
                 let due = {
-                    let mut last = self.skipped_at.lock().unwrap_or_else(|e| e.into_inner());
-                    let due = last.is_none_or(|at| at.elapsed() >= SKIP_CHECKPOINT_INTERVAL);
+                    let mut skipped = self.skipped();
+                    let due = skipped
+                        .written_at
+                        .is_none_or(|at| at.elapsed() >= SKIP_CHECKPOINT_INTERVAL);
                     if due {
-                        *last = Some(Instant::now());
+                        skipped.written_at = Some(Instant::now());
+                        skipped.unwritten = None;
+                    } else {
+                        skipped.unwritten = Some(end);
                     }
                     due
                 };
@@ -611,10 +637,12 @@ impl Subscription {
                     checkpoint(store, lease, end, 0, None).await?;
                 }
             } else if let Some(schema) = self.inner.schema() {
+                self.skipped().unwritten = None;
                 self.inner
                     .apply(store, lease, events, end, &schema.live, false)
                     .await?;
             } else {
+                self.skipped().unwritten = None;
                 self.inner.deliver(events, shutdown).await?;
                 checkpoint(store, lease, end, count as u64, last_event_at).await?;
             }
@@ -772,6 +800,14 @@ pub async fn run(
             }
             Ok(Prepared::Newer { registered }) => {
                 let version = subscription.version().unwrap_or_default();
+                let _ = store
+                    .record_subscription_error(
+                        &lease,
+                        &format!(
+                            "left alone: its tables were built by version {registered}, newer than this instance's {version}"
+                        ),
+                    )
+                    .await;
                 let _ = store.release_lease(&lease).await;
                 stopped_gauge.set(1.0);
                 tracing::error!(projection = %name, registered, version, "the projection's tables were built by a newer version; this instance leaves them alone (replay --projection with --allow-older-version rebuilds them at this version)");
