@@ -46,6 +46,10 @@ pub struct ReplayArgs {
     #[arg(long, env = "ORDER_PROJECTOR_REPLAY_LEASE_TTL_MS", default_value_t = 60_000,
           value_parser = clap::value_parser!(u64).range(1000..=3_600_000))]
     pub lease_ttl_ms: u64,
+    /// Apply page after page with the projection's own apply, even when it has a faster bulk
+    /// path (the same tables; to compare the two, or to measure the generic path).
+    #[arg(long)]
+    pub no_bulk: bool,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: telemetry::LogFormat,
@@ -219,6 +223,7 @@ async fn run_replay(binary: &str, known: &[Subscription], args: ReplayArgs) -> i
         progress: args.progress,
         lease_ttl: Duration::from_millis(args.lease_ttl_ms),
         allow_older: args.allow_older_version,
+        bulk: !args.no_bulk,
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -59,6 +59,10 @@ pub struct ReplayOptions {
     /// Rebuild even when the projection's tables were built by a newer version of it (a
     /// rollback of the projection's code).
     pub allow_older: bool,
+    /// Use the projection's [`crate::BulkFold`] when it has one (the default); `false` applies
+    /// page after page with [`crate::Projection::apply`] (the same tables, slower: to check
+    /// the one against the other, or to measure the generic path).
+    pub bulk: bool,
 }
 
 impl Default for ReplayOptions {
@@ -69,6 +73,7 @@ impl Default for ReplayOptions {
             progress: Progress::Auto,
             lease_ttl: Duration::from_secs(60),
             allow_older: false,
+            bulk: true,
         }
     }
 }
@@ -366,7 +371,11 @@ impl Rebuild<'_> {
 
         // Phase 2: everything visible now, read one page ahead.
         let shadow = &self.schema.shadow;
-        let mut bulk = subscriber.bulk();
+        let mut bulk = if self.options.bulk {
+            subscriber.bulk()
+        } else {
+            None
+        };
         let (mut pages, reader) = self.read_ahead(Cursor::START);
         let mut events_done = 0u64;
         let mut cursor = Cursor::START;

@@ -776,6 +776,7 @@ pub async fn run(
                     progress: crate::replay::Progress::Log,
                     lease_ttl: settings.lease_ttl.max(Duration::from_secs(30)),
                     allow_older: false,
+                    bulk: true,
                 };
                 match crate::replay::rebuild(&store, &subscription, &options, &shutdown).await {
                     Ok((report, live)) => {

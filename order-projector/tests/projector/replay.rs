@@ -20,6 +20,7 @@ fn options() -> ReplayOptions {
         progress: Progress::None,
         lease_ttl: Duration::from_secs(30),
         allow_older: false,
+        bulk: true,
     }
 }
 
@@ -90,6 +91,28 @@ async fn replay_rebuilds_the_read_model_and_swaps_it_in() {
     // The live subscription continues from the replay's checkpoint.
     write_orders(&f.handler, 5, 1).await;
     project_live(&f).await;
+    assert_eq!(read_model(&f.db).await, expected_from_log(&f.store).await);
+    totals_consistent(&f.db).await;
+}
+
+#[tokio::test]
+async fn replay_without_the_bulk_path_builds_the_same_tables() {
+    let f = fixture().await;
+    write_orders(&f.handler, 60, 6).await;
+    everything_visible(&f.store).await;
+    let (_stop, shutdown) = watch::channel(false);
+    let report = order_projector::replay::replay(
+        &f.store,
+        &Subscription::projection(ReadModel::new()),
+        &ReplayOptions {
+            bulk: false,
+            ..options()
+        },
+        &shutdown,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rows[0], ("order_summaries".to_owned(), 60));
     assert_eq!(read_model(&f.db).await, expected_from_log(&f.store).await);
     totals_consistent(&f.db).await;
 }
