@@ -171,6 +171,7 @@ pub async fn raw(
                         (Raw::Statement, _) => {
                             let fingerprint = vec![Some(fingerprint().to_vec())];
                             let ev_cmd: Vec<i64> = vec![1; events.len()];
+                            let ev_seq: Vec<i64> = (1..=events.len() as i64).collect();
                             client
                                 .query(
                                     &statement,
@@ -191,6 +192,9 @@ pub async fn raw(
                                         &types,
                                         &versions,
                                         &payloads,
+                                        &vec![ids[ids.len() - 1]],
+                                        &ev_cmd,
+                                        &ev_seq,
                                         &vec!["order"],
                                     ],
                                 )

@@ -150,12 +150,15 @@ pub enum StreamOutcome {
 /// any number of commands, in one round trip and one transaction.
 ///
 /// Per stream append (`$1` stream ids, `$2` expected versions: -1 any, 0 no stream, n exact,
-/// `$17` categories);
+/// `$20` categories: the stream's type, recorded with each of its events);
 /// per command (`$3` its append's 1-based index, `$4` command id, `$5` request fingerprint (null:
 /// no idempotency record), `$6` status label, `$7`-`$11` metadata: correlation id, causation id,
-/// traceparent, tracestate, actor); per event (`$12` its command's 1-based index, `$13`-`$16` event
-/// id, type, schema version, JSON payload). Commands are listed append by append, events command
-/// by command.
+/// traceparent, tracestate, actor, `$17` the id of its last event); per event (`$12` its
+/// command's 1-based index, `$18` its append's 1-based index, `$19` its 1-based place in its
+/// append, `$13`-`$16` event id, type, schema version, JSON payload). Commands are listed append
+/// by append, events command by command. Everything the client can number, it numbers: the
+/// statement has no window, no aggregate and no join it does not need, because its plan is set
+/// up and torn down on every execution and each node costs PostgreSQL CPU.
 ///
 /// For each append the statement looks up its commands' ids, reads the stream's head through
 /// the unique index, and writes only if no command was recorded before and the expected version
@@ -166,13 +169,20 @@ pub enum StreamOutcome {
 /// its id was seen before.
 pub const APPEND_SQL: &str = "
 WITH job AS (
-    SELECT * FROM unnest($1::uuid[], $2::int8[], $17::text[])
+    -- The head through the unique index: one probe per append.
+    SELECT j.jidx, j.stream_id, j.expected, coalesce((
+        SELECT e.stream_version FROM orders.events e
+        WHERE e.stream_id = j.stream_id
+        ORDER BY e.stream_version DESC
+        LIMIT 1
+    ), 0) AS head, j.category
+    FROM unnest($1::uuid[], $2::int8[], $20::text[])
         WITH ORDINALITY AS j(stream_id, expected, category, jidx)
 ), cmd AS (
     SELECT * FROM unnest($3::int8[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
-        $8::uuid[], $9::text[], $10::text[], $11::text[])
+        $8::uuid[], $9::text[], $10::text[], $11::text[], $17::uuid[])
         WITH ORDINALITY AS c(jidx, command_id, fingerprint, status, correlation_id,
-            causation_id, traceparent, tracestate, actor, cidx)
+            causation_id, traceparent, tracestate, actor, last_event, cidx)
 ), prior AS (
     -- LATERAL: one index probe per command, whatever the planner believes about the table.
     SELECT cmd.cidx, cmd.jidx, p.stream_id, p.stream_version, p.global_position, p.status,
@@ -182,58 +192,39 @@ WITH job AS (
         FROM orders.commands c WHERE c.command_id = cmd.command_id
     ) p
     WHERE cmd.fingerprint IS NOT NULL
-), head AS (
-    SELECT job.jidx, coalesce((
-        SELECT e.stream_version FROM orders.events e
-        WHERE e.stream_id = job.stream_id
-        ORDER BY e.stream_version DESC
-        LIMIT 1
-    ), 0) AS version
-    FROM job
 ), allowed AS (
-    SELECT job.jidx, job.stream_id, job.category, head.version AS head
-    FROM job JOIN head USING (jidx)
-    WHERE NOT EXISTS (SELECT 1 FROM prior WHERE prior.jidx = job.jidx)
-      AND (job.expected < 0 OR head.version = job.expected)
-), ev AS (
-    SELECT e.cidx, cmd.jidx, e.event_id, e.event_type, e.schema_version, e.payload,
-        row_number() OVER (PARTITION BY cmd.jidx ORDER BY e.ord) AS seq
-    FROM unnest($12::int8[], $13::uuid[], $14::text[], $15::int2[], $16::text[])
-        WITH ORDINALITY AS e(cidx, event_id, event_type, schema_version, payload, ord)
-    JOIN cmd ON cmd.cidx = e.cidx
+    SELECT job.jidx, job.stream_id, job.head, job.category FROM job
+    WHERE (job.expected < 0 OR job.head = job.expected)
+      AND NOT EXISTS (SELECT 1 FROM prior WHERE prior.jidx = job.jidx)
 ), inserted AS (
     INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version,
         payload, command_id, correlation_id, causation_id, traceparent, tracestate, actor,
         category)
-    SELECT a.stream_id, a.head + ev.seq, ev.event_id, ev.event_type, ev.schema_version,
-        ev.payload::jsonb, c.command_id, c.correlation_id, c.causation_id, c.traceparent,
+    SELECT a.stream_id, a.head + e.seq, e.event_id, e.event_type, e.schema_version,
+        e.payload::jsonb, c.command_id, c.correlation_id, c.causation_id, c.traceparent,
         c.tracestate, c.actor, a.category
-    FROM allowed a JOIN ev ON ev.jidx = a.jidx JOIN cmd c ON c.cidx = ev.cidx
-    ORDER BY a.stream_id, ev.seq
-    RETURNING stream_id, stream_version, global_position
-), cmd_last AS (
-    SELECT ev.cidx, a.stream_id, a.head + max(ev.seq) AS version
-    FROM ev JOIN allowed a ON a.jidx = ev.jidx
-    GROUP BY ev.cidx, a.stream_id, a.head
-), written AS (
-    SELECT cl.cidx, i.stream_version, i.global_position
-    FROM cmd_last cl JOIN inserted i ON i.stream_id = cl.stream_id AND i.stream_version = cl.version
+    FROM unnest($12::int8[], $18::int8[], $19::int8[], $13::uuid[], $14::text[], $15::int2[],
+        $16::text[]) AS e(cidx, jidx, seq, event_id, event_type, schema_version, payload)
+    JOIN allowed a ON a.jidx = e.jidx
+    JOIN cmd c ON c.cidx = e.cidx
+    ORDER BY a.stream_id, e.seq
+    RETURNING event_id, stream_id, stream_version, global_position
 ), recorded AS (
     INSERT INTO orders.commands (command_id, stream_id, fingerprint, stream_version,
         global_position, status)
-    SELECT c.command_id, a.stream_id, c.fingerprint, w.stream_version, w.global_position, c.status
-    FROM written w JOIN cmd c ON c.cidx = w.cidx JOIN allowed a ON a.jidx = c.jidx
+    SELECT c.command_id, i.stream_id, c.fingerprint, i.stream_version, i.global_position, c.status
+    FROM cmd c JOIN inserted i ON i.event_id = c.last_event
     WHERE c.command_id IS NOT NULL AND c.fingerprint IS NOT NULL
     ORDER BY c.command_id
     RETURNING 1
 )
-SELECT cmd.jidx, head.version, w.stream_version, w.global_position,
+SELECT c.jidx, j.head, i.stream_version, i.global_position,
     p.stream_id, p.stream_version, p.global_position, p.status, p.fingerprint
-FROM cmd
-JOIN head USING (jidx)
-LEFT JOIN written w ON w.cidx = cmd.cidx
-LEFT JOIN prior p ON p.cidx = cmd.cidx
-ORDER BY cmd.cidx";
+FROM cmd c
+JOIN job j USING (jidx)
+LEFT JOIN inserted i ON i.event_id = c.last_event
+LEFT JOIN prior p ON p.cidx = c.cidx
+ORDER BY c.cidx";
 
 pub(crate) const FIND_COMMANDS_SQL: &str = "SELECT command_id, stream_id, stream_version, \
     global_position, status, fingerprint FROM orders.commands WHERE command_id = ANY($1::uuid[])";

@@ -219,7 +219,10 @@ pub(crate) struct Params<'a> {
     pub traceparent: Vec<Option<&'a str>>,
     pub tracestate: Vec<Option<&'a str>>,
     pub actor: Vec<Option<&'a str>>,
+    pub last_event: Vec<Uuid>,
     pub ev_cmd: Vec<i64>,
+    pub ev_job: Vec<i64>,
+    pub ev_seq: Vec<i64>,
     pub event_ids: Vec<Uuid>,
     pub types: Vec<&'a str>,
     pub versions: Vec<i16>,
@@ -247,7 +250,10 @@ impl<'a> Params<'a> {
             traceparent: Vec::with_capacity(commands),
             tracestate: Vec::with_capacity(commands),
             actor: Vec::with_capacity(commands),
+            last_event: Vec::with_capacity(commands),
             ev_cmd: Vec::with_capacity(events),
+            ev_job: Vec::with_capacity(events),
+            ev_seq: Vec::with_capacity(events),
             event_ids: Vec::with_capacity(events),
             types: Vec::with_capacity(events),
             versions: Vec::with_capacity(events),
@@ -258,6 +264,7 @@ impl<'a> Params<'a> {
             p.stream_ids.push(append.stream_id);
             p.expected.push(append.expected.as_sql());
             p.categories.push(&append.category);
+            let mut seq = 0i64;
             for command in &append.commands {
                 p.cmd_job.push(j as i64 + 1);
                 let record = command.record.as_ref();
@@ -271,9 +278,16 @@ impl<'a> Params<'a> {
                 p.traceparent.push(metadata.traceparent.as_deref());
                 p.tracestate.push(metadata.tracestate.as_deref());
                 p.actor.push(metadata.actor.as_deref());
+                // Every command has events (validated before); a command without would find
+                // no written row and be answered as not written.
+                p.last_event
+                    .push(command.events.last().map_or(Uuid::nil(), |e| e.event_id));
                 let c = p.cmd_job.len() as i64;
                 for event in &command.events {
+                    seq += 1;
                     p.ev_cmd.push(c);
+                    p.ev_job.push(j as i64 + 1);
+                    p.ev_seq.push(seq);
                     p.event_ids.push(event.event_id);
                     p.types.push(event.event_type.as_str());
                     p.versions.push(event.schema_version as i16);
@@ -284,7 +298,7 @@ impl<'a> Params<'a> {
         p
     }
 
-    pub(crate) fn as_sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 17] {
+    pub(crate) fn as_sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 20] {
         [
             &self.stream_ids,
             &self.expected,
@@ -302,6 +316,9 @@ impl<'a> Params<'a> {
             &self.types,
             &self.versions,
             &self.payloads,
+            &self.last_event,
+            &self.ev_job,
+            &self.ev_seq,
             &self.categories,
         ]
     }

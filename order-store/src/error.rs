@@ -125,8 +125,14 @@ impl From<deadpool_postgres::PoolError> for Error {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         use deadpool_postgres::PoolError;
         match error {
-            PoolError::Timeout(_) => {
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
                 Self::Unavailable("no database connection free in time (pool exhausted)".into())
+            }
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Create) => {
+                Self::Unavailable("opening a database connection took too long".into())
+            }
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Recycle) => {
+                Self::Unavailable("checking a pooled database connection took too long".into())
             }
             PoolError::Backend(e) => e.into(),
             PoolError::Closed => Self::Unavailable("the connection pool is closed".into()),
