@@ -5,6 +5,8 @@
 //! [`ValidationError`] for malformed input, an [`order::OrderError`] for a command the order's
 //! state refuses, a [`upcast::DecodeError`] for a stored payload that does not fit its schema.
 
+#![deny(missing_docs)]
+
 pub mod error;
 pub mod es;
 pub mod money;

@@ -54,6 +54,7 @@ impl fmt::Display for ExpectedVersion {
 /// The idempotency record of a command: a retry with the same id returns the recorded result.
 #[derive(Debug, Clone, Copy)]
 pub struct Idempotency<'a> {
+    /// The command's id (the caller's idempotency key).
     pub command_id: Uuid,
     /// sha-256 of the request; a reused id with another fingerprint is refused.
     pub fingerprint: [u8; 32],
@@ -64,13 +65,18 @@ pub struct Idempotency<'a> {
 /// One append.
 #[derive(Debug, Clone, Copy)]
 pub struct AppendRequest<'a> {
+    /// The stream to append to.
     pub stream_id: Uuid,
     /// The stream's type: its aggregate's category (e.g. `order`), recorded with every event so
     /// that subscribers can follow only the types they handle.
     pub category: &'a str,
+    /// What the caller believes the stream's version is.
     pub expected: ExpectedVersion,
+    /// The events, in order (at least one).
     pub events: &'a [NewEvent],
+    /// Recorded with every event.
     pub metadata: &'a Metadata,
+    /// The command's record, for a command with an idempotency key.
     pub idempotency: Option<Idempotency<'a>>,
 }
 
@@ -96,6 +102,7 @@ pub enum AppendOutcome {
 }
 
 impl AppendOutcome {
+    /// Where the events are, whether written now or before.
     pub fn committed(&self) -> &Committed {
         match self {
             Self::Appended(c) | Self::Duplicate(c) => c,
@@ -107,14 +114,18 @@ impl AppendOutcome {
 /// (for commands with an idempotency key) the record that answers a retry.
 #[derive(Debug, Clone)]
 pub struct CommandWrite {
+    /// The command's events, in order.
     pub events: Vec<NewEvent>,
+    /// Recorded with each of them.
     pub metadata: Metadata,
+    /// The command's idempotency record, if it has a key.
     pub record: Option<CommandRecordWrite>,
 }
 
 /// The idempotency record of a command, owned (see [`Idempotency`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecordWrite {
+    /// The command's id.
     pub command_id: Uuid,
     /// sha-256 of the request; a reused id with another fingerprint is refused.
     pub fingerprint: [u8; 32],
@@ -126,11 +137,13 @@ pub struct CommandRecordWrite {
 /// handler sends when commands to one stream queued up behind each other.
 #[derive(Debug, Clone)]
 pub struct StreamAppend {
+    /// The stream to append to.
     pub stream_id: Uuid,
     /// The stream's type: its aggregate's category (see [`AppendRequest::category`]).
     pub category: Cow<'static, str>,
     /// The stream's version before the first command's events.
     pub expected: ExpectedVersion,
+    /// The commands, in order.
     pub commands: Vec<CommandWrite>,
 }
 

@@ -42,8 +42,11 @@ pub fn check_category(category: &str) -> Result<(), Error> {
 /// An event about to be appended: its id, type, schema version and JSON payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
+    /// A unique id (UUID v7 from [`NewEvent::encode`]).
     pub event_id: Uuid,
+    /// The event's type name.
     pub event_type: String,
+    /// The schema version of its payload.
     pub schema_version: u16,
     /// The payload as JSON text.
     pub payload: String,
@@ -65,15 +68,25 @@ impl NewEvent {
 /// An event read back from the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
+    /// Position in the global log (unique, increasing in insertion order, may have gaps).
     pub global_position: u64,
+    /// The writing transaction's id (the first half of the gap-safe order).
     pub transaction_id: Xid8,
+    /// The stream it belongs to.
     pub stream_id: Uuid,
+    /// Its 1-based version within the stream.
     pub stream_version: u64,
+    /// Its unique id.
     pub event_id: Uuid,
+    /// Its type name.
     pub event_type: String,
+    /// The schema version of `payload`.
     pub schema_version: u16,
+    /// The payload as stored (decode it with [`RecordedEvent::decode`]).
     pub payload: serde_json::Value,
+    /// Correlation, causation, trace context, command id, actor.
     pub metadata: Metadata,
+    /// When it was recorded (the writing transaction's time).
     pub recorded_at: SystemTime,
     /// The stream's type (its aggregate's category, e.g. `order`).
     pub category: String,

@@ -15,6 +15,8 @@
 //!
 //! Errors are typed ([`Error`]); SQLSTATEs are mapped by named constants ([`sqlstate`]).
 
+#![deny(missing_docs)]
+
 mod append;
 mod batch;
 mod config;

@@ -13,6 +13,7 @@ pub struct ReadinessProbe {
 }
 
 impl ReadinessProbe {
+    /// A probe connecting with `config`.
     pub fn new(config: StoreConfig) -> Self {
         Self {
             config,

@@ -60,8 +60,11 @@ pub struct CategoryPage {
 /// What a command id was recorded with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
+    /// The stream the command was appended to.
     pub stream_id: Uuid,
+    /// The request's fingerprint.
     pub fingerprint: Vec<u8>,
+    /// Where its events landed.
     pub committed: Committed,
 }
 
@@ -98,10 +101,12 @@ impl EventStore {
         Ok(store)
     }
 
+    /// The connection pool (for reads and transactions of your own).
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
     }
 
+    /// The settings it was built with.
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
     }
