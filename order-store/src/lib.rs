@@ -14,6 +14,34 @@
 //! - [`migrate()`]: the SQL migrations, under an advisory lock.
 //!
 //! Errors are typed ([`Error`]); SQLSTATEs are mapped by named constants ([`sqlstate`]).
+//!
+//! ```no_run
+//! # async fn example(placement: order_domain::order::PlaceOrder)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use order_domain::{Metadata, Order, OrderCommand};
+//! use order_store::{CommandContext, CommandHandler, Cursor, EventStore, StoreConfig};
+//! use uuid::Uuid;
+//!
+//! let store = EventStore::new(StoreConfig::new("postgres://app@localhost/orders"))?;
+//! let orders = CommandHandler::<Order>::new(store.clone(), 5);
+//! let order_id = Uuid::new_v4();
+//! let context = CommandContext {
+//!     command_id: Uuid::new_v4(), // a retry with the same id answers the first result
+//!     expected_version: None,
+//!     metadata: Metadata::default(),
+//! };
+//! let placed = orders
+//!     .handle(order_id, &OrderCommand::PlaceOrder(placement), &context)
+//!     .await?;
+//! println!("version {} at position {}", placed.stream_version, placed.global_position);
+//!
+//! // The log in the gap-safe order, as subscribers read it.
+//! for event in store.read_all(Cursor::START, 100).await? {
+//!     println!("{} {} {}", event.global_position, event.category, event.event_type);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 
