@@ -22,3 +22,34 @@ pub mod store_credit;
 pub use credit_balances::CreditBalances;
 pub use sku_sales::SkuSales;
 pub use store_credit::{StoreCredit, StoreCreditCommand, StoreCreditError, StoreCreditEvent};
+
+/// The `sales-projector` service: both example projections, with every subcommand of
+/// `order-projector` (`run`, `replay --projection NAME`, `status`, `healthcheck`).
+/// `SKU_SALES_PAGE` sets the sales projection's page size (events per transaction, default
+/// 1,000); a value that is not a number is refused with a one-line reason.
+///
+/// ```no_run
+/// // The whole `main` of the binary:
+/// match order_examples::sales_projector() {
+///     Ok(service) => service.main(),
+///     Err(why) => {
+///         eprintln!("sales-projector: {why}");
+///         std::process::exit(2)
+///     }
+/// }
+/// ```
+pub fn sales_projector() -> Result<order_projector::cli::Service, String> {
+    let sales = match std::env::var("SKU_SALES_PAGE") {
+        Ok(page) => SkuSales::new().page(
+            page.parse()
+                .map_err(|_| format!("SKU_SALES_PAGE={page:?} is not a number of events"))?,
+        ),
+        Err(_) => SkuSales::new(),
+    };
+    Ok(order_projector::cli::Service::new(
+        "sales-projector",
+        "Sales per SKU per day and store-credit balances",
+    )
+    .projection(sales)
+    .projection(CreditBalances))
+}

@@ -38,6 +38,46 @@ pub const OPEN_ORDERS: &str = "sku_sales_open_orders";
 /// The idempotence guard's table.
 pub const STREAMS: &str = "sku_sales_streams";
 
+/// What `sku_sales_daily` must hold, computed in SQL straight from the stored events, with
+/// none of the projection's code (its tests and the fault suite's audit compare the table with
+/// it): a confirmation sells the lines of the order's placement on its day, a cancellation
+/// after a confirmation cancels them on its own day. Columns as the table's.
+pub const DAILY_FROM_LOG_SQL: &str = "
+    WITH lines AS (
+        SELECT p.stream_id, l->>'sku' AS sku, p.payload->'total'->>'currency' AS currency,
+            (l->>'quantity')::int8 AS quantity,
+            (l->>'quantity')::int8 * (l->'unit_price'->>'amount_minor')::int8 AS amount
+        FROM orders.events p, jsonb_array_elements(p.payload->'lines') l
+        WHERE p.event_type = 'OrderPlaced' AND p.category = 'order'
+    ), confirmed AS (
+        SELECT stream_id, (recorded_at AT TIME ZONE 'UTC')::date AS day
+        FROM orders.events WHERE event_type = 'OrderConfirmed' AND category = 'order'
+    ), cancelled AS (
+        SELECT c.stream_id, (c.recorded_at AT TIME ZONE 'UTC')::date AS day
+        FROM orders.events c JOIN confirmed USING (stream_id)
+        WHERE c.event_type = 'OrderCancelled' AND c.category = 'order'
+    ), moves AS (
+        SELECT day, sku, currency, quantity AS sold, amount AS revenue, 0::int8 AS cancelled,
+            0::int8 AS revenue_cancelled
+        FROM confirmed JOIN lines USING (stream_id)
+        UNION ALL
+        SELECT day, sku, currency, 0, 0, quantity, amount
+        FROM cancelled JOIN lines USING (stream_id)
+    )
+    SELECT day, sku, currency, sum(sold)::int8 AS units_sold, sum(revenue)::int8 AS revenue_minor,
+        sum(cancelled)::int8 AS units_cancelled,
+        sum(revenue_cancelled)::int8 AS revenue_cancelled_minor
+    FROM moves GROUP BY day, sku, currency";
+
+/// What `sku_sales_open_orders` must hold (its `order_id`s), computed in SQL from the stored
+/// events: the orders placed and neither completed nor cancelled.
+pub const OPEN_ORDERS_FROM_LOG_SQL: &str = "
+    SELECT stream_id AS order_id FROM orders.events
+    WHERE event_type = 'OrderPlaced' AND category = 'order'
+    EXCEPT
+    SELECT stream_id FROM orders.events
+    WHERE event_type IN ('OrderCompleted', 'OrderCancelled') AND category = 'order'";
+
 /// The projection. `version` is 1; the tests bump it to prove the rebuild.
 #[derive(Debug, Clone, Copy)]
 pub struct SkuSales {

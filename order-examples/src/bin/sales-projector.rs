@@ -1,6 +1,7 @@
-//! `sales-projector`: a team's own projector service. The library gives it catch-up from the
-//! start of the log, leases (run several for failover), fenced checkpoints, backoff, metrics
-//! on the admin port, `replay --projection NAME` with an atomic swap, a rebuild when a
+//! `sales-projector`: a team's own projector service ([`order_examples::sales_projector`]:
+//! two projections on [`order_projector::cli::Service`]). The library gives it catch-up from
+//! the start of the log, leases (run several for failover), fenced checkpoints, backoff,
+//! metrics on the admin port, `replay --projection NAME` with an atomic swap, a rebuild when a
 //! projection's version changes, and `status`.
 //!
 //! ```sh
@@ -8,22 +9,13 @@
 //! sales-projector replay --projection sku_sales          # rebuild into shadow tables, swap
 //! sales-projector status                                 # checkpoints, lag, owners
 //! ```
-//!
-//! `SKU_SALES_PAGE` sets the sales projection's page size (events per transaction).
-
-use order_examples::{CreditBalances, SkuSales};
-use order_projector::cli::Service;
 
 fn main() {
-    let page = std::env::var("SKU_SALES_PAGE")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1000);
-    Service::new(
-        "sales-projector",
-        "Sales per SKU per day and store-credit balances",
-    )
-    .projection(SkuSales::new().page(page))
-    .projection(CreditBalances)
-    .main()
+    match order_examples::sales_projector() {
+        Ok(service) => service.main(),
+        Err(why) => {
+            eprintln!("sales-projector: {why}");
+            std::process::exit(2)
+        }
+    }
 }

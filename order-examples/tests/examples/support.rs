@@ -186,52 +186,17 @@ pub async fn sales_table(db: &TestDatabase) -> Vec<String> {
     .await
 }
 
-/// What `sku_sales_daily` must hold, folded from the log in SQL over the stored events: a
-/// confirmation sells the lines of the order's placement on its day, a cancellation after a
-/// confirmation cancels them on its own day.
+/// What `sku_sales_daily` must hold, folded from the log in SQL over the stored events
+/// ([`order_examples::sku_sales::DAILY_FROM_LOG_SQL`]: none of the projection's code).
 pub async fn sales_from_log(db: &TestDatabase) -> Vec<String> {
-    rows(
-        db,
-        "WITH lines AS (
-             SELECT p.stream_id, l->>'sku' AS sku, p.payload->'total'->>'currency' AS currency,
-                 (l->>'quantity')::int8 AS quantity,
-                 (l->>'quantity')::int8 * (l->'unit_price'->>'amount_minor')::int8 AS amount
-             FROM orders.events p, jsonb_array_elements(p.payload->'lines') l
-             WHERE p.event_type = 'OrderPlaced' AND p.category = 'order'
-         ), confirmed AS (
-             SELECT stream_id, (recorded_at AT TIME ZONE 'UTC')::date AS day
-             FROM orders.events WHERE event_type = 'OrderConfirmed'
-         ), cancelled AS (
-             SELECT c.stream_id, (c.recorded_at AT TIME ZONE 'UTC')::date AS day
-             FROM orders.events c JOIN confirmed USING (stream_id)
-             WHERE c.event_type = 'OrderCancelled'
-         ), moves AS (
-             SELECT day, sku, currency, quantity AS sold, amount AS revenue, 0::int8 AS cancelled,
-                 0::int8 AS revenue_cancelled
-             FROM confirmed JOIN lines USING (stream_id)
-             UNION ALL
-             SELECT day, sku, currency, 0, 0, quantity, amount
-             FROM cancelled JOIN lines USING (stream_id)
-         )
-         SELECT day, sku, currency, sum(sold)::int8, sum(revenue)::int8, sum(cancelled)::int8,
-             sum(revenue_cancelled)::int8
-         FROM moves GROUP BY day, sku, currency",
-    )
-    .await
+    rows(db, order_examples::sku_sales::DAILY_FROM_LOG_SQL).await
 }
 
 /// The orders placed and neither completed nor cancelled, as the projection's own table holds
 /// them, and as the log says.
 pub async fn open_orders(db: &TestDatabase) -> (Vec<String>, Vec<String>) {
     let stored = rows(db, "SELECT order_id FROM orders.sku_sales_open_orders").await;
-    let expected = rows(
-        db,
-        "SELECT stream_id FROM orders.events WHERE event_type = 'OrderPlaced'
-         EXCEPT
-         SELECT stream_id FROM orders.events
-         WHERE event_type IN ('OrderCompleted', 'OrderCancelled')",
-    )
-    .await;
+    let expected = rows(db, order_examples::sku_sales::OPEN_ORDERS_FROM_LOG_SQL).await;
     (stored, expected)
 }
 
