@@ -91,3 +91,8 @@ async fn the_sqs_audit_finds_events_sqs_never_received() {
     assert_eq!(unsent_events(&mut stack).await.unwrap(), events as usize);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_a_teams_projector_in_catch_up_and_replay_mid_load() {
+    once(Scenario::KillExampleProjector).await;
+}
