@@ -3,7 +3,10 @@
 //!
 //! - the raw paged read rate of that log (the ceiling of any subscriber),
 //! - catch-up of the read model from position 0 (in process, the real subscription step),
-//! - a full `order-projector replay` with swap (the release binary, with its peak RSS),
+//! - the `order-projector` release binary as operators run it: catch-up (`run`) and replay
+//!   with swap, with peak RSS, beside a baseline build's binary (`--baseline DIR`) in the same
+//!   run, alternately; and the replay's generic path (`--no-bulk`),
+//! - a team's projection on the generic path (the example `sku_sales`, rebuilt in process),
 //! - SQS publishing against the emulator (a bounded slice of the log),
 //! - command acknowledgement to read-model visibility at a steady rate (order-grpc and
 //!   order-projector binaries, PlaceOrder at a fixed rate, GetOrder with min_position).
@@ -18,9 +21,8 @@ use order_domain::es::Metadata;
 use order_domain::order::{LineInput, PlaceOrder, PlaceOrderInput};
 use order_domain::values::{AddressInput, ShippingMethod};
 use order_domain::{Aggregate, Order, OrderCommand};
-use order_projector::read_model::ReadModel;
 use order_projector::sqs::Publisher;
-use order_projector::subscription::{Sink, Step, Subscription};
+use order_projector::{ReadModel, SqsPublisher, Step, Subscription};
 use order_proto::v1 as pb;
 use order_store::{AppendRequest, Cursor, EventStore, ExpectedVersion, NewEvent, StoreConfig};
 use tokio::process::Command;
@@ -46,6 +48,18 @@ pub struct ProjectorArgs {
     /// Directory of the release binaries (order-grpc, order-projector).
     #[arg(long, default_value = "target/release")]
     binaries: PathBuf,
+    /// Directory of a baseline `order-projector` release binary (built from an earlier
+    /// commit): its catch-up and replay are measured beside this build's, alternately, on
+    /// the same log in the same run.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Rounds of the side-by-side measurements (each binary's catch-up and replay once per
+    /// round, alternating which goes first).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10))]
+    rounds: u32,
+    /// Skip the SQS and read-your-writes measurements.
+    #[arg(long)]
+    projections_only: bool,
 }
 
 /// The commands of order `n`: a mix of every path, 5 to 8 events each.
@@ -188,6 +202,7 @@ async fn load(store: &EventStore, orders: usize) -> anyhow::Result<u64> {
                             store
                                 .append(AppendRequest {
                                     stream_id: *id,
+                                    category: "order",
                                     expected: ExpectedVersion::Exact(version),
                                     events,
                                     metadata: &metadata,
@@ -213,6 +228,125 @@ async fn load(store: &EventStore, orders: usize) -> anyhow::Result<u64> {
     }
     eprintln!();
     Ok(total)
+}
+
+/// The cursor of the log's last event in the gap-safe order: a subscriber whose checkpoint
+/// reached it has caught up.
+async fn last_cursor(store: &EventStore) -> anyhow::Result<Cursor> {
+    let client = store.pool().get().await?;
+    let row = client
+        .query_one(
+            "SELECT transaction_id, global_position FROM orders.events
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(Cursor {
+        transaction_id: row.try_get(0)?,
+        global_position: row.try_get::<_, i64>(1)? as u64,
+    })
+}
+
+/// Empty read tables and the read model's checkpoint back at the start.
+async fn reset_read_model(db: &order_testkit::pg::TestDatabase) -> anyhow::Result<()> {
+    db.connect()
+        .await
+        .batch_execute(
+            "TRUNCATE orders.order_summaries, orders.customer_totals;
+             UPDATE orders.subscriptions SET checkpoint_xid = '0', checkpoint_position = 0,
+                 owner = NULL, lease_expires_at = NULL WHERE name = 'read_model';
+             VACUUM ANALYZE orders.order_summaries, orders.customer_totals",
+        )
+        .await?;
+    Ok(())
+}
+
+/// `order-projector run` (the read model only, pages of 1,000) from position 0 until its
+/// checkpoint reaches `target`: events per second from the start of the process, and its
+/// peak RSS.
+async fn catch_up_binary(
+    binary: &std::path::Path,
+    db: &order_testkit::pg::TestDatabase,
+    store: &EventStore,
+    target: Cursor,
+    events: u64,
+) -> anyhow::Result<(f64, f64)> {
+    reset_read_model(db).await?;
+    crate::checkpoint().await;
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .arg("run")
+        .env("DATABASE_URL", db.url())
+        .env("ORDER_ADMIN_ADDR", admin.to_string())
+        .env("ORDER_PROJECTOR_SUBSCRIPTIONS", "read_model")
+        .env("ORDER_PROJECTOR_READ_MODEL_PAGE", "1000")
+        .env("ORDER_PROJECTOR_POLL_MS", "50")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let pid = child.id().unwrap_or_default();
+    let mut rss = 0f64;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        if let Some(now) = peak_rss(pid) {
+            rss = rss.max(now);
+        }
+        if store.checkpoint("read_model").await? >= target {
+            break;
+        }
+        anyhow::ensure!(child.try_wait()?.is_none(), "{} exited", binary.display());
+        anyhow::ensure!(Instant::now() < deadline, "no catch-up in 30 minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    Ok((rate, rss))
+}
+
+/// `order-projector replay --projection read_model` (with `extra` arguments): events per
+/// second, and the process's peak RSS.
+async fn replay_binary(
+    binary: &std::path::Path,
+    db: &order_testkit::pg::TestDatabase,
+    extra: &[&str],
+    events: u64,
+) -> anyhow::Result<(f64, f64)> {
+    crate::checkpoint().await;
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .args(["replay", "--projection", "read_model", "--progress", "none"])
+        .args(extra)
+        .env("DATABASE_URL", db.url())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (cargo build --release -p order-projector)",
+                binary.display()
+            )
+        })?;
+    let pid = child.id().unwrap_or_default();
+    let mut rss = 0f64;
+    let status = loop {
+        if let Some(now) = peak_rss(pid) {
+            rss = rss.max(now);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    anyhow::ensure!(status.success(), "replay failed: {status}");
+    Ok((events as f64 / started.elapsed().as_secs_f64(), rss))
 }
 
 /// Peak RSS (VmHWM, MiB) of a running process.
@@ -268,11 +402,7 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         .acquire_lease("read_model", "bench", Duration::from_secs(600), true)
         .await?
         .context("no lease")?;
-    let subscription = Subscription {
-        name: "read_model".into(),
-        sink: Sink::ReadModel(ReadModel::default()),
-        page: 1000,
-    };
+    let subscription = Subscription::projection(ReadModel::new().page(1000));
     let (_stop, shutdown) = watch::channel(false);
     let started = Instant::now();
     let mut cursor = cursor;
@@ -295,40 +425,90 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         catch_up / raw_rate
     );
 
-    // Full replay with swap, as the operator runs it.
-    crate::checkpoint().await;
-    let binary = args.binaries.join("order-projector");
-    let started = Instant::now();
-    let mut child = Command::new(&binary)
-        .args(["replay", "--projection", "read_model", "--progress", "none"])
-        .env("DATABASE_URL", db.url())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (cargo build --release -p order-projector)",
-                binary.display()
-            )
-        })?;
-    let pid = child.id().unwrap_or_default();
-    let mut rss = 0f64;
-    let status = loop {
-        if let Some(now) = peak_rss(pid) {
-            rss = rss.max(now);
+    // The binaries, as operators run them: catch-up (`run`) and replay with swap, this
+    // build beside the baseline's when there is one, alternately, on the same log.
+    let target = last_cursor(&store).await?;
+    let current = args.binaries.join("order-projector");
+    let mut binaries = vec![("this build", current.clone())];
+    if let Some(baseline) = &args.baseline {
+        binaries.push(("baseline", baseline.join("order-projector")));
+    }
+    let mut figures: Vec<(&str, &str, f64, f64)> = Vec::new();
+    for round in 0..args.rounds {
+        let mut order = binaries.clone();
+        if round % 2 == 1 {
+            order.reverse();
         }
-        if let Some(status) = child.try_wait()? {
-            break status;
+        for (label, binary) in &order {
+            let (rate, rss) = catch_up_binary(binary, &db, &store, target, events).await?;
+            println!(
+                "read-model catch-up (order-projector run, {label}, round {}): {rate:.0} events/s, peak RSS {rss:.0} MB",
+                round + 1
+            );
+            figures.push((label, "catch-up", rate, rss));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    anyhow::ensure!(status.success(), "replay failed: {status}");
-    let replay_secs = started.elapsed().as_secs_f64();
+        for (label, binary) in &order {
+            let (rate, rss) = replay_binary(binary, &db, &[], events).await?;
+            println!(
+                "replay with swap (order-projector replay, {label}, round {}): {rate:.0} events/s, peak RSS {rss:.0} MB",
+                round + 1
+            );
+            figures.push((label, "replay", rate, rss));
+        }
+    }
+    let (rate, rss) = replay_binary(&current, &db, &["--no-bulk"], events).await?;
     println!(
-        "replay with swap (order-projector replay, release): {events} events in {replay_secs:.1}s = {:.0} events/s; peak RSS {rss:.0} MB",
-        events as f64 / replay_secs
+        "replay with swap, generic path (order-projector replay --no-bulk, this build): {rate:.0} events/s, peak RSS {rss:.0} MB"
     );
+    if binaries.len() > 1 {
+        println!(
+            "\n| measurement | this build | baseline | this / baseline |\n|---|---:|---:|---:|"
+        );
+        for what in ["catch-up", "replay"] {
+            let best = |label: &str| {
+                figures
+                    .iter()
+                    .filter(|f| f.0 == label && f.1 == what)
+                    .fold((0f64, 0f64), |(r, m), f| (r.max(f.2), m.max(f.3)))
+            };
+            let (new, old) = (best("this build"), best("baseline"));
+            println!(
+                "| {what} (best of {}) | {:.0} events/s, {:.0} MB | {:.0} events/s, {:.0} MB | {:.2} |",
+                args.rounds,
+                new.0,
+                new.1,
+                old.0,
+                old.1,
+                new.0 / old.0.max(1.0)
+            );
+        }
+        println!();
+    }
+
+    // A team's projection on the generic path: the example sku_sales (no bulk path), rebuilt
+    // in process from the whole log.
+    crate::checkpoint().await;
+    let (_stop, shutdown) = watch::channel(false);
+    let report = order_projector::replay::replay(
+        &store,
+        &Subscription::projection(order_examples::SkuSales::new()),
+        &order_projector::replay::ReplayOptions {
+            progress: order_projector::replay::Progress::None,
+            ..Default::default()
+        },
+        &shutdown,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "replay with swap of the example sku_sales (generic path, in process): {} events in {:.1}s = {:.0} events/s",
+        report.events,
+        report.elapsed.as_secs_f64(),
+        report.events as f64 / report.elapsed.as_secs_f64()
+    );
+    if args.projections_only {
+        return Ok(());
+    }
 
     // SQS publishing against the emulator.
     let pair = order_testkit::sqs::fifo_queue_pair(5).await;
@@ -337,11 +517,7 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         .acquire_lease("sqs_publisher", "bench", Duration::from_secs(600), true)
         .await?
         .context("no lease")?;
-    let subscription = Subscription {
-        name: "sqs_publisher".into(),
-        sink: Sink::Sqs(publisher),
-        page: 500,
-    };
+    let subscription = Subscription::sink(SqsPublisher::new(publisher).page(500));
     let started = Instant::now();
     let mut cursor = cursor;
     let mut sent = 0usize;

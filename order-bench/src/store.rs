@@ -195,6 +195,7 @@ pub async fn raw(
                                         &vec![ids[ids.len() - 1]],
                                         &ev_cmd,
                                         &ev_seq,
+                                        &vec!["order"],
                                     ],
                                 )
                                 .await
@@ -263,6 +264,7 @@ async fn library(
                     let result = store
                         .append(AppendRequest {
                             stream_id: Uuid::new_v4(),
+                            category: "order",
                             expected: ExpectedVersion::NoStream,
                             events: &events,
                             metadata: &metadata,

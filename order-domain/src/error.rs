@@ -5,30 +5,68 @@ use std::fmt;
 /// What is wrong with one input value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Violation {
+    /// A required value is absent.
     #[error("is required")]
     Missing,
+    /// Empty, or only whitespace.
     #[error("must not be empty or blank")]
     Empty,
+    /// Longer than allowed.
     #[error("must be at most {max} characters")]
-    TooLong { max: usize },
+    TooLong {
+        /// The most characters allowed.
+        max: usize,
+    },
+    /// Contains a control character (newline, tab, ...).
     #[error("must not contain control characters")]
     ControlCharacter,
+    /// Not in the expected format.
     #[error("must be {expected}")]
-    Format { expected: &'static str },
+    Format {
+        /// What the value must look like.
+        expected: &'static str,
+    },
+    /// A number outside its bounds.
     #[error("must be between {min} and {max}")]
-    OutOfRange { min: i64, max: i64 },
+    OutOfRange {
+        /// The smallest value allowed.
+        min: i64,
+        /// The largest value allowed.
+        max: i64,
+    },
+    /// Not an active ISO-4217 currency code.
     #[error("is not an active ISO-4217 currency code")]
     UnknownCurrency,
+    /// A currency other than the one the rest of the order uses.
     #[error("currency {found} differs from {expected} used by the rest of the order")]
-    MixedCurrency { expected: String, found: String },
+    MixedCurrency {
+        /// The currency of the rest of the order.
+        expected: String,
+        /// The currency of this value.
+        found: String,
+    },
+    /// The order's total would exceed the bound.
     #[error("makes the order total exceed {max} minor units")]
-    TotalTooLarge { max: i64 },
+    TotalTooLarge {
+        /// The largest total allowed, in minor units.
+        max: i64,
+    },
+    /// A list with too many entries.
     #[error("must have at most {max} entries")]
-    TooMany { max: usize },
+    TooMany {
+        /// The most entries allowed.
+        max: usize,
+    },
+    /// A list that must not be empty is.
     #[error("must have at least one entry")]
     NoEntries,
+    /// A value repeated where each must be unique.
     #[error("repeats {value:?}, which an earlier entry already uses")]
-    Duplicate { value: String },
+    Duplicate {
+        /// The repeated value.
+        value: String,
+    },
+    /// Not one of the known values of an enumeration.
     #[error("is not a known value")]
     UnknownValue,
 }
@@ -37,11 +75,14 @@ pub enum Violation {
 /// `lines[2].unit_price.amount_minor`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
+    /// The field's path in the API's names, e.g. `lines[2].unit_price.amount_minor`.
     pub field: String,
+    /// What is wrong with it.
     pub violation: Violation,
 }
 
 impl ValidationError {
+    /// `field` violates `violation`.
     pub fn new(field: impl Into<String>, violation: Violation) -> Self {
         Self {
             field: field.into(),
@@ -74,6 +115,7 @@ impl std::error::Error for ValidationError {}
 
 /// Attach a field name to a bare [`Violation`].
 pub trait FieldExt<T> {
+    /// Name the field of a failed validation.
     fn field(self, name: &str) -> Result<T, ValidationError>;
 }
 

@@ -102,6 +102,7 @@ pub struct Metadata {
     /// W3C trace context of the request that produced the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// W3C `tracestate` of the request that produced the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracestate: Option<String>,
     /// Who issued the command (token subject), when known.
@@ -112,10 +113,20 @@ pub struct Metadata {
 /// Why metadata was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
+    /// A field is longer than allowed.
     #[error("metadata field {field} is longer than {max} bytes")]
-    TooLong { field: &'static str, max: usize },
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// Its largest length in bytes.
+        max: usize,
+    },
+    /// A field holds characters outside printable ASCII.
     #[error("metadata field {field} contains characters outside printable ASCII")]
-    NotPrintable { field: &'static str },
+    NotPrintable {
+        /// The field.
+        field: &'static str,
+    },
 }
 
 impl Metadata {
@@ -155,12 +166,16 @@ impl Metadata {
 /// An event as read back from the log: the domain event plus where and why it was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventEnvelope<E> {
+    /// The event's unique id.
     pub event_id: Uuid,
+    /// The stream (aggregate instance) it belongs to.
     pub stream_id: Uuid,
     /// 1-based position of the event within its stream.
     pub stream_version: u64,
     /// Position in the global log (unique, increasing in insertion order, may have gaps).
     pub global_position: u64,
+    /// Correlation, causation, trace context, command id and actor.
     pub metadata: Metadata,
+    /// The domain event, upcast to its current schema version.
     pub event: E,
 }

@@ -190,6 +190,7 @@ impl Currency {
             .map_err(|_| Violation::UnknownCurrency)
     }
 
+    /// The three-letter ISO-4217 code, e.g. `EUR`.
     pub fn code(self) -> &'static str {
         CURRENCIES[usize::from(self.0)].0
     }
@@ -273,6 +274,7 @@ impl Money {
         Self::positive(currency, amount_minor).field("amount_minor")
     }
 
+    /// Nothing, in `currency`.
     pub const fn zero(currency: Currency) -> Self {
         Self {
             currency,
@@ -280,14 +282,17 @@ impl Money {
         }
     }
 
+    /// The currency.
     pub fn currency(self) -> Currency {
         self.currency
     }
 
+    /// The amount in minor units (cents for EUR).
     pub fn amount_minor(self) -> i64 {
         self.amount_minor
     }
 
+    /// Whether the amount is 0.
     pub fn is_zero(self) -> bool {
         self.amount_minor == 0
     }

@@ -10,8 +10,11 @@ use serde_json::Value;
 /// payload at `from_version + 1`.
 #[derive(Debug, Clone, Copy)]
 pub struct Upcaster {
+    /// The event type it applies to.
     pub event_type: &'static str,
+    /// The version it reads (it writes `from_version + 1`).
     pub from_version: u16,
+    /// The conversion; `Err` names what is wrong with the payload.
     pub upcast: fn(Value) -> Result<Value, String>,
 }
 
@@ -22,6 +25,7 @@ pub struct UpcasterChain {
 }
 
 impl UpcasterChain {
+    /// A chain of `upcasters`.
     pub const fn new(upcasters: &'static [Upcaster]) -> Self {
         Self { upcasters }
     }
@@ -70,29 +74,49 @@ impl UpcasterChain {
 /// Why a stored event could not be turned back into a domain event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// No event type of that name.
     #[error("unknown event type {event_type:?}")]
-    UnknownType { event_type: String },
+    UnknownType {
+        /// The stored type name.
+        event_type: String,
+    },
+    /// A schema version this code cannot read.
     #[error("event type {event_type} has no schema version {version} (current is {current})")]
     UnsupportedVersion {
+        /// The stored type name.
         event_type: String,
+        /// The stored version.
         version: u16,
+        /// The version this code writes.
         current: u16,
     },
+    /// An upcaster refused the payload.
     #[error("upcasting {event_type} from version {from_version} failed: {reason}")]
     Upcast {
+        /// The stored type name.
         event_type: String,
+        /// The version the failing step reads.
         from_version: u16,
+        /// Why.
         reason: String,
     },
+    /// The (upcast) payload does not fit the event's schema.
     #[error("payload of {event_type} does not match its schema: {reason}")]
-    Payload { event_type: String, reason: String },
+    Payload {
+        /// The stored type name.
+        event_type: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Why an event could not be serialized (only possible for a defect in the schema types).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event {event_type} could not be encoded: {reason}")]
 pub struct EncodeError {
+    /// The event's type.
     pub event_type: &'static str,
+    /// Why.
     pub reason: String,
 }
 

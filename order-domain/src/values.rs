@@ -39,10 +39,12 @@ macro_rules! uuid_id {
         }
 
         impl $name {
+            /// Parse the canonical text form of a UUID.
             pub fn parse(text: &str) -> Result<Self, Violation> {
                 parse_uuid(text).map(Self)
             }
 
+            /// From a UUID (the nil UUID is refused).
             pub fn from_uuid(uuid: Uuid) -> Result<Self, Violation> {
                 if uuid.is_nil() {
                     return Err(Violation::Format { expected: "a non-nil UUID" });
@@ -50,6 +52,7 @@ macro_rules! uuid_id {
                 Ok(Self(uuid))
             }
 
+            /// The UUID.
             pub fn as_uuid(&self) -> Uuid {
                 self.0
             }
@@ -123,12 +126,14 @@ macro_rules! bounded_text {
             /// The longest accepted value, in characters.
             pub const MAX_CHARS: usize = $max;
 
+            /// Validate `text` (not blank, at most `MAX_CHARS` characters, no control characters).
             pub fn parse(text: impl Into<String>) -> Result<Self, Violation> {
                 let text = text.into();
                 check_text(&text, Self::MAX_CHARS)?;
                 Ok(Self(text))
             }
 
+            /// The text as accepted.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -228,8 +233,10 @@ impl Serialize for Sku {
 }
 
 impl Sku {
+    /// The longest accepted SKU, in characters.
     pub const MAX_CHARS: usize = 64;
 
+    /// Validate a SKU.
     pub fn parse(text: impl Into<String>) -> Result<Self, Violation> {
         let text = text.into();
         if text.is_empty() {
@@ -252,6 +259,7 @@ impl Sku {
         Ok(Self(text))
     }
 
+    /// The SKU as accepted.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -288,6 +296,7 @@ impl From<Sku> for String {
 pub struct Quantity(u32);
 
 impl Quantity {
+    /// The largest quantity of one line.
     pub const MAX: u32 = 10_000;
 
     /// Accepts any integer so that zero, negative and overflowing inputs all get the same
@@ -302,6 +311,7 @@ impl Quantity {
         Ok(Self(value as u32))
     }
 
+    /// The quantity.
     pub fn get(self) -> u32 {
         self.0
     }
@@ -338,8 +348,10 @@ impl Serialize for PostalCode {
 }
 
 impl PostalCode {
+    /// The longest accepted postal code, in characters.
     pub const MAX_CHARS: usize = 16;
 
+    /// Validate a postal code.
     pub fn parse(text: impl Into<String>) -> Result<Self, Violation> {
         let text = text.into();
         check_text(&text, Self::MAX_CHARS)?;
@@ -354,6 +366,7 @@ impl PostalCode {
         Ok(Self(text))
     }
 
+    /// The postal code as accepted.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -391,6 +404,7 @@ impl Serialize for CountryCode {
 }
 
 impl CountryCode {
+    /// Validate an ISO 3166-1 alpha-2 country code.
     pub fn parse(text: &str) -> Result<Self, Violation> {
         match text.as_bytes() {
             [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => Ok(Self([*a, *b])),
@@ -400,6 +414,7 @@ impl CountryCode {
         }
     }
 
+    /// The two-letter code.
     pub fn as_str(&self) -> &str {
         // Both bytes are ASCII upper-case letters by construction.
         std::str::from_utf8(&self.0).unwrap_or("??")
@@ -443,12 +458,19 @@ pub struct Address {
 /// The raw parts of an [`Address`], as they arrive from an API.
 #[derive(Debug, Clone, Default)]
 pub struct AddressInput<'a> {
+    /// Who receives the parcel.
     pub recipient: &'a str,
+    /// First address line.
     pub line1: &'a str,
+    /// Second address line (empty: none).
     pub line2: &'a str,
+    /// City.
     pub city: &'a str,
+    /// Region or state (empty: none).
     pub region: &'a str,
+    /// Postal code.
     pub postal_code: &'a str,
+    /// ISO 3166-1 alpha-2 country code.
     pub country: &'a str,
 }
 
@@ -474,24 +496,31 @@ impl Address {
         })
     }
 
+    /// Who receives the parcel.
     pub fn recipient(&self) -> &str {
         self.recipient.as_str()
     }
+    /// First address line.
     pub fn line1(&self) -> &str {
         self.line1.as_str()
     }
+    /// Second address line, if any.
     pub fn line2(&self) -> Option<&str> {
         self.line2.as_ref().map(AddressLine::as_str)
     }
+    /// City.
     pub fn city(&self) -> &str {
         self.city.as_str()
     }
+    /// Region or state, if any.
     pub fn region(&self) -> Option<&str> {
         self.region.as_ref().map(Region::as_str)
     }
+    /// Postal code.
     pub fn postal_code(&self) -> &str {
         self.postal_code.as_str()
     }
+    /// ISO 3166-1 alpha-2 country code.
     pub fn country(&self) -> &str {
         self.country.as_str()
     }
@@ -501,12 +530,16 @@ impl Address {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShippingMethod {
+    /// Standard delivery.
     Standard,
+    /// Express delivery.
     Express,
+    /// Next-day delivery.
     Overnight,
 }
 
 impl ShippingMethod {
+    /// The method's name (`standard`, `express`, `overnight`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Standard => "standard",

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::audit::{Audit, provider_effects, settle_and_audit, settle_projections, unsent_events};
 use crate::load::{self, LoadOptions};
-use crate::stack::{Binaries, HttpProviders, Stack, StackOptions};
+use crate::stack::{Binaries, HttpProviders, Service, Stack, StackOptions};
 
 /// The faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -46,10 +46,14 @@ pub enum Scenario {
     /// As `failover-async`, with the standby 1 s behind at the crash (its WAL receiver frozen
     /// for the last second), as a replica under load or in another region is.
     FailoverAsyncLagging,
+    /// A team's own projector (order-examples' sales-projector, built on the projector
+    /// library) killed with -9 at random moments during its catch-up and during replays,
+    /// under load; its tables must equal a fold of the log.
+    KillExampleProjector,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Self::KillGrpc,
         Self::PostgresRestartFast,
         Self::PostgresRestartImmediate,
@@ -61,6 +65,7 @@ impl Scenario {
         Self::Failover,
         Self::FailoverAsync,
         Self::FailoverAsyncLagging,
+        Self::KillExampleProjector,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +81,7 @@ impl Scenario {
             Self::Failover => "failover to the synchronous standby",
             Self::FailoverAsync => "failover to an asynchronous standby",
             Self::FailoverAsyncLagging => "failover to an asynchronous standby 1 s behind",
+            Self::KillExampleProjector => "kill -9 a team's projector (catch-up, replay)",
         }
     }
 
@@ -285,7 +291,7 @@ pub async fn run(
         let result = match scenario {
             Scenario::HotStreams => hot_streams(&mut stack, &mut report).await,
             Scenario::PaymentOutage => payment_outage(&mut stack, load, &mut report).await,
-            _ => one_round(scenario, &mut stack, load, &mut report).await,
+            _ => one_round(scenario, &mut stack, binaries, load, &mut report).await,
         };
         if let Err(error) = &result {
             for service in [&stack.grpc, &stack.projector, &stack.worker] {
@@ -302,6 +308,7 @@ pub async fn run(
 async fn one_round(
     scenario: Scenario,
     stack: &mut Stack,
+    binaries: &Binaries,
     options: &LoadOptions,
     report: &mut Report,
 ) -> anyhow::Result<()> {
@@ -313,6 +320,7 @@ async fn one_round(
     let third = options.duration / 3;
     tokio::time::sleep(third).await;
     let mut promotion = None;
+    let mut sales_projector = None;
     match scenario {
         Scenario::KillGrpc => {
             stack.grpc.kill().await;
@@ -386,6 +394,10 @@ async fn one_round(
             promotion = Some(fail_over(stack, Duration::from_secs(1)).await?);
         }
         Scenario::HotStreams | Scenario::PaymentOutage => unreachable_scenario()?,
+        Scenario::KillExampleProjector => {
+            let sales = kill_sales_projector(stack, binaries, report).await?;
+            sales_projector = Some(sales);
+        }
     }
     let load = load.await??;
     if let Some(promoted) = promotion {
@@ -425,6 +437,10 @@ async fn one_round(
         Duration::from_secs(120)
     };
     let mut audit = settle_and_audit(stack, &load, settle).await?;
+    if let Some(mut sales) = sales_projector {
+        settle_sales_projector(stack, binaries, &mut sales, report).await?;
+        sales.terminate(Duration::from_secs(10)).await;
+    }
     audit.add_unsent(unsent_events(stack).await?);
     report.add(&audit);
     if scenario.may_lose_acknowledged() {
@@ -465,6 +481,274 @@ async fn fail_over(stack: &mut Stack, lag: Duration) -> anyhow::Result<Instant> 
     tokio::time::sleep(Duration::from_secs(2)).await;
     tokio::task::block_in_place(|| standby.promote()).map_err(anyhow::Error::msg)?;
     Ok(Instant::now())
+}
+
+/// Kills of the sales projector in each run: during its catch-up, then during replays.
+const SALES_CATCH_UP_KILLS: usize = 3;
+const SALES_REPLAY_KILLS: usize = 3;
+/// The sales projection's subscription and the lease of its rebuilds.
+const SALES: &str = order_examples::sku_sales::NAME;
+const SALES_REBUILD: &str = "sku_sales#rebuild";
+
+/// The sales projector's settings in the fault stack: short leases (a killed instance or
+/// replay blocks the next for at most 2 s), small pages (a catch-up takes many
+/// transactions), only its sales projection.
+fn sales_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("ORDER_PROJECTOR_INSTANCE_ID", "faults-sales".into()),
+        ("ORDER_PROJECTOR_SUBSCRIPTIONS", SALES.into()),
+        ("ORDER_PROJECTOR_LEASE_TTL_MS", "2000".into()),
+        ("ORDER_PROJECTOR_REPLAY_LEASE_TTL_MS", "2000".into()),
+        ("ORDER_PROJECTOR_STANDBY_POLL_MS", "100".into()),
+        ("ORDER_PROJECTOR_POLL_MS", "100".into()),
+        ("SKU_SALES_PAGE", "5".into()),
+    ]
+}
+
+const SALES_REPLAY: [&str; 7] = [
+    "replay",
+    "--projection",
+    SALES,
+    "--page",
+    "20",
+    "--progress",
+    "none",
+];
+
+type Db = order_store::tokio_postgres::Client;
+
+/// A subscription's checkpoint position, 0 before it exists.
+async fn position(db: &Db, name: &str) -> anyhow::Result<i64> {
+    Ok(db
+        .query_opt(
+            "SELECT checkpoint_position FROM orders.subscriptions WHERE name = $1",
+            &[&name],
+        )
+        .await?
+        .map_or(0, |r| r.get(0)))
+}
+
+/// Events of the log past a subscription's checkpoint (all of them before it exists).
+async fn behind(db: &Db, name: &str) -> anyhow::Result<i64> {
+    Ok(db
+        .query_one(
+            "SELECT count(*) FROM orders.events e
+             WHERE NOT EXISTS (SELECT FROM orders.subscriptions s WHERE s.name = $1
+                 AND (e.transaction_id, e.global_position)
+                     <= (s.checkpoint_xid, s.checkpoint_position))",
+            &[&name],
+        )
+        .await?
+        .get(0))
+}
+
+/// Wait until nobody holds the lease `name` (a killed holder's runs out after its time).
+async fn lease_free(db: &Db, name: &str) -> anyhow::Result<()> {
+    let seconds: f64 = db
+        .query_opt(
+            "SELECT greatest(extract(epoch FROM lease_expires_at - now()), 0)::float8
+             FROM orders.subscriptions WHERE name = $1 AND lease_expires_at IS NOT NULL",
+            &[&name],
+        )
+        .await?
+        .map_or(0.0, |r| r.get(0));
+    if seconds > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(seconds.min(30.0)) + Duration::from_millis(50))
+            .await;
+    }
+    Ok(())
+}
+
+/// Wait (at most 30 s) until `name`'s checkpoint moved from `before` or `process` exited;
+/// whether it moved.
+async fn moved(db: &Db, process: &mut Service, name: &str, before: i64) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if position(db, name).await? != before {
+            return Ok(true);
+        }
+        if !process.running() {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(false)
+}
+
+/// `SALES_CATCH_UP_KILLS` kills of `sales-projector run` during its catch-up (it starts a
+/// third into the load, behind the whole log; each kill at a random moment after it moved
+/// its checkpoint), then, with an instance running and the load going on,
+/// `SALES_REPLAY_KILLS` kills of `sales-projector replay` mid-way (a random moment after its
+/// rebuild checkpoint moved). Returns the running instance.
+async fn kill_sales_projector(
+    stack: &Stack,
+    binaries: &Binaries,
+    report: &mut Report,
+) -> anyhow::Result<Service> {
+    let db = stack.db().await?;
+    let env = sales_env();
+    let mut run = stack.service("sales-projector", &binaries.sales_projector, &["run"], &env)?;
+    let mut left = Vec::new();
+    for _ in 0..SALES_CATCH_UP_KILLS {
+        let before = position(&db, SALES).await?;
+        run.start()?;
+        anyhow::ensure!(
+            moved(&db, &mut run, SALES, before).await?,
+            "sales-projector run made no progress:\n{}",
+            run.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(random_millis(0, 60))).await;
+        anyhow::ensure!(
+            run.running(),
+            "sales-projector run exited:\n{}",
+            run.log_tail()
+        );
+        run.kill().await;
+        left.push(behind(&db, SALES).await?);
+    }
+    run.start()?;
+
+    let mut replay = stack.service(
+        "sales-projector-replay",
+        &binaries.sales_projector,
+        &SALES_REPLAY,
+        &env,
+    )?;
+    let (mut killed, mut attempts) = (0, 0);
+    while killed < SALES_REPLAY_KILLS {
+        attempts += 1;
+        anyhow::ensure!(
+            attempts <= 4 * SALES_REPLAY_KILLS + 8,
+            "only {killed} of {attempts} replays could be killed mid-way:\n{}",
+            replay.log_tail()
+        );
+        // The last killed replay's rebuild lease runs out first (else this one is refused).
+        lease_free(&db, SALES_REBUILD).await?;
+        let before = position(&db, SALES_REBUILD).await?;
+        replay.start()?;
+        if !moved(&db, &mut replay, SALES_REBUILD, before).await? {
+            replay.kill().await; // refused, or done before its checkpoint was seen
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(random_millis(0, 150))).await;
+        if replay.running() {
+            killed += 1;
+        }
+        replay.kill().await;
+    }
+    let mid = left.iter().filter(|&&n| n > 10).count();
+    report.notes.push(format!(
+        "sales-projector: {} catch-up kills, {mid} with over 10 events left (fewest {}); {killed} replays killed mid-way ({attempts} started)",
+        left.len(),
+        left.iter().min().unwrap_or(&0),
+    ));
+    Ok(run)
+}
+
+/// Rows in one query's result and not in the other's (as many times as they differ), as
+/// text; at most 10.
+async fn difference(db: &Db, left: &str, right: &str) -> anyhow::Result<Vec<String>> {
+    let sql = format!(
+        "SELECT d::text FROM (
+             (({left}) EXCEPT ALL ({right})) UNION ALL (({right}) EXCEPT ALL ({left}))
+         ) d LIMIT 10"
+    );
+    Ok(db
+        .query(&sql, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// After the load: one replay to its end (after the last killed one's lease ran out), the
+/// running sales projector caught up, and its tables compared with a fold of the log in SQL
+/// (none of the projection's code): the day rows, the open orders, no shadow table left.
+async fn settle_sales_projector(
+    stack: &Stack,
+    binaries: &Binaries,
+    run: &mut Service,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let db = stack.db().await?;
+    let mut replay = stack.service(
+        "sales-projector-replay",
+        &binaries.sales_projector,
+        &SALES_REPLAY,
+        &sales_env(),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        lease_free(&db, SALES_REBUILD).await?;
+        replay.start()?;
+        if replay.finish(Duration::from_secs(120)).await {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no sales replay succeeded in 120 s:\n{}",
+            replay.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        anyhow::ensure!(
+            run.running(),
+            "sales-projector run died:\n{}",
+            run.log_tail()
+        );
+        if behind(&db, SALES).await? == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "sales-projector run did not catch up in 60 s ({} events behind):\n{}",
+            behind(&db, SALES).await?,
+            run.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let daily = difference(
+        &db,
+        "SELECT day, sku, currency, units_sold, revenue_minor, units_cancelled,
+             revenue_cancelled_minor FROM orders.sku_sales_daily",
+        order_examples::sku_sales::DAILY_FROM_LOG_SQL,
+    )
+    .await?;
+    anyhow::ensure!(
+        daily.is_empty(),
+        "sku_sales_daily differs from the fold of the log: {daily:?}"
+    );
+    let open = difference(
+        &db,
+        "SELECT order_id FROM orders.sku_sales_open_orders",
+        order_examples::sku_sales::OPEN_ORDERS_FROM_LOG_SQL,
+    )
+    .await?;
+    anyhow::ensure!(
+        open.is_empty(),
+        "sku_sales_open_orders differs from the log: {open:?}"
+    );
+    let shadows: Vec<String> = db
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'orders'
+               AND (tablename LIKE '%\\_shadow' OR tablename LIKE '%\\_retired')",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    anyhow::ensure!(shadows.is_empty(), "shadow tables left: {shadows:?}");
+    let rows: i64 = db
+        .query_one("SELECT count(*) FROM orders.sku_sales_daily", &[])
+        .await?
+        .get(0);
+    report
+        .notes
+        .push(format!("sku_sales equal to the fold ({rows} day rows)"));
+    Ok(())
 }
 
 fn unreachable_scenario() -> anyhow::Result<()> {

@@ -13,21 +13,25 @@ use order_testkit::replication::{Replication, ServerDir};
 use order_testkit::sqs::{PrivateEmulator, QueuePair, fifo_queue_pair_named};
 use tokio::process::{Child, Command};
 
-/// Where the three service binaries are.
+/// Where the service binaries are.
 #[derive(Debug, Clone)]
 pub struct Binaries {
     pub grpc: PathBuf,
     pub projector: PathBuf,
     pub worker: PathBuf,
+    /// A team's own projector built on the projector library (order-examples).
+    pub sales_projector: PathBuf,
 }
 
 impl Binaries {
-    /// `order-grpc`, `order-projector`, `order-worker` in one folder (e.g. target/release).
+    /// `order-grpc`, `order-projector`, `order-worker`, `sales-projector` in one folder (e.g.
+    /// target/release).
     pub fn in_dir(dir: &Path) -> Self {
         Self {
             grpc: dir.join("order-grpc"),
             projector: dir.join("order-projector"),
             worker: dir.join("order-worker"),
+            sales_projector: dir.join("sales-projector"),
         }
     }
 }
@@ -117,6 +121,21 @@ impl Service {
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Wait until the process started with [`Service::start`] exits; whether it succeeded.
+    /// After `within` it is killed and counts as failed.
+    pub async fn finish(&mut self, within: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        match tokio::time::timeout(within, child.wait()).await {
+            Ok(status) => status.is_ok_and(|s| s.success()),
+            Err(_) => {
+                let _ = child.kill().await;
+                false
+            }
+        }
     }
 
     pub fn running(&mut self) -> bool {
@@ -467,6 +486,35 @@ impl Stack {
             worker,
             logs,
             stub,
+        })
+    }
+
+    /// Another process on this stack's database, not started: `binary args` with `env` (and
+    /// the database URL, an admin port, the stack's log settings); its log goes beside the
+    /// others'.
+    pub fn service(
+        &self,
+        name: &'static str,
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Service> {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let mut all: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), self.database_url.clone()),
+            ("ORDER_ADMIN_ADDR".into(), admin.to_string()),
+            ("RUST_LOG".into(), "warn".into()),
+            ("LOG_FORMAT".into(), "json".into()),
+        ];
+        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        Ok(Service {
+            name,
+            binary: binary.to_path_buf(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: all,
+            admin,
+            log: self.logs.join(format!("{name}.log")),
+            child: None,
         })
     }
 

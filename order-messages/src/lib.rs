@@ -7,6 +7,8 @@
 //! `traceparent`. Message attributes: `correlation_id`, `traceparent`, `event_type`. FIFO:
 //! group id = order id, deduplication id = event id.
 
+#![deny(missing_docs)]
+
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +18,9 @@ use uuid::Uuid;
 pub const SOURCE: &str = "urn:order-ledger:orders";
 /// Message attribute names.
 pub const ATTR_CORRELATION_ID: &str = "correlation_id";
+/// Message attribute: the W3C `traceparent` of the producing request.
 pub const ATTR_TRACEPARENT: &str = "traceparent";
+/// Message attribute: the event's type (e.g. `OrderPlaced`).
 pub const ATTR_EVENT_TYPE: &str = "event_type";
 /// The largest body the consumer accepts (SQS allows 256 KiB per message).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -25,35 +29,53 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudEvent {
+    /// Always `1.0`.
     pub specversion: String,
+    /// The event's id (also the message's deduplication id).
     pub id: Uuid,
+    /// [`SOURCE`].
     pub source: String,
+    /// The event's type, e.g. `OrderPlaced` (`type` in JSON).
     #[serde(rename = "type")]
     pub event_type: String,
+    /// The order's id.
     pub subject: Uuid,
+    /// When the event was recorded (RFC 3339).
     pub time: String,
+    /// Always `application/json`.
     pub datacontenttype: String,
+    /// Extension: the event's position in the global log.
     pub globalposition: u64,
+    /// Extension: the event's version within its order.
     pub streamversion: u64,
+    /// Extension: the schema version of `data`.
     pub schemaversion: u16,
+    /// Extension: the correlation id of the request that caused it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlationid: Option<String>,
+    /// Extension: the W3C `traceparent` to continue the trace with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The event's payload, at its current schema version.
     pub data: serde_json::Value,
 }
 
 /// Why a message body is not an order event envelope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
+    /// Larger than [`MAX_BODY_BYTES`] (its size).
     #[error("message body of {0} bytes exceeds {MAX_BODY_BYTES}")]
     TooLarge(usize),
+    /// Not JSON of the envelope's shape (why).
     #[error("message body is not a CloudEvents envelope: {0}")]
     Malformed(String),
+    /// Another CloudEvents version.
     #[error("unsupported CloudEvents specversion {0:?}")]
     SpecVersion(String),
+    /// Another source than [`SOURCE`].
     #[error("event source {0:?} is not {SOURCE}")]
     Source(String),
+    /// `time` is not RFC 3339.
     #[error("event time {0:?} is not RFC 3339")]
     Time(String),
 }
@@ -61,19 +83,30 @@ pub enum EnvelopeError {
 /// The fields of an envelope the publisher provides.
 #[derive(Debug, Clone)]
 pub struct EnvelopeInput<'a> {
+    /// The event's id.
     pub event_id: Uuid,
+    /// The event's type.
     pub event_type: &'a str,
+    /// The order's id (the stream).
     pub order_id: Uuid,
+    /// When it was recorded.
     pub recorded_at: SystemTime,
+    /// Its position in the global log.
     pub global_position: u64,
+    /// Its version within the order.
     pub stream_version: u64,
+    /// The schema version of `data`.
     pub schema_version: u16,
+    /// The correlation id, if any.
     pub correlation_id: Option<&'a str>,
+    /// The trace context to carry on, if any.
     pub traceparent: Option<&'a str>,
+    /// The payload.
     pub data: serde_json::Value,
 }
 
 impl CloudEvent {
+    /// The envelope of one event.
     pub fn new(input: EnvelopeInput<'_>) -> Self {
         Self {
             specversion: "1.0".to_owned(),
@@ -131,11 +164,11 @@ pub fn sqs_accepts(body: &str) -> bool {
     body.chars().all(sqs_plain)
 }
 
-/// Rewrite a JSON text so that every character outside [`sqs_plain`] is a `\uXXXX` escape
-/// (a surrogate pair above U+FFFF). Such characters can only occur inside JSON strings
-/// (everything structural is ASCII), where the escape means the very same character: a JSON
-/// parser returns the original text. Without this, an accepted order naming its recipient
-/// with an emoji, or holding U+FFFF, could never be published.
+/// Rewrite a JSON text so that every character outside what SQS accepts verbatim
+/// (`sqs_plain`) is a `\uXXXX` escape (a surrogate pair above U+FFFF). Such characters can
+/// only occur inside JSON strings (everything structural is ASCII), where the escape means the
+/// very same character: a JSON parser returns the original text. Without this, an accepted
+/// order naming its recipient with an emoji, or holding U+FFFF, could never be published.
 pub fn sqs_safe(json: &str) -> String {
     if json.chars().all(sqs_plain) {
         return json.to_owned();

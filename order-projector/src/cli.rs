@@ -1,15 +1,81 @@
-//! `order-projector`: run the subscriptions (default), rebuild a projection, re-send a range
-//! to SQS, show status, or probe readiness.
+//! Command lines: [`main`] is the `order-projector` binary (the read model and the SQS
+//! publisher: run, replay, republish, status); [`Service`] is the same for a team's own
+//! projector binary, with its own projections and sinks, in one call.
 
-use crate::config::{QueueArgs, RunArgs, default_instance_id, sqs_client};
-use crate::replay::{Progress, ReplayOptions};
-use crate::sqs::Publisher;
-use crate::startup::App;
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
 use order_runtime::{cli, probe, shutdown, telemetry};
 use order_store::{DatabaseArgs, EventStore};
 
+use crate::config::{LoopArgs, QueueArgs, RunArgs, default_instance_id, sqs_client};
+use crate::projection::Projection;
+use crate::projector::Projector;
+use crate::read_model::ReadModel;
+use crate::replay::{Progress, ReplayError, ReplayOptions};
+use crate::sink::Sink;
+use crate::sqs::{Publisher, SqsPublisher};
+use crate::startup::App;
+use crate::subscription::Subscription;
+
 const NAME: &str = "order-projector";
+
+/// `replay`'s settings, shared by every projector binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// The projection to rebuild.
+    #[arg(long)]
+    pub projection: String,
+    /// Where the database is.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Events per read.
+    #[arg(long, default_value_t = 5_000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub page: u32,
+    /// Progress display.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Progress,
+    /// Rebuild even if the tables were built by a newer version of the projection (after
+    /// rolling its code back).
+    #[arg(long)]
+    pub allow_older_version: bool,
+    /// How long the replay's leases last without renewal (ms). Should the replay die, the
+    /// live projector resumes, and another replay may start, after at most this.
+    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_LEASE_TTL_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1000..=3_600_000))]
+    pub lease_ttl_ms: u64,
+    /// Apply page after page with the projection's own apply, even when it has a faster bulk
+    /// path (the same tables; to compare the two, or to measure the generic path).
+    #[arg(long)]
+    pub no_bulk: bool,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: telemetry::LogFormat,
+}
+
+/// `status`'s settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    /// Where the database is.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `healthcheck`'s settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The readiness URL (default: `/readyz` on the admin address).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The admin address of the instance to probe.
+    #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9465")]
+    pub admin_addr: String,
+}
 
 #[derive(Debug, Parser)]
 #[command(name = NAME, version, about = "The order ledger's projector: read models, SQS, replay")]
@@ -24,22 +90,11 @@ enum Command {
     Run(Box<RunArgs>),
     /// Rebuild a projection from position 0 into shadow tables and swap it in.
     Replay {
-        /// The projection to rebuild (read_model).
-        #[arg(long)]
-        projection: String,
         #[command(flatten)]
-        database: DatabaseArgs,
+        replay: ReplayArgs,
         /// Orders folded in memory before they are written out (bounds memory).
         #[arg(long, default_value_t = 250_000)]
         batch_orders: usize,
-        /// Events per read.
-        #[arg(long, default_value_t = 5_000)]
-        page: u32,
-        /// Progress display.
-        #[arg(long, value_enum, default_value = "auto")]
-        progress: Progress,
-        #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
-        log_format: telemetry::LogFormat,
     },
     /// Send events with FROM <= position <= TO to SQS again (same deduplication ids).
     Republish {
@@ -53,37 +108,27 @@ enum Command {
         database: DatabaseArgs,
         #[command(flatten)]
         queue: QueueArgs,
+        /// Log format.
         #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
         log_format: telemetry::LogFormat,
     },
-    /// Head of the log, and each subscription's checkpoint, lag, owner and last error.
-    Status {
-        #[command(flatten)]
-        database: DatabaseArgs,
-        /// JSON for scripts instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Head of the log, and each subscription's version, checkpoint, lag, owner and last error.
+    Status(StatusArgs),
     /// Exit 0 when the admin readiness endpoint answers 200 (for container health checks).
-    Healthcheck {
-        #[arg(long)]
-        url: Option<String>,
-        #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9465")]
-        admin_addr: String,
-    },
+    Healthcheck(HealthcheckArgs),
 }
 
-/// The binary's entry point (also linked into order-e2e's test binaries).
+/// The `order-projector` binary's entry point (also linked into order-e2e's test binaries).
 pub fn main() {
     let parsed: Cli = cli::parse_or_default(NAME, "run");
     let runtime = cli::runtime(NAME);
     std::process::exit(runtime.block_on(execute(parsed.command)));
 }
 
-fn store(database: &DatabaseArgs, role: &str) -> EventStore {
+fn store(binary: &str, database: &DatabaseArgs, role: &str) -> EventStore {
     match EventStore::new(database.store_config(role)) {
         Ok(store) => store,
-        Err(e) => cli::fail(NAME, &e.to_string()),
+        Err(e) => cli::fail(binary, &e.to_string()),
     }
 }
 
@@ -104,40 +149,13 @@ async fn execute(command: Command) -> i32 {
             }
         }
         Command::Replay {
-            projection,
-            database,
+            replay,
             batch_orders,
-            page,
-            progress,
-            log_format,
         } => {
-            telemetry::init_logging(log_format);
-            let store = store(&database, "order-projector-replay");
-            let options = ReplayOptions {
-                projection,
-                owner: format!("replay-{}", default_instance_id()),
-                batch_orders: batch_orders.max(1),
-                page: page.max(1),
-                progress,
-                lease_ttl: std::time::Duration::from_secs(60),
-            };
-            match crate::replay::replay(&store, &options).await {
-                Ok(report) => {
-                    println!(
-                        "replayed {} events into {} orders in {:.1}s ({:.0} events/s); checkpoint {}",
-                        report.events,
-                        report.orders,
-                        report.elapsed.as_secs_f64(),
-                        report.events as f64 / report.elapsed.as_secs_f64().max(0.001),
-                        report.checkpoint
-                    );
-                    0
-                }
-                Err(e) => {
-                    eprintln!("{NAME}: replay failed: {e} (the live read model is unchanged)");
-                    1
-                }
-            }
+            let known = [Subscription::projection(
+                ReadModel::new().batch_orders(batch_orders),
+            )];
+            run_replay(NAME, &known, replay).await
         }
         Command::Republish {
             from,
@@ -153,7 +171,7 @@ async fn execute(command: Command) -> i32 {
                     "republish needs --orders-queue-url (ORDERS_QUEUE_URL)",
                 );
             };
-            let store = store(&database, "order-projector-republish");
+            let store = store(NAME, &database, "order-projector-republish");
             let through = match to {
                 Some(to) => to,
                 None => match store.head_position().await {
@@ -162,41 +180,261 @@ async fn execute(command: Command) -> i32 {
                 },
             };
             let publisher = Publisher::new(sqs_client().await, url, usize::from(queue.sqs_lanes));
+            let sink = SqsPublisher::new(publisher);
             let (_stop, shutdown) = tokio::sync::watch::channel(false);
-            match crate::republish::republish(&store, &publisher, from, through, &shutdown).await {
+            match crate::republish::republish(&store, &sink, from, through, &shutdown).await {
                 Ok(sent) => {
                     println!("republished {sent} events (positions {from}..={through})");
                     0
                 }
                 Err(e) => {
-                    eprintln!("{NAME}: republish failed: {e:#}");
+                    eprintln!("{NAME}: republish failed: {e}");
                     1
                 }
             }
         }
-        Command::Status { database, json } => {
-            let store = store(&database, "order-projector-status");
-            match crate::status::collect(&store).await {
-                Ok(status) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&status).unwrap_or_default()
-                        );
-                    } else {
-                        print!("{}", crate::status::render(&status));
+        Command::Status(args) => {
+            let known = [Subscription::projection(ReadModel::new())];
+            run_status(NAME, &known, args).await
+        }
+        Command::Healthcheck(args) => run_healthcheck(args).await,
+    }
+}
+
+/// `replay --projection NAME` among `known`: prints one line, returns the exit code.
+async fn run_replay(binary: &str, known: &[Subscription], args: ReplayArgs) -> i32 {
+    telemetry::init_logging(args.log_format);
+    let projections: Vec<&Subscription> = known.iter().filter(|s| s.version().is_some()).collect();
+    let Some(subscription) = projections.iter().find(|s| s.name() == args.projection) else {
+        let known: Vec<&str> = projections.iter().map(|s| s.name()).collect();
+        cli::fail(
+            binary,
+            &format!(
+                "unknown projection {:?} (known: {})",
+                args.projection,
+                known.join(", ")
+            ),
+        );
+    };
+    let store = store(binary, &args.database, &format!("{binary}-replay"));
+    let options = ReplayOptions {
+        owner: format!("replay-{}", default_instance_id()),
+        page: args.page,
+        progress: args.progress,
+        lease_ttl: Duration::from_millis(args.lease_ttl_ms),
+        allow_older: args.allow_older_version,
+        bulk: !args.no_bulk,
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        let _ = stop.send(true);
+    });
+    match crate::replay::replay(&store, subscription, &options, &shutdown).await {
+        Ok(report) => {
+            let rows: Vec<String> = report
+                .rows
+                .iter()
+                .map(|(table, rows)| format!("{table} {rows} rows"))
+                .collect();
+            println!(
+                "replayed {} events into {} (version {}) in {:.1}s ({:.0} events/s); checkpoint {}",
+                report.events,
+                rows.join(", "),
+                report.version,
+                report.elapsed.as_secs_f64(),
+                report.events as f64 / report.elapsed.as_secs_f64().max(0.001),
+                report.checkpoint
+            );
+            0
+        }
+        Err(e @ (ReplayError::Busy { .. } | ReplayError::Newer { .. })) => {
+            eprintln!("{binary}: replay refused: {e} (nothing was changed)");
+            1
+        }
+        Err(e) => {
+            eprintln!("{binary}: replay failed: {e} (the live tables are unchanged)");
+            1
+        }
+    }
+}
+
+async fn run_status(binary: &str, known: &[Subscription], args: StatusArgs) -> i32 {
+    let store = store(binary, &args.database, &format!("{binary}-status"));
+    match crate::status::collect(&store, known).await {
+        Ok(status) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                );
+            } else {
+                print!("{}", crate::status::render(&status));
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("{binary}: status failed: {e}");
+            1
+        }
+    }
+}
+
+async fn run_healthcheck(args: HealthcheckArgs) -> i32 {
+    let url = args
+        .url
+        .unwrap_or_else(|| format!("http://{}/readyz", args.admin_addr));
+    probe::run(&url).await
+}
+
+/// `run` of a team's projector binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceRunArgs {
+    /// Admin HTTP listen address (/healthz, /readyz, /metrics).
+    #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9467")]
+    pub admin_addr: SocketAddr,
+    /// Where the database is.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Subscriptions this instance runs (comma separated; default: all of the binary's).
+    #[arg(long, env = "ORDER_PROJECTOR_SUBSCRIPTIONS", value_delimiter = ',')]
+    pub subscriptions: Vec<String>,
+    /// Leases, polling, shutdown.
+    #[command(flatten)]
+    pub run: LoopArgs,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: telemetry::LogFormat,
+}
+
+#[derive(Debug, Parser)]
+struct ServiceCli {
+    #[command(subcommand)]
+    command: ServiceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Follow the log into the projections and sinks (the default).
+    Run(Box<ServiceRunArgs>),
+    /// Rebuild a projection from position 0 into shadow tables and swap it in.
+    Replay(ReplayArgs),
+    /// Head of the log, and each subscription's version, checkpoint, lag, owner and last error.
+    Status(StatusArgs),
+    /// Exit 0 when the admin readiness endpoint answers 200 (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// A team's projector binary in one call: `run` (the default), `replay --projection NAME`,
+/// `status [--json]` and `healthcheck`, with the same settings, logs, metrics, leases and
+/// shutdown as `order-projector`.
+///
+/// ```no_run
+/// use order_projector::cli::Service;
+/// use order_projector::ReadModel;
+///
+/// fn main() {
+///     Service::new("my-projector", "Our read tables")
+///         .projection(ReadModel::new())
+///         .main()
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Service {
+    name: &'static str,
+    about: &'static str,
+    subscriptions: Vec<Subscription>,
+}
+
+impl Service {
+    /// A binary called `name` (in logs, `--help` and the database's application name).
+    pub fn new(name: &'static str, about: &'static str) -> Self {
+        Self {
+            name,
+            about,
+            subscriptions: Vec::new(),
+        }
+    }
+
+    /// Add a projection.
+    pub fn projection<P: Projection>(mut self, projection: P) -> Self {
+        self.subscriptions
+            .push(Subscription::projection(projection));
+        self
+    }
+
+    /// Add a sink.
+    pub fn sink<S: Sink>(mut self, sink: S) -> Self {
+        self.subscriptions.push(Subscription::sink(sink));
+        self
+    }
+
+    /// Parse the command line, run the subcommand, exit with its status.
+    pub fn main(self) -> ! {
+        use clap::error::ErrorKind;
+        use clap::{CommandFactory, FromArgMatches};
+        let command = ServiceCli::command()
+            .name(self.name)
+            .bin_name(self.name)
+            .about(self.about)
+            .version(env!("CARGO_PKG_VERSION"));
+        // No subcommand (nothing, or flags only) means `run`, as for order-projector.
+        let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let names_one = args.get(1).and_then(|a| a.to_str()).is_some_and(|a| {
+            command.get_subcommands().any(|s| s.get_name() == a)
+                || matches!(a, "help" | "-h" | "--help" | "-V" | "--version")
+        });
+        if !names_one {
+            args.insert(1.min(args.len()), "run".into());
+        }
+        let parsed = command
+            .try_get_matches_from(args)
+            .and_then(|m| ServiceCli::from_arg_matches(&m));
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => match error.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
+                _ => cli::fail(self.name, &error.render().to_string()),
+            },
+        };
+        let runtime = cli::runtime(self.name);
+        std::process::exit(runtime.block_on(self.execute(parsed.command)))
+    }
+
+    async fn execute(self, command: ServiceCommand) -> i32 {
+        let name = self.name;
+        match command {
+            ServiceCommand::Run(args) => {
+                telemetry::init(name, args.log_format);
+                let store = store(name, &args.database, name);
+                let mut builder = Projector::builder(store).settings(args.run.settings());
+                for subscription in self.subscriptions {
+                    if args.subscriptions.is_empty()
+                        || args.subscriptions.iter().any(|s| s == subscription.name())
+                    {
+                        builder = builder.subscription(subscription);
                     }
-                    0
                 }
-                Err(e) => {
-                    eprintln!("{NAME}: status failed: {e}");
-                    1
+                let projector = match builder.build() {
+                    Ok(projector) => projector,
+                    Err(e) => cli::fail(name, &e.to_string()),
+                };
+                match crate::service::App::start(projector, args.admin_addr, args.run.grace()).await
+                {
+                    Ok(app) => {
+                        tracing::info!(admin = %app.admin_addr(), "{name} running");
+                        app.run_until(shutdown::signal()).await;
+                        order_runtime::trace::shutdown();
+                        0
+                    }
+                    Err(e) => cli::fail(name, &e.to_string()),
                 }
             }
-        }
-        Command::Healthcheck { url, admin_addr } => {
-            let url = url.unwrap_or_else(|| format!("http://{admin_addr}/readyz"));
-            probe::run(&url).await
+            ServiceCommand::Replay(args) => run_replay(name, &self.subscriptions, args).await,
+            ServiceCommand::Status(args) => run_status(name, &self.subscriptions, args).await,
+            ServiceCommand::Healthcheck(args) => run_healthcheck(args).await,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `order-projector` settings: flags with environment fallbacks (`--help` lists them all).
+//! Settings of projector binaries: flags with environment fallbacks (`--help` lists them all).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,7 +6,9 @@ use std::time::Duration;
 use order_runtime::telemetry::LogFormat;
 use order_store::DatabaseArgs;
 
-use crate::subscription::{READ_MODEL, SQS_PUBLISHER};
+use crate::read_model::READ_MODEL;
+use crate::sqs::SQS_PUBLISHER;
+use crate::subscription::RunSettings;
 
 /// SQS settings (the endpoint, region and credentials come from the AWS SDK's own settings:
 /// `AWS_ENDPOINT_URL_SQS`, `AWS_REGION`, the task role or `AWS_ACCESS_KEY_ID`...).
@@ -21,27 +23,9 @@ pub struct QueueArgs {
     pub sqs_lanes: u16,
 }
 
+/// How the subscriptions' loops behave: leases, polling, shutdown.
 #[derive(Debug, Clone, clap::Args)]
-pub struct RunArgs {
-    /// Admin HTTP listen address (/healthz, /readyz, /metrics).
-    #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9465")]
-    pub admin_addr: SocketAddr,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub queue: QueueArgs,
-    /// Subscriptions this instance runs (comma separated): read_model, sqs_publisher.
-    #[arg(long, env = "ORDER_PROJECTOR_SUBSCRIPTIONS", value_delimiter = ',',
-          default_values_t = [READ_MODEL.to_owned(), SQS_PUBLISHER.to_owned()])]
-    pub subscriptions: Vec<String>,
-    /// Events per read-model transaction.
-    #[arg(long, env = "ORDER_PROJECTOR_READ_MODEL_PAGE", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub read_model_page: u32,
-    /// Events per SQS publishing round.
-    #[arg(long, env = "ORDER_PROJECTOR_SQS_PAGE", default_value_t = 500,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub sqs_page: u32,
+pub struct LoopArgs {
     /// How long a subscription's lease lasts without renewal (ms): a dead owner is replaced
     /// within this time.
     #[arg(long, env = "ORDER_PROJECTOR_LEASE_TTL_MS", default_value_t = 10_000,
@@ -61,6 +45,64 @@ pub struct RunArgs {
     /// Seconds in-flight work gets to finish after SIGTERM.
     #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+}
+
+impl LoopArgs {
+    /// This instance's name in leases.
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(default_instance_id)
+    }
+
+    /// The lease's time to live.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
+    }
+
+    /// The loop settings these flags describe.
+    pub fn settings(&self) -> RunSettings {
+        RunSettings {
+            owner: self.instance_id(),
+            lease_ttl: self.lease_ttl(),
+            poll: Duration::from_millis(self.poll_ms),
+            standby_poll: Duration::from_millis(self.standby_poll_ms),
+            ..RunSettings::default()
+        }
+    }
+
+    /// How long subscriptions get to finish after SIGTERM.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+/// `order-projector run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Admin HTTP listen address (/healthz, /readyz, /metrics).
+    #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9465")]
+    pub admin_addr: SocketAddr,
+    /// Where the database is.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Where SQS is.
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Subscriptions this instance runs (comma separated): read_model, sqs_publisher.
+    #[arg(long, env = "ORDER_PROJECTOR_SUBSCRIPTIONS", value_delimiter = ',',
+          default_values_t = [READ_MODEL.to_owned(), SQS_PUBLISHER.to_owned()])]
+    pub subscriptions: Vec<String>,
+    /// Events per read-model transaction.
+    #[arg(long, env = "ORDER_PROJECTOR_READ_MODEL_PAGE", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub read_model_page: u32,
+    /// Events per SQS publishing round.
+    #[arg(long, env = "ORDER_PROJECTOR_SQS_PAGE", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sqs_page: u32,
+    /// Leases, polling, shutdown.
+    #[command(flatten)]
+    pub run: LoopArgs,
+    /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
 }
@@ -86,12 +128,14 @@ impl RunArgs {
         Ok(())
     }
 
+    /// This instance's name in leases.
     pub fn instance_id(&self) -> String {
-        self.instance_id.clone().unwrap_or_else(default_instance_id)
+        self.run.instance_id()
     }
 
+    /// The lease's time to live.
     pub fn lease_ttl(&self) -> Duration {
-        Duration::from_millis(self.lease_ttl_ms)
+        self.run.lease_ttl()
     }
 }
 

@@ -1,80 +1,140 @@
-//! `order-projector replay --projection read_model`: rebuild the read model from position 0
-//! into shadow tables and swap them in atomically, without downtime for readers.
+//! Rebuilding a projection from the log into shadow tables and swapping them in atomically,
+//! without downtime for readers: `replay --projection NAME`, and the rebuild after a
+//! projection's version changed.
 //!
-//! 1. Create `order_summaries_shadow` (no indexes) and fold the whole log into it: orders are
-//!    folded in memory; when more than `batch_orders` are held, they are written out (COPY-like
-//!    multi-row inserts; upserts once the table has its primary key) and forgotten, so memory
-//!    stays bounded. An event of an order written out earlier fetches its row back.
-//! 2. Build the indexes (after the load, which is faster than maintaining them during it).
-//! 3. Take the read model's lease, preempting the live projector (its next checkpoint write
-//!    fails and rolls back), and catch up to the head of the log.
-//! 4. Build `customer_totals_shadow` from the summaries, then in one transaction rename the
-//!    live tables away, the shadows into place, set the checkpoint, and drop the old tables.
-//!    Readers wait for that transaction's lock for milliseconds; they never see an empty or
-//!    half-built table.
-//! 5. Release the lease; the live projector continues from the new checkpoint.
+//! 1. Take the projection's *rebuild lease* (`NAME#rebuild`, a subscription of its own: one
+//!    rebuild at a time, and every write into the shadow tables is fenced by its token, so a
+//!    stale rebuilder can never touch a newer one's tables).
+//! 2. Create the shadow tables (`TABLE_shadow`) from the projection's own DDL, without their
+//!    secondary indexes, and fold every visible event of its categories into them: with the
+//!    projection's [`crate::BulkFold`] when it has one (fold in memory, write each row once),
+//!    otherwise page after page with [`crate::Projection::apply`]. The live tables keep
+//!    serving and the live projector keeps them current meanwhile.
+//! 3. Build the indexes and statistics (after the load, which is faster than during it).
+//! 4. Take the projection's lease, preempting the live projector (its next checkpoint write
+//!    fails and rolls back), and catch up to the head of the log with `apply`.
+//! 5. In one transaction: lock the live tables, rename them away, rename the shadows into
+//!    place, grant, drop the old tables, set the checkpoint and record the version. Readers
+//!    wait for that lock for milliseconds; they never see an empty or half-built table.
+//! 6. Release the leases (a projector rebuilding after a version change keeps the projection's
+//!    lease and goes on projecting).
+//!
+//! A failure (or a kill) anywhere before the swap leaves the live tables as they were; the
+//! next rebuild drops the leftover shadow tables.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use order_domain::order::OrderEvent;
-use order_store::{Cursor, EventStore, RecordedEvent, advance_checkpoint};
-use tokio::sync::mpsc;
-use uuid::Uuid;
+use order_store::{Cursor, EventStore, Lease, RecordedEvent, advance_checkpoint};
+use tokio::sync::{mpsc, watch};
 
-use crate::read_model::{
-    ApplyError, Columns, ReadModel, SUMMARY_COLUMNS, SummaryRow, decode, row_from_sql,
-};
-use crate::subscription::READ_MODEL;
-
-/// The projections `replay` knows.
-pub const PROJECTIONS: &[&str] = &[READ_MODEL];
+use crate::projection::ApplyError;
+use crate::subscription::{Schema, Subscription, read_page};
+use crate::tables::{self, SetupError};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Progress {
     /// A bar on a terminal, log lines otherwise.
     Auto,
+    /// A progress bar.
     Bar,
+    /// A log line every 5 seconds.
     Log,
+    /// Nothing.
     None,
 }
 
 /// Replay settings.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
-    pub projection: String,
+    /// This process's name in the leases.
     pub owner: String,
-    /// Orders folded in memory before they are written out.
-    pub batch_orders: usize,
     /// Events read per query.
     pub page: u32,
+    /// How progress is shown.
     pub progress: Progress,
-    /// How long the replay's lease lasts (it is renewed while catching up).
+    /// How long the replay's leases last (they are renewed while it works).
     pub lease_ttl: Duration,
+    /// Rebuild even when the projection's tables were built by a newer version of it (a
+    /// rollback of the projection's code).
+    pub allow_older: bool,
+    /// Use the projection's [`crate::BulkFold`] when it has one (the default); `false` applies
+    /// page after page with [`crate::Projection::apply`] (the same tables, slower: to check
+    /// the one against the other, or to measure the generic path).
+    pub bulk: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        Self {
+            owner: format!("replay-{}", crate::config::default_instance_id()),
+            page: 5000,
+            progress: Progress::Auto,
+            lease_ttl: Duration::from_secs(60),
+            allow_older: false,
+            bulk: true,
+        }
+    }
 }
 
 /// What a replay did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayReport {
+    /// Events of the projection's categories folded or applied.
     pub events: u64,
-    pub orders: u64,
+    /// Rows of each table after the swap.
+    pub rows: Vec<(String, u64)>,
+    /// The projection's checkpoint after the swap.
     pub checkpoint: Cursor,
+    /// The version the tables were built with.
+    pub version: u32,
+    /// How long it took.
     pub elapsed: Duration,
 }
 
 /// Why a replay failed. Nothing live was changed unless the swap committed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("unknown projection {0:?}; known: {PROJECTIONS:?}")]
-    UnknownProjection(String),
+    /// No projection of that name in this binary.
+    #[error("unknown projection {name:?}; known: {known:?}")]
+    UnknownProjection {
+        /// The name asked for.
+        name: String,
+        /// The projections this binary has.
+        known: Vec<String>,
+    },
+    /// Another process is rebuilding the projection.
+    #[error("a rebuild of this projection is already running (owner {owner})")]
+    Busy {
+        /// Who holds the rebuild lease.
+        owner: String,
+    },
+    /// The tables were built by a newer version of the projection.
+    #[error(
+        "the projection's tables were built by its version {registered}, newer than this binary's {version}; pass --allow-older-version to rebuild them at {version}"
+    )]
+    Newer {
+        /// The version in the database.
+        registered: u32,
+        /// This binary's version.
+        version: u32,
+    },
+    /// An event cannot be projected: the rebuild stops at it.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] order_store::Error),
-    #[error("the read model's lease could not be taken")]
-    NoLease,
+    /// A table is in the way.
+    #[error("{0}")]
+    Setup(String),
+    /// A lease was taken by someone else meanwhile.
+    #[error("the {0} lease was lost to another process")]
+    LeaseLost(String),
+    /// The process is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
 }
 
 impl From<order_store::tokio_postgres::Error> for ReplayError {
@@ -83,132 +143,18 @@ impl From<order_store::tokio_postgres::Error> for ReplayError {
     }
 }
 
-const SHADOW_SUMMARIES: &str = "order_summaries_shadow";
-const SHADOW_TOTALS: &str = "customer_totals_shadow";
-/// Secondary indexes of `order_summaries`: (name, columns).
-const INDEXES: &[(&str, &str)] = &[
-    ("order_summaries_placed", "(placed_at DESC, order_id DESC)"),
-    (
-        "order_summaries_customer",
-        "(customer_id, placed_at DESC, order_id DESC)",
-    ),
-    (
-        "order_summaries_status",
-        "(status, placed_at DESC, order_id DESC)",
-    ),
-];
-
-/// Orders folded in memory, and whether the shadow table has its primary key yet.
-struct Folder {
-    rows: HashMap<Uuid, SummaryRow>,
-    dirty: std::collections::HashSet<Uuid>,
-    keyed: bool,
-    written: u64,
-    shadow: ReadModel,
-}
-
-impl Folder {
-    /// Fold a page; rows of orders written out earlier are fetched back first.
-    async fn fold(
-        &mut self,
-        client: &order_store::deadpool_postgres::Client,
-        events: &[RecordedEvent],
-        decoded: &[OrderEvent],
-    ) -> Result<(), ReplayError> {
-        let missing: Vec<Uuid> = events
-            .iter()
-            .zip(decoded)
-            .filter(|(e, d)| {
-                !matches!(d, OrderEvent::OrderPlaced(_)) && !self.rows.contains_key(&e.stream_id)
-            })
-            .map(|(e, _)| e.stream_id)
-            .collect();
-        if !missing.is_empty() && self.written > 0 {
-            let statement = client
-                .prepare_cached(&format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM {} WHERE order_id = ANY($1)",
-                    self.shadow.summaries
-                ))
-                .await?;
-            for row in client.query(&statement, &[&missing]).await? {
-                let row = row_from_sql(&row)?;
-                self.rows.insert(row.order_id, row);
-            }
+impl From<SetupError> for ReplayError {
+    fn from(error: SetupError) -> Self {
+        match error {
+            SetupError::Store(store) => Self::Store(store),
+            other => Self::Setup(other.to_string()),
         }
-        for (event, decoded) in events.iter().zip(decoded) {
-            let current = self.rows.remove(&event.stream_id);
-            match SummaryRow::fold(current, event.stream_id, event, decoded)? {
-                Some(row) => {
-                    self.dirty.insert(row.order_id);
-                    self.rows.insert(row.order_id, row);
-                }
-                None => {
-                    self.rows.remove(&event.stream_id);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Write every changed row out and forget them all.
-    async fn flush(
-        &mut self,
-        client: &order_store::deadpool_postgres::Client,
-    ) -> Result<(), ReplayError> {
-        let rows: Vec<&SummaryRow> = self
-            .dirty
-            .iter()
-            .filter_map(|id| self.rows.get(id))
-            .collect();
-        for chunk in rows.chunks(5_000) {
-            if self.keyed {
-                self.shadow.upsert(client, chunk).await?;
-            } else {
-                insert(client, &self.shadow.summaries, chunk).await?;
-            }
-        }
-        self.written += rows.len() as u64;
-        self.rows.clear();
-        self.dirty.clear();
-        Ok(())
     }
 }
 
-/// Plain multi-row insert (the table has no key yet and no row twice).
-async fn insert(
-    client: &order_store::deadpool_postgres::Client,
-    table: &str,
-    rows: &[&SummaryRow],
-) -> Result<(), ReplayError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "INSERT INTO {table} ({SUMMARY_COLUMNS})
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[],
-                 $6::int8[], $7::int8[], $8::int4[], $9::int8[], $10::int8[],
-                 $11::timestamptz[], $12::timestamptz[])"
-        ))
-        .await?;
-    let c = Columns::of(rows);
-    client
-        .execute(
-            &statement,
-            &[
-                &c.order_id,
-                &c.customer_id,
-                &c.status,
-                &c.currency,
-                &c.total,
-                &c.captured,
-                &c.refunded,
-                &c.lines,
-                &c.version,
-                &c.position,
-                &c.placed_at,
-                &c.updated_at,
-            ],
-        )
-        .await?;
-    Ok(())
+/// The name of a projection's rebuild lease (a row of `orders.subscriptions`).
+pub fn rebuild_lease_name(projection: &str) -> String {
+    format!("{projection}#rebuild")
 }
 
 /// Shows progress on a terminal or as log lines.
@@ -217,10 +163,12 @@ struct Reporter {
     started: Instant,
     last_log: Instant,
     total: u64,
+    log: bool,
+    name: String,
 }
 
 impl Reporter {
-    fn new(progress: Progress, total: u64) -> Self {
+    fn new(progress: Progress, total: u64, name: &str) -> Self {
         let bar = match progress {
             Progress::Bar => true,
             Progress::Auto => std::io::stderr().is_terminal(),
@@ -230,7 +178,7 @@ impl Reporter {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{spinner} replay [{elapsed_precise}] {wide_bar} {pos}/{len} events {per_sec} ETA {eta}",
+                    "{spinner} replay [{elapsed_precise}] {wide_bar} {pos}/{len} log positions {per_sec} ETA {eta}",
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
@@ -241,22 +189,24 @@ impl Reporter {
             started: Instant::now(),
             last_log: Instant::now(),
             total,
+            log: progress != Progress::None,
+            name: name.to_owned(),
         }
     }
 
-    fn update(&mut self, done: u64, log: bool) {
+    fn update(&mut self, position: u64, events: u64) {
         if let Some(bar) = &self.bar {
-            bar.set_length(self.total.max(done));
-            bar.set_position(done);
-        } else if log && self.last_log.elapsed() >= Duration::from_secs(5) {
+            bar.set_length(self.total.max(position));
+            bar.set_position(position);
+        } else if self.log && self.last_log.elapsed() >= Duration::from_secs(5) {
             self.last_log = Instant::now();
-            let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-            let eta = self.total.saturating_sub(done) as f64 / rate.max(1.0);
+            let rate = events as f64 / self.started.elapsed().as_secs_f64().max(0.001);
             tracing::info!(
-                events = done,
-                total = self.total,
+                projection = %self.name,
+                events,
+                position,
+                head = self.total,
                 events_per_second = rate as u64,
-                eta_seconds = eta as u64,
                 "replay progress"
             );
         }
@@ -269,188 +219,283 @@ impl Reporter {
     }
 }
 
-/// Rebuild a projection and swap it in. See the module documentation.
+/// Rebuild `subscription`'s projection and swap it in; see the module documentation.
 pub async fn replay(
     store: &EventStore,
+    subscription: &Subscription,
     options: &ReplayOptions,
+    shutdown: &watch::Receiver<bool>,
 ) -> Result<ReplayReport, ReplayError> {
-    if !PROJECTIONS.contains(&options.projection.as_str()) {
-        return Err(ReplayError::UnknownProjection(options.projection.clone()));
-    }
-    let started = Instant::now();
-    let client = store.pool().get().await.map_err(order_store::Error::from)?;
-    client
-        .batch_execute(&format!(
-            "SET statement_timeout = 0;
-             DROP TABLE IF EXISTS orders.{SHADOW_SUMMARIES}, orders.{SHADOW_TOTALS};
-             CREATE TABLE orders.{SHADOW_SUMMARIES} (LIKE orders.order_summaries INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-             CREATE TABLE orders.{SHADOW_TOTALS} (LIKE orders.customer_totals INCLUDING DEFAULTS INCLUDING CONSTRAINTS);"
-        ))
-        .await?;
-    let mut folder = Folder {
-        rows: HashMap::new(),
-        dirty: std::collections::HashSet::new(),
-        keyed: false,
-        written: 0,
-        shadow: ReadModel::named(SHADOW_SUMMARIES, SHADOW_TOTALS),
-    };
-    let total = store.head_position().await?;
-    let mut reporter = Reporter::new(options.progress, total);
-    let log = options.progress != Progress::None;
-    tracing::info!(projection = %options.projection, head = total, "replay: folding the log into shadow tables");
-
-    // Phase 1: everything visible now, read ahead on its own task.
-    let (pages, mut receiver) = mpsc::channel::<Result<Vec<RecordedEvent>, order_store::Error>>(2);
-    let reader = {
-        let store = store.clone();
-        let page = options.page;
-        tokio::spawn(async move {
-            let mut cursor = Cursor::START;
-            loop {
-                let events = store.read_all(cursor, page).await;
-                let done = matches!(&events, Ok(e) if e.len() < page as usize);
-                if let Ok(Some(last)) = events.as_ref().map(|e| e.last()) {
-                    cursor = last.cursor();
-                }
-                let failed = events.is_err();
-                if pages.send(events).await.is_err() || done || failed {
-                    return cursor;
-                }
-            }
-        })
-    };
-    let mut events_done = 0u64;
-    while let Some(page) = receiver.recv().await {
-        let events = page?;
-        let decoded = decode(&events)?;
-        folder.fold(&client, &events, &decoded).await?;
-        events_done += events.len() as u64;
-        if folder.rows.len() > options.batch_orders {
-            folder.flush(&client).await?;
-            ensure_key(&client, &mut folder).await?;
-        }
-        reporter.update(events_done, log);
-    }
-    let mut cursor = reader.await.unwrap_or(Cursor::START);
-
-    // Phase 2: write out, then index, before the live projector is paused.
-    folder.flush(&client).await?;
-    ensure_key(&client, &mut folder).await?;
-    for (name, columns) in INDEXES {
-        client
-            .batch_execute(&format!(
-                "CREATE INDEX {name}_shadow ON orders.{SHADOW_SUMMARIES} {columns}"
-            ))
-            .await?;
-    }
-
-    // Phase 3: take the lease from the live projector and catch up to the head.
-    let (lease, _) = store
-        .acquire_lease(READ_MODEL, &options.owner, options.lease_ttl, true)
-        .await?
-        .ok_or(ReplayError::NoLease)?;
-    tracing::info!(
-        token = lease.token,
-        "replay: holding the read model's lease; catching up"
-    );
-    let result = async {
-        loop {
-            let events = store.read_all(cursor, options.page).await?;
-            let Some(last) = events.last() else { break };
-            cursor = last.cursor();
-            let decoded = decode(&events)?;
-            folder.fold(&client, &events, &decoded).await?;
-            events_done += events.len() as u64;
-            reporter.update(events_done, log);
-            if !store.renew_lease(&lease, options.lease_ttl).await? {
-                return Err(ReplayError::NoLease);
-            }
-        }
-        folder.flush(&client).await?;
-
-        // Phase 4: totals from the summaries, then the swap.
-        client
-            .batch_execute(&format!(
-                "INSERT INTO orders.{SHADOW_TOTALS} (customer_id, currency, order_count, lifetime_total_minor)
-                 SELECT customer_id, currency, count(*), sum(captured_minor - refunded_minor)
-                 FROM orders.{SHADOW_SUMMARIES} GROUP BY customer_id, currency;
-                 ALTER TABLE orders.{SHADOW_TOTALS} ADD CONSTRAINT {SHADOW_TOTALS}_pkey PRIMARY KEY (customer_id, currency);
-                 ANALYZE orders.{SHADOW_SUMMARIES}, orders.{SHADOW_TOTALS};"
-            ))
-            .await?;
-        swap(store, &lease, cursor, events_done).await
-    }
-    .await;
-    reporter.finish();
+    let (report, lease) = rebuild(store, subscription, options, shutdown).await?;
     let _ = store.release_lease(&lease).await;
-    result?;
-    let orders = {
-        let row = client
-            .query_one("SELECT count(*) FROM orders.order_summaries", &[])
-            .await?;
-        row.try_get::<_, i64>(0)? as u64
-    };
-    let report = ReplayReport {
-        events: events_done,
-        orders,
-        checkpoint: cursor,
-        elapsed: started.elapsed(),
-    };
-    tracing::info!(events = report.events, orders = report.orders, checkpoint = %report.checkpoint, seconds = report.elapsed.as_secs_f64(), "replay: swapped in");
     Ok(report)
 }
 
-async fn ensure_key(
-    client: &order_store::deadpool_postgres::Client,
-    folder: &mut Folder,
-) -> Result<(), ReplayError> {
-    if !folder.keyed {
-        client
-            .batch_execute(&format!(
-                "ALTER TABLE orders.{SHADOW_SUMMARIES} ADD CONSTRAINT {SHADOW_SUMMARIES}_pkey PRIMARY KEY (order_id)"
-            ))
-            .await?;
-        folder.keyed = true;
+/// [`replay`], keeping the projection's lease (the caller goes on projecting with it).
+pub(crate) async fn rebuild(
+    store: &EventStore,
+    subscription: &Subscription,
+    options: &ReplayOptions,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(ReplayReport, Lease), ReplayError> {
+    let name = subscription.name().to_owned();
+    let Some(schema) = subscription.subscriber().schema() else {
+        return Err(ReplayError::UnknownProjection {
+            name,
+            known: Vec::new(),
+        });
+    };
+    let rebuild_name = rebuild_lease_name(&name);
+    let Some((rebuild_lease, _)) = store
+        .acquire_lease(&rebuild_name, &options.owner, options.lease_ttl, false)
+        .await?
+    else {
+        let owner = store
+            .subscriptions()
+            .await?
+            .into_iter()
+            .find(|s| s.name == rebuild_name)
+            .and_then(|s| s.owner)
+            .unwrap_or_else(|| "unknown".to_owned());
+        return Err(ReplayError::Busy { owner });
+    };
+    let result = Rebuild {
+        store,
+        subscription,
+        schema,
+        options,
+        shutdown,
+        rebuild_lease: &rebuild_lease,
+        renewed_at: Instant::now(),
     }
-    Ok(())
+    .run()
+    .await;
+    if result.is_err()
+        && let Ok(client) = store.pool().get().await
+    {
+        let _ = tables::drop_shadows(&client, &schema.tables).await;
+    }
+    let _ = store.release_lease(&rebuild_lease).await;
+    result
 }
 
-/// Put the shadow tables in place of the live ones and move the checkpoint, atomically.
-async fn swap(
-    store: &EventStore,
-    lease: &order_store::Lease,
-    cursor: Cursor,
-    events: u64,
-) -> Result<(), ReplayError> {
-    let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
-    let transaction = client.transaction().await?;
-    let mut statements = vec![
-        "SET LOCAL lock_timeout = '10s'".to_owned(),
-        "LOCK TABLE orders.order_summaries, orders.customer_totals IN ACCESS EXCLUSIVE MODE".to_owned(),
-        "DROP TABLE IF EXISTS orders.order_summaries_retired, orders.customer_totals_retired".to_owned(),
-        "ALTER TABLE orders.order_summaries RENAME TO order_summaries_retired".to_owned(),
-        "ALTER TABLE orders.order_summaries_retired RENAME CONSTRAINT order_summaries_pkey TO order_summaries_retired_pkey".to_owned(),
-        "ALTER TABLE orders.customer_totals RENAME TO customer_totals_retired".to_owned(),
-        "ALTER TABLE orders.customer_totals_retired RENAME CONSTRAINT customer_totals_pkey TO customer_totals_retired_pkey".to_owned(),
-    ];
-    for (name, _) in INDEXES {
-        statements.push(format!(
-            "ALTER INDEX orders.{name} RENAME TO {name}_retired"
-        ));
-        statements.push(format!("ALTER INDEX orders.{name}_shadow RENAME TO {name}"));
+struct Rebuild<'a> {
+    store: &'a EventStore,
+    subscription: &'a Subscription,
+    schema: &'a Schema,
+    options: &'a ReplayOptions,
+    shutdown: &'a watch::Receiver<bool>,
+    rebuild_lease: &'a Lease,
+    renewed_at: Instant,
+}
+
+type Pages = mpsc::Receiver<Result<(Vec<RecordedEvent>, Option<Cursor>), order_store::Error>>;
+
+impl Rebuild<'_> {
+    /// Renew the rebuild lease (and `live`, when held) every third of its time.
+    async fn renew(&mut self, live: Option<&Lease>) -> Result<(), ReplayError> {
+        if *self.shutdown.borrow() {
+            return Err(ReplayError::ShuttingDown);
+        }
+        if self.renewed_at.elapsed() < self.options.lease_ttl / 3 {
+            return Ok(());
+        }
+        if !self
+            .store
+            .renew_lease(self.rebuild_lease, self.options.lease_ttl)
+            .await?
+        {
+            return Err(ReplayError::LeaseLost("rebuild".into()));
+        }
+        if let Some(live) = live
+            && !self.store.renew_lease(live, self.options.lease_ttl).await?
+        {
+            return Err(ReplayError::LeaseLost("projection's".into()));
+        }
+        self.renewed_at = Instant::now();
+        Ok(())
     }
-    statements.extend([
-        format!("ALTER TABLE orders.{SHADOW_SUMMARIES} RENAME TO order_summaries"),
-        format!("ALTER TABLE orders.order_summaries RENAME CONSTRAINT {SHADOW_SUMMARIES}_pkey TO order_summaries_pkey"),
-        format!("ALTER TABLE orders.{SHADOW_TOTALS} RENAME TO customer_totals"),
-        format!("ALTER TABLE orders.customer_totals RENAME CONSTRAINT {SHADOW_TOTALS}_pkey TO customer_totals_pkey"),
-        "GRANT SELECT ON orders.order_summaries, orders.customer_totals TO orders_app, orders_readonly".to_owned(),
-        "DROP TABLE orders.order_summaries_retired, orders.customer_totals_retired".to_owned(),
-    ]);
-    for statement in statements {
-        transaction.batch_execute(&statement).await?;
+
+    /// Read pages from `from` on a task of its own (one page ahead), until a page is short.
+    fn read_ahead(&self, from: Cursor) -> (Pages, tokio::task::JoinHandle<Cursor>) {
+        let (pages, receiver) = mpsc::channel(2);
+        let store = self.store.clone();
+        let page = self.options.page;
+        let categories = self.subscription.categories().clone();
+        let reader = tokio::spawn(async move {
+            let mut cursor = from;
+            loop {
+                let read = read_page(&store, cursor, page, &categories).await;
+                let (done, failed) = match &read {
+                    Ok((_, None)) => (true, false),
+                    Ok((_, Some(end))) => {
+                        cursor = *end;
+                        (false, false)
+                    }
+                    Err(_) => (false, true),
+                };
+                if pages.send(read).await.is_err() || done || failed {
+                    return cursor;
+                }
+            }
+        });
+        (receiver, reader)
     }
-    advance_checkpoint(&transaction, lease, cursor, events, None).await?;
-    transaction.commit().await?;
-    Ok(())
+
+    async fn run(mut self) -> Result<(ReplayReport, Lease), ReplayError> {
+        let started = Instant::now();
+        let store = self.store;
+        let name = self.subscription.name().to_owned();
+        let subscriber = self.subscription.subscriber();
+        let version = self.schema.version;
+        let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
+        let previous = tables::registered(&client, &name).await?;
+        if let Some(previous) = &previous
+            && previous.version > version
+            && !self.options.allow_older
+        {
+            return Err(ReplayError::Newer {
+                registered: previous.version,
+                version,
+            });
+        }
+        {
+            let tx = client.transaction().await?;
+            tables::create_shadows(&tx, &self.schema.tables).await?;
+            advance_checkpoint(&tx, self.rebuild_lease, Cursor::START, 0, None).await?;
+            tx.commit().await?;
+        }
+        let head = store.head_position().await?;
+        let mut reporter = Reporter::new(self.options.progress, head, &name);
+        tracing::info!(projection = %name, version, head, "replay: folding the log into shadow tables");
+
+        // Phase 2: everything visible now, read one page ahead.
+        let shadow = &self.schema.shadow;
+        let mut bulk = if self.options.bulk {
+            subscriber.bulk()
+        } else {
+            None
+        };
+        let (mut pages, reader) = self.read_ahead(Cursor::START);
+        let mut events_done = 0u64;
+        let mut cursor = Cursor::START;
+        while let Some(page) = pages.recv().await {
+            let (events, end) = page?;
+            let Some(end) = end else { break };
+            let count = events.len() as u64;
+            if count > 0 {
+                match &mut bulk {
+                    Some(fold) => {
+                        fold.fold(events, &client, shadow).await?;
+                        if fold.should_flush() {
+                            let tx = long_transaction(&mut client).await?;
+                            fold.flush(&tx, shadow).await?;
+                            advance_checkpoint(&tx, self.rebuild_lease, end, count, None).await?;
+                            tx.commit().await?;
+                        }
+                    }
+                    None => {
+                        subscriber
+                            .apply(store, self.rebuild_lease, events, end, shadow, true)
+                            .await?;
+                    }
+                }
+            }
+            events_done += count;
+            cursor = end;
+            reporter.update(end.global_position, events_done);
+            self.renew(None).await?;
+        }
+        drop(pages);
+        let read_to = reader.await.unwrap_or(cursor);
+        if read_to > cursor {
+            cursor = read_to;
+        }
+        if let Some(fold) = &mut bulk {
+            let tx = long_transaction(&mut client).await?;
+            fold.flush(&tx, shadow).await?;
+            fold.finish(&tx, shadow).await?;
+            advance_checkpoint(&tx, self.rebuild_lease, cursor, 0, None).await?;
+            tx.commit().await?;
+        }
+        drop(bulk);
+
+        // Phase 3: indexes and statistics, before the live projector is paused.
+        {
+            let tx = long_transaction(&mut client).await?;
+            tables::finish_shadows(&tx, &self.schema.tables).await?;
+            advance_checkpoint(&tx, self.rebuild_lease, cursor, 0, None).await?;
+            tx.commit().await?;
+        }
+
+        // Phase 4: the projection's lease, taken from the live projector; catch up.
+        let (live, _) = store
+            .acquire_lease(&name, &self.options.owner, self.options.lease_ttl, true)
+            .await?
+            .ok_or_else(|| ReplayError::LeaseLost("projection's".into()))?;
+        tracing::info!(projection = %name, token = live.token, "replay: holding the projection's lease; catching up");
+        let caught_up = async {
+            loop {
+                let (events, end) = read_page(
+                    store,
+                    cursor,
+                    self.options.page,
+                    self.subscription.categories(),
+                )
+                .await?;
+                let Some(end) = end else { break };
+                let count = events.len() as u64;
+                if count > 0 {
+                    subscriber
+                        .apply(store, self.rebuild_lease, events, end, shadow, true)
+                        .await?;
+                }
+                events_done += count;
+                cursor = end;
+                reporter.update(end.global_position, events_done);
+                self.renew(Some(&live)).await?;
+            }
+
+            // Phase 5: the swap.
+            let tx = long_transaction(&mut client).await?;
+            tables::swap(&tx, &name, self.schema, previous.as_ref()).await?;
+            advance_checkpoint(&tx, &live, cursor, 0, None).await?;
+            tx.commit().await?;
+            Ok::<(), ReplayError>(())
+        }
+        .await;
+        reporter.finish();
+        if let Err(error) = caught_up {
+            let _ = store.release_lease(&live).await;
+            return Err(error);
+        }
+        let mut rows = Vec::new();
+        for table in &self.schema.tables {
+            let row = client
+                .query_one(
+                    &format!("SELECT count(*) FROM {}", &self.schema.live[table.name()]),
+                    &[],
+                )
+                .await?;
+            rows.push((table.name().to_owned(), row.try_get::<_, i64>(0)? as u64));
+        }
+        let report = ReplayReport {
+            events: events_done,
+            rows,
+            checkpoint: cursor,
+            version,
+            elapsed: started.elapsed(),
+        };
+        tracing::info!(projection = %name, version, events = report.events, checkpoint = %report.checkpoint, seconds = report.elapsed.as_secs_f64(), "replay: swapped in");
+        Ok((report, live))
+    }
+}
+
+/// A transaction without the session's statement timeout (rebuild steps are long).
+async fn long_transaction(
+    client: &mut order_store::deadpool_postgres::Client,
+) -> Result<order_store::deadpool_postgres::Transaction<'_>, ReplayError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+    Ok(tx)
 }

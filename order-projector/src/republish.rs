@@ -5,33 +5,46 @@
 use order_store::EventStore;
 use tokio::sync::watch;
 
-use crate::read_model::decode;
-use crate::sqs::{Message, Publisher};
+use crate::projection::Page;
+use crate::sqs::SqsPublisher;
+use crate::subscription::{StepError, deliver_all};
 
-/// Re-send every event with `from <= global_position <= through`. Returns how many.
+/// Why a republish stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RepublishError {
+    /// The log could not be read.
+    #[error(transparent)]
+    Store(#[from] order_store::Error),
+    /// An event cannot be sent, or the process is shutting down.
+    #[error("{0}")]
+    Stopped(String),
+}
+
+/// Re-send every order event with `from <= global_position <= through`. Returns how many.
 pub async fn republish(
     store: &EventStore,
-    publisher: &Publisher,
+    sink: &SqsPublisher,
     from: u64,
     through: u64,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<u64> {
+) -> Result<u64, RepublishError> {
     let mut after = from.saturating_sub(1);
     let mut sent = 0u64;
     loop {
         let events = store.read_range(after, through, 1000).await?;
         let Some(last) = events.last() else { break };
         after = last.global_position;
-        let decoded = decode(&events)?;
-        let messages = events
-            .iter()
-            .zip(&decoded)
-            .map(|(event, decoded)| Message::of(event, decoded))
-            .collect::<Result<Vec<_>, _>>()?;
-        let on_error = |failure: &crate::sqs::SendFailure| {
-            tracing::warn!(error = %failure.text, "republish: SQS refused; retrying");
-        };
-        sent += publisher.publish(messages, shutdown, &on_error).await? as u64;
+        let categories = crate::Sink::categories(sink);
+        let events: Vec<_> = events
+            .into_iter()
+            .filter(|e| categories.contains(&e.category))
+            .collect();
+        let count = events.len() as u64;
+        let page = Page::decode(events).map_err(|e| RepublishError::Stopped(e.to_string()))?;
+        deliver_all(sink, "republish", page, shutdown)
+            .await
+            .map_err(|e: StepError| RepublishError::Stopped(e.to_string()))?;
+        sent += count;
         tracing::info!(through = after, sent, "republish progress");
     }
     Ok(sent)

@@ -1,12 +1,14 @@
 //! The SQS publisher: each event as a CloudEvents message on the FIFO queue, group id = order
-//! id, deduplication id = event id, in `SendMessageBatch` calls of up to 10.
+//! id, deduplication id = event id, in `SendMessageBatch` calls of up to 10: the second sink
+//! built on the public API ([`Sink`]), with no private path.
 //!
 //! Order per order (message group) is kept: a page's messages are split into lanes by order
 //! id; a lane sends its batches one after another, and a batch never holds two messages of
-//! one order, so a failed entry can be retried without overtaking or being overtaken by
-//! another message of its order. Lanes run concurrently. The caller advances the checkpoint
-//! only after every entry of the page was acknowledged; entries that failed are retried with
-//! backoff, entries that succeeded are never sent again.
+//! one order. A lane stops at its first batch with a failure, so a failed entry is retried
+//! (by the projector, after a backoff, with exactly the messages not acknowledged) without
+//! overtaking or being overtaken by another message of its order. Lanes run concurrently. The
+//! checkpoint moves only after every entry of the page was acknowledged; entries that
+//! succeeded are never sent again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,12 +16,18 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use order_domain::EventSchema;
+use order_domain::Order;
 use order_domain::order::OrderEvent;
 use order_messages::{
     ATTR_CORRELATION_ID, ATTR_EVENT_TYPE, ATTR_TRACEPARENT, CloudEvent, EnvelopeInput,
 };
 use order_store::RecordedEvent;
-use tokio::sync::watch;
+
+use crate::projection::{Categories, Page};
+use crate::sink::{Failure, Sink, Undelivered};
+
+/// The SQS publisher's subscription name.
+pub const SQS_PUBLISHER: &str = "sqs_publisher";
 
 /// Most entries per SendMessageBatch (an SQS limit).
 const MAX_BATCH_ENTRIES: usize = 10;
@@ -29,9 +37,13 @@ const MAX_BATCH_BYTES: usize = 240 * 1024;
 /// One message ready to send.
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// `MessageGroupId`: the order id (per-order ordering).
     pub group_id: String,
+    /// `MessageDeduplicationId`: the event id.
     pub dedup_id: String,
+    /// The CloudEvents JSON body.
     pub body: String,
+    /// Message attributes (event type, correlation id, traceparent).
     pub attributes: Vec<(&'static str, String)>,
 }
 
@@ -97,50 +109,50 @@ impl Message {
     }
 }
 
-/// A failed attempt to send: what went wrong, and whether SQS blamed the message itself
-/// (`SenderFault`: retrying the same message will not help until someone acts).
-#[derive(Debug, Clone)]
-pub struct SendFailure {
-    pub text: String,
-    pub sender_fault: bool,
-}
-
-/// Split messages (in log order) into batches for one lane: at most 10 entries and
-/// [`MAX_BATCH_BYTES`] each, each message group at most once per batch, and every message
-/// in a later batch than the previous message of its group.
-pub fn batches(messages: Vec<Message>) -> Vec<Vec<Message>> {
-    let mut batches: Vec<(Vec<Message>, usize)> = Vec::new();
-    let mut last_batch_of: HashMap<String, usize> = HashMap::new();
-    for message in messages {
-        let earliest = last_batch_of.get(&message.group_id).map_or(0, |b| b + 1);
+/// Split a lane's messages (indexes into `messages`, in log order) into batches: at most 10
+/// entries and [`MAX_BATCH_BYTES`] each, each message group at most once per batch, and every
+/// message in a later batch than the previous message of its group.
+fn batches(lane: Vec<usize>, messages: &[Message]) -> Vec<Vec<usize>> {
+    let mut batches: Vec<(Vec<usize>, usize)> = Vec::new();
+    let mut last_batch_of: HashMap<&str, usize> = HashMap::new();
+    for index in lane {
+        let message = &messages[index];
+        let earliest = last_batch_of
+            .get(message.group_id.as_str())
+            .map_or(0, |b| b + 1);
         let size = message.size();
         let slot = (earliest..batches.len()).find(|&i| {
             let (batch, bytes) = &batches[i];
             batch.len() < MAX_BATCH_ENTRIES && bytes + size <= MAX_BATCH_BYTES
         });
-        let index = match slot {
-            Some(index) => index,
+        let slot = match slot {
+            Some(slot) => slot,
             None => {
                 batches.push((Vec::new(), 0));
                 batches.len() - 1
             }
         };
-        last_batch_of.insert(message.group_id.clone(), index);
-        let (batch, bytes) = &mut batches[index];
+        last_batch_of.insert(&message.group_id, slot);
+        let (batch, bytes) = &mut batches[slot];
         *bytes += size;
-        batch.push(message);
+        batch.push(index);
     }
     batches.into_iter().map(|(batch, _)| batch).collect()
 }
 
-/// Why publishing stopped before every message was acknowledged.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("publishing stopped: shutting down")]
-    ShuttingDown,
+/// What one attempt to send a set of messages achieved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Per message (in the order given): whether SQS acknowledged it.
+    pub acknowledged: Vec<bool>,
+    /// The first failure, when not everything was acknowledged.
+    pub failure: Option<String>,
+    /// Whether SQS blamed a message itself (`SenderFault`: retrying the same message will not
+    /// help until someone acts).
+    pub sender_fault: bool,
 }
 
-/// Sends pages of events to one queue.
+/// Sends messages to one queue.
 #[derive(Debug, Clone)]
 pub struct Publisher {
     client: Client,
@@ -149,6 +161,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// A publisher to `queue_url` with `lanes` concurrent send lanes.
     pub fn new(client: Client, queue_url: String, lanes: usize) -> Self {
         Self {
             client,
@@ -157,133 +170,225 @@ impl Publisher {
         }
     }
 
+    /// The SQS client.
     pub fn client(&self) -> &Client {
         &self.client
     }
 
+    /// The queue's URL.
     pub fn queue_url(&self) -> &str {
         &self.queue_url
     }
 
-    /// Send every message and wait until SQS acknowledged each of them (retrying failures
-    /// with backoff), or until shutdown. `on_error` sees every failure as it happens.
-    pub async fn publish(
-        &self,
-        messages: Vec<Message>,
-        shutdown: &watch::Receiver<bool>,
-        on_error: &(dyn Fn(&SendFailure) + Sync),
-    ) -> Result<usize, PublishError> {
-        let total = messages.len();
-        let mut lanes: Vec<Vec<Message>> = vec![Vec::new(); self.lanes];
-        for message in messages {
-            let lane = lane_of(&message.group_id, self.lanes);
-            lanes[lane].push(message);
+    /// Send every message once (lanes concurrently, each lane's batches in order, a lane
+    /// stopping at its first failure) and report which SQS acknowledged.
+    pub async fn send(&self, messages: &[Message]) -> Sent {
+        let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); self.lanes];
+        for (index, message) in messages.iter().enumerate() {
+            lanes[lane_of(&message.group_id, self.lanes)].push(index);
         }
         let sends = lanes
             .into_iter()
             .filter(|lane| !lane.is_empty())
-            .map(|lane| self.send_lane(lane, shutdown.clone(), on_error));
-        for result in futures::future::join_all(sends).await {
-            result?;
+            .map(|lane| self.send_lane(messages, lane));
+        let mut sent = Sent {
+            acknowledged: vec![false; messages.len()],
+            failure: None,
+            sender_fault: false,
+        };
+        for (acknowledged, failure) in futures::future::join_all(sends).await {
+            for index in acknowledged {
+                sent.acknowledged[index] = true;
+            }
+            if let Some((text, sender_fault)) = failure {
+                sent.sender_fault |= sender_fault;
+                sent.failure.get_or_insert(text);
+            }
         }
-        Ok(total)
+        sent
     }
 
+    /// One lane: its batches in order until one fails. Returns the indexes acknowledged and
+    /// the failure, if any.
     async fn send_lane(
         &self,
-        messages: Vec<Message>,
-        shutdown: watch::Receiver<bool>,
-        on_error: &(dyn Fn(&SendFailure) + Sync),
-    ) -> Result<(), PublishError> {
-        for batch in batches(messages) {
-            self.send_batch(batch, &shutdown, on_error).await?;
+        messages: &[Message],
+        lane: Vec<usize>,
+    ) -> (Vec<usize>, Option<(String, bool)>) {
+        let mut acknowledged = Vec::with_capacity(lane.len());
+        for batch in batches(lane, messages) {
+            let (ok, failure) = self.send_batch(messages, &batch).await;
+            acknowledged.extend(ok);
+            if failure.is_some() {
+                return (acknowledged, failure);
+            }
         }
-        Ok(())
+        (acknowledged, None)
     }
 
-    /// Send one batch until every entry is acknowledged.
+    /// One `SendMessageBatch`: the indexes acknowledged, and the failure if not all were.
     async fn send_batch(
         &self,
-        mut pending: Vec<Message>,
-        shutdown: &watch::Receiver<bool>,
-        on_error: &(dyn Fn(&SendFailure) + Sync),
-    ) -> Result<(), PublishError> {
-        let mut attempt = 0u32;
-        while !pending.is_empty() {
-            if *shutdown.borrow() {
-                return Err(PublishError::ShuttingDown);
-            }
-            let entries: Vec<SendMessageBatchRequestEntry> = pending
-                .iter()
-                .enumerate()
-                .filter_map(|(index, message)| entry(index, message))
-                .collect();
-            let started = Instant::now();
-            let result = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            metrics::histogram!("order_sqs_batch_duration_seconds")
-                .record(started.elapsed().as_secs_f64());
-            match result {
-                Ok(output) => {
-                    let failed: HashMap<String, String> = output
-                        .failed()
-                        .iter()
-                        .map(|f| {
-                            (
-                                f.id().to_owned(),
-                                format!("{} {}", f.code(), f.message().unwrap_or_default()),
-                            )
-                        })
-                        .collect();
-                    let sent = pending.len() - failed.len();
-                    metrics::counter!("order_sqs_messages_sent_total").increment(sent as u64);
-                    if failed.is_empty() {
-                        return Ok(());
-                    }
-                    metrics::counter!("order_sqs_send_failures_total")
-                        .increment(failed.len() as u64);
-                    let reasons: Vec<&String> = failed.values().collect();
-                    on_error(&SendFailure {
-                        text: format!(
-                            "SQS refused {} of {} messages: {reasons:?}",
-                            failed.len(),
-                            pending.len()
-                        ),
-                        sender_fault: output.failed().iter().any(|f| f.sender_fault()),
-                    });
-                    pending = pending
-                        .into_iter()
-                        .enumerate()
-                        .filter(|(index, _)| failed.contains_key(&index.to_string()))
-                        .map(|(_, message)| message)
-                        .collect();
+        messages: &[Message],
+        batch: &[usize],
+    ) -> (Vec<usize>, Option<(String, bool)>) {
+        let entries: Vec<SendMessageBatchRequestEntry> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(position, &index)| entry(position, &messages[index]))
+            .collect();
+        let started = Instant::now();
+        let result = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        metrics::histogram!("order_sqs_batch_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(output) => {
+                let failed: HashMap<String, String> = output
+                    .failed()
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.id().to_owned(),
+                            format!("{} {}", f.code(), f.message().unwrap_or_default()),
+                        )
+                    })
+                    .collect();
+                let ok: Vec<usize> = batch
+                    .iter()
+                    .enumerate()
+                    .filter(|(position, _)| !failed.contains_key(&position.to_string()))
+                    .map(|(_, &index)| index)
+                    .collect();
+                metrics::counter!("order_sqs_messages_sent_total").increment(ok.len() as u64);
+                if failed.is_empty() {
+                    return (ok, None);
                 }
-                Err(error) => {
-                    metrics::counter!("order_sqs_send_failures_total")
-                        .increment(pending.len() as u64);
-                    on_error(&SendFailure {
-                        text: format!(
-                            "SendMessageBatch failed: {}",
-                            aws_sdk_sqs::error::DisplayErrorContext(&error)
-                        ),
-                        sender_fault: false,
-                    });
-                }
+                metrics::counter!("order_sqs_send_failures_total").increment(failed.len() as u64);
+                let reasons: Vec<&String> = failed.values().collect();
+                let text = format!(
+                    "SQS refused {} of {} messages: {reasons:?}",
+                    failed.len(),
+                    batch.len()
+                );
+                (
+                    ok,
+                    Some((text, output.failed().iter().any(|f| f.sender_fault()))),
+                )
             }
-            attempt += 1;
-            let delay = backoff(attempt);
-            let mut shutdown = shutdown.clone();
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return Err(PublishError::ShuttingDown),
+            Err(error) => {
+                metrics::counter!("order_sqs_send_failures_total").increment(batch.len() as u64);
+                let text = format!(
+                    "SendMessageBatch failed: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&error)
+                );
+                (Vec::new(), Some((text, false)))
             }
         }
-        Ok(())
+    }
+
+    /// Whether the queue answers (readiness).
+    pub async fn check(&self) -> Result<(), String> {
+        let check = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send();
+        match tokio::time::timeout(Duration::from_secs(3), check).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!(
+                "sqs: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )),
+            Err(_) => Err("sqs: no answer within 3 s".to_owned()),
+        }
+    }
+}
+
+/// The SQS publisher as a sink: the order events of the log, as CloudEvents, on one FIFO queue.
+#[derive(Debug, Clone)]
+pub struct SqsPublisher {
+    publisher: Publisher,
+    name: String,
+    page: u32,
+}
+
+impl SqsPublisher {
+    /// The sink `sqs_publisher` over `publisher`, pages of 500 events.
+    pub fn new(publisher: Publisher) -> Self {
+        Self {
+            publisher,
+            name: SQS_PUBLISHER.to_owned(),
+            page: 500,
+        }
+    }
+
+    /// Events per page (per checkpoint).
+    pub fn page(mut self, page: u32) -> Self {
+        self.page = page;
+        self
+    }
+
+    /// Another subscription name (a second queue, say).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// The publisher it sends with.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+}
+
+impl Sink for SqsPublisher {
+    type Event = OrderEvent;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn categories(&self) -> Categories {
+        Categories::of::<Order>()
+    }
+
+    fn page_size(&self) -> u32 {
+        self.page
+    }
+
+    async fn deliver(&self, page: &Page<OrderEvent>) -> Result<(), Undelivered> {
+        let messages = page
+            .iter()
+            .map(|e| Message::of(&e.recorded, &e.event))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Undelivered::all(Failure::Invalid, e.to_string()))?;
+        let sent = self.publisher.send(&messages).await;
+        let Some(failure) = sent.failure else {
+            return Ok(());
+        };
+        let pending: Vec<usize> = sent
+            .acknowledged
+            .iter()
+            .enumerate()
+            .filter(|(_, ok)| !**ok)
+            .map(|(index, _)| index)
+            .collect();
+        let kind = if sent.sender_fault {
+            Failure::Refused
+        } else {
+            Failure::Transient
+        };
+        Err(Undelivered::some(pending, kind, failure))
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        self.publisher.check().await
     }
 }
 
@@ -312,13 +417,6 @@ fn lane_of(group: &str, lanes: usize) -> usize {
     (hash % lanes as u64) as usize
 }
 
-/// Exponential backoff from 100 ms to 10 s with jitter.
-pub fn backoff(attempt: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
-    let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u16) % (base / 2 + 1);
-    Duration::from_millis(base / 2 + jitter)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,7 +439,10 @@ mod tests {
             }
         }
         messages.extend((0..25).map(|n| message(&format!("solo{n}"), 0, 100)));
-        let batches = batches(messages);
+        let batches: Vec<Vec<&Message>> = batches((0..messages.len()).collect(), &messages)
+            .into_iter()
+            .map(|b| b.into_iter().map(|i| &messages[i]).collect())
+            .collect();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (index, batch) in batches.iter().enumerate() {
             assert!(batch.len() <= MAX_BATCH_ENTRIES);
@@ -370,8 +471,8 @@ mod tests {
         let messages: Vec<Message> = (0..10)
             .map(|n| message(&format!("g{n}"), 0, 60 * 1024))
             .collect();
-        for batch in batches(messages) {
-            assert!(batch.iter().map(Message::size).sum::<usize>() <= MAX_BATCH_BYTES);
+        for batch in batches((0..messages.len()).collect(), &messages) {
+            assert!(batch.iter().map(|&i| messages[i].size()).sum::<usize>() <= MAX_BATCH_BYTES);
         }
     }
 

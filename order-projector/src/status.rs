@@ -1,51 +1,118 @@
-//! `order-projector status`: the head of the log and every subscription's checkpoint, lag,
-//! owner and last error, as a table for people or JSON for scripts.
+//! `status`: the head of the log and every subscription's checkpoint, lag, owner, last error,
+//! and for projections their version and any rebuild in progress, as a table for people or
+//! JSON for scripts.
 
 use std::time::SystemTime;
 
 use order_store::EventStore;
 use serde::Serialize;
 
+use crate::replay::rebuild_lease_name;
+use crate::subscription::Subscription;
+
+/// A rebuild in progress.
 #[derive(Debug, Clone, Serialize)]
-pub struct SubscriptionStatus {
-    pub name: String,
+pub struct RebuildStatus {
+    /// Who rebuilds.
+    pub owner: String,
+    /// How far the shadow tables are.
     pub checkpoint_position: u64,
-    pub checkpoint_cursor: String,
+    /// Events of the log after that.
     pub lag_events: u64,
-    pub lag_seconds: f64,
-    pub events_processed: u64,
-    pub owner: Option<String>,
-    pub lease_expires_in_seconds: Option<f64>,
-    pub last_error: Option<String>,
 }
 
+/// One subscription.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionStatus {
+    /// Its name.
+    pub name: String,
+    /// For a projection, the version its tables were built with.
+    pub version: Option<u32>,
+    /// The version of this binary's code, when this binary has the subscription.
+    pub code_version: Option<u32>,
+    /// The checkpoint's global position.
+    pub checkpoint_position: u64,
+    /// The checkpoint in full (transaction id and position).
+    pub checkpoint_cursor: String,
+    /// Events of the log after the checkpoint.
+    pub lag_events: u64,
+    /// Age of the oldest event after the checkpoint.
+    pub lag_seconds: f64,
+    /// Events applied since the subscription began.
+    pub events_processed: u64,
+    /// The instance holding its lease, if any.
+    pub owner: Option<String>,
+    /// When that lease runs out.
+    pub lease_expires_in_seconds: Option<f64>,
+    /// The last error, cleared by the next checkpoint.
+    pub last_error: Option<String>,
+    /// A rebuild in progress, if any.
+    pub rebuild: Option<RebuildStatus>,
+}
+
+/// The whole picture.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// The highest global position of the log.
     pub head_position: u64,
+    /// Every subscription, by name.
     pub subscriptions: Vec<SubscriptionStatus>,
 }
 
-pub async fn collect(store: &EventStore) -> Result<Status, order_store::Error> {
+/// Read the status from the database; `known` are the subscriptions of this binary (their
+/// code versions are shown beside the database's).
+pub async fn collect(
+    store: &EventStore,
+    known: &[Subscription],
+) -> Result<Status, order_store::Error> {
     let head_position = store.head_position().await?;
     let now = SystemTime::now();
+    let registered = {
+        let client = store.pool().get().await.map_err(order_store::Error::from)?;
+        crate::tables::all_registered(&client).await?
+    };
+    let states = store.subscriptions().await?;
     let mut subscriptions = Vec::new();
-    for state in store.subscriptions().await? {
+    for state in &states {
+        if state.name.ends_with("#rebuild") {
+            continue;
+        }
         let lag_seconds = match store.first_recorded_after(state.checkpoint).await? {
             Some(at) => now.duration_since(at).unwrap_or_default().as_secs_f64(),
             None => 0.0,
         };
         let lease_live = state.lease_expires_at.filter(|at| *at > now);
+        let rebuild = states
+            .iter()
+            .find(|s| s.name == rebuild_lease_name(&state.name))
+            .filter(|s| s.lease_expires_at.is_some_and(|at| at > now))
+            .and_then(|s| {
+                Some(RebuildStatus {
+                    owner: s.owner.clone()?,
+                    checkpoint_position: s.checkpoint.global_position,
+                    lag_events: head_position.saturating_sub(s.checkpoint.global_position),
+                })
+            });
         subscriptions.push(SubscriptionStatus {
-            name: state.name,
+            name: state.name.clone(),
+            version: registered
+                .iter()
+                .find(|(name, _)| *name == state.name)
+                .map(|(_, r)| r.version),
+            code_version: known
+                .iter()
+                .find(|s| s.name() == state.name)
+                .and_then(Subscription::version),
             checkpoint_position: state.checkpoint.global_position,
             checkpoint_cursor: state.checkpoint.to_string(),
             lag_events: head_position.saturating_sub(state.checkpoint.global_position),
             lag_seconds,
             events_processed: state.events_processed,
-            owner: lease_live.and(state.owner),
+            owner: lease_live.and(state.owner.clone()),
             lease_expires_in_seconds: lease_live
                 .map(|at| at.duration_since(now).unwrap_or_default().as_secs_f64()),
-            last_error: state.last_error,
+            last_error: state.last_error.clone(),
+            rebuild,
         });
     }
     Ok(Status {
@@ -54,23 +121,36 @@ pub async fn collect(store: &EventStore) -> Result<Status, order_store::Error> {
     })
 }
 
-/// The table people read.
+/// The table people read: one line per subscription.
 pub fn render(status: &Status) -> String {
     let mut out = format!("log head position: {}\n\n", status.head_position);
     out.push_str(&format!(
-        "{:<16} {:>12} {:>10} {:>9} {:<28} {}\n",
-        "subscription", "checkpoint", "lag ev", "lag s", "owner", "last error"
+        "{:<20} {:>7} {:>12} {:>10} {:>9} {:<28} {}\n",
+        "subscription", "version", "checkpoint", "lag ev", "lag s", "owner", "last error"
     ));
     for s in &status.subscriptions {
+        let version = match (s.version, s.code_version) {
+            (Some(db), Some(code)) if db != code => format!("{db}->{code}"),
+            (Some(db), _) => db.to_string(),
+            (None, Some(code)) => format!("new {code}"),
+            (None, None) => "-".to_owned(),
+        };
         out.push_str(&format!(
-            "{:<16} {:>12} {:>10} {:>9.1} {:<28} {}\n",
+            "{:<20} {:>7} {:>12} {:>10} {:>9.1} {:<28} {}\n",
             s.name,
+            version,
             s.checkpoint_position,
             s.lag_events,
             s.lag_seconds,
             s.owner.as_deref().unwrap_or("(none)"),
             s.last_error.as_deref().unwrap_or("-"),
         ));
+        if let Some(rebuild) = &s.rebuild {
+            out.push_str(&format!(
+                "{:<20} rebuilding into shadow tables: at {}, {} events behind ({})\n",
+                "", rebuild.checkpoint_position, rebuild.lag_events, rebuild.owner
+            ));
+        }
     }
     if status.subscriptions.is_empty() {
         out.push_str("(no subscription has run yet)\n");

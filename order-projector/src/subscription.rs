@@ -1,46 +1,40 @@
-//! A subscription: one sink following the gap-safe log with its own checkpoint and lease.
+//! A subscription: one projection or sink following the gap-safe log with its own checkpoint
+//! and lease.
 //!
-//! [`Subscription::step`] is the testable unit: read the next page after the checkpoint,
-//! apply it to the sink, advance the checkpoint (fenced by the lease token). [`run`] is the
-//! thin loop around it: acquire the lease or stand by, step while there is work, wait for a
+//! [`Subscription::step`] is the testable unit: read the next page after the checkpoint (of
+//! the categories the subscriber follows), apply it to the projection or deliver it to the
+//! sink, advance the checkpoint (fenced by the lease token). [`run`] is the thin loop around
+//! it: acquire the lease or stand by, prepare the projection's tables (create them, or rebuild
+//! them when the projection's version changed), step while there is work, wait for a
 //! notification or the poll interval when there is none, back off on errors, stop (without
-//! ever skipping) on an event that cannot be decoded.
+//! ever skipping) on an event that cannot be projected.
 
-use std::time::{Duration, SystemTime};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use order_domain::order::OrderEvent;
+use futures::future::BoxFuture;
 use order_store::{Cursor, EventListener, EventStore, Lease, RecordedEvent, advance_checkpoint};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::read_model::{ApplyError, ReadModel, decode};
-use crate::sqs::{Message, Publisher};
-
-/// The read model's subscription name.
-pub const READ_MODEL: &str = "read_model";
-/// The SQS publisher's subscription name.
-pub const SQS_PUBLISHER: &str = "sqs_publisher";
-
-/// Where a subscription's events go.
-#[derive(Debug, Clone)]
-pub enum Sink {
-    ReadModel(ReadModel),
-    Sqs(Publisher),
-}
-
-/// One subscription: a name (its checkpoint and lease), a sink, a page size.
-#[derive(Debug, Clone)]
-pub struct Subscription {
-    pub name: String,
-    pub sink: Sink,
-    pub page: u32,
-}
+use crate::projection::{
+    ApplyError, BulkFold, Categories, Client, Page, Projection, Table, Tables, Transaction,
+    is_identifier,
+};
+use crate::sink::{Failure, Sink};
 
 /// What a step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Applied `events` events; the checkpoint is now `cursor`.
-    Progressed { cursor: Cursor, events: usize },
+    /// Read up to `cursor` and applied (or delivered) `events` events of the subscriber's
+    /// categories (0 when the page held only other categories).
+    Progressed {
+        /// Where the subscription is now.
+        cursor: Cursor,
+        /// How many of its events the page held.
+        events: usize,
+    },
     /// Nothing new after the checkpoint.
     Idle,
 }
@@ -48,40 +42,540 @@ pub enum Step {
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    /// An event cannot be decoded or applied: the subscription stops here, visibly.
+    /// An event cannot be projected or delivered (it does not decode, the projection refuses
+    /// it, the statement fails for a reason that will not pass by itself): the subscription
+    /// stops here, visibly, and retries slowly; the event is never skipped.
     #[error("{0}")]
-    Undecodable(String),
+    Stopped(String),
     /// Another instance (or an operator's replay) holds the lease now.
     #[error("the lease was lost")]
     LeaseLost,
+    /// The process is shutting down; nothing was checkpointed.
     #[error("shutting down")]
     ShuttingDown,
-    /// Database or queue trouble that may pass: retried with backoff.
+    /// Database or destination trouble that may pass: retried with backoff.
     #[error("{0}")]
     Transient(String),
 }
 
 impl From<order_store::Error> for StepError {
     fn from(error: order_store::Error) -> Self {
+        use order_store::Error;
         match error {
-            order_store::Error::LeaseLost { .. } => Self::LeaseLost,
-            order_store::Error::Decode { .. } => Self::Undecodable(error.to_string()),
+            Error::LeaseLost { .. } => Self::LeaseLost,
+            Error::Decode { .. }
+            | Error::Encode(_)
+            | Error::InvalidInput(_)
+            | Error::Forbidden(_)
+            | Error::Database(_) => Self::Stopped(error.to_string()),
             other => Self::Transient(other.to_string()),
         }
+    }
+}
+
+impl From<order_store::tokio_postgres::Error> for StepError {
+    fn from(error: order_store::tokio_postgres::Error) -> Self {
+        order_store::Error::from(error).into()
     }
 }
 
 impl From<ApplyError> for StepError {
     fn from(error: ApplyError) -> Self {
         match error {
-            ApplyError::Undecodable { .. } => Self::Undecodable(error.to_string()),
+            ApplyError::Invalid { .. } => Self::Stopped(error.to_string()),
             ApplyError::Store(store) => store.into(),
         }
     }
 }
 
+/// What a projection's tables look like to this instance, after [`Subscription::prepare`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// Its tables are at this binary's version (created now if the projection is new):
+    /// project from `cursor`.
+    Ready {
+        /// The checkpoint to continue from.
+        cursor: Cursor,
+    },
+    /// Its tables were built by an older version: rebuild before projecting.
+    Rebuild {
+        /// The version in the database.
+        registered: u32,
+    },
+    /// Its tables were built by a newer version (another binary): leave them alone.
+    Newer {
+        /// The version in the database.
+        registered: u32,
+    },
+}
+
+/// A projection's identity in the database: its version and tables.
+#[derive(Debug, Clone)]
+pub(crate) struct Schema {
+    pub version: u32,
+    pub tables: Vec<Table>,
+    pub live: Tables,
+    pub shadow: Tables,
+}
+
+/// The type-erased subscriber: what the runner needs of a projection or a sink.
+pub(crate) trait Subscriber: Send + Sync {
+    fn name(&self) -> &str;
+    fn categories(&self) -> &Categories;
+    fn page_size(&self) -> u32;
+    fn schema(&self) -> Option<&Schema>;
+    /// Projections: decode and apply the page in one transaction with the checkpoint.
+    fn apply<'a>(
+        &'a self,
+        store: &'a EventStore,
+        lease: &'a Lease,
+        events: Vec<RecordedEvent>,
+        end: Cursor,
+        tables: &'a Tables,
+        long: bool,
+    ) -> BoxFuture<'a, Result<(), ApplyError>>;
+    /// Sinks: decode and deliver until every event was acknowledged.
+    fn deliver<'a>(
+        &'a self,
+        events: Vec<RecordedEvent>,
+        shutdown: &'a watch::Receiver<bool>,
+    ) -> BoxFuture<'a, Result<(), StepError>>;
+    fn bulk(&self) -> Option<Box<dyn ErasedFold>>;
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// [`BulkFold`] over stored events.
+pub(crate) trait ErasedFold: Send {
+    fn fold<'a>(
+        &'a mut self,
+        events: Vec<RecordedEvent>,
+        client: &'a Client,
+        tables: &'a Tables,
+    ) -> BoxFuture<'a, Result<(), ApplyError>>;
+    fn should_flush(&self) -> bool;
+    fn flush<'a>(
+        &'a mut self,
+        tx: &'a Transaction<'_>,
+        tables: &'a Tables,
+    ) -> BoxFuture<'a, Result<(), ApplyError>>;
+    fn finish<'a>(
+        &'a mut self,
+        tx: &'a Transaction<'_>,
+        tables: &'a Tables,
+    ) -> BoxFuture<'a, Result<(), ApplyError>>;
+}
+
+struct Folding<E> {
+    inner: Box<dyn BulkFold<E>>,
+}
+
+impl<E: crate::projection::Decode> ErasedFold for Folding<E> {
+    fn fold<'a>(
+        &'a mut self,
+        events: Vec<RecordedEvent>,
+        client: &'a Client,
+        tables: &'a Tables,
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        Box::pin(async move {
+            let page = Page::<E>::decode(events)?;
+            self.inner.fold(&page, client, tables).await
+        })
+    }
+
+    fn should_flush(&self) -> bool {
+        self.inner.should_flush()
+    }
+
+    fn flush<'a>(
+        &'a mut self,
+        tx: &'a Transaction<'_>,
+        tables: &'a Tables,
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        self.inner.flush(tx, tables)
+    }
+
+    fn finish<'a>(
+        &'a mut self,
+        tx: &'a Transaction<'_>,
+        tables: &'a Tables,
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        self.inner.finish(tx, tables)
+    }
+}
+
+struct ProjectionBox<P> {
+    projection: P,
+    name: String,
+    categories: Categories,
+    schema: Schema,
+}
+
+impl<P: Projection> Subscriber for ProjectionBox<P> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn categories(&self) -> &Categories {
+        &self.categories
+    }
+
+    fn page_size(&self) -> u32 {
+        self.projection.page_size()
+    }
+
+    fn schema(&self) -> Option<&Schema> {
+        Some(&self.schema)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        store: &'a EventStore,
+        lease: &'a Lease,
+        events: Vec<RecordedEvent>,
+        end: Cursor,
+        tables: &'a Tables,
+        long: bool,
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        Box::pin(async move {
+            let count = events.len() as u64;
+            let last_event_at = events.last().map(|e| e.recorded_at);
+            let page = Page::<P::Event>::decode(events)?;
+            let work = async {
+                let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
+                let tx = client.transaction().await?;
+                if long {
+                    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+                }
+                self.projection.apply(&page, &tx, tables).await?;
+                advance_checkpoint(&tx, lease, end, count, last_event_at).await?;
+                tx.commit().await?;
+                Ok::<(), ApplyError>(())
+            };
+            if long {
+                work.await
+            } else {
+                tokio::time::timeout(store.config().call_timeout() * 2, work)
+                    .await
+                    .map_err(|_| ApplyError::Store(order_store::Error::Timeout))?
+            }
+        })
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        _events: Vec<RecordedEvent>,
+        _shutdown: &'a watch::Receiver<bool>,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async {
+            Err(StepError::Stopped(
+                "a projection does not deliver; this is a bug".into(),
+            ))
+        })
+    }
+
+    fn bulk(&self) -> Option<Box<dyn ErasedFold>> {
+        self.projection
+            .bulk()
+            .map(|inner| Box::new(Folding { inner }) as Box<dyn ErasedFold>)
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+struct SinkBox<S> {
+    sink: S,
+    name: String,
+    categories: Categories,
+}
+
+impl<S: Sink> Subscriber for SinkBox<S> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn categories(&self) -> &Categories {
+        &self.categories
+    }
+
+    fn page_size(&self) -> u32 {
+        self.sink.page_size()
+    }
+
+    fn schema(&self) -> Option<&Schema> {
+        None
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _store: &'a EventStore,
+        _lease: &'a Lease,
+        _events: Vec<RecordedEvent>,
+        _end: Cursor,
+        _tables: &'a Tables,
+        _long: bool,
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        Box::pin(async {
+            Err(ApplyError::Store(order_store::Error::Database(
+                "a sink has no tables; this is a bug".into(),
+            )))
+        })
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        events: Vec<RecordedEvent>,
+        shutdown: &'a watch::Receiver<bool>,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let page = Page::<S::Event>::decode(events)?;
+            deliver_all(&self.sink, &self.name, page, shutdown).await
+        })
+    }
+
+    fn bulk(&self) -> Option<Box<dyn ErasedFold>> {
+        None
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.sink.ready())
+    }
+}
+
+/// Offer `page` to `sink` until every event was acknowledged (retrying what was not, after a
+/// backoff), or until shutdown.
+pub(crate) async fn deliver_all<S: Sink>(
+    sink: &S,
+    name: &str,
+    mut page: Page<S::Event>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), StepError> {
+    let mut attempt = 0u32;
+    while !page.is_empty() {
+        if *shutdown.borrow() {
+            return Err(StepError::ShuttingDown);
+        }
+        let Err(undelivered) = sink.deliver(&page).await else {
+            return Ok(());
+        };
+        attempt += 1;
+        let reason = &undelivered.reason;
+        let kind = match undelivered.failure {
+            Failure::Invalid => {
+                return Err(StepError::Stopped(format!("cannot deliver: {reason}")));
+            }
+            Failure::Refused => {
+                tracing::error!(subscription = %name, error = %reason, attempt, "the destination refuses an event; retrying: it is not skipped");
+                "refused"
+            }
+            Failure::Transient => {
+                tracing::warn!(subscription = %name, error = %reason, attempt, "delivery failed; retrying");
+                "transient"
+            }
+        };
+        metrics::counter!("order_projector_errors_total", "subscription" => name.to_owned(), "kind" => kind)
+            .increment(1);
+        if !undelivered.pending.is_empty() {
+            page.retain_indexes(&undelivered.pending);
+        }
+        let mut shutdown = shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(backoff(attempt)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Err(StepError::ShuttingDown),
+        }
+    }
+    Ok(())
+}
+
+/// A projection or a sink, ready to follow the log. Cheap to clone.
+#[derive(Clone)]
+pub struct Subscription {
+    inner: Arc<dyn Subscriber>,
+    /// Pages of only other categories read past the checkpoint.
+    skipped: Arc<Mutex<Skipped>>,
+}
+
+/// Where a subscription of some categories is, past pages of other categories only: their
+/// checkpoint is written at most once a second (and when it catches up), not per page.
+#[derive(Debug, Default)]
+struct Skipped {
+    /// When such a page last moved the checkpoint.
+    written_at: Option<Instant>,
+    /// The end of the last such page, when the checkpoint was not moved to it.
+    unwritten: Option<Cursor>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("name", &self.name())
+            .field("categories", self.categories())
+            .field("version", &self.version())
+            .finish()
+    }
+}
+
+/// How long a subscription at the head of the log may keep a position past pages of other
+/// categories in memory before writing it (the checkpoint still moves past them, just not
+/// once per wake-up).
+const SKIP_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
 impl Subscription {
-    /// Apply the next page after `cursor` and advance the checkpoint.
+    /// A subscription applying `projection`.
+    pub fn projection<P: Projection>(projection: P) -> Self {
+        let tables = projection.tables();
+        let schema = Schema {
+            version: projection.version(),
+            live: Tables::live(&tables),
+            shadow: Tables::shadow(&tables),
+            tables,
+        };
+        Self::new(ProjectionBox {
+            name: projection.name().to_owned(),
+            categories: projection.categories(),
+            schema,
+            projection,
+        })
+    }
+
+    /// A subscription delivering to `sink`.
+    pub fn sink<S: Sink>(sink: S) -> Self {
+        Self::new(SinkBox {
+            name: sink.name().to_owned(),
+            categories: sink.categories(),
+            sink,
+        })
+    }
+
+    fn new(inner: impl Subscriber + 'static) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            skipped: Arc::new(Mutex::new(Skipped::default())),
+        }
+    }
+
+    /// The subscription's name (its checkpoint and lease).
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// The streams it follows.
+    pub fn categories(&self) -> &Categories {
+        self.inner.categories()
+    }
+
+    /// The projection's version; `None` for a sink.
+    pub fn version(&self) -> Option<u32> {
+        self.inner.schema().map(|s| s.version)
+    }
+
+    /// The projection's tables (none for a sink).
+    pub fn tables(&self) -> &[Table] {
+        self.inner.schema().map_or(&[], |s| &s.tables)
+    }
+
+    fn skipped(&self) -> std::sync::MutexGuard<'_, Skipped> {
+        self.skipped.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn subscriber(&self) -> &dyn Subscriber {
+        &*self.inner
+    }
+
+    /// Check what can be checked without a database: name, version, categories, tables,
+    /// page size.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = self.name();
+        if !is_identifier(name, 63) {
+            return Err(format!(
+                "subscription name {name:?} must be 1-63 lowercase letters, digits or '_', starting with a letter"
+            ));
+        }
+        self.categories()
+            .validate()
+            .map_err(|e| format!("subscription {name}: {e}"))?;
+        let page = self.inner.page_size();
+        if !(1..=100_000).contains(&page) {
+            return Err(format!(
+                "subscription {name}: page size {page} is not in 1..=100000"
+            ));
+        }
+        if let Some(schema) = self.inner.schema() {
+            if schema.version == 0 {
+                return Err(format!("projection {name}: versions start at 1"));
+            }
+            if schema.tables.is_empty() {
+                return Err(format!("projection {name} declares no table"));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for table in &schema.tables {
+                table
+                    .validate()
+                    .map_err(|e| format!("projection {name}: {e}"))?;
+                if !seen.insert(table.name()) {
+                    return Err(format!(
+                        "projection {name} declares table {} twice",
+                        table.name()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the sink's destination answers (projections: always).
+    pub async fn ready(&self) -> Result<(), String> {
+        self.inner.ready().await
+    }
+
+    /// For a projection, under its lease: create its tables if it is new (and start it from
+    /// the beginning of the log), or find out whether the tables in the database are at this
+    /// binary's version. Sinks are always ready.
+    pub async fn prepare(&self, store: &EventStore, lease: &Lease) -> Result<Prepared, StepError> {
+        let Some(schema) = self.inner.schema() else {
+            return Ok(Prepared::Ready {
+                cursor: store.checkpoint(self.name()).await?,
+            });
+        };
+        let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
+        match crate::tables::registered(&client, self.name()).await? {
+            Some(registered) if registered.version == schema.version => {
+                let missing = crate::tables::missing(&client, &schema.tables).await?;
+                if !missing.is_empty() {
+                    return Err(StepError::Stopped(format!(
+                        "projection {} is registered at version {} but its tables {missing:?} are missing; replay rebuilds them",
+                        self.name(),
+                        schema.version
+                    )));
+                }
+                Ok(Prepared::Ready {
+                    cursor: store.checkpoint(self.name()).await?,
+                })
+            }
+            Some(registered) if registered.version < schema.version => Ok(Prepared::Rebuild {
+                registered: registered.version,
+            }),
+            Some(registered) => Ok(Prepared::Newer {
+                registered: registered.version,
+            }),
+            None => {
+                // A new projection: its tables, its registration and a checkpoint at the
+                // start of the log, in one transaction fenced by the lease.
+                let tx = client.transaction().await?;
+                crate::tables::create_live(&tx, self.name(), schema).await?;
+                advance_checkpoint(&tx, lease, Cursor::START, 0, None).await?;
+                tx.commit().await?;
+                tracing::info!(projection = %self.name(), version = schema.version, tables = ?schema.tables.iter().map(Table::name).collect::<Vec<_>>(), "projection created; catching up from the start of the log");
+                Ok(Prepared::Ready {
+                    cursor: Cursor::START,
+                })
+            }
+        }
+    }
+
+    /// Read the next page after `cursor`, apply or deliver it, and advance the checkpoint
+    /// (fenced by `lease`).
     pub async fn step(
         &self,
         store: &EventStore,
@@ -89,16 +583,26 @@ impl Subscription {
         cursor: Cursor,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Step, StepError> {
-        let events = store.read_all(cursor, self.page).await?;
-        let Some(last) = events.last() else {
+        let page_size = self.inner.page_size();
+        let (events, end) = read_page(store, cursor, page_size, self.categories()).await?;
+        let Some(end) = end else {
+            // At the head: a position past pages of other categories is written now (only
+            // the one this instance reached with this cursor, never an older one).
+            let unwritten = self.skipped().unwritten.take();
+            if unwritten == Some(cursor) {
+                checkpoint(store, lease, cursor, 0, None).await?;
+                self.skipped().written_at = Some(Instant::now());
+            }
             return Ok(Step::Idle);
         };
+        let count = events.len();
+        let last_event_at = events.last().map(|e| e.recorded_at);
         let span = tracing::info_span!(
             "project",
-            subscription = %self.name,
-            events = events.len(),
+            subscription = %self.name(),
+            events = count,
             from = %cursor,
-            to = %last.cursor(),
+            to = %end,
         );
         if order_runtime::trace::enabled() {
             // The batch links to the traces of the commands that produced its events.
@@ -112,95 +616,84 @@ impl Subscription {
                 }
             }
         }
-        self.apply_page(store, lease, &events, shutdown)
-            .instrument(span)
-            .await
-    }
-
-    async fn apply_page(
-        &self,
-        store: &EventStore,
-        lease: &Lease,
-        events: &[RecordedEvent],
-        shutdown: &watch::Receiver<bool>,
-    ) -> Result<Step, StepError> {
-        let Some(last) = events.last() else {
-            return Ok(Step::Idle);
-        };
-        let next = last.cursor();
-        let last_event_at = Some(last.recorded_at);
-        let decoded = decode(events)?;
-        match &self.sink {
-            Sink::ReadModel(model) => {
-                let apply = async {
-                    let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
-                    let transaction = client.transaction().await?;
-                    model.apply(&transaction, events, &decoded).await?;
-                    advance_checkpoint(
-                        &transaction,
-                        lease,
-                        next,
-                        events.len() as u64,
-                        last_event_at,
-                    )
-                    .await?;
-                    transaction.commit().await?;
-                    Ok::<(), ApplyError>(())
-                };
-                tokio::time::timeout(store.config().call_timeout() * 2, apply)
-                    .await
-                    .map_err(|_| StepError::Transient("applying a page timed out".into()))??;
-            }
-            Sink::Sqs(publisher) => {
-                let messages = messages(events, &decoded)?;
-                let name = self.name.clone();
-                let on_error = move |failure: &crate::sqs::SendFailure| {
-                    let error = &failure.text;
-                    if failure.sender_fault {
-                        tracing::error!(subscription = %name, %error, "SQS refuses an event; retrying: it is not skipped");
+        async {
+            if events.is_empty() {
+                // A page of other categories only: the caller moves past it; the checkpoint
+                // follows at most once a second (a crash re-reads at most that much).
+                let due = {
+                    let mut skipped = self.skipped();
+                    let due = skipped
+                        .written_at
+                        .is_none_or(|at| at.elapsed() >= SKIP_CHECKPOINT_INTERVAL);
+                    if due {
+                        skipped.written_at = Some(Instant::now());
+                        skipped.unwritten = None;
                     } else {
-                        tracing::warn!(subscription = %name, %error, "SQS publish failed; retrying");
+                        skipped.unwritten = Some(end);
                     }
+                    due
                 };
-                publisher
-                    .publish(messages, shutdown, &on_error)
-                    .await
-                    .map_err(|_| StepError::ShuttingDown)?;
-                store
-                    .timed(async {
-                        let mut client = store.pool().get().await?;
-                        let transaction = client.transaction().await?;
-                        advance_checkpoint(
-                            &transaction,
-                            lease,
-                            next,
-                            events.len() as u64,
-                            last_event_at,
-                        )
-                        .await?;
-                        transaction.commit().await?;
-                        Ok(())
-                    })
+                if due {
+                    checkpoint(store, lease, end, 0, None).await?;
+                }
+            } else if let Some(schema) = self.inner.schema() {
+                self.skipped().unwritten = None;
+                self.inner
+                    .apply(store, lease, events, end, &schema.live, false)
                     .await?;
+            } else {
+                self.skipped().unwritten = None;
+                self.inner.deliver(events, shutdown).await?;
+                checkpoint(store, lease, end, count as u64, last_event_at).await?;
             }
+            metrics::counter!("order_projector_events_total", "subscription" => self.name().to_owned())
+                .increment(count as u64);
+            Ok(Step::Progressed { cursor: end, events: count })
         }
-        metrics::counter!("order_projector_events_total", "subscription" => self.name.clone())
-            .increment(events.len() as u64);
-        Ok(Step::Progressed {
-            cursor: next,
-            events: events.len(),
-        })
+        .instrument(span)
+        .await
     }
 }
 
-fn messages(events: &[RecordedEvent], decoded: &[OrderEvent]) -> Result<Vec<Message>, StepError> {
-    events
-        .iter()
-        .zip(decoded)
-        .map(|(event, decoded)| {
-            Message::of(event, decoded).map_err(|e| StepError::Undecodable(e.to_string()))
+/// The next page after `cursor`: the events of `categories`, and the cursor of the last event
+/// read (of any category), `None` when there was nothing to read.
+pub(crate) async fn read_page(
+    store: &EventStore,
+    cursor: Cursor,
+    limit: u32,
+    categories: &Categories,
+) -> Result<(Vec<RecordedEvent>, Option<Cursor>), order_store::Error> {
+    match categories {
+        Categories::All => {
+            let events = store.read_all(cursor, limit).await?;
+            let end = events.last().map(RecordedEvent::cursor);
+            Ok((events, end))
+        }
+        Categories::Only(names) => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let page = store.read_all_in(cursor, limit, &names).await?;
+            Ok((page.events, page.end))
+        }
+    }
+}
+
+/// Move the checkpoint in a transaction of its own (fenced by the lease).
+async fn checkpoint(
+    store: &EventStore,
+    lease: &Lease,
+    end: Cursor,
+    events: u64,
+    last_event_at: Option<SystemTime>,
+) -> Result<(), order_store::Error> {
+    store
+        .timed(async {
+            let mut client = store.pool().get().await?;
+            let tx = client.transaction().await?;
+            advance_checkpoint(&tx, lease, end, events, last_event_at).await?;
+            tx.commit().await?;
+            Ok(())
         })
-        .collect()
+        .await
 }
 
 /// How the loop behaves.
@@ -214,11 +707,30 @@ pub struct RunSettings {
     pub poll: Duration,
     /// How often a standby tries to take the lease.
     pub standby_poll: Duration,
+    /// Events per read when a projection is rebuilt after a version change.
+    pub rebuild_page: u32,
 }
 
-/// Run a subscription until shutdown: hold its lease (or stand by for it) and keep its sink
-/// up to date. Never skips an event: an undecodable one stops the subscription (with the
-/// error in its status and a metric) and it retries slowly, so that a fixed binary resumes.
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            owner: crate::config::default_instance_id(),
+            lease_ttl: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
+            standby_poll: Duration::from_secs(2),
+            rebuild_page: 5000,
+        }
+    }
+}
+
+/// How long a subscription stopped on an event waits before trying it again.
+const STOPPED_RETRY: Duration = Duration::from_secs(30);
+
+/// Run a subscription until shutdown: hold its lease (or stand by for it), prepare the
+/// projection's tables (creating them, or rebuilding them after a version change), and keep
+/// it up to date. Never skips an event: one that cannot be projected stops the subscription
+/// (with the error in its status and a metric) and it retries slowly, so that a fixed binary
+/// resumes.
 pub async fn run(
     subscription: Subscription,
     store: EventStore,
@@ -226,12 +738,12 @@ pub async fn run(
     settings: RunSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let name = subscription.name.clone();
+    let name = subscription.name().to_owned();
     let stopped_gauge = metrics::gauge!("order_projector_stopped", "subscription" => name.clone());
     let owner_gauge = metrics::gauge!("order_projector_owner", "subscription" => name.clone());
     'standby: loop {
         owner_gauge.set(0.0);
-        let (lease, mut cursor) = loop {
+        let (mut lease, _) = loop {
             if *shutdown.borrow() {
                 return;
             }
@@ -245,14 +757,76 @@ pub async fn run(
                     tracing::warn!(subscription = %name, %error, "cannot reach the database to take the lease");
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(settings.standby_poll) => {}
-                _ = shutdown.changed() => {}
+            pause(&mut shutdown, settings.standby_poll).await;
+        };
+        let mut renewal = Renewal::new(&store, settings.lease_ttl);
+        let prepared = renewal
+            .around(&lease, subscription.prepare(&store, &lease))
+            .await;
+        let mut cursor = match prepared {
+            Ok(Prepared::Ready { cursor }) => cursor,
+            Ok(Prepared::Rebuild { registered }) => {
+                let version = subscription.version().unwrap_or_default();
+                tracing::info!(projection = %name, registered, version, "the projection's tables were built by an older version: rebuilding them into shadow tables (the live tables keep serving until the swap)");
+                // Let an instance of the older version keep the live tables current meanwhile.
+                let _ = store.release_lease(&lease).await;
+                let options = crate::replay::ReplayOptions {
+                    owner: settings.owner.clone(),
+                    page: settings.rebuild_page,
+                    progress: crate::replay::Progress::Log,
+                    lease_ttl: settings.lease_ttl.max(Duration::from_secs(30)),
+                    allow_older: false,
+                    bulk: true,
+                };
+                match crate::replay::rebuild(&store, &subscription, &options, &shutdown).await {
+                    Ok((report, live)) => {
+                        tracing::info!(projection = %name, version, events = report.events, seconds = report.elapsed.as_secs_f64(), "projection rebuilt and swapped in");
+                        lease = live;
+                        renewal = Renewal::new(&store, settings.lease_ttl);
+                        report.checkpoint
+                    }
+                    Err(crate::replay::ReplayError::Busy { owner }) => {
+                        tracing::info!(projection = %name, %owner, "another instance is rebuilding the projection; standing by");
+                        pause(&mut shutdown, settings.standby_poll).await;
+                        continue 'standby;
+                    }
+                    Err(crate::replay::ReplayError::ShuttingDown) => return,
+                    Err(error) => {
+                        tracing::error!(projection = %name, %error, "rebuilding the projection failed; the live tables are unchanged; retrying");
+                        metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "rebuild").increment(1);
+                        pause(&mut shutdown, STOPPED_RETRY).await;
+                        continue 'standby;
+                    }
+                }
+            }
+            Ok(Prepared::Newer { registered }) => {
+                let version = subscription.version().unwrap_or_default();
+                let _ = store
+                    .record_subscription_error(
+                        &lease,
+                        &format!(
+                            "left alone: its tables were built by version {registered}, newer than this instance's {version}"
+                        ),
+                    )
+                    .await;
+                let _ = store.release_lease(&lease).await;
+                stopped_gauge.set(1.0);
+                tracing::error!(projection = %name, registered, version, "the projection's tables were built by a newer version; this instance leaves them alone (replay --projection with --allow-older-version rebuilds them at this version)");
+                pause(&mut shutdown, STOPPED_RETRY).await;
+                continue 'standby;
+            }
+            Err(StepError::ShuttingDown) => return,
+            Err(error) => {
+                let _ = store.release_lease(&lease).await;
+                tracing::warn!(subscription = %name, %error, "preparing the subscription failed; retrying");
+                metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "transient").increment(1);
+                pause(&mut shutdown, STOPPED_RETRY.min(settings.standby_poll * 5)).await;
+                continue 'standby;
             }
         };
         owner_gauge.set(1.0);
+        stopped_gauge.set(0.0);
         tracing::info!(subscription = %name, owner = %settings.owner, token = lease.token, checkpoint = %cursor, "lease taken; projecting");
-        let mut renewed_at = tokio::time::Instant::now();
         let mut failures = 0u32;
         loop {
             if *shutdown.borrow() {
@@ -260,20 +834,14 @@ pub async fn run(
                 tracing::info!(subscription = %name, "lease released");
                 return;
             }
-            if renewed_at.elapsed() >= settings.lease_ttl / 3 {
-                match store.renew_lease(&lease, settings.lease_ttl).await {
-                    Ok(true) => renewed_at = tokio::time::Instant::now(),
-                    Ok(false) => {
-                        tracing::warn!(subscription = %name, "lease lost; standing by");
-                        continue 'standby;
-                    }
-                    // Keep working: the checkpoint write is fenced anyway.
-                    Err(error) => {
-                        tracing::warn!(subscription = %name, %error, "lease renewal failed");
-                    }
-                }
+            if renewal.lost {
+                tracing::warn!(subscription = %name, "lease lost; standing by");
+                continue 'standby;
             }
-            match subscription.step(&store, &lease, cursor, &shutdown).await {
+            let step = renewal
+                .around(&lease, subscription.step(&store, &lease, cursor, &shutdown))
+                .await;
+            match step {
                 Ok(Step::Progressed { cursor: next, .. }) => {
                     cursor = next;
                     failures = 0;
@@ -281,42 +849,101 @@ pub async fn run(
                 }
                 Ok(Step::Idle) => {
                     failures = 0;
-                    tokio::select! {
-                        _ = listener.wait(settings.poll) => {}
-                        _ = shutdown.changed() => {}
-                    }
+                    let wait = async {
+                        tokio::select! {
+                            _ = listener.wait(settings.poll) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    };
+                    renewal.around(&lease, wait).await;
                 }
                 Err(StepError::LeaseLost) => {
                     tracing::warn!(subscription = %name, "lease lost to another instance; standing by");
                     continue 'standby;
                 }
                 Err(StepError::ShuttingDown) => {}
-                Err(StepError::Undecodable(reason)) => {
+                Err(StepError::Stopped(reason)) => {
                     stopped_gauge.set(1.0);
                     metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "undecodable").increment(1);
                     tracing::error!(subscription = %name, checkpoint = %cursor, %reason, "subscription stopped: an event cannot be projected; it is not skipped");
                     let _ = store
                         .record_subscription_error(&lease, &format!("stopped: {reason}"))
                         .await;
-                    pause(&mut shutdown, Duration::from_secs(30)).await;
+                    pause(&mut shutdown, STOPPED_RETRY).await;
                 }
                 Err(StepError::Transient(reason)) => {
                     failures += 1;
                     metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "transient").increment(1);
                     tracing::warn!(subscription = %name, %reason, failures, "projection failed; backing off");
                     let _ = store.record_subscription_error(&lease, &reason).await;
-                    pause(&mut shutdown, crate::sqs::backoff(failures)).await;
+                    pause(&mut shutdown, backoff(failures)).await;
                 }
             }
         }
     }
 }
 
-async fn pause(shutdown: &mut watch::Receiver<bool>, duration: Duration) {
+/// Keeps a lease alive while its holder works: renewed every third of its time to live, also
+/// in the middle of a long page (a slow page on a loaded machine must not hand the lease to a
+/// standby that would then redo it), starting from when the lease was taken.
+struct Renewal<'a> {
+    store: &'a EventStore,
+    ttl: Duration,
+    renewed_at: tokio::time::Instant,
+    /// A renewal found the lease taken by someone else.
+    lost: bool,
+}
+
+impl<'a> Renewal<'a> {
+    /// Just after the lease was taken.
+    fn new(store: &'a EventStore, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            renewed_at: tokio::time::Instant::now(),
+            lost: false,
+        }
+    }
+
+    /// Run `work` to completion, renewing `lease` whenever a third of its time has passed.
+    /// A renewal that finds the lease lost only sets [`Renewal::lost`]: the work's writes are
+    /// fenced by the lease token, so they fail by themselves; a renewal that cannot reach the
+    /// database is tried again at the next tick.
+    async fn around<T>(&mut self, lease: &Lease, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            let due = self.renewed_at + self.ttl / 3;
+            tokio::select! {
+                biased;
+                output = &mut work => return output,
+                () = tokio::time::sleep_until(due), if !self.lost => {
+                    match self.store.renew_lease(lease, self.ttl).await {
+                        Ok(true) => self.renewed_at = tokio::time::Instant::now(),
+                        Ok(false) => self.lost = true,
+                        Err(error) => {
+                            tracing::warn!(subscription = %lease.subscription, %error, "lease renewal failed");
+                            // Try again a little later, not in a busy loop.
+                            self.renewed_at += self.ttl / 10;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn pause(shutdown: &mut watch::Receiver<bool>, duration: Duration) {
     tokio::select! {
         () = tokio::time::sleep(duration) => {}
         _ = shutdown.changed() => {}
     }
+}
+
+/// Exponential backoff from 100 ms to 10 s with jitter.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
+    let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u16) % (base / 2 + 1);
+    Duration::from_millis(base / 2 + jitter)
 }
 
 /// How far each subscription is behind the head of the log, exported as metrics.

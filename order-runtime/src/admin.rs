@@ -14,11 +14,14 @@ use tokio::sync::watch;
 /// Whether the binary can do its job, and if not, why (shown by `/readyz`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
+    /// Ready: `/readyz` answers 200.
     Ready,
+    /// Not ready, and why: `/readyz` answers 503 with the reason.
     NotReady(String),
 }
 
 impl Readiness {
+    /// Whether it is [`Readiness::Ready`].
     pub fn is_ready(&self) -> bool {
         matches!(self, Self::Ready)
     }
@@ -54,6 +57,7 @@ impl AdminServer {
         Ok(Self { addr, task })
     }
 
+    /// The address it listens on (the real port when started on port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

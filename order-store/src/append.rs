@@ -7,6 +7,7 @@
 //! different streams share no lock. The same statement carries one append or a group-commit
 //! batch of many ([`APPEND_SQL`]).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use order_domain::es::Metadata;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::event::{
     MAX_APPEND_BYTES, MAX_EVENT_TYPE_LEN, MAX_EVENTS_PER_APPEND, MAX_PAYLOAD_BYTES, NewEvent,
+    check_category,
 };
 
 /// What the caller believes the stream's version is.
@@ -52,6 +54,7 @@ impl fmt::Display for ExpectedVersion {
 /// The idempotency record of a command: a retry with the same id returns the recorded result.
 #[derive(Debug, Clone, Copy)]
 pub struct Idempotency<'a> {
+    /// The command's id (the caller's idempotency key).
     pub command_id: Uuid,
     /// sha-256 of the request; a reused id with another fingerprint is refused.
     pub fingerprint: [u8; 32],
@@ -62,10 +65,18 @@ pub struct Idempotency<'a> {
 /// One append.
 #[derive(Debug, Clone, Copy)]
 pub struct AppendRequest<'a> {
+    /// The stream to append to.
     pub stream_id: Uuid,
+    /// The stream's type: its aggregate's category (e.g. `order`), recorded with every event so
+    /// that subscribers can follow only the types they handle.
+    pub category: &'a str,
+    /// What the caller believes the stream's version is.
     pub expected: ExpectedVersion,
+    /// The events, in order (at least one).
     pub events: &'a [NewEvent],
+    /// Recorded with every event.
     pub metadata: &'a Metadata,
+    /// The command's record, for a command with an idempotency key.
     pub idempotency: Option<Idempotency<'a>>,
 }
 
@@ -91,6 +102,7 @@ pub enum AppendOutcome {
 }
 
 impl AppendOutcome {
+    /// Where the events are, whether written now or before.
     pub fn committed(&self) -> &Committed {
         match self {
             Self::Appended(c) | Self::Duplicate(c) => c,
@@ -102,14 +114,18 @@ impl AppendOutcome {
 /// (for commands with an idempotency key) the record that answers a retry.
 #[derive(Debug, Clone)]
 pub struct CommandWrite {
+    /// The command's events, in order.
     pub events: Vec<NewEvent>,
+    /// Recorded with each of them.
     pub metadata: Metadata,
+    /// The command's idempotency record, if it has a key.
     pub record: Option<CommandRecordWrite>,
 }
 
 /// The idempotency record of a command, owned (see [`Idempotency`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecordWrite {
+    /// The command's id.
     pub command_id: Uuid,
     /// sha-256 of the request; a reused id with another fingerprint is refused.
     pub fingerprint: [u8; 32],
@@ -121,9 +137,13 @@ pub struct CommandRecordWrite {
 /// handler sends when commands to one stream queued up behind each other.
 #[derive(Debug, Clone)]
 pub struct StreamAppend {
+    /// The stream to append to.
     pub stream_id: Uuid,
+    /// The stream's type: its aggregate's category (see [`AppendRequest::category`]).
+    pub category: Cow<'static, str>,
     /// The stream's version before the first command's events.
     pub expected: ExpectedVersion,
+    /// The commands, in order.
     pub commands: Vec<CommandWrite>,
 }
 
@@ -142,7 +162,8 @@ pub enum StreamOutcome {
 /// ceiling of exactly this statement): any number of appends to distinct streams, each with
 /// any number of commands, in one round trip and one transaction.
 ///
-/// Per stream append (`$1` stream ids, `$2` expected versions: -1 any, 0 no stream, n exact);
+/// Per stream append (`$1` stream ids, `$2` expected versions: -1 any, 0 no stream, n exact,
+/// `$20` categories: the stream's type, recorded with each of its events);
 /// per command (`$3` its append's 1-based index, `$4` command id, `$5` request fingerprint (null:
 /// no idempotency record), `$6` status label, `$7`-`$11` metadata: correlation id, causation id,
 /// traceparent, tracestate, actor, `$17` the id of its last event); per event (`$12` its
@@ -167,8 +188,9 @@ WITH job AS (
         WHERE e.stream_id = j.stream_id
         ORDER BY e.stream_version DESC
         LIMIT 1
-    ), 0) AS head
-    FROM unnest($1::uuid[], $2::int8[]) WITH ORDINALITY AS j(stream_id, expected, jidx)
+    ), 0) AS head, j.category
+    FROM unnest($1::uuid[], $2::int8[], $20::text[])
+        WITH ORDINALITY AS j(stream_id, expected, category, jidx)
 ), cmd AS (
     SELECT * FROM unnest($3::int8[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
         $8::uuid[], $9::text[], $10::text[], $11::text[], $17::uuid[])
@@ -184,15 +206,16 @@ WITH job AS (
     ) p
     WHERE cmd.fingerprint IS NOT NULL
 ), allowed AS (
-    SELECT job.jidx, job.stream_id, job.head FROM job
+    SELECT job.jidx, job.stream_id, job.head, job.category FROM job
     WHERE (job.expected < 0 OR job.head = job.expected)
       AND NOT EXISTS (SELECT 1 FROM prior WHERE prior.jidx = job.jidx)
 ), inserted AS (
     INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version,
-        payload, command_id, correlation_id, causation_id, traceparent, tracestate, actor)
+        payload, command_id, correlation_id, causation_id, traceparent, tracestate, actor,
+        category)
     SELECT a.stream_id, a.head + e.seq, e.event_id, e.event_type, e.schema_version,
         e.payload::jsonb, c.command_id, c.correlation_id, c.causation_id, c.traceparent,
-        c.tracestate, c.actor
+        c.tracestate, c.actor, a.category
     FROM unnest($12::int8[], $18::int8[], $19::int8[], $13::uuid[], $14::text[], $15::int2[],
         $16::text[]) AS e(cidx, jidx, seq, event_id, event_type, schema_version, payload)
     JOIN allowed a ON a.jidx = e.jidx
@@ -222,6 +245,7 @@ pub(crate) const FIND_COMMANDS_SQL: &str = "SELECT command_id, stream_id, stream
 /// Check every bound of a single append before anything is sent.
 pub(crate) fn validate(request: &AppendRequest<'_>) -> Result<(), Error> {
     validate_events(request.events)?;
+    check_category(request.category)?;
     request
         .metadata
         .validate()
@@ -274,6 +298,7 @@ pub(crate) fn validate_stream_append(
         append.commands.iter().flat_map(|c| &c.events),
         !json_checked,
     )?;
+    check_category(&append.category)?;
     validate_expected(append.expected)
 }
 

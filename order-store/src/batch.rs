@@ -227,6 +227,7 @@ pub(crate) struct Params<'a> {
     pub types: Vec<&'a str>,
     pub versions: Vec<i16>,
     pub payloads: Vec<&'a str>,
+    pub categories: Vec<&'a str>,
 }
 
 impl<'a> Params<'a> {
@@ -257,10 +258,12 @@ impl<'a> Params<'a> {
             types: Vec::with_capacity(events),
             versions: Vec::with_capacity(events),
             payloads: Vec::with_capacity(events),
+            categories: Vec::with_capacity(appends.len()),
         };
         for (j, append) in appends.iter().enumerate() {
             p.stream_ids.push(append.stream_id);
             p.expected.push(append.expected.as_sql());
+            p.categories.push(&append.category);
             let mut seq = 0i64;
             for command in &append.commands {
                 p.cmd_job.push(j as i64 + 1);
@@ -295,7 +298,7 @@ impl<'a> Params<'a> {
         p
     }
 
-    pub(crate) fn as_sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 19] {
+    pub(crate) fn as_sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 20] {
         [
             &self.stream_ids,
             &self.expected,
@@ -316,6 +319,7 @@ impl<'a> Params<'a> {
             &self.last_event,
             &self.ev_job,
             &self.ev_seq,
+            &self.categories,
         ]
     }
 }

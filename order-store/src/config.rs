@@ -55,7 +55,8 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// The defaults for `database_url` (a primary).
+    /// Defaults for everything but the URL (a primary): a pool of 16 connections, 500 ms pool
+    /// wait, 5 s connect and statement timeouts, group commit of up to 64 appends by 2 writers.
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
             database_url: database_url.into(),

@@ -6,19 +6,33 @@ use crate::append::ExpectedVersion;
 
 /// SQLSTATE codes the store reacts to, by name.
 pub mod sqlstate {
+    /// A unique constraint refused a row.
     pub const UNIQUE_VIOLATION: &str = "23505";
+    /// A check constraint refused a row.
     pub const CHECK_VIOLATION: &str = "23514";
+    /// A NOT NULL column got null.
     pub const NOT_NULL_VIOLATION: &str = "23502";
+    /// The statement was cancelled (statement_timeout).
     pub const QUERY_CANCELED: &str = "57014";
+    /// The server is shutting down.
     pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// The server crashed.
     pub const CRASH_SHUTDOWN: &str = "57P02";
+    /// The server is starting or in recovery.
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    /// Too many connections.
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// The session idled in a transaction too long.
     pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
+    /// A serializable transaction conflicted.
     pub const SERIALIZATION_FAILURE: &str = "40001";
+    /// A deadlock was detected (this transaction was chosen).
     pub const DEADLOCK_DETECTED: &str = "40P01";
+    /// A lock could not be taken in time (lock_timeout).
     pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+    /// The role lacks a privilege.
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    /// A write on a read-only server (a replica, a failover in progress).
     pub const READ_ONLY_TRANSACTION: &str = "25006";
     /// Raised by the append-only triggers on `orders.events`.
     pub const APPEND_ONLY: &str = "OL001";
@@ -37,36 +51,65 @@ pub(crate) mod constraint {
 /// caller should not see; [`Error::Database`] is for logs, not for callers.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
+    /// The stream is not at the version the caller expected: nothing was written.
     #[error("stream {stream_id} is at version {actual}, not at the expected {expected}")]
     WrongExpectedVersion {
+        /// The stream.
         stream_id: Uuid,
+        /// What the caller expected.
         expected: ExpectedVersion,
+        /// Where the stream is.
         actual: u64,
     },
+    /// Another append to the stream won the race: decide again.
     #[error("a concurrent append to stream {stream_id} got there first")]
-    Conflict { stream_id: Uuid },
+    Conflict {
+        /// The stream.
+        stream_id: Uuid,
+    },
+    /// The command id was recorded for another request: nothing was written.
     #[error("command id {command_id} was already used for a different request")]
-    CommandIdReused { command_id: Uuid },
+    CommandIdReused {
+        /// The command id.
+        command_id: Uuid,
+    },
+    /// An event id is in the log already: nothing was written.
     #[error("event id {event_id} is already in the log")]
-    DuplicateEventId { event_id: Uuid },
+    DuplicateEventId {
+        /// The event id.
+        event_id: Uuid,
+    },
+    /// The request breaks a bound (names which): nothing was sent.
     #[error("invalid append: {0}")]
     InvalidInput(String),
+    /// A stored event does not decode: it is never skipped.
     #[error("stored event at position {global_position} cannot be decoded: {source}")]
     Decode {
+        /// Its global position.
         global_position: u64,
+        /// Why.
         #[source]
         source: order_domain::upcast::DecodeError,
     },
+    /// A domain event could not be encoded.
     #[error(transparent)]
     Encode(#[from] order_domain::upcast::EncodeError),
+    /// The database cannot be reached or the pool is exhausted; retry later.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The database did not answer within the call timeout.
     #[error("the database did not answer in time")]
     Timeout,
+    /// The database refused for lack of a privilege or a constraint.
     #[error("the database refused the change: {0}")]
     Forbidden(String),
+    /// A fenced checkpoint write found another lease token: the transaction rolls back.
     #[error("the lease of subscription {subscription} was lost to another instance")]
-    LeaseLost { subscription: String },
+    LeaseLost {
+        /// The subscription.
+        subscription: String,
+    },
+    /// Anything else the database reported (for logs, not for callers).
     #[error("database error: {0}")]
     Database(String),
 }

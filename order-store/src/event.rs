@@ -17,12 +17,36 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
 /// Longest event type name.
 pub const MAX_EVENT_TYPE_LEN: usize = 100;
+/// Longest category (stream type, the aggregate's name).
+pub const MAX_CATEGORY_LEN: usize = 63;
+
+/// Check a category (the type of a stream, e.g. an aggregate's `CATEGORY`): 1 to
+/// [`MAX_CATEGORY_LEN`] lowercase ASCII letters, digits or `_`, starting with a letter. The
+/// database checks the same.
+pub fn check_category(category: &str) -> Result<(), Error> {
+    let bytes = category.as_bytes();
+    let valid = bytes.first().is_some_and(u8::is_ascii_lowercase)
+        && bytes.len() <= MAX_CATEGORY_LEN
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "category {category:?} must be 1-{MAX_CATEGORY_LEN} lowercase letters, digits or '_', starting with a letter"
+        )))
+    }
+}
 
 /// An event about to be appended: its id, type, schema version and JSON payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
+    /// A unique id (UUID v7 from [`NewEvent::encode`]).
     pub event_id: Uuid,
+    /// The event's type name.
     pub event_type: String,
+    /// The schema version of its payload.
     pub schema_version: u16,
     /// The payload as JSON text.
     pub payload: String,
@@ -44,22 +68,34 @@ impl NewEvent {
 /// An event read back from the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
+    /// Position in the global log (unique, increasing in insertion order, may have gaps).
     pub global_position: u64,
+    /// The writing transaction's id (the first half of the gap-safe order).
     pub transaction_id: Xid8,
+    /// The stream it belongs to.
     pub stream_id: Uuid,
+    /// Its 1-based version within the stream.
     pub stream_version: u64,
+    /// Its unique id.
     pub event_id: Uuid,
+    /// Its type name.
     pub event_type: String,
+    /// The schema version of `payload`.
     pub schema_version: u16,
+    /// The payload as stored (decode it with [`RecordedEvent::decode`]).
     pub payload: serde_json::Value,
+    /// Correlation, causation, trace context, command id, actor.
     pub metadata: Metadata,
+    /// When it was recorded (the writing transaction's time).
     pub recorded_at: SystemTime,
+    /// The stream's type (its aggregate's category, e.g. `order`).
+    pub category: String,
 }
 
 /// The columns every read selects, in the order [`RecordedEvent::from_row`] expects.
 pub(crate) const EVENT_COLUMNS: &str = "global_position, transaction_id, stream_id, \
     stream_version, event_id, event_type, schema_version, payload, command_id, correlation_id, \
-    causation_id, traceparent, tracestate, actor, recorded_at";
+    causation_id, traceparent, tracestate, actor, recorded_at, category";
 
 impl RecordedEvent {
     pub(crate) fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
@@ -81,6 +117,7 @@ impl RecordedEvent {
                 actor: row.try_get(13)?,
             },
             recorded_at: row.try_get(14)?,
+            category: row.try_get(15)?,
         })
     }
 

@@ -59,7 +59,9 @@ pub enum HandleError<E: std::error::Error + 'static> {
 /// The result of a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handled {
+    /// The stream's version after the command.
     pub stream_version: u64,
+    /// The global position of its last event.
     pub global_position: u64,
     /// The aggregate's state label after the command.
     pub status: String,
@@ -138,6 +140,7 @@ impl<A: Aggregate> CommandHandler<A> {
         }
     }
 
+    /// The store it appends to.
     pub fn store(&self) -> &EventStore {
         &self.store
     }
@@ -314,6 +317,7 @@ impl<A: Aggregate> CommandHandler<A> {
             } = batch;
             let append = StreamAppend {
                 stream_id,
+                category: std::borrow::Cow::Borrowed(A::CATEGORY),
                 expected: ExpectedVersion::Exact(version),
                 commands: writes,
             };

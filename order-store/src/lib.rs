@@ -8,7 +8,9 @@
 //!   (a bounded cache); a lost race with another process reads the stream and decides again.
 //! - [`EventStore::read_all`]: the global log in the gap-safe order (writing transaction id,
 //!   then position, fenced at the oldest transaction still in flight), so that no subscriber
-//!   ever skips an event that commits late.
+//!   ever skips an event that commits late; [`EventStore::read_all_in`] the same for the
+//!   streams of some categories (each event records its stream's type, the aggregate's
+//!   `CATEGORY`).
 //! - [`migrate()`]: the SQL migrations, under an advisory lock.
 //! - Failover: a multi-host URL names a primary and its standbys; connections go to whichever
 //!   takes writes, and a connection opened before its server turned read-only or shut down is
@@ -16,6 +18,36 @@
 //!   check and read on one connection ([`EventStore::connection_reaching`]).
 //!
 //! Errors are typed ([`Error`]); SQLSTATEs are mapped by named constants ([`sqlstate`]).
+//!
+//! ```no_run
+//! # async fn example(placement: order_domain::order::PlaceOrder)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use order_domain::{Metadata, Order, OrderCommand};
+//! use order_store::{CommandContext, CommandHandler, Cursor, EventStore, StoreConfig};
+//! use uuid::Uuid;
+//!
+//! let store = EventStore::new(StoreConfig::new("postgres://app@localhost/orders"))?;
+//! let orders = CommandHandler::<Order>::new(store.clone(), 5);
+//! let order_id = Uuid::new_v4();
+//! let context = CommandContext {
+//!     command_id: Uuid::new_v4(), // a retry with the same id answers the first result
+//!     expected_version: None,
+//!     metadata: Metadata::default(),
+//! };
+//! let placed = orders
+//!     .handle(order_id, &OrderCommand::PlaceOrder(placement), &context)
+//!     .await?;
+//! println!("version {} at position {}", placed.stream_version, placed.global_position);
+//!
+//! // The log in the gap-safe order, as subscribers read it.
+//! for event in store.read_all(Cursor::START, 100).await? {
+//!     println!("{} {} {}", event.global_position, event.category, event.event_type);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
 
 mod append;
 mod batch;
@@ -41,8 +73,8 @@ pub use config::DatabaseArgs;
 pub use config::{ServerRole, StoreConfig};
 pub use error::{Error, sqlstate};
 pub use event::{
-    MAX_APPEND_BYTES, MAX_EVENT_TYPE_LEN, MAX_EVENTS_PER_APPEND, MAX_PAYLOAD_BYTES, NewEvent,
-    RecordedEvent,
+    MAX_APPEND_BYTES, MAX_CATEGORY_LEN, MAX_EVENT_TYPE_LEN, MAX_EVENTS_PER_APPEND,
+    MAX_PAYLOAD_BYTES, NewEvent, RecordedEvent, check_category,
 };
 pub use handler::{
     CommandContext, CommandHandler, DEFAULT_CACHED_STREAMS, HandleError, Handled, fingerprint,
@@ -51,7 +83,7 @@ pub use listen::EventListener;
 pub use migrate::migrate;
 pub use probe::ReadinessProbe;
 pub use replica::Reach;
-pub use store::{CommandRecord, EventStore, NOTIFY_CHANNEL};
+pub use store::{CategoryPage, CommandRecord, EventStore, NOTIFY_CHANNEL};
 pub use subscription::{Lease, SubscriptionState, advance_checkpoint};
 pub use xid::{Cursor, CursorParseError, Xid8};
 

@@ -65,6 +65,38 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
     })
 }
 
+/// Apply the pending migrations up to and including `version` only (tests of a migration
+/// on a database as an older release left it), under the same lock as [`migrate`].
+pub async fn migrate_to(config: &StoreConfig, version: i32) -> Result<MigrationReport, Error> {
+    let mut client = config.connect().await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = async {
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+            .await?;
+        runner()
+            .set_target(refinery::Target::Version(version))
+            .run_async(&mut client)
+            .await
+            .map_err(|e| Error::Database(format!("migration failed: {}", chain(&e))))
+    }
+    .await;
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    let report = result?;
+    Ok(MigrationReport {
+        applied: report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+        version,
+    })
+}
+
 /// What [`plan`] found in the database's schema history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationPlan {

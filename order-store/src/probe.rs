@@ -15,6 +15,7 @@ pub struct ReadinessProbe {
 }
 
 impl ReadinessProbe {
+    /// A probe connecting with `config`.
     pub fn new(config: StoreConfig) -> Self {
         Self {
             config,

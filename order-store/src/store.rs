@@ -47,11 +47,24 @@ struct Inner {
     writers: Vec<mpsc::Sender<Job>>,
 }
 
+/// What [`EventStore::read_all_in`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategoryPage {
+    /// The events of the categories asked for, in the gap-safe order.
+    pub events: Vec<RecordedEvent>,
+    /// The cursor of the last event read, of any category; `None` when nothing was read (the
+    /// subscriber is at the head of what is visible).
+    pub end: Option<Cursor>,
+}
+
 /// What a command id was recorded with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
+    /// The stream the command was appended to.
     pub stream_id: Uuid,
+    /// The request's fingerprint.
     pub fingerprint: Vec<u8>,
+    /// Where its events landed.
     pub committed: Committed,
 }
 
@@ -88,10 +101,12 @@ impl EventStore {
         Ok(store)
     }
 
+    /// The connection pool (for reads and transactions of your own).
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
     }
 
+    /// The settings it was built with.
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
     }
@@ -139,6 +154,7 @@ impl EventStore {
         validate(&request)?;
         let append = StreamAppend {
             stream_id: request.stream_id,
+            category: request.category.to_owned().into(),
             expected: request.expected,
             commands: vec![CommandWrite {
                 events: request.events.to_vec(),
@@ -443,6 +459,53 @@ impl EventStore {
         .await
     }
 
+    /// [`EventStore::read_all`] for a subscriber of some categories (stream types): the next
+    /// `limit` events of the log after `after`, in the same gap-safe order and behind the same
+    /// fence, of which those of `categories` are returned. [`CategoryPage::end`] is the cursor
+    /// of the last event read, whichever its category: the subscriber has then seen every
+    /// event of its categories up to it, and checkpoints it, so that it moves through the log
+    /// (and its lag stays meaningful) even while none of its events arrive. The payloads of
+    /// other categories are not sent.
+    pub async fn read_all_in(
+        &self,
+        after: Cursor,
+        limit: u32,
+        categories: &[&str],
+    ) -> Result<CategoryPage, Error> {
+        self.timed(async {
+            let client = self.inner.pool.get().await?;
+            let statement = client.prepare_cached(&READ_ALL_IN_SQL).await?;
+            let position = i64::try_from(after.global_position).unwrap_or(i64::MAX);
+            let rows = client
+                .query(
+                    &statement,
+                    &[
+                        &after.transaction_id,
+                        &position,
+                        &i64::from(limit),
+                        &categories,
+                    ],
+                )
+                .await?;
+            let mut page = CategoryPage {
+                events: Vec::with_capacity(rows.len()),
+                end: None,
+            };
+            for row in &rows {
+                let category: &str = row.try_get(15)?;
+                if categories.contains(&category) {
+                    page.events.push(RecordedEvent::from_row(row)?);
+                }
+                page.end = Some(Cursor {
+                    transaction_id: row.try_get(1)?,
+                    global_position: row.try_get::<_, i64>(0)? as u64,
+                });
+            }
+            Ok(page)
+        })
+        .await
+    }
+
     /// A cursor from which [`EventStore::read_all`] delivers every event whose global
     /// position is greater than `position` (along with some at or below it, which the caller
     /// skips). Positions alone are no resume point: a transaction may commit an event below
@@ -626,6 +689,21 @@ static READ_STREAM_SQL: LazyLock<String> = LazyLock::new(|| {
 static READ_ALL_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {EVENT_COLUMNS} FROM orders.events \
+         WHERE (transaction_id, global_position) > ($1::xid8, $2::int8) \
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY transaction_id, global_position \
+         LIMIT $3"
+    )
+});
+
+/// As [`READ_ALL_SQL`], with the payload only for the categories in `$4`.
+static READ_ALL_IN_SQL: LazyLock<String> = LazyLock::new(|| {
+    let columns = EVENT_COLUMNS.replace(
+        "payload",
+        "CASE WHEN category = ANY($4::text[]) THEN payload END",
+    );
+    format!(
+        "SELECT {columns} FROM orders.events \
          WHERE (transaction_id, global_position) > ($1::xid8, $2::int8) \
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
          ORDER BY transaction_id, global_position \

@@ -18,23 +18,36 @@ use crate::xid::{Cursor, Xid8};
 /// The right to advance one subscription's checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    /// The subscription's name.
     pub subscription: String,
+    /// Who holds it.
     pub owner: String,
+    /// Increased by every acquisition: the fence of checkpoint writes.
     pub token: i64,
 }
 
 /// A subscription as the database records it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionState {
+    /// The subscription's name.
     pub name: String,
+    /// How far it is.
     pub checkpoint: Cursor,
+    /// Who holds its lease (possibly expired).
     pub owner: Option<String>,
+    /// The current lease token.
     pub lease_token: i64,
+    /// When the lease runs out.
     pub lease_expires_at: Option<SystemTime>,
+    /// Events applied since it began.
     pub events_processed: u64,
+    /// When the last applied event was recorded.
     pub last_event_at: Option<SystemTime>,
+    /// The last error, cleared by the next checkpoint.
     pub last_error: Option<String>,
+    /// When it happened.
     pub last_error_at: Option<SystemTime>,
+    /// When the row last changed.
     pub updated_at: SystemTime,
 }
 

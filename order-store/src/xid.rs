@@ -46,7 +46,9 @@ impl ToSql for Xid8 {
 /// nothing, even when transactions committed out of position order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Cursor {
+    /// The writing transaction's id.
     pub transaction_id: Xid8,
+    /// The event's global position.
     pub global_position: u64,
 }
 

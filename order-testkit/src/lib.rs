@@ -5,6 +5,8 @@
 //! by `scripts/dev up`). A test that needs a service which is not running fails with a message
 //! naming the command that starts it; nothing is skipped silently.
 
+#![deny(missing_docs)]
+
 pub mod pg;
 pub mod replication;
 pub mod settings;

@@ -109,6 +109,7 @@ impl TestDatabase {
         Self { name, url }
     }
 
+    /// The database's name (printed when a failed test keeps it).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -422,6 +423,7 @@ impl PrivateCluster {
         }
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -472,6 +474,7 @@ impl PrivateCluster {
         Ok(())
     }
 
+    /// Stop the server (`mode`: fast or immediate).
     pub fn stop(&self, mode: StopMode) -> Result<(), String> {
         let mode = match mode {
             StopMode::Fast => "fast",
@@ -480,6 +483,7 @@ impl PrivateCluster {
         self.pg_ctl(&["stop", "-w", "-m", mode])
     }
 
+    /// Start the stopped server again on the same port and data.
     pub fn start_again(&self) -> Result<(), String> {
         self.pg_ctl(&["start", "-w", "-t", "60"])
     }

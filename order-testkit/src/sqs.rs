@@ -57,7 +57,9 @@ fn unreachable_message(cause: &str) -> String {
 /// A FIFO queue and its FIFO dead-letter queue, named uniquely for one test.
 #[derive(Debug, Clone)]
 pub struct QueuePair {
+    /// The FIFO queue.
     pub queue_url: String,
+    /// Its dead-letter queue.
     pub dlq_url: String,
 }
 
@@ -89,6 +91,7 @@ mod tests {
 #[derive(Debug)]
 pub struct PrivateEmulator {
     child: std::process::Child,
+    /// The emulator's URL.
     pub endpoint: String,
 }
 
@@ -148,6 +151,7 @@ impl PrivateEmulator {
         panic!("the private SQS emulator did not start");
     }
 
+    /// A client of this emulator.
     pub fn client(&self) -> Client {
         client_for(&self.endpoint)
     }

@@ -52,12 +52,15 @@ impl OrderLine {
         })
     }
 
+    /// The article.
     pub fn sku(&self) -> &Sku {
         &self.sku
     }
+    /// How many.
     pub fn quantity(&self) -> Quantity {
         self.quantity
     }
+    /// The price of one unit.
     pub fn unit_price(&self) -> Money {
         self.unit_price
     }
@@ -98,6 +101,7 @@ pub struct PlaceOrder {
 }
 
 impl PlaceOrder {
+    /// A placement of `lines` (see the type's rules; the total is computed).
     pub fn new(
         customer_id: CustomerId,
         lines: Vec<OrderLine>,
@@ -114,18 +118,23 @@ impl PlaceOrder {
         })
     }
 
+    /// Who orders.
     pub fn customer_id(&self) -> CustomerId {
         self.customer_id
     }
+    /// What is ordered.
     pub fn lines(&self) -> &[OrderLine] {
         &self.lines
     }
+    /// The sum of the lines.
     pub fn total(&self) -> Money {
         self.total
     }
+    /// Where it ships.
     pub fn shipping_address(&self) -> &Address {
         &self.shipping_address
     }
+    /// How fast it ships.
     pub fn shipping_method(&self) -> ShippingMethod {
         self.shipping_method
     }
@@ -134,16 +143,22 @@ impl PlaceOrder {
 /// One order line as raw API values.
 #[derive(Debug, Clone, Default)]
 pub struct LineInput<'a> {
+    /// The article's SKU.
     pub sku: &'a str,
+    /// How many (1 to the quantity bound).
     pub quantity: i64,
+    /// ISO-4217 currency of the unit price.
     pub currency: &'a str,
+    /// The price of one unit in minor units.
     pub unit_price_minor: i64,
 }
 
 /// A placement as raw API values; [`PlaceOrder::parse`] validates it.
 #[derive(Debug, Clone, Default)]
 pub struct PlaceOrderInput<'a> {
+    /// The customer's id (a UUID).
     pub customer_id: &'a str,
+    /// The lines.
     pub lines: Vec<LineInput<'a>>,
     /// `None` when the caller sent no address.
     pub shipping_address: Option<AddressInput<'a>>,
@@ -236,33 +251,55 @@ pub(crate) fn order_total(lines: &[OrderLine]) -> Result<Money, ValidationError>
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum OrderCommand {
+    /// Place a new order.
     PlaceOrder(PlaceOrder),
+    /// Record the inventory reservation.
     ReserveInventory {
+        /// The inventory system's reservation.
         reservation_id: ReservationId,
     },
+    /// Inventory is unavailable: the order is cancelled.
     RejectInventory {
+        /// Why.
         reason: Reason,
     },
+    /// Record the payment authorization (of exactly the order's total).
     AuthorizePayment {
+        /// The payment provider's id.
         payment_id: PaymentId,
+        /// The authorized amount.
         amount: Money,
     },
+    /// The payment failed: compensations, then cancelled.
     FailPayment {
+        /// Why.
         reason: Reason,
     },
+    /// Confirm the order, capturing the payment.
     ConfirmOrder,
+    /// Start fulfilment.
     StartFulfillment,
+    /// Record the shipment.
     ShipOrder {
+        /// Who carries it.
         carrier: Carrier,
+        /// The carrier's tracking number.
         tracking_number: TrackingNumber,
     },
+    /// Record the delivery.
     DeliverOrder,
+    /// Complete the order.
     CompleteOrder,
+    /// Cancel: at once, or through compensations when something was reserved or paid.
     CancelOrder {
+        /// Why.
         reason: Reason,
     },
+    /// Record that the reserved inventory was released (a compensation).
     ReleaseInventory,
+    /// Refund captured money (a compensation, or a partial refund).
     RefundPayment {
+        /// How much.
         amount: Money,
     },
 }
@@ -270,22 +307,36 @@ pub enum OrderCommand {
 /// The kind of a command without its data, named as the RPC that carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CommandKind {
+    /// [`OrderCommand::PlaceOrder`].
     PlaceOrder,
+    /// [`OrderCommand::ReserveInventory`].
     ReserveInventory,
+    /// [`OrderCommand::RejectInventory`].
     RejectInventory,
+    /// [`OrderCommand::AuthorizePayment`].
     AuthorizePayment,
+    /// [`OrderCommand::FailPayment`].
     FailPayment,
+    /// [`OrderCommand::ConfirmOrder`].
     ConfirmOrder,
+    /// [`OrderCommand::StartFulfillment`].
     StartFulfillment,
+    /// [`OrderCommand::ShipOrder`].
     ShipOrder,
+    /// [`OrderCommand::DeliverOrder`].
     DeliverOrder,
+    /// [`OrderCommand::CompleteOrder`].
     CompleteOrder,
+    /// [`OrderCommand::CancelOrder`].
     CancelOrder,
+    /// [`OrderCommand::ReleaseInventory`].
     ReleaseInventory,
+    /// [`OrderCommand::RefundPayment`].
     RefundPayment,
 }
 
 impl CommandKind {
+    /// Every kind, in the order of the state machine.
     pub const ALL: [CommandKind; 13] = [
         Self::PlaceOrder,
         Self::ReserveInventory,
@@ -302,6 +353,7 @@ impl CommandKind {
         Self::RefundPayment,
     ];
 
+    /// The kind's name, as the RPC that carries it (e.g. `PlaceOrder`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PlaceOrder => "PlaceOrder",
@@ -328,6 +380,7 @@ impl fmt::Display for CommandKind {
 }
 
 impl OrderCommand {
+    /// The command's kind.
     pub fn kind(&self) -> CommandKind {
         match self {
             Self::PlaceOrder(_) => CommandKind::PlaceOrder,
@@ -349,18 +402,21 @@ impl OrderCommand {
 
 /// Convenience constructors that validate raw API values and name the offending field.
 impl OrderCommand {
+    /// [`OrderCommand::ReserveInventory`], validating the reservation id.
     pub fn reserve_inventory(reservation_id: &str) -> Result<Self, ValidationError> {
         Ok(Self::ReserveInventory {
             reservation_id: ReservationId::parse(reservation_id).field("reservation_id")?,
         })
     }
 
+    /// [`OrderCommand::RejectInventory`], validating the reason.
     pub fn reject_inventory(reason: &str) -> Result<Self, ValidationError> {
         Ok(Self::RejectInventory {
             reason: Reason::parse(reason).field("reason")?,
         })
     }
 
+    /// [`OrderCommand::AuthorizePayment`], validating the payment id and amount.
     pub fn authorize_payment(
         payment_id: &str,
         currency: &str,
@@ -372,12 +428,14 @@ impl OrderCommand {
         })
     }
 
+    /// [`OrderCommand::FailPayment`], validating the reason.
     pub fn fail_payment(reason: &str) -> Result<Self, ValidationError> {
         Ok(Self::FailPayment {
             reason: Reason::parse(reason).field("reason")?,
         })
     }
 
+    /// [`OrderCommand::ShipOrder`], validating the carrier and tracking number.
     pub fn ship_order(carrier: &str, tracking_number: &str) -> Result<Self, ValidationError> {
         Ok(Self::ShipOrder {
             carrier: Carrier::parse(carrier).field("carrier")?,
@@ -385,12 +443,14 @@ impl OrderCommand {
         })
     }
 
+    /// [`OrderCommand::CancelOrder`], validating the reason.
     pub fn cancel_order(reason: &str) -> Result<Self, ValidationError> {
         Ok(Self::CancelOrder {
             reason: Reason::parse(reason).field("reason")?,
         })
     }
 
+    /// [`OrderCommand::RefundPayment`], validating the amount (positive).
     pub fn refund_payment(currency: &str, amount_minor: i64) -> Result<Self, ValidationError> {
         Ok(Self::RefundPayment {
             amount: Money::parse_positive(currency, amount_minor).field("amount")?,

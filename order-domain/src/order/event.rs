@@ -16,13 +16,19 @@ use crate::values::{
     Address, Carrier, CustomerId, PaymentId, Reason, ReservationId, ShippingMethod, TrackingNumber,
 };
 
+/// The order was placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawOrderPlaced")]
 pub struct OrderPlaced {
+    /// Who ordered.
     pub customer_id: CustomerId,
+    /// What was ordered.
     pub lines: Vec<OrderLine>,
+    /// The sum of the lines.
     pub total: Money,
+    /// Where it ships.
     pub shipping_address: Address,
+    /// How fast it ships.
     pub shipping_method: ShippingMethod,
 }
 
@@ -56,28 +62,37 @@ impl TryFrom<RawOrderPlaced> for OrderPlaced {
     }
 }
 
+/// Inventory was reserved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryReserved {
+    /// The inventory system's reservation.
     pub reservation_id: ReservationId,
 }
 
+/// Inventory was unavailable (the order is cancelled).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryUnavailable {
+    /// Why.
     pub reason: Reason,
 }
 
+/// The payment was authorized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentAuthorized {
+    /// The payment provider's id.
     pub payment_id: PaymentId,
+    /// The authorized amount.
     pub amount: Money,
 }
 
+/// The payment failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentFailed {
+    /// Why.
     pub reason: Reason,
 }
 
@@ -85,24 +100,31 @@ pub struct PaymentFailed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderConfirmed {
+    /// The amount captured.
     pub captured: Money,
 }
 
+/// Fulfilment started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FulfillmentStarted {}
 
+/// The order was shipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderShipped {
+    /// Who carries it.
     pub carrier: Carrier,
+    /// The carrier's tracking number.
     pub tracking_number: TrackingNumber,
 }
 
+/// The order was delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderDelivered {}
 
+/// The order was completed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderCompleted {}
@@ -117,10 +139,13 @@ pub enum PaymentAction {
     Refund,
 }
 
+/// A payment compensation owed by a cancellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentCompensation {
+    /// Void or refund.
     pub action: PaymentAction,
+    /// How much.
     pub amount: Money,
 }
 
@@ -129,31 +154,41 @@ pub struct PaymentCompensation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CancellationRequested {
+    /// Why.
     pub reason: Reason,
+    /// Whether reserved inventory must be released.
     pub release_inventory: bool,
+    /// The payment compensation owed, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<PaymentCompensation>,
 }
 
+/// The reserved inventory was released.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryReleased {}
 
+/// An authorization was voided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentVoided {
+    /// How much.
     pub amount: Money,
 }
 
+/// Captured money was refunded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentRefunded {
+    /// How much.
     pub amount: Money,
 }
 
+/// The order was cancelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderCancelled {
+    /// Why.
     pub reason: Reason,
 }
 
@@ -162,7 +197,7 @@ macro_rules! order_events {
         /// Everything that can happen to an order.
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub enum OrderEvent {
-            $($name($name),)*
+            $(#[doc = concat!("[`", stringify!($name), "`]")] $name($name),)*
         }
 
         impl OrderEvent {

@@ -31,19 +31,30 @@ use crate::values::{
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
+    /// Placed; nothing reserved or paid yet.
     Placed,
+    /// Inventory reserved.
     InventoryReserved,
+    /// Payment authorized.
     PaymentAuthorized,
+    /// Confirmed, the payment captured.
     Confirmed,
+    /// Being fulfilled.
     Processing,
+    /// Shipped.
     Shipped,
+    /// Delivered.
     Delivered,
+    /// Completed (final).
     Completed,
+    /// Cancellation asked for; compensations owed.
     CancellationPending,
+    /// Cancelled (final).
     Cancelled,
 }
 
 impl Status {
+    /// Every status, in the order of the state machine.
     pub const ALL: [Status; 10] = [
         Self::Placed,
         Self::InventoryReserved,
@@ -57,6 +68,7 @@ impl Status {
         Self::Cancelled,
     ];
 
+    /// The status's name (e.g. `Placed`), as stored in the read model.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Placed => "Placed",
@@ -100,20 +112,34 @@ impl fmt::Display for Status {
 /// A state-dependent rule a command broke (its input was well-formed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleViolation {
+    /// An amount is in another currency than the order.
     #[error("{field} is in {found} but the order is in {expected}")]
     CurrencyMismatch {
+        /// The command field.
         field: &'static str,
+        /// The order's currency.
         expected: Currency,
+        /// The field's currency.
         found: Currency,
     },
+    /// An amount differs from the one the rule requires.
     #[error("{field} must be exactly {expected}, got {found}")]
     AmountMismatch {
+        /// The command field.
         field: &'static str,
+        /// The amount required.
         expected: Money,
+        /// The amount given.
         found: Money,
     },
+    /// A refund above what was captured and not yet refunded.
     #[error("refund of {requested} exceeds the refundable {refundable}")]
-    RefundExceedsCaptured { refundable: Money, requested: Money },
+    RefundExceedsCaptured {
+        /// What can still be refunded.
+        refundable: Money,
+        /// What was asked for.
+        requested: Money,
+    },
 }
 
 impl RuleViolation {
@@ -129,15 +155,21 @@ impl RuleViolation {
 /// Why an order refused a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
+    /// No order with that id was placed.
     #[error("the order does not exist")]
     NotFound,
+    /// An order with that id exists already.
     #[error("the order already exists")]
     AlreadyExists,
+    /// The command is not allowed in the order's status.
     #[error("{command} is not allowed when the order is {status}")]
     InvalidTransition {
+        /// The command refused.
         command: CommandKind,
+        /// The order's status.
         status: Status,
     },
+    /// A rule about the command's values.
     #[error(transparent)]
     Rule(#[from] RuleViolation),
 }
@@ -145,7 +177,9 @@ pub enum OrderError {
 /// Compensations still owed before a pending cancellation completes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PendingCompensations {
+    /// Reserved inventory must be released.
     pub release_inventory: bool,
+    /// A payment must be voided or refunded.
     pub payment: Option<PaymentCompensation>,
 }
 
@@ -176,48 +210,63 @@ pub struct OrderDetails {
 }
 
 impl OrderDetails {
+    /// Where the order is in its life.
     pub fn status(&self) -> Status {
         self.status
     }
+    /// Who ordered.
     pub fn customer_id(&self) -> CustomerId {
         self.customer_id
     }
+    /// What was ordered.
     pub fn lines(&self) -> &[OrderLine] {
         &self.lines
     }
+    /// The order's currency.
     pub fn currency(&self) -> Currency {
         self.total.currency()
     }
+    /// The sum of the lines.
     pub fn total(&self) -> Money {
         self.total
     }
+    /// Where it ships.
     pub fn shipping_address(&self) -> &Address {
         &self.shipping_address
     }
+    /// How fast it ships.
     pub fn shipping_method(&self) -> ShippingMethod {
         self.shipping_method
     }
+    /// The inventory reservation, once reserved.
     pub fn reservation_id(&self) -> Option<&ReservationId> {
         self.reservation_id.as_ref()
     }
+    /// The payment, once authorized.
     pub fn payment_id(&self) -> Option<&PaymentId> {
         self.payment_id.as_ref()
     }
+    /// The authorized amount (0 before authorization or after a void).
     pub fn authorized(&self) -> Money {
         self.authorized
     }
+    /// The captured amount.
     pub fn captured(&self) -> Money {
         self.captured
     }
+    /// The refunded amount.
     pub fn refunded(&self) -> Money {
         self.refunded
     }
+    /// Carrier and tracking number, once shipped.
     pub fn shipment(&self) -> Option<(&Carrier, &TrackingNumber)> {
         self.shipment.as_ref().map(|(c, t)| (c, t))
     }
+    /// Compensations owed by a pending cancellation.
     pub fn pending_compensations(&self) -> PendingCompensations {
         self.pending
     }
+    /// Why it was cancelled, once a cancellation was asked for.
     pub fn cancellation_reason(&self) -> Option<&Reason> {
         self.cancellation_reason.as_ref()
     }
@@ -242,6 +291,7 @@ impl Order {
         self.details.as_ref()
     }
 
+    /// The order's status, or `None` while it was never placed.
     pub fn status(&self) -> Option<Status> {
         self.details.as_ref().map(|d| d.status)
     }

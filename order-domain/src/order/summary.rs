@@ -10,19 +10,30 @@ use crate::values::CustomerId;
 /// One order as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderSummary {
+    /// Who ordered.
     pub customer_id: CustomerId,
+    /// Where the order is in its life.
     pub status: Status,
+    /// The sum of the lines.
     pub total: Money,
+    /// The captured amount.
     pub captured: Money,
+    /// The refunded amount.
     pub refunded: Money,
+    /// How many lines.
     pub line_count: u32,
 }
 
 /// Why an event could not be applied to a summary.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SummaryError {
+    /// An event of an order never placed.
     #[error("{event_type} for an order that was never placed")]
-    NotPlaced { event_type: &'static str },
+    NotPlaced {
+        /// The event's type.
+        event_type: &'static str,
+    },
+    /// A second placement.
     #[error("OrderPlaced for an order that exists")]
     PlacedTwice,
 }

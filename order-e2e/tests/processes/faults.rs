@@ -128,3 +128,8 @@ async fn failover_to_the_synchronous_standby_mid_load() {
         "commands were acknowledged after the promotion: {report:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_a_teams_projector_in_catch_up_and_replay_mid_load() {
+    once(Scenario::KillExampleProjector).await;
+}

@@ -85,7 +85,7 @@ async fn an_undecodable_event_stops_the_subscription_and_is_never_skipped() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, StepError::Undecodable(reason) if reason.contains("OrderTeleported")),
+        matches!(&error, StepError::Stopped(reason) if reason.contains("OrderTeleported")),
         "{error}"
     );
     assert_eq!(
@@ -103,6 +103,7 @@ async fn an_undecodable_event_stops_the_subscription_and_is_never_skipped() {
         lease_ttl: Duration::from_secs(10),
         poll: Duration::from_millis(50),
         standby_poll: Duration::from_millis(50),
+        ..RunSettings::default()
     };
     let task = tokio::spawn(run(
         read_model_subscription(1),

@@ -5,22 +5,38 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use order_projector::replay::{Progress, ReplayError, ReplayOptions, replay};
+use order_projector::replay::{Progress, ReplayError, ReplayOptions, ReplayReport};
 use order_projector::subscription::{RunSettings, run};
+use order_projector::{ReadModel, SqsPublisher, Subscription};
 use order_store::EventListener;
 use tokio::sync::watch;
 
 use crate::support::*;
 
-fn options(batch_orders: usize) -> ReplayOptions {
+fn options() -> ReplayOptions {
     ReplayOptions {
-        projection: "read_model".into(),
         owner: "replay-test".into(),
-        batch_orders,
         page: 97,
         progress: Progress::None,
         lease_ttl: Duration::from_secs(30),
+        allow_older: false,
+        bulk: true,
     }
+}
+
+/// Rebuild the read model holding at most `batch_orders` orders in memory.
+async fn replay(
+    store: &order_store::EventStore,
+    batch_orders: usize,
+) -> Result<ReplayReport, ReplayError> {
+    let (_stop, shutdown) = watch::channel(false);
+    order_projector::replay::replay(
+        store,
+        &Subscription::projection(ReadModel::new().batch_orders(batch_orders)),
+        &options(),
+        &shutdown,
+    )
+    .await
 }
 
 async fn project_live(f: &Fixture) {
@@ -38,8 +54,8 @@ async fn replay_rebuilds_the_read_model_and_swaps_it_in() {
     let client = f.db.connect().await;
     client.batch_execute("UPDATE orders.order_summaries SET status = 'Placed', refunded_minor = 0; DELETE FROM orders.customer_totals").await.unwrap();
 
-    let report = replay(&f.store, &options(250_000)).await.unwrap();
-    assert_eq!(report.orders, 80);
+    let report = replay(&f.store, 250_000).await.unwrap();
+    assert_eq!(report.rows[0], ("order_summaries".to_owned(), 80));
     assert_eq!(read_model(&f.db).await, expected_from_log(&f.store).await);
     totals_consistent(&f.db).await;
     assert_eq!(
@@ -80,6 +96,28 @@ async fn replay_rebuilds_the_read_model_and_swaps_it_in() {
 }
 
 #[tokio::test]
+async fn replay_without_the_bulk_path_builds_the_same_tables() {
+    let f = fixture().await;
+    write_orders(&f.handler, 60, 6).await;
+    everything_visible(&f.store).await;
+    let (_stop, shutdown) = watch::channel(false);
+    let report = order_projector::replay::replay(
+        &f.store,
+        &Subscription::projection(ReadModel::new()),
+        &ReplayOptions {
+            bulk: false,
+            ..options()
+        },
+        &shutdown,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rows[0], ("order_summaries".to_owned(), 60));
+    assert_eq!(read_model(&f.db).await, expected_from_log(&f.store).await);
+    totals_consistent(&f.db).await;
+}
+
+#[tokio::test]
 async fn replay_with_bounded_memory_builds_the_same_tables() {
     let f = fixture().await;
     write_orders(&f.handler, 60, 6).await;
@@ -87,7 +125,7 @@ async fn replay_with_bounded_memory_builds_the_same_tables() {
     // newest events for a moment (the live projector picks them up after the swap).
     everything_visible(&f.store).await;
     // At most 7 orders in memory: rows are written out and fetched back again and again.
-    replay(&f.store, &options(7)).await.unwrap();
+    replay(&f.store, 7).await.unwrap();
     assert_eq!(read_model(&f.db).await, expected_from_log(&f.store).await);
     totals_consistent(&f.db).await;
 }
@@ -126,7 +164,7 @@ async fn readers_during_a_replay_always_see_a_complete_table() {
             })
         })
         .collect();
-    replay(&f.store, &options(25)).await.unwrap();
+    replay(&f.store, 25).await.unwrap();
     stop.store(true, Ordering::Relaxed);
     for reader in readers {
         reader.await.unwrap();
@@ -151,11 +189,12 @@ async fn replay_preempts_the_live_projector_which_resumes_afterwards() {
             lease_ttl: Duration::from_secs(2),
             poll: Duration::from_millis(50),
             standby_poll: Duration::from_millis(100),
+            ..RunSettings::default()
         },
         shutdown,
     ));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    replay(&f.store, &options(1000)).await.unwrap();
+    replay(&f.store, 1000).await.unwrap();
     write_orders(&f.handler, 10, 2).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while read_model(&f.db).await != expected_from_log(&f.store).await {
@@ -171,15 +210,21 @@ async fn replay_preempts_the_live_projector_which_resumes_afterwards() {
 }
 
 #[tokio::test]
-async fn an_unknown_projection_is_refused_and_changes_nothing() {
+async fn replaying_a_sink_is_refused_and_changes_nothing() {
     let f = fixture().await;
-    let result = replay(
+    let publisher = order_projector::sqs::Publisher::new(
+        order_testkit::sqs::client(),
+        "http://127.0.0.1:1/nowhere".into(),
+        1,
+    );
+    let (_stop, shutdown) = watch::channel(false);
+    let result = order_projector::replay::replay(
         &f.store,
-        &ReplayOptions {
-            projection: "nope".into(),
-            ..options(10)
-        },
+        &Subscription::sink(SqsPublisher::new(publisher)),
+        &options(),
+        &shutdown,
     )
     .await;
-    assert!(matches!(result, Err(ReplayError::UnknownProjection(_))));
+    assert!(matches!(result, Err(ReplayError::UnknownProjection { .. })));
+    assert!(f.store.subscriptions().await.unwrap().is_empty());
 }

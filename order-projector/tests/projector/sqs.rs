@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use order_messages::CloudEvent;
 use order_projector::sqs::Publisher;
-use order_projector::subscription::{Sink, Subscription};
+use order_projector::{SqsPublisher, Subscription};
 use order_store::Cursor;
 use order_testkit::sqs::{self, PrivateEmulator, drain_queue, fifo_queue_pair_on};
 use uuid::Uuid;
@@ -14,11 +14,7 @@ use uuid::Uuid;
 use crate::support::*;
 
 fn subscription(publisher: Publisher, page: u32) -> Subscription {
-    Subscription {
-        name: "sqs_publisher".into(),
-        sink: Sink::Sqs(publisher),
-        page,
-    }
+    Subscription::sink(SqsPublisher::new(publisher).page(page))
 }
 
 /// Every event id of the log.
@@ -120,9 +116,15 @@ async fn republishing_a_range_reuses_the_deduplication_ids() {
 
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let head = f.store.head_position().await.unwrap();
-    let resent = order_projector::republish::republish(&f.store, &publisher, 1, head, &shutdown)
-        .await
-        .unwrap();
+    let resent = order_projector::republish::republish(
+        &f.store,
+        &SqsPublisher::new(publisher),
+        1,
+        head,
+        &shutdown,
+    )
+    .await
+    .unwrap();
     assert_eq!(resent as usize, published);
     let messages = drain_queue(&sqs::client(), &pair.queue_url).await;
     assert_eq!(

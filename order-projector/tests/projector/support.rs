@@ -6,8 +6,7 @@ use std::time::Duration;
 use order_domain::order::{LineInput, PlaceOrder, PlaceOrderInput};
 use order_domain::values::{AddressInput, ShippingMethod};
 use order_domain::{Aggregate, Order, OrderCommand, OrderEvent};
-use order_projector::read_model::ReadModel;
-use order_projector::subscription::{Sink, Step, Subscription};
+use order_projector::{ReadModel, Step, Subscription};
 use order_store::{CommandContext, CommandHandler, Cursor, EventStore, Lease, StoreConfig};
 use order_testkit::pg::TestDatabase;
 use tokio::sync::watch;
@@ -226,11 +225,7 @@ pub async fn totals_consistent(db: &TestDatabase) -> BTreeMap<(Uuid, String), (i
 }
 
 pub fn read_model_subscription(page: u32) -> Subscription {
-    Subscription {
-        name: "read_model".into(),
-        sink: Sink::ReadModel(ReadModel::default()),
-        page,
-    }
+    Subscription::projection(ReadModel::new().page(page))
 }
 
 pub async fn lease(store: &EventStore, name: &str, owner: &str) -> (Lease, Cursor) {

@@ -96,6 +96,7 @@ async fn metadata_is_stored_in_typed_columns_and_read_back() {
     t.store
         .append(AppendRequest {
             stream_id: stream,
+            category: "test",
             expected: ExpectedVersion::NoStream,
             events: &[event("m")],
             metadata: &metadata,

@@ -99,6 +99,7 @@ async fn oversized_or_malformed_appends_are_refused_and_write_nothing() {
             .store
             .append(AppendRequest {
                 stream_id: Uuid::new_v4(),
+                category: "test",
                 expected: ExpectedVersion::Any,
                 events: &events,
                 metadata: &metadata,

@@ -50,6 +50,7 @@ async fn concurrent_appends_are_grouped_and_each_gets_its_own_result() {
             let result = store
                 .append(AppendRequest {
                     stream_id: stream,
+                    category: "test",
                     expected,
                     events: &events,
                     metadata: &metadata,

@@ -15,6 +15,7 @@ fn request<'a>(
 ) -> AppendRequest<'a> {
     AppendRequest {
         stream_id,
+        category: "test",
         expected,
         events,
         metadata,

@@ -5,6 +5,7 @@
 
 mod append;
 mod bad_input;
+mod categories;
 mod concurrency;
 mod errors;
 mod failover;

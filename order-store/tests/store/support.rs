@@ -56,6 +56,7 @@ pub async fn append(
     let outcome = store
         .append(AppendRequest {
             stream_id,
+            category: "test",
             expected,
             events,
             metadata: &metadata,

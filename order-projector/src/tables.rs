@@ -1,0 +1,344 @@
+//! A projection's tables in the database: the registry (`orders.projections`), creating the
+//! live tables of a new projection, shadow tables for a rebuild, and the atomic swap.
+
+use order_store::deadpool_postgres::GenericClient;
+
+use crate::projection::{SCHEMA, Table, Transaction};
+use crate::subscription::Schema;
+
+/// A projection as the registry records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Registered {
+    pub version: u32,
+    pub tables: Vec<String>,
+}
+
+/// Why a projection's tables could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SetupError {
+    #[error(
+        "table {SCHEMA}.{table} already exists and belongs to no registered projection: drop it or give projection {projection} another table name (nothing was changed)"
+    )]
+    TableTaken { projection: String, table: String },
+    #[error(transparent)]
+    Store(#[from] order_store::Error),
+}
+
+impl From<order_store::tokio_postgres::Error> for SetupError {
+    fn from(error: order_store::tokio_postgres::Error) -> Self {
+        Self::Store(error.into())
+    }
+}
+
+impl From<SetupError> for crate::subscription::StepError {
+    fn from(error: SetupError) -> Self {
+        match error {
+            SetupError::Store(store) => store.into(),
+            taken @ SetupError::TableTaken { .. } => Self::Stopped(taken.to_string()),
+        }
+    }
+}
+
+/// The registry's row of `name`, if any.
+pub(crate) async fn registered<C: GenericClient>(
+    client: &C,
+    name: &str,
+) -> Result<Option<Registered>, order_store::Error> {
+    let row = client
+        .query_opt(
+            "SELECT version, tables FROM orders.projections WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => Some(Registered {
+            version: row.try_get::<_, i32>(0)? as u32,
+            tables: row.try_get(1)?,
+        }),
+        None => None,
+    })
+}
+
+/// Every registered projection: name, version, tables.
+pub(crate) async fn all_registered<C: GenericClient>(
+    client: &C,
+) -> Result<Vec<(String, Registered)>, order_store::Error> {
+    let rows = client
+        .query(
+            "SELECT name, version, tables FROM orders.projections ORDER BY name",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                Registered {
+                    version: row.try_get::<_, i32>(1)? as u32,
+                    tables: row.try_get(2)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+async fn exists<C: GenericClient>(client: &C, table: &str) -> Result<bool, order_store::Error> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{SCHEMA}.{table}")],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// The declared tables that do not exist.
+pub(crate) async fn missing<C: GenericClient>(
+    client: &C,
+    tables: &[Table],
+) -> Result<Vec<String>, order_store::Error> {
+    let mut missing = Vec::new();
+    for table in tables {
+        if !exists(client, table.name()).await? {
+            missing.push(table.name().to_owned());
+        }
+    }
+    Ok(missing)
+}
+
+/// Create a new projection's live tables (with their indexes and grants) and register it,
+/// inside `tx`. Refuses tables that exist already.
+pub(crate) async fn create_live(
+    tx: &Transaction<'_>,
+    name: &str,
+    schema: &Schema,
+) -> Result<(), SetupError> {
+    for table in &schema.tables {
+        if exists(tx, table.name()).await? {
+            return Err(SetupError::TableTaken {
+                projection: name.to_owned(),
+                table: table.name().to_owned(),
+            });
+        }
+        tx.batch_execute(&table.create_sql(table.name())).await?;
+        for index in table.index_sql(table.name()) {
+            tx.batch_execute(&index).await?;
+        }
+        grant(tx, table, table.name()).await?;
+    }
+    register(tx, name, schema, false).await
+}
+
+async fn grant<C: GenericClient>(
+    client: &C,
+    table: &Table,
+    physical: &str,
+) -> Result<(), order_store::Error> {
+    if !table.readers().is_empty() {
+        client
+            .batch_execute(&format!(
+                "GRANT SELECT ON {SCHEMA}.{physical} TO {}",
+                table.readers().join(", ")
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn register(
+    tx: &Transaction<'_>,
+    name: &str,
+    schema: &Schema,
+    rebuilt: bool,
+) -> Result<(), SetupError> {
+    let tables: Vec<&str> = schema.tables.iter().map(Table::name).collect();
+    tx.execute(
+        "INSERT INTO orders.projections (name, version, tables, rebuilt_at)
+         VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END)
+         ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, tables = EXCLUDED.tables,
+             rebuilt_at = EXCLUDED.rebuilt_at, updated_at = now()",
+        &[&name, &(schema.version as i32), &tables, &rebuilt],
+    )
+    .await?;
+    Ok(())
+}
+
+fn shadow_name(table: &Table) -> String {
+    format!("{}_shadow", table.name())
+}
+
+/// Drop whatever shadow tables an earlier rebuild left, and create empty ones (without their
+/// secondary indexes).
+pub(crate) async fn create_shadows(
+    tx: &Transaction<'_>,
+    tables: &[Table],
+) -> Result<(), order_store::Error> {
+    drop_shadows(tx, tables).await?;
+    for table in tables {
+        tx.batch_execute(&table.create_sql(&shadow_name(table)))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Drop the shadow tables (after a failed rebuild; the next one would drop them anyway).
+pub(crate) async fn drop_shadows<C: GenericClient>(
+    client: &C,
+    tables: &[Table],
+) -> Result<(), order_store::Error> {
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| format!("{SCHEMA}.{}", shadow_name(t)))
+        .collect();
+    client
+        .batch_execute(&format!("DROP TABLE IF EXISTS {}", names.join(", ")))
+        .await?;
+    Ok(())
+}
+
+/// Build the shadow tables' secondary indexes and statistics (after the load).
+pub(crate) async fn finish_shadows(
+    tx: &Transaction<'_>,
+    tables: &[Table],
+) -> Result<(), order_store::Error> {
+    for table in tables {
+        let shadow = shadow_name(table);
+        for index in table.index_sql(&shadow) {
+            tx.batch_execute(&index).await?;
+        }
+        tx.batch_execute(&format!("ANALYZE {SCHEMA}.{shadow}"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Rename a table's indexes, constraints and owned sequences whose names start with
+/// `from` to start with `to` instead (they follow the table's name).
+async fn rename_dependents(
+    tx: &Transaction<'_>,
+    table: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), order_store::Error> {
+    let qualified = format!("{SCHEMA}.{table}");
+    let renamed = |name: &str| -> Option<String> {
+        name.strip_prefix(from)
+            .map(|rest| format!("{to}{rest}"))
+            .filter(|new| new != name)
+    };
+    // Indexes (renaming the index of a primary key or unique constraint renames the constraint).
+    let indexes = tx
+        .query(
+            "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE i.indrelid = $1::text::regclass",
+            &[&qualified],
+        )
+        .await?;
+    for row in &indexes {
+        let name: String = row.try_get(0)?;
+        if let Some(new) = renamed(&name) {
+            tx.batch_execute(&format!(
+                "ALTER INDEX {SCHEMA}.\"{name}\" RENAME TO \"{new}\""
+            ))
+            .await?;
+        }
+    }
+    let constraints = tx
+        .query(
+            "SELECT conname::text FROM pg_constraint
+             WHERE conrelid = $1::text::regclass AND contype NOT IN ('p', 'u', 'x')",
+            &[&qualified],
+        )
+        .await?;
+    for row in &constraints {
+        let name: String = row.try_get(0)?;
+        if let Some(new) = renamed(&name) {
+            tx.batch_execute(&format!(
+                "ALTER TABLE {qualified} RENAME CONSTRAINT \"{name}\" TO \"{new}\""
+            ))
+            .await?;
+        }
+    }
+    let sequences = tx
+        .query(
+            "SELECT s.relname::text FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+             WHERE d.classid = 'pg_class'::regclass AND d.refobjid = $1::text::regclass
+               AND s.relkind = 'S'",
+            &[&qualified],
+        )
+        .await?;
+    for row in &sequences {
+        let name: String = row.try_get(0)?;
+        if let Some(new) = renamed(&name) {
+            tx.batch_execute(&format!(
+                "ALTER SEQUENCE {SCHEMA}.\"{name}\" RENAME TO \"{new}\""
+            ))
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Put the shadow tables in place of the live ones, inside `tx`: lock the live tables, rename
+/// them away, rename the shadows into place (with their indexes and constraints), grant, drop
+/// the old tables (and tables of the previous version the new one no longer has), and record
+/// the version. Readers wait for the lock for the few milliseconds this takes; they never see
+/// an empty or half-built table.
+pub(crate) async fn swap(
+    tx: &Transaction<'_>,
+    name: &str,
+    schema: &Schema,
+    previous: Option<&Registered>,
+) -> Result<(), SetupError> {
+    tx.batch_execute("SET LOCAL lock_timeout = '10s'").await?;
+    let mut live: Vec<String> = Vec::new();
+    let mut candidates: Vec<String> = schema.tables.iter().map(|t| t.name().to_owned()).collect();
+    if let Some(previous) = previous {
+        candidates.extend(previous.tables.iter().cloned());
+    }
+    candidates.sort();
+    candidates.dedup();
+    for table in &candidates {
+        if exists(tx, table).await? {
+            live.push(format!("{SCHEMA}.{table}"));
+        }
+    }
+    if !live.is_empty() {
+        tx.batch_execute(&format!(
+            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            live.join(", ")
+        ))
+        .await?;
+    }
+    let mut retired = Vec::new();
+    for table in &schema.tables {
+        let name = table.name();
+        if exists(tx, name).await? {
+            let old = format!("{name}_retired");
+            tx.batch_execute(&format!(
+                "DROP TABLE IF EXISTS {SCHEMA}.{old}; ALTER TABLE {SCHEMA}.{name} RENAME TO {old}"
+            ))
+            .await?;
+            rename_dependents(tx, &old, name, &old).await?;
+            retired.push(format!("{SCHEMA}.{old}"));
+        }
+        let shadow = shadow_name(table);
+        tx.batch_execute(&format!("ALTER TABLE {SCHEMA}.{shadow} RENAME TO {name}"))
+            .await?;
+        rename_dependents(tx, name, &shadow, name).await?;
+        grant(tx, table, name).await?;
+    }
+    // Tables of the previous version that this version no longer has.
+    if let Some(previous) = previous {
+        for table in &previous.tables {
+            if !schema.tables.iter().any(|t| t.name() == table) && exists(tx, table).await? {
+                retired.push(format!("{SCHEMA}.{table}"));
+            }
+        }
+    }
+    if !retired.is_empty() {
+        tx.batch_execute(&format!("DROP TABLE {}", retired.join(", ")))
+            .await?;
+    }
+    register(tx, name, schema, true).await
+}
