@@ -4,8 +4,8 @@
 mod grpc;
 mod hot;
 mod projector;
-mod saga;
 mod replica;
+mod saga;
 mod stats;
 mod store;
 

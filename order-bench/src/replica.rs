@@ -182,6 +182,7 @@ async fn queries(
         samples,
         elapsed: started.elapsed(),
         errors,
+        pg_cpu: 0.0,
     })
 }
 
@@ -268,18 +269,21 @@ pub async fn run(args: ReplicaArgs) -> anyhow::Result<()> {
     eprintln!("[replica] seeding {} orders", args.orders);
     let seeded = Arc::new(seed(plain.addr, args.orders).await?);
     let store = order_store::EventStore::new(order_store::StoreConfig::new(primary.url("orders")))?;
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
     order_projector::replay::replay(
         &store,
+        &order_projector::Subscription::projection(order_projector::ReadModel::new()),
         &order_projector::replay::ReplayOptions {
-            projection: "read_model".into(),
             owner: "bench".into(),
-            batch_orders: 250_000,
             page: 5_000,
             progress: order_projector::replay::Progress::None,
             lease_ttl: Duration::from_secs(60),
+            ..Default::default()
         },
+        &shutdown,
     )
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     {
         let (primary, replica) = (primary.clone(), &replica);
         tokio::task::block_in_place(|| replica.wait_replayed(&primary, Duration::from_secs(60)))

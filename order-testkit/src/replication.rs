@@ -33,6 +33,7 @@ impl ServerDir {
         new_cluster_dir().map(Self)
     }
 
+    /// Where the folder is.
     pub fn path(&self) -> &Path {
         &self.0
     }

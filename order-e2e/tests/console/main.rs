@@ -37,6 +37,7 @@ fn binaries() -> Binaries {
         grpc: PathBuf::from(env!("CARGO_BIN_EXE_e2e-order-grpc")),
         projector: PathBuf::from(env!("CARGO_BIN_EXE_e2e-order-projector")),
         worker: PathBuf::from(env!("CARGO_BIN_EXE_e2e-order-worker")),
+        sales_projector: PathBuf::from(env!("CARGO_BIN_EXE_e2e-sales-projector")),
     }
 }
 

@@ -41,6 +41,7 @@ async fn append_retrying(store: &EventStore, label: &str, within: Duration) -> (
     loop {
         let request = AppendRequest {
             stream_id: stream,
+            category: "test",
             expected: ExpectedVersion::NoStream,
             events: &events,
             metadata: &metadata,
