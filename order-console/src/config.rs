@@ -266,6 +266,10 @@ impl ServeArgs {
         let mut store = self.database.store_config("order-console");
         // A console needs few connections; it must never crowd out the services.
         store.pool_size = store.pool_size.min(4);
+        // Its sessions are read-only (`default_transaction_read_only`), which a connection
+        // that must reach a writable server would take for a standby and refuse: any server
+        // that answers will do, a read replica included.
+        store.server = order_store::ServerRole::Any;
         Ok(Settings {
             addr: self.addr,
             targets,
