@@ -227,13 +227,15 @@ async fn an_engineer_watches_orders_flow_finds_an_order_and_sees_the_projector_d
         .click()
         .await
         .unwrap();
-    assert!(
-        browser
-            .text("p.error")
-            .await
-            .unwrap_or_default()
-            .contains("not valid")
-    );
+    // The form posts and the answer is a new page: wait for it, not for the old one.
+    browser
+        .wait_for(
+            "a wrong token is refused with a reason",
+            "const e = document.querySelector('p.error'); \
+             return !!e && e.textContent.includes('not valid');",
+            within(10),
+        )
+        .await;
     let token = browser.client.find(Locator::Css("#token")).await.unwrap();
     token.send_keys(TOKEN).await.unwrap();
     browser
