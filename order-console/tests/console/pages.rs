@@ -113,12 +113,44 @@ async fn orders_are_found_by_id_or_customer_and_bad_ids_are_explained() {
     for (version, event_type) in [(1, "OrderPlaced"), (2, "InventoryReserved")] {
         insert_event(&db, order, version, event_type, &json!({})).await;
     }
-    let console = start(&db, &[]).await;
+    // An event written inside a trace links to it; a malformed traceparent links nowhere.
+    let client = db.connect().await;
+    for (version, traceparent) in [
+        (
+            3i64,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        (4, "00-<script>-00f067aa0ba902b7-01"),
+    ] {
+        client
+            .execute(
+                "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, traceparent)
+                 VALUES ($1, $2, $3, 'PaymentAuthorized', 1, '{}', $4)",
+                &[&order, &version, &Uuid::new_v4(), &traceparent],
+            )
+            .await
+            .unwrap();
+    }
+    let console = start(
+        &db,
+        &["--trace-url", "https://traces.example/trace/{trace_id}?x=1"],
+    )
+    .await;
     let found = get(console.addr, &format!("/orders?q=%20{order}%20")).await;
     assert_eq!(found.status, 303);
     assert_eq!(found.header("location"), format!("/orders/{order}"));
     let page = get(console.addr, &format!("/orders/{order}")).await;
-    assert!(page.body.contains("data-events=\"2\""), "{}", page.body);
+    assert!(page.body.contains("data-events=\"4\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("href=\"https://traces.example/trace/4bf92f3577b34da6a3ce929d0e0e4736?x=1\""),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("href=\"https://traces.example").count(),
+        1
+    );
     assert!(page.body.contains("InventoryReserved"));
     assert!(page.body.contains("Not in the read model yet"));
     assert!(page.body.contains("corr-1") && page.body.contains("tester"));
