@@ -99,17 +99,14 @@ impl ServeArgs {
     }
 
     /// The TLS identity, when configured; unreadable files are an error.
-    pub fn tls(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
+    pub fn tls(&self) -> Result<Option<crate::serve::Tls>, String> {
         let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else {
             return Ok(None);
         };
         let read = |path: &PathBuf| {
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
         };
-        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
-        Ok(Some(
-            tonic::transport::ServerTlsConfig::new().identity(identity),
-        ))
+        crate::serve::Tls::from_pem(&read(cert)?, &read(key)?).map(Some)
     }
 
     /// The read replica's store settings, when one is configured: the primary's pool and

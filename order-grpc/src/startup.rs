@@ -12,8 +12,6 @@ use order_runtime::{AdminServer, Readiness};
 use order_store::{CommandHandler, EventListener, EventStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -63,7 +61,7 @@ impl App {
             None => None,
         };
         let events = EventListener::start(store.config().clone());
-        let listener = TcpListener::bind(args.grpc_addr).await?;
+        let listener = crate::serve::bind(args.grpc_addr)?;
         let grpc_addr = listener.local_addr()?;
         let (readiness, readiness_rx) = watch::channel(Readiness::NotReady("starting".to_owned()));
         let admin = AdminServer::start(args.admin_addr, readiness_rx).await?;
@@ -142,36 +140,35 @@ impl App {
         ));
 
         let (stop_accepting, stop_accepting_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut builder = Server::builder();
-        if let Some(tls) = args.tls().map_err(anyhow::Error::msg)? {
-            builder = builder.tls_config(tls)?;
-        }
-        let server = builder
-            .timeout(args.default_deadline())
+        let tls = args.tls().map_err(anyhow::Error::msg)?;
+        let routes = tonic::service::Routes::new(self.health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(commands)
+            .add_service(queries)
+            .prepare();
+        let service = tower::ServiceBuilder::new()
             // outermost: the ALB's health check needs no token and is never shed
             .layer(crate::alb_health::AlbHealthLayer::new(
                 self.readiness.subscribe(),
             ))
+            // the only timer for a call's deadline (see crate::serve)
             .layer(GatewayLayer::new(
                 tokens,
                 args.max_concurrent_requests as usize,
                 args.default_deadline(),
             ))
-            .add_service(self.health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(commands)
-            .add_service(queries)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
-                let _ = stop_accepting_rx.await;
-            });
+            .service(routes);
+        let server = crate::serve::serve(self.listener, tls, service, async {
+            let _ = stop_accepting_rx.await;
+        });
         tokio::pin!(server);
         tracing::info!(grpc = %self.grpc_addr, admin = %self.admin.addr(), "order-grpc serving");
 
         tokio::select! {
-            result = &mut server => {
+            () = &mut server => {
                 checker.abort();
-                return result.map_err(Into::into);
+                return Ok(());
             }
             () = signal => {}
         }
@@ -189,9 +186,9 @@ impl App {
         let drained = tokio::time::timeout(args.shutdown_grace(), &mut server).await;
         checker.abort();
         match drained {
-            Ok(result) => {
+            Ok(()) => {
                 tracing::info!("order-grpc stopped");
-                result.map_err(Into::into)
+                Ok(())
             }
             Err(_) => {
                 tracing::warn!("grace period over; abandoning the calls still running");
