@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use order_proto::v1 as pb;
+use order_proto::v1::order_service_client::OrderServiceClient;
 use tonic::Request;
 
 use crate::support::*;
@@ -29,6 +30,44 @@ fn with_correlation<T>(message: T, correlation_id: &str) -> Request<T> {
         .metadata_mut()
         .insert("x-correlation-id", correlation_id.parse().unwrap());
     request
+}
+
+/// Sends `message` until the service gives an answer that is not "retry later" (UNAVAILABLE,
+/// RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED), as the contract tells a client to: the same message,
+/// so the same command id, every time. A busy machine may run out of pooled database
+/// connections for a moment; that is an answer to retry, not a test failure.
+async fn until_answered<T: Clone>(
+    stack: &Stack,
+    message: T,
+    correlation_id: &str,
+    send: impl AsyncFn(
+        OrderServiceClient<tonic::transport::Channel>,
+        Request<T>,
+    ) -> Result<tonic::Response<pb::CommandResponse>, tonic::Status>,
+) -> Result<pb::CommandResponse, tonic::Status> {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match send(
+            stack.commands(),
+            with_correlation(message.clone(), correlation_id),
+        )
+        .await
+        {
+            Err(status)
+                if attempt < 50
+                    && matches!(
+                        status.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::ResourceExhausted
+                            | tonic::Code::DeadlineExceeded
+                    ) =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            answer => return answer.map(tonic::Response::into_inner),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,29 +107,29 @@ async fn every_order_reaches_a_terminal_state_and_no_command_is_applied_twice() 
         };
         let order = id();
         let correlation = format!("test-{order}");
-        stack
-            .commands()
-            .place_order(with_correlation(
-                place(&order, &customer, skus),
-                &correlation,
-            ))
-            .await
-            .unwrap();
+        until_answered(
+            &stack,
+            place(&order, &customer, skus),
+            &correlation,
+            async |mut client, request| client.place_order(request).await,
+        )
+        .await
+        .unwrap();
         if kind == Kind::CancelledByClient {
             // Races the worker: cancelled at once, or with compensations, or refused because
             // fulfillment already started (then it completes).
-            let _ = stack
-                .commands()
-                .cancel_order(with_correlation(
-                    pb::CancelOrderRequest {
-                        command_id: id(),
-                        order_id: order.clone(),
-                        expected_version: None,
-                        reason: "changed my mind".into(),
-                    },
-                    &correlation,
-                ))
-                .await;
+            let _ = until_answered(
+                &stack,
+                pb::CancelOrderRequest {
+                    command_id: id(),
+                    order_id: order.clone(),
+                    expected_version: None,
+                    reason: "changed my mind".into(),
+                },
+                &correlation,
+                async |mut client, request| client.cancel_order(request).await,
+            )
+            .await;
         }
         orders.push((order, kind));
     }
