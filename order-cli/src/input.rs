@@ -339,8 +339,7 @@ mod tests {
     fn unknown_json_fields_are_refused() {
         assert!(serde_json::from_str::<CommandInput>(r#"{"order": "x"}"#).is_err());
         let input: CommandInput =
-            serde_json::from_str(r#"{"amount": {"currency": "EUR", "amount_minor": 5}}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"amount": {"currency": "EUR", "amount_minor": 5}}"#).unwrap();
         assert_eq!(input.amount().unwrap(), order_client::money("EUR", 5));
     }
 }

@@ -36,10 +36,9 @@ fn exit_code(code: Code) -> u8 {
         | Code::Aborted
         | Code::OutOfRange => exit::REJECTED,
         Code::NotFound => exit::NOT_FOUND,
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::ResourceExhausted
-        | Code::Cancelled => exit::UNAVAILABLE,
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
+            exit::UNAVAILABLE
+        }
         Code::Unauthenticated | Code::PermissionDenied => exit::DENIED,
         Code::Unknown | Code::Internal | Code::DataLoss | Code::Unimplemented => exit::OTHER,
     }
@@ -251,7 +250,14 @@ async fn send_with<R: CommandRequest>(
     print: Option<Print>,
     out: &Output,
 ) -> Result<(), Failure> {
-    send(command, input.command_id, input.expected_version, print, out).await
+    send(
+        command,
+        input.command_id,
+        input.expected_version,
+        print,
+        out,
+    )
+    .await
 }
 
 async fn send<R: CommandRequest>(

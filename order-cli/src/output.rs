@@ -20,13 +20,16 @@ fn status_name(status: pb::OrderStatus) -> &'static str {
 }
 
 fn money_text(money: Option<&pb::Money>) -> String {
-    money.map_or_else(String::new, |m| format!("{} {}", m.amount_minor, m.currency))
+    money.map_or_else(String::new, |m| {
+        format!("{} {}", m.amount_minor, m.currency)
+    })
 }
 
 fn money_json(money: Option<&pb::Money>) -> Value {
-    money.map_or(Value::Null, |m| {
-        json!({"currency": m.currency, "amount_minor": m.amount_minor})
-    })
+    money.map_or(
+        Value::Null,
+        |m| json!({"currency": m.currency, "amount_minor": m.amount_minor}),
+    )
 }
 
 fn time_text(timestamp: Option<&prost_types::Timestamp>) -> String {
@@ -180,7 +183,9 @@ fn event_json(event: &pb::Event) -> Value {
     })
 }
 
-const EVENT_HEADERS: [&str; 6] = ["POSITION", "ORDER", "VERSION", "TYPE", "RECORDED", "DETAILS"];
+const EVENT_HEADERS: [&str; 6] = [
+    "POSITION", "ORDER", "VERSION", "TYPE", "RECORDED", "DETAILS",
+];
 
 fn event_row(event: &pb::Event) -> Vec<String> {
     vec![

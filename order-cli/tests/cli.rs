@@ -1,6 +1,9 @@
 //! order-cli, the built binary, against the real order-grpc (in process) and read model: the
 //! README's example verbatim, exit codes, JSON in and out.
 
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../../order-client/tests/client/support.rs"]
 mod support;
 
@@ -82,7 +85,12 @@ async fn the_readme_example_walks_an_order_through_its_whole_life() {
 
     // The first order went all the way, the second was cancelled: in the log...
     let client = stack.client();
-    let orders = client.list_orders().customer(customer()).all(10).await.unwrap();
+    let orders = client
+        .list_orders()
+        .customer(customer())
+        .all(10)
+        .await
+        .unwrap();
     assert_eq!(orders.len(), 2, "{stdout}");
     let statuses: Vec<_> = orders.iter().map(|o| o.status()).collect();
     use order_client::pb::OrderStatus;
@@ -132,7 +140,11 @@ async fn exit_codes_follow_the_grpc_class_of_the_failure() {
 
     let denied = order_cli(&url, &["events", &unknown], None).await;
     assert_eq!(denied.code, 6, "UNAUTHENTICATED: {}", denied.stderr);
-    assert!(denied.stderr.contains("UNAUTHENTICATED"), "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains("UNAUTHENTICATED"),
+        "{}",
+        denied.stderr
+    );
 
     let with_token = |args: &[&str]| {
         let mut all = vec!["--token", "order-cli-tests-token-0123"];
@@ -172,9 +184,29 @@ async fn exit_codes_follow_the_grpc_class_of_the_failure() {
     assert_eq!(placed.code, 0, "{}", placed.stderr);
     let order = placed.stdout.trim().to_owned();
 
-    let too_early = run(with_token(&["ship", &order, "--carrier", "DHL", "--tracking-number", "1"])).await;
-    assert_eq!(too_early.code, 3, "FAILED_PRECONDITION: {}", too_early.stderr);
-    let stale = run(with_token(&["reserve", &order, "--reservation-id", "r", "--expected-version", "9"])).await;
+    let too_early = run(with_token(&[
+        "ship",
+        &order,
+        "--carrier",
+        "DHL",
+        "--tracking-number",
+        "1",
+    ]))
+    .await;
+    assert_eq!(
+        too_early.code, 3,
+        "FAILED_PRECONDITION: {}",
+        too_early.stderr
+    );
+    let stale = run(with_token(&[
+        "reserve",
+        &order,
+        "--reservation-id",
+        "r",
+        "--expected-version",
+        "9",
+    ]))
+    .await;
     assert_eq!(stale.code, 3, "ABORTED: {}", stale.stderr);
 
     let usage = run(with_token(&["reserve", &order])).await;
@@ -203,7 +235,12 @@ async fn commands_read_json_input_and_answer_in_json() {
             "shipping_address": {{"recipient": "Ada", "line1": "1 Road", "city": "Berlin", "postal_code": "10115", "country": "DE"}},
             "shipping_method": "overnight"}}"#
     );
-    let placed = order_cli(&url, &["place", "--json-input", "-", "--json"], Some(&place)).await;
+    let placed = order_cli(
+        &url,
+        &["place", "--json-input", "-", "--json"],
+        Some(&place),
+    )
+    .await;
     assert_eq!(placed.code, 0, "{}", placed.stderr);
     let answer: serde_json::Value = serde_json::from_str(&placed.stdout).unwrap();
     assert_eq!(answer["order_id"], order.to_string());
@@ -226,7 +263,12 @@ async fn commands_read_json_input_and_answer_in_json() {
         assert_eq!(answer["version"], 2);
     }
 
-    let bad = order_cli(&url, &["reserve", "--json-input", "-"], Some(r#"{"order": 1}"#)).await;
+    let bad = order_cli(
+        &url,
+        &["reserve", "--json-input", "-"],
+        Some(r#"{"order": 1}"#),
+    )
+    .await;
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 
     let events = order_cli(&url, &["events", &order.to_string(), "--json"], None).await;

@@ -210,8 +210,10 @@ impl ClientBuilder {
             .token
             .as_deref()
             .map(|token| {
-                let mut value = AsciiMetadataValue::try_from(format!("Bearer {token}"))
-                    .map_err(|_| Error::Config("the bearer token is not valid header text".into()))?;
+                let mut value =
+                    AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                        Error::Config("the bearer token is not valid header text".into())
+                    })?;
                 value.set_sensitive(true);
                 Ok::<_, Error>(value)
             })
@@ -562,7 +564,10 @@ mod tests {
             "Bearer a-token-of-sixteen-chars"
         );
         assert_eq!(metadata.get("grpc-timeout").unwrap(), "1500000u");
-        assert!(!format!("{client:?}").contains("sixteen"), "no token in Debug");
+        assert!(
+            !format!("{client:?}").contains("sixteen"),
+            "no token in Debug"
+        );
     }
 
     #[tokio::test]

@@ -149,7 +149,10 @@ mod tests {
             Code::ResourceExhausted,
             Code::DeadlineExceeded,
         ] {
-            assert!(retryable(&Status::new(code, "x"), PinnedCommand), "{code:?}");
+            assert!(
+                retryable(&Status::new(code, "x"), PinnedCommand),
+                "{code:?}"
+            );
         }
         assert!(retryable(&Status::aborted("race"), Idempotent));
         assert!(!retryable(&Status::aborted("version"), PinnedCommand));

@@ -77,7 +77,7 @@ pub struct EventStream {
 enum State {
     Idle,
     Opening(Opening),
-    Open(Streaming<pb::Event>),
+    Open(Box<Streaming<pb::Event>>),
     Waiting(Pin<Box<tokio::time::Sleep>>),
     Done,
 }
@@ -167,7 +167,9 @@ impl Stream for EventStream {
                 }
                 State::Opening(opening) => match opening.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(response)) => this.state = State::Open(response.into_inner()),
+                    Poll::Ready(Ok(response)) => {
+                        this.state = State::Open(Box::new(response.into_inner()));
+                    }
                     Poll::Ready(Err(status)) => {
                         if let Some(error) = this.failed(status) {
                             return Poll::Ready(Some(Err(error)));

@@ -47,7 +47,6 @@ struct Args {
     worker_admin: Option<String>,
 }
 
-
 /// A value in [0, 1) from an order number, so that a run's mix is reproducible.
 fn fraction(n: u64, salt: u64) -> f64 {
     let hash = (n ^ salt)
@@ -186,14 +185,14 @@ async fn main() -> anyhow::Result<()> {
         let n = placed + refused;
         let place = place(&client, customer, n, &args);
         let cancel = fraction(n, 3) < args.cancelled;
-        let client = client.clone();
+        let canceller = client.clone();
         let results = results.clone();
         tokio::spawn(async move {
             let placed = place.await;
             if let (Ok(placed), true) = (&placed, cancel) {
                 // The customer changes their mind while the saga runs.
                 tokio::time::sleep(Duration::from_millis(30)).await;
-                let _ = client
+                let _ = canceller
                     .cancel_order(placed.order_id, "demo: the customer changed their mind")
                     .await;
             }

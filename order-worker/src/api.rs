@@ -176,13 +176,9 @@ mod tests {
 
     #[tokio::test]
     async fn failed_calls_are_not_retried_by_the_client() {
-        let api = OrderApi::connect_lazy(
-            "http://127.0.0.1:1",
-            None,
-            Duration::from_millis(500),
-            None,
-        )
-        .unwrap();
+        let api =
+            OrderApi::connect_lazy("http://127.0.0.1:1", None, Duration::from_millis(500), None)
+                .unwrap();
         let error = api
             .order_log(Uuid::new_v4(), 0, &CallContext::default())
             .await

@@ -15,20 +15,18 @@ async fn get_order_after_a_command_sees_that_command() {
     assert_eq!(order.total, Some(money("EUR", TOTAL)));
 
     // Each step, read back at once: never an older state.
-    let steps = [
-        client.reserve_inventory(placed.order_id, "res-1").await,
-        client
-            .authorize_payment(placed.order_id, "pay-1", money("EUR", TOTAL))
-            .await,
-        client.confirm_order(placed.order_id).await,
-    ];
-    for step in steps {
-        let answer = step.unwrap();
-        let order = client.get_order_after(&answer).await.unwrap();
-        assert_eq!(order.version, answer.version, "{}", answer.command);
-        assert_eq!(order.status(), answer.status);
-        assert!(order.last_position >= answer.global_position);
-    }
+    let reserved = client
+        .reserve_inventory(placed.order_id, "res-1")
+        .await
+        .unwrap();
+    read_back(&client, &reserved).await;
+    let authorized = client
+        .authorize_payment(placed.order_id, "pay-1", money("EUR", TOTAL))
+        .await
+        .unwrap();
+    read_back(&client, &authorized).await;
+    let confirmed = client.confirm_order(placed.order_id).await.unwrap();
+    read_back(&client, &confirmed).await;
 
     let listed = client
         .list_orders()
@@ -54,4 +52,11 @@ async fn get_order_after_a_command_sees_that_command() {
 
     let missing = client.get_order(uuid::Uuid::new_v4()).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
+}
+
+async fn read_back(client: &order_client::Client, answer: &order_client::CommandAnswer) {
+    let order = client.get_order_after(answer).await.unwrap();
+    assert_eq!(order.version, answer.version, "{}", answer.command);
+    assert_eq!(order.status(), answer.status);
+    assert!(order.last_position >= answer.global_position);
 }

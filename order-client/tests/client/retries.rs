@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use order_client::{Client, Code, Transport, pb};
+use order_client::{Client, Code, Transport, TransportError, pb};
 use prost::Message;
 use tower::{Service, ServiceExt};
 
@@ -23,7 +23,7 @@ fn recording(seen: Seen, lose: usize) -> impl Fn(Transport) -> Transport + Send 
             move |request: http::Request<tonic::body::Body>| {
                 let mut inner = inner.clone();
                 let seen = seen.clone();
-                async move {
+                let attempt = async move {
                     let (parts, body) = request.into_parts();
                     let bytes = body.collect().await?.to_bytes();
                     // One gRPC frame: flag, length, message. Every command's field 1 is its
@@ -45,8 +45,9 @@ fn recording(seen: Seen, lose: usize) -> impl Fn(Transport) -> Transport + Send 
                         return Ok(tonic::Status::unavailable("answer lost on the way")
                             .into_http::<tonic::body::Body>());
                     }
-                    Ok(response)
-                }
+                    Ok::<_, tower::BoxError>(response)
+                };
+                async move { attempt.await.map_err(TransportError::new) }
             },
         ))
     }
@@ -72,7 +73,10 @@ async fn a_command_whose_answer_was_lost_is_retried_under_its_id_and_recorded_on
     assert!(seen.iter().all(|id| *id == answer.command_id), "{seen:?}");
     assert_eq!(answer.command_id, reserve.request().command_id);
     assert_eq!(answer.attempts, 3);
-    assert!(answer.duplicate, "the service had applied it on the first attempt");
+    assert!(
+        answer.duplicate,
+        "the service had applied it on the first attempt"
+    );
     assert_eq!(answer.version, 2);
     assert_eq!(answer.status, pb::OrderStatus::InventoryReserved);
     assert_eq!(stack.commands_recorded(&answer.command_id).await, 1);

@@ -46,7 +46,12 @@ async fn the_event_stream_resumes_after_a_restart_without_gaps_or_repeats() {
     // Mid-stream: the service stops (ending the subscription), events are written by
     // another instance meanwhile, and it comes back on the same address.
     stack.stop_server().await;
-    let other = Server::start(stack.db.url(), "127.0.0.1:0".parse().unwrap(), &ServerOptions::default()).await;
+    let other = Server::start(
+        stack.db.url(),
+        "127.0.0.1:0".parse().unwrap(),
+        &ServerOptions::default(),
+    )
+    .await;
     let other_client = order_client::Client::builder()
         .endpoint(other.url())
         .retry(quick_retries(10))

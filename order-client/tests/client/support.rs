@@ -165,7 +165,8 @@ impl Stack {
     /// Start the server again on the same address.
     pub async fn restart_server(&mut self) {
         self.stop_server().await;
-        self.server = Some(Server::start(self.db.url(), self.addr, &ServerOptions::default()).await);
+        self.server =
+            Some(Server::start(self.db.url(), self.addr, &ServerOptions::default()).await);
     }
 
     pub async fn wait_until_serving(&self) {

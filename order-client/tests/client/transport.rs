@@ -63,13 +63,19 @@ async fn over_tls_with_a_token_every_event_carries_the_callers_correlation_id() 
 }
 
 /// A transport that records each attempt's headers.
-fn headers(seen: Arc<Mutex<Vec<http::HeaderMap>>>) -> impl Fn(Transport) -> Transport + Send + Sync {
+fn headers(
+    seen: Arc<Mutex<Vec<http::HeaderMap>>>,
+) -> impl Fn(Transport) -> Transport + Send + Sync {
     move |inner: Transport| {
         let seen = seen.clone();
-        Transport::new(tower::ServiceBuilder::new().map_request(move |request: http::Request<tonic::body::Body>| {
-            seen.lock().unwrap().push(request.headers().clone());
-            request
-        }).service(inner))
+        Transport::new(
+            tower::ServiceBuilder::new()
+                .map_request(move |request: http::Request<tonic::body::Body>| {
+                    seen.lock().unwrap().push(request.headers().clone());
+                    request
+                })
+                .service(inner),
+        )
     }
 }
 
@@ -102,7 +108,7 @@ async fn the_current_spans_trace_context_is_sent_and_recorded_with_the_event() {
         let _entered = span.enter();
         order_client::current_trace_context().expect("a trace context inside the span")
     };
-    let traced = place(&client).instrument(span).await.unwrap();
+    let traced = place(&client).send().instrument(span).await.unwrap();
     let sent = seen.lock().unwrap()[1].clone();
     assert_eq!(sent["traceparent"], traceparent.as_str());
     let trace_id = traceparent.split('-').nth(1).unwrap();
