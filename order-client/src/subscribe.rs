@@ -71,6 +71,8 @@ pub struct EventStream {
     max_reconnects: u32,
     failures: u32,
     reconnects: u64,
+    /// The correlation id of the latest subscription call.
+    correlation_id: String,
     state: State,
 }
 
@@ -113,11 +115,11 @@ impl EventStream {
     }
 
     fn open(&mut self) -> Opening {
-        let correlation_id = self.client.correlation_id();
+        self.correlation_id = self.client.correlation_id();
         // No deadline: the call lasts as long as the subscription.
         let request = self
             .client
-            .request(self.resume.message(), &correlation_id, None);
+            .request(self.resume.message(), &self.correlation_id, None);
         let mut queries = self.client.queries();
         Box::pin(async move { queries.subscribe_events(request).await })
     }
@@ -143,12 +145,7 @@ impl EventStream {
             Some(Error::Rpc {
                 status: Box::new(status),
                 attempts: self.failures + 1,
-                correlation_id: self
-                    .client
-                    .context()
-                    .correlation_id()
-                    .unwrap_or_default()
-                    .to_owned(),
+                correlation_id: self.correlation_id.clone(),
             })
         }
     }
@@ -215,6 +212,7 @@ impl Client {
             max_reconnects: DEFAULT_MAX_RECONNECTS,
             failures: 0,
             reconnects: 0,
+            correlation_id: String::new(),
             state: State::Idle,
         }
     }
