@@ -182,3 +182,38 @@ async fn refusals_are_not_retried_and_a_pinned_version_conflict_is_not_either() 
     assert_eq!(unknown.code(), Code::NotFound);
     assert_eq!(unknown.attempts(), 1);
 }
+
+#[tokio::test]
+async fn a_command_whose_connection_breaks_mid_call_is_retried_under_its_id_and_applied_once() {
+    let stack = Stack::start().await;
+    let placed = place(&stack.client()).await.unwrap();
+    let proxy = Proxy::start(stack.addr).await;
+    let seen = Seen::default();
+    let client = Client::builder()
+        .endpoint(proxy.url())
+        .retry(quick_retries(20))
+        .wrap_transport(recording(seen.clone(), 0))
+        .build()
+        .unwrap();
+
+    // The command waits on the lock while its connection is cut under it.
+    let lock = stack.db.connect().await;
+    lock.batch_execute("BEGIN; LOCK TABLE orders.commands IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let reserve = client.reserve_inventory(placed.order_id, "res-1");
+    let command_id = reserve.request().command_id.clone();
+    let sent = tokio::spawn(async move { reserve.send().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(proxy.cut(), 1, "the call's connection was open");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.batch_execute("ROLLBACK").await.unwrap();
+
+    let answer = sent.await.unwrap().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(answer.attempts >= 2, "{} attempts", answer.attempts);
+    assert!(seen.iter().all(|id| *id == command_id), "{seen:?}");
+    assert_eq!(answer.version, 2);
+    assert_eq!(stack.commands_recorded(&command_id).await, 1);
+    assert_eq!(stack.order_events(placed.order_id).await.len(), 2);
+}

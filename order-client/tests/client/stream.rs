@@ -98,3 +98,44 @@ async fn a_stream_from_a_position_starts_after_it_and_gives_up_on_a_permanent_er
     assert_eq!(error.code(), order_client::Code::InvalidArgument);
     assert!(bad.next().await.is_none(), "it ended");
 }
+
+#[tokio::test]
+async fn the_event_stream_resumes_after_its_connection_is_cut() {
+    let stack = Stack::start().await;
+    let proxy = Proxy::start(stack.addr).await;
+    let writer = stack.client();
+    for _ in 0..2 {
+        three_events(&writer).await;
+    }
+    let client = order_client::Client::builder()
+        .endpoint(proxy.url())
+        .retry(quick_retries(10))
+        .build()
+        .unwrap();
+    let mut events = client.subscribe_events(Start::Beginning);
+    let mut received = Vec::new();
+    for _ in 0..4 {
+        received.push(next(&mut events).await);
+    }
+    // The network fails under the stream, twice, with events written after each cut.
+    for round in 1..=2 {
+        assert!(proxy.cut() >= 1, "the stream's connection was open");
+        three_events(&writer).await;
+        let log = stack.log().await;
+        while received.len() < log.len() {
+            received.push(next(&mut events).await);
+        }
+        assert!(
+            events.reconnects() >= round,
+            "{} reconnects",
+            events.reconnects()
+        );
+    }
+
+    let log = stack.log().await;
+    let ids: Vec<uuid::Uuid> = received
+        .iter()
+        .map(|e| e.event_id.parse().unwrap())
+        .collect();
+    assert_eq!(ids, log, "every event once, in the log's order");
+}

@@ -290,3 +290,59 @@ pub fn place(client: &Client) -> order_client::Command<pb::PlaceOrderRequest> {
         .ship_to(address())
         .shipping_method(pb::ShippingMethod::Express)
 }
+
+/// A TCP proxy in front of a server whose connections can be cut at once (the network
+/// failing under a call, not the service answering).
+pub struct Proxy {
+    pub addr: SocketAddr,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let connections = connections.clone();
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    connections.lock().unwrap().push(task);
+                }
+            }
+        });
+        Self {
+            addr,
+            connections,
+            accept,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Drop every open connection (both sides); returns how many there were.
+    pub fn cut(&self) -> usize {
+        let mut connections = self.connections.lock().unwrap();
+        let open = connections.iter().filter(|c| !c.is_finished()).count();
+        for connection in connections.drain(..) {
+            connection.abort();
+        }
+        open
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
