@@ -17,6 +17,11 @@ type Seen = Arc<Mutex<Vec<String>>>;
 /// forwards the call to the service and then throws its answer away, answering UNAVAILABLE
 /// instead: the service applied the command, the client cannot know.
 fn recording(seen: Seen, lose: usize) -> impl Fn(Transport) -> Transport + Send + Sync {
+    answering(seen, lose, Code::Unavailable)
+}
+
+/// The same, answering `code` instead of the first `lose` answers.
+fn answering(seen: Seen, lose: usize, code: Code) -> impl Fn(Transport) -> Transport + Send + Sync {
     move |inner: Transport| {
         let seen = seen.clone();
         Transport::new(tower::service_fn(
@@ -42,7 +47,7 @@ fn recording(seen: Seen, lose: usize) -> impl Fn(Transport) -> Transport + Send 
                     if attempt <= lose {
                         // Wait for the whole answer (the command is applied), then lose it.
                         let _ = response.into_body().collect().await;
-                        return Ok(tonic::Status::unavailable("answer lost on the way")
+                        return Ok(tonic::Status::new(code, "answer lost on the way")
                             .into_http::<tonic::body::Body>());
                     }
                     Ok::<_, tower::BoxError>(response)
@@ -216,4 +221,48 @@ async fn a_command_whose_connection_breaks_mid_call_is_retried_under_its_id_and_
     assert_eq!(answer.version, 2);
     assert_eq!(stack.commands_recorded(&command_id).await, 1);
     assert_eq!(stack.order_events(placed.order_id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn aborted_and_resource_exhausted_are_retried_unless_the_command_pins_its_version() {
+    let stack = Stack::start().await;
+    let placed = place(&stack.client()).await.unwrap();
+    let client = |code| {
+        let seen = Seen::default();
+        let client = Client::builder()
+            .endpoint(stack.url())
+            .retry(quick_retries(4))
+            .wrap_transport(answering(seen.clone(), 1, code))
+            .build()
+            .unwrap();
+        (client, seen)
+    };
+
+    // Unpinned: ABORTED is a lost race; the repeat finds the command applied.
+    let (aborting, seen) = client(Code::Aborted);
+    let reserved = aborting
+        .reserve_inventory(placed.order_id, "res-1")
+        .await
+        .unwrap();
+    assert_eq!((reserved.attempts, reserved.duplicate), (2, true));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    let (exhausted, _) = client(Code::ResourceExhausted);
+    let authorized = exhausted
+        .authorize_payment(placed.order_id, "pay-1", order_client::money("EUR", TOTAL))
+        .await
+        .unwrap();
+    assert_eq!((authorized.attempts, authorized.duplicate), (2, true));
+
+    // Pinned: ABORTED means another version; the caller decides again (here: the service
+    // did apply it, and only a fresh read would tell).
+    let (aborting, seen) = client(Code::Aborted);
+    let error = aborting
+        .confirm_order(placed.order_id)
+        .expected_version(authorized.version)
+        .await
+        .unwrap_err();
+    assert_eq!((error.code(), error.attempts()), (Code::Aborted, 1));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(stack.order_events(placed.order_id).await.len(), 4);
 }
