@@ -69,6 +69,8 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             })
             .collect::<Vec<_>>()
             .join("  ")
+            .trim_end()
+            .to_owned()
     };
     let mut text = line(headers.to_vec());
     for row in rows {
@@ -186,6 +188,22 @@ fn event_json(event: &pb::Event) -> Value {
 const EVENT_HEADERS: [&str; 6] = [
     "POSITION", "ORDER", "VERSION", "TYPE", "RECORDED", "DETAILS",
 ];
+
+/// Column widths of a live tail, which cannot measure its rows first: a position, a UUID, a
+/// version, the longest event type, a timestamp with milliseconds.
+const TAIL_WIDTHS: [usize; 5] = [8, 36, 7, 21, 24];
+
+/// One line of a live tail: fixed columns, the details last.
+fn tail_line(cells: &[String]) -> String {
+    let mut line = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        match TAIL_WIDTHS.get(i) {
+            Some(width) => line.push_str(&format!("{cell:<width$}  ")),
+            None => line.push_str(cell),
+        }
+    }
+    line.trim_end().to_owned()
+}
 
 fn event_row(event: &pb::Event) -> Vec<String> {
     vec![
@@ -330,7 +348,8 @@ impl Output {
     /// The header of a live tail (tables only).
     pub fn event_header(&self) {
         if !self.json {
-            println!("{}", EVENT_HEADERS.join("  "));
+            let headers: Vec<String> = EVENT_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+            println!("{}", tail_line(&headers));
         }
     }
 
@@ -339,7 +358,7 @@ impl Output {
         if self.json {
             Self::print_json(&event_json(event));
         } else {
-            println!("{}", event_row(event).join("  "));
+            println!("{}", tail_line(&event_row(event)));
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();

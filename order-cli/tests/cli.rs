@@ -83,6 +83,9 @@ async fn the_readme_example_walks_an_order_through_its_whole_life() {
         output.status
     );
 
+    // Shown with --nocapture.
+    eprintln!("{stdout}");
+
     // The first order went all the way, the second was cancelled: in the log...
     let client = stack.client();
     let orders = client
