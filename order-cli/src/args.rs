@@ -221,7 +221,8 @@ pub struct PlaceArgs {
     /// The customer.
     #[arg(long)]
     pub customer: Option<Uuid>,
-    /// A line: SKU:QUANTITY:UNIT_PRICE (minor units), e.g. SKU-1:2:1250. Repeat for more.
+    /// A line: SKU:QUANTITY:UNIT_PRICE (minor units), e.g. SKU-1:2:1250. Repeat for more
+    /// (added to the JSON input's lines).
     #[arg(long = "line", value_name = "SKU:QTY:PRICE")]
     pub lines: Vec<String>,
     /// The currency of the lines' prices.
