@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// A file with bearer tokens, one `name=token` per line (added to --auth-tokens).
     #[arg(long, env = "ORDER_GRPC_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<PathBuf>,
+    /// What each token may do: `name=scope+scope` entries, comma separated, one for every
+    /// token (scopes: orders.read, orders.place, orders.saga, orders.admin; see
+    /// docs/security.md). Without it every token may call every method.
+    #[arg(long, env = "ORDER_GRPC_AUTH_SCOPES")]
+    pub auth_scopes: Option<String>,
     /// Largest request or response message, in bytes.
     #[arg(long, env = "ORDER_GRPC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024,
           value_parser = clap::value_parser!(u32).range(1024..=64 * 1024 * 1024))]
@@ -95,7 +100,11 @@ impl ServeArgs {
             text.push('\n');
             text.push_str(&file);
         }
-        Tokens::parse(&text)
+        let tokens = Tokens::parse(&text)?;
+        match &self.auth_scopes {
+            Some(scopes) => tokens.with_scopes(&crate::scopes::parse_assignments(scopes)?),
+            None => Ok(tokens),
+        }
     }
 
     /// The TLS identity, when configured; unreadable files are an error.

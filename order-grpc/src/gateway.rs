@@ -19,6 +19,8 @@ use tokio::sync::Semaphore;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use crate::scopes::{Needs, Scope, Scopes, describe, needs};
+
 /// The correlation id header, accepted and echoed.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
@@ -33,10 +35,17 @@ pub struct RequestContext {
     pub actor: Option<String>,
 }
 
-/// Accepted bearer tokens and the names they stand for.
+/// Accepted bearer tokens, the names they stand for, and what each may do.
 #[derive(Clone, Default)]
 pub struct Tokens {
-    entries: Vec<(String, Vec<u8>)>,
+    entries: Vec<Token>,
+}
+
+#[derive(Clone)]
+struct Token {
+    name: String,
+    secret: Vec<u8>,
+    scopes: Scopes,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -45,7 +54,11 @@ impl std::fmt::Debug for Tokens {
         f.debug_struct("Tokens")
             .field(
                 "names",
-                &self.entries.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                &self
+                    .entries
+                    .iter()
+                    .map(|t| (&t.name, &t.scopes))
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -53,7 +66,8 @@ impl std::fmt::Debug for Tokens {
 
 impl Tokens {
     /// Parse `name=token` or bare `token` entries separated by commas or newlines. Tokens must
-    /// be 16-512 visible ASCII characters.
+    /// be 16-512 visible ASCII characters. Every token may call every method; see
+    /// [`Tokens::with_scopes`].
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut entries = Vec::new();
         for (index, entry) in text
@@ -71,21 +85,63 @@ impl Tokens {
                     "auth token {name} must be 16-512 visible ASCII characters"
                 ));
             }
-            entries.push((name, token.as_bytes().to_vec()));
+            if entries.iter().any(|t: &Token| t.name == name) {
+                return Err(format!("two auth tokens are named {name}"));
+            }
+            entries.push(Token {
+                name,
+                secret: token.as_bytes().to_vec(),
+                scopes: Scope::ALL.into(),
+            });
         }
         Ok(Self { entries })
+    }
+
+    /// Give each token exactly the scopes `assignments` (from `--auth-scopes`) name for it.
+    /// Every token must be named there and every name must be a token: a token left out
+    /// would otherwise silently get all rights or none.
+    pub fn with_scopes(mut self, assignments: &[(String, Scopes)]) -> Result<Self, String> {
+        if self.entries.is_empty() {
+            return Err(
+                "--auth-scopes needs --auth-tokens (there is no caller to give scopes to)"
+                    .to_owned(),
+            );
+        }
+        for (name, _) in assignments {
+            if !self.entries.iter().any(|t| &t.name == name) {
+                return Err(format!(
+                    "--auth-scopes names {name}, which is not a token's name (tokens: {})",
+                    self.names().join(", ")
+                ));
+            }
+        }
+        for token in &mut self.entries {
+            let Some((_, scopes)) = assignments.iter().find(|(n, _)| *n == token.name) else {
+                return Err(format!(
+                    "token {} has no scopes in --auth-scopes (e.g. {}=orders.read)",
+                    token.name, token.name
+                ));
+            };
+            token.scopes = scopes.clone();
+        }
+        Ok(self)
+    }
+
+    /// The tokens' names.
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.iter().map(|t| t.name.as_str()).collect()
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// The name of the matching token. Compares in constant time per candidate.
-    fn find(&self, presented: &[u8]) -> Option<&str> {
+    /// The matching token. Compares in constant time per candidate.
+    fn find(&self, presented: &[u8]) -> Option<&Token> {
         let mut found = None;
-        for (name, token) in &self.entries {
-            if constant_time_eq(token, presented) {
-                found = Some(name.as_str());
+        for token in &self.entries {
+            if constant_time_eq(&token.secret, presented) {
+                found = Some(token);
             }
         }
         found
@@ -239,7 +295,12 @@ where
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::as_bytes);
             match presented.and_then(|p| self.tokens.find(p)) {
-                Some(name) => actor = Some(name.to_owned()),
+                Some(token) => {
+                    if let Some(status) = permission_denied(token, request.uri().path()) {
+                        return Box::pin(std::future::ready(Ok(refuse(status, &correlation_id))));
+                    }
+                    actor = Some(token.name.clone());
+                }
                 None => {
                     let status = Status::unauthenticated(if presented.is_none() {
                         "missing bearer token (authorization: Bearer <token>)"
@@ -299,6 +360,40 @@ where
     }
 }
 
+/// PERMISSION_DENIED when `token` has none of the scopes the method at `path` needs: the
+/// method, the scopes that would do and the caller are in the message and in an ErrorInfo
+/// detail (reason `MISSING_SCOPE`), and counted by caller and method.
+fn permission_denied(token: &Token, path: &str) -> Option<Status> {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let Needs::AnyOf(needed) = needs(path) else {
+        return None;
+    };
+    if needed.iter().any(|s| token.scopes.contains(s)) {
+        return None;
+    }
+    metrics::counter!(
+        "order_grpc_permission_denied_total",
+        "caller" => token.name.clone(),
+        "method" => path.to_owned(),
+    )
+    .increment(1);
+    let required = describe(needed);
+    let details = ErrorDetails::with_error_info(
+        "MISSING_SCOPE",
+        "order-ledger",
+        [
+            ("method".to_owned(), path.to_owned()),
+            ("required_scope".to_owned(), required.clone()),
+            ("caller".to_owned(), token.name.clone()),
+        ],
+    );
+    Some(Status::with_error_details(
+        tonic::Code::PermissionDenied,
+        format!("{} may not call {path}: it needs {required}", token.name),
+        details,
+    ))
+}
+
 /// A request that does not decode (e.g. invalid UTF-8 in a string field) is the caller's
 /// mistake: tonic answers INTERNAL, the contract says INVALID_ARGUMENT. A message over the size
 /// limit is RESOURCE_EXHAUSTED in the gRPC specification; tonic answers OUT_OF_RANGE. Both
@@ -354,12 +449,70 @@ mod tests {
         let tokens =
             Tokens::parse("worker=aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb\n# comment\n")
                 .unwrap();
-        assert_eq!(tokens.find(b"aaaaaaaaaaaaaaaaaaaa"), Some("worker"));
-        assert_eq!(tokens.find(b"bbbbbbbbbbbbbbbbbbbb"), Some("token-2"));
-        assert_eq!(tokens.find(b"cccccccccccccccccccc"), None);
+        let name = |secret: &[u8]| tokens.find(secret).map(|t| t.name.as_str());
+        assert_eq!(name(b"aaaaaaaaaaaaaaaaaaaa"), Some("worker"));
+        assert_eq!(name(b"bbbbbbbbbbbbbbbbbbbb"), Some("token-2"));
+        assert_eq!(name(b"cccccccccccccccccccc"), None);
         assert!(Tokens::parse("short").is_err());
         assert!(Tokens::parse("x=has space in the token value").is_err());
         assert!(Tokens::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn scopes_go_to_every_token_by_name_and_a_token_left_out_is_an_error() {
+        let tokens = Tokens::parse("worker=aaaaaaaaaaaaaaaaaaaa,ops=bbbbbbbbbbbbbbbbbbbb").unwrap();
+        assert!(
+            tokens
+                .entries
+                .iter()
+                .all(|t| t.scopes == Scopes::from(Scope::ALL)),
+            "without --auth-scopes every token may do everything"
+        );
+        let scoped = tokens
+            .clone()
+            .with_scopes(
+                &crate::scopes::parse_assignments(
+                    "worker=orders.read+orders.saga,ops=orders.admin",
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let scopes = |secret: &[u8]| scoped.find(secret).map(|t| t.scopes.clone());
+        assert_eq!(
+            scopes(b"aaaaaaaaaaaaaaaaaaaa"),
+            Some(Scopes::from([Scope::Read, Scope::Saga]))
+        );
+        assert_eq!(
+            scopes(b"bbbbbbbbbbbbbbbbbbbb"),
+            Some(Scopes::from([Scope::Admin]))
+        );
+
+        let left_out = tokens
+            .clone()
+            .with_scopes(&crate::scopes::parse_assignments("worker=orders.read").unwrap())
+            .unwrap_err();
+        assert!(left_out.contains("token ops has no scopes"), "{left_out}");
+        let stranger = tokens
+            .with_scopes(
+                &crate::scopes::parse_assignments(
+                    "worker=orders.read,ops=orders.read,eve=orders.admin",
+                )
+                .unwrap(),
+            )
+            .unwrap_err();
+        assert!(
+            stranger.contains("names eve, which is not a token"),
+            "{stranger}"
+        );
+        let no_tokens = Tokens::default()
+            .with_scopes(&crate::scopes::parse_assignments("worker=orders.read").unwrap())
+            .unwrap_err();
+        assert!(no_tokens.contains("needs --auth-tokens"), "{no_tokens}");
+        assert!(
+            Tokens::parse("a=aaaaaaaaaaaaaaaaaaaa,a=bbbbbbbbbbbbbbbbbbbb")
+                .unwrap_err()
+                .contains("two auth tokens are named a")
+        );
     }
 
     #[test]

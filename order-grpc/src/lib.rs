@@ -17,6 +17,7 @@ pub mod error;
 pub mod gateway;
 pub mod queries;
 pub mod read_model;
+pub mod scopes;
 pub mod serve;
 pub mod startup;
 

@@ -101,6 +101,12 @@ impl App {
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
         let args = self.args;
         let tokens = args.tokens().map_err(anyhow::Error::msg)?;
+        if !tokens.is_empty() && args.auth_scopes.is_none() {
+            tracing::warn!(
+                tokens = ?tokens.names(),
+                "no --auth-scopes: every token may call every method"
+            );
+        }
         let handler = CommandHandler::<Order>::new(self.store.clone(), args.command_max_attempts);
         let max_message = args.max_message_bytes as usize;
         let commands = OrderServiceServer::new(Commands::new(handler))

@@ -31,6 +31,7 @@ struct Wrapper {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub tokens: Option<String>,
+    pub auth_scopes: Option<String>,
     pub max_concurrent_requests: u32,
     pub max_subscriptions: u32,
     pub max_subscriptions_per_client: u32,
@@ -47,6 +48,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             tokens: None,
+            auth_scopes: None,
             max_concurrent_requests: 256,
             max_subscriptions: 16,
             max_subscriptions_per_client: 8,
@@ -110,6 +112,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     ]);
     if let Some(tokens) = &options.tokens {
         argv.push(format!("--auth-tokens={tokens}"));
+    }
+    if let Some(scopes) = &options.auth_scopes {
+        argv.push(format!("--auth-scopes={scopes}"));
     }
     if let Some((cert, key)) = &options.tls {
         argv.push(format!("--tls-cert-file={}", cert.display()));

@@ -13,6 +13,7 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod migrate_dry_run;
+mod permissions;
 mod queries;
 mod races;
 mod read_model;

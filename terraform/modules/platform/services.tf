@@ -77,7 +77,12 @@ module "grpc" {
     listener_arns    = values(module.load_balancer.listener_arns)
   }
 
-  environment = local.database_ca
+  environment = merge(local.database_ca, {
+    # What each caller may do (docs/security.md): the worker reads orders and drives the saga,
+    # nothing else (no PlaceOrder, no CancelOrder). Its secret holds one bare token, which
+    # order-grpc names token-1; add an operator's token as a named entry and give it scopes here.
+    ORDER_GRPC_AUTH_SCOPES = "token-1=orders.read+orders.saga"
+  })
 
   secrets = merge(
     {

@@ -35,6 +35,12 @@ run "dev" {
     deletion_protection = false
   }
 
+  # least privilege: the worker's token reads orders and drives the saga, nothing else
+  assert {
+    condition     = module.grpc.environment["ORDER_GRPC_AUTH_SCOPES"] == "token-1=orders.read+orders.saga"
+    error_message = "order-grpc does not limit the worker's token to orders.read and orders.saga"
+  }
+
   # defect 5: the service registers with its target group only after the listeners exist
   assert {
     condition = toset(module.grpc.load_balancer_listener_arns) == toset([
