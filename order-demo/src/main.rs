@@ -8,10 +8,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use order_proto::v1 as pb;
-use order_proto::v1::order_query_service_client::OrderQueryServiceClient;
-use order_proto::v1::order_service_client::OrderServiceClient;
-use tonic::transport::Channel;
+use order_client::{Client, Command, money, pb};
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -50,17 +47,6 @@ struct Args {
     worker_admin: Option<String>,
 }
 
-fn id() -> String {
-    Uuid::new_v4().to_string()
-}
-
-fn eur(amount_minor: i64) -> Option<pb::Money> {
-    Some(pb::Money {
-        currency: "EUR".into(),
-        amount_minor,
-    })
-}
-
 /// A value in [0, 1) from an order number, so that a run's mix is reproducible.
 fn fraction(n: u64, salt: u64) -> f64 {
     let hash = (n ^ salt)
@@ -69,7 +55,7 @@ fn fraction(n: u64, salt: u64) -> f64 {
     (hash % 10_000) as f64 / 10_000.0
 }
 
-fn place(order_id: &str, customer: &str, n: u64, args: &Args) -> pb::PlaceOrderRequest {
+fn place(client: &Client, customer: Uuid, n: u64, args: &Args) -> Command<pb::PlaceOrderRequest> {
     let sku = if fraction(n, 1) < args.out_of_stock {
         format!("OOS-{}", n % 50)
     } else if fraction(n, 2) < args.declined {
@@ -77,33 +63,19 @@ fn place(order_id: &str, customer: &str, n: u64, args: &Args) -> pb::PlaceOrderR
     } else {
         format!("DEMO-{}", n % 50)
     };
-    pb::PlaceOrderRequest {
-        command_id: id(),
-        order_id: order_id.to_owned(),
-        expected_version: None,
-        customer_id: customer.to_owned(),
-        lines: vec![
-            pb::OrderLine {
-                sku,
-                quantity: 1 + (n % 3) as i64,
-                unit_price: eur(1999),
-            },
-            pb::OrderLine {
-                sku: "DEMO-GIFTWRAP".into(),
-                quantity: 1,
-                unit_price: eur(250),
-            },
-        ],
-        shipping_address: Some(pb::Address {
+    client
+        .place_order(customer)
+        .line(sku, 1 + (n % 3) as i64, money("EUR", 1999))
+        .line("DEMO-GIFTWRAP", 1, money("EUR", 250))
+        .ship_to(pb::Address {
             recipient: "Demo Customer".into(),
             line1: "1 Example Street".into(),
             city: "Berlin".into(),
             postal_code: "10115".into(),
             country: "DE".into(),
             ..Default::default()
-        }),
-        shipping_method: pb::ShippingMethod::Standard as i32,
-    }
+        })
+        .shipping_method(pb::ShippingMethod::Standard)
 }
 
 const STATUSES: [pb::OrderStatus; 10] = [
@@ -137,32 +109,21 @@ fn short(status: pb::OrderStatus) -> &'static str {
 
 /// This run's orders by status (from the read model), and the events they hold.
 async fn census(
-    queries: &mut OrderQueryServiceClient<Channel>,
-    customer: &str,
+    client: &Client,
+    customer: Uuid,
 ) -> anyhow::Result<(BTreeMap<&'static str, u64>, u64)> {
     let mut counts = BTreeMap::new();
     let mut events = 0;
     for status in STATUSES {
-        let mut token = String::new();
-        let mut count = 0;
-        loop {
-            let page = queries
-                .list_orders(pb::ListOrdersRequest {
-                    customer_id: customer.to_owned(),
-                    status: status as i32,
-                    page_size: 500,
-                    page_token: token,
-                })
-                .await?
-                .into_inner();
-            count += page.orders.len() as u64;
-            events += page.orders.iter().map(|o| o.version).sum::<u64>();
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
-        counts.insert(short(status), count);
+        let orders = client
+            .list_orders()
+            .customer(customer)
+            .status(status)
+            .page_size(500)
+            .all(usize::MAX)
+            .await?;
+        events += orders.iter().map(|o| o.version).sum::<u64>();
+        counts.insert(short(status), orders.len() as u64);
     }
     Ok((counts, events))
 }
@@ -198,13 +159,11 @@ async fn metric(admin: &str, name: &str) -> Option<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let channel = Channel::from_shared(args.endpoint.clone())?
+    let client = Client::builder()
+        .endpoint(args.endpoint.clone())
         .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await?;
-    let commands = OrderServiceClient::new(channel.clone());
-    let mut queries = OrderQueryServiceClient::new(channel);
-    let customer = id();
+        .build()?;
+    let customer = Uuid::new_v4();
     let tty = std::io::stdout().is_terminal();
     println!(
         "placing {} orders/s for {} s (about {:.0}% out of stock, {:.0}% declined, {:.0}% cancelled by the customer); customer {customer}",
@@ -224,33 +183,27 @@ async fn main() -> anyhow::Result<()> {
     while started.elapsed() < Duration::from_secs(args.seconds) {
         ticker.tick().await;
         let n = placed + refused;
-        let order = id();
-        let request = place(&order, &customer, n, &args);
+        let place = place(&client, customer, n, &args);
         let cancel = fraction(n, 3) < args.cancelled;
-        let mut client = commands.clone();
+        let canceller = client.clone();
         let results = results.clone();
         tokio::spawn(async move {
-            let ok = client.place_order(request).await.is_ok();
-            if ok && cancel {
+            let placed = place.await;
+            if let (Ok(placed), true) = (&placed, cancel) {
                 // The customer changes their mind while the saga runs.
                 tokio::time::sleep(Duration::from_millis(30)).await;
-                let _ = client
-                    .cancel_order(pb::CancelOrderRequest {
-                        command_id: id(),
-                        order_id: order,
-                        expected_version: None,
-                        reason: "demo: the customer changed their mind".into(),
-                    })
+                let _ = canceller
+                    .cancel_order(placed.order_id, "demo: the customer changed their mind")
                     .await;
             }
-            let _ = results.send(ok);
+            let _ = results.send(placed.is_ok());
         });
         while let Ok(ok) = outcomes.try_recv() {
             if ok { placed += 1 } else { refused += 1 }
         }
         if last_report.elapsed() >= Duration::from_secs(if tty { 1 } else { 5 }) {
             last_report = Instant::now();
-            let (counts, _) = census(&mut queries, &customer).await?;
+            let (counts, _) = census(&client, customer).await?;
             let line = format!(
                 "[{:>3}s] placed {placed:>5} | {}",
                 started.elapsed().as_secs(),
@@ -276,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
     // Let the saga finish every order.
     let settle = Instant::now();
     let (counts, events) = loop {
-        let (counts, events) = census(&mut queries, &customer).await?;
+        let (counts, events) = census(&client, customer).await?;
         let terminal = counts.get("completed").copied().unwrap_or(0)
             + counts.get("cancelled").copied().unwrap_or(0);
         let line = format!(

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use order_runtime::telemetry::LogFormat;
-use tonic::transport::{Certificate, ClientTlsConfig};
 
 use crate::backoff::Backoff;
 use crate::breaker::BreakerSettings;
@@ -609,7 +608,7 @@ impl RunArgs {
     }
 
     /// The TLS settings of the gRPC client (https endpoints); reads the CA file.
-    pub fn grpc_tls(&self) -> Result<Option<ClientTlsConfig>, String> {
+    pub fn grpc_tls(&self) -> Result<Option<crate::api::GrpcTls>, String> {
         let Some(path) = &self.grpc_ca_file else {
             return Ok(None);
         };
@@ -619,11 +618,10 @@ impl RunArgs {
                 path.display()
             )
         })?;
-        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-        if let Some(domain) = self.grpc_tls_domain.as_deref().filter(|d| !d.is_empty()) {
-            tls = tls.domain_name(domain);
-        }
-        Ok(Some(tls))
+        Ok(Some(crate::api::GrpcTls {
+            ca_pem: pem,
+            domain: self.grpc_tls_domain.clone().filter(|d| !d.is_empty()),
+        }))
     }
 
     pub fn consumer_settings(&self) -> ConsumerSettings {

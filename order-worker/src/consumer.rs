@@ -471,16 +471,15 @@ impl Consumer {
                     order_id = %event.subject,
                     event_type = %event.event_type,
                     event_id = %event.id,
-                    correlation_id = incoming.correlation_id.as_deref().unwrap_or(""),
+                    correlation_id = incoming.correlation_id().unwrap_or(""),
                     receive_count,
                     trace_id = tracing::field::Empty,
                 );
-                let traceparent = incoming.traceparent.as_deref();
+                let traceparent = incoming.traceparent();
                 trace::set_parent(&span, traceparent, None);
                 span.record("trace_id", trace::trace_id(&span, traceparent));
                 let (outgoing, _) = trace::outgoing(&span, traceparent, None);
-                let context =
-                    CallContext::new(incoming.correlation_id.as_deref(), outgoing.as_deref());
+                let context = CallContext::new(incoming.correlation_id(), outgoing.as_deref());
                 let outcome = self
                     .processor
                     .process(&event, &context)

@@ -29,10 +29,9 @@ use std::time::{Duration, Instant};
 
 use order_messages::CloudEvent;
 use order_proto::v1 as pb;
-use tonic::Status;
 use uuid::Uuid;
 
-use crate::api::{CallContext, OrderApi};
+use crate::api::{CallContext, OrderApi, Status};
 use crate::classify::{Class, Verdict, classify, resolve};
 use crate::providers::guard::{CallError, Guard};
 use crate::providers::{
@@ -576,8 +575,11 @@ fn bounded(reason: &str) -> String {
     }
 }
 
-fn describe(status: &Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
+fn describe(error: &Status) -> String {
+    match error.status() {
+        Some(status) => format!("{:?}: {}", status.code(), status.message()),
+        None => format!("{:?}: {error}", error.code()),
+    }
 }
 
 /// The snake_case name of a status code, the `dlq_kind` of gRPC refusals.

@@ -1,0 +1,345 @@
+//! A command's fields from JSON (`--json-input FILE|-`) and flags; flags win.
+
+use std::io::Read;
+use std::path::Path;
+
+use order_client::pb;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::args::{AmountArgs, CommandArgs, PlaceArgs, ReasonArgs, ReserveArgs, ShipArgs};
+
+/// A mistake in the command line or its input (exit code 2).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+fn read_json<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, Usage> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Usage(format!("cannot read the JSON input from stdin: {e}")))?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| Usage(format!("cannot read {}: {e}", path.display())))?;
+    }
+    serde_json::from_str(&text).map_err(|e| Usage(format!("the JSON input: {e}")))
+}
+
+/// `{"currency": "EUR", "amount_minor": 1250}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyInput {
+    currency: String,
+    amount_minor: i64,
+}
+
+impl From<MoneyInput> for pb::Money {
+    fn from(money: MoneyInput) -> Self {
+        order_client::money(&money.currency, money.amount_minor)
+    }
+}
+
+/// The fields of the saga commands, as JSON (the request message's field names) or flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandInput {
+    order_id: Option<Uuid>,
+    pub command_id: Option<Uuid>,
+    pub expected_version: Option<u64>,
+    pub reservation_id: Option<String>,
+    reason: Option<String>,
+    pub payment_id: Option<String>,
+    amount: Option<MoneyInput>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+}
+
+impl CommandInput {
+    /// The order id, which is required.
+    pub fn order_id(&self) -> Result<Uuid, Usage> {
+        self.order_id
+            .ok_or_else(|| Usage("the order id is required (argument or order_id)".into()))
+    }
+
+    /// A required text field.
+    pub fn required(&self, value: Option<String>, name: &str) -> Result<String, Usage> {
+        value.ok_or_else(|| Usage(format!("{name} is required (--{})", name.replace('_', "-"))))
+    }
+
+    /// The reason, which is required.
+    pub fn reason(&self) -> Result<String, Usage> {
+        self.required(self.reason.clone(), "reason")
+    }
+
+    /// The amount, which is required.
+    pub fn amount(&self) -> Result<pb::Money, Usage> {
+        self.amount
+            .clone()
+            .map(Into::into)
+            .ok_or_else(|| Usage("the amount is required (--amount, minor units)".into()))
+    }
+}
+
+fn overlay<T>(target: &mut Option<T>, flag: &Option<T>)
+where
+    T: Clone,
+{
+    if flag.is_some() {
+        target.clone_from(flag);
+    }
+}
+
+impl CommandArgs {
+    /// The JSON input with the flags laid over it.
+    pub fn input(&self) -> Result<CommandInput, Usage> {
+        let mut input: CommandInput = read_json(self.json_input.as_deref())?;
+        overlay(&mut input.order_id, &self.order_id);
+        overlay(&mut input.command_id, &self.command_id);
+        overlay(&mut input.expected_version, &self.expected_version);
+        Ok(input)
+    }
+}
+
+impl ReserveArgs {
+    /// The JSON input with the flags laid over it.
+    pub fn input(&self) -> Result<CommandInput, Usage> {
+        let mut input = self.common.input()?;
+        overlay(&mut input.reservation_id, &self.reservation_id);
+        Ok(input)
+    }
+}
+
+impl ReasonArgs {
+    /// The JSON input with the flags laid over it.
+    pub fn input(&self) -> Result<CommandInput, Usage> {
+        let mut input = self.common.input()?;
+        overlay(&mut input.reason, &self.reason);
+        Ok(input)
+    }
+}
+
+impl AmountArgs {
+    /// The JSON input with the flags laid over it.
+    pub fn input(&self) -> Result<CommandInput, Usage> {
+        let mut input = self.common.input()?;
+        overlay(&mut input.payment_id, &self.payment_id);
+        if let Some(amount_minor) = self.amount {
+            input.amount = Some(MoneyInput {
+                currency: self.currency.clone(),
+                amount_minor,
+            });
+        }
+        Ok(input)
+    }
+}
+
+impl ShipArgs {
+    /// The JSON input with the flags laid over it.
+    pub fn input(&self) -> Result<CommandInput, Usage> {
+        let mut input = self.common.input()?;
+        overlay(&mut input.carrier, &self.carrier);
+        overlay(&mut input.tracking_number, &self.tracking_number);
+        Ok(input)
+    }
+}
+
+/// An order line as JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineInput {
+    sku: String,
+    quantity: i64,
+    unit_price: MoneyInput,
+}
+
+/// An address as JSON (the message's field names).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AddressInput {
+    recipient: String,
+    line1: String,
+    line2: String,
+    city: String,
+    region: String,
+    postal_code: String,
+    country: String,
+}
+
+/// PlaceOrder as JSON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceJson {
+    order_id: Option<Uuid>,
+    command_id: Option<Uuid>,
+    customer_id: Option<Uuid>,
+    #[serde(default)]
+    lines: Vec<LineInput>,
+    shipping_address: Option<AddressInput>,
+    shipping_method: Option<String>,
+}
+
+/// PlaceOrder's fields, ready to send.
+#[derive(Debug)]
+pub struct PlaceInput {
+    pub order_id: Option<Uuid>,
+    pub command_id: Option<Uuid>,
+    pub customer_id: Uuid,
+    /// The request without its ids.
+    pub request: pb::PlaceOrderRequest,
+}
+
+impl PlaceArgs {
+    /// The JSON input with the flags laid over it.
+    pub fn input(&self) -> Result<PlaceInput, Usage> {
+        let json: PlaceJson = read_json(self.json_input.as_deref())?;
+        let customer_id = self
+            .customer
+            .or(json.customer_id)
+            .ok_or_else(|| Usage("the customer is required (--customer or customer_id)".into()))?;
+        let mut lines: Vec<pb::OrderLine> = json
+            .lines
+            .into_iter()
+            .map(|l| pb::OrderLine {
+                sku: l.sku,
+                quantity: l.quantity,
+                unit_price: Some(l.unit_price.into()),
+            })
+            .collect();
+        for line in &self.lines {
+            lines.push(parse_line(line, &self.currency)?);
+        }
+        let json_address = json.shipping_address.unwrap_or_default();
+        let pick = |flag: &Option<String>, json: String| flag.clone().unwrap_or(json);
+        let address = pb::Address {
+            recipient: pick(&self.recipient, json_address.recipient),
+            line1: pick(&self.line1, json_address.line1),
+            line2: pick(&self.line2, json_address.line2),
+            city: pick(&self.city, json_address.city),
+            region: pick(&self.region, json_address.region),
+            postal_code: pick(&self.postal_code, json_address.postal_code),
+            country: pick(&self.country, json_address.country),
+        };
+        let method = match self.shipping.as_deref().or(json.shipping_method.as_deref()) {
+            None => pb::ShippingMethod::Standard,
+            Some(name) => shipping_method(name)?,
+        };
+        Ok(PlaceInput {
+            order_id: self.order_id.or(json.order_id),
+            command_id: self.command_id.or(json.command_id),
+            customer_id,
+            request: pb::PlaceOrderRequest {
+                customer_id: customer_id.to_string(),
+                lines,
+                shipping_address: Some(address),
+                shipping_method: method as i32,
+                ..Default::default()
+            },
+        })
+    }
+}
+
+/// `SKU:QUANTITY:UNIT_PRICE_MINOR`.
+fn parse_line(text: &str, currency: &str) -> Result<pb::OrderLine, Usage> {
+    let bad = || {
+        Usage(format!(
+            "--line {text:?}: expected SKU:QUANTITY:UNIT_PRICE (minor units), e.g. SKU-1:2:1250"
+        ))
+    };
+    let mut parts = text.rsplitn(3, ':');
+    let (Some(price), Some(quantity), Some(sku)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    Ok(pb::OrderLine {
+        sku: sku.to_owned(),
+        quantity: quantity.trim().parse().map_err(|_| bad())?,
+        unit_price: Some(order_client::money(
+            currency,
+            price.trim().parse().map_err(|_| bad())?,
+        )),
+    })
+}
+
+/// `express`, `EXPRESS` or `SHIPPING_METHOD_EXPRESS`.
+fn shipping_method(name: &str) -> Result<pb::ShippingMethod, Usage> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SHIPPING_METHOD_") {
+        upper
+    } else {
+        format!("SHIPPING_METHOD_{upper}")
+    };
+    pb::ShippingMethod::from_str_name(&full)
+        .filter(|m| *m != pb::ShippingMethod::Unspecified)
+        .ok_or_else(|| {
+            Usage(format!(
+                "shipping method {name:?}: expected standard, express or overnight"
+            ))
+        })
+}
+
+/// `shipped`, `SHIPPED` or `ORDER_STATUS_SHIPPED`.
+pub fn status(name: &str) -> Result<pb::OrderStatus, Usage> {
+    let upper = name.trim().to_ascii_uppercase().replace('-', "_");
+    let full = if upper.starts_with("ORDER_STATUS_") {
+        upper
+    } else {
+        format!("ORDER_STATUS_{upper}")
+    };
+    pb::OrderStatus::from_str_name(&full)
+        .filter(|s| *s != pb::OrderStatus::Unspecified)
+        .ok_or_else(|| {
+            Usage(format!(
+                "status {name:?}: expected placed, inventory_reserved, payment_authorized, \
+                 confirmed, processing, shipped, delivered, completed, cancellation_pending or \
+                 cancelled"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_with_skus_that_contain_colons() {
+        let line = parse_line("A:B:2:1250", "EUR").unwrap();
+        assert_eq!(line.sku, "A:B");
+        assert_eq!(line.quantity, 2);
+        assert_eq!(line.unit_price, Some(order_client::money("EUR", 1250)));
+        assert!(parse_line("SKU-1:two:1250", "EUR").is_err());
+        assert!(parse_line("SKU-1", "EUR").is_err());
+    }
+
+    #[test]
+    fn names_of_statuses_and_methods_are_forgiving() {
+        assert_eq!(status("shipped").unwrap(), pb::OrderStatus::Shipped);
+        assert_eq!(
+            status("inventory-reserved").unwrap(),
+            pb::OrderStatus::InventoryReserved
+        );
+        assert_eq!(
+            status("ORDER_STATUS_CANCELLED").unwrap(),
+            pb::OrderStatus::Cancelled
+        );
+        assert!(status("lost").is_err());
+        assert!(status("unspecified").is_err());
+        assert_eq!(
+            shipping_method("Express").unwrap(),
+            pb::ShippingMethod::Express
+        );
+        assert!(shipping_method("teleport").is_err());
+    }
+
+    #[test]
+    fn unknown_json_fields_are_refused() {
+        assert!(serde_json::from_str::<CommandInput>(r#"{"order": "x"}"#).is_err());
+        let input: CommandInput =
+            serde_json::from_str(r#"{"amount": {"currency": "EUR", "amount_minor": 5}}"#).unwrap();
+        assert_eq!(input.amount().unwrap(), order_client::money("EUR", 5));
+    }
+}

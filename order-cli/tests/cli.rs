@@ -1,0 +1,295 @@
+//! order-cli, the built binary, against the real order-grpc (in process) and read model: the
+//! README's example verbatim, exit codes, JSON in and out.
+
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../order-client/tests/client/support.rs"]
+mod support;
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_order-cli");
+const MARKER: &str = "<!-- order-cli example: run by order-cli/tests/cli.rs -->";
+
+/// The shell block after the marker in README.md.
+fn readme_example() -> String {
+    let readme = include_str!("../../README.md");
+    let after = &readme[readme.find(MARKER).expect("the marker in README.md") + MARKER.len()..];
+    let body = after
+        .trim_start()
+        .strip_prefix("```sh\n")
+        .expect("a ```sh block after the marker");
+    body[..body.find("```").expect("the block's end")].to_owned()
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn order_cli(url: &str, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(args)
+        .env("ORDER_GRPC_URL", url)
+        .env_remove("ORDER_GRPC_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    let output = child.wait_with_output().await.unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_readme_example_walks_an_order_through_its_whole_life() {
+    let stack = Stack::start().await.with_read_model().await;
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = format!("set -euo pipefail\n{}", readme_example());
+    let output = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", path)
+        .env("ORDER_GRPC_URL", stack.url())
+        .env_remove("ORDER_GRPC_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the example failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+
+    // Shown with --nocapture.
+    eprintln!("{stdout}");
+
+    // The first order went all the way, the second was cancelled: in the log...
+    let client = stack.client();
+    let orders = client
+        .list_orders()
+        .customer(customer())
+        .all(10)
+        .await
+        .unwrap();
+    assert_eq!(orders.len(), 2, "{stdout}");
+    let statuses: Vec<_> = orders.iter().map(|o| o.status()).collect();
+    use order_client::pb::OrderStatus;
+    assert!(statuses.contains(&OrderStatus::Completed), "{statuses:?}");
+    assert!(statuses.contains(&OrderStatus::Cancelled), "{statuses:?}");
+    let completed = orders
+        .iter()
+        .find(|o| o.status() == OrderStatus::Completed)
+        .unwrap();
+    let events = client
+        .get_order_events(completed.order_id.parse().unwrap())
+        .await
+        .unwrap();
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "OrderPlaced",
+            "InventoryReserved",
+            "PaymentAuthorized",
+            "OrderConfirmed",
+            "FulfillmentStarted",
+            "OrderShipped",
+            "OrderDelivered",
+            "PaymentRefunded",
+            "OrderCompleted"
+        ]
+    );
+    assert_eq!(completed.refunded, Some(order_client::money("EUR", 500)));
+    // ...and in what the example printed: the read-your-writes `get`, the events table, the
+    // JSON list, the live tail.
+    assert!(stdout.contains("status    COMPLETED"), "{stdout}");
+    assert!(stdout.contains("tracking_number=JD0001"), "{stdout}");
+    assert!(stdout.contains(r#""status":"COMPLETED""#), "{stdout}");
+    assert!(stdout.contains("OrderCancelled"), "{stdout}");
+}
+
+#[tokio::test]
+async fn exit_codes_follow_the_grpc_class_of_the_failure() {
+    let stack = Stack::start_with(ServerOptions {
+        tokens: Some("cli=order-cli-tests-token-0123".into()),
+        tls: None,
+    })
+    .await;
+    let url = stack.url();
+    let unknown = uuid::Uuid::new_v4().to_string();
+
+    let denied = order_cli(&url, &["events", &unknown], None).await;
+    assert_eq!(denied.code, 6, "UNAUTHENTICATED: {}", denied.stderr);
+    assert!(
+        denied.stderr.contains("UNAUTHENTICATED"),
+        "{}",
+        denied.stderr
+    );
+
+    let with_token = |args: &[&str]| {
+        let mut all = vec!["--token", "order-cli-tests-token-0123"];
+        all.extend_from_slice(args);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            order_cli(&url, &args, None).await
+        }
+    };
+    let missing = run(with_token(&["events", &unknown])).await;
+    assert_eq!(missing.code, 4, "NOT_FOUND: {}", missing.stderr);
+
+    let placed = run(with_token(&[
+        "place",
+        "--customer",
+        CUSTOMER,
+        "--line",
+        "SKU-1:1:3000",
+        "--country",
+        "DE",
+        "--recipient",
+        "R",
+        "--line1",
+        "L",
+        "--city",
+        "C",
+        "--postal-code",
+        "1",
+        "--print",
+        "order-id",
+    ]))
+    .await;
+    assert_eq!(placed.code, 0, "{}", placed.stderr);
+    let order = placed.stdout.trim().to_owned();
+
+    let too_early = run(with_token(&[
+        "ship",
+        &order,
+        "--carrier",
+        "DHL",
+        "--tracking-number",
+        "1",
+    ]))
+    .await;
+    assert_eq!(
+        too_early.code, 3,
+        "FAILED_PRECONDITION: {}",
+        too_early.stderr
+    );
+    let stale = run(with_token(&[
+        "reserve",
+        &order,
+        "--reservation-id",
+        "r",
+        "--expected-version",
+        "9",
+    ]))
+    .await;
+    assert_eq!(stale.code, 3, "ABORTED: {}", stale.stderr);
+
+    let usage = run(with_token(&["reserve", &order])).await;
+    assert_eq!(usage.code, 2, "no reservation id: {}", usage.stderr);
+    let usage = run(with_token(&["get", "not-a-uuid"])).await;
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+
+    let down = order_cli(
+        "http://127.0.0.1:1",
+        &["--attempts", "2", "--timeout", "1s", "events", &unknown],
+        None,
+    )
+    .await;
+    assert_eq!(down.code, 5, "UNAVAILABLE: {}", down.stderr);
+    assert!(down.stderr.contains("after 2 attempts"), "{}", down.stderr);
+}
+
+#[tokio::test]
+async fn commands_read_json_input_and_answer_in_json() {
+    let stack = Stack::start().await;
+    let url = stack.url();
+    let order = uuid::Uuid::new_v4();
+    let place = format!(
+        r#"{{"order_id": "{order}", "customer_id": "{CUSTOMER}",
+            "lines": [{{"sku": "SKU-1", "quantity": 2, "unit_price": {{"currency": "EUR", "amount_minor": 1500}}}}],
+            "shipping_address": {{"recipient": "Ada", "line1": "1 Road", "city": "Berlin", "postal_code": "10115", "country": "DE"}},
+            "shipping_method": "overnight"}}"#
+    );
+    let placed = order_cli(
+        &url,
+        &["place", "--json-input", "-", "--json"],
+        Some(&place),
+    )
+    .await;
+    assert_eq!(placed.code, 0, "{}", placed.stderr);
+    let answer: serde_json::Value = serde_json::from_str(&placed.stdout).unwrap();
+    assert_eq!(answer["order_id"], order.to_string());
+    assert_eq!(answer["status"], "PLACED");
+    assert_eq!(answer["version"], 1);
+
+    let command_id = uuid::Uuid::new_v4().to_string();
+    let reserve = format!(r#"{{"reservation_id": "res-9", "command_id": "{command_id}"}}"#);
+    for duplicate in [false, true] {
+        let run = order_cli(
+            &url,
+            &["reserve", &order.to_string(), "--json-input", "-", "--json"],
+            Some(&reserve),
+        )
+        .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(answer["command_id"], command_id);
+        assert_eq!(answer["duplicate"], duplicate);
+        assert_eq!(answer["version"], 2);
+    }
+
+    let bad = order_cli(
+        &url,
+        &["reserve", "--json-input", "-"],
+        Some(r#"{"order": 1}"#),
+    )
+    .await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+
+    let events = order_cli(&url, &["events", &order.to_string(), "--json"], None).await;
+    let events: serde_json::Value = serde_json::from_str(&events.stdout).unwrap();
+    assert_eq!(events[0]["payload"]["shipping_method"], "OVERNIGHT");
+    assert_eq!(events[1]["payload"]["reservation_id"], "res-9");
+
+    let follow = order_cli(
+        &url,
+        &["follow", "--after-position", "1", "--limit", "1", "--json"],
+        None,
+    )
+    .await;
+    assert_eq!(follow.code, 0, "{}", follow.stderr);
+    let event: serde_json::Value = serde_json::from_str(follow.stdout.trim()).unwrap();
+    assert_eq!(event["event_type"], "InventoryReserved");
+
+    let help = order_cli(&url, &["--help"], None).await;
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("Exit codes"), "{}", help.stdout);
+}

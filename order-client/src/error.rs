@@ -1,0 +1,104 @@
+//! What can go wrong, typed.
+
+use tonic::{Code, Status};
+
+/// The errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client's settings are unusable (an endpoint that is not a URL, a token that is not
+    /// header text, TLS settings tonic refuses, no Tokio runtime). Nothing was sent.
+    #[error("client settings: {0}")]
+    Config(String),
+    /// The service answered with an error status, or the call could not reach it, after
+    /// `attempts` attempts (retries included).
+    #[error("{}: {} (after {attempts} attempt{}, correlation id {correlation_id})", code_name(status.code()), status.message(), if *attempts == 1 { "" } else { "s" })]
+    Rpc {
+        /// The last attempt's status.
+        status: Box<Status>,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The correlation id every attempt carried (search the service's logs for it).
+        correlation_id: String,
+    },
+    /// The service answered with something this client cannot use (e.g. GetOrder without an
+    /// order, an order id that is not a UUID).
+    #[error("unexpected answer: {0}")]
+    InvalidResponse(String),
+}
+
+impl Error {
+    /// The gRPC status code: that of the last attempt for [`Error::Rpc`]; `INVALID_ARGUMENT`
+    /// for settings the caller gave, `INTERNAL` for an answer the client cannot use.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Rpc { status, .. } => status.code(),
+            Self::Config(_) => Code::InvalidArgument,
+            Self::InvalidResponse(_) => Code::Internal,
+        }
+    }
+
+    /// The last attempt's status, when the service (or the transport) gave one.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            Self::Rpc { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+
+    /// How many attempts were made (0 when nothing was sent).
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Self::Rpc { attempts, .. } => *attempts,
+            _ => 0,
+        }
+    }
+}
+
+/// The canonical upper-case name of a status code (`NOT_FOUND`), as in the gRPC
+/// specification and `grpcurl` / `buf curl` output.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_errors_name_the_code_the_attempts_and_the_correlation_id() {
+        let error = Error::Rpc {
+            status: Box::new(Status::not_found("order 1 not found")),
+            attempts: 1,
+            correlation_id: "c-1".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "NOT_FOUND: order 1 not found (after 1 attempt, correlation id c-1)"
+        );
+        assert_eq!(error.code(), Code::NotFound);
+        assert_eq!(error.attempts(), 1);
+        assert_eq!(
+            Error::Config("x".into()).code(),
+            Code::InvalidArgument,
+            "settings are the caller's"
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! Queries: one builder type, [`Query`], for the unary `OrderQueryService` RPCs.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use order_proto::v1 as pb;
+use order_proto::v1::order_query_service_client::OrderQueryServiceClient;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::client::{Client, Transport};
+use crate::command::CommandAnswer;
+use crate::error::Error;
+use crate::retry::CallKind;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A unary request message of `OrderQueryService` (implemented for each of them, and only
+/// them).
+pub trait QueryRequest: sealed::Sealed + Clone + Send + Sync + 'static {
+    /// What the query yields.
+    type Output: Send + 'static;
+    #[doc(hidden)]
+    type Response: Send + 'static;
+
+    #[doc(hidden)]
+    fn call(
+        client: OrderQueryServiceClient<Transport>,
+        request: Request<Self>,
+    ) -> BoxFuture<Result<Response<Self::Response>, Status>>;
+    #[doc(hidden)]
+    fn output(response: Self::Response) -> Result<Self::Output, Error>;
+}
+
+impl sealed::Sealed for pb::GetOrderRequest {}
+impl QueryRequest for pb::GetOrderRequest {
+    type Output = pb::Order;
+    type Response = pb::GetOrderResponse;
+
+    fn call(
+        mut client: OrderQueryServiceClient<Transport>,
+        request: Request<Self>,
+    ) -> BoxFuture<Result<Response<Self::Response>, Status>> {
+        Box::pin(async move { client.get_order(request).await })
+    }
+
+    fn output(response: Self::Response) -> Result<Self::Output, Error> {
+        response
+            .order
+            .ok_or_else(|| Error::InvalidResponse("GetOrder answered without an order".into()))
+    }
+}
+
+impl sealed::Sealed for pb::ListOrdersRequest {}
+impl QueryRequest for pb::ListOrdersRequest {
+    type Output = pb::ListOrdersResponse;
+    type Response = pb::ListOrdersResponse;
+
+    fn call(
+        mut client: OrderQueryServiceClient<Transport>,
+        request: Request<Self>,
+    ) -> BoxFuture<Result<Response<Self::Response>, Status>> {
+        Box::pin(async move { client.list_orders(request).await })
+    }
+
+    fn output(response: Self::Response) -> Result<Self::Output, Error> {
+        Ok(response)
+    }
+}
+
+impl sealed::Sealed for pb::GetOrderEventsRequest {}
+impl QueryRequest for pb::GetOrderEventsRequest {
+    type Output = Vec<pb::Event>;
+    type Response = pb::GetOrderEventsResponse;
+
+    fn call(
+        mut client: OrderQueryServiceClient<Transport>,
+        request: Request<Self>,
+    ) -> BoxFuture<Result<Response<Self::Response>, Status>> {
+        Box::pin(async move { client.get_order_events(request).await })
+    }
+
+    fn output(response: Self::Response) -> Result<Self::Output, Error> {
+        Ok(response.events)
+    }
+}
+
+/// A query ready to send (retried as the client's policy says: queries change nothing).
+/// Await it, or call [`send`](Self::send).
+///
+/// ```no_run
+/// # async fn run(client: order_client::Client, customer: uuid::Uuid) -> Result<(), order_client::Error> {
+/// use order_client::pb::OrderStatus;
+///
+/// let page = client.list_orders().customer(customer).status(OrderStatus::Shipped).await?;
+/// for order in &page.orders {
+///     let events = client.get_order_events(order.order_id.parse().expect("a UUID")).await?;
+///     println!("{}: {} events", order.order_id, events.len());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Query<R> {
+    client: Client,
+    request: R,
+}
+
+impl<R: QueryRequest> Query<R> {
+    fn new(client: &Client, request: R) -> Self {
+        Self {
+            client: client.clone(),
+            request,
+        }
+    }
+
+    /// The request message as it will be sent.
+    pub fn request(&self) -> &R {
+        &self.request
+    }
+
+    /// Send it through another client (another context, deadline or retry policy).
+    pub fn via(mut self, client: &Client) -> Self {
+        self.client = client.clone();
+        self
+    }
+
+    /// Send it.
+    pub async fn send(&self) -> Result<R::Output, Error> {
+        let answered = self
+            .client
+            .unary(&self.request, CallKind::Idempotent, |request| {
+                R::call(self.client.queries(), request)
+            })
+            .await?;
+        R::output(answered.message)
+    }
+}
+
+impl<R: QueryRequest> IntoFuture for Query<R> {
+    type Output = Result<R::Output, Error>;
+    type IntoFuture = BoxFuture<Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.send().await })
+    }
+}
+
+impl Query<pb::GetOrderRequest> {
+    /// Read-your-writes: wait (up to the deadline) until the read model has applied the event
+    /// at this global position.
+    pub fn min_position(mut self, position: u64) -> Self {
+        self.request.min_position = Some(position);
+        self
+    }
+}
+
+impl Query<pb::GetOrderEventsRequest> {
+    /// Only the events after this stream version.
+    pub fn after_version(mut self, version: u64) -> Self {
+        self.request.after_version = version;
+        self
+    }
+
+    /// Read-your-writes: from a copy of the log that holds the event at this position.
+    pub fn min_position(mut self, position: u64) -> Self {
+        self.request.min_position = Some(position);
+        self
+    }
+}
+
+impl Query<pb::ListOrdersRequest> {
+    /// Only this customer's orders.
+    pub fn customer(mut self, customer_id: Uuid) -> Self {
+        self.request.customer_id = customer_id.to_string();
+        self
+    }
+
+    /// Only orders in this status.
+    pub fn status(mut self, status: pb::OrderStatus) -> Self {
+        self.request.status = status as i32;
+        self
+    }
+
+    /// Orders per page (1-500; the service's default is 50).
+    pub fn page_size(mut self, size: u32) -> Self {
+        self.request.page_size = size;
+        self
+    }
+
+    /// The page after a previous answer's `next_page_token`.
+    pub fn page_token(mut self, token: impl Into<String>) -> Self {
+        self.request.page_token = token.into();
+        self
+    }
+
+    /// Every page from this one on, newest first (at most `limit` orders).
+    pub async fn all(mut self, limit: usize) -> Result<Vec<pb::Order>, Error> {
+        let mut orders = Vec::new();
+        loop {
+            let page = self.send().await?;
+            orders.extend(page.orders);
+            if page.next_page_token.is_empty() || orders.len() >= limit {
+                orders.truncate(limit);
+                return Ok(orders);
+            }
+            self.request.page_token = page.next_page_token;
+        }
+    }
+}
+
+impl Client {
+    /// GetOrder: the order as the read model holds it (NOT_FOUND when it holds none).
+    pub fn get_order(&self, order_id: Uuid) -> Query<pb::GetOrderRequest> {
+        Query::new(
+            self,
+            pb::GetOrderRequest {
+                order_id: order_id.to_string(),
+                min_position: None,
+            },
+        )
+    }
+
+    /// Read-your-writes: the order as the read model holds it once it has applied what the
+    /// command wrote (GetOrder with `min_position` = the answer's global position; the
+    /// service waits, up to the deadline, for the projector to get there).
+    ///
+    /// ```no_run
+    /// # async fn run(client: order_client::Client, order: uuid::Uuid) -> Result<(), order_client::Error> {
+    /// let shipped = client.ship_order(order, "DHL", "JD0001").await?;
+    /// let order = client.get_order_after(&shipped).await?;
+    /// assert!(order.last_position >= shipped.global_position);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_order_after(&self, answer: &CommandAnswer) -> Result<pb::Order, Error> {
+        self.get_order(answer.order_id)
+            .min_position(answer.global_position)
+            .send()
+            .await
+    }
+
+    /// ListOrders, newest first; filter and page with the builder.
+    pub fn list_orders(&self) -> Query<pb::ListOrdersRequest> {
+        Query::new(self, pb::ListOrdersRequest::default())
+    }
+
+    /// GetOrderEvents: the order's history from the log (NOT_FOUND for an unknown order).
+    pub fn get_order_events(&self, order_id: Uuid) -> Query<pb::GetOrderEventsRequest> {
+        Query::new(
+            self,
+            pb::GetOrderEventsRequest {
+                order_id: order_id.to_string(),
+                after_version: 0,
+                min_position: None,
+            },
+        )
+    }
+}

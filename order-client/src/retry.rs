@@ -1,0 +1,185 @@
+//! When a failed call is sent again, and how long to wait before it.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+
+/// Bounded exponential backoff with jitter.
+///
+/// Attempt `n` (counting from 1) that fails with a retryable status waits
+/// `d/2 + random(0..=d/2)` with `d = min(initial_backoff x 2^(n-1), max_backoff)`, then the
+/// call is sent again, at most `max_attempts` times in all. Every attempt of a command carries
+/// the same command id and correlation id, so the service applies it at most once.
+///
+/// ```
+/// use std::time::Duration;
+/// use order_client::RetryPolicy;
+///
+/// let patient = RetryPolicy::default()
+///     .max_attempts(8)
+///     .initial_backoff(Duration::from_millis(100))
+///     .max_backoff(Duration::from_secs(5));
+/// assert_eq!(patient.attempts(), 8);
+/// assert_eq!(RetryPolicy::none().attempts(), 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 4 attempts, waits from 50 ms doubling up to 2 s.
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// One attempt, no retry (for callers with a retry loop of their own, such as a queue's
+    /// redelivery).
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// At most `attempts` attempts in all (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The wait after the first failed attempt (before jitter).
+    pub fn initial_backoff(mut self, wait: Duration) -> Self {
+        self.initial_backoff = wait;
+        self
+    }
+
+    /// The longest wait between two attempts (before jitter).
+    pub fn max_backoff(mut self, wait: Duration) -> Self {
+        self.max_backoff = wait;
+        self
+    }
+
+    /// The most attempts a call makes.
+    pub fn attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The wait after failed attempt `attempt` (1-based), jitter included.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(31);
+        let ceiling = self
+            .initial_backoff
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_backoff);
+        let half = ceiling / 2;
+        let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+        half + Duration::from_nanos(fastrand::u64(0..=nanos))
+    }
+}
+
+/// What kind of call failed, for [`retryable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    /// A command sent with `expected_version`: ABORTED means the order is not at that version,
+    /// and sending it again cannot change that.
+    PinnedCommand,
+    /// A command without `expected_version`, or a query: ABORTED is a lost race worth
+    /// another attempt.
+    Idempotent,
+}
+
+/// Whether a call that failed with `status` may be sent again unchanged.
+///
+/// UNAVAILABLE, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED always (the service is busy or was
+/// unreachable, and a command's id makes a repeat harmless); ABORTED unless the command pins
+/// an `expected_version`; and a call broken by the transport (CANCELLED, UNKNOWN or INTERNAL
+/// raised by the client's own HTTP/2 stack, not sent by the service: the connection dropped
+/// mid-call).
+pub(crate) fn retryable(status: &Status, kind: CallKind) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => true,
+        Code::Aborted => kind == CallKind::Idempotent,
+        Code::Cancelled | Code::Unknown | Code::Internal => from_transport(status),
+        _ => false,
+    }
+}
+
+/// A status the client's transport made up (it carries the transport error as its source);
+/// one the service sent has none.
+fn from_transport(status: &Status) -> bool {
+    status.source().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_ceiling_with_jitter_in_its_upper_half() {
+        let policy = RetryPolicy::default()
+            .initial_backoff(Duration::from_millis(100))
+            .max_backoff(Duration::from_millis(350));
+        for _ in 0..200 {
+            let first = policy.backoff(1);
+            assert!((Duration::from_millis(50)..=Duration::from_millis(100)).contains(&first));
+            let second = policy.backoff(2);
+            assert!((Duration::from_millis(100)..=Duration::from_millis(200)).contains(&second));
+            let capped = policy.backoff(40);
+            assert!((Duration::from_millis(175)..=Duration::from_millis(350)).contains(&capped));
+        }
+        let spread: std::collections::HashSet<_> = (0..50).map(|_| policy.backoff(3)).collect();
+        assert!(spread.len() > 1, "jittered");
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried_and_aborted_only_when_unpinned() {
+        use CallKind::*;
+        for code in [
+            Code::Unavailable,
+            Code::ResourceExhausted,
+            Code::DeadlineExceeded,
+        ] {
+            assert!(
+                retryable(&Status::new(code, "x"), PinnedCommand),
+                "{code:?}"
+            );
+        }
+        assert!(retryable(&Status::aborted("race"), Idempotent));
+        assert!(!retryable(&Status::aborted("version"), PinnedCommand));
+        for code in [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            // Sent by the service: not a dropped connection.
+            Code::Internal,
+            Code::Unknown,
+            Code::Cancelled,
+        ] {
+            assert!(!retryable(&Status::new(code, "x"), Idempotent), "{code:?}");
+        }
+        let broken = Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reset",
+        )));
+        assert!(retryable(&broken, Idempotent), "{broken:?}");
+    }
+
+    #[test]
+    fn attempts_are_at_least_one() {
+        assert_eq!(RetryPolicy::default().max_attempts(0).attempts(), 1);
+        assert_eq!(RetryPolicy::default().attempts(), 4);
+    }
+}

@@ -1,0 +1,219 @@
+//! SubscribeEvents as a `futures::Stream` that survives disconnects.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::{Stream, StreamExt};
+use order_proto::v1 as pb;
+use order_proto::v1::subscribe_events_request::Start as PbStart;
+use tonic::codec::Streaming;
+use tonic::{Response, Status};
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::retry::{CallKind, retryable};
+
+type Opening = Pin<Box<dyn Future<Output = Result<Response<Streaming<pb::Event>>, Status>> + Send>>;
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// The first event of the log.
+    Beginning,
+    /// The first event whose global position is greater than this.
+    AfterPosition(u64),
+    /// Exactly after the event with this cursor (an earlier event's `cursor`).
+    AfterCursor(String),
+}
+
+impl Start {
+    fn message(&self) -> pb::SubscribeEventsRequest {
+        pb::SubscribeEventsRequest {
+            start: match self {
+                Self::Beginning => None,
+                Self::AfterPosition(position) => Some(PbStart::AfterPosition(*position)),
+                Self::AfterCursor(cursor) => Some(PbStart::AfterCursor(cursor.clone())),
+            },
+        }
+    }
+}
+
+/// The default number of consecutive failed (re)connection attempts after which an
+/// [`EventStream`] gives up.
+pub const DEFAULT_MAX_RECONNECTS: u32 = 10;
+
+/// The global event log, from a [`Start`], then live: every event once, in the log's gap-safe
+/// order, across disconnects.
+///
+/// When the call fails in a way worth another try (the service restarting or shutting down,
+/// a dropped connection, UNAVAILABLE, RESOURCE_EXHAUSTED), the stream waits (the client's
+/// backoff) and subscribes again exactly after the cursor of the last event it yielded, so
+/// nothing is skipped and nothing repeated. After [`max_reconnects`](Self::max_reconnects)
+/// consecutive failures, or at once for an error that another try cannot mend
+/// (UNAUTHENTICATED, INVALID_ARGUMENT, ...), it yields that error and ends.
+///
+/// ```no_run
+/// # async fn run(client: order_client::Client) -> Result<(), order_client::Error> {
+/// use futures::StreamExt;
+/// use order_client::Start;
+///
+/// let mut events = client.subscribe_events(Start::AfterPosition(0)).max_reconnects(u32::MAX);
+/// while let Some(event) = events.next().await {
+///     let event = event?;
+///     println!("{} {} v{}", event.global_position, event.event_type, event.stream_version);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct EventStream {
+    client: Client,
+    resume: Start,
+    max_reconnects: u32,
+    failures: u32,
+    reconnects: u64,
+    /// The correlation id of the latest subscription call.
+    correlation_id: String,
+    state: State,
+}
+
+enum State {
+    Idle,
+    Opening(Opening),
+    Open(Box<Streaming<pb::Event>>),
+    Waiting(Pin<Box<tokio::time::Sleep>>),
+    Done,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("resume", &self.resume)
+            .field("max_reconnects", &self.max_reconnects)
+            .field("failures", &self.failures)
+            .field("reconnects", &self.reconnects)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    /// Give up after this many consecutive failed attempts to (re)subscribe (default
+    /// [`DEFAULT_MAX_RECONNECTS`]; `u32::MAX`: never).
+    pub fn max_reconnects(mut self, attempts: u32) -> Self {
+        self.max_reconnects = attempts;
+        self
+    }
+
+    /// Where the next subscription would start: after the last event yielded, or the start
+    /// it was made with. Keep it to resume in another process.
+    pub fn resume_point(&self) -> &Start {
+        &self.resume
+    }
+
+    /// How many times the stream subscribed again after a failure.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects
+    }
+
+    fn open(&mut self) -> Opening {
+        self.correlation_id = self.client.correlation_id();
+        // No deadline: the call lasts as long as the subscription.
+        let request = self
+            .client
+            .request(self.resume.message(), &self.correlation_id, None);
+        let mut queries = self.client.queries();
+        Box::pin(async move { queries.subscribe_events(request).await })
+    }
+
+    /// After a failure: wait and try again, or yield the error and end.
+    fn failed(&mut self, status: Status) -> Option<Error> {
+        if retryable(&status, CallKind::Idempotent) && self.failures < self.max_reconnects {
+            self.failures += 1;
+            self.reconnects += 1;
+            let wait = self.client.retry_policy().backoff(self.failures);
+            tracing::debug!(
+                code = ?status.code(),
+                message = status.message(),
+                failures = self.failures,
+                ?wait,
+                resume = ?self.resume,
+                "event subscription interrupted, resuming"
+            );
+            self.state = State::Waiting(Box::pin(tokio::time::sleep(wait)));
+            None
+        } else {
+            self.state = State::Done;
+            Some(Error::Rpc {
+                status: Box::new(status),
+                attempts: self.failures + 1,
+                correlation_id: self.correlation_id.clone(),
+            })
+        }
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Result<pb::Event, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                State::Idle => {
+                    let opening = this.open();
+                    this.state = State::Opening(opening);
+                }
+                State::Opening(opening) => match opening.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(response)) => {
+                        this.state = State::Open(Box::new(response.into_inner()));
+                    }
+                    Poll::Ready(Err(status)) => {
+                        if let Some(error) = this.failed(status) {
+                            return Poll::Ready(Some(Err(error)));
+                        }
+                    }
+                },
+                State::Open(events) => match events.poll_next_unpin(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(event))) => {
+                        this.failures = 0;
+                        this.resume = Start::AfterCursor(event.cursor.clone());
+                        return Poll::Ready(Some(Ok(event)));
+                    }
+                    Poll::Ready(Some(Err(status))) => {
+                        if let Some(error) = this.failed(status) {
+                            return Poll::Ready(Some(Err(error)));
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        // The log never ends: a stream that does was cut short.
+                        let status = Status::unavailable("the event stream ended");
+                        if let Some(error) = this.failed(status) {
+                            return Poll::Ready(Some(Err(error)));
+                        }
+                    }
+                },
+                State::Waiting(sleep) => match sleep.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => this.state = State::Idle,
+                },
+                State::Done => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+impl Client {
+    /// SubscribeEvents from `start`, resuming after disconnects (see [`EventStream`]).
+    pub fn subscribe_events(&self, start: Start) -> EventStream {
+        EventStream {
+            client: self.clone(),
+            resume: start,
+            max_reconnects: DEFAULT_MAX_RECONNECTS,
+            failures: 0,
+            reconnects: 0,
+            correlation_id: String::new(),
+            state: State::Idle,
+        }
+    }
+}

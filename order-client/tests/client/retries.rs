@@ -1,0 +1,268 @@
+//! A retried command is the same command: one id on every attempt, recorded once.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use order_client::{Client, Code, Transport, TransportError, pb};
+use prost::Message;
+use tower::{Service, ServiceExt};
+
+use crate::support::*;
+
+/// What a recording transport saw: the command id of every attempt.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// A transport that records each attempt's command id and, for the first `lose` attempts,
+/// forwards the call to the service and then throws its answer away, answering UNAVAILABLE
+/// instead: the service applied the command, the client cannot know.
+fn recording(seen: Seen, lose: usize) -> impl Fn(Transport) -> Transport + Send + Sync {
+    answering(seen, lose, Code::Unavailable)
+}
+
+/// The same, answering `code` instead of the first `lose` answers.
+fn answering(seen: Seen, lose: usize, code: Code) -> impl Fn(Transport) -> Transport + Send + Sync {
+    move |inner: Transport| {
+        let seen = seen.clone();
+        Transport::new(tower::service_fn(
+            move |request: http::Request<tonic::body::Body>| {
+                let mut inner = inner.clone();
+                let seen = seen.clone();
+                let attempt = async move {
+                    let (parts, body) = request.into_parts();
+                    let bytes = body.collect().await?.to_bytes();
+                    // One gRPC frame: flag, length, message. Every command's field 1 is its
+                    // command id.
+                    let command = pb::ConfirmOrderRequest::decode(&bytes[5..])?;
+                    let attempt = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(command.command_id);
+                        seen.len()
+                    };
+                    let request = http::Request::from_parts(
+                        parts,
+                        tonic::body::Body::new(http_body_util::Full::new(bytes)),
+                    );
+                    let response = inner.ready().await?.call(request).await?;
+                    if attempt <= lose {
+                        // Wait for the whole answer (the command is applied), then lose it.
+                        let _ = response.into_body().collect().await;
+                        return Ok(tonic::Status::new(code, "answer lost on the way")
+                            .into_http::<tonic::body::Body>());
+                    }
+                    Ok::<_, tower::BoxError>(response)
+                };
+                async move { attempt.await.map_err(TransportError::new) }
+            },
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_command_whose_answer_was_lost_is_retried_under_its_id_and_recorded_once() {
+    let stack = Stack::start().await;
+    let placed = place(&stack.client()).await.unwrap();
+    let seen = Seen::default();
+    let client = Client::builder()
+        .endpoint(stack.url())
+        .retry(quick_retries(4))
+        .wrap_transport(recording(seen.clone(), 2))
+        .build()
+        .unwrap();
+
+    let reserve = client.reserve_inventory(placed.order_id, "res-1");
+    let answer = reserve.send().await.unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "two lost answers, then the third attempt");
+    assert!(seen.iter().all(|id| *id == answer.command_id), "{seen:?}");
+    assert_eq!(answer.command_id, reserve.request().command_id);
+    assert_eq!(answer.attempts, 3);
+    assert!(
+        answer.duplicate,
+        "the service had applied it on the first attempt"
+    );
+    assert_eq!(answer.version, 2);
+    assert_eq!(answer.status, pb::OrderStatus::InventoryReserved);
+    assert_eq!(stack.commands_recorded(&answer.command_id).await, 1);
+    assert_eq!(stack.order_events(placed.order_id).await.len(), 2);
+
+    // The builder keeps its id: sending it again is still the same command.
+    let again = reserve.send().await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(stack.commands_recorded(&answer.command_id).await, 1);
+}
+
+#[tokio::test]
+async fn a_command_held_past_its_deadline_is_retried_under_its_id_and_applied_once() {
+    let stack = Stack::start().await;
+    let placed = place(&stack.client()).await.unwrap();
+    let seen = Seen::default();
+    let client = Client::builder()
+        .endpoint(stack.url())
+        .timeout(Duration::from_millis(400))
+        .retry(quick_retries(40))
+        .wrap_transport(recording(seen.clone(), 0))
+        .build()
+        .unwrap();
+
+    // Every command blocks on this lock until it is released.
+    let lock = stack.db.connect().await;
+    lock.batch_execute("BEGIN; LOCK TABLE orders.commands IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let confirm_after = client.reserve_inventory(placed.order_id, "res-1");
+    let command_id = confirm_after.request().command_id.clone();
+    let sent = tokio::spawn(async move { confirm_after.send().await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lock.batch_execute("ROLLBACK").await.unwrap();
+
+    let answer = sent.await.unwrap().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(answer.attempts >= 2, "{} attempts", answer.attempts);
+    assert_eq!(seen.len() as u32, answer.attempts);
+    assert!(seen.iter().all(|id| *id == command_id), "{seen:?}");
+    assert_eq!(answer.version, 2);
+    assert_eq!(stack.commands_recorded(&command_id).await, 1);
+    assert_eq!(stack.order_events(placed.order_id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_command_sent_while_the_service_restarts_goes_through_once_it_is_back() {
+    let mut stack = Stack::start().await;
+    let client = stack.client().with_retry(quick_retries(60));
+    let placed = place(&client).await.unwrap();
+
+    stack.stop_server().await;
+    let confirm = client.reserve_inventory(placed.order_id, "res-1");
+    let command_id = confirm.request().command_id.clone();
+    let sent = tokio::spawn(async move { confirm.send().await });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stack.restart_server().await;
+
+    let answer = sent.await.unwrap().unwrap();
+    assert!(answer.attempts >= 2, "{} attempts", answer.attempts);
+    assert!(!answer.duplicate);
+    assert_eq!(answer.command_id, command_id);
+    assert_eq!(stack.commands_recorded(&command_id).await, 1);
+    assert_eq!(stack.order_events(placed.order_id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn refusals_are_not_retried_and_a_pinned_version_conflict_is_not_either() {
+    let stack = Stack::start().await;
+    let seen = Seen::default();
+    let client = Client::builder()
+        .endpoint(stack.url())
+        .retry(quick_retries(4))
+        .wrap_transport(recording(seen.clone(), 0))
+        .build()
+        .unwrap();
+    let placed = place(&client).await.unwrap();
+
+    let stale = client
+        .reserve_inventory(placed.order_id, "res-1")
+        .expected_version(7)
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "{stale}");
+    assert_eq!(stale.attempts(), 1);
+
+    let early = client.confirm_order(placed.order_id).await.unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition, "{early}");
+    assert_eq!(early.attempts(), 1);
+
+    let bad = client
+        .authorize_payment(placed.order_id, "", order_client::money("EUR", -1))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad}");
+    assert_eq!(seen.lock().unwrap().len(), 4, "one attempt each");
+
+    let unknown = stack
+        .client()
+        .get_order_events(uuid::Uuid::new_v4())
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(unknown.attempts(), 1);
+}
+
+#[tokio::test]
+async fn a_command_whose_connection_breaks_mid_call_is_retried_under_its_id_and_applied_once() {
+    let stack = Stack::start().await;
+    let placed = place(&stack.client()).await.unwrap();
+    let proxy = Proxy::start(stack.addr).await;
+    let seen = Seen::default();
+    let client = Client::builder()
+        .endpoint(proxy.url())
+        .retry(quick_retries(20))
+        .wrap_transport(recording(seen.clone(), 0))
+        .build()
+        .unwrap();
+
+    // The command waits on the lock while its connection is cut under it.
+    let lock = stack.db.connect().await;
+    lock.batch_execute("BEGIN; LOCK TABLE orders.commands IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let reserve = client.reserve_inventory(placed.order_id, "res-1");
+    let command_id = reserve.request().command_id.clone();
+    let sent = tokio::spawn(async move { reserve.send().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(proxy.cut(), 1, "the call's connection was open");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.batch_execute("ROLLBACK").await.unwrap();
+
+    let answer = sent.await.unwrap().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(answer.attempts >= 2, "{} attempts", answer.attempts);
+    assert!(seen.iter().all(|id| *id == command_id), "{seen:?}");
+    assert_eq!(answer.version, 2);
+    assert_eq!(stack.commands_recorded(&command_id).await, 1);
+    assert_eq!(stack.order_events(placed.order_id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn aborted_and_resource_exhausted_are_retried_unless_the_command_pins_its_version() {
+    let stack = Stack::start().await;
+    let placed = place(&stack.client()).await.unwrap();
+    let client = |code| {
+        let seen = Seen::default();
+        let client = Client::builder()
+            .endpoint(stack.url())
+            .retry(quick_retries(4))
+            .wrap_transport(answering(seen.clone(), 1, code))
+            .build()
+            .unwrap();
+        (client, seen)
+    };
+
+    // Unpinned: ABORTED is a lost race; the repeat finds the command applied.
+    let (aborting, seen) = client(Code::Aborted);
+    let reserved = aborting
+        .reserve_inventory(placed.order_id, "res-1")
+        .await
+        .unwrap();
+    assert_eq!((reserved.attempts, reserved.duplicate), (2, true));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    let (exhausted, _) = client(Code::ResourceExhausted);
+    let authorized = exhausted
+        .authorize_payment(placed.order_id, "pay-1", order_client::money("EUR", TOTAL))
+        .await
+        .unwrap();
+    assert_eq!((authorized.attempts, authorized.duplicate), (2, true));
+
+    // Pinned: ABORTED means another version; the caller decides again (here: the service
+    // did apply it, and only a fresh read would tell).
+    let (aborting, seen) = client(Code::Aborted);
+    let error = aborting
+        .confirm_order(placed.order_id)
+        .expected_version(authorized.version)
+        .await
+        .unwrap_err();
+    assert_eq!((error.code(), error.attempts()), (Code::Aborted, 1));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(stack.order_events(placed.order_id).await.len(), 4);
+}

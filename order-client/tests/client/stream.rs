@@ -1,0 +1,141 @@
+//! The event stream resumes after its service restarts: every event once, in order.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use order_client::{EventStream, Start, pb};
+
+use crate::support::*;
+
+async fn next(events: &mut EventStream) -> pb::Event {
+    tokio::time::timeout(Duration::from_secs(20), events.next())
+        .await
+        .expect("an event within 20 s")
+        .expect("the stream goes on")
+        .expect("no error")
+}
+
+/// Place an order and take it two steps: three events.
+async fn three_events(client: &order_client::Client) {
+    let placed = place(client).await.unwrap();
+    client
+        .reserve_inventory(placed.order_id, "res-1")
+        .await
+        .unwrap();
+    client.cancel_order(placed.order_id, "test").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_event_stream_resumes_after_a_restart_without_gaps_or_repeats() {
+    let mut stack = Stack::start().await;
+    let client = stack.client().with_retry(quick_retries(10));
+    for _ in 0..3 {
+        three_events(&client).await;
+    }
+    let before = stack.log().await.len();
+    assert!(before >= 9, "{before} events");
+
+    let mut events = client
+        .subscribe_events(Start::Beginning)
+        .max_reconnects(200);
+    let mut received = Vec::new();
+    for _ in 0..4 {
+        received.push(next(&mut events).await);
+    }
+
+    // Mid-stream: the service stops (ending the subscription), events are written by
+    // another instance meanwhile, and it comes back on the same address.
+    stack.stop_server().await;
+    let other = Server::start(
+        stack.db.url(),
+        "127.0.0.1:0".parse().unwrap(),
+        &ServerOptions::default(),
+    )
+    .await;
+    let other_client = order_client::Client::builder()
+        .endpoint(other.url())
+        .retry(quick_retries(10))
+        .build()
+        .unwrap();
+    three_events(&other_client).await;
+    stack.restart_server().await;
+    three_events(&client).await;
+
+    let log = stack.log().await;
+    while received.len() < log.len() {
+        received.push(next(&mut events).await);
+    }
+    let ids: Vec<uuid::Uuid> = received
+        .iter()
+        .map(|e| e.event_id.parse().unwrap())
+        .collect();
+    assert_eq!(ids, log, "every event once, in the log's order");
+    assert!(events.reconnects() >= 1, "it did resume");
+    let positions: Vec<u64> = received.iter().map(|e| e.global_position).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert_eq!(
+        events.resume_point(),
+        &Start::AfterCursor(received.last().unwrap().cursor.clone())
+    );
+
+    // Nothing more is pending: the next event is the next one written.
+    three_events(&client).await;
+    let after = next(&mut events).await;
+    assert_eq!(after.global_position, positions.last().unwrap() + 1);
+    other.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_from_a_position_starts_after_it_and_gives_up_on_a_permanent_error() {
+    let stack = Stack::start().await;
+    let client = stack.client();
+    three_events(&client).await;
+    let mut events = client.subscribe_events(Start::AfterPosition(1));
+    assert_eq!(next(&mut events).await.global_position, 2);
+
+    let mut bad = client.subscribe_events(Start::AfterCursor("not a cursor".into()));
+    let error = bad.next().await.unwrap().unwrap_err();
+    assert_eq!(error.code(), order_client::Code::InvalidArgument);
+    assert!(bad.next().await.is_none(), "it ended");
+}
+
+#[tokio::test]
+async fn the_event_stream_resumes_after_its_connection_is_cut() {
+    let stack = Stack::start().await;
+    let proxy = Proxy::start(stack.addr).await;
+    let writer = stack.client();
+    for _ in 0..2 {
+        three_events(&writer).await;
+    }
+    let client = order_client::Client::builder()
+        .endpoint(proxy.url())
+        .retry(quick_retries(10))
+        .build()
+        .unwrap();
+    let mut events = client.subscribe_events(Start::Beginning);
+    let mut received = Vec::new();
+    for _ in 0..4 {
+        received.push(next(&mut events).await);
+    }
+    // The network fails under the stream, twice, with events written after each cut.
+    for round in 1..=2 {
+        assert!(proxy.cut() >= 1, "the stream's connection was open");
+        three_events(&writer).await;
+        let log = stack.log().await;
+        while received.len() < log.len() {
+            received.push(next(&mut events).await);
+        }
+        assert!(
+            events.reconnects() >= round,
+            "{} reconnects",
+            events.reconnects()
+        );
+    }
+
+    let log = stack.log().await;
+    let ids: Vec<uuid::Uuid> = received
+        .iter()
+        .map(|e| e.event_id.parse().unwrap())
+        .collect();
+    assert_eq!(ids, log, "every event once, in the log's order");
+}
