@@ -81,143 +81,39 @@ async fn call(channel: &Channel, method: &str, token: &str) -> Result<(), Status
     let mut queries = OrderQueryServiceClient::new(channel.clone());
     let order_id = id();
     let command_id = id();
+    // Every command but PlaceOrder: the same request shape for an order that does not exist.
+    macro_rules! command {
+        ($call:ident, $request:ident) => {
+            commands
+                .$call(authorized(
+                    pb::$request {
+                        order_id,
+                        command_id,
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(|_| ())
+        };
+    }
     let outcome = match method {
         "PlaceOrder" => commands
             .place_order(authorized(pb::PlaceOrderRequest::default(), token))
             .await
             .map(|_| ()),
-        "ReserveInventory" => commands
-            .reserve_inventory(authorized(
-                pb::ReserveInventoryRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "RejectInventory" => commands
-            .reject_inventory(authorized(
-                pb::RejectInventoryRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "AuthorizePayment" => commands
-            .authorize_payment(authorized(
-                pb::AuthorizePaymentRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "FailPayment" => commands
-            .fail_payment(authorized(
-                pb::FailPaymentRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "ConfirmOrder" => commands
-            .confirm_order(authorized(
-                pb::ConfirmOrderRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "StartFulfillment" => commands
-            .start_fulfillment(authorized(
-                pb::StartFulfillmentRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "ShipOrder" => commands
-            .ship_order(authorized(
-                pb::ShipOrderRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "DeliverOrder" => commands
-            .deliver_order(authorized(
-                pb::DeliverOrderRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "CompleteOrder" => commands
-            .complete_order(authorized(
-                pb::CompleteOrderRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "CancelOrder" => commands
-            .cancel_order(authorized(
-                pb::CancelOrderRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "ReleaseInventory" => commands
-            .release_inventory(authorized(
-                pb::ReleaseInventoryRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
-        "RefundPayment" => commands
-            .refund_payment(authorized(
-                pb::RefundPaymentRequest {
-                    order_id,
-                    command_id,
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
+        "ReserveInventory" => command!(reserve_inventory, ReserveInventoryRequest),
+        "RejectInventory" => command!(reject_inventory, RejectInventoryRequest),
+        "AuthorizePayment" => command!(authorize_payment, AuthorizePaymentRequest),
+        "FailPayment" => command!(fail_payment, FailPaymentRequest),
+        "ConfirmOrder" => command!(confirm_order, ConfirmOrderRequest),
+        "StartFulfillment" => command!(start_fulfillment, StartFulfillmentRequest),
+        "ShipOrder" => command!(ship_order, ShipOrderRequest),
+        "DeliverOrder" => command!(deliver_order, DeliverOrderRequest),
+        "CompleteOrder" => command!(complete_order, CompleteOrderRequest),
+        "CancelOrder" => command!(cancel_order, CancelOrderRequest),
+        "ReleaseInventory" => command!(release_inventory, ReleaseInventoryRequest),
+        "RefundPayment" => command!(refund_payment, RefundPaymentRequest),
         "GetOrder" => queries
             .get_order(authorized(
                 pb::GetOrderRequest {
