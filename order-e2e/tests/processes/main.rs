@@ -5,6 +5,7 @@
 // Tests unwrap freely: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod client;
 mod faults;
 mod restore_drill;
 mod saga;
