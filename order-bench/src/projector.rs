@@ -249,15 +249,21 @@ async fn last_cursor(store: &EventStore) -> anyhow::Result<Cursor> {
 
 /// Empty read tables and the read model's checkpoint back at the start.
 async fn reset_read_model(db: &order_testkit::pg::TestDatabase) -> anyhow::Result<()> {
-    db.connect()
-        .await
+    let client = db.connect().await;
+    client
         .batch_execute(
             "TRUNCATE orders.order_summaries, orders.customer_totals;
              UPDATE orders.subscriptions SET checkpoint_xid = '0', checkpoint_position = 0,
-                 owner = NULL, lease_expires_at = NULL WHERE name = 'read_model';
-             VACUUM ANALYZE orders.order_summaries, orders.customer_totals",
+                 owner = NULL, lease_expires_at = NULL WHERE name = 'read_model'",
         )
-        .await?;
+        .await
+        .context("resetting the read model")?;
+    // Apart: several statements in one simple query run as one transaction, and VACUUM
+    // cannot run inside one.
+    client
+        .batch_execute("VACUUM ANALYZE orders.order_summaries, orders.customer_totals")
+        .await
+        .context("vacuuming the read model")?;
     Ok(())
 }
 
