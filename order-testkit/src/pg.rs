@@ -530,3 +530,20 @@ impl Drop for PrivateCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// How many events of the log the gap-safe fence still hides: those written by transactions
+/// not older than the oldest transaction open anywhere in the cluster (another test's, on a
+/// busy machine). Subscribers see them once this is 0.
+pub async fn hidden_events(client: &Client) -> i64 {
+    match client
+        .query_one(
+            "SELECT count(*) FROM orders.events \
+             WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => row.get(0),
+        Err(error) => panic!("counting hidden events: {}", describe(&error)),
+    }
+}

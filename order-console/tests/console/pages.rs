@@ -226,16 +226,7 @@ async fn flow_counts_each_event_once_whatever_the_width_of_the_transaction_ids()
     insert_event(&db, Uuid::new_v4(), 1, "OrderPlaced", &json!({})).await;
     let fenced = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let hidden: i64 = client
-            .query_one(
-                "SELECT count(*) FROM orders.events
-                 WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if hidden == 0 {
+        if order_testkit::pg::hidden_events(&client).await == 0 {
             break;
         }
         assert!(

@@ -265,16 +265,7 @@ pub async fn caught_up(store: &EventStore, name: &str) {
 
 /// Events of the log the gap-safe fence still hides.
 pub async fn hidden_events(store: &EventStore) -> i64 {
-    let client = store.pool().get().await.unwrap();
-    client
-        .query_one(
-            "SELECT count(*) FROM orders.events \
-             WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    order_testkit::pg::hidden_events(&store.pool().get().await.unwrap()).await
 }
 
 /// The projection registry's row: version, and whether it was ever rebuilt.

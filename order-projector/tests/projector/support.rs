@@ -285,16 +285,7 @@ pub async fn drain(
 /// Events of the log the gap-safe fence still hides: those of transactions not older than
 /// the oldest transaction open anywhere in the cluster.
 async fn hidden_events(store: &EventStore) -> i64 {
-    let client = store.pool().get().await.unwrap();
-    client
-        .query_one(
-            "SELECT count(*) FROM orders.events \
-             WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    order_testkit::pg::hidden_events(&store.pool().get().await.unwrap()).await
 }
 
 /// Wait (up to 60 s) until every event of the log is past the gap-safe fence. Other tests'

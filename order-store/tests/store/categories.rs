@@ -49,16 +49,7 @@ async fn categories_by_label(db: &TestDatabase) -> Vec<(String, String)> {
 async fn everything_visible(store: &EventStore) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let client = store.pool().get().await.unwrap();
-        let hidden: i64 = client
-            .query_one(
-                "SELECT count(*) FROM orders.events \
-                 WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let hidden = order_testkit::pg::hidden_events(&store.pool().get().await.unwrap()).await;
         if hidden == 0 {
             return;
         }

@@ -26,16 +26,7 @@ async fn drain(
 /// Events of the log the gap-safe fence still hides (transactions not older than the oldest
 /// one open anywhere in the cluster).
 async fn hidden_events(store: &order_store::EventStore) -> i64 {
-    let client = store.pool().get().await.unwrap();
-    client
-        .query_one(
-            "SELECT count(*) FROM orders.events \
-             WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    order_testkit::pg::hidden_events(&store.pool().get().await.unwrap()).await
 }
 
 #[tokio::test]
