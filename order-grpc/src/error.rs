@@ -135,6 +135,7 @@ fn store_status(error: StoreError) -> Status {
         | StoreError::Encode(_)
         | StoreError::Forbidden(_)
         | StoreError::LeaseLost { .. }
+        | StoreError::CheckpointMoved { .. }
         | StoreError::Database(_)) => {
             tracing::error!(error = %error, "internal error");
             Status::internal("internal error")

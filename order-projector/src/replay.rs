@@ -29,7 +29,7 @@ use order_store::{Cursor, EventStore, Lease, RecordedEvent, advance_checkpoint};
 use tokio::sync::{mpsc, watch};
 
 use crate::projection::ApplyError;
-use crate::subscription::{Schema, Subscription, read_page};
+use crate::subscription::{Schema, Span, Subscription, read_page};
 use crate::tables::{self, SetupError};
 
 /// How progress is shown.
@@ -362,7 +362,15 @@ impl Rebuild<'_> {
         {
             let tx = client.transaction().await?;
             tables::create_shadows(&tx, &self.schema.tables).await?;
-            advance_checkpoint(&tx, self.rebuild_lease, Cursor::START, 0, None).await?;
+            advance_checkpoint(
+                &tx,
+                self.rebuild_lease,
+                Cursor::START,
+                Cursor::START,
+                0,
+                None,
+            )
+            .await?;
             tx.commit().await?;
         }
         let head = store.head_position().await?;
@@ -390,13 +398,24 @@ impl Rebuild<'_> {
                         if fold.should_flush() {
                             let tx = long_transaction(&mut client).await?;
                             fold.flush(&tx, shadow).await?;
-                            advance_checkpoint(&tx, self.rebuild_lease, end, count, None).await?;
+                            advance_checkpoint(&tx, self.rebuild_lease, end, end, count, None)
+                                .await?;
                             tx.commit().await?;
                         }
                     }
                     None => {
                         subscriber
-                            .apply(store, self.rebuild_lease, events, end, shadow, true)
+                            .apply(
+                                store,
+                                self.rebuild_lease,
+                                events,
+                                Span {
+                                    from: cursor,
+                                    to: end,
+                                },
+                                shadow,
+                                true,
+                            )
                             .await?;
                     }
                 }
@@ -415,7 +434,7 @@ impl Rebuild<'_> {
             let tx = long_transaction(&mut client).await?;
             fold.flush(&tx, shadow).await?;
             fold.finish(&tx, shadow).await?;
-            advance_checkpoint(&tx, self.rebuild_lease, cursor, 0, None).await?;
+            advance_checkpoint(&tx, self.rebuild_lease, cursor, cursor, 0, None).await?;
             tx.commit().await?;
         }
         drop(bulk);
@@ -424,7 +443,7 @@ impl Rebuild<'_> {
         {
             let tx = long_transaction(&mut client).await?;
             tables::finish_shadows(&tx, &self.schema.tables).await?;
-            advance_checkpoint(&tx, self.rebuild_lease, cursor, 0, None).await?;
+            advance_checkpoint(&tx, self.rebuild_lease, cursor, cursor, 0, None).await?;
             tx.commit().await?;
         }
 
@@ -447,7 +466,17 @@ impl Rebuild<'_> {
                 let count = events.len() as u64;
                 if count > 0 {
                     subscriber
-                        .apply(store, self.rebuild_lease, events, end, shadow, true)
+                        .apply(
+                            store,
+                            self.rebuild_lease,
+                            events,
+                            Span {
+                                from: cursor,
+                                to: end,
+                            },
+                            shadow,
+                            true,
+                        )
                         .await?;
                 }
                 events_done += count;
@@ -459,7 +488,7 @@ impl Rebuild<'_> {
             // Phase 5: the swap.
             let tx = long_transaction(&mut client).await?;
             tables::swap(&tx, &name, self.schema, previous.as_ref()).await?;
-            advance_checkpoint(&tx, &live, cursor, 0, None).await?;
+            advance_checkpoint(&tx, &live, cursor, cursor, 0, None).await?;
             tx.commit().await?;
             Ok::<(), ReplayError>(())
         }

@@ -50,6 +50,11 @@ pub enum StepError {
     /// Another instance (or an operator's replay) holds the lease now.
     #[error("the lease was lost")]
     LeaseLost,
+    /// The database's checkpoint is not where this instance left it and the events it read
+    /// last are gone (a failover to an asynchronous standby, a restore): nothing was written;
+    /// the instance reads its checkpoint again and goes on from there.
+    #[error("{0}")]
+    CheckpointMoved(String),
     /// The process is shutting down; nothing was checkpointed.
     #[error("shutting down")]
     ShuttingDown,
@@ -63,6 +68,7 @@ impl From<order_store::Error> for StepError {
         use order_store::Error;
         match error {
             Error::LeaseLost { .. } => Self::LeaseLost,
+            Error::CheckpointMoved { .. } => Self::CheckpointMoved(error.to_string()),
             Error::Decode { .. }
             | Error::Encode(_)
             | Error::InvalidInput(_)
@@ -118,6 +124,14 @@ pub(crate) struct Schema {
     pub shadow: Tables,
 }
 
+/// A page's place in the log: the cursor it was read after (the checkpoint write checks that
+/// the database still agrees with it) and the cursor of its last event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    pub(crate) from: Cursor,
+    pub(crate) to: Cursor,
+}
+
 /// The type-erased subscriber: what the runner needs of a projection or a sink.
 pub(crate) trait Subscriber: Send + Sync {
     fn name(&self) -> &str;
@@ -130,7 +144,7 @@ pub(crate) trait Subscriber: Send + Sync {
         store: &'a EventStore,
         lease: &'a Lease,
         events: Vec<RecordedEvent>,
-        end: Cursor,
+        span: Span,
         tables: &'a Tables,
         long: bool,
     ) -> BoxFuture<'a, Result<(), ApplyError>>;
@@ -232,7 +246,7 @@ impl<P: Projection> Subscriber for ProjectionBox<P> {
         store: &'a EventStore,
         lease: &'a Lease,
         events: Vec<RecordedEvent>,
-        end: Cursor,
+        span: Span,
         tables: &'a Tables,
         long: bool,
     ) -> BoxFuture<'a, Result<(), ApplyError>> {
@@ -247,7 +261,7 @@ impl<P: Projection> Subscriber for ProjectionBox<P> {
                     tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
                 }
                 self.projection.apply(&page, &tx, tables).await?;
-                advance_checkpoint(&tx, lease, end, count, last_event_at).await?;
+                advance_checkpoint(&tx, lease, span.from, span.to, count, last_event_at).await?;
                 tx.commit().await?;
                 Ok::<(), ApplyError>(())
             };
@@ -312,7 +326,7 @@ impl<S: Sink> Subscriber for SinkBox<S> {
         _store: &'a EventStore,
         _lease: &'a Lease,
         _events: Vec<RecordedEvent>,
-        _end: Cursor,
+        _span: Span,
         _tables: &'a Tables,
         _long: bool,
     ) -> BoxFuture<'a, Result<(), ApplyError>> {
@@ -564,7 +578,7 @@ impl Subscription {
                 // start of the log, in one transaction fenced by the lease.
                 let tx = client.transaction().await?;
                 crate::tables::create_live(&tx, self.name(), schema).await?;
-                advance_checkpoint(&tx, lease, Cursor::START, 0, None).await?;
+                advance_checkpoint(&tx, lease, Cursor::START, Cursor::START, 0, None).await?;
                 tx.commit().await?;
                 tracing::info!(projection = %self.name(), version = schema.version, tables = ?schema.tables.iter().map(Table::name).collect::<Vec<_>>(), "projection created; catching up from the start of the log");
                 Ok(Prepared::Ready {
@@ -590,7 +604,7 @@ impl Subscription {
             // the one this instance reached with this cursor, never an older one).
             let unwritten = self.skipped().unwritten.take();
             if unwritten == Some(cursor) {
-                checkpoint(store, lease, cursor, 0, None).await?;
+                checkpoint(store, lease, cursor, cursor, 0, None).await?;
                 self.skipped().written_at = Some(Instant::now());
             }
             return Ok(Step::Idle);
@@ -634,17 +648,17 @@ impl Subscription {
                     due
                 };
                 if due {
-                    checkpoint(store, lease, end, 0, None).await?;
+                    checkpoint(store, lease, cursor, end, 0, None).await?;
                 }
             } else if let Some(schema) = self.inner.schema() {
                 self.skipped().unwritten = None;
                 self.inner
-                    .apply(store, lease, events, end, &schema.live, false)
+                    .apply(store, lease, events, Span { from: cursor, to: end }, &schema.live, false)
                     .await?;
             } else {
                 self.skipped().unwritten = None;
                 self.inner.deliver(events, shutdown).await?;
-                checkpoint(store, lease, end, count as u64, last_event_at).await?;
+                checkpoint(store, lease, cursor, end, count as u64, last_event_at).await?;
             }
             metrics::counter!("order_projector_events_total", "subscription" => self.name().to_owned())
                 .increment(count as u64);
@@ -681,6 +695,7 @@ pub(crate) async fn read_page(
 async fn checkpoint(
     store: &EventStore,
     lease: &Lease,
+    from: Cursor,
     end: Cursor,
     events: u64,
     last_event_at: Option<SystemTime>,
@@ -689,7 +704,7 @@ async fn checkpoint(
         .timed(async {
             let mut client = store.pool().get().await?;
             let tx = client.transaction().await?;
-            advance_checkpoint(&tx, lease, end, events, last_event_at).await?;
+            advance_checkpoint(&tx, lease, from, end, events, last_event_at).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -859,6 +874,12 @@ pub async fn run(
                 }
                 Err(StepError::LeaseLost) => {
                     tracing::warn!(subscription = %name, "lease lost to another instance; standing by");
+                    continue 'standby;
+                }
+                Err(StepError::CheckpointMoved(reason)) => {
+                    metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "checkpoint_moved").increment(1);
+                    tracing::warn!(subscription = %name, checkpoint = %cursor, %reason, "the database lost writes this instance had made; reading the checkpoint again");
+                    let _ = store.release_lease(&lease).await;
                     continue 'standby;
                 }
                 Err(StepError::ShuttingDown) => {}

@@ -109,6 +109,19 @@ pub enum Error {
         /// The subscription.
         subscription: String,
     },
+    /// A checkpoint write found the subscription's checkpoint somewhere else than where its
+    /// writer last left it, and not at an event of the log either: the database lost writes
+    /// (a failover to an asynchronous standby, a restore). Nothing was written; the caller
+    /// rolls back and reads its checkpoint again from the database, which is the truth.
+    #[error(
+        "the checkpoint of subscription {subscription} is not where its writer left it ({expected}): the database lost writes (failover or restore); reload it"
+    )]
+    CheckpointMoved {
+        /// The subscription.
+        subscription: String,
+        /// Where the writer believed it was.
+        expected: String,
+    },
     /// Anything else the database reported (for logs, not for callers).
     #[error("database error: {0}")]
     Database(String),

@@ -261,44 +261,80 @@ impl EventStore {
     }
 }
 
-/// Advance the checkpoint inside the transaction that applied the events, if the lease is
-/// still held; otherwise [`Error::LeaseLost`] and the caller rolls back.
+/// Advance the checkpoint from `from` to `to` inside the transaction that applied the events,
+/// if the lease is still held; otherwise [`Error::LeaseLost`] and the caller rolls back.
+///
+/// `from` is where this writer's page started: the checkpoint it read from the database (or
+/// [`Cursor::START`]), or the end of a page it read since. The write goes through only when
+/// the database still agrees with that: its checkpoint is `from`, or `from` is an event of the
+/// log. A database that lost writes (a failover to an asynchronous standby, a point-in-time
+/// restore) no longer holds the events the writer read last; their transaction ids may be
+/// handed out again, so continuing after `from` would skip the new events that got them. Then
+/// nothing is written and the answer is [`Error::CheckpointMoved`]: roll back and read the
+/// checkpoint again.
 pub async fn advance_checkpoint(
     transaction: &Transaction<'_>,
     lease: &Lease,
-    cursor: Cursor,
+    from: Cursor,
+    to: Cursor,
     events: u64,
     last_event_at: Option<SystemTime>,
 ) -> Result<(), Error> {
     let statement = transaction
         .prepare_cached(
-            "UPDATE orders.subscriptions
-             SET checkpoint_xid = $4, checkpoint_position = $5,
-                 events_processed = events_processed + $6,
-                 last_event_at = coalesce($7, last_event_at),
-                 last_error = NULL, last_error_at = NULL, updated_at = now()
-             WHERE name = $1 AND owner = $2 AND lease_token = $3",
+            "WITH held AS (
+                 SELECT checkpoint_xid, checkpoint_position FROM orders.subscriptions
+                 WHERE name = $1 AND owner = $2 AND lease_token = $3
+             ), agreed AS (
+                 SELECT $9::int8 = 0
+                     OR (checkpoint_xid, checkpoint_position) = ($8::xid8, $9::int8)
+                     OR EXISTS (SELECT 1 FROM orders.events
+                                WHERE global_position = $9 AND transaction_id = $8::xid8) AS ok
+                 FROM held
+             ), moved AS (
+                 UPDATE orders.subscriptions
+                 SET checkpoint_xid = $4, checkpoint_position = $5,
+                     events_processed = events_processed + $6,
+                     last_event_at = coalesce($7, last_event_at),
+                     last_error = NULL, last_error_at = NULL, updated_at = now()
+                 WHERE name = $1 AND owner = $2 AND lease_token = $3
+                   AND (SELECT ok FROM agreed)
+                 RETURNING 1
+             )
+             SELECT ok, (SELECT count(*) FROM moved) FROM agreed",
         )
         .await?;
-    let updated = transaction
-        .execute(
+    let row = transaction
+        .query_opt(
             &statement,
             &[
                 &lease.subscription,
                 &lease.owner,
                 &lease.token,
-                &cursor.transaction_id,
-                &(cursor.global_position as i64),
+                &to.transaction_id,
+                &(to.global_position as i64),
                 &(events as i64),
                 &last_event_at,
+                &from.transaction_id,
+                &(from.global_position as i64),
             ],
         )
         .await?;
-    if updated == 1 {
-        Ok(())
-    } else {
-        Err(Error::LeaseLost {
+    let Some(row) = row else {
+        return Err(Error::LeaseLost {
             subscription: lease.subscription.clone(),
-        })
+        });
+    };
+    let agreed: bool = row.try_get(0)?;
+    let moved: i64 = row.try_get(1)?;
+    match (agreed, moved) {
+        (true, 1) => Ok(()),
+        (true, _) => Err(Error::LeaseLost {
+            subscription: lease.subscription.clone(),
+        }),
+        (false, _) => Err(Error::CheckpointMoved {
+            subscription: lease.subscription.clone(),
+            expected: from.to_string(),
+        }),
     }
 }

@@ -112,7 +112,7 @@ async fn a_promoted_standby_continues_the_log_the_checkpoints_and_the_transactio
     {
         let mut client = store.pool().get().await.unwrap();
         let transaction = client.transaction().await.unwrap();
-        advance_checkpoint(&transaction, &lease, checkpoint, 20, None)
+        advance_checkpoint(&transaction, &lease, start, checkpoint, 20, None)
             .await
             .unwrap();
         transaction.commit().await.unwrap();
@@ -224,7 +224,7 @@ async fn a_promoted_standby_continues_the_log_the_checkpoints_and_the_transactio
         let last = delivered_after.last().unwrap().cursor();
         let mut client = store.pool().get().await.unwrap();
         let transaction = client.transaction().await.unwrap();
-        advance_checkpoint(&transaction, &lease, last, 20, None)
+        advance_checkpoint(&transaction, &lease, checkpoint, last, 20, None)
             .await
             .unwrap();
         transaction.commit().await.unwrap();

@@ -241,3 +241,106 @@ async fn the_listener_wakes_a_subscriber_after_an_append() {
         "nothing else happened"
     );
 }
+
+/// A checkpoint write checks that the database still holds what its writer read: the stored
+/// checkpoint is where the writer started, or the writer's start is an event of the log. A
+/// database that lost writes (failover to an asynchronous standby, restore) fails the check,
+/// nothing is written, and the writer reads its checkpoint again.
+#[tokio::test]
+async fn a_checkpoint_moves_only_from_where_the_database_agrees() {
+    use order_store::{Error, Xid8, advance_checkpoint};
+    let t = test_store().await;
+    let store = &t.store;
+    for label in ["one", "two", "three"] {
+        append(
+            store,
+            Uuid::new_v4(),
+            ExpectedVersion::NoStream,
+            &[event(label)],
+        )
+        .await
+        .unwrap();
+    }
+    let mut cursor = Cursor::START;
+    let mut events = Vec::new();
+    // Another test's open transaction may hold the cluster-wide fence back for a while.
+    let waited = Instant::now();
+    while events.len() < 3 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "the events never became visible"
+        );
+        drain(store, &mut cursor, &mut events).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (first, second, third) = (events[0].cursor(), events[1].cursor(), events[2].cursor());
+    let (lease, start) = store
+        .acquire_lease("guarded", "instance-a", Duration::from_secs(600), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(start, Cursor::START);
+    let advance = |from: Cursor, to: Cursor| {
+        let lease = lease.clone();
+        async move {
+            let mut client = store.pool().get().await.unwrap();
+            let transaction = client.transaction().await.unwrap();
+            let result = advance_checkpoint(&transaction, &lease, from, to, 1, None).await;
+            if result.is_ok() {
+                transaction.commit().await.unwrap();
+            }
+            result
+        }
+    };
+    // From the start, from the stored checkpoint, from any event of the log: allowed.
+    advance(Cursor::START, first).await.unwrap();
+    assert_eq!(store.checkpoint("guarded").await.unwrap(), first);
+    advance(first, second).await.unwrap();
+    advance(first, third).await.unwrap(); // `first` is an event of the log
+    assert_eq!(store.checkpoint("guarded").await.unwrap(), third);
+
+    // From an event the database does not hold (it was read before a failover lost it).
+    let lost = Cursor {
+        transaction_id: Xid8(third.transaction_id.0 + 1_000_000),
+        global_position: third.global_position + 1_000,
+    };
+    let error = advance(
+        lost,
+        Cursor {
+            transaction_id: lost.transaction_id,
+            global_position: lost.global_position + 1,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&error, Error::CheckpointMoved { subscription, .. } if subscription == "guarded"),
+        "{error:?}"
+    );
+    assert_eq!(
+        store.checkpoint("guarded").await.unwrap(),
+        third,
+        "a refused write changes nothing"
+    );
+    // A cursor with a real position but another transaction id is not that event either.
+    let wrong_xid = Cursor {
+        transaction_id: Xid8(second.transaction_id.0 + 500_000),
+        global_position: second.global_position,
+    };
+    assert!(matches!(
+        advance(wrong_xid, third).await,
+        Err(Error::CheckpointMoved { .. })
+    ));
+
+    // Another instance's lease still answers LeaseLost, whatever the cursor.
+    let stale = order_store::Lease {
+        token: lease.token - 1,
+        ..lease.clone()
+    };
+    let mut client = store.pool().get().await.unwrap();
+    let transaction = client.transaction().await.unwrap();
+    assert!(matches!(
+        advance_checkpoint(&transaction, &stale, third, third, 0, None).await,
+        Err(Error::LeaseLost { .. })
+    ));
+}
