@@ -363,9 +363,23 @@ impl Sink for SqsPublisher {
     }
 
     async fn deliver(&self, page: &Page<OrderEvent>) -> Result<(), Undelivered> {
-        let messages = page
+        // Imported history (order-import) has no side effects: it is never sent, so the worker
+        // never runs a saga step for it. `sent_of[i]` is the page index of message i.
+        let sent_of: Vec<usize> = page
             .iter()
-            .map(|e| Message::of(&e.recorded, &e.event))
+            .enumerate()
+            .filter(|(_, e)| e.recorded.imported_from.is_none())
+            .map(|(index, _)| index)
+            .collect();
+        if sent_of.is_empty() {
+            return Ok(());
+        }
+        let messages = sent_of
+            .iter()
+            .map(|&index| {
+                let e = &page.events()[index];
+                Message::of(&e.recorded, &e.event)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Undelivered::all(Failure::Invalid, e.to_string()))?;
         let sent = self.publisher.send(&messages).await;
@@ -375,9 +389,9 @@ impl Sink for SqsPublisher {
         let pending: Vec<usize> = sent
             .acknowledged
             .iter()
-            .enumerate()
-            .filter(|(_, ok)| !**ok)
-            .map(|(index, _)| index)
+            .zip(&sent_of)
+            .filter(|(ok, _)| !**ok)
+            .map(|(_, &index)| index)
             .collect();
         let kind = if sent.sender_fault {
             Failure::Refused

@@ -90,12 +90,16 @@ pub struct RecordedEvent {
     pub recorded_at: SystemTime,
     /// The stream's type (its aggregate's category, e.g. `order`).
     pub category: String,
+    /// The legacy record an imported event tells (`<source>:<legacy order id>`), or `None` for
+    /// an event written by a command. Imported events are history: projections fold them,
+    /// side-effecting sinks (the SQS publisher) skip them. See [`crate::import`].
+    pub imported_from: Option<String>,
 }
 
 /// The columns every read selects, in the order [`RecordedEvent::from_row`] expects.
 pub(crate) const EVENT_COLUMNS: &str = "global_position, transaction_id, stream_id, \
     stream_version, event_id, event_type, schema_version, payload, command_id, correlation_id, \
-    causation_id, traceparent, tracestate, actor, recorded_at, category";
+    causation_id, traceparent, tracestate, actor, recorded_at, category, imported_from";
 
 impl RecordedEvent {
     pub(crate) fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
@@ -118,6 +122,7 @@ impl RecordedEvent {
             },
             recorded_at: row.try_get(14)?,
             category: row.try_get(15)?,
+            imported_from: row.try_get(16)?,
         })
     }
 

@@ -55,6 +55,7 @@ mod config;
 mod error;
 mod event;
 mod handler;
+pub mod import;
 mod listen;
 pub mod migrate;
 mod probe;
@@ -79,6 +80,7 @@ pub use event::{
 pub use handler::{
     CommandContext, CommandHandler, DEFAULT_CACHED_STREAMS, HandleError, Handled, fingerprint,
 };
+pub use import::{ImportBatchOutcome, ImportProgress, ImportRecord, ImportedEvent, ImportedStream};
 pub use listen::EventListener;
 pub use migrate::migrate;
 pub use probe::ReadinessProbe;

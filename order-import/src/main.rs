@@ -1,0 +1,262 @@
+//! `order-import`: move a legacy order system's history into the log.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use order_import::generate::{Plan, expected_path, generate};
+use order_import::legacy::IdOrder;
+use order_import::run::{Options, import};
+use order_import::source::{Format, open};
+use order_store::{DatabaseArgs, EventStore};
+
+/// Import a legacy order system's export (JSON Lines or CSV, docs/import.md) into the log:
+/// each legacy order becomes a stream telling its history in this system's events, exactly
+/// once (ids derived from the legacy ids), resumable after any crash, with no side effects
+/// (imported events are never published to SQS, so the worker never acts on them).
+///
+/// Exit status: 0 when everything was imported (or was already), 2 when some records were
+/// rejected (see the rejects file), 1 on an error that stopped the import.
+#[derive(Debug, Parser)]
+#[command(name = "order-import", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import an export.
+    Run(RunArgs),
+    /// Write a realistic legacy export (with a share of bad records) for benchmarks and tests.
+    Generate(GenerateArgs),
+    /// Show an import's progress row.
+    Status {
+        /// The import's name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The export: a JSON Lines file, or a directory of CSV tables.
+    #[arg(long)]
+    input: PathBuf,
+    /// The export's format (default: a directory is CSV, a file JSON Lines).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// The import's name: its progress row, and the rejects file's default name. Runs of the
+    /// same export should use the same name (default: the input's file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// The legacy system's name: part of every derived id, so that two systems with the same
+    /// order ids give different orders. Never change it between runs of one export.
+    #[arg(long, default_value = "legacy")]
+    source: String,
+    /// How the export is sorted by order_id.
+    #[arg(long, value_enum, default_value_t = IdOrder::Text)]
+    id_order: IdOrder,
+    /// Where to write the rejects (JSON Lines; rewritten by every run). Default:
+    /// `<name>.rejects.jsonl` in the current directory.
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Orders per batch (one transaction).
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    batch_orders: u64,
+    /// Events per batch, at most.
+    #[arg(long, default_value_t = 40_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    batch_events: u64,
+    /// Batches written at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    writers: u64,
+    /// At most this many events per second (leaves the database to live traffic).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_rate: Option<u64>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar, even on a terminal (log lines every 10 s instead).
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct GenerateArgs {
+    /// Records to write.
+    #[arg(long)]
+    orders: u64,
+    /// Where: a file (JSON Lines) or a directory (CSV).
+    #[arg(long)]
+    out: PathBuf,
+    /// The format.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+    /// Every n-th record is bad (0: none; 1 is refused).
+    #[arg(long, default_value_t = 1_000)]
+    bad_every: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where to write the rejects the import must report (default: `<out>.expected.jsonl`).
+    #[arg(long)]
+    expected: Option<PathBuf>,
+}
+
+fn default_name(input: &std::path::Path) -> String {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        format!("import-{name}").chars().take(100).collect()
+    } else {
+        name
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&args.input));
+    let mut config = args.database.store_config("order-import");
+    // A batch is one COPY of up to tens of thousands of events: give it time on a busy server.
+    config.statement_timeout = config
+        .statement_timeout
+        .max(std::time::Duration::from_secs(120));
+    config.pool_size = config.pool_size.max(args.writers as usize + 1);
+    let store = EventStore::new(config).context("the database settings")?;
+    let format = args.format.unwrap_or_else(|| Format::guess(&args.input));
+    let input = args.input.clone();
+    let id_order = args.id_order;
+    let source = tokio::task::spawn_blocking(move || open(&input, format, id_order))
+        .await
+        .context("opening the export")??;
+    let mut options = Options::new(&name);
+    options.source = args.source;
+    options.batch_orders = args.batch_orders as usize;
+    options.batch_events = args.batch_events as usize;
+    options.writers = args.writers as usize;
+    options.max_rate = args.max_rate;
+    options.id_order = args.id_order;
+    options.progress_bar = !args.no_progress;
+    if let Some(rejects) = args.rejects {
+        options.rejects = rejects;
+    }
+    if let Some(rate) = options.max_rate {
+        // Small batches keep a low rate smooth (about ten a second).
+        options.batch_events = options.batch_events.min((rate as usize / 10).max(1));
+    }
+    let summary = import(&store, source, &options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    eprintln!(
+        "[order-import] {}: {} orders read, {} imported ({} events, {:.0} events/s), {} already in the log, {} rejected{} in {:.1} s",
+        summary.name,
+        summary.orders_read,
+        summary.orders_imported,
+        summary.events_imported,
+        summary.events_per_second,
+        summary.orders_present,
+        summary.rejected,
+        if summary.rejected > 0 {
+            format!(" (see {})", summary.rejects_file)
+        } else {
+            String::new()
+        },
+        summary.seconds
+    );
+    Ok(if summary.rejected > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Generate(args) => {
+            let expected = args.expected.unwrap_or_else(|| expected_path(&args.out));
+            let plan = Plan {
+                orders: args.orders,
+                bad_every: args.bad_every,
+                seed: args.seed,
+                format: args.format,
+            };
+            generate(&plan, &args.out, &expected)
+                .map(|generated| {
+                    eprintln!(
+                        "[order-import] wrote {} records ({} good orders telling {} events, {} bad) to {}, {} bytes; expected rejects in {}",
+                        generated.records,
+                        generated.good,
+                        generated.events,
+                        generated.bad,
+                        args.out.display(),
+                        generated.bytes,
+                        expected.display()
+                    );
+                    println!("{}", serde_json::to_string(&generated).unwrap_or_default());
+                    ExitCode::SUCCESS
+                })
+                .map_err(anyhow::Error::from)
+        }
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the runtime")
+            .and_then(|runtime| runtime.block_on(run(args))),
+        Command::Status { name, database } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")
+            .and_then(|runtime| {
+                runtime.block_on(async {
+                    let store = EventStore::new(database.store_config("order-import"))?;
+                    match store.import_status(&name).await? {
+                        Some(record) => {
+                            println!("{record:#?}");
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        None => {
+                            eprintln!("[order-import] no import named {name:?} ran");
+                            Ok(ExitCode::from(1))
+                        }
+                    }
+                })
+            }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("[order-import] error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The import: read the export on a thread of its own, tell each order through the domain,
+//! and append batches of whole streams with [`EventStore::import_batch`] on a few connections
+//! at once, each batch with the import's progress in one transaction.
+
+use std::cmp::Ordering;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as Atomic};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use order_store::{EventStore, ImportProgress, ImportedStream};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::legacy::IdOrder;
+use crate::source::{Progress, Record, Reject, Source};
+use crate::tell::{Ids, tell};
+
+/// How an import runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The import's name (its progress row).
+    pub name: String,
+    /// The legacy source's name: part of every derived id (`legacy` by default).
+    pub source: String,
+    /// Orders per batch (per transaction), at most.
+    pub batch_orders: usize,
+    /// Events per batch, at most.
+    pub batch_events: usize,
+    /// Batches written at once, on as many connections.
+    pub writers: usize,
+    /// Events per second at most (to leave the database to live traffic), if any.
+    pub max_rate: Option<u64>,
+    /// How the export is sorted.
+    pub id_order: IdOrder,
+    /// Where the rejects go (JSON Lines, rewritten by every run).
+    pub rejects: PathBuf,
+    /// A progress bar on the terminal (else a log line every 10 s).
+    pub progress_bar: bool,
+}
+
+impl Options {
+    /// Defaults for the import `name`: source `legacy`, batches of 2,000 orders or 40,000
+    /// events, 2 writers, no rate limit, text id order, rejects in `<name>.rejects.jsonl`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            source: "legacy".to_owned(),
+            batch_orders: 2_000,
+            batch_events: 40_000,
+            writers: 2,
+            max_rate: None,
+            id_order: IdOrder::Text,
+            rejects: PathBuf::from(format!("{name}.rejects.jsonl")),
+            progress_bar: false,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// The import's name.
+    pub name: String,
+    /// Legacy orders read (JSON Lines: records; CSV: rows of orders.csv).
+    pub orders_read: u64,
+    /// Orders appended by this run.
+    pub orders_imported: u64,
+    /// Events appended by this run.
+    pub events_imported: u64,
+    /// Orders of the export already in the log (an earlier run, or a concurrent one).
+    pub orders_present: u64,
+    /// Rejects written (orders, unreadable records, CSV rows without an order).
+    pub rejected: u64,
+    /// Batches committed.
+    pub batches: u64,
+    /// Seconds the run took.
+    pub seconds: f64,
+    /// Events appended per second.
+    pub events_per_second: f64,
+    /// The rejects file.
+    pub rejects_file: String,
+}
+
+/// A batch on its way from the reader to a writer.
+struct Batch {
+    streams: Vec<ImportedStream>,
+    events: usize,
+    progress: ImportProgress,
+}
+
+/// What the reader thread counted.
+#[derive(Debug, Default)]
+struct ReadCounts {
+    orders_read: u64,
+    rejected: u64,
+}
+
+/// Shared counters for progress lines.
+#[derive(Debug, Default)]
+struct Counters {
+    orders_imported: AtomicU64,
+    events_imported: AtomicU64,
+    orders_present: AtomicU64,
+    batches: AtomicU64,
+}
+
+fn read_export(
+    mut source: Box<dyn Source>,
+    options: &Options,
+    batches: &mpsc::Sender<Batch>,
+) -> anyhow::Result<ReadCounts> {
+    let file = File::create(&options.rejects)
+        .with_context(|| format!("cannot write the rejects to {}", options.rejects.display()))?;
+    let mut rejects = BufWriter::new(file);
+    let ids = Ids::new(&options.source);
+    let mut counts = ReadCounts::default();
+    let mut previous: Option<String> = None;
+    let mut batch = Batch {
+        streams: Vec::with_capacity(options.batch_orders),
+        events: 0,
+        progress: ImportProgress::default(),
+    };
+    let mut reject = |counts: &mut ReadCounts, reject: Reject| -> anyhow::Result<()> {
+        counts.rejected += 1;
+        serde_json::to_writer(&mut rejects, &reject)?;
+        rejects.write_all(b"\n")?;
+        Ok(())
+    };
+    let send = |batch: &mut Batch, counts: &ReadCounts| -> anyhow::Result<()> {
+        let full = std::mem::replace(
+            batch,
+            Batch {
+                streams: Vec::with_capacity(options.batch_orders),
+                events: 0,
+                progress: ImportProgress::default(),
+            },
+        );
+        let full = Batch {
+            progress: ImportProgress {
+                orders_read: counts.orders_read,
+                orders_rejected: counts.rejected,
+            },
+            ..full
+        };
+        batches
+            .blocking_send(full)
+            .map_err(|_| anyhow::anyhow!("the writers stopped"))
+    };
+    while let Some(record) = source.next_record() {
+        match record.context("reading the export")? {
+            Record::Unreadable {
+                reject: unreadable,
+                order,
+            } => {
+                if order {
+                    counts.orders_read += 1;
+                }
+                reject(&mut counts, unreadable)?;
+            }
+            Record::Order { order, file, line } => {
+                counts.orders_read += 1;
+                let refuse = |reason: String| Reject {
+                    file: file.clone(),
+                    line,
+                    order_id: Some(order.order_id.clone()),
+                    reason,
+                };
+                // Sorted input: a duplicate or an order out of place is found with one id in
+                // memory (the export documents the order).
+                let id = &order.order_id;
+                if !id.trim().is_empty() {
+                    if let Err(reason) = options.id_order.check(id) {
+                        reject(&mut counts, refuse(reason))?;
+                        continue;
+                    }
+                    if let Some(before) = &previous {
+                        let ordering = options
+                            .id_order
+                            .compare(before, id)
+                            .unwrap_or(Ordering::Less);
+                        if ordering != Ordering::Less {
+                            let reason = if ordering == Ordering::Equal {
+                                format!(
+                                    "order {id} is in the export more than once (the first one counts)"
+                                )
+                            } else {
+                                format!(
+                                    "order {id} comes after order {before}: the export must be sorted by order_id (see --id-order)"
+                                )
+                            };
+                            reject(&mut counts, refuse(reason))?;
+                            continue;
+                        }
+                    }
+                    previous = Some(id.clone());
+                }
+                match tell(&order, &ids) {
+                    Ok(stream) => {
+                        batch.events += stream.events.len();
+                        batch.streams.push(stream);
+                        if batch.streams.len() >= options.batch_orders
+                            || batch.events >= options.batch_events
+                        {
+                            send(&mut batch, &counts)?;
+                        }
+                    }
+                    Err(reason) => reject(&mut counts, refuse(reason))?,
+                }
+            }
+        }
+    }
+    // The last batch, also when empty: it records the final counts.
+    send(&mut batch, &counts)?;
+    rejects.flush()?;
+    Ok(counts)
+}
+
+/// Append one batch, retrying while the database is unavailable (each try is a whole
+/// transaction; a retry after a commit whose answer was lost finds its streams present).
+async fn write_batch(
+    store: EventStore,
+    name: String,
+    batch: Batch,
+    counters: Arc<Counters>,
+) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(100);
+    let started = Instant::now();
+    loop {
+        match store
+            .import_batch(&name, &batch.streams, batch.progress)
+            .await
+        {
+            Ok(outcome) => {
+                counters
+                    .orders_imported
+                    .fetch_add(outcome.streams_appended, Atomic::Relaxed);
+                counters
+                    .events_imported
+                    .fetch_add(outcome.events_appended, Atomic::Relaxed);
+                counters
+                    .orders_present
+                    .fetch_add(outcome.streams_present, Atomic::Relaxed);
+                counters.batches.fetch_add(1, Atomic::Relaxed);
+                return Ok(());
+            }
+            Err(error) if error.is_transient() && started.elapsed() < Duration::from_secs(300) => {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "a batch failed; retrying it");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error).context("appending a batch"),
+        }
+    }
+}
+
+fn progress_line(progress: &Progress, counters: &Counters, started: Instant) -> String {
+    let seconds = started.elapsed().as_secs_f64().max(0.001);
+    let events = counters.events_imported.load(Atomic::Relaxed);
+    let (read, total) = (progress.read(), progress.total());
+    let share = if total == 0 {
+        1.0
+    } else {
+        read as f64 / total as f64
+    };
+    let eta = if share > 0.0 {
+        (seconds / share - seconds).max(0.0)
+    } else {
+        0.0
+    };
+    format!(
+        "{:.1}% of the export, {} orders and {} events imported ({:.0} events/s), {} present already, ETA {:.0} s",
+        share * 100.0,
+        counters.orders_imported.load(Atomic::Relaxed),
+        events,
+        events as f64 / seconds,
+        counters.orders_present.load(Atomic::Relaxed),
+        eta
+    )
+}
+
+/// Run the import `options.name` of `source` into `store`.
+pub async fn import(
+    store: &EventStore,
+    source: Box<dyn Source>,
+    options: &Options,
+) -> anyhow::Result<Summary> {
+    if options.writers == 0 || options.batch_orders == 0 || options.batch_events == 0 {
+        bail!("writers, batch orders and batch events must be at least 1");
+    }
+    let started = Instant::now();
+    let record = store.import_begin(&options.name).await?;
+    tracing::info!(name = %options.name, run = record.runs, imported_before = record.orders_imported, "import started");
+    let progress = source.progress();
+    let counters = Arc::new(Counters::default());
+
+    let (sender, mut receiver) = mpsc::channel::<Batch>(options.writers * 2);
+    let reader_options = options.clone();
+    let reader = tokio::task::spawn_blocking(move || read_export(source, &reader_options, &sender));
+
+    let bar = options.progress_bar && std::io::stderr().is_terminal();
+    let reporter = {
+        let (progress, counters) = (progress.clone(), counters.clone());
+        tokio::spawn(async move {
+            let bar = bar.then(|| {
+                let bar = indicatif::ProgressBar::new(progress.total());
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:30} {bytes}/{total_bytes} {msg} (ETA {eta})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar
+            });
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut last_line = Instant::now();
+            loop {
+                tick.tick().await;
+                match &bar {
+                    Some(bar) => {
+                        bar.set_position(progress.read());
+                        bar.set_message(format!(
+                            "{} events",
+                            counters.events_imported.load(Atomic::Relaxed)
+                        ));
+                    }
+                    None if last_line.elapsed() >= Duration::from_secs(10) => {
+                        last_line = Instant::now();
+                        tracing::info!("{}", progress_line(&progress, &counters, started));
+                    }
+                    None => {}
+                }
+            }
+        })
+    };
+
+    let mut writers = JoinSet::new();
+    let mut sent_events = 0u64;
+    let mut failure = None;
+    while let Some(batch) = receiver.recv().await {
+        while writers.len() >= options.writers {
+            if let Some(done) = writers.join_next().await
+                && let Err(e) = done.context("a writer panicked").and_then(|r| r)
+            {
+                failure = Some(e);
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+        if let Some(rate) = options.max_rate {
+            sent_events += batch.events as u64;
+            let due = started + Duration::from_secs_f64(sent_events as f64 / rate.max(1) as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        writers.spawn(write_batch(
+            store.clone(),
+            options.name.clone(),
+            batch,
+            counters.clone(),
+        ));
+    }
+    drop(receiver);
+    while let Some(done) = writers.join_next().await {
+        if let Err(e) = done.context("a writer panicked").and_then(|r| r) {
+            failure.get_or_insert(e);
+        }
+    }
+    reporter.abort();
+    let read = reader.await.context("the reader panicked")?;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let counts = read?;
+    store
+        .import_finish(
+            &options.name,
+            ImportProgress {
+                orders_read: counts.orders_read,
+                orders_rejected: counts.rejected,
+            },
+        )
+        .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let events = counters.events_imported.load(Atomic::Relaxed);
+    Ok(Summary {
+        name: options.name.clone(),
+        orders_read: counts.orders_read,
+        orders_imported: counters.orders_imported.load(Atomic::Relaxed),
+        events_imported: events,
+        orders_present: counters.orders_present.load(Atomic::Relaxed),
+        rejected: counts.rejected,
+        batches: counters.batches.load(Atomic::Relaxed),
+        seconds,
+        events_per_second: events as f64 / seconds.max(0.001),
+        rejects_file: options.rejects.display().to_string(),
+    })
+}

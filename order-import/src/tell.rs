@@ -1,0 +1,491 @@
+//! Telling a legacy order's history in this system's events, through the domain's own rules.
+//!
+//! A legacy order becomes the commands that would have produced its history (place it, then
+//! for each status of its history the steps of the state machine that lead there, with its
+//! refunds at their times), and each command goes through [`Order::decide`] exactly as a live
+//! command does. Whatever the domain refuses (an unknown currency, a negative quantity, a
+//! refund above what was captured, a status the state machine cannot reach from the previous
+//! one) rejects the whole order: nothing of it is written.
+
+use std::time::SystemTime;
+
+use order_domain::order::{LineInput, PlaceOrder, PlaceOrderInput};
+use order_domain::values::{AddressInput, ShippingMethod};
+use order_domain::{Aggregate, EventSchema, Order, OrderCommand, OrderEvent, Status};
+use order_store::import::MAX_IMPORTED_FROM_LEN;
+use order_store::{ImportedEvent, ImportedStream};
+use uuid::Uuid;
+
+use crate::legacy::{LegacyOrder, LegacyStatus};
+
+/// The namespace of every id the import derives (UUID v5): stream ids from
+/// `<source>:order:<legacy order id>`, customer ids from `<source>:customer:<legacy customer
+/// id>`; an event's id is the UUID v5 of its stream version (decimal) in its stream id's
+/// namespace. Fixed forever: a second run must name the same streams and events.
+pub const IMPORT_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_726c_6564_6765_7269_6d70_6f72);
+
+/// The legacy statuses the import understands, in the order of the state machine.
+pub const LEGACY_STATUSES: &[&str] = &[
+    "placed",
+    "reserved",
+    "authorized",
+    "paid",
+    "processing",
+    "shipped",
+    "delivered",
+    "completed",
+    "cancelled",
+    "payment_failed",
+    "out_of_stock",
+];
+
+/// The longest legacy order or customer id, in bytes.
+pub const MAX_LEGACY_ID_LEN: usize = 200;
+
+/// Ids derived from a legacy source's records.
+#[derive(Debug, Clone)]
+pub struct Ids {
+    source: String,
+}
+
+impl Ids {
+    /// Ids of the source `source` (the same legacy id in two sources gives two orders).
+    pub fn new(source: &str) -> Self {
+        Self {
+            source: source.to_owned(),
+        }
+    }
+
+    /// The source's name.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The stream (order) id of a legacy order.
+    pub fn order(&self, legacy_id: &str) -> Uuid {
+        Uuid::new_v5(
+            &IMPORT_NAMESPACE,
+            format!("{}:order:{legacy_id}", self.source).as_bytes(),
+        )
+    }
+
+    /// The customer id of a legacy customer.
+    pub fn customer(&self, legacy_id: &str) -> Uuid {
+        Uuid::new_v5(
+            &IMPORT_NAMESPACE,
+            format!("{}:customer:{legacy_id}", self.source).as_bytes(),
+        )
+    }
+
+    /// The id of the event at `version` of `stream`.
+    pub fn event(stream: Uuid, version: usize) -> Uuid {
+        Uuid::new_v5(&stream, version.to_string().as_bytes())
+    }
+}
+
+/// Why a legacy order cannot be imported.
+pub type Refusal = String;
+
+fn check_id(what: &str, id: &str) -> Result<(), Refusal> {
+    if id.trim().is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if id.len() > MAX_LEGACY_ID_LEN {
+        return Err(format!("{what} is longer than {MAX_LEGACY_ID_LEN} bytes"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!("{what} contains control characters"));
+    }
+    Ok(())
+}
+
+fn time(field: &str, text: &str) -> Result<SystemTime, Refusal> {
+    humantime::parse_rfc3339(text)
+        .map_err(|e| format!("{field}: {text:?} is not an RFC 3339 UTC time ({e})"))
+}
+
+/// One step of the history: a command at a time.
+struct Step {
+    at: SystemTime,
+    command: OrderCommand,
+    what: String,
+}
+
+/// Where a legacy status leads in the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A status of the main path (placed ... completed).
+    Reach(Status),
+    Cancelled,
+    PaymentFailed,
+    OutOfStock,
+}
+
+fn target(status: &str) -> Option<Target> {
+    Some(match status {
+        "placed" => Target::Reach(Status::Placed),
+        "reserved" => Target::Reach(Status::InventoryReserved),
+        "authorized" => Target::Reach(Status::PaymentAuthorized),
+        "paid" => Target::Reach(Status::Confirmed),
+        "processing" => Target::Reach(Status::Processing),
+        "shipped" => Target::Reach(Status::Shipped),
+        "delivered" => Target::Reach(Status::Delivered),
+        "completed" => Target::Reach(Status::Completed),
+        "cancelled" => Target::Cancelled,
+        "payment_failed" => Target::PaymentFailed,
+        "out_of_stock" => Target::OutOfStock,
+        _ => return None,
+    })
+}
+
+/// The rank of a status on the main path (`None` off it).
+fn rank(status: Status) -> Option<usize> {
+    const PATH: [Status; 8] = [
+        Status::Placed,
+        Status::InventoryReserved,
+        Status::PaymentAuthorized,
+        Status::Confirmed,
+        Status::Processing,
+        Status::Shipped,
+        Status::Delivered,
+        Status::Completed,
+    ];
+    PATH.iter().position(|s| *s == status)
+}
+
+/// Tells one legacy order: builds its commands and runs them through the domain.
+struct Teller<'a> {
+    legacy: &'a LegacyOrder,
+    stream_id: Uuid,
+    order: Order,
+    events: Vec<(OrderEvent, SystemTime)>,
+}
+
+impl<'a> Teller<'a> {
+    fn run(&mut self, step: &Step) -> Result<(), Refusal> {
+        let events = self
+            .order
+            .decide(&step.command)
+            .map_err(|e| format!("{}: {e}", step.what))?;
+        for event in events {
+            self.order.evolve(&event);
+            self.events.push((event, step.at));
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Status {
+        self.order.status().unwrap_or(Status::Placed)
+    }
+
+    /// The command that moves the order one step along the main path from `status`.
+    fn next_on_path(&self, status: Status, what: &str) -> Result<OrderCommand, Refusal> {
+        let legacy = self.legacy;
+        let field = |e: order_domain::ValidationError| format!("{what}: {e}");
+        Ok(match status {
+            Status::Placed => {
+                OrderCommand::reserve_inventory(&format!("import-{}", self.stream_id))
+                    .map_err(field)?
+            }
+            Status::InventoryReserved => {
+                let payment = legacy.payments.first().ok_or_else(|| {
+                    format!("{what}: the order was authorized but has no payment")
+                })?;
+                OrderCommand::authorize_payment(
+                    &payment.payment_id,
+                    &payment.currency,
+                    payment.amount_minor,
+                )
+                .map_err(|e| format!("{what}: payments[0].{e}"))?
+            }
+            Status::PaymentAuthorized => OrderCommand::ConfirmOrder,
+            Status::Confirmed => OrderCommand::StartFulfillment,
+            Status::Processing => {
+                let shipment = legacy
+                    .shipments
+                    .first()
+                    .ok_or_else(|| format!("{what}: the order was shipped but has no shipment"))?;
+                OrderCommand::ship_order(&shipment.carrier, &shipment.tracking_number)
+                    .map_err(|e| format!("{what}: shipments[0].{e}"))?
+            }
+            Status::Shipped => OrderCommand::DeliverOrder,
+            Status::Delivered => OrderCommand::CompleteOrder,
+            other => {
+                return Err(format!("{what}: the order is {other} and cannot move on"));
+            }
+        })
+    }
+
+    fn reach(&mut self, goal: Status, at: SystemTime, what: &str) -> Result<(), Refusal> {
+        let Some(goal_rank) = rank(goal) else {
+            return Err(format!("{what}: not on the order's path"));
+        };
+        loop {
+            let status = self.status();
+            let Some(current) = rank(status) else {
+                return Err(format!(
+                    "{what}: the order is {status} and cannot become {goal}"
+                ));
+            };
+            if current == goal_rank {
+                return Ok(());
+            }
+            if current > goal_rank {
+                return Err(format!(
+                    "{what}: the order is {status} already and cannot go back to {goal}"
+                ));
+            }
+            let command = self.next_on_path(status, what)?;
+            self.run(&Step {
+                at,
+                command,
+                what: what.to_owned(),
+            })?;
+        }
+    }
+
+    /// Pay what a pending cancellation owes (release, void or refund), as the legacy system
+    /// did before it closed the order.
+    fn settle(&mut self, at: SystemTime, what: &str) -> Result<(), Refusal> {
+        while self.status() == Status::CancellationPending {
+            let Some(details) = self.order.details() else {
+                return Err(format!("{what}: no order"));
+            };
+            let pending = details.pending_compensations();
+            let command = if pending.release_inventory {
+                OrderCommand::ReleaseInventory
+            } else if let Some(payment) = pending.payment {
+                OrderCommand::RefundPayment {
+                    amount: payment.amount,
+                }
+            } else {
+                return Err(format!("{what}: a cancellation with nothing to settle"));
+            };
+            self.run(&Step {
+                at,
+                command,
+                what: what.to_owned(),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn reason(entry: &LegacyStatus, default: &str, what: &str) -> Result<String, Refusal> {
+        match &entry.reason {
+            Some(reason) if !reason.trim().is_empty() => Ok(reason.clone()),
+            Some(_) => Err(format!("{what}.reason is blank")),
+            None => Ok(default.to_owned()),
+        }
+    }
+
+    fn status_entry(
+        &mut self,
+        index: usize,
+        entry: &LegacyStatus,
+        at: SystemTime,
+    ) -> Result<(), Refusal> {
+        let what = format!("status_history[{index}] ({})", entry.status);
+        let Some(target) = target(&entry.status) else {
+            return Err(format!(
+                "{what}: unknown status (known: {})",
+                LEGACY_STATUSES.join(", ")
+            ));
+        };
+        if index > 0 && entry.status == "placed" {
+            return Err(format!("{what}: only the first status can be placed"));
+        }
+        match target {
+            Target::Reach(goal) => self.reach(goal, at, &what),
+            Target::Cancelled => {
+                let reason = Self::reason(entry, "cancelled in the legacy system", &what)?;
+                let command =
+                    OrderCommand::cancel_order(&reason).map_err(|e| format!("{what}: {e}"))?;
+                self.run(&Step {
+                    at,
+                    command,
+                    what: what.clone(),
+                })?;
+                self.settle(at, &what)
+            }
+            Target::PaymentFailed => {
+                if self.status() == Status::Placed {
+                    self.reach(Status::InventoryReserved, at, &what)?;
+                }
+                let reason = Self::reason(entry, "payment failed in the legacy system", &what)?;
+                let command =
+                    OrderCommand::fail_payment(&reason).map_err(|e| format!("{what}: {e}"))?;
+                self.run(&Step {
+                    at,
+                    command,
+                    what: what.clone(),
+                })?;
+                self.settle(at, &what)
+            }
+            Target::OutOfStock => {
+                let reason = Self::reason(entry, "out of stock in the legacy system", &what)?;
+                let command =
+                    OrderCommand::reject_inventory(&reason).map_err(|e| format!("{what}: {e}"))?;
+                self.run(&Step { at, command, what })
+            }
+        }
+    }
+}
+
+/// Tell `legacy` as a new stream of `ids`' source, or say why it cannot be imported.
+pub fn tell(legacy: &LegacyOrder, ids: &Ids) -> Result<ImportedStream, Refusal> {
+    check_id("order_id", &legacy.order_id)?;
+    check_id("customer_id", &legacy.customer_id)?;
+    let stream_id = ids.order(&legacy.order_id);
+    let imported_from = format!("{}:{}", ids.source(), legacy.order_id);
+    if imported_from.len() > MAX_IMPORTED_FROM_LEN {
+        return Err("order_id is too long with the source's name".into());
+    }
+
+    // The history's times: ordered, parseable, starting with placed.
+    let Some(first) = legacy.status_history.first() else {
+        return Err("status_history is empty (it starts with placed)".into());
+    };
+    if first.status != "placed" {
+        return Err(format!(
+            "status_history[0] is {:?}; the history starts with placed",
+            first.status
+        ));
+    }
+    let mut times = Vec::with_capacity(legacy.status_history.len());
+    for (index, entry) in legacy.status_history.iter().enumerate() {
+        let at = time(&format!("status_history[{index}].at"), &entry.at)?;
+        if let Some(previous) = times.last()
+            && at < *previous
+        {
+            return Err(format!(
+                "status_history[{index}].at {} is before the status before it",
+                entry.at
+            ));
+        }
+        times.push(at);
+    }
+    if legacy.payments.len() > 1 {
+        return Err(format!(
+            "payments: {} payments; an order has at most one",
+            legacy.payments.len()
+        ));
+    }
+    if legacy.shipments.len() > 1 {
+        return Err(format!(
+            "shipments: {} shipments; an order has at most one",
+            legacy.shipments.len()
+        ));
+    }
+    let mut refunds = Vec::with_capacity(legacy.refunds.len());
+    for (index, refund) in legacy.refunds.iter().enumerate() {
+        let at = time(
+            &format!("refunds[{index}].refunded_at"),
+            &refund.refunded_at,
+        )?;
+        let command = OrderCommand::refund_payment(&refund.currency, refund.amount_minor)
+            .map_err(|e| format!("refunds[{index}].{e}"))?;
+        refunds.push((at, index, command));
+    }
+    // Refunds in time order (a stable sort keeps the export's order for equal times).
+    refunds.sort_by_key(|(at, _, _)| *at);
+
+    // Placement through the domain's own validation.
+    let customer_id = ids.customer(&legacy.customer_id).to_string();
+    let address = &legacy.ship_to;
+    let input = PlaceOrderInput {
+        customer_id: &customer_id,
+        lines: legacy
+            .lines
+            .iter()
+            .map(|line| LineInput {
+                sku: &line.sku,
+                quantity: line.quantity,
+                currency: &legacy.currency,
+                unit_price_minor: line.unit_price_minor,
+            })
+            .collect(),
+        shipping_address: Some(AddressInput {
+            recipient: &address.recipient,
+            line1: &address.line1,
+            line2: address.line2.as_deref().unwrap_or(""),
+            city: &address.city,
+            region: address.region.as_deref().unwrap_or(""),
+            postal_code: &address.postal_code,
+            country: &address.country,
+        }),
+        shipping_method: match legacy.shipping_method.as_str() {
+            "standard" => Some(ShippingMethod::Standard),
+            "express" => Some(ShippingMethod::Express),
+            "overnight" => Some(ShippingMethod::Overnight),
+            _ => None,
+        },
+    };
+    let placement = PlaceOrder::parse(&input).map_err(|e| match e.to_string() {
+        message if message.starts_with("shipping_address") => {
+            message.replacen("shipping_address", "ship_to", 1)
+        }
+        message if message.starts_with("lines[") && message.contains("unit_price.currency") => {
+            format!("currency {:?}: {message}", legacy.currency)
+        }
+        message => message,
+    })?;
+
+    let mut teller = Teller {
+        legacy,
+        stream_id,
+        order: Order::default(),
+        events: Vec::with_capacity(10),
+    };
+    teller.run(&Step {
+        at: times[0],
+        command: OrderCommand::PlaceOrder(placement),
+        what: "placement".into(),
+    })?;
+    let mut refunds = refunds.into_iter().peekable();
+    for (index, entry) in legacy.status_history.iter().enumerate().skip(1) {
+        let at = times[index];
+        // Refunds made before this status (or at its time), in their place.
+        while let Some((refund_at, refund_index, command)) =
+            refunds.next_if(|(refund_at, _, _)| *refund_at <= at)
+        {
+            teller.run(&Step {
+                at: refund_at,
+                command,
+                what: format!("refunds[{refund_index}]"),
+            })?;
+        }
+        teller.status_entry(index, entry, at)?;
+    }
+    for (refund_at, refund_index, command) in refunds {
+        teller.run(&Step {
+            at: refund_at,
+            command,
+            what: format!("refunds[{refund_index}]"),
+        })?;
+    }
+
+    let events = teller
+        .events
+        .iter()
+        .enumerate()
+        .map(|(index, (event, at))| {
+            let payload_json = event
+                .encode_json()
+                .map_err(|e| format!("cannot encode {}: {e}", event.event_type()))?;
+            Ok(ImportedEvent {
+                event_id: Ids::event(stream_id, index + 1),
+                event_type: event.event_type().into(),
+                schema_version: event.schema_version(),
+                payload_json,
+                recorded_at: *at,
+            })
+        })
+        .collect::<Result<Vec<_>, Refusal>>()?;
+    Ok(ImportedStream {
+        stream_id,
+        category: Order::CATEGORY.into(),
+        imported_from,
+        correlation_id: None,
+        events,
+    })
+}

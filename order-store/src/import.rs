@@ -1,0 +1,458 @@
+//! Bulk appends of whole streams told from another system's history (a legacy import).
+//!
+//! [`EventStore::import_batch`] appends a batch of new streams in one transaction, through
+//! PostgreSQL's binary `COPY` (the fastest way rows get into a table), together with the
+//! import's progress row (`orders.imports`). What makes it exactly once:
+//!
+//! - every stream and event id is chosen by the caller, deterministically from the legacy
+//!   record (UUID v5), so a second run of the same input names the same streams;
+//! - the batch first asks which of its streams exist already (their version 1) and leaves them
+//!   out; a stream is appended whole or not at all (one transaction);
+//! - a concurrent run that appends the same stream first makes this batch's `COPY` hit the
+//!   `(stream_id, stream_version)` unique index: the transaction rolls back and the batch is
+//!   tried again, without those streams.
+//!
+//! Imported events carry `imported_from` ([`RecordedEvent::imported_from`]) and no command id;
+//! their `recorded_at` is the legacy system's time. Projections fold them like any other event;
+//! the SQS publisher does not send them (history has no side effects).
+//!
+//! [`RecordedEvent::imported_from`]: crate::RecordedEvent::imported_from
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, BytesMut};
+use futures::SinkExt;
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::store::EventStore;
+
+/// One event of an imported stream, already encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedEvent {
+    /// Its id (derive it from the legacy record, so that a second run names the same event).
+    pub event_id: Uuid,
+    /// Its type name.
+    pub event_type: Cow<'static, str>,
+    /// The schema version of `payload_json`.
+    pub schema_version: u16,
+    /// The payload, a JSON object as text.
+    pub payload_json: String,
+    /// When it happened in the legacy system (stored as `recorded_at`).
+    pub recorded_at: SystemTime,
+}
+
+/// A stream told from legacy history: appended whole, at versions 1, 2, ... in `events` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedStream {
+    /// The stream's id (derive it from the legacy record).
+    pub stream_id: Uuid,
+    /// Its aggregate's category (`order`).
+    pub category: Cow<'static, str>,
+    /// The legacy record it tells, `<source>:<legacy id>` (1 to 300 bytes).
+    pub imported_from: String,
+    /// Correlation id recorded with each event (for example the legacy id), if any.
+    pub correlation_id: Option<String>,
+    /// Its events, oldest first (at least one).
+    pub events: Vec<ImportedEvent>,
+}
+
+/// What one [`EventStore::import_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportBatchOutcome {
+    /// Streams appended by this batch.
+    pub streams_appended: u64,
+    /// Events appended by this batch.
+    pub events_appended: u64,
+    /// Streams of the batch that were in the log already (appended by an earlier or a
+    /// concurrent run) and were left alone.
+    pub streams_present: u64,
+}
+
+/// The progress row of one import (`orders.imports`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRecord {
+    /// The import's name.
+    pub name: String,
+    /// How many runs started.
+    pub runs: u32,
+    /// Legacy orders the latest run read (imported, present already, or rejected).
+    pub orders_read: u64,
+    /// Legacy orders the latest run rejected.
+    pub orders_rejected: u64,
+    /// Streams every run appended, together.
+    pub orders_imported: u64,
+    /// Events every run appended, together.
+    pub events_imported: u64,
+    /// Batches every run committed, together.
+    pub batches: u64,
+    /// When the latest run finished; `None` while it runs or after it stopped early.
+    pub finished_at: Option<SystemTime>,
+}
+
+/// Where the latest run stands, written with each batch and at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportProgress {
+    /// Legacy orders read so far by this run.
+    pub orders_read: u64,
+    /// Legacy orders rejected so far by this run.
+    pub orders_rejected: u64,
+}
+
+/// The longest `imported_from` accepted, in bytes.
+pub const MAX_IMPORTED_FROM_LEN: usize = 300;
+
+const COPY_SQL: &str = "COPY orders.events (stream_id, stream_version, event_id, event_type, \
+    schema_version, payload, correlation_id, recorded_at, category, imported_from) \
+    FROM STDIN (FORMAT binary)";
+
+const PRESENT_SQL: &str = "SELECT s FROM unnest($1::uuid[]) AS s \
+    WHERE EXISTS (SELECT 1 FROM orders.events e WHERE e.stream_id = s AND e.stream_version = 1)";
+
+const RECORD_COLUMNS: &str = "name, runs, orders_read, orders_rejected, orders_imported, \
+    events_imported, batches, finished_at";
+
+/// How often a batch that lost a race on the unique index is tried again.
+const RACE_ATTEMPTS: u32 = 5;
+
+fn check_name(name: &str) -> Result<(), Error> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let rest_ok = bytes
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
+    if !first_ok || !rest_ok || name.len() > 100 {
+        return Err(Error::InvalidInput(format!(
+            "import name {name:?}: 1 to 100 of a-z, 0-9, '_', '.', '-', starting with a letter \
+             or digit"
+        )));
+    }
+    Ok(())
+}
+
+fn check_stream(stream: &ImportedStream) -> Result<(), Error> {
+    let invalid = |what: String| {
+        Err(Error::InvalidInput(format!(
+            "imported stream {}: {what}",
+            stream.stream_id
+        )))
+    };
+    if stream.events.is_empty() {
+        return invalid("no events".into());
+    }
+    if stream.imported_from.is_empty() || stream.imported_from.len() > MAX_IMPORTED_FROM_LEN {
+        return invalid(format!(
+            "imported_from must be 1 to {MAX_IMPORTED_FROM_LEN} bytes"
+        ));
+    }
+    crate::event::check_category(&stream.category)?;
+    if let Some(correlation) = &stream.correlation_id {
+        let metadata = order_domain::Metadata {
+            correlation_id: Some(correlation.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = metadata.validate() {
+            return invalid(e.to_string());
+        }
+    }
+    for event in &stream.events {
+        if event.event_type.is_empty() || event.event_type.len() > 100 {
+            return invalid("an event type must be 1 to 100 bytes".into());
+        }
+        if event.schema_version == 0 || event.schema_version > i16::MAX as u16 {
+            return invalid("a schema version must be 1 to 32767".into());
+        }
+        if !event.payload_json.starts_with('{') {
+            return invalid("a payload must be a JSON object".into());
+        }
+    }
+    Ok(())
+}
+
+/// PostgreSQL's epoch for timestamps: 2000-01-01T00:00:00Z.
+const PG_EPOCH_SECS: u64 = 946_684_800;
+
+fn pg_micros(time: SystemTime) -> i64 {
+    let epoch = UNIX_EPOCH + Duration::from_secs(PG_EPOCH_SECS);
+    match time.duration_since(epoch) {
+        Ok(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
+    }
+}
+
+fn field(buffer: &mut BytesMut, bytes: &[u8]) {
+    // Every field is bounded well below 2 GiB (a payload is at most a few MB).
+    buffer.put_i32(bytes.len() as i32);
+    buffer.put_slice(bytes);
+}
+
+/// The binary COPY rows of `streams` (PostgreSQL's documented binary format: a header, then
+/// per row the field count and each field's length and bytes, then -1).
+fn copy_rows(streams: &[&ImportedStream]) -> BytesMut {
+    let size: usize = streams
+        .iter()
+        .flat_map(|s| s.events.iter())
+        .map(|e| e.payload_json.len() + 160)
+        .sum();
+    let mut buffer = BytesMut::with_capacity(size + 32);
+    buffer.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buffer.put_i32(0); // flags
+    buffer.put_i32(0); // header extension length
+    for stream in streams {
+        for (index, event) in stream.events.iter().enumerate() {
+            buffer.put_i16(10);
+            field(&mut buffer, stream.stream_id.as_bytes());
+            buffer.put_i32(8);
+            buffer.put_i64(index as i64 + 1);
+            field(&mut buffer, event.event_id.as_bytes());
+            field(&mut buffer, event.event_type.as_bytes());
+            buffer.put_i32(2);
+            buffer.put_i16(event.schema_version as i16);
+            // jsonb's binary form: a version byte (1), then the JSON text.
+            buffer.put_i32(event.payload_json.len() as i32 + 1);
+            buffer.put_u8(1);
+            buffer.put_slice(event.payload_json.as_bytes());
+            match &stream.correlation_id {
+                Some(correlation) => field(&mut buffer, correlation.as_bytes()),
+                None => buffer.put_i32(-1),
+            }
+            buffer.put_i32(8);
+            buffer.put_i64(pg_micros(event.recorded_at));
+            field(&mut buffer, stream.category.as_bytes());
+            field(&mut buffer, stream.imported_from.as_bytes());
+        }
+    }
+    buffer.put_i16(-1);
+    buffer
+}
+
+fn record_from_row(row: &tokio_postgres::Row) -> Result<ImportRecord, tokio_postgres::Error> {
+    Ok(ImportRecord {
+        name: row.try_get(0)?,
+        runs: row.try_get::<_, i32>(1)?.max(0) as u32,
+        orders_read: row.try_get::<_, i64>(2)?.max(0) as u64,
+        orders_rejected: row.try_get::<_, i64>(3)?.max(0) as u64,
+        orders_imported: row.try_get::<_, i64>(4)?.max(0) as u64,
+        events_imported: row.try_get::<_, i64>(5)?.max(0) as u64,
+        batches: row.try_get::<_, i64>(6)?.max(0) as u64,
+        finished_at: row.try_get(7)?,
+    })
+}
+
+fn count(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl EventStore {
+    /// Start a run of the import `name`: creates its progress row or counts one more run, and
+    /// clears the latest run's figures. Returns the row as it is now.
+    pub async fn import_begin(&self, name: &str) -> Result<ImportRecord, Error> {
+        check_name(name)?;
+        let client = self.pool().get().await?;
+        let sql = format!(
+            "INSERT INTO orders.imports AS i (name, runs) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET runs = i.runs + 1, orders_read = 0, \
+                 orders_rejected = 0, finished_at = NULL, updated_at = now() \
+             RETURNING {RECORD_COLUMNS}"
+        );
+        let row = client.query_one(&sql, &[&name]).await?;
+        Ok(record_from_row(&row)?)
+    }
+
+    /// The progress row of the import `name`, if it ever ran.
+    pub async fn import_status(&self, name: &str) -> Result<Option<ImportRecord>, Error> {
+        check_name(name)?;
+        let client = self.pool().get().await?;
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM orders.imports WHERE name = $1");
+        let row = client.query_opt(&sql, &[&name]).await?;
+        Ok(row.as_ref().map(record_from_row).transpose()?)
+    }
+
+    /// Record the end of the latest run of `name` (its final figures and the time).
+    pub async fn import_finish(
+        &self,
+        name: &str,
+        progress: ImportProgress,
+    ) -> Result<ImportRecord, Error> {
+        check_name(name)?;
+        let client = self.pool().get().await?;
+        let sql = format!(
+            "UPDATE orders.imports SET orders_read = $2, orders_rejected = $3, \
+                 finished_at = now(), updated_at = now() \
+             WHERE name = $1 RETURNING {RECORD_COLUMNS}"
+        );
+        let row = client
+            .query_opt(
+                &sql,
+                &[
+                    &name,
+                    &count(progress.orders_read),
+                    &count(progress.orders_rejected),
+                ],
+            )
+            .await?
+            .ok_or_else(|| Error::InvalidInput(format!("no import named {name:?} began")))?;
+        Ok(record_from_row(&row)?)
+    }
+
+    /// Append `streams` (new streams, each whole) in one transaction with the progress of the
+    /// import `name` (begun by [`EventStore::import_begin`]). Streams whose version 1 is in the
+    /// log already are left out and counted in [`ImportBatchOutcome::streams_present`]. Bad
+    /// input (an empty stream, a bad category, a duplicate stream id in the batch) is refused
+    /// before anything is written.
+    pub async fn import_batch(
+        &self,
+        name: &str,
+        streams: &[ImportedStream],
+        progress: ImportProgress,
+    ) -> Result<ImportBatchOutcome, Error> {
+        check_name(name)?;
+        let mut ids = Vec::with_capacity(streams.len());
+        let mut seen = std::collections::HashSet::with_capacity(streams.len());
+        for stream in streams {
+            check_stream(stream)?;
+            if !seen.insert(stream.stream_id) {
+                return Err(Error::InvalidInput(format!(
+                    "stream {} is twice in one import batch",
+                    stream.stream_id
+                )));
+            }
+            ids.push(stream.stream_id);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_import(name, streams, &ids, progress).await? {
+                Ok(outcome) => return Ok(outcome),
+                Err(LostRace(error)) if attempt >= RACE_ATTEMPTS => return Err(error.into()),
+                Err(LostRace(_)) => tracing::info!(
+                    name,
+                    attempt,
+                    "another run appended some of this batch's streams first; trying again"
+                ),
+            }
+        }
+    }
+
+    async fn try_import(
+        &self,
+        name: &str,
+        streams: &[ImportedStream],
+        ids: &[Uuid],
+        progress: ImportProgress,
+    ) -> Result<Result<ImportBatchOutcome, LostRace>, Error> {
+        let mut client = self.pool().get().await?;
+        let transaction = client.transaction().await?;
+        let present: std::collections::HashSet<Uuid> = transaction
+            .query(PRESENT_SQL, &[&ids])
+            .await?
+            .iter()
+            .map(|row| row.try_get::<_, Uuid>(0))
+            .collect::<Result<_, _>>()?;
+        let new: Vec<&ImportedStream> = streams
+            .iter()
+            .filter(|s| !present.contains(&s.stream_id))
+            .collect();
+        let events: u64 = new.iter().map(|s| s.events.len() as u64).sum();
+        if !new.is_empty() {
+            let rows = copy_rows(&new);
+            let copy = async {
+                let sink = transaction.copy_in(COPY_SQL).await?;
+                futures::pin_mut!(sink);
+                sink.send(rows.freeze()).await?;
+                sink.finish().await
+            };
+            if let Err(error) = copy.await {
+                if Error::unique_violation(&error).is_some() {
+                    return Ok(Err(LostRace(error)));
+                }
+                return Err(error.into());
+            }
+        }
+        let updated = transaction
+            .execute(
+                "UPDATE orders.imports SET orders_imported = orders_imported + $2, \
+                     events_imported = events_imported + $3, batches = batches + 1, \
+                     orders_read = GREATEST(orders_read, $4), \
+                     orders_rejected = GREATEST(orders_rejected, $5), updated_at = now() \
+                 WHERE name = $1",
+                &[
+                    &name,
+                    &count(new.len() as u64),
+                    &count(events),
+                    &count(progress.orders_read),
+                    &count(progress.orders_rejected),
+                ],
+            )
+            .await?;
+        if updated != 1 {
+            return Err(Error::InvalidInput(format!(
+                "no import named {name:?} began (import_begin first)"
+            )));
+        }
+        if !new.is_empty() {
+            transaction
+                .execute("SELECT pg_notify($1, '')", &[&crate::store::NOTIFY_CHANNEL])
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(Ok(ImportBatchOutcome {
+            streams_appended: new.len() as u64,
+            events_appended: events,
+            streams_present: present.len() as u64,
+        }))
+    }
+}
+
+/// A batch whose COPY hit the unique index: another run appended one of its streams first.
+struct LostRace(tokio_postgres::Error);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_count_from_the_postgres_epoch() {
+        let epoch = UNIX_EPOCH + Duration::from_secs(PG_EPOCH_SECS);
+        assert_eq!(pg_micros(epoch), 0);
+        assert_eq!(
+            pg_micros(epoch + Duration::from_micros(1_500_000)),
+            1_500_000
+        );
+        assert_eq!(pg_micros(epoch - Duration::from_secs(1)), -1_000_000);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("legacy-2026.12").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("Legacy").is_err());
+        assert!(check_name("_x").is_err());
+        assert!(check_name(&"a".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn the_copy_stream_is_framed() {
+        let stream = ImportedStream {
+            stream_id: Uuid::nil(),
+            category: "order".into(),
+            imported_from: "legacy:1".into(),
+            correlation_id: None,
+            events: vec![ImportedEvent {
+                event_id: Uuid::nil(),
+                event_type: "OrderPlaced".into(),
+                schema_version: 3,
+                payload_json: "{}".into(),
+                recorded_at: UNIX_EPOCH,
+            }],
+        };
+        let rows = copy_rows(&[&stream]);
+        assert!(rows.starts_with(b"PGCOPY\n\xff\r\n\0"));
+        assert!(rows.ends_with(&[0xff, 0xff]));
+        // header 19 + field count 2 + 10 length words + data + trailer 2
+        let data = 16 + 8 + 16 + "OrderPlaced".len() + 2 + 3 + 8 + "order".len() + 8;
+        assert_eq!(rows.len(), 19 + 2 + 10 * 4 + data + 2);
+    }
+}
