@@ -99,6 +99,58 @@ async fn every_event_is_published_once_as_a_cloud_event_in_per_order_order() {
     assert!(event.data.is_object());
 }
 
+/// Imported history (order-import) has no side effects: its events are never sent, so the
+/// worker never runs a saga step for them; the checkpoint still moves past them, and live
+/// events around them are all sent.
+#[tokio::test]
+async fn imported_events_are_not_published_and_the_checkpoint_passes_them() {
+    use order_import::generate::good_order;
+    use order_import::tell::{Ids, tell};
+
+    let f = fixture().await;
+    let ids = Ids::new("legacy");
+    let mut rng = fastrand::Rng::with_seed(9);
+    let mut imported = BTreeSet::new();
+    f.store.import_begin("sqs-test").await.unwrap();
+    for round in 0..3u64 {
+        write_orders(&f.handler, 10, 2).await;
+        let streams: Vec<_> = (1..=20)
+            .map(|n| tell(&good_order(&mut rng, round * 100 + n), &ids).unwrap())
+            .collect();
+        imported.extend(
+            streams
+                .iter()
+                .flat_map(|s| s.events.iter().map(|e| e.event_id)),
+        );
+        let progress = order_store::ImportProgress::default();
+        f.store
+            .import_batch("sqs-test", &streams, progress)
+            .await
+            .unwrap();
+    }
+    write_orders(&f.handler, 10, 2).await;
+    assert!(imported.len() > 60);
+
+    let pair = sqs::fifo_queue_pair(5).await;
+    let publisher = Publisher::new(sqs::client(), pair.queue_url.clone(), 4);
+    let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
+    let (end, _) = drain(&f.store, &subscription(publisher, 16), &lease, cursor).await;
+    assert_eq!(f.store.checkpoint("sqs_publisher").await.unwrap(), end);
+
+    let messages = drain_queue(&sqs::client(), &pair.queue_url).await;
+    let (sent, _) = received_per_order(&messages);
+    let sent: BTreeSet<Uuid> = sent.into_iter().collect();
+    let log = log_ids(&f).await;
+    let live: BTreeSet<Uuid> = log.difference(&imported).copied().collect();
+    assert_eq!(
+        log.len(),
+        live.len() + imported.len(),
+        "the imported events are in the log"
+    );
+    assert_eq!(sent, live, "every live event sent, no imported one");
+    assert_eq!(messages.len(), live.len(), "each once");
+}
+
 #[tokio::test]
 async fn republishing_a_range_reuses_the_deduplication_ids() {
     let f = fixture().await;
