@@ -166,7 +166,7 @@ impl<'a> Teller<'a> {
         let events = self
             .order
             .decide(&step.command)
-            .map_err(|e| format!("{}: {e}", step.what))?;
+            .map_err(|e| format!("{}: {}", step.what, legacy_terms(&e.to_string())))?;
         for event in events {
             self.order.evolve(&event);
             self.events.push((event, step.at));
@@ -236,11 +236,11 @@ impl<'a> Teller<'a> {
                 ));
             }
             let command = self.next_on_path(status, what)?;
-            self.run(&Step {
-                at,
-                command,
-                what: what.to_owned(),
-            })?;
+            let what = match command {
+                OrderCommand::AuthorizePayment { .. } => format!("{what}: payments[0]"),
+                _ => what.to_owned(),
+            };
+            self.run(&Step { at, command, what })?;
         }
     }
 
@@ -329,6 +329,13 @@ impl<'a> Teller<'a> {
             }
         }
     }
+}
+
+/// The domain's command field names in the export's terms.
+fn legacy_terms(message: &str) -> String {
+    message
+        .replace("amount.amount_minor", "amount_minor")
+        .replace("amount.currency", "currency")
 }
 
 /// Tell `legacy` as a new stream of `ids`' source, or say why it cannot be imported.
@@ -420,14 +427,16 @@ pub fn tell(legacy: &LegacyOrder, ids: &Ids) -> Result<ImportedStream, Refusal> 
             _ => None,
         },
     };
-    let placement = PlaceOrder::parse(&input).map_err(|e| match e.to_string() {
-        message if message.starts_with("shipping_address") => {
+    let placement = PlaceOrder::parse(&input).map_err(|e| {
+        let message = e.to_string();
+        if message.starts_with("shipping_address") {
             message.replacen("shipping_address", "ship_to", 1)
+        } else if let Some((_, violation)) = message.split_once("unit_price.currency ") {
+            // Every line is in the order's currency: the order's currency is what is wrong.
+            format!("currency {:?} {violation}", legacy.currency)
+        } else {
+            message.replace("unit_price.amount_minor", "unit_price_minor")
         }
-        message if message.starts_with("lines[") && message.contains("unit_price.currency") => {
-            format!("currency {:?}: {message}", legacy.currency)
-        }
-        message => message,
     })?;
 
     let mut teller = Teller {

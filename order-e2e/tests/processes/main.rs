@@ -7,6 +7,7 @@
 
 mod client;
 mod faults;
+mod import;
 mod restore_drill;
 mod saga;
 mod telemetry;
