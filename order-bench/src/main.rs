@@ -3,6 +3,7 @@
 
 mod grpc;
 mod hot;
+mod import;
 mod projector;
 mod replica;
 mod saga;
@@ -33,6 +34,9 @@ enum Command {
     Saga(saga::SagaArgs),
     /// Queries with and without a read replica, and PlaceOrder while they run.
     Replica(replica::ReplicaArgs),
+    /// A legacy import at volume (order-import), the read model rebuilt from it, and live
+    /// PlaceOrder latency beside an import.
+    Import(import::ImportArgs),
 }
 
 /// A fresh, migrated database on the local cluster (dropped at the end).
@@ -78,5 +82,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Projector(args) => projector::run(args).await,
         Command::Saga(args) => saga::run(args).await,
         Command::Replica(args) => replica::run(args).await,
+        Command::Import(args) => import::run(args).await,
     }
 }

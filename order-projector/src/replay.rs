@@ -387,6 +387,8 @@ impl Rebuild<'_> {
         let (mut pages, reader) = self.read_ahead(Cursor::START);
         let mut events_done = 0u64;
         let mut cursor = Cursor::START;
+        // The rebuild's checkpoint as the database has it: every write moves from there.
+        let mut written = Cursor::START;
         while let Some(page) = pages.recv().await {
             let (events, end) = page?;
             let Some(end) = end else { break };
@@ -398,9 +400,10 @@ impl Rebuild<'_> {
                         if fold.should_flush() {
                             let tx = long_transaction(&mut client).await?;
                             fold.flush(&tx, shadow).await?;
-                            advance_checkpoint(&tx, self.rebuild_lease, end, end, count, None)
+                            advance_checkpoint(&tx, self.rebuild_lease, written, end, count, None)
                                 .await?;
                             tx.commit().await?;
+                            written = end;
                         }
                     }
                     None => {
@@ -410,13 +413,14 @@ impl Rebuild<'_> {
                                 self.rebuild_lease,
                                 events,
                                 Span {
-                                    from: cursor,
+                                    from: written,
                                     to: end,
                                 },
                                 shadow,
                                 true,
                             )
                             .await?;
+                        written = end;
                     }
                 }
             }
@@ -434,8 +438,9 @@ impl Rebuild<'_> {
             let tx = long_transaction(&mut client).await?;
             fold.flush(&tx, shadow).await?;
             fold.finish(&tx, shadow).await?;
-            advance_checkpoint(&tx, self.rebuild_lease, cursor, cursor, 0, None).await?;
+            advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
             tx.commit().await?;
+            written = cursor;
         }
         drop(bulk);
 
@@ -443,12 +448,13 @@ impl Rebuild<'_> {
         {
             let tx = long_transaction(&mut client).await?;
             tables::finish_shadows(&tx, &self.schema.tables).await?;
-            advance_checkpoint(&tx, self.rebuild_lease, cursor, cursor, 0, None).await?;
+            advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
             tx.commit().await?;
+            written = cursor;
         }
 
         // Phase 4: the projection's lease, taken from the live projector; catch up.
-        let (live, _) = store
+        let (live, live_checkpoint) = store
             .acquire_lease(&name, &self.options.owner, self.options.lease_ttl, true)
             .await?
             .ok_or_else(|| ReplayError::LeaseLost("projection's".into()))?;
@@ -471,13 +477,14 @@ impl Rebuild<'_> {
                             self.rebuild_lease,
                             events,
                             Span {
-                                from: cursor,
+                                from: written,
                                 to: end,
                             },
                             shadow,
                             true,
                         )
                         .await?;
+                    written = end;
                 }
                 events_done += count;
                 cursor = end;
@@ -488,7 +495,7 @@ impl Rebuild<'_> {
             // Phase 5: the swap.
             let tx = long_transaction(&mut client).await?;
             tables::swap(&tx, &name, self.schema, previous.as_ref()).await?;
-            advance_checkpoint(&tx, &live, cursor, cursor, 0, None).await?;
+            advance_checkpoint(&tx, &live, live_checkpoint, cursor, 0, None).await?;
             tx.commit().await?;
             Ok::<(), ReplayError>(())
         }

@@ -418,6 +418,10 @@ struct Skipped {
     written_at: Option<Instant>,
     /// The end of the last such page, when the checkpoint was not moved to it.
     unwritten: Option<Cursor>,
+    /// While `unwritten` is set: the checkpoint the database has (every checkpoint write moves
+    /// from exactly where the database has it, so that a database that lost writes is
+    /// noticed: [`order_store::Error::CheckpointMoved`]).
+    stored: Option<Cursor>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -487,6 +491,13 @@ impl Subscription {
     /// The projection's tables (none for a sink).
     pub fn tables(&self) -> &[Table] {
         self.inner.schema().map_or(&[], |s| &s.tables)
+    }
+
+    /// This step writes the checkpoint: nothing is left unwritten after it.
+    fn written(&self) {
+        let mut skipped = self.skipped();
+        skipped.unwritten = None;
+        skipped.stored = None;
     }
 
     fn skipped(&self) -> std::sync::MutexGuard<'_, Skipped> {
@@ -598,14 +609,25 @@ impl Subscription {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Step, StepError> {
         let page_size = self.inner.page_size();
+        // The checkpoint as the database has it: the cursor itself, unless pages of other
+        // categories were read past it without writing.
+        let from = {
+            let skipped = self.skipped();
+            match (skipped.unwritten, skipped.stored) {
+                (Some(reached), Some(stored)) if reached == cursor => stored,
+                _ => cursor,
+            }
+        };
         let (events, end) = read_page(store, cursor, page_size, self.categories()).await?;
         let Some(end) = end else {
             // At the head: a position past pages of other categories is written now (only
             // the one this instance reached with this cursor, never an older one).
             let unwritten = self.skipped().unwritten.take();
             if unwritten == Some(cursor) {
-                checkpoint(store, lease, cursor, cursor, 0, None).await?;
-                self.skipped().written_at = Some(Instant::now());
+                checkpoint(store, lease, from, cursor, 0, None).await?;
+                let mut skipped = self.skipped();
+                skipped.written_at = Some(Instant::now());
+                skipped.stored = None;
             }
             return Ok(Step::Idle);
         };
@@ -642,23 +664,25 @@ impl Subscription {
                     if due {
                         skipped.written_at = Some(Instant::now());
                         skipped.unwritten = None;
+                        skipped.stored = None;
                     } else {
                         skipped.unwritten = Some(end);
+                        skipped.stored = Some(from);
                     }
                     due
                 };
                 if due {
-                    checkpoint(store, lease, cursor, end, 0, None).await?;
+                    checkpoint(store, lease, from, end, 0, None).await?;
                 }
             } else if let Some(schema) = self.inner.schema() {
-                self.skipped().unwritten = None;
+                self.written();
                 self.inner
-                    .apply(store, lease, events, Span { from: cursor, to: end }, &schema.live, false)
+                    .apply(store, lease, events, Span { from, to: end }, &schema.live, false)
                     .await?;
             } else {
-                self.skipped().unwritten = None;
+                self.written();
                 self.inner.deliver(events, shutdown).await?;
-                checkpoint(store, lease, cursor, end, count as u64, last_event_at).await?;
+                checkpoint(store, lease, from, end, count as u64, last_event_at).await?;
             }
             metrics::counter!("order_projector_events_total", "subscription" => self.name().to_owned())
                 .increment(count as u64);

@@ -264,12 +264,12 @@ impl EventStore {
 /// Advance the checkpoint from `from` to `to` inside the transaction that applied the events,
 /// if the lease is still held; otherwise [`Error::LeaseLost`] and the caller rolls back.
 ///
-/// `from` is where this writer's page started: the checkpoint it read from the database (or
-/// [`Cursor::START`]), or the end of a page it read since. The write goes through only when
-/// the database still agrees with that: its checkpoint is `from`, or `from` is an event of the
-/// log. A database that lost writes (a failover to an asynchronous standby, a point-in-time
-/// restore) no longer holds the events the writer read last; their transaction ids may be
-/// handed out again, so continuing after `from` would skip the new events that got them. Then
+/// `from` is the checkpoint as this writer last read or wrote it (or [`Cursor::START`] for a
+/// writer that starts over). The write goes through only when the database still holds
+/// exactly that checkpoint. A database that lost writes (a failover to an asynchronous
+/// standby, a point-in-time restore) lost the writer's last checkpoints together with the
+/// projection rows written in the same transactions, and may hand the lost transaction ids
+/// out again; going on from the writer's memory would skip events or leave rows behind. Then
 /// nothing is written and the answer is [`Error::CheckpointMoved`]: roll back and read the
 /// checkpoint again.
 pub async fn advance_checkpoint(
@@ -286,10 +286,8 @@ pub async fn advance_checkpoint(
                  SELECT checkpoint_xid, checkpoint_position FROM orders.subscriptions
                  WHERE name = $1 AND owner = $2 AND lease_token = $3
              ), agreed AS (
-                 SELECT $9::int8 = 0
-                     OR (checkpoint_xid, checkpoint_position) = ($8::xid8, $9::int8)
-                     OR EXISTS (SELECT 1 FROM orders.events
-                                WHERE global_position = $9 AND transaction_id = $8::xid8) AS ok
+                 SELECT ($8::xid8 = '0'::xid8 AND $9::int8 = 0)
+                     OR (checkpoint_xid, checkpoint_position) = ($8::xid8, $9::int8) AS ok
                  FROM held
              ), moved AS (
                  UPDATE orders.subscriptions

@@ -129,6 +129,28 @@ async fn failover_to_the_synchronous_standby_mid_load() {
     );
 }
 
+/// The same with asynchronous replication: whatever the standby had not received is lost, but
+/// what survives is consistent. The projector's checkpoint and read-model rows written on the
+/// old primary after the standby's last WAL are gone with it, and the transaction ids of the
+/// lost transactions are handed out again by the new primary: a projector that went on from
+/// the position it remembered skipped the new events that got those ids (this test failed so,
+/// "order ... jumps from version 1 to 3"). Three rounds, nothing duplicated or skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_an_asynchronous_standby_skips_and_doubles_nothing() {
+    let load = LoadOptions {
+        rate: 15,
+        duration: Duration::from_secs(9),
+        ..LoadOptions::default()
+    };
+    let report = scenarios::run(Scenario::FailoverAsync, &crate::binaries(), 3, &load)
+        .await
+        .unwrap();
+    eprintln!("failover-async: {:?}", report.condensed_notes());
+    assert_eq!(report.duplicated, 0, "{report:?}");
+    assert_eq!(report.skipped, 0, "{report:?}");
+    assert!(report.acknowledged > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_a_teams_projector_in_catch_up_and_replay_mid_load() {
     once(Scenario::KillExampleProjector).await;
