@@ -9,7 +9,18 @@ ALTER TABLE orders.events ADD COLUMN imported_from text;
 ALTER TABLE orders.events ADD CONSTRAINT events_imported_from_check
     CHECK (length(imported_from) BETWEEN 1 AND 300) NOT VALID;
 
--- 2. The progress of each import. Each batch of streams updates its row in the batch's own
+-- 2. The category check, the same rule in a cheaper form. The bounded repetition of
+--    '^[a-z][a-z0-9_]{0,62}$' makes PostgreSQL's regular-expression engine build a large
+--    automaton that every inserted row runs through: a quarter of the server's CPU of a bulk
+--    import (order-import, 500k orders: 57 s of PostgreSQL CPU, 42 s with this form) and a
+--    share of every append. An unbounded class and a length check accept exactly the same
+--    names. NOT VALID as before: every row written since V3 passed the stricter-looking form.
+ALTER TABLE orders.events
+    DROP CONSTRAINT events_category_check,
+    ADD CONSTRAINT events_category_check
+        CHECK (category ~ '^[a-z][a-z0-9_]*$' AND length(category) <= 63) NOT VALID;
+
+-- 3. The progress of each import. Each batch of streams updates its row in the batch's own
 --    transaction, so a run killed at any moment leaves this row and the log agreeing. A run
 --    reads its whole input again (so that its rejects report is complete) and every batch
 --    checks which of its streams exist already: an order is appended once whatever happened
