@@ -48,7 +48,7 @@ pub const CUSTOMERS: [&str; 3] = [
     "0b5c3a3e-52f5-4b8a-9a55-b4f1e9a7c003",
 ];
 
-fn place(n: usize) -> (OrderCommand, i64) {
+pub fn place(n: usize) -> (OrderCommand, i64) {
     let currency = if n % 4 == 3 { "USD" } else { "EUR" };
     let price = 1000 + (n as i64 % 7) * 150;
     let quantity = 1 + n as i64 % 3;
