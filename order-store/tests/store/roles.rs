@@ -31,6 +31,9 @@ const INSERT_COMMAND: &str = "INSERT INTO orders.commands (command_id, stream_id
 const INSERT_SUMMARY: &str = "INSERT INTO orders.order_summaries VALUES (gen_random_uuid(), gen_random_uuid(), 'Placed', 'EUR', 1, 0, 0, 1, 1, 1, now(), now())";
 const UPSERT_TOTALS: &str =
     "INSERT INTO orders.customer_totals VALUES (gen_random_uuid(), 'EUR', 1, 1)";
+const IMPORT_PROGRESS: &str = "INSERT INTO orders.imports (name) VALUES ('legacy'); UPDATE orders.imports SET batches = batches + 1 WHERE name = 'legacy'";
+const INSERT_IMPORTED_EVENT: &str = "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, imported_from)
+    VALUES (gen_random_uuid(), 1, gen_random_uuid(), 'TestEvent', 1, '{}', 'legacy:1')";
 const MOVE_CHECKPOINT: &str = "INSERT INTO orders.subscriptions (name) VALUES ('x'); UPDATE orders.subscriptions SET checkpoint_position = 5";
 
 #[tokio::test]
@@ -40,6 +43,9 @@ async fn each_role_can_do_its_job_and_nothing_more() {
     let allowed = [
         ("orders_app", INSERT_EVENT),
         ("orders_app", INSERT_COMMAND),
+        // order-import runs with the application's rights.
+        ("orders_app", INSERT_IMPORTED_EVENT),
+        ("orders_app", IMPORT_PROGRESS),
         (
             "orders_app",
             "SELECT * FROM orders.events, orders.commands, orders.order_summaries, orders.subscriptions LIMIT 1",
@@ -86,6 +92,9 @@ async fn each_role_can_do_its_job_and_nothing_more() {
         ("orders_readonly", INSERT_COMMAND),
         ("orders_readonly", INSERT_SUMMARY),
         ("orders_readonly", MOVE_CHECKPOINT),
+        ("orders_readonly", IMPORT_PROGRESS),
+        ("orders_projector", IMPORT_PROGRESS),
+        ("orders_app", "DELETE FROM orders.imports"),
         ("orders_projector", INSERT_EVENT),
         ("orders_projector", INSERT_COMMAND),
         (
