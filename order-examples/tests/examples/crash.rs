@@ -9,25 +9,51 @@ use std::time::Duration;
 
 use crate::support::*;
 
-fn spawn(f: &Fixture, args: &[&str], instance: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sales-projector"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", projector_config(&f.db).database_url)
-        .env("ORDER_ADMIN_ADDR", "127.0.0.1:0")
-        .env("ORDER_PROJECTOR_INSTANCE_ID", instance)
-        .env("ORDER_PROJECTOR_SUBSCRIPTIONS", "sku_sales")
-        .env("ORDER_PROJECTOR_LEASE_TTL_MS", "2000")
-        .env("ORDER_PROJECTOR_REPLAY_LEASE_TTL_MS", "2000")
-        .env("ORDER_PROJECTOR_STANDBY_POLL_MS", "100")
-        .env("ORDER_PROJECTOR_POLL_MS", "100")
-        .env("SKU_SALES_PAGE", "7")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// A child process killed when dropped: a failing assertion must not leave a projector
+/// running after the test (one left by an interrupted run kept polling for 48 minutes).
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Process {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn(f: &Fixture, args: &[&str], instance: &str) -> Process {
+    Process(
+        Command::new(env!("CARGO_BIN_EXE_sales-projector"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", projector_config(&f.db).database_url)
+            .env("ORDER_ADMIN_ADDR", "127.0.0.1:0")
+            .env("ORDER_PROJECTOR_INSTANCE_ID", instance)
+            .env("ORDER_PROJECTOR_SUBSCRIPTIONS", "sku_sales")
+            .env("ORDER_PROJECTOR_LEASE_TTL_MS", "2000")
+            .env("ORDER_PROJECTOR_REPLAY_LEASE_TTL_MS", "2000")
+            .env("ORDER_PROJECTOR_STANDBY_POLL_MS", "100")
+            .env("ORDER_PROJECTOR_POLL_MS", "100")
+            .env("SKU_SALES_PAGE", "7")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn random_millis(low: u64, high: u64) -> u64 {
