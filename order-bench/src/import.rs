@@ -15,6 +15,7 @@ use tokio::process::Command;
 use tonic::transport::Channel;
 
 use crate::grpc::{Server, place_request};
+use crate::projector::peak_rss;
 use crate::stats::Samples;
 
 #[derive(Debug, clap::Args)]
@@ -40,14 +41,6 @@ pub struct ImportArgs {
     /// Skip the live-traffic part.
     #[arg(long)]
     no_live: bool,
-}
-
-/// Peak RSS (VmHWM, MiB) of a running process.
-fn peak_rss(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// The export of `orders` orders, generated unless it is there already.

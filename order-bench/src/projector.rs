@@ -356,7 +356,7 @@ async fn replay_binary(
 }
 
 /// Peak RSS (VmHWM, MiB) of a running process.
-fn peak_rss(pid: u32) -> Option<f64> {
+pub(crate) fn peak_rss(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
