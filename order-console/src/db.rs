@@ -267,10 +267,7 @@ impl Db {
             None => {
                 // Nothing recent: start after the head, at the oldest transaction in flight.
                 let xid: String = client
-                    .query_one(
-                        "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::numeric - 1)::text",
-                        &[],
-                    )
+                    .query_one("SELECT (orders.log_fence()::text::numeric - 1)::text", &[])
                     .await?
                     .try_get(0)?;
                 FlowCursor {
@@ -294,7 +291,7 @@ impl Db {
                 "SELECT transaction_id::text AS xid, global_position, event_type, extract(epoch FROM recorded_at)::float8
                    FROM orders.events
                   WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                    AND transaction_id < (SELECT orders.log_fence())
                   ORDER BY transaction_id, global_position LIMIT $3",
             )
             .await?;

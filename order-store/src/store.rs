@@ -449,8 +449,10 @@ impl EventStore {
 
     /// Up to `limit` events after `after` in the gap-safe order: ordered by writing
     /// transaction, then position, and only from transactions older than every transaction
-    /// still in flight. An event whose transaction commits late is therefore still delivered
-    /// after its cursor position was passed by nobody; nothing is ever skipped.
+    /// still in flight that may write to this database (`orders.log_fence()`: open
+    /// transactions of other databases on the same server hold nothing back). An event whose
+    /// transaction commits late is therefore still delivered after its cursor position was
+    /// passed by nobody; nothing is ever skipped.
     pub async fn read_all(&self, after: Cursor, limit: u32) -> Result<Vec<RecordedEvent>, Error> {
         self.timed(async {
             let client = self.inner.pool.get().await?;
@@ -519,7 +521,7 @@ impl EventStore {
                 .query_one(
                     "SELECT least(
                         (SELECT min(transaction_id) FROM orders.events WHERE global_position > $1),
-                        pg_snapshot_xmin(pg_current_snapshot()))",
+                        (SELECT orders.log_fence()))",
                     &[&position],
                 )
                 .await?;
@@ -690,7 +692,7 @@ static READ_ALL_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {EVENT_COLUMNS} FROM orders.events \
          WHERE (transaction_id, global_position) > ($1::xid8, $2::int8) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND transaction_id < (SELECT orders.log_fence()) \
          ORDER BY transaction_id, global_position \
          LIMIT $3"
     )
@@ -705,7 +707,7 @@ static READ_ALL_IN_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {columns} FROM orders.events \
          WHERE (transaction_id, global_position) > ($1::xid8, $2::int8) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND transaction_id < (SELECT orders.log_fence()) \
          ORDER BY transaction_id, global_position \
          LIMIT $3"
     )

@@ -531,14 +531,14 @@ impl Drop for PrivateCluster {
     }
 }
 
-/// How many events of the log the gap-safe fence still hides: those written by transactions
-/// not older than the oldest transaction open anywhere in the cluster (another test's, on a
-/// busy machine). Subscribers see them once this is 0.
+/// How many events of the log the gap-safe fence (`orders.log_fence()`) still hides: those
+/// written by transactions not older than the oldest transaction that may still write to this
+/// database. Subscribers see them once this is 0.
 pub async fn hidden_events(client: &Client) -> i64 {
     match client
         .query_one(
             "SELECT count(*) FROM orders.events \
-             WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
+             WHERE transaction_id >= (SELECT orders.log_fence())",
             &[],
         )
         .await

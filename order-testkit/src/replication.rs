@@ -92,6 +92,23 @@ fn signal_pid(pid: u32, signal: &str) -> Result<(), String> {
     }
 }
 
+/// The processes whose parent is `parent` (from `/proc/<pid>/stat`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid ...": the command may hold spaces and parentheses.
+            let after_comm = &stat[stat.rfind(')')? + 1..];
+            let ppid: u32 = after_comm.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
 fn check(output: &std::process::Output, what: &str) -> Result<String, String> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
@@ -261,6 +278,20 @@ impl PrivateCluster {
     /// them, so a standby receives nothing more.
     pub fn kill_postmaster(&self) -> Result<(), String> {
         signal_pid(self.postmaster_pid()?, "KILL")
+    }
+
+    /// The whole server dies at once, as when its machine does: the postmaster is frozen (so
+    /// that it starts nothing more), every process it started is SIGKILLed, then the
+    /// postmaster. Unlike [`PrivateCluster::kill_postmaster`], no backend lives on for a
+    /// moment to finish a command, and no walsender sends anything more.
+    pub fn crash(&self) -> Result<(), String> {
+        let postmaster = self.postmaster_pid()?;
+        signal_pid(postmaster, "STOP")?;
+        for child in children_of(postmaster) {
+            // A child may have exited in between: nothing to kill.
+            let _ = signal_pid(child, "KILL");
+        }
+        signal_pid(postmaster, "KILL")
     }
 
     /// A standby: freeze its WAL receiver (SIGSTOP), so that it falls behind the primary as a

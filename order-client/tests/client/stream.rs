@@ -7,12 +7,17 @@ use order_client::{EventStream, Start, pb};
 
 use crate::support::*;
 
+/// The next event; a minute is far beyond any wait a working stream has, even on a busy
+/// machine.
 async fn next(events: &mut EventStream) -> pb::Event {
-    tokio::time::timeout(Duration::from_secs(20), events.next())
-        .await
-        .expect("an event within 20 s")
-        .expect("the stream goes on")
-        .expect("no error")
+    match tokio::time::timeout(Duration::from_secs(60), events.next()).await {
+        Ok(event) => event.expect("the stream goes on").expect("no error"),
+        Err(_) => panic!(
+            "no event within 60 s ({} reconnects, resuming from {:?})",
+            events.reconnects(),
+            events.resume_point()
+        ),
+    }
 }
 
 /// Place an order and take it two steps: three events.

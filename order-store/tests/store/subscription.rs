@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use order_store::{Cursor, EventListener, ExpectedVersion, RecordedEvent};
 use uuid::Uuid;
 
+use order_testkit::pg::TestDatabase;
+
 use crate::support::*;
 
 /// Read everything after `cursor`, page by page.
@@ -121,6 +123,131 @@ async fn an_event_committed_after_later_positions_were_read_is_still_delivered()
         seen.windows(2).all(|w| w[0].cursor() < w[1].cursor()),
         "delivered in cursor order"
     );
+}
+
+/// Read everything after `cursor` until `want` events are in, for at most `limit`.
+async fn drain_until(
+    store: &order_store::EventStore,
+    cursor: &mut Cursor,
+    into: &mut Vec<RecordedEvent>,
+    want: usize,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    while into.len() < want && Instant::now() < deadline {
+        drain(store, cursor, into).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_transaction_held_open_in_another_database_of_the_server_hides_nothing_here() {
+    let t = test_store().await;
+    let store = &t.store;
+
+    // Another database of the same server: a write transaction opens there and stays open
+    // for the whole test, with a transaction id older than every event written here.
+    let elsewhere = TestDatabase::migrated().await;
+    let other = elsewhere.connect().await;
+    other.batch_execute("BEGIN").await.unwrap();
+    let other_xid: order_store::Xid8 = other
+        .query_one(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload)
+             VALUES ($1, 1, $2, 'TestEvent', 1, '{}') RETURNING transaction_id",
+            &[&Uuid::new_v4(), &Uuid::now_v7()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let mut written = Vec::new();
+    for label in ["one", "two", "three"] {
+        let committed = append(
+            store,
+            Uuid::new_v4(),
+            ExpectedVersion::NoStream,
+            &[event(label)],
+        )
+        .await
+        .unwrap();
+        written.push(committed.global_position);
+    }
+    let mut cursor = Cursor::START;
+    let mut seen = Vec::new();
+    // Other tests' sessions may for a moment hold an id the fence cannot place; the
+    // transaction above stays open throughout, so a fence that counted it would never
+    // deliver anything here.
+    drain_until(store, &mut cursor, &mut seen, 3, Duration::from_secs(30)).await;
+    let positions: Vec<u64> = seen.iter().map(|e| e.global_position).collect();
+    assert_eq!(
+        positions, written,
+        "every event, while the other database's transaction is open"
+    );
+    assert!(
+        seen.iter().all(|e| e.transaction_id > other_xid),
+        "the open transaction ({other_xid:?}) is older than the events delivered"
+    );
+    let still_open: i64 = other
+        .query_one("SELECT count(*) FROM orders.events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(still_open, 1, "the other transaction was open all along");
+    other.batch_execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_transaction_of_this_database_that_has_not_written_an_event_yet_still_holds_the_fence() {
+    let t = test_store().await;
+    let store = &t.store;
+
+    // A session of this database takes a transaction id without touching the log...
+    let slow = t.db.connect().await;
+    slow.batch_execute("BEGIN").await.unwrap();
+    let slow_xid: order_store::Xid8 = slow
+        .query_one("SELECT pg_current_xact_id()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // ...later transactions commit events...
+    for label in ["after-1", "after-2"] {
+        append(
+            store,
+            Uuid::new_v4(),
+            ExpectedVersion::NoStream,
+            &[event(label)],
+        )
+        .await
+        .unwrap();
+    }
+    let mut cursor = Cursor::START;
+    let mut seen = Vec::new();
+    drain(store, &mut cursor, &mut seen).await;
+    assert!(
+        seen.is_empty(),
+        "nothing passes an open transaction of this database: {seen:?}"
+    );
+    assert!(hidden_events(store).await >= 2);
+
+    // ...and it writes an event last, with the oldest id of them all: delivered first, once.
+    let held_id = Uuid::now_v7();
+    slow.execute(
+        "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload)
+         VALUES ($1, 1, $2, 'TestEvent', 1, '{\"label\": \"held\"}')",
+        &[&Uuid::new_v4(), &held_id],
+    )
+    .await
+    .unwrap();
+    slow.batch_execute("COMMIT").await.unwrap();
+    drain_until(store, &mut cursor, &mut seen, 3, Duration::from_secs(60)).await;
+    let ids: Vec<Uuid> = seen.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), 3, "{seen:?}");
+    assert_eq!(
+        ids[0], held_id,
+        "the held transaction's event comes first in the log's order"
+    );
+    assert_eq!(seen[0].transaction_id, slow_xid);
+    assert!(seen.windows(2).all(|w| w[0].cursor() < w[1].cursor()));
 }
 
 #[tokio::test]
