@@ -7,7 +7,8 @@
 //!   process (queued commands are batched into one append), on the state the last append left
 //!   (a bounded cache); a lost race with another process reads the stream and decides again.
 //! - [`EventStore::read_all`]: the global log in the gap-safe order (writing transaction id,
-//!   then position, fenced at the oldest transaction still in flight), so that no subscriber
+//!   then position, fenced at the oldest transaction still in flight that may write to this
+//!   database: `orders.log_fence()`), so that no subscriber
 //!   ever skips an event that commits late; [`EventStore::read_all_in`] the same for the
 //!   streams of some categories (each event records its stream's type, the aggregate's
 //!   `CATEGORY`).
