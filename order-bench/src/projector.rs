@@ -60,6 +60,9 @@ pub struct ProjectorArgs {
     /// Skip the SQS and read-your-writes measurements.
     #[arg(long)]
     projections_only: bool,
+    /// Events per page of the read model's catch-up (in process and `order-projector run`).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    page: u32,
 }
 
 /// The commands of order `n`: a mix of every path, 5 to 8 events each.
@@ -267,7 +270,7 @@ async fn reset_read_model(db: &order_testkit::pg::TestDatabase) -> anyhow::Resul
     Ok(())
 }
 
-/// `order-projector run` (the read model only, pages of 1,000) from position 0 until its
+/// `order-projector run` (the read model only, pages of `page`) from position 0 until its
 /// checkpoint reaches `target`: events per second from the start of the process, and its
 /// peak RSS.
 async fn catch_up_binary(
@@ -276,6 +279,7 @@ async fn catch_up_binary(
     store: &EventStore,
     target: Cursor,
     events: u64,
+    page: u32,
 ) -> anyhow::Result<(f64, f64)> {
     reset_read_model(db).await?;
     crate::checkpoint().await;
@@ -286,7 +290,7 @@ async fn catch_up_binary(
         .env("DATABASE_URL", db.url())
         .env("ORDER_ADMIN_ADDR", admin.to_string())
         .env("ORDER_PROJECTOR_SUBSCRIPTIONS", "read_model")
-        .env("ORDER_PROJECTOR_READ_MODEL_PAGE", "1000")
+        .env("ORDER_PROJECTOR_READ_MODEL_PAGE", page.to_string())
         .env("ORDER_PROJECTOR_POLL_MS", "50")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -408,7 +412,7 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
         .acquire_lease("read_model", "bench", Duration::from_secs(600), true)
         .await?
         .context("no lease")?;
-    let subscription = Subscription::projection(ReadModel::new().page(1000));
+    let subscription = Subscription::projection(ReadModel::new().page(args.page));
     let (_stop, shutdown) = watch::channel(false);
     let started = Instant::now();
     let mut cursor = cursor;
@@ -427,7 +431,8 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
     let catch_up = applied as f64 / started.elapsed().as_secs_f64();
     store.release_lease(&lease).await?;
     println!(
-        "read-model catch-up (pages of 1000, one transaction each): {applied} events, {catch_up:.0} events/s ({:.2} of the raw read rate)",
+        "read-model catch-up (pages of {}, one transaction each): {applied} events, {catch_up:.0} events/s ({:.2} of the raw read rate)",
+        args.page,
         catch_up / raw_rate
     );
 
@@ -446,7 +451,8 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
             order.reverse();
         }
         for (label, binary) in &order {
-            let (rate, rss) = catch_up_binary(binary, &db, &store, target, events).await?;
+            let (rate, rss) =
+                catch_up_binary(binary, &db, &store, target, events, args.page).await?;
             println!(
                 "read-model catch-up (order-projector run, {label}, round {}): {rate:.0} events/s, peak RSS {rss:.0} MB",
                 round + 1

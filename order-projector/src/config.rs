@@ -91,8 +91,8 @@ pub struct RunArgs {
     #[arg(long, env = "ORDER_PROJECTOR_SUBSCRIPTIONS", value_delimiter = ',',
           default_values_t = [READ_MODEL.to_owned(), SQS_PUBLISHER.to_owned()])]
     pub subscriptions: Vec<String>,
-    /// Events per read-model transaction.
-    #[arg(long, env = "ORDER_PROJECTOR_READ_MODEL_PAGE", default_value_t = 1000,
+    /// Events per read-model transaction (at most: a page holds what the log has).
+    #[arg(long, env = "ORDER_PROJECTOR_READ_MODEL_PAGE", default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub read_model_page: u32,
     /// Events per SQS publishing round.

@@ -117,10 +117,14 @@ impl Default for ReadModel {
 }
 
 impl ReadModel {
-    /// Pages of 1,000 events; rebuilds hold up to 250,000 orders in memory.
+    /// Pages of up to 5,000 events; rebuilds hold up to 250,000 orders in memory.
+    ///
+    /// Following live traffic, a page holds what arrived since the last one (a few events);
+    /// catching up, a full page. The larger the page, the more of an order's events fold into
+    /// one row write: 5,000 caught up 1.4-1.6 times as fast as 1,000 (docs/benchmarks.md).
     pub fn new() -> Self {
         Self {
-            page: 1000,
+            page: 5000,
             batch_orders: 250_000,
         }
     }
