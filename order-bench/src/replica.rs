@@ -59,24 +59,12 @@ fn cluster_cpu_seconds(cluster: &PrivateCluster) -> f64 {
                 / 100.0
         })
         .unwrap_or(0.0);
-    let children: f64 = std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-                .filter(|pid| {
-                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .ok()
-                        .and_then(|s| {
-                            let rest = s.rsplit_once(')')?.1.to_owned();
-                            rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                        })
-                        == Some(postmaster)
-                })
-                .map(cpu_seconds)
-                .sum()
-        })
-        .unwrap_or(0.0);
+    let children: f64 = cluster
+        .postmaster_children()
+        .unwrap_or_default()
+        .into_iter()
+        .map(cpu_seconds)
+        .sum();
     cpu_seconds(postmaster) + reaped + children
 }
 

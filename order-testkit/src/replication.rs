@@ -294,6 +294,12 @@ impl PrivateCluster {
         signal_pid(postmaster, "KILL")
     }
 
+    /// The processes the postmaster started and has not reaped (backends, walsenders,
+    /// background workers).
+    pub fn postmaster_children(&self) -> Result<Vec<u32>, String> {
+        Ok(children_of(self.postmaster_pid()?))
+    }
+
     /// A standby: freeze its WAL receiver (SIGSTOP), so that it falls behind the primary as a
     /// lagging replica does; returns the receiver's process id for
     /// [`PrivateCluster::resume_wal_receiver`].

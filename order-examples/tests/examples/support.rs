@@ -239,7 +239,7 @@ where
 
 /// Wait until no event of the log is past the subscription's checkpoint (of any category:
 /// a subscriber of some categories moves its checkpoint past the others too) and nothing is
-/// hidden behind the gap-safe fence (another test's open transaction holds it for a moment).
+/// hidden behind the gap-safe fence (a transaction id it cannot place holds it for a moment).
 pub async fn caught_up(store: &EventStore, name: &str) {
     eventually(&format!("{name} did not catch up"), || async {
         let Ok(checkpoint) = store.checkpoint(name).await else {

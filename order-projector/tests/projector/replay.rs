@@ -121,7 +121,7 @@ async fn replay_without_the_bulk_path_builds_the_same_tables() {
 async fn replay_with_bounded_memory_builds_the_same_tables() {
     let f = fixture().await;
     write_orders(&f.handler, 60, 6).await;
-    // The replay stops at what is visible; another test's open transaction may hide the
+    // The replay stops at what is visible; a transaction id the fence cannot place may hide the
     // newest events for a moment (the live projector picks them up after the swap).
     everything_visible(&f.store).await;
     // At most 7 orders in memory: rows are written out and fetched back again and again.

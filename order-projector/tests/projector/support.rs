@@ -282,8 +282,7 @@ pub async fn drain(
     }
 }
 
-/// Events of the log the gap-safe fence still hides: those of transactions not older than
-/// the oldest transaction open anywhere in the cluster.
+/// Events of the log the gap-safe fence (`orders.log_fence()`) still hides.
 async fn hidden_events(store: &EventStore) -> i64 {
     order_testkit::pg::hidden_events(&store.pool().get().await.unwrap()).await
 }

@@ -25,8 +25,7 @@ async fn drain(
     }
 }
 
-/// Events of the log the gap-safe fence still hides (transactions not older than the oldest
-/// one open anywhere in the cluster).
+/// Events of the log the gap-safe fence (`orders.log_fence()`) still hides.
 async fn hidden_events(store: &order_store::EventStore) -> i64 {
     order_testkit::pg::hidden_events(&store.pool().get().await.unwrap()).await
 }
@@ -71,8 +70,8 @@ async fn an_event_committed_after_later_positions_were_read_is_still_delivered()
         assert!(committed.global_position as i64 > held_position);
     }
 
-    // The visibility fence is cluster-wide: a transaction of another test running at this
-    // moment may hold back even "before" for a moment, so wait for it.
+    // A transaction id the fence cannot place for a moment (a session of another test that
+    // finished in between) may hold back even "before" briefly, so wait for it.
     let mut cursor = Cursor::START;
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -125,6 +124,23 @@ async fn an_event_committed_after_later_positions_were_read_is_still_delivered()
     );
 }
 
+/// One event labelled `label` on a new stream per label, in order: their positions.
+async fn append_each(store: &order_store::EventStore, labels: &[&str]) -> Vec<u64> {
+    let mut positions = Vec::with_capacity(labels.len());
+    for label in labels {
+        let committed = append(
+            store,
+            Uuid::new_v4(),
+            ExpectedVersion::NoStream,
+            &[event(label)],
+        )
+        .await
+        .unwrap();
+        positions.push(committed.global_position);
+    }
+    positions
+}
+
 /// Read everything after `cursor` until `want` events are in, for at most `limit`.
 async fn drain_until(
     store: &order_store::EventStore,
@@ -160,18 +176,7 @@ async fn a_transaction_held_open_in_another_database_of_the_server_hides_nothing
         .unwrap()
         .get(0);
 
-    let mut written = Vec::new();
-    for label in ["one", "two", "three"] {
-        let committed = append(
-            store,
-            Uuid::new_v4(),
-            ExpectedVersion::NoStream,
-            &[event(label)],
-        )
-        .await
-        .unwrap();
-        written.push(committed.global_position);
-    }
+    let written = append_each(store, &["one", "two", "three"]).await;
     let mut cursor = Cursor::START;
     let mut seen = Vec::new();
     // Other tests' sessions may for a moment hold an id the fence cannot place; the
@@ -210,16 +215,7 @@ async fn a_transaction_of_this_database_that_has_not_written_an_event_yet_still_
         .unwrap()
         .get(0);
     // ...later transactions commit events...
-    for label in ["after-1", "after-2"] {
-        append(
-            store,
-            Uuid::new_v4(),
-            ExpectedVersion::NoStream,
-            &[event(label)],
-        )
-        .await
-        .unwrap();
-    }
+    append_each(store, &["after-1", "after-2"]).await;
     let mut cursor = Cursor::START;
     let mut seen = Vec::new();
     drain(store, &mut cursor, &mut seen).await;
@@ -270,7 +266,7 @@ async fn sixty_four_writers_and_a_following_subscriber_see_every_event_exactly_o
                 let before = seen.len();
                 drain(&store, &mut cursor, &mut seen).await;
                 // Done once the writers are and nothing is left behind the gap-safe fence
-                // (which other tests' transactions on the cluster may hold back a while).
+                // (which a transaction id it cannot place may hold back a moment).
                 if seen.len() == before
                     && writers_done.load(std::sync::atomic::Ordering::SeqCst)
                     && hidden_events(&store).await == 0
@@ -377,19 +373,10 @@ async fn a_checkpoint_moves_only_from_where_the_database_has_it() {
     use order_store::{Error, Xid8, advance_checkpoint};
     let t = test_store().await;
     let store = &t.store;
-    for label in ["one", "two", "three"] {
-        append(
-            store,
-            Uuid::new_v4(),
-            ExpectedVersion::NoStream,
-            &[event(label)],
-        )
-        .await
-        .unwrap();
-    }
+    append_each(store, &["one", "two", "three"]).await;
     let mut cursor = Cursor::START;
     let mut events = Vec::new();
-    // Another test's open transaction may hold the cluster-wide fence back for a while.
+    // A transaction id the fence cannot place may hold it back for a moment.
     let waited = Instant::now();
     while events.len() < 3 {
         assert!(
