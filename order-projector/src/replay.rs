@@ -29,7 +29,7 @@ use order_store::{Cursor, EventStore, Lease, RecordedEvent, advance_checkpoint};
 use tokio::sync::{mpsc, watch};
 
 use crate::projection::ApplyError;
-use crate::subscription::{Schema, Span, Subscription, read_page};
+use crate::subscription::{ReadPage, Schema, Span, Subscription, read_page};
 use crate::tables::{self, SetupError};
 
 /// How progress is shown.
@@ -325,7 +325,9 @@ impl Rebuild<'_> {
         let reader = tokio::spawn(async move {
             let mut cursor = from;
             loop {
-                let read = read_page(&store, cursor, page, &categories).await;
+                let read = read_page(&store, cursor, page, &categories)
+                    .await
+                    .map(|read| (read.events, read.end));
                 let (done, failed) = match &read {
                     Ok((_, None)) => (true, false),
                     Ok((_, Some(end))) => {
@@ -461,7 +463,7 @@ impl Rebuild<'_> {
         tracing::info!(projection = %name, token = live.token, "replay: holding the projection's lease; catching up");
         let caught_up = async {
             loop {
-                let (events, end) = read_page(
+                let ReadPage { events, end, .. } = read_page(
                     store,
                     cursor,
                     self.options.page,

@@ -55,6 +55,9 @@ pub struct CategoryPage {
     /// The cursor of the last event read, of any category; `None` when nothing was read (the
     /// subscriber is at the head of what is visible).
     pub end: Option<Cursor>,
+    /// How many events were read, of any category (at most the limit asked for: a page that
+    /// reached it was full, and more may follow right away).
+    pub read: usize,
 }
 
 /// What a command id was recorded with.
@@ -492,6 +495,7 @@ impl EventStore {
             let mut page = CategoryPage {
                 events: Vec::with_capacity(rows.len()),
                 end: None,
+                read: rows.len(),
             };
             for row in &rows {
                 let category: &str = row.try_get(15)?;
