@@ -246,6 +246,14 @@ async fn an_engineer_watches_orders_flow_finds_an_order_and_sees_the_projector_d
         .click()
         .await
         .unwrap();
+    // The click returns before the posted form's answer has replaced the page: wait for it.
+    browser
+        .wait_for(
+            "signed in, back on the page the engineer asked for",
+            "return location.pathname === '/flow';",
+            within(10),
+        )
+        .await;
     let url = browser.client.current_url().await.unwrap();
     assert_eq!(
         url.path(),
