@@ -63,6 +63,7 @@ async fn store_sessions_plan_once_and_never_by_sequential_scan() {
     for (setting, expected) in [
         ("plan_cache_mode", "force_generic_plan"),
         ("enable_seqscan", "off"),
+        ("jit", "off"),
         ("statement_timeout", "5s"),
     ] {
         let row = client
@@ -70,5 +71,39 @@ async fn store_sessions_plan_once_and_never_by_sequential_scan() {
             .await
             .unwrap();
         assert_eq!(row.get::<_, String>(0), expected, "{setting}");
+    }
+}
+
+#[tokio::test]
+async fn store_sessions_never_compile_a_query_however_large_its_estimate() {
+    // A page read of a log of tens of millions of events is estimated above the server's
+    // `jit_above_cost`; a custom plan per page then meant an LLVM compilation per page.
+    let costly = "EXPLAIN SELECT sum(g) FROM generate_series(1, 100000000) AS g";
+    let plan = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let t = test_store().await;
+    let client = t.store.pool().get().await.unwrap();
+    let ours = plan(client.query(costly, &[]).await.unwrap());
+    assert!(!ours.contains("JIT"), "a store session compiles: {ours}");
+
+    // The same query on a session with the server's defaults is compiled, where the server
+    // can compile at all: what the setting above prevents.
+    let available: bool = client
+        .query_one("SELECT pg_jit_available()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if available {
+        client.batch_execute("SET jit = on").await.unwrap();
+        let default = plan(client.query(costly, &[]).await.unwrap());
+        client.batch_execute("RESET jit").await.unwrap();
+        assert!(
+            default.contains("JIT"),
+            "the server compiles it by default: {default}"
+        );
     }
 }
