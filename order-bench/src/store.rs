@@ -28,6 +28,9 @@ pub struct StoreArgs {
     /// Events per command, comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 3])]
     events: Vec<usize>,
+    /// Group-commit writers of the library (default: the store's default).
+    #[arg(long)]
+    group_commit_writers: Option<usize>,
 }
 
 /// A realistic payload: the OrderPlaced event of a two-line order (about 450 bytes).
@@ -321,12 +324,16 @@ fn merge(a: Run, b: Run) -> Run {
 /// INSERT (ABBA), so that no side profits from running on the smaller or the warmer table.
 async fn measure(
     writers: usize,
+    group_commit_writers: Option<usize>,
     duration: Duration,
     work: Arc<Workload>,
 ) -> anyhow::Result<(Run, Run, Run)> {
     let db = crate::fresh_database().await;
     let mut config = StoreConfig::new(db.url());
     config.pool_size = writers;
+    if let Some(group_commit_writers) = group_commit_writers {
+        config.group_commit_writers = group_commit_writers;
+    }
     config.pool_wait_timeout = Duration::from_secs(5);
     let store = EventStore::new(config)?;
     let warm = Duration::from_millis(500);
@@ -396,7 +403,8 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
                 payload: payload.clone(),
                 events,
             });
-            let (mut insert, mut statement, mut lib) = measure(writers, duration, work).await?;
+            let (mut insert, mut statement, mut lib) =
+                measure(writers, args.group_commit_writers, duration, work).await?;
             let errors = insert.errors + statement.errors + lib.errors;
             println!(
                 "{:>6} {:>7} | {:>9.0} {:>7.2} {:>7.2} | {:>9.0} {:>7.2} | {:>9.0} {:>7.2} {:>7.2} | {:>9.0} | {:>8.2} {:>8.2}{}",

@@ -50,13 +50,16 @@ pub struct StoreConfig {
     pub application_name: String,
     /// Group commit: the most appends written with one statement (1 = no group commit).
     pub group_commit_batch: usize,
-    /// Group commit: how many batches may be written at once.
+    /// Group commit: how many batches may be written at once. One by default: measured on
+    /// 2 cores, a second writer halves each batch, and PostgreSQL's cost per statement then
+    /// nearly doubles its CPU per append (96 against 63 µs) for no more commits in flight
+    /// than the server flushes together anyway (docs/benchmarks.md, "Group-commit writers").
     pub group_commit_writers: usize,
 }
 
 impl StoreConfig {
     /// Defaults for everything but the URL (a primary): a pool of 16 connections, 500 ms pool
-    /// wait, 5 s connect and statement timeouts, group commit of up to 64 appends by 2 writers.
+    /// wait, 5 s connect and statement timeouts, group commit of up to 64 appends by one writer.
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
             database_url: database_url.into(),
@@ -69,7 +72,7 @@ impl StoreConfig {
             ca_file: None,
             application_name: "order-ledger".to_owned(),
             group_commit_batch: 64,
-            group_commit_writers: 2,
+            group_commit_writers: 1,
         }
     }
 
@@ -276,7 +279,7 @@ pub struct DatabaseArgs {
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub group_commit_batch: u16,
     /// Group commit: how many batches may be written at once.
-    #[arg(long = "db-group-commit-writers", env = "ORDER_DB_GROUP_COMMIT_WRITERS", default_value_t = 2,
+    #[arg(long = "db-group-commit-writers", env = "ORDER_DB_GROUP_COMMIT_WRITERS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub group_commit_writers: u16,
 }
