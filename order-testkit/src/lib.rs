@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod pg;
+pub mod process;
 pub mod replication;
 pub mod settings;
 pub mod sqs;

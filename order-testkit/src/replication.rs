@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::pg::{PrivateCluster, as_postgres, cluster_base, nix_is_root};
+use crate::process::children_of;
 
 /// How the primary waits for its standby.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,23 +91,6 @@ fn signal_pid(pid: u32, signal: &str) -> Result<(), String> {
     } else {
         Err(format!("kill -{signal} {pid} failed"))
     }
-}
-
-/// The processes whose parent is `parent` (from `/proc/<pid>/stat`).
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| {
-            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // "pid (comm) state ppid ...": the command may hold spaces and parentheses.
-            let after_comm = &stat[stat.rfind(')')? + 1..];
-            let ppid: u32 = after_comm.split_whitespace().nth(1)?.parse().ok()?;
-            (ppid == parent).then_some(pid)
-        })
-        .collect()
 }
 
 fn check(output: &std::process::Output, what: &str) -> Result<String, String> {

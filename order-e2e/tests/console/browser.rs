@@ -216,6 +216,21 @@ impl Browser {
     }
 
     pub async fn close(self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
+    }
+
+    /// The process id of chromedriver (Chromium runs below it).
+    pub fn driver_pid(&self) -> Option<u32> {
+        self._driver.id()
+    }
+}
+
+impl Drop for Browser {
+    /// A test that panics never closes its session: chromedriver alone would be killed (on
+    /// drop) and its headless Chromium would outlive the test run. End the whole tree.
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id() {
+            order_testkit::process::kill_tree(pid);
+        }
     }
 }

@@ -572,3 +572,39 @@ async fn an_engineer_watches_orders_flow_finds_an_order_and_sees_the_projector_d
     stack.stop().await;
     step(&format!("screenshots in {}", shots.display()));
 }
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_dropped_without_closing_its_session_leaves_no_process_behind() {
+    // What a failing (panicking) test does: its browser is dropped, never closed. Killing
+    // chromedriver alone left headless Chromium running after the suite.
+    let browser = Browser::start(LAPTOP).await;
+    browser.goto("about:blank").await;
+    let driver = browser.driver_pid().expect("chromedriver runs");
+    let mut tree = order_testkit::process::descendants(driver);
+    assert!(!tree.is_empty(), "Chromium runs below chromedriver");
+    tree.push(driver);
+    drop(browser);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let alive: Vec<u32> = tree.iter().copied().filter(|pid| !ended(*pid)).collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 30 s after the browser was dropped: {alive:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
