@@ -411,6 +411,14 @@ async fn an_engineer_watches_orders_flow_finds_an_order_and_sees_the_projector_d
             .click()
             .await
             .unwrap();
+        // The click returns before the search's answer replaces the page.
+        browser
+            .wait_for(
+                "the order's page after the search",
+                "const t = document.querySelector('ol.timeline'); return !!t && t.dataset.events !== undefined;",
+                within(10),
+            )
+            .await;
         let shown = number(
             &browser,
             "return Number(document.querySelector('ol.timeline').dataset.events);",
