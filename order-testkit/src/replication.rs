@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::pg::{PrivateCluster, as_postgres, cluster_base, nix_is_root};
-use crate::process::children_of;
+use crate::process::{children_of, signal_pid};
 
 /// How the primary waits for its standby.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,19 +77,6 @@ fn chown_to_server(path: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("chown of {} failed", path.display()))
-    }
-}
-
-fn signal_pid(pid: u32, signal: &str) -> Result<(), String> {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .map_err(|e| e.to_string())?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("kill -{signal} {pid} failed"))
     }
 }
 

@@ -581,17 +581,6 @@ async fn an_engineer_watches_orders_flow_finds_an_order_and_sees_the_projector_d
     step(&format!("screenshots in {}", shots.display()));
 }
 
-/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
-fn ended(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|end| stat[end + 1..].split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_dropped_without_closing_its_session_leaves_no_process_behind() {
     // What a failing (panicking) test does: its browser is dropped, never closed. Killing
@@ -605,7 +594,11 @@ async fn a_browser_dropped_without_closing_its_session_leaves_no_process_behind(
     drop(browser);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let alive: Vec<u32> = tree.iter().copied().filter(|pid| !ended(*pid)).collect();
+        let alive: Vec<u32> = tree
+            .iter()
+            .copied()
+            .filter(|pid| !order_testkit::process::has_ended(*pid))
+            .collect();
         if alive.is_empty() {
             break;
         }
