@@ -2,7 +2,7 @@
 //! settings) at 16 and 64 concurrent clients, next to two ceilings measured in the same run: a
 //! plain prepared INSERT of the same event, and the store's own append statement, raw.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub struct GrpcArgs {
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    Ok(order_testkit::net::free_addr()?)
 }
 
 /// A running order-grpc child process; killed on drop.

@@ -283,7 +283,7 @@ async fn catch_up_binary(
 ) -> anyhow::Result<(f64, f64)> {
     reset_read_model(db).await?;
     crate::checkpoint().await;
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let admin = order_testkit::net::free_addr()?;
     let started = Instant::now();
     let mut child = Command::new(binary)
         .arg("run")
@@ -566,7 +566,7 @@ pub async fn run(args: ProjectorArgs) -> anyhow::Result<()> {
 
 /// Command acknowledgement to read-model visibility at a steady command rate.
 async fn latency(args: &ProjectorArgs, database_url: &str) -> anyhow::Result<()> {
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
+    let free = order_testkit::net::free_addr;
     let (grpc_addr, grpc_admin, projector_admin) = (free()?, free()?, free()?);
     let mut grpc = Command::new(args.binaries.join("order-grpc"))
         .arg("serve")

@@ -37,9 +37,7 @@ impl Binaries {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(order_testkit::net::free_port()?)
 }
 
 /// One service process: the same command, environment and ports every time it is started.

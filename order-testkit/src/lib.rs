@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod net;
 pub mod pg;
 pub mod process;
 pub mod replication;

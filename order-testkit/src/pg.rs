@@ -341,10 +341,7 @@ impl PrivateCluster {
             std::env::var("ORDER_PG_BIN")
                 .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned()),
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| e.to_string())?;
+        let port = crate::net::free_port().map_err(|e| e.to_string())?;
         let dir = cluster_base().join(format!("order-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         if nix_is_root() {

@@ -50,10 +50,7 @@ impl Drop for ServerDir {
 const STANDBY_NAME: &str = "order_standby";
 
 fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
+    crate::net::free_port().map_err(|e| e.to_string())
 }
 
 /// A folder for a new cluster, owned by the server's user.

@@ -98,10 +98,7 @@ pub struct PrivateEmulator {
 impl PrivateEmulator {
     /// Start another fauxqs on a free port, from the install `scripts/dev up` made.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        let port = crate::net::free_port().unwrap_or_else(|e| panic!("no free port: {e}"));
         Self::start_on(port).await
     }
 

@@ -149,11 +149,7 @@ fn bad_settings_fail_on_one_line_with_exit_code_2() {
 
 #[test]
 fn healthcheck_fails_when_nothing_answers() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = order_testkit::net::free_port().expect("a free port");
     let url = format!("http://127.0.0.1:{port}/readyz");
     let output = worker(&["healthcheck", "--url", &url], &[]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");

@@ -307,11 +307,7 @@ async fn wrong_credentials_are_transient_never_a_refusal() {
 
 #[tokio::test]
 async fn nothing_listening_is_transient() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = order_testkit::net::free_port().expect("a free port");
     let client = ProviderClient::new(
         "inventory",
         "X",

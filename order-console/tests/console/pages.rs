@@ -274,10 +274,7 @@ async fn services_show_readiness_version_and_rates_and_say_why_one_is_down() {
     )
     .await;
     // Nothing listens there.
-    let gone = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let gone = order_testkit::net::free_addr().expect("a free port");
     let services = format!("grpc=http://{grpc},http://{sick},gone=http://{gone}");
     let console = start(&db, &["--services", &services]).await;
     let body = eventually(console.addr, "/fragments/services", 20, |b| {

@@ -461,13 +461,9 @@ pub fn worker_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_e2e-order-worker"))
 }
 
-/// A free local port (bound and released: a small race, fine for tests).
+/// A free local port, outside the range outgoing connections take theirs from.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    order_testkit::net::free_port().expect("a free port")
 }
 
 /// The worker binary as a child process, configured through the environment only (as on
