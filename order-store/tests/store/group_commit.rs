@@ -283,3 +283,105 @@ async fn an_append_its_writer_cannot_take_in_time_is_withdrawn_unwritten_and_una
     assert!(t.store.read_stream(late, 0).await.unwrap().is_empty());
     assert_eq!(count(&t.db, "orders.events").await, 2);
 }
+
+/// Make every commit that wrote an event of `stream` take `seconds` longer: a deferred
+/// constraint trigger runs at COMMIT, after the statement has run and answered.
+async fn slow_commits_of(t: &TestStore, stream: Uuid, seconds: f64) {
+    let client = t.db.connect().await;
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION orders.test_slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.stream_id = '{stream}' THEN PERFORM pg_sleep({seconds}); END IF;
+                 RETURN NULL;
+             END $$;
+             CREATE CONSTRAINT TRIGGER test_slow_commit AFTER INSERT ON orders.events
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+                 EXECUTE FUNCTION orders.test_slow_commit();"
+        ))
+        .await
+        .unwrap();
+}
+
+/// Transactions that ended in a rollback in the test's database, once every backend that
+/// ran one has flushed its statistics (at the latest when it exits: drop the stores first).
+async fn rollbacks(db: &order_testkit::pg::TestDatabase) -> i64 {
+    let client = db.connect().await;
+    let mut seen = 0;
+    for _ in 0..12 {
+        client
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
+        let now: i64 = client
+            .query_one(
+                "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        seen = seen.max(now);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn an_append_to_a_stream_being_committed_waits_for_that_commit_instead_of_colliding() {
+    let t = test_store_with(|c| {
+        c.group_commit_batch = 16;
+        c.group_commit_writers = 1;
+    })
+    .await;
+    let stream = Uuid::new_v4();
+    slow_commits_of(&t, stream, 2.0).await;
+    let command_id = Uuid::new_v4();
+    let idempotent = |store: EventStore, label: &'static str| {
+        tokio::spawn(async move {
+            store
+                .append(AppendRequest {
+                    stream_id: stream,
+                    category: "test",
+                    expected: ExpectedVersion::Any,
+                    events: &[event(label)],
+                    metadata: &metadata(),
+                    idempotency: Some(Idempotency {
+                        command_id,
+                        fingerprint: [9; 32],
+                        status: "s",
+                    }),
+                })
+                .await
+        })
+    };
+    let before = rollbacks(&t.db).await;
+    let first = idempotent(t.store.clone(), "first");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // While the first commits: a retry of its command, and another append to its stream.
+    let retry = idempotent(t.store.clone(), "retry");
+    let store = t.store.clone();
+    let next = tokio::spawn(async move {
+        append(&store, stream, ExpectedVersion::Any, &[event("next")]).await
+    });
+    let first = first.await.unwrap().unwrap();
+    assert!(
+        matches!(first, AppendOutcome::Appended(ref c) if c.stream_version == 1),
+        "{first:?}"
+    );
+    let retry = retry.await.unwrap().unwrap();
+    assert!(
+        matches!(retry, AppendOutcome::Duplicate(ref c) if c.stream_version == 1),
+        "{retry:?}"
+    );
+    assert_eq!(next.await.unwrap().unwrap().stream_version, 2);
+    // Neither collided with the commit and fell back (a failed statement is a rollback).
+    let TestStore { db, store } = t;
+    drop(store);
+    assert_eq!(
+        rollbacks(&db).await - before,
+        0,
+        "a statement failed and was retried"
+    );
+    assert_eq!(count(&db, "orders.events").await, 2);
+}
