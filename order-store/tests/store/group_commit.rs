@@ -357,7 +357,25 @@ async fn an_append_to_a_stream_being_committed_waits_for_that_commit_instead_of_
     };
     let before = rollbacks(&t.db).await;
     let first = idempotent(t.store.clone(), "first");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Its statement has run and its commit sleeps in the trigger.
+    let watcher = t.db.connect().await;
+    let mut committing = false;
+    for _ in 0..300 {
+        committing = watcher
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event = 'PgSleep'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if committing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(committing, "the first append never reached its commit");
     // While the first commits: a retry of its command, and another append to its stream.
     let retry = idempotent(t.store.clone(), "retry");
     let store = t.store.clone();
