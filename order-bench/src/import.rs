@@ -41,6 +41,10 @@ pub struct ImportArgs {
     /// Skip the live-traffic part.
     #[arg(long)]
     no_live: bool,
+    /// Stop after the import step (no replay, no live part): for comparing importers side by
+    /// side.
+    #[arg(long)]
+    import_only: bool,
 }
 
 /// The export of `orders` orders, generated unless it is there already.
@@ -237,6 +241,9 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         orders as f64 / imported.seconds,
         imported.rss_mib
     );
+    if args.import_only {
+        return Ok(());
+    }
 
     // 2. The read model rebuilt from the imported log.
     crate::checkpoint().await;

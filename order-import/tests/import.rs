@@ -224,6 +224,13 @@ async fn imported_orders_are_real_orders_in_their_legacy_state() {
                 Some(format!("legacy:{}", legacy.order_id).as_str())
             );
             assert!(recorded.metadata.command_id.is_none());
+            // The documented ids (docs/import.md, "Ids"): an order's events share its id's
+            // first half, so that they sit side by side in the event-id index.
+            assert_eq!(
+                recorded.event_id,
+                Ids::event(stream_id, recorded.stream_version as usize)
+            );
+            assert_eq!(recorded.event_id.as_bytes()[..8], stream_id.as_bytes()[..8]);
             let event: OrderEvent = recorded.decode().unwrap().event;
             order.evolve(&event);
         }
