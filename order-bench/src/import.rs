@@ -45,6 +45,10 @@ pub struct ImportArgs {
     /// side.
     #[arg(long)]
     import_only: bool,
+    /// An argument for the measured `order-import run` (repeat it: `--import-arg=--writers
+    /// --import-arg=3`), for trying its settings.
+    #[arg(long, allow_hyphen_values = true)]
+    import_arg: Vec<String>,
 }
 
 /// The export of `orders` orders, generated unless it is there already.
@@ -226,7 +230,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         &input,
         "legacy",
         &scratch.path().join("rejects.jsonl"),
-        &[],
+        &args.import_arg,
     )?;
     let imported = finish_import(child).await?;
     let events = imported.summary["events_imported"].as_u64().unwrap_or(0);
