@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::subscriber::Interest;
 use tracing::{Level, Metadata, span};
 use tracing_subscriber::EnvFilter;
@@ -166,15 +166,28 @@ pub fn init_logging(format: LogFormat) {
     init("order-ledger", format);
 }
 
+/// Histograms that count things, not seconds, and their buckets (the rest are durations).
+const COUNT_HISTOGRAMS: &[(&str, &[f64])] = &[(
+    "order_store_group_commit_batch_size",
+    &[
+        1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 128.0, 256.0,
+    ],
+)];
+
 /// The process-wide Prometheus recorder; `metrics::counter!` and friends record into it.
+/// Histograms are durations in seconds (buckets from 0.5 ms to 5 s), except the counts of
+/// `COUNT_HISTOGRAMS` (appends per group-commit statement: 1 to 256).
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(&[
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
-            ])
-            .map(PrometheusBuilder::build_recorder);
+        let mut builder = PrometheusBuilder::new().set_buckets(&[
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+        ]);
+        for (name, buckets) in COUNT_HISTOGRAMS {
+            builder = builder
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets));
+        }
+        let recorder = builder.map(PrometheusBuilder::build_recorder);
         match recorder {
             Ok(recorder) => {
                 let handle = recorder.handle();
@@ -190,6 +203,30 @@ pub fn metrics() -> &'static PrometheusHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The group-commit batch size is a count: its buckets must tell 8 appends from 60 (with
+    /// the duration buckets every batch above 5 fell into +Inf).
+    #[test]
+    fn the_batch_size_histogram_has_buckets_for_counts() {
+        let handle = metrics();
+        metrics::histogram!("order_store_group_commit_batch_size").record(12.0);
+        metrics::histogram!("order_test_duration_seconds").record(0.003);
+        let text = handle.render();
+        let line = |name: &str, le: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{name}_bucket{{le=\"{le}\"}}")))
+                .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
+        };
+        let batch = "order_store_group_commit_batch_size";
+        assert_eq!(line(batch, "8").as_deref(), Some("0"), "{text}");
+        assert_eq!(line(batch, "12").as_deref(), Some("1"), "{text}");
+        assert_eq!(line(batch, "256").as_deref(), Some("1"), "{text}");
+        assert_eq!(line(batch, "0.005"), None, "{text}");
+        // Durations keep theirs.
+        let duration = "order_test_duration_seconds";
+        assert_eq!(line(duration, "0.002").as_deref(), Some("0"), "{text}");
+        assert_eq!(line(duration, "0.005").as_deref(), Some("1"), "{text}");
+    }
     use std::io::Write;
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::layer::SubscriberExt;

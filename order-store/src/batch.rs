@@ -132,9 +132,9 @@ pub(crate) async fn writer(store: EventStore, mut queue: Queue) {
     while let Some(batch) = queue.next_batch().await {
         // Appends whose caller gave up (cancelled) are still written: the caller may retry
         // with the same command id and must then find the first result.
-        if batch.len() > 1 {
-            metrics::histogram!("order_store_group_commit_batch_size").record(batch.len() as f64);
-        }
+        // Every statement, a batch of one included: the count is the statements, the sum the
+        // appends. Looked up per batch, so that a recorder installed after the store counts.
+        metrics::histogram!("order_store_group_commit_batch_size").record(batch.len() as f64);
         let appends: Vec<&StreamAppend> = batch.iter().map(|job| &job.append).collect();
         match store.write(&appends).await {
             Ok(outcomes) => {
