@@ -239,6 +239,46 @@ LEFT JOIN inserted i ON i.event_id = c.last_event
 LEFT JOIN prior p ON p.cidx = c.cidx
 ORDER BY c.cidx";
 
+/// The statement a batch runs when every append in it creates its stream
+/// ([`ExpectedVersion::NoStream`] or `Exact(0)`, as PlaceOrder does): the client knows every version (the
+/// stream is empty), so the statement only inserts. It reads no head and looks up no command
+/// id: a stream that exists already, a command id recorded before, or an event id in the log
+/// fails it on a unique index, nothing is written, and the writer then runs [`APPEND_SQL`],
+/// which answers exactly who is affected. A batch of new streams thus costs PostgreSQL two
+/// inserts per command and no probe.
+///
+/// Per event, in stream-id then version order (`$1` stream id, `$2` version, `$3` event id,
+/// `$4` type, `$5` schema version, `$6` JSON payload, `$7`-`$12` its command's id, correlation
+/// id, causation id, traceparent, tracestate and actor, `$13` its stream's category); per
+/// command with an idempotency record, in command-id order (`$14` command id, `$15` stream id,
+/// `$16` fingerprint, `$17` status, `$18` the id of its last event). The same global orders as
+/// [`APPEND_SQL`], so concurrent statements cannot deadlock. It answers one row per event
+/// written: its id, version and position.
+pub(crate) const APPEND_NEW_STREAMS_SQL: &str = "
+WITH inserted AS (
+    INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version,
+        payload, command_id, correlation_id, causation_id, traceparent, tracestate, actor,
+        category)
+    SELECT e.stream_id, e.version, e.event_id, e.event_type, e.schema_version, e.payload::jsonb,
+        e.command_id, e.correlation_id, e.causation_id, e.traceparent, e.tracestate, e.actor,
+        e.category
+    FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::int2[], $6::text[],
+        $7::uuid[], $8::text[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[])
+        AS e(stream_id, version, event_id, event_type, schema_version, payload, command_id,
+            correlation_id, causation_id, traceparent, tracestate, actor, category)
+    RETURNING event_id, stream_version, global_position
+), recorded AS (
+    INSERT INTO orders.commands (command_id, stream_id, fingerprint, stream_version,
+        global_position, status)
+    SELECT c.command_id, c.stream_id, c.fingerprint, i.stream_version, i.global_position, c.status
+    FROM unnest($14::uuid[], $15::uuid[], $16::bytea[], $17::text[], $18::uuid[])
+        WITH ORDINALITY AS c(command_id, stream_id, fingerprint, status, last_event, n)
+    JOIN inserted i ON i.event_id = c.last_event
+    ORDER BY c.n
+    RETURNING 1
+)
+SELECT event_id, stream_version, global_position FROM inserted";
+
 pub(crate) const FIND_COMMANDS_SQL: &str = "SELECT command_id, stream_id, stream_version, \
     global_position, status, fingerprint FROM orders.commands WHERE command_id = ANY($1::uuid[])";
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::append::{Committed, StreamAppend, StreamOutcome};
+use crate::append::{CommandRecordWrite, Committed, StreamAppend, StreamOutcome};
 use crate::error::Error;
 use crate::store::{CommandRecord, EventStore};
 
@@ -356,4 +356,238 @@ pub(crate) fn read_row(row: &tokio_postgres::Row) -> Result<(usize, CommandRow),
             prior,
         },
     ))
+}
+
+/// The parameters of [`crate::append::APPEND_NEW_STREAMS_SQL`] for a batch of appends that all
+/// create their stream: events in stream-id then version order, command records in command-id
+/// order.
+#[derive(Debug, Default)]
+pub(crate) struct NewStreamParams<'a> {
+    stream_ids: Vec<Uuid>,
+    versions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i16>,
+    payloads: Vec<&'a str>,
+    command_ids: Vec<Option<Uuid>>,
+    correlation: Vec<Option<&'a str>>,
+    causation: Vec<Option<Uuid>>,
+    traceparent: Vec<Option<&'a str>>,
+    tracestate: Vec<Option<&'a str>>,
+    actor: Vec<Option<&'a str>>,
+    categories: Vec<&'a str>,
+    record_ids: Vec<Uuid>,
+    record_streams: Vec<Uuid>,
+    fingerprints: Vec<&'a [u8]>,
+    statuses: Vec<&'a str>,
+    last_events: Vec<Uuid>,
+}
+
+impl<'a> NewStreamParams<'a> {
+    /// `None` unless every append expects no stream ([`ExpectedVersion::NoStream`] or
+    /// `Exact(0)`, which the command handler sends for a new aggregate): only then does the
+    /// client know every version.
+    ///
+    /// [`ExpectedVersion::NoStream`]: crate::append::ExpectedVersion::NoStream
+    pub(crate) fn new(appends: &[&'a StreamAppend]) -> Option<Self> {
+        if appends.iter().any(|a| a.expected.as_sql() != 0) {
+            return None;
+        }
+        let mut order: Vec<&StreamAppend> = appends.to_vec();
+        order.sort_by_key(|a| a.stream_id);
+        let events: usize = appends
+            .iter()
+            .flat_map(|a| &a.commands)
+            .map(|c| c.events.len())
+            .sum();
+        let mut p = Self {
+            stream_ids: Vec::with_capacity(events),
+            versions: Vec::with_capacity(events),
+            event_ids: Vec::with_capacity(events),
+            types: Vec::with_capacity(events),
+            schema_versions: Vec::with_capacity(events),
+            payloads: Vec::with_capacity(events),
+            command_ids: Vec::with_capacity(events),
+            correlation: Vec::with_capacity(events),
+            causation: Vec::with_capacity(events),
+            traceparent: Vec::with_capacity(events),
+            tracestate: Vec::with_capacity(events),
+            actor: Vec::with_capacity(events),
+            categories: Vec::with_capacity(events),
+            ..Self::default()
+        };
+        let mut records: Vec<(&'a CommandRecordWrite, Uuid, Uuid)> = Vec::new();
+        for append in order {
+            let mut version = 0i64;
+            for command in &append.commands {
+                let record = command.record.as_ref();
+                let metadata = &command.metadata;
+                let command_id = record.map(|r| r.command_id).or(metadata.command_id);
+                for event in &command.events {
+                    version += 1;
+                    p.stream_ids.push(append.stream_id);
+                    p.versions.push(version);
+                    p.event_ids.push(event.event_id);
+                    p.types.push(event.event_type.as_str());
+                    p.schema_versions.push(event.schema_version as i16);
+                    p.payloads.push(event.payload.as_str());
+                    p.command_ids.push(command_id);
+                    p.correlation.push(metadata.correlation_id.as_deref());
+                    p.causation.push(metadata.causation_id);
+                    p.traceparent.push(metadata.traceparent.as_deref());
+                    p.tracestate.push(metadata.tracestate.as_deref());
+                    p.actor.push(metadata.actor.as_deref());
+                    p.categories.push(&append.category);
+                }
+                if let (Some(record), Some(last)) = (record, command.events.last()) {
+                    records.push((record, append.stream_id, last.event_id));
+                }
+            }
+        }
+        records.sort_by_key(|(record, _, _)| record.command_id);
+        for (record, stream_id, last_event) in records {
+            p.record_ids.push(record.command_id);
+            p.record_streams.push(stream_id);
+            p.fingerprints.push(&record.fingerprint[..]);
+            p.statuses.push(record.status.as_str());
+            p.last_events.push(last_event);
+        }
+        Some(p)
+    }
+
+    pub(crate) fn as_sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 18] {
+        [
+            &self.stream_ids,
+            &self.versions,
+            &self.event_ids,
+            &self.types,
+            &self.schema_versions,
+            &self.payloads,
+            &self.command_ids,
+            &self.correlation,
+            &self.causation,
+            &self.traceparent,
+            &self.tracestate,
+            &self.actor,
+            &self.categories,
+            &self.record_ids,
+            &self.record_streams,
+            &self.fingerprints,
+            &self.statuses,
+            &self.last_events,
+        ]
+    }
+}
+
+/// The outcome of each append of a batch written by
+/// [`crate::append::APPEND_NEW_STREAMS_SQL`], from its rows (event id, version, position).
+pub(crate) fn new_stream_outcomes(
+    appends: &[&StreamAppend],
+    rows: &[tokio_postgres::Row],
+) -> Result<Vec<Result<StreamOutcome, Error>>, Error> {
+    let mut written = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        let event_id: Uuid = row.try_get(0)?;
+        let version: i64 = row.try_get(1)?;
+        let position: i64 = row.try_get(2)?;
+        written.insert(event_id, (version as u64, position as u64));
+    }
+    let mut outcomes = Vec::with_capacity(appends.len());
+    for append in appends {
+        let mut committed = Vec::with_capacity(append.commands.len());
+        for command in &append.commands {
+            let last = command.events.last().map(|e| e.event_id);
+            let Some(&(stream_version, global_position)) = last.and_then(|id| written.get(&id))
+            else {
+                return Err(Error::Database(
+                    "the append did not answer one of its events".into(),
+                ));
+            };
+            committed.push(Committed {
+                stream_version,
+                global_position,
+                status: command
+                    .record
+                    .as_ref()
+                    .map(|r| r.status.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        outcomes.push(Ok(StreamOutcome::Appended(committed)));
+    }
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::append::{CommandWrite, ExpectedVersion};
+    use crate::event::NewEvent;
+
+    fn append(stream: u128, expected: ExpectedVersion, commands: &[(u128, usize)]) -> StreamAppend {
+        StreamAppend {
+            stream_id: Uuid::from_u128(stream),
+            category: "test".into(),
+            expected,
+            commands: commands
+                .iter()
+                .map(|&(command, events)| CommandWrite {
+                    events: (0..events)
+                        .map(|e| NewEvent {
+                            event_id: Uuid::from_u128(stream << 16 | command << 8 | e as u128),
+                            event_type: "E".into(),
+                            schema_version: 1,
+                            payload: "{}".into(),
+                        })
+                        .collect(),
+                    metadata: Default::default(),
+                    record: (command != 0).then(|| CommandRecordWrite {
+                        command_id: Uuid::from_u128(command),
+                        fingerprint: [0; 32],
+                        status: "s".into(),
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_batches_that_all_create_their_stream_take_the_insert_only_statement() {
+        let new = append(1, ExpectedVersion::NoStream, &[(5, 1)]);
+        let zero = append(2, ExpectedVersion::Exact(0), &[(6, 1)]);
+        let exact = append(3, ExpectedVersion::Exact(1), &[(7, 1)]);
+        let any = append(4, ExpectedVersion::Any, &[(8, 1)]);
+        assert!(NewStreamParams::new(&[&new, &zero]).is_some());
+        assert!(NewStreamParams::new(&[&new, &exact]).is_none());
+        assert!(NewStreamParams::new(&[&any]).is_none());
+    }
+
+    #[test]
+    fn new_streams_are_written_in_stream_then_version_order_and_records_in_id_order() {
+        // Stream 9 first in the batch, two commands (ids 0x30 and 0x10) of 2 and 1 events; then
+        // stream 3 with one keyless command of 2 events.
+        let late = append(9, ExpectedVersion::NoStream, &[(0x30, 2), (0x10, 1)]);
+        let early = append(3, ExpectedVersion::Exact(0), &[(0, 2)]);
+        let p = NewStreamParams::new(&[&late, &early]).expect("all new");
+        let s = |n| Uuid::from_u128(n);
+        assert_eq!(p.stream_ids, [s(3), s(3), s(9), s(9), s(9)]);
+        assert_eq!(p.versions, [1, 2, 1, 2, 3]);
+        assert_eq!(
+            p.event_ids,
+            [
+                s(3 << 16),
+                s(3 << 16 | 1),
+                s(9 << 16 | 0x3000),
+                s(9 << 16 | 0x3001),
+                s(9 << 16 | 0x1000)
+            ]
+        );
+        assert_eq!(
+            p.command_ids,
+            [None, None, Some(s(0x30)), Some(s(0x30)), Some(s(0x10))]
+        );
+        assert_eq!(p.record_ids, [s(0x10), s(0x30)]);
+        assert_eq!(p.record_streams, [s(9), s(9)]);
+        assert_eq!(p.last_events, [s(9 << 16 | 0x1000), s(9 << 16 | 0x3001)]);
+    }
 }

@@ -10,11 +10,14 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::append::{
-    APPEND_SQL, AppendOutcome, AppendRequest, CommandRecordWrite, CommandWrite, Committed,
-    ExpectedVersion, FIND_COMMANDS_SQL, StreamAppend, StreamOutcome, validate,
-    validate_stream_append,
+    APPEND_NEW_STREAMS_SQL, APPEND_SQL, AppendOutcome, AppendRequest, CommandRecordWrite,
+    CommandWrite, Committed, ExpectedVersion, FIND_COMMANDS_SQL, StreamAppend, StreamOutcome,
+    validate, validate_stream_append,
 };
-use crate::batch::{Claim, Job, Params, Queue, outcome, read_row, writer, writer_for};
+use crate::batch::{
+    Claim, Job, NewStreamParams, Params, Queue, new_stream_outcomes, outcome, read_row, writer,
+    writer_for,
+};
 use crate::config::StoreConfig;
 use crate::error::{Error, constraint};
 use crate::event::{EVENT_COLUMNS, RecordedEvent};
@@ -312,6 +315,14 @@ impl EventStore {
         &self,
         appends: &[&StreamAppend],
     ) -> Result<Vec<Result<StreamOutcome, Error>>, WriteFailure> {
+        if let Some(params) = NewStreamParams::new(appends) {
+            match self.try_write_new_streams(appends, &params).await {
+                // A stream, command id or event id was there before: the full statement
+                // below says exactly which (nothing was written).
+                Err(WriteFailure::Unique(_)) => {}
+                other => return other,
+            }
+        }
         let params = Params::new(appends);
         let rows = self
             .timed(async {
@@ -362,6 +373,34 @@ impl EventStore {
             // Full channel = a NOTIFY is already due; nothing to add.
             let _ = self.inner.notify.try_send(());
         }
+        Ok(outcomes)
+    }
+
+    /// Write a batch whose appends all create their stream with
+    /// [`crate::append::APPEND_NEW_STREAMS_SQL`]: inserts only, no probe.
+    async fn try_write_new_streams(
+        &self,
+        appends: &[&StreamAppend],
+        params: &NewStreamParams<'_>,
+    ) -> Result<Vec<Result<StreamOutcome, Error>>, WriteFailure> {
+        let rows = self
+            .timed(async {
+                let client = self.inner.pool.get().await?;
+                let statement = client.prepare_cached(APPEND_NEW_STREAMS_SQL).await?;
+                match client.query(&statement, &params.as_sql()).await {
+                    Ok(rows) => Ok(Ok(rows)),
+                    Err(error) => match Error::unique_violation(&error) {
+                        Some(constraint) => Ok(Err(constraint.to_owned())),
+                        None => Err(error.into()),
+                    },
+                }
+            })
+            .await
+            .map_err(WriteFailure::Other)?
+            .map_err(WriteFailure::Unique)?;
+        let outcomes = new_stream_outcomes(appends, &rows).map_err(WriteFailure::Other)?;
+        // Full channel = a NOTIFY is already due; nothing to add.
+        let _ = self.inner.notify.try_send(());
         Ok(outcomes)
     }
 

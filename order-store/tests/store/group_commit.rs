@@ -403,3 +403,182 @@ async fn an_append_to_a_stream_being_committed_waits_for_that_commit_instead_of_
     );
     assert_eq!(count(&db, "orders.events").await, 2);
 }
+
+/// A batch of appends that all create their stream runs the insert-only statement; when one of
+/// them finds its stream, command id or event id already there, nothing of that statement is
+/// written and every append still gets exactly its own answer.
+#[tokio::test]
+async fn a_batch_of_new_streams_with_some_already_there_answers_each_exactly() {
+    let t = test_store_with(|c| {
+        c.group_commit_batch = 32;
+        c.group_commit_writers = 1;
+    })
+    .await;
+    let keyed = |store: &EventStore, stream: Uuid, expected, events: Vec<_>, id, fp| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let metadata = metadata();
+            store
+                .append(AppendRequest {
+                    stream_id: stream,
+                    category: "test",
+                    expected,
+                    events: &events,
+                    metadata: &metadata,
+                    idempotency: Some(Idempotency {
+                        command_id: id,
+                        fingerprint: fp,
+                        status: "placed",
+                    }),
+                })
+                .await
+        })
+    };
+    // Before: a stream with two events, a command recorded on another stream, an event id.
+    let existing = Uuid::new_v4();
+    append(
+        &t.store,
+        existing,
+        ExpectedVersion::NoStream,
+        &[event("a"), event("b")],
+    )
+    .await
+    .unwrap();
+    let (recorded_stream, recorded_command) = (Uuid::new_v4(), Uuid::new_v4());
+    let first = keyed(
+        &t.store,
+        recorded_stream,
+        ExpectedVersion::NoStream,
+        vec![event("c")],
+        recorded_command,
+        [1; 32],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let taken_event = event("d");
+    append(
+        &t.store,
+        Uuid::new_v4(),
+        ExpectedVersion::NoStream,
+        std::slice::from_ref(&taken_event),
+    )
+    .await
+    .unwrap();
+    let (events_before, commands_before) = (
+        count(&t.db, "orders.events").await,
+        count(&t.db, "orders.commands").await,
+    );
+
+    // The only writer blocks behind an outside transaction on stream X, so that everything
+    // below queues up and goes out as one batch of new streams.
+    let x = Uuid::new_v4();
+    let holder = t.db.connect().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .execute(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload) VALUES ($1, 1, $2, 'TestEvent', 1, '{}')",
+            &[&x, &Uuid::now_v7()],
+        )
+        .await
+        .unwrap();
+    let blocked = {
+        let store = t.store.clone();
+        tokio::spawn(
+            async move { append(&store, x, ExpectedVersion::NoStream, &[event("x")]).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (fresh_a, fresh_b) = (Uuid::new_v4(), Uuid::new_v4());
+    let (id_a, id_b) = (Uuid::new_v4(), Uuid::new_v4());
+    let on_existing = keyed(
+        &t.store,
+        existing,
+        ExpectedVersion::Exact(0),
+        vec![event("e")],
+        Uuid::new_v4(),
+        [2; 32],
+    );
+    let retried = keyed(
+        &t.store,
+        recorded_stream,
+        ExpectedVersion::NoStream,
+        vec![event("f")],
+        recorded_command,
+        [1; 32],
+    );
+    let reused_event = {
+        let store = t.store.clone();
+        let taken = taken_event.clone();
+        tokio::spawn(async move {
+            append(&store, Uuid::new_v4(), ExpectedVersion::NoStream, &[taken]).await
+        })
+    };
+    let a = keyed(
+        &t.store,
+        fresh_a,
+        ExpectedVersion::NoStream,
+        vec![event("g"), event("h")],
+        id_a,
+        [4; 32],
+    );
+    let b = keyed(
+        &t.store,
+        fresh_b,
+        ExpectedVersion::Exact(0),
+        vec![event("i")],
+        id_b,
+        [5; 32],
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    assert_eq!(blocked.await.unwrap().unwrap().stream_version, 1);
+    assert!(matches!(
+        on_existing.await.unwrap(),
+        Err(Error::WrongExpectedVersion { actual: 2, .. })
+    ));
+    match retried.await.unwrap() {
+        Ok(AppendOutcome::Duplicate(c)) => assert_eq!(c, first.committed().clone()),
+        other => panic!("the retried command: {other:?}"),
+    }
+    assert!(matches!(
+        reused_event.await.unwrap(),
+        Err(Error::DuplicateEventId { event_id }) if event_id == taken_event.event_id
+    ));
+    let a = a.await.unwrap().unwrap();
+    let b = b.await.unwrap().unwrap();
+    assert!(matches!(a, AppendOutcome::Appended(_)), "{a:?}");
+    assert!(matches!(b, AppendOutcome::Appended(_)), "{b:?}");
+    assert_eq!(
+        (a.committed().stream_version, b.committed().stream_version),
+        (2, 1)
+    );
+    assert_eq!(
+        count(&t.db, "orders.events").await,
+        events_before + 4,
+        "x, a's two and b's: nothing else"
+    );
+    assert_eq!(
+        count(&t.db, "orders.commands").await,
+        commands_before + 2,
+        "a's and b's records: nothing else"
+    );
+    let client = t.db.connect().await;
+    for (id, stream, committed) in [
+        (id_a, fresh_a, a.committed()),
+        (id_b, fresh_b, b.committed()),
+    ] {
+        let row = client
+            .query_one(
+                "SELECT stream_id, stream_version, global_position, status FROM orders.commands WHERE command_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, Uuid>(0), stream);
+        assert_eq!(row.get::<_, i64>(1) as u64, committed.stream_version);
+        assert_eq!(row.get::<_, i64>(2) as u64, committed.global_position);
+        assert_eq!(row.get::<_, String>(3), "placed");
+    }
+}
