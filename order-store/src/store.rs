@@ -79,7 +79,7 @@ impl EventStore {
     pub fn new(config: StoreConfig) -> Result<Self, Error> {
         let pool = config.pool()?;
         let (notify, requests) = mpsc::channel(1);
-        tokio::spawn(notifier(pool.clone(), requests));
+        let mut requests = Some(requests);
         let handle = |config: StoreConfig, writers| Self {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
@@ -89,18 +89,56 @@ impl EventStore {
             }),
         };
         if config.group_commit_batch <= 1 {
+            if let Some(requests) = requests.take() {
+                tokio::spawn(notifier(pool.clone(), requests));
+            }
             let store = handle(config, Vec::new());
             tokio::spawn(pool_metrics(Arc::downgrade(&store.inner)));
             return Ok(store);
         }
-        // The writers share the pool but hold a handle without the queues, so that dropping
-        // the last public handle closes the queues and ends them.
+        // The writers hold a handle without the queues, so that dropping the last public
+        // handle closes the queues and ends them (and a writer's thread with its writer).
         let mut senders = Vec::new();
-        for _ in 0..config.group_commit_writers.max(1) {
+        for n in 0..config.group_commit_writers.max(1) {
             let (sender, receiver) = mpsc::channel(config.group_commit_batch * 4);
             let queue = Queue::new(receiver, config.group_commit_batch);
-            tokio::spawn(writer(handle(config.clone(), Vec::new()), queue));
+            if !config.group_commit_thread {
+                tokio::spawn(writer(handle(config.clone(), Vec::new()), queue));
+                senders.push(sender);
+                continue;
+            }
+            // A writer of its own thread, with a pool of its own whose connections' I/O runs
+            // there too: a batch's answer is read and the next batch sent without waiting for
+            // a turn on a runtime busy with callers. The first writer's thread also sends the
+            // NOTIFYs, on a second connection (a caller's runtime that blocks, as a test's
+            // teardown does, cannot then leave a connection half opened).
+            let notifies = requests.take();
+            let mut own = config.clone();
+            own.pool_size = if notifies.is_some() { 2 } else { 1 };
+            let own_pool = own.pool()?;
+            let writer_store = Self {
+                inner: Arc::new(Inner {
+                    pool: own_pool.clone(),
+                    config: config.clone(),
+                    notify: notify.clone(),
+                    writers: Vec::new(),
+                }),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Database(format!("group-commit writer runtime: {e}")))?;
+            if let Some(requests) = notifies {
+                runtime.spawn(notifier(own_pool, requests));
+            }
+            std::thread::Builder::new()
+                .name(format!("group-commit-{n}"))
+                .spawn(move || runtime.block_on(writer(writer_store, queue)))
+                .map_err(|e| Error::Database(format!("group-commit writer thread: {e}")))?;
             senders.push(sender);
+        }
+        if let Some(requests) = requests.take() {
+            tokio::spawn(notifier(pool.clone(), requests));
         }
         let store = handle(config, senders);
         tokio::spawn(pool_metrics(Arc::downgrade(&store.inner)));

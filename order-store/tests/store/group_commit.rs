@@ -11,9 +11,16 @@ use crate::support::*;
 
 #[tokio::test]
 async fn concurrent_appends_are_grouped_and_each_gets_its_own_result() {
+    for thread in [false, true] {
+        concurrent_appends_are_grouped(thread).await;
+    }
+}
+
+async fn concurrent_appends_are_grouped(thread: bool) {
     let t = test_store_with(|c| {
         c.group_commit_batch = 32;
         c.group_commit_writers = 2;
+        c.group_commit_thread = thread;
     })
     .await;
     let existing = Uuid::new_v4();
@@ -190,12 +197,14 @@ async fn hot_streams_through_group_commit_of_several_instances_never_deadlock() 
     let t = test_store().await;
     // Four instances, each with its own group-commit writers, appending to the same 8 streams
     // in every order: batches of different instances hold the same streams at once.
+    // Two of them run their writers on threads of their own.
     let stores: Vec<EventStore> = (0..4)
-        .map(|_| {
+        .map(|i| {
             let mut config = t.store.config().clone();
             config.pool_size = 8;
             config.group_commit_batch = 16;
             config.group_commit_writers = 2;
+            config.group_commit_thread = i % 2 == 1;
             EventStore::new(config).unwrap()
         })
         .collect();
@@ -409,9 +418,16 @@ async fn an_append_to_a_stream_being_committed_waits_for_that_commit_instead_of_
 /// written and every append still gets exactly its own answer.
 #[tokio::test]
 async fn a_batch_of_new_streams_with_some_already_there_answers_each_exactly() {
+    for thread in [false, true] {
+        a_batch_of_new_streams_with_some_already_there(thread).await;
+    }
+}
+
+async fn a_batch_of_new_streams_with_some_already_there(thread: bool) {
     let t = test_store_with(|c| {
         c.group_commit_batch = 32;
         c.group_commit_writers = 1;
+        c.group_commit_thread = thread;
     })
     .await;
     let keyed = |store: &EventStore, stream: Uuid, expected, events: Vec<_>, id, fp| {
