@@ -31,6 +31,10 @@ pub struct StoreArgs {
     /// Group-commit writers of the library (default: the store's default).
     #[arg(long)]
     group_commit_writers: Option<usize>,
+    /// The library's group-commit writers on threads of their own (default: the library's
+    /// default, off; the services turn it on).
+    #[arg(long)]
+    group_commit_thread: Option<bool>,
 }
 
 /// A realistic payload: the OrderPlaced event of a two-line order (about 450 bytes).
@@ -325,6 +329,7 @@ fn merge(a: Run, b: Run) -> Run {
 async fn measure(
     writers: usize,
     group_commit_writers: Option<usize>,
+    group_commit_thread: Option<bool>,
     duration: Duration,
     work: Arc<Workload>,
 ) -> anyhow::Result<(Run, Run, Run)> {
@@ -333,6 +338,9 @@ async fn measure(
     config.pool_size = writers;
     if let Some(group_commit_writers) = group_commit_writers {
         config.group_commit_writers = group_commit_writers;
+    }
+    if let Some(thread) = group_commit_thread {
+        config.group_commit_thread = thread;
     }
     config.pool_wait_timeout = Duration::from_secs(5);
     let store = EventStore::new(config)?;
@@ -403,8 +411,14 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
                 payload: payload.clone(),
                 events,
             });
-            let (mut insert, mut statement, mut lib) =
-                measure(writers, args.group_commit_writers, duration, work).await?;
+            let (mut insert, mut statement, mut lib) = measure(
+                writers,
+                args.group_commit_writers,
+                args.group_commit_thread,
+                duration,
+                work,
+            )
+            .await?;
             let errors = insert.errors + statement.errors + lib.errors;
             println!(
                 "{:>6} {:>7} | {:>9.0} {:>7.2} {:>7.2} | {:>9.0} {:>7.2} | {:>9.0} {:>7.2} {:>7.2} | {:>9.0} | {:>8.2} {:>8.2}{}",
