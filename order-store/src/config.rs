@@ -326,6 +326,33 @@ impl DatabaseArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "cli")]
+    #[test]
+    fn the_services_run_group_commit_on_a_thread_unless_told_not_to() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Args {
+            #[command(flatten)]
+            database: DatabaseArgs,
+        }
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["x", "--database-url", "postgres://u:p@h/d"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).map(|a| a.database.store_config("x").group_commit_thread)
+        };
+        assert!(!StoreConfig::new("postgres://u:p@h/d").group_commit_thread);
+        assert_eq!(parse(&[]).ok(), Some(true));
+        assert_eq!(
+            parse(&["--db-group-commit-thread", "false"]).ok(),
+            Some(false)
+        );
+        assert_eq!(
+            parse(&["--db-group-commit-thread", "true"]).ok(),
+            Some(true)
+        );
+        assert!(parse(&["--db-group-commit-thread", "maybe"]).is_err());
+    }
     use tokio_postgres::config::{Host, TargetSessionAttrs};
 
     #[test]
