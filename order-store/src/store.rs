@@ -362,21 +362,7 @@ impl EventStore {
             }
         }
         let params = Params::new(appends);
-        let rows = self
-            .timed(async {
-                let client = self.inner.pool.get().await?;
-                let statement = client.prepare_cached(APPEND_SQL).await?;
-                match client.query(&statement, &params.as_sql()).await {
-                    Ok(rows) => Ok(Ok(rows)),
-                    Err(error) => match Error::unique_violation(&error) {
-                        Some(constraint) => Ok(Err(constraint.to_owned())),
-                        None => Err(error.into()),
-                    },
-                }
-            })
-            .await
-            .map_err(WriteFailure::Other)?
-            .map_err(WriteFailure::Unique)?;
+        let rows = self.run_append(APPEND_SQL, &params.as_sql()).await?;
         let commands: usize = appends.iter().map(|a| a.commands.len()).sum();
         if rows.len() != commands {
             return Err(WriteFailure::Other(Error::Database(format!(
@@ -416,26 +402,37 @@ impl EventStore {
 
     /// Write a batch whose appends all create their stream with
     /// [`crate::append::APPEND_NEW_STREAMS_SQL`]: inserts only, no probe.
+    /// Run an append statement (prepared once per connection) within the client-side time
+    /// limit; a unique violation is told apart, with the constraint's name.
+    async fn run_append(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, WriteFailure> {
+        self.timed(async {
+            let client = self.inner.pool.get().await?;
+            let statement = client.prepare_cached(sql).await?;
+            match client.query(&statement, params).await {
+                Ok(rows) => Ok(Ok(rows)),
+                Err(error) => match Error::unique_violation(&error) {
+                    Some(constraint) => Ok(Err(constraint.to_owned())),
+                    None => Err(error.into()),
+                },
+            }
+        })
+        .await
+        .map_err(WriteFailure::Other)?
+        .map_err(WriteFailure::Unique)
+    }
+
     async fn try_write_new_streams(
         &self,
         appends: &[&StreamAppend],
         params: &NewStreamParams<'_>,
     ) -> Result<Vec<Result<StreamOutcome, Error>>, WriteFailure> {
         let rows = self
-            .timed(async {
-                let client = self.inner.pool.get().await?;
-                let statement = client.prepare_cached(APPEND_NEW_STREAMS_SQL).await?;
-                match client.query(&statement, &params.as_sql()).await {
-                    Ok(rows) => Ok(Ok(rows)),
-                    Err(error) => match Error::unique_violation(&error) {
-                        Some(constraint) => Ok(Err(constraint.to_owned())),
-                        None => Err(error.into()),
-                    },
-                }
-            })
-            .await
-            .map_err(WriteFailure::Other)?
-            .map_err(WriteFailure::Unique)?;
+            .run_append(APPEND_NEW_STREAMS_SQL, &params.as_sql())
+            .await?;
         let outcomes = new_stream_outcomes(appends, &rows).map_err(WriteFailure::Other)?;
         // Full channel = a NOTIFY is already due; nothing to add.
         let _ = self.inner.notify.try_send(());
