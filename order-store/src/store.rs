@@ -80,7 +80,7 @@ impl EventStore {
         let pool = config.pool()?;
         let (notify, requests) = mpsc::channel(1);
         let mut requests = Some(requests);
-        let handle = |config: StoreConfig, writers| Self {
+        let handle = |pool: &Pool, config: StoreConfig, writers| Self {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
                 config,
@@ -88,23 +88,19 @@ impl EventStore {
                 writers,
             }),
         };
-        if config.group_commit_batch <= 1 {
-            if let Some(requests) = requests.take() {
-                tokio::spawn(notifier(pool.clone(), requests));
-            }
-            let store = handle(config, Vec::new());
-            tokio::spawn(pool_metrics(Arc::downgrade(&store.inner)));
-            return Ok(store);
-        }
         // The writers hold a handle without the queues, so that dropping the last public
         // handle closes the queues and ends them (and a writer's thread with its writer).
+        let writers = match config.group_commit_batch {
+            0 | 1 => 0,
+            _ => config.group_commit_writers.max(1),
+        };
         let mut senders = Vec::new();
-        for n in 0..config.group_commit_writers.max(1) {
+        for n in 0..writers {
             let (sender, receiver) = mpsc::channel(config.group_commit_batch * 4);
             let queue = Queue::new(receiver, config.group_commit_batch);
+            senders.push(sender);
             if !config.group_commit_thread {
-                tokio::spawn(writer(handle(config.clone(), Vec::new()), queue));
-                senders.push(sender);
+                tokio::spawn(writer(handle(&pool, config.clone(), Vec::new()), queue));
                 continue;
             }
             // A writer of its own thread, with a pool of its own whose connections' I/O runs
@@ -116,14 +112,7 @@ impl EventStore {
             let mut own = config.clone();
             own.pool_size = if notifies.is_some() { 2 } else { 1 };
             let own_pool = own.pool()?;
-            let writer_store = Self {
-                inner: Arc::new(Inner {
-                    pool: own_pool.clone(),
-                    config: config.clone(),
-                    notify: notify.clone(),
-                    writers: Vec::new(),
-                }),
-            };
+            let writer_store = handle(&own_pool, config.clone(), Vec::new());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -135,12 +124,11 @@ impl EventStore {
                 .name(format!("group-commit-{n}"))
                 .spawn(move || runtime.block_on(writer(writer_store, queue)))
                 .map_err(|e| Error::Database(format!("group-commit writer thread: {e}")))?;
-            senders.push(sender);
         }
-        if let Some(requests) = requests.take() {
+        if let Some(requests) = requests {
             tokio::spawn(notifier(pool.clone(), requests));
         }
-        let store = handle(config, senders);
+        let store = handle(&pool, config, senders);
         tokio::spawn(pool_metrics(Arc::downgrade(&store.inner)));
         Ok(store)
     }
