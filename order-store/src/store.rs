@@ -388,8 +388,6 @@ impl EventStore {
         Ok(outcomes)
     }
 
-    /// Write a batch whose appends all create their stream with
-    /// [`crate::append::APPEND_NEW_STREAMS_SQL`]: inserts only, no probe.
     /// Run an append statement (prepared once per connection) within the client-side time
     /// limit; a unique violation is told apart, with the constraint's name.
     async fn run_append(
@@ -413,6 +411,8 @@ impl EventStore {
         .map_err(WriteFailure::Unique)
     }
 
+    /// Write a batch whose appends all create their stream with
+    /// [`crate::append::APPEND_NEW_STREAMS_SQL`]: inserts only, no probe.
     async fn try_write_new_streams(
         &self,
         appends: &[&StreamAppend],
