@@ -25,7 +25,9 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use order_store::{Cursor, EventStore, Lease, RecordedEvent, advance_checkpoint};
+use order_store::{
+    Cursor, EventStore, Lease, LogDigest, RecordedEvent, advance_checkpoint, verify_read,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::projection::ApplyError;
@@ -289,7 +291,8 @@ struct Rebuild<'a> {
     renewed_at: Instant,
 }
 
-type Pages = mpsc::Receiver<Result<(Vec<RecordedEvent>, Option<Cursor>), order_store::Error>>;
+type Pages =
+    mpsc::Receiver<Result<(Vec<RecordedEvent>, Option<Cursor>, LogDigest), order_store::Error>>;
 
 impl Rebuild<'_> {
     /// Renew the rebuild lease (and `live`, when held) every third of its time.
@@ -327,10 +330,10 @@ impl Rebuild<'_> {
             loop {
                 let read = read_page(&store, cursor, page, &categories)
                     .await
-                    .map(|read| (read.events, read.end));
+                    .map(|read| (read.events, read.end, read.digest));
                 let (done, failed) = match &read {
-                    Ok((_, None)) => (true, false),
-                    Ok((_, Some(end))) => {
+                    Ok((_, None, _)) => (true, false),
+                    Ok((_, Some(end), _)) => {
                         cursor = *end;
                         (false, false)
                     }
@@ -389,11 +392,15 @@ impl Rebuild<'_> {
         let (mut pages, reader) = self.read_ahead(Cursor::START);
         let mut events_done = 0u64;
         let mut cursor = Cursor::START;
-        // The rebuild's checkpoint as the database has it: every write moves from there.
+        // The rebuild's checkpoint as the database has it: every write moves from there, and
+        // checks that the database holds what was read since (`unwritten`).
         let mut written = Cursor::START;
+        let mut unwritten = LogDigest::EMPTY;
+        let rebuild = &self.rebuild_lease.subscription;
         while let Some(page) = pages.recv().await {
-            let (events, end) = page?;
+            let (events, end, digest) = page?;
             let Some(end) = end else { break };
+            unwritten = unwritten.merge(digest);
             let count = events.len() as u64;
             if count > 0 {
                 match &mut bulk {
@@ -402,10 +409,12 @@ impl Rebuild<'_> {
                         if fold.should_flush() {
                             let tx = long_transaction(&mut client).await?;
                             fold.flush(&tx, shadow).await?;
+                            verify_read(&tx, rebuild, written, end, &unwritten).await?;
                             advance_checkpoint(&tx, self.rebuild_lease, written, end, count, None)
                                 .await?;
                             tx.commit().await?;
                             written = end;
+                            unwritten = LogDigest::EMPTY;
                         }
                     }
                     None => {
@@ -417,12 +426,14 @@ impl Rebuild<'_> {
                                 Span {
                                     from: written,
                                     to: end,
+                                    read: unwritten,
                                 },
                                 shadow,
                                 true,
                             )
                             .await?;
                         written = end;
+                        unwritten = LogDigest::EMPTY;
                     }
                 }
             }
@@ -440,9 +451,11 @@ impl Rebuild<'_> {
             let tx = long_transaction(&mut client).await?;
             fold.flush(&tx, shadow).await?;
             fold.finish(&tx, shadow).await?;
+            verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
             advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
             tx.commit().await?;
             written = cursor;
+            unwritten = LogDigest::EMPTY;
         }
         drop(bulk);
 
@@ -450,9 +463,11 @@ impl Rebuild<'_> {
         {
             let tx = long_transaction(&mut client).await?;
             tables::finish_shadows(&tx, &self.schema.tables).await?;
+            verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
             advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
             tx.commit().await?;
             written = cursor;
+            unwritten = LogDigest::EMPTY;
         }
 
         // Phase 4: the projection's lease, taken from the live projector; catch up.
@@ -463,7 +478,12 @@ impl Rebuild<'_> {
         tracing::info!(projection = %name, token = live.token, "replay: holding the projection's lease; catching up");
         let caught_up = async {
             loop {
-                let ReadPage { events, end, .. } = read_page(
+                let ReadPage {
+                    events,
+                    end,
+                    digest,
+                    ..
+                } = read_page(
                     store,
                     cursor,
                     self.options.page,
@@ -471,6 +491,7 @@ impl Rebuild<'_> {
                 )
                 .await?;
                 let Some(end) = end else { break };
+                unwritten = unwritten.merge(digest);
                 let count = events.len() as u64;
                 if count > 0 {
                     subscriber
@@ -481,12 +502,14 @@ impl Rebuild<'_> {
                             Span {
                                 from: written,
                                 to: end,
+                                read: unwritten,
                             },
                             shadow,
                             true,
                         )
                         .await?;
                     written = end;
+                    unwritten = LogDigest::EMPTY;
                 }
                 events_done += count;
                 cursor = end;

@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
-use order_store::{Cursor, EventListener, EventStore, Lease, RecordedEvent, advance_checkpoint};
+use order_store::{
+    Cursor, EventListener, EventStore, Lease, LogDigest, RecordedEvent, advance_checkpoint,
+    verify_read,
+};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -125,11 +128,13 @@ pub(crate) struct Schema {
 }
 
 /// A page's place in the log: the cursor it was read after (the checkpoint write checks that
-/// the database still agrees with it) and the cursor of its last event.
+/// the database still agrees with it), the cursor of its last event, and the digest of every
+/// event read between them (checked too: the page must be the database's).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Span {
     pub(crate) from: Cursor,
     pub(crate) to: Cursor,
+    pub(crate) read: LogDigest,
 }
 
 /// The type-erased subscriber: what the runner needs of a projection or a sink.
@@ -271,6 +276,7 @@ impl<P: Projection> Subscriber for ProjectionBox<P> {
                 })
                 .await?;
                 self.projection.apply(&page, &tx, tables).await?;
+                verify_read(&tx, &lease.subscription, span.from, span.to, &span.read).await?;
                 advance_checkpoint(&tx, lease, span.from, span.to, count, last_event_at).await?;
                 tx.commit().await?;
                 Ok::<(), ApplyError>(())
@@ -451,6 +457,9 @@ struct Skipped {
     /// from exactly where the database has it, so that a database that lost writes is
     /// noticed: [`order_store::Error::CheckpointMoved`]).
     stored: Option<Cursor>,
+    /// While `unwritten` is set: the digest of what was read from `stored` to it (the write
+    /// checks that the database holds exactly that).
+    read: LogDigest,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -528,6 +537,7 @@ impl Subscription {
         let mut skipped = self.skipped();
         skipped.unwritten = None;
         skipped.stored = None;
+        skipped.read = LogDigest::EMPTY;
     }
 
     fn skipped(&self) -> std::sync::MutexGuard<'_, Skipped> {
@@ -678,29 +688,52 @@ impl Subscription {
         let page_size = self.inner.page_size();
         // The checkpoint as the database has it: the cursor itself, unless pages of other
         // categories were read past it without writing.
-        let from = {
+        // With it, the digest of what was read since.
+        let (from, carried) = {
             let skipped = self.skipped();
             match (skipped.unwritten, skipped.stored) {
-                (Some(reached), Some(stored)) if reached == cursor => stored,
-                _ => cursor,
+                (Some(reached), Some(stored)) if reached == cursor => (stored, skipped.read),
+                _ => (cursor, LogDigest::EMPTY),
             }
         };
-        let ReadPage { events, end, .. } = self.next_page(store, cursor, page_size).await?;
+        let ReadPage {
+            events,
+            end,
+            digest,
+            ..
+        } = self.next_page(store, cursor, page_size).await?;
         let Some(end) = end else {
             // At the head: a position past pages of other categories is written now (only
             // the one this instance reached with this cursor, never an older one).
             let unwritten = self.skipped().unwritten.take();
             if unwritten == Some(cursor) {
-                checkpoint(store, lease, from, cursor, 0, None).await?;
+                checkpoint(
+                    store,
+                    lease,
+                    Span {
+                        from,
+                        to: cursor,
+                        read: carried,
+                    },
+                    0,
+                    None,
+                )
+                .await?;
                 let mut skipped = self.skipped();
                 skipped.written_at = Some(Instant::now());
                 skipped.stored = None;
+                skipped.read = LogDigest::EMPTY;
             }
             return Ok(Step::Idle);
         };
+        let span = Span {
+            from,
+            to: end,
+            read: carried.merge(digest),
+        };
         let count = events.len();
         let last_event_at = events.last().map(|e| e.recorded_at);
-        let span = tracing::info_span!(
+        let trace = tracing::info_span!(
             "project",
             subscription = %self.name(),
             events = count,
@@ -715,7 +748,7 @@ impl Subscription {
                     && linked.len() < 64
                     && linked.insert(traceparent.as_str())
                 {
-                    order_runtime::trace::add_link(&span, traceparent);
+                    order_runtime::trace::add_link(&trace, traceparent);
                 }
             }
         }
@@ -732,30 +765,35 @@ impl Subscription {
                         skipped.written_at = Some(Instant::now());
                         skipped.unwritten = None;
                         skipped.stored = None;
+                        skipped.read = LogDigest::EMPTY;
                     } else {
                         skipped.unwritten = Some(end);
                         skipped.stored = Some(from);
+                        skipped.read = span.read;
                     }
                     due
                 };
                 if due {
-                    checkpoint(store, lease, from, end, 0, None).await?;
+                    checkpoint(store, lease, span, 0, None).await?;
                 }
             } else if let Some(schema) = self.inner.schema() {
                 self.written();
                 self.inner
-                    .apply(store, lease, events, Span { from, to: end }, &schema.live, false)
+                    .apply(store, lease, events, span, &schema.live, false)
                     .await?;
             } else {
                 self.written();
+                // Nothing leaves for a sink that the database does not hold: pages read
+                // from a server that then failed over are read again from the new one.
+                verify(store, lease, span).await?;
                 self.inner.deliver(events, shutdown).await?;
-                checkpoint(store, lease, from, end, count as u64, last_event_at).await?;
+                checkpoint(store, lease, span, count as u64, last_event_at).await?;
             }
             metrics::counter!("order_projector_events_total", "subscription" => self.name().to_owned())
                 .increment(count as u64);
             Ok(Step::Progressed { cursor: end, events: count })
         }
-        .instrument(span)
+        .instrument(trace)
         .await
     }
 }
@@ -768,6 +806,8 @@ pub(crate) struct ReadPage {
     pub(crate) end: Option<Cursor>,
     /// Whether the read reached its limit: more may follow right away.
     pub(crate) full: bool,
+    /// The digest of every event read, of any category.
+    pub(crate) digest: LogDigest,
 }
 
 /// The next page after `cursor`: the events of `categories`, and the cursor of the last event
@@ -783,7 +823,13 @@ pub(crate) async fn read_page(
             let events = store.read_all(cursor, limit).await?;
             let end = events.last().map(RecordedEvent::cursor);
             let full = events.len() >= limit as usize;
-            Ok(ReadPage { events, end, full })
+            let digest = LogDigest::of(events.iter().map(|e| e.event_id));
+            Ok(ReadPage {
+                events,
+                end,
+                full,
+                digest,
+            })
         }
         Categories::Only(names) => {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -792,17 +838,18 @@ pub(crate) async fn read_page(
                 full: page.read >= limit as usize,
                 events: page.events,
                 end: page.end,
+                digest: page.digest,
             })
         }
     }
 }
 
-/// Move the checkpoint in a transaction of its own (fenced by the lease).
+/// Move the checkpoint over `span` in a transaction of its own (fenced by the lease), if the
+/// database holds what was read.
 async fn checkpoint(
     store: &EventStore,
     lease: &Lease,
-    from: Cursor,
-    end: Cursor,
+    span: Span,
     events: u64,
     last_event_at: Option<SystemTime>,
 ) -> Result<(), order_store::Error> {
@@ -810,7 +857,21 @@ async fn checkpoint(
         .timed(async {
             let mut client = store.pool().get().await?;
             let tx = client.transaction().await?;
-            advance_checkpoint(&tx, lease, from, end, events, last_event_at).await?;
+            verify_read(&tx, &lease.subscription, span.from, span.to, &span.read).await?;
+            advance_checkpoint(&tx, lease, span.from, span.to, events, last_event_at).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+}
+
+/// Check that the database holds what was read over `span` (before anything leaves).
+async fn verify(store: &EventStore, lease: &Lease, span: Span) -> Result<(), order_store::Error> {
+    store
+        .timed(async {
+            let mut client = store.pool().get().await?;
+            let tx = client.transaction().await?;
+            verify_read(&tx, &lease.subscription, span.from, span.to, &span.read).await?;
             tx.commit().await?;
             Ok(())
         })

@@ -61,6 +61,9 @@ pub struct CategoryPage {
     /// How many events were read, of any category (at most the limit asked for: a page that
     /// reached it was full, and more may follow right away).
     pub read: usize,
+    /// The digest of every event read, of any category: what
+    /// [`crate::subscription::verify_read`] checks before a checkpoint moves past them.
+    pub digest: crate::subscription::LogDigest,
 }
 
 /// What a command id was recorded with.
@@ -558,8 +561,10 @@ impl EventStore {
                 events: Vec::with_capacity(rows.len()),
                 end: None,
                 read: rows.len(),
+                digest: crate::subscription::LogDigest::EMPTY,
             };
             for row in &rows {
+                page.digest.add(row.try_get(4)?);
                 let category: &str = row.try_get(15)?;
                 if categories.contains(&category) {
                     page.events.push(RecordedEvent::from_row(row)?);

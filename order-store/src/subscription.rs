@@ -261,6 +261,116 @@ impl EventStore {
     }
 }
 
+/// What a reader saw of the log between two cursors: how many events, of any category, and a
+/// sum over their ids. Digests add up page by page ([`LogDigest::merge`]), and
+/// [`verify_read`] checks, in the transaction that moves a checkpoint over those pages, that
+/// the database holds exactly these events between the same cursors.
+///
+/// Why: a page read from one server and applied on another is not the database's. After a
+/// failover to an asynchronous standby, the events a projector read from the old primary
+/// just before the crash may be gone, while the checkpoint it moves from survived; and the new
+/// primary hands the lost transactions' ids (and may hand their positions) out again, so the
+/// same cursors then span other events. Comparing cursors cannot tell; the event ids can.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogDigest {
+    events: u64,
+    id_sum: i128,
+}
+
+impl LogDigest {
+    /// No event.
+    pub const EMPTY: Self = Self {
+        events: 0,
+        id_sum: 0,
+    };
+
+    /// Count one more event read.
+    pub fn add(&mut self, event_id: uuid::Uuid) {
+        let bytes = event_id.as_bytes();
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&bytes[8..]);
+        self.events += 1;
+        self.id_sum += i128::from(i64::from_be_bytes(low));
+    }
+
+    /// The digest of `ids`.
+    pub fn of(ids: impl IntoIterator<Item = uuid::Uuid>) -> Self {
+        let mut digest = Self::EMPTY;
+        for id in ids {
+            digest.add(id);
+        }
+        digest
+    }
+
+    /// The digest of this read followed by `next`.
+    #[must_use]
+    pub fn merge(self, next: Self) -> Self {
+        Self {
+            events: self.events + next.events,
+            id_sum: self.id_sum + next.id_sum,
+        }
+    }
+
+    /// How many events were read.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+}
+
+/// Check, in the transaction that moves a checkpoint from `from` to `to`, that the database
+/// holds exactly the events a reader saw between them (`read`): their number and their ids.
+/// On the database the pages were read from this always holds (the gap-safe read never
+/// passes a transaction that may still commit below it); when it does not, the pages came
+/// from a server whose history this one does not share (a failover to an asynchronous
+/// standby, a restore), and the answer is [`Error::CheckpointMoved`]: roll back and read the
+/// checkpoint again.
+pub async fn verify_read(
+    transaction: &Transaction<'_>,
+    subscription: &str,
+    from: Cursor,
+    to: Cursor,
+    read: &LogDigest,
+) -> Result<(), Error> {
+    if to <= from && read.events == 0 {
+        return Ok(());
+    }
+    let statement = transaction
+        .prepare_cached(
+            "SELECT count(*) = $5 AND coalesce(sum(('x' || encode(
+                        substring(uuid_send(event_id) FROM 9 FOR 8), 'hex'))::bit(64)::int8),
+                    0) = $6::text::numeric
+             FROM orders.events
+             WHERE (transaction_id, global_position) > ($1::xid8, $2::int8)
+               AND (transaction_id, global_position) <= ($3::xid8, $4::int8)",
+        )
+        .await?;
+    let events = i64::try_from(read.events).unwrap_or(i64::MAX);
+    let row = transaction
+        .query_one(
+            &statement,
+            &[
+                &from.transaction_id,
+                &i64::try_from(from.global_position).unwrap_or(i64::MAX),
+                &to.transaction_id,
+                &i64::try_from(to.global_position).unwrap_or(i64::MAX),
+                &events,
+                &read.id_sum.to_string(),
+            ],
+        )
+        .await?;
+    if row.try_get::<_, bool>(0)? {
+        Ok(())
+    } else {
+        Err(Error::CheckpointMoved {
+            subscription: subscription.to_owned(),
+            expected: format!(
+                "the {} events read after {from} up to {to} are not this database's",
+                read.events
+            ),
+        })
+    }
+}
+
 /// Advance the checkpoint from `from` to `to` inside the transaction that applied the events,
 /// if the lease is still held; otherwise [`Error::LeaseLost`] and the caller rolls back.
 ///
