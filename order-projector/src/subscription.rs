@@ -818,30 +818,19 @@ pub(crate) async fn read_page(
     limit: u32,
     categories: &Categories,
 ) -> Result<ReadPage, order_store::Error> {
-    match categories {
-        Categories::All => {
-            let events = store.read_all(cursor, limit).await?;
-            let end = events.last().map(RecordedEvent::cursor);
-            let full = events.len() >= limit as usize;
-            let digest = LogDigest::of(events.iter().map(|e| e.event_id));
-            Ok(ReadPage {
-                events,
-                end,
-                full,
-                digest,
-            })
-        }
+    let page = match categories {
+        Categories::All => store.read_page(cursor, limit, None).await?,
         Categories::Only(names) => {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            let page = store.read_all_in(cursor, limit, &names).await?;
-            Ok(ReadPage {
-                full: page.read >= limit as usize,
-                events: page.events,
-                end: page.end,
-                digest: page.digest,
-            })
+            store.read_page(cursor, limit, Some(&names)).await?
         }
-    }
+    };
+    Ok(ReadPage {
+        full: page.read >= limit as usize,
+        events: page.events,
+        end: page.end,
+        digest: page.digest,
+    })
 }
 
 /// Move the checkpoint over `span` in a transaction of its own (fenced by the lease), if the

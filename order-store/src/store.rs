@@ -542,6 +542,19 @@ impl EventStore {
         limit: u32,
         categories: &[&str],
     ) -> Result<CategoryPage, Error> {
+        self.read_page(after, limit, Some(categories)).await
+    }
+
+    /// The page a subscriber reads: [`EventStore::read_all_in`] for `Some(categories)`, and
+    /// [`EventStore::read_all`] for `None` (every category), both with the page's
+    /// [`CategoryPage::digest`], which [`crate::subscription::verify_read`] checks before a
+    /// checkpoint moves past the page.
+    pub async fn read_page(
+        &self,
+        after: Cursor,
+        limit: u32,
+        categories: Option<&[&str]>,
+    ) -> Result<CategoryPage, Error> {
         self.timed(async {
             let client = self.inner.pool.get().await?;
             let statement = client.prepare_cached(&READ_ALL_IN_SQL).await?;
@@ -563,10 +576,13 @@ impl EventStore {
                 read: rows.len(),
                 digest: crate::subscription::LogDigest::EMPTY,
             };
+            if let Some(row) = rows.first() {
+                page.digest.read_from(row.try_get(17)?);
+            }
             for row in &rows {
                 page.digest.add(row.try_get(4)?);
                 let category: &str = row.try_get(15)?;
-                if categories.contains(&category) {
+                if categories.is_none_or(|names| names.contains(&category)) {
                     page.events.push(RecordedEvent::from_row(row)?);
                 }
                 page.end = Some(Cursor {
@@ -769,12 +785,13 @@ static READ_ALL_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// As [`READ_ALL_SQL`], with the payload only for the categories in `$4`.
+/// As [`READ_ALL_SQL`], with the payload only for the categories in `$4` (all for null), and
+/// the server's start time (the reader's [`crate::subscription::LogDigest`] holds it).
 static READ_ALL_IN_SQL: LazyLock<String> = LazyLock::new(|| {
     let columns = EVENT_COLUMNS.replace(
         "payload",
-        "CASE WHEN category = ANY($4::text[]) THEN payload END",
-    );
+        "CASE WHEN $4::text[] IS NULL OR category = ANY($4::text[]) THEN payload END",
+    ) + ", pg_postmaster_start_time()";
     format!(
         "SELECT {columns} FROM orders.events \
          WHERE (transaction_id, global_position) > ($1::xid8, $2::int8) \

@@ -261,10 +261,11 @@ impl EventStore {
     }
 }
 
-/// What a reader saw of the log between two cursors: how many events, of any category, and a
-/// sum over their ids. Digests add up page by page ([`LogDigest::merge`]), and
-/// [`verify_read`] checks, in the transaction that moves a checkpoint over those pages, that
-/// the database holds exactly these events between the same cursors.
+/// What a reader saw of the log between two cursors: how many events, of any category, a sum
+/// over their ids, and which server they were read from (its start time). Digests add up page
+/// by page ([`LogDigest::merge`]), and [`verify_read`] checks, in the transaction that moves a
+/// checkpoint over those pages, that the database holds exactly these events between the same
+/// cursors.
 ///
 /// Why: a page read from one server and applied on another is not the database's. After a
 /// failover to an asynchronous standby, the events a projector read from the old primary
@@ -275,6 +276,9 @@ impl EventStore {
 pub struct LogDigest {
     events: u64,
     id_sum: i128,
+    /// The start time of the server every page was read from; `None` when unknown, or when
+    /// pages came from different servers.
+    server: Option<SystemTime>,
 }
 
 impl LogDigest {
@@ -282,9 +286,22 @@ impl LogDigest {
     pub const EMPTY: Self = Self {
         events: 0,
         id_sum: 0,
+        server: None,
     };
 
-    /// Count one more event read.
+    /// The events were read from the server started at `started`
+    /// (`pg_postmaster_start_time()`): [`verify_read`] on that same server (no failover and
+    /// no restore since) needs no scan.
+    pub(crate) fn read_from(&mut self, started: SystemTime) {
+        if self.events == 0 {
+            self.server = Some(started);
+        } else if self.server != Some(started) {
+            self.server = None;
+        }
+    }
+
+    /// Count one more event read (from a server [`verify_read`] then does not know: it checks
+    /// the events themselves).
     pub fn add(&mut self, event_id: uuid::Uuid) {
         let bytes = event_id.as_bytes();
         let mut low = [0u8; 8];
@@ -305,9 +322,16 @@ impl LogDigest {
     /// The digest of this read followed by `next`.
     #[must_use]
     pub fn merge(self, next: Self) -> Self {
+        let server = match (self.events, next.events) {
+            (_, 0) => self.server,
+            (0, _) => next.server,
+            _ if self.server == next.server => self.server,
+            _ => None,
+        };
         Self {
             events: self.events + next.events,
             id_sum: self.id_sum + next.id_sum,
+            server,
         }
     }
 
@@ -324,6 +348,10 @@ impl LogDigest {
 /// from a server whose history this one does not share (a failover to an asynchronous
 /// standby, a restore), and the answer is [`Error::CheckpointMoved`]: roll back and read the
 /// checkpoint again.
+///
+/// When every page was read from this very server (the same start time: no failover, no
+/// restore, no restart since), that is all it checks; otherwise it counts and sums the events
+/// of the span (one index range scan).
 pub async fn verify_read(
     transaction: &Transaction<'_>,
     subscription: &str,
@@ -334,14 +362,17 @@ pub async fn verify_read(
     if to <= from && read.events == 0 {
         return Ok(());
     }
+    // The span is scanned only when the server is not the one read from (an init plan runs
+    // when its value is needed).
     let statement = transaction
         .prepare_cached(
-            "SELECT count(*) = $5 AND coalesce(sum(('x' || encode(
-                        substring(uuid_send(event_id) FROM 9 FOR 8), 'hex'))::bit(64)::int8),
-                    0) = $6::text::numeric
-             FROM orders.events
-             WHERE (transaction_id, global_position) > ($1::xid8, $2::int8)
-               AND (transaction_id, global_position) <= ($3::xid8, $4::int8)",
+            "SELECT CASE WHEN $7::timestamptz = pg_postmaster_start_time() THEN true ELSE (
+                 SELECT count(*) = $5 AND coalesce(sum(('x' || encode(
+                         substring(uuid_send(event_id) FROM 9 FOR 8), 'hex'))::bit(64)::int8),
+                     0) = $6::text::numeric
+                 FROM orders.events
+                 WHERE (transaction_id, global_position) > ($1::xid8, $2::int8)
+                   AND (transaction_id, global_position) <= ($3::xid8, $4::int8)) END",
         )
         .await?;
     let events = i64::try_from(read.events).unwrap_or(i64::MAX);
@@ -355,6 +386,7 @@ pub async fn verify_read(
                 &i64::try_from(to.global_position).unwrap_or(i64::MAX),
                 &events,
                 &read.id_sum.to_string(),
+                &read.server,
             ],
         )
         .await?;
@@ -444,5 +476,48 @@ pub async fn advance_checkpoint(
             subscription: lease.subscription.clone(),
             expected: from.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::LogDigest;
+    use std::time::{Duration, SystemTime};
+    use uuid::Uuid;
+
+    fn page(server: SystemTime, ids: &[Uuid]) -> LogDigest {
+        let mut digest = LogDigest::EMPTY;
+        digest.read_from(server);
+        for id in ids {
+            digest.add(*id);
+        }
+        digest
+    }
+
+    #[test]
+    fn a_digest_names_its_server_only_while_every_page_came_from_it() {
+        let (a, b) = (
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(2_000),
+        );
+        let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        let one = page(a, &ids[..2]).merge(page(a, &ids[2..]));
+        assert_eq!(one.server, Some(a));
+        assert_eq!(one.events(), 4);
+        // The sum does not depend on how the events were paged.
+        assert_eq!(one.id_sum, LogDigest::of(ids.clone()).id_sum);
+        // Pages of two servers, or of one the digest does not know: checked event by event.
+        assert_eq!(page(a, &ids[..2]).merge(page(b, &ids[2..])).server, None);
+        assert_eq!(
+            page(a, &ids[..2]).merge(LogDigest::of([ids[3]])).server,
+            None
+        );
+        // An empty side changes nothing.
+        assert_eq!(LogDigest::EMPTY.merge(one), one);
+        assert_eq!(one.merge(LogDigest::EMPTY), one);
+        // A page of one server, then a later page of another.
+        let mut read = page(a, &ids[..1]);
+        read.read_from(b);
+        assert_eq!(read.server, None);
     }
 }

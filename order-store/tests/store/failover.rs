@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use order_store::{
     AppendOutcome, AppendRequest, Cursor, Error, EventStore, ExpectedVersion, Idempotency,
-    StoreConfig, advance_checkpoint,
+    StoreConfig, advance_checkpoint, verify_read,
 };
 use order_testkit::pg::PrivateCluster;
 use order_testkit::replication::Replication;
@@ -118,6 +118,9 @@ async fn a_promoted_standby_continues_the_log_the_checkpoints_and_the_transactio
         transaction.commit().await.unwrap();
     }
     let highest_xid_before = delivered.iter().map(|e| e.transaction_id).max().unwrap();
+    // The same span as one page, read from the old primary (its digest names that server).
+    let page_before = store.read_page(start, 100, None).await.unwrap();
+    assert_eq!(page_before.end, Some(checkpoint));
 
     // A transaction in flight at the crash: it took a position and a transaction id, and
     // never committed.
@@ -235,6 +238,36 @@ async fn a_promoted_standby_continues_the_log_the_checkpoints_and_the_transactio
         .unwrap()
         .get(0);
     assert!(fence > highest_xid_before);
+
+    // A page read from the old primary, checked on the new one: another server, so its
+    // events are counted and summed; nothing was lost (synchronous), so it holds, and one event
+    // more or less does not.
+    {
+        let mut client = store.pool().get().await.unwrap();
+        let transaction = client.transaction().await.unwrap();
+        let (with_lost, short) = (
+            page_before
+                .digest
+                .merge(order_store::LogDigest::of([lost_event])),
+            order_store::LogDigest::of(delivered.iter().skip(1).map(|e| e.event_id)),
+        );
+        let span = (start, checkpoint);
+        verify_read(
+            &transaction,
+            "failover_test",
+            span.0,
+            span.1,
+            &page_before.digest,
+        )
+        .await
+        .unwrap();
+        for read in [with_lost, short] {
+            assert!(matches!(
+                verify_read(&transaction, "failover_test", span.0, span.1, &read).await,
+                Err(Error::CheckpointMoved { .. })
+            ));
+        }
+    }
 
     // The lease taken on the old primary still moves the checkpoint on the new one.
     {

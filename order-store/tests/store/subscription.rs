@@ -550,7 +550,19 @@ async fn a_checkpoint_moves_only_over_the_events_the_database_holds() {
         .await
         .unwrap();
     assert_eq!(ids(&page.events), [a1]);
-    assert_eq!((page.end, page.digest), (Some(end_a), digest_a));
+    assert_eq!((page.end, page.digest.events()), (Some(end_a), 2));
+    verify(&a.store, Cursor::START, end_a, page.digest)
+        .await
+        .unwrap();
+    let all = a.store.read_page(Cursor::START, 100, None).await.unwrap();
+    assert_eq!((ids(&all.events), all.end), (vec![a1, a2], Some(end_a)));
+    // A digest that knows no server (or pages of two) is checked against the events: the
+    // one of the pages read above says which server they came from, and on that server the
+    // start time is the whole check (its history cannot differ from what it answered).
+    assert_eq!(
+        LogDigest::of([a1]).merge(page.digest).events(),
+        LogDigest::of([a1]).merge(digest_a).events()
+    );
     // Digests add up page by page.
     assert_eq!(LogDigest::of([a1]).merge(LogDigest::of([a2])), digest_a);
 
