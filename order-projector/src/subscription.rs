@@ -858,11 +858,8 @@ async fn checkpoint(
 async fn verify(store: &EventStore, lease: &Lease, span: Span) -> Result<(), order_store::Error> {
     store
         .timed(async {
-            let mut client = store.pool().get().await?;
-            let tx = client.transaction().await?;
-            verify_read(&tx, &lease.subscription, span.from, span.to, &span.read).await?;
-            tx.commit().await?;
-            Ok(())
+            let client = store.pool().get().await?;
+            verify_read(&client, &lease.subscription, span.from, span.to, &span.read).await
         })
         .await
 }

@@ -341,8 +341,9 @@ impl LogDigest {
     }
 }
 
-/// Check, in the transaction that moves a checkpoint from `from` to `to`, that the database
-/// holds exactly the events a reader saw between them (`read`): their number and their ids.
+/// Check, in the transaction that moves a checkpoint from `from` to `to` (or on any
+/// connection, before acting on what was read), that the database holds exactly the events a
+/// reader saw between them (`read`): their number and their ids.
 /// On the database the pages were read from this always holds (the gap-safe read never
 /// passes a transaction that may still commit below it); when it does not, the pages came
 /// from a server whose history this one does not share (a failover to an asynchronous
@@ -353,7 +354,7 @@ impl LogDigest {
 /// restore, no restart since), that is all it checks; otherwise it counts and sums the events
 /// of the span (one index range scan).
 pub async fn verify_read(
-    transaction: &Transaction<'_>,
+    client: &impl deadpool_postgres::GenericClient,
     subscription: &str,
     from: Cursor,
     to: Cursor,
@@ -364,7 +365,7 @@ pub async fn verify_read(
     }
     // The span is scanned only when the server is not the one read from (an init plan runs
     // when its value is needed).
-    let statement = transaction
+    let statement = client
         .prepare_cached(
             "SELECT CASE WHEN $7::timestamptz = pg_postmaster_start_time() THEN true ELSE (
                  SELECT count(*) = $5 AND coalesce(sum(('x' || encode(
@@ -376,7 +377,7 @@ pub async fn verify_read(
         )
         .await?;
     let events = i64::try_from(read.events).unwrap_or(i64::MAX);
-    let row = transaction
+    let row = client
         .query_one(
             &statement,
             &[
