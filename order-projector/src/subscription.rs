@@ -462,6 +462,15 @@ struct Skipped {
     read: LogDigest,
 }
 
+impl Skipped {
+    /// The checkpoint was written: no position is held in memory past it.
+    fn clear(&mut self) {
+        self.unwritten = None;
+        self.stored = None;
+        self.read = LogDigest::EMPTY;
+    }
+}
+
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscription")
@@ -534,10 +543,7 @@ impl Subscription {
 
     /// This step writes the checkpoint: nothing is left unwritten after it.
     fn written(&self) {
-        let mut skipped = self.skipped();
-        skipped.unwritten = None;
-        skipped.stored = None;
-        skipped.read = LogDigest::EMPTY;
+        self.skipped().clear();
     }
 
     fn skipped(&self) -> std::sync::MutexGuard<'_, Skipped> {
@@ -721,8 +727,7 @@ impl Subscription {
                 .await?;
                 let mut skipped = self.skipped();
                 skipped.written_at = Some(Instant::now());
-                skipped.stored = None;
-                skipped.read = LogDigest::EMPTY;
+                skipped.clear();
             }
             return Ok(Step::Idle);
         };
@@ -763,9 +768,7 @@ impl Subscription {
                         .is_none_or(|at| at.elapsed() >= SKIP_CHECKPOINT_INTERVAL);
                     if due {
                         skipped.written_at = Some(Instant::now());
-                        skipped.unwritten = None;
-                        skipped.stored = None;
-                        skipped.read = LogDigest::EMPTY;
+                        skipped.clear();
                     } else {
                         skipped.unwritten = Some(end);
                         skipped.stored = Some(from);
