@@ -154,6 +154,24 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// The machine's idle and total CPU ticks so far (`/proc/stat`, all cores).
+pub(crate) fn machine_ticks() -> (u64, u64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: idle and iowait are idle.
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (idle, ticks.iter().take(8).sum())
+}
+
 /// CPU seconds used by every PostgreSQL process.
 pub(crate) fn postgres_cpu_seconds() -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -282,6 +300,8 @@ pub(crate) async fn drive(
         elapsed: started.elapsed(),
         errors,
         pg_cpu: 0.0,
+        own_cpu: 0.0,
+        machine: (0, 0),
     })
 }
 

@@ -171,6 +171,8 @@ async fn queries(
         elapsed: started.elapsed(),
         errors,
         pg_cpu: 0.0,
+        own_cpu: 0.0,
+        machine: (0, 0),
     })
 }
 

@@ -41,6 +41,10 @@ pub struct Run {
     pub errors: usize,
     /// CPU seconds every PostgreSQL process used during the run (0 where not measured).
     pub pg_cpu: f64,
+    /// CPU seconds the bench's own process used during the run (0 where not measured).
+    pub own_cpu: f64,
+    /// The machine's idle and total CPU ticks during the run (0 where not measured).
+    pub machine: (u64, u64),
 }
 
 impl Run {
@@ -51,5 +55,15 @@ impl Run {
     /// PostgreSQL CPU per operation, in microseconds.
     pub fn pg_micros(&self) -> f64 {
         self.pg_cpu / self.samples.count().max(1) as f64 * 1e6
+    }
+
+    /// The share of the machine's CPU time that was idle during the run, in percent.
+    pub fn idle_percent(&self) -> f64 {
+        self.machine.0 as f64 / self.machine.1.max(1) as f64 * 100.0
+    }
+
+    /// The bench process's own CPU per operation, in microseconds.
+    pub fn own_micros(&self) -> f64 {
+        self.own_cpu / self.samples.count().max(1) as f64 * 1e6
     }
 }

@@ -147,6 +147,8 @@ pub async fn raw(
     // figures with it.
     let kept = clients.clone();
     let pg_before = crate::grpc::postgres_cpu_seconds();
+    let own_before = crate::grpc::cpu_seconds(std::process::id());
+    let machine_before = crate::grpc::machine_ticks();
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = clients
@@ -241,6 +243,12 @@ pub async fn raw(
         .collect();
     let mut run = collect(tasks, started).await?;
     run.pg_cpu = crate::grpc::postgres_cpu_seconds() - pg_before;
+    run.own_cpu = crate::grpc::cpu_seconds(std::process::id()) - own_before;
+    let machine_after = crate::grpc::machine_ticks();
+    run.machine = (
+        machine_after.0.saturating_sub(machine_before.0),
+        machine_after.1.saturating_sub(machine_before.1),
+    );
     drop(kept);
     Ok(run)
 }
@@ -252,6 +260,9 @@ async fn library(
     duration: Duration,
     work: Arc<Workload>,
 ) -> anyhow::Result<Run> {
+    let pg_before = crate::grpc::postgres_cpu_seconds();
+    let own_before = crate::grpc::cpu_seconds(std::process::id());
+    let machine_before = crate::grpc::machine_ticks();
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..writers)
@@ -291,7 +302,15 @@ async fn library(
             })
         })
         .collect();
-    collect(tasks, started).await
+    let mut run = collect(tasks, started).await?;
+    run.pg_cpu = crate::grpc::postgres_cpu_seconds() - pg_before;
+    run.own_cpu = crate::grpc::cpu_seconds(std::process::id()) - own_before;
+    let machine_after = crate::grpc::machine_ticks();
+    run.machine = (
+        machine_after.0.saturating_sub(machine_before.0),
+        machine_after.1.saturating_sub(machine_before.1),
+    );
+    Ok(run)
 }
 
 async fn collect(
@@ -310,6 +329,8 @@ async fn collect(
         elapsed: started.elapsed(),
         errors,
         pg_cpu: 0.0,
+        own_cpu: 0.0,
+        machine: (0, 0),
     })
 }
 
@@ -321,6 +342,8 @@ fn merge(a: Run, b: Run) -> Run {
         elapsed: a.elapsed + b.elapsed,
         errors: a.errors + b.errors,
         pg_cpu: a.pg_cpu + b.pg_cpu,
+        own_cpu: a.own_cpu + b.own_cpu,
+        machine: (a.machine.0 + b.machine.0, a.machine.1 + b.machine.1),
     }
 }
 
@@ -443,6 +466,19 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
                 } else {
                     String::new()
                 }
+            );
+            println!(
+                "{:>14} | CPU per command, PostgreSQL / bench process (machine idle): INSERT {:.0} / {:.0} µs ({:.0} %), stmt {:.0} / {:.0} µs ({:.0} %), lib {:.0} / {:.0} µs ({:.0} %)",
+                "",
+                insert.pg_micros(),
+                insert.own_micros(),
+                insert.idle_percent(),
+                statement.pg_micros(),
+                statement.own_micros(),
+                statement.idle_percent(),
+                lib.pg_micros(),
+                lib.own_micros(),
+                lib.idle_percent(),
             );
         }
     }
