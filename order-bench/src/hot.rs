@@ -38,6 +38,10 @@ pub struct HotArgs {
     /// The order-grpc binary (build it with `cargo build --release -p order-grpc`).
     #[arg(long, default_value = "target/release/order-grpc")]
     server: PathBuf,
+    /// Microseconds without a new append that end a library batch's gathering of the callers
+    /// just answered (default: the library's, 20; 0 = no gathering).
+    #[arg(long)]
+    group_commit_gather_us: Option<u64>,
 }
 
 /// 1,000 x 1,000.00 EUR: room for a hundred million one-cent refunds.
@@ -356,6 +360,9 @@ pub async fn run(args: HotArgs) -> anyhow::Result<()> {
             let mut config = StoreConfig::new(db.url());
             config.pool_size = clients;
             config.pool_wait_timeout = Duration::from_secs(5);
+            if let Some(gather) = args.group_commit_gather_us {
+                config.group_commit_gather = Duration::from_micros(gather);
+            }
             let store = EventStore::new(config)?;
             let cpu_before = (cpu_seconds(std::process::id()), postgres_cpu_seconds());
             let out = library(&store, clients, orders, duration).await?;

@@ -35,6 +35,10 @@ pub struct StoreArgs {
     /// default, off; the services turn it on).
     #[arg(long)]
     group_commit_thread: Option<bool>,
+    /// Microseconds without a new append that end a batch's gathering of the callers just
+    /// answered (default: the library's, 20; 0 = no gathering).
+    #[arg(long)]
+    group_commit_gather_us: Option<u64>,
 }
 
 /// A realistic payload: the OrderPlaced event of a two-line order (about 450 bytes).
@@ -353,6 +357,7 @@ async fn measure(
     writers: usize,
     group_commit_writers: Option<usize>,
     group_commit_thread: Option<bool>,
+    group_commit_gather_us: Option<u64>,
     duration: Duration,
     work: Arc<Workload>,
 ) -> anyhow::Result<(Run, Run, Run)> {
@@ -364,6 +369,9 @@ async fn measure(
     }
     if let Some(thread) = group_commit_thread {
         config.group_commit_thread = thread;
+    }
+    if let Some(gather) = group_commit_gather_us {
+        config.group_commit_gather = Duration::from_micros(gather);
     }
     config.pool_wait_timeout = Duration::from_secs(5);
     let store = EventStore::new(config)?;
@@ -438,6 +446,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
                 writers,
                 args.group_commit_writers,
                 args.group_commit_thread,
+                args.group_commit_gather_us,
                 duration,
                 work,
             )

@@ -15,6 +15,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -73,20 +74,76 @@ pub(crate) struct Queue {
     receiver: mpsc::Receiver<Job>,
     deferred: VecDeque<Job>,
     max_batch: usize,
+    /// How long a quiet spell ends the gathering of the callers just answered (zero: none).
+    gather: Duration,
+    /// The longest a batch gathers ([`GATHER_LIMIT`]).
+    gather_limit: Duration,
+    /// How many appends the last batch held: their callers were just answered.
+    answered: usize,
+    /// Whether appends were waiting when the last batch's statement came back: they arrived
+    /// while it was written, so they are not its callers coming back.
+    waiting: bool,
+}
+
+/// The longest a batch waits for the callers just answered, however steadily they come.
+pub(crate) const GATHER_LIMIT: Duration = Duration::from_micros(300);
+
+/// The batch being put together: its appends, and the streams and command ids it holds.
+struct Forming {
+    batch: Vec<Job>,
+    streams: HashSet<Uuid>,
+    commands: HashSet<Uuid>,
+}
+
+impl Forming {
+    fn new(first: Job) -> Self {
+        Self {
+            streams: HashSet::from([first.append.stream_id]),
+            commands: first.command_ids().collect(),
+            batch: vec![first],
+        }
+    }
+
+    /// Take `job` into the batch, or hand it back if the batch already holds its stream or one
+    /// of its command ids. A job its caller withdrew is dropped (and counts as taken).
+    fn admit(&mut self, job: Job) -> Result<(), Job> {
+        let command_clash = job.command_ids().any(|id| self.commands.contains(&id));
+        if self.streams.contains(&job.append.stream_id) || command_clash {
+            return Err(job);
+        }
+        if Claim::settle(&job.claim, Claim::TAKEN) {
+            self.streams.insert(job.append.stream_id);
+            self.commands.extend(job.command_ids());
+            self.batch.push(job);
+        }
+        Ok(())
+    }
 }
 
 impl Queue {
-    pub(crate) fn new(receiver: mpsc::Receiver<Job>, max_batch: usize) -> Self {
+    pub(crate) fn new(receiver: mpsc::Receiver<Job>, max_batch: usize, gather: Duration) -> Self {
         Self {
             receiver,
             deferred: VecDeque::new(),
             max_batch: max_batch.max(1),
+            gather,
+            gather_limit: GATHER_LIMIT,
+            answered: 0,
+            waiting: false,
         }
     }
 
-    /// The next batch: waits for one append, then takes what else is waiting. `None` when the
-    /// store is gone.
+    /// The last batch's statement came back (its callers are not answered yet): note whether
+    /// other appends arrived meanwhile.
+    fn written(&mut self) {
+        self.waiting = !self.deferred.is_empty() || !self.receiver.is_empty();
+    }
+
+    /// The next batch: waits for one append, then takes what else is waiting, and then, when
+    /// the callers of the batch just answered are expected back, gathers them too (see
+    /// `Queue::gather`). `None` when the store is gone.
     async fn next_batch(&mut self) -> Option<Vec<Job>> {
+        let waiting = std::mem::take(&mut self.waiting);
         // An append its caller withdrew (no connection came in time) is dropped unwritten.
         let first = loop {
             let job = match self.deferred.pop_front() {
@@ -97,33 +154,67 @@ impl Queue {
                 break job;
             }
         };
-        let mut streams = HashSet::from([first.append.stream_id]);
-        let mut commands: HashSet<Uuid> = first.command_ids().collect();
-        let mut batch = vec![first];
+        let mut forming = Forming::new(first);
         let mut postponed = VecDeque::new();
         let mut candidates = std::mem::take(&mut self.deferred);
-        while batch.len() < self.max_batch {
+        while forming.batch.len() < self.max_batch {
             let Some(job) = candidates
                 .pop_front()
                 .or_else(|| self.receiver.try_recv().ok())
             else {
                 break;
             };
-            let command_clash = job.command_ids().any(|id| commands.contains(&id));
-            if streams.contains(&job.append.stream_id) || command_clash {
+            if let Err(job) = forming.admit(job) {
                 postponed.push_back(job);
-                continue;
             }
-            if !Claim::settle(&job.claim, Claim::TAKEN) {
-                continue;
-            }
-            streams.insert(job.append.stream_id);
-            commands.extend(job.command_ids());
-            batch.push(job);
         }
         postponed.extend(candidates);
         self.deferred = postponed;
-        Some(batch)
+        // Appends that arrived while the last batch was being written are not its callers:
+        // those are still to come, and the batch expects both. Otherwise this batch is the
+        // last one's callers coming back, one by one.
+        let expected = if waiting {
+            self.answered + forming.batch.len()
+        } else {
+            self.answered.max(forming.batch.len())
+        };
+        self.gather(&mut forming, expected.min(self.max_batch)).await;
+        self.answered = forming.batch.len();
+        Some(forming.batch)
+    }
+
+    /// Wait for the callers just answered to queue their next appends, so that a closed loop of
+    /// callers is written as one batch rather than as two halves taking turns: a batch's cost
+    /// is mostly per statement and its WAL flush, so two halves cost nearly twice one whole.
+    /// The writer yields to the runtime (where those callers run, when it is a task of theirs)
+    /// until the batch holds `expected` appends, no append came for a quiet spell of
+    /// `Queue::gather`, or [`GATHER_LIMIT`] passed. A lone caller never waits: it is all
+    /// that is expected.
+    async fn gather(&mut self, forming: &mut Forming, expected: usize) {
+        if self.gather.is_zero() || forming.batch.len() >= expected {
+            return;
+        }
+        let start = Instant::now();
+        let mut progress = start;
+        loop {
+            tokio::task::yield_now().await;
+            let now = Instant::now();
+            while forming.batch.len() < self.max_batch {
+                let Ok(job) = self.receiver.try_recv() else {
+                    break;
+                };
+                progress = now;
+                if let Err(job) = forming.admit(job) {
+                    self.deferred.push_back(job);
+                }
+            }
+            if forming.batch.len() >= expected
+                || now.duration_since(progress) > self.gather
+                || now.duration_since(start) > self.gather_limit
+            {
+                return;
+            }
+        }
     }
 }
 
@@ -136,7 +227,9 @@ pub(crate) async fn writer(store: EventStore, mut queue: Queue) {
         // appends. Looked up per batch, so that a recorder installed after the store counts.
         metrics::histogram!("order_store_group_commit_batch_size").record(batch.len() as f64);
         let appends: Vec<&StreamAppend> = batch.iter().map(|job| &job.append).collect();
-        match store.write(&appends).await {
+        let written = store.write(&appends).await;
+        queue.written();
+        match written {
             Ok(outcomes) => {
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = job.reply.send(outcome);
@@ -548,6 +641,99 @@ mod tests {
                     }),
                 })
                 .collect(),
+        }
+    }
+
+    type Answers = Vec<oneshot::Receiver<Result<StreamOutcome, Error>>>;
+
+    /// A queue whose gathering no scheduling delay can cut short (the tests decide when the
+    /// callers come), and a sender of appends to the new streams of a range.
+    fn queue(gather: Duration) -> (Queue, Arc<dyn Fn(std::ops::Range<u128>) -> Answers + Send + Sync>) {
+        let (sender, receiver) = mpsc::channel(256);
+        let mut queue = Queue::new(receiver, 64, gather);
+        queue.gather_limit = Duration::from_secs(60);
+        let send = move |streams: std::ops::Range<u128>| {
+            streams
+                .map(|stream| {
+                    let (reply, answer) = oneshot::channel();
+                    let job = Job {
+                        append: append(stream, ExpectedVersion::NoStream, &[(stream, 1)]),
+                        reply,
+                        claim: Arc::new(AtomicU8::new(Claim::QUEUED)),
+                    };
+                    assert!(sender.try_send(job).is_ok(), "the queue has room");
+                    answer
+                })
+                .collect()
+        };
+        (queue, Arc::new(send))
+    }
+
+    fn streams(batch: &[Job]) -> Vec<u128> {
+        batch.iter().map(|job| job.append.stream_id.as_u128()).collect()
+    }
+
+    /// Callers that come back one by one, each after the writer has yielded to them.
+    fn come_back(
+        send: &Arc<dyn Fn(std::ops::Range<u128>) -> Answers + Send + Sync>,
+        streams: Vec<u128>,
+    ) -> tokio::task::JoinHandle<Vec<Answers>> {
+        let send = send.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for stream in streams {
+                tokio::task::yield_now().await;
+                answers.push(send(stream..stream + 1));
+            }
+            answers
+        })
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_gathers_the_callers_just_answered_with_those_that_queued_meanwhile() {
+        let (mut queue, send) = queue(Duration::from_secs(30));
+        let _first = send(1..5);
+        assert_eq!(queue.next_batch().await.map(|b| streams(&b)), Some(vec![1, 2, 3, 4]));
+        // Two callers queued while the batch was written; its four callers come back, and one
+        // of them appends to a stream already in the forming batch.
+        let _meanwhile = send(5..7);
+        queue.written();
+        let callers = come_back(&send, vec![11, 12, 5, 13, 14]);
+        let batch = queue.next_batch().await.expect("a batch");
+        assert_eq!(streams(&batch), [5, 6, 11, 12, 13, 14], "both halves in one batch");
+        drop(callers.await);
+        // The append to stream 5 waited for the next batch.
+        queue.gather = Duration::ZERO;
+        assert_eq!(queue.next_batch().await.map(|b| streams(&b)), Some(vec![5]));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_of_callers_coming_back_one_by_one_waits_for_all_of_them() {
+        for (gather, expected) in [(Duration::from_secs(30), vec![11, 12, 13, 14]), (Duration::ZERO, vec![11])] {
+            let (mut queue, send) = queue(gather);
+            let _first = send(1..5);
+            assert_eq!(queue.next_batch().await.map(|b| b.len()), Some(4));
+            queue.written();
+            let callers = come_back(&send, vec![11, 12, 13, 14]);
+            let batch = queue.next_batch().await.expect("a batch");
+            assert_eq!(streams(&batch), expected, "gathering for {gather:?}");
+            drop(callers.await);
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_caller_is_written_at_once() {
+        let (mut queue, send) = queue(Duration::from_secs(30));
+        for stream in 1..5 {
+            let caller = come_back(&send, vec![stream]);
+            // Nothing else is expected: a 30 s quiet spell would show as a timeout.
+            let batch = tokio::time::timeout(Duration::from_secs(10), queue.next_batch())
+                .await
+                .expect("a lone caller does not wait for company")
+                .expect("a batch");
+            assert_eq!(streams(&batch), [stream]);
+            queue.written();
+            drop(caller.await);
         }
     }
 

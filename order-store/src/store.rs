@@ -100,7 +100,13 @@ impl EventStore {
         let mut senders = Vec::new();
         for n in 0..writers {
             let (sender, receiver) = mpsc::channel(config.group_commit_batch * 4);
-            let queue = Queue::new(receiver, config.group_commit_batch);
+            // A writer of its own thread has no callers on its runtime to yield to.
+            let gather = if config.group_commit_thread {
+                Duration::ZERO
+            } else {
+                config.group_commit_gather
+            };
+            let queue = Queue::new(receiver, config.group_commit_batch, gather);
             senders.push(sender);
             if !config.group_commit_thread {
                 tokio::spawn(writer(handle(&pool, config.clone(), Vec::new()), queue));
