@@ -3,9 +3,11 @@
 //!
 //! Each writer task owns a queue; an append goes to the writer its stream id hashes to, so one
 //! process never has two batches with the same stream in flight. A writer takes the next
-//! waiting append plus whatever else is already queued (up to a batch size), and writes them
-//! with one multi-stream statement ([`crate::APPEND_SQL`]): one round trip, one commit, one WAL
-//! flush for the lot. A batch never holds two appends to the same stream or two with the same
+//! waiting append plus whatever else is already queued (up to a batch size), gathers the
+//! callers of the batch it just answered when they are expected back (a writer that is a task
+//! of their runtime yields to them for a few microseconds:
+//! [`crate::StoreConfig::group_commit_gather`]), and writes them with one multi-stream
+//! statement ([`crate::APPEND_SQL`]): one round trip, one commit, one WAL flush for the lot. A batch never holds two appends to the same stream or two with the same
 //! command id (those wait for the next batch), so the statement cannot conflict with itself;
 //! it inserts in stream-id order, so batches of several processes cannot deadlock. If it
 //! conflicts with a writer outside the batch, every append of the batch is retried on its own,
@@ -155,6 +157,9 @@ impl Queue {
             }
         };
         let mut forming = Forming::new(first);
+        // Every append taken from the queue counts as arrived, whether this batch holds it or
+        // it waits for the next (its stream or command id is in this one already).
+        let mut arrived = 1;
         let mut postponed = VecDeque::new();
         let mut candidates = std::mem::take(&mut self.deferred);
         while forming.batch.len() < self.max_batch {
@@ -164,6 +169,7 @@ impl Queue {
             else {
                 break;
             };
+            arrived += 1;
             if let Err(job) = forming.admit(job) {
                 postponed.push_back(job);
             }
@@ -174,11 +180,12 @@ impl Queue {
         // those are still to come, and the batch expects both. Otherwise this batch is the
         // last one's callers coming back, one by one.
         let expected = if waiting {
-            self.answered + forming.batch.len()
+            self.answered + arrived
         } else {
-            self.answered.max(forming.batch.len())
+            self.answered.max(arrived)
         };
-        self.gather(&mut forming, expected.min(self.max_batch)).await;
+        self.gather(&mut forming, arrived, expected.min(self.max_batch))
+            .await;
         self.answered = forming.batch.len();
         Some(forming.batch)
     }
@@ -187,11 +194,11 @@ impl Queue {
     /// callers is written as one batch rather than as two halves taking turns: a batch's cost
     /// is mostly per statement and its WAL flush, so two halves cost nearly twice one whole.
     /// The writer yields to the runtime (where those callers run, when it is a task of theirs)
-    /// until the batch holds `expected` appends, no append came for a quiet spell of
+    /// until `expected` appends have arrived, no append came for a quiet spell of
     /// `Queue::gather`, or [`GATHER_LIMIT`] passed. A lone caller never waits: it is all
     /// that is expected.
-    async fn gather(&mut self, forming: &mut Forming, expected: usize) {
-        if self.gather.is_zero() || forming.batch.len() >= expected {
+    async fn gather(&mut self, forming: &mut Forming, mut arrived: usize, expected: usize) {
+        if self.gather.is_zero() || arrived >= expected {
             return;
         }
         let start = Instant::now();
@@ -204,11 +211,13 @@ impl Queue {
                     break;
                 };
                 progress = now;
+                arrived += 1;
                 if let Err(job) = forming.admit(job) {
                     self.deferred.push_back(job);
                 }
             }
-            if forming.batch.len() >= expected
+            if arrived >= expected
+                || forming.batch.len() >= self.max_batch
                 || now.duration_since(progress) > self.gather
                 || now.duration_since(start) > self.gather_limit
             {
@@ -645,10 +654,12 @@ mod tests {
     }
 
     type Answers = Vec<oneshot::Receiver<Result<StreamOutcome, Error>>>;
+    /// Queues appends to the new streams of a range, as their callers would.
+    type Callers = Arc<dyn Fn(std::ops::Range<u128>) -> Answers + Send + Sync>;
 
     /// A queue whose gathering no scheduling delay can cut short (the tests decide when the
     /// callers come), and a sender of appends to the new streams of a range.
-    fn queue(gather: Duration) -> (Queue, Arc<dyn Fn(std::ops::Range<u128>) -> Answers + Send + Sync>) {
+    fn queue(gather: Duration) -> (Queue, Callers) {
         let (sender, receiver) = mpsc::channel(256);
         let mut queue = Queue::new(receiver, 64, gather);
         queue.gather_limit = Duration::from_secs(60);
@@ -670,14 +681,14 @@ mod tests {
     }
 
     fn streams(batch: &[Job]) -> Vec<u128> {
-        batch.iter().map(|job| job.append.stream_id.as_u128()).collect()
+        batch
+            .iter()
+            .map(|job| job.append.stream_id.as_u128())
+            .collect()
     }
 
     /// Callers that come back one by one, each after the writer has yielded to them.
-    fn come_back(
-        send: &Arc<dyn Fn(std::ops::Range<u128>) -> Answers + Send + Sync>,
-        streams: Vec<u128>,
-    ) -> tokio::task::JoinHandle<Vec<Answers>> {
+    fn come_back(send: &Callers, streams: Vec<u128>) -> tokio::task::JoinHandle<Vec<Answers>> {
         let send = send.clone();
         tokio::spawn(async move {
             let mut answers = Vec::new();
@@ -693,14 +704,21 @@ mod tests {
     async fn a_batch_gathers_the_callers_just_answered_with_those_that_queued_meanwhile() {
         let (mut queue, send) = queue(Duration::from_secs(30));
         let _first = send(1..5);
-        assert_eq!(queue.next_batch().await.map(|b| streams(&b)), Some(vec![1, 2, 3, 4]));
+        assert_eq!(
+            queue.next_batch().await.map(|b| streams(&b)),
+            Some(vec![1, 2, 3, 4])
+        );
         // Two callers queued while the batch was written; its four callers come back, and one
         // of them appends to a stream already in the forming batch.
         let _meanwhile = send(5..7);
         queue.written();
-        let callers = come_back(&send, vec![11, 12, 5, 13, 14]);
+        let callers = come_back(&send, vec![11, 5, 12, 13]);
         let batch = queue.next_batch().await.expect("a batch");
-        assert_eq!(streams(&batch), [5, 6, 11, 12, 13, 14], "both halves in one batch");
+        assert_eq!(
+            streams(&batch),
+            [5, 6, 11, 12, 13],
+            "both halves in one batch"
+        );
         drop(callers.await);
         // The append to stream 5 waited for the next batch.
         queue.gather = Duration::ZERO;
@@ -709,7 +727,10 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_batch_of_callers_coming_back_one_by_one_waits_for_all_of_them() {
-        for (gather, expected) in [(Duration::from_secs(30), vec![11, 12, 13, 14]), (Duration::ZERO, vec![11])] {
+        for (gather, expected) in [
+            (Duration::from_secs(30), vec![11, 12, 13, 14]),
+            (Duration::ZERO, vec![11]),
+        ] {
             let (mut queue, send) = queue(gather);
             let _first = send(1..5);
             assert_eq!(queue.next_batch().await.map(|b| b.len()), Some(4));
