@@ -150,9 +150,7 @@ pub async fn raw(
     // The connections stay open until the CPU is read: a backend that exits takes its
     // figures with it.
     let kept = clients.clone();
-    let pg_before = crate::grpc::postgres_cpu_seconds();
-    let own_before = crate::grpc::cpu_seconds(std::process::id());
-    let machine_before = crate::grpc::machine_ticks();
+    let meter = Meter::start();
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = clients
@@ -246,13 +244,7 @@ pub async fn raw(
         })
         .collect();
     let mut run = collect(tasks, started).await?;
-    run.pg_cpu = crate::grpc::postgres_cpu_seconds() - pg_before;
-    run.own_cpu = crate::grpc::cpu_seconds(std::process::id()) - own_before;
-    let machine_after = crate::grpc::machine_ticks();
-    run.machine = (
-        machine_after.0.saturating_sub(machine_before.0),
-        machine_after.1.saturating_sub(machine_before.1),
-    );
+    meter.stop(&mut run);
     drop(kept);
     Ok(run)
 }
@@ -264,9 +256,7 @@ async fn library(
     duration: Duration,
     work: Arc<Workload>,
 ) -> anyhow::Result<Run> {
-    let pg_before = crate::grpc::postgres_cpu_seconds();
-    let own_before = crate::grpc::cpu_seconds(std::process::id());
-    let machine_before = crate::grpc::machine_ticks();
+    let meter = Meter::start();
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..writers)
@@ -307,14 +297,35 @@ async fn library(
         })
         .collect();
     let mut run = collect(tasks, started).await?;
-    run.pg_cpu = crate::grpc::postgres_cpu_seconds() - pg_before;
-    run.own_cpu = crate::grpc::cpu_seconds(std::process::id()) - own_before;
-    let machine_after = crate::grpc::machine_ticks();
-    run.machine = (
-        machine_after.0.saturating_sub(machine_before.0),
-        machine_after.1.saturating_sub(machine_before.1),
-    );
+    meter.stop(&mut run);
     Ok(run)
+}
+
+/// The CPU figures of a run: PostgreSQL's, the bench process's own and the machine's idle share.
+struct Meter {
+    pg: f64,
+    own: f64,
+    machine: (u64, u64),
+}
+
+impl Meter {
+    fn start() -> Self {
+        Self {
+            pg: crate::grpc::postgres_cpu_seconds(),
+            own: crate::grpc::cpu_seconds(std::process::id()),
+            machine: crate::grpc::machine_ticks(),
+        }
+    }
+
+    fn stop(self, run: &mut Run) {
+        run.pg_cpu = crate::grpc::postgres_cpu_seconds() - self.pg;
+        run.own_cpu = crate::grpc::cpu_seconds(std::process::id()) - self.own;
+        let machine = crate::grpc::machine_ticks();
+        run.machine = (
+            machine.0.saturating_sub(self.machine.0),
+            machine.1.saturating_sub(self.machine.1),
+        );
+    }
 }
 
 async fn collect(
