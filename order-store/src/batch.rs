@@ -7,7 +7,8 @@
 //! callers of the batch it just answered when they are expected back (a writer that is a task
 //! of their runtime yields to them for a few microseconds:
 //! [`crate::StoreConfig::group_commit_gather`]), and writes them with one multi-stream
-//! statement ([`crate::APPEND_SQL`]): one round trip, one commit, one WAL flush for the lot. A batch never holds two appends to the same stream or two with the same
+//! statement ([`crate::APPEND_SQL`]): one round trip, one commit, one WAL flush for the lot.
+//! A batch never holds two appends to the same stream or two with the same
 //! command id (those wait for the next batch), so the statement cannot conflict with itself;
 //! it inserts in stream-id order, so batches of several processes cannot deadlock. If it
 //! conflicts with a writer outside the batch, every append of the batch is retried on its own,
@@ -88,7 +89,7 @@ pub(crate) struct Queue {
 }
 
 /// The longest a batch waits for the callers just answered, however steadily they come.
-pub(crate) const GATHER_LIMIT: Duration = Duration::from_micros(300);
+const GATHER_LIMIT: Duration = Duration::from_micros(300);
 
 /// The batch being put together: its appends, and the streams and command ids it holds.
 struct Forming {
