@@ -74,8 +74,8 @@ pub struct StoreConfig {
     /// (each paying the statement's fixed cost and a WAL flush). A lone caller never waits.
     /// 20 µs by default; zero turns it off. Measured on 2 cores (docs/benchmarks.md,
     /// "Gathering the callers just answered"): 16 callers in one process append about 45 %
-    /// faster with it, 64 about 15 %. A writer on a thread of its own does not gather: its callers come back
-    /// over the network, and waiting for them only spins that thread.
+    /// faster with it, 64 about 15 %. A writer on a thread of its own does not gather: its
+    /// callers come back over the network, and waiting for them only spins that thread.
     pub group_commit_gather: Duration,
 }
 
