@@ -48,6 +48,9 @@ struct Inner {
     /// The group-commit writers' queues (an append goes to the one its stream hashes to);
     /// empty for the writers' own handle, which appends directly.
     writers: Vec<mpsc::Sender<Job>>,
+    /// The pools of writers on threads of their own, by the name their gauges carry (the
+    /// connections they hold come on top of `pool`'s).
+    writer_pools: Vec<(String, Pool)>,
 }
 
 /// What [`EventStore::read_all_in`] read.
@@ -83,12 +86,13 @@ impl EventStore {
         let pool = config.pool()?;
         let (notify, requests) = mpsc::channel(1);
         let mut requests = Some(requests);
-        let handle = |pool: &Pool, config: StoreConfig, writers| Self {
+        let handle = |pool: &Pool, config: StoreConfig, writers, writer_pools| Self {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
                 config,
                 notify: notify.clone(),
                 writers,
+                writer_pools,
             }),
         };
         // The writers hold a handle without the queues, so that dropping the last public
@@ -98,6 +102,7 @@ impl EventStore {
             _ => config.group_commit_writers.max(1),
         };
         let mut senders = Vec::new();
+        let mut writer_pools = Vec::new();
         for n in 0..writers {
             let (sender, receiver) = mpsc::channel(config.group_commit_batch * 4);
             // A writer of its own thread has no callers on its runtime to yield to.
@@ -109,7 +114,8 @@ impl EventStore {
             let queue = Queue::new(receiver, config.group_commit_batch, gather);
             senders.push(sender);
             if !config.group_commit_thread {
-                tokio::spawn(writer(handle(&pool, config.clone(), Vec::new()), queue));
+                let writer_store = handle(&pool, config.clone(), Vec::new(), Vec::new());
+                tokio::spawn(writer(writer_store, queue));
                 continue;
             }
             // A writer of its own thread, with a pool of its own whose connections' I/O runs
@@ -121,7 +127,11 @@ impl EventStore {
             let mut own = config.clone();
             own.pool_size = if notifies.is_some() { 2 } else { 1 };
             let own_pool = own.pool()?;
-            let writer_store = handle(&own_pool, config.clone(), Vec::new());
+            let writer_store = handle(&own_pool, config.clone(), Vec::new(), Vec::new());
+            writer_pools.push((
+                format!("{}-writer-{n}", config.application_name),
+                own_pool.clone(),
+            ));
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -137,7 +147,7 @@ impl EventStore {
         if let Some(requests) = requests {
             tokio::spawn(notifier(pool.clone(), requests));
         }
-        let store = handle(&pool, config, senders);
+        let store = handle(&pool, config, senders, writer_pools);
         tokio::spawn(pool_metrics(Arc::downgrade(&store.inner)));
         Ok(store)
     }
@@ -848,16 +858,26 @@ pub(crate) async fn read_all(
 async fn pool_metrics(store: std::sync::Weak<Inner>) {
     loop {
         let Some(inner) = store.upgrade() else { return };
-        let status = inner.pool.status();
-        let name = inner.config.application_name.clone();
+        let pools: Vec<(String, deadpool_postgres::Status)> =
+            std::iter::once((inner.config.application_name.clone(), inner.pool.status()))
+                .chain(
+                    inner
+                        .writer_pools
+                        .iter()
+                        .map(|(name, pool)| (name.clone(), pool.status())),
+                )
+                .collect();
         drop(inner);
-        let in_use = status.size.saturating_sub(status.available);
-        metrics::gauge!("order_db_pool_connections", "pool" => name.clone(), "state" => "in_use")
-            .set(in_use as f64);
-        metrics::gauge!("order_db_pool_connections", "pool" => name.clone(), "state" => "idle")
-            .set(status.available as f64);
-        metrics::gauge!("order_db_pool_max", "pool" => name.clone()).set(status.max_size as f64);
-        metrics::gauge!("order_db_pool_waiting", "pool" => name).set(status.waiting as f64);
+        for (name, status) in pools {
+            let in_use = status.size.saturating_sub(status.available);
+            metrics::gauge!("order_db_pool_connections", "pool" => name.clone(), "state" => "in_use")
+                .set(in_use as f64);
+            metrics::gauge!("order_db_pool_connections", "pool" => name.clone(), "state" => "idle")
+                .set(status.available as f64);
+            metrics::gauge!("order_db_pool_max", "pool" => name.clone())
+                .set(status.max_size as f64);
+            metrics::gauge!("order_db_pool_waiting", "pool" => name).set(status.waiting as f64);
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

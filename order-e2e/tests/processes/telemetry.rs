@@ -369,6 +369,25 @@ async fn assert_metrics(stack: &Stack, placed: f64) {
     }
     assert!(metric(&grpc, "order_db_pool_connections", &[]).is_some_and(|n| n >= 1.0));
     assert!(metric(&grpc, "order_db_pool_waiting", &[]).is_some());
+    // The group-commit writer's thread holds connections of its own (it has appended): they
+    // are in the gauges too, under a pool of their own. Sampled every second: wait for one.
+    let writer = [("pool", "order-grpc-writer-0")];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let grpc = loop {
+        let (code, grpc) = stack.grpc.admin_get("/metrics").await.unwrap();
+        assert_eq!(code, 200);
+        let open = metric(&grpc, "order_db_pool_connections", &writer);
+        if open.is_some_and(|n| n >= 1.0) || Instant::now() > deadline {
+            break grpc;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        metric(&grpc, "order_db_pool_connections", &writer).is_some_and(|n| n >= 1.0),
+        "{grpc}"
+    );
+    // Its appends and its NOTIFYs, one connection each.
+    assert_eq!(metric(&grpc, "order_db_pool_max", &writer), Some(2.0));
 
     let db = stack.db().await.unwrap();
     let events: i64 = db
