@@ -34,6 +34,11 @@ pub mod sqlstate {
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// A write on a read-only server (a replica, a failover in progress).
     pub const READ_ONLY_TRANSACTION: &str = "25006";
+    /// The server refused the connection's credentials (class 28: a wrong password, an
+    /// unknown role, no `pg_hba.conf` entry).
+    pub const INVALID_AUTHORIZATION_CLASS: &str = "28";
+    /// The database named in the URL does not exist on that server.
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
     /// Raised by the append-only triggers on `orders.events`.
     pub const APPEND_ONLY: &str = "OL001";
     /// Class 08: connection exceptions.
@@ -192,6 +197,16 @@ impl From<tokio_postgres::Error> for Error {
             }
             _ if code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS) => {
                 Self::Unavailable(db.message().to_owned())
+            }
+            // Misconfigured credentials or database: for a caller the store is out of reach
+            // (readiness fails too); the operator reads why in the log.
+            _ if code.starts_with(sqlstate::INVALID_AUTHORIZATION_CLASS)
+                || code == sqlstate::INVALID_CATALOG_NAME =>
+            {
+                Self::Unavailable(format!(
+                    "the database server refused the connection: {} (SQLSTATE {code})",
+                    db.message()
+                ))
             }
             _ => Self::Database(format!("{} (SQLSTATE {code})", db.message())),
         }

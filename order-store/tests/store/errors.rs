@@ -23,6 +23,36 @@ async fn an_unreachable_database_is_unavailable_quickly() {
     );
 }
 
+/// A server that refuses our credentials or does not have our database is, for a caller,
+/// a database it cannot reach: UNAVAILABLE (and readiness fails), never a defect of ours.
+#[tokio::test]
+async fn a_server_that_refuses_our_credentials_or_database_is_unavailable() {
+    let admin = &order_testkit::settings().pg_admin_url;
+    let server = admin
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(_, host)| host.split(['/', '?']).next().unwrap_or(host).to_owned())
+        .expect("ORDER_PG_ADMIN_URL names user@host:port");
+    let wrong_password = format!("postgres://no_such_role:wrong-secret@{server}/postgres");
+    let no_database = order_testkit::pg::url_for_database(admin, "no_such_database_here");
+    for (url, says) in [
+        (wrong_password, "authentication"),
+        (no_database, "does not exist"),
+    ] {
+        let store = EventStore::new(StoreConfig::new(&url)).unwrap();
+        let result = append(&store, Uuid::new_v4(), ExpectedVersion::Any, &[event("x")]).await;
+        let Err(Error::Unavailable(message)) = &result else {
+            panic!("{url}: {result:?}");
+        };
+        assert!(message.contains(says), "{message}");
+        assert!(
+            !message.contains("wrong-secret"),
+            "no password in errors: {message}"
+        );
+        assert!(matches!(store.ping().await, Err(Error::Unavailable(_))));
+    }
+}
+
 #[tokio::test]
 async fn an_exhausted_pool_fails_fast_instead_of_queueing() {
     let t = test_store_with(|c| {
