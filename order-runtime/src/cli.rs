@@ -1,7 +1,33 @@
 //! Command lines: parse with clap, but report a bad setting on one line and exit non-zero.
 
-use clap::Parser;
-use clap::error::ErrorKind;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Command, Parser};
+
+/// What every binary also reads from its environment, beyond its own settings (shown at the
+/// end of every `--help`).
+pub const ENVIRONMENT_HELP: &str = "\
+Also read from the environment:
+  RUST_LOG                     log filter (default info), e.g. info,order_store=debug
+  OTEL_EXPORTER_OTLP_ENDPOINT  export traces by OTLP when set (or ..._TRACES_ENDPOINT);
+                               OTEL_SERVICE_NAME, OTEL_SDK_DISABLED and the other standard
+                               OTEL_* settings apply
+  AWS_REGION, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, ...
+                               the AWS SDK's own settings (binaries that use SQS or S3)
+";
+
+/// The binary's command with [`ENVIRONMENT_HELP`] at the end of its help and of every
+/// subcommand's.
+fn command<T: Parser>() -> Command {
+    let mut command = T::command().after_help(ENVIRONMENT_HELP);
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in names {
+        command = command.mut_subcommand(name, |s| s.after_help(ENVIRONMENT_HELP));
+    }
+    command
+}
 
 /// Parse the command line (with environment fallbacks). `--help` and `--version` print and
 /// exit 0; anything invalid prints `<binary>: error: <what>` on one line and exits 2.
@@ -11,10 +37,32 @@ pub fn parse<T: Parser>(binary: &str) -> T {
 
 /// Like [`parse`], but a command line that names no subcommand (nothing, or flags only) runs
 /// `default`: `order-worker --concurrency 4` is `order-worker run --concurrency 4`.
+///
+/// `--help` without a subcommand lists the subcommands and then every setting of `default`
+/// with its environment variable.
 pub fn parse_or_default<T: Parser>(binary: &str, default: &str) -> T {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let command = T::command();
-    let names_one = args.get(1).and_then(|a| a.to_str()).is_some_and(|a| {
+    let mut command = command::<T>();
+    let first = args.get(1).and_then(|a| a.to_str());
+    if args.len() == 2 && matches!(first, Some("-h" | "--help" | "help")) {
+        use std::io::Write;
+        let mut help = command
+            .clone()
+            .after_help("")
+            .render_long_help()
+            .to_string();
+        if let Some(sub) = command.find_subcommand_mut(default) {
+            let mut sub = sub.clone().bin_name(format!("{binary} {default}"));
+            help.push_str(&format!(
+                "\nThe settings of `{default}`, which runs when no subcommand is named:\n\n{}\n",
+                sub.render_long_help().to_string().trim_end()
+            ));
+        }
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = std::io::stdout().lock().write_all(help.as_bytes());
+        std::process::exit(0);
+    }
+    let names_one = first.is_some_and(|a| {
         command.get_subcommands().any(|s| s.get_name() == a)
             || matches!(a, "help" | "-h" | "--help" | "-V" | "--version")
     });
@@ -34,12 +82,18 @@ fn parse_from<T: Parser>(
     binary: &str,
     args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
 ) -> T {
-    match T::try_parse_from(args) {
+    let command = command::<T>();
+    let parsed = command
+        .clone()
+        .try_get_matches_from(args)
+        .and_then(|mut matches| T::from_arg_matches_mut(&mut matches));
+    match parsed {
         Ok(parsed) => parsed,
         Err(error) => match error.kind() {
             ErrorKind::DisplayHelp
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
+            ErrorKind::MissingRequiredArgument => fail(binary, &missing(&command, &error)),
             _ => fail(binary, &first_line(&error.render().to_string())),
         },
     }
@@ -50,6 +104,41 @@ pub fn fail(binary: &str, message: &str) -> ! {
     let message = message.trim().trim_start_matches("error: ");
     eprintln!("{binary}: error: {}", first_line(message));
     std::process::exit(2)
+}
+
+/// "missing setting: --database-url <DATABASE_URL> (or DATABASE_URL in the environment)",
+/// for each setting clap found missing.
+fn missing(command: &Command, error: &clap::Error) -> String {
+    let names = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::Strings(names)) => names.clone(),
+        Some(ContextValue::String(name)) => vec![name.clone()],
+        _ => return first_line(&error.render().to_string()),
+    };
+    let described: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let long = name
+                .split_whitespace()
+                .next()
+                .unwrap_or(name)
+                .trim_start_matches('-');
+            match env_of(command, long) {
+                Some(env) => format!("{name} (or {env} in the environment)"),
+                None => name.clone(),
+            }
+        })
+        .collect();
+    format!("missing setting: {}", described.join(", "))
+}
+
+/// The environment variable of the argument `--long`, in `command` or any subcommand.
+fn env_of(command: &Command, long: &str) -> Option<String> {
+    command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+        .and_then(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .or_else(|| command.get_subcommands().find_map(|sub| env_of(sub, long)))
 }
 
 fn first_line(text: &str) -> String {

@@ -73,9 +73,32 @@ fn help_lists_every_setting_with_its_environment_variable() {
     ] {
         assert!(help.contains(variable), "{variable} missing from --help");
     }
+    assert!(help.contains("AWS_ENDPOINT_URL_SQS"), "{help}");
+    // Without a subcommand, --help lists the subcommands and every setting of `run`.
     let top = worker(&["--help"], &[]);
+    assert!(top.status.success(), "{top:?}");
     let top = String::from_utf8(top.stdout).unwrap();
     assert!(top.contains("healthcheck"), "{top}");
+    for variable in help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|r| r.split('=').next())
+    {
+        assert!(
+            top.contains(variable),
+            "{variable} missing from the top --help"
+        );
+    }
+    for variable in [
+        "RUST_LOG",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "AWS_ENDPOINT_URL_SQS",
+    ] {
+        assert!(
+            top.contains(variable),
+            "{variable} missing from the top --help"
+        );
+    }
 }
 
 #[test]

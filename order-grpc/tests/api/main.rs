@@ -7,6 +7,7 @@
 mod alb_health;
 mod auth;
 mod bad_input;
+mod cli;
 mod commands;
 mod fuzz_seeds;
 mod helpers;

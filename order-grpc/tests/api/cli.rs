@@ -1,0 +1,92 @@
+//! The binary's command line: `--help` without a subcommand lists every setting of `serve`
+//! (the default) with its environment variable, and what else is read from the environment;
+//! a missing setting is named on one line, exit code 2.
+
+use std::process::{Command, Output};
+
+fn grpc(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_order-grpc"));
+    command.env_clear().args(args);
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command.envs(env.iter().copied());
+    command.output().unwrap()
+}
+
+/// The `[env: NAME=...]` variables a help text names.
+fn variables(help: &str) -> Vec<String> {
+    help.split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn help_without_a_subcommand_lists_every_setting_of_serve_and_the_environment_read() {
+    let serve = grpc(&["serve", "--help"], &[]);
+    assert!(serve.status.success(), "{serve:?}");
+    let serve = String::from_utf8(serve.stdout).unwrap();
+    let settings = variables(&serve);
+    assert!(
+        settings.len() >= 20 && settings.iter().any(|v| v == "DATABASE_URL"),
+        "{settings:?}"
+    );
+    for args in [&["--help"][..], &["-h"], &["help"]] {
+        let top = grpc(args, &[]);
+        assert!(top.status.success(), "{args:?}: {top:?}");
+        let top = String::from_utf8(top.stdout).unwrap();
+        for subcommand in ["serve", "migrate", "healthcheck"] {
+            assert!(top.contains(subcommand), "{args:?}: {subcommand}\n{top}");
+        }
+        for variable in settings.iter().map(String::as_str).chain([
+            "RUST_LOG",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_SERVICE_NAME",
+        ]) {
+            assert!(
+                top.contains(variable),
+                "{args:?}: {variable} missing\n{top}"
+            );
+        }
+    }
+    assert!(serve.contains("RUST_LOG"), "{serve}");
+}
+
+#[test]
+fn a_missing_setting_is_named_on_one_line_with_its_environment_variable() {
+    let cases: &[(&[&str], &[(&str, &str)], &[&str])] = &[
+        (&[], &[], &["--database-url", "DATABASE_URL"]),
+        (&["serve"], &[], &["--database-url", "DATABASE_URL"]),
+        (&["migrate"], &[], &["DATABASE_URL"]),
+        (
+            &[],
+            &[
+                ("DATABASE_URL", "postgres://u@127.0.0.1:1/db"),
+                ("ORDER_GRPC_TLS_CERT_FILE", "/nonexistent/cert.pem"),
+            ],
+            &["--tls-key-file", "ORDER_GRPC_TLS_KEY_FILE"],
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let output = grpc(args, env);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?} {env:?}: {output:?}"
+        );
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("order-grpc: error: missing setting: "),
+            "{stderr}"
+        );
+        for word in *expected {
+            assert!(
+                stderr.contains(word),
+                "{args:?} {env:?}: {word} in {stderr}"
+            );
+        }
+    }
+}
