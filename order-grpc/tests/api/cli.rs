@@ -54,9 +54,12 @@ fn help_without_a_subcommand_lists_every_setting_of_serve_and_the_environment_re
     assert!(serve.contains("RUST_LOG"), "{serve}");
 }
 
+/// Arguments, environment, and the words the error line must hold.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+
 #[test]
 fn a_missing_setting_is_named_on_one_line_with_its_environment_variable() {
-    let cases: &[(&[&str], &[(&str, &str)], &[&str])] = &[
+    let cases: &[Case] = &[
         (&[], &[], &["--database-url", "DATABASE_URL"]),
         (&["serve"], &[], &["--database-url", "DATABASE_URL"]),
         (&["migrate"], &[], &["DATABASE_URL"]),
