@@ -50,7 +50,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDER_GRPC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024,
           value_parser = clap::value_parser!(u32).range(1024..=64 * 1024 * 1024))]
     pub max_message_bytes: u32,
-    /// Deadline (ms) for calls that bring none; a shorter client deadline wins.
+    /// Deadline (ms) for calls that bring none, and the longest any call may run: a shorter
+    /// client deadline wins, a longer one is cut to this.
     #[arg(long, env = "ORDER_GRPC_DEFAULT_DEADLINE_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub default_deadline_ms: u64,

@@ -292,7 +292,7 @@ where
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(bearer_token)
                 .map(str::as_bytes);
             match presented.and_then(|p| self.tokens.find(p)) {
                 Some(token) => {
@@ -363,6 +363,15 @@ where
 /// PERMISSION_DENIED when `token` has none of the scopes the method at `path` needs: the
 /// method, the scopes that would do and the caller are in the message and in an ErrorInfo
 /// detail (reason `MISSING_SCOPE`), and counted by caller and method.
+/// The token of an `authorization` value `Bearer <token>`; the scheme's case does not matter
+/// (RFC 9110, 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+}
+
 fn permission_denied(token: &Token, path: &str) -> Option<Status> {
     use tonic_types::{ErrorDetails, StatusExt};
     let Needs::AnyOf(needed) = needs(path) else {
@@ -425,6 +434,16 @@ mod tests {
     /// Polls `future` once with the calling task's waker.
     async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
         std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_whatever_its_case() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc", " Bearer abc"] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value}");
+        }
+        for value in ["Basic abc", "Bearerabc", "abc", ""] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
     }
 
     /// A task woken by another timer (tonic's) after the deadline answers DEADLINE_EXCEEDED even

@@ -72,9 +72,36 @@ pub enum Needs {
     AnyOf(&'static [Scope]),
 }
 
+/// The methods of the contract, `/package.Service/Method`, from the compiled descriptors.
+fn contract() -> &'static std::collections::HashSet<String> {
+    use prost::Message;
+    static METHODS: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    METHODS.get_or_init(|| {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(order_proto::FILE_DESCRIPTOR_SET)
+        else {
+            return Default::default();
+        };
+        set.file
+            .iter()
+            .flat_map(|file| {
+                file.service.iter().flat_map(move |service| {
+                    service.method.iter().map(move |method| {
+                        format!("/{}.{}/{}", file.package(), service.name(), method.name())
+                    })
+                })
+            })
+            .collect()
+    })
+}
+
 /// What a call to the gRPC method at `path` (`/package.Service/Method`) needs.
 pub fn needs(path: &str) -> Needs {
     use Scope::*;
+    if (path.starts_with(COMMANDS) || path.starts_with(QUERIES)) && !contract().contains(path) {
+        // No such method: UNIMPLEMENTED for every caller, whatever its scopes.
+        return Needs::Authenticated;
+    }
     if let Some(method) = path.strip_prefix(COMMANDS) {
         return Needs::AnyOf(match method {
             "PlaceOrder" => &[Place],
@@ -83,7 +110,7 @@ pub fn needs(path: &str) -> Needs {
             | "CompleteOrder" | "ReleaseInventory" => &[Saga],
             "RefundPayment" => &[Saga, Admin],
             "CancelOrder" => &[Admin],
-            // a method of the service that the table does not know: nobody
+            // a method of the contract that the table does not know: nobody
             _ => &[],
         });
     }
@@ -176,6 +203,17 @@ mod tests {
     }
 
     #[test]
+    fn a_method_the_contract_does_not_have_needs_no_scope_and_is_unimplemented() {
+        for path in [
+            "/orders.v1.OrderService/Nope",
+            "/orders.v1.OrderQueryService/Nope",
+            "/orders.v1.OrderService/PlaceOrder/extra",
+        ] {
+            assert_eq!(needs(path), Needs::Authenticated, "{path}");
+        }
+    }
+
+    #[test]
     fn scopes_parse_and_bad_entries_are_named() {
         let parsed = parse_assignments(
             "worker=orders.read+orders.saga, ops = orders.admin orders.read\n# c\n",
@@ -230,8 +268,8 @@ mod tests {
         );
         assert_eq!(
             needs("/orders.v1.OrderService/NotAMethod"),
-            Needs::AnyOf(&[]),
-            "an unknown method of ours is refused to everyone"
+            Needs::Authenticated,
+            "a method the contract does not have is UNIMPLEMENTED for everyone, as without tokens"
         );
     }
 }
