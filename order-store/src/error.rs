@@ -84,8 +84,8 @@ pub enum Error {
         /// The event id.
         event_id: Uuid,
     },
-    /// The request breaks a bound (names which): nothing was sent.
-    #[error("invalid append: {0}")]
+    /// The request or a setting breaks a bound (names which): nothing was sent.
+    #[error("invalid input: {0}")]
     InvalidInput(String),
     /// A stored event does not decode: it is never skipped.
     #[error("stored event at position {global_position} cannot be decoded: {source}")]
