@@ -404,12 +404,26 @@ impl Serialize for CountryCode {
 }
 
 impl CountryCode {
-    /// Validate an ISO 3166-1 alpha-2 country code.
+    /// Validate the form of an ISO 3166-1 alpha-2 country code: two upper-case letters. Stored
+    /// events are read with this (what was once accepted always reads back); new input goes
+    /// through [`CountryCode::parse_assigned`].
     pub fn parse(text: &str) -> Result<Self, Violation> {
         match text.as_bytes() {
             [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => Ok(Self([*a, *b])),
             _ => Err(Violation::Format {
                 expected: "an ISO 3166-1 alpha-2 code such as DE",
+            }),
+        }
+    }
+
+    /// Validate a country code of new input: one of the 249 codes ISO 3166-1 assigns (`GB`,
+    /// not `UK`; no user-assigned codes such as `XK` or `ZZ`).
+    pub fn parse_assigned(text: &str) -> Result<Self, Violation> {
+        let code = Self::parse(text)?;
+        match isocountry::CountryCode::for_alpha2(text) {
+            Ok(_) => Ok(code),
+            Err(_) => Err(Violation::Format {
+                expected: "a country code that ISO 3166-1 assigns, such as DE (GB for the United Kingdom)",
             }),
         }
     }
@@ -492,7 +506,7 @@ impl Address {
                 .transpose()
                 .field("region")?,
             postal_code: PostalCode::parse(input.postal_code).field("postal_code")?,
-            country: CountryCode::parse(input.country).field("country")?,
+            country: CountryCode::parse_assigned(input.country).field("country")?,
         })
     }
 
@@ -621,6 +635,24 @@ mod tests {
             ..AddressInput::default()
         };
         assert!(Address::parse(&good).is_ok());
+        for country in ["UK", "EU", "ZZ", "XK", "AA", "QZ"] {
+            let input = AddressInput {
+                country,
+                ..good.clone()
+            };
+            let error = Address::parse(&input).expect_err(country);
+            assert_eq!(error.field, "country", "{country}");
+        }
+        for country in ["DE", "US", "SS", "CW", "JP"] {
+            let input = AddressInput {
+                country,
+                ..good.clone()
+            };
+            assert!(Address::parse(&input).is_ok(), "{country}");
+        }
+        // What was stored before codes were checked against the list still reads back.
+        let stored: CountryCode = serde_json::from_str("\"UK\"").expect("the form is enough");
+        assert_eq!(stored.as_str(), "UK");
         let cases: [(AddressInput<'_>, &str); 4] = [
             (
                 AddressInput {

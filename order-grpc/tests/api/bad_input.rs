@@ -206,6 +206,14 @@ async fn every_bad_request_names_its_field_and_changes_nothing() {
             "shipping_address.country",
         ),
         (
+            "a country code ISO 3166-1 does not assign",
+            placing(&c, |r| {
+                r.shipping_address.as_mut().unwrap().country = "UK".into();
+            }),
+            Code::InvalidArgument,
+            "shipping_address.country",
+        ),
+        (
             "unspecified shipping method",
             placing(&c, |r| r.shipping_method = 0),
             Code::InvalidArgument,
