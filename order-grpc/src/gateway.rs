@@ -360,9 +360,6 @@ where
     }
 }
 
-/// PERMISSION_DENIED when `token` has none of the scopes the method at `path` needs: the
-/// method, the scopes that would do and the caller are in the message and in an ErrorInfo
-/// detail (reason `MISSING_SCOPE`), and counted by caller and method.
 /// The token of an `authorization` value `Bearer <token>`; the scheme's case does not matter
 /// (RFC 9110, 11.1).
 fn bearer_token(value: &str) -> Option<&str> {
@@ -372,6 +369,9 @@ fn bearer_token(value: &str) -> Option<&str> {
         .then(|| token.trim_start())
 }
 
+/// PERMISSION_DENIED when `token` has none of the scopes the method at `path` needs: the
+/// method, the scopes that would do and the caller are in the message and in an ErrorInfo
+/// detail (reason `MISSING_SCOPE`), and counted by caller and method.
 fn permission_denied(token: &Token, path: &str) -> Option<Status> {
     use tonic_types::{ErrorDetails, StatusExt};
     let Needs::AnyOf(needed) = needs(path) else {

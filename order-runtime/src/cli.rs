@@ -32,7 +32,7 @@ fn command<T: Parser>() -> Command {
 /// Parse the command line (with environment fallbacks). `--help` and `--version` print and
 /// exit 0; anything invalid prints `<binary>: error: <what>` on one line and exits 2.
 pub fn parse<T: Parser>(binary: &str) -> T {
-    parse_from(binary, std::env::args_os())
+    parse_from(binary, command::<T>(), std::env::args_os())
 }
 
 /// Like [`parse`], but a command line that names no subcommand (nothing, or flags only) runs
@@ -42,7 +42,7 @@ pub fn parse<T: Parser>(binary: &str) -> T {
 /// with its environment variable.
 pub fn parse_or_default<T: Parser>(binary: &str, default: &str) -> T {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut command = command::<T>();
+    let command = command::<T>();
     let first = args.get(1).and_then(|a| a.to_str());
     if args.len() == 2 && matches!(first, Some("-h" | "--help" | "help")) {
         use std::io::Write;
@@ -51,7 +51,7 @@ pub fn parse_or_default<T: Parser>(binary: &str, default: &str) -> T {
             .after_help("")
             .render_long_help()
             .to_string();
-        if let Some(sub) = command.find_subcommand_mut(default) {
+        if let Some(sub) = command.find_subcommand(default) {
             let mut sub = sub.clone().bin_name(format!("{binary} {default}"));
             help.push_str(&format!(
                 "\nThe settings of `{default}`, which runs when no subcommand is named:\n\n{}\n",
@@ -69,7 +69,7 @@ pub fn parse_or_default<T: Parser>(binary: &str, default: &str) -> T {
     if !names_one {
         args.insert(1.min(args.len()), default.into());
     }
-    parse_from(binary, args)
+    parse_from(binary, command, args)
 }
 
 /// A multi-threaded Tokio runtime, or `<binary>: error: ...` and exit 2.
@@ -80,12 +80,11 @@ pub fn runtime(binary: &str) -> tokio::runtime::Runtime {
 
 fn parse_from<T: Parser>(
     binary: &str,
+    mut command: Command,
     args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
 ) -> T {
-    let command = command::<T>();
     let parsed = command
-        .clone()
-        .try_get_matches_from(args)
+        .try_get_matches_from_mut(args)
         .and_then(|mut matches| T::from_arg_matches_mut(&mut matches));
     match parsed {
         Ok(parsed) => parsed,
