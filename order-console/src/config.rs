@@ -27,7 +27,11 @@ pub enum Command {
     /// Probe a running console's /readyz and exit 0 when it answers 200.
     Healthcheck {
         /// The URL to probe.
-        #[arg(long, default_value = "http://127.0.0.1:9470/readyz")]
+        #[arg(
+            long,
+            env = "ORDER_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:9470/readyz"
+        )]
         url: String,
     },
 }
@@ -289,6 +293,13 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_setting_of_every_subcommand_has_an_environment_variable() {
+        use clap::CommandFactory;
+        let missing = order_runtime::cli::settings_without_environment(&Cli::command());
+        assert!(missing.is_empty(), "no environment variable: {missing:?}");
+    }
 
     #[test]
     fn targets_parse_or_name_the_problem() {

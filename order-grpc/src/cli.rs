@@ -24,7 +24,8 @@ enum Command {
     Migrate {
         /// Print the migrations a run would apply, read from the database's schema history,
         /// and apply nothing (read-only session, no lock).
-        #[arg(long)]
+        #[arg(long, env = "ORDER_MIGRATE_DRY_RUN",
+          value_parser = clap::builder::BoolishValueParser::new())]
         dry_run: bool,
         #[command(flatten)]
         database: DatabaseArgs,
@@ -34,7 +35,7 @@ enum Command {
     /// Exit 0 when the admin readiness endpoint answers 200 (for container health checks).
     Healthcheck {
         /// The URL to probe; default: /readyz on ORDER_ADMIN_ADDR.
-        #[arg(long)]
+        #[arg(long, env = "ORDER_HEALTHCHECK_URL")]
         url: Option<String>,
         #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
         admin_addr: String,
@@ -145,4 +146,15 @@ fn describe_plan(plan: &order_store::migrate::MigrationPlan) -> String {
         text.push_str(&format!("  {name}\n"));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_setting_of_every_subcommand_has_an_environment_variable() {
+        let missing = order_runtime::cli::settings_without_environment(&super::Cli::command());
+        assert!(missing.is_empty(), "no environment variable: {missing:?}");
+    }
 }

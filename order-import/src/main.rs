@@ -14,8 +14,7 @@ use order_store::{DatabaseArgs, EventStore};
 // The importer turns every legacy record into a few dozen short-lived strings and vectors
 // (JSON fields, payloads, COPY rows): with glibc's allocator, malloc and free were a third of
 // its CPU, and its CPU is taken from the two PostgreSQL backends it feeds on a small machine.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// So it runs on mimalloc, which order-runtime sets as every linking binary's allocator.
 
 /// Import a legacy order system's export (JSON Lines or CSV, docs/import.md) into the log:
 /// each legacy order becomes a stream telling its history in this system's events, exactly
@@ -40,7 +39,7 @@ enum Command {
     /// Show an import's progress row.
     Status {
         /// The import's name.
-        #[arg(long)]
+        #[arg(long, env = "ORDER_IMPORT_NAME")]
         name: String,
         #[command(flatten)]
         database: DatabaseArgs,
@@ -50,43 +49,43 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// The export: a JSON Lines file, or a directory of CSV tables.
-    #[arg(long)]
+    #[arg(long, env = "ORDER_IMPORT_INPUT")]
     input: PathBuf,
     /// The export's format (default: a directory is CSV, a file JSON Lines).
-    #[arg(long, value_enum)]
+    #[arg(long, env = "ORDER_IMPORT_FORMAT", value_enum)]
     format: Option<Format>,
     /// The import's name: its progress row, and the rejects file's default name. Runs of the
     /// same export should use the same name (default: the input's file name).
-    #[arg(long)]
+    #[arg(long, env = "ORDER_IMPORT_NAME")]
     name: Option<String>,
     /// The legacy system's name: part of every derived id, so that two systems with the same
     /// order ids give different orders. Never change it between runs of one export.
-    #[arg(long, default_value = "legacy")]
+    #[arg(long, env = "ORDER_IMPORT_SOURCE", default_value = "legacy")]
     source: String,
     /// How the export is sorted by order_id.
-    #[arg(long, value_enum, default_value_t = IdOrder::Text)]
+    #[arg(long, env = "ORDER_IMPORT_ID_ORDER", value_enum, default_value_t = IdOrder::Text)]
     id_order: IdOrder,
     /// Where to write the rejects (JSON Lines; rewritten by every run). Default:
     /// `<name>.rejects.jsonl` in the current directory.
-    #[arg(long)]
+    #[arg(long, env = "ORDER_IMPORT_REJECTS")]
     rejects: Option<PathBuf>,
     /// Orders per batch (one transaction).
-    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, env = "ORDER_IMPORT_BATCH_ORDERS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     batch_orders: u64,
     /// Events per batch, at most.
-    #[arg(long, default_value_t = 40_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, env = "ORDER_IMPORT_BATCH_EVENTS", default_value_t = 40_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     batch_events: u64,
     /// Batches written at once.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    #[arg(long, env = "ORDER_IMPORT_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
     writers: u64,
     /// At most this many events per second (leaves the database to live traffic).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "ORDER_IMPORT_MAX_RATE", value_parser = clap::value_parser!(u64).range(1..))]
     max_rate: Option<u64>,
     /// Print the summary as JSON on stdout.
-    #[arg(long)]
+    #[arg(long, env = "ORDER_IMPORT_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     json: bool,
     /// No progress bar, even on a terminal (log lines every 10 s instead).
-    #[arg(long)]
+    #[arg(long, env = "ORDER_IMPORT_NO_PROGRESS", value_parser = clap::builder::BoolishValueParser::new())]
     no_progress: bool,
     #[command(flatten)]
     database: DatabaseArgs,
@@ -95,22 +94,22 @@ struct RunArgs {
 #[derive(Debug, clap::Args)]
 struct GenerateArgs {
     /// Records to write.
-    #[arg(long)]
+    #[arg(long, env = "ORDER_IMPORT_GENERATE_ORDERS")]
     orders: u64,
     /// Where: a file (JSON Lines) or a directory (CSV).
-    #[arg(long)]
+    #[arg(long, env = "ORDER_IMPORT_GENERATE_OUT")]
     out: PathBuf,
     /// The format.
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    #[arg(long, env = "ORDER_IMPORT_GENERATE_FORMAT", value_enum, default_value_t = Format::Jsonl)]
     format: Format,
     /// Every n-th record is bad (0: none; 1 is refused).
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, env = "ORDER_IMPORT_GENERATE_BAD_EVERY", default_value_t = 1_000)]
     bad_every: u64,
     /// Random seed.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "ORDER_IMPORT_GENERATE_SEED", default_value_t = 1)]
     seed: u64,
     /// Where to write the rejects the import must report (default: `<out>.expected.jsonl`).
-    #[arg(long)]
+    #[arg(long, env = "ORDER_IMPORT_GENERATE_EXPECTED")]
     expected: Option<PathBuf>,
 }
 
@@ -198,7 +197,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = order_runtime::cli::parse_with_footer(
+        "order-import",
+        order_runtime::cli::LOG_ENVIRONMENT_HELP,
+    );
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -264,5 +266,16 @@ fn main() -> ExitCode {
             eprintln!("[order-import] error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_setting_of_every_subcommand_has_an_environment_variable() {
+        let missing = order_runtime::cli::settings_without_environment(&super::Cli::command());
+        assert!(missing.is_empty(), "no environment variable: {missing:?}");
     }
 }

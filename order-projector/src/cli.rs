@@ -25,21 +25,27 @@ const NAME: &str = "order-projector";
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
     /// The projection to rebuild.
-    #[arg(long)]
+    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_PROJECTION")]
     pub projection: String,
     /// Where the database is.
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Events per read.
-    #[arg(long, default_value_t = 5_000,
+    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_PAGE", default_value_t = 5_000,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub page: u32,
     /// Progress display.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(
+        long,
+        env = "ORDER_PROJECTOR_REPLAY_PROGRESS",
+        value_enum,
+        default_value = "auto"
+    )]
     pub progress: Progress,
     /// Rebuild even if the tables were built by a newer version of the projection (after
     /// rolling its code back).
-    #[arg(long)]
+    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_ALLOW_OLDER_VERSION",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_older_version: bool,
     /// How long the replay's leases last without renewal (ms). Should the replay die, the
     /// live projector resumes, and another replay may start, after at most this.
@@ -48,7 +54,8 @@ pub struct ReplayArgs {
     pub lease_ttl_ms: u64,
     /// Apply page after page with the projection's own apply, even when it has a faster bulk
     /// path (the same tables; to compare the two, or to measure the generic path).
-    #[arg(long)]
+    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_NO_BULK",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub no_bulk: bool,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
@@ -62,7 +69,8 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// JSON for scripts instead of a table.
-    #[arg(long)]
+    #[arg(long, env = "ORDER_PROJECTOR_STATUS_JSON",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
 }
 
@@ -70,7 +78,7 @@ pub struct StatusArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealthcheckArgs {
     /// The readiness URL (default: `/readyz` on the admin address).
-    #[arg(long)]
+    #[arg(long, env = "ORDER_HEALTHCHECK_URL")]
     pub url: Option<String>,
     /// The admin address of the instance to probe.
     #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9465")]
@@ -93,16 +101,20 @@ enum Command {
         #[command(flatten)]
         replay: ReplayArgs,
         /// Orders folded in memory before they are written out (bounds memory).
-        #[arg(long, default_value_t = 250_000)]
+        #[arg(
+            long,
+            env = "ORDER_PROJECTOR_REPLAY_BATCH_ORDERS",
+            default_value_t = 250_000
+        )]
         batch_orders: usize,
     },
     /// Send events with FROM <= position <= TO to SQS again (same deduplication ids).
     Republish {
         /// First global position to send again.
-        #[arg(long)]
+        #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_FROM")]
         from: u64,
         /// Default: the current head of the log.
-        #[arg(long)]
+        #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_TO")]
         to: Option<u64>,
         #[command(flatten)]
         database: DatabaseArgs,
@@ -435,6 +447,19 @@ impl Service {
             ServiceCommand::Replay(args) => run_replay(name, &self.subscriptions, args).await,
             ServiceCommand::Status(args) => run_status(name, &self.subscriptions, args).await,
             ServiceCommand::Healthcheck(args) => run_healthcheck(args).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_setting_of_every_subcommand_has_an_environment_variable() {
+        for command in [super::Cli::command(), super::ServiceCli::command()] {
+            let missing = order_runtime::cli::settings_without_environment(&command);
+            assert!(missing.is_empty(), "no environment variable: {missing:?}");
         }
     }
 }

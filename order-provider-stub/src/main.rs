@@ -44,7 +44,10 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let args = Args::parse();
+    let args: Args = order_runtime::cli::parse_with_footer(
+        "order-provider-stub",
+        order_runtime::cli::LOG_ENVIRONMENT_HELP,
+    );
     if !(0.0..=86_400.0).contains(&args.delivery_seconds) {
         eprintln!("order-provider-stub: error: --delivery-seconds must be 0-86400");
         std::process::exit(2);
@@ -85,4 +88,15 @@ async fn main() -> anyhow::Result<()> {
     }
     stub.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_setting_has_an_environment_variable() {
+        let missing = order_runtime::cli::settings_without_environment(&super::Args::command());
+        assert!(missing.is_empty(), "no environment variable: {missing:?}");
+    }
 }

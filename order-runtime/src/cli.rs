@@ -15,16 +15,22 @@ Also read from the environment:
                                the AWS SDK's own settings (binaries that use SQS or S3)
 ";
 
-/// The binary's command with [`ENVIRONMENT_HELP`] at the end of its help and of every
-/// subcommand's.
-fn command<T: Parser>() -> Command {
-    let mut command = T::command().after_help(ENVIRONMENT_HELP);
+/// What a binary without traces or AWS (a tool) reads from its environment beyond its own
+/// settings: [`parse_with_footer`]'s usual footer.
+pub const LOG_ENVIRONMENT_HELP: &str = "\
+Also read from the environment:
+  RUST_LOG                     log filter (default info), e.g. info,order_store=debug
+";
+
+/// The binary's command with `footer` at the end of its help and of every subcommand's.
+fn command<T: Parser>(footer: &'static str) -> Command {
+    let mut command = T::command().after_help(footer);
     let names: Vec<String> = command
         .get_subcommands()
         .map(|s| s.get_name().to_owned())
         .collect();
     for name in names {
-        command = command.mut_subcommand(name, |s| s.after_help(ENVIRONMENT_HELP));
+        command = command.mut_subcommand(name, |s| s.after_help(footer));
     }
     command
 }
@@ -32,7 +38,14 @@ fn command<T: Parser>() -> Command {
 /// Parse the command line (with environment fallbacks). `--help` and `--version` print and
 /// exit 0; anything invalid prints `<binary>: error: <what>` on one line and exits 2.
 pub fn parse<T: Parser>(binary: &str) -> T {
-    parse_from(binary, command::<T>(), std::env::args_os())
+    parse_with_footer(binary, ENVIRONMENT_HELP)
+}
+
+/// Like [`parse`], with `footer` (what else is read from the environment) at the end of every
+/// help text instead of [`ENVIRONMENT_HELP`]; for tools that export no traces and call no AWS
+/// service ([`LOG_ENVIRONMENT_HELP`]).
+pub fn parse_with_footer<T: Parser>(binary: &str, footer: &'static str) -> T {
+    parse_from(binary, command::<T>(footer), std::env::args_os())
 }
 
 /// Like [`parse`], but a command line that names no subcommand (nothing, or flags only) runs
@@ -42,7 +55,7 @@ pub fn parse<T: Parser>(binary: &str) -> T {
 /// with its environment variable.
 pub fn parse_or_default<T: Parser>(binary: &str, default: &str) -> T {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let command = command::<T>();
+    let command = command::<T>(ENVIRONMENT_HELP);
     let first = args.get(1).and_then(|a| a.to_str());
     if args.len() == 2 && matches!(first, Some("-h" | "--help" | "help")) {
         use std::io::Write;
@@ -138,6 +151,27 @@ fn env_of(command: &Command, long: &str) -> Option<String> {
         .and_then(|arg| arg.get_env())
         .map(|env| env.to_string_lossy().into_owned())
         .or_else(|| command.get_subcommands().find_map(|sub| env_of(sub, long)))
+}
+
+/// Every option of `command` and of its subcommands that has no environment variable, as
+/// `"<subcommand path> --<long>"` (help and version excepted). The contract is that `--help`
+/// lists every setting with its environment variable; each binary's tests assert this is empty.
+pub fn settings_without_environment(command: &Command) -> Vec<String> {
+    fn walk(command: &Command, path: &str, out: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.is_positional() || id == "help" || id == "version" || arg.get_env().is_some() {
+                continue;
+            }
+            out.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(command, command.get_name(), &mut out);
+    out
 }
 
 fn first_line(text: &str) -> String {

@@ -25,7 +25,7 @@ enum Command {
     /// Exit 0 when the admin readiness endpoint answers 200 (for container health checks).
     Healthcheck {
         /// The URL to probe; default: /readyz on ORDER_ADMIN_ADDR.
-        #[arg(long)]
+        #[arg(long, env = "ORDER_HEALTHCHECK_URL")]
         url: Option<String>,
         #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9466")]
         admin_addr: String,
@@ -59,5 +59,16 @@ async fn execute(command: Command) -> i32 {
             let url = url.unwrap_or_else(|| format!("http://{admin_addr}/readyz"));
             probe::run(&url).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_setting_of_every_subcommand_has_an_environment_variable() {
+        let missing = order_runtime::cli::settings_without_environment(&super::Cli::command());
+        assert!(missing.is_empty(), "no environment variable: {missing:?}");
     }
 }
