@@ -404,9 +404,10 @@ fn permission_denied(token: &Token, path: &str) -> Option<Status> {
 }
 
 /// A request that does not decode (e.g. invalid UTF-8 in a string field) is the caller's
-/// mistake: tonic answers INTERNAL, the contract says INVALID_ARGUMENT. A message over the size
-/// limit is RESOURCE_EXHAUSTED in the gRPC specification; tonic answers OUT_OF_RANGE. Both
-/// arrive as trailers-only responses, with the status in the headers.
+/// mistake: tonic answers INTERNAL, the contract says INVALID_ARGUMENT with a
+/// `google.rpc.BadRequest` naming the field. A message over the size limit is
+/// RESOURCE_EXHAUSTED in the gRPC specification; tonic answers OUT_OF_RANGE. Both arrive as
+/// trailers-only responses, with the status in the headers.
 fn correct_status<B>(response: &mut Response<B>) {
     let headers = response.headers();
     let (Some(code), Some(message)) = (headers.get("grpc-status"), headers.get("grpc-message"))
@@ -414,8 +415,14 @@ fn correct_status<B>(response: &mut Response<B>) {
         return;
     };
     let message = message.to_str().unwrap_or_default();
+    if code.as_bytes() == b"13" && message.starts_with("failed%20to%20decode") {
+        let message = percent_encoding::percent_decode_str(message).decode_utf8_lossy();
+        // On a status this function made itself, add_header cannot fail: the message is
+        // percent-encoded and the details base64.
+        let _ = undecodable(&message).add_header(response.headers_mut());
+        return;
+    }
     let corrected = match code.as_bytes() {
-        b"13" if message.starts_with("failed%20to%20decode") => Some(tonic::Code::InvalidArgument),
         b"11" if message.contains("message%20length%20too%20large") => {
             Some(tonic::Code::ResourceExhausted)
         }
@@ -427,9 +434,75 @@ fn correct_status<B>(response: &mut Response<B>) {
     }
 }
 
+/// INVALID_ARGUMENT for prost's "failed to decode Protobuf message: Inner.field: Outer.field:
+/// what", with one field violation on the path from the request (`outer.inner`; empty when
+/// prost named no field).
+fn undecodable(message: &str) -> Status {
+    let rest = message
+        .strip_prefix("failed to decode Protobuf message: ")
+        .unwrap_or(message);
+    use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+    let identifier =
+        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let mut fields = Vec::new();
+    let mut what = rest;
+    while let Some((segment, after)) = what.split_once(": ") {
+        match segment.split_once('.') {
+            Some((type_name, field)) if identifier(type_name) && identifier(field) => {
+                fields.push(field);
+                what = after;
+            }
+            _ => break,
+        }
+    }
+    // prost names the innermost field first.
+    fields.reverse();
+    let details = ErrorDetails::with_bad_request(vec![FieldViolation::new(
+        fields.join("."),
+        format!("not a valid protobuf encoding: {what}"),
+    )]);
+    Status::with_error_details(tonic::Code::InvalidArgument, message, details)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_undecodable_message_names_the_field_from_the_request_down() {
+        let cases = [
+            (
+                "failed to decode Protobuf message: LineItem.sku: PlaceOrderRequest.lines: invalid string value: data is not UTF-8 encoded",
+                "lines.sku",
+                "invalid string value: data is not UTF-8 encoded",
+            ),
+            (
+                "failed to decode Protobuf message: PlaceOrderRequest.order_id: invalid wire type: Varint (expected LengthDelimited)",
+                "order_id",
+                "invalid wire type: Varint (expected LengthDelimited)",
+            ),
+            (
+                "failed to decode Protobuf message: invalid tag value: 0",
+                "",
+                "invalid tag value: 0",
+            ),
+            ("failed to decode Protobuf message: ", "", ""),
+        ];
+        for (message, field, what) in cases {
+            let status = undecodable(message);
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert_eq!(status.message(), message);
+            let details = tonic_types::StatusExt::get_error_details(&status);
+            let violations = &details.bad_request().expect(message).field_violations;
+            assert_eq!(violations.len(), 1, "{message}");
+            assert_eq!(violations[0].field, field, "{message}");
+            assert_eq!(
+                violations[0].description,
+                format!("not a valid protobuf encoding: {what}"),
+                "{message}"
+            );
+        }
+    }
 
     /// Polls `future` once with the calling task's waker.
     async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {

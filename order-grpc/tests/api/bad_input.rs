@@ -432,15 +432,39 @@ impl tonic::codec::Decoder for RawCodec {
 async fn a_message_that_does_not_decode_is_invalid_argument_not_internal() {
     let app = spawn_app().await;
     let mut client = tonic::client::Grpc::new(app.channel.clone());
-    // Field 1 (command_id, a string) holding invalid UTF-8; then a truncated varint.
-    for body in [vec![0x0a, 0x02, 0xff, 0xfe], vec![0x10, 0xff]] {
+    // Each body, and the field its BadRequest violation must name (the path from the request).
+    let cases: [(Vec<u8>, &str); 4] = [
+        // Field 1 (command_id, a string) holding invalid UTF-8.
+        (vec![0x0a, 0x02, 0xff, 0xfe], "command_id"),
+        // Field 2 (order_id, a string) sent as a varint.
+        (vec![0x10, 0xff], "order_id"),
+        // Field 5 (lines), its first line's field 1 (sku) holding invalid UTF-8.
+        (vec![0x2a, 0x04, 0x0a, 0x02, 0xff, 0xfe], "lines.sku"),
+        // Field 3 (expected_version, a varint) cut off after its key.
+        (vec![0x18], "expected_version"),
+    ];
+    for (body, field) in cases {
         client.ready().await.unwrap();
         let path = http::uri::PathAndQuery::from_static("/orders.v1.OrderService/PlaceOrder");
         let status = client
-            .unary(tonic::Request::new(body), path, RawCodec)
+            .unary(tonic::Request::new(body.clone()), path, RawCodec)
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(status.code(), Code::InvalidArgument, "{body:?}: {status:?}");
+        assert_eq!(violated_fields(&status), [field], "{body:?}: {status:?}");
+        assert!(
+            status.message().contains("failed to decode"),
+            "{body:?}: {status:?}"
+        );
     }
+    // A body that fails before any field is named still carries one violation, on the request.
+    client.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/orders.v1.OrderService/PlaceOrder");
+    let status = client
+        .unary(tonic::Request::new(vec![0x00]), path, RawCodec)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), [""], "{status:?}");
     assert_eq!(app.event_count().await, 0);
 }
