@@ -33,17 +33,26 @@ use tower::{Service, ServiceExt};
 /// connection reset. Linux caps it at `net.core.somaxconn` (4096 by default).
 pub const ACCEPT_BACKLOG: u32 = 4096;
 
-/// Bind the gRPC port with an accept queue of [`ACCEPT_BACKLOG`] connections.
+/// Bind the gRPC port with an accept queue of [`ACCEPT_BACKLOG`] connections. The error names
+/// the address ("cannot listen on 127.0.0.1:50051 (gRPC port): Address already in use").
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // a restarted server can bind again while old connections are in TIME_WAIT
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(ACCEPT_BACKLOG)
     };
-    // a restarted server can bind again while old connections are in TIME_WAIT
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(ACCEPT_BACKLOG)
+    listen().map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} (gRPC port): {e}"),
+        )
+    })
 }
 
 /// How long a TLS handshake may take before the connection is dropped.

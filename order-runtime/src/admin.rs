@@ -41,7 +41,12 @@ impl AdminServer {
         addr: SocketAddr,
         readiness: watch::Receiver<Readiness>,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} (admin port): {e}"),
+            )
+        })?;
         let addr = listener.local_addr()?;
         crate::telemetry::metrics();
         let app = Router::new()

@@ -93,3 +93,38 @@ fn a_missing_setting_is_named_on_one_line_with_its_environment_variable() {
         }
     }
 }
+
+#[test]
+fn a_port_already_taken_is_named_on_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let free = || {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let (grpc_free, admin_free) = (free(), free());
+    for (grpc_addr, admin_addr, port) in [
+        (taken.as_str(), admin_free.as_str(), "gRPC port"),
+        (grpc_free.as_str(), taken.as_str(), "admin port"),
+    ] {
+        let output = grpc(
+            &[],
+            &[
+                ("DATABASE_URL", "postgres://u@127.0.0.1:1/db"),
+                ("ORDER_GRPC_ADDR", grpc_addr),
+                ("ORDER_ADMIN_ADDR", admin_addr),
+                ("LOG_FORMAT", "json"),
+                ("RUST_LOG", "off"),
+            ],
+        );
+        assert_eq!(output.status.code(), Some(2), "{port}: {output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "order-grpc: error: cannot listen on {taken} ({port}): "
+            )),
+            "{stderr}"
+        );
+    }
+}
