@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use order_import::generate::{Plan, expected_path, generate};
 use order_import::legacy::IdOrder;
-use order_import::run::{Options, import};
+use order_import::run::{Options, import_until};
 use order_import::source::{Format, open};
 use order_store::{DatabaseArgs, EventStore};
 
@@ -22,7 +22,9 @@ use order_store::{DatabaseArgs, EventStore};
 /// (imported events are never published to SQS, so the worker never acts on them).
 ///
 /// Exit status: 0 when everything was imported (or was already), 2 when some records were
-/// rejected (see the rejects file), 1 on an error that stopped the import.
+/// rejected (see the rejects file), 1 on an error that stopped the import. SIGTERM or Ctrl-C
+/// stops it gracefully (exit 1): no new batch starts, the batches being written commit, and the
+/// same command run again resumes.
 #[derive(Debug, Parser)]
 #[command(name = "order-import", version)]
 struct Cli {
@@ -169,7 +171,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // Small batches keep a low rate smooth (about ten a second).
         options.batch_events = options.batch_events.min((rate as usize / 10).max(1));
     }
-    let summary = import(&store, source, &options).await?;
+    let summary = import_until(&store, source, &options, order_runtime::shutdown::signal()).await?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     }

@@ -289,6 +289,19 @@ pub async fn import(
     source: Box<dyn Source>,
     options: &Options,
 ) -> anyhow::Result<Summary> {
+    import_until(store, source, options, std::future::pending()).await
+}
+
+/// [`import`], stopping early when `stop` resolves (the binary passes SIGTERM and Ctrl-C): no
+/// new batch starts, the batches being written commit, and the result is an error saying how
+/// much this run imported. Every batch is whole, and the next run resumes where this one
+/// stopped.
+pub async fn import_until(
+    store: &EventStore,
+    source: Box<dyn Source>,
+    options: &Options,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<Summary> {
     if options.writers == 0 || options.batch_orders == 0 || options.batch_events == 0 {
         bail!("writers, batch orders and batch events must be at least 1");
     }
@@ -341,7 +354,20 @@ pub async fn import(
     let mut writers = JoinSet::new();
     let mut sent_events = 0u64;
     let mut failure = None;
-    while let Some(batch) = receiver.recv().await {
+    let mut stopped = false;
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let batch = tokio::select! {
+            biased;
+            () = &mut stop => {
+                stopped = true;
+                break;
+            }
+            batch = receiver.recv() => match batch {
+                Some(batch) => batch,
+                None => break,
+            },
+        };
         while writers.len() >= options.writers {
             if let Some(done) = writers.join_next().await
                 && let Err(e) = done.context("a writer panicked").and_then(|r| r)
@@ -355,7 +381,14 @@ pub async fn import(
         if let Some(rate) = options.max_rate {
             sent_events += batch.events as u64;
             let due = started + Duration::from_secs_f64(sent_events as f64 / rate.max(1) as f64);
-            tokio::time::sleep_until(due.into()).await;
+            tokio::select! {
+                biased;
+                () = &mut stop => {
+                    stopped = true;
+                    break;
+                }
+                () = tokio::time::sleep_until(due.into()) => {}
+            }
         }
         writers.spawn(write_batch(
             store.clone(),
@@ -374,6 +407,15 @@ pub async fn import(
     let read = reader.await.context("the reader panicked")?;
     if let Some(failure) = failure {
         return Err(failure);
+    }
+    if stopped {
+        // The reader stopped too, on the closed channel: its error says only that.
+        bail!(
+            "stopped by a signal: this run imported {} orders ({} events), each batch whole; \
+             run the same command again to resume",
+            counters.orders_imported.load(Atomic::Relaxed),
+            counters.events_imported.load(Atomic::Relaxed),
+        );
     }
     let counts = read?;
     store

@@ -434,3 +434,86 @@ async fn runs_killed_at_random_moments_resume_and_import_every_order_exactly_onc
     assert_eq!(record.orders_imported, generated.good, "{record:?}");
     assert_eq!(record.events_imported, generated.events);
 }
+
+/// SIGTERM stops the binary gracefully: exit 1 with a line saying what this run imported, every
+/// stream in the log whole, and the same command run again imports the rest.
+#[tokio::test]
+async fn sigterm_stops_after_the_batches_in_flight_and_the_next_run_resumes() {
+    let setup = setup().await;
+    let (input, generated, _) = export(setup.dir.path(), Format::Jsonl, 20_000, 400, 5);
+    let binary = env!("CARGO_BIN_EXE_order-import");
+    let rejects = setup.dir.path().join("stopped.rejects.jsonl");
+    // The rate bounds how fast it can go (over 5 s for the whole export, on any machine), so
+    // the signal arrives mid-run.
+    let command = |rate: &str| {
+        let mut command = std::process::Command::new(binary);
+        command
+            .args(["run", "--name", "stopped", "--no-progress", "--input"])
+            .arg(&input)
+            .arg("--rejects")
+            .arg(&rejects)
+            .args(["--max-rate", rate])
+            .env("DATABASE_URL", setup.db.url())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    let child = command("20000").spawn().unwrap();
+    // Signal once the first batches are in.
+    let waited = std::time::Instant::now();
+    loop {
+        let (streams, _, _) = log_audit(&setup.db).await;
+        if !streams.is_empty() {
+            break;
+        }
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(60),
+            "nothing imported in 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pid = child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stopped by a signal") && stderr.contains("run the same command again"),
+        "{stderr}"
+    );
+    let (streams, _, _) = log_audit(&setup.db).await;
+    assert!(
+        !streams.is_empty() && (streams.len() as u64) < generated.good,
+        "stopped mid-run: {} of {} orders",
+        streams.len(),
+        generated.good
+    );
+    let record = setup.store.import_status("stopped").await.unwrap().unwrap();
+    assert!(record.finished_at.is_none(), "{record:?}");
+    assert_eq!(
+        record.orders_imported,
+        streams.len() as u64,
+        "the progress row counts what is in the log"
+    );
+    // The next run, without a rate limit, imports the rest.
+    let output = command("100000000").output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "finished, with rejects: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (streams, events, not_imported) = log_audit(&setup.db).await;
+    assert_eq!(streams.len() as u64, generated.good);
+    assert_eq!(events as u64, generated.events);
+    assert_eq!(not_imported, 0);
+    let record = setup.store.import_status("stopped").await.unwrap().unwrap();
+    assert_eq!(record.runs, 2);
+    assert_eq!(record.orders_imported, generated.good);
+    assert!(record.finished_at.is_some());
+}
