@@ -299,11 +299,15 @@ async fn run_healthcheck(args: HealthcheckArgs) -> i32 {
     probe::run(&url).await
 }
 
+/// The admin address of a team's projector binary unless `ORDER_ADMIN_ADDR` says otherwise
+/// (order-projector's is 9465).
+const SERVICE_ADMIN_ADDR: &str = "127.0.0.1:9467";
+
 /// `run` of a team's projector binary.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceRunArgs {
     /// Admin HTTP listen address (/healthz, /readyz, /metrics).
-    #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9467")]
+    #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = SERVICE_ADMIN_ADDR)]
     pub admin_addr: SocketAddr,
     /// Where the database is.
     #[command(flatten)]
@@ -335,6 +339,14 @@ enum ServiceCommand {
     Status(StatusArgs),
     /// Exit 0 when the admin readiness endpoint answers 200 (for container health checks).
     Healthcheck(HealthcheckArgs),
+}
+
+/// [`ServiceCli`]'s command, its `healthcheck` probing the team binary's own admin address.
+fn service_command() -> clap::Command {
+    use clap::CommandFactory;
+    ServiceCli::command().mut_subcommand("healthcheck", |healthcheck| {
+        healthcheck.mut_arg("admin_addr", |arg| arg.default_value(SERVICE_ADMIN_ADDR))
+    })
 }
 
 /// A team's projector binary in one call: `run` (the default), `replay --projection NAME`,
@@ -383,9 +395,9 @@ impl Service {
 
     /// Parse the command line, run the subcommand, exit with its status.
     pub fn main(self) -> ! {
+        use clap::FromArgMatches;
         use clap::error::ErrorKind;
-        use clap::{CommandFactory, FromArgMatches};
-        let command = ServiceCli::command()
+        let command = service_command()
             .name(self.name)
             .bin_name(self.name)
             .about(self.about)
@@ -420,6 +432,20 @@ impl Service {
         match command {
             ServiceCommand::Run(args) => {
                 telemetry::init(name, args.log_format);
+                let known: Vec<&str> = self.subscriptions.iter().map(Subscription::name).collect();
+                if let Some(unknown) = args
+                    .subscriptions
+                    .iter()
+                    .find(|s| !known.contains(&s.as_str()))
+                {
+                    cli::fail(
+                        name,
+                        &format!(
+                            "unknown subscription {unknown:?} in --subscriptions (known: {})",
+                            known.join(", ")
+                        ),
+                    );
+                }
                 let store = store(name, &args.database, name);
                 let mut builder = Projector::builder(store).settings(args.run.settings());
                 for subscription in self.subscriptions {
@@ -457,9 +483,28 @@ mod tests {
 
     #[test]
     fn every_setting_of_every_subcommand_has_an_environment_variable() {
-        for command in [super::Cli::command(), super::ServiceCli::command()] {
+        for command in [super::Cli::command(), super::service_command()] {
             let missing = order_runtime::cli::settings_without_environment(&command);
             assert!(missing.is_empty(), "no environment variable: {missing:?}");
         }
+    }
+
+    /// A team's binary runs its admin endpoint on 9467, and its healthcheck probes that
+    /// (order-projector's 9465 would be another process, or none).
+    #[test]
+    fn a_team_binary_probes_its_own_admin_address() {
+        let default = |command: &clap::Command, subcommand: &str| {
+            let arg = command
+                .find_subcommand(subcommand)
+                .and_then(|s| s.get_arguments().find(|a| a.get_id() == "admin_addr"))
+                .map(|a| a.get_default_values().to_vec());
+            arg.unwrap_or_default()
+        };
+        let team = super::service_command();
+        assert_eq!(default(&team, "run"), [super::SERVICE_ADMIN_ADDR]);
+        assert_eq!(default(&team, "healthcheck"), [super::SERVICE_ADMIN_ADDR]);
+        let order_projector = super::Cli::command();
+        assert_eq!(default(&order_projector, "run"), ["127.0.0.1:9465"]);
+        assert_eq!(default(&order_projector, "healthcheck"), ["127.0.0.1:9465"]);
     }
 }

@@ -79,7 +79,9 @@ pub enum Failure {
 /// Events of a page that were not delivered, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Undelivered {
-    /// Indexes (in the page) of the events not acknowledged; empty means none of them was.
+    /// Indexes (in the page, from 0) of the events not acknowledged; empty means none of them
+    /// was. An index the page does not have stops the subscription (a defect in the sink;
+    /// nothing of the page is counted as delivered).
     pub pending: Vec<usize>,
     /// Why, in words (logged and shown in `status`).
     pub reason: String,

@@ -406,6 +406,15 @@ pub(crate) async fn deliver_all<S: Sink>(
         };
         metrics::counter!("order_projector_errors_total", "subscription" => name.to_owned(), "kind" => kind)
             .increment(1);
+        // An index the page does not have is a defect in the sink (counting from 1, say):
+        // dropping it would count events nobody acknowledged as delivered.
+        if let Some(bad) = undelivered.pending.iter().find(|&&i| i >= page.len()) {
+            return Err(StepError::Stopped(format!(
+                "the sink reported event index {bad} as undelivered, but its page has {} events \
+                 (indexes are 0-based); nothing of the page counts as delivered ({reason})",
+                page.len()
+            )));
+        }
         if !undelivered.pending.is_empty() {
             page.retain_indexes(&undelivered.pending);
         }

@@ -7,5 +7,6 @@ mod crash;
 mod leases;
 mod read_model;
 mod replay;
+mod sinks;
 mod sqs;
 mod support;

@@ -1,0 +1,100 @@
+//! A sink of one's own: what it reports as undelivered is offered again, and a report that
+//! names events the page does not have stops the subscription instead of moving the
+//! checkpoint past events nobody acknowledged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use order_domain::{Order, OrderEvent};
+use order_projector::{Categories, Failure, Page, Sink, StepError, Subscription, Undelivered};
+use tokio::sync::watch;
+
+use crate::support::*;
+
+/// Reports `pending(len, call)` as undelivered on calls while it returns `Some`.
+struct Reporting {
+    name: &'static str,
+    calls: Arc<AtomicUsize>,
+    sizes: Arc<std::sync::Mutex<Vec<usize>>>,
+    pending: fn(usize, usize) -> Option<Vec<usize>>,
+}
+
+impl Sink for Reporting {
+    type Event = OrderEvent;
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn categories(&self) -> Categories {
+        Categories::of::<Order>()
+    }
+    async fn deliver(&self, page: &Page<OrderEvent>) -> Result<(), Undelivered> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        self.sizes.lock().unwrap().push(page.len());
+        match (self.pending)(page.len(), call) {
+            Some(pending) => Err(Undelivered::some(pending, Failure::Transient, "503")),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn run_one_step(
+    name: &'static str,
+    pending: fn(usize, usize) -> Option<Vec<usize>>,
+) -> (Result<order_projector::Step, StepError>, Vec<usize>, usize) {
+    let f = fixture().await;
+    for n in 0..3 {
+        write_order(&f.handler, n).await;
+    }
+    everything_visible(&f.store).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let subscription = Subscription::sink(Reporting {
+        name,
+        calls: calls.clone(),
+        sizes: sizes.clone(),
+        pending,
+    });
+    let (lease, cursor) = lease(&f.store, name, "test").await;
+    let (_stop, shutdown) = watch::channel(false);
+    let step = subscription.step(&f.store, &lease, cursor, &shutdown).await;
+    assert!(
+        f.store.head_position().await.unwrap() > 3,
+        "the log has the orders' events"
+    );
+    let checkpoint = f.store.checkpoint(name).await.unwrap();
+    let moved = usize::from(checkpoint.global_position > cursor.global_position);
+    let sizes = sizes.lock().unwrap().clone();
+    (step, sizes, moved)
+}
+
+#[tokio::test]
+async fn events_reported_pending_are_offered_again_alone() {
+    // The first call leaves the page's first event undelivered; the second acknowledges it.
+    let (step, sizes, moved) =
+        run_one_step("pending_first", |_, call| (call == 0).then(|| vec![0])).await;
+    assert!(
+        matches!(step, Ok(order_projector::Step::Progressed { .. })),
+        "{step:?}"
+    );
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    assert_eq!(
+        sizes[1], 1,
+        "only the pending event is offered again: {sizes:?}"
+    );
+    assert_eq!(moved, 1, "the checkpoint moves once all were acknowledged");
+}
+
+#[tokio::test]
+async fn a_pending_index_outside_the_page_stops_the_subscription_and_the_checkpoint_stays() {
+    // An off-by-one in the sink: "the event after the last" is pending, nothing is acknowledged.
+    let (step, sizes, moved) = run_one_step("off_by_one", |len, _| Some(vec![len])).await;
+    let Err(StepError::Stopped(reason)) = &step else {
+        panic!("the subscription must stop, not move on: {step:?}");
+    };
+    assert!(
+        reason.contains("index") && reason.contains("0-based"),
+        "{reason}"
+    );
+    assert_eq!(sizes.len(), 1, "{sizes:?}");
+    assert_eq!(moved, 0, "no event was acknowledged, the checkpoint stays");
+}
