@@ -48,4 +48,8 @@ module "platform" {
   secret_recovery_window_days = 0
   ecr_force_delete            = true
   create_github_oidc_provider = var.create_github_oidc_provider
+
+  db_credentials_version         = var.db_credentials_version
+  grpc_token_version             = var.grpc_token_version
+  grpc_wait_for_approval_minutes = var.grpc_wait_for_approval_minutes
 }

@@ -68,3 +68,21 @@ variable "worker_provider_egress_cidrs" {
   type        = list(string)
   default     = []
 }
+
+variable "db_credentials_version" {
+  description = "Increment to generate new database login passwords (then run the migration task and redeploy)."
+  type        = number
+  default     = 1
+}
+
+variable "grpc_token_version" {
+  description = "Increment to generate a new worker -> order-grpc bearer token (then redeploy both)."
+  type        = number
+  default     = 1
+}
+
+variable "grpc_wait_for_approval_minutes" {
+  description = "0 = shift order-grpc's traffic as soon as the replacement is healthy; otherwise wait up to this long for someone to continue the deployment after testing it on the test listener."
+  type        = number
+  default     = 0
+}

@@ -61,4 +61,8 @@ module "platform" {
   log_retention_days          = 90
   secret_recovery_window_days = 30
   create_github_oidc_provider = var.create_github_oidc_provider
+
+  db_credentials_version         = var.db_credentials_version
+  grpc_token_version             = var.grpc_token_version
+  grpc_wait_for_approval_minutes = var.grpc_wait_for_approval_minutes
 }

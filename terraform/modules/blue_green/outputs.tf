@@ -22,3 +22,11 @@ output "rollback_alarm_names" {
   description = "Alarms that roll a deployment back."
   value       = var.rollback_alarm_names
 }
+
+output "deployment_ready_option" {
+  description = "What a deployment does once the replacement is healthy: CONTINUE_DEPLOYMENT at once, or STOP_DEPLOYMENT unless someone continues it within wait_time_in_minutes."
+  value = {
+    action_on_timeout    = one(one(aws_codedeploy_deployment_group.this.blue_green_deployment_config).deployment_ready_option).action_on_timeout
+    wait_time_in_minutes = one(one(aws_codedeploy_deployment_group.this.blue_green_deployment_config).deployment_ready_option).wait_time_in_minutes
+  }
+}

@@ -274,6 +274,17 @@ variable "grpc_deployment_config" {
   default     = "CodeDeployDefault.ECSAllAtOnce"
 }
 
+variable "grpc_wait_for_approval_minutes" {
+  description = "0 = shift order-grpc's production traffic as soon as the replacement is healthy; otherwise wait up to this long (1-2880) for someone to continue the deployment after testing it on the test listener (aws deploy continue-deployment), then stop it."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.grpc_wait_for_approval_minutes == floor(var.grpc_wait_for_approval_minutes) && var.grpc_wait_for_approval_minutes >= 0 && var.grpc_wait_for_approval_minutes <= 2880
+    error_message = "grpc_wait_for_approval_minutes must be a whole number of minutes from 0 to 2880 (CodeDeploy's limit, two days)."
+  }
+}
+
 # --- operations ------------------------------------------------------------------------------
 
 variable "log_retention_days" {

@@ -35,3 +35,14 @@ run "apply" {
     error_message = "a GitHub environment variable the deploy workflow reads is missing"
   }
 }
+
+# The settings the runbooks tell operators to change at this root are variables of it.
+run "runbook_settings" {
+  command = plan
+
+  variables {
+    db_credentials_version         = 2
+    grpc_token_version             = 2
+    grpc_wait_for_approval_minutes = 30
+  }
+}

@@ -244,3 +244,20 @@ run "public_alb_needs_nat" {
 
   expect_failures = [var.alb_internal]
 }
+
+run "approval_before_traffic_shifts" {
+  command = apply
+
+  variables {
+    environment                    = "dev"
+    grpc_wait_for_approval_minutes = 30
+  }
+
+  assert {
+    condition = (
+      module.grpc_blue_green.deployment_ready_option.action_on_timeout == "STOP_DEPLOYMENT"
+      && module.grpc_blue_green.deployment_ready_option.wait_time_in_minutes == 30
+    )
+    error_message = "grpc_wait_for_approval_minutes does not reach the deployment group"
+  }
+}
