@@ -115,6 +115,27 @@ struct GenerateArgs {
     expected: Option<PathBuf>,
 }
 
+/// `status`'s lines: what the progress row says, for a person.
+fn describe(record: &order_store::ImportRecord) -> String {
+    let latest = match record.finished_at {
+        Some(at) => format!("finished at {}", humantime::format_rfc3339_seconds(at)),
+        None => "not finished (running now, or stopped early: run it again to resume)".to_owned(),
+    };
+    format!(
+        "import:      {}\n\
+         runs:        {}\n\
+         latest run:  {latest}; {} legacy orders read, {} rejected\n\
+         every run:   {} orders imported ({} events, {} batches)\n",
+        record.name,
+        record.runs,
+        record.orders_read,
+        record.orders_rejected,
+        record.orders_imported,
+        record.events_imported,
+        record.batches,
+    )
+}
+
 fn default_name(input: &std::path::Path) -> String {
     let stem = input
         .file_stem()
@@ -251,7 +272,7 @@ fn main() -> ExitCode {
                     let store = EventStore::new(database.store_config("order-import"))?;
                     match store.import_status(&name).await? {
                         Some(record) => {
-                            println!("{record:#?}");
+                            print!("{}", describe(&record));
                             Ok(ExitCode::SUCCESS)
                         }
                         None => {
@@ -274,6 +295,32 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn status_reads_as_lines_with_the_finish_time_in_rfc_3339() {
+        let mut record = order_store::ImportRecord {
+            name: "legacy-2026-12".into(),
+            runs: 2,
+            orders_read: 1000,
+            orders_rejected: 3,
+            orders_imported: 997,
+            events_imported: 5012,
+            batches: 4,
+            finished_at: Some(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_392_624),
+            ),
+        };
+        let text = super::describe(&record);
+        assert_eq!(
+            text,
+            "import:      legacy-2026-12\n\
+             runs:        2\n\
+             latest run:  finished at 2026-12-04T13:57:04Z; 1000 legacy orders read, 3 rejected\n\
+             every run:   997 orders imported (5012 events, 4 batches)\n"
+        );
+        record.finished_at = None;
+        assert!(super::describe(&record).contains("not finished"));
+    }
 
     #[test]
     fn every_setting_of_every_subcommand_has_an_environment_variable() {
