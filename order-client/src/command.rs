@@ -180,7 +180,9 @@ impl<R: CommandRequest> Command<R> {
         &self.request
     }
 
-    /// The request message, for changes the builder has no method for (the ids stay).
+    /// The request message, for changes the builder has no method for. Leave its `command_id`
+    /// and `order_id` as the builder set them: a retry is recognised as the same command only
+    /// by them.
     pub fn request_mut(&mut self) -> &mut R {
         &mut self.request
     }

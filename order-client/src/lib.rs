@@ -27,9 +27,16 @@
 //!     .bearer_token("a-token-of-at-least-sixteen-characters")
 //!     .build()?;
 //! let placed = client
-//!     .place_order(Uuid::new_v4())
+//!     .place_order(Uuid::new_v4()) // the customer
 //!     .line("SKU-1", 2, money("EUR", 1250))
-//!     .ship_to(pb::Address { country: "DE".into(), ..Default::default() })
+//!     .ship_to(pb::Address {
+//!         recipient: "Ada Lovelace".into(),
+//!         line1: "Unter den Linden 1".into(),
+//!         city: "Berlin".into(),
+//!         postal_code: "10117".into(),
+//!         country: "DE".into(),
+//!         ..Default::default()
+//!     })
 //!     .await?;
 //! let reserved = client
 //!     .reserve_inventory(placed.order_id, "res-1")

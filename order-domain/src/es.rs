@@ -21,7 +21,10 @@ pub trait Aggregate: Default + Clone + fmt::Debug + Send + Sync + 'static {
     /// Why a command was rejected. Never an infrastructure failure.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// The stream category, used as a prefix in logs and as the CloudEvents source.
+    /// The stream category: the type every event of this aggregate records, which
+    /// subscriptions filter on (`Categories::of`). 1 to 63 lowercase ASCII letters, digits or
+    /// `_`, starting with a letter (the store and the database refuse anything else); never
+    /// change it once events were written.
     const CATEGORY: &'static str;
 
     /// Decide which events `command` produces in the current state. Pure.

@@ -30,6 +30,15 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The projector reports through `tracing` (a subscription that stops says why in an ERROR
+    // line): a process of your own installs a subscriber to see it.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let store = EventStore::new(args.database.store_config("sku-sales-example"))?;
     let running = Projector::builder(store.clone())
         .projection(SkuSales::new())
@@ -47,6 +56,15 @@ async fn main() -> anyhow::Result<()> {
         println!("caught up to {sales} (sales) and {credit} (credit) of {head}");
         if sales >= head && credit >= head {
             break;
+        }
+        // A subscription that stopped at an event will not catch up by waiting: say why.
+        for state in store.subscriptions().await? {
+            if ["sku_sales", "credit_balances"].contains(&state.name.as_str())
+                && let Some(error) = state.last_error.filter(|e| e.starts_with("stopped"))
+            {
+                running.stop(Duration::from_secs(30)).await;
+                anyhow::bail!("{} stopped: {error}", state.name);
+            }
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,

@@ -217,6 +217,8 @@ impl Projection for SkuSales {
         tx: &Transaction<'_>,
         tables: &Tables,
     ) -> Result<(), ApplyError> {
+        // Where a failure that no single event caused is reported: the page's first event.
+        let at = page.events().first().map_or(0, |e| e.position());
         // 1. Only what was not applied before (and only the events this projection uses, so
         //    that the guard's table grows with orders, not with every event).
         let events = Self::guard()
@@ -243,7 +245,7 @@ impl Projection for SkuSales {
             for row in tx.query(&select, &[&continued]).await? {
                 let lines: serde_json::Value = row.try_get(2)?;
                 let lines = serde_json::from_value(lines).map_err(|e| ApplyError::Invalid {
-                    position: 0,
+                    position: at,
                     reason: format!("{OPEN_ORDERS} holds lines it cannot read: {e}"),
                 })?;
                 orders.insert(
@@ -287,7 +289,7 @@ impl Projection for SkuSales {
                 currencies.push(order.currency);
                 lines.push(serde_json::to_value(&order.lines).map_err(|e| {
                     ApplyError::Invalid {
-                        position: 0,
+                        position: at,
                         reason: e.to_string(),
                     }
                 })?);

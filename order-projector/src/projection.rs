@@ -243,7 +243,10 @@ pub enum ApplyError {
         /// Why, in words.
         reason: String,
     },
-    /// The database failed or refused a statement: the page is rolled back and retried.
+    /// The database failed or refused a statement: the page is rolled back. A connection
+    /// failure, a timeout, a serialization failure or a deadlock is retried with backoff; any
+    /// other SQL error (a constraint violation, a missing grant, a typo) stops the subscription
+    /// like [`ApplyError::Invalid`], retried every 30 s.
     #[error(transparent)]
     Store(#[from] order_store::Error),
 }
@@ -522,7 +525,7 @@ pub trait Projection: Send + Sync + 'static {
     type Event: Decode;
 
     /// The projection's name: its checkpoint, lease, metrics label and `status` line.
-    /// Lowercase letters, digits and '_', starting with a letter.
+    /// 1 to 63 lowercase letters, digits and '_', starting with a letter.
     fn name(&self) -> &str;
 
     /// The version of the projection's code and tables (from 1). Bump it when `apply` or the

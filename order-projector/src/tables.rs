@@ -17,7 +17,7 @@ pub(crate) struct Registered {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SetupError {
     #[error(
-        "table {SCHEMA}.{table} already exists and belongs to no registered projection: drop it or give projection {projection} another table name (nothing was changed)"
+        "table {SCHEMA}.{table} already exists (another projection's, or made by hand): drop it if it is nobody's, or give projection {projection} another table name (nothing was changed)"
     )]
     TableTaken { projection: String, table: String },
     #[error(transparent)]

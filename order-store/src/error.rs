@@ -52,8 +52,10 @@ pub(crate) mod constraint {
     pub const COMMAND_ID: &str = "commands_pkey";
 }
 
-/// Why the store could not do what was asked. Messages never contain database text that a
-/// caller should not see; [`Error::Database`] is for logs, not for callers.
+/// Why the store could not do what was asked. [`Error::Database`] is for logs, not for
+/// callers. Some other variants ([`Error::Unavailable`], [`Error::Forbidden`],
+/// [`Error::InvalidInput`]) carry the server's own message (a constraint's name, a refused
+/// password, a missing grant): a service passes them on only where the caller may see that.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The stream is not at the version the caller expected: nothing was written.
