@@ -124,9 +124,34 @@ pub(crate) async fn create_live(
         for index in table.index_sql(table.name()) {
             tx.batch_execute(&index).await?;
         }
+        own(tx, table.name()).await?;
         grant(tx, table, table.name()).await?;
     }
     register(tx, name, schema, false).await
+}
+
+/// The group role of every projector login (created by the migrations, which give it the
+/// built-in read-model tables): the owner of every projection's tables too, so that any of its
+/// logins may rebuild, rename and drop them, whichever created them.
+const OWNER_ROLE: &str = "orders_projector";
+
+/// Hand `physical` to [`OWNER_ROLE`] when the session's user is another member of it (a login
+/// such as `order_projector`, or a superuser); otherwise (the role itself, a cluster without
+/// the role) leave it with its creator.
+async fn own<C: GenericClient>(client: &C, physical: &str) -> Result<(), order_store::Error> {
+    client
+        .batch_execute(&format!(
+            "DO $own$ BEGIN
+               IF current_user <> '{OWNER_ROLE}'
+                  AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN
+                 IF pg_has_role(current_user, '{OWNER_ROLE}', 'MEMBER') THEN
+                   ALTER TABLE {SCHEMA}.{physical} OWNER TO {OWNER_ROLE};
+                 END IF;
+               END IF;
+             END $own$"
+        ))
+        .await?;
+    Ok(())
 }
 
 async fn grant<C: GenericClient>(
@@ -177,6 +202,7 @@ pub(crate) async fn create_shadows(
     for table in tables {
         tx.batch_execute(&table.create_sql(&shadow_name(table)))
             .await?;
+        own(tx, &shadow_name(table)).await?;
     }
     Ok(())
 }

@@ -432,3 +432,94 @@ async fn status_has_a_line_for_the_projection() {
     assert!(line.contains("sales-status"), "{line}");
     running.stop(Duration::from_secs(30)).await;
 }
+
+/// Two login users of the projector's group role, as in a deployment (`order_projector`, and
+/// another after a change of credentials): the first creates the projection's tables, the
+/// second may rebuild and swap them, because they belong to the group, not to their creator.
+#[tokio::test]
+async fn tables_belong_to_the_projector_role_so_another_login_of_it_may_rebuild_them() {
+    let f = fixture().await;
+    write_orders(&f.orders, 0, 20, 3).await;
+    let admin = f.db.connect().await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let logins = [format!("proj_a_{suffix}"), format!("proj_b_{suffix}")];
+    for login in &logins {
+        admin
+            .batch_execute(&format!(
+                "CREATE ROLE {login} LOGIN PASSWORD 'test-password-{suffix}' IN ROLE orders_projector"
+            ))
+            .await
+            .unwrap();
+    }
+    // The test database's URL with the user and password of `login`.
+    let url_of = |login: &str| {
+        let url = f.db.url();
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{login}:test-password-{suffix}@{host}")
+    };
+    let store_as = |login: &str| {
+        let mut config = order_store::StoreConfig::new(url_of(login));
+        config.pool_size = 8;
+        EventStore::new(config).unwrap()
+    };
+
+    let first = store_as(&logins[0]);
+    let running = builder(&first, "sales-a")
+        .projection(SkuSales::new())
+        .build()
+        .unwrap()
+        .start();
+    caught_up(&first, "sku_sales").await;
+    assert!(running.stop(Duration::from_secs(30)).await);
+    let owners = |client: order_store::tokio_postgres::Client| async move {
+        client
+            .query(
+                "SELECT tablename::text, tableowner::text FROM pg_tables
+                 WHERE schemaname = 'orders' AND tablename LIKE 'sku_sales%' ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    };
+    let created = owners(f.db.connect().await).await;
+    assert!(!created.is_empty());
+    assert!(
+        created.iter().all(|(_, owner)| owner == "orders_projector"),
+        "{created:?}"
+    );
+
+    let second = store_as(&logins[1]);
+    let (_stop, shutdown) = watch::channel(false);
+    let report = order_projector::replay::replay(
+        &second,
+        &Subscription::projection(SkuSales::new()),
+        &replay_options(),
+        &shutdown,
+    )
+    .await
+    .unwrap();
+    assert!(report.events > 0);
+    let rebuilt = owners(f.db.connect().await).await;
+    assert_eq!(
+        rebuilt.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+        created.iter().map(|(t, _)| t).collect::<Vec<_>>()
+    );
+    assert!(
+        rebuilt.iter().all(|(_, owner)| owner == "orders_projector"),
+        "{rebuilt:?}"
+    );
+    assert_folded(&f).await;
+    drop((first, second));
+    for login in &logins {
+        admin
+            .batch_execute(&format!(
+                "REASSIGN OWNED BY {login} TO orders_projector; DROP OWNED BY {login}; DROP ROLE {login}"
+            ))
+            .await
+            .unwrap();
+    }
+}
