@@ -26,10 +26,10 @@ struct Args {
     #[arg(long, default_value = "EUR")]
     currency: String,
     /// Credit to grant, in minor units (0: none).
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(i64).range(0..))]
     grant: i64,
     /// Credit to spend on a new order, in minor units (0: none).
-    #[arg(long, default_value_t = 1_500)]
+    #[arg(long, default_value_t = 1_500, value_parser = clap::value_parser!(i64).range(0..))]
     spend: i64,
     #[command(flatten)]
     database: DatabaseArgs,

@@ -395,34 +395,14 @@ impl Service {
 
     /// Parse the command line, run the subcommand, exit with its status.
     pub fn main(self) -> ! {
-        use clap::FromArgMatches;
-        use clap::error::ErrorKind;
         let command = service_command()
             .name(self.name)
             .bin_name(self.name)
             .about(self.about)
             .version(env!("CARGO_PKG_VERSION"));
+        let command = cli::with_footer(command, cli::ENVIRONMENT_HELP);
         // No subcommand (nothing, or flags only) means `run`, as for order-projector.
-        let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        let names_one = args.get(1).and_then(|a| a.to_str()).is_some_and(|a| {
-            command.get_subcommands().any(|s| s.get_name() == a)
-                || matches!(a, "help" | "-h" | "--help" | "-V" | "--version")
-        });
-        if !names_one {
-            args.insert(1.min(args.len()), "run".into());
-        }
-        let parsed = command
-            .try_get_matches_from(args)
-            .and_then(|m| ServiceCli::from_arg_matches(&m));
-        let parsed = match parsed {
-            Ok(parsed) => parsed,
-            Err(error) => match error.kind() {
-                ErrorKind::DisplayHelp
-                | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
-                _ => cli::fail(self.name, &error.render().to_string()),
-            },
-        };
+        let parsed: ServiceCli = cli::parse_or_default_command(self.name, command, "run");
         let runtime = cli::runtime(self.name);
         std::process::exit(runtime.block_on(self.execute(parsed.command)))
     }

@@ -1,7 +1,7 @@
 //! Command lines: parse with clap, but report a bad setting on one line and exit non-zero.
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Command, Parser};
+use clap::{Command, FromArgMatches, Parser};
 
 /// What every binary also reads from its environment, beyond its own settings (shown at the
 /// end of every `--help`).
@@ -24,7 +24,13 @@ Also read from the environment:
 
 /// The binary's command with `footer` at the end of its help and of every subcommand's.
 fn command<T: Parser>(footer: &'static str) -> Command {
-    let mut command = T::command().after_help(footer);
+    with_footer(T::command(), footer)
+}
+
+/// `command` with `footer` (e.g. [`ENVIRONMENT_HELP`]) at the end of its help and of every
+/// subcommand's.
+pub fn with_footer(command: Command, footer: &'static str) -> Command {
+    let mut command = command.after_help(footer);
     let names: Vec<String> = command
         .get_subcommands()
         .map(|s| s.get_name().to_owned())
@@ -54,8 +60,17 @@ pub fn parse_with_footer<T: Parser>(binary: &str, footer: &'static str) -> T {
 /// `--help` without a subcommand lists the subcommands and then every setting of `default`
 /// with its environment variable.
 pub fn parse_or_default<T: Parser>(binary: &str, default: &str) -> T {
+    parse_or_default_command(binary, command::<T>(ENVIRONMENT_HELP), default)
+}
+
+/// [`parse_or_default`] with a command built at run time (a library's binary whose name and
+/// defaults its user sets), parsed into `T`.
+pub fn parse_or_default_command<T: FromArgMatches>(
+    binary: &str,
+    command: Command,
+    default: &str,
+) -> T {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let command = command::<T>(ENVIRONMENT_HELP);
     let first = args.get(1).and_then(|a| a.to_str());
     if args.len() == 2 && matches!(first, Some("-h" | "--help" | "help")) {
         use std::io::Write;
@@ -91,7 +106,7 @@ pub fn runtime(binary: &str) -> tokio::runtime::Runtime {
         .unwrap_or_else(|e| fail(binary, &format!("cannot start the runtime: {e}")))
 }
 
-fn parse_from<T: Parser>(
+fn parse_from<T: FromArgMatches>(
     binary: &str,
     mut command: Command,
     args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,

@@ -224,10 +224,22 @@ impl StoreConfig {
             .map_err(|e| Error::InvalidInput(format!("connection pool: {e}")))
     }
 
+    /// [`StoreConfig::tls`] for async code: a CA file is read on the blocking pool, not on a
+    /// runtime thread.
+    pub(crate) async fn tls_off_thread(&self) -> Result<MakeRustlsConnect, Error> {
+        if self.ca_file.is_none() {
+            return self.tls();
+        }
+        let config = self.clone();
+        tokio::task::spawn_blocking(move || config.tls())
+            .await
+            .map_err(|e| Error::InvalidInput(format!("reading the CA file: {e}")))?
+    }
+
     /// One connection outside the pool (migrations, LISTEN).
     pub async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
         let config = self.pg_config()?;
-        let (client, connection) = config.connect(self.tls()?).await?;
+        let (client, connection) = config.connect(self.tls_off_thread().await?).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "database connection ended");

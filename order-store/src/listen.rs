@@ -65,7 +65,7 @@ async fn listen_once(
 ) -> Result<(), crate::error::Error> {
     let pg_config = config.pg_config()?;
     let opened = std::time::Instant::now();
-    let (client, mut connection) = pg_config.connect(config.tls()?).await?;
+    let (client, mut connection) = pg_config.connect(config.tls_off_thread().await?).await?;
     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
     let statement = format!("LISTEN {NOTIFY_CHANNEL}");
     let listen = client.batch_execute(&statement);
