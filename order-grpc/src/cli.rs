@@ -24,8 +24,13 @@ enum Command {
     Migrate {
         /// Print the migrations a run would apply, read from the database's schema history,
         /// and apply nothing (read-only session, no lock).
-        #[arg(long, env = "ORDER_MIGRATE_DRY_RUN",
-          value_parser = clap::builder::BoolishValueParser::new())]
+        #[arg(long, env = "ORDER_MIGRATE_DRY_RUN", num_args = 0..=1, require_equals = true,
+
+              default_missing_value = "true", default_value = "false",
+
+              action = clap::ArgAction::Set,
+
+              value_parser = clap::builder::BoolishValueParser::new())]
         dry_run: bool,
         #[command(flatten)]
         database: DatabaseArgs,

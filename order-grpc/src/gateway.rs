@@ -435,8 +435,8 @@ fn correct_status<B>(response: &mut Response<B>) {
 }
 
 /// INVALID_ARGUMENT for prost's "failed to decode Protobuf message: Inner.field: Outer.field:
-/// what", with one field violation on the path from the request (`outer.inner`; empty when
-/// prost named no field).
+/// what", with one field violation on the path from the request (`outer.inner`; `request`
+/// when prost named no field).
 fn undecodable(message: &str) -> Status {
     let rest = message
         .strip_prefix("failed to decode Protobuf message: ")
@@ -455,10 +455,16 @@ fn undecodable(message: &str) -> Status {
             _ => break,
         }
     }
-    // prost names the innermost field first.
+    // prost names the innermost field first; no field named: the request as a whole, as
+    // elsewhere in this service.
     fields.reverse();
+    let path = if fields.is_empty() {
+        "request".to_owned()
+    } else {
+        fields.join(".")
+    };
     let details = ErrorDetails::with_bad_request(vec![FieldViolation::new(
-        fields.join("."),
+        path,
         format!("not a valid protobuf encoding: {what}"),
     )]);
     Status::with_error_details(tonic::Code::InvalidArgument, message, details)
@@ -483,10 +489,10 @@ mod tests {
             ),
             (
                 "failed to decode Protobuf message: invalid tag value: 0",
-                "",
+                "request",
                 "invalid tag value: 0",
             ),
-            ("failed to decode Protobuf message: ", "", ""),
+            ("failed to decode Protobuf message: ", "request", ""),
         ];
         for (message, field, what) in cases {
             let status = undecodable(message);

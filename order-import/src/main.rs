@@ -41,7 +41,9 @@ enum Command {
     /// Show an import's progress row.
     Status {
         /// The import's name.
-        #[arg(long, env = "ORDER_IMPORT_NAME")]
+        // Not ORDER_IMPORT_NAME: a name exported to look at one import must not make the next
+        // `run` of another export continue this one's row.
+        #[arg(long, env = "ORDER_IMPORT_STATUS_NAME")]
         name: String,
         #[command(flatten)]
         database: DatabaseArgs,
@@ -84,10 +86,22 @@ struct RunArgs {
     #[arg(long, env = "ORDER_IMPORT_MAX_RATE", value_parser = clap::value_parser!(u64).range(1..))]
     max_rate: Option<u64>,
     /// Print the summary as JSON on stdout.
-    #[arg(long, env = "ORDER_IMPORT_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "ORDER_IMPORT_JSON", num_args = 0..=1, require_equals = true,
+
+          default_missing_value = "true", default_value = "false",
+
+          action = clap::ArgAction::Set,
+
+          value_parser = clap::builder::BoolishValueParser::new())]
     json: bool,
     /// No progress bar, even on a terminal (log lines every 10 s instead).
-    #[arg(long, env = "ORDER_IMPORT_NO_PROGRESS", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "ORDER_IMPORT_NO_PROGRESS", num_args = 0..=1, require_equals = true,
+
+          default_missing_value = "true", default_value = "false",
+
+          action = clap::ArgAction::Set,
+
+          value_parser = clap::builder::BoolishValueParser::new())]
     no_progress: bool,
     #[command(flatten)]
     database: DatabaseArgs,
@@ -192,7 +206,22 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // Small batches keep a low rate smooth (about ten a second).
         options.batch_events = options.batch_events.min((rate as usize / 10).max(1));
     }
-    let summary = import_until(&store, source, &options, order_runtime::shutdown::signal()).await?;
+    // The first SIGTERM or Ctrl-C lets the batches being written commit; a second one stops at
+    // once (they roll back, and the next run writes them).
+    let stop = async {
+        order_runtime::shutdown::signal().await;
+        eprintln!(
+            "[order-import] stopping once the batches being written commit (a second signal stops at once)"
+        );
+        tokio::spawn(async {
+            order_runtime::shutdown::signal().await;
+            eprintln!(
+                "[order-import] stopped at once: the batches being written roll back; the next run writes them"
+            );
+            std::process::exit(1);
+        });
+    };
+    let summary = import_until(&store, source, &options, stop).await?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     }

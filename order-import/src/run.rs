@@ -368,14 +368,22 @@ pub async fn import_until(
                 None => break,
             },
         };
-        while writers.len() >= options.writers {
-            if let Some(done) = writers.join_next().await
-                && let Err(e) = done.context("a writer panicked").and_then(|r| r)
-            {
-                failure = Some(e);
+        // A free writer first; a batch being retried may hold one for minutes, and the stop
+        // is watched meanwhile (the batch received here is then dropped, never written).
+        while writers.len() >= options.writers && !stopped {
+            tokio::select! {
+                biased;
+                () = &mut stop => stopped = true,
+                done = writers.join_next() => {
+                    if let Some(done) = done
+                        && let Err(e) = done.context("a writer panicked").and_then(|r| r)
+                    {
+                        failure = Some(e);
+                    }
+                }
             }
         }
-        if failure.is_some() {
+        if stopped || failure.is_some() {
             break;
         }
         if let Some(rate) = options.max_rate {

@@ -44,7 +44,12 @@ pub struct ReplayArgs {
     pub progress: Progress,
     /// Rebuild even if the tables were built by a newer version of the projection (after
     /// rolling its code back).
-    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_ALLOW_OLDER_VERSION",
+    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_ALLOW_OLDER_VERSION", num_args = 0..=1, require_equals = true,
+
+          default_missing_value = "true", default_value = "false",
+
+          action = clap::ArgAction::Set,
+
           value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_older_version: bool,
     /// How long the replay's leases last without renewal (ms). Should the replay die, the
@@ -54,7 +59,12 @@ pub struct ReplayArgs {
     pub lease_ttl_ms: u64,
     /// Apply page after page with the projection's own apply, even when it has a faster bulk
     /// path (the same tables; to compare the two, or to measure the generic path).
-    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_NO_BULK",
+    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_NO_BULK", num_args = 0..=1, require_equals = true,
+
+          default_missing_value = "true", default_value = "false",
+
+          action = clap::ArgAction::Set,
+
           value_parser = clap::builder::BoolishValueParser::new())]
     pub no_bulk: bool,
     /// Log format.
@@ -69,7 +79,12 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// JSON for scripts instead of a table.
-    #[arg(long, env = "ORDER_PROJECTOR_STATUS_JSON",
+    #[arg(long, env = "ORDER_PROJECTOR_STATUS_JSON", num_args = 0..=1, require_equals = true,
+
+          default_missing_value = "true", default_value = "false",
+
+          action = clap::ArgAction::Set,
+
           value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
 }
@@ -467,6 +482,41 @@ mod tests {
             let missing = order_runtime::cli::settings_without_environment(&command);
             assert!(missing.is_empty(), "no environment variable: {missing:?}");
         }
+    }
+
+    /// A boolean flag: bare, or with a value as its environment variable takes it.
+    #[test]
+    fn a_boolean_flag_takes_a_value_too_so_that_it_can_be_turned_off() {
+        use clap::FromArgMatches;
+        let json = |flag: Option<&str>| {
+            let mut args = vec![
+                "order-projector",
+                "status",
+                "--database-url",
+                "postgres://x",
+            ];
+            args.extend(flag);
+            let matches = super::Cli::command().try_get_matches_from(args).unwrap();
+            match super::Cli::from_arg_matches(&matches).unwrap().command {
+                super::Command::Status(status) => status.json,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(!json(None));
+        for on in ["--json", "--json=true", "--json=1", "--json=yes"] {
+            assert!(json(Some(on)), "{on}");
+        }
+        for off in ["--json=false", "--json=0", "--json=no"] {
+            assert!(!json(Some(off)), "{off}");
+        }
+        let bad = super::Cli::command().try_get_matches_from([
+            "order-projector",
+            "status",
+            "--database-url",
+            "postgres://x",
+            "--json=maybe",
+        ]);
+        assert!(bad.is_err());
     }
 
     /// A team's binary runs its admin endpoint on 9467, and its healthcheck probes that

@@ -391,6 +391,15 @@ pub(crate) async fn deliver_all<S: Sink>(
         };
         attempt += 1;
         let reason = &undelivered.reason;
+        // An index the page does not have is a defect in the sink (counting from 1, say):
+        // dropping it would count events nobody acknowledged as delivered.
+        if let Some(bad) = undelivered.pending.iter().find(|&&i| i >= page.len()) {
+            return Err(StepError::Stopped(format!(
+                "the sink reported event index {bad} as undelivered, but its page has {} events \
+                 (indexes are 0-based); nothing of the page counts as delivered ({reason})",
+                page.len()
+            )));
+        }
         let kind = match undelivered.failure {
             Failure::Invalid => {
                 return Err(StepError::Stopped(format!("cannot deliver: {reason}")));
@@ -406,15 +415,6 @@ pub(crate) async fn deliver_all<S: Sink>(
         };
         metrics::counter!("order_projector_errors_total", "subscription" => name.to_owned(), "kind" => kind)
             .increment(1);
-        // An index the page does not have is a defect in the sink (counting from 1, say):
-        // dropping it would count events nobody acknowledged as delivered.
-        if let Some(bad) = undelivered.pending.iter().find(|&&i| i >= page.len()) {
-            return Err(StepError::Stopped(format!(
-                "the sink reported event index {bad} as undelivered, but its page has {} events \
-                 (indexes are 0-based); nothing of the page counts as delivered ({reason})",
-                page.len()
-            )));
-        }
         if !undelivered.pending.is_empty() {
             page.retain_indexes(&undelivered.pending);
         }
@@ -666,6 +666,7 @@ impl Subscription {
                         schema.version
                     )));
                 }
+                crate::tables::own_existing(&mut client, &schema.tables).await?;
                 Ok(Prepared::Ready {
                     cursor: store.checkpoint(self.name()).await?,
                 })

@@ -135,22 +135,44 @@ pub(crate) async fn create_live(
 /// logins may rebuild, rename and drop them, whichever created them.
 const OWNER_ROLE: &str = "orders_projector";
 
-/// Hand `physical` to [`OWNER_ROLE`] when the session's user is another member of it (a login
-/// such as `order_projector`, or a superuser); otherwise (the role itself, a cluster without
-/// the role) leave it with its creator.
+/// Hand `physical` to [`OWNER_ROLE`] when the session's user owns it and has the role's
+/// privileges (a login such as `order_projector` that inherits them, or a superuser).
+/// Otherwise, or when the server refuses (a member without SET on PostgreSQL 16, a lock not
+/// granted in time), it stays as it is: its owner's logins still work, as before.
 async fn own<C: GenericClient>(client: &C, physical: &str) -> Result<(), order_store::Error> {
     client
         .batch_execute(&format!(
             "DO $own$ BEGIN
                IF current_user <> '{OWNER_ROLE}'
-                  AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN
-                 IF pg_has_role(current_user, '{OWNER_ROLE}', 'MEMBER') THEN
+                  AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OWNER_ROLE}')
+                  AND EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = '{SCHEMA}'
+                              AND tablename = '{physical}' AND tableowner = current_user) THEN
+                 IF pg_has_role(current_user, '{OWNER_ROLE}', 'USAGE') THEN
                    ALTER TABLE {SCHEMA}.{physical} OWNER TO {OWNER_ROLE};
                  END IF;
                END IF;
+             EXCEPTION WHEN insufficient_privilege OR lock_not_available THEN
+               NULL;
              END $own$"
         ))
         .await?;
+    Ok(())
+}
+
+/// Hand a projection's existing tables that their creator's login still owns (made before
+/// projections' tables went to [`OWNER_ROLE`]) to the role. One catalog query per table when
+/// there is nothing to do; a table being read is left for the next start rather than waited
+/// for.
+pub(crate) async fn own_existing(
+    client: &mut order_store::deadpool_postgres::Object,
+    tables: &[Table],
+) -> Result<(), order_store::Error> {
+    for table in tables {
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL lock_timeout = '2s'").await?;
+        own(&tx, table.name()).await?;
+        tx.commit().await?;
+    }
     Ok(())
 }
 

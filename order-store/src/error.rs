@@ -55,7 +55,8 @@ pub(crate) mod constraint {
 /// Why the store could not do what was asked. [`Error::Database`] is for logs, not for
 /// callers. Some other variants ([`Error::Unavailable`], [`Error::Forbidden`],
 /// [`Error::InvalidInput`]) carry the server's own message (a constraint's name, a refused
-/// password, a missing grant): a service passes them on only where the caller may see that.
+/// password, a missing grant); order-grpc answers [`Error::InvalidInput`] as INVALID_ARGUMENT
+/// with that message, and logs the others without passing their text on.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The stream is not at the version the caller expected: nothing was written.

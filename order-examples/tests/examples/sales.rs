@@ -492,6 +492,32 @@ async fn tables_belong_to_the_projector_role_so_another_login_of_it_may_rebuild_
         "{created:?}"
     );
 
+    // Tables a login made before they went to the role (as older versions did) are handed
+    // over at that login's next start.
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE orders.sku_sales_daily OWNER TO {}",
+            logins[0]
+        ))
+        .await
+        .unwrap();
+    // New orders: catching up with them means the restarted projector prepared its tables.
+    write_orders(&f.orders, 20, 5, 3).await;
+    let running = builder(&first, "sales-a-again")
+        .projection(SkuSales::new())
+        .build()
+        .unwrap()
+        .start();
+    caught_up(&first, "sku_sales").await;
+    assert!(running.stop(Duration::from_secs(30)).await);
+    let restarted = owners(f.db.connect().await).await;
+    assert!(
+        restarted
+            .iter()
+            .all(|(_, owner)| owner == "orders_projector"),
+        "{restarted:?}"
+    );
+
     let second = store_as(&logins[1]);
     let (_stop, shutdown) = watch::channel(false);
     let report = order_projector::replay::replay(

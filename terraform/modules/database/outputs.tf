@@ -52,3 +52,8 @@ output "read_url_secret_key" {
   description = "JSON key of the grpc login secret holding the read replica's URL (null without a replica)."
   value       = var.read_replica ? "read_url" : null
 }
+
+output "credentials_version" {
+  description = "The version of the login passwords (bump var.credentials_version to rotate them)."
+  value       = var.credentials_version
+}

@@ -91,3 +91,12 @@ output "disaster_recovery" {
     kms_key_arn            = module.disaster_recovery[0].dr_kms_key_arn
   }
 }
+
+output "rotation_and_approval" {
+  description = "What the runbooks change at an environment's root: the database passwords' and the worker token's versions, and how long a blue/green deployment of order-grpc waits for approval (null: it does not wait)."
+  value = {
+    db_credentials_version         = module.database.credentials_version
+    grpc_token_version             = aws_secretsmanager_secret_version.worker_grpc_token.secret_string_wo_version
+    grpc_wait_for_approval_minutes = module.grpc_blue_green.deployment_ready_option.wait_time_in_minutes
+  }
+}

@@ -38,11 +38,20 @@ run "apply" {
 
 # The settings the runbooks tell operators to change at this root are variables of it.
 run "runbook_settings" {
-  command = plan
+  command = apply
 
   variables {
     db_credentials_version         = 2
     grpc_token_version             = 2
     grpc_wait_for_approval_minutes = 30
+  }
+
+  assert {
+    condition = (
+      module.platform.rotation_and_approval.db_credentials_version == 2
+      && module.platform.rotation_and_approval.grpc_token_version == 2
+      && module.platform.rotation_and_approval.grpc_wait_for_approval_minutes == 30
+    )
+    error_message = "a runbook setting of the prod root does not reach the platform"
   }
 }
