@@ -121,6 +121,11 @@ async fn migrate(database: DatabaseArgs, log_format: telemetry::LogFormat) -> i3
 
 async fn migrate_dry_run(database: DatabaseArgs, log_format: telemetry::LogFormat) -> i32 {
     telemetry::init_logging(log_format);
+    cli::note_from_environment(
+        NAME,
+        &["ORDER_MIGRATE_DRY_RUN"],
+        "a dry run, nothing is applied",
+    );
     let config = database.store_config("order-grpc-migrate-dry-run");
     match order_store::migrate::plan(&config).await {
         Ok(plan) => {

@@ -198,6 +198,14 @@ async fn execute(command: Command) -> i32 {
                     "republish needs --orders-queue-url (ORDERS_QUEUE_URL)",
                 );
             };
+            cli::note_from_environment(
+                NAME,
+                &[
+                    "ORDER_PROJECTOR_REPUBLISH_FROM",
+                    "ORDER_PROJECTOR_REPUBLISH_TO",
+                ],
+                &format!("republishing from position {from}"),
+            );
             let store = store(NAME, &database, "order-projector-republish");
             let through = match to {
                 Some(to) => to,
@@ -243,6 +251,22 @@ async fn run_replay(binary: &str, known: &[Subscription], args: ReplayArgs) -> i
             ),
         );
     };
+    cli::note_from_environment(
+        binary,
+        &[
+            "ORDER_PROJECTOR_REPLAY_PROJECTION",
+            "ORDER_PROJECTOR_REPLAY_ALLOW_OLDER_VERSION",
+        ],
+        &format!(
+            "rebuilding {}{}",
+            args.projection,
+            if args.allow_older_version {
+                " even over tables of a newer version"
+            } else {
+                ""
+            }
+        ),
+    );
     let store = store(binary, &args.database, &format!("{binary}-replay"));
     let options = ReplayOptions {
         owner: format!("replay-{}", default_instance_id()),

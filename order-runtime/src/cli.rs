@@ -189,6 +189,30 @@ pub fn settings_without_environment(command: &Command) -> Vec<String> {
     out
 }
 
+/// Warn (on stderr, before anything is done) that a one-off command's argument came from the
+/// environment rather than the command line: a variable left in a task definition must not
+/// steer a run silently. `what` says what it does, e.g. "a dry run: nothing is applied".
+pub fn note_from_environment(binary: &str, variables: &[&str], what: &str) {
+    let set: Vec<&str> = variables
+        .iter()
+        .copied()
+        .filter(|v| {
+            std::env::var(v).is_ok_and(|value| {
+                !matches!(
+                    value.trim().to_ascii_lowercase().as_str(),
+                    "" | "false" | "0" | "no" | "n" | "off" | "f"
+                )
+            })
+        })
+        .collect();
+    if !set.is_empty() {
+        eprintln!(
+            "{binary}: note: {} set in the environment: {what}",
+            set.join(", ")
+        );
+    }
+}
+
 fn first_line(text: &str) -> String {
     text.lines()
         .map(str::trim)

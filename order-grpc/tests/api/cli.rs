@@ -128,3 +128,39 @@ fn a_port_already_taken_is_named_on_one_line() {
         );
     }
 }
+
+/// A dry run asked for by the environment (a variable left on a task definition, say) says so
+/// before anything else; one turned off there is a real run.
+#[test]
+fn a_dry_run_from_the_environment_is_announced() {
+    let unreachable = ("DATABASE_URL", "postgres://u@127.0.0.1:1/db");
+    let quiet = ("RUST_LOG", "off");
+    let output = grpc(
+        &["migrate"],
+        &[unreachable, quiet, ("ORDER_MIGRATE_DRY_RUN", "yes")],
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with(
+            "order-grpc: note: ORDER_MIGRATE_DRY_RUN set in the environment: a dry run, nothing is applied\n"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("migrate --dry-run failed"), "{stderr}");
+    for off in ["no", "false", "0"] {
+        let output = grpc(
+            &["migrate"],
+            &[unreachable, quiet, ("ORDER_MIGRATE_DRY_RUN", off)],
+        );
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(!stderr.contains("note:"), "{off}: {stderr}");
+        assert!(stderr.contains("migration failed"), "{off}: {stderr}");
+    }
+    // The command line wins over the environment.
+    let output = grpc(
+        &["migrate", "--dry-run=false"],
+        &[unreachable, quiet, ("ORDER_MIGRATE_DRY_RUN", "yes")],
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("migration failed"), "{stderr}");
+}
