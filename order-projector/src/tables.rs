@@ -160,17 +160,28 @@ async fn own<C: GenericClient>(client: &C, physical: &str) -> Result<(), order_s
 }
 
 /// Hand a projection's existing tables that their creator's login still owns (made before
-/// projections' tables went to [`OWNER_ROLE`]) to the role. One catalog query per table when
-/// there is nothing to do; a table being read is left for the next start rather than waited
-/// for.
+/// projections' tables went to [`OWNER_ROLE`]) to the role. One catalog query when there is
+/// nothing to do (every start after the first); a table being read is left for the next start
+/// rather than waited for.
 pub(crate) async fn own_existing(
     client: &mut order_store::deadpool_postgres::Object,
     tables: &[Table],
 ) -> Result<(), order_store::Error> {
-    for table in tables {
+    let names: Vec<&str> = tables.iter().map(Table::name).collect();
+    let owned: Vec<String> = client
+        .query(
+            "SELECT tablename::text FROM pg_tables
+             WHERE schemaname = $1 AND tablename = ANY($2) AND tableowner = current_user",
+            &[&SCHEMA, &names],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for table in owned {
         let tx = client.transaction().await?;
         tx.batch_execute("SET LOCAL lock_timeout = '2s'").await?;
-        own(&tx, table.name()).await?;
+        own(&tx, &table).await?;
         tx.commit().await?;
     }
     Ok(())

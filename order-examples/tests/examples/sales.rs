@@ -209,14 +209,24 @@ async fn a_standby_takes_over_when_the_owner_dies() {
     b.abort();
 }
 
-fn replay_options() -> ReplayOptions {
-    ReplayOptions {
+/// Rebuild the sales projection through `store` (in pages of 29 events) and swap it in.
+async fn replay_sku_sales(store: &EventStore) -> order_projector::replay::ReplayReport {
+    let options = ReplayOptions {
         owner: "replay-test".into(),
         page: 29,
         progress: Progress::None,
         lease_ttl: Duration::from_secs(30),
         ..ReplayOptions::default()
-    }
+    };
+    let (_stop, shutdown) = watch::channel(false);
+    order_projector::replay::replay(
+        store,
+        &Subscription::projection(SkuSales::new()),
+        &options,
+        &shutdown,
+    )
+    .await
+    .unwrap()
 }
 
 /// Count, until stopped, how often a reader found the table missing or empty.
@@ -271,15 +281,7 @@ async fn replay_while_live_swaps_in_a_rebuilt_table_and_readers_never_see_it_emp
             }
         })
     };
-    let (_stop_replay, shutdown) = watch::channel(false);
-    let report = order_projector::replay::replay(
-        &store,
-        &Subscription::projection(SkuSales::new()),
-        &replay_options(),
-        &shutdown,
-    )
-    .await
-    .unwrap();
+    let report = replay_sku_sales(&store).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     let (reads, bad) = readers.await.unwrap();
@@ -519,15 +521,7 @@ async fn tables_belong_to_the_projector_role_so_another_login_of_it_may_rebuild_
     );
 
     let second = store_as(&logins[1]);
-    let (_stop, shutdown) = watch::channel(false);
-    let report = order_projector::replay::replay(
-        &second,
-        &Subscription::projection(SkuSales::new()),
-        &replay_options(),
-        &shutdown,
-    )
-    .await
-    .unwrap();
+    let report = replay_sku_sales(&second).await;
     assert!(report.events > 0);
     let rebuilt = owners(f.db.connect().await).await;
     assert_eq!(
