@@ -218,6 +218,22 @@ impl Stack {
 
     /// Every event id of the log, in position order (the tests write one command at a time,
     /// so that is also the order of their commits).
+    /// The global position of the log's last event (0 when empty).
+    pub async fn head_position(&self) -> u64 {
+        let head: i64 = self
+            .db
+            .connect()
+            .await
+            .query_one(
+                "SELECT coalesce(max(global_position), 0)::int8 FROM orders.events",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        u64::try_from(head).unwrap()
+    }
+
     pub async fn log(&self) -> Vec<Uuid> {
         self.db
             .connect()
