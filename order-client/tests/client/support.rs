@@ -218,20 +218,20 @@ impl Stack {
 
     /// Every event id of the log, in position order (the tests write one command at a time,
     /// so that is also the order of their commits).
-    /// The global position of the log's last event (0 when empty).
-    pub async fn head_position(&self) -> u64 {
-        let head: i64 = self
+    /// The log's last event: its global position and its order. Panics on an empty log.
+    pub async fn last_event(&self) -> (u64, Uuid) {
+        let row = self
             .db
             .connect()
             .await
             .query_one(
-                "SELECT coalesce(max(global_position), 0)::int8 FROM orders.events",
+                "SELECT global_position, stream_id FROM orders.events
+                 ORDER BY global_position DESC LIMIT 1",
                 &[],
             )
             .await
-            .unwrap()
-            .get(0);
-        u64::try_from(head).unwrap()
+            .unwrap();
+        (u64::try_from(row.get::<_, i64>(0)).unwrap(), row.get(1))
     }
 
     pub async fn log(&self) -> Vec<Uuid> {
