@@ -63,7 +63,8 @@ struct RunArgs {
     #[arg(long, env = "ORDER_IMPORT_NAME")]
     name: Option<String>,
     /// The legacy system's name: part of every derived id, so that two systems with the same
-    /// order ids give different orders. Never change it between runs of one export.
+    /// order ids give different orders. An import's first run records it, and a later run of
+    /// the same import (`--name`) naming another is refused.
     #[arg(long, env = "ORDER_IMPORT_SOURCE", default_value = "legacy")]
     source: String,
     /// How the export is sorted by order_id.
@@ -137,10 +138,15 @@ fn describe(record: &order_store::ImportRecord) -> String {
     };
     format!(
         "import:      {}\n\
+         source:      {}\n\
          runs:        {}\n\
          latest run:  {latest}; {} legacy orders read, {} rejected\n\
          every run:   {} orders imported ({} events, {} batches)\n",
         record.name,
+        record
+            .source
+            .as_deref()
+            .unwrap_or("(not recorded: its next run records it)"),
         record.runs,
         record.orders_read,
         record.orders_rejected,
@@ -335,6 +341,7 @@ mod tests {
             orders_imported: 997,
             events_imported: 5012,
             batches: 4,
+            source: Some("shop-eu".into()),
             finished_at: Some(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_392_624),
             ),
@@ -343,12 +350,16 @@ mod tests {
         assert_eq!(
             text,
             "import:      legacy-2026-12\n\
+             source:      shop-eu\n\
              runs:        2\n\
              latest run:  finished at 2026-12-04T13:57:04Z; 1000 legacy orders read, 3 rejected\n\
              every run:   997 orders imported (5012 events, 4 batches)\n"
         );
         record.finished_at = None;
-        assert!(super::describe(&record).contains("not finished"));
+        record.source = None;
+        let text = super::describe(&record);
+        assert!(text.contains("not finished"));
+        assert!(text.contains("source:      (not recorded"));
     }
 
     #[test]

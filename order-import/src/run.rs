@@ -306,7 +306,7 @@ pub async fn import_until(
         bail!("writers, batch orders and batch events must be at least 1");
     }
     let started = Instant::now();
-    let record = store.import_begin(&options.name).await?;
+    let record = store.import_begin(&options.name, &options.source).await?;
     tracing::info!(name = %options.name, run = record.runs, imported_before = record.orders_imported, "import started");
     let progress = source.progress();
     let counters = Arc::new(Counters::default());

@@ -517,3 +517,100 @@ async fn sigterm_stops_after_the_batches_in_flight_and_the_next_run_resumes() {
     assert_eq!(record.orders_imported, generated.good);
     assert!(record.finished_at.is_some());
 }
+
+/// Every id derives from the source's name, so a run that continued an import under another
+/// `--source` would append every order again under new ids. It is refused before anything is
+/// written, the progress row unchanged; the recorded source resumes as before.
+#[tokio::test]
+async fn a_run_naming_another_source_than_the_import_began_with_is_refused_and_changes_nothing() {
+    let setup = setup().await;
+    let (input, generated, _) = export(setup.dir.path(), Format::Jsonl, 500, 0, 11);
+    let (first, _) = run(&setup, &input, Format::Jsonl, "sourced").await;
+    assert_eq!(first.orders_imported, generated.good);
+    let before = setup.store.import_status("sourced").await.unwrap().unwrap();
+    assert_eq!(before.source.as_deref(), Some("legacy"));
+
+    let source = open(&input, Format::Jsonl, Default::default()).unwrap();
+    let mut options = Options::new("sourced");
+    options.rejects = setup.dir.path().join("other.rejects.jsonl");
+    options.source = "shop-eu".to_owned();
+    let error = import(&setup.store, source, &options).await.unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("\"legacy\"") && message.contains("\"shop-eu\""),
+        "the error names both sources: {message}"
+    );
+    let (streams, events, _) = log_audit(&setup.db).await;
+    assert_eq!(
+        streams.len() as u64,
+        generated.good,
+        "no order appended twice"
+    );
+    assert_eq!(events as u64, generated.events);
+    let after = setup.store.import_status("sourced").await.unwrap().unwrap();
+    assert_eq!(
+        after, before,
+        "the refused run left the progress row as it was"
+    );
+    assert!(
+        !options.rejects.exists(),
+        "the refused run wrote no rejects file"
+    );
+
+    // A bad source name is refused the same way, before anything is written.
+    for bad in ["", "a\u{7}b", &"s".repeat(101)] {
+        let source = open(&input, Format::Jsonl, Default::default()).unwrap();
+        let mut options = Options::new("fresh");
+        options.rejects = setup.dir.path().join("fresh.rejects.jsonl");
+        options.source = bad.to_owned();
+        let error = import(&setup.store, source, &options).await.unwrap_err();
+        assert!(format!("{error:#}").contains("source"), "{error:#}");
+        assert!(setup.store.import_status("fresh").await.unwrap().is_none());
+    }
+
+    // The same source resumes as before.
+    let (again, _) = run(&setup, &input, Format::Jsonl, "sourced").await;
+    assert_eq!(again.orders_imported, 0);
+    assert_eq!(again.orders_present, generated.good);
+    let record = setup.store.import_status("sourced").await.unwrap().unwrap();
+    assert_eq!(record.runs, 2);
+}
+
+/// An import begun before sources were recorded (its row's source is NULL) takes the source of
+/// its next run, and from then on refuses another.
+#[tokio::test]
+async fn an_import_begun_before_sources_were_recorded_takes_its_next_runs_source() {
+    let setup = setup().await;
+    let (input, generated, _) = export(setup.dir.path(), Format::Jsonl, 200, 0, 12);
+    let (first, _) = run(&setup, &input, Format::Jsonl, "older").await;
+    assert_eq!(first.orders_imported, generated.good);
+    setup
+        .db
+        .connect()
+        .await
+        .execute(
+            "UPDATE orders.imports SET source = NULL WHERE name = 'older'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        setup
+            .store
+            .import_status("older")
+            .await
+            .unwrap()
+            .unwrap()
+            .source,
+        None
+    );
+    let (second, _) = run(&setup, &input, Format::Jsonl, "older").await;
+    assert_eq!(second.orders_present, generated.good);
+    let record = setup.store.import_status("older").await.unwrap().unwrap();
+    assert_eq!(record.source.as_deref(), Some("legacy"));
+    let source = open(&input, Format::Jsonl, Default::default()).unwrap();
+    let mut options = Options::new("older");
+    options.rejects = setup.dir.path().join("older2.rejects.jsonl");
+    options.source = "other".to_owned();
+    assert!(import(&setup.store, source, &options).await.is_err());
+}

@@ -87,6 +87,9 @@ pub struct ImportRecord {
     pub events_imported: u64,
     /// Batches every run committed, together.
     pub batches: u64,
+    /// The legacy source every run of this import derives its ids from (recorded by its first
+    /// run; `None` for an import begun before sources were recorded and not run since).
+    pub source: Option<String>,
     /// When the latest run finished; `None` while it runs or after it stopped early.
     pub finished_at: Option<SystemTime>,
 }
@@ -111,7 +114,10 @@ const PRESENT_SQL: &str = "SELECT s FROM unnest($1::uuid[]) AS s \
     WHERE EXISTS (SELECT 1 FROM orders.events e WHERE e.stream_id = s AND e.stream_version = 1)";
 
 const RECORD_COLUMNS: &str = "name, runs, orders_read, orders_rejected, orders_imported, \
-    events_imported, batches, finished_at";
+    events_imported, batches, finished_at, source";
+
+/// The longest legacy source name accepted, in bytes.
+pub const MAX_SOURCE_LEN: usize = 100;
 
 /// How often a batch that lost a race on the unique index is tried again.
 const RACE_ATTEMPTS: u32 = 5;
@@ -127,6 +133,15 @@ fn check_name(name: &str) -> Result<(), Error> {
         return Err(Error::InvalidInput(format!(
             "import name {name:?}: 1 to 100 of a-z, 0-9, '_', '.', '-', starting with a letter \
              or digit"
+        )));
+    }
+    Ok(())
+}
+
+fn check_source(source: &str) -> Result<(), Error> {
+    if source.is_empty() || source.len() > MAX_SOURCE_LEN || source.chars().any(char::is_control) {
+        return Err(Error::InvalidInput(format!(
+            "import source {source:?}: 1 to {MAX_SOURCE_LEN} bytes without control characters"
         )));
     }
     Ok(())
@@ -238,6 +253,7 @@ fn record_from_row(row: &tokio_postgres::Row) -> Result<ImportRecord, tokio_post
         events_imported: row.try_get::<_, i64>(5)?.max(0) as u64,
         batches: row.try_get::<_, i64>(6)?.max(0) as u64,
         finished_at: row.try_get(7)?,
+        source: row.try_get(8)?,
     })
 }
 
@@ -246,19 +262,46 @@ fn count(value: u64) -> i64 {
 }
 
 impl EventStore {
-    /// Start a run of the import `name`: creates its progress row or counts one more run, and
-    /// clears the latest run's figures. Returns the row as it is now.
-    pub async fn import_begin(&self, name: &str) -> Result<ImportRecord, Error> {
+    /// Start a run of the import `name` of the legacy source `source`: creates its progress
+    /// row or counts one more run, and clears the latest run's figures. Returns the row as it
+    /// is now.
+    ///
+    /// Every id of an imported order derives from its source, so the first run records the
+    /// source, and a later run of the same import that names another is refused
+    /// ([`Error::InvalidInput`] naming both) with nothing changed: it would append every order
+    /// again under new ids. An import begun before sources were recorded takes this run's.
+    pub async fn import_begin(&self, name: &str, source: &str) -> Result<ImportRecord, Error> {
         check_name(name)?;
+        check_source(source)?;
         let client = self.pool().get().await?;
+        // One statement: two runs beginning at once with different sources cannot both pass.
         let sql = format!(
-            "INSERT INTO orders.imports AS i (name, runs) VALUES ($1, 1) \
+            "INSERT INTO orders.imports AS i (name, runs, source) VALUES ($1, 1, $2) \
              ON CONFLICT (name) DO UPDATE SET runs = i.runs + 1, orders_read = 0, \
-                 orders_rejected = 0, finished_at = NULL, updated_at = now() \
+                 orders_rejected = 0, finished_at = NULL, updated_at = now(), \
+                 source = EXCLUDED.source \
+             WHERE i.source IS NULL OR i.source = EXCLUDED.source \
              RETURNING {RECORD_COLUMNS}"
         );
-        let row = client.query_one(&sql, &[&name]).await?;
-        Ok(record_from_row(&row)?)
+        if let Some(row) = client.query_opt(&sql, &[&name, &source]).await? {
+            return Ok(record_from_row(&row)?);
+        }
+        let recorded: Option<String> = client
+            .query_opt(
+                "SELECT source FROM orders.imports WHERE name = $1",
+                &[&name],
+            )
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .flatten();
+        Err(Error::InvalidInput(format!(
+            "import {name:?} began with the source {recorded:?}, and this run names {source:?}: \
+             every id derives from the source, so it would import every order again under new \
+             ids; run it with the source {recorded:?}, or give another source's export an \
+             import name of its own",
+            recorded = recorded.unwrap_or_default()
+        )))
     }
 
     /// The progress row of the import `name`, if it ever ran.

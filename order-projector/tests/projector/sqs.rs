@@ -143,7 +143,7 @@ fn imported_order(n: usize) -> order_store::ImportedStream {
 async fn imported_events_are_not_published_and_the_checkpoint_passes_them() {
     let f = fixture().await;
     let mut imported = BTreeSet::new();
-    f.store.import_begin("sqs-test").await.unwrap();
+    f.store.import_begin("sqs-test", "legacy").await.unwrap();
     for round in 0..3usize {
         write_orders(&f.handler, 10, 2).await;
         let streams: Vec<_> = (0..20).map(|n| imported_order(round * 100 + n)).collect();
