@@ -25,21 +25,24 @@ pub struct Commands {
 }
 
 /// How a command ended, as the `outcome` label says.
-const OUTCOMES: [&str; 6] = [
+const OUTCOMES: [&str; 7] = [
     "ok",
     "duplicate",
     "rejected",
     "conflict",
     "unavailable",
     "error",
+    "invalid",
 ];
+/// The index of `invalid` in [`OUTCOMES`]: the caller's mistake (a bad request, a command id
+/// used before for another request).
+const INVALID: usize = 6;
 
 /// The metric series of every command kind, looked up once: finding a series by name and
 /// labels on every command costs more than recording into it.
 #[derive(Debug)]
 struct CommandMetrics {
     kinds: Vec<KindMetrics>,
-    invalid: Counter,
 }
 
 #[derive(Debug)]
@@ -67,7 +70,6 @@ impl CommandMetrics {
                     }
                 })
                 .collect(),
-            invalid: metrics::counter!("order_commands_total", "command" => "unknown", "outcome" => "invalid"),
         }
     }
 
@@ -103,7 +105,11 @@ impl Commands {
         }
     }
 
-    async fn run<R>(&self, mut request: Request<R>) -> Result<Response<pb::CommandResponse>, Status>
+    async fn run<R>(
+        &self,
+        rpc: CommandKind,
+        mut request: Request<R>,
+    ) -> Result<Response<pb::CommandResponse>, Status>
     where
         ParsedCommand: TryFrom<R, Error = InvalidRequest>,
     {
@@ -120,7 +126,9 @@ impl Commands {
         let parsed = match ParsedCommand::try_from(request.into_inner()) {
             Ok(parsed) => parsed,
             Err(invalid) => {
-                self.metrics.invalid.increment(1);
+                if let Some(metrics) = self.metrics.of(rpc) {
+                    metrics.outcomes[INVALID].increment(1);
+                }
                 return Err(ApiError::from(invalid).into_status());
             }
         };
@@ -181,6 +189,9 @@ impl Commands {
                 | order_store::Error::Conflict { .. },
             )) => 3,
             Err(HandleError::Store(e)) if e.is_transient() => 4,
+            Err(HandleError::Store(
+                order_store::Error::CommandIdReused { .. } | order_store::Error::InvalidInput(_),
+            )) => INVALID,
             Err(HandleError::Store(_)) => 5,
         };
         if let Some(metrics) = self.metrics.of(command_kind) {
@@ -220,78 +231,78 @@ impl pb::order_service_server::OrderService for Commands {
         &self,
         r: Request<pb::PlaceOrderRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::PlaceOrder, r).await
     }
     async fn reserve_inventory(
         &self,
         r: Request<pb::ReserveInventoryRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::ReserveInventory, r).await
     }
     async fn reject_inventory(
         &self,
         r: Request<pb::RejectInventoryRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::RejectInventory, r).await
     }
     async fn authorize_payment(
         &self,
         r: Request<pb::AuthorizePaymentRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::AuthorizePayment, r).await
     }
     async fn fail_payment(
         &self,
         r: Request<pb::FailPaymentRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::FailPayment, r).await
     }
     async fn confirm_order(
         &self,
         r: Request<pb::ConfirmOrderRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::ConfirmOrder, r).await
     }
     async fn start_fulfillment(
         &self,
         r: Request<pb::StartFulfillmentRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::StartFulfillment, r).await
     }
     async fn ship_order(
         &self,
         r: Request<pb::ShipOrderRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::ShipOrder, r).await
     }
     async fn deliver_order(
         &self,
         r: Request<pb::DeliverOrderRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::DeliverOrder, r).await
     }
     async fn complete_order(
         &self,
         r: Request<pb::CompleteOrderRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::CompleteOrder, r).await
     }
     async fn cancel_order(
         &self,
         r: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::CancelOrder, r).await
     }
     async fn release_inventory(
         &self,
         r: Request<pb::ReleaseInventoryRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::ReleaseInventory, r).await
     }
     async fn refund_payment(
         &self,
         r: Request<pb::RefundPaymentRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.run(r).await
+        self.run(CommandKind::RefundPayment, r).await
     }
 }

@@ -415,11 +415,31 @@ fn correct_status<B>(response: &mut Response<B>) {
         return;
     };
     let message = message.to_str().unwrap_or_default();
-    if code.as_bytes() == b"13" && message.starts_with("failed%20to%20decode") {
+    if code.as_bytes() == b"13" {
         let message = percent_encoding::percent_decode_str(message).decode_utf8_lossy();
-        // On a status this function made itself, add_header cannot fail: the message is
-        // percent-encoded and the details base64.
-        let _ = undecodable(&message).add_header(response.headers_mut());
+        let status = if message.starts_with("failed to decode") {
+            Some(undecodable(&message))
+        } else {
+            // tonic's words for a body without a message, or with one cut off mid-way.
+            match &*message {
+                "Missing request message." => Some(bad_request(
+                    "the request body holds no message",
+                    "request",
+                    "no message: a unary call sends exactly one",
+                )),
+                "Unexpected EOF decoding stream." => Some(bad_request(
+                    "the request body ends inside a message",
+                    "request",
+                    "the message is shorter than its length prefix says",
+                )),
+                _ => None,
+            }
+        };
+        if let Some(status) = status {
+            // On a status this function made itself, add_header cannot fail: the message is
+            // percent-encoded and the details base64.
+            let _ = status.add_header(response.headers_mut());
+        }
         return;
     }
     let corrected = match code.as_bytes() {
@@ -441,7 +461,6 @@ fn undecodable(message: &str) -> Status {
     let rest = message
         .strip_prefix("failed to decode Protobuf message: ")
         .unwrap_or(message);
-    use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
     let identifier =
         |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     let mut fields = Vec::new();
@@ -463,10 +482,17 @@ fn undecodable(message: &str) -> Status {
     } else {
         fields.join(".")
     };
-    let details = ErrorDetails::with_bad_request(vec![FieldViolation::new(
-        path,
-        format!("not a valid protobuf encoding: {what}"),
-    )]);
+    bad_request(
+        message,
+        &path,
+        &format!("not a valid protobuf encoding: {what}"),
+    )
+}
+
+/// INVALID_ARGUMENT with `message` and one field violation of `field`.
+fn bad_request(message: &str, field: &str, description: &str) -> Status {
+    use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+    let details = ErrorDetails::with_bad_request(vec![FieldViolation::new(field, description)]);
     Status::with_error_details(tonic::Code::InvalidArgument, message, details)
 }
 

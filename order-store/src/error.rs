@@ -229,7 +229,15 @@ impl From<deadpool_postgres::PoolError> for Error {
             PoolError::Timeout(deadpool_postgres::TimeoutType::Recycle) => {
                 Self::Unavailable("checking a pooled database connection took too long".into())
             }
-            PoolError::Backend(e) => e.into(),
+            // Opening a connection failed. A server that refuses a login (no CONNECT privilege,
+            // say) answers with an error that on a statement would be the caller's or ours; at
+            // login it means the store is out of reach, as a wrong password does.
+            PoolError::Backend(e) => match Self::from(e) {
+                Self::Forbidden(why) | Self::Database(why) | Self::InvalidInput(why) => {
+                    Self::Unavailable(format!("the database server refused the connection: {why}"))
+                }
+                other => other,
+            },
             PoolError::Closed => Self::Unavailable("the connection pool is closed".into()),
             other => Self::Unavailable(other.to_string()),
         }

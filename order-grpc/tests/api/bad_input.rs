@@ -469,3 +469,44 @@ async fn a_message_that_does_not_decode_is_invalid_argument_not_internal() {
     assert_eq!(violated_fields(&status), ["request"], "{status:?}");
     assert_eq!(app.event_count().await, 0);
 }
+
+/// A body without a message, or with its message cut off, is the caller's mistake too:
+/// INVALID_ARGUMENT naming the request, where tonic says INTERNAL.
+#[tokio::test]
+async fn an_empty_or_cut_off_body_is_invalid_argument_not_internal() {
+    use tower::ServiceExt;
+    let app = spawn_app().await;
+    let bodies: [(&str, &[u8]); 3] = [
+        ("/orders.v1.OrderService/PlaceOrder", b""),
+        ("/orders.v1.OrderQueryService/GetOrder", b""),
+        // A length prefix of 100 bytes, and 10 of them.
+        (
+            "/orders.v1.OrderService/PlaceOrder",
+            &[0, 0, 0, 0, 100, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        ),
+    ];
+    for (path, body) in bodies {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}{path}", app.grpc_addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(body),
+            )))
+            .unwrap();
+        let response = app.channel.clone().oneshot(request).await.unwrap();
+        let status = Status::from_header_map(response.headers()).expect("a trailers-only status");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{path} {body:?}: {status:?}"
+        );
+        assert_eq!(
+            violated_fields(&status),
+            ["request"],
+            "{path} {body:?}: {status:?}"
+        );
+    }
+    assert_eq!(app.event_count().await, 0);
+}

@@ -74,6 +74,46 @@ async fn metrics_count_commands_by_type_and_outcome() {
     );
 }
 
+/// The value of one series on a `/metrics` page (0 when absent).
+fn series(body: &str, name_and_labels: &str) -> f64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A caller's mistake is `invalid` under its own RPC's name, never `error` (which the console's
+/// error-spike alarm counts) and never `command="unknown"`.
+#[tokio::test]
+async fn a_callers_mistakes_count_as_invalid_under_the_rpcs_name() {
+    let app = spawn_app().await;
+    let invalid = "order_commands_total{command=\"PlaceOrder\",outcome=\"invalid\"}";
+    let error = "order_commands_total{command=\"PlaceOrder\",outcome=\"error\"}";
+    let (_, before) = app.admin_get("/metrics").await;
+    // A request the service refuses to parse.
+    let mut empty = place(&uuid::Uuid::new_v4().to_string());
+    empty.lines.clear();
+    let status = app.commands().place_order(empty).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    // A command id used again for another request.
+    let first = place(&uuid::Uuid::new_v4().to_string());
+    app.commands().place_order(first.clone()).await.unwrap();
+    let mut other = place(&uuid::Uuid::new_v4().to_string());
+    other.command_id = first.command_id.clone();
+    let status = app.commands().place_order(other).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let (_, after) = app.admin_get("/metrics").await;
+    assert!(
+        series(&after, invalid) >= series(&before, invalid) + 2.0,
+        "both counted as invalid:\n{after}"
+    );
+    assert_eq!(
+        series(&after, error),
+        series(&before, error),
+        "neither counted as an error of the service"
+    );
+    assert!(!after.contains("command=\"unknown\""), "{after}");
+}
+
 #[tokio::test]
 async fn reflection_lists_the_services_in_both_versions() {
     use futures::StreamExt;

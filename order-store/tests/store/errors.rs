@@ -53,6 +53,43 @@ async fn a_server_that_refuses_our_credentials_or_database_is_unavailable() {
     }
 }
 
+/// A login refused for lack of the CONNECT privilege (SQLSTATE 42501, which on a statement
+/// means a privilege of ours is missing) is, at login, a database out of reach too.
+#[tokio::test]
+async fn a_login_refused_for_lack_of_the_connect_privilege_is_unavailable() {
+    let db = order_testkit::pg::TestDatabase::empty().await;
+    let admin = order_testkit::pg::admin().await;
+    let role = format!("refused_{}", Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'refused-secret'; \
+             REVOKE CONNECT ON DATABASE {} FROM PUBLIC",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    let admin_url = &order_testkit::settings().pg_admin_url;
+    let server = admin_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(_, host)| host.split(['/', '?']).next().unwrap_or(host).to_owned())
+        .expect("ORDER_PG_ADMIN_URL names user@host:port");
+    let url = format!("postgres://{role}:refused-secret@{server}/{}", db.name());
+    let store = EventStore::new(StoreConfig::new(&url)).unwrap();
+    let result = append(&store, Uuid::new_v4(), ExpectedVersion::Any, &[event("x")]).await;
+    let ping = store.ping().await;
+    drop(store);
+    admin
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+    let Err(Error::Unavailable(message)) = &result else {
+        panic!("{result:?}");
+    };
+    assert!(message.contains("permission denied"), "{message}");
+    assert!(matches!(ping, Err(Error::Unavailable(_))), "{ping:?}");
+}
+
 #[tokio::test]
 async fn an_exhausted_pool_fails_fast_instead_of_queueing() {
     let t = test_store_with(|c| {
