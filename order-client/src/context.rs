@@ -40,7 +40,8 @@ impl CallContext {
     /// A context with these values (each dropped when it is not valid header text).
     pub fn new(correlation_id: Option<&str>, traceparent: Option<&str>) -> Self {
         Self {
-            correlation_id: header_text(correlation_id, MAX_CORRELATION_ID),
+            correlation_id: header_text(correlation_id, MAX_CORRELATION_ID)
+                .filter(|id| id.bytes().all(|b| b.is_ascii_graphic())),
             traceparent: header_text(traceparent, MAX_TRACE_HEADER),
             tracestate: None,
         }

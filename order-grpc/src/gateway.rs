@@ -162,6 +162,13 @@ fn header_text(request: &Request<impl Sized>, name: &str, max: usize) -> Option<
         .then(|| value.to_owned())
 }
 
+/// The caller's correlation id, when it is 1 to 128 visible ASCII characters (no spaces: it is
+/// written into log lines and message attributes as one token).
+fn correlation_id(request: &Request<impl Sized>) -> Option<String> {
+    header_text(request, CORRELATION_HEADER, 128)
+        .filter(|id| id.bytes().all(|b| b.is_ascii_graphic()))
+}
+
 /// The gateway layer.
 #[derive(Debug, Clone)]
 pub struct GatewayLayer {
@@ -282,8 +289,8 @@ where
             .and_then(parse_grpc_timeout)
             .map_or(self.default_deadline, |t| t.min(self.default_deadline));
         let deadline = tokio::time::Instant::now() + timeout.saturating_sub(DEADLINE_MARGIN);
-        let correlation_id = header_text(&request, CORRELATION_HEADER, 128)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let correlation_id =
+            correlation_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let health = request.uri().path().starts_with(HEALTH_PREFIX);
 
         let mut actor = None;

@@ -538,6 +538,15 @@ impl<A: Aggregate> Batch<A> {
         if let Some(expected) = item.expected
             && expected != self.version
         {
+            // A stream that does not exist, and a command that does not create it: the
+            // aggregate's own refusal (not found) says more than a version mismatch.
+            if self.version == 0
+                && !A::creates_stream(item.command)
+                && let Err(rejected) = self.state.decide(item.command)
+            {
+                self.refusals.push((i, HandleError::Rejected(rejected)));
+                return true;
+            }
             self.refusals.push((
                 i,
                 Error::WrongExpectedVersion {

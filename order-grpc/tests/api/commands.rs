@@ -385,6 +385,17 @@ async fn commands_and_queries_on_an_unknown_order_are_not_found() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
+    // With an expected version too: the order does not exist, whatever version was expected.
+    let status = app
+        .commands()
+        .confirm_order(pb::ConfirmOrderRequest {
+            command_id: id(),
+            order_id: unknown.clone(),
+            expected_version: Some(3),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
     let status = app
         .queries()
         .get_order(pb::GetOrderRequest {
@@ -449,6 +460,23 @@ async fn the_correlation_id_is_echoed_and_recorded_or_generated() {
         36,
         "a UUID was generated: {generated_id}"
     );
+    // Not one token of visible characters (a space, a tab, too long): replaced too.
+    for refused in ["a b", "a\tb", &"x".repeat(129)] {
+        let mut request = tonic::Request::new(pb::GetOrderRequest {
+            order_id: order.clone(),
+            min_position: None,
+        });
+        request
+            .metadata_mut()
+            .insert("x-correlation-id", refused.parse().unwrap());
+        let response = app.queries().get_order(request).await;
+        let echoed = match &response {
+            Ok(response) => response.metadata().get("x-correlation-id"),
+            Err(status) => status.metadata().get("x-correlation-id"),
+        };
+        let echoed = echoed.unwrap().to_str().unwrap();
+        assert_eq!(echoed.len(), 36, "{refused:?} replaced: {echoed}");
+    }
 
     let events = app
         .queries()
