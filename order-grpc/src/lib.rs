@@ -15,6 +15,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod queries;
 pub mod read_model;
 pub mod scopes;

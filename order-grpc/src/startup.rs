@@ -35,7 +35,7 @@ pub struct App {
     read_store: Option<EventStore>,
     events: EventListener,
     health: HealthReporter,
-    health_service: HealthServer<HealthService>,
+    health_service: HealthServer<crate::health::Health>,
     readiness: watch::Sender<Readiness>,
     shutdown: watch::Sender<bool>,
 }
@@ -66,13 +66,16 @@ impl App {
         let (readiness, readiness_rx) = watch::channel(Readiness::NotReady("starting".to_owned()));
         let admin = AdminServer::start(args.admin_addr, readiness_rx).await?;
         let health = HealthReporter::new();
-        let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let health_service = HealthServer::new(crate::health::Health::new(
+            HealthService::from_health_reporter(health.clone()),
+            shutdown_rx,
+        ));
         for service in SERVICES {
             health
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
         }
-        let (shutdown, _) = watch::channel(false);
         Ok(Self {
             args,
             listener,
@@ -213,6 +216,9 @@ async fn watch_readiness(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut probe = order_store::ReadinessProbe::new(config);
+    // What the health service says: set only when it changes, so that a Watch stream hears of
+    // changes only, as the health-checking protocol says (NOT_SERVING was set at build).
+    let mut reported = ServingStatus::NotServing;
     loop {
         if *shutdown.borrow() {
             return;
@@ -232,8 +238,15 @@ async fn watch_readiness(
                 Readiness::NotReady(why) => tracing::warn!(reason = %why, "not ready"),
             }
         }
-        for service in SERVICES {
-            health.set_service_status(service, status).await;
+        if *shutdown.borrow() {
+            // Shutdown reported NOT_SERVING meanwhile: leave it so.
+            return;
+        }
+        if status != reported {
+            for service in SERVICES {
+                health.set_service_status(service, status).await;
+            }
+            reported = status;
         }
         let _ = readiness.send(state);
         let pause = if status == ServingStatus::Serving {

@@ -74,6 +74,60 @@ async fn metrics_count_commands_by_type_and_outcome() {
     );
 }
 
+/// Watch as the health-checking protocol says: the current status, then only changes; an
+/// unknown service is SERVICE_UNKNOWN on a stream that stays open; shutdown ends the streams
+/// (an idle watcher does not hold the drain for its grace period).
+#[tokio::test]
+async fn health_watch_sends_changes_only_and_an_unknown_service_stays_open_until_shutdown() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let app = spawn_app().await;
+    app.wait_for_health(ServingStatus::Serving).await;
+    let mut client = HealthClient::new(app.channel.clone());
+    let watch = |service: &str| HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let mut whole = client.watch(watch("")).await.unwrap().into_inner();
+    let first = whole.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    let mut unknown = client
+        .watch(watch("no.such.Service"))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = unknown.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::ServiceUnknown);
+    // The readiness check runs every 2 s; nothing changed, so nothing more is sent.
+    let quiet = tokio::time::timeout(Duration::from_millis(4_500), whole.message()).await;
+    assert!(quiet.is_err(), "a message without a change: {quiet:?}");
+    let open = tokio::time::timeout(Duration::from_millis(200), unknown.message()).await;
+    assert!(
+        open.is_err(),
+        "the unknown service's stream stays open: {open:?}"
+    );
+
+    let started = std::time::Instant::now();
+    app.shutdown().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "open Watch streams held the drain for {:?}",
+        started.elapsed()
+    );
+    // Both streams ended (NOT_SERVING may come first on the whole server's).
+    for mut stream in [whole, unknown] {
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match stream.message().await {
+                    Ok(Some(message)) => assert_ne!(message.status(), ServingStatus::Serving),
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "a Watch stream outlived the server");
+    }
+}
+
 /// The value of one series on a `/metrics` page (0 when absent).
 fn series(body: &str, name_and_labels: &str) -> f64 {
     body.lines()
