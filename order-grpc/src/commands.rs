@@ -56,6 +56,20 @@ impl CommandMetrics {
     fn new() -> Self {
         // The recorder must exist before handles are taken from it.
         order_runtime::telemetry::metrics();
+        // Counters operations.md names that count rare things are on /metrics from the start,
+        // at 0, so that a rate or an alarm over them has a series before the first one.
+        for name in [
+            "order_grpc_requests_shed_total",
+            "order_grpc_deadline_exceeded_total",
+            "order_store_append_conflicts_total",
+            "order_store_group_commit_fallbacks_total",
+            "order_db_connections_replaced_total",
+        ] {
+            metrics::counter!(name).increment(0);
+        }
+        for reason in ["read_only", "shutting_down", "no_answer"] {
+            metrics::counter!("order_db_server_changes_total", "reason" => reason).increment(0);
+        }
         Self {
             kinds: CommandKind::ALL
                 .iter()

@@ -35,6 +35,12 @@ pub struct RequestContext {
     pub actor: Option<String>,
 }
 
+/// When the gateway answers DEADLINE_EXCEEDED for a call (its `grpc-timeout`, at most the
+/// server's default); handlers that wait find it in the request extensions and give up a
+/// little before, with an answer that says what they waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallDeadline(pub tokio::time::Instant);
+
 /// Accepted bearer tokens, the names they stand for, and what each may do.
 #[derive(Clone, Default)]
 pub struct Tokens {
@@ -341,6 +347,18 @@ where
             actor,
         };
         request.extensions_mut().insert(context);
+        request.extensions_mut().insert(CallDeadline(deadline));
+        // A known command's name only: a label value never comes from what a caller made up.
+        let command = request
+            .uri()
+            .path()
+            .strip_prefix("/orders.v1.OrderService/")
+            .and_then(|method| {
+                order_domain::order::CommandKind::ALL
+                    .iter()
+                    .map(|kind| kind.as_str())
+                    .find(|name| *name == method)
+            });
 
         // The clone that was polled ready handles this call; the fresh clone stays behind.
         let clone = self.inner.clone();
@@ -351,10 +369,20 @@ where
                 Some(response) => response?,
                 None => {
                     metrics::counter!("order_grpc_deadline_exceeded_total").increment(1);
-                    let status = Status::deadline_exceeded(
-                        "the call's deadline passed before it finished; a command may or may not \
-                         have been applied: retry it with the same command id to know",
-                    );
+                    let status = match command {
+                        Some(command) => {
+                            metrics::counter!("order_commands_total", "command" => command, "outcome" => "deadline")
+                                .increment(1);
+                            Status::deadline_exceeded(
+                                "the call's deadline passed before it finished; a command may or \
+                                 may not have been applied: retry it with the same command id to \
+                                 know",
+                            )
+                        }
+                        None => Status::deadline_exceeded(
+                            "the call's deadline passed before it finished",
+                        ),
+                    };
                     return Ok(refuse(status, &correlation_id));
                 }
             };

@@ -85,6 +85,10 @@ fn replica_failed(rpc: &'static str, error: &order_store::Error) {
 
 /// When the caller wants an answer by: its `grpc-timeout`, else the server's default.
 fn deadline_of<T>(request: &Request<T>, default: Duration) -> tokio::time::Instant {
+    // The gateway's, when it passed: the same instant its timer answers at.
+    if let Some(crate::gateway::CallDeadline(deadline)) = request.extensions().get() {
+        return *deadline;
+    }
     let timeout = request
         .metadata()
         .get("grpc-timeout")
@@ -310,6 +314,35 @@ impl Queries {
         }
     }
 
+    /// Wait until the log (the primary's) holds `position`, at most until shortly before
+    /// `deadline`. Every position a response or a message gave is there already; one beyond
+    /// the head is a position of the future, or of a database that lost writes since (a
+    /// restore), and answering without it would not be read-your-writes.
+    async fn wait_for_log(
+        &self,
+        position: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Status> {
+        let give_up =
+            deadline - Duration::from_millis(20).min(deadline - tokio::time::Instant::now());
+        loop {
+            let head = self
+                .store
+                .head_position()
+                .await
+                .map_err(|e| ApiError::from(e).into_status())?;
+            if head >= position {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(Status::deadline_exceeded(format!(
+                    "the log has not reached position {position} yet (it is at {head})"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     async fn stream(&self, order_id: uuid::Uuid, after: u64) -> Result<Vec<RecordedEvent>, Status> {
         self.store
             .read_stream(order_id, after)
@@ -417,7 +450,11 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
                 .filter(|e| e.stream_version > request.after_version)
                 .collect(),
             None => {
-                // The primary holds every committed event, min_position included.
+                // The primary holds every committed event, min_position included (one beyond
+                // its head is waited for).
+                if let Some(position) = request.min_position {
+                    self.wait_for_log(position, deadline).await?;
+                }
                 let events = self.stream(order_id, request.after_version).await?;
                 if events.is_empty()
                     && (request.after_version == 0 || self.stream(order_id, 0).await?.is_empty())

@@ -167,6 +167,16 @@ impl TestApp {
         OrderQueryServiceClient::with_origin(client, origin)
     }
 
+    /// A command client over a bare HTTP/2 client (see [`TestApp::raw_queries`]).
+    pub fn raw_commands(&self) -> OrderServiceClient<RawClient> {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http();
+        let origin: http::Uri = format!("http://{}", self.grpc_addr).parse().unwrap();
+        OrderServiceClient::with_origin(client, origin)
+    }
+
     pub async fn health(&self, service: &str) -> Result<ServingStatus, tonic::Status> {
         let response = HealthClient::new(self.channel.clone())
             .check(HealthCheckRequest {

@@ -72,6 +72,17 @@ async fn metrics_count_commands_by_type_and_outcome() {
         body.contains("order_command_duration_seconds_bucket{command=\"ReserveInventory\""),
         "{body}"
     );
+    // Rare events' counters are there before the first one.
+    for series in [
+        "order_grpc_requests_shed_total",
+        "order_grpc_deadline_exceeded_total",
+        "order_store_append_conflicts_total",
+        "order_store_group_commit_fallbacks_total",
+        "order_db_connections_replaced_total",
+        "order_db_server_changes_total{reason=\"read_only\"}",
+    ] {
+        assert!(body.contains(&format!("\n{series} ")), "{series}: {body}");
+    }
 }
 
 /// Watch as the health-checking protocol says: the current status, then only changes; an
@@ -166,6 +177,23 @@ async fn a_callers_mistakes_count_as_invalid_under_the_rpcs_name() {
         "neither counted as an error of the service"
     );
     assert!(!after.contains("command=\"unknown\""), "{after}");
+}
+
+/// A command the gateway answers DEADLINE_EXCEEDED is counted too, under its name.
+#[tokio::test]
+async fn a_command_past_its_deadline_counts_as_deadline() {
+    let app = spawn_app().await;
+    let deadline = "order_commands_total{command=\"PlaceOrder\",outcome=\"deadline\"}";
+    let (_, before) = app.admin_get("/metrics").await;
+    let mut request = tonic::Request::new(place(&uuid::Uuid::new_v4().to_string()));
+    request.set_timeout(Duration::from_nanos(1));
+    let status = app.raw_commands().place_order(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    let (_, after) = app.admin_get("/metrics").await;
+    assert!(
+        series(&after, deadline) >= series(&before, deadline) + 1.0,
+        "{after}"
+    );
 }
 
 #[tokio::test]

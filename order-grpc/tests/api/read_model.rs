@@ -181,6 +181,67 @@ async fn list_orders_filters_and_pages_newest_first() {
     }
 }
 
+/// GetOrderEvents with a position the log has not reached (of the future, or of a database
+/// restored to an earlier point) waits for it, and answers once it is there; never at once
+/// without it.
+#[tokio::test]
+async fn get_order_events_with_a_position_beyond_the_log_waits_for_it() {
+    let app = spawn_app().await;
+    let order = id();
+    let placed = app
+        .commands()
+        .place_order(place(&order))
+        .await
+        .unwrap()
+        .into_inner();
+    let beyond = placed.global_position + 1;
+    let mut request = tonic::Request::new(pb::GetOrderEventsRequest {
+        order_id: order.clone(),
+        after_version: 0,
+        min_position: Some(beyond),
+    });
+    request.set_timeout(Duration::from_millis(300));
+    let status = app
+        .raw_queries()
+        .get_order_events(request)
+        .await
+        .unwrap_err();
+    // Whose answer it is (the handler's "the log has not reached position", or the gateway's
+    // timer on a machine too busy for the handler to answer first) does not matter: not OK.
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+
+    // Its own position answers at once; the one beyond, once another order is placed.
+    let events = app
+        .queries()
+        .get_order_events(pb::GetOrderEventsRequest {
+            order_id: order.clone(),
+            after_version: 0,
+            min_position: Some(placed.global_position),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 1);
+    let waiting = {
+        let mut client = app.queries();
+        let request = pb::GetOrderEventsRequest {
+            order_id: order.clone(),
+            after_version: 0,
+            min_position: Some(beyond),
+        };
+        tokio::spawn(async move { client.get_order_events(request).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "it waits while the log is short of it"
+    );
+    app.commands().place_order(place(&id())).await.unwrap();
+    let answered = waiting.await.unwrap().unwrap().into_inner().events;
+    assert_eq!(answered.len(), 1);
+}
+
 #[tokio::test]
 async fn get_order_with_min_position_waits_for_the_read_model() {
     let app = spawn_app().await;
