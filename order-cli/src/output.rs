@@ -145,6 +145,24 @@ fn payload(event: &pb::Event) -> Value {
 }
 
 /// `key=value` pairs of a payload, amounts as `3000 EUR`.
+/// The payload's fields as JSON: those of the table view, and the whole shipping address.
+fn payload_json(event: &pb::Event) -> Value {
+    let mut value = payload(event);
+    if let (Some(pb::event::Payload::OrderPlaced(p)), Value::Object(map)) =
+        (&event.payload, &mut value)
+        && let Some(a) = &p.shipping_address
+    {
+        map.insert(
+            "shipping_address".to_owned(),
+            json!({
+                "recipient": a.recipient, "line1": a.line1, "line2": a.line2, "city": a.city,
+                "region": a.region, "postal_code": a.postal_code, "country": a.country,
+            }),
+        );
+    }
+    value
+}
+
 fn payload_text(value: &Value) -> String {
     fn scalar(value: &Value) -> String {
         match value {
@@ -181,7 +199,7 @@ fn event_json(event: &pb::Event) -> Value {
         "correlation_id": event.correlation_id,
         "causation_id": event.causation_id,
         "command_id": event.command_id,
-        "payload": payload(event),
+        "payload": payload_json(event),
     })
 }
 
@@ -423,5 +441,34 @@ mod tests {
         };
         assert_eq!(payload_text(&payload(&event)), "amount=500 EUR");
         assert_eq!(status_name(pb::OrderStatus::Shipped), "SHIPPED");
+    }
+
+    #[test]
+    fn json_has_the_whole_shipping_address_and_the_table_the_country() {
+        let event = pb::Event {
+            payload: Some(pb::event::Payload::OrderPlaced(pb::OrderPlaced {
+                shipping_address: Some(pb::Address {
+                    recipient: "Ada".into(),
+                    line1: "1 Main St".into(),
+                    line2: String::new(),
+                    city: "Berlin".into(),
+                    region: String::new(),
+                    postal_code: "10115".into(),
+                    country: "DE".into(),
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let json = payload_json(&event);
+        assert_eq!(json["shipping_address"]["recipient"], "Ada");
+        assert_eq!(json["shipping_address"]["line1"], "1 Main St");
+        assert_eq!(json["shipping_address"]["postal_code"], "10115");
+        assert_eq!(json["country"], "DE");
+        let text = payload_text(&payload(&event));
+        assert!(
+            text.contains("country=DE") && !text.contains("Ada"),
+            "{text}"
+        );
     }
 }
