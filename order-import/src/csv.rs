@@ -75,6 +75,8 @@ struct Table {
     reader: TableReader,
     /// Column index of each expected column, in [`TABLES`] order.
     columns: Vec<usize>,
+    /// Fields in the header: every row has as many.
+    width: usize,
     /// The next row (its line and fields), `None` at the end.
     head: Option<(u64, ByteRecord)>,
 }
@@ -99,6 +101,26 @@ fn open_table(
         .byte_headers()
         .map_err(|e| invalid(format!("{}: header: {e}", path.display())))?
         .clone();
+    // Every column is one the import reads, once: the values of any other would be lost
+    // without a word, on every row.
+    for (i, header) in headers.iter().enumerate() {
+        let name = String::from_utf8_lossy(header);
+        if !expected.iter().any(|column| column.as_bytes() == header) {
+            return Err(invalid(format!(
+                "{}: column {name:?} is not one the import reads (expected {}): its values \
+                 would be lost",
+                path.display(),
+                expected.join(",")
+            )));
+        }
+        if headers.iter().take(i).any(|earlier| earlier == header) {
+            return Err(invalid(format!(
+                "{}: column {name:?} is twice in the header",
+                path.display()
+            )));
+        }
+    }
+    let width = headers.len();
     let mut columns = Vec::with_capacity(expected.len());
     for column in expected {
         let index = headers
@@ -118,6 +140,7 @@ fn open_table(
         file: format!("{name}.csv"),
         reader,
         columns,
+        width,
         head: None,
     };
     table.advance()?;
@@ -180,18 +203,20 @@ fn optional(value: String) -> Option<String> {
 }
 
 fn check_width(table: &Table, record: &ByteRecord) -> Result<(), String> {
-    let width = TABLES
-        .iter()
-        .find(|(name, _)| *name == table.name)
-        .map_or(0, |(_, columns)| columns.len());
-    let needed = table.columns.iter().copied().max().map_or(0, |m| m + 1);
-    if record.len() < needed {
+    if record.len() != table.width {
         return Err(format!(
-            "{} fields where the header has at least {width}",
-            record.len()
+            "{} fields where the header has {}",
+            record.len(),
+            table.width
         ));
     }
     Ok(())
+}
+
+/// A row of the wrong width whose fields run over several lines: a quote that never closes
+/// (or closes rows later) has swallowed the rows after it, which no reject could report.
+fn runaway_quote(table: &Table, record: &ByteRecord) -> bool {
+    record.len() != table.width && record.iter().any(|field| field.contains(&b'\n'))
 }
 
 /// A CSV export directory read as legacy orders.
@@ -479,6 +504,15 @@ fn check_sorted(directory: &Path, id_order: IdOrder) -> io::Result<()> {
         let mut table = open_table(directory, name, columns, &progress)?;
         let mut previous: Option<Vec<u8>> = None;
         while let Some((line, record)) = table.head.take() {
+            if runaway_quote(&table, &record) {
+                return Err(invalid(format!(
+                    "{name}.csv line {line}: a row of {} fields where the header has {}, running \
+                     over several lines: a quote that is not closed? The rows after it cannot \
+                     be read",
+                    record.len(),
+                    table.width
+                )));
+            }
             let id = record.get(table.columns[0]).unwrap_or(b"").to_vec();
             if let Ok(text) = std::str::from_utf8(&id)
                 && id_order == IdOrder::Numeric

@@ -670,8 +670,9 @@ pub(crate) fn plan_record(
 }
 
 fn generate_jsonl(plan: &Plan, out: &Path, expected: &Path) -> io::Result<Generated> {
-    let mut writer = BufWriter::with_capacity(1 << 20, File::create(out)?);
-    let mut expect = BufWriter::new(File::create(expected)?);
+    let mut writer =
+        BufWriter::with_capacity(1 << 20, File::create(out).map_err(|e| named(out, &e))?);
+    let mut expect = BufWriter::new(File::create(expected).map_err(|e| named(expected, &e))?);
     let mut rng = fastrand::Rng::with_seed(plan.seed);
     let kinds = kinds_for(Format::Jsonl);
     let file = out.display().to_string();
@@ -725,4 +726,9 @@ pub fn expected_path(out: &Path) -> PathBuf {
         .unwrap_or_default();
     name.push(".expected.jsonl");
     out.with_file_name(name)
+}
+
+/// An I/O error that names the path it is about ("File exists (os error 17)" names none).
+pub(crate) fn named(path: &Path, error: &io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }

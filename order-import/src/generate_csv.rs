@@ -26,10 +26,11 @@ const HISTORY: usize = 5;
 
 impl Tables {
     fn create(directory: &Path) -> io::Result<Self> {
-        std::fs::create_dir_all(directory)?;
+        std::fs::create_dir_all(directory).map_err(|e| crate::generate::named(directory, &e))?;
         let mut writers = Vec::new();
         for (name, columns) in TABLES {
-            let file = File::create(table_path(directory, name))?;
+            let path = table_path(directory, name);
+            let file = File::create(&path).map_err(|e| crate::generate::named(&path, &e))?;
             let mut writer = WriterBuilder::new()
                 .flexible(true)
                 .from_writer(BufWriter::with_capacity(1 << 18, file));
@@ -277,7 +278,8 @@ pub(crate) fn generate_csv(plan: &Plan, out: &Path, expected: &Path) -> io::Resu
     tables.finish()?;
     let mut sorted = expectations;
     sorted.sort_by(|a, b| (a.file.as_str(), a.line).cmp(&(b.file.as_str(), b.line)));
-    let mut writer = BufWriter::new(File::create(expected)?);
+    let mut writer =
+        BufWriter::new(File::create(expected).map_err(|e| crate::generate::named(expected, &e))?);
     for e in &sorted {
         serde_json::to_writer(&mut writer, e)?;
         writer.write_all(b"\n")?;

@@ -22,7 +22,8 @@ use order_store::{DatabaseArgs, EventStore};
 /// (imported events are never published to SQS, so the worker never acts on them).
 ///
 /// Exit status: 0 when everything was imported (or was already), 2 when some records were
-/// rejected (see the rejects file), 1 on an error that stopped the import. SIGTERM or Ctrl-C
+/// rejected (see the rejects file), 1 on an error that stopped the import or a bad setting
+/// (which stops it before it begins). SIGTERM or Ctrl-C
 /// stops it gracefully (exit 1): no new batch starts, the batches being written commit, and the
 /// same command run again resumes.
 #[derive(Debug, Parser)]
@@ -77,7 +78,8 @@ struct RunArgs {
     /// Orders per batch (one transaction).
     #[arg(long, env = "ORDER_IMPORT_BATCH_ORDERS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     batch_orders: u64,
-    /// Events per batch, at most.
+    /// Events per batch: a batch closes once it holds this many (an order is never split, so
+    /// a batch may exceed it by the events of its last order).
     #[arg(long, env = "ORDER_IMPORT_BATCH_EVENTS", default_value_t = 40_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     batch_events: u64,
     /// Batches written at once.
@@ -255,9 +257,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = order_runtime::cli::parse_with_footer(
+    // Exit status 2 says "finished with rejects": a bad setting is 1, an error that stopped
+    // the import before it began.
+    let cli: Cli = order_runtime::cli::parse_with_footer_exiting(
         "order-import",
         order_runtime::cli::LOG_ENVIRONMENT_HELP,
+        1,
     );
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -159,6 +159,17 @@ fn read_export(
             } => {
                 if order {
                     counts.orders_read += 1;
+                    // Its id, when it could be read, is the first of that order: a later copy
+                    // is a duplicate, not the one that counts.
+                    if let Some(id) = &unreadable.order_id
+                        && !id.trim().is_empty()
+                        && options.id_order.check(id).is_ok()
+                        && previous.as_ref().is_none_or(|before| {
+                            options.id_order.compare(before, id) == Ok(Ordering::Less)
+                        })
+                    {
+                        previous = Some(id.clone());
+                    }
                 }
                 reject(&mut counts, unreadable)?;
             }
@@ -306,6 +317,13 @@ pub async fn import_until(
         bail!("writers, batch orders and batch events must be at least 1");
     }
     let started = Instant::now();
+    // A rejects file that cannot be written fails the run before its progress row changes
+    // (opened without truncating: a run refused below leaves the last run's report).
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&options.rejects)
+        .with_context(|| format!("cannot write the rejects to {}", options.rejects.display()))?;
     let record = store.import_begin(&options.name, &options.source).await?;
     tracing::info!(name = %options.name, run = record.runs, imported_before = record.orders_imported, "import started");
     let progress = source.progress();

@@ -114,7 +114,18 @@ impl JsonLines<BufReader<File>> {
     pub fn open(path: &Path) -> io::Result<Self> {
         let file = File::open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        let size = file.metadata()?.len();
+        let metadata = file.metadata()?;
+        if metadata.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: a directory; a JSON Lines export is a file (a directory of CSV tables \
+                     is --format csv)",
+                    path.display()
+                ),
+            ));
+        }
+        let size = metadata.len();
         Ok(Self::new(
             BufReader::with_capacity(1 << 20, file),
             path.display().to_string(),
@@ -218,6 +229,10 @@ impl<R: BufRead + Send> Source for JsonLines<R> {
                 if self.buffer.last() == Some(&b'\r') {
                     self.buffer.pop();
                 }
+            }
+            // A byte order mark some tools write at the start of a UTF-8 file.
+            if self.line == 1 && self.buffer.starts_with(b"\xEF\xBB\xBF") {
+                self.buffer.drain(..3);
             }
             if self.buffer.iter().all(u8::is_ascii_whitespace) {
                 continue;

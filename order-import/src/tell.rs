@@ -125,8 +125,12 @@ fn check_id(what: &str, id: &str) -> Result<(), Refusal> {
 }
 
 fn time(field: &str, text: &str) -> Result<SystemTime, Refusal> {
-    humantime::parse_rfc3339(text)
-        .map_err(|e| format!("{field}: {text:?} is not an RFC 3339 UTC time ({e})"))
+    humantime::parse_rfc3339(text).map_err(|e| {
+        format!(
+            "{field}: {text:?} is not an RFC 3339 time in UTC from 1970 on, ending in Z \
+                 (like 2019-03-04T10:15:00Z) ({e})"
+        )
+    })
 }
 
 /// One step of the history: a command at a time.
@@ -320,7 +324,10 @@ impl<'a> Teller<'a> {
             return Err(format!("{what}: only the first status can be placed"));
         }
         match target {
-            Target::Reach(goal) => self.reach(goal, at, &what),
+            Target::Reach(goal) => {
+                check_no_reason(entry, &what)?;
+                self.reach(goal, at, &what)
+            }
             Target::Cancelled => {
                 let reason = Self::reason(entry, "cancelled in the legacy system", &what)?;
                 let command =
@@ -356,6 +363,18 @@ impl<'a> Teller<'a> {
     }
 }
 
+/// A reason on a status that records none (only cancelled, payment_failed and out_of_stock
+/// do) would be lost: the order is refused instead, saying so.
+fn check_no_reason(entry: &LegacyStatus, what: &str) -> Result<(), Refusal> {
+    match &entry.reason {
+        Some(reason) if !reason.is_empty() => Err(format!(
+            "{what}.reason: only cancelled, payment_failed and out_of_stock record a reason; \
+             this one would be lost"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The domain's command field names in the export's terms.
 fn legacy_terms(message: &str) -> String {
     message
@@ -383,6 +402,7 @@ pub fn tell(legacy: &LegacyOrder, ids: &Ids) -> Result<ImportedStream, Refusal> 
             first.status
         ));
     }
+    check_no_reason(first, "status_history[0] (placed)")?;
     let mut times = Vec::with_capacity(legacy.status_history.len());
     for (index, entry) in legacy.status_history.iter().enumerate() {
         let at = time(&format!("status_history[{index}].at"), &entry.at)?;
@@ -415,7 +435,7 @@ pub fn tell(legacy: &LegacyOrder, ids: &Ids) -> Result<ImportedStream, Refusal> 
             &refund.refunded_at,
         )?;
         let command = OrderCommand::refund_payment(&refund.currency, refund.amount_minor)
-            .map_err(|e| format!("refunds[{index}].{e}"))?;
+            .map_err(|e| legacy_terms(&format!("refunds[{index}].{e}")))?;
         refunds.push((at, index, command));
     }
     // Refunds in time order (a stable sort keeps the export's order for equal times).
@@ -496,6 +516,28 @@ pub fn tell(legacy: &LegacyOrder, ids: &Ids) -> Result<ImportedStream, Refusal> 
             command,
             what: format!("refunds[{refund_index}]"),
         })?;
+    }
+
+    // A payment or a shipment the history never used would be lost without a word.
+    let recorded = |event_type: &str| {
+        teller
+            .events
+            .iter()
+            .any(|(e, _)| e.event_type() == event_type)
+    };
+    if !legacy.payments.is_empty() && !recorded("PaymentAuthorized") {
+        return Err(
+            "payments[0]: the history never reaches authorized, so this payment would not be \
+             recorded"
+                .into(),
+        );
+    }
+    if !legacy.shipments.is_empty() && !recorded("OrderShipped") {
+        return Err(
+            "shipments[0]: the history never reaches shipped, so this shipment would not be \
+             recorded"
+                .into(),
+        );
     }
 
     let events = teller

@@ -553,8 +553,8 @@ async fn a_run_naming_another_source_than_the_import_began_with_is_refused_and_c
         "the refused run left the progress row as it was"
     );
     assert!(
-        !options.rejects.exists(),
-        "the refused run wrote no rejects file"
+        std::fs::read(&options.rejects).map_or(true, |bytes| bytes.is_empty()),
+        "the refused run wrote no rejects"
     );
 
     // A bad source name is refused the same way, before anything is written.
@@ -613,4 +613,59 @@ async fn an_import_begun_before_sources_were_recorded_takes_its_next_runs_source
     options.rejects = setup.dir.path().join("older2.rejects.jsonl");
     options.source = "other".to_owned();
     assert!(import(&setup.store, source, &options).await.is_err());
+}
+
+/// An order whose first copy could not be read is that order's first copy still: a later one
+/// is a duplicate, never the one imported. And a run that cannot write its rejects fails
+/// before the progress row of the finished import changes.
+#[tokio::test]
+async fn a_later_copy_of_an_unreadable_order_is_a_duplicate_and_a_run_that_cannot_start_changes_nothing()
+ {
+    let setup = setup().await;
+    let good = |id: &str, customer: &str| {
+        format!(
+            r#"{{"order_id":"{id}","customer_id":"{customer}","currency":"EUR","shipping_method":"standard","ship_to":{{"recipient":"Ada","line1":"1 Main St","city":"Porto","postal_code":"4000-322","country":"PT"}},"lines":[{{"sku":"SKU-1","quantity":1,"unit_price_minor":1000}}],"status_history":[{{"status":"placed","at":"2019-01-01T00:00:00Z"}}]}}"#
+        )
+    };
+    let unreadable = good("B1", "FIRST").replacen('{', r#"{"note":"x","#, 1);
+    let input = setup.dir.path().join("dup.jsonl");
+    std::fs::write(
+        &input,
+        [
+            good("B0", "C"),
+            unreadable,
+            good("B1", "SECOND"),
+            good("B2", "C"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (summary, rejects) = run(&setup, &input, Format::Jsonl, "dup").await;
+    assert_eq!(summary.orders_imported, 2, "{rejects:?}");
+    let reasons: Vec<(u64, &str)> = rejects
+        .iter()
+        .map(|r| (r.line, r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].0 == 2 && reasons[0].1.contains("note"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == 3 && reasons[1].1.contains("more than once"),
+        "{reasons:?}"
+    );
+
+    let finished = setup.store.import_status("dup").await.unwrap().unwrap();
+    assert!(finished.finished_at.is_some());
+    let source = open(&input, Format::Jsonl, Default::default()).unwrap();
+    let mut options = Options::new("dup");
+    options.rejects = setup.dir.path().join("no-such-dir").join("r.jsonl");
+    let error = import(&setup.store, source, &options).await.unwrap_err();
+    assert!(format!("{error:#}").contains("rejects"), "{error:#}");
+    let after = setup.store.import_status("dup").await.unwrap().unwrap();
+    assert_eq!(
+        after, finished,
+        "the progress row is as the finished run left it"
+    );
 }

@@ -51,7 +51,13 @@ pub fn parse<T: Parser>(binary: &str) -> T {
 /// help text instead of [`ENVIRONMENT_HELP`]; for tools that export no traces and call no AWS
 /// service ([`LOG_ENVIRONMENT_HELP`]).
 pub fn parse_with_footer<T: Parser>(binary: &str, footer: &'static str) -> T {
-    parse_from(binary, command::<T>(footer), std::env::args_os())
+    parse_from(binary, command::<T>(footer), std::env::args_os(), 2)
+}
+
+/// [`parse_with_footer`] for a binary whose exit status 2 means something else (order-import:
+/// "finished with rejects"): a bad setting exits with `code` instead.
+pub fn parse_with_footer_exiting<T: Parser>(binary: &str, footer: &'static str, code: i32) -> T {
+    parse_from(binary, command::<T>(footer), std::env::args_os(), code)
 }
 
 /// Like [`parse`], but a command line that names no subcommand (nothing, or flags only) runs
@@ -97,7 +103,7 @@ pub fn parse_or_default_command<T: FromArgMatches>(
     if !names_one {
         args.insert(1.min(args.len()), default.into());
     }
-    parse_from(binary, command, args)
+    parse_from(binary, command, args, 2)
 }
 
 /// A multi-threaded Tokio runtime, or `<binary>: error: ...` and exit 2.
@@ -110,6 +116,7 @@ fn parse_from<T: FromArgMatches>(
     binary: &str,
     mut command: Command,
     args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+    code: i32,
 ) -> T {
     let parsed = command
         .try_get_matches_from_mut(args)
@@ -120,17 +127,23 @@ fn parse_from<T: FromArgMatches>(
             ErrorKind::DisplayHelp
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
-            ErrorKind::MissingRequiredArgument => fail(binary, &missing(&command, &error)),
-            _ => fail(binary, &first_line(&error.render().to_string())),
+            ErrorKind::MissingRequiredArgument => {
+                fail_with(binary, &missing(&command, &error), code)
+            }
+            _ => fail_with(binary, &first_line(&error.render().to_string()), code),
         },
     }
 }
 
 /// Print `<binary>: error: <message>` (one line) and exit with status 2.
 pub fn fail(binary: &str, message: &str) -> ! {
+    fail_with(binary, message, 2)
+}
+
+fn fail_with(binary: &str, message: &str, code: i32) -> ! {
     let message = message.trim().trim_start_matches("error: ");
     eprintln!("{binary}: error: {}", first_line(message));
-    std::process::exit(2)
+    std::process::exit(code)
 }
 
 /// "missing setting: --database-url <DATABASE_URL> (or DATABASE_URL in the environment)",

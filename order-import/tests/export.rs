@@ -1,0 +1,206 @@
+//! Reading exports that are not what they should be, without a database: every field of the
+//! export reaches the log or a reject, never neither.
+
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use order_import::source::{Format, Record, open};
+use order_import::tell::{Ids, tell};
+
+/// The records of an export: (order id, None) for an order read, (order id, Some(reason)) for
+/// a reject.
+fn records(path: &Path, format: Format) -> std::io::Result<Vec<(Option<String>, Option<String>)>> {
+    let mut source = open(path, format, Default::default())?;
+    let mut out = Vec::new();
+    while let Some(record) = source.next_record() {
+        out.push(match record? {
+            Record::Order { order, .. } => (Some(order.order_id.clone()), None),
+            Record::Unreadable { reject, .. } => (reject.order_id, Some(reject.reason)),
+        });
+    }
+    Ok(out)
+}
+
+const ORDERS: &str = "order_id,customer_id,currency,shipping_method,recipient,line1,line2,city,region,postal_code,country";
+
+/// A CSV export of `orders` rows (after the header) with one line and a placed status each.
+fn csv_export(dir: &Path, orders_header: &str, orders: &[&str], history: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, header: &str, rows: &[&str]| {
+        let mut text = format!("{header}\n");
+        for row in rows {
+            text.push_str(row);
+            text.push('\n');
+        }
+        std::fs::write(dir.join(format!("{name}.csv")), text).unwrap();
+    };
+    write("orders", orders_header, orders);
+    let ids: Vec<String> = orders
+        .iter()
+        .filter_map(|row| row.split(',').next())
+        .filter(|id| id.starts_with('A'))
+        .map(str::to_owned)
+        .collect();
+    let lines: Vec<String> = ids.iter().map(|id| format!("{id},SKU-1,1,1000")).collect();
+    write(
+        "order_lines",
+        "order_id,sku,quantity,unit_price_minor",
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    write("payments", "order_id,payment_id,currency,amount_minor", &[]);
+    write("shipments", "order_id,carrier,tracking_number", &[]);
+    write("refunds", "order_id,currency,amount_minor,refunded_at", &[]);
+    write("status_history", "order_id,status,at,reason", history);
+}
+
+fn order_row(id: &str) -> String {
+    format!("{id},C1,EUR,standard,Ada,1 Main St,,Porto,,4000-322,PT")
+}
+
+#[test]
+fn a_csv_row_wider_than_its_header_is_rejected_not_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a1, a2) = (order_row("A1"), order_row("A2"));
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &[&a1, &a2],
+        &[
+            "A1,placed,2019-01-01T00:00:00Z,",
+            "A1,cancelled,2019-01-02T00:00:00Z,customer asked, refund to card 1234",
+            "A2,placed,2019-01-01T00:00:00Z,",
+        ],
+    );
+    let records = records(dir.path(), Format::Csv).unwrap();
+    let a1 = records
+        .iter()
+        .find(|(id, _)| id.as_deref() == Some("A1"))
+        .unwrap();
+    let reason = a1.1.as_deref().expect("A1 is rejected");
+    assert!(
+        reason.contains("5 fields where the header has 4"),
+        "{reason}"
+    );
+    assert!(records.contains(&(Some("A2".into()), None)), "{records:?}");
+}
+
+#[test]
+fn a_csv_column_the_import_does_not_read_stops_it_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = format!("{},extra", order_row("A1"));
+    csv_export(
+        dir.path(),
+        &format!("{ORDERS},line3"),
+        &[&row],
+        &["A1,placed,2019-01-01T00:00:00Z,"],
+    );
+    let error = records(dir.path(), Format::Csv).unwrap_err().to_string();
+    assert!(
+        error.contains("\"line3\"") && error.contains("would be lost"),
+        "{error}"
+    );
+    // A column twice, likewise.
+    let dir = tempfile::tempdir().unwrap();
+    let row = format!("{},PT", order_row("A1"));
+    csv_export(
+        dir.path(),
+        &format!("{ORDERS},country"),
+        &[&row],
+        &["A1,placed,2019-01-01T00:00:00Z,"],
+    );
+    let error = records(dir.path(), Format::Csv).unwrap_err().to_string();
+    assert!(error.contains("twice"), "{error}");
+}
+
+#[test]
+fn an_unclosed_csv_quote_stops_the_import_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = ["A1", "A3", "A4", "A5"]
+        .iter()
+        .map(|id| order_row(id))
+        .collect();
+    let broken = "A2,C1,EUR,standard,Ada,\"1 Main St,,Porto,,4000-322,PT".to_owned();
+    let orders = [&rows[0], &broken, &rows[1], &rows[2], &rows[3]];
+    let history: Vec<String> = ["A1", "A2", "A3", "A4", "A5"]
+        .iter()
+        .map(|id| format!("{id},placed,2019-01-01T00:00:00Z,"))
+        .collect();
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &orders.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        &history.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let error = records(dir.path(), Format::Csv).unwrap_err().to_string();
+    assert!(
+        error.contains("orders.csv line 3") && error.contains("quote"),
+        "{error}"
+    );
+    // A quoted field over several lines in a row of the right width is an address, not that.
+    let dir = tempfile::tempdir().unwrap();
+    let multi = "A1,C1,EUR,standard,Ada,\"1 Main St\nBack door\",,Porto,,4000-322,PT";
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &[multi],
+        &["A1,placed,2019-01-01T00:00:00Z,"],
+    );
+    assert_eq!(
+        records(dir.path(), Format::Csv).unwrap(),
+        [(Some("A1".into()), None)]
+    );
+}
+
+const GOOD: &str = r#"{"order_id":"B1","customer_id":"C1","currency":"EUR","shipping_method":"standard","ship_to":{"recipient":"Ada","line1":"1 Main St","city":"Porto","postal_code":"4000-322","country":"PT"},"lines":[{"sku":"SKU-1","quantity":1,"unit_price_minor":1000}],"status_history":[{"status":"placed","at":"2019-01-01T00:00:00Z"}]}"#;
+
+#[test]
+fn a_json_lines_export_may_start_with_a_byte_order_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bom.jsonl");
+    std::fs::write(&path, format!("\u{feff}{GOOD}\n")).unwrap();
+    assert_eq!(
+        records(&path, Format::Jsonl).unwrap(),
+        [(Some("B1".into()), None)]
+    );
+}
+
+#[test]
+fn a_directory_is_not_a_json_lines_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = records(dir.path(), Format::Jsonl).unwrap_err().to_string();
+    assert!(error.contains("--format csv"), "{error}");
+}
+
+/// The domain refuses what the log could not hold: a payment or a shipment the history never
+/// reaches, a reason on a status that records none.
+#[test]
+fn data_the_history_would_not_record_rejects_its_order() {
+    let ids = Ids::new("legacy");
+    let parse = |text: &str| serde_json::from_str(text).unwrap();
+    let with = |extra: &str| {
+        GOOD.replacen(
+            r#""status_history""#,
+            &format!("{extra},\"status_history\""),
+            1,
+        )
+    };
+    let payment = with(r#""payments":[{"payment_id":"P","currency":"EUR","amount_minor":1000}]"#);
+    let reason = tell(&parse(&payment), &ids).unwrap_err();
+    assert!(reason.starts_with("payments[0]"), "{reason}");
+    let shipment = with(r#""shipments":[{"carrier":"DHL","tracking_number":"T1"}]"#);
+    let reason = tell(&parse(&shipment), &ids).unwrap_err();
+    assert!(reason.starts_with("shipments[0]"), "{reason}");
+    let noted = GOOD.replace(
+        r#"{"status":"placed","at":"2019-01-01T00:00:00Z"}"#,
+        r#"{"status":"placed","at":"2019-01-01T00:00:00Z","reason":"phoned in"}"#,
+    );
+    let reason = tell(&parse(&noted), &ids).unwrap_err();
+    assert!(
+        reason.contains(".reason") && reason.contains("lost"),
+        "{reason}"
+    );
+    // The record without them is an order.
+    assert!(tell(&parse(GOOD), &ids).is_ok());
+}
