@@ -98,6 +98,12 @@ fn deadline_of<T>(request: &Request<T>, default: Duration) -> tokio::time::Insta
     tokio::time::Instant::now() + timeout
 }
 
+/// When a wait gives up, to answer with what it waited for before the gateway's timer answers
+/// for it: 20 ms before `deadline` (at once when less is left).
+fn give_up_before(deadline: tokio::time::Instant) -> tokio::time::Instant {
+    deadline - Duration::from_millis(20).min(deadline - tokio::time::Instant::now())
+}
+
 /// Bounds on SubscribeEvents.
 #[derive(Debug, Clone, Copy)]
 pub struct SubscriptionLimits {
@@ -275,8 +281,7 @@ impl Queries {
         position: u64,
         deadline: tokio::time::Instant,
     ) -> Result<(), Status> {
-        let give_up =
-            deadline - Duration::from_millis(20).min(deadline - tokio::time::Instant::now());
+        let give_up = give_up_before(deadline);
         let mut target: Option<Cursor> = None;
         loop {
             let store_error = |e| ApiError::from(e).into_status();
@@ -323,8 +328,7 @@ impl Queries {
         position: u64,
         deadline: tokio::time::Instant,
     ) -> Result<(), Status> {
-        let give_up =
-            deadline - Duration::from_millis(20).min(deadline - tokio::time::Instant::now());
+        let give_up = give_up_before(deadline);
         loop {
             let head = self
                 .store

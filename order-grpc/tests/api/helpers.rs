@@ -159,22 +159,23 @@ impl TestApp {
     /// request's `grpc-timeout` without enforcing it itself, so what comes back after the
     /// deadline is the server's own answer.
     pub fn raw_queries(&self) -> OrderQueryServiceClient<RawClient> {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .http2_only(true)
-                .build_http();
-        let origin: http::Uri = format!("http://{}", self.grpc_addr).parse().unwrap();
+        let (client, origin) = self.raw_client();
         OrderQueryServiceClient::with_origin(client, origin)
     }
 
     /// A command client over a bare HTTP/2 client (see [`TestApp::raw_queries`]).
     pub fn raw_commands(&self) -> OrderServiceClient<RawClient> {
+        let (client, origin) = self.raw_client();
+        OrderServiceClient::with_origin(client, origin)
+    }
+
+    fn raw_client(&self) -> (RawClient, http::Uri) {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .http2_only(true)
                 .build_http();
         let origin: http::Uri = format!("http://{}", self.grpc_addr).parse().unwrap();
-        OrderServiceClient::with_origin(client, origin)
+        (client, origin)
     }
 
     pub async fn health(&self, service: &str) -> Result<ServingStatus, tonic::Status> {
