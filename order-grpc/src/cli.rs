@@ -146,7 +146,14 @@ fn describe_plan(plan: &order_store::migrate::MigrationPlan) -> String {
         None => "no schema history yet".to_owned(),
     };
     if plan.pending.is_empty() {
-        return format!("{NAME} migrate --dry-run: {at}; nothing to apply\n");
+        let latest = order_store::migrate::latest_version();
+        let ahead = match plan.current {
+            Some(version) if version > latest => {
+                format!(" (ahead of this binary's newest, {latest}: a newer release migrated it)")
+            }
+            _ => String::new(),
+        };
+        return format!("{NAME} migrate --dry-run: {at}{ahead}; nothing to apply\n");
     }
     let mut text = format!(
         "{NAME} migrate --dry-run: {at}; {} migration(s) would be applied:\n",

@@ -43,9 +43,22 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
         client
             .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
             .await?;
+        // Nothing to apply (a schema a newer release migrated further included, which
+        // refinery would refuse as "missing"): done, history untouched.
+        let plan = compare(&history(&client).await?, runner().get_migrations())?;
+        if plan.pending.is_empty() {
+            return Ok(Vec::new());
+        }
         runner()
             .run_async(&mut client)
             .await
+            .map(|report| {
+                report
+                    .applied_migrations()
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect()
+            })
             .map_err(|e| Error::Database(format!("migration failed: {}", chain(&e))))
     }
     .await;
@@ -53,12 +66,7 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
     let _ = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
-    let report = result?;
-    let applied = report
-        .applied_migrations()
-        .iter()
-        .map(|m| m.to_string())
-        .collect();
+    let applied = result?;
     Ok(MigrationReport {
         applied,
         version: latest_version(),
@@ -116,30 +124,34 @@ pub async fn plan(config: &StoreConfig) -> Result<MigrationPlan, Error> {
     client
         .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         .await?;
+    compare(&history(&client).await?, runner().get_migrations())
+}
+
+/// The schema history's (version, name, checksum) rows, oldest first; none before the first
+/// migration.
+async fn history(client: &tokio_postgres::Client) -> Result<Vec<(i32, String, String)>, Error> {
     let has_history: bool = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
         .await?
         .get(0);
-    let applied = if has_history {
-        client
-            .query(
-                &format!("SELECT version, name, checksum FROM {HISTORY_TABLE} ORDER BY version"),
-                &[],
+    if !has_history {
+        return Ok(Vec::new());
+    }
+    Ok(client
+        .query(
+            &format!("SELECT version, name, checksum FROM {HISTORY_TABLE} ORDER BY version"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            (
+                row.get::<_, i32>(0),
+                row.get::<_, Option<String>>(1).unwrap_or_default(),
+                row.get::<_, Option<String>>(2).unwrap_or_default(),
             )
-            .await?
-            .iter()
-            .map(|row| {
-                (
-                    row.get::<_, i32>(0),
-                    row.get::<_, Option<String>>(1).unwrap_or_default(),
-                    row.get::<_, Option<String>>(2).unwrap_or_default(),
-                )
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    compare(&applied, runner().get_migrations())
+        })
+        .collect())
 }
 
 /// The pending migrations, given the history's (version, name, checksum) rows.
@@ -148,8 +160,18 @@ fn compare(
     known: &[refinery::Migration],
 ) -> Result<MigrationPlan, Error> {
     let diverged = |what: String| Error::Database(format!("schema history: {what}"));
+    let newest_known = known
+        .iter()
+        .map(refinery::Migration::version)
+        .max()
+        .unwrap_or(0);
     for (version, name, checksum) in applied {
         let Some(migration) = known.iter().find(|m| m.version() == *version) else {
+            if *version > newest_known {
+                // A newer release's migration (this binary runs beside it, or is rolled back
+                // to): it only adds what this binary does not use.
+                continue;
+            }
             return Err(diverged(format!(
                 "V{version}__{name} is applied but unknown to this binary"
             )));
@@ -211,13 +233,18 @@ pub fn latest_version() -> i32 {
         .unwrap_or(0)
 }
 
-/// Whether the database has every migration this binary knows (readiness).
+/// Whether the database has every migration this binary knows (readiness). A schema a newer
+/// release migrated further is current too: migrations only add what older binaries do not
+/// use, so the running version keeps working while the next one rolls out, and a rollback to
+/// it is ready at once.
 pub async fn is_current(client: &tokio_postgres::Client) -> Result<bool, Error> {
     let row = client
         .query_opt(&format!("SELECT max(version) FROM {HISTORY_TABLE}"), &[])
         .await;
     match row {
-        Ok(row) => Ok(row.and_then(|r| r.get::<_, Option<i32>>(0)) == Some(latest_version())),
+        Ok(row) => Ok(row
+            .and_then(|r| r.get::<_, Option<i32>>(0))
+            .is_some_and(|version| version >= latest_version())),
         // No history table yet: nothing was migrated.
         Err(e)
             if e.as_db_error()
@@ -282,11 +309,37 @@ mod tests {
             "{error}"
         );
 
-        let unknown = vec![(999, "from_the_future".to_owned(), "1".to_owned())];
+        let mut unknown = history(2);
+        unknown.insert(0, (0, "not_ours".to_owned(), "1".to_owned()));
         let error = compare(&unknown, runner().get_migrations()).unwrap_err();
         assert!(
             error.to_string().contains("unknown to this binary"),
             "{error}"
         );
+    }
+
+    /// A newer release migrated further (this binary runs beside it, or is rolled back to):
+    /// nothing to apply, no error; but not when this binary's own migrations are missing.
+    #[test]
+    fn a_history_ahead_of_this_binary_has_nothing_pending() {
+        let all = runner().get_migrations().len();
+        let mut ahead = history(all);
+        ahead.push((
+            latest_version() + 1,
+            "from_a_newer_release".to_owned(),
+            "1".to_owned(),
+        ));
+        let plan = compare(&ahead, runner().get_migrations()).unwrap();
+        assert_eq!(plan.current, Some(latest_version() + 1));
+        assert!(plan.pending.is_empty());
+
+        let mut gap = history(all - 1);
+        gap.push((
+            latest_version() + 1,
+            "from_a_newer_release".to_owned(),
+            "1".to_owned(),
+        ));
+        let error = compare(&gap, runner().get_migrations()).unwrap_err();
+        assert!(error.to_string().contains("missing below"), "{error}");
     }
 }

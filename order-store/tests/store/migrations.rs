@@ -59,6 +59,33 @@ async fn concurrent_migrations_apply_each_migration_once() {
     assert_eq!(history as i32, order_store::migrate::latest_version());
 }
 
+/// A newer release's migration applied beside this binary (a blue/green deploy, or a rollback
+/// to this one): the schema is still current for it, and its store ready.
+#[tokio::test]
+async fn a_schema_a_newer_release_migrated_further_is_still_current() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    let next = order_store::migrate::latest_version() + 1;
+    client
+        .execute(
+            "INSERT INTO orders.refinery_schema_history (version, name, applied_on, checksum) \
+             VALUES ($1, 'from_a_newer_release', now()::text, '0')",
+            &[&next],
+        )
+        .await
+        .unwrap();
+    assert!(order_store::migrate::is_current(&client).await.unwrap());
+    let config = order_store::StoreConfig::new(db.url());
+    let store = order_store::EventStore::new(config.clone()).unwrap();
+    assert!(store.is_ready().await.unwrap());
+    // This binary's migrate (a redeploy of it) has nothing to do, and says so without error.
+    let plan = order_store::migrate::plan(&config).await.unwrap();
+    assert_eq!(plan.current, Some(next));
+    assert!(plan.pending.is_empty());
+    let report = order_store::migrate::migrate(&config).await.unwrap();
+    assert!(report.applied.is_empty(), "{report:?}");
+}
+
 #[tokio::test]
 async fn an_unmigrated_database_is_not_current() {
     let db = TestDatabase::empty().await;
