@@ -1,6 +1,6 @@
 //! Migrations: idempotent, safe to run from several instances at once, roles in place.
 
-use order_store::StoreConfig;
+use order_store::{EventStore, StoreConfig};
 use order_testkit::pg::TestDatabase;
 
 #[tokio::test]
@@ -75,8 +75,8 @@ async fn a_schema_a_newer_release_migrated_further_is_still_current() {
         .await
         .unwrap();
     assert!(order_store::migrate::is_current(&client).await.unwrap());
-    let config = order_store::StoreConfig::new(db.url());
-    let store = order_store::EventStore::new(config.clone()).unwrap();
+    let config = StoreConfig::new(db.url());
+    let store = EventStore::new(config.clone()).unwrap();
     assert!(store.is_ready().await.unwrap());
     // This binary's migrate (a redeploy of it) has nothing to do, and says so without error.
     let plan = order_store::migrate::plan(&config).await.unwrap();
