@@ -144,7 +144,6 @@ fn payload(event: &pb::Event) -> Value {
     }
 }
 
-/// `key=value` pairs of a payload, amounts as `3000 EUR`.
 /// The payload's fields as JSON: those of the table view, and the whole shipping address.
 fn payload_json(event: &pb::Event) -> Value {
     let mut value = payload(event);
@@ -163,6 +162,7 @@ fn payload_json(event: &pb::Event) -> Value {
     value
 }
 
+/// `key=value` pairs of a payload, amounts as `3000 EUR`.
 fn payload_text(value: &Value) -> String {
     fn scalar(value: &Value) -> String {
         match value {

@@ -15,8 +15,9 @@ const MAX_TRACE_HEADER: usize = 512;
 /// Correlation id and trace context for the calls of one unit of work (a request being
 /// served, a queue message being handled). Attach it with [`Client::with_context`].
 ///
-/// Values that are not valid header text (printable ASCII, bounded length) are dropped, never
-/// sent. Without a correlation id each call gets a fresh one (a UUID), the same for all its
+/// Values that are not valid header text are dropped, never sent: a correlation id is 1 to 128
+/// visible ASCII characters (no spaces, as the service requires), a `traceparent` or
+/// `tracestate` up to 512 printable ASCII characters. Without a correlation id each call gets a fresh one (a UUID), the same for all its
 /// retries. Without a `traceparent`, the current `tracing` span's OpenTelemetry context is
 /// sent when there is one (see [`current_trace_context`]).
 ///
@@ -26,6 +27,7 @@ const MAX_TRACE_HEADER: usize = 512;
 /// let context = CallContext::new(Some("checkout-42"), None);
 /// assert_eq!(context.correlation_id(), Some("checkout-42"));
 /// assert_eq!(CallContext::new(Some("line\nbreak"), None), CallContext::default());
+/// assert_eq!(CallContext::new(Some("two words"), None), CallContext::default());
 /// ```
 ///
 /// [`Client::with_context`]: crate::Client::with_context

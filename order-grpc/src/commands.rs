@@ -25,7 +25,7 @@ pub struct Commands {
 }
 
 /// How a command ended, as the `outcome` label says.
-const OUTCOMES: [&str; 7] = [
+const OUTCOMES: [&str; 8] = [
     "ok",
     "duplicate",
     "rejected",
@@ -33,6 +33,9 @@ const OUTCOMES: [&str; 7] = [
     "unavailable",
     "error",
     "invalid",
+    // Counted by the gateway, whose timer answers DEADLINE_EXCEEDED; here so that the series
+    // is on /metrics from the start.
+    "deadline",
 ];
 /// The index of `invalid` in [`OUTCOMES`]: the caller's mistake (a bad request, a command id
 /// used before for another request).
@@ -203,9 +206,9 @@ impl Commands {
                 | order_store::Error::Conflict { .. },
             )) => 3,
             Err(HandleError::Store(e)) if e.is_transient() => 4,
-            Err(HandleError::Store(
-                order_store::Error::CommandIdReused { .. } | order_store::Error::InvalidInput(_),
-            )) => INVALID,
+            // The caller's mistake; the store's other refusals (a check the database made, a
+            // command that decided nothing) are the service's own, `error`.
+            Err(HandleError::Store(order_store::Error::CommandIdReused { .. })) => INVALID,
             Err(HandleError::Store(_)) => 5,
         };
         if let Some(metrics) = self.metrics.of(command_kind) {
