@@ -329,6 +329,9 @@ impl Queries {
         deadline: tokio::time::Instant,
     ) -> Result<(), Status> {
         let give_up = give_up_before(deadline);
+        // From 5 ms to 100 ms between looks: a position far beyond the head costs a few
+        // queries a second, not hundreds.
+        let mut pause = Duration::from_millis(5);
         loop {
             let head = self
                 .store
@@ -343,7 +346,8 @@ impl Queries {
                     "the log has not reached position {position} yet (it is at {head})"
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(pause.min(give_up - tokio::time::Instant::now())).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 
@@ -454,12 +458,17 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
                 .filter(|e| e.stream_version > request.after_version)
                 .collect(),
             None => {
-                // The primary holds every committed event, min_position included (one beyond
-                // its head is waited for).
-                if let Some(position) = request.min_position {
+                // The primary holds every committed event, min_position included. Usually the
+                // position is one of this order's events, read with it; otherwise the log's
+                // head says whether it is there yet (one beyond it is waited for), and the
+                // stream is read again after it.
+                let mut events = self.stream(order_id, request.after_version).await?;
+                if let Some(position) = request.min_position
+                    && events.last().is_none_or(|e| e.global_position < position)
+                {
                     self.wait_for_log(position, deadline).await?;
+                    events = self.stream(order_id, request.after_version).await?;
                 }
-                let events = self.stream(order_id, request.after_version).await?;
                 if events.is_empty()
                     && (request.after_version == 0 || self.stream(order_id, 0).await?.is_empty())
                 {
