@@ -65,9 +65,10 @@ struct RunArgs {
     name: Option<String>,
     /// The legacy system's name: part of every derived id, so that two systems with the same
     /// order ids give different orders. An import's first run records it, and a later run of
-    /// the same import (`--name`) naming another is refused.
-    #[arg(long, env = "ORDER_IMPORT_SOURCE", default_value = "legacy")]
-    source: String,
+    /// the same import (`--name`) naming another is refused. Default: `legacy` (an import begun
+    /// before sources were recorded needs it named).
+    #[arg(long, env = "ORDER_IMPORT_SOURCE")]
+    source: Option<String>,
     /// How the export is sorted by order_id.
     #[arg(long, env = "ORDER_IMPORT_ID_ORDER", value_enum, default_value_t = IdOrder::Text)]
     id_order: IdOrder,
@@ -200,7 +201,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("opening the export")??;
     let mut options = Options::new(&name);
-    options.source = args.source;
+    if let Some(source) = args.source {
+        options.source = source;
+        options.source_named = true;
+    }
     options.batch_orders = args.batch_orders as usize;
     options.batch_events = args.batch_events as usize;
     options.writers = args.writers as usize;

@@ -27,6 +27,11 @@ pub struct Options {
     pub name: String,
     /// The legacy source's name: part of every derived id (`legacy` by default).
     pub source: String,
+    /// Whether `source` was named by the user rather than left at its default. An import begun
+    /// before sources were recorded, with orders imported, continues only with a named
+    /// source: its earlier runs' source is not known, and a default that differs from it
+    /// would import every order again under other ids.
+    pub source_named: bool,
     /// Orders per batch (per transaction), at most.
     pub batch_orders: usize,
     /// Events per batch, at most.
@@ -50,6 +55,7 @@ impl Options {
         Self {
             name: name.to_owned(),
             source: "legacy".to_owned(),
+            source_named: false,
             batch_orders: 2_000,
             batch_events: 40_000,
             writers: 2,
@@ -163,6 +169,15 @@ fn read_export(
                     // is a duplicate, not the one that counts.
                     if let Some(id) = &unreadable.order_id
                         && !id.trim().is_empty()
+                        // A string id only (an object or array id, printed as JSON, would sort
+                        // after every real one and push the rest of the export out of order).
+                        && !matches!(
+                            serde_json::from_str::<serde_json::Value>(id),
+                            Ok(serde_json::Value::Object(_)
+                                | serde_json::Value::Array(_)
+                                | serde_json::Value::Null
+                                | serde_json::Value::Bool(_))
+                        )
                         && options.id_order.check(id).is_ok()
                         && previous.as_ref().is_none_or(|before| {
                             options.id_order.compare(before, id) == Ok(Ordering::Less)
@@ -324,6 +339,19 @@ pub async fn import_until(
         .append(true)
         .open(&options.rejects)
         .with_context(|| format!("cannot write the rejects to {}", options.rejects.display()))?;
+    if !options.source_named
+        && let Some(before) = store.import_status(&options.name).await?
+        && before.source.is_none()
+        && before.orders_imported > 0
+    {
+        bail!(
+            "import {:?} began before sources were recorded and has imported {} orders: name \
+             the source its earlier runs used with --source (`legacy` unless they named \
+             another), so that this run cannot import them again under other ids",
+            options.name,
+            before.orders_imported
+        );
+    }
     let record = store.import_begin(&options.name, &options.source).await?;
     tracing::info!(name = %options.name, run = record.runs, imported_before = record.orders_imported, "import started");
     let progress = source.progress();

@@ -604,7 +604,26 @@ async fn an_import_begun_before_sources_were_recorded_takes_its_next_runs_source
             .source,
         None
     );
-    let (second, _) = run(&setup, &input, Format::Jsonl, "older").await;
+    // Its earlier runs' source is not known: the default is not taken for it.
+    let source = open(&input, Format::Jsonl, Default::default()).unwrap();
+    let mut options = Options::new("older");
+    options.rejects = setup.dir.path().join("older1.rejects.jsonl");
+    let error = import(&setup.store, source, &options).await.unwrap_err();
+    assert!(format!("{error:#}").contains("--source"), "{error:#}");
+    assert_eq!(
+        setup
+            .store
+            .import_status("older")
+            .await
+            .unwrap()
+            .unwrap()
+            .runs,
+        1,
+        "refused before it began"
+    );
+    let source = open(&input, Format::Jsonl, Default::default()).unwrap();
+    options.source_named = true;
+    let second = import(&setup.store, source, &options).await.unwrap();
     assert_eq!(second.orders_present, generated.good);
     let record = setup.store.import_status("older").await.unwrap().unwrap();
     assert_eq!(record.source.as_deref(), Some("legacy"));
@@ -635,6 +654,8 @@ async fn a_later_copy_of_an_unreadable_order_is_a_duplicate_and_a_run_that_canno
             good("B0", "C"),
             unreadable,
             good("B1", "SECOND"),
+            // An id that is no string: rejected, and no reason to reject what follows.
+            r#"{"order_id":{"a":1}}"#.to_owned(),
             good("B2", "C"),
         ]
         .join("\n"),
@@ -646,7 +667,8 @@ async fn a_later_copy_of_an_unreadable_order_is_a_duplicate_and_a_run_that_canno
         .iter()
         .map(|r| (r.line, r.reason.as_str()))
         .collect();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons[2].0, 4, "{reasons:?}");
     assert!(
         reasons[0].0 == 2 && reasons[0].1.contains("note"),
         "{reasons:?}"

@@ -124,9 +124,13 @@ fn parse_from<T: FromArgMatches>(
     match parsed {
         Ok(parsed) => parsed,
         Err(error) => match error.kind() {
-            ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
+            // Help on stderr for a command line that names no subcommand: a usage error, with
+            // the binary's code for one.
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = error.print();
+                std::process::exit(code)
+            }
             ErrorKind::MissingRequiredArgument => {
                 fail_with(binary, &missing(&command, &error), code)
             }
