@@ -239,7 +239,10 @@ impl StoreConfig {
     /// One connection outside the pool (migrations, LISTEN).
     pub async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
         let config = self.pg_config()?;
-        let (client, connection) = config.connect(self.tls_off_thread().await?).await?;
+        let (client, connection) = config
+            .connect(self.tls_off_thread().await?)
+            .await
+            .map_err(Error::at_login)?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "database connection ended");

@@ -144,6 +144,18 @@ impl Error {
         )
     }
 
+    /// An error opening a connection. A server that refuses a login (no CONNECT privilege,
+    /// say) answers with an error that on a statement would be the caller's or ours; at login
+    /// it means the store is out of reach, as a wrong password does.
+    pub(crate) fn at_login(error: tokio_postgres::Error) -> Self {
+        match Self::from(error) {
+            Self::Forbidden(why) | Self::Database(why) | Self::InvalidInput(why) => {
+                Self::Unavailable(format!("the database server refused the connection: {why}"))
+            }
+            other => other,
+        }
+    }
+
     /// The constraint a unique violation names, when this is one.
     pub(crate) fn unique_violation(error: &tokio_postgres::Error) -> Option<&str> {
         let db = error.as_db_error()?;
@@ -232,12 +244,7 @@ impl From<deadpool_postgres::PoolError> for Error {
             // Opening a connection failed. A server that refuses a login (no CONNECT privilege,
             // say) answers with an error that on a statement would be the caller's or ours; at
             // login it means the store is out of reach, as a wrong password does.
-            PoolError::Backend(e) => match Self::from(e) {
-                Self::Forbidden(why) | Self::Database(why) | Self::InvalidInput(why) => {
-                    Self::Unavailable(format!("the database server refused the connection: {why}"))
-                }
-                other => other,
-            },
+            PoolError::Backend(e) => Self::at_login(e),
             PoolError::Closed => Self::Unavailable("the connection pool is closed".into()),
             other => Self::Unavailable(other.to_string()),
         }

@@ -139,7 +139,9 @@ fn check_name(name: &str) -> Result<(), Error> {
 }
 
 fn check_source(source: &str) -> Result<(), Error> {
-    if source.is_empty() || source.len() > MAX_SOURCE_LEN || source.chars().any(char::is_control) {
+    // As the column's check: control characters include the line and paragraph separators.
+    let control = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if source.is_empty() || source.len() > MAX_SOURCE_LEN || source.chars().any(control) {
         return Err(Error::InvalidInput(format!(
             "import source {source:?}: 1 to {MAX_SOURCE_LEN} bytes without control characters"
         )));

@@ -508,5 +508,35 @@ async fn an_empty_or_cut_off_body_is_invalid_argument_not_internal() {
             "{path} {body:?}: {status:?}"
         );
     }
+    // A message flagged compressed: without a grpc-encoding INTERNAL, as the gRPC compression
+    // specification requires; with one, UNIMPLEMENTED (the service takes none).
+    for (encoding, code) in [(None, Code::Internal), (Some("gzip"), Code::Unimplemented)] {
+        let mut request = http::Request::builder()
+            .method("POST")
+            .uri(format!(
+                "http://{}/orders.v1.OrderService/PlaceOrder",
+                app.grpc_addr
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if let Some(encoding) = encoding {
+            request = request.header("grpc-encoding", encoding);
+        }
+        let request = request
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(&[1, 0, 0, 0, 2, 0x0a, 0x00]),
+            )))
+            .unwrap();
+        let response = app.channel.clone().oneshot(request).await.unwrap();
+        let status = match Status::from_header_map(response.headers()) {
+            Some(status) => status,
+            None => {
+                use http_body_util::BodyExt;
+                let collected = response.into_body().collect().await.unwrap();
+                Status::from_header_map(&collected.trailers().cloned().unwrap()).unwrap()
+            }
+        };
+        assert_eq!(status.code(), code, "{encoding:?}: {status:?}");
+    }
     assert_eq!(app.event_count().await, 0);
 }

@@ -79,6 +79,8 @@ async fn a_login_refused_for_lack_of_the_connect_privilege_is_unavailable() {
     let result = append(&store, Uuid::new_v4(), ExpectedVersion::Any, &[event("x")]).await;
     let ping = store.ping().await;
     drop(store);
+    // A connection of its own (migrations, LISTEN, the readiness probe) says the same.
+    let own = StoreConfig::new(&url).connect().await.map(|_| ());
     admin
         .batch_execute(&format!("DROP ROLE {role}"))
         .await
@@ -88,6 +90,7 @@ async fn a_login_refused_for_lack_of_the_connect_privilege_is_unavailable() {
     };
     assert!(message.contains("permission denied"), "{message}");
     assert!(matches!(ping, Err(Error::Unavailable(_))), "{ping:?}");
+    assert!(matches!(own, Err(Error::Unavailable(_))), "{own:?}");
 }
 
 #[tokio::test]
