@@ -206,14 +206,31 @@ async fn execute(command: Command) -> i32 {
                 ],
                 &format!("republishing from position {from}"),
             );
+            if let Some(to) = to
+                && to < from.max(1)
+            {
+                cli::fail(
+                    NAME,
+                    &format!(
+                        "--to {to} is before --from {from}: no event to republish (nothing was sent)"
+                    ),
+                );
+            }
             let store = store(NAME, &database, "order-projector-republish");
-            let through = match to {
-                Some(to) => to,
-                None => match store.head_position().await {
-                    Ok(head) => head,
-                    Err(e) => cli::fail(NAME, &e.to_string()),
-                },
+            let head = match store.head_position().await {
+                Ok(head) => head,
+                Err(e) => cli::fail(NAME, &e.to_string()),
             };
+            if from > head {
+                cli::fail(
+                    NAME,
+                    &format!(
+                        "--from {from} is beyond the log's head ({head}): no event to republish \
+                         (nothing was sent)"
+                    ),
+                );
+            }
+            let through = to.map_or(head, |to| to.min(head));
             let publisher = Publisher::new(sqs_client().await, url, usize::from(queue.sqs_lanes));
             let sink = SqsPublisher::new(publisher);
             let (_stop, shutdown) = tokio::sync::watch::channel(false);

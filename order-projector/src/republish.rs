@@ -9,6 +9,9 @@ use crate::projection::Page;
 use crate::sqs::SqsPublisher;
 use crate::subscription::{StepError, deliver_all};
 
+/// Failed attempts to send a page before a republish gives up (about 25 s of backoff).
+const GIVE_UP_AFTER: u32 = 8;
+
 /// Why a republish stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RepublishError {
@@ -33,6 +36,7 @@ pub async fn republish(
     loop {
         let events = store.read_range(after, through, 1000).await?;
         let Some(last) = events.last() else { break };
+        let first_of_page = after + 1;
         after = last.global_position;
         let categories = crate::Sink::categories(sink);
         let events: Vec<_> = events
@@ -41,9 +45,16 @@ pub async fn republish(
             .collect();
         let count = events.len() as u64;
         let page = Page::decode(events).map_err(|e| RepublishError::Stopped(e.to_string()))?;
-        deliver_all(sink, "republish", page, shutdown)
+        // A one-off task: a destination that keeps failing (a queue that does not exist, a
+        // wrong URL) ends it after about half a minute of retries, saying where to resume.
+        deliver_all(sink, "republish", page, shutdown, Some(GIVE_UP_AFTER))
             .await
-            .map_err(|e: StepError| RepublishError::Stopped(e.to_string()))?;
+            .map_err(|e: StepError| {
+                RepublishError::Stopped(format!(
+                    "{e}; {sent} events were sent before; to resume, run it again with --from {}",
+                    first_of_page
+                ))
+            })?;
         sent += count;
         tracing::info!(through = after, sent, "republish progress");
     }

@@ -360,7 +360,7 @@ impl<S: Sink> Subscriber for SinkBox<S> {
     ) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let page = Page::<S::Event>::decode(events)?;
-            deliver_all(&self.sink, &self.name, page, shutdown).await
+            deliver_all(&self.sink, &self.name, page, shutdown, None).await
         })
     }
 
@@ -380,6 +380,7 @@ pub(crate) async fn deliver_all<S: Sink>(
     name: &str,
     mut page: Page<S::Event>,
     shutdown: &watch::Receiver<bool>,
+    give_up_after: Option<u32>,
 ) -> Result<(), StepError> {
     let mut attempt = 0u32;
     while !page.is_empty() {
@@ -415,6 +416,11 @@ pub(crate) async fn deliver_all<S: Sink>(
         };
         metrics::counter!("order_projector_errors_total", "subscription" => name.to_owned(), "kind" => kind)
             .increment(1);
+        if give_up_after.is_some_and(|most| attempt >= most) {
+            return Err(StepError::Stopped(format!(
+                "{attempt} attempts to deliver failed, the last: {reason}"
+            )));
+        }
         if !undelivered.pending.is_empty() {
             page.retain_indexes(&undelivered.pending);
         }

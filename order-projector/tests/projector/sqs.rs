@@ -216,6 +216,33 @@ async fn republishing_a_range_reuses_the_deduplication_ids() {
     );
 }
 
+/// A one-off republish to a queue that does not exist ends (it retried forever), saying where
+/// to resume.
+#[tokio::test]
+async fn a_republish_to_a_queue_that_does_not_exist_gives_up_and_says_where_to_resume() {
+    let f = fixture().await;
+    write_orders(&f.handler, 2, 2).await;
+    let pair = sqs::fifo_queue_pair(5).await;
+    let missing = pair.queue_url.replace(".fifo", "-missing.fifo");
+    let publisher = Publisher::new(sqs::client(), missing, 1);
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let head = f.store.head_position().await.unwrap();
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        order_projector::republish::republish(
+            &f.store,
+            &SqsPublisher::new(publisher),
+            1,
+            head,
+            &shutdown,
+        ),
+    )
+    .await
+    .expect("the republish ended by itself");
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("--from 1"), "{error}");
+}
+
 #[tokio::test]
 async fn while_sqs_is_down_the_checkpoint_does_not_pass_unsent_events() {
     let f = fixture().await;
@@ -256,4 +283,49 @@ async fn while_sqs_is_down_the_checkpoint_does_not_pass_unsent_events() {
         "nothing lost"
     );
     assert_eq!(published, expected.len());
+}
+
+/// Ranges that select no event are refused on one line, exit 2, nothing sent: reversed, ending
+/// before the log's first position, or starting beyond its head.
+#[tokio::test]
+async fn republish_refuses_a_range_without_events() {
+    let f = fixture().await;
+    write_orders(&f.handler, 2, 2).await;
+    let pair = sqs::fifo_queue_pair(5).await;
+    let head = f.store.head_position().await.unwrap();
+    let settings = order_testkit::settings();
+    for (from, to, says) in [
+        ("3", Some("2"), "before --from"),
+        ("0", Some("0"), "before --from"),
+        (&*(head + 5).to_string(), None, "beyond the log's head"),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_order-projector"));
+        command
+            .args(["republish", "--from", from])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", f.db.url())
+            .env("ORDERS_QUEUE_URL", &pair.queue_url);
+        if let Some(to) = to {
+            command.args(["--to", to]);
+        }
+        for name in [
+            "AWS_ENDPOINT_URL_SQS",
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
+            command.env(name, settings.require(name));
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{from} {to:?}: {stderr}");
+        assert!(stderr.contains(says), "{from} {to:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    assert!(
+        drain_queue(&sqs::client(), &pair.queue_url)
+            .await
+            .is_empty()
+    );
 }
