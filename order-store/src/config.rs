@@ -294,21 +294,25 @@ pub struct DatabaseArgs {
     #[arg(
         long = "db-connect-timeout-ms",
         env = "ORDER_DB_CONNECT_TIMEOUT_MS",
-        default_value_t = 5000
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1..=600_000)
     )]
     pub connect_timeout_ms: u64,
     /// Server-side statement_timeout in milliseconds (0 = none).
     #[arg(
         long = "db-statement-timeout-ms",
         env = "ORDER_DB_STATEMENT_TIMEOUT_MS",
-        default_value_t = 5000
+        default_value_t = 5000,
+        // PostgreSQL's own bound for the setting.
+        value_parser = clap::value_parser!(u64).range(0..=2_147_483_647)
     )]
     pub statement_timeout_ms: u64,
     /// Server-side idle_in_transaction_session_timeout in milliseconds (0 = none).
     #[arg(
         long = "db-idle-in-transaction-timeout-ms",
         env = "ORDER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
-        default_value_t = 10000
+        default_value_t = 10000,
+        value_parser = clap::value_parser!(u64).range(0..=2_147_483_647)
     )]
     pub idle_in_transaction_timeout_ms: u64,
     /// Extra CA certificates (PEM file) to trust for TLS to the database, e.g. the RDS bundle.

@@ -282,7 +282,8 @@ impl Processor {
             let status = match sent {
                 Ok(response) => {
                     crate::metrics::step(step.name(), started.elapsed());
-                    tracing::info!(
+                    // Per message: DEBUG, as operations.md's levels say (INFO is lifecycle).
+                    tracing::debug!(
                         step = step.name(),
                         command = command.name(),
                         %command_id,

@@ -143,7 +143,7 @@ impl App {
         let ready_watch = tokio::spawn(watch_readiness(
             api,
             sqs.clone(),
-            settings.queue_url.clone(),
+            [settings.queue_url.clone(), settings.dlq_url.clone()],
             readiness.clone(),
             shutdown.subscribe(),
         ));
@@ -227,11 +227,12 @@ impl App {
     }
 }
 
-/// Ready while order-grpc reports SERVING and the queue answers.
+/// Ready while order-grpc reports SERVING and both queues answer: the orders queue, and the
+/// dead-letter queue (a wrong one would show only at the first message that must go there).
 async fn watch_readiness(
     api: OrderApi,
     sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    queue_urls: [String; 2],
     readiness: watch::Sender<Readiness>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -240,21 +241,28 @@ async fn watch_readiness(
             Ok(()) => Readiness::Ready,
             Err(why) => Readiness::NotReady(why),
         };
-        if state.is_ready() {
+        for (queue_url, which) in queue_urls.iter().zip(["queue", "dead-letter queue"]) {
+            if !state.is_ready() {
+                break;
+            }
             let check = sqs
                 .get_queue_attributes()
-                .queue_url(&queue_url)
+                .queue_url(queue_url)
                 .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
                 .send();
             match tokio::time::timeout(Duration::from_secs(3), check).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     state = Readiness::NotReady(format!(
-                        "sqs: {}",
+                        "sqs: the {which} {queue_url}: {}",
                         aws_sdk_sqs::error::DisplayErrorContext(e)
                     ));
                 }
-                Err(_) => state = Readiness::NotReady("sqs: no answer within 3 s".to_owned()),
+                Err(_) => {
+                    state = Readiness::NotReady(format!(
+                        "sqs: the {which} {queue_url}: no answer within 3 s"
+                    ));
+                }
             }
         }
         if *shutdown.borrow() {

@@ -59,6 +59,8 @@ EXPECTED_TASK_PERMISSIONS = {
         ("sqs:ChangeMessageVisibility", QUEUE),
         ("sqs:GetQueueAttributes", QUEUE),
         ("sqs:SendMessage", DLQ),
+        # Readiness checks the dead-letter queue answers too.
+        ("sqs:GetQueueAttributes", DLQ),
     },
 }
 

@@ -9,7 +9,8 @@
 #   order-grpc       | none                                                    | orders_app (DATABASE_URL)
 #   order-projector  | SendMessage + GetQueueAttributes on orders.fifo         | orders_projector
 #   order-worker     | Receive/Delete/ChangeMessageVisibility/GetQueueAttributes | none (calls order-grpc)
-#                    | on orders.fifo, SendMessage on orders-dlq.fifo          |
+#                    | on orders.fifo, SendMessage + GetQueueAttributes        |
+#                    | on orders-dlq.fifo (readiness checks it answers)        |
 
 locals {
   collector = {
@@ -192,7 +193,7 @@ module "worker" {
     },
     {
       sid       = "DeadLetterIrrecoverable"
-      actions   = ["sqs:SendMessage"]
+      actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
       resources = [module.queue.dlq_arn]
     },
   ]
