@@ -119,9 +119,10 @@ enum Command {
         #[arg(
             long,
             env = "ORDER_PROJECTOR_REPLAY_BATCH_ORDERS",
-            default_value_t = 250_000
+            default_value_t = 250_000,
+            value_parser = clap::value_parser!(u64).range(1..=100_000_000)
         )]
-        batch_orders: usize,
+        batch_orders: u64,
     },
     /// Send events with FROM <= position <= TO to SQS again (same deduplication ids).
     Republish {
@@ -180,7 +181,7 @@ async fn execute(command: Command) -> i32 {
             batch_orders,
         } => {
             let known = [Subscription::projection(
-                ReadModel::new().batch_orders(batch_orders),
+                ReadModel::new().batch_orders(usize::try_from(batch_orders).unwrap_or(usize::MAX)),
             )];
             run_replay(NAME, &known, replay).await
         }
@@ -369,7 +370,8 @@ pub struct ServiceRunArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Subscriptions this instance runs (comma separated; default: all of the binary's).
-    #[arg(long, env = "ORDER_PROJECTOR_SUBSCRIPTIONS", value_delimiter = ',')]
+    #[arg(long, env = "ORDER_PROJECTOR_SUBSCRIPTIONS", value_delimiter = ',',
+          value_parser = crate::config::subscription_name)]
     pub subscriptions: Vec<String>,
     /// Leases, polling, shutdown.
     #[command(flatten)]
@@ -522,6 +524,28 @@ mod tests {
         for command in [super::Cli::command(), super::service_command()] {
             let missing = order_runtime::cli::settings_without_environment(&command);
             assert!(missing.is_empty(), "no environment variable: {missing:?}");
+        }
+    }
+
+    /// `--subscriptions` takes names with spaces around them, as its default is written.
+    #[test]
+    fn subscription_names_are_trimmed() {
+        use clap::FromArgMatches;
+        let matches = super::Cli::command()
+            .try_get_matches_from([
+                "order-projector",
+                "run",
+                "--database-url",
+                "postgres://x",
+                "--subscriptions",
+                "read_model, sqs_publisher",
+            ])
+            .unwrap();
+        match super::Cli::from_arg_matches(&matches).unwrap().command {
+            super::Command::Run(run) => {
+                assert_eq!(run.subscriptions, ["read_model", "sqs_publisher"]);
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -89,7 +89,7 @@ pub struct RunArgs {
     pub queue: QueueArgs,
     /// Subscriptions this instance runs (comma separated): read_model, sqs_publisher.
     #[arg(long, env = "ORDER_PROJECTOR_SUBSCRIPTIONS", value_delimiter = ',',
-          default_values_t = [READ_MODEL.to_owned(), SQS_PUBLISHER.to_owned()])]
+          default_value = "read_model,sqs_publisher", value_parser = subscription_name)]
     pub subscriptions: Vec<String>,
     /// Events per read-model transaction (at most: a page holds what the log has).
     #[arg(long, env = "ORDER_PROJECTOR_READ_MODEL_PAGE", default_value_t = 5000,
@@ -149,3 +149,8 @@ pub fn default_instance_id() -> String {
 }
 
 pub use order_runtime::sqs::client as sqs_client;
+
+/// A subscription name of `--subscriptions`, spaces around it trimmed (`read_model, sqs_publisher`).
+pub(crate) fn subscription_name(name: &str) -> Result<String, String> {
+    Ok(name.trim().to_owned())
+}
