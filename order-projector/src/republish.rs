@@ -47,7 +47,7 @@ pub async fn republish(
         let page = Page::decode(events).map_err(|e| RepublishError::Stopped(e.to_string()))?;
         // A one-off task: a destination that keeps failing (a queue that does not exist, a
         // wrong URL) ends it after about half a minute of retries, saying where to resume.
-        deliver_all(sink, "republish", page, shutdown, Some(GIVE_UP_AFTER))
+        deliver_all(sink, "republish", page, shutdown, Some(GIVE_UP_AFTER), None)
             .await
             .map_err(|e: StepError| {
                 RepublishError::Stopped(format!(

@@ -137,6 +137,9 @@ pub(crate) struct Span {
     pub(crate) read: LogDigest,
 }
 
+/// Told of a failed delivery attempt, with why.
+pub(crate) type Report = dyn Fn(&str) + Send + Sync;
+
 /// The type-erased subscriber: what the runner needs of a projection or a sink.
 pub(crate) trait Subscriber: Send + Sync {
     fn name(&self) -> &str;
@@ -153,11 +156,13 @@ pub(crate) trait Subscriber: Send + Sync {
         tables: &'a Tables,
         long: bool,
     ) -> BoxFuture<'a, Result<(), ApplyError>>;
-    /// Sinks: decode and deliver until every event was acknowledged.
+    /// Sinks: decode and deliver until every event was acknowledged; `report` is told of each
+    /// failed attempt (the subscription's status shows it).
     fn deliver<'a>(
         &'a self,
         events: Vec<RecordedEvent>,
         shutdown: &'a watch::Receiver<bool>,
+        report: &'a Report,
     ) -> BoxFuture<'a, Result<(), StepError>>;
     fn bulk(&self) -> Option<Box<dyn ErasedFold>>;
     fn ready(&self) -> BoxFuture<'_, Result<(), String>>;
@@ -295,6 +300,7 @@ impl<P: Projection> Subscriber for ProjectionBox<P> {
         &'a self,
         _events: Vec<RecordedEvent>,
         _shutdown: &'a watch::Receiver<bool>,
+        _report: &'a Report,
     ) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async {
             Err(StepError::Stopped(
@@ -357,10 +363,11 @@ impl<S: Sink> Subscriber for SinkBox<S> {
         &'a self,
         events: Vec<RecordedEvent>,
         shutdown: &'a watch::Receiver<bool>,
+        report: &'a Report,
     ) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let page = Page::<S::Event>::decode(events)?;
-            deliver_all(&self.sink, &self.name, page, shutdown, None).await
+            deliver_all(&self.sink, &self.name, page, shutdown, None, Some(report)).await
         })
     }
 
@@ -381,6 +388,7 @@ pub(crate) async fn deliver_all<S: Sink>(
     mut page: Page<S::Event>,
     shutdown: &watch::Receiver<bool>,
     give_up_after: Option<u32>,
+    report: Option<&Report>,
 ) -> Result<(), StepError> {
     let mut attempt = 0u32;
     while !page.is_empty() {
@@ -416,6 +424,11 @@ pub(crate) async fn deliver_all<S: Sink>(
         };
         metrics::counter!("order_projector_errors_total", "subscription" => name.to_owned(), "kind" => kind)
             .increment(1);
+        if let Some(report) = report {
+            report(&format!(
+                "delivery failed ({kind}, attempt {attempt}): {reason}"
+            ));
+        }
         if give_up_after.is_some_and(|most| attempt >= most) {
             return Err(StepError::Stopped(format!(
                 "{attempt} attempts to deliver failed, the last: {reason}"
@@ -805,7 +818,17 @@ impl Subscription {
                 // Nothing leaves for a sink that the database does not hold: pages read
                 // from a server that then failed over are read again from the new one.
                 verify(store, lease, span).await?;
-                self.inner.deliver(events, shutdown).await?;
+                // Each failed attempt shows in `status` (cleared by the next checkpoint), written
+                // beside the retries, never holding them up.
+                let (store_of_report, lease_of_report) = (store.clone(), lease.clone());
+                let report = move |why: &str| {
+                    let (store, lease) = (store_of_report.clone(), lease_of_report.clone());
+                    let why = why.to_owned();
+                    tokio::spawn(async move {
+                        let _ = store.record_subscription_error(&lease, &why).await;
+                    });
+                };
+                self.inner.deliver(events, shutdown, &report).await?;
                 checkpoint(store, lease, span, count as u64, last_event_at).await?;
             }
             metrics::counter!("order_projector_events_total", "subscription" => self.name().to_owned())

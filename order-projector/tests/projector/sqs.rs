@@ -285,6 +285,49 @@ async fn while_sqs_is_down_the_checkpoint_does_not_pass_unsent_events() {
     assert_eq!(published, expected.len());
 }
 
+/// While deliveries fail (a queue that does not exist), `status` shows why, and the checkpoint
+/// stays.
+#[tokio::test]
+async fn failed_deliveries_show_in_the_subscriptions_status_while_it_retries() {
+    let f = fixture().await;
+    write_orders(&f.handler, 2, 2).await;
+    let pair = sqs::fifo_queue_pair(5).await;
+    let missing = pair.queue_url.replace(".fifo", "-missing.fifo");
+    let publisher = Publisher::new(sqs::client(), missing, 1);
+    let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
+    let task = {
+        let store = f.store.clone();
+        let lease = lease.clone();
+        tokio::spawn(
+            async move { drain(&store, &subscription(publisher, 25), &lease, cursor).await },
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let state = loop {
+        let state = f
+            .store
+            .subscriptions()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "sqs_publisher")
+            .unwrap();
+        if state.last_error.is_some() || std::time::Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    task.abort();
+    assert!(
+        state
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("delivery failed")),
+        "{state:?}"
+    );
+    assert_eq!(state.checkpoint, Cursor::START);
+}
+
 /// Ranges that select no event are refused on one line, exit 2, nothing sent: reversed, ending
 /// before the log's first position, or starting beyond its head.
 #[tokio::test]
