@@ -303,8 +303,9 @@ impl Publisher {
         match tokio::time::timeout(Duration::from_secs(3), check).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!(
-                "sqs: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(e)
+                "sqs: the queue {}: {}",
+                self.queue_url,
+                order_runtime::sqs::describe(&e)
             )),
             Err(_) => Err("sqs: no answer within 3 s".to_owned()),
         }

@@ -17,3 +17,35 @@ pub async fn client() -> aws_sdk_sqs::Client {
         .await;
     aws_sdk_sqs::Client::new(&config)
 }
+
+/// An SQS call's error on one line: the service's code and message when SQS answered
+/// (`AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist`), else the
+/// cause chain (a connection refused, a timeout), never the raw response.
+pub fn describe<E, R>(error: &aws_sdk_sqs::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_sqs::error::SdkError;
+    match error {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            match (err.code(), err.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_owned(),
+                (None, Some(message)) => message.to_owned(),
+                (None, None) => err.to_string(),
+            }
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    }
+}

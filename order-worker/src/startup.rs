@@ -255,7 +255,7 @@ async fn watch_readiness(
                 Ok(Err(e)) => {
                     state = Readiness::NotReady(format!(
                         "sqs: the {which} {queue_url}: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                        order_runtime::sqs::describe(&e)
                     ));
                 }
                 Err(_) => {
