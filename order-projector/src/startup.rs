@@ -30,7 +30,10 @@ impl App {
     pub async fn start_with_sqs(args: RunArgs, sqs: aws_sdk_sqs::Client) -> anyhow::Result<Self> {
         args.validate().map_err(anyhow::Error::msg)?;
         let store = EventStore::new(args.database.store_config("order-projector"))?;
-        let mut builder = Projector::builder(store).settings(args.run.settings());
+        // One name for this instance, in its leases and in its log lines alike.
+        let settings = args.run.settings();
+        let owner = settings.owner.clone();
+        let mut builder = Projector::builder(store).settings(settings);
         for name in &args.subscriptions {
             match name.as_str() {
                 READ_MODEL => {
@@ -49,7 +52,7 @@ impl App {
         }
         let projector = builder.build()?;
         let service = Service::start(projector, args.admin_addr, args.run.grace()).await?;
-        tracing::info!(owner = %args.instance_id(), subscriptions = ?args.subscriptions, admin = %service.admin_addr(), "order-projector running");
+        tracing::info!(owner = %owner, subscriptions = ?args.subscriptions, admin = %service.admin_addr(), "order-projector running");
         Ok(Self { service })
     }
 

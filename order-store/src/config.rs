@@ -169,6 +169,10 @@ impl StoreConfig {
         // query anew (a custom plan per page). Our statements are index lookups and page reads
         // that run for milliseconds; compiling them costs more than it can ever save.
         options.push_str(" -c jit=off");
+        // No NOTICEs ("table ... does not exist, skipping" of every DROP ... IF EXISTS a replay
+        // runs), which the client would log as INFO lines of no use to anyone; WARNINGs and
+        // errors still come.
+        options.push_str(" -c client_min_messages=warning");
         config.options(options.trim());
         Ok(config)
     }

@@ -135,6 +135,7 @@ async fn store_sessions_plan_once_and_never_by_sequential_scan() {
         ("enable_seqscan", "off"),
         ("jit", "off"),
         ("statement_timeout", "5s"),
+        ("client_min_messages", "warning"),
     ] {
         let row = client
             .query_one(&format!("SHOW {setting}"), &[])
