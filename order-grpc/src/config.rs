@@ -76,7 +76,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub command_max_attempts: u32,
     /// Seconds in-flight calls get to finish after SIGTERM.
-    #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_seconds: u64,
     /// PEM certificate chain for TLS on the gRPC port (with --tls-key-file); none = plaintext
     /// (behind a load balancer that terminates TLS).

@@ -43,7 +43,8 @@ pub struct LoopArgs {
     #[arg(long, env = "ORDER_PROJECTOR_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// Seconds in-flight work gets to finish after SIGTERM.
-    #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_seconds: u64,
 }
 

@@ -294,7 +294,8 @@ pub fn concurrency_for_memory(memory: Option<u64>) -> usize {
 )]
 pub struct SimulationArgs {
     /// Mean latency of each simulated provider call, in ms (actual: 0.5x to 1.5x).
-    #[arg(long, env = "ORDER_WORKER_SIM_LATENCY_MS", default_value_t = 10)]
+    #[arg(long, env = "ORDER_WORKER_SIM_LATENCY_MS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub sim_latency_ms: u64,
     /// Share of simulated provider calls (0-1) that fail transiently (retried).
     #[arg(long, env = "ORDER_WORKER_SIM_TRANSIENT_FAILURE_RATE", default_value_t = 0.0,
@@ -497,7 +498,8 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u64).range(1..=43_200))]
     pub delivery_recheck_seconds: u64,
     /// Seconds in-flight messages get to finish after SIGTERM.
-    #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_seconds: u64,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
