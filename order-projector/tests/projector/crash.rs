@@ -12,7 +12,6 @@ use crate::sqs::{log_ids, received_per_order};
 use crate::support::*;
 
 fn spawn(f: &Fixture, queue_url: &str) -> Child {
-    let settings = order_testkit::settings();
     let mut command = Command::new(env!("CARGO_BIN_EXE_order-projector"));
     command
         .arg("run")
@@ -30,14 +29,7 @@ fn spawn(f: &Fixture, queue_url: &str) -> Child {
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for name in [
-        "AWS_ENDPOINT_URL_SQS",
-        "AWS_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    ] {
-        command.env(name, settings.require(name));
-    }
+    sqs_environment(&mut command);
     command.spawn().unwrap()
 }
 

@@ -336,7 +336,6 @@ async fn republish_refuses_a_range_without_events() {
     write_orders(&f.handler, 2, 2).await;
     let pair = sqs::fifo_queue_pair(5).await;
     let head = f.store.head_position().await.unwrap();
-    let settings = order_testkit::settings();
     for (from, to, says) in [
         ("3", Some("2"), "before --from"),
         ("0", Some("0"), "before --from"),
@@ -352,14 +351,7 @@ async fn republish_refuses_a_range_without_events() {
         if let Some(to) = to {
             command.args(["--to", to]);
         }
-        for name in [
-            "AWS_ENDPOINT_URL_SQS",
-            "AWS_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-        ] {
-            command.env(name, settings.require(name));
-        }
+        sqs_environment(&mut command);
         let output = command.output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{from} {to:?}: {stderr}");
