@@ -193,7 +193,7 @@ module "worker" {
     },
     {
       sid       = "DeadLetterIrrecoverable"
-      actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
+      actions   = ["sqs:GetQueueAttributes", "sqs:SendMessage"]
       resources = [module.queue.dlq_arn]
     },
   ]
