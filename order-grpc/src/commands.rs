@@ -139,6 +139,8 @@ impl Commands {
                 traceparent: None,
                 tracestate: None,
                 actor: None,
+                // Commands do not wait on it; only a call that bypassed the gateway lands here.
+                deadline: tokio::time::Instant::now(),
             });
         let parsed = match ParsedCommand::try_from(request.into_inner()) {
             Ok(parsed) => parsed,

@@ -33,13 +33,11 @@ pub struct RequestContext {
     pub tracestate: Option<String>,
     /// The name of the token the caller presented, when tokens are required.
     pub actor: Option<String>,
+    /// When the gateway answers DEADLINE_EXCEEDED for the call (its `grpc-timeout`, at most
+    /// the server's default): handlers that wait give up a little before, with an answer that
+    /// says what they waited for.
+    pub deadline: tokio::time::Instant,
 }
-
-/// When the gateway answers DEADLINE_EXCEEDED for a call (its `grpc-timeout`, at most the
-/// server's default); handlers that wait find it in the request extensions and give up a
-/// little before, with an answer that says what they waited for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallDeadline(pub tokio::time::Instant);
 
 /// Accepted bearer tokens, the names they stand for, and what each may do.
 #[derive(Clone, Default)]
@@ -345,9 +343,9 @@ where
             traceparent: header_text(&request, "traceparent", 512),
             tracestate: header_text(&request, "tracestate", 512),
             actor,
+            deadline,
         };
         request.extensions_mut().insert(context);
-        request.extensions_mut().insert(CallDeadline(deadline));
         // A known command's name only: a label value never comes from what a caller made up.
         let command = request
             .uri()

@@ -86,8 +86,8 @@ fn replica_failed(rpc: &'static str, error: &order_store::Error) {
 /// When the caller wants an answer by: its `grpc-timeout`, else the server's default.
 fn deadline_of<T>(request: &Request<T>, default: Duration) -> tokio::time::Instant {
     // The gateway's, when it passed: the same instant its timer answers at.
-    if let Some(crate::gateway::CallDeadline(deadline)) = request.extensions().get() {
-        return *deadline;
+    if let Some(context) = request.extensions().get::<crate::gateway::RequestContext>() {
+        return context.deadline;
     }
     let timeout = request
         .metadata()

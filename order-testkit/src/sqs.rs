@@ -14,6 +14,19 @@ pub fn endpoint() -> &'static str {
     settings().require("AWS_ENDPOINT_URL_SQS")
 }
 
+/// Give a child process (a service binary under test, started with a cleared environment) the
+/// emulator's endpoint, region and credentials.
+pub fn pass_environment(command: &mut std::process::Command) {
+    for name in [
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ] {
+        command.env(name, settings().require(name));
+    }
+}
+
 /// A client for the emulator, independent of the process environment.
 pub fn client() -> Client {
     client_for(endpoint())

@@ -476,17 +476,9 @@ pub struct ChildWorker {
 impl ChildWorker {
     pub fn spawn(stack: &Stack, env: &[(&str, &str)]) -> Self {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let settings = order_testkit::settings();
         let mut command = Command::new(worker_binary());
         command.env_clear();
-        for name in [
-            "AWS_ENDPOINT_URL_SQS",
-            "AWS_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-        ] {
-            command.env(name, settings.require(name));
-        }
+        sqs::pass_environment(&mut command);
         command
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("WORKER_MODE", "sqs-consumer")

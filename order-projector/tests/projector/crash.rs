@@ -29,7 +29,7 @@ fn spawn(f: &Fixture, queue_url: &str) -> Child {
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    sqs_environment(&mut command);
+    sqs::pass_environment(&mut command);
     command.spawn().unwrap()
 }
 

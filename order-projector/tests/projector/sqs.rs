@@ -351,7 +351,7 @@ async fn republish_refuses_a_range_without_events() {
         if let Some(to) = to {
             command.args(["--to", to]);
         }
-        sqs_environment(&mut command);
+        sqs::pass_environment(&mut command);
         let output = command.output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{from} {to:?}: {stderr}");

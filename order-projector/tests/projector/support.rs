@@ -303,16 +303,3 @@ pub async fn everything_visible(store: &EventStore) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-
-/// A child process of the projector binary reaches the same SQS as the tests.
-pub fn sqs_environment(command: &mut std::process::Command) {
-    let settings = order_testkit::settings();
-    for name in [
-        "AWS_ENDPOINT_URL_SQS",
-        "AWS_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    ] {
-        command.env(name, settings.require(name));
-    }
-}
