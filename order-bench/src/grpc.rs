@@ -13,6 +13,8 @@ use order_proto::v1 as pb;
 use order_proto::v1::order_service_client::OrderServiceClient;
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
 
 use crate::stats::{Run, Samples};
@@ -250,11 +252,31 @@ pub fn place_request(order_id: &str, n: u64) -> pb::PlaceOrderRequest {
     }
 }
 
+/// The call the clients of [`drive_calls`] make back to back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Call {
+    /// PlaceOrder of a new order (one append).
+    Place,
+    /// `grpc.health.v1.Health/Check` of the order service: the same HTTP/2 server, gateway and
+    /// tonic stack, no database. What any unary call costs on this machine.
+    Health,
+}
+
 /// `clients` independent clients (one HTTP/2 connection each), back to back PlaceOrder.
 pub(crate) async fn drive(
     addr: SocketAddr,
     clients: usize,
     duration: Duration,
+) -> anyhow::Result<Run> {
+    drive_calls(addr, clients, duration, Call::Place).await
+}
+
+/// `clients` independent clients (one HTTP/2 connection each), back to back `call`s.
+pub(crate) async fn drive_calls(
+    addr: SocketAddr,
+    clients: usize,
+    duration: Duration,
+    call: Call,
 ) -> anyhow::Result<Run> {
     let mut channels = Vec::new();
     for _ in 0..clients {
@@ -271,17 +293,30 @@ pub(crate) async fn drive(
         .enumerate()
         .map(|(i, channel)| {
             tokio::spawn(async move {
-                let mut client = OrderServiceClient::new(channel);
+                let mut client = OrderServiceClient::new(channel.clone());
+                let mut health = HealthClient::new(channel);
                 let mut samples = Samples::default();
                 let mut errors = 0;
                 let mut n = i as u64;
                 while Instant::now() < deadline {
                     n += clients as u64;
-                    let request = place(n);
-                    let op = Instant::now();
-                    match client.place_order(request).await {
-                        Ok(_) => samples.record(op.elapsed()),
-                        Err(_) => errors += 1,
+                    let ok = match call {
+                        Call::Place => {
+                            let request = place(n);
+                            let op = Instant::now();
+                            client.place_order(request).await.is_ok().then(|| op.elapsed())
+                        }
+                        Call::Health => {
+                            let request = HealthCheckRequest {
+                                service: "orders.v1.OrderService".into(),
+                            };
+                            let op = Instant::now();
+                            health.check(request).await.is_ok().then(|| op.elapsed())
+                        }
+                    };
+                    match ok {
+                        Some(elapsed) => samples.record(elapsed),
+                        None => errors += 1,
                     }
                 }
                 (samples, errors)
@@ -394,6 +429,25 @@ pub async fn run(args: GrpcArgs) -> anyhow::Result<()> {
             ceilings[1].pg_micros(),
             (after.3 - before.3) as f64 / commands,
         );
+        // The transport's floor: the same clients and server, Health/Check instead (no
+        // database), so that the printout says what any unary call costs here.
+        let before = (
+            cpu_seconds(server_pid),
+            cpu_seconds(std::process::id()),
+        );
+        let mut floor = drive_calls(server.addr, clients, duration, Call::Health).await?;
+        let after = (
+            cpu_seconds(server_pid),
+            cpu_seconds(std::process::id()),
+        );
+        let calls = floor.samples.count().max(1) as f64;
+        let floor_line = format!(
+            "transport floor (Health/Check, same server and clients, no database): {:.0} calls/s, p50 {:.2} ms, CPU per call: server {:.0} us, client {:.0} us",
+            floor.rate(),
+            floor.samples.quantile_ms(0.5),
+            (after.0 - before.0) / calls * 1e6,
+            (after.1 - before.1) / calls * 1e6,
+        );
         let rss = server.peak_rss_mib().unwrap_or(f64::NAN);
         drop(server);
         println!(
@@ -411,6 +465,7 @@ pub async fn run(args: GrpcArgs) -> anyhow::Result<()> {
             run.errors
         );
         println!("        {cpu}");
+        println!("        {floor_line}");
     }
     Ok(())
 }
