@@ -304,7 +304,11 @@ pub(crate) async fn drive_calls(
                         Call::Place => {
                             let request = place(n);
                             let op = Instant::now();
-                            client.place_order(request).await.is_ok().then(|| op.elapsed())
+                            client
+                                .place_order(request)
+                                .await
+                                .is_ok()
+                                .then(|| op.elapsed())
                         }
                         Call::Health => {
                             let request = HealthCheckRequest {
@@ -431,15 +435,9 @@ pub async fn run(args: GrpcArgs) -> anyhow::Result<()> {
         );
         // The transport's floor: the same clients and server, Health/Check instead (no
         // database), so that the printout says what any unary call costs here.
-        let before = (
-            cpu_seconds(server_pid),
-            cpu_seconds(std::process::id()),
-        );
+        let before = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
         let mut floor = drive_calls(server.addr, clients, duration, Call::Health).await?;
-        let after = (
-            cpu_seconds(server_pid),
-            cpu_seconds(std::process::id()),
-        );
+        let after = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
         let calls = floor.samples.count().max(1) as f64;
         let floor_line = format!(
             "transport floor (Health/Check, same server and clients, no database): {:.0} calls/s, p50 {:.2} ms, CPU per call: server {:.0} us, client {:.0} us",
