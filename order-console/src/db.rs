@@ -323,22 +323,33 @@ impl Db {
             .await?
             .map(|row| summary_from(&row))
             .transpose()?;
+        // The latest events (they decide the order's state), oldest first.
         let rows = client
             .query(
-                "SELECT global_position, stream_version, event_type, schema_version, payload::text,
-                        correlation_id, causation_id, command_id, actor, traceparent, recorded_at
-                   FROM orders.events WHERE stream_id = $1 ORDER BY stream_version LIMIT 2000",
-                &[&order_id],
+                "SELECT * FROM (
+                    SELECT global_position, stream_version, event_type, schema_version, payload::text,
+                           correlation_id, causation_id, command_id, actor, traceparent, recorded_at
+                      FROM orders.events WHERE stream_id = $1
+                     ORDER BY stream_version DESC LIMIT $2) AS latest
+                  ORDER BY stream_version",
+                &[&order_id, &TIMELINE_LIMIT],
             )
             .await?;
+        // A stream's versions run from 1 without gaps: the last one is the count.
+        let total = match rows.last() {
+            Some(row) => row.try_get(1)?,
+            None => 0,
+        };
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             let payload: String = row.try_get(4)?;
-            // Pretty-printed for people; the text of every string is unchanged.
+            // Pretty-printed for people; the text of every string is unchanged, the
+            // characters that reorder text written as JSON's escapes (the same string).
             let pretty = serde_json::from_str::<Value>(&payload)
                 .ok()
                 .and_then(|v| serde_json::to_string_pretty(&v).ok())
                 .unwrap_or(payload);
+            let pretty = crate::text::escape_bidi(&pretty).into_owned();
             events.push(EventView {
                 position: row.try_get(0)?,
                 version: row.try_get(1)?,
@@ -356,7 +367,11 @@ impl Db {
         if summary.is_none() && events.is_empty() {
             return Ok(None);
         }
-        Ok(Some(OrderView { summary, events }))
+        Ok(Some(OrderView {
+            summary,
+            events,
+            total,
+        }))
     }
 
     /// A customer's orders, newest first.
@@ -492,6 +507,11 @@ impl EventView {
 pub struct OrderView {
     /// The read-model row (absent until projected).
     pub summary: Option<Summary>,
-    /// The events.
+    /// The events: the latest [`TIMELINE_LIMIT`], oldest first.
     pub events: Vec<EventView>,
+    /// How many events the order has (more than `events` holds when the timeline is cut).
+    pub total: i64,
 }
+
+/// The most events an order's page shows (the latest ones).
+pub const TIMELINE_LIMIT: i64 = 2000;

@@ -25,6 +25,7 @@ pub mod prom;
 pub mod queues;
 pub mod services;
 pub mod subscriptions;
+pub mod text;
 pub mod web;
 
 use std::net::SocketAddr;

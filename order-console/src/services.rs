@@ -119,6 +119,12 @@ pub struct Instance {
     previous: Option<(f64, Scrape)>,
     /// Messages this instance sent to SQS, corrected for restarts (projector).
     pub sent_accumulated: f64,
+    /// The last reading of the SQS sent counter, with the start time of the process that
+    /// reported it. Kept while the endpoint is unreachable, so that a restarted process's
+    /// messages sent before the console reached it again are counted.
+    sent_seen: Option<(Option<f64>, f64)>,
+    /// When the console first tried to scrape this endpoint.
+    watching_since: Option<f64>,
     /// Recent points, oldest first.
     pub points: VecDeque<Point>,
 }
@@ -138,6 +144,8 @@ impl Instance {
             scrapes: 0,
             previous: None,
             sent_accumulated: 0.0,
+            sent_seen: None,
+            watching_since: None,
             points: VecDeque::new(),
         }
     }
@@ -158,6 +166,7 @@ impl Instance {
     /// Record one scrape's result and forget points older than `keep`.
     pub fn record(&mut self, at: f64, outcome: ScrapeOutcome, keep: Duration) {
         self.scrapes += 1;
+        let watching_since = *self.watching_since.get_or_insert(at);
         let mut point = Point {
             t: at,
             ..Point::default()
@@ -198,8 +207,22 @@ impl Instance {
                     }
                 }
                 levels(self.kind, &metrics, &mut point);
-                if let Some(sent) = point.get("sqs_sent_delta") {
-                    self.sent_accumulated += sent;
+                if let Some(sent) = metrics.sum("order_sqs_messages_sent_total", &[]) {
+                    let started = self.started_at;
+                    let new = match self.sent_seen {
+                        // The same process: its counter's increase (a drop: it restarted).
+                        Some((then_started, then)) if then_started == started => {
+                            increase(Some(then), Some(sent))
+                        }
+                        // Another process since the last reading: all it sent is new.
+                        Some(_) => Some(sent),
+                        // Started after the console began watching: all it sent is new.
+                        None if started.is_some_and(|s| s >= watching_since) => Some(sent),
+                        // What it sent before the console first saw it is the baseline.
+                        None => None,
+                    };
+                    self.sent_accumulated += new.unwrap_or(0.0);
+                    self.sent_seen = Some((started, sent));
                 }
                 self.previous = Some((at, metrics));
             }
@@ -231,7 +254,7 @@ fn increase(before: Option<f64>, after: Option<f64>) -> Option<f64> {
 ///   (commands answered `error` or `unavailable`: what order-grpc logs at ERROR);
 /// - order-worker: `messages_per_s:<outcome>`, `dlq` (messages dead-lettered), `failed`
 ///   (dead-lettered plus failed deletes: the worker's `FAILED` lines);
-/// - order-projector: `events_per_s:<subscription>`, `errors:<subscription>`, `sqs_sent_delta`.
+/// - order-projector: `events_per_s:<subscription>`, `errors:<subscription>`.
 pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut Point) {
     let rate_by = |metric: &str, label: &str, prefix: &str, point: &mut Point| {
         let old = before.sum_by(metric, label);
@@ -302,12 +325,6 @@ pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut 
                 if let Some(delta) = increase(old.get(&name).copied(), Some(now)) {
                     point.values.insert(format!("errors:{name}"), delta);
                 }
-            }
-            if let Some(sent) = increase(
-                before.sum("order_sqs_messages_sent_total", &[]),
-                after.sum("order_sqs_messages_sent_total", &[]),
-            ) {
-                point.values.insert("sqs_sent_delta".to_owned(), sent);
             }
         }
         Kind::Unknown => {}
@@ -513,5 +530,58 @@ mod tests {
         assert_eq!(instance.points.len(), 4);
         instance.record(2000.0, ScrapeOutcome::Unreachable("x".into()), keep);
         assert_eq!(instance.points.len(), 1, "old points are forgotten");
+    }
+
+    fn projector(started: f64, sent: f64) -> ScrapeOutcome {
+        answered(&format!(
+            "order_build_info{{service=\"order-projector\",version=\"0.1.0\"}} 1\nprocess_start_time_seconds {started}\norder_sqs_messages_sent_total{{subscription=\"sqs_publisher\"}} {sent}\n"
+        ))
+    }
+
+    #[test]
+    fn messages_sent_count_across_restarts_and_unreachable_scrapes() {
+        let keep = Duration::from_secs(600);
+        let mut instance = Instance::new(target());
+        // What the process sent before the console first saw it is the baseline.
+        instance.record(100.0, projector(50.0, 1000.0), keep);
+        assert_eq!(instance.sent_accumulated, 0.0);
+        instance.record(102.0, projector(50.0, 1010.0), keep);
+        assert_eq!(instance.sent_accumulated, 10.0);
+        // Killed: unreachable for a while, then a new process that sent 5 before the console
+        // reached it. All 5 were sent after the last reading.
+        instance.record(
+            104.0,
+            ScrapeOutcome::Unreachable("connection refused".into()),
+            keep,
+        );
+        instance.record(
+            106.0,
+            ScrapeOutcome::Unreachable("connection refused".into()),
+            keep,
+        );
+        instance.record(108.0, projector(105.0, 5.0), keep);
+        assert_eq!(instance.sent_accumulated, 15.0);
+        instance.record(110.0, projector(105.0, 9.0), keep);
+        assert_eq!(instance.sent_accumulated, 19.0);
+        // The same process, unreachable for one scrape (a network blip): only its increase.
+        instance.record(112.0, ScrapeOutcome::Unreachable("timed out".into()), keep);
+        instance.record(114.0, projector(105.0, 12.0), keep);
+        assert_eq!(instance.sent_accumulated, 22.0);
+        // A restart between two scrapes, the new counter already above the old one.
+        instance.record(116.0, projector(115.0, 30.0), keep);
+        assert_eq!(instance.sent_accumulated, 52.0);
+    }
+
+    #[test]
+    fn a_process_started_after_the_console_began_watching_counts_from_zero() {
+        let keep = Duration::from_secs(600);
+        let mut instance = Instance::new(target());
+        instance.record(
+            100.0,
+            ScrapeOutcome::Unreachable("connection refused".into()),
+            keep,
+        );
+        instance.record(104.0, projector(101.0, 7.0), keep);
+        assert_eq!(instance.sent_accumulated, 7.0);
     }
 }

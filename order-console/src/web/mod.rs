@@ -97,6 +97,12 @@ async fn security_headers(request: Request, next: Next) -> Response {
 }
 
 /// Let a signed-in viewer through; send others to sign in (pages) or answer 401 (the rest).
+/// The token of an `authorization: Bearer <token>` header; the scheme in any case (RFC 9110).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 async fn require_viewer(
     State(state): State<AppState>,
     mut request: Request,
@@ -110,8 +116,8 @@ async fn require_viewer(
     let from_bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|token| state.auth.token_name(token.trim()));
+        .and_then(bearer_token)
+        .and_then(|token| state.auth.token_name(token));
     let from_cookie = headers
         .get_all(header::COOKIE)
         .iter()

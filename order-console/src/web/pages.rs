@@ -726,7 +726,7 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
                 div.scroll {
                     table.subscriptions {
                         thead { tr {
-                            th { "subscription" } th { "health" } th { "checkpoint" } th { "lag (events)" } th { "lag" }
+                            th { "subscription" } th { "health" } th { "checkpoint" } th title="log positions to the head: an upper bound on the events behind (a rolled-back append leaves its position unused)" { "lag (positions)" } th { "lag" }
                             th { "owner" } th { "lease" } th { "projected" } th { "last error" }
                         } }
                         tbody {
@@ -833,7 +833,7 @@ async fn queues_fragment(board: &Board) -> Markup {
                                     }
                                     td { (letter.event_type.as_deref().unwrap_or("-")) }
                                     td.num { (letter.receive_count.map_or("-".to_owned(), |n| n.to_string())) }
-                                    td { details { summary { "body" } pre.payload { (letter.body) } } }
+                                    td { details { summary { "body" } pre.payload { (crate::text::escape_bidi(&letter.body)) } } }
                                 }
                             }
                         }
@@ -1080,7 +1080,15 @@ pub async fn order_page(
                 None => p.note { "Not in the read model yet (the projector has not reached it)." },
             }
             h2 { "Timeline" }
-            p.muted { (view.events.len()) " events" }
+            @match (view.events.first(), view.events.last()) {
+                (Some(first), Some(last)) if (view.events.len() as i64) < view.total => {
+                    p.note {
+                        (view.total) " events; the latest " (view.events.len())
+                        " are shown (v" (first.version) " to v" (last.version) ")"
+                    }
+                }
+                _ => p.muted { (view.events.len()) " events" },
+            }
             ol.timeline data-events=(view.events.len()) {
                 @for (index, event) in view.events.iter().enumerate() {
                     @let after = index

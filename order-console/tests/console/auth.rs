@@ -39,6 +39,18 @@ async fn without_a_token_nothing_is_shown_and_with_one_everything_is() {
     )
     .await;
     assert_eq!(answer.status, 200);
+    // The scheme in any case (RFC 9110), as order-grpc takes it.
+    for scheme in ["bearer", "BEARER"] {
+        let answer = request(
+            addr,
+            Method::GET,
+            "/fragments/services",
+            &[("authorization", &format!("{scheme} {TOKEN}"))],
+            "",
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{scheme}");
+    }
     let wrong = request(
         addr,
         Method::GET,

@@ -90,8 +90,10 @@ async fn hostile_text_in_an_event_is_shown_escaped() {
             .replace('<', "&lt;")
             .replace('>', "&gt;")
             .replace('"', "&quot;");
+        // In a payload, JSON's own escapes stand for the characters that reorder text.
         let in_json = serde_json::to_string(text).unwrap();
         let in_json = in_json[1..in_json.len() - 1]
+            .replace('\u{202e}', "\\u202e")
             .replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
@@ -104,6 +106,47 @@ async fn hostile_text_in_an_event_is_shown_escaped() {
     for raw in ["<script>alert", "<img src=x", "<svg onload"] {
         assert!(!page.body.contains(raw), "{raw} reached the page unescaped");
     }
+    // A bidi override inside the payload would reorder the JSON around it on screen (the
+    // closing quote and comma): the payload shows it as JSON's escape instead.
+    let payload_box = page
+        .body
+        .split_once("data-payload>")
+        .and_then(|(_, rest)| rest.split_once("</pre>"))
+        .map(|(payload, _)| payload)
+        .expect("a payload box");
+    assert!(payload_box.contains("\\u202efdp.exe"), "{payload_box}");
+    assert!(!payload_box.contains('\u{202e}'), "{payload_box}");
+}
+
+#[tokio::test]
+async fn a_long_timeline_shows_its_latest_events_and_says_how_many_it_left_out() {
+    let db = TestDatabase::migrated().await;
+    let order = Uuid::new_v4();
+    db.connect()
+        .await
+        .execute(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload)
+             SELECT $1, v, gen_random_uuid(), CASE WHEN v = 2050 THEN 'OrderCancelled' ELSE 'Noted' END, 1, '{}'
+               FROM generate_series(1, 2050) AS v",
+            &[&order],
+        )
+        .await
+        .unwrap();
+    let console = start(&db, &[]).await;
+    let page = get(console.addr, &format!("/orders/{order}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("data-events=\"2000\""), "{}", page.body);
+    assert!(
+        page.body.contains("data-type=\"OrderCancelled\""),
+        "the newest event is shown"
+    );
+    assert!(page.body.contains("data-version=\"51\""));
+    assert!(!page.body.contains("data-version=\"50\""));
+    assert!(
+        page.body
+            .contains("2050 events; the latest 2000 are shown (v51 to v2050)"),
+        "the page says the timeline is cut"
+    );
 }
 
 #[tokio::test]
