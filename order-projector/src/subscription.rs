@@ -280,7 +280,25 @@ impl<P: Projection> Subscriber for ProjectionBox<P> {
                     "SET LOCAL plan_cache_mode = force_custom_plan"
                 })
                 .await?;
-                self.projection.apply(&page, &tx, tables).await?;
+                if let Err(error) = self.projection.apply(&page, &tx, tables).await {
+                    drop(tx);
+                    // A page the projection refuses may have been read after a cursor this
+                    // database never wrote: after a failover to an asynchronous standby the
+                    // instance remembers a checkpoint the lost transactions moved, and reads
+                    // from the middle of an order. That is a moved checkpoint, read again,
+                    // not a reason to stop.
+                    let stored = store.checkpoint(&lease.subscription).await?;
+                    if stored != span.from {
+                        return Err(ApplyError::Store(order_store::Error::CheckpointMoved {
+                            subscription: lease.subscription.clone(),
+                            expected: format!(
+                                "at {}, the database has {stored}; the page after it was refused: {error}",
+                                span.from
+                            ),
+                        }));
+                    }
+                    return Err(error);
+                }
                 verify_read(&tx, &lease.subscription, span.from, span.to, &span.read).await?;
                 advance_checkpoint(&tx, lease, span.from, span.to, count, last_event_at).await?;
                 tx.commit().await?;

@@ -135,6 +135,37 @@ async fn an_undecodable_event_stops_the_subscription_and_is_never_skipped() {
     task.await.unwrap();
 }
 
+/// After a failover to an asynchronous standby, the instance may remember a cursor the new
+/// primary never wrote (the transactions that moved the checkpoint there were lost). The page
+/// it reads after that cursor then starts in the middle of an order, and the projection
+/// refuses it (a version jump); that must be taken for what it is, a moved checkpoint, and
+/// read again from the database's checkpoint, not stopped on until someone restarts the
+/// process (it was, before: the moved checkpoint was only noticed after a successful apply).
+#[tokio::test]
+async fn a_page_after_a_checkpoint_the_database_lost_is_read_again_not_stopped_on() {
+    let f = fixture().await;
+    write_order(&f.handler, 0).await;
+    everything_visible(&f.store).await;
+    let (lease, cursor) = lease(&f.store, "read_model", "test").await;
+    assert_eq!(cursor, Cursor::START);
+    let first = f.store.read_page(Cursor::START, 1, None).await.unwrap();
+    let remembered = first.end.expect("an event");
+
+    let subscription = read_model_subscription(1000);
+    let (_stop, shutdown) = watch::channel(false);
+    let error = subscription
+        .step(&f.store, &lease, remembered, &shutdown)
+        .await
+        .unwrap_err();
+    assert!(matches!(&error, StepError::CheckpointMoved(_)), "{error}");
+    assert_eq!(f.store.checkpoint("read_model").await.unwrap(), Cursor::START);
+    assert!(read_model(&f.db).await.is_empty(), "nothing committed");
+
+    // From the database's own checkpoint, the whole order is projected.
+    drain(&f.store, &subscription, &lease, Cursor::START).await;
+    assert_eq!(read_model(&f.db).await, expected_from_log(&f.store).await);
+}
+
 /// A plan the server made while the read model was empty does not outlive the emptiness. A
 /// connection keeps a statement's generic plan: the bench's projector once kept, for every
 /// page, a plan made while `order_summaries` was believed empty (truncated and analyzed), a
