@@ -65,6 +65,10 @@ impl Served {
     }
 }
 
+/// How long after the primary should take over a replica's read-your-writes wait may still
+/// finish its last poll (see `Queries::bounded`).
+const REPLICA_SLACK: Duration = Duration::from_millis(100);
+
 /// A failed replica read is answered by the primary; say so at most every 10 s.
 fn replica_failed(rpc: &'static str, error: &order_store::Error) {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -218,6 +222,26 @@ impl Queries {
     fn replica_give_up(wait: Duration, deadline: tokio::time::Instant) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
         now + wait.min(deadline.saturating_duration_since(now) / 2)
+    }
+
+    /// `read` on the replica, bounded: a replica that has not answered shortly after the
+    /// primary should take over (the replica wait, at most half the time left) counts as
+    /// failed, and the primary answers. A hung replica (a frozen server, a network that drops
+    /// packets) would otherwise hold the call for the store's own limit, the statement timeout
+    /// and 2 s, past the caller's deadline; and that limit's expiry marks every connection of
+    /// the process as suspect, the primary's included.
+    async fn bounded<T>(
+        replica: &Replica,
+        deadline: tokio::time::Instant,
+        read: impl Future<Output = Result<T, order_store::Error>>,
+    ) -> Result<T, order_store::Error> {
+        let give_up = Self::replica_give_up(replica.wait, deadline);
+        // A read-your-writes wait ends at give_up by itself (the replica is behind, not
+        // failed): a little slack for its last poll.
+        let slack = REPLICA_SLACK.min(deadline.saturating_duration_since(give_up) / 2);
+        tokio::time::timeout_at(give_up + slack, read)
+            .await
+            .unwrap_or(Err(order_store::Error::Timeout))
     }
 
     /// GetOrder from the replica: `Ok(None)` when it had not reached `min_position` in time.
@@ -374,9 +398,9 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
             .as_uuid();
         let not_found = || ApiError::OrderNotFound(order_id.to_string()).into_status();
         if let Some(replica) = &self.replica {
-            match Self::get_order_from_replica(replica, order_id, request.min_position, deadline)
-                .await
-            {
+            let read =
+                Self::get_order_from_replica(replica, order_id, request.min_position, deadline);
+            match Self::bounded(replica, deadline, read).await {
                 Ok(Some(order)) => {
                     Served::Replica.count("GetOrder");
                     let order = order.ok_or_else(not_found)?;
@@ -401,10 +425,12 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let deadline = deadline_of(&request, self.default_deadline);
         let query =
             read_model::ListQuery::try_from(request.into_inner()).map_err(ApiError::from)?;
         if let Some(replica) = &self.replica {
-            match read_model::list(&replica.store, &query).await {
+            let read = read_model::list(&replica.store, &query);
+            match Self::bounded(replica, deadline, read).await {
                 Ok((orders, next_page_token)) => {
                     Served::Replica.count("ListOrders");
                     return Ok(Response::new(pb::ListOrdersResponse {
@@ -436,8 +462,8 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
             .as_uuid();
         let mut from_replica = None;
         if let Some(replica) = &self.replica {
-            match Self::events_from_replica(replica, order_id, request.min_position, deadline).await
-            {
+            let read = Self::events_from_replica(replica, order_id, request.min_position, deadline);
+            match Self::bounded(replica, deadline, read).await {
                 Ok(Some(all)) => {
                     Served::Replica.count("GetOrderEvents");
                     from_replica = Some(all);

@@ -56,6 +56,16 @@ impl ReplicaStack {
         OrderQueryServiceClient::new(self.channel.clone())
     }
 
+    /// `order_grpc_replica_reads_total{outcome="primary_replica_failed"}` of GetOrder,
+    /// GetOrderEvents and ListOrders.
+    async fn failed_reads(&self) -> [(&'static str, u64); 3] {
+        let mut counts = [("GetOrder", 0), ("GetOrderEvents", 0), ("ListOrders", 0)];
+        for (rpc, count) in &mut counts {
+            *count = self.served(rpc, "primary_replica_failed").await;
+        }
+        counts
+    }
+
     /// `order_grpc_replica_reads_total` of one rpc and outcome.
     async fn served(&self, rpc: &str, outcome: &str) -> u64 {
         let text = http_get(self.admin, "/metrics").await;
@@ -355,7 +365,9 @@ async fn a_replica_too_far_behind_is_replaced_by_the_primary() {
 /// A replica that is down costs nothing but a metric and a warning: the primary answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_replica_is_replaced_by_the_primary() {
+    let _counting = FAILED_READS.lock().await;
     let stack = start(Duration::ZERO, Duration::from_millis(500)).await;
+    let before = stack.failed_reads().await;
     let order = id();
     let placed = stack
         .commands()
@@ -393,11 +405,94 @@ async fn an_unreachable_replica_is_replaced_by_the_primary() {
         .into_inner()
         .orders;
     assert_eq!(listed.len(), 1);
-    for rpc in ["GetOrder", "GetOrderEvents", "ListOrders"] {
-        assert_eq!(
-            stack.served(rpc, "primary_replica_failed").await,
-            1,
-            "{rpc}"
-        );
+    let after = stack.failed_reads().await;
+    for ((rpc, before), (_, after)) in before.iter().zip(after.iter()) {
+        assert_eq!(after - before, 1, "{rpc}");
     }
+}
+
+/// The metrics are the test process's: the tests that count failed replica reads take turns.
+static FAILED_READS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A replica that hangs (frozen, or behind a network that drops packets) is not refused at
+/// once as a stopped one is: it simply does not answer. The primary answers every read soon
+/// after the replica wait, not at the store's own limit (the statement timeout and 2 s, past a
+/// short deadline), and the primary's own connections are left alone: commands keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_replica_is_replaced_by_the_primary_within_the_replica_wait() {
+    let _counting = FAILED_READS.lock().await;
+    let stack = start(Duration::ZERO, Duration::from_millis(500)).await;
+    let order = id();
+    let placed = stack
+        .commands()
+        .place_order(place(&order, &id()))
+        .await
+        .unwrap()
+        .into_inner();
+    // The replica's pool holds a live connection when it freezes.
+    stack
+        .queries()
+        .list_orders(pb::ListOrdersRequest::default())
+        .await
+        .unwrap();
+    let before = stack.failed_reads().await;
+    stack.replica.signal("STOP");
+
+    let within = Duration::from_secs(4);
+    let started = Instant::now();
+    let got = stack
+        .queries()
+        .get_order(get(&order, Some(placed.global_position)))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(got.last_position, placed.global_position);
+    let started_plain = Instant::now();
+    stack.queries().get_order(get(&order, None)).await.unwrap();
+    assert!(
+        started_plain.elapsed() < within,
+        "{:?}",
+        started_plain.elapsed()
+    );
+    let events = stack
+        .queries()
+        .get_order_events(pb::GetOrderEventsRequest {
+            order_id: order.clone(),
+            after_version: 0,
+            min_position: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 1);
+    let mut short = tonic::Request::new(pb::ListOrdersRequest::default());
+    short.set_timeout(Duration::from_secs(3));
+    let listed = stack
+        .queries()
+        .list_orders(short)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.orders.len(), 1);
+    // Four reads, each the replica wait (0.5 s) and the primary's answer.
+    assert!(
+        started.elapsed() < within * 4,
+        "the reads took {:?}",
+        started.elapsed()
+    );
+    // Commands still go through, on the primary's connections.
+    for _ in 0..5 {
+        let mut request = tonic::Request::new(place(&id(), &id()));
+        request.set_timeout(Duration::from_secs(3));
+        stack.commands().place_order(request).await.unwrap();
+    }
+    let after = stack.failed_reads().await;
+    for ((rpc, before), (_, after)) in before.iter().zip(after.iter()) {
+        let expected = if *rpc == "GetOrder" { 2 } else { 1 };
+        assert_eq!(after - before, expected, "{rpc}");
+    }
+    stack.replica.signal("CONT");
 }

@@ -158,7 +158,10 @@ async fn a_page_after_a_checkpoint_the_database_lost_is_read_again_not_stopped_o
         .await
         .unwrap_err();
     assert!(matches!(&error, StepError::CheckpointMoved(_)), "{error}");
-    assert_eq!(f.store.checkpoint("read_model").await.unwrap(), Cursor::START);
+    assert_eq!(
+        f.store.checkpoint("read_model").await.unwrap(),
+        Cursor::START
+    );
     assert!(read_model(&f.db).await.is_empty(), "nothing committed");
 
     // From the database's own checkpoint, the whole order is projected.
