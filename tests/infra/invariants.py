@@ -637,7 +637,22 @@ def check_collector_sidecar(tree: Tree) -> list[str]:
     return problems
 
 
+def check_cluster_ready_for_services(tree: Tree) -> list[str]:
+    """Services name the cluster through its outputs; both must wait for the capacity
+    providers, or CreateService races PutClusterCapacityProviders on the first apply (ECS
+    refuses a strategy naming a provider not yet attached, and the AWS provider does not
+    retry that)."""
+    problems = []
+    outputs = tree["modules/cluster"].outputs()
+    for name in ("cluster_arn", "cluster_name"):
+        output = outputs.get(name)
+        if output is None or "aws_ecs_cluster_capacity_providers.this" not in output.text():
+            problems.append(f"cluster output {name} does not wait for the capacity providers")
+    return problems
+
+
 ALL_CHECKS = [
+    check_cluster_ready_for_services,
     check_service_permission_matrix,
     check_service_module_task_role,
     check_execution_roles,

@@ -1,11 +1,14 @@
+# Both wait for the capacity providers: a service created before FARGATE / FARGATE_SPOT are
+# attached is refused ("not associated with the cluster"), and the provider does not retry it.
 output "cluster_arn" {
-  description = "ARN of the ECS cluster."
+  description = "ARN of the ECS cluster (once its capacity providers are attached)."
   value       = aws_ecs_cluster.this.arn
+  depends_on  = [aws_ecs_cluster_capacity_providers.this]
 }
 
 output "cluster_name" {
-  description = "Name of the ECS cluster."
-  value       = aws_ecs_cluster.this.name
+  description = "Name of the ECS cluster (once its capacity providers are attached)."
+  value       = aws_ecs_cluster_capacity_providers.this.cluster_name
 }
 
 output "service_connect_namespace_arn" {

@@ -43,9 +43,11 @@ data "aws_iam_policy_document" "assume" {
 }
 
 resource "aws_iam_role" "deploy" {
-  name                 = "${var.name_prefix}-github-deploy"
-  description          = "GitHub Actions deploy of ${var.name_prefix}: push images, run the migration, roll the services"
-  assume_role_policy   = data.aws_iam_policy_document.assume.json
-  max_session_duration = 3600
+  name               = "${var.name_prefix}-github-deploy"
+  description        = "GitHub Actions deploy of ${var.name_prefix}: push images, run the migration, roll the services"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+  # Longer than the longest deploy job (90 min: migration, blue/green with approval waits,
+  # rolling updates), so that its credentials, taken once at the job's start, do not expire.
+  max_session_duration = 10800
   tags                 = var.tags
 }
