@@ -18,8 +18,9 @@
 //!   with `Retry-After`.
 //! - **Faults on demand**, per provider ([`Faults`]): an outage for N seconds (503, nothing
 //!   done), latency on every request, bursts of 429 with `Retry-After`, malformed answer bodies
-//!   (after the work was done: the retry with the same key gets the real answer), and answers
-//!   held past the client's timeout (likewise).
+//!   (after the work was done: the retry with the same key gets the real answer), answers
+//!   held past the client's timeout (likewise), and answers lost (503 after the work was
+//!   done).
 //!
 //! Control (not part of the contracts): `GET /_stub/effects`, `PUT /_stub/faults/{provider}`
 //! with a [`FaultPlan`], `DELETE /_stub/faults`.
@@ -89,6 +90,11 @@ pub struct FaultPlan {
     /// Do the next requests' work but hold each answer this long (past the client's timeout).
     #[serde(default)]
     pub slow: Option<Slow>,
+    /// Do the next requests' work but answer each 503, as if the answer were lost on its way
+    /// back (a proxy's timeout, a connection reset): the caller cannot know the work was done.
+    /// A repeated key is answered 503 too while this lasts.
+    #[serde(default)]
+    pub lost: u32,
 }
 
 /// A burst of 429 answers.
@@ -121,6 +127,7 @@ struct Faults {
     malformed_left: u32,
     slow_left: u32,
     slow_by: Duration,
+    lost_left: u32,
 }
 
 impl Faults {
@@ -134,6 +141,7 @@ impl Faults {
             malformed_left: plan.malformed,
             slow_left: plan.slow.map_or(0, |s| s.count),
             slow_by: Duration::from_millis(plan.slow.map_or(0, |s| s.delay_ms)),
+            lost_left: plan.lost,
         }
     }
 }
@@ -159,7 +167,8 @@ pub struct Effects {
     pub refusals: BTreeMap<String, u32>,
     /// Answers repeated for a known idempotency key.
     pub replays: u64,
-    /// Requests answered 503 by an outage, 429 by a throttle, with a malformed body, or held.
+    /// Requests answered 503 by an outage or a lost answer, 429 by a throttle, with a
+    /// malformed body, or held.
     pub faults_injected: u64,
     /// Requests refused as breaking the contract (400) or unauthenticated (401).
     pub invalid_requests: u64,
@@ -522,11 +531,20 @@ fn invalid(shared: &Shared, detail: impl Into<String>) -> Response {
     respond(problem(400, "invalid_request", detail))
 }
 
-/// Faults that come after the work: a malformed body, an answer held back.
+/// Faults that come after the work: an answer lost, a malformed body, an answer held back.
 async fn finish(shared: &Shared, provider: &str, answer: Answer) -> Response {
     let (malformed, slow) = {
         let mut books = shared.books();
         let faults = books.faults.entry(provider.to_owned()).or_default();
+        if faults.lost_left > 0 {
+            faults.lost_left -= 1;
+            books.effects.faults_injected += 1;
+            return respond(problem(
+                503,
+                "unavailable",
+                format!("{provider}: the answer was lost"),
+            ));
+        }
         let malformed = faults.malformed_left > 0;
         if malformed {
             faults.malformed_left -= 1;

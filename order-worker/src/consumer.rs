@@ -482,7 +482,7 @@ impl Consumer {
                 let context = CallContext::new(incoming.correlation_id(), outgoing.as_deref());
                 let outcome = self
                     .processor
-                    .process(&event, &context)
+                    .process(&event, &context, receive_count > 1)
                     .instrument(span.clone())
                     .await;
                 (outcome, span)

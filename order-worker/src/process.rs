@@ -35,8 +35,8 @@ use crate::api::{CallContext, OrderApi, Status};
 use crate::classify::{Class, Verdict, classify, resolve};
 use crate::providers::guard::{CallError, Guard};
 use crate::providers::{
-    Address, AuthorizeRequest, CaptureRequest, Delivery, DeliveryRequest, Line, Providers,
-    RefundRequest, ReleaseRequest, ReserveRequest, ShipRequest,
+    Address, AuthorizeRequest, CaptureRequest, Delivery, DeliveryRequest, Line, PaymentAction,
+    Providers, RefundRequest, ReleaseRequest, ReserveRequest, ShipRequest,
 };
 use crate::saga::{self, Command, OrderLog, Step};
 
@@ -169,8 +169,15 @@ impl Processor {
         &self.api
     }
 
-    /// Handle one event.
-    pub async fn process(&self, event: &CloudEvent, context: &CallContext) -> Outcome {
+    /// Handle one event. `redelivered`: an earlier delivery of this message may have called a
+    /// provider (it was received before), so a step found obsolete by a cancellation undoes
+    /// what that call may have done (see [`Processor::undo_unrecorded`]).
+    pub async fn process(
+        &self,
+        event: &CloudEvent,
+        context: &CallContext,
+        redelivered: bool,
+    ) -> Outcome {
         if !saga::triggers(&event.event_type) {
             return Outcome::Ignored;
         }
@@ -215,7 +222,15 @@ impl Processor {
                 },
             };
             match self
-                .run_step(step, event.subject, event.id, &trigger, current, context)
+                .run_step(
+                    step,
+                    event.subject,
+                    event.id,
+                    &trigger,
+                    current,
+                    context,
+                    redelivered,
+                )
                 .await
             {
                 StepEnd::Sent(command, position) => {
@@ -251,6 +266,7 @@ impl Processor {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_step(
         &self,
         step: &Step,
@@ -259,8 +275,11 @@ impl Processor {
         trigger: &pb::Event,
         mut log: OrderLog,
         context: &CallContext,
+        redelivered: bool,
     ) -> StepEnd {
         let started = Instant::now();
+        // The provider's answer this delivery got, if any: an effect the log may never record.
+        let mut decided: Option<Command> = None;
         for _ in 0..REDECIDE_ATTEMPTS {
             if !saga::owed(step, trigger, &log) {
                 tracing::debug!(
@@ -268,12 +287,23 @@ impl Processor {
                     status = ?log.status(),
                     "step no longer owed"
                 );
-                return StepEnd::Obsolete;
+                return self
+                    .undo_unrecorded(
+                        step,
+                        order_id,
+                        event_id,
+                        trigger,
+                        &log,
+                        decided.as_ref(),
+                        redelivered,
+                    )
+                    .await;
             }
             let command = match self.decide(step, order_id, event_id, trigger, &log).await {
                 Ok(command) => command,
                 Err(outcome) => return StepEnd::Failed(outcome),
             };
+            decided = Some(command.clone());
             let command_id = saga::command_id(event_id, command.name());
             let sent = self
                 .api
@@ -315,7 +345,17 @@ impl Processor {
                 }
                 Verdict::Obsolete => {
                     tracing::debug!(step = step.name(), reason = %what, "step overtaken");
-                    return StepEnd::Obsolete;
+                    return self
+                        .undo_unrecorded(
+                            step,
+                            order_id,
+                            event_id,
+                            trigger,
+                            &log,
+                            decided.as_ref(),
+                            redelivered,
+                        )
+                        .await;
                 }
                 Verdict::Redecide => {
                     tracing::debug!(step = step.name(), reason = %what, "deciding again");
@@ -345,11 +385,7 @@ impl Processor {
         let guards = &self.guards;
         Ok(match step {
             Step::Inventory => {
-                let request = ReserveRequest {
-                    order_id,
-                    lines: lines(placed()?),
-                    idempotency_key: key("ReserveInventory"),
-                };
+                let request = reserve_request(order_id, event_id, log)?;
                 let inventory = &self.providers.inventory;
                 match guards
                     .inventory
@@ -364,18 +400,8 @@ impl Processor {
                 }
             }
             Step::Payment => {
-                let placed = placed()?;
-                let amount = placed
-                    .total
-                    .clone()
-                    .ok_or_else(|| Outcome::dead("log", "OrderPlaced without a total"))?;
-                let request = AuthorizeRequest {
-                    order_id,
-                    customer_id: placed.customer_id.clone(),
-                    amount: amount.clone(),
-                    lines: lines(placed),
-                    idempotency_key: key("AuthorizePayment"),
-                };
+                let request = authorize_request(order_id, event_id, log)?;
+                let amount = request.amount.clone();
                 let payment = &self.providers.payment;
                 match guards
                     .payment
@@ -487,11 +513,38 @@ impl Processor {
                     idempotency_key: key("RefundPayment"),
                 };
                 let payment = &self.providers.payment;
-                guards
+                match guards
                     .payment
                     .call("refund", || payment.refund(request.clone()))
                     .await
-                    .map_err(refusal_is_final)?;
+                {
+                    Ok(()) => {}
+                    Err(CallError::Refused(reason))
+                        if *action == PaymentAction::Void
+                            && refusal_code(&reason) == "already_captured" =>
+                    {
+                        // The capture reached the provider but not the log (its answer was
+                        // lost, and the order was cancelled before the capture was tried
+                        // again): the money was taken, so it goes back as a refund.
+                        let refund = RefundRequest {
+                            action: PaymentAction::Refund,
+                            idempotency_key: key("RefundPayment/captured"),
+                            ..request
+                        };
+                        tracing::warn!(
+                            %order_id,
+                            payment_id = %refund.payment_id,
+                            "the authorization to void was captured, though the order's log never \
+                             recorded it: refunding the captured amount instead"
+                        );
+                        guards
+                            .payment
+                            .call("refund", || payment.refund(refund.clone()))
+                            .await
+                            .map_err(refusal_is_final)?;
+                    }
+                    Err(other) => return Err(refusal_is_final(other)),
+                }
                 Command::RefundPayment {
                     amount: amount.clone(),
                 }
@@ -501,6 +554,136 @@ impl Processor {
 }
 
 impl Processor {
+    /// A forward step found obsolete. When the order was cancelled before the step's result
+    /// reached its log, the provider may still hold what the step's call did: a reservation
+    /// or an authorization whose answer was lost (or came back after the cancellation), which
+    /// no compensation would ever release, since compensations are built from the log. This
+    /// undoes it, with an idempotency key of its own.
+    ///
+    /// What the call did is this delivery's answer, when it got one. Otherwise, when an
+    /// earlier delivery may have made the call (`redelivered`), the same request is sent again
+    /// with the same idempotency key: the provider answers it as the first time and does
+    /// nothing more, or, if the first call never reached it, does it now, and it is undone at
+    /// once. A refusal (out of stock, declined) holds nothing. While the provider cannot be
+    /// reached, the message is retried.
+    #[allow(clippy::too_many_arguments)]
+    async fn undo_unrecorded(
+        &self,
+        step: &Step,
+        order_id: Uuid,
+        event_id: Uuid,
+        trigger: &pb::Event,
+        log: &OrderLog,
+        decided: Option<&Command>,
+        redelivered: bool,
+    ) -> StepEnd {
+        let recorded: &[&str] = match step {
+            Step::Inventory => &["InventoryReserved", "InventoryUnavailable"],
+            Step::Payment => &["PaymentAuthorized", "PaymentFailed"],
+            _ => return StepEnd::Obsolete,
+        };
+        let cancelled = matches!(
+            log.status(),
+            Some(pb::OrderStatus::CancellationPending | pb::OrderStatus::Cancelled)
+        );
+        if !cancelled || log.has_after(trigger.stream_version, recorded) {
+            return StepEnd::Obsolete;
+        }
+        let key = |name: &str| saga::command_id(event_id, name);
+        let guards = &self.guards;
+        match step {
+            Step::Inventory => {
+                let inventory = &self.providers.inventory;
+                let reservation_id = match decided {
+                    Some(Command::ReserveInventory { reservation_id }) => reservation_id.clone(),
+                    Some(_) => return StepEnd::Obsolete,
+                    None if !redelivered => return StepEnd::Obsolete,
+                    None => {
+                        let request = match reserve_request(order_id, event_id, log) {
+                            Ok(request) => request,
+                            Err(outcome) => return StepEnd::Failed(outcome),
+                        };
+                        match guards
+                            .inventory
+                            .call("reserve", || inventory.reserve(request.clone()))
+                            .await
+                        {
+                            Ok(reservation_id) => reservation_id,
+                            Err(CallError::Refused(_) | CallError::Rejected(_)) => {
+                                return StepEnd::Obsolete;
+                            }
+                            Err(other) => return StepEnd::Failed(not_done(other)),
+                        }
+                    }
+                };
+                let request = ReleaseRequest {
+                    order_id,
+                    reservation_id: reservation_id.clone(),
+                    idempotency_key: key("ReserveInventory/undo"),
+                };
+                if let Err(error) = guards
+                    .inventory
+                    .call("release", || inventory.release(request.clone()))
+                    .await
+                {
+                    return StepEnd::Failed(refusal_is_final(error));
+                }
+                tracing::warn!(
+                    %order_id,
+                    %reservation_id,
+                    "the order was cancelled before its reservation reached the log: released it"
+                );
+            }
+            Step::Payment => {
+                let payment = &self.providers.payment;
+                let request = match authorize_request(order_id, event_id, log) {
+                    Ok(request) => request,
+                    Err(outcome) => return StepEnd::Failed(outcome),
+                };
+                let payment_id = match decided {
+                    Some(Command::AuthorizePayment { payment_id, .. }) => payment_id.clone(),
+                    Some(_) => return StepEnd::Obsolete,
+                    None if !redelivered => return StepEnd::Obsolete,
+                    None => match guards
+                        .payment
+                        .call("authorize", || payment.authorize(request.clone()))
+                        .await
+                    {
+                        Ok(payment_id) => payment_id,
+                        Err(CallError::Refused(_) | CallError::Rejected(_)) => {
+                            return StepEnd::Obsolete;
+                        }
+                        Err(other) => return StepEnd::Failed(not_done(other)),
+                    },
+                };
+                let void = RefundRequest {
+                    order_id,
+                    payment_id: payment_id.clone(),
+                    amount: request.amount,
+                    action: PaymentAction::Void,
+                    idempotency_key: key("AuthorizePayment/undo"),
+                };
+                match guards
+                    .payment
+                    .call("refund", || payment.refund(void.clone()))
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(CallError::Refused(reason))
+                        if refusal_code(&reason) == "already_voided" => {}
+                    Err(error) => return StepEnd::Failed(refusal_is_final(error)),
+                }
+                tracing::warn!(
+                    %order_id,
+                    %payment_id,
+                    "the order was cancelled before its authorization reached the log: voided it"
+                );
+            }
+            _ => {}
+        }
+        StepEnd::Obsolete
+    }
+
     /// Poll the carrier until the parcel is delivered, for at most `delivery.wait`; then
     /// [`Outcome::Waiting`].
     async fn await_delivery(&self, request: &DeliveryRequest) -> Result<(), Outcome> {
@@ -531,6 +714,49 @@ impl Processor {
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+fn placed_of(log: &OrderLog) -> Result<&pb::OrderPlaced, Outcome> {
+    log.placed()
+        .ok_or_else(|| Outcome::dead("log", "the order's log has no OrderPlaced event"))
+}
+
+/// The inventory step's request (the same for every delivery of its message).
+fn reserve_request(
+    order_id: Uuid,
+    event_id: Uuid,
+    log: &OrderLog,
+) -> Result<ReserveRequest, Outcome> {
+    Ok(ReserveRequest {
+        order_id,
+        lines: lines(placed_of(log)?),
+        idempotency_key: saga::command_id(event_id, "ReserveInventory"),
+    })
+}
+
+/// The payment step's request (the same for every delivery of its message).
+fn authorize_request(
+    order_id: Uuid,
+    event_id: Uuid,
+    log: &OrderLog,
+) -> Result<AuthorizeRequest, Outcome> {
+    let placed = placed_of(log)?;
+    let amount = placed
+        .total
+        .clone()
+        .ok_or_else(|| Outcome::dead("log", "OrderPlaced without a total"))?;
+    Ok(AuthorizeRequest {
+        order_id,
+        customer_id: placed.customer_id.clone(),
+        amount,
+        lines: lines(placed),
+        idempotency_key: saga::command_id(event_id, "AuthorizePayment"),
+    })
+}
+
+/// The business code a provider's refusal starts with (`already_captured: ...`).
+fn refusal_code(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or_default().trim()
 }
 
 fn lines(placed: &pb::OrderPlaced) -> Vec<Line> {

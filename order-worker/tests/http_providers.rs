@@ -574,3 +574,224 @@ fn a_client_certificate_is_read_as_pem_and_garbage_is_refused_clearly() {
     .unwrap_err();
     assert!(error.contains("/nonexistent/ca.pem"), "{error}");
 }
+
+/// A provider that answers every request with `status` and `body` (HTTP/1.1, one request per
+/// connection), for answers the stub never gives.
+async fn canned(status: u16, body: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Read the head and the body its Content-Length announces.
+                let mut seen = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (name, value) = l.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+async fn canned_providers(status: u16, body: &'static str) -> HttpProviders {
+    let url = canned(status, body).await;
+    HttpProviders::new(
+        &ProviderEndpoint::new(url.clone()),
+        &ProviderEndpoint::new(url.clone()),
+        &ProviderEndpoint::new(url),
+        &settings(),
+    )
+    .unwrap()
+}
+
+fn is_transient<T: std::fmt::Debug>(result: &Result<T, ProviderError>, why: &str) {
+    assert!(
+        matches!(result, Err(ProviderError::Transient { .. })),
+        "{why}: {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_2xx_that_says_something_else_than_done_is_off_the_contract_never_a_success() {
+    let order = Uuid::new_v4();
+    // Payment: a declined status, a partial authorization, a reference the ledger cannot hold.
+    let declined = canned_providers(201, r#"{"payment_id":"PAY-1","status":"declined"}"#).await;
+    is_transient(
+        &declined
+            .payment
+            .authorize(authorize(order, Uuid::new_v4(), "A"))
+            .await,
+        "authorize: declined",
+    );
+    is_transient(
+        &declined
+            .payment
+            .capture(CaptureRequest {
+                order_id: order,
+                payment_id: "PAY-1".into(),
+                amount: eur(4248),
+                idempotency_key: Uuid::new_v4(),
+            })
+            .await,
+        "capture: declined",
+    );
+    let partial = canned_providers(
+        201,
+        r#"{"payment_id":"PAY-1","status":"authorized","amount":{"currency":"EUR","amount_minor":1000}}"#,
+    )
+    .await;
+    is_transient(
+        &partial
+            .payment
+            .authorize(authorize(order, Uuid::new_v4(), "A"))
+            .await,
+        "authorize: partial",
+    );
+    let long = canned_providers(
+        201,
+        r#"{"payment_id":"PAY-0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789","status":"authorized"}"#,
+    )
+    .await;
+    is_transient(
+        &long
+            .payment
+            .authorize(authorize(order, Uuid::new_v4(), "A"))
+            .await,
+        "authorize: 135 characters",
+    );
+    // The same answers on the contract are successes.
+    let whole = canned_providers(
+        201,
+        r#"{"payment_id":"PAY-1","status":"authorized","amount":{"currency":"EUR","amount_minor":4248}}"#,
+    )
+    .await;
+    assert_eq!(
+        whole
+            .payment
+            .authorize(authorize(order, Uuid::new_v4(), "A"))
+            .await,
+        Ok("PAY-1".to_owned())
+    );
+    let voided = canned_providers(200, r#"{"payment_id":"PAY-1","status":"voided"}"#).await;
+    let void = RefundRequest {
+        order_id: order,
+        payment_id: "PAY-1".into(),
+        amount: eur(4248),
+        action: PaymentAction::Void,
+        idempotency_key: Uuid::new_v4(),
+    };
+    assert_eq!(voided.payment.refund(void.clone()).await, Ok(()));
+    is_transient(
+        &voided
+            .payment
+            .refund(RefundRequest {
+                action: PaymentAction::Refund,
+                ..void
+            })
+            .await,
+        "refund answered voided",
+    );
+
+    // Inventory: a reservation answered as released, a release answered as reserved.
+    let released = canned_providers(201, r#"{"reservation_id":"RSV-1","status":"released"}"#).await;
+    is_transient(
+        &released
+            .inventory
+            .reserve(reserve(order, Uuid::new_v4(), "A"))
+            .await,
+        "reserve: released",
+    );
+    let reserved = canned_providers(200, r#"{"reservation_id":"RSV-1","status":"reserved"}"#).await;
+    assert_eq!(
+        reserved
+            .inventory
+            .reserve(reserve(order, Uuid::new_v4(), "A"))
+            .await,
+        Ok("RSV-1".to_owned())
+    );
+    is_transient(
+        &reserved
+            .inventory
+            .release(order_worker::providers::ReleaseRequest {
+                order_id: order,
+                reservation_id: "RSV-1".into(),
+                idempotency_key: Uuid::new_v4(),
+            })
+            .await,
+        "release: reserved",
+    );
+
+    // Shipping: a tracking number with a space, an empty carrier, an unknown status.
+    let ship = || ShipRequest {
+        order_id: order,
+        method: pb::ShippingMethod::Standard,
+        address: Address {
+            recipient: "A".into(),
+            line1: "1 Road".into(),
+            city: "Town".into(),
+            postal_code: "1000".into(),
+            country: "DE".into(),
+            ..Address::default()
+        },
+        lines: vec![Line {
+            sku: "A".into(),
+            quantity: 1,
+        }],
+        idempotency_key: Uuid::new_v4(),
+    };
+    for body in [
+        r#"{"tracking_number":"T 1","carrier":"DHL","status":"in_transit"}"#,
+        r#"{"tracking_number":"T1","carrier":" ","status":"in_transit"}"#,
+        r#"{"tracking_number":"T1","carrier":"DHL","status":"cancelled"}"#,
+    ] {
+        is_transient(
+            &canned_providers(201, body)
+                .await
+                .shipping
+                .ship(ship())
+                .await,
+            body,
+        );
+    }
+    assert_eq!(
+        canned_providers(
+            201,
+            r#"{"tracking_number":"T1","carrier":"DHL","status":"label_created"}"#
+        )
+        .await
+        .shipping
+        .ship(ship())
+        .await
+        .map(|s| s.tracking_number),
+        Ok("T1".to_owned())
+    );
+}

@@ -9,3 +9,4 @@ mod processes;
 mod redelivery;
 mod saga;
 mod support;
+mod unrecorded;

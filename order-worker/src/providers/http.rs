@@ -524,22 +524,87 @@ fn money(amount: &order_proto::v1::Money) -> Value {
     json!({ "currency": amount.currency, "amount_minor": amount.amount_minor })
 }
 
-fn non_empty(
+/// A provider's reference as its contract defines it (`Reference`: 1-128 characters of
+/// `A-Z a-z 0-9 . _ : -`); anything else is an answer off the contract (transient, ERROR line):
+/// the order ledger could not record it.
+fn reference(
     provider: &'static str,
     operation: &'static str,
     field: &str,
     value: String,
 ) -> Result<String, ProviderError> {
-    if value.trim().is_empty() {
+    let count = value.chars().count();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+    if count == 0 || count > 128 || !value.chars().all(allowed) {
         Err(unparseable(
             provider,
             operation,
             200,
-            &format!("empty {field}"),
+            &format!(
+                "{field} {:?} is not a reference (1-128 characters of A-Z, a-z, 0-9, '.', '_', \
+                 ':', '-')",
+                value.chars().take(140).collect::<String>()
+            ),
         ))
     } else {
         Ok(value)
     }
+}
+
+/// The carrier's name: 1-64 characters, not blank, no control characters.
+fn carrier(value: String) -> Result<String, ProviderError> {
+    if value.trim().is_empty() || value.chars().count() > 64 || value.chars().any(char::is_control)
+    {
+        Err(unparseable(
+            "shipping",
+            "ship",
+            200,
+            &format!(
+                "carrier {:?} is not 1-64 printable characters",
+                value.chars().take(80).collect::<String>()
+            ),
+        ))
+    } else {
+        Ok(value)
+    }
+}
+
+/// A 2xx answer must say the state the operation leads to (`reserved`, `captured`, ...) and,
+/// when it names an amount, the amount asked for: a `declined` status or a partial
+/// authorization inside a 2xx is off the contract, never a success.
+fn settled(
+    provider: &'static str,
+    operation: &'static str,
+    status: &str,
+    expected: &str,
+    amount: Option<&AnsweredMoney>,
+    asked: Option<&order_proto::v1::Money>,
+) -> Result<(), ProviderError> {
+    if status != expected {
+        return Err(unparseable(
+            provider,
+            operation,
+            200,
+            &format!(
+                "status {:?} where the contract says {expected:?}",
+                status.chars().take(40).collect::<String>()
+            ),
+        ));
+    }
+    if let (Some(amount), Some(asked)) = (amount, asked)
+        && (amount.currency != asked.currency || amount.amount_minor != asked.amount_minor)
+    {
+        return Err(unparseable(
+            provider,
+            operation,
+            200,
+            &format!(
+                "amount {} {} where {} {} was asked for",
+                amount.amount_minor, amount.currency, asked.amount_minor, asked.currency
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The inventory service: `POST /v1/reservations`, `POST /v1/reservations/{id}/release`.
@@ -585,24 +650,47 @@ impl HttpShipping {
 #[derive(Deserialize)]
 struct Reservation {
     reservation_id: String,
+    status: String,
 }
 
 #[derive(Deserialize)]
 struct Authorization {
     payment_id: String,
+    status: String,
+    #[serde(default)]
+    amount: Option<AnsweredMoney>,
 }
 
+/// The answer to release, capture, void and refund: the state it left the reference in.
 #[derive(Deserialize)]
 struct Acknowledged {
-    #[allow(dead_code)]
     status: String,
+    #[serde(default)]
+    amount: Option<AnsweredMoney>,
+}
+
+#[derive(Deserialize, PartialEq, Eq)]
+struct AnsweredMoney {
+    currency: String,
+    amount_minor: i64,
 }
 
 #[derive(Deserialize)]
 struct ShipmentAnswer {
     carrier: String,
     tracking_number: String,
+    status: String,
 }
+
+/// The statuses a shipment can have (`Shipment.status` in shipping.yaml).
+const SHIPMENT_STATUSES: [&str; 6] = [
+    "label_created",
+    "in_transit",
+    "out_for_delivery",
+    "delivered",
+    "returned",
+    "lost",
+];
 
 #[derive(Deserialize)]
 struct Tracking {
@@ -625,7 +713,15 @@ impl InventoryProvider for HttpInventory {
                     })),
                 })
                 .await?;
-            non_empty(
+            settled(
+                "inventory",
+                "reserve",
+                &answer.status,
+                "reserved",
+                None,
+                None,
+            )?;
+            reference(
                 "inventory",
                 "reserve",
                 "reservation_id",
@@ -636,7 +732,7 @@ impl InventoryProvider for HttpInventory {
 
     fn release(&self, request: ReleaseRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
-            let _: Acknowledged = self
+            let answer: Acknowledged = self
                 .client
                 .send(Call {
                     operation: "release",
@@ -646,7 +742,14 @@ impl InventoryProvider for HttpInventory {
                     body: Some(json!({ "order_id": request.order_id })),
                 })
                 .await?;
-            Ok(())
+            settled(
+                "inventory",
+                "release",
+                &answer.status,
+                "released",
+                None,
+                None,
+            )
         })
     }
 }
@@ -669,13 +772,21 @@ impl PaymentProvider for HttpPayment {
                     })),
                 })
                 .await?;
-            non_empty("payment", "authorize", "payment_id", answer.payment_id)
+            settled(
+                "payment",
+                "authorize",
+                &answer.status,
+                "authorized",
+                answer.amount.as_ref(),
+                Some(&request.amount),
+            )?;
+            reference("payment", "authorize", "payment_id", answer.payment_id)
         })
     }
 
     fn capture(&self, request: CaptureRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
-            let _: Acknowledged = self
+            let answer: Acknowledged = self
                 .client
                 .send(Call {
                     operation: "capture",
@@ -688,21 +799,34 @@ impl PaymentProvider for HttpPayment {
                     })),
                 })
                 .await?;
-            Ok(())
+            settled(
+                "payment",
+                "capture",
+                &answer.status,
+                "captured",
+                answer.amount.as_ref(),
+                Some(&request.amount),
+            )
         })
     }
 
     fn refund(&self, request: RefundRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
-            let (operation, last, body) = match request.action {
-                PaymentAction::Void => ("void", "void", json!({ "order_id": request.order_id })),
+            let (operation, last, body, expected) = match request.action {
+                PaymentAction::Void => (
+                    "void",
+                    "void",
+                    json!({ "order_id": request.order_id }),
+                    "voided",
+                ),
                 PaymentAction::Refund => (
                     "refund",
                     "refunds",
                     json!({ "order_id": request.order_id, "amount": money(&request.amount) }),
+                    "refunded",
                 ),
             };
-            let _: Acknowledged = self
+            let answer: Acknowledged = self
                 .client
                 .send(Call {
                     operation,
@@ -712,7 +836,16 @@ impl PaymentProvider for HttpPayment {
                     body: Some(body),
                 })
                 .await?;
-            Ok(())
+            // A void's answer may name the authorization's amount; only a refund's must match.
+            let asked = (request.action == PaymentAction::Refund).then_some(&request.amount);
+            settled(
+                "payment",
+                operation,
+                &answer.status,
+                expected,
+                answer.amount.as_ref(),
+                asked,
+            )
         })
     }
 }
@@ -754,9 +887,20 @@ impl ShippingProvider for HttpShipping {
                     })),
                 })
                 .await?;
+            if !SHIPMENT_STATUSES.contains(&answer.status.as_str()) {
+                return Err(unparseable(
+                    "shipping",
+                    "ship",
+                    200,
+                    &format!(
+                        "unknown shipment status {:?}",
+                        answer.status.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
             Ok(Shipment {
-                carrier: non_empty("shipping", "ship", "carrier", answer.carrier)?,
-                tracking_number: non_empty(
+                carrier: carrier(answer.carrier)?,
+                tracking_number: reference(
                     "shipping",
                     "ship",
                     "tracking_number",

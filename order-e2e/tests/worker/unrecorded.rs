@@ -1,0 +1,306 @@
+//! Provider effects the order's log never recorded: a reservation, an authorization or a
+//! capture whose answer was lost (the provider did the work and answered 503), after which the
+//! order was cancelled. Compensations are built from the log, so without the worker undoing
+//! these the stock and the money stay held at the provider. The worker talks to the provider
+//! stub over HTTP.
+
+use std::time::Duration;
+
+use order_proto::v1 as pb;
+use order_provider_stub::{Effects, FaultPlan, Stub, StubOptions};
+use order_worker::providers::http::{HttpProviders, HttpSettings, ProviderEndpoint};
+use order_worker::providers::{
+    AuthorizeRequest, InventoryProvider, Line, PaymentProvider, ReserveRequest,
+};
+use uuid::Uuid;
+
+use crate::support::*;
+
+async fn stub() -> Stub {
+    Stub::start("127.0.0.1:0".parse().unwrap(), StubOptions::default())
+        .await
+        .unwrap()
+}
+
+/// The worker on the stub's three providers; `extra` adds flags.
+async fn http_worker(stack: &Stack, stub: &Stub, extra: &[&str]) -> Worker {
+    let inventory = stub.base_url("inventory");
+    let payment = stub.base_url("payment");
+    let shipping = stub.base_url("shipping");
+    let mut args = vec![
+        "--providers",
+        "http",
+        "--inventory-url",
+        &inventory,
+        "--payment-url",
+        &payment,
+        "--shipping-url",
+        &shipping,
+        "--provider-timeout-ms",
+        "1000",
+    ];
+    args.extend_from_slice(extra);
+    stack.worker(&args).await
+}
+
+fn count(counts: &std::collections::BTreeMap<String, u32>, order: &str) -> u32 {
+    counts.get(order).copied().unwrap_or(0)
+}
+
+/// Wait until `done` holds for the stub's effects; panics with them after `within`.
+async fn until(stub: &Stub, within: Duration, what: &str, done: impl Fn(&Effects) -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let effects = stub.effects();
+        if done(&effects) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {within:?}: {effects:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn cancel(stack: &Stack, order: &str) {
+    stack
+        .commands()
+        .cancel_order(pb::CancelOrderRequest {
+            command_id: id(),
+            order_id: order.to_owned(),
+            expected_version: None,
+            reason: "customer asked".into(),
+        })
+        .await
+        .unwrap();
+}
+
+fn types(events: &[pb::Event]) -> Vec<&str> {
+    events.iter().map(|e| e.event_type.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_whose_answer_was_lost_is_released_when_the_order_is_cancelled_first() {
+    let stack = start(10).await;
+    let stub = stub().await;
+    // Every reserve is done but answered 503; the message is released after each delivery
+    // (no waiting for the circuit), so the next delivery knows an earlier one called.
+    stub.set_faults(
+        "inventory",
+        &FaultPlan {
+            lost: 1_000_000,
+            ..FaultPlan::default()
+        },
+    );
+    let worker = http_worker(
+        &stack,
+        &stub,
+        &["--circuit-wait-seconds", "0", "--breaker-threshold", "1000"],
+    )
+    .await;
+    let order = id();
+    stack
+        .commands()
+        .place_order(place(&order, &id(), &["SKU-1"]))
+        .await
+        .unwrap();
+    until(&stub, Duration::from_secs(30), "the reservation", |e| {
+        count(&e.reservations, &order) == 1
+    })
+    .await;
+    // Placed, as far as the log knows: the cancellation compensates nothing.
+    cancel(&stack, &order).await;
+    stub.set_faults("inventory", &FaultPlan::default());
+
+    until(&stub, Duration::from_secs(30), "the release", |e| {
+        count(&e.releases, &order) == 1
+    })
+    .await;
+    stack.wait_queue_empty(Duration::from_secs(30)).await;
+    let effects = stub.effects();
+    assert_eq!(
+        count(&effects.reservations, &order),
+        1,
+        "the repeated request with the same key reserved nothing more: {effects:?}"
+    );
+    assert_eq!(count(&effects.releases, &order), 1, "{effects:?}");
+    assert_eq!(
+        types(&stack.events(&order).await),
+        ["OrderPlaced", "OrderCancelled"]
+    );
+    assert!(stack.drain_dlq().await.is_empty());
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_whose_answer_was_lost_is_voided_when_the_order_is_cancelled_first() {
+    let stack = start(10).await;
+    let stub = stub().await;
+    stub.set_faults(
+        "payment",
+        &FaultPlan {
+            lost: 1_000_000,
+            ..FaultPlan::default()
+        },
+    );
+    // The default circuit wait: the message waits in flight for the payment circuit, and the
+    // call that finally gets an answer is the one that learns the payment id.
+    let worker = http_worker(&stack, &stub, &[]).await;
+    let order = id();
+    stack
+        .commands()
+        .place_order(place(&order, &id(), &["SKU-1"]))
+        .await
+        .unwrap();
+    until(&stub, Duration::from_secs(30), "the authorization", |e| {
+        count(&e.authorizations, &order) == 1
+    })
+    .await;
+    // InventoryReserved, as far as the log knows: the cancellation releases the stock only.
+    cancel(&stack, &order).await;
+    stub.set_faults("payment", &FaultPlan::default());
+
+    stack
+        .wait_status(&order, pb::OrderStatus::Cancelled, Duration::from_secs(30))
+        .await;
+    until(&stub, Duration::from_secs(30), "the void", |e| {
+        count(&e.voids, &order) == 1
+    })
+    .await;
+    stack.wait_queue_empty(Duration::from_secs(30)).await;
+    let effects = stub.effects();
+    assert_eq!(count(&effects.authorizations, &order), 1, "{effects:?}");
+    assert_eq!(count(&effects.voids, &order), 1, "{effects:?}");
+    assert_eq!(count(&effects.releases, &order), 1, "{effects:?}");
+    assert_eq!(count(&effects.captures, &order), 0, "{effects:?}");
+    assert_eq!(
+        types(&stack.events(&order).await),
+        [
+            "OrderPlaced",
+            "InventoryReserved",
+            "CancellationRequested",
+            "InventoryReleased",
+            "OrderCancelled"
+        ]
+    );
+    assert!(stack.drain_dlq().await.is_empty());
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_whose_answer_was_lost_is_refunded_when_the_void_finds_it_captured() {
+    let stack = start(10).await;
+    let stub = stub().await;
+    let order = id();
+    let commands = stack.commands();
+    commands
+        .clone()
+        .place_order(place(&order, &id(), &["SKU-1"]))
+        .await
+        .unwrap();
+    let total = stack
+        .log(&order)
+        .await
+        .placed()
+        .and_then(|p| p.total.clone())
+        .unwrap();
+    // Stock and authorization at the stub, recorded by hand, before any worker runs.
+    let direct = HttpProviders::new(
+        &ProviderEndpoint::new(stub.base_url("inventory")),
+        &ProviderEndpoint::new(stub.base_url("payment")),
+        &ProviderEndpoint::new(stub.base_url("shipping")),
+        &HttpSettings::default(),
+    )
+    .unwrap();
+    let order_id = Uuid::parse_str(&order).unwrap();
+    let lines = vec![Line {
+        sku: "SKU-1".into(),
+        quantity: 2,
+    }];
+    let reservation_id = direct
+        .inventory
+        .reserve(ReserveRequest {
+            order_id,
+            lines: lines.clone(),
+            idempotency_key: Uuid::new_v4(),
+        })
+        .await
+        .unwrap();
+    let payment_id = direct
+        .payment
+        .authorize(AuthorizeRequest {
+            order_id,
+            customer_id: "customer".into(),
+            amount: total.clone(),
+            lines,
+            idempotency_key: Uuid::new_v4(),
+        })
+        .await
+        .unwrap();
+    let mut client = commands.clone();
+    client
+        .reserve_inventory(pb::ReserveInventoryRequest {
+            command_id: id(),
+            order_id: order.clone(),
+            expected_version: Some(1),
+            reservation_id,
+        })
+        .await
+        .unwrap();
+    client
+        .authorize_payment(pb::AuthorizePaymentRequest {
+            command_id: id(),
+            order_id: order.clone(),
+            expected_version: Some(2),
+            payment_id,
+            amount: Some(total.clone()),
+        })
+        .await
+        .unwrap();
+    // The worker's capture is done but answered 503.
+    stub.set_faults(
+        "payment",
+        &FaultPlan {
+            lost: 1_000_000,
+            ..FaultPlan::default()
+        },
+    );
+    let worker = http_worker(&stack, &stub, &[]).await;
+    until(&stub, Duration::from_secs(30), "the capture", |e| {
+        count(&e.captures, &order) == 1
+    })
+    .await;
+    // PaymentAuthorized, as far as the log knows: the cancellation voids.
+    cancel(&stack, &order).await;
+    stub.set_faults("payment", &FaultPlan::default());
+
+    stack
+        .wait_status(&order, pb::OrderStatus::Cancelled, Duration::from_secs(30))
+        .await;
+    stack.wait_queue_empty(Duration::from_secs(30)).await;
+    let effects = stub.effects();
+    assert_eq!(count(&effects.captures, &order), 1, "{effects:?}");
+    assert_eq!(
+        count(&effects.refunds, &order),
+        1,
+        "the captured money went back: {effects:?}"
+    );
+    assert_eq!(count(&effects.voids, &order), 0, "{effects:?}");
+    assert_eq!(count(&effects.releases, &order), 1, "{effects:?}");
+    let events = stack.events(&order).await;
+    assert_eq!(
+        types(&events),
+        [
+            "OrderPlaced",
+            "InventoryReserved",
+            "PaymentAuthorized",
+            "CancellationRequested",
+            "InventoryReleased",
+            "PaymentVoided",
+            "OrderCancelled"
+        ]
+    );
+    assert!(stack.drain_dlq().await.is_empty());
+    worker.stop().await;
+}
