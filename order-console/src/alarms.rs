@@ -52,6 +52,12 @@ pub enum Signal {
     OldestMessageAge,
     /// Maximum client connections to PostgreSQL, as a share of `max_connections` (percent).
     DbConnectionsPercent,
+    /// Sum of the inventory breaker's transitions to open (every worker).
+    CircuitOpenInventory,
+    /// Sum of the payment breaker's transitions to open (every worker).
+    CircuitOpenPayment,
+    /// Sum of the shipping breaker's transitions to open (every worker).
+    CircuitOpenShipping,
     /// Not measurable here.
     NotLocal,
 }
@@ -246,6 +252,37 @@ pub fn catalogue() -> Vec<Alarm> {
             });
         }
     }
+    // Only with a read replica (`db_replica_identifier`).
+    alarms.push(alarm(
+        "replica-lag",
+        "the read replica more than 30 s behind for 5 minutes, or no data (only with a replica)",
+        "RDS (AWS only)",
+        NotLocal,
+        (Greater, 30.0),
+        (5, 5),
+        Breaching,
+    ));
+    // terraform/modules/monitoring/providers.tf: one per provider of `worker_providers`.
+    for (provider, signal) in [
+        ("inventory", CircuitOpenInventory),
+        ("payment", CircuitOpenPayment),
+        ("shipping", CircuitOpenShipping),
+    ] {
+        alarms.push(Alarm {
+            name: Cow::Owned(format!("worker-circuit-open-{provider}")),
+            condition: Cow::Owned(format!(
+                "order-worker's {provider} circuit breaker opened (or stayed open) in the last minute"
+            )),
+            source: "order_worker_circuit_transitions_total{state=\"open\"} of every worker",
+            signal,
+            comparison: Greater,
+            threshold: 0.0,
+            periods: 1,
+            datapoints: 1,
+            missing: NotBreaching,
+            scaling: false,
+        });
+    }
     alarms.push(alarm(
         "rds-connections-high",
         "more than 80 % of max_connections in use for 5 minutes",
@@ -405,6 +442,12 @@ mod tests {
         assert_eq!(state("api-error-spike", &points), State::Ok, "more than 5");
         let points = with(Signal::ApiErrors, &[(11, 6.0)], 10, 11);
         assert_eq!(state("api-error-spike", &points), State::Alarm);
+        // A breaker that opened in the last minute, per provider.
+        let points = with(Signal::CircuitOpenPayment, &[(10, 0.0), (11, 1.0)], 10, 11);
+        assert_eq!(state("worker-circuit-open-payment", &points), State::Alarm);
+        assert_eq!(state("worker-circuit-open-inventory", &points), State::Ok);
+        let points = with(Signal::CircuitOpenPayment, &[(10, 3.0), (11, 0.0)], 10, 11);
+        assert_eq!(state("worker-circuit-open-payment", &points), State::Ok);
     }
 
     #[test]
@@ -454,6 +497,7 @@ mod tests {
         let terraform = [
             read("terraform/modules/monitoring/alarms.tf"),
             read("terraform/modules/monitoring/capacity.tf"),
+            read("terraform/modules/monitoring/providers.tf"),
             read("terraform/modules/scaling/worker.tf"),
         ]
         .join("\n");
@@ -472,10 +516,11 @@ mod tests {
             line.split('=').nth(1)?.trim().parse().ok()
         };
         let alarms = catalogue();
-        assert_eq!(alarms.len(), 20);
+        assert_eq!(alarms.len(), 24);
+        let per_key = |name: &str| name.starts_with("ecs-") || name.starts_with("worker-circuit-");
         for alarm in &alarms {
             let name: &str = &alarm.name;
-            let pattern = if name.starts_with("ecs-") {
+            let pattern = if per_key(name) {
                 let base = name.rsplit_once('-').map_or(name, |(b, _)| b);
                 format!("-{base}-${{each.key}}\"")
             } else {
@@ -487,6 +532,32 @@ mod tests {
                 alarm.name
             );
         }
+        // And the other way round: every alarm the Terraform defines is in the catalogue.
+        let mut defined = 0;
+        for line in terraform.lines() {
+            let Some(rest) = line.trim().strip_prefix("alarm_name") else {
+                continue;
+            };
+            let Some(name) = rest.split("${var.name_prefix}-").nth(1) else {
+                continue;
+            };
+            let name = name.trim_end_matches('"');
+            defined += 1;
+            let found = match name.strip_suffix("-${each.key}") {
+                Some(base) => alarms
+                    .iter()
+                    .any(|a| a.name.starts_with(&format!("{base}-")) && per_key(&a.name)),
+                None => alarms.iter().any(|a| a.name == name),
+            };
+            assert!(
+                found,
+                "the Terraform's alarm {name} is not in the catalogue"
+            );
+        }
+        assert!(
+            defined >= 15,
+            "{defined} alarm names read from the Terraform"
+        );
         let threshold = |name: &str| alarms.iter().find(|a| a.name == name).map(|a| a.threshold);
         for (name, variable) in [
             ("api-error-spike", "api_error_threshold"),
@@ -503,6 +574,7 @@ mod tests {
             ("rds-connections-high", "rds_connections_percent"),
             ("scaleout-sqs-backlog-high", "scale_out_backlog_threshold"),
             ("ecs-cpu-high-grpc", "ecs_cpu_threshold"),
+            ("replica-lag", "db_replica_lag_threshold_seconds"),
         ] {
             assert_eq!(threshold(name), default(variable), "{name} vs {variable}");
         }

@@ -409,6 +409,15 @@ impl Board {
                         if let Some(failed) = point.get("failed") {
                             put(Signal::WorkerFailed, minute, failed, true);
                         }
+                        for (provider, signal) in [
+                            ("inventory", Signal::CircuitOpenInventory),
+                            ("payment", Signal::CircuitOpenPayment),
+                            ("shipping", Signal::CircuitOpenShipping),
+                        ] {
+                            if let Some(opened) = point.get(&format!("opened:{provider}")) {
+                                put(signal, minute, opened, true);
+                            }
+                        }
                     }
                     Kind::Projector => {
                         let lag = point

@@ -312,6 +312,15 @@ pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut 
             point
                 .values
                 .insert("failed".to_owned(), dlq + failed_deletes);
+            for provider in ["inventory", "payment", "shipping"] {
+                let labels = [("provider", provider), ("state", "open")];
+                if let Some(opened) = increase(
+                    before.sum("order_worker_circuit_transitions_total", &labels),
+                    after.sum("order_worker_circuit_transitions_total", &labels),
+                ) {
+                    point.values.insert(format!("opened:{provider}"), opened);
+                }
+            }
         }
         Kind::Projector => {
             rate_by(

@@ -263,7 +263,18 @@ pub struct Consumer {
     in_flight: Arc<InFlight>,
     deletes: mpsc::Sender<Receipt>,
     random: Arc<Random>,
+    redrive: std::sync::Mutex<RedriveLimit>,
 }
+
+/// The orders queue's `maxReceiveCount` (its redrive policy), read when first needed.
+#[derive(Debug, Default)]
+struct RedriveLimit {
+    known: Option<u32>,
+    asked: Option<std::time::Instant>,
+}
+
+/// How long the worker waits before asking again for a redrive policy it could not read.
+const REDRIVE_ASK_AGAIN: Duration = Duration::from_secs(60);
 
 /// How a message ended, as far as the queue is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,7 +299,115 @@ impl Consumer {
             in_flight,
             deletes,
             random,
+            redrive: std::sync::Mutex::default(),
         }
+    }
+
+    /// The queue's `maxReceiveCount`: the receive after it moves a message to the DLQ. Read
+    /// from the queue's redrive policy once; `None` while it cannot be read (asked again at
+    /// most every minute) or when the queue has none.
+    async fn max_receives(&self) -> Option<u32> {
+        {
+            let limit = self.redrive.lock().unwrap_or_else(|e| e.into_inner());
+            if limit.known.is_some() {
+                return limit.known;
+            }
+            if limit
+                .asked
+                .is_some_and(|at| at.elapsed() < REDRIVE_ASK_AGAIN)
+            {
+                return None;
+            }
+        }
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.sqs
+                .get_queue_attributes()
+                .queue_url(&self.settings.queue_url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+                .send(),
+        )
+        .await;
+        let known = match read {
+            Ok(Ok(output)) => output
+                .attributes()
+                .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
+                .and_then(|policy| max_receive_count(policy)),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %DisplayErrorContext(error), "the orders queue's redrive policy could not be read; messages at their last receive are released as any other");
+                None
+            }
+            Err(_) => None,
+        };
+        let mut limit = self.redrive.lock().unwrap_or_else(|e| e.into_inner());
+        limit.asked = Some(std::time::Instant::now());
+        if let Some(max) = known {
+            if limit.known.is_none() {
+                tracing::info!(
+                    max_receive_count = max,
+                    "the orders queue moves a message to its DLQ after this many receives"
+                );
+            }
+            limit.known = Some(max);
+        }
+        known
+    }
+
+    /// Whether releasing a message received `receive_count` times would let SQS move it to
+    /// the DLQ at its next receive.
+    async fn at_last_receive(&self, receive_count: u32) -> bool {
+        self.max_receives()
+            .await
+            .is_some_and(|max| receive_count >= max)
+    }
+
+    /// Send the message again as a new one (same body, group and attributes, plus the receives
+    /// it has used up so far) and delete this one: it keeps its work and loses nothing, but
+    /// starts again at receive 1. For a message whose delay is not its own fault (an open
+    /// circuit, an earlier message of its order): it must not reach the DLQ for it. The copy
+    /// goes after the other messages of its order now in the queue; every step reads the
+    /// order's log before acting, so the order of arrival is not what decides.
+    async fn send_again(
+        &self,
+        message: &Message,
+        message_id: &str,
+        receives: u32,
+    ) -> Result<(), String> {
+        let group = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+            .filter(|g| !g.is_empty())
+            .cloned()
+            .ok_or("the message has no group")?;
+        let mut attributes: HashMap<String, MessageAttributeValue> = message
+            .message_attributes()
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| name.as_str() != ATTR_WORKER_RECEIVES)
+            .take(9)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        attributes.insert(
+            ATTR_WORKER_RECEIVES.to_owned(),
+            MessageAttributeValue::builder()
+                .data_type("Number")
+                .string_value(receives.to_string())
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+        self.sqs
+            .send_message()
+            .queue_url(&self.settings.queue_url)
+            .message_body(message.body().unwrap_or_default())
+            .message_group_id(group)
+            // Stable: a crash between the send and the delete sends no second copy.
+            .message_deduplication_id(format!("{message_id}:{receives}"))
+            .set_message_attributes(Some(attributes))
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?;
+        self.delete(message, message_id).await;
+        Ok(())
     }
 
     /// Receive and handle messages until `shutdown` turns true; then stop receiving and wait
@@ -421,6 +540,20 @@ impl Consumer {
                 // An earlier message of this order is left for retry: this one must not
                 // overtake it.
                 let id = message.message_id().unwrap_or_default().to_owned();
+                let receive_count = receive_count(&message);
+                if self.at_last_receive(receive_count).await {
+                    let receives = earlier_receives(&message) + receive_count;
+                    match self.send_again(&message, &id, receives).await {
+                        Ok(()) => {
+                            tracing::info!(message_id = %id, receives, "deferred at its last receive: sent again as a new message");
+                            continue;
+                        }
+                        Err(error) => {
+                            metrics::sqs_error("send_again");
+                            tracing::warn!(%error, message_id = %id, "sending a deferred message again did not work; it is released and may reach the DLQ");
+                        }
+                    }
+                }
                 self.in_flight.remove(&id).await;
                 if let Some(handle) = message.receipt_handle() {
                     let entry = [(id.clone(), handle.to_owned())];
@@ -442,11 +575,9 @@ impl Consumer {
 
     async fn handle(&self, message: &Message) -> Settled {
         let message_id = message.message_id().unwrap_or_default().to_owned();
-        let receive_count: u32 = message
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|count| count.parse().ok())
-            .unwrap_or(1);
+        let receive_count = receive_count(message);
+        // Receives of this message and of the copies it was sent again as.
+        let receives = earlier_receives(message) + receive_count;
         let body = message.body().unwrap_or_default();
         let (outcome, span) = match CloudEvent::parse(body) {
             Err(error) => (
@@ -454,7 +585,7 @@ impl Consumer {
                     kind: "undecodable",
                     reason: error.to_string(),
                 },
-                tracing::info_span!("message", message_id = %message_id, receive_count),
+                tracing::info_span!("message", message_id = %message_id, receive_count = receives),
             ),
             Ok(event) => {
                 let incoming = CallContext::new(
@@ -472,7 +603,7 @@ impl Consumer {
                     event_type = %event.event_type,
                     event_id = %event.id,
                     correlation_id = incoming.correlation_id().unwrap_or(""),
-                    receive_count,
+                    receive_count = receives,
                     trace_id = tracing::field::Empty,
                 );
                 let traceparent = incoming.traceparent();
@@ -482,13 +613,13 @@ impl Consumer {
                 let context = CallContext::new(incoming.correlation_id(), outgoing.as_deref());
                 let outcome = self
                     .processor
-                    .process(&event, &context, receive_count > 1)
+                    .process(&event, &context, receives > 1)
                     .instrument(span.clone())
                     .await;
                 (outcome, span)
             }
         };
-        self.settle(message, &message_id, receive_count, outcome)
+        self.settle(message, &message_id, receive_count, receives, outcome)
             .instrument(span)
             .await
     }
@@ -499,8 +630,50 @@ impl Consumer {
         message: &Message,
         message_id: &str,
         receive_count: u32,
+        receives: u32,
         outcome: Outcome,
     ) -> Settled {
+        // At its last receive, a message released again would be moved to the DLQ by SQS at
+        // its next receive, with no FAILED line and no reason. So: an outage's message is sent
+        // again as a new one, and any other is dead-lettered here, saying why.
+        let outcome = match outcome {
+            Outcome::Retry {
+                reason,
+                after,
+                outage,
+            } if self.at_last_receive(receive_count).await => {
+                if outage {
+                    match self.send_again(message, message_id, receives).await {
+                        Ok(()) => {
+                            metrics::message(MessageOutcome::Retry);
+                            tracing::warn!(%reason, receives, "provider outage at the message's last receive: sent again as a new message");
+                            return Settled::LeftForRetry;
+                        }
+                        Err(error) => {
+                            metrics::sqs_error("send_again");
+                            tracing::warn!(%error, "sending the message again did not work");
+                            Outcome::Retry {
+                                reason,
+                                after,
+                                outage,
+                            }
+                        }
+                    }
+                } else {
+                    Outcome::DeadLetter {
+                        kind: "retries_exhausted",
+                        reason: format!("still failing after {receives} receives: {reason}"),
+                    }
+                }
+            }
+            Outcome::Waiting { reason, .. } if self.at_last_receive(receive_count).await => {
+                Outcome::DeadLetter {
+                    kind: "delivery_overdue",
+                    reason: format!("still waiting after {receives} receives: {reason}"),
+                }
+            }
+            other => other,
+        };
         match outcome {
             Outcome::Done { commands } => {
                 self.delete(message, message_id).await;
@@ -520,7 +693,7 @@ impl Consumer {
                 tracing::info!("message obsolete: its step was done before or the order moved on");
                 Settled::Deleted
             }
-            Outcome::Retry { reason, after } => {
+            Outcome::Retry { reason, after, .. } => {
                 let delay = self
                     .back_off(message, message_id, receive_count, after)
                     .await;
@@ -537,7 +710,7 @@ impl Consumer {
             }
             Outcome::DeadLetter { kind, reason } => {
                 match self
-                    .dead_letter(message, message_id, receive_count, kind, &reason)
+                    .dead_letter(message, message_id, receives, kind, &reason)
                     .await
                 {
                     Ok(()) => {
@@ -695,6 +868,37 @@ pub fn dlq_attributes(
     Ok(attributes)
 }
 
+/// The message attribute a message sent again carries: the receives of its earlier copies.
+pub const ATTR_WORKER_RECEIVES: &str = "worker_receives";
+
+/// SQS's receive count of this copy of the message.
+fn receive_count(message: &Message) -> u32 {
+    message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The receives of the copies this message was sent again as (0 for an original).
+fn earlier_receives(message: &Message) -> u32 {
+    string_attribute(message, ATTR_WORKER_RECEIVES)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `maxReceiveCount` from a redrive policy (`{"maxReceiveCount": 10, ...}`; SQS returns the
+/// number as a number or as a string).
+fn max_receive_count(policy: &str) -> Option<u32> {
+    let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
+    let count = policy.get("maxReceiveCount")?;
+    count
+        .as_u64()
+        .or_else(|| count.as_str().and_then(|s| s.trim().parse().ok()))
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0)
+}
+
 fn string_attribute<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
     message
         .message_attributes()
@@ -723,6 +927,32 @@ fn by_group(messages: Vec<Message>) -> Vec<Vec<Message>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_redrive_policy_gives_the_receive_limit_as_a_number_or_a_string() {
+        let arn = "arn:aws:sqs:eu-west-1:1:dlq.fifo";
+        assert_eq!(
+            max_receive_count(&format!(
+                r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":10}}"#
+            )),
+            Some(10)
+        );
+        assert_eq!(
+            max_receive_count(&format!(
+                r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#
+            )),
+            Some(5)
+        );
+        for policy in [
+            "",
+            "{}",
+            r#"{"maxReceiveCount":0}"#,
+            r#"{"maxReceiveCount":-1}"#,
+            "nope",
+        ] {
+            assert_eq!(max_receive_count(policy), None, "{policy}");
+        }
+    }
 
     fn message(id: &str, group: Option<&str>) -> Message {
         let mut builder = Message::builder()

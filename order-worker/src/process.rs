@@ -83,6 +83,9 @@ pub enum Outcome {
         reason: String,
         /// The earliest useful retry, if known.
         after: Option<Duration>,
+        /// A provider's circuit is open (an outage): the message is not at fault, so it must
+        /// not use up its receives for it.
+        outage: bool,
     },
     /// Nothing failed, but the step cannot finish yet (a parcel in transit): ask again after
     /// `recheck_in`.
@@ -106,11 +109,8 @@ impl Outcome {
         Self::Retry {
             reason: reason.into(),
             after: None,
+            outage: false,
         }
-    }
-
-    fn unavailable(reason: String, after: Option<Duration>) -> Self {
-        Self::Retry { reason, after }
     }
 
     fn dead(kind: &'static str, reason: impl Into<String>) -> Self {
@@ -778,7 +778,12 @@ fn not_done(error: CallError) -> Outcome {
         CallError::Unavailable {
             reason,
             retry_after,
-        } => Outcome::unavailable(reason, retry_after),
+            circuit_open,
+        } => Outcome::Retry {
+            reason,
+            after: retry_after,
+            outage: circuit_open,
+        },
     }
 }
 

@@ -58,6 +58,8 @@ EXPECTED_TASK_PERMISSIONS = {
         ("sqs:DeleteMessage", QUEUE),
         ("sqs:ChangeMessageVisibility", QUEUE),
         ("sqs:GetQueueAttributes", QUEUE),
+        # A message at its last receive during a provider outage is sent again.
+        ("sqs:SendMessage", QUEUE),
         ("sqs:SendMessage", DLQ),
         # Readiness checks the dead-letter queue answers too.
         ("sqs:GetQueueAttributes", DLQ),

@@ -18,7 +18,7 @@ MUTATIONS = [
      'actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]',
      inv.check_service_permission_matrix),
     ("modules/platform/services.tf", "resources = [module.queue.dlq_arn]",
-     "resources = [module.queue.dlq_arn, module.queue.queue_arn]",
+     'resources = [module.queue.dlq_arn, "*"]',
      inv.check_service_permission_matrix),
     ("modules/service/iam.tf", '"xray:GetSamplingStatisticSummaries"]',
      '"xray:GetSamplingStatisticSummaries", "sqs:DeleteMessage"]',

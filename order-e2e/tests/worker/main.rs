@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod dead_letters;
+mod last_receive;
 mod processes;
 mod redelivery;
 mod saga;

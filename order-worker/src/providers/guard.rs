@@ -60,6 +60,8 @@ pub enum CallError {
         reason: String,
         /// The provider's `Retry-After`, or the time until the circuit's next trial call.
         retry_after: Option<Duration>,
+        /// The provider's circuit is open: an outage, not this call's fault.
+        circuit_open: bool,
     },
 }
 
@@ -138,6 +140,7 @@ impl Guard {
                         return Err(CallError::Unavailable {
                             reason: format!("{provider} {operation}: {refused}"),
                             retry_after: Some(refused.retry_in),
+                            circuit_open: true,
                         });
                     }
                     circuit_waited += pause;
@@ -193,6 +196,7 @@ impl Guard {
                 return Err(CallError::Unavailable {
                     reason: format!("{last} (after {attempts} attempts)"),
                     retry_after,
+                    circuit_open: false,
                 });
             }
             let backoff = self.settings.backoff.delay(attempt, self.random.unit());
@@ -203,6 +207,7 @@ impl Guard {
                     return Err(CallError::Unavailable {
                         reason: format!("{last} (retry after {after:?})"),
                         retry_after: Some(after),
+                        circuit_open: false,
                     });
                 }
                 Some(after) => backoff.max(after),
@@ -305,7 +310,7 @@ mod tests {
             .call("authorize", scripted(vec![transient(); 3]))
             .await;
         assert!(
-            matches!(&first, Err(CallError::Unavailable { reason, .. }) if reason.contains("after 3 attempts")),
+            matches!(&first, Err(CallError::Unavailable { reason, circuit_open: false, .. }) if reason.contains("after 3 attempts")),
             "{first:?}"
         );
         assert_eq!(guard.circuit(), CircuitState::Closed, "3 of 5 failures");
@@ -314,7 +319,7 @@ mod tests {
             .call("authorize", scripted(vec![transient(); 3]))
             .await;
         assert!(
-            matches!(&second, Err(CallError::Unavailable { reason, .. }) if reason.contains("circuit open")),
+            matches!(&second, Err(CallError::Unavailable { reason, circuit_open: true, .. }) if reason.contains("circuit open")),
             "{second:?}"
         );
         assert_eq!(guard.circuit(), CircuitState::Open);
@@ -403,6 +408,7 @@ mod tests {
             Err(CallError::Unavailable {
                 reason: "429 (retry after 30s)".into(),
                 retry_after: Some(Duration::from_secs(30)),
+                circuit_open: false,
             })
         );
         assert!(clock.sleeps().is_empty(), "the call does not wait 30 s");

@@ -187,8 +187,10 @@ module "worker" {
 
   task_role_statements = [
     {
-      sid       = "ConsumeOrderEvents"
-      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+      sid = "ConsumeOrderEvents"
+      # SendMessage: a message at its last receive during a provider outage is sent again as a
+      # new one (its receives are not its fault); GetQueueAttributes reads maxReceiveCount.
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:SendMessage"]
       resources = [module.queue.queue_arn]
     },
     {

@@ -1,0 +1,149 @@
+//! A message at its last receive (SQS's `maxReceiveCount`): released again, SQS would move it
+//! to the DLQ at its next receive, silently. A provider outage must not use up the receives of
+//! the messages that wait for it; any other failure ends in the DLQ with a FAILED line and a
+//! `dlq_kind`, as every dead letter does.
+
+use std::time::Duration;
+
+use order_proto::v1 as pb;
+use order_provider_stub::{FaultPlan, Stub, StubOptions};
+
+use crate::support::*;
+
+fn dlq_kind(message: &aws_sdk_sqs::types::Message) -> Option<String> {
+    message
+        .message_attributes()
+        .and_then(|a| a.get("dlq_kind"))
+        .and_then(|v| v.string_value())
+        .map(str::to_owned)
+}
+
+async fn http_worker(stack: &Stack, stub: &Stub, extra: &[&str]) -> Worker {
+    let inventory = stub.base_url("inventory");
+    let payment = stub.base_url("payment");
+    let shipping = stub.base_url("shipping");
+    let mut args = vec![
+        "--providers",
+        "http",
+        "--inventory-url",
+        &inventory,
+        "--payment-url",
+        &payment,
+        "--shipping-url",
+        &shipping,
+        "--provider-timeout-ms",
+        "1000",
+    ];
+    args.extend_from_slice(extra);
+    stack.worker(&args).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_outage_longer_than_the_receives_sends_its_messages_again_not_to_the_dlq() {
+    // Two receives per message; each wait for the open circuit lasts 1 s.
+    let stack = start(2).await;
+    let stub = Stub::start("127.0.0.1:0".parse().unwrap(), StubOptions::default())
+        .await
+        .unwrap();
+    stub.set_faults(
+        "payment",
+        &FaultPlan {
+            outage_seconds: 3_600,
+            ..FaultPlan::default()
+        },
+    );
+    let worker = http_worker(&stack, &stub, &["--circuit-wait-seconds", "1"]).await;
+    let order = id();
+    stack
+        .commands()
+        .place_order(place(&order, &id(), &["SKU-1"]))
+        .await
+        .unwrap();
+    stack
+        .wait_status(
+            &order,
+            pb::OrderStatus::InventoryReserved,
+            Duration::from_secs(30),
+        )
+        .await;
+    // Long enough for several rounds of two receives each (a round: the circuit wait and the
+    // retry delay, about 2-3 s).
+    let outage = Duration::from_secs(12);
+    tokio::time::sleep(outage).await;
+    let metrics = http_get(worker.admin, "/metrics").await;
+    let retries = metric(&metrics, "order_worker_messages_total{outcome=\"retry\"}").unwrap_or(0.0);
+    assert!(
+        retries >= 4.0,
+        "the message waited for the circuit at least twice its receives: {retries} retries"
+    );
+    assert_eq!(
+        stack.log(&order).await.status(),
+        Some(pb::OrderStatus::InventoryReserved)
+    );
+    stub.set_faults("payment", &FaultPlan::default());
+
+    stack
+        .wait_status(&order, pb::OrderStatus::Completed, Duration::from_secs(60))
+        .await;
+    stack.wait_queue_empty(Duration::from_secs(30)).await;
+    let dead = stack.drain_dlq().await;
+    assert!(
+        dead.is_empty(),
+        "nothing reached the DLQ: {:?}",
+        dead.iter().map(dlq_kind).collect::<Vec<_>>()
+    );
+    let effects = stub.effects();
+    assert_eq!(effects.authorizations.get(&order), Some(&1), "{effects:?}");
+    assert_eq!(effects.captures.get(&order), Some(&1), "{effects:?}");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_that_outlasts_the_receives_is_dead_lettered_by_the_worker_saying_why() {
+    let stack = start(2).await;
+    let stub = Stub::start("127.0.0.1:0".parse().unwrap(), StubOptions::default())
+        .await
+        .unwrap();
+    // The payment provider fails every call, but the breaker never opens: not an outage as
+    // the worker sees it, so the message is at fault.
+    stub.set_faults(
+        "payment",
+        &FaultPlan {
+            outage_seconds: 3_600,
+            ..FaultPlan::default()
+        },
+    );
+    let worker = http_worker(&stack, &stub, &["--breaker-threshold", "1000"]).await;
+    let order = id();
+    stack
+        .commands()
+        .place_order(place(&order, &id(), &["SKU-1"]))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut dead = Vec::new();
+    while dead.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing reached the DLQ within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        dead = stack.drain_dlq().await;
+    }
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dlq_kind(&dead[0]).as_deref(), Some("retries_exhausted"));
+    let reason = dead[0]
+        .message_attributes()
+        .and_then(|a| a.get("dlq_reason"))
+        .and_then(|v| v.string_value())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(reason.contains("payment authorize"), "{reason}");
+    let metrics = http_get(worker.admin, "/metrics").await;
+    assert_eq!(
+        metric(&metrics, "order_worker_messages_total{outcome=\"dlq\"}"),
+        Some(1.0),
+        "the worker dead-lettered it, not SQS's redrive"
+    );
+    worker.stop().await;
+}
