@@ -436,7 +436,7 @@ pub struct RunArgs {
     pub retry_max_ms: u64,
     /// Time each provider call may take, in ms.
     #[arg(long, env = "ORDER_WORKER_PROVIDER_TIMEOUT_MS", default_value_t = 5_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=120_000))]
     pub provider_timeout_ms: u64,
     /// Attempts per provider call (1 = no retry).
     #[arg(long, env = "ORDER_WORKER_PROVIDER_ATTEMPTS", default_value_t = 3,
@@ -675,8 +675,10 @@ impl RunArgs {
 
     /// The HTTP client settings of the providers.
     pub fn http_settings(&self) -> HttpSettings {
+        // The guard times each attempt out (result="timeout"); the client's own limit, a
+        // second later, is only a backstop.
         self.http
-            .settings(Duration::from_millis(self.provider_timeout_ms))
+            .settings(Duration::from_millis(self.provider_timeout_ms) + HTTP_TIMEOUT_BACKSTOP)
     }
 
     pub fn grpc_timeout(&self) -> Duration {
@@ -689,6 +691,9 @@ impl RunArgs {
 }
 
 pub use order_runtime::sqs::client as sqs_client;
+
+/// How much longer than the guard's timeout the HTTP client's own limit is.
+const HTTP_TIMEOUT_BACKSTOP: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -878,6 +883,14 @@ mod tests {
         assert_eq!(endpoints.inventory.token, None);
         assert!(!format!("{args:?}").contains("payment-secret"));
         assert!(!format!("{endpoints:?}").contains("payment-secret"));
+        // The guard times an attempt out first (counted as result="timeout"); the client's
+        // own limit is a backstop behind it.
+        assert!(
+            args.http_settings().request_timeout > args.guard_settings().timeout,
+            "{:?} vs {:?}",
+            args.http_settings().request_timeout,
+            args.guard_settings().timeout
+        );
     }
 
     #[test]

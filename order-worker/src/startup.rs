@@ -76,6 +76,20 @@ impl App {
                     .ok_or_else(|| {
                         anyhow::anyhow!("ORDER_WORKER_PROVIDERS=http needs the provider URLs")
                     })?;
+                for (provider, endpoint) in [
+                    ("inventory", &endpoints.inventory),
+                    ("payment", &endpoints.payment),
+                    ("shipping", &endpoints.shipping),
+                ] {
+                    tracing::info!(
+                        provider,
+                        url = endpoint.base_url.trim(),
+                        token = endpoint.token.is_some(),
+                        client_certificate = endpoint.client_identity.is_some(),
+                        private_ca = endpoint.ca.is_some(),
+                        "provider endpoint"
+                    );
+                }
                 HttpProviders::new(
                     &endpoints.inventory,
                     &endpoints.payment,

@@ -153,7 +153,23 @@ fn bad_settings_fail_on_one_line_with_exit_code_2() {
                 ("ORDER_PROVIDER_PAYMENT_URL", "http://payments"),
                 ("ORDER_PROVIDER_PAYMENT_TOKEN", "short secret"),
             ],
-            "the token of ORDER_PROVIDER_PAYMENT_URL",
+            "ORDER_PROVIDER_PAYMENT_TOKEN must be",
+        ),
+        (
+            &[
+                QUEUES[0],
+                QUEUES[1],
+                ("ORDER_PROVIDER_SHIPPING_URL", "http:///shipping"),
+            ],
+            "ORDER_PROVIDER_SHIPPING_URL must start with http:// or https:// and a host",
+        ),
+        (
+            &[
+                QUEUES[0],
+                QUEUES[1],
+                ("ORDER_WORKER_PROVIDER_TIMEOUT_MS", "600000"),
+            ],
+            "provider-timeout-ms <PROVIDER_TIMEOUT_MS>': 600000 is not in 1..=120000",
         ),
     ];
     for (env, expected) in cases {

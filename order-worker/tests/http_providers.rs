@@ -558,10 +558,27 @@ fn a_client_certificate_is_read_as_pem_and_garbage_is_refused_clearly() {
     let error = ProviderClient::new("payment", "ORDER_PROVIDER_PAYMENT_URL", &bad, &settings())
         .unwrap_err();
     assert!(
-        error.contains("client certificate of ORDER_PROVIDER_PAYMENT_URL"),
+        error.contains("ORDER_PROVIDER_PAYMENT_CLIENT_CERT(_FILE)"),
         "{error}"
     );
     assert!(!error.contains("not a pem"), "{error}");
+
+    // PEM framing around bytes that are no certificate: the error says why, not only
+    // "builder error".
+    let mut garbled = ProviderEndpoint::new("https://payments.internal");
+    garbled.ca = Some(Pem::Inline(
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+    ));
+    let error = ProviderClient::new(
+        "payment",
+        "ORDER_PROVIDER_PAYMENT_URL",
+        &garbled,
+        &settings(),
+    )
+    .unwrap_err();
+    assert!(error.contains("ORDER_PROVIDER_PAYMENT"), "{error}");
+    assert!(error != "builder error" && error.len() > 40, "{error}");
+    eprintln!("{error}");
 
     let mut missing = ProviderEndpoint::new("https://payments.internal");
     missing.ca = Some(Pem::File("/nonexistent/ca.pem".into()));

@@ -149,6 +149,7 @@ impl Guard {
                 }
             };
             let started = Instant::now();
+            let before = self.breaker.state();
             let mut retry_after = None;
             match tokio::time::timeout(self.settings.timeout, call()).await {
                 Ok(Ok(value)) => {
@@ -183,6 +184,10 @@ impl Guard {
                         self.settings.timeout
                     );
                 }
+            }
+            if self.breaker.state() == CircuitState::Open && before != CircuitState::Open {
+                // The breaker's own line says it opened; this one says why.
+                tracing::warn!(provider, operation, reason = %last, "provider call failed; the circuit is open now");
             }
             if self.breaker.state() == CircuitState::Open
                 && circuit_waited < self.settings.circuit_wait

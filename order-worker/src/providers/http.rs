@@ -164,7 +164,8 @@ impl ProviderEndpoint {
                 || !token.bytes().all(|b| b.is_ascii_graphic()))
         {
             return Err(format!(
-                "the token of {setting} must be 1-4096 visible ASCII characters"
+                "{} must be 1-4096 visible ASCII characters",
+                sibling(setting, "TOKEN")
             ));
         }
         if self.client_identity.is_some() && !self.base_url.trim().starts_with("https://") {
@@ -179,8 +180,51 @@ impl ProviderEndpoint {
     }
 }
 
+/// The name of a provider's other setting: `ORDER_PROVIDER_PAYMENT_URL` → `..._TOKEN`.
+fn sibling(setting: &str, suffix: &str) -> String {
+    match setting.strip_suffix("_URL") {
+        Some(stem) => format!("{stem}_{suffix}"),
+        None => format!("the {suffix} of {setting}"),
+    }
+}
+
+/// An error with its causes (`builder error: ...: the real reason`).
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn parse_base(base: &str, setting: &str) -> Result<Url, String> {
     let base = base.trim();
+    // The URL library follows the WHATWG standard, which repairs what a browser's address
+    // bar gets: `http:payments`, `http:///shipping` and `http:\\host` all get a host. A
+    // setting must say what it means.
+    let lower = base.to_ascii_lowercase();
+    let authority = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    if !authority.is_some_and(|a| !a.is_empty() && !a.starts_with('/')) {
+        return Err(format!(
+            "{setting} must start with http:// or https:// and a host, got {base:?}"
+        ));
+    }
+    if base
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Err(format!(
+            "{setting} must not hold spaces, control characters or backslashes, got {base:?}"
+        ));
+    }
     let url = Url::parse(base).map_err(|e| format!("{setting} {base:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!(
@@ -249,33 +293,40 @@ impl ProviderClient {
             HttpVersion::Http2 => builder.http2_prior_knowledge(),
         };
         if let Some(ca) = &endpoint.ca {
-            let pem = ca.read(&format!("the CA of {setting}"))?;
+            let name = format!("{}(_FILE)", sibling(setting, "CA"));
+            let pem = ca.read(&name)?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("the CA of {setting} is not PEM certificates: {e}"))?;
+                .map_err(|e| format!("{name} is not PEM certificates: {e}"))?;
             if certs.is_empty() {
-                return Err(format!("the CA of {setting} holds no certificate"));
+                return Err(format!("{name} holds no certificate"));
             }
             builder = builder.tls_certs_only(certs);
         }
         if let Some(identity) = &endpoint.client_identity {
-            let pem = identity.read(&format!("the client certificate of {setting}"))?;
+            let name = format!("{}(_FILE)", sibling(setting, "CLIENT_CERT"));
+            let pem = identity.read(&name)?;
             let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
                 format!(
-                    "the client certificate of {setting} must be PEM: a certificate chain and \
+                    "{name} must be PEM: a certificate chain and \
                      its private key ({e})"
                 )
             })?;
             builder = builder.identity(identity);
         }
-        let client = builder
-            .build()
-            .map_err(|e| format!("the HTTP client of {setting}: {e}"))?;
+        let client = builder.build().map_err(|e| {
+            format!(
+                "the HTTP client of {setting} (its CA or client certificate?): {}",
+                with_causes(&e)
+            )
+        })?;
         let authorization = endpoint
             .token
             .as_deref()
             .map(|token| {
-                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| format!("the token of {setting} is not valid header text"))?;
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                        format!("{} is not valid header text", sibling(setting, "TOKEN"))
+                    })?;
                 value.set_sensitive(true);
                 Ok::<_, String>(value)
             })
@@ -1169,11 +1220,22 @@ mod tests {
     fn endpoints_are_checked_without_the_network() {
         let ok = ProviderEndpoint::new("https://payments.internal:8443/api");
         assert!(ok.validate("X").is_ok());
+        assert!(
+            ProviderEndpoint::new("HTTP://payments.internal")
+                .validate("X")
+                .is_ok()
+        );
         for (url, expected) in [
-            ("payments.internal", "is not a URL"),
+            ("payments.internal", "http:// or https://"),
             ("ftp://payments", "http:// or https://"),
             ("https://payments/?a=1", "query"),
             ("https://user:pw@payments/", "credentials"),
+            // What the URL standard would repair into a host of its own choosing.
+            ("http:///shipping", "http:// or https:// and a host"),
+            ("http:payments", "http:// or https:// and a host"),
+            ("http:\\\\payments", "http:// or https:// and a host"),
+            ("http://payments/v 1", "spaces"),
+            ("http://pay\\ments", "backslashes"),
         ] {
             let error = ProviderEndpoint::new(url).validate("X").unwrap_err();
             assert!(error.contains(expected), "{url}: {error}");
@@ -1192,6 +1254,11 @@ mod tests {
         assert!(
             !error.contains("has space"),
             "the token is not echoed: {error}"
+        );
+        let error = token.validate("ORDER_PROVIDER_PAYMENT_URL").unwrap_err();
+        assert!(
+            error.starts_with("ORDER_PROVIDER_PAYMENT_TOKEN "),
+            "the error names the token's variable: {error}"
         );
     }
 
