@@ -12,8 +12,18 @@
 //! redeliveries, so a crash between the DLQ send and the delete does not dead-letter twice).
 //! Message attributes: the original ones (`correlation_id`, `traceparent`, `event_type`) plus
 //! `dlq_reason` (why, at most 1,000 characters), `dlq_kind` (`undecodable`, `mismatch`,
-//! `payload`, `log`, `provider_refused`, or the gRPC code: `invalid_argument`, `not_found`,
-//! `failed_precondition`, ...), `dlq_source_message_id` and `dlq_receive_count`.
+//! `payload`, `log`, `provider_refused`, `provider_rejected`, `retries_exhausted`,
+//! `delivery_overdue`, or the gRPC code: `invalid_argument`, `not_found`,
+//! `failed_precondition`, ...), `dlq_source_message_id` and `dlq_receive_count` (the receives
+//! of the message and of the copies it was sent again as).
+//!
+//! **The last receive.** SQS moves a message to the DLQ at the receive after its
+//! `maxReceiveCount` (read from the queue's redrive policy), silently. So at a message's last
+//! receive the worker does not release it: a message waiting for a provider's open circuit, or
+//! deferred behind an earlier message of its order, is sent again as a new message (same body,
+//! group and attributes, plus `worker_receives`, the receives so far; deduplication id = the
+//! message id and that count) and the old one deleted; any other failure is dead-lettered here
+//! (`retries_exhausted`; a parcel still in transit: `delivery_overdue`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

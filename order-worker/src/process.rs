@@ -22,7 +22,14 @@
 //! `delivery_recheck` (or the carrier's longer `Retry-After`, at most 12 hours): outcome
 //! [`Outcome::Waiting`], no failure. Each such recheck is one SQS receive, so the redrive
 //! policy bounds the total wait (`maxReceiveCount` x `delivery_recheck`; the defaults: 10 x 6
-//! hours); a parcel still in transit then reaches the DLQ, where an operator looks at it.
+//! hours); a parcel still in transit at the last receive is dead-lettered (`delivery_overdue`),
+//! where an operator looks at it.
+//!
+//! **Effects the log never recorded.** A reservation or an authorization whose answer was lost
+//! stays held at the provider if the order is cancelled before the step is tried again: the
+//! step is obsolete, and compensations are built from the log. A step found obsolete that way
+//! undoes it ([`Processor::undo_unrecorded`]); a cancellation's void refused `already_captured`
+//! (a capture whose answer was lost) refunds instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
