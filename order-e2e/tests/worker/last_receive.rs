@@ -40,6 +40,7 @@ async fn http_worker(stack: &Stack, stub: &Stub, extra: &[&str]) -> Worker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_outage_longer_than_the_receives_sends_its_messages_again_not_to_the_dlq() {
+    let _gauges = CIRCUIT_GAUGES.lock().await;
     // Two receives per message; each wait for the open circuit lasts 1 s.
     let stack = start(2).await;
     let stub = Stub::start("127.0.0.1:0".parse().unwrap(), StubOptions::default())

@@ -116,6 +116,7 @@ async fn sigterm_lets_the_message_in_flight_finish_and_receives_no_more() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_needs_order_grpc_and_the_queue_and_metrics_are_served() {
+    let _gauges = CIRCUIT_GAUGES.lock().await;
     let stack = start(5).await;
     let worker = stack.worker(&[]).await;
     wait_ready(

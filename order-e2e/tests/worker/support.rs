@@ -38,6 +38,11 @@ struct WorkerArgs {
     args: order_worker::RunArgs,
 }
 
+/// The workers of this test process share one metrics registry, so a circuit gauge one test's
+/// outage opens is what another test's worker reports. Tests that open a provider's circuit,
+/// and tests that read the circuit gauges, hold this while they run.
+pub static CIRCUIT_GAUGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The services a worker needs, and their queues.
 pub struct Stack {
     pub db: TestDatabase,

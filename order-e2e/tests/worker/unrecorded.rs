@@ -135,6 +135,7 @@ async fn a_reservation_whose_answer_was_lost_is_released_when_the_order_is_cance
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authorization_whose_answer_was_lost_is_voided_when_the_order_is_cancelled_first() {
+    let _gauges = CIRCUIT_GAUGES.lock().await;
     let stack = start(10).await;
     let stub = stub().await;
     stub.set_faults(
@@ -190,6 +191,7 @@ async fn an_authorization_whose_answer_was_lost_is_voided_when_the_order_is_canc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_whose_answer_was_lost_is_refunded_when_the_void_finds_it_captured() {
+    let _gauges = CIRCUIT_GAUGES.lock().await;
     let stack = start(10).await;
     let stub = stub().await;
     let order = id();
