@@ -598,95 +598,94 @@ impl Processor {
         }
         let key = |name: &str| saga::command_id(event_id, name);
         let guards = &self.guards;
-        match step {
-            Step::Inventory => {
-                let inventory = &self.providers.inventory;
-                let reservation_id = match decided {
-                    Some(Command::ReserveInventory { reservation_id }) => reservation_id.clone(),
-                    Some(_) => return StepEnd::Obsolete,
-                    None if !redelivered => return StepEnd::Obsolete,
-                    None => {
-                        let request = match reserve_request(order_id, event_id, log) {
-                            Ok(request) => request,
-                            Err(outcome) => return StepEnd::Failed(outcome),
-                        };
-                        match guards
-                            .inventory
-                            .call("reserve", || inventory.reserve(request.clone()))
-                            .await
-                        {
-                            Ok(reservation_id) => reservation_id,
-                            Err(CallError::Refused(_) | CallError::Rejected(_)) => {
-                                return StepEnd::Obsolete;
-                            }
-                            Err(other) => return StepEnd::Failed(not_done(other)),
-                        }
-                    }
-                };
-                let request = ReleaseRequest {
-                    order_id,
-                    reservation_id: reservation_id.clone(),
-                    idempotency_key: key("ReserveInventory/undo"),
-                };
-                if let Err(error) = guards
+        let (inventory, payment) = (&self.providers.inventory, &self.providers.payment);
+        // What the call left at the provider: this delivery's answer, else, when an earlier
+        // delivery may have made the call, the answer to the same request sent again.
+        let known = match decided {
+            Some(
+                Command::ReserveInventory {
+                    reservation_id: reference,
+                }
+                | Command::AuthorizePayment {
+                    payment_id: reference,
+                    ..
+                },
+            ) => Some(Some(reference.clone())),
+            Some(_) => Some(None),
+            None if !redelivered => Some(None),
+            None => None,
+        };
+        let asked = match (known, step) {
+            (Some(held), _) => Ok(held),
+            (None, Step::Inventory) => match reserve_request(order_id, event_id, log) {
+                Ok(request) => guards
                     .inventory
-                    .call("release", || inventory.release(request.clone()))
+                    .call("reserve", || inventory.reserve(request.clone()))
                     .await
-                {
-                    return StepEnd::Failed(refusal_is_final(error));
-                }
-                tracing::warn!(
-                    %order_id,
-                    %reservation_id,
-                    "the order was cancelled before its reservation reached the log: released it"
-                );
-            }
-            Step::Payment => {
-                let payment = &self.providers.payment;
-                let request = match authorize_request(order_id, event_id, log) {
-                    Ok(request) => request,
-                    Err(outcome) => return StepEnd::Failed(outcome),
-                };
-                let payment_id = match decided {
-                    Some(Command::AuthorizePayment { payment_id, .. }) => payment_id.clone(),
-                    Some(_) => return StepEnd::Obsolete,
-                    None if !redelivered => return StepEnd::Obsolete,
-                    None => match guards
-                        .payment
-                        .call("authorize", || payment.authorize(request.clone()))
-                        .await
-                    {
-                        Ok(payment_id) => payment_id,
-                        Err(CallError::Refused(_) | CallError::Rejected(_)) => {
-                            return StepEnd::Obsolete;
-                        }
-                        Err(other) => return StepEnd::Failed(not_done(other)),
-                    },
-                };
-                let void = RefundRequest {
-                    order_id,
-                    payment_id: payment_id.clone(),
-                    amount: request.amount,
-                    action: PaymentAction::Void,
-                    idempotency_key: key("AuthorizePayment/undo"),
-                };
-                match guards
+                    .map(Some),
+                Err(outcome) => return StepEnd::Failed(outcome),
+            },
+            (None, _) => match authorize_request(order_id, event_id, log) {
+                Ok(request) => guards
                     .payment
-                    .call("refund", || payment.refund(void.clone()))
+                    .call("authorize", || payment.authorize(request.clone()))
                     .await
-                {
-                    Ok(()) => {}
-                    Err(CallError::Refused(reason))
-                        if refusal_code(&reason) == "already_voided" => {}
-                    Err(error) => return StepEnd::Failed(refusal_is_final(error)),
-                }
-                tracing::warn!(
-                    %order_id,
-                    %payment_id,
-                    "the order was cancelled before its authorization reached the log: voided it"
-                );
+                    .map(Some),
+                Err(outcome) => return StepEnd::Failed(outcome),
+            },
+        };
+        let reference = match asked {
+            Ok(Some(reference)) => reference,
+            // Refused (out of stock, declined) or never called: nothing is held.
+            Ok(None) | Err(CallError::Refused(_) | CallError::Rejected(_)) => {
+                return StepEnd::Obsolete;
             }
-            _ => {}
+            Err(other) => return StepEnd::Failed(not_done(other)),
+        };
+        if *step == Step::Inventory {
+            let request = ReleaseRequest {
+                order_id,
+                reservation_id: reference.clone(),
+                idempotency_key: key("ReserveInventory/undo"),
+            };
+            if let Err(error) = guards
+                .inventory
+                .call("release", || inventory.release(request.clone()))
+                .await
+            {
+                return StepEnd::Failed(refusal_is_final(error));
+            }
+            tracing::warn!(
+                %order_id,
+                reservation_id = %reference,
+                "the order was cancelled before its reservation reached the log: released it"
+            );
+        } else {
+            let amount = match authorize_request(order_id, event_id, log) {
+                Ok(request) => request.amount,
+                Err(outcome) => return StepEnd::Failed(outcome),
+            };
+            let void = RefundRequest {
+                order_id,
+                payment_id: reference.clone(),
+                amount,
+                action: PaymentAction::Void,
+                idempotency_key: key("AuthorizePayment/undo"),
+            };
+            match guards
+                .payment
+                .call("refund", || payment.refund(void.clone()))
+                .await
+            {
+                Ok(()) => {}
+                Err(CallError::Refused(reason)) if refusal_code(&reason) == "already_voided" => {}
+                Err(error) => return StepEnd::Failed(refusal_is_final(error)),
+            }
+            tracing::warn!(
+                %order_id,
+                payment_id = %reference,
+                "the order was cancelled before its authorization reached the log: voided it"
+            );
         }
         StepEnd::Obsolete
     }

@@ -18,26 +18,6 @@ fn dlq_kind(message: &aws_sdk_sqs::types::Message) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn http_worker(stack: &Stack, stub: &Stub, extra: &[&str]) -> Worker {
-    let inventory = stub.base_url("inventory");
-    let payment = stub.base_url("payment");
-    let shipping = stub.base_url("shipping");
-    let mut args = vec![
-        "--providers",
-        "http",
-        "--inventory-url",
-        &inventory,
-        "--payment-url",
-        &payment,
-        "--shipping-url",
-        &shipping,
-        "--provider-timeout-ms",
-        "1000",
-    ];
-    args.extend_from_slice(extra);
-    stack.worker(&args).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_outage_longer_than_the_receives_sends_its_messages_again_not_to_the_dlq() {
     let _gauges = CIRCUIT_GAUGES.lock().await;
@@ -53,7 +33,9 @@ async fn a_provider_outage_longer_than_the_receives_sends_its_messages_again_not
             ..FaultPlan::default()
         },
     );
-    let worker = http_worker(&stack, &stub, &["--circuit-wait-seconds", "1"]).await;
+    let worker = stack
+        .http_worker(&stub, &["--circuit-wait-seconds", "1"])
+        .await;
     // The metrics are this test process's (other tests add to them): compare increases.
     let retried =
         |text: &str| metric(text, "order_worker_messages_total{outcome=\"retry\"}").unwrap_or(0.0);
@@ -118,7 +100,9 @@ async fn a_failure_that_outlasts_the_receives_is_dead_lettered_by_the_worker_say
             ..FaultPlan::default()
         },
     );
-    let worker = http_worker(&stack, &stub, &["--breaker-threshold", "1000"]).await;
+    let worker = stack
+        .http_worker(&stub, &["--breaker-threshold", "1000"])
+        .await;
     let order = id();
     stack
         .commands()

@@ -112,6 +112,28 @@ impl Stack {
         }
     }
 
+    /// A worker in this process on the provider stub's three HTTP providers (1 s per call);
+    /// `extra` adds flags.
+    pub async fn http_worker(&self, stub: &order_provider_stub::Stub, extra: &[&str]) -> Worker {
+        let inventory = stub.base_url("inventory");
+        let payment = stub.base_url("payment");
+        let shipping = stub.base_url("shipping");
+        let mut args = vec![
+            "--providers",
+            "http",
+            "--inventory-url",
+            &inventory,
+            "--payment-url",
+            &payment,
+            "--shipping-url",
+            &shipping,
+            "--provider-timeout-ms",
+            "1000",
+        ];
+        args.extend_from_slice(extra);
+        self.worker(&args).await
+    }
+
     /// The order's history from the log.
     pub async fn log(&self, order_id: &str) -> OrderLog {
         let events = self

@@ -22,27 +22,6 @@ async fn stub() -> Stub {
         .unwrap()
 }
 
-/// The worker on the stub's three providers; `extra` adds flags.
-async fn http_worker(stack: &Stack, stub: &Stub, extra: &[&str]) -> Worker {
-    let inventory = stub.base_url("inventory");
-    let payment = stub.base_url("payment");
-    let shipping = stub.base_url("shipping");
-    let mut args = vec![
-        "--providers",
-        "http",
-        "--inventory-url",
-        &inventory,
-        "--payment-url",
-        &payment,
-        "--shipping-url",
-        &shipping,
-        "--provider-timeout-ms",
-        "1000",
-    ];
-    args.extend_from_slice(extra);
-    stack.worker(&args).await
-}
-
 fn count(counts: &std::collections::BTreeMap<String, u32>, order: &str) -> u32 {
     counts.get(order).copied().unwrap_or(0)
 }
@@ -93,12 +72,12 @@ async fn a_reservation_whose_answer_was_lost_is_released_when_the_order_is_cance
             ..FaultPlan::default()
         },
     );
-    let worker = http_worker(
-        &stack,
-        &stub,
-        &["--circuit-wait-seconds", "0", "--breaker-threshold", "1000"],
-    )
-    .await;
+    let worker = stack
+        .http_worker(
+            &stub,
+            &["--circuit-wait-seconds", "0", "--breaker-threshold", "1000"],
+        )
+        .await;
     let order = id();
     stack
         .commands()
@@ -147,7 +126,7 @@ async fn an_authorization_whose_answer_was_lost_is_voided_when_the_order_is_canc
     );
     // The default circuit wait: the message waits in flight for the payment circuit, and the
     // call that finally gets an answer is the one that learns the payment id.
-    let worker = http_worker(&stack, &stub, &[]).await;
+    let worker = stack.http_worker(&stub, &[]).await;
     let order = id();
     stack
         .commands()
@@ -268,7 +247,7 @@ async fn a_capture_whose_answer_was_lost_is_refunded_when_the_void_finds_it_capt
             ..FaultPlan::default()
         },
     );
-    let worker = http_worker(&stack, &stub, &[]).await;
+    let worker = stack.http_worker(&stub, &[]).await;
     until(&stub, Duration::from_secs(30), "the capture", |e| {
         count(&e.captures, &order) == 1
     })
