@@ -416,6 +416,7 @@ impl Consumer {
             .send()
             .await
             .map_err(|e| DisplayErrorContext(e).to_string())?;
+        metrics::sent_again();
         self.delete(message, message_id).await;
         Ok(())
     }

@@ -11,7 +11,8 @@
 //! | `order_worker_step_duration_seconds` | `step` | provider call plus command, per saga step |
 //! | `order_worker_messages_in_flight` | | messages received and not yet finished |
 //! | `order_worker_concurrency` | | messages it works on at once, at most (set or from the memory limit) |
-//! | `order_worker_sqs_errors_total` | `operation` | failed SQS calls (receive, delete, visibility, dlq) |
+//! | `order_worker_sent_again_total` | | messages sent again as new ones at their last receive (a provider outage, or deferred behind one) |
+//! | `order_worker_sqs_errors_total` | `operation` | failed SQS calls (receive, delete, visibility, dlq, send_again) |
 
 use std::time::Duration;
 
@@ -61,6 +62,7 @@ pub fn register() {
             .increment(0);
     }
     metrics::counter!("order_worker_dlq_sends_total").increment(0);
+    metrics::counter!("order_worker_sent_again_total").increment(0);
     metrics::gauge!("order_worker_messages_in_flight").set(0.0);
     for provider in ["inventory", "payment", "shipping"] {
         for state in ["open", "half-open", "closed"] {
@@ -76,6 +78,10 @@ pub fn register() {
 
 pub fn message(outcome: MessageOutcome) {
     metrics::counter!("order_worker_messages_total", "outcome" => outcome.as_str()).increment(1);
+}
+
+pub fn sent_again() {
+    metrics::counter!("order_worker_sent_again_total").increment(1);
 }
 
 pub fn dlq_send() {

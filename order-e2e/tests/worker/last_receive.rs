@@ -39,7 +39,9 @@ async fn a_provider_outage_longer_than_the_receives_sends_its_messages_again_not
     // The metrics are this test process's (other tests add to them): compare increases.
     let retried =
         |text: &str| metric(text, "order_worker_messages_total{outcome=\"retry\"}").unwrap_or(0.0);
-    let retries_before = retried(&http_get(worker.admin, "/metrics").await);
+    let sent_again = |text: &str| metric(text, "order_worker_sent_again_total").unwrap_or(0.0);
+    let before = http_get(worker.admin, "/metrics").await;
+    let (retries_before, sent_before) = (retried(&before), sent_again(&before));
     let order = id();
     stack
         .commands()
@@ -59,6 +61,10 @@ async fn a_provider_outage_longer_than_the_receives_sends_its_messages_again_not
     tokio::time::sleep(outage).await;
     let metrics = http_get(worker.admin, "/metrics").await;
     let retries = retried(&metrics) - retries_before;
+    assert!(
+        sent_again(&metrics) - sent_before >= 1.0,
+        "the message was sent again at its last receive"
+    );
     assert!(
         retries >= 4.0,
         "the message waited for the circuit at least twice its receives: {retries} retries"

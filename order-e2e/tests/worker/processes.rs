@@ -131,6 +131,7 @@ async fn readiness_needs_order_grpc_and_the_queue_and_metrics_are_served() {
         "order_worker_messages_total{outcome=\"retry\"}",
         "order_worker_messages_total{outcome=\"dlq\"}",
         "order_worker_dlq_sends_total",
+        "order_worker_sent_again_total",
         "order_worker_circuit_state{provider=\"inventory\"}",
         "order_worker_circuit_state{provider=\"payment\"}",
         "order_worker_circuit_state{provider=\"shipping\"}",
