@@ -44,7 +44,7 @@ pub enum Signal {
     ProjectorLag,
     /// Maximum visible messages in the orders queue.
     Backlog,
-    /// Maximum visible messages in the DLQ.
+    /// Maximum messages in the DLQ, visible and in flight.
     DlqVisible,
     /// p95 of order-grpc's command latency, seconds.
     LatencyP95,
@@ -164,7 +164,7 @@ pub fn catalogue() -> Vec<Alarm> {
         alarm(
             "dlq-nonempty",
             "a message in the dead-letter queue",
-            "dead-letter queue, visible messages",
+            "dead-letter queue, visible and in-flight messages (its own looks hold them in flight on fauxqs)",
             DlqVisible,
             (Greater, 0.0),
             (1, 1),

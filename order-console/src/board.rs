@@ -454,8 +454,8 @@ impl Board {
             if let Some(visible) = point.visible {
                 put(Signal::Backlog, minute, visible, false);
             }
-            if let Some(visible) = point.dlq_visible {
-                put(Signal::DlqVisible, minute, visible, false);
+            if let Some(messages) = point.dlq_messages() {
+                put(Signal::DlqVisible, minute, messages, false);
             }
             if let Some((age, _)) = point.oldest_age {
                 put(Signal::OldestMessageAge, minute, age, false);

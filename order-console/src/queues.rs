@@ -11,6 +11,19 @@ use std::collections::VecDeque;
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 
+impl QueuePoint {
+    /// Messages in the DLQ: visible and in flight. Nothing but a look receives from the DLQ,
+    /// and a look with visibility timeout 0 leaves its messages in flight on some emulators
+    /// (fauxqs counts them as not visible until their next receive): a message in flight is
+    /// still there.
+    pub fn dlq_messages(&self) -> Option<f64> {
+        match (self.dlq_visible, self.dlq_in_flight) {
+            (None, None) => None,
+            (visible, in_flight) => Some(visible.unwrap_or(0.0) + in_flight.unwrap_or(0.0)),
+        }
+    }
+}
+
 /// One reading of both queues.
 #[derive(Debug, Clone, Default)]
 pub struct QueuePoint {
@@ -158,6 +171,19 @@ pub async fn peek(client: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<DeadLet
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_letter_a_look_left_in_flight_is_still_in_the_dlq() {
+        let point = |visible, in_flight| QueuePoint {
+            dlq_visible: visible,
+            dlq_in_flight: in_flight,
+            ..QueuePoint::default()
+        };
+        assert_eq!(point(Some(0.0), Some(3.0)).dlq_messages(), Some(3.0));
+        assert_eq!(point(Some(2.0), Some(1.0)).dlq_messages(), Some(3.0));
+        assert_eq!(point(Some(0.0), Some(0.0)).dlq_messages(), Some(0.0));
+        assert_eq!(point(None, None).dlq_messages(), None);
+    }
 
     fn point(t: f64, sent: f64) -> QueuePoint {
         QueuePoint {
