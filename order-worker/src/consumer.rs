@@ -553,7 +553,7 @@ impl Consumer {
                 let id = message.message_id().unwrap_or_default().to_owned();
                 let receive_count = receive_count(&message);
                 if self.at_last_receive(receive_count).await {
-                    let receives = earlier_receives(&message) + receive_count;
+                    let receives = total_receives(&message);
                     match self.send_again(&message, &id, receives).await {
                         Ok(()) => {
                             tracing::info!(message_id = %id, receives, "deferred at its last receive: sent again as a new message");
@@ -588,7 +588,7 @@ impl Consumer {
         let message_id = message.message_id().unwrap_or_default().to_owned();
         let receive_count = receive_count(message);
         // Receives of this message and of the copies it was sent again as.
-        let receives = earlier_receives(message) + receive_count;
+        let receives = total_receives(message);
         let body = message.body().unwrap_or_default();
         let (outcome, span) = match CloudEvent::parse(body) {
             Err(error) => (
@@ -898,6 +898,11 @@ fn earlier_receives(message: &Message) -> u32 {
         .unwrap_or(0)
 }
 
+/// The receives of this message and of the copies it was sent again as.
+fn total_receives(message: &Message) -> u32 {
+    earlier_receives(message).saturating_add(receive_count(message))
+}
+
 /// `maxReceiveCount` from a redrive policy (`{"maxReceiveCount": 10, ...}`; SQS returns the
 /// number as a number or as a string).
 fn max_receive_count(policy: &str) -> Option<u32> {
@@ -938,6 +943,28 @@ fn by_group(messages: Vec<Message>) -> Vec<Vec<Message>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_receives_of_earlier_copies_are_read_and_never_overflow() {
+        let with = |value: &str| {
+            Message::builder()
+                .message_attributes(
+                    ATTR_WORKER_RECEIVES,
+                    MessageAttributeValue::builder()
+                        .data_type("Number")
+                        .string_value(value)
+                        .build()
+                        .unwrap(),
+                )
+                .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "3")
+                .build()
+        };
+        assert_eq!(earlier_receives(&with("10")), 10);
+        assert_eq!(earlier_receives(&with("ten")), 0);
+        assert_eq!(earlier_receives(&Message::builder().build()), 0);
+        assert_eq!(total_receives(&with("10")), 13);
+        assert_eq!(total_receives(&with(&u32::MAX.to_string())), u32::MAX);
+    }
 
     #[test]
     fn the_redrive_policy_gives_the_receive_limit_as_a_number_or_a_string() {
