@@ -62,6 +62,14 @@ pub enum Signal {
     NotLocal,
 }
 
+/// The providers whose circuit breaker has a `worker-circuit-open-<provider>` alarm, with its
+/// signal (`worker_providers` in terraform/modules/monitoring).
+pub const CIRCUIT_SIGNALS: [(&str, Signal); 3] = [
+    ("inventory", Signal::CircuitOpenInventory),
+    ("payment", Signal::CircuitOpenPayment),
+    ("shipping", Signal::CircuitOpenShipping),
+];
+
 /// One alarm of the catalogue.
 #[derive(Debug, Clone)]
 pub struct Alarm {
@@ -263,11 +271,7 @@ pub fn catalogue() -> Vec<Alarm> {
         Breaching,
     ));
     // terraform/modules/monitoring/providers.tf: one per provider of `worker_providers`.
-    for (provider, signal) in [
-        ("inventory", CircuitOpenInventory),
-        ("payment", CircuitOpenPayment),
-        ("shipping", CircuitOpenShipping),
-    ] {
+    for (provider, signal) in CIRCUIT_SIGNALS {
         alarms.push(Alarm {
             name: Cow::Owned(format!("worker-circuit-open-{provider}")),
             condition: Cow::Owned(format!(

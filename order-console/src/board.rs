@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::alarms::{self, Datapoints, Signal, key};
+use crate::alarms::{self, CIRCUIT_SIGNALS, Datapoints, Signal, key};
 use crate::config::Settings;
 use crate::db::{self, Db, FlowCursor};
 use crate::queues::{self, DeadLetter, QueuePoint};
@@ -409,11 +409,7 @@ impl Board {
                         if let Some(failed) = point.get("failed") {
                             put(Signal::WorkerFailed, minute, failed, true);
                         }
-                        for (provider, signal) in [
-                            ("inventory", Signal::CircuitOpenInventory),
-                            ("payment", Signal::CircuitOpenPayment),
-                            ("shipping", Signal::CircuitOpenShipping),
-                        ] {
+                        for (provider, signal) in CIRCUIT_SIGNALS {
                             if let Some(opened) = point.get(&format!("opened:{provider}")) {
                                 put(signal, minute, opened, true);
                             }

@@ -312,7 +312,7 @@ pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut 
             point
                 .values
                 .insert("failed".to_owned(), dlq + failed_deletes);
-            for provider in ["inventory", "payment", "shipping"] {
+            for (provider, _) in crate::alarms::CIRCUIT_SIGNALS {
                 let labels = [("provider", provider), ("state", "open")];
                 if let Some(opened) = increase(
                     before.sum("order_worker_circuit_transitions_total", &labels),

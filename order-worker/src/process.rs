@@ -287,92 +287,85 @@ impl Processor {
         let started = Instant::now();
         // The provider's answer this delivery got, if any: an effect the log may never record.
         let mut decided: Option<Command> = None;
-        for _ in 0..REDECIDE_ATTEMPTS {
-            if !saga::owed(step, trigger, &log) {
-                tracing::debug!(
-                    step = step.name(),
-                    status = ?log.status(),
-                    "step no longer owed"
-                );
-                return self
-                    .undo_unrecorded(
-                        step,
-                        order_id,
-                        event_id,
-                        trigger,
-                        &log,
-                        decided.as_ref(),
-                        redelivered,
-                    )
-                    .await;
-            }
-            let command = match self.decide(step, order_id, event_id, trigger, &log).await {
-                Ok(command) => command,
-                Err(outcome) => return StepEnd::Failed(outcome),
-            };
-            decided = Some(command.clone());
-            let command_id = saga::command_id(event_id, command.name());
-            let sent = self
-                .api
-                .send(order_id, &command, command_id, Some(log.version()), context)
-                .await;
-            let status = match sent {
-                Ok(response) => {
-                    crate::metrics::step(step.name(), started.elapsed());
-                    // Per message: DEBUG, as operations.md's levels say (INFO is lifecycle).
+        // Every way out but "no longer owed" (which may have an effect to undo) returns here.
+        'no_longer_owed: {
+            for _ in 0..REDECIDE_ATTEMPTS {
+                if !saga::owed(step, trigger, &log) {
                     tracing::debug!(
                         step = step.name(),
-                        command = command.name(),
-                        %command_id,
-                        version = response.version,
-                        duplicate = response.duplicate,
-                        "saga step done"
+                        status = ?log.status(),
+                        "step no longer owed"
                     );
-                    return StepEnd::Sent(command.name(), response.global_position);
+                    break 'no_longer_owed;
                 }
-                Err(status) => status,
-            };
-            let what = format!("{}: {}", command.name(), describe(&status));
-            let verdict = match classify(status.code()) {
-                Class::Transient => Verdict::Retry,
-                Class::Permanent => Verdict::DeadLetter,
-                Class::DependsOnState => {
-                    // At least as new as the log the decision was made on.
-                    log = match self.read_log(order_id, log.last_position(), context).await {
-                        Ok(log) => log,
-                        Err(outcome) => return StepEnd::Failed(outcome),
-                    };
-                    resolve(status.code(), saga::owed(step, trigger, &log))
-                }
-            };
-            match verdict {
-                Verdict::Retry => return StepEnd::Failed(Outcome::retry(what)),
-                Verdict::DeadLetter => {
-                    return StepEnd::Failed(Outcome::dead(code_name(&status), what));
-                }
-                Verdict::Obsolete => {
-                    tracing::debug!(step = step.name(), reason = %what, "step overtaken");
-                    return self
-                        .undo_unrecorded(
-                            step,
-                            order_id,
-                            event_id,
-                            trigger,
-                            &log,
-                            decided.as_ref(),
-                            redelivered,
-                        )
-                        .await;
-                }
-                Verdict::Redecide => {
-                    tracing::debug!(step = step.name(), reason = %what, "deciding again");
+                let command = match self.decide(step, order_id, event_id, trigger, &log).await {
+                    Ok(command) => command,
+                    Err(outcome) => return StepEnd::Failed(outcome),
+                };
+                decided = Some(command.clone());
+                let command_id = saga::command_id(event_id, command.name());
+                let sent = self
+                    .api
+                    .send(order_id, &command, command_id, Some(log.version()), context)
+                    .await;
+                let status = match sent {
+                    Ok(response) => {
+                        crate::metrics::step(step.name(), started.elapsed());
+                        // Per message: DEBUG, as operations.md's levels say (INFO is lifecycle).
+                        tracing::debug!(
+                            step = step.name(),
+                            command = command.name(),
+                            %command_id,
+                            version = response.version,
+                            duplicate = response.duplicate,
+                            "saga step done"
+                        );
+                        return StepEnd::Sent(command.name(), response.global_position);
+                    }
+                    Err(status) => status,
+                };
+                let what = format!("{}: {}", command.name(), describe(&status));
+                let verdict = match classify(status.code()) {
+                    Class::Transient => Verdict::Retry,
+                    Class::Permanent => Verdict::DeadLetter,
+                    Class::DependsOnState => {
+                        // At least as new as the log the decision was made on.
+                        log = match self.read_log(order_id, log.last_position(), context).await {
+                            Ok(log) => log,
+                            Err(outcome) => return StepEnd::Failed(outcome),
+                        };
+                        resolve(status.code(), saga::owed(step, trigger, &log))
+                    }
+                };
+                match verdict {
+                    Verdict::Retry => return StepEnd::Failed(Outcome::retry(what)),
+                    Verdict::DeadLetter => {
+                        return StepEnd::Failed(Outcome::dead(code_name(&status), what));
+                    }
+                    Verdict::Obsolete => {
+                        tracing::debug!(step = step.name(), reason = %what, "step overtaken");
+                        break 'no_longer_owed;
+                    }
+                    Verdict::Redecide => {
+                        tracing::debug!(step = step.name(), reason = %what, "deciding again");
+                    }
                 }
             }
+            return StepEnd::Failed(Outcome::retry(format!(
+                "{}: the order kept changing under {REDECIDE_ATTEMPTS} attempts",
+                step.name()
+            )));
         }
-        StepEnd::Failed(Outcome::retry(format!(
-            "{}: the order kept changing under {REDECIDE_ATTEMPTS} attempts",
-            step.name()
-        )))
+        self.undo_unrecorded(
+            step,
+            order_id,
+            event_id,
+            trigger,
+            &log,
+            decided.as_ref(),
+            redelivered,
+        )
+        .await
     }
 
     /// Ask the provider (if the step needs one) and turn its answer into the command.
