@@ -31,7 +31,8 @@ resource "aws_s3_bucket" "state" {
   #checkov:skip=CKV_AWS_144:State is versioned and small; cross-region replication is left to the account's backup policy.
   #checkov:skip=CKV_AWS_18:Access to the state is audited by CloudTrail data events, not S3 server access logs.
   #checkov:skip=CKV2_AWS_62:Nothing consumes object-created events of the state bucket.
-  bucket = "${var.project}-tfstate-${data.aws_caller_identity.current.account_id}"
+  # bucket names are worldwide: a second bootstrap (standby = true) carries its region
+  bucket = var.standby ? "${var.project}-tfstate-${var.region}-${data.aws_caller_identity.current.account_id}" : "${var.project}-tfstate-${data.aws_caller_identity.current.account_id}"
 
   lifecycle {
     prevent_destroy = true

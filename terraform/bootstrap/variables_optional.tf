@@ -9,3 +9,9 @@ variable "region" {
   type        = string
   default     = "eu-west-1"
 }
+
+variable "standby" {
+  description = "A second bootstrap, in the disaster-recovery region, for the state of a standby environment there (docs/operations.md, \"Region lost\"): the bucket is `<project>-tfstate-<region>-<account id>`. Apply it with its own local state (another working copy, or -state=standby.tfstate)."
+  type        = bool
+  default     = false
+}

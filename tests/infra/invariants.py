@@ -653,6 +653,48 @@ def check_cluster_ready_for_services(tree: Tree) -> list[str]:
     return problems
 
 
+GLOBAL_PREFIX = "${coalesce(var.global_name_prefix, var.name_prefix)}"
+
+
+def check_account_wide_names(tree: Tree) -> list[str]:
+    """Names unique per account (IAM roles) or worldwide (S3 buckets) start with the module's
+    global prefix, and the platform hands every module that has such names one that carries the
+    region in a standby: a standby in the DR region can then be applied beside the primary."""
+    problems = []
+    kinds = {"aws_iam_role": "name", "aws_s3_bucket": "bucket"}
+    holders = []
+    for rel, d in tree.modules().items():
+        held = [(t, b) for t, attr in kinds.items() for b in d.of("resource", t)]
+        if not held:
+            continue
+        holders.append(rel)
+        if "global_name_prefix" not in d.variables():
+            problems.append(f"{rel} names account-wide resources but has no global_name_prefix variable")
+        for t, b in held:
+            name = b.body.get(kinds[t], "")
+            m = re.match(r"\$\{local\.(\w+)\}", name)
+            if m:
+                name = str(d.locals.get(m.group(1), "")) + name[m.end():]
+            if not name.startswith(GLOBAL_PREFIX):
+                problems.append(f"{rel}: {t}.{b.name} is named {b.body.get(kinds[t])!r}, not from the global prefix")
+            listed = d.outputs().get("account_wide_names")
+            if listed is None or f"{t}.{b.name}." not in listed.text():
+                problems.append(f"{rel}: {t}.{b.name} is missing from the account_wide_names output")
+    platform = tree["modules/platform"]
+    glob = str(platform.locals.get("global_name_prefix", ""))
+    if "var.standby" not in glob or "aws_region" not in glob:
+        problems.append(f"the platform's global_name_prefix ({glob!r}) does not carry the region in a standby")
+    for rel in holders:
+        if rel == "modules/platform":
+            continue
+        for caller_dir, call in tree.callers(rel):
+            if call.body.get("global_name_prefix") != "${local.global_name_prefix}":
+                problems.append(f"{caller_dir}: module {call.name} ({rel}) is not given local.global_name_prefix")
+            if caller_dir == "modules/platform" and f"module.{call.name}.account_wide_names" not in platform.outputs()["account_wide_names"].text():
+                problems.append(f"the platform's account_wide_names output leaves out module {call.name}")
+    return problems
+
+
 ALL_CHECKS = [
     check_cluster_ready_for_services,
     check_service_permission_matrix,
@@ -677,4 +719,5 @@ ALL_CHECKS = [
     check_network,
     check_migration_task,
     check_collector_sidecar,
+    check_account_wide_names,
 ]

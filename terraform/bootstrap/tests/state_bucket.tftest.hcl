@@ -23,3 +23,18 @@ run "plan" {
     error_message = "the state bucket is not closed to the public"
   }
 }
+
+# A second bootstrap in the DR region, for a standby's state, beside the first one.
+run "standby_in_the_dr_region" {
+  command = plan
+
+  variables {
+    region  = "eu-central-1"
+    standby = true
+  }
+
+  assert {
+    condition     = aws_s3_bucket.state.bucket == "order-ledger-tfstate-eu-central-1-123456789012"
+    error_message = "the standby's state bucket does not carry its region: it collides with the first bootstrap's"
+  }
+}

@@ -38,6 +38,8 @@ module "platform" {
 
   dr_region                = var.dr_region
   dr_backup_retention_days = 14
+  standby                  = var.standby
+  db_restore               = var.db_restore
 
   grpc_cpu            = 1024
   grpc_memory         = 2048

@@ -57,3 +57,8 @@ output "disaster_recovery" {
   description = "Region and ARNs of the disaster-recovery copies (null without dr_region)."
   value       = module.platform.disaster_recovery
 }
+
+output "account_wide_names" {
+  description = "Names this root holds that are unique per account or worldwide (IAM roles, S3 buckets): a standby (dr.tfvars) shares none of them with prod."
+  value       = module.platform.account_wide_names
+}

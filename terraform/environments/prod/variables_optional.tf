@@ -104,3 +104,19 @@ variable "grpc_wait_for_approval_minutes" {
   type        = number
   default     = 0
 }
+
+variable "standby" {
+  description = "This root stands in for prod after its region was lost: applied in dr_region's region with dr.tfvars (see dr.tfvars.example and docs/operations.md, \"Region lost\")."
+  type        = bool
+  default     = false
+}
+
+variable "db_restore" {
+  description = "Create the database by a point-in-time restore (a standby: the primary's replicated backups); null = empty. Read at creation only."
+  type = object({
+    source_automated_backups_arn  = optional(string)
+    source_db_instance_identifier = optional(string)
+    restore_time                  = optional(string)
+  })
+  default = null
+}

@@ -13,7 +13,7 @@ data "aws_iam_policy_document" "codedeploy_assume" {
 }
 
 resource "aws_iam_role" "codedeploy" {
-  name               = "${var.name_prefix}-codedeploy-${var.service_name_short}"
+  name               = "${coalesce(var.global_name_prefix, var.name_prefix)}-codedeploy-${var.service_name_short}"
   description        = "CodeDeploy blue/green deployments of ${var.service_name}"
   assume_role_policy = data.aws_iam_policy_document.codedeploy_assume.json
   tags               = var.tags

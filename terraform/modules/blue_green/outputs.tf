@@ -30,3 +30,8 @@ output "deployment_ready_option" {
     wait_time_in_minutes = one(one(aws_codedeploy_deployment_group.this.blue_green_deployment_config).deployment_ready_option).wait_time_in_minutes
   }
 }
+
+output "account_wide_names" {
+  description = "Names of this module's resources that are unique per account or worldwide (IAM roles, S3 buckets)."
+  value       = [aws_iam_role.codedeploy.name]
+}

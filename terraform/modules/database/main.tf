@@ -17,9 +17,22 @@ resource "aws_db_instance" "this" {
   engine_version = var.engine_version
   instance_class = var.instance_class
 
-  db_name  = var.database_name
-  username = var.master_username
+  # a restored instance keeps the source's database and master user
+  db_name  = var.restore == null ? var.database_name : null
+  username = var.restore == null ? var.master_username : null
   port     = 5432
+
+  # Created from another instance's automated backups (a standby in the DR region, a rehearsal):
+  # read at creation only; changing or removing var.restore later never replaces the instance.
+  dynamic "restore_to_point_in_time" {
+    for_each = var.restore == null ? [] : [var.restore]
+    content {
+      source_db_instance_automated_backups_arn = restore_to_point_in_time.value.source_automated_backups_arn
+      source_db_instance_identifier            = restore_to_point_in_time.value.source_db_instance_identifier
+      restore_time                             = restore_to_point_in_time.value.restore_time
+      use_latest_restorable_time               = restore_to_point_in_time.value.restore_time == null ? true : null
+    }
+  }
 
   manage_master_user_password   = true
   master_user_secret_kms_key_id = var.kms_key_arn
@@ -65,4 +78,8 @@ resource "aws_db_instance" "this" {
 
   # the log groups must exist (with retention) before RDS creates them without
   depends_on = [aws_cloudwatch_log_group.exports]
+
+  lifecycle {
+    ignore_changes = [restore_to_point_in_time]
+  }
 }

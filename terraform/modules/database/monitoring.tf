@@ -11,7 +11,7 @@ data "aws_iam_policy_document" "monitoring_assume" {
 }
 
 resource "aws_iam_role" "monitoring" {
-  name               = "${var.name_prefix}-rds-monitoring"
+  name               = "${coalesce(var.global_name_prefix, var.name_prefix)}-rds-monitoring"
   assume_role_policy = data.aws_iam_policy_document.monitoring_assume.json
   tags               = var.tags
 }

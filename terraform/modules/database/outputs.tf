@@ -57,3 +57,8 @@ output "credentials_version" {
   description = "The version of the login passwords (bump var.credentials_version to rotate them)."
   value       = var.credentials_version
 }
+
+output "account_wide_names" {
+  description = "Names of this module's resources that are unique per account or worldwide (IAM roles, S3 buckets)."
+  value       = [aws_iam_role.monitoring.name]
+}

@@ -129,3 +129,36 @@ variable "read_replica_instance_class" {
   type        = string
   default     = null
 }
+
+variable "global_name_prefix" {
+  description = "Prefix of the names that are unique per account (IAM roles) or worldwide (S3 buckets) rather than per region; null = name_prefix. A standby of the environment in a second region sets `<name_prefix>-<region>` so that both can exist in one account."
+  type        = string
+  default     = null
+}
+
+variable "restore" {
+  description = <<-EOT
+    Create the instance by a point-in-time restore instead of empty (null: empty). The source is
+    one of source_automated_backups_arn (replicated automated backups: a standby in the DR
+    region) or source_db_instance_identifier (an instance of this region); restore_time is an
+    RFC 3339 UTC time, null for the latest restorable time. Read at creation only.
+  EOT
+  type = object({
+    source_automated_backups_arn  = optional(string)
+    source_db_instance_identifier = optional(string)
+    restore_time                  = optional(string)
+  })
+  default = null
+
+  validation {
+    condition = var.restore == null || (
+      (try(var.restore.source_automated_backups_arn, null) == null) != (try(var.restore.source_db_instance_identifier, null) == null)
+    )
+    error_message = "restore needs exactly one source: source_automated_backups_arn or source_db_instance_identifier."
+  }
+
+  validation {
+    condition     = var.restore == null || try(var.restore.restore_time, null) == null || can(formatdate("YYYY", var.restore.restore_time))
+    error_message = "restore.restore_time must be an RFC 3339 time such as 2026-05-04T13:20:00Z (null: the latest restorable time)."
+  }
+}

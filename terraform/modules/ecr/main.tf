@@ -2,7 +2,7 @@
 # scanned on push, encrypted with the environment's key, old images expired.
 
 resource "aws_ecr_repository" "this" {
-  for_each = toset(var.repositories)
+  for_each = var.adopt_replicated_repositories ? toset([]) : toset(var.repositories)
 
   name                 = "${var.name_prefix}/${each.value}"
   image_tag_mutability = "IMMUTABLE"
@@ -20,10 +20,26 @@ resource "aws_ecr_repository" "this" {
   tags = merge(var.tags, { service = each.value })
 }
 
-resource "aws_ecr_lifecycle_policy" "this" {
-  for_each = aws_ecr_repository.this
+# A standby in the DR region finds its repositories made by ECR replication from the primary
+# region (with the images the primary pushed): it reads them instead of creating them.
+data "aws_ecr_repository" "replicated" {
+  for_each = var.adopt_replicated_repositories ? toset(var.repositories) : toset([])
 
-  repository = each.value.name
+  name = "${var.name_prefix}/${each.value}"
+}
+
+locals {
+  repositories = var.adopt_replicated_repositories ? {
+    for k, r in data.aws_ecr_repository.replicated : k => { name = r.name, arn = r.arn, url = r.repository_url }
+    } : {
+    for k, r in aws_ecr_repository.this : k => { name = r.name, arn = r.arn, url = r.repository_url }
+  }
+}
+
+resource "aws_ecr_lifecycle_policy" "this" {
+  for_each = toset(var.repositories)
+
+  repository = local.repositories[each.value].name
   policy = jsonencode({
     rules = [
       {

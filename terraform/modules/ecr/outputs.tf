@@ -1,11 +1,11 @@
 output "repository_urls" {
   description = "Repository URL by image name."
-  value       = { for k, r in aws_ecr_repository.this : k => r.repository_url }
+  value       = { for k, r in local.repositories : k => r.url }
 }
 
 output "repository_arns" {
   description = "Repository ARN by image name."
-  value       = { for k, r in aws_ecr_repository.this : k => r.arn }
+  value       = { for k, r in local.repositories : k => r.arn }
 }
 
 output "cached_repository_urls" {

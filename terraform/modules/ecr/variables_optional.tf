@@ -33,3 +33,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "adopt_replicated_repositories" {
+  description = "The repositories exist already, made by ECR replication from the primary region (a standby in the DR region): read them instead of creating them. Their lifecycle policies are still set."
+  type        = bool
+  default     = false
+}

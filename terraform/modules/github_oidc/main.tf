@@ -43,7 +43,7 @@ data "aws_iam_policy_document" "assume" {
 }
 
 resource "aws_iam_role" "deploy" {
-  name               = "${var.name_prefix}-github-deploy"
+  name               = "${coalesce(var.global_name_prefix, var.name_prefix)}-github-deploy"
   description        = "GitHub Actions deploy of ${var.name_prefix}: push images, run the migration, roll the services"
   assume_role_policy = data.aws_iam_policy_document.assume.json
   # Longer than the longest deploy job (90 min: migration, blue/green with approval waits,

@@ -8,7 +8,7 @@ resource "aws_s3_bucket" "access_logs" {
   #checkov:skip=CKV_AWS_145:ALB access-log delivery supports only SSE-S3 (AES256), not SSE-KMS.
   #checkov:skip=CKV_AWS_18:This is the log bucket; logging it into itself would loop and another bucket only for that adds nothing.
   #checkov:skip=CKV2_AWS_62:Nothing consumes object-created events of access logs.
-  bucket        = "${var.name_prefix}-alb-logs-${data.aws_caller_identity.current.account_id}"
+  bucket        = "${coalesce(var.global_name_prefix, var.name_prefix)}-alb-logs-${data.aws_caller_identity.current.account_id}"
   force_destroy = !var.deletion_protection
   tags          = var.tags
 }

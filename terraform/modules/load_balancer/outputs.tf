@@ -45,3 +45,8 @@ output "web_acl_arn" {
   description = "WAF web ACL of an internet-facing load balancer (null when internal)."
   value       = try(aws_wafv2_web_acl.this["this"].arn, null)
 }
+
+output "account_wide_names" {
+  description = "Names of this module's resources that are unique per account or worldwide (IAM roles, S3 buckets)."
+  value       = [aws_s3_bucket.access_logs.bucket]
+}

@@ -22,7 +22,7 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
 }
 
 resource "aws_iam_role" "execution" {
-  name               = "${local.family}-exec"
+  name               = "${local.role_prefix}-exec"
   description        = "ECS execution role of the migration job: image pull, logs, database secrets"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
   tags               = merge(var.tags, { service = "migrate" })
@@ -73,7 +73,7 @@ resource "aws_iam_role_policy" "execution" {
 }
 
 resource "aws_iam_role" "task" {
-  name               = "${local.family}-task"
+  name               = "${local.role_prefix}-task"
   description        = "Application role of the migration job (no AWS permissions)"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
   tags               = merge(var.tags, { service = "migrate" })

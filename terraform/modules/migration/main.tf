@@ -14,6 +14,8 @@ data "aws_region" "current" {}
 
 locals {
   family = "${var.name_prefix}-migrate"
+  # IAM role names are unique per account, not per region
+  role_prefix = "${coalesce(var.global_name_prefix, var.name_prefix)}-migrate"
 
   log_options = {
     awslogs-group  = aws_cloudwatch_log_group.this.name

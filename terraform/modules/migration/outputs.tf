@@ -27,3 +27,8 @@ output "task_role_arn" {
   description = "ARN of the task role."
   value       = aws_iam_role.task.arn
 }
+
+output "account_wide_names" {
+  description = "Names of this module's resources that are unique per account or worldwide (IAM roles, S3 buckets)."
+  value       = [aws_iam_role.execution.name, aws_iam_role.task.name]
+}

@@ -28,7 +28,7 @@ data "aws_iam_policy_document" "flow_logs_write" {
 }
 
 resource "aws_iam_role" "flow_logs" {
-  name               = "${var.name_prefix}-vpc-flow-logs"
+  name               = "${coalesce(var.global_name_prefix, var.name_prefix)}-vpc-flow-logs"
   assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
   tags               = var.tags
 }

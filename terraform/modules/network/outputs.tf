@@ -37,3 +37,8 @@ output "nat_public_ips" {
   description = "Public addresses of the NAT gateways (empty without NAT)."
   value       = aws_eip.nat[*].public_ip
 }
+
+output "account_wide_names" {
+  description = "Names of this module's resources that are unique per account or worldwide (IAM roles, S3 buckets)."
+  value       = [aws_iam_role.flow_logs.name]
+}

@@ -2,6 +2,7 @@ module "github_oidc" {
   source = "../github_oidc"
 
   name_prefix          = local.name_prefix
+  global_name_prefix   = local.global_name_prefix
   github_repository    = var.github_repository
   github_environment   = var.environment
   create_oidc_provider = var.create_github_oidc_provider

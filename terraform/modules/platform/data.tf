@@ -1,10 +1,11 @@
 module "database" {
   source = "../database"
 
-  name_prefix = local.name_prefix
-  vpc_id      = module.network.vpc_id
-  subnet_ids  = module.network.isolated_subnet_ids
-  kms_key_arn = module.kms.key_arn
+  name_prefix        = local.name_prefix
+  global_name_prefix = local.global_name_prefix
+  vpc_id             = module.network.vpc_id
+  subnet_ids         = module.network.isolated_subnet_ids
+  kms_key_arn        = module.kms.key_arn
 
   # the worker is absent on purpose: it reaches the log only through order-grpc
   client_security_group_ids = {
@@ -25,6 +26,7 @@ module "database" {
   secret_recovery_window_days = var.secret_recovery_window_days
   credentials_version         = var.db_credentials_version
   max_connections             = var.db_max_connections
+  restore                     = var.db_restore
 }
 
 module "queue" {

@@ -6,6 +6,7 @@ module "grpc_blue_green" {
   source = "../blue_green"
 
   name_prefix               = local.name_prefix
+  global_name_prefix        = local.global_name_prefix
   cluster_name              = module.cluster.cluster_name
   service_name              = module.grpc.service_name
   service_name_short        = "grpc"

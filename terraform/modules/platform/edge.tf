@@ -8,6 +8,7 @@ module "load_balancer" {
   source = "../load_balancer"
 
   name_prefix              = local.name_prefix
+  global_name_prefix       = local.global_name_prefix
   vpc_id                   = module.network.vpc_id
   subnet_ids               = var.alb_internal ? module.network.private_subnet_ids : module.network.public_subnet_ids
   certificate_arn          = var.certificate_arn

@@ -9,7 +9,10 @@
 
 locals {
   name_prefix = "${var.project}-${var.environment}"
-  app_metrics = "${local.name_prefix}/App"
+  # Names unique per account (IAM roles) or worldwide (S3 buckets): a standby in a second region
+  # carries its region in them, so that it can be applied beside the primary.
+  global_name_prefix = var.standby ? "${local.name_prefix}-${data.aws_region.current.name}" : local.name_prefix
+  app_metrics        = "${local.name_prefix}/App"
 
   images = ["order-grpc", "order-projector", "order-worker", "order-dbinit"]
 
@@ -26,6 +29,7 @@ module "network" {
   source = "../network"
 
   name_prefix        = local.name_prefix
+  global_name_prefix = local.global_name_prefix
   vpc_cidr           = var.vpc_cidr
   kms_key_arn        = module.kms.key_arn
   az_count           = var.az_count
@@ -50,6 +54,12 @@ module "ecr" {
   kms_key_arn                  = module.kms.key_arn
   force_delete                 = var.ecr_force_delete
   cached_upstream_repositories = [local.collector_upstream]
+
+  # A standby's images are the primary's, copied by ECR replication into repositories of the same
+  # names (`<prefix>/*`, which also covers the primary's pull-through cache): it reads those, and
+  # its own pull-through cache takes another prefix.
+  adopt_replicated_repositories = var.standby
+  pull_through_prefix           = var.standby ? "${local.name_prefix}/ecr-dr" : null
 }
 
 data "aws_region" "current" {}

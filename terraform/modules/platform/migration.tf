@@ -1,9 +1,10 @@
 module "migration" {
   source = "../migration"
 
-  name_prefix   = local.name_prefix
-  migrate_image = "${module.ecr.repository_urls["order-grpc"]}:${var.image_tag}"
-  dbinit_image  = "${module.ecr.repository_urls["order-dbinit"]}:${var.image_tag}"
+  name_prefix        = local.name_prefix
+  global_name_prefix = local.global_name_prefix
+  migrate_image      = "${module.ecr.repository_urls["order-grpc"]}:${var.image_tag}"
+  dbinit_image       = "${module.ecr.repository_urls["order-dbinit"]}:${var.image_tag}"
   ecr_repository_arns = [
     module.ecr.repository_arns["order-grpc"],
     module.ecr.repository_arns["order-dbinit"],

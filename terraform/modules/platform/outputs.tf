@@ -100,3 +100,18 @@ output "rotation_and_approval" {
     grpc_wait_for_approval_minutes = module.grpc_blue_green.deployment_ready_option.wait_time_in_minutes
   }
 }
+
+output "account_wide_names" {
+  description = "Names this environment holds that are unique per account (IAM roles) or worldwide (S3 buckets), not per region. A standby (var.standby) shares none of them with its primary."
+  value = sort(concat(
+    module.network.account_wide_names,
+    module.database.account_wide_names,
+    module.load_balancer.account_wide_names,
+    module.grpc.account_wide_names,
+    module.projector.account_wide_names,
+    module.worker.account_wide_names,
+    module.grpc_blue_green.account_wide_names,
+    module.migration.account_wide_names,
+    module.github_oidc.account_wide_names,
+  ))
+}

@@ -53,12 +53,13 @@ locals {
 module "grpc" {
   source = "../service"
 
-  name_prefix  = local.name_prefix
-  service_name = "order-grpc"
-  image        = "${module.ecr.repository_urls["order-grpc"]}:${var.image_tag}"
-  command      = ["serve"]
-  grpc_port    = local.grpc_port
-  admin_port   = 9464
+  name_prefix        = local.name_prefix
+  global_name_prefix = local.global_name_prefix
+  service_name       = "order-grpc"
+  image              = "${module.ecr.repository_urls["order-grpc"]}:${var.image_tag}"
+  command            = ["serve"]
+  grpc_port          = local.grpc_port
+  admin_port         = 9464
 
   cluster_arn         = module.cluster.cluster_arn
   vpc_id              = module.network.vpc_id
@@ -112,11 +113,12 @@ module "grpc" {
 module "projector" {
   source = "../service"
 
-  name_prefix  = local.name_prefix
-  service_name = "order-projector"
-  image        = "${module.ecr.repository_urls["order-projector"]}:${var.image_tag}"
-  command      = ["run"]
-  admin_port   = 9465
+  name_prefix        = local.name_prefix
+  global_name_prefix = local.global_name_prefix
+  service_name       = "order-projector"
+  image              = "${module.ecr.repository_urls["order-projector"]}:${var.image_tag}"
+  command            = ["run"]
+  admin_port         = 9465
 
   cluster_arn         = module.cluster.cluster_arn
   vpc_id              = module.network.vpc_id
@@ -151,11 +153,12 @@ module "projector" {
 module "worker" {
   source = "../service"
 
-  name_prefix  = local.name_prefix
-  service_name = "order-worker"
-  image        = "${module.ecr.repository_urls["order-worker"]}:${var.image_tag}"
-  command      = ["run"]
-  admin_port   = 9466
+  name_prefix        = local.name_prefix
+  global_name_prefix = local.global_name_prefix
+  service_name       = "order-worker"
+  image              = "${module.ecr.repository_urls["order-worker"]}:${var.image_tag}"
+  command            = ["run"]
+  admin_port         = 9466
 
   cluster_arn          = module.cluster.cluster_arn
   vpc_id               = module.network.vpc_id

@@ -359,3 +359,53 @@ variable "worker_concurrency" {
   type        = number
   default     = null
 }
+
+variable "standby" {
+  description = <<-EOT
+    This environment stands in for the one of the same project and environment in another region
+    of the same account, after that region was lost (docs/operations.md, "Region lost"). The
+    names that are unique per account or worldwide (IAM roles, the access-log bucket) then carry
+    this region, so that nothing collides with what the primary created; the images are read from
+    the repositories ECR replication made here; the GitHub OIDC provider and the DR copies are
+    the primary's and are not created again. Usually set with db_restore.
+  EOT
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.standby || var.dr_region == null
+    error_message = "A standby makes no disaster-recovery copies of its own: set dr_region = null (ECR replication is configured once per registry, by the primary)."
+  }
+
+  validation {
+    condition     = !var.standby || !var.create_github_oidc_provider
+    error_message = "A standby uses the account's GitHub OIDC provider, which the primary created: set create_github_oidc_provider = false."
+  }
+}
+
+variable "db_restore" {
+  description = <<-EOT
+    Create the database by a point-in-time restore instead of empty (null: empty). In a standby:
+    { source_automated_backups_arn = <the primary's disaster_recovery.backup_replication_arn>,
+    restore_time = "2026-05-04T13:20:00Z" (null: the latest restorable time) }. Read when the
+    instance is created, never again: changing or removing it later replaces nothing.
+  EOT
+  type = object({
+    source_automated_backups_arn  = optional(string)
+    source_db_instance_identifier = optional(string)
+    restore_time                  = optional(string)
+  })
+  default = null
+
+  validation {
+    condition = var.db_restore == null || (
+      (try(var.db_restore.source_automated_backups_arn, null) == null) != (try(var.db_restore.source_db_instance_identifier, null) == null)
+    )
+    error_message = "db_restore needs exactly one source: source_automated_backups_arn or source_db_instance_identifier."
+  }
+
+  validation {
+    condition     = var.db_restore == null || try(var.db_restore.restore_time, null) == null || can(formatdate("YYYY", var.db_restore.restore_time))
+    error_message = "db_restore.restore_time must be an RFC 3339 time such as 2026-05-04T13:20:00Z (null: the latest restorable time)."
+  }
+}

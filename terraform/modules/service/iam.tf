@@ -25,7 +25,7 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
 }
 
 resource "aws_iam_role" "execution" {
-  name               = "${local.family}-exec"
+  name               = "${local.role_prefix}-exec"
   description        = "ECS execution role of ${local.family}: image pull, logs, own secrets"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
   tags               = merge(var.tags, { service = var.service_name })
@@ -95,7 +95,7 @@ resource "aws_iam_role_policy" "execution" {
 }
 
 resource "aws_iam_role" "task" {
-  name               = "${local.family}-task"
+  name               = "${local.role_prefix}-task"
   description        = "Application role of ${local.family}"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
   tags               = merge(var.tags, { service = var.service_name })

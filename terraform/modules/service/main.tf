@@ -12,10 +12,12 @@
 data "aws_region" "current" {}
 
 locals {
-  family    = "${var.name_prefix}-${var.service_name}"
-  binary    = coalesce(var.binary, var.service_name)
-  otel      = var.otel_collector != null
-  container = var.service_name
+  family = "${var.name_prefix}-${var.service_name}"
+  # IAM role names are unique per account, not per region
+  role_prefix = "${coalesce(var.global_name_prefix, var.name_prefix)}-${var.service_name}"
+  binary      = coalesce(var.binary, var.service_name)
+  otel        = var.otel_collector != null
+  container   = var.service_name
 
   environment = merge(
     {

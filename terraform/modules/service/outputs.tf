@@ -57,3 +57,8 @@ output "secret_names" {
   description = "The environment variables the application container reads from Secrets Manager."
   value       = sort(keys(var.secrets))
 }
+
+output "account_wide_names" {
+  description = "Names of this module's resources that are unique per account or worldwide (IAM roles, S3 buckets)."
+  value       = [aws_iam_role.execution.name, aws_iam_role.task.name]
+}

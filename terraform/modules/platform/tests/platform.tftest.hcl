@@ -261,3 +261,80 @@ run "approval_before_traffic_shifts" {
     error_message = "grpc_wait_for_approval_minutes does not reach the deployment group"
   }
 }
+
+# A standby in the DR region: the images are the replicated repositories, read and not created;
+# its own pull-through cache takes a prefix of its own; nothing is copied to another region.
+run "standby" {
+  command = apply
+
+  variables {
+    environment              = "prod"
+    db_backup_retention_days = 35
+    standby                  = true
+    db_restore = {
+      source_automated_backups_arn = "arn:aws:rds:eu-central-1:123456789012:auto-backup:ab-0123456789abcdefghijklmnopqrstuvwxyz0123"
+      restore_time                 = "2026-05-04T13:20:00Z"
+    }
+  }
+
+  assert {
+    condition     = module.ecr.pull_through_prefix == "order-ledger-prod/ecr-dr"
+    error_message = "the standby's pull-through cache takes the primary's prefix, whose replicated repositories are already there"
+  }
+
+  assert {
+    condition     = length(module.ecr.repository_urls) == 4 && output.disaster_recovery == null
+    error_message = "the standby does not find its four replicated repositories, or copies to a region of its own"
+  }
+
+  assert {
+    condition     = contains(output.account_wide_names, "order-ledger-prod-eu-west-1-order-grpc-task") && contains(output.account_wide_names, "order-ledger-prod-eu-west-1-alb-logs-123456789012")
+    error_message = "the standby's IAM roles and log bucket do not carry its region"
+  }
+}
+
+run "standby_makes_no_copies_of_its_own" {
+  command = plan
+
+  variables {
+    environment = "prod"
+    standby     = true
+    dr_region   = "eu-central-1"
+  }
+
+  expect_failures = [var.standby]
+}
+
+run "standby_does_not_create_the_accounts_oidc_provider" {
+  command = plan
+
+  variables {
+    environment                 = "prod"
+    standby                     = true
+    create_github_oidc_provider = true
+  }
+
+  expect_failures = [var.standby]
+}
+
+run "restore_needs_one_source" {
+  command = plan
+
+  variables {
+    environment = "prod"
+    db_restore  = { restore_time = "2026-05-04T13:20:00Z" }
+  }
+
+  expect_failures = [var.db_restore]
+}
+
+run "restore_time_must_be_a_time" {
+  command = plan
+
+  variables {
+    environment = "prod"
+    db_restore  = { source_db_instance_identifier = "order-ledger-prod-db", restore_time = "yesterday" }
+  }
+
+  expect_failures = [var.db_restore]
+}
