@@ -26,6 +26,8 @@ REFERENCE_ALARMS = [
 ]
 
 ALARM_PREFIX = "${var.name_prefix}-"
+# names unique per account or worldwide (IAM roles, dashboards, buckets); see check_account_wide_names
+GLOBAL_PREFIX = "${coalesce(var.global_name_prefix, var.name_prefix)}"
 
 # --- IAM -------------------------------------------------------------------------------------
 
@@ -450,7 +452,7 @@ def check_events_and_filters(tree: Tree) -> list[str]:
     ):
         if metric not in text:
             problems.append(f"dashboard has no {metric} panel")
-    if dash.body.get("dashboard_name") != "${var.name_prefix}-dashboard":
+    if dash.body.get("dashboard_name") != GLOBAL_PREFIX + "-dashboard":
         problems.append("dashboard is not named <prefix>-dashboard")
     return problems
 
@@ -653,15 +655,13 @@ def check_cluster_ready_for_services(tree: Tree) -> list[str]:
     return problems
 
 
-GLOBAL_PREFIX = "${coalesce(var.global_name_prefix, var.name_prefix)}"
-
 
 def check_account_wide_names(tree: Tree) -> list[str]:
-    """Names unique per account (IAM roles) or worldwide (S3 buckets) start with the module's
+    """Names unique per account (IAM roles, CloudWatch dashboards) or worldwide (S3 buckets) start with the module's
     global prefix, and the platform hands every module that has such names one that carries the
     region in a standby: a standby in the DR region can then be applied beside the primary."""
     problems = []
-    kinds = {"aws_iam_role": "name", "aws_s3_bucket": "bucket"}
+    kinds = {"aws_iam_role": "name", "aws_s3_bucket": "bucket", "aws_cloudwatch_dashboard": "dashboard_name"}
     holders = []
     for rel, d in tree.modules().items():
         held = [(t, b) for t, attr in kinds.items() for b in d.of("resource", t)]

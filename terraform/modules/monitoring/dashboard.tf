@@ -119,6 +119,6 @@ locals {
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
-  dashboard_name = "${var.name_prefix}-dashboard"
+  dashboard_name = "${coalesce(var.global_name_prefix, var.name_prefix)}-dashboard" # dashboards are global
   dashboard_body = jsonencode(local.dashboard_body)
 }

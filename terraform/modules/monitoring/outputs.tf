@@ -40,3 +40,8 @@ output "deployment_alarm_names" {
     aws_cloudwatch_metric_alarm.api_error_spike.alarm_name,
   ]
 }
+
+output "account_wide_names" {
+  description = "Names of this module's resources that are unique per account or worldwide (the dashboard: CloudWatch dashboards are global)."
+  value       = [aws_cloudwatch_dashboard.this.dashboard_name]
+}

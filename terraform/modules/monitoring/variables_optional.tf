@@ -141,3 +141,9 @@ variable "db_replica_lag_threshold_seconds" {
   type        = number
   default     = 30
 }
+
+variable "global_name_prefix" {
+  description = "Prefix of the names that are unique per account (the dashboard: CloudWatch dashboards are global) rather than per region; null = name_prefix. A standby of the environment in a second region sets `<name_prefix>-<region>` so that both can exist in one account."
+  type        = string
+  default     = null
+}

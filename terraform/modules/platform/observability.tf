@@ -2,6 +2,7 @@ module "monitoring" {
   source = "../monitoring"
 
   name_prefix           = local.name_prefix
+  global_name_prefix    = local.global_name_prefix
   kms_key_arn           = module.kms.key_arn
   app_metrics_namespace = local.app_metrics
   alert_emails          = var.alert_emails

@@ -113,5 +113,6 @@ output "account_wide_names" {
     module.grpc_blue_green.account_wide_names,
     module.migration.account_wide_names,
     module.github_oidc.account_wide_names,
+    module.monitoring.account_wide_names,
   ))
 }

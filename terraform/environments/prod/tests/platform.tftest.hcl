@@ -84,7 +84,7 @@ run "standby_in_the_dr_region" {
   }
 
   assert {
-    condition     = length(output.account_wide_names) >= 12 && alltrue([for n in output.account_wide_names : strcontains(n, "order-ledger-prod-eu-central-1-")])
+    condition     = length(output.account_wide_names) >= 13 && alltrue([for n in output.account_wide_names : strcontains(n, "order-ledger-prod-eu-central-1-")])
     error_message = "an account-wide name of the standby does not carry its region"
   }
 
