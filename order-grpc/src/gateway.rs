@@ -523,7 +523,7 @@ fn undecodable(message: &str) -> Status {
 }
 
 /// INVALID_ARGUMENT with `message` and one field violation of `field`.
-fn bad_request(message: &str, field: &str, description: &str) -> Status {
+pub(crate) fn bad_request(message: &str, field: &str, description: &str) -> Status {
     use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
     let details = ErrorDetails::with_bad_request(vec![FieldViolation::new(field, description)]);
     Status::with_error_details(tonic::Code::InvalidArgument, message, details)

@@ -16,6 +16,7 @@ pub mod convert;
 pub mod error;
 pub mod gateway;
 pub mod health;
+pub mod one_message;
 pub mod queries;
 pub mod read_model;
 pub mod scopes;

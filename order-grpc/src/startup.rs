@@ -167,6 +167,8 @@ impl App {
                 args.max_concurrent_requests as usize,
                 args.default_deadline(),
             ))
+            // a call's body holds one message: a second fails it before any handler runs
+            .layer(crate::one_message::OneMessageLayer)
             .service(routes);
         let server = crate::serve::serve(self.listener, tls, service, async {
             let _ = stop_accepting_rx.await;

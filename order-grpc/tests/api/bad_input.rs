@@ -540,3 +540,124 @@ async fn an_empty_or_cut_off_body_is_invalid_argument_not_internal() {
     }
     assert_eq!(app.event_count().await, 0);
 }
+
+/// A call whose body holds two messages: tonic would run the first and drop the second unread,
+/// answering OK. The service refuses the whole call instead (INVALID_ARGUMENT on `request`),
+/// before any handler runs: neither order is placed. A body split over several DATA frames,
+/// with the message boundaries anywhere, counts the same.
+#[tokio::test]
+async fn a_call_with_two_messages_is_refused_whole_and_changes_nothing() {
+    use prost::Message;
+    use tower::ServiceExt;
+    let app = spawn_app().await;
+    let frame = |message: Vec<u8>| {
+        let mut framed = vec![0];
+        framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+        framed.extend_from_slice(&message);
+        framed
+    };
+    let first = frame(place(&id()).encode_to_vec());
+    let second = frame(place(&id()).encode_to_vec());
+    let query = frame(
+        pb::GetOrderRequest {
+            order_id: id(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    let both = [first.clone(), second.clone()].concat();
+    let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        ("/orders.v1.OrderService/PlaceOrder", vec![both.clone()]),
+        // the same bytes in three DATA frames, cut inside each message
+        (
+            "/orders.v1.OrderService/PlaceOrder",
+            vec![
+                both[..3].to_vec(),
+                both[3..first.len() + 2].to_vec(),
+                both[first.len() + 2..].to_vec(),
+            ],
+        ),
+        // one message and one stray byte
+        (
+            "/orders.v1.OrderService/PlaceOrder",
+            vec![first.clone(), vec![0]],
+        ),
+        (
+            "/orders.v1.OrderQueryService/GetOrder",
+            vec![query.clone(), query.clone()],
+        ),
+    ];
+    for (path, chunks) in cases {
+        let stream = futures::stream::iter(chunks.clone().into_iter().map(|c| {
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from(c)))
+        }));
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}{path}", app.grpc_addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(tonic::body::Body::new(http_body_util::StreamBody::new(
+                stream,
+            )))
+            .unwrap();
+        let response = app.channel.clone().oneshot(request).await.unwrap();
+        let status = match Status::from_header_map(response.headers()) {
+            Some(status) => status,
+            None => {
+                use http_body_util::BodyExt;
+                let collected = response.into_body().collect().await.unwrap();
+                Status::from_header_map(&collected.trailers().cloned().unwrap()).unwrap()
+            }
+        };
+        let lengths: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{path} {lengths:?}: {status:?}"
+        );
+        assert_eq!(
+            violated_fields(&status),
+            ["request"],
+            "{path} {lengths:?}: {status:?}"
+        );
+        assert!(
+            status.message().contains("more than one message"),
+            "{path} {lengths:?}: {status:?}"
+        );
+    }
+    assert_eq!(
+        app.event_count().await,
+        0,
+        "an order of a refused call was placed"
+    );
+    // One message alone, in the same frames, is placed as always.
+    let stream = futures::stream::iter(
+        [first[..3].to_vec(), first[3..].to_vec()]
+            .into_iter()
+            .map(|c| {
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from(c)))
+            }),
+    );
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "http://{}/orders.v1.OrderService/PlaceOrder",
+            app.grpc_addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(http_body_util::StreamBody::new(
+            stream,
+        )))
+        .unwrap();
+    let response = app.channel.clone().oneshot(request).await.unwrap();
+    use http_body_util::BodyExt;
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap();
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..]),
+        "{trailers:?}"
+    );
+    assert_eq!(app.event_count().await, 1);
+}
