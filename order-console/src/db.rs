@@ -375,19 +375,26 @@ impl Db {
     }
 
     /// A customer's orders, newest first.
+    /// One page of a customer's orders, newest first: at most `limit` of them, all placed
+    /// before `before` (a previous page's last row: its `placed_at` and `order_id`), or the
+    /// newest without it. A keyset page: it costs the same at any depth.
     pub async fn customer_orders(
         &self,
         customer_id: Uuid,
+        before: Option<(SystemTime, Uuid)>,
         limit: i64,
     ) -> Result<Vec<Summary>, Error> {
         let client = self.client().await?;
+        let (at, id) = before.unzip();
         let rows = client
             .query(
                 "SELECT order_id, customer_id, status, currency, total_minor, captured_minor,
                         refunded_minor, line_count, stream_version, last_position, placed_at, updated_at
-                   FROM orders.order_summaries WHERE customer_id = $1
-                  ORDER BY placed_at DESC, order_id DESC LIMIT $2",
-                &[&customer_id, &limit],
+                   FROM orders.order_summaries
+                  WHERE customer_id = $1
+                    AND ($2::timestamptz IS NULL OR (placed_at, order_id) < ($2, $3::uuid))
+                  ORDER BY placed_at DESC, order_id DESC LIMIT $4",
+                &[&customer_id, &at, &id, &limit],
             )
             .await?;
         rows.iter().map(summary_from).collect()

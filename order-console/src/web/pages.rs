@@ -916,6 +916,35 @@ fn alarms_fragment(board: &Board) -> Markup {
 #[derive(Debug, Deserialize)]
 pub struct Search {
     q: Option<String>,
+    /// A customer's orders placed before this one (`<placed_at, µs since 1970>_<order id>`,
+    /// the last row of the previous page).
+    before: Option<String>,
+}
+
+/// Rows of one page of a customer's orders.
+const CUSTOMER_PAGE: usize = 100;
+
+/// The `before` cursor of a page that ends with `row`.
+fn cursor(row: &db::Summary) -> String {
+    let micros = match row.placed_at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_micros()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_micros()).unwrap_or(i128::MAX),
+    };
+    format!("{micros}_{}", row.order_id)
+}
+
+/// The position a `before` cursor names; None when it is not one this page wrote.
+fn parse_cursor(text: &str) -> Option<(SystemTime, Uuid)> {
+    let (micros, id) = text.split_once('_')?;
+    let micros: i64 = micros.parse().ok()?;
+    let id = Uuid::parse_str(id).ok()?;
+    let offset = std::time::Duration::from_micros(micros.unsigned_abs());
+    let at = if micros >= 0 {
+        std::time::UNIX_EPOCH.checked_add(offset)?
+    } else {
+        std::time::UNIX_EPOCH.checked_sub(offset)?
+    };
+    Some((at, id))
 }
 
 fn search_form(value: &str) -> Markup {
@@ -1005,19 +1034,53 @@ pub async fn orders_page(
             );
         }
     }
-    match state.board.db.customer_orders(id, 100).await {
-        Ok(rows) if rows.is_empty() => page(
+    let before = match search.before.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => match parse_cursor(text) {
+            Some(position) => Some(position),
+            None => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    error_box(
+                        "not a page of this list: `before` is `<microseconds>_<order id>`, as the \
+                         list's own \"older orders\" link writes it",
+                    ),
+                );
+            }
+        },
+    };
+    // One row more than a page: whether there is a next page, without counting them all.
+    let limit = i64::try_from(CUSTOMER_PAGE + 1).unwrap_or(i64::MAX);
+    match state.board.db.customer_orders(id, before, limit).await {
+        Ok(rows) if rows.is_empty() && before.is_none() => page(
             StatusCode::NOT_FOUND,
             html! { p data-error="not-found" { "No order and no customer has the id " code { (id) } "." } },
         ),
-        Ok(rows) => page(
-            StatusCode::OK,
-            html! {
-                h2 { "Orders of customer " code { (id) } }
-                p.muted { (rows.len()) " orders, newest first" @if rows.len() == 100 { " (the first 100)" } "." }
-                (summary_table(&rows))
-            },
-        ),
+        Ok(mut rows) => {
+            let more = rows.len() > CUSTOMER_PAGE;
+            rows.truncate(CUSTOMER_PAGE);
+            let next = rows
+                .last()
+                .filter(|_| more)
+                .map(|last| format!("/orders?q={id}&before={}", cursor(last)));
+            page(
+                StatusCode::OK,
+                html! {
+                    h2 { "Orders of customer " code { (id) } }
+                    p.muted data-page-orders=(rows.len()) {
+                        (rows.len()) " orders, newest first"
+                        @if before.is_some() { ", placed before the previous page's last" }
+                        @if more { "; there are older ones" }
+                        "."
+                    }
+                    (summary_table(&rows))
+                    nav.pages {
+                        @if before.is_some() { a href={"/orders?q=" (id)} data-first { "newest orders" } " " }
+                        @if let Some(next) = &next { a href=(next) rel="next" data-next { "older orders" } }
+                    }
+                },
+            )
+        }
         Err(error) => page(
             StatusCode::SERVICE_UNAVAILABLE,
             error_box(&error.to_string()),

@@ -214,6 +214,91 @@ async fn orders_are_found_by_id_or_customer_and_bad_ids_are_explained() {
     );
 }
 
+/// A customer with more orders than a page: the pages, followed by their "older orders" links,
+/// show every order once, newest first, ties on the placing time broken by order id, and the
+/// last page has no link. Another customer's orders never appear. A cursor the list did not
+/// write is explained, not guessed at.
+#[tokio::test]
+async fn a_customer_with_more_orders_than_a_page_is_listed_page_by_page_each_order_once() {
+    let db = TestDatabase::migrated().await;
+    let customer = Uuid::new_v4();
+    let other = Uuid::new_v4();
+    // 250 orders, in groups of 3 placed in the same microsecond (ties across page boundaries),
+    // and 5 of another customer placed among them.
+    db.connect()
+        .await
+        .execute(
+            "INSERT INTO orders.order_summaries (order_id, customer_id, status, currency, total_minor,
+                    captured_minor, refunded_minor, line_count, stream_version, last_position,
+                    placed_at, updated_at)
+             SELECT gen_random_uuid(), CASE WHEN n > 250 THEN $2::uuid ELSE $1::uuid END, 'Placed', 'EUR', 100,
+                    0, 0, 1, 1, n, timestamptz '2026-01-01 00:00:00.123456+00' + (n / 3) * interval '1 second',
+                    now()
+               FROM generate_series(1, 255) AS n",
+            &[&customer, &other],
+        )
+        .await
+        .unwrap();
+    let expected: Vec<String> = db
+        .connect()
+        .await
+        .query(
+            "SELECT order_id::text FROM orders.order_summaries WHERE customer_id = $1
+              ORDER BY placed_at DESC, order_id DESC",
+            &[&customer],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(expected.len(), 250);
+    let console = start(&db, &[]).await;
+
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut path = format!("/orders?q={customer}");
+    loop {
+        let page = get(console.addr, &path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let rows: Vec<String> = page
+            .body
+            .split("data-order=\"")
+            .skip(1)
+            .map(|rest| rest[..36].to_owned())
+            .collect();
+        sizes.push(rows.len());
+        seen.extend(rows);
+        // the "older orders" link, `<a href="..." rel="next" data-next>`
+        let Some(anchor) = page.body.split("<a ").find(|a| a.contains("data-next")) else {
+            break;
+        };
+        let href = anchor.split("href=\"").nth(1).unwrap();
+        path = href[..href.find('"').unwrap()].replace("&amp;", "&");
+        assert!(sizes.len() < 10, "the pages never end");
+    }
+    assert_eq!(sizes, [100, 100, 50]);
+    assert_eq!(
+        seen, expected,
+        "the pages together are not the customer's orders, newest first, each once"
+    );
+
+    // A cursor the list did not write: explained; one past the last order: an empty page.
+    for bad in ["yesterday", "12_not-a-uuid", "99999999999999999999_x"] {
+        let page = get(console.addr, &format!("/orders?q={customer}&before={bad}")).await;
+        assert_eq!(page.status, 400, "{bad}: {}", page.body);
+        assert!(page.body.contains("not a page of this list"), "{bad}");
+    }
+    let end = get(
+        console.addr,
+        &format!("/orders?q={customer}&before=0_{}", Uuid::nil()),
+    )
+    .await;
+    assert_eq!(end.status, 200);
+    assert!(end.body.contains("data-page-orders=\"0\""), "{}", end.body);
+    assert!(!end.body.contains("data-next"));
+}
+
 /// Transaction ids of different widths (9, 10, 99, 100, ...): the flow reads the log in the
 /// gap-safe order (numeric, not text) and counts each event once, however often it is asked.
 #[tokio::test]
