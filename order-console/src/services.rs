@@ -541,6 +541,49 @@ mod tests {
         assert_eq!(instance.points.len(), 1, "old points are forgotten");
     }
 
+    /// The worker's breakers, as order-worker exports them (every provider and state
+    /// registered at zero): a circuit that opened between two scrapes is counted for its
+    /// provider, the others read zero, and a worker that exports none says nothing.
+    #[test]
+    fn circuit_openings_are_counted_per_provider_between_two_scrapes() {
+        let keep = Duration::from_secs(600);
+        let worker = |payment_opened: u32| {
+            let mut text =
+                String::from("order_build_info{service=\"order-worker\",version=\"0.1.0\"} 1\n");
+            for provider in ["inventory", "payment", "shipping"] {
+                for state in ["open", "half-open", "closed"] {
+                    let n = if provider == "payment" && state == "open" {
+                        payment_opened
+                    } else if provider == "payment" && state == "half-open" {
+                        // half-open transitions are not openings
+                        payment_opened * 3
+                    } else {
+                        0
+                    };
+                    text.push_str(&format!(
+                        "order_worker_circuit_transitions_total{{provider=\"{provider}\",state=\"{state}\"}} {n}\n"
+                    ));
+                }
+            }
+            answered(&text)
+        };
+        let mut instance = Instance::new(target());
+        instance.record(100.0, worker(1), keep);
+        assert_eq!(instance.kind, Kind::Worker);
+        instance.record(102.0, worker(3), keep);
+        let point = instance.latest().cloned().unwrap_or_default();
+        assert_eq!(point.get("opened:payment"), Some(2.0));
+        assert_eq!(point.get("opened:inventory"), Some(0.0));
+        assert_eq!(point.get("opened:shipping"), Some(0.0));
+
+        let mut silent = Instance::new(target());
+        let bare = "order_build_info{service=\"order-worker\",version=\"0.1.0\"} 1\n";
+        silent.record(100.0, answered(bare), keep);
+        silent.record(102.0, answered(bare), keep);
+        let point = silent.latest().cloned().unwrap_or_default();
+        assert_eq!(point.get("opened:payment"), None);
+    }
+
     fn projector(started: f64, sent: f64) -> ScrapeOutcome {
         answered(&format!(
             "order_build_info{{service=\"order-projector\",version=\"0.1.0\"}} 1\nprocess_start_time_seconds {started}\norder_sqs_messages_sent_total{{subscription=\"sqs_publisher\"}} {sent}\n"
