@@ -148,17 +148,6 @@ variable "restore" {
     source_db_instance_identifier = optional(string)
     restore_time                  = optional(string)
   })
+  # checked where it is set: the platform's db_restore
   default = null
-
-  validation {
-    condition = var.restore == null || (
-      (try(var.restore.source_automated_backups_arn, null) == null) != (try(var.restore.source_db_instance_identifier, null) == null)
-    )
-    error_message = "restore needs exactly one source: source_automated_backups_arn or source_db_instance_identifier."
-  }
-
-  validation {
-    condition     = var.restore == null || try(var.restore.restore_time, null) == null || can(formatdate("YYYY", var.restore.restore_time))
-    error_message = "restore.restore_time must be an RFC 3339 time such as 2026-05-04T13:20:00Z (null: the latest restorable time)."
-  }
 }
