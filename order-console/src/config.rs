@@ -161,16 +161,21 @@ impl std::fmt::Debug for Token {
     }
 }
 
-/// Parse `name=token` entries (comments `#` and blank lines skipped).
+/// Parse `name=token` entries (comments `#` and blank lines skipped). Errors name an entry by
+/// its position among the entries and never quote it (a mistyped entry may be a secret, e.g. a
+/// base64 token pasted without a name); one secret under two names is refused.
 pub fn parse_tokens<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Vec<Token>, String> {
     let mut tokens: Vec<Token> = Vec::new();
-    for entry in entries {
-        let entry = entry.trim();
-        if entry.is_empty() || entry.starts_with('#') {
-            continue;
-        }
+    let entries = entries
+        .into_iter()
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.starts_with('#'));
+    for (index, entry) in entries.enumerate() {
+        let position = index + 1;
         let Some((name, secret)) = entry.split_once('=') else {
-            return Err("invalid console token: expected name=token".to_owned());
+            return Err(format!(
+                "invalid console token entry {position}: expected name=token"
+            ));
         };
         let name = name.trim();
         if name.is_empty()
@@ -179,17 +184,28 @@ pub fn parse_tokens<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Ve
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(
-                "invalid console token name: 1-64 letters, digits, '-', '_' or '.'".to_owned(),
-            );
+            return Err(format!(
+                "invalid console token entry {position}: a name is 1-64 letters, digits, '-', \
+                 '_' or '.', then '=', then the token"
+            ));
         }
         if !(16..=512).contains(&secret.len()) || !secret.chars().all(|c| c.is_ascii_graphic()) {
             return Err(format!(
-                "invalid console token {name:?}: 16-512 visible ASCII characters"
+                "invalid console token entry {position}: the token is not 16-512 visible ASCII \
+                 characters (a bare token needs a name: name=token)"
             ));
         }
-        if tokens.iter().any(|t| t.name == name) {
-            return Err(format!("console token {name:?} is given twice"));
+        if let Some(earlier) = tokens.iter().position(|t| t.name == name) {
+            return Err(format!(
+                "console token entries {} and {position} are both named {name:?}",
+                earlier + 1
+            ));
+        }
+        if let Some(earlier) = tokens.iter().position(|t| t.secret == secret) {
+            return Err(format!(
+                "console token entries {} and {position} are the same token",
+                earlier + 1
+            ));
         }
         tokens.push(Token {
             name: name.to_owned(),
@@ -338,5 +354,30 @@ mod tests {
         assert!(parse_tokens(["nokey"]).is_err());
         assert!(parse_tokens(["a=0123456789abcdef", "a=0123456789abcdeg"]).is_err());
         assert!(parse_tokens(["a=0123456789 abcdef"]).is_err());
+        // A secret is never quoted back, whatever shape the mistake takes.
+        for bad in [
+            vec!["Zm9vYmFyYmF6cXV4cXV1eA=="],
+            vec!["ops=0123456789abcdef", "c2VjcmV0LXNlY3JldA="],
+            vec!["s3cr3tvalue0123456789"],
+        ] {
+            let err = parse_tokens(bad.iter().copied()).unwrap_err();
+            for part in bad
+                .iter()
+                .flat_map(|e| e.split('='))
+                .filter(|p| p.len() > 5)
+            {
+                assert!(
+                    !err.contains(part),
+                    "{bad:?}: the error quotes {part:?}: {err}"
+                );
+            }
+        }
+        let second = parse_tokens(["ops=0123456789abcdef", "c2VjcmV0LXNlY3JldA="]).unwrap_err();
+        assert!(second.contains("entry 2"), "{second}");
+        let same = parse_tokens(["a=0123456789abcdef", "b=0123456789abcdef"]).unwrap_err();
+        assert!(
+            same.contains("entries 1 and 2 are the same token"),
+            "{same}"
+        );
     }
 }

@@ -70,9 +70,24 @@ impl std::fmt::Debug for Tokens {
 
 impl Tokens {
     /// Parse `name=token` or bare `token` entries separated by commas or newlines. Tokens must
-    /// be 16-512 visible ASCII characters. Every token may call every method; see
+    /// be 16-512 visible ASCII characters; a name is 1-64 of `A-Z a-z 0-9 _ . -`. An entry
+    /// is `name=token` only when both halves are valid; otherwise the whole entry is a bare
+    /// token (so a base64 token ending in `=` padding is read whole, never split), named
+    /// `token-N` by its position; `name=` followed by anything but padding must be a valid
+    /// token. Give a bare token that contains `=` an explicit name (`svc=ab=cd…`). Errors name an entry by its position and never quote it:
+    /// the text may be a secret. Two entries with one secret are refused (a caller's `actor`
+    /// would depend on the order of the list). Every token may call every method; see
     /// [`Tokens::with_scopes`].
     pub fn parse(text: &str) -> Result<Self, String> {
+        fn valid_token(token: &str) -> bool {
+            (16..=512).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic())
+        }
+        fn valid_name(name: &str) -> bool {
+            (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        }
         let mut entries = Vec::new();
         for (index, entry) in text
             .split([',', '\n'])
@@ -80,17 +95,44 @@ impl Tokens {
             .filter(|e| !e.is_empty() && !e.starts_with('#'))
             .enumerate()
         {
+            let position = index + 1;
             let (name, token) = match entry.split_once('=') {
-                Some((name, token)) => (name.trim().to_owned(), token.trim()),
-                None => (format!("token-{}", index + 1), entry),
+                Some((name, token)) if valid_name(name.trim()) && valid_token(token.trim()) => {
+                    (name.trim().to_owned(), token.trim())
+                }
+                // `name=short`: a named token that is too short or has a space, not a bare
+                // token that happens to contain '=' (only base64 padding may end one).
+                Some((name, token))
+                    if valid_name(name.trim()) && !token.trim().bytes().all(|b| b == b'=') =>
+                {
+                    return Err(format!(
+                        "auth token entry {position} is `name=token` but its token is not \
+                         16-512 visible ASCII characters"
+                    ));
+                }
+                _ if valid_token(entry) => (format!("token-{position}"), entry),
+                _ => {
+                    return Err(format!(
+                        "auth token entry {position} is neither `name=token` nor a bare token \
+                         (names: 1-64 of A-Z a-z 0-9 _ . -; tokens: 16-512 visible ASCII \
+                         characters)"
+                    ));
+                }
             };
-            if !(16..=512).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            if let Some(earlier) = entries.iter().position(|t: &Token| t.name == name) {
                 return Err(format!(
-                    "auth token {name} must be 16-512 visible ASCII characters"
+                    "auth token entries {} and {position} are both named {name}",
+                    earlier + 1
                 ));
             }
-            if entries.iter().any(|t: &Token| t.name == name) {
-                return Err(format!("two auth tokens are named {name}"));
+            if let Some(earlier) = entries
+                .iter()
+                .position(|t: &Token| t.secret == token.as_bytes())
+            {
+                return Err(format!(
+                    "auth token entries {} and {position} are the same token",
+                    earlier + 1
+                ));
             }
             entries.push(Token {
                 name,
@@ -668,7 +710,61 @@ mod tests {
         assert!(
             Tokens::parse("a=aaaaaaaaaaaaaaaaaaaa,a=bbbbbbbbbbbbbbbbbbbb")
                 .unwrap_err()
-                .contains("two auth tokens are named a")
+                .contains("entries 1 and 2 are both named a")
+        );
+    }
+
+    #[test]
+    fn a_padded_base64_token_is_read_whole_and_errors_never_quote_an_entry() {
+        // base64 of 18 bytes ends in "=="; splitting at the first '=' would have made the
+        // secret a name and quoted it in the start-up error.
+        let tokens =
+            Tokens::parse("c2VjcmV0LXNlY3JldC1zZWNyZXQ=,ops=Zm9vYmFyYmF6cXV4cXV1eA==").unwrap();
+        let name = |secret: &[u8]| tokens.find(secret).map(|t| t.name.as_str());
+        assert_eq!(name(b"c2VjcmV0LXNlY3JldC1zZWNyZXQ="), Some("token-1"));
+        assert_eq!(name(b"Zm9vYmFyYmF6cXV4cXV1eA=="), Some("ops"));
+        // An explicit name keeps a token containing '=' whole.
+        let named = Tokens::parse("svc=abc=0123456789abcdef0").unwrap();
+        assert_eq!(
+            named
+                .find(b"abc=0123456789abcdef0")
+                .map(|t| t.name.as_str()),
+            Some("svc")
+        );
+        for bad in [
+            "Zm9vYmFy==",                          // a short padded secret
+            "worker=tooshort",                     // a named short token
+            "worker=tooshort12345",                // named, short, 20 chars in all
+            "bad nombre=aaaaaaaaaaaaaaaaaaaa x",   // a space: neither form
+            "ok=aaaaaaaaaaaaaaaaaaaa,s3cr3tPart=", // second entry, empty token
+        ] {
+            let err = Tokens::parse(bad).unwrap_err();
+            assert!(err.contains("auth token entry"), "{bad}: {err}");
+            for part in bad.split([',', '=', ' ']).filter(|p| p.len() > 5) {
+                assert!(
+                    !err.contains(part),
+                    "{bad}: the error quotes {part:?}: {err}"
+                );
+            }
+        }
+        assert!(
+            Tokens::parse("ok=aaaaaaaaaaaaaaaaaaaa,s3cr3tPart=")
+                .unwrap_err()
+                .contains("entry 2")
+        );
+    }
+
+    #[test]
+    fn one_secret_under_two_names_is_refused() {
+        let err = Tokens::parse("a=aaaaaaaaaaaaaaaaaaaa,b=aaaaaaaaaaaaaaaaaaaa").unwrap_err();
+        assert!(err.contains("entries 1 and 2 are the same token"), "{err}");
+        assert!(!err.contains("aaaaaaaaaaaaaaaa"), "{err}");
+        let bare =
+            Tokens::parse("aaaaaaaaaaaaaaaaaaaa,x=bbbbbbbbbbbbbbbbbbbb,aaaaaaaaaaaaaaaaaaaa")
+                .unwrap_err();
+        assert!(
+            bare.contains("entries 1 and 3 are the same token"),
+            "{bare}"
         );
     }
 
