@@ -160,8 +160,9 @@ impl ClientBuilder {
     }
 
     /// The deadline of each attempt of a unary call (default 10 s), sent as `grpc-timeout`
-    /// and enforced by the client too. It also bounds how long `GetOrder` waits for
-    /// read-your-writes.
+    /// and enforced by the client too, over the whole attempt (opening a connection
+    /// included); an attempt past it fails as DEADLINE_EXCEEDED (and is retried like one).
+    /// It also bounds how long `GetOrder` waits for read-your-writes.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -475,7 +476,7 @@ impl Client {
         loop {
             attempt += 1;
             let request = self.request(message.clone(), &correlation_id, Some(self.timeout));
-            match rpc(request).await {
+            match self.within_deadline(rpc(request)).await {
                 Ok(response) => {
                     return Ok(Answered {
                         message: response.into_inner(),
@@ -519,7 +520,7 @@ impl Client {
             Some(self.timeout),
         );
         let mut health = HealthClient::new(self.shared.transport.clone());
-        match health.check(request).await {
+        match self.within_deadline(health.check(request)).await {
             Ok(response) => Ok(match response.get_ref().status() {
                 ServingStatus::Serving => Health::Serving,
                 ServingStatus::NotServing => Health::NotServing,
@@ -532,6 +533,41 @@ impl Client {
             }),
         }
     }
+}
+
+impl Client {
+    /// One attempt, bounded by the deadline as a whole (opening a connection included, which
+    /// `grpc-timeout` does not cover). The client's own timer firing is DEADLINE_EXCEEDED, as
+    /// the service would say, not the CANCELLED ("Timeout expired") tonic makes of it.
+    async fn within_deadline<R>(
+        &self,
+        attempt: impl Future<Output = Result<Response<R>, Status>>,
+    ) -> Result<Response<R>, Status> {
+        let expired = || {
+            Status::deadline_exceeded(format!(
+                "the client's deadline of {:?} passed before an answer came",
+                self.timeout
+            ))
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Err(status)) if timed_out(&status) => Err(expired()),
+            Ok(answer) => answer,
+            Err(_) => Err(expired()),
+        }
+    }
+}
+
+/// Whether `status` is tonic's client-side timer firing (its source chain holds
+/// [`tonic::TimeoutExpired`]).
+fn timed_out(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// A successful answer and how it came.

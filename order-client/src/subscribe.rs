@@ -50,7 +50,8 @@ pub const DEFAULT_MAX_RECONNECTS: u32 = 10;
 /// a dropped connection, UNAVAILABLE, RESOURCE_EXHAUSTED), the stream waits (the client's
 /// backoff) and subscribes again exactly after the cursor of the last event it yielded, so
 /// nothing is skipped and nothing repeated. After [`max_reconnects`](Self::max_reconnects)
-/// consecutive failures, or at once for an error that another try cannot mend
+/// consecutive failures (attempts that did not get a subscription open; a subscription that
+/// opened starts the count again), or at once for an error that another try cannot mend
 /// (UNAUTHENTICATED, INVALID_ARGUMENT, ...), it yields that error and ends.
 ///
 /// ```no_run
@@ -109,6 +110,12 @@ impl EventStream {
         &self.resume
     }
 
+    /// Whether a subscription is open now (false before the first poll, while subscribing,
+    /// while waiting to try again, and once the stream has ended).
+    pub fn is_subscribed(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+
     /// How many times the stream subscribed again after a failure.
     pub fn reconnects(&self) -> u64 {
         self.reconnects
@@ -165,6 +172,10 @@ impl Stream for EventStream {
                 State::Opening(opening) => match opening.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(response)) => {
+                        // Subscribed: the failures so far are behind us (as gRPC's own
+                        // connection backoff resets once a connection is ready), so a stream
+                        // on a quiet log survives any number of separate interruptions.
+                        this.failures = 0;
                         this.state = State::Open(Box::new(response.into_inner()));
                     }
                     Poll::Ready(Err(status)) => {

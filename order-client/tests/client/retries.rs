@@ -266,3 +266,57 @@ async fn aborted_and_resource_exhausted_are_retried_unless_the_command_pins_its_
     assert_eq!(seen.lock().unwrap().len(), 1);
     assert_eq!(stack.order_events(placed.order_id).await.len(), 4);
 }
+
+#[tokio::test]
+async fn a_call_past_the_clients_own_deadline_fails_as_deadline_exceeded() {
+    let stack = Stack::start().await;
+    let placed = place(&stack.client()).await.unwrap();
+    let client = Client::builder()
+        .endpoint(stack.url())
+        .timeout(Duration::from_millis(300))
+        .retry(quick_retries(1))
+        .build()
+        .unwrap();
+
+    // The service holds the command on the lock; the client's timer fires first or with it.
+    let lock = stack.db.connect().await;
+    lock.batch_execute("BEGIN; LOCK TABLE orders.commands IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let error = client
+        .reserve_inventory(placed.order_id, "res-1")
+        .await
+        .unwrap_err();
+    lock.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(error.code(), Code::DeadlineExceeded, "{error}");
+    assert_eq!(error.attempts(), 1);
+
+    // A peer that accepts the connection and never speaks: the attempt's deadline bounds the
+    // whole attempt, connection included, not the 30 s connect timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let mute = Client::builder()
+        .endpoint(format!("http://{addr}"))
+        .timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_secs(30))
+        .retry(quick_retries(1))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let error = mute.get_order(placed.order_id).await.unwrap_err();
+    assert_eq!(error.code(), Code::DeadlineExceeded, "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let health = mute.health("").await.unwrap_err();
+    assert_eq!(health.code(), Code::DeadlineExceeded, "{health}");
+    held.abort();
+}

@@ -144,3 +144,42 @@ async fn the_event_stream_resumes_after_its_connection_is_cut() {
         .collect();
     assert_eq!(ids, log, "every event once, in the log's order");
 }
+
+#[tokio::test]
+async fn a_stream_on_a_quiet_log_survives_more_separate_cuts_than_its_reconnect_limit() {
+    let stack = Stack::start().await;
+    let proxy = Proxy::start(stack.addr).await;
+    let client = order_client::Client::builder()
+        .endpoint(proxy.url())
+        .retry(quick_retries(10))
+        .build()
+        .unwrap();
+    let mut events = client.subscribe_events(Start::Beginning).max_reconnects(2);
+
+    // Five interruptions, each after the stream had subscribed again; no event in between.
+    for round in 1..=5u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !events.is_subscribed() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not subscribed in 60 s"
+            );
+            if let Ok(item) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
+                panic!("round {round}: the quiet stream yielded {item:?}");
+            }
+        }
+        assert!(proxy.cut() >= 1, "the subscription's connection was open");
+        assert_eq!(events.reconnects(), round - 1);
+        // Let it see the cut.
+        let _ = tokio::time::timeout(Duration::from_millis(50), events.next()).await;
+    }
+
+    three_events(&stack.client()).await;
+    let first = next(&mut events).await;
+    assert_eq!(first.global_position, 1, "nothing skipped");
+    assert!(
+        events.reconnects() >= 5,
+        "{} reconnects",
+        events.reconnects()
+    );
+}
