@@ -25,9 +25,9 @@ pub fn check(data: &[u8]) -> Outcome {
         return Outcome::NotText;
     };
     let outgoing = CloudEvent::new(EnvelopeInput {
-        event_id: uuid::Uuid::nil(),
+        event_id: uuid::Uuid::from_u128(1),
         event_type: "OrderPlaced",
-        order_id: uuid::Uuid::nil(),
+        order_id: uuid::Uuid::from_u128(2),
         recorded_at: std::time::SystemTime::UNIX_EPOCH,
         global_position: 1,
         stream_version: 1,

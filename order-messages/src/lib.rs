@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -26,8 +27,12 @@ pub const ATTR_EVENT_TYPE: &str = "event_type";
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// An order event as a CloudEvents 1.0 JSON envelope.
+///
+/// Attributes it does not know (another CloudEvents attribute such as `dataschema`, or an
+/// extension a newer publisher adds) are kept in [`extensions`](Self::extensions), not
+/// refused: a consumer deployed before its publisher must not send every message to the
+/// dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CloudEvent {
     /// Always `1.0`.
     pub specversion: String,
@@ -56,8 +61,12 @@ pub struct CloudEvent {
     /// Extension: the W3C `traceparent` to continue the trace with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
-    /// The event's payload, at its current schema version.
+    /// The event's payload, at its current schema version (a JSON object).
     pub data: serde_json::Value,
+    /// Any other attribute, by name (CloudEvents names: 1-20 of `a-z 0-9`; values: strings,
+    /// numbers or booleans). The projector sends none.
+    #[serde(flatten)]
+    pub extensions: BTreeMap<String, serde_json::Value>,
 }
 
 /// Why a message body is not an order event envelope.
@@ -78,6 +87,9 @@ pub enum EnvelopeError {
     /// `time` is not RFC 3339.
     #[error("event time {0:?} is not RFC 3339")]
     Time(String),
+    /// An attribute holds a value no order event has (the attribute, why).
+    #[error("envelope attribute {0}: {1}")]
+    Attribute(String, String),
 }
 
 /// The fields of an envelope the publisher provides.
@@ -106,7 +118,8 @@ pub struct EnvelopeInput<'a> {
 }
 
 impl CloudEvent {
-    /// The envelope of one event.
+    /// The envelope of one event. Never panics: a `recorded_at` outside what RFC 3339 can
+    /// write (years 0000-9999) is written as the nearest end of that range.
     pub fn new(input: EnvelopeInput<'_>) -> Self {
         Self {
             specversion: "1.0".to_owned(),
@@ -114,7 +127,7 @@ impl CloudEvent {
             source: SOURCE.to_owned(),
             event_type: input.event_type.to_owned(),
             subject: input.order_id,
-            time: humantime::format_rfc3339_micros(input.recorded_at).to_string(),
+            time: rfc3339_micros(input.recorded_at),
             datacontenttype: "application/json".to_owned(),
             globalposition: input.global_position,
             streamversion: input.stream_version,
@@ -122,6 +135,7 @@ impl CloudEvent {
             correlationid: input.correlation_id.map(str::to_owned),
             traceparent: input.traceparent.map(str::to_owned),
             data: input.data,
+            extensions: BTreeMap::new(),
         }
     }
 
@@ -132,7 +146,13 @@ impl CloudEvent {
         sqs_safe(&serde_json::to_string(self).unwrap_or_default())
     }
 
-    /// Parse and check a message body. Anything unexpected is an error, never a guess.
+    /// Parse and check a message body. Anything an order event cannot hold is an error,
+    /// never a guess: another `specversion` or `source`; an empty `type`; a nil `id` or
+    /// `subject`; a `time` that is not RFC 3339 (any offset); a `datacontenttype` other than
+    /// `application/json` (parameters such as `; charset=utf-8` allowed); a `globalposition`,
+    /// `streamversion` or `schemaversion` of 0; `data` that is not a JSON object; an unknown
+    /// attribute whose name or value CloudEvents does not allow. Unknown attributes that it
+    /// does allow are kept in [`extensions`](Self::extensions).
     pub fn parse(body: &str) -> Result<Self, EnvelopeError> {
         if body.len() > MAX_BODY_BYTES {
             return Err(EnvelopeError::TooLarge(body.len()));
@@ -145,11 +165,90 @@ impl CloudEvent {
         if event.source != SOURCE {
             return Err(EnvelopeError::Source(event.source));
         }
-        if humantime::parse_rfc3339(&event.time).is_err() {
+        if time::OffsetDateTime::parse(&event.time, &time::format_description::well_known::Rfc3339)
+            .is_err()
+        {
             return Err(EnvelopeError::Time(event.time));
+        }
+        let invalid = |attribute: &str, why: &str| {
+            Err(EnvelopeError::Attribute(
+                attribute.to_owned(),
+                why.to_owned(),
+            ))
+        };
+        if event.event_type.trim().is_empty() {
+            return invalid("type", "empty");
+        }
+        if event.id.is_nil() {
+            return invalid("id", "the nil UUID is no event's id");
+        }
+        if event.subject.is_nil() {
+            return invalid("subject", "the nil UUID is no order's id");
+        }
+        let media_type = event.datacontenttype.split(';').next().unwrap_or_default();
+        if !media_type.trim().eq_ignore_ascii_case("application/json") {
+            return invalid("datacontenttype", "not application/json");
+        }
+        for (attribute, value) in [
+            ("globalposition", event.globalposition),
+            ("streamversion", event.streamversion),
+            ("schemaversion", u64::from(event.schemaversion)),
+        ] {
+            if value == 0 {
+                return invalid(attribute, "0 (they start at 1)");
+            }
+        }
+        if !event.data.is_object() {
+            return invalid("data", "not a JSON object");
+        }
+        for (name, value) in &event.extensions {
+            if name.is_empty()
+                || name.len() > 20
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                return Err(EnvelopeError::Attribute(
+                    format!("{name:?}"),
+                    "not a CloudEvents attribute name (1-20 of a-z 0-9)".to_owned(),
+                ));
+            }
+            if !(value.is_string() || value.is_number() || value.is_boolean()) {
+                return invalid(name, "not a string, number or boolean");
+            }
         }
         Ok(event)
     }
+}
+
+/// `time` as RFC 3339 in UTC with microseconds (`2026-11-21T22:26:40.123456Z`), clamped to the
+/// years RFC 3339 can write.
+fn rfc3339_micros(time: SystemTime) -> String {
+    use time::{Duration, OffsetDateTime, macros::datetime};
+    const FIRST: OffsetDateTime = datetime!(0000-01-01 00:00:00 UTC);
+    const LAST: OffsetDateTime = datetime!(9999-12-31 23:59:59.999999 UTC);
+    let micros = |d: std::time::Duration| {
+        Duration::microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    };
+    let at = match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => OffsetDateTime::UNIX_EPOCH.checked_add(micros(after)),
+        Err(before) => OffsetDateTime::UNIX_EPOCH.checked_sub(micros(before.duration())),
+    };
+    let at = match at {
+        Some(at) => at.clamp(FIRST, LAST),
+        None if time > SystemTime::UNIX_EPOCH => LAST,
+        None => FIRST,
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
 }
 
 /// Whether SQS carries `c` in a message body as it is. SQS accepts `#x9 | #xA | #xD |
@@ -216,7 +315,11 @@ mod tests {
     }
 
     fn sample() -> CloudEvent {
-        CloudEvent::new(EnvelopeInput {
+        CloudEvent::new(sample_input())
+    }
+
+    fn sample_input() -> EnvelopeInput<'static> {
+        EnvelopeInput {
             event_id: Uuid::from_u128(1),
             event_type: "OrderPlaced",
             order_id: Uuid::from_u128(2),
@@ -228,7 +331,7 @@ mod tests {
             correlation_id: Some("req-1"),
             traceparent: None,
             data: serde_json::json!({"a": 1}),
-        })
+        }
     }
 
     #[test]
@@ -249,6 +352,69 @@ mod tests {
     }
 
     #[test]
+    fn attributes_a_newer_publisher_adds_are_kept_not_refused() {
+        let good = sample().to_body();
+        let body = good.replacen(
+            '{',
+            r#"{"dataschema":"urn:schema:order-placed:3","priority":2,"replayed":true,"#,
+            1,
+        );
+        let event = CloudEvent::parse(&body).unwrap();
+        assert_eq!(event.extensions["dataschema"], "urn:schema:order-placed:3");
+        assert_eq!(event.extensions["priority"], 2);
+        assert_eq!(event.extensions["replayed"], true);
+        assert_eq!(CloudEvent::parse(&event.to_body()).unwrap(), event);
+        let mut plain = event.clone();
+        plain.extensions.clear();
+        assert_eq!(plain, sample());
+    }
+
+    #[test]
+    fn times_with_an_offset_and_content_type_parameters_are_read() {
+        let good = sample().to_body();
+        for (from, to) in [
+            (
+                "2026-11-21T22:26:40.123456Z",
+                "2026-11-21T23:26:40.123456+01:00",
+            ),
+            ("2026-11-21T22:26:40.123456Z", "2026-11-21T22:26:40Z"),
+            (
+                r#""application/json""#,
+                r#""application/json; charset=utf-8""#,
+            ),
+        ] {
+            assert!(CloudEvent::parse(&good.replace(from, to)).is_ok(), "{to}");
+        }
+    }
+
+    #[test]
+    fn any_recorded_time_makes_an_envelope_that_parses() {
+        use std::time::Duration;
+        let epoch = SystemTime::UNIX_EPOCH;
+        for (at, written) in [
+            (epoch, "1970-01-01T00:00:00.000000Z"),
+            (
+                epoch - Duration::from_micros(1_500_000),
+                "1969-12-31T23:59:58.500000Z",
+            ),
+            (
+                epoch - Duration::from_secs(100_000 * 365 * 86_400),
+                "0000-01-01T00:00:00.000000Z",
+            ),
+            (
+                epoch + Duration::from_secs(20_000 * 365 * 86_400),
+                "9999-12-31T23:59:59.999999Z",
+            ),
+        ] {
+            let mut input = sample_input();
+            input.recorded_at = at;
+            let event = CloudEvent::new(input);
+            assert_eq!(event.time, written);
+            assert_eq!(CloudEvent::parse(&event.to_body()).unwrap(), event);
+        }
+    }
+
+    #[test]
     fn foreign_or_broken_bodies_are_refused() {
         let good = sample().to_body();
         for (name, body) in [
@@ -263,7 +429,56 @@ mod tests {
                 "bad time",
                 good.replace("2026-11-21T22:26:40.123456Z", "yesterday"),
             ),
-            ("unknown field", good.replacen('{', r#"{"extra":1,"#, 1)),
+            (
+                "bad extension name",
+                good.replacen('{', r#"{"Extra-Field":1,"#, 1),
+            ),
+            (
+                "object extension",
+                good.replacen('{', r#"{"extra":{"a":1},"#, 1),
+            ),
+            (
+                "other content type",
+                good.replace(r#""application/json""#, r#""text/plain""#),
+            ),
+            (
+                "empty type",
+                good.replace(r#""type":"OrderPlaced""#, r#""type":" ""#),
+            ),
+            (
+                "nil id",
+                good.replace(
+                    "00000000-0000-0000-0000-000000000001",
+                    "00000000-0000-0000-0000-000000000000",
+                ),
+            ),
+            (
+                "nil subject",
+                good.replace(
+                    "00000000-0000-0000-0000-000000000002",
+                    "00000000-0000-0000-0000-000000000000",
+                ),
+            ),
+            (
+                "stream version 0",
+                good.replace(r#""streamversion":1"#, r#""streamversion":0"#),
+            ),
+            (
+                "global position 0",
+                good.replace(r#""globalposition":42"#, r#""globalposition":0"#),
+            ),
+            (
+                "schema version 0",
+                good.replace(r#""schemaversion":3"#, r#""schemaversion":0"#),
+            ),
+            (
+                "null data",
+                good.replace(r#""data":{"a":1}"#, r#""data":null"#),
+            ),
+            (
+                "array data",
+                good.replace(r#""data":{"a":1}"#, r#""data":[1]"#),
+            ),
             ("huge", format!("{good}{}", " ".repeat(MAX_BODY_BYTES))),
         ] {
             assert!(CloudEvent::parse(&body).is_err(), "{name} was accepted");
