@@ -94,9 +94,30 @@ uuid_id!(
     CustomerId
 );
 
-/// Check free text: not blank, at most `max` characters, no control characters. The text is
-/// kept verbatim (no trimming, no normalisation): what was accepted is what is returned.
+/// Check free text: not blank (nothing but white space and characters that show nothing),
+/// at most `max` characters, no control characters and no line breaks (U+2028 and U+2029 are
+/// line breaks as much as `\n` is). The text is kept verbatim (no trimming, no normalisation):
+/// what was accepted is what is returned. Invisible characters inside visible text (a
+/// zero-width joiner in an emoji or a Persian name, bidi marks in mixed Arabic and Latin) are
+/// kept; whoever shows text escapes those that reorder it (the console does).
 fn check_text(text: &str, max: usize) -> Result<(), Violation> {
+    if text.chars().all(shows_nothing) {
+        return Err(Violation::Empty);
+    }
+    if text.chars().count() > max {
+        return Err(Violation::TooLong { max });
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        return Err(Violation::ControlCharacter);
+    }
+    Ok(())
+}
+
+/// The first rule of [`check_text`], which every recorded event's text satisfies.
+fn check_recorded_text(text: &str, max: usize) -> Result<(), Violation> {
     if text.trim().is_empty() {
         return Err(Violation::Empty);
     }
@@ -107,6 +128,32 @@ fn check_text(text: &str, max: usize) -> Result<(), Violation> {
         return Err(Violation::ControlCharacter);
     }
     Ok(())
+}
+
+/// White space, or a character Unicode lists as default-ignorable (it renders as nothing:
+/// zero-width spaces and joiners, bidi controls, the BOM, variation selectors, tags, Hangul
+/// fillers).
+fn shows_nothing(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
 }
 
 macro_rules! bounded_text {
@@ -151,10 +198,15 @@ macro_rules! bounded_text {
             }
         }
 
+        /// How a recorded event's text is read back: by the rules it was written under
+        /// (not blank once trimmed, bounded, no control characters), so that an event
+        /// accepted before [`parse`](Self::parse) grew stricter still loads. New input goes
+        /// through `parse`.
         impl TryFrom<String> for $name {
             type Error = Violation;
             fn try_from(text: String) -> Result<Self, Self::Error> {
-                Self::parse(text)
+                check_recorded_text(&text, Self::MAX_CHARS)?;
+                Ok(Self(text))
             }
         }
 
@@ -605,6 +657,39 @@ mod tests {
         );
         // The bound counts characters, not bytes.
         assert!(Reason::parse("é".repeat(Reason::MAX_CHARS)).is_ok());
+        // Text of nothing visible is blank; Unicode's own line breaks are line breaks.
+        for blank in [
+            "\u{200B}",
+            "\u{FEFF} \u{2060}",
+            "\u{200D}\u{200C}",
+            "\u{3164}\u{00AD}",
+        ] {
+            assert_eq!(Reason::parse(blank), Err(Violation::Empty), "{blank:?}");
+        }
+        for broken in ["line\u{2028}break", "para\u{2029}graph"] {
+            assert_eq!(Reason::parse(broken), Err(Violation::ControlCharacter));
+        }
+        // An event recorded under the earlier rule still loads.
+        let recorded: Result<Reason, _> = serde_json::from_str(r#""line\u2028break""#);
+        assert_eq!(
+            recorded.ok().map(|r| r.as_str().to_owned()),
+            Some("line\u{2028}break".to_owned())
+        );
+        let recorded: Result<Reason, _> = serde_json::from_str(r#""\u200b""#);
+        assert!(recorded.is_ok());
+        let blank: Result<Reason, _> = serde_json::from_str("\"  \"");
+        assert!(blank.is_err());
+        // Invisible characters inside visible text are legitimate and kept.
+        for kept in [
+            "\u{1F469}\u{200D}\u{1F467}", // an emoji sequence joined by ZWJ
+            "\u{0645}\u{06CC}\u{200C}\u{0634}\u{0648}\u{062F}", // Persian, ZWNJ
+            "Shop \u{200F}\u{0627}\u{0644}\u{0628}\u{064A}\u{062A}", // an RLM in mixed text
+        ] {
+            assert_eq!(
+                Reason::parse(kept).map(|r| r.as_str().to_owned()),
+                Ok(kept.to_owned())
+            );
+        }
     }
 
     #[test]
