@@ -5,7 +5,7 @@
 //!    \            \                    \                 \
 //!     `------------`--------------------`-----------------`--> CancellationPending -> Cancelled
 //! Placed -> Cancelled (nothing to compensate)      InventoryUnavailable / PaymentFailed -> Cancelled
-//! Refunds: Confirmed..Delivered, partial, summing to at most the captured amount.
+//! Refunds: Confirmed..Completed, partial, summing to at most the captured amount.
 //! ```
 
 mod command;
@@ -89,16 +89,19 @@ impl Status {
         Self::ALL.into_iter().find(|s| s.as_str() == label)
     }
 
-    /// Completed and Cancelled orders never change again.
+    /// Completed and Cancelled orders never change status again (a completed order still
+    /// takes refunds of its captured money).
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Cancelled)
     }
 
-    /// States in which captured money may be partially refunded.
+    /// States in which captured money may be partially refunded: every state after
+    /// PaymentAuthorized on the way to completion, Completed included (a return after the
+    /// order was closed). A cancellation refunds through its own compensation.
     fn accepts_refunds(self) -> bool {
         matches!(
             self,
-            Self::Confirmed | Self::Processing | Self::Shipped | Self::Delivered
+            Self::Confirmed | Self::Processing | Self::Shipped | Self::Delivered | Self::Completed
         )
     }
 }

@@ -150,7 +150,8 @@ fn scenarios() -> Vec<Scenario> {
             name: "completed",
             history: [delivered, vec![OrderCommand::CompleteOrder]].concat(),
             status: Some(Status::Completed),
-            outcomes: vec![(K::PlaceOrder, AlreadyExists)],
+            // DESIGN: refunds in any state after PaymentAuthorized (a return after completion).
+            outcomes: vec![(K::PlaceOrder, AlreadyExists), (K::RefundPayment, refund)],
         },
         Scenario {
             name: "cancellation pending, owes inventory",
@@ -438,6 +439,38 @@ fn partial_refunds_add_up_to_at_most_the_captured_amount() {
             refundable: Money::zero(eur(1).currency()),
             requested: eur(1),
         }))
+    );
+}
+
+#[test]
+fn a_completed_order_takes_refunds_up_to_the_captured_amount_and_stays_completed() {
+    let completed = history(&[
+        cmd_place(),
+        cmd_reserve(),
+        cmd_authorize(),
+        OrderCommand::ConfirmOrder,
+        OrderCommand::StartFulfillment,
+        cmd_ship(),
+        OrderCommand::DeliverOrder,
+        OrderCommand::CompleteOrder,
+    ]);
+    let mut state = Order::fold(&completed);
+    for amount in [1000, TOTAL - 1000] {
+        for event in state.decide(&cmd_refund(amount)).unwrap() {
+            state.evolve(&event);
+        }
+        assert_eq!(state.status(), Some(Status::Completed));
+    }
+    assert_eq!(state.details().unwrap().refunded(), eur(TOTAL));
+    assert!(matches!(
+        state.decide(&cmd_refund(1)),
+        Err(OrderError::Rule(
+            RuleViolation::RefundExceedsCaptured { .. }
+        ))
+    ));
+    assert!(
+        state.decide(&cmd_cancel()).is_err(),
+        "nothing else changes it"
     );
 }
 
