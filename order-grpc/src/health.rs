@@ -4,30 +4,56 @@
 //! when the server begins to shut down (a known service's with NOT_SERVING last), so that an
 //! idle watcher never holds the drain of in-flight calls until its grace period is over. `Check` is tonic-health's (an unknown
 //! service is NOT_FOUND there, as the protocol says).
+//!
+//! Health needs no token and is outside the concurrency limit (a probe must get through a
+//! busy server), so the `Watch` streams open at once are capped instead
+//! ([`MAX_WATCHERS`]): past it, RESOURCE_EXHAUSTED, and an anonymous caller cannot hold an
+//! unbounded number of streams open.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use futures::{Stream, StreamExt};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tonic::{Code, Request, Response, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_server::Health as HealthApi;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::server::HealthService;
 
+/// How many `Watch` streams may be open at once (a load balancer or orchestrator holds one or
+/// two per instance).
+pub const MAX_WATCHERS: usize = 256;
+
 /// The health service order-grpc serves.
 #[derive(Debug)]
 pub struct Health {
     inner: HealthService,
     shutdown: watch::Receiver<bool>,
+    watchers: Arc<Semaphore>,
+    max_watchers: usize,
 }
 
 impl Health {
-    /// Around `inner`; every `Watch` stream ends once `shutdown` holds `true`.
+    /// Around `inner`; every `Watch` stream ends once `shutdown` holds `true`; at most
+    /// [`MAX_WATCHERS`] at once.
     pub fn new(inner: HealthService, shutdown: watch::Receiver<bool>) -> Self {
-        Self { inner, shutdown }
+        Self::with_max_watchers(inner, shutdown, MAX_WATCHERS)
+    }
+
+    /// The same, with another cap on open `Watch` streams.
+    pub fn with_max_watchers(
+        inner: HealthService,
+        shutdown: watch::Receiver<bool>,
+        max_watchers: usize,
+    ) -> Self {
+        Self {
+            inner,
+            shutdown,
+            watchers: Arc::new(Semaphore::new(max_watchers)),
+            max_watchers,
+        }
     }
 }
 
@@ -48,6 +74,14 @@ impl HealthApi for Health {
         &self,
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let Ok(watcher) = self.watchers.clone().try_acquire_owned() else {
+            metrics::counter!("order_grpc_requests_shed_total").increment(1);
+            return Err(Status::resource_exhausted(format!(
+                "{} health Watch streams are open, the most this server holds; use Check, or \
+                 retry with backoff",
+                self.max_watchers
+            )));
+        };
         let mut shutdown = self.shutdown.clone();
         let stopping = async move {
             // Ends when shutdown begins, or when the sender is gone (the server is).
@@ -87,6 +121,40 @@ impl HealthApi for Health {
             }
             Err(status) => return Err(status),
         };
+        // The permit lives as long as the stream.
+        let stream: WatchStream = Box::pin(stream.inspect(move |_| {
+            let _ = &watcher;
+        }));
         Ok(Response::new(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn watch_streams_are_capped_and_a_closed_one_frees_its_place() {
+        let reporter = tonic_health::server::HealthReporter::new();
+        let inner = HealthService::from_health_reporter(reporter);
+        let (_stop, shutdown) = watch::channel(false);
+        let health = Health::with_max_watchers(inner, shutdown, 2);
+        let watch = || {
+            health.watch(Request::new(HealthCheckRequest {
+                service: String::new(),
+            }))
+        };
+        let first = watch().await.unwrap();
+        let second = watch().await.unwrap();
+        let Err(refused) = watch().await else {
+            panic!("a third watcher got a stream");
+        };
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        drop(first);
+        let third = watch().await.unwrap();
+        assert!(watch().await.is_err());
+        drop((second, third));
+        assert!(watch().await.is_ok());
     }
 }
