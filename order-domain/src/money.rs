@@ -154,6 +154,7 @@ const CURRENCIES: &[(&str, u8)] = &[
     ("USD", 2),
     ("UYU", 2),
     ("UZS", 2),
+    ("VED", 2),
     ("VES", 2),
     ("VND", 0),
     ("VUV", 0),
@@ -390,6 +391,10 @@ mod tests {
         assert_eq!(Currency::parse("XXX"), Err(Violation::UnknownCurrency));
         assert_eq!(Currency::parse(""), Err(Violation::UnknownCurrency));
         assert_eq!(Currency::parse("EURO"), Err(Violation::UnknownCurrency));
+        // Both Venezuelan codes are active (VED since 2021, beside VES).
+        for code in ["VED", "VES", "XCG", "ZWG", "SLE"] {
+            assert_eq!(Currency::parse(code).map(Currency::code), Ok(code));
+        }
     }
 
     #[test]
