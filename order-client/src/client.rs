@@ -52,6 +52,9 @@ impl std::error::Error for TransportError {
 
 /// The default deadline of one attempt of a call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// With a [`RetryPolicy::total_timeout`], no retry is started with less time than this left.
+const MIN_ATTEMPT: Duration = Duration::from_millis(10);
+
 /// The default time allowed to open a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -472,11 +475,17 @@ impl Client {
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let correlation_id = self.correlation_id();
+        let ends = self
+            .retry
+            .total()
+            .and_then(|total| tokio::time::Instant::now().checked_add(total));
+        let left = || ends.map(|ends| ends.saturating_duration_since(tokio::time::Instant::now()));
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let request = self.request(message.clone(), &correlation_id, Some(self.timeout));
-            match self.within_deadline(rpc(request)).await {
+            let deadline = left().map_or(self.timeout, |left| left.min(self.timeout));
+            let request = self.request(message.clone(), &correlation_id, Some(deadline));
+            match self.within_deadline(deadline, rpc(request)).await {
                 Ok(response) => {
                     return Ok(Answered {
                         message: response.into_inner(),
@@ -484,7 +493,14 @@ impl Client {
                         correlation_id,
                     });
                 }
-                Err(status) if attempt < self.retry.attempts() && retryable(&status, kind) => {
+                Err(status)
+                    if attempt < self.retry.attempts()
+                        && retryable(&status, kind)
+                        // Time for the wait and a useful attempt after it.
+                        && left().is_none_or(|left| {
+                            left > self.retry.backoff(attempt) + MIN_ATTEMPT
+                        }) =>
+                {
                     let wait = self.retry.backoff(attempt);
                     tracing::debug!(
                         code = ?status.code(),
@@ -520,7 +536,10 @@ impl Client {
             Some(self.timeout),
         );
         let mut health = HealthClient::new(self.shared.transport.clone());
-        match self.within_deadline(health.check(request)).await {
+        match self
+            .within_deadline(self.timeout, health.check(request))
+            .await
+        {
             Ok(response) => Ok(match response.get_ref().status() {
                 ServingStatus::Serving => Health::Serving,
                 ServingStatus::NotServing => Health::NotServing,
@@ -541,15 +560,15 @@ impl Client {
     /// the service would say, not the CANCELLED ("Timeout expired") tonic makes of it.
     async fn within_deadline<R>(
         &self,
+        deadline: Duration,
         attempt: impl Future<Output = Result<Response<R>, Status>>,
     ) -> Result<Response<R>, Status> {
         let expired = || {
             Status::deadline_exceeded(format!(
-                "the client's deadline of {:?} passed before an answer came",
-                self.timeout
+                "the client's deadline of {deadline:?} passed before an answer came"
             ))
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        match tokio::time::timeout(deadline, attempt).await {
             Ok(Err(status)) if timed_out(&status) => Err(expired()),
             Ok(answer) => answer,
             Err(_) => Err(expired()),

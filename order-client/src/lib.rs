@@ -6,7 +6,8 @@
 //!   when the builder is made, so every retry of it is the same command to the service.
 //! - **Retries** ([`RetryPolicy`]): UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, a
 //!   dropped connection, and ABORTED unless the command pins `expected_version`, with
-//!   bounded exponential backoff and jitter; a deadline on every attempt.
+//!   bounded exponential backoff and jitter; a deadline on every attempt, and optionally one
+//!   on the whole call ([`RetryPolicy::total_timeout`]).
 //! - **Read-your-writes**: a [`CommandAnswer`] carries the global position of what the command
 //!   wrote; [`Client::get_order_after`] waits until the read model has it.
 //! - **Queries** ([`Query`]): GetOrder, ListOrders, GetOrderEvents.

@@ -23,20 +23,26 @@ use tonic::{Code, Status};
 /// assert_eq!(patient.attempts(), 8);
 /// assert_eq!(RetryPolicy::none().attempts(), 1);
 /// ```
+///
+/// Each attempt has the client's deadline ([`ClientBuilder::timeout`](crate::ClientBuilder::timeout)),
+/// so a call may take up to `max_attempts` deadlines plus the waits; [`total_timeout`](Self::total_timeout)
+/// bounds the whole call instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_attempts: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
+    total_timeout: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
-    /// 4 attempts, waits from 50 ms doubling up to 2 s.
+    /// 4 attempts, waits from 50 ms doubling up to 2 s, no bound on the call as a whole.
     fn default() -> Self {
         Self {
             max_attempts: 4,
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
+            total_timeout: None,
         }
     }
 }
@@ -67,6 +73,19 @@ impl RetryPolicy {
     pub fn max_backoff(mut self, wait: Duration) -> Self {
         self.max_backoff = wait;
         self
+    }
+
+    /// Bound the whole call, attempts and waits together: no attempt starts (and no wait
+    /// begins) that would end past it, and the last attempt's deadline is cut to what is
+    /// left. A call out of time fails with its last attempt's status.
+    pub fn total_timeout(mut self, limit: Duration) -> Self {
+        self.total_timeout = Some(limit);
+        self
+    }
+
+    /// The bound on a whole call, if any.
+    pub fn total(&self) -> Option<Duration> {
+        self.total_timeout
     }
 
     /// The most attempts a call makes.

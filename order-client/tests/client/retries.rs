@@ -320,3 +320,43 @@ async fn a_call_past_the_clients_own_deadline_fails_as_deadline_exceeded() {
     assert_eq!(health.code(), Code::DeadlineExceeded, "{health}");
     held.abort();
 }
+
+#[tokio::test]
+async fn a_total_timeout_bounds_the_call_across_its_retries() {
+    let stack = Stack::start().await;
+    let placed = place(&stack.client()).await.unwrap();
+    // Read-your-writes for a position the log never reaches: each attempt waits its whole
+    // deadline and ends DEADLINE_EXCEEDED, which is retried.
+    let far = u64::MAX / 2;
+    let per_attempt = |retry: order_client::RetryPolicy| {
+        Client::builder()
+            .endpoint(stack.url())
+            .timeout(Duration::from_millis(300))
+            .retry(retry)
+            .build()
+            .unwrap()
+    };
+
+    let unbounded = per_attempt(quick_retries(6));
+    let error = unbounded
+        .get_order(placed.order_id)
+        .min_position(far)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::DeadlineExceeded, "{error}");
+    assert_eq!(
+        error.attempts(),
+        6,
+        "every attempt is spent without a bound"
+    );
+
+    // 1 s in all: at most four 300 ms attempts fit (fewer on a slow machine), never six.
+    let bounded = per_attempt(quick_retries(6).total_timeout(Duration::from_secs(1)));
+    let error = bounded
+        .get_order(placed.order_id)
+        .min_position(far)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::DeadlineExceeded, "{error}");
+    assert!((1..=4).contains(&error.attempts()), "{error}");
+}
