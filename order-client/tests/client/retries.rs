@@ -107,10 +107,7 @@ async fn a_command_held_past_its_deadline_is_retried_under_its_id_and_applied_on
         .unwrap();
 
     // Every command blocks on this lock until it is released.
-    let lock = stack.db.connect().await;
-    lock.batch_execute("BEGIN; LOCK TABLE orders.commands IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let lock = stack.hold_commands().await;
     let confirm_after = client.reserve_inventory(placed.order_id, "res-1");
     let command_id = confirm_after.request().command_id.clone();
     let sent = tokio::spawn(async move { confirm_after.send().await });
@@ -202,10 +199,7 @@ async fn a_command_whose_connection_breaks_mid_call_is_retried_under_its_id_and_
         .unwrap();
 
     // The command waits on the lock while its connection is cut under it.
-    let lock = stack.db.connect().await;
-    lock.batch_execute("BEGIN; LOCK TABLE orders.commands IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let lock = stack.hold_commands().await;
     let reserve = client.reserve_inventory(placed.order_id, "res-1");
     let command_id = reserve.request().command_id.clone();
     let sent = tokio::spawn(async move { reserve.send().await });
@@ -279,10 +273,7 @@ async fn a_call_past_the_clients_own_deadline_fails_as_deadline_exceeded() {
         .unwrap();
 
     // The service holds the command on the lock; the client's timer fires first or with it.
-    let lock = stack.db.connect().await;
-    lock.batch_execute("BEGIN; LOCK TABLE orders.commands IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let lock = stack.hold_commands().await;
     let error = client
         .reserve_inventory(placed.order_id, "res-1")
         .await

@@ -156,6 +156,16 @@ impl Stack {
     }
 
     /// Stop the server (gracefully).
+    /// A connection holding `orders.commands` locked: every command blocks until
+    /// `ROLLBACK` is sent on it.
+    pub async fn hold_commands(&self) -> tokio_postgres::Client {
+        let lock = self.db.connect().await;
+        lock.batch_execute("BEGIN; LOCK TABLE orders.commands IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        lock
+    }
+
     pub async fn stop_server(&mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await;
