@@ -214,7 +214,8 @@ fn parse_base(base: &str, setting: &str) -> Result<Url, String> {
         .or_else(|| lower.strip_prefix("http://"));
     if !authority.is_some_and(|a| !a.is_empty() && !a.starts_with('/')) {
         return Err(format!(
-            "{setting} must start with http:// or https:// and a host, got {base:?}"
+            "{setting} must start with http:// or https:// and a host, got {:?}",
+            redacted(base)
         ));
     }
     if base
@@ -222,18 +223,22 @@ fn parse_base(base: &str, setting: &str) -> Result<Url, String> {
         .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
     {
         return Err(format!(
-            "{setting} must not hold spaces, control characters or backslashes, got {base:?}"
+            "{setting} must not hold spaces, control characters or backslashes, got {:?}",
+            redacted(base)
         ));
     }
-    let url = Url::parse(base).map_err(|e| format!("{setting} {base:?} is not a URL: {e}"))?;
+    let url = Url::parse(base)
+        .map_err(|e| format!("{setting} {:?} is not a URL: {e}", redacted(base)))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!(
-            "{setting} must be an http:// or https:// URL with a host, got {base:?}"
+            "{setting} must be an http:// or https:// URL with a host, got {:?}",
+            redacted(base)
         ));
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return Err(format!(
-            "{setting} must not carry a query, a fragment or credentials, got {base:?}"
+            "{setting} must not carry a query, a fragment or credentials, got {:?}",
+            redacted(base)
         ));
     }
     Ok(url)
@@ -1045,6 +1050,26 @@ impl HttpProviders {
     }
 }
 
+/// `base` as an error may show it: any `user:password@` before the host is replaced by
+/// `***@` (a credential must never reach a log), and a query by `?***`.
+fn redacted(base: &str) -> String {
+    let (scheme, rest) = match base.find("://") {
+        Some(at) => base.split_at(at + 3),
+        None => ("", base),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_owned(),
+    };
+    let path = match path.find('?') {
+        Some(at) => format!("{}?***", &path[..at]),
+        None => path.to_owned(),
+    };
+    format!("{scheme}{authority}{path}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1286,5 +1311,26 @@ mod tests {
             url.as_str(),
             "http://127.0.0.1:1/payments/v1/payments/p%2F1%20%3F/capture"
         );
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_provider_url_is_never_echoed_with_its_credentials() {
+        for bad in [
+            "https://svc:s3cr3t-pa55@payments.internal/v1",
+            "https://svc:s3cr3t-pa55@payments.internal/v1?token=s3cr3t-pa55",
+            "ftp://svc:s3cr3t-pa55@payments.internal",
+            "https://svc:s3cr3t-pa55@payments.internal/a b",
+        ] {
+            let Err(error) = parse_base(bad, "ORDER_PAYMENTS_URL") else {
+                panic!("{bad} was accepted");
+            };
+            assert!(!error.contains("s3cr3t"), "{bad}: {error}");
+            assert!(error.contains("payments.internal"), "{bad}: {error}");
+        }
     }
 }
