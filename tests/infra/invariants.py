@@ -290,7 +290,19 @@ def check_database(tree: Tree) -> list[str]:
         b = db.body
         if b.get("publicly_accessible") is not False:
             problems.append(f"{rel}: RDS {db.name} may be publicly accessible")
-        if b.get("storage_encrypted") is not True or not b.get("kms_key_id"):
+        if b.get("storage_encrypted") is not True:
+            problems.append(f"{rel}: RDS {db.name} storage not encrypted")
+        # The key is chosen where RDS takes one: a new primary names the environment's key; a
+        # restored one keeps its backups' key (RestoreDBInstanceToPointInTime has no KmsKeyId) and
+        # a replica its primary's, so naming a key there replaces the instance on the next plan.
+        key = b.get("kms_key_id")
+        if "replicate_source_db" in b:
+            if key is not None:
+                problems.append(f"{rel}: RDS replica {db.name} names a KMS key (a replica in its primary's region takes the primary's)")
+        elif "restore_to_point_in_time" in db.text():
+            if "var.restore == null" not in str(key) or "var.kms_key_arn" not in str(key) or "null}" not in str(key):
+                problems.append(f"{rel}: RDS {db.name} names a KMS key when restored (the backups' key stays; the next plan would replace it)")
+        elif not key:
             problems.append(f"{rel}: RDS {db.name} storage not encrypted with the KMS key")
         if b.get("deletion_protection") != "${var.deletion_protection}":
             problems.append(f"{rel}: RDS {db.name} deletion protection not driven by var.deletion_protection")

@@ -41,7 +41,10 @@ resource "aws_db_instance" "this" {
   max_allocated_storage = var.max_allocated_storage_gb
   storage_type          = "gp3"
   storage_encrypted     = true
-  kms_key_id            = var.kms_key_arn
+  # A restore keeps the key of the backups it reads (RestoreDBInstanceToPointInTime takes no
+  # KmsKeyId; a standby's are encrypted with the DR copy key): naming another key here would make
+  # the next plan replace the restored instance.
+  kms_key_id = var.restore == null ? var.kms_key_arn : null
 
   db_subnet_group_name   = aws_db_subnet_group.this.name
   vpc_security_group_ids = [aws_security_group.db.id]

@@ -21,8 +21,9 @@ resource "aws_db_instance" "replica" {
 
   storage_type          = "gp3"
   max_allocated_storage = var.max_allocated_storage_gb
-  storage_encrypted     = true
-  kms_key_id            = var.kms_key_arn
+  # A replica in the primary's region is always encrypted with the primary's key (no kms_key_id:
+  # a restored primary's key is its backups', and naming another would replace the replica).
+  storage_encrypted = true
 
   vpc_security_group_ids = [aws_security_group.db.id]
   publicly_accessible    = false
