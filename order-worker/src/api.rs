@@ -127,6 +127,21 @@ impl OrderApi {
         }
     }
 
+    /// Whether order-grpc accepts the worker's token for reading the log (health checks need
+    /// no token, so a serving order-grpc may still refuse every call the worker makes): the
+    /// history of the nil order, which no order has; any answer past the token check passes.
+    pub async fn check_access(&self) -> Result<(), String> {
+        let client = self.client.with_timeout(Duration::from_secs(3));
+        let read = client.get_order_events(Uuid::nil());
+        match tokio::time::timeout(Duration::from_secs(3), read).await {
+            Ok(Err(error)) if crate::classify::is_deployment_fault(error.code()) => Err(format!(
+                "order-grpc refuses the worker's calls (check --grpc-auth-token and its scopes): {error}"
+            )),
+            Ok(_) => Ok(()),
+            Err(_) => Err("order-grpc: reading a log gave no answer within 3 s".to_owned()),
+        }
+    }
+
     /// Whether order-grpc reports its command service as serving.
     pub async fn check_health(&self) -> Result<(), String> {
         let client = self.client.with_timeout(Duration::from_secs(3));

@@ -3,7 +3,7 @@
 //! | code | class | why |
 //! |---|---|---|
 //! | UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, CANCELLED, UNKNOWN, INTERNAL, DATA_LOSS | transient | the service, its database or the network is in trouble; the message is fine |
-//! | UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED | transient | a deployment problem (token, version skew), not the message's fault: it must not be dead-lettered for it |
+//! | UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED | transient, an outage | a deployment problem (token, scope, version skew), not the message's fault: like a provider's outage it does not use up the message's receives ([`is_deployment_fault`]), and readiness checks the token, so that the worker stops receiving while order-grpc refuses it |
 //! | INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE | permanent | the same request can never succeed |
 //! | FAILED_PRECONDITION, ABORTED | depends on the order | read the log: see [`resolve`] |
 //!
@@ -39,6 +39,18 @@ pub fn classify(code: Code) -> Class {
         }
         Code::FailedPrecondition | Code::Aborted => Class::DependsOnState,
     }
+}
+
+/// Whether a failure is the deployment's, not the message's nor the order's: order-grpc does
+/// not accept the worker's token (UNAUTHENTICATED), the token lacks a scope the call needs
+/// (PERMISSION_DENIED), or the two are of versions that do not know each other's method
+/// (UNIMPLEMENTED). Like a provider's outage, it must not use up the message's receives: every
+/// message would fail the same way until an operator fixes the deployment.
+pub fn is_deployment_fault(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented
+    )
 }
 
 /// What to do about a failed command.
@@ -101,6 +113,28 @@ mod tests {
         ];
         for (code, class) in table {
             assert_eq!(classify(code), class, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn only_refusals_of_the_caller_itself_are_deployment_faults() {
+        for code in [
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Unimplemented,
+        ] {
+            assert!(is_deployment_fault(code), "{code:?}");
+            assert_eq!(classify(code), Class::Transient, "{code:?}");
+        }
+        for code in [
+            Code::Unavailable,
+            Code::Internal,
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::FailedPrecondition,
+            Code::Aborted,
+        ] {
+            assert!(!is_deployment_fault(code), "{code:?}");
         }
     }
 

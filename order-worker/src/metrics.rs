@@ -11,7 +11,7 @@
 //! | `order_worker_step_duration_seconds` | `step` | provider call plus command, per saga step |
 //! | `order_worker_messages_in_flight` | | messages received and not yet finished |
 //! | `order_worker_concurrency` | | messages it works on at once, at most (set or from the memory limit) |
-//! | `order_worker_sent_again_total` | | messages sent again as new ones at their last receive (a provider outage, or deferred behind one) |
+//! | `order_worker_sent_again_total` | | messages sent again as new ones at their last receive (a provider outage or order-grpc refusing the worker itself, or deferred behind one) |
 //! | `order_worker_sqs_errors_total` | `operation` | failed SQS calls (receive, delete, visibility, dlq, send_again) |
 
 use std::time::Duration;

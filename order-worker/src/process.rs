@@ -90,8 +90,9 @@ pub enum Outcome {
         reason: String,
         /// The earliest useful retry, if known.
         after: Option<Duration>,
-        /// A provider's circuit is open (an outage): the message is not at fault, so it must
-        /// not use up its receives for it.
+        /// A provider's circuit is open, or order-grpc refuses the worker itself (its token,
+        /// its scopes: an outage): the message is not at fault, so it must not use up its
+        /// receives for it.
         outage: bool,
     },
     /// Nothing failed, but the step cannot finish yet (a parcel in transit): ask again after
@@ -117,6 +118,16 @@ impl Outcome {
             reason: reason.into(),
             after: None,
             outage: false,
+        }
+    }
+
+    /// A call to order-grpc failed transiently: retry; a deployment fault (the token or its
+    /// scopes, version skew) is an outage, so the message is never dead-lettered for it.
+    fn api_retry(reason: impl Into<String>, code: tonic::Code) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+            after: None,
+            outage: crate::classify::is_deployment_fault(code),
         }
     }
 
@@ -268,7 +279,10 @@ impl Processor {
                     code_name(&status),
                     format!("GetOrderEvents: {}", describe(&status)),
                 ),
-                _ => Outcome::retry(format!("GetOrderEvents: {}", describe(&status))),
+                _ => Outcome::api_retry(
+                    format!("GetOrderEvents: {}", describe(&status)),
+                    status.code(),
+                ),
             }),
         }
     }
@@ -338,7 +352,9 @@ impl Processor {
                     }
                 };
                 match verdict {
-                    Verdict::Retry => return StepEnd::Failed(Outcome::retry(what)),
+                    Verdict::Retry => {
+                        return StepEnd::Failed(Outcome::api_retry(what, status.code()));
+                    }
                     Verdict::DeadLetter => {
                         return StepEnd::Failed(Outcome::dead(code_name(&status), what));
                     }

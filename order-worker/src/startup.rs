@@ -241,8 +241,9 @@ impl App {
     }
 }
 
-/// Ready while order-grpc reports SERVING and both queues answer: the orders queue, and the
-/// dead-letter queue (a wrong one would show only at the first message that must go there).
+/// Ready while order-grpc reports SERVING and accepts the worker's token, and both queues
+/// answer: the orders queue, and the dead-letter queue (a wrong one would show only at the
+/// first message that must go there).
 async fn watch_readiness(
     api: OrderApi,
     sqs: aws_sdk_sqs::Client,
@@ -252,7 +253,10 @@ async fn watch_readiness(
 ) {
     loop {
         let mut state = match api.check_health().await {
-            Ok(()) => Readiness::Ready,
+            Ok(()) => match api.check_access().await {
+                Ok(()) => Readiness::Ready,
+                Err(why) => Readiness::NotReady(why),
+            },
             Err(why) => Readiness::NotReady(why),
         };
         for (queue_url, which) in queue_urls.iter().zip(["queue", "dead-letter queue"]) {

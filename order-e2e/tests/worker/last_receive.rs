@@ -144,3 +144,98 @@ async fn a_failure_that_outlasts_the_receives_is_dead_lettered_by_the_worker_say
     assert_eq!(receives, "2", "dead-lettered at its last receive");
     worker.stop().await;
 }
+
+/// order-grpc refusing the worker itself (a wrong token, a token without the saga's scope) is
+/// the deployment's fault, not the message's: the worker with a wrong token is not ready and
+/// receives nothing; the one whose token may read but not command treats every refusal as an
+/// outage, so its message goes round past its last receive and never reaches the DLQ; once the
+/// right token is in place, the saga completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_grpc_refusing_the_worker_itself_dead_letters_nothing() {
+    let _gauges = CIRCUIT_GAUGES.lock().await;
+    let stack = start(2).await;
+    let (guarded, _guarded_stop) = start_grpc(
+        stack.db.url(),
+        "127.0.0.1:0",
+        &[
+            "--auth-tokens",
+            "worker=worker-token-0123456789,reader=reader-token-0123456789",
+            "--auth-scopes",
+            "worker=orders.read+orders.saga,reader=orders.read",
+        ],
+    )
+    .await;
+    let endpoint = format!("http://{guarded}");
+    let worker_with = |token: &'static str| {
+        let endpoint = endpoint.clone();
+        let stack = &stack;
+        async move {
+            stack
+                .worker(&["--grpc-endpoint", &endpoint, "--grpc-auth-token", token])
+                .await
+        }
+    };
+    let sent_again = |text: &str| metric(text, "order_worker_sent_again_total").unwrap_or(0.0);
+
+    let order = id();
+    stack
+        .commands()
+        .place_order(place(&order, &id(), &["SKU-1"]))
+        .await
+        .unwrap();
+
+    let wrong = worker_with("not-the-worker-token-0123").await;
+    // Several rounds of the readiness check (every 2 s); a worker that received would have
+    // used up the message's two receives by now.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let why = order_runtime::probe::check(
+        &format!("http://{}/readyz", wrong.admin),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        why.contains("503") && why.contains("refuses the worker"),
+        "{why}"
+    );
+    assert_eq!(
+        stack.queue_counts().await,
+        (1, 0),
+        "the message was received"
+    );
+    wrong.stop().await;
+
+    let reader = worker_with("reader-token-0123456789").await;
+    wait_ready(
+        &format!("http://{}/readyz", reader.admin),
+        Duration::from_secs(10),
+    )
+    .await;
+    let before = sent_again(&http_get(reader.admin, "/metrics").await);
+    // Rounds of two receives each, 0.3-1 s apart: well past the last receive.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = sent_again(&http_get(reader.admin, "/metrics").await);
+    assert!(
+        after - before >= 1.0,
+        "the refused message was sent again at its last receive"
+    );
+    let dead = stack.drain_dlq().await;
+    assert!(
+        dead.is_empty(),
+        "a message reached the DLQ: {:?}",
+        dead.iter().map(dlq_kind).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        stack.log(&order).await.status(),
+        Some(pb::OrderStatus::Placed)
+    );
+    reader.stop().await;
+
+    let worker = worker_with("worker-token-0123456789").await;
+    stack
+        .wait_status(&order, pb::OrderStatus::Completed, Duration::from_secs(60))
+        .await;
+    stack.wait_queue_empty(Duration::from_secs(30)).await;
+    assert!(stack.drain_dlq().await.is_empty());
+    worker.stop().await;
+}
