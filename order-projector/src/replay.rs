@@ -272,10 +272,8 @@ pub(crate) async fn rebuild(
     }
     .run()
     .await;
-    if result.is_err()
-        && let Ok(client) = store.pool().get().await
-    {
-        let _ = tables::drop_shadows(&client, &schema.tables).await;
+    if result.is_err() {
+        drop_own_shadows(store, &rebuild_lease, &schema.tables).await;
     }
     let _ = store.release_lease(&rebuild_lease).await;
     result
@@ -470,7 +468,15 @@ impl Rebuild<'_> {
             unwritten = LogDigest::EMPTY;
         }
 
-        // Phase 4: the projection's lease, taken from the live projector; catch up.
+        // Phase 4: the projection's lease, taken from the live projector (not by a rebuild
+        // that has lost its own lease already); catch up.
+        self.renewed_at = Instant::now();
+        if !store
+            .renew_lease(self.rebuild_lease, self.options.lease_ttl)
+            .await?
+        {
+            return Err(ReplayError::LeaseLost("rebuild".into()));
+        }
         let (live, live_checkpoint) = store
             .acquire_lease(&name, &self.options.owner, self.options.lease_ttl, true)
             .await?
@@ -517,8 +523,11 @@ impl Rebuild<'_> {
                 self.renew(Some(&live)).await?;
             }
 
-            // Phase 5: the swap.
+            // Phase 5: the swap, fenced by both leases: a rebuild that lost its rebuild lease
+            // meanwhile (to one that started over in the same shadow tables) swaps nothing.
             let tx = long_transaction(&mut client).await?;
+            verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
+            advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
             tables::swap(&tx, &name, self.schema, previous.as_ref()).await?;
             advance_checkpoint(&tx, &live, live_checkpoint, cursor, 0, None).await?;
             tx.commit().await?;
@@ -549,6 +558,40 @@ impl Rebuild<'_> {
         };
         tracing::info!(projection = %name, version, events = report.events, checkpoint = %report.checkpoint, seconds = report.elapsed.as_secs_f64(), "replay: swapped in");
         Ok((report, live))
+    }
+}
+
+/// Drop the shadow tables of a failed rebuild, if they are still its own: while its rebuild
+/// lease row is locked and still carries its token. A rebuild that lost the lease leaves them
+/// to the one that took it (which may be filling them); the next rebuild drops leftovers.
+async fn drop_own_shadows(store: &EventStore, lease: &Lease, tables: &[crate::projection::Table]) {
+    let dropped = async {
+        let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
+        let tx = client.transaction().await?;
+        let held = tx
+            .query_opt(
+                "SELECT 1 FROM orders.subscriptions
+                 WHERE name = $1 AND owner = $2 AND lease_token = $3 FOR UPDATE",
+                &[&lease.subscription, &lease.owner, &lease.token],
+            )
+            .await?
+            .is_some();
+        if held {
+            tables::drop_shadows(&tx, tables).await?;
+        }
+        tx.commit().await?;
+        Ok::<bool, ReplayError>(held)
+    }
+    .await;
+    match dropped {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            lease = %lease.subscription,
+            "replay: the rebuild lease was taken over; its shadow tables are left to the new holder"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "replay: dropping the shadow tables failed; the next rebuild drops them")
+        }
     }
 }
 

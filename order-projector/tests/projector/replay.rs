@@ -228,3 +228,108 @@ async fn replaying_a_sink_is_refused_and_changes_nothing() {
     assert!(matches!(result, Err(ReplayError::UnknownProjection { .. })));
     assert!(f.store.subscriptions().await.unwrap().is_empty());
 }
+
+/// A rebuild that lost its rebuild lease while it waited (here: for the projection's lease)
+/// to another rebuild must neither swap in the tables that other rebuild is filling nor drop
+/// them: the swap is fenced by the rebuild lease, and so is the cleanup after a failure.
+#[tokio::test]
+async fn a_rebuild_that_lost_its_lease_neither_swaps_in_nor_drops_the_successors_tables() {
+    let f = fixture().await;
+    write_orders(&f.handler, 40, 3).await;
+    project_live(&f).await;
+    let before = read_model(&f.db).await;
+
+    // Hold the projection's subscription row: the rebuild folds, builds its indexes, then
+    // waits at taking the projection's lease.
+    let mut holder = f.db.connect().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute(
+        "SELECT 1 FROM orders.subscriptions WHERE name = 'read_model' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let store = f.store.clone();
+    let stale = tokio::spawn(async move { replay(&store, 1000).await });
+    let client = f.db.connect().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(!stale.is_finished(), "the rebuild ended before waiting");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rebuild never waited for the projection's lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Meanwhile its rebuild lease lapsed and another rebuild took it and started over, in
+    // shadow tables of its own (marked by a comment).
+    let taken = client
+        .execute(
+            "UPDATE orders.subscriptions
+             SET owner = 'successor', lease_token = lease_token + 1,
+                 lease_expires_at = now() + interval '60 seconds',
+                 checkpoint_xid = '0', checkpoint_position = 0
+             WHERE name = $1",
+            &[&order_projector::replay::rebuild_lease_name("read_model")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken, 1);
+    client
+        .batch_execute("COMMENT ON TABLE orders.order_summaries_shadow IS 'successor'")
+        .await
+        .unwrap();
+    hold.commit().await.unwrap();
+
+    let result = tokio::time::timeout(Duration::from_secs(60), stale)
+        .await
+        .expect("the stale rebuild did not end")
+        .unwrap();
+    assert!(result.is_err(), "the stale rebuild swapped: {result:?}");
+    let comment = |table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    "SELECT obj_description(to_regclass($1), 'pg_class')",
+                    &[&table],
+                )
+                .await
+                .unwrap()
+                .get::<_, Option<String>>(0)
+        }
+    };
+    assert_eq!(
+        comment("orders.order_summaries").await,
+        None,
+        "the successor's table was swapped in"
+    );
+    assert_eq!(
+        comment("orders.order_summaries_shadow").await.as_deref(),
+        Some("successor"),
+        "the successor's shadow table was dropped"
+    );
+    assert_eq!(read_model(&f.db).await, before, "the live tables changed");
+    let live = f
+        .store
+        .subscriptions()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "read_model")
+        .unwrap();
+    assert_eq!(live.owner, None, "the projection's lease was given back");
+}
