@@ -587,7 +587,7 @@ impl Subscription {
         self.inner.schema().map_or(&[], |s| &s.tables)
     }
 
-    /// This step writes the checkpoint: nothing is left unwritten after it.
+    /// This step wrote the checkpoint: nothing is left unwritten after it.
     fn written(&self) {
         self.skipped().clear();
     }
@@ -758,7 +758,12 @@ impl Subscription {
         let Some(end) = end else {
             // At the head: a position past pages of other categories is written now (only
             // the one this instance reached with this cursor, never an older one).
-            let unwritten = self.skipped().unwritten.take();
+            // The skip state is cleared only once the write went through: a failed one is
+            // tried again from where the database still has the checkpoint.
+            let unwritten = self.skipped().unwritten;
+            if unwritten.is_some() && unwritten != Some(cursor) {
+                self.skipped().clear();
+            }
             if unwritten == Some(cursor) {
                 checkpoint(
                     store,
@@ -808,31 +813,29 @@ impl Subscription {
             if events.is_empty() {
                 // A page of other categories only: the caller moves past it; the checkpoint
                 // follows at most once a second (a crash re-reads at most that much).
-                let due = {
-                    let mut skipped = self.skipped();
-                    let due = skipped
-                        .written_at
-                        .is_none_or(|at| at.elapsed() >= SKIP_CHECKPOINT_INTERVAL);
-                    if due {
-                        skipped.written_at = Some(Instant::now());
-                        skipped.clear();
-                    } else {
-                        skipped.unwritten = Some(end);
-                        skipped.stored = Some(from);
-                        skipped.read = span.read;
-                    }
-                    due
-                };
+                // The skip state changes only once the write went through: a failed one is
+                // tried again from where the database still has the checkpoint.
+                let due = self
+                    .skipped()
+                    .written_at
+                    .is_none_or(|at| at.elapsed() >= SKIP_CHECKPOINT_INTERVAL);
                 if due {
                     checkpoint(store, lease, span, 0, None).await?;
+                    let mut skipped = self.skipped();
+                    skipped.written_at = Some(Instant::now());
+                    skipped.clear();
+                } else {
+                    let mut skipped = self.skipped();
+                    skipped.unwritten = Some(end);
+                    skipped.stored = Some(from);
+                    skipped.read = span.read;
                 }
             } else if let Some(schema) = self.inner.schema() {
-                self.written();
                 self.inner
                     .apply(store, lease, events, span, &schema.live, false)
                     .await?;
-            } else {
                 self.written();
+            } else {
                 // Nothing leaves for a sink that the database does not hold: pages read
                 // from a server that then failed over are read again from the new one.
                 verify(store, lease, span).await?;
@@ -848,6 +851,7 @@ impl Subscription {
                 };
                 self.inner.deliver(events, shutdown, &report).await?;
                 checkpoint(store, lease, span, count as u64, last_event_at).await?;
+                self.written();
             }
             metrics::counter!("order_projector_events_total", "subscription" => self.name().to_owned())
                 .increment(count as u64);

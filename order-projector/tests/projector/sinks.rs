@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use order_domain::{Order, OrderEvent};
 use order_projector::{Categories, Failure, Page, Sink, StepError, Subscription, Undelivered};
@@ -97,4 +98,102 @@ async fn a_pending_index_outside_the_page_stops_the_subscription_and_the_checkpo
     );
     assert_eq!(sizes.len(), 1, "{sizes:?}");
     assert_eq!(moved, 0, "no event was acknowledged, the checkpoint stays");
+}
+
+/// Reads only a category nobody writes: every page of the log is "of other categories".
+struct Elsewhere;
+
+impl Sink for Elsewhere {
+    type Event = OrderEvent;
+    fn name(&self) -> &str {
+        "elsewhere"
+    }
+    fn categories(&self) -> Categories {
+        Categories::only(["nothing-writes-this"])
+    }
+    fn page_size(&self) -> u32 {
+        2
+    }
+    async fn deliver(&self, _page: &Page<OrderEvent>) -> Result<(), Undelivered> {
+        Ok(())
+    }
+}
+
+/// Pages of other categories move the checkpoint at most once a second; a write of it that
+/// fails (here: a trigger refuses it once) must leave the subscription able to try again from
+/// where the database has it, not report a moved checkpoint that nobody moved.
+#[tokio::test]
+async fn a_failed_checkpoint_write_past_other_categories_is_retried_without_a_moved_checkpoint() {
+    let f = fixture().await;
+    for n in 0..12 {
+        write_order(&f.handler, n).await;
+    }
+    everything_visible(&f.store).await;
+    let subscription = Subscription::sink(Elsewhere);
+    let (lease, mut cursor) = lease(&f.store, "elsewhere", "test").await;
+    let (_stop, shutdown) = watch::channel(false);
+    let step = async |cursor: order_store::Cursor| match subscription
+        .step(&f.store, &lease, cursor, &shutdown)
+        .await
+    {
+        Ok(order_projector::Step::Progressed { cursor, events }) => {
+            assert_eq!(events, 0);
+            Ok(cursor)
+        }
+        Ok(other) => panic!("the log ended early: {other:?}"),
+        Err(error) => Err(error),
+    };
+    // Step until a page is passed without writing the checkpoint (within a second of the last
+    // write): the database then holds an older checkpoint than the cursor.
+    loop {
+        cursor = step(cursor).await.unwrap();
+        if f.store.checkpoint("elsewhere").await.unwrap() != cursor {
+            break;
+        }
+    }
+    let client = f.db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE orders.test_refuse_once (armed bool);
+             INSERT INTO orders.test_refuse_once VALUES (true);
+             CREATE FUNCTION orders.test_refuse_once() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.name = 'elsewhere' AND (SELECT armed FROM orders.test_refuse_once) THEN
+                     RAISE EXCEPTION 'checkpoint write refused by the test';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER test_refuse_once BEFORE UPDATE ON orders.subscriptions
+                 FOR EACH ROW EXECUTE FUNCTION orders.test_refuse_once();",
+        )
+        .await
+        .unwrap();
+    // The next page is due a checkpoint write; it fails.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = step(cursor).await;
+    assert!(refused.is_err(), "the write was not refused: {refused:?}");
+    client
+        .batch_execute("UPDATE orders.test_refuse_once SET armed = false")
+        .await
+        .unwrap();
+    // Tried again from the same cursor: it goes through, and the log is passed to its end.
+    let retried = step(cursor).await;
+    assert!(
+        retried.is_ok(),
+        "the retry after a failed write: {:?}",
+        retried.err()
+    );
+    let head = f.store.head_position().await.unwrap();
+    let mut cursor = retried.unwrap();
+    while cursor.global_position < head {
+        cursor = step(cursor).await.unwrap();
+    }
+    // At the head, the position past the last pages is written: from where the database has
+    // the checkpoint.
+    let idle = subscription.step(&f.store, &lease, cursor, &shutdown).await;
+    assert!(
+        matches!(idle, Ok(order_projector::Step::Idle)),
+        "at the head: {idle:?}"
+    );
+    assert_eq!(f.store.checkpoint("elsewhere").await.unwrap(), cursor);
 }
