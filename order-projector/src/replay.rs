@@ -585,12 +585,14 @@ async fn drop_own_shadows(store: &EventStore, lease: &Lease, tables: &[crate::pr
     .await;
     match dropped {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            lease = %lease.subscription,
-            "replay: the rebuild lease was taken over; its shadow tables are left to the new holder"
-        ),
+        Ok(false) => {
+            tracing::warn!(
+                lease = %lease.subscription,
+                "replay: the rebuild lease was taken over; its shadow tables are left to the new holder"
+            );
+        }
         Err(error) => {
-            tracing::warn!(%error, "replay: dropping the shadow tables failed; the next rebuild drops them")
+            tracing::warn!(%error, "replay: dropping the shadow tables failed; the next rebuild drops them");
         }
     }
 }
