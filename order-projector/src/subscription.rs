@@ -1107,14 +1107,19 @@ pub async fn run(
                     let _ = store
                         .record_subscription_error(&lease, &format!("stopped: {reason}"))
                         .await;
-                    pause(&mut shutdown, STOPPED_RETRY).await;
+                    // The lease is kept while it waits: a standby would stop at the same event.
+                    renewal
+                        .around(&lease, pause(&mut shutdown, STOPPED_RETRY))
+                        .await;
                 }
                 Err(StepError::Transient(reason)) => {
                     failures += 1;
                     metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "transient").increment(1);
                     tracing::warn!(subscription = %name, %reason, failures, "projection failed; backing off");
                     let _ = store.record_subscription_error(&lease, &reason).await;
-                    pause(&mut shutdown, backoff(failures)).await;
+                    renewal
+                        .around(&lease, pause(&mut shutdown, backoff(failures)))
+                        .await;
                 }
             }
         }

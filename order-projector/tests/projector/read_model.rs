@@ -100,7 +100,7 @@ async fn an_undecodable_event_stops_the_subscription_and_is_never_skipped() {
     let (stop, shutdown) = watch::channel(false);
     let settings = RunSettings {
         owner: "runner".into(),
-        lease_ttl: Duration::from_secs(10),
+        lease_ttl: Duration::from_secs(4),
         poll: Duration::from_millis(50),
         standby_poll: Duration::from_millis(50),
         ..RunSettings::default()
@@ -131,6 +131,18 @@ async fn an_undecodable_event_stops_the_subscription_and_is_never_skipped() {
         "events before the bad one are projected"
     );
     assert!(!projected.contains_key(&after), "nothing after it is");
+    // Stopped, it keeps its lease (renewed while it waits to try again, 30 s): a standby
+    // taking over would stop at the same event; the status keeps one owner.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let held: bool = client
+        .query_one(
+            "SELECT owner = 'runner' AND lease_expires_at > now() FROM orders.subscriptions WHERE name = 'read_model'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(held, "the stopped subscription let its lease lapse");
     stop.send(true).unwrap();
     task.await.unwrap();
 }
