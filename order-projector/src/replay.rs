@@ -13,14 +13,17 @@
 //! 3. Build the indexes and statistics (after the load, which is faster than during it).
 //! 4. Take the projection's lease, preempting the live projector (its next checkpoint write
 //!    fails and rolls back), and catch up to the head of the log with `apply`.
-//! 5. In one transaction: lock the live tables, rename them away, rename the shadows into
-//!    place, grant, drop the old tables, set the checkpoint and record the version. Readers
-//!    wait for that lock for milliseconds; they never see an empty or half-built table.
+//! 5. In one transaction, fenced by both leases (a rebuild that lost its rebuild lease to
+//!    another, which started over in the same shadow tables, swaps nothing): lock the live
+//!    tables, rename them away, rename the shadows into place, grant, drop the old tables, set
+//!    the checkpoint and record the version. Readers wait for that lock for milliseconds;
+//!    they never see an empty or half-built table.
 //! 6. Release the leases (a projector rebuilding after a version change keeps the projection's
 //!    lease and goes on projecting).
 //!
-//! A failure (or a kill) anywhere before the swap leaves the live tables as they were; the
-//! next rebuild drops the leftover shadow tables.
+//! A failure (or a kill) anywhere before the swap leaves the live tables as they were; a
+//! failed rebuild drops its shadow tables if it still holds the rebuild lease (else they are
+//! its successor's), and the next rebuild drops any leftovers.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
