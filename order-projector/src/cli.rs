@@ -210,11 +210,14 @@ async fn execute(command: Command) -> i32 {
             if let Some(to) = to
                 && to < from.max(1)
             {
+                let why = if to == 0 {
+                    "--to 0: log positions start at 1".to_owned()
+                } else {
+                    format!("--to {to} is before --from {}", from.max(1))
+                };
                 cli::fail(
                     NAME,
-                    &format!(
-                        "--to {to} is before --from {from}: no event to republish (nothing was sent)"
-                    ),
+                    &format!("{why}: no event to republish (nothing was sent)"),
                 );
             }
             let store = store(NAME, &database, "order-projector-republish");

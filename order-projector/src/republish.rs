@@ -23,7 +23,8 @@ pub enum RepublishError {
     Stopped(String),
 }
 
-/// Re-send every order event with `from <= global_position <= through`. Returns how many.
+/// Re-send every order event with `from <= global_position <= through`, except imported
+/// history (never sent). Returns how many were sent.
 pub async fn republish(
     store: &EventStore,
     sink: &SqsPublisher,
@@ -43,7 +44,8 @@ pub async fn republish(
             .into_iter()
             .filter(|e| categories.contains(&e.category))
             .collect();
-        let count = events.len() as u64;
+        // Imported history is never sent (see `SqsPublisher`): it is not counted either.
+        let count = events.iter().filter(|e| e.imported_from.is_none()).count() as u64;
         let page = Page::decode(events).map_err(|e| RepublishError::Stopped(e.to_string()))?;
         // A one-off task: a destination that keeps failing (a queue that does not exist, a
         // wrong URL) ends it after about half a minute of retries, saying where to resume.

@@ -179,6 +179,25 @@ async fn imported_events_are_not_published_and_the_checkpoint_passes_them() {
     );
     assert_eq!(sent, live, "every live event sent, no imported one");
     assert_eq!(messages.len(), live.len(), "each once");
+
+    // A republish of the whole log sends (and counts) the live events only.
+    let again = sqs::fifo_queue_pair(5).await;
+    let publisher = Publisher::new(sqs::client(), again.queue_url.clone(), 4);
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let head = f.store.head_position().await.unwrap();
+    let resent = order_projector::republish::republish(
+        &f.store,
+        &SqsPublisher::new(publisher),
+        1,
+        head,
+        &shutdown,
+    )
+    .await
+    .unwrap();
+    let messages = drain_queue(&sqs::client(), &again.queue_url).await;
+    let (sent, _) = received_per_order(&messages);
+    assert_eq!(sent.into_iter().collect::<BTreeSet<Uuid>>(), live);
+    assert_eq!(resent as usize, live.len(), "the count is of events sent");
 }
 
 #[tokio::test]
@@ -337,8 +356,8 @@ async fn republish_refuses_a_range_without_events() {
     let pair = sqs::fifo_queue_pair(5).await;
     let head = f.store.head_position().await.unwrap();
     for (from, to, says) in [
-        ("3", Some("2"), "before --from"),
-        ("0", Some("0"), "before --from"),
+        ("3", Some("2"), "--to 2 is before --from 3"),
+        ("0", Some("0"), "--to 0: log positions start at 1"),
         (&*(head + 5).to_string(), None, "beyond the log's head"),
     ] {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_order-projector"));
