@@ -891,11 +891,18 @@ fn receive_count(message: &Message) -> u32 {
         .unwrap_or(1)
 }
 
-/// The receives of the copies this message was sent again as (0 for an original).
+/// The receives of the copies this message was sent again as (0 for an original), and of the
+/// message before the worker dead-lettered it (`dlq_receive_count`, kept when the DLQ is
+/// redriven: SQS counts receives afresh then, but the step's provider call may have been made
+/// by one of those earlier deliveries).
 fn earlier_receives(message: &Message) -> u32 {
-    string_attribute(message, ATTR_WORKER_RECEIVES)
-        .and_then(|count| count.parse().ok())
-        .unwrap_or(0)
+    let count = |name: &str| {
+        string_attribute(message, name)
+            .and_then(|count| count.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    // `dlq_receive_count` already counts the copies' receives (it is the total at the time).
+    count(ATTR_WORKER_RECEIVES).max(count("dlq_receive_count"))
 }
 
 /// The receives of this message and of the copies it was sent again as.
@@ -964,6 +971,35 @@ mod tests {
         assert_eq!(earlier_receives(&Message::builder().build()), 0);
         assert_eq!(total_receives(&with("10")), 13);
         assert_eq!(total_receives(&with(&u32::MAX.to_string())), u32::MAX);
+    }
+
+    #[test]
+    fn a_message_redriven_from_the_dlq_counts_its_receives_before_it_was_dead_lettered() {
+        let attribute = |value: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .unwrap()
+        };
+        // Dead-lettered by the worker at its 5th receive (2 of them as an earlier copy), then
+        // redriven: SQS counts this as its first receive.
+        let redriven = Message::builder()
+            .message_attributes(ATTR_WORKER_RECEIVES, attribute("2"))
+            .message_attributes("dlq_receive_count", attribute("5"))
+            .message_attributes("dlq_kind", attribute("retries_exhausted"))
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "1")
+            .build();
+        assert_eq!(earlier_receives(&redriven), 5);
+        assert_eq!(
+            total_receives(&redriven),
+            6,
+            "a redelivery, not a first delivery"
+        );
+        let original = Message::builder()
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "1")
+            .build();
+        assert_eq!(total_receives(&original), 1);
     }
 
     #[test]
