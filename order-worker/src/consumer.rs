@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
@@ -146,6 +146,17 @@ impl InFlight {
         }
         handles.len()
     }
+}
+
+/// Taken off the 12 hours for the time between a receive's request and SQS's receipt.
+const VISIBILITY_MARGIN_SECONDS: u64 = 60;
+
+/// How much longer a message received `held` ago may stay invisible: SQS refuses a visibility
+/// that ends more than 12 hours after the receipt. Whole seconds, so that [`seconds`] does not
+/// round it up past the limit.
+fn visibility_left(held: Duration) -> Duration {
+    let held = held.as_secs() + u64::from(held.subsec_nanos() > 0);
+    Duration::from_secs(MAX_VISIBILITY_SECONDS.saturating_sub(held + VISIBILITY_MARGIN_SECONDS))
 }
 
 fn seconds(duration: Duration) -> i32 {
@@ -280,7 +291,7 @@ pub struct Consumer {
 #[derive(Debug, Default)]
 struct RedriveLimit {
     known: Option<u32>,
-    asked: Option<std::time::Instant>,
+    asked: Option<Instant>,
 }
 
 /// How long the worker waits before asking again for a redrive policy it could not read.
@@ -350,7 +361,7 @@ impl Consumer {
             Err(_) => None,
         };
         let mut limit = self.redrive.lock().unwrap_or_else(|e| e.into_inner());
-        limit.asked = Some(std::time::Instant::now());
+        limit.asked = Some(Instant::now());
         if let Some(max) = known {
             if limit.known.is_none() {
                 tracing::info!(
@@ -473,6 +484,9 @@ impl Consumer {
                     Err(_) => break,
                 }
             }
+            // SQS counts a message's 12 hours of visibility from its receipt: at the latest,
+            // when the answer to this request was sent.
+            let asked_at = Instant::now();
             let received = tokio::select! {
                 received = self.receive(held.len()) => received,
                 // Anything this receive would have returned reappears after its visibility
@@ -506,7 +520,7 @@ impl Consumer {
                 let group_permits: Vec<_> = held.drain(..take).collect();
                 let consumer = self.clone();
                 tasks.spawn(async move {
-                    consumer.handle_group(group).await;
+                    consumer.handle_group(group, asked_at).await;
                     drop(group_permits);
                 });
             }
@@ -544,7 +558,7 @@ impl Consumer {
     }
 
     /// One order's messages from one receive, in order.
-    async fn handle_group(&self, messages: Vec<Message>) {
+    async fn handle_group(&self, messages: Vec<Message>, received_at: Instant) {
         let mut blocked = false;
         for message in messages {
             if blocked {
@@ -578,13 +592,13 @@ impl Consumer {
                 tracing::debug!(message_id = %id, "deferred behind an earlier message of its order");
                 continue;
             }
-            if self.handle(&message).await == Settled::LeftForRetry {
+            if self.handle(&message, received_at).await == Settled::LeftForRetry {
                 blocked = true;
             }
         }
     }
 
-    async fn handle(&self, message: &Message) -> Settled {
+    async fn handle(&self, message: &Message, received_at: Instant) -> Settled {
         let message_id = message.message_id().unwrap_or_default().to_owned();
         let receive_count = receive_count(message);
         // Receives of this message and of the copies it was sent again as.
@@ -630,9 +644,16 @@ impl Consumer {
                 (outcome, span)
             }
         };
-        self.settle(message, &message_id, receive_count, receives, outcome)
-            .instrument(span)
-            .await
+        self.settle(
+            message,
+            &message_id,
+            receive_count,
+            receives,
+            outcome,
+            received_at,
+        )
+        .instrument(span)
+        .await
     }
 
     /// Delete, dead-letter or back off, and log the one line that says how it ended.
@@ -643,6 +664,7 @@ impl Consumer {
         receive_count: u32,
         receives: u32,
         outcome: Outcome,
+        received_at: Instant,
     ) -> Settled {
         // At its last receive, a message released again would be moved to the DLQ by SQS at
         // its next receive, with no FAILED line and no reason. So: an outage's message is sent
@@ -706,7 +728,7 @@ impl Consumer {
             }
             Outcome::Retry { reason, after, .. } => {
                 let delay = self
-                    .back_off(message, message_id, receive_count, after)
+                    .back_off(message, message_id, receive_count, after, received_at)
                     .await;
                 metrics::message(MessageOutcome::Retry);
                 tracing::warn!(%reason, retry_in = ?delay, "message not done yet, left for retry");
@@ -714,7 +736,7 @@ impl Consumer {
             }
             Outcome::Waiting { reason, recheck_in } => {
                 self.in_flight.remove(message_id).await;
-                self.hide(message, recheck_in).await;
+                self.hide(message, recheck_in, received_at).await;
                 metrics::message(MessageOutcome::Waiting);
                 tracing::info!(%reason, recheck_in = ?recheck_in, "message waits: asking again later");
                 Settled::LeftForRetry
@@ -734,7 +756,7 @@ impl Consumer {
                     Err(error) => {
                         metrics::sqs_error("dlq");
                         let delay = self
-                            .back_off(message, message_id, receive_count, None)
+                            .back_off(message, message_id, receive_count, None, received_at)
                             .await;
                         metrics::message(MessageOutcome::Retry);
                         tracing::warn!(kind, %reason, %error, retry_in = ?delay, "message FAILED and could not be dead-lettered, left for retry");
@@ -769,6 +791,7 @@ impl Consumer {
         message_id: &str,
         receive_count: u32,
         after: Option<Duration>,
+        received_at: Instant,
     ) -> Duration {
         self.in_flight.remove(message_id).await;
         let delay = self
@@ -777,12 +800,14 @@ impl Consumer {
             .delay(receive_count, self.random.unit())
             .max(after.unwrap_or_default())
             .max(Duration::from_secs(1));
-        self.hide(message, delay).await;
-        delay
+        self.hide(message, delay, received_at).await
     }
 
-    /// Make the message visible again after `delay`.
-    async fn hide(&self, message: &Message, delay: Duration) {
+    /// Make the message visible again after `delay`, or at the end of the 12 hours SQS lets a
+    /// message stay invisible from its receipt (a longer request is refused, and the message
+    /// would reappear at once). Returns the delay set.
+    async fn hide(&self, message: &Message, delay: Duration, received_at: Instant) -> Duration {
+        let delay = delay.min(visibility_left(received_at.elapsed()));
         if let Some(handle) = message.receipt_handle() {
             let result = self
                 .sqs
@@ -797,6 +822,7 @@ impl Consumer {
                 tracing::warn!(error = %DisplayErrorContext(error), "setting the retry delay did not work; the message reappears after its visibility timeout");
             }
         }
+        delay
     }
 
     async fn dead_letter(
@@ -971,6 +997,27 @@ mod tests {
         assert_eq!(earlier_receives(&Message::builder().build()), 0);
         assert_eq!(total_receives(&with("10")), 13);
         assert_eq!(total_receives(&with(&u32::MAX.to_string())), u32::MAX);
+    }
+
+    #[test]
+    fn a_retry_delay_never_ends_past_twelve_hours_from_the_receipt() {
+        let twelve_hours = Duration::from_secs(MAX_VISIBILITY_SECONDS);
+        // Just received: 12 hours less the margin.
+        assert_eq!(
+            visibility_left(Duration::ZERO),
+            twelve_hours - Duration::from_secs(VISIBILITY_MARGIN_SECONDS)
+        );
+        // After 20 s of polling a carrier, a 12-hour recheck is shortened by those 20 s.
+        let held = Duration::from_millis(20_400);
+        let left = visibility_left(held);
+        assert!(left + held + Duration::from_secs(VISIBILITY_MARGIN_SECONDS) <= twelve_hours);
+        assert_eq!(
+            i64::from(seconds(left)),
+            left.as_secs() as i64,
+            "not rounded up"
+        );
+        // Held past the limit: visible again at once.
+        assert_eq!(visibility_left(twelve_hours), Duration::ZERO);
     }
 
     #[test]
