@@ -82,15 +82,16 @@ pub struct Receipt {
 /// Messages received and not yet settled, whose visibility the heartbeat keeps extending.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    entries: Mutex<HashMap<String, String>>,
+    /// By message id; each has a receipt handle.
+    entries: Mutex<HashMap<String, Message>>,
 }
 
 impl InFlight {
     async fn add(&self, messages: &[Message]) {
         let mut entries = self.entries.lock().await;
         for message in messages {
-            if let (Some(id), Some(handle)) = (message.message_id(), message.receipt_handle()) {
-                entries.insert(id.to_owned(), handle.to_owned());
+            if let (Some(id), Some(_)) = (message.message_id(), message.receipt_handle()) {
+                entries.insert(id.to_owned(), message.clone());
             }
         }
         metrics::in_flight(entries.len());
@@ -117,7 +118,7 @@ impl InFlight {
         let entries = self.entries.lock().await;
         let handles: Vec<(String, String)> = entries
             .iter()
-            .map(|(id, handle)| (id.clone(), handle.clone()))
+            .filter_map(|(id, message)| Some((id.clone(), message.receipt_handle()?.to_owned())))
             .collect();
         futures::stream::iter(handles.chunks(MAX_BATCH))
             .for_each_concurrent(HEARTBEAT_CALLS, |chunk| async move {
@@ -132,12 +133,20 @@ impl InFlight {
         drop(entries);
     }
 
-    /// Make every message still in flight visible again at once (after abandoning its work).
-    pub async fn release_all(&self, sqs: &Client, queue_url: &str) -> usize {
+    /// Take every message still in flight (its work was abandoned).
+    async fn take_all(&self) -> Vec<Message> {
         let mut entries = self.entries.lock().await;
-        let handles: Vec<(String, String)> = entries.drain().collect();
+        let messages = entries.drain().map(|(_, message)| message).collect();
         metrics::in_flight(0);
-        drop(entries);
+        messages
+    }
+
+    /// Make `messages` visible again at once.
+    async fn release(sqs: &Client, queue_url: &str, messages: &[Message]) -> usize {
+        let handles: Vec<(String, String)> = messages
+            .iter()
+            .filter_map(|m| Some((m.message_id()?.to_owned(), m.receipt_handle()?.to_owned())))
+            .collect();
         for chunk in handles.chunks(MAX_BATCH) {
             if let Err(error) = change_visibility(sqs, queue_url, chunk, 0).await {
                 metrics::sqs_error("visibility");
@@ -380,6 +389,36 @@ impl Consumer {
         self.max_receives()
             .await
             .is_some_and(|max| receive_count >= max)
+    }
+
+    /// After the grace period: the messages still in flight, whose work was abandoned, go back
+    /// to the queue. One at its last receive is sent again as a new message (released, SQS
+    /// would move it to the DLQ at its next receive, for nothing it did wrong); the others are
+    /// made visible again at once. Returns how many were released and how many sent again.
+    pub async fn abandon_in_flight(&self) -> (usize, usize) {
+        let mut release = Vec::new();
+        let mut sent_again = 0;
+        for message in self.in_flight.take_all().await {
+            let id = message.message_id().unwrap_or_default().to_owned();
+            if self.at_last_receive(receive_count(&message)).await {
+                match self
+                    .send_again(&message, &id, total_receives(&message))
+                    .await
+                {
+                    Ok(()) => {
+                        sent_again += 1;
+                        continue;
+                    }
+                    Err(error) => {
+                        metrics::sqs_error("send_again");
+                        tracing::warn!(%error, message_id = %id, "sending an abandoned message at its last receive again did not work; it is released and may reach the DLQ");
+                    }
+                }
+            }
+            release.push(message);
+        }
+        let released = InFlight::release(&self.sqs, &self.settings.queue_url, &release).await;
+        (released, sent_again)
     }
 
     /// Send the message again as a new one (same body, group and attributes, plus the receives

@@ -30,8 +30,9 @@ pub struct App {
     deleter: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     ready_watch: JoinHandle<()>,
-    in_flight: Arc<InFlight>,
-    sqs: aws_sdk_sqs::Client,
+    /// The consumer the `consumer` task runs: what it leaves in flight at the end of the grace
+    /// period goes back to the queue through it.
+    consumer_state: Arc<Consumer>,
     queue_url: String,
     grace: Duration,
 }
@@ -165,10 +166,11 @@ impl App {
             sqs.clone(),
             settings.clone(),
             processor,
-            in_flight.clone(),
+            in_flight,
             deletes,
             random,
         ));
+        let consumer_state = consumer.clone();
         let consumer = tokio::spawn(consumer.run(shutdown.subscribe(), readiness.subscribe()));
         metrics::gauge!("order_worker_concurrency").set(settings.concurrency as f64);
         tracing::info!(
@@ -187,8 +189,7 @@ impl App {
             deleter,
             heartbeat,
             ready_watch,
-            in_flight,
-            sqs,
+            consumer_state,
             queue_url: settings.queue_url,
             grace: args.shutdown_grace(),
         })
@@ -199,7 +200,9 @@ impl App {
     }
 
     /// Run until `signal`; then stop receiving, let in-flight messages finish within the
-    /// grace period, flush the pending deletes, and release whatever did not finish.
+    /// grace period, flush the pending deletes, and put back on the queue whatever did not
+    /// finish (released; one at its last receive sent again as a new message, so that SQS does
+    /// not dead-letter it for the shutdown).
     pub async fn run_until(mut self, signal: impl Future<Output = ()>) {
         signal.await;
         tracing::info!(grace = ?self.grace, "shutting down: no new messages, finishing the ones in flight");
@@ -217,13 +220,16 @@ impl App {
             self.consumer.abort();
             let _ = (&mut self.consumer).await;
         }
-        let released = self.in_flight.release_all(&self.sqs, &self.queue_url).await;
-        if released > 0 {
+        let (released, sent_again) = self.consumer_state.abandon_in_flight().await;
+        if released + sent_again > 0 {
             tracing::info!(
-                messages = released,
-                "released unfinished messages to the queue"
+                released,
+                sent_again,
+                "unfinished messages back on the queue (sent again: those at their last receive)"
             );
         }
+        // It holds one of the deleter's senders.
+        drop(self.consumer_state);
         // The consumer and its tasks held the deleter's senders; it ends once it deleted
         // everything they sent.
         if tokio::time::timeout(Duration::from_secs(5), &mut self.deleter)

@@ -169,3 +169,49 @@ async fn readiness_needs_order_grpc_and_the_queue_and_metrics_are_served() {
     stranded.stop().await;
     worker.stop().await;
 }
+
+/// A message whose work outlasts the shutdown grace period is abandoned; at its last receive
+/// it goes back as a new message (released, SQS would move it to the DLQ at its next receive,
+/// for nothing it did wrong), and the next worker finishes the saga.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_abandoned_at_its_last_receive_goes_back_to_the_queue_not_to_the_dlq() {
+    // One receive per message: every receive is the last.
+    let stack = start(1).await;
+    let slow = stack
+        .worker(&["--sim-latency-ms", "8000", "--shutdown-grace-seconds", "1"])
+        .await;
+    let order = id();
+    stack
+        .commands()
+        .place_order(place(&order, &id(), &["SKU-1"]))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stack.queue_counts().await.1 == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the message was never received"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    slow.stop().await;
+    assert_eq!(
+        stack.queue_counts().await,
+        (1, 0),
+        "the abandoned message is on the queue, visible"
+    );
+    assert_eq!(
+        stack.log(&order).await.status(),
+        Some(pb::OrderStatus::Placed)
+    );
+
+    let worker = stack.worker(&[]).await;
+    stack
+        .wait_status(&order, pb::OrderStatus::Completed, Duration::from_secs(60))
+        .await;
+    assert!(
+        stack.drain_dlq().await.is_empty(),
+        "nothing was dead-lettered"
+    );
+    worker.stop().await;
+}
