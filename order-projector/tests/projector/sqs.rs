@@ -183,21 +183,20 @@ async fn imported_events_are_not_published_and_the_checkpoint_passes_them() {
     // A republish of the whole log sends (and counts) the live events only.
     let again = sqs::fifo_queue_pair(5).await;
     let publisher = Publisher::new(sqs::client(), again.queue_url.clone(), 4);
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let head = f.store.head_position().await.unwrap();
-    let resent = order_projector::republish::republish(
-        &f.store,
-        &SqsPublisher::new(publisher),
-        1,
-        head,
-        &shutdown,
-    )
-    .await
-    .unwrap();
+    let resent = republish_everything(&f.store, publisher).await;
     let messages = drain_queue(&sqs::client(), &again.queue_url).await;
     let (sent, _) = received_per_order(&messages);
     assert_eq!(sent.into_iter().collect::<BTreeSet<Uuid>>(), live);
     assert_eq!(resent as usize, live.len(), "the count is of events sent");
+}
+
+/// `republish --from 1` to the head of the log; how many were sent.
+async fn republish_everything(store: &order_store::EventStore, publisher: Publisher) -> u64 {
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let head = store.head_position().await.unwrap();
+    order_projector::republish::republish(store, &SqsPublisher::new(publisher), 1, head, &shutdown)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -215,17 +214,7 @@ async fn republishing_a_range_reuses_the_deduplication_ids() {
     )
     .await;
 
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let head = f.store.head_position().await.unwrap();
-    let resent = order_projector::republish::republish(
-        &f.store,
-        &SqsPublisher::new(publisher),
-        1,
-        head,
-        &shutdown,
-    )
-    .await
-    .unwrap();
+    let resent = republish_everything(&f.store, publisher).await;
     assert_eq!(resent as usize, published);
     let messages = drain_queue(&sqs::client(), &pair.queue_url).await;
     assert_eq!(
