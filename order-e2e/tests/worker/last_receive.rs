@@ -42,12 +42,7 @@ async fn a_provider_outage_longer_than_the_receives_sends_its_messages_again_not
     let sent_again = |text: &str| metric(text, "order_worker_sent_again_total").unwrap_or(0.0);
     let before = http_get(worker.admin, "/metrics").await;
     let (retries_before, sent_before) = (retried(&before), sent_again(&before));
-    let order = id();
-    stack
-        .commands()
-        .place_order(place(&order, &id(), &["SKU-1"]))
-        .await
-        .unwrap();
+    let order = stack.place_new(&["SKU-1"]).await;
     stack
         .wait_status(
             &order,
@@ -109,12 +104,7 @@ async fn a_failure_that_outlasts_the_receives_is_dead_lettered_by_the_worker_say
     let worker = stack
         .http_worker(&stub, &["--breaker-threshold", "1000"])
         .await;
-    let order = id();
-    stack
-        .commands()
-        .place_order(place(&order, &id(), &["SKU-1"]))
-        .await
-        .unwrap();
+    stack.place_new(&["SKU-1"]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut dead = Vec::new();
     while dead.is_empty() {
@@ -177,23 +167,13 @@ async fn order_grpc_refusing_the_worker_itself_dead_letters_nothing() {
     };
     let sent_again = |text: &str| metric(text, "order_worker_sent_again_total").unwrap_or(0.0);
 
-    let order = id();
-    stack
-        .commands()
-        .place_order(place(&order, &id(), &["SKU-1"]))
-        .await
-        .unwrap();
+    let order = stack.place_new(&["SKU-1"]).await;
 
     let wrong = worker_with("not-the-worker-token-0123").await;
     // Several rounds of the readiness check (every 2 s); a worker that received would have
     // used up the message's two receives by now.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let why = order_runtime::probe::check(
-        &format!("http://{}/readyz", wrong.admin),
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap_err();
+    let why = not_ready(wrong.admin).await;
     assert!(
         why.contains("503") && why.contains("refuses the worker"),
         "{why}"

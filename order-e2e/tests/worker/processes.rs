@@ -20,12 +20,7 @@ async fn a_worker_killed_mid_step_leaves_its_message_to_reappear_and_the_saga_co
             ("ORDER_WORKER_PROVIDER_TIMEOUT_MS", "30000"),
         ],
     );
-    let order = id();
-    stack
-        .commands()
-        .place_order(place(&order, &id(), &["SKU-1"]))
-        .await
-        .unwrap();
+    let order = stack.place_new(&["SKU-1"]).await;
     child.wait_in_flight(Duration::from_secs(30)).await;
 
     child.signal("KILL");
@@ -82,12 +77,7 @@ async fn sigterm_lets_the_message_in_flight_finish_and_receives_no_more() {
         .unwrap();
     assert!(probe.status.success(), "{probe:?}");
 
-    let order = id();
-    stack
-        .commands()
-        .place_order(place(&order, &id(), &["SKU-1"]))
-        .await
-        .unwrap();
+    let order = stack.place_new(&["SKU-1"]).await;
     child.wait_in_flight(Duration::from_secs(30)).await;
     child.signal("TERM");
     let status = child.wait_exit(Duration::from_secs(20)).await;
@@ -154,12 +144,7 @@ async fn readiness_needs_order_grpc_and_the_queue_and_metrics_are_served() {
         ])
         .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let why = order_runtime::probe::check(
-        &format!("http://{}/readyz", stranded.admin),
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap_err();
+    let why = not_ready(stranded.admin).await;
     assert!(why.contains("503") && why.contains("order-grpc"), "{why}");
     let healthz = http_get(stranded.admin, "/healthz").await;
     assert!(
@@ -180,12 +165,7 @@ async fn a_message_abandoned_at_its_last_receive_goes_back_to_the_queue_not_to_t
     let slow = stack
         .worker(&["--sim-latency-ms", "8000", "--shutdown-grace-seconds", "1"])
         .await;
-    let order = id();
-    stack
-        .commands()
-        .place_order(place(&order, &id(), &["SKU-1"]))
-        .await
-        .unwrap();
+    let order = stack.place_new(&["SKU-1"]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while stack.queue_counts().await.1 == 0 {
         assert!(

@@ -13,12 +13,7 @@ use crate::support::*;
 async fn the_same_message_delivered_twice_acts_once() {
     let stack = start(5).await;
     let client = sqs::client();
-    let order = id();
-    stack
-        .commands()
-        .place_order(place(&order, &id(), &["SKU-1"]))
-        .await
-        .unwrap();
+    let order = stack.place_new(&["SKU-1"]).await;
 
     // Take the projector's OrderPlaced message off the queue, put it back, and send two
     // copies with other deduplication ids: one in the order's message group (delivered after

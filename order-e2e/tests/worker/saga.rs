@@ -328,19 +328,9 @@ async fn while_order_grpc_is_unreachable_nothing_is_received_and_the_saga_resume
     let worker = stack
         .worker(&["--grpc-endpoint", &endpoint, "--grpc-timeout-ms", "1000"])
         .await;
-    let order = id();
-    stack
-        .commands()
-        .place_order(place(&order, &id(), &["SKU-1"]))
-        .await
-        .unwrap();
+    let order = stack.place_new(&["SKU-1"]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let not_ready = order_runtime::probe::check(
-        &format!("http://{}/readyz", worker.admin),
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap_err();
+    let not_ready = not_ready(worker.admin).await;
     assert!(not_ready.contains("order-grpc"), "{not_ready}");
     assert_eq!(
         stack.queue_counts().await,

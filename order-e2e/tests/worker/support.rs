@@ -134,6 +134,16 @@ impl Stack {
         self.worker(&args).await
     }
 
+    /// Place a new order of `skus` for a new customer; its id.
+    pub async fn place_new(&self, skus: &[&str]) -> String {
+        let order = id();
+        self.commands()
+            .place_order(place(&order, &id(), skus))
+            .await
+            .unwrap();
+        order
+    }
+
     /// The order's history from the log.
     pub async fn log(&self, order_id: &str) -> OrderLog {
         let events = self
@@ -375,6 +385,14 @@ pub async fn start_grpc(
     }));
     wait_ready(&ready, Duration::from_secs(10)).await;
     (grpc_addr, stop)
+}
+
+/// Why the worker whose admin server is `admin` is not ready: its `/readyz` answer (it must
+/// not be 200).
+pub async fn not_ready(admin: SocketAddr) -> String {
+    order_runtime::probe::check(&format!("http://{admin}/readyz"), Duration::from_secs(2))
+        .await
+        .expect_err("the worker is ready")
 }
 
 /// Wait until `url` answers 200.

@@ -78,12 +78,7 @@ async fn a_reservation_whose_answer_was_lost_is_released_when_the_order_is_cance
             &["--circuit-wait-seconds", "0", "--breaker-threshold", "1000"],
         )
         .await;
-    let order = id();
-    stack
-        .commands()
-        .place_order(place(&order, &id(), &["SKU-1"]))
-        .await
-        .unwrap();
+    let order = stack.place_new(&["SKU-1"]).await;
     until(&stub, Duration::from_secs(30), "the reservation", |e| {
         count(&e.reservations, &order) == 1
     })
@@ -127,12 +122,7 @@ async fn an_authorization_whose_answer_was_lost_is_voided_when_the_order_is_canc
     // The default circuit wait: the message waits in flight for the payment circuit, and the
     // call that finally gets an answer is the one that learns the payment id.
     let worker = stack.http_worker(&stub, &[]).await;
-    let order = id();
-    stack
-        .commands()
-        .place_order(place(&order, &id(), &["SKU-1"]))
-        .await
-        .unwrap();
+    let order = stack.place_new(&["SKU-1"]).await;
     until(&stub, Duration::from_secs(30), "the authorization", |e| {
         count(&e.authorizations, &order) == 1
     })
