@@ -19,8 +19,8 @@
 //! says delivered, the step sends DeliverOrder. While the parcel is in transit the step polls
 //! (every `Retry-After` the carrier sends, else `delivery_poll`) for up to `delivery_wait`,
 //! keeping the message in flight; after that the message is released and comes back after
-//! `delivery_recheck` (or the carrier's longer `Retry-After`; never past 12 hours from the receipt, the most SQS allows): outcome
-//! [`Outcome::Waiting`], no failure. Each such recheck is one SQS receive, so the redrive
+//! `delivery_recheck` (or the carrier's longer `Retry-After`; never past 12 hours from the
+//! receipt, the most SQS allows): outcome [`Outcome::Waiting`], no failure. Each such recheck is one SQS receive, so the redrive
 //! policy bounds the total wait (`maxReceiveCount` x `delivery_recheck`; the defaults: 10 x 6
 //! hours); a parcel still in transit at the last receive is dead-lettered (`delivery_overdue`),
 //! where an operator looks at it.
