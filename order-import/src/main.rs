@@ -1,6 +1,6 @@
 //! `order-import`: move a legacy order system's history into the log.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -159,7 +159,7 @@ fn describe(record: &order_store::ImportRecord) -> String {
     )
 }
 
-fn default_name(input: &std::path::Path) -> String {
+fn default_name(input: &Path) -> String {
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().to_lowercase())
@@ -182,6 +182,26 @@ fn default_name(input: &std::path::Path) -> String {
     }
 }
 
+/// The input file (or a file of the input directory) that `rejects` is, if it is one: every
+/// run rewrites the rejects file, and would empty the export it reads.
+fn rejects_overwrite_input(input: &Path, rejects: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let target = std::fs::metadata(rejects).ok()?;
+    let same = |path: &Path| {
+        std::fs::metadata(path)
+            .is_ok_and(|m| m.is_file() && m.dev() == target.dev() && m.ino() == target.ino())
+    };
+    if input.is_dir() {
+        std::fs::read_dir(input)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .find(|path| same(path))
+    } else {
+        same(input).then(|| input.to_path_buf())
+    }
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let name = args
         .name
@@ -194,6 +214,17 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .max(std::time::Duration::from_secs(120));
     config.pool_size = config.pool_size.max(args.writers as usize + 1);
     let store = EventStore::new(config).context("the database settings")?;
+    let rejects = args
+        .rejects
+        .clone()
+        .unwrap_or_else(|| Options::new(&name).rejects);
+    if let Some(clash) = rejects_overwrite_input(&args.input, &rejects) {
+        anyhow::bail!(
+            "--rejects {} is {}, which the run reads: it would be emptied (choose another rejects file)",
+            rejects.display(),
+            clash.display()
+        );
+    }
     let format = args.format.unwrap_or_else(|| Format::guess(&args.input));
     let input = args.input.clone();
     let id_order = args.id_order;
@@ -211,9 +242,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     options.max_rate = args.max_rate;
     options.id_order = args.id_order;
     options.progress_bar = !args.no_progress;
-    if let Some(rejects) = args.rejects {
-        options.rejects = rejects;
-    }
+    options.rejects = rejects;
     if let Some(rate) = options.max_rate {
         // Small batches keep a low rate smooth (about ten a second).
         options.batch_events = options.batch_events.min((rate as usize / 10).max(1));

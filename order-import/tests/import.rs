@@ -518,6 +518,43 @@ async fn sigterm_stops_after_the_batches_in_flight_and_the_next_run_resumes() {
     assert!(record.finished_at.is_some());
 }
 
+/// `--rejects` naming the export itself (a file of it, for CSV) is refused before anything is
+/// opened for writing: every run rewrites the rejects file, which would empty the export.
+#[tokio::test]
+async fn a_rejects_file_that_is_the_export_is_refused_and_the_export_kept() {
+    let setup = setup().await;
+    let binary = env!("CARGO_BIN_EXE_order-import");
+    for format in [Format::Jsonl, Format::Csv] {
+        let (input, _, _) = export(setup.dir.path(), format, 20, 2, 9);
+        let target = if input.is_dir() {
+            input.join("orders.csv")
+        } else {
+            input.clone()
+        };
+        let before = std::fs::read(&target).unwrap();
+        let output = std::process::Command::new(binary)
+            .args(["run", "--name", "clash", "--no-progress", "--input"])
+            .arg(&input)
+            .arg("--rejects")
+            .arg(&target)
+            .env("DATABASE_URL", setup.db.url())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("it would be emptied"), "{stderr}");
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            before,
+            "the export is intact"
+        );
+        assert!(setup.store.import_status("clash").await.unwrap().is_none());
+        std::fs::remove_dir_all(&input)
+            .or_else(|_| std::fs::remove_file(&input))
+            .unwrap();
+    }
+}
+
 /// Every id derives from the source's name, so a run that continued an import under another
 /// `--source` would append every order again under new ids. It is refused before anything is
 /// written, the progress row unchanged; the recorded source resumes as before.
