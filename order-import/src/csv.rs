@@ -213,10 +213,22 @@ fn check_width(table: &Table, record: &ByteRecord) -> Result<(), String> {
     Ok(())
 }
 
-/// A row of the wrong width whose fields run over several lines: a quote that never closes
-/// (or closes rows later) has swallowed the rows after it, which no reject could report.
+/// A quote that never closes (or closes rows later) has swallowed the rows after it, which no
+/// reject could report: a row of the wrong width whose fields run over several lines, or, when
+/// the quote is in the last column (the width is then right), a field that holds a line
+/// reading as a whole row of the table (as many commas as the header, less one, or more).
 fn runaway_quote(table: &Table, record: &ByteRecord) -> bool {
-    record.len() != table.width && record.iter().any(|field| field.contains(&b'\n'))
+    let multiline = |field: &[u8]| field.contains(&b'\n');
+    if record.len() != table.width {
+        return record.iter().any(multiline);
+    }
+    let separators = table.width.saturating_sub(1).max(1);
+    record.iter().filter(|field| multiline(field)).any(|field| {
+        field
+            .split(|&b| b == b'\n')
+            .skip(1)
+            .any(|line| line.iter().filter(|&&b| b == b',').count() >= separators)
+    })
 }
 
 /// A CSV export directory read as legacy orders.
@@ -506,9 +518,9 @@ fn check_sorted(directory: &Path, id_order: IdOrder) -> io::Result<()> {
         while let Some((line, record)) = table.head.take() {
             if runaway_quote(&table, &record) {
                 return Err(invalid(format!(
-                    "{name}.csv line {line}: a row of {} fields where the header has {}, running \
-                     over several lines: a quote that is not closed? The rows after it cannot \
-                     be read",
+                    "{name}.csv line {line}: a row ({} fields, the header has {}) running over \
+                     several lines that read as rows of their own: a quote that is not closed? \
+                     The rows after it cannot be read",
                     record.len(),
                     table.width
                 )));

@@ -138,6 +138,25 @@ fn an_unclosed_csv_quote_stops_the_import_before_anything_is_read() {
         error.contains("orders.csv line 3") && error.contains("quote"),
         "{error}"
     );
+    // The quote left open in the last column (the row's width stays right): the reason of a
+    // status swallows the rows after it.
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = ["A1", "A2", "A3"].iter().map(|id| order_row(id)).collect();
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &rows.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[
+            "A1,placed,2019-01-01T00:00:00Z,",
+            "A2,placed,2019-01-01T00:00:00Z,\"customer changed their mind",
+            "A3,placed,2019-01-01T00:00:00Z,",
+        ],
+    );
+    let error = records(dir.path(), Format::Csv).unwrap_err().to_string();
+    assert!(
+        error.contains("status_history.csv line 3") && error.contains("quote"),
+        "{error}"
+    );
     // A quoted field over several lines in a row of the right width is an address, not that.
     let dir = tempfile::tempdir().unwrap();
     let multi = "A1,C1,EUR,standard,Ada,\"1 Main St\nBack door\",,Porto,,4000-322,PT";
