@@ -7,6 +7,27 @@ use serde_json::{Value, json};
 
 use crate::args::Print;
 
+/// `println!` that does not panic: a reader that went away (`order-cli follow | head`) ends
+/// the command quietly with exit 0, as the shell's own tools do; any other write error is
+/// one line and exit 1.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        write_line(format_args!($($arg)*))
+    };
+}
+
+fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("order-cli: cannot write the output: {error}");
+        std::process::exit(1);
+    }
+}
+
 /// Where results go: stdout (a table, or JSON); errors to stderr.
 #[derive(Debug)]
 pub struct Output {
@@ -241,7 +262,7 @@ impl Output {
     }
 
     fn print_json(value: &Value) {
-        println!("{value}");
+        say!("{value}");
     }
 
     /// A command's answer.
@@ -260,7 +281,7 @@ impl Output {
             }));
             return;
         }
-        println!(
+        say!(
             "{}",
             pairs(&[
                 ("command", answer.command.to_owned()),
@@ -292,7 +313,7 @@ impl Output {
         if self.json {
             Self::print_json(&Value::String(value));
         } else {
-            println!("{value}");
+            say!("{value}");
         }
     }
 
@@ -302,7 +323,7 @@ impl Output {
             Self::print_json(&order_json(order));
             return;
         }
-        println!(
+        say!(
             "{}",
             pairs(&[
                 ("order", order.order_id.clone()),
@@ -341,7 +362,7 @@ impl Output {
                 ]
             })
             .collect();
-        println!(
+        say!(
             "{}",
             table(
                 &["ORDER", "CUSTOMER", "STATUS", "TOTAL", "VERSION", "UPDATED"],
@@ -349,7 +370,7 @@ impl Output {
             )
         );
         if !next_page_token.is_empty() {
-            println!("more: --page-token {next_page_token}");
+            say!("more: --page-token {next_page_token}");
         }
     }
 
@@ -360,14 +381,14 @@ impl Output {
             return;
         }
         let rows: Vec<Vec<String>> = events.iter().map(event_row).collect();
-        println!("{}", table(&EVENT_HEADERS, &rows));
+        say!("{}", table(&EVENT_HEADERS, &rows));
     }
 
     /// The header of a live tail (tables only).
     pub fn event_header(&self) {
         if !self.json {
             let headers: Vec<String> = EVENT_HEADERS.iter().map(|h| (*h).to_owned()).collect();
-            println!("{}", tail_line(&headers));
+            say!("{}", tail_line(&headers));
         }
     }
 
@@ -376,7 +397,7 @@ impl Output {
         if self.json {
             Self::print_json(&event_json(event));
         } else {
-            println!("{}", tail_line(&event_row(event)));
+            say!("{}", tail_line(&event_row(event)));
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();

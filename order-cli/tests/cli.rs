@@ -297,6 +297,31 @@ async fn commands_read_json_input_and_answer_in_json() {
     let event: serde_json::Value = serde_json::from_str(follow.stdout.trim()).unwrap();
     assert_eq!(event["event_type"], "InventoryReserved");
 
+    // A reader that went away (`| head`) ends the command quietly, not with a panic.
+    for args in [
+        vec!["events", &*order.to_string()],
+        vec!["follow", "--after-position", "0"],
+    ] {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(&args)
+            .env("ORDER_GRPC_URL", &url)
+            .env_remove("ORDER_GRPC_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output =
+            tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+                .await
+                .expect("order-cli ended once its reader was gone")
+                .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+
     let help = order_cli(&url, &["--help"], None).await;
     assert_eq!(help.code, 0);
     assert!(help.stdout.contains("Exit codes"), "{}", help.stdout);
