@@ -313,8 +313,8 @@ pub struct FollowArgs {
     /// Only this order's events.
     #[arg(long)]
     pub order: Option<Uuid>,
-    /// Stop after this many events.
-    #[arg(long)]
+    /// Stop after this many events (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// Consecutive failed attempts to subscribe again before giving up.
     #[arg(long, default_value_t = 30)]

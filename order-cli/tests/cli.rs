@@ -322,6 +322,10 @@ async fn commands_read_json_input_and_answer_in_json() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 
+    let none = order_cli(&url, &["follow", "--limit", "0"], None).await;
+    assert_eq!(none.code, 2, "--limit 0 is a usage error: {}", none.stderr);
+    assert!(none.stdout.is_empty(), "{}", none.stdout);
+
     let help = order_cli(&url, &["--help"], None).await;
     assert_eq!(help.code, 0);
     assert!(help.stdout.contains("Exit codes"), "{}", help.stdout);
