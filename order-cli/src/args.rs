@@ -188,9 +188,9 @@ pub struct AmountArgs {
     /// The amount in minor units (1250 EUR = 12.50 EUR).
     #[arg(long)]
     pub amount: Option<i64>,
-    /// ISO-4217 currency of the amount.
-    #[arg(long, default_value = "EUR")]
-    pub currency: String,
+    /// ISO-4217 currency of the amount (default: the JSON input's, else EUR).
+    #[arg(long)]
+    pub currency: Option<String>,
 }
 
 /// ShipOrder's fields.

@@ -128,11 +128,25 @@ impl AmountArgs {
     pub fn input(&self) -> Result<CommandInput, Usage> {
         let mut input = self.common.input()?;
         overlay(&mut input.payment_id, &self.payment_id);
-        if let Some(amount_minor) = self.amount {
-            input.amount = Some(MoneyInput {
-                currency: self.currency.clone(),
-                amount_minor,
-            });
+        // Each part of the amount is laid over the JSON input's on its own.
+        match (self.amount, &mut input.amount) {
+            (Some(amount_minor), Some(money)) => money.amount_minor = amount_minor,
+            (Some(amount_minor), None) => {
+                input.amount = Some(MoneyInput {
+                    currency: "EUR".to_owned(),
+                    amount_minor,
+                });
+            }
+            (None, Some(_)) => {}
+            (None, None) if self.currency.is_some() => {
+                return Err(Usage(
+                    "--currency needs an amount (--amount, or amount in the JSON input)".into(),
+                ));
+            }
+            (None, None) => {}
+        }
+        if let (Some(currency), Some(money)) = (&self.currency, &mut input.amount) {
+            money.currency = currency.clone();
         }
         Ok(input)
     }
@@ -304,6 +318,57 @@ pub fn status(name: &str) -> Result<pb::OrderStatus, Usage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amount_and_currency_flags_replace_only_their_part_of_the_json_amount() {
+        let dir = std::env::temp_dir().join(format!("order-cli-amount-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("auth.json");
+        std::fs::write(
+            &json,
+            r#"{"payment_id": "p", "amount": {"currency": "USD", "amount_minor": 1000}}"#,
+        )
+        .unwrap();
+        let args =
+            |json_input: Option<&Path>, amount: Option<i64>, currency: Option<&str>| AmountArgs {
+                common: CommandArgs {
+                    order_id: Some(Uuid::nil()),
+                    json_input: json_input.map(Path::to_path_buf),
+                    expected_version: None,
+                    command_id: None,
+                    print: None,
+                },
+                payment_id: None,
+                amount,
+                currency: currency.map(str::to_owned),
+            };
+        let money = |args: AmountArgs| {
+            let amount = args.input().unwrap().amount.unwrap();
+            (amount.currency, amount.amount_minor)
+        };
+        // --amount keeps the JSON's currency; --currency alone changes only the currency.
+        assert_eq!(
+            money(args(Some(&json), Some(2500), None)),
+            ("USD".into(), 2500)
+        );
+        assert_eq!(
+            money(args(Some(&json), None, Some("GBP"))),
+            ("GBP".into(), 1000)
+        );
+        assert_eq!(money(args(None, Some(2500), None)), ("EUR".into(), 2500));
+        assert_eq!(
+            money(args(None, Some(2500), Some("USD"))),
+            ("USD".into(), 2500)
+        );
+        // --currency with no amount anywhere is a usage error.
+        let refused = args(None, None, Some("GBP")).input().unwrap_err();
+        assert!(
+            refused.0.contains("--currency needs an amount"),
+            "{}",
+            refused.0
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn lines_parse_with_skus_that_contain_colons() {
