@@ -67,15 +67,38 @@ pub struct Connection {
     #[arg(long, env = "ORDER_GRPC_TLS_DOMAIN", global = true)]
     pub tls_domain: Option<String>,
     /// Deadline of each attempt of a call (e.g. 500ms, 10s).
-    #[arg(long, env = "ORDER_GRPC_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "ORDER_GRPC_TIMEOUT", default_value = "10s", value_parser = positive_duration, global = true)]
     pub timeout: Duration,
     /// Attempts per call (retries of UNAVAILABLE, DEADLINE_EXCEEDED, ... with backoff; a
     /// command keeps its id).
-    #[arg(long, env = "ORDER_GRPC_ATTEMPTS", default_value_t = 4, global = true)]
+    #[arg(long, env = "ORDER_GRPC_ATTEMPTS", default_value_t = 4, global = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub attempts: u32,
-    /// Correlation id sent with every call (default: a fresh one per call).
-    #[arg(long, env = "ORDER_CORRELATION_ID", global = true)]
+    /// Correlation id sent with every call (1-128 visible ASCII characters; default: a fresh
+    /// one per call).
+    #[arg(long, env = "ORDER_CORRELATION_ID", global = true, value_parser = correlation_id)]
     pub correlation_id: Option<String>,
+}
+
+/// A duration longer than zero (`500ms`, `10s`).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be longer than 0".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// A correlation id the client sends as it is (else it would silently send a fresh one).
+fn correlation_id(text: &str) -> Result<String, String> {
+    if order_client::CallContext::new(Some(text), None)
+        .correlation_id()
+        .is_some()
+    {
+        Ok(text.to_owned())
+    } else {
+        Err("must be 1-128 visible ASCII characters, no spaces".to_owned())
+    }
 }
 
 /// One field of a command's answer, printed alone (for scripts).

@@ -322,6 +322,16 @@ async fn commands_read_json_input_and_answer_in_json() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 
+    for bad in [
+        ["--correlation-id", "two words"],
+        ["--timeout", "0s"],
+        ["--attempts", "0"],
+    ] {
+        let run = order_cli(&url, &["get", &*order.to_string(), bad[0], bad[1]], None).await;
+        assert_eq!(run.code, 2, "{bad:?} is a usage error: {}", run.stderr);
+        assert!(run.stderr.contains(bad[0]), "{bad:?}: {}", run.stderr);
+    }
+
     let none = order_cli(&url, &["follow", "--limit", "0"], None).await;
     assert_eq!(none.code, 2, "--limit 0 is a usage error: {}", none.stderr);
     assert!(none.stdout.is_empty(), "{}", none.stdout);
