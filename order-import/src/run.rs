@@ -331,6 +331,8 @@ pub async fn import_until(
     if options.writers == 0 || options.batch_orders == 0 || options.batch_events == 0 {
         bail!("writers, batch orders and batch events must be at least 1");
     }
+    // A bad name is refused before the rejects file (named after it by default) is touched.
+    order_store::import::check_name(&options.name)?;
     let started = Instant::now();
     // A rejects file that cannot be written fails the run before its progress row changes
     // (opened without truncating: a run refused below leaves the last run's report).

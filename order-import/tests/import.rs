@@ -553,6 +553,22 @@ async fn a_rejects_file_that_is_the_export_is_refused_and_the_export_kept() {
             .or_else(|_| std::fs::remove_file(&input))
             .unwrap();
     }
+    // A name that cannot be one is refused before its rejects file is created.
+    let (input, _, _) = export(setup.dir.path(), Format::Jsonl, 5, 2, 9);
+    let output = std::process::Command::new(binary)
+        .args(["run", "--name", "Legacy 2026", "--no-progress", "--input"])
+        .arg(&input)
+        .current_dir(setup.dir.path())
+        .env("DATABASE_URL", setup.db.url())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("import name"), "{stderr}");
+    assert!(
+        !setup.dir.path().join("Legacy 2026.rejects.jsonl").exists(),
+        "a rejects file was left behind"
+    );
 }
 
 /// Every id derives from the source's name, so a run that continued an import under another

@@ -122,7 +122,14 @@ pub const MAX_SOURCE_LEN: usize = 100;
 /// How often a batch that lost a race on the unique index is tried again.
 const RACE_ATTEMPTS: u32 = 5;
 
-fn check_name(name: &str) -> Result<(), Error> {
+/// Whether `name` can name an import (its progress row): 1 to 100 of a-z, 0-9, `_`, `.`,
+/// `-`, starting with a letter or digit; otherwise [`Error::InvalidInput`] saying so.
+///
+/// ```
+/// assert!(order_store::import::check_name("legacy-2026.12").is_ok());
+/// assert!(order_store::import::check_name("Legacy 2026").is_err());
+/// ```
+pub fn check_name(name: &str) -> Result<(), Error> {
     let mut bytes = name.bytes();
     let first_ok = bytes
         .next()
