@@ -454,7 +454,18 @@ pub async fn import_until(
         ));
     }
     drop(receiver);
-    while let Some(done) = writers.join_next().await {
+    // The last batches: a signal now is heard too (the caller's `stop` says so, and a second
+    // one stops at once); the batches being written still commit.
+    loop {
+        let done = tokio::select! {
+            biased;
+            () = &mut stop, if !stopped => {
+                stopped = true;
+                continue;
+            }
+            done = writers.join_next() => done,
+        };
+        let Some(done) = done else { break };
         if let Err(e) = done.context("a writer panicked").and_then(|r| r) {
             failure.get_or_insert(e);
         }

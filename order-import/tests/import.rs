@@ -518,6 +518,90 @@ async fn sigterm_stops_after_the_batches_in_flight_and_the_next_run_resumes() {
     assert!(record.finished_at.is_some());
 }
 
+/// A signal while the last batches are being written (the export read to its end) is heard:
+/// the first says it stops once they commit, a second stops at once (they roll back).
+#[tokio::test]
+async fn a_signal_while_the_last_batches_wait_is_heard_and_a_second_stops_at_once() {
+    let setup = setup().await;
+    let (input, _, _) = export(setup.dir.path(), Format::Jsonl, 300, 50, 3);
+    let binary = env!("CARGO_BIN_EXE_order-import");
+    // Hold the log's table: the batches wait for it.
+    let mut locker = setup.db.connect().await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE orders.events IN SHARE MODE")
+        .await
+        .unwrap();
+    let mut child = std::process::Command::new(binary)
+        .args(["run", "--name", "waiting", "--no-progress", "--input"])
+        .arg(&input)
+        .arg("--rejects")
+        .arg(setup.dir.path().join("waiting.rejects.jsonl"))
+        .env("DATABASE_URL", setup.db.url())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = setup.db.connect().await;
+    let waited = std::time::Instant::now();
+    loop {
+        let blocked: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if blocked > 0 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(60),
+            "no batch waited for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pid = child.id().to_string();
+    let signal = || {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    signal();
+    let waited = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if waited.elapsed() > std::time::Duration::from_secs(20) {
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    lock.rollback().await.unwrap();
+    let status = match status {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            panic!("two signals did not stop the import within 20 s");
+        }
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped at once"), "{stderr}");
+    let (streams, _, _) = log_audit(&setup.db).await;
+    assert!(streams.is_empty(), "the waiting batches rolled back");
+}
+
 /// `--rejects` naming the export itself (a file of it, for CSV) is refused before anything is
 /// opened for writing: every run rewrites the rejects file, which would empty the export.
 #[tokio::test]
