@@ -26,9 +26,13 @@ const POLL: Duration = Duration::from_millis(5);
 pub enum Reach<'a> {
     /// The log holds the event at the position.
     Log,
-    /// The subscription of this name has applied the event at the position (its checkpoint
-    /// is at or past the event's cursor; for a position the log never used, at or past the
-    /// position, with the log's head beyond it).
+    /// The subscription of this name has applied the event at the position: the server holds
+    /// the event and the subscription's checkpoint is at or past its cursor. Without the event
+    /// the answer is "not reached", whatever the checkpoint: on a replica the event may be
+    /// committed on the primary and not replayed yet, and a checkpoint's position says nothing
+    /// about the events before it in cursor order (checkpoints are ordered by transaction id
+    /// first). A position the log never used is therefore never reached here; the caller
+    /// gives up and asks the primary.
     Subscription(&'a str),
 }
 
@@ -36,13 +40,9 @@ const LOG_REACHED_SQL: &str =
     "SELECT EXISTS (SELECT 1 FROM orders.events WHERE global_position = $1), 0::int8";
 
 const SUBSCRIPTION_REACHED_SQL: &str = "
-SELECT CASE
-         WHEN e.global_position IS NOT NULL THEN
-           (coalesce(s.checkpoint_xid, '0'::xid8), coalesce(s.checkpoint_position, 0))
-             >= (e.transaction_id, e.global_position)
-         ELSE coalesce(s.checkpoint_position, 0) >= $1
-           AND (SELECT coalesce(max(global_position), 0) FROM orders.events) >= $1
-       END,
+SELECT e.global_position IS NOT NULL
+         AND (coalesce(s.checkpoint_xid, '0'::xid8), coalesce(s.checkpoint_position, 0))
+             >= (e.transaction_id, e.global_position),
        coalesce(s.checkpoint_position, 0)
 FROM (SELECT 1) AS one
 LEFT JOIN orders.subscriptions s ON s.name = $2

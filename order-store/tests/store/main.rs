@@ -15,5 +15,6 @@ mod idempotency;
 mod migrations;
 mod races;
 mod roles;
+mod standby;
 mod subscription;
 mod support;
