@@ -543,26 +543,10 @@ async fn a_signal_while_the_last_batches_wait_is_heard_and_a_second_stops_at_onc
         .spawn()
         .unwrap();
     let client = setup.db.connect().await;
-    let waited = std::time::Instant::now();
-    loop {
-        let blocked: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if blocked > 0 {
-            break;
-        }
-        assert!(
-            waited.elapsed() < std::time::Duration::from_secs(60),
-            "no batch waited for the lock"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    order_testkit::pg::wait_for_lock_waiters(&client, 1, "the import", || {
+        child.try_wait().is_ok_and(|status| status.is_some())
+    })
+    .await;
     let pid = child.id().to_string();
     let signal = || {
         assert!(

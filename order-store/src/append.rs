@@ -372,39 +372,72 @@ fn check_events<'a>(
     parse_json: bool,
 ) -> Result<(), Error> {
     let mut total = 0;
+    // At most MAX_EVENTS_PER_APPEND (checked before): a scan is cheaper than a hash set.
+    let mut ids: Vec<Uuid> = Vec::new();
     for event in events {
-        if event.payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Error::InvalidInput(format!(
-                "payload of {} is {} bytes; at most {MAX_PAYLOAD_BYTES}",
-                event.event_type,
-                event.payload.len()
-            )));
-        }
+        check_event(
+            &event.event_type,
+            event.schema_version,
+            &event.payload,
+            parse_json,
+        )?;
         total += event.payload.len();
-        let type_ok = !event.event_type.is_empty()
-            && event.event_type.len() <= MAX_EVENT_TYPE_LEN
-            && event
-                .event_type
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-        if !type_ok {
+        // One event id twice in one append: the request's own fault, not "already in the log".
+        let twice = ids.contains(&event.event_id);
+        ids.push(event.event_id);
+        if twice {
             return Err(Error::InvalidInput(format!(
-                "event type must be 1-{MAX_EVENT_TYPE_LEN} characters of letters, digits, '_' or '.'"
-            )));
-        }
-        if event.schema_version == 0 || event.schema_version > i16::MAX as u16 {
-            return Err(Error::InvalidInput("schema version must be 1-32767".into()));
-        }
-        if parse_json && serde_json::from_str::<serde::de::IgnoredAny>(&event.payload).is_err() {
-            return Err(Error::InvalidInput(format!(
-                "payload of {} is not valid JSON",
-                event.event_type
+                "event id {} appears twice in one append",
+                event.event_id
             )));
         }
     }
     if total > MAX_APPEND_BYTES {
         return Err(Error::InvalidInput(format!(
             "payloads total {total} bytes; at most {MAX_APPEND_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// The bounds of one event, wherever it comes from (an append, an import): its type, schema
+/// version and payload (its size, and that the log can hold it; `parse_json`: that it is
+/// JSON at all, for payloads no serde_json value wrote).
+pub(crate) fn check_event(
+    event_type: &str,
+    schema_version: u16,
+    payload: &str,
+    parse_json: bool,
+) -> Result<(), Error> {
+    let type_ok = !event_type.is_empty()
+        && event_type.len() <= MAX_EVENT_TYPE_LEN
+        && event_type
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    if !type_ok {
+        return Err(Error::InvalidInput(format!(
+            "event type must be 1-{MAX_EVENT_TYPE_LEN} characters of letters, digits, '_' or '.'"
+        )));
+    }
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(Error::InvalidInput(format!(
+            "payload of {event_type} is {} bytes; at most {MAX_PAYLOAD_BYTES}",
+            payload.len()
+        )));
+    }
+    if schema_version == 0 || schema_version > i16::MAX as u16 {
+        return Err(Error::InvalidInput("schema version must be 1-32767".into()));
+    }
+    if parse_json && serde_json::from_str::<serde::de::IgnoredAny>(payload).is_err() {
+        return Err(Error::InvalidInput(format!(
+            "payload of {event_type} is not valid JSON"
+        )));
+    }
+    // Valid JSON that the log cannot hold (jsonb refuses it, or a reader could not load it):
+    // refused here, so that one such payload never fails a group-commit batch.
+    if let Some(why) = crate::jsonb::unstorable(payload) {
+        return Err(Error::InvalidInput(format!(
+            "payload of {event_type} holds {why}"
         )));
     }
     Ok(())

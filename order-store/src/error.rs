@@ -43,6 +43,8 @@ pub mod sqlstate {
     pub const APPEND_ONLY: &str = "OL001";
     /// Class 08: connection exceptions.
     pub const CONNECTION_EXCEPTION_CLASS: &str = "08";
+    /// Class 22: data exceptions (a value out of range, text a type refuses).
+    pub const DATA_EXCEPTION_CLASS: &str = "22";
 }
 
 /// Unique constraints whose violation means something specific.
@@ -209,6 +211,11 @@ impl From<tokio_postgres::Error> for Error {
             }
             sqlstate::CHECK_VIOLATION | sqlstate::NOT_NULL_VIOLATION => {
                 Self::InvalidInput(db.message().to_owned())
+            }
+            // A value the server cannot take (a data exception: a number out of range, text
+            // a type refuses): the input's fault, not the database's.
+            _ if code.starts_with(sqlstate::DATA_EXCEPTION_CLASS) => {
+                Self::InvalidInput(format!("{} (SQLSTATE {code})", db.message()))
             }
             _ if code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS) => {
                 Self::Unavailable(db.message().to_owned())

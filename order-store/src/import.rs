@@ -182,14 +182,21 @@ fn check_stream(stream: &ImportedStream) -> Result<(), Error> {
         }
     }
     for event in &stream.events {
-        if event.event_type.is_empty() || event.event_type.len() > 100 {
-            return invalid("an event type must be 1 to 100 bytes".into());
+        // What an append takes: the type's characters, the payload's size, JSON the log can
+        // hold. A COPY would take a type with a tab or a quote as it is.
+        if let Err(Error::InvalidInput(why)) = crate::append::check_event(
+            &event.event_type,
+            event.schema_version,
+            &event.payload_json,
+            true,
+        ) {
+            return invalid(why);
         }
-        if event.schema_version == 0 || event.schema_version > i16::MAX as u16 {
-            return invalid("a schema version must be 1 to 32767".into());
-        }
-        if !event.payload_json.starts_with('{') {
-            return invalid("a payload must be a JSON object".into());
+        if !event.payload_json.trim_start().starts_with('{') {
+            return invalid(format!(
+                "the payload of {} is not a JSON object",
+                event.event_type
+            ));
         }
     }
     Ok(())
@@ -352,8 +359,10 @@ impl EventStore {
     /// Append `streams` (new streams, each whole) in one transaction with the progress of the
     /// import `name` (begun by [`EventStore::import_begin`]). Streams whose version 1 is in the
     /// log already are left out and counted in [`ImportBatchOutcome::streams_present`]. Bad
-    /// input (an empty stream, a bad category, a duplicate stream id in the batch) is refused
-    /// before anything is written.
+    /// input (an empty stream, a bad category, an event an append would refuse, a stream id
+    /// or an event id twice in the batch) is refused before anything is written, as
+    /// [`Error::InvalidInput`]; an event id the log holds in another stream is
+    /// [`Error::DuplicateEventId`], and nothing of the batch is written.
     pub async fn import_batch(
         &self,
         name: &str,
@@ -363,6 +372,8 @@ impl EventStore {
         check_name(name)?;
         let mut ids = Vec::with_capacity(streams.len());
         let mut seen = std::collections::HashSet::with_capacity(streams.len());
+        // Each event id, with the stream it belongs to.
+        let mut events = std::collections::HashMap::new();
         for stream in streams {
             check_stream(stream)?;
             if !seen.insert(stream.stream_id) {
@@ -372,20 +383,60 @@ impl EventStore {
                 )));
             }
             ids.push(stream.stream_id);
+            for event in &stream.events {
+                if events.insert(event.event_id, stream.stream_id).is_some() {
+                    return Err(Error::InvalidInput(format!(
+                        "event id {} is twice in one import batch",
+                        event.event_id
+                    )));
+                }
+            }
         }
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_import(name, streams, &ids, progress).await? {
+            let error = match self.try_import(name, streams, &ids, progress).await? {
                 Ok(outcome) => return Ok(outcome),
-                Err(LostRace(error)) if attempt >= RACE_ATTEMPTS => return Err(error.into()),
-                Err(LostRace(_)) => tracing::info!(
-                    name,
-                    attempt,
-                    "another run appended some of this batch's streams first; trying again"
-                ),
+                Err(LostRace(error)) => error,
+            };
+            // A race with another run (of this import: the same streams, the same event ids)
+            // is tried again; an event id the log holds in another stream never will pass.
+            if let Some(event_id) = self.event_id_elsewhere(&events).await? {
+                return Err(Error::DuplicateEventId { event_id });
+            }
+            if attempt >= RACE_ATTEMPTS {
+                return Err(error.into());
+            }
+            tracing::info!(
+                name,
+                attempt,
+                "another run appended some of this batch's streams first; trying again"
+            );
+        }
+    }
+
+    /// An event id of the batch (`events`: id to its stream) that the log holds in another
+    /// stream.
+    async fn event_id_elsewhere(
+        &self,
+        events: &std::collections::HashMap<Uuid, Uuid>,
+    ) -> Result<Option<Uuid>, Error> {
+        let ids: Vec<Uuid> = events.keys().copied().collect();
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT event_id, stream_id FROM orders.events WHERE event_id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        for row in rows {
+            let event_id: Uuid = row.try_get(0)?;
+            let stream_id: Uuid = row.try_get(1)?;
+            if events.get(&event_id) != Some(&stream_id) {
+                return Ok(Some(event_id));
             }
         }
+        Ok(None)
     }
 
     async fn try_import(
@@ -458,7 +509,8 @@ impl EventStore {
     }
 }
 
-/// A batch whose COPY hit the unique index: another run appended one of its streams first.
+/// A batch whose COPY hit a unique index: another run appended one of its streams first, or
+/// an event id is in the log already.
 struct LostRace(tokio_postgres::Error);
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ mod error;
 mod event;
 mod handler;
 pub mod import;
+mod jsonb;
 mod listen;
 pub mod migrate;
 mod probe;

@@ -488,16 +488,41 @@ impl EventStore {
             constraint::STREAM_VERSION | constraint::COMMAND_ID => Error::Conflict {
                 stream_id: append.stream_id,
             },
-            constraint::EVENT_ID => Error::DuplicateEventId {
-                event_id: append
+            constraint::EVENT_ID => {
+                let ids: Vec<Uuid> = append
                     .commands
-                    .first()
-                    .and_then(|c| c.events.first())
-                    .map(|e| e.event_id)
-                    .unwrap_or_default(),
-            },
+                    .iter()
+                    .flat_map(|c| c.events.iter().map(|e| e.event_id))
+                    .collect();
+                self.event_id_in_log(&ids).await?
+            }
             other => Error::Database(format!("unique constraint {other} violated")),
         })
+    }
+
+    /// The error for an append some of whose event ids (`ids`) collided with the log's: the
+    /// one found there (a collision is with a committed event: the index waited for it).
+    pub(crate) async fn event_id_in_log(&self, ids: &[Uuid]) -> Result<Error, Error> {
+        self.timed(async {
+            let client = self.inner.pool.get().await?;
+            let row = client
+                .query_opt(
+                    "SELECT event_id FROM orders.events WHERE event_id = ANY($1) \
+                     ORDER BY global_position LIMIT 1",
+                    &[&ids],
+                )
+                .await?;
+            Ok(match row {
+                Some(row) => Error::DuplicateEventId {
+                    event_id: row.try_get(0)?,
+                },
+                // Gone from sight (a restore in between): still not written.
+                None => Error::Unavailable(
+                    "an event id collided with the log, and is not found there now".into(),
+                ),
+            })
+        })
+        .await
     }
 
     /// What these command ids were recorded with, for those that were.

@@ -544,3 +544,38 @@ pub async fn hidden_events(client: &Client) -> i64 {
         Err(error) => panic!("counting hidden events: {}", describe(&error)),
     }
 }
+
+/// Wait until at least `sessions` sessions of `client`'s database wait for a lock (a row or
+/// table another session holds), asking every 20 ms: how a test knows, without timing, that
+/// the code under test has reached the statement it blocks. Panics after 60 s, saying `what`
+/// never waited, or at once when `gave_up()` says the code under test ended instead.
+pub async fn wait_for_lock_waiters(
+    client: &Client,
+    sessions: i64,
+    what: &str,
+    mut gave_up: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: i64 = match client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+        {
+            Ok(row) => row.get(0),
+            Err(error) => panic!("reading pg_stat_activity: {}", describe(&error)),
+        };
+        if waiting >= sessions {
+            return;
+        }
+        assert!(!gave_up(), "{what} ended before waiting for the lock");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never waited for the lock ({waiting} of {sessions} sessions wait)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

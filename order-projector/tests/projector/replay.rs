@@ -252,27 +252,13 @@ async fn a_rebuild_that_lost_its_lease_neither_swaps_in_nor_drops_the_successors
     let store = f.store.clone();
     let stale = tokio::spawn(async move { replay(&store, 1000).await });
     let client = f.db.connect().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let waiting: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(!stale.is_finished(), "the rebuild ended before waiting");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the rebuild never waited for the projection's lease"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    order_testkit::pg::wait_for_lock_waiters(
+        &client,
+        1,
+        "the rebuild (at the projection's lease)",
+        || stale.is_finished(),
+    )
+    .await;
 
     // Meanwhile its rebuild lease lapsed and another rebuild took it and started over, in
     // shadow tables of its own (marked by a comment).

@@ -45,6 +45,59 @@ async fn oversized_or_malformed_appends_are_refused_and_write_nothing() {
             }],
             metadata(),
         ),
+        // Valid JSON that PostgreSQL's jsonb refuses (SQLSTATE class 22): refused up front,
+        // as bad input, not as a database failure.
+        (
+            "payload with \\u0000 in a string",
+            vec![payload(r#"{"note":"a\u0000b"}"#)],
+            metadata(),
+        ),
+        (
+            "payload with \\u0000 in a key",
+            vec![payload(r#"{"\u0000":1}"#)],
+            metadata(),
+        ),
+        (
+            "payload with a lone high surrogate",
+            vec![payload(r#"{"note":"\ud800"}"#)],
+            metadata(),
+        ),
+        (
+            "payload with a lone low surrogate",
+            vec![payload(r#"["\udc00x"]"#)],
+            metadata(),
+        ),
+        (
+            "payload with a number too large for numeric",
+            vec![payload(r#"{"n":1e1000000}"#)],
+            metadata(),
+        ),
+        (
+            "payload with a number of 131073 digits",
+            vec![payload(&format!("[1{}]", "0".repeat(131_072)))],
+            metadata(),
+        ),
+        // jsonb would take it; the store could not read it back (numbers are read as f64).
+        (
+            "payload with a number the store could not read back",
+            vec![payload(r#"{"n":1.7976931348623157e308}"#)],
+            metadata(),
+        ),
+        (
+            "payload with a number too small for numeric",
+            vec![payload(r#"{"n":-1e-20000}"#)],
+            metadata(),
+        ),
+        (
+            "payload with a zero of too many decimals",
+            vec![payload(r#"[0e-16384]"#)],
+            metadata(),
+        ),
+        (
+            "payload with 16384 decimals",
+            vec![payload(&format!("[0.{}1]", "0".repeat(16_383)))],
+            metadata(),
+        ),
         (
             "empty event type",
             vec![NewEvent {
@@ -115,6 +168,63 @@ async fn oversized_or_malformed_appends_are_refused_and_write_nothing() {
     assert_eq!(count(&t.db, "orders.commands").await, 0);
 }
 
+fn payload(json: &str) -> NewEvent {
+    NewEvent {
+        payload: json.to_owned(),
+        ..event("p")
+    }
+}
+
+/// Payloads at the limits (jsonb's decimals, f64's range) are taken, and read back.
+#[tokio::test]
+async fn payloads_at_the_limits_of_jsonb_are_appended() {
+    let t = test_store().await;
+    let cases = [
+        r#"{"n":-9.999999999999999e307}"#.to_owned(),
+        r#"{"n":-1e-16383}"#.to_owned(),
+        r#"[0e-16383, 0.0, -0, 1E+5, 12.5e-3, 5e-324]"#.to_owned(),
+        format!("[0.{}1]", "0".repeat(16_382)),
+        format!("[{}]", "9".repeat(308)),
+        format!("[0.{}]", "9".repeat(16_383)),
+        r#"{"escaped":"\\u0000 \ud83d\ude00 \u0001","\u00e9":"\"\\"}"#.to_owned(),
+    ];
+    for json in cases {
+        let stream = Uuid::new_v4();
+        append(
+            &t.store,
+            stream,
+            ExpectedVersion::NoStream,
+            &[payload(&json)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{json:.60}: {e:?}"));
+        // Read back (the server writes numbers its own way: 1E+5 as 100000, -0 as 0): the
+        // same value.
+        let read = t.store.read_stream(stream, 0).await.unwrap();
+        let expected: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(
+            same(&read[0].payload, &expected),
+            "{json:.60}: {}",
+            read[0].payload
+        );
+    }
+}
+
+/// Equal JSON values, numbers compared as f64.
+fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 #[tokio::test]
 async fn a_reused_event_id_is_refused_and_writes_nothing() {
     let t = test_store().await;
@@ -138,9 +248,27 @@ async fn a_reused_event_id_is_refused_and_writes_nothing() {
         &[event("other"), again],
     )
     .await;
-    assert!(
-        matches!(result, Err(Error::DuplicateEventId { .. })),
-        "{result:?}"
-    );
+    // The event that collided is named (not the append's first).
+    match result {
+        Err(Error::DuplicateEventId { event_id }) => assert_eq!(event_id, first.event_id),
+        other => panic!("expected DuplicateEventId, got {other:?}"),
+    }
+    assert_eq!(count(&t.db, "orders.events").await, 1);
+
+    // One id twice in one append is the request's own fault.
+    let twice = event("twice");
+    let result = append(
+        &t.store,
+        Uuid::new_v4(),
+        ExpectedVersion::NoStream,
+        &[twice.clone(), event("between"), twice.clone()],
+    )
+    .await;
+    match result {
+        Err(Error::InvalidInput(message)) => {
+            assert!(message.contains(&twice.event_id.to_string()), "{message}");
+        }
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
     assert_eq!(count(&t.db, "orders.events").await, 1);
 }

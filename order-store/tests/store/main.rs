@@ -12,6 +12,7 @@ mod failover;
 mod group_commit;
 mod handler;
 mod idempotency;
+mod import;
 mod migrations;
 mod races;
 mod roles;

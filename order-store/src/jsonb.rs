@@ -1,0 +1,217 @@
+//! What valid JSON the log cannot hold. PostgreSQL's `jsonb` refuses three things that JSON
+//! allows: the escape `\u0000` (no text holds a NUL), a surrogate escape without its pair,
+//! and a number `numeric` cannot hold (more than 16,383 decimals, counting the exponent). And
+//! the store reads payloads back as `serde_json` values, which hold numbers as `f64`: a
+//! number past `f64::MAX` (about 1.8e308) would make its event unreadable for every
+//! subscriber, so numbers must be below 1e308 in absolute value. Each is refused before anything is written, as bad input.
+//!
+//! One pass over the text, no allocation: it runs on every append, the handler's included.
+//! The text must already be valid JSON (parsed, or written by `serde_json`).
+
+/// The most decimals a `numeric` holds (`NUMERIC_DSCALE_MAX`).
+const MAX_DECIMALS: i64 = 16_383;
+
+/// Why the log cannot hold `text` (valid JSON), if it cannot.
+pub(crate) fn unstorable(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        i = match bytes[i] {
+            b'"' => match string_end(bytes, i + 1) {
+                Ok(end) => end,
+                Err(why) => return Some(why),
+            },
+            b'-' | b'0'..=b'9' => match number_end(text, i) {
+                Ok(end) => end,
+                Err(why) => return Some(why),
+            },
+            _ => i + 1,
+        };
+    }
+    None
+}
+
+/// The index after the string whose contents start at `i`, or why jsonb refuses it.
+fn string_end(bytes: &[u8], mut i: usize) -> Result<usize, String> {
+    loop {
+        let Some(offset) = bytes[i..].iter().position(|&b| b == b'"' || b == b'\\') else {
+            return Err("an unterminated string (not valid JSON)".into());
+        };
+        i += offset;
+        if bytes[i] == b'"' {
+            return Ok(i + 1);
+        }
+        if bytes.get(i + 1) != Some(&b'u') {
+            i += 2;
+            continue;
+        }
+        let unit = hex4(bytes, i + 2)?;
+        match unit {
+            0 => return Err("the escape \\u0000 (no PostgreSQL text holds a NUL)".into()),
+            0xD800..=0xDBFF => {
+                let low = if bytes.get(i + 6) == Some(&b'\\') && bytes.get(i + 7) == Some(&b'u') {
+                    hex4(bytes, i + 8)?
+                } else {
+                    0
+                };
+                if !(0xDC00..=0xDFFF).contains(&low) {
+                    return Err(format!(
+                        "the escape \\u{unit:04x}, a high surrogate without its low one"
+                    ));
+                }
+                i += 12;
+            }
+            0xDC00..=0xDFFF => {
+                return Err(format!(
+                    "the escape \\u{unit:04x}, a low surrogate without its high one"
+                ));
+            }
+            _ => i += 6,
+        }
+    }
+}
+
+/// The 4 hex digits at `i`.
+fn hex4(bytes: &[u8], i: usize) -> Result<u32, String> {
+    bytes
+        .get(i..i + 4)
+        .and_then(|digits| std::str::from_utf8(digits).ok())
+        .and_then(|digits| u32::from_str_radix(digits, 16).ok())
+        .ok_or_else(|| "a \\u escape without 4 hex digits (not valid JSON)".into())
+}
+
+/// The index after the number that starts at `start`, or why it cannot be stored.
+fn number_end(text: &str, start: usize) -> Result<usize, String> {
+    let bytes = text.as_bytes();
+    let end = bytes[start..]
+        .iter()
+        .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        .map_or(bytes.len(), |offset| start + offset);
+    let token = &text[start..end];
+    let unsigned = token.strip_prefix('-').unwrap_or(token);
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], exponent_of(&unsigned[at + 1..])),
+        None => (unsigned, 0),
+    };
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let shown = || {
+        if token.len() > 40 {
+            format!(
+                "the number {}... ({} characters)",
+                &token[..32],
+                token.len()
+            )
+        } else {
+            format!("the number {token}")
+        }
+    };
+    // numeric's display scale: the decimals written, less the exponent.
+    if i64::try_from(fraction.len())
+        .unwrap_or(i64::MAX)
+        .saturating_sub(exponent)
+        > MAX_DECIMALS
+    {
+        return Err(format!(
+            "{}, with more than {MAX_DECIMALS} decimals (PostgreSQL's numeric holds no more)",
+            shown()
+        ));
+    }
+    // The power of ten of the first significant digit.
+    let significant = integer.trim_start_matches('0');
+    let magnitude = if significant.is_empty() {
+        match fraction.bytes().position(|b| b != b'0') {
+            Some(zeros) => exponent.saturating_sub(i64::try_from(zeros).unwrap_or(i64::MAX)) - 1,
+            None => return Ok(end), // zero
+        }
+    } else {
+        exponent.saturating_add(i64::try_from(significant.len()).unwrap_or(i64::MAX) - 1)
+    };
+    // f64 reaches 1.8e308, but the server writes a number back in full (1e308 as 309 digits),
+    // which serde_json reads with a rounding that may overflow near f64::MAX: 1e308 and
+    // beyond is refused, with room to spare.
+    if magnitude >= 308 {
+        return Err(format!(
+            "{}, not below 1e308 (the most a reader holds)",
+            shown()
+        ));
+    }
+    Ok(end)
+}
+
+/// An exponent's value, saturated far beyond any limit above.
+fn exponent_of(digits: &str) -> i64 {
+    let (negative, digits) = match digits.as_bytes().first() {
+        Some(b'-') => (true, &digits[1..]),
+        Some(b'+') => (false, &digits[1..]),
+        _ => (false, digits),
+    };
+    let value = digits.bytes().fold(0_i64, |value, digit| {
+        value
+            .saturating_mul(10)
+            .saturating_add(i64::from(digit - b'0'))
+            .min(1 << 40)
+    });
+    if negative { -value } else { value }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unstorable;
+
+    #[test]
+    fn what_jsonb_refuses_is_named() {
+        let refused = [
+            (r#"{"a":"x\u0000"}"#, "\\u0000"),
+            (r#"{"\u0000":1}"#, "\\u0000"),
+            (r#"["\ud800"]"#, "high surrogate"),
+            (r#"["\uD800\u0041"]"#, "high surrogate"),
+            (r#"["\udc00"]"#, "low surrogate"),
+            (r#"[1e1000000]"#, "1e308"),
+            (r#"[-1.8e308]"#, "1e308"),
+            (r#"[1e308]"#, "1e308"),
+            (r#"[0.001e311]"#, "1e308"),
+            (r#"[1e-16384]"#, "16383 decimals"),
+            (r#"[0e-16384]"#, "16383 decimals"),
+            (r#"[-12.5e-99999999999999999999999]"#, "16383 decimals"),
+            (r#"[1e99999999999999999999999]"#, "1e308"),
+        ];
+        for (json, why) in refused {
+            serde_json::from_str::<serde::de::IgnoredAny>(json).unwrap();
+            let found = unstorable(json).unwrap_or_else(|| panic!("{json} passed"));
+            assert!(found.contains(why), "{json}: {found}");
+        }
+        let long = format!("[0.{}1]", "0".repeat(16_383));
+        assert!(unstorable(&long).unwrap().contains("characters"));
+        let digits = format!("[{}]", "9".repeat(309));
+        assert!(unstorable(&digits).unwrap().contains("1e308"));
+    }
+
+    #[test]
+    fn what_jsonb_takes_passes() {
+        let taken = [
+            // Escaped backslashes before "u0000" and a quote inside a string.
+            r#"{"a":"\\u0000","b":"\\\\u0000","c":"\"x"}"#.to_owned(),
+            r#"["\ud83d\ude00","\u00e9","\u0001",true,null,false]"#.to_owned(),
+            r#"[0,-0,0.0,1E+5,12.5e-3,9.999e307,-1e-16383,5e-324,0.01e309]"#.to_owned(),
+            r#"[0e-16383,10000e-16383,1.5e-16382,-99e306]"#.to_owned(),
+            format!("[0.{}1]", "0".repeat(16_382)),
+            // Numbers and escapes inside strings are text.
+            r#"{"key 1e999":"1e999 0e-99999 \\ud800"}"#.to_owned(),
+        ];
+        for json in taken {
+            serde_json::from_str::<serde::de::IgnoredAny>(&json).unwrap();
+            assert_eq!(unstorable(&json), None, "{json}");
+        }
+    }
+
+    #[test]
+    fn what_serde_json_writes_passes_unless_it_holds_a_nul() {
+        let value = serde_json::json!({
+            "text": "quote \" backslash \\ tab \t emoji 😀 \u{1}",
+            "numbers": [9.999e307, f64::MIN_POSITIVE, -0.0, u64::MAX, i64::MIN, 1e-300],
+        });
+        assert_eq!(unstorable(&value.to_string()), None);
+        let nul = serde_json::json!({ "text": "a\u{0}b" });
+        assert!(unstorable(&nul.to_string()).is_some());
+    }
+}

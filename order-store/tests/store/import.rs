@@ -1,0 +1,211 @@
+//! `import_batch` takes only what an append would take: bad input is refused before anything
+//! is written, and a collision that is not a race is reported at once, never retried.
+
+use std::time::SystemTime;
+
+use order_store::{
+    Error, ExpectedVersion, ImportProgress, ImportedEvent, ImportedStream, MAX_PAYLOAD_BYTES,
+};
+use uuid::Uuid;
+
+use crate::support::*;
+
+fn imported_event(payload: &str) -> ImportedEvent {
+    ImportedEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "OrderPlaced".into(),
+        schema_version: 1,
+        payload_json: payload.to_owned(),
+        recorded_at: SystemTime::UNIX_EPOCH,
+    }
+}
+
+fn imported(n: usize, events: Vec<ImportedEvent>) -> ImportedStream {
+    ImportedStream {
+        stream_id: Uuid::new_v4(),
+        category: "order".into(),
+        imported_from: format!("legacy:{n}"),
+        correlation_id: None,
+        events,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_with_a_bad_event_is_refused_whole_and_writes_nothing() {
+    let t = test_store().await;
+    t.store.import_begin("bad-input", "legacy").await.unwrap();
+    let good = || imported(0, vec![imported_event(r#"{"a":1}"#)]);
+    let with_event = |event: ImportedEvent| imported(1, vec![imported_event("{}"), event]);
+    let typed = |event_type: &str| ImportedEvent {
+        event_type: event_type.to_owned().into(),
+        ..imported_event("{}")
+    };
+    let twice = imported_event("{}");
+    let cases: Vec<(&str, Vec<ImportedStream>)> = vec![
+        (
+            "an event type with a space",
+            vec![good(), with_event(typed("Order Placed"))],
+        ),
+        (
+            "an event type with a quote",
+            vec![good(), with_event(typed("X'; --"))],
+        ),
+        (
+            "an event type with a tab",
+            vec![good(), with_event(typed("Order\tPlaced"))],
+        ),
+        (
+            "an event type of 101 bytes",
+            vec![good(), with_event(typed(&"A".repeat(101)))],
+        ),
+        (
+            "a payload that is not JSON",
+            vec![good(), with_event(imported_event("{oops"))],
+        ),
+        (
+            "a payload with text after the object",
+            vec![good(), with_event(imported_event("{} {}"))],
+        ),
+        (
+            "a payload that is not an object",
+            vec![good(), with_event(imported_event("[1]"))],
+        ),
+        (
+            "a payload with \\u0000",
+            vec![good(), with_event(imported_event(r#"{"a":"\u0000"}"#))],
+        ),
+        (
+            "a payload with a number past 1e308",
+            vec![good(), with_event(imported_event(r#"{"a":2e308}"#))],
+        ),
+        (
+            "a payload over the limit",
+            vec![
+                good(),
+                with_event(imported_event(
+                    &serde_json::json!({ "a": "x".repeat(MAX_PAYLOAD_BYTES) }).to_string(),
+                )),
+            ],
+        ),
+        (
+            "one event id twice in a stream",
+            vec![good(), imported(1, vec![twice.clone(), twice.clone()])],
+        ),
+        (
+            "one event id in two streams",
+            vec![
+                imported(0, vec![twice.clone()]),
+                imported(1, vec![twice.clone()]),
+            ],
+        ),
+    ];
+    for (name, batch) in cases {
+        match t
+            .store
+            .import_batch("bad-input", &batch, ImportProgress::default())
+            .await
+        {
+            Err(Error::InvalidInput(message)) => eprintln!("{name}: {message}"),
+            other => panic!("{name}: expected InvalidInput, got {other:?}"),
+        }
+    }
+    assert_eq!(count(&t.db, "orders.events").await, 0);
+    let record = t.store.import_status("bad-input").await.unwrap().unwrap();
+    assert_eq!(record.batches, 0, "{record:?}");
+}
+
+#[tokio::test]
+async fn an_event_id_already_in_the_log_is_named_at_once_and_nothing_is_written() {
+    let t = test_store().await;
+    let live = event("live");
+    append(
+        &t.store,
+        Uuid::new_v4(),
+        ExpectedVersion::NoStream,
+        std::slice::from_ref(&live),
+    )
+    .await
+    .unwrap();
+    t.store.import_begin("collide", "legacy").await.unwrap();
+    let taken = ImportedEvent {
+        event_id: live.event_id,
+        ..imported_event("{}")
+    };
+    let batch = [
+        imported(0, vec![imported_event("{}")]),
+        imported(1, vec![imported_event("{}"), taken]),
+    ];
+    let started = std::time::Instant::now();
+    let result = t
+        .store
+        .import_batch("collide", &batch, ImportProgress::default())
+        .await;
+    match result {
+        Err(Error::DuplicateEventId { event_id }) => assert_eq!(event_id, live.event_id),
+        other => panic!("expected DuplicateEventId, got {other:?}"),
+    }
+    assert_eq!(count(&t.db, "orders.events").await, 1);
+    let record = t.store.import_status("collide").await.unwrap().unwrap();
+    assert_eq!(record.batches, 0, "{record:?}");
+    eprintln!("answered in {:?}", started.elapsed());
+}
+
+/// Two runs of one import append the same streams at once (the same event ids): the second's
+/// COPY waits for the first's, collides with it, and is tried again; it then finds every
+/// stream present. Each event is in the log once, and no error is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_racing_on_the_same_streams_append_them_once() {
+    let t = test_store().await;
+    t.store.import_begin("race", "legacy").await.unwrap();
+    let batch: Vec<ImportedStream> = (0..20)
+        .map(|n| {
+            imported(
+                n,
+                vec![imported_event(r#"{"a":1}"#), imported_event(r#"{"b":2}"#)],
+            )
+        })
+        .collect();
+    // Hold the progress row: both runs COPY their events, then wait; the second's COPY waits
+    // on the first's uncommitted rows (the unique index), the first at the progress row.
+    let mut holder = t.db.connect().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute(
+        "SELECT 1 FROM orders.imports WHERE name = 'race' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let first = {
+        let (store, batch) = (t.store.clone(), batch.clone());
+        tokio::spawn(async move {
+            store
+                .import_batch("race", &batch, ImportProgress::default())
+                .await
+        })
+    };
+    let watcher = t.db.connect().await;
+    order_testkit::pg::wait_for_lock_waiters(&watcher, 1, "the first run", || first.is_finished())
+        .await;
+    let second = {
+        let (store, batch) = (t.store.clone(), batch.clone());
+        tokio::spawn(async move {
+            store
+                .import_batch("race", &batch, ImportProgress::default())
+                .await
+        })
+    };
+    order_testkit::pg::wait_for_lock_waiters(&watcher, 2, "the second run", || {
+        second.is_finished()
+    })
+    .await;
+    hold.rollback().await.unwrap();
+
+    let first = first.await.unwrap().unwrap();
+    let second = second.await.unwrap().unwrap();
+    let appended = first.streams_appended + second.streams_appended;
+    let present = first.streams_present + second.streams_present;
+    assert_eq!((appended, present), (20, 20), "{first:?} {second:?}");
+    assert_eq!(count(&t.db, "orders.events").await, 40);
+    let record = t.store.import_status("race").await.unwrap().unwrap();
+    assert_eq!(record.batches, 2, "{record:?}");
+}
