@@ -102,16 +102,31 @@ pub(crate) const EVENT_COLUMNS: &str = "global_position, transaction_id, stream_
     causation_id, traceparent, tracestate, actor, recorded_at, category, imported_from";
 
 impl RecordedEvent {
-    pub(crate) fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+    /// A read row as an event. A payload no `serde_json` value holds (a number past f64,
+    /// written before appends refused them, or by hand) is [`Error::Decode`] naming the
+    /// event: the same row fails every time, so it is no connection trouble to retry.
+    pub(crate) fn from_row(row: &Row) -> Result<Self, Error> {
+        let global_position = row.try_get::<_, i64>(0)? as u64;
+        let event_type: String = row.try_get(5)?;
+        let payload = row
+            .try_get(7)
+            .map_err(|error: tokio_postgres::Error| Error::Decode {
+                global_position,
+                source: order_domain::upcast::DecodeError::Payload {
+                    event_type: event_type.clone(),
+                    reason: std::error::Error::source(&error)
+                        .map_or_else(|| error.to_string(), ToString::to_string),
+                },
+            })?;
         Ok(Self {
-            global_position: row.try_get::<_, i64>(0)? as u64,
+            global_position,
             transaction_id: row.try_get(1)?,
             stream_id: row.try_get(2)?,
             stream_version: row.try_get::<_, i64>(3)? as u64,
             event_id: row.try_get(4)?,
-            event_type: row.try_get(5)?,
+            event_type,
             schema_version: row.try_get::<_, i16>(6)? as u16,
-            payload: row.try_get(7)?,
+            payload,
             metadata: Metadata {
                 command_id: row.try_get(8)?,
                 correlation_id: row.try_get(9)?,

@@ -680,7 +680,7 @@ impl EventStore {
                 .query(&statement, &[&after, &through, &i64::from(limit)])
                 .await?;
             rows.iter()
-                .map(|row| RecordedEvent::from_row(row).map_err(Error::from))
+                .map(RecordedEvent::from_row)
                 .collect()
         })
         .await
@@ -859,7 +859,7 @@ pub(crate) async fn read_stream(
     let after = i64::try_from(after_version).unwrap_or(i64::MAX);
     let rows = client.query(&statement, &[&stream_id, &after]).await?;
     rows.iter()
-        .map(|row| RecordedEvent::from_row(row).map_err(Error::from))
+        .map(RecordedEvent::from_row)
         .collect()
 }
 
@@ -875,7 +875,7 @@ pub(crate) async fn read_all(
         .query(&statement, &[&after.transaction_id, &position, &limit])
         .await?;
     rows.iter()
-        .map(|row| RecordedEvent::from_row(row).map_err(Error::from))
+        .map(RecordedEvent::from_row)
         .collect()
 }
 

@@ -272,3 +272,31 @@ async fn a_reused_event_id_is_refused_and_writes_nothing() {
     }
     assert_eq!(count(&t.db, "orders.events").await, 1);
 }
+
+/// An event already in the log whose payload no reader can load (written before appends
+/// refused such numbers, or by hand) is a decode error naming it, not a connection failure
+/// to retry for ever.
+#[tokio::test]
+async fn a_stored_payload_no_reader_can_load_is_a_decode_error_naming_the_event() {
+    let t = test_store().await;
+    let client = t.db.connect().await;
+    let position: i64 = client
+        .query_one(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, category)
+             VALUES ($1, 1, $2, 'TestEvent', 1, '{\"n\": 1e400}', 'test') RETURNING global_position",
+            &[&Uuid::new_v4(), &Uuid::now_v7()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    match t.store.read_all(order_store::Cursor::START, 10).await {
+        Err(Error::Decode {
+            global_position,
+            source,
+        }) => {
+            assert_eq!(global_position, position as u64);
+            assert!(source.to_string().contains("TestEvent"), "{source}");
+        }
+        other => panic!("expected Decode, got {other:?}"),
+    }
+}
