@@ -267,10 +267,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&summary)?);
     }
     eprintln!(
-        "[order-import] {}: {} orders read, {} imported ({} events, {:.0} events/s), {} already in the log, {} rejected{} in {:.1} s",
+        "[order-import] {}: {} orders read, {} imported, {} updated ({} events, {:.0} events/s), {} already in the log, {} rejected{} in {:.1} s",
         summary.name,
         summary.orders_read,
         summary.orders_imported,
+        summary.orders_updated,
         summary.events_imported,
         summary.events_per_second,
         summary.orders_present,

@@ -78,8 +78,11 @@ pub struct Summary {
     pub orders_imported: u64,
     /// Events appended by this run.
     pub events_imported: u64,
-    /// Orders of the export already in the log (an earlier run, or a concurrent one).
+    /// Orders of the export already in the log, whole (an earlier run, or a concurrent one).
     pub orders_present: u64,
+    /// Orders an earlier run imported that moved on in the legacy system since: the rest of
+    /// their history was appended.
+    pub orders_updated: u64,
     /// Rejects written (orders, unreadable records, CSV rows without an order).
     pub rejected: u64,
     /// Batches committed.
@@ -95,8 +98,17 @@ pub struct Summary {
 /// A batch on its way from the reader to a writer.
 struct Batch {
     streams: Vec<ImportedStream>,
+    /// Where each stream's legacy order is in the export (for a reject found when writing).
+    origins: Vec<Origin>,
     events: usize,
     progress: ImportProgress,
+}
+
+/// Where a legacy order is in the export.
+struct Origin {
+    file: String,
+    line: u64,
+    order_id: String,
 }
 
 /// What the reader thread counted.
@@ -112,7 +124,10 @@ struct Counters {
     orders_imported: AtomicU64,
     events_imported: AtomicU64,
     orders_present: AtomicU64,
+    orders_updated: AtomicU64,
     batches: AtomicU64,
+    /// Orders imported before that could not be updated (found when writing), as rejects.
+    diverged: std::sync::Mutex<Vec<Reject>>,
 }
 
 fn read_export(
@@ -128,6 +143,7 @@ fn read_export(
     let mut previous: Option<String> = None;
     let mut batch = Batch {
         streams: Vec::with_capacity(options.batch_orders),
+        origins: Vec::with_capacity(options.batch_orders),
         events: 0,
         progress: ImportProgress::default(),
     };
@@ -142,6 +158,7 @@ fn read_export(
             batch,
             Batch {
                 streams: Vec::with_capacity(options.batch_orders),
+                origins: Vec::with_capacity(options.batch_orders),
                 events: 0,
                 progress: ImportProgress::default(),
             },
@@ -229,6 +246,11 @@ fn read_export(
                     Ok(stream) => {
                         batch.events += stream.events.len();
                         batch.streams.push(stream);
+                        batch.origins.push(Origin {
+                            file: file.clone(),
+                            line,
+                            order_id: order.order_id.clone(),
+                        });
                         if batch.streams.len() >= options.batch_orders
                             || batch.events >= options.batch_events
                         {
@@ -271,6 +293,33 @@ async fn write_batch(
                 counters
                     .orders_present
                     .fetch_add(outcome.streams_present, Atomic::Relaxed);
+                counters
+                    .orders_updated
+                    .fetch_add(outcome.streams_updated, Atomic::Relaxed);
+                if !outcome.streams_diverged.is_empty() {
+                    let origins: std::collections::HashMap<uuid::Uuid, &Origin> = batch
+                        .streams
+                        .iter()
+                        .map(|s| s.stream_id)
+                        .zip(&batch.origins)
+                        .collect();
+                    let mut diverged = counters
+                        .diverged
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for (stream_id, why) in outcome.streams_diverged {
+                        let origin = origins.get(&stream_id);
+                        diverged.push(Reject {
+                            file: origin.map(|o| o.file.clone()).unwrap_or_default(),
+                            line: origin.map_or(0, |o| o.line),
+                            order_id: origin.map(|o| o.order_id.clone()),
+                            reason: format!(
+                                "order {} was imported before and moved on since, but {why}",
+                                origin.map_or("?", |o| o.order_id.as_str())
+                            ),
+                        });
+                    }
+                }
                 counters.batches.fetch_add(1, Atomic::Relaxed);
                 return Ok(());
             }
@@ -484,7 +533,31 @@ pub async fn import_until(
             counters.events_imported.load(Atomic::Relaxed),
         );
     }
-    let counts = read?;
+    let mut counts = read?;
+    // Orders that could not be updated, found by the writers: after the reader's rejects, in
+    // the order of the export.
+    let mut diverged = std::mem::take(
+        &mut *counters
+            .diverged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    if !diverged.is_empty() {
+        diverged.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&options.rejects)
+            .with_context(|| {
+                format!("cannot write the rejects to {}", options.rejects.display())
+            })?;
+        let mut rejects = BufWriter::new(file);
+        for reject in &diverged {
+            serde_json::to_writer(&mut rejects, reject)?;
+            rejects.write_all(b"\n")?;
+        }
+        rejects.flush()?;
+        counts.rejected += diverged.len() as u64;
+    }
     store
         .import_finish(
             &options.name,
@@ -502,6 +575,7 @@ pub async fn import_until(
         orders_imported: counters.orders_imported.load(Atomic::Relaxed),
         events_imported: events,
         orders_present: counters.orders_present.load(Atomic::Relaxed),
+        orders_updated: counters.orders_updated.load(Atomic::Relaxed),
         rejected: counts.rejected,
         batches: counters.batches.load(Atomic::Relaxed),
         seconds,

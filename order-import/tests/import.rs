@@ -812,3 +812,157 @@ async fn a_later_copy_of_an_unreadable_order_is_a_duplicate_and_a_run_that_canno
         "the progress row is as the finished run left it"
     );
 }
+
+/// A later export in which legacy orders moved on (the cut-over's last delta): a run over it
+/// appends the rest of each moved order's history, as if it had been imported whole; an
+/// order that this system changed since its import is not touched and is reported.
+#[tokio::test]
+async fn a_later_export_brings_orders_that_moved_on_up_to_date() {
+    let setup = setup().await;
+    let (later, generated, expected) = export(setup.dir.path(), Format::Jsonl, 1_000, 50, 11);
+    // The earlier export: the same records, but orders that went on after "paid" (and have
+    // no refunds) stopped there, before any shipment.
+    let mut cut = BTreeSet::new();
+    let earlier_text: String = std::fs::read_to_string(&later)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let Ok(mut record) = serde_json::from_str::<serde_json::Value>(line) else {
+                return format!("{line}\n");
+            };
+            let statuses: Vec<String> = record["status_history"]
+                .as_array()
+                .map(|h| {
+                    h.iter()
+                        .map(|s| s["status"].as_str().unwrap_or("").to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let refunds = record["refunds"].as_array().map_or(0, Vec::len);
+            let paid = statuses.iter().position(|s| s == "paid");
+            if let Some(paid) = paid
+                && statuses.len() > paid + 1
+                && refunds == 0
+            {
+                record["status_history"]
+                    .as_array_mut()
+                    .unwrap()
+                    .truncate(paid + 1);
+                record["shipments"] = serde_json::json!([]);
+                cut.insert(record["order_id"].as_str().unwrap().to_owned());
+                format!("{record}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    // The same file name (the rejects name it), in a directory of its own.
+    std::fs::create_dir(setup.dir.path().join("earlier")).unwrap();
+    let earlier = setup.dir.path().join("earlier").join("export.jsonl");
+    std::fs::write(&earlier, earlier_text).unwrap();
+    assert!(cut.len() > 50, "only {} orders cut", cut.len());
+
+    let (first, rejects) = run(&setup, &earlier, Format::Jsonl, "delta").await;
+    check_rejects(&rejects, &expected);
+    assert_eq!(first.orders_imported, generated.good);
+    let (_, events_before, _) = log_audit(&setup.db).await;
+    assert!((events_before as u64) < generated.events);
+
+    // One cut order lives here now: a command recorded after its import. (Some cut records
+    // are bad ones, rejected in both runs: the first that was imported.)
+    let client = setup.db.connect().await;
+    let mut live = None;
+    for id in &cut {
+        if let Some(row) = client
+            .query_opt(
+                "SELECT stream_id FROM orders.events WHERE imported_from = $1 LIMIT 1",
+                &[&format!("legacy:{id}")],
+            )
+            .await
+            .unwrap()
+        {
+            live = Some((id.clone(), row.get::<_, uuid::Uuid>(0)));
+            break;
+        }
+    }
+    let (live_id, live_stream) = live.unwrap();
+    let live_events: i64 = client
+        .query_one(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, category)
+             SELECT $1, max(stream_version) + 1, gen_random_uuid(), 'OrderNoted', 1, '{}', 'order'
+             FROM orders.events WHERE stream_id = $1 RETURNING stream_version",
+            &[&live_stream],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let (second, rejects) = run(&setup, &later, Format::Jsonl, "delta").await;
+    assert_eq!(second.orders_imported, 0);
+    assert!(second.orders_updated > 50, "{second:?}");
+    assert_eq!(
+        second.orders_updated + second.orders_present,
+        generated.good - 1,
+        "{second:?}"
+    );
+    // The reader's rejects, then the order that could not be updated.
+    let (diverged, read): (Vec<Reject>, Vec<Reject>) = rejects.into_iter().partition(|r| {
+        r.order_id.as_deref() == Some(live_id.as_str()) && r.reason.contains("moved on")
+    });
+    check_rejects(&read, &expected);
+    assert_eq!(diverged.len(), 1, "{diverged:?}");
+    assert!(
+        diverged[0].reason.contains("recorded by this system"),
+        "{diverged:?}"
+    );
+    assert!(diverged[0].line > 0);
+    assert_eq!(second.rejected, expected.len() as u64 + 1);
+
+    // Every other order is as a whole import of the later export tells it.
+    let (streams, events, not_imported) = log_audit(&setup.db).await;
+    assert_eq!(streams.len() as u64, generated.good);
+    assert_eq!(
+        events as u64,
+        events_before as u64 + second.events_imported + 1
+    );
+    assert_eq!(not_imported, 1, "the live event only");
+    let live_told: i64 = streams[&live_stream];
+    assert_eq!(live_told, live_events);
+    let fresh = self::setup().await;
+    let (whole, _) = run(&fresh, &later, Format::Jsonl, "whole").await;
+    assert_eq!(whole.events_imported, generated.events);
+    let (fresh_streams, _, _) = log_audit(&fresh.db).await;
+    for (stream, count) in &fresh_streams {
+        if *stream != live_stream {
+            assert_eq!(streams.get(stream), Some(count), "stream {stream}");
+        }
+    }
+    let digest = |db: &TestDatabase| {
+        let db = db.url().to_owned();
+        async move {
+            let client = order_testkit::pg::try_connect(&db).await.unwrap();
+            client
+                .query_one(
+                    "SELECT md5(string_agg(stream_id::text || stream_version || event_id::text \
+                         || event_type || payload::text, ',' ORDER BY stream_id, stream_version)) \
+                     FROM orders.events WHERE stream_id <> $1",
+                    &[&live_stream],
+                )
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    assert_eq!(digest(&setup.db).await, digest(&fresh.db).await);
+
+    // And a third run changes nothing.
+    let (third, _) = run(&setup, &later, Format::Jsonl, "delta").await;
+    assert_eq!(
+        (
+            third.orders_imported,
+            third.orders_updated,
+            third.events_imported
+        ),
+        (0, 0, 0)
+    );
+}

@@ -59,15 +59,77 @@ pub struct ImportedStream {
 }
 
 /// What one [`EventStore::import_batch`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImportBatchOutcome {
-    /// Streams appended by this batch.
+    /// Streams appended by this batch (new to the log).
     pub streams_appended: u64,
-    /// Events appended by this batch.
+    /// Events appended by this batch (to new streams and to updated ones).
     pub events_appended: u64,
-    /// Streams of the batch that were in the log already (appended by an earlier or a
-    /// concurrent run) and were left alone.
+    /// Streams of the batch that were in the log already, whole (appended by an earlier or a
+    /// concurrent run), or with more events than told now, and were left alone.
     pub streams_present: u64,
+    /// Streams the log held the start of, imported from the same legacy record: the rest of
+    /// their told history was appended (the legacy order moved on since an earlier run).
+    pub streams_updated: u64,
+    /// Streams the log held the start of that could not be updated, and why: an event
+    /// recorded by this system since the import (the order lives here now), or an imported
+    /// event that the legacy record now tells differently. Left alone.
+    pub streams_diverged: Vec<(Uuid, String)>,
+}
+
+/// How a stream of a batch stands against the log.
+enum Standing<'a> {
+    /// Not in the log, or in it with its first `skip` told events: append the rest.
+    Append(&'a ImportedStream, usize),
+    Present,
+    Diverged(Uuid, String),
+}
+
+/// Whether the log's events of a stream (`logged`, versions 1..) are the start of its told
+/// history, imported from the same legacy record.
+fn standing<'a>(
+    stream: &'a ImportedStream,
+    logged: &[tokio_postgres::Row],
+) -> Result<Standing<'a>, Error> {
+    for (index, row) in logged.iter().enumerate() {
+        let version: i64 = row.try_get(1)?;
+        let event_type: String = row.try_get(2)?;
+        let imported_from: Option<String> = row.try_get(5)?;
+        if version != index as i64 + 1 {
+            return Err(Error::Database(format!(
+                "stream {} has no version {} in the log",
+                stream.stream_id,
+                index + 1
+            )));
+        }
+        if imported_from.as_deref() != Some(stream.imported_from.as_str()) {
+            return Ok(Standing::Diverged(
+                stream.stream_id,
+                format!(
+                    "its event {version} ({event_type}) was recorded by this system since the \
+                     import, so the order is not updated from the legacy record"
+                ),
+            ));
+        }
+        let told = &stream.events[index];
+        let schema_version: i16 = row.try_get(3)?;
+        let payload: serde_json::Value = row.try_get(4)?;
+        let same = told.event_type == event_type
+            && i32::from(told.schema_version) == i32::from(schema_version)
+            && serde_json::from_str::<serde_json::Value>(&told.payload_json)
+                .is_ok_and(|p| p == payload);
+        if !same {
+            return Ok(Standing::Diverged(
+                stream.stream_id,
+                format!(
+                    "its imported event {version} ({event_type}) is not what the legacy record \
+                     tells now ({}): the record's past changed, so the order is not updated",
+                    told.event_type
+                ),
+            ));
+        }
+    }
+    Ok(Standing::Append(stream, logged.len()))
 }
 
 /// The progress row of one import (`orders.imports`).
@@ -110,8 +172,14 @@ const COPY_SQL: &str = "COPY orders.events (stream_id, stream_version, event_id,
     schema_version, payload, correlation_id, recorded_at, category, imported_from) \
     FROM STDIN (FORMAT binary)";
 
-const PRESENT_SQL: &str = "SELECT s FROM unnest($1::uuid[]) AS s \
-    WHERE EXISTS (SELECT 1 FROM orders.events e WHERE e.stream_id = s AND e.stream_version = 1)";
+/// Each stream of the batch that is in the log, with its version (one index probe each).
+const VERSIONS_SQL: &str = "SELECT s, v FROM unnest($1::uuid[]) AS s, \
+    LATERAL (SELECT max(e.stream_version) AS v FROM orders.events e WHERE e.stream_id = s) m \
+    WHERE v IS NOT NULL";
+
+/// The events of streams the log holds a part of, to compare with their told history.
+const PREFIX_SQL: &str = "SELECT stream_id, stream_version, event_type, schema_version, payload, \
+    imported_from FROM orders.events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version";
 
 const RECORD_COLUMNS: &str = "name, runs, orders_read, orders_rejected, orders_imported, \
     events_imported, batches, finished_at, source";
@@ -221,18 +289,19 @@ fn field(buffer: &mut BytesMut, bytes: &[u8]) {
 
 /// The binary COPY rows of `streams` (PostgreSQL's documented binary format: a header, then
 /// per row the field count and each field's length and bytes, then -1).
-fn copy_rows(streams: &[&ImportedStream]) -> BytesMut {
+/// The COPY rows of each stream's events after its first `skip` (at versions `skip + 1`, ...).
+fn copy_rows(streams: &[(&ImportedStream, usize)]) -> BytesMut {
     let size: usize = streams
         .iter()
-        .flat_map(|s| s.events.iter())
+        .flat_map(|(s, skip)| s.events.iter().skip(*skip))
         .map(|e| e.payload_json.len() + 160)
         .sum();
     let mut buffer = BytesMut::with_capacity(size + 32);
     buffer.put_slice(b"PGCOPY\n\xff\r\n\0");
     buffer.put_i32(0); // flags
     buffer.put_i32(0); // header extension length
-    for stream in streams {
-        for (index, event) in stream.events.iter().enumerate() {
+    for &(stream, skip) in streams {
+        for (index, event) in stream.events.iter().enumerate().skip(skip) {
             buffer.put_i16(10);
             field(&mut buffer, stream.stream_id.as_bytes());
             buffer.put_i32(8);
@@ -356,9 +425,14 @@ impl EventStore {
         Ok(record_from_row(&row)?)
     }
 
-    /// Append `streams` (new streams, each whole) in one transaction with the progress of the
-    /// import `name` (begun by [`EventStore::import_begin`]). Streams whose version 1 is in the
-    /// log already are left out and counted in [`ImportBatchOutcome::streams_present`]. Bad
+    /// Append `streams` (each a whole told history) in one transaction with the progress of
+    /// the import `name` (begun by [`EventStore::import_begin`]). A stream new to the log is
+    /// appended whole. A stream the log holds with as many events or more is left alone
+    /// ([`ImportBatchOutcome::streams_present`]). A stream the log holds the start of (the
+    /// legacy order moved on since an earlier run) gets the rest appended, provided every
+    /// event the log holds was imported from the same legacy record and is the one told now
+    /// ([`ImportBatchOutcome::streams_updated`]); otherwise it is left alone and reported in
+    /// [`ImportBatchOutcome::streams_diverged`]. Bad
     /// input (an empty stream, a bad category, an event an append would refuse, a stream id
     /// or an event id twice in the batch) is refused before anything is written, as
     /// [`Error::InvalidInput`]; an event id the log holds in another stream is
@@ -448,17 +522,54 @@ impl EventStore {
     ) -> Result<Result<ImportBatchOutcome, LostRace>, Error> {
         let mut client = self.pool().get().await?;
         let transaction = client.transaction().await?;
-        let present: std::collections::HashSet<Uuid> = transaction
-            .query(PRESENT_SQL, &[&ids])
+        let versions: std::collections::HashMap<Uuid, i64> = transaction
+            .query(VERSIONS_SQL, &[&ids])
             .await?
             .iter()
-            .map(|row| row.try_get::<_, Uuid>(0))
-            .collect::<Result<_, _>>()?;
-        let new: Vec<&ImportedStream> = streams
+            .map(|row| Ok((row.try_get::<_, Uuid>(0)?, row.try_get::<_, i64>(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        // Streams the log holds only the start of: compare before appending the rest.
+        let partial: Vec<Uuid> = streams
             .iter()
-            .filter(|s| !present.contains(&s.stream_id))
+            .filter(|s| {
+                versions
+                    .get(&s.stream_id)
+                    .is_some_and(|&v| (v as usize) < s.events.len())
+            })
+            .map(|s| s.stream_id)
             .collect();
-        let events: u64 = new.iter().map(|s| s.events.len() as u64).sum();
+        let mut logged: std::collections::HashMap<Uuid, Vec<tokio_postgres::Row>> =
+            std::collections::HashMap::new();
+        if !partial.is_empty() {
+            for row in transaction.query(PREFIX_SQL, &[&partial]).await? {
+                logged.entry(row.try_get(0)?).or_default().push(row);
+            }
+        }
+        let mut new = Vec::new();
+        let mut outcome = ImportBatchOutcome::default();
+        for stream in streams {
+            let standing = match versions.get(&stream.stream_id) {
+                None => Standing::Append(stream, 0),
+                Some(&v) if v as usize >= stream.events.len() => Standing::Present,
+                Some(_) => standing(
+                    stream,
+                    logged.get(&stream.stream_id).map_or(&[][..], Vec::as_slice),
+                )?,
+            };
+            match standing {
+                Standing::Append(stream, skip) => {
+                    if skip == 0 {
+                        outcome.streams_appended += 1;
+                    } else {
+                        outcome.streams_updated += 1;
+                    }
+                    outcome.events_appended += (stream.events.len() - skip) as u64;
+                    new.push((stream, skip));
+                }
+                Standing::Present => outcome.streams_present += 1,
+                Standing::Diverged(id, why) => outcome.streams_diverged.push((id, why)),
+            }
+        }
         if !new.is_empty() {
             let rows = copy_rows(&new);
             let copy = async {
@@ -483,8 +594,8 @@ impl EventStore {
                  WHERE name = $1",
                 &[
                     &name,
-                    &count(new.len() as u64),
-                    &count(events),
+                    &count(outcome.streams_appended),
+                    &count(outcome.events_appended),
                     &count(progress.orders_read),
                     &count(progress.orders_rejected),
                 ],
@@ -501,11 +612,7 @@ impl EventStore {
                 .await?;
         }
         transaction.commit().await?;
-        Ok(Ok(ImportBatchOutcome {
-            streams_appended: new.len() as u64,
-            events_appended: events,
-            streams_present: present.len() as u64,
-        }))
+        Ok(Ok(outcome))
     }
 }
 
@@ -552,7 +659,7 @@ mod tests {
                 recorded_at: UNIX_EPOCH,
             }],
         };
-        let rows = copy_rows(&[&stream]);
+        let rows = copy_rows(&[(&stream, 0)]);
         assert!(rows.starts_with(b"PGCOPY\n\xff\r\n\0"));
         assert!(rows.ends_with(&[0xff, 0xff]));
         // header 19 + field count 2 + 10 length words + data + trailer 2

@@ -679,9 +679,7 @@ impl EventStore {
             let rows = client
                 .query(&statement, &[&after, &through, &i64::from(limit)])
                 .await?;
-            rows.iter()
-                .map(RecordedEvent::from_row)
-                .collect()
+            rows.iter().map(RecordedEvent::from_row).collect()
         })
         .await
     }
@@ -858,9 +856,7 @@ pub(crate) async fn read_stream(
     let statement = client.prepare_cached(&READ_STREAM_SQL).await?;
     let after = i64::try_from(after_version).unwrap_or(i64::MAX);
     let rows = client.query(&statement, &[&stream_id, &after]).await?;
-    rows.iter()
-        .map(RecordedEvent::from_row)
-        .collect()
+    rows.iter().map(RecordedEvent::from_row).collect()
 }
 
 pub(crate) async fn read_all(
@@ -874,9 +870,7 @@ pub(crate) async fn read_all(
     let rows = client
         .query(&statement, &[&after.transaction_id, &position, &limit])
         .await?;
-    rows.iter()
-        .map(RecordedEvent::from_row)
-        .collect()
+    rows.iter().map(RecordedEvent::from_row).collect()
 }
 
 /// Export the pool's saturation every second while the store lives.

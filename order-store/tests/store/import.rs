@@ -209,3 +209,106 @@ async fn two_runs_racing_on_the_same_streams_append_them_once() {
     let record = t.store.import_status("race").await.unwrap().unwrap();
     assert_eq!(record.batches, 2, "{record:?}");
 }
+
+/// A legacy order that moved on since an earlier run: the log holds the start of its told
+/// history, so the rest is appended. One that this system changed since its import, or whose
+/// legacy past changed, is left alone and reported.
+#[tokio::test]
+async fn a_stream_the_log_holds_the_start_of_is_updated_unless_it_diverged() {
+    let t = test_store().await;
+    t.store.import_begin("update", "legacy").await.unwrap();
+    // Ids derived from the legacy record: the same in every run.
+    let stream_ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let event_ids: Vec<Vec<Uuid>> = (0..4)
+        .map(|_| (0..5).map(|_| Uuid::new_v4()).collect())
+        .collect();
+    let told = |n: usize, events: usize| -> Vec<ImportedEvent> {
+        (0..events)
+            .map(|i| ImportedEvent {
+                event_id: event_ids[n][i],
+                ..imported_event(&format!(r#"{{"order":{n},"step":{i}}}"#))
+            })
+            .collect()
+    };
+    let stream = |n: usize, events: Vec<ImportedEvent>| ImportedStream {
+        stream_id: stream_ids[n],
+        ..imported(n, events)
+    };
+    // The first run: four orders, two or three events each.
+    let first: Vec<ImportedStream> = (0..4).map(|n| stream(n, told(n, 2 + n % 2))).collect();
+    let outcome = t
+        .store
+        .import_batch("update", &first, ImportProgress::default())
+        .await
+        .unwrap();
+    assert_eq!((outcome.streams_appended, outcome.events_appended), (4, 10));
+
+    // Order 1 lives here now: a live event after its imported ones.
+    append(
+        &t.store,
+        first[1].stream_id,
+        ExpectedVersion::Exact(3),
+        &[event("live")],
+    )
+    .await
+    .unwrap();
+
+    // The second run: every order moved on by two events; order 2's past changed; order 3 is
+    // told shorter than it is in the log.
+    let mut second: Vec<ImportedStream> = (0..3).map(|n| stream(n, told(n, 4 + n % 2))).collect();
+    second[2].events[1].payload_json = r#"{"order":2,"step":"rewritten"}"#.to_owned();
+    second.push(stream(3, told(3, 1)));
+    let outcome = t
+        .store
+        .import_batch("update", &second, ImportProgress::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome.streams_appended, 0, "{outcome:?}");
+    assert_eq!(outcome.streams_updated, 1, "{outcome:?}");
+    assert_eq!(outcome.events_appended, 2, "{outcome:?}");
+    assert_eq!(outcome.streams_present, 1, "{outcome:?}");
+    let diverged: std::collections::BTreeMap<Uuid, String> =
+        outcome.streams_diverged.iter().cloned().collect();
+    assert_eq!(diverged.len(), 2, "{outcome:?}");
+    assert!(
+        diverged[&first[1].stream_id].contains("recorded by this system"),
+        "{diverged:?}"
+    );
+    assert!(
+        diverged[&first[2].stream_id].contains("past changed"),
+        "{diverged:?}"
+    );
+
+    // Order 0: its told history, whole and in order; the others unchanged.
+    let read = t.store.read_stream(first[0].stream_id, 0).await.unwrap();
+    let ids: Vec<Uuid> = read.iter().map(|e| e.event_id).collect();
+    let expected: Vec<Uuid> = second[0].events.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, expected);
+    assert!(
+        read.iter()
+            .all(|e| e.imported_from.as_deref() == Some("legacy:0"))
+    );
+    for (n, events) in [(1, 4), (2, 2), (3, 3)] {
+        let read = t.store.read_stream(first[n].stream_id, 0).await.unwrap();
+        assert_eq!(read.len(), events, "order {n}");
+    }
+    let record = t.store.import_status("update").await.unwrap().unwrap();
+    assert_eq!((record.orders_imported, record.events_imported), (4, 12));
+
+    // A third run of the same export changes nothing.
+    let outcome = t
+        .store
+        .import_batch("update", &second, ImportProgress::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            outcome.streams_updated,
+            outcome.events_appended,
+            outcome.streams_present
+        ),
+        (0, 0, 2)
+    );
+    assert_eq!(outcome.streams_diverged.len(), 2);
+    assert_eq!(count(&t.db, "orders.events").await, 13);
+}
