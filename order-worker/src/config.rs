@@ -497,6 +497,14 @@ pub struct RunArgs {
     #[arg(long, env = "ORDER_WORKER_DELIVERY_RECHECK_SECONDS", default_value_t = 21_600,
           value_parser = clap::value_parser!(u64).range(1..=43_200))]
     pub delivery_recheck_seconds: u64,
+    /// How long the providers remember an idempotency key, in seconds (their contract: at
+    /// least 24 hours). A redelivered message whose event is older (less a tenth, at most an
+    /// hour) is dead-lettered (`key_lifetime`) rather than repeat a call that creates
+    /// something: the provider may have forgotten the first one. 0: never (keys are kept for
+    /// ever).
+    #[arg(long, env = "ORDER_WORKER_PROVIDER_KEY_LIFETIME_SECONDS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub provider_key_lifetime_seconds: u64,
     /// Seconds in-flight messages get to finish after SIGTERM.
     #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
@@ -671,6 +679,12 @@ impl RunArgs {
             poll: Duration::from_millis(self.delivery_poll_ms),
             recheck: Duration::from_secs(self.delivery_recheck_seconds),
         }
+    }
+
+    /// How long the providers remember an idempotency key (`None`: for ever).
+    pub fn provider_key_lifetime(&self) -> Option<Duration> {
+        (self.provider_key_lifetime_seconds > 0)
+            .then(|| Duration::from_secs(self.provider_key_lifetime_seconds))
     }
 
     /// The HTTP client settings of the providers.

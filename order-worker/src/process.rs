@@ -150,6 +150,10 @@ pub struct Guards {
     pub shipping: Guard,
 }
 
+/// How long providers remember an idempotency key, by default: the provider contract's
+/// minimum (docs/providers.md).
+pub const PROVIDER_KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// Handles one event: the saga step it asks for.
 #[derive(Debug)]
 pub struct Processor {
@@ -157,6 +161,7 @@ pub struct Processor {
     providers: Providers,
     guards: Arc<Guards>,
     delivery: DeliverySettings,
+    key_lifetime: Option<Duration>,
 }
 
 enum StepEnd {
@@ -179,7 +184,58 @@ impl Processor {
             providers,
             guards,
             delivery,
+            key_lifetime: Some(PROVIDER_KEY_LIFETIME),
         }
+    }
+
+    /// How long the providers remember an idempotency key (`None`: for ever, no check). A
+    /// redelivered message never repeats a call that creates something at a provider (a
+    /// reservation, an authorization, a shipment, a refund) once its event is older than
+    /// that, less a margin (a tenth, at most an hour): the first call may have been made
+    /// that long ago, and a provider that forgot its key would do it a second time. The
+    /// message is dead-lettered instead (`dlq_kind` = `key_lifetime`), for an operator to ask
+    /// the provider (docs/operations.md).
+    pub fn with_key_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.key_lifetime = lifetime;
+        self
+    }
+
+    /// `Ok` when `call` (idempotency key `key`) may be sent for `trigger`'s step.
+    fn key_remembered(
+        &self,
+        call: &str,
+        key: Uuid,
+        trigger: &pb::Event,
+        redelivered: bool,
+    ) -> Result<(), Outcome> {
+        let (Some(lifetime), true) = (self.key_lifetime, redelivered) else {
+            return Ok(());
+        };
+        let Some(recorded) = trigger
+            .recorded_at
+            .as_ref()
+            .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+        else {
+            return Ok(());
+        };
+        let age = std::time::SystemTime::now()
+            .duration_since(recorded)
+            .unwrap_or_default();
+        let limit = lifetime.saturating_sub((lifetime / 10).min(Duration::from_secs(3600)));
+        if age < limit {
+            return Ok(());
+        }
+        Err(Outcome::dead(
+            "key_lifetime",
+            format!(
+                "{call} (Idempotency-Key {key}) would be sent again for an event of {} hours ago, \
+                 past the {} hours a provider must remember its keys: an earlier delivery may \
+                 have made it, and the provider may have forgotten; ask the provider whether it \
+                 holds a {call} with that key",
+                age.as_secs() / 3600,
+                lifetime.as_secs_f64() / 3600.0
+            ),
+        ))
     }
 
     /// The gRPC client.
@@ -312,7 +368,8 @@ impl Processor {
                     );
                     break 'no_longer_owed;
                 }
-                let command = match self.decide(step, order_id, event_id, trigger, &log).await {
+                let decision = self.decide(step, order_id, event_id, trigger, &log, redelivered);
+                let command = match decision.await {
                     Ok(command) => command,
                     Err(outcome) => return StepEnd::Failed(outcome),
                 };
@@ -392,8 +449,13 @@ impl Processor {
         event_id: Uuid,
         trigger: &pb::Event,
         log: &OrderLog,
+        redelivered: bool,
     ) -> Result<Command, Outcome> {
         let key = |command: &str| saga::command_id(event_id, command);
+        // A call that creates something, about to be repeated: only while the provider surely
+        // remembers its key.
+        let remembered =
+            |call: &str, key: Uuid| self.key_remembered(call, key, trigger, redelivered);
         let placed = || {
             log.placed()
                 .ok_or_else(|| Outcome::dead("log", "the order's log has no OrderPlaced event"))
@@ -402,6 +464,7 @@ impl Processor {
         Ok(match step {
             Step::Inventory => {
                 let request = reserve_request(order_id, event_id, log)?;
+                remembered("reserve", request.idempotency_key)?;
                 let inventory = &self.providers.inventory;
                 match guards
                     .inventory
@@ -417,6 +480,7 @@ impl Processor {
             }
             Step::Payment => {
                 let request = authorize_request(order_id, event_id, log)?;
+                remembered("authorize", request.idempotency_key)?;
                 let amount = request.amount.clone();
                 let payment = &self.providers.payment;
                 match guards
@@ -481,6 +545,7 @@ impl Processor {
                     lines: lines(placed),
                     idempotency_key: key("ShipOrder"),
                 };
+                remembered("ship", request.idempotency_key)?;
                 let shipping = &self.providers.shipping;
                 let shipment = guards
                     .shipping
@@ -528,6 +593,9 @@ impl Processor {
                     action: *action,
                     idempotency_key: key("RefundPayment"),
                 };
+                if *action == PaymentAction::Refund {
+                    remembered("refund", request.idempotency_key)?;
+                }
                 let payment = &self.providers.payment;
                 match guards
                     .payment
@@ -547,6 +615,7 @@ impl Processor {
                             idempotency_key: key("RefundPayment/captured"),
                             ..request
                         };
+                        remembered("refund", refund.idempotency_key)?;
                         tracing::warn!(
                             %order_id,
                             payment_id = %refund.payment_id,
@@ -627,19 +696,31 @@ impl Processor {
         let asked = match (known, step) {
             (Some(held), _) => Ok(held),
             (None, Step::Inventory) => match reserve_request(order_id, event_id, log) {
-                Ok(request) => guards
-                    .inventory
-                    .call("reserve", || inventory.reserve(request.clone()))
-                    .await
-                    .map(Some),
+                Ok(request) => {
+                    let key = request.idempotency_key;
+                    if let Err(outcome) = self.key_remembered("reserve", key, trigger, true) {
+                        return StepEnd::Failed(outcome);
+                    }
+                    guards
+                        .inventory
+                        .call("reserve", || inventory.reserve(request.clone()))
+                        .await
+                        .map(Some)
+                }
                 Err(outcome) => return StepEnd::Failed(outcome),
             },
             (None, _) => match authorize_request(order_id, event_id, log) {
-                Ok(request) => guards
-                    .payment
-                    .call("authorize", || payment.authorize(request.clone()))
-                    .await
-                    .map(Some),
+                Ok(request) => {
+                    let key = request.idempotency_key;
+                    if let Err(outcome) = self.key_remembered("authorize", key, trigger, true) {
+                        return StepEnd::Failed(outcome);
+                    }
+                    guards
+                        .payment
+                        .call("authorize", || payment.authorize(request.clone()))
+                        .await
+                        .map(Some)
+                }
                 Err(outcome) => return StepEnd::Failed(outcome),
             },
         };

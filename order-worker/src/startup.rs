@@ -127,12 +127,10 @@ impl App {
             payment: guard("payment"),
             shipping: guard("shipping"),
         });
-        let processor = Arc::new(Processor::new(
-            api.clone(),
-            providers,
-            guards,
-            args.delivery_settings(),
-        ));
+        let processor = Arc::new(
+            Processor::new(api.clone(), providers, guards, args.delivery_settings())
+                .with_key_lifetime(args.provider_key_lifetime()),
+        );
         let settings = args.consumer_settings();
 
         let (readiness, readiness_rx) = watch::channel(Readiness::NotReady("starting".to_owned()));

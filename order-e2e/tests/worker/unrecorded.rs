@@ -275,3 +275,77 @@ async fn a_capture_whose_answer_was_lost_is_refunded_when_the_void_finds_it_capt
     assert!(stack.drain_dlq().await.is_empty());
     worker.stop().await;
 }
+
+/// A reservation whose answer keeps getting lost, for longer than the provider remembers its
+/// idempotency keys: the worker stops sending it again (a provider that forgot the key would
+/// reserve a second time) and dead-letters the message for an operator, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_repeat_past_the_providers_key_lifetime_is_dead_lettered_not_sent() {
+    // Receives enough never to run out while the lifetime passes.
+    let stack = start(1000).await;
+    let stub = stub().await;
+    stub.set_faults(
+        "inventory",
+        &FaultPlan {
+            lost: 1_000_000,
+            ..FaultPlan::default()
+        },
+    );
+    let worker = stack
+        .http_worker(
+            &stub,
+            &[
+                "--circuit-wait-seconds",
+                "0",
+                "--breaker-threshold",
+                "1000",
+                "--provider-key-lifetime-seconds",
+                "4",
+            ],
+        )
+        .await;
+    let order = stack.place_new(&["SKU-1"]).await;
+    until(&stub, Duration::from_secs(30), "the reservation", |e| {
+        count(&e.reservations, &order) == 1
+    })
+    .await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let dead = loop {
+        let dead = stack.drain_dlq().await;
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing dead-lettered: {:?}",
+            stub.effects()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(dead.len(), 1);
+    let attributes = dead[0].message_attributes().cloned().unwrap_or_default();
+    let attribute = |name: &str| {
+        attributes
+            .get(name)
+            .and_then(|v| v.string_value())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(attribute("dlq_kind"), "key_lifetime", "{attributes:?}");
+    let key = order_worker::saga::command_id(
+        stack.events(&order).await[0].event_id.parse().unwrap(),
+        "ReserveInventory",
+    );
+    let reason = attribute("dlq_reason");
+    assert!(
+        reason.contains("reserve") && reason.contains(&key.to_string()),
+        "{reason}"
+    );
+    // Nothing more was asked of the provider, and the order waits where it was.
+    stub.set_faults("inventory", &FaultPlan::default());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&stub.effects().reservations, &order), 1);
+    assert_eq!(types(&stack.events(&order).await), ["OrderPlaced"]);
+    worker.stop().await;
+}
