@@ -55,16 +55,11 @@ async fn cancel(stack: &Stack, order: &str) {
         .unwrap();
 }
 
-fn types(events: &[pb::Event]) -> Vec<&str> {
-    events.iter().map(|e| e.event_type.as_str()).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reservation_whose_answer_was_lost_is_released_when_the_order_is_cancelled_first() {
-    let stack = start(10).await;
+/// The stub, with every reserve done but answered 503, and an HTTP worker on it (`extra`
+/// adds flags) that releases the message after each delivery (no waiting for the circuit), so
+/// the next delivery knows an earlier one called.
+async fn reserves_answered_503(stack: &Stack, extra: &[&str]) -> (Stub, Worker) {
     let stub = stub().await;
-    // Every reserve is done but answered 503; the message is released after each delivery
-    // (no waiting for the circuit), so the next delivery knows an earlier one called.
     stub.set_faults(
         "inventory",
         &FaultPlan {
@@ -72,12 +67,20 @@ async fn a_reservation_whose_answer_was_lost_is_released_when_the_order_is_cance
             ..FaultPlan::default()
         },
     );
-    let worker = stack
-        .http_worker(
-            &stub,
-            &["--circuit-wait-seconds", "0", "--breaker-threshold", "1000"],
-        )
-        .await;
+    let mut flags = vec!["--circuit-wait-seconds", "0", "--breaker-threshold", "1000"];
+    flags.extend_from_slice(extra);
+    let worker = stack.http_worker(&stub, &flags).await;
+    (stub, worker)
+}
+
+fn types(events: &[pb::Event]) -> Vec<&str> {
+    events.iter().map(|e| e.event_type.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_whose_answer_was_lost_is_released_when_the_order_is_cancelled_first() {
+    let stack = start(10).await;
+    let (stub, worker) = reserves_answered_503(&stack, &[]).await;
     let order = stack.place_new(&["SKU-1"]).await;
     until(&stub, Duration::from_secs(30), "the reservation", |e| {
         count(&e.reservations, &order) == 1
@@ -283,27 +286,8 @@ async fn a_capture_whose_answer_was_lost_is_refunded_when_the_void_finds_it_capt
 async fn a_call_to_repeat_past_the_providers_key_lifetime_is_dead_lettered_not_sent() {
     // Receives enough never to run out while the lifetime passes.
     let stack = start(1000).await;
-    let stub = stub().await;
-    stub.set_faults(
-        "inventory",
-        &FaultPlan {
-            lost: 1_000_000,
-            ..FaultPlan::default()
-        },
-    );
-    let worker = stack
-        .http_worker(
-            &stub,
-            &[
-                "--circuit-wait-seconds",
-                "0",
-                "--breaker-threshold",
-                "1000",
-                "--provider-key-lifetime-seconds",
-                "4",
-            ],
-        )
-        .await;
+    let (stub, worker) =
+        reserves_answered_503(&stack, &["--provider-key-lifetime-seconds", "4"]).await;
     let order = stack.place_new(&["SKU-1"]).await;
     until(&stub, Duration::from_secs(30), "the reservation", |e| {
         count(&e.reservations, &order) == 1
