@@ -49,9 +49,13 @@ pub struct CloudEvent {
     pub time: String,
     /// Always `application/json`.
     pub datacontenttype: String,
-    /// Extension: the event's position in the global log.
+    /// Extension: the event's position in the global log. A CloudEvents Integer (a JSON
+    /// number) up to 2,147,483,647, the largest the type holds; beyond, a String of its
+    /// decimal digits. Either form is read.
+    #[serde(with = "integer")]
     pub globalposition: u64,
-    /// Extension: the event's version within its order.
+    /// Extension: the event's version within its order (written as `globalposition` is).
+    #[serde(with = "integer")]
     pub streamversion: u64,
     /// Extension: the schema version of `data`.
     pub schemaversion: u16,
@@ -67,6 +71,40 @@ pub struct CloudEvent {
     /// numbers or booleans). The projector sends none.
     #[serde(flatten)]
     pub extensions: BTreeMap<String, serde_json::Value>,
+}
+
+/// A CloudEvents extension that counts: an Integer (a JSON number, at most `i32::MAX`, as the
+/// type's range is 32 bits) while it fits, else a String of decimal digits, as the spec would
+/// have an attribute of another type. A strict CloudEvents SDK then reads every message, the
+/// 2,147,483,648th event's included.
+mod integer {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(crate) fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        if *value <= i32::MAX as u64 {
+            serializer.serialize_u64(*value)
+        } else {
+            serializer.collect_str(value)
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(u64),
+            Text(String),
+        }
+        match Either::deserialize(deserializer)? {
+            Either::Number(n) => Ok(n),
+            Either::Text(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+                text.parse().map_err(D::Error::custom)
+            }
+            Either::Text(text) => Err(D::Error::custom(format!(
+                "{text:?} is not a count (an integer, or a string of decimal digits)"
+            ))),
+        }
+    }
 }
 
 /// Why a message body is not an order event envelope.
@@ -349,6 +387,46 @@ mod tests {
             "absent extensions are omitted"
         );
         assert_eq!(CloudEvent::parse(&body).unwrap(), event);
+    }
+
+    /// Positions past a CloudEvents Integer's 32 bits are written as strings (a strict SDK
+    /// refuses such a number), and either form is read.
+    #[test]
+    fn counts_past_a_cloudevents_integer_are_strings_and_both_forms_are_read() {
+        for (position, written) in [
+            (42, "42".to_owned()),
+            (2_147_483_647, "2147483647".to_owned()),
+            (2_147_483_648, r#""2147483648""#.to_owned()),
+            (u64::MAX, format!(r#""{}""#, u64::MAX)),
+        ] {
+            let event = CloudEvent::new(EnvelopeInput {
+                global_position: position,
+                stream_version: position,
+                ..sample_input()
+            });
+            let body = event.to_body();
+            assert!(
+                body.contains(&format!(r#""globalposition":{written}"#))
+                    && body.contains(&format!(r#""streamversion":{written}"#)),
+                "{body}"
+            );
+            assert_eq!(CloudEvent::parse(&body).unwrap(), event);
+        }
+        let good = sample().to_body();
+        let quoted = good.replace(r#""globalposition":42"#, r#""globalposition":"42""#);
+        assert_eq!(CloudEvent::parse(&quoted).unwrap().globalposition, 42);
+        for bad in [
+            r#""""#, r#""4 2""#, r#""-42""#, r#""4e1""#, "-1", "4.5", "true",
+        ] {
+            let body = good.replace(
+                r#""globalposition":42"#,
+                &format!(r#""globalposition":{bad}"#),
+            );
+            assert!(
+                matches!(CloudEvent::parse(&body), Err(EnvelopeError::Malformed(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
