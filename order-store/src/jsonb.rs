@@ -34,7 +34,10 @@ pub(crate) fn unstorable(text: &str) -> Option<String> {
 /// The index after the string whose contents start at `i`, or why jsonb refuses it.
 fn string_end(bytes: &[u8], mut i: usize) -> Result<usize, String> {
     loop {
-        let Some(offset) = bytes[i..].iter().position(|&b| b == b'"' || b == b'\\') else {
+        let Some(offset) = bytes
+            .get(i..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'"' || b == b'\\'))
+        else {
             return Err("an unterminated string (not valid JSON)".into());
         };
         i += offset;
@@ -145,12 +148,17 @@ fn exponent_of(digits: &str) -> i64 {
         Some(b'+') => (false, &digits[1..]),
         _ => (false, digits),
     };
-    let value = digits.bytes().fold(0_i64, |value, digit| {
-        value
-            .saturating_mul(10)
-            .saturating_add(i64::from(digit - b'0'))
-            .min(1 << 40)
-    });
+    // Digits only: the text is not always parsed before (an import leaves JSON syntax to the
+    // server), and a stray sign must not underflow here.
+    let value = digits
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .fold(0_i64, |value, digit| {
+            value
+                .saturating_mul(10)
+                .saturating_add(i64::from(digit - b'0'))
+                .min(1 << 40)
+        });
     if negative { -value } else { value }
 }
 
@@ -201,6 +209,32 @@ mod tests {
         for json in taken {
             serde_json::from_str::<serde::de::IgnoredAny>(&json).unwrap();
             assert_eq!(unstorable(&json), None, "{json}");
+        }
+    }
+
+    /// Text that is not JSON at all gets an answer, never a panic (an import's payloads reach
+    /// the scan before the server reads their syntax).
+    #[test]
+    fn any_text_is_scanned_without_a_panic() {
+        let pieces = [
+            "{", "}", "[", "]", "\"", "\\", "\\u", "\\ud800", "\\u0000", "\\uzz", "1", "-", "+",
+            "e", "E", ".", "0", "9", "e-", "e+-", "1e+-5", ":", ",", " ", "é", "😀", "\u{0}",
+        ];
+        // Every sequence of up to 4 pieces, and some long ones.
+        let mut texts = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = texts
+                .iter()
+                .flat_map(|t| pieces.iter().map(move |p| format!("{t}{p}")))
+                .collect();
+            texts.extend(longer);
+            texts.dedup();
+            texts.truncate(200_000);
+        }
+        texts.push("1e".repeat(10_000));
+        texts.push(format!("-{}e-{}", "0.".repeat(5_000), "9".repeat(5_000)));
+        for text in &texts {
+            let _ = unstorable(text);
         }
     }
 
