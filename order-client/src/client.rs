@@ -165,7 +165,9 @@ impl ClientBuilder {
     /// The deadline of each attempt of a unary call (default 10 s), sent as `grpc-timeout`
     /// and enforced by the client too, over the whole attempt (opening a connection
     /// included); an attempt past it fails as DEADLINE_EXCEEDED (and is retried like one).
-    /// It also bounds how long `GetOrder` waits for read-your-writes.
+    /// It also bounds each attempt's read-your-writes wait (`GetOrder` with `min_position`);
+    /// a wait that runs out is retried like any DEADLINE_EXCEEDED, so the whole call is
+    /// bounded by [`RetryPolicy::total_timeout`], when set, not by this.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -485,7 +487,11 @@ impl Client {
             attempt += 1;
             let deadline = left().map_or(self.timeout, |left| left.min(self.timeout));
             let request = self.request(message.clone(), &correlation_id, Some(deadline));
-            match self.within_deadline(deadline, rpc(request)).await {
+            let answer = self.within_deadline(deadline, rpc(request)).await;
+            // The wait before the next attempt, drawn once: the check below and the sleep
+            // must agree on it (it is random).
+            let wait = self.retry.backoff(attempt);
+            match answer {
                 Ok(response) => {
                     return Ok(Answered {
                         message: response.into_inner(),
@@ -497,11 +503,8 @@ impl Client {
                     if attempt < self.retry.attempts()
                         && retryable(&status, kind)
                         // Time for the wait and a useful attempt after it.
-                        && left().is_none_or(|left| {
-                            left > self.retry.backoff(attempt) + MIN_ATTEMPT
-                        }) =>
+                        && left().is_none_or(|left| left > wait + MIN_ATTEMPT) =>
                 {
-                    let wait = self.retry.backoff(attempt);
                     tracing::debug!(
                         code = ?status.code(),
                         message = status.message(),
@@ -511,6 +514,16 @@ impl Client {
                         "call failed, retrying"
                     );
                     tokio::time::sleep(wait).await;
+                    // A wait that overslept (a busy machine) leaves no time for an attempt:
+                    // the call ends with what the last one answered, rather than send one
+                    // that cannot finish.
+                    if left().is_some_and(|left| left < MIN_ATTEMPT) {
+                        return Err(Error::Rpc {
+                            status: Box::new(status),
+                            attempts: attempt,
+                            correlation_id,
+                        });
+                    }
                 }
                 Err(status) => {
                     return Err(Error::Rpc {

@@ -351,3 +351,72 @@ async fn a_total_timeout_bounds_the_call_across_its_retries() {
     assert_eq!(error.code(), Code::DeadlineExceeded, "{error}");
     assert!((1..=4).contains(&error.attempts()), "{error}");
 }
+
+/// A transport that answers every call UNAVAILABLE after 5 ms, without a server, and records
+/// each attempt's `grpc-timeout`.
+fn always_unavailable(timeouts: Seen) -> impl Fn(Transport) -> Transport + Send + Sync {
+    move |_inner: Transport| {
+        let timeouts = timeouts.clone();
+        Transport::new(tower::service_fn(
+            move |request: http::Request<tonic::body::Body>| {
+                let timeouts = timeouts.clone();
+                async move {
+                    let timeout = request
+                        .headers()
+                        .get("grpc-timeout")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned();
+                    timeouts.lock().unwrap().push(timeout);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    Ok::<_, TransportError>(
+                        tonic::Status::new(Code::Unavailable, "no server here")
+                            .into_http::<tonic::body::Body>(),
+                    )
+                }
+            },
+        ))
+    }
+}
+
+/// With waits as long as the bound allows (200-400 ms within 1 s), a call never overruns
+/// its total, never sends an attempt without time left, and ends with its last attempt's
+/// status, whatever the random waits come out as.
+#[tokio::test]
+async fn a_total_timeout_is_never_overrun_by_a_wait_and_ends_with_the_last_status() {
+    let timeouts: Seen = Arc::default();
+    let client = Client::builder()
+        .endpoint("http://127.0.0.1:9")
+        .timeout(Duration::from_secs(5))
+        .retry(
+            order_client::RetryPolicy::default()
+                .max_attempts(10)
+                .initial_backoff(Duration::from_millis(400))
+                .max_backoff(Duration::from_millis(400))
+                .total_timeout(Duration::from_secs(1)),
+        )
+        .wrap_transport(always_unavailable(timeouts.clone()))
+        .build()
+        .unwrap();
+    for _ in 0..40 {
+        let started = tokio::time::Instant::now();
+        let error = client.get_order(uuid::Uuid::new_v4()).await.unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable, "{error}");
+        assert!((2..=5).contains(&error.attempts()), "{error}");
+        // The bound, and a little for the last 5 ms answer and the scheduler.
+        assert!(
+            started.elapsed() < Duration::from_millis(1_150),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let timeouts = timeouts.lock().unwrap();
+    for timeout in timeouts.iter() {
+        // grpc-timeout: digits and a unit; "0" of any unit is an attempt out of time.
+        let digits: String = timeout.chars().take_while(char::is_ascii_digit).collect();
+        assert!(
+            digits.parse::<u64>().is_ok_and(|n| n > 0),
+            "an attempt sent with grpc-timeout {timeout:?}"
+        );
+    }
+}
