@@ -50,8 +50,10 @@ pub const DEFAULT_MAX_RECONNECTS: u32 = 10;
 /// a dropped connection, UNAVAILABLE, RESOURCE_EXHAUSTED), the stream waits (the client's
 /// backoff) and subscribes again exactly after the cursor of the last event it yielded, so
 /// nothing is skipped and nothing repeated. After [`max_reconnects`](Self::max_reconnects)
-/// consecutive failures (attempts that did not get a subscription open; a subscription that
-/// opened starts the count again), or at once for an error that another try cannot mend
+/// consecutive failures (attempts that did not get a subscription open, or whose subscription
+/// the server ended with an error before any event, within 10 s: a server that opens the call
+/// and then cannot read its log; a subscription that yielded an event, lasted longer, or was
+/// cut by the connection starts the count again), or at once for an error that another try cannot mend
 /// (UNAUTHENTICATED, INVALID_ARGUMENT, ...), it yields that error and ends.
 ///
 /// ```no_run
@@ -72,6 +74,8 @@ pub struct EventStream {
     max_reconnects: u32,
     failures: u32,
     reconnects: u64,
+    /// When the open subscription opened.
+    opened_at: Option<std::time::Instant>,
     /// The correlation id of the latest subscription call.
     correlation_id: String,
     state: State,
@@ -131,6 +135,12 @@ impl EventStream {
         Box::pin(async move { queries.subscribe_events(request).await })
     }
 
+    /// Whether the open subscription has been open long enough to count as working.
+    fn lasted(&self) -> bool {
+        self.opened_at
+            .is_some_and(|at| at.elapsed() >= std::time::Duration::from_secs(10))
+    }
+
     /// After a failure: wait and try again, or yield the error and end.
     fn failed(&mut self, status: Status) -> Option<Error> {
         if retryable(&status, CallKind::Idempotent) && self.failures < self.max_reconnects {
@@ -172,10 +182,9 @@ impl Stream for EventStream {
                 State::Opening(opening) => match opening.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(response)) => {
-                        // Subscribed: the failures so far are behind us (as gRPC's own
-                        // connection backoff resets once a connection is ready), so a stream
-                        // on a quiet log survives any number of separate interruptions.
-                        this.failures = 0;
+                        // Subscribed; whether that ends the run of failures is known when the
+                        // subscription ends (`Open` below).
+                        this.opened_at = Some(std::time::Instant::now());
                         this.state = State::Open(Box::new(response.into_inner()));
                     }
                     Poll::Ready(Err(status)) => {
@@ -192,12 +201,22 @@ impl Stream for EventStream {
                         return Poll::Ready(Some(Ok(event)));
                     }
                     Poll::Ready(Some(Err(status))) => {
+                        // A subscription cut by the connection, or that lasted, was a
+                        // success: the failures so far are behind us (as gRPC's own
+                        // connection backoff resets once a connection is ready), so a stream
+                        // on a quiet log survives any number of separate interruptions. An
+                        // error the server sent at once, before any event, is one more
+                        // failure in the run: its backoff grows and the limit holds.
+                        if std::error::Error::source(&status).is_some() || this.lasted() {
+                            this.failures = 0;
+                        }
                         if let Some(error) = this.failed(status) {
                             return Poll::Ready(Some(Err(error)));
                         }
                     }
                     Poll::Ready(None) => {
                         // The log never ends: a stream that does was cut short.
+                        this.failures = 0;
                         let status = Status::unavailable("the event stream ended");
                         if let Some(error) = this.failed(status) {
                             return Poll::Ready(Some(Err(error)));
@@ -223,6 +242,7 @@ impl Client {
             max_reconnects: DEFAULT_MAX_RECONNECTS,
             failures: 0,
             reconnects: 0,
+            opened_at: None,
             correlation_id: String::new(),
             state: State::Idle,
         }

@@ -183,3 +183,57 @@ async fn a_stream_on_a_quiet_log_survives_more_separate_cuts_than_its_reconnect_
         events.reconnects()
     );
 }
+
+/// A server that opens every subscription (200, gRPC headers) and then ends it at once with
+/// UNAVAILABLE (a service that cannot read its log): the stream backs off, counts each as a
+/// failure and, after its limit, yields the error; it does not subscribe again for ever.
+#[tokio::test]
+async fn a_subscription_the_server_opens_then_fails_at_once_counts_toward_the_limit() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let transport = {
+        let calls = calls.clone();
+        move |_inner: order_client::Transport| {
+            let calls = calls.clone();
+            order_client::Transport::new(tower::service_fn(
+                move |_request: http::Request<tonic::body::Body>| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
+                        trailers.insert(
+                            "grpc-message",
+                            http::HeaderValue::from_static("the log cannot be read"),
+                        );
+                        let frames = futures::stream::iter([Ok::<_, std::convert::Infallible>(
+                            http_body::Frame::<bytes::Bytes>::trailers(trailers),
+                        )]);
+                        let body = tonic::body::Body::new(http_body_util::StreamBody::new(frames));
+                        let response = http::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/grpc")
+                            .body(body)
+                            .unwrap();
+                        Ok::<_, order_client::TransportError>(response)
+                    }
+                },
+            ))
+        }
+    };
+    let client = order_client::Client::builder()
+        .endpoint("http://127.0.0.1:9")
+        .retry(quick_retries(10))
+        .wrap_transport(transport)
+        .build()
+        .unwrap();
+    let mut events = client.subscribe_events(Start::Beginning).max_reconnects(3);
+    let item = tokio::time::timeout(Duration::from_secs(30), events.next())
+        .await
+        .expect("the stream gave up within 30 s");
+    let error = item.expect("an item").expect_err("an error");
+    assert_eq!(error.code(), order_client::Code::Unavailable, "{error}");
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "the first call and 3 more");
+    assert!(events.next().await.is_none(), "then it ends");
+}
