@@ -54,14 +54,19 @@ pub struct Db {
     verified: Arc<OnceLock<Result<(), String>>>,
 }
 
-/// Tables the console reads, and must not be able to change.
-const TABLES: [&str; 5] = [
-    "orders.events",
-    "orders.commands",
-    "orders.subscriptions",
-    "orders.order_summaries",
-    "orders.customer_totals",
-];
+/// The first thing of the `orders` schema the current user may change, if any: a table or
+/// partitioned table it may write, or the schema itself (CREATE). Every table counts, not only
+/// those the console reads: a role that may write the import progress or the projections'
+/// registry is no read-only role either.
+const WRITABLE_SQL: &str = "
+SELECT 'orders.' || c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'orders' AND c.relkind IN ('r', 'p')
+   AND has_table_privilege(current_user, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+UNION ALL
+SELECT 'the orders schema (CREATE)'
+ WHERE has_schema_privilege(current_user, 'orders', 'CREATE')
+ORDER BY 1 LIMIT 1";
 
 impl Db {
     /// A pool whose sessions are read-only. Nothing touches the network yet.
@@ -117,7 +122,8 @@ impl Db {
         }
     }
 
-    /// Refuse a role that may write: superuser, or any write privilege on the tables read.
+    /// Refuse a role that may write: superuser, any write privilege on a table of the `orders`
+    /// schema, or CREATE on it.
     /// `Unavailable` or `Query` when the database cannot tell yet.
     pub async fn check_read_only(&self) -> Result<(), Error> {
         self.client().await.map(drop)
@@ -139,18 +145,11 @@ async fn check(client: &deadpool_postgres::Object) -> Result<(), Error> {
             "the database user {user:?} is a superuser: the console needs a member of orders_readonly"
         )));
     }
-    for table in TABLES {
-        let row = client
-            .query_one(
-                "SELECT has_table_privilege(current_user, $1, 'INSERT, UPDATE, DELETE, TRUNCATE')",
-                &[&table],
-            )
-            .await?;
-        if row.try_get::<_, bool>(0)? {
-            return Err(Error::NotReadOnly(format!(
-                "the database user {user:?} may write {table}: the console needs a member of orders_readonly"
-            )));
-        }
+    if let Some(row) = client.query_opt(WRITABLE_SQL, &[]).await? {
+        let table: String = row.try_get(0)?;
+        return Err(Error::NotReadOnly(format!(
+            "the database user {user:?} may write {table}: the console needs a member of orders_readonly"
+        )));
     }
     Ok(())
 }

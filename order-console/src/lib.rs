@@ -127,6 +127,7 @@ impl Console {
         let app = web::router(web::AppState {
             board: self.board,
             auth: self.auth,
+            ready: Default::default(),
         });
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

@@ -31,6 +31,9 @@ pub struct AppState {
     pub board: Arc<Board>,
     /// Sign-in.
     pub auth: Arc<Auth>,
+    /// The latest readiness answer, and when it was had (`/readyz` asks the database at most
+    /// once a second, however often it is called).
+    pub ready: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Result<(), &'static str>)>>>,
 }
 
 /// Who is looking (the token's name; `None` when sign-in is off).
@@ -109,6 +112,21 @@ async fn require_viewer(
     next: Next,
 ) -> Response {
     if !state.auth.required() {
+        // Without sign-in the console listens on loopback only, and a page of any site open
+        // in the operator's browser could still reach it under its own name (DNS
+        // rebinding): only a request addressed to a loopback name is answered.
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        if host.is_some_and(|host| !is_loopback_host(host)) {
+            return (
+                StatusCode::MISDIRECTED_REQUEST,
+                "this console answers only requests addressed to localhost, 127.0.0.1 or [::1] \
+                 (sign-in is off)\n",
+            )
+                .into_response();
+        }
         request.extensions_mut().insert(Viewer(None));
         return next.run(request).await;
     }
@@ -152,6 +170,22 @@ async fn require_viewer(
             }
         }
     }
+}
+
+/// Whether a `Host` header names this machine's loopback: `localhost`, an address of
+/// 127.0.0.0/8 or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((address, port)) if port.is_empty() || port.starts_with(':') => address,
+            _ => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 /// Percent-encode everything but unreserved characters and `/`.
@@ -235,12 +269,33 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     response
 }
 
+/// Ready when the database answers. Open to anyone, so it says only which way it is not
+/// (the database's own words, which may name users and schemas, go to the log and to the
+/// signed-in pages), and asks the database at most once a second.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.board.db.ping().await {
+    let answer = {
+        let mut latest = state.ready.lock().await;
+        match *latest {
+            Some((at, answer)) if at.elapsed() < std::time::Duration::from_secs(1) => answer,
+            _ => {
+                let answer = state.board.db.ping().await.map_err(|error| {
+                    tracing::warn!(%error, "not ready");
+                    match error {
+                        crate::db::Error::Unavailable(_) => "database unavailable",
+                        crate::db::Error::Query(_) => "database query failed",
+                        crate::db::Error::NotReadOnly(_) => "database role may write",
+                    }
+                });
+                *latest = Some((std::time::Instant::now(), answer));
+                answer
+            }
+        }
+    };
+    match answer {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(error) => (
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {error}\n"),
+            format!("not ready: {why}\n"),
         )
             .into_response(),
     }

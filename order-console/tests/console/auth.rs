@@ -149,3 +149,50 @@ async fn a_console_without_tokens_listens_on_loopback_only() {
     let error = serve.settings().unwrap_err();
     assert!(error.contains("without ORDER_CONSOLE_TOKENS"), "{error}");
 }
+
+/// With sign-in off, a page of another site open in the operator's browser must not read the
+/// console by rebinding its own name to 127.0.0.1: only requests addressed to a loopback
+/// name are answered.
+#[tokio::test]
+async fn without_sign_in_only_requests_to_a_loopback_name_are_answered() {
+    let db = TestDatabase::migrated().await;
+    let console = start(&db, &[]).await;
+    let port = console.addr.port();
+    for host in [
+        format!("attacker.example:{port}"),
+        "attacker.example".to_owned(),
+        format!("127.0.0.1.attacker.example:{port}"),
+        format!("localhost.attacker.example:{port}"),
+        format!("10.0.0.1:{port}"),
+        format!("[::2]:{port}"),
+    ] {
+        for path in [
+            "/services",
+            "/orders",
+            "/api/charts/flow",
+            "/fragments/services",
+        ] {
+            let answer = request(console.addr, Method::GET, path, &[("host", &host)], "").await;
+            assert_eq!(answer.status, 421, "{host} {path}: {}", answer.body);
+            assert!(!answer.body.contains("order"), "{}", answer.body);
+        }
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("127.1.2.3:{port}"),
+        format!("[::1]:{port}"),
+        "localhost".to_owned(),
+    ] {
+        let answer = request(
+            console.addr,
+            Method::GET,
+            "/services",
+            &[("host", &host)],
+            "",
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{host}");
+    }
+}
