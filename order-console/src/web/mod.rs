@@ -33,8 +33,11 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// The latest readiness answer, and when it was had (`/readyz` asks the database at most
     /// once a second, however often it is called).
-    pub ready: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Result<(), &'static str>)>>>,
+    pub ready: Arc<tokio::sync::Mutex<Option<Readiness>>>,
 }
+
+/// A readiness answer and when it was had: ready, or which way not.
+pub type Readiness = (std::time::Instant, Result<(), &'static str>);
 
 /// Who is looking (the token's name; `None` when sign-in is off).
 #[derive(Debug, Clone)]
