@@ -52,7 +52,7 @@ async fn a_role_that_may_write_any_table_of_the_schema_is_refused() {
     let error = Console::build_with_sqs(settings(&url_as(db.url(), side), &[]), None)
         .await
         .err()
-        .expect("the console started with a role that may write orders.imports");
+        .unwrap_or_else(|| panic!("the console started with a role that may write orders.imports"));
     assert!(
         error.to_string().contains("may write orders.imports"),
         "{error}"
@@ -67,7 +67,7 @@ async fn a_role_that_may_write_any_table_of_the_schema_is_refused() {
     let error = Console::build_with_sqs(settings(&url_as(db.url(), side), &[]), None)
         .await
         .err()
-        .expect("the console started with a role that may create tables");
+        .unwrap_or_else(|| panic!("the console started with a role that may create tables"));
     assert!(
         error.to_string().contains("the orders schema (CREATE)"),
         "{error}"
