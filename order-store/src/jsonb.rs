@@ -13,6 +13,83 @@ const MAX_DECIMALS: i64 = 16_383;
 
 /// Why the log cannot hold `text` (valid JSON), if it cannot.
 pub(crate) fn unstorable(text: &str) -> Option<String> {
+    if nothing_to_look_at(text.as_bytes()) {
+        return None;
+    }
+    scan(text)
+}
+
+/// The runs of digits (and decimal points) a number the log cannot hold must have, without an
+/// exponent: 309 integer digits reach 1e308, 16,384 decimals pass numeric's limit.
+const LONG_RUN: usize = 300;
+
+/// Whether `bytes` holds nothing the exact scan could refuse, found without walking it byte
+/// by byte (the payload of every append passes here, so this is the common case, at memchr's
+/// speed): no `\u` escape (a `u` after an odd run of backslashes), no `e` or `E` right after
+/// a digit or a point (an exponent; in a string too, which the exact scan then tells apart),
+/// and no run of digits and points as long as [`LONG_RUN`] (found by looking at every
+/// `LONG_RUN / 2`-th byte: such a run covers one of them).
+fn nothing_to_look_at(bytes: &[u8]) -> bool {
+    let number_byte = |b: u8| b.is_ascii_digit() || b == b'.';
+    // Backslashes are rare in payloads: each is looked at.
+    let escape = memchr::memchr_iter(b'\\', bytes).any(|at| {
+        bytes.get(at + 1) == Some(&b'u')
+            && bytes[..=at]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\\')
+                .count()
+                % 2
+                == 1
+    });
+    if escape {
+        return false;
+    }
+    // An `e` ending a run of digits that starts where a JSON value may (after `:`, `[`, `,`
+    // or blank, with its sign): not the `7e5f` of an id.
+    let exponent = memchr::memchr2_iter(b'e', b'E', bytes).any(|at| {
+        let run = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| number_byte(b))
+            .count();
+        if run == 0 {
+            return false;
+        }
+        let mut start = at - run;
+        if start > 0 && bytes[start - 1] == b'-' {
+            start -= 1;
+        }
+        start == 0
+            || matches!(
+                bytes[start - 1],
+                b':' | b'[' | b',' | b' ' | b'\t' | b'\n' | b'\r'
+            )
+    });
+    if exponent {
+        return false;
+    }
+    let step = LONG_RUN / 2;
+    let mut at = step.min(bytes.len().saturating_sub(1));
+    while at < bytes.len() {
+        if number_byte(bytes[at]) {
+            let before = bytes[..at]
+                .iter()
+                .rev()
+                .take_while(|&&b| number_byte(b))
+                .count();
+            let after = bytes[at..].iter().take_while(|&&b| number_byte(b)).count();
+            if before + after >= LONG_RUN {
+                return false;
+            }
+        }
+        at += step;
+    }
+    true
+}
+
+/// The exact scan.
+fn scan(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -217,8 +294,39 @@ mod tests {
     #[test]
     fn any_text_is_scanned_without_a_panic() {
         let pieces = [
-            "{", "}", "[", "]", "\"", "\\", "\\u", "\\ud800", "\\u0000", "\\uzz", "1", "-", "+",
-            "e", "E", ".", "0", "9", "e-", "e+-", "1e+-5", ":", ",", " ", "é", "😀", "\u{0}",
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"",
+            "\\",
+            "\\u",
+            "\\ud800",
+            "\\u0000",
+            "\\uzz",
+            "1",
+            "-",
+            "+",
+            "e",
+            "E",
+            ".",
+            "0",
+            "9",
+            "e-",
+            "e+-",
+            "1e+-5",
+            ":",
+            ",",
+            " ",
+            "é",
+            "😀",
+            "\u{0}",
+            "1e400",
+            "-9e999",
+            "2E+308",
+            "a",
+            "1.5e-16390",
+            "\\u0000",
         ];
         // Every sequence of up to 4 pieces, and some long ones.
         let mut texts = vec![String::new()];
@@ -235,6 +343,25 @@ mod tests {
         texts.push(format!("-{}e-{}", "0.".repeat(5_000), "9".repeat(5_000)));
         for text in &texts {
             let _ = unstorable(text);
+            // The quick look never passes valid JSON that the exact scan refuses: the text
+            // as a value, in an array, in an object, and as a string.
+            for json in [
+                text.clone(),
+                format!("[{text}]"),
+                format!("{{\"k\": {text}}}"),
+                format!("[1,{text}]"),
+                format!("[\"{text}\"]"),
+            ] {
+                if serde_json::from_str::<serde::de::IgnoredAny>(&json).is_err() {
+                    continue;
+                }
+                if let Some(why) = super::scan(&json) {
+                    assert!(
+                        !super::nothing_to_look_at(json.as_bytes()),
+                        "{json:?}: {why}"
+                    );
+                }
+            }
         }
     }
 
