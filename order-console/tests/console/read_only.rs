@@ -33,18 +33,7 @@ async fn a_role_that_may_write_any_table_of_the_schema_is_refused() {
     ensure_users(&db).await;
     let client = db.connect().await;
     let side = "order_console_side_writer_test";
-    let made = client
-        .batch_execute(&format!(
-            "CREATE ROLE {side} LOGIN PASSWORD 'console-test-password' IN ROLE orders_readonly"
-        ))
-        .await;
-    if let Err(error) = made {
-        let duplicate = error.code().is_some_and(|c| {
-            *c == tokio_postgres::error::SqlState::DUPLICATE_OBJECT
-                || *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-        });
-        assert!(duplicate, "{error}");
-    }
+    ensure_role(&client, side, "orders_readonly").await;
     client
         .batch_execute(&format!("GRANT INSERT ON orders.imports TO {side}"))
         .await

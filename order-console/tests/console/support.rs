@@ -33,25 +33,31 @@ pub fn url_as(url: &str, user: &str) -> String {
 pub async fn ensure_users(db: &TestDatabase) {
     let client = db.connect().await;
     for (user, group) in [(READER, "orders_readonly"), (WRITER, "orders_projector")] {
-        let exists = client
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
-            .await
-            .unwrap()
-            .is_some();
-        if !exists {
-            let made = client
-                .batch_execute(&format!(
-                    "CREATE ROLE {user} LOGIN PASSWORD '{PASSWORD}' IN ROLE {group}"
-                ))
-                .await;
-            if let Err(error) = made {
-                let duplicate = error.code().is_some_and(|c| {
-                    *c == tokio_postgres::error::SqlState::DUPLICATE_OBJECT
-                        || *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-                });
-                assert!(duplicate, "{error}");
-            }
-        }
+        ensure_role(&client, user, group).await;
+    }
+}
+
+/// A login user of the test password in `group`, unless the cluster has it already.
+pub async fn ensure_role(client: &tokio_postgres::Client, user: &str, group: &str) {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+        .await
+        .unwrap()
+        .is_some();
+    if exists {
+        return;
+    }
+    let made = client
+        .batch_execute(&format!(
+            "CREATE ROLE {user} LOGIN PASSWORD '{PASSWORD}' IN ROLE {group}"
+        ))
+        .await;
+    if let Err(error) = made {
+        let duplicate = error.code().is_some_and(|c| {
+            *c == tokio_postgres::error::SqlState::DUPLICATE_OBJECT
+                || *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+        });
+        assert!(duplicate, "{error}");
     }
 }
 
