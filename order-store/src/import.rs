@@ -290,9 +290,9 @@ fn field(buffer: &mut BytesMut, bytes: &[u8]) {
     buffer.put_slice(bytes);
 }
 
-/// The binary COPY rows of `streams` (PostgreSQL's documented binary format: a header, then
-/// per row the field count and each field's length and bytes, then -1).
-/// The COPY rows of each stream's events after its first `skip` (at versions `skip + 1`, ...).
+/// The binary COPY rows of each stream's events after its first `skip`, at versions
+/// `skip + 1`, ... (PostgreSQL's documented binary format: a header, then per row the field
+/// count and each field's length and bytes, then -1).
 fn copy_rows(streams: &[(&ImportedStream, usize)]) -> BytesMut {
     let size: usize = streams
         .iter()
@@ -435,11 +435,11 @@ impl EventStore {
     /// legacy order moved on since an earlier run) gets the rest appended, provided every
     /// event the log holds was imported from the same legacy record and is the one told now
     /// ([`ImportBatchOutcome::streams_updated`]); otherwise it is left alone and reported in
-    /// [`ImportBatchOutcome::streams_diverged`]. Bad
-    /// input (an empty stream, a bad category, an event an append would refuse, a stream id
-    /// or an event id twice in the batch) is refused before anything is written, as
-    /// [`Error::InvalidInput`]; an event id the log holds in another stream is
-    /// [`Error::DuplicateEventId`], and nothing of the batch is written.
+    /// [`ImportBatchOutcome::streams_diverged`]. Bad input (an empty stream, a bad category,
+    /// an event an append would refuse, a stream id or an event id twice in the batch) is
+    /// refused before anything is written, as [`Error::InvalidInput`]; an event id the log
+    /// holds in another stream is [`Error::DuplicateEventId`], and nothing of the batch is
+    /// written.
     pub async fn import_batch(
         &self,
         name: &str,

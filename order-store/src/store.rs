@@ -502,7 +502,7 @@ impl EventStore {
 
     /// The error for an append some of whose event ids (`ids`) collided with the log's: the
     /// one found there (a collision is with a committed event: the index waited for it).
-    pub(crate) async fn event_id_in_log(&self, ids: &[Uuid]) -> Result<Error, Error> {
+    async fn event_id_in_log(&self, ids: &[Uuid]) -> Result<Error, Error> {
         self.timed(async {
             let client = self.inner.pool.get().await?;
             let row = client

@@ -693,34 +693,10 @@ impl Processor {
             None if !redelivered => Some(None),
             None => None,
         };
-        let asked = match (known, step) {
-            (Some(held), _) => Ok(held),
-            (None, Step::Inventory) => match reserve_request(order_id, event_id, log) {
-                Ok(request) => {
-                    let key = request.idempotency_key;
-                    if let Err(outcome) = self.key_remembered("reserve", key, trigger, true) {
-                        return StepEnd::Failed(outcome);
-                    }
-                    guards
-                        .inventory
-                        .call("reserve", || inventory.reserve(request.clone()))
-                        .await
-                        .map(Some)
-                }
-                Err(outcome) => return StepEnd::Failed(outcome),
-            },
-            (None, _) => match authorize_request(order_id, event_id, log) {
-                Ok(request) => {
-                    let key = request.idempotency_key;
-                    if let Err(outcome) = self.key_remembered("authorize", key, trigger, true) {
-                        return StepEnd::Failed(outcome);
-                    }
-                    guards
-                        .payment
-                        .call("authorize", || payment.authorize(request.clone()))
-                        .await
-                        .map(Some)
-                }
+        let asked = match known {
+            Some(held) => Ok(held),
+            None => match self.ask_again(step, order_id, event_id, trigger, log).await {
+                Ok(asked) => asked,
                 Err(outcome) => return StepEnd::Failed(outcome),
             },
         };
@@ -778,6 +754,40 @@ impl Processor {
             );
         }
         StepEnd::Obsolete
+    }
+
+    /// Send the reservation (`Step::Inventory`) or the authorization an earlier delivery may
+    /// have sent, again with its idempotency key, to learn what it left at the provider; only
+    /// while the provider surely remembers the key.
+    async fn ask_again(
+        &self,
+        step: &Step,
+        order_id: Uuid,
+        event_id: Uuid,
+        trigger: &pb::Event,
+        log: &OrderLog,
+    ) -> Result<Result<Option<String>, CallError>, Outcome> {
+        if *step == Step::Inventory {
+            let request = reserve_request(order_id, event_id, log)?;
+            self.key_remembered("reserve", request.idempotency_key, trigger, true)?;
+            let inventory = &self.providers.inventory;
+            Ok(self
+                .guards
+                .inventory
+                .call("reserve", || inventory.reserve(request.clone()))
+                .await
+                .map(Some))
+        } else {
+            let request = authorize_request(order_id, event_id, log)?;
+            self.key_remembered("authorize", request.idempotency_key, trigger, true)?;
+            let payment = &self.providers.payment;
+            Ok(self
+                .guards
+                .payment
+                .call("authorize", || payment.authorize(request.clone()))
+                .await
+                .map(Some))
+        }
     }
 
     /// Poll the carrier until the parcel is delivered, for at most `delivery.wait`; then
