@@ -13,7 +13,9 @@
 //! - **One snapshot for every answer that is not a success.** A refusal by the domain or an
 //!   expected-version mismatch is only given on a state read in the same statement as the
 //!   command's idempotency record, so a copy of a command that already succeeded always gets
-//!   the first answer, never a refusal it would cause itself.
+//!   the first answer, never a refusal it would cause itself. A command that would be refused
+//!   on the state left by writes of its own batch waits for that batch's append: were the
+//!   append to fail, the refusal would describe a state that never existed.
 
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
@@ -289,7 +291,8 @@ impl<A: Aggregate> CommandHandler<A> {
                 attempts[i] += 1;
                 if !batch.decide(i, &items[i], stream_id) {
                     attempts[i] -= 1;
-                    break; // the append is full; the rest go in the next one
+                    // Full, or a refusal that waits for the append: the rest go next round.
+                    break;
                 }
             }
             if !fresh && batch.refusals.iter().any(|(_, e)| needs_snapshot(e)) {
@@ -512,7 +515,20 @@ impl<A: Aggregate> Batch<A> {
         }
     }
 
-    /// Decide item `i`; false when its events do not fit in this append any more.
+    /// Refuse item `i`, unless the refusal rests on writes of this batch not yet made: then
+    /// false, and the item waits for the next round, decided on what the append left (a
+    /// failed append must not leave a refusal that describes a state that never existed).
+    fn refuse(&mut self, i: usize, error: HandleError<A::Error>) -> bool {
+        if !self.writes.is_empty() {
+            return false;
+        }
+        self.refusals.push((i, error));
+        true
+    }
+
+    /// Decide item `i`; false when it must wait for the next round: its events do not fit
+    /// in this append any more, or it would be refused on a state this batch has not
+    /// written yet.
     fn decide(&mut self, i: usize, item: &Item<'_, A>, stream_id: Uuid) -> bool {
         // `writes[k]` belongs to `chosen[k]`.
         let same_id = self.writes.iter().position(|w| {
@@ -525,13 +541,13 @@ impl<A: Aggregate> Batch<A> {
             if first == Some(item.fingerprint) {
                 self.followers.push((i, k));
             } else {
-                self.refusals.push((
+                return self.refuse(
                     i,
                     Error::CommandIdReused {
                         command_id: item.command_id,
                     }
                     .into(),
-                ));
+                );
             }
             return true;
         }
@@ -544,10 +560,9 @@ impl<A: Aggregate> Batch<A> {
                 && !A::creates_stream(item.command)
                 && let Err(rejected) = self.state.decide(item.command)
             {
-                self.refusals.push((i, HandleError::Rejected(rejected)));
-                return true;
+                return self.refuse(i, HandleError::Rejected(rejected));
             }
-            self.refusals.push((
+            return self.refuse(
                 i,
                 Error::WrongExpectedVersion {
                     stream_id,
@@ -555,22 +570,17 @@ impl<A: Aggregate> Batch<A> {
                     actual: self.version,
                 }
                 .into(),
-            ));
-            return true;
+            );
         }
         let events = match self.state.decide(item.command) {
             Ok(events) => events,
-            Err(rejected) => {
-                self.refusals.push((i, HandleError::Rejected(rejected)));
-                return true;
-            }
+            Err(rejected) => return self.refuse(i, HandleError::Rejected(rejected)),
         };
         if events.is_empty() {
-            self.refusals.push((
+            return self.refuse(
                 i,
                 Error::InvalidInput("the command produced no events".into()).into(),
-            ));
-            return true;
+            );
         }
         let encoded = match events
             .iter()
@@ -578,10 +588,7 @@ impl<A: Aggregate> Batch<A> {
             .collect::<Result<Vec<_>, _>>()
         {
             Ok(encoded) => encoded,
-            Err(error) => {
-                self.refusals.push((i, error.into()));
-                return true;
-            }
+            Err(error) => return self.refuse(i, error.into()),
         };
         let bytes: usize = encoded.iter().map(|e| e.payload.len()).sum();
         if !self.writes.is_empty()

@@ -394,3 +394,63 @@ async fn exhausted_re_decides_end_in_a_conflict() {
     }
     panic!("in ten rounds of 16 refunds from four instances, none lost a race");
 }
+
+#[tokio::test]
+async fn a_refusal_is_never_decided_on_a_write_of_its_batch_that_failed() {
+    // Commands queued on one order are decided together, each on the state the one before it
+    // leaves; a refusal on a state that includes a write not yet made must wait for that
+    // write's outcome. Here every append times out, so the order never leaves Placed, and a
+    // refusal "not allowed when InventoryReserved" would describe a state that never existed.
+    let t = test_store_with(|c| c.statement_timeout = std::time::Duration::from_secs(2)).await;
+    let handler = CommandHandler::<Order>::new(t.store.clone(), 5);
+    let order = Uuid::new_v4();
+    handler.handle(order, &place(), &context()).await.unwrap();
+
+    // Another session holds version 2 of the order, uncommitted: every append waits on it.
+    let holder = t.db.connect().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, category) \
+             VALUES ('{order}', 2, '{}', 'Held', 1, '{{}}', 'order')",
+            Uuid::new_v4()
+        ))
+        .await
+        .unwrap();
+    let send = |reservation: &'static str| {
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            handler
+                .handle(
+                    order,
+                    &OrderCommand::reserve_inventory(reservation).unwrap(),
+                    &context(),
+                )
+                .await
+        })
+    };
+    // The first reservation runs at once and waits on the held row; the next two queue
+    // behind it and are decided together after it times out.
+    let first = send("r-0");
+    let watcher = t.db.connect().await;
+    order_testkit::pg::wait_for_lock_waiters(&watcher, 1, "the first reservation", || {
+        first.is_finished()
+    })
+    .await;
+    let queued = [send("r-1"), send("r-2")];
+    let first = first.await.unwrap();
+    assert!(
+        matches!(first, Err(HandleError::Store(_))),
+        "the first reservation waits on the held row until its time limit: {first:?}"
+    );
+    for task in queued {
+        let answer = task.await.unwrap();
+        assert!(
+            matches!(answer, Err(HandleError::Store(_))),
+            "a queued reservation is answered by its own append's failure, never refused on \
+             the state a failed write would have left: {answer:?}"
+        );
+    }
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let events = t.store.read_stream(order, 0).await.unwrap();
+    assert_eq!(events.len(), 1, "only OrderPlaced was ever written");
+}
