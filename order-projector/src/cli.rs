@@ -237,7 +237,13 @@ async fn execute(command: Command) -> i32 {
             let through = to.map_or(head, |to| to.min(head));
             let publisher = Publisher::new(sqs_client().await, url, usize::from(queue.sqs_lanes));
             let sink = SqsPublisher::new(publisher);
-            let (_stop, shutdown) = tokio::sync::watch::channel(false);
+            // SIGTERM (an ECS stop) or Ctrl-C ends it after the batch in flight, saying where
+            // to resume.
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown::signal().await;
+                let _ = stop.send(true);
+            });
             match crate::republish::republish(&store, &sink, from, through, &shutdown).await {
                 Ok(sent) => {
                     println!("republished {sent} events (positions {from}..={through})");

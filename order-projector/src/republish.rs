@@ -34,7 +34,18 @@ pub async fn republish(
 ) -> Result<u64, RepublishError> {
     let mut after = from.saturating_sub(1);
     let mut sent = 0u64;
+    let resume = |first: u64, sent: u64| {
+        format!(
+            "{sent} events were sent before; to resume, run it again with --from {first} --to {through}"
+        )
+    };
     loop {
+        if *shutdown.borrow() {
+            return Err(RepublishError::Stopped(format!(
+                "stopped by a signal; {}",
+                resume(after + 1, sent)
+            )));
+        }
         let events = store.read_range(after, through, 1000).await?;
         let Some(last) = events.last() else { break };
         let first_of_page = after + 1;
@@ -52,10 +63,11 @@ pub async fn republish(
         deliver_all(sink, "republish", page, shutdown, Some(GIVE_UP_AFTER), None)
             .await
             .map_err(|e: StepError| {
-                RepublishError::Stopped(format!(
-                    "{e}; {sent} events were sent before; to resume, run it again with --from {}",
-                    first_of_page
-                ))
+                let why = match e {
+                    StepError::ShuttingDown => "stopped by a signal".to_owned(),
+                    other => other.to_string(),
+                };
+                RepublishError::Stopped(format!("{why}; {}", resume(first_of_page, sent)))
             })?;
         sent += count;
         tracing::info!(through = after, sent, "republish progress");

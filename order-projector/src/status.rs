@@ -34,7 +34,9 @@ pub struct SubscriptionStatus {
     pub checkpoint_position: u64,
     /// The checkpoint in full (transaction id and position).
     pub checkpoint_cursor: String,
-    /// Events of the log after the checkpoint.
+    /// Log positions from the checkpoint's to the head's: an upper bound on the events
+    /// behind (a rolled-back append leaves its position unused), and at least 1 while an
+    /// event after the checkpoint waits.
     pub lag_events: u64,
     /// Age of the oldest event after the checkpoint.
     pub lag_seconds: f64,
@@ -77,7 +79,8 @@ pub async fn collect(
         if state.name.ends_with("#rebuild") {
             continue;
         }
-        let lag_seconds = match store.first_recorded_after(state.checkpoint).await? {
+        let first = store.first_recorded_after(state.checkpoint).await?;
+        let lag_seconds = match first {
             Some(at) => now.duration_since(at).unwrap_or_default().as_secs_f64(),
             None => 0.0,
         };
@@ -105,7 +108,11 @@ pub async fn collect(
                 .and_then(Subscription::version),
             checkpoint_position: state.checkpoint.global_position,
             checkpoint_cursor: state.checkpoint.to_string(),
-            lag_events: head_position.saturating_sub(state.checkpoint.global_position),
+            lag_events: crate::subscription::lag_events(
+                head_position,
+                state.checkpoint,
+                first.is_some(),
+            ),
             lag_seconds,
             events_processed: state.events_processed,
             owner: lease_live.and(state.owner.clone()),

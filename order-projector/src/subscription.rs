@@ -506,6 +506,10 @@ struct Skipped {
     /// While `unwritten` is set: the digest of what was read from `stored` to it (the write
     /// checks that the database holds exactly that).
     read: LogDigest,
+    /// The lease token `unwritten` was reached under. A position held under another lease
+    /// says nothing about the database: another holder (a replay, a standby that took over)
+    /// may have moved the checkpoint meanwhile, even to that very position.
+    token: Option<i64>,
 }
 
 impl Skipped {
@@ -743,7 +747,13 @@ impl Subscription {
         // categories were read past it without writing.
         // With it, the digest of what was read since.
         let (from, carried) = {
-            let skipped = self.skipped();
+            let mut skipped = self.skipped();
+            if skipped.token != Some(lease.token) {
+                // Reached under another lease (this instance's own earlier one included): the
+                // checkpoint the lease was taken with is where the database has it.
+                skipped.clear();
+                skipped.token = Some(lease.token);
+            }
             match (skipped.unwritten, skipped.stored) {
                 (Some(reached), Some(stored)) if reached == cursor => (stored, skipped.read),
                 _ => (cursor, LogDigest::EMPTY),
@@ -973,6 +983,10 @@ pub async fn run(
     let name = subscription.name().to_owned();
     let stopped_gauge = metrics::gauge!("order_projector_stopped", "subscription" => name.clone());
     let owner_gauge = metrics::gauge!("order_projector_owner", "subscription" => name.clone());
+    // Checkpoints found moved in a row, with no step in between that went through: the
+    // first reloads at once (a failover), the next ones back off (whatever keeps moving it
+    // must not turn this loop into a hot one).
+    let mut moved = 0u32;
     'standby: loop {
         owner_gauge.set(0.0);
         let (mut lease, _) = loop {
@@ -1077,10 +1091,12 @@ pub async fn run(
                 Ok(Step::Progressed { cursor: next, .. }) => {
                     cursor = next;
                     failures = 0;
+                    moved = 0;
                     stopped_gauge.set(0.0);
                 }
                 Ok(Step::Idle) => {
                     failures = 0;
+                    moved = 0;
                     let wait = async {
                         tokio::select! {
                             _ = listener.wait(settings.poll) => {}
@@ -1097,6 +1113,10 @@ pub async fn run(
                     metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "checkpoint_moved").increment(1);
                     tracing::warn!(subscription = %name, checkpoint = %cursor, %reason, "the database lost writes this instance had made; reading the checkpoint again");
                     let _ = store.release_lease(&lease).await;
+                    if moved > 0 {
+                        pause(&mut shutdown, backoff(moved)).await;
+                    }
+                    moved += 1;
                     continue 'standby;
                 }
                 Err(StepError::ShuttingDown) => {}
@@ -1189,6 +1209,16 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter)
 }
 
+/// How far a checkpoint is behind the log's head, in positions: an upper bound on the events
+/// behind (a rolled-back append leaves its position unused), and at least 1 while an event
+/// after the checkpoint waits (`pending`). Checkpoints are ordered by writing transaction
+/// first, so the checkpoint's position can be the head's while an event of a later
+/// transaction, at a lower position, is still to be applied.
+pub(crate) fn lag_events(head: u64, checkpoint: Cursor, pending: bool) -> u64 {
+    let behind = head.saturating_sub(checkpoint.global_position);
+    if pending { behind.max(1) } else { behind }
+}
+
 /// How far each subscription is behind the head of the log, exported as metrics.
 pub async fn report_lag(
     store: EventStore,
@@ -1202,8 +1232,9 @@ pub async fn report_lag(
                 let Ok(checkpoint) = store.checkpoint(name).await else {
                     continue;
                 };
-                let behind = head.saturating_sub(checkpoint.global_position);
-                let seconds = match store.first_recorded_after(checkpoint).await {
+                let first = store.first_recorded_after(checkpoint).await;
+                let behind = lag_events(head, checkpoint, matches!(first, Ok(Some(_))));
+                let seconds = match first {
                     Ok(Some(at)) => SystemTime::now()
                         .duration_since(at)
                         .unwrap_or_default()
@@ -1220,5 +1251,25 @@ pub async fn report_lag(
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_at_the_heads_position_with_an_event_waiting_is_behind() {
+        // Transaction 9 wrote position 10 and committed first; transaction 10 wrote position 9
+        // and committed later: a checkpoint at (9, 10) has the head's position and still has
+        // position 9 to apply.
+        let checkpoint = Cursor {
+            transaction_id: order_store::Xid8(9),
+            global_position: 10,
+        };
+        assert_eq!(lag_events(10, checkpoint, true), 1);
+        assert_eq!(lag_events(10, checkpoint, false), 0);
+        assert_eq!(lag_events(15, checkpoint, true), 5);
+        assert_eq!(lag_events(15, checkpoint, false), 5);
     }
 }

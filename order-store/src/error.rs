@@ -45,6 +45,10 @@ pub mod sqlstate {
     pub const CONNECTION_EXCEPTION_CLASS: &str = "08";
     /// Class 22: data exceptions (a value out of range, text a type refuses).
     pub const DATA_EXCEPTION_CLASS: &str = "22";
+    /// Class 53: insufficient resources (disk full, out of memory, too many connections).
+    pub const INSUFFICIENT_RESOURCES_CLASS: &str = "53";
+    /// Class 58: system errors beneath the server (an I/O error, a missing file).
+    pub const SYSTEM_ERROR_CLASS: &str = "58";
 }
 
 /// Unique constraints whose violation means something specific.
@@ -219,6 +223,16 @@ impl From<tokio_postgres::Error> for Error {
             }
             _ if code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS) => {
                 Self::Unavailable(db.message().to_owned())
+            }
+            // The server is out of disk or memory, or its storage fails: down for now, not a
+            // defect of the caller or of the data; a retry later may go through.
+            _ if code.starts_with(sqlstate::INSUFFICIENT_RESOURCES_CLASS)
+                || code.starts_with(sqlstate::SYSTEM_ERROR_CLASS) =>
+            {
+                Self::Unavailable(format!(
+                    "the database server cannot do it now: {} (SQLSTATE {code})",
+                    db.message()
+                ))
             }
             // Misconfigured credentials or database: for a caller the store is out of reach
             // (readiness fails too); the operator reads why in the log.

@@ -197,3 +197,69 @@ async fn a_failed_checkpoint_write_past_other_categories_is_retried_without_a_mo
     );
     assert_eq!(f.store.checkpoint("elsewhere").await.unwrap(), cursor);
 }
+
+/// A position held in memory past pages of other categories belongs to the lease it was
+/// reached under. Another holder may move the database's checkpoint to exactly that position
+/// meanwhile (a replay, a standby that took over, or this instance's own write whose answer
+/// was lost); taking the lease again must go on from what the database holds, not from the
+/// older checkpoint remembered beside that position (every step then reported a moved
+/// checkpoint, for ever, and a sink delivered the same page on each try).
+#[tokio::test]
+async fn a_position_held_past_other_categories_is_forgotten_when_the_lease_is_taken_again() {
+    let f = fixture().await;
+    for n in 0..12 {
+        write_order(&f.handler, n).await;
+    }
+    everything_visible(&f.store).await;
+    let (_stop, shutdown) = watch::channel(false);
+    let progressed = |step: Result<order_projector::Step, StepError>| match step {
+        Ok(order_projector::Step::Progressed { cursor, .. }) => cursor,
+        other => panic!("expected progress: {other:?}"),
+    };
+    // A passes pages until one is not written (within a second of the last write).
+    let a = Subscription::sink(Elsewhere);
+    let (lease_a, mut reached) = lease(&f.store, "elsewhere", "a").await;
+    loop {
+        reached = progressed(a.step(&f.store, &lease_a, reached, &shutdown).await);
+        if f.store.checkpoint("elsewhere").await.unwrap() != reached {
+            break;
+        }
+    }
+    // B takes the lease over and writes the checkpoint up to exactly where A is.
+    let (lease_b, mut cursor_b) = f
+        .store
+        .acquire_lease("elsewhere", "b", Duration::from_secs(30), true)
+        .await
+        .unwrap()
+        .expect("a preempting lease");
+    let b = Subscription::sink(Elsewhere);
+    while cursor_b != reached {
+        cursor_b = progressed(b.step(&f.store, &lease_b, cursor_b, &shutdown).await);
+        if cursor_b != reached {
+            // B's next page is due a checkpoint write only a second after its last one.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+    }
+    assert_eq!(f.store.checkpoint("elsewhere").await.unwrap(), reached);
+    f.store.release_lease(&lease_b).await.unwrap();
+
+    // A takes the lease again, from the database's checkpoint, and passes the rest of the log.
+    let (lease_a, from) = f
+        .store
+        .acquire_lease("elsewhere", "a", Duration::from_secs(30), false)
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    assert_eq!(from, reached);
+    let head = f.store.head_position().await.unwrap();
+    let mut cursor = from;
+    while cursor.global_position < head {
+        cursor = progressed(a.step(&f.store, &lease_a, cursor, &shutdown).await);
+    }
+    let idle = a.step(&f.store, &lease_a, cursor, &shutdown).await;
+    assert!(
+        matches!(idle, Ok(order_projector::Step::Idle)),
+        "at the head: {idle:?}"
+    );
+    assert_eq!(f.store.checkpoint("elsewhere").await.unwrap(), cursor);
+}

@@ -248,7 +248,66 @@ async fn a_republish_to_a_queue_that_does_not_exist_gives_up_and_says_where_to_r
     .await
     .expect("the republish ended by itself");
     let error = result.unwrap_err().to_string();
-    assert!(error.contains("--from 1"), "{error}");
+    assert!(
+        error.contains(&format!("--from 1 --to {head}")),
+        "the resume hint keeps the range: {error}"
+    );
+}
+
+/// SIGTERM (an ECS stop of a one-off task) ends a republish on its own terms: exit 1, one
+/// line saying it was stopped and where to resume, the range kept.
+#[tokio::test]
+async fn a_republish_stopped_by_sigterm_says_where_to_resume() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let f = fixture().await;
+    write_orders(&f.handler, 2, 2).await;
+    let pair = sqs::fifo_queue_pair(5).await;
+    let head = f.store.head_position().await.unwrap();
+    // A queue that does not exist: the republish retries for about half a minute.
+    let missing = pair.queue_url.replace(".fifo", "-missing.fifo");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_order-projector"));
+    command
+        .args(["republish", "--from", "1"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", f.db.url())
+        .env("ORDERS_QUEUE_URL", &missing)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    sqs::pass_environment(&mut command);
+    let mut child = command.spawn().unwrap();
+    // Once it logs its first failed delivery, it is sending: the signal lands mid-run.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (seen, retrying) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if line.contains("delivery failed") {
+                let _ = seen.send(());
+            }
+        }
+    });
+    retrying
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the republish logs its failed delivery");
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it stops at the signal, not after its retries"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stopped by a signal") && stderr.contains(&format!("--from 1 --to {head}")),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -120,6 +120,38 @@ async fn a_slow_statement_hits_the_statement_timeout() {
     assert!(matches!(Error::from(error), Error::Timeout));
 }
 
+/// A server out of resources (class 53: disk full, out of memory) or failing underneath
+/// (class 58: an I/O error) is down for now, not a defect of the caller or of the data: a
+/// retry later may succeed, so callers get UNAVAILABLE and a projector backs off instead of
+/// stopping as on an event it cannot project.
+#[tokio::test]
+async fn a_server_out_of_resources_or_failing_underneath_is_unavailable() {
+    let t = test_store().await;
+    let client = t.store.pool().get().await.unwrap();
+    for code in ["53100", "53200", "58030"] {
+        let error = client
+            .simple_query(&format!(
+                "DO $$ BEGIN RAISE EXCEPTION 'made by the test' USING ERRCODE = '{code}'; END $$"
+            ))
+            .await
+            .unwrap_err();
+        let error = Error::from(error);
+        assert!(
+            matches!(&error, Error::Unavailable(m) if m.contains(code)),
+            "SQLSTATE {code}: {error:?}"
+        );
+        assert!(error.is_transient(), "SQLSTATE {code}");
+    }
+    // A server error the store knows nothing about stays a defect to look into.
+    let error = client
+        .simple_query(
+            "DO $$ BEGIN RAISE EXCEPTION 'made by the test' USING ERRCODE = 'XX000'; END $$",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(Error::from(error), Error::Database(_)));
+}
+
 #[tokio::test]
 async fn a_database_url_that_does_not_parse_is_invalid_input() {
     let result = EventStore::new(StoreConfig::new("not a url at all ::"));
