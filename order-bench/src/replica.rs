@@ -147,6 +147,7 @@ async fn queries(
                             order_id: order.clone(),
                             after_version: 0,
                             min_position: Some(*position),
+                            max_events: None,
                         })
                         .await
                         .map(|_| ()),

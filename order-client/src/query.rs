@@ -255,6 +255,7 @@ impl Client {
                 order_id: order_id.to_string(),
                 after_version: 0,
                 min_position: None,
+                max_events: None,
             },
         )
     }

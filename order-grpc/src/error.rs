@@ -108,6 +108,13 @@ impl ApiError {
 
 fn store_status(error: StoreError) -> Status {
     match error {
+        // The handler's answer to a command that would create a stream of another aggregate.
+        StoreError::WrongExpectedVersion {
+            expected: order_store::ExpectedVersion::NoStream,
+            ..
+        } => Status::already_exists(
+            "order_id names a stream of another kind in the log; choose another order_id",
+        ),
         StoreError::WrongExpectedVersion {
             expected, actual, ..
         } => Status::aborted(format!(

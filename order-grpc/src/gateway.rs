@@ -507,6 +507,18 @@ fn correct_status<B>(response: &mut Response<B>) {
                     "request",
                     "the message is shorter than its length prefix says",
                 )),
+                // A frame flag other than 0 and 1. (Flag 1 without a grpc-encoding stays
+                // INTERNAL: the gRPC compression specification requires it.)
+                _ if message.starts_with(
+                    "protocol error: received message with invalid compression flag",
+                ) =>
+                {
+                    Some(bad_request(
+                        "the request body holds a message with an unknown flag",
+                        "request",
+                        "a message's flag byte is 0 (or 1 with a grpc-encoding)",
+                    ))
+                }
                 _ => None,
             }
         };

@@ -33,6 +33,9 @@ pub struct Queries {
     buffer: usize,
     shutdown: watch::Receiver<bool>,
     default_deadline: Duration,
+    /// The largest message the service sends (GetOrderEvents answers past it at once, with
+    /// the way to read in parts, instead of failing while it encodes).
+    max_message_bytes: usize,
 }
 
 /// A read replica, and how long a read-your-writes call waits for it to catch up.
@@ -202,7 +205,15 @@ impl Queries {
             buffer: limits.buffer.max(1),
             shutdown,
             default_deadline,
+            max_message_bytes: usize::MAX,
         }
+    }
+
+    /// GetOrderEvents answers RESOURCE_EXHAUSTED, saying how to read in parts, when its answer
+    /// would be larger than `bytes` (the server's encoding limit).
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
     }
 
     /// Read GetOrder, ListOrders and GetOrderEvents from `replica`. A call with min_position
@@ -296,6 +307,7 @@ impl Queries {
             }
             None => replica.store.read_stream(order_id, 0).await.map(Some),
         }
+        .map(|events| events.map(of_orders))
     }
 
     /// Read-your-writes: return once the read model has applied the event at `position`, or
@@ -379,8 +391,20 @@ impl Queries {
         self.store
             .read_stream(order_id, after)
             .await
+            .map(of_orders)
             .map_err(|e| ApiError::from(e).into_status())
     }
+}
+
+/// Only an order's events: the log is shared with other aggregates (stream ids are unique
+/// across it), and a stream of another one is no order at all.
+fn of_orders(mut events: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
+    events.retain(is_order_event);
+    events
+}
+
+fn is_order_event(event: &RecordedEvent) -> bool {
+    event.category == <order_domain::Order as order_domain::es::Aggregate>::CATEGORY
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
@@ -503,12 +527,28 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
                 events
             }
         };
+        let most = match request.max_events {
+            Some(most) if most > 0 => most as usize,
+            _ => usize::MAX,
+        };
         let events = events
             .iter()
+            .take(most)
             .map(event_pb)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ApiError::from(e).into_status())?;
-        Ok(Response::new(pb::GetOrderEventsResponse { events }))
+        let response = pb::GetOrderEventsResponse { events };
+        let bytes = prost::Message::encoded_len(&response);
+        if bytes > self.max_message_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "the {} events asked for take {bytes} bytes, more than the {} a message may \
+                 hold: read them in parts with max_events, each after the last version the \
+                 previous part held",
+                response.events.len(),
+                self.max_message_bytes
+            )));
+        }
+        Ok(Response::new(response))
     }
 
     type SubscribeEventsStream = EventStream;
@@ -579,7 +619,9 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
                 let full = page.len() == PAGE as usize;
                 for recorded in page {
                     cursor = recorded.cursor();
-                    if recorded.global_position <= skip_through {
+                    // Events of other aggregates sharing the log are not orders' events: the
+                    // cursor passes them.
+                    if recorded.global_position <= skip_through || !is_order_event(&recorded) {
                         continue;
                     }
                     let event = event_pb(&recorded).map_err(|e| ApiError::from(e).into_status());

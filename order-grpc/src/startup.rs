@@ -125,7 +125,8 @@ impl App {
             },
             self.shutdown.subscribe(),
             args.default_deadline(),
-        );
+        )
+        .with_max_message_bytes(max_message);
         if let Some(read_store) = self.read_store.clone() {
             tracing::info!(wait = ?args.read_replica_wait(), "reads go to the read replica");
             queries = queries.with_replica(read_store, args.read_replica_wait());

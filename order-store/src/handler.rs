@@ -256,7 +256,7 @@ impl<A: Aggregate> CommandHandler<A> {
                         .instrument(tracing::debug_span!("load"))
                         .await;
                     match loaded {
-                        Ok((loaded, records)) => {
+                        Ok((loaded, records, foreign)) => {
                             for (id, record) in records {
                                 for &i in &open {
                                     if items[i].command_id == id {
@@ -266,6 +266,17 @@ impl<A: Aggregate> CommandHandler<A> {
                                         ));
                                     }
                                 }
+                            }
+                            if foreign {
+                                // The id names a stream of another aggregate: for this one
+                                // there is no such stream, and it cannot be created.
+                                for &i in &open {
+                                    if results[i].is_none() {
+                                        results[i] =
+                                            Some(foreign_answer(stream_id, &items[i], loaded.1));
+                                    }
+                                }
+                                break;
                             }
                             fresh = true;
                             loaded
@@ -413,16 +424,22 @@ impl<A: Aggregate> CommandHandler<A> {
         )
     }
 
-    /// The stream's state and the records of `command_ids`, read in one statement.
+    /// The stream's state and the records of `command_ids`, read in one statement; true when
+    /// the stream is another aggregate's (its events are not decoded: the version is its
+    /// last).
     async fn load(
         &self,
         stream_id: Uuid,
         command_ids: &[Uuid],
-    ) -> Result<((A, u64), Vec<(Uuid, CommandRecord)>), Error> {
+    ) -> Result<((A, u64), Vec<(Uuid, CommandRecord)>, bool), Error> {
         self.store
             .timed(async {
                 let client = self.store.pool().get().await?;
                 let loaded = load(&client, stream_id, command_ids, 0).await?;
+                if loaded.category.as_deref().is_some_and(|c| c != A::CATEGORY) {
+                    let version = loaded.events.last().map_or(0, |e| e.0);
+                    return Ok(((A::default(), version), loaded.records, true));
+                }
                 let mut state = A::default();
                 let mut version = 0;
                 for (stream_version, event_type, schema_version, payload, position) in loaded.events
@@ -436,7 +453,7 @@ impl<A: Aggregate> CommandHandler<A> {
                     state.evolve(&event);
                     version = stream_version;
                 }
-                Ok(((state, version), loaded.records))
+                Ok(((state, version), loaded.records, false))
             })
             .await
     }
@@ -451,6 +468,21 @@ fn needs_snapshot<E: std::error::Error>(error: &HandleError<E>) -> bool {
         error,
         HandleError::Rejected(_) | HandleError::Store(Error::WrongExpectedVersion { .. })
     )
+}
+
+/// The answer to a command on a stream of another aggregate (the log is shared, and stream
+/// ids are unique across it): what the aggregate answers where it has no stream (a "not
+/// found"), or, for a command that would create one, that the stream exists.
+fn foreign_answer<A: Aggregate>(stream_id: Uuid, item: &Item<'_, A>, version: u64) -> Answer<A> {
+    match A::default().decide(item.command) {
+        Err(rejected) => Err(HandleError::Rejected(rejected)),
+        Ok(_) => Err(Error::WrongExpectedVersion {
+            stream_id,
+            expected: ExpectedVersion::NoStream,
+            actual: version,
+        }
+        .into()),
+    }
 }
 
 /// The answer to a command whose id was recorded before.

@@ -731,16 +731,18 @@ pub(crate) struct Loaded {
     pub records: Vec<(Uuid, CommandRecord)>,
     /// (stream version, event type, schema version, payload), in version order.
     pub events: Vec<(u64, String, u16, serde_json::Value, u64)>,
+    /// The category of the stream's events (every append of a stream names the same one).
+    pub category: Option<String>,
 }
 
 const LOAD_SQL: &str = "
 SELECT 1 AS kind, NULL::uuid, NULL::uuid, e.stream_version, e.global_position, e.event_type,
-    NULL::bytea, e.schema_version, e.payload
+    NULL::bytea, e.schema_version, e.payload, e.category
 FROM orders.events e
 WHERE e.stream_id = $1 AND e.stream_version > $3
 UNION ALL
 SELECT 0, c.command_id, c.stream_id, c.stream_version, c.global_position, c.status,
-    c.fingerprint, NULL::int2, NULL::jsonb
+    c.fingerprint, NULL::int2, NULL::jsonb, NULL::text
 FROM orders.commands c
 WHERE c.command_id = ANY($2::uuid[])
 ORDER BY 1, 4";
@@ -776,6 +778,9 @@ pub(crate) async fn load(
                 },
             ));
         } else {
+            if loaded.category.is_none() {
+                loaded.category = Some(row.try_get(9)?);
+            }
             loaded.events.push((
                 version,
                 row.try_get(5)?,

@@ -73,6 +73,7 @@ async fn hostile_text_is_stored_and_returned_verbatim() {
                 order_id: order.clone(),
                 after_version: 0,
                 min_position: None,
+                max_events: None,
             })
             .await
             .unwrap()

@@ -256,6 +256,7 @@ async fn read_your_writes_holds_200_times_on_a_lagging_replica() {
                     order_id: order.clone(),
                     after_version: 0,
                     min_position: Some(response.global_position),
+                    max_events: None,
                 })
                 .await
                 .unwrap()
@@ -340,6 +341,7 @@ async fn a_replica_too_far_behind_is_replaced_by_the_primary() {
             order_id: order.clone(),
             after_version: 0,
             min_position: Some(placed.global_position),
+            max_events: None,
         })
         .await
         .unwrap()
@@ -391,6 +393,7 @@ async fn an_unreachable_replica_is_replaced_by_the_primary() {
             order_id: order.clone(),
             after_version: 0,
             min_position: None,
+            max_events: None,
         })
         .await
         .unwrap()
@@ -462,6 +465,7 @@ async fn a_hung_replica_is_replaced_by_the_primary_within_the_replica_wait() {
             order_id: order.clone(),
             after_version: 0,
             min_position: None,
+            max_events: None,
         })
         .await
         .unwrap()

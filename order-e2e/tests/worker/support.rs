@@ -152,6 +152,7 @@ impl Stack {
                 order_id: order_id.to_owned(),
                 after_version: 0,
                 min_position: None,
+                max_events: None,
             })
             .await
             .unwrap()
@@ -166,6 +167,7 @@ impl Stack {
                 order_id: order_id.to_owned(),
                 after_version: 0,
                 min_position: None,
+                max_events: None,
             })
             .await
             .unwrap()

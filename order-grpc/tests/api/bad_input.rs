@@ -476,7 +476,7 @@ async fn a_message_that_does_not_decode_is_invalid_argument_not_internal() {
 async fn an_empty_or_cut_off_body_is_invalid_argument_not_internal() {
     use tower::ServiceExt;
     let app = spawn_app().await;
-    let bodies: [(&str, &[u8]); 3] = [
+    let bodies: [(&str, &[u8]); 5] = [
         ("/orders.v1.OrderService/PlaceOrder", b""),
         ("/orders.v1.OrderQueryService/GetOrder", b""),
         // A length prefix of 100 bytes, and 10 of them.
@@ -484,6 +484,9 @@ async fn an_empty_or_cut_off_body_is_invalid_argument_not_internal() {
             "/orders.v1.OrderService/PlaceOrder",
             &[0, 0, 0, 0, 100, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         ),
+        // A frame flag gRPC does not have (0 and 1 only).
+        ("/orders.v1.OrderQueryService/GetOrder", &[2, 0, 0, 0, 0]),
+        ("/orders.v1.OrderService/PlaceOrder", &[0xff, 0, 0, 0, 0]),
     ];
     for (path, body) in bodies {
         let request = http::Request::builder()

@@ -139,6 +139,7 @@ async fn an_order_goes_from_placement_to_completion() {
             order_id: o(),
             after_version: 0,
             min_position: None,
+            max_events: None,
         })
         .await
         .unwrap()
@@ -411,6 +412,7 @@ async fn commands_and_queries_on_an_unknown_order_are_not_found() {
             order_id: unknown,
             after_version: 0,
             min_position: None,
+            max_events: None,
         })
         .await
         .unwrap_err();
@@ -484,6 +486,7 @@ async fn the_correlation_id_is_echoed_and_recorded_or_generated() {
             order_id: order,
             after_version: 0,
             min_position: None,
+            max_events: None,
         })
         .await
         .unwrap()

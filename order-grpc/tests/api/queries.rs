@@ -20,6 +20,7 @@ async fn order_events_come_back_typed_and_in_version_order() {
             order_id: order.clone(),
             after_version: 0,
             min_position: None,
+            max_events: None,
         })
         .await
         .unwrap()
@@ -57,6 +58,7 @@ async fn order_events_come_back_typed_and_in_version_order() {
             order_id: order,
             after_version: 2,
             min_position: None,
+            max_events: None,
         })
         .await
         .unwrap()
@@ -220,4 +222,127 @@ async fn one_client_cannot_take_every_subscription() {
             Err(status) => panic!("the slot was never given back: {status:?}"),
         }
     }
+}
+
+/// The log is shared with other aggregates (order-examples' store credit, keyed by the
+/// customer's id): a stream of another one is no order. Reading it is NOT_FOUND, a command on
+/// it NOT_FOUND, placing an order with its id ALREADY_EXISTS, each writing nothing; and a
+/// subscription passes its events instead of failing on them (it failed with INTERNAL, and
+/// every resume from its cursor failed the same way).
+#[tokio::test]
+async fn a_stream_of_another_aggregate_is_no_order_and_subscriptions_pass_it() {
+    let app = spawn_app().await;
+    let before = order_in_state(&app, 0).await;
+    let credit = id();
+    app.db
+        .connect()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, category) \
+             VALUES ('{credit}', 1, '{}', 'CreditGranted', 1, '{{\"amount_minor\": 500}}', 'store_credit')",
+            id()
+        ))
+        .await
+        .unwrap();
+    let after = order_in_state(&app, 0).await;
+    let events = app.event_count().await;
+
+    let read = app
+        .queries()
+        .get_order_events(pb::GetOrderEventsRequest {
+            order_id: credit.clone(),
+            after_version: 0,
+            min_position: None,
+            max_events: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(read.code(), Code::NotFound, "{read:?}");
+    let mut commands = app.commands();
+    let reserve = commands
+        .reserve_inventory(pb::ReserveInventoryRequest {
+            command_id: id(),
+            order_id: credit.clone(),
+            expected_version: None,
+            reservation_id: "r-1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reserve.code(), Code::NotFound, "{reserve:?}");
+    let placed = commands.place_order(place(&credit)).await.unwrap_err();
+    assert_eq!(placed.code(), Code::AlreadyExists, "{placed:?}");
+    assert_eq!(app.event_count().await, events, "nothing was written");
+
+    let mut stream = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest { start: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_event(&mut stream).await;
+    let second = next_event(&mut stream).await;
+    assert_eq!(
+        (first.order_id.as_str(), second.order_id.as_str()),
+        (before.as_str(), after.as_str()),
+        "the orders' events, the other aggregate's passed"
+    );
+}
+
+/// An order whose history outgrows the message size limit is read in parts with max_events;
+/// asked for whole, the answer is RESOURCE_EXHAUSTED saying so (tonic failed while encoding
+/// it, and the caller got OUT_OF_RANGE).
+#[tokio::test]
+async fn an_order_larger_than_a_message_is_read_in_parts() {
+    let app = spawn_app_with(Options {
+        max_message_bytes: 2048,
+        ..Options::default()
+    })
+    .await;
+    let order = order_in_state(&app, 3).await; // confirmed: payment captured
+    let mut commands = app.commands();
+    for _ in 0..10 {
+        commands
+            .refund_payment(pb::RefundPaymentRequest {
+                command_id: id(),
+                order_id: order.clone(),
+                expected_version: None,
+                amount: eur(1),
+            })
+            .await
+            .unwrap();
+    }
+    let read = |after_version: u64, max_events: Option<u32>| {
+        let mut queries = app.queries();
+        let order = order.clone();
+        async move {
+            queries
+                .get_order_events(pb::GetOrderEventsRequest {
+                    order_id: order,
+                    after_version,
+                    min_position: None,
+                    max_events,
+                })
+                .await
+        }
+    };
+    for whole in [None, Some(0)] {
+        let status = read(0, whole).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("max_events"), "{status:?}");
+    }
+    let mut versions = Vec::new();
+    let mut after = 0;
+    loop {
+        let part = read(after, Some(3)).await.unwrap().into_inner().events;
+        assert!(part.len() <= 3);
+        let Some(last) = part.last() else { break };
+        after = last.stream_version;
+        versions.extend(part.iter().map(|e| e.stream_version));
+    }
+    let expected: Vec<u64> = (1..=versions.len() as u64).collect();
+    assert_eq!(versions, expected, "every event once, in order");
+    assert!(
+        versions.len() >= 14,
+        "placed, reserved, authorized, confirmed and 10 refunds: {versions:?}"
+    );
 }

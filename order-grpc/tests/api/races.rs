@@ -62,6 +62,7 @@ async fn fifty_copies_of_a_command_at_once_all_get_the_first_answer() {
                 order_id: order,
                 after_version: 0,
                 min_position: None,
+                max_events: None,
             })
             .await
             .unwrap()
@@ -122,6 +123,7 @@ async fn sixteen_concurrent_refunds_on_one_order_are_all_acknowledged_at_once() 
                 order_id: order.clone(),
                 after_version: 0,
                 min_position: None,
+                max_events: None,
             })
             .await
             .unwrap()

@@ -199,6 +199,7 @@ async fn get_order_events_with_a_position_beyond_the_log_waits_for_it() {
         order_id: order.clone(),
         after_version: 0,
         min_position: Some(beyond),
+        max_events: None,
     });
     request.set_timeout(Duration::from_millis(300));
     let status = app
@@ -217,6 +218,7 @@ async fn get_order_events_with_a_position_beyond_the_log_waits_for_it() {
             order_id: order.clone(),
             after_version: 0,
             min_position: Some(placed.global_position),
+            max_events: None,
         })
         .await
         .unwrap()
@@ -229,6 +231,7 @@ async fn get_order_events_with_a_position_beyond_the_log_waits_for_it() {
             order_id: order.clone(),
             after_version: 0,
             min_position: Some(beyond),
+            max_events: None,
         };
         tokio::spawn(async move { client.get_order_events(request).await })
     };
