@@ -223,7 +223,11 @@ async fn execute(command: Command) -> i32 {
             let store = store(NAME, &database, "order-projector-republish");
             let head = match store.head_position().await {
                 Ok(head) => head,
-                Err(e) => cli::fail(NAME, &e.to_string()),
+                // Not a usage error (exit 2): the database is out of reach for now.
+                Err(e) => {
+                    eprintln!("{NAME}: republish failed: {e} (nothing was sent)");
+                    return 1;
+                }
             };
             if from > head {
                 cli::fail(
@@ -308,7 +312,15 @@ async fn run_replay(binary: &str, known: &[Subscription], args: ReplayArgs) -> i
         shutdown::signal().await;
         let _ = stop.send(true);
     });
-    match crate::replay::replay(&store, subscription, &options, &shutdown).await {
+    let replayed = crate::subscription::caught(crate::replay::replay(
+        &store,
+        subscription,
+        &options,
+        &shutdown,
+    ))
+    .await
+    .unwrap_or_else(|panic| Err(ReplayError::Panicked(panic)));
+    match replayed {
         Ok(report) => {
             let rows: Vec<String> = report
                 .rows

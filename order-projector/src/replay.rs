@@ -140,6 +140,9 @@ pub enum ReplayError {
     /// The process is shutting down.
     #[error("shutting down")]
     ShuttingDown,
+    /// The projection's code panicked (a bug in it): nothing of the rebuild was swapped in.
+    #[error("{0}")]
+    Panicked(String),
 }
 
 impl From<order_store::tokio_postgres::Error> for ReplayError {

@@ -15,9 +15,14 @@ const GIVE_UP_AFTER: u32 = 8;
 /// Why a republish stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RepublishError {
-    /// The log could not be read.
-    #[error(transparent)]
-    Store(#[from] order_store::Error),
+    /// The log could not be read; `resume` says where to run it again from.
+    #[error("{source}; {resume}")]
+    Store {
+        /// Why.
+        source: order_store::Error,
+        /// What was sent before, and the `--from` and `--to` to run it again with.
+        resume: String,
+    },
     /// An event cannot be sent, or the process is shutting down.
     #[error("{0}")]
     Stopped(String),
@@ -46,7 +51,13 @@ pub async fn republish(
                 resume(after + 1, sent)
             )));
         }
-        let events = store.read_range(after, through, 1000).await?;
+        let events = store
+            .read_range(after, through, 1000)
+            .await
+            .map_err(|source| RepublishError::Store {
+                source,
+                resume: resume(after + 1, sent),
+            })?;
         let Some(last) = events.last() else { break };
         let first_of_page = after + 1;
         after = last.global_position;

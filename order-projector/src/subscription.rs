@@ -1024,7 +1024,15 @@ pub async fn run(
                     allow_older: false,
                     bulk: true,
                 };
-                match crate::replay::rebuild(&store, &subscription, &options, &shutdown).await {
+                let rebuilt = caught(crate::replay::rebuild(
+                    &store,
+                    &subscription,
+                    &options,
+                    &shutdown,
+                ))
+                .await
+                .unwrap_or_else(|panic| Err(crate::replay::ReplayError::Panicked(panic)));
+                match rebuilt {
                     Ok((report, live)) => {
                         tracing::info!(projection = %name, version, events = report.events, seconds = report.elapsed.as_secs_f64(), "projection rebuilt and swapped in");
                         lease = live;
@@ -1085,8 +1093,12 @@ pub async fn run(
                 continue 'standby;
             }
             let step = renewal
-                .around(&lease, subscription.step(&store, &lease, cursor, &shutdown))
-                .await;
+                .around(
+                    &lease,
+                    caught(subscription.step(&store, &lease, cursor, &shutdown)),
+                )
+                .await
+                .unwrap_or_else(|panic| Err(StepError::Stopped(panic)));
             match step {
                 Ok(Step::Progressed { cursor: next, .. }) => {
                     cursor = next;
@@ -1207,6 +1219,27 @@ pub fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
     let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u16) % (base / 2 + 1);
     Duration::from_millis(base / 2 + jitter)
+}
+
+/// `work`, with a panic in it (a projection's or a sink's code: a bug, an index out of range)
+/// turned into its message: the subscription then stops visibly and tries again later, as on
+/// any event it cannot project, instead of its task ending unseen with the lease left to run
+/// out (and every standby that took it over ending the same way). Whatever the panic left
+/// half-done was not committed: a page's writes and its checkpoint share one transaction,
+/// rolled back when it is dropped.
+pub(crate) async fn caught<T>(work: impl Future<Output = T>) -> Result<T, String> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            format!("the subscription's code panicked: {message}")
+        })
 }
 
 /// How far a checkpoint is behind the log's head, in positions: an upper bound on the events

@@ -263,3 +263,95 @@ async fn a_position_held_past_other_categories_is_forgotten_when_the_lease_is_ta
     );
     assert_eq!(f.store.checkpoint("elsewhere").await.unwrap(), cursor);
 }
+
+/// Panics on every page.
+struct Panicking;
+
+impl Sink for Panicking {
+    type Event = OrderEvent;
+    fn name(&self) -> &str {
+        "panicking"
+    }
+    fn categories(&self) -> Categories {
+        Categories::of::<Order>()
+    }
+    async fn deliver(&self, _page: &Page<OrderEvent>) -> Result<(), Undelivered> {
+        panic!("a bug in the team's sink");
+    }
+}
+
+/// A projection or sink that panics stops visibly, as one that fails: its status says why,
+/// it keeps its lease and tries again later, and the checkpoint stays. (The panic ended the
+/// subscription's task: nothing was shown, the lease ran out, and every standby that took it
+/// over died the same way.)
+#[tokio::test]
+async fn a_sink_that_panics_stops_visibly_and_keeps_its_lease() {
+    use order_projector::subscription::{RunSettings, run};
+    let f = fixture().await;
+    write_order(&f.handler, 0).await;
+    everything_visible(&f.store).await;
+    let (stop, shutdown) = watch::channel(false);
+    let settings = RunSettings {
+        owner: "runner".into(),
+        lease_ttl: Duration::from_secs(2),
+        poll: Duration::from_millis(50),
+        standby_poll: Duration::from_millis(50),
+        ..RunSettings::default()
+    };
+    let task = tokio::spawn(run(
+        Subscription::sink(Panicking),
+        f.store.clone(),
+        order_store::EventListener::start(f.store.config().clone()),
+        settings,
+        shutdown,
+    ));
+    let state_of = async || {
+        f.store
+            .subscriptions()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "panicking")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let state = loop {
+        if let Some(state) = state_of().await
+            && state.last_error.is_some()
+        {
+            break state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no error was recorded; the task is {}",
+            if task.is_finished() {
+                "gone"
+            } else {
+                "running"
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = state.last_error.unwrap();
+    assert!(
+        error.starts_with("stopped:") && error.contains("a bug in the team's sink"),
+        "{error}"
+    );
+    assert_eq!(state.checkpoint, order_store::Cursor::START);
+    // Three lease lifetimes later it still holds the lease (renewed while it waits to try
+    // again), and its task is alive.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!task.is_finished(), "the subscription's task ended");
+    let state = state_of().await.unwrap();
+    assert_eq!(state.owner.as_deref(), Some("runner"));
+    assert!(
+        state
+            .lease_expires_at
+            .is_some_and(|at| at > std::time::SystemTime::now()),
+        "{state:?}"
+    );
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("it stops when asked")
+        .unwrap();
+}

@@ -431,3 +431,33 @@ async fn republish_refuses_a_range_without_events() {
             .is_empty()
     );
 }
+
+/// A database out of reach is no usage error: exit 1, one line, nothing sent.
+#[tokio::test]
+async fn a_republish_without_its_database_exits_1_and_sends_nothing() {
+    let pair = sqs::fifo_queue_pair(5).await;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_order-projector"));
+    command
+        .args(["republish", "--from", "1"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "DATABASE_URL",
+            "postgres://nobody:secret@127.0.0.1:1/orders",
+        )
+        .env("ORDERS_QUEUE_URL", &pair.queue_url);
+    sqs::pass_environment(&mut command);
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("republish failed") && stderr.contains("nothing was sent"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "{stderr}");
+    assert!(
+        drain_queue(&sqs::client(), &pair.queue_url)
+            .await
+            .is_empty()
+    );
+}
