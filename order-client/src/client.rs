@@ -255,6 +255,13 @@ impl ClientBuilder {
 
     fn endpoint_for(&self, url: &str) -> Result<Endpoint, Error> {
         let url = url.trim();
+        // `127.0.0.1:50051` parses as a URI of scheme "127.0.0.1" and fails only when called,
+        // as a transport error after every retry; `ftp://` would be sent as plain HTTP/2.
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::Config(format!(
+                "the endpoint {url:?} must start with http:// (or https:// for TLS)"
+            )));
+        }
         let mut endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| Error::Config(format!("invalid endpoint {url:?}: {e}")))?
             .connect_timeout(self.connect_timeout)
@@ -270,8 +277,8 @@ impl ClientBuilder {
             }
             let Some(pem) = &self.tls_ca_pem else {
                 return Err(Error::Config(format!(
-                    "the https:// endpoint {url:?} needs a CA certificate (tls_ca_pem): the \
-                     client has no root store of its own"
+                    "the https:// endpoint {url:?} needs a CA certificate (tls_ca_pem; \
+                     order-cli: --tls-ca-file): the client has no root store of its own"
                 )));
             };
             let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
@@ -655,6 +662,11 @@ mod tests {
         let bad = |builder: ClientBuilder| matches!(builder.build(), Err(Error::Config(_)));
         assert!(bad(Client::builder()), "no endpoint");
         assert!(bad(Client::builder().endpoint("not a url")));
+        assert!(
+            bad(Client::builder().endpoint("127.0.0.1:50051")),
+            "no scheme"
+        );
+        assert!(bad(Client::builder().endpoint("ftp://127.0.0.1:50051")));
         assert!(bad(Client::builder()
             .endpoint("http://127.0.0.1:1")
             .bearer_token("line\nbreak")));

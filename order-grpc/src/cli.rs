@@ -39,7 +39,9 @@ enum Command {
     },
     /// Exit 0 when the admin readiness endpoint answers 200 (for container health checks).
     Healthcheck {
-        /// The URL to probe; default: /readyz on ORDER_ADMIN_ADDR.
+        /// The URL to probe; default: /readyz on ORDER_ADMIN_ADDR (readiness). A container
+        /// health check passes `/healthz`, liveness: a database outage must not get the task
+        /// killed.
         #[arg(long, env = "ORDER_HEALTHCHECK_URL")]
         url: Option<String>,
         #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9464")]

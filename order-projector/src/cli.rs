@@ -92,7 +92,9 @@ pub struct StatusArgs {
 /// `healthcheck`'s settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealthcheckArgs {
-    /// The readiness URL (default: `/readyz` on the admin address).
+    /// The URL to probe (default: `/readyz` on the admin address, readiness). A container
+    /// health check passes `/healthz`, liveness: a database outage must not get the task
+    /// killed.
     #[arg(long, env = "ORDER_HEALTHCHECK_URL")]
     pub url: Option<String>,
     /// The admin address of the instance to probe.

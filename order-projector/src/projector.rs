@@ -33,7 +33,7 @@ pub struct BuildError(String);
 ///
 /// Projector::builder(store)
 ///     .projection(ReadModel::new())
-///     .owner("projector-1")
+///     .owner(format!("sales-{}", std::process::id())) // unique per process (see `owner`)
 ///     .run(async { tokio::signal::ctrl_c().await.unwrap_or_default() })
 ///     .await
 /// # }
@@ -159,6 +159,12 @@ impl ProjectorBuilder {
     }
 
     /// This instance's name in leases (default: host name, process id and a random suffix).
+    ///
+    /// It must be unique among the instances that run at once: a lease is given back to the
+    /// name that holds it (so that a restarted instance takes its own lease back at once), and
+    /// two instances of one name would take it from each other, both reporting themselves as
+    /// its owner. Fencing still keeps a projection's pages from being applied twice, but their
+    /// work is wasted, and a sink may deliver a page from both (at least once, as always).
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.settings.owner = owner.into();
         self

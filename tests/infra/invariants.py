@@ -408,6 +408,20 @@ def check_reference_alarms(tree: Tree) -> list[str]:
     return problems
 
 
+def check_dlq_alarm_counts_messages_being_read(tree: Tree) -> list[str]:
+    """dlq-nonempty adds the dead letters in flight to the visible ones: reading one (a receive
+    hides it for the visibility timeout) must not turn the alarm OK while it is still there."""
+    alarm = tree["modules/monitoring"].get("resource", "aws_cloudwatch_metric_alarm", "dlq_nonempty").body
+    read = set()
+    for query in alarm.get("metric_query") or []:
+        for metric in query.get("metric") or []:
+            if metric.get("dimensions", {}).get("QueueName") == "${var.dlq_name}":
+                read.add(metric.get("metric_name"))
+    if not {"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"} <= read:
+        return ["dlq-nonempty does not count both the visible and the in-flight dead letters"]
+    return []
+
+
 def check_scaling(tree: Tree) -> list[str]:
     problems = []
     s = tree["modules/scaling"]
@@ -720,6 +734,7 @@ ALL_CHECKS = [
     check_log_groups_have_retention,
     check_alarms_notify_sns,
     check_reference_alarms,
+    check_dlq_alarm_counts_messages_being_read,
     check_scaling,
     check_events_and_filters,
     check_load_balancer,

@@ -83,14 +83,11 @@ resource "aws_cloudwatch_metric_alarm" "queue_backlog_high_sustained" {
   tags                = var.tags
 }
 
+# Visible and in-flight messages together: an operator reading a dead letter (a receive hides it
+# for the visibility timeout) must not turn the alarm OK while the message is still there.
 resource "aws_cloudwatch_metric_alarm" "dlq_nonempty" {
   alarm_name          = "${var.name_prefix}-dlq-nonempty"
-  alarm_description   = "Messages in the dead-letter queue: they exceeded maxReceiveCount or were rejected as irrecoverable. Critical."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = var.dlq_name }
-  statistic           = "Maximum"
-  period              = 60
+  alarm_description   = "Messages in the dead-letter queue (visible or being read): they exceeded maxReceiveCount or were rejected as irrecoverable. Critical."
   evaluation_periods  = 1
   comparison_operator = "GreaterThanThreshold"
   threshold           = 0
@@ -98,6 +95,33 @@ resource "aws_cloudwatch_metric_alarm" "dlq_nonempty" {
   alarm_actions       = local.alarm_topic
   ok_actions          = local.alarm_topic
   tags                = var.tags
+
+  metric_query {
+    id          = "messages"
+    expression  = "visible + in_flight"
+    label       = "dead letters, visible and in flight"
+    return_data = true
+  }
+  metric_query {
+    id = "visible"
+    metric {
+      namespace   = "AWS/SQS"
+      metric_name = "ApproximateNumberOfMessagesVisible"
+      dimensions  = { QueueName = var.dlq_name }
+      stat        = "Maximum"
+      period      = 60
+    }
+  }
+  metric_query {
+    id = "in_flight"
+    metric {
+      namespace   = "AWS/SQS"
+      metric_name = "ApproximateNumberOfMessagesNotVisible"
+      dimensions  = { QueueName = var.dlq_name }
+      stat        = "Maximum"
+      period      = 60
+    }
+  }
 }
 
 # --- ALB -------------------------------------------------------------------------------------
