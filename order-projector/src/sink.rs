@@ -99,7 +99,9 @@ impl Undelivered {
         }
     }
 
-    /// These events (indexes in the page) were not acknowledged; the others were.
+    /// These events (indexes in the page) were not acknowledged; the others were. An empty
+    /// list means, as in [`Undelivered::pending`], that none was: when every event went
+    /// through, return `Ok(())` instead (an empty list offers the whole page again).
     pub fn some(pending: Vec<usize>, failure: Failure, reason: impl Into<String>) -> Self {
         Self {
             pending,
