@@ -143,7 +143,7 @@ async fn the_readme_example_walks_an_order_through_its_whole_life() {
 async fn exit_codes_follow_the_grpc_class_of_the_failure() {
     let stack = Stack::start_with(ServerOptions {
         tokens: Some("cli=order-cli-tests-token-0123".into()),
-        tls: None,
+        ..ServerOptions::default()
     })
     .await;
     let url = stack.url();
@@ -224,6 +224,15 @@ async fn exit_codes_follow_the_grpc_class_of_the_failure() {
     assert_eq!(usage.code, 2, "no reservation id: {}", usage.stderr);
     let usage = run(with_token(&["get", "not-a-uuid"])).await;
     assert_eq!(usage.code, 2, "{}", usage.stderr);
+    // A URL without its scheme is a setting to fix, not a service that is down.
+    let schemeless = url.trim_start_matches("http://").to_owned();
+    let usage = order_cli(&schemeless, &["events", &unknown], None).await;
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+    assert!(
+        usage.stderr.contains("must start with http://"),
+        "{}",
+        usage.stderr
+    );
 
     let down = order_cli(
         "http://127.0.0.1:1",

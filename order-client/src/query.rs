@@ -77,16 +77,62 @@ impl QueryRequest for pb::GetOrderEventsRequest {
     type Output = Vec<pb::Event>;
     type Response = pb::GetOrderEventsResponse;
 
+    /// The whole history asked for, in one answer when it fits in one message; an order
+    /// whose history does not (the service answers RESOURCE_EXHAUSTED, naming `max_events`)
+    /// is read in parts and put together, each part after the last version of the one before.
     fn call(
         mut client: OrderQueryServiceClient<Transport>,
         request: Request<Self>,
     ) -> BoxFuture<Result<Response<Self::Response>, Status>> {
-        Box::pin(async move { client.get_order_events(request).await })
+        Box::pin(async move {
+            let (metadata, extensions, message) = request.into_parts();
+            let whole = Request::from_parts(metadata.clone(), extensions, message.clone());
+            match client.get_order_events(whole).await {
+                Err(status) if message.max_events.is_none() && too_large(&status) => {}
+                answered => return answered,
+            }
+            let mut part = message;
+            let mut size: u32 = 1024;
+            let mut events = Vec::new();
+            loop {
+                part.max_events = Some(size);
+                let request = Request::from_parts(
+                    metadata.clone(),
+                    tonic::Extensions::default(),
+                    part.clone(),
+                );
+                match client.get_order_events(request).await {
+                    Ok(response) => {
+                        let (metadata, answer, extensions) = response.into_parts();
+                        let got = answer.events.len();
+                        if let Some(last) = answer.events.last() {
+                            part.after_version = last.stream_version;
+                        }
+                        events.extend(answer.events);
+                        if got < size as usize {
+                            return Ok(Response::from_parts(
+                                metadata,
+                                pb::GetOrderEventsResponse { events },
+                                extensions,
+                            ));
+                        }
+                    }
+                    // Events this large: fewer at a time.
+                    Err(status) if size > 1 && too_large(&status) => size /= 2,
+                    Err(status) => return Err(status),
+                }
+            }
+        })
     }
 
     fn output(response: Self::Response) -> Result<Self::Output, Error> {
         Ok(response.events)
     }
+}
+
+/// order-grpc's answer to a history larger than one message.
+fn too_large(status: &Status) -> bool {
+    status.code() == tonic::Code::ResourceExhausted && status.message().contains("max_events")
 }
 
 /// A query ready to send (retried as the client's policy says: queries change nothing).
@@ -247,7 +293,9 @@ impl Client {
         Query::new(self, pb::ListOrdersRequest::default())
     }
 
-    /// GetOrderEvents: the order's history from the log (NOT_FOUND for an unknown order).
+    /// GetOrderEvents: the order's history from the log (NOT_FOUND for an unknown order). A
+    /// history larger than one message (order-grpc's limit, 4 MiB by default) is read in parts
+    /// and returned whole.
     pub fn get_order_events(&self, order_id: Uuid) -> Query<pb::GetOrderEventsRequest> {
         Query::new(
             self,

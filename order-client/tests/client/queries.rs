@@ -60,3 +60,40 @@ async fn read_back(client: &order_client::Client, answer: &order_client::Command
     assert_eq!(order.status(), answer.status);
     assert!(order.last_position >= answer.global_position);
 }
+
+/// An order whose history outgrows one message (order-grpc answers RESOURCE_EXHAUSTED for it
+/// whole) comes back whole all the same: the client reads it in parts.
+#[tokio::test]
+async fn an_order_larger_than_a_message_comes_back_whole() {
+    let stack = Stack::start_with(ServerOptions {
+        max_message_bytes: Some(2048),
+        ..ServerOptions::default()
+    })
+    .await;
+    let client = stack.client();
+    let placed = place(&client).await.unwrap();
+    let order = placed.order_id;
+    client.reserve_inventory(order, "res-1").await.unwrap();
+    client
+        .authorize_payment(order, "pay-1", money("EUR", TOTAL))
+        .await
+        .unwrap();
+    client.confirm_order(order).await.unwrap();
+    for _ in 0..12 {
+        client.refund_payment(order, money("EUR", 1)).await.unwrap();
+    }
+    let events = client.get_order_events(order).await.unwrap();
+    let versions: Vec<u64> = events.iter().map(|e| e.stream_version).collect();
+    assert_eq!(
+        versions,
+        (1..=16).collect::<Vec<u64>>(),
+        "every event once, in order"
+    );
+    let later = client
+        .get_order_events(order)
+        .after_version(5)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 11);
+    assert_eq!(later[0].stream_version, 6);
+}

@@ -35,6 +35,8 @@ pub struct ServerOptions {
     pub tokens: Option<String>,
     /// PEM certificate and key files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--max-message-bytes`.
+    pub max_message_bytes: Option<u32>,
 }
 
 impl Server {
@@ -56,6 +58,9 @@ impl Server {
         argv.push(format!("--grpc-addr={addr}"));
         if let Some(tokens) = &options.tokens {
             argv.push(format!("--auth-tokens={tokens}"));
+        }
+        if let Some(bytes) = options.max_message_bytes {
+            argv.push(format!("--max-message-bytes={bytes}"));
         }
         if let Some((cert, key)) = &options.tls {
             argv.push(format!("--tls-cert-file={}", cert.display()));

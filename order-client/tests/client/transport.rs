@@ -26,6 +26,7 @@ async fn over_tls_with_a_token_every_event_carries_the_callers_correlation_id() 
     let stack = Stack::start_with(ServerOptions {
         tokens: Some(format!("tester={TOKEN}")),
         tls: Some((dir.join("cert.pem"), dir.join("key.pem"))),
+        ..ServerOptions::default()
     })
     .await;
     let url = format!("https://localhost:{}", stack.addr.port());
