@@ -78,7 +78,7 @@ impl QueryRequest for pb::GetOrderEventsRequest {
     type Response = pb::GetOrderEventsResponse;
 
     /// The whole history asked for, in one answer when it fits in one message; an order
-    /// whose history does not (the service answers RESOURCE_EXHAUSTED, naming `max_events`)
+    /// whose history does not (the service answers RESOURCE_EXHAUSTED, reason `HISTORY_TOO_LARGE`)
     /// is read in parts and put together, each part after the last version of the one before.
     fn call(
         mut client: OrderQueryServiceClient<Transport>,
@@ -130,9 +130,19 @@ impl QueryRequest for pb::GetOrderEventsRequest {
     }
 }
 
-/// order-grpc's answer to a history larger than one message.
+/// order-grpc's answer to a history larger than one message: RESOURCE_EXHAUSTED with an
+/// ErrorInfo of reason `HISTORY_TOO_LARGE` (servers before that detail named `max_events` in
+/// the message only). Any other RESOURCE_EXHAUSTED (too many subscriptions, a full pool) is
+/// not this.
 fn too_large(status: &Status) -> bool {
-    status.code() == tonic::Code::ResourceExhausted && status.message().contains("max_events")
+    use tonic_types::StatusExt;
+    if status.code() != tonic::Code::ResourceExhausted {
+        return false;
+    }
+    match status.get_details_error_info() {
+        Some(info) => info.reason == "HISTORY_TOO_LARGE" && info.domain == "order-ledger",
+        None => status.message().contains("max_events"),
+    }
 }
 
 /// A query ready to send (retried as the client's policy says: queries change nothing).
@@ -306,5 +316,41 @@ impl Client {
                 max_events: None,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    use super::too_large;
+
+    fn with_reason(code: Code, reason: &str, message: &str) -> Status {
+        let details = ErrorDetails::with_error_info(reason, "order-ledger", []);
+        Status::with_error_details(code, message, details)
+    }
+
+    #[test]
+    fn only_the_history_too_large_answer_is_read_in_parts() {
+        let history = with_reason(Code::ResourceExhausted, "HISTORY_TOO_LARGE", "too big");
+        assert!(too_large(&history), "the reason decides, not the message");
+        // Another exhaustion whose message happens to name the field is not this one.
+        let other = with_reason(
+            Code::ResourceExhausted,
+            "TOO_MANY_SUBSCRIPTIONS",
+            "max_events does not help here",
+        );
+        assert!(!too_large(&other));
+        assert!(!too_large(&Status::resource_exhausted("pool exhausted")));
+        assert!(!too_large(&with_reason(
+            Code::Unavailable,
+            "HISTORY_TOO_LARGE",
+            "wrong code"
+        )));
+        // A server from before the ErrorInfo detail.
+        assert!(too_large(&Status::resource_exhausted(
+            "read them in parts with max_events"
+        )));
     }
 }

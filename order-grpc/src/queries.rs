@@ -540,13 +540,11 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         let response = pb::GetOrderEventsResponse { events };
         let bytes = prost::Message::encoded_len(&response);
         if bytes > self.max_message_bytes {
-            return Err(Status::resource_exhausted(format!(
-                "the {} events asked for take {bytes} bytes, more than the {} a message may \
-                 hold: read them in parts with max_events, each after the last version the \
-                 previous part held",
+            return Err(history_too_large(
                 response.events.len(),
-                self.max_message_bytes
-            )));
+                bytes,
+                self.max_message_bytes,
+            ));
         }
         Ok(Response::new(response))
     }
@@ -643,4 +641,28 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
+}
+
+/// RESOURCE_EXHAUSTED for an answer larger than a message may be, with an ErrorInfo (reason
+/// `HISTORY_TOO_LARGE`, domain `order-ledger`) that clients act on rather than the message.
+fn history_too_large(events: usize, bytes: usize, limit: usize) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let details = ErrorDetails::with_error_info(
+        "HISTORY_TOO_LARGE",
+        "order-ledger",
+        [
+            ("events".to_owned(), events.to_string()),
+            ("bytes".to_owned(), bytes.to_string()),
+            ("limit_bytes".to_owned(), limit.to_string()),
+        ],
+    );
+    Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        format!(
+            "the {events} events asked for take {bytes} bytes, more than the {limit} a message \
+             may hold: read them in parts with max_events, each after the last version the \
+             previous part held"
+        ),
+        details,
+    )
 }

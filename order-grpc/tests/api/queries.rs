@@ -329,6 +329,17 @@ async fn an_order_larger_than_a_message_is_read_in_parts() {
         let status = read(0, whole).await.unwrap_err();
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
         assert!(status.message().contains("max_events"), "{status:?}");
+        let info = details(&status)
+            .error_info()
+            .cloned()
+            .expect("an ErrorInfo says why, for clients to act on");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("HISTORY_TOO_LARGE", "order-ledger")
+        );
+        let bytes: usize = info.metadata["bytes"].parse().unwrap();
+        let limit: usize = info.metadata["limit_bytes"].parse().unwrap();
+        assert!(bytes > limit, "{info:?}");
     }
     let mut versions = Vec::new();
     let mut after = 0;
