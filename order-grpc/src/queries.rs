@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use order_proto::v1 as pb;
-use order_store::{Cursor, EventListener, EventStore, Reach, RecordedEvent};
+use order_store::{Cursor, EventListener, EventStore, Reach, RecordedEvent, StreamSlice};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -289,25 +289,31 @@ impl Queries {
             .map(Some)
     }
 
-    /// An order's events (all of them) from the replica: `Ok(None)` when it had not replayed
-    /// up to `min_position` in time. One connection, so one server, answers.
-    async fn events_from_replica(
+    /// Part of an order's stream from the replica (see [`EventStore::read_stream_slice`]):
+    /// `Ok(None)` when it had not replayed up to `min_position` in time. One statement on one
+    /// connection, so one server and one snapshot, answers.
+    async fn slice_from_replica(
         replica: &Replica,
         order_id: uuid::Uuid,
+        after_version: u64,
+        limit: Option<u32>,
         min_position: Option<u64>,
         deadline: tokio::time::Instant,
-    ) -> Result<Option<Vec<RecordedEvent>>, order_store::Error> {
+    ) -> Result<Option<StreamSlice>, order_store::Error> {
         match min_position {
             Some(position) => {
                 let give_up = Self::replica_give_up(replica.wait, deadline);
                 replica
                     .store
-                    .read_stream_reaching(order_id, 0, position, give_up)
+                    .read_stream_slice_reaching(order_id, after_version, limit, position, give_up)
                     .await
             }
-            None => replica.store.read_stream(order_id, 0).await.map(Some),
+            None => replica
+                .store
+                .read_stream_slice(order_id, after_version, limit)
+                .await
+                .map(Some),
         }
-        .map(|events| events.map(of_orders))
     }
 
     /// Read-your-writes: return once the read model has applied the event at `position`, or
@@ -387,24 +393,26 @@ impl Queries {
         }
     }
 
-    async fn stream(&self, order_id: uuid::Uuid, after: u64) -> Result<Vec<RecordedEvent>, Status> {
+    async fn slice(
+        &self,
+        order_id: uuid::Uuid,
+        after: u64,
+        limit: Option<u32>,
+    ) -> Result<StreamSlice, Status> {
         self.store
-            .read_stream(order_id, after)
+            .read_stream_slice(order_id, after, limit)
             .await
-            .map(of_orders)
             .map_err(|e| ApiError::from(e).into_status())
     }
 }
 
+/// The category of orders' streams.
+const ORDER_CATEGORY: &str = <order_domain::Order as order_domain::es::Aggregate>::CATEGORY;
+
 /// Only an order's events: the log is shared with other aggregates (stream ids are unique
 /// across it), and a stream of another one is no order at all.
-fn of_orders(mut events: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
-    events.retain(is_order_event);
-    events
-}
-
 fn is_order_event(event: &RecordedEvent) -> bool {
-    event.category == <order_domain::Order as order_domain::es::Aggregate>::CATEGORY
+    event.category == ORDER_CATEGORY
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
@@ -484,56 +492,55 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         let order_id = convert::order_id(&request.order_id)
             .map_err(ApiError::from)?
             .as_uuid();
+        let limit = request.max_events.filter(|&most| most > 0);
         let mut from_replica = None;
         if let Some(replica) = &self.replica {
-            let read = Self::events_from_replica(replica, order_id, request.min_position, deadline);
+            let read = Self::slice_from_replica(
+                replica,
+                order_id,
+                request.after_version,
+                limit,
+                request.min_position,
+                deadline,
+            );
             match Self::bounded(replica, deadline, read).await {
-                Ok(Some(all)) => {
+                Ok(Some(slice)) => {
                     Served::Replica.count("GetOrderEvents");
-                    from_replica = Some(all);
+                    from_replica = Some(slice);
                 }
                 Ok(None) => Served::PrimaryReplicaBehind.count("GetOrderEvents"),
                 Err(error) if error.is_transient() => replica_failed("GetOrderEvents", &error),
                 Err(error) => return Err(ApiError::from(error).into_status()),
             }
         }
-        let events = match from_replica {
-            // The whole stream, read on one connection: whether the order exists and what
-            // follows after_version come from the same state.
-            Some(all) if all.is_empty() => {
-                return Err(ApiError::OrderNotFound(order_id.to_string()).into());
-            }
-            Some(all) => all
-                .into_iter()
-                .filter(|e| e.stream_version > request.after_version)
-                .collect(),
+        let slice = match from_replica {
+            Some(slice) => slice,
             None => {
                 // The primary holds every committed event, min_position included. Usually the
                 // position is one of this order's events, read with it; otherwise the log's
                 // head says whether it is there yet (one beyond it is waited for), and the
                 // stream is read again after it.
-                let mut events = self.stream(order_id, request.after_version).await?;
+                let mut slice = self.slice(order_id, request.after_version, limit).await?;
                 if let Some(position) = request.min_position
-                    && events.last().is_none_or(|e| e.global_position < position)
+                    && slice
+                        .events
+                        .last()
+                        .is_none_or(|e| e.global_position < position)
                 {
                     self.wait_for_log(position, deadline).await?;
-                    events = self.stream(order_id, request.after_version).await?;
+                    slice = self.slice(order_id, request.after_version, limit).await?;
                 }
-                if events.is_empty()
-                    && (request.after_version == 0 || self.stream(order_id, 0).await?.is_empty())
-                {
-                    return Err(ApiError::OrderNotFound(order_id.to_string()).into());
-                }
-                events
+                slice
             }
         };
-        let most = match request.max_events {
-            Some(most) if most > 0 => most as usize,
-            _ => usize::MAX,
-        };
-        let events = events
+        // Whether the order exists comes from the same statement as its events; a stream of
+        // another aggregate is no order.
+        if slice.category.as_deref() != Some(ORDER_CATEGORY) {
+            return Err(ApiError::OrderNotFound(order_id.to_string()).into());
+        }
+        let events = slice
+            .events
             .iter()
-            .take(most)
             .map(event_pb)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ApiError::from(e).into_status())?;

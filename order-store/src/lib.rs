@@ -87,7 +87,7 @@ pub use listen::EventListener;
 pub use migrate::migrate;
 pub use probe::ReadinessProbe;
 pub use replica::Reach;
-pub use store::{CategoryPage, CommandRecord, EventStore, NOTIFY_CHANNEL};
+pub use store::{CategoryPage, CommandRecord, EventStore, NOTIFY_CHANNEL, StreamSlice};
 pub use subscription::{Lease, LogDigest, SubscriptionState, advance_checkpoint, verify_read};
 pub use xid::{Cursor, CursorParseError, Xid8};
 

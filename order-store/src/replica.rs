@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::event::RecordedEvent;
-use crate::store::EventStore;
+use crate::store::{EventStore, StreamSlice};
 
 /// How often a replica that is not far enough yet is asked again.
 const POLL: Duration = Duration::from_millis(5);
@@ -107,5 +107,31 @@ impl EventStore {
         self.timed(crate::store::read_stream(&client, stream_id, after_version))
             .await
             .map(Some)
+    }
+
+    /// [`EventStore::read_stream_slice`] from a server whose log holds the event at
+    /// `min_position`; `Ok(None)` when the server had not replayed that far by `give_up`.
+    pub async fn read_stream_slice_reaching(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        limit: Option<u32>,
+        min_position: u64,
+        give_up: Instant,
+    ) -> Result<Option<StreamSlice>, Error> {
+        let Ok(client) = self
+            .connection_reaching(min_position, Reach::Log, give_up)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.timed(crate::store::read_stream_slice(
+            &client,
+            stream_id,
+            after_version,
+            limit,
+        ))
+        .await
+        .map(Some)
     }
 }

@@ -69,6 +69,18 @@ pub struct CategoryPage {
     pub digest: crate::subscription::LogDigest,
 }
 
+/// What [`EventStore::read_stream_slice`] read: part of a stream, and whether the stream
+/// exists at all, from one statement (so from one snapshot).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSlice {
+    /// At most the limit asked for of the stream's events after the version asked for, in
+    /// version order. Fewer than the limit: the stream had no more.
+    pub events: Vec<RecordedEvent>,
+    /// The stream's category (its aggregate's type); `None` when it has no event at all.
+    /// A stream whose events all lie at or before the version asked for has one.
+    pub category: Option<String>,
+}
+
 /// What a command id was recorded with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
@@ -556,6 +568,22 @@ impl EventStore {
         .await
     }
 
+    /// At most `limit` of the stream's events after `after_version` (`None`: all of them), in
+    /// version order, with the stream's category (whether it exists), read in one statement.
+    /// A long stream read in slices costs each slice its own rows only.
+    pub async fn read_stream_slice(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        limit: Option<u32>,
+    ) -> Result<StreamSlice, Error> {
+        self.timed(async {
+            let client = self.inner.pool.get().await?;
+            read_stream_slice(&client, stream_id, after_version, limit).await
+        })
+        .await
+    }
+
     /// Up to `limit` events after `after` in the gap-safe order: ordered by writing
     /// transaction, then position, and only from transactions older than every transaction
     /// still in flight that may write to this database (`orders.log_fence()`: open
@@ -819,6 +847,20 @@ static READ_STREAM_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A stream's first event (whether it exists, and its category), then up to `$3` events
+/// after version `$2` (and after the first); both index range scans on (stream_id,
+/// stream_version). `LIMIT NULL` is no limit.
+static READ_STREAM_SLICE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "(SELECT {EVENT_COLUMNS} FROM orders.events WHERE stream_id = $1 AND stream_version = 1) \
+         UNION ALL \
+         (SELECT {EVENT_COLUMNS} FROM orders.events \
+          WHERE stream_id = $1 AND stream_version > greatest($2::int8, 1) \
+          ORDER BY stream_version LIMIT $3::int8) \
+         ORDER BY stream_version"
+    )
+});
+
 static READ_ALL_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {EVENT_COLUMNS} FROM orders.events \
@@ -862,6 +904,30 @@ pub(crate) async fn read_stream(
     let after = i64::try_from(after_version).unwrap_or(i64::MAX);
     let rows = client.query(&statement, &[&stream_id, &after]).await?;
     rows.iter().map(RecordedEvent::from_row).collect()
+}
+
+pub(crate) async fn read_stream_slice(
+    client: &deadpool_postgres::ClientWrapper,
+    stream_id: Uuid,
+    after_version: u64,
+    limit: Option<u32>,
+) -> Result<StreamSlice, Error> {
+    let statement = client.prepare_cached(&READ_STREAM_SLICE_SQL).await?;
+    let after = i64::try_from(after_version).unwrap_or(i64::MAX);
+    let most = limit.map(i64::from);
+    let rows = client
+        .query(&statement, &[&stream_id, &after, &most])
+        .await?;
+    let mut events = rows
+        .iter()
+        .map(RecordedEvent::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let category = events.first().map(|first| first.category.clone());
+    events.retain(|event| event.stream_version > after_version);
+    if let Some(most) = limit {
+        events.truncate(most as usize);
+    }
+    Ok(StreamSlice { events, category })
 }
 
 pub(crate) async fn read_all(

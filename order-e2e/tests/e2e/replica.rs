@@ -306,6 +306,38 @@ async fn read_your_writes_holds_200_times_on_a_lagging_replica() {
         .orders;
     assert_eq!(listed.len(), 100);
     assert!(stack.served("ListOrders", "replica").await >= 1);
+
+    // An order read in parts from the replica: one event at a time, then past its end (the
+    // order exists: no events, no error); an unknown order is NOT_FOUND at any version.
+    let before = stack.served("GetOrderEvents", "replica").await;
+    let part = |order_id: String, after_version: u64| pb::GetOrderEventsRequest {
+        order_id,
+        after_version,
+        min_position: None,
+        max_events: Some(1),
+    };
+    let order = listed[0].order_id.clone();
+    let mut versions = Vec::new();
+    for after in 0..3 {
+        let events = stack
+            .queries()
+            .get_order_events(part(order.clone(), after))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        versions.push(events.iter().map(|e| e.stream_version).collect::<Vec<_>>());
+    }
+    assert_eq!(versions, [vec![1], vec![2], vec![]]);
+    for after in [0, 1, 5] {
+        let status = stack
+            .queries()
+            .get_order_events(part(id(), after))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    }
+    assert_eq!(stack.served("GetOrderEvents", "replica").await, before + 6);
 }
 
 /// A replica further behind than the read may wait: the primary answers, correctly and in

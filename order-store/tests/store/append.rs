@@ -47,6 +47,78 @@ async fn a_new_stream_gets_versions_from_one_and_increasing_positions() {
 }
 
 #[tokio::test]
+async fn a_stream_read_in_slices_gives_each_event_once_and_says_whether_it_exists() {
+    let t = test_store().await;
+    let stream = Uuid::new_v4();
+    let labels: Vec<String> = (1..=7).map(|i| format!("e{i}")).collect();
+    let events: Vec<_> = labels.iter().map(|l| event(l)).collect();
+    append(&t.store, stream, ExpectedVersion::NoStream, &events)
+        .await
+        .unwrap();
+    let versions = |slice: &order_store::StreamSlice| -> Vec<u64> {
+        slice.events.iter().map(|e| e.stream_version).collect()
+    };
+    for (after, limit, expected) in [
+        (0, Some(3), vec![1, 2, 3]),
+        (0, Some(1), vec![1]),
+        (1, Some(1), vec![2]),
+        (3, Some(3), vec![4, 5, 6]),
+        (6, Some(3), vec![7]),
+        (0, None, vec![1, 2, 3, 4, 5, 6, 7]),
+        (2, None, vec![3, 4, 5, 6, 7]),
+        (0, Some(100), vec![1, 2, 3, 4, 5, 6, 7]),
+        (7, Some(3), vec![]),
+        (9, None, vec![]),
+        (u64::MAX, Some(2), vec![]),
+        (0, Some(0), vec![]),
+    ] {
+        let slice = t
+            .store
+            .read_stream_slice(stream, after, limit)
+            .await
+            .unwrap();
+        assert_eq!(versions(&slice), expected, "after {after}, limit {limit:?}");
+        assert_eq!(
+            slice.category.as_deref(),
+            Some("test"),
+            "after {after}, limit {limit:?}: the stream exists"
+        );
+        let whole = t.store.read_stream(stream, after).await.unwrap();
+        let prefix: Vec<_> = whole.iter().take(expected.len()).cloned().collect();
+        assert_eq!(slice.events, prefix, "the same events read_stream gives");
+    }
+    // Slice after slice: every event once, in order.
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let slice = t
+            .store
+            .read_stream_slice(stream, after, Some(2))
+            .await
+            .unwrap();
+        let Some(last) = slice.events.last() else {
+            break;
+        };
+        after = last.stream_version;
+        seen.extend(versions(&slice));
+    }
+    assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7]);
+
+    let none = t
+        .store
+        .read_stream_slice(Uuid::new_v4(), 0, Some(5))
+        .await
+        .unwrap();
+    assert_eq!((none.events.len(), none.category), (0, None));
+    let none = t
+        .store
+        .read_stream_slice(Uuid::new_v4(), 3, None)
+        .await
+        .unwrap();
+    assert_eq!((none.events.len(), none.category), (0, None));
+}
+
+#[tokio::test]
 async fn a_wrong_expected_version_is_reported_and_writes_nothing() {
     let t = test_store().await;
     let stream = Uuid::new_v4();
