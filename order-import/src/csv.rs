@@ -362,12 +362,14 @@ impl CsvTables {
         for index in 1..self.tables.len() {
             children.push(self.take_rows(index, &id)?);
         }
-        let order_id = String::from_utf8_lossy(&id).into_owned();
+        // An id that is not UTF-8 is not named in its reject (its reason says which byte):
+        // a stand-in text for it would be taken for an id, and judge the orders after it.
+        let order_id = std::str::from_utf8(&id).ok().map(str::to_owned);
         let reject = |file: &str, line: u64, reason: String| Record::Unreadable {
             reject: Reject {
                 file: file.to_owned(),
                 line,
-                order_id: Some(order_id.clone()),
+                order_id: order_id.clone(),
                 reason,
             },
             order: true,

@@ -126,6 +126,9 @@ struct Counters {
     orders_present: AtomicU64,
     orders_updated: AtomicU64,
     batches: AtomicU64,
+    /// Events of committed batches that were told but not written (their orders were in the
+    /// log already): `--max-rate` paces the events written only.
+    events_not_written: AtomicU64,
     /// Orders imported before that could not be updated (found when writing), as rejects.
     diverged: std::sync::Mutex<Vec<Reject>>,
 }
@@ -296,6 +299,10 @@ async fn write_batch(
                 counters
                     .orders_updated
                     .fetch_add(outcome.streams_updated, Atomic::Relaxed);
+                counters.events_not_written.fetch_add(
+                    (batch.events as u64).saturating_sub(outcome.events_appended),
+                    Atomic::Relaxed,
+                );
                 if !outcome.streams_diverged.is_empty() {
                     let origins: std::collections::HashMap<uuid::Uuid, &Origin> = batch
                         .streams
@@ -449,7 +456,11 @@ pub async fn import_until(
     };
 
     let mut writers = JoinSet::new();
-    let mut sent_events = 0u64;
+    // `--max-rate`: each batch sent moves `due` on by the time its events take at the rate,
+    // and the next waits for it; events a committed batch did not write (present already)
+    // give their time back. Time spent idle or re-reading builds up no credit.
+    let mut due = tokio::time::Instant::now();
+    let mut given_back = 0u64;
     let mut failure = None;
     let mut stopped = false;
     let mut stop = std::pin::pin!(stop);
@@ -484,16 +495,23 @@ pub async fn import_until(
             break;
         }
         if let Some(rate) = options.max_rate {
-            sent_events += batch.events as u64;
-            let due = started + Duration::from_secs_f64(sent_events as f64 / rate.max(1) as f64);
+            let per_event =
+                |events: u64| Duration::from_secs_f64(events as f64 / rate.max(1) as f64);
+            let not_written = counters.events_not_written.load(Atomic::Relaxed);
+            due = due
+                .checked_sub(per_event(not_written - given_back))
+                .unwrap_or(due)
+                .max(tokio::time::Instant::now());
+            given_back = not_written;
             tokio::select! {
                 biased;
                 () = &mut stop => {
                     stopped = true;
                     break;
                 }
-                () = tokio::time::sleep_until(due.into()) => {}
+                () = tokio::time::sleep_until(due) => {}
             }
+            due += per_event(batch.events as u64);
         }
         writers.spawn(write_batch(
             store.clone(),

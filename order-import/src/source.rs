@@ -240,8 +240,12 @@ impl<R: BufRead + Send> Source for JsonLines<R> {
             let text = match std::str::from_utf8(&self.buffer) {
                 Ok(text) => text,
                 Err(e) => {
+                    // Its id, when the bad bytes are elsewhere: the record is that order's
+                    // first copy still, and a later copy a duplicate.
+                    let order_id = order_id_of(&String::from_utf8_lossy(&self.buffer))
+                        .filter(|id| !id.contains(char::REPLACEMENT_CHARACTER));
                     return Some(Ok(self.reject(
-                        None,
+                        order_id,
                         format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1),
                     )));
                 }

@@ -125,12 +125,61 @@ fn check_id(what: &str, id: &str) -> Result<(), Refusal> {
 }
 
 fn time(field: &str, text: &str) -> Result<SystemTime, Refusal> {
-    humantime::parse_rfc3339(text).map_err(|e| {
+    let refusal = |why: String| {
         format!(
             "{field}: {text:?} is not an RFC 3339 time in UTC from 1970 on, ending in Z \
-                 (like 2019-03-04T10:15:00Z) ({e})"
+                 (like 2019-03-04T10:15:00Z) ({why})"
         )
-    })
+    };
+    if let Err(why) = time_shape(text) {
+        return Err(refusal(why.into()));
+    }
+    humantime::parse_rfc3339(text).map_err(|e| refusal(e.to_string()))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`, an optional fraction of 1 to 9 digits, then `Z` and nothing else;
+/// second 60 (a leap second, which the log cannot hold) is refused rather than moved.
+/// humantime alone lets some other endings through.
+fn time_shape(text: &str) -> Result<(), &'static str> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    let at = |index: usize, byte: u8| bytes.get(index) == Some(&byte);
+    if !(digits(0..4)
+        && at(4, b'-')
+        && digits(5..7)
+        && at(7, b'-')
+        && digits(8..10)
+        && at(10, b'T')
+        && digits(11..13)
+        && at(13, b':')
+        && digits(14..16)
+        && at(16, b':')
+        && digits(17..19))
+    {
+        return Err("not in the form YYYY-MM-DDTHH:MM:SS");
+    }
+    if bytes[17] > b'5' {
+        return Err("second 60 or more");
+    }
+    let rest = &bytes[19..];
+    let fraction = match rest.strip_prefix(b".") {
+        Some(after) => {
+            let n = after.iter().take_while(|b| b.is_ascii_digit()).count();
+            if !(1..=9).contains(&n) {
+                return Err("a fraction of a second has 1 to 9 digits");
+            }
+            &after[n..]
+        }
+        None => rest,
+    };
+    if fraction != b"Z" {
+        return Err("it must end in a single Z");
+    }
+    Ok(())
 }
 
 /// One step of the history: a command at a time.
@@ -574,6 +623,35 @@ mod tests {
 
     fn at(text: &str) -> SystemTime {
         humantime::parse_rfc3339(text).unwrap()
+    }
+
+    #[test]
+    fn only_rfc3339_times_in_utc_are_read() {
+        for good in [
+            "2019-01-01T00:00:00Z",
+            "2019-01-01T23:59:59.5Z",
+            "2019-01-01T23:59:59.123456789Z",
+        ] {
+            assert!(time("at", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "2019-01-01T00:00:00ZZ",
+            "2019-01-01T00:00:00Zabc",
+            "2019-01-01T00:00:00.Z",
+            "2019-01-01T00:00:00.1234567890Z",
+            "2019-01-01T23:59:60Z",
+            "2019-01-01T00:00:00",
+            "2019-01-01T00:00:00+01:00",
+            "2019-01-01 00:00:00Z",
+            "2019-01-01t00:00:00z",
+            "2019-1-01T00:00:00Z",
+            "2019-01-32T00:00:00Z",
+            "2019-01-01T24:00:00Z",
+            "",
+        ] {
+            let error = time("at", bad).unwrap_err();
+            assert!(error.starts_with("at: "), "{bad}: {error}");
+        }
     }
 
     /// The ids are a contract with every log already imported (a second run must name the

@@ -330,6 +330,106 @@ async fn a_second_run_imports_nothing_new() {
     assert!(record.finished_at.is_some());
 }
 
+/// An order id that is not UTF-8 rejects its row, and the orders after it are judged by the
+/// last id that was read, not by a stand-in for the unreadable one: a correctly sorted order
+/// that follows is imported.
+#[tokio::test]
+async fn an_order_after_one_whose_id_is_not_utf8_is_imported() {
+    let setup = setup().await;
+    let dir = setup.dir.path().join("export");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ids: [&[u8]; 3] = [b"A1", b"A1\xC0", "A1\u{ea}".as_bytes()];
+    let table = |name: &str, header: &str, suffix: &str| {
+        let mut bytes = format!("{header}\n").into_bytes();
+        for id in ids {
+            bytes.extend([id, suffix.as_bytes(), b"\n"].concat());
+        }
+        std::fs::write(dir.join(format!("{name}.csv")), bytes).unwrap();
+    };
+    table(
+        "orders",
+        "order_id,customer_id,currency,shipping_method,recipient,line1,line2,city,region,postal_code,country",
+        ",C1,EUR,standard,Ada,1 Main St,,Porto,,4000-322,PT",
+    );
+    table(
+        "order_lines",
+        "order_id,sku,quantity,unit_price_minor",
+        ",SKU-1,1,1000",
+    );
+    table(
+        "status_history",
+        "order_id,status,at,reason",
+        ",placed,2019-01-01T00:00:00Z,",
+    );
+    for (name, header) in [
+        ("payments", "order_id,payment_id,currency,amount_minor"),
+        ("shipments", "order_id,carrier,tracking_number"),
+        ("refunds", "order_id,currency,amount_minor,refunded_at"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.csv")), format!("{header}\n")).unwrap();
+    }
+    let (summary, rejects) = run(&setup, &dir, Format::Csv, "utf8").await;
+    assert_eq!(rejects.len(), 1, "{rejects:#?}");
+    assert_eq!(
+        (rejects[0].file.as_str(), rejects[0].line),
+        ("orders.csv", 3),
+        "{rejects:#?}"
+    );
+    assert!(rejects[0].reason.contains("UTF-8"), "{rejects:#?}");
+    assert_eq!(summary.orders_imported, 2, "{summary:?}");
+}
+
+/// `max_rate` paces the events a run writes: a run over an export whose orders are all in the
+/// log already is not held back by it (a throttled resume re-reads at full speed), while a run
+/// that writes them is.
+#[tokio::test]
+async fn a_throttled_run_paces_the_events_it_writes_not_those_already_in_the_log() {
+    let throttled = |name: &str, rate: u64| {
+        let mut options = Options::new(name);
+        options.batch_orders = 97;
+        options.max_rate = Some(rate);
+        options.batch_events = (rate as usize / 10).max(1);
+        options
+    };
+    let setup = setup().await;
+    let (input, generated, _) = export(setup.dir.path(), Format::Jsonl, 2_000, 40, 7);
+    let (first, _) = run(&setup, &input, Format::Jsonl, "paced").await;
+    assert_eq!(first.events_imported, generated.events);
+
+    // Paced by the events told, this run would take 20 s.
+    let rate = generated.events / 20;
+    let mut options = throttled("paced", rate);
+    options.rejects = setup.dir.path().join("again.rejects.jsonl");
+    let started = std::time::Instant::now();
+    let source = open(&input, Format::Jsonl, Default::default()).unwrap();
+    let again = import(&setup.store, source, &options).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        (again.events_imported, again.orders_present),
+        (0, generated.good)
+    );
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "a run that writes nothing took {took:?} at --max-rate {rate}"
+    );
+
+    // Writing them at a rate that takes 3 s: paced.
+    let fresh = self::setup().await;
+    let rate = generated.events / 3;
+    let mut options = throttled("paced", rate);
+    options.rejects = fresh.dir.path().join("fresh.rejects.jsonl");
+    let started = std::time::Instant::now();
+    let source = open(&input, Format::Jsonl, Default::default()).unwrap();
+    let written = import(&fresh.store, source, &options).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(written.events_imported, generated.events);
+    assert!(
+        took >= std::time::Duration::from_secs(2),
+        "{} events at --max-rate {rate} took {took:?}",
+        generated.events
+    );
+}
+
 /// The binary killed with SIGKILL at 20 random moments, then run to the end: every good order
 /// is in the log exactly once and whole, and no run left a part of an order behind.
 #[tokio::test]
@@ -811,6 +911,41 @@ async fn a_later_copy_of_an_unreadable_order_is_a_duplicate_and_a_run_that_canno
         after, finished,
         "the progress row is as the finished run left it"
     );
+
+    // A first copy that is not UTF-8 (a byte outside its id) is that order's first copy too.
+    let not_utf8 = good("B5", "FIRST")
+        .replacen("Porto", "Port\u{fffd}", 1)
+        .into_bytes();
+    let at = not_utf8
+        .windows(3)
+        .position(|w| w == "\u{fffd}".as_bytes())
+        .unwrap();
+    let mut bytes = not_utf8[..at].to_vec();
+    bytes.push(0xC0);
+    bytes.extend(&not_utf8[at + 3..]);
+    let input = setup.dir.path().join("dup-utf8.jsonl");
+    let lines = [
+        good("B4", "C").into_bytes(),
+        bytes,
+        good("B5", "SECOND").into_bytes(),
+    ];
+    std::fs::write(&input, lines.join(&b'\n')).unwrap();
+    let (summary, rejects) = run(&setup, &input, Format::Jsonl, "dup-utf8").await;
+    let reasons: Vec<(u64, &str)> = rejects
+        .iter()
+        .map(|r| (r.line, r.reason.as_str()))
+        .collect();
+    assert_eq!(summary.orders_imported, 1, "{reasons:?}");
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].0 == 2 && reasons[0].1.contains("UTF-8"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == 3 && reasons[1].1.contains("more than once"),
+        "{reasons:?}"
+    );
+    assert_eq!(rejects[0].order_id.as_deref(), Some("B5"), "{rejects:?}");
 }
 
 /// A later export in which legacy orders moved on (the cut-over's last delta): a run over it

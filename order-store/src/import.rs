@@ -85,8 +85,12 @@ enum Standing<'a> {
     Diverged(Uuid, String),
 }
 
-/// Whether the log's events of a stream (`logged`, versions 1..) are the start of its told
-/// history, imported from the same legacy record.
+/// How the log's events of a stream (`logged`, versions 1.., none when it is new) stand
+/// against its told history: every imported event is compared with the told one at its
+/// version (id, type, schema version, payload, time), so a record whose past changed is
+/// reported whatever its length; after the imported events, either the told history goes on
+/// (append the rest), or it ends there (present), or this system recorded events of its own
+/// (present when the told history ends where they begin, reported when it goes on).
 fn standing<'a>(
     stream: &'a ImportedStream,
     logged: &[tokio_postgres::Row],
@@ -103,19 +107,36 @@ fn standing<'a>(
             )));
         }
         if imported_from.as_deref() != Some(stream.imported_from.as_str()) {
+            // The order lives here now: this system recorded from this event on.
+            if index < stream.events.len() {
+                return Ok(Standing::Diverged(
+                    stream.stream_id,
+                    format!(
+                        "its event {version} ({event_type}) was recorded by this system since \
+                         the import, so the order is not updated from the legacy record"
+                    ),
+                ));
+            }
+            return Ok(Standing::Present);
+        }
+        let Some(told) = stream.events.get(index) else {
             return Ok(Standing::Diverged(
                 stream.stream_id,
                 format!(
-                    "its event {version} ({event_type}) was recorded by this system since the \
-                     import, so the order is not updated from the legacy record"
+                    "the log holds its imported event {version} ({event_type}), which the \
+                     legacy record no longer tells: the record's past changed, so the order is \
+                     not updated"
                 ),
             ));
-        }
-        let told = &stream.events[index];
+        };
+        let event_id: Uuid = row.try_get(6)?;
+        let recorded_at: SystemTime = row.try_get(7)?;
         let schema_version: i16 = row.try_get(3)?;
         let payload: serde_json::Value = row.try_get(4)?;
-        let same = told.event_type == event_type
+        let same = told.event_id == event_id
+            && told.event_type == event_type
             && i32::from(told.schema_version) == i32::from(schema_version)
+            && pg_micros(told.recorded_at) == pg_micros(recorded_at)
             && serde_json::from_str::<serde_json::Value>(&told.payload_json)
                 .is_ok_and(|p| p == payload);
         if !same {
@@ -123,13 +144,18 @@ fn standing<'a>(
                 stream.stream_id,
                 format!(
                     "its imported event {version} ({event_type}) is not what the legacy record \
-                     tells now ({}): the record's past changed, so the order is not updated",
+                     tells now ({}, its id, payload or time): the record's past changed, so \
+                     the order is not updated",
                     told.event_type
                 ),
             ));
         }
     }
-    Ok(Standing::Append(stream, logged.len()))
+    if logged.len() < stream.events.len() {
+        Ok(Standing::Append(stream, logged.len()))
+    } else {
+        Ok(Standing::Present)
+    }
 }
 
 /// The progress row of one import (`orders.imports`).
@@ -172,14 +198,11 @@ const COPY_SQL: &str = "COPY orders.events (stream_id, stream_version, event_id,
     schema_version, payload, correlation_id, recorded_at, category, imported_from) \
     FROM STDIN (FORMAT binary)";
 
-/// Each stream of the batch that is in the log, with its version (one index probe each).
-const VERSIONS_SQL: &str = "SELECT s, v FROM unnest($1::uuid[]) AS s, \
-    LATERAL (SELECT max(e.stream_version) AS v FROM orders.events e WHERE e.stream_id = s) m \
-    WHERE v IS NOT NULL";
-
-/// The events of streams the log holds a part of, to compare with their told history.
+/// The events of the batch's streams that the log holds, to compare with their told history
+/// (one index range scan per stream; none for a new one).
 const PREFIX_SQL: &str = "SELECT stream_id, stream_version, event_type, schema_version, payload, \
-    imported_from FROM orders.events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version";
+    imported_from, event_id, recorded_at FROM orders.events WHERE stream_id = ANY($1) \
+    ORDER BY stream_id, stream_version";
 
 const RECORD_COLUMNS: &str = "name, runs, orders_read, orders_rejected, orders_imported, \
     events_imported, batches, finished_at, source";
@@ -525,40 +548,19 @@ impl EventStore {
     ) -> Result<Result<ImportBatchOutcome, LostRace>, Error> {
         let mut client = self.pool().get().await?;
         let transaction = client.transaction().await?;
-        let versions: std::collections::HashMap<Uuid, i64> = transaction
-            .query(VERSIONS_SQL, &[&ids])
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get::<_, Uuid>(0)?, row.try_get::<_, i64>(1)?)))
-            .collect::<Result<_, tokio_postgres::Error>>()?;
-        // Streams the log holds only the start of: compare before appending the rest.
-        let partial: Vec<Uuid> = streams
-            .iter()
-            .filter(|s| {
-                versions
-                    .get(&s.stream_id)
-                    .is_some_and(|&v| (v as usize) < s.events.len())
-            })
-            .map(|s| s.stream_id)
-            .collect();
+        // What the log holds of the batch's streams, compared with what they tell now.
         let mut logged: std::collections::HashMap<Uuid, Vec<tokio_postgres::Row>> =
             std::collections::HashMap::new();
-        if !partial.is_empty() {
-            for row in transaction.query(PREFIX_SQL, &[&partial]).await? {
-                logged.entry(row.try_get(0)?).or_default().push(row);
-            }
+        for row in transaction.query(PREFIX_SQL, &[&ids]).await? {
+            logged.entry(row.try_get(0)?).or_default().push(row);
         }
         let mut new = Vec::new();
         let mut outcome = ImportBatchOutcome::default();
         for stream in streams {
-            let standing = match versions.get(&stream.stream_id) {
-                None => Standing::Append(stream, 0),
-                Some(&v) if v as usize >= stream.events.len() => Standing::Present,
-                Some(_) => standing(
-                    stream,
-                    logged.get(&stream.stream_id).map_or(&[][..], Vec::as_slice),
-                )?,
-            };
+            let standing = standing(
+                stream,
+                logged.get(&stream.stream_id).map_or(&[][..], Vec::as_slice),
+            )?;
             match standing {
                 Standing::Append(stream, skip) => {
                     if skip == 0 {
