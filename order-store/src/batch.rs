@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::append::{CommandRecordWrite, Committed, StreamAppend, StreamOutcome};
 use crate::error::Error;
-use crate::store::{CommandRecord, EventStore};
+use crate::store::{BatchFailure, CommandRecord, EventStore};
 
 /// An append owned by a queue, with the channel its result goes back on.
 #[derive(Debug)]
@@ -245,9 +245,17 @@ pub(crate) async fn writer(store: EventStore, mut queue: Queue) {
                     let _ = job.reply.send(outcome);
                 }
             }
-            // A conflict with a writer outside the batch (or any failure of the statement):
-            // each append on its own tells exactly who is affected.
-            Err(error) if batch.len() > 1 => {
+            // No answer to a statement that may have committed: every append of the batch
+            // is answered as a single one would be (the caller's retry, with its command id,
+            // finds what was written); run again, it could meet its own rows.
+            Err(BatchFailure::Unknown(error)) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+            // A conflict with a writer outside the batch (or any failure of the statement that
+            // rolled it back): each append on its own tells exactly who is affected.
+            Err(BatchFailure::RolledBack(error)) if batch.len() > 1 => {
                 metrics::counter!("order_store_group_commit_fallbacks_total").increment(1);
                 tracing::debug!(%error, appends = batch.len(), "group commit fell back to single appends");
                 for job in batch {
@@ -255,7 +263,7 @@ pub(crate) async fn writer(store: EventStore, mut queue: Queue) {
                     let _ = job.reply.send(result);
                 }
             }
-            Err(_) => {
+            Err(BatchFailure::RolledBack(_)) => {
                 for job in batch {
                     let result = store.write_one(&job.append).await;
                     let _ = job.reply.send(result);

@@ -352,19 +352,21 @@ impl EventStore {
         }
     }
 
-    /// Write several appends (distinct streams and command ids) with one statement, now. An
-    /// error means nothing was written.
+    /// Write several appends (distinct streams and command ids) with one statement, now.
+    /// [`BatchFailure::RolledBack`]: nothing was written; [`BatchFailure::Unknown`]: the
+    /// statement may have been carried out, and must not be run again.
     pub(crate) async fn write(
         &self,
         appends: &[&StreamAppend],
-    ) -> Result<Vec<Result<StreamOutcome, Error>>, Error> {
+    ) -> Result<Vec<Result<StreamOutcome, Error>>, BatchFailure> {
         self.try_write(appends)
             .await
             .map_err(|failure| match failure {
-                WriteFailure::Unique(constraint) => {
-                    Error::Database(format!("unique constraint {constraint} violated"))
-                }
-                WriteFailure::Other(error) => error,
+                WriteFailure::Unique(constraint) => BatchFailure::RolledBack(Error::Database(
+                    format!("unique constraint {constraint} violated"),
+                )),
+                WriteFailure::Unknown(error) => BatchFailure::Unknown(error),
+                WriteFailure::Other(error) => BatchFailure::RolledBack(error),
             })
     }
 
@@ -426,20 +428,28 @@ impl EventStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, WriteFailure> {
-        self.timed(async {
-            let client = self.inner.pool.get().await?;
-            let statement = client.prepare_cached(sql).await?;
+        let call = async {
+            // Neither sends the append: a failure here wrote nothing.
+            let client = (self.inner.pool.get().await)
+                .map_err(|error| WriteFailure::Other(error.into()))?;
+            let statement = (client.prepare_cached(sql).await)
+                .map_err(|error| WriteFailure::Other(error.into()))?;
             match client.query(&statement, params).await {
-                Ok(rows) => Ok(Ok(rows)),
-                Err(error) => match Error::unique_violation(&error) {
-                    Some(constraint) => Ok(Err(constraint.to_owned())),
-                    None => Err(error.into()),
-                },
+                Ok(rows) => Ok(rows),
+                Err(error) => Err(match Error::unique_violation(&error) {
+                    Some(constraint) => WriteFailure::Unique(constraint.to_owned()),
+                    // The server's own refusal: the statement rolled back.
+                    None if error.as_db_error().is_some() => WriteFailure::Other(error.into()),
+                    // The connection broke with the statement sent: it may have committed.
+                    None => WriteFailure::Unknown(error.into()),
+                }),
             }
-        })
-        .await
-        .map_err(WriteFailure::Other)?
-        .map_err(WriteFailure::Unique)
+        };
+        match self.timed(async { Ok(call.await) }).await {
+            Ok(written) => written,
+            // No answer in time: the statement may have been sent, and may commit yet.
+            Err(error) => Err(WriteFailure::Unknown(error)),
+        }
     }
 
     /// Write a batch whose appends all create their stream with
@@ -468,7 +478,7 @@ impl EventStore {
                     .pop()
                     .unwrap_or_else(|| Err(Error::Database("the append answered nothing".into())));
             }
-            Err(WriteFailure::Other(error)) => return Err(error),
+            Err(WriteFailure::Other(error) | WriteFailure::Unknown(error)) => return Err(error),
             Err(WriteFailure::Unique(constraint)) => constraint,
         };
         // A concurrent attempt of the same command may be what we collided with, whichever
@@ -821,9 +831,12 @@ pub(crate) async fn load(
     Ok(loaded)
 }
 
-/// Why a write failed: a unique index (by constraint name), or anything else.
+/// Why a write failed: a unique index (by constraint name), no answer to a statement that
+/// may have been carried out (the time limit, or a connection lost once it was sent), or
+/// anything else (the server refused it, or it was never sent: nothing was written).
 enum WriteFailure {
     Unique(String),
+    Unknown(Error),
     Other(Error),
 }
 
@@ -994,4 +1007,13 @@ async fn notifier(pool: Pool, mut requests: mpsc::Receiver<()>) {
 /// free connection, and like it, nothing was written.
 fn no_writer_in_time() -> Error {
     Error::Unavailable("no database connection free in time (pool exhausted)".into())
+}
+
+/// Why a batch's statement failed, as the group-commit writer must know it.
+pub(crate) enum BatchFailure {
+    /// Nothing was written: each append may be run again on its own.
+    RolledBack(Error),
+    /// No answer to a statement that may have been carried out: running it again could meet
+    /// its own rows and answer "nothing was written" about events in the log.
+    Unknown(Error),
 }

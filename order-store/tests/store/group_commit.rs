@@ -598,3 +598,40 @@ async fn a_batch_of_new_streams_with_some_already_there(thread: bool) {
         assert_eq!(row.get::<_, String>(3), "placed");
     }
 }
+
+/// A batch whose statement may have committed (no answer within the call's time) is not run
+/// again: the re-run would meet the first attempt's rows and answer "nothing was written"
+/// (a duplicate event id, a wrong expected version) about events that are in the log. Its
+/// appends are answered `Timeout`, as a single append's would be, and the log holds each
+/// event once.
+#[tokio::test]
+async fn a_batch_whose_outcome_is_unknown_is_answered_timeout_not_run_again() {
+    for expected in [ExpectedVersion::Any, ExpectedVersion::NoStream] {
+        let t = test_store_with(|c| {
+            c.group_commit_batch = 16;
+            c.statement_timeout = Duration::from_secs(2);
+        })
+        .await;
+        let stream = Uuid::new_v4();
+        // The commit outlasts the call's time limit (statement time + 2 s = 4 s), and comes
+        // well within the statement time of a run started then.
+        slow_commits_of(&t, stream, 4.5).await;
+        let once = event("once");
+        let answer = append(&t.store, stream, expected, std::slice::from_ref(&once)).await;
+        assert!(
+            matches!(answer, Err(Error::Timeout)),
+            "{expected}: the outcome is unknown, so Timeout; got {answer:?}"
+        );
+        // The first attempt commits in the end: its event, once.
+        let mut logged = Vec::new();
+        for _ in 0..100 {
+            logged = t.store.read_stream(stream, 0).await.unwrap();
+            if !logged.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ids: Vec<Uuid> = logged.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, [once.event_id], "{expected}");
+    }
+}
