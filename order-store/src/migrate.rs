@@ -14,13 +14,21 @@ mod embedded {
 /// The schema holding the log and refinery's history table.
 pub const SCHEMA: &str = "orders";
 const HISTORY_TABLE: &str = "orders.refinery_schema_history";
-/// Serialises concurrent migration runs across every database of the cluster.
+/// Serialises concurrent migration runs on one database (advisory locks are per database).
 const MIGRATION_LOCK: i64 = 0x6f72_6465_725f_6d67; // "order_mg"
 
 fn runner() -> refinery::Runner {
     let mut runner = embedded::migrations::runner();
     runner.set_migration_table_name(HISTORY_TABLE);
     runner.set_abort_divergent(true).set_abort_missing(true)
+}
+
+/// A session for migrating: without the store's statement time limit, so that waiting for
+/// another instance's migrations, or one long migration, is not cut off.
+async fn migration_session(config: &StoreConfig) -> Result<tokio_postgres::Client, Error> {
+    let client = config.connect().await?;
+    client.batch_execute("SET statement_timeout = 0").await?;
+    Ok(client)
 }
 
 /// What [`migrate`] did.
@@ -34,7 +42,7 @@ pub struct MigrationReport {
 
 /// Apply every pending migration, holding an advisory lock while doing so.
 pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
-    let mut client = config.connect().await?;
+    let mut client = migration_session(config).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -76,7 +84,7 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
 /// Apply the pending migrations up to and including `version` only (tests of a migration
 /// on a database as an older release left it), under the same lock as [`migrate`].
 pub async fn migrate_to(config: &StoreConfig, version: i32) -> Result<MigrationReport, Error> {
-    let mut client = config.connect().await?;
+    let mut client = migration_session(config).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;

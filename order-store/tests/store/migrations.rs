@@ -61,6 +61,30 @@ async fn concurrent_migrations_apply_each_migration_once() {
 
 /// A newer release's migration applied beside this binary (a blue/green deploy, or a rollback
 /// to this one): the schema is still current for it, and its store ready.
+/// An instance that waits for another's migrations longer than the store's statement time
+/// limit still migrates: the wait for the lock, and the migrations, are not time-limited.
+#[tokio::test]
+async fn a_migration_waiting_for_another_longer_than_the_statement_limit_still_runs() {
+    let db = TestDatabase::empty().await;
+    let mut config = StoreConfig::new(db.url());
+    config.statement_timeout = std::time::Duration::from_secs(1);
+    let holder = db.connect().await;
+    // The lock order_store::migrate takes ("order_mg").
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&0x6f72_6465_725f_6d67_i64])
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move { order_store::migrate(&config).await });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(!waiting.is_finished(), "it waits for the lock");
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&0x6f72_6465_725f_6d67_i64])
+        .await
+        .unwrap();
+    let report = waiting.await.unwrap().unwrap();
+    assert!(!report.applied.is_empty(), "{report:?}");
+}
+
 #[tokio::test]
 async fn a_schema_a_newer_release_migrated_further_is_still_current() {
     let db = TestDatabase::migrated().await;
