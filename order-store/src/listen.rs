@@ -19,7 +19,8 @@ pub struct EventListener {
 
 impl EventListener {
     /// Start listening in the background. The task ends when every clone of the listener is
-    /// dropped.
+    /// dropped. Point it at the primary: a standby (a read replica) cannot LISTEN, and is
+    /// only asked again every 30 s, in case it was promoted; subscribers poll meanwhile.
     pub fn start(config: StoreConfig) -> Self {
         let (sender, changes) = watch::channel(0);
         tokio::spawn(listen_forever(config, sender));
@@ -36,15 +37,34 @@ impl EventListener {
     }
 }
 
+/// The first wait before listening again; it doubles up to [`MAX_BACKOFF`], and starts over
+/// once a LISTEN succeeded.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a server in recovery (a standby, which cannot LISTEN) is asked again: it may be
+/// promoted.
+const STANDBY_BACKOFF: Duration = Duration::from_secs(30);
+
 async fn listen_forever(config: StoreConfig, sender: watch::Sender<u64>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         if sender.is_closed() {
             return;
         }
-        match listen_once(&config, &sender).await {
+        match listen_once(&config, &sender, &mut backoff).await {
             Ok(()) => return,
-            Err(error) => {
+            Err(Refused::Standby(why)) => {
+                tracing::warn!(
+                    error = %why,
+                    "the listener's server is a standby, which cannot LISTEN: point it at the \
+                     primary; subscribers poll meanwhile"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(STANDBY_BACKOFF) => {}
+                    () = sender.closed() => return,
+                }
+            }
+            Err(Refused::Other(error)) => {
                 tracing::warn!(error = %error, "listening for new events failed; reconnecting");
                 // Whatever was appended while disconnected: let subscribers look.
                 sender.send_modify(|n| *n += 1);
@@ -52,9 +72,23 @@ async fn listen_forever(config: StoreConfig, sender: watch::Sender<u64>) {
                     () = tokio::time::sleep(backoff) => {}
                     () = sender.closed() => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// Why listening stopped.
+enum Refused {
+    /// The server is in recovery: LISTEN is refused there (SQLSTATE 25006). Not a primary
+    /// turned read-only, so nothing else of the process is touched.
+    Standby(String),
+    Other(crate::error::Error),
+}
+
+impl<E: Into<crate::error::Error>> From<E> for Refused {
+    fn from(error: E) -> Self {
+        Self::Other(error.into())
     }
 }
 
@@ -62,7 +96,8 @@ async fn listen_forever(config: StoreConfig, sender: watch::Sender<u64>) {
 async fn listen_once(
     config: &StoreConfig,
     sender: &watch::Sender<u64>,
-) -> Result<(), crate::error::Error> {
+    backoff: &mut Duration,
+) -> Result<(), Refused> {
     let pg_config = config.pg_config()?;
     let opened = std::time::Instant::now();
     let (client, mut connection) = pg_config.connect(config.tls_off_thread().await?).await?;
@@ -73,15 +108,28 @@ async fn listen_once(
     tokio::pin!(listen);
     loop {
         tokio::select! {
-            result = &mut listen => { result?; break; }
+            result = &mut listen => match result {
+                Ok(()) => break,
+                Err(error) => {
+                    // Not through the store's error conversion: that takes 25006 for a primary
+                    // that turned read-only, and discards every connection of the process.
+                    if let Some(db) = error.as_db_error()
+                        && db.code().code() == crate::error::sqlstate::READ_ONLY_TRANSACTION
+                    {
+                        return Err(Refused::Standby(db.message().to_owned()));
+                    }
+                    return Err(error.into());
+                }
+            },
             message = messages.next() => match message {
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),
-                None => return Err(crate::error::Error::Unavailable("connection closed".into())),
+                None => return Err(Refused::Other(crate::error::Error::Unavailable("connection closed".into()))),
             },
         }
     }
     sender.send_modify(|n| *n += 1);
+    *backoff = FIRST_BACKOFF;
     // A connection to a server that has since stopped being the primary hears nothing the new
     // one sends: listen again once the store noticed the change (`crate::recycle`).
     let mut stale_check = tokio::time::interval(Duration::from_secs(1));
@@ -91,13 +139,13 @@ async fn listen_once(
                 Some(Ok(AsyncMessage::Notification(_))) => sender.send_modify(|n| *n += 1),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),
-                None => return Err(crate::error::Error::Unavailable("connection closed".into())),
+                None => return Err(Refused::Other(crate::error::Error::Unavailable("connection closed".into()))),
             },
             _ = stale_check.tick() => {
                 if crate::recycle::is_stale(opened) {
-                    return Err(crate::error::Error::Unavailable(
+                    return Err(Refused::Other(crate::error::Error::Unavailable(
                         "the database server changed".into(),
-                    ));
+                    )));
                 }
             }
             () = sender.closed() => return Ok(()),

@@ -430,8 +430,8 @@ impl EventStore {
     ) -> Result<Vec<tokio_postgres::Row>, WriteFailure> {
         let call = async {
             // Neither sends the append: a failure here wrote nothing.
-            let client = (self.inner.pool.get().await)
-                .map_err(|error| WriteFailure::Other(error.into()))?;
+            let client =
+                (self.inner.pool.get().await).map_err(|error| WriteFailure::Other(error.into()))?;
             let statement = (client.prepare_cached(sql).await)
                 .map_err(|error| WriteFailure::Other(error.into()))?;
             match client.query(&statement, params).await {

@@ -78,7 +78,10 @@ async fn a_migration_waiting_for_another_longer_than_the_statement_limit_still_r
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert!(!waiting.is_finished(), "it waits for the lock");
     holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&0x6f72_6465_725f_6d67_i64])
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&0x6f72_6465_725f_6d67_i64],
+        )
         .await
         .unwrap();
     let report = waiting.await.unwrap().unwrap();
