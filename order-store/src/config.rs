@@ -34,7 +34,9 @@ pub struct StoreConfig {
     /// Most connections held at once.
     pub pool_size: usize,
     /// How long a caller waits for a free connection before the store reports the database
-    /// unavailable (fail fast instead of queueing without bound). It also bounds how long an
+    /// unavailable (fail fast instead of queueing without bound); at most half of
+    /// [`StoreConfig::call_timeout`] (a longer setting is cut to that), so that an exhausted
+    /// pool is never taken for a server that stopped answering. It also bounds how long an
     /// append waits for its group-commit writer to take it; an append not taken in time is
     /// withdrawn, never written, and answered unavailable.
     pub pool_wait_timeout: Duration,
@@ -99,6 +101,11 @@ impl StoreConfig {
             group_commit_thread: false,
             group_commit_gather: Duration::from_micros(20),
         }
+    }
+
+    /// The wait for a free connection: `pool_wait_timeout`, at most half the call's time.
+    pub(crate) fn pool_wait(&self) -> Duration {
+        self.pool_wait_timeout.min(self.call_timeout() / 2)
     }
 
     /// The client-side limit for one database call: the server's statement timeout plus a
@@ -219,7 +226,7 @@ impl StoreConfig {
         );
         Pool::builder(manager)
             .max_size(self.pool_size.max(1))
-            .wait_timeout(Some(self.pool_wait_timeout))
+            .wait_timeout(Some(self.pool_wait()))
             .create_timeout(Some(self.connect_timeout))
             .recycle_timeout(Some(self.connect_timeout))
             .pre_recycle(crate::recycle::pre_recycle_hook())
@@ -286,7 +293,8 @@ pub struct DatabaseArgs {
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub pool_size: u16,
     /// Milliseconds a request waits for a free connection (or for its group-commit writer)
-    /// before the service answers UNAVAILABLE; nothing was written then.
+    /// before the service answers UNAVAILABLE; nothing was written then. The wait for a
+    /// connection is at most half of (statement timeout + 2 s).
     #[arg(
         long = "db-pool-wait-ms",
         env = "ORDER_DB_POOL_WAIT_MS",

@@ -112,6 +112,39 @@ async fn an_exhausted_pool_fails_fast_instead_of_queueing() {
     );
 }
 
+/// A pool wait set longer than a call may take is cut to half the call's time: an exhausted
+/// pool is reported unavailable, never taken for a server that stopped answering (which
+/// would discard every connection of the process).
+#[tokio::test]
+async fn a_pool_wait_longer_than_a_call_is_still_an_exhausted_pool() {
+    let t = test_store_with(|c| {
+        c.pool_size = 1;
+        c.pool_wait_timeout = Duration::from_secs(10);
+        c.statement_timeout = Duration::from_secs(1); // a call may take 3 s
+    })
+    .await;
+    let held = t.store.pool().get().await.unwrap();
+    let pid: i32 = held
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let result = t.store.read_stream(Uuid::new_v4(), 0).await;
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    drop(held);
+    let again: i32 = t
+        .store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(again, pid, "the pool's connection was kept");
+}
+
 #[tokio::test]
 async fn a_slow_statement_hits_the_statement_timeout() {
     let t = test_store_with(|c| c.statement_timeout = Duration::from_millis(200)).await;
