@@ -296,6 +296,27 @@ mod tests {
         assert_eq!(violations[0].at, "/amount/currency", "{violations:?}");
     }
 
+    /// Whatever order the service accepts, its provider calls fit the contracts: the largest
+    /// amount and quantity the domain allows are valid there (an order the API took and a
+    /// provider refused as malformed would stop half-way, its stock held).
+    #[test]
+    fn the_largest_order_the_domain_accepts_fits_every_contract() {
+        use order_domain::{MAX_AMOUNT_MINOR, values::Quantity};
+        let all = Contract::all().unwrap();
+        let order_id = "0b5c3a3e-52f5-4b8a-9a55-b4f1e9a7c001";
+        let most = json!({"currency": "IDR", "amount_minor": MAX_AMOUNT_MINOR});
+        let lines = json!([{"sku": "A-1", "quantity": Quantity::MAX}]);
+        let payment = &all["payment"];
+        let authorize = json!({"order_id": order_id, "customer_id": "c", "amount": most, "line_items": [{"sku": "A-1", "quantity": Quantity::MAX}]});
+        assert_eq!(payment.check_request("authorize", &authorize), Ok(()));
+        for op in ["capture", "refund"] {
+            let body = json!({"order_id": order_id, "amount": most});
+            assert_eq!(payment.check_request(op, &body), Ok(()), "{op}");
+        }
+        let reserve = json!({"order_id": order_id, "lines": lines});
+        assert_eq!(all["inventory"].check_request("reserve", &reserve), Ok(()));
+    }
+
     #[test]
     fn documented_answers_are_checked_too() {
         let all = Contract::all().unwrap();
