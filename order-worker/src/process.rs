@@ -154,6 +154,10 @@ pub struct Guards {
 /// minimum (docs/providers.md).
 pub const PROVIDER_KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
+/// An event older than this when its message arrives was published long ago: the message was
+/// redriven or republished, and an earlier delivery may have called a provider for it.
+pub const FIRST_DELIVERY_WITHIN: Duration = Duration::from_secs(15 * 60);
+
 /// Handles one event: the saga step it asks for.
 #[derive(Debug)]
 pub struct Processor {
@@ -188,27 +192,39 @@ impl Processor {
         }
     }
 
-    /// How long the providers remember an idempotency key (`None`: for ever, no check). A
-    /// redelivered message never repeats a call that creates something at a provider (a
-    /// reservation, an authorization, a shipment, a refund) once its event is older than
-    /// that, less a margin (a tenth, at most an hour): the first call may have been made
-    /// that long ago, and a provider that forgot its key would do it a second time. The
-    /// message is dead-lettered instead (`dlq_kind` = `key_lifetime`), for an operator to ask
-    /// the provider (docs/operations.md).
+    /// How long the providers remember an idempotency key (`None`: for ever, no check). No
+    /// message (redelivered, redriven from the DLQ or republished) sends a call that creates
+    /// something at a provider (a reservation, an authorization, a shipment, a refund) once its
+    /// event is older than that, less a margin (a tenth, at most an hour): an earlier delivery
+    /// may have made the call that long ago, and a provider that forgot its key would do it a
+    /// second time. The message is dead-lettered instead (`dlq_kind` = `key_lifetime`), for an
+    /// operator to ask the provider (docs/operations.md).
     pub fn with_key_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.key_lifetime = lifetime;
         self
     }
 
+    /// Whether `trigger` is older than a first delivery ever is: a tenth of the providers'
+    /// key lifetime, at most [`FIRST_DELIVERY_WITHIN`] (the projector publishes within
+    /// seconds; a message received again counts by its receive count).
+    fn published_long_ago(&self, trigger: &pb::Event) -> bool {
+        let window = self.key_lifetime.map_or(FIRST_DELIVERY_WITHIN, |lifetime| {
+            (lifetime / 10).min(FIRST_DELIVERY_WITHIN)
+        });
+        trigger
+            .recorded_at
+            .as_ref()
+            .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+            .and_then(|recorded| std::time::SystemTime::now().duration_since(recorded).ok())
+            .is_some_and(|age| age > window)
+    }
+
     /// `Ok` when `call` (idempotency key `key`) may be sent for `trigger`'s step.
-    fn key_remembered(
-        &self,
-        call: &str,
-        key: Uuid,
-        trigger: &pb::Event,
-        redelivered: bool,
-    ) -> Result<(), Outcome> {
-        let (Some(lifetime), true) = (self.key_lifetime, redelivered) else {
+    fn key_remembered(&self, call: &str, key: Uuid, trigger: &pb::Event) -> Result<(), Outcome> {
+        // Whether or not this message was received before: a message redriven from the DLQ
+        // or republished after a restore is received for the first time again, and an
+        // earlier delivery may still have made the call.
+        let Some(lifetime) = self.key_lifetime else {
             return Ok(());
         };
         let Some(recorded) = trigger
@@ -280,6 +296,10 @@ impl Processor {
                 );
             }
         };
+        // A message received for the first time may still have been delivered before: one
+        // redriven from the DLQ, or republished after a restore, starts its receive count
+        // again. An event this old was published long ago: count it as delivered before.
+        let redelivered = redelivered || self.published_long_ago(&trigger);
         let steps = match saga::steps(&trigger) {
             Ok(steps) if steps.is_empty() => return Outcome::Ignored,
             Ok(steps) => steps,
@@ -368,7 +388,7 @@ impl Processor {
                     );
                     break 'no_longer_owed;
                 }
-                let decision = self.decide(step, order_id, event_id, trigger, &log, redelivered);
+                let decision = self.decide(step, order_id, event_id, trigger, &log);
                 let command = match decision.await {
                     Ok(command) => command,
                     Err(outcome) => return StepEnd::Failed(outcome),
@@ -449,13 +469,11 @@ impl Processor {
         event_id: Uuid,
         trigger: &pb::Event,
         log: &OrderLog,
-        redelivered: bool,
     ) -> Result<Command, Outcome> {
         let key = |command: &str| saga::command_id(event_id, command);
         // A call that creates something, about to be repeated: only while the provider surely
         // remembers its key.
-        let remembered =
-            |call: &str, key: Uuid| self.key_remembered(call, key, trigger, redelivered);
+        let remembered = |call: &str, key: Uuid| self.key_remembered(call, key, trigger);
         let placed = || {
             log.placed()
                 .ok_or_else(|| Outcome::dead("log", "the order's log has no OrderPlaced event"))
@@ -769,7 +787,7 @@ impl Processor {
     ) -> Result<Result<Option<String>, CallError>, Outcome> {
         if *step == Step::Inventory {
             let request = reserve_request(order_id, event_id, log)?;
-            self.key_remembered("reserve", request.idempotency_key, trigger, true)?;
+            self.key_remembered("reserve", request.idempotency_key, trigger)?;
             let inventory = &self.providers.inventory;
             Ok(self
                 .guards
@@ -779,7 +797,7 @@ impl Processor {
                 .map(Some))
         } else {
             let request = authorize_request(order_id, event_id, log)?;
-            self.key_remembered("authorize", request.idempotency_key, trigger, true)?;
+            self.key_remembered("authorize", request.idempotency_key, trigger)?;
             let payment = &self.providers.payment;
             Ok(self
                 .guards

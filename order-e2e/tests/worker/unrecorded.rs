@@ -279,6 +279,45 @@ async fn a_capture_whose_answer_was_lost_is_refunded_when_the_void_finds_it_capt
     worker.stop().await;
 }
 
+/// A message that first arrives long after its event (one redriven from the DLQ, or
+/// republished after a restore: SQS counts its receives from one again) counts as delivered
+/// before: past the providers' key lifetime its call is not sent, and it is dead-lettered for
+/// an operator, although no earlier receive of it is known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_first_received_past_the_key_lifetime_is_dead_lettered_not_sent() {
+    let stack = start(10).await;
+    let order = stack.place_new(&["SKU-1"]).await;
+    // No worker yet: the message waits past the key lifetime (2 s, less a tenth).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stub = stub().await;
+    let worker = stack
+        .http_worker(&stub, &["--provider-key-lifetime-seconds", "2"])
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let dead = loop {
+        let dead = stack.drain_dlq().await;
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing dead-lettered: {:?}",
+            stub.effects()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let kind = dead[0]
+        .message_attributes()
+        .and_then(|a| a.get("dlq_kind"))
+        .and_then(|v| v.string_value())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(kind, "key_lifetime");
+    assert_eq!(count(&stub.effects().reservations, &order), 0, "nothing sent");
+    assert_eq!(types(&stack.events(&order).await), ["OrderPlaced"]);
+    worker.stop().await;
+}
+
 /// A reservation whose answer keeps getting lost, for longer than the provider remembers its
 /// idempotency keys: the worker stops sending it again (a provider that forgot the key would
 /// reserve a second time) and dead-letters the message for an operator, naming the key.
