@@ -337,6 +337,9 @@ pub struct Datapoints {
     pub current_minute: i64,
     /// Values by signal and minute.
     pub values: BTreeMap<(SignalKey, i64), f64>,
+    /// Signals whose source could not be read at its last scrape: their alarms are
+    /// INSUFFICIENT_DATA rather than OK (CloudWatch still gets data the console cannot read).
+    pub unread: std::collections::BTreeSet<SignalKey>,
 }
 
 /// A signal as a map key.
@@ -400,7 +403,9 @@ fn evaluate_one(alarm: Alarm, points: &Datapoints) -> Evaluation {
     }
     let state = if breaching >= alarm.datapoints {
         State::Alarm
-    } else if present == 0 && alarm.missing == Missing::Ignore {
+    } else if (present == 0 && alarm.missing == Missing::Ignore)
+        || points.unread.contains(&key(alarm.signal))
+    {
         State::InsufficientData
     } else {
         State::Ok
@@ -425,6 +430,7 @@ mod tests {
                 .iter()
                 .map(|(m, v)| ((key(signal), *m), *v))
                 .collect(),
+            unread: Default::default(),
         }
     }
 

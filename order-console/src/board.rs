@@ -166,8 +166,18 @@ impl Board {
         self.sqs.is_some() && self.settings.queue_url.is_some()
     }
 
-    /// Scrape every instance, the queues and the database once.
+    /// Scrape every instance, the queues and the database once, each on its own (a source
+    /// that stops answering holds up none of the others).
     pub async fn scrape_once(&self) {
+        tokio::join!(
+            self.scrape_services(),
+            self.scrape_queues_now(),
+            self.scrape_db()
+        );
+    }
+
+    /// Every instance's readiness and metrics (each request within the scraper's time limit).
+    async fn scrape_services(&self) {
         let targets: Vec<String> = lock(&self.instances)
             .iter()
             .map(|i| i.target.authority.clone())
@@ -176,19 +186,31 @@ impl Board {
             futures::future::join_all(targets.iter().map(|t| self.scraper.scrape(t))).await;
         let now = unix_now();
         let keep = self.settings.history;
-        let sent_total = {
-            let mut instances = lock(&self.instances);
-            for (instance, outcome) in instances.iter_mut().zip(outcomes) {
-                instance.record(now, outcome, keep);
-            }
-            let projectors: Vec<&Instance> = instances
-                .iter()
-                .filter(|i| i.kind == Kind::Projector && i.scrapes > 0)
-                .collect();
-            (!projectors.is_empty())
-                .then(|| projectors.iter().map(|i| i.sent_accumulated).sum::<f64>())
-        };
-        self.scrape_queues(now, sent_total).await;
+        let mut instances = lock(&self.instances);
+        for (instance, outcome) in instances.iter_mut().zip(outcomes) {
+            instance.record(now, outcome, keep);
+        }
+    }
+
+    /// Messages the projectors sent in total, as far as their last scrapes tell.
+    fn sent_total(&self) -> Option<f64> {
+        let instances = lock(&self.instances);
+        let projectors: Vec<&Instance> = instances
+            .iter()
+            .filter(|i| i.kind == Kind::Projector && i.scrapes > 0)
+            .collect();
+        (!projectors.is_empty()).then(|| projectors.iter().map(|i| i.sent_accumulated).sum::<f64>())
+    }
+
+    async fn scrape_queues_now(&self) {
+        let sent_total = self.sent_total();
+        self.scrape_queues(unix_now(), sent_total).await;
+    }
+
+    /// The server's connections (within the database's call time limit).
+    async fn scrape_db(&self) {
+        let now = unix_now();
+        let keep = self.settings.history;
         match self.db.connections().await {
             Ok((used, max)) => {
                 *lock(&self.db_error) = None;
@@ -214,7 +236,7 @@ impl Board {
         };
         let mut error = None;
         if let Some(url) = &self.settings.queue_url {
-            match queues::depth(client, url).await {
+            match timed_depth(client, url).await {
                 Ok(depth) => {
                     point.visible = Some(depth.visible);
                     point.in_flight = Some(depth.in_flight);
@@ -223,7 +245,7 @@ impl Board {
             }
         }
         if let Some(url) = &self.settings.dlq_url {
-            match queues::depth(client, url).await {
+            match timed_depth(client, url).await {
                 Ok(depth) => {
                     point.dlq_visible = Some(depth.visible);
                     point.dlq_in_flight = Some(depth.in_flight);
@@ -247,14 +269,15 @@ impl Board {
         *lock(&self.queue_error) = error;
     }
 
-    /// Scrape forever, every `scrape_interval`.
+    /// Scrape forever, every `scrape_interval`: the services, the queues and the database
+    /// each on their own, so that one that stops answering stops none of the others.
     pub async fn run(self: Arc<Self>) {
-        let mut ticker = tokio::time::interval(self.settings.scrape_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            self.scrape_once().await;
-        }
+        let every = self.settings.scrape_interval;
+        tokio::join!(
+            each(every, || self.scrape_services()),
+            each(every, || self.scrape_queues_now()),
+            each(every, || self.scrape_db()),
+        );
     }
 
     /// The subscriptions (cached for a moment).
@@ -263,7 +286,9 @@ impl Board {
         if let Some(value) = cache.fresh(CACHE) {
             return value;
         }
-        let value = subscriptions::read(&self.db)
+        let value = self
+            .db
+            .timed(subscriptions::read(&self.db))
             .await
             .map_err(|e| e.to_string());
         cache.put(value.clone());
@@ -308,7 +333,14 @@ impl Board {
         if let Some(value) = cache.fresh(Duration::from_secs(4)) {
             return Some(value);
         }
-        let value = queues::peek(client, url).await;
+        let value = tokio::time::timeout(QUEUE_READ_TIMEOUT, queues::peek(client, url))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "SQS did not answer within {} s",
+                    QUEUE_READ_TIMEOUT.as_secs()
+                ))
+            });
         cache.put(value.clone());
         Some(value)
     }
@@ -370,6 +402,7 @@ impl Board {
             first_minute: minute_of(self.started),
             current_minute: minute_of(now),
             values: BTreeMap::new(),
+            unread: Default::default(),
         };
         let mut put = |signal: Signal, minute: i64, value: f64, sum: bool| {
             let entry = out.values.entry((key(signal), minute)).or_insert(if sum {
@@ -457,6 +490,15 @@ impl Board {
                 put(Signal::OldestMessageAge, minute, age, false);
             }
         }
+        // A source that could not be read at its last scrape: its alarms cannot say OK.
+        if self.has_queues() && self.queue_error().is_some() {
+            for signal in [Signal::Backlog, Signal::DlqVisible, Signal::OldestMessageAge] {
+                out.unread.insert(key(signal));
+            }
+        }
+        if self.db_error().is_some() {
+            out.unread.insert(key(Signal::DbConnectionsPercent));
+        }
         for (t, used, max) in lock(&self.db_points).iter() {
             if *max > 0.0 {
                 put(
@@ -474,6 +516,34 @@ impl Board {
     pub fn alarms(&self) -> Vec<alarms::Evaluation> {
         alarms::evaluate(&self.datapoints())
     }
+}
+
+/// Run `scrape` every `interval`, for ever (a late one delays the next, never piles up).
+async fn each<F, Fut>(interval: Duration, mut scrape: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        scrape().await;
+    }
+}
+
+/// How long one read of a queue's depth may take: the SDK's own limits are 30 s per attempt.
+const QUEUE_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn timed_depth(client: &aws_sdk_sqs::Client, url: &str) -> Result<queues::Depth, String> {
+    tokio::time::timeout(QUEUE_READ_TIMEOUT, queues::depth(client, url))
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "SQS did not answer within {} s",
+                QUEUE_READ_TIMEOUT.as_secs()
+            ))
+        })
 }
 
 /// Add cumulative buckets (same bounds) into a running sum.

@@ -50,6 +50,9 @@ pub const STATES: [order_domain::Status; 10] = order_domain::Status::ALL;
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: Pool,
+    /// The longest any read may take, whatever the server does (a frozen server, or a
+    /// network path that stopped carrying packets, answers nothing and cancels nothing).
+    call_timeout: std::time::Duration,
     /// Whether the role was found read-only (`Ok`) or able to write (`Err`), once known.
     verified: Arc<OnceLock<Result<(), String>>>,
 }
@@ -96,8 +99,24 @@ impl Db {
             .map_err(|e| format!("connection pool: {e}"))?;
         Ok(Self {
             pool,
+            call_timeout: config.call_timeout(),
             verified: Arc::default(),
         })
+    }
+
+    /// `read`, or [`Error::Unavailable`] once the call's time limit passed without an answer.
+    pub(crate) async fn timed<T>(
+        &self,
+        read: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.call_timeout, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(format!(
+                    "the database did not answer within {} s",
+                    self.call_timeout.as_secs_f64()
+                )))
+            })
     }
 
     /// A connection, once the role is known to be read-only: the first call (and every call
@@ -126,7 +145,7 @@ impl Db {
     /// schema, or CREATE on it.
     /// `Unavailable` or `Query` when the database cannot tell yet.
     pub async fn check_read_only(&self) -> Result<(), Error> {
-        self.client().await.map(drop)
+        self.timed(async { self.client().await.map(drop) }).await
     }
 }
 
@@ -157,23 +176,29 @@ async fn check(client: &deadpool_postgres::Object) -> Result<(), Error> {
 impl Db {
     /// The server answers and the schema is there.
     pub async fn ping(&self) -> Result<(), Error> {
-        let client = self.client().await?;
-        client
-            .query("SELECT 1 FROM orders.subscriptions LIMIT 0", &[])
-            .await?;
-        Ok(())
+        self.timed(async {
+            let client = self.client().await?;
+            client
+                .query("SELECT 1 FROM orders.subscriptions LIMIT 0", &[])
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Connections in use on the server and `max_connections`.
     pub async fn connections(&self) -> Result<(f64, f64), Error> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT count(*)::float8, current_setting('max_connections')::float8 FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                &[],
-            )
-            .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        self.timed(async {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT count(*)::float8, current_setting('max_connections')::float8 FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                    &[],
+                )
+                .await?;
+            Ok((row.try_get(0)?, row.try_get(1)?))
+        })
+        .await
     }
 
     /// Orders per state (the read model).
@@ -184,97 +209,106 @@ impl Db {
         &self,
         states: &[order_domain::Status],
     ) -> Result<BTreeMap<String, i64>, Error> {
-        let client = self.client().await?;
-        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        let rows = client
-            .query(
-                "SELECT status, count(*) FROM orders.order_summaries WHERE status = ANY($1) GROUP BY status",
-                &[&names],
-            )
-            .await?;
-        let mut counts = BTreeMap::new();
-        for row in rows {
-            counts.insert(row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?);
-        }
-        Ok(counts)
+        self.timed(async {
+            let client = self.client().await?;
+            let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+            let rows = client
+                .query(
+                    "SELECT status, count(*) FROM orders.order_summaries WHERE status = ANY($1) GROUP BY status",
+                    &[&names],
+                )
+                .await?;
+            let mut counts = BTreeMap::new();
+            for row in rows {
+                counts.insert(row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?);
+            }
+            Ok(counts)
+        })
+        .await
     }
 
     /// The `limit` orders longest in each state that is not final.
     pub async fn stuck(&self, limit: i64) -> Result<BTreeMap<String, Vec<Stuck>>, Error> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT order_id, customer_id, extract(epoch FROM now() - updated_at)::float8, stream_version
-                   FROM orders.order_summaries WHERE status = $1 ORDER BY updated_at LIMIT $2",
-            )
-            .await?;
-        let mut out = BTreeMap::new();
-        for state in STATES.into_iter().filter(|s| !s.is_terminal()) {
-            let state = state.as_str();
-            let rows = client.query(&statement, &[&state, &limit]).await?;
-            let mut list = Vec::new();
-            for row in rows {
-                list.push(Stuck {
-                    order_id: row.try_get(0)?,
-                    customer_id: row.try_get(1)?,
-                    seconds: row.try_get::<_, f64>(2)?.max(0.0),
-                    version: row.try_get(3)?,
-                });
+        self.timed(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT order_id, customer_id, extract(epoch FROM now() - updated_at)::float8, stream_version
+                       FROM orders.order_summaries WHERE status = $1 ORDER BY updated_at LIMIT $2",
+                )
+                .await?;
+            let mut out = BTreeMap::new();
+            for state in STATES.into_iter().filter(|s| !s.is_terminal()) {
+                let state = state.as_str();
+                let rows = client.query(&statement, &[&state, &limit]).await?;
+                let mut list = Vec::new();
+                for row in rows {
+                    list.push(Stuck {
+                        order_id: row.try_get(0)?,
+                        customer_id: row.try_get(1)?,
+                        seconds: row.try_get::<_, f64>(2)?.max(0.0),
+                        version: row.try_get(3)?,
+                    });
+                }
+                out.insert(state.to_owned(), list);
             }
-            out.insert(state.to_owned(), list);
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// The gap-safe cursor just before the first event recorded at or after `since_seconds`
     /// ago (a binary search over positions: a few primary-key lookups).
     pub async fn cursor_since(&self, since_seconds: f64) -> Result<FlowCursor, Error> {
-        let client = self.client().await?;
-        let head: i64 = client
-            .query_one(
-                "SELECT coalesce((SELECT global_position FROM orders.events ORDER BY global_position DESC LIMIT 1), 0)",
-                &[],
-            )
-            .await?
-            .try_get(0)?;
-        let statement = client
-            .prepare_cached(
-                "SELECT global_position, transaction_id::text AS xid, now() - recorded_at > make_interval(secs => $2)
-                   FROM orders.events WHERE global_position >= $1 ORDER BY global_position LIMIT 1",
-            )
-            .await?;
-        let (mut low, mut high) = (1i64, head + 1);
-        // Invariant: events before `low` are older than the window; at or after `high`, newer.
-        while low < high {
-            let middle = low + (high - low) / 2;
-            match client
-                .query_opt(&statement, &[&middle, &since_seconds])
+        self.timed(async {
+            let client = self.client().await?;
+            let head: i64 = client
+                .query_one(
+                    "SELECT coalesce((SELECT global_position FROM orders.events ORDER BY global_position DESC LIMIT 1), 0)",
+                    &[],
+                )
                 .await?
-            {
-                Some(row) if row.try_get::<_, bool>(2)? => low = row.try_get::<_, i64>(0)? + 1,
-                _ => high = middle,
-            }
-        }
-        let row = client
-            .query_opt(&statement, &[&low, &since_seconds])
-            .await?;
-        Ok(match row {
-            Some(row) => FlowCursor {
-                xid: row.try_get(1)?,
-                position: row.try_get::<_, i64>(0)? - 1,
-            },
-            None => {
-                // Nothing recent: start after the head, at the oldest transaction in flight.
-                let xid: String = client
-                    .query_one("SELECT (orders.log_fence()::text::numeric - 1)::text", &[])
+                .try_get(0)?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT global_position, transaction_id::text AS xid, now() - recorded_at > make_interval(secs => $2)
+                       FROM orders.events WHERE global_position >= $1 ORDER BY global_position LIMIT 1",
+                )
+                .await?;
+            let (mut low, mut high) = (1i64, head + 1);
+            // Invariant: events before `low` are older than the window; at or after `high`, newer.
+            while low < high {
+                let middle = low + (high - low) / 2;
+                match client
+                    .query_opt(&statement, &[&middle, &since_seconds])
                     .await?
-                    .try_get(0)?;
-                FlowCursor {
-                    xid,
-                    position: head,
+                {
+                    Some(row) if row.try_get::<_, bool>(2)? => low = row.try_get::<_, i64>(0)? + 1,
+                    _ => high = middle,
                 }
             }
+            let row = client
+                .query_opt(&statement, &[&low, &since_seconds])
+                .await?;
+            Ok(match row {
+                Some(row) => FlowCursor {
+                    xid: row.try_get(1)?,
+                    position: row.try_get::<_, i64>(0)? - 1,
+                },
+                None => {
+                    // Nothing recent: start after the head, at the oldest transaction in flight.
+                    let xid: String = client
+                        .query_one("SELECT (orders.log_fence()::text::numeric - 1)::text", &[])
+                        .await?
+                        .try_get(0)?;
+                    FlowCursor {
+                        xid,
+                        position: head,
+                    }
+                }
         })
+        })
+        .await
     }
 
     /// Events after `cursor` in the gap-safe order (committed, and older than every
@@ -284,93 +318,99 @@ impl Db {
         cursor: &FlowCursor,
         limit: i64,
     ) -> Result<(Vec<(String, f64)>, FlowCursor), Error> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT transaction_id::text AS xid, global_position, event_type, extract(epoch FROM recorded_at)::float8
-                   FROM orders.events
-                  WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-                    AND transaction_id < (SELECT orders.log_fence())
-                  ORDER BY transaction_id, global_position LIMIT $3",
-            )
-            .await?;
-        let rows = client
-            .query(&statement, &[&cursor.xid, &cursor.position, &limit])
-            .await?;
-        let mut next = cursor.clone();
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            next = FlowCursor {
-                xid: row.try_get(0)?,
-                position: row.try_get(1)?,
-            };
-            out.push((row.try_get(2)?, row.try_get(3)?));
-        }
-        Ok((out, next))
+        self.timed(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT transaction_id::text AS xid, global_position, event_type, extract(epoch FROM recorded_at)::float8
+                       FROM orders.events
+                      WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+                        AND transaction_id < (SELECT orders.log_fence())
+                      ORDER BY transaction_id, global_position LIMIT $3",
+                )
+                .await?;
+            let rows = client
+                .query(&statement, &[&cursor.xid, &cursor.position, &limit])
+                .await?;
+            let mut next = cursor.clone();
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                next = FlowCursor {
+                    xid: row.try_get(0)?,
+                    position: row.try_get(1)?,
+                };
+                out.push((row.try_get(2)?, row.try_get(3)?));
+            }
+            Ok((out, next))
+        })
+        .await
     }
 
     /// One order: its read-model row and its events.
     pub async fn order(&self, order_id: Uuid) -> Result<Option<OrderView>, Error> {
-        let client = self.client().await?;
-        let summary = client
-            .query_opt(
-                "SELECT order_id, customer_id, status, currency, total_minor, captured_minor,
-                        refunded_minor, line_count, stream_version, last_position, placed_at, updated_at
-                   FROM orders.order_summaries WHERE order_id = $1",
-                &[&order_id],
-            )
-            .await?
-            .map(|row| summary_from(&row))
-            .transpose()?;
-        // The latest events (they decide the order's state), oldest first.
-        let rows = client
-            .query(
-                "SELECT * FROM (
-                    SELECT global_position, stream_version, event_type, schema_version, payload::text,
-                           correlation_id, causation_id, command_id, actor, traceparent, recorded_at
-                      FROM orders.events WHERE stream_id = $1
-                     ORDER BY stream_version DESC LIMIT $2) AS latest
-                  ORDER BY stream_version",
-                &[&order_id, &TIMELINE_LIMIT],
-            )
-            .await?;
-        // A stream's versions run from 1 without gaps: the last one is the count.
-        let total = match rows.last() {
-            Some(row) => row.try_get(1)?,
-            None => 0,
-        };
-        let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let payload: String = row.try_get(4)?;
-            // Pretty-printed for people; the text of every string is unchanged, the
-            // characters that reorder text written as JSON's escapes (the same string).
-            let pretty = serde_json::from_str::<Value>(&payload)
-                .ok()
-                .and_then(|v| serde_json::to_string_pretty(&v).ok())
-                .unwrap_or(payload);
-            let pretty = crate::text::escape_bidi(&pretty).into_owned();
-            events.push(EventView {
-                position: row.try_get(0)?,
-                version: row.try_get(1)?,
-                event_type: row.try_get(2)?,
-                schema_version: row.try_get(3)?,
-                payload: pretty,
-                correlation_id: row.try_get(5)?,
-                causation_id: row.try_get(6)?,
-                command_id: row.try_get(7)?,
-                actor: row.try_get(8)?,
-                traceparent: row.try_get(9)?,
-                recorded_at: row.try_get(10)?,
-            });
-        }
-        if summary.is_none() && events.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(OrderView {
-            summary,
-            events,
-            total,
-        }))
+        self.timed(async {
+            let client = self.client().await?;
+            let summary = client
+                .query_opt(
+                    "SELECT order_id, customer_id, status, currency, total_minor, captured_minor,
+                            refunded_minor, line_count, stream_version, last_position, placed_at, updated_at
+                       FROM orders.order_summaries WHERE order_id = $1",
+                    &[&order_id],
+                )
+                .await?
+                .map(|row| summary_from(&row))
+                .transpose()?;
+            // The latest events (they decide the order's state), oldest first.
+            let rows = client
+                .query(
+                    "SELECT * FROM (
+                        SELECT global_position, stream_version, event_type, schema_version, payload::text,
+                               correlation_id, causation_id, command_id, actor, traceparent, recorded_at
+                          FROM orders.events WHERE stream_id = $1
+                         ORDER BY stream_version DESC LIMIT $2) AS latest
+                      ORDER BY stream_version",
+                    &[&order_id, &TIMELINE_LIMIT],
+                )
+                .await?;
+            // A stream's versions run from 1 without gaps: the last one is the count.
+            let total = match rows.last() {
+                Some(row) => row.try_get(1)?,
+                None => 0,
+            };
+            let mut events = Vec::with_capacity(rows.len());
+            for row in rows {
+                let payload: String = row.try_get(4)?;
+                // Pretty-printed for people; the text of every string is unchanged, the
+                // characters that reorder text written as JSON's escapes (the same string).
+                let pretty = serde_json::from_str::<Value>(&payload)
+                    .ok()
+                    .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                    .unwrap_or(payload);
+                let pretty = crate::text::escape_bidi(&pretty).into_owned();
+                events.push(EventView {
+                    position: row.try_get(0)?,
+                    version: row.try_get(1)?,
+                    event_type: row.try_get(2)?,
+                    schema_version: row.try_get(3)?,
+                    payload: pretty,
+                    correlation_id: row.try_get(5)?,
+                    causation_id: row.try_get(6)?,
+                    command_id: row.try_get(7)?,
+                    actor: row.try_get(8)?,
+                    traceparent: row.try_get(9)?,
+                    recorded_at: row.try_get(10)?,
+                });
+            }
+            if summary.is_none() && events.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(OrderView {
+                summary,
+                events,
+                total,
+            }))
+        })
+        .await
     }
 
     /// A customer's orders, newest first.
@@ -383,20 +423,23 @@ impl Db {
         before: Option<(SystemTime, Uuid)>,
         limit: i64,
     ) -> Result<Vec<Summary>, Error> {
-        let client = self.client().await?;
-        let (at, id) = before.unzip();
-        let rows = client
-            .query(
-                "SELECT order_id, customer_id, status, currency, total_minor, captured_minor,
-                        refunded_minor, line_count, stream_version, last_position, placed_at, updated_at
-                   FROM orders.order_summaries
-                  WHERE customer_id = $1
-                    AND ($2::timestamptz IS NULL OR (placed_at, order_id) < ($2, $3::uuid))
-                  ORDER BY placed_at DESC, order_id DESC LIMIT $4",
-                &[&customer_id, &at, &id, &limit],
-            )
-            .await?;
-        rows.iter().map(summary_from).collect()
+        self.timed(async {
+            let client = self.client().await?;
+            let (at, id) = before.unzip();
+            let rows = client
+                .query(
+                    "SELECT order_id, customer_id, status, currency, total_minor, captured_minor,
+                            refunded_minor, line_count, stream_version, last_position, placed_at, updated_at
+                       FROM orders.order_summaries
+                      WHERE customer_id = $1
+                        AND ($2::timestamptz IS NULL OR (placed_at, order_id) < ($2, $3::uuid))
+                      ORDER BY placed_at DESC, order_id DESC LIMIT $4",
+                    &[&customer_id, &at, &id, &limit],
+                )
+                .await?;
+            rows.iter().map(summary_from).collect()
+        })
+        .await
     }
 }
 

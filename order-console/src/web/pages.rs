@@ -258,6 +258,9 @@ fn summary(board: &Board) -> Markup {
             @if let Some(error) = board.db_error() {
                 (badge(Health::Bad, &format!("database: {error}")))
             }
+            @if let Some(error) = board.queue_error().filter(|_| board.has_queues()) {
+                (badge(Health::Bad, &format!("queues: {error}")))
+            }
             span.updated { "updated " (unix_time(unix_now())) }
         }
     }
@@ -799,7 +802,7 @@ async fn queues_fragment(board: &Board) -> Markup {
                             }
                         }
                     }
-                    @let dlq_health = match point.dlq_visible { Some(v) if v > 0.0 => Health::Bad, Some(_) => Health::Ok, None => Health::Off };
+                    @let dlq_health = match point.dlq_messages() { Some(v) if v > 0.0 => Health::Bad, Some(_) => Health::Ok, None => Health::Off };
                     tr data-queue="dlq" data-health=(dlq_health.as_str()) {
                         td { code { (board.settings.dlq_url.as_deref().unwrap_or("-")) } }
                         td.num data-visible { (badge(dlq_health, &fmt(point.dlq_visible))) }

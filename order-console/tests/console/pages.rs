@@ -524,4 +524,102 @@ async fn dead_letters_are_read_and_left_in_the_queue() {
     // Still there: the board reads, it never removes.
     let left = order_testkit::sqs::drain_queue(&sqs, &queues.dlq_url).await;
     assert_eq!(left.len(), 1);
+    eventually(console.addr, "/fragments/queues", 20, |b| {
+        b.contains("tr data-queue=\"dlq\" data-health=\"ok\"")
+    })
+    .await;
+
+    // A dead letter someone is reading (in flight) is a dead letter still, as the alarm counts.
+    sqs.send_message()
+        .queue_url(&queues.dlq_url)
+        .message_body("{}")
+        .message_group_id(order.to_string())
+        .message_deduplication_id("d2")
+        .send()
+        .await
+        .unwrap();
+    let read = sqs
+        .receive_message()
+        .queue_url(&queues.dlq_url)
+        .visibility_timeout(60)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.messages().len(), 1);
+    eventually(console.addr, "/fragments/queues", 20, |b| {
+        b.contains("tr data-queue=\"dlq\" data-health=\"bad\"")
+    })
+    .await;
+}
+
+/// SQS that accepts connections and never answers: each source is read on its own, within its
+/// own time limit, so a service that dies still turns red within a few scrapes; and the
+/// alarms fed by the queues say they cannot be read instead of OK, with the queues' error in
+/// the top strip.
+#[tokio::test]
+async fn a_source_that_stops_answering_freezes_nothing_else_and_is_not_shown_as_fine() {
+    let db = TestDatabase::migrated().await;
+    // Accepts, holds every connection open, answers nothing.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hole.accept().await {
+            held.push(socket);
+        }
+    });
+    let sqs = order_testkit::sqs::client_for(&format!("http://{hole_addr}"));
+    // A service that can be stopped.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/readyz", axum::routing::get(|| async { "ready" }))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                "order_build_info{service=\"order-worker\",version=\"1.2.3\"} 1\n"
+            }),
+        );
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let queue = format!("http://{hole_addr}/000000000000/orders.fifo");
+    let dlq = format!("http://{hole_addr}/000000000000/orders-dlq.fifo");
+    let url = reader_url(&db).await;
+    let console = start_with(
+        settings(
+            &url,
+            &[
+                "--services",
+                &format!("worker=http://{service}"),
+                "--orders-queue-url",
+                &queue,
+                "--orders-dlq-url",
+                &dlq,
+            ],
+        ),
+        Some(sqs),
+    )
+    .await;
+    eventually(console.addr, "/fragments/services", 20, |b| {
+        b.contains("1/1 services ready")
+    })
+    .await;
+    serving.abort();
+    eventually(console.addr, "/fragments/services", 15, |b| {
+        b.contains("0/1 services ready")
+    })
+    .await;
+    // The queues' error in the top strip, once their read timed out.
+    eventually(console.addr, "/fragments/services", 20, |b| {
+        b.contains("queues: SQS did not answer")
+    })
+    .await;
+    let alarms = eventually(console.addr, "/fragments/alarms", 15, |b| {
+        b.contains("data-alarm=\"dlq-nonempty\"")
+    })
+    .await;
+    assert!(
+        !alarms.contains("data-alarm=\"dlq-nonempty\" data-state=\"OK\""),
+        "a DLQ that cannot be read is not fine: {alarms}"
+    );
 }

@@ -313,7 +313,11 @@ async fn a_message_first_received_past_the_key_lifetime_is_dead_lettered_not_sen
         .unwrap_or_default()
         .to_owned();
     assert_eq!(kind, "key_lifetime");
-    assert_eq!(count(&stub.effects().reservations, &order), 0, "nothing sent");
+    assert_eq!(
+        count(&stub.effects().reservations, &order),
+        0,
+        "nothing sent"
+    );
     assert_eq!(types(&stack.events(&order).await), ["OrderPlaced"]);
     worker.stop().await;
 }
