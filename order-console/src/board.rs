@@ -492,7 +492,11 @@ impl Board {
         }
         // A source that could not be read at its last scrape: its alarms cannot say OK.
         if self.has_queues() && self.queue_error().is_some() {
-            for signal in [Signal::Backlog, Signal::DlqVisible, Signal::OldestMessageAge] {
+            for signal in [
+                Signal::Backlog,
+                Signal::DlqVisible,
+                Signal::OldestMessageAge,
+            ] {
                 out.unread.insert(key(signal));
             }
         }

@@ -10,6 +10,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use uuid::Uuid;
+
 use crate::clock::Clock;
 
 /// What the breaker lets through.
@@ -70,12 +72,33 @@ pub struct Refused {
 }
 
 /// One provider's circuit breaker.
+/// Whose failures the current run of failures (and the open circuit it led to) are: the
+/// callers name what they call for (an order), so that an order failing on its own is told
+/// from an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Culprits {
+    #[default]
+    Nobody,
+    One(Uuid),
+    Several,
+}
+
+impl Culprits {
+    fn add(self, key: Uuid) -> Self {
+        match self {
+            Self::Nobody => Self::One(key),
+            Self::One(one) if one == key => self,
+            _ => Self::Several,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct CircuitBreaker {
     name: &'static str,
     settings: BreakerSettings,
     clock: Arc<dyn Clock>,
-    inner: Mutex<Inner>,
+    inner: Mutex<(Inner, Culprits)>,
 }
 
 impl CircuitBreaker {
@@ -89,7 +112,7 @@ impl CircuitBreaker {
                 half_open_calls: settings.half_open_calls.max(1),
             },
             clock,
-            inner: Mutex::new(Inner::Closed { failures: 0 }),
+            inner: Mutex::new((Inner::Closed { failures: 0 }, Culprits::Nobody)),
         };
         metrics::gauge!("order_worker_circuit_state", "provider" => name)
             .set(CircuitState::Closed.gauge());
@@ -103,12 +126,20 @@ impl CircuitBreaker {
 
     /// The state now.
     pub fn state(&self) -> CircuitState {
-        state_of(*self.lock())
+        state_of(self.lock().0)
+    }
+
+    /// Whether the circuit is open (or trying again) because of `key`'s failures alone: not
+    /// an outage then, but a provider failing for that one caller.
+    pub fn opened_only_by(&self, key: Uuid) -> bool {
+        let (inner, culprits) = *self.lock();
+        !matches!(inner, Inner::Closed { .. }) && culprits == Culprits::One(key)
     }
 
     /// Ask to make a call. The permit must be told how the call went.
     pub fn try_acquire(&self) -> Result<Permit<'_>, Refused> {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut guard.0;
         match *inner {
             Inner::Closed { .. } => Ok(Permit::new(self, false)),
             Inner::Open { since } => {
@@ -118,7 +149,7 @@ impl CircuitBreaker {
                         in_flight: 1,
                         successes: 0,
                     };
-                    drop(inner);
+                    drop(guard);
                     self.report(CircuitState::HalfOpen);
                     tracing::info!(provider = self.name, "circuit half-open: probing");
                     Ok(Permit::new(self, true))
@@ -147,9 +178,15 @@ impl CircuitBreaker {
         }
     }
 
-    fn record(&self, probe: bool, success: bool) {
-        let mut inner = self.lock();
+    fn record(&self, probe: bool, success: bool, key: Uuid) {
+        let mut guard = self.lock();
+        let (inner, culprits) = &mut *guard;
         let before = state_of(*inner);
+        *culprits = match (*inner, success) {
+            (Inner::Closed { .. }, true) => Culprits::Nobody,
+            (_, true) => *culprits,
+            (_, false) => culprits.add(key),
+        };
         let after = match (*inner, success) {
             (
                 Inner::HalfOpen {
@@ -186,8 +223,11 @@ impl CircuitBreaker {
             // newer state wins.
             (other, _) => other,
         };
+        if matches!(after, Inner::Closed { .. }) && !matches!(*inner, Inner::Closed { .. }) {
+            *culprits = Culprits::Nobody;
+        }
         *inner = after;
-        drop(inner);
+        drop(guard);
         let after = state_of(after);
         if after != before {
             self.report(after);
@@ -206,7 +246,8 @@ impl CircuitBreaker {
     /// A trial call that never reported back (its call was cancelled): let another one
     /// through in its place.
     fn abandon_probe(&self) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut guard.0;
         if let Inner::HalfOpen {
             in_flight,
             successes,
@@ -229,7 +270,7 @@ impl CircuitBreaker {
         .increment(1);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Inner, Culprits)> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -263,13 +304,13 @@ impl<'a> Permit<'a> {
     /// The call worked (or was answered with a business refusal).
     pub fn success(mut self) {
         self.reported = true;
-        self.breaker.record(self.probe, true);
+        self.breaker.record(self.probe, true, Uuid::nil());
     }
 
-    /// The call failed transiently.
-    pub fn failure(mut self) {
+    /// The call, made for `key` (an order), failed transiently.
+    pub fn failure(mut self, key: Uuid) {
         self.reported = true;
-        self.breaker.record(self.probe, false);
+        self.breaker.record(self.probe, false, key);
     }
 }
 
@@ -299,7 +340,7 @@ mod tests {
     }
 
     fn fail(breaker: &CircuitBreaker) {
-        breaker.try_acquire().unwrap().failure();
+        breaker.try_acquire().unwrap().failure(Uuid::new_v4());
     }
 
     #[test]
@@ -398,7 +439,7 @@ mod tests {
         }
         clock.advance(Duration::from_secs(10));
         breaker.try_acquire().unwrap().success();
-        breaker.try_acquire().unwrap().failure();
+        breaker.try_acquire().unwrap().failure(Uuid::new_v4());
         assert_eq!(breaker.state(), CircuitState::Open);
         assert_eq!(
             breaker.try_acquire().unwrap_err().retry_in,
@@ -432,7 +473,7 @@ mod tests {
             fail(&breaker);
         }
         clock.advance(Duration::from_secs(10));
-        breaker.try_acquire().unwrap().failure();
+        breaker.try_acquire().unwrap().failure(Uuid::new_v4());
         assert_eq!(breaker.state(), CircuitState::Open);
         clock.advance(Duration::from_secs(9));
         assert!(breaker.try_acquire().is_err());

@@ -486,7 +486,7 @@ impl Processor {
                 let inventory = &self.providers.inventory;
                 match guards
                     .inventory
-                    .call("reserve", || inventory.reserve(request.clone()))
+                    .call("reserve", order_id, || inventory.reserve(request.clone()))
                     .await
                 {
                     Ok(reservation_id) => Command::ReserveInventory { reservation_id },
@@ -503,7 +503,7 @@ impl Processor {
                 let payment = &self.providers.payment;
                 match guards
                     .payment
-                    .call("authorize", || payment.authorize(request.clone()))
+                    .call("authorize", order_id, || payment.authorize(request.clone()))
                     .await
                 {
                     Ok(payment_id) => Command::AuthorizePayment { payment_id, amount },
@@ -534,7 +534,7 @@ impl Processor {
                 let payment = &self.providers.payment;
                 guards
                     .payment
-                    .call("capture", || payment.capture(request.clone()))
+                    .call("capture", order_id, || payment.capture(request.clone()))
                     .await
                     .map_err(refusal_is_final)?;
                 Command::ConfirmOrder
@@ -567,7 +567,7 @@ impl Processor {
                 let shipping = &self.providers.shipping;
                 let shipment = guards
                     .shipping
-                    .call("ship", || shipping.ship(request.clone()))
+                    .call("ship", order_id, || shipping.ship(request.clone()))
                     .await
                     .map_err(refusal_is_final)?;
                 Command::ShipOrder {
@@ -598,7 +598,7 @@ impl Processor {
                 let inventory = &self.providers.inventory;
                 guards
                     .inventory
-                    .call("release", || inventory.release(request.clone()))
+                    .call("release", order_id, || inventory.release(request.clone()))
                     .await
                     .map_err(refusal_is_final)?;
                 Command::ReleaseInventory
@@ -617,7 +617,7 @@ impl Processor {
                 let payment = &self.providers.payment;
                 match guards
                     .payment
-                    .call("refund", || payment.refund(request.clone()))
+                    .call("refund", order_id, || payment.refund(request.clone()))
                     .await
                 {
                     Ok(()) => {}
@@ -642,7 +642,7 @@ impl Processor {
                         );
                         guards
                             .payment
-                            .call("refund", || payment.refund(refund.clone()))
+                            .call("refund", order_id, || payment.refund(refund.clone()))
                             .await
                             .map_err(refusal_is_final)?;
                     }
@@ -734,7 +734,7 @@ impl Processor {
             };
             if let Err(error) = guards
                 .inventory
-                .call("release", || inventory.release(request.clone()))
+                .call("release", order_id, || inventory.release(request.clone()))
                 .await
             {
                 return StepEnd::Failed(refusal_is_final(error));
@@ -758,7 +758,7 @@ impl Processor {
             };
             match guards
                 .payment
-                .call("refund", || payment.refund(void.clone()))
+                .call("refund", order_id, || payment.refund(void.clone()))
                 .await
             {
                 Ok(()) => {}
@@ -792,7 +792,7 @@ impl Processor {
             Ok(self
                 .guards
                 .inventory
-                .call("reserve", || inventory.reserve(request.clone()))
+                .call("reserve", order_id, || inventory.reserve(request.clone()))
                 .await
                 .map(Some))
         } else {
@@ -802,7 +802,7 @@ impl Processor {
             Ok(self
                 .guards
                 .payment
-                .call("authorize", || payment.authorize(request.clone()))
+                .call("authorize", order_id, || payment.authorize(request.clone()))
                 .await
                 .map(Some))
         }
@@ -817,7 +817,9 @@ impl Processor {
             let answer = self
                 .guards
                 .shipping
-                .call("delivery", || shipping.delivery(request.clone()))
+                .call("delivery", request.order_id, || {
+                    shipping.delivery(request.clone())
+                })
                 .await
                 .map_err(refusal_is_final)?;
             let hint = match answer {
