@@ -923,13 +923,19 @@ fn refusal_is_final(error: CallError) -> Outcome {
 fn bounded(reason: &str) -> String {
     let cleaned: String = reason
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
         .take(300)
         .collect();
-    if cleaned.trim().is_empty() {
-        "refused by the provider".to_owned()
-    } else {
-        cleaned
+    // What FailPayment and friends accept (the domain's rule: not only invisible characters).
+    match order_domain::values::Reason::parse(cleaned.as_str()) {
+        Ok(_) => cleaned,
+        Err(_) => "refused by the provider".to_owned(),
     }
 }
 
@@ -963,5 +969,11 @@ mod tests {
         assert_eq!(bounded("a\nb"), "a b");
         assert_eq!(bounded(&"x".repeat(1000)).len(), 300);
         assert_eq!(bounded(" \n "), "refused by the provider");
+        // Text the domain would refuse as a reason: line separators, only invisible characters.
+        assert_eq!(bounded("declined\u{2028}by issuer"), "declined by issuer");
+        assert_eq!(bounded("\u{200b}\u{feff}"), "refused by the provider");
+        for reason in ["declined\u{2028}by issuer", "\u{200b}", "a\u{0}b"] {
+            assert!(order_domain::values::Reason::parse(bounded(reason)).is_ok(), "{reason:?}");
+        }
     }
 }

@@ -607,21 +607,21 @@ fn reference(
     }
 }
 
-/// The carrier's name: 1-64 characters, not blank, no control characters.
+/// The carrier's name, by the domain's own rule (what ShipOrder accepts): 1-64 characters,
+/// not only blank or invisible ones, no control or line-separator characters. A name the
+/// order's log could not record is off the contract, never the order's fault.
 fn carrier(value: String) -> Result<String, ProviderError> {
-    if value.trim().is_empty() || value.chars().count() > 64 || value.chars().any(char::is_control)
-    {
-        Err(unparseable(
+    match order_domain::values::Carrier::parse(value.as_str()) {
+        Ok(_) => Ok(value),
+        Err(violation) => Err(unparseable(
             "shipping",
             "ship",
             200,
             &format!(
-                "carrier {:?} is not 1-64 printable characters",
+                "carrier {:?} is not 1-64 printable characters ({violation})",
                 value.chars().take(80).collect::<String>()
             ),
-        ))
-    } else {
-        Ok(value)
+        )),
     }
 }
 
