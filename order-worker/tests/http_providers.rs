@@ -792,8 +792,8 @@ async fn a_2xx_that_says_something_else_than_done_is_off_the_contract_never_a_su
         r#"{"tracking_number":"T1","carrier":" ","status":"in_transit"}"#,
         r#"{"tracking_number":"T1","carrier":"DHL","status":"cancelled"}"#,
         // Carriers ShipOrder would refuse: only invisible characters, a line separator.
-        r#"{"tracking_number":"T1","carrier":"​","status":"in_transit"}"#,
-        r#"{"tracking_number":"T1","carrier":"DHL Express","status":"in_transit"}"#,
+        r#"{"tracking_number":"T1","carrier":"\u200b","status":"in_transit"}"#,
+        r#"{"tracking_number":"T1","carrier":"DHL\u2028Express","status":"in_transit"}"#,
     ] {
         is_transient(
             &canned_providers(201, body)
