@@ -6,9 +6,9 @@
 //!   `Idempotency-Key`, bearer token); a violation is answered 400 with a problem body naming
 //!   where, and changes nothing.
 //! - **Idempotent**: the first answer to each `Idempotency-Key` is kept and repeated for the
-//!   same key (same status, same body); a second request while the first is still being
-//!   processed gets 429 with `Retry-After: 1`; the same key with another body gets 400
-//!   `idempotency_key_reused`.
+//!   same key (same status, same body); the same key with another body gets 400
+//!   `idempotency_key_reused`. Requests are carried out one at a time, so the contract's 429
+//!   for a key still being processed never happens here (a throttle plan sends 429s).
 //! - **Counting**: [`Effects`] counts what was done per order (reservations, releases,
 //!   authorizations, captures, voids, refunds, shipments), so a test can prove each happened
 //!   exactly once, and how many answers were replays.
@@ -97,6 +97,27 @@ pub struct FaultPlan {
     pub lost: u32,
 }
 
+impl FaultPlan {
+    /// The longest outage, latency or held answer a plan may ask for (a day).
+    pub const MAX_SECONDS: u64 = 86_400;
+
+    /// Whether the stub can carry the plan out: every duration at most a day.
+    pub fn check(&self) -> Result<(), String> {
+        let too_long = |name: &str, seconds: u64| {
+            (seconds > Self::MAX_SECONDS)
+                .then(|| format!("{name} is longer than {} s", Self::MAX_SECONDS))
+        };
+        let slow_ms = self.slow.map_or(0, |s| s.delay_ms);
+        match too_long("outage_seconds", self.outage_seconds)
+            .or_else(|| too_long("latency_ms", self.latency_ms / 1000))
+            .or_else(|| too_long("slow.delay_ms", slow_ms / 1000))
+        {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A burst of 429 answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,8 +154,10 @@ struct Faults {
 impl Faults {
     fn from_plan(plan: &FaultPlan) -> Self {
         Self {
-            outage_until: (plan.outage_seconds > 0)
-                .then(|| Instant::now() + Duration::from_secs(plan.outage_seconds)),
+            outage_until: (plan.outage_seconds > 0).then(|| {
+                Instant::now()
+                    + Duration::from_secs(plan.outage_seconds.min(FaultPlan::MAX_SECONDS))
+            }),
             latency: Duration::from_millis(plan.latency_ms),
             throttle_left: plan.throttle.map_or(0, |t| t.count),
             throttle_retry_after: plan.throttle.map_or(0, |t| t.retry_after_seconds),
@@ -941,6 +964,9 @@ async fn put_faults(
         Ok(plan) => plan,
         Err(e) => return respond(problem(400, "invalid_request", e.to_string())),
     };
+    if let Err(why) = plan.check() {
+        return respond(problem(400, "invalid_request", why));
+    }
     shared
         .books()
         .faults
