@@ -101,6 +101,9 @@ const CACHE: Duration = Duration::from_millis(900);
 const TERMINAL_CACHE: Duration = Duration::from_secs(60);
 /// Events read per flow refresh at most (the rest follows on the next refresh).
 const FLOW_PAGE: i64 = 20_000;
+/// The most pages of the log one refresh of the flow reads (100,000 events: a burst that
+/// large is counted at once; a log written faster than that per refresh falls behind).
+const FLOW_PAGES_PER_REFRESH: usize = 5;
 /// Minutes of flow shown.
 pub const FLOW_MINUTES: i64 = 15;
 
@@ -309,11 +312,23 @@ impl Board {
             let mut terminal = self.terminal_counts.lock().await;
             let finished_counts = match terminal.fresh(TERMINAL_CACHE) {
                 Some(counts) => counts,
-                None => {
-                    let fresh = self.db.state_counts(&finished).await?;
-                    terminal.put(fresh.clone());
-                    fresh
-                }
+                None => match self.db.state_counts(&finished).await {
+                    Ok(fresh) => {
+                        terminal.put(fresh.clone());
+                        fresh
+                    }
+                    // The last counts known (finished orders only grow), asked again a
+                    // minute later: a count that failed (too slow, say) is not asked again
+                    // at every refresh.
+                    Err(error) => match terminal.value.as_ref().map(|(_, v)| v.clone()) {
+                        Some(known) => {
+                            tracing::warn!(%error, "counting finished orders failed; showing the last counts");
+                            terminal.put(known.clone());
+                            known
+                        }
+                        None => return Err(error),
+                    },
+                },
             };
             counts.extend(finished_counts);
             let stuck = self.db.stuck(3).await?;
@@ -368,12 +383,18 @@ impl Board {
                         .map_err(|e| e.to_string())?,
                 );
             }
-            if let Some(cursor) = flow.cursor.clone() {
+            // Pages until caught up (a burst is counted whole at once), at most
+            // FLOW_PAGES_PER_REFRESH of them: the rest at the next refresh.
+            for _ in 0..FLOW_PAGES_PER_REFRESH {
+                let Some(cursor) = flow.cursor.clone() else {
+                    break;
+                };
                 let (events, next) = self
                     .db
                     .events_after(&cursor, FLOW_PAGE)
                     .await
                     .map_err(|e| e.to_string())?;
+                let full = events.len() as i64 >= FLOW_PAGE;
                 for (event_type, at) in events {
                     let minute = (at / 60.0).floor() as i64;
                     let entry = flow.minutes.entry(minute).or_default();
@@ -385,6 +406,9 @@ impl Board {
                     }
                 }
                 flow.cursor = Some(next);
+                if !full {
+                    break;
+                }
             }
             flow.last_read = Some(Instant::now());
             flow.minutes.retain(|m, _| *m >= first_minute);

@@ -43,6 +43,9 @@ impl From<deadpool_postgres::PoolError> for Error {
     }
 }
 
+/// How many of a state's oldest orders (by placement) the longest waiting are looked for in.
+pub const STUCK_CANDIDATES: i64 = 1000;
+
 /// The order states, in the order the state machine visits them (the domain's own list).
 pub const STATES: [order_domain::Status; 10] = order_domain::Status::ALL;
 
@@ -227,20 +230,28 @@ impl Db {
         .await
     }
 
-    /// The `limit` orders longest in each state that is not final.
+    /// The `limit` orders longest in each state that is not final, among its
+    /// [`STUCK_CANDIDATES`] oldest (a bounded index range, whatever the state holds: a worker
+    /// outage leaves hundreds of thousands of orders in one state, and sorting them all at
+    /// every refresh would load the database most when it matters most).
     pub async fn stuck(&self, limit: i64) -> Result<BTreeMap<String, Vec<Stuck>>, Error> {
         self.timed(async {
             let client = self.client().await?;
             let statement = client
                 .prepare_cached(
                     "SELECT order_id, customer_id, extract(epoch FROM now() - updated_at)::float8, stream_version
-                       FROM orders.order_summaries WHERE status = $1 ORDER BY updated_at LIMIT $2",
+                       FROM (SELECT order_id, customer_id, updated_at, stream_version
+                               FROM orders.order_summaries WHERE status = $1
+                              ORDER BY placed_at, order_id LIMIT $3) AS oldest
+                      ORDER BY updated_at LIMIT $2",
                 )
                 .await?;
             let mut out = BTreeMap::new();
             for state in STATES.into_iter().filter(|s| !s.is_terminal()) {
                 let state = state.as_str();
-                let rows = client.query(&statement, &[&state, &limit]).await?;
+                let rows = client
+                    .query(&statement, &[&state, &limit, &STUCK_CANDIDATES])
+                    .await?;
                 let mut list = Vec::new();
                 for row in rows {
                     list.push(Stuck {

@@ -973,7 +973,10 @@ mod tests {
         assert_eq!(bounded("declined\u{2028}by issuer"), "declined by issuer");
         assert_eq!(bounded("\u{200b}\u{feff}"), "refused by the provider");
         for reason in ["declined\u{2028}by issuer", "\u{200b}", "a\u{0}b"] {
-            assert!(order_domain::values::Reason::parse(bounded(reason)).is_ok(), "{reason:?}");
+            assert!(
+                order_domain::values::Reason::parse(bounded(reason)).is_ok(),
+                "{reason:?}"
+            );
         }
     }
 }

@@ -623,3 +623,33 @@ async fn a_source_that_stops_answering_freezes_nothing_else_and_is_not_shown_as_
         "a DLQ that cannot be read is not fine: {alarms}"
     );
 }
+
+/// A burst larger than one page of the flow's log read (20,000 events) is counted whole at
+/// the next refresh, not a page per refresh (which looked like orders had stopped).
+#[tokio::test]
+async fn a_burst_of_events_is_counted_whole_at_the_next_refresh() {
+    let db = TestDatabase::migrated().await;
+    let console = start(&db, &[]).await;
+    // The flow's cursor starts before the burst.
+    eventually(console.addr, "/fragments/flow", 20, |b| {
+        b.contains("data-total-placed")
+    })
+    .await;
+    db.connect()
+        .await
+        .execute(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload)
+             SELECT gen_random_uuid(), 1, gen_random_uuid(), 'OrderPlaced', 1, '{}' FROM generate_series(1, 50000)",
+            &[],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await; // past the page cache
+    let body = get(console.addr, "/fragments/flow").await.body;
+    let at = body.find("data-total-placed").unwrap_or(0);
+    assert!(
+        body.contains("<strong data-total-placed>50000</strong>"),
+        "{}",
+        &body[at..(at + 200).min(body.len())]
+    );
+}
