@@ -307,6 +307,10 @@ impl Processor {
         };
         let mut commands = Vec::new();
         let mut log = Some(log);
+        // The steps of one event are independent (a cancellation's release and its payment
+        // compensation): one that fails holds up none of the others; the message then ends
+        // as the first failure says, and its next delivery finds the others done.
+        let mut failed = None;
         for step in &steps {
             let current = match log.take() {
                 Some(log) => log,
@@ -332,8 +336,13 @@ impl Processor {
                     commands.push(command);
                 }
                 StepEnd::Obsolete => {}
-                StepEnd::Failed(outcome) => return outcome,
+                StepEnd::Failed(outcome) => {
+                    failed.get_or_insert(outcome);
+                }
             }
+        }
+        if let Some(outcome) = failed {
+            return outcome;
         }
         if commands.is_empty() {
             Outcome::Obsolete

@@ -376,3 +376,49 @@ async fn a_call_to_repeat_past_the_providers_key_lifetime_is_dead_lettered_not_s
     assert_eq!(types(&stack.events(&order).await), ["OrderPlaced"]);
     worker.stop().await;
 }
+
+/// A cancellation's compensations are independent: a release the inventory provider cannot
+/// do now (an outage) holds up neither the refund of the captured money nor the order's end;
+/// the release follows once the provider is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_fails_does_not_hold_up_the_refund() {
+    let stack = start(1000).await;
+    let stub = stub().await;
+    // Nothing ships: the order waits after its capture.
+    stub.set_faults(
+        "shipping",
+        &FaultPlan {
+            outage_seconds: 3_600,
+            ..FaultPlan::default()
+        },
+    );
+    let worker = stack
+        .http_worker(&stub, &["--circuit-wait-seconds", "0"])
+        .await;
+    let order = stack.place_new(&["SKU-1"]).await;
+    until(&stub, Duration::from_secs(30), "the capture", |e| {
+        count(&e.captures, &order) == 1
+    })
+    .await;
+    stub.set_faults(
+        "inventory",
+        &FaultPlan {
+            outage_seconds: 3_600,
+            ..FaultPlan::default()
+        },
+    );
+    cancel(&stack, &order).await;
+    until(&stub, Duration::from_secs(30), "the refund", |e| {
+        count(&e.refunds, &order) == 1
+    })
+    .await;
+    assert_eq!(count(&stub.effects().releases, &order), 0);
+    stub.set_faults("inventory", &FaultPlan::default());
+    stack
+        .wait_status(&order, pb::OrderStatus::Cancelled, Duration::from_secs(60))
+        .await;
+    let effects = stub.effects();
+    assert_eq!(count(&effects.releases, &order), 1, "{effects:?}");
+    assert_eq!(count(&effects.refunds, &order), 1, "{effects:?}");
+    worker.stop().await;
+}
