@@ -118,11 +118,15 @@ async fn require_viewer(
         // Without sign-in the console listens on loopback only, and a page of any site open
         // in the operator's browser could still reach it under its own name (DNS
         // rebinding): only a request addressed to a loopback name is answered.
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok());
-        if host.is_some_and(|host| !is_loopback_host(host)) {
+        // Every name the request carries must be a loopback one, and it must carry one: the
+        // Host header (HTTP/1.1) and the URI's authority (HTTP/2's `:authority`, or an
+        // absolute URI), whichever are there; a Host that is not text is no loopback name.
+        let host = (request.headers().get(header::HOST)).map(|v| v.to_str().unwrap_or(""));
+        let authority = request.uri().authority().map(|a| a.as_str());
+        let named = [host, authority];
+        if named.iter().all(Option::is_none)
+            || named.iter().flatten().any(|name| !is_loopback_host(name))
+        {
             return (
                 StatusCode::MISDIRECTED_REQUEST,
                 "this console answers only requests addressed to localhost, 127.0.0.1 or [::1] \

@@ -195,4 +195,31 @@ async fn without_sign_in_only_requests_to_a_loopback_name_are_answered() {
         .await;
         assert_eq!(answer.status, 200, "{host}");
     }
+    // A request naming no host, or one that is no text, is not addressed to a loopback name;
+    // nor is one whose absolute URI names another, whatever its Host says.
+    for raw in [
+        b"GET /services HTTP/1.0\r\n\r\n".to_vec(),
+        [
+            &b"GET /services HTTP/1.1\r\nhost: evil"[..],
+            &[0xff],
+            &b".example\r\nconnection: close\r\n\r\n"[..],
+        ]
+        .concat(),
+        format!(
+            "GET http://evil.example/services HTTP/1.1\r\nhost: localhost:{port}\r\nconnection: close\r\n\r\n"
+        )
+        .into_bytes(),
+    ] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(console.addr).await.unwrap();
+        socket.write_all(&raw).await.unwrap();
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.0 421") || answer.starts_with("HTTP/1.1 421"),
+            "{}: {answer}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
 }
