@@ -337,6 +337,10 @@ pub struct Datapoints {
     pub current_minute: i64,
     /// Values by signal and minute.
     pub values: BTreeMap<(SignalKey, i64), f64>,
+    /// Values that are only lower bounds (the oldest message's age when it is older than the
+    /// board's history): one past the threshold breaches, one below it is no data (the true
+    /// value may be past it too), never OK.
+    pub at_least: std::collections::BTreeSet<(SignalKey, i64)>,
     /// Signals whose source could not be read at its last scrape: their alarms are
     /// INSUFFICIENT_DATA rather than OK (CloudWatch still gets data the console cannot read).
     pub unread: std::collections::BTreeSet<SignalKey>,
@@ -384,8 +388,19 @@ fn evaluate_one(alarm: Alarm, points: &Datapoints) -> Evaluation {
     let mut recent = Vec::new();
     let mut breaching = 0;
     let mut present = 0;
+    // Minutes whose value is only a lower bound below the threshold: not known to be fine.
+    let mut unknowns = 0;
     for minute in first..=points.current_minute {
-        let value = points.values.get(&(key(alarm.signal), minute)).copied();
+        let at = (key(alarm.signal), minute);
+        let value = points.values.get(&at).copied().filter(|&v| {
+            let breaches = match alarm.comparison {
+                Comparison::Greater => v > alarm.threshold,
+                Comparison::LessOrEqual => v <= alarm.threshold,
+            };
+            let unknown = !breaches && points.at_least.contains(&at);
+            unknowns += usize::from(unknown);
+            !unknown
+        });
         let breaches = match value {
             Some(v) => {
                 present += 1;
@@ -405,6 +420,7 @@ fn evaluate_one(alarm: Alarm, points: &Datapoints) -> Evaluation {
         State::Alarm
     } else if (present == 0 && alarm.missing == Missing::Ignore)
         || points.unread.contains(&key(alarm.signal))
+        || unknowns > 0
     {
         State::InsufficientData
     } else {
@@ -431,7 +447,37 @@ mod tests {
                 .map(|(m, v)| ((key(signal), *m), *v))
                 .collect(),
             unread: Default::default(),
+            at_least: Default::default(),
         }
+    }
+
+    /// The oldest message's age known only as "at least" (older than the board's history):
+    /// past the threshold it breaches; below it, it is not known to be fine.
+    #[test]
+    fn a_lower_bound_below_the_threshold_is_not_ok() {
+        let name = "queue-oldest-message-age";
+        let threshold = catalogue()
+            .into_iter()
+            .find(|a| a.name == name)
+            .unwrap()
+            .threshold;
+        let minutes: Vec<(i64, f64)> = (0..10).map(|m| (m, threshold / 2.0)).collect();
+        let mut points = with(Signal::OldestMessageAge, &minutes, 0, 9);
+        assert_eq!(state(name, &points), State::Ok, "known values below it");
+        for m in 0..10 {
+            points.at_least.insert((key(Signal::OldestMessageAge), m));
+        }
+        assert_eq!(state(name, &points), State::InsufficientData);
+        let past: Vec<(i64, f64)> = (0..10).map(|m| (m, threshold * 2.0)).collect();
+        let mut points = with(Signal::OldestMessageAge, &past, 0, 9);
+        for m in 0..10 {
+            points.at_least.insert((key(Signal::OldestMessageAge), m));
+        }
+        assert_eq!(
+            state(name, &points),
+            State::Alarm,
+            "at least past it: past it"
+        );
     }
 
     fn state(name: &str, points: &Datapoints) -> State {

@@ -427,6 +427,7 @@ impl Board {
             current_minute: minute_of(now),
             values: BTreeMap::new(),
             unread: Default::default(),
+            at_least: Default::default(),
         };
         let mut put = |signal: Signal, minute: i64, value: f64, sum: bool| {
             let entry = out.values.entry((key(signal), minute)).or_insert(if sum {
@@ -510,8 +511,11 @@ impl Board {
             if let Some(messages) = point.dlq_messages() {
                 put(Signal::DlqVisible, minute, messages, false);
             }
-            if let Some((age, _)) = point.oldest_age {
+            if let Some((age, lower_bound)) = point.oldest_age {
                 put(Signal::OldestMessageAge, minute, age, false);
+                if lower_bound {
+                    out.at_least.insert((key(Signal::OldestMessageAge), minute));
+                }
             }
         }
         // A source that could not be read at its last scrape: its alarms cannot say OK.
