@@ -7,6 +7,7 @@
 //! Only transient failures count (timeouts, outages). A provider that answers "out of stock"
 //! or "declined" is healthy: that is a successful call with a negative answer.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,33 +73,27 @@ pub struct Refused {
 }
 
 /// One provider's circuit breaker.
-/// Whose failures the current run of failures (and the open circuit it led to) are: the
-/// callers name what they call for (an order), so that an order failing on its own is told
-/// from an outage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum Culprits {
-    #[default]
-    Nobody,
-    One(Uuid),
-    Several,
+/// Who failed since when, and when a call last succeeded: an order whose calls keep failing
+/// while the provider answers others is failing on its own, not in an outage.
+#[derive(Debug, Default)]
+struct Memory {
+    /// Keys (orders) whose last call failed, with the time of the first failure since their
+    /// last success. Bounded: the oldest are forgotten past [`REMEMBERED_KEYS`].
+    failing_since: HashMap<Uuid, Duration>,
+    /// When any call last succeeded.
+    last_success: Option<Duration>,
 }
 
-impl Culprits {
-    fn add(self, key: Uuid) -> Self {
-        match self {
-            Self::Nobody => Self::One(key),
-            Self::One(one) if one == key => self,
-            _ => Self::Several,
-        }
-    }
-}
+/// How many failing keys a breaker remembers.
+const REMEMBERED_KEYS: usize = 10_000;
 
 #[derive(Debug)]
 pub struct CircuitBreaker {
     name: &'static str,
     settings: BreakerSettings,
     clock: Arc<dyn Clock>,
-    inner: Mutex<(Inner, Culprits)>,
+    inner: Mutex<Inner>,
+    memory: Mutex<Memory>,
 }
 
 impl CircuitBreaker {
@@ -112,7 +107,8 @@ impl CircuitBreaker {
                 half_open_calls: settings.half_open_calls.max(1),
             },
             clock,
-            inner: Mutex::new((Inner::Closed { failures: 0 }, Culprits::Nobody)),
+            inner: Mutex::new(Inner::Closed { failures: 0 }),
+            memory: Mutex::new(Memory::default()),
         };
         metrics::gauge!("order_worker_circuit_state", "provider" => name)
             .set(CircuitState::Closed.gauge());
@@ -126,20 +122,49 @@ impl CircuitBreaker {
 
     /// The state now.
     pub fn state(&self) -> CircuitState {
-        state_of(self.lock().0)
+        state_of(*self.lock())
     }
 
-    /// Whether the circuit is open (or trying again) because of `key`'s failures alone: not
-    /// an outage then, but a provider failing for that one caller.
-    pub fn opened_only_by(&self, key: Uuid) -> bool {
-        let (inner, culprits) = *self.lock();
-        !matches!(inner, Inner::Closed { .. }) && culprits == Culprits::One(key)
+    /// Whether `key`'s calls keep failing while the provider answered another call since
+    /// their first failure: a provider failing for that one order, not an outage. (With no
+    /// other call answered, an outage and an order failing alone look the same: the outage
+    /// is assumed.)
+    pub fn failing_alone(&self, key: Uuid) -> bool {
+        let memory = self.memory();
+        match (memory.failing_since.get(&key), memory.last_success) {
+            (Some(since), Some(success)) => success > *since,
+            _ => false,
+        }
+    }
+
+    fn remember(&self, key: Uuid, success: bool) {
+        let now = self.clock.now();
+        let mut memory = self.memory();
+        if success {
+            memory.failing_since.remove(&key);
+            memory.last_success = Some(now);
+            return;
+        }
+        if memory.failing_since.len() >= REMEMBERED_KEYS
+            && !memory.failing_since.contains_key(&key)
+            && let Some(oldest) = memory
+                .failing_since
+                .iter()
+                .min_by_key(|(_, since)| **since)
+                .map(|(k, _)| *k)
+        {
+            memory.failing_since.remove(&oldest);
+        }
+        memory.failing_since.entry(key).or_insert(now);
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Ask to make a call. The permit must be told how the call went.
     pub fn try_acquire(&self) -> Result<Permit<'_>, Refused> {
-        let mut guard = self.lock();
-        let inner = &mut guard.0;
+        let mut inner = self.lock();
         match *inner {
             Inner::Closed { .. } => Ok(Permit::new(self, false)),
             Inner::Open { since } => {
@@ -149,7 +174,7 @@ impl CircuitBreaker {
                         in_flight: 1,
                         successes: 0,
                     };
-                    drop(guard);
+                    drop(inner);
                     self.report(CircuitState::HalfOpen);
                     tracing::info!(provider = self.name, "circuit half-open: probing");
                     Ok(Permit::new(self, true))
@@ -178,15 +203,9 @@ impl CircuitBreaker {
         }
     }
 
-    fn record(&self, probe: bool, success: bool, key: Uuid) {
-        let mut guard = self.lock();
-        let (inner, culprits) = &mut *guard;
+    fn record(&self, probe: bool, success: bool) {
+        let mut inner = self.lock();
         let before = state_of(*inner);
-        *culprits = match (*inner, success) {
-            (Inner::Closed { .. }, true) => Culprits::Nobody,
-            (_, true) => *culprits,
-            (_, false) => culprits.add(key),
-        };
         let after = match (*inner, success) {
             (
                 Inner::HalfOpen {
@@ -223,11 +242,8 @@ impl CircuitBreaker {
             // newer state wins.
             (other, _) => other,
         };
-        if matches!(after, Inner::Closed { .. }) && !matches!(*inner, Inner::Closed { .. }) {
-            *culprits = Culprits::Nobody;
-        }
         *inner = after;
-        drop(guard);
+        drop(inner);
         let after = state_of(after);
         if after != before {
             self.report(after);
@@ -246,8 +262,7 @@ impl CircuitBreaker {
     /// A trial call that never reported back (its call was cancelled): let another one
     /// through in its place.
     fn abandon_probe(&self) {
-        let mut guard = self.lock();
-        let inner = &mut guard.0;
+        let mut inner = self.lock();
         if let Inner::HalfOpen {
             in_flight,
             successes,
@@ -270,7 +285,7 @@ impl CircuitBreaker {
         .increment(1);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Inner, Culprits)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -302,15 +317,18 @@ impl<'a> Permit<'a> {
     }
 
     /// The call worked (or was answered with a business refusal).
-    pub fn success(mut self) {
+    /// The call, made for `key` (an order), succeeded (or was answered: a refusal counts).
+    pub fn success(mut self, key: Uuid) {
         self.reported = true;
-        self.breaker.record(self.probe, true, Uuid::nil());
+        self.breaker.remember(key, true);
+        self.breaker.record(self.probe, true);
     }
 
     /// The call, made for `key` (an order), failed transiently.
     pub fn failure(mut self, key: Uuid) {
         self.reported = true;
-        self.breaker.record(self.probe, false, key);
+        self.breaker.remember(key, false);
+        self.breaker.record(self.probe, false);
     }
 }
 
@@ -362,7 +380,7 @@ mod tests {
         let breaker = breaker(&clock);
         fail(&breaker);
         fail(&breaker);
-        breaker.try_acquire().unwrap().success();
+        breaker.try_acquire().unwrap().success(Uuid::new_v4());
         fail(&breaker);
         fail(&breaker);
         assert_eq!(breaker.state(), CircuitState::Closed, "not 3 in a row");
@@ -387,9 +405,9 @@ mod tests {
             breaker.try_acquire().is_err(),
             "only one probe at a time while half-open"
         );
-        probe.success();
+        probe.success(Uuid::new_v4());
         assert_eq!(breaker.state(), CircuitState::Closed);
-        breaker.try_acquire().unwrap().success();
+        breaker.try_acquire().unwrap().success(Uuid::new_v4());
     }
 
     fn seed_breaker(clock: &Arc<ManualClock>) -> CircuitBreaker {
@@ -423,10 +441,10 @@ mod tests {
             "only 3 trial calls while half-open"
         );
         let mut trials = trials.into_iter();
-        trials.next().unwrap().success();
-        trials.next().unwrap().success();
+        trials.next().unwrap().success(Uuid::new_v4());
+        trials.next().unwrap().success(Uuid::new_v4());
         assert_eq!(breaker.state(), CircuitState::HalfOpen, "2 of 3 successes");
-        trials.next().unwrap().success();
+        trials.next().unwrap().success(Uuid::new_v4());
         assert_eq!(breaker.state(), CircuitState::Closed);
     }
 
@@ -438,7 +456,7 @@ mod tests {
             fail(&breaker);
         }
         clock.advance(Duration::from_secs(10));
-        breaker.try_acquire().unwrap().success();
+        breaker.try_acquire().unwrap().success(Uuid::new_v4());
         breaker.try_acquire().unwrap().failure(Uuid::new_v4());
         assert_eq!(breaker.state(), CircuitState::Open);
         assert_eq!(
@@ -460,7 +478,7 @@ mod tests {
         drop(trials);
         assert_eq!(breaker.state(), CircuitState::HalfOpen);
         for _ in 0..3 {
-            breaker.try_acquire().unwrap().success();
+            breaker.try_acquire().unwrap().success(Uuid::new_v4());
         }
         assert_eq!(breaker.state(), CircuitState::Closed);
     }
@@ -492,7 +510,7 @@ mod tests {
         drop(breaker.try_acquire().unwrap());
         assert_eq!(breaker.state(), CircuitState::HalfOpen);
         let probe = breaker.try_acquire().unwrap();
-        probe.success();
+        probe.success(Uuid::new_v4());
         assert_eq!(breaker.state(), CircuitState::Closed);
     }
 
@@ -504,7 +522,7 @@ mod tests {
         for _ in 0..3 {
             fail(&breaker);
         }
-        slow.success();
+        slow.success(Uuid::new_v4());
         assert_eq!(breaker.state(), CircuitState::Open);
     }
 

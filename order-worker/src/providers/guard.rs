@@ -118,8 +118,9 @@ impl Guard {
     /// Run `call` (a fresh future per attempt), made for `key` (the order), until it answers,
     /// is refused or rejected, or the attempts run out. An open circuit is waited for (without
     /// using up attempts) and, past the circuit wait, is an outage (`circuit_open`); unless
-    /// `key`'s own failures alone opened it: a provider failing for one order is no outage,
-    /// and that order's attempts run out as they would on a closed circuit.
+    /// `key`'s calls keep failing while the provider answered others since: a provider
+    /// failing for one order is no outage, and that order's attempts run out as they would on
+    /// a closed circuit.
     pub async fn call<T, F, Fut>(
         &self,
         operation: &'static str,
@@ -139,12 +140,12 @@ impl Guard {
         loop {
             let permit = match self.breaker.try_acquire() {
                 Ok(permit) => permit,
-                Err(refused) if self.breaker.opened_only_by(key) => {
+                Err(refused) if self.breaker.failing_alone(key) => {
                     record(provider, operation, "circuit_open", Duration::ZERO);
                     return Err(CallError::Unavailable {
                         reason: format!(
-                            "{provider} {operation}: {refused}, after failures of this order \
-                             only ({last_seen})",
+                            "{provider} {operation}: {refused}, while the provider answers other \
+                             orders ({last_seen})",
                             last_seen = last_failure.as_deref().unwrap_or("earlier deliveries")
                         ),
                         retry_after: Some(refused.retry_in),
@@ -172,17 +173,17 @@ impl Guard {
             let mut retry_after = None;
             match tokio::time::timeout(self.settings.timeout, call()).await {
                 Ok(Ok(value)) => {
-                    permit.success();
+                    permit.success(key);
                     record(provider, operation, "ok", started.elapsed());
                     return Ok(value);
                 }
                 Ok(Err(ProviderError::Refused(reason))) => {
-                    permit.success();
+                    permit.success(key);
                     record(provider, operation, "refused", started.elapsed());
                     return Err(CallError::Refused(reason));
                 }
                 Ok(Err(ProviderError::Rejected(reason))) => {
-                    permit.success();
+                    permit.success(key);
                     record(provider, operation, "rejected", started.elapsed());
                     return Err(CallError::Rejected(reason));
                 }
@@ -211,7 +212,7 @@ impl Guard {
             last_failure = Some(last.clone());
             if self.breaker.state() == CircuitState::Open
                 && circuit_waited < self.settings.circuit_wait
-                && !self.breaker.opened_only_by(key)
+                && !self.breaker.failing_alone(key)
             {
                 // The circuit is open (this failure may have opened it, or a trial call
                 // failed): wait for it like any other call, without using up an attempt.
@@ -522,12 +523,13 @@ mod tests {
         assert_eq!(guard.circuit(), CircuitState::Closed);
     }
 
-    /// A provider failing for one order only: its failures open the circuit (the breaker
-    /// cannot tell yet), but that order is no outage. It neither waits for the circuit nor is
-    /// answered `circuit_open` (which would send its message again for ever instead of
-    /// dead-lettering it); another order's call still waits for the circuit as in an outage.
+    /// A provider failing for one order only, while it answers others: that order's failures
+    /// may open the circuit (the breaker counts consecutive failures), but it is no outage. It
+    /// neither waits for the circuit nor is answered `circuit_open` (which would send its
+    /// message again for ever instead of dead-lettering it); another order's call still waits
+    /// for the circuit as in an outage.
     #[tokio::test]
-    async fn an_order_whose_own_failures_open_the_circuit_is_no_outage() {
+    async fn an_order_failing_while_the_provider_answers_others_is_no_outage() {
         let clock = Arc::new(ManualClock::new());
         let mut settings = guard(&clock).settings;
         settings.circuit_wait = Duration::from_secs(300);
@@ -538,7 +540,6 @@ mod tests {
             Arc::new(Random::seeded(9)),
         );
         let poison = Uuid::new_v4();
-        // One delivery: 3 failures; the next: 2 more open the circuit.
         let first = guard
             .call("authorize", poison, scripted(vec![transient(); 3]))
             .await;
@@ -549,28 +550,22 @@ mod tests {
                 ..
             })
         ));
+        // The provider answers another order.
+        assert_eq!(
+            guard
+                .call("authorize", Uuid::new_v4(), scripted(vec![Ok(1)]))
+                .await,
+            Ok(1)
+        );
+        // Two more deliveries of the poison order: 5 failures in a row open the circuit.
+        let _ = guard
+            .call("authorize", poison, scripted(vec![transient(); 3]))
+            .await;
         let started = clock.now();
-        let second = guard
+        let third = guard
             .call("authorize", poison, scripted(vec![transient(); 3]))
             .await;
         assert_eq!(guard.circuit(), CircuitState::Open);
-        assert!(
-            matches!(
-                &second,
-                Err(CallError::Unavailable {
-                    circuit_open: false,
-                    ..
-                })
-            ),
-            "{second:?}"
-        );
-        assert!(
-            clock.now() - started < Duration::from_secs(10),
-            "it did not wait for the circuit its own failures opened: {:?}",
-            clock.now() - started
-        );
-        // Its next delivery: refused at once, still its own failure.
-        let third = guard.call("authorize", poison, scripted(vec![Ok(1)])).await;
         assert!(
             matches!(
                 &third,
@@ -581,12 +576,61 @@ mod tests {
             ),
             "{third:?}"
         );
+        assert!(
+            clock.now() - started < Duration::from_secs(10),
+            "it did not wait for the circuit: {:?}",
+            clock.now() - started
+        );
+        // Its next delivery: refused at once, still its own failure.
+        let fourth = guard.call("authorize", poison, scripted(vec![Ok(1)])).await;
+        assert!(
+            matches!(
+                &fourth,
+                Err(CallError::Unavailable {
+                    circuit_open: false,
+                    ..
+                })
+            ),
+            "{fourth:?}"
+        );
         // Another order waits for the circuit, and gets through on the trial.
         assert_eq!(
             guard
                 .call("authorize", Uuid::new_v4(), scripted(vec![Ok(2)]))
                 .await,
             Ok(2)
+        );
+    }
+
+    /// With nothing answered since its failures began, one order failing looks like an
+    /// outage, and is handled as one: it waits for the circuit, then `circuit_open`.
+    #[tokio::test]
+    async fn an_order_failing_while_nothing_else_is_answered_is_an_outage() {
+        let clock = Arc::new(ManualClock::new());
+        let mut settings = guard(&clock).settings;
+        settings.circuit_wait = Duration::from_secs(5);
+        let guard = Guard::new(
+            "payment",
+            settings,
+            clock.clone(),
+            Arc::new(Random::seeded(9)),
+        );
+        let only = Uuid::new_v4();
+        let _ = guard
+            .call("authorize", only, scripted(vec![transient(); 3]))
+            .await;
+        let second = guard
+            .call("authorize", only, scripted(vec![transient(); 3]))
+            .await;
+        assert!(
+            matches!(
+                &second,
+                Err(CallError::Unavailable {
+                    circuit_open: true,
+                    ..
+                })
+            ),
+            "{second:?}"
         );
     }
 
