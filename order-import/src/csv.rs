@@ -9,6 +9,8 @@ use std::cmp::Ordering;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use csv::{ByteRecord, Reader, ReaderBuilder};
 
@@ -56,15 +58,39 @@ pub const TABLES: &[(&str, &[&str])] = &[
 struct Counted<R> {
     inner: R,
     progress: Progress,
+    /// Bytes read since the current row began (the table resets it before each row).
+    in_row: Arc<AtomicU64>,
 }
+
+/// The longest row read: as a JSON Lines record may be, with room for the CSV reader's own
+/// buffer (a row is measured from the bytes it asked for, which run ahead of the row by at
+/// most that). A quote left open makes the rest of the file one row: this stops it there,
+/// instead of holding the whole file in memory.
+const MAX_ROW_BYTES: u64 = crate::source::MAX_RECORD_BYTES as u64 + (64 << 10);
 
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if self.in_row.load(AtomicOrdering::Relaxed) > MAX_ROW_BYTES {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, RowTooLong));
+        }
         let read = self.inner.read(buffer)?;
         self.progress.add(read as u64);
+        self.in_row.fetch_add(read as u64, AtomicOrdering::Relaxed);
         Ok(read)
     }
 }
+
+/// The reading error of a row over [`MAX_ROW_BYTES`].
+#[derive(Debug)]
+struct RowTooLong;
+
+impl std::fmt::Display for RowTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a row longer than {} bytes", crate::source::MAX_RECORD_BYTES)
+    }
+}
+
+impl std::error::Error for RowTooLong {}
 
 type TableReader = Reader<Counted<BufReader<File>>>;
 
@@ -77,6 +103,8 @@ struct Table {
     columns: Vec<usize>,
     /// Fields in the header: every row has as many.
     width: usize,
+    /// Bytes read since the current row began (shared with the table's reader).
+    in_row: Arc<AtomicU64>,
     /// The next row (its line and fields), `None` at the end.
     head: Option<(u64, ByteRecord)>,
 }
@@ -90,12 +118,14 @@ fn open_table(
     let path = table_path(directory, name);
     let file = File::open(&path)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let in_row = Arc::new(AtomicU64::new(0));
     let mut reader = ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .from_reader(Counted {
             inner: BufReader::with_capacity(1 << 18, file),
             progress: progress.clone(),
+            in_row: in_row.clone(),
         });
     let headers = reader
         .byte_headers()
@@ -141,6 +171,7 @@ fn open_table(
         reader,
         columns,
         width,
+        in_row,
         head: None,
     };
     table.advance()?;
@@ -155,6 +186,8 @@ impl Table {
     /// Read the next row into `head`.
     fn advance(&mut self) -> io::Result<()> {
         let mut record = ByteRecord::new();
+        let starts = self.reader.position().line();
+        self.in_row.store(0, AtomicOrdering::Relaxed);
         match self.reader.read_byte_record(&mut record) {
             Ok(true) => {
                 let line = record.position().map_or(0, |p| p.line());
@@ -164,6 +197,15 @@ impl Table {
             Ok(false) => {
                 self.head = None;
                 Ok(())
+            }
+            // A row longer than any can be: a quote left open has made the rest of the file
+            // one row.
+            Err(_) if self.in_row.load(AtomicOrdering::Relaxed) > MAX_ROW_BYTES => {
+                Err(invalid(format!(
+                    "{} line {starts}: {RowTooLong} (a quote that is not closed?); the rows \
+                     after it cannot be read",
+                    self.file
+                )))
             }
             // A row the CSV reader cannot read at all (an unterminated quote running to the
             // end of the file): the file's structure is broken from there on.

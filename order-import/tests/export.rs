@@ -174,6 +174,33 @@ fn an_unclosed_csv_quote_stops_the_import_before_anything_is_read() {
 
 const GOOD: &str = r#"{"order_id":"B1","customer_id":"C1","currency":"EUR","shipping_method":"standard","ship_to":{"recipient":"Ada","line1":"1 Main St","city":"Porto","postal_code":"4000-322","country":"PT"},"lines":[{"sku":"SKU-1","quantity":1,"unit_price_minor":1000}],"status_history":[{"status":"placed","at":"2019-01-01T00:00:00Z"}]}"#;
 
+/// A quote left open early in a large table: the reader stops at the record size limit with
+/// the line the row started on, instead of holding the rest of the file in memory.
+#[test]
+fn an_unclosed_quote_in_a_large_table_stops_at_the_record_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..40_000).map(|n| format!("A{n:07}")).collect();
+    let mut rows: Vec<String> = ids.iter().map(|id| order_row(id)).collect();
+    rows[1] = format!("{},C1,EUR,standard,\"Ada,1 Main St,,Porto,,4000-322,PT", ids[1]);
+    let history: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{id},placed,2019-01-01T00:00:00Z,"))
+        .collect();
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &rows.iter().map(String::as_str).collect::<Vec<_>>(),
+        &history.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let size = std::fs::metadata(dir.path().join("orders.csv")).unwrap().len();
+    assert!(size > 2 << 20, "{size}");
+    let error = records(dir.path(), Format::Csv).unwrap_err().to_string();
+    assert!(
+        error.contains("orders.csv line 3") && error.contains("longer than"),
+        "{error}"
+    );
+}
+
 #[test]
 fn a_json_lines_export_may_start_with_a_byte_order_mark() {
     let dir = tempfile::tempdir().unwrap();
