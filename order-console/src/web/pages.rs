@@ -297,6 +297,18 @@ fn recent_sum(instance: &Instance, prefix: &str, n: usize) -> BTreeMap<String, f
         .collect()
 }
 
+/// Whether a rate can be told yet: two answers in a row since the instance was last down (a
+/// rate is the difference of two readings).
+fn rates_known(instance: &Instance) -> bool {
+    instance
+        .points
+        .iter()
+        .rev()
+        .take_while(|point| point.up)
+        .nth(1)
+        .is_some()
+}
+
 /// The rates worth reading: those above zero (shown to two decimals).
 fn nonzero(rates: BTreeMap<String, f64>) -> BTreeMap<String, f64> {
     rates
@@ -351,7 +363,7 @@ fn services_fragment(board: &Board) -> Markup {
                             Kind::Grpc => {
                                 dt { "commands/s" } dd data-rate="commands" {
                                     @let by_outcome = nonzero(recent_sum(instance, "commands_per_s", 5));
-                                    @if by_outcome.is_empty() { "0" }
+                                    @if by_outcome.is_empty() { (if rates_known(instance) { "0" } else { "-" }) }
                                     @for (outcome, rate) in &by_outcome {
                                         span.rate { (outcome) " " (number(*rate)) } " "
                                     }
@@ -366,7 +378,7 @@ fn services_fragment(board: &Board) -> Markup {
                             Kind::Worker => {
                                 dt { "messages/s" } dd data-rate="messages" {
                                     @let by_outcome = nonzero(recent_sum(instance, "messages_per_s", 5));
-                                    @if by_outcome.is_empty() { "0" }
+                                    @if by_outcome.is_empty() { (if rates_known(instance) { "0" } else { "-" }) }
                                     @for (outcome, rate) in &by_outcome {
                                         span.rate { (outcome) " " (number(*rate)) } " "
                                     }

@@ -653,3 +653,31 @@ async fn a_burst_of_events_is_counted_whole_at_the_next_refresh() {
         &body[at..(at + 200).min(body.len())]
     );
 }
+
+/// A rate is the difference of two readings: after one scrape it is not known yet, and the
+/// card says "-", not 0.
+#[tokio::test]
+async fn a_rate_not_measured_yet_is_shown_as_unknown_not_zero() {
+    let db = TestDatabase::migrated().await;
+    let worker = fake_admin(
+        (200, "ready"),
+        "order_build_info{service=\"order-worker\",version=\"1.0.0\"} 1\norder_worker_messages_total{outcome=\"done\"} 7\n",
+    )
+    .await;
+    // One scrape (the first comes at once; the next a minute later).
+    let console = start(
+        &db,
+        &[
+            "--services",
+            &format!("worker=http://{worker}"),
+            "--scrape-ms",
+            "60000",
+        ],
+    )
+    .await;
+    let body = eventually(console.addr, "/fragments/services", 20, |b| {
+        b.contains("1/1 services ready")
+    })
+    .await;
+    assert!(body.contains("data-rate=\"messages\">-<"), "{body}");
+}

@@ -90,11 +90,12 @@ pub fn settings(database_url: &str, extra: &[&str]) -> order_console::config::Se
         "127.0.0.1:0",
         "--database-url",
         database_url,
-        "--scrape-ms",
-        "200",
         "--refresh-ms",
         "500",
     ];
+    if !extra.contains(&"--scrape-ms") {
+        args.extend(["--scrape-ms", "200"]);
+    }
     // Off unless given (the environment of scripts/check has queue URLs).
     for flag in [
         "--orders-queue-url",
