@@ -296,7 +296,8 @@ pub struct Consumer {
     redrive: std::sync::Mutex<RedriveLimit>,
 }
 
-/// The orders queue's `maxReceiveCount` (its redrive policy), read when first needed.
+/// The orders queue's `maxReceiveCount` (its redrive policy), read when first needed and again
+/// every few minutes.
 #[derive(Debug, Default)]
 struct RedriveLimit {
     known: Option<u32>,
@@ -305,6 +306,8 @@ struct RedriveLimit {
 
 /// How long the worker waits before asking again for a redrive policy it could not read.
 const REDRIVE_ASK_AGAIN: Duration = Duration::from_secs(60);
+/// How long a redrive policy read is kept before it is read again.
+const REDRIVE_KEEP: Duration = Duration::from_secs(300);
 
 /// How a message ended, as far as the queue is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,19 +337,19 @@ impl Consumer {
     }
 
     /// The queue's `maxReceiveCount`: the receive after it moves a message to the DLQ. Read
-    /// from the queue's redrive policy once; `None` while it cannot be read (asked again at
-    /// most every minute) or when the queue has none.
+    /// from the queue's redrive policy, and again every [`REDRIVE_KEEP`] (an operator may
+    /// change it while the worker runs); `None` until it could be read (asked again at most
+    /// every minute) or when the queue has none. A read that fails keeps the last count.
     async fn max_receives(&self) -> Option<u32> {
         {
             let limit = self.redrive.lock().unwrap_or_else(|e| e.into_inner());
-            if limit.known.is_some() {
+            let keep = if limit.known.is_some() {
+                REDRIVE_KEEP
+            } else {
+                REDRIVE_ASK_AGAIN
+            };
+            if limit.asked.is_some_and(|at| at.elapsed() < keep) {
                 return limit.known;
-            }
-            if limit
-                .asked
-                .is_some_and(|at| at.elapsed() < REDRIVE_ASK_AGAIN)
-            {
-                return None;
             }
         }
         let read = tokio::time::timeout(
@@ -358,29 +361,33 @@ impl Consumer {
                 .send(),
         )
         .await;
-        let known = match read {
-            Ok(Ok(output)) => output
-                .attributes()
-                .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
-                .and_then(|policy| max_receive_count(policy)),
+        // Some(policy's count, if any) when the queue answered; None when it did not.
+        let read = match read {
+            Ok(Ok(output)) => Some(
+                output
+                    .attributes()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
+                    .and_then(|policy| max_receive_count(policy)),
+            ),
             Ok(Err(error)) => {
-                tracing::warn!(error = %DisplayErrorContext(error), "the orders queue's redrive policy could not be read; messages at their last receive are released as any other");
+                tracing::warn!(error = %DisplayErrorContext(error), "the orders queue's redrive policy could not be read; messages at their last receive are released as any other until it is");
                 None
             }
             Err(_) => None,
         };
         let mut limit = self.redrive.lock().unwrap_or_else(|e| e.into_inner());
         limit.asked = Some(Instant::now());
-        if let Some(max) = known {
-            if limit.known.is_none() {
+        if let Some(count) = read {
+            if count != limit.known {
                 tracing::info!(
-                    max_receive_count = max,
+                    max_receive_count = ?count,
+                    before = ?limit.known,
                     "the orders queue moves a message to its DLQ after this many receives"
                 );
             }
-            limit.known = Some(max);
+            limit.known = count;
         }
-        known
+        limit.known
     }
 
     /// Whether releasing a message received `receive_count` times would let SQS move it to
