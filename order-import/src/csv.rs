@@ -86,7 +86,11 @@ struct RowTooLong;
 
 impl std::fmt::Display for RowTooLong {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "a row longer than {} bytes", crate::source::MAX_RECORD_BYTES)
+        write!(
+            f,
+            "a row longer than {} bytes",
+            crate::source::MAX_RECORD_BYTES
+        )
     }
 }
 

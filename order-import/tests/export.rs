@@ -181,7 +181,10 @@ fn an_unclosed_quote_in_a_large_table_stops_at_the_record_size_limit() {
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<String> = (0..40_000).map(|n| format!("A{n:07}")).collect();
     let mut rows: Vec<String> = ids.iter().map(|id| order_row(id)).collect();
-    rows[1] = format!("{},C1,EUR,standard,\"Ada,1 Main St,,Porto,,4000-322,PT", ids[1]);
+    rows[1] = format!(
+        "{},C1,EUR,standard,\"Ada,1 Main St,,Porto,,4000-322,PT",
+        ids[1]
+    );
     let history: Vec<String> = ids
         .iter()
         .map(|id| format!("{id},placed,2019-01-01T00:00:00Z,"))
@@ -192,7 +195,9 @@ fn an_unclosed_quote_in_a_large_table_stops_at_the_record_size_limit() {
         &rows.iter().map(String::as_str).collect::<Vec<_>>(),
         &history.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    let size = std::fs::metadata(dir.path().join("orders.csv")).unwrap().len();
+    let size = std::fs::metadata(dir.path().join("orders.csv"))
+        .unwrap()
+        .len();
     assert!(size > 2 << 20, "{size}");
     let error = records(dir.path(), Format::Csv).unwrap_err().to_string();
     assert!(

@@ -59,9 +59,18 @@ pub struct BreakerSettings {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Inner {
-    Closed { failures: u32 },
-    Open { since: Duration },
-    HalfOpen { in_flight: u32, successes: u32 },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        since: Duration,
+    },
+    HalfOpen {
+        in_flight: u32,
+        successes: u32,
+        /// Which half-open window (a trial answers for its own only).
+        window: u64,
+    },
 }
 
 /// The breaker refused the call.
@@ -94,6 +103,8 @@ pub struct CircuitBreaker {
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
     memory: Mutex<Memory>,
+    /// The next half-open window's number.
+    windows: std::sync::atomic::AtomicU64,
 }
 
 impl CircuitBreaker {
@@ -109,6 +120,7 @@ impl CircuitBreaker {
             clock,
             inner: Mutex::new(Inner::Closed { failures: 0 }),
             memory: Mutex::new(Memory::default()),
+            windows: std::sync::atomic::AtomicU64::new(0),
         };
         metrics::gauge!("order_worker_circuit_state", "provider" => name)
             .set(CircuitState::Closed.gauge());
@@ -166,18 +178,22 @@ impl CircuitBreaker {
     pub fn try_acquire(&self) -> Result<Permit<'_>, Refused> {
         let mut inner = self.lock();
         match *inner {
-            Inner::Closed { .. } => Ok(Permit::new(self, false)),
+            Inner::Closed { .. } => Ok(Permit::new(self, None)),
             Inner::Open { since } => {
                 let open_for = self.clock.now().saturating_sub(since);
                 if open_for >= self.settings.cooldown {
+                    let window = self
+                        .windows
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     *inner = Inner::HalfOpen {
                         in_flight: 1,
                         successes: 0,
+                        window,
                     };
                     drop(inner);
                     self.report(CircuitState::HalfOpen);
                     tracing::info!(provider = self.name, "circuit half-open: probing");
-                    Ok(Permit::new(self, true))
+                    Ok(Permit::new(self, Some(window)))
                 } else {
                     Err(Refused {
                         retry_in: self.settings.cooldown - open_for,
@@ -187,13 +203,15 @@ impl CircuitBreaker {
             Inner::HalfOpen {
                 in_flight,
                 successes,
+                window,
             } => {
                 if in_flight + successes < self.settings.half_open_calls {
                     *inner = Inner::HalfOpen {
                         in_flight: in_flight + 1,
                         successes,
+                        window,
                     };
-                    Ok(Permit::new(self, true))
+                    Ok(Permit::new(self, Some(window)))
                 } else {
                     Err(Refused {
                         retry_in: Duration::ZERO,
@@ -203,7 +221,9 @@ impl CircuitBreaker {
         }
     }
 
-    fn record(&self, probe: bool, success: bool) {
+    /// A call's answer; `probe` is the half-open window of a trial call (`None`: a call made
+    /// while closed). A trial of an earlier window counts in none after it.
+    fn record(&self, probe: Option<u64>, success: bool) {
         let mut inner = self.lock();
         let before = state_of(*inner);
         let after = match (*inner, success) {
@@ -211,9 +231,10 @@ impl CircuitBreaker {
                 Inner::HalfOpen {
                     in_flight,
                     successes,
+                    window,
                 },
                 true,
-            ) if probe => {
+            ) if probe == Some(window) => {
                 let successes = successes + 1;
                 if successes >= self.settings.half_open_calls {
                     Inner::Closed { failures: 0 }
@@ -221,10 +242,11 @@ impl CircuitBreaker {
                     Inner::HalfOpen {
                         in_flight: in_flight.saturating_sub(1),
                         successes,
+                        window,
                     }
                 }
             }
-            (Inner::HalfOpen { .. }, false) if probe => Inner::Open {
+            (Inner::HalfOpen { window, .. }, false) if probe == Some(window) => Inner::Open {
                 since: self.clock.now(),
             },
             (Inner::Closed { .. }, true) => Inner::Closed { failures: 0 },
@@ -261,16 +283,19 @@ impl CircuitBreaker {
 
     /// A trial call that never reported back (its call was cancelled): let another one
     /// through in its place.
-    fn abandon_probe(&self) {
+    fn abandon_probe(&self, probe: u64) {
         let mut inner = self.lock();
         if let Inner::HalfOpen {
             in_flight,
             successes,
+            window,
         } = *inner
+            && window == probe
         {
             *inner = Inner::HalfOpen {
                 in_flight: in_flight.saturating_sub(1),
                 successes,
+                window,
             };
         }
     }
@@ -303,12 +328,13 @@ fn state_of(inner: Inner) -> CircuitState {
 #[derive(Debug)]
 pub struct Permit<'a> {
     breaker: &'a CircuitBreaker,
-    probe: bool,
+    /// The half-open window of a trial call; `None` for a call made while closed.
+    probe: Option<u64>,
     reported: bool,
 }
 
 impl<'a> Permit<'a> {
-    fn new(breaker: &'a CircuitBreaker, probe: bool) -> Self {
+    fn new(breaker: &'a CircuitBreaker, probe: Option<u64>) -> Self {
         Self {
             breaker,
             probe,
@@ -316,7 +342,6 @@ impl<'a> Permit<'a> {
         }
     }
 
-    /// The call worked (or was answered with a business refusal).
     /// The call, made for `key` (an order), succeeded (or was answered: a refusal counts).
     pub fn success(mut self, key: Uuid) {
         self.reported = true;
@@ -334,8 +359,10 @@ impl<'a> Permit<'a> {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if !self.reported && self.probe {
-            self.breaker.abandon_probe();
+        if !self.reported
+            && let Some(window) = self.probe
+        {
+            self.breaker.abandon_probe(window);
         }
     }
 }
@@ -359,6 +386,44 @@ mod tests {
 
     fn fail(breaker: &CircuitBreaker) {
         breaker.try_acquire().unwrap().failure(Uuid::new_v4());
+    }
+
+    /// A trial call of an earlier half-open window that answers late counts in no later
+    /// window: two late successes do not close a circuit whose new window saw one trial.
+    #[test]
+    fn a_late_trial_of_an_earlier_window_counts_in_none_after_it() {
+        let clock = Arc::new(ManualClock::new());
+        let breaker = CircuitBreaker::new(
+            "test",
+            BreakerSettings {
+                failure_threshold: 1,
+                cooldown: Duration::from_secs(10),
+                half_open_calls: 3,
+            },
+            clock.clone(),
+        );
+        fail(&breaker);
+        clock.advance(Duration::from_secs(10));
+        let trials: Vec<Permit<'_>> = (0..3).map(|_| breaker.try_acquire().unwrap()).collect();
+        let mut trials = trials.into_iter();
+        trials.next().unwrap().failure(Uuid::new_v4());
+        assert_eq!(breaker.state(), CircuitState::Open);
+        clock.advance(Duration::from_secs(10));
+        let new_trial = breaker.try_acquire().unwrap();
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+        for late in trials {
+            late.success(Uuid::new_v4());
+        }
+        assert_eq!(
+            breaker.state(),
+            CircuitState::HalfOpen,
+            "late answers count not"
+        );
+        new_trial.success(Uuid::new_v4());
+        assert_eq!(breaker.state(), CircuitState::HalfOpen, "1 of 3 trials");
+        // The window's other two trials are still to be had.
+        assert!(breaker.try_acquire().is_ok());
+        assert!(breaker.try_acquire().is_ok());
     }
 
     #[test]
