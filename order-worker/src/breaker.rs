@@ -7,11 +7,8 @@
 //! Only transient failures count (timeouts, outages). A provider that answers "out of stock"
 //! or "declined" is healthy: that is a successful call with a negative answer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use uuid::Uuid;
 
 use crate::clock::Clock;
 
@@ -82,27 +79,12 @@ pub struct Refused {
 }
 
 /// One provider's circuit breaker.
-/// Who failed since when, and when a call last succeeded: an order whose calls keep failing
-/// while the provider answers others is failing on its own, not in an outage.
-#[derive(Debug, Default)]
-struct Memory {
-    /// Keys (orders) whose last call failed, with the time of the first failure since their
-    /// last success. Bounded: the oldest are forgotten past [`REMEMBERED_KEYS`].
-    failing_since: HashMap<Uuid, Duration>,
-    /// When any call last succeeded.
-    last_success: Option<Duration>,
-}
-
-/// How many failing keys a breaker remembers.
-const REMEMBERED_KEYS: usize = 10_000;
-
 #[derive(Debug)]
 pub struct CircuitBreaker {
     name: &'static str,
     settings: BreakerSettings,
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
-    memory: Mutex<Memory>,
     /// The next half-open window's number.
     windows: std::sync::atomic::AtomicU64,
 }
@@ -119,7 +101,6 @@ impl CircuitBreaker {
             },
             clock,
             inner: Mutex::new(Inner::Closed { failures: 0 }),
-            memory: Mutex::new(Memory::default()),
             windows: std::sync::atomic::AtomicU64::new(0),
         };
         metrics::gauge!("order_worker_circuit_state", "provider" => name)
@@ -135,43 +116,6 @@ impl CircuitBreaker {
     /// The state now.
     pub fn state(&self) -> CircuitState {
         state_of(*self.lock())
-    }
-
-    /// Whether `key`'s calls keep failing while the provider answered another call since
-    /// their first failure: a provider failing for that one order, not an outage. (With no
-    /// other call answered, an outage and an order failing alone look the same: the outage
-    /// is assumed.)
-    pub fn failing_alone(&self, key: Uuid) -> bool {
-        let memory = self.memory();
-        match (memory.failing_since.get(&key), memory.last_success) {
-            (Some(since), Some(success)) => success > *since,
-            _ => false,
-        }
-    }
-
-    fn remember(&self, key: Uuid, success: bool) {
-        let now = self.clock.now();
-        let mut memory = self.memory();
-        if success {
-            memory.failing_since.remove(&key);
-            memory.last_success = Some(now);
-            return;
-        }
-        if memory.failing_since.len() >= REMEMBERED_KEYS
-            && !memory.failing_since.contains_key(&key)
-            && let Some(oldest) = memory
-                .failing_since
-                .iter()
-                .min_by_key(|(_, since)| **since)
-                .map(|(k, _)| *k)
-        {
-            memory.failing_since.remove(&oldest);
-        }
-        memory.failing_since.entry(key).or_insert(now);
-    }
-
-    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
-        self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Ask to make a call. The permit must be told how the call went.
@@ -342,17 +286,15 @@ impl<'a> Permit<'a> {
         }
     }
 
-    /// The call, made for `key` (an order), succeeded (or was answered: a refusal counts).
-    pub fn success(mut self, key: Uuid) {
+    /// The call worked (or was answered with a business refusal).
+    pub fn success(mut self) {
         self.reported = true;
-        self.breaker.remember(key, true);
         self.breaker.record(self.probe, true);
     }
 
-    /// The call, made for `key` (an order), failed transiently.
-    pub fn failure(mut self, key: Uuid) {
+    /// The call failed transiently.
+    pub fn failure(mut self) {
         self.reported = true;
-        self.breaker.remember(key, false);
         self.breaker.record(self.probe, false);
     }
 }
@@ -385,7 +327,7 @@ mod tests {
     }
 
     fn fail(breaker: &CircuitBreaker) {
-        breaker.try_acquire().unwrap().failure(Uuid::new_v4());
+        breaker.try_acquire().unwrap().failure();
     }
 
     /// A trial call of an earlier half-open window that answers late counts in no later
@@ -406,20 +348,20 @@ mod tests {
         clock.advance(Duration::from_secs(10));
         let trials: Vec<Permit<'_>> = (0..3).map(|_| breaker.try_acquire().unwrap()).collect();
         let mut trials = trials.into_iter();
-        trials.next().unwrap().failure(Uuid::new_v4());
+        trials.next().unwrap().failure();
         assert_eq!(breaker.state(), CircuitState::Open);
         clock.advance(Duration::from_secs(10));
         let new_trial = breaker.try_acquire().unwrap();
         assert_eq!(breaker.state(), CircuitState::HalfOpen);
         for late in trials {
-            late.success(Uuid::new_v4());
+            late.success();
         }
         assert_eq!(
             breaker.state(),
             CircuitState::HalfOpen,
             "late answers count not"
         );
-        new_trial.success(Uuid::new_v4());
+        new_trial.success();
         assert_eq!(breaker.state(), CircuitState::HalfOpen, "1 of 3 trials");
         // The window's other two trials are still to be had.
         assert!(breaker.try_acquire().is_ok());
@@ -445,7 +387,7 @@ mod tests {
         let breaker = breaker(&clock);
         fail(&breaker);
         fail(&breaker);
-        breaker.try_acquire().unwrap().success(Uuid::new_v4());
+        breaker.try_acquire().unwrap().success();
         fail(&breaker);
         fail(&breaker);
         assert_eq!(breaker.state(), CircuitState::Closed, "not 3 in a row");
@@ -470,9 +412,9 @@ mod tests {
             breaker.try_acquire().is_err(),
             "only one probe at a time while half-open"
         );
-        probe.success(Uuid::new_v4());
+        probe.success();
         assert_eq!(breaker.state(), CircuitState::Closed);
-        breaker.try_acquire().unwrap().success(Uuid::new_v4());
+        breaker.try_acquire().unwrap().success();
     }
 
     fn seed_breaker(clock: &Arc<ManualClock>) -> CircuitBreaker {
@@ -506,10 +448,10 @@ mod tests {
             "only 3 trial calls while half-open"
         );
         let mut trials = trials.into_iter();
-        trials.next().unwrap().success(Uuid::new_v4());
-        trials.next().unwrap().success(Uuid::new_v4());
+        trials.next().unwrap().success();
+        trials.next().unwrap().success();
         assert_eq!(breaker.state(), CircuitState::HalfOpen, "2 of 3 successes");
-        trials.next().unwrap().success(Uuid::new_v4());
+        trials.next().unwrap().success();
         assert_eq!(breaker.state(), CircuitState::Closed);
     }
 
@@ -521,8 +463,8 @@ mod tests {
             fail(&breaker);
         }
         clock.advance(Duration::from_secs(10));
-        breaker.try_acquire().unwrap().success(Uuid::new_v4());
-        breaker.try_acquire().unwrap().failure(Uuid::new_v4());
+        breaker.try_acquire().unwrap().success();
+        breaker.try_acquire().unwrap().failure();
         assert_eq!(breaker.state(), CircuitState::Open);
         assert_eq!(
             breaker.try_acquire().unwrap_err().retry_in,
@@ -543,7 +485,7 @@ mod tests {
         drop(trials);
         assert_eq!(breaker.state(), CircuitState::HalfOpen);
         for _ in 0..3 {
-            breaker.try_acquire().unwrap().success(Uuid::new_v4());
+            breaker.try_acquire().unwrap().success();
         }
         assert_eq!(breaker.state(), CircuitState::Closed);
     }
@@ -556,7 +498,7 @@ mod tests {
             fail(&breaker);
         }
         clock.advance(Duration::from_secs(10));
-        breaker.try_acquire().unwrap().failure(Uuid::new_v4());
+        breaker.try_acquire().unwrap().failure();
         assert_eq!(breaker.state(), CircuitState::Open);
         clock.advance(Duration::from_secs(9));
         assert!(breaker.try_acquire().is_err());
@@ -575,7 +517,7 @@ mod tests {
         drop(breaker.try_acquire().unwrap());
         assert_eq!(breaker.state(), CircuitState::HalfOpen);
         let probe = breaker.try_acquire().unwrap();
-        probe.success(Uuid::new_v4());
+        probe.success();
         assert_eq!(breaker.state(), CircuitState::Closed);
     }
 
@@ -587,7 +529,7 @@ mod tests {
         for _ in 0..3 {
             fail(&breaker);
         }
-        slow.success(Uuid::new_v4());
+        slow.success();
         assert_eq!(breaker.state(), CircuitState::Open);
     }
 

@@ -495,7 +495,7 @@ impl Processor {
                 let inventory = &self.providers.inventory;
                 match guards
                     .inventory
-                    .call("reserve", order_id, || inventory.reserve(request.clone()))
+                    .call("reserve", || inventory.reserve(request.clone()))
                     .await
                 {
                     Ok(reservation_id) => Command::ReserveInventory { reservation_id },
@@ -512,7 +512,7 @@ impl Processor {
                 let payment = &self.providers.payment;
                 match guards
                     .payment
-                    .call("authorize", order_id, || payment.authorize(request.clone()))
+                    .call("authorize", || payment.authorize(request.clone()))
                     .await
                 {
                     Ok(payment_id) => Command::AuthorizePayment { payment_id, amount },
@@ -543,7 +543,7 @@ impl Processor {
                 let payment = &self.providers.payment;
                 guards
                     .payment
-                    .call("capture", order_id, || payment.capture(request.clone()))
+                    .call("capture", || payment.capture(request.clone()))
                     .await
                     .map_err(refusal_is_final)?;
                 Command::ConfirmOrder
@@ -576,7 +576,7 @@ impl Processor {
                 let shipping = &self.providers.shipping;
                 let shipment = guards
                     .shipping
-                    .call("ship", order_id, || shipping.ship(request.clone()))
+                    .call("ship", || shipping.ship(request.clone()))
                     .await
                     .map_err(refusal_is_final)?;
                 Command::ShipOrder {
@@ -607,7 +607,7 @@ impl Processor {
                 let inventory = &self.providers.inventory;
                 guards
                     .inventory
-                    .call("release", order_id, || inventory.release(request.clone()))
+                    .call("release", || inventory.release(request.clone()))
                     .await
                     .map_err(refusal_is_final)?;
                 Command::ReleaseInventory
@@ -626,7 +626,7 @@ impl Processor {
                 let payment = &self.providers.payment;
                 match guards
                     .payment
-                    .call("refund", order_id, || payment.refund(request.clone()))
+                    .call("refund", || payment.refund(request.clone()))
                     .await
                 {
                     Ok(()) => {}
@@ -651,7 +651,7 @@ impl Processor {
                         );
                         guards
                             .payment
-                            .call("refund", order_id, || payment.refund(refund.clone()))
+                            .call("refund", || payment.refund(refund.clone()))
                             .await
                             .map_err(refusal_is_final)?;
                     }
@@ -743,7 +743,7 @@ impl Processor {
             };
             if let Err(error) = guards
                 .inventory
-                .call("release", order_id, || inventory.release(request.clone()))
+                .call("release", || inventory.release(request.clone()))
                 .await
             {
                 return StepEnd::Failed(refusal_is_final(error));
@@ -767,7 +767,7 @@ impl Processor {
             };
             match guards
                 .payment
-                .call("refund", order_id, || payment.refund(void.clone()))
+                .call("refund", || payment.refund(void.clone()))
                 .await
             {
                 Ok(()) => {}
@@ -801,7 +801,7 @@ impl Processor {
             Ok(self
                 .guards
                 .inventory
-                .call("reserve", order_id, || inventory.reserve(request.clone()))
+                .call("reserve", || inventory.reserve(request.clone()))
                 .await
                 .map(Some))
         } else {
@@ -811,7 +811,7 @@ impl Processor {
             Ok(self
                 .guards
                 .payment
-                .call("authorize", order_id, || payment.authorize(request.clone()))
+                .call("authorize", || payment.authorize(request.clone()))
                 .await
                 .map(Some))
         }
@@ -826,9 +826,7 @@ impl Processor {
             let answer = self
                 .guards
                 .shipping
-                .call("delivery", request.order_id, || {
-                    shipping.delivery(request.clone())
-                })
+                .call("delivery", || shipping.delivery(request.clone()))
                 .await
                 .map_err(refusal_is_final)?;
             let hint = match answer {

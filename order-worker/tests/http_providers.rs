@@ -498,11 +498,10 @@ async fn the_guard_opens_on_an_outage_and_the_held_call_goes_through_when_it_end
         },
     );
     for _ in 0..4 {
-        let order = Uuid::new_v4();
         let answer = guard
-            .call("authorize", order, || {
+            .call("authorize", || {
                 http.payment
-                    .authorize(authorize(order, Uuid::new_v4(), "A"))
+                    .authorize(authorize(Uuid::new_v4(), Uuid::new_v4(), "A"))
             })
             .await;
         assert!(matches!(answer, Err(CallError::Unavailable { .. })));
@@ -511,7 +510,7 @@ async fn the_guard_opens_on_an_outage_and_the_held_call_goes_through_when_it_end
     // The fifth failure opens the circuit; that call is held, and so is every trial that
     // fails, until the outage ends.
     let order_id = Uuid::new_v4();
-    let held = guard.call("authorize", order_id, || {
+    let held = guard.call("authorize", || {
         http.payment
             .authorize(authorize(order_id, Uuid::new_v4(), "A"))
     });
@@ -529,11 +528,10 @@ async fn the_guard_opens_on_an_outage_and_the_held_call_goes_through_when_it_end
     assert!(answer.unwrap().starts_with("PAY-"));
     assert_eq!(stub.effects().authorizations[&order_id.to_string()], 1);
     for _ in 0..2 {
-        let order = Uuid::new_v4();
         guard
-            .call("authorize", order, || {
+            .call("authorize", || {
                 http.payment
-                    .authorize(authorize(order, Uuid::new_v4(), "A"))
+                    .authorize(authorize(Uuid::new_v4(), Uuid::new_v4(), "A"))
             })
             .await
             .unwrap();

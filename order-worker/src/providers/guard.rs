@@ -19,8 +19,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
 use crate::backoff::Backoff;
 use crate::breaker::{BreakerSettings, CircuitBreaker, CircuitState};
 use crate::clock::Clock;
@@ -115,16 +113,11 @@ impl Guard {
         self.breaker.state()
     }
 
-    /// Run `call` (a fresh future per attempt), made for `key` (the order), until it answers,
-    /// is refused or rejected, or the attempts run out. An open circuit is waited for (without
-    /// using up attempts) and, past the circuit wait, is an outage (`circuit_open`); unless
-    /// `key`'s calls keep failing while the provider answered others since: a provider
-    /// failing for one order is no outage, and that order's attempts run out as they would on
-    /// a closed circuit.
+    /// Run `call` (a fresh future per attempt) until it answers, is refused or rejected, or
+    /// the attempts run out.
     pub async fn call<T, F, Fut>(
         &self,
         operation: &'static str,
-        key: Uuid,
         mut call: F,
     ) -> Result<T, CallError>
     where
@@ -134,24 +127,11 @@ impl Guard {
         let provider = self.breaker.name();
         let attempts = self.settings.attempts.max(1);
         let mut last;
-        let mut last_failure: Option<String> = None;
         let mut attempt = 0;
         let mut circuit_waited = Duration::ZERO;
         loop {
             let permit = match self.breaker.try_acquire() {
                 Ok(permit) => permit,
-                Err(refused) if self.breaker.failing_alone(key) => {
-                    record(provider, operation, "circuit_open", Duration::ZERO);
-                    return Err(CallError::Unavailable {
-                        reason: format!(
-                            "{provider} {operation}: {refused}, while the provider answers other \
-                             orders ({last_seen})",
-                            last_seen = last_failure.as_deref().unwrap_or("earlier deliveries")
-                        ),
-                        retry_after: Some(refused.retry_in),
-                        circuit_open: false,
-                    });
-                }
                 Err(refused) => {
                     let pause = refused.retry_in.max(CIRCUIT_PAUSE)
                         + CIRCUIT_PAUSE.mul_f64(2.0 * self.random.unit());
@@ -173,17 +153,17 @@ impl Guard {
             let mut retry_after = None;
             match tokio::time::timeout(self.settings.timeout, call()).await {
                 Ok(Ok(value)) => {
-                    permit.success(key);
+                    permit.success();
                     record(provider, operation, "ok", started.elapsed());
                     return Ok(value);
                 }
                 Ok(Err(ProviderError::Refused(reason))) => {
-                    permit.success(key);
+                    permit.success();
                     record(provider, operation, "refused", started.elapsed());
                     return Err(CallError::Refused(reason));
                 }
                 Ok(Err(ProviderError::Rejected(reason))) => {
-                    permit.success(key);
+                    permit.success();
                     record(provider, operation, "rejected", started.elapsed());
                     return Err(CallError::Rejected(reason));
                 }
@@ -191,13 +171,13 @@ impl Guard {
                     reason,
                     retry_after: after,
                 })) => {
-                    permit.failure(key);
+                    permit.failure();
                     record(provider, operation, "transient", started.elapsed());
                     last = reason;
                     retry_after = after;
                 }
                 Err(_) => {
-                    permit.failure(key);
+                    permit.failure();
                     record(provider, operation, "timeout", started.elapsed());
                     last = format!(
                         "{provider} {operation}: no answer within {:?}",
@@ -209,10 +189,8 @@ impl Guard {
                 // The breaker's own line says it opened; this one says why.
                 tracing::warn!(provider, operation, reason = %last, "provider call failed; the circuit is open now");
             }
-            last_failure = Some(last.clone());
             if self.breaker.state() == CircuitState::Open
                 && circuit_waited < self.settings.circuit_wait
-                && !self.breaker.failing_alone(key)
             {
                 // The circuit is open (this failure may have opened it, or a trial call
                 // failed): wait for it like any other call, without using up an attempt.
@@ -296,11 +274,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let guard = guard(&clock);
         let result = guard
-            .call(
-                "authorize",
-                Uuid::new_v4(),
-                scripted(vec![transient(), transient(), Ok(7)]),
-            )
+            .call("authorize", scripted(vec![transient(), transient(), Ok(7)]))
             .await;
         assert_eq!(result, Ok(7));
         let sleeps = clock.sleeps();
@@ -324,7 +298,6 @@ mod tests {
             let result = guard
                 .call(
                     "authorize",
-                    Uuid::new_v4(),
                     scripted(vec![Err(ProviderError::Refused("declined".into()))]),
                 )
                 .await;
@@ -339,7 +312,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let guard = guard(&clock);
         let first = guard
-            .call("authorize", Uuid::new_v4(), scripted(vec![transient(); 3]))
+            .call("authorize", scripted(vec![transient(); 3]))
             .await;
         assert!(
             matches!(&first, Err(CallError::Unavailable { reason, circuit_open: false, .. }) if reason.contains("after 3 attempts")),
@@ -348,7 +321,7 @@ mod tests {
         assert_eq!(guard.circuit(), CircuitState::Closed, "3 of 5 failures");
         // Two more failures reach the threshold; the third attempt is refused by the breaker.
         let second = guard
-            .call("authorize", Uuid::new_v4(), scripted(vec![transient(); 3]))
+            .call("authorize", scripted(vec![transient(); 3]))
             .await;
         assert!(
             matches!(&second, Err(CallError::Unavailable { reason, circuit_open: true, .. }) if reason.contains("circuit open")),
@@ -364,17 +337,12 @@ mod tests {
                 std::future::ready(Ok::<u32, ProviderError>(1))
             }
         };
-        let refused = guard
-            .call("authorize", Uuid::new_v4(), counting.clone())
-            .await;
+        let refused = guard.call("authorize", counting.clone()).await;
         assert!(matches!(refused, Err(CallError::Unavailable { .. })));
         assert_eq!(*calls.lock().unwrap(), 0, "an open circuit does not call");
 
         clock.advance(Duration::from_secs(30));
-        assert_eq!(
-            guard.call("authorize", Uuid::new_v4(), counting).await,
-            Ok(1)
-        );
+        assert_eq!(guard.call("authorize", counting).await, Ok(1));
         assert_eq!(*calls.lock().unwrap(), 1);
         assert_eq!(guard.circuit(), CircuitState::Closed, "the probe closed it");
     }
@@ -392,7 +360,7 @@ mod tests {
             Arc::new(Random::seeded(1)),
         );
         let result = guard
-            .call("ship", Uuid::new_v4(), || async {
+            .call("ship", || async {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 Ok::<u32, ProviderError>(1)
             })
@@ -415,11 +383,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let guard = guard(&clock);
         let result = guard
-            .call(
-                "authorize",
-                Uuid::new_v4(),
-                scripted(vec![throttled(700), Ok(3)]),
-            )
+            .call("authorize", scripted(vec![throttled(700), Ok(3)]))
             .await;
         assert_eq!(result, Ok(3));
         assert_eq!(clock.sleeps(), vec![Duration::from_millis(700)]);
@@ -430,11 +394,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let guard = guard(&clock);
         let result = guard
-            .call(
-                "authorize",
-                Uuid::new_v4(),
-                scripted(vec![throttled(1), Ok(3)]),
-            )
+            .call("authorize", scripted(vec![throttled(1), Ok(3)]))
             .await;
         assert_eq!(result, Ok(3));
         let slept = clock.sleeps()[0];
@@ -446,11 +406,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let guard = guard(&clock);
         let result = guard
-            .call(
-                "authorize",
-                Uuid::new_v4(),
-                scripted(vec![throttled(30_000), Ok(3)]),
-            )
+            .call("authorize", scripted(vec![throttled(30_000), Ok(3)]))
             .await;
         assert_eq!(
             result,
@@ -471,7 +427,6 @@ mod tests {
             let result = guard
                 .call(
                     "reserve",
-                    Uuid::new_v4(),
                     scripted(vec![Err(ProviderError::Rejected("400".into()))]),
                 )
                 .await;
@@ -495,16 +450,12 @@ mod tests {
             Arc::new(Random::seeded(9)),
         );
         for _ in 0..5 {
-            let _ = guard
-                .call("authorize", Uuid::new_v4(), scripted(vec![transient()]))
-                .await;
+            let _ = guard.call("authorize", scripted(vec![transient()])).await;
         }
         assert_eq!(guard.circuit(), CircuitState::Open);
         let started = clock.now();
         // Held: no call while open; after the cooldown the trial calls go through.
-        let result = guard
-            .call("authorize", Uuid::new_v4(), scripted(vec![Ok(5)]))
-            .await;
+        let result = guard.call("authorize", scripted(vec![Ok(5)])).await;
         assert_eq!(result, Ok(5));
         let held = clock.now() - started;
         assert!(
@@ -513,125 +464,9 @@ mod tests {
         );
         assert_eq!(guard.circuit(), CircuitState::HalfOpen, "1 of 3 trials");
         for _ in 0..2 {
-            assert_eq!(
-                guard
-                    .call("authorize", Uuid::new_v4(), scripted(vec![Ok(1)]))
-                    .await,
-                Ok(1)
-            );
+            assert_eq!(guard.call("authorize", scripted(vec![Ok(1)])).await, Ok(1));
         }
         assert_eq!(guard.circuit(), CircuitState::Closed);
-    }
-
-    /// A provider failing for one order only, while it answers others: that order's failures
-    /// may open the circuit (the breaker counts consecutive failures), but it is no outage. It
-    /// neither waits for the circuit nor is answered `circuit_open` (which would send its
-    /// message again for ever instead of dead-lettering it); another order's call still waits
-    /// for the circuit as in an outage.
-    #[tokio::test]
-    async fn an_order_failing_while_the_provider_answers_others_is_no_outage() {
-        let clock = Arc::new(ManualClock::new());
-        let mut settings = guard(&clock).settings;
-        settings.circuit_wait = Duration::from_secs(300);
-        let guard = Guard::new(
-            "payment",
-            settings,
-            clock.clone(),
-            Arc::new(Random::seeded(9)),
-        );
-        let poison = Uuid::new_v4();
-        let first = guard
-            .call("authorize", poison, scripted(vec![transient(); 3]))
-            .await;
-        assert!(matches!(
-            first,
-            Err(CallError::Unavailable {
-                circuit_open: false,
-                ..
-            })
-        ));
-        // The provider answers another order.
-        assert_eq!(
-            guard
-                .call("authorize", Uuid::new_v4(), scripted(vec![Ok(1)]))
-                .await,
-            Ok(1)
-        );
-        // Two more deliveries of the poison order: 5 failures in a row open the circuit.
-        let _ = guard
-            .call("authorize", poison, scripted(vec![transient(); 3]))
-            .await;
-        let started = clock.now();
-        let third = guard
-            .call("authorize", poison, scripted(vec![transient(); 3]))
-            .await;
-        assert_eq!(guard.circuit(), CircuitState::Open);
-        assert!(
-            matches!(
-                &third,
-                Err(CallError::Unavailable {
-                    circuit_open: false,
-                    ..
-                })
-            ),
-            "{third:?}"
-        );
-        assert!(
-            clock.now() - started < Duration::from_secs(10),
-            "it did not wait for the circuit: {:?}",
-            clock.now() - started
-        );
-        // Its next delivery: refused at once, still its own failure.
-        let fourth = guard.call("authorize", poison, scripted(vec![Ok(1)])).await;
-        assert!(
-            matches!(
-                &fourth,
-                Err(CallError::Unavailable {
-                    circuit_open: false,
-                    ..
-                })
-            ),
-            "{fourth:?}"
-        );
-        // Another order waits for the circuit, and gets through on the trial.
-        assert_eq!(
-            guard
-                .call("authorize", Uuid::new_v4(), scripted(vec![Ok(2)]))
-                .await,
-            Ok(2)
-        );
-    }
-
-    /// With nothing answered since its failures began, one order failing looks like an
-    /// outage, and is handled as one: it waits for the circuit, then `circuit_open`.
-    #[tokio::test]
-    async fn an_order_failing_while_nothing_else_is_answered_is_an_outage() {
-        let clock = Arc::new(ManualClock::new());
-        let mut settings = guard(&clock).settings;
-        settings.circuit_wait = Duration::from_secs(5);
-        let guard = Guard::new(
-            "payment",
-            settings,
-            clock.clone(),
-            Arc::new(Random::seeded(9)),
-        );
-        let only = Uuid::new_v4();
-        let _ = guard
-            .call("authorize", only, scripted(vec![transient(); 3]))
-            .await;
-        let second = guard
-            .call("authorize", only, scripted(vec![transient(); 3]))
-            .await;
-        assert!(
-            matches!(
-                &second,
-                Err(CallError::Unavailable {
-                    circuit_open: true,
-                    ..
-                })
-            ),
-            "{second:?}"
-        );
     }
 
     #[tokio::test]
@@ -647,13 +482,9 @@ mod tests {
             Arc::new(Random::seeded(9)),
         );
         for _ in 0..5 {
-            let _ = guard
-                .call("authorize", Uuid::new_v4(), scripted(vec![transient()]))
-                .await;
+            let _ = guard.call("authorize", scripted(vec![transient()])).await;
         }
-        let result = guard
-            .call("authorize", Uuid::new_v4(), scripted(vec![Ok(5)]))
-            .await;
+        let result = guard.call("authorize", scripted(vec![Ok(5)])).await;
         assert!(
             matches!(&result, Err(CallError::Unavailable { retry_after: Some(after), .. }) if *after == Duration::from_secs(30)),
             "{result:?}"
