@@ -154,10 +154,6 @@ pub struct Guards {
 /// minimum (docs/providers.md).
 pub const PROVIDER_KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// An event older than this when its message arrives was published long ago: the message was
-/// redriven or republished, and an earlier delivery may have called a provider for it.
-pub const FIRST_DELIVERY_WITHIN: Duration = Duration::from_secs(15 * 60);
-
 /// Handles one event: the saga step it asks for.
 #[derive(Debug)]
 pub struct Processor {
@@ -202,21 +198,6 @@ impl Processor {
     pub fn with_key_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.key_lifetime = lifetime;
         self
-    }
-
-    /// Whether `trigger` is older than a first delivery ever is: a tenth of the providers'
-    /// key lifetime, at most [`FIRST_DELIVERY_WITHIN`] (the projector publishes within
-    /// seconds; a message received again counts by its receive count).
-    fn published_long_ago(&self, trigger: &pb::Event) -> bool {
-        let window = self.key_lifetime.map_or(FIRST_DELIVERY_WITHIN, |lifetime| {
-            (lifetime / 10).min(FIRST_DELIVERY_WITHIN)
-        });
-        trigger
-            .recorded_at
-            .as_ref()
-            .and_then(|t| std::time::SystemTime::try_from(*t).ok())
-            .and_then(|recorded| std::time::SystemTime::now().duration_since(recorded).ok())
-            .is_some_and(|age| age > window)
     }
 
     /// `Ok` when `call` (idempotency key `key`) may be sent for `trigger`'s step.
@@ -296,10 +277,6 @@ impl Processor {
                 );
             }
         };
-        // A message received for the first time may still have been delivered before: one
-        // redriven from the DLQ, or republished after a restore, starts its receive count
-        // again. An event this old was published long ago: count it as delivered before.
-        let redelivered = redelivered || self.published_long_ago(&trigger);
         let steps = match saga::steps(&trigger) {
             Ok(steps) if steps.is_empty() => return Outcome::Ignored,
             Ok(steps) => steps,
