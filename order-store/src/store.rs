@@ -384,9 +384,11 @@ impl EventStore {
         }
         let params = Params::new(appends);
         let rows = self.run_append(APPEND_SQL, &params.as_sql()).await?;
+        // The statement committed: from here on, an answer that cannot be read leaves its
+        // outcome unknown to the callers (never "nothing was written", never run again).
         let commands: usize = appends.iter().map(|a| a.commands.len()).sum();
         if rows.len() != commands {
-            return Err(WriteFailure::Other(Error::Database(format!(
+            return Err(WriteFailure::Unknown(Error::Database(format!(
                 "the append returned {} rows for {commands} commands",
                 rows.len()
             ))));
@@ -396,11 +398,11 @@ impl EventStore {
             .map(|a| Vec::with_capacity(a.commands.len()))
             .collect();
         for row in &rows {
-            let (job, command) = read_row(row).map_err(WriteFailure::Other)?;
+            let (job, command) = read_row(row).map_err(WriteFailure::Unknown)?;
             per_append
                 .get_mut(job)
                 .ok_or_else(|| {
-                    WriteFailure::Other(Error::Database(
+                    WriteFailure::Unknown(Error::Database(
                         "the append answered an unknown index".into(),
                     ))
                 })?
@@ -462,7 +464,8 @@ impl EventStore {
         let rows = self
             .run_append(APPEND_NEW_STREAMS_SQL, &params.as_sql())
             .await?;
-        let outcomes = new_stream_outcomes(appends, &rows).map_err(WriteFailure::Other)?;
+        // Committed: an answer that cannot be read leaves the outcome unknown.
+        let outcomes = new_stream_outcomes(appends, &rows).map_err(WriteFailure::Unknown)?;
         // Full channel = a NOTIFY is already due; nothing to add.
         let _ = self.inner.notify.try_send(());
         Ok(outcomes)
