@@ -230,6 +230,8 @@ impl StoreConfig {
             .create_timeout(Some(self.connect_timeout))
             .recycle_timeout(Some(self.connect_timeout))
             .pre_recycle(crate::recycle::pre_recycle_hook())
+            .post_recycle(crate::recycle::acquired_hook())
+            .post_create(crate::recycle::acquired_hook())
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::InvalidInput(format!("connection pool: {e}")))

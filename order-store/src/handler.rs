@@ -434,7 +434,7 @@ impl<A: Aggregate> CommandHandler<A> {
     ) -> Result<((A, u64), Vec<(Uuid, CommandRecord)>, bool), Error> {
         self.store
             .timed(async {
-                let client = self.store.pool().get().await?;
+                let client = self.store.connection().await?;
                 let loaded = load(&client, stream_id, command_ids, 0).await?;
                 if loaded.category.as_deref().is_some_and(|c| c != A::CATEGORY) {
                     let version = loaded.events.last().map_or(0, |e| e.0);

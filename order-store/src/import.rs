@@ -384,7 +384,7 @@ impl EventStore {
     pub async fn import_begin(&self, name: &str, source: &str) -> Result<ImportRecord, Error> {
         check_name(name)?;
         check_source(source)?;
-        let client = self.pool().get().await?;
+        let client = self.connection().await?;
         // One statement: two runs beginning at once with different sources cannot both pass.
         let sql = format!(
             "INSERT INTO orders.imports AS i (name, runs, source) VALUES ($1, 1, $2) \
@@ -418,7 +418,7 @@ impl EventStore {
     /// The progress row of the import `name`, if it ever ran.
     pub async fn import_status(&self, name: &str) -> Result<Option<ImportRecord>, Error> {
         check_name(name)?;
-        let client = self.pool().get().await?;
+        let client = self.connection().await?;
         let sql = format!("SELECT {RECORD_COLUMNS} FROM orders.imports WHERE name = $1");
         let row = client.query_opt(&sql, &[&name]).await?;
         Ok(row.as_ref().map(record_from_row).transpose()?)
@@ -431,7 +431,7 @@ impl EventStore {
         progress: ImportProgress,
     ) -> Result<ImportRecord, Error> {
         check_name(name)?;
-        let client = self.pool().get().await?;
+        let client = self.connection().await?;
         let sql = format!(
             "UPDATE orders.imports SET orders_read = $2, orders_rejected = $3, \
                  finished_at = now(), updated_at = now() \
@@ -522,7 +522,7 @@ impl EventStore {
         events: &std::collections::HashMap<Uuid, Uuid>,
     ) -> Result<Option<Uuid>, Error> {
         let ids: Vec<Uuid> = events.keys().copied().collect();
-        let client = self.pool().get().await?;
+        let client = self.connection().await?;
         let rows = client
             .query(
                 "SELECT event_id, stream_id FROM orders.events WHERE event_id = ANY($1)",
@@ -546,7 +546,7 @@ impl EventStore {
         ids: &[Uuid],
         progress: ImportProgress,
     ) -> Result<Result<ImportBatchOutcome, LostRace>, Error> {
-        let mut client = self.pool().get().await?;
+        let mut client = self.connection().await?;
         let transaction = client.transaction().await?;
         // What the log holds of the batch's streams, compared with what they tell now.
         let mut logged: std::collections::HashMap<Uuid, Vec<tokio_postgres::Row>> =

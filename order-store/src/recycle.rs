@@ -14,8 +14,9 @@
 //! pools (order-grpc's primary and read-replica pools) reconnects both, which costs a connect
 //! per pooled connection and happens only when a server changes or stops answering.
 
-use std::sync::LazyLock;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Hook, HookError};
@@ -91,6 +92,61 @@ pub(crate) fn pre_recycle_hook() -> Hook {
         } else {
             Ok(())
         }
+    })
+}
+
+tokio::task_local! {
+    /// Where the call being timed (see [`crate::EventStore::timed`]) stands with the pool:
+    /// 0 it asked for no connection, 1 it waits for one, 2 + n it got one n nanoseconds after
+    /// `BASE`.
+    static ACQUIRED: Arc<AtomicU64>;
+}
+
+/// Run `call` noting how it stands with the pool (see [`waiting_for_connection`] and the
+/// pool's hooks): returns the call and the note to read while it runs.
+pub(crate) fn noting_acquisition<F: Future>(
+    call: F,
+) -> (impl Future<Output = F::Output>, Arc<AtomicU64>) {
+    let note = Arc::new(AtomicU64::new(0));
+    (ACQUIRED.scope(note.clone(), call), note)
+}
+
+/// How a timed call stands with the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pooled {
+    /// It asked for no pooled connection (it uses one it was given).
+    NotAsked,
+    /// It waits for a free connection.
+    Waiting,
+    /// It got one at this instant.
+    Since(Instant),
+}
+
+pub(crate) fn pooled(note: &AtomicU64) -> Pooled {
+    match note.load(Ordering::Relaxed) {
+        0 => Pooled::NotAsked,
+        1 => Pooled::Waiting,
+        n => Pooled::Since(*BASE + Duration::from_nanos(n - 2)),
+    }
+}
+
+/// Note that the call being timed is about to wait for a pooled connection.
+pub(crate) fn waiting_for_connection() {
+    let _ = ACQUIRED.try_with(|note| note.store(1, Ordering::Relaxed));
+}
+
+/// The pool hook (after a connection is made or checked for reuse) that notes, for the call
+/// being timed, that it has its connection.
+pub(crate) fn acquired_hook() -> Hook {
+    LazyLock::force(&BASE);
+    Hook::sync_fn(|_, _| {
+        let _ = ACQUIRED.try_with(|note| {
+            note.store(
+                nanos_since_base(Instant::now()).saturating_add(2),
+                Ordering::Relaxed,
+            );
+        });
+        Ok(())
     })
 }
 

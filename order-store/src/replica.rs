@@ -61,7 +61,7 @@ impl EventStore {
         give_up: Instant,
     ) -> Result<Result<Object, u64>, Error> {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
-        let client = self.timed(async { Ok(self.pool().get().await?) }).await?;
+        let client = self.timed(self.connection()).await?;
         loop {
             let (reached, at) = self
                 .timed(async {

@@ -174,28 +174,59 @@ impl EventStore {
         &self.inner.config
     }
 
-    /// Run a database call with the client-side time limit.
+    /// Run a database call with the client-side time limit, counted from when the call got
+    /// its pooled connection (a wait for a busy pool takes none of its time). A call that got
+    /// no connection in that time is [`Error::Unavailable`] (an exhausted pool); one that got
+    /// it and had no answer is [`Error::Timeout`], and every pooled connection opened before
+    /// is replaced (the server is gone or cut off).
     pub async fn timed<T, F>(&self, call: F) -> Result<T, Error>
     where
         F: Future<Output = Result<T, Error>>,
     {
-        match tokio::time::timeout(self.inner.config.call_timeout(), call).await {
-            Ok(result) => result,
-            Err(_) => {
-                // No answer at all: the server is gone or cut off; do not hand out its other
-                // connections either.
-                crate::recycle::discard_connections_opened_before_now(
-                    crate::recycle::Reason::NoAnswer,
-                );
-                Err(Error::Timeout)
+        let limit = self.inner.config.call_timeout();
+        let (call, note) = crate::recycle::noting_acquisition(call);
+        let mut call = std::pin::pin!(call);
+        let mut deadline = tokio::time::Instant::now() + limit;
+        loop {
+            tokio::select! {
+                result = &mut call => return result,
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+            match crate::recycle::pooled(&note) {
+                // Got its connection after the call began: its time counts from then.
+                crate::recycle::Pooled::Since(at)
+                    if tokio::time::Instant::from_std(at) + limit > deadline =>
+                {
+                    deadline = tokio::time::Instant::from_std(at) + limit;
+                }
+                crate::recycle::Pooled::Waiting => {
+                    return Err(Error::Unavailable(format!(
+                        "no free pooled database connection within {} s",
+                        limit.as_secs_f64()
+                    )));
+                }
+                _ => {
+                    // No answer at all: the server is gone or cut off; do not hand out its
+                    // other connections either.
+                    crate::recycle::discard_connections_opened_before_now(
+                        crate::recycle::Reason::NoAnswer,
+                    );
+                    return Err(Error::Timeout);
+                }
             }
         }
+    }
+
+    /// A pooled connection, noting for [`EventStore::timed`] that the call waits for one.
+    pub(crate) async fn connection(&self) -> Result<deadpool_postgres::Object, Error> {
+        crate::recycle::waiting_for_connection();
+        Ok(self.inner.pool.get().await?)
     }
 
     /// A round trip to the database.
     pub async fn ping(&self) -> Result<(), Error> {
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             client.simple_query("SELECT 1").await?;
             Ok(())
         })
@@ -205,7 +236,7 @@ impl EventStore {
     /// Whether the database answers and has every migration this binary knows.
     pub async fn is_ready(&self) -> Result<bool, Error> {
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             crate::migrate::is_current(&client).await
         })
         .await
@@ -432,8 +463,7 @@ impl EventStore {
     ) -> Result<Vec<tokio_postgres::Row>, WriteFailure> {
         let call = async {
             // Neither sends the append: a failure here wrote nothing.
-            let client =
-                (self.inner.pool.get().await).map_err(|error| WriteFailure::Other(error.into()))?;
+            let client = (self.connection().await).map_err(WriteFailure::Other)?;
             let statement = (client.prepare_cached(sql).await)
                 .map_err(|error| WriteFailure::Other(error.into()))?;
             match client.query(&statement, params).await {
@@ -529,7 +559,7 @@ impl EventStore {
     /// one found there (a collision is with a committed event: the index waited for it).
     async fn event_id_in_log(&self, ids: &[Uuid]) -> Result<Error, Error> {
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             let row = client
                 .query_opt(
                     "SELECT event_id FROM orders.events WHERE event_id = ANY($1) \
@@ -553,7 +583,7 @@ impl EventStore {
     /// What these command ids were recorded with, for those that were.
     pub async fn find_commands(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, CommandRecord)>, Error> {
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             find_commands(&client, ids).await
         })
         .await
@@ -575,7 +605,7 @@ impl EventStore {
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, Error> {
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             read_stream(&client, stream_id, after_version).await
         })
         .await
@@ -591,7 +621,7 @@ impl EventStore {
         limit: Option<u32>,
     ) -> Result<StreamSlice, Error> {
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             read_stream_slice(&client, stream_id, after_version, limit).await
         })
         .await
@@ -605,7 +635,7 @@ impl EventStore {
     /// passed by nobody; nothing is ever skipped.
     pub async fn read_all(&self, after: Cursor, limit: u32) -> Result<Vec<RecordedEvent>, Error> {
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             read_all(&client, after, limit).await
         })
         .await
@@ -638,7 +668,7 @@ impl EventStore {
         categories: Option<&[&str]>,
     ) -> Result<CategoryPage, Error> {
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             let statement = client.prepare_cached(&READ_ALL_IN_SQL).await?;
             let position = i64::try_from(after.global_position).unwrap_or(i64::MAX);
             let rows = client
@@ -685,7 +715,7 @@ impl EventStore {
     pub async fn cursor_before_position(&self, position: u64) -> Result<Cursor, Error> {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             let row = client
                 .query_one(
                     "SELECT least(
@@ -715,7 +745,7 @@ impl EventStore {
             i64::try_from(through).unwrap_or(i64::MAX),
         );
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             let statement = client.prepare_cached(&READ_RANGE_SQL).await?;
             let rows = client
                 .query(&statement, &[&after, &through, &i64::from(limit)])
@@ -728,7 +758,7 @@ impl EventStore {
     /// The highest global position written so far (0 for an empty log).
     pub async fn head_position(&self) -> Result<u64, Error> {
         self.timed(async {
-            let client = self.inner.pool.get().await?;
+            let client = self.connection().await?;
             let row = client
                 .query_one(
                     "SELECT coalesce(max(global_position), 0) FROM orders.events",

@@ -87,7 +87,7 @@ impl EventStore {
         preempt: bool,
     ) -> Result<Option<(Lease, Cursor)>, Error> {
         self.timed(async {
-            let client = self.pool().get().await?;
+            let client = self.connection().await?;
             client
                 .execute(
                     "INSERT INTO orders.subscriptions (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
@@ -124,7 +124,7 @@ impl EventStore {
     /// Extend the lease; `false` when it was lost (another instance or an operator took it).
     pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, Error> {
         self.timed(async {
-            let client = self.pool().get().await?;
+            let client = self.connection().await?;
             let renewed = client
                 .execute(
                     "UPDATE orders.subscriptions
@@ -146,7 +146,7 @@ impl EventStore {
     /// Give the lease up so that a standby can take over at once.
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), Error> {
         self.timed(async {
-            let client = self.pool().get().await?;
+            let client = self.connection().await?;
             client
                 .execute(
                     "UPDATE orders.subscriptions SET owner = NULL, lease_expires_at = NULL, updated_at = now()
@@ -163,7 +163,7 @@ impl EventStore {
     pub async fn record_subscription_error(&self, lease: &Lease, error: &str) -> Result<(), Error> {
         let error: String = error.chars().take(MAX_ERROR_LEN).collect();
         self.timed(async {
-            let client = self.pool().get().await?;
+            let client = self.connection().await?;
             client
                 .execute(
                     "UPDATE orders.subscriptions SET last_error = $4, last_error_at = now(), updated_at = now()
@@ -179,7 +179,7 @@ impl EventStore {
     /// Every subscription's state.
     pub async fn subscriptions(&self) -> Result<Vec<SubscriptionState>, Error> {
         self.timed(async {
-            let client = self.pool().get().await?;
+            let client = self.connection().await?;
             let rows = client
                 .query(
                     &format!("SELECT {STATE_COLUMNS} FROM orders.subscriptions ORDER BY name"),
@@ -194,7 +194,7 @@ impl EventStore {
     /// The checkpoint of one subscription (the start of the log if it never ran).
     pub async fn checkpoint(&self, subscription: &str) -> Result<Cursor, Error> {
         self.timed(async {
-            let client = self.pool().get().await?;
+            let client = self.connection().await?;
             let statement = client
                 .prepare_cached(
                     "SELECT checkpoint_xid, checkpoint_position FROM orders.subscriptions WHERE name = $1",
@@ -216,7 +216,7 @@ impl EventStore {
     /// far behind a subscriber at that cursor is, in time.
     pub async fn first_recorded_after(&self, cursor: Cursor) -> Result<Option<SystemTime>, Error> {
         self.timed(async {
-            let client = self.pool().get().await?;
+            let client = self.connection().await?;
             let statement = client
                 .prepare_cached(
                     "SELECT recorded_at FROM orders.events
@@ -242,7 +242,7 @@ impl EventStore {
     pub async fn cursor_of_position(&self, position: u64) -> Result<Option<Cursor>, Error> {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
         self.timed(async {
-            let client = self.pool().get().await?;
+            let client = self.connection().await?;
             let statement = client
                 .prepare_cached(
                     "SELECT transaction_id FROM orders.events WHERE global_position = $1",

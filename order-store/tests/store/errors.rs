@@ -243,3 +243,47 @@ async fn store_sessions_never_compile_a_query_however_large_its_estimate() {
         );
     }
 }
+
+/// A call's time limit counts from when it has its connection: a caller that waited for a
+/// busy pool, then ran a statement well within the server's limit, is answered, and nothing is
+/// taken for a server that stopped answering (the pool's connections are kept).
+#[tokio::test]
+async fn a_call_that_waited_for_a_connection_still_has_its_whole_time() {
+    let t = test_store_with(|c| {
+        c.pool_size = 1;
+        c.pool_wait_timeout = Duration::from_secs(3);
+        c.statement_timeout = Duration::from_secs(5); // a call may take 7 s
+    })
+    .await;
+    let held = t.store.pool().get().await.unwrap();
+    let pid: i32 = held
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        drop(held);
+    });
+    let store = t.store.clone();
+    let answered = store
+        .timed(async {
+            let client = store.pool().get().await?;
+            client.simple_query("SELECT pg_sleep(4.8)").await?;
+            Ok(())
+        })
+        .await;
+    release.await.unwrap();
+    assert!(answered.is_ok(), "{answered:?}");
+    let again: i32 = t
+        .store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(again, pid, "the pool's connection was kept");
+}
