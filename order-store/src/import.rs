@@ -65,15 +65,17 @@ pub struct ImportBatchOutcome {
     pub streams_appended: u64,
     /// Events appended by this batch (to new streams and to updated ones).
     pub events_appended: u64,
-    /// Streams of the batch that were in the log already, whole (appended by an earlier or a
-    /// concurrent run), or with more events than told now, and were left alone.
+    /// Streams of the batch that were in the log already, whole and as told now (appended by
+    /// an earlier or a concurrent run), or whole and followed by events this system recorded
+    /// since (the order lives here now, its legacy record unchanged). Left alone.
     pub streams_present: u64,
     /// Streams the log held the start of, imported from the same legacy record: the rest of
     /// their told history was appended (the legacy order moved on since an earlier run).
     pub streams_updated: u64,
-    /// Streams the log held the start of that could not be updated, and why: an event
-    /// recorded by this system since the import (the order lives here now), or an imported
-    /// event that the legacy record now tells differently. Left alone.
+    /// Streams the log held (the start of, or all of) that differ from their record, and why:
+    /// the record moved on while this system recorded events of its own (the order lives here
+    /// now), or an imported event that the legacy record now tells differently or no longer
+    /// tells. Left alone.
     pub streams_diverged: Vec<(Uuid, String)>,
 }
 

@@ -342,7 +342,7 @@ impl Consumer {
     /// every minute) or when the queue has none. A read that fails keeps the last count.
     async fn max_receives(&self) -> Option<u32> {
         {
-            let limit = self.redrive.lock().unwrap_or_else(|e| e.into_inner());
+            let mut limit = self.redrive.lock().unwrap_or_else(|e| e.into_inner());
             let keep = if limit.known.is_some() {
                 REDRIVE_KEEP
             } else {
@@ -350,6 +350,10 @@ impl Consumer {
             };
             if limit.asked.is_some_and(|at| at.elapsed() < keep) {
                 return limit.known;
+            }
+            // One reader at a time: the others go on with the count known until it answers.
+            if limit.known.is_some() {
+                limit.asked = Some(Instant::now());
             }
         }
         let read = tokio::time::timeout(

@@ -293,7 +293,8 @@ impl Processor {
                 Some(log) => log,
                 None => match self.read_log(event.subject, known, context).await {
                     Ok(log) => log,
-                    Err(outcome) => return outcome,
+                    // A step failed before: its outcome is the message's.
+                    Err(outcome) => return failed.unwrap_or(outcome),
                 },
             };
             match self

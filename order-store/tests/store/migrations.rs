@@ -59,8 +59,6 @@ async fn concurrent_migrations_apply_each_migration_once() {
     assert_eq!(history as i32, order_store::migrate::latest_version());
 }
 
-/// A newer release's migration applied beside this binary (a blue/green deploy, or a rollback
-/// to this one): the schema is still current for it, and its store ready.
 /// An instance that waits for another's migrations longer than the store's statement time
 /// limit still migrates: the wait for the lock, and the migrations, are not time-limited.
 #[tokio::test]
@@ -88,6 +86,8 @@ async fn a_migration_waiting_for_another_longer_than_the_statement_limit_still_r
     assert!(!report.applied.is_empty(), "{report:?}");
 }
 
+/// A newer release's migration applied beside this binary (a blue/green deploy, or a rollback
+/// to this one): the schema is still current for it, and its store ready.
 #[tokio::test]
 async fn a_schema_a_newer_release_migrated_further_is_still_current() {
     let db = TestDatabase::migrated().await;
