@@ -73,6 +73,23 @@ async fn reserves_answered_503(stack: &Stack, extra: &[&str]) -> (Stub, Worker) 
     (stub, worker)
 }
 
+/// The DLQ's messages once there are any (within a minute; panics with the stub's effects).
+async fn dead_letters(stack: &Stack, stub: &Stub) -> Vec<aws_sdk_sqs::types::Message> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let dead = stack.drain_dlq().await;
+        if !dead.is_empty() {
+            return dead;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing dead-lettered: {:?}",
+            stub.effects()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn types(events: &[pb::Event]) -> Vec<&str> {
     events.iter().map(|e| e.event_type.as_str()).collect()
 }
@@ -293,19 +310,7 @@ async fn a_message_first_received_past_the_key_lifetime_is_dead_lettered_not_sen
     let worker = stack
         .http_worker(&stub, &["--provider-key-lifetime-seconds", "2"])
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let dead = loop {
-        let dead = stack.drain_dlq().await;
-        if !dead.is_empty() {
-            break dead;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing dead-lettered: {:?}",
-            stub.effects()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let dead = dead_letters(&stack, &stub).await;
     let kind = dead[0]
         .message_attributes()
         .and_then(|a| a.get("dlq_kind"))
@@ -337,19 +342,7 @@ async fn a_call_to_repeat_past_the_providers_key_lifetime_is_dead_lettered_not_s
     })
     .await;
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let dead = loop {
-        let dead = stack.drain_dlq().await;
-        if !dead.is_empty() {
-            break dead;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing dead-lettered: {:?}",
-            stub.effects()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let dead = dead_letters(&stack, &stub).await;
     assert_eq!(dead.len(), 1);
     let attributes = dead[0].message_attributes().cloned().unwrap_or_default();
     let attribute = |name: &str| {

@@ -124,24 +124,11 @@ async fn a_pool_wait_longer_than_a_call_is_still_an_exhausted_pool() {
     })
     .await;
     let held = t.store.pool().get().await.unwrap();
-    let pid: i32 = held
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let pid = backend_pid(&held).await;
     let result = t.store.read_stream(Uuid::new_v4(), 0).await;
     assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
     drop(held);
-    let again: i32 = t
-        .store
-        .pool()
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let again = backend_pid(&t.store.pool().get().await.unwrap()).await;
     assert_eq!(again, pid, "the pool's connection was kept");
 }
 
@@ -256,11 +243,7 @@ async fn a_call_that_waited_for_a_connection_still_has_its_whole_time() {
     })
     .await;
     let held = t.store.pool().get().await.unwrap();
-    let pid: i32 = held
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let pid = backend_pid(&held).await;
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         drop(held);
@@ -275,15 +258,15 @@ async fn a_call_that_waited_for_a_connection_still_has_its_whole_time() {
         .await;
     release.await.unwrap();
     assert!(answered.is_ok(), "{answered:?}");
-    let again: i32 = t
-        .store
-        .pool()
-        .get()
-        .await
-        .unwrap()
+    let again = backend_pid(&t.store.pool().get().await.unwrap()).await;
+    assert_eq!(again, pid, "the pool's connection was kept");
+}
+
+/// The server process behind a pooled connection.
+async fn backend_pid(client: &deadpool_postgres::Object) -> i32 {
+    client
         .query_one("SELECT pg_backend_pid()", &[])
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(again, pid, "the pool's connection was kept");
+        .get(0)
 }
