@@ -112,26 +112,6 @@ async fn an_exhausted_pool_fails_fast_instead_of_queueing() {
     );
 }
 
-/// A pool wait set longer than a call may take is cut to half the call's time: an exhausted
-/// pool is reported unavailable, never taken for a server that stopped answering (which
-/// would discard every connection of the process).
-#[tokio::test]
-async fn a_pool_wait_longer_than_a_call_is_still_an_exhausted_pool() {
-    let t = test_store_with(|c| {
-        c.pool_size = 1;
-        c.pool_wait_timeout = Duration::from_secs(10);
-        c.statement_timeout = Duration::from_secs(1); // a call may take 3 s
-    })
-    .await;
-    let held = t.store.pool().get().await.unwrap();
-    let pid = backend_pid(&held).await;
-    let result = t.store.read_stream(Uuid::new_v4(), 0).await;
-    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
-    drop(held);
-    let again = backend_pid(&t.store.pool().get().await.unwrap()).await;
-    assert_eq!(again, pid, "the pool's connection was kept");
-}
-
 #[tokio::test]
 async fn a_slow_statement_hits_the_statement_timeout() {
     let t = test_store_with(|c| c.statement_timeout = Duration::from_millis(200)).await;
@@ -229,44 +209,4 @@ async fn store_sessions_never_compile_a_query_however_large_its_estimate() {
             "the server compiles it by default: {default}"
         );
     }
-}
-
-/// A call's time limit counts from when it has its connection: a caller that waited for a
-/// busy pool, then ran a statement well within the server's limit, is answered, and nothing is
-/// taken for a server that stopped answering (the pool's connections are kept).
-#[tokio::test]
-async fn a_call_that_waited_for_a_connection_still_has_its_whole_time() {
-    let t = test_store_with(|c| {
-        c.pool_size = 1;
-        c.pool_wait_timeout = Duration::from_secs(3);
-        c.statement_timeout = Duration::from_secs(5); // a call may take 7 s
-    })
-    .await;
-    let held = t.store.pool().get().await.unwrap();
-    let pid = backend_pid(&held).await;
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        drop(held);
-    });
-    let store = t.store.clone();
-    let answered = store
-        .timed(async {
-            let client = store.pool().get().await?;
-            client.simple_query("SELECT pg_sleep(4.8)").await?;
-            Ok(())
-        })
-        .await;
-    release.await.unwrap();
-    assert!(answered.is_ok(), "{answered:?}");
-    let again = backend_pid(&t.store.pool().get().await.unwrap()).await;
-    assert_eq!(again, pid, "the pool's connection was kept");
-}
-
-/// The server process behind a pooled connection.
-async fn backend_pid(client: &deadpool_postgres::Object) -> i32 {
-    client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
 }

@@ -207,35 +207,3 @@ async fn a_standby_without_the_event_has_not_reached_its_position() {
         .unwrap();
     assert!(reached.is_ok());
 }
-
-/// A listener pointed at a standby (which cannot LISTEN) is refused there, and that refusal is
-/// not taken for a primary turned read-only: the process's other connections are kept.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listener_on_a_standby_leaves_the_other_connections_alone() {
-    let pair = primary_and_standby().await;
-    let pid = |store: &EventStore| {
-        let store = store.clone();
-        async move {
-            let client = store.pool().get().await.unwrap();
-            client
-                .query_one("SELECT pg_backend_pid()", &[])
-                .await
-                .unwrap()
-                .get::<_, i32>(0)
-        }
-    };
-    let before = pid(&pair.writer).await;
-    assert_eq!(
-        pid(&pair.writer).await,
-        before,
-        "an idle pool keeps its connection"
-    );
-    let _listener = order_store::EventListener::start(pair.reader.config().clone());
-    // Several of its tries (100 ms, 200 ms, ... apart).
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        pid(&pair.writer).await,
-        before,
-        "the primary's pooled connection was not discarded"
-    );
-}
