@@ -239,7 +239,7 @@ impl Board {
         };
         let mut error = None;
         if let Some(url) = &self.settings.queue_url {
-            match timed_depth(client, url).await {
+            match within_queue_limit(queues::depth(client, url)).await {
                 Ok(depth) => {
                     point.visible = Some(depth.visible);
                     point.in_flight = Some(depth.in_flight);
@@ -248,7 +248,7 @@ impl Board {
             }
         }
         if let Some(url) = &self.settings.dlq_url {
-            match timed_depth(client, url).await {
+            match within_queue_limit(queues::depth(client, url)).await {
                 Ok(depth) => {
                     point.dlq_visible = Some(depth.visible);
                     point.dlq_in_flight = Some(depth.in_flight);
@@ -348,14 +348,7 @@ impl Board {
         if let Some(value) = cache.fresh(Duration::from_secs(4)) {
             return Some(value);
         }
-        let value = tokio::time::timeout(QUEUE_READ_TIMEOUT, queues::peek(client, url))
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "SQS did not answer within {} s",
-                    QUEUE_READ_TIMEOUT.as_secs()
-                ))
-            });
+        let value = within_queue_limit(queues::peek(client, url)).await;
         cache.put(value.clone());
         Some(value)
     }
@@ -564,11 +557,12 @@ where
     }
 }
 
-/// How long one read of a queue's depth may take: the SDK's own limits are 30 s per attempt.
+/// How long one read of a queue may take: the SDK's own limits are 30 s per attempt.
 const QUEUE_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn timed_depth(client: &aws_sdk_sqs::Client, url: &str) -> Result<queues::Depth, String> {
-    tokio::time::timeout(QUEUE_READ_TIMEOUT, queues::depth(client, url))
+/// `read` of SQS, or an error once [`QUEUE_READ_TIMEOUT`] passed without an answer.
+async fn within_queue_limit<T>(read: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::time::timeout(QUEUE_READ_TIMEOUT, read)
         .await
         .unwrap_or_else(|_| {
             Err(format!(
