@@ -275,12 +275,7 @@ impl Queries {
                     Err(_behind) => return Ok(None),
                 }
             }
-            None => {
-                replica
-                    .store
-                    .timed(async { Ok(replica.store.pool().get().await?) })
-                    .await?
-            }
+            None => replica.store.timed(replica.store.connection()).await?,
         };
         replica
             .store

@@ -48,7 +48,7 @@ pub async fn get(
 ) -> Result<Option<pb::Order>, order_store::Error> {
     store
         .timed(async {
-            let client = store.pool().get().await?;
+            let client = store.connection().await?;
             get_on(&client, order_id).await
         })
         .await
@@ -212,7 +212,7 @@ pub async fn list(
     let fetch = i64::from(query.limit) + 1;
     store
         .timed(async {
-            let client = store.pool().get().await?;
+            let client = store.connection().await?;
             let statement = client.prepare_cached(&sql).await?;
             let mut params: Vec<&(dyn order_store::tokio_postgres::types::ToSql + Sync)> =
                 Vec::new();

@@ -357,7 +357,7 @@ impl Rebuild<'_> {
         let name = self.subscription.name().to_owned();
         let subscriber = self.subscription.subscriber();
         let version = self.schema.version;
-        let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
+        let mut client = store.connection().await?;
         let previous = tables::registered(&client, &name).await?;
         if let Some(previous) = &previous
             && previous.version > version
@@ -572,7 +572,7 @@ impl Rebuild<'_> {
 /// to the one that took it (which may be filling them); the next rebuild drops leftovers.
 async fn drop_own_shadows(store: &EventStore, lease: &Lease, tables: &[crate::projection::Table]) {
     let dropped = async {
-        let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
+        let mut client = store.connection().await?;
         let tx = client.transaction().await?;
         let held = tx
             .query_opt(

@@ -70,7 +70,7 @@ pub async fn collect(
     let head_position = store.head_position().await?;
     let now = SystemTime::now();
     let registered = {
-        let client = store.pool().get().await.map_err(order_store::Error::from)?;
+        let client = store.connection().await?;
         crate::tables::all_registered(&client).await?
     };
     let states = store.subscriptions().await?;

@@ -265,7 +265,7 @@ impl<P: Projection> Subscriber for ProjectionBox<P> {
             let last_event_at = events.last().map(|e| e.recorded_at);
             let page = Page::<P::Event>::decode(events)?;
             let work = async {
-                let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
+                let mut client = store.connection().await?;
                 let tx = client.transaction().await?;
                 // Every statement of the page is planned for its own arguments and the tables
                 // as they are now. A plan cached while a table was small (a new deployment,
@@ -696,7 +696,7 @@ impl Subscription {
                 cursor: store.checkpoint(self.name()).await?,
             });
         };
-        let mut client = store.pool().get().await.map_err(order_store::Error::from)?;
+        let mut client = store.connection().await?;
         match crate::tables::registered(&client, self.name()).await? {
             Some(registered) if registered.version == schema.version => {
                 let missing = crate::tables::missing(&client, &schema.tables).await?;
@@ -918,7 +918,7 @@ async fn checkpoint(
 ) -> Result<(), order_store::Error> {
     store
         .timed(async {
-            let mut client = store.pool().get().await?;
+            let mut client = store.connection().await?;
             let tx = client.transaction().await?;
             verify_read(&tx, &lease.subscription, span.from, span.to, &span.read).await?;
             advance_checkpoint(&tx, lease, span.from, span.to, events, last_event_at).await?;
@@ -932,7 +932,7 @@ async fn checkpoint(
 async fn verify(store: &EventStore, lease: &Lease, span: Span) -> Result<(), order_store::Error> {
     store
         .timed(async {
-            let client = store.pool().get().await?;
+            let client = store.connection().await?;
             verify_read(&client, &lease.subscription, span.from, span.to, &span.read).await
         })
         .await

@@ -217,8 +217,23 @@ impl EventStore {
         }
     }
 
-    /// A pooled connection, noting for [`EventStore::timed`] that the call waits for one.
-    pub(crate) async fn connection(&self) -> Result<deadpool_postgres::Object, Error> {
+    /// A pooled connection, for reads and transactions of your own inside
+    /// [`EventStore::timed`]: it notes that the call is waiting for the pool, so a wait that
+    /// outlasts the call's time is answered [`Error::Unavailable`] (an exhausted pool), never
+    /// taken for a server that stopped answering. The wait itself is bounded by
+    /// [`StoreConfig::pool_wait_timeout`], at most half the call's time.
+    ///
+    /// ```no_run
+    /// # async fn example(store: order_store::EventStore) -> Result<(), order_store::Error> {
+    /// let one: i32 = store
+    ///     .timed(async {
+    ///         let client = store.connection().await?;
+    ///         Ok(client.query_one("SELECT 1", &[]).await?.try_get(0)?)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connection(&self) -> Result<deadpool_postgres::Object, Error> {
         crate::recycle::waiting_for_connection();
         Ok(self.inner.pool.get().await?)
     }
