@@ -32,6 +32,9 @@ impl ReadinessProbe {
             .is_none_or(tokio_postgres::Client::is_closed)
             || crate::recycle::is_stale(self.opened)
         {
+            // Never go back to a connection given up on: a failed reconnect must not leave
+            // the stale one in place to answer the next round as if it were new.
+            self.client = None;
             self.opened = std::time::Instant::now();
             let connect = tokio::time::timeout(self.config.connect_timeout, self.config.connect());
             self.client = match connect.await {

@@ -87,6 +87,16 @@ async fn a_read_only_database_is_unavailable_and_the_service_not_ready_until_it_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // And it stays not ready while the server refuses writes: the probe does not go back to
+    // the connection it gave up on (several of its rounds, every 500 ms).
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < until {
+        assert!(
+            !readyz(admin).await,
+            "ready again while the database still refuses writes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let again = commands.place_order(request.clone()).await.unwrap_err();
     assert_eq!(again.code(), Code::Unavailable);
 
