@@ -85,9 +85,9 @@ impl Db {
             " -c default_transaction_read_only=on -c enable_seqscan=on -c plan_cache_mode=auto",
         );
         pg.options(options.trim());
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             pg,
-            config.tls().map_err(|e| e.to_string())?,
+            config.connector().map_err(|e| e.to_string())?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -95,7 +95,9 @@ impl Db {
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .wait_timeout(Some(config.pool_wait_timeout))
-            .create_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(
+                config.connect_time() + std::time::Duration::from_secs(1),
+            ))
             .recycle_timeout(Some(config.connect_timeout))
             .runtime(Runtime::Tokio1)
             .build()

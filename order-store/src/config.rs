@@ -215,9 +215,11 @@ impl StoreConfig {
     /// A connection opened before its server turned read-only, began shutting down or stopped
     /// answering is replaced at its next checkout (see the `recycle` module).
     pub fn pool(&self) -> Result<Pool, Error> {
-        let manager = Manager::from_config(
-            self.pg_config()?,
-            self.tls()?,
+        let pg_config = self.pg_config()?;
+        let whole = crate::connect::whole_time(&pg_config, self.connect_timeout);
+        let manager = Manager::from_connect(
+            pg_config,
+            self.connector()?,
             ManagerConfig {
                 // No "ping" before every checkout: a broken connection shows up as an error
                 // on use and is then discarded.
@@ -227,7 +229,9 @@ impl StoreConfig {
         Pool::builder(manager)
             .max_size(self.pool_size.max(1))
             .wait_timeout(Some(self.pool_wait()))
-            .create_timeout(Some(self.connect_timeout))
+            // Every host's time in turn (the connector bounds each), with a margin so that
+            // the connector's own answer, which says why, comes first.
+            .create_timeout(Some(whole + Duration::from_secs(1)))
             .recycle_timeout(Some(self.connect_timeout))
             .pre_recycle(crate::recycle::pre_recycle_hook())
             .post_recycle(crate::recycle::acquired_hook())
@@ -249,19 +253,55 @@ impl StoreConfig {
             .map_err(|e| Error::InvalidInput(format!("reading the CA file: {e}")))?
     }
 
-    /// One connection outside the pool (migrations, LISTEN).
+    /// How new connections are made: host by host, each host given `connect_timeout` for
+    /// everything (TCP, TLS, the startup handshake and, for a primary, the check that it takes
+    /// writes), so that a host that takes the connection and never answers is passed over for
+    /// the next one of a multi-host URL. For pools of your own
+    /// (`deadpool_postgres::Manager::from_connect`).
+    pub fn connector(&self) -> Result<crate::HostByHost<MakeRustlsConnect>, Error> {
+        Ok(crate::HostByHost::new(self.tls()?, self.connect_timeout))
+    }
+
+    /// The longest a new connection can take: `connect_timeout` for each host of the URL.
+    pub fn connect_time(&self) -> Duration {
+        match self.pg_config() {
+            Ok(config) => crate::connect::whole_time(&config, self.connect_timeout),
+            Err(_) => self.connect_timeout,
+        }
+    }
+
+    /// One connection outside the pool (migrations, LISTEN, readiness), made host by host
+    /// (see [`StoreConfig::connector`]).
     pub async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
-        let config = self.pg_config()?;
-        let (client, connection) = config
-            .connect(self.tls_off_thread().await?)
-            .await
-            .map_err(Error::at_login)?;
+        let (client, connection) = self.connect_with_connection().await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "database connection ended");
             }
         });
         Ok(client)
+    }
+
+    /// One connection outside the pool with its connection half, to drive yourself (LISTEN
+    /// reads its notifications from it).
+    pub(crate) async fn connect_with_connection(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<
+                tokio_postgres::Socket,
+                <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+                    tokio_postgres::Socket,
+                >>::Stream,
+            >,
+        ),
+        Error,
+    > {
+        let config = self.pg_config()?;
+        crate::connect::host_by_host(&config, self.tls_off_thread().await?, self.connect_timeout)
+            .await
+            .map_err(Error::at_login)
     }
 }
 

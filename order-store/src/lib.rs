@@ -53,6 +53,7 @@
 mod append;
 mod batch;
 mod config;
+mod connect;
 mod error;
 mod event;
 mod handler;
@@ -74,6 +75,7 @@ pub use append::{
 #[cfg(feature = "cli")]
 pub use config::DatabaseArgs;
 pub use config::{ServerRole, StoreConfig};
+pub use connect::HostByHost;
 pub use error::{Error, sqlstate};
 pub use event::{
     MAX_APPEND_BYTES, MAX_CATEGORY_LEN, MAX_EVENT_TYPE_LEN, MAX_EVENTS_PER_APPEND,

@@ -98,9 +98,8 @@ async fn listen_once(
     sender: &watch::Sender<u64>,
     backoff: &mut Duration,
 ) -> Result<(), Refused> {
-    let pg_config = config.pg_config()?;
     let opened = std::time::Instant::now();
-    let (client, mut connection) = pg_config.connect(config.tls_off_thread().await?).await?;
+    let (client, mut connection) = config.connect_with_connection().await?;
     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
     let statement = format!("LISTEN {NOTIFY_CHANNEL}");
     let listen = client.batch_execute(&statement);

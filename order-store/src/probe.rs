@@ -36,7 +36,7 @@ impl ReadinessProbe {
             // the stale one in place to answer the next round as if it were new.
             self.client = None;
             self.opened = std::time::Instant::now();
-            let connect = tokio::time::timeout(self.config.connect_timeout, self.config.connect());
+            let connect = tokio::time::timeout(self.config.connect_time(), self.config.connect());
             self.client = match connect.await {
                 Ok(Ok(client)) => Some(client),
                 Ok(Err(e)) => return Err(format!("database: {e}")),

@@ -394,3 +394,45 @@ async fn with_no_writable_server_the_store_is_unavailable_and_says_why() {
     let reader = EventStore::new(config).unwrap();
     assert_eq!(reader.head_position().await.unwrap(), 0);
 }
+
+/// A first host that takes the TCP connection but never answers (a frozen server, a host whose
+/// port is still held): each host has its own time to answer, handshake included, and the
+/// store goes on to the next one, for pooled connections, its own connections (migrations,
+/// LISTEN) and the readiness probe alike. Before, the silent host took the whole time of
+/// every new connection and the live server behind it was never reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_accepts_and_never_answers_is_passed_over_for_the_next() {
+    let live = migrated_cluster().await;
+    // The kernel completes the TCP handshake for the listen backlog; nothing ever reads.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let url = live.url("orders").replacen(
+        "@127.0.0.1:",
+        &format!("@127.0.0.1:{silent_port},127.0.0.1:"),
+        1,
+    );
+    assert_ne!(url, live.url("orders"));
+    let mut config = StoreConfig::new(url);
+    config.connect_timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    order_store::migrate(&config).await.unwrap();
+    let store = EventStore::new(config.clone()).unwrap();
+    store.ping().await.unwrap();
+    let outcome = append(
+        &store,
+        Uuid::new_v4(),
+        ExpectedVersion::NoStream,
+        &[event("x")],
+    )
+    .await;
+    assert!(outcome.is_ok(), "{outcome:?}");
+    let mut probe = order_store::ReadinessProbe::new(config);
+    probe.check().await.unwrap();
+    // Each of the four connections paid the silent host's second at most once.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
