@@ -98,10 +98,12 @@ SELECT format('CREATE ROLE %I LOGIN', u)
   FROM unnest(ARRAY['orders_migrator', 'order_grpc', 'order_projector']) AS u
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = u)
 \gexec
--- SCRAM verifiers, never the passwords (the server stores a verifier as given)
-ALTER ROLE orders_migrator WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'migrator_verifier';
-ALTER ROLE order_grpc      WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'grpc_verifier';
-ALTER ROLE order_projector WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'projector_verifier';
+-- SCRAM verifiers, never the passwords (the server stores a verifier as given). No
+-- NOSUPERUSER: only a superuser may name that attribute, and the master user of RDS is not
+-- one; a role created by this script is never a superuser anyway.
+ALTER ROLE orders_migrator WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD :'migrator_verifier';
+ALTER ROLE order_grpc      WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD :'grpc_verifier';
+ALTER ROLE order_projector WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD :'projector_verifier';
 GRANT orders_owner     TO orders_migrator;
 GRANT orders_app       TO order_grpc;
 GRANT orders_projector TO order_projector;
@@ -122,7 +124,7 @@ SELECT :'console_verifier' <> '' AS with_console
 SELECT 'CREATE ROLE order_console LOGIN'
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'order_console')
 \gexec
-ALTER ROLE order_console WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'console_verifier';
+ALTER ROLE order_console WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD :'console_verifier';
 GRANT orders_readonly TO order_console;
 -- every session of the console is read-only, whatever it asks for
 ALTER ROLE order_console SET default_transaction_read_only = on;

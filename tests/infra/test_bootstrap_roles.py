@@ -23,6 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(os.environ.get("BOOTSTRAP_ROLES_SCRIPT", REPO / "deploy/dbinit/bootstrap-roles.sh"))
 ADMIN = "orders_admin"
+SUPERUSER = "cluster_superuser"
 
 
 def _pg_bin() -> Path:
@@ -63,7 +64,10 @@ def cluster():
             shutil.chown(p, "postgres", "postgres")
     bin_dir = _pg_bin()
     port = _free_port()
-    _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", ADMIN, f"--pwfile={pwfile}",
+    # The cluster's own superuser exists only to set the test up. The script runs as ADMIN,
+    # which, like the master user of RDS (rds_superuser, not a superuser), may create roles
+    # and databases but not touch the superuser attribute.
+    _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions"])
     options = (f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={socket_dir} "
                "-c log_statement=all -c log_min_error_statement=error -c logging_collector=off "
@@ -72,6 +76,10 @@ def cluster():
     try:
         env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": ADMIN,
                "PGPASSWORD": admin_password, "PGSSLMODE": "disable", "PGDATABASE": "postgres"}
+        subprocess.run(["psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-h", str(socket_dir), "-U", SUPERUSER,
+                        "-qc", "SET log_statement = 'none'",  # this set-up's own password stays out of the log
+                        "-qc", f"CREATE ROLE {ADMIN} LOGIN CREATEROLE CREATEDB NOSUPERUSER PASSWORD '{admin_password}'"],
+                       env=env, check=True, capture_output=True)
         subprocess.run(["psql", "--no-psqlrc", "-qc", "CREATE DATABASE orders"], env=env, check=True,
                        capture_output=True)
         yield {"port": port, "log": log, "admin_password": admin_password, "base": base}
