@@ -34,9 +34,10 @@ pub struct SubscriptionStatus {
     pub checkpoint_position: u64,
     /// The checkpoint in full (transaction id and position).
     pub checkpoint_cursor: String,
-    /// Log positions from the checkpoint's to the head's: an upper bound on the events
-    /// behind (a rolled-back append leaves its position unused), and at least 1 while an
-    /// event after the checkpoint waits.
+    /// Log positions from the checkpoint's to the head's: an estimate of the events behind,
+    /// not exact either way (a rolled-back append leaves its position unused; a transaction
+    /// that committed after the checkpoint's may hold positions below it), and at least 1
+    /// while an event after the checkpoint waits. `lag_seconds` says whether anything waits.
     pub lag_events: u64,
     /// Age of the oldest event after the checkpoint.
     pub lag_seconds: f64,

@@ -741,7 +741,7 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
                 div.scroll {
                     table.subscriptions {
                         thead { tr {
-                            th { "subscription" } th { "health" } th { "checkpoint" } th title="log positions to the head: an upper bound on the events behind (a rolled-back append leaves its position unused)" { "lag (positions)" } th { "lag" }
+                            th { "subscription" } th { "health" } th { "checkpoint" } th title="log positions to the head: an estimate of the events behind, not exact either way (a rolled-back append leaves its position unused; a later-committed transaction may hold lower positions)" { "lag (positions)" } th { "lag" }
                             th { "owner" } th { "lease" } th { "projected" } th { "last error" }
                         } }
                         tbody {
