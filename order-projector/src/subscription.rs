@@ -156,11 +156,13 @@ pub(crate) trait Subscriber: Send + Sync {
         tables: &'a Tables,
         long: bool,
     ) -> BoxFuture<'a, Result<(), ApplyError>>;
-    /// Sinks: decode and deliver until every event was acknowledged; `report` is told of each
-    /// failed attempt (the subscription's status shows it).
+    /// Sinks: decode and deliver until every event was acknowledged, sending nothing once
+    /// the database says `holder`'s lease is gone; `report` is told of each failed attempt
+    /// (the subscription's status shows it).
     fn deliver<'a>(
         &'a self,
         events: Vec<RecordedEvent>,
+        holder: Holder<'a>,
         shutdown: &'a watch::Receiver<bool>,
         report: &'a Report,
     ) -> BoxFuture<'a, Result<(), StepError>>;
@@ -317,6 +319,7 @@ impl<P: Projection> Subscriber for ProjectionBox<P> {
     fn deliver<'a>(
         &'a self,
         _events: Vec<RecordedEvent>,
+        _holder: Holder<'a>,
         _shutdown: &'a watch::Receiver<bool>,
         _report: &'a Report,
     ) -> BoxFuture<'a, Result<(), StepError>> {
@@ -380,12 +383,19 @@ impl<S: Sink> Subscriber for SinkBox<S> {
     fn deliver<'a>(
         &'a self,
         events: Vec<RecordedEvent>,
+        holder: Holder<'a>,
         shutdown: &'a watch::Receiver<bool>,
         report: &'a Report,
     ) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let page = Page::<S::Event>::decode(events)?;
-            deliver_all(&self.sink, &self.name, page, shutdown, None, Some(report)).await
+            let attempts = Attempts {
+                name: &self.name,
+                shutdown,
+                give_up_after: None,
+                report: Some(report),
+            };
+            deliver_under(&self.sink, page, Some(holder), attempts).await
         })
     }
 
@@ -399,19 +409,136 @@ impl<S: Sink> Subscriber for SinkBox<S> {
 }
 
 /// Offer `page` to `sink` until every event was acknowledged (retrying what was not, after a
-/// backoff), or until shutdown.
+/// backoff), or until shutdown. Under no lease (a republish): nothing fences the sends.
 pub(crate) async fn deliver_all<S: Sink>(
     sink: &S,
     name: &str,
-    mut page: Page<S::Event>,
+    page: Page<S::Event>,
     shutdown: &watch::Receiver<bool>,
     give_up_after: Option<u32>,
     report: Option<&Report>,
 ) -> Result<(), StepError> {
+    let attempts = Attempts {
+        name,
+        shutdown,
+        give_up_after,
+        report,
+    };
+    deliver_under(sink, page, None, attempts).await
+}
+
+/// The lease a delivery is made under, and where to ask whether it is still held.
+#[derive(Clone, Copy)]
+pub(crate) struct Holder<'a> {
+    pub(crate) store: &'a EventStore,
+    pub(crate) lease: &'a Lease,
+}
+
+impl Holder<'_> {
+    /// Whether the database still has the lease as this holder took it (its owner and token:
+    /// what the lease's renewal and the fenced checkpoint write check).
+    async fn holds(&self) -> Result<bool, order_store::Error> {
+        self.store
+            .timed(async {
+                let client = self.store.connection().await?;
+                let statement = client
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM orders.subscriptions
+                         WHERE name = $1 AND owner = $2 AND lease_token = $3)",
+                    )
+                    .await?;
+                let row = client
+                    .query_one(
+                        &statement,
+                        &[
+                            &self.lease.subscription,
+                            &self.lease.owner,
+                            &self.lease.token,
+                        ],
+                    )
+                    .await?;
+                Ok(row.try_get::<_, bool>(0)?)
+            })
+            .await
+    }
+}
+
+/// How a delivery goes about its failed attempts.
+struct Attempts<'a> {
+    /// The subscription's name (logs and metrics).
+    name: &'a str,
+    shutdown: &'a watch::Receiver<bool>,
+    /// Stop (as on an event that cannot be delivered) after this many failed attempts.
+    give_up_after: Option<u32>,
+    /// Told of each failed attempt.
+    report: Option<&'a Report>,
+}
+
+impl Attempts<'_> {
+    /// After failed attempt number `attempt`: count and report it, then wait the backoff.
+    async fn failed(
+        &self,
+        attempt: u32,
+        kind: &'static str,
+        reason: &str,
+    ) -> Result<(), StepError> {
+        metrics::counter!("order_projector_errors_total", "subscription" => self.name.to_owned(), "kind" => kind)
+            .increment(1);
+        if let Some(report) = self.report {
+            report(&format!(
+                "delivery failed ({kind}, attempt {attempt}): {reason}"
+            ));
+        }
+        if self.give_up_after.is_some_and(|most| attempt >= most) {
+            return Err(StepError::Stopped(format!(
+                "{attempt} attempts to deliver failed, the last: {reason}"
+            )));
+        }
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(backoff(attempt)) => Ok(()),
+            _ = shutdown.wait_for(|stop| *stop) => Err(StepError::ShuttingDown),
+        }
+    }
+}
+
+/// Offer `page` to `sink` until every event was acknowledged (retrying what was not, after a
+/// backoff), or until shutdown. Under a lease (`holder`), every offer, the first and each
+/// retry, is made only after the database said that the lease is still held: an instance
+/// that lost it (to a replay, or to a standby while it was paused) stops with
+/// [`StepError::LeaseLost`] instead of sending the page again, perhaps long after the new
+/// holder delivered it and past the destination's deduplication window. When the database
+/// cannot tell, nothing is sent until it can.
+async fn deliver_under<S: Sink>(
+    sink: &S,
+    mut page: Page<S::Event>,
+    holder: Option<Holder<'_>>,
+    attempts: Attempts<'_>,
+) -> Result<(), StepError> {
+    let name = attempts.name;
     let mut attempt = 0u32;
     while !page.is_empty() {
-        if *shutdown.borrow() {
+        if *attempts.shutdown.borrow() {
             return Err(StepError::ShuttingDown);
+        }
+        if let Some(holder) = holder {
+            match holder.holds().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(subscription = %name, "the lease was lost; nothing more of the page is sent");
+                    return Err(StepError::LeaseLost);
+                }
+                Err(error) => match StepError::from(error) {
+                    StepError::Transient(why) => {
+                        attempt += 1;
+                        let reason = format!("cannot tell whether the lease is still held: {why}");
+                        tracing::warn!(subscription = %name, error = %reason, attempt, "delivery held back; retrying");
+                        attempts.failed(attempt, "transient", &reason).await?;
+                        continue;
+                    }
+                    other => return Err(other),
+                },
+            }
         }
         let Err(undelivered) = sink.deliver(&page).await else {
             return Ok(());
@@ -440,26 +567,10 @@ pub(crate) async fn deliver_all<S: Sink>(
                 "transient"
             }
         };
-        metrics::counter!("order_projector_errors_total", "subscription" => name.to_owned(), "kind" => kind)
-            .increment(1);
-        if let Some(report) = report {
-            report(&format!(
-                "delivery failed ({kind}, attempt {attempt}): {reason}"
-            ));
-        }
-        if give_up_after.is_some_and(|most| attempt >= most) {
-            return Err(StepError::Stopped(format!(
-                "{attempt} attempts to deliver failed, the last: {reason}"
-            )));
-        }
         if !undelivered.pending.is_empty() {
             page.retain_indexes(&undelivered.pending);
         }
-        let mut shutdown = shutdown.clone();
-        tokio::select! {
-            () = tokio::time::sleep(backoff(attempt)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return Err(StepError::ShuttingDown),
-        }
+        attempts.failed(attempt, kind, reason).await?;
     }
     Ok(())
 }
@@ -472,6 +583,29 @@ pub struct Subscription {
     skipped: Arc<Mutex<Skipped>>,
     /// The next page, being read while this one is applied (catching up only).
     ahead: Arc<Mutex<Option<ReadAhead>>>,
+    /// A sink's page that was delivered in full but not checkpointed yet.
+    acked: Arc<Mutex<Option<Acked>>>,
+}
+
+/// A page a sink acknowledged in full under a lease, whose checkpoint write has not gone
+/// through (yet): a database blip, a timeout, a write refused. The next step under the same
+/// lease from the same cursor writes only the checkpoint, with the same checks (the database
+/// holds what was read, the checkpoint is where this holder left it, the lease token),
+/// instead of reading and delivering the page again: a blip longer than the destination's
+/// deduplication window must not send every event of the page twice. Under another lease
+/// (another holder may have delivered and moved on meanwhile) it is forgotten.
+#[derive(Debug, Clone, Copy)]
+struct Acked {
+    /// The lease token it was delivered under.
+    token: i64,
+    /// The cursor the step that delivered it was given.
+    after: Cursor,
+    /// What the checkpoint write moves over.
+    span: Span,
+    /// How many of the subscriber's events it held.
+    events: usize,
+    /// When its last event was recorded.
+    last_event_at: Option<SystemTime>,
 }
 
 /// A page read on a task of its own while the page before it is applied or delivered: while
@@ -568,6 +702,7 @@ impl Subscription {
             inner: Arc::new(inner),
             skipped: Arc::new(Mutex::new(Skipped::default())),
             ahead: Arc::new(Mutex::new(None)),
+            acked: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -598,6 +733,47 @@ impl Subscription {
 
     fn skipped(&self) -> std::sync::MutexGuard<'_, Skipped> {
         self.skipped.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn acked(&self) -> std::sync::MutexGuard<'_, Option<Acked>> {
+        self.acked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Move the checkpoint over a page the sink acknowledged in full. Until that went
+    /// through, the page is remembered as delivered ([`Acked`]), so that the step after a
+    /// failed write does not deliver it again. A write that found the lease lost or the
+    /// checkpoint moved forgets it: the page is then read again from the database's
+    /// checkpoint, by whoever holds the lease.
+    async fn checkpoint_acked(
+        &self,
+        store: &EventStore,
+        lease: &Lease,
+        acked: Acked,
+    ) -> Result<Step, StepError> {
+        *self.acked() = Some(acked);
+        let written = checkpoint(
+            store,
+            lease,
+            acked.span,
+            acked.events as u64,
+            acked.last_event_at,
+        )
+        .await;
+        if let Err(error) = written {
+            let error = StepError::from(error);
+            if matches!(error, StepError::LeaseLost | StepError::CheckpointMoved(_)) {
+                self.acked().take();
+            }
+            return Err(error);
+        }
+        self.acked().take();
+        self.written();
+        metrics::counter!("order_projector_events_total", "subscription" => self.name().to_owned())
+            .increment(acked.events as u64);
+        Ok(Step::Progressed {
+            cursor: acked.span.to,
+            events: acked.events,
+        })
     }
 
     /// The page after `cursor`: the one read ahead if it continues from there and holds
@@ -735,6 +911,12 @@ impl Subscription {
 
     /// Read the next page after `cursor`, apply or deliver it, and advance the checkpoint
     /// (fenced by `lease`).
+    ///
+    /// A sink is offered the page (and each retry of it) only after the database said that
+    /// `lease` is still held; once it is not, the step ends with [`StepError::LeaseLost`]
+    /// without sending again. A page the sink acknowledged in full whose checkpoint write then
+    /// failed is not delivered again by the next step under the same lease from the same
+    /// `cursor`: that step only writes the checkpoint (with the same checks).
     pub async fn step(
         &self,
         store: &EventStore,
@@ -759,6 +941,15 @@ impl Subscription {
                 _ => (cursor, LogDigest::EMPTY),
             }
         };
+        // A page delivered in full from this cursor under this lease, not checkpointed yet:
+        // write only the checkpoint (any other remembered page is stale: forgotten).
+        let acked = self
+            .acked()
+            .take()
+            .filter(|acked| acked.token == lease.token && acked.after == cursor);
+        if let Some(acked) = acked {
+            return self.checkpoint_acked(store, lease, acked).await;
+        }
         let ReadPage {
             events,
             end,
@@ -859,9 +1050,17 @@ impl Subscription {
                         let _ = store.record_subscription_error(&lease, &why).await;
                     });
                 };
-                self.inner.deliver(events, shutdown, &report).await?;
-                checkpoint(store, lease, span, count as u64, last_event_at).await?;
-                self.written();
+                let holder = Holder { store, lease };
+                self.inner.deliver(events, holder, shutdown, &report).await?;
+                let acked = Acked {
+                    token: lease.token,
+                    after: cursor,
+                    span,
+                    events: count,
+                    last_event_at,
+                };
+                // Counted there, once the checkpoint went through.
+                return self.checkpoint_acked(store, lease, acked).await;
             }
             metrics::counter!("order_projector_events_total", "subscription" => self.name().to_owned())
                 .increment(count as u64);
@@ -1242,8 +1441,9 @@ pub(crate) async fn caught<T>(work: impl Future<Output = T>) -> Result<T, String
         })
 }
 
-/// How far a checkpoint is behind the log's head, in positions: an upper bound on the events
-/// behind (a rolled-back append leaves its position unused), and at least 1 while an event
+/// How far a checkpoint is behind the log's head, in positions: an estimate of the events
+/// behind, not exact either way (a rolled-back append leaves its position unused; see below
+/// for events at lower positions), and at least 1 while an event
 /// after the checkpoint waits (`pending`). Checkpoints are ordered by writing transaction
 /// first, so the checkpoint's position can be the head's while an event of a later
 /// transaction, at a lower position, is still to be applied.

@@ -7,6 +7,7 @@ mod crash;
 mod leases;
 mod read_model;
 mod replay;
+mod sink_fencing;
 mod sinks;
 mod sqs;
 mod support;

@@ -1,0 +1,317 @@
+//! A sink delivers only under its lease, and a page it delivered is not delivered again by
+//! the same lease holder because the checkpoint write after it failed.
+//!
+//! SQS deduplicates by event id for 5 minutes only, and a team's sink not at all: an instance
+//! that lost its lease and keeps retrying its page, or one that delivers a whole page again
+//! after every failed checkpoint write, queues events twice.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use order_domain::{Order, OrderEvent};
+use order_projector::subscription::{RunSettings, run};
+use order_projector::{Categories, Failure, Page, Sink, StepError, Subscription, Undelivered};
+use order_store::{Cursor, EventListener, EventStore};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// Counts its calls; fails every one of them (a destination that is down) when `failing`.
+struct Counting {
+    name: &'static str,
+    failing: bool,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Sink for Counting {
+    type Event = OrderEvent;
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn categories(&self) -> Categories {
+        Categories::of::<Order>()
+    }
+    async fn deliver(&self, _page: &Page<OrderEvent>) -> Result<(), Undelivered> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.failing {
+            Err(Undelivered::all(Failure::Transient, "503 from the test"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Waits (up to 60 s) until `calls` reaches `at_least`.
+async fn wait_for_calls(calls: &AtomicUsize, at_least: usize, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while calls.load(Ordering::SeqCst) < at_least {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Owner "a" retries a page its destination keeps failing; another owner takes the lease
+/// (as a replay or a standby after a pause does). "a" must stop sending before its next try
+/// and end its step with the lease lost, instead of retrying for ever: a retry that went
+/// through after SQS's dedup window would queue the page a second time.
+#[tokio::test]
+async fn a_sink_that_lost_its_lease_stops_retrying_its_page() {
+    let f = fixture().await;
+    for n in 0..2 {
+        write_order(&f.handler, n).await;
+    }
+    everything_visible(&f.store).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let subscription = Subscription::sink(Counting {
+        name: "flaky",
+        failing: true,
+        calls: calls.clone(),
+    });
+    let (lease_a, cursor) = lease(&f.store, "flaky", "a").await;
+    let (_stop, shutdown) = watch::channel(false);
+    let mut step = {
+        let store = f.store.clone();
+        tokio::spawn(async move { subscription.step(&store, &lease_a, cursor, &shutdown).await })
+    };
+    wait_for_calls(&calls, 1, "the sink was never called").await;
+    let (lease_b, _) = f
+        .store
+        .acquire_lease("flaky", "b", Duration::from_secs(60), true)
+        .await
+        .unwrap()
+        .expect("a preempting lease");
+    let at_takeover = calls.load(Ordering::SeqCst);
+    // The first retry comes after a backoff of at most 200 ms; 30 s is for a loaded machine.
+    let ended = tokio::time::timeout(Duration::from_secs(30), &mut step).await;
+    let after = calls.load(Ordering::SeqCst) - at_takeover;
+    let Ok(result) = ended else {
+        step.abort();
+        panic!(
+            "owner \"a\" is still delivering 30 s after losing its lease: {after} more deliver \
+             calls since \"b\" took it"
+        );
+    };
+    let result = result.unwrap();
+    assert!(
+        matches!(result, Err(StepError::LeaseLost)),
+        "the step must end with the lease lost: {result:?}"
+    );
+    assert!(
+        after <= 1,
+        "owner \"a\" called the sink {after} times after losing its lease"
+    );
+    // Nothing more from "a", and the new owner's checkpoint is untouched by it.
+    let settled = calls.load(Ordering::SeqCst);
+    assert_eq!(
+        f.store.checkpoint("flaky").await.unwrap(),
+        Cursor::START,
+        "nothing was acknowledged"
+    );
+    assert!(
+        f.store
+            .renew_lease(&lease_b, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), settled);
+}
+
+/// A lease taken over before the page is sent: nothing is sent at all (before, the page went
+/// out and only the checkpoint write after it was refused).
+#[tokio::test]
+async fn a_sink_whose_lease_was_taken_sends_nothing() {
+    let f = fixture().await;
+    write_order(&f.handler, 0).await;
+    everything_visible(&f.store).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let subscription = Subscription::sink(Counting {
+        name: "stale_sink",
+        failing: false,
+        calls: calls.clone(),
+    });
+    let (stale, cursor) = lease(&f.store, "stale_sink", "old").await;
+    f.store
+        .acquire_lease("stale_sink", "new", Duration::from_secs(60), true)
+        .await
+        .unwrap()
+        .expect("a preempting lease");
+    let (_stop, shutdown) = watch::channel(false);
+    let result = subscription.step(&f.store, &stale, cursor, &shutdown).await;
+    assert!(matches!(result, Err(StepError::LeaseLost)), "{result:?}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "a stale owner sent the page to the sink"
+    );
+    assert_eq!(
+        f.store.checkpoint("stale_sink").await.unwrap(),
+        Cursor::START
+    );
+}
+
+/// Records the event ids it is given; on its first call, before acknowledging, has another
+/// session lock the subscription's row, so that the checkpoint write after the delivery
+/// waits and runs into the statement timeout.
+struct LockingAfterFirst {
+    delivered: Arc<Mutex<Vec<Uuid>>>,
+    calls: Arc<AtomicUsize>,
+    locker: Arc<tokio::sync::Mutex<order_store::tokio_postgres::Client>>,
+}
+
+impl Sink for LockingAfterFirst {
+    type Event = OrderEvent;
+    fn name(&self) -> &str {
+        "blip"
+    }
+    fn categories(&self) -> Categories {
+        Categories::of::<Order>()
+    }
+    async fn deliver(&self, page: &Page<OrderEvent>) -> Result<(), Undelivered> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        self.delivered
+            .lock()
+            .unwrap()
+            .extend(page.iter().map(|e| e.recorded.event_id));
+        if call == 0 {
+            self.locker
+                .lock()
+                .await
+                .batch_execute(
+                    "BEGIN; SELECT 1 FROM orders.subscriptions WHERE name = 'blip' FOR UPDATE",
+                )
+                .await
+                .unwrap();
+        }
+        Ok(())
+    }
+}
+
+/// Lock waits of `client`'s database on the checkpoint write: (pid, when it started).
+async fn checkpoint_writes_waiting(
+    client: &order_store::tokio_postgres::Client,
+) -> Vec<(i32, std::time::SystemTime)> {
+    client
+        .query(
+            "SELECT pid, query_start FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query LIKE '%WITH held AS%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// The database does not take the checkpoint write after a page was delivered (a blip: the
+/// write waits for a lock past the statement timeout). The write is tried again; the page,
+/// already acknowledged, is not delivered a second time.
+#[tokio::test]
+async fn a_failed_checkpoint_write_after_a_delivery_does_not_deliver_the_page_again() {
+    let f = fixture().await;
+    for n in 0..3 {
+        write_order(&f.handler, n).await;
+    }
+    everything_visible(&f.store).await;
+    let mut log = Vec::new();
+    let mut end = Cursor::START;
+    loop {
+        let page = f.store.read_all(end, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        end = last.cursor();
+        log.extend(page.iter().map(|e| e.event_id));
+    }
+    // A short statement timeout: a blocked checkpoint write fails in a second, not in five.
+    let mut config = f.store.config().clone();
+    config.statement_timeout = Duration::from_secs(1);
+    let store = EventStore::new(config).unwrap();
+
+    let monitor = f.db.connect().await;
+    let locker = Arc::new(tokio::sync::Mutex::new(f.db.connect().await));
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let subscription = Subscription::sink(LockingAfterFirst {
+        delivered: delivered.clone(),
+        calls: calls.clone(),
+        locker: locker.clone(),
+    });
+    let (stop, shutdown) = watch::channel(false);
+    let settings = RunSettings {
+        owner: "a".into(),
+        // No renewal (an UPDATE of the locked row too) while the lock is held.
+        lease_ttl: Duration::from_secs(120),
+        poll: Duration::from_millis(50),
+        standby_poll: Duration::from_millis(100),
+        ..RunSettings::default()
+    };
+    let task = tokio::spawn(run(
+        subscription,
+        store.clone(),
+        EventListener::start(store.config().clone()),
+        settings,
+        shutdown,
+    ));
+
+    // The checkpoint write after the delivery waits for the lock ...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Some(&waiting) = checkpoint_writes_waiting(&monitor).await.first() {
+            break waiting;
+        }
+        assert!(!task.is_finished(), "the subscription's task ended");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the checkpoint write never waited for the lock ({} deliveries)",
+            calls.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // ... until the statement timeout ends it (the lock is still held).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while checkpoint_writes_waiting(&monitor).await.contains(&first) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the blocked checkpoint write was never cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        store.checkpoint("blip").await.unwrap(),
+        Cursor::START,
+        "the checkpoint cannot have moved while its row was locked"
+    );
+    locker.lock().await.batch_execute("COMMIT").await.unwrap();
+
+    // The checkpoint gets past the page.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while f.store.checkpoint("blip").await.unwrap() != end {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the checkpoint never got past the page ({} deliveries)",
+            calls.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("it stops when asked")
+        .unwrap();
+
+    let mut delivered = delivered.lock().unwrap().clone();
+    let sent = delivered.len();
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(
+        sent,
+        delivered.len(),
+        "events were delivered twice ({} deliveries of the page)",
+        calls.load(Ordering::SeqCst)
+    );
+    log.sort();
+    assert_eq!(delivered, log, "every event delivered, exactly once");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
