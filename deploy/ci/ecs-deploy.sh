@@ -27,11 +27,13 @@
 # Environment: ECS_CLUSTER; for migrate also MIGRATION_SUBNETS (comma-separated),
 # MIGRATION_SECURITY_GROUP, MIGRATION_LOG_GROUP; for blue-green (and rollback of a CODE_DEPLOY
 # service) CODEDEPLOY_APPLICATION and CODEDEPLOY_GROUP. WAIT_ATTEMPTS (default 3) bounds the
-# 10-minute waiter rounds.
+# 10-minute waiter rounds of ECS; BLUE_GREEN_WAIT_ATTEMPTS (default 2) the 30-minute rounds of
+# CodeDeploy's waiter (15 s x 120), which must fit the deploy job's 90 minutes with the rest.
 set -euo pipefail
 
 die() { echo "ecs-deploy: $*" >&2; exit 1; }
 WAIT_ATTEMPTS=${WAIT_ATTEMPTS:-3}
+BLUE_GREEN_WAIT_ATTEMPTS=${BLUE_GREEN_WAIT_ATTEMPTS:-2}
 
 image_exists() {
     local repository=$1 tag=$2 err
@@ -221,7 +223,7 @@ blue_green() {
         case "$status" in
             Failed* | Stopped*) die "deployment $deployment ended: $status (rolled back to the previous task set)" ;;
         esac
-        ((attempt < WAIT_ATTEMPTS)) || die "deployment $deployment not finished after $((WAIT_ATTEMPTS * 10)) minutes: $status"
+        ((attempt < BLUE_GREEN_WAIT_ATTEMPTS)) || die "deployment $deployment not finished after $((BLUE_GREEN_WAIT_ATTEMPTS * 30)) minutes: $status (it goes on in CodeDeploy: continue or stop it there)"
     done
 
     local live

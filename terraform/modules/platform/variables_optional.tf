@@ -275,13 +275,16 @@ variable "grpc_deployment_config" {
 }
 
 variable "grpc_wait_for_approval_minutes" {
-  description = "0 = shift order-grpc's production traffic as soon as the replacement is healthy; otherwise wait up to this long (1-2880) for someone to continue the deployment after testing it on the test listener (aws deploy continue-deployment), then stop it."
+  description = "0 = shift order-grpc's production traffic as soon as the replacement is healthy; otherwise wait up to this long (1-45) for someone to continue the deployment after testing it on the test listener (aws deploy continue-deployment), then stop it."
   type        = number
   default     = 0
 
+  # The deploy workflow's apply job waits for the deployment (deploy/ci/ecs-deploy.sh, two
+  # 30-minute rounds of CodeDeploy's waiter) and then rolls the projector and the worker, all
+  # within its 90 minutes; a longer window would have GitHub kill the job mid-deploy.
   validation {
-    condition     = var.grpc_wait_for_approval_minutes == floor(var.grpc_wait_for_approval_minutes) && var.grpc_wait_for_approval_minutes >= 0 && var.grpc_wait_for_approval_minutes <= 2880
-    error_message = "grpc_wait_for_approval_minutes must be a whole number of minutes from 0 to 2880 (CodeDeploy's limit, two days)."
+    condition     = var.grpc_wait_for_approval_minutes == floor(var.grpc_wait_for_approval_minutes) && var.grpc_wait_for_approval_minutes >= 0 && var.grpc_wait_for_approval_minutes <= 45
+    error_message = "grpc_wait_for_approval_minutes must be a whole number of minutes from 0 to 45: the deploy workflow waits for the deployment, and the rest of the rollout, within its apply job's 90 minutes."
   }
 }
 

@@ -262,6 +262,18 @@ run "approval_before_traffic_shifts" {
   }
 }
 
+# A window longer than the deploy job can wait for would have GitHub kill the job mid-deploy.
+run "approval_window_longer_than_the_deploy_job_is_refused" {
+  command = plan
+
+  variables {
+    environment                    = "dev"
+    grpc_wait_for_approval_minutes = 46
+  }
+
+  expect_failures = [var.grpc_wait_for_approval_minutes]
+}
+
 # A standby in the DR region: the images are the replicated repositories, read and not created;
 # its own pull-through cache takes a prefix of its own; nothing is copied to another region.
 run "standby" {
