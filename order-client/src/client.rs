@@ -58,6 +58,12 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(10);
 /// The default time allowed to open a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The default largest answer the client decodes: 64 MiB, the most order-grpc may be
+/// configured to send (`ORDER_GRPC_MAX_MESSAGE_BYTES`). tonic's own default, 4 MiB, would
+/// refuse an answer a server with a raised limit sends whole (OUT_OF_RANGE "decoded message
+/// length too large"), where the client could neither retry nor read it in parts.
+pub const DEFAULT_MAX_DECODING_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
 type Wrap = Arc<dyn Fn(Transport) -> Transport + Send + Sync>;
 
 /// Settings of a [`Client`]; start with [`Client::builder`].
@@ -87,6 +93,7 @@ pub struct ClientBuilder {
     tls_domain: Option<String>,
     timeout: Duration,
     connect_timeout: Duration,
+    max_decoding_message_size: usize,
     retry: RetryPolicy,
     context: CallContext,
     wrap: Option<Wrap>,
@@ -102,6 +109,7 @@ impl fmt::Debug for ClientBuilder {
             .field("tls_domain", &self.tls_domain)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("max_decoding_message_size", &self.max_decoding_message_size)
             .field("retry", &self.retry)
             .field("context", &self.context)
             .finish_non_exhaustive()
@@ -117,6 +125,7 @@ impl Default for ClientBuilder {
             tls_domain: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_decoding_message_size: DEFAULT_MAX_DECODING_MESSAGE_SIZE,
             retry: RetryPolicy::default(),
             context: CallContext::default(),
             wrap: None,
@@ -176,6 +185,17 @@ impl ClientBuilder {
     /// How long opening a connection may take (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest answer, in bytes, the client decodes (default
+    /// [`DEFAULT_MAX_DECODING_MESSAGE_SIZE`], 64 MiB: as much as order-grpc may send). A larger
+    /// one fails the call with OUT_OF_RANGE, not retried. An order's history larger than the
+    /// *server's* limit is read in parts by [`Client::get_order_events`] whatever this is; set
+    /// it lower only to bound the client's memory, to no less than the server's
+    /// `ORDER_GRPC_MAX_MESSAGE_BYTES`.
+    pub fn max_decoding_message_size(mut self, bytes: usize) -> Self {
+        self.max_decoding_message_size = bytes;
         self
     }
 
@@ -246,6 +266,7 @@ impl ClientBuilder {
                 transport,
                 authorization,
                 endpoints: self.endpoints,
+                max_decoding_message_size: self.max_decoding_message_size,
             }),
             context: self.context,
             timeout: self.timeout,
@@ -297,6 +318,8 @@ struct Shared {
     transport: Transport,
     authorization: Option<AsciiMetadataValue>,
     endpoints: Vec<String>,
+    /// The largest answer decoded (see [`ClientBuilder::max_decoding_message_size`]).
+    max_decoding_message_size: usize,
 }
 
 /// A client of order-grpc's `OrderService`, `OrderQueryService` and health service.
@@ -416,10 +439,12 @@ impl Client {
 
     pub(crate) fn commands(&self) -> OrderServiceClient<Transport> {
         OrderServiceClient::new(self.shared.transport.clone())
+            .max_decoding_message_size(self.shared.max_decoding_message_size)
     }
 
     pub(crate) fn queries(&self) -> OrderQueryServiceClient<Transport> {
         OrderQueryServiceClient::new(self.shared.transport.clone())
+            .max_decoding_message_size(self.shared.max_decoding_message_size)
     }
 
     /// The correlation id of one call (the same for its retries).

@@ -4,7 +4,8 @@
 //! - **Commands** ([`Command`]): one builder per `OrderService` RPC
 //!   ([`Client::place_order`], [`Client::confirm_order`], ...). The command id is chosen
 //!   when the builder is made, so every retry of it is the same command to the service.
-//! - **Retries** ([`RetryPolicy`]): UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, a
+//! - **Retries** ([`RetryPolicy`]): UNAVAILABLE, RESOURCE_EXHAUSTED (but never a message the
+//!   service refused for its size: ErrorInfo reason `REQUEST_TOO_LARGE`), DEADLINE_EXCEEDED, a
 //!   dropped connection, and ABORTED unless the command pins `expected_version`, with
 //!   bounded exponential backoff and jitter; a deadline on every attempt, and optionally one
 //!   on the whole call ([`RetryPolicy::total_timeout`]).
@@ -62,8 +63,8 @@ mod retry;
 mod subscribe;
 
 pub use client::{
-    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Health, Transport,
-    TransportError,
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_DECODING_MESSAGE_SIZE,
+    DEFAULT_TIMEOUT, Health, Transport, TransportError,
 };
 pub use command::{Command, CommandAnswer, CommandRequest, money};
 pub use context::{CORRELATION_HEADER, CallContext, current_trace_context};

@@ -119,17 +119,42 @@ pub(crate) enum CallKind {
 
 /// Whether a call that failed with `status` may be sent again unchanged.
 ///
-/// UNAVAILABLE, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED always (the service is busy or was
-/// unreachable, and a command's id makes a repeat harmless); ABORTED unless the command pins
-/// an `expected_version`; and a call broken by the transport (CANCELLED, UNKNOWN or INTERNAL
-/// raised by the client's own HTTP/2 stack, not sent by the service: the connection dropped
-/// mid-call).
+/// UNAVAILABLE, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED (the service is busy or was
+/// unreachable, and a command's id makes a repeat harmless), except a RESOURCE_EXHAUSTED that
+/// refuses the call for its size (see [`too_large_for_good`]): the same message can never
+/// fit; ABORTED unless the command pins an `expected_version`; and a call broken by the
+/// transport (CANCELLED, UNKNOWN or INTERNAL raised by the client's own HTTP/2 stack, not
+/// sent by the service: the connection dropped mid-call).
 pub(crate) fn retryable(status: &Status, kind: CallKind) -> bool {
     match status.code() {
-        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => true,
+        Code::ResourceExhausted => !too_large_for_good(status),
+        Code::Unavailable | Code::DeadlineExceeded => true,
         Code::Aborted => kind == CallKind::Idempotent,
         Code::Cancelled | Code::Unknown | Code::Internal => from_transport(status),
         _ => false,
+    }
+}
+
+/// The domain of order-grpc's `google.rpc.ErrorInfo` details.
+const ERROR_DOMAIN: &str = "order-ledger";
+
+/// Whether a RESOURCE_EXHAUSTED refuses the call for its size, which no retry changes:
+/// order-grpc's ErrorInfo of reason `REQUEST_TOO_LARGE` (the request is over the service's
+/// message limit) or `HISTORY_TOO_LARGE` (the answer would be, even read in parts), or,
+/// without an ErrorInfo, tonic's own words for a message over the limit ("message length too
+/// large", from a server that relays tonic's refusal as it is). Any other exhaustion (the
+/// concurrency limit, too many subscriptions) passes, and is worth another attempt.
+fn too_large_for_good(status: &Status) -> bool {
+    use tonic_types::StatusExt;
+    match status.get_details_error_info() {
+        Some(info) => {
+            info.domain == ERROR_DOMAIN
+                && matches!(
+                    info.reason.as_str(),
+                    "REQUEST_TOO_LARGE" | "HISTORY_TOO_LARGE"
+                )
+        }
+        None => status.message().contains("message length too large"),
     }
 }
 
@@ -194,6 +219,37 @@ mod tests {
             "reset",
         )));
         assert!(retryable(&broken, Idempotent), "{broken:?}");
+    }
+
+    #[test]
+    fn a_call_refused_for_its_size_is_not_retried_but_other_exhaustion_is() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let with_reason = |reason: &str, domain: &str| {
+            Status::with_error_details(
+                Code::ResourceExhausted,
+                "x",
+                ErrorDetails::with_error_info(reason, domain, []),
+            )
+        };
+        for kind in [CallKind::Idempotent, CallKind::PinnedCommand] {
+            for refused in [
+                with_reason("REQUEST_TOO_LARGE", "order-ledger"),
+                with_reason("HISTORY_TOO_LARGE", "order-ledger"),
+                // tonic's refusal, relayed without a detail.
+                Status::resource_exhausted(
+                    "Error, decoded message length too large: found 2738 bytes, the limit is: 1024 bytes",
+                ),
+            ] {
+                assert!(!retryable(&refused, kind), "{refused:?}");
+            }
+            for busy in [
+                Status::resource_exhausted("the service is at its concurrency limit"),
+                with_reason("REQUEST_TOO_LARGE", "another-service"),
+                with_reason("TOO_MANY_SUBSCRIPTIONS", "order-ledger"),
+            ] {
+                assert!(retryable(&busy, kind), "{busy:?}");
+            }
+        }
     }
 
     #[test]

@@ -35,10 +35,12 @@ pub struct ServeArgs {
           default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub read_replica_wait_ms: u64,
     /// Bearer tokens callers must present, comma separated, each `name=token` or `token`
-    /// (16-512 visible ASCII characters). None = no authentication.
+    /// (16-512 visible ASCII characters; no `,`; a bare token may not start with `#`: this
+    /// setting has no comments). Set, it must hold a token. None = no authentication.
     #[arg(long, env = "ORDER_GRPC_AUTH_TOKENS", hide_env_values = true)]
     pub auth_tokens: Option<String>,
-    /// A file with bearer tokens, one `name=token` per line (added to --auth-tokens).
+    /// A file with bearer tokens, one `name=token` per line (added to --auth-tokens); lines
+    /// starting with `#` are comments. Given, it must hold a token.
     #[arg(long, env = "ORDER_GRPC_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<PathBuf>,
     /// What each token may do: `name=scope+scope` entries, comma separated, one for every
@@ -92,17 +94,45 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The accepted tokens from both sources; an unreadable file or a malformed token is an
-    /// error.
+    /// The accepted tokens from both sources, as one list (positions and `token-N` names
+    /// run on from the setting into the file). Empty only when neither source is given: a
+    /// setting or file that is given but holds no token (blank, only commas, only comment
+    /// lines) is an error naming it, so that a mistake never starts the service without
+    /// authentication. An unreadable file or a malformed token is an error too; no error
+    /// quotes a token.
     pub fn tokens(&self) -> Result<Tokens, String> {
-        let mut text = self.auth_tokens.clone().unwrap_or_default();
+        let mut tokens = Tokens::default();
+        if let Some(setting) = &self.auth_tokens {
+            let added = tokens
+                .add_setting(setting)
+                .map_err(|e| format!("ORDER_GRPC_AUTH_TOKENS (--auth-tokens): {e}"))?;
+            if added == 0 {
+                return Err(
+                    "ORDER_GRPC_AUTH_TOKENS (--auth-tokens) is set but holds no token: \
+                     give at least one `name=token` entry, or unset it to serve without \
+                     authentication"
+                        .to_owned(),
+                );
+            }
+        }
         if let Some(path) = &self.auth_tokens_file {
             let file = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read --auth-tokens-file {}: {e}", path.display()))?;
-            text.push('\n');
-            text.push_str(&file);
+            let added = tokens.add_file(&file).map_err(|e| {
+                format!(
+                    "ORDER_GRPC_AUTH_TOKENS_FILE (--auth-tokens-file {}): {e}",
+                    path.display()
+                )
+            })?;
+            if added == 0 {
+                return Err(format!(
+                    "ORDER_GRPC_AUTH_TOKENS_FILE (--auth-tokens-file {}) holds no token (only \
+                     blank or comment lines): give at least one `name=token` line, or unset it \
+                     to serve without authentication",
+                    path.display()
+                ));
+            }
         }
-        let tokens = Tokens::parse(&text)?;
         match &self.auth_scopes {
             Some(scopes) => tokens.with_scopes(&crate::scopes::parse_assignments(scopes)?),
             None => Ok(tokens),
@@ -141,5 +171,130 @@ impl ServeArgs {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use clap::Parser;
+
+    use super::ServeArgs;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    /// `order-grpc serve` settings from these flags (and a database URL).
+    fn args(flags: &[&str]) -> ServeArgs {
+        let mut argv = vec!["order-grpc", "--database-url", "postgres://u@127.0.0.1/db"];
+        argv.extend_from_slice(flags);
+        Wrapper::try_parse_from(argv).expect("valid flags").args
+    }
+
+    /// A token file under the temporary directory, removed when dropped.
+    struct TokenFile(std::path::PathBuf);
+
+    impl TokenFile {
+        fn with(text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "order-grpc-tokens-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4()
+            ));
+            let mut file = std::fs::File::create(&path).expect("a temporary file");
+            file.write_all(text.as_bytes()).expect("written");
+            Self(path)
+        }
+
+        fn arg(&self) -> String {
+            format!("--auth-tokens-file={}", self.0.display())
+        }
+    }
+
+    impl Drop for TokenFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_token_setting_that_holds_no_token_stops_start_up_without_quoting_it() {
+        let secret = "#aaaaaaaaaaaaaaaaaaaa";
+        for setting in [
+            "",
+            " ",
+            ",",
+            "\n",
+            secret,
+            "#aaaaaaaaaaaaaaaaaaaa,#bbbbbbbbbbbbbbbbbbbb",
+        ] {
+            let flag = format!("--auth-tokens={setting}");
+            let error = args(&[&flag]).tokens().expect_err(setting);
+            assert!(
+                error.contains("ORDER_GRPC_AUTH_TOKENS"),
+                "{setting:?}: the error names the setting: {error}"
+            );
+            assert!(
+                !error.contains("aaaaaaaaaaaa"),
+                "{setting:?}: quoted: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_file_that_holds_no_token_stops_start_up() {
+        for text in [
+            "",
+            "\n\n",
+            "# the worker's token, rotated out\n#aaaaaaaaaaaaaaaaaaaa\n",
+        ] {
+            let file = TokenFile::with(text);
+            let error = args(&[&file.arg()]).tokens().expect_err(text);
+            assert!(
+                error.contains("--auth-tokens-file") && error.contains("no token"),
+                "{text:?}: {error}"
+            );
+            assert!(!error.contains("aaaaaaaaaaaa"), "{text:?}: quoted: {error}");
+        }
+    }
+
+    #[test]
+    fn without_any_token_setting_calls_are_not_authenticated() {
+        assert!(args(&[]).tokens().expect("no tokens").is_empty());
+    }
+
+    #[test]
+    fn comments_are_read_in_the_token_file_only() {
+        let file = TokenFile::with(
+            "# rotated in on Monday, out on Friday\nops=bbbbbbbbbbbbbbbbbbbb\n\n  # old=cccccccccccccccccccc\n",
+        );
+        let tokens = args(&["--auth-tokens=worker=aaaaaaaaaaaaaaaaaaaa", &file.arg()])
+            .tokens()
+            .expect("two tokens");
+        assert_eq!(tokens.names(), ["worker", "ops"]);
+        // In the setting a `#` entry is neither a comment nor a token: refused.
+        let error = args(&["--auth-tokens=worker=aaaaaaaaaaaaaaaaaaaa,#bbbbbbbbbbbbbbbbbbbb"])
+            .tokens()
+            .expect_err("a # entry in the setting");
+        assert!(error.contains("entry 2") && error.contains('#'), "{error}");
+        assert!(!error.contains("bbbbbbbbbbbb"), "quoted: {error}");
+    }
+
+    #[test]
+    fn bare_tokens_of_the_setting_and_the_file_are_numbered_as_one_list() {
+        let file = TokenFile::with("bbbbbbbbbbbbbbbbbbbb\n");
+        let tokens = args(&["--auth-tokens=aaaaaaaaaaaaaaaaaaaa", &file.arg()])
+            .tokens()
+            .expect("two tokens");
+        assert_eq!(tokens.names(), ["token-1", "token-2"]);
+        let same = TokenFile::with("again=aaaaaaaaaaaaaaaaaaaa\n");
+        let error = args(&["--auth-tokens=aaaaaaaaaaaaaaaaaaaa", &same.arg()])
+            .tokens()
+            .expect_err("one secret twice");
+        assert!(error.contains("the same token"), "{error}");
     }
 }

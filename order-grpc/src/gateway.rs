@@ -69,16 +69,63 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// Parse `name=token` or bare `token` entries separated by commas or newlines. Tokens must
-    /// be 16-512 visible ASCII characters; a name is 1-64 of `A-Z a-z 0-9 _ . -`. An entry
-    /// is `name=token` only when both halves are valid; otherwise the whole entry is a bare
-    /// token (so a base64 token ending in `=` padding is read whole, never split), named
-    /// `token-N` by its position; `name=` followed by anything but padding must be a valid
-    /// token. Give a bare token that contains `=` an explicit name (`svc=ab=cd…`). Errors name an entry by its position and never quote it:
-    /// the text may be a secret. Two entries with one secret are refused (a caller's `actor`
-    /// would depend on the order of the list). Every token may call every method; see
-    /// [`Tokens::with_scopes`].
+    /// Parse a token file (`--auth-tokens-file`): `name=token` or bare `token` entries,
+    /// separated by commas or newlines. A line whose first non-blank character is `#` is a
+    /// comment (the whole line, commas included); blank lines and empty entries are skipped.
+    /// Elsewhere an entry is read as in [`Tokens::parse_setting`]. An empty result is not an
+    /// error here: [`ServeArgs::tokens`](crate::ServeArgs::tokens) refuses a file that was
+    /// given and holds no token.
     pub fn parse(text: &str) -> Result<Self, String> {
+        let mut tokens = Self::default();
+        tokens.add_file(text)?;
+        Ok(tokens)
+    }
+
+    /// Parse the inline token setting (`--auth-tokens`, `ORDER_GRPC_AUTH_TOKENS`): `name=token`
+    /// or bare `token` entries separated by commas or newlines, so a `,` can never be part of a
+    /// token. The setting has no comments: an entry starting with `#` is refused, so that text
+    /// meant as a comment never becomes a token, nor leaves the list empty (give a token that
+    /// starts with `#` a name: `svc=#…`).
+    ///
+    /// Tokens must be 16-512 visible ASCII characters; a name is 1-64 of
+    /// `A-Z a-z 0-9 _ . -`. An entry is `name=token` only when both halves are valid;
+    /// otherwise the whole entry is a bare token (so a base64 token ending in `=` padding is
+    /// read whole, never split), named `token-N` by its position; `name=` followed by anything
+    /// but padding must be a valid token. Give a bare token that contains `=` an explicit name
+    /// (`svc=ab=cd…`). Errors name an entry by its position and never quote it: the text may be
+    /// a secret. Two entries with one secret are refused (a caller's `actor` would depend on
+    /// the order of the list). Every token may call every method; see
+    /// [`Tokens::with_scopes`]. An empty result is not an error here (see [`Tokens::parse`]).
+    pub fn parse_setting(text: &str) -> Result<Self, String> {
+        let mut tokens = Self::default();
+        tokens.add_setting(text)?;
+        Ok(tokens)
+    }
+
+    /// Add the entries of an inline setting (see [`Tokens::parse_setting`]); returns how many.
+    /// Positions and `token-N` names continue the list.
+    pub(crate) fn add_setting(&mut self, text: &str) -> Result<usize, String> {
+        let before = self.entries.len();
+        for entry in text.split([',', '\n']).map(str::trim) {
+            self.add_entry(entry)?;
+        }
+        Ok(self.entries.len() - before)
+    }
+
+    /// Add the entries of a token file (see [`Tokens::parse`]); returns how many. Positions
+    /// and `token-N` names continue the list.
+    pub(crate) fn add_file(&mut self, text: &str) -> Result<usize, String> {
+        let before = self.entries.len();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            for entry in line.split(',').map(str::trim) {
+                self.add_entry(entry)?;
+            }
+        }
+        Ok(self.entries.len() - before)
+    }
+
+    /// Add one trimmed entry (an empty one is skipped).
+    fn add_entry(&mut self, entry: &str) -> Result<(), String> {
         fn valid_token(token: &str) -> bool {
             (16..=512).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic())
         }
@@ -88,59 +135,61 @@ impl Tokens {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
         }
-        let mut entries = Vec::new();
-        for (index, entry) in text
-            .split([',', '\n'])
-            .map(str::trim)
-            .filter(|e| !e.is_empty() && !e.starts_with('#'))
-            .enumerate()
-        {
-            let position = index + 1;
-            let (name, token) = match entry.split_once('=') {
-                Some((name, token)) if valid_name(name.trim()) && valid_token(token.trim()) => {
-                    (name.trim().to_owned(), token.trim())
-                }
-                // `name=short`: a named token that is too short or has a space, not a bare
-                // token that happens to contain '=' (only base64 padding may end one).
-                Some((name, token))
-                    if valid_name(name.trim()) && !token.trim().bytes().all(|b| b == b'=') =>
-                {
-                    return Err(format!(
-                        "auth token entry {position} is `name=token` but its token is not \
-                         16-512 visible ASCII characters"
-                    ));
-                }
-                _ if valid_token(entry) => (format!("token-{position}"), entry),
-                _ => {
-                    return Err(format!(
-                        "auth token entry {position} is neither `name=token` nor a bare token \
-                         (names: 1-64 of A-Z a-z 0-9 _ . -; tokens: 16-512 visible ASCII \
-                         characters)"
-                    ));
-                }
-            };
-            if let Some(earlier) = entries.iter().position(|t: &Token| t.name == name) {
-                return Err(format!(
-                    "auth token entries {} and {position} are both named {name}",
-                    earlier + 1
-                ));
+        if entry.is_empty() {
+            return Ok(());
+        }
+        let position = self.entries.len() + 1;
+        if entry.starts_with('#') {
+            return Err(format!(
+                "auth token entry {position} starts with `#`: only a whole line of a token file \
+                 is a comment (a token that starts with `#` needs a name: `name=#...`)"
+            ));
+        }
+        let (name, token) = match entry.split_once('=') {
+            Some((name, token)) if valid_name(name.trim()) && valid_token(token.trim()) => {
+                (name.trim().to_owned(), token.trim())
             }
-            if let Some(earlier) = entries
-                .iter()
-                .position(|t: &Token| t.secret == token.as_bytes())
+            // `name=short`: a named token that is too short or has a space, not a bare
+            // token that happens to contain '=' (only base64 padding may end one).
+            Some((name, token))
+                if valid_name(name.trim()) && !token.trim().bytes().all(|b| b == b'=') =>
             {
                 return Err(format!(
-                    "auth token entries {} and {position} are the same token",
-                    earlier + 1
+                    "auth token entry {position} is `name=token` but its token is not \
+                     16-512 visible ASCII characters"
                 ));
             }
-            entries.push(Token {
-                name,
-                secret: token.as_bytes().to_vec(),
-                scopes: Scope::ALL.into(),
-            });
+            _ if valid_token(entry) => (format!("token-{position}"), entry),
+            _ => {
+                return Err(format!(
+                    "auth token entry {position} is neither `name=token` nor a bare token \
+                     (names: 1-64 of A-Z a-z 0-9 _ . -; tokens: 16-512 visible ASCII \
+                     characters)"
+                ));
+            }
+        };
+        if let Some(earlier) = self.entries.iter().position(|t| t.name == name) {
+            return Err(format!(
+                "auth token entries {} and {position} are both named {name}",
+                earlier + 1
+            ));
         }
-        Ok(Self { entries })
+        if let Some(earlier) = self
+            .entries
+            .iter()
+            .position(|t| t.secret == token.as_bytes())
+        {
+            return Err(format!(
+                "auth token entries {} and {position} are the same token",
+                earlier + 1
+            ));
+        }
+        self.entries.push(Token {
+            name,
+            secret: token.as_bytes().to_vec(),
+            scopes: Scope::ALL.into(),
+        });
+        Ok(())
     }
 
     /// Give each token exactly the scopes `assignments` (from `--auth-scopes`) name for it.
@@ -481,8 +530,9 @@ fn permission_denied(token: &Token, path: &str) -> Option<Status> {
 /// A request that does not decode (e.g. invalid UTF-8 in a string field) is the caller's
 /// mistake: tonic answers INTERNAL, the contract says INVALID_ARGUMENT with a
 /// `google.rpc.BadRequest` naming the field. A message over the size limit is
-/// RESOURCE_EXHAUSTED in the gRPC specification; tonic answers OUT_OF_RANGE. Both arrive as
-/// trailers-only responses, with the status in the headers.
+/// RESOURCE_EXHAUSTED in the gRPC specification; tonic answers OUT_OF_RANGE. A request over
+/// it gets an ErrorInfo too (see [`request_too_large`]), so that clients do not send it
+/// again. Both arrive as trailers-only responses, with the status in the headers.
 fn correct_status<B>(response: &mut Response<B>) {
     let headers = response.headers();
     let (Some(code), Some(message)) = (headers.get("grpc-status"), headers.get("grpc-message"))
@@ -529,6 +579,14 @@ fn correct_status<B>(response: &mut Response<B>) {
         }
         return;
     }
+    if code.as_bytes() == b"11" {
+        let message = percent_encoding::percent_decode_str(message).decode_utf8_lossy();
+        if let Some((bytes, limit)) = decoded_too_large(&message) {
+            // As above: a status made here always fits in headers.
+            let _ = request_too_large(bytes, limit).add_header(response.headers_mut());
+            return;
+        }
+    }
     let corrected = match code.as_bytes() {
         b"11" if message.contains("message%20length%20too%20large") => {
             Some(tonic::Code::ResourceExhausted)
@@ -539,6 +597,41 @@ fn correct_status<B>(response: &mut Response<B>) {
         let value = HeaderValue::from(code as i32);
         response.headers_mut().insert("grpc-status", value);
     }
+}
+
+/// The size and the limit in tonic's refusal of a request message over the limit ("Error,
+/// decoded message length too large: found 2738 bytes, the limit is: 1024 bytes"); `None`
+/// for any other message.
+fn decoded_too_large(message: &str) -> Option<(&str, &str)> {
+    let rest = message.strip_prefix("Error, decoded message length too large: found ")?;
+    let (bytes, rest) = rest.split_once(" bytes, the limit is: ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(bytes) && digits(limit)).then_some((bytes, limit))
+}
+
+/// RESOURCE_EXHAUSTED for a request message larger than the service accepts, with an
+/// ErrorInfo (reason `REQUEST_TOO_LARGE`, domain `order-ledger`, metadata `bytes` and
+/// `limit_bytes`): the same request can never succeed, and clients that see the reason do not
+/// send it again (unlike the other RESOURCE_EXHAUSTED answers, which are worth a retry).
+fn request_too_large(bytes: &str, limit: &str) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let details = ErrorDetails::with_error_info(
+        "REQUEST_TOO_LARGE",
+        "order-ledger",
+        [
+            ("bytes".to_owned(), bytes.to_owned()),
+            ("limit_bytes".to_owned(), limit.to_owned()),
+        ],
+    );
+    Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        format!(
+            "the request message takes {bytes} bytes, more than the {limit} this service \
+             accepts (ORDER_GRPC_MAX_MESSAGE_BYTES); sending it again cannot succeed"
+        ),
+        details,
+    )
 }
 
 /// INVALID_ARGUMENT for prost's "failed to decode Protobuf message: Inner.field: Outer.field:
@@ -621,6 +714,33 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn only_tonics_refusal_of_a_large_request_reads_as_request_too_large() {
+        assert_eq!(
+            decoded_too_large(
+                "Error, decoded message length too large: found 2738 bytes, the limit is: 1024 bytes"
+            ),
+            Some(("2738", "1024"))
+        );
+        for other in [
+            "Error, encoded message length too large: found 2738 bytes, the limit is: 1024 bytes",
+            "Error, decoded message length too large: found many bytes, the limit is: 1024 bytes",
+            "decoded message length too large",
+            "",
+        ] {
+            assert_eq!(decoded_too_large(other), None, "{other}");
+        }
+        let status = request_too_large("2738", "1024");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        let info = tonic_types::StatusExt::get_details_error_info(&status).unwrap();
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("REQUEST_TOO_LARGE", "order-ledger")
+        );
+        assert_eq!(info.metadata["bytes"], "2738");
+        assert_eq!(info.metadata["limit_bytes"], "1024");
     }
 
     /// Polls `future` once with the calling task's waker.
@@ -778,6 +898,30 @@ mod tests {
             bare.contains("entries 1 and 3 are the same token"),
             "{bare}"
         );
+    }
+
+    #[test]
+    fn the_inline_setting_has_no_comments_and_refuses_a_hash_entry_without_quoting_it() {
+        for setting in [
+            "#aaaaaaaaaaaaaaaaaaaa",
+            "worker=bbbbbbbbbbbbbbbbbbbb,#aaaaaaaaaaaaaaaaaaaa",
+            "worker=bbbbbbbbbbbbbbbbbbbb\n# aaaaaaaaaaaaaaaaaaaa",
+        ] {
+            let err = Tokens::parse_setting(setting).unwrap_err();
+            assert!(err.contains("starts with `#`"), "{setting:?}: {err}");
+            assert!(!err.contains("aaaaaaaaaaaa"), "{setting:?}: quoted: {err}");
+        }
+        // Named, a token may start with `#`; a separator alone holds no entry.
+        let named = Tokens::parse_setting("svc=#aaaaaaaaaaaaaaaaaaaa").unwrap();
+        assert_eq!(named.names(), ["svc"]);
+        assert!(Tokens::parse_setting(" , \n").unwrap().is_empty());
+        // In a file, a whole line starting with `#` is a comment, commas and all.
+        let file = Tokens::parse(
+            "# old, rotated out: bbbbbbbbbbbbbbbbbbbb\n  #x\nops=cccccccccccccccccccc\n",
+        )
+        .unwrap();
+        assert_eq!(file.names(), ["ops"]);
+        assert!(Tokens::parse("#aaaaaaaaaaaaaaaaaaaa").unwrap().is_empty());
     }
 
     #[test]

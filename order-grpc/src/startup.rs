@@ -104,7 +104,11 @@ impl App {
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
         let args = self.args;
         let tokens = args.tokens().map_err(anyhow::Error::msg)?;
-        if !tokens.is_empty() && args.auth_scopes.is_none() {
+        if tokens.is_empty() {
+            tracing::warn!(
+                "no ORDER_GRPC_AUTH_TOKENS or ORDER_GRPC_AUTH_TOKENS_FILE: calls are not authenticated"
+            );
+        } else if args.auth_scopes.is_none() {
             tracing::warn!(
                 tokens = ?tokens.names(),
                 "no --auth-scopes: every token may call every method"

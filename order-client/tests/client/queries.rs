@@ -97,3 +97,52 @@ async fn an_order_larger_than_a_message_comes_back_whole() {
     assert_eq!(later.len(), 11);
     assert_eq!(later[0].stream_version, 6);
 }
+
+/// tonic's own default limit on an answer the client decodes.
+const TONIC_DEFAULT_DECODING_LIMIT: usize = 4 * 1024 * 1024;
+
+/// A server may allow messages up to 64 MiB (`--max-message-bytes`): an order's history that
+/// fits its limit but not tonic's default 4 MiB comes back whole, in one answer.
+#[tokio::test]
+async fn a_history_over_4_mib_comes_back_whole_from_a_server_that_allows_it() {
+    let stack = Stack::start_with(ServerOptions {
+        max_message_bytes: Some(64 * 1024 * 1024),
+        ..ServerOptions::default()
+    })
+    .await;
+    let client = stack.client();
+    // The largest OrderPlaced the API takes: 100 lines with 64-character SKUs (about 9 KB).
+    let mut placing = client.place_order(customer()).ship_to(address());
+    for line in 0..100 {
+        placing = placing.line(format!("{line:03}-{}", "S".repeat(60)), 1, money("EUR", 1));
+    }
+    let placed = placing.await.unwrap();
+    // Thousands of commands would take long: the event's row is copied instead, as versions
+    // 2..=EVENTS (GetOrderEvents reads each event on its own, folding nothing).
+    const EVENTS: i64 = 600;
+    stack
+        .db
+        .connect()
+        .await
+        .execute(
+            "INSERT INTO orders.events
+                 (stream_id, stream_version, event_id, event_type, schema_version, payload, category)
+             SELECT stream_id, v, gen_random_uuid(), event_type, schema_version, payload, category
+             FROM orders.events, generate_series(2, $2::bigint) AS v
+             WHERE stream_id = $1 AND stream_version = 1",
+            &[&placed.order_id, &EVENTS],
+        )
+        .await
+        .unwrap();
+
+    let events = client.get_order_events(placed.order_id).await.unwrap();
+    let bytes = prost::Message::encoded_len(&pb::GetOrderEventsResponse {
+        events: events.clone(),
+    });
+    assert!(
+        bytes > TONIC_DEFAULT_DECODING_LIMIT,
+        "the history takes {bytes} bytes"
+    );
+    let versions: Vec<u64> = events.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=EVENTS as u64).collect::<Vec<u64>>());
+}

@@ -420,3 +420,46 @@ async fn a_total_timeout_is_never_overrun_by_a_wait_and_ends_with_the_last_statu
         );
     }
 }
+
+/// A command larger than the service's message limit can never succeed: it is sent once, and
+/// the error says why (RESOURCE_EXHAUSTED, ErrorInfo reason `REQUEST_TOO_LARGE`), while any
+/// other RESOURCE_EXHAUSTED is still retried (see above).
+#[tokio::test]
+async fn a_command_over_the_servers_message_limit_is_sent_once_and_says_why() {
+    let stack = Stack::start_with(ServerOptions {
+        max_message_bytes: Some(1024),
+        ..ServerOptions::default()
+    })
+    .await;
+    let seen = Seen::default();
+    let client = Client::builder()
+        .endpoint(stack.url())
+        .retry(quick_retries(4))
+        .wrap_transport(recording(seen.clone(), 0))
+        .build()
+        .unwrap();
+    let mut placing = place(&client);
+    for line in 0..40 {
+        placing = placing.line(format!("SKU-{line:03}-{}", "x".repeat(40)), 1, money_eur(1));
+    }
+    let error = placing.await.unwrap_err();
+
+    assert_eq!(error.code(), Code::ResourceExhausted, "{error}");
+    assert_eq!(error.attempts(), 1, "{error}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "sent exactly once");
+    let status = error.status().unwrap();
+    let info =
+        tonic_types::StatusExt::get_details_error_info(status).expect("an ErrorInfo says why");
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("REQUEST_TOO_LARGE", "order-ledger")
+    );
+    assert!(
+        error.to_string().contains("1024"),
+        "the error names the limit: {error}"
+    );
+}
+
+fn money_eur(amount_minor: i64) -> pb::Money {
+    order_client::money("EUR", amount_minor)
+}

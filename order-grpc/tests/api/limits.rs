@@ -60,3 +60,36 @@ async fn an_exhausted_database_pool_answers_unavailable_quickly() {
     lock.batch_execute("ROLLBACK").await.unwrap();
     assert!(blocked.await.unwrap().is_ok());
 }
+
+/// A request larger than `--max-message-bytes` is refused before any handler runs, as
+/// RESOURCE_EXHAUSTED with an ErrorInfo (reason `REQUEST_TOO_LARGE`) that tells clients not to
+/// send it again: the same request can never fit.
+#[tokio::test]
+async fn a_request_over_the_message_limit_is_refused_as_too_large_for_good() {
+    let app = spawn_app_with(Options {
+        max_message_bytes: 1024,
+        ..Options::default()
+    })
+    .await;
+    let before = app.event_count().await;
+    let mut request = place(&id());
+    request.shipping_address.as_mut().unwrap().line2 = "y".repeat(2000);
+    let bytes = prost::Message::encoded_len(&request);
+    let status = app.commands().place_order(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("1024") && status.message().contains(&bytes.to_string()),
+        "the message gives the size and the limit: {status:?}"
+    );
+    let info = details(&status)
+        .error_info()
+        .cloned()
+        .expect("an ErrorInfo says why, for clients to act on");
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("REQUEST_TOO_LARGE", "order-ledger")
+    );
+    assert_eq!(info.metadata["limit_bytes"], "1024");
+    assert_eq!(info.metadata["bytes"], bytes.to_string());
+    assert_eq!(app.event_count().await, before, "nothing was written");
+}
