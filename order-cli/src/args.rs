@@ -26,9 +26,11 @@ Exit codes:
   0  ok
   1  anything else (INTERNAL, UNKNOWN, UNIMPLEMENTED, DATA_LOSS)
   2  usage: bad flags or input, unreadable files, unusable settings
-  3  refused: INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS, ABORTED, OUT_OF_RANGE
+  3  refused: INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS, ABORTED, OUT_OF_RANGE,
+     RESOURCE_EXHAUSTED for a request too large
   4  NOT_FOUND
-  5  unavailable after the retries: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, CANCELLED
+  5  unavailable after the retries: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (busy),
+     CANCELLED
   6  UNAUTHENTICATED, PERMISSION_DENIED";
 
 /// order-cli: place, walk through the saga, read and follow orders of the order ledger over

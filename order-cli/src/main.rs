@@ -26,6 +26,16 @@ mod exit {
     pub const DENIED: u8 = 6;
 }
 
+/// The exit code for a client error: by its status code, except that a call refused for its
+/// size (RESOURCE_EXHAUSTED with `REQUEST_TOO_LARGE`) is refused for good, not unavailable.
+fn client_exit_code(error: &Error) -> u8 {
+    if error.is_too_large() {
+        exit::REJECTED
+    } else {
+        exit_code(error.code())
+    }
+}
+
 /// The exit code for a gRPC status code.
 fn exit_code(code: Code) -> u8 {
     match code {
@@ -87,7 +97,7 @@ fn main() -> ExitCode {
         }
         Err(Failure::Client(error)) => {
             out.client_error(&error);
-            ExitCode::from(exit_code(error.code()))
+            ExitCode::from(client_exit_code(&error))
         }
         Err(Failure::Other(error)) => {
             out.error("ERROR", &format!("{error:#}"));
@@ -337,6 +347,29 @@ mod tests {
         assert_eq!(exit_code(Code::DeadlineExceeded), 5);
         assert_eq!(exit_code(Code::Unauthenticated), 6);
         assert_eq!(exit_code(Code::PermissionDenied), 6);
+        // RESOURCE_EXHAUSTED: a busy service is unavailable; a request too large is refused.
+        let rpc = |status: tonic::Status| Error::Rpc {
+            status: Box::new(status),
+            attempts: 1,
+            correlation_id: "c".to_owned(),
+        };
+        assert_eq!(
+            client_exit_code(&rpc(tonic::Status::resource_exhausted("busy"))),
+            5
+        );
+        let too_large = {
+            use tonic_types::{ErrorDetails, StatusExt};
+            tonic::Status::with_error_details(
+                Code::ResourceExhausted,
+                "too large",
+                ErrorDetails::with_error_info(
+                    "REQUEST_TOO_LARGE",
+                    "order-ledger",
+                    std::collections::HashMap::<String, String>::new(),
+                ),
+            )
+        };
+        assert_eq!(client_exit_code(&rpc(too_large)), 3);
         assert_eq!(exit_code(Code::Internal), 1);
     }
 }

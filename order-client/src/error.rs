@@ -45,6 +45,19 @@ impl Error {
         }
     }
 
+    /// Whether the service refused the call for its size (a request over its message limit,
+    /// ErrorInfo reason `REQUEST_TOO_LARGE`; a history too large even read in parts,
+    /// `HISTORY_TOO_LARGE`): RESOURCE_EXHAUSTED that no retry, now or later, changes. Other
+    /// RESOURCE_EXHAUSTED answers (a saturated service) are worth trying again.
+    pub fn is_too_large(&self) -> bool {
+        match self {
+            Self::Rpc { status, .. } => {
+                status.code() == Code::ResourceExhausted && crate::retry::too_large_for_good(status)
+            }
+            _ => false,
+        }
+    }
+
     /// How many attempts were made (0 when nothing was sent).
     pub fn attempts(&self) -> u32 {
         match self {

@@ -144,7 +144,7 @@ const ERROR_DOMAIN: &str = "order-ledger";
 /// without an ErrorInfo, tonic's own words for a message over the limit ("message length too
 /// large", from a server that relays tonic's refusal as it is). Any other exhaustion (the
 /// concurrency limit, too many subscriptions) passes, and is worth another attempt.
-fn too_large_for_good(status: &Status) -> bool {
+pub(crate) fn too_large_for_good(status: &Status) -> bool {
     use tonic_types::StatusExt;
     match status.get_details_error_info() {
         Some(info) => {
