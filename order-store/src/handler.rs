@@ -125,8 +125,9 @@ impl std::io::Write for HashWriter<'_> {
 }
 
 impl<A: Aggregate> CommandHandler<A> {
-    /// `max_attempts` bounds how often a command is re-decided after concurrent appends to
-    /// its stream (from other processes) won the race (at least 1).
+    /// `max_attempts` bounds how many times in all a command is decided, its first decision
+    /// included, when concurrent appends to its stream (from other processes) keep winning the
+    /// race (at least 1: decided once, never again).
     pub fn new(store: EventStore, max_attempts: u32) -> Self {
         Self::with_cache(store, max_attempts, DEFAULT_CACHED_STREAMS)
     }
