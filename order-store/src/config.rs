@@ -215,11 +215,24 @@ impl StoreConfig {
     /// A connection opened before its server turned read-only, began shutting down or stopped
     /// answering is replaced at its next checkout (see the `recycle` module).
     pub fn pool(&self) -> Result<Pool, Error> {
+        self.pool_fenced(None)
+    }
+
+    /// [`StoreConfig::pool`], its connections for writing fenced by `timelines` (shared by the
+    /// pools of one store: see the `connect` module).
+    pub(crate) fn pool_fenced(
+        &self,
+        timelines: Option<Arc<crate::connect::Timelines>>,
+    ) -> Result<Pool, Error> {
         let pg_config = self.pg_config()?;
         let whole = crate::connect::whole_time(&pg_config, self.connect_timeout);
+        let connector = match timelines {
+            Some(timelines) => self.connector()?.fenced(timelines),
+            None => self.connector()?,
+        };
         let manager = Manager::from_connect(
             pg_config,
-            self.connector()?,
+            connector,
             ManagerConfig {
                 // No "ping" before every checkout: a broken connection shows up as an error
                 // on use and is then discarded.
@@ -299,8 +312,13 @@ impl StoreConfig {
         Error,
     > {
         let config = self.pg_config()?;
-        crate::connect::host_by_host(&config, self.tls_off_thread().await?, self.connect_timeout)
-            .await
+        crate::connect::host_by_host(
+            &config,
+            self.tls_off_thread().await?,
+            self.connect_timeout,
+            None,
+        )
+        .await
             .map_err(Error::at_login)
     }
 }

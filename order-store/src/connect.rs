@@ -4,7 +4,15 @@
 //! forever, and the pool's limit for a whole new connection then runs out before the next host
 //! is tried. Here every host gets `connect_timeout` for everything, handshake and the
 //! read-write check included, and a host that does not make it in time is passed over.
+//!
+//! And a store that writes never goes back in time: it remembers the highest timeline of the
+//! servers it connected to for writing, and passes over a writable server on a lower one (an
+//! old primary come back writable after its standby was promoted, still named first in a
+//! `host=a,b` URL). Writing there would fork the log: acknowledged commands on one server,
+//! later ones on the other.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Connect;
@@ -83,28 +91,115 @@ fn one_host(config: &Config, index: usize) -> Config {
     one
 }
 
+/// The highest timeline a store's connections for writing have met (0: none yet). Shared by
+/// the store's pools.
+#[derive(Debug, Default)]
+pub(crate) struct Timelines(AtomicU32);
+
+impl Timelines {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+}
+
+/// The timeline of a writable server (the first 8 hex digits of its current WAL file's name).
+async fn timeline(client: &Client) -> Result<u32, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
+        .await?;
+    let name: String = row.try_get(0)?;
+    // A name that is not one (it always is) reads as timeline 0: never refused for it.
+    Ok(name
+        .get(..8)
+        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+        .unwrap_or(0))
+}
+
+/// One host: connect, and with `fence`, refuse a server behind the highest timeline met.
+/// `Ok(None)`: connected, and refused by the fence.
+async fn connect_one<T>(
+    config: &Config,
+    index: usize,
+    tls: T,
+    fence: Option<&Timelines>,
+) -> Result<Option<(Client, Connection<Socket, T::Stream>)>, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+{
+    let (client, mut connection) = config.connect(tls).await?;
+    let Some(fence) = fence else {
+        return Ok(Some((client, connection)));
+    };
+    // The connection must be driven for the query to be answered; it is handed back after.
+    let line = {
+        let query = timeline(&client);
+        let mut query = std::pin::pin!(query);
+        let drive = std::future::poll_fn(|cx| {
+            loop {
+                match std::pin::Pin::new(&mut connection).poll_message(cx) {
+                    std::task::Poll::Ready(Some(Ok(_))) => continue,
+                    std::task::Poll::Ready(Some(Err(error))) => {
+                        return std::task::Poll::Ready(error);
+                    }
+                    std::task::Poll::Ready(None) | std::task::Poll::Pending => {
+                        return std::task::Poll::Pending;
+                    }
+                }
+            }
+        });
+        let mut drive = std::pin::pin!(drive);
+        tokio::select! {
+            line = &mut query => line?,
+            error = &mut drive => return Err(error),
+        }
+    };
+    let highest = fence.0.fetch_max(line, Ordering::SeqCst).max(line);
+    if line < highest {
+        tracing::error!(
+            host = index,
+            timeline = line,
+            highest,
+            "a writable database server is on an older timeline than one this process wrote \
+             to (an old primary come back writable after a failover?): passed over, never \
+             written to; rebuild it as a standby of the new primary, or take it out of the \
+             database URL"
+        );
+        return Ok(None);
+    }
+    Ok(Some((client, connection)))
+}
+
 /// Connect to the first host of `config` that answers in `per_host` (and, when the settings
-/// ask for it, takes writes). When none does, the error of the last host that said why, or a
-/// timeout when none said anything.
+/// ask for it, takes writes; with `fence`, also is on no older timeline than the store met).
+/// When none does, the error of the last host that said why, or a timeout when none said
+/// anything (a host passed over by the fence is logged).
 pub(crate) async fn host_by_host<T>(
     config: &Config,
     tls: T,
     per_host: Duration,
+    fence: Option<&Timelines>,
 ) -> Result<(Client, Connection<Socket, T::Stream>), tokio_postgres::Error>
 where
     T: MakeTlsConnect<Socket> + Clone,
 {
+    // Only connections that must take writes are fenced: a standby has no current WAL.
+    let fence = fence.filter(|_| {
+        config.get_target_session_attrs() == tokio_postgres::config::TargetSessionAttrs::ReadWrite
+    });
     let hosts = host_count(config);
-    if hosts == 1 {
-        return tokio::time::timeout(per_host, config.connect(tls))
-            .await
-            .unwrap_or_else(|_| Err(tokio_postgres::Error::__private_api_timeout()));
-    }
     let mut said = None;
     for index in 0..hosts {
-        let one = one_host(config, index);
-        match tokio::time::timeout(per_host, one.connect(tls.clone())).await {
-            Ok(Ok(connected)) => return Ok(connected),
+        let one;
+        let config = if hosts == 1 {
+            config
+        } else {
+            one = one_host(config, index);
+            &one
+        };
+        match tokio::time::timeout(per_host, connect_one(config, index, tls.clone(), fence)).await
+        {
+            Ok(Ok(Some(connected))) => return Ok(connected),
+            Ok(Ok(None)) => {}
             Ok(Err(error)) => said = Some(error),
             Err(_) => tracing::debug!(host = index, "database host did not answer in time"),
         }
@@ -119,12 +214,23 @@ where
 pub struct HostByHost<T> {
     tls: T,
     per_host: Duration,
+    fence: Option<Arc<Timelines>>,
 }
 
 impl<T> HostByHost<T> {
     /// Connections made with `tls`, each host given `per_host`.
     pub fn new(tls: T, per_host: Duration) -> Self {
-        Self { tls, per_host }
+        Self {
+            tls,
+            per_host,
+            fence: None,
+        }
+    }
+
+    /// Pass over a writable server on an older timeline than these connections met.
+    pub(crate) fn fenced(mut self, fence: Arc<Timelines>) -> Self {
+        self.fence = Some(fence);
+        self
     }
 }
 
@@ -142,8 +248,10 @@ where
         let tls = self.tls.clone();
         let pg_config = pg_config.clone();
         let per_host = self.per_host;
+        let fence = self.fence.clone();
         Box::pin(async move {
-            let (client, connection) = host_by_host(&pg_config, tls, per_host).await?;
+            let (client, connection) =
+                host_by_host(&pg_config, tls, per_host, fence.as_deref()).await?;
             let task = tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "database connection ended");

@@ -95,7 +95,10 @@ pub struct CommandRecord {
 impl EventStore {
     /// A store over a lazily connecting pool. Needs a Tokio runtime (it starts the notifier).
     pub fn new(config: StoreConfig) -> Result<Self, Error> {
-        let pool = config.pool()?;
+        // One memory of the highest timeline for all the store's pools: none of them writes to
+        // a server behind one another wrote to.
+        let timelines = crate::connect::Timelines::new();
+        let pool = config.pool_fenced(Some(timelines.clone()))?;
         let (notify, requests) = mpsc::channel(1);
         let mut requests = Some(requests);
         let handle = |pool: &Pool, config: StoreConfig, writers, writer_pools| Self {
@@ -138,7 +141,7 @@ impl EventStore {
             let notifies = requests.take();
             let mut own = config.clone();
             own.pool_size = if notifies.is_some() { 2 } else { 1 };
-            let own_pool = own.pool()?;
+            let own_pool = own.pool_fenced(Some(timelines.clone()))?;
             let writer_store = handle(&own_pool, config.clone(), Vec::new(), Vec::new());
             writer_pools.push((
                 format!("{}-writer-{n}", config.application_name),

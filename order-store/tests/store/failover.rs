@@ -436,3 +436,53 @@ async fn a_host_that_accepts_and_never_answers_is_passed_over_for_the_next() {
     );
     drop(silent);
 }
+
+/// An old primary that comes back writable after its standby was promoted (a server restarted
+/// at boot, no `standby.signal`), still named first in the URL, is on the older timeline: the
+/// store passes over it for the promoted server, and writes nothing there. Writing to both
+/// would fork the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_primary_back_writable_after_a_promotion_gets_no_write() {
+    let old = migrated_cluster().await;
+    // Asynchronous: the old primary, back, takes a commit without waiting for a standby.
+    let standby = blocking(|| old.start_standby(Replication::Asynchronous));
+    let url = PrivateCluster::multi_host_url(&[&old, &standby], "orders", "");
+    let mut config = StoreConfig::new(url);
+    config.connect_timeout = Duration::from_secs(2);
+    config.pool_wait_timeout = Duration::from_secs(2);
+    let store = EventStore::new(config).unwrap();
+    append_retrying(&store, "before", Duration::ZERO).await;
+    blocking(|| standby.wait_replayed(&old, Duration::from_secs(30)));
+
+    blocking(|| old.crash());
+    blocking(|| standby.promote());
+    append_retrying(&store, "after the promotion", Duration::from_secs(30)).await;
+
+    // The old primary restarts as a primary of its own, on its old timeline (once the
+    // crashed server's processes are gone: until then, pg_ctl refuses).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(why) = tokio::task::block_in_place(|| old.start_again()) {
+        assert!(Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(!blocking(|| old.in_recovery()));
+    // Every connection the store holds to the new primary ends: new ones are made, and the
+    // old primary, first in the URL, takes writes again.
+    blocking(|| {
+        standby.psql(
+            "postgres",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = 'orders' AND pid <> pg_backend_pid()",
+        )
+    });
+    for i in 0..5 {
+        append_retrying(&store, &format!("later-{i}"), Duration::from_secs(30)).await;
+    }
+    let count = |cluster: &PrivateCluster| -> i64 {
+        blocking(|| cluster.psql("orders", "SELECT count(*) FROM orders.events"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(count(&old), 1, "the old primary got a write after the promotion");
+    assert_eq!(count(&standby), 7);
+}
