@@ -66,17 +66,26 @@ pub enum StepError {
     Transient(String),
 }
 
+/// Whether `error` stops a subscription ([`StepError::Stopped`]): it will not pass by itself.
+fn stops(error: &order_store::Error) -> bool {
+    use order_store::Error;
+    matches!(
+        error,
+        Error::Decode { .. }
+            | Error::Encode(_)
+            | Error::InvalidInput(_)
+            | Error::Forbidden(_)
+            | Error::Database(_)
+    )
+}
+
 impl From<order_store::Error> for StepError {
     fn from(error: order_store::Error) -> Self {
         use order_store::Error;
         match error {
             Error::LeaseLost { .. } => Self::LeaseLost,
             Error::CheckpointMoved { .. } => Self::CheckpointMoved(error.to_string()),
-            Error::Decode { .. }
-            | Error::Encode(_)
-            | Error::InvalidInput(_)
-            | Error::Forbidden(_)
-            | Error::Database(_) => Self::Stopped(error.to_string()),
+            error if stops(&error) => Self::Stopped(error.to_string()),
             other => Self::Transient(other.to_string()),
         }
     }
@@ -1146,7 +1155,10 @@ pub struct RunSettings {
     pub lease_ttl: Duration,
     /// How long a caught-up subscription waits for a notification before polling anyway.
     pub poll: Duration,
-    /// How often a standby tries to take the lease.
+    /// How often a standby tries to take the lease. Retries after a failure to prepare a
+    /// projection's tables wait 5 times this (at most 30 s); after a failed rebuild, 15 times
+    /// this (at most 30 s), doubling with each failure in a row up to 20 times the first
+    /// wait (10 minutes at the default of 2 s).
     pub standby_poll: Duration,
     /// Events per read when a projection is rebuilt after a version change.
     pub rebuild_page: u32,
@@ -1167,11 +1179,65 @@ impl Default for RunSettings {
 /// How long a subscription stopped on an event waits before trying it again.
 const STOPPED_RETRY: Duration = Duration::from_secs(30);
 
+/// How long to wait after the `failures`-th failed rebuild in a row before the next attempt:
+/// each attempt scans the log from its start again, so the wait doubles with each failure,
+/// from 15 standby polls (at most [`STOPPED_RETRY`]: 30 s by default) to 20 times that
+/// (10 minutes by default).
+fn rebuild_backoff(settings: &RunSettings, failures: u32) -> Duration {
+    let first = STOPPED_RETRY.min(settings.standby_poll.saturating_mul(15));
+    first
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(first.saturating_mul(20))
+}
+
+/// Whether a failed rebuild will fail the same way when it is tried again, until someone
+/// changes something (deploys a fix, drops a table, mends a grant): the subscription counts
+/// as stopped meanwhile.
+fn rebuild_stops(error: &crate::replay::ReplayError) -> bool {
+    use crate::replay::ReplayError;
+    match error {
+        ReplayError::Apply(ApplyError::Invalid { .. })
+        | ReplayError::Setup(_)
+        | ReplayError::Newer { .. }
+        | ReplayError::UnknownProjection { .. }
+        | ReplayError::Panicked(_) => true,
+        ReplayError::Apply(ApplyError::Store(error)) | ReplayError::Store(error) => stops(error),
+        ReplayError::Busy { .. } | ReplayError::LeaseLost(_) | ReplayError::ShuttingDown => false,
+    }
+}
+
+/// Show `error` in the status of subscription `name` when no instance holds its lease: the
+/// database takes an error only from the lease's holder, so take the lease, record, and give
+/// it back at once (a rebuild gives the lease up while it works, for an instance of the older
+/// version to keep the live tables current). When another instance holds it, the error is
+/// only in this instance's log and metrics.
+async fn record_unheld(store: &EventStore, name: &str, settings: &RunSettings, error: &str) {
+    match store
+        .acquire_lease(name, &settings.owner, settings.lease_ttl, false)
+        .await
+    {
+        Ok(Some((lease, _))) => {
+            let _ = store.record_subscription_error(&lease, error).await;
+            let _ = store.release_lease(&lease).await;
+        }
+        Ok(None) => {
+            tracing::debug!(subscription = %name, "another instance holds the lease; the error is not recorded in the status");
+        }
+        Err(failed) => {
+            tracing::warn!(subscription = %name, error = %failed, "cannot reach the database to record the error in the status");
+        }
+    }
+}
+
 /// Run a subscription until shutdown: hold its lease (or stand by for it), prepare the
 /// projection's tables (creating them, or rebuilding them after a version change), and keep
 /// it up to date. Never skips an event: one that cannot be projected stops the subscription
 /// (with the error in its status and a metric) and it retries slowly, so that a fixed binary
-/// resumes.
+/// resumes. So do a projection's tables that cannot be prepared (a table of that name made by
+/// someone else, tables missing while it is registered) and a rebuild after a version change
+/// that fails (a transient failure shows in the status too, without stopping); a failed
+/// rebuild is retried after a wait that doubles with each failure in a row (see
+/// [`RunSettings::standby_poll`]), since each attempt reads the log from its start.
 pub async fn run(
     subscription: Subscription,
     store: EventStore,
@@ -1186,6 +1252,8 @@ pub async fn run(
     // first reloads at once (a failover), the next ones back off (whatever keeps moving it
     // must not turn this loop into a hot one).
     let mut moved = 0u32;
+    // Rebuilds after a version change that failed in a row (each one read the whole log).
+    let mut rebuild_failures = 0u32;
     'standby: loop {
         owner_gauge.set(0.0);
         let (mut lease, _) = loop {
@@ -1234,6 +1302,7 @@ pub async fn run(
                 match rebuilt {
                     Ok((report, live)) => {
                         tracing::info!(projection = %name, version, events = report.events, seconds = report.elapsed.as_secs_f64(), "projection rebuilt and swapped in");
+                        rebuild_failures = 0;
                         lease = live;
                         renewal = Renewal::new(&store, settings.lease_ttl);
                         report.checkpoint
@@ -1245,9 +1314,23 @@ pub async fn run(
                     }
                     Err(crate::replay::ReplayError::ShuttingDown) => return,
                     Err(error) => {
-                        tracing::error!(projection = %name, %error, "rebuilding the projection failed; the live tables are unchanged; retrying");
+                        rebuild_failures += 1;
+                        let wait = rebuild_backoff(&settings, rebuild_failures);
+                        let stopped = rebuild_stops(&error);
+                        if stopped {
+                            stopped_gauge.set(1.0);
+                        }
                         metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "rebuild").increment(1);
-                        pause(&mut shutdown, STOPPED_RETRY).await;
+                        tracing::error!(projection = %name, registered, version, %error, failures = rebuild_failures, retry_in_seconds = wait.as_secs_f64(), "rebuilding the projection failed; the live tables are unchanged; retrying");
+                        // The lease was given up for the rebuild (and the rebuild gave back the
+                        // one it took to swap): the error is recorded under a lease of its own.
+                        let reason = format!(
+                            "{}rebuilding at version {version} failed ({rebuild_failures} in a row; the next attempt in {}; the live tables of version {registered} are unchanged): {error}",
+                            if stopped { "stopped: " } else { "" },
+                            humantime::format_duration(wait),
+                        );
+                        record_unheld(&store, &name, &settings, &reason).await;
+                        pause(&mut shutdown, wait).await;
                         continue 'standby;
                     }
                 }
@@ -1270,9 +1353,27 @@ pub async fn run(
             }
             Err(StepError::ShuttingDown) => return,
             Err(error) => {
+                // Recorded while the lease is still held (the database takes an error only
+                // from the lease's holder), then the lease is given up: another instance
+                // (perhaps after a fix) may try; this one tries again after a pause.
+                let stopped = matches!(error, StepError::Stopped(_));
+                if !matches!(error, StepError::LeaseLost) {
+                    let reason = if stopped {
+                        format!("stopped: {error}")
+                    } else {
+                        format!("preparing failed; retrying: {error}")
+                    };
+                    let _ = store.record_subscription_error(&lease, &reason).await;
+                }
                 let _ = store.release_lease(&lease).await;
-                tracing::warn!(subscription = %name, %error, "preparing the subscription failed; retrying");
-                metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "transient").increment(1);
+                if stopped {
+                    stopped_gauge.set(1.0);
+                    metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "prepare").increment(1);
+                    tracing::error!(subscription = %name, %error, "subscription stopped: its tables cannot be prepared; retrying");
+                } else {
+                    metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "transient").increment(1);
+                    tracing::warn!(subscription = %name, %error, "preparing the subscription failed; retrying");
+                }
                 pause(&mut shutdown, STOPPED_RETRY.min(settings.standby_poll * 5)).await;
                 continue 'standby;
             }

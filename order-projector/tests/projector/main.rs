@@ -11,3 +11,4 @@ mod sink_fencing;
 mod sinks;
 mod sqs;
 mod support;
+mod visibility;
