@@ -368,6 +368,7 @@ impl Rebuild<'_> {
                 version,
             });
         }
+        tables::refuse_foreign(&client, &name, &self.schema.tables, previous.as_ref()).await?;
         {
             let tx = client.transaction().await?;
             tables::create_shadows(&tx, &self.schema.tables).await?;

@@ -92,6 +92,28 @@ async fn exists<C: GenericClient>(client: &C, table: &str) -> Result<bool, order
     Ok(row.try_get(0)?)
 }
 
+/// Refuse to build `tables` for projection `name` when one of them exists and is not the
+/// projection's own (its registered tables, `previous`): a rebuild swaps its shadows in place
+/// of the live tables of those names, and must never drop another projection's table or one
+/// made by hand.
+pub(crate) async fn refuse_foreign<C: GenericClient>(
+    client: &C,
+    name: &str,
+    tables: &[Table],
+    previous: Option<&Registered>,
+) -> Result<(), SetupError> {
+    for table in tables {
+        let own = previous.is_some_and(|p| p.tables.iter().any(|t| t == table.name()));
+        if !own && exists(client, table.name()).await? {
+            return Err(SetupError::TableTaken {
+                projection: name.to_owned(),
+                table: table.name().to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The declared tables that do not exist.
 pub(crate) async fn missing<C: GenericClient>(
     client: &C,
@@ -350,6 +372,8 @@ pub(crate) async fn swap(
     previous: Option<&Registered>,
 ) -> Result<(), SetupError> {
     tx.batch_execute("SET LOCAL lock_timeout = '10s'").await?;
+    // Checked when the rebuild began; again here, where a table would be dropped.
+    refuse_foreign(tx, name, &schema.tables, previous).await?;
     let mut live: Vec<String> = Vec::new();
     let mut candidates: Vec<String> = schema.tables.iter().map(|t| t.name().to_owned()).collect();
     if let Some(previous) = previous {

@@ -319,3 +319,161 @@ async fn a_rebuild_that_lost_its_lease_neither_swaps_in_nor_drops_the_successors
         .unwrap();
     assert_eq!(live.owner, None, "the projection's lease was given back");
 }
+
+/// A projection whose tables are named by the test, each row an event it applied.
+struct Named {
+    name: &'static str,
+    version: u32,
+    tables: Vec<&'static str>,
+}
+
+impl order_projector::Projection for Named {
+    type Event = order_domain::OrderEvent;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn version(&self) -> u32 {
+        self.version
+    }
+
+    fn categories(&self) -> order_projector::Categories {
+        order_projector::Categories::of::<order_domain::Order>()
+    }
+
+    fn tables(&self) -> Vec<order_projector::Table> {
+        self.tables
+            .iter()
+            .map(|name| {
+                order_projector::Table::new(
+                    name,
+                    "CREATE TABLE {table} (position bigint PRIMARY KEY)",
+                )
+            })
+            .collect()
+    }
+
+    async fn apply(
+        &self,
+        page: &order_projector::Page<order_domain::OrderEvent>,
+        tx: &order_projector::Transaction<'_>,
+        tables: &order_projector::Tables,
+    ) -> Result<(), order_projector::ApplyError> {
+        for table in &self.tables {
+            for event in page {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {} VALUES ($1) ON CONFLICT DO NOTHING",
+                        &tables[*table]
+                    ),
+                    &[&(event.position() as i64)],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A rebuild never drops a table that is not the projection's own: a new version that names a
+/// table someone else has (another projection's, one made by hand), or a first replay of a
+/// projection whose table name is taken, is refused, and every table stays as it was.
+#[tokio::test]
+async fn a_rebuild_refuses_a_table_that_is_not_the_projections_own_and_drops_nothing() {
+    let f = fixture().await;
+    write_orders(&f.handler, 3, 2).await;
+    everything_visible(&f.store).await;
+    let admin = f.db.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE orders.someone_elses (note text); \
+             INSERT INTO orders.someone_elses VALUES ('keep me')",
+        )
+        .await
+        .unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    let replay_of = |projection: Named| {
+        let store = f.store.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            order_projector::replay::replay(
+                &store,
+                &Subscription::projection(projection),
+                &options(),
+                &shutdown,
+            )
+            .await
+        }
+    };
+    let stray_rows = || async {
+        f.db.connect()
+            .await
+            .query_one("SELECT count(*) FROM orders.someone_elses", &[])
+            .await
+            .map(|row| row.get::<_, i64>(0))
+    };
+
+    // Version 1 has a table of its own.
+    let first = replay_of(Named {
+        name: "grower",
+        version: 1,
+        tables: vec!["grower_a"],
+    })
+    .await;
+    assert!(first.is_ok(), "{first:?}");
+    // Version 2 adds a table whose name is taken.
+    let second = replay_of(Named {
+        name: "grower",
+        version: 2,
+        tables: vec!["grower_a", "someone_elses"],
+    })
+    .await;
+    let error = second.expect_err("a rebuild over someone else's table");
+    assert!(
+        error
+            .to_string()
+            .contains("orders.someone_elses already exists"),
+        "{error}"
+    );
+    assert_eq!(
+        stray_rows().await.unwrap(),
+        1,
+        "someone else's table was dropped"
+    );
+    let registered: i32 = admin
+        .query_one(
+            "SELECT version FROM orders.projections WHERE name = 'grower'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(registered, 1, "the registry moved on");
+    let applied: i64 = admin
+        .query_one("SELECT count(*) FROM orders.grower_a", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(applied > 0, "version 1's live table was emptied");
+
+    // A first replay of a projection whose table name is taken.
+    let fresh = replay_of(Named {
+        name: "newcomer",
+        version: 1,
+        tables: vec!["someone_elses"],
+    })
+    .await;
+    let error = fresh.expect_err("a first replay over someone else's table");
+    assert!(
+        error
+            .to_string()
+            .contains("orders.someone_elses already exists"),
+        "{error}"
+    );
+    assert_eq!(
+        stray_rows().await.unwrap(),
+        1,
+        "someone else's table was dropped"
+    );
+}
