@@ -372,15 +372,7 @@ impl Rebuild<'_> {
         {
             let tx = client.transaction().await?;
             tables::create_shadows(&tx, &self.schema.tables).await?;
-            advance_checkpoint(
-                &tx,
-                self.rebuild_lease,
-                Cursor::START,
-                Cursor::START,
-                0,
-                None,
-            )
-            .await?;
+            order_store::restart_checkpoint(&tx, self.rebuild_lease).await?;
             tx.commit().await?;
         }
         let head = store.head_position().await?;

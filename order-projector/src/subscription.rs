@@ -908,7 +908,7 @@ impl Subscription {
                 // start of the log, in one transaction fenced by the lease.
                 let tx = client.transaction().await?;
                 crate::tables::create_live(&tx, self.name(), schema).await?;
-                advance_checkpoint(&tx, lease, Cursor::START, Cursor::START, 0, None).await?;
+                order_store::restart_checkpoint(&tx, lease).await?;
                 tx.commit().await?;
                 tracing::info!(projection = %self.name(), version = schema.version, tables = ?schema.tables.iter().map(Table::name).collect::<Vec<_>>(), "projection created; catching up from the start of the log");
                 Ok(Prepared::Ready {

@@ -90,7 +90,9 @@ pub use migrate::migrate;
 pub use probe::ReadinessProbe;
 pub use replica::Reach;
 pub use store::{CategoryPage, CommandRecord, EventStore, NOTIFY_CHANNEL, StreamSlice};
-pub use subscription::{Lease, LogDigest, SubscriptionState, advance_checkpoint, verify_read};
+pub use subscription::{
+    Lease, LogDigest, SubscriptionState, advance_checkpoint, restart_checkpoint, verify_read,
+};
 pub use xid::{Cursor, CursorParseError, Xid8};
 
 /// Re-exported so that users of the store need not depend on the driver crates directly.

@@ -407,9 +407,11 @@ pub async fn verify_read(
 /// Advance the checkpoint from `from` to `to` inside the transaction that applied the events,
 /// if the lease is still held; otherwise [`Error::LeaseLost`] and the caller rolls back.
 ///
-/// `from` is the checkpoint as this writer last read or wrote it (or [`Cursor::START`] for a
-/// writer that starts over). The write goes through only when the database still holds
-/// exactly that checkpoint. A database that lost writes (a failover to an asynchronous
+/// `from` is the checkpoint as this writer last read or wrote it. The write goes through only
+/// when the database still holds exactly that checkpoint, [`Cursor::START`] included: a writer
+/// whose first page committed but whose answer was lost must not apply it again. A writer
+/// that starts over (a rebuild, a projection created anew) first moves the checkpoint back
+/// with [`restart_checkpoint`]. A database that lost writes (a failover to an asynchronous
 /// standby, a point-in-time restore) lost the writer's last checkpoints together with the
 /// projection rows written in the same transactions, and may hand the lost transaction ids
 /// out again; going on from the writer's memory would skip events or leave rows behind. Then
@@ -429,8 +431,7 @@ pub async fn advance_checkpoint(
                  SELECT checkpoint_xid, checkpoint_position FROM orders.subscriptions
                  WHERE name = $1 AND owner = $2 AND lease_token = $3
              ), agreed AS (
-                 SELECT ($8::xid8 = '0'::xid8 AND $9::int8 = 0)
-                     OR (checkpoint_xid, checkpoint_position) = ($8::xid8, $9::int8) AS ok
+                 SELECT (checkpoint_xid, checkpoint_position) = ($8::xid8, $9::int8) AS ok
                  FROM held
              ), moved AS (
                  UPDATE orders.subscriptions
@@ -477,6 +478,33 @@ pub async fn advance_checkpoint(
             subscription: lease.subscription.clone(),
             expected: from.to_string(),
         }),
+    }
+}
+
+/// Move the checkpoint back to the start of the log inside `transaction`, if the lease is
+/// still held (else [`Error::LeaseLost`]): for a writer that starts over (a rebuild into empty
+/// tables, a projection created anew), whose next [`advance_checkpoint`] goes from
+/// [`Cursor::START`].
+pub async fn restart_checkpoint(transaction: &Transaction<'_>, lease: &Lease) -> Result<(), Error> {
+    let statement = transaction
+        .prepare_cached(
+            "UPDATE orders.subscriptions
+             SET checkpoint_xid = '0'::xid8, checkpoint_position = 0, updated_at = now()
+             WHERE name = $1 AND owner = $2 AND lease_token = $3",
+        )
+        .await?;
+    let moved = transaction
+        .execute(
+            &statement,
+            &[&lease.subscription, &lease.owner, &lease.token],
+        )
+        .await?;
+    if moved == 1 {
+        Ok(())
+    } else {
+        Err(Error::LeaseLost {
+            subscription: lease.subscription.clone(),
+        })
     }
 }
 
