@@ -369,6 +369,11 @@ impl Rebuild<'_> {
             });
         }
         tables::refuse_foreign(&client, &name, &self.schema.tables, previous.as_ref()).await?;
+        if previous.is_none()
+            && let Some(why) = crate::subscription::name_in_use(store, &name).await?
+        {
+            return Err(ReplayError::Setup(why));
+        }
         {
             let tx = client.transaction().await?;
             tables::create_shadows(&tx, &self.schema.tables).await?;

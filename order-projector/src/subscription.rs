@@ -417,6 +417,25 @@ impl<S: Sink> Subscriber for SinkBox<S> {
     }
 }
 
+/// Whether a new projection `name` (none registered) would take over a subscription that has
+/// moved on already:
+/// the name is in use by a sink, or by a projection whose registration was removed; taking it
+/// over would start that checkpoint over (or, by a replay, move it to the head).
+/// `Ok(Some(why))` when it is in use.
+pub(crate) async fn name_in_use(
+    store: &EventStore,
+    name: &str,
+) -> Result<Option<String>, order_store::Error> {
+    let checkpoint = store.checkpoint(name).await?;
+    if checkpoint == Cursor::START {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "subscription name {name} is in use: its checkpoint is at position {} but no projection of that name is registered (a sink's, or a projection's whose registration was removed); give this projection a name of its own (every binary using this database shares the names)",
+        checkpoint.global_position
+    )))
+}
+
 /// Offer `page` to `sink` until every event was acknowledged (retrying what was not, after a
 /// backoff), or until shutdown. Under no lease (a republish): nothing fences the sends.
 pub(crate) async fn deliver_all<S: Sink>(
@@ -875,8 +894,22 @@ impl Subscription {
     /// For a projection, under its lease: create its tables if it is new (and start it from
     /// the beginning of the log), or find out whether the tables in the database are at this
     /// binary's version. Sinks are always ready.
+    ///
+    /// Subscription names are shared by every binary using the database: a sink named like a
+    /// registered projection, or a new projection named like a subscription that has moved on
+    /// (a sink's), is refused ([`StepError::Stopped`]) and nothing changes; the two would share
+    /// one checkpoint, each moving it past events the other never saw.
     pub async fn prepare(&self, store: &EventStore, lease: &Lease) -> Result<Prepared, StepError> {
         let Some(schema) = self.inner.schema() else {
+            let client = store.connection().await?;
+            if let Some(registered) = crate::tables::registered(&client, self.name()).await? {
+                return Err(StepError::Stopped(format!(
+                    "subscription name {} belongs to a projection (registered at version {}, tables {:?}): a sink and a projection never share a name, and every binary using this database shares the names; give the sink a name of its own",
+                    self.name(),
+                    registered.version,
+                    registered.tables
+                )));
+            }
             return Ok(Prepared::Ready {
                 cursor: store.checkpoint(self.name()).await?,
             });
@@ -904,6 +937,9 @@ impl Subscription {
                 registered: registered.version,
             }),
             None => {
+                if let Some(why) = name_in_use(store, self.name()).await? {
+                    return Err(StepError::Stopped(why));
+                }
                 // A new projection: its tables, its registration and a checkpoint at the
                 // start of the log, in one transaction fenced by the lease.
                 let tx = client.transaction().await?;

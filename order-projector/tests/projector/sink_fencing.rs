@@ -315,3 +315,100 @@ async fn a_failed_checkpoint_write_after_a_delivery_does_not_deliver_the_page_ag
     assert_eq!(delivered, log, "every event delivered, exactly once");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// A projection that stores nothing (its one table is only for its registration).
+struct Nothing(&'static str);
+
+impl order_projector::Projection for Nothing {
+    type Event = OrderEvent;
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn categories(&self) -> Categories {
+        Categories::of::<Order>()
+    }
+    fn tables(&self) -> Vec<order_projector::Table> {
+        vec![order_projector::Table::new(
+            self.0,
+            "CREATE TABLE {table} (position bigint PRIMARY KEY)",
+        )]
+    }
+    async fn apply(
+        &self,
+        _page: &Page<OrderEvent>,
+        _tx: &order_projector::Transaction<'_>,
+        _tables: &order_projector::Tables,
+    ) -> Result<(), order_projector::ApplyError> {
+        Ok(())
+    }
+}
+
+/// Subscription names are shared by every binary using the database: a sink and a projection
+/// of one name (in two teams' binaries) would share one checkpoint, each moving it past
+/// events the other never saw. Whichever comes second is refused, and nothing moves.
+#[tokio::test]
+async fn a_sink_and_a_projection_never_share_a_name() {
+    let f = fixture().await;
+    for n in 0..3 {
+        write_order(&f.handler, n).await;
+    }
+    everything_visible(&f.store).await;
+    let (_stop, shutdown) = watch::channel(false);
+
+    // A projection first: a sink of its name is refused.
+    let projection = Subscription::projection(Nothing("first_projection"));
+    let (lease_p, _) = lease(&f.store, "first_projection", "p").await;
+    let prepared = projection.prepare(&f.store, &lease_p).await;
+    assert!(prepared.is_ok(), "{prepared:?}");
+    let sink = Subscription::sink(Counting {
+        name: "first_projection",
+        failing: false,
+        calls: Arc::default(),
+    });
+    let refused = sink.prepare(&f.store, &lease_p).await;
+    match refused {
+        Err(StepError::Stopped(why)) => assert!(why.contains("projection"), "{why}"),
+        other => panic!("a sink named like a projection: {other:?}"),
+    }
+
+    // A sink first, which has delivered: a projection of its name is refused, and the sink's
+    // checkpoint stays where it was.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sink = Subscription::sink(Counting {
+        name: "first_sink",
+        failing: false,
+        calls: calls.clone(),
+    });
+    let (lease_s, cursor) = lease(&f.store, "first_sink", "s").await;
+    drain(&f.store, &sink, &lease_s, cursor).await;
+    assert!(calls.load(Ordering::SeqCst) > 0);
+    let checkpoint = f.store.checkpoint("first_sink").await.unwrap();
+    assert_ne!(checkpoint, Cursor::START);
+    let projection = Subscription::projection(Nothing("first_sink"));
+    let refused = projection.prepare(&f.store, &lease_s).await;
+    match refused {
+        Err(StepError::Stopped(why)) => assert!(why.contains("in use"), "{why}"),
+        other => panic!("a projection named like a sink: {other:?}"),
+    }
+    assert_eq!(f.store.checkpoint("first_sink").await.unwrap(), checkpoint);
+    // Nor does a replay of it take the name over.
+    let replayed = order_projector::replay::replay(
+        &f.store,
+        &Subscription::projection(Nothing("first_sink")),
+        &order_projector::replay::ReplayOptions {
+            owner: "replay".into(),
+            page: 100,
+            progress: order_projector::replay::Progress::None,
+            lease_ttl: Duration::from_secs(30),
+            allow_older: false,
+            bulk: true,
+        },
+        &shutdown,
+    )
+    .await;
+    assert!(replayed.is_err(), "{replayed:?}");
+    assert_eq!(f.store.checkpoint("first_sink").await.unwrap(), checkpoint);
+}
