@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let running = Projector::builder(store.clone())
         .projection(SkuSales::new())
         .projection(CreditBalances)
-        .owner(format!("sku-sales-example-{}", std::process::id()))
+        // The owner: the default (host, process id, random suffix), unique per process.
         .build()?
         .start();
 

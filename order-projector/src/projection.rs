@@ -304,6 +304,7 @@ const RESERVED_TABLES: &[&str] = &[
     "commands",
     "subscriptions",
     "projections",
+    "imports",
     "refinery_schema_history",
 ];
 

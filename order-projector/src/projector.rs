@@ -33,7 +33,8 @@ pub struct BuildError(String);
 ///
 /// Projector::builder(store)
 ///     .projection(ReadModel::new())
-///     .owner(format!("sales-{}", std::process::id())) // unique per process (see `owner`)
+///     // no `.owner(..)`: the default (host, process id, random suffix) is unique per
+///     // process, also in containers where every process is pid 1
 ///     .run(async { tokio::signal::ctrl_c().await.unwrap_or_default() })
 ///     .await
 /// # }
