@@ -78,6 +78,28 @@ impl App {
     }
 }
 
+/// How long a sink's `ready` may take before it counts as not ready.
+const SINK_READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A subscription's `ready`, bounded: one that does not answer within `limit`, or panics, is
+/// not ready (and the readiness loop goes on: its last state must not freeze).
+async fn sink_ready(subscription: &Subscription, limit: Duration) -> Result<(), String> {
+    use futures::FutureExt as _;
+    let ready = std::panic::AssertUnwindSafe(subscription.ready()).catch_unwind();
+    match tokio::time::timeout(limit, ready).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(format!(
+            "subscription {}: its readiness check panicked",
+            subscription.name()
+        )),
+        Err(_) => Err(format!(
+            "subscription {}: its readiness check did not answer within {} s",
+            subscription.name(),
+            limit.as_secs_f64()
+        )),
+    }
+}
+
 /// Ready while the database is reachable and migrated and every sink's destination answers.
 async fn watch_readiness(
     mut probe: ReadinessProbe,
@@ -94,7 +116,7 @@ async fn watch_readiness(
             if state != Readiness::Ready {
                 break;
             }
-            if let Err(why) = subscription.ready().await {
+            if let Err(why) = sink_ready(subscription, SINK_READY_TIMEOUT).await {
                 state = Readiness::NotReady(why);
             }
         }
@@ -109,5 +131,50 @@ async fn watch_readiness(
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Categories, Page, Sink, Undelivered};
+    use order_domain::{Order, OrderEvent};
+
+    /// A sink whose readiness check hangs or panics.
+    struct Odd {
+        panics: bool,
+    }
+
+    impl Sink for Odd {
+        type Event = OrderEvent;
+        fn name(&self) -> &str {
+            "odd"
+        }
+        fn categories(&self) -> Categories {
+            Categories::of::<Order>()
+        }
+        async fn deliver(&self, _page: &Page<OrderEvent>) -> Result<(), Undelivered> {
+            Ok(())
+        }
+        async fn ready(&self) -> Result<(), String> {
+            if self.panics {
+                panic!("a sink's readiness check that panics");
+            }
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sink_readiness_check_that_hangs_or_panics_is_not_ready() {
+        let hangs = Subscription::sink(Odd { panics: false });
+        let why = sink_ready(&hangs, Duration::from_millis(50))
+            .await
+            .expect_err("a check that never answers");
+        assert!(why.contains("did not answer"), "{why}");
+        let panics = Subscription::sink(Odd { panics: true });
+        let why = sink_ready(&panics, Duration::from_secs(5))
+            .await
+            .expect_err("a check that panics");
+        assert!(why.contains("panicked"), "{why}");
     }
 }
