@@ -539,7 +539,11 @@ pub trait Projection: Send + Sync + 'static {
     /// The tables it owns (at least one).
     fn tables(&self) -> Vec<Table>;
 
-    /// Events per page (and per transaction) while following the log.
+    /// Events per page (and per transaction) while following the log. A page applied while
+    /// following must commit within twice the store's call time (`ORDER_DB_STATEMENT_TIMEOUT_MS`
+    /// plus 2 s, doubled: 14 s by default), each statement within the statement timeout; a
+    /// page that takes longer is rolled back and retried as a transient failure, so keep
+    /// pages small enough for the slowest of them (rebuilds have no such limit).
     fn page_size(&self) -> u32 {
         1000
     }
