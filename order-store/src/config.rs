@@ -319,7 +319,7 @@ impl StoreConfig {
             None,
         )
         .await
-            .map_err(Error::at_login)
+        .map_err(Error::at_login)
     }
 }
 

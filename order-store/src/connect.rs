@@ -196,8 +196,7 @@ where
             one = one_host(config, index);
             &one
         };
-        match tokio::time::timeout(per_host, connect_one(config, index, tls.clone(), fence)).await
-        {
+        match tokio::time::timeout(per_host, connect_one(config, index, tls.clone(), fence)).await {
             Ok(Ok(Some(connected))) => return Ok(connected),
             Ok(Ok(None)) => {}
             Ok(Err(error)) => said = Some(error),

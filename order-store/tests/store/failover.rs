@@ -483,6 +483,10 @@ async fn an_old_primary_back_writable_after_a_promotion_gets_no_write() {
             .parse()
             .unwrap()
     };
-    assert_eq!(count(&old), 1, "the old primary got a write after the promotion");
+    assert_eq!(
+        count(&old),
+        1,
+        "the old primary got a write after the promotion"
+    );
     assert_eq!(count(&standby), 7);
 }
