@@ -463,31 +463,9 @@ pub(crate) struct Holder<'a> {
 }
 
 impl Holder<'_> {
-    /// Whether the database still has the lease as this holder took it (its owner and token:
-    /// what the lease's renewal and the fenced checkpoint write check).
+    /// Whether the database still has the lease as this holder took it.
     async fn holds(&self) -> Result<bool, order_store::Error> {
-        self.store
-            .timed(async {
-                let client = self.store.connection().await?;
-                let statement = client
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM orders.subscriptions
-                         WHERE name = $1 AND owner = $2 AND lease_token = $3)",
-                    )
-                    .await?;
-                let row = client
-                    .query_one(
-                        &statement,
-                        &[
-                            &self.lease.subscription,
-                            &self.lease.owner,
-                            &self.lease.token,
-                        ],
-                    )
-                    .await?;
-                Ok(row.try_get::<_, bool>(0)?)
-            })
-            .await
+        self.store.holds_lease(self.lease).await
     }
 }
 

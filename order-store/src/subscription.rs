@@ -143,6 +143,28 @@ impl EventStore {
         .await
     }
 
+    /// Whether the database still has `lease` as it was taken (its owner and token: what
+    /// [`EventStore::renew_lease`] and [`advance_checkpoint`] check), without extending it.
+    pub async fn holds_lease(&self, lease: &Lease) -> Result<bool, Error> {
+        self.timed(async {
+            let client = self.connection().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM orders.subscriptions
+                     WHERE name = $1 AND owner = $2 AND lease_token = $3)",
+                )
+                .await?;
+            let row = client
+                .query_one(
+                    &statement,
+                    &[&lease.subscription, &lease.owner, &lease.token],
+                )
+                .await?;
+            Ok(row.try_get::<_, bool>(0)?)
+        })
+        .await
+    }
+
     /// Give the lease up so that a standby can take over at once.
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), Error> {
         self.timed(async {
