@@ -9,6 +9,14 @@ use order_store::DatabaseArgs;
 
 use crate::gateway::Tokens;
 
+/// Each environment variable `ORDER_GRPC_AUTH_TOKEN_<NAME>` holds one caller's bearer token
+/// (the whole value, surrounding white space trimmed), named `<NAME>` in lower case: what
+/// a deployment gives order-grpc when every caller's token is a secret of its own (Terraform's
+/// `grpc_callers`). They add to `--auth-tokens` and `--auth-tokens-file`, and
+/// `--auth-scopes` must name them like any other token. One that is empty or holds no valid
+/// token stops start-up with an error naming the variable.
+pub const CALLER_TOKEN_PREFIX: &str = "ORDER_GRPC_AUTH_TOKEN_";
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// gRPC listen address.
@@ -36,7 +44,9 @@ pub struct ServeArgs {
     pub read_replica_wait_ms: u64,
     /// Bearer tokens callers must present, comma separated, each `name=token` or `token`
     /// (16-512 visible ASCII characters; no `,`; a bare token may not start with `#`: this
-    /// setting has no comments). Set, it must hold a token. None = no authentication.
+    /// setting has no comments). Set, it must hold a token. More tokens come from
+    /// --auth-tokens-file and from one variable per caller, ORDER_GRPC_AUTH_TOKEN_<NAME> (the
+    /// whole value; named <NAME> in lower case). None of the three = no authentication.
     #[arg(long, env = "ORDER_GRPC_AUTH_TOKENS", hide_env_values = true)]
     pub auth_tokens: Option<String>,
     /// A file with bearer tokens, one `name=token` per line (added to --auth-tokens); lines
@@ -102,6 +112,16 @@ impl ServeArgs {
     /// authentication. An unreadable file or a malformed token is an error too; no error
     /// quotes a token.
     pub fn tokens(&self) -> Result<Tokens, String> {
+        self.tokens_with_env(std::env::vars_os())
+    }
+
+    /// [`ServeArgs::tokens`], with the caller token variables
+    /// (`ORDER_GRPC_AUTH_TOKEN_<NAME>`, see [`CALLER_TOKEN_PREFIX`]) read from `vars` instead
+    /// of the process environment.
+    pub fn tokens_with_env(
+        &self,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<Tokens, String> {
         let mut tokens = Tokens::default();
         if let Some(setting) = &self.auth_tokens {
             let added = tokens
@@ -133,6 +153,23 @@ impl ServeArgs {
                     path.display()
                 ));
             }
+        }
+        let mut callers: Vec<_> = vars
+            .into_iter()
+            .filter(|(name, _)| {
+                name.as_encoded_bytes()
+                    .starts_with(CALLER_TOKEN_PREFIX.as_bytes())
+            })
+            .collect();
+        callers.sort();
+        for (var, value) in callers {
+            let var = var.to_string_lossy().into_owned();
+            let value = value.into_string().map_err(|_| {
+                format!("{var} is not valid UTF-8 (a token is 16-512 visible ASCII characters)")
+            })?;
+            tokens
+                .add_caller(&var[CALLER_TOKEN_PREFIX.len()..], &value)
+                .map_err(|e| format!("{var}: {e}"))?;
         }
         match &self.auth_scopes {
             Some(scopes) => tokens.with_scopes(&crate::scopes::parse_assignments(scopes)?),
@@ -283,6 +320,91 @@ mod tests {
             .expect_err("a # entry in the setting");
         assert!(error.contains("entry 2") && error.contains('#'), "{error}");
         assert!(!error.contains("bbbbbbbbbbbb"), "quoted: {error}");
+    }
+
+    /// `(name, value)` pairs as `std::env::vars_os` gives them.
+    fn env(vars: &[(&str, &str)]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        vars.iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn each_caller_token_variable_adds_one_token_named_after_it() {
+        let tokens = args(&[
+            "--auth-tokens=ops=aaaaaaaaaaaaaaaaaaaa",
+            "--auth-scopes=ops=orders.admin,worker=orders.read+orders.saga,checkout_api=orders.place",
+        ])
+        .tokens_with_env(env(&[
+            ("PATH", "/usr/bin"),
+            ("ORDER_GRPC_AUTH_TOKEN_WORKER", "bbbbbbbbbbbbbbbbbbbb\n"),
+            ("ORDER_GRPC_AUTH_TOKEN_CHECKOUT_API", "cccccccccccccccccccc=="),
+            // The worker's own client setting and the file setting are not caller tokens.
+            ("ORDER_GRPC_AUTH_TOKEN", "dddddddddddddddddddd"),
+            ("ORDER_GRPC_AUTH_TOKENS_FILE", "/nowhere"),
+        ]))
+        .expect("three tokens");
+        // Sorted by variable, after the setting; names in lower case.
+        assert_eq!(tokens.names(), ["ops", "checkout_api", "worker"]);
+        let name = |token: &str| tokens.name_of(token.as_bytes());
+        assert_eq!(name("bbbbbbbbbbbbbbbbbbbb"), Some("worker"), "trimmed");
+        assert_eq!(
+            name("cccccccccccccccccccc=="),
+            Some("checkout_api"),
+            "whole"
+        );
+        assert_eq!(name("dddddddddddddddddddd"), None);
+    }
+
+    #[test]
+    fn a_caller_token_variable_that_is_empty_or_malformed_stops_start_up_naming_it() {
+        for (var, value, says) in [
+            ("ORDER_GRPC_AUTH_TOKEN_CHECKOUT", "", "empty"),
+            ("ORDER_GRPC_AUTH_TOKEN_CHECKOUT", " \n", "empty"),
+            ("ORDER_GRPC_AUTH_TOKEN_CHECKOUT", "short-secret", "16-512"),
+            (
+                "ORDER_GRPC_AUTH_TOKEN_CHECKOUT",
+                "aaaaaaaaaa aaaaaaaaaa",
+                "16-512",
+            ),
+            ("ORDER_GRPC_AUTH_TOKEN_", "aaaaaaaaaaaaaaaaaaaa", "name"),
+            (
+                "ORDER_GRPC_AUTH_TOKEN_CHECK-OUT",
+                "aaaaaaaaaaaaaaaaaaaa",
+                "name",
+            ),
+        ] {
+            let error = args(&[])
+                .tokens_with_env(env(&[(var, value)]))
+                .expect_err(var);
+            assert!(error.contains(var), "{var}={value:?}: {error}");
+            assert!(error.contains(says), "{var}={value:?}: {error}");
+            assert!(!error.contains("aaaaaaaaaa"), "quoted: {error}");
+            assert!(!error.contains("short-secret"), "quoted: {error}");
+        }
+        // One secret under two names, or a name the setting already has.
+        let error = args(&["--auth-tokens=worker=aaaaaaaaaaaaaaaaaaaa"])
+            .tokens_with_env(env(&[(
+                "ORDER_GRPC_AUTH_TOKEN_WORKER",
+                "bbbbbbbbbbbbbbbbbbbb",
+            )]))
+            .expect_err("two workers");
+        assert!(error.contains("both named worker"), "{error}");
+        let error = args(&["--auth-tokens=ops=aaaaaaaaaaaaaaaaaaaa"])
+            .tokens_with_env(env(&[(
+                "ORDER_GRPC_AUTH_TOKEN_WORKER",
+                "aaaaaaaaaaaaaaaaaaaa",
+            )]))
+            .expect_err("one secret twice");
+        assert!(error.contains("the same token"), "{error}");
+        // A caller token's name must be given scopes like any other.
+        let error = args(&["--auth-scopes=ops=orders.admin"])
+            .tokens_with_env(env(&[
+                ("ORDER_GRPC_AUTH_TOKEN_OPS", "aaaaaaaaaaaaaaaaaaaa"),
+                ("ORDER_GRPC_AUTH_TOKEN_WORKER", "bbbbbbbbbbbbbbbbbbbb"),
+            ]))
+            .expect_err("worker has no scopes");
+        assert!(error.contains("worker"), "{error}");
     }
 
     #[test]

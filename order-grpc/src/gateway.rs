@@ -124,6 +124,29 @@ impl Tokens {
         Ok(self.entries.len() - before)
     }
 
+    /// Add one caller's token from its own variable (see
+    /// [`CALLER_TOKEN_PREFIX`](crate::config::CALLER_TOKEN_PREFIX)): `suffix` is the variable's
+    /// name after the prefix, `value` the whole token. Errors never quote the value.
+    pub(crate) fn add_caller(&mut self, suffix: &str, value: &str) -> Result<(), String> {
+        let name = suffix.to_ascii_lowercase();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(
+                "the caller's name after ORDER_GRPC_AUTH_TOKEN_ must be 1-64 of A-Z 0-9 _"
+                    .to_owned(),
+            );
+        }
+        let token = value.trim();
+        if token.is_empty() {
+            return Err("is set but empty: give it the caller's token, or unset it".to_owned());
+        }
+        self.add_entry(&format!("{name}={token}"))
+    }
+
     /// Add one trimmed entry (an empty one is skipped).
     fn add_entry(&mut self, entry: &str) -> Result<(), String> {
         fn valid_token(token: &str) -> bool {
@@ -229,6 +252,12 @@ impl Tokens {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The name of the token `presented` is, if any (for tests).
+    #[cfg(test)]
+    pub(crate) fn name_of(&self, presented: &[u8]) -> Option<&str> {
+        self.find(presented).map(|t| t.name.as_str())
     }
 
     /// The matching token. Compares in constant time per candidate.

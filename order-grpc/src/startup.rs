@@ -106,7 +106,7 @@ impl App {
         let tokens = args.tokens().map_err(anyhow::Error::msg)?;
         if tokens.is_empty() {
             tracing::warn!(
-                "no ORDER_GRPC_AUTH_TOKENS or ORDER_GRPC_AUTH_TOKENS_FILE: calls are not authenticated"
+                "no ORDER_GRPC_AUTH_TOKENS, ORDER_GRPC_AUTH_TOKENS_FILE or ORDER_GRPC_AUTH_TOKEN_<NAME>: calls are not authenticated"
             );
         } else if args.auth_scopes.is_none() {
             tracing::warn!(

@@ -74,3 +74,86 @@ async fn without_tokens_configured_no_token_is_needed() {
     let app = spawn_app().await;
     assert!(app.commands().place_order(place(&id())).await.is_ok());
 }
+
+/// A caller's token in a variable of its own (`ORDER_GRPC_AUTH_TOKEN_<NAME>`, what Terraform's
+/// `grpc_callers` gives order-grpc): the real binary accepts it under that name, records the
+/// name as the actor, and gives it the scopes `ORDER_GRPC_AUTH_SCOPES` names for it.
+#[tokio::test]
+async fn the_binary_takes_each_callers_token_from_a_variable_of_its_own() {
+    const CHECKOUT: &str = "checkout-token-0123456789abcdef";
+    let db = order_testkit::pg::TestDatabase::migrated().await;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (grpc_addr, admin_addr) = (free(), free());
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-grpc"));
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    let mut child = command
+        .envs([
+            ("DATABASE_URL", db.url()),
+            ("ORDER_GRPC_ADDR", &grpc_addr.to_string()),
+            ("ORDER_ADMIN_ADDR", &admin_addr.to_string()),
+            ("ORDER_GRPC_AUTH_TOKEN_CHECKOUT", &format!("{CHECKOUT}\n")),
+            ("ORDER_GRPC_AUTH_TOKEN_WORKER", TOKEN),
+            (
+                "ORDER_GRPC_AUTH_SCOPES",
+                "checkout=orders.place+orders.read,worker=orders.read+orders.saga",
+            ),
+            ("RUST_LOG", "off"),
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))
+        .unwrap()
+        .connect_lazy();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await;
+        if matches!(&health, Ok(r) if r.get_ref().status() == ServingStatus::Serving) {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "order-grpc exited: {health:?}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never serving: {health:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut commands = pb::order_service_client::OrderServiceClient::new(channel);
+    let order = id();
+    let refused = commands
+        .place_order(with_token(place(&order), TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::PermissionDenied,
+        "the worker's scopes"
+    );
+    let placed = commands
+        .place_order(with_token(place(&order), CHECKOUT))
+        .await
+        .unwrap();
+    assert_eq!(placed.into_inner().version, 1);
+    let actor: Option<String> = db
+        .connect()
+        .await
+        .query_one("SELECT actor FROM orders.events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(actor.as_deref(), Some("checkout"));
+    child.kill().await.unwrap();
+}

@@ -164,3 +164,27 @@ fn a_dry_run_from_the_environment_is_announced() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("migration failed"), "{stderr}");
 }
+
+/// A caller token variable that holds nothing stops start-up, naming it, before the database
+/// is reached: a secret left empty never serves calls with one caller fewer or none.
+#[test]
+fn an_empty_caller_token_variable_is_named_on_one_line() {
+    for value in ["", "  \n"] {
+        let output = grpc(
+            &[],
+            &[
+                ("DATABASE_URL", "postgres://u@127.0.0.1:1/db"),
+                ("ORDER_GRPC_AUTH_TOKEN_CHECKOUT", value),
+                ("RUST_LOG", "off"),
+            ],
+        );
+        assert_eq!(output.status.code(), Some(2), "{value:?}: {output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("order-grpc: error: ORDER_GRPC_AUTH_TOKEN_CHECKOUT: ")
+                && stderr.contains("empty"),
+            "{stderr}"
+        );
+    }
+}
