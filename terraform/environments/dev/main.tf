@@ -51,5 +51,6 @@ module "platform" {
 
   db_credentials_version         = var.db_credentials_version
   grpc_token_version             = var.grpc_token_version
+  grpc_callers                   = var.grpc_callers
   grpc_wait_for_approval_minutes = var.grpc_wait_for_approval_minutes
 }

@@ -57,3 +57,8 @@ output "disaster_recovery" {
   description = "Region and ARNs of the disaster-recovery copies (null without dr_region)."
   value       = module.platform.disaster_recovery
 }
+
+output "grpc_callers" {
+  description = "Each calling service of grpc_callers: the secret with its bearer token, the KMS key its task role must be allowed to decrypt with, and its scopes."
+  value       = module.platform.grpc_callers
+}

@@ -81,6 +81,15 @@ variable "grpc_token_version" {
   default     = 1
 }
 
+variable "grpc_callers" {
+  description = "The services that call order-grpc besides the worker: name => { scopes = [...], token_version = 1 }. Each gets its own generated token in <prefix>/grpc/callers/<name> (output grpc_callers); terraform/README.md, step 7."
+  type = map(object({
+    scopes        = list(string)
+    token_version = optional(number, 1)
+  }))
+  default = {}
+}
+
 variable "grpc_wait_for_approval_minutes" {
   description = "0 = shift order-grpc's traffic as soon as the replacement is healthy; otherwise wait up to this long for someone to continue the deployment after testing it on the test listener."
   type        = number

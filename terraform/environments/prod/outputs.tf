@@ -62,3 +62,8 @@ output "account_wide_names" {
   description = "Names this root holds that are unique per account or worldwide (IAM roles, S3 buckets): a standby (dr.tfvars) shares none of them with prod."
   value       = module.platform.account_wide_names
 }
+
+output "grpc_callers" {
+  description = "Each calling service of grpc_callers: the secret with its bearer token, the KMS key its task role must be allowed to decrypt with, and its scopes."
+  value       = module.platform.grpc_callers
+}

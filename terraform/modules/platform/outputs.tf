@@ -92,11 +92,24 @@ output "disaster_recovery" {
   }
 }
 
+output "grpc_callers" {
+  description = "Each calling service of var.grpc_callers: the secret holding its bearer token (give the caller's task role secretsmanager:GetSecretValue on it, and kms:Decrypt on kms_key_arn through Secrets Manager), and the scopes order-grpc gives it."
+  value = {
+    for name, secret in aws_secretsmanager_secret.grpc_caller_token : name => {
+      secret_arn  = secret.arn
+      secret_name = secret.name
+      kms_key_arn = module.kms.key_arn
+      scopes      = sort(distinct(var.grpc_callers[name].scopes))
+    }
+  }
+}
+
 output "rotation_and_approval" {
-  description = "What the runbooks change at an environment's root: the database passwords' and the worker token's versions, and how long a blue/green deployment of order-grpc waits for approval (null: it does not wait)."
+  description = "What the runbooks change at an environment's root: the database passwords' and the worker's and callers' token versions, and how long a blue/green deployment of order-grpc waits for approval (null: it does not wait)."
   value = {
     db_credentials_version         = module.database.credentials_version
     grpc_token_version             = aws_secretsmanager_secret_version.worker_grpc_token.secret_string_wo_version
+    grpc_caller_token_versions     = { for name, version in aws_secretsmanager_secret_version.grpc_caller_token : name => version.secret_string_wo_version }
     grpc_wait_for_approval_minutes = module.grpc_blue_green.deployment_ready_option.wait_time_in_minutes
   }
 }

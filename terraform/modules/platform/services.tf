@@ -81,16 +81,21 @@ module "grpc" {
 
   environment = merge(local.database_ca, {
     # What each caller may do (docs/security.md): the worker reads orders and drives the saga,
-    # nothing else (no PlaceOrder, no CancelOrder). Its secret holds one bare token, which
-    # order-grpc names token-1; add an operator's token as a named entry and give it scopes here.
-    ORDER_GRPC_AUTH_SCOPES = "token-1=orders.read+orders.saga"
+    # nothing else (no PlaceOrder, no CancelOrder); every service of var.grpc_callers gets
+    # exactly the scopes it declares. Each token is a secret of its own (below).
+    ORDER_GRPC_AUTH_SCOPES = join(",", concat(
+      ["worker=orders.read+orders.saga"],
+      [for name in sort(keys(var.grpc_callers)) : "${name}=${join("+", sort(distinct(var.grpc_callers[name].scopes)))}"],
+    ))
   })
 
   secrets = merge(
     {
-      DATABASE_URL           = { secret_arn = module.database.login_secret_arns["grpc"], json_key = "url" }
-      ORDER_GRPC_AUTH_TOKENS = { secret_arn = aws_secretsmanager_secret.worker_grpc_token.arn }
+      DATABASE_URL                 = { secret_arn = module.database.login_secret_arns["grpc"], json_key = "url" }
+      ORDER_GRPC_AUTH_TOKEN_WORKER = { secret_arn = aws_secretsmanager_secret.worker_grpc_token.arn }
     },
+    # one variable per calling service: ORDER_GRPC_AUTH_TOKEN_<NAME>, accepted as <name>
+    { for name, secret in aws_secretsmanager_secret.grpc_caller_token : "ORDER_GRPC_AUTH_TOKEN_${upper(name)}" => { secret_arn = secret.arn } },
     # queries go to the read replica when there is one (same login, the secret's read_url)
     var.db_read_replica ? {
       ORDER_GRPC_READ_DATABASE_URL = { secret_arn = module.database.login_secret_arns["grpc"], json_key = "read_url" }

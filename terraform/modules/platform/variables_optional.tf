@@ -248,6 +248,32 @@ variable "grpc_token_version" {
   default     = 1
 }
 
+variable "grpc_callers" {
+  description = "The services that call order-grpc (besides order-worker, which always has a token): name => { scopes, token_version }. Each gets a generated bearer token in the secret <prefix>/grpc/callers/<name> (never in the Terraform state), which order-grpc accepts under <name> with exactly these scopes (orders.read, orders.place, orders.saga, orders.admin: docs/security.md). Give the caller's task role read access to its secret (output grpc_callers). Increment a caller's token_version to rotate its token, then redeploy order-grpc and the caller."
+  type = map(object({
+    scopes        = list(string)
+    token_version = optional(number, 1)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.grpc_callers) : can(regex("^[a-z][a-z0-9_]{0,47}$", name)) && name != "worker"])
+    error_message = "grpc_callers: each name is 1-48 of a-z 0-9 _ starting with a letter (it becomes the variable ORDER_GRPC_AUTH_TOKEN_<NAME> and the actor recorded with its commands), and `worker` is the worker's."
+  }
+
+  validation {
+    condition = alltrue([for caller in values(var.grpc_callers) :
+      length(caller.scopes) > 0 && alltrue([for scope in caller.scopes : contains(["orders.read", "orders.place", "orders.saga", "orders.admin"], scope)])
+    ])
+    error_message = "grpc_callers: each caller needs at least one scope, each one of orders.read, orders.place, orders.saga, orders.admin (docs/security.md)."
+  }
+
+  validation {
+    condition     = alltrue([for caller in values(var.grpc_callers) : caller.token_version >= 1 && floor(caller.token_version) == caller.token_version])
+    error_message = "grpc_callers: token_version is a whole number from 1 (increment it to rotate the caller's token)."
+  }
+}
+
 variable "deletion_protection" {
   description = "Deletion protection for the database and the ALB (true everywhere but dev)."
   type        = bool

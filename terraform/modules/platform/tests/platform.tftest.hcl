@@ -37,8 +37,14 @@ run "dev" {
 
   # least privilege: the worker's token reads orders and drives the saga, nothing else
   assert {
-    condition     = module.grpc.environment["ORDER_GRPC_AUTH_SCOPES"] == "token-1=orders.read+orders.saga"
+    condition     = module.grpc.environment["ORDER_GRPC_AUTH_SCOPES"] == "worker=orders.read+orders.saga"
     error_message = "order-grpc does not limit the worker's token to orders.read and orders.saga"
+  }
+
+  # the worker's token reaches order-grpc under the name its scopes give, and no other token
+  assert {
+    condition     = [for s in module.grpc.secret_names : s if startswith(s, "ORDER_GRPC_AUTH_TOKEN")] == ["ORDER_GRPC_AUTH_TOKEN_WORKER"]
+    error_message = "order-grpc does not read the worker's token as ORDER_GRPC_AUTH_TOKEN_WORKER (and nothing else)"
   }
 
   # defect 5: the service registers with its target group only after the listeners exist
@@ -170,6 +176,92 @@ run "provider_urls_must_be_https" {
   }
 
   expect_failures = [var.worker_provider_endpoints]
+}
+
+# Calling services declared in grpc_callers: one generated token each, in a secret of its own,
+# read by order-grpc under the caller's name with exactly its scopes; the worker sees none.
+run "grpc_callers" {
+  command = apply
+
+  variables {
+    environment = "dev"
+    grpc_callers = {
+      checkout = { scopes = ["orders.read", "orders.place", "orders.read"] }
+      reports  = { scopes = ["orders.read"], token_version = 3 }
+    }
+  }
+
+  assert {
+    condition     = module.grpc.environment["ORDER_GRPC_AUTH_SCOPES"] == "worker=orders.read+orders.saga,checkout=orders.place+orders.read,reports=orders.read"
+    error_message = "order-grpc does not give each caller exactly its declared scopes"
+  }
+
+  assert {
+    condition = [for s in module.grpc.secret_names : s if startswith(s, "ORDER_GRPC_AUTH_TOKEN")] == [
+      "ORDER_GRPC_AUTH_TOKEN_CHECKOUT", "ORDER_GRPC_AUTH_TOKEN_REPORTS", "ORDER_GRPC_AUTH_TOKEN_WORKER",
+    ]
+    error_message = "order-grpc does not read one token variable per caller"
+  }
+
+  assert {
+    condition = (
+      aws_secretsmanager_secret.grpc_caller_token["checkout"].name == "order-ledger-dev/grpc/callers/checkout"
+      && aws_secretsmanager_secret_version.grpc_caller_token["reports"].secret_string_wo_version == 3
+      && aws_secretsmanager_secret_version.grpc_caller_token["checkout"].secret_string_wo_version == 1
+      && output.grpc_callers["reports"].secret_name == "order-ledger-dev/grpc/callers/reports"
+      && join(",", output.grpc_callers["checkout"].scopes) == "orders.place,orders.read"
+    )
+    error_message = "the callers' secrets, token versions or output are wrong"
+  }
+
+  assert {
+    condition     = length([for s in module.worker.secret_names : s if startswith(s, "ORDER_GRPC_AUTH_TOKEN_")]) == 0
+    error_message = "the worker reads a caller's token"
+  }
+}
+
+run "grpc_caller_names_are_checked" {
+  command = plan
+
+  variables {
+    environment  = "dev"
+    grpc_callers = { "Checkout-API" = { scopes = ["orders.place"] } }
+  }
+
+  expect_failures = [var.grpc_callers]
+}
+
+run "grpc_caller_scopes_are_checked" {
+  command = plan
+
+  variables {
+    environment  = "dev"
+    grpc_callers = { checkout = { scopes = ["orders.place", "orders.write"] } }
+  }
+
+  expect_failures = [var.grpc_callers]
+}
+
+run "grpc_callers_need_a_scope" {
+  command = plan
+
+  variables {
+    environment  = "dev"
+    grpc_callers = { checkout = { scopes = [] } }
+  }
+
+  expect_failures = [var.grpc_callers]
+}
+
+run "grpc_callers_may_not_take_the_workers_name" {
+  command = plan
+
+  variables {
+    environment  = "dev"
+    grpc_callers = { worker = { scopes = ["orders.admin"] } }
+  }
+
+  expect_failures = [var.grpc_callers]
 }
 
 run "prod" {
