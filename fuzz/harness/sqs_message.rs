@@ -50,8 +50,13 @@ pub fn check(data: &[u8]) -> Outcome {
     }
     match CloudEvent::parse(body) {
         Ok(event) => {
-            let again = CloudEvent::parse(&event.to_body()).expect("a parsed envelope re-parses");
-            assert_eq!(again, event, "a parsed envelope re-parses unchanged");
+            // Writing escapes what SQS refuses (an emoji's 4 bytes become 12), so a body near
+            // the limit may write back larger than it: only one that fits must parse again.
+            let written = event.to_body();
+            if written.len() <= order_messages::MAX_BODY_BYTES {
+                let again = CloudEvent::parse(&written).expect("a parsed envelope re-parses");
+                assert_eq!(again, event, "a parsed envelope re-parses unchanged");
+            }
             Outcome::Parsed(Box::new(event))
         }
         Err(reason) => Outcome::Refused(reason),

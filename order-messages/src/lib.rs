@@ -67,8 +67,9 @@ pub struct CloudEvent {
     pub traceparent: Option<String>,
     /// The event's payload, at its current schema version (a JSON object).
     pub data: serde_json::Value,
-    /// Any other attribute, by name (CloudEvents names: 1-20 of `a-z 0-9`; values: strings,
-    /// numbers or booleans). The projector sends none.
+    /// Any other attribute, by name (CloudEvents names: `a-z 0-9`; values: strings, numbers or
+    /// booleans; one whose value is `null` is unset, as CloudEvents JSON says, and not kept).
+    /// The projector sends none.
     #[serde(flatten)]
     pub extensions: BTreeMap<String, serde_json::Value>,
 }
@@ -189,14 +190,17 @@ impl CloudEvent {
     /// `subject`; a `time` that is not RFC 3339 (any offset); a `datacontenttype` other than
     /// `application/json` (parameters such as `; charset=utf-8` allowed); a `globalposition`,
     /// `streamversion` or `schemaversion` of 0; `data` that is not a JSON object; an unknown
-    /// attribute whose name or value CloudEvents does not allow. Unknown attributes that it
-    /// does allow are kept in [`extensions`](Self::extensions).
+    /// attribute whose name or value CloudEvents does not allow (one whose value is `null` is
+    /// unset, as CloudEvents JSON says). Unknown attributes that it does allow are kept in
+    /// [`extensions`](Self::extensions).
     pub fn parse(body: &str) -> Result<Self, EnvelopeError> {
         if body.len() > MAX_BODY_BYTES {
             return Err(EnvelopeError::TooLarge(body.len()));
         }
-        let event: CloudEvent =
+        let mut event: CloudEvent =
             serde_json::from_str(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        // CloudEvents JSON: an attribute whose value is null is not set.
+        event.extensions.retain(|_, value| !value.is_null());
         if event.specversion != "1.0" {
             return Err(EnvelopeError::SpecVersion(event.specversion));
         }
@@ -240,15 +244,15 @@ impl CloudEvent {
             return invalid("data", "not a JSON object");
         }
         for (name, value) in &event.extensions {
+            // The spec discourages names over 20 characters but allows them.
             if name.is_empty()
-                || name.len() > 20
                 || !name
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             {
                 return Err(EnvelopeError::Attribute(
                     format!("{name:?}"),
-                    "not a CloudEvents attribute name (1-20 of a-z 0-9)".to_owned(),
+                    "not a CloudEvents attribute name (a-z 0-9)".to_owned(),
                 ));
             }
             if !(value.is_string() || value.is_number() || value.is_boolean()) {
@@ -445,6 +449,26 @@ mod tests {
         let mut plain = event;
         plain.extensions.clear();
         assert_eq!(plain, sample());
+    }
+
+    /// CloudEvents JSON (1.0.2, 2.2): an attribute whose value is `null` is unset; a name over
+    /// 20 characters is only discouraged. Neither may stop a saga.
+    #[test]
+    fn null_attributes_are_unset_and_long_names_are_kept() {
+        let good = sample().to_body();
+        let body = good.replacen('{', r#"{"dataschema":null,"comexampleextension12":"v","#, 1);
+        let event = CloudEvent::parse(&body).unwrap();
+        assert!(!event.extensions.contains_key("dataschema"), "{event:?}");
+        assert_eq!(event.extensions["comexampleextension12"], "v");
+        assert_eq!(CloudEvent::parse(&event.to_body()).unwrap(), event);
+        // Names are still only a-z and 0-9.
+        for bad in [r#""Upper":"v""#, r#""with-dash":"v""#, r#""":"v""#] {
+            let body = good.replacen('{', &format!("{{{bad},"), 1);
+            assert!(
+                matches!(CloudEvent::parse(&body), Err(EnvelopeError::Attribute(..))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -264,6 +264,13 @@ macro_rules! order_events {
                             $version,
                             payload,
                         )?;
+                        // serde reads a struct from a JSON array too; a payload is an object.
+                        if !payload.is_object() {
+                            return Err(DecodeError::Payload {
+                                event_type: event_type.to_owned(),
+                                reason: "not a JSON object".to_owned(),
+                            });
+                        }
                         serde_json::from_value::<$name>(payload)
                             .map(Self::$name)
                             .map_err(payload_error)

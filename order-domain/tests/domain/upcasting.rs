@@ -137,6 +137,20 @@ fn unknown_types_versions_and_shapes_are_typed_errors() {
         OrderEvent::decode("PaymentAuthorized", 1, json!([1, 2])),
         Err(DecodeError::Upcast { .. })
     ));
+    // serde would read a struct from a JSON array too: a stored payload is an object.
+    for (event_type, payload) in [
+        ("InventoryReserved", json!(["res-1"])),
+        ("FulfillmentStarted", json!([])),
+        ("OrderShipped", json!(["DHL", "T1"])),
+    ] {
+        assert!(
+            matches!(
+                OrderEvent::decode(event_type, current_version(event_type), payload),
+                Err(DecodeError::Payload { .. })
+            ),
+            "{event_type} from an array"
+        );
+    }
     let mut wrong_total = placed.clone();
     wrong_total["total"]["amount_minor"] = json!(2999);
     let mut unknown_field = placed.clone();
