@@ -1,13 +1,17 @@
 //! A CSV export: six tables in one directory, joined by `order_id`.
 //!
-//! Every table must be sorted by `order_id` (see [`IdOrder`]); the join then needs one row of
-//! each table in memory, whatever the export's size. Before anything is imported, one pass
-//! checks that every table is sorted: a join of unsorted tables would attach rows to the
-//! wrong orders or miss them, so an unsorted table stops the import with the line to look at.
+//! Every table must be sorted by `order_id` (see [`IdOrder`]); the join then needs one order's
+//! rows in memory, whatever the export's size: at most [`MAX_ROWS_PER_ORDER`] rows and
+//! [`MAX_ORDER_TABLE_BYTES`] of each table (past either, the rest of that order's rows are
+//! read and dropped, and the order is rejected once, naming the table), each row at most
+//! [`MAX_RECORD_BYTES`](crate::source::MAX_RECORD_BYTES) (a longer row, well quoted, is
+//! skipped and rejects its order). Before anything is imported, one pass checks that every
+//! table is sorted: a join of unsorted tables would attach rows to the wrong orders or miss
+//! them, so an unsorted table stops the import with the line to look at.
 
 use std::cmp::Ordering;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -62,11 +66,26 @@ struct Counted<R> {
     in_row: Arc<AtomicU64>,
 }
 
-/// The longest row read: as a JSON Lines record may be, with room for the CSV reader's own
-/// buffer (a row is measured from the bytes it asked for, which run ahead of the row by at
-/// most that). A quote left open makes the rest of the file one row: this stops it there,
-/// instead of holding the whole file in memory.
+/// Where the CSV reader gives up on a row: past the longest row read, as a JSON Lines record
+/// may be, with room for the CSV reader's own buffer (a row is measured from the bytes it
+/// asked for, which run ahead of the row by at most that). A longer row is then skipped by a
+/// scan that holds none of it ([`skip_row`]), instead of holding it in memory whole.
 const MAX_ROW_BYTES: u64 = crate::source::MAX_RECORD_BYTES as u64 + (64 << 10);
+
+/// The most rows one order has in one table: past it, the rest of that order's rows in that
+/// table are read and dropped, and the order is rejected (a JSON Lines record holds at most
+/// 1 MiB; the domain takes at most 100 lines, one payment, one shipment).
+pub const MAX_ROWS_PER_ORDER: usize = 10_000;
+
+/// The most bytes of one order's rows in one table (its fields together), as a JSON Lines
+/// record: past it, as past [`MAX_ROWS_PER_ORDER`].
+pub const MAX_ORDER_TABLE_BYTES: usize = crate::source::MAX_RECORD_BYTES;
+
+impl<R: Seek> Seek for Counted<R> {
+    fn seek(&mut self, position: io::SeekFrom) -> io::Result<u64> {
+        self.inner.seek(position)
+    }
+}
 
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
@@ -98,9 +117,19 @@ impl std::error::Error for RowTooLong {}
 
 type TableReader = Reader<Counted<BufReader<File>>>;
 
+/// A row of a table: its line, its fields, and whether it was longer than
+/// [`MAX_RECORD_BYTES`](crate::source::MAX_RECORD_BYTES) (then skipped: its fields are empty
+/// but its order id, and it rejects its order).
+struct Row {
+    line: u64,
+    record: ByteRecord,
+    too_long: bool,
+}
+
 /// One table being read: its next row held back until the join asks for it.
 struct Table {
     name: &'static str,
+    path: PathBuf,
     file: String,
     reader: TableReader,
     /// Column index of each expected column, in [`TABLES`] order.
@@ -109,8 +138,8 @@ struct Table {
     width: usize,
     /// Bytes read since the current row began (shared with the table's reader).
     in_row: Arc<AtomicU64>,
-    /// The next row (its line and fields), `None` at the end.
-    head: Option<(u64, ByteRecord)>,
+    /// The next row, `None` at the end.
+    head: Option<Row>,
 }
 
 fn open_table(
@@ -171,6 +200,7 @@ fn open_table(
     }
     let mut table = Table {
         name,
+        path,
         file: format!("{name}.csv"),
         reader,
         columns,
@@ -190,29 +220,67 @@ impl Table {
     /// Read the next row into `head`.
     fn advance(&mut self) -> io::Result<()> {
         let mut record = ByteRecord::new();
-        let starts = self.reader.position().line();
+        let start = self.reader.position().clone();
         self.in_row.store(0, AtomicOrdering::Relaxed);
         match self.reader.read_byte_record(&mut record) {
             Ok(true) => {
                 let line = record.position().map_or(0, |p| p.line());
-                self.head = Some((line, record));
+                let length = self.reader.position().byte() - start.byte();
+                self.head = Some(Row {
+                    line,
+                    too_long: length > crate::source::MAX_RECORD_BYTES as u64,
+                    record,
+                });
                 Ok(())
             }
             Ok(false) => {
                 self.head = None;
                 Ok(())
             }
-            // A row longer than any can be: a quote left open has made the rest of the file
-            // one row.
+            // A row longer than any is read: skipped by a scan that holds none of it, when
+            // its quotes close on its line.
             Err(_) if self.in_row.load(AtomicOrdering::Relaxed) > MAX_ROW_BYTES => {
-                Err(invalid(format!(
-                    "{} line {starts}: {RowTooLong} (a quote that is not closed?); the rows \
-                     after it cannot be read",
-                    self.file
-                )))
+                let skipped = skip_row(&self.path, start.byte(), self.columns[0])?;
+                let line = start.line() + skipped.blank_lines;
+                let runaway = if !skipped.closed {
+                    Some("a quote that is not closed before the end of the file")
+                } else if skipped.lines > 1 {
+                    Some("a quoted field that runs over several lines: a quote that is not closed?")
+                } else {
+                    None
+                };
+                if let Some(why) = runaway {
+                    return Err(invalid(format!(
+                        "{} line {line}: {RowTooLong}, {why}; the rows after it cannot be read",
+                        self.file
+                    )));
+                }
+                let mut end = start.clone();
+                end.set_byte(skipped.end)
+                    .set_line(start.line() + skipped.newlines)
+                    .set_record(start.record() + 1);
+                self.reader
+                    .seek_raw(io::SeekFrom::Start(skipped.end), end)
+                    .map_err(|e| invalid(format!("{}: {e}", self.file)))?;
+                // The row's order id, in its column (the others empty): the join puts it with
+                // its order, which it rejects.
+                let mut record = ByteRecord::new();
+                for column in 0..skipped.fields.max(self.columns[0] + 1) {
+                    if column == self.columns[0] {
+                        record.push_field(&skipped.id);
+                    } else {
+                        record.push_field(b"");
+                    }
+                }
+                self.head = Some(Row {
+                    line,
+                    record,
+                    too_long: true,
+                });
+                Ok(())
             }
-            // A row the CSV reader cannot read at all (an unterminated quote running to the
-            // end of the file): the file's structure is broken from there on.
+            // A row the CSV reader cannot read at all: the file's structure is broken from
+            // there on.
             Err(e) => Err(invalid(format!("{}: {e}", self.file))),
         }
     }
@@ -221,7 +289,111 @@ impl Table {
     fn head_id(&self) -> Option<&[u8]> {
         self.head
             .as_ref()
-            .map(|(_, record)| record.get(self.columns[0]).unwrap_or(b""))
+            .map(|row| row.record.get(self.columns[0]).unwrap_or(b""))
+    }
+}
+
+/// What [`skip_row`] found of a row.
+#[derive(Debug, PartialEq, Eq)]
+struct Skipped {
+    /// Where the next row begins (the byte after the row's terminator, or the file's end).
+    end: u64,
+    /// Empty lines before the row (the CSV reader skips them too).
+    blank_lines: u64,
+    /// Lines the row spans (more than 1 when a quoted field holds a line break).
+    lines: u64,
+    /// Line breaks read, the row's end included.
+    newlines: u64,
+    /// Its fields.
+    fields: usize,
+    /// The field at the order id's column, unquoted (its first 1,024 bytes).
+    id: Vec<u8>,
+    /// Whether every quote closed before the file ended.
+    closed: bool,
+}
+
+/// Read the row that starts at byte `start` of `path` to its end, holding none of it but the
+/// field at `id_column`, the way the CSV reader reads (`,` between fields, `"` quotes, `""`
+/// a quote within them, a line ending in `\n`, `\r` or `\r\n`, empty lines skipped).
+fn skip_row(path: &Path, start: u64, id_column: usize) -> io::Result<Skipped> {
+    let mut file = File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    file.seek(io::SeekFrom::Start(start))?;
+    scan_row(BufReader::with_capacity(1 << 16, file), start, id_column)
+}
+
+fn scan_row(mut input: impl BufRead, start: u64, id_column: usize) -> io::Result<Skipped> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        /// Before the row (empty lines are skipped).
+        Before,
+        FieldStart,
+        Unquoted,
+        Quoted,
+        /// A quote within a quoted field: its end, or the first of `""`.
+        QuoteInQuoted,
+    }
+    let mut state = State::Before;
+    let mut at = start;
+    let mut skipped = Skipped {
+        end: start,
+        blank_lines: 0,
+        lines: 1,
+        newlines: 0,
+        fields: 1,
+        id: Vec::new(),
+        closed: true,
+    };
+    loop {
+        let buffer = input.fill_buf()?;
+        if buffer.is_empty() {
+            skipped.closed = state != State::Quoted;
+            skipped.end = at;
+            return Ok(skipped);
+        }
+        let mut used = 0;
+        for &byte in buffer {
+            used += 1;
+            at += 1;
+            if byte == b'\n' {
+                skipped.newlines += 1;
+            }
+            // The next state, and the byte the field gets (none for quotes that quote).
+            let (next, content) = match (state, byte) {
+                (State::Before, b'\n') => {
+                    skipped.blank_lines += 1;
+                    (State::Before, None)
+                }
+                (State::Before, b'\r') => (State::Before, None),
+                (State::Quoted, b'"') => (State::QuoteInQuoted, None),
+                (State::Quoted, _) => {
+                    if byte == b'\n' {
+                        skipped.lines += 1;
+                    }
+                    (State::Quoted, Some(byte))
+                }
+                (State::QuoteInQuoted, b'"') => (State::Quoted, Some(b'"')),
+                (State::Before | State::FieldStart, b'"') => (State::Quoted, None),
+                (_, b',') => {
+                    skipped.fields += 1;
+                    (State::FieldStart, None)
+                }
+                (_, b'\n' | b'\r') => {
+                    input.consume(used);
+                    skipped.end = at;
+                    return Ok(skipped);
+                }
+                _ => (State::Unquoted, Some(byte)),
+            };
+            state = next;
+            if let Some(byte) = content
+                && skipped.fields == id_column + 1
+                && skipped.id.len() < 1024
+            {
+                skipped.id.push(byte);
+            }
+        }
+        input.consume(used);
     }
 }
 
@@ -259,24 +431,6 @@ fn check_width(table: &Table, record: &ByteRecord) -> Result<(), String> {
     Ok(())
 }
 
-/// A quote that never closes (or closes rows later) has swallowed the rows after it, which no
-/// reject could report: a row of the wrong width whose fields run over several lines, or, when
-/// the quote is in the last column (the width is then right), a field that holds a line
-/// reading as a whole row of the table (as many commas as the header, less one, or more).
-fn runaway_quote(table: &Table, record: &ByteRecord) -> bool {
-    let multiline = |field: &[u8]| field.contains(&b'\n');
-    if record.len() != table.width {
-        return record.iter().any(multiline);
-    }
-    let separators = table.width.saturating_sub(1).max(1);
-    record.iter().filter(|field| multiline(field)).any(|field| {
-        field
-            .split(|&b| b == b'\n')
-            .skip(1)
-            .any(|line| line.iter().filter(|&&b| b == b',').count() >= separators)
-    })
-}
-
 /// A CSV export directory read as legacy orders.
 pub struct CsvTables {
     directory: PathBuf,
@@ -284,13 +438,11 @@ pub struct CsvTables {
     tables: Vec<Table>,
     id_order: IdOrder,
     progress: Progress,
-    /// Rejects found while joining (orphan rows), handed out before the next order.
-    pending: std::collections::VecDeque<Reject>,
     /// The previous order id of orders.csv.
     previous: Option<Vec<u8>>,
-    /// The joined order, handed out after the pending rejects.
-    ready: Option<Record>,
-    finished: bool,
+    /// The row of orders.csv being joined (taken from its table) and its order id: handed out
+    /// once the rows before it in the other tables, which have no order, are.
+    current: Option<(Row, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for CsvTables {
@@ -324,10 +476,8 @@ impl CsvTables {
             tables,
             id_order,
             progress,
-            pending: Default::default(),
             previous: None,
-            ready: None,
-            finished: false,
+            current: None,
         })
     }
 
@@ -347,66 +497,91 @@ impl CsvTables {
         }
     }
 
-    /// Rows of the child tables before `id` (or all that are left when `id` is `None`) have
-    /// no order: each is a reject.
-    fn orphans_before(&mut self, id: Option<&[u8]>) -> io::Result<()> {
+    /// The first row of the child tables before `id` (or of all that are left when `id` is
+    /// `None`), consumed: it has no order, and is a reject. `None` when there is none.
+    fn orphan_before(&mut self, id: Option<&[u8]>) -> io::Result<Option<Reject>> {
         for index in 1..self.tables.len() {
-            while let Some(head) = self.tables[index].head_id() {
-                if let Some(id) = id
-                    && self.compare(head, id) != Ordering::Less
-                {
-                    break;
-                }
-                let table = &self.tables[index];
-                let (line, record) = table
-                    .head
-                    .as_ref()
-                    .map_or((0, None), |(l, r)| (*l, Some(r)));
-                let order_id = record
-                    .and_then(|r| r.get(table.columns[0]))
-                    .map(|b| String::from_utf8_lossy(b).into_owned());
-                self.pending.push_back(Reject {
-                    file: table.file.clone(),
-                    line,
-                    order_id: order_id.clone(),
-                    reason: format!(
-                        "no order {} in orders.csv for this row",
-                        order_id.as_deref().unwrap_or("?")
-                    ),
-                });
-                self.tables[index].advance()?;
+            let Some(head) = self.tables[index].head_id() else {
+                continue;
+            };
+            if let Some(id) = id
+                && self.compare(head, id) != Ordering::Less
+            {
+                continue;
             }
+            let table = &self.tables[index];
+            let line = table.head.as_ref().map_or(0, |row| row.line);
+            let order_id = String::from_utf8_lossy(head).into_owned();
+            let reject = Reject {
+                file: table.file.clone(),
+                line,
+                reason: format!("no order {order_id} in orders.csv for this row"),
+                order_id: Some(order_id),
+            };
+            self.tables[index].advance()?;
+            return Ok(Some(reject));
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// The rows of child table `index` for `id`, consumed.
-    fn take_rows(&mut self, index: usize, id: &[u8]) -> io::Result<Vec<(u64, ByteRecord)>> {
+    /// The rows of child table `index` for `id`, consumed; past [`MAX_ROWS_PER_ORDER`] rows or
+    /// [`MAX_ORDER_TABLE_BYTES`], the rest are read and dropped, and the error is the line of
+    /// the first row dropped and why.
+    fn take_rows(
+        &mut self,
+        index: usize,
+        id: &[u8],
+    ) -> io::Result<Result<Vec<Row>, (u64, String)>> {
         let mut rows = Vec::new();
+        let mut bytes = 0;
+        let mut over = None;
         while self.tables[index].head_id() == Some(id) {
-            if let Some(head) = self.tables[index].head.take() {
-                rows.push(head);
+            if let Some(head) = self.tables[index].head.take()
+                && over.is_none()
+            {
+                bytes += head.record.as_slice().len() + head.record.len();
+                if rows.len() == MAX_ROWS_PER_ORDER || bytes > MAX_ORDER_TABLE_BYTES {
+                    over = Some(head.line);
+                    rows = Vec::new();
+                } else {
+                    rows.push(head);
+                }
             }
             self.tables[index].advance()?;
         }
-        Ok(rows)
+        Ok(match over {
+            None => Ok(rows),
+            Some(line) => Err((
+                line,
+                format!(
+                    "the order has more rows in {} than an order may (at most {MAX_ROWS_PER_ORDER} \
+                     rows and {} MiB of one order in each table): its rows from this line on \
+                     were skipped",
+                    self.tables[index].file,
+                    MAX_ORDER_TABLE_BYTES >> 20
+                ),
+            )),
+        })
     }
 
-    /// The next order of orders.csv with its rows from every table.
-    fn next_order(&mut self) -> io::Result<Option<Record>> {
-        let Some((line, record)) = self.tables[0].head.take() else {
-            self.orphans_before(None)?;
-            return Ok(None);
-        };
-        self.tables[0].advance()?;
-        let id = record
-            .get(self.tables[0].columns[0])
-            .unwrap_or(b"")
-            .to_vec();
-        self.orphans_before(Some(&id))?;
+    /// The order of orders.csv whose row is `row` (taken from its table), with its rows from
+    /// every table.
+    fn join(&mut self, row: Row, id: Vec<u8>) -> io::Result<Record> {
+        let Row {
+            line,
+            record,
+            too_long,
+        } = row;
         let mut children = Vec::with_capacity(5);
+        let mut too_many = None;
         for index in 1..self.tables.len() {
-            children.push(self.take_rows(index, &id)?);
+            match self.take_rows(index, &id)? {
+                Ok(rows) => children.push(rows),
+                Err((row_line, reason)) => {
+                    children.push(Vec::new());
+                    too_many.get_or_insert((index, row_line, reason));
+                }
+            }
         }
         // An id that is not UTF-8 is not named in its reject (its reason says which byte):
         // a stand-in text for it would be taken for an id, and judge the orders after it.
@@ -425,26 +600,32 @@ impl CsvTables {
         if self.previous.as_deref() == Some(id.as_slice())
             || self.tables[0].head_id() == Some(id.as_slice())
         {
-            self.previous = Some(id.clone());
-            return Ok(Some(reject(
+            self.previous = Some(id);
+            return Ok(reject(
                 "orders.csv",
                 line,
                 "order_id is more than once in orders.csv (each order has one row; the rows of the other tables cannot be told apart)".into(),
-            )));
+            ));
         }
-        self.previous = Some(id.clone());
+        self.previous = Some(id);
+        if too_long {
+            return Ok(reject("orders.csv", line, too_long_reason()));
+        }
+        if let Some((index, row_line, reason)) = too_many {
+            return Ok(reject(&self.tables[index].file, row_line, reason));
+        }
         match self.build(&record, &children) {
-            Ok(order) => Ok(Some(Record::Order {
+            Ok(order) => Ok(Record::Order {
                 order: Box::new(order),
                 file: "orders.csv".into(),
                 line,
-            })),
+            }),
             Err((table, row_line, reason)) => {
                 let (file, at) = match table {
                     Some(index) => (self.tables[index].file.clone(), row_line),
                     None => ("orders.csv".to_owned(), line),
                 };
-                Ok(Some(reject(&file, at, reason)))
+                Ok(reject(&file, at, reason))
             }
         }
     }
@@ -455,7 +636,7 @@ impl CsvTables {
     fn build(
         &self,
         record: &ByteRecord,
-        children: &[Vec<(u64, ByteRecord)>],
+        children: &[Vec<Row>],
     ) -> Result<LegacyOrder, (Option<usize>, u64, String)> {
         let orders = &self.tables[0];
         check_width(orders, record).map_err(|e| (None, 0, e))?;
@@ -489,8 +670,16 @@ impl CsvTables {
             let index = offset + 1;
             let table = &self.tables[index];
             let c = &table.columns;
-            for (line, row) in rows {
+            for Row {
+                line,
+                record: row,
+                too_long,
+            } in rows
+            {
                 let at = |e: String| (Some(index), *line, e);
+                if *too_long {
+                    return Err(at(too_long_reason()));
+                }
                 check_width(table, row).map_err(at)?;
                 let field = |i: usize, name: &str| text(row, c[i], name).map_err(at);
                 let integer = |i: usize, name: &str| number(row, c[i], name).map_err(at);
@@ -528,32 +717,58 @@ impl CsvTables {
 
 impl Source for CsvTables {
     fn next_record(&mut self) -> Option<io::Result<Record>> {
-        loop {
-            // Orphan rows found while joining an order come before it (they are earlier in
-            // their files).
-            if let Some(reject) = self.pending.pop_front() {
-                return Some(Ok(Record::Unreadable {
-                    reject,
-                    order: false,
-                }));
+        let unreadable = |reject| {
+            Some(Ok(Record::Unreadable {
+                reject,
+                order: false,
+            }))
+        };
+        if self.current.is_none() {
+            let Some(row) = self.tables[0].head.take() else {
+                // The end of orders.csv: what is left of the other tables has no order.
+                return match self.orphan_before(None) {
+                    Ok(Some(reject)) => unreadable(reject),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                };
+            };
+            if let Err(e) = self.tables[0].advance() {
+                return Some(Err(e));
             }
-            if let Some(record) = self.ready.take() {
-                return Some(Ok(record));
-            }
-            if self.finished {
-                return None;
-            }
-            match self.next_order() {
-                Ok(Some(record)) => self.ready = Some(record),
-                Ok(None) => self.finished = true,
-                Err(e) => return Some(Err(e)),
-            }
+            let id = row
+                .record
+                .get(self.tables[0].columns[0])
+                .unwrap_or(b"")
+                .to_vec();
+            self.current = Some((row, id));
         }
+        let id = self
+            .current
+            .as_ref()
+            .map(|(_, id)| id.clone())
+            .unwrap_or_default();
+        // Rows without an order come before it (they are earlier in their files), one at a
+        // time, as they are found.
+        match self.orphan_before(Some(&id)) {
+            Ok(Some(reject)) => return unreadable(reject),
+            Ok(None) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        let (row, id) = self.current.take()?;
+        Some(self.join(row, id))
     }
 
     fn progress(&self) -> Progress {
         self.progress.clone()
     }
+}
+
+/// The reason a row longer than a record may be rejects its order.
+fn too_long_reason() -> String {
+    format!(
+        "a row longer than {} bytes (the longest a record may be), skipped",
+        crate::source::MAX_RECORD_BYTES
+    )
 }
 
 /// One pass over every table: each must be sorted by `order_id` in `id_order` (orders.csv
@@ -563,12 +778,18 @@ fn check_sorted(directory: &Path, id_order: IdOrder) -> io::Result<()> {
         let progress = Progress::default();
         let mut table = open_table(directory, name, columns, &progress)?;
         let mut previous: Option<Vec<u8>> = None;
-        while let Some((line, record)) = table.head.take() {
-            if runaway_quote(&table, &record) {
+        while let Some(Row {
+            line,
+            record,
+            too_long,
+        }) = table.head.take()
+        {
+            // (A row too long to read was judged as it was skipped.)
+            let multiline = !too_long && record.iter().any(|field| field.contains(&b'\n'));
+            if multiline && record.len() != table.width {
                 return Err(invalid(format!(
                     "{name}.csv line {line}: a row ({} fields, the header has {}) running over \
-                     several lines that read as rows of their own: a quote that is not closed? \
-                     The rows after it cannot be read",
+                     several lines: a quote that is not closed? The rows after it cannot be read",
                     record.len(),
                     table.width
                 )));
@@ -603,7 +824,64 @@ fn check_sorted(directory: &Path, id_order: IdOrder) -> io::Result<()> {
             }
             previous = Some(id);
             table.advance()?;
+            // The last row, whose quoted field holds a line break: the CSV reader ends a quote
+            // left open at the end of the file, which has then swallowed every row after it.
+            if multiline
+                && table.head.is_none()
+                && !skip_row(
+                    &table.path,
+                    record.position().map_or(0, |p| p.byte()),
+                    table.columns[0],
+                )?
+                .closed
+            {
+                return Err(invalid(format!(
+                    "{name}.csv line {line}: a quote that is not closed before the end of the \
+                     file: the rows after it cannot be read"
+                )));
+            }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(text: &str, id_column: usize) -> Skipped {
+        scan_row(text.as_bytes(), 0, id_column).unwrap()
+    }
+
+    #[test]
+    fn a_skipped_row_is_read_as_the_csv_reader_reads_it() {
+        let row = scan("\n\r\n\"A\"\"1\",x,\"a,\nb\"\"\"c,d\r\nA2,y\n", 0);
+        assert_eq!(row.blank_lines, 2);
+        assert_eq!((row.fields, row.lines, row.closed), (4, 2, true));
+        assert_eq!(row.id, b"A\"1");
+        // As the CSV reader reads it.
+        let mut reader = ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader("\n\r\n\"A\"\"1\",x,\"a,\nb\"\"\"c,d\r\nA2,y\n".as_bytes());
+        let mut record = ByteRecord::new();
+        assert!(reader.read_byte_record(&mut record).unwrap());
+        assert_eq!(record.len(), 4);
+        assert_eq!(&record[0], b"A\"1");
+        assert_eq!(&record[2], b"a,\nb\"c");
+        // It ends after its terminator (`\r`: the `\n` after it is an empty line).
+        assert_eq!(
+            row.end as usize,
+            "\n\r\n\"A\"\"1\",x,\"a,\nb\"\"\"c,d\r".len()
+        );
+        assert_eq!(row.newlines, 3);
+        assert_eq!(scan("x,\"A2\"\n", 1).id, b"A2");
+        // A quote open at the end of the file.
+        let open = scan("A1,\"abc\nA2,x\n", 0);
+        assert!(!open.closed);
+        assert_eq!(open.end as usize, "A1,\"abc\nA2,x\n".len());
+        // A last row without a terminator.
+        let last = scan("A1,x", 0);
+        assert_eq!((last.fields, last.closed, last.end), (2, true, 4));
+    }
 }

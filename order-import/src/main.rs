@@ -143,7 +143,7 @@ fn describe(record: &order_store::ImportRecord) -> String {
         "import:      {}\n\
          source:      {}\n\
          runs:        {}\n\
-         latest run:  {latest}; {} legacy orders read, {} rejected\n\
+         latest run:  {latest}; {} legacy orders read, {} orders rejected\n\
          every run:   {} orders imported ({} events, {} batches)\n",
         record.name,
         record
@@ -267,7 +267,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&summary)?);
     }
     eprintln!(
-        "[order-import] {}: {} orders read, {} imported, {} updated ({} events, {:.0} events/s), {} already in the log, {} rejected{} in {:.1} s",
+        "[order-import] {}: {} orders read, {} imported, {} updated ({} events, {:.0} events/s), {} already in the log, {} rejected{}{} in {:.1} s",
         summary.name,
         summary.orders_read,
         summary.orders_imported,
@@ -275,7 +275,15 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         summary.events_imported,
         summary.events_per_second,
         summary.orders_present,
-        summary.rejected,
+        summary.orders_rejected,
+        if summary.rows_rejected > 0 {
+            format!(
+                ", {} CSV rows without an order rejected",
+                summary.rows_rejected
+            )
+        } else {
+            String::new()
+        },
         if summary.rejected > 0 {
             format!(" (see {})", summary.rejects_file)
         } else {
@@ -391,7 +399,7 @@ mod tests {
             "import:      legacy-2026-12\n\
              source:      shop-eu\n\
              runs:        2\n\
-             latest run:  finished at 2026-12-04T13:57:04Z; 1000 legacy orders read, 3 rejected\n\
+             latest run:  finished at 2026-12-04T13:57:04Z; 1000 legacy orders read, 3 orders rejected\n\
              every run:   997 orders imported (5012 events, 4 batches)\n"
         );
         record.finished_at = None;

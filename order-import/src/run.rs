@@ -83,8 +83,15 @@ pub struct Summary {
     /// Orders an earlier run imported that moved on in the legacy system since: the rest of
     /// their history was appended.
     pub orders_updated: u64,
-    /// Rejects written (orders, unreadable records, CSV rows without an order).
+    /// Rejects written: `orders_rejected` and `rows_rejected` together (the exit status is 2
+    /// when it is not 0).
     pub rejected: u64,
+    /// Legacy orders rejected: records that do not read, orders the domain refuses, orders
+    /// imported before that could not be updated (the progress row's `orders_rejected`).
+    pub orders_rejected: u64,
+    /// CSV rows of the other tables whose order is not in orders.csv (each a reject of its
+    /// own, and no order).
+    pub rows_rejected: u64,
     /// Batches committed.
     pub batches: u64,
     /// Seconds the run took.
@@ -115,7 +122,10 @@ struct Origin {
 #[derive(Debug, Default)]
 struct ReadCounts {
     orders_read: u64,
-    rejected: u64,
+    /// Orders rejected (unreadable records included).
+    orders_rejected: u64,
+    /// CSV rows without an order.
+    rows_rejected: u64,
 }
 
 /// Shared counters for progress lines.
@@ -150,8 +160,13 @@ fn read_export(
         events: 0,
         progress: ImportProgress::default(),
     };
-    let mut reject = |counts: &mut ReadCounts, reject: Reject| -> anyhow::Result<()> {
-        counts.rejected += 1;
+    // Every reject is of an order but a CSV row without one (`order: false`).
+    let mut reject = |counts: &mut ReadCounts, reject: Reject, order: bool| -> anyhow::Result<()> {
+        if order {
+            counts.orders_rejected += 1;
+        } else {
+            counts.rows_rejected += 1;
+        }
         serde_json::to_writer(&mut rejects, &reject)?;
         rejects.write_all(b"\n")?;
         Ok(())
@@ -169,7 +184,7 @@ fn read_export(
         let full = Batch {
             progress: ImportProgress {
                 orders_read: counts.orders_read,
-                orders_rejected: counts.rejected,
+                orders_rejected: counts.orders_rejected,
             },
             ..full
         };
@@ -206,7 +221,7 @@ fn read_export(
                         previous = Some(id.clone());
                     }
                 }
-                reject(&mut counts, unreadable)?;
+                reject(&mut counts, unreadable, order)?;
             }
             Record::Order { order, file, line } => {
                 counts.orders_read += 1;
@@ -221,7 +236,7 @@ fn read_export(
                 let id = &order.order_id;
                 if !id.trim().is_empty() {
                     if let Err(reason) = options.id_order.check(id) {
-                        reject(&mut counts, refuse(reason))?;
+                        reject(&mut counts, refuse(reason), true)?;
                         continue;
                     }
                     if let Some(before) = &previous {
@@ -239,7 +254,7 @@ fn read_export(
                                     "order {id} comes after order {before}: the export must be sorted by order_id (see --id-order)"
                                 )
                             };
-                            reject(&mut counts, refuse(reason))?;
+                            reject(&mut counts, refuse(reason), true)?;
                             continue;
                         }
                     }
@@ -260,7 +275,7 @@ fn read_export(
                             send(&mut batch, &counts)?;
                         }
                     }
-                    Err(reason) => reject(&mut counts, refuse(reason))?,
+                    Err(reason) => reject(&mut counts, refuse(reason), true)?,
                 }
             }
         }
@@ -283,7 +298,7 @@ async fn write_batch(
     let started = Instant::now();
     loop {
         match store
-            .import_batch(&name, &batch.streams, batch.progress)
+            .import_batch_with(&name, &batch.streams, batch.progress, Ids::earlier_event_id)
             .await
         {
             Ok(outcome) => {
@@ -321,7 +336,7 @@ async fn write_batch(
                             line: origin.map_or(0, |o| o.line),
                             order_id: origin.map(|o| o.order_id.clone()),
                             reason: format!(
-                                "order {} was imported before and moved on since, but {why}",
+                                "order {} was imported before and {why}",
                                 origin.map_or("?", |o| o.order_id.as_str())
                             ),
                         });
@@ -574,14 +589,14 @@ pub async fn import_until(
             rejects.write_all(b"\n")?;
         }
         rejects.flush()?;
-        counts.rejected += diverged.len() as u64;
+        counts.orders_rejected += diverged.len() as u64;
     }
     store
         .import_finish(
             &options.name,
             ImportProgress {
                 orders_read: counts.orders_read,
-                orders_rejected: counts.rejected,
+                orders_rejected: counts.orders_rejected,
             },
         )
         .await?;
@@ -594,7 +609,9 @@ pub async fn import_until(
         events_imported: events,
         orders_present: counters.orders_present.load(Atomic::Relaxed),
         orders_updated: counters.orders_updated.load(Atomic::Relaxed),
-        rejected: counts.rejected,
+        rejected: counts.orders_rejected + counts.rows_rejected,
+        orders_rejected: counts.orders_rejected,
+        rows_rejected: counts.rows_rejected,
         batches: counters.batches.load(Atomic::Relaxed),
         seconds,
         events_per_second: events as f64 / seconds.max(0.001),

@@ -7,7 +7,8 @@
 //! refund above what was captured, a status the state machine cannot reach from the previous
 //! one) rejects the whole order: nothing of it is written.
 
-use std::time::SystemTime;
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
 
 use order_domain::order::{LineInput, PlaceOrder, PlaceOrderInput};
 use order_domain::values::{AddressInput, ShippingMethod};
@@ -106,6 +107,23 @@ impl Ids {
         bytes[8..].copy_from_slice(&hashed.as_bytes()[8..]);
         Uuid::from_bytes(bytes)
     }
+
+    /// Whether `logged`, an id the log holds at `version` of `stream`, is one that an earlier
+    /// `order-import` derived for the event that is told now as `told` (docs/import.md,
+    /// "Ids"): until 2026-12-03 the whole UUID v5 of the version in the stream id's namespace,
+    /// then until 2026-12-04 the stream id's first 8 bytes and that UUID's last 8. Orders
+    /// imported then keep those ids, and a run over them compares everything else. Only for
+    /// a `told` id of this derivation (its last 8 bytes are that UUID's, as they were in both
+    /// earlier ones).
+    pub fn earlier_event_id(stream: Uuid, version: u64, told: Uuid, logged: Uuid) -> bool {
+        let hashed = Uuid::new_v5(&stream, version.to_string().as_bytes());
+        if told.as_bytes()[8..] != hashed.as_bytes()[8..] {
+            return false;
+        }
+        let mut halves = *stream.as_bytes();
+        halves[8..].copy_from_slice(&hashed.as_bytes()[8..]);
+        logged == hashed || logged == Uuid::from_bytes(halves)
+    }
 }
 
 /// Why a legacy order cannot be imported.
@@ -124,23 +142,45 @@ fn check_id(what: &str, id: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// How far past now a legacy time may be: the clocks of the legacy system, of the machine
+/// that exported it and of this one may disagree by that much. A later time (a year 2999
+/// placeholder, a wrong time zone taken for UTC) is refused, naming its field: it would put
+/// the order in the future of every read model and of ListOrders' newest-first order.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
 fn time(field: &str, text: &str) -> Result<SystemTime, Refusal> {
+    time_before(field, text, SystemTime::now() + MAX_CLOCK_SKEW)
+}
+
+/// [`time`], refusing a time later than `latest`.
+fn time_before(field: &str, text: &str, latest: SystemTime) -> Result<SystemTime, Refusal> {
     let refusal = |why: String| {
         format!(
             "{field}: {text:?} is not an RFC 3339 time in UTC from 1970 on, ending in Z \
-                 (like 2019-03-04T10:15:00Z) ({why})"
+                 or +00:00 (like 2019-03-04T10:15:00Z) ({why})"
         )
     };
-    if let Err(why) = time_shape(text) {
-        return Err(refusal(why.into()));
+    let utc = match time_shape(text) {
+        Ok(utc) => utc,
+        Err(why) => return Err(refusal(why.into())),
+    };
+    let at = humantime::parse_rfc3339(&utc).map_err(|e| refusal(e.to_string()))?;
+    if at > latest {
+        return Err(format!(
+            "{field}: {text:?} is in the future (later than now plus {} minutes, the clock \
+             skew allowed)",
+            MAX_CLOCK_SKEW.as_secs() / 60
+        ));
     }
-    humantime::parse_rfc3339(text).map_err(|e| refusal(e.to_string()))
+    Ok(at)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS`, an optional fraction of 1 to 9 digits, then `Z` and nothing else;
-/// second 60 (a leap second, which the log cannot hold) is refused rather than moved.
-/// humantime alone lets some other endings through.
-fn time_shape(text: &str) -> Result<(), &'static str> {
+/// `YYYY-MM-DDTHH:MM:SS`, an optional fraction of 1 to 9 digits, then `Z`, `+00:00` or
+/// `-00:00` and nothing else; the time with a `Z` for the last two (RFC 3339 section 4.3:
+/// both say the time is in UTC, `-00:00` that the local offset is unknown, which changes
+/// nothing here). Second 60 (a leap second, which the log cannot hold) is refused rather than
+/// moved. humantime alone lets some other endings through, and takes no offset.
+fn time_shape(text: &str) -> Result<Cow<'_, str>, &'static str> {
     let bytes = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| {
         bytes
@@ -176,10 +216,12 @@ fn time_shape(text: &str) -> Result<(), &'static str> {
         }
         None => rest,
     };
-    if fraction != b"Z" {
-        return Err("it must end in a single Z");
+    match fraction {
+        b"Z" => Ok(Cow::Borrowed(text)),
+        // All ASCII up to here: the offset is the last 6 bytes.
+        b"+00:00" | b"-00:00" => Ok(Cow::Owned(format!("{}Z", &text[..text.len() - 6]))),
+        _ => Err("it must end in a single Z, +00:00 or -00:00"),
     }
-    Ok(())
 }
 
 /// One step of the history: a command at a time.
@@ -634,6 +676,15 @@ mod tests {
         ] {
             assert!(time("at", good).is_ok(), "{good}");
         }
+        // An offset of zero is UTC (RFC 3339 4.3: -00:00 too, the local offset unknown): the
+        // same instant as with Z.
+        for (offset, utc) in [
+            ("2019-01-01T00:00:00+00:00", "2019-01-01T00:00:00Z"),
+            ("2019-01-01T00:00:00-00:00", "2019-01-01T00:00:00Z"),
+            ("2019-01-01T23:59:59.125+00:00", "2019-01-01T23:59:59.125Z"),
+        ] {
+            assert_eq!(time("at", offset), Ok(at(utc)), "{offset}");
+        }
         for bad in [
             "2019-01-01T00:00:00ZZ",
             "2019-01-01T00:00:00Zabc",
@@ -642,6 +693,11 @@ mod tests {
             "2019-01-01T23:59:60Z",
             "2019-01-01T00:00:00",
             "2019-01-01T00:00:00+01:00",
+            "2019-01-01T00:00:00+00:01",
+            "2019-01-01T00:00:00+00:00Z",
+            "2019-01-01T00:00:00Z+00:00",
+            "2019-01-01T00:00:00+0000",
+            "2019-01-01T00:00:00.+00:00",
             "2019-01-01 00:00:00Z",
             "2019-01-01t00:00:00z",
             "2019-1-01T00:00:00Z",
@@ -652,6 +708,88 @@ mod tests {
             let error = time("at", bad).unwrap_err();
             assert!(error.starts_with("at: "), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn times_later_than_now_and_the_clock_skew_allowed_are_refused_naming_the_field() {
+        for future in ["2999-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z"] {
+            let error = time("status_history[0].at", future).unwrap_err();
+            assert!(
+                error.starts_with("status_history[0].at: ") && error.contains("in the future"),
+                "{future}: {error}"
+            );
+        }
+        // At the bound itself, and a nanosecond past it.
+        let latest = at("2026-12-06T10:00:00Z");
+        assert_eq!(
+            time_before("at", "2026-12-06T10:00:00Z", latest),
+            Ok(latest)
+        );
+        assert!(time_before("at", "2026-12-06T10:00:00.000000001Z", latest).is_err());
+        assert!(time_before("at", "2026-12-06T10:00:00.000000001+00:00", latest).is_err());
+        // Now, and a minute ahead (a clock a little fast), are taken; ten minutes ahead is not.
+        let text = |t: SystemTime| humantime::format_rfc3339_nanos(t).to_string();
+        let now = SystemTime::now();
+        assert!(time("at", &text(now)).is_ok());
+        assert!(time("at", &text(now + Duration::from_secs(60))).is_ok());
+        assert!(time("at", &text(now + MAX_CLOCK_SKEW + Duration::from_secs(300))).is_err());
+    }
+
+    fn legacy(placed: &str, refunded: Option<&str>) -> LegacyOrder {
+        let (history, payments, refunds) = match refunded {
+            None => (
+                serde_json::json!([{"status": "placed", "at": placed}]),
+                serde_json::json!([]),
+                serde_json::json!([]),
+            ),
+            Some(refunded) => (
+                serde_json::json!([{"status": "placed", "at": placed},
+                                   {"status": "paid", "at": placed}]),
+                serde_json::json!([{"payment_id": "P", "currency": "USD", "amount_minor": 1168}]),
+                serde_json::json!([{"currency": "USD", "amount_minor": 100,
+                                    "refunded_at": refunded}]),
+            ),
+        };
+        serde_json::from_value(serde_json::json!({
+            "order_id": "F1", "customer_id": "C1", "currency": "USD",
+            "shipping_method": "express",
+            "ship_to": {"recipient": "R", "line1": "1 Main Street", "city": "Berlin",
+                        "postal_code": "10115", "country": "DE"},
+            "lines": [{"sku": "SKU-1", "quantity": 4, "unit_price_minor": 292}],
+            "payments": payments, "shipments": [], "refunds": refunds,
+            "status_history": history,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_order_with_a_time_in_the_future_is_refused_naming_the_field() {
+        let ids = Ids::new("legacy");
+        assert!(tell(&legacy("2019-01-01T00:00:00Z", None), &ids).is_ok());
+        assert!(
+            tell(
+                &legacy("2019-01-01T00:00:00Z", Some("2019-01-02T00:00:00Z")),
+                &ids
+            )
+            .is_ok()
+        );
+        assert!(tell(&legacy("2019-01-01T00:00:00+00:00", None), &ids).is_ok());
+        for placed in ["2999-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z"] {
+            let error = tell(&legacy(placed, None), &ids).unwrap_err();
+            assert!(
+                error.starts_with("status_history[0].at: ") && error.contains("in the future"),
+                "{error}"
+            );
+        }
+        let error = tell(
+            &legacy("2019-01-01T00:00:00Z", Some("2999-01-01T00:00:00Z")),
+            &ids,
+        )
+        .unwrap_err();
+        assert!(
+            error.starts_with("refunds[0].refunded_at: ") && error.contains("in the future"),
+            "{error}"
+        );
     }
 
     /// The ids are a contract with every log already imported (a second run must name the
@@ -673,6 +811,48 @@ mod tests {
             Ids::event(stream, placed, 3),
             Uuid::parse_str("016806b6-9e90-7920-89a4-88f40a1df2aa").unwrap()
         );
+    }
+
+    /// The ids earlier versions wrote, as they were (git history; the first two values are
+    /// docs/import.md's example under the formats of 2026-12-02 and of 2026-12-04 00:13).
+    #[test]
+    fn earlier_event_ids_are_recognized_for_their_own_version_only() {
+        let stream = Ids::new("legacy").order("L0000000001");
+        let placed = at("2019-01-01T00:00:58Z");
+        let whole = Uuid::parse_str("6889217e-b613-5c19-a1eb-b1accd68dbab").unwrap();
+        let halves = Uuid::parse_str("3dbf7d86-14c4-5920-a1eb-b1accd68dbab").unwrap();
+        assert_eq!(whole, Uuid::new_v5(&stream, b"1"));
+        let told = Ids::event(stream, placed, 1);
+        assert!(Ids::earlier_event_id(stream, 1, told, whole));
+        assert!(Ids::earlier_event_id(stream, 1, told, halves));
+        // Another version's, another stream's, or a told id of another derivation: no.
+        assert!(!Ids::earlier_event_id(
+            stream,
+            2,
+            Ids::event(stream, placed, 2),
+            whole
+        ));
+        assert!(!Ids::earlier_event_id(
+            stream,
+            2,
+            Ids::event(stream, placed, 2),
+            halves
+        ));
+        let other = Ids::new("legacy").order("L0000000002");
+        assert!(!Ids::earlier_event_id(
+            other,
+            1,
+            Ids::event(other, placed, 1),
+            Uuid::new_v5(&other, b"2")
+        ));
+        assert!(!Ids::earlier_event_id(stream, 1, Uuid::from_u128(1), whole));
+        assert!(!Ids::earlier_event_id(stream, 1, told, Uuid::from_u128(1)));
+        assert!(Ids::earlier_event_id(
+            other,
+            3,
+            Ids::event(other, placed, 3),
+            Uuid::new_v5(&other, b"3")
+        ));
     }
 
     #[test]
@@ -720,9 +900,9 @@ mod tests {
     #[test]
     fn placements_outside_what_48_bits_of_milliseconds_hold_are_clamped_not_wrapped() {
         let stream = Ids::new("legacy").order("L1");
-        let before_1970 = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1);
+        let before_1970 = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
         assert_eq!(Ids::event(stream, before_1970, 1).as_bytes()[..6], [0; 6]);
-        let far = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 48);
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 48);
         assert_eq!(Ids::event(stream, far, 1).as_bytes()[..6], [0xff; 6]);
     }
 }

@@ -255,3 +255,223 @@ fn data_the_history_would_not_record_rejects_its_order() {
     // The record without them is an order.
     assert!(tell(&parse(GOOD), &ids).is_ok());
 }
+
+/// A CSV export of `orders` (ids) with one placed status each, and the given order_lines rows.
+fn csv_export_with_lines(dir: &Path, orders: &[&str], lines: &[String]) {
+    let rows: Vec<String> = orders.iter().map(|id| order_row(id)).collect();
+    let history: Vec<String> = orders
+        .iter()
+        .map(|id| format!("{id},placed,2019-01-01T00:00:00Z,"))
+        .collect();
+    csv_export(
+        dir,
+        ORDERS,
+        &rows.iter().map(String::as_str).collect::<Vec<_>>(),
+        &history.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let mut text = "order_id,sku,quantity,unit_price_minor\n".to_owned();
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(dir.join("order_lines.csv"), text).unwrap();
+}
+
+/// The rejects of an export: (file, line, order id, reason).
+fn rejects(path: &Path) -> Vec<(String, u64, Option<String>, String)> {
+    let mut source = open(path, Format::Csv, Default::default()).unwrap();
+    let mut out = Vec::new();
+    while let Some(record) = source.next_record() {
+        if let Record::Unreadable { reject, .. } = record.unwrap() {
+            out.push((reject.file, reject.line, reject.order_id, reject.reason));
+        }
+    }
+    out
+}
+
+/// One order's rows of a table are held in memory together: past 10,000 rows (or 1 MiB) the
+/// rest are read and dropped, and the order is rejected once, naming the table and the cap.
+#[test]
+fn an_order_with_more_rows_in_a_table_than_the_cap_is_rejected_once() {
+    let cap = order_import::csv::MAX_ROWS_PER_ORDER;
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec!["A1,SKU-1,1,1000".to_owned()];
+    lines.extend((0..cap + 5).map(|n| format!("A2,SKU-{n},1,1000")));
+    lines.push("A3,SKU-1,1,1000".to_owned());
+    csv_export_with_lines(dir.path(), &["A1", "A2", "A3"], &lines);
+    let records = records(dir.path(), Format::Csv).unwrap();
+    assert_eq!(records.len(), 3, "{:?}", &records[..records.len().min(5)]);
+    assert_eq!(records[0], (Some("A1".into()), None));
+    assert_eq!(records[2], (Some("A3".into()), None));
+    let reason = records[1].1.as_deref().unwrap_or_default();
+    assert!(
+        records[1].0.as_deref() == Some("A2")
+            && reason.contains("order_lines.csv")
+            && reason.contains(&format!("at most {cap} rows")),
+        "{reason}"
+    );
+    // Its line: the first row past the cap (the header is line 1, A1's row line 2).
+    let found = rejects(dir.path());
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].0.as_str(), found[0].1),
+        ("order_lines.csv", cap as u64 + 3)
+    );
+
+    // Fewer rows, but more than 1 MiB of them.
+    let dir = tempfile::tempdir().unwrap();
+    let sku = "S".repeat(200);
+    let mut lines: Vec<String> = (0..(1 << 20) / 200 + 10)
+        .map(|n| format!("A2,{sku}{n},1,1000"))
+        .collect();
+    assert!(lines.len() < cap);
+    lines.push("A3,SKU-1,1,1000".to_owned());
+    csv_export_with_lines(dir.path(), &["A2", "A3"], &lines);
+    let found = rejects(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].0 == "order_lines.csv" && found[0].3.contains("1 MiB"),
+        "{found:?}"
+    );
+}
+
+/// Rows without an order are handed out as they are found, not gathered first: the first
+/// comes long before the reader has read them all.
+#[test]
+fn rows_without_an_order_are_handed_out_as_they_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..400_000)
+        .map(|n| format!("A{n:07},SKU-1,1,1000"))
+        .collect();
+    csv_export_with_lines(dir.path(), &["B1"], &lines);
+    let mut source = open(dir.path(), Format::Csv, Default::default()).unwrap();
+    let progress = source.progress();
+    let first = source.next_record().unwrap().unwrap();
+    assert!(
+        matches!(&first, Record::Unreadable { reject, order: false } if reject.line == 2),
+        "{first:?}"
+    );
+    assert!(
+        progress.read() < progress.total() / 4,
+        "{} of {} bytes read for the first reject",
+        progress.read(),
+        progress.total()
+    );
+    let mut count = 1;
+    while let Some(record) = source.next_record() {
+        if let Record::Unreadable { order: false, .. } = record.unwrap() {
+            count += 1;
+        }
+    }
+    assert_eq!(count, 400_000);
+}
+
+/// A well-quoted row longer than a record may be rejects its order, as in JSON Lines; the
+/// rows after it are read, at their lines.
+#[test]
+fn a_well_formed_csv_row_over_the_record_limit_rejects_its_order_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = ["A1", "A2", "A3", "A4"]
+        .iter()
+        .map(|id| order_row(id))
+        .collect();
+    let long = format!(
+        "A2,cancelled,2019-01-02T00:00:00Z,\"{}\"\"quoted\"\", and, commas\"",
+        "x".repeat(3 << 19)
+    );
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &rows.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[
+            "A1,placed,2019-01-01T00:00:00Z,",
+            "A2,placed,2019-01-01T00:00:00Z,",
+            &long,
+            "",
+            "A3,placed,2019-01-01T00:00:00Z,",
+            "A4,placed,2019-01-01T00:00:00Z,,too wide",
+        ],
+    );
+    let found = rejects(dir.path());
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(
+        (found[0].0.as_str(), found[0].1, found[0].2.as_deref()),
+        ("status_history.csv", 4, Some("A2"))
+    );
+    assert!(found[0].3.contains("longer than"), "{found:?}");
+    assert_eq!(
+        (found[1].0.as_str(), found[1].1, found[1].2.as_deref()),
+        ("status_history.csv", 7, Some("A4"))
+    );
+    let read = records(dir.path(), Format::Csv).unwrap();
+    assert!(read.contains(&(Some("A1".into()), None)), "{read:?}");
+    assert!(read.contains(&(Some("A3".into()), None)), "{read:?}");
+
+    // In orders.csv, unquoted, likewise.
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!(
+        "A2,C1,EUR,standard,Ada,{},,Porto,,4000-322,PT",
+        "x".repeat(3 << 19)
+    );
+    let (a1, a3) = (order_row("A1"), order_row("A3"));
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &[&a1, &long, &a3],
+        &[
+            "A1,placed,2019-01-01T00:00:00Z,",
+            "A2,placed,2019-01-01T00:00:00Z,",
+            "A3,placed,2019-01-01T00:00:00Z,",
+        ],
+    );
+    let found = rejects(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].0.as_str(), found[0].1, found[0].2.as_deref()),
+        ("orders.csv", 3, Some("A2"))
+    );
+    let read = records(dir.path(), Format::Csv).unwrap();
+    assert!(read.contains(&(Some("A3".into()), None)), "{read:?}");
+
+    // Over the limit and running over several lines: a quote that ran away.
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!(
+        "A2,cancelled,2019-01-02T00:00:00Z,\"{}\nA3,placed,2019-01-01T00:00:00Z,\"",
+        "x".repeat(3 << 19)
+    );
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &[&a1, &order_row("A2"), &a3],
+        &["A1,placed,2019-01-01T00:00:00Z,", &long],
+    );
+    let error = records(dir.path(), Format::Csv).unwrap_err().to_string();
+    assert!(
+        error.contains("status_history.csv line 3") && error.contains("several lines"),
+        "{error}"
+    );
+}
+
+/// A quoted field over several lines, closed on its row, is that row's field (its order is
+/// judged as any other), whatever its lines hold; only a quote that runs away (a row of the
+/// wrong width, or open at the end of the file) stops the import.
+#[test]
+fn a_closed_multiline_field_with_commas_is_a_field_not_a_runaway_quote() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = ["A1", "A2"].iter().map(|id| order_row(id)).collect();
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &rows.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[
+            "A1,placed,2019-01-01T00:00:00Z,",
+            "A1,cancelled,2019-01-02T00:00:00Z,\"customer wrote:\nno, thanks, bye, really\"",
+            "A2,placed,2019-01-01T00:00:00Z,",
+        ],
+    );
+    let records = records(dir.path(), Format::Csv).unwrap();
+    assert_eq!(
+        records,
+        [(Some("A1".into()), None), (Some("A2".into()), None)]
+    );
+}

@@ -177,6 +177,28 @@ async fn exact_rejects(format: Format) {
     assert_eq!(summary.orders_imported, generated.good, "{summary:?}");
     assert_eq!(summary.events_imported, generated.events, "{summary:?}");
     assert_eq!(summary.rejected, expected.len() as u64);
+    // Rows without an order are rejects of no order: counted apart, and the progress row
+    // counts orders only.
+    let orphans = expected
+        .iter()
+        .filter(|e| e.kind == "row_without_order")
+        .count() as u64;
+    assert_eq!(orphans > 0, format == Format::Csv);
+    assert_eq!(
+        (summary.orders_rejected, summary.rows_rejected),
+        (expected.len() as u64 - orphans, orphans),
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.orders_read,
+        summary.orders_imported + summary.orders_rejected,
+        "{summary:?}"
+    );
+    let status = setup.store.import_status("exact").await.unwrap().unwrap();
+    assert_eq!(
+        (status.orders_read, status.orders_rejected),
+        (summary.orders_read, summary.orders_rejected)
+    );
     let (streams, events, not_imported) = log_audit(&setup.db).await;
     assert_eq!(streams.len() as u64, generated.good);
     assert_eq!(events as u64, generated.events);
@@ -1047,7 +1069,10 @@ async fn a_later_export_brings_orders_that_moved_on_up_to_date() {
     check_rejects(&read, &expected);
     assert_eq!(diverged.len(), 1, "{diverged:?}");
     assert!(
-        diverged[0].reason.contains("recorded by this system"),
+        diverged[0].reason.contains(&format!(
+            "order {live_id} was imported before and its legacy record moved on since, but its \
+             event {live_events} (OrderNoted) was recorded by this system since the import"
+        )),
         "{diverged:?}"
     );
     assert!(diverged[0].line > 0);
@@ -1100,4 +1125,89 @@ async fn a_later_export_brings_orders_that_moved_on_up_to_date() {
         ),
         (0, 0, 0)
     );
+}
+
+/// Orders imported before 2026-12-04 keep the event ids of then (docs/import.md, "Ids"): a run
+/// of this version over them leaves them alone (present), brings one that moved on up to date,
+/// and still reports one whose past changed.
+#[tokio::test]
+async fn orders_imported_with_the_earlier_event_id_formats_are_left_alone_unless_they_changed() {
+    use order_import::legacy::LegacyOrder;
+    use order_import::tell::{Ids, tell};
+    use order_store::ImportProgress;
+
+    let setup = setup().await;
+    let (path, generated, expected) = export(setup.dir.path(), Format::Jsonl, 300, 0, 5);
+    assert!(expected.is_empty());
+    let ids = Ids::new("legacy");
+    // The log as the earlier versions wrote it: every id in one of the two earlier forms.
+    let mut streams = Vec::new();
+    for (index, line) in std::fs::read_to_string(&path).unwrap().lines().enumerate() {
+        let legacy: LegacyOrder = serde_json::from_str(line).unwrap();
+        let mut stream = tell(&legacy, &ids).unwrap();
+        let stream_id = stream.stream_id;
+        for (version, event) in stream.events.iter_mut().enumerate() {
+            let whole = uuid::Uuid::new_v5(&stream_id, (version + 1).to_string().as_bytes());
+            event.event_id = if index % 2 == 0 {
+                whole
+            } else {
+                let mut bytes = *stream_id.as_bytes();
+                bytes[8..].copy_from_slice(&whole.as_bytes()[8..]);
+                uuid::Uuid::from_bytes(bytes)
+            };
+        }
+        streams.push(stream);
+    }
+    assert_eq!(streams.len() as u64, generated.good);
+    // One order imported when its record told less (it moved on since), one whose record's
+    // past changed since (its placement's time, as the log holds it, is another).
+    let moved = streams.iter().position(|s| s.events.len() > 2).unwrap();
+    let changed = (moved + 1) % streams.len();
+    streams[moved].events.truncate(2);
+    streams[changed].events[0].recorded_at += std::time::Duration::from_secs(1);
+    setup.store.import_begin("earlier", "legacy").await.unwrap();
+    for chunk in streams.chunks(100) {
+        setup
+            .store
+            .import_batch("earlier", chunk, ImportProgress::default())
+            .await
+            .unwrap();
+    }
+    let (_, events_before, _) = log_audit(&setup.db).await;
+
+    let (summary, rejects) = run(&setup, &path, Format::Jsonl, "earlier").await;
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(
+        rejects[0].order_id.as_deref(),
+        Some(streams[changed].imported_from.trim_start_matches("legacy:"))
+    );
+    assert!(
+        rejects[0]
+            .reason
+            .contains("its imported event 1 (OrderPlaced) is not what the legacy record tells now"),
+        "{rejects:?}"
+    );
+    // Its record did not move on: the reason does not say it did.
+    assert!(
+        rejects[0].reason.starts_with(&format!(
+            "order {} was imported before and its imported event 1 (OrderPlaced)",
+            streams[changed].imported_from.trim_start_matches("legacy:")
+        )) && !rejects[0].reason.contains("moved on"),
+        "{rejects:?}"
+    );
+    assert_eq!(
+        (
+            summary.orders_imported,
+            summary.orders_updated,
+            summary.orders_present,
+            summary.rejected
+        ),
+        (0, 1, generated.good - 2, 1),
+        "{summary:?}"
+    );
+    // The moved-on order's new events, under this version's ids.
+    let (streams_now, events_now, _) = log_audit(&setup.db).await;
+    assert_eq!(streams_now.len() as u64, generated.good);
+    assert_eq!(events_now, events_before + summary.events_imported as i64);
+    assert!(summary.events_imported > 0);
 }

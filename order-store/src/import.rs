@@ -6,8 +6,10 @@
 //!
 //! - every stream and event id is chosen by the caller, deterministically from the legacy
 //!   record (UUID v5), so a second run of the same input names the same streams;
-//! - the batch first asks which of its streams exist already (their version 1) and leaves them
-//!   out; a stream is appended whole or not at all (one transaction);
+//! - the batch first reads what the log holds of its streams and compares it with what they
+//!   tell ([`EventStore::import_batch`]): a stream as told is left out, one the log holds the
+//!   start of gets the rest, one that differs is reported; what is appended goes in one
+//!   transaction;
 //! - a concurrent run that appends the same stream first makes this batch's `COPY` hit the
 //!   `(stream_id, stream_version)` unique index: the transaction rolls back and the batch is
 //!   tried again, without those streams.
@@ -72,10 +74,11 @@ pub struct ImportBatchOutcome {
     /// Streams the log held the start of, imported from the same legacy record: the rest of
     /// their told history was appended (the legacy order moved on since an earlier run).
     pub streams_updated: u64,
-    /// Streams the log held (the start of, or all of) that differ from their record, and why:
-    /// the record moved on while this system recorded events of its own (the order lives here
-    /// now), or an imported event that the legacy record now tells differently or no longer
-    /// tells. Left alone.
+    /// Streams the log held (the start of, or all of) that differ from their record, and why
+    /// (a clause that reads after "the stream was imported before and"): the record moved on
+    /// while this system recorded events of its own (the order lives here now), or an
+    /// imported event that the legacy record now tells differently or no longer tells. Left
+    /// alone.
     pub streams_diverged: Vec<(Uuid, String)>,
 }
 
@@ -87,20 +90,54 @@ enum Standing<'a> {
     Diverged(Uuid, String),
 }
 
+/// Which ids, besides the one told now, name a told event in the log: called as
+/// `earlier(stream_id, version, told, logged)` when the log holds `logged` at `version` of
+/// `stream_id` and the stream tells `told` there, it says whether `logged` is an id the caller
+/// derived for that very event before it changed how it derives them (the other fields are
+/// compared all the same). [`EventStore::import_batch`] takes none.
+pub type EarlierEventIds = fn(Uuid, u64, Uuid, Uuid) -> bool;
+
+/// One event of a stream as the log holds it.
+#[derive(Clone)]
+struct Logged {
+    version: i64,
+    event_type: String,
+    schema_version: i16,
+    payload: serde_json::Value,
+    imported_from: Option<String>,
+    event_id: Uuid,
+    recorded_at: SystemTime,
+}
+
+impl Logged {
+    /// From a row of [`PREFIX_SQL`].
+    fn from_row(row: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            version: row.try_get(1)?,
+            event_type: row.try_get(2)?,
+            schema_version: row.try_get(3)?,
+            payload: row.try_get(4)?,
+            imported_from: row.try_get(5)?,
+            event_id: row.try_get(6)?,
+            recorded_at: row.try_get(7)?,
+        })
+    }
+}
+
 /// How the log's events of a stream (`logged`, versions 1.., none when it is new) stand
 /// against its told history: every imported event is compared with the told one at its
-/// version (id, type, schema version, payload, time), so a record whose past changed is
-/// reported whatever its length; after the imported events, either the told history goes on
-/// (append the rest), or it ends there (present), or this system recorded events of its own
-/// (present when the told history ends where they begin, reported when it goes on).
+/// version (id, type, schema version, payload, time; an id `earlier` recognizes stands for
+/// the told one), so a record whose past changed is reported whatever its length; after the
+/// imported events, either the told history goes on (append the rest), or it ends there
+/// (present), or this system recorded events of its own (present when the told history ends
+/// where they begin, reported when it goes on).
 fn standing<'a>(
     stream: &'a ImportedStream,
-    logged: &[tokio_postgres::Row],
+    logged: &[Logged],
+    earlier: EarlierEventIds,
 ) -> Result<Standing<'a>, Error> {
-    for (index, row) in logged.iter().enumerate() {
-        let version: i64 = row.try_get(1)?;
-        let event_type: String = row.try_get(2)?;
-        let imported_from: Option<String> = row.try_get(5)?;
+    for (index, event) in logged.iter().enumerate() {
+        let (version, event_type) = (event.version, &event.event_type);
         if version != index as i64 + 1 {
             return Err(Error::Database(format!(
                 "stream {} has no version {} in the log",
@@ -108,14 +145,15 @@ fn standing<'a>(
                 index + 1
             )));
         }
-        if imported_from.as_deref() != Some(stream.imported_from.as_str()) {
+        if event.imported_from.as_deref() != Some(stream.imported_from.as_str()) {
             // The order lives here now: this system recorded from this event on.
             if index < stream.events.len() {
                 return Ok(Standing::Diverged(
                     stream.stream_id,
                     format!(
-                        "its event {version} ({event_type}) was recorded by this system since \
-                         the import, so the order is not updated from the legacy record"
+                        "its legacy record moved on since, but its event {version} \
+                         ({event_type}) was recorded by this system since the import, so the \
+                         order is not updated from the legacy record"
                     ),
                 ));
             }
@@ -131,16 +169,19 @@ fn standing<'a>(
                 ),
             ));
         };
-        let event_id: Uuid = row.try_get(6)?;
-        let recorded_at: SystemTime = row.try_get(7)?;
-        let schema_version: i16 = row.try_get(3)?;
-        let payload: serde_json::Value = row.try_get(4)?;
-        let same = told.event_id == event_id
-            && told.event_type == event_type
-            && i32::from(told.schema_version) == i32::from(schema_version)
-            && pg_micros(told.recorded_at) == pg_micros(recorded_at)
+        let same_id = told.event_id == event.event_id
+            || earlier(
+                stream.stream_id,
+                index as u64 + 1,
+                told.event_id,
+                event.event_id,
+            );
+        let same = same_id
+            && told.event_type == *event_type
+            && i32::from(told.schema_version) == i32::from(event.schema_version)
+            && pg_micros(told.recorded_at) == pg_micros(event.recorded_at)
             && serde_json::from_str::<serde_json::Value>(&told.payload_json)
-                .is_ok_and(|p| p == payload);
+                .is_ok_and(|p| p == event.payload);
         if !same {
             return Ok(Standing::Diverged(
                 stream.stream_id,
@@ -169,7 +210,8 @@ pub struct ImportRecord {
     pub runs: u32,
     /// Legacy orders the latest run read (imported, present already, or rejected).
     pub orders_read: u64,
-    /// Legacy orders the latest run rejected.
+    /// Legacy orders the latest run rejected (a CSV row whose order is not in the export is
+    /// a reject of no order, and not counted here).
     pub orders_rejected: u64,
     /// Streams every run appended, together.
     pub orders_imported: u64,
@@ -189,7 +231,7 @@ pub struct ImportRecord {
 pub struct ImportProgress {
     /// Legacy orders read so far by this run.
     pub orders_read: u64,
-    /// Legacy orders rejected so far by this run.
+    /// Legacy orders rejected so far by this run (orders only: not CSV rows without one).
     pub orders_rejected: u64,
 }
 
@@ -471,6 +513,21 @@ impl EventStore {
         streams: &[ImportedStream],
         progress: ImportProgress,
     ) -> Result<ImportBatchOutcome, Error> {
+        self.import_batch_with(name, streams, progress, |_, _, _, _| false)
+            .await
+    }
+
+    /// [`EventStore::import_batch`], where an event the log holds under an id that `earlier`
+    /// recognizes as one the caller derived before for the told event (an importer whose id
+    /// derivation changed: its earlier runs' streams keep their ids) counts as that event:
+    /// such a stream is present, or updated, or diverged, as its other fields say.
+    pub async fn import_batch_with(
+        &self,
+        name: &str,
+        streams: &[ImportedStream],
+        progress: ImportProgress,
+        earlier: EarlierEventIds,
+    ) -> Result<ImportBatchOutcome, Error> {
         check_name(name)?;
         let mut ids = Vec::with_capacity(streams.len());
         let mut seen = std::collections::HashSet::with_capacity(streams.len());
@@ -497,7 +554,10 @@ impl EventStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let error = match self.try_import(name, streams, &ids, progress).await? {
+            let error = match self
+                .try_import(name, streams, &ids, progress, earlier)
+                .await?
+            {
                 Ok(outcome) => return Ok(outcome),
                 Err(LostRace(error)) => error,
             };
@@ -547,14 +607,18 @@ impl EventStore {
         streams: &[ImportedStream],
         ids: &[Uuid],
         progress: ImportProgress,
+        earlier: EarlierEventIds,
     ) -> Result<Result<ImportBatchOutcome, LostRace>, Error> {
         let mut client = self.connection().await?;
         let transaction = client.transaction().await?;
         // What the log holds of the batch's streams, compared with what they tell now.
-        let mut logged: std::collections::HashMap<Uuid, Vec<tokio_postgres::Row>> =
+        let mut logged: std::collections::HashMap<Uuid, Vec<Logged>> =
             std::collections::HashMap::new();
         for row in transaction.query(PREFIX_SQL, &[&ids]).await? {
-            logged.entry(row.try_get(0)?).or_default().push(row);
+            logged
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(Logged::from_row(&row)?);
         }
         let mut new = Vec::new();
         let mut outcome = ImportBatchOutcome::default();
@@ -562,6 +626,7 @@ impl EventStore {
             let standing = standing(
                 stream,
                 logged.get(&stream.stream_id).map_or(&[][..], Vec::as_slice),
+                earlier,
             )?;
             match standing {
                 Standing::Append(stream, skip) => {
@@ -649,6 +714,96 @@ mod tests {
         assert!(check_name("Legacy").is_err());
         assert!(check_name("_x").is_err());
         assert!(check_name(&"a".repeat(101)).is_err());
+    }
+
+    fn told(events: usize) -> ImportedStream {
+        ImportedStream {
+            stream_id: Uuid::from_u128(7),
+            category: "order".into(),
+            imported_from: "legacy:7".into(),
+            correlation_id: None,
+            events: (1..=events as u128)
+                .map(|v| ImportedEvent {
+                    event_id: Uuid::from_u128(700 + v),
+                    event_type: "OrderNoted".into(),
+                    schema_version: 1,
+                    payload_json: format!("{{\"n\": {v}}}"),
+                    recorded_at: UNIX_EPOCH + Duration::from_secs(v as u64),
+                })
+                .collect(),
+        }
+    }
+
+    fn logged(stream: &ImportedStream, events: usize) -> Vec<Logged> {
+        stream.events[..events]
+            .iter()
+            .enumerate()
+            .map(|(index, e)| Logged {
+                version: index as i64 + 1,
+                event_type: e.event_type.to_string(),
+                schema_version: e.schema_version as i16,
+                payload: serde_json::from_str(&e.payload_json).unwrap(),
+                imported_from: Some(stream.imported_from.clone()),
+                event_id: e.event_id,
+                recorded_at: e.recorded_at,
+            })
+            .collect()
+    }
+
+    fn none(_: Uuid, _: u64, _: Uuid, _: Uuid) -> bool {
+        false
+    }
+
+    /// Recognizes `900 + version` as an earlier id of every event of stream 7.
+    fn earlier(stream: Uuid, version: u64, _told: Uuid, logged: Uuid) -> bool {
+        stream == Uuid::from_u128(7) && logged == Uuid::from_u128(900 + u128::from(version))
+    }
+
+    fn what(standing: Standing<'_>) -> String {
+        match standing {
+            Standing::Append(_, skip) => format!("append after {skip}"),
+            Standing::Present => "present".into(),
+            Standing::Diverged(_, why) => format!("diverged: {why}"),
+        }
+    }
+
+    #[test]
+    fn events_logged_under_ids_the_caller_derived_before_stand_for_the_told_ones() {
+        let stream = told(3);
+        let same = logged(&stream, 3);
+        assert_eq!(what(standing(&stream, &same, none).unwrap()), "present");
+        // The log holds the earlier ids: present, or the rest appended, with the predicate;
+        // without it, diverged (as before an importer could say so).
+        let mut old = logged(&stream, 3);
+        for (index, event) in old.iter_mut().enumerate() {
+            event.event_id = Uuid::from_u128(901 + index as u128);
+        }
+        assert_eq!(what(standing(&stream, &old, earlier).unwrap()), "present");
+        assert_eq!(
+            what(standing(&stream, &old[..2], earlier).unwrap()),
+            "append after 2"
+        );
+        assert!(what(standing(&stream, &old, none).unwrap()).starts_with("diverged"));
+        // An id the predicate does not recognize for that version, or an earlier id with
+        // another payload or time, is still a changed past.
+        let mut swapped = old.clone();
+        swapped[1].event_id = Uuid::from_u128(903);
+        assert!(
+            what(standing(&stream, &swapped, earlier).unwrap())
+                .contains("its imported event 2 (OrderNoted) is not what")
+        );
+        let mut changed = old.clone();
+        changed[2].payload = serde_json::json!({"n": 4});
+        assert!(
+            what(standing(&stream, &changed, earlier).unwrap())
+                .contains("its imported event 3 (OrderNoted) is not what")
+        );
+        let mut moved = old;
+        moved[0].recorded_at += Duration::from_secs(1);
+        assert!(
+            what(standing(&stream, &moved, earlier).unwrap())
+                .contains("its imported event 1 (OrderNoted) is not what")
+        );
     }
 
     #[test]
