@@ -76,6 +76,7 @@ pub struct Board {
     db_error: Mutex<Option<String>>,
     flow: AsyncMutex<Flow>,
     subscriptions: AsyncMutex<Cached<Result<subscriptions::SubscriptionsView, String>>>,
+    leases: Mutex<subscriptions::LeaseMemory>,
     states: AsyncMutex<Cached<Result<States, String>>>,
     dead_letters: AsyncMutex<Cached<Result<Vec<DeadLetter>, String>>>,
     terminal_counts: AsyncMutex<Cached<BTreeMap<String, i64>>>,
@@ -133,6 +134,7 @@ impl Board {
             db_error: Mutex::new(None),
             flow: AsyncMutex::new(Flow::default()),
             subscriptions: AsyncMutex::new(Cached::default()),
+            leases: Mutex::new(subscriptions::LeaseMemory::default()),
             states: AsyncMutex::new(Cached::default()),
             dead_letters: AsyncMutex::new(Cached::default()),
             terminal_counts: AsyncMutex::new(Cached::default()),
@@ -283,17 +285,22 @@ impl Board {
         );
     }
 
-    /// The subscriptions (cached for a moment).
+    /// The subscriptions (cached for a moment), marked with what the console saw of their
+    /// leases over its reads ([`subscriptions::LeaseMemory`]).
     pub async fn subscriptions(&self) -> Result<subscriptions::SubscriptionsView, String> {
         let mut cache = self.subscriptions.lock().await;
         if let Some(value) = cache.fresh(CACHE) {
             return value;
         }
-        let value = self
+        let mut value = self
             .db
             .timed(subscriptions::read(&self.db))
             .await
             .map_err(|e| e.to_string());
+        if let Ok(view) = &mut value {
+            let instances = self.instances();
+            lock(&self.leases).observe(view, &instances);
+        }
         cache.put(value.clone());
         value
     }
@@ -307,12 +314,16 @@ impl Board {
         let value = async {
             let (in_flight, finished): (Vec<_>, Vec<_>) =
                 db::STATES.into_iter().partition(|s| !s.is_terminal());
-            let mut counts = self.db.state_counts(&in_flight).await?;
+            // Bounded: one more than the cap tells that there are more.
+            let mut counts = self
+                .db
+                .state_counts(&in_flight, Some(db::IN_FLIGHT_COUNT_CAP + 1))
+                .await?;
             // Finished orders only grow: counted once a minute (the whole index otherwise).
             let mut terminal = self.terminal_counts.lock().await;
             let finished_counts = match terminal.fresh(TERMINAL_CACHE) {
                 Some(counts) => counts,
-                None => match self.db.state_counts(&finished).await {
+                None => match self.db.state_counts(&finished, None).await {
                     Ok(fresh) => {
                         terminal.put(fresh.clone());
                         fresh

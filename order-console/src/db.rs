@@ -46,6 +46,16 @@ impl From<deadpool_postgres::PoolError> for Error {
 /// How many of a state's oldest orders (by placement) the longest waiting are looked for in.
 pub const STUCK_CANDIDATES: i64 = 1000;
 
+/// Orders in flight are counted up to this many a state at every refresh (one more read
+/// tells that there are more: shown as "10,000+").
+pub const IN_FLIGHT_COUNT_CAP: i64 = 10_000;
+
+/// Positions one look of [`Db::cursor_since`] reads at most.
+pub const CURSOR_PROBE: i64 = 1000;
+
+/// Looks [`Db::cursor_since`] takes at most (each at most [`CURSOR_PROBE`] rows).
+pub const CURSOR_PROBES: usize = 100;
+
 /// The order states, in the order the state machine visits them (the domain's own list).
 pub const STATES: [order_domain::Status; 10] = order_domain::Status::ALL;
 
@@ -60,15 +70,23 @@ pub struct Db {
     verified: Arc<OnceLock<Result<(), String>>>,
 }
 
-/// The first thing of the `orders` schema the current user may change, if any: a table or
-/// partitioned table it may write, or the schema itself (CREATE). Every table counts, not only
-/// those the console reads: a role that may write the import progress or the projections'
-/// registry is no read-only role either.
+/// The first thing of the `orders` schema the current user may change, if any: a table,
+/// partitioned table, view or foreign table it may write (a privilege on the whole relation,
+/// or INSERT or UPDATE on any one of its columns), a sequence it may advance (USAGE or UPDATE:
+/// `nextval`, `setval`), or the schema itself (CREATE). Every table counts, not only those the
+/// console reads: a role that may write the import progress or the projections' registry is no
+/// read-only role either.
 const WRITABLE_SQL: &str = "
 SELECT 'orders.' || c.relname
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = 'orders' AND c.relkind IN ('r', 'p')
-   AND has_table_privilege(current_user, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+ WHERE n.nspname = 'orders' AND c.relkind IN ('r', 'p', 'v', 'f')
+   AND (has_table_privilege(current_user, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+        OR has_any_column_privilege(current_user, c.oid, 'INSERT, UPDATE'))
+UNION ALL
+SELECT 'orders.' || c.relname || ' (sequence)'
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'orders' AND c.relkind = 'S'
+   AND has_sequence_privilege(current_user, c.oid, 'USAGE, UPDATE')
 UNION ALL
 SELECT 'the orders schema (CREATE)'
  WHERE has_schema_privilege(current_user, 'orders', 'CREATE')
@@ -206,26 +224,35 @@ impl Db {
         .await
     }
 
-    /// Orders per state (the read model).
+    /// Orders per state (the read model), each counted up to `cap` (a state holding more
+    /// says `cap`; `None`: counted whole).
     ///
-    /// Only the states asked for: the index on `status` bounds the work by the orders in
-    /// them, so counting the orders in flight stays cheap however many have finished.
+    /// Only the states asked for, each a range of the index on `status`: with a cap, at most
+    /// `cap` entries a state, however many orders a state holds (a worker outage leaves
+    /// hundreds of thousands in one state, and counting them all at every refresh would load
+    /// the database most when it matters most).
     pub async fn state_counts(
         &self,
         states: &[order_domain::Status],
+        cap: Option<i64>,
     ) -> Result<BTreeMap<String, i64>, Error> {
         self.timed(async {
             let client = self.client().await?;
             let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
             let rows = client
                 .query(
-                    "SELECT status, count(*) FROM orders.order_summaries WHERE status = ANY($1) GROUP BY status",
-                    &[&names],
+                    "SELECT state, (SELECT count(*) FROM (SELECT 1 FROM orders.order_summaries
+                                                          WHERE status = state LIMIT $2) AS capped)
+                       FROM unnest($1::text[]) AS state",
+                    &[&names, &cap],
                 )
                 .await?;
             let mut counts = BTreeMap::new();
             for row in rows {
-                counts.insert(row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?);
+                let count: i64 = row.try_get(1)?;
+                if count > 0 {
+                    counts.insert(row.try_get::<_, String>(0)?, count);
+                }
             }
             Ok(counts)
         })
@@ -271,7 +298,18 @@ impl Db {
     }
 
     /// The gap-safe cursor just before the first event recorded at or after `since_seconds`
-    /// ago (a binary search over positions: a few primary-key lookups).
+    /// ago, or earlier (never later: an event of the window is never skipped; one before it
+    /// is read and not counted).
+    ///
+    /// A binary search over positions by the time of the events written by commands: their
+    /// `recorded_at` rises with their position. Imported events carry their legacy time, at any
+    /// position (an import of old history after today's orders), so they say nothing and are
+    /// passed over: each step looks for a native event (`imported_from` NULL) near the middle,
+    /// then further out both ways, then from the upper bound down, every look a bounded range
+    /// of the primary key ([`CURSOR_PROBE`] positions). The window starts at the first native
+    /// event in it; after [`CURSOR_PROBES`] looks (a long stretch of imported events between
+    /// the bounds) it starts at the lower bound, before which every native event is older than
+    /// the window, and the flow reads the rest page by page.
     pub async fn cursor_since(&self, since_seconds: f64) -> Result<FlowCursor, Error> {
         self.timed(async {
             let client = self.client().await?;
@@ -282,27 +320,98 @@ impl Db {
                 )
                 .await?
                 .try_get(0)?;
-            let statement = client
+            // The first (or last) native event in [$1, $2): its position, and whether it is
+            // older than the window.
+            let first_native = client
                 .prepare_cached(
-                    "SELECT global_position, transaction_id::text AS xid, now() - recorded_at > make_interval(secs => $2)
-                       FROM orders.events WHERE global_position >= $1 ORDER BY global_position LIMIT 1",
+                    "SELECT global_position, now() - recorded_at > make_interval(secs => $3)
+                       FROM orders.events
+                      WHERE global_position >= $1 AND global_position < $2 AND imported_from IS NULL
+                      ORDER BY global_position LIMIT 1",
+                )
+                .await?;
+            let last_native = client
+                .prepare_cached(
+                    "SELECT global_position, now() - recorded_at > make_interval(secs => $3)
+                       FROM orders.events
+                      WHERE global_position >= $1 AND global_position < $2 AND imported_from IS NULL
+                      ORDER BY global_position DESC LIMIT 1",
                 )
                 .await?;
             let (mut low, mut high) = (1i64, head + 1);
-            // Invariant: events before `low` are older than the window; at or after `high`, newer.
-            while low < high {
+            let mut probes = 0usize;
+            // Invariant: native events before `low` are older than the window; native events at
+            // or after `high` are in it.
+            'search: while low < high {
                 let middle = low + (high - low) / 2;
-                match client
-                    .query_opt(&statement, &[&middle, &since_seconds])
-                    .await?
-                {
-                    Some(row) if row.try_get::<_, bool>(2)? => low = row.try_get::<_, i64>(0)? + 1,
-                    _ => high = middle,
+                // Windows of CURSOR_PROBE positions after and before the middle, at distances
+                // 0, 1, 2, 4, ... windows from it, within [low, high).
+                let mut distance = 0i64;
+                let found = 'window: loop {
+                    let after = (middle.saturating_add(distance), high);
+                    let after = (after.0, after.0.saturating_add(CURSOR_PROBE).min(after.1));
+                    let before_end = middle.saturating_sub(distance);
+                    let before = (before_end.saturating_sub(CURSOR_PROBE).max(low), before_end);
+                    if after.0 >= after.1 && before.0 >= before.1 {
+                        break None;
+                    }
+                    for (statement, (from, to)) in [(&first_native, after), (&last_native, before)] {
+                        if from >= to {
+                            continue;
+                        }
+                        if probes >= CURSOR_PROBES {
+                            break 'search;
+                        }
+                        probes += 1;
+                        if let Some(row) = client
+                            .query_opt(statement, &[&from, &to, &since_seconds])
+                            .await?
+                        {
+                            break 'window Some((row.try_get::<_, i64>(0)?, row.try_get::<_, bool>(1)?));
+                        }
+                    }
+                    distance = if distance == 0 { CURSOR_PROBE } else { distance.saturating_mul(2) };
+                };
+                match found {
+                    Some((position, true)) => low = position + 1,
+                    Some((position, false)) => high = position,
+                    None => {
+                        // None near the middle: look through [low, high) from the top down,
+                        // window after window, for the last native event below `high`.
+                        let mut to = high;
+                        let last = loop {
+                            if to <= low {
+                                break None;
+                            }
+                            if probes >= CURSOR_PROBES {
+                                break 'search;
+                            }
+                            probes += 1;
+                            let from = to.saturating_sub(CURSOR_PROBE).max(low);
+                            if let Some(row) = client
+                                .query_opt(&last_native, &[&from, &to, &since_seconds])
+                                .await?
+                            {
+                                break Some((row.try_get::<_, i64>(0)?, row.try_get::<_, bool>(1)?));
+                            }
+                            to = from;
+                        };
+                        match last {
+                            Some((position, false)) => high = position,
+                            // Older than the window, or none at all: no native event between
+                            // the bounds is in the window.
+                            Some((_, true)) | None => low = high,
+                        }
+                    }
                 }
             }
-            let row = client
-                .query_opt(&statement, &[&low, &since_seconds])
+            let first_at = client
+                .prepare_cached(
+                    "SELECT global_position, transaction_id::text FROM orders.events
+                      WHERE global_position >= $1 ORDER BY global_position LIMIT 1",
+                )
                 .await?;
+            let row = client.query_opt(&first_at, &[&low]).await?;
             Ok(match row {
                 Some(row) => FlowCursor {
                     xid: row.try_get(1)?,
@@ -319,7 +428,7 @@ impl Db {
                         position: head,
                     }
                 }
-        })
+            })
         })
         .await
     }

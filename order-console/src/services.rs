@@ -449,8 +449,20 @@ impl Scraper {
             .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
     }
 
-    /// Scrape one endpoint: `/readyz`, then `/metrics`.
+    /// Scrape one endpoint: `/readyz`, then `/metrics`, both within the time limit (the limit
+    /// bounds the whole scrape, not each request).
     pub async fn scrape(&self, authority: &str) -> ScrapeOutcome {
+        tokio::time::timeout(self.timeout, self.scrape_unbounded(authority))
+            .await
+            .unwrap_or_else(|_| {
+                ScrapeOutcome::Unreachable(format!(
+                    "no answer within {} ms",
+                    self.timeout.as_millis()
+                ))
+            })
+    }
+
+    async fn scrape_unbounded(&self, authority: &str) -> ScrapeOutcome {
         let (status, text) = match self.get(authority, "/readyz").await {
             Ok(answer) => answer,
             Err(why) => return ScrapeOutcome::Unreachable(why),

@@ -1,18 +1,25 @@
 //! Subscription state, read the way `order-projector status` reads it: the `orders.subscriptions`
 //! table (checkpoint cursor, owner and lease, counters, last error), the head of the log, the
-//! age of the oldest event past each checkpoint, and a replay's shadow table. The projector's
-//! internals may change (how leases and checkpoints are kept); this module is the one place
-//! that knows the table's shape, so that it is the one place to adapt.
+//! age of the oldest event past each checkpoint, and the rebuild leases (`NAME#rebuild`, a row
+//! of their own in the table): a live one is a rebuild of that projection in progress, shown
+//! on the projection's row; a released one (a finished replay leaves it behind) is nothing.
+//! The projector's internals may change (how leases and checkpoints are kept); this module is
+//! the one place that knows the table's shape, so that it is the one place to adapt.
 //!
 //! How healthy a subscription is ([`health`]) also reads the projector's own metrics
-//! (`order_projector_stopped`, `order_projector_owner`), scraped by the services page.
+//! (`order_projector_stopped`, `order_projector_owner`), scraped by the services page, and what
+//! the console saw of each lease over time ([`LeaseMemory`]).
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::db::{Db, Error};
 use crate::services::{Instance, Kind};
 
-/// Every subscription with its lag, the head of the log, and whether a replay is under way.
+/// The suffix of a rebuild lease's name (`order_projector::replay`).
+pub const REBUILD_SUFFIX: &str = "#rebuild";
+
+/// Every subscription with its lag, the head of the log, and the rebuilds under way.
 pub async fn read(db: &Db) -> Result<SubscriptionsView, Error> {
     let client = db.client().await?;
     let head: i64 = client
@@ -31,53 +38,71 @@ pub async fn read(db: &Db) -> Result<SubscriptionsView, Error> {
                     extract(epoch FROM now() - (
                         SELECT e.recorded_at FROM orders.events e
                          WHERE (e.transaction_id, e.global_position) > (s.checkpoint_xid, s.checkpoint_position)
-                         ORDER BY e.transaction_id, e.global_position LIMIT 1))::float8
+                         ORDER BY e.transaction_id, e.global_position LIMIT 1))::float8,
+                    s.lease_token
                FROM orders.subscriptions s ORDER BY s.name",
             &[],
         )
         .await?;
     let mut subscriptions = Vec::new();
+    let mut rebuilds = BTreeMap::new();
     for row in rows {
         let checkpoint_position: i64 = row.try_get(2)?;
         let expires_in: Option<f64> = row.try_get(5)?;
-        subscriptions.push(Subscription {
+        // The age of the first event after the checkpoint: none when nothing waits.
+        let waiting: Option<f64> = row.try_get(11)?;
+        let behind = (head - checkpoint_position).max(0);
+        let subscription = Subscription {
             name: row.try_get(0)?,
             checkpoint: format!("{}/{}", row.try_get::<_, String>(1)?, checkpoint_position),
             checkpoint_position,
             owner: row.try_get(3)?,
             lease_expires_at: row.try_get(4)?,
             lease_expires_in: expires_in,
+            lease_token: row.try_get(12)?,
             events_processed: row.try_get(6)?,
             last_event_at: row.try_get(7)?,
             last_error: row.try_get(8)?,
             last_error_at: row.try_get(9)?,
             updated_at: row.try_get(10)?,
-            lag_events: (head - checkpoint_position).max(0),
-            lag_seconds: row.try_get::<_, Option<f64>>(11)?.unwrap_or(0.0).max(0.0),
-        });
+            // As `order-projector status` counts it: at least 1 while an event waits.
+            lag_events: if waiting.is_some() {
+                behind.max(1)
+            } else {
+                behind
+            },
+            lag_seconds: waiting.unwrap_or(0.0).max(0.0),
+            rebuild: None,
+            owner_scraped: false,
+            lease_stalled: false,
+        };
+        match subscription.name.strip_suffix(REBUILD_SUFFIX) {
+            Some(projection) => {
+                // A released rebuild lease (a replay that finished or gave up) is no rebuild.
+                if let (true, Some(owner)) = (subscription.lease_live(), &subscription.owner) {
+                    rebuilds.insert(
+                        projection.to_owned(),
+                        Rebuild {
+                            owner: owner.clone(),
+                            checkpoint: subscription.checkpoint.clone(),
+                            checkpoint_position,
+                            // As `order-projector status` counts a rebuild's.
+                            lag_events: behind,
+                            lag_seconds: subscription.lag_seconds,
+                        },
+                    );
+                }
+            }
+            None => subscriptions.push(subscription),
+        }
     }
-    // A replay builds `order_summaries_shadow` first (its rows: orders written so far).
-    let shadow = client
-        .query_opt(
-            "SELECT coalesce(s.n_tup_ins, 0)::int8, coalesce((SELECT n_live_tup FROM pg_stat_user_tables
-                     WHERE schemaname = 'orders' AND relname = 'order_summaries'), 0)::int8
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-              WHERE n.nspname = 'orders' AND c.relname = 'order_summaries_shadow'",
-            &[],
-        )
-        .await?
-        .map(|row| -> Result<ReplayProgress, Error> {
-            Ok(ReplayProgress {
-                shadow_rows: row.try_get(0)?,
-                live_rows: row.try_get(1)?,
-            })
-        })
-        .transpose()?;
+    for subscription in &mut subscriptions {
+        subscription.rebuild = rebuilds.remove(&subscription.name);
+    }
     Ok(SubscriptionsView {
         head,
         subscriptions,
-        replay: shadow,
+        rebuilds_of_new_projections: rebuilds.into_iter().collect(),
     })
 }
 
@@ -96,6 +121,8 @@ pub struct Subscription {
     pub lease_expires_at: Option<SystemTime>,
     /// Seconds until it ends (negative: ended).
     pub lease_expires_in: Option<f64>,
+    /// The lease's token: a new one at every acquisition, the same through renewals.
+    pub lease_token: i64,
     /// Events projected so far.
     pub events_processed: i64,
     /// When the last event was projected.
@@ -106,10 +133,19 @@ pub struct Subscription {
     pub last_error_at: Option<SystemTime>,
     /// Last change of the row.
     pub updated_at: SystemTime,
-    /// Events behind the head.
+    /// Log positions from the checkpoint's to the head's, and at least 1 while an event after
+    /// the checkpoint waits (as `order-projector status` counts it): an estimate of the events
+    /// behind, not exact either way.
     pub lag_events: i64,
     /// Age of the oldest event not yet projected.
     pub lag_seconds: f64,
+    /// A rebuild of this projection in progress (a live `NAME#rebuild` lease).
+    pub rebuild: Option<Rebuild>,
+    /// The lease's owner was seen to be a projector the console scrapes (it reported holding
+    /// this lease), as far as [`LeaseMemory`] knows.
+    pub owner_scraped: bool,
+    /// The lease is live but no longer renewed, as far as [`LeaseMemory`] knows.
+    pub lease_stalled: bool,
 }
 
 impl Subscription {
@@ -119,13 +155,20 @@ impl Subscription {
     }
 }
 
-/// A replay's first phase: the shadow table filling up.
-#[derive(Debug, Clone, Copy)]
-pub struct ReplayProgress {
-    /// Rows written to the shadow table so far.
-    pub shadow_rows: i64,
-    /// Rows of the live read model (what a finished replay will have, about).
-    pub live_rows: i64,
+/// A rebuild in progress: the live rebuild lease of a projection, and how far its shadow
+/// tables are.
+#[derive(Debug, Clone)]
+pub struct Rebuild {
+    /// Who rebuilds (`replay-...`, or the projector itself after a version change).
+    pub owner: String,
+    /// The rebuild's checkpoint, `xid/position`.
+    pub checkpoint: String,
+    /// Its position.
+    pub checkpoint_position: i64,
+    /// Log positions from it to the head's (as `order-projector status` counts a rebuild's).
+    pub lag_events: i64,
+    /// Age of the oldest event after it.
+    pub lag_seconds: f64,
 }
 
 /// The subscriptions page's data.
@@ -133,10 +176,103 @@ pub struct ReplayProgress {
 pub struct SubscriptionsView {
     /// Head of the log.
     pub head: i64,
-    /// Every subscription.
+    /// Every subscription (rebuild leases are not subscriptions: see [`Subscription::rebuild`]).
     pub subscriptions: Vec<Subscription>,
-    /// A replay under way, when its shadow table exists.
-    pub replay: Option<ReplayProgress>,
+    /// Rebuilds in progress of projections that have no row yet (a projection built before it
+    /// ever ran): (projection, rebuild).
+    pub rebuilds_of_new_projections: Vec<(String, Rebuild)>,
+}
+
+impl SubscriptionsView {
+    /// Every rebuild in progress: (projection, rebuild).
+    pub fn rebuilds(&self) -> impl Iterator<Item = (&str, &Rebuild)> {
+        self.subscriptions
+            .iter()
+            .filter_map(|s| s.rebuild.as_ref().map(|r| (s.name.as_str(), r)))
+            .chain(
+                self.rebuilds_of_new_projections
+                    .iter()
+                    .map(|(name, r)| (name.as_str(), r)),
+            )
+    }
+}
+
+/// What the console saw of each live lease over its reads of the table: whether its owner was
+/// seen to be a projector it scrapes, and the most time left it saw on it. A lease is renewed
+/// every third of its time to live, so the time left stays above two thirds of it while its
+/// owner lives; under half of the most seen, the owner stopped renewing it.
+#[derive(Debug, Default)]
+pub struct LeaseMemory {
+    seen: BTreeMap<String, SeenLease>,
+}
+
+#[derive(Debug)]
+struct SeenLease {
+    owner: String,
+    token: i64,
+    longest_left: f64,
+    scraped: bool,
+}
+
+impl LeaseMemory {
+    /// Remember what `view` (just read) shows, with the projector instances as scraped now,
+    /// and mark each subscription: [`Subscription::owner_scraped`],
+    /// [`Subscription::lease_stalled`]. A lease no longer live is forgotten.
+    pub fn observe(&mut self, view: &mut SubscriptionsView, instances: &[Instance]) {
+        let mut seen = BTreeMap::new();
+        for subscription in &mut view.subscriptions {
+            let (true, Some(owner), Some(left)) = (
+                subscription.lease_live(),
+                subscription.owner.clone(),
+                subscription.lease_expires_in,
+            ) else {
+                continue;
+            };
+            let reported = reported_by_scraped_projector(subscription, instances);
+            let mut lease = match self.seen.remove(&subscription.name) {
+                // The same holder: through renewals (same token) the most time left seen
+                // stands; a new acquisition (a restart) starts again.
+                Some(known) if known.owner == owner => SeenLease {
+                    longest_left: if known.token == subscription.lease_token {
+                        known.longest_left
+                    } else {
+                        left
+                    },
+                    token: subscription.lease_token,
+                    ..known
+                },
+                _ => SeenLease {
+                    owner,
+                    token: subscription.lease_token,
+                    longest_left: left,
+                    scraped: false,
+                },
+            };
+            lease.longest_left = lease.longest_left.max(left);
+            lease.scraped |= reported;
+            subscription.owner_scraped = lease.scraped;
+            subscription.lease_stalled = left < lease.longest_left / 2.0;
+            seen.insert(subscription.name.clone(), lease);
+        }
+        self.seen = seen;
+    }
+}
+
+/// `metric` (`owner`, `stopped`) of `subscription` is set on a projector instance that answers.
+fn flagged(instance: &Instance, subscription: &str, metric: &str) -> bool {
+    instance.up
+        && instance
+            .latest()
+            .and_then(|p| p.get(&format!("{metric}:{subscription}")))
+            .is_some_and(|v| v >= 1.0)
+}
+
+/// A scraped projector that answers reports holding the lease of `subscription`.
+fn reported_by_scraped_projector(subscription: &Subscription, instances: &[Instance]) -> bool {
+    instances
+        .iter()
+        .filter(|i| i.kind == Kind::Projector)
+        .any(|i| flagged(i, &subscription.name, "owner"))
 }
 
 /// How healthy a subscription looks, and why, in words.
@@ -144,29 +280,27 @@ pub struct SubscriptionsView {
 pub enum Health {
     /// Following the log.
     Ok,
-    /// Degraded and recovering (behind, a recent error, a replay holding the lease).
+    /// Degraded and recovering (behind, a recent error, a replay holding the lease), or not
+    /// fully seen (an owner the console does not scrape).
     Warn,
-    /// Needs a person: stopped, no owner, an owner that does not answer, far behind.
+    /// Needs a person: stopped, no owner, an owner that does not answer, a lease no longer
+    /// renewed, far behind.
     Bad,
 }
 
 /// The health of `subscription`, given the projector instances the console scrapes (none
-/// configured: judged from the table alone).
+/// configured: judged from the table alone). An owner no scraped projector reports is red when
+/// it was seen to be one of them (it stopped answering, or let the lease go), amber when it
+/// never was (a team's own projector binary the console does not scrape) while its lease is
+/// renewed; a lease no longer renewed is red whoever holds it.
 pub fn health(subscription: &Subscription, instances: &[Instance]) -> (Health, String) {
     let projectors: Vec<&Instance> = instances
         .iter()
         .filter(|i| i.kind == Kind::Projector)
         .collect();
-    let flag = |instance: &Instance, metric: &str| {
-        instance
-            .latest()
-            .and_then(|p| p.get(&format!("{metric}:{}", subscription.name)))
-            .is_some_and(|v| v >= 1.0)
-    };
     if projectors
         .iter()
-        .filter(|i| i.up)
-        .any(|i| flag(i, "stopped"))
+        .any(|i| flagged(i, &subscription.name, "stopped"))
     {
         return (
             Health::Bad,
@@ -183,7 +317,18 @@ pub fn health(subscription: &Subscription, instances: &[Instance]) -> (Health, S
     if owner.starts_with("replay-") {
         return (Health::Warn, "a replay holds the lease".to_owned());
     }
-    if !projectors.is_empty() && !projectors.iter().filter(|i| i.up).any(|i| flag(i, "owner")) {
+    if subscription.lease_stalled {
+        return (
+            Health::Bad,
+            format!(
+                "its lease is not being renewed: it runs out in {} unless its owner comes back",
+                crate::web::pages::duration(subscription.lease_expires_in.unwrap_or(0.0))
+            ),
+        );
+    }
+    let unreported =
+        !projectors.is_empty() && !reported_by_scraped_projector(subscription, instances);
+    if unreported && subscription.owner_scraped {
         return (
             Health::Bad,
             "its owner does not answer: the lease runs out unless it comes back".to_owned(),
@@ -215,6 +360,12 @@ pub fn health(subscription: &Subscription, instances: &[Instance]) -> (Health, S
                 "{} behind",
                 crate::web::pages::duration(subscription.lag_seconds)
             ),
+        );
+    }
+    if unreported {
+        return (
+            Health::Warn,
+            "owner not scraped: none of the projectors the console scrapes holds the lease; its owner renews it".to_owned(),
         );
     }
     (Health::Ok, "following the log".to_owned())

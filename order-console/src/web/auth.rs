@@ -117,15 +117,34 @@ pub fn session_cookie(header: &str) -> Option<&str> {
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// A local path to return to after sign-in; anything else becomes `/services`.
+/// The console's own pages (and `/`, which goes to the first): the only places sign-in
+/// returns to.
+const PAGES: [&str; 7] = [
+    "/",
+    "/services",
+    "/flow",
+    "/subscriptions",
+    "/queues",
+    "/orders",
+    "/alarms",
+];
+
+/// One of the console's own pages to return to after sign-in (a page of the navigation or an
+/// order's page, with any query); anything else, same-site paths included, becomes
+/// `/services`.
 pub fn safe_next(next: Option<&str>) -> String {
+    let own_page = |path: &str| {
+        let page = path.split_once('?').map_or(path, |(page, _)| page);
+        PAGES.contains(&page)
+            || page
+                .strip_prefix("/orders/")
+                .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+    };
     match next {
         Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.starts_with("/\\")
-                && path.len() <= 512
-                && path.bytes().all(|b| b.is_ascii_graphic()) =>
+            if path.len() <= 512
+                && path.bytes().all(|b| b.is_ascii_graphic())
+                && own_page(path) =>
         {
             path.to_owned()
         }
@@ -156,7 +175,22 @@ mod tests {
         auth.end_session(&id);
         assert_eq!(auth.session(&id), None);
         assert_eq!(safe_next(Some("/orders/x?y=1")), "/orders/x?y=1");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "/a b"] {
+        assert_eq!(safe_next(Some("/orders?q=1")), "/orders?q=1");
+        assert_eq!(safe_next(Some("/")), "/");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "/a b",
+            "/logout",
+            "/static/console.js",
+            "/api/charts/flow",
+            "/fragments/flow",
+            "/orders/",
+            "/orders/a/b",
+            "/flowers",
+            "/services/../logout",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/services", "{bad}");
         }
     }

@@ -58,14 +58,63 @@ fn badge(health: Health, text: &str) -> Markup {
     html! { span class={"badge " (health.as_str())} data-health=(health.as_str()) { (text) } }
 }
 
-/// `2026-05-04T13:20:00Z`.
+/// `2026-05-04T13:20:00Z`, any time at all: before 1970 (imported history) or after 9999
+/// (`+10000-01-01T00:00:00Z`) too.
 fn time(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()
+    let seconds = match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).ok(),
+        // Whole seconds, rounded down: 0.5 s before 1970 is 1969-12-31T23:59:59Z.
+        Err(before) => {
+            let before = before.duration();
+            i64::try_from(before.as_secs())
+                .ok()
+                .map(|s| -s - i64::from(before.subsec_nanos() > 0))
+        }
+    };
+    seconds.map_or_else(|| "-".to_owned(), rfc3339_seconds)
 }
 
+/// Unix seconds as [`time`] shows them; `-` for what is no time (not finite, or beyond any
+/// calendar: an SQS attribute is any text).
 fn unix_time(seconds: f64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds.max(0.0));
-    time(at)
+    // ±2^53: exact in f64, and hundreds of millions of years either way.
+    const LIMIT: f64 = 9_007_199_254_740_992.0;
+    if !seconds.is_finite() || seconds.abs() >= LIMIT {
+        return "-".to_owned();
+    }
+    rfc3339_seconds(seconds.floor() as i64)
+}
+
+/// The UTC date and time of `seconds` since 1970 (before it: negative), to the second.
+fn rfc3339_seconds(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let of_day = seconds.rem_euclid(86_400);
+    // Days to a civil date (H. Hinnant's algorithm: eras of 400 years from 0000-03-01).
+    let z = i128::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i128::from(month <= 2);
+    let year = match year {
+        0..=9999 => format!("{year:04}"),
+        10_000.. => format!("+{year}"),
+        _ => format!("-{:04}", -year),
+    };
+    format!(
+        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
 }
 
 /// `45 s`, `12 min 05 s`, `3 h 04 min`, `2 d 03 h`.
@@ -86,6 +135,29 @@ fn number(value: f64) -> String {
         format!("{value:.1}")
     } else {
         format!("{value:.2}")
+    }
+}
+
+/// `1,234,567`.
+fn grouped(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Orders in a state as counted (up to [`db::IN_FLIGHT_COUNT_CAP`] for those in flight):
+/// `10,000+` beyond the cap.
+fn state_count(count: i64) -> String {
+    if count > db::IN_FLIGHT_COUNT_CAP {
+        format!("{}+", grouped(db::IN_FLIGHT_COUNT_CAP.unsigned_abs()))
+    } else {
+        count.to_string()
     }
 }
 
@@ -618,7 +690,7 @@ fn state_machine(
                 g.node data-state=(state) data-count=(count) data-health=(health.as_str()) {
                     rect class={"node " (health.as_str())} x=(format!("{:.1}", cx - NODE_W / 2.0)) y=(format!("{:.1}", cy - NODE_H / 2.0)) width=(NODE_W) height=(NODE_H) rx="8" {}
                     text.name x=(format!("{cx:.1}")) y=(format!("{:.1}", cy - 6.0)) text-anchor="middle" { (state) }
-                    text.count x=(format!("{cx:.1}")) y=(format!("{:.1}", cy + 16.0)) text-anchor="middle" { (count) }
+                    text.count x=(format!("{cx:.1}")) y=(format!("{:.1}", cy + 16.0)) text-anchor="middle" { (state_count(count)) }
                 }
             }
         }
@@ -634,7 +706,7 @@ async fn flow_fragment(board: &Board) -> Markup {
         @match &states {
             Ok((counts, stuck)) => {
                 div.scroll.machine-box { (state_machine(counts, stuck)) }
-                p.muted { "Orders in flight are counted at every refresh; Completed and Cancelled, which only grow, once a minute. A state turns amber when its oldest order has waited over a minute, red over ten." }
+                p.muted { "Orders in flight are counted at every refresh, up to 10,000 a state (10,000+ beyond); Completed and Cancelled, which only grow, once a minute. A state turns amber when its oldest order has waited over a minute, red over ten." }
                 h2 { "Longest in each state" }
                 div.scroll {
                     table.stuck {
@@ -643,7 +715,7 @@ async fn flow_fragment(board: &Board) -> Markup {
                             @for state in STATES.into_iter().filter(|s| !s.is_terminal()).map(|s| s.as_str()) {
                                 tr data-state=(state) {
                                     td { (state) }
-                                    td.num { (counts.get(state).copied().unwrap_or(0)) }
+                                    td.num { (state_count(counts.get(state).copied().unwrap_or(0))) }
                                     td {
                                         @let list = stuck.get(state).cloned().unwrap_or_default();
                                         @if list.is_empty() { "-" }
@@ -722,18 +794,18 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
             Err(error) => (error_box(error)),
             Ok(view) => {
                 p { "Head of the log: " strong data-head { (view.head) } }
-                @if let Some(replay) = view.replay {
-                    p.note data-replay="running" {
-                        "A replay is running: the shadow read model holds " strong { (replay.shadow_rows) } " orders"
-                        @if replay.live_rows > 0 {
-                            " of about " (replay.live_rows) " ("
-                            (format!("{:.0}", (replay.shadow_rows as f64 / replay.live_rows as f64 * 100.0).min(100.0)))
-                            " %; orders are written out in batches)"
+                @if view.rebuilds().next().is_some() {
+                    div.note data-replay="running" {
+                        p { "A rebuild is running: it folds the log into shadow tables; when it has caught up it takes the projection's lease and swaps the tables in. Its progress is on the projection's row." }
+                        @for (projection, rebuild) in &view.rebuilds_of_new_projections {
+                            p data-rebuild-of=(projection) {
+                                strong { (projection) } " (no checkpoint of its own yet): "
+                                (rebuild_text(rebuild))
+                            }
                         }
-                        ". When it has caught up it takes the read model's lease and swaps the tables in."
                     }
                 } @else {
-                    p.muted data-replay="none" { "No replay is running." }
+                    p.muted data-replay="none" { "No rebuild is running." }
                 }
                 @if view.subscriptions.is_empty() {
                     p.note { "No subscription has run yet." }
@@ -741,7 +813,7 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
                 div.scroll {
                     table.subscriptions {
                         thead { tr {
-                            th { "subscription" } th { "health" } th { "checkpoint" } th title="log positions to the head: an estimate of the events behind, not exact either way (a rolled-back append leaves its position unused; a later-committed transaction may hold lower positions)" { "lag (positions)" } th { "lag" }
+                            th { "subscription" } th { "health" } th { "checkpoint" } th title="log positions to the head, and at least 1 while an event after the checkpoint waits (as order-projector status counts it): an estimate of the events behind, not exact either way (a rolled-back append leaves its position unused; a later-committed transaction may hold lower positions)" { "lag (positions)" } th { "lag" }
                             th { "owner" } th { "lease" } th { "projected" } th { "last error" }
                         } }
                         tbody {
@@ -753,7 +825,15 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
                                     subscriptions::Health::Bad => Health::Bad,
                                 };
                                 tr data-subscription=(s.name) data-health=(health.as_str()) {
-                                    td { strong { (s.name) } }
+                                    td {
+                                        strong { (s.name) }
+                                        @if let Some(rebuild) = &s.rebuild {
+                                            br;
+                                            span.muted data-rebuild-owner=(rebuild.owner) data-rebuild-position=(rebuild.checkpoint_position) data-rebuild-lag-events=(rebuild.lag_events) {
+                                                "rebuild in progress: " (rebuild_text(rebuild))
+                                            }
+                                        }
+                                    }
                                     td { (badge(health, &why)) }
                                     td { code { (s.checkpoint) } }
                                     td.num data-lag-events { (s.lag_events) }
@@ -781,6 +861,17 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
             }
         }
     }
+}
+
+/// `at 3812265/1, 4 positions (2 s) behind, by replay-host-7`.
+fn rebuild_text(rebuild: &subscriptions::Rebuild) -> String {
+    format!(
+        "at {}, {} positions ({}) behind, by {}",
+        rebuild.checkpoint,
+        rebuild.lag_events,
+        duration(rebuild.lag_seconds),
+        rebuild.owner
+    )
 }
 
 // ------------------------------------------------------------------------------ queues
@@ -1314,6 +1405,45 @@ mod tests {
         assert_eq!(duration(125.0), "2 min 05 s");
         assert_eq!(duration(7260.0), "2 h 01 min");
         assert_eq!(money(-1234, "EUR"), "-12.34 EUR");
+        assert_eq!(grouped(10_000), "10,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(state_count(10_001), "10,000+");
+        assert_eq!(state_count(10_000), "10000");
+    }
+
+    #[test]
+    fn any_time_is_shown_and_none_panics() {
+        let epoch = std::time::UNIX_EPOCH;
+        let second = std::time::Duration::from_secs(1);
+        assert_eq!(time(epoch), "1970-01-01T00:00:00Z");
+        assert_eq!(time(epoch - second), "1969-12-31T23:59:59Z");
+        assert_eq!(
+            time(epoch - std::time::Duration::from_millis(500)),
+            "1969-12-31T23:59:59Z"
+        );
+        assert_eq!(unix_time(-62_135_596_800.0), "0001-01-01T00:00:00Z");
+        assert_eq!(unix_time(-62_135_596_801.0), "0000-12-31T23:59:59Z");
+        assert_eq!(unix_time(-62_167_219_201.0), "-0001-12-31T23:59:59Z");
+        assert_eq!(unix_time(253_402_300_800.0), "+10000-01-01T00:00:00Z");
+        assert_eq!(unix_time(951_782_400.0), "2000-02-29T00:00:00Z");
+        for nothing in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e300, -1e300] {
+            assert_eq!(unix_time(nothing), "-");
+        }
+        // Far out either way: a date, never a panic.
+        let _ = rfc3339_seconds(i64::MAX);
+        let _ = rfc3339_seconds(i64::MIN);
+        let _ = unix_time(9e15);
+        let _ = unix_time(-9e15);
+    }
+
+    proptest::proptest! {
+        /// Where humantime formats (1970 to 9999), the same text.
+        #[test]
+        fn times_read_as_rfc3339_does(seconds in 0u64..253_402_300_800) {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+            proptest::prop_assert_eq!(time(at), humantime::format_rfc3339_seconds(at).to_string());
+        }
     }
 
     /// Every command in every reachable state of a 30.00 EUR order, from the domain's own

@@ -118,6 +118,11 @@ async fn without_a_token_nothing_is_shown_and_with_one_everything_is() {
         "https%3A%2F%2Fevil.example",
         "%2F%2Fevil.example",
         "%2F%5Cevil.example",
+        // Same-site paths that are none of the console's pages.
+        "%2Flogout",
+        "%2Fapi%2Fcharts%2Fflow",
+        "%2Fstatic%2Fconsole.js",
+        "%2Forders%2Fx%2Fy",
     ] {
         let answer = request(
             addr,
@@ -128,6 +133,25 @@ async fn without_a_token_nothing_is_shown_and_with_one_everything_is() {
         )
         .await;
         assert_eq!(answer.header("location"), "/services", "{next}");
+    }
+    for own in [
+        "/flow",
+        "/orders?q=abc",
+        "/orders/0196a3c4-7f5e-7c1a-9c2b-2f0d4f1e8a10",
+        "/",
+    ] {
+        let answer = request(
+            addr,
+            Method::POST,
+            "/login",
+            &form,
+            &format!(
+                "token={TOKEN}&next={}",
+                order_console::web::percent_encode(own)
+            ),
+        )
+        .await;
+        assert_eq!(answer.header("location"), own, "{own}");
     }
 }
 

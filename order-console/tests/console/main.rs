@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod flow;
 mod pages;
 mod read_only;
+mod subscriptions;
 mod support;

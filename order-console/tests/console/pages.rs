@@ -681,3 +681,59 @@ async fn a_rate_not_measured_yet_is_shown_as_unknown_not_zero() {
     .await;
     assert!(body.contains("data-rate=\"messages\">-<"), "{body}");
 }
+
+/// Times no RFC 3339 formatter of the year 1970 to 9999 takes (history imported from before
+/// 1970, a mistyped year 10000) are shown, never a failed page.
+#[tokio::test]
+async fn an_order_with_times_before_1970_or_after_9999_is_shown() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    let order = Uuid::new_v4();
+    for (version, at) in [(1i64, "1969-12-31T00:00:00Z"), (2, "10000-01-01T00:00:00Z")] {
+        client
+            .execute(
+                "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, recorded_at)
+                 VALUES ($1, $2, gen_random_uuid(), 'OrderPlaced', 1, '{}', $3::text::timestamptz)",
+                &[&order, &version, &at],
+            )
+            .await
+            .unwrap();
+    }
+    let console = start(&db, &[]).await;
+    let addr = console.addr;
+    let page = tokio::spawn(async move { get(addr, &format!("/orders/{order}")).await })
+        .await
+        .expect("the page answers");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("1969-12-31T00:00:00Z"), "{}", page.body);
+    assert!(page.body.contains("data-events=\"2\""), "{}", page.body);
+}
+
+/// One scrape of a service (`/readyz`, then `/metrics`) takes at most the scraper's time
+/// limit in all, not that limit per request: a service that answers each request slowly,
+/// each within the limit, is down.
+#[tokio::test]
+async fn a_scrape_is_bounded_as_a_whole() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let slow = || async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        "ready"
+    };
+    let app = axum::Router::new()
+        .route("/readyz", axum::routing::get(slow))
+        .route("/metrics", axum::routing::get(slow));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let scraper = order_console::services::Scraper::new(Duration::from_millis(1000));
+    let started = std::time::Instant::now();
+    let outcome = scraper.scrape(&addr.to_string()).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(&outcome, order_console::services::ScrapeOutcome::Unreachable(why) if why.contains("1000 ms")),
+        "{outcome:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1400),
+        "the scrape took {took:?}"
+    );
+}

@@ -92,3 +92,71 @@ async fn a_database_that_cannot_answer_yet_does_not_stop_the_console() {
         page.body
     );
 }
+
+/// Write privileges that are not a table's own: UPDATE on one column, and USAGE or UPDATE on
+/// a sequence of the schema (`nextval`), are refused too, each naming what it may change.
+#[tokio::test]
+async fn column_and_sequence_privileges_are_refused() {
+    let db = TestDatabase::migrated().await;
+    ensure_users(&db).await;
+    let client = db.connect().await;
+    let side = "order_console_column_writer_test";
+    ensure_role(&client, side, "orders_readonly").await;
+    client
+        .batch_execute(&format!(
+            "GRANT UPDATE (status) ON orders.order_summaries TO {side}"
+        ))
+        .await
+        .unwrap();
+    let error = Console::build_with_sqs(settings(&url_as(db.url(), side), &[]), None)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("the console started with a role that may update a column"));
+    assert!(
+        error
+            .to_string()
+            .contains("may write orders.order_summaries"),
+        "{error}"
+    );
+
+    let sequence: String = client
+        .query_one(
+            "SELECT pg_get_serial_sequence('orders.events', 'global_position')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for privilege in ["USAGE", "UPDATE"] {
+        let user = format!("order_console_sequence_{}_test", privilege.to_lowercase());
+        ensure_role(&client, &user, "orders_readonly").await;
+        client
+            .batch_execute(&format!(
+                "GRANT {privilege} ON SEQUENCE {sequence} TO {user}"
+            ))
+            .await
+            .unwrap();
+        let error = Console::build_with_sqs(settings(&url_as(db.url(), &user), &[]), None)
+            .await
+            .err()
+            .unwrap_or_else(|| {
+                panic!("the console started with a role that has {privilege} on {sequence}")
+            });
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("may write {sequence} (sequence)")),
+            "{error}"
+        );
+    }
+    // SELECT on a sequence reads it (currval, last_value): no refusal.
+    let reader = "order_console_sequence_select_test";
+    ensure_role(&client, reader, "orders_readonly").await;
+    client
+        .batch_execute(&format!("GRANT SELECT ON SEQUENCE {sequence} TO {reader}"))
+        .await
+        .unwrap();
+    Console::build_with_sqs(settings(&url_as(db.url(), reader), &[]), None)
+        .await
+        .unwrap();
+}

@@ -1,0 +1,108 @@
+//! The Flow page's window over a log that holds imported history (events recorded at their
+//! legacy time, anywhere among the positions), and its bounded counts of orders per state.
+
+use order_console::db::Db;
+use order_testkit::pg::TestDatabase;
+
+use crate::support::*;
+
+/// `count` imported events (legacy time, 400 days ago); the last one's position.
+async fn import(client: &tokio_postgres::Client, count: i32) -> i64 {
+    client
+        .query_one(
+            "WITH rows AS (
+                INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, recorded_at, imported_from)
+                SELECT gen_random_uuid(), 1, gen_random_uuid(), 'OrderPlaced', 1, '{}', now() - interval '400 days', 'legacy:' || g
+                  FROM generate_series(1, $1) g
+                RETURNING global_position)
+             SELECT max(global_position) FROM rows",
+            &[&count],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// One native OrderPlaced recorded `ago` (a PostgreSQL interval) before now; its position.
+async fn placed(client: &tokio_postgres::Client, ago: &str) -> i64 {
+    client
+        .query_one(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, recorded_at)
+             VALUES (gen_random_uuid(), 1, gen_random_uuid(), 'OrderPlaced', 1, '{}', now() - $1::text::interval)
+             RETURNING global_position",
+            &[&ago],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Imported events before, between and after the recent native ones, in blocks small and
+/// larger than one probe of the search: every recent order is counted, and the window starts
+/// after the native events older than it.
+#[tokio::test]
+async fn the_flow_window_is_right_with_imported_events_anywhere_in_the_log() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    for _ in 0..3 {
+        placed(&client, "1 hour").await;
+    }
+    import(&client, 300).await;
+    let last_old = placed(&client, "1 hour").await;
+    import(&client, 9000).await;
+    let first_recent = placed(&client, "2 minutes").await;
+    for _ in 0..3 {
+        placed(&client, "1 minute").await;
+    }
+    import(&client, 300).await;
+    placed(&client, "30 seconds").await;
+    placed(&client, "0 seconds").await;
+    import(&client, 20_000).await;
+
+    let reader = Db::new(&settings(&reader_url(&db).await, &[]).store).unwrap();
+    let cursor = reader.cursor_since(10.0 * 60.0).await.unwrap();
+    assert!(
+        cursor.position >= last_old && cursor.position < first_recent,
+        "the window starts at {} (the last older native event is at {last_old}, the first recent one at {first_recent})",
+        cursor.position
+    );
+
+    let console = start(&db, &[]).await;
+    let body = eventually(console.addr, "/fragments/flow", 20, |b| {
+        b.contains("data-total-placed")
+    })
+    .await;
+    assert!(
+        body.contains("data-total-placed>6<"),
+        "6 orders placed in the last minutes: {}",
+        &body[body.find("data-total-placed").unwrap()..][..80]
+    );
+}
+
+/// More orders in a state than the count goes to: "10,000+", never a count of the whole
+/// state at every refresh.
+#[tokio::test]
+async fn orders_in_flight_are_counted_up_to_a_bound() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "INSERT INTO orders.order_summaries (order_id, customer_id, status, currency, total_minor, captured_minor, refunded_minor, line_count, stream_version, last_position, placed_at, updated_at)
+             SELECT gen_random_uuid(), gen_random_uuid(), 'Placed', 'EUR', 100, 0, 0, 1, 1, g, now() - g * interval '1 ms', now() - g * interval '1 ms' FROM generate_series(1, 10050) g;
+             INSERT INTO orders.order_summaries (order_id, customer_id, status, currency, total_minor, captured_minor, refunded_minor, line_count, stream_version, last_position, placed_at, updated_at)
+             SELECT gen_random_uuid(), gen_random_uuid(), 'Shipped', 'EUR', 100, 0, 0, 1, 1, g, now(), now() FROM generate_series(1, 7) g;",
+        )
+        .await
+        .unwrap();
+    let console = start(&db, &[]).await;
+    let body = eventually(console.addr, "/fragments/flow", 20, |b| {
+        b.contains("data-state=\"Placed\"")
+    })
+    .await;
+    let placed_row = &body[body.find("<tr data-state=\"Placed\"").unwrap()..];
+    let placed_row = &placed_row[..placed_row.find("</tr>").unwrap()];
+    assert!(placed_row.contains(">10,000+<"), "{placed_row}");
+    let shipped_row = &body[body.find("<tr data-state=\"Shipped\"").unwrap()..];
+    let shipped_row = &shipped_row[..shipped_row.find("</tr>").unwrap()];
+    assert!(shipped_row.contains(">7<"), "{shipped_row}");
+}
