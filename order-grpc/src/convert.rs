@@ -348,6 +348,7 @@ pub fn event_pb(recorded: &RecordedEvent) -> Result<pb::Event, order_store::Erro
         correlation_id: metadata.correlation_id.clone().unwrap_or_default(),
         causation_id: text(metadata.causation_id),
         command_id: text(metadata.command_id),
+        imported_from: recorded.imported_from.clone().unwrap_or_default(),
         payload: Some(payload(&envelope.event)),
     })
 }

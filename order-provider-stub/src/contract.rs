@@ -317,6 +317,54 @@ mod tests {
         assert_eq!(all["inventory"].check_request("reserve", &reserve), Ok(()));
     }
 
+    /// A reference is a segment of later URL paths (`/v1/payments/{payment_id}/capture`),
+    /// where `.` and `..` name another resource: only dots is off the contract.
+    #[test]
+    fn a_reference_of_only_dots_is_off_every_contract() {
+        let all = Contract::all().unwrap();
+        let answers = |id: &str| {
+            [
+                (
+                    "inventory",
+                    "reserve",
+                    201,
+                    json!({"reservation_id": id, "status": "reserved"}),
+                ),
+                (
+                    "payment",
+                    "authorize",
+                    201,
+                    json!({"payment_id": id, "status": "authorized"}),
+                ),
+                (
+                    "shipping",
+                    "track",
+                    200,
+                    json!({"tracking_number": id, "carrier": "DHL", "status": "in_transit"}),
+                ),
+            ]
+        };
+        for id in [".", "..", "..."] {
+            for (provider, operation, status, body) in answers(id) {
+                assert!(
+                    all[provider]
+                        .check_response(operation, status, &body)
+                        .is_err(),
+                    "{provider} {operation}: {id:?}"
+                );
+            }
+        }
+        for id in ["a.", ".a", "..-", "RSV-1.2"] {
+            for (provider, operation, status, body) in answers(id) {
+                assert_eq!(
+                    all[provider].check_response(operation, status, &body),
+                    Ok(()),
+                    "{provider} {operation}: {id:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn documented_answers_are_checked_too() {
         let all = Contract::all().unwrap();

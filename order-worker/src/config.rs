@@ -27,6 +27,21 @@ pub const MEMORY_PER_MESSAGE: u64 = 128 * 1024;
 /// Memory set aside for everything but the messages in flight.
 pub const BASE_MEMORY: u64 = 64 * 1024 * 1024;
 
+/// The longest one message may be worked on: SQS extends a message's visibility up to 12
+/// hours from its receipt, less an hour's margin (the heartbeat renews every third of the
+/// visibility timeout; a message kept past it is taken by another worker meanwhile).
+pub const LONGEST_HANDLING: Duration = Duration::from_secs(11 * 3600);
+
+/// The most provider calls one message makes one after another: a cancellation's release
+/// and its void refused `already_captured` then refunded, each decided up to
+/// [`crate::process::REDECIDE_ATTEMPTS`] (3) times: 3 x (1 + 2). (A forward step: 3 calls
+/// and its undo, 4.)
+pub const PROVIDER_CALLS_PER_MESSAGE: u32 = 9;
+
+/// The most gRPC calls one message makes: per step (two for a cancellation), its log read and
+/// up to [`crate::process::REDECIDE_ATTEMPTS`] commands each followed by a read: 2 x (1 + 2 x 3).
+pub const GRPC_CALLS_PER_MESSAGE: u32 = 14;
+
 /// Which adapters stand behind the inventory, payment and shipping ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProviderKind {
@@ -443,38 +458,30 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(1..=20))]
     pub provider_attempts: u32,
     /// First wait between provider attempts, in ms; doubles per attempt, with jitter.
-    #[arg(
-        long,
-        env = "ORDER_WORKER_PROVIDER_BACKOFF_BASE_MS",
-        default_value_t = 100
-    )]
+    #[arg(long, env = "ORDER_WORKER_PROVIDER_BACKOFF_BASE_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub provider_backoff_base_ms: u64,
-    /// Longest wait between provider attempts, in ms.
-    #[arg(
-        long,
-        env = "ORDER_WORKER_PROVIDER_BACKOFF_MAX_MS",
-        default_value_t = 2_000
-    )]
+    /// Longest wait between provider attempts, in ms (at most an hour).
+    #[arg(long, env = "ORDER_WORKER_PROVIDER_BACKOFF_MAX_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub provider_backoff_max_ms: u64,
     /// Consecutive failed calls that open a provider's circuit breaker.
     #[arg(long, env = "ORDER_WORKER_BREAKER_THRESHOLD", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub breaker_threshold: u32,
-    /// How long an open circuit refuses calls before trial calls, in ms.
-    #[arg(
-        long,
-        env = "ORDER_WORKER_BREAKER_COOLDOWN_MS",
-        default_value_t = 10_000
-    )]
+    /// How long an open circuit refuses calls before trial calls, in ms (at most an hour).
+    #[arg(long, env = "ORDER_WORKER_BREAKER_COOLDOWN_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub breaker_cooldown_ms: u64,
     /// Trial calls a half-open circuit lets through; this many successes close it.
     #[arg(long, env = "ORDER_WORKER_BREAKER_HALF_OPEN_CALLS", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub breaker_half_open_calls: u32,
     /// How long a provider call waits for an open circuit to close (the message stays in
-    /// flight), in seconds; then the message is retried later (0: fail at once).
+    /// flight), in seconds, trial calls that fail included; then the message is retried
+    /// later (0: fail at once; at most an hour).
     #[arg(long, env = "ORDER_WORKER_CIRCUIT_WAIT_SECONDS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(0..=43_200))]
+          value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub circuit_wait_seconds: u64,
     /// Which adapters serve the inventory, payment and shipping ports.
     #[arg(
@@ -557,7 +564,9 @@ impl RunArgs {
                 Some(_) => {}
             }
         }
-        if self.orders_queue_url == self.orders_dlq_url {
+        if self.orders_queue_url.as_deref().map(str::trim)
+            == self.orders_dlq_url.as_deref().map(str::trim)
+        {
             return Err("ORDERS_DLQ_URL must differ from ORDERS_QUEUE_URL".to_owned());
         }
         let endpoint = self.grpc_endpoint.trim();
@@ -605,6 +614,29 @@ impl RunArgs {
                 self.provider_backoff_base_ms, self.provider_backoff_max_ms
             ));
         }
+        let longest = self.longest_handling();
+        if longest > LONGEST_HANDLING {
+            return Err(format!(
+                "one message could be worked on for {:.1} hours, past the {} hours its \
+                 visibility can be extended (SQS: 12 hours from its receipt, less a margin), \
+                 then another worker would take it while this one still works on it: {} \
+                 provider calls in a row, each up to ORDER_WORKER_CIRCUIT_WAIT_SECONDS ({}) \
+                 plus ORDER_WORKER_PROVIDER_ATTEMPTS ({}) + 1 times \
+                 ORDER_WORKER_PROVIDER_TIMEOUT_MS ({}) plus as many waits of \
+                 ORDER_WORKER_PROVIDER_BACKOFF_MAX_MS ({}) less one, with \
+                 ORDER_WORKER_DELIVERY_WAIT_SECONDS ({}) and ORDER_GRPC_TIMEOUT_MS ({}); \
+                 lower some of them",
+                longest.as_secs_f64() / 3600.0,
+                LONGEST_HANDLING.as_secs() / 3600,
+                PROVIDER_CALLS_PER_MESSAGE,
+                self.circuit_wait_seconds,
+                self.provider_attempts,
+                self.provider_timeout_ms,
+                self.provider_backoff_max_ms,
+                self.delivery_wait_seconds,
+                self.grpc_timeout_ms,
+            ));
+        }
         self.http.endpoints(self.providers == ProviderKind::Http)?;
         for customer in &self.simulation.sim_decline_customers {
             let customer = customer.trim();
@@ -615,6 +647,24 @@ impl RunArgs {
             }
         }
         Ok(())
+    }
+
+    /// The longest one message can be worked on with these settings, at worst: every
+    /// provider call it can make in a row ([`PROVIDER_CALLS_PER_MESSAGE`]) waiting the whole
+    /// circuit wait (failed trial calls count towards it, the last one may run past it), then
+    /// using every attempt up to the timeout with the longest backoff between them; the
+    /// deliver step's polling ([`crate::process::REDECIDE_ATTEMPTS`] decisions); every gRPC
+    /// call ([`GRPC_CALLS_PER_MESSAGE`]) up to its deadline.
+    pub fn longest_handling(&self) -> Duration {
+        let guard = self.guard_settings();
+        let attempts = guard.attempts.max(1);
+        let call = guard.circuit_wait
+            + guard.timeout.saturating_mul(attempts + 1)
+            + guard.backoff.max.saturating_mul(attempts - 1);
+        call.saturating_mul(PROVIDER_CALLS_PER_MESSAGE)
+            + Duration::from_secs(self.delivery_wait_seconds)
+                .saturating_mul(crate::process::REDECIDE_ATTEMPTS)
+            + self.grpc_timeout().saturating_mul(GRPC_CALLS_PER_MESSAGE)
     }
 
     /// The TLS settings of the gRPC client (https endpoints); reads the CA file.
@@ -636,8 +686,19 @@ impl RunArgs {
 
     pub fn consumer_settings(&self) -> ConsumerSettings {
         ConsumerSettings {
-            queue_url: self.orders_queue_url.clone().unwrap_or_default(),
-            dlq_url: self.orders_dlq_url.clone().unwrap_or_default(),
+            // Used as validated: without the spaces an environment file may leave around them.
+            queue_url: self
+                .orders_queue_url
+                .as_deref()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            dlq_url: self
+                .orders_dlq_url
+                .as_deref()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
             concurrency: self.concurrency(),
             batch: self.batch as usize,
             wait: Duration::from_secs(self.wait_seconds),
@@ -849,6 +910,87 @@ mod tests {
             let error = parse(flags).unwrap_err();
             assert!(error.contains(expected), "{flags:?}: {error}");
         }
+    }
+
+    #[test]
+    fn no_setting_lets_a_message_be_held_past_what_sqs_allows() {
+        // Each alone, past an hour: refused by its range.
+        for (flag, value) in [
+            ("--provider-backoff-max-ms", "3600001"),
+            ("--provider-backoff-base-ms", "3600001"),
+            ("--breaker-cooldown-ms", "3600001"),
+            ("--circuit-wait-seconds", "3601"),
+            ("--provider-backoff-max-ms", "18446744073709551615"),
+        ] {
+            let error = parse(&[flag, value]).unwrap_err();
+            assert!(error.contains(flag), "{flag} {value}: {error}");
+        }
+        // Each within its range, together past the 11 hours one message may be kept: refused,
+        // naming the settings.
+        let error = parse(&[
+            "--circuit-wait-seconds",
+            "3600",
+            "--provider-attempts",
+            "20",
+            "--provider-timeout-ms",
+            "120000",
+            "--provider-backoff-max-ms",
+            "3600000",
+        ])
+        .unwrap_err();
+        for named in [
+            "ORDER_WORKER_CIRCUIT_WAIT_SECONDS",
+            "ORDER_WORKER_PROVIDER_ATTEMPTS",
+            "ORDER_WORKER_PROVIDER_TIMEOUT_MS",
+            "ORDER_WORKER_PROVIDER_BACKOFF_MAX_MS",
+        ] {
+            assert!(error.contains(named), "{named}: {error}");
+        }
+        // The worst case is what the calls can add up to: the defaults, and the end-to-end
+        // tests' settings, are far from it; the edge is exact.
+        let defaults = parse(&[]).unwrap();
+        assert!(defaults.longest_handling() < Duration::from_secs(3600));
+        let edge = |circuit_wait: u64| {
+            let args = Cli::try_parse_from([
+                "order-worker",
+                "--orders-queue-url",
+                QUEUE,
+                "--orders-dlq-url",
+                DLQ,
+                "--circuit-wait-seconds",
+                &circuit_wait.to_string(),
+                "--provider-attempts",
+                "3",
+                "--provider-timeout-ms",
+                "60000",
+                "--provider-backoff-max-ms",
+                "1800000",
+            ])
+            .unwrap()
+            .args;
+            (args.longest_handling(), args.validate())
+        };
+        let (longest, fits) = edge(0);
+        assert!(fits.is_ok(), "{longest:?}: {fits:?}");
+        let (longest, refused) = edge(3600);
+        assert!(
+            refused.is_err() && longest > LONGEST_HANDLING,
+            "{longest:?}"
+        );
+    }
+
+    #[test]
+    fn queue_urls_are_used_as_validated() {
+        let padded = format!(" {QUEUE}\t");
+        let args = parse(&["--orders-queue-url", &padded]).unwrap();
+        assert_eq!(args.consumer_settings().queue_url, QUEUE);
+        // The same queue, only padded: not a dead-letter queue of its own.
+        let padded = format!("{QUEUE} ");
+        let error = parse(&["--orders-dlq-url", &padded]).unwrap_err();
+        assert!(error.contains("must differ"), "{error}");
+        let padded = format!("\n{DLQ}");
+        let args = parse(&["--orders-dlq-url", &padded]).unwrap();
+        assert_eq!(args.consumer_settings().dlq_url, DLQ);
     }
 
     #[test]

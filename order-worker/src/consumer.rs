@@ -202,10 +202,23 @@ async fn change_visibility(
         .await
         .map_err(|e| DisplayErrorContext(e).to_string())?;
     for failed in output.failed() {
-        // Typically a message settled meanwhile: nothing to extend any more.
-        tracing::debug!(
+        // Settled messages are out of the heartbeat's list before their settlement: a refusal
+        // is of a message still held (its receipt expired, past SQS's 12 hours), which
+        // another worker may now receive while this one works on it.
+        metrics::sqs_error("visibility");
+        let message_id = failed
+            .id()
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| messages.get(i))
+            .map(|(id, _)| id.as_str())
+            .unwrap_or_default();
+        tracing::warn!(
+            message_id,
             code = failed.code(),
-            "visibility change refused for one message"
+            reason = failed.message().unwrap_or_default(),
+            visibility_seconds,
+            "SQS refused to change the visibility of a message in flight"
         );
     }
     Ok(())
@@ -537,11 +550,28 @@ impl Consumer {
             // SQS counts a message's 12 hours of visibility from its receipt: at the latest,
             // when the answer to this request was sent.
             let asked_at = Instant::now();
-            let received = tokio::select! {
-                received = self.receive(held.len()) => received,
-                // Anything this receive would have returned reappears after its visibility
-                // timeout.
-                _ = shutdown.wait_for(|stop| *stop) => break,
+            let receive = self.receive(held.len());
+            tokio::pin!(receive);
+            let early = tokio::select! {
+                received = &mut receive => Some(received),
+                _ = shutdown.wait_for(|stop| *stop) => None,
+            };
+            let Some(received) = early else {
+                // Shutting down with a receive under way: SQS may have picked messages for
+                // it already, each using up a receive; dropped, they would stay invisible for
+                // the visibility timeout. It ends within the long-poll wait (at most 20 s,
+                // inside the grace period); what it returns is in flight, unworked, and the
+                // shutdown releases it with the rest (`abandon_in_flight`).
+                if let Ok(messages) = receive.await
+                    && !messages.is_empty()
+                {
+                    tracing::info!(
+                        messages = messages.len(),
+                        "received while shutting down: left for the shutdown to release"
+                    );
+                    self.in_flight.add(&messages).await;
+                }
+                break;
             };
             let messages = match received {
                 Ok(messages) => {
@@ -1026,6 +1056,110 @@ fn by_group(messages: Vec<Message>) -> Vec<Vec<Message>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SIGTERM while a long poll is under way: the receive is let finish, and what it returned
+    /// goes back to the queue with the shutdown's release, at once, instead of staying
+    /// invisible for the visibility timeout with a receive used up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receive_under_way_at_shutdown_finishes_and_its_messages_are_released() {
+        let queues = order_testkit::sqs::fifo_queue_pair(5).await;
+        let sqs = order_testkit::sqs::client();
+        let api = crate::api::OrderApi::connect_lazy(
+            "http://127.0.0.1:1",
+            None,
+            Duration::from_millis(100),
+            None,
+        )
+        .unwrap();
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock::new());
+        let random = Arc::new(Random::seeded(3));
+        let guard = |name| {
+            crate::providers::guard::Guard::new(
+                name,
+                crate::providers::guard::GuardSettings {
+                    attempts: 1,
+                    backoff: Backoff::new(Duration::ZERO, Duration::ZERO),
+                    timeout: Duration::from_secs(1),
+                    breaker: crate::breaker::BreakerSettings {
+                        failure_threshold: 5,
+                        cooldown: Duration::from_secs(1),
+                        half_open_calls: 1,
+                    },
+                    circuit_wait: Duration::ZERO,
+                },
+                clock.clone(),
+                random.clone(),
+            )
+        };
+        let providers = crate::providers::Providers::all(Arc::new(
+            crate::providers::simulated::Simulated::new(
+                Default::default(),
+                random.clone(),
+                clock.clone(),
+            ),
+        ));
+        let guards = Arc::new(crate::process::Guards {
+            inventory: guard("inventory"),
+            payment: guard("payment"),
+            shipping: guard("shipping"),
+        });
+        let processor = Arc::new(Processor::new(api, providers, guards, Default::default()));
+        let in_flight = Arc::new(InFlight::default());
+        let (deletes, deleter) = spawn_deleter(sqs.clone(), queues.queue_url.clone());
+        let consumer = Arc::new(Consumer::new(
+            sqs.clone(),
+            ConsumerSettings {
+                queue_url: queues.queue_url.clone(),
+                dlq_url: queues.dlq_url.clone(),
+                concurrency: 4,
+                batch: 10,
+                wait: Duration::from_secs(20),
+                // Far longer than the test: a message it kept would not come back in time.
+                visibility: Duration::from_secs(600),
+                retry: Backoff::new(Duration::from_secs(1), Duration::from_secs(1)),
+            },
+            processor,
+            in_flight.clone(),
+            deletes,
+            random,
+        ));
+        let (stop, shutdown) = watch::channel(false);
+        let (_ready, readiness) = watch::channel(Readiness::Ready);
+        let run = tokio::spawn(consumer.clone().run(shutdown, readiness));
+        // The queue is empty: the consumer's first receive is a long poll, under way now.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.send(true).unwrap();
+        // A message arrives during that poll, after the shutdown began.
+        sqs.send_message()
+            .queue_url(&queues.queue_url)
+            .message_body("{}")
+            .message_group_id("g")
+            .message_deduplication_id("m1")
+            .send()
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("the consumer stops within the long-poll wait")
+            .unwrap();
+        // Received, not worked on: in flight for the shutdown to release.
+        assert_eq!(in_flight.count().await, 1);
+        assert_eq!(consumer.abandon_in_flight().await, (1, 0));
+        drop(consumer);
+        deleter.await.unwrap();
+        // Back on the queue at once, its one receive (the poll's) counted.
+        let again = sqs
+            .receive_message()
+            .queue_url(&queues.queue_url)
+            .wait_time_seconds(2)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let messages = again.messages();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_eq!(receive_count(&messages[0]), 2);
+    }
 
     #[test]
     fn the_receives_of_earlier_copies_are_read_and_never_overflow() {

@@ -150,6 +150,12 @@ pub struct Guards {
     pub shipping: Guard,
 }
 
+/// What an operator does about a reservation or authorization the undo of a cancelled order's
+/// step would have asked for again past the key lifetime.
+const UNDO_PAST_LIFETIME: &str = "the order was cancelled before the step's result reached its \
+     log, so if it does, release the reservation or void the authorization at the provider \
+     (nothing is to be recorded), then delete this dead letter";
+
 /// How long providers remember an idempotency key, by default: the provider contract's
 /// minimum (docs/providers.md).
 pub const PROVIDER_KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -200,8 +206,15 @@ impl Processor {
         self
     }
 
-    /// `Ok` when `call` (idempotency key `key`) may be sent for `trigger`'s step.
-    fn key_remembered(&self, call: &str, key: Uuid, trigger: &pb::Event) -> Result<(), Outcome> {
+    /// `Ok` when `call` (idempotency key `key`) may be sent for `trigger`'s step. `then`: what
+    /// an operator does when the provider holds it, the end of the dead letter's reason.
+    fn key_remembered(
+        &self,
+        call: &str,
+        key: Uuid,
+        trigger: &pb::Event,
+        then: &str,
+    ) -> Result<(), Outcome> {
         // Whether or not this message was received before: a message redriven from the DLQ
         // or republished after a restore is received for the first time again, and an
         // earlier delivery may still have made the call.
@@ -228,7 +241,7 @@ impl Processor {
                 "{call} (Idempotency-Key {key}) would be sent again for an event of {} hours ago, \
                  past the {} hours a provider must remember its keys: an earlier delivery may \
                  have made it, and the provider may have forgotten; ask the provider whether it \
-                 holds a {call} with that key",
+                 holds a {call} with that key: {then}",
                 age.as_secs() / 3600,
                 lifetime.as_secs_f64() / 3600.0
             ),
@@ -460,7 +473,17 @@ impl Processor {
         let key = |command: &str| saga::command_id(event_id, command);
         // A call that creates something, about to be repeated: only while the provider surely
         // remembers its key.
-        let remembered = |call: &str, key: Uuid| self.key_remembered(call, key, trigger);
+        // What an operator does when the provider holds the call's effect: record it with the
+        // step's command, under the command's id (the worker's, so the redriven message finds
+        // the step done).
+        let remembered = |call: &str, key: Uuid, command: &str| {
+            let then = format!(
+                "if it does, record it with {command} under command id {}, then redrive; if not, \
+                 redrive to a worker with the key lifetime check off",
+                saga::command_id(event_id, command)
+            );
+            self.key_remembered(call, key, trigger, &then)
+        };
         let placed = || {
             log.placed()
                 .ok_or_else(|| Outcome::dead("log", "the order's log has no OrderPlaced event"))
@@ -469,7 +492,7 @@ impl Processor {
         Ok(match step {
             Step::Inventory => {
                 let request = reserve_request(order_id, event_id, log)?;
-                remembered("reserve", request.idempotency_key)?;
+                remembered("reserve", request.idempotency_key, "ReserveInventory")?;
                 let inventory = &self.providers.inventory;
                 match guards
                     .inventory
@@ -485,7 +508,7 @@ impl Processor {
             }
             Step::Payment => {
                 let request = authorize_request(order_id, event_id, log)?;
-                remembered("authorize", request.idempotency_key)?;
+                remembered("authorize", request.idempotency_key, "AuthorizePayment")?;
                 let amount = request.amount.clone();
                 let payment = &self.providers.payment;
                 match guards
@@ -550,7 +573,7 @@ impl Processor {
                     lines: lines(placed),
                     idempotency_key: key("ShipOrder"),
                 };
-                remembered("ship", request.idempotency_key)?;
+                remembered("ship", request.idempotency_key, "ShipOrder")?;
                 let shipping = &self.providers.shipping;
                 let shipment = guards
                     .shipping
@@ -576,6 +599,13 @@ impl Processor {
                 self.await_delivery(&request).await?;
                 Command::DeliverOrder
             }
+            Step::ReleaseInventory | Step::RefundPayment { .. }
+                if saga::legacy_hold(step, log).is_some() =>
+            {
+                // Reserved or paid in the legacy system (imported history): no provider here
+                // knows it, and the log must not say it went back before it did.
+                return Err(legacy_hold_dead_letter(order_id, event_id, step, log));
+            }
             Step::ReleaseInventory => {
                 let request = ReleaseRequest {
                     order_id,
@@ -599,7 +629,7 @@ impl Processor {
                     idempotency_key: key("RefundPayment"),
                 };
                 if *action == PaymentAction::Refund {
-                    remembered("refund", request.idempotency_key)?;
+                    remembered("refund", request.idempotency_key, "RefundPayment")?;
                 }
                 let payment = &self.providers.payment;
                 match guards
@@ -620,7 +650,7 @@ impl Processor {
                             idempotency_key: key("RefundPayment/captured"),
                             ..request
                         };
-                        remembered("refund", refund.idempotency_key)?;
+                        remembered("refund", refund.idempotency_key, "RefundPayment")?;
                         tracing::warn!(
                             %order_id,
                             payment_id = %refund.payment_id,
@@ -774,7 +804,12 @@ impl Processor {
     ) -> Result<Result<Option<String>, CallError>, Outcome> {
         if *step == Step::Inventory {
             let request = reserve_request(order_id, event_id, log)?;
-            self.key_remembered("reserve", request.idempotency_key, trigger)?;
+            self.key_remembered(
+                "reserve",
+                request.idempotency_key,
+                trigger,
+                UNDO_PAST_LIFETIME,
+            )?;
             let inventory = &self.providers.inventory;
             Ok(self
                 .guards
@@ -784,7 +819,12 @@ impl Processor {
                 .map(Some))
         } else {
             let request = authorize_request(order_id, event_id, log)?;
-            self.key_remembered("authorize", request.idempotency_key, trigger)?;
+            self.key_remembered(
+                "authorize",
+                request.idempotency_key,
+                trigger,
+                UNDO_PAST_LIFETIME,
+            )?;
             let payment = &self.providers.payment;
             Ok(self
                 .guards
@@ -825,6 +865,44 @@ impl Processor {
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+/// The dead letter of a compensation whose hold came with the order's imported history
+/// ([`saga::legacy_hold`]): what to give back in the legacy system, and what to record then.
+fn legacy_hold_dead_letter(order_id: Uuid, event_id: Uuid, step: &Step, log: &OrderLog) -> Outcome {
+    let Some(hold) = saga::legacy_hold(step, log) else {
+        return Outcome::dead("imported_hold", "no legacy hold");
+    };
+    let (what, command, flags) = match step {
+        Step::RefundPayment { amount, action } => (
+            match action {
+                PaymentAction::Void => "void the authorization",
+                PaymentAction::Refund => "refund the captured payment",
+            },
+            "RefundPayment",
+            format!(
+                "refund {order_id} --amount {} --currency {}",
+                amount.amount_minor, amount.currency
+            ),
+        ),
+        _ => (
+            "release the reservation",
+            "ReleaseInventory",
+            format!("release-inventory {order_id}"),
+        ),
+    };
+    Outcome::dead(
+        "imported_hold",
+        format!(
+            "order {order_id} was cancelled, and its {} {} came with its imported history: no \
+             provider of this system issued it, so none is asked to give it back; {what} in \
+             the legacy system, then record {command}: `order-cli {flags} --command-id {}` (the \
+             cancellation then goes on), and delete this dead letter",
+            hold.kind,
+            hold.reference,
+            saga::command_id(event_id, command)
+        ),
+    )
 }
 
 fn placed_of(log: &OrderLog) -> Result<&pb::OrderPlaced, Outcome> {
@@ -946,7 +1024,348 @@ fn code_name(status: &Status) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+
     use super::*;
+    use crate::backoff::Backoff;
+    use crate::breaker::BreakerSettings;
+    use crate::providers::guard::GuardSettings;
+    use crate::providers::{InventoryProvider, PaymentProvider, ProviderError};
+
+    /// Inventory and payment as a provider of this system sees them: it holds only what it
+    /// issued (`RSV-*`, `PAY-*`) and answers anything else as the stub does (404, transient).
+    #[derive(Debug, Default)]
+    struct Recording {
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Recording {
+        fn answer(&self, call: String, reference: &str) -> Result<(), ProviderError> {
+            self.calls.lock().unwrap().push(call);
+            if reference.starts_with("RSV-") || reference.starts_with("PAY-") {
+                Ok(())
+            } else {
+                Err(ProviderError::transient("unexpected HTTP 404 Not Found"))
+            }
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl InventoryProvider for Recording {
+        fn reserve(&self, _: ReserveRequest) -> BoxFuture<'_, Result<String, ProviderError>> {
+            unreachable!("a compensation reserves nothing")
+        }
+        fn release(&self, request: ReleaseRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
+            let call = format!("release {}", request.reservation_id);
+            Box::pin(async move { self.answer(call, &request.reservation_id) })
+        }
+    }
+
+    impl PaymentProvider for Recording {
+        fn authorize(&self, _: AuthorizeRequest) -> BoxFuture<'_, Result<String, ProviderError>> {
+            unreachable!("a compensation authorizes nothing")
+        }
+        fn capture(&self, _: CaptureRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
+            unreachable!("a compensation captures nothing")
+        }
+        fn refund(&self, request: RefundRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
+            let call = format!("{:?} {}", request.action, request.payment_id);
+            if request.action == PaymentAction::Void && request.payment_id == "PAY-CAPTURED" {
+                self.calls.lock().unwrap().push(call);
+                return Box::pin(async {
+                    Err(ProviderError::Refused("already_captured: captured".into()))
+                });
+            }
+            Box::pin(async move { self.answer(call, &request.payment_id) })
+        }
+    }
+
+    fn guard(provider: &'static str) -> Guard {
+        Guard::new(
+            provider,
+            GuardSettings {
+                attempts: 1,
+                backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(1)),
+                timeout: Duration::from_secs(5),
+                breaker: BreakerSettings {
+                    failure_threshold: 1000,
+                    cooldown: Duration::from_secs(1),
+                    half_open_calls: 1,
+                },
+                circuit_wait: Duration::ZERO,
+            },
+            Arc::new(crate::clock::SystemClock::new()),
+            Arc::new(crate::random::Random::seeded(7)),
+        )
+    }
+
+    /// A processor on the recording provider (order-grpc is never reached: only `decide`,
+    /// the provider half of a step, runs).
+    fn processor(provider: &Arc<Recording>) -> Processor {
+        let api =
+            OrderApi::connect_lazy("http://127.0.0.1:1", None, Duration::from_millis(100), None)
+                .unwrap();
+        let simulated = Arc::new(crate::providers::simulated::Simulated::new(
+            Default::default(),
+            Arc::new(crate::random::Random::seeded(7)),
+            Arc::new(crate::clock::SystemClock::new()),
+        ));
+        let providers = Providers {
+            inventory: provider.clone(),
+            payment: provider.clone(),
+            shipping: simulated,
+        };
+        let guards = Arc::new(Guards {
+            inventory: guard("inventory"),
+            payment: guard("payment"),
+            shipping: guard("shipping"),
+        });
+        Processor::new(api, providers, guards, DeliverySettings::default())
+    }
+
+    fn eur(amount_minor: i64) -> pb::Money {
+        pb::Money {
+            currency: "EUR".into(),
+            amount_minor,
+        }
+    }
+
+    /// An order's log up to `status` (InventoryReserved, PaymentAuthorized or Confirmed),
+    /// imported (no command ids, the import's references) or written by this worker's commands;
+    /// then a live cancellation asking for `payment_action`.
+    fn cancelled_log(imported: bool, status: &str, payment_action: &str) -> OrderLog {
+        OrderLog::new(cancelled_events(imported, status, payment_action))
+    }
+
+    fn cancelled_events(imported: bool, status: &str, payment_action: &str) -> Vec<pb::Event> {
+        let (reservation, payment) = if imported {
+            (
+                "import-5b0e8f4e-3f57-5d0b-9a41-000000000001",
+                "LEGACY-PAY-881",
+            )
+        } else {
+            ("RSV-1", "PAY-1")
+        };
+        let mut payloads = vec![
+            pb::event::Payload::OrderPlaced(pb::OrderPlaced {
+                customer_id: "c".into(),
+                total: Some(eur(3000)),
+                ..Default::default()
+            }),
+            pb::event::Payload::InventoryReserved(pb::InventoryReserved {
+                reservation_id: reservation.into(),
+            }),
+        ];
+        if status != "InventoryReserved" {
+            payloads.push(pb::event::Payload::PaymentAuthorized(
+                pb::PaymentAuthorized {
+                    payment_id: payment.into(),
+                    amount: Some(eur(3000)),
+                },
+            ));
+        }
+        if status == "Confirmed" {
+            payloads.push(pb::event::Payload::OrderConfirmed(
+                pb::OrderConfirmed::default(),
+            ));
+        }
+        let mut events: Vec<pb::Event> = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload)| {
+                let version = i as u64 + 1;
+                pb::Event {
+                    event_id: Uuid::from_u128(u128::from(version)).to_string(),
+                    stream_version: version,
+                    event_type: event_type(&payload).into(),
+                    command_id: if imported {
+                        String::new()
+                    } else {
+                        Uuid::from_u128(1000 + u128::from(version)).to_string()
+                    },
+                    imported_from: if imported {
+                        "legacy:A-1001".into()
+                    } else {
+                        String::new()
+                    },
+                    payload: Some(payload),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let version = events.len() as u64 + 1;
+        events.push(pb::Event {
+            event_id: Uuid::from_u128(u128::from(version)).to_string(),
+            stream_version: version,
+            event_type: "CancellationRequested".into(),
+            command_id: Uuid::from_u128(2000).to_string(),
+            payload: Some(pb::event::Payload::CancellationRequested(
+                pb::CancellationRequested {
+                    reason: "customer asked".into(),
+                    release_inventory: true,
+                    payment_action: payment_action.into(),
+                    payment_amount: (!payment_action.is_empty()).then(|| eur(3000)),
+                },
+            )),
+            ..Default::default()
+        });
+        events
+    }
+
+    fn event_type(payload: &pb::event::Payload) -> &'static str {
+        use pb::event::Payload as P;
+        match payload {
+            P::OrderPlaced(_) => "OrderPlaced",
+            P::InventoryReserved(_) => "InventoryReserved",
+            P::PaymentAuthorized(_) => "PaymentAuthorized",
+            P::OrderConfirmed(_) => "OrderConfirmed",
+            _ => unreachable!(),
+        }
+    }
+
+    /// The cancellation's compensations, decided on `log`: the commands, or how they failed.
+    async fn compensate(processor: &Processor, log: &OrderLog) -> Vec<Result<Command, Outcome>> {
+        let trigger = log.at(log.version()).unwrap().clone();
+        let order_id = Uuid::from_u128(42);
+        let event_id = Uuid::parse_str(&trigger.event_id).unwrap();
+        let mut answers = Vec::new();
+        for step in saga::steps(&trigger).unwrap() {
+            assert!(saga::owed(&step, &trigger, log), "{step:?}");
+            answers.push(
+                processor
+                    .decide(&step, order_id, event_id, &trigger, log)
+                    .await,
+            );
+        }
+        answers
+    }
+
+    /// A cancelled imported order: what its history reserved or authorized was the legacy
+    /// system's. No provider is asked to give it back (it never issued the reference, and would
+    /// answer 404 for ever), and nothing is recorded as given back: each compensation is
+    /// dead-lettered (`imported_hold`), saying what to do in the legacy system and which
+    /// command to record under which id.
+    #[tokio::test]
+    async fn a_cancelled_imported_orders_holds_are_dead_lettered_never_recorded_as_given_back() {
+        for (status, action, expected) in [
+            (
+                "InventoryReserved",
+                "",
+                vec![("reservation", "ReleaseInventory", "release-inventory")],
+            ),
+            (
+                "PaymentAuthorized",
+                "void",
+                vec![
+                    ("reservation", "ReleaseInventory", "release-inventory"),
+                    ("authorization", "RefundPayment", "refund"),
+                ],
+            ),
+            (
+                "Confirmed",
+                "refund",
+                vec![
+                    ("reservation", "ReleaseInventory", "release-inventory"),
+                    ("capture", "RefundPayment", "refund"),
+                ],
+            ),
+        ] {
+            let provider = Arc::new(Recording::default());
+            let processor = processor(&provider);
+            let log = cancelled_log(true, status, action);
+            let trigger = log.at(log.version()).unwrap().clone();
+            let event_id = Uuid::parse_str(&trigger.event_id).unwrap();
+            let answers = compensate(&processor, &log).await;
+            assert_eq!(answers.len(), expected.len(), "{status}: {answers:?}");
+            let order = Uuid::from_u128(42);
+            for (answer, (kind, command, cli)) in answers.into_iter().zip(expected) {
+                let Err(Outcome::DeadLetter { kind: dlq, reason }) = answer else {
+                    panic!("{status}: {answer:?}");
+                };
+                assert_eq!(dlq, "imported_hold", "{status}");
+                let amount = if cli == "refund" {
+                    " --amount 3000 --currency EUR"
+                } else {
+                    ""
+                };
+                for part in [
+                    format!("its {kind} "),
+                    "in the legacy system".to_owned(),
+                    format!(
+                        "record {command}: `order-cli {cli} {order}{amount} --command-id {}`",
+                        saga::command_id(event_id, command)
+                    ),
+                ] {
+                    assert!(reason.contains(&part), "{status}: {part} in {reason}");
+                }
+            }
+            // ... and no provider is asked to undo a hold it never made.
+            assert_eq!(provider.calls(), Vec::<String>::new(), "{status}");
+        }
+    }
+
+    /// Past the key lifetime, the dead letter says under which command id to record what the
+    /// provider holds: the command's, which is not the key of the refund that replaces a void.
+    #[tokio::test]
+    async fn a_key_lifetime_dead_letter_names_the_command_id_to_record_under() {
+        let provider = Arc::new(Recording::default());
+        let processor = processor(&provider).with_key_lifetime(Some(Duration::from_secs(3600)));
+        let mut events = cancelled_events(false, "PaymentAuthorized", "void");
+        let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(172_800);
+        for event in &mut events {
+            if let Some(pb::event::Payload::PaymentAuthorized(p)) = &mut event.payload {
+                p.payment_id = "PAY-CAPTURED".into();
+            }
+            event.recorded_at = Some(two_days_ago.into());
+        }
+        let log = OrderLog::new(events);
+        let trigger = log.at(log.version()).unwrap().clone();
+        let event_id = Uuid::parse_str(&trigger.event_id).unwrap();
+        let step = Step::RefundPayment {
+            amount: eur(3000),
+            action: PaymentAction::Void,
+        };
+        let outcome = processor
+            .decide(&step, Uuid::from_u128(42), event_id, &trigger, &log)
+            .await;
+        let Err(Outcome::DeadLetter { kind, reason }) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(kind, "key_lifetime");
+        let key = saga::command_id(event_id, "RefundPayment/captured");
+        let command = saga::command_id(event_id, "RefundPayment");
+        assert!(
+            reason.contains(&format!("Idempotency-Key {key}")),
+            "{reason}"
+        );
+        assert!(
+            reason.contains(&format!(
+                "record it with RefundPayment under command id {command}"
+            )),
+            "{reason}"
+        );
+        assert_eq!(provider.calls(), ["Void PAY-CAPTURED"]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_live_order_gives_back_its_holds_at_the_providers() {
+        let provider = Arc::new(Recording::default());
+        let processor = processor(&provider);
+        let log = cancelled_log(false, "PaymentAuthorized", "void");
+        assert_eq!(
+            compensate(&processor, &log).await,
+            vec![
+                Ok(Command::ReleaseInventory),
+                Ok(Command::RefundPayment { amount: eur(3000) }),
+            ]
+        );
+        assert_eq!(provider.calls(), ["release RSV-1", "Void PAY-1"]);
+    }
 
     #[test]
     fn reasons_are_bounded_and_clean() {

@@ -26,6 +26,14 @@
 //! obsolete and the message is acknowledged. A compensation is owed while the order is
 //! CancellationPending and its effect (InventoryReleased; PaymentVoided or PaymentRefunded) is
 //! not in the log after the CancellationRequested event.
+//!
+//! **Imported holds.** An order imported from a legacy system (order-import) may be cancelled
+//! live while its history holds a reservation or a payment the legacy system made (a synthetic
+//! `import-<order uuid>` reservation, the legacy payment id). No provider of this system holds
+//! them, so a compensation for such a hold ([`legacy_hold`]: the event that recorded it was
+//! imported) calls no provider and records nothing: the message is dead-lettered
+//! (`imported_hold`), its reason saying what to give back in the legacy system and which
+//! command to record then. The log never says that stock or money went back before it did.
 
 use order_proto::v1 as pb;
 use uuid::Uuid;
@@ -254,15 +262,25 @@ impl OrderLog {
     }
 
     pub fn reservation_id(&self) -> Option<&str> {
+        self.reservation().map(|(_, id)| id)
+    }
+
+    pub fn payment_id(&self) -> Option<&str> {
+        self.authorization().map(|(_, id)| id)
+    }
+
+    /// The latest InventoryReserved event and its reservation reference.
+    fn reservation(&self) -> Option<(&pb::Event, &str)> {
         self.events.iter().rev().find_map(|e| match &e.payload {
-            Some(pb::event::Payload::InventoryReserved(r)) => Some(r.reservation_id.as_str()),
+            Some(pb::event::Payload::InventoryReserved(r)) => Some((e, r.reservation_id.as_str())),
             _ => None,
         })
     }
 
-    pub fn payment_id(&self) -> Option<&str> {
+    /// The latest PaymentAuthorized event and its payment reference.
+    fn authorization(&self) -> Option<(&pb::Event, &str)> {
         self.events.iter().rev().find_map(|e| match &e.payload {
-            Some(pb::event::Payload::PaymentAuthorized(p)) => Some(p.payment_id.as_str()),
+            Some(pb::event::Payload::PaymentAuthorized(p)) => Some((e, p.payment_id.as_str())),
             _ => None,
         })
     }
@@ -273,6 +291,45 @@ impl OrderLog {
             .iter()
             .any(|e| e.stream_version > version && types.contains(&e.event_type.as_str()))
     }
+}
+
+/// Whether `event` was imported from a legacy system's history (order-import) rather than
+/// written by a command: it names the legacy record it tells (`imported_from`).
+pub fn imported(event: &pb::Event) -> bool {
+    !event.imported_from.is_empty()
+}
+
+/// A hold a compensation would give back that the legacy system made, not this worker: the
+/// event that recorded it (InventoryReserved, PaymentAuthorized) was imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyHold {
+    /// `reservation` (stock), `authorization` (money to void) or `capture` (money to refund).
+    pub kind: &'static str,
+    /// The legacy system's reference as the import recorded it (the reservation id, a
+    /// synthetic `import-<order uuid>`, or the legacy export's payment id).
+    pub reference: String,
+}
+
+/// The legacy hold `step` (a compensation) would undo, if its reference came with the order's
+/// imported history. No provider of this system ever issued that reference, so the worker
+/// must not ask one to undo it (it would answer 404, for ever), nor record it undone: the
+/// hold is given back in the legacy system, by a person.
+pub fn legacy_hold(step: &Step, log: &OrderLog) -> Option<LegacyHold> {
+    let (kind, (event, reference)) = match step {
+        Step::ReleaseInventory => ("reservation", log.reservation()?),
+        Step::RefundPayment { action, .. } => (
+            match action {
+                PaymentAction::Void => "authorization",
+                PaymentAction::Refund => "capture",
+            },
+            log.authorization()?,
+        ),
+        _ => return None,
+    };
+    imported(event).then(|| LegacyHold {
+        kind,
+        reference: reference.to_owned(),
+    })
 }
 
 /// Whether `step`, triggered by `trigger`, still has to happen given the order's `log` (see
@@ -425,6 +482,69 @@ mod tests {
         let mut bare = cancellation(true, "", None);
         bare.payload = None;
         assert!(steps(&bare).is_err());
+    }
+
+    #[test]
+    fn a_hold_is_the_legacy_systems_when_the_event_that_recorded_it_was_imported() {
+        let authorized = |command_id: &str| pb::Event {
+            stream_version: 3,
+            event_type: "PaymentAuthorized".into(),
+            command_id: command_id.into(),
+            payload: Some(pb::event::Payload::PaymentAuthorized(
+                pb::PaymentAuthorized {
+                    payment_id: "P-1".into(),
+                    amount: Some(money(3000)),
+                },
+            )),
+            ..Default::default()
+        };
+        let void = Step::RefundPayment {
+            amount: money(3000),
+            action: PaymentAction::Void,
+        };
+        let refund = Step::RefundPayment {
+            amount: money(3000),
+            action: PaymentAction::Refund,
+        };
+        // Imported: every event names its legacy record.
+        let mut events = vec![event(1, "OrderPlaced"), event(2, "InventoryReserved")];
+        events.push(authorized(""));
+        for event in &mut events {
+            event.imported_from = "legacy:A-1".into();
+        }
+        let imported = OrderLog::new(events.clone());
+        let hold = |kind: &'static str, reference: &str| {
+            Some(LegacyHold {
+                kind,
+                reference: reference.into(),
+            })
+        };
+        assert_eq!(
+            legacy_hold(&Step::ReleaseInventory, &imported),
+            hold("reservation", "r2")
+        );
+        assert_eq!(legacy_hold(&void, &imported), hold("authorization", "P-1"));
+        assert_eq!(legacy_hold(&refund, &imported), hold("capture", "P-1"));
+        assert_eq!(legacy_hold(&Step::Inventory, &imported), None);
+        // An imported reservation, then an authorization a command recorded: only the
+        // reservation is the legacy system's.
+        events[2] = authorized("7d0b5c3a-52f5-4b8a-9a55-b4f1e9a7c001");
+        assert!(events[2].imported_from.is_empty());
+        let mixed = OrderLog::new(events.clone());
+        assert_eq!(
+            legacy_hold(&Step::ReleaseInventory, &mixed),
+            hold("reservation", "r2")
+        );
+        assert_eq!(legacy_hold(&void, &mixed), None);
+        // Written by commands: nothing is the legacy system's. An event without a command id
+        // is not taken for an imported one.
+        for event in &mut events {
+            event.imported_from.clear();
+        }
+        events[1].command_id.clear();
+        let live = OrderLog::new(events);
+        assert_eq!(legacy_hold(&Step::ReleaseInventory, &live), None);
+        assert_eq!(legacy_hold(&void, &live), None);
     }
 
     #[test]

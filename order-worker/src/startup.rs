@@ -1,11 +1,13 @@
 //! `order-worker run`: the consumer, the visibility heartbeat, the batched deleter, readiness
 //! and the admin server, until SIGTERM.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_sqs::types::QueueAttributeName;
 use order_runtime::{AdminServer, Readiness};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -263,6 +265,8 @@ async fn watch_readiness(
             },
             Err(why) => Readiness::NotReady(why),
         };
+        // Each queue's attributes: the orders queue's redrive policy, the DLQ's ARN.
+        let mut read: Vec<HashMap<QueueAttributeName, String>> = Vec::new();
         for (queue_url, which) in queue_urls.iter().zip(["queue", "dead-letter queue"]) {
             if !state.is_ready() {
                 break;
@@ -270,10 +274,11 @@ async fn watch_readiness(
             let check = sqs
                 .get_queue_attributes()
                 .queue_url(queue_url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .attribute_names(QueueAttributeName::RedrivePolicy)
                 .send();
             match tokio::time::timeout(Duration::from_secs(3), check).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(output)) => read.push(output.attributes().cloned().unwrap_or_default()),
                 Ok(Err(e)) => {
                     state = Readiness::NotReady(format!(
                         "sqs: the {which} {queue_url}: {}",
@@ -286,6 +291,16 @@ async fn watch_readiness(
                     ));
                 }
             }
+        }
+        if let [queue, dlq] = read.as_slice()
+            && let Some(why) = dlq_mismatch(
+                queue
+                    .get(&QueueAttributeName::RedrivePolicy)
+                    .map(String::as_str),
+                dlq.get(&QueueAttributeName::QueueArn).map(String::as_str),
+            )
+        {
+            state = Readiness::NotReady(format!("sqs: ORDERS_DLQ_URL {}: {why}", queue_urls[1]));
         }
         if *shutdown.borrow() {
             return;
@@ -301,5 +316,79 @@ async fn watch_readiness(
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Why the DLQ the worker was given is not the one the orders queue's redrive policy
+/// (`policy`) moves messages to (`dlq_arn`: the DLQ's ARN), if it is not: the worker would
+/// dead-letter into one queue and SQS into another. A queue without a redrive policy has no
+/// DLQ of its own to compare (the worker dead-letters itself; docs/providers.md).
+fn dlq_mismatch(policy: Option<&str>, dlq_arn: Option<&str>) -> Option<String> {
+    let policy = policy.filter(|p| !p.trim().is_empty())?;
+    let target = serde_json::from_str::<serde_json::Value>(policy)
+        .ok()
+        .and_then(|p| p.get("deadLetterTargetArn")?.as_str().map(str::to_owned));
+    match (target, dlq_arn) {
+        (Some(target), Some(arn)) if target == arn => None,
+        (Some(target), Some(arn)) => Some(format!(
+            "its ARN {arn} is not the orders queue's dead-letter queue (its redrive policy \
+             names {target}): messages SQS dead-letters and those the worker does would go to \
+             two queues"
+        )),
+        (None, _) => Some(format!(
+            "the orders queue's redrive policy names no deadLetterTargetArn: {policy:?}"
+        )),
+        (Some(_), None) => Some("SQS did not report its ARN".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dlq_must_be_the_one_the_redrive_policy_names() {
+        let arn = "arn:aws:sqs:eu-west-1:000000000000:orders-dlq.fifo";
+        let policy = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#);
+        assert_eq!(dlq_mismatch(Some(&policy), Some(arn)), None);
+        let other = "arn:aws:sqs:eu-west-1:000000000000:other-dlq.fifo";
+        let why = dlq_mismatch(Some(&policy), Some(other)).unwrap();
+        assert!(why.contains(other) && why.contains(arn), "{why}");
+        assert!(dlq_mismatch(Some(r#"{"maxReceiveCount":5}"#), Some(arn)).is_some());
+        assert!(dlq_mismatch(Some(&policy), None).is_some());
+        // No redrive policy: nothing to compare.
+        assert_eq!(dlq_mismatch(None, Some(arn)), None);
+        assert_eq!(dlq_mismatch(Some(""), Some(arn)), None);
+    }
+
+    /// The SQS emulator reports both attributes the check compares, as AWS does.
+    #[tokio::test]
+    async fn the_emulator_reports_the_redrive_target_and_the_dlq_arn() {
+        let sqs = order_testkit::sqs::client();
+        let ours = order_testkit::sqs::fifo_queue_pair(5).await;
+        let other = order_testkit::sqs::fifo_queue_pair(5).await;
+        let attributes = async |url: &str| {
+            sqs.get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .attribute_names(QueueAttributeName::RedrivePolicy)
+                .send()
+                .await
+                .unwrap()
+                .attributes()
+                .cloned()
+                .unwrap_or_default()
+        };
+        let queue = attributes(&ours.queue_url).await;
+        let policy = queue
+            .get(&QueueAttributeName::RedrivePolicy)
+            .map(String::as_str);
+        assert!(policy.is_some(), "{queue:?}");
+        let dlq = attributes(&ours.dlq_url).await;
+        let arn = dlq.get(&QueueAttributeName::QueueArn).map(String::as_str);
+        assert_eq!(dlq_mismatch(policy, arn), None);
+        let wrong = attributes(&other.dlq_url).await;
+        let arn = wrong.get(&QueueAttributeName::QueueArn).map(String::as_str);
+        assert!(dlq_mismatch(policy, arn).is_some());
     }
 }

@@ -415,3 +415,123 @@ async fn a_release_that_fails_does_not_hold_up_the_refund() {
     assert_eq!(count(&effects.refunds, &order), 1, "{effects:?}");
     worker.stop().await;
 }
+
+/// A live cancellation of an order imported with a reservation (order-import's synthetic
+/// `import-<uuid>`, which no provider issued): the worker asks no provider to release it and
+/// records nothing; it dead-letters the message as `imported_hold`, its reason giving the
+/// `order-cli` command that records the release once it is done in the legacy system. Run
+/// (here through gRPC, as order-cli sends it), the cancellation completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_imported_reservation_is_dead_lettered_for_a_person_never_sent_to_a_provider() {
+    let stack = start(2).await;
+    let stub = stub().await;
+    let worker = stack.http_worker(&stub, &[]).await;
+    let store =
+        order_store::EventStore::new(order_store::StoreConfig::new(stack.db.url())).unwrap();
+    store.import_begin("legacy-e2e", "legacy").await.unwrap();
+    let order = Uuid::new_v4();
+    let reservation = format!("import-{order}");
+    let event = |event_type: &'static str, version: u16, payload: String, at: u64| {
+        order_store::ImportedEvent {
+            event_id: Uuid::new_v4(),
+            event_type: event_type.into(),
+            schema_version: version,
+            payload_json: payload,
+            recorded_at: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(at),
+        }
+    };
+    let placed = include_str!("../../../order-domain/tests/fixtures/events/OrderPlaced.v3.json");
+    let outcome = store
+        .import_batch(
+            "legacy-e2e",
+            &[order_store::ImportedStream {
+                stream_id: order,
+                category: "order".into(),
+                imported_from: "legacy:A-1001".into(),
+                correlation_id: None,
+                events: vec![
+                    event("OrderPlaced", 3, placed.to_owned(), 1_700_000_000),
+                    event(
+                        "InventoryReserved",
+                        1,
+                        format!(r#"{{"reservation_id":"{reservation}"}}"#),
+                        1_700_000_060,
+                    ),
+                ],
+            }],
+            order_store::ImportProgress::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.streams_appended, 1, "{outcome:?}");
+    let order = order.to_string();
+    stack
+        .commands()
+        .cancel_order(pb::CancelOrderRequest {
+            command_id: id(),
+            order_id: order.clone(),
+            expected_version: Some(2),
+            reason: "customer asked".into(),
+        })
+        .await
+        .unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut dead = Vec::new();
+    while dead.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing reached the DLQ within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        dead = stack.drain_dlq().await;
+    }
+    assert_eq!(dead.len(), 1);
+    let attribute = |name: &str| {
+        dead[0]
+            .message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(attribute("dlq_kind"), "imported_hold");
+    let reason = attribute("dlq_reason");
+    assert!(reason.contains(&reservation), "{reason}");
+    let command_id = reason
+        .split(&format!(
+            "order-cli release-inventory {order} --command-id "
+        ))
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no order-cli command in {reason}"))
+        .to_owned();
+    assert_eq!(
+        stack.log(&order).await.status(),
+        Some(pb::OrderStatus::CancellationPending),
+        "nothing recorded as released"
+    );
+    assert_eq!(count(&stub.effects().releases, &reservation), 0);
+
+    // Released in the legacy system: the command of the reason records it.
+    stack
+        .commands()
+        .release_inventory(pb::ReleaseInventoryRequest {
+            command_id,
+            order_id: order.clone(),
+            expected_version: None,
+        })
+        .await
+        .unwrap();
+    stack
+        .wait_status(&order, pb::OrderStatus::Cancelled, Duration::from_secs(30))
+        .await;
+    stack.wait_queue_empty(Duration::from_secs(30)).await;
+    assert!(stack.drain_dlq().await.is_empty());
+    let effects = stub.effects();
+    assert!(
+        effects.releases.is_empty() && effects.reservations.is_empty(),
+        "{effects:?}"
+    );
+    worker.stop().await;
+}

@@ -357,3 +357,62 @@ async fn an_order_larger_than_a_message_is_read_in_parts() {
         "placed, reserved, authorized, confirmed and 10 refunds: {versions:?}"
     );
 }
+
+/// An event imported from a legacy system says so (`imported_from`, and no command id): the
+/// worker must not ask this system's providers to undo what the legacy system reserved or
+/// authorized. A command's event says nothing of the kind.
+#[tokio::test]
+async fn imported_events_say_where_they_came_from() {
+    let app = spawn_app().await;
+    let store = order_store::EventStore::new(order_store::StoreConfig::new(app.db.url())).unwrap();
+    store.import_begin("legacy-2019", "legacy").await.unwrap();
+    let imported = uuid::Uuid::new_v4();
+    let placed = include_str!("../../../order-domain/tests/fixtures/events/OrderPlaced.v3.json");
+    let outcome = store
+        .import_batch(
+            "legacy-2019",
+            &[order_store::ImportedStream {
+                stream_id: imported,
+                category: "order".into(),
+                imported_from: "legacy:A-1001".into(),
+                correlation_id: None,
+                events: vec![order_store::ImportedEvent {
+                    event_id: uuid::Uuid::new_v4(),
+                    event_type: "OrderPlaced".into(),
+                    schema_version: 3,
+                    payload_json: placed.to_owned(),
+                    recorded_at: std::time::SystemTime::UNIX_EPOCH
+                        + Duration::from_secs(1_546_300_800),
+                }],
+            }],
+            order_store::ImportProgress::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.streams_appended, 1, "{outcome:?}");
+    let native = id();
+    app.commands().place_order(place(&native)).await.unwrap();
+    let events = |order: String| {
+        let mut queries = app.queries();
+        async move {
+            queries
+                .get_order_events(pb::GetOrderEventsRequest {
+                    order_id: order,
+                    after_version: 0,
+                    min_position: None,
+                    max_events: None,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .events
+        }
+    };
+    let old = events(imported.to_string()).await;
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].imported_from, "legacy:A-1001");
+    assert_eq!(old[0].command_id, "");
+    let new = events(native).await;
+    assert_eq!(new[0].imported_from, "");
+    assert_ne!(new[0].command_id, "");
+}

@@ -149,6 +149,7 @@ impl Guard {
                 }
             };
             let started = Instant::now();
+            let started_on_clock = self.clock.now();
             let before = self.breaker.state();
             let mut retry_after = None;
             match tokio::time::timeout(self.settings.timeout, call()).await {
@@ -193,7 +194,9 @@ impl Guard {
                 && circuit_waited < self.settings.circuit_wait
             {
                 // The circuit is open (this failure may have opened it, or a trial call
-                // failed): wait for it like any other call, without using up an attempt.
+                // failed): wait for it like any other call, without using up an attempt. The
+                // call's time counts as waiting, so the circuit wait bounds the trial calls too.
+                circuit_waited += self.clock.now().saturating_sub(started_on_clock);
                 continue;
             }
             attempt += 1;
@@ -288,6 +291,46 @@ mod tests {
             "{sleeps:?}"
         );
         assert_eq!(guard.circuit(), CircuitState::Closed);
+    }
+
+    /// The circuit wait bounds the whole call: trial calls that fail count as waiting, so a
+    /// slow failing provider cannot keep a message in flight for many circuit waits
+    /// (config.rs `longest_handling`: at most the wait plus (attempts + 1) call times).
+    #[tokio::test]
+    async fn failed_trial_calls_count_towards_the_circuit_wait() {
+        let clock = Arc::new(ManualClock::new());
+        let guard = Guard::new(
+            "payment",
+            GuardSettings {
+                attempts: 1,
+                backoff: Backoff::new(Duration::ZERO, Duration::ZERO),
+                timeout: Duration::from_secs(5),
+                breaker: BreakerSettings {
+                    failure_threshold: 1,
+                    cooldown: Duration::from_millis(100),
+                    half_open_calls: 1,
+                },
+                circuit_wait: Duration::from_secs(2),
+            },
+            clock.clone(),
+            Arc::new(Random::seeded(42)),
+        );
+        let calls = Mutex::new(0u32);
+        let result = guard
+            .call("authorize", || {
+                *calls.lock().unwrap() += 1;
+                // Each call fails after half a second.
+                clock.advance(Duration::from_millis(500));
+                std::future::ready(transient())
+            })
+            .await;
+        assert!(
+            matches!(result, Err(CallError::Unavailable { .. })),
+            "{result:?}"
+        );
+        let calls = *calls.lock().unwrap();
+        assert!(calls <= 4, "{calls} calls in {:?}", clock.now());
+        assert!(clock.now() <= Duration::from_secs(3), "{:?}", clock.now());
     }
 
     #[tokio::test]

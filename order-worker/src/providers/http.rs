@@ -349,7 +349,16 @@ impl ProviderClient {
         self.name
     }
 
+    /// The base URL and `segments` (escaped). A segment that is empty or only dots (a
+    /// reference no provider answer gave: `..` would be "one level up") is refused: the
+    /// request could never reach what it names.
     fn url(&self, segments: &[&str]) -> Result<Url, ProviderError> {
+        if let Some(bad) = segments.iter().find(|s| s.chars().all(|c| c == '.')) {
+            return Err(ProviderError::Rejected(format!(
+                "{}: {bad:?} cannot be a reference in a URL path (empty or only dots)",
+                self.name
+            )));
+        }
         let mut url = self.base.clone();
         {
             let mut path = url.path_segments_mut().map_err(|()| {
@@ -581,8 +590,9 @@ fn money(amount: &order_proto::v1::Money) -> Value {
 }
 
 /// A provider's reference as its contract defines it (`Reference`: 1-128 characters of
-/// `A-Z a-z 0-9 . _ : -`); anything else is an answer off the contract (transient, ERROR line):
-/// the order ledger could not record it.
+/// `A-Z a-z 0-9 . _ : -`, not only dots); anything else is an answer off the contract
+/// (transient, ERROR line): the order ledger could not record it, or (`.`, `..`) a URL path
+/// holding it would lead elsewhere.
 fn reference(
     provider: &'static str,
     operation: &'static str,
@@ -591,14 +601,15 @@ fn reference(
 ) -> Result<String, ProviderError> {
     let count = value.chars().count();
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
-    if count == 0 || count > 128 || !value.chars().all(allowed) {
+    let dots = value.chars().all(|c| c == '.');
+    if count == 0 || count > 128 || !value.chars().all(allowed) || dots {
         Err(unparseable(
             provider,
             operation,
             200,
             &format!(
                 "{field} {:?} is not a reference (1-128 characters of A-Z, a-z, 0-9, '.', '_', \
-                 ':', '-')",
+                 ':', '-', not only dots)",
                 value.chars().take(140).collect::<String>()
             ),
         ))
@@ -1295,6 +1306,51 @@ mod tests {
         let shown = format!("{endpoint:?}");
         assert!(!shown.contains("very-secret"), "{shown}");
         assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    }
+
+    #[test]
+    fn a_reference_of_dots_only_is_off_the_contract() {
+        // A URL path takes `.` and `..` as "here" and "up": the call would go elsewhere.
+        for value in [".", "..", "...", "...."] {
+            let answer = reference("payment", "authorize", "payment_id", value.to_owned());
+            assert!(
+                matches!(answer, Err(ProviderError::Transient { .. })),
+                "{value:?}: {answer:?}"
+            );
+        }
+        for value in ["a.", ".a", "a..b", "..:", "-", "PAY-1.2"] {
+            assert_eq!(
+                reference("payment", "authorize", "payment_id", value.to_owned()),
+                Ok(value.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_segment_of_dots_only_or_empty_is_never_sent() {
+        let client = ProviderClient::new(
+            "payment",
+            "X",
+            &ProviderEndpoint::new("http://127.0.0.1:1/payments"),
+            &HttpSettings::default(),
+        )
+        .unwrap();
+        // A reference from the log that no provider answer gave (recorded through the API):
+        // the request could never reach the payment it names.
+        for id in [".", "..", "...", ""] {
+            let url = client.url(&["v1", "payments", id, "capture"]);
+            assert!(
+                matches!(url, Err(ProviderError::Rejected(_))),
+                "{id:?}: {url:?}"
+            );
+        }
+        assert_eq!(
+            client
+                .url(&["v1", "payments", "..a", "capture"])
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:1/payments/v1/payments/..a/capture"
+        );
     }
 
     #[test]
