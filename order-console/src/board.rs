@@ -32,6 +32,9 @@ struct Flow {
     cursor: Option<FlowCursor>,
     minutes: BTreeMap<i64, FlowMinute>,
     last_read: Option<Instant>,
+    /// The last read stopped at its page limit with more of the log to read: the recent
+    /// minutes are not all counted yet.
+    behind: bool,
 }
 
 /// A value computed on demand and kept for a short while.
@@ -389,6 +392,7 @@ impl Board {
             }
             // Pages until caught up (a burst is counted whole at once), at most
             // FLOW_PAGES_PER_REFRESH of them: the rest at the next refresh.
+            flow.behind = false;
             for _ in 0..FLOW_PAGES_PER_REFRESH {
                 let Some(cursor) = flow.cursor.clone() else {
                     break;
@@ -410,6 +414,7 @@ impl Board {
                     }
                 }
                 flow.cursor = Some(next);
+                flow.behind = full;
                 if !full {
                     break;
                 }
@@ -420,6 +425,13 @@ impl Board {
         Ok((first_minute..=now_minute)
             .map(|m| (m, flow.minutes.get(&m).copied().unwrap_or_default()))
             .collect())
+    }
+
+    /// Whether the flow's last read left part of the log unread (a burst larger than one
+    /// refresh reads, or a start far back: after a long import the window's start is found
+    /// only approximately, never later than it): the recent minutes are not all counted yet.
+    pub async fn flow_catching_up(&self) -> bool {
+        self.flow.lock().await.behind
     }
 
     /// The per-minute datapoints of every alarm signal.

@@ -51,10 +51,10 @@ pub const STUCK_CANDIDATES: i64 = 1000;
 pub const IN_FLIGHT_COUNT_CAP: i64 = 10_000;
 
 /// Positions one look of [`Db::cursor_since`] reads at most.
-pub const CURSOR_PROBE: i64 = 1000;
+pub const CURSOR_WINDOW: i64 = 1000;
 
-/// Looks [`Db::cursor_since`] takes at most (each at most [`CURSOR_PROBE`] rows).
-pub const CURSOR_PROBES: usize = 100;
+/// Looks [`Db::cursor_since`] takes at most (each at most [`CURSOR_WINDOW`] rows).
+pub const CURSOR_MAX_LOOKS: usize = 100;
 
 /// The order states, in the order the state machine visits them (the domain's own list).
 pub const STATES: [order_domain::Status; 10] = order_domain::Status::ALL;
@@ -306,8 +306,8 @@ impl Db {
     /// position (an import of old history after today's orders), so they say nothing and are
     /// passed over: each step looks for a native event (`imported_from` NULL) near the middle,
     /// then further out both ways, then from the upper bound down, every look a bounded range
-    /// of the primary key ([`CURSOR_PROBE`] positions). The window starts at the first native
-    /// event in it; after [`CURSOR_PROBES`] looks (a long stretch of imported events between
+    /// of the primary key ([`CURSOR_WINDOW`] positions). The window starts at the first native
+    /// event in it; after [`CURSOR_MAX_LOOKS`] looks (a long stretch of imported events between
     /// the bounds) it starts at the lower bound, before which every native event is older than
     /// the window, and the flow reads the rest page by page.
     pub async fn cursor_since(&self, since_seconds: f64) -> Result<FlowCursor, Error> {
@@ -344,14 +344,14 @@ impl Db {
             // or after `high` are in it.
             'search: while low < high {
                 let middle = low + (high - low) / 2;
-                // Windows of CURSOR_PROBE positions after and before the middle, at distances
+                // Windows of CURSOR_WINDOW positions after and before the middle, at distances
                 // 0, 1, 2, 4, ... windows from it, within [low, high).
                 let mut distance = 0i64;
                 let found = 'window: loop {
                     let after = (middle.saturating_add(distance), high);
-                    let after = (after.0, after.0.saturating_add(CURSOR_PROBE).min(after.1));
+                    let after = (after.0, after.0.saturating_add(CURSOR_WINDOW).min(after.1));
                     let before_end = middle.saturating_sub(distance);
-                    let before = (before_end.saturating_sub(CURSOR_PROBE).max(low), before_end);
+                    let before = (before_end.saturating_sub(CURSOR_WINDOW).max(low), before_end);
                     if after.0 >= after.1 && before.0 >= before.1 {
                         break None;
                     }
@@ -359,7 +359,7 @@ impl Db {
                         if from >= to {
                             continue;
                         }
-                        if probes >= CURSOR_PROBES {
+                        if probes >= CURSOR_MAX_LOOKS {
                             break 'search;
                         }
                         probes += 1;
@@ -370,7 +370,7 @@ impl Db {
                             break 'window Some((row.try_get::<_, i64>(0)?, row.try_get::<_, bool>(1)?));
                         }
                     }
-                    distance = if distance == 0 { CURSOR_PROBE } else { distance.saturating_mul(2) };
+                    distance = if distance == 0 { CURSOR_WINDOW } else { distance.saturating_mul(2) };
                 };
                 match found {
                     Some((position, true)) => low = position + 1,
@@ -383,11 +383,11 @@ impl Db {
                             if to <= low {
                                 break None;
                             }
-                            if probes >= CURSOR_PROBES {
+                            if probes >= CURSOR_MAX_LOOKS {
                                 break 'search;
                             }
                             probes += 1;
-                            let from = to.saturating_sub(CURSOR_PROBE).max(low);
+                            let from = to.saturating_sub(CURSOR_WINDOW).max(low);
                             if let Some(row) = client
                                 .query_opt(&last_native, &[&from, &to, &since_seconds])
                                 .await?

@@ -436,10 +436,11 @@ pub struct RunArgs {
     #[arg(long, env = "ORDER_WORKER_BATCH", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=10))]
     pub batch: u32,
-    /// Visibility timeout in seconds, set at receive and renewed every third of it while a
-    /// message is worked on.
+    /// Visibility timeout in seconds (2-3600), set at receive and renewed every third of it
+    /// while a message is worked on. At most an hour, so that no renewal of a message that may
+    /// still be worked on (at most 11 hours, below) asks SQS for more than its 12 hours.
     #[arg(long, env = "ORDER_WORKER_VISIBILITY_SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(2..=43_200))]
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub visibility_seconds: u64,
     /// First retry delay of a failed message, in ms; doubles per receive, with jitter.
     #[arg(long, env = "ORDER_WORKER_RETRY_BASE_MS", default_value_t = 2_000,
@@ -614,18 +615,22 @@ impl RunArgs {
                 self.provider_backoff_base_ms, self.provider_backoff_max_ms
             ));
         }
-        let longest = self.longest_handling();
+        // The messages of one order from one receive are worked on one after another, all
+        // received at once: the last of a batch waits for the others.
+        let longest = self.longest_handling().saturating_mul(self.batch.max(1));
         if longest > LONGEST_HANDLING {
             return Err(format!(
-                "one message could be worked on for {:.1} hours, past the {} hours its \
-                 visibility can be extended (SQS: 12 hours from its receipt, less a margin), \
-                 then another worker would take it while this one still works on it: {} \
+                "the last of ORDER_WORKER_BATCH ({}) messages of one order could be worked on \
+                 for {:.1} hours after their receipt, past the {} hours its visibility can be \
+                 extended (SQS: 12 hours from its receipt, less a margin), then another worker \
+                 would take it while this one still works on it: each message up to {} \
                  provider calls in a row, each up to ORDER_WORKER_CIRCUIT_WAIT_SECONDS ({}) \
                  plus ORDER_WORKER_PROVIDER_ATTEMPTS ({}) + 1 times \
                  ORDER_WORKER_PROVIDER_TIMEOUT_MS ({}) plus as many waits of \
                  ORDER_WORKER_PROVIDER_BACKOFF_MAX_MS ({}) less one, with \
-                 ORDER_WORKER_DELIVERY_WAIT_SECONDS ({}) and ORDER_GRPC_TIMEOUT_MS ({}); \
-                 lower some of them",
+                 {} times ORDER_WORKER_DELIVERY_WAIT_SECONDS ({}) and {} calls of \
+                 ORDER_GRPC_TIMEOUT_MS ({}); lower some of them",
+                self.batch.max(1),
                 longest.as_secs_f64() / 3600.0,
                 LONGEST_HANDLING.as_secs() / 3600,
                 PROVIDER_CALLS_PER_MESSAGE,
@@ -633,7 +638,9 @@ impl RunArgs {
                 self.provider_attempts,
                 self.provider_timeout_ms,
                 self.provider_backoff_max_ms,
+                crate::process::REDECIDE_ATTEMPTS,
                 self.delivery_wait_seconds,
+                GRPC_CALLS_PER_MESSAGE,
                 self.grpc_timeout_ms,
             ));
         }
@@ -946,17 +953,19 @@ mod tests {
         ] {
             assert!(error.contains(named), "{named}: {error}");
         }
-        // The worst case is what the calls can add up to: the defaults, and the end-to-end
-        // tests' settings, are far from it; the edge is exact.
+        // The worst case is what the calls can add up to, for each of a batch's messages of
+        // one order in turn: the defaults, and the end-to-end tests' settings, are far from it.
         let defaults = parse(&[]).unwrap();
-        assert!(defaults.longest_handling() < Duration::from_secs(3600));
-        let edge = |circuit_wait: u64| {
+        assert!(defaults.longest_handling() * defaults.batch < LONGEST_HANDLING);
+        let edge = |circuit_wait: u64, batch: u32| {
             let args = Cli::try_parse_from([
                 "order-worker",
                 "--orders-queue-url",
                 QUEUE,
                 "--orders-dlq-url",
                 DLQ,
+                "--batch",
+                &batch.to_string(),
                 "--circuit-wait-seconds",
                 &circuit_wait.to_string(),
                 "--provider-attempts",
@@ -970,12 +979,26 @@ mod tests {
             .args;
             (args.longest_handling(), args.validate())
         };
-        let (longest, fits) = edge(0);
+        // One message takes 9.6 hours at worst with these settings, 10.6 with a circuit wait
+        // of 400 s, 12.1 with one of 1000 s.
+        let (longest, fits) = edge(0, 1);
         assert!(fits.is_ok(), "{longest:?}: {fits:?}");
-        let (longest, refused) = edge(3600);
+        let (longest, fits) = edge(400, 1);
+        assert!(
+            fits.is_ok() && longest <= LONGEST_HANDLING,
+            "{longest:?}: {fits:?}"
+        );
+        let (longest, refused) = edge(1000, 1);
         assert!(
             refused.is_err() && longest > LONGEST_HANDLING,
             "{longest:?}"
+        );
+        // Two messages of one order in one receive: the second waits for the first.
+        let (longest, refused) = edge(0, 2);
+        let error = refused.expect_err("two messages of 9.6 hours in a row");
+        assert!(
+            error.contains("ORDER_WORKER_BATCH (2)") && longest * 2 > LONGEST_HANDLING,
+            "{error}"
         );
     }
 

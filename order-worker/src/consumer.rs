@@ -559,9 +559,11 @@ impl Consumer {
             let Some(received) = early else {
                 // Shutting down with a receive under way: SQS may have picked messages for
                 // it already, each using up a receive; dropped, they would stay invisible for
-                // the visibility timeout. It ends within the long-poll wait (at most 20 s,
-                // inside the grace period); what it returns is in flight, unworked, and the
-                // shutdown releases it with the rest (`abandon_in_flight`).
+                // the visibility timeout. It normally ends within the long-poll wait (at most
+                // 20 s, inside the default grace period of 30 s); what it returns is in flight,
+                // unworked, and the shutdown releases it with the rest (`abandon_in_flight`).
+                // A grace period shorter than the wait aborts the consumer mid-receive, and
+                // such messages come back after their visibility timeout, as before.
                 if let Ok(messages) = receive.await
                     && !messages.is_empty()
                 {

@@ -489,6 +489,11 @@ impl Processor {
                 .ok_or_else(|| Outcome::dead("log", "the order's log has no OrderPlaced event"))
         };
         let guards = &self.guards;
+        if let Some(hold) = saga::legacy_hold(step, log) {
+            // Reserved or paid in the legacy system (imported history): no provider here
+            // knows it, and the log must not say it went back before it did.
+            return Err(legacy_hold_dead_letter(order_id, event_id, step, &hold));
+        }
         Ok(match step {
             Step::Inventory => {
                 let request = reserve_request(order_id, event_id, log)?;
@@ -598,13 +603,6 @@ impl Processor {
                 };
                 self.await_delivery(&request).await?;
                 Command::DeliverOrder
-            }
-            Step::ReleaseInventory | Step::RefundPayment { .. }
-                if saga::legacy_hold(step, log).is_some() =>
-            {
-                // Reserved or paid in the legacy system (imported history): no provider here
-                // knows it, and the log must not say it went back before it did.
-                return Err(legacy_hold_dead_letter(order_id, event_id, step, log));
             }
             Step::ReleaseInventory => {
                 let request = ReleaseRequest {
@@ -869,10 +867,12 @@ impl Processor {
 
 /// The dead letter of a compensation whose hold came with the order's imported history
 /// ([`saga::legacy_hold`]): what to give back in the legacy system, and what to record then.
-fn legacy_hold_dead_letter(order_id: Uuid, event_id: Uuid, step: &Step, log: &OrderLog) -> Outcome {
-    let Some(hold) = saga::legacy_hold(step, log) else {
-        return Outcome::dead("imported_hold", "no legacy hold");
-    };
+fn legacy_hold_dead_letter(
+    order_id: Uuid,
+    event_id: Uuid,
+    step: &Step,
+    hold: &saga::LegacyHold,
+) -> Outcome {
     let (what, command, flags) = match step {
         Step::RefundPayment { amount, action } => (
             match action {
@@ -896,8 +896,9 @@ fn legacy_hold_dead_letter(order_id: Uuid, event_id: Uuid, step: &Step, log: &Or
         format!(
             "order {order_id} was cancelled, and its {} {} came with its imported history: no \
              provider of this system issued it, so none is asked to give it back; {what} in \
-             the legacy system, then record {command}: `order-cli {flags} --command-id {}` (the \
-             cancellation then goes on), and delete this dead letter",
+             the legacy system, then record {command}: `order-cli {flags} --command-id {}`, and \
+             redrive this dead letter (the cancellation goes on: what it still owes is done, or \
+             dead-lettered the same way)",
             hold.kind,
             hold.reference,
             saga::command_id(event_id, command)

@@ -130,15 +130,15 @@ const PAGES: [&str; 7] = [
 ];
 
 /// One of the console's own pages to return to after sign-in (a page of the navigation or an
-/// order's page, with any query); anything else, same-site paths included, becomes
-/// `/services`.
+/// order's page, its id a UUID, with any query); anything else, same-site paths included,
+/// becomes `/services`.
 pub fn safe_next(next: Option<&str>) -> String {
     let own_page = |path: &str| {
         let page = path.split_once('?').map_or(path, |(page, _)| page);
         PAGES.contains(&page)
             || page
                 .strip_prefix("/orders/")
-                .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+                .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())
     };
     match next {
         Some(path)
@@ -174,7 +174,8 @@ mod tests {
         assert_eq!(session_cookie(&format!("{COOKIE}=<script>")), None);
         auth.end_session(&id);
         assert_eq!(auth.session(&id), None);
-        assert_eq!(safe_next(Some("/orders/x?y=1")), "/orders/x?y=1");
+        let order = "/orders/0196a3c4-7f5e-7c1a-9c2b-2f0d4f1e8a10?y=1";
+        assert_eq!(safe_next(Some(order)), order);
         assert_eq!(safe_next(Some("/orders?q=1")), "/orders?q=1");
         assert_eq!(safe_next(Some("/")), "/");
         for bad in [
@@ -188,6 +189,10 @@ mod tests {
             "/fragments/flow",
             "/orders/",
             "/orders/a/b",
+            "/orders/x",
+            // Browsers read `\` as `/` in an http URL: this would land on /logout.
+            "/orders/..\\logout",
+            "/orders/..\\api\\charts\\flow",
             "/flowers",
             "/services/../logout",
         ] {

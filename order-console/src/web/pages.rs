@@ -151,13 +151,14 @@ fn grouped(value: u64) -> String {
     out
 }
 
-/// Orders in a state as counted (up to [`db::IN_FLIGHT_COUNT_CAP`] for those in flight):
-/// `10,000+` beyond the cap.
-fn state_count(count: i64) -> String {
-    if count > db::IN_FLIGHT_COUNT_CAP {
+/// Orders in `state` as counted: those in flight up to [`db::IN_FLIGHT_COUNT_CAP`], shown
+/// as `10,000+` beyond it; the terminal states (Completed, Cancelled) in full.
+fn state_count(state: &str, count: i64) -> String {
+    let terminal = order_domain::Status::parse(state).is_some_and(|s| s.is_terminal());
+    if !terminal && count > db::IN_FLIGHT_COUNT_CAP {
         format!("{}+", grouped(db::IN_FLIGHT_COUNT_CAP.unsigned_abs()))
     } else {
-        count.to_string()
+        grouped(count.unsigned_abs())
     }
 }
 
@@ -690,7 +691,7 @@ fn state_machine(
                 g.node data-state=(state) data-count=(count) data-health=(health.as_str()) {
                     rect class={"node " (health.as_str())} x=(format!("{:.1}", cx - NODE_W / 2.0)) y=(format!("{:.1}", cy - NODE_H / 2.0)) width=(NODE_W) height=(NODE_H) rx="8" {}
                     text.name x=(format!("{cx:.1}")) y=(format!("{:.1}", cy - 6.0)) text-anchor="middle" { (state) }
-                    text.count x=(format!("{cx:.1}")) y=(format!("{:.1}", cy + 16.0)) text-anchor="middle" { (state_count(count)) }
+                    text.count x=(format!("{cx:.1}")) y=(format!("{:.1}", cy + 16.0)) text-anchor="middle" { (state_count(state, count)) }
                 }
             }
         }
@@ -699,9 +700,13 @@ fn state_machine(
 
 async fn flow_fragment(board: &Board) -> Markup {
     let flow = board.flow().await;
+    let catching_up = board.flow_catching_up().await;
     let states = board.states().await;
     html! {
         (summary(board))
+        @if catching_up {
+            p.note data-flow="catching-up" role="status" { "Catching up with the log: the orders per minute of the last few minutes are not all counted yet (more of the log than one refresh reads is still to come)." }
+        }
         h2 { "Where orders are now" }
         @match &states {
             Ok((counts, stuck)) => {
@@ -715,7 +720,7 @@ async fn flow_fragment(board: &Board) -> Markup {
                             @for state in STATES.into_iter().filter(|s| !s.is_terminal()).map(|s| s.as_str()) {
                                 tr data-state=(state) {
                                     td { (state) }
-                                    td.num { (state_count(counts.get(state).copied().unwrap_or(0))) }
+                                    td.num { (state_count(state, counts.get(state).copied().unwrap_or(0))) }
                                     td {
                                         @let list = stuck.get(state).cloned().unwrap_or_default();
                                         @if list.is_empty() { "-" }
@@ -1408,8 +1413,11 @@ mod tests {
         assert_eq!(grouped(10_000), "10,000");
         assert_eq!(grouped(1_234_567), "1,234,567");
         assert_eq!(grouped(999), "999");
-        assert_eq!(state_count(10_001), "10,000+");
-        assert_eq!(state_count(10_000), "10000");
+        assert_eq!(state_count("Placed", 10_001), "10,000+");
+        assert_eq!(state_count("Placed", 10_000), "10,000");
+        // Completed and Cancelled are counted in full, never capped.
+        assert_eq!(state_count("Completed", 250_000), "250,000");
+        assert_eq!(state_count("Cancelled", 10_001), "10,001");
     }
 
     #[test]

@@ -106,3 +106,39 @@ async fn orders_in_flight_are_counted_up_to_a_bound() {
     let shipped_row = &shipped_row[..shipped_row.find("</tr>").unwrap()];
     assert!(shipped_row.contains(">7<"), "{shipped_row}");
 }
+
+/// A long import between the old native events and today's (an import of old history run
+/// after today's orders): the search for the window's start runs out of looks and starts
+/// early, and the page says it is catching up until it has read up to the head, then counts
+/// every recent order.
+#[tokio::test]
+async fn after_a_long_import_the_flow_says_it_is_catching_up_until_it_has() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    for _ in 0..3 {
+        placed(&client, "1 hour").await;
+    }
+    import(&client, 150_000).await;
+    for _ in 0..5 {
+        placed(&client, "1 minute").await;
+    }
+    let console = start(&db, &[]).await;
+    let first = eventually(console.addr, "/fragments/flow", 20, |b| {
+        b.contains("data-total-placed")
+    })
+    .await;
+    assert!(
+        first.contains("data-flow=\"catching-up\""),
+        "the first refresh reads 100,000 of the 150,000 events after the start: {}",
+        &first[first.find("data-total-placed").unwrap()..][..80]
+    );
+    let caught_up = eventually(console.addr, "/fragments/flow", 30, |b| {
+        !b.contains("data-flow=\"catching-up\"") && b.contains("data-total-placed")
+    })
+    .await;
+    assert!(
+        caught_up.contains("data-total-placed>5<"),
+        "{}",
+        &caught_up[caught_up.find("data-total-placed").unwrap()..][..80]
+    );
+}

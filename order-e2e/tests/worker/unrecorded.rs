@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use order_proto::v1 as pb;
 use order_provider_stub::{Effects, FaultPlan, Stub, StubOptions};
+use order_testkit::sqs;
 use order_worker::providers::http::{HttpProviders, HttpSettings, ProviderEndpoint};
 use order_worker::providers::{
     AuthorizeRequest, InventoryProvider, Line, PaymentProvider, ReserveRequest,
@@ -416,13 +417,16 @@ async fn a_release_that_fails_does_not_hold_up_the_refund() {
     worker.stop().await;
 }
 
-/// A live cancellation of an order imported with a reservation (order-import's synthetic
-/// `import-<uuid>`, which no provider issued): the worker asks no provider to release it and
-/// records nothing; it dead-letters the message as `imported_hold`, its reason giving the
-/// `order-cli` command that records the release once it is done in the legacy system. Run
-/// (here through gRPC, as order-cli sends it), the cancellation completes.
+/// A live cancellation of an order imported with a reservation and an authorization (the
+/// synthetic `import-<uuid>` and the legacy payment id, which no provider issued): the worker
+/// asks no provider to give them back and records nothing; it dead-letters the message as
+/// `imported_hold`, its reason giving the `order-cli` command that records the release once it
+/// is done in the legacy system, then a redrive. Followed (here through gRPC, as order-cli
+/// sends it), the redriven message dead-letters the authorization the same way, and once that
+/// is recorded too the cancellation completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_imported_reservation_is_dead_lettered_for_a_person_never_sent_to_a_provider() {
+async fn a_cancelled_imported_orders_holds_are_dead_lettered_for_a_person_never_sent_to_a_provider()
+{
     let stack = start(2).await;
     let stub = stub().await;
     let worker = stack.http_worker(&stub, &[]).await;
@@ -457,6 +461,13 @@ async fn a_cancelled_imported_reservation_is_dead_lettered_for_a_person_never_se
                         format!(r#"{{"reservation_id":"{reservation}"}}"#),
                         1_700_000_060,
                     ),
+                    event(
+                        "PaymentAuthorized",
+                        2,
+                        r#"{"payment_id":"LEGACY-PAY-881","amount":{"currency":"EUR","amount_minor":3000}}"#
+                            .to_owned(),
+                        1_700_000_120,
+                    ),
                 ],
             }],
             order_store::ImportProgress::default(),
@@ -470,56 +481,96 @@ async fn a_cancelled_imported_reservation_is_dead_lettered_for_a_person_never_se
         .cancel_order(pb::CancelOrderRequest {
             command_id: id(),
             order_id: order.clone(),
-            expected_version: Some(2),
+            expected_version: Some(3),
             reason: "customer asked".into(),
         })
         .await
         .unwrap();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut dead = Vec::new();
-    while dead.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing reached the DLQ within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        dead = stack.drain_dlq().await;
-    }
-    assert_eq!(dead.len(), 1);
-    let attribute = |name: &str| {
-        dead[0]
-            .message_attributes()
-            .and_then(|a| a.get(name))
-            .and_then(|v| v.string_value())
-            .unwrap_or_default()
-            .to_owned()
+    // The next dead letter: its message, and its `order-cli ... --command-id` id.
+    let next_dead_letter = |command: String| {
+        let stack = &stack;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut dead = Vec::new();
+            while dead.is_empty() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "nothing reached the DLQ within 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                dead = stack.drain_dlq().await;
+            }
+            assert_eq!(dead.len(), 1);
+            let message = dead.remove(0);
+            let attribute = |name: &str| {
+                message
+                    .message_attributes()
+                    .and_then(|a| a.get(name))
+                    .and_then(|v| v.string_value())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            assert_eq!(attribute("dlq_kind"), "imported_hold");
+            let reason = attribute("dlq_reason");
+            assert!(reason.contains("redrive this dead letter"), "{reason}");
+            let command_id = reason
+                .split(&format!("order-cli {command} --command-id "))
+                .nth(1)
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or_else(|| panic!("no `order-cli {command}` in {reason}"))
+                .to_owned();
+            (message, reason, command_id)
+        }
     };
-    assert_eq!(attribute("dlq_kind"), "imported_hold");
-    let reason = attribute("dlq_reason");
+    let (message, reason, command_id) =
+        next_dead_letter(format!("release-inventory {order}")).await;
     assert!(reason.contains(&reservation), "{reason}");
-    let command_id = reason
-        .split(&format!(
-            "order-cli release-inventory {order} --command-id "
-        ))
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .unwrap_or_else(|| panic!("no order-cli command in {reason}"))
-        .to_owned();
     assert_eq!(
         stack.log(&order).await.status(),
         Some(pb::OrderStatus::CancellationPending),
-        "nothing recorded as released"
+        "nothing recorded as given back"
     );
-    assert_eq!(count(&stub.effects().releases, &reservation), 0);
 
-    // Released in the legacy system: the command of the reason records it.
+    // Released in the legacy system: record it as the reason says, and redrive.
     stack
         .commands()
         .release_inventory(pb::ReleaseInventoryRequest {
             command_id,
             order_id: order.clone(),
             expected_version: None,
+        })
+        .await
+        .unwrap();
+    let client = sqs::client();
+    client
+        .send_message()
+        .queue_url(&stack.queue.queue_url)
+        .message_body(message.body().unwrap_or_default())
+        .set_message_attributes(message.message_attributes().cloned())
+        .message_group_id(order.clone())
+        .message_deduplication_id(id())
+        .send()
+        .await
+        .unwrap();
+    let (_, reason, command_id) =
+        next_dead_letter(format!("refund {order} --amount 3000 --currency EUR")).await;
+    assert!(
+        reason.contains("LEGACY-PAY-881") && reason.contains("void"),
+        "{reason}"
+    );
+
+    // Voided in the legacy system: record it; the cancellation completes.
+    stack
+        .commands()
+        .refund_payment(pb::RefundPaymentRequest {
+            command_id,
+            order_id: order.clone(),
+            expected_version: None,
+            amount: Some(pb::Money {
+                currency: "EUR".into(),
+                amount_minor: 3000,
+            }),
         })
         .await
         .unwrap();
@@ -530,7 +581,7 @@ async fn a_cancelled_imported_reservation_is_dead_lettered_for_a_person_never_se
     assert!(stack.drain_dlq().await.is_empty());
     let effects = stub.effects();
     assert!(
-        effects.releases.is_empty() && effects.reservations.is_empty(),
+        effects.releases.is_empty() && effects.voids.is_empty() && effects.refunds.is_empty(),
         "{effects:?}"
     );
     worker.stop().await;
