@@ -894,13 +894,14 @@ fn legacy_hold_dead_letter(
     Outcome::dead(
         "imported_hold",
         format!(
-            "order {order_id} was cancelled, and its {} {} came with its imported history: no \
-             provider of this system issued it, so none is asked to give it back; {what} in \
-             the legacy system, then record {command}: `order-cli {flags} --command-id {}`, and \
+            "order {order_id} was cancelled, and its {} {} came with its imported history \
+             (legacy record {}): no provider of this system issued it, so none is asked to give \
+             it back; {what} in the legacy system, then record {command}: `order-cli {flags} --command-id {}`, and \
              redrive this dead letter (the cancellation goes on: what it still owes is done, or \
              dead-lettered the same way)",
             hold.kind,
             hold.reference,
+            hold.legacy_record,
             saga::command_id(event_id, command)
         ),
     )
@@ -1296,6 +1297,7 @@ mod tests {
                 };
                 for part in [
                     format!("its {kind} "),
+                    "(legacy record legacy:A-1001)".to_owned(),
                     "in the legacy system".to_owned(),
                     format!(
                         "record {command}: `order-cli {cli} {order}{amount} --command-id {}`",

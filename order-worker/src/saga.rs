@@ -308,6 +308,9 @@ pub struct LegacyHold {
     /// The legacy system's reference as the import recorded it (the reservation id, a
     /// synthetic `import-<order uuid>`, or the legacy export's payment id).
     pub reference: String,
+    /// The legacy record the event came from (`<source>:<legacy id>`, its `imported_from`):
+    /// where to give the hold back.
+    pub legacy_record: String,
 }
 
 /// The legacy hold `step` (a compensation) would undo, if its reference came with the order's
@@ -329,6 +332,7 @@ pub fn legacy_hold(step: &Step, log: &OrderLog) -> Option<LegacyHold> {
     imported(event).then(|| LegacyHold {
         kind,
         reference: reference.to_owned(),
+        legacy_record: event.imported_from.clone(),
     })
 }
 
@@ -517,6 +521,7 @@ mod tests {
             Some(LegacyHold {
                 kind,
                 reference: reference.into(),
+                legacy_record: "legacy:A-1".into(),
             })
         };
         assert_eq!(

@@ -525,7 +525,10 @@ async fn a_cancelled_imported_orders_holds_are_dead_lettered_for_a_person_never_
     };
     let (message, reason, command_id) =
         next_dead_letter(format!("release-inventory {order}")).await;
-    assert!(reason.contains(&reservation), "{reason}");
+    assert!(
+        reason.contains(&reservation) && reason.contains("(legacy record legacy:A-1001)"),
+        "{reason}"
+    );
     assert_eq!(
         stack.log(&order).await.status(),
         Some(pb::OrderStatus::CancellationPending),
