@@ -66,11 +66,13 @@ pub async fn read(db: &Db) -> Result<SubscriptionsView, Error> {
             last_error_at: row.try_get(9)?,
             updated_at: row.try_get(10)?,
             // As `order-projector status` counts it: at least 1 while an event waits.
-            lag_events: if waiting.is_some() {
-                behind.max(1)
-            } else {
-                behind
-            },
+            lag_events: order_store::subscription::lag_positions(
+                head.max(0).unsigned_abs(),
+                checkpoint_position.max(0).unsigned_abs(),
+                waiting.is_some(),
+            )
+            .try_into()
+            .unwrap_or(i64::MAX),
             lag_seconds: waiting.unwrap_or(0.0).max(0.0),
             rebuild: None,
             owner_scraped: false,

@@ -1556,15 +1556,10 @@ pub(crate) async fn caught<T>(work: impl Future<Output = T>) -> Result<T, String
         })
 }
 
-/// How far a checkpoint is behind the log's head, in positions: an estimate of the events
-/// behind, not exact either way (a rolled-back append leaves its position unused; see below
-/// for events at lower positions), and at least 1 while an event
-/// after the checkpoint waits (`pending`). Checkpoints are ordered by writing transaction
-/// first, so the checkpoint's position can be the head's while an event of a later
-/// transaction, at a lower position, is still to be applied.
+/// How far a checkpoint is behind the log's head, in positions
+/// ([`order_store::subscription::lag_positions`]).
 pub(crate) fn lag_events(head: u64, checkpoint: Cursor, pending: bool) -> u64 {
-    let behind = head.saturating_sub(checkpoint.global_position);
-    if pending { behind.max(1) } else { behind }
+    order_store::subscription::lag_positions(head, checkpoint.global_position, pending)
 }
 
 /// How far each subscription is behind the head of the log, exported as metrics.

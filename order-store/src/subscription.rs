@@ -530,6 +530,18 @@ pub async fn restart_checkpoint(transaction: &Transaction<'_>, lease: &Lease) ->
     }
 }
 
+/// How far a checkpoint at `checkpoint_position` is behind the log's head (`head`, a global
+/// position), in positions: an estimate of the events behind, not exact either way (a
+/// rolled-back append leaves its position unused; see below for events at lower positions),
+/// and at least 1 while an event after the checkpoint waits (`pending`). Checkpoints are
+/// ordered by writing transaction first, so the checkpoint's position can be the head's while
+/// an event of a later transaction, at a lower position, is still to be applied. What
+/// `order-projector status`, its lag gauge and the console show.
+pub fn lag_positions(head: u64, checkpoint_position: u64, pending: bool) -> u64 {
+    let behind = head.saturating_sub(checkpoint_position);
+    if pending { behind.max(1) } else { behind }
+}
+
 #[cfg(test)]
 mod digest_tests {
     use super::LogDigest;

@@ -105,16 +105,7 @@ async fn a_failure_that_outlasts_the_receives_is_dead_lettered_by_the_worker_say
         .http_worker(&stub, &["--breaker-threshold", "1000"])
         .await;
     stack.place_new(&["SKU-1"]).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut dead = Vec::new();
-    while dead.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing reached the DLQ within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        dead = stack.drain_dlq().await;
-    }
+    let dead = stack.wait_dead_letters(Duration::from_secs(60)).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dlq_kind(&dead[0]).as_deref(), Some("retries_exhausted"));
     let reason = dead[0]

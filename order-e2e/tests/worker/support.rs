@@ -222,6 +222,22 @@ impl Stack {
         sqs::drain_queue(&sqs::client(), &self.queue.dlq_url).await
     }
 
+    /// Wait (up to `within`) until the DLQ holds messages, and take them; panics after.
+    pub async fn wait_dead_letters(&self, within: Duration) -> Vec<aws_sdk_sqs::types::Message> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nothing reached the DLQ within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let dead = self.drain_dlq().await;
+            if !dead.is_empty() {
+                return dead;
+            }
+        }
+    }
+
     /// Messages on the orders queue: (visible, in flight).
     pub async fn queue_counts(&self) -> (u64, u64) {
         use aws_sdk_sqs::types::QueueAttributeName as A;

@@ -491,16 +491,7 @@ async fn a_cancelled_imported_orders_holds_are_dead_lettered_for_a_person_never_
     let next_dead_letter = |command: String| {
         let stack = &stack;
         async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            let mut dead = Vec::new();
-            while dead.is_empty() {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "nothing reached the DLQ within 60 s"
-                );
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                dead = stack.drain_dlq().await;
-            }
+            let mut dead = stack.wait_dead_letters(Duration::from_secs(60)).await;
             assert_eq!(dead.len(), 1);
             let message = dead.remove(0);
             let attribute = |name: &str| {
