@@ -40,6 +40,8 @@ pub struct LoopArgs {
           value_parser = clap::value_parser!(u64).range(10..))]
     pub standby_poll_ms: u64,
     /// This instance's name in leases (default: host name, process id and a random suffix).
+    /// One per running process: a second process under the same name is found and stands by
+    /// under a name of its own (an ERROR line); a restart under it takes the lease back at once.
     #[arg(long, env = "ORDER_PROJECTOR_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// Seconds in-flight work gets to finish after SIGTERM.

@@ -1163,7 +1163,12 @@ async fn verify(store: &EventStore, lease: &Lease, span: Span) -> Result<(), ord
 /// How the loop behaves.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
-    /// This instance's name in the lease.
+    /// This instance's name in the lease: one per running process. A process that finds its
+    /// lease taken under this same name (another process started with it) logs an ERROR,
+    /// counts `order_projector_errors_total{kind="duplicate_owner"}` and stands by under a
+    /// name of its own (this one with a random suffix), so the two settle instead of taking
+    /// the lease from each other at every renewal. A process restarted under its old name
+    /// takes its lease back at once.
     pub owner: String,
     /// How long a lease lasts without renewal: a dead owner is replaced after at most this.
     pub lease_ttl: Duration,
@@ -1225,9 +1230,15 @@ fn rebuild_stops(error: &crate::replay::ReplayError) -> bool {
 /// it back at once (a rebuild gives the lease up while it works, for an instance of the older
 /// version to keep the live tables current). When another instance holds it, the error is
 /// only in this instance's log and metrics.
-async fn record_unheld(store: &EventStore, name: &str, settings: &RunSettings, error: &str) {
+async fn record_unheld(
+    store: &EventStore,
+    name: &str,
+    owner: &str,
+    settings: &RunSettings,
+    error: &str,
+) {
     match store
-        .acquire_lease(name, &settings.owner, settings.lease_ttl, false)
+        .acquire_lease(name, owner, settings.lease_ttl, false)
         .await
     {
         Ok(Some((lease, _))) => {
@@ -1241,6 +1252,32 @@ async fn record_unheld(store: &EventStore, name: &str, settings: &RunSettings, e
             tracing::warn!(subscription = %name, error = %failed, "cannot reach the database to record the error in the status");
         }
     }
+}
+
+/// After this instance lost the lease of subscription `name`: when its holder goes by this
+/// instance's own name, another process was started under it (a fixed instance id run twice),
+/// and the two would take the lease from each other at every renewal, each dropping the
+/// other's work in progress. Say so, and stand by under a name of this process's own: the
+/// holder keeps the lease, and this instance takes over when it dies.
+async fn rename_if_namesake(store: &EventStore, name: &str, owner: &mut String) {
+    let holder = match store.subscriptions().await {
+        Ok(states) => states
+            .into_iter()
+            .find(|state| state.name == name)
+            .and_then(|state| state.owner),
+        Err(error) => {
+            tracing::debug!(subscription = %name, %error, "cannot read who holds the lease");
+            return;
+        }
+    };
+    if holder.as_deref() != Some(owner.as_str()) {
+        return;
+    }
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let unique = format!("{owner}-{}", &suffix[..6]);
+    metrics::counter!("order_projector_errors_total", "subscription" => name.to_owned(), "kind" => "duplicate_owner").increment(1);
+    tracing::error!(subscription = %name, %owner, standing_by_as = %unique, "another process holds this subscription's lease under this instance's own name: give each process its own ORDER_PROJECTOR_INSTANCE_ID (or leave it unset for a unique one); this instance stands by under a name of its own");
+    *owner = unique;
 }
 
 /// Run a subscription until shutdown: hold its lease (or stand by for it), prepare the
@@ -1268,6 +1305,9 @@ pub async fn run(
     let mut moved = 0u32;
     // Rebuilds after a version change that failed in a row (each one read the whole log).
     let mut rebuild_failures = 0u32;
+    // The name this instance takes the lease under: the configured one, until another
+    // process is found holding the lease under it.
+    let mut owner = settings.owner.clone();
     'standby: loop {
         owner_gauge.set(0.0);
         let (mut lease, _) = loop {
@@ -1275,7 +1315,7 @@ pub async fn run(
                 return;
             }
             match store
-                .acquire_lease(&name, &settings.owner, settings.lease_ttl, false)
+                .acquire_lease(&name, &owner, settings.lease_ttl, false)
                 .await
             {
                 Ok(Some(acquired)) => break acquired,
@@ -1298,7 +1338,7 @@ pub async fn run(
                 // Let an instance of the older version keep the live tables current meanwhile.
                 let _ = store.release_lease(&lease).await;
                 let options = crate::replay::ReplayOptions {
-                    owner: settings.owner.clone(),
+                    owner: owner.clone(),
                     page: settings.rebuild_page,
                     progress: crate::replay::Progress::Log,
                     lease_ttl: settings.lease_ttl.max(Duration::from_secs(30)),
@@ -1343,7 +1383,7 @@ pub async fn run(
                             if stopped { "stopped: " } else { "" },
                             humantime::format_duration(wait),
                         );
-                        record_unheld(&store, &name, &settings, &reason).await;
+                        record_unheld(&store, &name, &owner, &settings, &reason).await;
                         pause(&mut shutdown, wait).await;
                         continue 'standby;
                     }
@@ -1394,7 +1434,7 @@ pub async fn run(
         };
         owner_gauge.set(1.0);
         stopped_gauge.set(0.0);
-        tracing::info!(subscription = %name, owner = %settings.owner, token = lease.token, checkpoint = %cursor, "lease taken; projecting");
+        tracing::info!(subscription = %name, %owner, token = lease.token, checkpoint = %cursor, "lease taken; projecting");
         let mut failures = 0u32;
         loop {
             if *shutdown.borrow() {
@@ -1404,6 +1444,7 @@ pub async fn run(
             }
             if renewal.lost {
                 tracing::warn!(subscription = %name, "lease lost; standing by");
+                rename_if_namesake(&store, &name, &mut owner).await;
                 continue 'standby;
             }
             let step = renewal
@@ -1433,6 +1474,7 @@ pub async fn run(
                 }
                 Err(StepError::LeaseLost) => {
                     tracing::warn!(subscription = %name, "lease lost to another instance; standing by");
+                    rename_if_namesake(&store, &name, &mut owner).await;
                     continue 'standby;
                 }
                 Err(StepError::CheckpointMoved(reason)) => {

@@ -133,3 +133,76 @@ async fn two_instances_one_owner_and_a_handover_when_it_dies() {
     task_b.await.unwrap();
     assert_eq!(owner().await, None, "a clean shutdown releases the lease");
 }
+
+/// Two processes given one instance name (a fixed `ORDER_PROJECTOR_INSTANCE_ID` in a task
+/// definition run twice): the one that loses the lease to its namesake stands by under a name
+/// of its own, so the two settle instead of taking the lease from each other for ever.
+#[tokio::test]
+async fn two_instances_of_one_name_settle_instead_of_taking_the_lease_in_turn() {
+    let f = fixture().await;
+    write_orders(&f.handler, 20, 4).await;
+    let settings = || RunSettings {
+        lease_ttl: Duration::from_secs(3),
+        ..settings("same-name")
+    };
+    let start = || {
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(run(
+            read_model_subscription(7),
+            f.store.clone(),
+            EventListener::start(f.store.config().clone()),
+            settings(),
+            shutdown,
+        ));
+        (stop, task)
+    };
+    let lease = || async {
+        f.store
+            .subscriptions()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "read_model")
+            .map(|s| (s.owner, s.lease_token))
+            .unwrap_or((None, 0))
+    };
+    let (stop_a, task_a) = start();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while lease().await.0.as_deref() != Some("same-name") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (stop_b, task_b) = start();
+    // B takes the lease from A once (its own name's lease, as after a restart); A finds it
+    // held under its own name and stands by under a name of its own.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    write_orders(&f.handler, 10, 2).await;
+    caught_up(&f, "the two did not catch up").await;
+    // Settled: three renewals of the owner and thirty standby polls, and no lease taken.
+    // Taking it in turn would move the token at every renewal (a third of the lease's time).
+    let (_, before) = lease().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (owner, after) = lease().await;
+    assert_eq!(
+        before,
+        after,
+        "the lease changed hands {} times in 3 s",
+        after - before
+    );
+    assert!(
+        owner.as_deref().is_some_and(|o| o.starts_with("same-name")),
+        "{owner:?}"
+    );
+    write_orders(&f.handler, 10, 2).await;
+    caught_up(&f, "the owner did not catch up after settling").await;
+    totals_consistent(&f.db).await;
+
+    stop_a.send(true).unwrap();
+    stop_b.send(true).unwrap();
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+    assert_eq!(lease().await.0, None, "a clean shutdown releases the lease");
+}
