@@ -103,11 +103,18 @@ impl<A: Aggregate> Clone for CommandHandler<A> {
 }
 
 /// sha-256 over the stream and the serialized command: what makes two requests "the same".
+///
+/// The command is read as `serde_json` writes it, except that every map's entries are taken in
+/// key order (number keys by value, others by their text): a retry that rebuilt a `HashMap`
+/// with the same entries is the same command. Struct fields keep their order.
 pub fn fingerprint<C: serde::Serialize>(stream_id: Uuid, command: &C) -> Result<[u8; 32], Error> {
     let mut hasher = Sha256::new();
     hasher.update(stream_id.as_bytes());
-    serde_json::to_writer(HashWriter(&mut hasher), command)
-        .map_err(|e| Error::InvalidInput(format!("command cannot be serialized: {e}")))?;
+    serde_json::to_writer(
+        HashWriter(&mut hasher),
+        &crate::canonical::Canonical(command),
+    )
+    .map_err(|e| Error::InvalidInput(format!("command cannot be serialized: {e}")))?;
     Ok(hasher.finalize().into())
 }
 

@@ -52,6 +52,7 @@
 
 mod append;
 mod batch;
+mod canonical;
 mod config;
 mod connect;
 mod error;
