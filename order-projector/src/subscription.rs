@@ -869,6 +869,24 @@ impl Subscription {
         self.inner.ready().await
     }
 
+    /// For a sink: [`StepError::Stopped`] when a projection of its name is registered (a sink
+    /// and a projection of one name would share one checkpoint). Projections: always `Ok`.
+    async fn refuse_sink_of_a_projections_name(&self, store: &EventStore) -> Result<(), StepError> {
+        if self.inner.schema().is_some() {
+            return Ok(());
+        }
+        let client = store.connection().await?;
+        if let Some(registered) = crate::tables::registered(&client, self.name()).await? {
+            return Err(StepError::Stopped(format!(
+                "subscription name {} belongs to a projection (registered at version {}, tables {:?}): a sink and a projection never share a name, and every binary using this database shares the names; give the sink a name of its own",
+                self.name(),
+                registered.version,
+                registered.tables
+            )));
+        }
+        Ok(())
+    }
+
     /// For a projection, under its lease: create its tables if it is new (and start it from
     /// the beginning of the log), or find out whether the tables in the database are at this
     /// binary's version. Sinks are always ready.
@@ -879,15 +897,7 @@ impl Subscription {
     /// one checkpoint, each moving it past events the other never saw.
     pub async fn prepare(&self, store: &EventStore, lease: &Lease) -> Result<Prepared, StepError> {
         let Some(schema) = self.inner.schema() else {
-            let client = store.connection().await?;
-            if let Some(registered) = crate::tables::registered(&client, self.name()).await? {
-                return Err(StepError::Stopped(format!(
-                    "subscription name {} belongs to a projection (registered at version {}, tables {:?}): a sink and a projection never share a name, and every binary using this database shares the names; give the sink a name of its own",
-                    self.name(),
-                    registered.version,
-                    registered.tables
-                )));
-            }
+            self.refuse_sink_of_a_projections_name(store).await?;
             return Ok(Prepared::Ready {
                 cursor: store.checkpoint(self.name()).await?,
             });
@@ -1310,6 +1320,29 @@ pub async fn run(
     let mut owner = settings.owner.clone();
     'standby: loop {
         owner_gauge.set(0.0);
+        // A sink named like a registered projection is refused before it stands by for the
+        // lease: while the projection's owner holds it, it would wait in silence.
+        // (An unreachable database: the lease loop below says so and retries.)
+        if let Err(StepError::Stopped(reason)) =
+            subscription.refuse_sink_of_a_projections_name(&store).await
+        {
+            stopped_gauge.set(1.0);
+            metrics::counter!("order_projector_errors_total", "subscription" => name.clone(), "kind" => "prepare").increment(1);
+            tracing::error!(subscription = %name, %reason, "subscription stopped: its name is a projection's; retrying");
+            record_unheld(
+                &store,
+                &name,
+                &owner,
+                &settings,
+                &format!("stopped: {reason}"),
+            )
+            .await;
+            pause(&mut shutdown, STOPPED_RETRY.min(settings.standby_poll * 5)).await;
+            if *shutdown.borrow() {
+                return;
+            }
+            continue 'standby;
+        }
         let (mut lease, _) = loop {
             if *shutdown.borrow() {
                 return;

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use order_domain::{Order, OrderEvent};
 use order_projector::subscription::{Prepared, RunSettings, run};
-use order_projector::{ApplyError, Categories, Page, Projection, Subscription, Table, Tables};
+use order_projector::{
+    ApplyError, Categories, Page, Projection, Sink, Subscription, Table, Tables, Undelivered,
+};
 use order_store::{Cursor, EventListener, EventStore};
 use tokio::sync::watch;
 
@@ -449,4 +451,83 @@ async fn a_failing_rebuild_after_a_version_bump_shows_it_stopped_and_backs_off()
 
     stop.send(true).unwrap();
     task.await.unwrap();
+}
+
+/// A sink that counts the pages offered to it.
+struct Offered {
+    name: &'static str,
+    pages: Arc<AtomicU64>,
+}
+
+impl Sink for Offered {
+    type Event = OrderEvent;
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn categories(&self) -> Categories {
+        Categories::of::<Order>()
+    }
+    async fn deliver(&self, _page: &Page<OrderEvent>) -> Result<(), Undelivered> {
+        self.pages.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A sink named like a registered projection is refused when it starts, visibly, even while
+/// the projection's owner holds the lease (it used to stand by in silence and be refused only
+/// once it won the lease); it never takes the lease nor delivers anything.
+#[tokio::test]
+async fn a_sink_named_like_a_running_projection_shows_it_stopped_at_start() {
+    record_gauges();
+    let f = fixture().await;
+    write_orders(&f.handler, 4, 2).await;
+    everything_visible(&f.store).await;
+    // The projection is registered, and its owner (another process) holds the lease.
+    let (owner, _) = f
+        .store
+        .acquire_lease(
+            "claimed_name",
+            "projection-owner",
+            Duration::from_secs(300),
+            false,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let prepared = Subscription::projection(Probe::new("claimed_name", 1))
+        .prepare(&f.store, &owner)
+        .await;
+    assert!(
+        matches!(prepared, Ok(Prepared::Ready { .. })),
+        "{prepared:?}"
+    );
+    let checkpoint = f.store.checkpoint("claimed_name").await.unwrap();
+
+    let pages = Arc::new(AtomicU64::new(0));
+    let (stop, task) = start(
+        &f,
+        Subscription::sink(Offered {
+            name: "claimed_name",
+            pages: pages.clone(),
+        }),
+    );
+    wait_until(
+        "the sink named like a projection never showed itself stopped",
+        30,
+        || async { stopped("claimed_name") == Some(1.0) },
+    )
+    .await;
+    assert_eq!(pages.load(Ordering::SeqCst), 0);
+    assert!(
+        f.store.holds_lease(&owner).await.unwrap(),
+        "the owner keeps its lease"
+    );
+    assert_eq!(
+        f.store.checkpoint("claimed_name").await.unwrap(),
+        checkpoint
+    );
+
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert!(f.store.holds_lease(&owner).await.unwrap());
 }
