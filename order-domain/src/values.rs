@@ -6,6 +6,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
 use crate::error::{FieldExt, ValidationError, Violation};
@@ -94,14 +95,19 @@ uuid_id!(
     CustomerId
 );
 
-/// Check free text: not blank (nothing but white space and characters that show nothing),
-/// at most `max` characters, no control characters and no line breaks (U+2028 and U+2029 are
-/// line breaks as much as `\n` is). The text is kept verbatim (no trimming, no normalisation):
-/// what was accepted is what is returned. Invisible characters inside visible text (a
-/// zero-width joiner in an emoji or a Persian name, bidi marks in mixed Arabic and Latin) are
-/// kept; whoever shows text escapes those that reorder it (the console does).
+/// Check free text: not blank (nothing but white space, characters that show nothing and
+/// combining marks with no base character to sit on), at most `max` characters, no control
+/// characters and no line breaks (U+2028 and U+2029 are line breaks as much as `\n` is). The
+/// text is kept verbatim (no trimming, no normalisation): what was accepted is what is
+/// returned. Invisible characters inside visible text (a zero-width joiner in an emoji or a
+/// Persian name, bidi marks in mixed Arabic and Latin, marks on their letters) are kept;
+/// whoever shows text escapes those that reorder it (the console does).
 fn check_text(text: &str, max: usize) -> Result<(), Violation> {
-    if text.chars().all(shows_nothing) {
+    // Stops at the first character that is neither: for ordinary text, the first one.
+    if text
+        .chars()
+        .all(|c| shows_nothing(c) || is_combining_mark(c))
+    {
         return Err(Violation::Empty);
     }
     if text.chars().count() > max {
@@ -130,9 +136,9 @@ fn check_recorded_text(text: &str, max: usize) -> Result<(), Violation> {
     Ok(())
 }
 
-/// White space, or a character Unicode lists as default-ignorable (it renders as nothing:
-/// zero-width spaces and joiners, bidi controls, the BOM, variation selectors, tags, Hangul
-/// fillers).
+/// White space, a blank Braille cell (U+2800, a character of its own that shows nothing), or
+/// a character Unicode lists as default-ignorable (it renders as nothing: zero-width spaces
+/// and joiners, bidi controls, the BOM, variation selectors, tags, Hangul fillers).
 fn shows_nothing(c: char) -> bool {
     c.is_whitespace()
         || matches!(
@@ -146,6 +152,7 @@ fn shows_nothing(c: char) -> bool {
                 | '\u{200B}'..='\u{200F}'
                 | '\u{202A}'..='\u{202E}'
                 | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
                 | '\u{3164}'
                 | '\u{FE00}'..='\u{FE0F}'
                 | '\u{FEFF}'
@@ -153,6 +160,17 @@ fn shows_nothing(c: char) -> bool {
                 | '\u{1BCA0}'..='\u{1BCA3}'
                 | '\u{1D173}'..='\u{1D17A}'
                 | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// A nonspacing or enclosing combining mark (general category Mn or Me): it shows only on a
+/// base character before it, so text of nothing else has none to show. Spacing marks (Mc)
+/// take room of their own. No ASCII character is one, so ordinary text never looks it up.
+fn is_combining_mark(c: char) -> bool {
+    !c.is_ascii()
+        && matches!(
+            c.general_category(),
+            GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
         )
 }
 
@@ -688,6 +706,56 @@ mod tests {
             assert_eq!(
                 Reason::parse(kept).map(|r| r.as_str().to_owned()),
                 Ok(kept.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn text_without_a_base_character_is_blank() {
+        // A blank Braille cell shows nothing; combining marks (Mn, Me) with nothing to sit
+        // on have no base character, whatever white space or invisible characters come
+        // with them.
+        for blank in [
+            "\u{2800}",
+            "\u{2800} \u{2800}",
+            "\u{0301}",
+            " \u{0301}\u{0301} ",
+            "\u{20DD}",
+            "\u{200B}\u{0301}\u{FE0F}",
+            "\u{0E49}\u{0E4A}",
+        ] {
+            assert_eq!(Reason::parse(blank), Err(Violation::Empty), "{blank:?}");
+            let input = AddressInput {
+                recipient: blank,
+                line1: "12 St James's Square",
+                city: "London",
+                postal_code: "SW1Y 4JH",
+                country: "GB",
+                ..AddressInput::default()
+            };
+            assert_eq!(
+                Address::parse(&input).map_err(|e| (e.field, e.violation)),
+                Err(("recipient".to_owned(), Violation::Empty)),
+                "{blank:?}"
+            );
+        }
+        // A base character with marks is text, wherever the marks are; so are scripts
+        // whose words are mostly marks on a few letters.
+        for kept in [
+            "e\u{0301}",
+            "\u{0301}e",
+            "\u{2800}x",
+            "x \u{2800}",
+            "\u{0928}\u{093F}\u{0915}\u{094D}\u{0937}\u{093E}", // Devanagari
+            "\u{0BA4}\u{0BAE}\u{0BBF}\u{0BB4}\u{0BCD}",         // Tamil
+            "\u{0E19}\u{0E49}\u{0E33}",                         // Thai, a tone mark
+            "\u{05E9}\u{05C1}\u{05B8}\u{05DC}\u{05D5}\u{05B9}\u{05DD}", // Hebrew, points
+            "\u{1F44D}\u{1F3FD}",                               // an emoji and its tone
+        ] {
+            assert_eq!(
+                Reason::parse(kept).map(|r| r.as_str().to_owned()),
+                Ok(kept.to_owned()),
+                "{kept:?}"
             );
         }
     }

@@ -90,6 +90,17 @@ fn shipping_method(value: i32) -> Option<ShippingMethod> {
     }
 }
 
+/// A method left unset (the enum's zero, which is also what a client that never set the
+/// field sends) is missing, like any other required field; the domain only learns that
+/// there is no method it knows, which is the answer for any other value.
+fn unset_shipping_method(value: i32, error: ValidationError) -> ValidationError {
+    if value == pb::ShippingMethod::Unspecified as i32 && error.field == "shipping_method" {
+        ValidationError::new("shipping_method", Violation::Missing)
+    } else {
+        error
+    }
+}
+
 impl TryFrom<pb::PlaceOrderRequest> for ParsedCommand {
     type Error = InvalidRequest;
 
@@ -134,7 +145,8 @@ impl TryFrom<pb::PlaceOrderRequest> for ParsedCommand {
                 shipping_address: address,
                 shipping_method: shipping_method(request.shipping_method),
             })
-            .map(OrderCommand::PlaceOrder),
+            .map(OrderCommand::PlaceOrder)
+            .map_err(|e| unset_shipping_method(request.shipping_method, e)),
         };
         parse_command(
             &request.command_id,

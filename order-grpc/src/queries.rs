@@ -111,6 +111,33 @@ fn give_up_before(deadline: tokio::time::Instant) -> tokio::time::Instant {
     deadline - Duration::from_millis(20).min(deadline - tokio::time::Instant::now())
 }
 
+/// The pauses between a wait's looks at the database: from 5 ms, twice as long each time, to
+/// 100 ms. A wait that ends soon (the usual case) answers within a few milliseconds of it; one
+/// that lasts (a position far beyond the head, a projector that is down or behind) costs a
+/// few queries a second, not hundreds, and such waits come in numbers exactly when the system
+/// is in trouble (every read-your-writes call waits, and its client retries).
+#[derive(Debug)]
+struct Pauses {
+    next: Duration,
+}
+
+impl Default for Pauses {
+    fn default() -> Self {
+        Self {
+            next: Duration::from_millis(5),
+        }
+    }
+}
+
+impl Pauses {
+    /// Sleep for the next pause, at most until `give_up`.
+    async fn sleep(&mut self, give_up: tokio::time::Instant) {
+        let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(self.next.min(left)).await;
+        self.next = (self.next * 2).min(Duration::from_millis(100));
+    }
+}
+
 /// Bounds on SubscribeEvents.
 #[derive(Debug, Clone, Copy)]
 pub struct SubscriptionLimits {
@@ -319,21 +346,29 @@ impl Queries {
         deadline: tokio::time::Instant,
     ) -> Result<(), Status> {
         let give_up = give_up_before(deadline);
+        let store_error = |e| ApiError::from(e).into_status();
+        // Where the event is in the gap-safe order: once found, it never moves. Until then it
+        // is looked for again only after the read model moved (it applies nothing without
+        // moving its checkpoint, so an event it has not moved over is not applied). A look
+        // is then one query, the checkpoint, while the projector is down or behind.
         let mut target: Option<Cursor> = None;
+        let mut looked_for_at: Option<Cursor> = None;
+        let mut pauses = Pauses::default();
         loop {
-            let store_error = |e| ApiError::from(e).into_status();
-            if target.is_none() {
-                target = self
-                    .store
-                    .cursor_of_position(position)
-                    .await
-                    .map_err(store_error)?;
-            }
             let checkpoint = self
                 .store
                 .checkpoint(read_model::SUBSCRIPTION)
                 .await
                 .map_err(store_error)?;
+            // After the checkpoint is read: an event not there now was not there for it.
+            if target.is_none() && looked_for_at != Some(checkpoint) {
+                target = self
+                    .store
+                    .cursor_of_position(position)
+                    .await
+                    .map_err(store_error)?;
+                looked_for_at = Some(checkpoint);
+            }
             let reached = match target {
                 Some(target) => checkpoint >= target,
                 // No event there (yet): a position the log never used is passed once the
@@ -352,7 +387,7 @@ impl Queries {
                     checkpoint.global_position
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            pauses.sleep(give_up).await;
         }
     }
 
@@ -366,9 +401,7 @@ impl Queries {
         deadline: tokio::time::Instant,
     ) -> Result<(), Status> {
         let give_up = give_up_before(deadline);
-        // From 5 ms to 100 ms between looks: a position far beyond the head costs a few
-        // queries a second, not hundreds.
-        let mut pause = Duration::from_millis(5);
+        let mut pauses = Pauses::default();
         loop {
             let head = self
                 .store
@@ -383,8 +416,7 @@ impl Queries {
                     "the log has not reached position {position} yet (it is at {head})"
                 )));
             }
-            tokio::time::sleep(pause.min(give_up - tokio::time::Instant::now())).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
+            pauses.sleep(give_up).await;
         }
     }
 

@@ -184,6 +184,22 @@ async fn every_bad_request_names_its_field_and_changes_nothing() {
             "shipping_address.recipient",
         ),
         (
+            "a recipient of one blank Braille cell",
+            placing(&c, |r| {
+                r.shipping_address.as_mut().unwrap().recipient = "\u{2800}".into();
+            }),
+            Code::InvalidArgument,
+            "shipping_address.recipient",
+        ),
+        (
+            "a recipient of a lone combining mark",
+            placing(&c, |r| {
+                r.shipping_address.as_mut().unwrap().recipient = "\u{0301}".into();
+            }),
+            Code::InvalidArgument,
+            "shipping_address.recipient",
+        ),
+        (
             "missing address",
             placing(&c, |r| r.shipping_address = None),
             Code::InvalidArgument,
@@ -370,6 +386,51 @@ async fn every_bad_request_names_its_field_and_changes_nothing() {
         before,
         "no bad request wrote anything"
     );
+}
+
+/// The description of each BadRequest violation of `status`: (field, description).
+fn violations(status: &Status) -> Vec<(String, String)> {
+    details(status)
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.description.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An enum field left unset is missing, and says so like every other missing field; a value
+/// this version does not know is unknown.
+#[tokio::test]
+async fn an_unset_shipping_method_is_required_and_an_unknown_one_unknown() {
+    let app = spawn_app().await;
+    let c = app.commands();
+    let missing_address = placing(&c, |r| r.shipping_address = None)
+        .await
+        .unwrap_err();
+    let [(_, required)] = &violations(&missing_address)[..] else {
+        panic!("{missing_address:?}")
+    };
+    assert_eq!(required, "is required");
+    for (value, description) in [(0, required.as_str()), (99, "is not a known value")] {
+        let status = placing(&c, |r| r.shipping_method = value)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(
+            violations(&status),
+            [("shipping_method".to_owned(), description.to_owned())],
+            "{value}"
+        );
+        assert_eq!(
+            status.message(),
+            format!("shipping_method {description}"),
+            "{value}"
+        );
+    }
+    assert_eq!(app.event_count().await, 0);
 }
 
 #[tokio::test]

@@ -293,14 +293,17 @@ async fn a_stream_of_another_aggregate_is_no_order_and_subscriptions_pass_it() {
 /// it, and the caller got OUT_OF_RANGE).
 #[tokio::test]
 async fn an_order_larger_than_a_message_is_read_in_parts() {
+    // The smallest limit the server takes (32 KiB); a refund's event is about 200 bytes
+    // encoded, so 300 of them outgrow it whole, and 3 events fit in a part.
+    const REFUNDS: u64 = 300;
     let app = spawn_app_with(Options {
-        max_message_bytes: 2048,
+        max_message_bytes: 32 * 1024,
         ..Options::default()
     })
     .await;
     let order = order_in_state(&app, 3).await; // confirmed: payment captured
     let mut commands = app.commands();
-    for _ in 0..10 {
+    for _ in 0..REFUNDS {
         commands
             .refund_payment(pb::RefundPaymentRequest {
                 command_id: id(),
@@ -352,9 +355,10 @@ async fn an_order_larger_than_a_message_is_read_in_parts() {
     }
     let expected: Vec<u64> = (1..=versions.len() as u64).collect();
     assert_eq!(versions, expected, "every event once, in order");
-    assert!(
-        versions.len() >= 14,
-        "placed, reserved, authorized, confirmed and 10 refunds: {versions:?}"
+    assert_eq!(
+        versions.len() as u64,
+        4 + REFUNDS,
+        "placed, reserved, authorized, confirmed and the refunds"
     );
 }
 
@@ -415,4 +419,95 @@ async fn imported_events_say_where_they_came_from() {
     let new = events(native).await;
     assert_eq!(new[0].imported_from, "");
     assert_ne!(new[0].command_id, "");
+}
+
+/// Transactions committed in `database`, as the statistics show them once every backend that
+/// worked in it has reported (see [`a_read_your_writes_wait_looks_a_few_times_a_second`]).
+async fn commits_in(admin: &order_store::tokio_postgres::Client, database: &str) -> i64 {
+    // A backend reports its counts at most once a second while it works, and 10 s after it
+    // went idle; ending it reports them at once. Ending the app's connections costs it
+    // nothing here: its pool replaces a closed connection at the next checkout.
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&database],
+        )
+        .await
+        .unwrap();
+    let gone = std::time::Instant::now();
+    loop {
+        let left: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&database],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "the app's connections are still there"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin
+        .batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await
+        .unwrap();
+    admin
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A GetOrder waiting for the read model (here: no projector runs) looks at the database a
+/// few times a second, not every few milliseconds: while the projector is down or behind,
+/// every read-your-writes call waits, and must not load the database that is already in
+/// trouble. Both kinds of position: an event the read model has not applied, and one the log
+/// has not reached.
+#[tokio::test]
+async fn a_read_your_writes_wait_looks_a_few_times_a_second() {
+    let app = spawn_app().await;
+    let order = id();
+    let placed = app
+        .commands()
+        .place_order(place(&order))
+        .await
+        .unwrap()
+        .into_inner();
+    let admin = order_testkit::pg::admin().await;
+    let before = commits_in(&admin, app.db.name()).await;
+
+    let wait = Duration::from_secs(2);
+    let waits = [placed.global_position, 1_000_000_000_000].map(|position| {
+        let mut client = app.raw_queries();
+        let mut request = tonic::Request::new(pb::GetOrderRequest {
+            order_id: order.clone(),
+            min_position: Some(position),
+        });
+        request.set_timeout(wait);
+        tokio::spawn(async move { client.get_order(request).await })
+    });
+    let started = std::time::Instant::now();
+    for waiting in waits {
+        let status = waiting.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    }
+    assert!(started.elapsed() >= wait - Duration::from_millis(100));
+
+    let commits = commits_in(&admin, app.db.name()).await - before;
+    // From 5 ms to 100 ms between looks, one query each: about 25 in 2 s per wait. Looking
+    // every 5 ms made several hundred.
+    assert!(
+        commits <= 120,
+        "two waits of {wait:?} committed {commits} transactions"
+    );
 }
