@@ -38,6 +38,7 @@
 
 pub mod error;
 pub mod es;
+pub mod event_id;
 pub mod money;
 pub mod order;
 pub mod testkit;

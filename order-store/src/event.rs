@@ -42,7 +42,8 @@ pub fn check_category(category: &str) -> Result<(), Error> {
 /// An event about to be appended: its id, type, schema version and JSON payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
-    /// A unique id (UUID v7 from [`NewEvent::encode`]).
+    /// A unique id (UUID v7 from [`NewEvent::encode`], or a command's event id from
+    /// [`NewEvent::encode_for_command`]).
     pub event_id: Uuid,
     /// The event's type name.
     pub event_type: String,
@@ -56,8 +57,28 @@ impl NewEvent {
     /// Encode a domain event with a fresh, time-ordered event id (UUID v7, so that the
     /// unique index on event ids grows at its right edge).
     pub fn encode<E: EventSchema>(event: &E) -> Result<Self, Error> {
+        Self::with_id(event, Uuid::now_v7())
+    }
+
+    /// Encode the `index`-th event (from 0) of command `command_id`, appended at `unix_millis`:
+    /// its id is [`order_domain::event_id::command_event_id`], time-ordered like a v7 and of an
+    /// identity the same command applied again (after a restore) gives again. The command
+    /// handler encodes every command's events so.
+    pub fn encode_for_command<E: EventSchema>(
+        event: &E,
+        command_id: Uuid,
+        index: u32,
+        unix_millis: u64,
+    ) -> Result<Self, Error> {
+        Self::with_id(
+            event,
+            order_domain::event_id::command_event_id(command_id, index, unix_millis),
+        )
+    }
+
+    fn with_id<E: EventSchema>(event: &E, event_id: Uuid) -> Result<Self, Error> {
         Ok(Self {
-            event_id: Uuid::now_v7(),
+            event_id,
             event_type: event.event_type().to_owned(),
             schema_version: event.schema_version(),
             payload: event.encode_json()?,

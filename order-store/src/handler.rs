@@ -622,9 +622,15 @@ impl<A: Aggregate> Batch<A> {
                 Error::InvalidInput("the command produced no events".into()).into(),
             );
         }
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
         let encoded = match events
             .iter()
-            .map(NewEvent::encode)
+            .enumerate()
+            .map(|(k, event)| {
+                NewEvent::encode_for_command(event, item.command_id, k as u32, millis)
+            })
             .collect::<Result<Vec<_>, _>>()
         {
             Ok(encoded) => encoded,

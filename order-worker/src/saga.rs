@@ -43,11 +43,20 @@ use crate::providers::PaymentAction;
 /// The namespace of the worker's command ids (UUID v5).
 pub const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_722d_776f_726b_6572_2d63_6d64);
 
-/// The id of `command` (a command name such as `ReserveInventory`) triggered by `event_id`.
+/// The id of `command` (a command name such as `ReserveInventory`) triggered by `event_id`,
+/// which is also the idempotency key of the provider call its answer is recorded with.
+///
+/// Derived from the event's identity ([`order_domain::event_id::event_identity`]), not its
+/// whole id: after a restore, an event appended again by the same command (a caller sending
+/// it again with its command id, or this worker redoing a step whose record was lost) has a
+/// new id of the same identity, so the provider sees the key it saw before and answers as
+/// it did, instead of reserving, charging or shipping a second time. For ids of appends
+/// before these (version 7), the identity is the id itself: their keys are as they were.
 pub fn command_id(event_id: Uuid, command: &str) -> Uuid {
+    let identity = order_domain::event_id::event_identity(event_id);
     Uuid::new_v5(
         &COMMAND_NAMESPACE,
-        format!("{event_id}/{command}").as_bytes(),
+        format!("{identity}/{command}").as_bytes(),
     )
 }
 
@@ -583,6 +592,35 @@ mod tests {
         ids.push(command_id(Uuid::from_u128(1), "ReserveInventory"));
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn an_event_appended_again_after_a_restore_gives_the_same_command_ids() {
+        // The same command applied before and after a restore: new event ids, one identity.
+        let command = Uuid::from_u128(0x5eed);
+        let before = order_domain::event_id::command_event_id(command, 0, 1_764_990_000_000);
+        let after = order_domain::event_id::command_event_id(command, 0, 1_764_993_600_000);
+        assert_ne!(before, after);
+        for name in [
+            "ReserveInventory",
+            "AuthorizePayment",
+            "ShipOrder",
+            "ReserveInventory/undo",
+        ] {
+            assert_eq!(command_id(before, name), command_id(after, name), "{name}");
+        }
+        // Another event of that command, or of another command: other ids.
+        let second = order_domain::event_id::command_event_id(command, 1, 1_764_990_000_000);
+        assert_ne!(
+            command_id(before, "ShipOrder"),
+            command_id(second, "ShipOrder")
+        );
+        let other =
+            order_domain::event_id::command_event_id(Uuid::from_u128(1), 0, 1_764_990_000_000);
+        assert_ne!(
+            command_id(before, "ShipOrder"),
+            command_id(other, "ShipOrder")
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod dead_letters;
 mod last_receive;
 mod processes;
 mod redelivery;
+mod restore_effects;
 mod saga;
 mod support;
 mod unrecorded;

@@ -454,3 +454,40 @@ async fn a_refusal_is_never_decided_on_a_write_of_its_batch_that_failed() {
     let events = t.store.read_stream(order, 0).await.unwrap();
     assert_eq!(events.len(), 1, "only OrderPlaced was ever written");
 }
+
+/// After a restore to an earlier point, callers send again the commands whose answers came
+/// later, with their command ids. Each event of a command applied again has a new id (a new
+/// SQS message) of the same identity (`order_domain::event_id`), from which the worker derives
+/// its providers' idempotency keys: the providers, outside the restored database, see the keys
+/// they saw before.
+#[tokio::test]
+async fn a_command_applied_again_after_a_restore_gives_events_of_the_same_identity() {
+    use order_domain::event_id::event_identity;
+    let before = test_store().await;
+    let restored = test_store().await;
+    let order = Uuid::new_v4();
+    let command = place();
+    let same = context();
+    let mut ids = Vec::new();
+    for t in [&before, &restored] {
+        let handler = CommandHandler::<Order>::new(t.store.clone(), 5);
+        let done = handler.handle(order, &command, &same).await.unwrap();
+        assert!(!done.duplicate);
+        let events = t.store.read_stream(order, 0).await.unwrap();
+        ids.push(events.iter().map(|e| e.event_id).collect::<Vec<_>>());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (first, again) = (&ids[0], &ids[1]);
+    assert_eq!(first.len(), again.len());
+    assert!(!first.is_empty());
+    for (a, b) in first.iter().zip(again) {
+        assert_ne!(a, b, "a new id on every append");
+        assert_eq!(event_identity(*a), event_identity(*b));
+    }
+    // Another command on the same order: events of another identity.
+    let handler = CommandHandler::<Order>::new(restored.store.clone(), 5);
+    let other = Uuid::new_v4();
+    handler.handle(other, &command, &context()).await.unwrap();
+    let events = restored.store.read_stream(other, 0).await.unwrap();
+    assert_ne!(event_identity(events[0].event_id), event_identity(first[0]));
+}
