@@ -140,7 +140,8 @@ const ERROR_DOMAIN: &str = "order-ledger";
 
 /// Whether a RESOURCE_EXHAUSTED refuses the call for its size, which no retry changes:
 /// order-grpc's ErrorInfo of reason `REQUEST_TOO_LARGE` (the request is over the service's
-/// message limit) or `HISTORY_TOO_LARGE` (the answer would be, even read in parts), or,
+/// message limit), `RESPONSE_TOO_LARGE` (the answer is: ask for less) or `HISTORY_TOO_LARGE`
+/// (the answer would be, even read in parts), or,
 /// without an ErrorInfo, tonic's own words for a message over the limit ("message length too
 /// large", from a server that relays tonic's refusal as it is). Any other exhaustion (the
 /// concurrency limit, too many subscriptions) passes, and is worth another attempt.
@@ -151,7 +152,7 @@ pub(crate) fn too_large_for_good(status: &Status) -> bool {
             info.domain == ERROR_DOMAIN
                 && matches!(
                     info.reason.as_str(),
-                    "REQUEST_TOO_LARGE" | "HISTORY_TOO_LARGE"
+                    "REQUEST_TOO_LARGE" | "RESPONSE_TOO_LARGE" | "HISTORY_TOO_LARGE"
                 )
         }
         None => status.message().contains("message length too large"),
@@ -235,6 +236,7 @@ mod tests {
             for refused in [
                 with_reason("REQUEST_TOO_LARGE", "order-ledger"),
                 with_reason("HISTORY_TOO_LARGE", "order-ledger"),
+                with_reason("RESPONSE_TOO_LARGE", "order-ledger"),
                 // tonic's refusal, relayed without a detail.
                 Status::resource_exhausted(
                     "Error, decoded message length too large: found 2738 bytes, the limit is: 1024 bytes",

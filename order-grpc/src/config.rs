@@ -13,9 +13,14 @@ use crate::gateway::Tokens;
 /// (the whole value, surrounding white space trimmed), named `<NAME>` in lower case: what
 /// a deployment gives order-grpc when every caller's token is a secret of its own (Terraform's
 /// `grpc_callers`). They add to `--auth-tokens` and `--auth-tokens-file`, and
-/// `--auth-scopes` must name them like any other token. One that is empty or holds no valid
-/// token stops start-up with an error naming the variable.
+/// `--auth-scopes` must name them like any other token. One that is empty, holds no valid
+/// token, or whose `<NAME>` is not 1-64 of `A-Z 0-9 _` (`ORDER_GRPC_AUTH_TOKEN_checkout`)
+/// stops start-up with an error naming the variable.
 pub const CALLER_TOKEN_PREFIX: &str = "ORDER_GRPC_AUTH_TOKEN_";
+
+/// The smallest `--max-message-bytes`: 32 KiB, twice the largest message one valid event or
+/// order needs (see [`ServeArgs::max_message_bytes`]).
+pub const MIN_MESSAGE_BYTES: u32 = 32 * 1024;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -58,9 +63,14 @@ pub struct ServeArgs {
     /// docs/security.md). Without it every token may call every method.
     #[arg(long, env = "ORDER_GRPC_AUTH_SCOPES")]
     pub auth_scopes: Option<String>,
-    /// Largest request or response message, in bytes.
+    /// Largest request or response message, in bytes: 32 KiB to 64 MiB. The floor is above
+    /// the largest message one valid event needs (an OrderPlaced of 100 lines: 100 x 97 bytes
+    /// for the lines, each a 64-byte SKU, a quantity and a price, plus about 3.3 KB for an
+    /// address of 200-character lines at up to 4 bytes a character, plus about 1.4 KB of
+    /// envelope: ids, 128-byte correlation and causation ids, a 300-byte imported_from; in
+    /// all under 15 KB), so every event can always be read one at a time.
     #[arg(long, env = "ORDER_GRPC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024,
-          value_parser = clap::value_parser!(u32).range(1024..=64 * 1024 * 1024))]
+          value_parser = clap::value_parser!(u32).range(MIN_MESSAGE_BYTES as i64..=64 * 1024 * 1024))]
     pub max_message_bytes: u32,
     /// Deadline (ms) for calls that bring none, and the longest any call may run: a shorter
     /// client deadline wins, a longer one is cut to this.
@@ -88,6 +98,18 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDER_COMMAND_MAX_ATTEMPTS", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub command_max_attempts: u32,
+    /// Seconds without a frame from a client after which its connection is sent an HTTP/2
+    /// PING (and the idle time before TCP keepalive probes start): a client whose network path
+    /// went silent is noticed, and its calls and SubscribeEvents streams end. Keep it below the
+    /// load balancer's idle timeout (Terraform's `idle_timeout_seconds`, 900 s by default).
+    #[arg(long, env = "ORDER_GRPC_KEEPALIVE_INTERVAL_SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub keepalive_interval_seconds: u64,
+    /// Seconds a client has to acknowledge a PING before its connection is closed. The
+    /// client's HTTP/2 layer answers a PING ahead of any data, however busy the calls are.
+    #[arg(long, env = "ORDER_GRPC_KEEPALIVE_TIMEOUT_SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub keepalive_timeout_seconds: u64,
     /// Seconds in-flight calls get to finish after SIGTERM.
     #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
@@ -209,6 +231,17 @@ impl ServeArgs {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
+    /// The HTTP/2 and TCP settings of every gRPC connection.
+    pub fn connection_settings(&self) -> crate::serve::ConnectionSettings {
+        crate::serve::ConnectionSettings {
+            keepalive_interval: Duration::from_secs(self.keepalive_interval_seconds),
+            keepalive_timeout: Duration::from_secs(self.keepalive_timeout_seconds),
+            max_pending_accept_reset_streams: crate::serve::pending_accept_reset_streams(
+                self.max_concurrent_requests,
+            ),
+        }
     }
 }
 
@@ -373,6 +406,17 @@ mod tests {
                 "aaaaaaaaaaaaaaaaaaaa",
                 "name",
             ),
+            // upper case only: a lower-case name is not the caller's name in lower case
+            (
+                "ORDER_GRPC_AUTH_TOKEN_checkout",
+                "aaaaaaaaaaaaaaaaaaaa",
+                "A-Z 0-9 _",
+            ),
+            (
+                "ORDER_GRPC_AUTH_TOKEN_Check_Out",
+                "aaaaaaaaaaaaaaaaaaaa",
+                "A-Z 0-9 _",
+            ),
         ] {
             let error = args(&[])
                 .tokens_with_env(env(&[(var, value)]))
@@ -405,6 +449,96 @@ mod tests {
             ]))
             .expect_err("worker has no scopes");
         assert!(error.contains("worker"), "{error}");
+    }
+
+    /// The largest message one valid event needs, built from the domain's limits at their
+    /// worst (100 lines, every text at its longest in 4-byte characters, every id at its
+    /// longest), fits in half of the smallest message limit: every event can be read alone.
+    #[test]
+    fn the_smallest_message_limit_holds_the_largest_event_twice() {
+        use order_domain::order::MAX_LINES;
+        use order_domain::values::{AddressLine, City, PostalCode, Region, Sku};
+        use order_proto::v1 as pb;
+        use prost::Message as _;
+
+        // 4 bytes each in UTF-8, the most a character takes
+        let text = |chars: usize| "\u{1D11E}".repeat(chars);
+        let money = || {
+            Some(pb::Money {
+                currency: "EUR".to_owned(),
+                amount_minor: i64::MAX,
+            })
+        };
+        let lines = (0..MAX_LINES)
+            .map(|_| pb::OrderLine {
+                sku: "S".repeat(Sku::MAX_CHARS),
+                quantity: i64::MAX,
+                unit_price: money(),
+            })
+            .collect();
+        let placed = pb::OrderPlaced {
+            customer_id: uuid::Uuid::new_v4().to_string(),
+            lines,
+            total: money(),
+            shipping_address: Some(pb::Address {
+                recipient: text(AddressLine::MAX_CHARS),
+                line1: text(AddressLine::MAX_CHARS),
+                line2: text(AddressLine::MAX_CHARS),
+                city: text(City::MAX_CHARS),
+                region: text(Region::MAX_CHARS),
+                postal_code: text(PostalCode::MAX_CHARS),
+                country: "GB".to_owned(),
+            }),
+            shipping_method: i32::MAX,
+        };
+        let event = pb::Event {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            order_id: uuid::Uuid::new_v4().to_string(),
+            stream_version: u64::MAX,
+            global_position: u64::MAX,
+            cursor: "9".repeat(64),
+            event_type: "CancellationRequested".to_owned(),
+            schema_version: u32::MAX,
+            recorded_at: Some(prost_types::Timestamp {
+                seconds: i64::MAX,
+                nanos: i32::MAX,
+            }),
+            correlation_id: "c".repeat(order_domain::es::MAX_CORRELATION_ID_LEN),
+            causation_id: "c".repeat(order_domain::es::MAX_CORRELATION_ID_LEN),
+            command_id: "c".repeat(order_domain::es::MAX_CORRELATION_ID_LEN),
+            imported_from: "i".repeat(300),
+            payload: Some(pb::event::Payload::OrderPlaced(placed)),
+        };
+        let answer = pb::GetOrderEventsResponse {
+            events: vec![event],
+        };
+        let bytes = answer.encoded_len();
+        assert!(
+            bytes < 15_000,
+            "{bytes} bytes: the flag's doc is out of date"
+        );
+        assert!(
+            2 * bytes <= super::MIN_MESSAGE_BYTES as usize,
+            "{bytes} bytes: raise MIN_MESSAGE_BYTES"
+        );
+        // Other events are smaller: a reason is at most 500 characters.
+        assert!(4 * 500 < bytes);
+    }
+
+    #[test]
+    fn a_message_limit_below_the_largest_event_is_refused() {
+        let mut argv = vec!["order-grpc", "--database-url", "postgres://u@127.0.0.1/db"];
+        argv.push("--max-message-bytes=32767");
+        assert!(Wrapper::try_parse_from(&argv).is_err());
+        argv.pop();
+        argv.push("--max-message-bytes=32768");
+        assert_eq!(
+            Wrapper::try_parse_from(&argv)
+                .expect("the smallest limit")
+                .args
+                .max_message_bytes,
+            32 * 1024
+        );
     }
 
     #[test]

@@ -126,20 +126,22 @@ impl Tokens {
 
     /// Add one caller's token from its own variable (see
     /// [`CALLER_TOKEN_PREFIX`](crate::config::CALLER_TOKEN_PREFIX)): `suffix` is the variable's
-    /// name after the prefix, `value` the whole token. Errors never quote the value.
+    /// name after the prefix, 1-64 of `A-Z 0-9 _` (a lower-case letter is refused: the
+    /// caller's name is the suffix in lower case, and two spellings of one name must not both
+    /// be read), `value` the whole token. Errors never quote the value.
     pub(crate) fn add_caller(&mut self, suffix: &str, value: &str) -> Result<(), String> {
-        let name = suffix.to_ascii_lowercase();
-        if name.is_empty()
-            || name.len() > 64
-            || !name
+        if suffix.is_empty()
+            || suffix.len() > 64
+            || !suffix
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         {
             return Err(
                 "the caller's name after ORDER_GRPC_AUTH_TOKEN_ must be 1-64 of A-Z 0-9 _"
                     .to_owned(),
             );
         }
+        let name = suffix.to_ascii_lowercase();
         let token = value.trim();
         if token.is_empty() {
             return Err("is set but empty: give it the caller's token, or unset it".to_owned());
@@ -419,25 +421,15 @@ where
 
         let mut actor = None;
         if !health && !self.tokens.is_empty() {
-            let presented = request
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(bearer_token)
-                .map(str::as_bytes);
-            match presented.and_then(|p| self.tokens.find(p)) {
-                Some(token) => {
+            match self.authenticate(&request) {
+                Ok(token) => {
                     if let Some(status) = permission_denied(token, request.uri().path()) {
                         return Box::pin(std::future::ready(Ok(refuse(status, &correlation_id))));
                     }
                     actor = Some(token.name.clone());
                 }
-                None => {
-                    let status = Status::unauthenticated(if presented.is_none() {
-                        "missing bearer token (authorization: Bearer <token>)"
-                    } else {
-                        "invalid bearer token"
-                    });
+                Err(why) => {
+                    let status = Status::unauthenticated(why);
                     return Box::pin(std::future::ready(Ok(refuse(status, &correlation_id))));
                 }
             }
@@ -510,6 +502,35 @@ where
             }
             Ok(response)
         })
+    }
+}
+
+impl<S> Gateway<S> {
+    /// The token the request's one `authorization` header presents, or why the call is
+    /// UNAUTHENTICATED: no header, more than one (only one may count, and which one must not
+    /// depend on their order), one that is not `Bearer <token>`, or an unknown token. No
+    /// allocation: the answers are static text.
+    fn authenticate<B>(&self, request: &Request<B>) -> Result<&Token, &'static str> {
+        let mut values = request
+            .headers()
+            .get_all(http::header::AUTHORIZATION)
+            .iter();
+        let Some(value) = values.next() else {
+            return Err("missing bearer token (authorization: Bearer <token>)");
+        };
+        if values.next().is_some() {
+            return Err(
+                "more than one authorization header: send exactly one (authorization: Bearer \
+                 <token>)",
+            );
+        }
+        let presented = value.to_str().ok().and_then(bearer_token).ok_or(
+            "the authorization header is not `Bearer <token>` (the scheme, one space, the \
+             token)",
+        )?;
+        self.tokens
+            .find(presented.as_bytes())
+            .ok_or("invalid bearer token")
     }
 }
 
@@ -628,11 +649,105 @@ fn correct_status<B>(response: &mut Response<B>) {
     }
 }
 
+/// A response body whose trailers are corrected: a response message over the size limit,
+/// which tonic ends with OUT_OF_RANGE in the trailers, is RESOURCE_EXHAUSTED with an ErrorInfo
+/// of reason `RESPONSE_TOO_LARGE` (domain `order-ledger`, metadata `bytes`, `limit_bytes`).
+/// The body of every gRPC response the server sends (`crate::serve` wraps it; no allocation,
+/// one check per trailers frame).
+#[derive(Debug)]
+pub struct CorrectedBody<B>(pub B);
+
+impl<B> http_body::Body for CorrectedBody<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.0).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = polled {
+            return Poll::Ready(Some(Ok(match frame.into_trailers() {
+                Ok(mut trailers) => {
+                    correct_trailers(&mut trailers);
+                    http_body::Frame::trailers(trailers)
+                }
+                Err(frame) => frame,
+            })));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// A response message over the size limit is RESOURCE_EXHAUSTED (gRPC specification, our
+/// contract); tonic ends the call with OUT_OF_RANGE ("Error, encoded message length too large")
+/// in the trailers, the headers having gone out. The answer gets an ErrorInfo (see
+/// [`response_too_large`]).
+fn correct_trailers(trailers: &mut http::HeaderMap) {
+    if trailers.get("grpc-status").map(HeaderValue::as_bytes) != Some(b"11") {
+        return;
+    }
+    let Some(message) = trailers.get("grpc-message").and_then(|m| m.to_str().ok()) else {
+        return;
+    };
+    let message = percent_encoding::percent_decode_str(message).decode_utf8_lossy();
+    if let Some((bytes, limit)) = too_large("encoded", &message) {
+        let status = response_too_large(bytes, limit);
+        // A status made here always fits in headers (percent-encoded message, base64 details).
+        let _ = status.add_header(trailers);
+    }
+}
+
+/// RESOURCE_EXHAUSTED for a response message larger than the service sends, with an ErrorInfo
+/// (reason `RESPONSE_TOO_LARGE`, domain `order-ledger`, metadata `bytes` and `limit_bytes`):
+/// asking for less (a smaller `page_size`, `max_events`) succeeds; the same request again
+/// cannot.
+fn response_too_large(bytes: &str, limit: &str) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let details = ErrorDetails::with_error_info(
+        "RESPONSE_TOO_LARGE",
+        "order-ledger",
+        [
+            ("bytes".to_owned(), bytes.to_owned()),
+            ("limit_bytes".to_owned(), limit.to_owned()),
+        ],
+    );
+    Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        format!(
+            "the response message takes {bytes} bytes, more than the {limit} this service \
+             sends (ORDER_GRPC_MAX_MESSAGE_BYTES): ask for less (a smaller page_size or \
+             max_events); the same request again cannot succeed"
+        ),
+        details,
+    )
+}
+
 /// The size and the limit in tonic's refusal of a request message over the limit ("Error,
 /// decoded message length too large: found 2738 bytes, the limit is: 1024 bytes"); `None`
 /// for any other message.
 fn decoded_too_large(message: &str) -> Option<(&str, &str)> {
-    let rest = message.strip_prefix("Error, decoded message length too large: found ")?;
+    too_large("decoded", message)
+}
+
+/// The size and the limit in tonic's "Error, {coded} message length too large: found 2738
+/// bytes, the limit is: 1024 bytes"; `None` for any other message.
+fn too_large<'m>(coded: &str, message: &'m str) -> Option<(&'m str, &'m str)> {
+    let rest = message
+        .strip_prefix("Error, ")?
+        .strip_prefix(coded)?
+        .strip_prefix(" message length too large: found ")?;
     let (bytes, rest) = rest.split_once(" bytes, the limit is: ")?;
     let limit = rest.strip_suffix(" bytes")?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -775,6 +890,39 @@ mod tests {
     /// Polls `future` once with the calling task's waker.
     async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
         std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+    }
+
+    #[test]
+    fn an_oversized_response_in_the_trailers_becomes_resource_exhausted_with_a_reason() {
+        let mut trailers = http::HeaderMap::new();
+        Status::out_of_range(
+            "Error, encoded message length too large: found 40000 bytes, the limit is: 32768 bytes",
+        )
+        .add_header(&mut trailers)
+        .unwrap();
+        correct_trailers(&mut trailers);
+        let status = Status::from_header_map(&trailers).expect("a status");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("40000") && status.message().contains("32768"));
+        let info = tonic_types::StatusExt::get_details_error_info(&status).unwrap();
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("RESPONSE_TOO_LARGE", "order-ledger")
+        );
+        assert_eq!(info.metadata["bytes"], "40000");
+        assert_eq!(info.metadata["limit_bytes"], "32768");
+
+        // Any other status, OUT_OF_RANGE of a handler included, is left as it is.
+        for status in [
+            Status::out_of_range("after_version is past the order's last event"),
+            Status::ok(""),
+        ] {
+            let mut trailers = http::HeaderMap::new();
+            status.add_header(&mut trailers).unwrap();
+            let before = trailers.clone();
+            correct_trailers(&mut trailers);
+            assert_eq!(trailers, before);
+        }
     }
 
     #[test]

@@ -8,7 +8,11 @@
 //! tonic's first on a loaded machine, and the caller was told CANCELLED. Here there is one
 //! timer, the gateway's: the services are tonic's [`Routes`](tonic::service::Routes) served
 //! by hyper directly, with the same HTTP/2 settings tonic's server uses (hyper's defaults,
-//! HTTP/2 only), plus `TCP_NODELAY` on every connection.
+//! HTTP/2 only), plus `TCP_NODELAY` on every connection, and the settings of
+//! [`ConnectionSettings`]: HTTP/2 keepalive pings and TCP keepalive, so that a client whose
+//! network path went silent (no FIN, no RST: a NAT entry or a load balancer's flow dropped)
+//! does not hold its calls and SubscribeEvents slots for ever, and a bound on streams a client
+//! resets before the server took them that a paused server's clients stay within.
 //!
 //! Shutdown is graceful: the listening socket is closed at once (new clients are refused, not
 //! left hanging), every open connection is sent GOAWAY and finishes its calls.
@@ -55,6 +59,79 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     })
 }
 
+/// The HTTP/2 and TCP settings of every gRPC connection
+/// ([`ServeArgs::connection_settings`](crate::ServeArgs::connection_settings)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// A connection that received no frame for this long is sent an HTTP/2 PING (hyper
+    /// counts every frame it reads, not the ones it writes: a subscription that only receives
+    /// is pinged too); TCP keepalive probes start after the same idle time.
+    pub keepalive_interval: Duration,
+    /// A PING not acknowledged within this closes the connection, ending its calls (their
+    /// SubscribeEvents slots are freed). TCP keepalive gives up after about as long.
+    pub keepalive_timeout: Duration,
+    /// Streams a client may reset before the server accepted them, at once, before the
+    /// connection is closed with GOAWAY ENHANCE_YOUR_CALM ("too_many_resets"): see
+    /// [`pending_accept_reset_streams`].
+    pub max_pending_accept_reset_streams: usize,
+}
+
+impl Default for ConnectionSettings {
+    /// The defaults of `order-grpc serve`: pings after 20 s, 20 s to answer, and the reset
+    /// bound of 512 concurrent requests.
+    fn default() -> Self {
+        Self {
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(20),
+            max_pending_accept_reset_streams: pending_accept_reset_streams(512),
+        }
+    }
+}
+
+/// The fewest streams a client may reset before the server accepted them (h2's default, 20).
+pub const MIN_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+
+/// How many streams one connection may have reset by the client while they wait for the
+/// server to accept them: the concurrency limit (`--max-concurrent-requests`), at least
+/// [`MIN_PENDING_ACCEPT_RESET_STREAMS`].
+///
+/// h2 closes a connection that goes over it with GOAWAY ENHANCE_YOUR_CALM, its defence against
+/// the rapid-reset attack (CVE-2023-44487: HEADERS then RST_STREAM, over and over, each making
+/// the server start work the client never waits for). Its default, 20, also closes a legitimate
+/// client's connection after the server paused (a long GC-like stall, a SIGSTOP, a VM
+/// migration): the client's calls whose deadlines passed meanwhile are all reset at once,
+/// before the server resumes and accepts them. A client can legitimately have as many calls
+/// waiting as the server serves at once; more than that is shed anyway. The bound still stops
+/// the attack: a stream reset before it was accepted costs a slot in the accept queue and no
+/// handler, and a connection holding more than this many is closed.
+pub fn pending_accept_reset_streams(max_concurrent_requests: u32) -> usize {
+    (max_concurrent_requests as usize).max(MIN_PENDING_ACCEPT_RESET_STREAMS)
+}
+
+/// Streams the server itself may reset because of the client's protocol errors before it
+/// closes the connection: hyper's and h2's default, set here so that it is visibly kept
+/// (RUSTSEC-2024-0003).
+const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+
+/// TCP keepalive probes sent before a silent peer is given up (after the idle time).
+const TCP_KEEPALIVE_PROBES: u32 = 4;
+
+/// TCP keepalive on an accepted socket: probes after `settings.keepalive_interval` idle,
+/// [`TCP_KEEPALIVE_PROBES`] of them spread over `settings.keepalive_timeout`. It catches a
+/// peer whose host vanished even when HTTP/2 has nothing to send (it is the kernel that
+/// probes); the HTTP/2 PING catches a path that still acknowledges TCP but forwards nothing.
+fn set_tcp_keepalive(
+    stream: &tokio::net::TcpStream,
+    settings: &ConnectionSettings,
+) -> std::io::Result<()> {
+    let probes = TCP_KEEPALIVE_PROBES;
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(settings.keepalive_interval)
+        .with_interval((settings.keepalive_timeout / probes).max(Duration::from_secs(1)))
+        .with_retries(probes);
+    socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)
+}
+
 /// How long a TLS handshake may take before the connection is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,11 +172,13 @@ impl Tls {
     }
 }
 
-/// Serve `service` on `listener` until `shutdown` resolves, then stop accepting and wait for
-/// every open connection to finish its calls (the caller bounds that wait).
+/// Serve `service` on `listener` with `settings` until `shutdown` resolves, then stop
+/// accepting and wait for every open connection to finish its calls (the caller bounds that
+/// wait).
 pub async fn serve<S>(
     listener: TcpListener,
     tls: Option<Tls>,
+    settings: ConnectionSettings,
     service: S,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -114,7 +193,10 @@ pub async fn serve<S>(
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(None)
-        .keep_alive_interval(None)
+        .keep_alive_interval(settings.keepalive_interval)
+        .keep_alive_timeout(settings.keepalive_timeout)
+        .max_pending_accept_reset_streams(settings.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS)
         .adaptive_window(false);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -137,6 +219,9 @@ pub async fn serve<S>(
                 },
             };
             let _ = stream.set_nodelay(true);
+            if let Err(error) = set_tcp_keepalive(&stream, &settings) {
+                tracing::debug!(%peer, %error, "cannot set TCP keepalive");
+            }
             let info = TcpConnectInfo {
                 local_addr: stream.local_addr().ok(),
                 remote_addr: Some(peer),
@@ -146,6 +231,10 @@ pub async fn serve<S>(
                 .map_request(move |mut request: Request<Incoming>| {
                     request.extensions_mut().insert(info.clone());
                     request.map(tonic::body::Body::new)
+                })
+                // an oversized response's status, which tonic writes in the trailers
+                .map_response(|response: Response<tonic::body::Body>| {
+                    response.map(crate::gateway::CorrectedBody)
                 });
             let service = TowerToHyperService::new(service);
             let builder = builder.clone();
@@ -214,6 +303,115 @@ mod tests {
             certified.signing_key.serialize_pem().as_bytes(),
         )
         .expect("a matching certificate and key");
+    }
+
+    /// What a client's connection gets when it sends `streams` requests and then resets them
+    /// all before the server has accepted any (a client whose calls all passed their deadline
+    /// while the server was paused): the error code of the server's GOAWAY, if it sent one
+    /// within a second.
+    async fn reset_before_accept(settings: ConnectionSettings, streams: usize) -> Option<u32> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = bind("127.0.0.1:0".parse().expect("an address")).expect("bound");
+        let addr = listener.local_addr().expect("an address");
+        let service = tower::service_fn(|_: Request<tonic::body::Body>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(tonic::body::Body::empty()))
+        });
+        let server = tokio::spawn(serve(
+            listener,
+            None,
+            settings,
+            service,
+            std::future::pending(),
+        ));
+
+        // An h2 client writes into memory; what it wrote reaches the server in one piece, so
+        // the server reads every HEADERS and RST_STREAM before it accepts a stream.
+        let (client_io, mut written) = tokio::io::duplex(4 << 20);
+        let (mut client, connection) = h2::client::handshake(client_io).await.expect("client");
+        tokio::spawn(connection);
+        let mut bytes = Vec::new();
+        let mut drain = async |bytes: &mut Vec<u8>| {
+            let mut buffer = [0u8; 16 * 1024];
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(200), written.read(&mut buffer)).await
+            {
+                bytes.extend_from_slice(&buffer[..n]);
+            }
+        };
+        let mut sent = Vec::new();
+        for _ in 0..streams {
+            client = client.ready().await.expect("ready");
+            let request = Request::post("http://localhost/orders.v1.OrderQueryService/GetOrder")
+                .body(())
+                .expect("a request");
+            let (_, stream) = client.send_request(request, false).expect("sent");
+            sent.push(stream);
+        }
+        // every HEADERS out before the first RST_STREAM
+        drain(&mut bytes).await;
+        for stream in &mut sent {
+            stream.send_reset(h2::Reason::CANCEL);
+        }
+        drain(&mut bytes).await;
+
+        let mut socket = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connected");
+        socket.write_all(&bytes).await.expect("written");
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 16 * 1024];
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_secs(1), socket.read(&mut buffer)).await
+        {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        server.abort();
+        // frames: 3 bytes length, type, flags, 4 bytes stream id; GOAWAY (7): last stream id,
+        // error code
+        let mut rest = &answer[..];
+        while rest.len() >= 9 {
+            let length = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+            let Some(payload) = rest.get(9..9 + length) else {
+                break;
+            };
+            if rest[3] == 7 && payload.len() >= 8 {
+                return Some(u32::from_be_bytes([
+                    payload[4], payload[5], payload[6], payload[7],
+                ]));
+            }
+            rest = &rest[9 + length..];
+        }
+        None
+    }
+
+    /// h2's ENHANCE_YOUR_CALM: the rapid-reset defence closed the connection.
+    const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+    #[tokio::test]
+    async fn a_paused_servers_clients_may_reset_their_waiting_calls_but_a_flood_is_refused() {
+        let settings = ConnectionSettings::default();
+        assert_eq!(settings.max_pending_accept_reset_streams, 512);
+        // A client resets 400 calls that waited while the server was stopped (h2's default
+        // limit, 20, sent it GOAWAY ENHANCE_YOUR_CALM "too_many_resets").
+        let paused = reset_before_accept(settings, 400).await;
+        assert_ne!(paused, Some(ENHANCE_YOUR_CALM), "{paused:?}");
+        // The rapid-reset attack is still cut off.
+        let flood = reset_before_accept(settings, 2 * 512 + 1).await;
+        assert_eq!(flood, Some(ENHANCE_YOUR_CALM), "{flood:?}");
+    }
+
+    #[test]
+    fn the_reset_bound_follows_the_concurrency_limit_and_keeps_h2s_floor() {
+        assert_eq!(pending_accept_reset_streams(512), 512);
+        assert_eq!(pending_accept_reset_streams(4000), 4000);
+        assert_eq!(
+            pending_accept_reset_streams(1),
+            MIN_PENDING_ACCEPT_RESET_STREAMS
+        );
     }
 
     #[tokio::test]

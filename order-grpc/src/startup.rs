@@ -175,7 +175,8 @@ impl App {
             // a call's body holds one message: a second fails it before any handler runs
             .layer(crate::one_message::OneMessageLayer)
             .service(routes);
-        let server = crate::serve::serve(self.listener, tls, service, async {
+        let settings = args.connection_settings();
+        let server = crate::serve::serve(self.listener, tls, settings, service, async {
             let _ = stop_accepting_rx.await;
         });
         tokio::pin!(server);

@@ -66,7 +66,7 @@ async fn read_back(client: &order_client::Client, answer: &order_client::Command
 #[tokio::test]
 async fn an_order_larger_than_a_message_comes_back_whole() {
     let stack = Stack::start_with(ServerOptions {
-        max_message_bytes: Some(2048),
+        max_message_bytes: Some(32 * 1024),
         ..ServerOptions::default()
     })
     .await;
@@ -79,14 +79,15 @@ async fn an_order_larger_than_a_message_comes_back_whole() {
         .await
         .unwrap();
     client.confirm_order(order).await.unwrap();
-    for _ in 0..12 {
+    // About 250 bytes each as an answer's Event: 160 of them are more than 32 KiB.
+    for _ in 0..160 {
         client.refund_payment(order, money("EUR", 1)).await.unwrap();
     }
     let events = client.get_order_events(order).await.unwrap();
     let versions: Vec<u64> = events.iter().map(|e| e.stream_version).collect();
     assert_eq!(
         versions,
-        (1..=16).collect::<Vec<u64>>(),
+        (1..=164).collect::<Vec<u64>>(),
         "every event once, in order"
     );
     let later = client
@@ -94,7 +95,7 @@ async fn an_order_larger_than_a_message_comes_back_whole() {
         .after_version(5)
         .await
         .unwrap();
-    assert_eq!(later.len(), 11);
+    assert_eq!(later.len(), 159);
     assert_eq!(later[0].stream_version, 6);
 }
 

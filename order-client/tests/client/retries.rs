@@ -427,7 +427,7 @@ async fn a_total_timeout_is_never_overrun_by_a_wait_and_ends_with_the_last_statu
 #[tokio::test]
 async fn a_command_over_the_servers_message_limit_is_sent_once_and_says_why() {
     let stack = Stack::start_with(ServerOptions {
-        max_message_bytes: Some(1024),
+        max_message_bytes: Some(32 * 1024),
         ..ServerOptions::default()
     })
     .await;
@@ -439,8 +439,13 @@ async fn a_command_over_the_servers_message_limit_is_sent_once_and_says_why() {
         .build()
         .unwrap();
     let mut placing = place(&client);
+    // Over 32 KiB (the size is checked before the SKUs are: too long, but never looked at).
     for line in 0..40 {
-        placing = placing.line(format!("SKU-{line:03}-{}", "x".repeat(40)), 1, money_eur(1));
+        placing = placing.line(
+            format!("SKU-{line:03}-{}", "x".repeat(1000)),
+            1,
+            money_eur(1),
+        );
     }
     let error = placing.await.unwrap_err();
 
@@ -455,7 +460,7 @@ async fn a_command_over_the_servers_message_limit_is_sent_once_and_says_why() {
         ("REQUEST_TOO_LARGE", "order-ledger")
     );
     assert!(
-        error.to_string().contains("1024"),
+        error.to_string().contains("32768"),
         "the error names the limit: {error}"
     );
 }

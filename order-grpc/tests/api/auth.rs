@@ -157,3 +157,96 @@ async fn the_binary_takes_each_callers_token_from_a_variable_of_its_own() {
     assert_eq!(actor.as_deref(), Some("checkout"));
     child.kill().await.unwrap();
 }
+
+/// `authorization` values, in order, on one request.
+fn with_authorization<T>(message: T, values: &[&str]) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    for value in values {
+        request
+            .metadata_mut()
+            .append("authorization", value.parse().unwrap());
+    }
+    request
+}
+
+/// A call with more than one `authorization` header is refused whatever their order: only the
+/// first counted, so wrong-then-right was refused and right-then-wrong let in.
+#[tokio::test]
+async fn a_call_with_several_authorization_headers_is_refused() {
+    let app = spawn_app_with(Options {
+        tokens: Some(format!("worker={TOKEN}")),
+        ..Options::default()
+    })
+    .await;
+    let right = format!("Bearer {TOKEN}");
+    let wrong = "Bearer not-the-token-0123456789";
+    for values in [[wrong, &right], [&right, wrong], [&right, &right]] {
+        let status = app
+            .commands()
+            .place_order(with_authorization(place(&id()), &values))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{values:?}: {status:?}"
+        );
+        assert!(
+            status
+                .message()
+                .contains("more than one authorization header"),
+            "{values:?}: {status:?}"
+        );
+    }
+    assert_eq!(app.event_count().await, 0);
+    assert!(
+        app.commands()
+            .place_order(with_authorization(place(&id()), &[&right]))
+            .await
+            .is_ok()
+    );
+}
+
+/// A present but malformed `authorization` header is told apart from a missing one: the
+/// caller is told the header is not `Bearer <token>`, not that the token is missing.
+#[tokio::test]
+async fn a_malformed_authorization_header_is_named_as_such() {
+    let app = spawn_app_with(Options {
+        tokens: Some(format!("worker={TOKEN}")),
+        ..Options::default()
+    })
+    .await;
+    let tab = format!("Bearer\t{TOKEN}");
+    for value in [tab.as_str(), "Bearer", TOKEN, "Basic dXNlcjpwYXNz"] {
+        let status = app
+            .commands()
+            .place_order(with_authorization(place(&id()), &[value]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{value:?}: {status:?}"
+        );
+        assert!(
+            status
+                .message()
+                .contains("the authorization header is not `Bearer <token>`"),
+            "{value:?}: {status:?}"
+        );
+        assert!(!status.message().contains(TOKEN), "quoted: {status:?}");
+    }
+    let missing = app.commands().place_order(place(&id())).await.unwrap_err();
+    assert_eq!(missing.code(), Code::Unauthenticated);
+    assert!(
+        missing.message().contains("missing bearer token"),
+        "{missing:?}"
+    );
+    let unknown = app
+        .commands()
+        .place_order(with_token(place(&id()), "not-the-token-0123456789"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.message(), "invalid bearer token");
+    assert_eq!(app.event_count().await, 0);
+}

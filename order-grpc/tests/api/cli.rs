@@ -188,3 +188,60 @@ fn an_empty_caller_token_variable_is_named_on_one_line() {
         );
     }
 }
+
+/// A caller token variable whose name is not `A-Z 0-9 _` after the prefix (a lower-case
+/// `ORDER_GRPC_AUTH_TOKEN_checkout`) stops start-up on one line naming it, as docs/security.md
+/// says: it was accepted as the caller `checkout`.
+#[test]
+fn a_caller_token_variable_with_a_lower_case_name_is_refused_on_one_line() {
+    for var in [
+        "ORDER_GRPC_AUTH_TOKEN_checkout",
+        "ORDER_GRPC_AUTH_TOKEN_Checkout",
+    ] {
+        let output = grpc_within(
+            &[
+                ("DATABASE_URL", "postgres://u@127.0.0.1:1/db"),
+                ("ORDER_GRPC_ADDR", "127.0.0.1:0"),
+                ("ORDER_ADMIN_ADDR", "127.0.0.1:0"),
+                (var, "aaaaaaaaaaaaaaaaaaaa"),
+                ("RUST_LOG", "off"),
+            ],
+            std::time::Duration::from_secs(20),
+        );
+        assert_eq!(output.status.code(), Some(2), "{var}: {output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("order-grpc: error: {var}: "))
+                && stderr.contains("A-Z 0-9 _"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("aaaaaaaaaa"), "quoted: {stderr}");
+    }
+}
+
+/// `order-grpc` (serve) with `env`; killed if it has not exited within `limit` (a binary that
+/// started serving instead of refusing its settings).
+fn grpc_within(env: &[(&str, &str)], limit: std::time::Duration) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_order-grpc"));
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    let mut child = command
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!("still running after {limit:?}: {output:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}

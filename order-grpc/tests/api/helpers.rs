@@ -42,6 +42,8 @@ pub struct Options {
     pub migrated: bool,
     /// PEM certificate and key files for TLS.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// More `serve` flags, given last (`--keepalive-interval-seconds=1`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             grace_seconds: 30,
             migrated: true,
             tls: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -120,6 +123,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         argv.push(format!("--tls-cert-file={}", cert.display()));
         argv.push(format!("--tls-key-file={}", key.display()));
     }
+    argv.extend(options.extra_args.iter().cloned());
     let args = Wrapper::try_parse_from(argv).unwrap().args;
     let app = App::build(args).await.unwrap();
     let grpc_addr = app.grpc_addr();
@@ -419,4 +423,85 @@ pub async fn block_commands(app: &TestApp) -> order_store::tokio_postgres::Clien
         .await
         .unwrap();
     client
+}
+
+// ------------------------------------------------------------------ a path that goes silent
+
+/// A TCP proxy in front of the app whose path can go silent: after [`SilentProxy::go_silent`]
+/// it forwards nothing more in either direction but keeps both sockets open (no FIN, no RST),
+/// as a NAT or load balancer that dropped the flow does.
+pub struct SilentProxy {
+    pub addr: SocketAddr,
+    silent: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentProxy {
+    /// A proxy to `upstream` on a free local port.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (silent, silenced) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(forward(client_read, server_write, silenced.clone()));
+                tokio::spawn(forward(server_read, client_write, silenced.clone()));
+            }
+        });
+        Self { addr, silent, task }
+    }
+
+    /// Stop forwarding for good; the sockets stay open until the proxy is dropped.
+    pub fn go_silent(&self) {
+        let _ = self.silent.send(true);
+    }
+
+    /// A channel to the app through the proxy.
+    pub fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy()
+    }
+}
+
+impl Drop for SilentProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copy `from` to `to` until the path goes silent, then hold both halves open, reading and
+/// writing nothing.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut silenced: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => read,
+            _ = silenced.wait_for(|silent| *silent) => break,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if *silenced.borrow() || to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    // silent: keep both sockets open, as a dropped NAT entry does
+    std::future::pending::<()>().await;
+    drop((from, to));
 }

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use order_proto::v1 as pb;
+use order_proto::v1::order_query_service_client::OrderQueryServiceClient;
 use tonic::Code;
 
 use crate::helpers::*;
@@ -67,18 +69,19 @@ async fn an_exhausted_database_pool_answers_unavailable_quickly() {
 #[tokio::test]
 async fn a_request_over_the_message_limit_is_refused_as_too_large_for_good() {
     let app = spawn_app_with(Options {
-        max_message_bytes: 1024,
+        max_message_bytes: SMALLEST_LIMIT,
         ..Options::default()
     })
     .await;
     let before = app.event_count().await;
     let mut request = place(&id());
-    request.shipping_address.as_mut().unwrap().line2 = "y".repeat(2000);
+    request.shipping_address.as_mut().unwrap().line2 = "y".repeat(40_000);
     let bytes = prost::Message::encoded_len(&request);
     let status = app.commands().place_order(request).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(
-        status.message().contains("1024") && status.message().contains(&bytes.to_string()),
+        status.message().contains(&SMALLEST_LIMIT.to_string())
+            && status.message().contains(&bytes.to_string()),
         "the message gives the size and the limit: {status:?}"
     );
     let info = details(&status)
@@ -89,7 +92,232 @@ async fn a_request_over_the_message_limit_is_refused_as_too_large_for_good() {
         (info.reason.as_str(), info.domain.as_str()),
         ("REQUEST_TOO_LARGE", "order-ledger")
     );
-    assert_eq!(info.metadata["limit_bytes"], "1024");
+    assert_eq!(info.metadata["limit_bytes"], SMALLEST_LIMIT.to_string());
     assert_eq!(info.metadata["bytes"], bytes.to_string());
     assert_eq!(app.event_count().await, before, "nothing was written");
+}
+
+/// The smallest `--max-message-bytes` (32 KiB).
+const SMALLEST_LIMIT: u32 = 32 * 1024;
+
+/// At the smallest message limit, the largest order the domain accepts (100 lines, every text
+/// at its longest in 4-byte characters) is placed, and its event comes back: alone from
+/// GetOrderEvents and from SubscribeEvents. (With a limit of 1 KiB the order was accepted and
+/// its event could never be read.)
+#[tokio::test]
+async fn at_the_smallest_message_limit_the_largest_event_can_be_read() {
+    let app = spawn_app_with(Options {
+        max_message_bytes: SMALLEST_LIMIT,
+        ..Options::default()
+    })
+    .await;
+    let order = id();
+    let text = |chars: usize| "\u{1D11E}".repeat(chars);
+    let mut request = place(&order);
+    request.lines = (0..100)
+        .map(|n| pb::OrderLine {
+            sku: format!("S{n:0>63}"),
+            quantity: 10_000,
+            unit_price: eur(1_000_000),
+        })
+        .collect();
+    request.shipping_address = Some(pb::Address {
+        recipient: text(200),
+        line1: text(200),
+        line2: text(200),
+        city: text(100),
+        region: text(100),
+        postal_code: "SW1Y 4JH".into(),
+        country: "GB".into(),
+    });
+    app.commands().place_order(request).await.expect("placed");
+    let events = app
+        .queries()
+        .get_order_events(pb::GetOrderEventsRequest {
+            order_id: order.clone(),
+            after_version: 0,
+            min_position: None,
+            max_events: None,
+        })
+        .await
+        .expect("the order's one event")
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 1);
+    let bytes = prost::Message::encoded_len(&events[0]);
+    assert!(bytes > 11_000, "the largest event takes {bytes} bytes");
+    let mut stream = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest { start: None })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_event(&mut stream).await.order_id, order);
+}
+
+/// A response over the message limit (ListOrders with a page larger than a message) is
+/// RESOURCE_EXHAUSTED with an ErrorInfo of reason `RESPONSE_TOO_LARGE`, as docs/security.md
+/// says: tonic answered OUT_OF_RANGE "Error, encoded message length too large". A smaller
+/// page is answered.
+#[tokio::test]
+async fn a_response_over_the_message_limit_is_resource_exhausted_saying_so() {
+    let app = spawn_app_with(Options {
+        max_message_bytes: SMALLEST_LIMIT,
+        ..Options::default()
+    })
+    .await;
+    app.db
+        .connect()
+        .await
+        .execute(
+            "INSERT INTO orders.order_summaries (order_id, customer_id, status, currency, total_minor, captured_minor, refunded_minor, line_count, stream_version, last_position, placed_at, updated_at)
+             SELECT gen_random_uuid(), $1, 'Confirmed', 'EUR', 3000, 3000, 500, 2, 4, n, now(), now()
+             FROM generate_series(1, 500) AS n",
+            &[&uuid::Uuid::parse_str(CUSTOMER).unwrap()],
+        )
+        .await
+        .unwrap();
+    let list = |page_size: u32| {
+        let mut queries = app.queries();
+        async move {
+            queries
+                .list_orders(pb::ListOrdersRequest {
+                    page_size,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    let status = list(500).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains(&SMALLEST_LIMIT.to_string()),
+        "the message gives the limit: {status:?}"
+    );
+    let info = details(&status)
+        .error_info()
+        .cloned()
+        .expect("an ErrorInfo says why");
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("RESPONSE_TOO_LARGE", "order-ledger")
+    );
+    assert_eq!(info.metadata["limit_bytes"], SMALLEST_LIMIT.to_string());
+    let bytes: usize = info.metadata["bytes"].parse().unwrap();
+    assert!(bytes > SMALLEST_LIMIT as usize, "{info:?}");
+    assert_eq!(
+        list(50)
+            .await
+            .expect("a page that fits")
+            .into_inner()
+            .orders
+            .len(),
+        50
+    );
+}
+
+/// The next event of a subscription, within 10 s.
+async fn next_event(stream: &mut tonic::Streaming<pb::Event>) -> pb::Event {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("an event within 10 s")
+        .expect("the stream goes on")
+        .expect("not ended")
+}
+
+/// Keepalive settings small enough for a test: a ping after 1 s without a frame from the
+/// client, 1 s to answer it.
+const KEEPALIVE_SECONDS: u64 = 1;
+
+fn with_keepalive(options: Options) -> Options {
+    Options {
+        extra_args: vec![
+            format!("--keepalive-interval-seconds={KEEPALIVE_SECONDS}"),
+            format!("--keepalive-timeout-seconds={KEEPALIVE_SECONDS}"),
+        ],
+        ..options
+    }
+}
+
+/// A client whose network path goes silent (no FIN, no RST: a NAT entry or a load balancer's
+/// flow dropped) does not hold its SubscribeEvents slot for ever: the server's HTTP/2 PING goes
+/// unanswered, the connection is closed, and the same client can subscribe again within the
+/// keepalive interval and timeout (plus slack for a loaded machine). Without pings the slot
+/// stayed taken until the path itself closed.
+#[tokio::test]
+async fn a_subscription_whose_path_goes_silent_frees_its_slot_after_the_keepalive() {
+    let app = spawn_app_with(with_keepalive(Options {
+        max_subscriptions_per_client: 1,
+        ..Options::default()
+    }))
+    .await;
+    let proxy = SilentProxy::start(app.grpc_addr).await;
+    let mut far = OrderQueryServiceClient::new(proxy.channel())
+        .subscribe_events(pb::SubscribeEventsRequest { start: None })
+        .await
+        .expect("subscribed through the proxy")
+        .into_inner();
+    order_in_state(&app, 0).await;
+    next_event(&mut far).await;
+
+    proxy.go_silent();
+    let refused = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest { start: None })
+        .await
+        .expect_err("the client's one slot is taken");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+
+    // the ping is sent after the interval, the connection closed after the timeout
+    let bound = Duration::from_secs(2 * KEEPALIVE_SECONDS + 6);
+    let started = Instant::now();
+    let mut near = loop {
+        match app
+            .queries()
+            .subscribe_events(pb::SubscribeEventsRequest { start: None })
+            .await
+        {
+            Ok(stream) => break stream.into_inner(),
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    started.elapsed() < bound,
+                    "the silent client still holds its slot after {:?}",
+                    started.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    };
+    order_in_state(&app, 0).await;
+    next_event(&mut near).await;
+    drop(far);
+}
+
+/// Pings never end a healthy connection, busy or quiet: a subscription that only receives (the
+/// client sends no frame for many keepalive intervals) and a client calling all the while keep
+/// their connection, beside two CPU-bound tasks.
+#[tokio::test]
+async fn keepalive_pings_never_end_a_healthy_connection() {
+    let app = spawn_app_with(with_keepalive(Options::default())).await;
+    let mut stream = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest { start: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let started = Instant::now();
+    let mut placed = 0;
+    while started.elapsed() < Duration::from_secs(6 * KEEPALIVE_SECONDS) {
+        order_in_state(&app, 0).await;
+        placed += 1;
+        next_event(&mut stream).await;
+        // quiet for more than an interval now and then
+        if placed % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(1500 * KEEPALIVE_SECONDS)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3 * KEEPALIVE_SECONDS)).await;
+    order_in_state(&app, 0).await;
+    next_event(&mut stream).await;
 }
