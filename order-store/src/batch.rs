@@ -35,6 +35,10 @@ pub(crate) struct Job {
     /// Who owns the append: [`Claim::QUEUED`] until the writer takes it into a batch or the
     /// caller withdraws it; exactly one of them wins.
     pub claim: Arc<AtomicU8>,
+    /// When its caller must have its answer: the append began waiting for the database
+    /// [`crate::StoreConfig::answer_timeout`] before. Whatever the writer does for it (open a
+    /// connection, write its batch, write it alone) ends by then.
+    pub deadline: Instant,
 }
 
 /// The states of [`Job::claim`].
@@ -237,7 +241,12 @@ pub(crate) async fn writer(store: EventStore, mut queue: Queue) {
         // appends. Looked up per batch, so that a recorder installed after the store counts.
         metrics::histogram!("order_store_group_commit_batch_size").record(batch.len() as f64);
         let appends: Vec<&StreamAppend> = batch.iter().map(|job| &job.append).collect();
-        let written = store.write(&appends).await;
+        // The batch is answered by the earliest of its appends' deadlines; their appends were
+        // all taken within the pool wait of their start, so none loses much of its time.
+        let Some(deadline) = batch.iter().map(|job| job.deadline).min() else {
+            continue;
+        };
+        let written = store.write(&appends, deadline).await;
         queue.written();
         match written {
             Ok(outcomes) => {
@@ -254,18 +263,19 @@ pub(crate) async fn writer(store: EventStore, mut queue: Queue) {
                 }
             }
             // A conflict with a writer outside the batch (or any failure of the statement that
-            // rolled it back): each append on its own tells exactly who is affected.
+            // rolled it back): each append on its own tells exactly who is affected, each by
+            // its own deadline (one whose time is up is answered at once: nothing written).
             Err(BatchFailure::RolledBack(error)) if batch.len() > 1 => {
                 metrics::counter!("order_store_group_commit_fallbacks_total").increment(1);
                 tracing::debug!(%error, appends = batch.len(), "group commit fell back to single appends");
                 for job in batch {
-                    let result = store.write_one(&job.append).await;
+                    let result = store.write_one(&job.append, job.deadline).await;
                     let _ = job.reply.send(result);
                 }
             }
             Err(BatchFailure::RolledBack(_)) => {
                 for job in batch {
-                    let result = store.write_one(&job.append).await;
+                    let result = store.write_one(&job.append, job.deadline).await;
                     let _ = job.reply.send(result);
                 }
             }
@@ -680,6 +690,7 @@ mod tests {
                         append: append(stream, ExpectedVersion::NoStream, &[(stream, 1)]),
                         reply,
                         claim: Arc::new(AtomicU8::new(Claim::QUEUED)),
+                        deadline: Instant::now() + Duration::from_secs(60),
                     };
                     assert!(sender.try_send(job).is_ok(), "the queue has room");
                     answer

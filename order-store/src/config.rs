@@ -40,9 +40,12 @@ pub struct StoreConfig {
     /// append waits for its group-commit writer to take it; an append not taken in time is
     /// withdrawn, never written, and answered unavailable.
     pub pool_wait_timeout: Duration,
-    /// How long opening a connection may take.
+    /// How long opening a connection may take (each host of the URL). It is no extra time for
+    /// a call: opening the connection a call waits for counts against the call's own limit
+    /// ([`StoreConfig::answer_timeout`]).
     pub connect_timeout: Duration,
-    /// Server-side limit for one statement (`statement_timeout`).
+    /// Server-side limit for one statement (`statement_timeout`); the client-side limit of a
+    /// call is 2 s more ([`StoreConfig::call_timeout`]).
     pub statement_timeout: Duration,
     /// Server-side limit for a transaction left idle (`idle_in_transaction_session_timeout`).
     pub idle_in_transaction_timeout: Duration,
@@ -109,14 +112,33 @@ impl StoreConfig {
     }
 
     /// The client-side limit for one database call: the server's statement timeout plus a
-    /// margin. A server that stops answering altogether (frozen, partitioned) cannot cancel
-    /// anything itself; this bound makes sure nothing waits forever.
+    /// margin (2 s; 300 s without a statement timeout). A server that stops answering
+    /// altogether (frozen, partitioned) cannot cancel anything itself; this bound makes sure
+    /// nothing waits forever. A call counts it from when it got its connection, at most the
+    /// pool wait after it began: see [`StoreConfig::answer_timeout`].
     pub fn call_timeout(&self) -> Duration {
         if self.statement_timeout.is_zero() {
             Duration::from_secs(300)
         } else {
             self.statement_timeout + Duration::from_secs(2)
         }
+    }
+
+    /// The longest any call, an append included, waits for the database, counted from when it
+    /// begins waiting: the pool wait ([`StoreConfig::pool_wait_timeout`], at most half the
+    /// call's time) plus [`StoreConfig::call_timeout`] (the statement timeout + 2 s): 7.25 s
+    /// with the services' defaults. Everything counts: the wait for a group-commit writer and
+    /// for a pooled connection, opening one (however many hosts the URL names), the
+    /// statement. An append out of time before its statement went out is
+    /// [`Error::Unavailable`] (nothing was written); after, [`Error::Timeout`] (it may have
+    /// been written: a retry with its command id tells). An append's statement goes out only
+    /// while the server's statement timeout and half a second still fit before this limit,
+    /// so that a server that is slow, not gone, refuses it itself (a definite answer) in time;
+    /// one that could not go out by then (no connection) is answered unavailable at that
+    /// moment (1.75 s with the services' defaults), and one that went out has at most
+    /// [`StoreConfig::call_timeout`].
+    pub fn answer_timeout(&self) -> Duration {
+        self.pool_wait() + self.call_timeout()
     }
 
     /// The parsed connection settings with timeouts and application name applied.
@@ -370,7 +392,9 @@ pub struct DatabaseArgs {
         value_parser = clap::value_parser!(u64).range(1..=600_000)
     )]
     pub connect_timeout_ms: u64,
-    /// Server-side statement_timeout in milliseconds (0 = none).
+    /// Server-side statement_timeout in milliseconds (0 = none). A database call, a command's
+    /// append included, is answered within this + 2 s + the pool wait of when it began
+    /// waiting for the database, however long the server does not answer.
     #[arg(
         long = "db-statement-timeout-ms",
         env = "ORDER_DB_STATEMENT_TIMEOUT_MS",

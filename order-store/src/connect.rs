@@ -207,8 +207,8 @@ where
     Err(said.unwrap_or_else(tokio_postgres::Error::__private_api_timeout))
 }
 
-/// The pool's way to open a connection: [`host_by_host`], with its connection driven by a
-/// task of its own.
+/// The pool's way to open a connection: host by host, each host given its time, with its
+/// connection driven by a task of its own.
 #[derive(Debug, Clone)]
 pub struct HostByHost<T> {
     tls: T,

@@ -2,8 +2,8 @@
 
 use std::future::Future;
 use std::sync::atomic::AtomicU8;
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
@@ -178,10 +178,12 @@ impl EventStore {
     }
 
     /// Run a database call with the client-side time limit, counted from when the call got
-    /// its pooled connection (a wait for a busy pool takes none of its time). A call that got
-    /// no connection in that time is [`Error::Unavailable`] (an exhausted pool); one that got
-    /// it and had no answer is [`Error::Timeout`], and every pooled connection opened before
-    /// is replaced (the server is gone or cut off).
+    /// its pooled connection (a wait for a busy pool takes none of its time), and at most the
+    /// pool wait ([`StoreConfig::pool_wait_timeout`]) later than from its start: opening a new
+    /// connection counts against the call. A call that got no connection in that time is
+    /// [`Error::Unavailable`] (an exhausted pool); one that got it and had no answer is
+    /// [`Error::Timeout`], and every pooled connection opened before is replaced (the server
+    /// is gone or cut off).
     pub async fn timed<T, F>(&self, call: F) -> Result<T, Error>
     where
         F: Future<Output = Result<T, Error>>,
@@ -189,18 +191,20 @@ impl EventStore {
         let limit = self.inner.config.call_timeout();
         let (call, note) = crate::recycle::noting_acquisition(call);
         let mut call = std::pin::pin!(call);
-        let mut deadline = tokio::time::Instant::now() + limit;
+        let start = tokio::time::Instant::now();
+        let mut deadline = start + limit;
+        // However late it got its connection (one opened to a server slow to answer, say).
+        let latest = start + self.inner.config.answer_timeout();
         loop {
             tokio::select! {
                 result = &mut call => return result,
                 () = tokio::time::sleep_until(deadline) => {}
             }
+            let since = |at| (tokio::time::Instant::from_std(at) + limit).min(latest);
             match crate::recycle::pooled(&note) {
                 // Got its connection after the call began: its time counts from then.
-                crate::recycle::Pooled::Since(at)
-                    if tokio::time::Instant::from_std(at) + limit > deadline =>
-                {
-                    deadline = tokio::time::Instant::from_std(at) + limit;
+                crate::recycle::Pooled::Since(at) if since(at) > deadline => {
+                    deadline = since(at);
                 }
                 crate::recycle::Pooled::Waiting => {
                     return Err(Error::Unavailable(format!(
@@ -218,6 +222,71 @@ impl EventStore {
                 }
             }
         }
+    }
+
+    /// Run an append's database work, or a read on its behalf, by `deadline`: one limit for
+    /// all of it (the wait for a pooled connection, opening one, preparing, the statement),
+    /// counted from when the append began waiting ([`StoreConfig::answer_timeout`]); a
+    /// statement, once `sent` notes it went out, has at most [`StoreConfig::call_timeout`] of
+    /// that; one not sent by `sent`'s instant never will be, and the call ends then. Out of
+    /// time, the call is answered [`Error::Timeout`] when its statement went out
+    /// (it may commit yet), else [`Error::Unavailable`]: nothing can have been written. A
+    /// deadline already passed answers at once, the call never started. A call that had its
+    /// connection, or sent its statement, and got no answer also has every pooled connection
+    /// opened before replaced (the server is gone or cut off).
+    pub(crate) async fn until<T, F>(
+        &self,
+        deadline: Instant,
+        sent: Option<(&OnceLock<Instant>, Instant)>,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Future<Output = Result<T, Error>>,
+    {
+        if Instant::now() >= deadline {
+            return Err(Error::Unavailable(
+                "the database did not answer in time; nothing was written".into(),
+            ));
+        }
+        let statement_limit = self.inner.config.call_timeout();
+        let sent_at = || sent.and_then(|(sent, _)| sent.get().copied());
+        // Until the statement goes out: the last moment it may.
+        let unsent = sent.map_or(deadline, |(_, by)| by.min(deadline));
+        let (call, note) = crate::recycle::noting_acquisition(call);
+        let mut call = std::pin::pin!(call);
+        // The earliest a statement can be cut off: sent at once, its whole time passed.
+        let mut wake = unsent.min(Instant::now() + statement_limit);
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut call => return result,
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
+            }
+            let cut = sent_at().map_or(unsent, |at| deadline.min(at + statement_limit));
+            if Instant::now() >= cut {
+                break;
+            }
+            wake = cut;
+        }
+        let connected = matches!(
+            crate::recycle::pooled(&note),
+            crate::recycle::Pooled::Since(_)
+        );
+        let sent = sent_at().is_some();
+        if connected || sent {
+            crate::recycle::discard_connections_opened_before_now(crate::recycle::Reason::NoAnswer);
+        }
+        if sent {
+            return Err(Error::Timeout);
+        }
+        Err(Error::Unavailable(
+            if connected {
+                "the database did not answer in time; nothing was written"
+            } else {
+                "no database connection in time; nothing was written"
+            }
+            .into(),
+        ))
     }
 
     /// A pooled connection, for reads and transactions of your own inside
@@ -338,7 +407,7 @@ impl EventStore {
 
     async fn append_validated(&self, append: StreamAppend) -> Result<StreamOutcome, Error> {
         let result = match self.inner.writers.as_slice() {
-            [] => Box::pin(self.write_one(&append)).await,
+            [] => Box::pin(self.write_one(&append, self.append_deadline())).await,
             writers => {
                 let queue = &writers[writer_for(append.stream_id, writers.len())];
                 self.enqueue(queue, append).await
@@ -356,7 +425,7 @@ impl EventStore {
     /// Group commit when configured, else now.
     async fn submit(&self, append: &StreamAppend) -> Result<StreamOutcome, Error> {
         match self.inner.writers.as_slice() {
-            [] => Box::pin(self.write_one(append)).await,
+            [] => Box::pin(self.write_one(append, self.append_deadline())).await,
             writers => {
                 let queue = &writers[writer_for(append.stream_id, writers.len())];
                 self.enqueue(queue, append.clone()).await
@@ -364,10 +433,18 @@ impl EventStore {
         }
     }
 
+    /// When an append that begins waiting for the database now must be answered: one limit,
+    /// [`StoreConfig::answer_timeout`], for everything it waits for.
+    fn append_deadline(&self) -> Instant {
+        Instant::now() + self.inner.config.answer_timeout()
+    }
+
     /// Hand the append to its group-commit writer and wait for its own result. An append
     /// that no writer has taken within the pool's wait timeout (its writer is busy with a
     /// batch that holds a connection, for instance behind a lock) is withdrawn and answered
-    /// UNAVAILABLE, exactly as a call that found no free connection: it is never written.
+    /// UNAVAILABLE, exactly as a call that found no free connection: it is never written. One
+    /// taken is answered by its writer within the append's limit, counted from now (see
+    /// [`EventStore::until`]).
     async fn enqueue(
         &self,
         queue: &mpsc::Sender<Job>,
@@ -376,12 +453,16 @@ impl EventStore {
         let (reply, mut result) = oneshot::channel();
         let claim = Arc::new(AtomicU8::new(Claim::QUEUED));
         let started = tokio::time::Instant::now();
-        let wait = self.inner.config.call_timeout() * 2;
-        let admission = self.inner.config.pool_wait_timeout;
+        let deadline = self.append_deadline();
+        // Only a writer that cannot run (a starved thread) leaves its caller waiting past the
+        // deadline; the append may be written then, so the caller is answered `Timeout`.
+        let wait = tokio::time::Instant::from_std(deadline) + WRITER_GRACE;
+        let admission = self.inner.config.pool_wait();
         let job = Job {
             append,
             reply,
             claim: claim.clone(),
+            deadline,
         };
         match tokio::time::timeout(admission, queue.send(job)).await {
             Ok(Ok(())) => {}
@@ -395,7 +476,7 @@ impl EventStore {
             Err(_) if Claim::settle(&claim, Claim::WITHDRAWN) => return Err(no_writer_in_time()),
             Err(_) => {} // taken into a batch: its answer comes
         }
-        match tokio::time::timeout(wait.saturating_sub(started.elapsed()), result).await {
+        match tokio::time::timeout_at(wait, result).await {
             Ok(answer) => answer.map_err(stopped)?,
             Err(_) => Err(Error::Timeout),
         }
@@ -404,11 +485,13 @@ impl EventStore {
     /// Write several appends (distinct streams and command ids) with one statement, now.
     /// [`BatchFailure::RolledBack`]: nothing was written; [`BatchFailure::Unknown`]: the
     /// statement may have been carried out, and must not be run again.
+    /// The statement is answered by `deadline` (see [`EventStore::until`]).
     pub(crate) async fn write(
         &self,
         appends: &[&StreamAppend],
+        deadline: Instant,
     ) -> Result<Vec<Result<StreamOutcome, Error>>, BatchFailure> {
-        self.try_write(appends)
+        self.try_write(appends, deadline)
             .await
             .map_err(|failure| match failure {
                 WriteFailure::Unique(constraint) => BatchFailure::RolledBack(Error::Database(
@@ -422,9 +505,10 @@ impl EventStore {
     async fn try_write(
         &self,
         appends: &[&StreamAppend],
+        deadline: Instant,
     ) -> Result<Vec<Result<StreamOutcome, Error>>, WriteFailure> {
         if let Some(params) = NewStreamParams::new(appends) {
-            match self.try_write_new_streams(appends, &params).await {
+            match self.try_write_new_streams(appends, &params, deadline).await {
                 // A stream, command id or event id was there before: the full statement
                 // below says exactly which (nothing was written).
                 Err(WriteFailure::Unique(_)) => {}
@@ -432,7 +516,9 @@ impl EventStore {
             }
         }
         let params = Params::new(appends);
-        let rows = self.run_append(APPEND_SQL, &params.as_sql()).await?;
+        let rows = self
+            .run_append(APPEND_SQL, &params.as_sql(), deadline)
+            .await?;
         // The statement committed: from here on, an answer that cannot be read leaves its
         // outcome unknown to the callers (never "nothing was written", never run again).
         let commands: usize = appends.iter().map(|a| a.commands.len()).sum();
@@ -472,18 +558,44 @@ impl EventStore {
         Ok(outcomes)
     }
 
-    /// Run an append statement (prepared once per connection) within the client-side time
-    /// limit; a unique violation is told apart, with the constraint's name.
+    /// Run an append statement (prepared once per connection) by `deadline`; a unique
+    /// violation is told apart, with the constraint's name. Out of time before the statement
+    /// went out (no connection, no answer to its preparation), nothing was written
+    /// ([`WriteFailure::Other`]); after, its outcome is unknown ([`WriteFailure::Unknown`]).
     async fn run_append(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        deadline: Instant,
     ) -> Result<Vec<tokio_postgres::Row>, WriteFailure> {
+        let sent = OnceLock::new();
+        // Sent with less time left, a statement a slow server (a lock wait) carries out would
+        // be cut off by the append's limit before the server's own statement timeout could
+        // refuse it: an outcome left unknown that need not be. Not sent by then, it never is.
+        let send_by = deadline
+            .checked_sub(self.inner.config.statement_timeout + SERVER_ANSWER_MARGIN)
+            .unwrap_or(deadline);
+        let too_late = || {
+            (Instant::now() >= send_by).then(|| {
+                WriteFailure::Other(Error::Unavailable(
+                    "too little of the append's time was left to send it; nothing was written"
+                        .into(),
+                ))
+            })
+        };
+        if let Some(failure) = too_late() {
+            return Err(failure);
+        }
         let call = async {
             // Neither sends the append: a failure here wrote nothing.
             let client = (self.connection().await).map_err(WriteFailure::Other)?;
             let statement = (client.prepare_cached(sql).await)
                 .map_err(|error| WriteFailure::Other(error.into()))?;
+            if let Some(failure) = too_late() {
+                return Err(failure);
+            }
+            // From here on the statement may reach the server.
+            let _ = sent.set(Instant::now());
             match client.query(&statement, params).await {
                 Ok(rows) => Ok(rows),
                 Err(error) => Err(match Error::unique_violation(&error) {
@@ -495,10 +607,15 @@ impl EventStore {
                 }),
             }
         };
-        match self.timed(async { Ok(call.await) }).await {
+        match self
+            .until(deadline, Some((&sent, send_by)), async { Ok(call.await) })
+            .await
+        {
             Ok(written) => written,
-            // No answer in time: the statement may have been sent, and may commit yet.
-            Err(error) => Err(WriteFailure::Unknown(error)),
+            // No answer in time to a statement sent: it may commit yet.
+            Err(error @ Error::Timeout) => Err(WriteFailure::Unknown(error)),
+            // Out of time before the statement went out: nothing was written.
+            Err(error) => Err(WriteFailure::Other(error)),
         }
     }
 
@@ -508,9 +625,10 @@ impl EventStore {
         &self,
         appends: &[&StreamAppend],
         params: &NewStreamParams<'_>,
+        deadline: Instant,
     ) -> Result<Vec<Result<StreamOutcome, Error>>, WriteFailure> {
         let rows = self
-            .run_append(APPEND_NEW_STREAMS_SQL, &params.as_sql())
+            .run_append(APPEND_NEW_STREAMS_SQL, &params.as_sql(), deadline)
             .await?;
         // Committed: an answer that cannot be read leaves the outcome unknown.
         let outcomes = new_stream_outcomes(appends, &rows).map_err(WriteFailure::Unknown)?;
@@ -521,9 +639,14 @@ impl EventStore {
 
     /// Write one append on this task, now (one statement), and wake subscribers. A collision
     /// on a unique index is reported exactly: an earlier record of one of its command ids, a
-    /// conflict on the stream's version, or an event id already in the log.
-    pub(crate) async fn write_one(&self, append: &StreamAppend) -> Result<StreamOutcome, Error> {
-        let violated = match self.try_write(&[append]).await {
+    /// conflict on the stream's version, or an event id already in the log. Answered by
+    /// `deadline`, the reads that tell a collision apart included (see [`EventStore::until`]).
+    pub(crate) async fn write_one(
+        &self,
+        append: &StreamAppend,
+        deadline: Instant,
+    ) -> Result<StreamOutcome, Error> {
+        let violated = match self.try_write(&[append], deadline).await {
             Ok(mut outcomes) => {
                 return outcomes
                     .pop()
@@ -540,7 +663,13 @@ impl EventStore {
             .filter_map(|c| c.record.as_ref().map(|r| r.command_id))
             .collect();
         if !ids.is_empty() {
-            let found = self.find_commands(&ids).await?;
+            let found = self
+                .until(deadline, None, async {
+                    let client = self.connection().await?;
+                    find_commands(&client, &ids).await
+                })
+                .await
+                .map_err(nothing_written)?;
             let recorded: Vec<(usize, CommandRecord)> = append
                 .commands
                 .iter()
@@ -567,7 +696,9 @@ impl EventStore {
                     .iter()
                     .flat_map(|c| c.events.iter().map(|e| e.event_id))
                     .collect();
-                self.event_id_in_log(&ids).await?
+                self.event_id_in_log(&ids, deadline)
+                    .await
+                    .map_err(nothing_written)?
             }
             other => Error::Database(format!("unique constraint {other} violated")),
         })
@@ -575,8 +706,8 @@ impl EventStore {
 
     /// The error for an append some of whose event ids (`ids`) collided with the log's: the
     /// one found there (a collision is with a committed event: the index waited for it).
-    async fn event_id_in_log(&self, ids: &[Uuid]) -> Result<Error, Error> {
-        self.timed(async {
+    async fn event_id_in_log(&self, ids: &[Uuid], deadline: Instant) -> Result<Error, Error> {
+        self.until(deadline, None, async {
             let client = self.connection().await?;
             let row = client
                 .query_opt(
@@ -1051,6 +1182,26 @@ async fn notifier(pool: Pool, mut requests: mpsc::Receiver<()>) {
             Err(error) => tracing::debug!(%error, "no connection to notify; subscribers poll"),
         }
         tokio::time::sleep(NOTIFY_INTERVAL).await;
+    }
+}
+
+/// How much time beyond the server's statement timeout an append's statement must have left
+/// when it is sent: enough for the server's own refusal (statement timeout, a definite "rolled
+/// back") to come back before the append's limit. Less, and it is not sent (UNAVAILABLE).
+const SERVER_ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// How long past an append's deadline its caller waits for a group-commit writer that took it
+/// and has not answered (a writer answers by the deadline unless it cannot run at all).
+const WRITER_GRACE: Duration = Duration::from_secs(1);
+
+/// An append whose statement the server refused (a unique index) while the reads that tell
+/// the collision apart got no answer in time: nothing of it was written.
+fn nothing_written(error: Error) -> Error {
+    match error {
+        Error::Timeout => {
+            Error::Unavailable("the database did not answer in time; nothing was written".into())
+        }
+        other => other,
     }
 }
 
