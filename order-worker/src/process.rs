@@ -477,10 +477,11 @@ impl Processor {
         // step's command, under the command's id (the worker's, so the redriven message finds
         // the step done).
         let remembered = |call: &str, key: Uuid, command: &str| {
+            let id = saga::command_id(event_id, command);
             let then = format!(
-                "if it does, record it with {command} under command id {}, then redrive; if not, \
-                 redrive to a worker with the key lifetime check off",
-                saga::command_id(event_id, command)
+                "if it does, record it with {command} under command id {id} ({}), then redrive; \
+                 if not, redrive to a worker with the key lifetime check off",
+                record_line(command, order_id, id)
             );
             self.key_remembered(call, key, trigger, &then)
         };
@@ -863,6 +864,31 @@ impl Processor {
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+/// The `order-cli` line that records `command` (a step whose effect a provider holds) under
+/// the worker's command id `id`, what the provider tells the operator left as placeholders.
+fn record_line(command: &str, order_id: Uuid, id: Uuid) -> String {
+    let flags = match command {
+        "ReserveInventory" => {
+            "reserve {order} --reservation-id <the provider's reservation id>".to_owned()
+        }
+        "AuthorizePayment" => "authorize {order} --payment-id <the provider's payment id> \
+             --amount <the amount authorized, in minor units> --currency <its currency>"
+            .to_owned(),
+        "ShipOrder" => {
+            "ship {order} --carrier <the carrier> --tracking-number <the tracking number>"
+                .to_owned()
+        }
+        "RefundPayment" => "refund {order} --amount <the amount refunded, in minor units> \
+             --currency <its currency>"
+            .to_owned(),
+        other => format!("<{other}> {{order}}"),
+    };
+    format!(
+        "`order-cli {} --command-id {id}`",
+        flags.replace("{order}", &order_id.to_string())
+    )
 }
 
 /// The dead letter of a compensation whose hold came with the order's imported history
@@ -1349,6 +1375,14 @@ mod tests {
         assert!(
             reason.contains(&format!(
                 "record it with RefundPayment under command id {command}"
+            )),
+            "{reason}"
+        );
+        // The command line to run, as an imported hold's reason gives it.
+        let order = Uuid::from_u128(42);
+        assert!(
+            reason.contains(&format!(
+                "`order-cli refund {order} --amount <the amount refunded, in minor units> --currency <its currency> --command-id {command}`"
             )),
             "{reason}"
         );
