@@ -15,7 +15,8 @@
 use uuid::Uuid;
 
 /// The namespace of the hashed part of a command's event ids (UUID v5).
-pub const COMMAND_EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_722d_6576_656e_742d_6964_7321);
+pub const COMMAND_EVENT_NAMESPACE: Uuid =
+    Uuid::from_u128(0x6f72_6465_722d_6576_656e_742d_6964_7321);
 
 /// The id of the `index`-th event (from 0) that command `command_id` appends at
 /// `unix_millis`: a UUID of version 8 (RFC 9562) whose first 48 bits are that time in Unix
@@ -63,7 +64,10 @@ mod tests {
         assert_eq!(first.get_variant(), uuid::Variant::RFC4122);
         // The time leads, so ids grow with time whatever the command id.
         assert!(again > first);
-        assert_eq!(&first.as_bytes()[..6], &1_764_990_000_000u64.to_be_bytes()[2..]);
+        assert_eq!(
+            &first.as_bytes()[..6],
+            &1_764_990_000_000u64.to_be_bytes()[2..]
+        );
     }
 
     #[test]
