@@ -34,11 +34,12 @@ pub fn command_event_id(command_id: Uuid, index: u32, unix_millis: u64) -> Uuid 
 }
 
 /// What an event id keeps when its command is applied again: for an id of
-/// [`command_event_id`] (version 8), the id with its time set to zero; any other id (the
-/// version 7 ids of appends before these, an imported event's) is its own identity. Two ids
-/// of one identity are the same event of the same command, appended twice (before and after
-/// a restore); the identities of the two kinds never meet, as only the first starts with 48
-/// zero bits.
+/// [`command_event_id`] (version 8, so any version-8 id is taken for one), the id with its time
+/// set to zero; any other id (the version 7 ids of appends before these, an imported event's)
+/// is its own identity. Two ids of one identity are the event at one place of one command,
+/// appended twice (before and after a restore), not necessarily with the same content: a
+/// command decided on another state gives other events. The identities of the two kinds never
+/// meet, as only the first starts with 48 zero bits.
 pub fn event_identity(event_id: Uuid) -> Uuid {
     if event_id.get_version_num() == 8 {
         let mut bytes = *event_id.as_bytes();

@@ -63,6 +63,18 @@ pub struct ServeArgs {
     /// docs/security.md). Without it every token may call every method.
     #[arg(long, env = "ORDER_GRPC_AUTH_SCOPES")]
     pub auth_scopes: Option<String>,
+    /// How the events of a command are named: `identity` (the time of the append and bits
+    /// hashed from the command id, so that the same command applied again after a restore
+    /// gives events of the same identity, and the worker's provider keys with them) or
+    /// `random` (a new UUID v7 each, as releases before 2026-12-06 did: only while workers of
+    /// such a release still run, docs/operations.md "Upgrading").
+    #[arg(
+        long,
+        env = "ORDER_GRPC_COMMAND_EVENT_IDS",
+        value_enum,
+        default_value = "identity"
+    )]
+    pub command_event_ids: order_store::CommandEventIds,
     /// Largest request or response message, in bytes: 32 KiB to 64 MiB. The floor is above
     /// the largest message one valid event needs (an OrderPlaced of 100 lines: 100 x 97 bytes
     /// for the lines, each a 64-byte SKU, a quantity and a price, plus about 3.3 KB for an

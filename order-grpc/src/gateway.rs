@@ -714,24 +714,31 @@ fn correct_trailers(trailers: &mut http::HeaderMap) {
 /// asking for less (a smaller `page_size`, `max_events`) succeeds; the same request again
 /// cannot.
 fn response_too_large(bytes: &str, limit: &str) -> Status {
+    too_large_status(
+        "RESPONSE_TOO_LARGE",
+        bytes,
+        limit,
+        format!(
+            "the response message takes {bytes} bytes, more than the {limit} this service \
+             sends (ORDER_GRPC_MAX_MESSAGE_BYTES): ask for less (a smaller page_size or \
+             max_events); the same request again cannot succeed"
+        ),
+    )
+}
+
+/// RESOURCE_EXHAUSTED with `message` and an ErrorInfo of `reason` (domain `order-ledger`,
+/// metadata `bytes` and `limit_bytes`).
+fn too_large_status(reason: &str, bytes: &str, limit: &str, message: String) -> Status {
     use tonic_types::{ErrorDetails, StatusExt};
     let details = ErrorDetails::with_error_info(
-        "RESPONSE_TOO_LARGE",
+        reason,
         "order-ledger",
         [
             ("bytes".to_owned(), bytes.to_owned()),
             ("limit_bytes".to_owned(), limit.to_owned()),
         ],
     );
-    Status::with_error_details(
-        tonic::Code::ResourceExhausted,
-        format!(
-            "the response message takes {bytes} bytes, more than the {limit} this service \
-             sends (ORDER_GRPC_MAX_MESSAGE_BYTES): ask for less (a smaller page_size or \
-             max_events); the same request again cannot succeed"
-        ),
-        details,
-    )
+    Status::with_error_details(tonic::Code::ResourceExhausted, message, details)
 }
 
 /// The size and the limit in tonic's refusal of a request message over the limit ("Error,
@@ -759,22 +766,14 @@ fn too_large<'m>(coded: &str, message: &'m str) -> Option<(&'m str, &'m str)> {
 /// `limit_bytes`): the same request can never succeed, and clients that see the reason do not
 /// send it again (unlike the other RESOURCE_EXHAUSTED answers, which are worth a retry).
 fn request_too_large(bytes: &str, limit: &str) -> Status {
-    use tonic_types::{ErrorDetails, StatusExt};
-    let details = ErrorDetails::with_error_info(
+    too_large_status(
         "REQUEST_TOO_LARGE",
-        "order-ledger",
-        [
-            ("bytes".to_owned(), bytes.to_owned()),
-            ("limit_bytes".to_owned(), limit.to_owned()),
-        ],
-    );
-    Status::with_error_details(
-        tonic::Code::ResourceExhausted,
+        bytes,
+        limit,
         format!(
             "the request message takes {bytes} bytes, more than the {limit} this service \
              accepts (ORDER_GRPC_MAX_MESSAGE_BYTES); sending it again cannot succeed"
         ),
-        details,
     )
 }
 

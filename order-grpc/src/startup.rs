@@ -52,7 +52,9 @@ impl std::fmt::Debug for App {
 impl App {
     /// Validate the settings, connect lazily to the database, bind both ports.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
-        let store = EventStore::new(args.database.store_config("order-grpc"))?;
+        let mut config = args.database.store_config("order-grpc");
+        config.command_event_ids = args.command_event_ids;
+        let store = EventStore::new(config)?;
         let read_store = match args.read_store_config() {
             Some(config) => Some(
                 EventStore::new(config)

@@ -46,17 +46,21 @@ struct Key {
 
 impl Key {
     fn of<T: ?Sized + Serialize, E: ser::Error>(key: &T) -> Result<Self, E> {
-        match serde_json::to_value(Canonical(key)).map_err(E::custom)? {
-            serde_json::Value::String(text) => Ok(Self { text, number: None }),
-            serde_json::Value::Number(n) => Ok(Self {
-                number: n.as_f64(),
-                text: n.to_string(),
-            }),
-            serde_json::Value::Bool(b) => Ok(Self {
-                text: b.to_string(),
-                number: None,
-            }),
-            _ => Err(E::custom("key must be a string")),
+        // As JSON text, as serde_json writes a value (i128 and f32 as it writes them too).
+        let text = serde_json::to_string(&Canonical(key)).map_err(E::custom)?;
+        if text.starts_with('"') {
+            let text: String = serde_json::from_str(&text).map_err(E::custom)?;
+            return Ok(Self { text, number: None });
+        }
+        match text.as_str() {
+            "true" | "false" => Ok(Self { text, number: None }),
+            _ => match text.parse::<f64>() {
+                Ok(number) => Ok(Self {
+                    number: Some(number),
+                    text,
+                }),
+                Err(_) => Err(E::custom("key must be a string")),
+            },
         }
     }
 
@@ -388,6 +392,29 @@ mod tests {
         assert_eq!(fingerprint(stream, &place).unwrap(), plain(&place));
         let cancel = Command::Cancel("why".into());
         assert_eq!(fingerprint(stream, &cancel).unwrap(), plain(&cancel));
+    }
+
+    #[test]
+    fn keys_serde_json_writes_are_written_alike() {
+        // Keys beyond 64 bits and f32 keys, as serde_json writes them in a map of one entry.
+        let stream = Uuid::new_v4();
+        let plain = |json: Vec<u8>| -> [u8; 32] {
+            use sha2::Digest;
+            let mut hasher = sha2::Sha256::new();
+            hasher.update(stream.as_bytes());
+            hasher.update(json);
+            hasher.finalize().into()
+        };
+        let wide: BTreeMap<i128, u8> = [(i128::MAX, 1)].into_iter().collect();
+        assert_eq!(
+            fingerprint(stream, &wide).unwrap(),
+            plain(serde_json::to_vec(&wide).unwrap())
+        );
+        let unit: HashMap<bool, u8> = [(true, 1)].into_iter().collect();
+        assert_eq!(
+            fingerprint(stream, &unit).unwrap(),
+            plain(serde_json::to_vec(&unit).unwrap())
+        );
     }
 
     #[test]

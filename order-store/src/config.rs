@@ -82,6 +82,23 @@ pub struct StoreConfig {
     /// faster with it, 64 about 15 %. A writer on a thread of its own does not gather: its
     /// callers come back over the network, and waiting for them only spins that thread.
     pub group_commit_gather: Duration,
+    /// How the command handler names the events of a command ([`CommandEventIds`]).
+    pub command_event_ids: CommandEventIds,
+}
+
+/// How the command handler names the events it appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum CommandEventIds {
+    /// The time of the append and bits hashed from the command id and the event's place in it
+    /// ([`order_domain::event_id::command_event_id`]): the same command applied again after a
+    /// restore gives events of the same identity, and the worker's provider keys with them.
+    #[default]
+    Identity,
+    /// A new UUID v7 for every event, as before command event ids (2026-12-06): for a deploy
+    /// during which workers of an earlier release still run, which key their provider calls on
+    /// the whole event id (docs/operations.md, "Upgrading").
+    Random,
 }
 
 impl StoreConfig {
@@ -103,6 +120,7 @@ impl StoreConfig {
             group_commit_writers: 1,
             group_commit_thread: false,
             group_commit_gather: Duration::from_micros(20),
+            command_event_ids: CommandEventIds::Identity,
         }
     }
 
@@ -452,6 +470,7 @@ impl DatabaseArgs {
             group_commit_writers: usize::from(self.group_commit_writers),
             group_commit_thread: self.group_commit_thread,
             group_commit_gather: Duration::from_micros(u64::from(self.group_commit_gather_us)),
+            command_event_ids: CommandEventIds::default(),
         }
     }
 }

@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::append::{
     CommandRecordWrite, CommandWrite, ExpectedVersion, StreamAppend, StreamOutcome,
 };
+use crate::config::CommandEventIds;
 use crate::error::Error;
 use crate::event::{MAX_APPEND_BYTES, MAX_EVENTS_PER_APPEND, NewEvent};
 use crate::store::{CommandRecord, EventStore, load};
@@ -305,7 +306,7 @@ impl<A: Aggregate> CommandHandler<A> {
             }
 
             // Decide each command on the state the one before it left.
-            let mut batch = Batch::new(base, version);
+            let mut batch = Batch::new(base, version, self.store.config().command_event_ids);
             for &i in &open {
                 attempts[i] += 1;
                 if !batch.decide(i, &items[i], stream_id) {
@@ -539,13 +540,16 @@ struct Batch<A: Aggregate> {
     refusals: Vec<(usize, HandleError<A::Error>)>,
     events: usize,
     bytes: usize,
+    /// How the events are named.
+    ids: CommandEventIds,
 }
 
 impl<A: Aggregate> Batch<A> {
-    fn new(state: A, version: u64) -> Self {
+    fn new(state: A, version: u64, ids: CommandEventIds) -> Self {
         Self {
             state,
             version,
+            ids,
             writes: Vec::new(),
             chosen: Vec::new(),
             followers: Vec::new(),
@@ -628,8 +632,11 @@ impl<A: Aggregate> Batch<A> {
         let encoded = match events
             .iter()
             .enumerate()
-            .map(|(k, event)| {
-                NewEvent::encode_for_command(event, item.command_id, k as u32, millis)
+            .map(|(k, event)| match self.ids {
+                CommandEventIds::Identity => {
+                    NewEvent::encode_for_command(event, item.command_id, k as u32, millis)
+                }
+                CommandEventIds::Random => NewEvent::encode(event),
             })
             .collect::<Result<Vec<_>, _>>()
         {

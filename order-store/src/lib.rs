@@ -75,7 +75,7 @@ pub use append::{
 };
 #[cfg(feature = "cli")]
 pub use config::DatabaseArgs;
-pub use config::{ServerRole, StoreConfig};
+pub use config::{CommandEventIds, ServerRole, StoreConfig};
 pub use connect::HostByHost;
 pub use error::{Error, sqlstate};
 pub use event::{

@@ -508,3 +508,37 @@ async fn the_correlation_id_is_echoed_and_recorded_or_generated() {
         Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     );
 }
+
+/// `--command-event-ids`: `identity` (the default) names a command's events by the time and the
+/// command id (UUID version 8, the worker's provider keys survive a restore); `random` gives
+/// each a new UUID v7, as releases before it did, for a deploy during which older workers
+/// still run.
+#[tokio::test]
+async fn command_event_ids_are_identities_unless_told_random() {
+    for (args, version) in [
+        (vec![], 8),
+        (vec!["--command-event-ids=random".to_owned()], 7),
+    ] {
+        let app = spawn_app_with(Options {
+            extra_args: args.clone(),
+            ..Options::default()
+        })
+        .await;
+        let order = id();
+        app.commands().place_order(place(&order)).await.unwrap();
+        let events = app
+            .queries()
+            .get_order_events(pb::GetOrderEventsRequest {
+                order_id: order.clone(),
+                after_version: 0,
+                min_position: None,
+                max_events: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let event_id = uuid::Uuid::parse_str(&events[0].event_id).unwrap();
+        assert_eq!(event_id.get_version_num(), version, "{args:?}");
+    }
+}

@@ -491,3 +491,29 @@ async fn a_command_applied_again_after_a_restore_gives_events_of_the_same_identi
     let events = restored.store.read_stream(other, 0).await.unwrap();
     assert_ne!(event_identity(events[0].event_id), event_identity(first[0]));
 }
+
+/// `CommandEventIds::Random`: every event a new UUID v7, the ids of the releases before
+/// command event ids (for a deploy whose workers of an earlier release still run: they key
+/// provider calls on the whole event id).
+#[tokio::test]
+async fn random_event_ids_are_version_7_and_new_on_every_append() {
+    use order_domain::event_id::event_identity;
+    let configure = |config: &mut order_store::StoreConfig| {
+        config.command_event_ids = order_store::CommandEventIds::Random;
+    };
+    let before = test_store_with(configure).await;
+    let restored = test_store_with(configure).await;
+    let order = Uuid::new_v4();
+    let command = place();
+    let same = context();
+    let mut ids = Vec::new();
+    for t in [&before, &restored] {
+        let handler = CommandHandler::<Order>::new(t.store.clone(), 5);
+        handler.handle(order, &command, &same).await.unwrap();
+        let events = t.store.read_stream(order, 0).await.unwrap();
+        ids.push(events[0].event_id);
+    }
+    assert_eq!(ids[0].get_version_num(), 7);
+    assert_eq!(ids[1].get_version_num(), 7);
+    assert_ne!(event_identity(ids[0]), event_identity(ids[1]));
+}

@@ -95,3 +95,14 @@ variable "grpc_wait_for_approval_minutes" {
   type        = number
   default     = 0
 }
+
+variable "grpc_command_event_ids" {
+  description = "How order-grpc names a command's events (ORDER_GRPC_COMMAND_EVENT_IDS): identity (the default: the same command applied again after a restore gives events of the same identity, and the worker's provider keys with them) or random (a new UUID v7 each, as releases before 2026-12-06: set it for the one deploy that upgrades from such a release, while its workers still run, then remove it; docs/operations.md, Upgrading)."
+  type        = string
+  default     = "identity"
+
+  validation {
+    condition     = contains(["identity", "random"], var.grpc_command_event_ids)
+    error_message = "grpc_command_event_ids is identity or random."
+  }
+}

@@ -80,6 +80,7 @@ module "grpc" {
   }
 
   environment = merge(local.database_ca, {
+    ORDER_GRPC_COMMAND_EVENT_IDS = var.grpc_command_event_ids
     # What each caller may do (docs/security.md): the worker reads orders and drives the saga,
     # nothing else (no PlaceOrder, no CancelOrder); every service of var.grpc_callers gets
     # exactly the scopes it declares. Each token is a secret of its own (below).

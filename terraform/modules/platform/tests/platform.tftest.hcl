@@ -41,6 +41,12 @@ run "dev" {
     error_message = "order-grpc does not limit the worker's token to orders.read and orders.saga"
   }
 
+  # a command's events are named by its identity unless an upgrade says otherwise
+  assert {
+    condition     = module.grpc.environment["ORDER_GRPC_COMMAND_EVENT_IDS"] == "identity"
+    error_message = "order-grpc does not name a command's events by their identity by default"
+  }
+
   # the worker's token reaches order-grpc under the name its scopes give, and no other token
   assert {
     condition     = [for s in module.grpc.secret_names : s if startswith(s, "ORDER_GRPC_AUTH_TOKEN")] == ["ORDER_GRPC_AUTH_TOKEN_WORKER"]
@@ -441,4 +447,29 @@ run "restore_time_must_be_a_time" {
   }
 
   expect_failures = [var.db_restore]
+}
+
+run "command_event_ids_random_for_an_upgrade" {
+  command = plan
+
+  variables {
+    environment            = "dev"
+    grpc_command_event_ids = "random"
+  }
+
+  assert {
+    condition     = module.grpc.environment["ORDER_GRPC_COMMAND_EVENT_IDS"] == "random"
+    error_message = "order-grpc does not get the event ids asked for"
+  }
+}
+
+run "command_event_ids_refuses_anything_else" {
+  command = plan
+
+  variables {
+    environment            = "dev"
+    grpc_command_event_ids = "v7"
+  }
+
+  expect_failures = [var.grpc_command_event_ids]
 }
