@@ -626,9 +626,12 @@ impl<A: Aggregate> Batch<A> {
                 Error::InvalidInput("the command produced no events".into()).into(),
             );
         }
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
+        let millis = match self.ids {
+            CommandEventIds::Identity => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64),
+            CommandEventIds::Random => 0,
+        };
         let encoded = match events
             .iter()
             .enumerate()

@@ -20,29 +20,17 @@ use crate::support::*;
 /// Orders placed before the (simulated) restore and sent again after it.
 const ORDERS: usize = 3;
 
-/// Sends the request until the service gives an answer that is not "retry later", as the
-/// contract tells a client to (a loaded machine may run short of pooled connections for a
-/// moment); the same request every time, so the same command id.
+/// Sends the request until the service gives an answer that is not "retry later"
+/// ([`crate::saga::until_answered`]): the same request every time, so the same command id.
 async fn send(stack: &Stack, request: &pb::PlaceOrderRequest) -> pb::CommandResponse {
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        match stack.commands().place_order(request.clone()).await {
-            Ok(answer) => return answer.into_inner(),
-            Err(status)
-                if attempt < 50
-                    && matches!(
-                        status.code(),
-                        tonic::Code::Unavailable
-                            | tonic::Code::ResourceExhausted
-                            | tonic::Code::DeadlineExceeded
-                    ) =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(status) => panic!("PlaceOrder {}: {status}", request.order_id),
-        }
-    }
+    crate::saga::until_answered(
+        stack,
+        request.clone(),
+        &id(),
+        async |mut client, request| client.place_order(request).await,
+    )
+    .await
+    .unwrap_or_else(|status| panic!("PlaceOrder {}: {status}", request.order_id))
 }
 
 /// Each order's count of every provider effect the saga of a completed order does.

@@ -36,7 +36,7 @@ fn with_correlation<T>(message: T, correlation_id: &str) -> Request<T> {
 /// RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED), as the contract tells a client to: the same message,
 /// so the same command id, every time. A busy machine may run out of pooled database
 /// connections for a moment; that is an answer to retry, not a test failure.
-async fn until_answered<T: Clone>(
+pub(crate) async fn until_answered<T: Clone>(
     stack: &Stack,
     message: T,
     correlation_id: &str,
