@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use order_proto::v1 as pb;
-use order_store::{Cursor, EventListener, EventStore, Reach, RecordedEvent, StreamSlice};
+use order_store::{Cursor, EventListener, EventStore, Pauses, Reach, RecordedEvent, StreamSlice};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -109,33 +109,6 @@ fn deadline_of<T>(request: &Request<T>, default: Duration) -> tokio::time::Insta
 /// for it: 20 ms before `deadline` (at once when less is left).
 fn give_up_before(deadline: tokio::time::Instant) -> tokio::time::Instant {
     deadline - Duration::from_millis(20).min(deadline - tokio::time::Instant::now())
-}
-
-/// The pauses between a wait's looks at the database: from 5 ms, twice as long each time, to
-/// 100 ms. A wait that ends soon (the usual case) answers within a few milliseconds of it; one
-/// that lasts (a position far beyond the head, a projector that is down or behind) costs a
-/// few queries a second, not hundreds, and such waits come in numbers exactly when the system
-/// is in trouble (every read-your-writes call waits, and its client retries).
-#[derive(Debug)]
-struct Pauses {
-    next: Duration,
-}
-
-impl Default for Pauses {
-    fn default() -> Self {
-        Self {
-            next: Duration::from_millis(5),
-        }
-    }
-}
-
-impl Pauses {
-    /// Sleep for the next pause, at most until `give_up`.
-    async fn sleep(&mut self, give_up: tokio::time::Instant) {
-        let left = give_up.saturating_duration_since(tokio::time::Instant::now());
-        tokio::time::sleep(self.next.min(left)).await;
-        self.next = (self.next * 2).min(Duration::from_millis(100));
-    }
 }
 
 /// Bounds on SubscribeEvents.

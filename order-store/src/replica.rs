@@ -18,8 +18,44 @@ use crate::error::Error;
 use crate::event::RecordedEvent;
 use crate::store::{EventStore, StreamSlice};
 
-/// How often a replica that is not far enough yet is asked again.
-const POLL: Duration = Duration::from_millis(5);
+/// The pauses between a wait's looks at the database: from 5 ms, twice as long each time, to
+/// 100 ms. A wait that ends soon (the usual case) answers within a few milliseconds of it; one
+/// that lasts (a replica that is behind, a projector that is down) costs a few queries a
+/// second, not hundreds, and such waits come in numbers exactly when the database is in
+/// trouble (every read-your-writes call waits, and its client retries).
+///
+/// ```
+/// # async fn example() {
+/// let give_up = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+/// let mut pauses = order_store::Pauses::default();
+/// while tokio::time::Instant::now() < give_up {
+///     // look at the database here
+///     pauses.sleep(give_up).await;
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Pauses {
+    next: Duration,
+}
+
+impl Pauses {
+    const FIRST: Duration = Duration::from_millis(5);
+    const LONGEST: Duration = Duration::from_millis(100);
+
+    /// Sleep for the next pause, at most until `give_up`.
+    pub async fn sleep(&mut self, give_up: Instant) {
+        let left = give_up.saturating_duration_since(Instant::now());
+        tokio::time::sleep(self.next.min(left)).await;
+        self.next = (self.next * 2).min(Self::LONGEST);
+    }
+}
+
+impl Default for Pauses {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
 
 /// What a position must have reached on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +86,7 @@ LEFT JOIN orders.events e ON e.global_position = $1";
 
 impl EventStore {
     /// A pooled connection to a server whose data has reached `position` as `reach` says,
-    /// waiting (asking every few milliseconds, on that one connection) until `give_up`.
+    /// waiting (asking again after each of [`Pauses`], on that one connection) until `give_up`.
     /// `Ok(Err(at))` when it had not by then: `at` is how far it was (the subscription's
     /// checkpoint position; 0 for [`Reach::Log`]). Reads made on the connection afterwards
     /// see at least that state.
@@ -62,6 +98,7 @@ impl EventStore {
     ) -> Result<Result<Object, u64>, Error> {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
         let client = self.timed(self.connection()).await?;
+        let mut pauses = Pauses::default();
         loop {
             let (reached, at) = self
                 .timed(async {
@@ -81,10 +118,10 @@ impl EventStore {
             if reached {
                 return Ok(Ok(client));
             }
-            if Instant::now() + POLL >= give_up {
+            if Instant::now() >= give_up {
                 return Ok(Err(u64::try_from(at).unwrap_or(0)));
             }
-            tokio::time::sleep(POLL).await;
+            pauses.sleep(give_up).await;
         }
     }
 

@@ -126,6 +126,62 @@ impl TestDatabase {
             Err(message) => panic!("{message}"),
         }
     }
+
+    /// Transactions committed in this database so far, as the statistics show them once
+    /// every backend that worked in it has reported: to count what a piece of code asked the
+    /// database (each autocommitted statement is one transaction). A backend reports its
+    /// counts at most once a second while it works, and 10 s after it went idle; ending it
+    /// reports them at once, so this ends every other connection to the database first. An
+    /// application's pool replaces a closed connection at its next checkout.
+    pub async fn commits(&self, admin: &Client) -> i64 {
+        let terminated = admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&self.name],
+            )
+            .await;
+        if let Err(error) = terminated {
+            panic!("ending the connections to {}: {error}", self.name);
+        }
+        let gone = std::time::Instant::now();
+        loop {
+            let left: i64 = match admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                    &[&self.name],
+                )
+                .await
+            {
+                Ok(row) => row.get(0),
+                Err(error) => panic!("reading pg_stat_activity: {error}"),
+            };
+            if left == 0 {
+                break;
+            }
+            assert!(
+                gone.elapsed() < Duration::from_secs(10),
+                "connections to {} are still there 10 s after they were ended",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let commits = async {
+            admin
+                .batch_execute("SELECT pg_stat_clear_snapshot()")
+                .await?;
+            admin
+                .query_one(
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+                    &[&self.name],
+                )
+                .await
+        };
+        match commits.await {
+            Ok(row) => row.get(0),
+            Err(error) => panic!("reading pg_stat_database: {error}"),
+        }
+    }
 }
 
 impl Drop for TestDatabase {

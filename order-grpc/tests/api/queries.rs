@@ -421,53 +421,6 @@ async fn imported_events_say_where_they_came_from() {
     assert_ne!(new[0].command_id, "");
 }
 
-/// Transactions committed in `database`, as the statistics show them once every backend that
-/// worked in it has reported (see [`a_read_your_writes_wait_looks_a_few_times_a_second`]).
-async fn commits_in(admin: &order_store::tokio_postgres::Client, database: &str) -> i64 {
-    // A backend reports its counts at most once a second while it works, and 10 s after it
-    // went idle; ending it reports them at once. Ending the app's connections costs it
-    // nothing here: its pool replaces a closed connection at the next checkout.
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&database],
-        )
-        .await
-        .unwrap();
-    let gone = std::time::Instant::now();
-    loop {
-        let left: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-                &[&database],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        assert!(
-            gone.elapsed() < Duration::from_secs(10),
-            "the app's connections are still there"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    admin
-        .batch_execute("SELECT pg_stat_clear_snapshot()")
-        .await
-        .unwrap();
-    admin
-        .query_one(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
-            &[&database],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 /// A GetOrder waiting for the read model (here: no projector runs) looks at the database a
 /// few times a second, not every few milliseconds: while the projector is down or behind,
 /// every read-your-writes call waits, and must not load the database that is already in
@@ -484,7 +437,7 @@ async fn a_read_your_writes_wait_looks_a_few_times_a_second() {
         .unwrap()
         .into_inner();
     let admin = order_testkit::pg::admin().await;
-    let before = commits_in(&admin, app.db.name()).await;
+    let before = app.db.commits(&admin).await;
 
     let wait = Duration::from_secs(2);
     let waits = [placed.global_position, 1_000_000_000_000].map(|position| {
@@ -503,7 +456,7 @@ async fn a_read_your_writes_wait_looks_a_few_times_a_second() {
     }
     assert!(started.elapsed() >= wait - Duration::from_millis(100));
 
-    let commits = commits_in(&admin, app.db.name()).await - before;
+    let commits = app.db.commits(&admin).await - before;
     // From 5 ms to 100 ms between looks, one query each: about 25 in 2 s per wait. Looking
     // every 5 ms made several hundred.
     assert!(

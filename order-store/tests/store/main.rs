@@ -15,6 +15,7 @@ mod idempotency;
 mod import;
 mod migrations;
 mod races;
+mod reaching;
 mod roles;
 mod standby;
 mod subscription;
