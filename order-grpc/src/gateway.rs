@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -37,6 +37,40 @@ pub struct RequestContext {
     /// the server's default): handlers that wait give up a little before, with an answer that
     /// says what they waited for.
     pub deadline: tokio::time::Instant,
+}
+
+/// A call's place under the concurrency limit, in the request's extensions (not for health
+/// checks, which are outside the limit). A handler about to wait for something that is not
+/// work of its own (a read-your-writes wait for a projector that is behind) gives it back, so
+/// that waiting reads never take the places of commands; such waits have a limit of their
+/// own. The place is given back when the call ends at the latest.
+#[derive(Debug, Clone)]
+pub struct CallSlot(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl CallSlot {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    /// Give the call's place back to the limit now (nothing when it was given back already).
+    pub fn release(&self) {
+        let permit = match self.0.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        drop(permit);
+    }
+}
+
+/// Gives a call's place back when the gateway's part of the call ends (dropped or finished).
+struct ReleasedAtEnd(Option<CallSlot>);
+
+impl Drop for ReleasedAtEnd {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.0 {
+            slot.release();
+        }
+    }
 }
 
 /// Accepted bearer tokens, the names they stand for, and what each may do.
@@ -435,11 +469,11 @@ where
             }
         }
 
-        let permit = if health {
+        let slot = if health {
             None
         } else {
             match self.limit.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
+                Ok(permit) => Some(CallSlot::new(permit)),
                 Err(_) => {
                     metrics::counter!("order_grpc_requests_shed_total").increment(1);
                     let status = Status::resource_exhausted(
@@ -458,6 +492,9 @@ where
             deadline,
         };
         request.extensions_mut().insert(context);
+        if let Some(slot) = &slot {
+            request.extensions_mut().insert(slot.clone());
+        }
         // A known command's name only: a label value never comes from what a caller made up.
         let command = request
             .uri()
@@ -474,7 +511,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let _permit = permit;
+            // The call's place goes back when its answer does, whoever else holds the slot.
+            let _slot = ReleasedAtEnd(slot);
             let mut response = match until_deadline(inner.call(request), deadline).await {
                 Some(response) => response?,
                 None => {

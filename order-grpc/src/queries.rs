@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::Stream;
 use order_proto::v1 as pb;
 use order_store::{Cursor, EventListener, EventStore, Pauses, Reach, RecordedEvent, StreamSlice};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -36,6 +36,64 @@ pub struct Queries {
     /// The largest message the service sends (GetOrderEvents answers past it at once, with
     /// the way to read in parts, instead of failing while it encodes).
     max_message_bytes: usize,
+    /// Places for reads waiting for their `min_position` (see [`Place`]).
+    waits: Arc<Semaphore>,
+}
+
+/// The reads that may wait for their `min_position` at once, by default. A waiting read holds
+/// no database connection while it sleeps (on the primary); it looks a few times a second.
+pub const DEFAULT_MAX_WAITING_READS: usize = 512;
+
+/// A read-your-writes call's place: under the service's concurrency limit (the gateway's
+/// [`CallSlot`](crate::gateway::CallSlot)) until it has to wait, then among the waiting reads,
+/// whose limit is its own. Waits come in numbers exactly when a projector is down or behind
+/// (every read-your-writes call waits, and its client retries), and holding the concurrency
+/// limit's places through them would refuse every command meanwhile.
+struct Place {
+    slot: Option<crate::gateway::CallSlot>,
+    waiting: Option<OwnedSemaphorePermit>,
+}
+
+impl Place {
+    fn of<T>(request: &Request<T>) -> Self {
+        Self {
+            slot: request
+                .extensions()
+                .get::<crate::gateway::CallSlot>()
+                .cloned(),
+            waiting: None,
+        }
+    }
+
+    /// Move to a place among the waiting reads, giving the call's place under the concurrency
+    /// limit back; false when none is free (the call keeps the place it has).
+    fn try_wait(&mut self, waits: &Arc<Semaphore>) -> bool {
+        if self.waiting.is_some() {
+            return true;
+        }
+        match waits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.waiting = Some(permit);
+                if let Some(slot) = &self.slot {
+                    slot.release();
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// [`Place::try_wait`], or RESOURCE_EXHAUSTED when every place for waiting reads is taken.
+    fn wait(&mut self, waits: &Arc<Semaphore>) -> Result<(), Status> {
+        if self.try_wait(waits) {
+            return Ok(());
+        }
+        metrics::counter!("order_grpc_requests_shed_total").increment(1);
+        Err(Status::resource_exhausted(
+            "too many reads are waiting for their min_position (a projector is down or behind); \
+             retry with backoff",
+        ))
+    }
 }
 
 /// A read replica, and how long a read-your-writes call waits for it to catch up.
@@ -206,7 +264,15 @@ impl Queries {
             shutdown,
             default_deadline,
             max_message_bytes: usize::MAX,
+            waits: Arc::new(Semaphore::new(DEFAULT_MAX_WAITING_READS)),
         }
+    }
+
+    /// At most `reads` calls wait for their `min_position` at once (see [`Place`]); a call that
+    /// has to wait when all places are taken is answered RESOURCE_EXHAUSTED.
+    pub fn with_max_waiting_reads(mut self, reads: usize) -> Self {
+        self.waits = Arc::new(Semaphore::new(reads.max(1)));
+        self
     }
 
     /// GetOrderEvents answers RESOURCE_EXHAUSTED, saying how to read in parts, when its answer
@@ -317,6 +383,7 @@ impl Queries {
         &self,
         position: u64,
         deadline: tokio::time::Instant,
+        place: &mut Place,
     ) -> Result<(), Status> {
         let give_up = give_up_before(deadline);
         let store_error = |e| ApiError::from(e).into_status();
@@ -360,6 +427,7 @@ impl Queries {
                     checkpoint.global_position
                 )));
             }
+            place.wait(&self.waits)?;
             pauses.sleep(give_up).await;
         }
     }
@@ -372,6 +440,7 @@ impl Queries {
         &self,
         position: u64,
         deadline: tokio::time::Instant,
+        place: &mut Place,
     ) -> Result<(), Status> {
         let give_up = give_up_before(deadline);
         let mut pauses = Pauses::default();
@@ -389,6 +458,7 @@ impl Queries {
                     "the log has not reached position {position} yet (it is at {head})"
                 )));
             }
+            place.wait(&self.waits)?;
             pauses.sleep(give_up).await;
         }
     }
@@ -424,12 +494,18 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::GetOrderResponse>, Status> {
         let deadline = deadline_of(&request, self.default_deadline);
+        let mut place = Place::of(&request);
         let request = request.into_inner();
         let order_id = convert::order_id(&request.order_id)
             .map_err(ApiError::from)?
             .as_uuid();
         let not_found = || ApiError::OrderNotFound(order_id.to_string()).into_status();
         if let Some(replica) = &self.replica {
+            // The replica's wait is bounded by its own setting: a place among the waiting
+            // reads when one is free, else the call's own.
+            if request.min_position.is_some() {
+                place.try_wait(&self.waits);
+            }
             let read =
                 Self::get_order_from_replica(replica, order_id, request.min_position, deadline);
             match Self::bounded(replica, deadline, read).await {
@@ -444,7 +520,8 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
             }
         }
         if let Some(position) = request.min_position {
-            self.wait_for_read_model(position, deadline).await?;
+            self.wait_for_read_model(position, deadline, &mut place)
+                .await?;
         }
         let order = read_model::get(&self.store, order_id)
             .await
@@ -488,6 +565,7 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         request: Request<pb::GetOrderEventsRequest>,
     ) -> Result<Response<pb::GetOrderEventsResponse>, Status> {
         let deadline = deadline_of(&request, self.default_deadline);
+        let mut place = Place::of(&request);
         let request = request.into_inner();
         let order_id = convert::order_id(&request.order_id)
             .map_err(ApiError::from)?
@@ -495,6 +573,9 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         let limit = request.max_events.filter(|&most| most > 0);
         let mut from_replica = None;
         if let Some(replica) = &self.replica {
+            if request.min_position.is_some() {
+                place.try_wait(&self.waits);
+            }
             let read = Self::slice_from_replica(
                 replica,
                 order_id,
@@ -527,7 +608,7 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
                         .last()
                         .is_none_or(|e| e.global_position < position)
                 {
-                    self.wait_for_log(position, deadline).await?;
+                    self.wait_for_log(position, deadline, &mut place).await?;
                     slice = self.slice(order_id, request.after_version, limit).await?;
                 }
                 slice

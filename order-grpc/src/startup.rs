@@ -132,7 +132,8 @@ impl App {
             self.shutdown.subscribe(),
             args.default_deadline(),
         )
-        .with_max_message_bytes(max_message);
+        .with_max_message_bytes(max_message)
+        .with_max_waiting_reads(args.max_waiting_reads as usize);
         if let Some(read_store) = self.read_store.clone() {
             tracing::info!(wait = ?args.read_replica_wait(), "reads go to the read replica");
             queries = queries.with_replica(read_store, args.read_replica_wait());

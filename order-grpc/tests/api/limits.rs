@@ -321,3 +321,124 @@ async fn keepalive_pings_never_end_a_healthy_connection() {
     order_in_state(&app, 0).await;
     next_event(&mut stream).await;
 }
+
+/// A read waiting for a position no event has reached: GetOrder (the read model's checkpoint)
+/// or GetOrderEvents (the log), with `timeout` as its deadline.
+fn waiting_read(
+    app: &TestApp,
+    order: &str,
+    events: bool,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<tonic::Status> {
+    let mut client = app.raw_queries();
+    let order = order.to_owned();
+    tokio::spawn(async move {
+        let far = Some(1_000_000_000_000);
+        let answer = if events {
+            let mut request = tonic::Request::new(pb::GetOrderEventsRequest {
+                order_id: order,
+                after_version: 0,
+                min_position: far,
+                max_events: None,
+            });
+            request.set_timeout(timeout);
+            client.get_order_events(request).await.map(|_| ())
+        } else {
+            let mut request = tonic::Request::new(pb::GetOrderRequest {
+                order_id: order,
+                min_position: far,
+            });
+            request.set_timeout(timeout);
+            client.get_order(request).await.map(|_| ())
+        };
+        match answer {
+            Ok(()) => panic!("a read of a position never reached was answered"),
+            Err(status) => status,
+        }
+    })
+}
+
+/// While a projector is down, every read-your-writes call waits until its deadline, and its
+/// client retries: those waits must not take the places of commands under the concurrency
+/// limit. Here they outnumber the limit twice, and commands still go through.
+#[tokio::test]
+async fn reads_waiting_for_their_position_leave_the_concurrency_limit_to_commands() {
+    let app = spawn_app_with(Options {
+        max_concurrent_requests: 3,
+        ..Options::default()
+    })
+    .await;
+    let order = id();
+    app.commands().place_order(place(&order)).await.unwrap();
+
+    let wait = Duration::from_secs(6);
+    let mut waits = Vec::new();
+    for i in 0..6 {
+        waits.push(waiting_read(&app, &order, i % 2 == 1, wait));
+        // One at a time: each looks once under the limit before it waits.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    for _ in 0..3 {
+        let placed = app.commands().place_order(place(&id())).await;
+        assert!(
+            placed.is_ok(),
+            "a command beside six waiting reads (limit 3): {placed:?}"
+        );
+    }
+    for waiting in waits {
+        let status = waiting.await.unwrap();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    }
+}
+
+/// Waiting reads have a limit of their own: one that has to wait when all places are taken
+/// is refused at once, saying why; a read that needs no wait is still answered.
+#[tokio::test]
+async fn reads_that_would_wait_beyond_their_own_limit_are_shed() {
+    let app = spawn_app_with(Options {
+        extra_args: vec!["--max-waiting-reads=2".to_owned()],
+        ..Options::default()
+    })
+    .await;
+    let order = id();
+    let placed = app
+        .commands()
+        .place_order(place(&order))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let wait = Duration::from_secs(6);
+    let waits = [
+        waiting_read(&app, &order, false, wait),
+        waiting_read(&app, &order, true, wait),
+    ];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    let shed = waiting_read(&app, &order, true, wait).await.unwrap();
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    assert!(shed.message().contains("min_position"), "{shed:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused at once, not after a wait"
+    );
+
+    let answered = app
+        .raw_queries()
+        .get_order_events(pb::GetOrderEventsRequest {
+            order_id: order.clone(),
+            after_version: 0,
+            min_position: Some(placed.global_position),
+            max_events: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answered.events.len(), 1);
+
+    for waiting in waits {
+        let status = waiting.await.unwrap();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    }
+}
