@@ -21,10 +21,16 @@ fn parse_uuid(text: &str) -> Result<Uuid, Violation> {
         return Err(EXPECTED);
     }
     match Uuid::parse_str(text) {
-        Ok(uuid) if !uuid.is_nil() => Ok(uuid),
-        _ => Err(EXPECTED),
+        Ok(uuid) if uuid.is_nil() => Err(NOT_NIL),
+        Ok(uuid) => Ok(uuid),
+        Err(_) => Err(EXPECTED),
     }
 }
+
+/// The nil UUID (all zeros) is a UUID, but no identifier: say so, not that it is no UUID.
+const NOT_NIL: Violation = Violation::Format {
+    expected: "a UUID other than the nil UUID (all zeros)",
+};
 
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -48,7 +54,7 @@ macro_rules! uuid_id {
             /// From a UUID (the nil UUID is refused).
             pub fn from_uuid(uuid: Uuid) -> Result<Self, Violation> {
                 if uuid.is_nil() {
-                    return Err(Violation::Format { expected: "a non-nil UUID" });
+                    return Err(NOT_NIL);
                 }
                 Ok(Self(uuid))
             }
@@ -652,6 +658,11 @@ mod tests {
         ] {
             assert!(OrderId::parse(bad).is_err(), "{bad:?} was accepted");
         }
+        // The nil UUID is refused for what it is, not as text that is no UUID.
+        let nil = OrderId::parse("00000000-0000-0000-0000-000000000000").unwrap_err();
+        assert!(nil.to_string().contains("nil UUID"), "{nil}");
+        let nil = OrderId::from_uuid(Uuid::nil()).unwrap_err();
+        assert!(nil.to_string().contains("nil UUID"), "{nil}");
     }
 
     #[test]
