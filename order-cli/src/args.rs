@@ -25,7 +25,9 @@ Amounts are integer minor units of the currency (1250 EUR = 12.50 EUR), as in th
 Exit codes:
   0  ok
   1  anything else (INTERNAL, UNKNOWN, UNIMPLEMENTED, DATA_LOSS)
-  2  usage: bad flags or input, unreadable files, unusable settings
+  2  usage: bad flags or input (a field the subcommand does not take), unreadable files,
+     unusable settings (an empty token, a CA file with no certificate, a service certificate
+     refused: not signed by the CA, another name, expired)
   3  refused: INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS, ABORTED, OUT_OF_RANGE,
      RESOURCE_EXHAUSTED for a request too large
   4  NOT_FOUND
@@ -59,9 +61,12 @@ pub struct Connection {
         global = true
     )]
     pub url: Vec<String>,
-    /// Bearer token sent with every call.
+    /// Bearer token sent with every call (an empty one is refused).
     #[arg(long, env = "ORDER_GRPC_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// Whether the token came from `ORDER_GRPC_TOKEN` (for the error about an empty one).
+    #[arg(skip)]
+    pub token_from_env: bool,
     /// PEM file of the CA that signed the service's certificate (required for https://).
     #[arg(long, env = "ORDER_GRPC_TLS_CA_FILE", global = true)]
     pub tls_ca_file: Option<PathBuf>,
@@ -72,8 +77,9 @@ pub struct Connection {
     #[arg(long, env = "ORDER_GRPC_TIMEOUT", default_value = "10s", value_parser = positive_duration, global = true)]
     pub timeout: Duration,
     /// Attempts per call (retries of UNAVAILABLE, DEADLINE_EXCEEDED, ... with backoff; a
-    /// command keeps its id).
-    #[arg(long, env = "ORDER_GRPC_ATTEMPTS", default_value_t = 4, global = true,
+    /// command keeps its id). The waits grow from 200 ms to 2 s: the default 6 keep trying
+    /// for at least 2.5 s, through a restart of the service.
+    #[arg(long, env = "ORDER_GRPC_ATTEMPTS", default_value_t = order_client::DEFAULT_ATTEMPTS, global = true,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub attempts: u32,
     /// Correlation id sent with every call (1-128 visible ASCII characters; default: a fresh
@@ -131,7 +137,7 @@ pub enum Sub {
     RejectInventory(ReasonArgs),
     /// AuthorizePayment: the order total authorized under a payment id.
     #[command(alias = "pay")]
-    Authorize(AmountArgs),
+    Authorize(AuthorizeArgs),
     /// FailPayment: the payment failed.
     FailPayment(ReasonArgs),
     /// ConfirmOrder: confirmed, the payment captured.
@@ -150,7 +156,7 @@ pub enum Sub {
     /// ReleaseInventory (a compensation).
     ReleaseInventory(CommandArgs),
     /// RefundPayment: a partial refund, or what a pending cancellation owes.
-    Refund(AmountArgs),
+    Refund(RefundArgs),
     /// GetOrder: the order as the read model holds it.
     Get(GetArgs),
     /// ListOrders, newest first.
@@ -202,14 +208,30 @@ pub struct ReasonArgs {
     pub reason: Option<String>,
 }
 
-/// A command with an amount (and, for AuthorizePayment, a payment id).
+/// AuthorizePayment's fields.
 #[derive(Debug, Args)]
-pub struct AmountArgs {
+pub struct AuthorizeArgs {
     #[command(flatten)]
     pub common: CommandArgs,
-    /// The payment provider's payment id (authorize).
+    /// The payment provider's payment id.
     #[arg(long)]
     pub payment_id: Option<String>,
+    #[command(flatten)]
+    pub amount: AmountArgs,
+}
+
+/// RefundPayment's fields.
+#[derive(Debug, Args)]
+pub struct RefundArgs {
+    #[command(flatten)]
+    pub common: CommandArgs,
+    #[command(flatten)]
+    pub amount: AmountArgs,
+}
+
+/// An amount.
+#[derive(Debug, Args)]
+pub struct AmountArgs {
     /// The amount in minor units (1250 EUR = 12.50 EUR).
     #[arg(long)]
     pub amount: Option<i64>,
@@ -341,7 +363,12 @@ pub struct FollowArgs {
     /// Stop after this many events (at least 1).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
-    /// Consecutive failed attempts to subscribe again before giving up.
-    #[arg(long, default_value_t = 30)]
-    pub max_reconnects: u32,
+    /// Give up after this many consecutive failed attempts to subscribe again (default: no
+    /// limit by count; --reconnect-for ends the tries).
+    #[arg(long)]
+    pub max_reconnects: Option<u32>,
+    /// Give up after trying to subscribe again for this long without a subscription that
+    /// worked (e.g. 60s, 10m).
+    #[arg(long, default_value = "60s", value_parser = positive_duration)]
+    pub reconnect_for: Duration,
 }

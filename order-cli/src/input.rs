@@ -8,7 +8,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::args::{AmountArgs, CommandArgs, PlaceArgs, ReasonArgs, ReserveArgs, ShipArgs};
+use crate::args::{
+    AmountArgs, AuthorizeArgs, CommandArgs, PlaceArgs, ReasonArgs, RefundArgs, ReserveArgs,
+    ShipArgs,
+};
 
 /// A mistake in the command line or its input (exit code 2).
 #[derive(Debug)]
@@ -85,6 +88,35 @@ impl CommandInput {
     }
 }
 
+/// The JSON input's fields every saga command takes.
+const COMMON_FIELDS: [&str; 3] = ["order_id", "command_id", "expected_version"];
+
+/// The JSON input of saga command `command`, which takes `fields` besides the common ones:
+/// any other key (one of another command's, or one no command has) is refused, naming it and
+/// the command.
+fn read_command_json(
+    path: Option<&Path>,
+    command: &str,
+    fields: &[&str],
+) -> Result<CommandInput, Usage> {
+    let value: Option<serde_json::Value> = read_json(path)?;
+    let Some(value) = value else {
+        return Ok(CommandInput::default());
+    };
+    if let serde_json::Value::Object(map) = &value
+        && let Some(other) = map
+            .keys()
+            .find(|key| !COMMON_FIELDS.contains(&key.as_str()) && !fields.contains(&key.as_str()))
+    {
+        let takes: Vec<&str> = COMMON_FIELDS.iter().chain(fields).copied().collect();
+        return Err(Usage(format!(
+            "the JSON input's field {other:?} is not one {command} takes (it takes {})",
+            takes.join(", ")
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| Usage(format!("the JSON input: {e}")))
+}
+
 fn overlay<T>(target: &mut Option<T>, flag: &Option<T>)
 where
     T: Clone,
@@ -95,9 +127,16 @@ where
 }
 
 impl CommandArgs {
-    /// The JSON input with the flags laid over it.
-    pub fn input(&self) -> Result<CommandInput, Usage> {
-        let mut input: CommandInput = read_json(self.json_input.as_deref())?;
+    /// The JSON input of `command`, which takes no fields but the common ones, with the flags
+    /// laid over it.
+    pub fn input(&self, command: &str) -> Result<CommandInput, Usage> {
+        self.input_taking(command, &[])
+    }
+
+    /// The JSON input of `command`, which takes `fields` besides the common ones, with the
+    /// common flags laid over it.
+    fn input_taking(&self, command: &str, fields: &[&str]) -> Result<CommandInput, Usage> {
+        let mut input = read_command_json(self.json_input.as_deref(), command, fields)?;
         overlay(&mut input.order_id, &self.order_id);
         overlay(&mut input.command_id, &self.command_id);
         overlay(&mut input.expected_version, &self.expected_version);
@@ -108,26 +147,45 @@ impl CommandArgs {
 impl ReserveArgs {
     /// The JSON input with the flags laid over it.
     pub fn input(&self) -> Result<CommandInput, Usage> {
-        let mut input = self.common.input()?;
+        let mut input = self.common.input_taking("reserve", &["reservation_id"])?;
         overlay(&mut input.reservation_id, &self.reservation_id);
         Ok(input)
     }
 }
 
 impl ReasonArgs {
-    /// The JSON input with the flags laid over it.
-    pub fn input(&self) -> Result<CommandInput, Usage> {
-        let mut input = self.common.input()?;
+    /// The JSON input of `command` with the flags laid over it.
+    pub fn input(&self, command: &str) -> Result<CommandInput, Usage> {
+        let mut input = self.common.input_taking(command, &["reason"])?;
         overlay(&mut input.reason, &self.reason);
         Ok(input)
     }
 }
 
-impl AmountArgs {
+impl AuthorizeArgs {
     /// The JSON input with the flags laid over it.
     pub fn input(&self) -> Result<CommandInput, Usage> {
-        let mut input = self.common.input()?;
+        let mut input = self
+            .common
+            .input_taking("authorize", &["payment_id", "amount"])?;
         overlay(&mut input.payment_id, &self.payment_id);
+        self.amount.overlay(&mut input)?;
+        Ok(input)
+    }
+}
+
+impl RefundArgs {
+    /// The JSON input with the flags laid over it.
+    pub fn input(&self) -> Result<CommandInput, Usage> {
+        let mut input = self.common.input_taking("refund", &["amount"])?;
+        self.amount.overlay(&mut input)?;
+        Ok(input)
+    }
+}
+
+impl AmountArgs {
+    /// Lay the amount's flags over the input's amount.
+    fn overlay(&self, input: &mut CommandInput) -> Result<(), Usage> {
         // Each part of the amount is laid over the JSON input's on its own.
         match (self.amount, &mut input.amount) {
             (Some(amount_minor), Some(money)) => money.amount_minor = amount_minor,
@@ -148,14 +206,16 @@ impl AmountArgs {
         if let (Some(currency), Some(money)) = (&self.currency, &mut input.amount) {
             money.currency = currency.clone();
         }
-        Ok(input)
+        Ok(())
     }
 }
 
 impl ShipArgs {
     /// The JSON input with the flags laid over it.
     pub fn input(&self) -> Result<CommandInput, Usage> {
-        let mut input = self.common.input()?;
+        let mut input = self
+            .common
+            .input_taking("ship", &["carrier", "tracking_number"])?;
         overlay(&mut input.carrier, &self.carrier);
         overlay(&mut input.tracking_number, &self.tracking_number);
         Ok(input)
@@ -329,8 +389,8 @@ mod tests {
             r#"{"payment_id": "p", "amount": {"currency": "USD", "amount_minor": 1000}}"#,
         )
         .unwrap();
-        let args =
-            |json_input: Option<&Path>, amount: Option<i64>, currency: Option<&str>| AmountArgs {
+        let args = |json_input: Option<&Path>, amount: Option<i64>, currency: Option<&str>| {
+            AuthorizeArgs {
                 common: CommandArgs {
                     order_id: Some(Uuid::nil()),
                     json_input: json_input.map(Path::to_path_buf),
@@ -339,10 +399,13 @@ mod tests {
                     print: None,
                 },
                 payment_id: None,
-                amount,
-                currency: currency.map(str::to_owned),
-            };
-        let money = |args: AmountArgs| {
+                amount: AmountArgs {
+                    amount,
+                    currency: currency.map(str::to_owned),
+                },
+            }
+        };
+        let money = |args: AuthorizeArgs| {
             let amount = args.input().unwrap().amount.unwrap();
             (amount.currency, amount.amount_minor)
         };
@@ -398,6 +461,40 @@ mod tests {
             pb::ShippingMethod::Express
         );
         assert!(shipping_method("teleport").is_err());
+    }
+
+    #[test]
+    fn json_fields_of_another_command_are_refused_naming_the_field_and_the_command() {
+        let dir = std::env::temp_dir().join(format!("order-cli-fields-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("input.json");
+        let read = |text: &str, command: &str, fields: &[&str]| {
+            std::fs::write(&json, text).unwrap();
+            read_command_json(Some(&json), command, fields)
+        };
+        let refused = read(
+            r#"{"order_id": null, "reservation_id": "r", "carrier": "DHL"}"#,
+            "reserve",
+            &["reservation_id"],
+        )
+        .unwrap_err();
+        assert!(
+            refused.0.contains(r#""carrier""#) && refused.0.contains("reserve"),
+            "{}",
+            refused.0
+        );
+        let refused = read(r#"{"payment_id": "p"}"#, "refund", &["amount"]).unwrap_err();
+        assert!(refused.0.contains("payment_id"), "{}", refused.0);
+        let input = read(
+            r#"{"reservation_id": "r", "expected_version": 1}"#,
+            "reserve",
+            &["reservation_id"],
+        )
+        .unwrap();
+        assert_eq!(input.reservation_id.as_deref(), Some("r"));
+        assert!(read("null", "confirm", &[]).is_ok());
+        assert!(read("[1]", "confirm", &[]).is_err(), "not an object");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use futures::StreamExt;
 use order_client::{Client, Code, Command, CommandRequest, Error, Start, pb};
 
@@ -69,6 +69,14 @@ impl From<Usage> for Failure {
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
+        if let Some(problem) = error.tls_certificate_problem() {
+            // A setting to fix (the CA file, the name), not an outage.
+            let correlation = match &error {
+                Error::Rpc { correlation_id, .. } => format!(", correlation id {correlation_id}"),
+                _ => String::new(),
+            };
+            return Self::Usage(format!("{problem} (not retried{correlation})"));
+        }
         match error {
             Error::Config(message) => Self::Usage(message),
             other => Self::Client(other),
@@ -77,7 +85,10 @@ impl From<Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    cli.connection.token_from_env =
+        matches.value_source("token") == Some(clap::parser::ValueSource::EnvVariable);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -116,6 +127,16 @@ fn client(connection: &Connection) -> Result<Client, Failure> {
             None,
         ));
     if let Some(token) = &connection.token {
+        if token.trim().is_empty() {
+            return Err(Failure::Usage(if connection.token_from_env {
+                "ORDER_GRPC_TOKEN is set but empty: set it to the token, or unset it to call \
+                 without one"
+                    .to_owned()
+            } else {
+                "--token is empty: give the token, or leave --token out to call without one"
+                    .to_owned()
+            }));
+        }
         builder = builder.bearer_token(token.trim());
     }
     if let Some(path) = &connection.tls_ca_file {
@@ -154,7 +175,7 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             send_with(command, &input, args.common.print, out).await
         }
         Sub::RejectInventory(args) => {
-            let input = args.input()?;
+            let input = args.input("reject-inventory")?;
             let command = client.reject_inventory(input.order_id()?, input.reason()?);
             send_with(command, &input, args.common.print, out).await
         }
@@ -165,17 +186,17 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             send_with(command, &input, args.common.print, out).await
         }
         Sub::FailPayment(args) => {
-            let input = args.input()?;
+            let input = args.input("fail-payment")?;
             let command = client.fail_payment(input.order_id()?, input.reason()?);
             send_with(command, &input, args.common.print, out).await
         }
         Sub::Confirm(args) => {
-            let input = args.input()?;
+            let input = args.input("confirm")?;
             let command = client.confirm_order(input.order_id()?);
             send_with(command, &input, args.print, out).await
         }
         Sub::StartFulfillment(args) => {
-            let input = args.input()?;
+            let input = args.input("start-fulfillment")?;
             let command = client.start_fulfillment(input.order_id()?);
             send_with(command, &input, args.print, out).await
         }
@@ -187,22 +208,22 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             send_with(command, &input, args.common.print, out).await
         }
         Sub::Deliver(args) => {
-            let input = args.input()?;
+            let input = args.input("deliver")?;
             let command = client.deliver_order(input.order_id()?);
             send_with(command, &input, args.print, out).await
         }
         Sub::Complete(args) => {
-            let input = args.input()?;
+            let input = args.input("complete")?;
             let command = client.complete_order(input.order_id()?);
             send_with(command, &input, args.print, out).await
         }
         Sub::Cancel(args) => {
-            let input = args.input()?;
+            let input = args.input("cancel")?;
             let command = client.cancel_order(input.order_id()?, input.reason()?);
             send_with(command, &input, args.common.print, out).await
         }
         Sub::ReleaseInventory(args) => {
-            let input = args.input()?;
+            let input = args.input("release-inventory")?;
             let command = client.release_inventory(input.order_id()?);
             send_with(command, &input, args.print, out).await
         }
@@ -286,7 +307,8 @@ async fn send<R: CommandRequest>(
     let answer = command.await?;
     match print {
         Some(field) => out.field(&answer, field),
-        None => out.answer(&answer),
+        // A command id made here is known to no other call.
+        None => out.answer(&answer, command_id.is_none()),
     }
     Ok(())
 }
@@ -306,7 +328,10 @@ async fn follow(client: &Client, args: args::FollowArgs, out: &Output) -> Result
     let order = args.order.map(|o| o.to_string());
     let mut events = client
         .subscribe_events(start)
-        .max_reconnects(args.max_reconnects);
+        .reconnect_for(args.reconnect_for);
+    if let Some(limit) = args.max_reconnects {
+        events = events.max_reconnects(limit);
+    }
     let mut shown = 0u64;
     out.event_header();
     loop {
@@ -371,5 +396,33 @@ mod tests {
         };
         assert_eq!(client_exit_code(&rpc(too_large)), 3);
         assert_eq!(exit_code(Code::Internal), 1);
+    }
+
+    #[test]
+    fn a_refused_service_certificate_is_a_settings_problem() {
+        let refused = |detail: &str| Error::Rpc {
+            status: Box::new(tonic::Status::from_error(Box::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("invalid peer certificate: {detail}"),
+            )))),
+            attempts: 1,
+            correlation_id: "c".to_owned(),
+        };
+        for (detail, says) in [
+            ("UnknownIssuer", "--tls-ca-file"),
+            ("NotValidForName", "--tls-domain"),
+            ("Expired", "expired"),
+        ] {
+            match Failure::from(refused(detail)) {
+                Failure::Usage(message) => assert!(message.contains(says), "{message}"),
+                _ => panic!("{detail}: not a usage error"),
+            }
+        }
+        let down = Error::Rpc {
+            status: Box::new(tonic::Status::unavailable("tcp connect error")),
+            attempts: 4,
+            correlation_id: "c".to_owned(),
+        };
+        assert!(matches!(Failure::from(down), Failure::Client(_)));
     }
 }

@@ -68,6 +68,27 @@ fn time_text(timestamp: Option<&prost_types::Timestamp>) -> String {
         .unwrap_or_default()
 }
 
+/// The command id, and for a duplicate what applied the command: the service had recorded
+/// the id before the attempt that answered, which may have been this very call's first
+/// attempt (its answer lost), so "duplicate" never means "this call changed nothing".
+fn command_id_text(answer: &CommandAnswer, own_id: bool) -> String {
+    let id = &answer.command_id;
+    if !answer.duplicate {
+        return id.clone();
+    }
+    let by = match (own_id, answer.attempts > 1) {
+        // An id made here is known to no one else.
+        (true, true) => "applied by an earlier attempt of this call whose answer was lost",
+        (false, false) => "applied by an earlier call with this command id",
+        (false, true) => {
+            "applied by an earlier call with this command id, or by an earlier attempt of \
+             this call whose answer was lost"
+        }
+        (true, false) => "applied under this command id before this attempt",
+    };
+    format!("{id} ({by}; nothing applied twice)")
+}
+
 /// Columns padded to their widest cell.
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -265,8 +286,9 @@ impl Output {
         say!("{value}");
     }
 
-    /// A command's answer.
-    pub fn answer(&self, answer: &CommandAnswer) {
+    /// A command's answer; `own_id`: the command id was made by this invocation (so no
+    /// other call can have used it).
+    pub fn answer(&self, answer: &CommandAnswer, own_id: bool) {
         if self.json {
             Self::print_json(&json!({
                 "command": answer.command,
@@ -289,14 +311,7 @@ impl Output {
                 ("status", status_name(answer.status).to_owned()),
                 ("version", answer.version.to_string()),
                 ("position", answer.global_position.to_string()),
-                (
-                    "command id",
-                    if answer.duplicate {
-                        format!("{} (a repeat: nothing changed)", answer.command_id)
-                    } else {
-                        answer.command_id.clone()
-                    }
-                ),
+                ("command id", command_id_text(answer, own_id)),
             ])
         );
     }
@@ -442,6 +457,40 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duplicate_says_what_applied_it_and_never_that_nothing_changed() {
+        let answer = |duplicate: bool, attempts: u32| CommandAnswer {
+            command: "ConfirmOrder",
+            command_id: "c-1".into(),
+            order_id: uuid::Uuid::nil(),
+            version: 4,
+            global_position: 9,
+            status: pb::OrderStatus::Confirmed,
+            duplicate,
+            attempts,
+            correlation_id: "r-1".into(),
+        };
+        assert_eq!(command_id_text(&answer(false, 3), true), "c-1");
+        assert_eq!(
+            command_id_text(&answer(true, 2), true),
+            "c-1 (applied by an earlier attempt of this call whose answer was lost; nothing \
+             applied twice)"
+        );
+        assert_eq!(
+            command_id_text(&answer(true, 1), false),
+            "c-1 (applied by an earlier call with this command id; nothing applied twice)"
+        );
+        let either = command_id_text(&answer(true, 3), false);
+        assert!(
+            either.contains("earlier call") && either.contains("earlier attempt of this call"),
+            "{either}"
+        );
+        for (attempts, own) in [(1, true), (1, false), (2, true), (2, false)] {
+            let text = command_id_text(&answer(true, attempts), own);
+            assert!(!text.contains("nothing changed"), "{text}");
+        }
+    }
 
     #[test]
     fn tables_pad_every_column_but_the_last() {

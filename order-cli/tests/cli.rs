@@ -349,3 +349,278 @@ async fn commands_read_json_input_and_answer_in_json() {
     assert_eq!(help.code, 0);
     assert!(help.stdout.contains("Exit codes"), "{}", help.stdout);
 }
+
+/// Run order-cli with these environment variables set (and `ORDER_GRPC_URL` to `url`).
+async fn order_cli_with_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let output = tokio::process::Command::new(BIN)
+        .args(args)
+        .env("ORDER_GRPC_URL", url)
+        .env_remove("ORDER_GRPC_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// An `OrderService` in front of the real one that applies the first command it is given and
+/// throws its answer away, answering UNAVAILABLE instead: the answer lost on the network.
+#[derive(Clone)]
+struct LoseFirstAnswer {
+    upstream: tonic::transport::Channel,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tonic::server::NamedService for LoseFirstAnswer {
+    const NAME: &'static str = "orders.v1.OrderService";
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> for LoseFirstAnswer {
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        use tonic::codegen::Body;
+        let mut upstream = self.upstream.clone();
+        let lose = !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            let unavailable = |message: String| tonic::Status::unavailable(message).into_http();
+            if let Err(error) = std::future::poll_fn(|cx| upstream.poll_ready(cx)).await {
+                return Ok(unavailable(error.to_string()));
+            }
+            let response = match upstream.call(request).await {
+                Ok(response) => response,
+                Err(error) => return Ok(unavailable(error.to_string())),
+            };
+            if !lose {
+                return Ok(response);
+            }
+            // The whole answer (the command is applied), then lose it.
+            let mut body = std::pin::pin!(response.into_body());
+            while std::future::poll_fn(|cx| body.as_mut().poll_frame(cx))
+                .await
+                .is_some()
+            {}
+            Ok(unavailable("the answer was lost on the way".to_owned()))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_command_applied_by_this_calls_first_attempt_is_not_called_a_change_of_nothing() {
+    let stack = Stack::start().await;
+    let client = stack.client();
+    let placed = place(&client).await.unwrap();
+    client
+        .reserve_inventory(placed.order_id, "res-1")
+        .await
+        .unwrap();
+    let authorized = client
+        .authorize_payment(placed.order_id, "pay-1", order_client::money("EUR", TOTAL))
+        .await
+        .unwrap();
+    assert_eq!(authorized.version, 3);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = tonic::transport::Channel::from_shared(stack.url())
+        .unwrap()
+        .connect_lazy();
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(LoseFirstAnswer {
+                upstream,
+                lost: Default::default(),
+            })
+            .serve_with_incoming(
+                tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener),
+            ),
+    );
+
+    let order = placed.order_id.to_string();
+    let confirm = order_cli(
+        &proxy,
+        &["confirm", &order, "--expected-version", "3"],
+        None,
+    )
+    .await;
+    assert_eq!(confirm.code, 0, "{}", confirm.stderr);
+    assert_eq!(
+        stack.order_events(placed.order_id).await.len(),
+        4,
+        "applied once"
+    );
+    // This invocation applied it (its first attempt): not "nothing changed".
+    assert!(
+        !confirm.stdout.contains("nothing changed"),
+        "{}",
+        confirm.stdout
+    );
+    assert!(
+        confirm
+            .stdout
+            .contains("applied by an earlier attempt of this call whose answer was lost"),
+        "{}",
+        confirm.stdout
+    );
+    assert!(
+        confirm.stdout.contains("nothing applied twice"),
+        "{}",
+        confirm.stdout
+    );
+    let command_id = confirm
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("command id"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+
+    // The same id again, in another call: that one was applied by an earlier call.
+    let again = order_cli(
+        &stack.url(),
+        &[
+            "confirm",
+            &order,
+            "--expected-version",
+            "3",
+            "--command-id",
+            &command_id,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again
+            .stdout
+            .contains("applied by an earlier call with this command id"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again.stdout.contains("nothing applied twice"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(stack.order_events(placed.order_id).await.len(), 4);
+    serving.abort();
+}
+
+#[tokio::test]
+async fn a_field_the_subcommand_does_not_take_is_refused_and_nothing_is_sent() {
+    let stack = Stack::start().await;
+    let url = stack.url();
+    let placed = place(&stack.client()).await.unwrap();
+    let order = placed.order_id.to_string();
+
+    // A flag of another command sharing the same arguments.
+    let refund = order_cli(
+        &url,
+        &[
+            "refund",
+            &order,
+            "--payment-id",
+            "pay-ignored",
+            "--amount",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(refund.code, 2, "{}", refund.stderr);
+    assert!(refund.stderr.contains("--payment-id"), "{}", refund.stderr);
+    assert!(refund.stderr.contains("refund"), "{}", refund.stderr);
+
+    // A JSON key of another command.
+    let json = format!(r#"{{"order_id": "{order}", "reservation_id": "r", "carrier": "DHL"}}"#);
+    let reserve = order_cli(&url, &["reserve", "--json-input", "-"], Some(&json)).await;
+    assert_eq!(reserve.code, 2, "{}", reserve.stderr);
+    assert!(reserve.stderr.contains("carrier"), "{}", reserve.stderr);
+    assert!(reserve.stderr.contains("reserve"), "{}", reserve.stderr);
+    for (command, json) in [
+        (
+            "refund",
+            r#"{"payment_id": "p", "amount": {"currency": "EUR", "amount_minor": 1}}"#,
+        ),
+        ("confirm", r#"{"reason": "why"}"#),
+        ("cancel", r#"{"reason": "why", "tracking_number": "1"}"#),
+    ] {
+        let run = order_cli(&url, &[command, &order, "--json-input", "-"], Some(json)).await;
+        assert_eq!(run.code, 2, "{command} {json}: {}", run.stderr);
+        assert!(run.stderr.contains(command), "{command}: {}", run.stderr);
+    }
+    assert_eq!(
+        stack.order_events(placed.order_id).await.len(),
+        1,
+        "nothing sent"
+    );
+
+    // A command's own fields still work.
+    let reserved = order_cli(
+        &url,
+        &["reserve", "--json-input", "-"],
+        Some(&format!(
+            r#"{{"order_id": "{order}", "reservation_id": "r", "expected_version": 1}}"#
+        )),
+    )
+    .await;
+    assert_eq!(reserved.code, 0, "{}", reserved.stderr);
+}
+
+#[tokio::test]
+async fn an_empty_token_and_a_ca_file_without_a_certificate_are_unusable_settings() {
+    let unknown = uuid::Uuid::new_v4().to_string();
+    // Nothing listens there: a settings error must come before any call.
+    let nowhere = "http://127.0.0.1:1";
+    for empty in ["", "  "] {
+        let run = order_cli_with_env(
+            nowhere,
+            &["events", &unknown],
+            &[("ORDER_GRPC_TOKEN", empty)],
+        )
+        .await;
+        assert_eq!(run.code, 2, "{empty:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("ORDER_GRPC_TOKEN is set but empty"),
+            "{empty:?}: {}",
+            run.stderr
+        );
+    }
+    let flag = order_cli_with_env(nowhere, &["--token", "", "events", &unknown], &[]).await;
+    assert_eq!(flag.code, 2, "{}", flag.stderr);
+    assert!(flag.stderr.contains("--token"), "{}", flag.stderr);
+
+    let dir = std::env::temp_dir().join(format!("order-cli-tls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\n\
+         MC4CAQAwBQYDK2VwBCIEIPzGJ6YQf4cJYbX6QyW1m7pFx1v6hXb3q2a8n7zQ2m1k\n\
+         -----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let run = order_cli_with_env(
+        "https://127.0.0.1:1",
+        &["--tls-ca-file", key.to_str().unwrap(), "events", &unknown],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no certificate"), "{}", run.stderr);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -151,14 +151,18 @@ impl ClientBuilder {
         self
     }
 
-    /// Send `authorization: Bearer <token>` on every call.
+    /// Send `authorization: Bearer <token>` on every call. An empty token (or one of only
+    /// white space) is refused by [`build`](Self::build) as [`Error::Config`].
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
     }
 
     /// Trust this CA (PEM) for the service's certificate. Required for an `https://`
-    /// endpoint: the client has no root store of its own.
+    /// endpoint: the client has no root store of its own. [`build`](Self::build) refuses
+    /// PEM text with no certificate in it (a private key, an empty file) as
+    /// [`Error::Config`]; other blocks beside a certificate (a key in a bundle) are passed
+    /// over.
     pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_ca_pem = Some(pem.into());
         self
@@ -236,6 +240,11 @@ impl ClientBuilder {
             .token
             .as_deref()
             .map(|token| {
+                if token.trim().is_empty() {
+                    return Err(Error::Config(
+                        "the bearer token is empty (order-cli: --token or ORDER_GRPC_TOKEN)".into(),
+                    ));
+                }
                 let mut value =
                     AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
                         Error::Config("the bearer token is not valid header text".into())
@@ -302,6 +311,7 @@ impl ClientBuilder {
                      order-cli: --tls-ca-file): the client has no root store of its own"
                 )));
             };
+            check_ca_pem(pem)?;
             let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
             if let Some(domain) = &self.tls_domain {
                 tls = tls.domain_name(domain.clone());
@@ -621,6 +631,51 @@ impl Client {
     }
 }
 
+/// Refuse CA PEM text that holds no certificate: tonic would take it and trust nothing, so
+/// every call would fail its TLS handshake as if the service were down. Each `CERTIFICATE`
+/// block must be base64 of a DER sequence (a certificate's outer shape); blocks of other
+/// kinds (a key in a bundle) are passed over.
+fn check_ca_pem(pem: &[u8]) -> Result<(), Error> {
+    const WHAT: &str = "the CA certificate (tls_ca_pem; order-cli: --tls-ca-file)";
+    let mut certificates = 0;
+    let mut keys = 0;
+    for item in rustls_pemfile::read_all(&mut &pem[..]) {
+        match item {
+            Ok(rustls_pemfile::Item::X509Certificate(der)) => {
+                if der.len() <= 2 || der[0] != 0x30 {
+                    return Err(Error::Config(format!(
+                        "{WHAT} has a CERTIFICATE block that is not a certificate"
+                    )));
+                }
+                certificates += 1;
+            }
+            Ok(
+                rustls_pemfile::Item::Pkcs1Key(_)
+                | rustls_pemfile::Item::Pkcs8Key(_)
+                | rustls_pemfile::Item::Sec1Key(_),
+            ) => keys += 1,
+            Ok(_) => {}
+            Err(error) => {
+                return Err(Error::Config(format!(
+                    "{WHAT} is not readable PEM: {error:?}"
+                )));
+            }
+        }
+    }
+    if certificates == 0 {
+        let what = if keys > 0 {
+            "a private key and no certificate"
+        } else {
+            "no certificate"
+        };
+        return Err(Error::Config(format!(
+            "{WHAT} holds {what}: give the PEM file of the CA that signed the service's \
+             certificate (-----BEGIN CERTIFICATE-----)"
+        )));
+    }
+    Ok(())
+}
+
 /// Whether `status` is tonic's client-side timer firing (its source chain holds
 /// [`tonic::TimeoutExpired`]).
 fn timed_out(status: &Status) -> bool {
@@ -695,6 +750,16 @@ mod tests {
         assert!(bad(Client::builder()
             .endpoint("http://127.0.0.1:1")
             .bearer_token("line\nbreak")));
+        for empty in ["", "  ", "\t"] {
+            match Client::builder()
+                .endpoint("http://127.0.0.1:1")
+                .bearer_token(empty)
+                .build()
+            {
+                Err(Error::Config(message)) => assert!(message.contains("empty"), "{message}"),
+                other => panic!("{empty:?}: {other:?}"),
+            }
+        }
         assert!(bad(Client::builder()
             .endpoint("http://127.0.0.1:1")
             .tls_domain("orders")));
@@ -703,9 +768,19 @@ mod tests {
             "https needs a CA"
         );
         assert!(
-            Client::builder()
+            bad(Client::builder()
                 .endpoint("https://127.0.0.1:1")
                 .tls_ca_pem(b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_vec())
+                .tls_domain("order-grpc")),
+            "an empty certificate block"
+        );
+        // The outer shape of a certificate (a DER sequence) is what is checked here.
+        assert!(
+            Client::builder()
+                .endpoint("https://127.0.0.1:1")
+                .tls_ca_pem(
+                    b"-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n".to_vec()
+                )
                 .tls_domain("order-grpc")
                 .build()
                 .is_ok()

@@ -130,7 +130,13 @@ pub struct CommandAnswer {
     pub global_position: u64,
     /// The order's status after the command.
     pub status: pb::OrderStatus,
-    /// The service had seen this command id before and answered with its first response.
+    /// The service had recorded this command id before *this attempt* and answered with the
+    /// first response: the command is applied, once, under this id, but not necessarily by
+    /// someone else. The earlier application may be an earlier attempt of this same call
+    /// whose answer was lost (a dropped connection, a deadline: then
+    /// [`attempts`](Self::attempts) is more than 1), or an earlier call with the same command
+    /// id (a repeat of this builder, or another caller's). Either way nothing was applied
+    /// twice; `duplicate` does not mean "this call changed nothing".
     pub duplicate: bool,
     /// How many attempts it took.
     pub attempts: u32,

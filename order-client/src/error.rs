@@ -5,8 +5,10 @@ use tonic::{Code, Status};
 /// The errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The client's settings are unusable (an endpoint that is not a URL, a token that is not
-    /// header text, TLS settings tonic refuses, no Tokio runtime). Nothing was sent.
+    /// The client's settings are unusable (an endpoint that is not a URL, a token that is
+    /// empty or not header text, CA PEM with no certificate in it, TLS settings tonic
+    /// refuses, no Tokio runtime). Nothing was sent. (A service certificate the TLS settings
+    /// reject is found only on a call: see [`Error::tls_certificate_problem`].)
     #[error("client settings: {0}")]
     Config(String),
     /// The service answered with an error status, or the call could not reach it, after
@@ -27,6 +29,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// When the call failed because the TLS handshake refused the service's certificate,
+    /// what is wrong with it, in words: not signed by a CA the client trusts (unknown
+    /// issuer), not valid for the name checked (a name mismatch), expired, not yet valid.
+    ///
+    /// Such a call is not retried (another attempt meets the same certificate) and is an
+    /// [`Error::Rpc`] of UNAVAILABLE after 1 attempt: nothing was sent, and a fixed setting
+    /// or a renewed certificate makes the same call work, so a caller that retries later
+    /// (a queue consumer) loses nothing. It is a settings problem, not an outage: a person
+    /// should be told this text (order-cli exits 2, as for unusable settings).
+    pub fn tls_certificate_problem(&self) -> Option<String> {
+        self.status().and_then(crate::retry::certificate_problem)
+    }
+
     /// The gRPC status code: that of the last attempt for [`Error::Rpc`]; `INVALID_ARGUMENT`
     /// for settings the caller gave, `INTERNAL` for an answer the client cannot use.
     pub fn code(&self) -> Code {

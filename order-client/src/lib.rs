@@ -7,13 +7,16 @@
 //! - **Retries** ([`RetryPolicy`]): UNAVAILABLE, RESOURCE_EXHAUSTED (but never a message the
 //!   service refused for its size: ErrorInfo reason `REQUEST_TOO_LARGE`), DEADLINE_EXCEEDED, a
 //!   dropped connection, and ABORTED unless the command pins `expected_version`, with
-//!   bounded exponential backoff and jitter; a deadline on every attempt, and optionally one
-//!   on the whole call ([`RetryPolicy::total_timeout`]).
+//!   bounded exponential backoff and jitter (by default 6 attempts over at least 2.5 s: a
+//!   restart of a second or two); a deadline on every attempt, and optionally one on the
+//!   whole call ([`RetryPolicy::total_timeout`]).
 //! - **Read-your-writes**: a [`CommandAnswer`] carries the global position of what the command
 //!   wrote; [`Client::get_order_after`] waits until the read model has it.
 //! - **Queries** ([`Query`]): GetOrder, ListOrders, GetOrderEvents.
 //! - **The live log** ([`EventStream`]): SubscribeEvents as a `futures::Stream` that resumes
-//!   exactly after its last event when the connection drops or the service restarts.
+//!   exactly after its last event when the connection drops or the service restarts (it
+//!   keeps trying for a minute without a subscription by default, see
+//!   [`EventStream::reconnect_for`]).
 //! - **On every call**: TLS (`https://` endpoints, checked against the CA you give), the
 //!   bearer token, `x-correlation-id` (yours, see [`CallContext`], or a fresh one per call)
 //!   and W3C `traceparent` (yours, or the current `tracing` span's OpenTelemetry context when
@@ -70,8 +73,8 @@ pub use command::{Command, CommandAnswer, CommandRequest, money};
 pub use context::{CORRELATION_HEADER, CallContext, current_trace_context};
 pub use error::{Error, code_name};
 pub use query::{Query, QueryRequest};
-pub use retry::RetryPolicy;
-pub use subscribe::{DEFAULT_MAX_RECONNECTS, EventStream, Start};
+pub use retry::{DEFAULT_ATTEMPTS, RetryPolicy};
+pub use subscribe::{DEFAULT_MAX_RECONNECTS, DEFAULT_RECONNECT_FOR, EventStream, Start};
 
 /// The generated messages of `orders.v1` (requests, `Order`, `Event`, enums).
 pub use order_proto::v1 as pb;

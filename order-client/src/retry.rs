@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use tonic::{Code, Status};
 
+/// The attempts of a call under [`RetryPolicy::default`].
+pub const DEFAULT_ATTEMPTS: u32 = 6;
+
 /// Bounded exponential backoff with jitter.
 ///
 /// Attempt `n` (counting from 1) that fails with a retryable status waits
@@ -24,6 +27,12 @@ use tonic::{Code, Status};
 /// assert_eq!(RetryPolicy::none().attempts(), 1);
 /// ```
 ///
+/// The default (6 attempts, waits from 200 ms doubling up to 2 s) waits 2.5 to 5 s in all
+/// (200, 400, 800, 1600 and 2000 ms before jitter, each cut to between half and all of it),
+/// so a call that finds the service down keeps trying for at least 2.5 s: it outlasts a
+/// restart of a second or two. A service down for longer fails the call (UNAVAILABLE, after
+/// 6 attempts); raise [`max_attempts`](Self::max_attempts) for more.
+///
 /// Each attempt has the client's deadline ([`ClientBuilder::timeout`](crate::ClientBuilder::timeout)),
 /// so a call may take up to `max_attempts` deadlines plus the waits; [`total_timeout`](Self::total_timeout)
 /// bounds the whole call instead.
@@ -36,11 +45,12 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 4 attempts, waits from 50 ms doubling up to 2 s, no bound on the call as a whole.
+    /// 6 attempts, waits from 200 ms doubling up to 2 s (2.5 to 5 s of waiting in all), no
+    /// bound on the call as a whole.
     fn default() -> Self {
         Self {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(50),
+            max_attempts: DEFAULT_ATTEMPTS,
+            initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(2),
             total_timeout: None,
         }
@@ -124,8 +134,12 @@ pub(crate) enum CallKind {
 /// refuses the call for its size (see [`too_large_for_good`]): the same message can never
 /// fit; ABORTED unless the command pins an `expected_version`; and a call broken by the
 /// transport (CANCELLED, UNKNOWN or INTERNAL raised by the client's own HTTP/2 stack, not
-/// sent by the service: the connection dropped mid-call).
+/// sent by the service: the connection dropped mid-call). Never a service certificate the
+/// client's TLS settings reject (see [`certificate_problem`]): that is a setting to fix.
 pub(crate) fn retryable(status: &Status, kind: CallKind) -> bool {
+    if certificate_problem(status).is_some() {
+        return false;
+    }
     match status.code() {
         Code::ResourceExhausted => !too_large_for_good(status),
         Code::Unavailable | Code::DeadlineExceeded => true,
@@ -157,6 +171,40 @@ pub(crate) fn too_large_for_good(status: &Status) -> bool {
         }
         None => status.message().contains("message length too large"),
     }
+}
+
+/// Why the service's certificate was refused, when `status` is a TLS handshake that failed
+/// on it (rustls's "invalid peer certificate", in the status or its source chain): a setting
+/// to fix (the CA, the name, the certificate), which no retry mends.
+pub(crate) fn certificate_problem(status: &Status) -> Option<String> {
+    const REFUSED: &str = "invalid peer certificate: ";
+    let mut texts = vec![status.message().to_owned()];
+    let mut source = status.source();
+    while let Some(error) = source {
+        texts.push(error.to_string());
+        source = error.source();
+    }
+    let detail = texts
+        .iter()
+        .find_map(|text| text.find(REFUSED).map(|at| &text[at + REFUSED.len()..]))?;
+    let lower = detail.to_ascii_lowercase();
+    let why = if lower.contains("unknownissuer") || lower.contains("badsignature") {
+        "is not signed by a CA the client trusts (unknown issuer): check the CA certificate \
+         (tls_ca_pem; order-cli: --tls-ca-file)"
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        "is not valid for the name the client checks (a name mismatch): check the endpoint's \
+         host, or the name to check (tls_domain; order-cli: --tls-domain)"
+    } else if lower.contains("expired") {
+        "has expired: the service needs a new certificate"
+    } else if lower.contains("notvalidyet") || lower.contains("not valid yet") {
+        "is not valid yet: check the clocks, or the certificate's start date"
+    } else {
+        "was refused"
+    };
+    Some(format!(
+        "TLS: the service's certificate {why} ({})",
+        detail.trim()
+    ))
 }
 
 /// A status the client's transport made up (it carries the transport error as its source);
@@ -255,8 +303,51 @@ mod tests {
     }
 
     #[test]
+    fn the_default_waits_at_least_two_and_a_half_seconds_in_all_and_at_most_five() {
+        let policy = RetryPolicy::default();
+        for _ in 0..200 {
+            let waits: Duration = (1..policy.attempts()).map(|n| policy.backoff(n)).sum();
+            assert!(
+                (Duration::from_millis(2500)..=Duration::from_secs(5)).contains(&waits),
+                "{waits:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn certificate_failures_are_named_and_not_retried() {
+        let refused = |detail: &str| {
+            Status::from_error(Box::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("invalid peer certificate: {detail}"),
+            )))
+        };
+        for (detail, says) in [
+            ("UnknownIssuer", "unknown issuer"),
+            ("BadSignature", "unknown issuer"),
+            (
+                "certificate not valid for name \"127.0.0.1\"; certificate is only valid for localhost",
+                "name mismatch",
+            ),
+            ("NotValidForName", "name mismatch"),
+            (
+                "certificate expired: verification time 1 (UNIX), ...",
+                "expired",
+            ),
+            ("Expired", "expired"),
+        ] {
+            let status = refused(detail);
+            let problem = certificate_problem(&status).expect(detail);
+            assert!(problem.contains(says), "{detail}: {problem}");
+            assert!(problem.contains(detail), "{detail}: {problem}");
+            assert!(!retryable(&status, CallKind::Idempotent), "{detail}");
+        }
+        assert!(certificate_problem(&Status::unavailable("tcp connect error")).is_none());
+    }
+
+    #[test]
     fn attempts_are_at_least_one() {
         assert_eq!(RetryPolicy::default().max_attempts(0).attempts(), 1);
-        assert_eq!(RetryPolicy::default().attempts(), 4);
+        assert_eq!(RetryPolicy::default().attempts(), 6);
     }
 }

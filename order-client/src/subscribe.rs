@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use order_proto::v1 as pb;
@@ -40,8 +41,14 @@ impl Start {
 }
 
 /// The default number of consecutive failed (re)connection attempts after which an
-/// [`EventStream`] gives up.
-pub const DEFAULT_MAX_RECONNECTS: u32 = 10;
+/// [`EventStream`] gives up: no limit by count (`u32::MAX`); the time limit,
+/// [`DEFAULT_RECONNECT_FOR`], ends a run of failures instead.
+pub const DEFAULT_MAX_RECONNECTS: u32 = u32::MAX;
+
+/// How long, by default, an [`EventStream`] keeps trying to subscribe again without a
+/// subscription that worked before it gives up: a minute, to outlast a service restart or a
+/// deploy.
+pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(60);
 
 /// The global event log, from a [`Start`], then live: every event once, in the log's gap-safe
 /// order, across disconnects.
@@ -49,19 +56,27 @@ pub const DEFAULT_MAX_RECONNECTS: u32 = 10;
 /// When the call fails in a way worth another try (the service restarting or shutting down,
 /// a dropped connection, UNAVAILABLE, RESOURCE_EXHAUSTED), the stream waits (the client's
 /// backoff) and subscribes again exactly after the cursor of the last event it yielded, so
-/// nothing is skipped and nothing repeated. After [`max_reconnects`](Self::max_reconnects)
-/// consecutive failures (attempts that did not get a subscription open, or whose subscription
-/// the server ended with an error before any event, within 10 s: a server that opens the call
-/// and then cannot read its log; a subscription that yielded an event, lasted longer, or was
-/// cut by the connection starts the count again), or at once for an error that another try cannot mend
-/// (UNAUTHENTICATED, INVALID_ARGUMENT, ...), it yields that error and ends.
+/// nothing is skipped and nothing repeated. The waits grow as the client's
+/// [`RetryPolicy::backoff`](crate::RetryPolicy::backoff) says (by default up to 2 s).
+///
+/// A run of consecutive failures (attempts that did not get a subscription open, or whose
+/// subscription the server ended with an error before any event, within 10 s: a server that
+/// opens the call and then cannot read its log) ends when a subscription works: it yields an
+/// event, lasts 10 s, or is cut by the connection. The stream gives up, yielding the last
+/// error and ending, when a run has lasted [`reconnect_for`](Self::reconnect_for) (default
+/// [`DEFAULT_RECONNECT_FOR`], 60 s: the service down or unreachable for a minute) or counted
+/// [`max_reconnects`](Self::max_reconnects) failures (default: no limit by count), whichever
+/// comes first; and at once for an error that another try cannot mend (UNAUTHENTICATED,
+/// INVALID_ARGUMENT, a service certificate the client's TLS settings reject, ...).
 ///
 /// ```no_run
 /// # async fn run(client: order_client::Client) -> Result<(), order_client::Error> {
 /// use futures::StreamExt;
 /// use order_client::Start;
 ///
-/// let mut events = client.subscribe_events(Start::AfterPosition(0)).max_reconnects(u32::MAX);
+/// let mut events = client
+///     .subscribe_events(Start::AfterPosition(0))
+///     .reconnect_for(std::time::Duration::from_secs(600));
 /// while let Some(event) = events.next().await {
 ///     let event = event?;
 ///     println!("{} {} v{}", event.global_position, event.event_type, event.stream_version);
@@ -72,10 +87,13 @@ pub struct EventStream {
     client: Client,
     resume: Start,
     max_reconnects: u32,
+    reconnect_for: Duration,
     failures: u32,
+    /// When the current run of failures began (its first failure).
+    failing_since: Option<Instant>,
     reconnects: u64,
     /// When the open subscription opened.
-    opened_at: Option<std::time::Instant>,
+    opened_at: Option<Instant>,
     /// The correlation id of the latest subscription call.
     correlation_id: String,
     state: State,
@@ -94,6 +112,7 @@ impl std::fmt::Debug for EventStream {
         f.debug_struct("EventStream")
             .field("resume", &self.resume)
             .field("max_reconnects", &self.max_reconnects)
+            .field("reconnect_for", &self.reconnect_for)
             .field("failures", &self.failures)
             .field("reconnects", &self.reconnects)
             .finish_non_exhaustive()
@@ -102,9 +121,20 @@ impl std::fmt::Debug for EventStream {
 
 impl EventStream {
     /// Give up after this many consecutive failed attempts to (re)subscribe (default
-    /// [`DEFAULT_MAX_RECONNECTS`]; `u32::MAX`: never).
+    /// [`DEFAULT_MAX_RECONNECTS`]: no limit by count; `u32::MAX`: never), or sooner when
+    /// [`reconnect_for`](Self::reconnect_for) runs out.
     pub fn max_reconnects(mut self, attempts: u32) -> Self {
         self.max_reconnects = attempts;
+        self
+    }
+
+    /// Give up once a run of consecutive failures has lasted this long, counted from its
+    /// first failure, without a subscription that worked (default
+    /// [`DEFAULT_RECONNECT_FOR`], 60 s; `Duration::MAX`: never), or sooner when
+    /// [`max_reconnects`](Self::max_reconnects) is reached. The stream tolerates the service
+    /// being down or unreachable for about this long.
+    pub fn reconnect_for(mut self, limit: Duration) -> Self {
+        self.reconnect_for = limit;
         self
     }
 
@@ -138,12 +168,22 @@ impl EventStream {
     /// Whether the open subscription has been open long enough to count as working.
     fn lasted(&self) -> bool {
         self.opened_at
-            .is_some_and(|at| at.elapsed() >= std::time::Duration::from_secs(10))
+            .is_some_and(|at| at.elapsed() >= Duration::from_secs(10))
+    }
+
+    /// A subscription worked: the run of failures, if any, is over.
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.failing_since = None;
     }
 
     /// After a failure: wait and try again, or yield the error and end.
     fn failed(&mut self, status: Status) -> Option<Error> {
-        if retryable(&status, CallKind::Idempotent) && self.failures < self.max_reconnects {
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        if retryable(&status, CallKind::Idempotent)
+            && self.failures < self.max_reconnects
+            && since.elapsed() < self.reconnect_for
+        {
             self.failures += 1;
             self.reconnects += 1;
             let wait = self.client.retry_policy().backoff(self.failures);
@@ -161,7 +201,7 @@ impl EventStream {
             self.state = State::Done;
             Some(Error::Rpc {
                 status: Box::new(status),
-                attempts: self.failures + 1,
+                attempts: self.failures.saturating_add(1),
                 correlation_id: self.correlation_id.clone(),
             })
         }
@@ -184,7 +224,7 @@ impl Stream for EventStream {
                     Poll::Ready(Ok(response)) => {
                         // Subscribed; whether that ends the run of failures is known when the
                         // subscription ends (`Open` below).
-                        this.opened_at = Some(std::time::Instant::now());
+                        this.opened_at = Some(Instant::now());
                         this.state = State::Open(Box::new(response.into_inner()));
                     }
                     Poll::Ready(Err(status)) => {
@@ -196,7 +236,7 @@ impl Stream for EventStream {
                 State::Open(events) => match events.poll_next_unpin(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Ok(event))) => {
-                        this.failures = 0;
+                        this.succeeded();
                         this.resume = Start::AfterCursor(event.cursor.clone());
                         return Poll::Ready(Some(Ok(event)));
                     }
@@ -208,7 +248,7 @@ impl Stream for EventStream {
                         // error the server sent at once, before any event, is one more
                         // failure in the run: its backoff grows and the limit holds.
                         if std::error::Error::source(&status).is_some() || this.lasted() {
-                            this.failures = 0;
+                            this.succeeded();
                         }
                         if let Some(error) = this.failed(status) {
                             return Poll::Ready(Some(Err(error)));
@@ -216,7 +256,7 @@ impl Stream for EventStream {
                     }
                     Poll::Ready(None) => {
                         // The log never ends: a stream that does was cut short.
-                        this.failures = 0;
+                        this.succeeded();
                         let status = Status::unavailable("the event stream ended");
                         if let Some(error) = this.failed(status) {
                             return Poll::Ready(Some(Err(error)));
@@ -240,7 +280,9 @@ impl Client {
             client: self.clone(),
             resume: start,
             max_reconnects: DEFAULT_MAX_RECONNECTS,
+            reconnect_for: DEFAULT_RECONNECT_FOR,
             failures: 0,
+            failing_since: None,
             reconnects: 0,
             opened_at: None,
             correlation_id: String::new(),

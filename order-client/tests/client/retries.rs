@@ -468,3 +468,55 @@ async fn a_command_over_the_servers_message_limit_is_sent_once_and_says_why() {
 fn money_eur(amount_minor: i64) -> pb::Money {
     order_client::money("EUR", amount_minor)
 }
+
+/// A transport that answers UNAVAILABLE, without a server, to every attempt that starts less
+/// than `outage` after the first one (a service restarting), and passes later ones on.
+fn down_for(outage: Duration, attempts: Seen) -> impl Fn(Transport) -> Transport + Send + Sync {
+    let first = Arc::new(Mutex::new(None::<std::time::Instant>));
+    move |inner: Transport| {
+        let (first, attempts) = (first.clone(), attempts.clone());
+        Transport::new(tower::service_fn(
+            move |request: http::Request<tonic::body::Body>| {
+                let mut inner = inner.clone();
+                let started = *first
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(std::time::Instant::now);
+                let down = started.elapsed() < outage;
+                attempts
+                    .lock()
+                    .unwrap()
+                    .push(format!("{:?} {down}", started.elapsed()));
+                async move {
+                    if down {
+                        return Ok(tonic::Status::new(Code::Unavailable, "restarting")
+                            .into_http::<tonic::body::Body>());
+                    }
+                    inner.ready().await?.call(request).await
+                }
+            },
+        ))
+    }
+}
+
+/// The default policy outlasts a restart of two seconds: its waits add up to at least 2.5 s
+/// whatever the jitter draws (a busy machine only makes them longer), so an attempt lands
+/// after the outage.
+#[tokio::test]
+async fn the_default_retries_outlast_a_service_restart_of_two_seconds() {
+    let stack = Stack::start().await;
+    let placed = place(&stack.client()).await.unwrap();
+    for _ in 0..2 {
+        let attempts = Seen::default();
+        let client = Client::builder()
+            .endpoint(stack.url())
+            .wrap_transport(down_for(Duration::from_secs(2), attempts.clone()))
+            .build()
+            .unwrap();
+        let order = client.get_order_events(placed.order_id).await;
+        let attempts = attempts.lock().unwrap().clone();
+        let events = order.unwrap_or_else(|e| panic!("{e}; attempts at {attempts:?}"));
+        assert_eq!(events.len(), 1);
+        assert!(attempts.len() >= 2, "{attempts:?}");
+    }
+}

@@ -237,3 +237,76 @@ async fn a_subscription_the_server_opens_then_fails_at_once_counts_toward_the_li
     assert_eq!(calls.load(Ordering::SeqCst), 4, "the first call and 3 more");
     assert!(events.next().await.is_none(), "then it ends");
 }
+
+/// With its default limits (and the client's quick retries, which spend a count of ten
+/// reconnects in about two seconds), a stream outlasts a restart of four seconds: it gives up
+/// only after a minute without a subscription.
+#[tokio::test]
+async fn a_stream_with_its_default_limits_outlasts_a_service_restart() {
+    let mut stack = Stack::start().await;
+    let client = stack.client().with_retry(quick_retries(10));
+    three_events(&client).await;
+    let mut events = client.subscribe_events(Start::Beginning);
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        received.push(next(&mut events).await);
+    }
+
+    stack.stop_server().await;
+    // Let it try to subscribe again while the service is down.
+    let waiting = tokio::time::timeout(Duration::from_secs(4), events.next()).await;
+    assert!(waiting.is_err(), "it waits for the service: {waiting:?}");
+    stack.restart_server().await;
+    three_events(&client).await;
+
+    let log = stack.log().await;
+    while received.len() < log.len() {
+        received.push(next(&mut events).await);
+    }
+    let ids: Vec<uuid::Uuid> = received
+        .iter()
+        .map(|e| e.event_id.parse().unwrap())
+        .collect();
+    assert_eq!(ids, log, "every event once, in the log's order");
+    assert!(
+        events.reconnects() >= 10,
+        "{} reconnects",
+        events.reconnects()
+    );
+}
+
+/// A stream that cannot subscribe again gives up once it has tried for its reconnect time,
+/// however many attempts that took.
+#[tokio::test]
+async fn a_stream_gives_up_after_its_reconnect_time() {
+    let transport = |_inner: order_client::Transport| {
+        order_client::Transport::new(tower::service_fn(
+            |_request: http::Request<tonic::body::Body>| async {
+                Ok::<_, order_client::TransportError>(
+                    tonic::Status::unavailable("down").into_http::<tonic::body::Body>(),
+                )
+            },
+        ))
+    };
+    let client = order_client::Client::builder()
+        .endpoint("http://127.0.0.1:9")
+        .retry(quick_retries(10))
+        .wrap_transport(transport)
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut events = client
+        .subscribe_events(Start::Beginning)
+        .reconnect_for(Duration::from_millis(1500));
+    let item = tokio::time::timeout(Duration::from_secs(30), events.next())
+        .await
+        .expect("the stream gave up within 30 s");
+    let error = item.expect("an item").expect_err("an error");
+    assert_eq!(error.code(), order_client::Code::Unavailable, "{error}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(events.next().await.is_none(), "then it ends");
+}

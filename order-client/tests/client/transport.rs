@@ -163,3 +163,168 @@ async fn calls_are_balanced_over_several_endpoints_and_go_on_while_one_is_down()
         assert_eq!(stack.order_events(order).await.len(), 1);
     }
 }
+
+/// A certificate for `localhost`, valid only in 2000 (long expired).
+fn expired_certificate() -> (rcgen::Certificate, rcgen::KeyPair) {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    (params.self_signed(&key).unwrap(), key)
+}
+
+#[tokio::test]
+async fn a_ca_file_without_a_certificate_is_refused_when_the_client_is_built() {
+    let (certified, dir) = certificate();
+    let build = |pem: Vec<u8>| {
+        Client::builder()
+            .endpoint("https://localhost:1")
+            .tls_ca_pem(pem)
+            .build()
+    };
+    for pem in [
+        certified.signing_key.serialize_pem().into_bytes(),
+        Vec::new(),
+        b"not a PEM file".to_vec(),
+        b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_vec(),
+        b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n".to_vec(),
+    ] {
+        match build(pem.clone()) {
+            Err(order_client::Error::Config(message)) => {
+                assert!(message.contains("certificate"), "{message}");
+            }
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(&pem)),
+        }
+    }
+    assert!(build(certified.cert.pem().into_bytes()).is_ok());
+    // A bundle: a key and a certificate in one file.
+    let bundle = format!(
+        "{}{}",
+        certified.signing_key.serialize_pem(),
+        certified.cert.pem()
+    );
+    assert!(build(bundle.into_bytes()).is_ok());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A certificate the client cannot trust is a settings problem, found on the first attempt
+/// and not retried: an unknown issuer, another name, an expired one; each error says which.
+#[tokio::test]
+async fn a_certificate_the_client_cannot_trust_fails_at_once_as_a_settings_problem() {
+    let (certified, dir) = certificate();
+    let stack = Stack::start_with(ServerOptions {
+        tls: Some((dir.join("cert.pem"), dir.join("key.pem"))),
+        ..ServerOptions::default()
+    })
+    .await;
+    let port = stack.addr.port();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let build = |url: String, ca: String, domain: Option<&str>| {
+        let mut builder = Client::builder()
+            .endpoint(url)
+            .tls_ca_pem(ca)
+            .retry(quick_retries(4))
+            .wrap_transport(headers(calls.clone()));
+        if let Some(domain) = domain {
+            builder = builder.tls_domain(domain);
+        }
+        builder.build().unwrap()
+    };
+    // The right CA and name: it works (retries while the server starts).
+    let good = build(
+        format!("https://localhost:{port}"),
+        certified.cert.pem(),
+        None,
+    )
+    .with_retry(quick_retries(20));
+    place(&good).await.unwrap();
+
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (expired, expired_key) = expired_certificate();
+    let cases = [
+        (
+            build(format!("https://localhost:{port}"), other.cert.pem(), None),
+            "not signed by",
+        ),
+        (
+            build(
+                format!("https://127.0.0.1:{port}"),
+                certified.cert.pem(),
+                None,
+            ),
+            "not valid for the name",
+        ),
+        (
+            build(
+                format!("https://127.0.0.1:{port}"),
+                certified.cert.pem(),
+                Some("orders.internal"),
+            ),
+            "not valid for the name",
+        ),
+    ];
+    for (client, says) in cases {
+        calls.lock().unwrap().clear();
+        let error = client
+            .get_order_events(uuid::Uuid::new_v4())
+            .await
+            .unwrap_err();
+        let problem = error
+            .tls_certificate_problem()
+            .unwrap_or_else(|| panic!("{says}: {error:?}"));
+        assert!(problem.contains(says), "{says}: {problem}");
+        // UNAVAILABLE (nothing sent; a fixed setting makes the same call work), once.
+        assert_eq!(
+            (error.code(), error.attempts()),
+            (Code::Unavailable, 1),
+            "{says}: {error}"
+        );
+        assert_eq!(calls.lock().unwrap().len(), 1, "{says}: not retried");
+        // A subscription gives up at once too.
+        let mut events = client.subscribe_events(order_client::Start::Beginning);
+        let ended = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures::StreamExt::next(&mut events),
+        )
+        .await
+        .expect("the stream gave up at once")
+        .expect("an item")
+        .expect_err("an error");
+        assert!(
+            ended.tls_certificate_problem().is_some(),
+            "{says}: {ended:?}"
+        );
+    }
+
+    // An expired certificate, served by a server of its own.
+    let expired_dir = dir.join("expired");
+    std::fs::create_dir_all(&expired_dir).unwrap();
+    std::fs::write(expired_dir.join("cert.pem"), expired.pem()).unwrap();
+    std::fs::write(expired_dir.join("key.pem"), expired_key.serialize_pem()).unwrap();
+    let old = Server::start(
+        stack.db.url(),
+        "127.0.0.1:0".parse().unwrap(),
+        &ServerOptions {
+            tls: Some((expired_dir.join("cert.pem"), expired_dir.join("key.pem"))),
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    calls.lock().unwrap().clear();
+    let client = build(
+        format!("https://localhost:{}", old.addr.port()),
+        expired.pem(),
+        None,
+    );
+    let error = client
+        .get_order_events(uuid::Uuid::new_v4())
+        .await
+        .unwrap_err();
+    let problem = error
+        .tls_certificate_problem()
+        .unwrap_or_else(|| panic!("expired: {error:?}"));
+    assert!(problem.contains("expired"), "{problem}");
+    assert_eq!(calls.lock().unwrap().len(), 1, "expired: not retried");
+    old.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
