@@ -241,6 +241,7 @@ fn event_json(event: &pb::Event) -> Value {
         "correlation_id": event.correlation_id,
         "causation_id": event.causation_id,
         "command_id": event.command_id,
+        "imported_from": event.imported_from,
         "payload": payload_json(event),
     })
 }
@@ -272,8 +273,21 @@ fn event_row(event: &pb::Event) -> Vec<String> {
         event.stream_version.to_string(),
         event.event_type.clone(),
         time_text(event.recorded_at.as_ref()),
-        payload_text(&payload(event)),
+        details(event),
     ]
+}
+
+/// The DETAILS column: the payload's pairs, and for an event imported from a legacy system
+/// the record it tells (its references were issued there, not by this system's providers).
+fn details(event: &pb::Event) -> String {
+    let pairs = payload_text(&payload(event));
+    if event.imported_from.is_empty() {
+        pairs
+    } else {
+        format!("imported_from={} {pairs}", event.imported_from)
+            .trim_end()
+            .to_owned()
+    }
 }
 
 impl Output {
@@ -511,6 +525,29 @@ mod tests {
         };
         assert_eq!(payload_text(&payload(&event)), "amount=500 EUR");
         assert_eq!(status_name(pb::OrderStatus::Shipped), "SHIPPED");
+    }
+
+    #[test]
+    fn an_imported_event_says_which_legacy_record_it_tells() {
+        let mut event = pb::Event {
+            payload: Some(pb::event::Payload::PaymentRefunded(pb::PaymentRefunded {
+                amount: Some(order_client::money("EUR", 500)),
+            })),
+            ..Default::default()
+        };
+        assert_eq!(details(&event), "amount=500 EUR");
+        assert_eq!(event_json(&event)["imported_from"], "");
+        event.imported_from = "legacy:A-1001".into();
+        assert_eq!(
+            details(&event),
+            "imported_from=legacy:A-1001 amount=500 EUR"
+        );
+        assert_eq!(event_json(&event)["imported_from"], "legacy:A-1001");
+        let row = event_row(&event);
+        assert_eq!(
+            row.last().map(String::as_str),
+            Some("imported_from=legacy:A-1001 amount=500 EUR")
+        );
     }
 
     #[test]
