@@ -21,8 +21,10 @@
 #       a CODE_DEPLOY service: a CodeDeploy blue/green deployment to the revision (test
 #       listener first, then production traffic; rolled back on failure or alarm), waited for
 #   ecs-deploy.sh rollback SERVICE [TASK_DEFINITION_ARN]
-#       back to TASK_DEFINITION_ARN, or to the revision before the one the service runs: a
-#       blue/green deployment or a rolling update, whichever the service uses
+#       back to TASK_DEFINITION_ARN, or to the newest earlier revision CI registered for another
+#       release (its images tagged with a commit SHA and not those the service runs: never one
+#       Terraform registered with its `bootstrap` image_tag): a blue/green deployment or a
+#       rolling update, whichever the service uses
 #
 # Environment: ECS_CLUSTER; for migrate also MIGRATION_SUBNETS (comma-separated),
 # MIGRATION_SECURITY_GROUP, MIGRATION_LOG_GROUP; for blue-green (and rollback of a CODE_DEPLOY
@@ -196,12 +198,14 @@ blue_green() {
     port=$(jq -r '.services[0].loadBalancers[0].containerPort' <<<"$description")
     [[ $container != null && $port != null ]] || die "$service has no load balancer to shift"
 
-    local appspec revision
-    appspec=$(jq -cn --arg td "$td_arn" --arg c "$container" --argjson p "$port" '{
-        version: 0.0,
-        Resources: [{TargetService: {Type: "AWS::ECS::Service", Properties: {
+    # "version": 0.0 as AWS's AppSpec examples write it: written as text, since jq (1.6) would
+    # print the number 0.0 as 0
+    local resources appspec revision
+    resources=$(jq -cn --arg td "$td_arn" --arg c "$container" --argjson p "$port" '[
+        {TargetService: {Type: "AWS::ECS::Service", Properties: {
             TaskDefinition: $td,
-            LoadBalancerInfo: {ContainerName: $c, ContainerPort: $p}}}}]}')
+            LoadBalancerInfo: {ContainerName: $c, ContainerPort: $p}}}}]')
+    appspec="{\"version\":0.0,\"Resources\":${resources}}"
     revision=$(jq -cn --arg content "$appspec" \
         '{revisionType: "AppSpecContent", appSpecContent: {content: $content}}')
     local deployment
@@ -232,6 +236,61 @@ blue_green() {
     [[ $live == "$td_arn" ]] || die "$service serves $live, not $td_arn"
 }
 
+# What CI tags its images with: the commit SHA (40 hex digits; 64 in a SHA-256 repository).
+COMMIT_TAG=':([0-9a-f]{40}|[0-9a-f]{64})$'
+
+# A revision's containers and their images, as a JSON object name => image.
+images_of() {
+    aws ecs describe-task-definition --task-definition "$1" --output json \
+        | jq -c '[.taskDefinition.containerDefinitions[] | {(.name): .image}] | add // {}'
+}
+
+# Sets previous_release to the default rollback target of SERVICE, which runs CURRENT: the
+# newest earlier ACTIVE revision that CI registered for another release. The release's
+# containers are those of CURRENT whose image is tagged with a commit SHA (CI's; the collector
+# sidecar is not); a revision qualifies when each of them has an image tagged with a commit SHA
+# there too, not all the same as now. Passed over: the revisions Terraform registers with
+# `image_tag` (the first images, `bootstrap`) whenever a container definition changes, and
+# earlier revisions of the running release. Called as a command, not in $(...), where bash
+# drops `set -e` and a failed describe would pass for a revision to go back to.
+previous_release() {
+    local service=$1 current=$2
+    local family=${current##*:task-definition/} revision=${current##*:}
+    family=${family%:*}
+    local running release
+    running=$(images_of "$current")
+    release=$(jq -c --arg re "$COMMIT_TAG" 'with_entries(select(.value | test($re)))' <<<"$running")
+    [[ $release != '{}' ]] \
+        || die "$service runs $current, which CI did not register (none of its images is tagged with a commit SHA: $(jq -r 'to_entries | map("\(.key): \(.value)") | join(", ")' <<<"$running")); name the revision to go back to"
+    local candidates arn images reason skipped=()
+    candidates=$(aws ecs list-task-definitions --family-prefix "$family" --status ACTIVE --sort DESC \
+        --output json | jq -r --argjson rev "$revision" --arg family "$family" \
+            '.taskDefinitionArns[] | select(test(":task-definition/" + $family + ":[0-9]+$"))
+             | select((split(":") | last | tonumber) < $rev)')
+    for arn in $candidates; do
+        images=$(images_of "$arn")
+        reason=$(jq -r --argjson release "$release" --arg re "$COMMIT_TAG" '
+            . as $c
+            | [$release | keys[] | select(($c[.] // "") | test($re) | not)
+               | "\(.): \($c[.] // "no such container") is not tagged with a commit SHA"] as $foreign
+            | if ($foreign | length) > 0 then $foreign | join("; ")
+              elif all($release | keys[]; $c[.] == $release[.]) then "same images as the running revision"
+              else "" end' <<<"$images")
+        if [[ -z $reason ]]; then
+            previous_release=$arn
+            return
+        fi
+        echo "skipping ${arn##*:task-definition/} (${reason})" >&2
+        skipped+=("${arn##*:task-definition/} (${reason})")
+    done
+    local passed_over=""
+    if ((${#skipped[@]} > 0)); then
+        passed_over="; passed over: $(printf '%s, ' "${skipped[@]}")"
+        passed_over=${passed_over%, }
+    fi
+    die "$service runs $current; no earlier revision of $family registered by CI for another release to go back to${passed_over}"
+}
+
 rollback() {
     local service=$1 target=${2:-}
     local description current
@@ -239,13 +298,8 @@ rollback() {
     current=$(jq -r '.services[0].taskDefinition' <<<"$description")
     [[ $current != null ]] || die "no service $service in $ECS_CLUSTER"
     if [[ -z $target ]]; then
-        local family=${current##*:task-definition/} revision=${current##*:}
-        family=${family%:*}
-        target=$(aws ecs list-task-definitions --family-prefix "$family" --status ACTIVE --sort DESC \
-            --output json | jq -r --argjson rev "$revision" --arg family "$family" \
-                '[.taskDefinitionArns[] | select(test(":task-definition/" + $family + ":[0-9]+$"))
-                  | select((split(":") | last | tonumber) < $rev)] | first // empty')
-        [[ -n $target ]] || die "$service runs $current; no earlier revision of $family to go back to"
+        previous_release "$service" "$current"
+        target=$previous_release
     fi
     echo "rolling $service back: $current -> $target"
     if [[ $(controller_of "$description") == CODE_DEPLOY ]]; then

@@ -233,9 +233,32 @@ def revisions(family: str, *numbers: int) -> str:
     return json.dumps({"taskDefinitionArns": [td(family, n) for n in numbers]})
 
 
+SHA1 = "1" * 40
+SHA2 = "2" * 40
+COLLECTOR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/order-ledger-dev/ecr-public/aws-observability/aws-otel-collector:v0.43.3"
+
+
+def image(name: str, tag: str) -> str:
+    return f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/order-ledger-dev/{name}:{tag}"
+
+
+def revision(aws: Aws, family: str, number: int, tag: str) -> Aws:
+    """Answers describe-task-definition for one revision: the service's image with `tag` (a
+    commit SHA when CI registered it, `bootstrap` when Terraform did) beside the collector."""
+    container = family.removeprefix("order-ledger-dev-")
+    definition = {"taskDefinition": {
+        "taskDefinitionArn": td(family, number), "family": family, "revision": number, "status": "ACTIVE",
+        "containerDefinitions": [{"name": container, "image": image(container, tag)},
+                                 {"name": "otel-collector", "image": COLLECTOR}],
+    }}
+    return aws.on("ecs", "describe-task-definition", has=(td(family, number),), stdout=json.dumps(definition))
+
+
 def test_rollback_of_a_rolling_service_goes_to_the_previous_revision(aws):
     aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 12)), times=2)
     aws.on("ecs", "list-task-definitions", stdout=revisions(WORKER, 13, 12, 11, 9))
+    revision(aws, WORKER, 12, SHA2)
+    revision(aws, WORKER, 11, SHA1)
     aws.on("ecs", "update-service", stdout=WORKER + "\n")
     aws.on("ecs", "wait", "services-stable")
     aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 11)))
@@ -260,6 +283,92 @@ def test_rollback_to_a_named_revision_of_the_blue_green_service(aws):
 def test_rollback_without_an_earlier_revision_changes_nothing(aws):
     aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 1)))
     aws.on("ecs", "list-task-definitions", stdout=revisions(WORKER, 1))
+    revision(aws, WORKER, 1, SHA1)
     result = aws.run("rollback", WORKER)
     assert result.returncode != 0 and "no earlier revision" in result.stderr
+    assert not aws.called("ecs", "update-service")
+
+
+# --- first-deploy audit: the default rollback target is a release CI registered ------------------
+
+
+def test_rollback_skips_the_revision_terraform_registered_with_the_bootstrap_image(aws):
+    # 10: CI, sha1; 11: a Terraform change to the container definition (image_tag = bootstrap);
+    # 12: CI, sha2, copied from 11 with its image, running
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 12)), times=2)
+    aws.on("ecs", "list-task-definitions", stdout=revisions(WORKER, 12, 11, 10))
+    for number, tag in ((12, SHA2), (11, "bootstrap"), (10, SHA1)):
+        revision(aws, WORKER, number, tag)
+    aws.on("ecs", "update-service", stdout=WORKER + "\n")
+    aws.on("ecs", "wait", "services-stable")
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 10)))
+    result = aws.run("rollback", WORKER)
+    assert result.returncode == 0, result.stderr
+    assert arg(aws.called("ecs", "update-service")[0], "--task-definition") == td(WORKER, 10)
+    assert f"{WORKER}:11" in result.stderr and "bootstrap" in result.stderr, "says what it skipped"
+
+
+def test_rollback_skips_a_revision_of_the_running_release(aws):
+    # 11 and 12 are the same commit (a re-run of its deploy registered a second revision)
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 12)), times=2)
+    aws.on("ecs", "list-task-definitions", stdout=revisions(GRPC, 12, 11, 10))
+    for number, tag in ((12, SHA2), (11, SHA2), (10, SHA1)):
+        revision(aws, GRPC, number, tag)
+    aws.on("deploy", "create-deployment", stdout="d-ROLLBACK2\n")
+    aws.on("deploy", "wait", "deployment-successful")
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 10)))
+    result = aws.run("rollback", GRPC)
+    assert result.returncode == 0, result.stderr
+    revision_arg = json.loads(arg(aws.called("deploy", "create-deployment")[0], "--revision"))
+    assert json.loads(revision_arg["appSpecContent"]["content"])["Resources"][0]["TargetService"][
+        "Properties"]["TaskDefinition"] == td(GRPC, 10)
+
+
+def test_rollback_without_an_earlier_release_names_what_it_skipped_and_changes_nothing(aws):
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 12)))
+    aws.on("ecs", "list-task-definitions", stdout=revisions(WORKER, 12, 11, 10))
+    for number, tag in ((12, SHA2), (11, SHA2), (10, "bootstrap")):
+        revision(aws, WORKER, number, tag)
+    result = aws.run("rollback", WORKER)
+    assert result.returncode != 0
+    assert "no earlier revision" in result.stderr
+    assert f"{WORKER}:11 (same images as the running revision)" in result.stderr
+    assert f"{WORKER}:10 (order-worker: {image('order-worker', 'bootstrap')} is not tagged with a commit SHA)" in result.stderr
+    assert not aws.called("ecs", "update-service") and not aws.called("deploy", "create-deployment")
+
+
+def test_rollback_of_a_revision_ci_did_not_register_needs_a_target(aws):
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 2)))
+    aws.on("ecs", "list-task-definitions", stdout=revisions(WORKER, 2, 1))
+    revision(aws, WORKER, 2, "bootstrap")
+    revision(aws, WORKER, 1, SHA1)
+    result = aws.run("rollback", WORKER)
+    assert result.returncode != 0 and "which CI did not register" in result.stderr and "bootstrap" in result.stderr
+    assert not aws.called("ecs", "update-service")
+
+
+def test_blue_green_appspec_says_version_0_0_as_written(aws):
+    # jq 1.6 prints the number 0.0 as 0; AWS's AppSpec examples write "version": 0.0
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 5)), times=1)
+    aws.on("deploy", "create-deployment", stdout="d-ABCDEF123\n")
+    aws.on("deploy", "wait", "deployment-successful")
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 6)))
+    result = aws.run("blue-green", GRPC, td(GRPC, 6))
+    assert result.returncode == 0, result.stderr
+    content = json.loads(arg(aws.called("deploy", "create-deployment")[0], "--revision"))["appSpecContent"]["content"]
+    assert content.startswith('{"version":0.0,"Resources":['), content
+    assert json.loads(content)["Resources"][0]["TargetService"]["Type"] == "AWS::ECS::Service"
+
+
+def test_rollback_stops_when_a_revision_cannot_be_read(aws):
+    # a describe that fails (throttled, denied) must not pass for a revision to go back to
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 12)))
+    aws.on("ecs", "list-task-definitions", stdout=revisions(WORKER, 12, 11, 10))
+    revision(aws, WORKER, 12, SHA2)
+    aws.on("ecs", "describe-task-definition", has=(td(WORKER, 11),), exit=254,
+           stderr="An error occurred (ThrottlingException) when calling the DescribeTaskDefinition operation\n")
+    revision(aws, WORKER, 10, SHA1)
+    aws.on("ecs", "update-service", stdout=WORKER + "\n")
+    result = aws.run("rollback", WORKER)
+    assert result.returncode != 0 and "ThrottlingException" in result.stderr
     assert not aws.called("ecs", "update-service")

@@ -139,7 +139,7 @@ MUTATIONS = [
      st.check_module_arguments),
     ("modules/platform/services.tf", "ORDERS_DLQ_URL        = module.queue.dlq_url", "ORDERS_DLQ_URL        = module.queue.dlq_uri",
      st.check_references),
-    ("modules/service/main.tf", "var.stop_timeout_seconds", "var.stop_timeout",
+    ("modules/service/main.tf", "stopTimeout            = var.stop_timeout_seconds", "stopTimeout            = var.stop_timeout",
      st.check_references),
     ("environments/prod/backend.tf", "use_lockfile = true", "use_lockfile = false",
      st.check_roots),

@@ -18,20 +18,25 @@ module "platform" {
   image_tag         = var.image_tag
   alert_emails      = var.alert_emails
 
+  alb_internal                   = var.alb_internal
   alb_allowed_cidrs              = var.alb_allowed_cidrs
   alb_allowed_security_group_ids = var.alb_allowed_security_group_ids
 
-  vpc_cidr           = "10.40.0.0/16"
-  az_count           = 2
-  enable_nat_gateway = false
-  endpoint_az_count  = 1
+  vpc_cidr            = "10.40.0.0/16"
+  az_count            = 2
+  enable_nat_gateway  = var.enable_nat_gateway
+  endpoint_az_count   = 1
+  interface_endpoints = var.interface_endpoints
 
   db_instance_class        = "db.t4g.micro"
   db_multi_az              = false
   db_backup_retention_days = 3
-  db_max_connections       = 80
-  deletion_protection      = false
-  dr_region                = var.dr_region
+  db_max_connections       = 80 # ~85 is db.t4g.micro's RDS default
+  # a deploy's peak: 2 x (grpc_max_capacity 2 + projector_count 1) x (8 + 2) = 60 connections
+  # (output database_connections; 16, the binaries' default, would make it 108)
+  db_pool_size        = 8
+  deletion_protection = false
+  dr_region           = var.dr_region
 
   grpc_min_capacity        = 1
   grpc_max_capacity        = 2
@@ -43,6 +48,10 @@ module "platform" {
   worker_providers             = var.worker_providers
   worker_provider_endpoints    = var.worker_provider_endpoints
   worker_provider_egress_cidrs = var.worker_provider_egress_cidrs
+  worker_provider_timeout_ms   = var.worker_provider_timeout_ms
+  worker_concurrency           = var.worker_concurrency
+
+  worker_orders_per_second_per_task = var.worker_orders_per_second_per_task
 
   log_retention_days          = 14
   secret_recovery_window_days = 0

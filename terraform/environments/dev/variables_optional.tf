@@ -106,3 +106,55 @@ variable "grpc_command_event_ids" {
     error_message = "grpc_command_event_ids is identity or random."
   }
 }
+
+variable "alb_internal" {
+  description = "Keep the ALB internal. false = internet-facing with WAF (needs enable_nat_gateway = true)."
+  type        = bool
+  default     = true
+}
+
+variable "enable_nat_gateway" {
+  description = "A NAT gateway for outbound internet access (required with an internet-facing ALB, and with interface_endpoints = [])."
+  type        = bool
+  default     = false
+}
+
+variable "interface_endpoints" {
+  description = "AWS services reached through interface VPC endpoints. Without NAT the tasks need ecr.api, ecr.dkr, logs, secretsmanager and sqs (without xray the traces are lost); with enable_nat_gateway = true, [] sends everything through NAT (terraform/README.md, cost)."
+  type        = list(string)
+  default     = ["ecr.api", "ecr.dkr", "logs", "sqs", "secretsmanager", "xray", "ecs", "ecs-agent", "ecs-telemetry"]
+  validation {
+    condition     = var.enable_nat_gateway || length(setsubtract(["ecr.api", "ecr.dkr", "logs", "secretsmanager", "sqs"], var.interface_endpoints)) == 0
+    error_message = "without NAT (enable_nat_gateway = false) interface_endpoints must include ecr.api, ecr.dkr, logs, secretsmanager and sqs: the tasks pull images, log, read their secrets and use SQS through them."
+  }
+}
+
+variable "worker_orders_per_second_per_task" {
+  description = "Orders one worker task settles per second, as `order-bench saga --latency-ms <your providers' latency>` measured it (40: 2.5 s answers); the worker scales out in task-minutes of backlog at this rate."
+  type        = number
+  default     = 40
+  validation {
+    condition     = var.worker_orders_per_second_per_task > 0
+    error_message = "worker_orders_per_second_per_task must be positive."
+  }
+}
+
+variable "worker_provider_timeout_ms" {
+  description = "Time one provider call of order-worker may take, 1-120000 ms (ORDER_WORKER_PROVIDER_TIMEOUT_MS)."
+  type        = number
+  default     = 10000
+  validation {
+    condition     = var.worker_provider_timeout_ms == floor(var.worker_provider_timeout_ms) && var.worker_provider_timeout_ms >= 1 && var.worker_provider_timeout_ms <= 120000
+    error_message = "worker_provider_timeout_ms must be a whole number of milliseconds from 1 to 120000 (what order-worker accepts; it exits at start otherwise)."
+  }
+}
+
+variable "worker_concurrency" {
+  description = "Messages one worker task works on at once, 1-1000 (ORDER_WORKER_CONCURRENCY); null = derived from the task's memory."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.worker_concurrency == null || try(var.worker_concurrency == floor(var.worker_concurrency) && var.worker_concurrency >= 1 && var.worker_concurrency <= 1000, false)
+    error_message = "worker_concurrency must be null or a whole number from 1 to 1000 (what order-worker accepts; it exits at start otherwise)."
+  }
+}

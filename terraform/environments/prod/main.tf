@@ -23,9 +23,10 @@ module "platform" {
   alb_allowed_cidrs              = var.alb_allowed_cidrs
   alb_allowed_security_group_ids = var.alb_allowed_security_group_ids
 
-  vpc_cidr           = "10.50.0.0/16"
-  az_count           = 3
-  enable_nat_gateway = var.enable_nat_gateway
+  vpc_cidr            = "10.50.0.0/16"
+  az_count            = 3
+  enable_nat_gateway  = var.enable_nat_gateway
+  interface_endpoints = var.interface_endpoints
 
   db_instance_class           = "db.m7g.large"
   db_multi_az                 = true
@@ -59,6 +60,10 @@ module "platform" {
   worker_providers             = var.worker_providers
   worker_provider_endpoints    = var.worker_provider_endpoints
   worker_provider_egress_cidrs = var.worker_provider_egress_cidrs
+  worker_provider_timeout_ms   = var.worker_provider_timeout_ms
+  worker_concurrency           = var.worker_concurrency
+
+  worker_orders_per_second_per_task = var.worker_orders_per_second_per_task
 
   log_retention_days          = 90
   secret_recovery_window_days = 30

@@ -50,3 +50,8 @@ output "account_wide_names" {
   description = "Names of this module's resources that are unique per account or worldwide (IAM roles, S3 buckets)."
   value       = [aws_s3_bucket.access_logs.bucket]
 }
+
+output "internal" {
+  description = "Whether the load balancer is internal (false: internet-facing, with WAF)."
+  value       = aws_lb.this.internal
+}

@@ -42,3 +42,8 @@ output "account_wide_names" {
   description = "Names of this module's resources that are unique per account or worldwide (IAM roles, S3 buckets)."
   value       = [aws_iam_role.flow_logs.name]
 }
+
+output "interface_endpoints" {
+  description = "The AWS services reached through interface VPC endpoints (service name suffixes, sorted)."
+  value       = sort(keys(aws_vpc_endpoint.interface))
+}

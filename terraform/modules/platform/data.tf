@@ -35,3 +35,19 @@ module "queue" {
   name_prefix       = local.name_prefix
   max_receive_count = var.max_receive_count
 }
+
+# docs/operations.md, "Connections near the limit": tasks x (pool + 2) below max_connections,
+# counted at a deploy's peak (output database_connections): a blue/green deployment keeps
+# order-grpc's original task set beside the replacement until its termination wait ends, and a
+# rolling update runs the projector at up to 200 %. A warning at plan; the roots' tests hold
+# dev and prod to it.
+check "database_connections_at_a_deploys_peak" {
+  assert {
+    condition     = local.database_connections_peak < var.db_max_connections
+    error_message = "a deploy's peak of ${local.database_connections_peak} database connections, 2 x (grpc_max_capacity + projector_count) x (db_pool_size + 2), is not below db_max_connections (${var.db_max_connections}): lower db_pool_size or the task counts, or raise db_max_connections with an instance class whose RDS default allows it."
+  }
+}
+
+locals {
+  database_connections_peak = 2 * (var.grpc_max_capacity + var.projector_count) * (var.db_pool_size + 2)
+}

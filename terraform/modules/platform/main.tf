@@ -28,14 +28,15 @@ module "kms" {
 module "network" {
   source = "../network"
 
-  name_prefix        = local.name_prefix
-  global_name_prefix = local.global_name_prefix
-  vpc_cidr           = var.vpc_cidr
-  kms_key_arn        = module.kms.key_arn
-  az_count           = var.az_count
-  enable_nat_gateway = var.enable_nat_gateway
-  single_nat_gateway = var.single_nat_gateway
-  endpoint_az_count  = var.endpoint_az_count
+  name_prefix         = local.name_prefix
+  global_name_prefix  = local.global_name_prefix
+  vpc_cidr            = var.vpc_cidr
+  kms_key_arn         = module.kms.key_arn
+  az_count            = var.az_count
+  enable_nat_gateway  = var.enable_nat_gateway
+  single_nat_gateway  = var.single_nat_gateway
+  endpoint_az_count   = var.endpoint_az_count
+  interface_endpoints = var.interface_endpoints
 }
 
 module "cluster" {

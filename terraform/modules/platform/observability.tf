@@ -45,4 +45,6 @@ module "scaling" {
   grpc_min_capacity   = var.grpc_min_capacity
   grpc_max_capacity   = var.grpc_max_capacity
   projector_count     = var.projector_count
+
+  worker_orders_per_second_per_task = var.worker_orders_per_second_per_task
 }

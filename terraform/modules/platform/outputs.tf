@@ -129,3 +129,25 @@ output "account_wide_names" {
     module.monitoring.account_wide_names,
   ))
 }
+
+output "tuning" {
+  description = "The settings terraform/README.md tells operators to tune, as the modules received them: NAT, the interface endpoints, the ALB's scheme, the worker's scaling rate (and the task-minute of backlog it gives), provider timeout and concurrency (null: derived from the task's memory)."
+  value = {
+    enable_nat_gateway                = length(module.network.nat_public_ips) > 0
+    interface_endpoints               = module.network.interface_endpoints
+    alb_internal                      = module.load_balancer.internal
+    worker_orders_per_second_per_task = var.worker_orders_per_second_per_task
+    worker_scale_out_task_minute      = module.scaling.worker_scale_out_task_minute
+    worker_provider_timeout_ms        = tonumber(module.worker.environment["ORDER_WORKER_PROVIDER_TIMEOUT_MS"])
+    worker_concurrency                = try(tonumber(module.worker.environment["ORDER_WORKER_CONCURRENCY"]), null)
+  }
+}
+
+output "database_connections" {
+  description = "The database's connections at a deploy's peak (docs/operations.md, \"Connections near the limit\"): order-grpc's and the projector's most tasks, doubled (blue/green keeps the original task set until its termination wait ends; a rolling update runs up to 200 %), each holding pool_size + 2 (its group-commit writer's thread); peak stays below max_connections."
+  value = {
+    pool_size       = var.db_pool_size
+    peak            = local.database_connections_peak
+    max_connections = module.database.max_connections
+  }
+}

@@ -24,6 +24,8 @@ locals {
   # The RDS CA bundle in the runtime image (deploy/Dockerfile): DATABASE_URL says
   # sslmode=verify-full, and the store trusts this bundle for it.
   database_ca = { ORDER_DB_CA_FILE = "/etc/ssl/certs/rds-global-bundle.pem" }
+  # and each task's share of the database's connections (var.db_max_connections)
+  database_pool = { ORDER_DB_POOL_SIZE = tostring(var.db_pool_size) }
 
   # order-worker's providers (ORDER_WORKER_PROVIDERS=http): URLs and CAs as plain settings,
   # tokens and client certificates from the secrets in secrets.tf.
@@ -72,6 +74,9 @@ module "grpc" {
   cpu_architecture    = var.cpu_architecture
   log_retention_days  = var.log_retention_days
   otel_collector      = local.collector
+  # the binary's 30 s shutdown grace (ORDER_SHUTDOWN_GRACE_SECONDS), then the trace flush and
+  # the pool close
+  stop_timeout_seconds = 45
 
   deployment_controller = "CODE_DEPLOY"
   load_balancer = {
@@ -79,7 +84,7 @@ module "grpc" {
     listener_arns    = values(module.load_balancer.listener_arns)
   }
 
-  environment = merge(local.database_ca, {
+  environment = merge(local.database_ca, local.database_pool, {
     ORDER_GRPC_COMMAND_EVENT_IDS = var.grpc_command_event_ids
     # What each caller may do (docs/security.md): the worker reads orders and drives the saga,
     # nothing else (no PlaceOrder, no CancelOrder); every service of var.grpc_callers gets
@@ -137,8 +142,11 @@ module "projector" {
   cpu_architecture    = var.cpu_architecture
   log_retention_days  = var.log_retention_days
   otel_collector      = local.collector
+  # the binary's 30 s shutdown grace (ORDER_SHUTDOWN_GRACE_SECONDS), then the trace flush and
+  # the pool close
+  stop_timeout_seconds = 45
 
-  environment = merge(local.database_ca, {
+  environment = merge(local.database_ca, local.database_pool, {
     ORDERS_QUEUE_URL = module.queue.queue_url
   })
   secrets = {
@@ -178,7 +186,7 @@ module "worker" {
   cpu_architecture     = var.cpu_architecture
   log_retention_days   = var.log_retention_days
   otel_collector       = local.collector
-  stop_timeout_seconds = 45 # 30 s to finish in-flight messages, plus margin
+  stop_timeout_seconds = 45 # 30 s (ORDER_SHUTDOWN_GRACE_SECONDS) to finish in-flight messages, plus margin
 
   # order-grpc through the load balancer's production listener: the name on its certificate
   # (var.api_host_name) is checked against the public CAs of the image.

@@ -24,6 +24,17 @@ variable "single_nat_gateway" {
   default     = true
 }
 
+variable "interface_endpoints" {
+  description = "AWS services the tasks reach through interface VPC endpoints (service name suffixes; each costs per AZ and hour). Without NAT the tasks need ecr.api, ecr.dkr, logs, secretsmanager and sqs (dropping xray loses the traces); with enable_nat_gateway = true it may be [] (everything through NAT)."
+  type        = list(string)
+  default     = ["ecr.api", "ecr.dkr", "logs", "sqs", "secretsmanager", "xray", "ecs", "ecs-agent", "ecs-telemetry"]
+
+  validation {
+    condition     = var.enable_nat_gateway || length(setsubtract(["ecr.api", "ecr.dkr", "logs", "secretsmanager", "sqs"], var.interface_endpoints)) == 0
+    error_message = "without NAT (enable_nat_gateway = false) interface_endpoints must include ecr.api, ecr.dkr, logs, secretsmanager and sqs: the tasks pull images, log, read their secrets and use SQS through them."
+  }
+}
+
 variable "endpoint_az_count" {
   description = "AZs with an interface-endpoint network interface (null = all)."
   type        = number
@@ -219,9 +230,20 @@ variable "db_backup_retention_days" {
 }
 
 variable "db_max_connections" {
-  description = "max_connections of the database (at or below RDS's default for the class: ~85 for db.t4g.micro, ~850 for db.m7g.large); rds-connections-high fires at 80 %."
+  description = "max_connections of the database (at or below RDS's default for the class: ~85 for db.t4g.micro, ~850 for db.m7g.large); rds-connections-high fires at 80 %. Must exceed the connections of a deploy's peak (output database_connections; check database_connections_at_a_deploys_peak)."
   type        = number
   default     = 80
+}
+
+variable "db_pool_size" {
+  description = "ORDER_DB_POOL_SIZE of order-grpc and the projector: the most database connections one task holds (1-1000; its group-commit writer's thread holds 2 more)."
+  type        = number
+  default     = 16
+
+  validation {
+    condition     = var.db_pool_size == floor(var.db_pool_size) && var.db_pool_size >= 1 && var.db_pool_size <= 1000
+    error_message = "db_pool_size must be a whole number from 1 to 1000 (what order-grpc and order-projector accept; they exit at start otherwise)."
+  }
 }
 
 variable "dr_region" {
@@ -378,15 +400,36 @@ variable "worker_provider_egress_cidrs" {
 }
 
 variable "worker_provider_timeout_ms" {
-  description = "ORDER_WORKER_PROVIDER_TIMEOUT_MS: time one provider call may take (the seed's payment gateway answers in 2.5 s at p95 under peak load)."
+  description = "ORDER_WORKER_PROVIDER_TIMEOUT_MS: time one provider call may take, 1-120000 ms (the seed's payment gateway answers in 2.5 s at p95 under peak load)."
   type        = number
   default     = 10000
+
+  validation {
+    condition     = var.worker_provider_timeout_ms == floor(var.worker_provider_timeout_ms) && var.worker_provider_timeout_ms >= 1 && var.worker_provider_timeout_ms <= 120000
+    error_message = "worker_provider_timeout_ms must be a whole number of milliseconds from 1 to 120000 (what order-worker accepts; it exits at start otherwise)."
+  }
 }
 
 variable "worker_concurrency" {
-  description = "ORDER_WORKER_CONCURRENCY: messages one worker task works on at once; null = derived from the task's memory (128 KiB per message in half of it, at most 1000: a 512 MiB task gets 1000)."
+  description = "ORDER_WORKER_CONCURRENCY: messages one worker task works on at once, 1-1000; null = derived from the task's memory (128 KiB per message in half of it, at most 1000: a 512 MiB task gets 1000)."
   type        = number
   default     = null
+
+  validation {
+    condition     = var.worker_concurrency == null || try(var.worker_concurrency == floor(var.worker_concurrency) && var.worker_concurrency >= 1 && var.worker_concurrency <= 1000, false)
+    error_message = "worker_concurrency must be null or a whole number from 1 to 1000 (what order-worker accepts; it exits at start otherwise)."
+  }
+}
+
+variable "worker_orders_per_second_per_task" {
+  description = "Orders one worker task settles per second, as measured by `order-bench saga --latency-ms <your providers' latency>` (40: 2.5 s provider answers, docs/benchmarks.md): the worker's scale-out steps are task-minutes of work at this rate."
+  type        = number
+  default     = 40
+
+  validation {
+    condition     = var.worker_orders_per_second_per_task > 0
+    error_message = "worker_orders_per_second_per_task must be positive."
+  }
 }
 
 variable "standby" {

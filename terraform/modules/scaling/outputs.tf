@@ -13,3 +13,8 @@ output "alarm_names" {
     aws_cloudwatch_metric_alarm.scalein_sqs_backlog_empty.alarm_name,
   ]
 }
+
+output "worker_scale_out_task_minute" {
+  description = "Visible messages that are one task-minute of work (worker_orders_per_second_per_task x 8 messages per order x 60 s): the scale-out steps' unit."
+  value       = local.task_minute
+}

@@ -50,6 +50,10 @@ locals {
     }],
   )
 
+  # What the binaries are given to drain (their default when unset): stopTimeout must leave
+  # them time after it for the trace flush and the pool close.
+  shutdown_grace_seconds = tonumber(lookup(local.environment, "ORDER_SHUTDOWN_GRACE_SECONDS", "30"))
+
   app_container = merge(
     {
       name      = local.container
@@ -112,6 +116,13 @@ resource "aws_ecs_task_definition" "this" {
   }
 
   tags = merge(var.tags, { service = var.service_name })
+
+  lifecycle {
+    precondition {
+      condition     = var.stop_timeout_seconds >= local.shutdown_grace_seconds + 10
+      error_message = "${var.service_name}: stop_timeout_seconds (${var.stop_timeout_seconds}) must be at least ORDER_SHUTDOWN_GRACE_SECONDS (${local.shutdown_grace_seconds}) + 10: SIGKILL would land before the trace flush and the pool close that follow the grace."
+    }
+  }
 }
 
 resource "aws_ecs_service" "this" {

@@ -62,3 +62,13 @@ output "account_wide_names" {
   description = "Names of this module's resources that are unique per account or worldwide (IAM roles, S3 buckets)."
   value       = [aws_iam_role.execution.name, aws_iam_role.task.name]
 }
+
+output "stop_timeout_seconds" {
+  description = "The application container's stopTimeout: seconds between SIGTERM and SIGKILL."
+  value       = var.stop_timeout_seconds
+}
+
+output "shutdown_grace_seconds" {
+  description = "The graceful-shutdown budget the binary is given (ORDER_SHUTDOWN_GRACE_SECONDS, 30 when unset), which stopTimeout must exceed."
+  value       = local.shutdown_grace_seconds
+}

@@ -41,9 +41,14 @@ variable "capacity_provider" {
 }
 
 variable "grpc_port" {
-  description = "gRPC port of the container (null for services without a gRPC server)."
+  description = "gRPC port of the container (null for services without a gRPC server): ORDER_GRPC_ADDR."
   type        = number
   default     = null
+
+  validation {
+    condition     = var.grpc_port == null || try(var.grpc_port == floor(var.grpc_port) && var.grpc_port >= 1 && var.grpc_port <= 65535, false)
+    error_message = "grpc_port must be null or a whole number from 1 to 65535 (a port of ORDER_GRPC_ADDR)."
+  }
 }
 
 variable "environment" {
@@ -134,9 +139,14 @@ variable "health_check_path" {
 }
 
 variable "stop_timeout_seconds" {
-  description = "Time between SIGTERM and SIGKILL (graceful shutdown budget, at most 120)."
+  description = "Time between SIGTERM and SIGKILL, at most 120 (Fargate's limit): the binary's shutdown grace (ORDER_SHUTDOWN_GRACE_SECONDS, 30 by default) plus at least 10 s for what follows it (the trace flush, the pool close)."
   type        = number
-  default     = 30
+  default     = 45
+
+  validation {
+    condition     = var.stop_timeout_seconds == floor(var.stop_timeout_seconds) && var.stop_timeout_seconds >= 1 && var.stop_timeout_seconds <= 120
+    error_message = "stop_timeout_seconds must be a whole number of seconds from 1 to 120 (Fargate's limit)."
+  }
 }
 
 variable "rust_log" {

@@ -14,8 +14,13 @@ variable "image" {
 }
 
 variable "admin_port" {
-  description = "Port of the admin HTTP server (/healthz, /readyz, /metrics)."
+  description = "Port of the admin HTTP server (/healthz, /readyz, /metrics): ORDER_ADMIN_ADDR."
   type        = number
+
+  validation {
+    condition     = var.admin_port == floor(var.admin_port) && var.admin_port >= 1 && var.admin_port <= 65535
+    error_message = "admin_port must be a whole number from 1 to 65535 (a port of ORDER_ADMIN_ADDR)."
+  }
 }
 
 variable "cluster_arn" {

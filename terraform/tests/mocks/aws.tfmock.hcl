@@ -205,3 +205,10 @@ mock_resource "aws_db_instance_automated_backups_replication" {
     id  = "arn:aws:rds:eu-central-1:123456789012:auto-backup:ab-mock"
   }
 }
+
+# a NAT gateway's address becomes a /32 the ALB admits (an internet-facing ALB): a real one
+mock_resource "aws_eip" {
+  defaults = {
+    public_ip = "203.0.113.10"
+  }
+}

@@ -25,6 +25,12 @@ variables {
   certificate_arn   = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
   api_host_name     = "orders.example.com"
   github_repository = "example/order-ledger"
+
+  # dev's sizes: a deploy's peak of database connections, 2 x (2 + 1) x (8 + 2) = 60, stays
+  # below the default max_connections (80), as check database_connections_at_a_deploys_peak
+  # requires
+  grpc_max_capacity = 2
+  db_pool_size      = 8
 }
 
 run "dev" {
@@ -110,6 +116,15 @@ run "dev" {
   assert {
     condition     = output.disaster_recovery == null
     error_message = "dev makes disaster-recovery copies without dr_region"
+  }
+
+  # SIGKILL lands after the shutdown grace, not as it ends: the trace flush and the pool close
+  # come after the grace
+  assert {
+    condition = alltrue([for s in [module.grpc, module.projector, module.worker] :
+      s.stop_timeout_seconds >= s.shutdown_grace_seconds + 10
+    ])
+    error_message = "a service's stopTimeout leaves less than 10 s after its ORDER_SHUTDOWN_GRACE_SECONDS"
   }
 
   # the worker's providers: the simulation unless told otherwise; an alarm per breaker
@@ -472,4 +487,92 @@ run "command_event_ids_refuses_anything_else" {
   }
 
   expect_failures = [var.grpc_command_event_ids]
+}
+
+# What the binaries refuse at start fails the plan instead: order-worker takes a provider
+# timeout of 1..=120000 ms and a concurrency of 1..=1000, order-grpc and the projector a pool of
+# 1..=1000 connections (whole numbers).
+run "binary_settings_below_the_range_are_refused" {
+  command = plan
+
+  variables {
+    environment                = "dev"
+    worker_provider_timeout_ms = 0
+    worker_concurrency         = 0
+    db_pool_size               = 0
+  }
+
+  expect_failures = [var.worker_provider_timeout_ms, var.worker_concurrency, var.db_pool_size]
+}
+
+run "binary_settings_above_the_range_are_refused" {
+  command = plan
+
+  variables {
+    environment                = "dev"
+    worker_provider_timeout_ms = 120001
+    worker_concurrency         = 1001
+    db_pool_size               = 1001
+  }
+
+  expect_failures = [var.worker_provider_timeout_ms, var.worker_concurrency, var.db_pool_size]
+}
+
+run "binary_settings_must_be_whole_numbers" {
+  command = plan
+
+  variables {
+    environment                = "dev"
+    worker_provider_timeout_ms = 1500.5
+    worker_concurrency         = 2.5
+    db_pool_size               = 7.5
+  }
+
+  expect_failures = [var.worker_provider_timeout_ms, var.worker_concurrency, var.db_pool_size]
+}
+
+run "binary_settings_reach_the_tasks" {
+  command = apply
+
+  variables {
+    environment                = "dev"
+    deletion_protection        = false
+    worker_provider_timeout_ms = 120000
+    worker_concurrency         = 1000
+    db_pool_size               = 1
+  }
+
+  assert {
+    condition = (
+      module.worker.environment["ORDER_WORKER_PROVIDER_TIMEOUT_MS"] == "120000"
+      && module.worker.environment["ORDER_WORKER_CONCURRENCY"] == "1000"
+      && module.grpc.environment["ORDER_DB_POOL_SIZE"] == "1"
+      && module.projector.environment["ORDER_DB_POOL_SIZE"] == "1"
+      && !contains(keys(module.worker.environment), "ORDER_DB_POOL_SIZE")
+    )
+    error_message = "the worker's provider timeout and concurrency, or the services' pool size, do not reach their tasks"
+  }
+}
+
+run "no_interface_endpoints_need_nat" {
+  command = plan
+
+  variables {
+    environment         = "dev"
+    interface_endpoints = ["xray"]
+  }
+
+  expect_failures = [var.interface_endpoints]
+}
+
+# a deploy's peak of database connections above max_connections is reported
+run "database_connections_above_max_connections" {
+  command = plan
+
+  variables {
+    environment  = "dev"
+    db_pool_size = 16
+  }
+
+  expect_failures = [check.database_connections_at_a_deploys_peak]
 }
