@@ -22,7 +22,7 @@ use crate::legacy::{
     IdOrder, LegacyAddress, LegacyLine, LegacyOrder, LegacyPayment, LegacyRefund, LegacyShipment,
     LegacyStatus,
 };
-use crate::source::{Progress, Record, Reject, Source, table_path};
+use crate::source::{Progress, Record, Reject, RowLines, Source, table_path};
 
 /// The tables of a CSV export and their columns (in any order, named by the header).
 pub const TABLES: &[(&str, &[&str])] = &[
@@ -57,6 +57,26 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ),
     ("status_history", &["order_id", "status", "at", "reason"]),
 ];
+
+/// The columns of free text (an address, a status's reason): a line break in one is text the
+/// domain refuses (its order is rejected, naming the field). In any other column (ids, codes,
+/// amounts, times, statuses) a line break can only be a quote that ran on, closed by a stray
+/// quote rows later: the rows between are rejected with their orders.
+pub const FREE_TEXT_COLUMNS: &[&str] = &["recipient", "line1", "line2", "city", "region", "reason"];
+
+/// A row that a quoted field of an earlier row swallowed: a quote left open there and closed by
+/// a stray quote rows later keeps that row the right width, and the lines between are the
+/// field's text, not rows. Each swallowed row's order is rejected (its row is not read), naming
+/// where the quote opened, so that no row is lost without a word.
+#[derive(Debug, Clone)]
+struct Swallowed {
+    /// The order id the swallowed line starts with (in the order id's column).
+    id: Vec<u8>,
+    /// The swallowed line.
+    line: u64,
+    /// The line of the row whose field swallowed it (where the quote opened).
+    quote_line: u64,
+}
 
 /// Reads `read` bytes into a shared progress counter.
 struct Counted<R> {
@@ -124,6 +144,9 @@ struct Row {
     line: u64,
     record: ByteRecord,
     too_long: bool,
+    /// Why the row's own order is rejected when a field that cannot hold a line break holds
+    /// one (a quote that ran on; see [`Swallowed`]).
+    stray: Option<String>,
 }
 
 /// One table being read: its next row held back until the join asks for it.
@@ -134,6 +157,10 @@ struct Table {
     reader: TableReader,
     /// Column index of each expected column, in [`TABLES`] order.
     columns: Vec<usize>,
+    /// The expected columns' names, in [`TABLES`] order.
+    names: &'static [&'static str],
+    /// Rows swallowed by a quoted field of the rows read so far, not yet taken by the join.
+    swallowed: Vec<Swallowed>,
     /// Fields in the header: every row has as many.
     width: usize,
     /// Bytes read since the current row began (shared with the table's reader).
@@ -145,7 +172,7 @@ struct Table {
 fn open_table(
     directory: &Path,
     name: &'static str,
-    expected: &[&str],
+    expected: &'static [&'static str],
     progress: &Progress,
 ) -> io::Result<Table> {
     let path = table_path(directory, name);
@@ -204,6 +231,8 @@ fn open_table(
         file: format!("{name}.csv"),
         reader,
         columns,
+        names: expected,
+        swallowed: Vec::new(),
         width,
         in_row,
         head: None,
@@ -226,10 +255,12 @@ impl Table {
             Ok(true) => {
                 let line = record.position().map_or(0, |p| p.line());
                 let length = self.reader.position().byte() - start.byte();
+                let stray = self.swallowed_by(&record, line);
                 self.head = Some(Row {
                     line,
                     too_long: length > crate::source::MAX_RECORD_BYTES as u64,
                     record,
+                    stray,
                 });
                 Ok(())
             }
@@ -276,6 +307,7 @@ impl Table {
                     line,
                     record,
                     too_long: true,
+                    stray: None,
                 });
                 Ok(())
             }
@@ -283,6 +315,84 @@ impl Table {
             // there on.
             Err(e) => Err(invalid(format!("{}: {e}", self.file))),
         }
+    }
+
+    /// The rows the fields of `record` (the row at `line`) swallowed, added to
+    /// [`Table::swallowed`]; the reason its own order is rejected when one of those fields is
+    /// not free text.
+    ///
+    /// A field's lines after its first are read as rows of this table, the way the lines were
+    /// written: a quote that runs on takes no quote in (one would close it), so each is its
+    /// fields split at commas; the last is cut at the stray quote, in the field's column (else
+    /// the row would not have its width). In a free-text column, whose text may hold commas
+    /// and line breaks, only a line with a row's number of fields counts; in any other, every
+    /// line that reaches the order id's column (a line break there is nothing but a quote
+    /// that ran on).
+    fn swallowed_by(&mut self, record: &ByteRecord, line: u64) -> Option<String> {
+        let id_column = self.columns[0];
+        let mut stray = None;
+        let mut breaks_before = 0;
+        for (index, field) in record.iter().enumerate() {
+            if !field.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+                continue;
+            }
+            let column = self
+                .columns
+                .iter()
+                .position(|c| *c == index)
+                .map_or("?", |k| self.names[k]);
+            let free = FREE_TEXT_COLUMNS.contains(&column);
+            let lines = split_lines(field);
+            let count = lines.len();
+            let mut ids = Vec::new();
+            for (k, text) in lines.iter().enumerate().skip(1) {
+                let fields: Vec<&[u8]> = text.split(|b| *b == b',').collect();
+                let whole = if k + 1 == count {
+                    fields.len() == index + 1
+                } else {
+                    fields.len() == self.width
+                };
+                if (free && !whole) || fields.len() <= id_column {
+                    continue;
+                }
+                let id = fields[id_column];
+                if id.trim_ascii().is_empty() {
+                    continue;
+                }
+                let swallowed_line = line + breaks_before + k as u64;
+                ids.push(String::from_utf8_lossy(id).into_owned());
+                self.swallowed.push(Swallowed {
+                    id: id.to_vec(),
+                    line: swallowed_line,
+                    quote_line: line,
+                });
+            }
+            let first = line + breaks_before + 1;
+            let last = line + breaks_before + count as u64 - 1;
+            breaks_before += count as u64 - 1;
+            if !free && stray.is_none() {
+                ids.dedup();
+                let named = match ids.len() {
+                    0 => String::new(),
+                    1 => format!(" (order {})", ids[0]),
+                    n if n <= 5 => format!(" (orders {})", ids.join(", ")),
+                    n => format!(" (orders {} and {} more)", ids[..5].join(", "), n - 5),
+                };
+                stray = Some(format!(
+                    "{column}: holds a line break, which a {column} cannot: a quote opened in \
+                     it runs on to line {last}, closed there by a stray quote, so {} of {} it \
+                     swallowed{named}; the orders they belong to are rejected too; fix the \
+                     quotes and run again",
+                    if first == last {
+                        format!("line {first} is a row")
+                    } else {
+                        format!("lines {first} to {last} are rows")
+                    },
+                    self.file
+                ));
+            }
+        }
+        stray
     }
 
     /// The order id of the head row (bytes; not necessarily UTF-8).
@@ -397,6 +507,32 @@ fn scan_row(mut input: impl BufRead, start: u64, id_column: usize) -> io::Result
     }
 }
 
+/// The lines of a field (split at `\n`, `\r\n` and `\r`, as the CSV reader ends rows).
+fn split_lines(field: &[u8]) -> Vec<&[u8]> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    while at < field.len() {
+        match field[at] {
+            b'\n' => {
+                lines.push(&field[start..at]);
+                start = at + 1;
+            }
+            b'\r' => {
+                lines.push(&field[start..at]);
+                if field.get(at + 1) == Some(&b'\n') {
+                    at += 1;
+                }
+                start = at + 1;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    lines.push(&field[start..]);
+    lines
+}
+
 /// A field of a row as text.
 fn text(record: &ByteRecord, index: usize, column: &str) -> Result<String, String> {
     let bytes = record.get(index).unwrap_or(b"");
@@ -443,6 +579,10 @@ pub struct CsvTables {
     /// The row of orders.csv being joined (taken from its table) and its order id: handed out
     /// once the rows before it in the other tables, which have no order, are.
     current: Option<(Row, Vec<u8>)>,
+    /// Rows swallowed by a quoted field (see [`Swallowed`]), by order id, whose orders are not
+    /// joined yet: each such order is rejected. The first one of an order counts: its file,
+    /// its line, and the line where the quote opened.
+    swallowed: std::collections::BTreeMap<Vec<u8>, (String, u64, u64)>,
 }
 
 impl std::fmt::Debug for CsvTables {
@@ -478,6 +618,7 @@ impl CsvTables {
             progress,
             previous: None,
             current: None,
+            swallowed: std::collections::BTreeMap::new(),
         })
     }
 
@@ -497,9 +638,21 @@ impl CsvTables {
         }
     }
 
+    /// Take the rows swallowed by the rows read so far into [`CsvTables::swallowed`].
+    fn gather_swallowed(&mut self) {
+        for table in &mut self.tables {
+            for row in table.swallowed.drain(..) {
+                self.swallowed
+                    .entry(row.id)
+                    .or_insert_with(|| (table.file.clone(), row.line, row.quote_line));
+            }
+        }
+    }
+
     /// The first row of the child tables before `id` (or of all that are left when `id` is
     /// `None`), consumed: it has no order, and is a reject. `None` when there is none.
     fn orphan_before(&mut self, id: Option<&[u8]>) -> io::Result<Option<Reject>> {
+        self.gather_swallowed();
         for index in 1..self.tables.len() {
             let Some(head) = self.tables[index].head_id() else {
                 continue;
@@ -512,10 +665,19 @@ impl CsvTables {
             let table = &self.tables[index];
             let line = table.head.as_ref().map_or(0, |row| row.line);
             let order_id = String::from_utf8_lossy(head).into_owned();
+            // Its order's row swallowed by a quote that ran on in orders.csv: say so.
+            let why = match self.swallowed.get(head) {
+                Some((file, at, quote)) if file == &self.tables[0].file => format!(
+                    " (its row there, line {at}, was swallowed by a quote that ran on from \
+                     orders.csv line {quote}, closed by a stray quote: fix the quotes and run \
+                     again)"
+                ),
+                _ => String::new(),
+            };
             let reject = Reject {
                 file: table.file.clone(),
                 line,
-                reason: format!("no order {order_id} in orders.csv for this row"),
+                reason: format!("no order {order_id} in orders.csv for this row{why}"),
                 order_id: Some(order_id),
             };
             self.tables[index].advance()?;
@@ -571,6 +733,7 @@ impl CsvTables {
             line,
             record,
             too_long,
+            stray,
         } = row;
         let mut children = Vec::with_capacity(5);
         let mut too_many = None;
@@ -607,9 +770,35 @@ impl CsvTables {
                 "order_id is more than once in orders.csv (each order has one row; the rows of the other tables cannot be told apart)".into(),
             ));
         }
-        self.previous = Some(id);
+        self.previous = Some(id.clone());
         if too_long {
             return Ok(reject("orders.csv", line, too_long_reason()));
+        }
+        if let Some(reason) = stray {
+            return Ok(reject("orders.csv", line, reason));
+        }
+        // A row of this order swallowed by a quote that ran on: the order is not whole. (Every
+        // row with this id or a smaller one has been read: the swallowing row came before.)
+        self.gather_swallowed();
+        let stale: Vec<Vec<u8>> = self
+            .swallowed
+            .keys()
+            .filter(|other| self.compare(other, &id) == Ordering::Less)
+            .cloned()
+            .collect();
+        for other in stale {
+            self.swallowed.remove(&other);
+        }
+        if let Some((file, at, quote)) = self.swallowed.remove(id.as_slice()) {
+            return Ok(reject(
+                &file,
+                at,
+                format!(
+                    "the order's row at {file} line {at} was swallowed by a quoted field that \
+                     runs on from {file} line {quote} to a stray quote: the row cannot be read, \
+                     so the order is not imported; fix the quotes and run again"
+                ),
+            ));
         }
         if let Some((index, row_line, reason)) = too_many {
             return Ok(reject(&self.tables[index].file, row_line, reason));
@@ -619,6 +808,7 @@ impl CsvTables {
                 order: Box::new(order),
                 file: "orders.csv".into(),
                 line,
+                rows: self.row_lines(&children),
             }),
             Err((table, row_line, reason)) => {
                 let (file, at) = match table {
@@ -628,6 +818,24 @@ impl CsvTables {
                 Ok(reject(&file, at, reason))
             }
         }
+    }
+
+    /// Where the rows of each list of an order are, as reasons name the lists.
+    fn row_lines(&self, children: &[Vec<Row>]) -> RowLines {
+        let mut rows = RowLines::default();
+        for (offset, table_rows) in children.iter().enumerate() {
+            let table = &self.tables[offset + 1];
+            let list = match table.name {
+                "order_lines" => "lines",
+                other => other,
+            };
+            rows.add(
+                list,
+                table.file.clone(),
+                table_rows.iter().map(|row| row.line).collect(),
+            );
+        }
+        rows
     }
 
     /// Assemble a legacy order from its rows; the first unreadable field names its table
@@ -674,11 +882,15 @@ impl CsvTables {
                 line,
                 record: row,
                 too_long,
+                stray,
             } in rows
             {
                 let at = |e: String| (Some(index), *line, e);
                 if *too_long {
                     return Err(at(too_long_reason()));
+                }
+                if let Some(reason) = stray {
+                    return Err(at(reason.clone()));
                 }
                 check_width(table, row).map_err(at)?;
                 let field = |i: usize, name: &str| text(row, c[i], name).map_err(at);
@@ -782,6 +994,7 @@ fn check_sorted(directory: &Path, id_order: IdOrder) -> io::Result<()> {
             line,
             record,
             too_long,
+            ..
         }) = table.head.take()
         {
             // (A row too long to read was judged as it was skipped.)
@@ -824,6 +1037,8 @@ fn check_sorted(directory: &Path, id_order: IdOrder) -> io::Result<()> {
             }
             previous = Some(id);
             table.advance()?;
+            // (The rows a quoted field swallowed are judged by the join.)
+            table.swallowed.clear();
             // The last row, whose quoted field holds a line break: the CSV reader ends a quote
             // left open at the end of the file, which has then swallowed every row after it.
             if multiline

@@ -68,7 +68,73 @@ impl Tables {
 struct Written {
     order: u64,
     first_line: Option<u64>,
+    /// The line of each row of each table, in [`TABLES`] order (orders.csv's one included).
+    rows: Vec<Vec<u64>>,
 }
+
+impl Written {
+    /// Where the import reports an order of bad `kind` that the domain refuses: the row of the
+    /// entry its reason names (each kind spoils one, [`crate::generate`]'s `bad_order`), or
+    /// the order's row of orders.csv when no row holds what is wrong (its currency, its
+    /// address, its number of lines or payments).
+    fn expected_at(&self, kind: &str, order: &LegacyOrder) -> (&'static str, u64) {
+        let row = |table: usize, index: Option<usize>| {
+            index
+                .and_then(|i| self.rows[table].get(i).copied())
+                .map_or(("orders.csv", self.order), |line| (FILES[table], line))
+        };
+        let last = |table: usize| self.rows[table].len().checked_sub(1);
+        // The first status that needs the payment (authorized on) or the shipment (shipped
+        // on).
+        let first_of = |statuses: &[&str]| {
+            order
+                .status_history
+                .iter()
+                .position(|h| statuses.contains(&h.status.as_str()))
+        };
+        match kind {
+            "negative_quantity" | "zero_quantity" | "huge_quantity" | "negative_price"
+            | "zero_price" | "bad_sku" | "total_overflow" => row(LINES, Some(0)),
+            "duplicate_sku" => row(LINES, last(LINES)),
+            "bad_timestamp" | "history_not_starting_placed" => row(HISTORY, Some(0)),
+            "unknown_status"
+            | "status_going_back"
+            | "cancel_after_shipping"
+            | "history_out_of_time_order"
+            | "blank_cancel_reason"
+            | "payment_failed_after_paid"
+            | "out_of_stock_after_reserved" => row(HISTORY, last(HISTORY)),
+            "payment_amount_mismatch" | "payment_currency_mismatch" => row(PAYMENTS, Some(0)),
+            "paid_without_payment" => row(
+                HISTORY,
+                first_of(&[
+                    "authorized",
+                    "paid",
+                    "processing",
+                    "shipped",
+                    "delivered",
+                    "completed",
+                ]),
+            ),
+            "shipped_without_shipment" => {
+                row(HISTORY, first_of(&["shipped", "delivered", "completed"]))
+            }
+            "refund_above_captured" | "refund_currency_mismatch" => row(REFUNDS, last(REFUNDS)),
+            "refund_before_payment" => row(REFUNDS, Some(0)),
+            _ => ("orders.csv", self.order),
+        }
+    }
+}
+
+/// The file of each table, in [`TABLES`] order.
+const FILES: [&str; 6] = [
+    "orders.csv",
+    "order_lines.csv",
+    "payments.csv",
+    "shipments.csv",
+    "refunds.csv",
+    "status_history.csv",
+];
 
 fn write_order(
     tables: &mut Tables,
@@ -95,6 +161,14 @@ fn write_order(
         ],
     )?;
     let mut first_line = None;
+    let mut rows = vec![
+        vec![line],
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    ];
     for (index, l) in order.lines.iter().enumerate() {
         let quantity = match (index, quantity_text) {
             (0, Some(text)) => text.to_owned(),
@@ -116,9 +190,10 @@ fn write_order(
         if index == 0 {
             first_line = Some(row_line);
         }
+        rows[LINES].push(row_line);
     }
     for p in &order.payments {
-        tables.row(
+        let row_line = tables.row(
             PAYMENTS,
             [
                 order.order_id.as_str(),
@@ -127,9 +202,10 @@ fn write_order(
                 p.amount_minor.to_string().as_str(),
             ],
         )?;
+        rows[PAYMENTS].push(row_line);
     }
     for s in &order.shipments {
-        tables.row(
+        let row_line = tables.row(
             SHIPMENTS,
             [
                 order.order_id.as_str(),
@@ -137,9 +213,10 @@ fn write_order(
                 s.tracking_number.as_str(),
             ],
         )?;
+        rows[SHIPMENTS].push(row_line);
     }
     for r in &order.refunds {
-        tables.row(
+        let row_line = tables.row(
             REFUNDS,
             [
                 order.order_id.as_str(),
@@ -148,9 +225,10 @@ fn write_order(
                 r.refunded_at.as_str(),
             ],
         )?;
+        rows[REFUNDS].push(row_line);
     }
     for h in &order.status_history {
-        tables.row(
+        let row_line = tables.row(
             HISTORY,
             [
                 order.order_id.as_str(),
@@ -159,10 +237,12 @@ fn write_order(
                 h.reason.as_deref().unwrap_or(""),
             ],
         )?;
+        rows[HISTORY].push(row_line);
     }
     Ok(Written {
         order: line,
         first_line,
+        rows,
     })
 }
 
@@ -262,12 +342,8 @@ pub(crate) fn generate_csv(plan: &Plan, out: &Path, expected: &Path) -> io::Resu
                     }
                     _ => {
                         let written = write_order(&mut tables, &order, None, None, false)?;
-                        expectations.push(expect(
-                            "orders.csv",
-                            written.order,
-                            kind.name,
-                            kind.reason,
-                        ));
+                        let (file, line) = written.expected_at(kind.name, &order);
+                        expectations.push(expect(file, line, kind.name, kind.reason));
                         previous_id = order.order_id.clone();
                         previous = Some((written.order, None));
                     }

@@ -72,7 +72,8 @@ struct RunArgs {
     /// How the export is sorted by order_id.
     #[arg(long, env = "ORDER_IMPORT_ID_ORDER", value_enum, default_value_t = IdOrder::Text)]
     id_order: IdOrder,
-    /// Where to write the rejects (JSON Lines; rewritten by every run). Default:
+    /// Where to write the rejects (JSON Lines; rewritten by every run, and locked while it
+    /// runs: a run started while another writes the same file stops at once). Default:
     /// `<name>.rejects.jsonl` in the current directory.
     #[arg(long, env = "ORDER_IMPORT_REJECTS")]
     rejects: Option<PathBuf>,

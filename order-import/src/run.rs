@@ -4,8 +4,8 @@
 
 use std::cmp::Ordering;
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::io::{BufWriter, IsTerminal, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as Atomic};
 use std::time::{Duration, Instant};
@@ -42,7 +42,8 @@ pub struct Options {
     pub max_rate: Option<u64>,
     /// How the export is sorted.
     pub id_order: IdOrder,
-    /// Where the rejects go (JSON Lines, rewritten by every run).
+    /// Where the rejects go (JSON Lines, rewritten by every run; locked while it runs, so a
+    /// run whose rejects file another run holds is refused before it writes anything).
     pub rejects: PathBuf,
     /// A progress bar on the terminal (else a log line every 10 s).
     pub progress_bar: bool,
@@ -143,14 +144,42 @@ struct Counters {
     diverged: std::sync::Mutex<Vec<Reject>>,
 }
 
+/// Open the rejects file at `path` without truncating it, and lock it for the run (an advisory
+/// lock, released when the run's handles close): two runs writing one rejects file would
+/// leave a report of neither, so the second is refused at once, before it writes anything.
+fn lock_rejects(path: &Path) -> anyhow::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot write the rejects to {}", path.display()))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+            "another run is writing the rejects file {} (a run of this import, or one with the \
+             same --rejects): this run did not begin and wrote nothing; wait for that run to \
+             end, or give this one its own --rejects",
+            path.display()
+        ),
+        Err(e) => Err(std::io::Error::from(e))
+            .with_context(|| format!("cannot lock the rejects file {}", path.display())),
+    }
+}
+
+/// Read the export and send its orders to the writers in batches, writing the rejects to
+/// `rejects_file` (the run's locked rejects file, emptied first).
 fn read_export(
     mut source: Box<dyn Source>,
     options: &Options,
+    rejects_file: File,
     batches: &mpsc::Sender<Batch>,
 ) -> anyhow::Result<ReadCounts> {
-    let file = File::create(&options.rejects)
+    rejects_file
+        .set_len(0)
         .with_context(|| format!("cannot write the rejects to {}", options.rejects.display()))?;
-    let mut rejects = BufWriter::new(file);
+    let mut rejects = BufWriter::new(rejects_file);
+    rejects.seek(SeekFrom::Start(0))?;
     let ids = Ids::new(&options.source);
     let mut counts = ReadCounts::default();
     let mut previous: Option<String> = None;
@@ -223,7 +252,12 @@ fn read_export(
                 }
                 reject(&mut counts, unreadable, order)?;
             }
-            Record::Order { order, file, line } => {
+            Record::Order {
+                order,
+                file,
+                line,
+                rows,
+            } => {
                 counts.orders_read += 1;
                 let refuse = |reason: String| Reject {
                     file: file.clone(),
@@ -275,7 +309,19 @@ fn read_export(
                             send(&mut batch, &counts)?;
                         }
                     }
-                    Err(reason) => reject(&mut counts, refuse(reason), true)?,
+                    Err(reason) => {
+                        // At the CSV row the reason is about, when it names one.
+                        let (file, line) = rows
+                            .locate(&reason)
+                            .map_or((file.as_str(), line), |(file, line)| (file, line));
+                        let rejected = Reject {
+                            file: file.to_owned(),
+                            line,
+                            order_id: Some(order.order_id.clone()),
+                            reason,
+                        };
+                        reject(&mut counts, rejected, true)?;
+                    }
                 }
             }
         }
@@ -405,13 +451,10 @@ pub async fn import_until(
     // A bad name is refused before the rejects file (named after it by default) is touched.
     order_store::import::check_name(&options.name)?;
     let started = Instant::now();
-    // A rejects file that cannot be written fails the run before its progress row changes
-    // (opened without truncating: a run refused below leaves the last run's report).
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&options.rejects)
-        .with_context(|| format!("cannot write the rejects to {}", options.rejects.display()))?;
+    // A rejects file that cannot be written, or that another run is writing, fails the run
+    // before its progress row changes (opened without truncating: a run refused below leaves
+    // the last run's report).
+    let rejects_file = lock_rejects(&options.rejects)?;
     if !options.source_named
         && let Some(before) = store.import_status(&options.name).await?
         && before.source.is_none()
@@ -432,7 +475,12 @@ pub async fn import_until(
 
     let (sender, mut receiver) = mpsc::channel::<Batch>(options.writers * 2);
     let reader_options = options.clone();
-    let reader = tokio::task::spawn_blocking(move || read_export(source, &reader_options, &sender));
+    let reader_file = rejects_file
+        .try_clone()
+        .with_context(|| format!("cannot write the rejects to {}", options.rejects.display()))?;
+    let reader = tokio::task::spawn_blocking(move || {
+        read_export(source, &reader_options, reader_file, &sender)
+    });
 
     let bar = options.progress_bar && std::io::stderr().is_terminal();
     let reporter = {
@@ -577,12 +625,9 @@ pub async fn import_until(
     );
     if !diverged.is_empty() {
         diverged.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&options.rejects)
-            .with_context(|| {
-                format!("cannot write the rejects to {}", options.rejects.display())
-            })?;
+        // After the reader's rejects, on the file this run holds locked.
+        let mut file = &rejects_file;
+        file.seek(SeekFrom::End(0))?;
         let mut rejects = BufWriter::new(file);
         for reject in &diverged {
             serde_json::to_writer(&mut rejects, reject)?;

@@ -40,6 +40,9 @@ pub enum Record {
         file: String,
         /// Its line.
         line: u64,
+        /// Where each of its CSV rows of the other tables is (none for JSON Lines, whose
+        /// record holds them all): a reject that names one is reported at its row.
+        rows: RowLines,
     },
     /// A record that could not be read or joined.
     Unreadable {
@@ -49,6 +52,57 @@ pub enum Record {
         /// for a CSV row of another table that belongs to no order.
         order: bool,
     },
+}
+
+/// Where the rows of a CSV order's lists are: for a reason that names an entry (`lines[1]`,
+/// `payments[0]`, `shipments[0]`, `refunds[2]`, `status_history[3]`), the file and line of
+/// its row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowLines {
+    /// For each list: its name in reasons (`lines`, ...), its table's file, and the line of
+    /// each of its rows, in the order's order.
+    lists: Vec<(&'static str, String, Vec<u64>)>,
+}
+
+impl RowLines {
+    /// Record that the entries of `list` (as reasons name it) are the rows of `file` at
+    /// `lines`.
+    pub fn add(&mut self, list: &'static str, file: String, lines: Vec<u64>) {
+        self.lists.push((list, file, lines));
+    }
+
+    /// The file and line of the row of the entry `reason` names last (`status_history[2]
+    /// (authorized): payments[0]: amount_minor ...` is about the row of `payments[0]`), if it
+    /// names one whose row is known.
+    pub fn locate(&self, reason: &str) -> Option<(&str, u64)> {
+        let mut found: Option<(usize, &str, u64)> = None;
+        for (list, file, lines) in &self.lists {
+            let pattern = format!("{list}[");
+            for (at, _) in reason.match_indices(&pattern) {
+                // A whole name: `lines[` is not the end of another word.
+                let before = reason[..at].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+                    continue;
+                }
+                let rest = &reason[at + pattern.len()..];
+                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+                if digits == 0 || rest.as_bytes().get(digits) != Some(&b']') {
+                    continue;
+                }
+                let Some(line) = rest[..digits]
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|index| lines.get(index))
+                else {
+                    continue;
+                };
+                if found.is_none_or(|(earlier, _, _)| at > earlier) {
+                    found = Some((at, file.as_str(), *line));
+                }
+            }
+        }
+        found.map(|(_, file, line)| (file, line))
+    }
 }
 
 /// An export read record by record.
@@ -126,12 +180,73 @@ impl JsonLines<BufReader<File>> {
             ));
         }
         let size = metadata.len();
-        Ok(Self::new(
-            BufReader::with_capacity(1 << 20, file),
-            path.display().to_string(),
-            size,
-        ))
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        if let Some(problem) = not_json_lines(reader.fill_buf()?, path) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {problem}", path.display()),
+            ));
+        }
+        Ok(Self::new(reader, path.display().to_string(), size))
     }
+}
+
+/// Why a file that starts with `start` is not a JSON Lines export at all, if it is not: a CSV
+/// table (its header line), text in UTF-16 or UTF-32 (a byte order mark, or NUL bytes), or
+/// NUL bytes, which no JSON text holds. Each line of it would be a reject of its own.
+fn not_json_lines(start: &[u8], path: &Path) -> Option<String> {
+    let utf8 = |from: &str| {
+        format!("re-encode the export as UTF-8 (iconv -f {from} -t UTF-8) and run again")
+    };
+    for (mark, encoding) in [
+        (&b"\x00\x00\xFE\xFF"[..], "UTF-32"),
+        (b"\xFF\xFE\x00\x00", "UTF-32"),
+        (b"\xFE\xFF", "UTF-16"),
+        (b"\xFF\xFE", "UTF-16"),
+    ] {
+        if start.starts_with(mark) {
+            return Some(format!(
+                "the file is text in {encoding} (it starts with a {encoding} byte order mark), \
+                 not UTF-8 JSON Lines: {}",
+                utf8(encoding)
+            ));
+        }
+    }
+    if start.contains(&0) {
+        return Some(format!(
+            "the file holds NUL bytes, which no JSON Lines export does (text in UTF-16 or UTF-32 \
+             without a byte order mark, or not text): {}",
+            utf8("ITS-ENCODING")
+        ));
+    }
+    let text = start.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(start);
+    let first = text
+        .split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .find(|line| !line.iter().all(u8::is_ascii_whitespace))?;
+    let columns: Vec<&[u8]> = first.split(|b| *b == b',').collect();
+    let header = columns.len() > 1
+        && columns.iter().any(|c| c.trim_ascii() == b"order_id")
+        && columns.iter().all(|c| {
+            let c = c.trim_ascii();
+            let c = c
+                .strip_prefix(b"\"")
+                .and_then(|c| c.strip_suffix(b"\""))
+                .unwrap_or(c);
+            !c.is_empty() && c.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        });
+    header.then(|| {
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.display().to_string(),
+            _ => ".".to_owned(),
+        };
+        format!(
+            "line 1 is a CSV header ({}), not a JSON record: this is a CSV table, and a CSV \
+             export is the directory of its six tables: pass that directory (--input \
+             {directory}, read as --format csv)",
+            String::from_utf8_lossy(first)
+        )
+    })
 }
 
 impl<R: BufRead + Send> JsonLines<R> {
@@ -255,6 +370,7 @@ impl<R: BufRead + Send> Source for JsonLines<R> {
                     order: Box::new(order),
                     file: self.file.clone(),
                     line: self.line,
+                    rows: RowLines::default(),
                 },
                 Err(e) => {
                     let reason = if e.is_eof() && !complete {
@@ -322,4 +438,38 @@ pub fn open(
 /// The path of one CSV table of an export directory.
 pub(crate) fn table_path(directory: &Path, table: &str) -> PathBuf {
     directory.join(format!("{table}.csv"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_located_at_the_row_of_the_entry_it_names_last() {
+        let mut rows = RowLines::default();
+        rows.add("lines", "order_lines.csv".into(), vec![7, 8]);
+        rows.add("payments", "payments.csv".into(), vec![3]);
+        rows.add(
+            "status_history",
+            "status_history.csv".into(),
+            vec![20, 21, 22],
+        );
+        assert_eq!(
+            rows.locate("lines[1].quantity must be between 1 and 10000"),
+            Some(("order_lines.csv", 8))
+        );
+        assert_eq!(
+            rows.locate("status_history[2] (authorized): payments[0]: amount_minor must be ..."),
+            Some(("payments.csv", 3))
+        );
+        assert_eq!(
+            rows.locate("status_history[1] (paid): the order was authorized but has no payment"),
+            Some(("status_history.csv", 21))
+        );
+        // No row of that entry, a name inside another word, or no entry at all.
+        assert_eq!(rows.locate("lines[5].sku is bad"), None);
+        assert_eq!(rows.locate("order_lines[0] is not a list"), None);
+        assert_eq!(rows.locate("currency \"XQZ\" is not active"), None);
+        assert_eq!(RowLines::default().locate("lines[0].sku"), None);
+    }
 }

@@ -475,3 +475,175 @@ fn a_closed_multiline_field_with_commas_is_a_field_not_a_runaway_quote() {
         [(Some("A1".into()), None), (Some("A2".into()), None)]
     );
 }
+
+/// The rejects of an export, by order id: (file, line, reason) of each (one per order).
+fn rejects_by_order(path: &Path) -> std::collections::BTreeMap<String, (String, u64, String)> {
+    rejects(path)
+        .into_iter()
+        .map(|(file, line, id, reason)| (id.unwrap_or_default(), (file, line, reason)))
+        .collect()
+}
+
+/// A quote left open in a row and closed by a stray quote rows later keeps the row the right
+/// width: the rows between are that field's text. A field that cannot hold a line break (a
+/// time, here) holding one says so: its order is rejected naming the quote, and so is every
+/// order whose row it swallowed, so that no row is lost without a word (and a run of the
+/// fixed export imports them all).
+#[test]
+fn rows_swallowed_by_a_stray_quote_reject_every_order_they_belong_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = ["A1", "A2", "A3"].iter().map(|id| order_row(id)).collect();
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &rows.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[
+            "A1,placed,2019-01-01T00:00:00Z,",
+            "A2,placed,2019-01-01T00:00:00Z,",
+            "A3,placed,2019-01-01T00:00:00Z,",
+        ],
+    );
+    std::fs::write(
+        dir.path().join("refunds.csv"),
+        "order_id,currency,amount_minor,refunded_at\n\
+         A1,EUR,58340,2019-01-04T19:27:25Z\n\
+         A1,EUR,100,\"2019-01-05T00:00:00Z\n\
+         A2,EUR,17864,2019-01-04T22:29:47Z\"\n\
+         A3,EUR,100,2019-01-06T00:00:00Z\n",
+    )
+    .unwrap();
+    let by_order = rejects_by_order(dir.path());
+    assert_eq!(
+        by_order.keys().collect::<Vec<_>>(),
+        ["A1", "A2"],
+        "{by_order:#?}"
+    );
+    let (file, line, reason) = &by_order["A1"];
+    assert_eq!((file.as_str(), *line), ("refunds.csv", 3), "{reason}");
+    assert!(
+        reason.contains("refunded_at") && reason.contains("line 4") && reason.contains("quote"),
+        "{reason}"
+    );
+    let (file, line, reason) = &by_order["A2"];
+    assert_eq!((file.as_str(), *line), ("refunds.csv", 4), "{reason}");
+    assert!(
+        reason.contains("swallowed") && reason.contains("refunds.csv line 3"),
+        "{reason}"
+    );
+
+    // In a free-text column (a status's reason, last here): its own order is rejected for the
+    // line break (the domain's rule), and the orders of the rows it swallowed with it.
+    let dir = tempfile::tempdir().unwrap();
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &rows.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[
+            "A1,placed,2019-01-01T00:00:00Z,",
+            "A1,cancelled,2019-01-02T00:00:00Z,\"customer changed their mind",
+            "A2,placed,2019-01-01T00:00:00Z,",
+            "A2,cancelled,2019-01-02T00:00:00Z,out of stock\"",
+            "A3,placed,2019-01-01T00:00:00Z,",
+        ],
+    );
+    let by_order = rejects_by_order(dir.path());
+    assert_eq!(by_order.keys().collect::<Vec<_>>(), ["A2"], "{by_order:#?}");
+    let (file, line, reason) = &by_order["A2"];
+    assert_eq!(
+        (file.as_str(), *line),
+        ("status_history.csv", 4),
+        "{reason}"
+    );
+    assert!(reason.contains("status_history.csv line 3"), "{reason}");
+    // (A1 reads, and the domain refuses its reason's line break.)
+    let records = records(dir.path(), Format::Csv).unwrap();
+    assert!(records.contains(&(Some("A1".into()), None)), "{records:?}");
+    assert!(records.contains(&(Some("A3".into()), None)), "{records:?}");
+
+    // A row of orders.csv swallowed: the rows of that order in the other tables say why they
+    // have no order.
+    let dir = tempfile::tempdir().unwrap();
+    let stray = "A1,C1,EUR,standard,Ada,1 Main St,,Porto,,4000-322,\"PT".to_owned();
+    let swallowed = "A2,C1,EUR,standard,Ada,1 Main St,,Porto,,4000-322,PT\"".to_owned();
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &[&stray, &swallowed, &rows[2]],
+        &[
+            "A1,placed,2019-01-01T00:00:00Z,",
+            "A2,placed,2019-01-01T00:00:00Z,",
+            "A3,placed,2019-01-01T00:00:00Z,",
+        ],
+    );
+    let all = rejects(dir.path());
+    let a1 = all.iter().find(|r| r.2.as_deref() == Some("A1")).unwrap();
+    assert_eq!((a1.0.as_str(), a1.1), ("orders.csv", 2), "{all:#?}");
+    assert!(a1.3.contains("country") && a1.3.contains("A2"), "{all:#?}");
+    let a2: Vec<_> = all
+        .iter()
+        .filter(|r| r.2.as_deref() == Some("A2"))
+        .collect();
+    assert!(!a2.is_empty(), "{all:#?}");
+    for row in a2 {
+        assert!(row.3.contains("orders.csv line 2"), "{all:#?}");
+    }
+    assert!(
+        !all.iter().any(|r| r.2.as_deref() == Some("A3")),
+        "{all:#?}"
+    );
+}
+
+/// A JSON Lines export that is not one: a CSV table, a file in UTF-16 or UTF-32, or one with
+/// NUL bytes stops the import when it is opened (before anything is written), with one line
+/// that names the problem and what to pass instead, instead of a reject for every line.
+#[test]
+fn a_file_that_is_not_json_lines_stops_the_import_when_it_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        match open(&path, Format::Jsonl, Default::default()) {
+            Ok(_) => panic!("{name} opened as JSON Lines"),
+            Err(error) => error.to_string(),
+        }
+    };
+    let csv = format!("{ORDERS}\n{}\n", order_row("A1"));
+    let message = error("orders.csv", csv.as_bytes());
+    assert!(
+        message.contains("CSV") && message.contains("--format csv"),
+        "{message}"
+    );
+    // With a UTF-8 byte order mark too.
+    let message = error("orders-bom.csv", format!("\u{feff}{csv}").as_bytes());
+    assert!(message.contains("CSV"), "{message}");
+    let utf16: Vec<u8> = format!("\u{feff}{GOOD}\n")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let message = error("utf16.jsonl", &utf16);
+    assert!(
+        message.contains("UTF-16") && message.contains("UTF-8"),
+        "{message}"
+    );
+    let utf16be: Vec<u8> = format!("\u{feff}{GOOD}\n")
+        .encode_utf16()
+        .flat_map(u16::to_be_bytes)
+        .collect();
+    let message = error("utf16be.jsonl", &utf16be);
+    assert!(message.contains("UTF-16"), "{message}");
+    let utf32: Vec<u8> = format!("\u{feff}{GOOD}\n")
+        .chars()
+        .flat_map(|c| (c as u32).to_le_bytes())
+        .collect();
+    let message = error("utf32.jsonl", &utf32);
+    assert!(message.contains("UTF-32"), "{message}");
+    // UTF-16 without a byte order mark: NUL bytes.
+    let message = error("nul.jsonl", &utf16[2..]);
+    assert!(message.contains("NUL"), "{message}");
+    let message = error("nul-end.jsonl", format!("{GOOD}\n\0").as_bytes());
+    assert!(message.contains("NUL"), "{message}");
+    // A JSON Lines export still opens.
+    let path = dir.path().join("good.jsonl");
+    std::fs::write(&path, format!("{GOOD}\n")).unwrap();
+    assert!(open(&path, Format::Jsonl, Default::default()).is_ok());
+}

@@ -1211,3 +1211,191 @@ async fn orders_imported_with_the_earlier_event_id_formats_are_left_alone_unless
     assert_eq!(events_now, events_before + summary.events_imported as i64);
     assert!(summary.events_imported > 0);
 }
+
+/// A CSV order the domain refuses is reported at the row that is wrong: `lines[1]` at its row
+/// of order_lines.csv, `status_history[1]` at its row of status_history.csv, `payments[0]` at
+/// its row of payments.csv; what no row holds (the currency) at the order's row of orders.csv.
+#[tokio::test]
+async fn a_csv_order_the_domain_refuses_is_reported_at_the_row_that_is_wrong() {
+    let setup = setup().await;
+    let dir = setup.dir.path().join("export");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    let order = |id: &str, currency: &str| {
+        format!("{id},C1,{currency},standard,Ada,1 Main St,,Porto,,4000-322,PT\n")
+    };
+    write(
+        "orders.csv",
+        &format!(
+            "order_id,customer_id,currency,shipping_method,recipient,line1,line2,city,region,postal_code,country\n{}{}{}{}{}",
+            order("A1", "EUR"),
+            order("A2", "EUR"),
+            order("A3", "EUR"),
+            order("A4", "XQZ"),
+            order("A5", "EUR"),
+        ),
+    );
+    write(
+        "order_lines.csv",
+        "order_id,sku,quantity,unit_price_minor\n\
+         A1,SKU-1,1,1000\n\
+         A1,SKU-2,0,1000\n\
+         A2,SKU-1,1,1000\n\
+         A3,SKU-1,1,1000\n\
+         A4,SKU-1,1,1000\n\
+         A5,SKU-1,1,1000\n",
+    );
+    write(
+        "payments.csv",
+        "order_id,payment_id,currency,amount_minor\n\
+         A3,PAY-3,EUR,999\n",
+    );
+    write("shipments.csv", "order_id,carrier,tracking_number\n");
+    write(
+        "refunds.csv",
+        "order_id,currency,amount_minor,refunded_at\n",
+    );
+    write(
+        "status_history.csv",
+        "order_id,status,at,reason\n\
+         A1,placed,2019-01-01T00:00:00Z,\n\
+         A2,placed,2019-01-01T00:00:00Z,\n\
+         A2,lost_in_the_mail,2019-01-02T00:00:00Z,\n\
+         A3,placed,2019-01-01T00:00:00Z,\n\
+         A3,authorized,2019-01-02T00:00:00Z,\n\
+         A4,placed,2019-01-01T00:00:00Z,\n\
+         A5,placed,2019-01-01T00:00:00Z,\n",
+    );
+    let (summary, rejects) = run(&setup, &dir, Format::Csv, "rows").await;
+    assert_eq!(summary.orders_imported, 1, "{rejects:#?}");
+    let at: BTreeMap<String, (String, u64, String)> = rejects
+        .into_iter()
+        .map(|r| (r.order_id.unwrap(), (r.file, r.line, r.reason)))
+        .collect();
+    let place = |id: &str| (at[id].0.as_str(), at[id].1);
+    assert_eq!(place("A1"), ("order_lines.csv", 3), "{at:#?}");
+    assert!(at["A1"].2.contains("lines[1].quantity"), "{at:#?}");
+    assert_eq!(place("A2"), ("status_history.csv", 4), "{at:#?}");
+    assert!(at["A2"].2.starts_with("status_history[1]"), "{at:#?}");
+    assert_eq!(place("A3"), ("payments.csv", 2), "{at:#?}");
+    assert!(at["A3"].2.contains("payments[0]"), "{at:#?}");
+    assert_eq!(place("A4"), ("orders.csv", 5), "{at:#?}");
+}
+
+/// Two runs at once with one rejects file would write one report of both, mixed up: the run
+/// that comes second finds the file locked and stops at once (exit 1), before it writes
+/// anything, the progress row and the first run's report untouched.
+#[tokio::test]
+async fn a_second_run_with_the_same_rejects_file_is_refused_while_the_first_runs() {
+    let setup = setup().await;
+    let (input, _, expected) = export(setup.dir.path(), Format::Jsonl, 3_000, 100, 21);
+    let binary = env!("CARGO_BIN_EXE_order-import");
+    let rejects = setup.dir.path().join("both.rejects.jsonl");
+    let command = |name: &str, rate: &str| {
+        let mut command = std::process::Command::new(binary);
+        command
+            .args(["run", "--no-progress", "--name", name, "--input"])
+            .arg(&input)
+            .arg("--rejects")
+            .arg(&rejects)
+            .args(["--max-rate", rate])
+            .env("DATABASE_URL", setup.db.url())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    // The first run takes over 20 s whatever the machine (the rate bounds it from above).
+    let mut first = command("both", "1000").spawn().unwrap();
+    // It holds the rejects file once its progress row exists.
+    let waited = std::time::Instant::now();
+    while setup.store.import_status("both").await.unwrap().is_none() {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(60),
+            "the first run did not begin in 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for name in ["both", "other"] {
+        let output = command(name, "100000000").output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("another run") && stderr.contains("both.rejects.jsonl"),
+            "{stderr}"
+        );
+    }
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run was still running while the second was refused"
+    );
+    let record = setup.store.import_status("both").await.unwrap().unwrap();
+    assert_eq!(record.runs, 1, "the refused runs changed the progress row");
+    assert!(setup.store.import_status("other").await.unwrap().is_none());
+    // The first run goes on to its end, its report whole: one line per reject.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let output = command("both", "100000000").output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Reject> = read_lines(&rejects);
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+}
+
+/// A stray quote in a CSV export loses no row: the order whose field it closed and every order
+/// whose row it swallowed are rejected (whole: nothing of them is written), the rest imported,
+/// and a run of the fixed export imports the rejected orders.
+#[tokio::test]
+async fn a_stray_quote_rejects_the_orders_whose_rows_it_swallowed_and_the_fixed_export_completes_them()
+ {
+    let setup = setup().await;
+    let (input, generated, _) = export(setup.dir.path(), Format::Csv, 300, 0, 17);
+    let refunds = input.join("refunds.csv");
+    let original = std::fs::read_to_string(&refunds).unwrap();
+    let mut rows: Vec<String> = original.lines().map(str::to_owned).collect();
+    // Two rows of two orders, one after the other: a quote opens in the first one's
+    // refunded_at and a stray quote closes it at the end of the second's.
+    let id = |row: &str| row.split(',').next().unwrap().to_owned();
+    let at = (1..rows.len() - 1)
+        .find(|&i| id(&rows[i]) != id(&rows[i + 1]) && id(&rows[i]) != id(&rows[i - 1]))
+        .unwrap();
+    let (first, second) = (id(&rows[at]), id(&rows[at + 1]));
+    let (head, time) = rows[at].rsplit_once(',').unwrap();
+    rows[at] = format!("{head},\"{time}");
+    rows[at + 1].push('"');
+    std::fs::write(&refunds, rows.join("\n") + "\n").unwrap();
+    let (summary, rejects) = run(&setup, &input, Format::Csv, "stray").await;
+    let rejected: BTreeSet<&str> = rejects
+        .iter()
+        .filter_map(|r| r.order_id.as_deref())
+        .collect();
+    assert_eq!(
+        rejected,
+        BTreeSet::from([first.as_str(), second.as_str()]),
+        "{rejects:#?}"
+    );
+    assert_eq!(summary.orders_rejected, 2);
+    assert_eq!(summary.orders_imported, generated.good - 2);
+    let (streams, _, _) = log_audit(&setup.db).await;
+    assert_eq!(
+        streams.len() as u64,
+        generated.good - 2,
+        "nothing of them written"
+    );
+    // The fixed export: the two orders are imported, the rest are in the log already.
+    std::fs::write(&refunds, original).unwrap();
+    let (summary, rejects) = run(&setup, &input, Format::Csv, "stray").await;
+    assert!(rejects.is_empty(), "{rejects:#?}");
+    assert_eq!(
+        (summary.orders_imported, summary.orders_present),
+        (2, generated.good - 2)
+    );
+    let (streams, events, not_imported) = log_audit(&setup.db).await;
+    assert_eq!(streams.len() as u64, generated.good);
+    assert_eq!(events as u64, generated.events);
+    assert_eq!(not_imported, 0);
+}
