@@ -5,6 +5,12 @@
 (function () {
   const body = document.body;
   const interval = Math.max(200, Number(body.dataset.refreshMs) || 2000);
+  // A request not answered within two refreshes is given up (a console that stopped
+  // answering would otherwise hold the page on "live" for ever).
+  const patience = 2 * interval;
+  // The page is stale once its last good refresh is older than a few refreshes.
+  const staleAfter = 3 * interval + patience;
+  let lastGood = Date.now();
   const status = document.getElementById("live-status");
   const live = document.getElementById("live");
   const chartsBox = document.querySelector("[data-charts]");
@@ -27,16 +33,23 @@
     location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
   }
 
-  async function get(url, accept) {
-    const response = await fetch(url, { credentials: "same-origin", headers: { accept: accept }, cache: "no-store" });
-    if (response.status === 401) { signIn(); throw new Error("signed out"); }
-    if (!response.ok) throw new Error(url + " answered " + response.status);
-    return response;
+  // The answer to `url`, read whole within `patience` (aborted after that).
+  async function get(url, accept, read) {
+    const controller = new AbortController();
+    const timer = setTimeout(function () { controller.abort(); }, patience);
+    try {
+      const response = await fetch(url, { credentials: "same-origin", headers: { accept: accept }, cache: "no-store", signal: controller.signal });
+      if (response.status === 401) { signIn(); throw new Error("signed out"); }
+      if (!response.ok) throw new Error(url + " answered " + response.status);
+      return await read(response);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async function refreshLive() {
     if (!live || !live.dataset.src) return;
-    const text = await (await get(live.dataset.src, "text/html")).text();
+    const text = await get(live.dataset.src, "text/html", function (r) { return r.text(); });
     const parsed = new DOMParser().parseFromString(text, "text/html");
     // Keep every <details> as the reader left it across refreshes (keyed by data-key).
     const state = new Map();
@@ -130,7 +143,7 @@
       chartsBox.textContent = "Charts are unavailable: the chart library is not part of this build.";
       return;
     }
-    const specs = await (await get(chartsBox.dataset.charts, "application/json")).json();
+    const specs = await get(chartsBox.dataset.charts, "application/json", function (r) { return r.json(); });
     const seen = new Set();
     specs.forEach(function (spec) { seen.add(spec.id); draw(spec); });
     fit();
@@ -146,9 +159,14 @@
     running = true;
     try {
       await Promise.all([refreshLive(), refreshCharts()]);
+      lastGood = Date.now();
       setStatus("ok", "live");
     } catch (error) {
-      setStatus("error", "connection lost; retrying");
+      if (error && error.name === "AbortError") {
+        setStatus("error", "no answer within " + patience / 1000 + " s; retrying");
+      } else {
+        setStatus("error", "connection lost; retrying");
+      }
     } finally {
       running = false;
       setTimeout(cycle, interval);
@@ -163,7 +181,16 @@
   }
   window.addEventListener("resize", fit);
 
+  // Whatever a refresh is waiting for, a page not refreshed for a while never says "live".
+  function watch() {
+    const age = Date.now() - lastGood;
+    if (age > staleAfter && status && status.dataset.state === "ok") {
+      setStatus("error", "not updated for " + Math.round(age / 1000) + " s; retrying");
+    }
+  }
+
   if (live || chartsBox) {
     cycle();
+    setInterval(watch, interval);
   }
 })();

@@ -38,7 +38,8 @@ pub enum Missing {
 pub enum Signal {
     /// Sum of order-grpc commands answered `error` or `unavailable` (the lines it logs at ERROR).
     ApiErrors,
-    /// Sum of messages the worker dead-lettered or failed to delete (its `FAILED` lines).
+    /// Sum of messages the worker dead-lettered, failed to dead-letter or failed to delete (its
+    /// `FAILED` lines).
     WorkerFailed,
     /// Maximum projector lag in seconds over every subscription.
     ProjectorLag,
@@ -136,7 +137,7 @@ pub fn catalogue() -> Vec<Alarm> {
         alarm(
             "worker-failed",
             "order-worker failed a message in the last minute",
-            "messages dead-lettered plus failed deletes (the worker's FAILED lines)",
+            "messages dead-lettered, failed to dead-letter, or failed to delete (the worker's FAILED lines)",
             WorkerFailed,
             (Greater, 0.0),
             (1, 1),

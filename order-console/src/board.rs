@@ -215,13 +215,17 @@ impl Board {
         self.scrape_queues(unix_now(), sent_total).await;
     }
 
-    /// The server's connections (within the database's call time limit).
+    /// The server's connections, and whether the console's reads work (the query `/readyz`
+    /// runs: a server that answers but refuses the console's role, or has no schema, is not
+    /// fine), each within the database's call time limit.
     async fn scrape_db(&self) {
         let now = unix_now();
         let keep = self.settings.history;
-        match self.db.connections().await {
+        let (connections, reads) = tokio::join!(self.db.connections(), self.db.ping());
+        let reads = reads.err().map(|e| e.to_string());
+        match connections {
             Ok((used, max)) => {
-                *lock(&self.db_error) = None;
+                *lock(&self.db_error) = reads;
                 let mut points = lock(&self.db_points);
                 points.push_back((now, used, max));
                 while points
@@ -533,6 +537,14 @@ impl Board {
                     out.at_least.insert((key(Signal::OldestMessageAge), minute));
                 }
             }
+        }
+        // Messages waiting and no sent count to date them (no projector scraped): their age
+        // is not known, and CloudWatch still measures it.
+        let age_unknown = self.queue_points().back().is_some_and(|p| {
+            p.sent_total.is_none() && p.visible.zip(p.in_flight).is_some_and(|(v, f)| v + f > 0.0)
+        });
+        if age_unknown {
+            out.unread.insert(key(Signal::OldestMessageAge));
         }
         // A source that could not be read at its last scrape: its alarms cannot say OK.
         if self.has_queues() && self.queue_error().is_some() {

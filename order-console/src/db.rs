@@ -70,26 +70,34 @@ pub struct Db {
     verified: Arc<OnceLock<Result<(), String>>>,
 }
 
-/// The first thing of the `orders` schema the current user may change, if any: a table,
-/// partitioned table, view or foreign table it may write (a privilege on the whole relation,
-/// or INSERT or UPDATE on any one of its columns), a sequence it may advance (USAGE or UPDATE:
-/// `nextval`, `setval`), or the schema itself (CREATE). Every table counts, not only those the
-/// console reads: a role that may write the import progress or the projections' registry is no
-/// read-only role either.
+/// The first thing of the `orders` schema the current user, or any role it is a member of
+/// (directly or through other roles, inheriting its privileges or not: it may `SET ROLE` to
+/// it), may change, if any: a table, partitioned table, view or foreign table it may write (a
+/// privilege on the whole relation, or INSERT or UPDATE on any one of its columns), a sequence
+/// it may advance (USAGE or UPDATE: `nextval`, `setval`), or the schema itself (CREATE). Every
+/// table counts, not only those the console reads: a role that may write the import progress
+/// or the projections' registry is no read-only role either.
 const WRITABLE_SQL: &str = "
-SELECT 'orders.' || c.relname
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WITH roles AS (
+    SELECT r.oid,
+           CASE WHEN r.rolname = current_user THEN ''
+                ELSE ' (as a member of ' || r.rolname || ')' END AS via
+      FROM pg_roles r
+     WHERE pg_has_role(current_user, r.oid, 'MEMBER'))
+SELECT 'orders.' || c.relname || roles.via
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN roles
  WHERE n.nspname = 'orders' AND c.relkind IN ('r', 'p', 'v', 'f')
-   AND (has_table_privilege(current_user, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
-        OR has_any_column_privilege(current_user, c.oid, 'INSERT, UPDATE'))
+   AND (has_table_privilege(roles.oid, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+        OR has_any_column_privilege(roles.oid, c.oid, 'INSERT, UPDATE'))
 UNION ALL
-SELECT 'orders.' || c.relname || ' (sequence)'
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT 'orders.' || c.relname || ' (sequence)' || roles.via
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN roles
  WHERE n.nspname = 'orders' AND c.relkind = 'S'
-   AND has_sequence_privilege(current_user, c.oid, 'USAGE, UPDATE')
+   AND has_sequence_privilege(roles.oid, c.oid, 'USAGE, UPDATE')
 UNION ALL
-SELECT 'the orders schema (CREATE)'
- WHERE has_schema_privilege(current_user, 'orders', 'CREATE')
+SELECT 'the orders schema (CREATE)' || roles.via
+  FROM roles
+ WHERE has_schema_privilege(roles.oid, 'orders', 'CREATE')
 ORDER BY 1 LIMIT 1";
 
 impl Db {
@@ -174,18 +182,29 @@ impl Db {
 
 /// The read-only check itself, on one connection.
 async fn check(client: &deadpool_postgres::Object) -> Result<(), Error> {
+    // The user itself if it is a superuser, else a superuser role it is a member of.
     let row = client
         .query_one(
-            "SELECT current_user::text, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
+            "SELECT current_user::text,
+                    (SELECT rolname::text FROM pg_roles
+                      WHERE rolsuper AND pg_has_role(current_user, oid, 'MEMBER')
+                      ORDER BY rolname <> current_user, rolname LIMIT 1)",
             &[],
         )
         .await?;
     let user: String = row.try_get(0)?;
-    let superuser: bool = row.try_get::<_, Option<bool>>(1)?.unwrap_or(false);
-    if superuser {
-        return Err(Error::NotReadOnly(format!(
-            "the database user {user:?} is a superuser: the console needs a member of orders_readonly"
-        )));
+    match row.try_get::<_, Option<String>>(1)? {
+        Some(role) if role == user => {
+            return Err(Error::NotReadOnly(format!(
+                "the database user {user:?} is a superuser: the console needs a member of orders_readonly"
+            )));
+        }
+        Some(role) => {
+            return Err(Error::NotReadOnly(format!(
+                "the database user {user:?} is a member of the superuser role {role:?}: the console needs a member of orders_readonly"
+            )));
+        }
+        None => {}
     }
     if let Some(row) = client.query_opt(WRITABLE_SQL, &[]).await? {
         let table: String = row.try_get(0)?;

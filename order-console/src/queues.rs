@@ -93,11 +93,23 @@ pub fn oldest_age(
     let first_after = history
         .iter()
         .find(|p| p.sent_total.is_some_and(|sent| sent > target));
-    match (first_after, history.front()) {
+    let estimate = match (first_after, history.front()) {
         (Some(point), Some(front)) if point.t > front.t => ((now - point.t).max(0.0), false),
         // Older than everything the console has seen.
         (_, Some(front)) => ((now - front.t).max(0.0), true),
         (_, None) => (0.0, true),
+    };
+    // Every message queued now was sent after the queue was last seen empty: the sent count
+    // (read by another loop, and only as often as the projectors are scraped) may lag.
+    let last_empty = history.iter().rev().find(|p| {
+        p.t < now
+            && p.visible
+                .zip(p.in_flight)
+                .is_some_and(|(v, f)| v + f <= 0.0)
+    });
+    match last_empty {
+        Some(empty) if now - empty.t < estimate.0 => ((now - empty.t).max(0.0), false),
+        _ => estimate,
     }
 }
 
@@ -208,5 +220,29 @@ mod tests {
         assert_eq!(oldest_age(&history, 30.0, 0.0, 15.0), (0.0, false));
         // More queued than ever counted: at least as old as the history.
         assert_eq!(oldest_age(&history, 30.0, 40.0, 15.0), (30.0, true));
+    }
+
+    /// The sent count lags the queue (read by another loop): at the start of a burst after an
+    /// idle queue, the estimate never exceeds the time since the queue was last seen empty.
+    #[test]
+    fn the_estimate_is_never_older_than_the_queue_last_seen_empty() {
+        let empty = |t: f64| QueuePoint {
+            visible: Some(0.0),
+            in_flight: Some(0.0),
+            ..point(t, 100.0)
+        };
+        let mut history: VecDeque<QueuePoint> = (0..=45).map(|t| empty(f64::from(t))).collect();
+        // 30 messages queued at t=46; the sent count read with them is still the idle one.
+        history.push_back(QueuePoint {
+            visible: Some(30.0),
+            in_flight: Some(0.0),
+            ..point(46.0, 100.0)
+        });
+        let (age, lower_bound) = oldest_age(&history, 46.0, 30.0, 100.0);
+        assert!(
+            age <= 1.0,
+            "{age} s: older than the queue's last empty reading"
+        );
+        assert!(!lower_bound);
     }
 }

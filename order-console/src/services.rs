@@ -115,8 +115,10 @@ pub struct Instance {
     pub last_seen: Option<f64>,
     /// Scrapes so far.
     pub scrapes: u64,
-    /// The previous scrape, for rates.
-    previous: Option<(f64, Scrape)>,
+    /// The previous answered scrape, for rates: when, the start time of the process that
+    /// answered, and its metrics. Kept while the endpoint is unreachable, so that the
+    /// increase over a failed scrape is counted, and a new process's whole counters.
+    previous: Option<(f64, Option<f64>, Scrape)>,
     /// Messages this instance sent to SQS, corrected for restarts (projector).
     pub sent_accumulated: f64,
     /// The last reading of the SQS sent counter, with the start time of the process that
@@ -176,7 +178,6 @@ impl Instance {
                 self.up = false;
                 self.ready = false;
                 self.detail = why;
-                self.previous = None;
             }
             ScrapeOutcome::Answered {
                 ready,
@@ -200,11 +201,25 @@ impl Instance {
                     .filter(|t| *t > 0.0);
                 point.up = true;
                 point.ready = ready;
-                if let Some((then, previous)) = &self.previous {
-                    let dt = at - then;
-                    if dt > 0.0 {
-                        derive(self.kind, previous, &metrics, dt, &mut point);
+                let started = self.started_at;
+                let empty = Scrape::default();
+                let baseline = match &self.previous {
+                    // The same process: its counters' increase since the last answer.
+                    Some((then, then_started, previous)) if *then_started == started => {
+                        Some((*then, previous))
                     }
+                    // Another process since the last answer: all it counted is new.
+                    Some((then, _, _)) => Some((started.map_or(*then, |s| s.max(*then)), &empty)),
+                    // Started after the console began watching: all it counted is new.
+                    None => started
+                        .filter(|s| *s >= watching_since)
+                        .map(|s| (s, &empty)),
+                };
+                if let Some((since, before)) = baseline {
+                    // Over at least a second (a process start a little ahead of the
+                    // console's clock counts too).
+                    let dt = (at - since).max(1.0);
+                    derive(self.kind, before, &metrics, dt, &mut point);
                 }
                 levels(self.kind, &metrics, &mut point);
                 if let Some(sent) = metrics.sum("order_sqs_messages_sent_total", &[]) {
@@ -224,7 +239,7 @@ impl Instance {
                     self.sent_accumulated += new.unwrap_or(0.0);
                     self.sent_seen = Some((started, sent));
                 }
-                self.previous = Some((at, metrics));
+                self.previous = Some((at, started, metrics));
             }
         }
         self.points.push_back(point);
@@ -253,7 +268,7 @@ fn increase(before: Option<f64>, after: Option<f64>) -> Option<f64> {
 /// - order-grpc: `commands_per_s:<outcome>`, `p50_ms`, `p99_ms`, `shed_per_s`, `errors`
 ///   (commands answered `error` or `unavailable`: what order-grpc logs at ERROR);
 /// - order-worker: `messages_per_s:<outcome>`, `dlq` (messages dead-lettered), `failed`
-///   (dead-lettered plus failed deletes: the worker's `FAILED` lines);
+///   (dead-lettered, failed to dead-letter, and failed deletes: the worker's `FAILED` lines);
 /// - order-projector: `events_per_s:<subscription>`, `errors:<subscription>`.
 pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut Point) {
     let rate_by = |metric: &str, label: &str, prefix: &str, point: &mut Point| {
@@ -308,10 +323,16 @@ pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut 
                 after.sum("order_worker_sqs_errors_total", &[("operation", "delete")]),
             )
             .unwrap_or(0.0);
+            let failed_dead_letters = increase(
+                before.sum("order_worker_sqs_errors_total", &[("operation", "dlq")]),
+                after.sum("order_worker_sqs_errors_total", &[("operation", "dlq")]),
+            )
+            .unwrap_or(0.0);
             point.values.insert("dlq".to_owned(), dlq);
-            point
-                .values
-                .insert("failed".to_owned(), dlq + failed_deletes);
+            point.values.insert(
+                "failed".to_owned(),
+                dlq + failed_dead_letters + failed_deletes,
+            );
             for (provider, _) in crate::alarms::CIRCUIT_SIGNALS {
                 let labels = [("provider", provider), ("state", "open")];
                 if let Some(opened) = increase(
@@ -634,6 +655,71 @@ mod tests {
         // A restart between two scrapes, the new counter already above the old one.
         instance.record(116.0, projector(115.0, 30.0), keep);
         assert_eq!(instance.sent_accumulated, 52.0);
+    }
+
+    fn worker(started: f64, dlq: f64, dlq_errors: f64, delete_errors: f64) -> ScrapeOutcome {
+        answered(&format!(
+            "order_build_info{{service=\"order-worker\",version=\"0.1.0\"}} 1\nprocess_start_time_seconds {started}\norder_worker_messages_total{{outcome=\"dlq\"}} {dlq}\norder_worker_sqs_errors_total{{operation=\"dlq\"}} {dlq_errors}\norder_worker_sqs_errors_total{{operation=\"delete\"}} {delete_errors}\norder_worker_sqs_errors_total{{operation=\"receive\"}} 7\n"
+        ))
+    }
+
+    fn grpc(started: f64, errors: f64) -> ScrapeOutcome {
+        answered(&format!(
+            "order_build_info{{service=\"order-grpc\",version=\"0.1.0\"}} 1\nprocess_start_time_seconds {started}\norder_commands_total{{command=\"PlaceOrder\",outcome=\"ok\"}} 3\norder_commands_total{{command=\"PlaceOrder\",outcome=\"error\"}} {errors}\n"
+        ))
+    }
+
+    fn failed(instance: &Instance) -> Option<f64> {
+        instance.latest().and_then(|p| p.get("failed"))
+    }
+
+    /// The worker's FAILED lines: dead-lettered, could not be dead-lettered, failed deletes
+    /// (other SQS errors are retried and are not FAILED lines).
+    #[test]
+    fn worker_failed_counts_every_failed_line() {
+        let keep = Duration::from_secs(600);
+        let mut instance = Instance::new(target());
+        instance.record(100.0, worker(50.0, 1.0, 1.0, 1.0), keep);
+        instance.record(102.0, worker(50.0, 2.0, 4.0, 1.0), keep);
+        assert_eq!(failed(&instance), Some(4.0), "1 dead-lettered + 3 not");
+        instance.record(104.0, worker(50.0, 2.0, 4.0, 3.0), keep);
+        assert_eq!(failed(&instance), Some(2.0), "2 failed deletes");
+    }
+
+    /// A new process (another `process_start_time_seconds`): what it counted before the
+    /// console's first scrape of it is all new, whether or not the console saw the old one
+    /// go; the same process back after a failed scrape: its increase over the gap.
+    #[test]
+    fn a_new_process_counts_whole_values_and_a_blip_keeps_the_baseline() {
+        let keep = Duration::from_secs(600);
+        let unreachable = || ScrapeOutcome::Unreachable("connection refused".into());
+        let mut instance = Instance::new(target());
+        // Seen once, started before the console: its counters are the baseline.
+        instance.record(100.0, worker(50.0, 5.0, 0.0, 0.0), keep);
+        assert_eq!(failed(&instance), None);
+        // Killed; a new process dead-letters one message before the console reaches it.
+        instance.record(102.0, unreachable(), keep);
+        instance.record(106.0, worker(103.0, 1.0, 0.0, 0.0), keep);
+        assert_eq!(failed(&instance), Some(1.0));
+        // A blip: the same process, one dead-lettered message during the gap.
+        instance.record(108.0, unreachable(), keep);
+        instance.record(110.0, worker(103.0, 2.0, 0.0, 0.0), keep);
+        assert_eq!(failed(&instance), Some(1.0));
+        // A restart between two scrapes, the new counter already above the old one.
+        instance.record(112.0, worker(111.0, 3.0, 0.0, 0.0), keep);
+        assert_eq!(failed(&instance), Some(3.0));
+
+        // Never reached before it started: all it counted is new.
+        let mut late = Instance::new(target());
+        late.record(100.0, unreachable(), keep);
+        late.record(104.0, grpc(101.0, 7.0), keep);
+        assert_eq!(late.latest().and_then(|p| p.get("errors")), Some(7.0));
+        // order-grpc restarted: its errors before the first scrape count.
+        late.record(106.0, grpc(101.0, 8.0), keep);
+        assert_eq!(late.latest().and_then(|p| p.get("errors")), Some(1.0));
+        late.record(108.0, unreachable(), keep);
+        late.record(112.0, grpc(109.0, 6.0), keep);
+        assert_eq!(late.latest().and_then(|p| p.get("errors")), Some(6.0));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod pages;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -214,11 +215,16 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-async fn login_form(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
+async fn login_form(
+    State(state): State<AppState>,
+    query: Result<Query<LoginQuery>, QueryRejection>,
+) -> Response {
+    // A query it cannot read (`next` twice): the form, going to the start page.
+    let next = query.ok().and_then(|Query(q)| q.next);
     if !state.auth.required() {
-        return Redirect::to(&auth::safe_next(query.next.as_deref())).into_response();
+        return Redirect::to(&auth::safe_next(next.as_deref())).into_response();
     }
-    pages::login(&auth::safe_next(query.next.as_deref()), None).into_response()
+    pages::login(&auth::safe_next(next.as_deref()), None).into_response()
 }
 
 /// The sign-in form.
@@ -228,7 +234,20 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-async fn login(State(state): State<AppState>, axum::Form(form): axum::Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    form: Result<axum::Form<LoginForm>, FormRejection>,
+) -> Response {
+    let Ok(axum::Form(form)) = form else {
+        return (
+            StatusCode::BAD_REQUEST,
+            pages::login(
+                &auth::safe_next(None),
+                Some("the sign-in form did not arrive: sign in with the token in this form"),
+            ),
+        )
+            .into_response();
+    };
     let next = auth::safe_next(form.next.as_deref());
     let Some(name) = state.auth.token_name(form.token.trim()) else {
         tracing::info!("console sign-in refused: unknown token");

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use axum::Extension;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -699,9 +700,9 @@ fn state_machine(
 }
 
 async fn flow_fragment(board: &Board) -> Markup {
-    let flow = board.flow().await;
+    // Side by side: a database that stops answering delays the page by one read's limit.
+    let (flow, states) = tokio::join!(board.flow(), board.states());
     let catching_up = board.flow_catching_up().await;
-    let states = board.states().await;
     html! {
         (summary(board))
         @if catching_up {
@@ -900,14 +901,15 @@ async fn queues_fragment(board: &Board) -> Markup {
                         td { code { (board.settings.queue_url.as_deref().unwrap_or("-")) } }
                         td.num data-visible { (fmt(point.visible)) }
                         td.num { (fmt(point.in_flight)) }
-                        td {
-                            @match point.oldest_age {
-                                Some((age, lower_bound)) => {
-                                    @if lower_bound { "at least " }
-                                    (duration(age)) " (estimate)"
-                                }
-                                None => "-",
-                            }
+                        @let waiting = point.visible.zip(point.in_flight).is_some_and(|(v, f)| v + f > 0.0);
+                        @match point.oldest_age {
+                            Some((age, lower_bound)) => td {
+                                @if lower_bound { "at least " }
+                                (duration(age)) " (estimate)"
+                            },
+                            // Messages waiting, and no projector's sent count to date them.
+                            None if waiting => td data-oldest="unknown" title="no projector scraped: no sent count to date the messages" { "unknown" },
+                            None => td { "-" },
                         }
                     }
                     @let dlq_health = match point.dlq_messages() { Some(v) if v > 0.0 => Health::Bad, Some(_) => Health::Ok, None => Health::Off };
@@ -1044,10 +1046,18 @@ fn cursor(row: &db::Summary) -> String {
     format!("{micros}_{}", row.order_id)
 }
 
-/// The position a `before` cursor names; None when it is not one this page wrote.
+/// The earliest time PostgreSQL's `timestamptz` holds (4713-11-24 BC), in microseconds since
+/// 1970; its latest (294276 AD) is past every `i64` of them.
+const EARLIEST_MICROS: i64 = -210_866_803_200_000_000;
+
+/// The position a `before` cursor names; None when it is not one this page wrote (not
+/// `<microseconds>_<uuid>`, or a time PostgreSQL cannot hold).
 fn parse_cursor(text: &str) -> Option<(SystemTime, Uuid)> {
     let (micros, id) = text.split_once('_')?;
     let micros: i64 = micros.parse().ok()?;
+    if micros < EARLIEST_MICROS {
+        return None;
+    }
     let id = Uuid::parse_str(id).ok()?;
     let offset = std::time::Duration::from_micros(micros.unsigned_abs());
     let at = if micros >= 0 {
@@ -1094,12 +1104,64 @@ fn summary_table(rows: &[db::Summary]) -> Markup {
     }
 }
 
-/// `GET /orders?q=`: an order id goes to its page; a customer id lists that customer's orders.
+/// The subscription that writes `order_summaries` (order-projector's read model).
+const READ_MODEL: &str = "read_model";
+
+/// How many events of the log the read model has not projected yet (`None`: it cannot be
+/// told; a read model that never ran is behind by the whole log).
+async fn read_model_behind(board: &Board) -> Option<i64> {
+    let view = board.subscriptions().await.ok()?;
+    Some(
+        view.subscriptions
+            .iter()
+            .find(|s| s.name == READ_MODEL)
+            .map_or(view.head, |s| s.lag_events)
+            .max(0),
+    )
+}
+
+/// What a customer's list (read from the read model) may be missing: nothing said when the
+/// read model has every event.
+fn read_model_note(behind: Option<i64>) -> Markup {
+    match behind {
+        Some(0) => html! {},
+        Some(n) => html! {
+            p.note role="status" data-read-model-behind=(n) {
+                "Not everything is here yet: the read model is " (n) " event" @if n != 1 { "s" }
+                " behind the log, so recent orders may be missing (an order's own page shows it from the log)."
+            }
+        },
+        None => html! {
+            p.note role="status" data-read-model-behind="unknown" {
+                "The read model's progress could not be read: recent orders may be missing (an order's own page shows it from the log)."
+            }
+        },
+    }
+}
+
+/// `GET /orders?q=`: an order id goes to its page; a customer id lists that customer's orders
+/// (from the read model: the page says when the read model is behind the log).
 pub async fn orders_page(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    Query(search): Query<Search>,
+    search: Result<Query<Search>, QueryRejection>,
 ) -> Response {
+    let Ok(Query(search)) = search else {
+        return (
+            StatusCode::BAD_REQUEST,
+            layout(
+                &state,
+                &viewer,
+                "Orders",
+                "/orders",
+                &html! {
+                    h1 { "Orders" } (search_form(""))
+                    (error_box("one search at a time: give `q` once (and `before` at most once), as this form does"))
+                },
+            ),
+        )
+            .into_response();
+    };
     let raw = search.q.unwrap_or_default();
     let query = raw.trim();
     let page = |status: StatusCode, body: Markup| {
@@ -1162,10 +1224,21 @@ pub async fn orders_page(
     };
     // One row more than a page: whether there is a next page, without counting them all.
     let limit = i64::try_from(CUSTOMER_PAGE + 1).unwrap_or(i64::MAX);
-    match state.board.db.customer_orders(id, before, limit).await {
+    let (orders, behind) = tokio::join!(
+        state.board.db.customer_orders(id, before, limit),
+        read_model_behind(&state.board)
+    );
+    match orders {
         Ok(rows) if rows.is_empty() && before.is_none() => page(
             StatusCode::NOT_FOUND,
-            html! { p data-error="not-found" { "No order and no customer has the id " code { (id) } "." } },
+            html! {
+                @if behind == Some(0) {
+                    p data-error="not-found" { "No order and no customer has the id " code { (id) } "." }
+                } @else {
+                    p data-error="not-found" { "No order has the id " code { (id) } ", and no customer has it in the read model so far." }
+                }
+                (read_model_note(behind))
+            },
         ),
         Ok(mut rows) => {
             let more = rows.len() > CUSTOMER_PAGE;
@@ -1178,6 +1251,7 @@ pub async fn orders_page(
                 StatusCode::OK,
                 html! {
                     h2 { "Orders of customer " code { (id) } }
+                    (read_model_note(behind))
                     p.muted data-page-orders=(rows.len()) {
                         (rows.len()) " orders, newest first"
                         @if before.is_some() { ", placed before the previous page's last" }
@@ -1398,6 +1472,47 @@ pub async fn charts(State(state): State<AppState>, Path(page): Path<String>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cursor names a time PostgreSQL can hold (4713 BC to 294276 AD: imported orders may
+    /// be placed before 1970 or after 9999, and their cursors work); any other is refused, not
+    /// read as some other time.
+    #[test]
+    fn a_cursor_outside_the_times_postgresql_holds_is_refused() {
+        let id = Uuid::nil();
+        for micros in [
+            i64::MIN,
+            -210_866_803_200_000_001,
+            -9_000_000_000_000_000_000_i64,
+        ] {
+            assert_eq!(parse_cursor(&format!("{micros}_{id}")), None, "{micros}");
+        }
+        for micros in [
+            -210_866_803_200_000_000_i64,
+            -86_400_000_000,
+            0,
+            1_700_000_000_000_000,
+            253_402_300_800_000_000,
+        ] {
+            let (at, parsed) =
+                parse_cursor(&format!("{micros}_{id}")).unwrap_or_else(|| panic!("{micros}"));
+            assert_eq!(parsed, id);
+            let row = db::Summary {
+                order_id: id,
+                customer_id: id,
+                status: "Placed".into(),
+                currency: "EUR".into(),
+                total_minor: 0,
+                captured_minor: 0,
+                refunded_minor: 0,
+                line_count: 1,
+                stream_version: 1,
+                last_position: 1,
+                placed_at: at,
+                updated_at: at,
+            };
+            assert_eq!(cursor(&row), format!("{micros}_{id}"), "round trip");
+        }
+    }
 
     #[test]
     fn values_are_escaped_and_durations_read_well() {

@@ -247,3 +247,62 @@ async fn without_sign_in_only_requests_to_a_loopback_name_are_answered() {
         );
     }
 }
+
+/// A request the handlers cannot read (a sign-in without its form, a repeated query
+/// parameter) gets the console's own page with what was wrong, not the framework's bare text.
+#[tokio::test]
+async fn malformed_requests_get_the_consoles_own_error_page() {
+    let db = TestDatabase::migrated().await;
+    let console = start(&db, &["--tokens", &format!("ops={TOKEN}")]).await;
+    let addr = console.addr;
+    let is_page = |answer: &Answer| {
+        answer.header("content-type").starts_with("text/html")
+            && answer.body.contains("<!DOCTYPE html>")
+            && answer.body.contains("role=\"alert\"")
+    };
+    // No form at all, and a form that lacks the token.
+    for (headers, body) in [
+        (&[][..], ""),
+        (
+            &[("content-type", "application/x-www-form-urlencoded")][..],
+            "next=%2Fflow",
+        ),
+    ] {
+        let answer = request(addr, Method::POST, "/login", headers, body).await;
+        assert_eq!(answer.status, 400, "{}", answer.body);
+        assert!(is_page(&answer), "{}", answer.body);
+        assert!(answer.body.contains("sign-in form"), "{}", answer.body);
+        assert!(answer.header("set-cookie").is_empty());
+    }
+    let answer = get(addr, "/login?next=%2Fflow&next=%2Fqueues").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.contains("name=\"token\""), "{}", answer.body);
+
+    let signed_in = request(
+        addr,
+        Method::POST,
+        "/login",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &format!("token={TOKEN}"),
+    )
+    .await;
+    let session = signed_in
+        .header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let cookie = [("cookie", session.as_str())];
+    let a = uuid::Uuid::new_v4();
+    let answer = request(
+        addr,
+        Method::GET,
+        &format!("/orders?q={a}&q={}", uuid::Uuid::new_v4()),
+        &cookie,
+        "",
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(is_page(&answer), "{}", answer.body);
+    assert!(answer.body.contains("one search"), "{}", answer.body);
+}

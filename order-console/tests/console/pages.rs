@@ -737,3 +737,119 @@ async fn a_scrape_is_bounded_as_a_whole() {
         "the scrape took {took:?}"
     );
 }
+
+/// With the read model behind the log (the projector down), a customer whose orders are not
+/// projected yet is not said not to exist: the answer says how far behind the read model is;
+/// once it caught up, nothing is said about it.
+#[tokio::test]
+async fn a_customer_search_says_when_the_read_model_is_behind() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    let customer = Uuid::new_v4();
+    let first = insert_event(&db, Uuid::new_v4(), 1, "OrderPlaced", &json!({})).await;
+    // The read model projected everything up to the first event.
+    client
+        .execute(
+            "INSERT INTO orders.subscriptions (name, checkpoint_xid, checkpoint_position, owner, lease_expires_at, events_processed)
+             SELECT 'read_model', transaction_id, global_position, 'p-1', now() + interval '1 hour', 1 FROM orders.events WHERE global_position = $1",
+            &[&first],
+        )
+        .await
+        .unwrap();
+    let console = start(&db, &[]).await;
+    let caught_up = get(console.addr, &format!("/orders?q={customer}")).await;
+    assert_eq!(caught_up.status, 404);
+    assert!(
+        !caught_up.body.contains("data-read-model-behind"),
+        "{}",
+        caught_up.body
+    );
+    // The customer's order, and another, placed while the projector is down.
+    let order = Uuid::new_v4();
+    insert_event(
+        &db,
+        order,
+        1,
+        "OrderPlaced",
+        &json!({"customer_id": customer.to_string()}),
+    )
+    .await;
+    insert_event(&db, Uuid::new_v4(), 1, "OrderPlaced", &json!({})).await;
+    let behind = eventually(console.addr, &format!("/orders?q={customer}"), 10, |b| {
+        b.contains("data-read-model-behind=\"2\"")
+    })
+    .await;
+    assert!(
+        behind.contains("the read model is 2 events behind the log"),
+        "{behind}"
+    );
+    assert!(
+        !behind.contains("No order and no customer has the id"),
+        "{behind}"
+    );
+}
+
+/// A database that holds every read of the flow page (here: the tables locked, each read
+/// ended by the statement timeout) delays the page by one read's limit, not by the sum of
+/// its reads': the flow and the states are read side by side.
+#[tokio::test]
+async fn the_flow_page_waits_for_one_read_limit_not_their_sum() {
+    let db = TestDatabase::migrated().await;
+    insert_event(&db, Uuid::new_v4(), 1, "OrderPlaced", &json!({})).await;
+    let console = start(&db, &["--db-statement-timeout-ms", "5000"]).await;
+    assert_eq!(get(console.addr, "/readyz").await.status, 200);
+    let mut locker = db.connect().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE orders.events, orders.order_summaries IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let page = get(console.addr, "/fragments/flow").await;
+    let took = started.elapsed();
+    tx.rollback().await.unwrap();
+    assert!(page.body.contains("role=\"alert\""), "{}", page.body);
+    // Each read waits 5 s for its lock; one after the other they took 10 s. Together, 5 s
+    // and what a loaded machine adds.
+    assert!(
+        took < Duration::from_millis(8000),
+        "the flow page took {took:?}"
+    );
+}
+
+/// Messages waiting and no projector scraped (no sent count): the oldest message's age is
+/// unknown, said so, and its alarm is not OK (CloudWatch still measures the age).
+#[tokio::test]
+async fn without_a_sent_count_the_oldest_message_age_is_unknown_not_fine() {
+    let db = TestDatabase::migrated().await;
+    let queues = order_testkit::sqs::fifo_queue_pair(3).await;
+    let sqs = order_testkit::sqs::client();
+    sqs.send_message()
+        .queue_url(&queues.queue_url)
+        .message_body("{}")
+        .message_group_id(Uuid::new_v4().to_string())
+        .message_deduplication_id("m1")
+        .send()
+        .await
+        .unwrap();
+    let url = reader_url(&db).await;
+    let settings = settings(
+        &url,
+        &[
+            "--orders-queue-url",
+            &queues.queue_url,
+            "--orders-dlq-url",
+            &queues.dlq_url,
+        ],
+    );
+    let console = start_with(settings, Some(sqs.clone())).await;
+    let page = eventually(console.addr, "/fragments/queues", 15, |b| {
+        b.contains("data-queue=\"orders\"") && !b.contains("<td class=\"num\" data-visible>-")
+    })
+    .await;
+    assert!(page.contains("data-oldest=\"unknown\""), "{page}");
+    let alarms = get(console.addr, "/fragments/alarms").await.body;
+    assert!(
+        alarms.contains("data-alarm=\"queue-oldest-message-age\" data-state=\"INSUFFICIENT_DATA\""),
+        "{alarms}"
+    );
+}

@@ -160,3 +160,62 @@ async fn column_and_sequence_privileges_are_refused() {
         .await
         .unwrap();
 }
+
+/// A login user made by the test (no group unless `grants` gives one), unless the cluster
+/// has it already.
+async fn ensure_login(client: &tokio_postgres::Client, user: &str, options: &str, grants: &str) {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+        .await
+        .unwrap()
+        .is_some();
+    if !exists {
+        // A concurrent run may have made it first: a duplicate is fine.
+        let _ = client
+            .batch_execute(&format!(
+                "CREATE ROLE {user} LOGIN {options} PASSWORD 'console-test-password'"
+            ))
+            .await;
+    }
+    if !grants.is_empty() {
+        client
+            .batch_execute(&format!("GRANT {grants} TO {user}"))
+            .await
+            .unwrap();
+    }
+}
+
+/// A member of a role that may write is refused even when it does not inherit that role's
+/// privileges (NOINHERIT: it may still `SET ROLE` to it), as is a member of a superuser role.
+#[tokio::test]
+async fn a_member_of_a_writing_role_is_refused_even_without_inheriting_it() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    let user = "order_console_noinherit_writer_test";
+    ensure_login(&client, user, "NOINHERIT", "orders_readonly, orders_app").await;
+    let error = Console::build_with_sqs(settings(&url_as(db.url(), user), &[]), None)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("the console started with a NOINHERIT member of orders_app"));
+    let message = error.to_string();
+    assert!(message.contains("may write orders."), "{message}");
+    assert!(message.contains("orders_app"), "{message}");
+}
+
+/// A database that answers but where the console's role cannot read the schema (a login
+/// with CONNECT only, no orders_readonly): not ready, and the top strip says why.
+#[tokio::test]
+async fn a_database_that_refuses_the_reads_is_shown_in_the_top_strip() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    let user = "order_console_connect_only_test";
+    ensure_login(&client, user, "", "").await;
+    let console = start_with(settings(&url_as(db.url(), user), &[]), None).await;
+    let ready = get(console.addr, "/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let strip = eventually(console.addr, "/fragments/services", 20, |b| {
+        b.contains("database: ")
+    })
+    .await;
+    assert!(strip.contains("database query failed"), "{strip}");
+}

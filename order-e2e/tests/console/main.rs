@@ -609,3 +609,131 @@ async fn a_browser_dropped_without_closing_its_session_leaves_no_process_behind(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A TCP proxy in front of `to` that can be paused: while paused, nothing read from either
+/// side is passed on (the console, as a browser sees it, stops answering: a process stopped
+/// with SIGSTOP, a network that drops the answers).
+async fn pausable_proxy(to: std::net::SocketAddr) -> (String, tokio::sync::watch::Sender<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (pause, paused) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(to).await else {
+                continue;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            for (mut from, mut into) in [
+                (
+                    Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                    Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                ),
+                (Box::new(server_read) as _, Box::new(client_write) as _),
+            ] {
+                let mut paused = paused.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    // Until either side closes (or fails).
+                    while let Ok(n @ 1..) = from.read(&mut buffer).await {
+                        if paused.wait_for(|p| !*p).await.is_err() {
+                            break;
+                        }
+                        if into.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = into.shutdown().await;
+                });
+            }
+        }
+    });
+    (format!("http://{addr}"), pause)
+}
+
+/// An open page whose console stops answering says so within a few refreshes (its requests
+/// give up instead of waiting for ever, and "live" is never shown over a stale page), and
+/// says "live" again once the console answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_page_says_so_when_the_console_stops_answering() {
+    const READER: &str = "order_console_browser_test";
+    const PASSWORD: &str = "console-browser-password";
+    let db = order_testkit::pg::TestDatabase::migrated().await;
+    let admin = db.connect().await;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&READER])
+        .await
+        .unwrap()
+        .is_some();
+    if !exists {
+        // A concurrent run may have made it first: a duplicate is fine.
+        let _ = admin
+            .batch_execute(&format!(
+                "CREATE ROLE {READER} LOGIN PASSWORD '{PASSWORD}' IN ROLE orders_readonly"
+            ))
+            .await;
+    }
+    let (scheme, rest) = db.url().split_once("://").unwrap();
+    let (_, host) = rest.rsplit_once('@').unwrap();
+    let url = format!("{scheme}://{READER}:{PASSWORD}@{host}");
+    let refresh = REFRESH_MS.to_string();
+    let cli = Cli::try_parse_from([
+        "order-console",
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+        "--services=",
+        "--tokens=",
+        "--orders-queue-url=",
+        "--orders-dlq-url=",
+        "--scrape-ms",
+        "500",
+        "--refresh-ms",
+        &refresh,
+    ])
+    .unwrap();
+    let Command::Serve(serve) = cli.command else {
+        panic!("not serve");
+    };
+    let console = Console::build_with_sqs(serve.settings().unwrap(), None)
+        .await
+        .unwrap();
+    let (base, pause) = pausable_proxy(console.addr()).await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(console.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    let browser = Browser::start(LAPTOP).await;
+    browser.goto(&format!("{base}/services")).await;
+    let state = "return document.getElementById('live-status').dataset.state;";
+    let is = |wanted: &str| {
+        format!("return document.getElementById('live-status').dataset.state === '{wanted}';")
+    };
+    browser
+        .wait_for("the page live", &is("ok"), Duration::from_secs(30))
+        .await;
+    pause.send_replace(true);
+    // A refresh in flight when paused may still have been answered: a few refreshes later
+    // the page no longer claims to be live.
+    browser
+        .wait_for(
+            "the page says it lost the console",
+            "const s = document.getElementById('live-status'); \
+             return s.dataset.state === 'error' && !/^live/.test(s.textContent);",
+            Duration::from_millis(REFRESH_MS * 15),
+        )
+        .await;
+    // And keeps saying so while the console does not answer.
+    tokio::time::sleep(Duration::from_millis(REFRESH_MS * 3)).await;
+    assert_eq!(browser.js(state).await, Value::from("error"));
+    pause.send_replace(false);
+    browser
+        .wait_for("the page live again", &is("ok"), Duration::from_secs(30))
+        .await;
+    browser.close().await;
+    let _ = stop.send(());
+}
