@@ -1,8 +1,10 @@
 //! A circuit breaker per provider: after `failure_threshold` consecutive failures it opens and
 //! refuses calls at once; after `cooldown` it half-opens and lets `half_open_calls` trial calls
-//! through; when that many succeed in a row it closes, and the first failure opens it again
-//! for another cooldown. (The seed's payment gateway: open after 5 consecutive failures, probe
-//! after 10 s, close after 3 successes.)
+//! through; it closes when that many succeed, or, under light traffic, once another `cooldown`
+//! has passed half-open with a trial succeeded and none failed (at the next call's success or
+//! request). A failed trial opens it again for another cooldown (a new `open` transition).
+//! (The seed's payment gateway: open after 5 consecutive failures, probe after 10 s, close
+//! after 3 successful trials, or 10 s after the first one.)
 //!
 //! Only transient failures count (timeouts, outages). A provider that answers "out of stock"
 //! or "declined" is healthy: that is a successful call with a negative answer.
@@ -50,7 +52,8 @@ pub struct BreakerSettings {
     pub failure_threshold: u32,
     /// How long it stays open before trial calls.
     pub cooldown: Duration,
-    /// Trial calls let through while half-open; this many successes close it.
+    /// Trial calls let through while half-open; this many successes close it (as does a
+    /// `cooldown` half-open with a trial succeeded and none failed).
     pub half_open_calls: u32,
 }
 
@@ -67,6 +70,8 @@ enum Inner {
         successes: u32,
         /// Which half-open window (a trial answers for its own only).
         window: u64,
+        /// When it half-opened.
+        since: Duration,
     },
 }
 
@@ -133,6 +138,7 @@ impl CircuitBreaker {
                         in_flight: 1,
                         successes: 0,
                         window,
+                        since: self.clock.now(),
                     };
                     drop(inner);
                     self.report(CircuitState::HalfOpen);
@@ -148,12 +154,21 @@ impl CircuitBreaker {
                 in_flight,
                 successes,
                 window,
+                since,
             } => {
-                if in_flight + successes < self.settings.half_open_calls {
+                if self.recovered(successes, since) {
+                    // Trials succeeded and none failed for a whole cooldown: closed, this
+                    // call an ordinary one.
+                    *inner = Inner::Closed { failures: 0 };
+                    drop(inner);
+                    self.closed();
+                    Ok(Permit::new(self, None))
+                } else if in_flight + successes < self.settings.half_open_calls {
                     *inner = Inner::HalfOpen {
                         in_flight: in_flight + 1,
                         successes,
                         window,
+                        since,
                     };
                     Ok(Permit::new(self, Some(window)))
                 } else {
@@ -176,17 +191,19 @@ impl CircuitBreaker {
                     in_flight,
                     successes,
                     window,
+                    since,
                 },
                 true,
             ) if probe == Some(window) => {
                 let successes = successes + 1;
-                if successes >= self.settings.half_open_calls {
+                if successes >= self.settings.half_open_calls || self.recovered(successes, since) {
                     Inner::Closed { failures: 0 }
                 } else {
                     Inner::HalfOpen {
                         in_flight: in_flight.saturating_sub(1),
                         successes,
                         window,
+                        since,
                     }
                 }
             }
@@ -225,6 +242,20 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether a half-open circuit (since `since`, `successes` trials succeeded and, as it
+    /// is still half-open, none failed) has seen its provider recover: a trial succeeded and a
+    /// whole cooldown passed without a failure. Under light traffic the trial calls that
+    /// would close it may never all be made.
+    fn recovered(&self, successes: u32, since: Duration) -> bool {
+        successes > 0 && self.clock.now().saturating_sub(since) >= self.settings.cooldown
+    }
+
+    /// Report a close decided outside [`CircuitBreaker::record`].
+    fn closed(&self) {
+        self.report(CircuitState::Closed);
+        tracing::info!(provider = self.name, "circuit closed");
+    }
+
     /// A trial call that never reported back (its call was cancelled): let another one
     /// through in its place.
     fn abandon_probe(&self, probe: u64) {
@@ -233,6 +264,7 @@ impl CircuitBreaker {
             in_flight,
             successes,
             window,
+            since,
         } = *inner
             && window == probe
         {
@@ -240,6 +272,7 @@ impl CircuitBreaker {
                 in_flight: in_flight.saturating_sub(1),
                 successes,
                 window,
+                since,
             };
         }
     }
@@ -453,6 +486,68 @@ mod tests {
         assert_eq!(breaker.state(), CircuitState::HalfOpen, "2 of 3 successes");
         trials.next().unwrap().success();
         assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+
+    /// Light traffic after an outage: fewer calls than the trials that would close it. A
+    /// cooldown after it half-opened, with its trials succeeded and none failed, the next call
+    /// closes it, and an ordinary failure after that is one of the threshold, not a reopening.
+    #[test]
+    fn under_light_traffic_the_seed_breaker_closes_a_cooldown_after_a_successful_trial() {
+        let clock = Arc::new(ManualClock::new());
+        let breaker = seed_breaker(&clock);
+        for _ in 0..5 {
+            fail(&breaker);
+        }
+        clock.advance(Duration::from_secs(10));
+        breaker.try_acquire().unwrap().success();
+        clock.advance(Duration::from_secs(3));
+        breaker.try_acquire().unwrap().success();
+        assert_eq!(breaker.state(), CircuitState::HalfOpen, "2 of 3, 3 s");
+        clock.advance(Duration::from_secs(7));
+        let call = breaker.try_acquire().unwrap();
+        assert_eq!(
+            breaker.state(),
+            CircuitState::Closed,
+            "10 s without a failure"
+        );
+        call.failure();
+        assert_eq!(breaker.state(), CircuitState::Closed, "1 of 5");
+        for _ in 0..3 {
+            fail(&breaker);
+        }
+        assert_eq!(breaker.state(), CircuitState::Closed, "4 of 5");
+    }
+
+    /// A trial that succeeds a whole cooldown after the circuit half-opened closes it.
+    #[test]
+    fn a_trial_succeeding_a_cooldown_after_the_half_opening_closes_the_seed_breaker() {
+        let clock = Arc::new(ManualClock::new());
+        let breaker = seed_breaker(&clock);
+        for _ in 0..5 {
+            fail(&breaker);
+        }
+        clock.advance(Duration::from_secs(10));
+        let slow = breaker.try_acquire().unwrap();
+        clock.advance(Duration::from_secs(10));
+        slow.success();
+        assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+
+    /// Time alone closes nothing: without a successful trial, the circuit stays half-open,
+    /// and its next call is a trial whose failure opens it again.
+    #[test]
+    fn without_a_successful_trial_the_seed_breaker_stays_half_open() {
+        let clock = Arc::new(ManualClock::new());
+        let breaker = seed_breaker(&clock);
+        for _ in 0..5 {
+            fail(&breaker);
+        }
+        clock.advance(Duration::from_secs(10));
+        drop(breaker.try_acquire().unwrap());
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+        breaker.try_acquire().unwrap().failure();
+        assert_eq!(breaker.state(), CircuitState::Open);
     }
 
     #[test]

@@ -96,8 +96,23 @@ macro_rules! provider_args {
 
         impl $name {
             fn endpoint(&self) -> Result<Option<ProviderEndpoint>, String> {
+                // A setting set but empty (a secret created and never filled) is refused,
+                // never taken for one not set: the worker would start and every call fail.
+                let empty = |what: &str| Err(format!("{what} is set but empty"));
+                if self
+                    .$f_token
+                    .as_deref()
+                    .is_some_and(|t| t.trim().is_empty())
+                {
+                    return empty($token);
+                }
+                for (text, what) in [(&self.$f_cert, $cert), (&self.$f_ca, $ca)] {
+                    if text.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                        return empty(what);
+                    }
+                }
                 let pem = |text: &Option<String>, file: &Option<PathBuf>, what: &str| match (
-                    text.as_deref().filter(|t| !t.trim().is_empty()),
+                    text.as_deref(),
                     file,
                 ) {
                     (Some(_), Some(_)) => Err(format!("set {what} or {what}_FILE, not both")),
@@ -120,7 +135,7 @@ macro_rules! provider_args {
                 };
                 let endpoint = ProviderEndpoint {
                     base_url: url.to_owned(),
-                    token: self.$f_token.clone().filter(|t| !t.is_empty()),
+                    token: self.$f_token.clone(),
                     client_identity,
                     ca,
                 };
@@ -513,7 +528,8 @@ pub struct RunArgs {
     #[arg(long, env = "ORDER_WORKER_PROVIDER_KEY_LIFETIME_SECONDS", default_value_t = 86_400,
           value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     pub provider_key_lifetime_seconds: u64,
-    /// Seconds in-flight messages get to finish after SIGTERM.
+    /// Seconds in-flight messages get to finish after SIGTERM (a receive under way is let
+    /// finish, up to the long-poll wait, before the unfinished ones are released).
     #[arg(long, env = "ORDER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_seconds: u64,
@@ -902,6 +918,45 @@ mod tests {
                     "/ca.pem",
                 ],
                 "not both",
+            ),
+            (
+                &["--payment-url", "https://pay", "--payment-token", ""],
+                "ORDER_PROVIDER_PAYMENT_TOKEN is set but empty",
+            ),
+            (
+                &["--inventory-url", "https://inv", "--inventory-token", ""],
+                "ORDER_PROVIDER_INVENTORY_TOKEN is set but empty",
+            ),
+            (
+                &["--shipping-url", "https://ship", "--shipping-token", ""],
+                "ORDER_PROVIDER_SHIPPING_TOKEN is set but empty",
+            ),
+            (
+                &[
+                    "--payment-url",
+                    "https://pay",
+                    "--payment-client-cert",
+                    "\n",
+                ],
+                "ORDER_PROVIDER_PAYMENT_CLIENT_CERT is set but empty",
+            ),
+            (
+                &[
+                    "--payment-url",
+                    "https://pay",
+                    "--payment-client-cert-file",
+                    "",
+                ],
+                // Refused by the parser (a path must not be empty).
+                "a value is required for '--payment-client-cert-file",
+            ),
+            (
+                &["--inventory-url", "https://inv", "--inventory-ca", ""],
+                "ORDER_PROVIDER_INVENTORY_CA is set but empty",
+            ),
+            (
+                &["--inventory-url", "https://inv", "--inventory-ca-file", ""],
+                "a value is required for '--inventory-ca-file",
             ),
             (&["--providers", "soap"], "--providers"),
             (

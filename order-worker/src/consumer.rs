@@ -141,19 +141,25 @@ impl InFlight {
         messages
     }
 
-    /// Make `messages` visible again at once.
+    /// Make `messages` visible again at once. Returns how many SQS released; each it refused
+    /// is logged with its message id.
     async fn release(sqs: &Client, queue_url: &str, messages: &[Message]) -> usize {
         let handles: Vec<(String, String)> = messages
             .iter()
             .filter_map(|m| Some((m.message_id()?.to_owned(), m.receipt_handle()?.to_owned())))
             .collect();
+        let mut released = 0;
         for chunk in handles.chunks(MAX_BATCH) {
-            if let Err(error) = change_visibility(sqs, queue_url, chunk, 0).await {
-                metrics::sqs_error("visibility");
-                tracing::warn!(%error, "releasing abandoned messages did not work; they reappear after their visibility timeout");
+            match change_visibility(sqs, queue_url, chunk, 0).await {
+                Ok(refused) => released += chunk.len().saturating_sub(refused),
+                Err(error) => {
+                    metrics::sqs_error("visibility");
+                    let message_ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
+                    tracing::warn!(%error, ?message_ids, "releasing abandoned messages did not work; they reappear after their visibility timeout");
+                }
             }
         }
-        handles.len()
+        released
     }
 }
 
@@ -173,12 +179,14 @@ fn seconds(duration: Duration) -> i32 {
     i32::try_from(whole.min(MAX_VISIBILITY_SECONDS)).unwrap_or(i32::MAX)
 }
 
+/// Set the visibility of `messages` (message id, receipt handle). Returns how many SQS refused,
+/// each logged with its message id.
 async fn change_visibility(
     sqs: &Client,
     queue_url: &str,
     messages: &[(String, String)],
     visibility_seconds: i32,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     let entries = messages
         .iter()
         .enumerate()
@@ -192,7 +200,7 @@ async fn change_visibility(
         })
         .collect::<Vec<_>>();
     if entries.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let output = sqs
         .change_message_visibility_batch()
@@ -204,7 +212,8 @@ async fn change_visibility(
     for failed in output.failed() {
         // Settled messages are out of the heartbeat's list before their settlement: a refusal
         // is of a message still held (its receipt expired, past SQS's 12 hours), which
-        // another worker may now receive while this one works on it.
+        // another worker may now receive while this one works on it; or, of a release (0 s),
+        // one that reappears only after its visibility timeout.
         metrics::sqs_error("visibility");
         let message_id = failed
             .id()
@@ -213,15 +222,24 @@ async fn change_visibility(
             .and_then(|i| messages.get(i))
             .map(|(id, _)| id.as_str())
             .unwrap_or_default();
-        tracing::warn!(
-            message_id,
-            code = failed.code(),
-            reason = failed.message().unwrap_or_default(),
-            visibility_seconds,
-            "SQS refused to change the visibility of a message in flight"
-        );
+        if visibility_seconds == 0 {
+            tracing::warn!(
+                message_id,
+                code = failed.code(),
+                reason = failed.message().unwrap_or_default(),
+                "SQS refused to release a message; it reappears after its visibility timeout"
+            );
+        } else {
+            tracing::warn!(
+                message_id,
+                code = failed.code(),
+                reason = failed.message().unwrap_or_default(),
+                visibility_seconds,
+                "SQS refused to change the visibility of a message in flight"
+            );
+        }
     }
-    Ok(())
+    Ok(output.failed().len())
 }
 
 /// Start the batched deleter: receipts sent to the returned channel are deleted in
@@ -307,6 +325,9 @@ pub struct Consumer {
     deletes: mpsc::Sender<Receipt>,
     random: Arc<Random>,
     redrive: std::sync::Mutex<RedriveLimit>,
+    /// Turned true at the end of the grace period: the messages being worked on are dropped
+    /// where they are (their calls cancelled), left in flight for the release.
+    abandon: watch::Sender<bool>,
 }
 
 /// The orders queue's `maxReceiveCount` (its redrive policy), read when first needed and again
@@ -346,6 +367,7 @@ impl Consumer {
             deletes,
             random,
             redrive: std::sync::Mutex::default(),
+            abandon: watch::Sender::new(false),
         }
     }
 
@@ -413,6 +435,32 @@ impl Consumer {
         self.max_receives()
             .await
             .is_some_and(|max| receive_count >= max)
+    }
+
+    /// The shutdown after SIGTERM, once `shutdown` told [`Consumer::run`] (the `run` task) to
+    /// stop receiving: let the messages in flight finish within `grace`; past it, abandon
+    /// them and put back on the queue what did not finish ([`Consumer::abandon_in_flight`]).
+    /// Returns how many were released and how many sent again.
+    ///
+    /// A receive under way is let finish first, past the grace if need be (at most the
+    /// long-poll wait): SQS hands what it picks to a request whose caller went away as to any
+    /// other, for the visibility timeout, so a receive dropped mid-poll would take the very
+    /// messages the release makes visible, and they would reappear only after it.
+    pub async fn shut_down(&self, mut run: JoinHandle<()>, grace: Duration) -> (usize, usize) {
+        if tokio::time::timeout(grace, &mut run).await.is_err() {
+            tracing::warn!(
+                "grace period over: abandoning unfinished messages (nothing is lost: they reappear on the queue)"
+            );
+            self.abandon.send_replace(true);
+            // The message tasks stop at once; a receive under way ends within its limit.
+            let limit = self.receive_limit() + Duration::from_secs(5);
+            if tokio::time::timeout(limit, &mut run).await.is_err() {
+                tracing::warn!("the consumer did not stop; its receive under way is dropped");
+                run.abort();
+                let _ = run.await;
+            }
+        }
+        self.abandon_in_flight().await
     }
 
     /// After the grace period: the messages still in flight, whose work was abandoned, go back
@@ -559,11 +607,11 @@ impl Consumer {
             let Some(received) = early else {
                 // Shutting down with a receive under way: SQS may have picked messages for
                 // it already, each using up a receive; dropped, they would stay invisible for
-                // the visibility timeout. It normally ends within the long-poll wait (at most
-                // 20 s, inside the default grace period of 30 s); what it returns is in flight,
+                // the visibility timeout (and SQS would go on handing messages to it until its
+                // wait ends, the shutdown's released ones included). It ends within the
+                // long-poll wait (at most 20 s, inside the default grace period of 30 s; a
+                // shorter grace waits for it, `shut_down`); what it returns is in flight,
                 // unworked, and the shutdown releases it with the rest (`abandon_in_flight`).
-                // A grace period shorter than the wait aborts the consumer mid-receive, and
-                // such messages come back after their visibility timeout, as before.
                 if let Ok(messages) = receive.await
                     && !messages.is_empty()
                 {
@@ -601,8 +649,14 @@ impl Consumer {
                 let take = group.len().min(held.len());
                 let group_permits: Vec<_> = held.drain(..take).collect();
                 let consumer = self.clone();
+                let mut abandon = self.abandon.subscribe();
                 tasks.spawn(async move {
-                    consumer.handle_group(group, asked_at).await;
+                    tokio::select! {
+                        () = consumer.handle_group(group, asked_at) => {}
+                        // The grace period is over: what is left stays in flight, released
+                        // by the shutdown.
+                        _ = abandon.wait_for(|abandon| *abandon) => {}
+                    }
                     drop(group_permits);
                 });
             }
@@ -616,11 +670,21 @@ impl Consumer {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// The long-poll wait of a receive.
+    fn receive_wait(&self) -> Duration {
+        self.settings.wait.min(Duration::from_secs(20))
+    }
+
+    /// The longest a receive takes: its wait, and time for SQS to answer.
+    fn receive_limit(&self) -> Duration {
+        self.receive_wait() + Duration::from_secs(20)
+    }
+
     async fn receive(&self, max: usize) -> Result<Vec<Message>, String> {
-        let wait = self.settings.wait.min(Duration::from_secs(20));
+        let wait = self.receive_wait();
         let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
             .operation_attempt_timeout(wait + Duration::from_secs(10))
-            .operation_timeout(wait + Duration::from_secs(20))
+            .operation_timeout(self.receive_limit())
             .build();
         let output = self
             .sqs
@@ -1059,22 +1123,9 @@ fn by_group(messages: Vec<Message>) -> Vec<Vec<Message>> {
 mod tests {
     use super::*;
 
-    /// SIGTERM while a long poll is under way: the receive is let finish, and what it returned
-    /// goes back to the queue with the shutdown's release, at once, instead of staying
-    /// invisible for the visibility timeout with a receive used up.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_receive_under_way_at_shutdown_finishes_and_its_messages_are_released() {
-        let queues = order_testkit::sqs::fifo_queue_pair(5).await;
-        let sqs = order_testkit::sqs::client();
-        let api = crate::api::OrderApi::connect_lazy(
-            "http://127.0.0.1:1",
-            None,
-            Duration::from_millis(100),
-            None,
-        )
-        .unwrap();
+    /// A processor with simulated providers, calling order-grpc through `api`.
+    fn simulated_processor(api: crate::api::OrderApi, random: &Arc<Random>) -> Arc<Processor> {
         let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock::new());
-        let random = Arc::new(Random::seeded(3));
         let guard = |name| {
             crate::providers::guard::Guard::new(
                 name,
@@ -1105,7 +1156,25 @@ mod tests {
             payment: guard("payment"),
             shipping: guard("shipping"),
         });
-        let processor = Arc::new(Processor::new(api, providers, guards, Default::default()));
+        Arc::new(Processor::new(api, providers, guards, Default::default()))
+    }
+
+    /// SIGTERM while a long poll is under way: the receive is let finish, and what it returned
+    /// goes back to the queue with the shutdown's release, at once, instead of staying
+    /// invisible for the visibility timeout with a receive used up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receive_under_way_at_shutdown_finishes_and_its_messages_are_released() {
+        let queues = order_testkit::sqs::fifo_queue_pair(5).await;
+        let sqs = order_testkit::sqs::client();
+        let api = crate::api::OrderApi::connect_lazy(
+            "http://127.0.0.1:1",
+            None,
+            Duration::from_millis(100),
+            None,
+        )
+        .unwrap();
+        let random = Arc::new(Random::seeded(3));
+        let processor = simulated_processor(api, &random);
         let in_flight = Arc::new(InFlight::default());
         let (deletes, deleter) = spawn_deleter(sqs.clone(), queues.queue_url.clone());
         let consumer = Arc::new(Consumer::new(
@@ -1161,6 +1230,122 @@ mod tests {
         let messages = again.messages();
         assert_eq!(messages.len(), 1, "{messages:?}");
         assert_eq!(receive_count(&messages[0]), 2);
+    }
+
+    /// SIGTERM while a message is mid-call and the consumer's next long poll is under way, a
+    /// grace period shorter than both: the message is released at the grace's end and can be
+    /// received again at once. (SQS, and the emulator, hand a message to a long poll whose
+    /// caller went away as to any other, for its visibility timeout: a poll dropped at the
+    /// grace's end would take the message the release just made visible.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_abandoned_mid_call_at_the_end_of_the_grace_is_receivable_at_once() {
+        let queues = order_testkit::sqs::fifo_queue_pair(5).await;
+        let sqs = order_testkit::sqs::client();
+        // order-grpc taking the connection and never answering: the message's first call
+        // (reading the order's log) hangs, past any grace.
+        let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hung_addr = hung.local_addr().unwrap();
+        let _hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = hung.accept().await {
+                held.push(stream);
+            }
+        });
+        let api = crate::api::OrderApi::connect_lazy(
+            &format!("http://{hung_addr}"),
+            None,
+            Duration::from_secs(600),
+            None,
+        )
+        .unwrap();
+        let random = Arc::new(Random::seeded(4));
+        let in_flight = Arc::new(InFlight::default());
+        let (deletes, deleter) = spawn_deleter(sqs.clone(), queues.queue_url.clone());
+        let consumer = Arc::new(Consumer::new(
+            sqs.clone(),
+            ConsumerSettings {
+                queue_url: queues.queue_url.clone(),
+                dlq_url: queues.dlq_url.clone(),
+                concurrency: 4,
+                batch: 10,
+                wait: Duration::from_secs(10),
+                // Far longer than the test: a message taken by a receive nobody reads would
+                // not come back in time.
+                visibility: Duration::from_secs(600),
+                retry: Backoff::new(Duration::from_secs(1), Duration::from_secs(1)),
+            },
+            simulated_processor(api, &random),
+            in_flight.clone(),
+            deletes,
+            random,
+        ));
+        let order = uuid::Uuid::new_v4();
+        let body = CloudEvent::new(order_messages::EnvelopeInput {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "OrderPlaced",
+            order_id: order,
+            recorded_at: std::time::SystemTime::now(),
+            global_position: 1,
+            stream_version: 1,
+            schema_version: 1,
+            correlation_id: None,
+            traceparent: None,
+            data: serde_json::json!({}),
+        })
+        .to_body();
+        sqs.send_message()
+            .queue_url(&queues.queue_url)
+            .message_body(body)
+            .message_group_id(order.to_string())
+            .message_deduplication_id("m1")
+            .send()
+            .await
+            .unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let (_ready, readiness) = watch::channel(Readiness::Ready);
+        let run = tokio::spawn(consumer.clone().run(shutdown, readiness));
+        let received = tokio::time::timeout(Duration::from_secs(30), async {
+            while in_flight.count().await == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(received.is_ok(), "the consumer received the message");
+        // Worked on now, and the consumer's next receive, a long poll, under way.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(in_flight.count().await, 1);
+        stop.send(true).unwrap();
+        assert_eq!(
+            consumer.shut_down(run, Duration::from_secs(1)).await,
+            (1, 0),
+            "released"
+        );
+        drop(consumer);
+        deleter.await.unwrap();
+        let again = sqs
+            .receive_message()
+            .queue_url(&queues.queue_url)
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.messages().len(), 1, "visible again at once");
+    }
+
+    /// A release SQS refuses (here: a receipt handle it never issued) is not counted as
+    /// released; the refusal is logged with the message's id.
+    #[tokio::test]
+    async fn a_release_sqs_refuses_is_not_counted() {
+        let queues = order_testkit::sqs::fifo_queue_pair(5).await;
+        let sqs = order_testkit::sqs::client();
+        let unknown = Message::builder()
+            .message_id("m-unknown")
+            .receipt_handle("not-a-receipt-handle")
+            .build();
+        assert_eq!(
+            InFlight::release(&sqs, &queues.queue_url, &[unknown]).await,
+            0
+        );
     }
 
     #[test]

@@ -509,7 +509,12 @@ impl Processor {
                     Err(CallError::Refused(reason)) => Command::RejectInventory {
                         reason: bounded(&reason),
                     },
-                    Err(other) => return Err(not_done(other)),
+                    Err(other) => {
+                        return Err(not_done(
+                            &format!("inventory reserve for order {order_id}"),
+                            other,
+                        ));
+                    }
                 }
             }
             Step::Payment => {
@@ -526,7 +531,12 @@ impl Processor {
                     Err(CallError::Refused(reason)) => Command::FailPayment {
                         reason: bounded(&reason),
                     },
-                    Err(other) => return Err(not_done(other)),
+                    Err(other) => {
+                        return Err(not_done(
+                            &format!("payment authorize for order {order_id}"),
+                            other,
+                        ));
+                    }
                 }
             }
             Step::Confirm => {
@@ -552,7 +562,9 @@ impl Processor {
                     .payment
                     .call("capture", || payment.capture(request.clone()))
                     .await
-                    .map_err(refusal_is_final)?;
+                    .map_err(|e| {
+                        refusal_is_final(&format!("payment capture of {}", request.payment_id), e)
+                    })?;
                 Command::ConfirmOrder
             }
             Step::StartFulfillment => Command::StartFulfillment,
@@ -585,7 +597,9 @@ impl Processor {
                     .shipping
                     .call("ship", || shipping.ship(request.clone()))
                     .await
-                    .map_err(refusal_is_final)?;
+                    .map_err(|e| {
+                        refusal_is_final(&format!("shipping ship for order {order_id}"), e)
+                    })?;
                 Command::ShipOrder {
                     carrier: shipment.carrier,
                     tracking_number: shipment.tracking_number,
@@ -616,7 +630,12 @@ impl Processor {
                     .inventory
                     .call("release", || inventory.release(request.clone()))
                     .await
-                    .map_err(refusal_is_final)?;
+                    .map_err(|e| {
+                        refusal_is_final(
+                            &format!("inventory release of {}", request.reservation_id),
+                            e,
+                        )
+                    })?;
                 Command::ReleaseInventory
             }
             Step::RefundPayment { amount, action } => {
@@ -660,9 +679,23 @@ impl Processor {
                             .payment
                             .call("refund", || payment.refund(refund.clone()))
                             .await
-                            .map_err(refusal_is_final)?;
+                            .map_err(|e| {
+                                refusal_is_final(
+                                    &format!("payment refund of {}", refund.payment_id),
+                                    e,
+                                )
+                            })?;
                     }
-                    Err(other) => return Err(refusal_is_final(other)),
+                    Err(other) => {
+                        let operation = match action {
+                            PaymentAction::Void => "void",
+                            PaymentAction::Refund => "refund",
+                        };
+                        return Err(refusal_is_final(
+                            &format!("payment {operation} of {}", request.payment_id),
+                            other,
+                        ));
+                    }
                 }
                 Command::RefundPayment {
                     amount: amount.clone(),
@@ -740,7 +773,14 @@ impl Processor {
             Ok(None) | Err(CallError::Refused(_) | CallError::Rejected(_)) => {
                 return StepEnd::Obsolete;
             }
-            Err(other) => return StepEnd::Failed(not_done(other)),
+            Err(other) => {
+                let call = if *step == Step::Inventory {
+                    "inventory reserve"
+                } else {
+                    "payment authorize"
+                };
+                return StepEnd::Failed(not_done(&format!("{call} for order {order_id}"), other));
+            }
         };
         if *step == Step::Inventory {
             let request = ReleaseRequest {
@@ -753,7 +793,10 @@ impl Processor {
                 .call("release", || inventory.release(request.clone()))
                 .await
             {
-                return StepEnd::Failed(refusal_is_final(error));
+                return StepEnd::Failed(refusal_is_final(
+                    &format!("inventory release of {reference}"),
+                    error,
+                ));
             }
             tracing::warn!(
                 %order_id,
@@ -779,7 +822,12 @@ impl Processor {
             {
                 Ok(()) => {}
                 Err(CallError::Refused(reason)) if refusal_code(&reason) == "already_voided" => {}
-                Err(error) => return StepEnd::Failed(refusal_is_final(error)),
+                Err(error) => {
+                    return StepEnd::Failed(refusal_is_final(
+                        &format!("payment void of {reference}"),
+                        error,
+                    ));
+                }
             }
             tracing::warn!(
                 %order_id,
@@ -845,7 +893,12 @@ impl Processor {
                 .shipping
                 .call("delivery", || shipping.delivery(request.clone()))
                 .await
-                .map_err(refusal_is_final)?;
+                .map_err(|e| {
+                    refusal_is_final(
+                        &format!("shipping delivery of {}", request.tracking_number),
+                        e,
+                    )
+                })?;
             let hint = match answer {
                 Delivery::Delivered => return Ok(()),
                 Delivery::InTransit { recheck_after } => recheck_after,
@@ -987,11 +1040,16 @@ fn lines(placed: &pb::OrderPlaced) -> Vec<Line> {
         .collect()
 }
 
-/// A provider call that did not answer with a result or a refusal.
-fn not_done(error: CallError) -> Outcome {
+/// A provider call that did not answer with a result or a refusal. `call` names it, as a dead
+/// letter's reason says it: provider, operation and reference (`payment capture of PAY-1`).
+fn not_done(call: &str, error: CallError) -> Outcome {
     match error {
-        CallError::Refused(reason) => Outcome::dead("provider_refused", reason),
-        CallError::Rejected(reason) => Outcome::dead("provider_rejected", reason),
+        CallError::Refused(reason) => {
+            Outcome::dead("provider_refused", format!("{call} refused: {reason}"))
+        }
+        CallError::Rejected(reason) => {
+            Outcome::dead("provider_rejected", format!("{call} rejected: {reason}"))
+        }
         CallError::Unavailable {
             reason,
             retry_after,
@@ -1006,8 +1064,8 @@ fn not_done(error: CallError) -> Outcome {
 
 /// For steps without a "refused" command (capture, shipping, delivery, compensations), a
 /// provider's final refusal leaves nothing the saga could record: an operator must look at it.
-fn refusal_is_final(error: CallError) -> Outcome {
-    not_done(error)
+fn refusal_is_final(call: &str, error: CallError) -> Outcome {
+    not_done(call, error)
 }
 
 /// A reason the domain accepts: at most 500 characters, no control characters.
@@ -1090,6 +1148,12 @@ mod tests {
         }
         fn release(&self, request: ReleaseRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
             let call = format!("release {}", request.reservation_id);
+            if request.reservation_id == "RSV-EXPIRED" {
+                self.calls.lock().unwrap().push(call);
+                return Box::pin(async {
+                    Err(ProviderError::Refused("reservation_expired".into()))
+                });
+            }
             Box::pin(async move { self.answer(call, &request.reservation_id) })
         }
     }
@@ -1336,6 +1400,40 @@ mod tests {
             // ... and no provider is asked to undo a hold it never made.
             assert_eq!(provider.calls(), Vec::<String>::new(), "{status}");
         }
+    }
+
+    /// A refusal of a step with no refusal command is dead-lettered saying which call was
+    /// refused: the provider, the operation and the reference.
+    #[tokio::test]
+    async fn a_refused_call_is_dead_lettered_naming_the_provider_the_operation_and_the_reference() {
+        let provider = Arc::new(Recording::default());
+        let processor = processor(&provider);
+        let mut events = cancelled_events(false, "InventoryReserved", "void");
+        for event in &mut events {
+            if let Some(pb::event::Payload::InventoryReserved(r)) = &mut event.payload {
+                r.reservation_id = "RSV-EXPIRED".into();
+            }
+        }
+        let log = OrderLog::new(events);
+        let trigger = log.at(log.version()).unwrap().clone();
+        let event_id = Uuid::parse_str(&trigger.event_id).unwrap();
+        let outcome = processor
+            .decide(
+                &Step::ReleaseInventory,
+                Uuid::from_u128(42),
+                event_id,
+                &trigger,
+                &log,
+            )
+            .await;
+        let Err(Outcome::DeadLetter { kind, reason }) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(kind, "provider_refused");
+        assert_eq!(
+            reason,
+            "inventory release of RSV-EXPIRED refused: reservation_expired"
+        );
     }
 
     /// Past the key lifetime, the dead letter says under which command id to record what the

@@ -202,7 +202,8 @@ impl App {
     /// Run until `signal`; then stop receiving, let in-flight messages finish within the
     /// grace period, flush the pending deletes, and put back on the queue whatever did not
     /// finish (released; one at its last receive sent again as a new message, so that SQS does
-    /// not dead-letter it for the shutdown).
+    /// not dead-letter it for the shutdown). A receive under way at the end of the grace
+    /// period is let finish first (at most the long-poll wait): see [`Consumer::shut_down`].
     pub async fn run_until(mut self, signal: impl Future<Output = ()>) {
         signal.await;
         tracing::info!(grace = ?self.grace, "shutting down: no new messages, finishing the ones in flight");
@@ -210,17 +211,10 @@ impl App {
         let _ = self
             .readiness
             .send(Readiness::NotReady("shutting down".to_owned()));
-        if tokio::time::timeout(self.grace, &mut self.consumer)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "grace period over: abandoning unfinished messages (nothing is lost: they reappear on the queue)"
-            );
-            self.consumer.abort();
-            let _ = (&mut self.consumer).await;
-        }
-        let (released, sent_again) = self.consumer_state.abandon_in_flight().await;
+        let (released, sent_again) = self
+            .consumer_state
+            .shut_down(self.consumer, self.grace)
+            .await;
         if released + sent_again > 0 {
             tracing::info!(
                 released,

@@ -156,6 +156,38 @@ fn bad_settings_fail_on_one_line_with_exit_code_2() {
             ],
             "ORDER_PROVIDER_PAYMENT_TOKEN must be",
         ),
+        // Set but empty (a secret created and never filled): refused, never taken for
+        // "no token" (every call would be answered 401).
+        (
+            &[
+                QUEUES[0],
+                QUEUES[1],
+                ("ORDER_WORKER_PROVIDERS", "http"),
+                ("ORDER_PROVIDER_INVENTORY_URL", "http://inventory"),
+                ("ORDER_PROVIDER_PAYMENT_URL", "https://payments"),
+                ("ORDER_PROVIDER_SHIPPING_URL", "http://shipping"),
+                ("ORDER_PROVIDER_PAYMENT_TOKEN", ""),
+            ],
+            "ORDER_PROVIDER_PAYMENT_TOKEN is set but empty",
+        ),
+        (
+            &[
+                QUEUES[0],
+                QUEUES[1],
+                ("ORDER_PROVIDER_PAYMENT_URL", "https://payments"),
+                ("ORDER_PROVIDER_PAYMENT_CLIENT_CERT", ""),
+            ],
+            "ORDER_PROVIDER_PAYMENT_CLIENT_CERT is set but empty",
+        ),
+        (
+            &[
+                QUEUES[0],
+                QUEUES[1],
+                ("ORDER_PROVIDER_SHIPPING_URL", "https://shipping"),
+                ("ORDER_PROVIDER_SHIPPING_CA", " "),
+            ],
+            "ORDER_PROVIDER_SHIPPING_CA is set but empty",
+        ),
         (
             &[
                 QUEUES[0],

@@ -157,7 +157,8 @@ impl ProviderEndpoint {
 
     /// Check what can be checked without the network; `setting` names the variable in errors.
     pub fn validate(&self, setting: &str) -> Result<(), String> {
-        parse_base(&self.base_url, setting)?;
+        // The parsed URL's scheme: lower case, whatever the setting's case.
+        let https = parse_base(&self.base_url, setting)?.scheme() == "https";
         if let Some(token) = &self.token
             && (token.is_empty()
                 || token.len() > 4096
@@ -168,12 +169,12 @@ impl ProviderEndpoint {
                 sibling(setting, "TOKEN")
             ));
         }
-        if self.client_identity.is_some() && !self.base_url.trim().starts_with("https://") {
+        if self.client_identity.is_some() && !https {
             return Err(format!(
                 "a client certificate for {setting} needs an https:// URL"
             ));
         }
-        if self.ca.is_some() && !self.base_url.trim().starts_with("https://") {
+        if self.ca.is_some() && !https {
             return Err(format!("a CA for {setting} needs an https:// URL"));
         }
         Ok(())
@@ -491,7 +492,9 @@ impl Problem {
 
     fn describe(&self) -> String {
         match self.detail.as_deref().or(self.title.as_deref()) {
-            Some(text) if !text.trim().is_empty() => format!("{}: {}", self.code, text.trim()),
+            Some(text) if !text.trim().is_empty() && text.trim() != self.code => {
+                format!("{}: {}", self.code, text.trim())
+            }
             _ => self.code.clone(),
         }
     }
@@ -1296,6 +1299,56 @@ mod tests {
             error.starts_with("ORDER_PROVIDER_PAYMENT_TOKEN "),
             "the error names the token's variable: {error}"
         );
+    }
+
+    /// A URL's scheme is case-insensitive: `HTTPS://` is https, for a client certificate and a
+    /// CA as for the URL itself; `HTTP://` is not.
+    #[test]
+    fn an_upper_case_https_scheme_takes_a_client_certificate_and_a_ca() {
+        let pem = || Some(Pem::Inline("-----BEGIN CERTIFICATE-----".into()));
+        for base in [
+            "HTTPS://payments/p",
+            "Https://payments",
+            " https://payments",
+        ] {
+            let mut endpoint = ProviderEndpoint::new(base);
+            endpoint.client_identity = pem();
+            endpoint.ca = pem();
+            assert_eq!(
+                endpoint.validate("ORDER_PROVIDER_PAYMENT_URL"),
+                Ok(()),
+                "{base}"
+            );
+        }
+        let mut endpoint = ProviderEndpoint::new("HTTP://payments");
+        endpoint.client_identity = pem();
+        assert!(
+            endpoint
+                .validate("ORDER_PROVIDER_PAYMENT_URL")
+                .is_err_and(|e| e.contains("needs an https:// URL"))
+        );
+        let mut endpoint = ProviderEndpoint::new("HTTP://payments");
+        endpoint.ca = pem();
+        assert!(
+            endpoint
+                .validate("ORDER_PROVIDER_PAYMENT_URL")
+                .is_err_and(|e| e.contains("needs an https:// URL"))
+        );
+    }
+
+    /// A problem says its code once: a detail that only repeats it adds nothing.
+    #[test]
+    fn a_problem_whose_detail_repeats_its_code_says_it_once() {
+        let describe = |body: &str| Problem::parse(body.as_bytes()).unwrap().describe();
+        assert_eq!(
+            describe(r#"{"code":"card_declined","detail":"card_declined"}"#),
+            "card_declined"
+        );
+        assert_eq!(
+            describe(r#"{"code":"card_declined","detail":"insufficient funds"}"#),
+            "card_declined: insufficient funds"
+        );
+        assert_eq!(describe(r#"{"code":"card_declined"}"#), "card_declined");
     }
 
     #[test]

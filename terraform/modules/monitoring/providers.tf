@@ -10,7 +10,7 @@ resource "aws_cloudwatch_metric_alarm" "worker_circuit_open" {
   for_each = toset(var.worker_providers)
 
   alarm_name          = "${var.name_prefix}-worker-circuit-open-${each.key}"
-  alarm_description   = "order-worker's ${each.key} circuit breaker is open: the ${each.key} provider failed ${var.worker_breaker_threshold_hint} calls in a row. Orders wait (nothing is lost) and go on by themselves once it answers; see docs/operations.md (Provider outage)."
+  alarm_description   = "order-worker's ${each.key} circuit breaker is open: the ${each.key} provider failed ${var.worker_breaker_threshold_hint} calls in a row (or, after an outage, a trial call failed). Orders wait (nothing is lost) and go on by themselves once it answers; see docs/operations.md (Provider outage)."
   namespace           = var.app_metrics_namespace
   metric_name         = "order_worker_circuit_transitions_total"
   dimensions          = { service = var.worker_metrics_service, provider = each.key, state = "open" }
