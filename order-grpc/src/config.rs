@@ -94,10 +94,11 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_requests: u32,
     /// Reads (GetOrder, GetOrderEvents) waiting for their min_position at once. A read that
-    /// has to wait gives its place under ORDER_GRPC_MAX_CONCURRENT_REQUESTS back for one of
-    /// these, so that reads waiting for a projector that is down or behind never take the
-    /// places of commands; one that has to wait when all are taken is refused with
-    /// RESOURCE_EXHAUSTED.
+    /// has to wait (its first look found the position not reached) gives its place under
+    /// ORDER_GRPC_MAX_CONCURRENT_REQUESTS back for one of these, kept until it answers, so
+    /// that reads waiting for a projector that is down or behind never take the places of
+    /// commands (calls in progress: at most the two limits together); one that has to wait
+    /// when all are taken is refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "ORDER_GRPC_MAX_WAITING_READS",
           default_value_t = crate::queries::DEFAULT_MAX_WAITING_READS as u32,
           value_parser = clap::value_parser!(u32).range(1..))]

@@ -41,7 +41,9 @@ pub struct Queries {
 }
 
 /// The reads that may wait for their `min_position` at once, by default. A waiting read holds
-/// no database connection while it sleeps (on the primary); it looks a few times a second.
+/// no database connection while it sleeps on the primary (it looks a few times a second); on a
+/// read replica it holds one of the replica pool's connections (the check and the read must
+/// use one). It keeps its place among the waiting reads until it answers.
 pub const DEFAULT_MAX_WAITING_READS: usize = 512;
 
 /// A read-your-writes call's place: under the service's concurrency limit (the gateway's
@@ -327,6 +329,7 @@ impl Queries {
         order_id: uuid::Uuid,
         min_position: Option<u64>,
         deadline: tokio::time::Instant,
+        may_wait: &mut (dyn FnMut() -> bool + Send),
     ) -> Result<Option<Option<pb::Order>>, order_store::Error> {
         let client = match min_position {
             Some(position) => {
@@ -334,7 +337,7 @@ impl Queries {
                 let reach = Reach::Subscription(read_model::SUBSCRIPTION);
                 match replica
                     .store
-                    .connection_reaching(position, reach, give_up)
+                    .connection_reaching_if(position, reach, give_up, may_wait)
                     .await?
                 {
                     Ok(client) => client,
@@ -360,13 +363,21 @@ impl Queries {
         limit: Option<u32>,
         min_position: Option<u64>,
         deadline: tokio::time::Instant,
+        may_wait: &mut (dyn FnMut() -> bool + Send),
     ) -> Result<Option<StreamSlice>, order_store::Error> {
         match min_position {
             Some(position) => {
                 let give_up = Self::replica_give_up(replica.wait, deadline);
                 replica
                     .store
-                    .read_stream_slice_reaching(order_id, after_version, limit, position, give_up)
+                    .read_stream_slice_reaching(
+                        order_id,
+                        after_version,
+                        limit,
+                        position,
+                        give_up,
+                        may_wait,
+                    )
                     .await
             }
             None => replica
@@ -501,13 +512,17 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
             .as_uuid();
         let not_found = || ApiError::OrderNotFound(order_id.to_string()).into_status();
         if let Some(replica) = &self.replica {
-            // The replica's wait is bounded by its own setting: a place among the waiting
-            // reads when one is free, else the call's own.
-            if request.min_position.is_some() {
-                place.try_wait(&self.waits);
-            }
-            let read =
-                Self::get_order_from_replica(replica, order_id, request.min_position, deadline);
+            // A read the replica makes wait takes a place among the waiting reads; with none
+            // free it goes to the primary at once (which sheds it if it has to wait there too).
+            let waits = &self.waits;
+            let mut may_wait = || place.try_wait(waits);
+            let read = Self::get_order_from_replica(
+                replica,
+                order_id,
+                request.min_position,
+                deadline,
+                &mut may_wait,
+            );
             match Self::bounded(replica, deadline, read).await {
                 Ok(Some(order)) => {
                     Served::Replica.count("GetOrder");
@@ -573,9 +588,8 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         let limit = request.max_events.filter(|&most| most > 0);
         let mut from_replica = None;
         if let Some(replica) = &self.replica {
-            if request.min_position.is_some() {
-                place.try_wait(&self.waits);
-            }
+            let waits = &self.waits;
+            let mut may_wait = || place.try_wait(waits);
             let read = Self::slice_from_replica(
                 replica,
                 order_id,
@@ -583,6 +597,7 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
                 limit,
                 request.min_position,
                 deadline,
+                &mut may_wait,
             );
             match Self::bounded(replica, deadline, read).await {
                 Ok(Some(slice)) => {

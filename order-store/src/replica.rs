@@ -96,9 +96,25 @@ impl EventStore {
         reach: Reach<'_>,
         give_up: Instant,
     ) -> Result<Result<Object, u64>, Error> {
+        self.connection_reaching_if(position, reach, give_up, &mut || true)
+            .await
+    }
+
+    /// [`EventStore::connection_reaching`], asking `may_wait` once, when the first look finds
+    /// the position not reached: `false` gives up at once (`Ok(Err(at))`), as if `give_up`
+    /// had come. A caller that counts what waits (a service's limit on waiting reads) takes
+    /// its place there only when a read really waits.
+    pub async fn connection_reaching_if(
+        &self,
+        position: u64,
+        reach: Reach<'_>,
+        give_up: Instant,
+        may_wait: &mut (dyn FnMut() -> bool + Send),
+    ) -> Result<Result<Object, u64>, Error> {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
         let client = self.timed(self.connection()).await?;
         let mut pauses = Pauses::default();
+        let mut asked = false;
         loop {
             let (reached, at) = self
                 .timed(async {
@@ -118,9 +134,10 @@ impl EventStore {
             if reached {
                 return Ok(Ok(client));
             }
-            if Instant::now() >= give_up {
+            if Instant::now() >= give_up || !(asked || may_wait()) {
                 return Ok(Err(u64::try_from(at).unwrap_or(0)));
             }
+            asked = true;
             pauses.sleep(give_up).await;
         }
     }
@@ -147,7 +164,9 @@ impl EventStore {
     }
 
     /// [`EventStore::read_stream_slice`] from a server whose log holds the event at
-    /// `min_position`; `Ok(None)` when the server had not replayed that far by `give_up`.
+    /// `min_position`; `Ok(None)` when the server had not replayed that far by `give_up`, or
+    /// when it had not at first and `may_wait` said not to wait (see
+    /// [`EventStore::connection_reaching_if`]).
     pub async fn read_stream_slice_reaching(
         &self,
         stream_id: Uuid,
@@ -155,9 +174,10 @@ impl EventStore {
         limit: Option<u32>,
         min_position: u64,
         give_up: Instant,
+        may_wait: &mut (dyn FnMut() -> bool + Send),
     ) -> Result<Option<StreamSlice>, Error> {
         let Ok(client) = self
-            .connection_reaching(min_position, Reach::Log, give_up)
+            .connection_reaching_if(min_position, Reach::Log, give_up, may_wait)
             .await?
         else {
             return Ok(None);

@@ -44,6 +44,9 @@ pub struct Options {
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// More `serve` flags, given last (`--keepalive-interval-seconds=1`).
     pub extra_args: Vec<String>,
+    /// Read GetOrder, ListOrders and GetOrderEvents through a "read replica" that is the
+    /// test's own database, by a pool of its own (`--read-database-url`).
+    pub replica_is_primary: bool,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
             migrated: true,
             tls: None,
             extra_args: Vec::new(),
+            replica_is_primary: false,
         }
     }
 }
@@ -122,6 +126,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     if let Some((cert, key)) = &options.tls {
         argv.push(format!("--tls-cert-file={}", cert.display()));
         argv.push(format!("--tls-key-file={}", key.display()));
+    }
+    if options.replica_is_primary {
+        argv.push(format!("--read-database-url={}", db.url()));
     }
     argv.extend(options.extra_args.iter().cloned());
     let args = Wrapper::try_parse_from(argv).unwrap().args;

@@ -363,8 +363,22 @@ fn waiting_read(
 /// limit. Here they outnumber the limit twice, and commands still go through.
 #[tokio::test]
 async fn reads_waiting_for_their_position_leave_the_concurrency_limit_to_commands() {
+    waiting_reads_beside_commands(false).await;
+}
+
+/// The same with a read replica (here the primary's own database, by another pool): a read
+/// the replica makes wait gives its place up as well.
+#[tokio::test]
+async fn reads_waiting_on_a_replica_leave_the_concurrency_limit_to_commands() {
+    waiting_reads_beside_commands(true).await;
+}
+
+async fn waiting_reads_beside_commands(replica: bool) {
     let app = spawn_app_with(Options {
         max_concurrent_requests: 3,
+        replica_is_primary: replica,
+        // The whole call on the replica (at most half its deadline), not 1 s of it.
+        extra_args: vec!["--read-replica-wait-ms=10000".to_owned()],
         ..Options::default()
     })
     .await;
