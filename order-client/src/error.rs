@@ -37,7 +37,9 @@ impl Error {
     /// [`Error::Rpc`] of UNAVAILABLE after 1 attempt: nothing was sent, and a fixed setting
     /// or a renewed certificate makes the same call work, so a caller that retries later
     /// (a queue consumer) loses nothing. It is a settings problem, not an outage: a person
-    /// should be told this text (order-cli exits 2, as for unusable settings).
+    /// should be told this text (order-cli exits 2, as for unusable settings). With several
+    /// endpoints, a call that met the one whose certificate is refused fails at once too,
+    /// though another might have answered: fix that endpoint's certificate.
     pub fn tls_certificate_problem(&self) -> Option<String> {
         self.status().and_then(crate::retry::certificate_problem)
     }

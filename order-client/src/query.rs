@@ -284,6 +284,12 @@ impl Client {
     /// command wrote (GetOrder with `min_position` = the answer's global position; the
     /// service waits, up to the deadline, for the projector to get there).
     ///
+    /// A DEADLINE_EXCEEDED (the projector down or behind) is retried like any other, so with
+    /// the default policy a read model that never gets there ends the call after 6 deadlines
+    /// and the waits between them: about a minute with the service's default deadline of
+    /// 10 s. Bound it with [`RetryPolicy::total_timeout`](crate::RetryPolicy::total_timeout)
+    /// or a shorter [`ClientBuilder::timeout`](crate::ClientBuilder::timeout).
+    ///
     /// ```no_run
     /// # async fn run(client: order_client::Client, order: uuid::Uuid) -> Result<(), order_client::Error> {
     /// let shipped = client.ship_order(order, "DHL", "JD0001").await?;

@@ -41,13 +41,15 @@ impl Start {
 }
 
 /// The default number of consecutive failed (re)connection attempts after which an
-/// [`EventStream`] gives up: no limit by count (`u32::MAX`); the time limit,
-/// [`DEFAULT_RECONNECT_FOR`], ends a run of failures instead.
+/// [`EventStream`] gives up: no limit by count (`u32::MAX`); unless
+/// [`max_reconnects`](EventStream::max_reconnects) is set, the time limit
+/// [`DEFAULT_RECONNECT_FOR`] ends a run of failures instead.
 pub const DEFAULT_MAX_RECONNECTS: u32 = u32::MAX;
 
 /// How long, by default, an [`EventStream`] keeps trying to subscribe again without a
 /// subscription that worked before it gives up: a minute, to outlast a service restart or a
-/// deploy.
+/// deploy. Only the default: a stream given [`max_reconnects`](EventStream::max_reconnects)
+/// and no [`reconnect_for`](EventStream::reconnect_for) has no time limit.
 pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(60);
 
 /// The global event log, from a [`Start`], then live: every event once, in the log's gap-safe
@@ -63,10 +65,10 @@ pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(60);
 /// subscription the server ended with an error before any event, within 10 s: a server that
 /// opens the call and then cannot read its log) ends when a subscription works: it yields an
 /// event, lasts 10 s, or is cut by the connection. The stream gives up, yielding the last
-/// error and ending, when a run has lasted [`reconnect_for`](Self::reconnect_for) (default
-/// [`DEFAULT_RECONNECT_FOR`], 60 s: the service down or unreachable for a minute) or counted
-/// [`max_reconnects`](Self::max_reconnects) failures (default: no limit by count), whichever
-/// comes first; and at once for an error that another try cannot mend (UNAUTHENTICATED,
+/// error and ending, when a run has lasted [`reconnect_for`](Self::reconnect_for) or counted
+/// [`max_reconnects`](Self::max_reconnects) failures, whichever comes first, as far as each
+/// is set; with neither set, after [`DEFAULT_RECONNECT_FOR`] (60 s: the service down or
+/// unreachable for a minute), with no limit by count; and at once for an error that another try cannot mend (UNAUTHENTICATED,
 /// INVALID_ARGUMENT, a service certificate the client's TLS settings reject, ...).
 ///
 /// ```no_run
@@ -86,8 +88,10 @@ pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(60);
 pub struct EventStream {
     client: Client,
     resume: Start,
-    max_reconnects: u32,
-    reconnect_for: Duration,
+    /// The limit by count, when set.
+    max_reconnects: Option<u32>,
+    /// The limit by time, when set.
+    reconnect_for: Option<Duration>,
     failures: u32,
     /// When the current run of failures began (its first failure).
     failing_since: Option<Instant>,
@@ -120,22 +124,30 @@ impl std::fmt::Debug for EventStream {
 }
 
 impl EventStream {
-    /// Give up after this many consecutive failed attempts to (re)subscribe (default
-    /// [`DEFAULT_MAX_RECONNECTS`]: no limit by count; `u32::MAX`: never), or sooner when
-    /// [`reconnect_for`](Self::reconnect_for) runs out.
+    /// Give up after this many consecutive failed attempts to (re)subscribe (`u32::MAX`:
+    /// never), or sooner when a [`reconnect_for`](Self::reconnect_for) set as well runs out.
+    /// Set alone, it is the only limit: the default time limit no longer applies.
     pub fn max_reconnects(mut self, attempts: u32) -> Self {
-        self.max_reconnects = attempts;
+        self.max_reconnects = Some(attempts);
         self
     }
 
     /// Give up once a run of consecutive failures has lasted this long, counted from its
-    /// first failure, without a subscription that worked (default
-    /// [`DEFAULT_RECONNECT_FOR`], 60 s; `Duration::MAX`: never), or sooner when
-    /// [`max_reconnects`](Self::max_reconnects) is reached. The stream tolerates the service
+    /// first failure, without a subscription that worked (`Duration::MAX`: never; with
+    /// neither limit set, [`DEFAULT_RECONNECT_FOR`], 60 s), or sooner when a
+    /// [`max_reconnects`](Self::max_reconnects) set as well is reached. The stream tolerates the service
     /// being down or unreachable for about this long.
     pub fn reconnect_for(mut self, limit: Duration) -> Self {
-        self.reconnect_for = limit;
+        self.reconnect_for = Some(limit);
         self
+    }
+
+    /// The limits in force: (by count, by time).
+    fn limits(&self) -> (u32, Duration) {
+        match (self.max_reconnects, self.reconnect_for) {
+            (None, None) => (DEFAULT_MAX_RECONNECTS, DEFAULT_RECONNECT_FOR),
+            (count, time) => (count.unwrap_or(u32::MAX), time.unwrap_or(Duration::MAX)),
+        }
     }
 
     /// Where the next subscription would start: after the last event yielded, or the start
@@ -180,9 +192,10 @@ impl EventStream {
     /// After a failure: wait and try again, or yield the error and end.
     fn failed(&mut self, status: Status) -> Option<Error> {
         let since = *self.failing_since.get_or_insert_with(Instant::now);
+        let (max_reconnects, reconnect_for) = self.limits();
         if retryable(&status, CallKind::Idempotent)
-            && self.failures < self.max_reconnects
-            && since.elapsed() < self.reconnect_for
+            && self.failures < max_reconnects
+            && since.elapsed() < reconnect_for
         {
             self.failures += 1;
             self.reconnects += 1;
@@ -279,8 +292,8 @@ impl Client {
         EventStream {
             client: self.clone(),
             resume: start,
-            max_reconnects: DEFAULT_MAX_RECONNECTS,
-            reconnect_for: DEFAULT_RECONNECT_FOR,
+            max_reconnects: None,
+            reconnect_for: None,
             failures: 0,
             failing_since: None,
             reconnects: 0,
@@ -288,5 +301,40 @@ impl Client {
             correlation_id: String::new(),
             state: State::Idle,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_limit_set_alone_is_the_only_limit() {
+        let client = match Client::builder().endpoint("http://127.0.0.1:1").build() {
+            Ok(client) => client,
+            Err(error) => panic!("{error}"),
+        };
+        let stream = || client.subscribe_events(Start::AfterPosition(0));
+        assert_eq!(
+            stream().limits(),
+            (u32::MAX, DEFAULT_RECONNECT_FOR),
+            "by default a minute, no count"
+        );
+        assert_eq!(
+            stream().max_reconnects(10_000).limits(),
+            (10_000, Duration::MAX),
+            "a count set alone is not cut to a minute"
+        );
+        assert_eq!(
+            stream().reconnect_for(Duration::from_secs(5)).limits(),
+            (u32::MAX, Duration::from_secs(5))
+        );
+        assert_eq!(
+            stream()
+                .max_reconnects(3)
+                .reconnect_for(Duration::from_secs(5))
+                .limits(),
+            (3, Duration::from_secs(5))
+        );
     }
 }
