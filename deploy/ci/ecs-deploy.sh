@@ -277,6 +277,9 @@ previous_release() {
               elif all($release | keys[]; $c[.] == $release[.]) then "same images as the running revision"
               else "" end' <<<"$images")
         if [[ -z $reason ]]; then
+            # A release's revisions are registered when its deploy is planned, before it runs:
+            # say which images this one holds, so that one which never ran can be told.
+            echo "going back to ${arn##*:task-definition/}: $(jq -r 'to_entries | map("\(.key)=\(.value)") | join(", ")' <<<"$images")" >&2
             previous_release=$arn
             return
         fi
