@@ -5,9 +5,11 @@
 (function () {
   const body = document.body;
   const interval = Math.max(200, Number(body.dataset.refreshMs) || 2000);
-  // A request not answered within two refreshes is given up (a console that stopped
-  // answering would otherwise hold the page on "live" for ever).
-  const patience = 2 * interval;
+  // A request not answered in time is given up (a console that stopped answering would
+  // otherwise hold the page on "live" for ever): the longest the server may take to answer
+  // one (its database reads' limits and a margin, rendered by the server), never less than
+  // two refreshes, so a slow answer that is still coming is waited for, not asked again.
+  const patience = Math.max(2 * interval, Number(body.dataset.patienceMs) || 0);
   // The page is stale once its last good refresh is older than a few refreshes.
   const staleAfter = 3 * interval + patience;
   let lastGood = Date.now();

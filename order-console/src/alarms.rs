@@ -38,8 +38,8 @@ pub enum Missing {
 pub enum Signal {
     /// Sum of order-grpc commands answered `error` or `unavailable` (the lines it logs at ERROR).
     ApiErrors,
-    /// Sum of messages the worker dead-lettered, failed to dead-letter or failed to delete (its
-    /// `FAILED` lines).
+    /// Sum of the worker's `FAILED` lines (`order_worker_failed_total`: a message
+    /// dead-lettered or that could not be, a delete given up), what WorkerFailedCount counts.
     WorkerFailed,
     /// Maximum projector lag in seconds over every subscription.
     ProjectorLag,
@@ -137,7 +137,7 @@ pub fn catalogue() -> Vec<Alarm> {
         alarm(
             "worker-failed",
             "order-worker failed a message in the last minute",
-            "messages dead-lettered, failed to dead-letter, or failed to delete (the worker's FAILED lines)",
+            "the worker's FAILED lines (order_worker_failed_total): messages dead-lettered or that could not be, deletes given up",
             WorkerFailed,
             (Greater, 0.0),
             (1, 1),

@@ -373,7 +373,23 @@ impl Board {
 
     /// Placed, completed and cancelled per minute for the last [`FLOW_MINUTES`] minutes
     /// (oldest first, the current minute last), read on from where the last call stopped.
+    /// Answered within [`Settings::answer_limit`] of the call, the wait for another call's
+    /// read included: the log's pages beyond the first are read while one more fits in it
+    /// (the rest at the next refresh), so a page waiting that long is not given up.
     pub async fn flow(&self) -> Result<Vec<(i64, FlowMinute)>, String> {
+        let limit = self.settings.answer_limit();
+        let deadline = Instant::now() + limit;
+        tokio::time::timeout_at(deadline.into(), self.flow_until(deadline))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the database did not answer within {} s",
+                    limit.as_secs_f64()
+                ))
+            })
+    }
+
+    async fn flow_until(&self, deadline: Instant) -> Result<Vec<(i64, FlowMinute)>, String> {
         let mut flow = self.flow.lock().await;
         let now_minute = (unix_now() / 60.0).floor() as i64;
         let first_minute = now_minute - FLOW_MINUTES + 1;
@@ -397,10 +413,16 @@ impl Board {
             // Pages until caught up (a burst is counted whole at once), at most
             // FLOW_PAGES_PER_REFRESH of them: the rest at the next refresh.
             flow.behind = false;
-            for _ in 0..FLOW_PAGES_PER_REFRESH {
+            let read_limit = self.settings.store.call_timeout();
+            for page in 0..FLOW_PAGES_PER_REFRESH {
                 let Some(cursor) = flow.cursor.clone() else {
                     break;
                 };
+                // Another page only while it fits in the time left (it is behind until read).
+                if page > 0 && Instant::now() + read_limit > deadline {
+                    flow.behind = true;
+                    break;
+                }
                 let (events, next) = self
                     .db
                     .events_after(&cursor, FLOW_PAGE)

@@ -242,6 +242,27 @@ pub struct Settings {
     pub store: order_store::StoreConfig,
 }
 
+/// What an open page waits for an answer beyond the longest the server may take to give one
+/// (rendering, the network).
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+impl Settings {
+    /// The longest one refresh of a page may take on the server: two database reads one
+    /// after the other (the orders in flight then the finished ones; the flow's window then
+    /// its first page), each within the store's call limit (statement timeout + 2 s, 7 s by
+    /// default); the flow reads further pages of the log only while they fit in it.
+    pub fn answer_limit(&self) -> Duration {
+        self.store.call_timeout() * 2
+    }
+
+    /// How long an open page waits for a refresh before giving it up: the server's
+    /// [`Settings::answer_limit`] and [`ANSWER_MARGIN`], and at least two refresh intervals
+    /// (rendered into every page as `data-patience-ms`).
+    pub fn page_patience(&self) -> Duration {
+        (self.answer_limit() + ANSWER_MARGIN).max(self.refresh_interval * 2)
+    }
+}
+
 impl ServeArgs {
     /// Check everything clap cannot; the error is one line naming the setting.
     pub fn settings(&self) -> Result<Settings, String> {
@@ -315,6 +336,44 @@ mod tests {
         use clap::CommandFactory;
         let missing = order_runtime::cli::settings_without_environment(&Cli::command());
         assert!(missing.is_empty(), "no environment variable: {missing:?}");
+    }
+
+    /// A page waits as long as the server may take (two reads of statement timeout + 2 s,
+    /// and a margin), and at least two refreshes.
+    #[test]
+    fn a_page_waits_as_long_as_the_server_may_take() {
+        use clap::Parser;
+        let patience = |extra: &[&str]| {
+            let mut args = vec![
+                "order-console",
+                "serve",
+                "--database-url",
+                "postgres://u@h/d",
+            ];
+            args.extend_from_slice(extra);
+            let Command::Serve(serve) = Cli::try_parse_from(args)
+                .map_err(|e| e.to_string())?
+                .command
+            else {
+                return Err("not serve".to_owned());
+            };
+            serve.settings().map(|s| s.page_patience())
+        };
+        assert_eq!(
+            patience(&["--db-statement-timeout-ms", "5000", "--refresh-ms", "2000"]),
+            Ok(Duration::from_secs(15)),
+            "2 x (5 + 2) + 1"
+        );
+        assert_eq!(
+            patience(&["--db-statement-timeout-ms", "500", "--refresh-ms", "200"]),
+            Ok(Duration::from_millis(6000)),
+            "2 x (0.5 + 2) + 1"
+        );
+        assert_eq!(
+            patience(&["--db-statement-timeout-ms", "1000", "--refresh-ms", "60000"]),
+            Ok(Duration::from_secs(120)),
+            "two refreshes"
+        );
     }
 
     #[test]

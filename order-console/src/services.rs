@@ -268,7 +268,8 @@ fn increase(before: Option<f64>, after: Option<f64>) -> Option<f64> {
 /// - order-grpc: `commands_per_s:<outcome>`, `p50_ms`, `p99_ms`, `shed_per_s`, `errors`
 ///   (commands answered `error` or `unavailable`: what order-grpc logs at ERROR);
 /// - order-worker: `messages_per_s:<outcome>`, `dlq` (messages dead-lettered), `failed`
-///   (dead-lettered, failed to dead-letter, and failed deletes: the worker's `FAILED` lines);
+///   (the worker's `FAILED` lines, from its `order_worker_failed_total`; from a worker without
+///   it, dead-lettered, failed to dead-letter, and failed delete attempts);
 /// - order-projector: `events_per_s:<subscription>`, `errors:<subscription>`.
 pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut Point) {
     let rate_by = |metric: &str, label: &str, prefix: &str, point: &mut Point| {
@@ -318,21 +319,29 @@ pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut 
                 after.sum("order_worker_messages_total", &[("outcome", "dlq")]),
             )
             .unwrap_or(0.0);
-            let failed_deletes = increase(
-                before.sum("order_worker_sqs_errors_total", &[("operation", "delete")]),
-                after.sum("order_worker_sqs_errors_total", &[("operation", "delete")]),
-            )
-            .unwrap_or(0.0);
-            let failed_dead_letters = increase(
-                before.sum("order_worker_sqs_errors_total", &[("operation", "dlq")]),
-                after.sum("order_worker_sqs_errors_total", &[("operation", "dlq")]),
-            )
-            .unwrap_or(0.0);
+            // The worker counts its FAILED lines itself, one each (what WorkerFailedCount
+            // counts). A worker from before that counter: dead-lettered, could not be
+            // dead-lettered, and failed delete attempts, a retried one included.
+            let failed = match after.sum("order_worker_failed_total", &[]) {
+                Some(now) => {
+                    increase(before.sum("order_worker_failed_total", &[]), Some(now)).unwrap_or(0.0)
+                }
+                None => {
+                    let failed_deletes = increase(
+                        before.sum("order_worker_sqs_errors_total", &[("operation", "delete")]),
+                        after.sum("order_worker_sqs_errors_total", &[("operation", "delete")]),
+                    )
+                    .unwrap_or(0.0);
+                    let failed_dead_letters = increase(
+                        before.sum("order_worker_sqs_errors_total", &[("operation", "dlq")]),
+                        after.sum("order_worker_sqs_errors_total", &[("operation", "dlq")]),
+                    )
+                    .unwrap_or(0.0);
+                    dlq + failed_dead_letters + failed_deletes
+                }
+            };
             point.values.insert("dlq".to_owned(), dlq);
-            point.values.insert(
-                "failed".to_owned(),
-                dlq + failed_dead_letters + failed_deletes,
-            );
+            point.values.insert("failed".to_owned(), failed);
             for (provider, _) in crate::alarms::CIRCUIT_SIGNALS {
                 let labels = [("provider", provider), ("state", "open")];
                 if let Some(opened) = increase(
@@ -673,8 +682,45 @@ mod tests {
         instance.latest().and_then(|p| p.get("failed"))
     }
 
-    /// The worker's FAILED lines: dead-lettered, could not be dead-lettered, failed deletes
-    /// (other SQS errors are retried and are not FAILED lines).
+    /// A worker that counts its FAILED lines (`order_worker_failed_total`), by reason, with
+    /// its SQS errors of every attempt alongside.
+    fn counting_worker(started: f64, failed: [f64; 3], delete_errors: f64) -> ScrapeOutcome {
+        let [dead_lettered, dead_letter_failed, delete_failed] = failed;
+        answered(&format!(
+            "order_build_info{{service=\"order-worker\",version=\"0.1.0\"}} 1\nprocess_start_time_seconds {started}\norder_worker_messages_total{{outcome=\"dlq\"}} {dead_lettered}\norder_worker_sqs_errors_total{{operation=\"dlq\"}} {dead_letter_failed}\norder_worker_sqs_errors_total{{operation=\"delete\"}} {delete_errors}\norder_worker_failed_total{{reason=\"dead_lettered\"}} {dead_lettered}\norder_worker_failed_total{{reason=\"dead_letter_failed\"}} {dead_letter_failed}\norder_worker_failed_total{{reason=\"delete_failed\"}} {delete_failed}\n"
+        ))
+    }
+
+    /// worker-failed is the worker's count of its FAILED lines, what CloudWatch's
+    /// WorkerFailedCount counts: a delete that failed and then succeeded on a retry wrote no
+    /// FAILED line and counts nothing; a delete that gave up after its attempts wrote one line
+    /// for its batch and counts once, however many attempts failed.
+    #[test]
+    fn worker_failed_is_the_workers_count_of_its_failed_lines() {
+        let keep = Duration::from_secs(600);
+        let mut instance = Instance::new(target());
+        instance.record(100.0, counting_worker(50.0, [0.0, 0.0, 0.0], 0.0), keep);
+        // A DeleteMessageBatch attempt failed, the next one succeeded.
+        instance.record(102.0, counting_worker(50.0, [0.0, 0.0, 0.0], 1.0), keep);
+        assert_eq!(
+            failed(&instance),
+            Some(0.0),
+            "a retried delete that succeeded"
+        );
+        // A batch whose three attempts failed: one FAILED line.
+        instance.record(104.0, counting_worker(50.0, [0.0, 0.0, 1.0], 4.0), keep);
+        assert_eq!(failed(&instance), Some(1.0), "one batch given up");
+        // Each FAILED line once: one dead-lettered, two not, one delete given up.
+        instance.record(106.0, counting_worker(50.0, [1.0, 2.0, 2.0], 7.0), keep);
+        assert_eq!(failed(&instance), Some(4.0), "each line once");
+        // A new process counts all it counted.
+        instance.record(108.0, counting_worker(107.0, [0.0, 0.0, 1.0], 3.0), keep);
+        assert_eq!(failed(&instance), Some(1.0), "a restarted worker");
+    }
+
+    /// A worker that does not count its FAILED lines yet (no `order_worker_failed_total`):
+    /// dead-lettered, could not be dead-lettered, and failed delete attempts (an upper bound:
+    /// a delete attempt that failed may have succeeded on a retry).
     #[test]
     fn worker_failed_counts_every_failed_line() {
         let keep = Duration::from_secs(600);

@@ -293,6 +293,7 @@ async fn delete_batch(sqs: &Client, queue_url: &str, batch: &[Receipt]) {
                         .and_then(|i| batch.get(i))
                         .map(|r| r.message_id.as_str())
                         .unwrap_or_default();
+                    metrics::failed(metrics::Failed::DeleteFailed);
                     tracing::warn!(
                         message_id,
                         code = failed.code(),
@@ -305,6 +306,7 @@ async fn delete_batch(sqs: &Client, queue_url: &str, batch: &[Receipt]) {
                 metrics::sqs_error("delete");
                 let error = DisplayErrorContext(error).to_string();
                 if attempt == 3 {
+                    metrics::failed(metrics::Failed::DeleteFailed);
                     tracing::warn!(%error, messages = batch.len(), "SQS delete FAILED for finished messages; they will be delivered again and found done");
                     return;
                 }
@@ -896,6 +898,7 @@ impl Consumer {
                         self.delete(message, message_id).await;
                         metrics::dlq_send();
                         metrics::message(MessageOutcome::Dlq);
+                        metrics::failed(metrics::Failed::DeadLettered);
                         tracing::error!(kind, %reason, "message FAILED, sent to the dead-letter queue");
                         Settled::Deleted
                     }
@@ -905,6 +908,7 @@ impl Consumer {
                             .back_off(message, message_id, receive_count, None, received_at)
                             .await;
                         metrics::message(MessageOutcome::Retry);
+                        metrics::failed(metrics::Failed::DeadLetterFailed);
                         tracing::warn!(kind, %reason, %error, retry_in = ?delay, "message FAILED and could not be dead-lettered, left for retry");
                         Settled::LeftForRetry
                     }

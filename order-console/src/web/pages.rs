@@ -172,6 +172,7 @@ fn money(minor: i64, currency: &str) -> String {
 /// The whole page around a body.
 fn layout(state: &AppState, viewer: &Viewer, title: &str, active: &str, body: &Markup) -> Markup {
     let refresh = state.board.settings.refresh_interval.as_millis();
+    let patience = state.board.settings.page_patience().as_millis();
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -186,7 +187,7 @@ fn layout(state: &AppState, viewer: &Viewer, title: &str, active: &str, body: &M
                 }
                 script src="/static/console.js" defer {}
             }
-            body data-refresh-ms=(refresh) data-page=(active) {
+            body data-refresh-ms=(refresh) data-patience-ms=(patience) data-page=(active) {
                 header.top {
                     a.brand href="/services" { "order ledger" }
                     nav {

@@ -853,3 +853,34 @@ async fn without_a_sent_count_the_oldest_message_age_is_unknown_not_fine() {
         "{alarms}"
     );
 }
+
+/// An open page waits for a refresh as long as the server may take to answer one (two
+/// database reads one after the other, each within the statement timeout + 2 s, and a
+/// second's margin), never less than two refreshes: a slow fragment that is still working
+/// is shown, not given up every cycle and asked again.
+#[tokio::test]
+async fn a_page_waits_for_a_refresh_as_long_as_the_server_may_take() {
+    let db = TestDatabase::migrated().await;
+    let console = start(&db, &["--db-statement-timeout-ms", "3000"]).await;
+    for path in ["/services", "/flow", "/subscriptions", "/queues", "/alarms"] {
+        let page = get(console.addr, path).await.body;
+        // 2 x (3 s + 2 s) + 1 s, more than two refreshes of 500 ms.
+        assert!(
+            page.contains(r#"data-refresh-ms="500""#)
+                && page.contains(r#"data-patience-ms="11000""#),
+            "{path}: {page}"
+        );
+    }
+    // A long refresh interval: two of them.
+    let mut settings = settings(
+        &reader_url(&db).await,
+        &["--db-statement-timeout-ms", "1000"],
+    );
+    settings.refresh_interval = Duration::from_secs(30);
+    let slow = start_with(settings, None).await;
+    let page = get(slow.addr, "/flow").await.body;
+    assert!(page.contains(r#"data-patience-ms="60000""#), "{page}");
+    // The script takes its patience from the page.
+    let js = get(console.addr, "/static/console.js").await.body;
+    assert!(js.contains("body.dataset.patienceMs"), "{js}");
+}
