@@ -693,6 +693,10 @@ async fn an_open_page_says_so_when_the_console_stops_answering() {
         "500",
         "--refresh-ms",
         &refresh,
+        // The page waits for a refresh as long as the console may take to answer one (two
+        // reads within statement timeout + 2 s, and 1 s): 7 s here, 15 s by default.
+        "--db-statement-timeout-ms",
+        "1000",
     ])
     .unwrap();
     let Command::Serve(serve) = cli.command else {
