@@ -149,6 +149,15 @@ struct Row {
     stray: Option<String>,
 }
 
+/// A row of a child table, read ([`Table::read_child`]).
+enum Child {
+    Line(LegacyLine),
+    Payment(LegacyPayment),
+    Shipment(LegacyShipment),
+    Refund(LegacyRefund),
+    Status(LegacyStatus),
+}
+
 /// One table being read: its next row held back until the join asks for it.
 struct Table {
     name: &'static str,
@@ -163,6 +172,8 @@ struct Table {
     swallowed: Vec<Swallowed>,
     /// Fields in the header: every row has as many.
     width: usize,
+    /// How the export orders its order ids.
+    id_order: IdOrder,
     /// Bytes read since the current row began (shared with the table's reader).
     in_row: Arc<AtomicU64>,
     /// The next row, `None` at the end.
@@ -174,6 +185,7 @@ fn open_table(
     name: &'static str,
     expected: &'static [&'static str],
     progress: &Progress,
+    id_order: IdOrder,
 ) -> io::Result<Table> {
     let path = table_path(directory, name);
     let file = File::open(&path)
@@ -234,6 +246,7 @@ fn open_table(
         names: expected,
         swallowed: Vec::new(),
         width,
+        id_order,
         in_row,
         head: None,
     };
@@ -255,7 +268,7 @@ impl Table {
             Ok(true) => {
                 let line = record.position().map_or(0, |p| p.line());
                 let length = self.reader.position().byte() - start.byte();
-                let stray = self.swallowed_by(&record, line);
+                let stray = self.swallowed_by(&record, line)?;
                 self.head = Some(Row {
                     line,
                     too_long: length > crate::source::MAX_RECORD_BYTES as u64,
@@ -323,17 +336,26 @@ impl Table {
     ///
     /// A field's lines after its first are read as rows of this table, the way the lines were
     /// written: a quote that runs on takes no quote in (one would close it), so each is its
-    /// fields split at commas; the last is cut at the stray quote, in the field's column (else
-    /// the row would not have its width). In a free-text column, whose text may hold commas
-    /// and line breaks, only a line with a row's number of fields counts; in any other, every
-    /// line that reaches the order id's column (a line break there is nothing but a quote
-    /// that ran on).
-    fn swallowed_by(&mut self, record: &ByteRecord, line: u64) -> Option<String> {
+    /// fields split at commas; the last is cut at the stray quote, in the field's column (the
+    /// row's fields after it are that line's). A line counts as a swallowed row only when it
+    /// reads as one ([`Table::reads_as_row`]): the row's number of fields, each column read as
+    /// the import reads it, and an order id after `record`'s and not after the next row's (the
+    /// table is sorted). A field's text (an address, a reason, a bad tracking number) that
+    /// merely holds commas and line breaks swallows nothing.
+    fn swallowed_by(&mut self, record: &ByteRecord, line: u64) -> io::Result<Option<String>> {
+        let breaks = |field: &[u8]| field.iter().any(|b| matches!(b, b'\n' | b'\r'));
+        if !record.iter().any(breaks) {
+            return Ok(None);
+        }
         let id_column = self.columns[0];
+        let own = record.get(id_column).unwrap_or(b"");
+        // The next row's order id, read ahead without moving the reader when a line reads as a
+        // row (none at the end of the file).
+        let mut next: Option<Option<Vec<u8>>> = None;
         let mut stray = None;
         let mut breaks_before = 0;
         for (index, field) in record.iter().enumerate() {
-            if !field.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+            if !breaks(field) {
                 continue;
             }
             let column = self
@@ -345,29 +367,42 @@ impl Table {
             let lines = split_lines(field);
             let count = lines.len();
             let mut ids = Vec::new();
+            let mut rows = Vec::new();
             for (k, text) in lines.iter().enumerate().skip(1) {
-                let fields: Vec<&[u8]> = text.split(|b| *b == b',').collect();
-                let whole = if k + 1 == count {
-                    fields.len() == index + 1
-                } else {
-                    fields.len() == self.width
-                };
-                if (free && !whole) || fields.len() <= id_column {
+                let mut row = ByteRecord::new();
+                for value in text.split(|b| *b == b',') {
+                    row.push_field(value);
+                }
+                if k + 1 == count {
+                    if row.len() != index + 1 {
+                        continue;
+                    }
+                    for value in record.iter().skip(index + 1) {
+                        row.push_field(value);
+                    }
+                }
+                if !self.reads_as_row(&row, own, free) {
                     continue;
                 }
-                let id = fields[id_column];
-                if id.trim_ascii().is_empty() {
+                let id = row.get(id_column).unwrap_or(b"");
+                if next.is_none() {
+                    let ahead = skip_row(&self.path, self.reader.position().byte(), id_column)?;
+                    next = Some((!ahead.id.is_empty()).then_some(ahead.id));
+                }
+                if let Some(Some(until)) = &next
+                    && compare_ids(self.id_order, id, until) == Ordering::Greater
+                {
                     continue;
                 }
                 let swallowed_line = line + breaks_before + k as u64;
                 ids.push(String::from_utf8_lossy(id).into_owned());
+                rows.push(swallowed_line);
                 self.swallowed.push(Swallowed {
                     id: id.to_vec(),
                     line: swallowed_line,
                     quote_line: line,
                 });
             }
-            let first = line + breaks_before + 1;
             let last = line + breaks_before + count as u64 - 1;
             breaks_before += count as u64 - 1;
             if !free && stray.is_none() {
@@ -378,21 +413,149 @@ impl Table {
                     n if n <= 5 => format!(" (orders {})", ids.join(", ")),
                     n => format!(" (orders {} and {} more)", ids[..5].join(", "), n - 5),
                 };
-                stray = Some(format!(
-                    "{column}: holds a line break, which a {column} cannot: a quote opened in \
-                     it runs on to line {last}, closed there by a stray quote, so {} of {} it \
-                     swallowed{named}; the orders they belong to are rejected too; fix the \
-                     quotes and run again",
-                    if first == last {
-                        format!("line {first} is a row")
-                    } else {
-                        format!("lines {first} to {last} are rows")
-                    },
-                    self.file
-                ));
+                let lines = match rows.as_slice() {
+                    [] => None,
+                    [one] => Some(format!("line {one} is a row")),
+                    [first, .., end] if (end - first) as usize + 1 == rows.len() => {
+                        Some(format!("lines {first} to {end} are rows"))
+                    }
+                    _ => Some(format!(
+                        "lines {} are rows",
+                        rows.iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                };
+                stray = Some(match lines {
+                    Some(lines) => format!(
+                        "{column}: holds a line break, which a {column} cannot: a quote opened \
+                         in it runs on to line {last}, closed there by a stray quote, so {lines} \
+                         of {} it swallowed{named}; the orders they belong to are rejected too; \
+                         fix the quotes and run again",
+                        self.file
+                    ),
+                    None => format!(
+                        "{column}: holds a line break, which a {column} cannot: a quote opened \
+                         in it runs on to line {last} (none of the lines it took in reads as a \
+                         row of {}); fix the field and run again",
+                        self.file
+                    ),
+                });
             }
         }
-        stray
+        Ok(stray)
+    }
+
+    /// Whether `record`, a line of a quoted field split at its commas, reads as a row of this
+    /// table that the field swallowed: it reads as every row is read ([`Table::read_order`],
+    /// [`Table::read_child`]), its order id is one (not blank, at most
+    /// [`MAX_LEGACY_ID_LEN`](crate::tell::MAX_LEGACY_ID_LEN) bytes, valid in the id order), its
+    /// codes, statuses and times have their forms (a known currency, a two-letter country, a
+    /// known status, an RFC 3339 time), and its order id sorts after `after` (the row whose
+    /// field it is in). (That it sorts not after the table's next row is for the caller.)
+    ///
+    /// Not `strict` (the field is one that can never hold a line break, so a stray quote is
+    /// certain): the row's number of fields and its order id are enough, so that a swallowed
+    /// row with a bad value of its own still has its order rejected, not imported without it.
+    fn reads_as_row(&self, record: &ByteRecord, after: &[u8], strict: bool) -> bool {
+        let Ok(id) = text(record, self.columns[0], "order_id") else {
+            return false;
+        };
+        if crate::tell::check_id("order_id", &id).is_err()
+            || self.id_order.check(&id).is_err()
+            || compare_ids(self.id_order, id.as_bytes(), after) != Ordering::Greater
+        {
+            return false;
+        }
+        if !strict {
+            return check_width(self, record).is_ok();
+        }
+        let currency = |code: &str| order_domain::Currency::parse(code).is_ok();
+        if self.name == "orders" {
+            return self.read_order(record).is_ok_and(|order| {
+                crate::tell::check_id("customer_id", &order.customer_id).is_ok()
+                    && currency(&order.currency)
+                    && order_domain::values::CountryCode::parse(&order.ship_to.country).is_ok()
+            });
+        }
+        match self.read_child(record) {
+            Ok(Child::Line(_) | Child::Shipment(_)) => true,
+            Ok(Child::Payment(payment)) => currency(&payment.currency),
+            Ok(Child::Refund(refund)) => {
+                currency(&refund.currency) && crate::tell::is_time(&refund.refunded_at)
+            }
+            Ok(Child::Status(status)) => {
+                crate::tell::is_status(&status.status) && crate::tell::is_time(&status.at)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Read `record` as a row of orders.csv, its lists empty: the first column that cannot be
+    /// read (its width, text that is not UTF-8, an order id not valid in the id order) is the
+    /// error.
+    fn read_order(&self, record: &ByteRecord) -> Result<LegacyOrder, String> {
+        check_width(self, record)?;
+        let c = &self.columns;
+        let field = |i: usize, name: &str| text(record, c[i], name);
+        let order_id = field(0, "order_id")?;
+        self.id_order.check(&order_id)?;
+        Ok(LegacyOrder {
+            order_id,
+            customer_id: field(1, "customer_id")?,
+            currency: field(2, "currency")?,
+            shipping_method: field(3, "shipping_method")?,
+            ship_to: LegacyAddress {
+                recipient: field(4, "recipient")?,
+                line1: field(5, "line1")?,
+                line2: optional(field(6, "line2")?),
+                city: field(7, "city")?,
+                region: optional(field(8, "region")?),
+                postal_code: field(9, "postal_code")?,
+                country: field(10, "country")?,
+            },
+            lines: Vec::new(),
+            payments: Vec::new(),
+            shipments: Vec::new(),
+            refunds: Vec::new(),
+            status_history: Vec::new(),
+        })
+    }
+
+    /// Read `record` as a row of this child table: the first column that cannot be read (its
+    /// width, text that is not UTF-8, an amount that is not an integer) is the error.
+    fn read_child(&self, record: &ByteRecord) -> Result<Child, String> {
+        check_width(self, record)?;
+        let c = &self.columns;
+        let field = |i: usize, name: &str| text(record, c[i], name);
+        let integer = |i: usize, name: &str| number(record, c[i], name);
+        Ok(match self.name {
+            "order_lines" => Child::Line(LegacyLine {
+                sku: field(1, "sku")?,
+                quantity: integer(2, "quantity")?,
+                unit_price_minor: integer(3, "unit_price_minor")?,
+            }),
+            "payments" => Child::Payment(LegacyPayment {
+                payment_id: field(1, "payment_id")?,
+                currency: field(2, "currency")?,
+                amount_minor: integer(3, "amount_minor")?,
+            }),
+            "shipments" => Child::Shipment(LegacyShipment {
+                carrier: field(1, "carrier")?,
+                tracking_number: field(2, "tracking_number")?,
+            }),
+            "refunds" => Child::Refund(LegacyRefund {
+                currency: field(1, "currency")?,
+                amount_minor: integer(2, "amount_minor")?,
+                refunded_at: field(3, "refunded_at")?,
+            }),
+            _ => Child::Status(LegacyStatus {
+                status: field(1, "status")?,
+                at: field(2, "at")?,
+                reason: optional(field(3, "reason")?),
+            }),
+        })
     }
 
     /// The order id of the head row (bytes; not necessarily UTF-8).
@@ -556,6 +719,16 @@ fn optional(value: String) -> Option<String> {
     if value.is_empty() { None } else { Some(value) }
 }
 
+/// Compare two order ids in `id_order`; ids not valid in it (or not UTF-8) as bytes.
+fn compare_ids(id_order: IdOrder, a: &[u8], b: &[u8]) -> Ordering {
+    match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+        (Ok(a), Ok(b)) => id_order
+            .compare(a, b)
+            .unwrap_or_else(|_| a.as_bytes().cmp(b.as_bytes())),
+        _ => a.cmp(b),
+    }
+}
+
 fn check_width(table: &Table, record: &ByteRecord) -> Result<(), String> {
     if record.len() != table.width {
         return Err(format!(
@@ -609,7 +782,7 @@ impl CsvTables {
         let progress = Progress::new(total);
         let tables = TABLES
             .iter()
-            .map(|(name, columns)| open_table(directory, name, columns, &progress))
+            .map(|(name, columns)| open_table(directory, name, columns, &progress, id_order))
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Self {
             directory: directory.to_owned(),
@@ -629,13 +802,7 @@ impl CsvTables {
 
     fn compare(&self, a: &[u8], b: &[u8]) -> Ordering {
         // Both were checked by `check_sorted`: valid in this order, or compared as bytes.
-        match (std::str::from_utf8(a), std::str::from_utf8(b)) {
-            (Ok(a), Ok(b)) => self
-                .id_order
-                .compare(a, b)
-                .unwrap_or_else(|_| a.as_bytes().cmp(b.as_bytes())),
-            _ => a.cmp(b),
-        }
+        compare_ids(self.id_order, a, b)
     }
 
     /// Take the rows swallowed by the rows read so far into [`CsvTables::swallowed`].
@@ -846,38 +1013,12 @@ impl CsvTables {
         record: &ByteRecord,
         children: &[Vec<Row>],
     ) -> Result<LegacyOrder, (Option<usize>, u64, String)> {
-        let orders = &self.tables[0];
-        check_width(orders, record).map_err(|e| (None, 0, e))?;
-        let c = &orders.columns;
-        let field = |i: usize, name: &str| text(record, c[i], name).map_err(|e| (None, 0, e));
-        let order_id = field(0, "order_id")?;
-        if let Err(reason) = self.id_order.check(&order_id) {
-            return Err((None, 0, reason));
-        }
-        let mut order = LegacyOrder {
-            order_id,
-            customer_id: field(1, "customer_id")?,
-            currency: field(2, "currency")?,
-            shipping_method: field(3, "shipping_method")?,
-            ship_to: LegacyAddress {
-                recipient: field(4, "recipient")?,
-                line1: field(5, "line1")?,
-                line2: optional(field(6, "line2")?),
-                city: field(7, "city")?,
-                region: optional(field(8, "region")?),
-                postal_code: field(9, "postal_code")?,
-                country: field(10, "country")?,
-            },
-            lines: Vec::new(),
-            payments: Vec::new(),
-            shipments: Vec::new(),
-            refunds: Vec::new(),
-            status_history: Vec::new(),
-        };
+        let mut order = self.tables[0]
+            .read_order(record)
+            .map_err(|e| (None, 0, e))?;
         for (offset, rows) in children.iter().enumerate() {
             let index = offset + 1;
             let table = &self.tables[index];
-            let c = &table.columns;
             for Row {
                 line,
                 record: row,
@@ -892,34 +1033,12 @@ impl CsvTables {
                 if let Some(reason) = stray {
                     return Err(at(reason.clone()));
                 }
-                check_width(table, row).map_err(at)?;
-                let field = |i: usize, name: &str| text(row, c[i], name).map_err(at);
-                let integer = |i: usize, name: &str| number(row, c[i], name).map_err(at);
-                match table.name {
-                    "order_lines" => order.lines.push(LegacyLine {
-                        sku: field(1, "sku")?,
-                        quantity: integer(2, "quantity")?,
-                        unit_price_minor: integer(3, "unit_price_minor")?,
-                    }),
-                    "payments" => order.payments.push(LegacyPayment {
-                        payment_id: field(1, "payment_id")?,
-                        currency: field(2, "currency")?,
-                        amount_minor: integer(3, "amount_minor")?,
-                    }),
-                    "shipments" => order.shipments.push(LegacyShipment {
-                        carrier: field(1, "carrier")?,
-                        tracking_number: field(2, "tracking_number")?,
-                    }),
-                    "refunds" => order.refunds.push(LegacyRefund {
-                        currency: field(1, "currency")?,
-                        amount_minor: integer(2, "amount_minor")?,
-                        refunded_at: field(3, "refunded_at")?,
-                    }),
-                    _ => order.status_history.push(LegacyStatus {
-                        status: field(1, "status")?,
-                        at: field(2, "at")?,
-                        reason: optional(field(3, "reason")?),
-                    }),
+                match table.read_child(row).map_err(at)? {
+                    Child::Line(line) => order.lines.push(line),
+                    Child::Payment(payment) => order.payments.push(payment),
+                    Child::Shipment(shipment) => order.shipments.push(shipment),
+                    Child::Refund(refund) => order.refunds.push(refund),
+                    Child::Status(status) => order.status_history.push(status),
                 }
             }
         }
@@ -988,7 +1107,7 @@ fn too_long_reason() -> String {
 fn check_sorted(directory: &Path, id_order: IdOrder) -> io::Result<()> {
     for (name, columns) in TABLES {
         let progress = Progress::default();
-        let mut table = open_table(directory, name, columns, &progress)?;
+        let mut table = open_table(directory, name, columns, &progress, id_order)?;
         let mut previous: Option<Vec<u8>> = None;
         while let Some(Row {
             line,

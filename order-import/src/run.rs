@@ -154,9 +154,29 @@ fn lock_rejects(path: &Path) -> anyhow::Result<File> {
         .truncate(false)
         .open(path)
         .with_context(|| format!("cannot write the rejects to {}", path.display()))?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
-        Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+    let locked = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+    lock_outcome(path, locked)?;
+    Ok(file)
+}
+
+/// What the run does with the answer to its lock of the rejects file at `path`: locked, it
+/// goes on; held by another run, it stops; on a filesystem that takes no locks (some FUSE and
+/// network mounts answer ENOLCK, EOPNOTSUPP or ENOSYS), it goes on without one, as runs did
+/// before the lock, with a warning; any other error stops it.
+fn lock_outcome(path: &Path, locked: Result<(), rustix::io::Errno>) -> anyhow::Result<()> {
+    use rustix::io::Errno;
+    match locked {
+        Ok(()) => Ok(()),
+        Err(e @ (Errno::NOLCK | Errno::OPNOTSUPP | Errno::NOSYS)) => {
+            tracing::warn!(
+                rejects = %path.display(),
+                error = %std::io::Error::from(e),
+                "the rejects file cannot be locked on this filesystem: going on without the \
+                 lock (two runs at once with this rejects file would mix their reports)"
+            );
+            Ok(())
+        }
+        Err(Errno::WOULDBLOCK) => bail!(
             "another run is writing the rejects file {} (a run of this import, or one with the \
              same --rejects): this run did not begin and wrote nothing; wait for that run to \
              end, or give this one its own --rejects",
@@ -662,4 +682,34 @@ pub async fn import_until(
         events_per_second: events as f64 / seconds.max(0.001),
         rejects_file: options.rejects.display().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::io::Errno;
+
+    /// A filesystem that takes no locks (some FUSE and network mounts answer flock with
+    /// ENOLCK, EOPNOTSUPP or ENOSYS) lets the run go on without one, as runs did before the
+    /// lock; another run holding the lock, or any other error, stops it.
+    #[test]
+    fn a_rejects_file_on_a_filesystem_without_locks_is_written_unlocked() {
+        let path = Path::new("/tmp/x.rejects.jsonl");
+        for unsupported in [Errno::NOLCK, Errno::OPNOTSUPP, Errno::NOTSUP, Errno::NOSYS] {
+            assert!(
+                lock_outcome(path, Err(unsupported)).is_ok(),
+                "{unsupported:?}"
+            );
+        }
+        assert!(lock_outcome(path, Ok(())).is_ok());
+        let busy = lock_outcome(path, Err(Errno::WOULDBLOCK)).unwrap_err();
+        assert!(busy.to_string().contains("another run"), "{busy:#}");
+        for other in [Errno::IO, Errno::BADF, Errno::INTR, Errno::ACCESS] {
+            let error = lock_outcome(path, Err(other)).unwrap_err();
+            assert!(
+                format!("{error:#}").contains("cannot lock the rejects file"),
+                "{error:#}"
+            );
+        }
+    }
 }

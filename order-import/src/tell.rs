@@ -129,7 +129,9 @@ impl Ids {
 /// Why a legacy order cannot be imported.
 pub type Refusal = String;
 
-fn check_id(what: &str, id: &str) -> Result<(), Refusal> {
+/// Check a legacy order or customer id: not blank, at most [`MAX_LEGACY_ID_LEN`] bytes, no
+/// control characters.
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(), Refusal> {
     if id.trim().is_empty() {
         return Err(format!("{what} is empty"));
     }
@@ -173,6 +175,17 @@ fn time_before(field: &str, text: &str, latest: SystemTime) -> Result<SystemTime
         ));
     }
     Ok(at)
+}
+
+/// Whether `text` is a time as the import reads one (RFC 3339 in UTC from 1970 on), whenever
+/// it is: the form of the field, not whether the order may have it.
+pub(crate) fn is_time(text: &str) -> bool {
+    time_shape(text).is_ok_and(|utc| humantime::parse_rfc3339(&utc).is_ok())
+}
+
+/// Whether `status` is one of [`LEGACY_STATUSES`], as the import reads a status.
+pub(crate) fn is_status(status: &str) -> bool {
+    target(status).is_some()
 }
 
 /// `YYYY-MM-DDTHH:MM:SS`, an optional fraction of 1 to 9 digits, then `Z`, `+00:00` or

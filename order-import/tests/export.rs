@@ -531,6 +531,35 @@ fn rows_swallowed_by_a_stray_quote_reject_every_order_they_belong_to() {
         "{reason}"
     );
 
+    // A row swallowed by a quote in a column that can never hold a line break counts by its
+    // width and order id alone: one with a bad value of its own (an amount that is no number)
+    // still has its order rejected, not imported without the row.
+    let dir = tempfile::tempdir().unwrap();
+    csv_export(
+        dir.path(),
+        ORDERS,
+        &rows.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[
+            "A1,placed,2019-01-01T00:00:00Z,",
+            "A2,placed,2019-01-01T00:00:00Z,",
+            "A3,placed,2019-01-01T00:00:00Z,",
+        ],
+    );
+    std::fs::write(
+        dir.path().join("refunds.csv"),
+        "order_id,currency,amount_minor,refunded_at\n\
+         A1,EUR,100,\"2019-01-05T00:00:00Z\n\
+         A2,EUR,a lot,2019-01-04T22:29:47Z\"\n\
+         A3,EUR,100,2019-01-06T00:00:00Z\n",
+    )
+    .unwrap();
+    let by_order = rejects_by_order(dir.path());
+    assert_eq!(
+        by_order.keys().collect::<Vec<_>>(),
+        ["A1", "A2"],
+        "{by_order:#?}"
+    );
+
     // In a free-text column (a status's reason, last here): its own order is rejected for the
     // line break (the domain's rule), and the orders of the rows it swallowed with it.
     let dir = tempfile::tempdir().unwrap();
@@ -591,6 +620,104 @@ fn rows_swallowed_by_a_stray_quote_reject_every_order_they_belong_to() {
         !all.iter().any(|r| r.2.as_deref() == Some("A3")),
         "{all:#?}"
     );
+}
+
+/// A quoted field over several lines swallows only the lines that read as rows of its table:
+/// the table's number of fields, every column as the reader takes it (a known status, an
+/// RFC 3339 time, ...), and an order id after the row's own and not after the table's next
+/// row's. A reason whose second line has the table's comma count, or a tracking number whose
+/// second line is an order id, swallows nothing: the orders named there are imported.
+#[test]
+fn lines_of_a_quoted_field_that_do_not_read_as_rows_swallow_no_order() {
+    use order_import::legacy::IdOrder;
+    let all = |path: &Path, id_order: IdOrder| {
+        let mut source = open(path, Format::Csv, id_order).unwrap();
+        let mut out = Vec::new();
+        while let Some(record) = source.next_record() {
+            out.push(match record.unwrap() {
+                Record::Order { order, .. } => (Some(order.order_id.clone()), None),
+                Record::Unreadable { reject, .. } => (reject.order_id, Some(reject.reason)),
+            });
+        }
+        out
+    };
+    let export = |dir: &Path, ids: &[&str], history: &[&str], shipments: &[&str]| {
+        let write = |name: &str, header: &str, rows: Vec<String>| {
+            let mut text = format!("{header}\n");
+            for row in rows {
+                text.push_str(&row);
+                text.push('\n');
+            }
+            std::fs::write(dir.join(format!("{name}.csv")), text).unwrap();
+        };
+        write(
+            "orders",
+            ORDERS,
+            ids.iter().map(|id| order_row(id)).collect(),
+        );
+        write(
+            "order_lines",
+            "order_id,sku,quantity,unit_price_minor",
+            ids.iter().map(|id| format!("{id},SKU-1,1,1000")).collect(),
+        );
+        write(
+            "payments",
+            "order_id,payment_id,currency,amount_minor",
+            vec![],
+        );
+        let shipments = shipments.iter().map(|s| s.to_string()).collect();
+        write("shipments", "order_id,carrier,tracking_number", shipments);
+        write(
+            "refunds",
+            "order_id,currency,amount_minor,refunded_at",
+            vec![],
+        );
+        let history = history.iter().map(|s| s.to_string()).collect();
+        write("status_history", "order_id,status,at,reason", history);
+    };
+    for id_order in [IdOrder::Text, IdOrder::Numeric] {
+        // A reason (free text, the last column) over three lines: the second has the table's
+        // comma count, the third reads as a whole row but of an order after the next row's.
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ["1001", "1002", "1003", "1004", "1005", "1009"];
+        let mut history: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{id},placed,2019-01-01T00:00:00Z,"))
+            .collect();
+        history.insert(
+            1,
+            "1001,cancelled,2019-01-02T00:00:00Z,\"merged into\n1002, 1003, 1004, 1005\n\
+             1009,cancelled,2019-01-02T00:00:00Z,see 1009\""
+                .into(),
+        );
+        let history: Vec<&str> = history.iter().map(String::as_str).collect();
+        export(dir.path(), &ids, &history, &[]);
+        let records = all(dir.path(), id_order);
+        let expected: Vec<(Option<String>, Option<String>)> =
+            ids.iter().map(|id| (Some(id.to_string()), None)).collect();
+        assert_eq!(records, expected, "{id_order:?}");
+
+        // A tracking number (not free text) holding a line break: its own order is rejected,
+        // naming the field, and the order id on its second line is not taken for a row.
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ["122", "123", "124"];
+        let history: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{id},placed,2019-01-01T00:00:00Z,"))
+            .collect();
+        let history: Vec<&str> = history.iter().map(String::as_str).collect();
+        export(dir.path(), &ids, &history, &["122,DHL,\"ABC\n123\""]);
+        let records = all(dir.path(), id_order);
+        assert_eq!(records.len(), 3, "{records:?}");
+        let reason = records[0].1.as_deref().unwrap_or_default();
+        assert_eq!(records[0].0.as_deref(), Some("122"), "{records:?}");
+        assert!(
+            reason.contains("tracking_number") && !reason.contains("swallowed"),
+            "{reason}"
+        );
+        assert_eq!(records[1], (Some("123".into()), None), "{id_order:?}");
+        assert_eq!(records[2], (Some("124".into()), None), "{id_order:?}");
+    }
 }
 
 /// A JSON Lines export that is not one: a CSV table, a file in UTF-16 or UTF-32, or one with
