@@ -246,20 +246,28 @@ pub struct Settings {
 /// (rendering, the network).
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
+/// The most an open page waits for the server's answer, however long its database calls may
+/// take (a statement timeout of 0 gives calls minutes): a console that stops answering is
+/// said to within a minute (longer only for a refresh interval that is longer itself).
+pub const MAX_ANSWER_PATIENCE: Duration = Duration::from_secs(60);
+
 impl Settings {
-    /// The longest one refresh of a page may take on the server: two database reads one
-    /// after the other (the orders in flight then the finished ones; the flow's window then
-    /// its first page), each within the store's call limit (statement timeout + 2 s, 7 s by
-    /// default); the flow reads further pages of the log only while they fit in it.
+    /// The longest one refresh of a page may take on the server: three database reads one
+    /// after the other (the state counts: the orders in flight, the finished ones, those
+    /// stuck; the flow's window then its first page beside them), each within the store's
+    /// call limit (statement timeout + 2 s, 7 s by default); the flow reads further pages of
+    /// the log only while they fit in this limit.
     pub fn answer_limit(&self) -> Duration {
-        self.store.call_timeout() * 2
+        self.store.call_timeout() * 3
     }
 
     /// How long an open page waits for a refresh before giving it up: the server's
-    /// [`Settings::answer_limit`] and [`ANSWER_MARGIN`], and at least two refresh intervals
-    /// (rendered into every page as `data-patience-ms`).
+    /// [`Settings::answer_limit`] and [`ANSWER_MARGIN`] (at most [`MAX_ANSWER_PATIENCE`]),
+    /// and at least two refresh intervals (rendered into every page as `data-patience-ms`).
     pub fn page_patience(&self) -> Duration {
-        (self.answer_limit() + ANSWER_MARGIN).max(self.refresh_interval * 2)
+        (self.answer_limit() + ANSWER_MARGIN)
+            .min(MAX_ANSWER_PATIENCE)
+            .max(self.refresh_interval * 2)
     }
 }
 
@@ -361,13 +369,18 @@ mod tests {
         };
         assert_eq!(
             patience(&["--db-statement-timeout-ms", "5000", "--refresh-ms", "2000"]),
-            Ok(Duration::from_secs(15)),
-            "2 x (5 + 2) + 1"
+            Ok(Duration::from_secs(22)),
+            "3 x (5 + 2) + 1"
         );
         assert_eq!(
             patience(&["--db-statement-timeout-ms", "500", "--refresh-ms", "200"]),
-            Ok(Duration::from_millis(6000)),
-            "2 x (0.5 + 2) + 1"
+            Ok(Duration::from_millis(8500)),
+            "3 x (0.5 + 2) + 1"
+        );
+        assert_eq!(
+            patience(&["--db-statement-timeout-ms", "0", "--refresh-ms", "2000"]),
+            Ok(MAX_ANSWER_PATIENCE),
+            "no statement timeout: calls of minutes, a page that says so within one"
         );
         assert_eq!(
             patience(&["--db-statement-timeout-ms", "1000", "--refresh-ms", "60000"]),

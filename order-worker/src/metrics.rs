@@ -145,9 +145,21 @@ mod tests {
     use super::*;
 
     /// The worker's sources, by file name (every file that logs).
-    const SOURCES: [(&str, &str); 2] = [
+    const SOURCES: [(&str, &str); 11] = [
+        ("api.rs", include_str!("api.rs")),
+        ("breaker.rs", include_str!("breaker.rs")),
         ("consumer.rs", include_str!("consumer.rs")),
+        ("main.rs", include_str!("main.rs")),
         ("process.rs", include_str!("process.rs")),
+        ("saga.rs", include_str!("saga.rs")),
+        ("startup.rs", include_str!("startup.rs")),
+        ("providers/guard.rs", include_str!("providers/guard.rs")),
+        ("providers/http.rs", include_str!("providers/http.rs")),
+        ("providers/mod.rs", include_str!("providers/mod.rs")),
+        (
+            "providers/simulated.rs",
+            include_str!("providers/simulated.rs"),
+        ),
     ];
 
     /// The statements of `source` that log a `FAILED` line (a tracing macro with `FAILED` in

@@ -854,7 +854,7 @@ async fn without_a_sent_count_the_oldest_message_age_is_unknown_not_fine() {
     );
 }
 
-/// An open page waits for a refresh as long as the server may take to answer one (two
+/// An open page waits for a refresh as long as the server may take to answer one (three
 /// database reads one after the other, each within the statement timeout + 2 s, and a
 /// second's margin), never less than two refreshes: a slow fragment that is still working
 /// is shown, not given up every cycle and asked again.
@@ -864,10 +864,10 @@ async fn a_page_waits_for_a_refresh_as_long_as_the_server_may_take() {
     let console = start(&db, &["--db-statement-timeout-ms", "3000"]).await;
     for path in ["/services", "/flow", "/subscriptions", "/queues", "/alarms"] {
         let page = get(console.addr, path).await.body;
-        // 2 x (3 s + 2 s) + 1 s, more than two refreshes of 500 ms.
+        // 3 x (3 s + 2 s) + 1 s, more than two refreshes of 500 ms.
         assert!(
             page.contains(r#"data-refresh-ms="500""#)
-                && page.contains(r#"data-patience-ms="11000""#),
+                && page.contains(r#"data-patience-ms="16000""#),
             "{path}: {page}"
         );
     }

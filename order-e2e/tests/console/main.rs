@@ -693,8 +693,8 @@ async fn an_open_page_says_so_when_the_console_stops_answering() {
         "500",
         "--refresh-ms",
         &refresh,
-        // The page waits for a refresh as long as the console may take to answer one (two
-        // reads within statement timeout + 2 s, and 1 s): 7 s here, 15 s by default.
+        // The page waits for a refresh as long as the console may take to answer one (three
+        // reads within statement timeout + 2 s, and 1 s): 10 s here, 22 s by default.
         "--db-statement-timeout-ms",
         "1000",
     ])
