@@ -104,6 +104,50 @@ async fn sigterm_lets_the_message_in_flight_finish_and_receives_no_more() {
     worker.stop().await;
 }
 
+/// ECS's stop on the binary itself: SIGTERM while a step is far from done, with a grace much
+/// shorter than the step. The process exits within its grace plus the receive under way, and
+/// the abandoned message is visible again at once: another worker finishes the saga long
+/// before the message's 60 s visibility timeout would have let it reappear, and each effect
+/// happens once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_past_the_grace_releases_the_message_in_flight_at_once() {
+    let stack = start(5).await;
+    let mut child = ChildWorker::spawn(
+        &stack,
+        &[
+            ("ORDER_WORKER_SIM_LATENCY_MS", "30000"),
+            ("ORDER_SHUTDOWN_GRACE_SECONDS", "1"),
+            ("ORDER_WORKER_VISIBILITY_SECONDS", "60"),
+            ("ORDER_WORKER_WAIT_SECONDS", "2"),
+        ],
+    );
+    let ready = format!("http://{}/readyz", child.admin);
+    wait_ready(&ready, Duration::from_secs(30)).await;
+
+    let order = stack.place_new(&["SKU-1"]).await;
+    child.wait_in_flight(Duration::from_secs(30)).await;
+    let signalled = tokio::time::Instant::now();
+    child.signal("TERM");
+    // 1 s of grace, then the receive under way (a 2 s long poll) and the release.
+    let status = child.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "a stop past its grace still exits 0: {status}");
+    let stopped_after = signalled.elapsed();
+    assert!(
+        stopped_after < Duration::from_secs(15),
+        "the worker took {stopped_after:?} to stop with a 1 s grace"
+    );
+
+    // Well inside the 60 s visibility timeout: only a released message can be taken again.
+    let worker = stack.worker(&[]).await;
+    stack
+        .wait_terminal(std::slice::from_ref(&order), Duration::from_secs(40))
+        .await;
+    let events = stack.events(&order).await;
+    assert_each_effect_once(&order, &events);
+    assert!(stack.drain_dlq().await.is_empty());
+    worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_needs_order_grpc_and_the_queue_and_metrics_are_served() {
     let _gauges = CIRCUIT_GAUGES.lock().await;
