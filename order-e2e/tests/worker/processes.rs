@@ -130,7 +130,10 @@ async fn sigterm_past_the_grace_releases_the_message_in_flight_at_once() {
     child.signal("TERM");
     // 1 s of grace, then the receive under way (a 2 s long poll) and the release.
     let status = child.wait_exit(Duration::from_secs(20)).await;
-    assert!(status.success(), "a stop past its grace still exits 0: {status}");
+    assert!(
+        status.success(),
+        "a stop past its grace still exits 0: {status}"
+    );
     let stopped_after = signalled.elapsed();
     assert!(
         stopped_after < Duration::from_secs(15),
