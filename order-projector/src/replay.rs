@@ -21,12 +21,20 @@
 //! 6. Release the leases (a projector rebuilding after a version change keeps the projection's
 //!    lease and goes on projecting).
 //!
+//! While it reads the log (steps 2 and 4), the rebuild records how far it has read on its
+//! rebuild lease's row (`events_processed`: events read and folded or applied so far, flushed
+//! or not; `last_event_at`: when the newest of them was recorded) after each page once a
+//! second has passed or 10,000 events were read since it last did, in a statement of its own,
+//! fenced by its token and touching neither the checkpoint nor the lease (and in every
+//! checkpoint write): `status` shows a bulk fold's progress long before its first flush moves
+//! the checkpoint.
+//!
 //! A failure (or a kill) anywhere before the swap leaves the live tables as they were; a
 //! failed rebuild drops its shadow tables if it still holds the rebuild lease (else they are
 //! its successor's), and the next rebuild drops any leftovers.
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use order_store::{
     Cursor, EventStore, Lease, LogDigest, RecordedEvent, advance_checkpoint, verify_read,
@@ -158,6 +166,119 @@ impl From<SetupError> for ReplayError {
             other => Self::Setup(other.to_string()),
         }
     }
+}
+
+/// A rebuild records its progress after a page once this much time passed since it last
+/// did...
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// ...or once it read this many events since.
+const PROGRESS_EVERY_EVENTS: u64 = 10_000;
+
+/// How far a rebuild has read, and how much of it its lease's row shows.
+struct ReadProgress {
+    /// Events read and folded or applied.
+    events: u64,
+    /// When the newest of them was recorded in the log.
+    newest: Option<SystemTime>,
+    /// What the row's `events_processed` holds (the generic path's checkpoint writes add to
+    /// it).
+    recorded: u64,
+    /// When it was last written.
+    recorded_at: Instant,
+}
+
+impl ReadProgress {
+    fn new() -> Self {
+        Self {
+            events: 0,
+            newest: None,
+            recorded: 0,
+            recorded_at: Instant::now(),
+        }
+    }
+
+    /// Count a page read.
+    fn read(&mut self, events: &[RecordedEvent]) {
+        self.events += events.len() as u64;
+        if let Some(last) = events.iter().map(|e| e.recorded_at).max() {
+            self.newest = Some(self.newest.map_or(last, |newest| newest.max(last)));
+        }
+    }
+
+    /// Write the progress in a flush's transaction (which moves the checkpoint with no events
+    /// of its own): the row holds it once that commits ([`ReadProgress::committed`]).
+    async fn record_in(
+        &self,
+        client: &impl order_store::deadpool_postgres::GenericClient,
+        lease: &Lease,
+    ) -> Result<(), ReplayError> {
+        match record_progress(client, lease, self.events, self.newest).await? {
+            1 => Ok(()),
+            _ => Err(ReplayError::LeaseLost("rebuild".into())),
+        }
+    }
+
+    /// A transaction that brought the row's count to [`ReadProgress::events`] committed.
+    fn committed(&mut self) {
+        self.recorded = self.events;
+        self.recorded_at = Instant::now();
+    }
+
+    /// Write the progress on the rebuild lease's row if it is due ([`PROGRESS_EVERY`] or
+    /// [`PROGRESS_EVERY_EVENTS`] events since the last write): one UPDATE of its own, fenced
+    /// by the lease's token, that changes neither the checkpoint nor the lease. A lease found
+    /// lost is [`ReplayError::LeaseLost`] (every later write would fail too); a failed write is
+    /// only a WARN (the rebuild goes on; its next write, or its flush, tells more).
+    async fn record_if_due(
+        &mut self,
+        client: &order_store::deadpool_postgres::Client,
+        lease: &Lease,
+    ) -> Result<(), ReplayError> {
+        let due = self.events - self.recorded;
+        if due == 0 || (due < PROGRESS_EVERY_EVENTS && self.recorded_at.elapsed() < PROGRESS_EVERY)
+        {
+            return Ok(());
+        }
+        let written = record_progress(client, lease, self.events, self.newest).await;
+        self.recorded_at = Instant::now();
+        match written {
+            Ok(1) => {
+                self.recorded = self.events;
+                Ok(())
+            }
+            Ok(_) => Err(ReplayError::LeaseLost("rebuild".into())),
+            Err(error) => {
+                tracing::warn!(lease = %lease.subscription, %error, "replay: recording the rebuild's progress failed; going on");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Set the rebuild lease's row's progress (`events` read, the newest recorded at `newest`),
+/// if `lease` is still held: the rows changed, 0 or 1. Neither the checkpoint nor the lease
+/// changes, so no fenced write depends on it.
+async fn record_progress(
+    client: &impl order_store::deadpool_postgres::GenericClient,
+    lease: &Lease,
+    events: u64,
+    newest: Option<SystemTime>,
+) -> Result<u64, order_store::tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE orders.subscriptions
+             SET events_processed = $4, last_event_at = coalesce($5, last_event_at),
+                 updated_at = now()
+             WHERE name = $1 AND owner = $2 AND lease_token = $3",
+            &[
+                &lease.subscription,
+                &lease.owner,
+                &lease.token,
+                &i64::try_from(events).unwrap_or(i64::MAX),
+                &newest,
+            ],
+        )
+        .await
 }
 
 /// The name of a projection's rebuild lease (a row of `orders.subscriptions`).
@@ -378,6 +499,18 @@ impl Rebuild<'_> {
             let tx = client.transaction().await?;
             tables::create_shadows(&tx, &self.schema.tables).await?;
             order_store::restart_checkpoint(&tx, self.rebuild_lease).await?;
+            // The row's progress counts this rebuild's events (a released row keeps the last
+            // rebuild's); fenced like the line above, which already checked the lease.
+            tx.execute(
+                "UPDATE orders.subscriptions SET events_processed = 0, last_event_at = NULL
+                 WHERE name = $1 AND owner = $2 AND lease_token = $3",
+                &[
+                    &self.rebuild_lease.subscription,
+                    &self.rebuild_lease.owner,
+                    &self.rebuild_lease.token,
+                ],
+            )
+            .await?;
             tx.commit().await?;
         }
         let head = store.head_position().await?;
@@ -392,7 +525,7 @@ impl Rebuild<'_> {
             None
         };
         let (mut pages, reader) = self.read_ahead(Cursor::START);
-        let mut events_done = 0u64;
+        let mut progress = ReadProgress::new();
         let mut cursor = Cursor::START;
         // The rebuild's checkpoint as the database has it: every write moves from there, and
         // checks that the database holds what was read since (`unwritten`).
@@ -404,6 +537,7 @@ impl Rebuild<'_> {
             let Some(end) = end else { break };
             unwritten = unwritten.merge(digest);
             let count = events.len() as u64;
+            progress.read(&events);
             if count > 0 {
                 match &mut bulk {
                     Some(fold) => {
@@ -412,9 +546,11 @@ impl Rebuild<'_> {
                             let tx = long_transaction(&mut client).await?;
                             fold.flush(&tx, shadow).await?;
                             verify_read(&tx, rebuild, written, end, &unwritten).await?;
-                            advance_checkpoint(&tx, self.rebuild_lease, written, end, count, None)
+                            advance_checkpoint(&tx, self.rebuild_lease, written, end, 0, None)
                                 .await?;
+                            progress.record_in(&tx, self.rebuild_lease).await?;
                             tx.commit().await?;
+                            progress.committed();
                             written = end;
                             unwritten = LogDigest::EMPTY;
                         }
@@ -434,14 +570,15 @@ impl Rebuild<'_> {
                                 true,
                             )
                             .await?;
+                        progress.committed();
                         written = end;
                         unwritten = LogDigest::EMPTY;
                     }
                 }
             }
-            events_done += count;
             cursor = end;
-            reporter.update(end.global_position, events_done);
+            reporter.update(end.global_position, progress.events);
+            progress.record_if_due(&client, self.rebuild_lease).await?;
             self.renew(None).await?;
         }
         drop(pages);
@@ -455,7 +592,9 @@ impl Rebuild<'_> {
             fold.finish(&tx, shadow).await?;
             verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
             advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
+            progress.record_in(&tx, self.rebuild_lease).await?;
             tx.commit().await?;
+            progress.committed();
             written = cursor;
             unwritten = LogDigest::EMPTY;
         }
@@ -503,6 +642,7 @@ impl Rebuild<'_> {
                 let Some(end) = end else { break };
                 unwritten = unwritten.merge(digest);
                 let count = events.len() as u64;
+                progress.read(&events);
                 if count > 0 {
                     subscriber
                         .apply(
@@ -518,12 +658,12 @@ impl Rebuild<'_> {
                             true,
                         )
                         .await?;
+                    progress.committed();
                     written = end;
                     unwritten = LogDigest::EMPTY;
                 }
-                events_done += count;
                 cursor = end;
-                reporter.update(end.global_position, events_done);
+                reporter.update(end.global_position, progress.events);
                 self.renew(Some(&live)).await?;
             }
 
@@ -554,7 +694,7 @@ impl Rebuild<'_> {
             rows.push((table.name().to_owned(), row.try_get::<_, i64>(0)? as u64));
         }
         let report = ReplayReport {
-            events: events_done,
+            events: progress.events,
             rows,
             checkpoint: cursor,
             version,

@@ -15,10 +15,21 @@ use crate::subscription::Subscription;
 pub struct RebuildStatus {
     /// Who rebuilds.
     pub owner: String,
-    /// How far the shadow tables are.
+    /// How far the shadow tables are committed: the rebuild's checkpoint, which a bulk fold
+    /// moves only when it writes out what it holds in memory (a flush), so it can stay at 0
+    /// for a long time on a big log. `events_read` moves meanwhile.
     pub checkpoint_position: u64,
-    /// Events of the log after that.
+    /// Log positions from that checkpoint to the head's.
     pub lag_events: u64,
+    /// Events of the projection's categories the rebuild has read and folded or applied so
+    /// far, written out or not: recorded after each page once a second has passed or 10,000
+    /// events were read since the last record (and by every checkpoint write), so it moves
+    /// long before the first flush. It stands still while the shadow tables' indexes are
+    /// built.
+    pub events_read: u64,
+    /// How long ago the newest of them was recorded in the log (how far the rebuild has read,
+    /// in the log's time); `None` before the first record.
+    pub newest_read_age_seconds: Option<f64>,
 }
 
 /// One subscription.
@@ -95,6 +106,10 @@ pub async fn collect(
                     owner: s.owner.clone()?,
                     checkpoint_position: s.checkpoint.global_position,
                     lag_events: head_position.saturating_sub(s.checkpoint.global_position),
+                    events_read: s.events_processed,
+                    newest_read_age_seconds: s
+                        .last_event_at
+                        .map(|at| now.duration_since(at).unwrap_or_default().as_secs_f64()),
                 })
             });
         subscriptions.push(SubscriptionStatus {
@@ -154,9 +169,13 @@ pub fn render(status: &Status) -> String {
             s.last_error.as_deref().unwrap_or("-"),
         ));
         if let Some(rebuild) = &s.rebuild {
+            let newest = match rebuild.newest_read_age_seconds {
+                Some(age) => format!(" (the newest recorded {age:.0} s ago)"),
+                None => String::new(),
+            };
             out.push_str(&format!(
-                "{:<20} rebuilding into shadow tables: at {}, {} events behind ({})\n",
-                "", rebuild.checkpoint_position, rebuild.lag_events, rebuild.owner
+                "{:<20} rebuilding into shadow tables: read {} events{newest}; committed at {}, {} events behind ({})\n",
+                "", rebuild.events_read, rebuild.checkpoint_position, rebuild.lag_events, rebuild.owner
             ));
         }
     }

@@ -471,3 +471,201 @@ async fn a_rebuild_refuses_a_table_that_is_not_the_projections_own_and_drops_not
     .await;
     refused_and_kept(fresh, "a first replay over someone else's table").await;
 }
+
+/// A projection whose bulk fold holds everything in memory until the end (one flush, by
+/// `finish`'s time) and takes its time over each page until `seen` is set: a rebuild of a big
+/// log, observed long before its first flush.
+struct SlowFold {
+    seen: Arc<AtomicBool>,
+    flushes: Arc<AtomicUsize>,
+}
+
+impl order_projector::Projection for SlowFold {
+    type Event = order_domain::OrderEvent;
+
+    fn name(&self) -> &str {
+        "slow_fold"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn categories(&self) -> order_projector::Categories {
+        order_projector::Categories::of::<order_domain::Order>()
+    }
+
+    fn tables(&self) -> Vec<order_projector::Table> {
+        vec![order_projector::Table::new(
+            "slow_fold",
+            "CREATE TABLE {table} (position bigint PRIMARY KEY)",
+        )]
+    }
+
+    async fn apply(
+        &self,
+        page: &order_projector::Page<order_domain::OrderEvent>,
+        tx: &order_projector::Transaction<'_>,
+        tables: &order_projector::Tables,
+    ) -> Result<(), order_projector::ApplyError> {
+        for event in page {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} VALUES ($1) ON CONFLICT DO NOTHING",
+                    &tables["slow_fold"]
+                ),
+                &[&(event.position() as i64)],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn bulk(&self) -> Option<Box<dyn order_projector::BulkFold<order_domain::OrderEvent>>> {
+        Some(Box::new(SlowFolding {
+            seen: self.seen.clone(),
+            flushes: self.flushes.clone(),
+            held: Vec::new(),
+        }))
+    }
+}
+
+struct SlowFolding {
+    seen: Arc<AtomicBool>,
+    flushes: Arc<AtomicUsize>,
+    held: Vec<i64>,
+}
+
+impl order_projector::BulkFold<order_domain::OrderEvent> for SlowFolding {
+    fn fold<'a>(
+        &'a mut self,
+        page: &'a order_projector::Page<order_domain::OrderEvent>,
+        _client: &'a order_projector::Client,
+        _tables: &'a order_projector::Tables,
+    ) -> futures::future::BoxFuture<'a, Result<(), order_projector::ApplyError>> {
+        Box::pin(async move {
+            self.held
+                .extend(page.into_iter().map(|e| e.position() as i64));
+            if !self.seen.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn should_flush(&self) -> bool {
+        false
+    }
+
+    fn flush<'a>(
+        &'a mut self,
+        tx: &'a order_projector::Transaction<'_>,
+        tables: &'a order_projector::Tables,
+    ) -> futures::future::BoxFuture<'a, Result<(), order_projector::ApplyError>> {
+        Box::pin(async move {
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            for position in self.held.drain(..) {
+                tx.execute(
+                    &format!("INSERT INTO {} VALUES ($1)", &tables["slow_fold"]),
+                    &[&position],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn finish<'a>(
+        &'a mut self,
+        _tx: &'a order_projector::Transaction<'_>,
+        _tables: &'a order_projector::Tables,
+    ) -> futures::future::BoxFuture<'a, Result<(), order_projector::ApplyError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A rebuild's progress shows in `status` before its first flush: the operator can tell a
+/// rebuild that works from one that is stuck, while its committed checkpoint (what the swap
+/// and every fenced write go from) stays where the last flush left it.
+#[tokio::test]
+async fn a_rebuilds_progress_shows_in_status_before_its_first_flush() {
+    let f = fixture().await;
+    write_orders(&f.handler, 60, 3).await;
+    everything_visible(&f.store).await;
+    let seen = Arc::new(AtomicBool::new(false));
+    let flushes = Arc::new(AtomicUsize::new(0));
+    let subscription = Subscription::projection(SlowFold {
+        seen: seen.clone(),
+        flushes: flushes.clone(),
+    });
+    let known = [Subscription::projection(SlowFold {
+        seen: seen.clone(),
+        flushes: flushes.clone(),
+    })];
+    // The projection has a row (status shows a rebuild on its projection's row).
+    let (live, _) = lease(&f.store, "slow_fold", "live").await;
+    f.store.release_lease(&live).await.unwrap();
+
+    let (_stop, shutdown) = watch::channel(false);
+    let replaying = {
+        let store = f.store.clone();
+        tokio::spawn(async move {
+            let options = ReplayOptions {
+                page: 5,
+                ..options()
+            };
+            order_projector::replay::replay(&store, &subscription, &options, &shutdown).await
+        })
+    };
+    // Each page takes 100 ms until progress is seen: without progress records, the whole
+    // rebuild (dozens of pages) passes with nothing to see before its only flush.
+    let mut observed = None;
+    while !replaying.is_finished() {
+        let status = order_projector::status::collect(&f.store, &known)
+            .await
+            .unwrap();
+        let rebuild = status
+            .subscriptions
+            .iter()
+            .find(|s| s.name == "slow_fold")
+            .and_then(|s| s.rebuild.clone());
+        if let Some(rebuild) = rebuild
+            && rebuild.events_read > 0
+        {
+            observed = Some((rebuild, flushes.load(Ordering::SeqCst), status));
+            seen.store(true, Ordering::SeqCst);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = replaying.await.unwrap().unwrap();
+    let (rebuild, flushes_then, status) =
+        observed.expect("the rebuild's progress never showed before it ended");
+    let head = status.head_position;
+    assert_eq!(flushes_then, 0, "observed before the first flush");
+    assert_eq!(
+        rebuild.checkpoint_position, 0,
+        "the committed checkpoint does not move before a flush"
+    );
+    assert_eq!(
+        rebuild.lag_events, head,
+        "its lag counts from the committed one"
+    );
+    assert!(rebuild.events_read < report.events, "observed mid-way");
+    assert!(rebuild.newest_read_age_seconds.is_some());
+    let text = order_projector::status::render(&status);
+    assert!(
+        text.contains(&format!("read {} events", rebuild.events_read))
+            && text.contains("committed at 0"),
+        "{text}"
+    );
+    assert_eq!(flushes.load(Ordering::SeqCst), 1, "one flush, at the end");
+    let rows: i64 =
+        f.db.connect()
+            .await
+            .query_one("SELECT count(*) FROM orders.slow_fold", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(rows as u64, report.events, "every event folded, once");
+}
