@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use order_store::EventStore;
+use order_store::{Cursor, EventStore};
 use serde::Serialize;
 
 use crate::replay::rebuild_lease_name;
@@ -86,20 +86,10 @@ pub async fn collect(
         crate::tables::all_registered(&client).await?
     };
     let states = store.subscriptions().await?;
-    let mut subscriptions = Vec::new();
-    for state in &states {
-        if state.name.ends_with("#rebuild") {
-            continue;
-        }
-        let first = store.first_recorded_after(state.checkpoint).await?;
-        let lag_seconds = match first {
-            Some(at) => now.duration_since(at).unwrap_or_default().as_secs_f64(),
-            None => 0.0,
-        };
-        let lease_live = state.lease_expires_at.filter(|at| *at > now);
-        let rebuild = states
+    let rebuild_of = |name: &str| {
+        states
             .iter()
-            .find(|s| s.name == rebuild_lease_name(&state.name))
+            .find(|s| s.name == rebuild_lease_name(name))
             .filter(|s| s.lease_expires_at.is_some_and(|at| at > now))
             .and_then(|s| {
                 Some(RebuildStatus {
@@ -111,7 +101,52 @@ pub async fn collect(
                         .last_event_at
                         .map(|at| now.duration_since(at).unwrap_or_default().as_secs_f64()),
                 })
+            })
+    };
+    let mut subscriptions = Vec::new();
+    for state in &states {
+        if let Some(name) = state.name.strip_suffix("#rebuild") {
+            // The first rebuild of a projection that never ran has no row of its own yet:
+            // shown under the projection's name, at the start of the log, with no owner.
+            if states.iter().any(|s| s.name == name) {
+                continue;
+            }
+            let Some(rebuild) = rebuild_of(name) else {
+                continue;
+            };
+            let first = store.first_recorded_after(Cursor::START).await?;
+            subscriptions.push(SubscriptionStatus {
+                name: name.to_owned(),
+                version: None,
+                code_version: known
+                    .iter()
+                    .find(|s| s.name() == name)
+                    .and_then(Subscription::version),
+                checkpoint_position: Cursor::START.global_position,
+                checkpoint_cursor: Cursor::START.to_string(),
+                lag_events: crate::subscription::lag_events(
+                    head_position,
+                    Cursor::START,
+                    first.is_some(),
+                ),
+                lag_seconds: first.map_or(0.0, |at| {
+                    now.duration_since(at).unwrap_or_default().as_secs_f64()
+                }),
+                events_processed: 0,
+                owner: None,
+                lease_expires_in_seconds: None,
+                last_error: None,
+                rebuild: Some(rebuild),
             });
+            continue;
+        }
+        let first = store.first_recorded_after(state.checkpoint).await?;
+        let lag_seconds = match first {
+            Some(at) => now.duration_since(at).unwrap_or_default().as_secs_f64(),
+            None => 0.0,
+        };
+        let lease_live = state.lease_expires_at.filter(|at| *at > now);
+        let rebuild = rebuild_of(&state.name);
         subscriptions.push(SubscriptionStatus {
             name: state.name.clone(),
             version: registered

@@ -589,6 +589,17 @@ impl order_projector::BulkFold<order_domain::OrderEvent> for SlowFolding {
 /// and every fenced write go from) stays where the last flush left it.
 #[tokio::test]
 async fn a_rebuilds_progress_shows_in_status_before_its_first_flush() {
+    rebuild_progress_shows_before_the_first_flush(true).await;
+}
+
+/// The same for the first rebuild of a projection that never ran (no row of its own yet):
+/// `status` shows it under the projection's name.
+#[tokio::test]
+async fn the_first_rebuild_of_a_new_projection_shows_in_status() {
+    rebuild_progress_shows_before_the_first_flush(false).await;
+}
+
+async fn rebuild_progress_shows_before_the_first_flush(projection_has_a_row: bool) {
     let f = fixture().await;
     write_orders(&f.handler, 60, 3).await;
     everything_visible(&f.store).await;
@@ -602,9 +613,10 @@ async fn a_rebuilds_progress_shows_in_status_before_its_first_flush() {
         seen: seen.clone(),
         flushes: flushes.clone(),
     })];
-    // The projection has a row (status shows a rebuild on its projection's row).
-    let (live, _) = lease(&f.store, "slow_fold", "live").await;
-    f.store.release_lease(&live).await.unwrap();
+    if projection_has_a_row {
+        let (live, _) = lease(&f.store, "slow_fold", "live").await;
+        f.store.release_lease(&live).await.unwrap();
+    }
 
     let (_stop, shutdown) = watch::channel(false);
     let replaying = {
