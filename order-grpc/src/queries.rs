@@ -43,7 +43,9 @@ pub struct Queries {
 /// The reads that may wait for their `min_position` at once, by default. A waiting read holds
 /// no database connection while it sleeps on the primary (it looks a few times a second); on a
 /// read replica it holds one of the replica pool's connections (the check and the read must
-/// use one). It keeps its place among the waiting reads until it answers.
+/// use one), and one that finds none free (all held by waiting reads) waits as well, holding
+/// nothing and trying again after each pause: a busy replica pool is no failed replica. It
+/// keeps its place among the waiting reads until it answers.
 pub const DEFAULT_MAX_WAITING_READS: usize = 512;
 
 /// A read-your-writes call's place: under the service's concurrency limit (the gateway's
@@ -110,7 +112,9 @@ struct Replica {
 enum Served {
     /// By the replica.
     Replica,
-    /// By the primary: the replica had not reached the call's min_position in time.
+    /// By the primary: the replica had not reached the call's min_position in time, or had
+    /// no pooled connection free for the read by then (busy with waiting reads, not failed),
+    /// or the read could not wait there (no place among the waiting reads).
     PrimaryReplicaBehind,
     /// By the primary: the replica failed (unreachable, timed out, cancelled by recovery).
     PrimaryReplicaFailed,

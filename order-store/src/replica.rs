@@ -88,8 +88,13 @@ impl EventStore {
     /// A pooled connection to a server whose data has reached `position` as `reach` says,
     /// waiting (asking again after each of [`Pauses`], on that one connection) until `give_up`.
     /// `Ok(Err(at))` when it had not by then: `at` is how far it was (the subscription's
-    /// checkpoint position; 0 for [`Reach::Log`]). Reads made on the connection afterwards
-    /// see at least that state.
+    /// checkpoint position; 0 for [`Reach::Log`], or when no look was made). Reads made on the
+    /// connection afterwards see at least that state.
+    ///
+    /// A pool whose connections are all in use (held by other such waits, as when a projector
+    /// is down) is "not reached yet", never an error: the wait does not queue for the pool
+    /// but tries again after each pause until `give_up`, holding nothing meanwhile. A
+    /// connection that cannot be opened is an error.
     pub async fn connection_reaching(
         &self,
         position: u64,
@@ -101,9 +106,9 @@ impl EventStore {
     }
 
     /// [`EventStore::connection_reaching`], asking `may_wait` once, when the first look finds
-    /// the position not reached: `false` gives up at once (`Ok(Err(at))`), as if `give_up`
-    /// had come. A caller that counts what waits (a service's limit on waiting reads) takes
-    /// its place there only when a read really waits.
+    /// the position not reached or no pooled connection is free for it: `false` gives up at
+    /// once (`Ok(Err(at))`), as if `give_up` had come. A caller that counts what waits (a
+    /// service's limit on waiting reads) takes its place there only when a read really waits.
     pub async fn connection_reaching_if(
         &self,
         position: u64,
@@ -112,9 +117,20 @@ impl EventStore {
         may_wait: &mut (dyn FnMut() -> bool + Send),
     ) -> Result<Result<Object, u64>, Error> {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
-        let client = self.timed(self.connection()).await?;
         let mut pauses = Pauses::default();
         let mut asked = false;
+        // A busy pool is waited out like a position not reached: no queueing for it under what
+        // the caller holds before `may_wait` is asked, and no error (the server is fine).
+        let client = loop {
+            if let Some(client) = self.timed(self.connection_if_free()).await? {
+                break client;
+            }
+            if Instant::now() >= give_up || !(asked || may_wait()) {
+                return Ok(Err(0));
+            }
+            asked = true;
+            pauses.sleep(give_up).await;
+        };
         loop {
             let (reached, at) = self
                 .timed(async {
@@ -144,7 +160,7 @@ impl EventStore {
 
     /// A stream's events after `after_version`, from a server whose log holds the event at
     /// `min_position` (see [`EventStore::connection_reaching`]); `Ok(None)` when the server had
-    /// not replayed that far by `give_up`.
+    /// not replayed that far (or no pooled connection was free) by `give_up`.
     pub async fn read_stream_reaching(
         &self,
         stream_id: Uuid,
@@ -164,9 +180,9 @@ impl EventStore {
     }
 
     /// [`EventStore::read_stream_slice`] from a server whose log holds the event at
-    /// `min_position`; `Ok(None)` when the server had not replayed that far by `give_up`, or
-    /// when it had not at first and `may_wait` said not to wait (see
-    /// [`EventStore::connection_reaching_if`]).
+    /// `min_position`; `Ok(None)` when the server had not replayed that far (or no pooled
+    /// connection was free) by `give_up`, or when it had not at first and `may_wait` said not
+    /// to wait (see [`EventStore::connection_reaching_if`]).
     pub async fn read_stream_slice_reaching(
         &self,
         stream_id: Uuid,

@@ -310,6 +310,25 @@ impl EventStore {
         Ok(self.inner.pool.get().await?)
     }
 
+    /// [`EventStore::connection`] without waiting for a busy pool: `Ok(None)` when every
+    /// connection is in use, at once. A free connection, or a new one while the pool has room,
+    /// is `Ok(Some(_))`; a connection that cannot be opened is an error, as ever. For a caller
+    /// with something better to do than queue under what it holds (a read-your-writes wait
+    /// that gives its place back and looks again later), and that must not take a pool busy
+    /// with such waits for a broken server.
+    pub async fn connection_if_free(&self) -> Result<Option<deadpool_postgres::Object>, Error> {
+        crate::recycle::waiting_for_connection();
+        let mut timeouts = self.inner.pool.timeouts();
+        timeouts.wait = Some(Duration::ZERO);
+        match self.inner.pool.timeout_get(&timeouts).await {
+            Ok(client) => Ok(Some(client)),
+            Err(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// A round trip to the database.
     pub async fn ping(&self) -> Result<(), Error> {
         self.timed(async {

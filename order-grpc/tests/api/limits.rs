@@ -456,3 +456,127 @@ async fn reads_that_would_wait_beyond_their_own_limit_are_shed() {
         assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     }
 }
+
+/// The value of one series on a `/metrics` page (0 when absent).
+fn series(body: &str, name_and_labels: &str) -> f64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// GetOrderEvents of `order` with `min_position`, `timeout` as its deadline; a read the
+/// concurrency limit sheds is sent again when `retry_shed`.
+fn events_after(
+    app: &TestApp,
+    order: &str,
+    min_position: u64,
+    timeout: Duration,
+    retry_shed: bool,
+) -> tokio::task::JoinHandle<Result<usize, tonic::Status>> {
+    let mut client = app.raw_queries();
+    let order = order.to_owned();
+    tokio::spawn(async move {
+        loop {
+            let mut request = tonic::Request::new(pb::GetOrderEventsRequest {
+                order_id: order.clone(),
+                after_version: 0,
+                min_position: Some(min_position),
+                max_events: None,
+            });
+            request.set_timeout(timeout);
+            match client.get_order_events(request).await {
+                Ok(answer) => return Ok(answer.into_inner().events.len()),
+                Err(status) if retry_shed && status.code() == Code::ResourceExhausted => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => return Err(status),
+            }
+        }
+    })
+}
+
+/// A replica pool held by reads waiting for their position is busy, not broken: a further
+/// read that finds no replica connection free gives its place under the concurrency limit
+/// back and waits like them (a command beside it goes through), is never shed nor counted as
+/// a failed replica read, and is answered by the replica once its position is reached. It
+/// used to queue for a replica connection under its place (the pool wait, 1 s here),
+/// shedding commands meanwhile, and then count the replica as failed.
+#[tokio::test]
+async fn a_read_finding_the_replica_pool_held_by_waiting_reads_waits_too() {
+    let app = spawn_app_with(Options {
+        max_concurrent_requests: 1,
+        pool_size: 2,
+        replica_is_primary: true,
+        // The whole call on the replica (at most half its deadline), not 1 s of it.
+        extra_args: vec!["--read-replica-wait-ms=10000".to_owned()],
+        ..Options::default()
+    })
+    .await;
+    let order = id();
+    let placed = app
+        .commands()
+        .place_order(place(&order))
+        .await
+        .unwrap()
+        .into_inner();
+    // The next event's position: the reads wait for it.
+    let next = placed.global_position + 1;
+    let wait = Duration::from_secs(10);
+    let in_use = "order_db_pool_connections{pool=\"order-grpc-read\",state=\"in_use\"}";
+    let mut reads = Vec::new();
+    for held in 1..=2 {
+        reads.push(events_after(&app, &order, next, wait, true));
+        let started = Instant::now();
+        while series(&app.admin_get("/metrics").await.1, in_use) < f64::from(held) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the waiting read did not take a replica connection"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Both replica connections are held by waiting reads: this one finds none free.
+    let further = events_after(&app, &order, next, wait, false);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let other = app.commands().place_order(place(&id())).await;
+    let other = other
+        .expect("a command beside reads waiting for the replica (limit 1)")
+        .into_inner();
+    assert_eq!(
+        other.global_position, next,
+        "positions are handed out in order"
+    );
+
+    let answered = tokio::time::timeout(Duration::from_secs(15), further)
+        .await
+        .expect("the further read answers")
+        .unwrap();
+    assert_eq!(
+        answered.as_ref().ok(),
+        Some(&1),
+        "answered once the position is reached: {answered:?}"
+    );
+    for read in reads {
+        assert_eq!(read.await.unwrap().ok(), Some(1));
+    }
+    let (_, metrics) = app.admin_get("/metrics").await;
+    let outcome = |outcome: &str| {
+        series(
+            &metrics,
+            &format!(
+                "order_grpc_replica_reads_total{{rpc=\"GetOrderEvents\",outcome=\"{outcome}\"}}"
+            ),
+        )
+    };
+    assert_eq!(
+        outcome("primary_replica_failed"),
+        0.0,
+        "a busy replica pool is no failed replica:\n{metrics}"
+    );
+    assert_eq!(
+        outcome("replica"),
+        3.0,
+        "the replica answered all three:\n{metrics}"
+    );
+}
