@@ -318,42 +318,45 @@ impl Board {
         if let Some(value) = cache.fresh(CACHE) {
             return value;
         }
-        let value = async {
-            let (in_flight, finished): (Vec<_>, Vec<_>) =
-                db::STATES.into_iter().partition(|s| !s.is_terminal());
-            // Bounded: one more than the cap tells that there are more.
-            let mut counts = self
-                .db
-                .state_counts(&in_flight, Some(db::IN_FLIGHT_COUNT_CAP + 1))
-                .await?;
-            // Finished orders only grow: counted once a minute (the whole index otherwise).
+        let (in_flight, finished): (Vec<_>, Vec<_>) =
+            db::STATES.into_iter().partition(|s| !s.is_terminal());
+        // Bounded: one more than the cap tells that there are more.
+        let in_flight_counts = self
+            .db
+            .state_counts(&in_flight, Some(db::IN_FLIGHT_COUNT_CAP + 1));
+        // Finished orders only grow: counted once a minute (the whole index otherwise).
+        let finished_counts = async {
             let mut terminal = self.terminal_counts.lock().await;
-            let finished_counts = match terminal.fresh(TERMINAL_CACHE) {
-                Some(counts) => counts,
-                None => match self.db.state_counts(&finished, None).await {
-                    Ok(fresh) => {
-                        terminal.put(fresh.clone());
-                        fresh
+            if let Some(counts) = terminal.fresh(TERMINAL_CACHE) {
+                return Ok(counts);
+            }
+            match self.db.state_counts(&finished, None).await {
+                Ok(fresh) => {
+                    terminal.put(fresh.clone());
+                    Ok(fresh)
+                }
+                // The last counts known (finished orders only grow), asked again a minute
+                // later: a count that failed (too slow, say) is not asked again at every
+                // refresh.
+                Err(error) => match terminal.value.as_ref().map(|(_, v)| v.clone()) {
+                    Some(known) => {
+                        tracing::warn!(%error, "counting finished orders failed; showing the last counts");
+                        terminal.put(known.clone());
+                        Ok(known)
                     }
-                    // The last counts known (finished orders only grow), asked again a
-                    // minute later: a count that failed (too slow, say) is not asked again
-                    // at every refresh.
-                    Err(error) => match terminal.value.as_ref().map(|(_, v)| v.clone()) {
-                        Some(known) => {
-                            tracing::warn!(%error, "counting finished orders failed; showing the last counts");
-                            terminal.put(known.clone());
-                            known
-                        }
-                        None => return Err(error),
-                    },
+                    None => Err(error),
                 },
-            };
-            counts.extend(finished_counts);
-            let stuck = self.db.stuck(3).await?;
-            Ok::<_, db::Error>((counts, stuck))
-        }
-        .await
-        .map_err(|e| e.to_string());
+            }
+        };
+        let stuck = self.db.stuck(3);
+        // Side by side, each on its own connection within its own time limit: the state
+        // counts take one read's time, not three.
+        let value = tokio::try_join!(in_flight_counts, finished_counts, stuck)
+            .map(|(mut counts, finished_counts, stuck)| {
+                counts.extend(finished_counts);
+                (counts, stuck)
+            })
+            .map_err(|e| e.to_string());
         cache.put(value.clone());
         value
     }
@@ -463,7 +466,6 @@ impl Board {
     /// The per-minute datapoints of every alarm signal.
     pub fn datapoints(&self) -> Datapoints {
         let now = unix_now();
-        let minute_of = |t: f64| (t / 60.0).floor() as i64;
         let mut out = Datapoints {
             first_minute: minute_of(self.started),
             current_minute: minute_of(now),
@@ -484,25 +486,13 @@ impl Board {
             };
         };
         let instances = self.instances();
-        // Latency: per minute, the buckets' increase over the minute, every instance summed.
-        let mut latency: BTreeMap<i64, (Buckets, Buckets)> = BTreeMap::new();
         for instance in &instances {
-            let mut per_minute: BTreeMap<i64, (&Buckets, &Buckets)> = BTreeMap::new();
-            let mut previous: Option<&Buckets> = None;
             for point in &instance.points {
                 let minute = minute_of(point.t);
                 match instance.kind {
                     Kind::Grpc => {
                         if let Some(errors) = point.get("errors") {
                             put(Signal::ApiErrors, minute, errors, true);
-                        }
-                        if !point.latency_buckets.is_empty() {
-                            let start = previous.unwrap_or(&point.latency_buckets);
-                            per_minute
-                                .entry(minute)
-                                .and_modify(|e| e.1 = &point.latency_buckets)
-                                .or_insert((start, &point.latency_buckets));
-                            previous = Some(&point.latency_buckets);
                         }
                     }
                     Kind::Worker => {
@@ -530,20 +520,10 @@ impl Board {
                     }
                     Kind::Unknown => {}
                 }
-                if !point.up {
-                    previous = None;
-                }
-            }
-            for (minute, (start, end)) in per_minute {
-                let entry = latency.entry(minute).or_default();
-                add_buckets(&mut entry.0, start);
-                add_buckets(&mut entry.1, end);
             }
         }
-        for (minute, (start, end)) in latency {
-            if let Some(p95) = crate::prom::quantile(0.95, &start, &end) {
-                put(Signal::LatencyP95, minute, p95, false);
-            }
+        for (minute, p95) in latency_p95(&instances) {
+            put(Signal::LatencyP95, minute, p95, false);
         }
         for point in self.queue_points() {
             let minute = minute_of(point.t);
@@ -629,6 +609,36 @@ async fn within_queue_limit<T>(read: impl Future<Output = Result<T, String>>) ->
         })
 }
 
+/// The minute (since the Unix epoch) of Unix time `t`.
+fn minute_of(t: f64) -> i64 {
+    (t / 60.0).floor() as i64
+}
+
+/// The p95 of order-grpc's command latency per minute: the observations of the minute's
+/// scrapes (each since the scrape its rates are counted from: a new process's whole buckets,
+/// the same process's increase, over a failed scrape too), every instance summed.
+fn latency_p95(instances: &[Instance]) -> BTreeMap<i64, f64> {
+    let mut latency: BTreeMap<i64, Buckets> = BTreeMap::new();
+    for instance in instances.iter().filter(|i| i.kind == Kind::Grpc) {
+        for point in instance
+            .points
+            .iter()
+            .filter(|p| !p.latency_observed.is_empty())
+        {
+            add_buckets(
+                latency.entry(minute_of(point.t)).or_default(),
+                &point.latency_observed,
+            );
+        }
+    }
+    latency
+        .into_iter()
+        .filter_map(|(minute, observed)| {
+            crate::prom::quantile(0.95, &[], &observed).map(|p95| (minute, p95))
+        })
+        .collect()
+}
+
 /// Add cumulative buckets (same bounds) into a running sum.
 fn add_buckets(into: &mut Vec<(f64, f64)>, from: &[(f64, f64)]) {
     for (bound, count) in from {
@@ -638,4 +648,69 @@ fn add_buckets(into: &mut Vec<(f64, f64)>, from: &[(f64, f64)]) {
         }
     }
     into.sort_by(|a, b| a.0.total_cmp(&b.0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Target;
+    use crate::prom::Scrape;
+    use crate::services::ScrapeOutcome;
+
+    /// order-grpc's answer: started at `started`, its latency buckets (cumulative) `fast`
+    /// (<= 0.1 s), `medium` (<= 1 s), `all`.
+    fn grpc(started: f64, fast: u32, medium: u32, all: u32) -> ScrapeOutcome {
+        ScrapeOutcome::Answered {
+            ready: true,
+            readiness: "ready".into(),
+            metrics: Scrape::parse(&format!(
+                "order_build_info{{service=\"order-grpc\",version=\"0.1.0\"}} 1\n\
+                 process_start_time_seconds {started}\n\
+                 order_command_duration_seconds_bucket{{le=\"0.1\"}} {fast}\n\
+                 order_command_duration_seconds_bucket{{le=\"1\"}} {medium}\n\
+                 order_command_duration_seconds_bucket{{le=\"+Inf\"}} {all}\n"
+            )),
+        }
+    }
+
+    /// A new order-grpc process (another `process_start_time_seconds`): its whole buckets
+    /// are the window's observations, whatever the old process had counted; the same process
+    /// back after a failed scrape: its buckets' increase over the gap.
+    #[test]
+    fn latency_p95_counts_a_new_process_whole_and_a_blip_over_the_gap() {
+        let keep = Duration::from_secs(3600);
+        let mut instance = Instance::new(Target {
+            name: None,
+            authority: "127.0.0.1:1".into(),
+        });
+        // Minute 100: the old process, 100 fast commands and 900 of up to 1 s so far.
+        instance.record(6000.0, grpc(5000.0, 100, 1000, 1000), keep);
+        instance.record(6030.0, grpc(5000.0, 100, 1000, 1000), keep);
+        // Minute 101: a new process, 150 fast commands and one of up to 1 s. The old
+        // process's buckets are no baseline: "1 s" did not fall from 1000 to 151.
+        instance.record(6062.0, grpc(6050.0, 150, 151, 151), keep);
+        let p95 = latency_p95(std::slice::from_ref(&instance));
+        let expected = 0.1 * (0.95 * 151.0) / 150.0;
+        let got = p95.get(&101).copied().unwrap_or(f64::NAN);
+        assert!(
+            (got - expected).abs() < 1e-9,
+            "minute 101: {got}, not {expected}"
+        );
+        assert!(
+            !p95.contains_key(&100),
+            "nothing observed in minute 100: {p95:?}"
+        );
+
+        // Minute 102: a failed scrape; minute 103: the same process, 20 commands of up to
+        // 1 s in between.
+        instance.record(6130.0, ScrapeOutcome::Unreachable("refused".into()), keep);
+        instance.record(6190.0, grpc(6050.0, 150, 171, 171), keep);
+        let p95 = latency_p95(std::slice::from_ref(&instance));
+        let expected = 0.1 + 0.9 * (0.95 * 20.0) / 20.0;
+        let got = p95.get(&103).copied().unwrap_or(f64::NAN);
+        assert!(
+            (got - expected).abs() < 1e-9,
+            "minute 103: {got}, not {expected}"
+        );
+    }
 }

@@ -87,6 +87,13 @@ pub struct ServeArgs {
     /// `http://127.0.0.1:16686/trace/{trace_id}`): each event links to its trace.
     #[arg(long, env = "ORDER_CONSOLE_TRACE_URL")]
     pub trace_url: Option<String>,
+    /// The proxies in front of the console (a load balancer, a TLS proxy), comma-separated
+    /// addresses or CIDR ranges (`10.0.0.0/16`, `::1`). A request whose connection comes from
+    /// one of them is counted, for the limit on failed sign-ins, as its client's: the
+    /// right-most `X-Forwarded-For` entry that is not itself one of them. Empty (the
+    /// default): no header is trusted, and the client is the connection's peer.
+    #[arg(long, env = "ORDER_CONSOLE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// The read-only database connection (a member of orders_readonly).
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -215,6 +222,38 @@ pub fn parse_tokens<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Ve
     Ok(tokens)
 }
 
+/// One `--trusted-proxies` entry: an address (a range of one) or a CIDR range.
+pub fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            format!(
+                "invalid --trusted-proxies entry {text:?}: an IP address or a CIDR range (10.0.0.0/16)"
+            )
+        })
+}
+
+/// How many failed sign-ins (a wrong token in the form, or a wrong bearer token) a client
+/// address may make within a window before it is refused (429, its tokens not even checked)
+/// until the window, counted from its first failure, ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimit {
+    /// Failures allowed in one window.
+    pub failures: u32,
+    /// The window, from an address's first failure.
+    pub window: Duration,
+}
+
+impl Default for LoginLimit {
+    /// Five failures a minute.
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Settings after every check.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -238,6 +277,11 @@ pub struct Settings {
     pub history: Duration,
     /// Trace link template.
     pub trace_url: Option<String>,
+    /// Failed sign-ins allowed per client address (not a command-line setting: tests shorten
+    /// the window).
+    pub login_limit: LoginLimit,
+    /// The proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The database.
     pub store: order_store::StoreConfig,
 }
@@ -252,11 +296,12 @@ pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 pub const MAX_ANSWER_PATIENCE: Duration = Duration::from_secs(60);
 
 impl Settings {
-    /// The longest one refresh of a page may take on the server: three database reads one
-    /// after the other (the state counts: the orders in flight, the finished ones, those
-    /// stuck; the flow's window then its first page beside them), each within the store's
-    /// call limit (statement timeout + 2 s, 7 s by default); the flow reads further pages of
-    /// the log only while they fit in this limit.
+    /// The longest one refresh of a page may take on the server: three of the store's call
+    /// limits (statement timeout + 2 s, 7 s by default): the flow's window then its first
+    /// page, one after the other (the state counts, the orders in flight, the finished ones
+    /// and those stuck, are read side by side with them, each within its own limit), and
+    /// one more for the flow's further pages of the log, which it reads only while they fit
+    /// in this limit.
     pub fn answer_limit(&self) -> Duration {
         self.store.call_timeout() * 3
     }
@@ -312,6 +357,13 @@ impl ServeArgs {
                 return Err(format!("invalid {flag}: an http:// or https:// queue URL"));
             }
         }
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(parse_proxy)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut store = self.database.store_config("order-console");
         // A console needs few connections; it must never crowd out the services.
         store.pool_size = store.pool_size.min(4);
@@ -330,6 +382,8 @@ impl ServeArgs {
             refresh_interval: Duration::from_millis(self.refresh_ms),
             history: Duration::from_secs(self.history_minutes * 60),
             trace_url: self.trace_url.clone(),
+            login_limit: LoginLimit::default(),
+            trusted_proxies,
             store,
         })
     }
@@ -346,7 +400,7 @@ mod tests {
         assert!(missing.is_empty(), "no environment variable: {missing:?}");
     }
 
-    /// A page waits as long as the server may take (two reads of statement timeout + 2 s,
+    /// A page waits as long as the server may take (three reads of statement timeout + 2 s,
     /// and a margin), and at least two refreshes.
     #[test]
     fn a_page_waits_as_long_as_the_server_may_take() {

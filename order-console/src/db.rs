@@ -100,6 +100,53 @@ SELECT 'the orders schema (CREATE)' || roles.via
  WHERE has_schema_privilege(roles.oid, 'orders', 'CREATE')
 ORDER BY 1 LIMIT 1";
 
+/// The first SECURITY DEFINER function (or procedure) outside the system schemas that the
+/// current user, or any role it is a member of (as in [`WRITABLE_SQL`]), may execute, and
+/// whose owner may change the `orders` schema: a superuser, or a role that may write any of
+/// its tables, views or foreign tables (or a column of one), advance any of its sequences, or
+/// create in it, by its own privileges or those it inherits (a SECURITY DEFINER function
+/// runs with them, and may not `SET ROLE`). Such a function writes for whoever calls it. The
+/// project's migrations define none: `orders.log_fence()`, which `orders_readonly` may
+/// execute, runs as its caller.
+const WRITING_DEFINER_SQL: &str = "
+WITH roles AS (
+    SELECT r.oid,
+           CASE WHEN r.rolname = current_user THEN ''
+                ELSE ' (as a member of ' || r.rolname || ')' END AS via
+      FROM pg_roles r
+     WHERE pg_has_role(current_user, r.oid, 'MEMBER')),
+definers AS (
+    SELECT DISTINCT ON (p.oid) p.oid, p.proowner,
+           quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+               || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS function,
+           roles.via
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace CROSS JOIN roles
+     WHERE p.prosecdef
+       AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+       AND has_function_privilege(roles.oid, p.oid, 'EXECUTE')
+     ORDER BY p.oid, roles.via)
+SELECT d.function || d.via, pg_get_userbyid(d.proowner)::text, w.what
+  FROM definers d
+  CROSS JOIN LATERAL (
+      SELECT 'anything (a superuser)' AS what
+        FROM pg_roles o WHERE o.oid = d.proowner AND o.rolsuper
+      UNION ALL
+      SELECT 'orders.' || c.relname
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'orders' AND c.relkind IN ('r', 'p', 'v', 'f')
+         AND (has_table_privilege(d.proowner, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+              OR has_any_column_privilege(d.proowner, c.oid, 'INSERT, UPDATE'))
+      UNION ALL
+      SELECT 'orders.' || c.relname || ' (sequence)'
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'orders' AND c.relkind = 'S'
+         AND has_sequence_privilege(d.proowner, c.oid, 'USAGE, UPDATE')
+      UNION ALL
+      SELECT 'the orders schema (CREATE)'
+       WHERE has_schema_privilege(d.proowner, 'orders', 'CREATE')
+      LIMIT 1) AS w
+ ORDER BY 1 LIMIT 1";
+
 impl Db {
     /// A pool whose sessions are read-only. Nothing touches the network yet.
     pub fn new(config: &order_store::StoreConfig) -> Result<Self, String> {
@@ -173,7 +220,7 @@ impl Db {
     }
 
     /// Refuse a role that may write: superuser, any write privilege on a table of the `orders`
-    /// schema, or CREATE on it.
+    /// schema, or CREATE on it, or EXECUTE on a SECURITY DEFINER function whose owner may.
     /// `Unavailable` or `Query` when the database cannot tell yet.
     pub async fn check_read_only(&self) -> Result<(), Error> {
         self.timed(async { self.client().await.map(drop) }).await
@@ -210,6 +257,16 @@ async fn check(client: &deadpool_postgres::Object) -> Result<(), Error> {
         let table: String = row.try_get(0)?;
         return Err(Error::NotReadOnly(format!(
             "the database user {user:?} may write {table}: the console needs a member of orders_readonly"
+        )));
+    }
+    if let Some(row) = client.query_opt(WRITING_DEFINER_SQL, &[]).await? {
+        let function: String = row.try_get(0)?;
+        let owner: String = row.try_get(1)?;
+        let what: String = row.try_get(2)?;
+        return Err(Error::NotReadOnly(format!(
+            "the database user {user:?} may execute {function}, a SECURITY DEFINER function \
+             of {owner:?}, who may write {what}: the console needs a member of orders_readonly \
+             that may execute no such function (REVOKE EXECUTE from it and from PUBLIC)"
         )));
     }
     Ok(())

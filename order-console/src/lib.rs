@@ -103,7 +103,7 @@ impl Console {
             addr: settings.addr,
             source,
         })?;
-        let auth = Arc::new(web::auth::Auth::new(&settings.tokens));
+        let auth = Arc::new(web::auth::Auth::new(&settings.tokens, settings.login_limit));
         let board = Arc::new(Board::new(settings, db, sqs));
         Ok(Self {
             listener,
@@ -129,9 +129,13 @@ impl Console {
             auth: self.auth,
             ready: Default::default(),
         });
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // The peer's address: the limit of failed sign-ins is per client address.
+        let result = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         scraper.abort();
         result
     }

@@ -184,11 +184,11 @@ fn parse_labels(mut text: &str) -> Option<(Vec<(String, String)>, &str)> {
     }
 }
 
-/// The `q`-quantile (0..=1) of the observations between two cumulative bucket sets of the same
-/// histogram (`later` minus `earlier`), interpolated linearly inside the bucket as Prometheus'
-/// `histogram_quantile` does. `None` when nothing was observed in between.
-pub fn quantile(q: f64, earlier: &[(f64, f64)], later: &[(f64, f64)]) -> Option<f64> {
-    let deltas: Vec<(f64, f64)> = later
+/// The observations between two cumulative bucket sets of the same histogram: `later` minus
+/// `earlier`, bucket by bucket (a bucket that fell: a restarted process, whose whole count is
+/// new). Cumulative buckets too, with `later`'s bounds.
+pub fn observed(earlier: &[(f64, f64)], later: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    later
         .iter()
         .map(|(bound, count)| {
             let before = earlier
@@ -203,7 +203,15 @@ pub fn quantile(q: f64, earlier: &[(f64, f64)], later: &[(f64, f64)]) -> Option<
             };
             (*bound, delta)
         })
-        .collect();
+        .collect()
+}
+
+/// The `q`-quantile (0..=1) of the observations between two cumulative bucket sets of the same
+/// histogram ([`observed`]; `earlier` empty: all of `later`), interpolated linearly inside the
+/// bucket as Prometheus' `histogram_quantile` does. `None` when nothing was observed in
+/// between.
+pub fn quantile(q: f64, earlier: &[(f64, f64)], later: &[(f64, f64)]) -> Option<f64> {
+    let deltas = observed(earlier, later);
     let total = deltas.last()?.1;
     if total <= 0.0 {
         return None;

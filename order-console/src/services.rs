@@ -83,8 +83,11 @@ pub struct Point {
     pub ready: bool,
     /// Rates and levels by name (see [`derive`]); absent when not measurable.
     pub values: BTreeMap<String, f64>,
-    /// order-grpc: cumulative command-latency buckets (all commands), for per-minute quantiles.
-    pub latency_buckets: Vec<(f64, f64)>,
+    /// order-grpc: the commands' latencies observed since the scrape its rates are counted
+    /// from (as [`derive`]'s: the same process's previous answer, or nothing for a new
+    /// process, all of whose buckets are new), as cumulative buckets of all commands, for
+    /// per-minute quantiles; empty when there is no such scrape.
+    pub latency_observed: Vec<(f64, f64)>,
 }
 
 impl Point {
@@ -285,8 +288,9 @@ pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut 
             rate_by("order_commands_total", "outcome", "commands_per_s", point);
             let earlier = before.buckets("order_command_duration_seconds");
             let later = after.buckets("order_command_duration_seconds");
+            point.latency_observed = crate::prom::observed(&earlier, &later);
             for (name, q) in [("p50_ms", 0.5), ("p99_ms", 0.99)] {
-                if let Some(seconds) = quantile(q, &earlier, &later) {
+                if let Some(seconds) = quantile(q, &[], &point.latency_observed) {
                     point.values.insert(name.to_owned(), seconds * 1000.0);
                 }
             }
@@ -387,7 +391,6 @@ fn levels(kind: Kind, scrape: &Scrape, point: &mut Point) {
         }
     }
     match kind {
-        Kind::Grpc => point.latency_buckets = scrape.buckets("order_command_duration_seconds"),
         Kind::Projector => {
             for (prefix, metric) in [
                 ("lag_s", "order_projector_lag_seconds"),
@@ -411,7 +414,8 @@ fn levels(kind: Kind, scrape: &Scrape, point: &mut Point) {
                 point.values.insert(format!("circuit:{provider}"), state);
             }
         }
-        Kind::Unknown => {}
+        // Its latency is counted between two scrapes ([`derive`]).
+        Kind::Grpc | Kind::Unknown => {}
     }
 }
 

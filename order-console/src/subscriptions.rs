@@ -91,6 +91,9 @@ pub async fn read(db: &Db) -> Result<SubscriptionsView, Error> {
                             // As `order-projector status` counts a rebuild's.
                             lag_events: behind,
                             lag_seconds: subscription.lag_seconds,
+                            // Recorded by the rebuild about once a second while it reads.
+                            events_read: subscription.events_processed,
+                            newest_read_at: subscription.last_event_at,
                         },
                     );
                 }
@@ -171,6 +174,11 @@ pub struct Rebuild {
     pub lag_events: i64,
     /// Age of the oldest event after it.
     pub lag_seconds: f64,
+    /// Events the rebuild has read so far, written out or not (it records them on its lease's
+    /// row about once a second, so they move before its first flush moves the checkpoint).
+    pub events_read: i64,
+    /// When the newest of them was recorded in the log; `None` before the first record.
+    pub newest_read_at: Option<SystemTime>,
 }
 
 /// The subscriptions page's data.

@@ -7,11 +7,14 @@
 pub mod auth;
 pub mod pages;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -43,6 +46,76 @@ pub type Readiness = (std::time::Instant, Result<(), &'static str>);
 /// Who is looking (the token's name; `None` when sign-in is off).
 #[derive(Debug, Clone)]
 pub struct Viewer(pub Option<String>);
+
+/// The client's address as the console sees it: the connection's peer, or, when the peer is
+/// one of `--trusted-proxies`, the right-most `X-Forwarded-For` entry that is not itself one
+/// of them (each proxy appends the address it was reached from, so the entries to the left of
+/// the last trusted hop are whatever the client chose to send, never trusted). Unspecified
+/// (`0.0.0.0`) when the router is served without connection info.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    fn of(extensions: &http::Extensions, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> Self {
+        let peer = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        Self(client_address(peer, headers, trusted))
+    }
+}
+
+/// See [`ClientAddr`]. A forwarded entry that does not read as an address (a port, an
+/// obfuscated name) ends the walk: the hop it came through is the client.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |address: &IpAddr| {
+        let address = address.to_canonical();
+        trusted.iter().any(|range| range.contains(&address))
+    };
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .collect();
+    for entry in entries.iter().rev() {
+        let Ok(address) = entry.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = address;
+        if !is_trusted(&address) {
+            break;
+        }
+    }
+    client
+}
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(
+            &parts.extensions,
+            &parts.headers,
+            &state.board.settings.trusted_proxies,
+        ))
+    }
+}
+
+/// What a client that failed too many sign-ins is told, and the `Retry-After` seconds.
+fn too_many(wait: Duration) -> (String, HeaderValue) {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    (
+        format!("too many failed sign-ins from this address: try again in {seconds} s"),
+        HeaderValue::from(seconds),
+    )
+}
 
 /// The router.
 pub fn router(state: AppState) -> Router {
@@ -139,11 +212,38 @@ async fn require_viewer(
         return next.run(request).await;
     }
     let headers = request.headers();
-    let from_bearer = headers
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-        .and_then(|token| state.auth.token_name(token));
+        .and_then(bearer_token);
+    // A bearer token is a sign-in: one of a client that failed too often is not checked, and
+    // a wrong one counts as a failure.
+    let client = ClientAddr::of(
+        request.extensions(),
+        request.headers(),
+        &state.board.settings.trusted_proxies,
+    )
+    .0;
+    let from_bearer = match bearer {
+        Some(token) => {
+            if let Err(wait) = state.auth.limiter.attempt(client) {
+                let (text, retry_after) = too_many(wait);
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, retry_after)],
+                    format!("{text}\n"),
+                )
+                    .into_response();
+            }
+            let name = state.auth.token_name(token);
+            match name {
+                Some(_) => state.auth.limiter.forgive(client),
+                None => tracing::info!(%client, "console bearer token refused: unknown token"),
+            }
+            name
+        }
+        None => None,
+    };
     let from_cookie = headers
         .get_all(header::COOKIE)
         .iter()
@@ -192,7 +292,7 @@ fn is_loopback_host(host: &str) -> bool {
     };
     name.eq_ignore_ascii_case("localhost")
         || name
-            .parse::<std::net::IpAddr>()
+            .parse::<IpAddr>()
             .is_ok_and(|address| address.is_loopback())
 }
 
@@ -236,8 +336,25 @@ pub struct LoginForm {
 
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     form: Result<axum::Form<LoginForm>, FormRejection>,
 ) -> Response {
+    // A client that failed too often is refused before its token is even looked at; this
+    // try counts as a failure until its token proves valid.
+    if let Err(wait) = state.auth.limiter.attempt(client) {
+        let next = form
+            .as_ref()
+            .ok()
+            .and_then(|axum::Form(form)| form.next.as_deref());
+        let (text, retry_after) = too_many(wait);
+        tracing::info!(%client, "console sign-in refused: too many failures");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after)],
+            pages::login(&auth::safe_next(next), Some(&text)),
+        )
+            .into_response();
+    }
     let Ok(axum::Form(form)) = form else {
         return (
             StatusCode::BAD_REQUEST,
@@ -250,7 +367,7 @@ async fn login(
     };
     let next = auth::safe_next(form.next.as_deref());
     let Some(name) = state.auth.token_name(form.token.trim()) else {
-        tracing::info!("console sign-in refused: unknown token");
+        tracing::info!(%client, "console sign-in refused: unknown token");
         return (
             StatusCode::UNAUTHORIZED,
             pages::login(&next, Some("that token is not valid")),
@@ -258,6 +375,7 @@ async fn login(
             .into_response();
     };
     tracing::info!(token = %name, "console sign-in");
+    state.auth.limiter.succeeded(client);
     let id = state.auth.start_session(name);
     let secure = if state.board.settings.secure_cookies {
         "; Secure"
@@ -302,7 +420,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let answer = {
         let mut latest = state.ready.lock().await;
         match *latest {
-            Some((at, answer)) if at.elapsed() < std::time::Duration::from_secs(1) => answer,
+            Some((at, answer)) if at.elapsed() < Duration::from_secs(1) => answer,
             _ => {
                 let answer = state.board.db.ping().await.map_err(|error| {
                     tracing::warn!(%error, "not ready");
@@ -357,4 +475,70 @@ async fn static_file(Path(file): Path<String>) -> Response {
         _ => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
     };
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+#[cfg(test)]
+mod client_address_tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_right_most_untrusted_forwarded_entry_is_the_client() {
+        let trusted = [
+            crate::config::parse_proxy("10.0.0.0/16").unwrap(),
+            crate::config::parse_proxy("::1").unwrap(),
+        ];
+        let from =
+            |peer: &str, values: &[&str]| client_address(ip(peer), &headers(values), &trusted);
+        // No trusted proxy: the peer, whatever it sends.
+        assert_eq!(from("192.0.2.1", &["203.0.113.9"]), ip("192.0.2.1"));
+        assert_eq!(from("192.0.2.1", &[]), ip("192.0.2.1"));
+        // A trusted proxy names its client; entries left of it are the client's own.
+        assert_eq!(
+            from("10.0.1.2", &["198.51.100.1, 203.0.113.9"]),
+            ip("203.0.113.9")
+        );
+        // A chain of trusted proxies, in one header or several.
+        assert_eq!(
+            from("10.0.1.2", &["203.0.113.9, 10.0.3.4"]),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            from("10.0.1.2", &["203.0.113.9", "10.0.3.4"]),
+            ip("203.0.113.9")
+        );
+        // An IPv4-mapped peer is its IPv4 address.
+        assert_eq!(from("::ffff:10.0.1.2", &["203.0.113.9"]), ip("203.0.113.9"));
+        assert_eq!(from("::1", &["2001:db8::7"]), ip("2001:db8::7"));
+        // Nothing forwarded, or an entry that is no address: the last hop that was one.
+        assert_eq!(from("10.0.1.2", &[]), ip("10.0.1.2"));
+        assert_eq!(from("10.0.1.2", &["unknown"]), ip("10.0.1.2"));
+        assert_eq!(
+            from("10.0.1.2", &["203.0.113.9, 10.0.3.4:80"]),
+            ip("10.0.1.2")
+        );
+        // Every entry trusted: the left-most.
+        assert_eq!(from("10.0.1.2", &["10.0.9.9, 10.0.3.4"]), ip("10.0.9.9"));
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_is_refused() {
+        assert!(crate::config::parse_proxy("10.0.0.0/33").is_err());
+        assert!(crate::config::parse_proxy("load-balancer").is_err());
+        assert_eq!(
+            crate::config::parse_proxy("10.1.2.3").unwrap().to_string(),
+            "10.1.2.3/32"
+        );
+    }
 }

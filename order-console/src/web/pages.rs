@@ -836,7 +836,7 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
                                         strong { (s.name) }
                                         @if let Some(rebuild) = &s.rebuild {
                                             br;
-                                            span.muted data-rebuild-owner=(rebuild.owner) data-rebuild-position=(rebuild.checkpoint_position) data-rebuild-lag-events=(rebuild.lag_events) {
+                                            span.muted data-rebuild-owner=(rebuild.owner) data-rebuild-position=(rebuild.checkpoint_position) data-rebuild-lag-events=(rebuild.lag_events) data-rebuild-events-read=(rebuild.events_read) {
                                                 "rebuild in progress: " (rebuild_text(rebuild))
                                             }
                                         }
@@ -870,10 +870,16 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
     }
 }
 
-/// `at 3812265/1, 4 positions (2 s) behind, by replay-host-7`.
+/// `read 120000 events (the newest recorded 2026-05-04T13:20:00Z); committed at 3812265/1,
+/// 4 positions (2 s) behind, by replay-host-7`.
 fn rebuild_text(rebuild: &subscriptions::Rebuild) -> String {
+    let newest = rebuild
+        .newest_read_at
+        .map(|at| format!(" (the newest recorded {})", time(at)))
+        .unwrap_or_default();
     format!(
-        "at {}, {} positions ({}) behind, by {}",
+        "read {} events{newest}; committed at {}, {} positions ({}) behind, by {}",
+        rebuild.events_read,
         rebuild.checkpoint,
         rebuild.lag_events,
         duration(rebuild.lag_seconds),

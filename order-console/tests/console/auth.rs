@@ -306,3 +306,186 @@ async fn malformed_requests_get_the_consoles_own_error_page() {
     assert!(is_page(&answer), "{}", answer.body);
     assert!(answer.body.contains("one search"), "{}", answer.body);
 }
+
+/// Failed sign-ins are limited per client address: after `failures` wrong tokens within the
+/// window the address gets 429 with Retry-After, whatever it sends (the right token
+/// included, unchecked; a bearer token too); another address is unaffected; a sign-in clears
+/// the address's count; after the window it may try again.
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_address() {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::{Duration, Instant};
+
+    let db = TestDatabase::migrated().await;
+    let url = reader_url(&db).await;
+    let mut settings = settings(&url, &["--tokens", &format!("ops={TOKEN}")]);
+    // Long enough for a few requests on a loaded machine, short enough to wait out.
+    let window = Duration::from_secs(3);
+    settings.login_limit.window = window;
+    let failures = settings.login_limit.failures;
+    assert_eq!(failures, 5, "the default");
+    let console = start_with(settings, None).await;
+    let addr = console.addr;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let wrong = "token=ops-token-0123456789abcdeX&next=%2Fflow";
+    let right = format!("token={TOKEN}&next=%2Fflow");
+    let one = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+    let two = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    let three = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+    let login = |from, body: String| async move {
+        request_from(from, addr, Method::POST, "/login", &form, &body).await
+    };
+
+    // The window starts at the first failure, which the server saw before this instant.
+    let first = login(one, wrong.to_owned()).await;
+    let window_started_by = Instant::now();
+    assert_eq!(first.status, 401);
+    for _ in 1..failures {
+        assert_eq!(login(one, wrong.to_owned()).await.status, 401);
+    }
+    let refused = login(one, right.clone()).await;
+    assert!(
+        window_started_by.elapsed() < window,
+        "the machine is too slow for this test's window"
+    );
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let retry_after: u64 = refused.header("retry-after").parse().unwrap();
+    assert!(
+        (1..=window.as_secs()).contains(&retry_after),
+        "{retry_after}"
+    );
+    assert!(refused.header("set-cookie").is_empty());
+    assert!(
+        refused.body.contains("too many failed sign-ins"),
+        "the console's own page: {}",
+        refused.body
+    );
+    assert!(refused.body.contains("<form"), "{}", refused.body);
+    // A script's bearer token from that address is not checked either.
+    let bearer = format!("Bearer {TOKEN}");
+    let script = request_from(
+        one,
+        addr,
+        Method::GET,
+        "/fragments/services",
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await;
+    assert_eq!(script.status, 429, "{}", script.body);
+    assert!(!script.header("retry-after").is_empty());
+
+    // Another address signs in.
+    let other = login(two, right.clone()).await;
+    assert_eq!(other.status, 303, "{}", other.body);
+    assert!(!other.header("set-cookie").is_empty());
+
+    // A sign-in clears the count: a third address fails all but once, signs in, and may
+    // fail as often again.
+    for _ in 1..failures {
+        assert_eq!(login(three, wrong.to_owned()).await.status, 401);
+    }
+    assert_eq!(login(three, right.clone()).await.status, 303);
+    for _ in 1..failures {
+        assert_eq!(login(three, wrong.to_owned()).await.status, 401);
+    }
+    assert_eq!(login(three, right.clone()).await.status, 303);
+
+    // Failed bearer tokens count as failed sign-ins.
+    let four = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4)));
+    for _ in 0..failures {
+        let answer = request_from(
+            four,
+            addr,
+            Method::GET,
+            "/fragments/services",
+            &[("authorization", "Bearer ops-token-0123456789abcdeX")],
+            "",
+        )
+        .await;
+        assert_eq!(answer.status, 401);
+    }
+    assert_eq!(login(four, right.clone()).await.status, 429);
+
+    // After the window the first address may sign in again.
+    tokio::time::sleep_until((window_started_by + window + Duration::from_millis(50)).into()).await;
+    let again = login(one, right).await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    assert!(!again.header("set-cookie").is_empty());
+}
+
+/// Behind a proxy of `--trusted-proxies`, failed sign-ins count against the client the proxy
+/// names in `X-Forwarded-For`, not against the proxy that everyone shares: one client that
+/// guesses is refused, another behind the same proxy signs in, and a client that forges an
+/// `X-Forwarded-For` entry of its own (left of what the proxy appended) changes nothing. A
+/// peer that is no trusted proxy is counted as itself, whatever it sends.
+#[tokio::test]
+async fn behind_a_trusted_proxy_failed_sign_ins_count_against_the_forwarded_client() {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    let db = TestDatabase::migrated().await;
+    let url = reader_url(&db).await;
+    let settings = settings(
+        &url,
+        &[
+            "--tokens",
+            &format!("ops={TOKEN}"),
+            "--trusted-proxies",
+            "127.0.0.5/32, 127.0.0.6",
+        ],
+    );
+    let failures = settings.login_limit.failures;
+    let console = start_with(settings, None).await;
+    let addr = console.addr;
+    let proxy = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5)));
+    let untrusted = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7)));
+    let wrong = "token=ops-token-0123456789abcdeX&next=%2Fflow";
+    let right = format!("token={TOKEN}&next=%2Fflow");
+    let login = |from, forwarded: &'static str, body: String| async move {
+        request_from(
+            from,
+            addr,
+            Method::POST,
+            "/login",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-forwarded-for", forwarded),
+            ],
+            &body,
+        )
+        .await
+    };
+
+    // The guessing client, each time with a different forged entry of its own in front.
+    let forged = [
+        "198.51.100.1, 203.0.113.9",
+        "198.51.100.2, 203.0.113.9",
+        "198.51.100.3, 203.0.113.9",
+        "198.51.100.4, 203.0.113.9",
+        "198.51.100.5, 203.0.113.9",
+    ];
+    for forwarded in forged.iter().take(failures as usize) {
+        assert_eq!(login(proxy, forwarded, wrong.to_owned()).await.status, 401);
+    }
+    // Through a second trusted proxy (a chain) it is still the same client.
+    let refused = login(proxy, "203.0.113.9, 127.0.0.6", right.clone()).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    // Another client behind the same proxy signs in.
+    let other = login(proxy, "203.0.113.10", right.clone()).await;
+    assert_eq!(other.status, 303, "{}", other.body);
+
+    // A peer that is not a trusted proxy is itself, whatever it forwards.
+    for _ in 0..failures {
+        assert_eq!(
+            login(untrusted, "203.0.113.11", wrong.to_owned())
+                .await
+                .status,
+            401
+        );
+    }
+    assert_eq!(
+        login(untrusted, "203.0.113.12", right.clone()).await.status,
+        429
+    );
+    assert_eq!(login(proxy, "203.0.113.11", right).await.status, 303);
+}

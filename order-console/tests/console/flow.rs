@@ -142,3 +142,53 @@ async fn after_a_long_import_the_flow_says_it_is_catching_up_until_it_has() {
         &caught_up[caught_up.find("data-total-placed").unwrap()..][..80]
     );
 }
+
+/// The state counts (orders in flight, the finished ones, the longest waiting) are read side
+/// by side, each on its own connection within its own time limit, so a page waits for one
+/// read's time, not three: with the read model locked, all three wait on the lock at once.
+#[tokio::test]
+async fn the_state_counts_are_read_side_by_side() {
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    let db = TestDatabase::migrated().await;
+    let console = start(&db, &["--db-statement-timeout-ms", "60000"]).await;
+    let mut locker = db.connect().await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE orders.order_summaries IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let addr = console.addr;
+    let page = tokio::spawn(async move { get(addr, "/fragments/flow").await });
+    let watcher = db.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut most = 0;
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        most = most.max(waiting);
+        if waiting >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the state counts were not read side by side: at most {most} read(s) waiting at once"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lock.rollback().await.unwrap();
+    let page = page.await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains("database"),
+        "every read answered once the lock went: {}",
+        page.body
+    );
+}

@@ -855,8 +855,8 @@ async fn without_a_sent_count_the_oldest_message_age_is_unknown_not_fine() {
 }
 
 /// An open page waits for a refresh as long as the server may take to answer one (three
-/// database reads one after the other, each within the statement timeout + 2 s, and a
-/// second's margin), never less than two refreshes: a slow fragment that is still working
+/// database reads' limits, each the statement timeout + 2 s, and a second's margin), never
+/// less than two refreshes: a slow fragment that is still working
 /// is shown, not given up every cycle and asked again.
 #[tokio::test]
 async fn a_page_waits_for_a_refresh_as_long_as_the_server_may_take() {

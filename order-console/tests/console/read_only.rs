@@ -219,3 +219,67 @@ async fn a_database_that_refuses_the_reads_is_shown_in_the_top_strip() {
     .await;
     assert!(strip.contains("database query failed"), "{strip}");
 }
+
+/// A SECURITY DEFINER function runs with its owner's privileges: a role that may execute one
+/// whose owner may write the schema could write through it, and is refused (the error names
+/// the function and its owner); once it may not execute it (not granted, nor to PUBLIC), the
+/// console starts.
+#[tokio::test]
+async fn a_role_that_may_execute_a_writing_security_definer_function_is_refused() {
+    let db = TestDatabase::migrated().await;
+    ensure_users(&db).await;
+    let client = db.connect().await;
+    let side = "order_console_definer_test";
+    ensure_role(&client, side, "orders_readonly").await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA console_side;
+             CREATE FUNCTION console_side.forget_orders() RETURNS void
+             LANGUAGE sql SECURITY DEFINER AS $$ DELETE FROM orders.order_summaries $$;
+             ALTER FUNCTION console_side.forget_orders() OWNER TO orders_projector;
+             REVOKE ALL ON FUNCTION console_side.forget_orders() FROM PUBLIC;
+             GRANT USAGE ON SCHEMA console_side TO {side};
+             GRANT EXECUTE ON FUNCTION console_side.forget_orders() TO {side};"
+        ))
+        .await
+        .unwrap();
+    let error = Console::build_with_sqs(settings(&url_as(db.url(), side), &[]), None)
+        .await
+        .err()
+        .unwrap_or_else(|| {
+            panic!("the console started with a role that may execute a writing SECURITY DEFINER function")
+        });
+    assert!(matches!(error, StartError::Database(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("may execute console_side.forget_orders()"),
+        "{message}"
+    );
+    assert!(message.contains("SECURITY DEFINER"), "{message}");
+    assert!(message.contains("orders_projector"), "{message}");
+    assert!(message.contains("orders_readonly"), "{message}");
+
+    // Not granted to it, nor to PUBLIC: nothing it can run writes.
+    client
+        .batch_execute(&format!(
+            "REVOKE EXECUTE ON FUNCTION console_side.forget_orders() FROM {side}"
+        ))
+        .await
+        .unwrap();
+    let started = Console::build_with_sqs(settings(&url_as(db.url(), side), &[]), None).await;
+    assert!(started.is_ok(), "{:?}", started.err());
+
+    // Granted to PUBLIC (every new function's default) is granted to it.
+    client
+        .batch_execute("GRANT EXECUTE ON FUNCTION console_side.forget_orders() TO PUBLIC")
+        .await
+        .unwrap();
+    let error = Console::build_with_sqs(settings(&url_as(db.url(), side), &[]), None)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("the console started with PUBLIC allowed to execute it"));
+    assert!(
+        error.to_string().contains("console_side.forget_orders()"),
+        "{error}"
+    );
+}

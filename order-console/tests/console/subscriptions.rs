@@ -72,6 +72,18 @@ async fn rebuild_leases_show_on_their_projection_never_as_rows_of_their_own() {
     )
     .await;
 
+    // What the rebuilds have read so far, recorded before their first flush.
+    client
+        .execute(
+            "UPDATE orders.subscriptions
+                SET events_processed = CASE name WHEN 'sku_sales#rebuild' THEN 12345 ELSE 678 END,
+                    last_event_at = '2026-05-04T13:20:00Z'
+              WHERE name IN ('sku_sales#rebuild', 'fresh#rebuild')",
+            &[],
+        )
+        .await
+        .unwrap();
+
     let console = start(&db, &[]).await;
     let body = get(console.addr, "/fragments/subscriptions").await.body;
     for leftover in ["read_model#rebuild", "sku_sales#rebuild", "fresh#rebuild"] {
@@ -92,10 +104,19 @@ async fn rebuild_leases_show_on_their_projection_never_as_rows_of_their_own() {
         "{sales}"
     );
     assert!(sales.contains("data-rebuild-lag-events=\"4\""), "{sales}");
+    assert!(
+        sales.contains("data-rebuild-events-read=\"12345\""),
+        "{sales}"
+    );
+    assert!(
+        sales.contains("read 12345 events (the newest recorded 2026-05-04T13:20:00Z)"),
+        "{sales}"
+    );
 
     assert!(body.contains("data-replay=\"running\""), "{body}");
     assert!(body.contains("data-rebuild-of=\"fresh\""), "{body}");
     assert!(body.contains("replay-host-8"), "{body}");
+    assert!(body.contains("read 678 events"), "{body}");
 }
 
 /// A minimal projector admin endpoint: ready, and `order_projector_owner` 1 for

@@ -166,8 +166,23 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Answer {
+    request_from(None, addr, method, path, headers, body).await
+}
+
+/// One request to the console from the local address `from` (e.g. 127.0.0.2: another
+/// client as the console sees it), or any.
+pub async fn request_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(from);
     let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        Client::builder(TokioExecutor::new()).build(connector);
     let mut builder = Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"));
