@@ -20,11 +20,14 @@
 #   ecs-deploy.sh blue-green SERVICE TASK_DEFINITION_ARN
 #       a CODE_DEPLOY service: a CodeDeploy blue/green deployment to the revision (test
 #       listener first, then production traffic; rolled back on failure or alarm), waited for
-#   ecs-deploy.sh rollback SERVICE [TASK_DEFINITION_ARN]
+#   ecs-deploy.sh rollback [--dry-run] SERVICE [TASK_DEFINITION_ARN]
 #       back to TASK_DEFINITION_ARN, or to the newest earlier revision CI registered for another
 #       release (its images tagged with a commit SHA and not those the service runs: never one
 #       Terraform registered with its `bootstrap` image_tag): a blue/green deployment or a
-#       rolling update, whichever the service uses
+#       rolling update, whichever the service uses. --dry-run goes the same way up to the first
+#       call that would change something (update-service, create-deployment) and stops there:
+#       it prints the revision it would go back to, how, and that revision's images, and
+#       fails where the real run would fail before changing anything (calls only describe and list)
 #
 # Environment: ECS_CLUSTER; for migrate also MIGRATION_SUBNETS (comma-separated),
 # MIGRATION_SECURITY_GROUP, MIGRATION_LOG_GROUP; for blue-green (and rollback of a CODE_DEPLOY
@@ -36,6 +39,9 @@ set -euo pipefail
 die() { echo "ecs-deploy: $*" >&2; exit 1; }
 WAIT_ATTEMPTS=${WAIT_ATTEMPTS:-3}
 BLUE_GREEN_WAIT_ATTEMPTS=${BLUE_GREEN_WAIT_ATTEMPTS:-2}
+# Set by `rollback --dry-run`: roll and blue_green stop before their first call that changes
+# anything and say where they would have gone (dry_run_stop).
+rollback_dry_run=false
 
 image_exists() {
     local repository=$1 tag=$2 err
@@ -146,6 +152,15 @@ controller_of() {
     jq -r '.services[0].deploymentController.type // "ECS"' <<<"$1"
 }
 
+# rollback --dry-run, in place of the first call that would change something: SERVICE (described
+# by DESCRIPTION) would go to TARGET by HOW; prints it with TARGET's images.
+dry_run_stop() {
+    local service=$1 target=$2 how=$3 description=$4 images
+    images=$(images_of "$target") || die "cannot read $target"
+    echo "dry run: $service would go back to $target by $how; it runs $(jq -r '.services[0].taskDefinition' <<<"$description") now; nothing changed"
+    echo "  images: $(jq -r 'to_entries | map("\(.key)=\(.value)") | join(", ")' <<<"$images")"
+}
+
 roll() {
     local pair service td_arn services=() description
     for pair in "$@"; do
@@ -153,7 +168,11 @@ roll() {
         description=$(describe_service "$service")
         [[ $(controller_of "$description") == ECS ]] \
             || die "$service is deployed blue/green: use ecs-deploy.sh blue-green"
+        if $rollback_dry_run; then
+            dry_run_stop "$service" "${pair#*=}" "a rolling update (update-service)" "$description"
+        fi
     done
+    $rollback_dry_run && return
     for pair in "$@"; do
         service=${pair%%=*}
         td_arn=${pair#*=}
@@ -208,6 +227,10 @@ blue_green() {
     appspec="{\"version\":0.0,\"Resources\":${resources}}"
     revision=$(jq -cn --arg content "$appspec" \
         '{revisionType: "AppSpecContent", appSpecContent: {content: $content}}')
+    if $rollback_dry_run; then
+        dry_run_stop "$service" "$td_arn" "a blue/green deployment (CodeDeploy $CODEDEPLOY_APPLICATION / $CODEDEPLOY_GROUP)" "$description"
+        return
+    fi
     local deployment
     deployment=$(aws deploy create-deployment --application-name "$CODEDEPLOY_APPLICATION" \
         --deployment-group-name "$CODEDEPLOY_GROUP" --revision "$revision" \
@@ -295,6 +318,11 @@ previous_release() {
 }
 
 rollback() {
+    if [[ ${1:-} == --dry-run ]]; then
+        rollback_dry_run=true
+        shift
+    fi
+    [[ $# -ge 1 && $# -le 2 && $1 != -* ]] || die "usage: rollback [--dry-run] SERVICE [TASK_DEFINITION_ARN]"
     local service=$1 target=${2:-}
     local description current
     description=$(describe_service "$service")
@@ -304,7 +332,7 @@ rollback() {
         previous_release "$service" "$current"
         target=$previous_release
     fi
-    echo "rolling $service back: $current -> $target"
+    echo "rolling $service back$($rollback_dry_run && echo ' (dry run)'): $current -> $target"
     if [[ $(controller_of "$description") == CODE_DEPLOY ]]; then
         blue_green "$service" "$target"
     else
@@ -320,6 +348,6 @@ case "$cmd" in
     migrate)      [[ $# -ge 1 && $# -le 2 ]] || die "usage: migrate [--dry-run] TASK_DEFINITION_ARN"; migrate "$@" ;;
     roll)         [[ $# -ge 1 ]] || die "usage: roll SERVICE=TASK_DEFINITION_ARN..."; roll "$@" ;;
     blue-green)   [[ $# -eq 2 ]] || die "usage: blue-green SERVICE TASK_DEFINITION_ARN"; blue_green "$@" ;;
-    rollback)     [[ $# -ge 1 && $# -le 2 ]] || die "usage: rollback SERVICE [TASK_DEFINITION_ARN]"; rollback "$@" ;;
+    rollback)     rollback "$@" ;;
     *) die "usage: ecs-deploy.sh image-exists|register|migrate|roll|blue-green|rollback ..." ;;
 esac

@@ -372,3 +372,97 @@ def test_rollback_stops_when_a_revision_cannot_be_read(aws):
     result = aws.run("rollback", WORKER)
     assert result.returncode != 0 and "ThrottlingException" in result.stderr
     assert not aws.called("ecs", "update-service")
+
+
+# --- rollback --dry-run: the target the real run takes, and nothing changed ---------------------
+
+# AWS CLI operations that only read: everything else a dry run must not call.
+READ_ONLY = ("describe-", "list-", "get-")
+
+
+def mutations(aws: Aws) -> list[list[str]]:
+    """The recorded calls that could change something (anything but a describe, list or get)."""
+    return [c for c in aws.calls() if not (len(c) > 1 and c[1].startswith(READ_ONLY))]
+
+
+def dry_run_target(result: subprocess.CompletedProcess, service_name: str) -> str:
+    lines = [line for line in result.stdout.splitlines() if line.startswith(f"dry run: {service_name} would go back to ")]
+    assert len(lines) == 1, result.stdout
+    return lines[0].split(" would go back to ", 1)[1].split(" ", 1)[0]
+
+
+def rolling_rollback_scenario(aws: Aws) -> Aws:
+    # 12 running (sha2); 11 Terraform's bootstrap revision; 10 the release before (sha1)
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 12)), times=2)
+    aws.on("ecs", "list-task-definitions", stdout=revisions(WORKER, 12, 11, 10))
+    for number, tag in ((12, SHA2), (11, "bootstrap"), (10, SHA1)):
+        revision(aws, WORKER, number, tag)
+    aws.on("ecs", "update-service", stdout=WORKER + "\n")
+    aws.on("ecs", "wait", "services-stable")
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 10)))
+    return aws
+
+
+def test_rollback_dry_run_of_a_rolling_service_names_the_target_and_changes_nothing(aws):
+    rolling_rollback_scenario(aws)
+    dry = aws.run("rollback", "--dry-run", WORKER)
+    assert dry.returncode == 0, dry.stderr
+    assert mutations(aws) == [], "a dry run called AWS to change something"
+    target = dry_run_target(dry, WORKER)
+    assert target == td(WORKER, 10)
+    assert f"order-worker={image('order-worker', SHA1)}" in dry.stdout and f"otel-collector={COLLECTOR}" in dry.stdout
+    assert "rolling update" in dry.stdout
+
+    # the real run, on the same answers, goes where the dry run said
+    real = aws.run("rollback", WORKER)
+    assert real.returncode == 0, real.stderr
+    assert arg(aws.called("ecs", "update-service")[0], "--task-definition") == target
+
+
+def test_rollback_dry_run_of_the_blue_green_service_names_the_target_and_changes_nothing(aws):
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 12)), times=2)
+    aws.on("ecs", "list-task-definitions", stdout=revisions(GRPC, 12, 11, 10))
+    for number, tag in ((12, SHA2), (11, SHA2), (10, SHA1)):
+        revision(aws, GRPC, number, tag)
+    aws.on("deploy", "create-deployment", stdout="d-ROLLBACK3\n")
+    aws.on("deploy", "wait", "deployment-successful")
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 10)))
+    dry = aws.run("rollback", "--dry-run", GRPC)
+    assert dry.returncode == 0, dry.stderr
+    assert mutations(aws) == [], "a dry run called AWS to change something"
+    target = dry_run_target(dry, GRPC)
+    assert target == td(GRPC, 10)
+    assert f"order-grpc={image('order-grpc', SHA1)}" in dry.stdout
+    assert "blue/green" in dry.stdout
+
+    real = aws.run("rollback", GRPC)
+    assert real.returncode == 0, real.stderr
+    content = json.loads(arg(aws.called("deploy", "create-deployment")[0], "--revision"))["appSpecContent"]["content"]
+    assert json.loads(content)["Resources"][0]["TargetService"]["Properties"]["TaskDefinition"] == target
+
+
+def test_rollback_dry_run_to_a_named_revision_shows_its_images(aws):
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 12)))
+    revision(aws, WORKER, 9, SHA1)
+    dry = aws.run("rollback", "--dry-run", WORKER, td(WORKER, 9))
+    assert dry.returncode == 0, dry.stderr
+    assert mutations(aws) == []
+    assert dry_run_target(dry, WORKER) == td(WORKER, 9)
+    assert f"order-worker={image('order-worker', SHA1)}" in dry.stdout
+
+
+def test_rollback_dry_run_fails_as_the_real_run_would(aws):
+    # what stops the real run before it changes anything stops the dry run too
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 12)))
+    revision(aws, GRPC, 9, SHA1)
+    missing = aws.run("rollback", "--dry-run", GRPC, td(GRPC, 9), CODEDEPLOY_GROUP="")
+    assert missing.returncode != 0 and "CODEDEPLOY_GROUP" in missing.stderr
+    aws.on("ecs", "describe-task-definition", has=(td(GRPC, 8),), exit=254,
+           stderr="An error occurred (ClientException) when calling the DescribeTaskDefinition operation: Unable to describe task definition.\n")
+    unknown = aws.run("rollback", "--dry-run", GRPC, td(GRPC, 8))
+    assert unknown.returncode != 0 and "Unable to describe task definition" in unknown.stderr
+    assert mutations(aws) == []
+    # a mistyped flag is refused, not taken for the service
+    mistyped = aws.run("rollback", "--dryrun", GRPC)
+    assert mistyped.returncode != 0 and "usage: rollback [--dry-run]" in mistyped.stderr
+    assert aws.calls() == []

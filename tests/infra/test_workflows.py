@@ -95,3 +95,30 @@ def test_rollback_is_by_task_definition_revision():
     wf = load("rollback.yml")
     assert set(triggers(wf)) == {"workflow_dispatch"}
     assert "ecs-deploy.sh rollback" in runs(wf["jobs"]["rollback"])
+
+
+@pytest.mark.parametrize("dry_run", ["true", "false"])
+@pytest.mark.parametrize("task_definition", ["", "arn:aws:ecs:eu-west-1:123456789012:task-definition/x-order-worker:9"])
+def test_rollback_has_a_dry_run_that_passes_dry_run_to_the_script(tmp_path, dry_run, task_definition):
+    """The operator can see the target before anything changes: input dry_run (off by default)
+    runs `ecs-deploy.sh rollback --dry-run` with the same service and revision."""
+    import subprocess
+
+    wf = load("rollback.yml")
+    dry_input = triggers(wf)["workflow_dispatch"]["inputs"]["dry_run"]
+    assert dry_input["type"] == "boolean" and dry_input["default"] is False
+    job = wf["jobs"]["rollback"]
+    step = next(s for s in steps(job) if "ecs-deploy.sh rollback" in s.get("run", ""))
+    assert step["env"]["DRY_RUN"] == "${{ inputs.dry_run }}"
+    # the step's script, against a stand-in for the deploy script that prints its arguments
+    stub = tmp_path / "deploy" / "ci" / "ecs-deploy.sh"
+    stub.parent.mkdir(parents=True)
+    stub.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    stub.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "ECS_SERVICE_PREFIX": "x", "SERVICE": "order-worker",
+           "TASK_DEFINITION": task_definition, "DRY_RUN": dry_run}
+    out = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    expected = ["rollback"] + (["--dry-run"] if dry_run == "true" else []) + ["x-order-worker"]
+    expected += [task_definition] if task_definition else []
+    assert out == expected

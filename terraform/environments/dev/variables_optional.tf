@@ -76,9 +76,15 @@ variable "db_credentials_version" {
 }
 
 variable "grpc_token_version" {
-  description = "Increment to generate a new worker -> order-grpc bearer token (then redeploy both)."
+  description = "Increment to generate a new worker -> order-grpc bearer token (then redeploy both; with grpc_token_accept_previous, without a window)."
   type        = number
   default     = 1
+}
+
+variable "grpc_token_accept_previous" {
+  description = "Set with an increment of grpc_token_version: order-grpc also accepts the worker's previous token until an apply without it (terraform/README.md, Operations)."
+  type        = bool
+  default     = false
 }
 
 variable "grpc_callers" {

@@ -71,6 +71,7 @@ module "platform" {
 
   db_credentials_version         = var.db_credentials_version
   grpc_token_version             = var.grpc_token_version
+  grpc_token_accept_previous     = var.grpc_token_accept_previous
   grpc_callers                   = var.grpc_callers
   grpc_command_event_ids         = var.grpc_command_event_ids
   grpc_wait_for_approval_minutes = var.grpc_wait_for_approval_minutes

@@ -105,10 +105,11 @@ output "grpc_callers" {
 }
 
 output "rotation_and_approval" {
-  description = "What the runbooks change at an environment's root: the database passwords' and the worker's and callers' token versions, and how long a blue/green deployment of order-grpc waits for approval (null: it does not wait)."
+  description = "What the runbooks change at an environment's root: the database passwords' and the worker's and callers' token versions, whether order-grpc also accepts the worker's previous token, and how long a blue/green deployment of order-grpc waits for approval (null: it does not wait)."
   value = {
     db_credentials_version         = module.database.credentials_version
     grpc_token_version             = aws_secretsmanager_secret_version.worker_grpc_token.secret_string_wo_version
+    grpc_token_accept_previous     = contains(module.grpc.secret_names, "ORDER_GRPC_AUTH_TOKEN_WORKER_PREVIOUS")
     grpc_caller_token_versions     = { for name, version in aws_secretsmanager_secret_version.grpc_caller_token : name => version.secret_string_wo_version }
     grpc_wait_for_approval_minutes = module.grpc_blue_green.deployment_ready_option.wait_time_in_minutes
   }

@@ -1,7 +1,9 @@
 # Bearer token the worker presents to order-grpc. order-grpc reads the same secret as the token
 # it accepts under the name `worker` (ORDER_GRPC_AUTH_TOKEN_WORKER). Written through a
 # write-only argument, so it never lands in the Terraform state; bump var.grpc_token_version to
-# rotate it, then redeploy order-grpc and order-worker.
+# rotate it, then redeploy order-grpc and order-worker. The rotation puts a new version, and
+# Secrets Manager labels the one before it AWSPREVIOUS: with var.grpc_token_accept_previous
+# order-grpc reads that one too (services.tf), so the running workers are not refused.
 
 # Two uuid() calls: 244 random bits from the OS CSPRNG, written only to a write-only argument
 # (see modules/database/secrets.tf for why this is not an ephemeral resource).

@@ -91,6 +91,7 @@ module "grpc" {
     # exactly the scopes it declares. Each token is a secret of its own (below).
     ORDER_GRPC_AUTH_SCOPES = join(",", concat(
       ["worker=orders.read+orders.saga"],
+      var.grpc_token_accept_previous ? ["worker_previous=orders.read+orders.saga"] : [],
       [for name in sort(keys(var.grpc_callers)) : "${name}=${join("+", sort(distinct(var.grpc_callers[name].scopes)))}"],
     ))
   })
@@ -100,6 +101,11 @@ module "grpc" {
       DATABASE_URL                 = { secret_arn = module.database.login_secret_arns["grpc"], json_key = "url" }
       ORDER_GRPC_AUTH_TOKEN_WORKER = { secret_arn = aws_secretsmanager_secret.worker_grpc_token.arn }
     },
+    # during a rotation of the worker's token: the one before it too (the version Secrets
+    # Manager labels AWSPREVIOUS when the apply puts the new one), for the workers still running
+    var.grpc_token_accept_previous ? {
+      ORDER_GRPC_AUTH_TOKEN_WORKER_PREVIOUS = { secret_arn = aws_secretsmanager_secret.worker_grpc_token.arn, version_stage = "AWSPREVIOUS" }
+    } : {},
     # one variable per calling service: ORDER_GRPC_AUTH_TOKEN_<NAME>, accepted as <name>
     { for name, secret in aws_secretsmanager_secret.grpc_caller_token : "ORDER_GRPC_AUTH_TOKEN_${upper(name)}" => { secret_arn = secret.arn } },
     # queries go to the read replica when there is one (same login, the secret's read_url)
@@ -186,7 +192,7 @@ module "worker" {
   cpu_architecture     = var.cpu_architecture
   log_retention_days   = var.log_retention_days
   otel_collector       = local.collector
-  stop_timeout_seconds = 45 # 30 s (ORDER_SHUTDOWN_GRACE_SECONDS) to finish in-flight messages, plus margin
+  stop_timeout_seconds = 45 # 30 s (ORDER_SHUTDOWN_GRACE_SECONDS) to finish in-flight messages (a receive under way, up to 20 s, ends within it), plus margin
 
   # order-grpc through the load balancer's production listener: the name on its certificate
   # (var.api_host_name) is checked against the public CAs of the image.

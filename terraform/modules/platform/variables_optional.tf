@@ -265,9 +265,20 @@ variable "db_credentials_version" {
 }
 
 variable "grpc_token_version" {
-  description = "Increment to generate a new worker -> order-grpc bearer token (then redeploy both)."
+  description = "Increment to generate a new worker -> order-grpc bearer token (then redeploy both; with grpc_token_accept_previous, without a window)."
   type        = number
   default     = 1
+}
+
+variable "grpc_token_accept_previous" {
+  description = "During a rotation of the worker's token (grpc_token_version incremented): order-grpc also accepts the token before it (the secret's AWSPREVIOUS version) as worker_previous, with the worker's scopes, so that the workers still running are not refused until their own deploy ends. Set it with the increment; apply, deploy order-grpc, deploy order-worker; then remove it, apply and deploy order-grpc again."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.grpc_token_accept_previous || var.grpc_token_version > 1
+    error_message = "grpc_token_accept_previous needs a rotation (grpc_token_version above 1): before the first one the worker token's secret has no previous version, and an order-grpc task that names it cannot start."
+  }
 }
 
 variable "grpc_callers" {
@@ -279,8 +290,8 @@ variable "grpc_callers" {
   default = {}
 
   validation {
-    condition     = alltrue([for name in keys(var.grpc_callers) : can(regex("^[a-z][a-z0-9_]{0,47}$", name)) && name != "worker"])
-    error_message = "grpc_callers: each name is 1-48 of a-z 0-9 _ starting with a letter (it becomes the variable ORDER_GRPC_AUTH_TOKEN_<NAME> and the actor recorded with its commands), and `worker` is the worker's."
+    condition     = alltrue([for name in keys(var.grpc_callers) : can(regex("^[a-z][a-z0-9_]{0,47}$", name)) && !contains(["worker", "worker_previous"], name)])
+    error_message = "grpc_callers: each name is 1-48 of a-z 0-9 _ starting with a letter (it becomes the variable ORDER_GRPC_AUTH_TOKEN_<NAME> and the actor recorded with its commands), and `worker` and `worker_previous` are the worker's."
   }
 
   validation {

@@ -50,9 +50,21 @@ locals {
     }],
   )
 
+  # ECS's valueFrom: the secret's ARN, or ARN:json-key:version-stage: (a version stage without a
+  # JSON key keeps the empty field)
+  secret_sources = { for k, s in var.secrets : k => (
+    s.json_key == null && s.version_stage == null ? s.secret_arn : "${s.secret_arn}:${s.json_key == null ? "" : s.json_key}:${s.version_stage == null ? "" : s.version_stage}:"
+  ) }
+
   # What the binaries are given to drain (their default when unset): stopTimeout must leave
   # them time after it for the trace flush and the pool close.
   shutdown_grace_seconds = tonumber(lookup(local.environment, "ORDER_SHUTDOWN_GRACE_SECONDS", "30"))
+  # The worker also lets a receive under way finish, past the grace if need be (its long poll,
+  # ORDER_WORKER_WAIT_SECONDS, 20 when unset, at most 20: order-worker Consumer::shut_down):
+  # it is done with its shutdown after the longer of the two, not their sum (the receive
+  # began before SIGTERM and the grace counts from it).
+  receive_wait_seconds = local.binary == "order-worker" ? min(20, tonumber(lookup(local.environment, "ORDER_WORKER_WAIT_SECONDS", "20"))) : 0
+  shutdown_seconds     = max(local.shutdown_grace_seconds, local.receive_wait_seconds)
 
   app_container = merge(
     {
@@ -64,7 +76,7 @@ locals {
       environment  = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
       secrets = [for k in sort(keys(var.secrets)) : {
         name      = k
-        valueFrom = var.secrets[k].json_key == null ? var.secrets[k].secret_arn : "${var.secrets[k].secret_arn}:${var.secrets[k].json_key}::"
+        valueFrom = local.secret_sources[k]
       }]
 
       # Liveness, not readiness: a database outage must not make ECS kill every task. Readiness
@@ -119,8 +131,8 @@ resource "aws_ecs_task_definition" "this" {
 
   lifecycle {
     precondition {
-      condition     = var.stop_timeout_seconds >= local.shutdown_grace_seconds + 10
-      error_message = "${var.service_name}: stop_timeout_seconds (${var.stop_timeout_seconds}) must be at least ORDER_SHUTDOWN_GRACE_SECONDS (${local.shutdown_grace_seconds}) + 10: SIGKILL would land before the trace flush and the pool close that follow the grace."
+      condition     = var.stop_timeout_seconds >= local.shutdown_seconds + 10
+      error_message = "${var.service_name}: stop_timeout_seconds (${var.stop_timeout_seconds}) must be at least ${local.receive_wait_seconds > 0 ? "the longer of ORDER_SHUTDOWN_GRACE_SECONDS (${local.shutdown_grace_seconds}) and ORDER_WORKER_WAIT_SECONDS (${local.receive_wait_seconds}: a receive under way is let finish past the grace)" : "ORDER_SHUTDOWN_GRACE_SECONDS (${local.shutdown_grace_seconds})"} + 10 = ${local.shutdown_seconds + 10}: SIGKILL would land before the release of unfinished work, the trace flush and the pool close that follow."
     }
   }
 }

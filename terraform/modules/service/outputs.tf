@@ -58,6 +58,11 @@ output "secret_names" {
   value       = sort(keys(var.secrets))
 }
 
+output "secret_sources" {
+  description = "Where the application container's secret variables come from: name => ECS valueFrom (the secret's ARN, with :json-key:version-stage: when it names one)."
+  value       = local.secret_sources
+}
+
 output "account_wide_names" {
   description = "Names of this module's resources that are unique per account or worldwide (IAM roles, S3 buckets)."
   value       = [aws_iam_role.execution.name, aws_iam_role.task.name]
@@ -69,6 +74,11 @@ output "stop_timeout_seconds" {
 }
 
 output "shutdown_grace_seconds" {
-  description = "The graceful-shutdown budget the binary is given (ORDER_SHUTDOWN_GRACE_SECONDS, 30 when unset), which stopTimeout must exceed."
+  description = "The graceful-shutdown budget the binary is given (ORDER_SHUTDOWN_GRACE_SECONDS, 30 when unset); stopTimeout must exceed shutdown_seconds, which counts it."
   value       = local.shutdown_grace_seconds
+}
+
+output "shutdown_seconds" {
+  description = "The longest the binary takes after SIGTERM before what follows its shutdown (release, trace flush, pool close): its grace, or for order-worker the longer of its grace and its long-poll wait (ORDER_WORKER_WAIT_SECONDS, 20 when unset), which it lets finish. stopTimeout must exceed it by 10 s."
+  value       = local.shutdown_seconds
 }

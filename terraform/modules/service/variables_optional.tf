@@ -58,10 +58,11 @@ variable "environment" {
 }
 
 variable "secrets" {
-  description = "Environment variables read from Secrets Manager: name => { secret_arn, json_key (null = whole secret) }."
+  description = "Environment variables read from Secrets Manager: name => { secret_arn, json_key (null = whole secret), version_stage (null = AWSCURRENT; AWSPREVIOUS: the value before the last one put) }."
   type = map(object({
-    secret_arn = string
-    json_key   = optional(string)
+    secret_arn    = string
+    json_key      = optional(string)
+    version_stage = optional(string)
   }))
   default = {}
 }
@@ -139,7 +140,7 @@ variable "health_check_path" {
 }
 
 variable "stop_timeout_seconds" {
-  description = "Time between SIGTERM and SIGKILL, at most 120 (Fargate's limit): the binary's shutdown grace (ORDER_SHUTDOWN_GRACE_SECONDS, 30 by default) plus at least 10 s for what follows it (the trace flush, the pool close)."
+  description = "Time between SIGTERM and SIGKILL, at most 120 (Fargate's limit): the binary's shutdown grace (ORDER_SHUTDOWN_GRACE_SECONDS, 30 by default; for order-worker the longer of it and ORDER_WORKER_WAIT_SECONDS, 20 by default, as a receive under way is let finish) plus at least 10 s for what follows it (the trace flush, the pool close)."
   type        = number
   default     = 45
 

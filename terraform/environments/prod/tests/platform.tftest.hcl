@@ -43,6 +43,7 @@ run "runbook_settings" {
   variables {
     db_credentials_version         = 2
     grpc_token_version             = 2
+    grpc_token_accept_previous     = true
     grpc_wait_for_approval_minutes = 30
   }
 
@@ -50,6 +51,7 @@ run "runbook_settings" {
     condition = (
       module.platform.rotation_and_approval.db_credentials_version == 2
       && module.platform.rotation_and_approval.grpc_token_version == 2
+      && module.platform.rotation_and_approval.grpc_token_accept_previous
       && module.platform.rotation_and_approval.grpc_wait_for_approval_minutes == 30
     )
     error_message = "a runbook setting of the prod root does not reach the platform"

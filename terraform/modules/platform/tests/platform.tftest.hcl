@@ -118,13 +118,13 @@ run "dev" {
     error_message = "dev makes disaster-recovery copies without dr_region"
   }
 
-  # SIGKILL lands after the shutdown grace, not as it ends: the trace flush and the pool close
-  # come after the grace
+  # SIGKILL lands after the shutdown, not as it ends: the trace flush and the pool close come
+  # after the grace (for the worker, after the longer of its grace and its long-poll wait)
   assert {
     condition = alltrue([for s in [module.grpc, module.projector, module.worker] :
-      s.stop_timeout_seconds >= s.shutdown_grace_seconds + 10
+      s.stop_timeout_seconds >= s.shutdown_seconds + 10
     ])
-    error_message = "a service's stopTimeout leaves less than 10 s after its ORDER_SHUTDOWN_GRACE_SECONDS"
+    error_message = "a service's stopTimeout leaves less than 10 s after its shutdown (ORDER_SHUTDOWN_GRACE_SECONDS; the worker: or ORDER_WORKER_WAIT_SECONDS if longer)"
   }
 
   # the worker's providers: the simulation unless told otherwise; an alarm per breaker
@@ -280,6 +280,80 @@ run "grpc_callers_may_not_take_the_workers_name" {
   variables {
     environment  = "dev"
     grpc_callers = { worker = { scopes = ["orders.admin"] } }
+  }
+
+  expect_failures = [var.grpc_callers]
+}
+
+# A rotation of the worker's token (grpc_token_version + 1) with grpc_token_accept_previous:
+# order-grpc also accepts the token the secret held before the rotation (its AWSPREVIOUS
+# version, which Secrets Manager keeps when a new value is put) as worker_previous, with the
+# worker's scopes, so that the workers still running hold a token order-grpc accepts until
+# their own deploy ends. The worker reads only the current one.
+run "worker_token_rotation_keeps_the_previous_token" {
+  command = apply
+
+  variables {
+    environment                = "dev"
+    grpc_token_version         = 2
+    grpc_token_accept_previous = true
+  }
+
+  assert {
+    condition     = module.grpc.environment["ORDER_GRPC_AUTH_SCOPES"] == "worker=orders.read+orders.saga,worker_previous=orders.read+orders.saga"
+    error_message = "order-grpc does not give the previous worker token the worker's scopes"
+  }
+
+  assert {
+    condition = (
+      module.grpc.secret_sources["ORDER_GRPC_AUTH_TOKEN_WORKER"] == aws_secretsmanager_secret.worker_grpc_token.arn
+      && module.grpc.secret_sources["ORDER_GRPC_AUTH_TOKEN_WORKER_PREVIOUS"] == "${aws_secretsmanager_secret.worker_grpc_token.arn}::AWSPREVIOUS:"
+    )
+    error_message = "order-grpc does not read the worker token's current and previous versions"
+  }
+
+  assert {
+    condition     = module.worker.secret_sources["ORDER_GRPC_AUTH_TOKEN"] == aws_secretsmanager_secret.worker_grpc_token.arn
+    error_message = "the worker does not read the current version of its token"
+  }
+}
+
+# Until the next apply without it: order-grpc accepts the current worker token only
+run "previous_worker_token_is_dropped_after_the_rotation" {
+  command = apply
+
+  variables {
+    environment        = "dev"
+    grpc_token_version = 2
+  }
+
+  assert {
+    condition = (
+      module.grpc.environment["ORDER_GRPC_AUTH_SCOPES"] == "worker=orders.read+orders.saga"
+      && !contains(module.grpc.secret_names, "ORDER_GRPC_AUTH_TOKEN_WORKER_PREVIOUS")
+    )
+    error_message = "order-grpc still accepts the previous worker token"
+  }
+}
+
+# Before the first rotation there is no previous version: a task that names one cannot start
+run "previous_worker_token_needs_a_rotation" {
+  command = plan
+
+  variables {
+    environment                = "dev"
+    grpc_token_accept_previous = true
+  }
+
+  expect_failures = [var.grpc_token_accept_previous]
+}
+
+run "grpc_callers_may_not_take_the_previous_workers_name" {
+  command = plan
+
+  variables {
+    environment  = "dev"
+    grpc_callers = { worker_previous = { scopes = ["orders.admin"] } }
   }
 
   expect_failures = [var.grpc_callers]
