@@ -43,8 +43,9 @@ pub struct Queries {
 /// The reads that may wait for their `min_position` at once, by default. A waiting read holds
 /// no database connection while it sleeps on the primary (it looks a few times a second); on a
 /// read replica it holds one of the replica pool's connections (the check and the read must
-/// use one), and one that finds none free (all held by waiting reads) waits as well, holding
-/// nothing and trying again after each pause: a busy replica pool is no failed replica. It
+/// use one), and one that finds none free queues for one a pause at a time, its place under
+/// the concurrency limit given back after the first 5 ms: a busy replica pool is no failed
+/// replica. It
 /// keeps its place among the waiting reads until it answers.
 pub const DEFAULT_MAX_WAITING_READS: usize = 512;
 
@@ -113,7 +114,7 @@ enum Served {
     /// By the replica.
     Replica,
     /// By the primary: the replica had not reached the call's min_position in time, or had
-    /// no pooled connection free for the read by then (busy with waiting reads, not failed),
+    /// no pooled connection free for the read by then (busy, not failed),
     /// or the read could not wait there (no place among the waiting reads).
     PrimaryReplicaBehind,
     /// By the primary: the replica failed (unreachable, timed out, cancelled by recovery).

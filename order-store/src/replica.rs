@@ -45,8 +45,18 @@ impl Pauses {
 
     /// Sleep for the next pause, at most until `give_up`.
     pub async fn sleep(&mut self, give_up: Instant) {
-        let left = give_up.saturating_duration_since(Instant::now());
-        tokio::time::sleep(self.next.min(left)).await;
+        tokio::time::sleep(self.next_within(give_up)).await;
+        self.advance();
+    }
+
+    /// The next pause, at most until `give_up`.
+    fn next_within(&self, give_up: Instant) -> Duration {
+        self.next
+            .min(give_up.saturating_duration_since(Instant::now()))
+    }
+
+    /// Go on to the pause after the next.
+    fn advance(&mut self) {
         self.next = (self.next * 2).min(Self::LONGEST);
     }
 }
@@ -91,9 +101,9 @@ impl EventStore {
     /// checkpoint position; 0 for [`Reach::Log`], or when no look was made). Reads made on the
     /// connection afterwards see at least that state.
     ///
-    /// A pool whose connections are all in use (held by other such waits, as when a projector
-    /// is down) is "not reached yet", never an error: the wait does not queue for the pool
-    /// but tries again after each pause until `give_up`, holding nothing meanwhile. A
+    /// A pool with no connection free for it (all in use: held by other such waits, as when a
+    /// projector is down, or by other reads) is "not reached yet", never an error: the wait
+    /// queues for a connection one pause at a time (see [`Pauses`]) until `give_up`. A
     /// connection that cannot be opened is an error.
     pub async fn connection_reaching(
         &self,
@@ -119,17 +129,20 @@ impl EventStore {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
         let mut pauses = Pauses::default();
         let mut asked = false;
-        // A busy pool is waited out like a position not reached: no queueing for it under what
-        // the caller holds before `may_wait` is asked, and no error (the server is fine).
+        // A busy pool is waited out like a position not reached, and is no error (the server
+        // is fine): the read queues for a connection for one pause at a time (the first, 5 ms,
+        // under what the caller holds before `may_wait` is asked; then up to 100 ms at a time,
+        // in the pool's queue beside the other reads, until `give_up`).
         let client = loop {
-            if let Some(client) = self.timed(self.connection_if_free()).await? {
+            let wait = pauses.next_within(give_up);
+            if let Some(client) = self.timed(self.connection_within(wait)).await? {
                 break client;
             }
             if Instant::now() >= give_up || !(asked || may_wait()) {
                 return Ok(Err(0));
             }
             asked = true;
-            pauses.sleep(give_up).await;
+            pauses.advance();
         };
         loop {
             let (reached, at) = self

@@ -310,16 +310,17 @@ impl EventStore {
         Ok(self.inner.pool.get().await?)
     }
 
-    /// [`EventStore::connection`] without waiting for a busy pool: `Ok(None)` when every
-    /// connection is in use, at once. A free connection, or a new one while the pool has room,
-    /// is `Ok(Some(_))`; a connection that cannot be opened is an error, as ever. For a caller
-    /// with something better to do than queue under what it holds (a read-your-writes wait
-    /// that gives its place back and looks again later), and that must not take a pool busy
-    /// with such waits for a broken server.
-    pub async fn connection_if_free(&self) -> Result<Option<deadpool_postgres::Object>, Error> {
+    /// [`EventStore::connection`], queueing for a busy pool for at most `wait` (not the
+    /// pool's own wait): `Ok(None)` when no connection came free by then. A connection that
+    /// cannot be opened is an error, as ever. For a read-your-writes wait, which queues a
+    /// pause at a time and must not take a pool busy with other reads for a broken server.
+    pub async fn connection_within(
+        &self,
+        wait: Duration,
+    ) -> Result<Option<deadpool_postgres::Object>, Error> {
         crate::recycle::waiting_for_connection();
         let mut timeouts = self.inner.pool.timeouts();
-        timeouts.wait = Some(Duration::ZERO);
+        timeouts.wait = Some(wait);
         match self.inner.pool.timeout_get(&timeouts).await {
             Ok(client) => Ok(Some(client)),
             Err(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
