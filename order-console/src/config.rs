@@ -365,8 +365,11 @@ impl ServeArgs {
             .map(parse_proxy)
             .collect::<Result<Vec<_>, _>>()?;
         let mut store = self.database.store_config("order-console");
-        // A console needs few connections; it must never crowd out the services.
-        store.pool_size = store.pool_size.min(4);
+        // A console needs few connections; it must never crowd out the services. Six: a Flow
+        // refresh reads four things side by side (its window, and the three state counts),
+        // and the database scrape's two reads (connections, ping) must not queue behind them,
+        // or a slow page would show the console's own database as failing.
+        store.pool_size = store.pool_size.min(6);
         // Its sessions are read-only (`default_transaction_read_only`), which a connection
         // that must reach a writable server would take for a standby and refuse: any server
         // that answers will do, a read replica included.

@@ -64,8 +64,8 @@ impl ClientAddr {
     }
 }
 
-/// See [`ClientAddr`]. A forwarded entry that does not read as an address (a port, an
-/// obfuscated name) ends the walk: the hop it came through is the client.
+/// See [`ClientAddr`]. A forwarded entry that does not read as an address (an obfuscated
+/// name, `unknown`) ends the walk: the hop it came through is the client.
 pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
     let is_trusted = |address: &IpAddr| {
         let address = address.to_canonical();
@@ -82,7 +82,7 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet
         .flat_map(|value| value.split(','))
         .collect();
     for entry in entries.iter().rev() {
-        let Ok(address) = entry.trim().parse::<IpAddr>() else {
+        let Some(address) = forwarded_address(entry.trim()) else {
             break;
         };
         client = address;
@@ -91,6 +91,21 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet
         }
     }
     client
+}
+
+/// An `X-Forwarded-For` entry's address: `203.0.113.9`, `2001:db8::1`, and as some proxies
+/// write them, with a port (`203.0.113.9:5678`, `[2001:db8::1]:443`) or in brackets.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|socket| socket.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inner| inner.parse::<IpAddr>().ok())
+        })
 }
 
 impl FromRequestParts<AppState> for ClientAddr {
@@ -524,10 +539,15 @@ mod client_address_tests {
         // Nothing forwarded, or an entry that is no address: the last hop that was one.
         assert_eq!(from("10.0.1.2", &[]), ip("10.0.1.2"));
         assert_eq!(from("10.0.1.2", &["unknown"]), ip("10.0.1.2"));
+        assert_eq!(from("10.0.1.2", &["203.0.113.9, _hidden"]), ip("10.0.1.2"));
+        // Entries with a port, or in brackets, as some proxies write them.
+        assert_eq!(from("10.0.1.2", &["203.0.113.9:5678"]), ip("203.0.113.9"));
         assert_eq!(
             from("10.0.1.2", &["203.0.113.9, 10.0.3.4:80"]),
-            ip("10.0.1.2")
+            ip("203.0.113.9")
         );
+        assert_eq!(from("10.0.1.2", &["[2001:db8::7]:443"]), ip("2001:db8::7"));
+        assert_eq!(from("10.0.1.2", &["[2001:db8::7]"]), ip("2001:db8::7"));
         // Every entry trusted: the left-most.
         assert_eq!(from("10.0.1.2", &["10.0.9.9, 10.0.3.4"]), ip("10.0.9.9"));
     }
