@@ -1480,12 +1480,14 @@ pub async fn run(
                 rename_if_namesake(&store, &name, &mut owner).await;
                 continue 'standby;
             }
+            // A renewal that finds the lease lost ends the step at once (the lease-lost arm).
             let step = renewal
-                .around(
+                .until_lost(
                     &lease,
                     caught(subscription.step(&store, &lease, cursor, &shutdown)),
                 )
                 .await
+                .unwrap_or(Ok(Err(StepError::LeaseLost)))
                 .unwrap_or_else(|panic| Err(StepError::Stopped(panic)));
             match step {
                 Ok(Step::Progressed { cursor: next, .. }) => {
@@ -1570,20 +1572,35 @@ impl<'a> Renewal<'a> {
     }
 
     /// Run `work` to completion, renewing `lease` whenever a third of its time has passed.
-    /// A renewal that finds the lease lost only sets [`Renewal::lost`]: the work's writes are
-    /// fenced by the lease token, so they fail by themselves; a renewal that cannot reach the
-    /// database is tried again at the next tick.
+    /// A renewal that finds the lease lost sets [`Renewal::lost`] and lets the work finish:
+    /// its writes are fenced by the lease token, so they fail by themselves; a renewal that
+    /// cannot reach the database is tried again at the next tick.
     async fn around<T>(&mut self, lease: &Lease, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        match self.until_lost(lease, &mut work).await {
+            Some(output) => output,
+            None => work.await,
+        }
+    }
+
+    /// [`Renewal::around`], except that a renewal that finds the lease lost drops `work` at
+    /// once (`None`): a sink's delivery under way sends nothing more of its page under a lease
+    /// it no longer holds (its checkpoint write would be refused anyway, and the new holder
+    /// sends the page again). A projection's work loses only its uncommitted transaction.
+    async fn until_lost<T>(&mut self, lease: &Lease, work: impl Future<Output = T>) -> Option<T> {
         tokio::pin!(work);
         loop {
             let due = self.renewed_at + self.ttl / 3;
             tokio::select! {
                 biased;
-                output = &mut work => return output,
+                output = &mut work => return Some(output),
                 () = tokio::time::sleep_until(due), if !self.lost => {
                     match self.store.renew_lease(lease, self.ttl).await {
                         Ok(true) => self.renewed_at = tokio::time::Instant::now(),
-                        Ok(false) => self.lost = true,
+                        Ok(false) => {
+                            self.lost = true;
+                            return None;
+                        }
                         Err(error) => {
                             tracing::warn!(subscription = %lease.subscription, %error, "lease renewal failed");
                             // Try again a little later, not in a busy loop.

@@ -412,3 +412,91 @@ async fn a_sink_and_a_projection_never_share_a_name() {
     assert!(replayed.is_err(), "{replayed:?}");
     assert_eq!(f.store.checkpoint("first_sink").await.unwrap(), checkpoint);
 }
+
+/// A sink whose delivery hangs (a destination that accepted the connection and never
+/// answers); counts the deliveries begun and those given up (dropped unfinished).
+struct Hanging {
+    begun: Arc<AtomicUsize>,
+    dropped: Arc<AtomicUsize>,
+}
+
+/// Counts itself into `dropped` when the delivery holding it is dropped unfinished.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Sink for Hanging {
+    type Event = OrderEvent;
+    fn name(&self) -> &str {
+        "hanging"
+    }
+    fn categories(&self) -> Categories {
+        Categories::of::<Order>()
+    }
+    async fn deliver(&self, _page: &Page<OrderEvent>) -> Result<(), Undelivered> {
+        let _guard = DropCount(self.dropped.clone());
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+/// An owner whose delivery is under way when another owner takes its lease stops delivering
+/// as soon as its next renewal finds the lease taken (a third of the lease's time), instead of
+/// sending the rest of the page under a lease it no longer holds: the delivery is dropped.
+#[tokio::test]
+async fn a_delivery_under_way_stops_when_a_renewal_finds_the_lease_taken() {
+    let f = fixture().await;
+    write_order(&f.handler, 0).await;
+    everything_visible(&f.store).await;
+    let begun = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let subscription = Subscription::sink(Hanging {
+        begun: begun.clone(),
+        dropped: dropped.clone(),
+    });
+    let (stop, shutdown) = watch::channel(false);
+    let settings = RunSettings {
+        owner: "a".into(),
+        lease_ttl: Duration::from_millis(1500),
+        poll: Duration::from_millis(50),
+        standby_poll: Duration::from_millis(100),
+        ..RunSettings::default()
+    };
+    let task = tokio::spawn(run(
+        subscription,
+        f.store.clone(),
+        EventListener::start(f.store.config().clone()),
+        settings,
+        shutdown,
+    ));
+    wait_for_calls(&begun, 1, "the delivery never began").await;
+    assert_eq!(dropped.load(Ordering::SeqCst), 0);
+    f.store
+        .acquire_lease("hanging", "b", Duration::from_secs(600), true)
+        .await
+        .unwrap()
+        .expect("a preempting lease");
+    // A renewal comes every 0.5 s; 30 s is for a loaded machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while dropped.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "owner \"a\" still delivers 30 s after losing its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // It stands by: "b" holds the lease for 10 minutes, so nothing more is begun.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(begun.load(Ordering::SeqCst), 1);
+    assert_eq!(f.store.checkpoint("hanging").await.unwrap(), Cursor::START);
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("run stops")
+        .unwrap();
+}
