@@ -201,65 +201,16 @@ async fn execute(command: Command) -> i32 {
                     "republish needs --orders-queue-url (ORDERS_QUEUE_URL)",
                 );
             };
-            cli::note_from_environment(
-                NAME,
-                &[
-                    "ORDER_PROJECTOR_REPUBLISH_FROM",
-                    "ORDER_PROJECTOR_REPUBLISH_TO",
-                ],
-                &format!("republishing from position {from}"),
-            );
-            if let Some(to) = to
-                && to < from.max(1)
+            let (store, through, shutdown) = match republish_range(NAME, from, to, &database).await
             {
-                let why = if to == 0 {
-                    "--to 0: log positions start at 1".to_owned()
-                } else {
-                    format!("--to {to} is before --from {}", from.max(1))
-                };
-                cli::fail(
-                    NAME,
-                    &format!("{why}: no event to republish (nothing was sent)"),
-                );
-            }
-            let store = store(NAME, &database, "order-projector-republish");
-            let head = match store.head_position().await {
-                Ok(head) => head,
-                // Not a usage error (exit 2): the database is out of reach for now.
-                Err(e) => {
-                    eprintln!("{NAME}: republish failed: {e} (nothing was sent)");
-                    return 1;
-                }
+                Ok(range) => range,
+                Err(code) => return code,
             };
-            if from > head {
-                cli::fail(
-                    NAME,
-                    &format!(
-                        "--from {from} is beyond the log's head ({head}): no event to republish \
-                         (nothing was sent)"
-                    ),
-                );
-            }
-            let through = to.map_or(head, |to| to.min(head));
             let publisher = Publisher::new(sqs_client().await, url, usize::from(queue.sqs_lanes));
             let sink = SqsPublisher::new(publisher);
-            // SIGTERM (an ECS stop) or Ctrl-C ends it after the batch in flight, saying where
-            // to resume.
-            let (stop, shutdown) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                shutdown::signal().await;
-                let _ = stop.send(true);
-            });
-            match crate::republish::republish(&store, &sink, from, through, &shutdown).await {
-                Ok(sent) => {
-                    println!("republished {sent} events (positions {from}..={through})");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("{NAME}: republish failed: {e}");
-                    1
-                }
-            }
+            let republished =
+                crate::republish::republish(&store, &sink, from, through, &shutdown).await;
+            republish_done(NAME, republished, from, through)
         }
         Command::Status(args) => {
             let known = [Subscription::projection(ReadModel::new())];
@@ -351,6 +302,83 @@ async fn run_replay(binary: &str, known: &[Subscription], args: ReplayArgs) -> i
     }
 }
 
+/// What `republish` checks before it sends anything: the range (exits 2 when it holds no
+/// event), the database (1 when out of reach). Returns the store, the last position to send
+/// (`to`, at most the head) and a shutdown that SIGTERM or Ctrl-C sets (the page in flight
+/// ends, and the error says where to resume).
+async fn republish_range(
+    binary: &str,
+    from: u64,
+    to: Option<u64>,
+    database: &DatabaseArgs,
+) -> Result<(EventStore, u64, tokio::sync::watch::Receiver<bool>), i32> {
+    cli::note_from_environment(
+        binary,
+        &[
+            "ORDER_PROJECTOR_REPUBLISH_FROM",
+            "ORDER_PROJECTOR_REPUBLISH_TO",
+        ],
+        &format!("republishing from position {from}"),
+    );
+    if let Some(to) = to
+        && to < from.max(1)
+    {
+        let why = if to == 0 {
+            "--to 0: log positions start at 1".to_owned()
+        } else {
+            format!("--to {to} is before --from {}", from.max(1))
+        };
+        cli::fail(
+            binary,
+            &format!("{why}: no event to republish (nothing was sent)"),
+        );
+    }
+    let store = store(binary, database, &format!("{binary}-republish"));
+    let head = match store.head_position().await {
+        Ok(head) => head,
+        // Not a usage error (exit 2): the database is out of reach for now.
+        Err(e) => {
+            eprintln!("{binary}: republish failed: {e} (nothing was sent)");
+            return Err(1);
+        }
+    };
+    if from > head {
+        cli::fail(
+            binary,
+            &format!(
+                "--from {from} is beyond the log's head ({head}): no event to republish \
+                 (nothing was sent)"
+            ),
+        );
+    }
+    let through = to.map_or(head, |to| to.min(head));
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        let _ = stop.send(true);
+    });
+    Ok((store, through, shutdown))
+}
+
+/// The line a republish ends with, and its exit code.
+fn republish_done(
+    binary: &str,
+    republished: Result<u64, crate::republish::RepublishError>,
+    from: u64,
+    through: u64,
+) -> i32 {
+    match republished {
+        Ok(sent) => {
+            println!("republished {sent} events (positions {from}..={through})");
+            0
+        }
+        Err(e) => {
+            eprintln!("{binary}: republish failed: {e}");
+            1
+        }
+    }
+}
+
 async fn run_status(binary: &str, known: &[Subscription], args: StatusArgs) -> i32 {
     let store = store(binary, &args.database, &format!("{binary}-status"));
     match crate::status::collect(&store, known).await {
@@ -416,6 +444,24 @@ enum ServiceCommand {
     Run(Box<ServiceRunArgs>),
     /// Rebuild a projection from position 0 into shadow tables and swap it in.
     Replay(ReplayArgs),
+    /// Offer one of the binary's sinks the events with FROM <= position <= TO again (its
+    /// checkpoint does not move).
+    Republish {
+        /// The sink.
+        #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_SINK")]
+        sink: String,
+        /// First global position to send again.
+        #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_FROM")]
+        from: u64,
+        /// Default: the current head of the log.
+        #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_TO")]
+        to: Option<u64>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Log format.
+        #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+        log_format: telemetry::LogFormat,
+    },
     /// Head of the log, and each subscription's version, checkpoint, lag, owner and last error.
     Status(StatusArgs),
     /// Exit 0 when the admin readiness endpoint answers 200 (for container health checks).
@@ -431,7 +477,7 @@ fn service_command() -> clap::Command {
 }
 
 /// A team's projector binary in one call: `run` (the default), `replay --projection NAME`,
-/// `status [--json]` and `healthcheck`, with the same settings, logs, metrics, leases and
+/// `republish --sink NAME --from POS [--to POS]`, `status [--json]` and `healthcheck`, with the same settings, logs, metrics, leases and
 /// shutdown as `order-projector`.
 ///
 /// ```no_run
@@ -532,6 +578,38 @@ impl Service {
                 }
             }
             ServiceCommand::Replay(args) => run_replay(name, &self.subscriptions, args).await,
+            ServiceCommand::Republish {
+                sink,
+                from,
+                to,
+                database,
+                log_format,
+            } => {
+                telemetry::init_logging(log_format);
+                let sinks: Vec<&Subscription> = self
+                    .subscriptions
+                    .iter()
+                    .filter(|s| s.version().is_none())
+                    .collect();
+                let Some(subscription) = sinks.iter().find(|s| s.name() == sink) else {
+                    let known: Vec<&str> = sinks.iter().map(|s| s.name()).collect();
+                    let known = if known.is_empty() {
+                        "this binary has none".to_owned()
+                    } else {
+                        format!("known: {}", known.join(", "))
+                    };
+                    cli::fail(name, &format!("unknown sink {sink:?} ({known})"));
+                };
+                let (store, through, shutdown) =
+                    match republish_range(name, from, to, &database).await {
+                        Ok(range) => range,
+                        Err(code) => return code,
+                    };
+                let republished = subscription
+                    .republish(&store, from, through, &shutdown)
+                    .await;
+                republish_done(name, republished, from, through)
+            }
             ServiceCommand::Status(args) => run_status(name, &self.subscriptions, args).await,
             ServiceCommand::Healthcheck(args) => run_healthcheck(args).await,
         }
@@ -551,6 +629,38 @@ mod tests {
     }
 
     /// `--subscriptions` takes names with spaces around them, as its default is written.
+    #[test]
+    fn a_teams_binary_republishes_to_a_sink_it_names() {
+        use clap::FromArgMatches;
+        let matches = super::service_command()
+            .try_get_matches_from([
+                "my-projector",
+                "republish",
+                "--sink",
+                "webhook",
+                "--from",
+                "5",
+                "--database-url",
+                "postgres://x",
+            ])
+            .unwrap();
+        match super::ServiceCli::from_arg_matches(&matches)
+            .unwrap()
+            .command
+        {
+            super::ServiceCommand::Republish { sink, from, to, .. } => {
+                assert_eq!((sink.as_str(), from, to), ("webhook", 5, None));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The sink is named: there is no default.
+        assert!(
+            super::service_command()
+                .try_get_matches_from(["my-projector", "republish", "--from", "5"])
+                .is_err()
+        );
+    }
+
     #[test]
     fn subscription_names_are_trimmed() {
         use clap::FromArgMatches;

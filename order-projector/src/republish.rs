@@ -1,11 +1,14 @@
 //! `order-projector republish --from POS [--to POS]`: send a range of the log to SQS again,
 //! with the same deduplication ids (the event ids), for a consumer that lost messages.
 //! Within SQS's deduplication window, copies of messages it already has are dropped.
+//! `republish --sink NAME` of a team's projector binary does the same for one of its own
+//! sinks ([`crate::Subscription::republish`]).
 
-use order_store::EventStore;
+use order_store::{EventStore, RecordedEvent};
 use tokio::sync::watch;
 
 use crate::projection::Page;
+use crate::sink::Sink;
 use crate::sqs::SqsPublisher;
 use crate::subscription::{StepError, deliver_all};
 
@@ -37,6 +40,24 @@ pub async fn republish(
     through: u64,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<u64, RepublishError> {
+    // Imported history is never sent (see `SqsPublisher`): it is not counted either.
+    republish_to(store, sink, "republish", from, through, shutdown, |e| {
+        e.imported_from.is_none()
+    })
+    .await
+}
+
+/// Offer `sink` every event of its categories with `from <= global_position <= through` again,
+/// page by page, under no lease; `counted` says which of them it sends (the count returned).
+pub(crate) async fn republish_to<S: Sink>(
+    store: &EventStore,
+    sink: &S,
+    name: &str,
+    from: u64,
+    through: u64,
+    shutdown: &watch::Receiver<bool>,
+    counted: fn(&RecordedEvent) -> bool,
+) -> Result<u64, RepublishError> {
     let mut after = from.saturating_sub(1);
     let mut sent = 0u64;
     let resume = |first: u64, sent: u64| {
@@ -61,17 +82,21 @@ pub async fn republish(
         let Some(last) = events.last() else { break };
         let first_of_page = after + 1;
         after = last.global_position;
-        let categories = crate::Sink::categories(sink);
+        let categories = sink.categories();
         let events: Vec<_> = events
             .into_iter()
             .filter(|e| categories.contains(&e.category))
             .collect();
-        // Imported history is never sent (see `SqsPublisher`): it is not counted either.
-        let count = events.iter().filter(|e| e.imported_from.is_none()).count() as u64;
-        let page = Page::decode(events).map_err(|e| RepublishError::Stopped(e.to_string()))?;
+        let count = events.iter().filter(|e| counted(e)).count() as u64;
+        if events.is_empty() {
+            continue;
+        }
+        let page = Page::decode(events).map_err(|e| {
+            RepublishError::Stopped(format!("{e}; {}", resume(first_of_page, sent)))
+        })?;
         // A one-off task: a destination that keeps failing (a queue that does not exist, a
         // wrong URL) ends it after about half a minute of retries, saying where to resume.
-        deliver_all(sink, "republish", page, shutdown, Some(GIVE_UP_AFTER), None)
+        deliver_all(sink, name, page, shutdown, Some(GIVE_UP_AFTER), None)
             .await
             .map_err(|e: StepError| {
                 let why = match e {

@@ -177,6 +177,14 @@ pub(crate) trait Subscriber: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StepError>>;
     fn bulk(&self) -> Option<Box<dyn ErasedFold>>;
     fn ready(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// Sinks: offer a range of the log again, under no lease (`None` for a projection).
+    fn republish<'a>(
+        &'a self,
+        store: &'a EventStore,
+        from: u64,
+        through: u64,
+        shutdown: &'a watch::Receiver<bool>,
+    ) -> Option<BoxFuture<'a, Result<u64, crate::republish::RepublishError>>>;
 }
 
 /// [`BulkFold`] over stored events.
@@ -348,6 +356,16 @@ impl<P: Projection> Subscriber for ProjectionBox<P> {
     fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
+
+    fn republish<'a>(
+        &'a self,
+        _store: &'a EventStore,
+        _from: u64,
+        _through: u64,
+        _shutdown: &'a watch::Receiver<bool>,
+    ) -> Option<BoxFuture<'a, Result<u64, crate::republish::RepublishError>>> {
+        None
+    }
 }
 
 struct SinkBox<S> {
@@ -414,6 +432,24 @@ impl<S: Sink> Subscriber for SinkBox<S> {
 
     fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.sink.ready())
+    }
+
+    fn republish<'a>(
+        &'a self,
+        store: &'a EventStore,
+        from: u64,
+        through: u64,
+        shutdown: &'a watch::Receiver<bool>,
+    ) -> Option<BoxFuture<'a, Result<u64, crate::republish::RepublishError>>> {
+        Some(Box::pin(crate::republish::republish_to(
+            store,
+            &self.sink,
+            &self.name,
+            from,
+            through,
+            shutdown,
+            |_| true,
+        )))
     }
 }
 
@@ -730,6 +766,30 @@ impl Subscription {
     /// The projection's tables (none for a sink).
     pub fn tables(&self) -> &[Table] {
         self.inner.schema().map_or(&[], |s| &s.tables)
+    }
+
+    /// A sink's: offer it every event of its categories with `from <= global_position <=
+    /// through` again, in pages, in the log's order, under no lease and beside whatever runs
+    /// it (the sink must take events it already has, as it does after any failover), retrying
+    /// what it does not acknowledge for about half a minute before it gives up. Its
+    /// checkpoint does not move. Returns how many events it was offered; a stop (`shutdown`,
+    /// an event it refuses for good, the log out of reach) says which `from` and `to` resume
+    /// it. A projection is refused: rebuild it with a replay.
+    pub async fn republish(
+        &self,
+        store: &EventStore,
+        from: u64,
+        through: u64,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<u64, crate::republish::RepublishError> {
+        match self.inner.republish(store, from, through, shutdown) {
+            Some(republish) => republish.await,
+            None => Err(crate::republish::RepublishError::Stopped(format!(
+                "{} is a projection: rebuild it with `replay --projection {}` (nothing was sent)",
+                self.name(),
+                self.name()
+            ))),
+        }
     }
 
     /// This step wrote the checkpoint: nothing is left unwritten after it.

@@ -355,3 +355,70 @@ async fn a_sink_that_panics_stops_visibly_and_keeps_its_lease() {
         .expect("it stops when asked")
         .unwrap();
 }
+
+/// Records the global positions it is offered.
+struct Recording {
+    positions: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl Sink for Recording {
+    type Event = OrderEvent;
+    fn name(&self) -> &str {
+        "recording"
+    }
+    fn categories(&self) -> Categories {
+        Categories::of::<Order>()
+    }
+    async fn deliver(&self, page: &Page<OrderEvent>) -> Result<(), Undelivered> {
+        let mut positions = self.positions.lock().unwrap();
+        positions.extend(page.iter().map(|e| e.recorded.global_position));
+        Ok(())
+    }
+}
+
+/// A team's own sink is offered a range of the log again (`republish --sink` of its binary):
+/// every event of the range, once, in the log's order, and nothing outside it; its checkpoint
+/// does not move. A projection is refused, and nothing is sent.
+#[tokio::test]
+async fn a_sink_is_offered_a_range_of_the_log_again() {
+    let f = fixture().await;
+    write_orders(&f.handler, 12, 3).await;
+    everything_visible(&f.store).await;
+    let head = f.store.head_position().await.unwrap();
+    assert!(head >= 12, "{head}");
+    let positions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let subscription = Subscription::sink(Recording {
+        positions: positions.clone(),
+    });
+    let (_stop, shutdown) = watch::channel(false);
+    let (from, through) = (3, head - 2);
+    let offered = subscription
+        .republish(&f.store, from, through, &shutdown)
+        .await
+        .unwrap();
+    let got = positions.lock().unwrap().clone();
+    let expected: Vec<u64> = f
+        .store
+        .read_range(from - 1, through, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected, "the range, once, in order");
+    assert_eq!(offered, expected.len() as u64);
+    assert_eq!(
+        f.store.checkpoint("recording").await.unwrap(),
+        order_store::Cursor::START,
+        "a republish moves no checkpoint"
+    );
+
+    positions.lock().unwrap().clear();
+    let refused = read_model_subscription(100)
+        .republish(&f.store, from, through, &shutdown)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("is a projection"), "{refused}");
+    assert!(positions.lock().unwrap().is_empty());
+}
