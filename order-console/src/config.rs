@@ -62,7 +62,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDER_CONSOLE_TOKENS_FILE")]
     pub tokens_file: Option<std::path::PathBuf>,
     /// Mark the session cookie `Secure` (when a TLS proxy serves the console).
-    #[arg(long, env = "ORDER_CONSOLE_SECURE_COOKIES", default_value_t = false)]
+    #[arg(long, env = "ORDER_CONSOLE_SECURE_COOKIES", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false",
+          action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub secure_cookies: bool,
     /// The orders FIFO queue (depth, oldest message).
     #[arg(long, env = "ORDERS_QUEUE_URL")]
@@ -401,6 +404,11 @@ mod tests {
         use clap::CommandFactory;
         let missing = order_runtime::cli::settings_without_environment(&Cli::command());
         assert!(missing.is_empty(), "no environment variable: {missing:?}");
+        let not_boolish = order_runtime::cli::booleans_not_boolish(&Cli::command());
+        assert!(
+            not_boolish.is_empty(),
+            "booleans without --flag=false and yes/no/1/0: {not_boolish:?}"
+        );
     }
 
     /// A page waits as long as the server may take (three reads of statement timeout + 2 s,

@@ -175,5 +175,10 @@ mod tests {
     fn every_setting_of_every_subcommand_has_an_environment_variable() {
         let missing = order_runtime::cli::settings_without_environment(&super::Cli::command());
         assert!(missing.is_empty(), "no environment variable: {missing:?}");
+        let not_boolish = order_runtime::cli::booleans_not_boolish(&super::Cli::command());
+        assert!(
+            not_boolish.is_empty(),
+            "booleans without --flag=false and yes/no/1/0: {not_boolish:?}"
+        );
     }
 }

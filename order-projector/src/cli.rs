@@ -625,6 +625,11 @@ mod tests {
         for command in [super::Cli::command(), super::service_command()] {
             let missing = order_runtime::cli::settings_without_environment(&command);
             assert!(missing.is_empty(), "no environment variable: {missing:?}");
+            let not_boolish = order_runtime::cli::booleans_not_boolish(&command);
+            assert!(
+                not_boolish.is_empty(),
+                "booleans without --flag=false and yes/no/1/0: {not_boolish:?}"
+            );
         }
     }
 

@@ -98,5 +98,10 @@ mod tests {
     fn every_setting_has_an_environment_variable() {
         let missing = order_runtime::cli::settings_without_environment(&super::Args::command());
         assert!(missing.is_empty(), "no environment variable: {missing:?}");
+        let not_boolish = order_runtime::cli::booleans_not_boolish(&super::Args::command());
+        assert!(
+            not_boolish.is_empty(),
+            "booleans without --flag=false and yes/no/1/0: {not_boolish:?}"
+        );
     }
 }

@@ -206,6 +206,47 @@ pub fn settings_without_environment(command: &Command) -> Vec<String> {
     out
 }
 
+/// Every boolean setting of `command` and its subcommands that does not take the forms the
+/// README promises for all of them: `--flag`, `--flag=true|false` and its variable as `true`/
+/// `false`, `1`/`0`, `yes`/`no` (`num_args = 0..=1`, `require_equals`,
+/// `default_missing_value = "true"`, `BoolishValueParser`; the default missing value is not
+/// visible to this check). For a test of each binary.
+pub fn booleans_not_boolish(command: &Command) -> Vec<String> {
+    fn walk(command: &Command, path: &str, out: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.is_positional() || id == "help" || id == "version" {
+                continue;
+            }
+            let flag = matches!(
+                arg.get_action(),
+                clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+            );
+            let boolean = arg.get_value_parser().type_id() == std::any::TypeId::of::<bool>();
+            if !(flag || boolean) {
+                continue;
+            }
+            let boolish = !flag
+                && arg.get_num_args() == Some((0..=1).into())
+                && arg.is_require_equals_set()
+                // clap's plain bool parser takes `true` and `false`; the boolish one `yes`,
+                // `no`, `1`, `0` too.
+                && arg.get_value_parser().possible_values().is_some_and(|mut values| {
+                    values.any(|value| value.matches("yes", true))
+                });
+            if !boolish {
+                out.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(command, command.get_name(), &mut out);
+    out
+}
+
 /// Warn (on stderr, before anything is done) that a one-off command's argument came from the
 /// environment rather than the command line: a variable left in a task definition must not
 /// steer a run silently. `what` says what it does, e.g. "a dry run: nothing is applied".

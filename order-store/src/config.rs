@@ -443,7 +443,9 @@ pub struct DatabaseArgs {
     /// Group commit: each writer on an OS thread of its own, with its own connection (one
     /// more for the NOTIFYs), on top of the pool; `false` runs them as tasks of the runtime.
     #[arg(long = "db-group-commit-thread", env = "ORDER_DB_GROUP_COMMIT_THREAD",
-          default_value_t = true, action = clap::ArgAction::Set)]
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "true", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub group_commit_thread: bool,
     /// Group commit, for writers that run as tasks: how many microseconds without a new append
     /// end the gathering of the callers just answered (0 = no gathering).
