@@ -173,7 +173,8 @@ pub enum Sub {
 pub struct CommandArgs {
     /// The order (or `order_id` in the JSON input).
     pub order_id: Option<Uuid>,
-    /// Read the command's fields from this JSON file (`-`: standard input); flags win.
+    /// Read the command's fields from this JSON file (`-`: standard input; one object, each
+    /// key once); flags win.
     #[arg(long, value_name = "FILE|-")]
     pub json_input: Option<PathBuf>,
     /// Apply only if the order is at this version (else ABORTED).
@@ -256,13 +257,18 @@ pub struct ShipArgs {
 /// PlaceOrder's fields.
 #[derive(Debug, Args)]
 pub struct PlaceArgs {
-    /// Read the order from this JSON file (`-`: standard input); flags win.
+    /// Read the order from this JSON file (`-`: standard input; one object, each key once);
+    /// flags win.
     #[arg(long, value_name = "FILE|-")]
     pub json_input: Option<PathBuf>,
-    /// The new order's id (default: a fresh UUID).
+    /// The new order's id (default: derived from --command-id when it is given, else a
+    /// fresh UUID).
     #[arg(long)]
     pub order_id: Option<Uuid>,
-    /// The command id (default: a fresh UUID).
+    /// The command id (idempotency key; default: a fresh UUID, and a fresh order id with it).
+    /// With --command-id and no --order-id, the order id is derived from the command id
+    /// (UUID v5), so a retry names the same order: it is answered with the first answer and
+    /// places nothing.
     #[arg(long)]
     pub command_id: Option<Uuid>,
     /// The customer.

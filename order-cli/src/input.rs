@@ -5,7 +5,8 @@ use std::path::Path;
 
 use order_client::pb;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::args::{
@@ -17,9 +18,125 @@ use crate::args::{
 #[derive(Debug)]
 pub struct Usage(pub String);
 
-fn read_json<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, Usage> {
+/// The namespace of the order ids `place` derives from command ids (UUID v5 of the command
+/// id's 16 bytes). Fixed for good: a retry, by any release of order-cli, must name the same
+/// order.
+pub const PLACE_ORDER_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_722d_636c_692d_706c_6163_6564);
+
+/// The order id `place` sends with `command_id` when no order id is given: derived from the
+/// command id, so a retry with the same command id names the same order and is the same
+/// request (answered with the first answer), not a new order under a used command id.
+pub fn order_id_for_command(command_id: Uuid) -> Uuid {
+    Uuid::new_v5(&PLACE_ORDER_NAMESPACE, command_id.as_bytes())
+}
+
+/// The JSON input as written: any value, with a key that appears twice in an object refused
+/// (serde_json would keep the last one silently).
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "the key {key:?} appears twice in an object"
+                )));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// What a JSON value is, for an error.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A JSON object decoded as `T`: anything else (an array above all, which serde would decode
+/// field by field in order) is refused.
+#[derive(Debug, Clone, Default)]
+struct Object<T>(T);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if !value.is_object() {
+            return Err(de::Error::custom(format_args!(
+                "expected an object, found {}",
+                kind(&value)
+            )));
+        }
+        serde_json::from_value(value)
+            .map(Object)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// The JSON input at `path` (none: `None`): one object, each key once at every level, or a
+/// usage error of one line saying what is wrong.
+fn read_json(path: Option<&Path>) -> Result<Option<Map<String, Value>>, Usage> {
     let Some(path) = path else {
-        return Ok(T::default());
+        return Ok(None);
     };
     let mut text = String::new();
     if path == Path::new("-") {
@@ -30,7 +147,15 @@ fn read_json<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, Us
         text = std::fs::read_to_string(path)
             .map_err(|e| Usage(format!("cannot read {}: {e}", path.display())))?;
     }
-    serde_json::from_str(&text).map_err(|e| Usage(format!("the JSON input: {e}")))
+    let Strict(value) =
+        serde_json::from_str(&text).map_err(|e| Usage(format!("the JSON input: {e}")))?;
+    match value {
+        Value::Object(object) => Ok(Some(object)),
+        other => Err(Usage(format!(
+            "the JSON input must be an object ({{\"field\": value, ...}}), not {}",
+            kind(&other)
+        ))),
+    }
 }
 
 /// `{"currency": "EUR", "amount_minor": 1250}`.
@@ -57,7 +182,7 @@ pub struct CommandInput {
     pub reservation_id: Option<String>,
     reason: Option<String>,
     pub payment_id: Option<String>,
-    amount: Option<MoneyInput>,
+    amount: Option<Object<MoneyInput>>,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
 }
@@ -83,7 +208,7 @@ impl CommandInput {
     pub fn amount(&self) -> Result<pb::Money, Usage> {
         self.amount
             .clone()
-            .map(Into::into)
+            .map(|Object(money)| money.into())
             .ok_or_else(|| Usage("the amount is required (--amount, minor units)".into()))
     }
 }
@@ -99,14 +224,12 @@ fn read_command_json(
     command: &str,
     fields: &[&str],
 ) -> Result<CommandInput, Usage> {
-    let value: Option<serde_json::Value> = read_json(path)?;
-    let Some(value) = value else {
+    let Some(map) = read_json(path)? else {
         return Ok(CommandInput::default());
     };
-    if let serde_json::Value::Object(map) = &value
-        && let Some(other) = map
-            .keys()
-            .find(|key| !COMMON_FIELDS.contains(&key.as_str()) && !fields.contains(&key.as_str()))
+    if let Some(other) = map
+        .keys()
+        .find(|key| !COMMON_FIELDS.contains(&key.as_str()) && !fields.contains(&key.as_str()))
     {
         let takes: Vec<&str> = COMMON_FIELDS.iter().chain(fields).copied().collect();
         return Err(Usage(format!(
@@ -114,7 +237,7 @@ fn read_command_json(
             takes.join(", ")
         )));
     }
-    serde_json::from_value(value).map_err(|e| Usage(format!("the JSON input: {e}")))
+    serde_json::from_value(Value::Object(map)).map_err(|e| Usage(format!("the JSON input: {e}")))
 }
 
 fn overlay<T>(target: &mut Option<T>, flag: &Option<T>)
@@ -188,12 +311,12 @@ impl AmountArgs {
     fn overlay(&self, input: &mut CommandInput) -> Result<(), Usage> {
         // Each part of the amount is laid over the JSON input's on its own.
         match (self.amount, &mut input.amount) {
-            (Some(amount_minor), Some(money)) => money.amount_minor = amount_minor,
+            (Some(amount_minor), Some(Object(money))) => money.amount_minor = amount_minor,
             (Some(amount_minor), None) => {
-                input.amount = Some(MoneyInput {
+                input.amount = Some(Object(MoneyInput {
                     currency: "EUR".to_owned(),
                     amount_minor,
-                });
+                }));
             }
             (None, Some(_)) => {}
             (None, None) if self.currency.is_some() => {
@@ -203,7 +326,7 @@ impl AmountArgs {
             }
             (None, None) => {}
         }
-        if let (Some(currency), Some(money)) = (&self.currency, &mut input.amount) {
+        if let (Some(currency), Some(Object(money))) = (&self.currency, &mut input.amount) {
             money.currency = currency.clone();
         }
         Ok(())
@@ -228,7 +351,7 @@ impl ShipArgs {
 struct LineInput {
     sku: String,
     quantity: i64,
-    unit_price: MoneyInput,
+    unit_price: Object<MoneyInput>,
 }
 
 /// An address as JSON (the message's field names).
@@ -252,8 +375,8 @@ struct PlaceJson {
     command_id: Option<Uuid>,
     customer_id: Option<Uuid>,
     #[serde(default)]
-    lines: Vec<LineInput>,
-    shipping_address: Option<AddressInput>,
+    lines: Vec<Object<LineInput>>,
+    shipping_address: Option<Object<AddressInput>>,
     shipping_method: Option<String>,
 }
 
@@ -270,7 +393,11 @@ pub struct PlaceInput {
 impl PlaceArgs {
     /// The JSON input with the flags laid over it.
     pub fn input(&self) -> Result<PlaceInput, Usage> {
-        let json: PlaceJson = read_json(self.json_input.as_deref())?;
+        let json: PlaceJson = match read_json(self.json_input.as_deref())? {
+            None => PlaceJson::default(),
+            Some(map) => serde_json::from_value(Value::Object(map))
+                .map_err(|e| Usage(format!("the JSON input: {e}")))?,
+        };
         let customer_id = self
             .customer
             .or(json.customer_id)
@@ -278,16 +405,16 @@ impl PlaceArgs {
         let mut lines: Vec<pb::OrderLine> = json
             .lines
             .into_iter()
-            .map(|l| pb::OrderLine {
+            .map(|Object(l)| pb::OrderLine {
                 sku: l.sku,
                 quantity: l.quantity,
-                unit_price: Some(l.unit_price.into()),
+                unit_price: Some(l.unit_price.0.into()),
             })
             .collect();
         for line in &self.lines {
             lines.push(parse_line(line, &self.currency)?);
         }
-        let json_address = json.shipping_address.unwrap_or_default();
+        let json_address = json.shipping_address.unwrap_or_default().0;
         let pick = |flag: &Option<String>, json: String| flag.clone().unwrap_or(json);
         let address = pb::Address {
             recipient: pick(&self.recipient, json_address.recipient),
@@ -302,9 +429,16 @@ impl PlaceArgs {
             None => pb::ShippingMethod::Standard,
             Some(name) => shipping_method(name)?,
         };
+        let command_id = self.command_id.or(json.command_id);
+        // With a command id and no order id, the order id derives from the command id: a
+        // retry names the same order (a fresh one would make it another request).
+        let order_id = self
+            .order_id
+            .or(json.order_id)
+            .or(command_id.map(order_id_for_command));
         Ok(PlaceInput {
-            order_id: self.order_id.or(json.order_id),
-            command_id: self.command_id.or(json.command_id),
+            order_id,
+            command_id,
             customer_id,
             request: pb::PlaceOrderRequest {
                 customer_id: customer_id.to_string(),
@@ -406,7 +540,7 @@ mod tests {
             }
         };
         let money = |args: AuthorizeArgs| {
-            let amount = args.input().unwrap().amount.unwrap();
+            let Object(amount) = args.input().unwrap().amount.unwrap();
             (amount.currency, amount.amount_minor)
         };
         // --amount keeps the JSON's currency; --currency alone changes only the currency.
@@ -492,8 +626,136 @@ mod tests {
         )
         .unwrap();
         assert_eq!(input.reservation_id.as_deref(), Some("r"));
-        assert!(read("null", "confirm", &[]).is_ok());
-        assert!(read("[1]", "confirm", &[]).is_err(), "not an object");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Parse `order-cli place ARGS` and read its input.
+    fn place_input(args: &[&str], json: Option<&Path>) -> Result<PlaceInput, Usage> {
+        use clap::Parser;
+        let mut all = vec!["order-cli", "place", "--customer", CUSTOMER];
+        let json = json.map(|path| path.display().to_string());
+        if let Some(path) = &json {
+            all.extend(["--json-input", path.as_str()]);
+        }
+        all.extend_from_slice(args);
+        match crate::args::Cli::try_parse_from(all).unwrap().command {
+            crate::args::Sub::Place(place) => place.input(),
+            _ => unreachable!("a place"),
+        }
+    }
+
+    const CUSTOMER: &str = "0b5c3a3e-52f5-4b8a-9a55-b4f1e9a7c001";
+
+    #[test]
+    fn a_place_with_a_command_id_and_no_order_id_names_the_order_after_the_command_id() {
+        const COMMAND: &str = "6b1c2d3e-4f50-4a6b-8c7d-8e9fa0b1c2d3";
+        let first = place_input(&["--command-id", COMMAND], None).unwrap();
+        let again = place_input(&["--command-id", COMMAND], None).unwrap();
+        let order = first
+            .order_id
+            .expect("an order id derived from the command id");
+        assert_eq!(again.order_id, Some(order), "a retry names the same order");
+        assert_ne!(order.to_string(), COMMAND);
+        // Pinned (UUID v5 of the command id's 16 bytes in namespace
+        // 6f726465-722d-636c-692d-706c61636564, computed apart from this code): a retry with a
+        // later order-cli must name the same order.
+        assert_eq!(order.to_string(), "c8dcf40e-452f-5eed-a7a9-3ead0c4f7142");
+        let other = place_input(
+            &["--command-id", "0f7a3c2e-1d5b-4c6a-9e8f-7a6b5c4d3e2f"],
+            None,
+        )
+        .unwrap();
+        assert!(
+            other.order_id.is_some_and(|o| o != order),
+            "another command, another order"
+        );
+
+        // The command id of the JSON input derives the same order id.
+        let dir = std::env::temp_dir().join(format!("order-cli-place-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("place.json");
+        std::fs::write(&json, format!(r#"{{"command_id": "{COMMAND}"}}"#)).unwrap();
+        assert_eq!(place_input(&[], Some(&json)).unwrap().order_id, Some(order));
+
+        // An order id given (flag or JSON) is kept; with no command id the client draws both.
+        let given = "5d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a";
+        let kept = place_input(&["--command-id", COMMAND, "--order-id", given], None).unwrap();
+        assert_eq!(kept.order_id.map(|o| o.to_string()).as_deref(), Some(given));
+        std::fs::write(
+            &json,
+            format!(r#"{{"command_id": "{COMMAND}", "order_id": "{given}"}}"#),
+        )
+        .unwrap();
+        let kept = place_input(&[], Some(&json)).unwrap();
+        assert_eq!(kept.order_id.map(|o| o.to_string()).as_deref(), Some(given));
+        let fresh = place_input(&[], None).unwrap();
+        assert_eq!((fresh.order_id, fresh.command_id), (None, None));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn json_input_that_is_not_an_object_or_repeats_a_key_is_refused() {
+        let dir = std::env::temp_dir().join(format!("order-cli-strict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("input.json");
+        let read = |text: &str, command: &str, fields: &[&str]| {
+            std::fs::write(&json, text).unwrap();
+            read_command_json(Some(&json), command, fields)
+        };
+        let refused = |result: Result<CommandInput, Usage>, says: &[&str]| {
+            let message = result.expect_err("refused").0;
+            assert!(!message.contains('\n'), "one line: {message}");
+            for word in says {
+                assert!(message.contains(word), "{word:?} in {message}");
+            }
+        };
+        // A key twice, at the top or inside the amount: refused, not the last one taken.
+        refused(
+            read(
+                r#"{"carrier": "FIRST", "carrier": "SECOND", "tracking_number": "T1"}"#,
+                "ship",
+                &["carrier", "tracking_number"],
+            ),
+            &[r#""carrier""#, "twice"],
+        );
+        refused(
+            read(
+                r#"{"amount": {"currency": "EUR", "amount_minor": 1, "amount_minor": 9}}"#,
+                "refund",
+                &["amount"],
+            ),
+            &[r#""amount_minor""#, "twice"],
+        );
+        // Not an object: refused as such, not decoded field by field in order.
+        for not_an_object in ["[1]", "[]", "null", "\"x\"", "7"] {
+            refused(read(not_an_object, "confirm", &[]), &["object"]);
+        }
+        refused(
+            read(r#"{"amount": ["EUR", 5]}"#, "refund", &["amount"]),
+            &["object"],
+        );
+        // The same for PlaceOrder's input, at every level.
+        let place = |text: &str| {
+            std::fs::write(&json, text).unwrap();
+            place_input(&[], Some(&json))
+        };
+        let lines = r#"[{"sku": "S", "quantity": 1, "unit_price": {"currency": "EUR", "amount_minor": 1}}]"#;
+        assert!(place(&format!(r#"{{"lines": {lines}}}"#)).is_ok());
+        for text in [
+            format!(r#"[null, null, "{CUSTOMER}", {lines}]"#),
+            r#"{"lines": [["S", 1, {"currency": "EUR", "amount_minor": 1}]]}"#.to_owned(),
+            r#"{"shipping_address": ["R", "L1", "", "C", "", "P", "DE"]}"#.to_owned(),
+        ] {
+            let message = place(&text).expect_err(&text).0;
+            assert!(message.contains("object"), "{text}: {message}");
+        }
+        for text in [
+            r#"{"shipping_method": "express", "shipping_method": "standard"}"#,
+            r#"{"shipping_address": {"city": "A", "city": "B"}}"#,
+        ] {
+            let message = place(text).expect_err(text).0;
+            assert!(message.contains("twice"), "{text}: {message}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -624,3 +624,123 @@ async fn an_empty_token_and_a_ca_file_without_a_certificate_are_unusable_setting
     assert!(run.stderr.contains("no certificate"), "{}", run.stderr);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `place` with the flags of the README's repro, under `command_id`.
+fn place_args<'a>(command_id: &'a str, output: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "place",
+        "--command-id",
+        command_id,
+        "--customer",
+        CUSTOMER,
+        "--line",
+        "SKU-1:1:100",
+        "--recipient",
+        "R",
+        "--line1",
+        "L",
+        "--city",
+        "C",
+        "--postal-code",
+        "1",
+        "--country",
+        "DE",
+    ];
+    args.extend_from_slice(output);
+    args
+}
+
+#[tokio::test]
+async fn a_place_retried_with_its_command_id_names_the_same_order_and_writes_nothing() {
+    let stack = Stack::start().await;
+    let url = stack.url();
+    let command_id = uuid::Uuid::new_v4().to_string();
+
+    let first = order_cli(
+        &url,
+        &place_args(&command_id, &["--print", "order-id"]),
+        None,
+    )
+    .await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let order = first.stdout.trim().to_owned();
+    // The same command again, exactly as it was (the caller never saw the first answer).
+    let again = order_cli(
+        &url,
+        &place_args(&command_id, &["--print", "order-id"]),
+        None,
+    )
+    .await;
+    assert_eq!(again.code, 0, "the retry is refused: {}", again.stderr);
+    assert_eq!(again.stdout.trim(), order, "the retry names another order");
+    let json = order_cli(&url, &place_args(&command_id, &["--json"]), None).await;
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let answer: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(answer["order_id"], order);
+    assert_eq!(answer["command_id"], command_id);
+    assert_eq!(answer["duplicate"], true, "{}", json.stdout);
+    assert_eq!(answer["version"], 1);
+
+    let order_id: uuid::Uuid = order.parse().unwrap();
+    let events = stack.client().get_order_events(order_id).await.unwrap();
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["OrderPlaced"], "placed once");
+    assert_eq!(stack.log().await.len(), 1, "nothing else written");
+    assert_eq!(stack.commands_recorded(&command_id).await, 1);
+
+    // Without --command-id, each run is a new order, under ids of its own.
+    let fresh: Vec<&str> = place_args(&command_id, &["--print", "order-id"])
+        .into_iter()
+        .skip(3)
+        .collect();
+    let mut orders = std::collections::HashSet::new();
+    for _ in 0..2 {
+        let run = order_cli(&url, &[&["place"], &fresh[..]].concat(), None).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        orders.insert(run.stdout.trim().to_owned());
+    }
+    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert!(!orders.contains(&order), "{orders:?}");
+}
+
+#[tokio::test]
+async fn json_input_that_is_not_an_object_or_repeats_a_key_is_refused_and_nothing_is_sent() {
+    let stack = Stack::start().await;
+    let url = stack.url();
+    let placed = place(&stack.client()).await.unwrap();
+    let order = placed.order_id.to_string();
+    let log = stack.log().await.len();
+
+    let twice = order_cli(
+        &url,
+        &["ship", &order, "--json-input", "-"],
+        Some(r#"{"carrier":"FIRST","carrier":"SECOND","tracking_number":"T1"}"#),
+    )
+    .await;
+    assert_eq!(twice.code, 2, "{}", twice.stderr);
+    assert!(
+        twice.stderr.contains(r#""carrier""#) && twice.stderr.contains("twice"),
+        "{}",
+        twice.stderr
+    );
+    assert_eq!(twice.stderr.trim().lines().count(), 1, "{}", twice.stderr);
+
+    for (args, json) in [
+        (vec!["confirm", "--json-input", "-"], "[1]"),
+        (vec!["reserve", &order, "--json-input", "-"], r#"["r"]"#),
+        (
+            vec!["place", "--json-input", "-"],
+            r#"[null, null, "0b5c3a3e-52f5-4b8a-9a55-b4f1e9a7c001"]"#,
+        ),
+    ] {
+        let run = order_cli(&url, &args, Some(json)).await;
+        assert_eq!(run.code, 2, "{args:?} {json}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("object"),
+            "{args:?} {json}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    }
+    assert_eq!(stack.log().await.len(), log, "nothing sent");
+}
