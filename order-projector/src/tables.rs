@@ -1,6 +1,8 @@
 //! A projection's tables in the database: the registry (`orders.projections`), creating the
 //! live tables of a new projection, shadow tables for a rebuild, and the atomic swap.
 
+use std::time::Duration;
+
 use order_store::deadpool_postgres::GenericClient;
 
 use crate::projection::{SCHEMA, Table, Transaction};
@@ -20,6 +22,9 @@ pub(crate) enum SetupError {
         "table {SCHEMA}.{table} already exists (another projection's, or made by hand): drop it if it is nobody's, or give projection {projection} another table name (nothing was changed)"
     )]
     TableTaken { projection: String, table: String },
+    /// The swap could not lock the live tables: other sessions held them throughout.
+    #[error("{0}")]
+    Locked(String),
     #[error(transparent)]
     Store(#[from] order_store::Error),
 }
@@ -35,6 +40,8 @@ impl From<SetupError> for crate::subscription::StepError {
         match error {
             SetupError::Store(store) => store.into(),
             taken @ SetupError::TableTaken { .. } => Self::Stopped(taken.to_string()),
+            // Tried again after a backoff: the sessions holding the tables end some time.
+            locked @ SetupError::Locked(_) => Self::Transient(locked.to_string()),
         }
     }
 }
@@ -360,18 +367,119 @@ async fn rename_dependents(
     Ok(())
 }
 
+/// How long one try of the swap's lock on the live tables waits: every reader that comes
+/// meanwhile waits behind it.
+pub(crate) const SWAP_LOCK_TRY: Duration = Duration::from_millis(100);
+/// How long the swap goes on trying for its lock, in all (the rebuild's leases, renewed just
+/// before, outlast it).
+pub(crate) const SWAP_LOCK_PATIENCE: Duration = Duration::from_secs(20);
+
+/// Lock `live` (schema-qualified) in ACCESS EXCLUSIVE mode inside `tx`, in tries of
+/// [`SWAP_LOCK_TRY`] with pauses between them, for at most [`SWAP_LOCK_PATIENCE`].
+async fn lock_live(tx: &Transaction<'_>, live: &[String]) -> Result<(), SetupError> {
+    let give_up = tokio::time::Instant::now() + SWAP_LOCK_PATIENCE;
+    let mut pause = Duration::from_millis(50);
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{}ms'",
+        SWAP_LOCK_TRY.as_millis()
+    ))
+    .await?;
+    loop {
+        tx.batch_execute("SAVEPOINT swap_lock").await?;
+        let locked = tx
+            .batch_execute(&format!(
+                "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+                live.join(", ")
+            ))
+            .await;
+        match locked {
+            Ok(()) => {
+                tx.batch_execute("RELEASE SAVEPOINT swap_lock").await?;
+                return Ok(());
+            }
+            Err(error)
+                if error.code()
+                    == Some(&order_store::tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+            {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT swap_lock").await?;
+                if tokio::time::Instant::now() >= give_up {
+                    let holders = lock_holders(tx, live).await?;
+                    return Err(SetupError::Locked(format!(
+                        "the live tables ({}) stayed locked by other sessions for {} s, so the swap did not take place (nothing was changed; readers waited at most {} ms at a time): {holders}",
+                        live.join(", "),
+                        SWAP_LOCK_PATIENCE.as_secs(),
+                        SWAP_LOCK_TRY.as_millis()
+                    )));
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// The sessions holding a lock on any of `live`, as one line: pid, for how long its
+/// transaction has run, and its query (as far as this role may see it).
+async fn lock_holders(tx: &Transaction<'_>, live: &[String]) -> Result<String, SetupError> {
+    let rows = tx
+        .query(
+            "SELECT DISTINCT a.pid, coalesce(a.application_name, ''),
+                    extract(epoch FROM now() - a.xact_start)::float8,
+                    left(coalesce(a.query, ''), 200)
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.granted AND l.locktype = 'relation' AND a.pid <> pg_backend_pid()
+                AND l.relation = ANY (SELECT to_regclass(t)::oid FROM unnest($1::text[]) AS t)
+              ORDER BY 1",
+            &[&live],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(
+            "no session holds them now (they were released just after the last try): run it again"
+                .to_owned(),
+        );
+    }
+    let sessions: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let pid: i32 = row.get(0);
+            let application: String = row.get(1);
+            let running: Option<f64> = row.get(2);
+            let query: String = row.get(3);
+            format!(
+                "pid {pid}{}{} ({query:?})",
+                if application.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{application}]")
+                },
+                running.map_or(String::new(), |s| format!(
+                    ", its transaction running for {s:.0} s"
+                )),
+            )
+        })
+        .collect();
+    Ok(format!(
+        "held by {}; end them (pg_cancel_backend / pg_terminate_backend) or wait, then run it again",
+        sessions.join("; ")
+    ))
+}
+
 /// Put the shadow tables in place of the live ones, inside `tx`: lock the live tables, rename
 /// them away, rename the shadows into place (with their indexes and constraints), grant, drop
 /// the old tables (and tables of the previous version the new one no longer has), and record
 /// the version. Readers wait for the lock for the few milliseconds this takes; they never see
-/// an empty or half-built table.
+/// an empty or half-built table. The lock is asked for in tries of [`SWAP_LOCK_TRY`] (readers
+/// queue behind a waiting ACCESS EXCLUSIVE request, so it must never wait long), for at most
+/// [`SWAP_LOCK_PATIENCE`] in all; then [`SetupError::Locked`] names the sessions holding the
+/// tables.
 pub(crate) async fn swap(
     tx: &Transaction<'_>,
     name: &str,
     schema: &Schema,
     previous: Option<&Registered>,
 ) -> Result<(), SetupError> {
-    tx.batch_execute("SET LOCAL lock_timeout = '10s'").await?;
     // Checked when the rebuild began; again here, where a table would be dropped.
     refuse_foreign(tx, name, &schema.tables, previous).await?;
     let mut live: Vec<String> = Vec::new();
@@ -387,12 +495,11 @@ pub(crate) async fn swap(
         }
     }
     if !live.is_empty() {
-        tx.batch_execute(&format!(
-            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-            live.join(", ")
-        ))
-        .await?;
+        lock_live(tx, &live).await?;
     }
+    // Renames, drops and the registry wait for nothing the lock above does not cover, but
+    // a frozen server must not hold the swap (and the projection) for ever.
+    tx.batch_execute("SET LOCAL lock_timeout = '10s'").await?;
     let mut retired = Vec::new();
     for table in &schema.tables {
         let name = table.name();

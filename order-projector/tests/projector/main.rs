@@ -11,4 +11,5 @@ mod sink_fencing;
 mod sinks;
 mod sqs;
 mod support;
+mod swap_lock;
 mod visibility;
