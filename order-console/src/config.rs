@@ -26,13 +26,12 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Probe a running console's /readyz and exit 0 when it answers 200.
     Healthcheck {
-        /// The URL to probe.
-        #[arg(
-            long,
-            env = "ORDER_HEALTHCHECK_URL",
-            default_value = "http://127.0.0.1:9470/readyz"
-        )]
-        url: String,
+        /// The URL to probe (default: `/readyz` on `--addr`).
+        #[arg(long, env = "ORDER_HEALTHCHECK_URL")]
+        url: Option<String>,
+        /// Where the console listens, as `serve` is given it.
+        #[arg(long, env = "ORDER_CONSOLE_ADDR", default_value = "127.0.0.1:9470")]
+        addr: SocketAddr,
     },
 }
 

@@ -11,7 +11,10 @@ fn main() {
     let runtime = cli::runtime(NAME);
     let code = runtime.block_on(async move {
         match args.command {
-            Command::Healthcheck { url } => order_runtime::probe::run(&url).await,
+            Command::Healthcheck { url, addr } => {
+                order_runtime::probe::run(&url.unwrap_or_else(|| format!("http://{addr}/readyz")))
+                    .await
+            }
             Command::Serve(serve) => {
                 let settings = serve
                     .settings()

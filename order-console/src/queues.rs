@@ -62,7 +62,7 @@ pub async fn depth(client: &aws_sdk_sqs::Client, url: &str) -> Result<Depth, Str
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
         .send()
         .await
-        .map_err(|e| format!("sqs: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+        .map_err(|e| format!("sqs: {}", order_runtime::sqs::describe(&e)))?;
     let read = |name: QueueAttributeName| -> f64 {
         answer
             .attributes()
@@ -146,7 +146,7 @@ pub async fn peek(client: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<DeadLet
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()
         .await
-        .map_err(|e| format!("sqs: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+        .map_err(|e| format!("sqs: {}", order_runtime::sqs::describe(&e)))?;
     let mut out = Vec::new();
     for message in answer.messages() {
         let attribute = |name: &str| {

@@ -2,7 +2,9 @@
 //! table (checkpoint cursor, owner and lease, counters, last error), the head of the log, the
 //! age of the oldest event past each checkpoint, and the rebuild leases (`NAME#rebuild`, a row
 //! of their own in the table): a live one is a rebuild of that projection in progress, shown
-//! on the projection's row; a released one (a finished replay leaves it behind) is nothing.
+//! on the projection's row; a released one (a finished replay leaves it behind) is nothing; one
+//! that ran out unreleased is a rebuild that stopped (a dead replay), shown there too
+//! ([`Rebuild::health`]).
 //! The projector's internals may change (how leases and checkpoints are kept); this module is
 //! the one place that knows the table's shape, so that it is the one place to adapt.
 //!
@@ -39,7 +41,7 @@ pub async fn read(db: &Db) -> Result<SubscriptionsView, Error> {
                         SELECT e.recorded_at FROM orders.events e
                          WHERE (e.transaction_id, e.global_position) > (s.checkpoint_xid, s.checkpoint_position)
                          ORDER BY e.transaction_id, e.global_position LIMIT 1))::float8,
-                    s.lease_token
+                    s.lease_token, extract(epoch FROM now() - s.updated_at)::float8
                FROM orders.subscriptions s ORDER BY s.name",
             &[],
         )
@@ -80,8 +82,11 @@ pub async fn read(db: &Db) -> Result<SubscriptionsView, Error> {
         };
         match subscription.name.strip_suffix(REBUILD_SUFFIX) {
             Some(projection) => {
-                // A released rebuild lease (a replay that finished or gave up) is no rebuild.
-                if let (true, Some(owner)) = (subscription.lease_live(), &subscription.owner) {
+                // A released rebuild lease (a replay that finished or gave up) is nothing; one
+                // that ran out unreleased is a rebuild that stopped ([`Rebuild::health`]).
+                if let (Some(owner), Some(lease_expires_in)) =
+                    (&subscription.owner, subscription.lease_expires_in)
+                {
                     rebuilds.insert(
                         projection.to_owned(),
                         Rebuild {
@@ -94,6 +99,8 @@ pub async fn read(db: &Db) -> Result<SubscriptionsView, Error> {
                             // Recorded by the rebuild about once a second while it reads.
                             events_read: subscription.events_processed,
                             newest_read_at: subscription.last_event_at,
+                            lease_expires_in,
+                            updated_ago: row.try_get::<_, f64>(13)?.max(0.0),
                         },
                     );
                 }
@@ -144,7 +151,8 @@ pub struct Subscription {
     pub lag_events: i64,
     /// Age of the oldest event not yet projected.
     pub lag_seconds: f64,
-    /// A rebuild of this projection in progress (a live `NAME#rebuild` lease).
+    /// A rebuild of this projection: in progress (a live `NAME#rebuild` lease), or stopped (the
+    /// lease ran out unreleased: [`Rebuild::lease_live`]).
     pub rebuild: Option<Rebuild>,
     /// The lease's owner was seen to be a projector the console scrapes (it reported holding
     /// this lease), as far as [`LeaseMemory`] knows.
@@ -160,8 +168,8 @@ impl Subscription {
     }
 }
 
-/// A rebuild in progress: the live rebuild lease of a projection, and how far its shadow
-/// tables are.
+/// A rebuild: the rebuild lease of a projection, not released (live: in progress; run out: it
+/// stopped), and how far its shadow tables are.
 #[derive(Debug, Clone)]
 pub struct Rebuild {
     /// Who rebuilds (`replay-...`, or the projector itself after a version change).
@@ -179,6 +187,61 @@ pub struct Rebuild {
     pub events_read: i64,
     /// When the newest of them was recorded in the log; `None` before the first record.
     pub newest_read_at: Option<SystemTime>,
+    /// Seconds until its lease runs out (negative: ran out). A rebuild that died (`kill -9`)
+    /// keeps it until then.
+    pub lease_expires_in: f64,
+    /// Seconds since its row was last written: about every second while it reads the log (its
+    /// progress, its lease's renewals) and at each flush; still while a flush or the shadow
+    /// tables' index build runs, and once it died.
+    pub updated_ago: f64,
+}
+
+/// A rebuild whose row was not written for longer than this (seconds) is amber: a long flush
+/// or index build, or a dead replay.
+pub const REBUILD_QUIET_SECONDS: f64 = 30.0;
+
+impl Rebuild {
+    /// Whether its lease is live: a rebuild in progress, as `order-projector status` counts
+    /// one.
+    pub fn lease_live(&self) -> bool {
+        self.lease_expires_in > 0.0
+    }
+
+    /// How it looks: red when its lease ran out unreleased (a dead replay, or one in a flush
+    /// or index build longer than its lease), amber when its row was not written for over
+    /// [`REBUILD_QUIET_SECONDS`] (either of those, its lease not yet run out), green while it
+    /// writes its progress.
+    pub fn health(&self) -> (Health, String) {
+        let duration = crate::web::pages::duration;
+        if !self.lease_live() {
+            return (
+                Health::Bad,
+                format!(
+                    "its lease ran out {} ago, no progress for {}: a dead replay, or one in a flush or index build longer than its lease (which goes on only until another rebuild takes the lease); a new replay can start",
+                    duration(-self.lease_expires_in),
+                    duration(self.updated_ago)
+                ),
+            );
+        }
+        if self.updated_ago > REBUILD_QUIET_SECONDS {
+            return (
+                Health::Warn,
+                format!(
+                    "no progress for {}: a long flush or index build, or a dead replay: its lease runs out in {}",
+                    duration(self.updated_ago),
+                    duration(self.lease_expires_in)
+                ),
+            );
+        }
+        (
+            Health::Ok,
+            format!(
+                "lease runs out in {}; progress written {} ago",
+                duration(self.lease_expires_in),
+                duration(self.updated_ago)
+            ),
+        )
+    }
 }
 
 /// The subscriptions page's data.
@@ -188,13 +251,13 @@ pub struct SubscriptionsView {
     pub head: i64,
     /// Every subscription (rebuild leases are not subscriptions: see [`Subscription::rebuild`]).
     pub subscriptions: Vec<Subscription>,
-    /// Rebuilds in progress of projections that have no row yet (a projection built before it
-    /// ever ran): (projection, rebuild).
+    /// Rebuilds (in progress or stopped) of projections that have no row yet (a projection
+    /// built before it ever ran): (projection, rebuild).
     pub rebuilds_of_new_projections: Vec<(String, Rebuild)>,
 }
 
 impl SubscriptionsView {
-    /// Every rebuild in progress: (projection, rebuild).
+    /// Every rebuild in progress (a live lease): (projection, rebuild).
     pub fn rebuilds(&self) -> impl Iterator<Item = (&str, &Rebuild)> {
         self.subscriptions
             .iter()
@@ -204,6 +267,7 @@ impl SubscriptionsView {
                     .iter()
                     .map(|(name, r)| (name.as_str(), r)),
             )
+            .filter(|(_, r)| r.lease_live())
     }
 }
 

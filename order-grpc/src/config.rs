@@ -67,7 +67,7 @@ pub struct ServeArgs {
     /// hashed from the command id, so that the same command applied again after a restore
     /// gives events of the same identity, and the worker's provider keys with them) or
     /// `random` (a new UUID v7 each, as releases before 2026-12-06 did: only while workers of
-    /// such a release still run, docs/operations.md "Upgrading").
+    /// such a release still run, docs/operations.md, "Upgrade from a release before 2026-12-06").
     #[arg(
         long,
         env = "ORDER_GRPC_COMMAND_EVENT_IDS",

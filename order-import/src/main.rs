@@ -307,13 +307,10 @@ fn main() -> ExitCode {
         order_runtime::cli::LOG_ENVIRONMENT_HELP,
         1,
     );
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(why) = order_runtime::telemetry::init_tool_logging() {
+        eprintln!("order-import: {why}");
+        return ExitCode::from(1);
+    }
     let result = match cli.command {
         Command::Generate(args) => {
             let expected = args.expected.unwrap_or_else(|| expected_path(&args.out));

@@ -210,7 +210,13 @@ async fn execute(command: Command) -> i32 {
             let sink = SqsPublisher::new(publisher);
             let republished =
                 crate::republish::republish(&store, &sink, from, through, &shutdown).await;
-            republish_done(NAME, republished, from, through)
+            republish_done(
+                NAME,
+                republished,
+                from,
+                through,
+                " to SQS, which drops any whose deduplication id it saw in the last 5 minutes",
+            )
         }
         Command::Status(args) => {
             let known = [Subscription::projection(ReadModel::new())];
@@ -360,16 +366,17 @@ async fn republish_range(
     Ok((store, through, shutdown))
 }
 
-/// The line a republish ends with, and its exit code.
+/// The line a republish ends with (`note` after the count), and its exit code.
 fn republish_done(
     binary: &str,
     republished: Result<u64, crate::republish::RepublishError>,
     from: u64,
     through: u64,
+    note: &str,
 ) -> i32 {
     match republished {
         Ok(sent) => {
-            println!("republished {sent} events (positions {from}..={through})");
+            println!("republished {sent} events (positions {from}..={through}){note}");
             0
         }
         Err(e) => {
@@ -608,7 +615,7 @@ impl Service {
                 let republished = subscription
                     .republish(&store, from, through, &shutdown)
                     .await;
-                republish_done(name, republished, from, through)
+                republish_done(name, republished, from, through, "")
             }
             ServiceCommand::Status(args) => run_status(name, &self.subscriptions, args).await,
             ServiceCommand::Healthcheck(args) => run_healthcheck(args).await,

@@ -285,7 +285,7 @@ impl Publisher {
                 metrics::counter!("order_sqs_send_failures_total").increment(batch.len() as u64);
                 let text = format!(
                     "SendMessageBatch failed: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&error)
+                    order_runtime::sqs::describe(&error)
                 );
                 (Vec::new(), Some((text, false)))
             }

@@ -38,16 +38,14 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args: Args = order_runtime::cli::parse_with_footer(
         "order-provider-stub",
         order_runtime::cli::LOG_ENVIRONMENT_HELP,
     );
+    if let Err(why) = order_runtime::telemetry::init_tool_logging() {
+        eprintln!("order-provider-stub: error: {why}");
+        std::process::exit(2);
+    }
     if !(0.0..=86_400.0).contains(&args.delivery_seconds) {
         eprintln!("order-provider-stub: error: --delivery-seconds must be 0-86400");
         std::process::exit(2);

@@ -18,18 +18,18 @@ pub async fn check(url: &str, timeout: Duration) -> Result<(), String> {
     let request = async {
         let mut stream = TcpStream::connect(authority)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("{url}: {e}"))?;
         let head = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
         stream
             .write_all(head.as_bytes())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("{url}: {e}"))?;
         let mut response = Vec::new();
         stream
             .take(64 * 1024)
             .read_to_end(&mut response)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("{url}: {e}"))?;
         let text = String::from_utf8_lossy(&response);
         let status_line = text.lines().next().unwrap_or_default().to_owned();
         if status_line.split_whitespace().nth(1) == Some("200") {

@@ -59,6 +59,28 @@ pub fn init(service: &str, format: LogFormat) {
     });
 }
 
+/// A tool's log lines (order-import, the provider stub) on stderr, in the format
+/// `LOG_FORMAT` names (`json`, or `pretty`, the default), filtered by `RUST_LOG` (default
+/// info); no traces, no metrics. `Err` names a `LOG_FORMAT` it does not know.
+pub fn init_tool_logging() -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let format = match std::env::var("LOG_FORMAT") {
+        Err(_) => LogFormat::Pretty,
+        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "" | "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            _ => return Err(format!("invalid LOG_FORMAT {value:?}: json or pretty")),
+        },
+    };
+    let events = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Another subscriber is already installed (a test harness): keep it.
+    let _ = tracing_subscriber::registry()
+        .with(log_layer(format, std::io::stderr, events))
+        .try_init();
+    Ok(())
+}
+
 /// The log-line layer: `format` lines to `writer`, events filtered by `events`.
 fn log_layer<S, W>(
     format: LogFormat,

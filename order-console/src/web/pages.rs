@@ -804,15 +804,15 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
                 @if view.rebuilds().next().is_some() {
                     div.note data-replay="running" {
                         p { "A rebuild is running: it folds the log into shadow tables; when it has caught up it takes the projection's lease and swaps the tables in. Its progress is on the projection's row." }
-                        @for (projection, rebuild) in &view.rebuilds_of_new_projections {
-                            p data-rebuild-of=(projection) {
-                                strong { (projection) } " (no checkpoint of its own yet): "
-                                (rebuild_text(rebuild))
-                            }
-                        }
                     }
                 } @else {
                     p.muted data-replay="none" { "No rebuild is running." }
+                }
+                @for (projection, rebuild) in &view.rebuilds_of_new_projections {
+                    p data-rebuild-of=(projection) {
+                        strong { (projection) } " (no checkpoint of its own yet): "
+                        (rebuild_line(rebuild))
+                    }
                 }
                 @if view.subscriptions.is_empty() {
                     p.note { "No subscription has run yet." }
@@ -836,9 +836,7 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
                                         strong { (s.name) }
                                         @if let Some(rebuild) = &s.rebuild {
                                             br;
-                                            span.muted data-rebuild-owner=(rebuild.owner) data-rebuild-position=(rebuild.checkpoint_position) data-rebuild-lag-events=(rebuild.lag_events) data-rebuild-events-read=(rebuild.events_read) {
-                                                "rebuild in progress: " (rebuild_text(rebuild))
-                                            }
+                                            (rebuild_line(rebuild))
                                         }
                                     }
                                     td { (badge(health, &why)) }
@@ -866,6 +864,27 @@ async fn subscriptions_fragment(board: &Board) -> Markup {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A rebuild on its projection's row: in progress or stopped, its progress, and how it looks
+/// (`data-rebuild-health`, with a note when it is not green: [`subscriptions::Rebuild::health`]).
+fn rebuild_line(rebuild: &subscriptions::Rebuild) -> Markup {
+    let (health, why) = rebuild.health();
+    let health = match health {
+        subscriptions::Health::Ok => Health::Ok,
+        subscriptions::Health::Warn => Health::Warn,
+        subscriptions::Health::Bad => Health::Bad,
+    };
+    html! {
+        span.muted data-rebuild-owner=(rebuild.owner) data-rebuild-position=(rebuild.checkpoint_position) data-rebuild-lag-events=(rebuild.lag_events) data-rebuild-events-read=(rebuild.events_read) data-rebuild-health=(health.as_str()) data-rebuild-lease-expires-in=(format!("{:.0}", rebuild.lease_expires_in)) data-rebuild-updated-ago=(format!("{:.0}", rebuild.updated_ago)) {
+            @if rebuild.lease_live() { "rebuild in progress: " } @else { "rebuild stopped: " }
+            (rebuild_text(rebuild))
+            @if health == Health::Ok { "; " (why) }
+        }
+        @if health != Health::Ok {
+            " " span class={"badge " (health.as_str())} { (why) }
         }
     }
 }

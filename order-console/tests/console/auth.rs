@@ -495,3 +495,32 @@ async fn behind_a_trusted_proxy_failed_sign_ins_count_against_the_forwarded_clie
     );
     assert_eq!(login(proxy, "203.0.113.11", right).await.status, 303);
 }
+
+/// `order-console healthcheck` probes the console where `ORDER_CONSOLE_ADDR` says it listens
+/// (as `serve` does), and a failed probe names the URL it tried.
+#[tokio::test]
+async fn the_healthcheck_probes_the_address_the_console_listens_on() {
+    let db = TestDatabase::migrated().await;
+    let console = start(&db, &[]).await;
+    let binary = env!("CARGO_BIN_EXE_order-console");
+    let probe = |addr: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(binary)
+                .arg("healthcheck")
+                .env_clear()
+                .env("ORDER_CONSOLE_ADDR", addr)
+                .output()
+                .unwrap()
+        })
+    };
+    let ok = probe(console.addr.to_string()).await.unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let closed = order_testkit::net::free_port().unwrap();
+    let refused = probe(format!("127.0.0.1:{closed}")).await.unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{closed}/readyz")),
+        "{stderr}"
+    );
+}

@@ -219,3 +219,112 @@ async fn an_owner_not_scraped_is_amber_while_its_lease_is_renewed() {
     let sales = row(&body, "sku_sales").unwrap();
     assert!(sales.contains("data-health=\"warn\""), "{sales}");
 }
+
+/// A dead replay (`kill -9` during its fold) keeps its rebuild lease until it runs out: the
+/// rebuild shows its lease's time left and when its row was last written, amber once nothing
+/// was written for over 30 s (a long flush or index build, or a dead replay), red once its
+/// lease ran out unreleased, which is no rebuild running. Rows made by hand, as such a replay
+/// leaves them.
+#[tokio::test]
+async fn a_rebuild_that_stopped_writing_its_progress_is_amber_then_red() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    let first = insert_event(&db, Uuid::new_v4(), 1, "OrderPlaced", &json!({})).await;
+    subscription(&client, "read_model", first, Some("p-1"), Some("1 hour")).await;
+    subscription(
+        &client,
+        "read_model#rebuild",
+        first,
+        Some("replay-host-7"),
+        Some("10 minutes"),
+    )
+    .await;
+    // The first rebuild of a projection that never ran, its replay dead long ago.
+    subscription(
+        &client,
+        "fresh#rebuild",
+        first,
+        Some("replay-host-8"),
+        Some("-5 minutes"),
+    )
+    .await;
+    client
+        .execute(
+            "UPDATE orders.subscriptions SET events_processed = 70000, updated_at = now() - interval '6 minutes'
+              WHERE name = 'fresh#rebuild'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let console = start(&db, &[]).await;
+
+    // Writing its progress: green, with its lease and when it last wrote.
+    let body = get(console.addr, "/fragments/subscriptions").await.body;
+    let read_model = row(&body, "read_model").unwrap();
+    assert!(
+        read_model.contains("data-rebuild-health=\"ok\"")
+            && read_model.contains("rebuild in progress: ")
+            && read_model.contains("; lease runs out in ")
+            && read_model.contains(" ago"),
+        "{read_model}"
+    );
+    assert!(body.contains("data-replay=\"running\""), "{body}");
+
+    // Nothing written for 45 s: amber, saying what it may be and when its lease runs out.
+    client
+        .execute(
+            "UPDATE orders.subscriptions SET updated_at = now() - interval '45 seconds'
+              WHERE name = 'read_model#rebuild'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let body = eventually(console.addr, "/fragments/subscriptions", 20, |b| {
+        row(b, "read_model").is_some_and(|r| r.contains("data-rebuild-health=\"warn\""))
+    })
+    .await;
+    let read_model = row(&body, "read_model").unwrap();
+    assert!(
+        read_model.contains("no progress for 4")
+            && read_model.contains(
+                " s: a long flush or index build, or a dead replay: its lease runs out in 9 min "
+            ),
+        "{read_model}"
+    );
+    assert!(body.contains("data-replay=\"running\""), "{body}");
+
+    // Its lease ran out: red, and no rebuild is running.
+    client
+        .execute(
+            "UPDATE orders.subscriptions SET lease_expires_at = now() - interval '5 seconds'
+              WHERE name = 'read_model#rebuild'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let body = eventually(console.addr, "/fragments/subscriptions", 20, |b| {
+        row(b, "read_model").is_some_and(|r| r.contains("data-rebuild-health=\"bad\""))
+    })
+    .await;
+    let read_model = row(&body, "read_model").unwrap();
+    assert!(
+        read_model.contains("data-rebuild-health=\"bad\"")
+            && read_model.contains("rebuild stopped: ")
+            && read_model.contains("its lease ran out "),
+        "{read_model}"
+    );
+    assert!(!read_model.contains("rebuild in progress"), "{read_model}");
+    assert!(body.contains("data-replay=\"none\""), "{body}");
+    assert!(!body.contains("data-replay=\"running\""), "{body}");
+
+    // The same for a projection with no row of its own yet.
+    let fresh = &body[body.find("data-rebuild-of=\"fresh\"").expect(&body)..];
+    let fresh = &fresh[..fresh.find("</p>").unwrap_or(fresh.len())];
+    assert!(
+        fresh.contains("data-rebuild-health=\"bad\"")
+            && fresh.contains("read 70000 events")
+            && fresh.contains("its lease ran out 5 min ")
+            && fresh.contains(" ago, no progress for 6 min "),
+        "{fresh}"
+    );
+}

@@ -681,3 +681,91 @@ async fn rebuild_progress_shows_before_the_first_flush(projection_has_a_row: boo
             .get(0);
     assert_eq!(rows as u64, report.events, "every event folded, once");
 }
+
+/// A dead replay (`kill -9` during its fold) leaves its rebuild lease live until it runs out:
+/// `status` shows that lease's time left and how long ago the rebuild's row was last written,
+/// and says so when nothing was written for over 30 s; a rebuild lease that ran out is no
+/// rebuild. Rows made by hand, as such a replay leaves them.
+#[tokio::test]
+async fn status_shows_when_a_rebuild_last_wrote_its_progress_and_when_its_lease_runs_out() {
+    let f = fixture().await;
+    write_orders(&f.handler, 3, 1).await;
+    f.db.connect()
+        .await
+        .batch_execute(
+            "INSERT INTO orders.subscriptions (name, owner, lease_expires_at, events_processed, updated_at)
+             VALUES ('stalled', 'p-1', now() + interval '1 hour', 3, now()),
+                    ('stalled#rebuild', 'replay-stalled', now() + interval '10 minutes', 70000, now() - interval '45 seconds'),
+                    ('working', 'p-1', now() + interval '1 hour', 3, now()),
+                    ('working#rebuild', 'replay-working', now() + interval '10 minutes', 500, now()),
+                    ('ended', 'p-1', now() + interval '1 hour', 3, now()),
+                    ('ended#rebuild', 'replay-ended', now() - interval '5 seconds', 900, now() - interval '65 seconds')",
+        )
+        .await
+        .unwrap();
+    let status = order_projector::status::collect(&f.store, &[])
+        .await
+        .unwrap();
+    let text = order_projector::status::render(&status);
+    let line = |owner: &str| {
+        text.lines()
+            .find(|l| l.contains(owner))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let stalled = line("replay-stalled");
+    assert!(
+        stalled.contains("rebuilding into shadow tables: read 70000 events")
+            && stalled.contains("lease runs out in ")
+            && stalled.contains("progress written "),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{stalled}\n{:<20} no progress for ", "")),
+        "the next line says the stalled one wrote nothing for a while: {text}"
+    );
+    let working = line("replay-working");
+    assert!(
+        working.contains("lease runs out in ")
+            && working.contains("progress written ")
+            && !text.contains(&format!("{working}\n{:<20} no progress", "")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("replay-ended"),
+        "a lease that ran out is no rebuild: {text}"
+    );
+
+    let rebuild = |name: &str| {
+        status
+            .subscriptions
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.rebuild.clone())
+    };
+    let stalled = rebuild("stalled").unwrap();
+    assert!(
+        (45.0..75.0).contains(&stalled.updated_seconds_ago),
+        "{stalled:?}"
+    );
+    assert!(
+        (540.0..=600.0).contains(&stalled.lease_expires_in_seconds),
+        "{stalled:?}"
+    );
+    let working = rebuild("working").unwrap();
+    assert!(working.updated_seconds_ago < 30.0, "{working:?}");
+    assert!(
+        rebuild("ended").is_none(),
+        "a lease that ran out is no rebuild"
+    );
+    // In the JSON too.
+    let json = serde_json::to_value(&status).unwrap();
+    let stalled_json = json["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "stalled")
+        .unwrap();
+    assert!(stalled_json["rebuild"]["lease_expires_in_seconds"].is_f64());
+    assert!(stalled_json["rebuild"]["updated_seconds_ago"].is_f64());
+}
