@@ -281,6 +281,37 @@ async fn record_progress(
         .await
 }
 
+/// Run `work` (a flush, the index build: one statement or transaction that may outlast the
+/// lease), renewing `lease` from another connection every third of `ttl` meanwhile, so that a
+/// long step does not let the rebuild's lease run out under it (its row is locked by the
+/// step's transaction only at its end, for a moment). A renewal that finds the lease taken
+/// drops `work` (its transaction rolls back) and is [`ReplayError::LeaseLost`]; one that
+/// cannot reach the database is tried again at the next tick.
+async fn kept_alive<T>(
+    store: &EventStore,
+    lease: &Lease,
+    ttl: Duration,
+    work: impl Future<Output = Result<T, ReplayError>>,
+) -> Result<T, ReplayError> {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval(ttl / 3);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut work => return output,
+            _ = ticks.tick() => match store.renew_lease(lease, ttl).await {
+                Ok(true) => {}
+                Ok(false) => return Err(ReplayError::LeaseLost("rebuild".into())),
+                Err(error) => {
+                    tracing::warn!(lease = %lease.subscription, %error, "replay: renewing the rebuild lease during a long step failed; trying again");
+                }
+            },
+        }
+    }
+}
+
 /// The name of a projection's rebuild lease (a row of `orders.subscriptions`).
 pub fn rebuild_lease_name(projection: &str) -> String {
     format!("{projection}#rebuild")
@@ -543,13 +574,17 @@ impl Rebuild<'_> {
                     Some(fold) => {
                         fold.fold(events, &client, shadow).await?;
                         if fold.should_flush() {
-                            let tx = long_transaction(&mut client).await?;
-                            fold.flush(&tx, shadow).await?;
-                            verify_read(&tx, rebuild, written, end, &unwritten).await?;
-                            advance_checkpoint(&tx, self.rebuild_lease, written, end, 0, None)
-                                .await?;
-                            progress.record_in(&tx, self.rebuild_lease).await?;
-                            tx.commit().await?;
+                            kept_alive(store, self.rebuild_lease, self.options.lease_ttl, async {
+                                let tx = long_transaction(&mut client).await?;
+                                fold.flush(&tx, shadow).await?;
+                                verify_read(&tx, rebuild, written, end, &unwritten).await?;
+                                advance_checkpoint(&tx, self.rebuild_lease, written, end, 0, None)
+                                    .await?;
+                                progress.record_in(&tx, self.rebuild_lease).await?;
+                                tx.commit().await?;
+                                Ok(())
+                            })
+                            .await?;
                             progress.committed();
                             written = end;
                             unwritten = LogDigest::EMPTY;
@@ -587,13 +622,17 @@ impl Rebuild<'_> {
             cursor = read_to;
         }
         if let Some(fold) = &mut bulk {
-            let tx = long_transaction(&mut client).await?;
-            fold.flush(&tx, shadow).await?;
-            fold.finish(&tx, shadow).await?;
-            verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
-            advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
-            progress.record_in(&tx, self.rebuild_lease).await?;
-            tx.commit().await?;
+            kept_alive(store, self.rebuild_lease, self.options.lease_ttl, async {
+                let tx = long_transaction(&mut client).await?;
+                fold.flush(&tx, shadow).await?;
+                fold.finish(&tx, shadow).await?;
+                verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
+                advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
+                progress.record_in(&tx, self.rebuild_lease).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await?;
             progress.committed();
             written = cursor;
             unwritten = LogDigest::EMPTY;
@@ -602,11 +641,15 @@ impl Rebuild<'_> {
 
         // Phase 3: indexes and statistics, before the live projector is paused.
         {
-            let tx = long_transaction(&mut client).await?;
-            tables::finish_shadows(&tx, &self.schema.tables).await?;
-            verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
-            advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
-            tx.commit().await?;
+            kept_alive(store, self.rebuild_lease, self.options.lease_ttl, async {
+                let tx = long_transaction(&mut client).await?;
+                tables::finish_shadows(&tx, &self.schema.tables).await?;
+                verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
+                advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await?;
             written = cursor;
             unwritten = LogDigest::EMPTY;
         }

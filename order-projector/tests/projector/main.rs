@@ -5,6 +5,7 @@
 
 mod crash;
 mod leases;
+mod long_steps;
 mod read_model;
 mod replay;
 mod sink_fencing;
