@@ -294,20 +294,33 @@ async fn kept_alive<T>(
     work: impl Future<Output = Result<T, ReplayError>>,
 ) -> Result<T, ReplayError> {
     tokio::pin!(work);
-    let mut ticks = tokio::time::interval(ttl / 3);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
+    // The renewal is polled beside the work, never instead of it: the step's transaction
+    // locks the lease's row before its commit, and a renewal waiting for that lock must not
+    // keep the step from committing.
+    let mut renewal: futures::future::BoxFuture<'_, Result<bool, order_store::Error>> =
+        Box::pin(std::future::pending());
+    let mut renewing = false;
+    let next = tokio::time::sleep(ttl / 3);
+    tokio::pin!(next);
     loop {
         tokio::select! {
             biased;
             output = &mut work => return output,
-            _ = ticks.tick() => match store.renew_lease(lease, ttl).await {
-                Ok(true) => {}
-                Ok(false) => return Err(ReplayError::LeaseLost("rebuild".into())),
-                Err(error) => {
-                    tracing::warn!(lease = %lease.subscription, %error, "replay: renewing the rebuild lease during a long step failed; trying again");
+            renewed = &mut renewal, if renewing => {
+                renewing = false;
+                next.as_mut().reset(tokio::time::Instant::now() + ttl / 3);
+                match renewed {
+                    Ok(true) => {}
+                    Ok(false) => return Err(ReplayError::LeaseLost("rebuild".into())),
+                    Err(error) => {
+                        tracing::warn!(lease = %lease.subscription, %error, "replay: renewing the rebuild lease during a long step failed; trying again");
+                    }
                 }
-            },
+            }
+            () = &mut next, if !renewing => {
+                renewal = Box::pin(store.renew_lease(lease, ttl));
+                renewing = true;
+            }
         }
     }
 }
@@ -459,6 +472,11 @@ impl Rebuild<'_> {
         if self.renewed_at.elapsed() < self.options.lease_ttl / 3 {
             return Ok(());
         }
+        self.renew_now(live).await
+    }
+
+    /// Renew the rebuild lease (and `live`, the projection's, once taken) now.
+    async fn renew_now(&mut self, live: Option<&Lease>) -> Result<(), ReplayError> {
         if !self
             .store
             .renew_lease(self.rebuild_lease, self.options.lease_ttl)
@@ -712,10 +730,14 @@ impl Rebuild<'_> {
 
             // Phase 5: the swap, fenced by both leases: a rebuild that lost its rebuild lease
             // meanwhile (to one that started over in the same shadow tables) swaps nothing.
+            // Both leases renewed first: the swap's tries for its lock (at most half a lease)
+            // must not outlast the projection's lease, which nothing else holds meanwhile.
+            self.renew_now(Some(&live)).await?;
+            let patience = tables::SWAP_LOCK_PATIENCE.min(self.options.lease_ttl / 2);
             let tx = long_transaction(&mut client).await?;
             verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
             advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
-            tables::swap(&tx, &name, self.schema, previous.as_ref()).await?;
+            tables::swap(&tx, &name, self.schema, previous.as_ref(), patience).await?;
             advance_checkpoint(&tx, &live, live_checkpoint, cursor, 0, None).await?;
             tx.commit().await?;
             Ok::<(), ReplayError>(())

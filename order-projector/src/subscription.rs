@@ -1649,13 +1649,23 @@ impl<'a> Renewal<'a> {
     /// sends the page again). A projection's work loses only its uncommitted transaction.
     async fn until_lost<T>(&mut self, lease: &Lease, work: impl Future<Output = T>) -> Option<T> {
         tokio::pin!(work);
+        // The renewal is polled beside the work, never instead of it: a step's transaction
+        // locks the subscription's row before its commit, and a renewal waiting for that lock
+        // must not keep the step from committing (each would wait for the other until the
+        // renewal's statement timeout).
+        let store = self.store;
+        let ttl = self.ttl;
+        let mut renewal: BoxFuture<'_, Result<bool, order_store::Error>> =
+            Box::pin(std::future::pending());
+        let mut renewing = false;
         loop {
-            let due = self.renewed_at + self.ttl / 3;
+            let due = self.renewed_at + ttl / 3;
             tokio::select! {
                 biased;
                 output = &mut work => return Some(output),
-                () = tokio::time::sleep_until(due), if !self.lost => {
-                    match self.store.renew_lease(lease, self.ttl).await {
+                renewed = &mut renewal, if renewing => {
+                    renewing = false;
+                    match renewed {
                         Ok(true) => self.renewed_at = tokio::time::Instant::now(),
                         Ok(false) => {
                             self.lost = true;
@@ -1664,9 +1674,13 @@ impl<'a> Renewal<'a> {
                         Err(error) => {
                             tracing::warn!(subscription = %lease.subscription, %error, "lease renewal failed");
                             // Try again a little later, not in a busy loop.
-                            self.renewed_at += self.ttl / 10;
+                            self.renewed_at += ttl / 10;
                         }
                     }
+                }
+                () = tokio::time::sleep_until(due), if !self.lost && !renewing => {
+                    renewal = Box::pin(store.renew_lease(lease, ttl));
+                    renewing = true;
                 }
             }
         }

@@ -370,14 +370,18 @@ async fn rename_dependents(
 /// How long one try of the swap's lock on the live tables waits: every reader that comes
 /// meanwhile waits behind it.
 pub(crate) const SWAP_LOCK_TRY: Duration = Duration::from_millis(100);
-/// How long the swap goes on trying for its lock, in all (the rebuild's leases, renewed just
-/// before, outlast it).
+/// How long the swap goes on trying for its lock, in all, at most (a replay gives it at most
+/// half its lease's time, its leases renewed just before).
 pub(crate) const SWAP_LOCK_PATIENCE: Duration = Duration::from_secs(20);
 
 /// Lock `live` (schema-qualified) in ACCESS EXCLUSIVE mode inside `tx`, in tries of
-/// [`SWAP_LOCK_TRY`] with pauses between them, for at most [`SWAP_LOCK_PATIENCE`].
-async fn lock_live(tx: &Transaction<'_>, live: &[String]) -> Result<(), SetupError> {
-    let give_up = tokio::time::Instant::now() + SWAP_LOCK_PATIENCE;
+/// [`SWAP_LOCK_TRY`] with pauses between them, for at most `patience`.
+async fn lock_live(
+    tx: &Transaction<'_>,
+    live: &[String],
+    patience: Duration,
+) -> Result<(), SetupError> {
+    let give_up = tokio::time::Instant::now() + patience;
     let mut pause = Duration::from_millis(50);
     tx.batch_execute(&format!(
         "SET LOCAL lock_timeout = '{}ms'",
@@ -405,9 +409,9 @@ async fn lock_live(tx: &Transaction<'_>, live: &[String]) -> Result<(), SetupErr
                 if tokio::time::Instant::now() >= give_up {
                     let holders = lock_holders(tx, live).await?;
                     return Err(SetupError::Locked(format!(
-                        "the live tables ({}) stayed locked by other sessions for {} s, so the swap did not take place (nothing was changed; readers waited at most {} ms at a time): {holders}",
+                        "the live tables ({}) stayed locked by other sessions for {:.0} s, so the swap did not take place (nothing was changed; readers waited at most {} ms at a time): {holders}",
                         live.join(", "),
-                        SWAP_LOCK_PATIENCE.as_secs(),
+                        patience.as_secs_f64(),
                         SWAP_LOCK_TRY.as_millis()
                     )));
                 }
@@ -472,13 +476,13 @@ async fn lock_holders(tx: &Transaction<'_>, live: &[String]) -> Result<String, S
 /// the version. Readers wait for the lock for the few milliseconds this takes; they never see
 /// an empty or half-built table. The lock is asked for in tries of [`SWAP_LOCK_TRY`] (readers
 /// queue behind a waiting ACCESS EXCLUSIVE request, so it must never wait long), for at most
-/// [`SWAP_LOCK_PATIENCE`] in all; then [`SetupError::Locked`] names the sessions holding the
-/// tables.
+/// `patience` in all; then [`SetupError::Locked`] names the sessions holding the tables.
 pub(crate) async fn swap(
     tx: &Transaction<'_>,
     name: &str,
     schema: &Schema,
     previous: Option<&Registered>,
+    patience: Duration,
 ) -> Result<(), SetupError> {
     // Checked when the rebuild began; again here, where a table would be dropped.
     refuse_foreign(tx, name, &schema.tables, previous).await?;
@@ -495,7 +499,7 @@ pub(crate) async fn swap(
         }
     }
     if !live.is_empty() {
-        lock_live(tx, &live).await?;
+        lock_live(tx, &live, patience).await?;
     }
     // Renames, drops and the registry wait for nothing the lock above does not cover, but
     // a frozen server must not hold the swap (and the projection) for ever.

@@ -497,15 +497,14 @@ mod tests {
         };
         assert!(!StoreConfig::new("postgres://u:p@h/d").group_commit_thread);
         assert_eq!(parse(&[]).ok(), Some(true));
-        assert_eq!(
-            parse(&["--db-group-commit-thread", "false"]).ok(),
-            Some(false)
-        );
-        assert_eq!(
-            parse(&["--db-group-commit-thread", "true"]).ok(),
-            Some(true)
-        );
-        assert!(parse(&["--db-group-commit-thread", "maybe"]).is_err());
+        // The forms every boolean setting takes (README): the flag, `=true|false`, yes/no, 1/0.
+        assert_eq!(parse(&["--db-group-commit-thread"]).ok(), Some(true));
+        assert_eq!(parse(&["--db-group-commit-thread=false"]).ok(), Some(false));
+        assert_eq!(parse(&["--db-group-commit-thread=no"]).ok(), Some(false));
+        assert_eq!(parse(&["--db-group-commit-thread=1"]).ok(), Some(true));
+        assert!(parse(&["--db-group-commit-thread=maybe"]).is_err());
+        // A value after a space is not the flag's: refused, not taken for true.
+        assert!(parse(&["--db-group-commit-thread", "false"]).is_err());
     }
     use tokio_postgres::config::{Host, TargetSessionAttrs};
 
