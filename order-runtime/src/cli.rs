@@ -185,25 +185,36 @@ fn env_of(command: &Command, long: &str) -> Option<String> {
         .or_else(|| command.get_subcommands().find_map(|sub| env_of(sub, long)))
 }
 
-/// Every option of `command` and of its subcommands that has no environment variable, as
-/// `"<subcommand path> --<long>"` (help and version excepted). The contract is that `--help`
-/// lists every setting with its environment variable; each binary's tests assert this is empty.
-pub fn settings_without_environment(command: &Command) -> Vec<String> {
-    fn walk(command: &Command, path: &str, out: &mut Vec<String>) {
+/// The settings (options, help and version excepted) of `command` and of its subcommands
+/// for which `refused` says true, as `"<subcommand path> --<long>"`.
+fn settings_where(command: &Command, refused: &dyn Fn(&clap::Arg) -> bool) -> Vec<String> {
+    fn walk(
+        command: &Command,
+        path: &str,
+        refused: &dyn Fn(&clap::Arg) -> bool,
+        out: &mut Vec<String>,
+    ) {
         for arg in command.get_arguments() {
             let id = arg.get_id().as_str();
-            if arg.is_positional() || id == "help" || id == "version" || arg.get_env().is_some() {
+            if arg.is_positional() || id == "help" || id == "version" || !refused(arg) {
                 continue;
             }
             out.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
         }
         for sub in command.get_subcommands() {
-            walk(sub, &format!("{path} {}", sub.get_name()), out);
+            walk(sub, &format!("{path} {}", sub.get_name()), refused, out);
         }
     }
     let mut out = Vec::new();
-    walk(command, command.get_name(), &mut out);
+    walk(command, command.get_name(), refused, &mut out);
     out
+}
+
+/// Every option of `command` and of its subcommands that has no environment variable, as
+/// `"<subcommand path> --<long>"` (help and version excepted). The contract is that `--help`
+/// lists every setting with its environment variable; each binary's tests assert this is empty.
+pub fn settings_without_environment(command: &Command) -> Vec<String> {
+    settings_where(command, &|arg| arg.get_env().is_none())
 }
 
 /// Every boolean setting of `command` and its subcommands that does not take the forms the
@@ -212,39 +223,23 @@ pub fn settings_without_environment(command: &Command) -> Vec<String> {
 /// `default_missing_value = "true"`, `BoolishValueParser`; the default missing value is not
 /// visible to this check). For a test of each binary.
 pub fn booleans_not_boolish(command: &Command) -> Vec<String> {
-    fn walk(command: &Command, path: &str, out: &mut Vec<String>) {
-        for arg in command.get_arguments() {
-            let id = arg.get_id().as_str();
-            if arg.is_positional() || id == "help" || id == "version" {
-                continue;
-            }
-            let flag = matches!(
-                arg.get_action(),
-                clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
-            );
-            let boolean = arg.get_value_parser().type_id() == std::any::TypeId::of::<bool>();
-            if !(flag || boolean) {
-                continue;
-            }
-            let boolish = !flag
-                && arg.get_num_args() == Some((0..=1).into())
-                && arg.is_require_equals_set()
-                // clap's plain bool parser takes `true` and `false`; the boolish one `yes`,
-                // `no`, `1`, `0` too.
-                && arg.get_value_parser().possible_values().is_some_and(|mut values| {
-                    values.any(|value| value.matches("yes", true))
-                });
-            if !boolish {
-                out.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
-            }
-        }
-        for sub in command.get_subcommands() {
-            walk(sub, &format!("{path} {}", sub.get_name()), out);
-        }
-    }
-    let mut out = Vec::new();
-    walk(command, command.get_name(), &mut out);
-    out
+    settings_where(command, &|arg| {
+        let flag = matches!(
+            arg.get_action(),
+            clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+        );
+        let boolean = arg.get_value_parser().type_id() == std::any::TypeId::of::<bool>();
+        let boolish = !flag
+            && arg.get_num_args() == Some((0..=1).into())
+            && arg.is_require_equals_set()
+            // clap's plain bool parser takes `true` and `false`; the boolish one `yes`, `no`,
+            // `1`, `0` too.
+            && arg
+                .get_value_parser()
+                .possible_values()
+                .is_some_and(|mut values| values.any(|value| value.matches("yes", true)));
+        (flag || boolean) && !boolish
+    })
 }
 
 /// Warn (on stderr, before anything is done) that a one-off command's argument came from the
