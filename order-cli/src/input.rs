@@ -113,23 +113,75 @@ fn kind(value: &Value) -> &'static str {
 }
 
 /// A JSON object decoded as `T`: anything else (an array above all, which serde would decode
-/// field by field in order) is refused.
+/// field by field in order) is refused. Decoded from the map in place, so that an error inside
+/// it says where (`lines[1].quantity`, see [`decode`]).
 #[derive(Debug, Clone, Default)]
 struct Object<T>(T);
 
-impl<'de, T: DeserializeOwned> Deserialize<'de> for Object<T> {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        if !value.is_object() {
-            return Err(de::Error::custom(format_args!(
-                "expected an object, found {}",
-                kind(&value)
-            )));
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<T, A::Error> {
+                Err(not_an_object("an array"))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+                Err(not_an_object("null"))
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<T, E> {
+                Err(not_an_object("a boolean"))
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<T, E> {
+                Err(not_an_object("a number"))
+            }
+
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<T, E> {
+                Err(not_an_object("a number"))
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<T, E> {
+                Err(not_an_object("a number"))
+            }
+
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<T, E> {
+                Err(not_an_object("a string"))
+            }
         }
-        serde_json::from_value(value)
+        fn not_an_object<E: de::Error>(found: &str) -> E {
+            E::custom(format_args!("expected an object, found {found}"))
+        }
+        // Any: a map is decoded in place, anything else named by the visitor.
+        deserializer
+            .deserialize_any(Only(std::marker::PhantomData))
             .map(Object)
-            .map_err(de::Error::custom)
     }
+}
+
+/// The JSON input decoded as `T`, or a usage error of one line that names where in the input
+/// the value is wrong (`lines[0].quantity: invalid type: ...`).
+fn decode<T: DeserializeOwned>(map: Map<String, Value>) -> Result<T, Usage> {
+    serde_path_to_error::deserialize(Value::Object(map)).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if path == "." {
+            Usage(format!("the JSON input: {inner}"))
+        } else {
+            Usage(format!("the JSON input: {path}: {inner}"))
+        }
+    })
 }
 
 /// The JSON input at `path` (none: `None`): one object, each key once at every level, or a
@@ -237,7 +289,7 @@ fn read_command_json(
             takes.join(", ")
         )));
     }
-    serde_json::from_value(Value::Object(map)).map_err(|e| Usage(format!("the JSON input: {e}")))
+    decode(map)
 }
 
 fn overlay<T>(target: &mut Option<T>, flag: &Option<T>)
@@ -395,8 +447,7 @@ impl PlaceArgs {
     pub fn input(&self) -> Result<PlaceInput, Usage> {
         let json: PlaceJson = match read_json(self.json_input.as_deref())? {
             None => PlaceJson::default(),
-            Some(map) => serde_json::from_value(Value::Object(map))
-                .map_err(|e| Usage(format!("the JSON input: {e}")))?,
+            Some(map) => decode(map)?,
         };
         let customer_id = self
             .customer
@@ -690,6 +741,50 @@ mod tests {
         assert_eq!(kept.order_id.map(|o| o.to_string()).as_deref(), Some(given));
         let fresh = place_input(&[], None).unwrap();
         assert_eq!((fresh.order_id, fresh.command_id), (None, None));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_wrong_value_inside_the_json_input_names_where_it_is() {
+        let dir = std::env::temp_dir().join(format!("order-cli-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("input.json");
+        let write = |text: &str| std::fs::write(&json, text).unwrap();
+        write(r#"{"amount": ["EUR", 5]}"#);
+        let message = read_command_json(Some(&json), "refund", &["amount"])
+            .expect_err("refused")
+            .0;
+        assert!(message.contains("amount: expected an object"), "{message}");
+        write(r#"{"amount": {"currency": "EUR", "amount_minor": "five"}}"#);
+        let message = read_command_json(Some(&json), "refund", &["amount"])
+            .expect_err("refused")
+            .0;
+        assert!(
+            message.contains("amount.amount_minor: invalid type"),
+            "{message}"
+        );
+        let price = r#"{"currency": "EUR", "amount_minor": 1}"#;
+        for (text, path) in [
+            (
+                format!(
+                    r#"{{"lines": [{{"sku": "S", "quantity": 1, "unit_price": {price}}}, ["S", 1, {price}]]}}"#
+                ),
+                "lines[1]: expected an object",
+            ),
+            (
+                format!(r#"{{"lines": [{{"sku": "S", "quantity": "1", "unit_price": {price}}}]}}"#),
+                "lines[0].quantity: invalid type",
+            ),
+            (
+                r#"{"shipping_address": {"city": 7}}"#.to_owned(),
+                "shipping_address.city: invalid type",
+            ),
+        ] {
+            write(&text);
+            let message = place_input(&[], Some(&json)).expect_err(&text).0;
+            assert!(message.contains(path), "{text}: {message}");
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
