@@ -128,24 +128,32 @@ enum Command {
     },
     /// Send events with FROM <= position <= TO to SQS again (same deduplication ids).
     Republish {
-        /// First global position to send again.
-        #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_FROM")]
-        from: u64,
-        /// Default: the current head of the log.
-        #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_TO")]
-        to: Option<u64>,
         #[command(flatten)]
-        database: DatabaseArgs,
+        range: RepublishRange,
         #[command(flatten)]
         queue: QueueArgs,
-        /// Log format.
-        #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
-        log_format: telemetry::LogFormat,
     },
     /// Head of the log, and each subscription's version, checkpoint, lag, owner and last error.
     Status(StatusArgs),
     /// Exit 0 when the admin readiness endpoint answers 200 (for container health checks).
     Healthcheck(HealthcheckArgs),
+}
+
+/// What `republish` sends again (FROM <= position <= TO), the database it reads, and its logs:
+/// the same flags in `order-projector republish` and a team's `republish --sink NAME`.
+#[derive(Debug, clap::Args)]
+struct RepublishRange {
+    /// First global position to send again.
+    #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_FROM")]
+    from: u64,
+    /// Default: the current head of the log.
+    #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_TO")]
+    to: Option<u64>,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    log_format: telemetry::LogFormat,
 }
 
 /// The `order-projector` binary's entry point (also linked into order-e2e's test binaries).
@@ -187,25 +195,19 @@ async fn execute(command: Command) -> i32 {
             )];
             run_replay(NAME, &known, replay).await
         }
-        Command::Republish {
-            from,
-            to,
-            database,
-            queue,
-            log_format,
-        } => {
-            telemetry::init_logging(log_format);
+        Command::Republish { range, queue } => {
+            telemetry::init_logging(range.log_format);
             let Some(url) = queue.orders_queue_url.clone() else {
                 cli::fail(
                     NAME,
                     "republish needs --orders-queue-url (ORDERS_QUEUE_URL)",
                 );
             };
-            let (store, through, shutdown) = match republish_range(NAME, from, to, &database).await
-            {
+            let (store, through, shutdown) = match republish_range(NAME, &range).await {
                 Ok(range) => range,
                 Err(code) => return code,
             };
+            let from = range.from;
             let publisher = Publisher::new(sqs_client().await, url, usize::from(queue.sqs_lanes));
             let sink = SqsPublisher::new(publisher);
             let republished =
@@ -314,9 +316,12 @@ async fn run_replay(binary: &str, known: &[Subscription], args: ReplayArgs) -> i
 /// ends, and the error says where to resume).
 async fn republish_range(
     binary: &str,
-    from: u64,
-    to: Option<u64>,
-    database: &DatabaseArgs,
+    &RepublishRange {
+        from,
+        to,
+        ref database,
+        ..
+    }: &RepublishRange,
 ) -> Result<(EventStore, u64, tokio::sync::watch::Receiver<bool>), i32> {
     cli::note_from_environment(
         binary,
@@ -457,17 +462,8 @@ enum ServiceCommand {
         /// The sink.
         #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_SINK")]
         sink: String,
-        /// First global position to send again.
-        #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_FROM")]
-        from: u64,
-        /// Default: the current head of the log.
-        #[arg(long, env = "ORDER_PROJECTOR_REPUBLISH_TO")]
-        to: Option<u64>,
         #[command(flatten)]
-        database: DatabaseArgs,
-        /// Log format.
-        #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
-        log_format: telemetry::LogFormat,
+        range: RepublishRange,
     },
     /// Head of the log, and each subscription's version, checkpoint, lag, owner and last error.
     Status(StatusArgs),
@@ -585,14 +581,8 @@ impl Service {
                 }
             }
             ServiceCommand::Replay(args) => run_replay(name, &self.subscriptions, args).await,
-            ServiceCommand::Republish {
-                sink,
-                from,
-                to,
-                database,
-                log_format,
-            } => {
-                telemetry::init_logging(log_format);
+            ServiceCommand::Republish { sink, range } => {
+                telemetry::init_logging(range.log_format);
                 let sinks: Vec<&Subscription> = self
                     .subscriptions
                     .iter()
@@ -607,15 +597,14 @@ impl Service {
                     };
                     cli::fail(name, &format!("unknown sink {sink:?} ({known})"));
                 };
-                let (store, through, shutdown) =
-                    match republish_range(name, from, to, &database).await {
-                        Ok(range) => range,
-                        Err(code) => return code,
-                    };
+                let (store, through, shutdown) = match republish_range(name, &range).await {
+                    Ok(range) => range,
+                    Err(code) => return code,
+                };
                 let republished = subscription
-                    .republish(&store, from, through, &shutdown)
+                    .republish(&store, range.from, through, &shutdown)
                     .await;
-                republish_done(name, republished, from, through, "")
+                republish_done(name, republished, range.from, through, "")
             }
             ServiceCommand::Status(args) => run_status(name, &self.subscriptions, args).await,
             ServiceCommand::Healthcheck(args) => run_healthcheck(args).await,
@@ -660,8 +649,8 @@ mod tests {
             .unwrap()
             .command
         {
-            super::ServiceCommand::Republish { sink, from, to, .. } => {
-                assert_eq!((sink.as_str(), from, to), ("webhook", 5, None));
+            super::ServiceCommand::Republish { sink, range } => {
+                assert_eq!((sink.as_str(), range.from, range.to), ("webhook", 5, None));
             }
             other => panic!("{other:?}"),
         }
