@@ -52,11 +52,18 @@ pub struct ReplayArgs {
 
           value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_older_version: bool,
-    /// How long the replay's leases last without renewal (ms). Should the replay die, the
-    /// live projector resumes, and another replay may start, after at most this.
+    /// How long the rebuild's lease lasts without renewal (ms). Should the replay die, another
+    /// replay may start after at most this.
     #[arg(long, env = "ORDER_PROJECTOR_REPLAY_LEASE_TTL_MS", default_value_t = 60_000,
           value_parser = clap::value_parser!(u64).range(1000..=3_600_000))]
     pub lease_ttl_ms: u64,
+    /// How long the projection's lease lasts once the replay takes it from the live projector
+    /// for its catch-up and swap, its last seconds (ms; renewed meanwhile). Should the replay
+    /// die then, the live projector resumes after at most this: keep it at the projector's
+    /// `--lease-ttl-ms`.
+    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_PROJECTION_LEASE_TTL_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1000..=3_600_000))]
+    pub projection_lease_ttl_ms: u64,
     /// Apply page after page with the projection's own apply, even when it has a faster bulk
     /// path (the same tables; to compare the two, or to measure the generic path).
     #[arg(long, env = "ORDER_PROJECTOR_REPLAY_NO_BULK", num_args = 0..=1, require_equals = true,
@@ -265,6 +272,7 @@ async fn run_replay(binary: &str, known: &[Subscription], args: ReplayArgs) -> i
         page: args.page,
         progress: args.progress,
         lease_ttl: Duration::from_millis(args.lease_ttl_ms),
+        live_lease_ttl: Duration::from_millis(args.projection_lease_ttl_ms),
         allow_older: args.allow_older_version,
         bulk: !args.no_bulk,
     };

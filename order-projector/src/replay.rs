@@ -67,8 +67,14 @@ pub struct ReplayOptions {
     pub page: u32,
     /// How progress is shown.
     pub progress: Progress,
-    /// How long the replay's leases last (they are renewed while it works).
+    /// How long the rebuild's own lease lasts (renewed while it works): should the replay
+    /// die, another may start after at most this.
     pub lease_ttl: Duration,
+    /// How long the projection's lease lasts once the replay takes it from the live projector
+    /// for its catch-up and swap (renewed meanwhile, the swap's wait for its lock included):
+    /// should the replay die then, the live projector resumes after at most this. The live
+    /// projector's own lease time (`--lease-ttl-ms`, 10 s) is the natural value.
+    pub live_lease_ttl: Duration,
     /// Rebuild even when the projection's tables were built by a newer version of it (a
     /// rollback of the projection's code).
     pub allow_older: bool,
@@ -85,6 +91,7 @@ impl Default for ReplayOptions {
             page: 5000,
             progress: Progress::Auto,
             lease_ttl: Duration::from_secs(60),
+            live_lease_ttl: Duration::from_secs(10),
             allow_older: false,
             bulk: true,
         }
@@ -311,9 +318,9 @@ async fn kept_alive<T>(
                 next.as_mut().reset(tokio::time::Instant::now() + ttl / 3);
                 match renewed {
                     Ok(true) => {}
-                    Ok(false) => return Err(ReplayError::LeaseLost("rebuild".into())),
+                    Ok(false) => return Err(ReplayError::LeaseLost(lease_kind(lease).into())),
                     Err(error) => {
-                        tracing::warn!(lease = %lease.subscription, %error, "replay: renewing the rebuild lease during a long step failed; trying again");
+                        tracing::warn!(lease = %lease.subscription, %error, "replay: renewing a lease during a long step failed; trying again");
                     }
                 }
             }
@@ -322,6 +329,15 @@ async fn kept_alive<T>(
                 renewing = true;
             }
         }
+    }
+}
+
+/// Which of the replay's leases `lease` is, for [`ReplayError::LeaseLost`].
+fn lease_kind(lease: &Lease) -> &'static str {
+    if lease.subscription.ends_with("#rebuild") {
+        "rebuild"
+    } else {
+        "projection's"
     }
 }
 
@@ -464,12 +480,16 @@ type Pages =
     mpsc::Receiver<Result<(Vec<RecordedEvent>, Option<Cursor>, LogDigest), order_store::Error>>;
 
 impl Rebuild<'_> {
-    /// Renew the rebuild lease (and `live`, when held) every third of its time.
+    /// Renew the rebuild lease (and `live`, when held) every third of the shorter one's time.
     async fn renew(&mut self, live: Option<&Lease>) -> Result<(), ReplayError> {
         if *self.shutdown.borrow() {
             return Err(ReplayError::ShuttingDown);
         }
-        if self.renewed_at.elapsed() < self.options.lease_ttl / 3 {
+        let shortest = match live {
+            Some(_) => self.options.lease_ttl.min(self.options.live_lease_ttl),
+            None => self.options.lease_ttl,
+        };
+        if self.renewed_at.elapsed() < shortest / 3 {
             return Ok(());
         }
         self.renew_now(live).await
@@ -485,7 +505,10 @@ impl Rebuild<'_> {
             return Err(ReplayError::LeaseLost("rebuild".into()));
         }
         if let Some(live) = live
-            && !self.store.renew_lease(live, self.options.lease_ttl).await?
+            && !self
+                .store
+                .renew_lease(live, self.options.live_lease_ttl)
+                .await?
         {
             return Err(ReplayError::LeaseLost("projection's".into()));
         }
@@ -681,8 +704,11 @@ impl Rebuild<'_> {
         {
             return Err(ReplayError::LeaseLost("rebuild".into()));
         }
+        // For the live projector's lease time, not the rebuild's: should this replay die from
+        // here on, the live projector resumes after that.
+        let live_ttl = self.options.live_lease_ttl;
         let (live, live_checkpoint) = store
-            .acquire_lease(&name, &self.options.owner, self.options.lease_ttl, true)
+            .acquire_lease(&name, &self.options.owner, live_ttl, true)
             .await?
             .ok_or_else(|| ReplayError::LeaseLost("projection's".into()))?;
         tracing::info!(projection = %name, token = live.token, "replay: holding the projection's lease; catching up");
@@ -705,20 +731,24 @@ impl Rebuild<'_> {
                 let count = events.len() as u64;
                 progress.read(&events);
                 if count > 0 {
-                    subscriber
-                        .apply(
-                            store,
-                            self.rebuild_lease,
-                            events,
-                            Span {
-                                from: written,
-                                to: end,
-                                read: unwritten,
-                            },
-                            shadow,
-                            true,
-                        )
-                        .await?;
+                    // The projection's lease is short: kept alive through a long page.
+                    kept_alive(store, &live, live_ttl, async {
+                        Ok(subscriber
+                            .apply(
+                                store,
+                                self.rebuild_lease,
+                                events,
+                                Span {
+                                    from: written,
+                                    to: end,
+                                    read: unwritten,
+                                },
+                                shadow,
+                                true,
+                            )
+                            .await?)
+                    })
+                    .await?;
                     progress.committed();
                     written = end;
                     unwritten = LogDigest::EMPTY;
@@ -730,14 +760,18 @@ impl Rebuild<'_> {
 
             // Phase 5: the swap, fenced by both leases: a rebuild that lost its rebuild lease
             // meanwhile (to one that started over in the same shadow tables) swaps nothing.
-            // Both leases renewed first: the swap's tries for its lock (at most half a lease)
-            // must not outlast the projection's lease, which nothing else holds meanwhile.
+            // Both leases renewed first. The swap's transaction locks the rebuild lease's row
+            // before its tries for the lock, so those last at most half the rebuild lease; the
+            // projection's lease (shorter) is renewed from another connection meanwhile.
             self.renew_now(Some(&live)).await?;
             let patience = tables::SWAP_LOCK_PATIENCE.min(self.options.lease_ttl / 2);
             let tx = long_transaction(&mut client).await?;
             verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
             advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
-            tables::swap(&tx, &name, self.schema, previous.as_ref(), patience).await?;
+            kept_alive(store, &live, live_ttl, async {
+                Ok(tables::swap(&tx, &name, self.schema, previous.as_ref(), patience).await?)
+            })
+            .await?;
             advance_checkpoint(&tx, &live, live_checkpoint, cursor, 0, None).await?;
             tx.commit().await?;
             Ok::<(), ReplayError>(())

@@ -1435,6 +1435,7 @@ pub async fn run(
                     page: settings.rebuild_page,
                     progress: crate::replay::Progress::Log,
                     lease_ttl: settings.lease_ttl.max(Duration::from_secs(30)),
+                    live_lease_ttl: settings.lease_ttl,
                     allow_older: false,
                     bulk: true,
                 };

@@ -141,6 +141,7 @@ async fn a_flush_longer_than_the_lease_keeps_the_rebuilds_lease() {
                 page: 97,
                 progress: Progress::None,
                 lease_ttl: ttl,
+                live_lease_ttl: ttl,
                 allow_older: false,
                 bulk: true,
             };

@@ -19,6 +19,7 @@ fn options() -> ReplayOptions {
         page: 97,
         progress: Progress::None,
         lease_ttl: Duration::from_secs(30),
+        live_lease_ttl: Duration::from_secs(10),
         allow_older: false,
         bulk: true,
     }

@@ -403,6 +403,7 @@ async fn a_sink_and_a_projection_never_share_a_name() {
             page: 100,
             progress: order_projector::replay::Progress::None,
             lease_ttl: Duration::from_secs(30),
+            live_lease_ttl: Duration::from_secs(10),
             allow_older: false,
             bulk: true,
         },

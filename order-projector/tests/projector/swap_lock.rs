@@ -16,6 +16,7 @@ fn options() -> ReplayOptions {
         page: 97,
         progress: Progress::None,
         lease_ttl: Duration::from_secs(60),
+        live_lease_ttl: Duration::from_secs(10),
         allow_older: false,
         bulk: true,
     }
@@ -139,4 +140,117 @@ async fn a_swap_that_cannot_get_its_lock_names_the_session_holding_the_table() {
     assert!(error.contains("nothing was changed"), "{error}");
     report.batch_execute("COMMIT").await.unwrap();
     assert_eq!(read_model(&f.db).await, before);
+}
+
+/// The projection's lease, taken by a replay for its catch-up and swap, lasts the live
+/// projector's lease time (`live_lease_ttl`), not the rebuild's own 60 s: a replay that dies
+/// there holds the live projector up for at most that. It is renewed while the swap waits for
+/// its lock, so the live projector cannot take it back under a swap that waits longer.
+#[tokio::test]
+async fn the_projections_lease_lasts_the_live_lease_time_and_is_renewed_while_the_swap_waits() {
+    let f = fixture().await;
+    write_orders(&f.handler, 5, 1).await;
+    let (lease, cursor) = lease(&f.store, "read_model", "live").await;
+    drain(&f.store, &read_model_subscription(100), &lease, cursor).await;
+    f.store.release_lease(&lease).await.unwrap();
+
+    let live_ttl = Duration::from_secs(3);
+    let report = f.db.connect().await;
+    let hold = "BEGIN; SELECT count(*) FROM orders.order_summaries";
+    report.batch_execute(hold).await.unwrap();
+    let replaying = |shutdown| {
+        let store = f.store.clone();
+        tokio::spawn(async move {
+            let options = ReplayOptions {
+                live_lease_ttl: live_ttl,
+                ..options()
+            };
+            order_projector::replay::replay(
+                &store,
+                &Subscription::projection(ReadModel::new()),
+                &options,
+                &shutdown,
+            )
+            .await
+        })
+    };
+    let watcher = f.db.connect().await;
+    let swap_begins = || async {
+        let started = Instant::now();
+        while !swap_waiting(&watcher).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the replay never came to its swap"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // Seconds until the projection's lease runs out, as the database says, and its owner.
+    let lease_left = || async {
+        let row = watcher
+            .query_one(
+                "SELECT owner, extract(epoch FROM lease_expires_at - now())::float8
+                   FROM orders.subscriptions WHERE name = 'read_model'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, Option<String>>(0), row.get::<_, f64>(1))
+    };
+
+    let (_stop, shutdown) = watch::channel(false);
+    let first = replaying(shutdown);
+    swap_begins().await;
+    let (owner, left) = lease_left().await;
+    assert_eq!(owner.as_deref(), Some("replay-swap"));
+    assert!(
+        left <= live_ttl.as_secs_f64() + 0.5,
+        "the replay took the projection's lease for {left} s, not the live lease's {live_ttl:?}"
+    );
+    // Twice the lease's time into the swap's wait: still held, renewed meanwhile.
+    tokio::time::sleep(live_ttl * 2).await;
+    assert!(!first.is_finished(), "the swap went past a held table");
+    let intruder = f
+        .store
+        .acquire_lease("read_model", "live", live_ttl, false)
+        .await
+        .unwrap();
+    assert!(
+        intruder.is_none(),
+        "the live projector took the lease back under the waiting swap"
+    );
+    report.batch_execute("COMMIT").await.unwrap();
+    first.await.unwrap().unwrap();
+
+    // A replay that dies waiting for its swap: the live projector gets its lease back once
+    // the live lease's time has run out (a minute at most on the slowest machine).
+    report.batch_execute(hold).await.unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    let second = replaying(shutdown);
+    swap_begins().await;
+    second.abort();
+    let _ = second.await;
+    let (_, left) = lease_left().await;
+    assert!(
+        left <= live_ttl.as_secs_f64() + 0.5,
+        "a dead replay holds the projection's lease for {left} s more"
+    );
+    let started = Instant::now();
+    loop {
+        if let Some((lease, _)) = f
+            .store
+            .acquire_lease("read_model", "live", live_ttl, false)
+            .await
+            .unwrap()
+        {
+            f.store.release_lease(&lease).await.unwrap();
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the live projector never got its lease back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    report.batch_execute("COMMIT").await.unwrap();
 }
