@@ -133,6 +133,11 @@ fn store_status(error: StoreError) -> Status {
             tracing::error!(error = %why, "database unavailable; call answered UNAVAILABLE");
             Status::unavailable("the order store is unavailable; retry later")
         }
+        // The database is not migrated (readiness says so too): retry once it is.
+        StoreError::SchemaMissing(why) => {
+            tracing::error!(error = %why, "the database's schema is not this binary's (run `order-grpc migrate`); call answered UNAVAILABLE");
+            Status::unavailable("the order store is not ready; retry later")
+        }
         StoreError::Timeout => {
             tracing::error!("database call timed out; call answered UNAVAILABLE");
             Status::unavailable("the order store did not answer in time; retry later")

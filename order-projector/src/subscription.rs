@@ -75,6 +75,7 @@ fn stops(error: &order_store::Error) -> bool {
             | Error::Encode(_)
             | Error::InvalidInput(_)
             | Error::Forbidden(_)
+            | Error::SchemaMissing(_)
             | Error::Database(_)
     )
 }

@@ -49,6 +49,16 @@ pub mod sqlstate {
     pub const INSUFFICIENT_RESOURCES_CLASS: &str = "53";
     /// Class 58: system errors beneath the server (an I/O error, a missing file).
     pub const SYSTEM_ERROR_CLASS: &str = "58";
+    /// A statement names a table or view the database does not have.
+    pub const UNDEFINED_TABLE: &str = "42P01";
+    /// A statement names a column the table does not have.
+    pub const UNDEFINED_COLUMN: &str = "42703";
+    /// A statement names a function the database does not have.
+    pub const UNDEFINED_FUNCTION: &str = "42883";
+    /// A statement names a type or another object the database does not have.
+    pub const UNDEFINED_OBJECT: &str = "42704";
+    /// A statement names a schema the database does not have.
+    pub const INVALID_SCHEMA_NAME: &str = "3F000";
 }
 
 /// Unique constraints whose violation means something specific.
@@ -117,6 +127,13 @@ pub enum Error {
     /// The database refused for lack of a privilege or a constraint.
     #[error("the database refused the change: {0}")]
     Forbidden(String),
+    /// A statement names a table, column, function, type or schema the database does not
+    /// have: its schema is not the one the statement was written for (the store's own
+    /// migrations not applied yet, or a projection's tables gone). It does not pass by itself;
+    /// order-grpc answers it as UNAVAILABLE (the service is not ready, its readiness says so),
+    /// a projector stops on it.
+    #[error("the database's schema lacks what a statement names (not migrated?): {0}")]
+    SchemaMissing(String),
     /// A fenced checkpoint write found another lease token: the transaction rolls back.
     #[error("the lease of subscription {subscription} was lost to another instance")]
     LeaseLost {
@@ -243,6 +260,13 @@ impl From<tokio_postgres::Error> for Error {
                     "the database server refused the connection: {} (SQLSTATE {code})",
                     db.message()
                 ))
+            }
+            sqlstate::UNDEFINED_TABLE
+            | sqlstate::UNDEFINED_COLUMN
+            | sqlstate::UNDEFINED_FUNCTION
+            | sqlstate::UNDEFINED_OBJECT
+            | sqlstate::INVALID_SCHEMA_NAME => {
+                Self::SchemaMissing(format!("{} (SQLSTATE {code})", db.message()))
             }
             _ => Self::Database(format!("{} (SQLSTATE {code})", db.message())),
         }

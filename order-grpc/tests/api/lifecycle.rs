@@ -37,6 +37,19 @@ async fn health_follows_the_database_migrations_and_shutdown() {
         200,
         "alive while not ready"
     );
+    // A client calling meanwhile is told to retry later, not that the server is broken.
+    let order = uuid::Uuid::new_v4().to_string();
+    let placed = app.commands().place_order(place(&order)).await.unwrap_err();
+    assert_eq!(placed.code(), Code::Unavailable, "{placed:?}");
+    let read = app
+        .queries()
+        .get_order_events(pb::GetOrderEventsRequest {
+            order_id: order.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(read.code(), Code::Unavailable, "{read:?}");
 
     order_store::migrate(&order_store::StoreConfig::new(app.db.url()))
         .await
