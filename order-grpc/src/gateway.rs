@@ -563,7 +563,7 @@ impl<S> Gateway<S> {
             );
         }
         let presented = value.to_str().ok().and_then(bearer_token).ok_or(
-            "the authorization header is not `Bearer <token>` (the scheme, one space, the \
+            "the authorization header is not `Bearer <token>` (the scheme, a space, the \
              token)",
         )?;
         self.tokens
