@@ -255,7 +255,7 @@ impl StoreConfig {
     /// A connection opened before its server turned read-only, began shutting down or stopped
     /// answering is replaced at its next checkout (see the `recycle` module).
     pub fn pool(&self) -> Result<Pool, Error> {
-        self.pool_fenced(None)
+        self.pool_fenced(Some(crate::connect::timelines_for(&self.pg_config()?)))
     }
 
     /// [`StoreConfig::pool`], its connections for writing fenced by `timelines` (shared by the
@@ -352,11 +352,12 @@ impl StoreConfig {
         Error,
     > {
         let config = self.pg_config()?;
+        let fence = crate::connect::timelines_for(&config);
         crate::connect::host_by_host(
             &config,
             self.tls_off_thread().await?,
             self.connect_timeout,
-            None,
+            Some(&fence),
         )
         .await
         .map_err(Error::at_login)

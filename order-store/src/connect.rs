@@ -5,11 +5,13 @@
 //! is tried. Here every host gets `connect_timeout` for everything, handshake and the
 //! read-write check included, and a host that does not make it in time is passed over.
 //!
-//! And a store that writes never goes back in time: it remembers the highest timeline of the
-//! servers it connected to for writing, and passes over a writable server on a lower one (an
-//! old primary come back writable after its standby was promoted, still named first in a
-//! `host=a,b` URL). Writing there would fork the log: acknowledged commands on one server,
-//! later ones on the other.
+//! And a store that writes never goes back in time: the process remembers the highest
+//! timeline of the servers it connected to for writing (per list of hosts), and passes over a
+//! writable server on a lower one (an old primary come back writable after its standby was
+//! promoted, still named first in a `host=a,b` URL). Writing there would fork the log:
+//! acknowledged commands on one server, later ones on the other. Its first connection to a
+//! multi-host URL looks at every host first, so that a process started after the promotion
+//! is not fooled either.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -91,15 +93,31 @@ fn one_host(config: &Config, index: usize) -> Config {
     one
 }
 
-/// The highest timeline a store's connections for writing have met (0: none yet). Shared by
-/// the store's pools.
+/// The highest timeline this process's connections for writing to one set of servers have
+/// met (0: none yet), and whether every host was looked at once (see [`host_by_host`]).
 #[derive(Debug, Default)]
-pub(crate) struct Timelines(AtomicU32);
+pub(crate) struct Timelines(AtomicU32, tokio::sync::Mutex<bool>);
 
-impl Timelines {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
+/// The memory of timelines for the servers `config` names: one per list of hosts and ports in
+/// the process, shared by every connection for writing to them, pooled or not (the store's
+/// pools, its LISTEN, the readiness probe, migrations): none of them goes to a server behind
+/// one another met.
+pub(crate) fn timelines_for(config: &Config) -> Arc<Timelines> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex, PoisonError};
+    static KNOWN: LazyLock<Mutex<HashMap<String, Arc<Timelines>>>> = LazyLock::new(Mutex::default);
+    let servers = format!(
+        "{:?} {:?} {:?}",
+        config.get_hosts(),
+        config.get_hostaddrs(),
+        config.get_ports()
+    );
+    KNOWN
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(servers)
+        .or_default()
+        .clone()
 }
 
 /// The timeline of a writable server (the first 8 hex digits of its current WAL file's name).
@@ -159,10 +177,10 @@ where
             host = index,
             timeline = line,
             highest,
-            "a writable database server is on an older timeline than one this process wrote \
-             to (an old primary come back writable after a failover?): passed over, never \
-             written to; rebuild it as a standby of the new primary, or take it out of the \
-             database URL"
+            "a writable database server is on an older timeline than another of the URL's \
+             servers this process met (an old primary come back writable after a failover?): \
+             passed over, never written to; rebuild it as a standby of the new primary, or \
+             take it out of the database URL"
         );
         return Ok(None);
     }
@@ -187,6 +205,11 @@ where
         config.get_target_session_attrs() == tokio_postgres::config::TargetSessionAttrs::ReadWrite
     });
     let hosts = host_count(config);
+    if let Some(fence) = fence
+        && hosts > 1
+    {
+        survey(config, &tls, per_host, fence).await;
+    }
     let mut said = None;
     for index in 0..hosts {
         let one;
@@ -205,6 +228,33 @@ where
     }
     // tokio-postgres has no public constructor for its timeout error but this one.
     Err(said.unwrap_or_else(tokio_postgres::Error::__private_api_timeout))
+}
+
+/// Before the first connection of the process to a multi-host URL's servers: look at every
+/// host at once (each given `per_host`) and note the highest timeline of the writable ones, so
+/// that the host-by-host choice passes over an old primary back writable, named first, even in
+/// a process started after the promotion (which has written nowhere yet). Looked at again
+/// while no writable host was found.
+async fn survey<T>(config: &Config, tls: &T, per_host: Duration, fence: &Timelines)
+where
+    T: MakeTlsConnect<Socket> + Clone,
+{
+    let mut surveyed = fence.1.lock().await;
+    if *surveyed || fence.0.load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    let looks = (0..host_count(config)).map(|index| {
+        let one = one_host(config, index);
+        let tls = tls.clone();
+        async move {
+            // A standby refuses (it takes no writes), a host down says nothing: both are
+            // left out. The connection is closed at once.
+            let _ =
+                tokio::time::timeout(per_host, connect_one(&one, index, tls, Some(fence))).await;
+        }
+    });
+    futures::future::join_all(looks).await;
+    *surveyed = fence.0.load(Ordering::SeqCst) > 0;
 }
 
 /// The pool's way to open a connection: host by host, each host given its time, with its

@@ -95,9 +95,10 @@ pub struct CommandRecord {
 impl EventStore {
     /// A store over a lazily connecting pool. Needs a Tokio runtime (it starts the notifier).
     pub fn new(config: StoreConfig) -> Result<Self, Error> {
-        // One memory of the highest timeline for all the store's pools: none of them writes to
-        // a server behind one another wrote to.
-        let timelines = crate::connect::Timelines::new();
+        // One memory of the highest timeline for all the store's pools (and every connection of
+        // the process to the same servers): none of them writes to a server behind one another
+        // met.
+        let timelines = crate::connect::timelines_for(&config.pg_config()?);
         let pool = config.pool_fenced(Some(timelines.clone()))?;
         let (notify, requests) = mpsc::channel(1);
         let mut requests = Some(requests);

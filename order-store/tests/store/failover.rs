@@ -450,7 +450,7 @@ async fn an_old_primary_back_writable_after_a_promotion_gets_no_write() {
     let mut config = StoreConfig::new(url);
     config.connect_timeout = Duration::from_secs(2);
     config.pool_wait_timeout = Duration::from_secs(2);
-    let store = EventStore::new(config).unwrap();
+    let store = EventStore::new(config.clone()).unwrap();
     append_retrying(&store, "before", Duration::ZERO).await;
     blocking(|| standby.wait_replayed(&old, Duration::from_secs(30)));
 
@@ -478,6 +478,41 @@ async fn an_old_primary_back_writable_after_a_promotion_gets_no_write() {
     for i in 0..5 {
         append_retrying(&store, &format!("later-{i}"), Duration::from_secs(30)).await;
     }
+    // Its connections outside the pool too (LISTEN, readiness, migrations): the same memory
+    // of the servers' timelines, so they pass over the old primary as well.
+    let mut probe = order_store::ReadinessProbe::new(config.clone());
+    probe.check().await.unwrap();
+    let mut listener = order_store::EventListener::start(config.clone());
+    assert!(
+        listener.wait(Duration::from_secs(60)).await,
+        "the listener never listened"
+    );
+    // A process started now, which met no timeline of these servers yet, is not fooled
+    // either: its first connection learns every host's before it writes.
+    let fresh = EventStore::new(config.clone()).unwrap();
+    for i in 0..3 {
+        append_retrying(&fresh, &format!("fresh-{i}"), Duration::from_secs(30)).await;
+    }
+    let sessions = |cluster: &PrivateCluster| -> i64 {
+        blocking(|| {
+            cluster.psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'orders'",
+            )
+        })
+        .parse()
+        .unwrap()
+    };
+    // The first connection's look at the old primary ends at once; nothing stays there.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sessions(&old) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a session stays on the old primary (LISTEN or readiness?)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(sessions(&standby) >= 2, "no LISTEN and readiness sessions");
     let count = |cluster: &PrivateCluster| -> i64 {
         blocking(|| cluster.psql("orders", "SELECT count(*) FROM orders.events"))
             .parse()
@@ -488,5 +523,6 @@ async fn an_old_primary_back_writable_after_a_promotion_gets_no_write() {
         1,
         "the old primary got a write after the promotion"
     );
-    assert_eq!(count(&standby), 7);
+    assert_eq!(count(&standby), 10);
+    drop(listener);
 }
