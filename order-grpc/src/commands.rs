@@ -66,13 +66,10 @@ impl CommandMetrics {
             "order_grpc_deadline_exceeded_total",
             "order_store_append_conflicts_total",
             "order_store_group_commit_fallbacks_total",
-            "order_db_connections_replaced_total",
         ] {
             metrics::counter!(name).increment(0);
         }
-        for reason in ["read_only", "shutting_down", "no_answer"] {
-            metrics::counter!("order_db_server_changes_total", "reason" => reason).increment(0);
-        }
+        order_store::register_metrics();
         Self {
             kinds: CommandKind::ALL
                 .iter()
@@ -207,7 +204,12 @@ impl Commands {
                 order_store::Error::WrongExpectedVersion { .. }
                 | order_store::Error::Conflict { .. },
             )) => 3,
-            Err(HandleError::Store(e)) if e.is_transient() => 4,
+            // Answered UNAVAILABLE, as these are.
+            Err(HandleError::Store(e))
+                if e.is_transient() || matches!(e, order_store::Error::SchemaMissing(_)) =>
+            {
+                4
+            }
             // The caller's mistake; the store's other refusals (a check the database made, a
             // command that decided nothing) are the service's own, `error`.
             Err(HandleError::Store(order_store::Error::CommandIdReused { .. })) => INVALID,

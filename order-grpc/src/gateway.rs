@@ -578,7 +578,7 @@ fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_start())
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// PERMISSION_DENIED when `token` has none of the scopes the method at `path` needs: the

@@ -137,6 +137,12 @@ impl Served {
 /// finish its last poll (see `Queries::bounded`).
 const REPLICA_SLACK: Duration = Duration::from_millis(100);
 
+/// Whether a replica read that failed so is answered by the primary: a failure that may
+/// pass, or a replica that has not replayed a migration's tables yet.
+fn replica_may_fail(error: &order_store::Error) -> bool {
+    error.is_transient() || matches!(error, order_store::Error::SchemaMissing(_))
+}
+
 /// A failed replica read is answered by the primary; say so at most every 10 s.
 fn replica_failed(rpc: &'static str, error: &order_store::Error) {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -535,7 +541,7 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
                     return Ok(Response::new(pb::GetOrderResponse { order: Some(order) }));
                 }
                 Ok(None) => Served::PrimaryReplicaBehind.count("GetOrder"),
-                Err(error) if error.is_transient() => replica_failed("GetOrder", &error),
+                Err(error) if replica_may_fail(&error) => replica_failed("GetOrder", &error),
                 Err(error) => return Err(ApiError::from(error).into_status()),
             }
         }
@@ -567,7 +573,7 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
                         next_page_token,
                     }));
                 }
-                Err(error) if error.is_transient() => replica_failed("ListOrders", &error),
+                Err(error) if replica_may_fail(&error) => replica_failed("ListOrders", &error),
                 Err(error) => return Err(ApiError::from(error).into_status()),
             }
         }
@@ -610,7 +616,7 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
                     from_replica = Some(slice);
                 }
                 Ok(None) => Served::PrimaryReplicaBehind.count("GetOrderEvents"),
-                Err(error) if error.is_transient() => replica_failed("GetOrderEvents", &error),
+                Err(error) if replica_may_fail(&error) => replica_failed("GetOrderEvents", &error),
                 Err(error) => return Err(ApiError::from(error).into_status()),
             }
         }

@@ -59,11 +59,12 @@ pub struct ReplayArgs {
     pub lease_ttl_ms: u64,
     /// How long the projection's lease lasts once the replay takes it from the live projector
     /// for its catch-up and swap, its last seconds (ms; renewed meanwhile). Should the replay
-    /// die then, the live projector resumes after at most this: keep it at the projector's
-    /// `--lease-ttl-ms`.
-    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_PROJECTION_LEASE_TTL_MS", default_value_t = 10_000,
+    /// die then, the live projector resumes after at most this. Default: the live
+    /// projector's own lease time, `run --lease-ttl-ms` (`ORDER_PROJECTOR_LEASE_TTL_MS` when
+    /// set, else 10000).
+    #[arg(long, env = "ORDER_PROJECTOR_REPLAY_PROJECTION_LEASE_TTL_MS",
           value_parser = clap::value_parser!(u64).range(1000..=3_600_000))]
-    pub projection_lease_ttl_ms: u64,
+    pub projection_lease_ttl_ms: Option<u64>,
     /// Apply page after page with the projection's own apply, even when it has a faster bulk
     /// path (the same tables; to compare the two, or to measure the generic path).
     #[arg(long, env = "ORDER_PROJECTOR_REPLAY_NO_BULK", num_args = 0..=1, require_equals = true,
@@ -272,7 +273,15 @@ async fn run_replay(binary: &str, known: &[Subscription], args: ReplayArgs) -> i
         page: args.page,
         progress: args.progress,
         lease_ttl: Duration::from_millis(args.lease_ttl_ms),
-        live_lease_ttl: Duration::from_millis(args.projection_lease_ttl_ms),
+        live_lease_ttl: Duration::from_millis(args.projection_lease_ttl_ms.unwrap_or_else(|| {
+            // The live projector's lease time, as its task would have it (a value `run`
+            // would refuse counts as unset).
+            std::env::var("ORDER_PROJECTOR_LEASE_TTL_MS")
+                .ok()
+                .and_then(|ms| ms.trim().parse::<u64>().ok())
+                .filter(|ms| (1000..=3_600_000).contains(ms))
+                .unwrap_or(10_000)
+        })),
         allow_older: args.allow_older_version,
         bulk: !args.no_bulk,
     };

@@ -289,11 +289,12 @@ async fn record_progress(
 }
 
 /// Run `work` (a flush, the index build: one statement or transaction that may outlast the
-/// lease), renewing `lease` from another connection every third of `ttl` meanwhile, so that a
-/// long step does not let the rebuild's lease run out under it (its row is locked by the
-/// step's transaction only at its end, for a moment). A renewal that finds the lease taken
-/// drops `work` (its transaction rolls back) and is [`ReplayError::LeaseLost`]; one that
-/// cannot reach the database is tried again at the next tick.
+/// lease; or the whole catch-up and swap, under the projection's short lease), renewing
+/// `lease` from another connection every third of `ttl` meanwhile, so that a long step does
+/// not let the lease run out under it (a step's transaction locks the lease's row only at its
+/// end, for a moment). A renewal that finds the lease taken drops `work` (its transaction rolls
+/// back) and is [`ReplayError::LeaseLost`]; one that cannot reach the database is tried again
+/// after a tenth of `ttl`.
 async fn kept_alive<T>(
     store: &EventStore,
     lease: &Lease,
@@ -315,7 +316,8 @@ async fn kept_alive<T>(
             output = &mut work => return output,
             renewed = &mut renewal, if renewing => {
                 renewing = false;
-                next.as_mut().reset(tokio::time::Instant::now() + ttl / 3);
+                let again = if renewed.is_err() { ttl / 10 } else { ttl / 3 };
+                next.as_mut().reset(tokio::time::Instant::now() + again);
                 match renewed {
                     Ok(true) => {}
                     Ok(false) => return Err(ReplayError::LeaseLost(lease_kind(lease).into())),
@@ -712,7 +714,11 @@ impl Rebuild<'_> {
             .await?
             .ok_or_else(|| ReplayError::LeaseLost("projection's".into()))?;
         tracing::info!(projection = %name, token = live.token, "replay: holding the projection's lease; catching up");
-        let caught_up = async {
+        // The projection's lease is short (the live projector's own time): renewed from
+        // another connection all along, through a slow page read or apply and the swap's wait
+        // for its lock, until the rows are counted (then the caller releases it or projects
+        // with it).
+        let caught_up = kept_alive(store, &live, live_ttl, async {
             loop {
                 let ReadPage {
                     events,
@@ -731,24 +737,20 @@ impl Rebuild<'_> {
                 let count = events.len() as u64;
                 progress.read(&events);
                 if count > 0 {
-                    // The projection's lease is short: kept alive through a long page.
-                    kept_alive(store, &live, live_ttl, async {
-                        Ok(subscriber
-                            .apply(
-                                store,
-                                self.rebuild_lease,
-                                events,
-                                Span {
-                                    from: written,
-                                    to: end,
-                                    read: unwritten,
-                                },
-                                shadow,
-                                true,
-                            )
-                            .await?)
-                    })
-                    .await?;
+                    subscriber
+                        .apply(
+                            store,
+                            self.rebuild_lease,
+                            events,
+                            Span {
+                                from: written,
+                                to: end,
+                                read: unwritten,
+                            },
+                            shadow,
+                            true,
+                        )
+                        .await?;
                     progress.committed();
                     written = end;
                     unwritten = LogDigest::EMPTY;
@@ -768,30 +770,30 @@ impl Rebuild<'_> {
             let tx = long_transaction(&mut client).await?;
             verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
             advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
-            kept_alive(store, &live, live_ttl, async {
-                Ok(tables::swap(&tx, &name, self.schema, previous.as_ref(), patience).await?)
-            })
-            .await?;
+            tables::swap(&tx, &name, self.schema, previous.as_ref(), patience).await?;
             advance_checkpoint(&tx, &live, live_checkpoint, cursor, 0, None).await?;
             tx.commit().await?;
-            Ok::<(), ReplayError>(())
-        }
+            let mut rows = Vec::new();
+            for table in &self.schema.tables {
+                let row = client
+                    .query_one(
+                        &format!("SELECT count(*) FROM {}", &self.schema.live[table.name()]),
+                        &[],
+                    )
+                    .await?;
+                rows.push((table.name().to_owned(), row.try_get::<_, i64>(0)? as u64));
+            }
+            Ok::<_, ReplayError>(rows)
+        })
         .await;
         reporter.finish();
-        if let Err(error) = caught_up {
-            let _ = store.release_lease(&live).await;
-            return Err(error);
-        }
-        let mut rows = Vec::new();
-        for table in &self.schema.tables {
-            let row = client
-                .query_one(
-                    &format!("SELECT count(*) FROM {}", &self.schema.live[table.name()]),
-                    &[],
-                )
-                .await?;
-            rows.push((table.name().to_owned(), row.try_get::<_, i64>(0)? as u64));
-        }
+        let rows = match caught_up {
+            Ok(rows) => rows,
+            Err(error) => {
+                let _ = store.release_lease(&live).await;
+                return Err(error);
+            }
+        };
         let report = ReplayReport {
             events: progress.events,
             rows,

@@ -48,6 +48,8 @@ impl App {
         let admin = AdminServer::start(admin_addr, readiness_rx)
             .await
             .map_err(|e| StartError::Admin(e.to_string()))?;
+        // The recorder is installed now: the store's rare counters from the start, at 0.
+        order_store::register_metrics();
         let probe = ReadinessProbe::new(projector.store().config().clone());
         let subscriptions = projector.subscriptions().to_vec();
         let running = projector.start();

@@ -53,10 +53,6 @@ pub mod sqlstate {
     pub const UNDEFINED_TABLE: &str = "42P01";
     /// A statement names a column the table does not have.
     pub const UNDEFINED_COLUMN: &str = "42703";
-    /// A statement names a function the database does not have.
-    pub const UNDEFINED_FUNCTION: &str = "42883";
-    /// A statement names a type or another object the database does not have.
-    pub const UNDEFINED_OBJECT: &str = "42704";
     /// A statement names a schema the database does not have.
     pub const INVALID_SCHEMA_NAME: &str = "3F000";
 }
@@ -127,8 +123,7 @@ pub enum Error {
     /// The database refused for lack of a privilege or a constraint.
     #[error("the database refused the change: {0}")]
     Forbidden(String),
-    /// A statement names a table, column, function, type or schema the database does not
-    /// have: its schema is not the one the statement was written for (the store's own
+    /// A statement names a table, column or schema the database does not have: its schema is not the one the statement was written for (the store's own
     /// migrations not applied yet, or a projection's tables gone). It does not pass by itself;
     /// order-grpc answers it as UNAVAILABLE (the service is not ready, its readiness says so),
     /// a projector stops on it.
@@ -172,7 +167,10 @@ impl Error {
     /// it means the store is out of reach, as a wrong password does.
     pub(crate) fn at_login(error: tokio_postgres::Error) -> Self {
         match Self::from(error) {
-            Self::Forbidden(why) | Self::Database(why) | Self::InvalidInput(why) => {
+            Self::Forbidden(why)
+            | Self::Database(why)
+            | Self::InvalidInput(why)
+            | Self::SchemaMissing(why) => {
                 Self::Unavailable(format!("the database server refused the connection: {why}"))
             }
             other => other,
@@ -198,6 +196,11 @@ impl From<tokio_postgres::Error> for Error {
         let Some(db) = error.as_db_error() else {
             // No server error: the connection broke, could not be made (refused, no server of
             // the URL takes writes), or timed out. The cause says which.
+            // A closed connection: its server went away, and with it every connection opened
+            // to it; they are replaced at checkout instead of each failing one more call.
+            if error.is_closed() {
+                discard_connections_opened_before_now(Reason::Closed);
+            }
             let mut message = error.to_string();
             let mut source = std::error::Error::source(&error);
             while let Some(cause) = source {
@@ -261,10 +264,10 @@ impl From<tokio_postgres::Error> for Error {
                     db.message()
                 ))
             }
+            // Not 42883 or 42704: a function called with the wrong argument types, an
+            // unknown setting, are defects, not a schema that is behind.
             sqlstate::UNDEFINED_TABLE
             | sqlstate::UNDEFINED_COLUMN
-            | sqlstate::UNDEFINED_FUNCTION
-            | sqlstate::UNDEFINED_OBJECT
             | sqlstate::INVALID_SCHEMA_NAME => {
                 Self::SchemaMissing(format!("{} (SQLSTATE {code})", db.message()))
             }

@@ -89,6 +89,7 @@ pub use import::{ImportBatchOutcome, ImportProgress, ImportRecord, ImportedEvent
 pub use listen::EventListener;
 pub use migrate::migrate;
 pub use probe::ReadinessProbe;
+pub use recycle::register_metrics;
 pub use replica::{Pauses, Reach};
 pub use store::{CategoryPage, CommandRecord, EventStore, NOTIFY_CHANNEL, StreamSlice};
 pub use subscription::{

@@ -253,10 +253,10 @@ pub async fn is_current(client: &tokio_postgres::Client) -> Result<bool, Error> 
         Ok(row) => Ok(row
             .and_then(|r| r.get::<_, Option<i32>>(0))
             .is_some_and(|version| version >= latest_version())),
-        // No history table yet: nothing was migrated.
+        // No history table (or no schema) yet: nothing was migrated.
         Err(e)
             if e.as_db_error()
-                .is_some_and(|db| db.code().code() == "42P01") =>
+                .is_some_and(|db| matches!(db.code().code(), "42P01" | "3F000")) =>
         {
             Ok(false)
         }

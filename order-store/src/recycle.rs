@@ -41,15 +41,38 @@ pub(crate) enum Reason {
     ShuttingDown,
     /// A call got no answer at all within the client-side limit.
     NoAnswer,
+    /// A call found its connection closed: the server went away (a crash, an immediate
+    /// stop, a host gone), and every connection opened to it with it.
+    Closed,
 }
 
 impl Reason {
+    const ALL: [Self; 4] = [
+        Self::ReadOnly,
+        Self::ShuttingDown,
+        Self::NoAnswer,
+        Self::Closed,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Self::ReadOnly => "read_only",
             Self::ShuttingDown => "shutting_down",
             Self::NoAnswer => "no_answer",
+            Self::Closed => "closed",
         }
+    }
+}
+
+/// Put `order_db_server_changes_total` (each reason) and `order_db_connections_replaced_total`
+/// on the installed metrics recorder at 0, so that a rate or an alarm over these rare counters
+/// has a series before the first change. Call it once the recorder is installed (a service's
+/// start).
+pub fn register_metrics() {
+    metrics::counter!("order_db_connections_replaced_total").increment(0);
+    for reason in Reason::ALL {
+        metrics::counter!("order_db_server_changes_total", "reason" => reason.as_str())
+            .increment(0);
     }
 }
 

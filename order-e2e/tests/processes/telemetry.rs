@@ -413,6 +413,18 @@ async fn assert_metrics(stack: &Stack, placed: f64) {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    // The store's rare counters are there before the first change, as in order-grpc.
+    for reason in ["read_only", "shutting_down", "no_answer", "closed"] {
+        assert_eq!(
+            metric(
+                &projector,
+                "order_db_server_changes_total",
+                &[("reason", reason)]
+            ),
+            Some(0.0),
+            "{reason}\n{projector}"
+        );
+    }
     for subscription in ["read_model", "sqs_publisher"] {
         let projected = metric(
             &projector,

@@ -41,6 +41,7 @@ async fn health_follows_the_database_migrations_and_shutdown() {
     let order = uuid::Uuid::new_v4().to_string();
     let placed = app.commands().place_order(place(&order)).await.unwrap_err();
     assert_eq!(placed.code(), Code::Unavailable, "{placed:?}");
+    assert!(placed.message().contains("not ready"), "{placed:?}");
     let read = app
         .queries()
         .get_order_events(pb::GetOrderEventsRequest {
@@ -50,6 +51,7 @@ async fn health_follows_the_database_migrations_and_shutdown() {
         .await
         .unwrap_err();
     assert_eq!(read.code(), Code::Unavailable, "{read:?}");
+    assert!(read.message().contains("not ready"), "{read:?}");
 
     order_store::migrate(&order_store::StoreConfig::new(app.db.url()))
         .await
@@ -93,6 +95,7 @@ async fn metrics_count_commands_by_type_and_outcome() {
         "order_store_group_commit_fallbacks_total",
         "order_db_connections_replaced_total",
         "order_db_server_changes_total{reason=\"read_only\"}",
+        "order_db_server_changes_total{reason=\"closed\"}",
     ] {
         assert!(body.contains(&format!("\n{series} ")), "{series}: {body}");
     }

@@ -175,3 +175,121 @@ async fn a_flush_longer_than_the_lease_keeps_the_rebuilds_lease() {
     let report = replaying.await.unwrap().unwrap();
     assert_eq!(report.rows[0].1, report.events);
 }
+
+/// Folds like [`LongFlush`] (its one flush takes `flush_for`), and applies each page of the
+/// replay's catch-up slowly (`apply_for`), noting when it does.
+struct SlowCatchUp {
+    flush_for: Duration,
+    apply_for: Duration,
+    flushing: Arc<AtomicBool>,
+    applying: Arc<AtomicBool>,
+}
+
+impl order_projector::Projection for SlowCatchUp {
+    type Event = order_domain::OrderEvent;
+
+    fn name(&self) -> &str {
+        "long_flush"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn categories(&self) -> order_projector::Categories {
+        order_projector::Categories::of::<order_domain::Order>()
+    }
+
+    fn tables(&self) -> Vec<order_projector::Table> {
+        LongFlush {
+            flush_for: self.flush_for,
+            flushing: self.flushing.clone(),
+        }
+        .tables()
+    }
+
+    async fn apply(
+        &self,
+        page: &order_projector::Page<order_domain::OrderEvent>,
+        tx: &order_projector::Transaction<'_>,
+        tables: &order_projector::Tables,
+    ) -> Result<(), order_projector::ApplyError> {
+        self.applying.store(true, Ordering::SeqCst);
+        tokio::time::sleep(self.apply_for).await;
+        LongFlush {
+            flush_for: self.flush_for,
+            flushing: self.flushing.clone(),
+        }
+        .apply(page, tx, tables)
+        .await
+    }
+
+    fn bulk(&self) -> Option<Box<dyn order_projector::BulkFold<order_domain::OrderEvent>>> {
+        Some(Box::new(LongFlushing {
+            flush_for: self.flush_for,
+            flushing: self.flushing.clone(),
+            held: Vec::new(),
+        }))
+    }
+}
+
+/// The projection's lease, which a replay takes from the live projector for its catch-up and
+/// swap, lasts only the live projector's lease time: a catch-up page that takes longer than
+/// that keeps it (renewed beside the page), so the live projector cannot take it back under
+/// the replay, and the replay swaps in.
+#[tokio::test]
+async fn a_catch_up_page_longer_than_the_projections_lease_keeps_it() {
+    let f = fixture().await;
+    write_orders(&f.handler, 10, 2).await;
+    everything_visible(&f.store).await;
+    let live_ttl = Duration::from_secs(1);
+    let flushing = Arc::new(AtomicBool::new(false));
+    let applying = Arc::new(AtomicBool::new(false));
+    let subscription = Subscription::projection(SlowCatchUp {
+        flush_for: Duration::from_secs(2),
+        apply_for: live_ttl * 3,
+        flushing: flushing.clone(),
+        applying: applying.clone(),
+    });
+    let (_stop, shutdown) = watch::channel(false);
+    let replaying = {
+        let store = f.store.clone();
+        tokio::spawn(async move {
+            let options = ReplayOptions {
+                owner: "replay-slow".into(),
+                page: 1000,
+                progress: Progress::None,
+                lease_ttl: Duration::from_secs(60),
+                live_lease_ttl: live_ttl,
+                allow_older: false,
+                bulk: true,
+            };
+            order_projector::replay::replay(&store, &subscription, &options, &shutdown).await
+        })
+    };
+    let wait_for = |flag: Arc<AtomicBool>, what: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !flag.load(Ordering::SeqCst) {
+            assert!(tokio::time::Instant::now() < deadline, "{what} never began");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // Orders written while the bulk fold flushes are the catch-up's.
+    wait_for(flushing, "the flush").await;
+    write_orders(&f.handler, 3, 1).await;
+    everything_visible(&f.store).await;
+    wait_for(applying, "the catch-up's page").await;
+    // Twice the projection's lease into a page of three times its length.
+    tokio::time::sleep(live_ttl * 2).await;
+    let intruder = f
+        .store
+        .acquire_lease("long_flush", "live", live_ttl, false)
+        .await
+        .unwrap();
+    assert!(
+        intruder.is_none(),
+        "the live projector took the lease back under a slow catch-up page: {intruder:?}"
+    );
+    let report = replaying.await.unwrap().unwrap();
+    assert_eq!(report.rows[0].1, report.events);
+}

@@ -210,3 +210,31 @@ async fn store_sessions_never_compile_a_query_however_large_its_estimate() {
         );
     }
 }
+
+/// A statement naming a table, column or schema the database lacks (a database not migrated
+/// to this binary's schema) is `SchemaMissing`; a function called with the wrong argument
+/// types, or an unknown setting, stays a defect (`Database`).
+#[tokio::test]
+async fn a_missing_table_column_or_schema_is_schema_missing_and_a_defect_is_not() {
+    let t = test_store().await;
+    let client = t.store.pool().get().await.unwrap();
+    for statement in [
+        "SELECT * FROM orders.no_such_table",
+        "SELECT no_such_column FROM orders.events",
+        "SELECT * FROM no_such_schema.events",
+    ] {
+        let error = Error::from(client.simple_query(statement).await.unwrap_err());
+        assert!(
+            matches!(&error, Error::SchemaMissing(_)),
+            "{statement}: {error:?}"
+        );
+        assert!(!error.is_transient(), "{statement}");
+    }
+    for statement in ["SELECT 'a'::text = 1", "SET no_such_setting = 1"] {
+        let error = Error::from(client.simple_query(statement).await.unwrap_err());
+        assert!(
+            matches!(&error, Error::Database(_)),
+            "{statement}: {error:?}"
+        );
+    }
+}
