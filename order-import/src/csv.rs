@@ -176,8 +176,65 @@ struct Table {
     id_order: IdOrder,
     /// Bytes read since the current row began (shared with the table's reader).
     in_row: Arc<AtomicU64>,
+    /// The line each row starts on.
+    lines: LineCounter,
     /// The next row, `None` at the end.
     head: Option<Row>,
+}
+
+/// The line a row starts on, as `grep -n` numbers lines (one more than the `\n` bytes before
+/// it), whatever the line endings: the CSV reader's own line count lags by one after each
+/// `\r\n` and after each empty line (it counts from where it began reading a row, before
+/// the empty lines and the `\n` of a `\r\n` it skips), so the lines are counted here, on a
+/// handle of the table's own, as the rows are read (each byte once).
+struct LineCounter {
+    reader: BufReader<File>,
+    /// The byte `reader` is at.
+    at: u64,
+    /// `\n` bytes before `at`.
+    newlines: u64,
+}
+
+impl LineCounter {
+    fn open(path: &Path) -> io::Result<Self> {
+        let file = File::open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(Self {
+            reader: BufReader::with_capacity(1 << 16, file),
+            at: 0,
+            newlines: 0,
+        })
+    }
+
+    /// The line of the row the CSV reader began reading at byte `start` (not before the
+    /// previous row's): the line of its first byte after the empty lines (`\n`, `\r`) it
+    /// skips there.
+    fn line_of(&mut self, start: u64) -> io::Result<u64> {
+        while self.at < start {
+            let buffer = self.reader.fill_buf()?;
+            if buffer.is_empty() {
+                break;
+            }
+            let take = buffer.len().min((start - self.at) as usize);
+            self.newlines += buffer[..take].iter().filter(|b| **b == b'\n').count() as u64;
+            self.reader.consume(take);
+            self.at += take as u64;
+        }
+        loop {
+            let buffer = self.reader.fill_buf()?;
+            let blank = buffer
+                .iter()
+                .take_while(|b| matches!(b, b'\n' | b'\r'))
+                .count();
+            self.newlines += buffer[..blank].iter().filter(|b| **b == b'\n').count() as u64;
+            let more = blank > 0 && blank == buffer.len();
+            self.reader.consume(blank);
+            self.at += blank as u64;
+            if !more {
+                return Ok(self.newlines + 1);
+            }
+        }
+    }
 }
 
 fn open_table(
@@ -237,6 +294,7 @@ fn open_table(
             })?;
         columns.push(index);
     }
+    let lines = LineCounter::open(&path)?;
     let mut table = Table {
         name,
         path,
@@ -248,6 +306,7 @@ fn open_table(
         width,
         id_order,
         in_row,
+        lines,
         head: None,
     };
     table.advance()?;
@@ -266,7 +325,7 @@ impl Table {
         self.in_row.store(0, AtomicOrdering::Relaxed);
         match self.reader.read_byte_record(&mut record) {
             Ok(true) => {
-                let line = record.position().map_or(0, |p| p.line());
+                let line = self.lines.line_of(start.byte())?;
                 let length = self.reader.position().byte() - start.byte();
                 let stray = self.swallowed_by(&record, line)?;
                 self.head = Some(Row {
@@ -285,7 +344,7 @@ impl Table {
             // its quotes close on its line.
             Err(_) if self.in_row.load(AtomicOrdering::Relaxed) > MAX_ROW_BYTES => {
                 let skipped = skip_row(&self.path, start.byte(), self.columns[0])?;
-                let line = start.line() + skipped.blank_lines;
+                let line = self.lines.line_of(start.byte())?;
                 let runaway = if !skipped.closed {
                     Some("a quote that is not closed before the end of the file")
                 } else if skipped.lines > 1 {

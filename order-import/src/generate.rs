@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -618,6 +619,56 @@ fn is_byte_kind(kind: &str) -> bool {
 /// Write an export to `out` (a file for JSON Lines, a directory for CSV) and its expected
 /// rejects to `expected`.
 pub fn generate(plan: &Plan, out: &Path, expected: &Path) -> io::Result<Generated> {
+    generate_until(plan, out, expected, &AtomicBool::new(false))
+}
+
+/// [`generate`], stopping when `stop` is set (the binary sets it on SIGTERM or Ctrl-C): a
+/// stopped generate's files would not agree (the expected rejects are written last, or
+/// buffered), so it deletes both (for CSV, the six tables) and fails with
+/// [`io::ErrorKind::Interrupted`], saying so. A generate killed outright leaves them: they are
+/// unusable, and the same command run again rewrites them.
+pub fn generate_until(
+    plan: &Plan,
+    out: &Path,
+    expected: &Path,
+    stop: &AtomicBool,
+) -> io::Result<Generated> {
+    let result = generate_checked(plan, out, expected, stop);
+    if matches!(&result, Err(e) if e.kind() == io::ErrorKind::Interrupted) {
+        let mut files = vec![expected.to_path_buf()];
+        match plan.format {
+            Format::Jsonl => files.push(out.to_path_buf()),
+            Format::Csv => files.extend(
+                crate::csv::TABLES
+                    .iter()
+                    .map(|(name, _)| crate::source::table_path(out, name)),
+            ),
+        }
+        for file in files {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(named(&file, &e)),
+                _ => {}
+            }
+        }
+    }
+    result
+}
+
+/// The error of a generate stopped by a signal (its files deleted by [`generate_until`]).
+pub(crate) fn stopped() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Interrupted,
+        "stopped by a signal: the partial export and its expected rejects were deleted (they \
+         would not agree); run the same command again",
+    )
+}
+
+fn generate_checked(
+    plan: &Plan,
+    out: &Path,
+    expected: &Path,
+    stop: &AtomicBool,
+) -> io::Result<Generated> {
     if plan.bad_every == 1 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -625,8 +676,8 @@ pub fn generate(plan: &Plan, out: &Path, expected: &Path) -> io::Result<Generate
         ));
     }
     match plan.format {
-        Format::Jsonl => generate_jsonl(plan, out, expected),
-        Format::Csv => crate::generate_csv::generate_csv(plan, out, expected),
+        Format::Jsonl => generate_jsonl(plan, out, expected, stop),
+        Format::Csv => crate::generate_csv::generate_csv(plan, out, expected, stop),
     }
 }
 
@@ -669,7 +720,12 @@ pub(crate) fn plan_record(
     }
 }
 
-fn generate_jsonl(plan: &Plan, out: &Path, expected: &Path) -> io::Result<Generated> {
+fn generate_jsonl(
+    plan: &Plan,
+    out: &Path,
+    expected: &Path,
+    stop: &AtomicBool,
+) -> io::Result<Generated> {
     let mut writer =
         BufWriter::with_capacity(1 << 20, File::create(out).map_err(|e| named(out, &e))?);
     let mut expect = BufWriter::new(File::create(expected).map_err(|e| named(expected, &e))?);
@@ -679,6 +735,9 @@ fn generate_jsonl(plan: &Plan, out: &Path, expected: &Path) -> io::Result<Genera
     let mut generated = Generated::default();
     let mut previous_id = String::new();
     for n in 1..=plan.orders {
+        if stop.load(Ordering::Relaxed) {
+            return Err(stopped());
+        }
         let line = match plan_record(&mut rng, plan, &kinds, n, generated.bad, &previous_id) {
             Planned::Good(order, events) => {
                 generated.good += 1;

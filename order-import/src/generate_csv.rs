@@ -247,7 +247,12 @@ fn write_order(
 }
 
 /// Write the CSV export of `plan` into the directory `out`.
-pub(crate) fn generate_csv(plan: &Plan, out: &Path, expected: &Path) -> io::Result<Generated> {
+pub(crate) fn generate_csv(
+    plan: &Plan,
+    out: &Path,
+    expected: &Path,
+    stop: &std::sync::atomic::AtomicBool,
+) -> io::Result<Generated> {
     let mut tables = Tables::create(out)?;
     let mut rng = fastrand::Rng::with_seed(plan.seed);
     let kinds = kinds_for(Format::Csv);
@@ -263,6 +268,9 @@ pub(crate) fn generate_csv(plan: &Plan, out: &Path, expected: &Path) -> io::Resu
         reason: reason.to_owned(),
     };
     for n in 1..=plan.orders {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(crate::generate::stopped());
+        }
         generated.records += 1;
         match plan_record(&mut rng, plan, &kinds, n, generated.bad, &previous_id) {
             Planned::Good(order, events) => {

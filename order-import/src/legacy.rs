@@ -6,11 +6,12 @@
 
 use std::cmp::Ordering;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// One legacy order with its history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LegacyOrder {
     /// The legacy system's order id (1 to 200 bytes, no control characters).
     pub order_id: String,
@@ -39,7 +40,7 @@ pub struct LegacyOrder {
 
 /// A shipping address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LegacyAddress {
     /// Recipient name.
     pub recipient: String,
@@ -61,7 +62,7 @@ pub struct LegacyAddress {
 
 /// An order line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LegacyLine {
     /// The article.
     pub sku: String,
@@ -73,7 +74,7 @@ pub struct LegacyLine {
 
 /// The payment: authorized for the order's total, captured when the order was paid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LegacyPayment {
     /// The payment provider's reference.
     pub payment_id: String,
@@ -85,7 +86,7 @@ pub struct LegacyPayment {
 
 /// The shipment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LegacyShipment {
     /// The carrier.
     pub carrier: String,
@@ -95,7 +96,7 @@ pub struct LegacyShipment {
 
 /// A refund of captured money.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LegacyRefund {
     /// Its currency (the order's).
     pub currency: String,
@@ -107,7 +108,7 @@ pub struct LegacyRefund {
 
 /// One entry of the status history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LegacyStatus {
     /// The legacy status (see [`crate::tell::LEGACY_STATUSES`]).
     pub status: String,
@@ -116,6 +117,69 @@ pub struct LegacyStatus {
     /// Why, for `cancelled`, `payment_failed` and `out_of_stock`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A record and every object in it are JSON objects with named fields (docs/import.md): serde's
+/// derived decoding would also take a JSON array of the values in field order, and import it
+/// as an order, so each legacy type is decoded through [`ObjectOnly`], which takes a map only.
+/// (`#[serde(remote = "Self")]` makes the derived code inherent functions, called here.)
+macro_rules! objects_only {
+    ($($type:ident: $what:literal),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_map(ObjectOnly::<Self>(std::marker::PhantomData))
+            }
+        }
+
+        impl Serialize for $type {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                $type::serialize(self, serializer)
+            }
+        }
+
+        impl Derived for $type {
+            const WHAT: &'static str = $what;
+
+            fn derived<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                $type::deserialize(deserializer)
+            }
+        }
+    )*};
+}
+
+objects_only!(
+    LegacyOrder: "an order record",
+    LegacyAddress: "an address",
+    LegacyLine: "an order line",
+    LegacyPayment: "a payment",
+    LegacyShipment: "a shipment",
+    LegacyRefund: "a refund",
+    LegacyStatus: "a status entry",
+);
+
+/// A legacy type's derived decoding (which takes a map or a sequence) and what it is called.
+trait Derived: Sized {
+    /// What a value of it is, for a reason (`an address`).
+    const WHAT: &'static str;
+    /// serde's derived decoding.
+    fn derived<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
+}
+
+/// Takes a JSON object only, decoded in place by the derived code (so an error inside it names
+/// its path); anything else is refused: "invalid type: sequence, expected an address: a JSON
+/// object with named fields".
+struct ObjectOnly<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Derived> Visitor<'de> for ObjectOnly<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: a JSON object with named fields", T::WHAT)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::derived(de::value::MapAccessDeserializer::new(map))
+    }
 }
 
 /// How the export orders its orders: every file sorted by `order_id` ascending, either byte

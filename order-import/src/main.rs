@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use order_import::generate::{Plan, expected_path, generate};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use order_import::generate::{Plan, expected_path, generate_until};
 use order_import::legacy::IdOrder;
 use order_import::run::{Options, import_until};
 use order_import::source::{Format, open};
@@ -38,6 +41,9 @@ enum Command {
     /// Import an export.
     Run(RunArgs),
     /// Write a realistic legacy export (with a share of bad records) for benchmarks and tests.
+    /// Stopped by SIGTERM or Ctrl-C, it deletes what it wrote (a partial export and its
+    /// expected rejects would not agree) and exits 1; after a kill the files are unusable:
+    /// run it again.
     Generate(GenerateArgs),
     /// Show an import's progress row.
     Status {
@@ -60,7 +66,9 @@ struct RunArgs {
     #[arg(long, env = "ORDER_IMPORT_FORMAT", value_enum)]
     format: Option<Format>,
     /// The import's name: its progress row, and the rejects file's default name. Runs of the
-    /// same export should use the same name (default: the input's file name).
+    /// same export should use the same name. Default: the input's file name without its
+    /// extension, in lowercase, other characters than a-z 0-9 _ . - as `-` (`Legacy
+    /// 2026.jsonl` -> `legacy-2026`, a directory `export/` -> `export`, `/dev/null` -> `null`).
     #[arg(long, env = "ORDER_IMPORT_NAME")]
     name: Option<String>,
     /// The legacy system's name: part of every derived id, so that two systems with the same
@@ -145,7 +153,8 @@ fn describe(record: &order_store::ImportRecord) -> String {
          source:      {}\n\
          runs:        {}\n\
          latest run:  {latest}; {} legacy orders read, {} orders rejected\n\
-         every run:   {} orders imported ({} events, {} batches)\n",
+         every run:   {} orders imported ({} events); {} batches committed (those that \
+         appended nothing too)\n",
         record.name,
         record
             .source
@@ -159,6 +168,16 @@ fn describe(record: &order_store::ImportRecord) -> String {
         record.batches,
     )
 }
+
+/// The settings read from the environment only, at the end of every subcommand's help: the
+/// log lines' filter and format (on stderr; the summary, `status`'s lines and an error stay
+/// plain text).
+const ENVIRONMENT_HELP: &str = "\
+Also read from the environment:
+  RUST_LOG                     log filter (default info), e.g. info,order_store=debug
+  LOG_FORMAT                   log lines on stderr: pretty (default) or json (one object a
+                               line); the summary and error lines stay plain text
+";
 
 fn default_name(input: &Path) -> String {
     let stem = input
@@ -302,11 +321,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 fn main() -> ExitCode {
     // Exit status 2 says "finished with rejects": a bad setting is 1, an error that stopped
     // the import before it began.
-    let cli: Cli = order_runtime::cli::parse_with_footer_exiting(
-        "order-import",
-        order_runtime::cli::LOG_ENVIRONMENT_HELP,
-        1,
-    );
+    let cli: Cli =
+        order_runtime::cli::parse_with_footer_exiting("order-import", ENVIRONMENT_HELP, 1);
     if let Err(why) = order_runtime::telemetry::init_tool_logging() {
         eprintln!("order-import: {why}");
         return ExitCode::from(1);
@@ -320,7 +336,19 @@ fn main() -> ExitCode {
                 seed: args.seed,
                 format: args.format,
             };
-            generate(&plan, &args.out, &expected)
+            // SIGTERM or Ctrl-C: the generator stops at the next record and deletes its files.
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            std::thread::spawn(move || {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    runtime.block_on(order_runtime::shutdown::signal());
+                    flag.store(true, Ordering::Relaxed);
+                }
+            });
+            generate_until(&plan, &args.out, &expected, &stop)
                 .map(|generated| {
                     eprintln!(
                         "[order-import] wrote {} records ({} good orders telling {} events, {} bad) to {}, {} bytes; expected rejects in {}",
@@ -398,7 +426,7 @@ mod tests {
              source:      shop-eu\n\
              runs:        2\n\
              latest run:  finished at 2026-12-04T13:57:04Z; 1000 legacy orders read, 3 orders rejected\n\
-             every run:   997 orders imported (5012 events, 4 batches)\n"
+             every run:   997 orders imported (5012 events); 4 batches committed (those that appended nothing too)\n"
         );
         record.finished_at = None;
         record.source = None;

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as Atomic};
@@ -110,6 +110,78 @@ struct Batch {
     origins: Vec<Origin>,
     events: usize,
     progress: ImportProgress,
+    /// The rejects of the records read since the batch before (`progress` counts them):
+    /// written to the rejects file once this batch, or a later one, commits.
+    rejects: Vec<Reject>,
+}
+
+impl Batch {
+    fn new(options: &Options) -> Self {
+        Self {
+            streams: Vec::with_capacity(options.batch_orders),
+            origins: Vec::with_capacity(options.batch_orders),
+            events: 0,
+            progress: ImportProgress::default(),
+            rejects: Vec::new(),
+        }
+    }
+}
+
+/// The most rejects a batch carries: past them it is sent as it is (with no orders, if none
+/// came), so that an export of bad records is not held in memory until an order comes.
+const MAX_REJECTS_PER_BATCH: usize = 10_000;
+
+/// The rejects file, written in step with the batches: the rejects a batch carries are held
+/// from when it is taken for writing, and written (in the order of the export, with those of
+/// every batch before it) as soon as it commits. The progress row counts the rejects of the
+/// latest batch committed and those before it, so a run stopped by a signal, or killed, leaves
+/// a file that holds what the row counts (a kill in the instant between a commit and its
+/// rejects' write leaves that batch's out); the records read ahead of the last commit are read
+/// again, and reported, by the next run.
+struct RejectsLog {
+    file: File,
+    path: PathBuf,
+    /// Rejects of the batches not committed yet, by batch number.
+    held: std::collections::BTreeMap<u64, Vec<Reject>>,
+}
+
+impl RejectsLog {
+    /// Hold the rejects of batch `index` until it or a later batch commits.
+    fn hold(&mut self, index: u64, rejects: Vec<Reject>) {
+        if !rejects.is_empty() {
+            self.held.insert(index, rejects);
+        }
+    }
+
+    /// Batch `index` committed: write the rejects of every batch up to it.
+    fn committed(&mut self, index: u64) -> anyhow::Result<()> {
+        let later = self.held.split_off(&(index + 1));
+        let due = std::mem::replace(&mut self.held, later);
+        self.write(due.into_values().flatten())
+    }
+
+    /// Write `rejects` after those written so far.
+    fn write(&mut self, rejects: impl IntoIterator<Item = Reject>) -> anyhow::Result<()> {
+        let mut text = Vec::new();
+        for reject in rejects {
+            serde_json::to_writer(&mut text, &reject)?;
+            text.push(b'\n');
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&text)
+            .with_context(|| format!("cannot write the rejects to {}", self.path.display()))
+    }
+}
+
+/// The run's rejects file, shared by the writers.
+type SharedRejects = Arc<std::sync::Mutex<RejectsLog>>;
+
+fn lock_log(log: &SharedRejects) -> std::sync::MutexGuard<'_, RejectsLog> {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Where a legacy order is in the export.
@@ -187,49 +259,28 @@ fn lock_outcome(path: &Path, locked: Result<(), rustix::io::Errno>) -> anyhow::R
     }
 }
 
-/// Read the export and send its orders to the writers in batches, writing the rejects to
-/// `rejects_file` (the run's locked rejects file, emptied first).
+/// Read the export and send its orders to the writers in batches, each with the rejects of
+/// the records read since the batch before (the writers write them once it commits).
 fn read_export(
     mut source: Box<dyn Source>,
     options: &Options,
-    rejects_file: File,
     batches: &mpsc::Sender<Batch>,
 ) -> anyhow::Result<ReadCounts> {
-    rejects_file
-        .set_len(0)
-        .with_context(|| format!("cannot write the rejects to {}", options.rejects.display()))?;
-    let mut rejects = BufWriter::new(rejects_file);
-    rejects.seek(SeekFrom::Start(0))?;
     let ids = Ids::new(&options.source);
     let mut counts = ReadCounts::default();
     let mut previous: Option<String> = None;
-    let mut batch = Batch {
-        streams: Vec::with_capacity(options.batch_orders),
-        origins: Vec::with_capacity(options.batch_orders),
-        events: 0,
-        progress: ImportProgress::default(),
-    };
+    let mut batch = Batch::new(options);
     // Every reject is of an order but a CSV row without one (`order: false`).
-    let mut reject = |counts: &mut ReadCounts, reject: Reject, order: bool| -> anyhow::Result<()> {
+    let reject = |counts: &mut ReadCounts, batch: &mut Batch, reject: Reject, order: bool| {
         if order {
             counts.orders_rejected += 1;
         } else {
             counts.rows_rejected += 1;
         }
-        serde_json::to_writer(&mut rejects, &reject)?;
-        rejects.write_all(b"\n")?;
-        Ok(())
+        batch.rejects.push(reject);
     };
     let send = |batch: &mut Batch, counts: &ReadCounts| -> anyhow::Result<()> {
-        let full = std::mem::replace(
-            batch,
-            Batch {
-                streams: Vec::with_capacity(options.batch_orders),
-                origins: Vec::with_capacity(options.batch_orders),
-                events: 0,
-                progress: ImportProgress::default(),
-            },
-        );
+        let full = std::mem::replace(batch, Batch::new(options));
         let full = Batch {
             progress: ImportProgress {
                 orders_read: counts.orders_read,
@@ -242,6 +293,9 @@ fn read_export(
             .map_err(|_| anyhow::anyhow!("the writers stopped"))
     };
     while let Some(record) = source.next_record() {
+        if batch.rejects.len() >= MAX_REJECTS_PER_BATCH {
+            send(&mut batch, &counts)?;
+        }
         match record.context("reading the export")? {
             Record::Unreadable {
                 reject: unreadable,
@@ -270,7 +324,7 @@ fn read_export(
                         previous = Some(id.clone());
                     }
                 }
-                reject(&mut counts, unreadable, order)?;
+                reject(&mut counts, &mut batch, unreadable, order);
             }
             Record::Order {
                 order,
@@ -290,7 +344,7 @@ fn read_export(
                 let id = &order.order_id;
                 if !id.trim().is_empty() {
                     if let Err(reason) = options.id_order.check(id) {
-                        reject(&mut counts, refuse(reason), true)?;
+                        reject(&mut counts, &mut batch, refuse(reason), true);
                         continue;
                     }
                     if let Some(before) = &previous {
@@ -308,7 +362,7 @@ fn read_export(
                                     "order {id} comes after order {before}: the export must be sorted by order_id (see --id-order)"
                                 )
                             };
-                            reject(&mut counts, refuse(reason), true)?;
+                            reject(&mut counts, &mut batch, refuse(reason), true);
                             continue;
                         }
                     }
@@ -340,25 +394,27 @@ fn read_export(
                             order_id: Some(order.order_id.clone()),
                             reason,
                         };
-                        reject(&mut counts, rejected, true)?;
+                        reject(&mut counts, &mut batch, rejected, true);
                     }
                 }
             }
         }
     }
-    // The last batch, also when empty: it records the final counts.
+    // The last batch, also when empty: it records the final counts (and carries the last
+    // rejects).
     send(&mut batch, &counts)?;
-    rejects.flush()?;
     Ok(counts)
 }
 
-/// Append one batch, retrying while the database is unavailable (each try is a whole
-/// transaction; a retry after a commit whose answer was lost finds its streams present).
+/// Append one batch, number `index`, retrying while the database is unavailable (each try is
+/// a whole transaction; a retry after a commit whose answer was lost finds its streams
+/// present); once it commits, write the rejects held up to it to the rejects file.
 async fn write_batch(
     store: EventStore,
     name: String,
-    batch: Batch,
+    (index, batch): (u64, Batch),
     counters: Arc<Counters>,
+    rejects: SharedRejects,
 ) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(100);
     let started = Instant::now();
@@ -385,31 +441,28 @@ async fn write_batch(
                     Atomic::Relaxed,
                 );
                 if !outcome.streams_diverged.is_empty() {
-                    let origins: std::collections::HashMap<uuid::Uuid, &Origin> = batch
-                        .streams
-                        .iter()
-                        .map(|s| s.stream_id)
-                        .zip(&batch.origins)
-                        .collect();
-                    let mut diverged = counters
-                        .diverged
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut found = Vec::with_capacity(outcome.streams_diverged.len());
                     for (stream_id, why) in outcome.streams_diverged {
-                        let origin = origins.get(&stream_id);
-                        diverged.push(Reject {
+                        let at = batch.streams.iter().position(|s| s.stream_id == stream_id);
+                        let origin = at.and_then(|at| batch.origins.get(at));
+                        let order = origin.map_or("?", |o| o.order_id.as_str());
+                        let told = at.map(|at| batch.streams[at].imported_from.as_str());
+                        let reason = diverged_reason(&store, stream_id, told, order, &why).await;
+                        found.push(Reject {
                             file: origin.map(|o| o.file.clone()).unwrap_or_default(),
                             line: origin.map_or(0, |o| o.line),
                             order_id: origin.map(|o| o.order_id.clone()),
-                            reason: format!(
-                                "order {} was imported before and {why}",
-                                origin.map_or("?", |o| o.order_id.as_str())
-                            ),
+                            reason,
                         });
                     }
+                    counters
+                        .diverged
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .extend(found);
                 }
                 counters.batches.fetch_add(1, Atomic::Relaxed);
-                return Ok(());
+                return lock_log(&rejects).committed(index);
             }
             Err(error) if error.is_transient() && started.elapsed() < Duration::from_secs(300) => {
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "a batch failed; retrying it");
@@ -418,6 +471,42 @@ async fn write_batch(
             }
             Err(error) => return Err(error).context("appending a batch"),
         }
+    }
+}
+
+/// The reason the order `order` (its stream `stream_id`, whose events this import tells as
+/// imported from `told`) is left alone, the store having found it diverged for `why` (a
+/// clause that reads after "was imported before and"). When the stream's first event is not
+/// from this import, the order was never imported: the stream id is taken by a live order (or
+/// by events of another origin), and the reason says so rather than that a record moved on.
+async fn diverged_reason(
+    store: &EventStore,
+    stream_id: uuid::Uuid,
+    told: Option<&str>,
+    order: &str,
+    why: &str,
+) -> String {
+    let first = match store.read_stream_slice(stream_id, 0, Some(1)).await {
+        Ok(slice) => slice.events.into_iter().next(),
+        Err(error) => {
+            tracing::warn!(%error, %stream_id, "cannot read the first event of a stream left alone");
+            None
+        }
+    };
+    match first {
+        Some(event) if told.is_some() && event.imported_from.as_deref() != told => {
+            let whose = match &event.imported_from {
+                None => "recorded by this system: a live order with that id".to_owned(),
+                Some(other) => format!("imported from {other:?}, not from this record"),
+            };
+            format!(
+                "order {order} was not imported: its stream {stream_id} (the id derived from \
+                 its source and legacy order id) already holds events not from this import, \
+                 from its event 1 ({}) on, {whose}; the stream is left alone",
+                event.event_type
+            )
+        }
+        _ => format!("order {order} was imported before and {why}"),
     }
 }
 
@@ -446,6 +535,25 @@ fn progress_line(progress: &Progress, counters: &Counters, started: Instant) -> 
     )
 }
 
+/// An export whose first record was read ahead.
+struct Peeked {
+    first: Option<Record>,
+    inner: Box<dyn Source>,
+}
+
+impl Source for Peeked {
+    fn next_record(&mut self) -> Option<std::io::Result<Record>> {
+        match self.first.take() {
+            Some(first) => Some(Ok(first)),
+            None => self.inner.next_record(),
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        self.inner.progress()
+    }
+}
+
 /// Run the import `options.name` of `source` into `store`.
 pub async fn import(
     store: &EventStore,
@@ -470,6 +578,26 @@ pub async fn import_until(
     }
     // A bad name is refused before the rejects file (named after it by default) is touched.
     order_store::import::check_name(&options.name)?;
+    // An export without a single record (an empty file, a transfer that wrote nothing) is
+    // refused before anything is written: it would look like a run that imported everything.
+    let (source, first) = tokio::task::spawn_blocking(move || {
+        let mut source = source;
+        let first = source.next_record();
+        (source, first)
+    })
+    .await
+    .context("the reader panicked")?;
+    let first = match first {
+        None => bail!(
+            "the export holds no order record (an empty file, or tables with their headers \
+             only): nothing was imported and nothing written; check the export and run again"
+        ),
+        Some(first) => first.context("reading the export")?,
+    };
+    let source: Box<dyn Source> = Box::new(Peeked {
+        first: Some(first),
+        inner: source,
+    });
     let started = Instant::now();
     // A rejects file that cannot be written, or that another run is writing, fails the run
     // before its progress row changes (opened without truncating: a run refused below leaves
@@ -493,14 +621,19 @@ pub async fn import_until(
     let progress = source.progress();
     let counters = Arc::new(Counters::default());
 
+    // Emptied now: every run rewrites it, in step with its batches (see [`RejectsLog`]).
+    rejects_file
+        .set_len(0)
+        .with_context(|| format!("cannot write the rejects to {}", options.rejects.display()))?;
+    let rejects_log: SharedRejects = Arc::new(std::sync::Mutex::new(RejectsLog {
+        file: rejects_file,
+        path: options.rejects.clone(),
+        held: std::collections::BTreeMap::new(),
+    }));
+
     let (sender, mut receiver) = mpsc::channel::<Batch>(options.writers * 2);
     let reader_options = options.clone();
-    let reader_file = rejects_file
-        .try_clone()
-        .with_context(|| format!("cannot write the rejects to {}", options.rejects.display()))?;
-    let reader = tokio::task::spawn_blocking(move || {
-        read_export(source, &reader_options, reader_file, &sender)
-    });
+    let reader = tokio::task::spawn_blocking(move || read_export(source, &reader_options, &sender));
 
     let bar = options.progress_bar && std::io::stderr().is_terminal();
     let reporter = {
@@ -547,8 +680,9 @@ pub async fn import_until(
     let mut failure = None;
     let mut stopped = false;
     let mut stop = std::pin::pin!(stop);
+    let mut taken = 0u64;
     loop {
-        let batch = tokio::select! {
+        let mut batch = tokio::select! {
             biased;
             () = &mut stop => {
                 stopped = true;
@@ -559,6 +693,10 @@ pub async fn import_until(
                 None => break,
             },
         };
+        // Its rejects, held until it (or a later batch) commits; never written if it is not.
+        let index = taken;
+        taken += 1;
+        lock_log(&rejects_log).hold(index, std::mem::take(&mut batch.rejects));
         // A free writer first; a batch being retried may hold one for minutes, and the stop
         // is watched meanwhile (the batch received here is then dropped, never written).
         while writers.len() >= options.writers && !stopped {
@@ -599,8 +737,9 @@ pub async fn import_until(
         writers.spawn(write_batch(
             store.clone(),
             options.name.clone(),
-            batch,
+            (index, batch),
             counters.clone(),
+            rejects_log.clone(),
         ));
     }
     drop(receiver);
@@ -645,16 +784,10 @@ pub async fn import_until(
     );
     if !diverged.is_empty() {
         diverged.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-        // After the reader's rejects, on the file this run holds locked.
-        let mut file = &rejects_file;
-        file.seek(SeekFrom::End(0))?;
-        let mut rejects = BufWriter::new(file);
-        for reject in &diverged {
-            serde_json::to_writer(&mut rejects, reject)?;
-            rejects.write_all(b"\n")?;
-        }
-        rejects.flush()?;
         counts.orders_rejected += diverged.len() as u64;
+        // After the reader's rejects (every batch committed), on the file this run holds
+        // locked.
+        lock_log(&rejects_log).write(diverged)?;
     }
     store
         .import_finish(

@@ -774,3 +774,324 @@ fn a_file_that_is_not_json_lines_stops_the_import_when_it_is_opened() {
     std::fs::write(&path, format!("{GOOD}\n")).unwrap();
     assert!(open(&path, Format::Jsonl, Default::default()).is_ok());
 }
+
+/// A CSV row of a test: its order id and its text.
+type Row = (String, String);
+
+/// Every row of every CSV table is reported at the line `grep -n` puts it on, whatever the
+/// line endings (`\n`, `\r\n` as RFC 4180 and Excel write them, or a mix), after empty lines,
+/// after a quoted field that holds line breaks, and after a row over the record limit: the
+/// orders read (their row of orders.csv, and each list entry's row, as a reason naming it is
+/// located) and every reject.
+#[test]
+fn csv_rows_are_reported_at_their_lines_with_any_line_endings() {
+    // Each row: its table, its order id, a tag naming it, its text (`\n` inside a quoted field
+    // is written as the file's line ending); `None` is an empty line.
+    let placed = "placed,2019-01-01T00:00:00Z,";
+    let long = format!(
+        "A6,C6,EUR,standard,{},1 Main St,,Porto,,4000-322,PT",
+        "x".repeat(3 << 19)
+    );
+    let tables: Vec<(&str, &str, Vec<Option<Row>>)> = vec![
+        (
+            "orders",
+            ORDERS,
+            vec![
+                Some((
+                    "A1".into(),
+                    "A1,C1,EUR,standard,\"Ada\nLovelace\",1 Main St,,Porto,,4000-322,PT".into(),
+                )),
+                None,
+                Some(("A2".into(), order_row("A2"))),
+                Some(("A3".into(), order_row("A3"))),
+                Some(("A4".into(), order_row("A4"))),
+                Some(("A6".into(), long)),
+                None,
+                Some(("A7".into(), order_row("A7"))),
+            ],
+        ),
+        (
+            "order_lines",
+            "order_id,sku,quantity,unit_price_minor",
+            vec![
+                Some(("A0".into(), "A0,SKU-1,1,1000".into())),
+                Some(("A1".into(), "A1,SKU-1,1,1000".into())),
+                Some(("A2".into(), "A2,SKU-1,two,1000".into())),
+                None,
+                Some(("A3".into(), "A3,SKU-1,1,1000".into())),
+                Some(("A3".into(), "A3,SKU-2,2,1000".into())),
+                Some(("A4".into(), "A4,SKU-1,1,1000".into())),
+                Some(("A7".into(), "A7,SKU-1,1,1000".into())),
+            ],
+        ),
+        (
+            "payments",
+            "order_id,payment_id,currency,amount_minor",
+            vec![None, Some(("A3".into(), "A3,PAY-1,EUR,3000".into()))],
+        ),
+        (
+            "shipments",
+            "order_id,carrier,tracking_number",
+            vec![
+                Some(("A3".into(), "A3,DHL,TRK1".into())),
+                Some(("A4".into(), "A4,DHL,\"TRK\n2\"".into())),
+            ],
+        ),
+        (
+            "refunds",
+            "order_id,currency,amount_minor,refunded_at",
+            vec![
+                Some(("A3".into(), "A3,EUR,10,2019-01-04T00:00:00Z".into())),
+                Some(("A3".into(), "A3,EUR,20,2019-01-05T00:00:00Z".into())),
+            ],
+        ),
+        (
+            "status_history",
+            "order_id,status,at,reason",
+            vec![
+                Some(("A1".into(), format!("A1,{placed}"))),
+                Some(("A2".into(), format!("A2,{placed}"))),
+                Some(("A3".into(), format!("A3,{placed}"))),
+                None,
+                Some(("A3".into(), "A3,paid,2019-01-02T00:00:00Z,".into())),
+                Some(("A3".into(), "A3,shipped,2019-01-03T00:00:00Z,".into())),
+                Some((
+                    "A3".into(),
+                    "A3,cancelled,2019-01-03T00:00:00Z,\"a\nreason\"".into(),
+                )),
+                Some(("A4".into(), format!("A4,{placed}"))),
+                Some(("A6".into(), format!("A6,{placed}"))),
+                Some(("A7".into(), format!("A7,{placed}"))),
+                Some(("A9".into(), format!("A9,{placed}"))),
+            ],
+        ),
+    ];
+    for (name, endings) in [
+        ("\\n", ["\n", "\n"]),
+        ("\\r\\n", ["\r\n", "\r\n"]),
+        ("a mix", ["\r\n", "\n"]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        // (file, order id) -> the line of each of its rows, in file order.
+        let mut want: std::collections::BTreeMap<(String, String), Vec<u64>> = Default::default();
+        for (table, header, rows) in &tables {
+            let file = format!("{table}.csv");
+            let mut text = String::new();
+            let mut ending = endings.iter().cycle();
+            text.push_str(header);
+            text.push_str(ending.next().unwrap());
+            for row in rows {
+                let end = ending.next().unwrap();
+                if let Some((id, row)) = row {
+                    let line = 1 + text.matches('\n').count() as u64;
+                    want.entry((file.clone(), id.clone()))
+                        .or_default()
+                        .push(line);
+                    text.push_str(&row.replace('\n', end));
+                }
+                text.push_str(end);
+            }
+            std::fs::write(dir.path().join(&file), text).unwrap();
+        }
+        let line_of = |file: &str, id: &str, index: usize| -> u64 {
+            want[&(file.to_owned(), id.to_owned())][index]
+        };
+        let mut source = open(dir.path(), Format::Csv, Default::default()).unwrap();
+        let mut seen = Vec::new();
+        while let Some(record) = source.next_record() {
+            match record.unwrap() {
+                Record::Order {
+                    order, line, rows, ..
+                } => {
+                    let id = order.order_id.as_str();
+                    seen.push(id.to_owned());
+                    assert_eq!(line, line_of("orders.csv", id, 0), "{name}: {id}'s row");
+                    for (list, file, count) in [
+                        ("lines", "order_lines.csv", order.lines.len()),
+                        ("payments", "payments.csv", order.payments.len()),
+                        ("shipments", "shipments.csv", order.shipments.len()),
+                        ("refunds", "refunds.csv", order.refunds.len()),
+                        (
+                            "status_history",
+                            "status_history.csv",
+                            order.status_history.len(),
+                        ),
+                    ] {
+                        for index in 0..count {
+                            assert_eq!(
+                                rows.locate(&format!("{list}[{index}]: bad")),
+                                Some((file, line_of(file, id, index))),
+                                "{name}: {id}'s {list}[{index}]"
+                            );
+                        }
+                    }
+                }
+                Record::Unreadable { reject, .. } => {
+                    let id = reject.order_id.clone().unwrap();
+                    seen.push(format!("{id}: {}", reject.reason));
+                    let index = usize::from(reject.file == "order_lines.csv" && id == "A3");
+                    assert_eq!(
+                        reject.line,
+                        line_of(&reject.file, &id, index),
+                        "{name}: {reject:?}"
+                    );
+                }
+            }
+        }
+        // Every order and reject was looked at: A0 and A9 have no order, A2's quantity and
+        // A4's tracking number do not read, A6's row is too long.
+        assert_eq!(seen.len(), 8, "{name}: {seen:?}");
+        for (id, why) in [
+            ("A0", "no order A0"),
+            ("A2", "quantity"),
+            ("A4", "tracking_number"),
+            ("A6", "longer than"),
+            ("A9", "no order A9"),
+        ] {
+            assert!(
+                seen.iter()
+                    .any(|s| s.starts_with(&format!("{id}: ")) && s.contains(why)),
+                "{name}: {id} {why}: {seen:?}"
+            );
+        }
+        for id in ["A1", "A3", "A7"] {
+            assert!(seen.iter().any(|s| s == id), "{name}: {id}: {seen:?}");
+        }
+    }
+}
+
+/// A record is a JSON object with named fields, and so is each object in it: a JSON array of
+/// the values in field order (which serde's derived decoding would take, field by field) is
+/// refused, at the top and in every nested object, with a reason that says so.
+#[test]
+fn a_record_or_a_nested_object_given_as_an_array_of_values_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = serde_json::json!({
+        "order_id": "L1", "customer_id": "C1", "currency": "EUR", "shipping_method": "standard",
+        "ship_to": {"recipient": "Ada", "line1": "1 Main St", "city": "Porto",
+                    "postal_code": "4000-322", "country": "PT"},
+        "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price_minor": 1000}],
+        "payments": [{"payment_id": "P1", "currency": "EUR", "amount_minor": 1000}],
+        "shipments": [{"carrier": "DHL", "tracking_number": "T1"}],
+        "refunds": [{"currency": "EUR", "amount_minor": 10, "refunded_at": "2019-01-04T00:00:00Z"}],
+        "status_history": [{"status": "placed", "at": "2019-01-01T00:00:00Z"},
+                           {"status": "shipped", "at": "2019-01-02T00:00:00Z"}],
+    });
+    let mut lines = vec![good.to_string()];
+    // The whole record in field order (as serde would read it), id L2.
+    lines.push(
+        serde_json::json!([
+            "L2",
+            "C1",
+            "EUR",
+            "standard",
+            ["Ada", "1 Main St", null, "Porto", null, "4000-322", "PT"],
+            [["SKU-1", 1, 1000]],
+            [],
+            [],
+            [],
+            [["placed", "2019-01-01T00:00:00Z", null]]
+        ])
+        .to_string(),
+    );
+    // Each nested object as an array, in an order of its own.
+    let nested = [
+        (
+            "L3",
+            "ship_to",
+            serde_json::json!(["Ada", "1 Main St", null, "Porto", null, "4000-322", "PT"]),
+        ),
+        ("L4", "lines", serde_json::json!([["SKU-1", 1, 1000]])),
+        ("L5", "payments", serde_json::json!([["P1", "EUR", 1000]])),
+        ("L6", "shipments", serde_json::json!([["DHL", "T1"]])),
+        (
+            "L7",
+            "refunds",
+            serde_json::json!([["EUR", 10, "2019-01-04T00:00:00Z"]]),
+        ),
+        (
+            "L8",
+            "status_history",
+            serde_json::json!([["placed", "2019-01-01T00:00:00Z", null]]),
+        ),
+    ];
+    for (id, field, value) in &nested {
+        let mut record = good.clone();
+        record["order_id"] = serde_json::json!(id);
+        record[field] = value.clone();
+        lines.push(record.to_string());
+    }
+    let input = dir.path().join("export.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let read = records(&input, Format::Jsonl).unwrap();
+    assert_eq!(read.len(), 8, "{read:?}");
+    assert_eq!(read[0], (Some("L1".into()), None), "the good one is read");
+    for (index, (id, reason)) in read.iter().enumerate().skip(1) {
+        let reason = reason
+            .as_deref()
+            .unwrap_or_else(|| panic!("record {index} read: {id:?}"));
+        assert!(
+            reason.starts_with("not a legacy order record") && reason.contains("a JSON object"),
+            "{index}: {reason}"
+        );
+        if index >= 2 {
+            let (want, field, _) = &nested[index - 2];
+            assert_eq!(id.as_deref(), Some(*want));
+            assert!(reason.contains(field), "{index}: {reason}");
+        }
+    }
+}
+
+/// A generate stopped by a signal deletes what it wrote: a partial export whose expected
+/// rejects are missing (or cut) is unusable, and must not be taken for a whole one.
+#[test]
+fn a_stopped_generate_leaves_no_files() {
+    use std::sync::atomic::AtomicBool;
+
+    use order_import::generate::{Plan, generate_until};
+
+    for format in [Format::Jsonl, Format::Csv] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("export");
+        let expected = dir.path().join("expected.jsonl");
+        let plan = Plan {
+            orders: 100,
+            bad_every: 10,
+            seed: 1,
+            format,
+        };
+        let error = generate_until(&plan, &out, &expected, &AtomicBool::new(true)).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::Interrupted, "{error}");
+        assert!(error.to_string().contains("deleted"), "{error}");
+        assert!(!expected.exists(), "{format:?}");
+        let left: Vec<_> = match format {
+            Format::Jsonl => out.exists().then_some(out.clone()).into_iter().collect(),
+            Format::Csv => std::fs::read_dir(&out)
+                .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+                .unwrap_or_default(),
+        };
+        assert!(left.is_empty(), "{format:?}: {left:?}");
+    }
+}
+
+/// Every subcommand's help lists the environment's settings, LOG_FORMAT among them.
+#[test]
+fn every_subcommands_help_lists_log_format() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["status", "--help"],
+        &["generate", "--help"],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-import"))
+            .args(args)
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{args:?}");
+        assert!(
+            help.contains("RUST_LOG") && help.contains("LOG_FORMAT"),
+            "{args:?}: {help}"
+        );
+    }
+}

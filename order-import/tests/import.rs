@@ -622,6 +622,10 @@ async fn sigterm_stops_after_the_batches_in_flight_and_the_next_run_resumes() {
         streams.len() as u64,
         "the progress row counts what is in the log"
     );
+    // The rejects file holds the rejects the progress row counts (of the records up to the
+    // last batch committed), not those read ahead of it.
+    let reported: Vec<Reject> = read_lines(&rejects);
+    assert_eq!(reported.len() as u64, record.orders_rejected, "{record:?}");
     // The next run, without a rate limit, imports the rest.
     let output = command("100000000").output().unwrap();
     assert_eq!(
@@ -1398,4 +1402,202 @@ async fn a_stray_quote_rejects_the_orders_whose_rows_it_swallowed_and_the_fixed_
     assert_eq!(streams.len() as u64, generated.good);
     assert_eq!(events as u64, generated.events);
     assert_eq!(not_imported, 0);
+}
+
+/// An export that stops before record `gate` until released, and says when it got there.
+struct Gated {
+    inner: Box<dyn order_import::source::Source>,
+    read: usize,
+    gate: usize,
+    reached: Option<tokio::sync::oneshot::Sender<()>>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl order_import::source::Source for Gated {
+    fn next_record(&mut self) -> Option<std::io::Result<order_import::source::Record>> {
+        if self.read == self.gate {
+            if let Some(reached) = self.reached.take() {
+                let _ = reached.send(());
+            }
+            let _ = self.release.recv();
+        }
+        self.read += 1;
+        self.inner.next_record()
+    }
+
+    fn progress(&self) -> order_import::source::Progress {
+        self.inner.progress()
+    }
+}
+
+/// A run stopped by a signal leaves the rejects file in step with the progress row: the
+/// rejects of the records up to the last batch committed, which the row counts, and not those
+/// of records read ahead of it (they are read again, and reported, by the next run).
+#[tokio::test]
+async fn a_stopped_run_leaves_the_rejects_of_the_batches_committed_as_the_progress_row_counts() {
+    use order_import::source::JsonLines;
+
+    let setup = setup().await;
+    let (input, _, _) = export(setup.dir.path(), Format::Jsonl, 8, 0, 11);
+    let good: Vec<String> = std::fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // Two rejects, two orders (a batch), two rejects, then the gate, then the rest.
+    let text = [
+        "not json 1",
+        "not json 2",
+        &good[0],
+        &good[1],
+        "not json 3",
+        "not json 4",
+        &good[2],
+        &good[3],
+    ]
+    .join("\n");
+    let size = text.len() as u64;
+    let (reached, reached_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release) = std::sync::mpsc::channel();
+    let source = Gated {
+        inner: Box::new(JsonLines::new(
+            std::io::Cursor::new(text.into_bytes()),
+            "gated.jsonl".into(),
+            size,
+        )),
+        read: 0,
+        gate: 6,
+        reached: Some(reached),
+        release,
+    };
+    let mut options = Options::new("gated");
+    options.rejects = setup.dir.path().join("gated.rejects.jsonl");
+    options.batch_orders = 2;
+    options.writers = 1;
+    let store = setup.store.clone();
+    // The signal: once the reader waits at the gate (the first batch sent, two more rejects
+    // read) and the first batch committed; the reader is let go as it comes.
+    let stop = async move {
+        reached_rx.await.unwrap();
+        let waited = std::time::Instant::now();
+        while store
+            .import_status("gated")
+            .await
+            .unwrap()
+            .is_none_or(|record| record.batches == 0)
+        {
+            assert!(waited.elapsed() < std::time::Duration::from_secs(30));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        release_tx.send(()).unwrap();
+    };
+    let error = order_import::run::import_until(&setup.store, Box::new(source), &options, stop)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("stopped by a signal"),
+        "{error:#}"
+    );
+    let record = setup.store.import_status("gated").await.unwrap().unwrap();
+    assert_eq!(
+        (record.orders_read, record.orders_rejected),
+        (4, 2),
+        "{record:?}"
+    );
+    let rejects: Vec<Reject> = read_lines(&options.rejects);
+    assert_eq!(
+        rejects.iter().map(|r| r.line).collect::<Vec<_>>(),
+        [1, 2],
+        "the rejects file holds what the progress row counts: {rejects:?}"
+    );
+}
+
+/// A live order whose id is the one the import derives for a legacy order (a collision of
+/// stream ids) is left alone, and its reject says what is true: the stream holds events not
+/// from this import, a live order with that id; the order was never imported.
+#[tokio::test]
+async fn a_live_order_with_the_stream_id_of_a_legacy_order_is_reported_as_such() {
+    let setup = setup().await;
+    let (input, generated, _) = export(setup.dir.path(), Format::Jsonl, 150, 0, 13);
+    let stream = order_import::tell::Ids::new("legacy").order("L0000000100");
+    let client = setup.db.connect().await;
+    client
+        .execute(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, category)
+             VALUES ($1, 1, gen_random_uuid(), 'OrderPlaced', 1, '{}', 'order')",
+            &[&stream],
+        )
+        .await
+        .unwrap();
+    let (summary, rejects) = run(&setup, &input, Format::Jsonl, "collision").await;
+    assert_eq!(summary.orders_imported, generated.good - 1, "{summary:?}");
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    let reason = &rejects[0].reason;
+    assert_eq!(rejects[0].order_id.as_deref(), Some("L0000000100"));
+    assert_eq!(rejects[0].line, 100);
+    assert!(!reason.contains("imported before"), "{reason}");
+    assert!(
+        reason.contains("was not imported")
+            && reason.contains(&stream.to_string())
+            && reason.contains("not from this import")
+            && reason.contains("a live order"),
+        "{reason}"
+    );
+    // The live stream is left as it was.
+    let events: i64 = client
+        .query_one(
+            "SELECT count(*) FROM orders.events WHERE stream_id = $1",
+            &[&stream],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1);
+}
+
+/// An empty export (an empty file, `/dev/null`, a file of blank lines, CSV tables with their
+/// headers only) is refused: a transfer that produced an empty file must not look like a run
+/// that imported everything. Exit 1, one line, and nothing written (no progress row).
+#[tokio::test]
+async fn an_empty_export_is_refused_and_writes_nothing() {
+    let setup = setup().await;
+    let empty = setup.dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let blank = setup.dir.path().join("blank.jsonl");
+    std::fs::write(&blank, "\n  \n\n").unwrap();
+    let (csv, _, _) = export(setup.dir.path(), Format::Csv, 0, 0, 1);
+    for (input, format) in [
+        (empty.as_path(), Format::Jsonl),
+        (blank.as_path(), Format::Jsonl),
+        (csv.as_path(), Format::Csv),
+    ] {
+        let source = open(input, format, Default::default()).unwrap();
+        let mut options = Options::new("empty");
+        options.rejects = setup.dir.path().join("empty.rejects.jsonl");
+        let error = import(&setup.store, source, &options).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the export holds no order record"),
+            "{input:?}: {error:#}"
+        );
+        assert!(setup.store.import_status("empty").await.unwrap().is_none());
+        assert!(!options.rejects.exists(), "{input:?}");
+    }
+    // The binary: exit 1 with one line.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-import"))
+        .args(["run", "--no-progress", "--input", "/dev/null", "--rejects"])
+        .arg(setup.dir.path().join("null.rejects.jsonl"))
+        .env("DATABASE_URL", setup.db.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("the export holds no order record"),
+        "{stderr}"
+    );
+    assert!(setup.store.import_status("null").await.unwrap().is_none());
 }
