@@ -128,7 +128,7 @@ pub fn catalogue() -> Vec<Alarm> {
         alarm(
             "api-error-spike",
             "order-grpc logs more than 5 ERROR lines in a minute",
-            "commands answered error or unavailable (the calls order-grpc logs at ERROR)",
+            "order-grpc's ERROR lines (order_log_errors_total): calls answered error or unavailable, commands and queries, and the store's own errors",
             ApiErrors,
             (Greater, 5.0),
             (1, 1),

@@ -300,15 +300,24 @@ pub fn derive(kind: Kind, before: &Scrape, after: &Scrape, dt: f64, point: &mut 
             ) {
                 point.values.insert("shed_per_s".to_owned(), shed / dt);
             }
-            let errors = ["error", "unavailable"]
-                .iter()
-                .filter_map(|outcome| {
-                    increase(
-                        before.sum("order_commands_total", &[("outcome", outcome)]),
-                        after.sum("order_commands_total", &[("outcome", outcome)]),
-                    )
-                })
-                .sum::<f64>();
+            // Its ERROR lines, as a log-based alarm counts them (queries' failures and the
+            // store's own errors too); an order-grpc too old to count them: the commands
+            // answered error or unavailable.
+            let errors = increase(
+                before.sum("order_log_errors_total", &[]),
+                after.sum("order_log_errors_total", &[]),
+            )
+            .unwrap_or_else(|| {
+                ["error", "unavailable"]
+                    .iter()
+                    .filter_map(|outcome| {
+                        increase(
+                            before.sum("order_commands_total", &[("outcome", outcome)]),
+                            after.sum("order_commands_total", &[("outcome", outcome)]),
+                        )
+                    })
+                    .sum::<f64>()
+            });
             point.values.insert("errors".to_owned(), errors);
         }
         Kind::Worker => {
@@ -545,6 +554,25 @@ mod tests {
             readiness: "ready".into(),
             metrics: Scrape::parse(text),
         }
+    }
+
+    /// An order-grpc that counts its ERROR lines: the board counts those (queries that failed
+    /// and the store's own errors too, as a log-based alarm does), not only the commands.
+    #[test]
+    fn errors_are_the_error_lines_when_order_grpc_counts_them() {
+        let mut instance = Instance::new(target());
+        let keep = Duration::from_secs(600);
+        let scrape = |lines: u32, failed: u32| {
+            answered(&format!(
+                "order_build_info{{service=\"order-grpc\",version=\"0.1.0\"}} 1\n\
+                 order_log_errors_total {lines}\n\
+                 order_commands_total{{command=\"PlaceOrder\",outcome=\"unavailable\"}} {failed}\n"
+            ))
+        };
+        instance.record(100.0, scrape(2, 1), keep);
+        instance.record(102.0, scrape(9, 2), keep);
+        let point = instance.latest().cloned().unwrap_or_default();
+        assert_eq!(point.get("errors"), Some(7.0));
     }
 
     #[test]

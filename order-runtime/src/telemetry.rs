@@ -50,13 +50,26 @@ pub fn init(service: &str, format: LogFormat) {
                 .with_filter(tracing_subscriber::filter::filter_fn(exported))
         });
         let events = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        metrics::counter!("order_log_errors_total").increment(0);
         let result = tracing_subscriber::registry()
             .with(otel)
             .with(log_layer(format, std::io::stdout, events))
+            .with(ErrorLines.with_filter(LevelFilter::ERROR))
             .try_init();
         // Another subscriber is already installed (a test harness): keep it.
         let _ = result;
     });
+}
+
+/// Counts the ERROR lines a service logs (`order_log_errors_total`): what a log-based alarm
+/// counts (CloudWatch's metric filter on `level = ERROR`), for the health board to count the
+/// same. Filtered to ERROR, so that it makes no lower event be built.
+struct ErrorLines;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorLines {
+    fn on_event(&self, _event: &tracing::Event<'_>, _cx: Context<'_, S>) {
+        metrics::counter!("order_log_errors_total").increment(1);
+    }
 }
 
 /// A tool's log lines (order-import, the provider stub) on stderr, in the format

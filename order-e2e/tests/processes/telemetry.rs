@@ -413,6 +413,13 @@ async fn assert_metrics(stack: &Stack, placed: f64) {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    // Every service counts its ERROR lines (the board's api-error-spike reads order-grpc's).
+    for (service, text) in [("order-grpc", &grpc), ("order-projector", &projector)] {
+        assert!(
+            metric(text, "order_log_errors_total", &[]).is_some(),
+            "{service}\n{text}"
+        );
+    }
     // The store's rare counters are there before the first change, as in order-grpc.
     for reason in ["read_only", "shutting_down", "no_answer", "closed"] {
         assert_eq!(
