@@ -36,7 +36,8 @@ pub enum Missing {
 /// Which datapoint an alarm reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
-    /// Sum of order-grpc commands answered `error` or `unavailable` (the lines it logs at ERROR).
+    /// order-grpc's ERROR lines (`order_log_errors_total`; for an older order-grpc, its commands
+    /// answered `error` or `unavailable`).
     ApiErrors,
     /// Sum of the worker's `FAILED` lines (`order_worker_failed_total`: a message
     /// dead-lettered or that could not be, a delete given up), what WorkerFailedCount counts.

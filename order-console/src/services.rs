@@ -269,7 +269,8 @@ fn increase(before: Option<f64>, after: Option<f64>) -> Option<f64> {
 
 /// Rates between two scrapes, by name:
 /// - order-grpc: `commands_per_s:<outcome>`, `p50_ms`, `p99_ms`, `shed_per_s`, `errors`
-///   (commands answered `error` or `unavailable`: what order-grpc logs at ERROR);
+///   (its ERROR lines, `order_log_errors_total`; for an order-grpc without that counter, its
+///   commands answered `error` or `unavailable`);
 /// - order-worker: `messages_per_s:<outcome>`, `dlq` (messages dead-lettered), `failed`
 ///   (the worker's `FAILED` lines, from its `order_worker_failed_total`; from a worker without
 ///   it, dead-lettered, failed to dead-letter, and failed delete attempts);
