@@ -175,16 +175,6 @@ async fn the_projections_lease_lasts_the_live_lease_time_and_is_renewed_while_th
         })
     };
     let watcher = f.db.connect().await;
-    let swap_begins = || async {
-        let started = Instant::now();
-        while !swap_waiting(&watcher).await {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the replay never came to its swap"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
     // Seconds until the projection's lease runs out, as the database says, and its owner.
     let lease_left = || async {
         let row = watcher
@@ -195,7 +185,23 @@ async fn the_projections_lease_lasts_the_live_lease_time_and_is_renewed_while_th
             )
             .await
             .unwrap();
-        (row.get::<_, Option<String>>(0), row.get::<_, f64>(1))
+        (
+            row.get::<_, Option<String>>(0),
+            row.get::<_, Option<f64>>(1).unwrap_or(f64::NEG_INFINITY),
+        )
+    };
+    // The replay holds the projection's lease and waits for the swap's lock.
+    let swap_begins = || async {
+        let started = Instant::now();
+        while !(lease_left().await.0.as_deref() == Some("replay-swap")
+            && swap_waiting(&watcher).await)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the replay never came to its swap"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     };
 
     let (_stop, shutdown) = watch::channel(false);
