@@ -54,22 +54,10 @@ pub fn init(service: &str, format: LogFormat) {
         let result = tracing_subscriber::registry()
             .with(otel)
             .with(log_layer(format, std::io::stdout, events))
-            .with(ErrorLines.with_filter(LevelFilter::ERROR))
             .try_init();
         // Another subscriber is already installed (a test harness): keep it.
         let _ = result;
     });
-}
-
-/// Counts the ERROR lines a service logs (`order_log_errors_total`): what a log-based alarm
-/// counts (CloudWatch's metric filter on `level = ERROR`), for the health board to count the
-/// same. Filtered to ERROR, so that it makes no lower event be built.
-struct ErrorLines;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorLines {
-    fn on_event(&self, _event: &tracing::Event<'_>, _cx: Context<'_, S>) {
-        metrics::counter!("order_log_errors_total").increment(1);
-    }
 }
 
 /// A tool's log lines (order-import, the provider stub) on stderr, in the format
@@ -167,8 +155,15 @@ where
         }
     }
 
+    /// Also counts the ERROR lines written (`order_log_errors_total`): what a log-based
+    /// alarm counts (CloudWatch's metric filter on `level = ERROR`), for the health board to
+    /// count the same; here, so that every line's interest stays as the filter has it.
     fn event_enabled(&self, event: &tracing::Event<'_>, cx: &Context<'_, S>) -> bool {
-        Filter::event_enabled(&self.events, event, cx)
+        let written = Filter::event_enabled(&self.events, event, cx);
+        if written && *event.metadata().level() == Level::ERROR {
+            metrics::counter!("order_log_errors_total").increment(1);
+        }
+        written
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {

@@ -196,11 +196,6 @@ impl From<tokio_postgres::Error> for Error {
         let Some(db) = error.as_db_error() else {
             // No server error: the connection broke, could not be made (refused, no server of
             // the URL takes writes), or timed out. The cause says which.
-            // A closed connection: its server went away, and with it every connection opened
-            // to it; they are replaced at checkout instead of each failing one more call.
-            if error.is_closed() {
-                discard_connections_opened_before_now(Reason::Closed);
-            }
             let mut message = error.to_string();
             let mut source = std::error::Error::source(&error);
             while let Some(cause) = source {

@@ -41,25 +41,16 @@ pub(crate) enum Reason {
     ShuttingDown,
     /// A call got no answer at all within the client-side limit.
     NoAnswer,
-    /// A call found its connection closed: the server went away (a crash, an immediate
-    /// stop, a host gone), and every connection opened to it with it.
-    Closed,
 }
 
 impl Reason {
-    const ALL: [Self; 4] = [
-        Self::ReadOnly,
-        Self::ShuttingDown,
-        Self::NoAnswer,
-        Self::Closed,
-    ];
+    const ALL: [Self; 3] = [Self::ReadOnly, Self::ShuttingDown, Self::NoAnswer];
 
     fn as_str(self) -> &'static str {
         match self {
             Self::ReadOnly => "read_only",
             Self::ShuttingDown => "shutting_down",
             Self::NoAnswer => "no_answer",
-            Self::Closed => "closed",
         }
     }
 }

@@ -489,7 +489,12 @@ async fn an_old_primary_back_writable_after_a_promotion_gets_no_write() {
     );
     // A process started now, which met no timeline of these servers yet, is not fooled
     // either: its first connection learns every host's before it writes.
-    let fresh = EventStore::new(config.clone()).unwrap();
+    // The same servers spelt otherwise (with their addresses): a list of hosts this process
+    // has no memory of, as a process started now would have none.
+    let mut unmet = config.clone();
+    unmet.database_url =
+        PrivateCluster::multi_host_url(&[&old, &standby], "orders", "hostaddr=127.0.0.1,127.0.0.1");
+    let fresh = EventStore::new(unmet).unwrap();
     for i in 0..3 {
         append_retrying(&fresh, &format!("fresh-{i}"), Duration::from_secs(30)).await;
     }
