@@ -315,7 +315,10 @@ impl StoreConfig {
         Ok(crate::HostByHost::new(self.tls()?, self.connect_timeout))
     }
 
-    /// The longest a new connection can take: `connect_timeout` for each host of the URL.
+    /// The longest a new connection can take: `connect_timeout` for each host of the URL in
+    /// turn and, for a URL of several hosts, once more for the look at every host at once a
+    /// connection for writing may wait for first (a process's first, and the first after each
+    /// sign of a failover: see the `connect` module).
     pub fn connect_time(&self) -> Duration {
         match self.pg_config() {
             Ok(config) => crate::connect::whole_time(&config, self.connect_timeout),
@@ -330,6 +333,7 @@ impl StoreConfig {
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "database connection ended");
+                crate::connect::connection_lost();
             }
         });
         Ok(client)

@@ -9,9 +9,10 @@
 //! timeline of the servers it connected to for writing (per list of hosts), and passes over a
 //! writable server on a lower one (an old primary come back writable after its standby was
 //! promoted, still named first in a `host=a,b` URL). Writing there would fork the log:
-//! acknowledged commands on one server, later ones on the other. Its first connection to a
-//! multi-host URL looks at every host first, so that a process started after the promotion
-//! is not fooled either.
+//! acknowledged commands on one server, later ones on the other. Its first connection for
+//! writing to a multi-host URL looks at every host first, and so does the first after each
+//! sign of a failover the process meets, so that a process started after the promotion, or
+//! one meeting a second failover, is not fooled either.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,9 +33,13 @@ pub(crate) fn host_count(config: &Config) -> usize {
         .max(1)
 }
 
-/// The longest a new connection can take: every host's time in turn.
+/// The longest a new connection can take: every host's time in turn, and for a URL of
+/// several hosts one more, for the look at every host at once that a connection for writing
+/// may wait for first (see [`survey`]).
 pub(crate) fn whole_time(config: &Config, per_host: Duration) -> Duration {
-    per_host.saturating_mul(u32::try_from(host_count(config)).unwrap_or(u32::MAX))
+    let hosts = host_count(config);
+    let turns = if hosts > 1 { hosts + 1 } else { hosts };
+    per_host.saturating_mul(u32::try_from(turns).unwrap_or(u32::MAX))
 }
 
 /// The settings of `config` for its `index`-th host alone.
@@ -94,9 +99,26 @@ fn one_host(config: &Config, index: usize) -> Config {
 }
 
 /// The highest timeline this process's connections for writing to one set of servers have
-/// met (0: none yet), and whether every host was looked at once (see [`host_by_host`]).
+/// met (0: none yet), and the server change (see [`SERVER_CHANGES`]) after which every host was
+/// last looked at with a writable one found (`None`: never; see [`survey`]).
 #[derive(Debug, Default)]
-pub(crate) struct Timelines(AtomicU32, tokio::sync::Mutex<bool>);
+pub(crate) struct Timelines(AtomicU32, tokio::sync::Mutex<Option<u64>>);
+
+/// How many times this process has learnt that a database server changed (it refused a
+/// write, was shutting down, or did not answer: see the `recycle` module). Each is a possible
+/// failover, after which the hosts are looked at again before the next connection for writing:
+/// a second failover's old primary, come back writable on the timeline the process knows,
+/// would otherwise be taken.
+pub(crate) static SERVER_CHANGES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// A connection of the process ended with an error (its server crashed, restarted, or an
+/// administrator ended it): perhaps a failover. The next connection for writing looks at
+/// every host again (the pools are not emptied for it: their other connections end by
+/// themselves if their server is gone).
+pub(crate) fn connection_lost() {
+    SERVER_CHANGES.fetch_add(1, Ordering::SeqCst);
+}
 
 /// The memory of timelines for the servers `config` names: one per list of hosts and ports in
 /// the process, shared by every connection for writing to them, pooled or not (the store's
@@ -133,6 +155,9 @@ async fn timeline(client: &Client) -> Result<u32, tokio_postgres::Error> {
         .unwrap_or(0))
 }
 
+/// A connection with its connection half, and the timeline of its server (0 when not asked).
+type Connected<S> = (Client, Connection<Socket, S>, u32);
+
 /// One host: connect, and with `fence`, refuse a server behind the highest timeline met.
 /// `Ok(None)`: connected, and refused by the fence.
 async fn connect_one<T>(
@@ -140,13 +165,13 @@ async fn connect_one<T>(
     index: usize,
     tls: T,
     fence: Option<&Timelines>,
-) -> Result<Option<(Client, Connection<Socket, T::Stream>)>, tokio_postgres::Error>
+) -> Result<Option<Connected<T::Stream>>, tokio_postgres::Error>
 where
     T: MakeTlsConnect<Socket>,
 {
     let (client, mut connection) = config.connect(tls).await?;
     let Some(fence) = fence else {
-        return Ok(Some((client, connection)));
+        return Ok(Some((client, connection, 0)));
     };
     // The connection must be driven for the query to be answered; it is handed back after.
     let line = {
@@ -173,18 +198,23 @@ where
     };
     let highest = fence.0.fetch_max(line, Ordering::SeqCst).max(line);
     if line < highest {
-        tracing::error!(
-            host = index,
-            timeline = line,
-            highest,
-            "a writable database server is on an older timeline than another of the URL's \
-             servers this process met (an old primary come back writable after a failover?): \
-             passed over, never written to; rebuild it as a standby of the new primary, or \
-             take it out of the database URL"
-        );
+        passed_over(index, line, highest);
         return Ok(None);
     }
-    Ok(Some((client, connection)))
+    Ok(Some((client, connection, line)))
+}
+
+/// Say that host `index`, writable on timeline `line`, is passed over for being behind.
+fn passed_over(index: usize, line: u32, highest: u32) {
+    tracing::error!(
+        host = index,
+        timeline = line,
+        highest,
+        "a writable database server is on an older timeline than another of the URL's \
+         servers this process met (an old primary come back writable after a failover?): \
+         passed over, never written to; rebuild it as a standby of the new primary, or \
+         take it out of the database URL"
+    );
 }
 
 /// Connect to the first host of `config` that answers in `per_host` (and, when the settings
@@ -207,8 +237,9 @@ where
     let hosts = host_count(config);
     if let Some(fence) = fence
         && hosts > 1
+        && let Some(surveyed) = survey(config, &tls, per_host, fence).await
     {
-        survey(config, &tls, per_host, fence).await;
+        return surveyed;
     }
     let mut said = None;
     for index in 0..hosts {
@@ -220,7 +251,7 @@ where
             &one
         };
         match tokio::time::timeout(per_host, connect_one(config, index, tls.clone(), fence)).await {
-            Ok(Ok(Some(connected))) => return Ok(connected),
+            Ok(Ok(Some((client, connection, _)))) => return Ok((client, connection)),
             Ok(Ok(None)) => {}
             Ok(Err(error)) => said = Some(error),
             Err(_) => tracing::debug!(host = index, "database host did not answer in time"),
@@ -230,31 +261,66 @@ where
     Err(said.unwrap_or_else(tokio_postgres::Error::__private_api_timeout))
 }
 
-/// Before the first connection of the process to a multi-host URL's servers: look at every
-/// host at once (each given `per_host`) and note the highest timeline of the writable ones, so
-/// that the host-by-host choice passes over an old primary back writable, named first, even in
-/// a process started after the promotion (which has written nowhere yet). Looked at again
-/// while no writable host was found.
-async fn survey<T>(config: &Config, tls: &T, per_host: Duration, fence: &Timelines)
+/// Before the first connection of the process for writing to a multi-host URL's servers, and
+/// again after each server change it learns of: look at every host at once (each given
+/// `per_host`), note the highest timeline of the writable ones, and answer with the first
+/// host's connection among those on it. So the choice passes over an old primary back
+/// writable, named first, even in a process started after the promotion (which has written
+/// nowhere yet), and the first connection takes one host's time, not that and then every
+/// host's in turn. `None`: no look was due (go host by host); an error: no host was writable
+/// and on the highest timeline (the last host's that said why, else a timeout), and the hosts
+/// are looked at again next time.
+async fn survey<T>(
+    config: &Config,
+    tls: &T,
+    per_host: Duration,
+    fence: &Timelines,
+) -> Option<Result<(Client, Connection<Socket, T::Stream>), tokio_postgres::Error>>
 where
     T: MakeTlsConnect<Socket> + Clone,
 {
     let mut surveyed = fence.1.lock().await;
-    if *surveyed || fence.0.load(Ordering::SeqCst) > 0 {
-        return;
+    let changes = SERVER_CHANGES.load(Ordering::SeqCst);
+    if *surveyed == Some(changes) {
+        return None;
     }
     let looks = (0..host_count(config)).map(|index| {
         let one = one_host(config, index);
         let tls = tls.clone();
         async move {
-            // A standby refuses (it takes no writes), a host down says nothing: both are
-            // left out. The connection is closed at once.
-            let _ =
-                tokio::time::timeout(per_host, connect_one(&one, index, tls, Some(fence))).await;
+            // A standby refuses (it takes no writes), a host down says nothing.
+            tokio::time::timeout(per_host, connect_one(&one, index, tls, Some(fence))).await
         }
     });
-    futures::future::join_all(looks).await;
-    *surveyed = fence.0.load(Ordering::SeqCst) > 0;
+    let answers = futures::future::join_all(looks).await;
+    let highest = fence.0.load(Ordering::SeqCst);
+    let mut chosen = None;
+    let mut said = None;
+    for (index, answer) in answers.into_iter().enumerate() {
+        match answer {
+            Ok(Ok(Some((client, connection, line)))) => {
+                if line < highest {
+                    // Taken before a later server showed a higher timeline.
+                    passed_over(index, line, highest);
+                } else if chosen.is_none() {
+                    chosen = Some((client, connection));
+                }
+                // Any other is closed as it is dropped.
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => said = Some(error),
+            Err(_) => tracing::debug!(host = index, "database host did not answer in time"),
+        }
+    }
+    match chosen {
+        Some(connected) => {
+            *surveyed = Some(changes);
+            Some(Ok(connected))
+        }
+        None => Some(Err(
+            said.unwrap_or_else(tokio_postgres::Error::__private_api_timeout)
+        )),
+    }
 }
 
 /// The pool's way to open a connection: host by host, each host given its time, with its
@@ -304,6 +370,7 @@ where
             let task = tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "database connection ended");
+                    connection_lost();
                 }
             });
             Ok((client, task))
@@ -321,9 +388,15 @@ mod tests {
             .parse()
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(host_count(&config), 2);
+        // Each host in turn, and the look at both first.
         assert_eq!(
             whole_time(&config, Duration::from_secs(3)),
-            Duration::from_secs(6)
+            Duration::from_secs(9)
+        );
+        let single: Config = "host=a user=u".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            whole_time(&single, Duration::from_secs(3)),
+            Duration::from_secs(3)
         );
         let second = one_host(&config, 1);
         assert_eq!(second.get_hosts(), &[Host::Tcp("b".into())]);

@@ -137,8 +137,14 @@ async fn listen_once(
             message = messages.next() => match message {
                 Some(Ok(AsyncMessage::Notification(_))) => sender.send_modify(|n| *n += 1),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(Refused::Other(crate::error::Error::Unavailable("connection closed".into()))),
+                Some(Err(e)) => {
+                    crate::connect::connection_lost();
+                    return Err(e.into());
+                }
+                None => {
+                    crate::connect::connection_lost();
+                    return Err(Refused::Other(crate::error::Error::Unavailable("connection closed".into())));
+                }
             },
             _ = stale_check.tick() => {
                 if crate::recycle::is_stale(opened) {

@@ -71,6 +71,8 @@ pub fn register_metrics() {
 pub(crate) fn discard_connections_opened_before_now(reason: Reason) {
     let now = nanos_since_base(Instant::now()).max(1);
     DISCARD_BEFORE.fetch_max(now, Ordering::Relaxed);
+    // A possible failover: the next connection for writing looks at every host again.
+    crate::connect::connection_lost();
     metrics::counter!("order_db_server_changes_total", "reason" => reason.as_str()).increment(1);
     // One warning per burst: every call that was in flight reports the same change.
     let last = LAST_WARNING.load(Ordering::Relaxed);

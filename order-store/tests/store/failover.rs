@@ -531,3 +531,83 @@ async fn an_old_primary_back_writable_after_a_promotion_gets_no_write() {
     assert_eq!(count(&standby), 10);
     drop(listener);
 }
+
+/// A process's first connection for writing to a URL whose first host accepts and never
+/// answers: the look at every host (which waits out the silent one) hands back the live
+/// server's connection, so the whole takes one host's time. Before, the look was followed by
+/// the hosts in turn, the silent one's time again included: more than the readiness probe's
+/// whole limit (each host's time once), so a process's first probe failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_connection_past_a_silent_host_takes_one_hosts_time() {
+    let live = migrated_cluster().await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    // A list of hosts this process has met nothing of: the first connection looks at both.
+    let url = live.url("orders").replacen(
+        "@127.0.0.1:",
+        &format!("@127.0.0.1:{silent_port},127.0.0.1:"),
+        1,
+    );
+    let mut config = StoreConfig::new(url);
+    config.connect_timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let client = config.connect().await.unwrap();
+    let took = started.elapsed();
+    let row = client
+        .query_one("SHOW transaction_read_only", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "off");
+    // One host's time (2 s) and a local connection; the hosts in turn after the look took
+    // at least 4 s.
+    assert!(took < Duration::from_millis(3_500), "took {took:?}");
+    drop(silent);
+}
+
+/// After a server change the process learns of (here its connections to the server it writes
+/// to are ended by an administrator, SQLSTATE 57P01), the next connection for writing looks at
+/// every host again. The server named first is writable on the timeline the process knows,
+/// and another, promoted meanwhile and unreachable at the process's first look, is on a later
+/// one: the store writes to the later one. Before, the hosts were looked at once per process,
+/// and the store went back to the first host, forking the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_server_change_the_hosts_are_looked_at_again() {
+    let first = migrated_cluster().await;
+    let promoted = blocking(|| first.start_standby(Replication::Asynchronous));
+    blocking(|| promoted.wait_replayed(&first, Duration::from_secs(30)));
+    blocking(|| promoted.promote());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while blocking(|| promoted.in_recovery()) {
+        assert!(Instant::now() < deadline, "the standby was not promoted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Down at the process's first look: it meets the first server's timeline only.
+    blocking(|| promoted.stop(order_testkit::pg::StopMode::Fast));
+    let url = PrivateCluster::multi_host_url(&[&first, &promoted], "orders", "");
+    let mut config = StoreConfig::new(url);
+    config.connect_timeout = Duration::from_secs(2);
+    config.pool_wait_timeout = Duration::from_secs(2);
+    let store = EventStore::new(config.clone()).unwrap();
+    append_retrying(&store, "before", Duration::ZERO).await;
+
+    blocking(|| promoted.start_again());
+    // The store's connections to the first server are ended by an administrator.
+    blocking(|| {
+        first.psql(
+            "postgres",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = 'orders' AND pid <> pg_backend_pid()",
+        )
+    });
+    for i in 0..3 {
+        append_retrying(&store, &format!("after-{i}"), Duration::from_secs(30)).await;
+    }
+    let count = |cluster: &PrivateCluster| -> i64 {
+        blocking(|| cluster.psql("orders", "SELECT count(*) FROM orders.events"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(count(&first), 1, "the server behind got writes after the change");
+    // Promoted before the first append: it has the three later ones only.
+    assert_eq!(count(&promoted), 3);
+}
