@@ -770,19 +770,23 @@ impl Rebuild<'_> {
             let tx = long_transaction(&mut client).await?;
             verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
             advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
-            tables::swap(&tx, &name, self.schema, previous.as_ref(), patience).await?;
-            advance_checkpoint(&tx, &live, live_checkpoint, cursor, 0, None).await?;
-            tx.commit().await?;
+            // The rows are counted in the shadow tables, in the swap's transaction and before
+            // its locks (nothing else writes there: the rebuild lease): a failure to count
+            // fails the swap too, so a replay reported failed never swapped, and live readers
+            // do not wait for the count.
             let mut rows = Vec::new();
             for table in &self.schema.tables {
-                let row = client
+                let row = tx
                     .query_one(
-                        &format!("SELECT count(*) FROM {}", &self.schema.live[table.name()]),
+                        &format!("SELECT count(*) FROM {}", &shadow[table.name()]),
                         &[],
                     )
                     .await?;
                 rows.push((table.name().to_owned(), row.try_get::<_, i64>(0)? as u64));
             }
+            tables::swap(&tx, &name, self.schema, previous.as_ref(), patience).await?;
+            advance_checkpoint(&tx, &live, live_checkpoint, cursor, 0, None).await?;
+            tx.commit().await?;
             Ok::<_, ReplayError>(rows)
         })
         .await;
