@@ -900,12 +900,8 @@ impl CsvTables {
                 ),
                 _ => String::new(),
             };
-            let reject = Reject {
-                file: table.file.clone(),
-                line,
-                reason: format!("no order {order_id} in orders.csv for this row{why}"),
-                order_id: Some(order_id),
-            };
+            let reason = format!("no order {order_id} in orders.csv for this row{why}");
+            let reject = Reject::new(table.file.clone(), line, Some(order_id), reason);
             self.tables[index].advance()?;
             return Ok(Some(reject));
         }
@@ -976,12 +972,7 @@ impl CsvTables {
         // a stand-in text for it would be taken for an id, and judge the orders after it.
         let order_id = std::str::from_utf8(&id).ok().map(str::to_owned);
         let reject = |file: &str, line: u64, reason: String| Record::Unreadable {
-            reject: Reject {
-                file: file.to_owned(),
-                line,
-                order_id: order_id.clone(),
-                reason,
-            },
+            reject: Reject::new(file.to_owned(), line, order_id.clone(), reason),
             order: true,
         };
         // An id on more than one row of orders.csv: the other tables' rows cannot be told

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::legacy::IdOrder;
 use crate::source::{Progress, Record, Reject, Source};
-use crate::tell::{Ids, tell};
+use crate::tell::{Ids, MAX_LEGACY_ID_LEN, tell};
 
 /// How an import runs.
 #[derive(Debug, Clone)]
@@ -113,6 +113,8 @@ struct Batch {
     /// The rejects of the records read since the batch before (`progress` counts them):
     /// written to the rejects file once this batch, or a later one, commits.
     rejects: Vec<Reject>,
+    /// The memory `rejects` hold ([`Reject::held_bytes`]).
+    reject_bytes: usize,
 }
 
 impl Batch {
@@ -123,6 +125,7 @@ impl Batch {
             events: 0,
             progress: ImportProgress::default(),
             rejects: Vec::new(),
+            reject_bytes: 0,
         }
     }
 }
@@ -130,6 +133,14 @@ impl Batch {
 /// The most rejects a batch carries: past them it is sent as it is (with no orders, if none
 /// came), so that an export of bad records is not held in memory until an order comes.
 const MAX_REJECTS_PER_BATCH: usize = 10_000;
+
+/// The most memory the rejects of a batch hold ([`Reject::held_bytes`]): once they reach it,
+/// the batch is sent as it is, as at [`MAX_REJECTS_PER_BATCH`]. A reject holds at most about
+/// 1.4 KiB and its file's name (its order id and reason are bounded by [`Reject::new`]), so
+/// the count alone would let a batch of large rejects hold some 14 MiB, times the batches in
+/// flight (up to three per writer, and two more); rejects of a usual size (a few hundred
+/// bytes) reach the count first.
+const MAX_REJECT_BYTES_PER_BATCH: usize = 4 << 20;
 
 /// The rejects file, written in step with the batches: the rejects a batch carries are held
 /// from when it is taken for writing, and written (in the order of the export, with those of
@@ -270,13 +281,22 @@ fn read_export(
     let mut counts = ReadCounts::default();
     let mut previous: Option<String> = None;
     let mut batch = Batch::new(options);
-    // Every reject is of an order but a CSV row without one (`order: false`).
+    // Every reject is of an order but a CSV row without one (`order: false`). Made again,
+    // so that it is bounded whatever source made it (the same reject, if bounded already).
     let reject = |counts: &mut ReadCounts, batch: &mut Batch, reject: Reject, order: bool| {
         if order {
             counts.orders_rejected += 1;
         } else {
             counts.rows_rejected += 1;
         }
+        let Reject {
+            file,
+            line,
+            order_id,
+            reason,
+        } = reject;
+        let reject = Reject::new(file, line, order_id, reason);
+        batch.reject_bytes += reject.held_bytes();
         batch.rejects.push(reject);
     };
     let send = |batch: &mut Batch, counts: &ReadCounts| -> anyhow::Result<()> {
@@ -293,7 +313,9 @@ fn read_export(
             .map_err(|_| anyhow::anyhow!("the writers stopped"))
     };
     while let Some(record) = source.next_record() {
-        if batch.rejects.len() >= MAX_REJECTS_PER_BATCH {
+        if batch.rejects.len() >= MAX_REJECTS_PER_BATCH
+            || batch.reject_bytes >= MAX_REJECT_BYTES_PER_BATCH
+        {
             send(&mut batch, &counts)?;
         }
         match record.context("reading the export")? {
@@ -304,9 +326,12 @@ fn read_export(
                 if order {
                     counts.orders_read += 1;
                     // Its id, when it could be read, is the first of that order: a later copy
-                    // is a duplicate, not the one that counts.
+                    // is a duplicate, not the one that counts. Not an id longer than an order
+                    // id may be: no copy of it is ever imported, and its reject holds it cut
+                    // (past MAX_REJECT_ORDER_ID_BYTES), which would misplace the ids after it.
                     if let Some(id) = &unreadable.order_id
                         && !id.trim().is_empty()
+                        && id.len() <= MAX_LEGACY_ID_LEN
                         // A string id only (an object or array id, printed as JSON, would sort
                         // after every real one and push the rest of the export out of order).
                         && !matches!(
@@ -333,11 +358,8 @@ fn read_export(
                 rows,
             } => {
                 counts.orders_read += 1;
-                let refuse = |reason: String| Reject {
-                    file: file.clone(),
-                    line,
-                    order_id: Some(order.order_id.clone()),
-                    reason,
+                let refuse = |reason: String| {
+                    Reject::new(file.clone(), line, Some(order.order_id.clone()), reason)
                 };
                 // Sorted input: a duplicate or an order out of place is found with one id in
                 // memory (the export documents the order).
@@ -388,12 +410,12 @@ fn read_export(
                         let (file, line) = rows
                             .locate(&reason)
                             .map_or((file.as_str(), line), |(file, line)| (file, line));
-                        let rejected = Reject {
-                            file: file.to_owned(),
+                        let rejected = Reject::new(
+                            file.to_owned(),
                             line,
-                            order_id: Some(order.order_id.clone()),
+                            Some(order.order_id.clone()),
                             reason,
-                        };
+                        );
                         reject(&mut counts, &mut batch, rejected, true);
                     }
                 }
@@ -448,12 +470,12 @@ async fn write_batch(
                         let order = origin.map_or("?", |o| o.order_id.as_str());
                         let told = at.map(|at| batch.streams[at].imported_from.as_str());
                         let reason = diverged_reason(&store, stream_id, told, order, &why).await;
-                        found.push(Reject {
-                            file: origin.map(|o| o.file.clone()).unwrap_or_default(),
-                            line: origin.map_or(0, |o| o.line),
-                            order_id: origin.map(|o| o.order_id.clone()),
+                        found.push(Reject::new(
+                            origin.map(|o| o.file.clone()).unwrap_or_default(),
+                            origin.map_or(0, |o| o.line),
+                            origin.map(|o| o.order_id.clone()),
                             reason,
-                        });
+                        ));
                     }
                     counters
                         .diverged
@@ -821,6 +843,75 @@ pub async fn import_until(
 mod tests {
     use super::*;
     use rustix::io::Errno;
+
+    /// A source of `left` unreadable records, each with an order id and a reason of `bytes`
+    /// bytes (as a source of another crate could make them, unbounded).
+    struct Garbage {
+        left: usize,
+        bytes: usize,
+        line: u64,
+    }
+
+    impl Source for Garbage {
+        fn next_record(&mut self) -> Option<std::io::Result<Record>> {
+            self.left = self.left.checked_sub(1)?;
+            self.line += 1;
+            Some(Ok(Record::Unreadable {
+                reject: Reject {
+                    file: "garbage.jsonl".into(),
+                    line: self.line,
+                    order_id: Some(format!("{:08}{}", self.line, "x".repeat(self.bytes))),
+                    reason: "r".repeat(self.bytes),
+                },
+                order: true,
+            }))
+        }
+
+        fn progress(&self) -> Progress {
+            Progress::default()
+        }
+    }
+
+    /// The rejects a batch holds are bounded in bytes as well as in number: an export of
+    /// records whose rejects are large is sent in batches of at most a few MiB of them (else
+    /// 10,000 per batch, times the batches in flight).
+    #[test]
+    fn a_batch_is_sent_once_its_rejects_pass_the_byte_budget() {
+        let records = 3_500;
+        let source = Garbage {
+            left: records,
+            bytes: 4 << 10,
+            line: 0,
+        };
+        let (sender, mut receiver) = mpsc::channel(records + 1);
+        let counts = read_export(Box::new(source), &Options::new("garbage"), &sender).unwrap();
+        drop(sender);
+        assert_eq!(counts.orders_rejected, records as u64);
+        let mut batches = Vec::new();
+        while let Ok(batch) = receiver.try_recv() {
+            batches.push(batch);
+        }
+        let held: Vec<(usize, usize)> = batches
+            .iter()
+            .map(|batch| {
+                let bytes = batch.rejects.iter().map(|r| {
+                    r.file.len() + r.order_id.as_ref().map_or(0, String::len) + r.reason.len()
+                });
+                (batch.rejects.len(), bytes.sum())
+            })
+            .collect();
+        assert_eq!(
+            held.iter().map(|(count, _)| count).sum::<usize>(),
+            records,
+            "{held:?}"
+        );
+        assert!(
+            held.iter()
+                .all(|(_, bytes)| *bytes <= MAX_REJECT_BYTES_PER_BATCH),
+            "rejects held per batch (count, bytes): {held:?}"
+        );
+        assert!(held.len() >= 2, "one batch: {held:?}");
+    }
 
     /// A filesystem that takes no locks (some FUSE and network mounts answer flock with
     /// ENOLCK, EOPNOTSUPP or ENOSYS) lets the run go on without one, as runs did before the

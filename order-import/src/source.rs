@@ -15,18 +15,114 @@ use crate::legacy::LegacyOrder;
 /// in memory.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
+/// The longest order id a [`Reject`] names, in bytes: a longer one (read from a bad record,
+/// which may be up to [`MAX_RECORD_BYTES`]) is cut to this, marker included. Every order id
+/// the import takes ([`MAX_LEGACY_ID_LEN`](crate::tell::MAX_LEGACY_ID_LEN), 200 bytes) is
+/// named whole.
+pub const MAX_REJECT_ORDER_ID_BYTES: usize = 256;
+
+/// The longest reason a [`Reject`] gives, in bytes: a longer one (one that quotes a long value
+/// of its record) is cut in the middle to this, marker included, keeping its start and end
+/// (what is wrong, and often where).
+pub const MAX_REJECT_REASON_BYTES: usize = 1024;
+
 /// A record that cannot be imported, with where it is and why.
+///
+/// Made with [`Reject::new`], which bounds `order_id` to [`MAX_REJECT_ORDER_ID_BYTES`] and
+/// `reason` to [`MAX_REJECT_REASON_BYTES`], so that a reject is small whatever its record
+/// held: the import holds up to thousands of them per batch in memory, and writes each as one
+/// line of the rejects file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reject {
     /// The file (as given on the command line, or the CSV table's file name).
     pub file: String,
     /// The 1-based line number of the record (for CSV, of the offending row).
     pub line: u64,
-    /// The legacy order id, when it could be read.
+    /// The legacy order id, when it could be read (cut past [`MAX_REJECT_ORDER_ID_BYTES`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
-    /// Why.
+    /// Why (cut past [`MAX_REJECT_REASON_BYTES`]).
     pub reason: String,
+}
+
+impl Reject {
+    /// The reject of the record at `file`'s `line`, with its order id if it could be read,
+    /// and why. An order id over [`MAX_REJECT_ORDER_ID_BYTES`] keeps its start, cut on a
+    /// character boundary, followed by `…[N bytes, cut]` (N its length in bytes); a reason
+    /// over [`MAX_REJECT_REASON_BYTES`] keeps its start and end around `…[N bytes, cut]…`.
+    /// Each is then at most its bound, and holds no more memory than its text: the text cut
+    /// from is dropped. A reject made again from a reject's fields is the same reject.
+    pub fn new(file: String, line: u64, order_id: Option<String>, reason: String) -> Self {
+        Self {
+            file,
+            line,
+            order_id: order_id.map(|id| cut_end(id, MAX_REJECT_ORDER_ID_BYTES)),
+            reason: cut_middle(reason, MAX_REJECT_REASON_BYTES),
+        }
+    }
+
+    /// The memory the reject holds, in bytes: itself and its text.
+    pub fn held_bytes(&self) -> usize {
+        size_of::<Self>()
+            + self.file.capacity()
+            + self.order_id.as_ref().map_or(0, String::capacity)
+            + self.reason.capacity()
+    }
+}
+
+/// What stands for the text cut out of a value of `bytes` bytes.
+fn cut_marker(bytes: usize) -> String {
+    format!("…[{bytes} bytes, cut]")
+}
+
+/// The longest start of `text` of at most `bytes` bytes that ends on a character boundary.
+fn head_of(text: &str, bytes: usize) -> &str {
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The longest end of `text` of at most `bytes` bytes that starts on a character boundary.
+fn tail_of(text: &str, bytes: usize) -> &str {
+    let mut from = text.len() - bytes.min(text.len());
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    &text[from..]
+}
+
+/// `text` whole if it is at most `bound` bytes, else its start and the cut's marker, `bound`
+/// bytes at most in all.
+fn cut_end(mut text: String, bound: usize) -> String {
+    if text.len() <= bound {
+        text.shrink_to_fit();
+        return text;
+    }
+    let marker = cut_marker(text.len());
+    let mut cut = String::with_capacity(bound);
+    cut.push_str(head_of(&text, bound.saturating_sub(marker.len())));
+    cut.push_str(&marker);
+    cut
+}
+
+/// `text` whole if it is at most `bound` bytes, else its start, the cut's marker and its end,
+/// `bound` bytes at most in all.
+fn cut_middle(mut text: String, bound: usize) -> String {
+    if text.len() <= bound {
+        text.shrink_to_fit();
+        return text;
+    }
+    let marker = format!("{}…", cut_marker(text.len()));
+    let kept = bound.saturating_sub(marker.len());
+    let head = head_of(&text, kept - kept / 2);
+    let tail = tail_of(&text, kept / 2);
+    let mut cut = String::with_capacity(bound);
+    cut.push_str(head);
+    cut.push_str(&marker);
+    cut.push_str(tail);
+    cut
 }
 
 /// One record of the export.
@@ -263,12 +359,7 @@ impl<R: BufRead + Send> JsonLines<R> {
 
     fn reject(&self, order_id: Option<String>, reason: String) -> Record {
         Record::Unreadable {
-            reject: Reject {
-                file: self.file.clone(),
-                line: self.line,
-                order_id,
-                reason,
-            },
+            reject: Reject::new(self.file.clone(), self.line, order_id, reason),
             order: true,
         }
     }
@@ -443,6 +534,60 @@ pub(crate) fn table_path(directory: &Path, table: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A long order id keeps its start, a long reason its start and end, each cut on a
+    /// character boundary (of one to four bytes) to at most its bound with the marker that
+    /// says how long it was; neither holds the memory of the text it was cut from; short ones
+    /// are kept whole; and a reject made again from its fields is the same.
+    #[test]
+    fn a_reject_is_cut_to_its_bounds_on_character_boundaries() {
+        let short = Reject::new("f".into(), 1, Some("A1".into()), "bad".into());
+        assert_eq!(
+            (short.order_id.as_deref(), short.reason.as_str()),
+            (Some("A1"), "bad")
+        );
+        for unit in ["x", "\u{e9}", "\u{20ac}", "\u{1f600}"] {
+            let id = format!("I{}", unit.repeat(100 << 10));
+            let reason = format!("R{}E", unit.repeat(100 << 10));
+            let (id_len, reason_len) = (id.len(), reason.len());
+            let reject = Reject::new("f".into(), 7, Some(id), reason);
+            let cut_id = reject.order_id.clone().unwrap_or_default();
+            let marker = format!("…[{id_len} bytes, cut]");
+            assert!(
+                cut_id.len() <= MAX_REJECT_ORDER_ID_BYTES
+                    && cut_id.len() > MAX_REJECT_ORDER_ID_BYTES - marker.len() - 4
+                    && cut_id.starts_with(&format!("I{unit}"))
+                    && cut_id.ends_with(&format!("{unit}{marker}")),
+                "{cut_id}"
+            );
+            let marker = format!("…[{reason_len} bytes, cut]…");
+            let reason = &reject.reason;
+            assert!(
+                reason.len() <= MAX_REJECT_REASON_BYTES
+                    && reason.len() > MAX_REJECT_REASON_BYTES - marker.len() - 8
+                    && reason.starts_with(&format!("R{unit}"))
+                    && reason.contains(&format!("{unit}{marker}{unit}"))
+                    && reason.ends_with(&format!("{unit}E")),
+                "{reason}"
+            );
+            assert!(
+                reject.held_bytes()
+                    <= size_of::<Reject>()
+                        + 1
+                        + MAX_REJECT_ORDER_ID_BYTES
+                        + MAX_REJECT_REASON_BYTES,
+                "{}",
+                reject.held_bytes()
+            );
+            let again = Reject::new(
+                reject.file.clone(),
+                reject.line,
+                reject.order_id.clone(),
+                reject.reason.clone(),
+            );
+            assert_eq!(again, reject);
+        }
+    }
 
     #[test]
     fn a_reason_is_located_at_the_row_of_the_entry_it_names_last() {

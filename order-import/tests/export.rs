@@ -1095,3 +1095,50 @@ fn every_subcommands_help_lists_log_format() {
         );
     }
 }
+
+/// A CSV row without an order, whose order id is 100 KiB: its reject (whose reason quotes the
+/// id) is cut to its bounds when the source makes it, on a character boundary, saying so;
+/// the orders around it are read.
+#[test]
+fn a_csv_row_without_an_order_and_a_huge_id_is_rejected_with_the_id_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    // 102,401 bytes, of two-byte characters after the first.
+    let huge = format!("A2{}", "\u{e9}".repeat(51_200)).replacen('\u{e9}', "", 1);
+    assert_eq!(huge.len(), 102_400);
+    let lines = vec![
+        "A1,SKU-1,1,1000".to_owned(),
+        format!("{huge},SKU-1,1,1000"),
+        "A3,SKU-1,1,1000".to_owned(),
+    ];
+    csv_export_with_lines(dir.path(), &["A1", "A3"], &lines);
+    let found = rejects(dir.path());
+    assert_eq!(found.len(), 1, "{} rejects", found.len());
+    let (file, line, id, reason) = &found[0];
+    assert_eq!((file.as_str(), *line), ("order_lines.csv", 3));
+    let id = id.as_deref().unwrap_or_default();
+    assert!(
+        id.len() <= 256
+            && id.starts_with("A2\u{e9}")
+            && id.contains('…')
+            && id.contains("102400 bytes"),
+        "an order id of {} bytes: {}",
+        id.len(),
+        id.chars().take(300).collect::<String>()
+    );
+    assert!(
+        reason.len() <= 1024
+            && reason.starts_with("no order A2\u{e9}")
+            && reason.contains('…')
+            && reason.ends_with("in orders.csv for this row"),
+        "a reason of {} bytes: {}",
+        reason.len(),
+        reason.chars().take(300).collect::<String>()
+    );
+    let records = records(dir.path(), Format::Csv).unwrap();
+    let orders: Vec<_> = records
+        .iter()
+        .filter(|(_, reason)| reason.is_none())
+        .map(|(id, _)| id.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(orders, ["A1", "A3"]);
+}

@@ -1601,3 +1601,105 @@ async fn an_empty_export_is_refused_and_writes_nothing() {
     );
     assert!(setup.store.import_status("null").await.unwrap().is_none());
 }
+
+/// A bad record may be up to 1 MiB, and its order id (or a reason quoting a value of it) as
+/// long: its reject is cut to a bound when it is made, so that the rejects held per batch are
+/// small and the rejects file stays readable. The cut is on a character boundary and says so
+/// (`…` and the original length in bytes); a reason keeps its start and its end; the orders
+/// around such records import.
+#[tokio::test]
+async fn a_reject_of_a_record_with_a_huge_order_id_is_cut_to_its_bound_and_the_orders_around_it_import()
+ {
+    let setup = setup().await;
+    let good = |id: &str| {
+        format!(
+            r#"{{"order_id":"{id}","customer_id":"C","currency":"EUR","shipping_method":"standard","ship_to":{{"recipient":"Ada","line1":"1 Main St","city":"Porto","postal_code":"4000-322","country":"PT"}},"lines":[{{"sku":"SKU-1","quantity":1,"unit_price_minor":1000}}],"status_history":[{{"status":"placed","at":"2019-01-01T00:00:00Z"}}]}}"#
+        )
+    };
+    // 102,401 bytes each; two-byte characters, so that a cut at an even byte would split one.
+    let huge_b = format!("B{}", "\u{e9}".repeat(51_200));
+    let huge_c = format!("C{}", "y".repeat(102_400));
+    let unknown_field = "z".repeat(102_400);
+    let input = setup.dir.path().join("huge.jsonl");
+    std::fs::write(
+        &input,
+        [
+            good("A1"),
+            // Read, refused by the domain (an id longer than 200 bytes).
+            good(&huge_b),
+            // The same again: a duplicate, whose reason quotes the id.
+            good(&huge_b),
+            // Unreadable: an unknown field the reason quotes.
+            good(&huge_c).replacen('{', &format!(r#"{{"{unknown_field}":1,"#), 1),
+            good("D1"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (summary, rejects) = run(&setup, &input, Format::Jsonl, "huge").await;
+    assert_eq!(summary.orders_imported, 2, "{summary:?}");
+    assert_eq!(
+        rejects.iter().map(|r| r.line).collect::<Vec<_>>(),
+        [2, 3, 4],
+        "{summary:?}"
+    );
+    let text = std::fs::read_to_string(setup.dir.path().join("huge.rejects.jsonl")).unwrap();
+    for line in text.lines() {
+        assert!(
+            line.len() <= 256 + 1024 + input.as_os_str().len() + 100,
+            "a line of the rejects file of {} bytes: {}",
+            line.len(),
+            start_of(line, 2000)
+        );
+    }
+    let short = |text: &str| start_of(text, 300).to_owned();
+    for (reject, start) in rejects.iter().zip(["B\u{e9}", "B\u{e9}", "Cy"]) {
+        let id = reject.order_id.as_deref().unwrap_or_default();
+        assert!(
+            id.len() <= 256
+                && id.starts_with(start)
+                && id.contains('…')
+                && id.contains("102401 bytes"),
+            "order id of line {}: {}",
+            reject.line,
+            short(id)
+        );
+        assert!(
+            reject.reason.len() <= 1024,
+            "reason of line {} of {} bytes: {}",
+            reject.line,
+            reject.reason.len(),
+            short(&reject.reason)
+        );
+    }
+    assert!(
+        rejects[0].reason.contains("longer than 200 bytes"),
+        "{}",
+        rejects[0].reason
+    );
+    // The reasons that quote a huge value keep their start and end, and say where they are cut.
+    let duplicate = &rejects[1].reason;
+    assert!(
+        duplicate.starts_with("order B\u{e9}")
+            && duplicate.contains('…')
+            && duplicate.contains(" bytes")
+            && duplicate.ends_with("more than once (the first one counts)"),
+        "{duplicate}"
+    );
+    let unknown = &rejects[2].reason;
+    assert!(
+        unknown.starts_with("not a legacy order record: zzz")
+            && unknown.contains('…')
+            && unknown.contains("expected one of"),
+        "{unknown}"
+    );
+}
+
+/// The start of `text`, at most `bytes` long, cut on a character boundary.
+fn start_of(text: &str, bytes: usize) -> &str {
+    let end = (0..=bytes.min(text.len()))
+        .rev()
+        .find(|&at| text.is_char_boundary(at))
+        .unwrap_or(0);
+    &text[..end]
+}
