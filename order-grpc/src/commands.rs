@@ -204,12 +204,8 @@ impl Commands {
                 order_store::Error::WrongExpectedVersion { .. }
                 | order_store::Error::Conflict { .. },
             )) => 3,
-            // Answered UNAVAILABLE, as these are.
-            Err(HandleError::Store(e))
-                if e.is_transient() || matches!(e, order_store::Error::SchemaMissing(_)) =>
-            {
-                4
-            }
+            // Answered UNAVAILABLE.
+            Err(HandleError::Store(e)) if e.is_unavailable() => 4,
             // The caller's mistake; the store's other refusals (a check the database made, a
             // command that decided nothing) are the service's own, `error`.
             Err(HandleError::Store(order_store::Error::CommandIdReused { .. })) => INVALID,

@@ -140,7 +140,7 @@ const REPLICA_SLACK: Duration = Duration::from_millis(100);
 /// Whether a replica read that failed so is answered by the primary: a failure that may
 /// pass, or a replica that has not replayed a migration's tables yet.
 fn replica_may_fail(error: &order_store::Error) -> bool {
-    error.is_transient() || matches!(error, order_store::Error::SchemaMissing(_))
+    error.is_unavailable()
 }
 
 /// A failed replica read is answered by the primary; say so at most every 10 s.

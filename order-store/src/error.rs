@@ -162,6 +162,18 @@ impl Error {
         )
     }
 
+    /// True when the store cannot serve the call for now, through no fault of the caller's:
+    /// out of reach, too slow, or not migrated yet ([`Error::SchemaMissing`]). A service
+    /// answers these "unavailable, retry later" (gRPC UNAVAILABLE), and a read from a replica
+    /// that fails so may be answered by the primary. A [`Error::Conflict`] may pass too
+    /// ([`Error::is_transient`]) but is the caller's to decide again, not "retry later".
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Timeout | Self::SchemaMissing(_)
+        )
+    }
+
     /// An error opening a connection. A server that refuses a login (no CONNECT privilege,
     /// say) answers with an error that on a statement would be the caller's or ours; at login
     /// it means the store is out of reach, as a wrong password does.
