@@ -395,15 +395,9 @@ async fn with_no_writable_server_the_store_is_unavailable_and_says_why() {
     assert_eq!(reader.head_position().await.unwrap(), 0);
 }
 
-/// A first host that takes the TCP connection but never answers (a frozen server, a host whose
-/// port is still held): each host has its own time to answer, handshake included, and the
-/// store goes on to the next one, for pooled connections, its own connections (migrations,
-/// LISTEN) and the readiness probe alike. Before, the silent host took the whole time of
-/// every new connection and the live server behind it was never reached.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_that_accepts_and_never_answers_is_passed_over_for_the_next() {
-    let live = migrated_cluster().await;
-    // The kernel completes the TCP handshake for the listen backlog; nothing ever reads.
+/// A listener on a new port that never answers (the kernel completes the TCP handshake for
+/// its backlog; nothing ever reads), and `live`'s URL with that port named first.
+fn silent_host_first(live: &PrivateCluster) -> (std::net::TcpListener, String) {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     let url = live.url("orders").replacen(
@@ -412,6 +406,18 @@ async fn a_host_that_accepts_and_never_answers_is_passed_over_for_the_next() {
         1,
     );
     assert_ne!(url, live.url("orders"));
+    (silent, url)
+}
+
+/// A first host that takes the TCP connection but never answers (a frozen server, a host whose
+/// port is still held): each host has its own time to answer, handshake included, and the
+/// store goes on to the next one, for pooled connections, its own connections (migrations,
+/// LISTEN) and the readiness probe alike. Before, the silent host took the whole time of
+/// every new connection and the live server behind it was never reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_accepts_and_never_answers_is_passed_over_for_the_next() {
+    let live = migrated_cluster().await;
+    let (silent, url) = silent_host_first(&live);
     let mut config = StoreConfig::new(url);
     config.connect_timeout = Duration::from_secs(1);
     let started = Instant::now();
@@ -540,14 +546,8 @@ async fn an_old_primary_back_writable_after_a_promotion_gets_no_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_connection_past_a_silent_host_takes_one_hosts_time() {
     let live = migrated_cluster().await;
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
     // A list of hosts this process has met nothing of: the first connection looks at both.
-    let url = live.url("orders").replacen(
-        "@127.0.0.1:",
-        &format!("@127.0.0.1:{silent_port},127.0.0.1:"),
-        1,
-    );
+    let (silent, url) = silent_host_first(&live);
     let mut config = StoreConfig::new(url);
     config.connect_timeout = Duration::from_secs(2);
     let started = Instant::now();
@@ -607,7 +607,11 @@ async fn after_a_server_change_the_hosts_are_looked_at_again() {
             .parse()
             .unwrap()
     };
-    assert_eq!(count(&first), 1, "the server behind got writes after the change");
+    assert_eq!(
+        count(&first),
+        1,
+        "the server behind got writes after the change"
+    );
     // Promoted before the first append: it has the three later ones only.
     assert_eq!(count(&promoted), 3);
 }
