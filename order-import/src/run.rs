@@ -88,7 +88,9 @@ pub struct Summary {
     /// when it is not 0).
     pub rejected: u64,
     /// Legacy orders rejected: records that do not read, orders the domain refuses, orders
-    /// imported before that could not be updated (the progress row's `orders_rejected`).
+    /// imported before that could not be updated (the progress row's `orders_rejected` once
+    /// the run finished; while it runs, and after a stop, the row leaves out the orders the
+    /// batches left alone, which the rejects file has).
     pub orders_rejected: u64,
     /// CSV rows of the other tables whose order is not in orders.csv (each a reject of its
     /// own, and no order).
@@ -144,11 +146,17 @@ const MAX_REJECT_BYTES_PER_BATCH: usize = 4 << 20;
 
 /// The rejects file, written in step with the batches: the rejects a batch carries are held
 /// from when it is taken for writing, and written (in the order of the export, with those of
-/// every batch before it) as soon as it commits. The progress row counts the rejects of the
-/// latest batch committed and those before it, so a run stopped by a signal, or killed, leaves
-/// a file that holds what the row counts (a kill in the instant between a commit and its
-/// rejects' write leaves that batch's out); the records read ahead of the last commit are read
-/// again, and reported, by the next run.
+/// every batch before it) as soon as it commits. The orders its append left alone, found in
+/// its transaction (imported before and diverged since, or a stream id another order holds:
+/// [`diverged_reason`]), join its rejects as it commits, each at its place in the export
+/// ([`RejectsLog::join`]), and are written with them: nothing is held past a batch's commit.
+/// The progress row counts the rejects of the records read up to the latest batch committed,
+/// so a run stopped by a signal, or killed, leaves a file that holds what the row counts and,
+/// besides, the orders left alone by the batches committed, which the row counts only once
+/// the run finishes (it is written in the batch's transaction, before they are known; a kill
+/// in the instant between a commit and its rejects' write leaves that batch's out); the
+/// records read ahead of the last commit are read again, and reported, by the next run, which
+/// reads the whole export again.
 struct RejectsLog {
     file: File,
     path: PathBuf,
@@ -162,6 +170,35 @@ impl RejectsLog {
         if !rejects.is_empty() {
             self.held.insert(index, rejects);
         }
+    }
+
+    /// Batch `index` committed and left alone the orders `diverged`, each given with its place
+    /// in the batch: how many of the rejects the batch carries were read before it (the
+    /// reader's [`Origin::rejects_before`]). They join the rejects held for it, each after
+    /// those read before it and before those read after it, so that the file stays in the
+    /// order of the export. Called before [`RejectsLog::committed`] for the same batch. Should
+    /// a later batch have committed first (and written this one's rejects), they are written
+    /// next, after those.
+    fn join(&mut self, index: u64, mut diverged: Vec<(usize, Reject)>) {
+        if diverged.is_empty() {
+            return;
+        }
+        diverged.sort_by_key(|(before, _)| *before);
+        let held = self.held.entry(index).or_default();
+        let mut read = std::mem::take(held).into_iter();
+        let mut merged = Vec::with_capacity(read.len() + diverged.len());
+        let mut taken = 0;
+        for (before, reject) in diverged {
+            while taken < before
+                && let Some(earlier) = read.next()
+            {
+                merged.push(earlier);
+                taken += 1;
+            }
+            merged.push(reject);
+        }
+        merged.extend(read);
+        *held = merged;
     }
 
     /// Batch `index` committed: write the rejects of every batch up to it.
@@ -200,6 +237,9 @@ struct Origin {
     file: String,
     line: u64,
     order_id: String,
+    /// How many of its batch's rejects were read before it: where a reject of it found when
+    /// the batch is written goes among them ([`RejectsLog::join`]).
+    rejects_before: usize,
 }
 
 /// What the reader thread counted.
@@ -223,8 +263,10 @@ struct Counters {
     /// Events of committed batches that were told but not written (their orders were in the
     /// log already): `--max-rate` paces the events written only.
     events_not_written: AtomicU64,
-    /// Orders imported before that could not be updated (found when writing), as rejects.
-    diverged: std::sync::Mutex<Vec<Reject>>,
+    /// Orders of committed batches left alone and rejected (imported before and diverged
+    /// since, or a stream id another order holds), found when writing: their rejects are
+    /// written with their batch, and the count joins the reader's at the end.
+    orders_diverged: AtomicU64,
 }
 
 /// Open the rejects file at `path` without truncating it, and lock it for the run (an advisory
@@ -398,6 +440,7 @@ fn read_export(
                             file: file.clone(),
                             line,
                             order_id: order.order_id.clone(),
+                            rejects_before: batch.rejects.len(),
                         });
                         if batch.streams.len() >= options.batch_orders
                             || batch.events >= options.batch_events
@@ -430,7 +473,8 @@ fn read_export(
 
 /// Append one batch, number `index`, retrying while the database is unavailable (each try is
 /// a whole transaction; a retry after a commit whose answer was lost finds its streams
-/// present); once it commits, write the rejects held up to it to the rejects file.
+/// present); once it commits, add the rejects of the orders its append left alone to those it
+/// carries, and write the rejects held up to it to the rejects file.
 async fn write_batch(
     store: EventStore,
     name: String,
@@ -462,29 +506,31 @@ async fn write_batch(
                     (batch.events as u64).saturating_sub(outcome.events_appended),
                     Atomic::Relaxed,
                 );
-                if !outcome.streams_diverged.is_empty() {
-                    let mut found = Vec::with_capacity(outcome.streams_diverged.len());
-                    for (stream_id, why) in outcome.streams_diverged {
-                        let at = batch.streams.iter().position(|s| s.stream_id == stream_id);
-                        let origin = at.and_then(|at| batch.origins.get(at));
-                        let order = origin.map_or("?", |o| o.order_id.as_str());
-                        let told = at.map(|at| batch.streams[at].imported_from.as_str());
-                        let reason = diverged_reason(&store, stream_id, told, order, &why).await;
-                        found.push(Reject::new(
-                            origin.map(|o| o.file.clone()).unwrap_or_default(),
-                            origin.map_or(0, |o| o.line),
-                            origin.map(|o| o.order_id.clone()),
-                            reason,
-                        ));
-                    }
-                    counters
-                        .diverged
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .extend(found);
+                // The orders left alone, each at its place among the batch's rejects.
+                let mut found = Vec::with_capacity(outcome.streams_diverged.len());
+                for (stream_id, why) in outcome.streams_diverged {
+                    let at = batch.streams.iter().position(|s| s.stream_id == stream_id);
+                    let origin = at.and_then(|at| batch.origins.get(at));
+                    let order = origin.map_or("?", |o| o.order_id.as_str());
+                    let told = at.map(|at| batch.streams[at].imported_from.as_str());
+                    let reason = diverged_reason(&store, stream_id, told, order, &why).await;
+                    let reject = Reject::new(
+                        origin.map(|o| o.file.clone()).unwrap_or_default(),
+                        origin.map_or(0, |o| o.line),
+                        origin.map(|o| o.order_id.clone()),
+                        reason,
+                    );
+                    // An order not found in the batch (never: the store names its streams)
+                    // after its rejects.
+                    found.push((origin.map_or(usize::MAX, |o| o.rejects_before), reject));
                 }
+                counters
+                    .orders_diverged
+                    .fetch_add(found.len() as u64, Atomic::Relaxed);
                 counters.batches.fetch_add(1, Atomic::Relaxed);
-                return lock_log(&rejects).committed(index);
+                let mut log = lock_log(&rejects);
+                log.join(index, found);
+                return log.committed(index);
             }
             Err(error) if error.is_transient() && started.elapsed() < Duration::from_secs(300) => {
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "a batch failed; retrying it");
@@ -796,21 +842,10 @@ pub async fn import_until(
         );
     }
     let mut counts = read?;
-    // Orders that could not be updated, found by the writers: after the reader's rejects, in
-    // the order of the export.
-    let mut diverged = std::mem::take(
-        &mut *counters
-            .diverged
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
-    if !diverged.is_empty() {
-        diverged.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-        counts.orders_rejected += diverged.len() as u64;
-        // After the reader's rejects (every batch committed), on the file this run holds
-        // locked.
-        lock_log(&rejects_log).write(diverged)?;
-    }
+    // The orders the writers left alone (their rejects written with their batches): rejected
+    // too, and counted in the progress row from now (its batches' figures, written in their
+    // transactions, could not count them).
+    counts.orders_rejected += counters.orders_diverged.load(Atomic::Relaxed);
     store
         .import_finish(
             &options.name,
@@ -911,6 +946,76 @@ mod tests {
             "rejects held per batch (count, bytes): {held:?}"
         );
         assert!(held.len() >= 2, "one batch: {held:?}");
+    }
+
+    /// The orders a batch left alone join its rejects each at its place in the export (by how
+    /// many of them were read before it; a CSV batch's rejects are of several tables, so not
+    /// sorted by file and line), and are written as it commits; a batch whose rejects a later
+    /// batch's commit wrote already has them written next.
+    #[test]
+    fn a_batch_s_orders_left_alone_join_its_rejects_in_the_order_of_the_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.rejects.jsonl");
+        let mut log = RejectsLog {
+            file: File::create(&path).unwrap(),
+            path: path.clone(),
+            held: std::collections::BTreeMap::new(),
+        };
+        let reject = |file: &str, line: u64| Reject::new(file.into(), line, None, String::new());
+        let written = || -> Vec<(String, u64)> {
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(|line| {
+                    let reject: Reject = serde_json::from_str(line).unwrap();
+                    (reject.file, reject.line)
+                })
+                .collect()
+        };
+        // Batch 0 read the order at orders.csv:3, a reject at order_lines.csv:9, the order at
+        // orders.csv:4, a reject at payments.csv:2 and the order at orders.csv:5; its append
+        // left the three orders alone (given here out of order).
+        log.hold(
+            0,
+            vec![reject("order_lines.csv", 9), reject("payments.csv", 2)],
+        );
+        log.hold(1, vec![reject("orders.csv", 7)]);
+        log.hold(2, vec![reject("orders.csv", 9)]);
+        log.join(
+            0,
+            vec![
+                (2, reject("orders.csv", 5)),
+                (0, reject("orders.csv", 3)),
+                (1, reject("orders.csv", 4)),
+            ],
+        );
+        log.committed(0).unwrap();
+        let want = |rejects: &[(&str, u64)]| -> Vec<(String, u64)> {
+            rejects.iter().map(|(f, l)| ((*f).to_owned(), *l)).collect()
+        };
+        assert_eq!(
+            written(),
+            want(&[
+                ("orders.csv", 3),
+                ("order_lines.csv", 9),
+                ("orders.csv", 4),
+                ("payments.csv", 2),
+                ("orders.csv", 5),
+            ])
+        );
+        assert_eq!(log.held.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        // Batch 2 commits before batch 1, whose order left alone then follows.
+        log.committed(2).unwrap();
+        log.join(1, vec![(0, reject("orders.csv", 6))]);
+        log.committed(1).unwrap();
+        assert_eq!(
+            written()[5..],
+            want(&[("orders.csv", 7), ("orders.csv", 9), ("orders.csv", 6)])
+        );
+        assert!(
+            log.held.is_empty(),
+            "nothing held once every batch committed"
+        );
     }
 
     /// A filesystem that takes no locks (some FUSE and network mounts answer flock with

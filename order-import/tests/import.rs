@@ -1703,3 +1703,279 @@ fn start_of(text: &str, bytes: usize) -> &str {
         .unwrap_or(0);
     &text[..end]
 }
+
+/// The JSON line `line` of a legacy order, its recipient changed: its OrderPlaced is no longer
+/// what the log holds of it, so an order imported from it before has diverged.
+fn with_recipient_changed(line: &str) -> String {
+    let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+    let recipient = record["ship_to"]["recipient"].as_str().unwrap().to_owned();
+    record["ship_to"]["recipient"] = serde_json::Value::String(format!("{recipient} Moved"));
+    record.to_string()
+}
+
+/// The lines of the rejects file at `path` that are whole (ending in a newline), read while a
+/// run may be writing it.
+fn whole_reject_lines(path: &Path) -> Vec<Reject> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// An order imported before whose record changed since (it diverged: left alone, and
+/// reported) is found by its batch's append: its reject goes to the rejects file with that
+/// batch, in the order of the export among the rejects of the records read with it, and is
+/// not held in memory until the run ends. The run's summary and its progress row count it
+/// once.
+#[tokio::test]
+async fn a_diverged_orders_reject_is_written_with_its_batch_not_held_until_the_run_ends() {
+    use order_import::source::JsonLines;
+
+    let setup = setup().await;
+    let (input, generated, _) = export(setup.dir.path(), Format::Jsonl, 6, 0, 17);
+    let (first, _) = run(&setup, &input, Format::Jsonl, "held").await;
+    assert_eq!(first.orders_imported, generated.good);
+    let good: Vec<String> = std::fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // Batches of two orders: [1*, (2), 3], [(4), 5, 6*], then the gate, then [7, (8), 9*]
+    // (* a changed order, (n) a line that is no JSON).
+    let text = [
+        with_recipient_changed(&good[0]),
+        "not json 2".into(),
+        good[1].clone(),
+        "not json 4".into(),
+        good[2].clone(),
+        with_recipient_changed(&good[3]),
+        good[4].clone(),
+        "not json 8".into(),
+        with_recipient_changed(&good[5]),
+    ]
+    .join("\n");
+    let size = text.len() as u64;
+    let (reached, reached_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release) = std::sync::mpsc::channel();
+    let source = Gated {
+        inner: Box::new(JsonLines::new(
+            std::io::Cursor::new(text.into_bytes()),
+            "changed.jsonl".into(),
+            size,
+        )),
+        read: 0,
+        gate: 6,
+        reached: Some(reached),
+        release,
+    };
+    let mut options = Options::new("held");
+    options.rejects = setup.dir.path().join("changed.rejects.jsonl");
+    options.batch_orders = 2;
+    options.writers = 1;
+    let batches_before = setup
+        .store
+        .import_status("held")
+        .await
+        .unwrap()
+        .unwrap()
+        .batches;
+    // Once the reader waits at the gate and the second batch committed (one writer: the
+    // first batch's writer, its rejects' write included, was done before the second began),
+    // the rejects file is read; then the reader goes on and the run finishes.
+    let store = setup.store.clone();
+    let rejects_path = options.rejects.clone();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let watch = async move {
+        reached_rx.await.unwrap();
+        let waited = std::time::Instant::now();
+        while store
+            .import_status("held")
+            .await
+            .unwrap()
+            .is_none_or(|record| record.batches < batches_before + 2)
+        {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(60),
+                "the second batch did not commit in 60 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        seen_tx.send(whole_reject_lines(&rejects_path)).unwrap();
+        release_tx.send(()).unwrap();
+        std::future::pending::<()>().await;
+    };
+    let summary = order_import::run::import_until(&setup.store, Box::new(source), &options, watch)
+        .await
+        .unwrap();
+    let midway = seen_rx.await.unwrap();
+    let lines = |rejects: &[Reject]| rejects.iter().map(|r| r.line).collect::<Vec<_>>();
+    assert!(
+        lines(&midway).starts_with(&[1, 2]),
+        "once the first batch committed, the rejects file holds its diverged order (line 1) \
+         before the line read after it (2): {midway:#?}"
+    );
+    let rejects: Vec<Reject> = read_lines(&options.rejects);
+    assert_eq!(lines(&rejects), [1, 2, 4, 6, 8, 9], "{rejects:#?}");
+    assert!(rejects.starts_with(&midway), "{midway:#?}\n{rejects:#?}");
+    for reject in rejects.iter().filter(|r| [1, 6, 9].contains(&r.line)) {
+        assert!(
+            reject
+                .reason
+                .contains("was imported before and its imported event 1 (OrderPlaced)")
+                && reject.order_id.is_some(),
+            "{reject:?}"
+        );
+    }
+    assert_eq!(
+        (
+            summary.orders_read,
+            summary.orders_rejected,
+            summary.rejected,
+            summary.orders_present
+        ),
+        (9, 6, 6, 3),
+        "{summary:?}"
+    );
+    let record = setup.store.import_status("held").await.unwrap().unwrap();
+    assert_eq!(
+        (record.orders_read, record.orders_rejected),
+        (9, 6),
+        "{record:?}"
+    );
+}
+
+/// A re-import of a changed export, stopped by SIGTERM after some batches committed, leaves a
+/// rejects file that names the diverged orders (imported before, their records changed since)
+/// of the batches committed, in the order of the export with the other rejects, and none of
+/// those read ahead; the progress row counts the other rejects (the diverged orders are
+/// counted in it once a run finishes).
+#[tokio::test]
+async fn a_stopped_reimport_of_a_changed_export_leaves_the_diverged_rejects_of_its_committed_batches()
+ {
+    let setup = setup().await;
+    let (input, _, expected) = export(setup.dir.path(), Format::Jsonl, 3_000, 100, 23);
+    let lines: Vec<String> = std::fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 3_000, "one record a line");
+    let bad: BTreeSet<u64> = expected.iter().map(|e| e.line).collect();
+    // The earlier export: every other good record. The later one: the whole export, with the
+    // records of every fourth order imported from the earlier one changed (they diverge), and
+    // the orders the earlier one did not have to append (paced by --max-rate).
+    let imported: Vec<u64> = (1..=lines.len() as u64)
+        .filter(|line| !bad.contains(line))
+        .step_by(2)
+        .collect();
+    let changed: BTreeSet<u64> = imported.iter().copied().step_by(4).collect();
+    let earlier = setup.dir.path().join("earlier.jsonl");
+    let earlier_text: Vec<&str> = imported
+        .iter()
+        .map(|&line| lines[line as usize - 1].as_str())
+        .collect();
+    std::fs::write(&earlier, earlier_text.join("\n")).unwrap();
+    let (first, _) = run(&setup, &earlier, Format::Jsonl, "changed").await;
+    assert_eq!(first.orders_imported, imported.len() as u64);
+    let later = setup.dir.path().join("later.jsonl");
+    let later_text: Vec<String> = lines
+        .iter()
+        .zip(1u64..)
+        .map(|(text, line)| {
+            if changed.contains(&line) {
+                with_recipient_changed(text)
+            } else {
+                text.clone()
+            }
+        })
+        .collect();
+    std::fs::write(&later, later_text.join("\n")).unwrap();
+    let batches_before = setup
+        .store
+        .import_status("changed")
+        .await
+        .unwrap()
+        .unwrap()
+        .batches;
+
+    let rejects = setup.dir.path().join("later.rejects.jsonl");
+    // The rate bounds how fast it can go (some 10 s for the orders it appends), so the signal
+    // arrives mid-run.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_order-import"))
+        .args(["run", "--name", "changed", "--no-progress", "--input"])
+        .arg(&later)
+        .arg("--rejects")
+        .arg(&rejects)
+        .args(["--batch-orders", "20", "--max-rate", "1000"])
+        .env("DATABASE_URL", setup.db.url())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Signal once a few batches committed.
+    let waited = std::time::Instant::now();
+    while setup
+        .store
+        .import_status("changed")
+        .await
+        .unwrap()
+        .is_none_or(|record| record.batches < batches_before + 5)
+    {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(60),
+            "no batches committed in 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped by a signal"), "{stderr}");
+
+    // Every batch taken committed: the records through the last one's are those the progress
+    // row says were read, and their rejects are the file's, in the order of the export.
+    let record = setup.store.import_status("changed").await.unwrap().unwrap();
+    assert!(record.finished_at.is_none(), "{record:?}");
+    let read = record.orders_read;
+    assert!(
+        read < lines.len() as u64,
+        "stopped mid-run: {read} records read"
+    );
+    let diverged: Vec<u64> = changed.iter().copied().filter(|&l| l <= read).collect();
+    assert!(diverged.len() >= 5, "{read} records read: {diverged:?}");
+    let want: Vec<u64> = bad
+        .iter()
+        .copied()
+        .filter(|&l| l <= read)
+        .chain(diverged.iter().copied())
+        .collect::<BTreeSet<u64>>()
+        .into_iter()
+        .collect();
+    let reported: Vec<Reject> = read_lines(&rejects);
+    assert_eq!(
+        reported.iter().map(|r| r.line).collect::<Vec<_>>(),
+        want,
+        "the rejects of the records through line {read} (diverged: {diverged:?})"
+    );
+    for reject in reported.iter().filter(|r| changed.contains(&r.line)) {
+        assert!(
+            reject.reason.contains(
+                "its imported event 1 (OrderPlaced) is not what the legacy record tells now"
+            ),
+            "{reject:?}"
+        );
+    }
+    assert_eq!(
+        record.orders_rejected + diverged.len() as u64,
+        reported.len() as u64,
+        "the progress row counts the other rejects: {record:?}"
+    );
+}
