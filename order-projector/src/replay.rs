@@ -760,6 +760,22 @@ impl Rebuild<'_> {
                 self.renew(Some(&live)).await?;
             }
 
+            // The rows, counted in the shadow tables now that nothing more is applied to them
+            // (nothing else writes there: the rebuild lease), before the swap's transaction,
+            // so that it holds back neither the log fence nor the rebuild lease's row for the
+            // count: a failure to count fails before the swap, and live readers do not wait
+            // for it.
+            let mut rows = Vec::new();
+            for table in &self.schema.tables {
+                let row = client
+                    .query_one(
+                        &format!("SELECT count(*) FROM {}", &shadow[table.name()]),
+                        &[],
+                    )
+                    .await?;
+                rows.push((table.name().to_owned(), row.try_get::<_, i64>(0)? as u64));
+            }
+
             // Phase 5: the swap, fenced by both leases: a rebuild that lost its rebuild lease
             // meanwhile (to one that started over in the same shadow tables) swaps nothing.
             // Both leases renewed first. The swap's transaction locks the rebuild lease's row
@@ -770,20 +786,6 @@ impl Rebuild<'_> {
             let tx = long_transaction(&mut client).await?;
             verify_read(&tx, rebuild, written, cursor, &unwritten).await?;
             advance_checkpoint(&tx, self.rebuild_lease, written, cursor, 0, None).await?;
-            // The rows are counted in the shadow tables, in the swap's transaction and before
-            // its locks (nothing else writes there: the rebuild lease): a failure to count
-            // fails the swap too, so a replay reported failed never swapped, and live readers
-            // do not wait for the count.
-            let mut rows = Vec::new();
-            for table in &self.schema.tables {
-                let row = tx
-                    .query_one(
-                        &format!("SELECT count(*) FROM {}", &shadow[table.name()]),
-                        &[],
-                    )
-                    .await?;
-                rows.push((table.name().to_owned(), row.try_get::<_, i64>(0)? as u64));
-            }
             tables::swap(&tx, &name, self.schema, previous.as_ref(), patience).await?;
             advance_checkpoint(&tx, &live, live_checkpoint, cursor, 0, None).await?;
             tx.commit().await?;

@@ -282,8 +282,9 @@ impl StoreConfig {
         Pool::builder(manager)
             .max_size(self.pool_size.max(1))
             .wait_timeout(Some(self.pool_wait()))
-            // Every host's time in turn (the connector bounds each), with a margin so that
-            // the connector's own answer, which says why, comes first.
+            // Every host's time in turn (the connector bounds each) and, for several hosts,
+            // one look at every host first (one at most: see the `connect` module), with a
+            // margin so that the connector's own answer, which says why, comes first.
             .create_timeout(Some(whole + Duration::from_secs(1)))
             .recycle_timeout(Some(self.connect_timeout))
             .pre_recycle(crate::recycle::pre_recycle_hook())
@@ -329,11 +330,16 @@ impl StoreConfig {
     /// One connection outside the pool (migrations, LISTEN, readiness), made host by host
     /// (see [`StoreConfig::connector`]).
     pub async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
+        let writes = self
+            .pg_config()
+            .is_ok_and(|config| crate::connect::for_writing(&config));
         let (client, connection) = self.connect_with_connection().await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "database connection ended");
-                crate::connect::connection_lost();
+                if writes {
+                    crate::connect::connection_ended(&error);
+                }
             }
         });
         Ok(client)

@@ -15,7 +15,7 @@
 //! one meeting a second failover, is not fooled either.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Connect;
@@ -98,26 +98,56 @@ fn one_host(config: &Config, index: usize) -> Config {
     one
 }
 
-/// The highest timeline this process's connections for writing to one set of servers have
-/// met (0: none yet), and the server change (see [`SERVER_CHANGES`]) after which every host was
-/// last looked at with a writable one found (`None`: never; see [`survey`]).
+/// What this process knows of one set of servers' timelines (see [`timelines_for`]).
 #[derive(Debug, Default)]
-pub(crate) struct Timelines(AtomicU32, tokio::sync::Mutex<Option<u64>>);
+pub(crate) struct Timelines {
+    /// The highest timeline its connections for writing met (0: none yet).
+    highest: AtomicU32,
+    /// Held by the look at every host under way ([`survey`]); holds the server change (see
+    /// [`SERVER_CHANGES`]) after which the last look found a writable host (`None`: never).
+    survey: tokio::sync::Mutex<Option<u64>>,
+    /// How many looks at every host ended, whatever they found.
+    surveys: AtomicU64,
+}
 
 /// How many times this process has learnt that a database server changed (it refused a
 /// write, was shutting down, or did not answer: see the `recycle` module). Each is a possible
 /// failover, after which the hosts are looked at again before the next connection for writing:
 /// a second failover's old primary, come back writable on the timeline the process knows,
 /// would otherwise be taken.
-pub(crate) static SERVER_CHANGES: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
+pub(crate) static SERVER_CHANGES: AtomicU64 = AtomicU64::new(0);
 
-/// A connection of the process ended with an error (its server crashed, restarted, or an
-/// administrator ended it): perhaps a failover. The next connection for writing looks at
-/// every host again (the pools are not emptied for it: their other connections end by
-/// themselves if their server is gone).
+/// A sign of a possible failover: the next connection for writing looks at every host again
+/// (the pools are not emptied for it: see [`connection_ended`] and the `recycle` module).
 pub(crate) fn connection_lost() {
     SERVER_CHANGES.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A connection for writing ended with `error`: a sign of a failover when its server went
+/// away (the connection broke or closed without a word: a crash, a network cut) or is
+/// shutting down (SQLSTATE 57P01-57P03), not when the server ended an idle session by its own
+/// settings (57P05 `idle_session_timeout`, 25P03 `idle_in_transaction_session_timeout`) or
+/// for any other reason it gave.
+pub(crate) fn connection_ended(error: &tokio_postgres::Error) {
+    use tokio_postgres::error::SqlState;
+    let sign = match error.code() {
+        None => true,
+        Some(code) => [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code),
+    };
+    if sign {
+        connection_lost();
+    }
+}
+
+/// Whether connections made with `config` are for writing (and so fenced, and their end a
+/// sign worth a look at every host: a standby's ends are not).
+pub(crate) fn for_writing(config: &Config) -> bool {
+    config.get_target_session_attrs() == tokio_postgres::config::TargetSessionAttrs::ReadWrite
 }
 
 /// The memory of timelines for the servers `config` names: one per list of hosts and ports in
@@ -196,12 +226,41 @@ where
             error = &mut drive => return Err(error),
         }
     };
-    let highest = fence.0.fetch_max(line, Ordering::SeqCst).max(line);
+    let previous = fence.highest.fetch_max(line, Ordering::SeqCst);
+    let highest = previous.max(line);
     if line < highest {
         passed_over(index, line, highest);
         return Ok(None);
     }
+    if previous != 0 && line > previous {
+        // A server on a later timeline than every connection of the process was made on:
+        // those may be on the server behind it (an old primary), and must write no more. Each
+        // is replaced at its next checkout, as after any server change; LISTEN and readiness
+        // connect again. (One opened after this instant was made knowing the new timeline.)
+        tracing::warn!(
+            host = index,
+            timeline = line,
+            previous,
+            "a writable database server is on a later timeline than the servers this process \
+             wrote to (a failover): its connections to them are replaced"
+        );
+        crate::recycle::discard_connections_opened_before_now(
+            crate::recycle::Reason::NewerTimeline,
+        );
+    }
     Ok(Some((client, connection, line)))
+}
+
+/// Whether a connection made on `line` is still on no older timeline than `fence` knows: a
+/// look at every host elsewhere in the process may have met a later one since it was checked.
+fn still_current(fence: Option<&Timelines>, index: usize, line: u32) -> bool {
+    let Some(fence) = fence else { return true };
+    let highest = fence.highest.load(Ordering::SeqCst);
+    if line < highest {
+        passed_over(index, line, highest);
+        return false;
+    }
+    true
 }
 
 /// Say that host `index`, writable on timeline `line`, is passed over for being behind.
@@ -231,9 +290,7 @@ where
     T: MakeTlsConnect<Socket> + Clone,
 {
     // Only connections that must take writes are fenced: a standby has no current WAL.
-    let fence = fence.filter(|_| {
-        config.get_target_session_attrs() == tokio_postgres::config::TargetSessionAttrs::ReadWrite
-    });
+    let fence = fence.filter(|_| for_writing(config));
     let hosts = host_count(config);
     if let Some(fence) = fence
         && hosts > 1
@@ -251,7 +308,11 @@ where
             &one
         };
         match tokio::time::timeout(per_host, connect_one(config, index, tls.clone(), fence)).await {
-            Ok(Ok(Some((client, connection, _)))) => return Ok((client, connection)),
+            Ok(Ok(Some((client, connection, line)))) => {
+                if still_current(fence, index, line) {
+                    return Ok((client, connection));
+                }
+            }
             Ok(Ok(None)) => {}
             Ok(Err(error)) => said = Some(error),
             Err(_) => tracing::debug!(host = index, "database host did not answer in time"),
@@ -267,9 +328,11 @@ where
 /// host's connection among those on it. So the choice passes over an old primary back
 /// writable, named first, even in a process started after the promotion (which has written
 /// nowhere yet), and the first connection takes one host's time, not that and then every
-/// host's in turn. `None`: no look was due (go host by host); an error: no host was writable
-/// and on the highest timeline (the last host's that said why, else a timeout), and the hosts
-/// are looked at again next time.
+/// host's in turn. One look at a time per set of servers; connections that waited for it go
+/// host by host with what it found, so that none waits for more than one look. `None`: no
+/// look was due (go host by host); an error: no host was writable and on the highest timeline
+/// (the last host's that said why, else a timeout), and the next connection that did not wait
+/// for this look looks again.
 async fn survey<T>(
     config: &Config,
     tls: &T,
@@ -279,9 +342,12 @@ async fn survey<T>(
 where
     T: MakeTlsConnect<Socket> + Clone,
 {
-    let mut surveyed = fence.1.lock().await;
+    let ended = fence.surveys.load(Ordering::SeqCst);
+    let mut surveyed = fence.survey.lock().await;
     let changes = SERVER_CHANGES.load(Ordering::SeqCst);
-    if *surveyed == Some(changes) {
+    // Looked at since the last sign, or while this waited (whatever that look found: its
+    // timelines stand, and the hosts in turn are tried with them): not again.
+    if *surveyed == Some(changes) || fence.surveys.load(Ordering::SeqCst) != ended {
         return None;
     }
     let looks = (0..host_count(config)).map(|index| {
@@ -293,7 +359,8 @@ where
         }
     });
     let answers = futures::future::join_all(looks).await;
-    let highest = fence.0.load(Ordering::SeqCst);
+    fence.surveys.fetch_add(1, Ordering::SeqCst);
+    let highest = fence.highest.load(Ordering::SeqCst);
     let mut chosen = None;
     let mut said = None;
     for (index, answer) in answers.into_iter().enumerate() {
@@ -365,12 +432,15 @@ where
         let per_host = self.per_host;
         let fence = self.fence.clone();
         Box::pin(async move {
+            let writes = fence.is_some() && for_writing(&pg_config);
             let (client, connection) =
                 host_by_host(&pg_config, tls, per_host, fence.as_deref()).await?;
             let task = tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "database connection ended");
-                    connection_lost();
+                    if writes {
+                        connection_ended(&error);
+                    }
                 }
             });
             Ok((client, task))

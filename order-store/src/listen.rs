@@ -138,7 +138,7 @@ async fn listen_once(
                 Some(Ok(AsyncMessage::Notification(_))) => sender.send_modify(|n| *n += 1),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    crate::connect::connection_lost();
+                    crate::connect::connection_ended(&e);
                     return Err(e.into());
                 }
                 None => {

@@ -6,7 +6,9 @@
 //! When one call learns that its server refuses writes (SQLSTATE 25006), is shutting down
 //! (57P01, 57P02, 57P03), or did not answer at all within the client-side time limit, every
 //! connection of the process opened before that moment is suspect: they were opened to the same
-//! server. Each is discarded at its next checkout instead of being used, and the pool opens a
+//! server. The same when a new connection meets a writable server on a later timeline than
+//! the process wrote on (see the `connect` module): the others may be on the old primary.
+//! Each is discarded at its next checkout instead of being used, and the pool opens a
 //! new one, which finds the current primary (`target_session_attrs=read-write`, see
 //! [`crate::StoreConfig::server`]).
 //!
@@ -41,16 +43,25 @@ pub(crate) enum Reason {
     ShuttingDown,
     /// A call got no answer at all within the client-side limit.
     NoAnswer,
+    /// A writable server on a later timeline than those the process wrote to (a failover):
+    /// its connections may be on the old primary.
+    NewerTimeline,
 }
 
 impl Reason {
-    const ALL: [Self; 3] = [Self::ReadOnly, Self::ShuttingDown, Self::NoAnswer];
+    const ALL: [Self; 4] = [
+        Self::ReadOnly,
+        Self::ShuttingDown,
+        Self::NoAnswer,
+        Self::NewerTimeline,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
             Self::ReadOnly => "read_only",
             Self::ShuttingDown => "shutting_down",
             Self::NoAnswer => "no_answer",
+            Self::NewerTimeline => "newer_timeline",
         }
     }
 }

@@ -421,7 +421,7 @@ async fn assert_metrics(stack: &Stack, placed: f64) {
         );
     }
     // The store's rare counters are there before the first change, as in order-grpc.
-    for reason in ["read_only", "shutting_down", "no_answer"] {
+    for reason in ["read_only", "shutting_down", "no_answer", "newer_timeline"] {
         assert_eq!(
             metric(
                 &projector,

@@ -615,3 +615,183 @@ async fn after_a_server_change_the_hosts_are_looked_at_again() {
     // Promoted before the first append: it has the three later ones only.
     assert_eq!(count(&promoted), 3);
 }
+
+/// The look at every host after a sign of a failover (here one pooled connection of four
+/// ended by an administrator) meets a server on a later timeline: every connection the process
+/// made before that, to the server behind, is replaced too, so that no later write goes there.
+/// Before, the pool's three other connections went on writing to the server behind while new
+/// ones wrote to the later one: one process, two logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_timeline_met_retires_every_connection_made_before() {
+    let first = migrated_cluster().await;
+    let promoted = blocking(|| first.start_standby(Replication::Asynchronous));
+    blocking(|| promoted.wait_replayed(&first, Duration::from_secs(30)));
+    blocking(|| promoted.promote());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while blocking(|| promoted.in_recovery()) {
+        assert!(Instant::now() < deadline, "the standby was not promoted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    blocking(|| promoted.stop(order_testkit::pg::StopMode::Fast));
+    let url = PrivateCluster::multi_host_url(&[&first, &promoted], "orders", "");
+    let mut config = StoreConfig::new(url);
+    config.connect_timeout = Duration::from_secs(2);
+    config.pool_wait_timeout = Duration::from_secs(2);
+    config.pool_size = 4;
+    let store = EventStore::new(config.clone()).unwrap();
+    // The server each of the pool's four connections is on (its port), all taken at once. A
+    // connection ended by the server may be handed out before its end was read: it fails
+    // once (as a call on it would), and is not handed out again.
+    let ports = || async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        'again: loop {
+            let held: Vec<_> = futures::future::join_all((0..4).map(|_| store.connection()))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            let mut ports = Vec::new();
+            for client in &held {
+                match client.query_one("SELECT inet_server_port()", &[]).await {
+                    Ok(row) => ports.push(u16::try_from(row.get::<_, i32>(0)).unwrap()),
+                    Err(error) if error.is_closed() && Instant::now() < deadline => {
+                        drop(held);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue 'again;
+                    }
+                    Err(error) => panic!("{error}"),
+                }
+            }
+            ports.sort_unstable();
+            return ports;
+        }
+    };
+    assert_eq!(ports().await, [first.port(); 4]);
+    append_retrying(&store, "before", Duration::ZERO).await;
+    let count = |cluster: &PrivateCluster| -> i64 {
+        blocking(|| cluster.psql("orders", "SELECT count(*) FROM orders.events"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(count(&first), 1);
+
+    blocking(|| promoted.start_again());
+    // One of the store's connections is ended by an administrator: a sign.
+    let ended = blocking(|| {
+        first.psql(
+            "postgres",
+            "SELECT count(pg_terminate_backend(pid)) FROM (SELECT pid FROM pg_stat_activity \
+             WHERE datname = 'orders' AND pid <> pg_backend_pid() LIMIT 1) AS one",
+        )
+    });
+    assert_eq!(ended, "1");
+    // Its replacement, once the pool has noticed it closed, looks at every host.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = ports().await;
+        if now.contains(&promoted.port()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no connection to the later timeline: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // At their next use, the three made before are replaced as well.
+    assert_eq!(
+        ports().await,
+        [promoted.port(); 4],
+        "connections made before the later timeline was met are still on the server behind"
+    );
+    for _ in 0..3 {
+        let appends = (0..4).map(|_| append_retrying(&store, "after", Duration::from_secs(30)));
+        futures::future::join_all(appends).await;
+    }
+    assert_eq!(count(&first), 1, "a write went to the server behind");
+    assert_eq!(count(&promoted), 12);
+}
+
+/// A session the server ends by its own settings (here `idle_session_timeout`, SQLSTATE
+/// 57P05) is no sign of a failover: its replacement goes host by host, without a look at
+/// every host (which waits out a silent one). Before, every connection that ended with an
+/// error made the next one look, so a server's idle timeouts cost each new connection the
+/// silent host's whole time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_server_ended_as_idle_is_no_sign_of_a_failover() {
+    let live = migrated_cluster().await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    // The silent host second: host by host, the live one answers at once.
+    let url = live.url("orders").replacen(
+        &format!("127.0.0.1:{}/", live.port()),
+        &format!("127.0.0.1:{},127.0.0.1:{silent_port}/", live.port()),
+        1,
+    );
+    assert_ne!(url, live.url("orders"));
+    let mut config = StoreConfig::new(url);
+    config.connect_timeout = Duration::from_secs(2);
+    config.pool_size = 1;
+    let store = EventStore::new(config).unwrap();
+    let client = store.connection().await.unwrap();
+    client
+        .batch_execute("SET idle_session_timeout = '200ms'")
+        .await
+        .unwrap();
+    drop(client);
+    let sessions = || -> i64 {
+        blocking(|| {
+            live.psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'orders'",
+            )
+        })
+        .parse()
+        .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sessions() > 0 {
+        assert!(Instant::now() < deadline, "the idle session was not ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let client = store.connection().await.unwrap();
+    let took = started.elapsed();
+    client.simple_query("SELECT 1").await.unwrap();
+    // A look at every host takes the silent host's 2 s.
+    assert!(took < Duration::from_millis(1_500), "took {took:?}");
+    drop(silent);
+}
+
+/// Connections waiting while every host is looked at do not each look again when the look
+/// found nothing writable: each waits for one look at most, then tries the hosts in turn, and
+/// the whole stays within `connect_time()`. Before, the k-th waiter waited for k looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_waiting_for_a_look_at_every_host_do_not_each_look_again() {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "postgres://u:p@127.0.0.1:{},127.0.0.1:{}/orders",
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port()
+    );
+    let mut config = StoreConfig::new(url);
+    config.connect_timeout = Duration::from_secs(1);
+    // A look (1 s) and the hosts in turn (2 s).
+    assert_eq!(config.connect_time(), Duration::from_secs(3));
+    let tries = (0..6).map(|_| {
+        let config = config.clone();
+        async move {
+            let started = Instant::now();
+            let outcome = config.connect().await;
+            (outcome.is_err(), started.elapsed())
+        }
+    });
+    let outcomes = futures::future::join_all(tries).await;
+    for (failed, took) in &outcomes {
+        assert!(failed);
+        // At most 3 s each; the sixth waited for six looks (6 s).
+        assert!(*took < Duration::from_millis(4_500), "{outcomes:?}");
+    }
+    drop((a, b));
+}
