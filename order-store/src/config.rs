@@ -266,6 +266,11 @@ impl StoreConfig {
     ) -> Result<Pool, Error> {
         let pg_config = self.pg_config()?;
         let whole = crate::connect::whole_time(&pg_config, self.connect_timeout);
+        let writes = crate::connect::for_writing(&pg_config);
+        let check = timelines
+            .as_ref()
+            .filter(|_| writes)
+            .map(|timelines| crate::connect::timeline_hook(timelines.clone()));
         let connector = match timelines {
             Some(timelines) => self.connector()?.fenced(timelines),
             None => self.connector()?,
@@ -279,7 +284,12 @@ impl StoreConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        Pool::builder(manager)
+        let builder = Pool::builder(manager);
+        let builder = match check {
+            Some(check) => builder.post_create(check),
+            None => builder,
+        };
+        builder
             .max_size(self.pool_size.max(1))
             .wait_timeout(Some(self.pool_wait()))
             // Every host's time in turn (the connector bounds each) and, for several hosts,

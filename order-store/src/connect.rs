@@ -99,7 +99,7 @@ fn one_host(config: &Config, index: usize) -> Config {
 }
 
 /// What this process knows of one set of servers' timelines (see [`timelines_for`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Timelines {
     /// The highest timeline its connections for writing met (0: none yet).
     highest: AtomicU32,
@@ -108,6 +108,21 @@ pub(crate) struct Timelines {
     survey: tokio::sync::Mutex<Option<u64>>,
     /// How many looks at every host ended, whatever they found.
     surveys: AtomicU64,
+    /// The host the last look chose, tried first by the connections that go host by host
+    /// (`usize::MAX`: none yet): after a failover, the promoted server, not a silent old
+    /// primary named before it.
+    chosen: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Timelines {
+    fn default() -> Self {
+        Self {
+            highest: AtomicU32::new(0),
+            survey: tokio::sync::Mutex::new(None),
+            surveys: AtomicU64::new(0),
+            chosen: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 /// How many times this process has learnt that a database server changed (it refused a
@@ -299,7 +314,13 @@ where
         return surveyed;
     }
     let mut said = None;
-    for index in 0..hosts {
+    // The host the last look at every host chose first, then the others in their order.
+    let chosen = fence.map_or(usize::MAX, |fence| fence.chosen.load(Ordering::SeqCst));
+    let first = (chosen < hosts).then_some(chosen);
+    let order = first
+        .into_iter()
+        .chain((0..hosts).filter(|&index| Some(index) != first));
+    for index in order {
         let one;
         let config = if hosts == 1 {
             config
@@ -370,7 +391,7 @@ where
                     // Taken before a later server showed a higher timeline.
                     passed_over(index, line, highest);
                 } else if chosen.is_none() {
-                    chosen = Some((client, connection));
+                    chosen = Some((index, client, connection));
                 }
                 // Any other is closed as it is dropped.
             }
@@ -380,14 +401,47 @@ where
         }
     }
     match chosen {
-        Some(connected) => {
+        Some((index, client, connection)) => {
+            fence.chosen.store(index, Ordering::SeqCst);
             *surveyed = Some(changes);
-            Some(Ok(connected))
+            Some(Ok((client, connection)))
         }
         None => Some(Err(
             said.unwrap_or_else(tokio_postgres::Error::__private_api_timeout)
         )),
     }
+}
+
+/// The pool hook, for a pool of connections for writing, that checks a new connection once
+/// the pool has noted its creation: on no older timeline than the process knows now. The
+/// check when it was made came before that instant, and a later timeline met in between (by
+/// another connection's look at every host) marks only the connections created before the
+/// mark: this one would escape it, and write to the server behind. Refused, the pool's caller
+/// is told the store is unavailable, and its retry connects again. One query per new
+/// connection.
+pub(crate) fn timeline_hook(fence: Arc<Timelines>) -> deadpool_postgres::Hook {
+    deadpool_postgres::Hook::async_fn(move |client, _| {
+        let fence = fence.clone();
+        Box::pin(async move {
+            let line = timeline(client)
+                .await
+                .map_err(deadpool_postgres::HookError::Backend)?;
+            let highest = fence.highest.load(Ordering::SeqCst);
+            if line < highest {
+                tracing::error!(
+                    timeline = line,
+                    highest,
+                    "a new database connection's server is on an older timeline than another \
+                     of the URL's servers this process met, found after it was made: refused"
+                );
+                return Err(deadpool_postgres::HookError::message(
+                    "the new connection's server is on an older timeline than another the \
+                     process met (an old primary?)",
+                ));
+            }
+            Ok(())
+        })
+    })
 }
 
 /// The pool's way to open a connection: host by host, each host given its time, with its

@@ -36,7 +36,9 @@ impl ReadinessProbe {
             // the stale one in place to answer the next round as if it were new.
             self.client = None;
             self.opened = std::time::Instant::now();
-            let connect = tokio::time::timeout(self.config.connect_time(), self.config.connect());
+            // With a margin, so that the connector's own answer, which says why, comes first.
+            let limit = self.config.connect_time() + Duration::from_secs(1);
+            let connect = tokio::time::timeout(limit, self.config.connect());
             self.client = match connect.await {
                 Ok(Ok(client)) => Some(client),
                 Ok(Err(e)) => return Err(format!("database: {e}")),

@@ -82,8 +82,11 @@ pub fn register_metrics() {
 pub(crate) fn discard_connections_opened_before_now(reason: Reason) {
     let now = nanos_since_base(Instant::now()).max(1);
     DISCARD_BEFORE.fetch_max(now, Ordering::Relaxed);
-    // A possible failover: the next connection for writing looks at every host again.
-    crate::connect::connection_lost();
+    // A possible failover: the next connection for writing looks at every host again (not
+    // for a later timeline met: that was a look, or a connection, that found it already).
+    if reason != Reason::NewerTimeline {
+        crate::connect::connection_lost();
+    }
     metrics::counter!("order_db_server_changes_total", "reason" => reason.as_str()).increment(1);
     // One warning per burst: every call that was in flight reports the same change.
     let last = LAST_WARNING.load(Ordering::Relaxed);

@@ -795,3 +795,30 @@ async fn connections_waiting_for_a_look_at_every_host_do_not_each_look_again() {
     }
     drop((a, b));
 }
+
+/// Connections that waited for the look at every host try first the host it chose: past a
+/// silent host named first (an old primary gone after a failover), each takes about the look's
+/// time. Before, each then began again with the silent host, and took its time twice: more
+/// than an append's whole limit with the default settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_waited_for_a_look_try_the_host_it_chose_first() {
+    let live = migrated_cluster().await;
+    let (silent, url) = silent_host_first(&live);
+    let mut config = StoreConfig::new(url);
+    config.connect_timeout = Duration::from_secs(2);
+    config.pool_size = 4;
+    let store = EventStore::new(config).unwrap();
+    let started = Instant::now();
+    let held: Vec<_> = futures::future::join_all((0..4).map(|_| async {
+        let connection = store.connection().await;
+        (connection, started.elapsed())
+    }))
+    .await;
+    for (connection, took) in &held {
+        assert!(connection.is_ok(), "{connection:?}");
+        // The look (2 s, the silent host's) and a local connection; before, 4 s and more.
+        assert!(*took < Duration::from_millis(3_500), "took {took:?}");
+    }
+    drop(held);
+    drop(silent);
+}
