@@ -1413,6 +1413,36 @@ struct Gated {
     release: std::sync::mpsc::Receiver<()>,
 }
 
+impl Gated {
+    /// `text` read as the JSON Lines file `file`, held at record `gate`: the receiver hears
+    /// when the reader got there, and the sender lets it go on.
+    fn over(
+        text: String,
+        file: &str,
+        gate: usize,
+    ) -> (
+        Self,
+        tokio::sync::oneshot::Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let size = text.len() as u64;
+        let (reached, reached_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release) = std::sync::mpsc::channel();
+        let source = Self {
+            inner: Box::new(order_import::source::JsonLines::new(
+                std::io::Cursor::new(text.into_bytes()),
+                file.into(),
+                size,
+            )),
+            read: 0,
+            gate,
+            reached: Some(reached),
+            release,
+        };
+        (source, reached_rx, release_tx)
+    }
+}
+
 impl order_import::source::Source for Gated {
     fn next_record(&mut self) -> Option<std::io::Result<order_import::source::Record>> {
         if self.read == self.gate {
@@ -1435,8 +1465,6 @@ impl order_import::source::Source for Gated {
 /// of records read ahead of it (they are read again, and reported, by the next run).
 #[tokio::test]
 async fn a_stopped_run_leaves_the_rejects_of_the_batches_committed_as_the_progress_row_counts() {
-    use order_import::source::JsonLines;
-
     let setup = setup().await;
     let (input, _, _) = export(setup.dir.path(), Format::Jsonl, 8, 0, 11);
     let good: Vec<String> = std::fs::read_to_string(&input)
@@ -1456,20 +1484,7 @@ async fn a_stopped_run_leaves_the_rejects_of_the_batches_committed_as_the_progre
         &good[3],
     ]
     .join("\n");
-    let size = text.len() as u64;
-    let (reached, reached_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release) = std::sync::mpsc::channel();
-    let source = Gated {
-        inner: Box::new(JsonLines::new(
-            std::io::Cursor::new(text.into_bytes()),
-            "gated.jsonl".into(),
-            size,
-        )),
-        read: 0,
-        gate: 6,
-        reached: Some(reached),
-        release,
-    };
+    let (source, reached_rx, release_tx) = Gated::over(text, "gated.jsonl", 6);
     let mut options = Options::new("gated");
     options.rejects = setup.dir.path().join("gated.rejects.jsonl");
     options.batch_orders = 2;
@@ -1731,8 +1746,6 @@ fn whole_reject_lines(path: &Path) -> Vec<Reject> {
 /// once.
 #[tokio::test]
 async fn a_diverged_orders_reject_is_written_with_its_batch_not_held_until_the_run_ends() {
-    use order_import::source::JsonLines;
-
     let setup = setup().await;
     let (input, generated, _) = export(setup.dir.path(), Format::Jsonl, 6, 0, 17);
     let (first, _) = run(&setup, &input, Format::Jsonl, "held").await;
@@ -1756,20 +1769,7 @@ async fn a_diverged_orders_reject_is_written_with_its_batch_not_held_until_the_r
         with_recipient_changed(&good[5]),
     ]
     .join("\n");
-    let size = text.len() as u64;
-    let (reached, reached_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release) = std::sync::mpsc::channel();
-    let source = Gated {
-        inner: Box::new(JsonLines::new(
-            std::io::Cursor::new(text.into_bytes()),
-            "changed.jsonl".into(),
-            size,
-        )),
-        read: 0,
-        gate: 6,
-        reached: Some(reached),
-        release,
-    };
+    let (source, reached_rx, release_tx) = Gated::over(text, "changed.jsonl", 6);
     let mut options = Options::new("held");
     options.rejects = setup.dir.path().join("changed.rejects.jsonl");
     options.batch_orders = 2;

@@ -395,6 +395,20 @@ async fn with_no_writable_server_the_store_is_unavailable_and_says_why() {
     assert_eq!(reader.head_position().await.unwrap(), 0);
 }
 
+/// A standby of `first`, promoted (on the next timeline) and running: two writable servers,
+/// the later one ahead.
+async fn promoted_standby_of(first: &PrivateCluster) -> PrivateCluster {
+    let promoted = blocking(|| first.start_standby(Replication::Asynchronous));
+    blocking(|| promoted.wait_replayed(first, Duration::from_secs(30)));
+    blocking(|| promoted.promote());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while blocking(|| promoted.in_recovery()) {
+        assert!(Instant::now() < deadline, "the standby was not promoted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    promoted
+}
+
 /// A listener on a new port that never answers (the kernel completes the TCP handshake for
 /// its backlog; nothing ever reads), and `live`'s URL with that port named first.
 fn silent_host_first(live: &PrivateCluster) -> (std::net::TcpListener, String) {
@@ -573,14 +587,7 @@ async fn a_first_connection_past_a_silent_host_takes_one_hosts_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_server_change_the_hosts_are_looked_at_again() {
     let first = migrated_cluster().await;
-    let promoted = blocking(|| first.start_standby(Replication::Asynchronous));
-    blocking(|| promoted.wait_replayed(&first, Duration::from_secs(30)));
-    blocking(|| promoted.promote());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while blocking(|| promoted.in_recovery()) {
-        assert!(Instant::now() < deadline, "the standby was not promoted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let promoted = promoted_standby_of(&first).await;
     // Down at the process's first look: it meets the first server's timeline only.
     blocking(|| promoted.stop(order_testkit::pg::StopMode::Fast));
     let url = PrivateCluster::multi_host_url(&[&first, &promoted], "orders", "");
@@ -624,14 +631,7 @@ async fn after_a_server_change_the_hosts_are_looked_at_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_timeline_met_retires_every_connection_made_before() {
     let first = migrated_cluster().await;
-    let promoted = blocking(|| first.start_standby(Replication::Asynchronous));
-    blocking(|| promoted.wait_replayed(&first, Duration::from_secs(30)));
-    blocking(|| promoted.promote());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while blocking(|| promoted.in_recovery()) {
-        assert!(Instant::now() < deadline, "the standby was not promoted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let promoted = promoted_standby_of(&first).await;
     blocking(|| promoted.stop(order_testkit::pg::StopMode::Fast));
     let url = PrivateCluster::multi_host_url(&[&first, &promoted], "orders", "");
     let mut config = StoreConfig::new(url);
