@@ -176,12 +176,11 @@ async fn a_flush_longer_than_the_lease_keeps_the_rebuilds_lease() {
     assert_eq!(report.rows[0].1, report.events);
 }
 
-/// Folds like [`LongFlush`] (its one flush takes `flush_for`), and applies each page of the
-/// replay's catch-up slowly (`apply_for`), noting when it does.
+/// [`LongFlush`] (its one flush takes `flush_for`), applying each page of the replay's
+/// catch-up slowly (`apply_for`), noting when it does.
 struct SlowCatchUp {
-    flush_for: Duration,
+    inner: LongFlush,
     apply_for: Duration,
-    flushing: Arc<AtomicBool>,
     applying: Arc<AtomicBool>,
 }
 
@@ -189,23 +188,19 @@ impl order_projector::Projection for SlowCatchUp {
     type Event = order_domain::OrderEvent;
 
     fn name(&self) -> &str {
-        "long_flush"
+        self.inner.name()
     }
 
     fn version(&self) -> u32 {
-        1
+        self.inner.version()
     }
 
     fn categories(&self) -> order_projector::Categories {
-        order_projector::Categories::of::<order_domain::Order>()
+        self.inner.categories()
     }
 
     fn tables(&self) -> Vec<order_projector::Table> {
-        LongFlush {
-            flush_for: self.flush_for,
-            flushing: self.flushing.clone(),
-        }
-        .tables()
+        self.inner.tables()
     }
 
     async fn apply(
@@ -216,20 +211,11 @@ impl order_projector::Projection for SlowCatchUp {
     ) -> Result<(), order_projector::ApplyError> {
         self.applying.store(true, Ordering::SeqCst);
         tokio::time::sleep(self.apply_for).await;
-        LongFlush {
-            flush_for: self.flush_for,
-            flushing: self.flushing.clone(),
-        }
-        .apply(page, tx, tables)
-        .await
+        self.inner.apply(page, tx, tables).await
     }
 
     fn bulk(&self) -> Option<Box<dyn order_projector::BulkFold<order_domain::OrderEvent>>> {
-        Some(Box::new(LongFlushing {
-            flush_for: self.flush_for,
-            flushing: self.flushing.clone(),
-            held: Vec::new(),
-        }))
+        self.inner.bulk()
     }
 }
 
@@ -246,9 +232,11 @@ async fn a_catch_up_page_longer_than_the_projections_lease_keeps_it() {
     let flushing = Arc::new(AtomicBool::new(false));
     let applying = Arc::new(AtomicBool::new(false));
     let subscription = Subscription::projection(SlowCatchUp {
-        flush_for: Duration::from_secs(2),
+        inner: LongFlush {
+            flush_for: Duration::from_secs(2),
+            flushing: flushing.clone(),
+        },
         apply_for: live_ttl * 3,
-        flushing: flushing.clone(),
         applying: applying.clone(),
     });
     let (_stop, shutdown) = watch::channel(false);
