@@ -353,7 +353,8 @@ where
 /// host by host with what it found, so that none waits for more than one look. `None`: no
 /// look was due (go host by host); an error: no host was writable and on the highest timeline
 /// (the last host's that said why, else a timeout), and the next connection that did not wait
-/// for this look looks again.
+/// for this look looks again. A chosen connection its server ended while the look waited is
+/// not handed out: `None`, and the chosen host is tried first.
 async fn survey<T>(
     config: &Config,
     tls: &T,
@@ -401,14 +402,49 @@ where
         }
     }
     match chosen {
-        Some((index, client, connection)) => {
+        Some((index, client, mut connection)) => {
             fence.chosen.store(index, Ordering::SeqCst);
             *surveyed = Some(changes);
-            Some(Ok((client, connection)))
+            match ended_unread(&mut connection) {
+                None => Some(Ok((client, connection))),
+                Some(error) => {
+                    // Ended while the look waited for the slowest host (a shutdown, an
+                    // administrator): connect again, host by host, the chosen host first.
+                    tracing::debug!(
+                        host = index,
+                        error = ?error,
+                        "the connection the look at every host chose ended while it waited"
+                    );
+                    match error {
+                        Some(error) => connection_ended(&error),
+                        None => connection_lost(),
+                    }
+                    None
+                }
+            }
         }
         None => Some(Err(
             said.unwrap_or_else(tokio_postgres::Error::__private_api_timeout)
         )),
+    }
+}
+
+/// Whether the server ended `connection` while nothing read it: what has arrived is read,
+/// without waiting. `Some` with the error it ended with (a server's FATAL message, a broken
+/// socket), or `None` for a plain close; `None` when it is still open.
+fn ended_unread<S>(connection: &mut Connection<Socket, S>) -> Option<Option<tokio_postgres::Error>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        match std::pin::Pin::new(&mut *connection).poll_message(&mut cx) {
+            // A notice or a parameter's new value: the connection lives.
+            std::task::Poll::Ready(Some(Ok(_))) => continue,
+            std::task::Poll::Ready(Some(Err(error))) => return Some(Some(error)),
+            std::task::Poll::Ready(None) => return Some(None),
+            std::task::Poll::Pending => return None,
+        }
     }
 }
 

@@ -822,3 +822,69 @@ async fn connections_that_waited_for_a_look_try_the_host_it_chose_first() {
     drop(held);
     drop(silent);
 }
+
+/// The server the look at every host chose ends its connection while the look still waits
+/// for a silent host (an administrator's or a shutdown's 57P01): that connection is not
+/// handed out, and the chosen host is connected to again. Before, the look held the chosen
+/// connection without reading it, and handed it out dead: its first statement failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_server_ended_during_the_look_is_not_handed_out() {
+    let live = migrated_cluster().await;
+    // The live host first: it answers at once, and the look then waits for the silent one.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let url = live.url("orders").replacen(
+        &format!("127.0.0.1:{}/", live.port()),
+        &format!("127.0.0.1:{},127.0.0.1:{silent_port}/", live.port()),
+        1,
+    );
+    assert_ne!(url, live.url("orders"));
+    let mut config = StoreConfig::new(url);
+    // Long enough for the session to be seen and ended while the look waits, on a busy machine.
+    config.connect_timeout = Duration::from_secs(6);
+    let started = Instant::now();
+    let look = tokio::spawn({
+        let config = config.clone();
+        async move { config.connect().await }
+    });
+    let sessions = || -> i64 {
+        blocking(|| {
+            live.psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'orders' \
+                 AND state = 'idle'",
+            )
+        })
+        .parse()
+        .unwrap()
+    };
+    while sessions() == 0 {
+        assert!(
+            !look.is_finished(),
+            "the look ended before its session was seen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ended: i64 = blocking(|| {
+        live.psql(
+            "postgres",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = 'orders' AND pid <> pg_backend_pid()",
+        )
+    })
+    .parse()
+    .unwrap();
+    assert_eq!(ended, 1);
+    assert!(
+        !look.is_finished(),
+        "the look ended before its session was ended: {:?}",
+        started.elapsed()
+    );
+    let client = look.await.unwrap().unwrap();
+    let row = client
+        .query_one("SHOW transaction_read_only", &[])
+        .await
+        .unwrap_or_else(|error| panic!("the connection handed out was dead: {error}"));
+    assert_eq!(row.get::<_, String>(0), "off");
+    drop(silent);
+}
