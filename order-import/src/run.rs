@@ -265,7 +265,8 @@ struct Counters {
     events_not_written: AtomicU64,
     /// Orders of committed batches left alone and rejected (imported before and diverged
     /// since, or a stream id another order holds), found when writing: their rejects are
-    /// written with their batch, and the count joins the reader's at the end.
+    /// written with their batch, the store counts them in the progress row in the batch's
+    /// transaction, and the count joins the reader's in the run's summary and final figure.
     orders_diverged: AtomicU64,
 }
 
@@ -842,9 +843,9 @@ pub async fn import_until(
         );
     }
     let mut counts = read?;
-    // The orders the writers left alone (their rejects written with their batches): rejected
-    // too, and counted in the progress row from now (its batches' figures, written in their
-    // transactions, could not count them).
+    // The orders the writers left alone (their rejects written with their batches, counted in
+    // the progress row by the store as each batch committed): rejected too. The run's final
+    // figure, which replaces the running one, counts each once.
     counts.orders_rejected += counters.orders_diverged.load(Atomic::Relaxed);
     store
         .import_finish(
