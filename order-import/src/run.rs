@@ -150,13 +150,12 @@ const MAX_REJECT_BYTES_PER_BATCH: usize = 4 << 20;
 /// its transaction (imported before and diverged since, or a stream id another order holds:
 /// [`diverged_reason`]), join its rejects as it commits, each at its place in the export
 /// ([`RejectsLog::join`]), and are written with them: nothing is held past a batch's commit.
-/// The progress row counts the rejects of the records read up to the latest batch committed,
-/// so a run stopped by a signal, or killed, leaves a file that holds what the row counts and,
-/// besides, the orders left alone by the batches committed, which the row counts only once
-/// the run finishes (it is written in the batch's transaction, before they are known; a kill
-/// in the instant between a commit and its rejects' write leaves that batch's out); the
-/// records read ahead of the last commit are read again, and reported, by the next run, which
-/// reads the whole export again.
+/// The progress row counts the rejects of the records read up to the latest batch committed
+/// and the orders left alone by the batches committed (the store counts those in each
+/// batch's transaction), so a run stopped by a signal, or killed, leaves a file that holds
+/// what the row counts (a kill in the instant between a commit and its rejects' write leaves
+/// that batch's out); the records read ahead of the last commit are read again, and
+/// reported, by the next run, which reads the whole export again.
 struct RejectsLog {
     file: File,
     path: PathBuf,
@@ -1016,6 +1015,30 @@ mod tests {
         assert!(
             log.held.is_empty(),
             "nothing held once every batch committed"
+        );
+        // Orders left alone with as many rejects read before them (next to each other in the
+        // export) keep the order the store names them in, which is the batch's.
+        log.hold(3, vec![reject("orders.csv", 20), reject("orders.csv", 23)]);
+        log.join(
+            3,
+            vec![
+                (1, reject("orders.csv", 21)),
+                (0, reject("orders.csv", 18)),
+                (1, reject("orders.csv", 22)),
+                (0, reject("orders.csv", 19)),
+            ],
+        );
+        log.committed(3).unwrap();
+        assert_eq!(
+            written()[8..],
+            want(&[
+                ("orders.csv", 18),
+                ("orders.csv", 19),
+                ("orders.csv", 20),
+                ("orders.csv", 21),
+                ("orders.csv", 22),
+                ("orders.csv", 23),
+            ])
         );
     }
 
