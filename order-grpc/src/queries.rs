@@ -314,6 +314,25 @@ impl Queries {
         now + wait.min(deadline.saturating_duration_since(now) / 2)
     }
 
+    /// A replica connection for a read without `min_position`: one that comes free by the
+    /// time the read gives up on the replica (at most the pool's own wait). `None` when every
+    /// one stays held by other reads: the replica is busy, not failed, and the primary
+    /// answers (counted `primary_replica_behind`). A connection that cannot be opened is an
+    /// error (the replica failed).
+    async fn replica_connection(
+        replica: &Replica,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<order_store::deadpool_postgres::Object>, order_store::Error> {
+        let give_up = Self::replica_give_up(replica.wait, deadline);
+        let wait = give_up
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(replica.store.config().pool_wait_timeout);
+        replica
+            .store
+            .timed(replica.store.connection_within(wait))
+            .await
+    }
+
     /// `read` on the replica, bounded: a replica that has not answered shortly after the
     /// primary should take over (the replica wait, at most half the time left) counts as
     /// failed, and the primary answers. A hung replica (a frozen server, a network that drops
@@ -355,7 +374,10 @@ impl Queries {
                     Err(_behind) => return Ok(None),
                 }
             }
-            None => replica.store.timed(replica.store.connection()).await?,
+            None => match Self::replica_connection(replica, deadline).await? {
+                Some(client) => client,
+                None => return Ok(None),
+            },
         };
         replica
             .store
@@ -391,11 +413,16 @@ impl Queries {
                     )
                     .await
             }
-            None => replica
-                .store
-                .read_stream_slice(order_id, after_version, limit)
-                .await
-                .map(Some),
+            None => {
+                let Some(client) = Self::replica_connection(replica, deadline).await? else {
+                    return Ok(None);
+                };
+                replica
+                    .store
+                    .read_stream_slice_on(&client, order_id, after_version, limit)
+                    .await
+                    .map(Some)
+            }
         }
     }
 
@@ -564,15 +591,25 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         let query =
             read_model::ListQuery::try_from(request.into_inner()).map_err(ApiError::from)?;
         if let Some(replica) = &self.replica {
-            let read = read_model::list(&replica.store, &query);
+            let read = async {
+                let Some(client) = Self::replica_connection(replica, deadline).await? else {
+                    return Ok(None);
+                };
+                replica
+                    .store
+                    .timed(read_model::list_on(&client, &query))
+                    .await
+                    .map(Some)
+            };
             match Self::bounded(replica, deadline, read).await {
-                Ok((orders, next_page_token)) => {
+                Ok(Some((orders, next_page_token))) => {
                     Served::Replica.count("ListOrders");
                     return Ok(Response::new(pb::ListOrdersResponse {
                         orders,
                         next_page_token,
                     }));
                 }
+                Ok(None) => Served::PrimaryReplicaBehind.count("ListOrders"),
                 Err(error) if replica_may_fail(&error) => replica_failed("ListOrders", &error),
                 Err(error) => return Err(ApiError::from(error).into_status()),
             }

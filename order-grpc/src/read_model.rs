@@ -182,6 +182,19 @@ pub async fn list(
     store: &EventStore,
     query: &ListQuery,
 ) -> Result<(Vec<pb::Order>, String), order_store::Error> {
+    store
+        .timed(async {
+            let client = store.connection().await?;
+            list_on(&client, query).await
+        })
+        .await
+}
+
+/// [`list`] on this connection (see [`EventStore::connection_within`]).
+pub async fn list_on(
+    client: &order_store::deadpool_postgres::Object,
+    query: &ListQuery,
+) -> Result<(Vec<pb::Order>, String), order_store::Error> {
     // One statement per combination of filters, so that each uses its index.
     let mut conditions = Vec::new();
     let mut index = 1;
@@ -210,38 +223,32 @@ pub async fn list(
         "SELECT {COLUMNS} FROM orders.order_summaries {filter} ORDER BY placed_at DESC, order_id DESC LIMIT {limit}"
     );
     let fetch = i64::from(query.limit) + 1;
-    store
-        .timed(async {
-            let client = store.connection().await?;
-            let statement = client.prepare_cached(&sql).await?;
-            let mut params: Vec<&(dyn order_store::tokio_postgres::types::ToSql + Sync)> =
-                Vec::new();
-            if let Some(customer) = &query.customer {
-                params.push(customer);
-            }
-            if let Some(status) = &query.status {
-                params.push(status);
-            }
-            if let Some(after) = &query.after {
-                params.push(&after.placed_at);
-                params.push(&after.order_id);
-            }
-            params.push(&fetch);
-            let rows = client.query(&statement, &params).await?;
-            let more = rows.len() > query.limit as usize;
-            let page: Vec<&Row> = rows.iter().take(query.limit as usize).collect();
-            let next = match (more, page.last()) {
-                (true, Some(last)) => PageToken {
-                    placed_at: last.try_get(9)?,
-                    order_id: last.try_get(0)?,
-                }
-                .encode(),
-                _ => String::new(),
-            };
-            let orders = page.into_iter().map(order).collect::<Result<Vec<_>, _>>()?;
-            Ok((orders, next))
-        })
-        .await
+    let statement = client.prepare_cached(&sql).await?;
+    let mut params: Vec<&(dyn order_store::tokio_postgres::types::ToSql + Sync)> = Vec::new();
+    if let Some(customer) = &query.customer {
+        params.push(customer);
+    }
+    if let Some(status) = &query.status {
+        params.push(status);
+    }
+    if let Some(after) = &query.after {
+        params.push(&after.placed_at);
+        params.push(&after.order_id);
+    }
+    params.push(&fetch);
+    let rows = client.query(&statement, &params).await?;
+    let more = rows.len() > query.limit as usize;
+    let page: Vec<&Row> = rows.iter().take(query.limit as usize).collect();
+    let next = match (more, page.last()) {
+        (true, Some(last)) => PageToken {
+            placed_at: last.try_get(9)?,
+            order_id: last.try_get(0)?,
+        }
+        .encode(),
+        _ => String::new(),
+    };
+    let orders = page.into_iter().map(order).collect::<Result<Vec<_>, _>>()?;
+    Ok((orders, next))
 }
 
 #[cfg(test)]

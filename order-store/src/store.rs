@@ -797,6 +797,20 @@ impl EventStore {
         .await
     }
 
+    /// [`EventStore::read_stream_slice`] on a connection of your own, such as one from
+    /// [`EventStore::connection_within`] (a read replica's reads tell a busy pool from a
+    /// failed server so).
+    pub async fn read_stream_slice_on(
+        &self,
+        client: &deadpool_postgres::Object,
+        stream_id: Uuid,
+        after_version: u64,
+        limit: Option<u32>,
+    ) -> Result<StreamSlice, Error> {
+        self.timed(read_stream_slice(client, stream_id, after_version, limit))
+            .await
+    }
+
     /// Up to `limit` events after `after` in the gap-safe order: ordered by writing
     /// transaction, then position, and only from transactions older than every transaction
     /// still in flight that may write to this database (`orders.log_fence()`: open

@@ -596,3 +596,95 @@ async fn a_read_finding_the_replica_pool_held_by_waiting_reads_waits_too() {
         "the replica answered all three:\n{metrics}"
     );
 }
+
+/// A read without `min_position` that finds every replica connection held (here by reads
+/// waiting for their position) is answered by the primary and counted as a busy replica
+/// (`primary_replica_behind`), never as a failed one, for GetOrder, ListOrders and
+/// GetOrderEvents alike. Before, it waited in the pool until the replica wait ran out and
+/// counted `primary_replica_failed`, as for a broken replica (the docs said busy, not failed).
+#[tokio::test]
+async fn a_read_without_a_position_finding_the_replica_pool_busy_counts_no_failure() {
+    let app = spawn_app_with(Options {
+        max_concurrent_requests: 8,
+        pool_size: 2,
+        replica_is_primary: true,
+        extra_args: vec!["--read-replica-wait-ms=10000".to_owned()],
+        ..Options::default()
+    })
+    .await;
+    let order = id();
+    let placed = app
+        .commands()
+        .place_order(place(&order))
+        .await
+        .unwrap()
+        .into_inner();
+    let next = placed.global_position + 1;
+    let in_use = "order_db_pool_connections{pool=\"order-grpc-read\",state=\"in_use\"}";
+    let mut reads = Vec::new();
+    for held in 1..=2 {
+        reads.push(events_after(
+            &app,
+            &order,
+            next,
+            Duration::from_secs(30),
+            true,
+        ));
+        let started = Instant::now();
+        while series(&app.admin_get("/metrics").await.1, in_use) < f64::from(held) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the waiting read did not take a replica connection"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Both replica connections are held for up to 10 s: each read below gives up on the
+    // replica after half its 4 s deadline, and the primary answers it.
+    let timeout = Duration::from_secs(4);
+    let mut queries = app.raw_queries();
+    let mut request = tonic::Request::new(pb::GetOrderRequest {
+        order_id: order.clone(),
+        min_position: None,
+    });
+    request.set_timeout(timeout);
+    // No projector runs here: the read model has no order, and the primary says so.
+    let got = queries.get_order(request).await;
+    assert_eq!(got.map(|_| ()).map_err(|s| s.code()), Err(Code::NotFound));
+    let mut request = tonic::Request::new(pb::ListOrdersRequest::default());
+    request.set_timeout(timeout);
+    let listed = queries.list_orders(request).await;
+    assert!(listed.is_ok(), "{listed:?}");
+    let mut request = tonic::Request::new(pb::GetOrderEventsRequest {
+        order_id: order.clone(),
+        after_version: 0,
+        min_position: None,
+        max_events: None,
+    });
+    request.set_timeout(timeout);
+    let events = queries.get_order_events(request).await;
+    assert_eq!(events.map(|e| e.into_inner().events.len()).ok(), Some(1));
+
+    let (_, metrics) = app.admin_get("/metrics").await;
+    for rpc in ["GetOrder", "ListOrders", "GetOrderEvents"] {
+        let outcome = |outcome: &str| {
+            series(
+                &metrics,
+                &format!("order_grpc_replica_reads_total{{rpc=\"{rpc}\",outcome=\"{outcome}\"}}"),
+            )
+        };
+        assert_eq!(
+            (
+                outcome("primary_replica_failed"),
+                outcome("primary_replica_behind")
+            ),
+            (0.0, 1.0),
+            "{rpc}: a busy replica pool is no failed replica:\n{metrics}"
+        );
+    }
+    // The waiting reads are answered once their position is reached.
+    app.commands().place_order(place(&id())).await.unwrap();
+    for read in reads {
+        assert_eq!(read.await.unwrap().ok(), Some(1));
+    }
+}
