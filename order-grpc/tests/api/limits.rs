@@ -495,6 +495,42 @@ fn events_after(
     })
 }
 
+/// An order placed, and both connections of `app`'s replica pool (of 2) held by GetOrderEvents
+/// reads waiting for the position after it (each with the deadline `timeout`): the order, that
+/// position and the reads.
+async fn replica_pool_held_by_waiting_reads(
+    app: &TestApp,
+    timeout: Duration,
+) -> (
+    String,
+    u64,
+    Vec<tokio::task::JoinHandle<Result<usize, tonic::Status>>>,
+) {
+    let order = id();
+    let placed = app
+        .commands()
+        .place_order(place(&order))
+        .await
+        .unwrap()
+        .into_inner();
+    // The next event's position: the reads wait for it.
+    let next = placed.global_position + 1;
+    let in_use = "order_db_pool_connections{pool=\"order-grpc-read\",state=\"in_use\"}";
+    let mut reads = Vec::new();
+    for held in 1..=2 {
+        reads.push(events_after(app, &order, next, timeout, true));
+        let started = Instant::now();
+        while series(&app.admin_get("/metrics").await.1, in_use) < f64::from(held) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the waiting read did not take a replica connection"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    (order, next, reads)
+}
+
 /// A replica pool held by reads waiting for their position is busy, not broken: a further
 /// read that finds no replica connection free gives its place under the concurrency limit
 /// back and waits like them (a command beside it goes through), is never shed nor counted as
@@ -512,29 +548,8 @@ async fn a_read_finding_the_replica_pool_held_by_waiting_reads_waits_too() {
         ..Options::default()
     })
     .await;
-    let order = id();
-    let placed = app
-        .commands()
-        .place_order(place(&order))
-        .await
-        .unwrap()
-        .into_inner();
-    // The next event's position: the reads wait for it.
-    let next = placed.global_position + 1;
     let wait = Duration::from_secs(10);
-    let in_use = "order_db_pool_connections{pool=\"order-grpc-read\",state=\"in_use\"}";
-    let mut reads = Vec::new();
-    for held in 1..=2 {
-        reads.push(events_after(&app, &order, next, wait, true));
-        let started = Instant::now();
-        while series(&app.admin_get("/metrics").await.1, in_use) < f64::from(held) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "the waiting read did not take a replica connection"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let (order, next, reads) = replica_pool_held_by_waiting_reads(&app, wait).await;
     // Both replica connections are held by waiting reads: this one finds none free.
     // Retried if shed, so that neither call depends on which the loaded machine admits
     // first; given half a second, it is admitted and waits before the command comes.
@@ -612,33 +627,7 @@ async fn a_read_without_a_position_finding_the_replica_pool_busy_counts_no_failu
         ..Options::default()
     })
     .await;
-    let order = id();
-    let placed = app
-        .commands()
-        .place_order(place(&order))
-        .await
-        .unwrap()
-        .into_inner();
-    let next = placed.global_position + 1;
-    let in_use = "order_db_pool_connections{pool=\"order-grpc-read\",state=\"in_use\"}";
-    let mut reads = Vec::new();
-    for held in 1..=2 {
-        reads.push(events_after(
-            &app,
-            &order,
-            next,
-            Duration::from_secs(30),
-            true,
-        ));
-        let started = Instant::now();
-        while series(&app.admin_get("/metrics").await.1, in_use) < f64::from(held) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "the waiting read did not take a replica connection"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let (order, _, reads) = replica_pool_held_by_waiting_reads(&app, Duration::from_secs(30)).await;
     // Both replica connections are held for up to 10 s: each read below gives up on the
     // replica after half its 4 s deadline, and the primary answers it.
     let timeout = Duration::from_secs(4);

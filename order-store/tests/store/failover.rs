@@ -423,6 +423,19 @@ fn silent_host_first(live: &PrivateCluster) -> (std::net::TcpListener, String) {
     (silent, url)
 }
 
+/// [`silent_host_first`] with the silent host named second, after `live`.
+fn silent_host_second(live: &PrivateCluster) -> (std::net::TcpListener, String) {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let url = live.url("orders").replacen(
+        &format!("127.0.0.1:{}/", live.port()),
+        &format!("127.0.0.1:{},127.0.0.1:{silent_port}/", live.port()),
+        1,
+    );
+    assert_ne!(url, live.url("orders"));
+    (silent, url)
+}
+
 /// A first host that takes the TCP connection but never answers (a frozen server, a host whose
 /// port is still held): each host has its own time to answer, handshake included, and the
 /// store goes on to the next one, for pooled connections, its own connections (migrations,
@@ -720,15 +733,8 @@ async fn a_later_timeline_met_retires_every_connection_made_before() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_the_server_ended_as_idle_is_no_sign_of_a_failover() {
     let live = migrated_cluster().await;
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
     // The silent host second: host by host, the live one answers at once.
-    let url = live.url("orders").replacen(
-        &format!("127.0.0.1:{}/", live.port()),
-        &format!("127.0.0.1:{},127.0.0.1:{silent_port}/", live.port()),
-        1,
-    );
-    assert_ne!(url, live.url("orders"));
+    let (silent, url) = silent_host_second(&live);
     let mut config = StoreConfig::new(url);
     config.connect_timeout = Duration::from_secs(2);
     config.pool_size = 1;
@@ -831,14 +837,7 @@ async fn connections_that_waited_for_a_look_try_the_host_it_chose_first() {
 async fn a_connection_the_server_ended_during_the_look_is_not_handed_out() {
     let live = migrated_cluster().await;
     // The live host first: it answers at once, and the look then waits for the silent one.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    let url = live.url("orders").replacen(
-        &format!("127.0.0.1:{}/", live.port()),
-        &format!("127.0.0.1:{},127.0.0.1:{silent_port}/", live.port()),
-        1,
-    );
-    assert_ne!(url, live.url("orders"));
+    let (silent, url) = silent_host_second(&live);
     let mut config = StoreConfig::new(url);
     // Long enough for the session to be seen and ended while the look waits, on a busy machine.
     config.connect_timeout = Duration::from_secs(6);
