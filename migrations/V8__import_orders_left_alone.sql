@@ -1,12 +1,19 @@
--- The orders the latest run of an import left alone (order-import: imported before and changed
--- since in a way that cannot be appended, or a stream id a live order holds). The store finds
--- them inside each batch's transaction, after the batch's progress figures were computed, and
--- adds them here in that transaction: the progress row (`orders_rejected` + this) then counts
--- them as each batch commits, also for a run stopped or killed before its end. A run's start
--- clears it; its end writes the whole figure to `orders_rejected` and clears it.
---
--- A constant default is kept in the catalog: adding the column rewrites nothing and takes only
--- a brief lock of this small table. A release before this one never writes it (0): its rows
--- read as before.
-ALTER TABLE orders.imports ADD COLUMN orders_diverged bigint NOT NULL DEFAULT 0
-    CHECK (orders_diverged >= 0);
+-- The orders each run of an import left alone (order-import: imported before and changed since
+-- in a way that cannot be appended, or a stream id a live order holds), one row per order and
+-- run. The store finds them inside each batch's transaction, and records them there: the
+-- progress row's rejected orders are `orders.imports.orders_rejected` (the importer's own
+-- rejects) and the rows here of its latest run (`orders.imports.runs`), counted as each batch
+-- commits, also for a run stopped or killed before its end. A row per order, not a counter: a
+-- batch tried again after its commit's answer was lost, or two runs of one import at once,
+-- count each order once. A release before this one writes no row here and counts them in
+-- `orders_rejected` itself, as before.
+CREATE TABLE orders.import_left_alone (
+    import_name text    NOT NULL REFERENCES orders.imports (name),
+    run         integer NOT NULL CHECK (run >= 1),
+    stream_id   uuid    NOT NULL,
+    PRIMARY KEY (import_name, run, stream_id)
+);
+
+REVOKE ALL ON orders.import_left_alone FROM PUBLIC;
+GRANT SELECT, INSERT ON orders.import_left_alone TO orders_app;
+GRANT SELECT ON orders.import_left_alone TO orders_projector, orders_readonly;

@@ -326,7 +326,7 @@ impl Queries {
         let give_up = Self::replica_give_up(replica.wait, deadline);
         let wait = give_up
             .saturating_duration_since(tokio::time::Instant::now())
-            .min(replica.store.config().pool_wait_timeout);
+            .min(replica.store.config().pool_wait());
         replica
             .store
             .timed(replica.store.connection_within(wait))
@@ -353,7 +353,8 @@ impl Queries {
             .unwrap_or(Err(order_store::Error::Timeout))
     }
 
-    /// GetOrder from the replica: `Ok(None)` when it had not reached `min_position` in time.
+    /// GetOrder from the replica: `Ok(None)` when it had not reached `min_position` in time,
+    /// or had no connection free for the read by then.
     async fn get_order_from_replica(
         replica: &Replica,
         order_id: uuid::Uuid,
@@ -387,7 +388,8 @@ impl Queries {
     }
 
     /// Part of an order's stream from the replica (see [`EventStore::read_stream_slice`]):
-    /// `Ok(None)` when it had not replayed up to `min_position` in time. One statement on one
+    /// `Ok(None)` when it had not replayed up to `min_position` in time, or had no connection
+    /// free for the read by then. One statement on one
     /// connection, so one server and one snapshot, answers.
     async fn slice_from_replica(
         replica: &Replica,

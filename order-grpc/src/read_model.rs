@@ -190,7 +190,8 @@ pub async fn list(
         .await
 }
 
-/// [`list`] on this connection (see [`EventStore::connection_within`]).
+/// [`list`] on this connection (see [`EventStore::connection_within`]), with no time limit of
+/// its own: run it inside [`EventStore::timed`].
 pub async fn list_on(
     client: &order_store::deadpool_postgres::Object,
     query: &ListQuery,

@@ -88,9 +88,8 @@ pub struct Summary {
     /// when it is not 0).
     pub rejected: u64,
     /// Legacy orders rejected: records that do not read, orders the domain refuses, orders
-    /// imported before that could not be updated (the progress row's `orders_rejected` once
-    /// the run finished; while it runs, and after a stop, the row leaves out the orders the
-    /// batches left alone, which the rejects file has).
+    /// imported before that could not be updated (the progress row's `orders_rejected`,
+    /// which counts the last ones as each batch commits).
     pub orders_rejected: u64,
     /// CSV rows of the other tables whose order is not in orders.csv (each a reject of its
     /// own, and no order).
@@ -151,7 +150,7 @@ const MAX_REJECT_BYTES_PER_BATCH: usize = 4 << 20;
 /// [`diverged_reason`]), join its rejects as it commits, each at its place in the export
 /// ([`RejectsLog::join`]), and are written with them: nothing is held past a batch's commit.
 /// The progress row counts the rejects of the records read up to the latest batch committed
-/// and the orders left alone by the batches committed (the store counts those in each
+/// and the orders left alone by the batches committed (the store records those in each
 /// batch's transaction), so a run stopped by a signal, or killed, leaves a file that holds
 /// what the row counts (a kill in the instant between a commit and its rejects' write leaves
 /// that batch's out); the records read ahead of the last commit are read again, and
@@ -264,8 +263,8 @@ struct Counters {
     events_not_written: AtomicU64,
     /// Orders of committed batches left alone and rejected (imported before and diverged
     /// since, or a stream id another order holds), found when writing: their rejects are
-    /// written with their batch, the store counts them in the progress row in the batch's
-    /// transaction, and the count joins the reader's in the run's summary and final figure.
+    /// written with their batch, the store records them for the progress row in the batch's
+    /// transaction, and the count joins the reader's in the run's summary.
     orders_diverged: AtomicU64,
 }
 
@@ -842,10 +841,8 @@ pub async fn import_until(
         );
     }
     let mut counts = read?;
-    // The orders the writers left alone (their rejects written with their batches, counted in
-    // the progress row by the store as each batch committed): rejected too. The run's final
-    // figure, which replaces the running one, counts each once.
-    counts.orders_rejected += counters.orders_diverged.load(Atomic::Relaxed);
+    // The reader's own rejects: the store recorded the orders the writers left alone as each
+    // batch committed, and counts them in the progress row itself.
     store
         .import_finish(
             &options.name,
@@ -855,6 +852,8 @@ pub async fn import_until(
             },
         )
         .await?;
+    // They are rejected too (their rejects written with their batches).
+    counts.orders_rejected += counters.orders_diverged.load(Atomic::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     let events = counters.events_imported.load(Atomic::Relaxed);
     Ok(Summary {

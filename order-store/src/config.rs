@@ -125,7 +125,7 @@ impl StoreConfig {
     }
 
     /// The wait for a free connection: `pool_wait_timeout`, at most half the call's time.
-    pub(crate) fn pool_wait(&self) -> Duration {
+    pub fn pool_wait(&self) -> Duration {
         self.pool_wait_timeout.min(self.call_timeout() / 2)
     }
 

@@ -436,15 +436,25 @@ fn ended_unread<S>(connection: &mut Connection<Socket, S>) -> Option<Option<toki
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        match std::pin::Pin::new(&mut *connection).poll_message(&mut cx) {
-            // A notice or a parameter's new value: the connection lives.
-            std::task::Poll::Ready(Some(Ok(_))) => continue,
-            std::task::Poll::Ready(Some(Err(error))) => return Some(Some(error)),
-            std::task::Poll::Ready(None) => return Some(None),
-            std::task::Poll::Pending => return None,
+    use std::task::Poll;
+    // Unconstrained: a task whose cooperative budget is spent would read nothing, and take a
+    // connection its server ended for an open one.
+    let read = tokio::task::unconstrained(std::future::poll_fn(|cx| {
+        loop {
+            match std::pin::Pin::new(&mut *connection).poll_message(cx) {
+                // A notice or a parameter's new value: the connection lives.
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(error)),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
         }
+    }));
+    let mut read = std::pin::pin!(read);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match read.as_mut().poll(&mut cx) {
+        Poll::Ready(ended) => Some(ended),
+        Poll::Pending => None,
     }
 }
 

@@ -78,7 +78,7 @@ pub struct ImportBatchOutcome {
     /// (a clause that reads after "the stream was imported before and"): the record moved on
     /// while this system recorded events of its own (the order lives here now), or an
     /// imported event that the legacy record now tells differently or no longer tells. Left
-    /// alone.
+    /// alone. In the order of the batch's streams.
     pub streams_diverged: Vec<(Uuid, String)>,
 }
 
@@ -211,10 +211,10 @@ pub struct ImportRecord {
     /// Legacy orders the latest run read (imported, present already, or rejected).
     pub orders_read: u64,
     /// Legacy orders the latest run rejected (a CSV row whose order is not in the export is
-    /// a reject of no order, and not counted here): while it runs, the importer's own rejects
-    /// (its batches' highest figure) and the orders its committed batches left alone
-    /// ([`ImportBatchOutcome::streams_diverged`], counted in each batch's transaction); once
-    /// it finished, the figure [`EventStore::import_finish`] wrote.
+    /// a reject of no order, and not counted here): the importer's own rejects (the highest
+    /// figure its batches gave, or the one [`EventStore::import_finish`] wrote) and the orders
+    /// the run's committed batches left alone ([`ImportBatchOutcome::streams_diverged`]),
+    /// recorded in each batch's transaction, each order once.
     pub orders_rejected: u64,
     /// Streams every run appended, together.
     pub orders_imported: u64,
@@ -234,12 +234,10 @@ pub struct ImportRecord {
 pub struct ImportProgress {
     /// Legacy orders read so far by this run.
     pub orders_read: u64,
-    /// Legacy orders rejected so far by this run (orders only: not CSV rows without one).
-    /// Given with a batch ([`EventStore::import_batch`]): the importer's own rejects only; the
-    /// store adds the orders each batch leaves alone itself, in the batch's transaction. Given
-    /// to [`EventStore::import_finish`]: the whole figure, those orders included (it replaces
-    /// the running one: a batch tried again after its commit's answer was lost counted its
-    /// orders left alone twice).
+    /// Legacy orders rejected so far by this run (orders only: not CSV rows without one),
+    /// before any reached the store: not the orders a batch left alone
+    /// ([`ImportBatchOutcome::streams_diverged`]), which the store records itself in the
+    /// batch's transaction and adds to [`ImportRecord::orders_rejected`].
     pub orders_rejected: u64,
 }
 
@@ -257,9 +255,17 @@ const PREFIX_SQL: &str = "SELECT stream_id, stream_version, event_type, schema_v
     ORDER BY stream_id, stream_version";
 
 /// The progress row's columns as [`record_from_row`] reads them: the orders rejected are the
-/// importer's own and those the batches left alone (`orders_diverged`, V8) together.
-const RECORD_COLUMNS: &str = "name, runs, orders_read, orders_rejected + orders_diverged, \
+/// importer's own and those the latest run's batches left alone (`orders.import_left_alone`,
+/// V8) together. (`name` and `runs` are the progress row's: the other table has neither.)
+const RECORD_COLUMNS: &str = "name, runs, orders_read, orders_rejected + (SELECT count(*) \
+    FROM orders.import_left_alone WHERE import_name = name AND run = runs), \
     orders_imported, events_imported, batches, finished_at, source";
+
+/// Record the orders a batch of the import `$1` left alone (`$2`), for its latest run, each
+/// once: a batch tried again after its commit's answer was lost finds them recorded.
+const LEFT_ALONE_SQL: &str = "INSERT INTO orders.import_left_alone (import_name, run, stream_id) \
+    SELECT i.name, i.runs, left_alone FROM orders.imports i, unnest($2::uuid[]) AS left_alone \
+    WHERE i.name = $1 ON CONFLICT DO NOTHING";
 
 /// The longest legacy source name accepted, in bytes.
 pub const MAX_SOURCE_LEN: usize = 100;
@@ -443,8 +449,7 @@ impl EventStore {
         let sql = format!(
             "INSERT INTO orders.imports AS i (name, runs, source) VALUES ($1, 1, $2) \
              ON CONFLICT (name) DO UPDATE SET runs = i.runs + 1, orders_read = 0, \
-                 orders_rejected = 0, orders_diverged = 0, finished_at = NULL, \
-                 updated_at = now(), \
+                 orders_rejected = 0, finished_at = NULL, updated_at = now(), \
                  source = EXCLUDED.source \
              WHERE i.source IS NULL OR i.source = EXCLUDED.source \
              RETURNING {RECORD_COLUMNS}"
@@ -479,8 +484,7 @@ impl EventStore {
         Ok(row.as_ref().map(record_from_row).transpose()?)
     }
 
-    /// Record the end of the latest run of `name` (its final figures, which replace the
-    /// running ones, and the time).
+    /// Record the end of the latest run of `name` (its final figures and the time).
     pub async fn import_finish(
         &self,
         name: &str,
@@ -490,7 +494,7 @@ impl EventStore {
         let client = self.connection().await?;
         let sql = format!(
             "UPDATE orders.imports SET orders_read = $2, orders_rejected = $3, \
-                 orders_diverged = 0, finished_at = now(), updated_at = now() \
+                 finished_at = now(), updated_at = now() \
              WHERE name = $1 RETURNING {RECORD_COLUMNS}"
         );
         let row = client
@@ -514,9 +518,9 @@ impl EventStore {
     /// legacy order moved on since an earlier run) gets the rest appended, provided every
     /// event the log holds was imported from the same legacy record and is the one told now
     /// ([`ImportBatchOutcome::streams_updated`]); otherwise it is left alone and reported in
-    /// [`ImportBatchOutcome::streams_diverged`], and counted as rejected in the progress row
-    /// in the same transaction (see [`ImportProgress::orders_rejected`]). Bad input (an empty
-    /// stream, a bad category,
+    /// [`ImportBatchOutcome::streams_diverged`], and recorded as rejected for the progress
+    /// row in the same transaction (see [`ImportRecord::orders_rejected`]). Bad input (an
+    /// empty stream, a bad category,
     /// an event an append would refuse, a stream id or an event id twice in the batch) is
     /// refused before anything is written, as [`Error::InvalidInput`]; an event id the log
     /// holds in another stream is [`Error::DuplicateEventId`], and nothing of the batch is
@@ -676,8 +680,7 @@ impl EventStore {
                 "UPDATE orders.imports SET orders_imported = orders_imported + $2, \
                      events_imported = events_imported + $3, batches = batches + 1, \
                      orders_read = GREATEST(orders_read, $4), \
-                     orders_rejected = GREATEST(orders_rejected, $5), \
-                     orders_diverged = orders_diverged + $6, updated_at = now() \
+                     orders_rejected = GREATEST(orders_rejected, $5), updated_at = now() \
                  WHERE name = $1",
                 &[
                     &name,
@@ -685,7 +688,6 @@ impl EventStore {
                     &count(outcome.events_appended),
                     &count(progress.orders_read),
                     &count(progress.orders_rejected),
-                    &count(outcome.streams_diverged.len() as u64),
                 ],
             )
             .await?;
@@ -693,6 +695,13 @@ impl EventStore {
             return Err(Error::InvalidInput(format!(
                 "no import named {name:?} began (import_begin first)"
             )));
+        }
+        if !outcome.streams_diverged.is_empty() {
+            let left_alone: Vec<Uuid> =
+                outcome.streams_diverged.iter().map(|(id, _)| *id).collect();
+            transaction
+                .execute(LEFT_ALONE_SQL, &[&name, &left_alone])
+                .await?;
         }
         if !new.is_empty() {
             transaction

@@ -841,6 +841,8 @@ async fn a_connection_the_server_ended_during_the_look_is_not_handed_out() {
     let mut config = StoreConfig::new(url);
     // Long enough for the session to be seen and ended while the look waits, on a busy machine.
     config.connect_timeout = Duration::from_secs(6);
+    // Its sessions alone are looked for and ended (not the migration's, nor autovacuum's).
+    config.application_name = "look-ended".to_owned();
     let started = Instant::now();
     let look = tokio::spawn({
         let config = config.clone();
@@ -850,8 +852,8 @@ async fn a_connection_the_server_ended_during_the_look_is_not_handed_out() {
         blocking(|| {
             live.psql(
                 "postgres",
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'orders' \
-                 AND state = 'idle'",
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'look-ended' AND state = 'idle'",
             )
         })
         .parse()
@@ -868,7 +870,7 @@ async fn a_connection_the_server_ended_during_the_look_is_not_handed_out() {
         live.psql(
             "postgres",
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE datname = 'orders' AND pid <> pg_backend_pid()",
+             WHERE application_name = 'look-ended'",
         )
     })
     .parse()

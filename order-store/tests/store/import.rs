@@ -435,10 +435,11 @@ async fn an_order_changed_here_or_in_its_legacy_past_is_reported_whatever_its_le
 }
 
 /// The orders a batch leaves alone (diverged since they were imported) are counted as rejected
-/// in the progress row in the batch's own transaction, with the importer's own rejects beside
-/// them: a run stopped before it finished shows them, and a run's end says the whole figure.
-/// The next run counts its own from zero. Before, the row counted them only when the importer
-/// finished, with the figure it passed.
+/// in the progress row from the batch's own transaction on, beside the importer's own rejects:
+/// a run stopped before it finished shows them. Each counts once, whether a batch is tried again
+/// after its commit's answer was lost or another writer's batch names it too, and the next run
+/// counts its own from zero, whether the last one finished or not. Before, the row counted them
+/// only when the importer finished, with the figure it passed.
 #[tokio::test]
 async fn the_orders_a_batch_leaves_alone_are_counted_as_rejected_in_its_transaction() {
     let t = test_store().await;
@@ -450,66 +451,63 @@ async fn the_orders_a_batch_leaves_alone_are_counted_as_rejected_in_its_transact
         .import_batch("left", &first, ImportProgress::default())
         .await
         .unwrap();
-    // A later run: orders 0 and 2 now tell another first event (they diverged).
-    let run = |t: &TestStore| {
-        let store = t.store.clone();
-        async move { store.import_begin("left", "legacy").await.unwrap() }
-    };
-    let begun = run(&t).await;
+    // A later run: orders 0, 2 and 3 now tell another first event (they diverged).
+    let begun = t.store.import_begin("left", "legacy").await.unwrap();
     assert_eq!(begun.orders_rejected, 0, "{begun:?}");
     let mut second = first.clone();
-    for n in [0, 2] {
+    for n in [0, 2, 3] {
         second[n].events[0].payload_json = r#"{"changed":true}"#.to_owned();
     }
-    let progress = ImportProgress {
-        orders_read: 7,
-        orders_rejected: 3,
+    let progress = |orders_read, orders_rejected| ImportProgress {
+        orders_read,
+        orders_rejected,
+    };
+    let rejected = || async {
+        let record = t.store.import_status("left").await.unwrap().unwrap();
+        assert!(record.finished_at.is_none(), "{record:?}");
+        (record.orders_read, record.orders_rejected)
     };
     let outcome = t
         .store
-        .import_batch("left", &second, progress)
+        .import_batch("left", &second[..3], progress(7, 3))
         .await
         .unwrap();
     assert_eq!(outcome.streams_diverged.len(), 2, "{outcome:?}");
-    let record = t.store.import_status("left").await.unwrap().unwrap();
-    assert!(record.finished_at.is_none());
     assert_eq!(
-        (record.orders_read, record.orders_rejected),
+        rejected().await,
         (7, 5),
-        "the importer's 3 and the batch's 2: {record:?}"
+        "the importer's 3 and the batch's 2"
     );
-    // A batch that read fewer before it (another writer's, committed later) lowers nothing.
+    // The same batch again (its commit's answer lost): nothing counted twice.
+    t.store
+        .import_batch("left", &second[..3], progress(7, 3))
+        .await
+        .unwrap();
+    assert_eq!(rejected().await, (7, 5));
+    // Another writer's batch, which read fewer records before it and committed later: its
+    // order left alone counts, its lower figures lower nothing.
     let outcome = t
         .store
-        .import_batch(
-            "left",
-            &second[..1],
-            ImportProgress {
-                orders_read: 6,
-                orders_rejected: 2,
-            },
-        )
+        .import_batch("left", &second[3..], progress(6, 2))
         .await
         .unwrap();
     assert_eq!(outcome.streams_diverged.len(), 1, "{outcome:?}");
-    let record = t.store.import_status("left").await.unwrap().unwrap();
-    assert_eq!((record.orders_read, record.orders_rejected), (7, 6));
-    // The run's end says the whole figure (its own rejects and the orders left alone, as the
-    // importer counted them from the outcomes), and it replaces the running one.
-    let finished = t
-        .store
-        .import_finish(
-            "left",
-            ImportProgress {
-                orders_read: 8,
-                orders_rejected: 6,
-            },
-        )
+    assert_eq!(rejected().await, (7, 6));
+    // A run stopped here; the next counts from zero, and its orders left alone again.
+    let again = t.store.import_begin("left", "legacy").await.unwrap();
+    assert_eq!(again.orders_rejected, 0, "{again:?}");
+    t.store
+        .import_batch("left", &second, progress(9, 1))
         .await
         .unwrap();
-    assert_eq!((finished.orders_read, finished.orders_rejected), (8, 6));
+    assert_eq!(rejected().await, (9, 4));
+    // Its end writes the importer's own figures; the orders left alone still count.
+    let finished = t
+        .store
+        .import_finish("left", progress(10, 2))
+        .await
+        .unwrap();
+    assert_eq!((finished.orders_read, finished.orders_rejected), (10, 5));
     let record = t.store.import_status("left").await.unwrap().unwrap();
-    assert_eq!(record.orders_rejected, 6, "{record:?}");
-    let again = run(&t).await;
-    assert_eq!(again.orders_rejected, 0, "{again:?}");
+    assert_eq!(record.orders_rejected, 5, "{record:?}");
 }
