@@ -256,10 +256,10 @@ const PREFIX_SQL: &str = "SELECT stream_id, stream_version, event_type, schema_v
 
 /// The progress row's columns as [`record_from_row`] reads them: the orders rejected are the
 /// importer's own and those the latest run's batches left alone (`orders.import_left_alone`,
-/// V8) together. (`name` and `runs` are the progress row's: the other table has neither.)
-const RECORD_COLUMNS: &str = "name, runs, orders_read, orders_rejected + (SELECT count(*) \
-    FROM orders.import_left_alone WHERE import_name = name AND run = runs), \
-    orders_imported, events_imported, batches, finished_at, source";
+/// V8) together. Every statement reading them names the progress row `i`.
+const RECORD_COLUMNS: &str = "i.name, i.runs, i.orders_read, i.orders_rejected + (SELECT count(*) \
+    FROM orders.import_left_alone l WHERE l.import_name = i.name AND l.run = i.runs), \
+    i.orders_imported, i.events_imported, i.batches, i.finished_at, i.source";
 
 /// Record the orders a batch of the import `$1` left alone (`$2`), for its latest run, each
 /// once: a batch tried again after its commit's answer was lost finds them recorded.
@@ -479,7 +479,7 @@ impl EventStore {
     pub async fn import_status(&self, name: &str) -> Result<Option<ImportRecord>, Error> {
         check_name(name)?;
         let client = self.connection().await?;
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM orders.imports WHERE name = $1");
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM orders.imports i WHERE i.name = $1");
         let row = client.query_opt(&sql, &[&name]).await?;
         Ok(row.as_ref().map(record_from_row).transpose()?)
     }
@@ -493,9 +493,9 @@ impl EventStore {
         check_name(name)?;
         let client = self.connection().await?;
         let sql = format!(
-            "UPDATE orders.imports SET orders_read = $2, orders_rejected = $3, \
+            "UPDATE orders.imports AS i SET orders_read = $2, orders_rejected = $3, \
                  finished_at = now(), updated_at = now() \
-             WHERE name = $1 RETURNING {RECORD_COLUMNS}"
+             WHERE i.name = $1 RETURNING {RECORD_COLUMNS}"
         );
         let row = client
             .query_opt(

@@ -32,6 +32,9 @@ const INSERT_SUMMARY: &str = "INSERT INTO orders.order_summaries VALUES (gen_ran
 const UPSERT_TOTALS: &str =
     "INSERT INTO orders.customer_totals VALUES (gen_random_uuid(), 'EUR', 1, 1)";
 const IMPORT_PROGRESS: &str = "INSERT INTO orders.imports (name) VALUES ('legacy'); UPDATE orders.imports SET batches = batches + 1 WHERE name = 'legacy'";
+const LEFT_ALONE_ROW: &str =
+    "INSERT INTO orders.import_left_alone VALUES ('left', 1, gen_random_uuid())";
+const IMPORT_LEFT_ALONE: &str = "INSERT INTO orders.imports (name) VALUES ('left'); INSERT INTO orders.import_left_alone VALUES ('left', 1, gen_random_uuid())";
 const INSERT_IMPORTED_EVENT: &str = "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, imported_from)
     VALUES (gen_random_uuid(), 1, gen_random_uuid(), 'TestEvent', 1, '{}', 'legacy:1')";
 const MOVE_CHECKPOINT: &str = "INSERT INTO orders.subscriptions (name) VALUES ('x'); UPDATE orders.subscriptions SET checkpoint_position = 5";
@@ -46,6 +49,7 @@ async fn each_role_can_do_its_job_and_nothing_more() {
         // order-import runs with the application's rights.
         ("orders_app", INSERT_IMPORTED_EVENT),
         ("orders_app", IMPORT_PROGRESS),
+        ("orders_app", IMPORT_LEFT_ALONE),
         (
             "orders_app",
             "SELECT * FROM orders.events, orders.commands, orders.order_summaries, orders.subscriptions LIMIT 1",
@@ -95,6 +99,10 @@ async fn each_role_can_do_its_job_and_nothing_more() {
         ("orders_readonly", IMPORT_PROGRESS),
         ("orders_projector", IMPORT_PROGRESS),
         ("orders_app", "DELETE FROM orders.imports"),
+        ("orders_app", "DELETE FROM orders.import_left_alone"),
+        ("orders_app", "UPDATE orders.import_left_alone SET run = 2"),
+        ("orders_readonly", LEFT_ALONE_ROW),
+        ("orders_projector", LEFT_ALONE_ROW),
         ("orders_projector", INSERT_EVENT),
         ("orders_projector", INSERT_COMMAND),
         (
