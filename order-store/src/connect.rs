@@ -222,18 +222,10 @@ where
     let line = {
         let query = timeline(&client);
         let mut query = std::pin::pin!(query);
-        let drive = std::future::poll_fn(|cx| {
-            loop {
-                match std::pin::Pin::new(&mut connection).poll_message(cx) {
-                    std::task::Poll::Ready(Some(Ok(_))) => continue,
-                    std::task::Poll::Ready(Some(Err(error))) => {
-                        return std::task::Poll::Ready(error);
-                    }
-                    std::task::Poll::Ready(None) | std::task::Poll::Pending => {
-                        return std::task::Poll::Pending;
-                    }
-                }
-            }
+        // A plain close is left to the query, which fails with it.
+        let drive = std::future::poll_fn(|cx| match poll_end(&mut connection, cx) {
+            std::task::Poll::Ready(Some(error)) => std::task::Poll::Ready(error),
+            std::task::Poll::Ready(None) | std::task::Poll::Pending => std::task::Poll::Pending,
         });
         let mut drive = std::pin::pin!(drive);
         tokio::select! {
@@ -429,6 +421,27 @@ where
     }
 }
 
+/// Drive `connection` until it ends: `Ready` with the error it ended with (a server's FATAL
+/// message, a broken socket), or `None` for a plain close. A notice or a parameter's new value
+/// is read and passed over (the connection lives); `Pending` while it is open.
+fn poll_end<S>(
+    connection: &mut Connection<Socket, S>,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<Option<tokio_postgres::Error>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use std::task::Poll;
+    loop {
+        match std::pin::Pin::new(&mut *connection).poll_message(cx) {
+            Poll::Ready(Some(Ok(_))) => continue,
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(error)),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
+
 /// Whether the server ended `connection` while nothing read it: what has arrived is read,
 /// without waiting. `Some` with the error it ended with (a server's FATAL message, a broken
 /// socket), or `None` for a plain close; `None` when it is still open.
@@ -439,17 +452,8 @@ where
     use std::task::Poll;
     // Unconstrained: a task whose cooperative budget is spent would read nothing, and take a
     // connection its server ended for an open one.
-    let read = tokio::task::unconstrained(std::future::poll_fn(|cx| {
-        loop {
-            match std::pin::Pin::new(&mut *connection).poll_message(cx) {
-                // A notice or a parameter's new value: the connection lives.
-                Poll::Ready(Some(Ok(_))) => continue,
-                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(error)),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }));
+    let read =
+        tokio::task::unconstrained(std::future::poll_fn(|cx| poll_end(&mut *connection, cx)));
     let mut read = std::pin::pin!(read);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match read.as_mut().poll(&mut cx) {
