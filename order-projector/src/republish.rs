@@ -12,7 +12,8 @@ use crate::sink::Sink;
 use crate::sqs::SqsPublisher;
 use crate::subscription::{StepError, deliver_all};
 
-/// Failed attempts to send a page before a republish gives up (about 25 s of backoff).
+/// Failed attempts in a row to send a page, none of which had any of it acknowledged, before a
+/// republish gives up (about 25 s of backoff).
 const GIVE_UP_AFTER: u32 = 8;
 
 /// Why a republish stopped.

@@ -10,7 +10,7 @@
 //! checkpoint moves only after every entry of the page was acknowledged; entries that
 //! succeeded are never sent again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
@@ -259,23 +259,37 @@ impl Publisher {
                         )
                     })
                     .collect();
+                // Acknowledged: what SQS says it took, and nothing else (a message left out of
+                // the request, or one SQS's answer does not name, was not sent).
+                let successful: HashSet<&str> =
+                    output.successful().iter().map(|s| s.id()).collect();
                 let ok: Vec<usize> = batch
                     .iter()
                     .enumerate()
-                    .filter(|(position, _)| !failed.contains_key(&position.to_string()))
+                    .filter(|(position, _)| {
+                        let id = position.to_string();
+                        successful.contains(id.as_str()) && !failed.contains_key(&id)
+                    })
                     .map(|(_, &index)| index)
                     .collect();
                 metrics::counter!("order_sqs_messages_sent_total").increment(ok.len() as u64);
-                if failed.is_empty() {
+                if ok.len() == batch.len() {
                     return (ok, None);
                 }
-                metrics::counter!("order_sqs_send_failures_total").increment(failed.len() as u64);
+                let unsent = batch.len() - ok.len();
+                metrics::counter!("order_sqs_send_failures_total").increment(unsent as u64);
                 let reasons: Vec<&String> = failed.values().collect();
-                let text = format!(
+                let mut text = format!(
                     "SQS refused {} of {} messages: {reasons:?}",
                     failed.len(),
                     batch.len()
                 );
+                if unsent > failed.len() {
+                    text.push_str(&format!(
+                        "; {} neither taken nor refused",
+                        unsent - failed.len()
+                    ));
+                }
                 (
                     ok,
                     Some((text, output.failed().iter().any(|f| f.sender_fault()))),
@@ -287,7 +301,12 @@ impl Publisher {
                     "SendMessageBatch failed: {}",
                     order_runtime::sqs::describe(&error)
                 );
-                (Vec::new(), Some((text, false)))
+                // A request SQS refused as such (a queue that does not exist, a missing
+                // permission): an ERROR, counted `refused`; still retried, nothing is skipped.
+                (
+                    Vec::new(),
+                    Some((text, order_runtime::sqs::refused(&error))),
+                )
             }
         }
     }
@@ -494,7 +513,7 @@ mod tests {
     #[test]
     fn lanes_are_stable_and_spread() {
         assert_eq!(lane_of("order-1", 8), lane_of("order-1", 8));
-        let used: std::collections::HashSet<usize> = (0..100)
+        let used: HashSet<usize> = (0..100)
             .map(|n| lane_of(&format!("order-{n}"), 8))
             .collect();
         assert_eq!(used.len(), 8);

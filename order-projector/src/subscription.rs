@@ -586,7 +586,6 @@ async fn deliver_under<S: Sink>(
         let Err(undelivered) = sink.deliver(&page).await else {
             return Ok(());
         };
-        attempt += 1;
         let reason = &undelivered.reason;
         // An index the page does not have is a defect in the sink (counting from 1, say):
         // dropping it would count events nobody acknowledged as delivered.
@@ -597,12 +596,23 @@ async fn deliver_under<S: Sink>(
                 page.len()
             )));
         }
+        let offered = page.len();
+        if !undelivered.pending.is_empty() {
+            page.retain_indexes(&undelivered.pending);
+        }
+        // Failed attempts count in a row: one that had some of the page acknowledged made
+        // progress (a throttle on part of a batch, say) and starts the count and the backoff
+        // again, so a destination taking a little at a time is not given up on.
+        if page.len() < offered {
+            attempt = 0;
+        }
+        attempt += 1;
         let kind = match undelivered.failure {
             Failure::Invalid => {
                 return Err(StepError::Stopped(format!("cannot deliver: {reason}")));
             }
             Failure::Refused => {
-                tracing::error!(subscription = %name, error = %reason, attempt, "the destination refuses an event; retrying: it is not skipped");
+                tracing::error!(subscription = %name, error = %reason, attempt, "delivery refused; retrying until someone acts (no event is skipped)");
                 "refused"
             }
             Failure::Transient => {
@@ -610,9 +620,6 @@ async fn deliver_under<S: Sink>(
                 "transient"
             }
         };
-        if !undelivered.pending.is_empty() {
-            page.retain_indexes(&undelivered.pending);
-        }
         attempts.failed(attempt, kind, reason).await?;
     }
     Ok(())
@@ -772,8 +779,9 @@ impl Subscription {
     /// A sink's: offer it every event of its categories with `from <= global_position <=
     /// through` again, in pages, in the log's order, under no lease and beside whatever runs
     /// it (the sink must take events it already has, as it does after any failover), retrying
-    /// what it does not acknowledge for about half a minute before it gives up. Its
-    /// checkpoint does not move. Returns how many events it was offered; a stop (`shutdown`,
+    /// what it does not acknowledge; it gives up after about half a minute of attempts that
+    /// had nothing acknowledged (one that had some starts that count again). Its checkpoint
+    /// does not move. Returns how many events it was offered; a stop (`shutdown`,
     /// an event it refuses for good, the log out of reach) says which `from` and `to` resume
     /// it. A projection is refused: rebuild it with a replay.
     pub async fn republish(

@@ -49,3 +49,27 @@ where
         }
     }
 }
+
+/// Whether SQS refused the request itself: it answered 4xx, and neither for a throttle (429,
+/// a `...Throttl...` code) nor for a request that took too long or credentials that expired on
+/// the way (408, `RequestExpired`, `ExpiredToken`: the SDK signs the next attempt afresh). A
+/// queue that does not exist, a standard queue where a FIFO one belongs, a missing permission
+/// or a parameter SQS refuses will not pass by themselves, and someone has to act; everything
+/// else (no answer, a 5xx, a throttle) is an outage and passes by itself.
+pub fn refused<E>(
+    error: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> bool
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata,
+{
+    let aws_sdk_sqs::error::SdkError::ServiceError(service) = error else {
+        return false;
+    };
+    let status = service.raw().status().as_u16();
+    let code = service.err().code().unwrap_or_default();
+    (400..500).contains(&status)
+        && status != 408
+        && status != 429
+        && !code.contains("Throttl")
+        && !matches!(code, "RequestExpired" | "ExpiredToken" | "RequestTimeout")
+}

@@ -422,3 +422,38 @@ async fn a_sink_is_offered_a_range_of_the_log_again() {
     assert!(refused.to_string().contains("is a projection"), "{refused}");
     assert!(positions.lock().unwrap().is_empty());
 }
+
+/// A destination that takes part of each offer (throttling some of a batch, say) is making
+/// progress: a republish goes on until everything is acknowledged instead of giving up after
+/// its few failed attempts, which count only attempts that acknowledged nothing.
+#[tokio::test]
+async fn a_republish_acknowledged_a_little_at_each_attempt_goes_on_to_the_end() {
+    let f = fixture().await;
+    write_orders(&f.handler, 12, 1).await;
+    everything_visible(&f.store).await;
+    let head = f.store.head_position().await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Every offer acknowledges its first event only: 11 failed attempts in a row for 12.
+    let subscription = Subscription::sink(Reporting {
+        name: "one_at_a_time",
+        calls: calls.clone(),
+        sizes: sizes.clone(),
+        pending: |len, _| (len > 1).then(|| (1..len).collect()),
+    });
+    let (_stop, shutdown) = watch::channel(false);
+    let offered = tokio::time::timeout(
+        Duration::from_secs(120),
+        subscription.republish(&f.store, 1, head, &shutdown),
+    )
+    .await
+    .expect("the republish ended")
+    .expect("a destination making progress is not given up on");
+    let events = f.store.read_range(0, head, 10_000).await.unwrap().len();
+    assert!(events >= 12, "{events}");
+    assert_eq!(offered, events as u64, "every event of the range");
+    let sizes = sizes.lock().unwrap().clone();
+    // Pages of up to 1,000: one offer per event, each page's last offer of its last event.
+    assert_eq!(sizes.len(), events, "one acknowledged per offer: {sizes:?}");
+    assert_eq!(sizes.last(), Some(&1), "{sizes:?}");
+}

@@ -264,7 +264,8 @@ async fn a_republish_stopped_by_sigterm_says_where_to_resume() {
     write_orders(&f.handler, 2, 2).await;
     let pair = sqs::fifo_queue_pair(5).await;
     let head = f.store.head_position().await.unwrap();
-    // A queue that does not exist: the republish retries for about half a minute.
+    // A queue that does not exist (a refusal, logged as an ERROR): the republish retries for
+    // about half a minute.
     let missing = pair.queue_url.replace(".fifo", "-missing.fifo");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_order-projector"));
     command
@@ -282,7 +283,7 @@ async fn a_republish_stopped_by_sigterm_says_where_to_resume() {
     let (seen, retrying) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stdout.lines().map_while(Result::ok) {
-            if line.contains("delivery failed") {
+            if line.contains("delivery refused") {
                 let _ = seen.send(());
             }
         }
@@ -369,33 +370,76 @@ async fn failed_deliveries_show_in_the_subscriptions_status_while_it_retries() {
             async move { drain(&store, &subscription(publisher, 25), &lease, cursor).await },
         )
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let state = loop {
-        let state = f
-            .store
+    let reported = last_error(&f.store, "sqs_publisher", Duration::from_secs(60)).await;
+    task.abort();
+    // SQS answered, and said the request itself is wrong (4xx): a refusal that will not pass
+    // by itself (an ERROR line, counted `refused`), though still retried: nothing is skipped.
+    assert!(
+        reported.contains("delivery failed (refused") && reported.contains("NonExistentQueue"),
+        "{reported}"
+    );
+    assert_eq!(
+        f.store.checkpoint("sqs_publisher").await.unwrap(),
+        Cursor::START
+    );
+}
+
+/// SQS out of reach (nothing listens at its address) is an outage, retried as such and logged
+/// as a warning: not a refusal.
+#[tokio::test]
+async fn sqs_out_of_reach_is_a_transient_failure_not_a_refusal() {
+    let f = fixture().await;
+    write_orders(&f.handler, 2, 2).await;
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let url = format!("{endpoint}/000000000000/nowhere.fifo");
+    let publisher = Publisher::new(sqs::client_for(&endpoint), url, 1);
+    let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
+    let task = {
+        let store = f.store.clone();
+        let lease = lease.clone();
+        tokio::spawn(
+            async move { drain(&store, &subscription(publisher, 25), &lease, cursor).await },
+        )
+    };
+    let reported = last_error(&f.store, "sqs_publisher", Duration::from_secs(60)).await;
+    task.abort();
+    assert!(
+        reported.contains("delivery failed (transient"),
+        "{reported}"
+    );
+    assert_eq!(
+        f.store.checkpoint("sqs_publisher").await.unwrap(),
+        Cursor::START
+    );
+}
+
+/// The subscription's last error in `status`, once it has one (empty after `wait`).
+async fn last_error(store: &order_store::EventStore, name: &str, wait: Duration) -> String {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let state = store
             .subscriptions()
             .await
             .unwrap()
             .into_iter()
-            .find(|s| s.name == "sqs_publisher")
-            .unwrap();
-        if state.last_error.is_some() || std::time::Instant::now() > deadline {
-            break state;
+            .find(|s| s.name == name);
+        if let Some(error) = state.and_then(|s| s.last_error) {
+            return error;
+        }
+        if std::time::Instant::now() > deadline {
+            return String::new();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    task.abort();
-    assert!(
-        state
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("delivery failed")),
-        "{state:?}"
-    );
-    assert_eq!(state.checkpoint, Cursor::START);
+    }
 }
 
-/// Ranges that select no event are refused on one line, exit 2, nothing sent: reversed, ending
+/// Ranges outside the log are refused on one line, exit 2, nothing sent: reversed, ending
 /// before the log's first position, or starting beyond its head.
 #[tokio::test]
 async fn republish_refuses_a_range_without_events() {
