@@ -207,6 +207,7 @@ pub async fn raw(
                                         &ev_cmd,
                                         &ev_seq,
                                         &vec!["order"],
+                                        &nulls_uuid,
                                     ],
                                 )
                                 .await

@@ -115,8 +115,9 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDER_GRPC_SUBSCRIPTION_BUFFER", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub subscription_buffer: u32,
-    /// How many times in all a command is decided, its first decision included, when concurrent
-    /// commands of other processes on its order keep winning the append; then ABORTED.
+    /// How many times in all a command is decided on its order's state just read, its first
+    /// such decision included, when concurrent commands of other processes on its order keep
+    /// winning the append; then ABORTED.
     #[arg(long, env = "ORDER_COMMAND_MAX_ATTEMPTS", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub command_max_attempts: u32,

@@ -163,7 +163,8 @@ pub enum StreamOutcome {
 /// any number of commands, in one round trip and one transaction.
 ///
 /// Per stream append (`$1` stream ids, `$2` expected versions: -1 any, 0 no stream, n exact,
-/// `$20` categories: the stream's type, recorded with each of its events);
+/// `$20` categories: the stream's type, recorded with each of its events, `$21` the id of the
+/// event the caller's state ended at, which must be the head's, or null for no such check);
 /// per command (`$3` its append's 1-based index, `$4` command id, `$5` request fingerprint (null:
 /// no idempotency record), `$6` status label, `$7`-`$11` metadata: correlation id, causation id,
 /// traceparent, tracestate, actor, `$17` the id of its last event); per event (`$12` its
@@ -175,7 +176,7 @@ pub enum StreamOutcome {
 ///
 /// For each append the statement looks up its commands' ids, reads the stream's head through
 /// the unique index, and writes only if no command was recorded before and the expected version
-/// holds. Rows are inserted in stream-id order (and command records in command-id order), so
+/// (and the head's event id, when given) holds. Rows are inserted in stream-id order (and command records in command-id order), so
 /// that concurrent statements touching the same streams take their index entries in one global
 /// order and cannot deadlock. It answers one row per command: the stream's head before, the
 /// version and position of the command's last event when written, and the earlier record when
@@ -188,9 +189,9 @@ WITH job AS (
         WHERE e.stream_id = j.stream_id
         ORDER BY e.stream_version DESC
         LIMIT 1
-    ), 0) AS head, j.category
-    FROM unnest($1::uuid[], $2::int8[], $20::text[])
-        WITH ORDINALITY AS j(stream_id, expected, category, jidx)
+    ), 0) AS head, j.category, j.head_event
+    FROM unnest($1::uuid[], $2::int8[], $20::text[], $21::uuid[])
+        WITH ORDINALITY AS j(stream_id, expected, category, head_event, jidx)
 ), cmd AS (
     SELECT * FROM unnest($3::int8[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
         $8::uuid[], $9::text[], $10::text[], $11::text[], $17::uuid[])
@@ -208,6 +209,12 @@ WITH job AS (
 ), allowed AS (
     SELECT job.jidx, job.stream_id, job.head, job.category FROM job
     WHERE (job.expected < 0 OR job.head = job.expected)
+      -- The event the caller's state ended at is the head's own (not another, written at the
+      -- same version after the one it saw was lost: a failover, a restore).
+      AND (job.head_event IS NULL OR EXISTS (
+          SELECT 1 FROM orders.events h
+          WHERE h.stream_id = job.stream_id AND h.stream_version = job.head
+            AND h.event_id = job.head_event))
       AND NOT EXISTS (SELECT 1 FROM prior WHERE prior.jidx = job.jidx)
 ), inserted AS (
     INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version,

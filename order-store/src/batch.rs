@@ -31,6 +31,9 @@ use crate::store::{BatchFailure, CommandRecord, EventStore};
 #[derive(Debug)]
 pub(crate) struct Job {
     pub append: StreamAppend,
+    /// The event its caller's state ended at, checked against the stream's head (the command
+    /// handler's; `None`: no such check).
+    pub head_event: Option<Uuid>,
     pub reply: oneshot::Sender<Result<StreamOutcome, Error>>,
     /// Who owns the append: [`Claim::QUEUED`] until the writer takes it into a batch or the
     /// caller withdraws it; exactly one of them wins.
@@ -111,19 +114,20 @@ impl Forming {
         }
     }
 
-    /// Take `job` into the batch, or hand it back if the batch already holds its stream or one
-    /// of its command ids. A job its caller withdrew is dropped (and counts as taken).
-    fn admit(&mut self, job: Job) -> Result<(), Job> {
+    /// Take `job` into the batch, or hand it back (`Some`) if the batch already holds its
+    /// stream or one of its command ids. A job its caller withdrew is dropped (and counts as
+    /// taken).
+    fn admit(&mut self, job: Job) -> Option<Job> {
         let command_clash = job.command_ids().any(|id| self.commands.contains(&id));
         if self.streams.contains(&job.append.stream_id) || command_clash {
-            return Err(job);
+            return Some(job);
         }
         if Claim::settle(&job.claim, Claim::TAKEN) {
             self.streams.insert(job.append.stream_id);
             self.commands.extend(job.command_ids());
             self.batch.push(job);
         }
-        Ok(())
+        None
     }
 }
 
@@ -175,7 +179,7 @@ impl Queue {
                 break;
             };
             arrived += 1;
-            if let Err(job) = forming.admit(job) {
+            if let Some(job) = forming.admit(job) {
                 postponed.push_back(job);
             }
         }
@@ -217,7 +221,7 @@ impl Queue {
                 };
                 progress = now;
                 arrived += 1;
-                if let Err(job) = forming.admit(job) {
+                if let Some(job) = forming.admit(job) {
                     self.deferred.push_back(job);
                 }
             }
@@ -246,7 +250,8 @@ pub(crate) async fn writer(store: EventStore, mut queue: Queue) {
         let Some(deadline) = batch.iter().map(|job| job.deadline).min() else {
             continue;
         };
-        let written = store.write(&appends, deadline).await;
+        let heads: Vec<Option<Uuid>> = batch.iter().map(|job| job.head_event).collect();
+        let written = store.write(&appends, &heads, deadline).await;
         queue.written();
         match written {
             Ok(outcomes) => {
@@ -269,13 +274,17 @@ pub(crate) async fn writer(store: EventStore, mut queue: Queue) {
                 metrics::counter!("order_store_group_commit_fallbacks_total").increment(1);
                 tracing::debug!(%error, appends = batch.len(), "group commit fell back to single appends");
                 for job in batch {
-                    let result = store.write_one(&job.append, job.deadline).await;
+                    let result = store
+                        .write_one(&job.append, job.head_event, job.deadline)
+                        .await;
                     let _ = job.reply.send(result);
                 }
             }
             Err(BatchFailure::RolledBack(_)) => {
                 for job in batch {
-                    let result = store.write_one(&job.append, job.deadline).await;
+                    let result = store
+                        .write_one(&job.append, job.head_event, job.deadline)
+                        .await;
                     let _ = job.reply.send(result);
                 }
             }
@@ -349,10 +358,13 @@ pub(crate) struct Params<'a> {
     pub versions: Vec<i16>,
     pub payloads: Vec<&'a str>,
     pub categories: Vec<&'a str>,
+    pub head_events: Vec<Option<Uuid>>,
 }
 
 impl<'a> Params<'a> {
-    pub(crate) fn new(appends: &[&'a StreamAppend]) -> Self {
+    /// `heads[j]`: the event `appends[j]`'s caller's state ended at, checked against the
+    /// stream's head (`None`: no such check; missing: none).
+    pub(crate) fn new(appends: &[&'a StreamAppend], heads: &[Option<Uuid>]) -> Self {
         let commands: usize = appends.iter().map(|a| a.commands.len()).sum();
         let events: usize = appends
             .iter()
@@ -380,9 +392,11 @@ impl<'a> Params<'a> {
             versions: Vec::with_capacity(events),
             payloads: Vec::with_capacity(events),
             categories: Vec::with_capacity(appends.len()),
+            head_events: Vec::with_capacity(appends.len()),
         };
         for (j, append) in appends.iter().enumerate() {
             p.stream_ids.push(append.stream_id);
+            p.head_events.push(heads.get(j).copied().flatten());
             p.expected.push(append.expected.as_sql());
             p.categories.push(&append.category);
             let mut seq = 0i64;
@@ -419,7 +433,7 @@ impl<'a> Params<'a> {
         p
     }
 
-    pub(crate) fn as_sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 20] {
+    pub(crate) fn as_sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 21] {
         [
             &self.stream_ids,
             &self.expected,
@@ -441,6 +455,7 @@ impl<'a> Params<'a> {
             &self.ev_job,
             &self.ev_seq,
             &self.categories,
+            &self.head_events,
         ]
     }
 }
@@ -688,6 +703,7 @@ mod tests {
                     let (reply, answer) = oneshot::channel();
                     let job = Job {
                         append: append(stream, ExpectedVersion::NoStream, &[(stream, 1)]),
+                        head_event: None,
                         reply,
                         claim: Arc::new(AtomicU8::new(Claim::QUEUED)),
                         deadline: Instant::now() + Duration::from_secs(60),

@@ -133,9 +133,11 @@ impl std::io::Write for HashWriter<'_> {
 }
 
 impl<A: Aggregate> CommandHandler<A> {
-    /// `max_attempts` bounds how many times in all a command is decided, its first decision
-    /// included, when concurrent appends to its stream (from other processes) keep winning the
-    /// race (at least 1: decided once, never again).
+    /// `max_attempts` bounds how many times in all a command is decided on a state just read,
+    /// its first such decision included, when concurrent appends to its stream (from other
+    /// processes) keep winning the race (at least 1: decided once, never again). A decision
+    /// on a kept or assumed state that the append contradicts is not counted: the stream is
+    /// read at once and the command decided again.
     pub fn new(store: EventStore, max_attempts: u32) -> Self {
         Self::with_cache(store, max_attempts, DEFAULT_CACHED_STREAMS)
     }
@@ -245,11 +247,11 @@ impl<A: Aggregate> CommandHandler<A> {
         let mut attempts = vec![0u32; items.len()];
         // The state to decide on, and whether it was just read together with the records of
         // the open commands (then a refusal is final).
-        let mut state = cached.map(|c| (c.state, c.version));
+        let mut state = cached.map(|c| (c.state, c.version, c.head));
         let mut fresh = false;
         if state.is_none() && items.first().is_some_and(|i| i.creates) {
             // A new stream needs no read: the append itself checks that it is new.
-            state = Some((A::default(), 0));
+            state = Some((A::default(), 0, None));
         }
         let mut conflicts = 0u32;
         loop {
@@ -257,7 +259,7 @@ impl<A: Aggregate> CommandHandler<A> {
             if open.is_empty() {
                 break;
             }
-            let (base, version) = match state.take() {
+            let (base, version, head) = match state.take() {
                 Some(known) => known,
                 None => {
                     let ids: Vec<Uuid> = open.iter().map(|&i| items[i].command_id).collect();
@@ -301,7 +303,7 @@ impl<A: Aggregate> CommandHandler<A> {
             };
             let open: Vec<usize> = open.into_iter().filter(|&i| results[i].is_none()).collect();
             if open.is_empty() {
-                state = Some((base, version));
+                state = Some((base, version, head));
                 break;
             }
 
@@ -326,7 +328,7 @@ impl<A: Aggregate> CommandHandler<A> {
             }
             if batch.writes.is_empty() {
                 // Nothing was decided: the batch's state is still the one it started from.
-                state = Some((batch.state, batch.version));
+                state = Some((batch.state, batch.version, head));
                 continue;
             }
 
@@ -338,6 +340,11 @@ impl<A: Aggregate> CommandHandler<A> {
                 followers,
                 ..
             } = batch;
+            // The event the stream's head will be if the append is written.
+            let written_head = writes
+                .last()
+                .and_then(|w| w.events.last())
+                .map(|e| e.event_id);
             let append = StreamAppend {
                 stream_id,
                 category: std::borrow::Cow::Borrowed(A::CATEGORY),
@@ -345,7 +352,7 @@ impl<A: Aggregate> CommandHandler<A> {
                 commands: writes,
             };
             let span = tracing::debug_span!("append", commands = chosen.len());
-            match Box::pin(self.store.append_encoded(append))
+            match Box::pin(self.store.append_encoded(append, head))
                 .instrument(span)
                 .await
             {
@@ -370,7 +377,7 @@ impl<A: Aggregate> CommandHandler<A> {
                             }));
                         }
                     }
-                    state = Some((after, after_version));
+                    state = Some((after, after_version, written_head));
                     fresh = false;
                 }
                 Ok(StreamOutcome::Recorded(records)) => {
@@ -392,6 +399,13 @@ impl<A: Aggregate> CommandHandler<A> {
                     // The state those commands were decided on is gone: read it again.
                     state = None;
                     fresh = false;
+                }
+                Err(Error::WrongExpectedVersion { .. } | Error::Conflict { .. }) if !fresh => {
+                    // Decided on a kept or assumed state the log contradicts (a new stream that
+                    // exists, a state another process moved on): read it, at once. Only a
+                    // conflict on a state just read is a race lost, counted below; the next
+                    // decision is on a state just read.
+                    state = None;
                 }
                 Err(Error::WrongExpectedVersion { .. } | Error::Conflict { .. }) => {
                     // Another process appended: read again and decide again, a bounded number
@@ -429,7 +443,11 @@ impl<A: Aggregate> CommandHandler<A> {
             .collect();
         (
             answers,
-            state.map(|(state, version)| Cached { state, version }),
+            state.map(|(state, version, head)| Cached {
+                state,
+                version,
+                head,
+            }),
         )
     }
 
@@ -440,14 +458,14 @@ impl<A: Aggregate> CommandHandler<A> {
         &self,
         stream_id: Uuid,
         command_ids: &[Uuid],
-    ) -> Result<((A, u64), Vec<(Uuid, CommandRecord)>, bool), Error> {
+    ) -> Result<((A, u64, Option<Uuid>), Vec<(Uuid, CommandRecord)>, bool), Error> {
         self.store
             .timed(async {
                 let client = self.store.connection().await?;
                 let loaded = load(&client, stream_id, command_ids, 0).await?;
                 if loaded.category.as_deref().is_some_and(|c| c != A::CATEGORY) {
                     let version = loaded.events.last().map_or(0, |e| e.0);
-                    return Ok(((A::default(), version), loaded.records, true));
+                    return Ok(((A::default(), version, None), loaded.records, true));
                 }
                 let mut state = A::default();
                 let mut version = 0;
@@ -462,7 +480,7 @@ impl<A: Aggregate> CommandHandler<A> {
                     state.evolve(&event);
                     version = stream_version;
                 }
-                Ok(((state, version), loaded.records, false))
+                Ok(((state, version, loaded.head_event), loaded.records, false))
             })
             .await
     }
@@ -678,6 +696,10 @@ impl<A: Aggregate> Batch<A> {
 struct Cached<A> {
     state: A,
     version: u64,
+    /// The id of the event at `version`: an append from this state is written only if the
+    /// stream's head is still that event (not another one at the same version, written after
+    /// a failover or a restore lost the one this state saw).
+    head: Option<Uuid>,
 }
 
 /// A command waiting in its stream's queue, owned.

@@ -413,25 +413,33 @@ impl EventStore {
     /// append of the same version is an [`Error::Conflict`]. Not retried here.
     pub async fn append_commands(&self, append: StreamAppend) -> Result<StreamOutcome, Error> {
         validate_stream_append(&append, false)?;
-        self.append_validated(append).await
+        self.append_validated(append, None).await
     }
 
     /// [`EventStore::append_commands`] for the command handler, whose payloads come from
-    /// [`crate::NewEvent::encode`].
+    /// [`crate::NewEvent::encode`], and whose state ended at `head_event` (the stream's event at
+    /// the expected version): written only if that is still the stream's head event, so that a
+    /// state kept from events a failover or a restore lost, whose versions another writer
+    /// then reused, conflicts and is read again.
     pub(crate) async fn append_encoded(
         &self,
         append: StreamAppend,
+        head_event: Option<Uuid>,
     ) -> Result<StreamOutcome, Error> {
         validate_stream_append(&append, true)?;
-        self.append_validated(append).await
+        self.append_validated(append, head_event).await
     }
 
-    async fn append_validated(&self, append: StreamAppend) -> Result<StreamOutcome, Error> {
+    async fn append_validated(
+        &self,
+        append: StreamAppend,
+        head_event: Option<Uuid>,
+    ) -> Result<StreamOutcome, Error> {
         let result = match self.inner.writers.as_slice() {
-            [] => Box::pin(self.write_one(&append, self.append_deadline())).await,
+            [] => Box::pin(self.write_one(&append, head_event, self.append_deadline())).await,
             writers => {
                 let queue = &writers[writer_for(append.stream_id, writers.len())];
-                self.enqueue(queue, append).await
+                self.enqueue(queue, append, head_event).await
             }
         };
         if matches!(
@@ -446,10 +454,10 @@ impl EventStore {
     /// Group commit when configured, else now.
     async fn submit(&self, append: &StreamAppend) -> Result<StreamOutcome, Error> {
         match self.inner.writers.as_slice() {
-            [] => Box::pin(self.write_one(append, self.append_deadline())).await,
+            [] => Box::pin(self.write_one(append, None, self.append_deadline())).await,
             writers => {
                 let queue = &writers[writer_for(append.stream_id, writers.len())];
-                self.enqueue(queue, append.clone()).await
+                self.enqueue(queue, append.clone(), None).await
             }
         }
     }
@@ -470,6 +478,7 @@ impl EventStore {
         &self,
         queue: &mpsc::Sender<Job>,
         append: StreamAppend,
+        head_event: Option<Uuid>,
     ) -> Result<StreamOutcome, Error> {
         let (reply, mut result) = oneshot::channel();
         let claim = Arc::new(AtomicU8::new(Claim::QUEUED));
@@ -481,6 +490,7 @@ impl EventStore {
         let admission = self.inner.config.pool_wait();
         let job = Job {
             append,
+            head_event,
             reply,
             claim: claim.clone(),
             deadline,
@@ -510,9 +520,10 @@ impl EventStore {
     pub(crate) async fn write(
         &self,
         appends: &[&StreamAppend],
+        heads: &[Option<Uuid>],
         deadline: Instant,
     ) -> Result<Vec<Result<StreamOutcome, Error>>, BatchFailure> {
-        self.try_write(appends, deadline)
+        self.try_write(appends, heads, deadline)
             .await
             .map_err(|failure| match failure {
                 WriteFailure::Unique(constraint) => BatchFailure::RolledBack(Error::Database(
@@ -526,9 +537,13 @@ impl EventStore {
     async fn try_write(
         &self,
         appends: &[&StreamAppend],
+        heads: &[Option<Uuid>],
         deadline: Instant,
     ) -> Result<Vec<Result<StreamOutcome, Error>>, WriteFailure> {
-        if let Some(params) = NewStreamParams::new(appends) {
+        // New streams have no head to check.
+        if heads.iter().all(Option::is_none)
+            && let Some(params) = NewStreamParams::new(appends)
+        {
             match self.try_write_new_streams(appends, &params, deadline).await {
                 // A stream, command id or event id was there before: the full statement
                 // below says exactly which (nothing was written).
@@ -536,7 +551,7 @@ impl EventStore {
                 other => return other,
             }
         }
-        let params = Params::new(appends);
+        let params = Params::new(appends, heads);
         let rows = self
             .run_append(APPEND_SQL, &params.as_sql(), deadline)
             .await?;
@@ -665,9 +680,10 @@ impl EventStore {
     pub(crate) async fn write_one(
         &self,
         append: &StreamAppend,
+        head_event: Option<Uuid>,
         deadline: Instant,
     ) -> Result<StreamOutcome, Error> {
-        let violated = match self.try_write(&[append], deadline).await {
+        let violated = match self.try_write(&[append], &[head_event], deadline).await {
             Ok(mut outcomes) => {
                 return outcomes
                     .pop()
@@ -984,14 +1000,17 @@ pub(crate) async fn find_commands(
 #[derive(Debug, Default)]
 pub(crate) struct Loaded {
     pub records: Vec<(Uuid, CommandRecord)>,
-    /// (stream version, event type, schema version, payload), in version order.
+    /// (stream version, event type, schema version, payload, global position), in version
+    /// order.
     pub events: Vec<(u64, String, u16, serde_json::Value, u64)>,
+    /// The id of the last of `events`.
+    pub head_event: Option<Uuid>,
     /// The category of the stream's events (every append of a stream names the same one).
     pub category: Option<String>,
 }
 
 const LOAD_SQL: &str = "
-SELECT 1 AS kind, NULL::uuid, NULL::uuid, e.stream_version, e.global_position, e.event_type,
+SELECT 1 AS kind, e.event_id, NULL::uuid, e.stream_version, e.global_position, e.event_type,
     NULL::bytea, e.schema_version, e.payload, e.category
 FROM orders.events e
 WHERE e.stream_id = $1 AND e.stream_version > $3
@@ -1036,6 +1055,8 @@ pub(crate) async fn load(
             if loaded.category.is_none() {
                 loaded.category = Some(row.try_get(9)?);
             }
+            // In version order: the last one read is the head.
+            loaded.head_event = Some(row.try_get(1)?);
             loaded.events.push((
                 version,
                 row.try_get(5)?,

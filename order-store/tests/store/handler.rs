@@ -517,3 +517,100 @@ async fn random_event_ids_are_version_7_and_new_on_every_append() {
     assert_eq!(ids[1].get_version_num(), 7);
     assert_ne!(event_identity(ids[0]), event_identity(ids[1]));
 }
+
+/// A failover to a standby that had not received the last commits (asynchronous replication),
+/// or a restore to an earlier point: the events a handler kept its state from are gone, and
+/// another instance wrote different events at the same versions. Kept state is checked against
+/// the event it ended at, not only its version: the handler reads the stream again and never
+/// appends a step the order's actual history forbids.
+#[tokio::test]
+async fn a_state_kept_from_events_a_failover_lost_is_read_again() {
+    let t = test_store().await;
+    let handlers = instances(&t, 2, 5);
+    let (a, b) = (&handlers[0], &handlers[1]);
+    // a keeps "Confirmed, version 4".
+    let order = confirmed_order(a).await;
+    // The confirmation is lost, as in a failover to a standby it never reached (the log is
+    // append-only for everyone: only replication's role passes its triggers).
+    let admin = t.db.connect().await;
+    admin
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             DELETE FROM orders.commands WHERE stream_id = '{order}' AND stream_version = 4;
+             DELETE FROM orders.events WHERE stream_id = '{order}' AND stream_version = 4;
+             SET session_replication_role = origin;"
+        ))
+        .await
+        .unwrap();
+    // b, on the server as it now is, cancels the authorized order: its version 4.
+    let cancelled = b
+        .handle(
+            order,
+            &OrderCommand::cancel_order("customer").unwrap(),
+            &context(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancelled.stream_version, 4);
+    // a, decided on its kept state, would start fulfilment after the cancellation.
+    let started = a
+        .handle(order, &OrderCommand::StartFulfillment, &context())
+        .await;
+    assert!(
+        matches!(
+            started,
+            Err(HandleError::Rejected(OrderError::InvalidTransition { .. }))
+        ),
+        "{started:?}"
+    );
+    let types: Vec<String> = t
+        .store
+        .read_stream(order, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert!(
+        !types.iter().any(|t| t == "FulfillmentStarted"),
+        "{types:?}"
+    );
+}
+
+/// A decision on a kept or assumed state that the log contradicts is read again at once and
+/// does not use up the attempts meant for races on fresh state: with a single attempt, an
+/// order placed again by another instance is answered "already exists", and a kept state
+/// another instance moved on is decided again, instead of either ending in a conflict.
+#[tokio::test]
+async fn a_stale_or_assumed_state_does_not_use_up_the_attempts() {
+    let t = test_store().await;
+    let handlers = instances(&t, 2, 1);
+    let (a, b) = (&handlers[0], &handlers[1]);
+    let order = Uuid::new_v4();
+    a.handle(order, &place(), &context()).await.unwrap();
+    // b assumes a new stream for a PlaceOrder.
+    let again = b.handle(order, &place(), &context()).await.unwrap_err();
+    assert!(
+        matches!(again, HandleError::Rejected(OrderError::AlreadyExists)),
+        "{again:?}"
+    );
+    // b keeps "Placed, version 1" from its own command; a moves the order on.
+    let other = Uuid::new_v4();
+    b.handle(other, &place(), &context()).await.unwrap();
+    a.handle(
+        other,
+        &OrderCommand::reserve_inventory("r-1").unwrap(),
+        &context(),
+    )
+    .await
+    .unwrap();
+    let authorized = b
+        .handle(
+            other,
+            &OrderCommand::authorize_payment("p-1", "EUR", 3000).unwrap(),
+            &context(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(authorized.stream_version, 3);
+}
