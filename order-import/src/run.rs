@@ -158,12 +158,16 @@ const MAX_REJECT_BYTES_PER_BATCH: usize = 4 << 20;
 struct RejectsLog {
     file: File,
     path: PathBuf,
-    /// Rejects of the batches not committed yet, by batch number.
+    /// Rejects of the batches not written yet, by batch number.
     held: std::collections::BTreeMap<u64, Vec<Reject>>,
+    /// Batches that committed, not written yet: one before them has not committed.
+    committed: std::collections::BTreeSet<u64>,
+    /// The first batch not written yet.
+    next: u64,
 }
 
 impl RejectsLog {
-    /// Hold the rejects of batch `index` until it or a later batch commits.
+    /// Hold the rejects of batch `index` until it and every batch before it committed.
     fn hold(&mut self, index: u64, rejects: Vec<Reject>) {
         if !rejects.is_empty() {
             self.held.insert(index, rejects);
@@ -174,9 +178,7 @@ impl RejectsLog {
     /// in the batch: how many of the rejects the batch carries were read before it (the
     /// reader's [`Origin::rejects_before`]). They join the rejects held for it, each after
     /// those read before it and before those read after it, so that the file stays in the
-    /// order of the export. Called before [`RejectsLog::committed`] for the same batch. Should
-    /// a later batch have committed first (and written this one's rejects), they are written
-    /// next, after those.
+    /// order of the export. Called before [`RejectsLog::committed`] for the same batch.
     fn join(&mut self, index: u64, mut diverged: Vec<(usize, Reject)>) {
         if diverged.is_empty() {
             return;
@@ -199,10 +201,31 @@ impl RejectsLog {
         *held = merged;
     }
 
-    /// Batch `index` committed: write the rejects of every batch up to it.
+    /// Batch `index` committed: write the rejects of every batch up to the first that has not
+    /// (in the order of the export: a batch before it, still being written, may yet leave
+    /// orders alone, whose rejects go before this one's).
     fn committed(&mut self, index: u64) -> anyhow::Result<()> {
-        let later = self.held.split_off(&(index + 1));
+        self.committed.insert(index);
+        let mut due = Vec::new();
+        while self.committed.remove(&self.next) {
+            due.extend(self.held.remove(&self.next).unwrap_or_default());
+            self.next += 1;
+        }
+        self.write(due)
+    }
+
+    /// The run's writers are done: write the rejects of every batch up to the last that
+    /// committed, in order, including those read before a batch that did not (a failed one),
+    /// as the progress row counts them. Those of batches after the last commit, never sent or
+    /// never written, are not written.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        let Some(last) = self.committed.last().copied() else {
+            return Ok(());
+        };
+        let later = self.held.split_off(&(last + 1));
         let due = std::mem::replace(&mut self.held, later);
+        self.committed.clear();
+        self.next = last + 1;
         self.write(due.into_values().flatten())
     }
 
@@ -696,6 +719,8 @@ pub async fn import_until(
         file: rejects_file,
         path: options.rejects.clone(),
         held: std::collections::BTreeMap::new(),
+        committed: std::collections::BTreeSet::new(),
+        next: 0,
     }));
 
     let (sender, mut receiver) = mpsc::channel::<Batch>(options.writers * 2);
@@ -826,11 +851,14 @@ pub async fn import_until(
             failure.get_or_insert(e);
         }
     }
+    // Batches that committed after one that did not (a failed one): their rejects, in order.
+    let flushed = lock_log(&rejects_log).finish();
     reporter.abort();
     let read = reader.await.context("the reader panicked")?;
     if let Some(failure) = failure {
         return Err(failure);
     }
+    flushed?;
     if stopped {
         // The reader stopped too, on the closed channel: its error says only that.
         bail!(
@@ -949,8 +977,8 @@ mod tests {
 
     /// The orders a batch left alone join its rejects each at its place in the export (by how
     /// many of them were read before it; a CSV batch's rejects are of several tables, so not
-    /// sorted by file and line), and are written as it commits; a batch whose rejects a later
-    /// batch's commit wrote already has them written next.
+    /// sorted by file and line), and are written once it and every batch before it committed;
+    /// at the end, those of every batch up to the last that committed.
     #[test]
     fn a_batch_s_orders_left_alone_join_its_rejects_in_the_order_of_the_export() {
         let dir = tempfile::tempdir().unwrap();
@@ -959,6 +987,8 @@ mod tests {
             file: File::create(&path).unwrap(),
             path: path.clone(),
             held: std::collections::BTreeMap::new(),
+            committed: std::collections::BTreeSet::new(),
+            next: 0,
         };
         let reject = |file: &str, line: u64| Reject::new(file.into(), line, None, String::new());
         let written = || -> Vec<(String, u64)> {
@@ -1003,13 +1033,15 @@ mod tests {
             ])
         );
         assert_eq!(log.held.keys().copied().collect::<Vec<_>>(), [1, 2]);
-        // Batch 2 commits before batch 1, whose order left alone then follows.
+        // Batch 2 commits before batch 1: its rejects wait for batch 1's, whose order left
+        // alone comes first in the export.
         log.committed(2).unwrap();
+        assert_eq!(written().len(), 5, "batch 1 is still being written");
         log.join(1, vec![(0, reject("orders.csv", 6))]);
         log.committed(1).unwrap();
         assert_eq!(
             written()[5..],
-            want(&[("orders.csv", 7), ("orders.csv", 9), ("orders.csv", 6)])
+            want(&[("orders.csv", 6), ("orders.csv", 7), ("orders.csv", 9)])
         );
         assert!(
             log.held.is_empty(),
@@ -1038,6 +1070,18 @@ mod tests {
                 ("orders.csv", 22),
                 ("orders.csv", 23),
             ])
+        );
+        // Batch 4 fails, batch 5 commits, batch 6 was never sent: at the end, the rejects read
+        // before batch 4 and batch 5's are written (the progress row counts them), not 6's.
+        log.hold(4, vec![reject("orders.csv", 30)]);
+        log.hold(5, vec![reject("orders.csv", 40)]);
+        log.hold(6, vec![reject("orders.csv", 50)]);
+        log.committed(5).unwrap();
+        assert_eq!(written().len(), 14);
+        log.finish().unwrap();
+        assert_eq!(
+            written()[14..],
+            want(&[("orders.csv", 30), ("orders.csv", 40)])
         );
     }
 
