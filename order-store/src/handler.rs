@@ -222,6 +222,15 @@ impl<A: Aggregate> CommandHandler<A> {
     /// Work through the commands that queued up for a stream, batch by batch, until none is
     /// left. Runs on its own task: no caller's cancellation stops it halfway.
     async fn drain(self, stream_id: Uuid) {
+        // Should a batch panic (a bug in the aggregate's `decide` or `evolve`), its callers
+        // are answered UNAVAILABLE (their replies dropped) and the stream is released as a
+        // cancelled caller's is: its kept state forgotten, the commands queued since handed to
+        // a new drainer. Not a stream left busy for ever.
+        let mut draining = Running {
+            handler: &self,
+            stream_id,
+            finished: false,
+        };
         while let Some((batch, cached)) = self.streams.take_batch(stream_id) {
             let items: Vec<Item<'_, A>> = batch.iter().map(|(p, _)| p.item()).collect();
             let span = tracing::debug_span!("stream_batch", commands = items.len());
@@ -233,6 +242,8 @@ impl<A: Aggregate> CommandHandler<A> {
                 let _ = reply.send(result);
             }
         }
+        // `take_batch` found nothing waiting and marked the stream idle.
+        draining.finished = true;
     }
 
     /// Decide and append `items` (commands to `stream_id`, in order) from `cached`; the answers
@@ -885,9 +896,10 @@ impl<A: Aggregate> Streams<A> {
     }
 }
 
-/// The caller's claim on its stream while it runs its own command. Dropped unfinished (the
-/// caller's request was cancelled), it forgets the kept state, whose append may or may not
-/// have happened, and hands any queued commands to a drainer.
+/// A claim on a stream while a caller runs its own command, or a drainer the queued ones.
+/// Dropped unfinished (the caller's request was cancelled, or the work panicked), it forgets
+/// the kept state, whose append may or may not have happened, and hands any queued commands
+/// to a (new) drainer.
 struct Running<'a, A: Aggregate> {
     handler: &'a CommandHandler<A>,
     stream_id: Uuid,

@@ -14,6 +14,7 @@ mod handler;
 mod idempotency;
 mod import;
 mod migrations;
+mod panics;
 mod races;
 mod reaching;
 mod roles;
