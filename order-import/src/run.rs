@@ -144,17 +144,23 @@ const MAX_REJECTS_PER_BATCH: usize = 10_000;
 const MAX_REJECT_BYTES_PER_BATCH: usize = 4 << 20;
 
 /// The rejects file, written in step with the batches: the rejects a batch carries are held
-/// from when it is taken for writing, and written (in the order of the export, with those of
-/// every batch before it) as soon as it commits. The orders its append left alone, found in
-/// its transaction (imported before and diverged since, or a stream id another order holds:
+/// from when it is taken for writing, and written, in the order of the export, as soon as it
+/// and every batch before it committed. The orders its append left alone, found in its
+/// transaction (imported before and diverged since, or a stream id another order holds:
 /// [`diverged_reason`]), join its rejects as it commits, each at its place in the export
-/// ([`RejectsLog::join`]), and are written with them: nothing is held past a batch's commit.
+/// ([`RejectsLog::join`]), and are written with them: nothing is held past the commit of a
+/// batch and of those before it, and while an earlier batch is retried the run sends at most
+/// [`REJECTS_BACKLOG_PER_WRITER`] batches per writer past it.
 /// The progress row counts the rejects of the records read up to the latest batch committed
 /// and the orders left alone by the batches committed (the store records those in each
 /// batch's transaction), so a run stopped by a signal, or killed, leaves a file that holds
-/// what the row counts (a kill in the instant between a commit and its rejects' write leaves
-/// that batch's out); the records read ahead of the last commit are read again, and
+/// what the row counts (a kill in the instant between a commit and its rejects' write, or
+/// while an earlier batch is still being written, leaves that batch's out); the records read ahead of the last commit are read again, and
 /// reported, by the next run, which reads the whole export again.
+/// Batches per writer that may commit past one still being written (retried, say) before the
+/// run sends no more: their rejects wait for it, to keep the file in the order of the export.
+const REJECTS_BACKLOG_PER_WRITER: usize = 4;
+
 struct RejectsLog {
     file: File,
     path: PathBuf,
@@ -212,6 +218,11 @@ impl RejectsLog {
             self.next += 1;
         }
         self.write(due)
+    }
+
+    /// Batches committed whose rejects wait for an earlier batch still being written.
+    fn waiting(&self) -> usize {
+        self.committed.len()
     }
 
     /// The run's writers are done: write the rejects of every batch up to the last that
@@ -785,13 +796,20 @@ pub async fn import_until(
                 None => break,
             },
         };
-        // Its rejects, held until it (or a later batch) commits; never written if it is not.
+        // Its rejects, held until it and every batch before it committed (or, at the end, a
+        // later batch did); never written if neither.
         let index = taken;
         taken += 1;
         lock_log(&rejects_log).hold(index, std::mem::take(&mut batch.rejects));
         // A free writer first; a batch being retried may hold one for minutes, and the stop
         // is watched meanwhile (the batch received here is then dropped, never written).
-        while writers.len() >= options.writers && !stopped {
+        // Nor too many batches committed past one still being written, whose rejects wait
+        // for it: memory, and a file that lags the progress row.
+        let backlog = options.writers.max(1) * REJECTS_BACKLOG_PER_WRITER;
+        while (writers.len() >= options.writers
+            || (!writers.is_empty() && lock_log(&rejects_log).waiting() >= backlog))
+            && !stopped
+        {
             tokio::select! {
                 biased;
                 () = &mut stop => stopped = true,

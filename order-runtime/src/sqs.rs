@@ -71,5 +71,8 @@ where
         && status != 408
         && status != 429
         && !code.contains("Throttl")
-        && !matches!(code, "RequestExpired" | "ExpiredToken" | "RequestTimeout")
+        // With or without an `Exception` suffix, as SQS's JSON and query protocols name them.
+        && !["RequestExpired", "ExpiredToken", "RequestTimeout"]
+            .iter()
+            .any(|passing| code.starts_with(passing))
 }

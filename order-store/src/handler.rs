@@ -135,9 +135,9 @@ impl std::io::Write for HashWriter<'_> {
 impl<A: Aggregate> CommandHandler<A> {
     /// `max_attempts` bounds how many times in all a command is decided on a state just read,
     /// its first such decision included, when concurrent appends to its stream (from other
-    /// processes) keep winning the race (at least 1: decided once, never again). A decision
-    /// on a kept or assumed state that the append contradicts is not counted: the stream is
-    /// read at once and the command decided again.
+    /// processes) keep winning the race (at least 1: decided once on state just read, never
+    /// again). A decision on a kept or assumed state that the append contradicts is not
+    /// counted: the stream is read at once and the command decided again.
     pub fn new(store: EventStore, max_attempts: u32) -> Self {
         Self::with_cache(store, max_attempts, DEFAULT_CACHED_STREAMS)
     }
