@@ -183,15 +183,17 @@ pub enum StreamOutcome {
 /// its id was seen before.
 pub const APPEND_SQL: &str = "
 WITH job AS (
-    -- The head through the unique index: one probe per append.
-    SELECT j.jidx, j.stream_id, j.expected, coalesce((
-        SELECT e.stream_version FROM orders.events e
+    -- The head through the unique index: one probe per append, which reads its event id too.
+    SELECT j.jidx, j.stream_id, j.expected, coalesce(h.stream_version, 0) AS head,
+        h.event_id AS head_id, j.category, j.head_event
+    FROM unnest($1::uuid[], $2::int8[], $20::text[], $21::uuid[])
+        WITH ORDINALITY AS j(stream_id, expected, category, head_event, jidx)
+    LEFT JOIN LATERAL (
+        SELECT e.stream_version, e.event_id FROM orders.events e
         WHERE e.stream_id = j.stream_id
         ORDER BY e.stream_version DESC
         LIMIT 1
-    ), 0) AS head, j.category, j.head_event
-    FROM unnest($1::uuid[], $2::int8[], $20::text[], $21::uuid[])
-        WITH ORDINALITY AS j(stream_id, expected, category, head_event, jidx)
+    ) h ON true
 ), cmd AS (
     SELECT * FROM unnest($3::int8[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
         $8::uuid[], $9::text[], $10::text[], $11::text[], $17::uuid[])
@@ -211,10 +213,7 @@ WITH job AS (
     WHERE (job.expected < 0 OR job.head = job.expected)
       -- The event the caller's state ended at is the head's own (not another, written at the
       -- same version after the one it saw was lost: a failover, a restore).
-      AND (job.head_event IS NULL OR EXISTS (
-          SELECT 1 FROM orders.events h
-          WHERE h.stream_id = job.stream_id AND h.stream_version = job.head
-            AND h.event_id = job.head_event))
+      AND (job.head_event IS NULL OR job.head_event = job.head_id)
       AND NOT EXISTS (SELECT 1 FROM prior WHERE prior.jidx = job.jidx)
 ), inserted AS (
     INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version,
