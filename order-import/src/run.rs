@@ -139,8 +139,9 @@ const MAX_REJECTS_PER_BATCH: usize = 10_000;
 /// the batch is sent as it is, as at [`MAX_REJECTS_PER_BATCH`]. A reject holds at most about
 /// 1.4 KiB and its file's name (its order id and reason are bounded by [`Reject::new`]), so
 /// the count alone would let a batch of large rejects hold some 14 MiB, times the batches in
-/// flight (up to three per writer, and two more); rejects of a usual size (a few hundred
-/// bytes) reach the count first.
+/// flight (up to three per writer, and two more) and those committed past one still being
+/// written (up to [`REJECTS_BACKLOG_PER_WRITER`] per writer); rejects of a usual size (a few
+/// hundred bytes) reach the count first.
 const MAX_REJECT_BYTES_PER_BATCH: usize = 4 << 20;
 
 /// The rejects file, written in step with the batches: the rejects a batch carries are held
@@ -805,10 +806,13 @@ pub async fn import_until(
         // is watched meanwhile (the batch received here is then dropped, never written).
         // Nor too many batches committed past one still being written, whose rejects wait
         // for it: memory, and a file that lags the progress row.
+        // Those in flight but the one held back may commit past it too.
         let backlog = options.writers.max(1) * REJECTS_BACKLOG_PER_WRITER;
         while (writers.len() >= options.writers
-            || (!writers.is_empty() && lock_log(&rejects_log).waiting() >= backlog))
+            || (!writers.is_empty()
+                && lock_log(&rejects_log).waiting() + writers.len().saturating_sub(1) >= backlog))
             && !stopped
+            && failure.is_none()
         {
             tokio::select! {
                 biased;

@@ -52,7 +52,8 @@ where
 
 /// Whether SQS refused the request itself: it answered 4xx, and neither for a throttle (429,
 /// a `...Throttl...` code) nor for a request that took too long or credentials that expired on
-/// the way (408, `RequestExpired`, `ExpiredToken`: the SDK signs the next attempt afresh). A
+/// the way (408, `RequestTimeout`, `RequestExpired`, `ExpiredToken`, with or without an
+/// `Exception` suffix: the SDK signs the next attempt afresh). A
 /// queue that does not exist, a standard queue where a FIFO one belongs, a missing permission
 /// or a parameter SQS refuses will not pass by themselves, and someone has to act; everything
 /// else (no answer, a 5xx, a throttle) is an outage and passes by itself.

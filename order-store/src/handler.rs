@@ -137,7 +137,8 @@ impl<A: Aggregate> CommandHandler<A> {
     /// its first such decision included, when concurrent appends to its stream (from other
     /// processes) keep winning the race (at least 1: decided once on state just read, never
     /// again). A decision on a kept or assumed state that the append contradicts is not
-    /// counted: the stream is read at once and the command decided again.
+    /// counted: the stream is read at once and the command decided again. Commands queued
+    /// behind each other on one stream, decided together, share one count.
     pub fn new(store: EventStore, max_attempts: u32) -> Self {
         Self::with_cache(store, max_attempts, DEFAULT_CACHED_STREAMS)
     }

@@ -108,7 +108,7 @@ async fn a_panic_deciding_queued_commands_leaves_the_stream_usable() {
     // queue while the test slept) and were decided together by its drainer, which panicked:
     // both answered UNAVAILABLE, neither caller's own task panicked.
     for task in queued {
-        let answer = task.await.expect("the caller's task did not panic");
+        let answer = task.await.expect("the caller's own task panicked");
         assert!(
             matches!(
                 &answer,
