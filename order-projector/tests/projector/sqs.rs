@@ -362,25 +362,12 @@ async fn failed_deliveries_show_in_the_subscriptions_status_while_it_retries() {
     let pair = sqs::fifo_queue_pair(5).await;
     let missing = pair.queue_url.replace(".fifo", "-missing.fifo");
     let publisher = Publisher::new(sqs::client(), missing, 1);
-    let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
-    let task = {
-        let store = f.store.clone();
-        let lease = lease.clone();
-        tokio::spawn(
-            async move { drain(&store, &subscription(publisher, 25), &lease, cursor).await },
-        )
-    };
-    let reported = last_error(&f.store, "sqs_publisher", Duration::from_secs(60)).await;
-    task.abort();
+    let reported = first_delivery_error(&f, publisher).await;
     // SQS answered, and said the request itself is wrong (4xx): a refusal that will not pass
     // by itself (an ERROR line, counted `refused`), though still retried: nothing is skipped.
     assert!(
         reported.contains("delivery failed (refused") && reported.contains("NonExistentQueue"),
         "{reported}"
-    );
-    assert_eq!(
-        f.store.checkpoint("sqs_publisher").await.unwrap(),
-        Cursor::START
     );
 }
 
@@ -399,6 +386,16 @@ async fn sqs_out_of_reach_is_a_transient_failure_not_a_refusal() {
     let endpoint = format!("http://127.0.0.1:{port}");
     let url = format!("{endpoint}/000000000000/nowhere.fifo");
     let publisher = Publisher::new(sqs::client_for(&endpoint), url, 1);
+    let reported = first_delivery_error(&f, publisher).await;
+    assert!(
+        reported.contains("delivery failed (transient"),
+        "{reported}"
+    );
+}
+
+/// Run the SQS publisher's subscription with `publisher` until `status` shows its first failed
+/// delivery; that error, once the checkpoint was seen not to move.
+async fn first_delivery_error(f: &Fixture, publisher: Publisher) -> String {
     let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
     let task = {
         let store = f.store.clone();
@@ -409,14 +406,12 @@ async fn sqs_out_of_reach_is_a_transient_failure_not_a_refusal() {
     };
     let reported = last_error(&f.store, "sqs_publisher", Duration::from_secs(60)).await;
     task.abort();
-    assert!(
-        reported.contains("delivery failed (transient"),
-        "{reported}"
-    );
     assert_eq!(
         f.store.checkpoint("sqs_publisher").await.unwrap(),
-        Cursor::START
+        Cursor::START,
+        "nothing delivered, nothing passed"
     );
+    reported
 }
 
 /// The subscription's last error in `status`, once it has one (empty after `wait`).
