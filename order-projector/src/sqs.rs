@@ -201,8 +201,13 @@ impl Publisher {
                 sent.acknowledged[index] = true;
             }
             if let Some((text, sender_fault)) = failure {
+                // The reason logged with a refusal is a refusal's, not another lane's outage.
+                if sender_fault && !sent.sender_fault {
+                    sent.failure = Some(text);
+                } else {
+                    sent.failure.get_or_insert(text);
+                }
                 sent.sender_fault |= sender_fault;
-                sent.failure.get_or_insert(text);
             }
         }
         sent
