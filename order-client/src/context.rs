@@ -16,10 +16,10 @@ const MAX_TRACE_HEADER: usize = 512;
 /// served, a queue message being handled). Attach it with [`Client::with_context`].
 ///
 /// Values that are not valid header text are dropped, never sent: a correlation id is 1 to 128
-/// visible ASCII characters (no spaces, as the service requires), a `traceparent` or
-/// `tracestate` up to 512 printable ASCII characters. Without a correlation id each call gets a fresh one (a UUID), the same for all its
-/// retries. Without a `traceparent`, the current `tracing` span's OpenTelemetry context is
-/// sent when there is one (see [`current_trace_context`]).
+/// visible ASCII characters (no spaces, as the service requires), a `traceparent` or `tracestate`
+/// up to 512 printable ASCII characters. Without a correlation id each call gets a fresh one (a
+/// UUID), the same for all its retries. Without a `traceparent`, the current `tracing` span's
+/// OpenTelemetry context is sent when there is one (see [`current_trace_context`]).
 ///
 /// ```
 /// use order_client::CallContext;

@@ -33,9 +33,10 @@ pub const DEFAULT_ATTEMPTS: u32 = 6;
 /// restart of a second or two. A service down for longer fails the call (UNAVAILABLE, after
 /// 6 attempts); raise [`max_attempts`](Self::max_attempts) for more.
 ///
-/// Each attempt has the client's deadline ([`ClientBuilder::timeout`](crate::ClientBuilder::timeout)),
-/// so a call may take up to `max_attempts` deadlines plus the waits; [`total_timeout`](Self::total_timeout)
-/// bounds the whole call instead.
+/// Each attempt has the client's deadline
+/// ([`ClientBuilder::timeout`](crate::ClientBuilder::timeout)), so a call may take up to
+/// `max_attempts` deadlines plus the waits; [`total_timeout`](Self::total_timeout) bounds the whole
+/// call instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_attempts: u32,

@@ -62,14 +62,15 @@ pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(60);
 /// [`RetryPolicy::backoff`](crate::RetryPolicy::backoff) says (by default up to 2 s).
 ///
 /// A run of consecutive failures (attempts that did not get a subscription open, or whose
-/// subscription the server ended with an error before any event, within 10 s: a server that
-/// opens the call and then cannot read its log) ends when a subscription works: it yields an
-/// event, lasts 10 s, or is cut by the connection. The stream gives up, yielding the last
-/// error and ending, when a run has lasted [`reconnect_for`](Self::reconnect_for) or counted
-/// [`max_reconnects`](Self::max_reconnects) failures, whichever comes first, as far as each
-/// is set; with neither set, after [`DEFAULT_RECONNECT_FOR`] (60 s: the service down or
-/// unreachable for a minute), with no limit by count; and at once for an error that another try cannot mend (UNAUTHENTICATED,
-/// INVALID_ARGUMENT, a service certificate the client's TLS settings reject, ...).
+/// subscription the server ended with an error before any event, within 10 s: a server that opens
+/// the call and then cannot read its log) ends when a subscription works: it yields an event, lasts
+/// 10 s, or is cut by the connection. The stream gives up, yielding the last error and ending, when
+/// a run has lasted [`reconnect_for`](Self::reconnect_for) or counted
+/// [`max_reconnects`](Self::max_reconnects) failures, whichever comes first, as far as each is set;
+/// with neither set, after [`DEFAULT_RECONNECT_FOR`] (60 s: the service down or unreachable for a
+/// minute), with no limit by count; and at once for an error that another try cannot mend
+/// (UNAUTHENTICATED, INVALID_ARGUMENT, a service certificate the client's TLS settings reject,
+/// ...).
 ///
 /// ```no_run
 /// # async fn run(client: order_client::Client) -> Result<(), order_client::Error> {
@@ -132,11 +133,11 @@ impl EventStream {
         self
     }
 
-    /// Give up once a run of consecutive failures has lasted this long, counted from its
-    /// first failure, without a subscription that worked (`Duration::MAX`: never; with
-    /// neither limit set, [`DEFAULT_RECONNECT_FOR`], 60 s), or sooner when a
-    /// [`max_reconnects`](Self::max_reconnects) set as well is reached. The stream tolerates the service
-    /// being down or unreachable for about this long.
+    /// Give up once a run of consecutive failures has lasted this long, counted from its first
+    /// failure, without a subscription that worked (`Duration::MAX`: never; with neither limit set,
+    /// [`DEFAULT_RECONNECT_FOR`], 60 s), or sooner when a [`max_reconnects`](Self::max_reconnects)
+    /// set as well is reached. The stream tolerates the service being down or unreachable for about
+    /// this long.
     pub fn reconnect_for(mut self, limit: Duration) -> Self {
         self.reconnect_for = Some(limit);
         self

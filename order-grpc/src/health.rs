@@ -1,9 +1,9 @@
 //! `grpc.health.v1.Health` as the health-checking protocol describes it, around tonic-health's
-//! service: `Watch` of a service this server does not know answers `SERVICE_UNKNOWN` on a
-//! stream that stays open (tonic-health ends it with NOT_FOUND), and every `Watch` stream ends
-//! when the server begins to shut down (a known service's with NOT_SERVING last), so that an
-//! idle watcher never holds the drain of in-flight calls until its grace period is over. `Check` is tonic-health's (an unknown
-//! service is NOT_FOUND there, as the protocol says).
+//! service: `Watch` of a service this server does not know answers `SERVICE_UNKNOWN` on a stream
+//! that stays open (tonic-health ends it with NOT_FOUND), and every `Watch` stream ends when the
+//! server begins to shut down (a known service's with NOT_SERVING last), so that an idle watcher
+//! never holds the drain of in-flight calls until its grace period is over. `Check` is
+//! tonic-health's (an unknown service is NOT_FOUND there, as the protocol says).
 //!
 //! Health needs no token and is outside the concurrency limit (a probe must get through a
 //! busy server), so the `Watch` streams open at once are capped instead

@@ -144,24 +144,25 @@ const MAX_REJECTS_PER_BATCH: usize = 10_000;
 /// hundred bytes) reach the count first.
 const MAX_REJECT_BYTES_PER_BATCH: usize = 4 << 20;
 
-/// The rejects file, written in step with the batches: the rejects a batch carries are held
-/// from when it is taken for writing, and written, in the order of the export, as soon as it
-/// and every batch before it committed. The orders its append left alone, found in its
-/// transaction (imported before and diverged since, or a stream id another order holds:
-/// [`diverged_reason`]), join its rejects as it commits, each at its place in the export
-/// ([`RejectsLog::join`]), and are written with them: nothing is held past the commit of a
-/// batch and of those before it, and while an earlier batch is retried the run sends at most
-/// [`REJECTS_BACKLOG_PER_WRITER`] batches per writer past it.
-/// The progress row counts the rejects of the records read up to the latest batch committed
-/// and the orders left alone by the batches committed (the store records those in each
-/// batch's transaction), so a run stopped by a signal, or killed, leaves a file that holds
-/// what the row counts (a kill in the instant between a commit and its rejects' write, or
-/// while an earlier batch is still being written, leaves that batch's out); the records read ahead of the last commit are read again, and
-/// reported, by the next run, which reads the whole export again.
-/// Batches per writer that may commit past one still being written (retried, say) before the
-/// run sends no more: their rejects wait for it, to keep the file in the order of the export.
+/// Batches per writer that may commit past one still being written (retried, say) before the run
+/// sends no more: their rejects wait for it, to keep the file in the order of the export.
 const REJECTS_BACKLOG_PER_WRITER: usize = 4;
 
+/// The rejects file, written in step with the batches: the rejects a batch carries are held from
+/// when it is taken for writing, and written, in the order of the export, as soon as it and every
+/// batch before it committed. The orders its append left alone, found in its transaction (imported
+/// before and diverged since, or a stream id another order holds: [`diverged_reason`]), join its
+/// rejects as it commits, each at its place in the export ([`RejectsLog::join`]), and are written
+/// with them: nothing is held past the commit of a batch and of those before it, and while an
+/// earlier batch is retried the run sends at most [`REJECTS_BACKLOG_PER_WRITER`] batches per writer
+/// past it.
+///
+/// The progress row counts the rejects of the records read up to the latest batch committed and the
+/// orders left alone by the batches committed (the store records those in each batch's
+/// transaction), so a run stopped by a signal, or killed, leaves a file that holds what the row
+/// counts (a kill in the instant between a commit and its rejects' write, or while an earlier batch
+/// is still being written, leaves that batch's out); the records read ahead of the last commit are
+/// read again, and reported, by the next run, which reads the whole export again.
 struct RejectsLog {
     file: File,
     path: PathBuf,

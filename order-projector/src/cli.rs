@@ -327,11 +327,11 @@ async fn run_replay(binary: &str, known: &[Subscription], args: ReplayArgs) -> i
     }
 }
 
-/// What `republish` checks before it sends anything: the range (exits 2 when it is reversed,
-/// ends before position 1 or starts past the head; a range inside the log whose positions
-/// hold nothing to send, say only imported history, sends 0 events and exits 0), the database (1 when out of reach). Returns the store, the last position to send
-/// (`to`, at most the head) and a shutdown that SIGTERM or Ctrl-C sets (the page in flight
-/// ends, and the error says where to resume).
+/// What `republish` checks before it sends anything: the range (exits 2 when it is reversed, ends
+/// before position 1 or starts past the head; a range inside the log whose positions hold nothing
+/// to send, say only imported history, sends 0 events and exits 0), the database (1 when out of
+/// reach). Returns the store, the last position to send (`to`, at most the head) and a shutdown
+/// that SIGTERM or Ctrl-C sets (the page in flight ends, and the error says where to resume).
 async fn republish_range(
     binary: &str,
     &RepublishRange {
@@ -498,8 +498,8 @@ fn service_command() -> clap::Command {
 }
 
 /// A team's projector binary in one call: `run` (the default), `replay --projection NAME`,
-/// `republish --sink NAME --from POS [--to POS]`, `status [--json]` and `healthcheck`, with the same settings, logs, metrics, leases and
-/// shutdown as `order-projector`.
+/// `republish --sink NAME --from POS [--to POS]`, `status [--json]` and `healthcheck`, with the
+/// same settings, logs, metrics, leases and shutdown as `order-projector`.
 ///
 /// ```no_run
 /// use order_projector::cli::Service;

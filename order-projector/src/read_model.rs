@@ -1,16 +1,16 @@
 //! The read model: `order_summaries` and `customer_totals`, maintained from the log: the first
 //! projection built on the public API ([`Projection`]), with no private path.
 //!
-//! A page of events is applied in one transaction together with the checkpoint. The current
-//! rows of the page's orders are read, the events are folded in memory (skipping any at or
-//! below a row's stream version: applying an event twice changes nothing), and the changed
-//! rows are written, in order of their ids, with one multi-row upsert that is itself guarded
-//! by the stream version. The rows are not locked when read: only the holder of the lease
-//! commits (the checkpoint write in the same transaction is fenced by the lease token and
-//! serialised on the subscription's row), so an instance that lost its lease rolls back
-//! whatever it read; locking them cost a sixth of a page's time. Customer totals change by exactly the difference between the old and new
-//! contribution of each changed row, so they stay equal to the sum over the summaries however
-//! often events are replayed.
+//! A page of events is applied in one transaction together with the checkpoint. The current rows of
+//! the page's orders are read, the events are folded in memory (skipping any at or below a row's
+//! stream version: applying an event twice changes nothing), and the changed rows are written, in
+//! order of their ids, with one multi-row upsert that is itself guarded by the stream version. The
+//! rows are not locked when read: only the holder of the lease commits (the checkpoint write in the
+//! same transaction is fenced by the lease token and serialised on the subscription's row), so an
+//! instance that lost its lease rolls back whatever it read; locking them cost a sixth of a page's
+//! time. Customer totals change by exactly the difference between the old and new contribution of
+//! each changed row, so they stay equal to the sum over the summaries however often events are
+//! replayed.
 //!
 //! Rebuilds take the fast path ([`Projection::bulk`]): orders are folded in memory and each
 //! row is written once; when more than `batch_orders` are held, they are written out and

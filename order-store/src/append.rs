@@ -174,13 +174,13 @@ pub enum StreamOutcome {
 /// statement has no window, no aggregate and no join it does not need, because its plan is set
 /// up and torn down on every execution and each node costs PostgreSQL CPU.
 ///
-/// For each append the statement looks up its commands' ids, reads the stream's head through
-/// the unique index, and writes only if no command was recorded before and the expected version
-/// (and the head's event id, when given) holds. Rows are inserted in stream-id order (and command records in command-id order), so
-/// that concurrent statements touching the same streams take their index entries in one global
-/// order and cannot deadlock. It answers one row per command: the stream's head before, the
-/// version and position of the command's last event when written, and the earlier record when
-/// its id was seen before.
+/// For each append the statement looks up its commands' ids, reads the stream's head through the
+/// unique index, and writes only if no command was recorded before and the expected version (and
+/// the head's event id, when given) holds. Rows are inserted in stream-id order (and command
+/// records in command-id order), so that concurrent statements touching the same streams take their
+/// index entries in one global order and cannot deadlock. It answers one row per command: the
+/// stream's head before, the version and position of the command's last event when written, and the
+/// earlier record when its id was seen before.
 pub const APPEND_SQL: &str = "
 WITH job AS (
     -- The head through the unique index: one probe per append, which reads its event id too.
@@ -246,12 +246,12 @@ LEFT JOIN prior p ON p.cidx = c.cidx
 ORDER BY c.cidx";
 
 /// The statement a batch runs when every append in it creates its stream
-/// ([`ExpectedVersion::NoStream`] or `Exact(0)`, as PlaceOrder does): the client knows every version (the
-/// stream is empty), so the statement only inserts. It reads no head and looks up no command
-/// id: a stream that exists already, a command id recorded before, or an event id in the log
-/// fails it on a unique index, nothing is written, and the writer then runs [`APPEND_SQL`],
-/// which answers exactly who is affected. A batch of new streams thus costs PostgreSQL two
-/// inserts per command and no probe.
+/// ([`ExpectedVersion::NoStream`] or `Exact(0)`, as PlaceOrder does): the client knows every
+/// version (the stream is empty), so the statement only inserts. It reads no head and looks up no
+/// command id: a stream that exists already, a command id recorded before, or an event id in the
+/// log fails it on a unique index, nothing is written, and the writer then runs [`APPEND_SQL`],
+/// which answers exactly who is affected. A batch of new streams thus costs PostgreSQL two inserts
+/// per command and no probe.
 ///
 /// Per event, in stream-id then version order (`$1` stream id, `$2` version, `$3` event id,
 /// `$4` type, `$5` schema version, `$6` JSON payload, `$7`-`$12` its command's id, correlation

@@ -123,10 +123,10 @@ pub enum Error {
     /// The database refused for lack of a privilege or a constraint.
     #[error("the database refused the change: {0}")]
     Forbidden(String),
-    /// A statement names a table, column or schema the database does not have: its schema is not the one the statement was written for (the store's own
-    /// migrations not applied yet, or a projection's tables gone). It does not pass by itself;
-    /// order-grpc answers it as UNAVAILABLE (the service is not ready, its readiness says so),
-    /// a projector stops on it.
+    /// A statement names a table, column or schema the database does not have: its schema is not
+    /// the one the statement was written for (the store's own migrations not applied yet, or a
+    /// projection's tables gone). It does not pass by itself; order-grpc answers it as UNAVAILABLE
+    /// (the service is not ready, its readiness says so), a projector stops on it.
     #[error("the database's schema lacks what a statement names (not migrated?): {0}")]
     SchemaMissing(String),
     /// A fenced checkpoint write found another lease token: the transaction rolls back.

@@ -1,9 +1,9 @@
-//! What valid JSON the log cannot hold. PostgreSQL's `jsonb` refuses three things that JSON
-//! allows: the escape `\u0000` (no text holds a NUL), a surrogate escape without its pair,
-//! and a number `numeric` cannot hold (more than 16,383 decimals, counting the exponent). And
-//! the store reads payloads back as `serde_json` values, which hold numbers as `f64`: a
-//! number past `f64::MAX` (about 1.8e308) would make its event unreadable for every
-//! subscriber, so numbers must be below 1e308 in absolute value. Each is refused before anything is written, as bad input.
+//! What valid JSON the log cannot hold. PostgreSQL's `jsonb` refuses three things that JSON allows:
+//! the escape `\u0000` (no text holds a NUL), a surrogate escape without its pair, and a number
+//! `numeric` cannot hold (more than 16,383 decimals, counting the exponent). And the store reads
+//! payloads back as `serde_json` values, which hold numbers as `f64`: a number past `f64::MAX`
+//! (about 1.8e308) would make its event unreadable for every subscriber, so numbers must be below
+//! 1e308 in absolute value. Each is refused before anything is written, as bad input.
 //!
 //! One pass over the text, no allocation: it runs on every append, the handler's included.
 //! The text must already be valid JSON (parsed, or written by `serde_json`).

@@ -14,15 +14,15 @@
 //! stream version instead would turn harmless interleavings (a partial refund while Confirmed)
 //! into endless conflicts.
 //!
-//! **Delivery is asynchronous.** A carrier reports delivery later, so the `deliver` step asks
-//! the shipping provider where the parcel is (`GET /v1/shipments/{tracking_number}`): once it
-//! says delivered, the step sends DeliverOrder. While the parcel is in transit the step polls
-//! (every `Retry-After` the carrier sends, else `delivery_poll`) for up to `delivery_wait`,
-//! keeping the message in flight; after that the message is released and comes back after
-//! `delivery_recheck` (or the carrier's longer `Retry-After`; never past 12 hours from the
-//! receipt, the most SQS allows): outcome [`Outcome::Waiting`], no failure. Each such recheck is one SQS receive, so the redrive
-//! policy bounds the total wait (`maxReceiveCount` x `delivery_recheck`; the defaults: 10 x 6
-//! hours); a parcel still in transit at the last receive is dead-lettered (`delivery_overdue`),
+//! **Delivery is asynchronous.** A carrier reports delivery later, so the `deliver` step asks the
+//! shipping provider where the parcel is (`GET /v1/shipments/{tracking_number}`): once it says
+//! delivered, the step sends DeliverOrder. While the parcel is in transit the step polls (every
+//! `Retry-After` the carrier sends, else `delivery_poll`) for up to `delivery_wait`, keeping the
+//! message in flight; after that the message is released and comes back after `delivery_recheck`
+//! (or the carrier's longer `Retry-After`; never past 12 hours from the receipt, the most SQS
+//! allows): outcome [`Outcome::Waiting`], no failure. Each such recheck is one SQS receive, so the
+//! redrive policy bounds the total wait (`maxReceiveCount` x `delivery_recheck`; the defaults: 10 x
+//! 6 hours); a parcel still in transit at the last receive is dead-lettered (`delivery_overdue`),
 //! where an operator looks at it.
 //!
 //! **Effects the log never recorded.** A reservation or an authorization whose answer was lost
