@@ -747,12 +747,15 @@ struct Slot<A: Aggregate> {
     busy: bool,
     queue: VecDeque<(Pending<A>, Reply<A>)>,
     cached: Option<Cached<A>>,
+    /// Entered again since eviction last passed it: passed over once more (a second chance), so
+    /// that a stream in use stays while streams used once go first.
+    used: bool,
 }
 
 #[derive(Debug)]
 struct Shard<A: Aggregate> {
     slots: HashMap<Uuid, Slot<A>>,
-    /// Insertion order, for eviction.
+    /// The slots in the order eviction passes them (a clock: a slot passed over goes to the back).
     order: VecDeque<Uuid>,
 }
 
@@ -789,9 +792,13 @@ impl<A: Aggregate> Streams<A> {
         }
     }
 
-    fn shard(&self, stream_id: Uuid) -> MutexGuard<'_, Shard<A>> {
+    fn shard_index(stream_id: Uuid) -> usize {
         let (high, low) = stream_id.as_u64_pair();
-        let index = ((high ^ low.rotate_left(17)) % SHARDS as u64) as usize;
+        ((high ^ low.rotate_left(17)) % SHARDS as u64) as usize
+    }
+
+    fn shard(&self, stream_id: Uuid) -> MutexGuard<'_, Shard<A>> {
+        let index = Self::shard_index(stream_id);
         // A panic while holding the lock cannot leave a slot half-changed in a way that
         // matters more than losing the queue: take the data as it is.
         self.shards[index]
@@ -812,6 +819,7 @@ impl<A: Aggregate> Streams<A> {
                 return Entered::Queued(answer);
             }
             slot.busy = true;
+            slot.used = true;
             return Entered::Run(slot.cached.take());
         }
         shard.slots.insert(
@@ -820,24 +828,29 @@ impl<A: Aggregate> Streams<A> {
                 busy: true,
                 queue: VecDeque::new(),
                 cached: None,
+                used: false,
             },
         );
         shard.order.push_back(stream_id);
-        // Forget idle streams beyond the capacity, oldest first.
+        // Forget idle streams beyond the capacity: the least recently entered go first (a clock,
+        // approximately), a stream entered again since the last pass gets a second chance unless
+        // the shard holds twice its share. A busy stream is never forgotten.
         let mut budget = 4;
         while shard.slots.len() > self.per_shard && budget > 0 {
             budget -= 1;
-            let Some(oldest) = shard.order.pop_front() else {
+            let Some(next) = shard.order.pop_front() else {
                 break;
             };
-            let idle = shard
-                .slots
-                .get(&oldest)
-                .is_some_and(|s| !s.busy && s.queue.is_empty());
-            if idle {
-                shard.slots.remove(&oldest);
+            let crowded = shard.slots.len() >= 2 * self.per_shard;
+            let Some(slot) = shard.slots.get_mut(&next) else {
+                continue;
+            };
+            let idle = !slot.busy && slot.queue.is_empty();
+            if idle && (!slot.used || crowded) {
+                shard.slots.remove(&next);
             } else {
-                shard.order.push_back(oldest);
+                slot.used = false;
+                shard.order.push_back(next);
             }
         }
         Entered::Run(None)
@@ -948,4 +961,88 @@ pub(crate) async fn backoff(attempt: u32) {
     let ceiling_us = 500u64 << attempt.min(6);
     let jitter = u64::from(Uuid::new_v4().as_u128() as u16) % ceiling_us.max(1);
     tokio::time::sleep(Duration::from_micros(jitter)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use order_domain::order::Order;
+
+    /// Stream ids that land in one shard, as many as asked.
+    fn ids_in_one_shard(count: usize) -> Vec<Uuid> {
+        let index = Streams::<Order>::shard_index;
+        let first = Uuid::new_v4();
+        let mut ids = vec![first];
+        while ids.len() < count {
+            let id = Uuid::new_v4();
+            if index(id) == index(first) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    fn kept(version: u64) -> Option<Cached<Order>> {
+        Some(Cached {
+            state: Order::default(),
+            version,
+            head: Some(Uuid::new_v4()),
+        })
+    }
+
+    fn pending() -> Pending<Order> {
+        unreachable!("a stream entered while idle takes no pending command")
+    }
+
+    /// Enter an idle stream and leave it with a state kept at `version`; answers the state
+    /// the entry found.
+    fn touch(streams: &Streams<Order>, id: Uuid, version: u64) -> Option<u64> {
+        let Entered::Run(found) = streams.enter(id, pending) else {
+            panic!("an idle stream runs at once");
+        };
+        assert!(!streams.leave(id, kept(version)));
+        found.map(|c| c.version)
+    }
+
+    #[test]
+    fn a_stream_in_use_keeps_its_state_while_streams_used_once_are_forgotten() {
+        // Two kept streams per shard.
+        let streams = Streams::<Order>::new(2 * SHARDS);
+        let ids = ids_in_one_shard(5);
+        let (hot, once) = (ids[0], ids[1]);
+        assert_eq!(touch(&streams, hot, 1), None);
+        assert_eq!(touch(&streams, once, 1), None);
+        // The hot stream is used again, then new streams arrive, one at a time, each used
+        // once, with the hot one used between them.
+        assert_eq!(touch(&streams, hot, 2), Some(1));
+        for (n, &new) in ids[2..].iter().enumerate() {
+            assert_eq!(touch(&streams, new, 1), None);
+            assert_eq!(
+                touch(&streams, hot, 3 + n as u64),
+                Some(2 + n as u64),
+                "the hot stream's state was forgotten after {} new streams",
+                n + 1
+            );
+        }
+        // The one used once, the oldest entered, went first.
+        assert_eq!(touch(&streams, once, 9), None);
+        let shard = streams.shard(hot);
+        assert!(shard.slots.len() <= 2 * 2, "{} slots", shard.slots.len());
+    }
+
+    #[test]
+    fn a_shard_never_holds_more_than_twice_its_share_however_busy_its_streams_are_with_use() {
+        // Eight kept streams per shard: more than one eviction pass looks at.
+        let streams = Streams::<Order>::new(8 * SHARDS);
+        let ids = ids_in_one_shard(40);
+        for (n, &id) in ids.iter().enumerate() {
+            touch(&streams, id, 1);
+            // Every stream, the new one too, is used again before the next one arrives.
+            for &old in &ids[..=n] {
+                touch(&streams, old, 1);
+            }
+            let held = streams.shard(id).slots.len();
+            assert!(held <= 2 * 8, "{held} slots after {} streams", n + 1);
+        }
+    }
 }
