@@ -143,8 +143,9 @@ impl<A: Aggregate> CommandHandler<A> {
         Self::with_cache(store, max_attempts, DEFAULT_CACHED_STREAMS)
     }
 
-    /// As [`CommandHandler::new`], keeping the state of up to `cached_streams` streams (0 = none:
-    /// every command reads its stream).
+    /// As [`CommandHandler::new`], keeping the state of about `cached_streams` streams (0 = none:
+    /// every command reads its stream). Streams used once are forgotten first; while every kept
+    /// stream is in use, up to twice as many are kept.
     pub fn with_cache(store: EventStore, max_attempts: u32, cached_streams: usize) -> Self {
         Self {
             store,
