@@ -1981,3 +1981,79 @@ async fn a_stopped_reimport_of_a_changed_export_leaves_the_diverged_rejects_of_i
         diverged.len()
     );
 }
+
+/// While one batch cannot commit (its order's first row is held by another transaction), the
+/// other writer goes on with the batches after it, but no further than the bound on batches
+/// whose rejects wait for it (4 per writer): then the run waits. Once the held batch
+/// commits, the run imports everything and its rejects file is in the order of the export.
+#[tokio::test]
+async fn batches_past_one_that_cannot_commit_are_bounded_and_the_run_ends_whole() {
+    let setup = setup().await;
+    // 60 orders, every 7th record bad: batches of 2 orders, 30 of them, most with rejects.
+    let (input, generated, expected) = export(setup.dir.path(), Format::Jsonl, 70, 7, 29);
+    assert_eq!(generated.good, 60);
+    let first = order_import::tell::Ids::new("legacy").order(&order_import::generate::order_id(1));
+    let holder = setup.db.connect().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .execute(
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, \
+             schema_version, payload) VALUES ($1, 1, gen_random_uuid(), 'Holder', 1, '{}')",
+            &[&first],
+        )
+        .await
+        .unwrap();
+    let mut options = Options::new("bounded");
+    options.rejects = setup.dir.path().join("bounded.rejects.jsonl");
+    options.batch_orders = 2;
+    options.writers = 2;
+    let store = setup.store.clone();
+    let watcher = setup.db.connect().await;
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let watch = async move {
+        let streams = || async {
+            let row = watcher
+                .query_one("SELECT count(DISTINCT stream_id) FROM orders.events", &[])
+                .await
+                .unwrap();
+            row.get::<_, i64>(0)
+        };
+        // The other writer commits the batches after the held one, up to the bound: 4 per
+        // writer, 8 batches of 2 orders. Seen as they commit, then for 2 s more: a run
+        // without the bound commits all 29 meanwhile.
+        let waited = std::time::Instant::now();
+        while streams().await < 16 {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(60),
+                "the batches after the held one did not commit in 60 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let past = streams().await;
+        let record = store.import_status("bounded").await.unwrap();
+        seen_tx.send((past, record.map(|r| r.batches))).unwrap();
+        holder.batch_execute("ROLLBACK").await.unwrap();
+        std::future::pending::<()>().await;
+    };
+    let summary = order_import::run::import_until(
+        &setup.store,
+        open(&input, Format::Jsonl, Default::default()).unwrap(),
+        &options,
+        watch,
+    )
+    .await
+    .unwrap();
+    let (past, batches) = seen_rx.await.unwrap();
+    assert_eq!(
+        (past, batches),
+        (16, Some(8)),
+        "while the first batch was held, the orders (and batches) committed past it"
+    );
+    assert_eq!(summary.orders_imported, generated.good, "{summary:?}");
+    let (streams, events, _) = log_audit(&setup.db).await;
+    assert_eq!(streams.len() as u64, generated.good);
+    assert_eq!(events as u64, generated.events);
+    let rejects: Vec<Reject> = read_lines(&options.rejects);
+    check_rejects(&rejects, &expected);
+}
