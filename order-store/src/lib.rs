@@ -91,7 +91,10 @@ pub use migrate::migrate;
 pub use probe::ReadinessProbe;
 pub use recycle::register_metrics;
 pub use replica::{Pauses, Reach};
-pub use store::{CategoryPage, CommandRecord, EventStore, NOTIFY_CHANNEL, StreamSlice};
+pub use store::{
+    CURSOR_BEFORE_POSITION_SQL, CategoryPage, CommandRecord, EventStore, NOTIFY_CHANNEL,
+    StreamSlice,
+};
 pub use subscription::{
     Lease, LogDigest, SubscriptionState, advance_checkpoint, restart_checkpoint, verify_read,
 };

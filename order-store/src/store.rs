@@ -917,12 +917,7 @@ impl EventStore {
         self.timed(async {
             let client = self.connection().await?;
             let row = client
-                .query_one(
-                    "SELECT least(
-                        (SELECT min(transaction_id) FROM orders.events WHERE global_position > $1),
-                        (SELECT orders.log_fence()))",
-                    &[&position],
-                )
+                .query_one(CURSOR_BEFORE_POSITION_SQL, &[&position])
                 .await?;
             Ok(Cursor {
                 transaction_id: row.try_get(0)?,
@@ -1275,3 +1270,24 @@ pub(crate) enum BatchFailure {
     /// its own rows and answer "nothing was written" about events in the log.
     Unknown(Error),
 }
+
+/// The statement behind [`EventStore::cursor_before_position`] (`$1`: the position): the oldest
+/// transaction id among the events above the position, or the log fence's when that is older.
+///
+/// PostgreSQL would answer `min(transaction_id) ... WHERE global_position > $1` by walking the
+/// transaction-id index from its start until a row above the position, taking the two columns
+/// for unrelated; they rise together, so near the head that walk reads nearly the whole index
+/// (182 ms at 5 million events, growing with the log). So the statement picks by where the
+/// position is: in the older half of the log, that walk, which stops within the rows below
+/// the position; in the newer half, the rows above it through the primary key. Either reads
+/// no more rows than the subscriber will be sent.
+#[doc(hidden)]
+pub const CURSOR_BEFORE_POSITION_SQL: &str = "
+SELECT least(
+    CASE WHEN $1 < (SELECT max(global_position) FROM orders.events) - $1
+        THEN (SELECT min(transaction_id) FROM orders.events WHERE global_position > $1)
+        ELSE (SELECT min(transaction_id)
+              FROM (SELECT transaction_id FROM orders.events WHERE global_position > $1
+                    OFFSET 0) AS above)
+    END,
+    (SELECT orders.log_fence()))";

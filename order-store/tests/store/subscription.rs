@@ -590,3 +590,104 @@ async fn a_checkpoint_moves_only_over_the_events_the_database_holds() {
     refused(verify(&a.store, Cursor::START, end_a, LogDigest::of([a1, b2])).await);
     refused(verify(&a.store, end_a, end_b, LogDigest::of([b2])).await);
 }
+
+/// Shared buffers `sql` touched when run with `position`, and what it answered.
+async fn buffers_and_answer(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    position: i64,
+) -> (u64, String) {
+    let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
+    // The second run: the first may read the catalog to plan.
+    client.query_one(&explain, &[&position]).await.unwrap();
+    let plan: serde_json::Value = client
+        .query_one(&explain, &[&position])
+        .await
+        .unwrap()
+        .get(0);
+    let top = &plan[0]["Plan"];
+    let buffers =
+        top["Shared Hit Blocks"].as_u64().unwrap() + top["Shared Read Blocks"].as_u64().unwrap();
+    let answer: String = client
+        .query_one(&format!("SELECT ({sql})::text"), &[&position])
+        .await
+        .unwrap()
+        .get(0);
+    (buffers, answer)
+}
+
+/// Where SubscribeEvents' `after_position` starts: the oldest transaction above the position.
+/// Near the head PostgreSQL's own plan for `min()` walked the whole transaction-id index; the
+/// statement reads only the rows above the position there, and gives the same answer as the
+/// plain `min()` everywhere.
+#[tokio::test]
+async fn the_cursor_before_a_position_reads_no_more_than_the_rows_it_must() {
+    let t = test_store().await;
+    let client = t.db.connect().await;
+    // 30,000 events, 10 per transaction, as a log has them: transaction ids and positions
+    // rising together.
+    client
+        .batch_execute(
+            "DO $$ BEGIN
+                FOR i IN 1..3000 LOOP
+                    INSERT INTO orders.events
+                        (stream_id, stream_version, event_id, event_type, schema_version, payload)
+                    SELECT gen_random_uuid(), 1, gen_random_uuid(), 'Filler', 1, '{}'
+                    FROM generate_series(1, 10);
+                    COMMIT;
+                END LOOP;
+            END $$",
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute("VACUUM ANALYZE orders.events")
+        .await
+        .unwrap();
+    let plain = "SELECT least(
+        (SELECT min(transaction_id) FROM orders.events WHERE global_position > $1),
+        (SELECT orders.log_fence()))";
+    let head: i64 = client
+        .query_one("SELECT max(global_position) FROM orders.events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mut read = Vec::new();
+    for position in [
+        0,
+        1,
+        25,
+        head / 3,
+        head / 2,
+        head / 2 + 1,
+        head - 100,
+        head - 1,
+        head,
+        head + 5,
+    ] {
+        let (buffers, answer) =
+            buffers_and_answer(&client, order_store::CURSOR_BEFORE_POSITION_SQL, position).await;
+        let (_, expected) = buffers_and_answer(&client, plain, position).await;
+        assert_eq!(answer, expected, "at position {position} of {head}");
+        let cursor = t
+            .store
+            .cursor_before_position(position as u64)
+            .await
+            .unwrap();
+        assert_eq!(cursor.transaction_id.0.to_string(), answer, "at {position}");
+        read.push((position, buffers));
+    }
+    // The index of transaction ids of 30,000 events spans some 90 pages; near either end the
+    // statement reads a few.
+    let (_, near_head) = read[6];
+    let (_, at_start) = read[0];
+    assert!(
+        near_head <= 12 && at_start <= 12,
+        "buffers read, by position: {read:?}"
+    );
+    let (plain_near_head, _) = buffers_and_answer(&client, plain, head - 100).await;
+    assert!(
+        plain_near_head > 4 * near_head,
+        "the test's premise: the plain min() reads much more near the head ({plain_near_head}); {read:?}"
+    );
+}
