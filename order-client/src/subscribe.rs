@@ -70,7 +70,10 @@ pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(60);
 /// with neither set, after [`DEFAULT_RECONNECT_FOR`] (60 s: the service down or unreachable for a
 /// minute), with no limit by count; and at once for an error that another try cannot mend
 /// (UNAUTHENTICATED, INVALID_ARGUMENT, a service certificate the client's TLS settings reject,
-/// ...).
+/// ...). Among those: FAILED_PRECONDITION with the ErrorInfo reason `CURSOR_NOT_IN_LOG`, when
+/// the event it would resume after is no longer in the log (a failover to an asynchronous
+/// standby or a restore lost it): subscribe again with [`Start::AfterPosition`] at a position
+/// the log holds, and expect events seen before.
 ///
 /// ```no_run
 /// # async fn run(client: order_client::Client) -> Result<(), order_client::Error> {

@@ -9,7 +9,7 @@ use order_domain::order::{
 use order_domain::values::{AddressInput, OrderId, ShippingMethod};
 use order_domain::{Money, OrderCommand, ValidationError, Violation};
 use order_proto::v1 as pb;
-use order_store::RecordedEvent;
+use order_store::{Cursor, RecordedEvent};
 use uuid::Uuid;
 
 /// Largest accepted `expected_version`.
@@ -343,6 +343,28 @@ fn payload(event: &OrderEvent) -> pb::event::Payload {
     }
 }
 
+/// An event's cursor as the API gives it: its place in the gap-safe delivery order and its id,
+/// `<transaction id>-<global position>-<event id, 32 hex digits>`, so that a resume can tell
+/// the event apart from another a new primary wrote at the same place after a failover lost it.
+pub fn api_cursor(recorded: &RecordedEvent) -> String {
+    format!("{}-{}", recorded.cursor(), recorded.event_id.simple())
+}
+
+/// Parse a cursor [`api_cursor`] gave, or one without the event id (as given before it was
+/// added): the place, and the event id when given.
+pub fn parse_api_cursor(text: &str) -> Option<(Cursor, Option<Uuid>)> {
+    let mut parts = text.splitn(3, '-');
+    let (xid, position) = (parts.next()?, parts.next()?);
+    let cursor = format!("{xid}-{position}").parse::<Cursor>().ok()?;
+    match parts.next() {
+        None => Some((cursor, None)),
+        Some(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some((cursor, Some(Uuid::try_parse(id).ok()?)))
+        }
+        Some(_) => None,
+    }
+}
+
 /// A recorded event as the API shows it (payload decoded and upcast).
 pub fn event_pb(recorded: &RecordedEvent) -> Result<pb::Event, order_store::Error> {
     let envelope = recorded.decode::<OrderEvent>()?;
@@ -353,7 +375,7 @@ pub fn event_pb(recorded: &RecordedEvent) -> Result<pb::Event, order_store::Erro
         order_id: recorded.stream_id.to_string(),
         stream_version: recorded.stream_version,
         global_position: recorded.global_position,
-        cursor: recorded.cursor().to_string(),
+        cursor: api_cursor(recorded),
         event_type: recorded.event_type.clone(),
         schema_version: u32::from(recorded.schema_version),
         recorded_at: Some(timestamp(recorded.recorded_at)),

@@ -723,15 +723,30 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
             })?;
         let (mut cursor, skip_through) = match request.into_inner().start {
             Some(pb::subscribe_events_request::Start::AfterCursor(text)) => {
-                let cursor = text.parse::<Cursor>().map_err(|_| {
+                let (cursor, event_id) = convert::parse_api_cursor(&text).ok_or_else(|| {
                     ApiError::from(InvalidRequest(vec![order_domain::ValidationError::new(
                         "after_cursor",
                         order_domain::Violation::Format {
-                            expected: "the cursor of an earlier event, such as 749-1042",
+                            expected: "the cursor of an earlier event, such as \
+                                       749-1042-0190c3a1b2c34d5e8f9a0b1c2d3e4f50",
                         },
                     )]))
                     .into_status()
                 })?;
+                // Only a cursor of an event the log holds, the very one it named, is a place
+                // to resume: after a failover to an asynchronous standby or a restore lost the
+                // event, the new primary hands its transaction id (and maybe its position) out
+                // again, and a resume after it would skip the events that got them.
+                if cursor != Cursor::START {
+                    let held = self
+                        .store
+                        .event_id_at(cursor)
+                        .await
+                        .map_err(|e| ApiError::from(e).into_status())?;
+                    if held.is_none() || event_id.is_some_and(|id| held != Some(id)) {
+                        return Err(cursor_not_in_log(&text));
+                    }
+                }
                 (cursor, 0)
             }
             Some(pb::subscribe_events_request::Start::AfterPosition(position)) => (
@@ -794,6 +809,27 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
+}
+
+/// FAILED_PRECONDITION for an `after_cursor` whose event the log does not hold, with an
+/// ErrorInfo (reason `CURSOR_NOT_IN_LOG`, domain `order-ledger`, metadata `cursor`).
+fn cursor_not_in_log(cursor: &str) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let details = ErrorDetails::with_error_info(
+        "CURSOR_NOT_IN_LOG",
+        "order-ledger",
+        [("cursor".to_owned(), cursor.to_owned())],
+    );
+    Status::with_error_details(
+        tonic::Code::FailedPrecondition,
+        format!(
+            "the log holds no event at cursor {cursor}: it comes from another database, or a \
+             failover to an asynchronous standby or a restore lost its event; resume with \
+             after_position at a position this log still holds that you processed (or 0), and \
+             expect events you saw before"
+        ),
+        details,
+    )
 }
 
 /// RESOURCE_EXHAUSTED for an answer larger than a message may be, with an ErrorInfo (reason

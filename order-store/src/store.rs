@@ -927,6 +927,25 @@ impl EventStore {
         .await
     }
 
+    /// The id of the event at `cursor` (the same global position, written by the same
+    /// transaction), or `None` when the log holds no such event: a cursor from another database,
+    /// or one whose event a failover to an asynchronous standby or a restore lost.
+    pub async fn event_id_at(&self, cursor: Cursor) -> Result<Option<Uuid>, Error> {
+        let position = i64::try_from(cursor.global_position).unwrap_or(i64::MAX);
+        self.timed(async {
+            let client = self.connection().await?;
+            let row = client
+                .query_opt(
+                    "SELECT event_id FROM orders.events
+                     WHERE global_position = $1 AND transaction_id = $2",
+                    &[&position, &cursor.transaction_id],
+                )
+                .await?;
+            Ok(row.map(|row| row.try_get(0)).transpose()?)
+        })
+        .await
+    }
+
     /// Up to `limit` events with `after < global_position <= through`, in position order
     /// (for re-sending a range; within one stream, position order is version order).
     pub async fn read_range(

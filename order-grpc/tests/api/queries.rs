@@ -464,3 +464,93 @@ async fn a_read_your_writes_wait_looks_a_few_times_a_second() {
         "two waits of {wait:?} committed {commits} transactions"
     );
 }
+
+/// A cursor names its event: a resume after one the log does not hold (lost by a failover to
+/// an asynchronous standby or a restore, or from another database) is refused, not followed
+/// from a place whose transaction id and position the new primary may have given to other
+/// events. A cursor without the event id, as given before, is still taken.
+#[tokio::test]
+async fn a_resume_after_a_cursor_the_log_does_not_hold_is_refused() {
+    let app = spawn_app().await;
+    let order = order_in_state(&app, 1).await;
+    let mut stream = app
+        .queries()
+        .subscribe_events(pb::SubscribeEventsRequest { start: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_event(&mut stream).await;
+    let second = next_event(&mut stream).await;
+    assert_eq!(first.order_id, order);
+    let parts: Vec<&str> = first.cursor.split('-').collect();
+    let event_id = uuid::Uuid::parse_str(&first.event_id).unwrap();
+    assert_eq!(
+        parts,
+        [
+            parts[0],
+            first.global_position.to_string().as_str(),
+            event_id.simple().to_string().as_str()
+        ],
+        "a cursor is the transaction id, the position and the event id"
+    );
+    let xid: u64 = parts[0].parse().unwrap();
+    let subscribe = |cursor: String| {
+        let mut queries = app.queries();
+        async move {
+            queries
+                .subscribe_events(pb::SubscribeEventsRequest {
+                    start: Some(Start::AfterCursor(cursor)),
+                })
+                .await
+        }
+    };
+    for lost in [
+        // Another event at the same place: what a new primary may write there.
+        format!(
+            "{xid}-{}-{}",
+            first.global_position,
+            uuid::Uuid::new_v4().simple()
+        ),
+        // Another transaction at the same position.
+        format!(
+            "{}-{}-{}",
+            xid + 1,
+            first.global_position,
+            event_id.simple()
+        ),
+        format!("{}-{}", xid + 1, first.global_position),
+        // A place the log has not reached.
+        format!("{}-{}", xid + 1000, first.global_position + 1000),
+    ] {
+        let status = subscribe(lost.clone()).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{lost}: {status:?}"
+        );
+        let info = details(&status)
+            .error_info()
+            .cloned()
+            .expect("an ErrorInfo says why, for clients to act on");
+        assert_eq!(
+            (
+                info.reason.as_str(),
+                info.domain.as_str(),
+                info.metadata["cursor"].as_str()
+            ),
+            ("CURSOR_NOT_IN_LOG", "order-ledger", lost.as_str())
+        );
+        assert!(status.message().contains("after_position"), "{status:?}");
+    }
+    // The cursor as given, and without its event id: the next event follows.
+    for held in [
+        first.cursor.clone(),
+        format!("{xid}-{}", first.global_position),
+    ] {
+        let mut resumed = subscribe(held).await.unwrap().into_inner();
+        assert_eq!(next_event(&mut resumed).await.event_id, second.event_id);
+    }
+    // The start of the log needs no event.
+    let mut from_start = subscribe("0-0".into()).await.unwrap().into_inner();
+    assert_eq!(next_event(&mut from_start).await.event_id, first.event_id);
+}
