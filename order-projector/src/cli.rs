@@ -341,7 +341,7 @@ async fn republish_range(
         ..
     }: &RepublishRange,
 ) -> Result<(EventStore, u64, tokio::sync::watch::Receiver<bool>), i32> {
-    cli::note_from_environment(
+    cli::note_values_from_environment(
         binary,
         &[
             "ORDER_PROJECTOR_REPUBLISH_FROM",

@@ -245,19 +245,46 @@ pub fn booleans_not_boolish(command: &Command) -> Vec<String> {
 /// Warn (on stderr, before anything is done) that a one-off command's argument came from the
 /// environment rather than the command line: a variable left in a task definition must not
 /// steer a run silently. `what` says what it does, e.g. "a dry run: nothing is applied".
+/// For switches: a variable set to a false value (`false`, `0`, `no`, ...) steers nothing.
 pub fn note_from_environment(binary: &str, variables: &[&str], what: &str) {
-    let set: Vec<&str> = variables
+    note(
+        binary,
+        steering(variables, |v| std::env::var(v).ok(), true),
+        what,
+    );
+}
+
+/// As [`note_from_environment`], for settings that take a value, such as a position: any
+/// value but an empty one steers the run (`0` too).
+pub fn note_values_from_environment(binary: &str, variables: &[&str], what: &str) {
+    note(
+        binary,
+        steering(variables, |v| std::env::var(v).ok(), false),
+        what,
+    );
+}
+
+/// The variables among `variables` whose value steers a run.
+fn steering<'a>(
+    variables: &[&'a str],
+    value_of: impl Fn(&str) -> Option<String>,
+    switches: bool,
+) -> Vec<&'a str> {
+    variables
         .iter()
         .copied()
         .filter(|v| {
-            std::env::var(v).is_ok_and(|value| {
-                !matches!(
-                    value.trim().to_ascii_lowercase().as_str(),
-                    "" | "false" | "0" | "no" | "n" | "off" | "f"
-                )
+            value_of(v).is_some_and(|value| {
+                let value = value.trim().to_ascii_lowercase();
+                !value.is_empty()
+                    && !(switches
+                        && matches!(value.as_str(), "false" | "0" | "no" | "n" | "off" | "f"))
             })
         })
-        .collect();
+        .collect()
+}
+
+fn note(binary: &str, set: Vec<&str>, what: &str) {
     if !set.is_empty() {
         eprintln!(
             "{binary}: note: {} set in the environment: {what}",
@@ -272,4 +299,23 @@ fn first_line(text: &str) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or("invalid configuration")
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::steering;
+
+    #[test]
+    fn a_position_of_zero_steers_a_run_a_switch_set_false_does_not() {
+        let env = |v: &str| match v {
+            "FROM" => Some("0".to_owned()),
+            "TO" => Some(" ".to_owned()),
+            "DRY_RUN" => Some("no".to_owned()),
+            "ON" => Some("yes".to_owned()),
+            _ => None,
+        };
+        let all = ["FROM", "TO", "DRY_RUN", "ON", "UNSET"];
+        assert_eq!(steering(&all, env, false), ["FROM", "DRY_RUN", "ON"]);
+        assert_eq!(steering(&all, env, true), ["ON"]);
+    }
 }
