@@ -249,7 +249,7 @@ pub fn booleans_not_boolish(command: &Command) -> Vec<String> {
 pub fn note_from_environment(binary: &str, variables: &[&str], what: &str) {
     note(
         binary,
-        steering(variables, |v| std::env::var(v).ok(), true),
+        &steering(variables, |v| std::env::var(v).ok(), true),
         what,
     );
 }
@@ -259,7 +259,7 @@ pub fn note_from_environment(binary: &str, variables: &[&str], what: &str) {
 pub fn note_values_from_environment(binary: &str, variables: &[&str], what: &str) {
     note(
         binary,
-        steering(variables, |v| std::env::var(v).ok(), false),
+        &steering(variables, |v| std::env::var(v).ok(), false),
         what,
     );
 }
@@ -276,15 +276,14 @@ fn steering<'a>(
         .filter(|v| {
             value_of(v).is_some_and(|value| {
                 let value = value.trim().to_ascii_lowercase();
-                !value.is_empty()
-                    && !(switches
-                        && matches!(value.as_str(), "false" | "0" | "no" | "n" | "off" | "f"))
+                let off = matches!(value.as_str(), "false" | "0" | "no" | "n" | "off" | "f");
+                !value.is_empty() && (!switches || !off)
             })
         })
         .collect()
 }
 
-fn note(binary: &str, set: Vec<&str>, what: &str) {
+fn note(binary: &str, set: &[&str], what: &str) {
     if !set.is_empty() {
         eprintln!(
             "{binary}: note: {} set in the environment: {what}",
