@@ -13,3 +13,20 @@ pub mod drill;
 pub mod load;
 pub mod scenarios;
 pub mod stack;
+
+/// Run `work` until it ends or the process gets SIGINT (Ctrl-C) or SIGTERM. On a signal the
+/// work is dropped, and with it its clusters, emulators and services (their `Drop` stops
+/// them), and the answer is an error; without this the signal would end the process at once,
+/// and the PostgreSQL clusters, which run in sessions of their own, would be left running.
+/// Call it from `main`, so that the runtime, dropped when `main` returns, drops the tasks
+/// the work spawned too.
+pub async fn until_signal<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        result = work => result,
+        _ = terminate.recv() => anyhow::bail!("stopped by SIGTERM: what it started is stopped"),
+        _ = interrupt.recv() => anyhow::bail!("stopped by SIGINT: what it started is stopped"),
+    }
+}

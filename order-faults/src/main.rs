@@ -51,21 +51,25 @@ async fn main() -> anyhow::Result<()> {
     } else {
         args.scenario.clone()
     };
-    let mut reports = Vec::new();
-    let mut failed = false;
-    for scenario in chosen {
-        eprintln!("[faults] {} x{}", scenario.name(), args.rounds);
-        match scenarios::run(scenario, &binaries, args.rounds, &load).await {
-            Ok(report) => {
-                failed |= !report.clean();
-                reports.push(report);
-            }
-            Err(error) => {
-                eprintln!("[faults] {}: FAILED: {error:#}", scenario.name());
-                failed = true;
+    let (reports, failed) = order_faults::until_signal(async {
+        let mut reports = Vec::new();
+        let mut failed = false;
+        for scenario in chosen {
+            eprintln!("[faults] {} x{}", scenario.name(), args.rounds);
+            match scenarios::run(scenario, &binaries, args.rounds, &load).await {
+                Ok(report) => {
+                    failed |= !report.clean();
+                    reports.push(report);
+                }
+                Err(error) => {
+                    eprintln!("[faults] {}: FAILED: {error:#}", scenario.name());
+                    failed = true;
+                }
             }
         }
-    }
+        Ok((reports, failed))
+    })
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {

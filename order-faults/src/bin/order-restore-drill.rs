@@ -43,7 +43,8 @@ async fn main() -> anyhow::Result<()> {
         buggy_commands: usize::try_from(args.buggy_commands)?,
         ..DrillOptions::default()
     };
-    let report = drill::run(&Binaries::in_dir(&args.binaries), &options).await?;
+    let report =
+        order_faults::until_signal(drill::run(&Binaries::in_dir(&args.binaries), &options)).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
