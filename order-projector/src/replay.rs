@@ -478,6 +478,20 @@ struct Rebuild<'a> {
     renewed_at: Instant,
 }
 
+/// Where a rebuild is: the last event read, its checkpoint as the database has it (every
+/// write moves from there), and the digest of what was read since.
+struct Place {
+    cursor: Cursor,
+    written: Cursor,
+    unwritten: LogDigest,
+}
+
+/// Whether `read` is the last page of a catch-up to position `through`: it read nothing, was
+/// not full (the head is near), or reached `through`.
+fn last_page(read: &ReadPage, through: u64) -> bool {
+    !read.full || read.end.is_none_or(|end| end.global_position >= through)
+}
+
 type Pages =
     mpsc::Receiver<Result<(Vec<RecordedEvent>, Option<Cursor>, LogDigest), order_store::Error>>;
 
@@ -519,7 +533,8 @@ impl Rebuild<'_> {
     }
 
     /// Read pages from `from` on a task of its own (one page ahead), until a page is short.
-    fn read_ahead(&self, from: Cursor) -> (Pages, tokio::task::JoinHandle<Cursor>) {
+    /// Read pages after `from` one ahead, up to `through` (see [`Rebuild::catch_up`]).
+    fn read_ahead(&self, from: Cursor, through: u64) -> (Pages, tokio::task::JoinHandle<Cursor>) {
         let (pages, receiver) = mpsc::channel(2);
         let store = self.store.clone();
         let page = self.options.page;
@@ -527,23 +542,85 @@ impl Rebuild<'_> {
         let reader = tokio::spawn(async move {
             let mut cursor = from;
             loop {
-                let read = read_page(&store, cursor, page, &categories)
-                    .await
-                    .map(|read| (read.events, read.end, read.digest));
+                let read = read_page(&store, cursor, page, &categories).await;
                 let (done, failed) = match &read {
-                    Ok((_, None, _)) => (true, false),
-                    Ok((_, Some(end), _)) => {
-                        cursor = *end;
-                        (false, false)
+                    Ok(read) => {
+                        if let Some(end) = read.end {
+                            cursor = end;
+                        }
+                        (last_page(read, through), false)
                     }
                     Err(_) => (false, true),
                 };
+                let read = read.map(|read| (read.events, read.end, read.digest));
                 if pages.send(read).await.is_err() || done || failed {
                     return cursor;
                 }
             }
         });
         (receiver, reader)
+    }
+
+    /// Read the pages after `at.cursor` and apply them to the shadow tables up to the head
+    /// as it was at `through` (a page that reaches that position, or one that is not full, is
+    /// the last), renewing the rebuild lease and `live`, when held. Not until a read finds
+    /// nothing new: steady writes may never leave one, and while the replay holds the
+    /// projection's lease the live read model waits. What comes after is the live
+    /// projector's, from the swap's checkpoint on.
+    async fn catch_up(
+        &mut self,
+        at: &mut Place,
+        through: u64,
+        live: Option<&Lease>,
+        progress: &mut ReadProgress,
+        reporter: &mut Reporter,
+    ) -> Result<(), ReplayError> {
+        let (store, subscription, schema) = (self.store, self.subscription, self.schema);
+        let subscriber = subscription.subscriber();
+        loop {
+            let read = read_page(
+                store,
+                at.cursor,
+                self.options.page,
+                subscription.categories(),
+            )
+            .await?;
+            let last = last_page(&read, through);
+            let ReadPage {
+                events,
+                end,
+                digest,
+                ..
+            } = read;
+            let Some(end) = end else { return Ok(()) };
+            at.unwritten = at.unwritten.merge(digest);
+            progress.read(&events);
+            if !events.is_empty() {
+                subscriber
+                    .apply(
+                        store,
+                        self.rebuild_lease,
+                        events,
+                        Span {
+                            from: at.written,
+                            to: end,
+                            read: at.unwritten,
+                        },
+                        &schema.shadow,
+                        true,
+                    )
+                    .await?;
+                progress.committed();
+                at.written = end;
+                at.unwritten = LogDigest::EMPTY;
+            }
+            at.cursor = end;
+            reporter.update(end.global_position, progress.events);
+            self.renew(live).await?;
+            if last {
+                return Ok(());
+            }
+        }
     }
 
     async fn run(mut self) -> Result<(ReplayReport, Lease), ReplayError> {
@@ -598,7 +675,7 @@ impl Rebuild<'_> {
         } else {
             None
         };
-        let (mut pages, reader) = self.read_ahead(Cursor::START);
+        let (mut pages, reader) = self.read_ahead(Cursor::START, head);
         let mut progress = ReadProgress::new();
         let mut cursor = Cursor::START;
         // The rebuild's checkpoint as the database has it: every write moves from there, and
@@ -697,6 +774,17 @@ impl Rebuild<'_> {
             unwritten = LogDigest::EMPTY;
         }
 
+        // What was written while phases 2 and 3 ran, read with the live projector still
+        // running: its lease is taken for the last stretch only.
+        let mut at = Place {
+            cursor,
+            written,
+            unwritten,
+        };
+        let through = store.head_position().await?;
+        self.catch_up(&mut at, through, None, &mut progress, &mut reporter)
+            .await?;
+
         // Phase 4: the projection's lease, taken from the live projector (not by a rebuild
         // that has lost its own lease already); catch up.
         self.renewed_at = Instant::now();
@@ -719,46 +807,14 @@ impl Rebuild<'_> {
         // for its lock, until the rows are counted (then the caller releases it or projects
         // with it).
         let caught_up = kept_alive(store, &live, live_ttl, async {
-            loop {
-                let ReadPage {
-                    events,
-                    end,
-                    digest,
-                    ..
-                } = read_page(
-                    store,
-                    cursor,
-                    self.options.page,
-                    self.subscription.categories(),
-                )
+            let through = store.head_position().await?;
+            self.catch_up(&mut at, through, Some(&live), &mut progress, &mut reporter)
                 .await?;
-                let Some(end) = end else { break };
-                unwritten = unwritten.merge(digest);
-                let count = events.len() as u64;
-                progress.read(&events);
-                if count > 0 {
-                    subscriber
-                        .apply(
-                            store,
-                            self.rebuild_lease,
-                            events,
-                            Span {
-                                from: written,
-                                to: end,
-                                read: unwritten,
-                            },
-                            shadow,
-                            true,
-                        )
-                        .await?;
-                    progress.committed();
-                    written = end;
-                    unwritten = LogDigest::EMPTY;
-                }
-                cursor = end;
-                reporter.update(end.global_position, progress.events);
-                self.renew(Some(&live)).await?;
-            }
+            let Place {
+                cursor,
+                written,
+                unwritten,
+            } = at;
 
             // The rows, counted in the shadow tables now that nothing more is applied to them
             // (nothing else writes there: the rebuild lease), before the swap's transaction,
@@ -789,12 +845,12 @@ impl Rebuild<'_> {
             tables::swap(&tx, &name, self.schema, previous.as_ref(), patience).await?;
             advance_checkpoint(&tx, &live, live_checkpoint, cursor, 0, None).await?;
             tx.commit().await?;
-            Ok::<_, ReplayError>(rows)
+            Ok::<_, ReplayError>((rows, cursor))
         })
         .await;
         reporter.finish();
-        let rows = match caught_up {
-            Ok(rows) => rows,
+        let (rows, cursor) = match caught_up {
+            Ok(caught_up) => caught_up,
             Err(error) => {
                 let _ = store.release_lease(&live).await;
                 return Err(error);

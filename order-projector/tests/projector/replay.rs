@@ -210,6 +210,81 @@ async fn replay_preempts_the_live_projector_which_resumes_afterwards() {
     live.await.unwrap();
 }
 
+/// A replay while orders keep coming ends and swaps in: its catch-up reads up to the head as
+/// it was when the catch-up began (or to a page that is not full), not until a read finds
+/// nothing new, which steady writes may never leave; the live projector, paused meanwhile,
+/// goes on from the swap's checkpoint and applies the rest.
+#[tokio::test]
+async fn a_replay_under_steady_writes_swaps_in_and_the_live_projector_applies_the_rest() {
+    let f = fixture().await;
+    write_orders(&f.handler, 30, 3).await;
+    let (stop_live, shutdown) = watch::channel(false);
+    let live = tokio::spawn(run(
+        read_model_subscription(50),
+        f.store.clone(),
+        EventListener::start(f.store.config().clone()),
+        RunSettings {
+            owner: "live".into(),
+            lease_ttl: Duration::from_secs(2),
+            poll: Duration::from_millis(50),
+            standby_poll: Duration::from_millis(100),
+            ..RunSettings::default()
+        },
+        shutdown,
+    ));
+    // Writers that keep appending until the replay has ended (at most 120 s).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (handler, stop) = (f.handler.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 1_000 + w;
+                let started = std::time::Instant::now();
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120)
+                {
+                    write_order(&handler, n).await;
+                    n += 8;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_keep, replay_shutdown) = watch::channel(false);
+    // The writers commit something every few milliseconds, so no read finds nothing new; the
+    // replay reads faster than they write.
+    let replayed = order_projector::replay::replay(
+        &f.store,
+        &Subscription::projection(ReadModel::new()),
+        &ReplayOptions {
+            page: 200,
+            ..options()
+        },
+        &replay_shutdown,
+    )
+    .await;
+    let writing = writers.iter().any(|w| !w.is_finished()) && !stop.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    replayed.unwrap();
+    assert!(
+        writing,
+        "the replay ended only once the writers had stopped (after 120 s)"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while read_model(&f.db).await != expected_from_log(&f.store).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the live projector did not apply what came after the swap"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    totals_consistent(&f.db).await;
+    stop_live.send(true).unwrap();
+    live.await.unwrap();
+}
+
 #[tokio::test]
 async fn replaying_a_sink_is_refused_and_changes_nothing() {
     let f = fixture().await;
