@@ -450,17 +450,23 @@ pub(crate) async fn rebuild(
             .unwrap_or_else(|| "unknown".to_owned());
         return Err(ReplayError::Busy { owner });
     };
-    let result = Rebuild {
-        store,
-        subscription,
-        schema,
-        options,
-        shutdown,
-        rebuild_lease: &rebuild_lease,
-        renewed_at: Instant::now(),
-    }
-    .run()
-    .await;
+    // A panic in the projection's code (a team's bug) fails the rebuild like any error: its
+    // shadow tables dropped and its lease released below, so that the next may start at once.
+    // (The projection's lease, when it held it, runs out by itself: the live projector's time.)
+    let result = crate::subscription::caught(
+        Rebuild {
+            store,
+            subscription,
+            schema,
+            options,
+            shutdown,
+            rebuild_lease: &rebuild_lease,
+            renewed_at: Instant::now(),
+        }
+        .run(),
+    )
+    .await
+    .unwrap_or_else(|panic| Err(ReplayError::Panicked(panic)));
     if result.is_err() {
         drop_own_shadows(store, &rebuild_lease, &schema.tables).await;
     }

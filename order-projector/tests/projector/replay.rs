@@ -845,3 +845,107 @@ async fn status_shows_when_a_rebuild_last_wrote_its_progress_and_when_its_lease_
     assert!(stalled_json["rebuild"]["lease_expires_in_seconds"].is_f64());
     assert!(stalled_json["rebuild"]["updated_seconds_ago"].is_f64());
 }
+
+/// A projection whose `apply` panics (a team's bug) on its `panic_at`-th page.
+struct PanicsOnPage {
+    panic_at: usize,
+    pages: AtomicUsize,
+}
+
+impl order_projector::Projection for PanicsOnPage {
+    type Event = order_domain::OrderEvent;
+
+    fn name(&self) -> &str {
+        "panics_on_page"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn categories(&self) -> order_projector::Categories {
+        order_projector::Categories::of::<order_domain::Order>()
+    }
+
+    fn tables(&self) -> Vec<order_projector::Table> {
+        vec![order_projector::Table::new(
+            "panics_on_page",
+            "CREATE TABLE {table} (position bigint PRIMARY KEY)",
+        )]
+    }
+
+    async fn apply(
+        &self,
+        page: &order_projector::Page<order_domain::OrderEvent>,
+        tx: &order_projector::Transaction<'_>,
+        tables: &order_projector::Tables,
+    ) -> Result<(), order_projector::ApplyError> {
+        if self.pages.fetch_add(1, Ordering::SeqCst) + 1 == self.panic_at {
+            panic!("a bug in the team's projection");
+        }
+        for event in page {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} VALUES ($1) ON CONFLICT DO NOTHING",
+                    &tables["panics_on_page"]
+                ),
+                &[&(event.position() as i64)],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A replay whose projection panics ends with that panic as its error, and cleans up as after
+/// any failure: its shadow tables dropped and its rebuild lease released, so that the next
+/// replay may start at once (not refused as "already running" by a replay that is gone).
+#[tokio::test]
+async fn a_replay_whose_projection_panics_drops_its_shadows_and_releases_its_lease() {
+    let f = fixture().await;
+    write_orders(&f.handler, 20, 3).await;
+    let (_keep, shutdown) = watch::channel(false);
+    let options = ReplayOptions {
+        page: 10,
+        bulk: false,
+        ..options()
+    };
+    for attempt in 1..=2 {
+        let subscription = Subscription::projection(PanicsOnPage {
+            panic_at: 2,
+            pages: AtomicUsize::new(0),
+        });
+        let replayed =
+            order_projector::replay::replay(&f.store, &subscription, &options, &shutdown).await;
+        match replayed {
+            Err(ReplayError::Panicked(message)) => {
+                assert!(
+                    message.contains("a bug in the team's projection"),
+                    "{message}"
+                )
+            }
+            other => panic!("attempt {attempt}: {other:?}"),
+        }
+        let client = f.db.connect().await;
+        let tables: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%panics_on_page%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(tables, 0, "attempt {attempt}: its shadow table is left");
+        let rebuild = f
+            .store
+            .subscriptions()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "panics_on_page#rebuild");
+        assert!(
+            rebuild.as_ref().is_none_or(|s| s.owner.is_none()),
+            "attempt {attempt}: the rebuild lease is held: {rebuild:?}"
+        );
+    }
+}
