@@ -922,7 +922,7 @@ async fn a_replay_whose_projection_panics_drops_its_shadows_and_releases_its_lea
                 assert!(
                     message.contains("a bug in the team's projection"),
                     "{message}"
-                )
+                );
             }
             other => panic!("attempt {attempt}: {other:?}"),
         }
