@@ -321,7 +321,10 @@ impl Table {
     }
 
     /// A secondary index (`CREATE INDEX {name}_by_x ON {table} (...)`), built after a rebuild
-    /// has loaded the table (faster than maintaining it during the load).
+    /// has loaded the table (faster than maintaining it during the load). Its name must start
+    /// with `{name}` (or be left out), and it must not say `IF NOT EXISTS`: index names are the
+    /// schema's, and a fixed one would clash with the shadow table's in a rebuild. The same
+    /// holds for a named constraint in the table's DDL.
     pub fn index(mut self, create: &str) -> Self {
         self.indexes.push(create.to_owned());
         self
@@ -370,6 +373,52 @@ impl Table {
                 "index DDL {index:?} of table {name} must name {{table}}"
             ));
         }
+        // Index and constraint names are the schema's, not the table's: a fixed one would be
+        // taken already when a rebuild builds the shadow table's (failing the rebuild, or,
+        // with IF NOT EXISTS, leaving the swapped-in table without it). Names that start with
+        // {name} follow the table through rebuilds and swaps; unnamed ones do too.
+        for index in &self.indexes {
+            let tokens = ddl_tokens(index);
+            let Some(at) = tokens.iter().position(|t| t.eq_ignore_ascii_case("index")) else {
+                return Err(format!(
+                    "index DDL {index:?} of table {name} must be a CREATE INDEX"
+                ));
+            };
+            let mut rest = tokens[at + 1..]
+                .iter()
+                .skip_while(|t| t.eq_ignore_ascii_case("concurrently"));
+            match rest.next() {
+                Some(t) if t.eq_ignore_ascii_case("if") => {
+                    return Err(format!(
+                        "index DDL {index:?} of table {name} must not say IF NOT EXISTS: a rebuild \
+                         would skip an index of that name it cannot build"
+                    ));
+                }
+                Some(t) if t.eq_ignore_ascii_case("on") => {}
+                Some(t) if t.trim_matches('"').starts_with("{name}") => {}
+                _ => {
+                    return Err(format!(
+                        "index DDL {index:?} of table {name} must name its index {{name}}_... \
+                         (or leave it unnamed): a fixed name clashes with the shadow table's \
+                         index in a rebuild"
+                    ));
+                }
+            }
+        }
+        let tokens = ddl_tokens(&self.create);
+        if let Some(constraint) = tokens
+            .windows(2)
+            .find(|w| {
+                w[0].eq_ignore_ascii_case("constraint")
+                    && !w[1].trim_matches('"').starts_with("{name}")
+            })
+            .map(|w| w[1])
+        {
+            return Err(format!(
+                "constraint {constraint} of table {name} must be named {{name}}_... (or left \
+                 unnamed): a fixed name clashes with the shadow table's in a rebuild"
+            ));
+        }
         if let Some(role) = self.readers.iter().find(|r| !is_identifier(r, 63)) {
             return Err(format!(
                 "reader role {role:?} of table {name} is not a role name"
@@ -386,6 +435,13 @@ impl Table {
     pub(crate) fn index_sql(&self, physical: &str) -> Vec<String> {
         self.indexes.iter().map(|i| fill(i, physical)).collect()
     }
+}
+
+/// The words of a DDL template: split at white space, parentheses and commas.
+fn ddl_tokens(ddl: &str) -> Vec<&str> {
+    ddl.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ','))
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 fn fill(template: &str, physical: &str) -> String {
@@ -594,4 +650,46 @@ pub trait BulkFold<E>: Send {
         tx: &'a Transaction<'_>,
         tables: &'a Tables,
     ) -> BoxFuture<'a, Result<(), ApplyError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Table;
+
+    fn table(create: &str, index: &str) -> Table {
+        Table::new("sales", create).index(index)
+    }
+
+    #[test]
+    fn index_and_constraint_names_must_follow_the_table() {
+        let create = "CREATE TABLE {table} (sku text, day date, CONSTRAINT {name}_pk PRIMARY KEY (sku, day))";
+        for good in [
+            "CREATE INDEX {name}_by_day ON {table} (day)",
+            "CREATE UNIQUE INDEX CONCURRENTLY \"{name}_x\" ON {table} (day)",
+            "CREATE INDEX ON {table} (day)",
+            "create index {name}_lower on {table}(day)",
+        ] {
+            assert_eq!(table(create, good).validate(), Ok(()), "{good}");
+        }
+        for bad in [
+            "CREATE INDEX sales_by_day ON {table} (day)",
+            "CREATE INDEX IF NOT EXISTS {name}_by_day ON {table} (day)",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name}_by_day ON {table} (day)",
+            "ALTER TABLE {table} ADD CHECK (day > '2020-01-01')",
+        ] {
+            let refused = table(create, bad).validate();
+            assert!(refused.is_err(), "{bad}: {refused:?}");
+        }
+        let fixed = "CREATE TABLE {table} (sku text, CONSTRAINT sales_pk PRIMARY KEY (sku))";
+        let refused = table(fixed, "CREATE INDEX ON {table} (sku)").validate();
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("sales_pk")),
+            "{refused:?}"
+        );
+        let unnamed = "CREATE TABLE {table} (sku text PRIMARY KEY, n int CHECK (n > 0))";
+        assert_eq!(
+            table(unnamed, "CREATE INDEX {name}_n ON {table} (n)").validate(),
+            Ok(())
+        );
+    }
 }

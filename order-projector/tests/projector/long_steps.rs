@@ -262,11 +262,17 @@ async fn a_catch_up_page_longer_than_the_projections_lease_keeps_it() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    // Orders written while the bulk fold flushes are the catch-up's.
+    // Orders written while the bulk fold flushes are those of the catch-up before the
+    // projection's lease is taken; orders written during that catch-up's page are the last
+    // catch-up's, under the projection's lease.
     wait_for(flushing, "the flush").await;
     write_orders(&f.handler, 3, 1).await;
     everything_visible(&f.store).await;
-    wait_for(applying, "the catch-up's page").await;
+    wait_for(applying.clone(), "the first catch-up's page").await;
+    write_orders(&f.handler, 3, 1).await;
+    everything_visible(&f.store).await;
+    applying.store(false, Ordering::SeqCst);
+    wait_for(applying, "the last catch-up's page").await;
     // Twice the projection's lease into a page of three times its length.
     tokio::time::sleep(live_ttl * 2).await;
     let intruder = f
