@@ -71,6 +71,9 @@ pub async fn get_on(
     }
 }
 
+/// 9999-12-31T23:59:59.999999Z in microseconds since the Unix epoch: no later page token.
+const LATEST_PLACED_MICROS: u64 = 253_402_300_799_999_999;
+
 /// Where a page starts: after this (placed_at, order_id) in newest-first order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageToken {
@@ -96,6 +99,11 @@ impl PageToken {
             return None;
         };
         let micros: u64 = micros.parse().ok()?;
+        // A time no order was placed at, past what PostgreSQL's timestamps hold (a forged
+        // token): refused as malformed, not turned into `infinity` or an overflow.
+        if micros > LATEST_PLACED_MICROS {
+            return None;
+        }
         Some(Self {
             placed_at: UNIX_EPOCH.checked_add(Duration::from_micros(micros))?,
             order_id: Uuid::try_parse(id).ok()?,
@@ -263,11 +271,16 @@ mod tests {
             order_id: Uuid::from_u128(7),
         };
         assert_eq!(PageToken::decode(&token.encode()), Some(token));
+        assert!(
+            PageToken::decode("v1.253402300799999999.00000000000000000000000000000007").is_some()
+        );
         for junk in [
             "",
             "v1",
             "v2.1.00000000000000000000000000000007",
             "v1.x.y",
+            "v1.253402300800000000.00000000000000000000000000000007",
+            "v1.9223372036854775807.00000000000000000000000000000007",
             "v1.1.2.3",
             "v1.-1.00000000000000000000000000000007",
         ] {
