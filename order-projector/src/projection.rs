@@ -324,7 +324,7 @@ impl Table {
     /// has loaded the table (faster than maintaining it during the load). Its name must start
     /// with `{name}` (or be left out), and it must not say `IF NOT EXISTS`: index names are the
     /// schema's, and a fixed one would clash with the shadow table's in a rebuild. The same
-    /// holds for a named constraint in the table's DDL.
+    /// holds for a named primary key, unique or exclusion constraint in the table's DDL.
     pub fn index(mut self, create: &str) -> Self {
         self.indexes.push(create.to_owned());
         self
@@ -405,18 +405,23 @@ impl Table {
                 }
             }
         }
+        // A named primary key, unique or exclusion constraint names its index too (a check or
+        // a foreign key is named within its table only).
         let tokens = ddl_tokens(&self.create);
         if let Some(constraint) = tokens
-            .windows(2)
+            .windows(3)
             .find(|w| {
                 w[0].eq_ignore_ascii_case("constraint")
                     && !w[1].trim_matches('"').starts_with("{name}")
+                    && ["primary", "unique", "exclude"]
+                        .iter()
+                        .any(|kind| w[2].eq_ignore_ascii_case(kind))
             })
             .map(|w| w[1])
         {
             return Err(format!(
                 "constraint {constraint} of table {name} must be named {{name}}_... (or left \
-                 unnamed): a fixed name clashes with the shadow table's in a rebuild"
+                 unnamed): its index's name would clash with the shadow table's in a rebuild"
             ));
         }
         if let Some(role) = self.readers.iter().find(|r| !is_identifier(r, 63)) {
@@ -685,6 +690,18 @@ mod tests {
         assert!(
             refused.as_ref().is_err_and(|e| e.contains("sales_pk")),
             "{refused:?}"
+        );
+        let unique = "CREATE TABLE {table} (sku text, CONSTRAINT one_sku UNIQUE (sku))";
+        assert!(
+            table(unique, "CREATE INDEX ON {table} (sku)")
+                .validate()
+                .is_err()
+        );
+        // A check or a foreign key is named within its table: any name.
+        let checked = "CREATE TABLE {table} (n int, CONSTRAINT positive CHECK (n > 0))";
+        assert_eq!(
+            table(checked, "CREATE INDEX ON {table} (n)").validate(),
+            Ok(())
         );
         let unnamed = "CREATE TABLE {table} (sku text PRIMARY KEY, n int CHECK (n > 0))";
         assert_eq!(

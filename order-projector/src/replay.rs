@@ -9,10 +9,14 @@
 //!    secondary indexes, and fold every visible event of its categories into them: with the
 //!    projection's [`crate::BulkFold`] when it has one (fold in memory, write each row once),
 //!    otherwise page after page with [`crate::Projection::apply`]. The live tables keep
-//!    serving and the live projector keeps them current meanwhile.
-//! 3. Build the indexes and statistics (after the load, which is faster than during it).
+//!    serving and the live projector keeps them current meanwhile. The fold goes up to the
+//!    head as it was when it began.
+//! 3. Build the indexes and statistics (after the load, which is faster than during it), then
+//!    apply what was written meanwhile with `apply`, up to the head as it was then.
 //! 4. Take the projection's lease, preempting the live projector (its next checkpoint write
-//!    fails and rolls back), and catch up to the head of the log with `apply`.
+//!    fails and rolls back), and apply what was written since, up to the head as it was when
+//!    the lease was taken ([`Rebuild::catch_up`]); the live projector applies what comes
+//!    later, from the swap's checkpoint on.
 //! 5. In one transaction, fenced by both leases (a rebuild that lost its rebuild lease to
 //!    another, which started over in the same shadow tables, swaps nothing): lock the live
 //!    tables, rename them away, rename the shadows into place, grant, drop the old tables, set
@@ -21,7 +25,7 @@
 //! 6. Release the leases (a projector rebuilding after a version change keeps the projection's
 //!    lease and goes on projecting).
 //!
-//! While it reads the log (steps 2 and 4), the rebuild records how far it has read on its
+//! While it reads the log (steps 2 to 4), the rebuild records how far it has read on its
 //! rebuild lease's row (`events_processed`: events read and folded or applied so far, flushed
 //! or not; `last_event_at`: when the newest of them was recorded) after each page once a
 //! second has passed or 10,000 events were read since it last did, in a statement of its own,
@@ -538,8 +542,8 @@ impl Rebuild<'_> {
         Ok(())
     }
 
-    /// Read pages from `from` on a task of its own (one page ahead), until a page is short.
-    /// Read pages after `from` one ahead, up to `through` (see [`Rebuild::catch_up`]).
+    /// Read pages after `from` on a task of its own, one page ahead, up to `through` (the
+    /// last page as in [`Rebuild::catch_up`]).
     fn read_ahead(&self, from: Cursor, through: u64) -> (Pages, tokio::task::JoinHandle<Cursor>) {
         let (pages, receiver) = mpsc::channel(2);
         let store = self.store.clone();

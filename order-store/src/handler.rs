@@ -817,6 +817,7 @@ impl<A: Aggregate> Streams<A> {
                 }
                 let (reply, answer) = oneshot::channel();
                 slot.queue.push_back((pending(), reply));
+                slot.used = true;
                 return Entered::Queued(answer);
             }
             slot.busy = true;

@@ -177,10 +177,10 @@ async fn a_flush_longer_than_the_lease_keeps_the_rebuilds_lease() {
 }
 
 /// [`LongFlush`] (its one flush takes `flush_for`), applying each page of the replay's
-/// catch-up slowly (`apply_for`), noting when it does.
+/// catch-ups only once the test lets it (a permit of `gate` each), noting when one begins.
 struct SlowCatchUp {
     inner: LongFlush,
-    apply_for: Duration,
+    gate: Arc<tokio::sync::Semaphore>,
     applying: Arc<AtomicBool>,
 }
 
@@ -210,7 +210,9 @@ impl order_projector::Projection for SlowCatchUp {
         tables: &order_projector::Tables,
     ) -> Result<(), order_projector::ApplyError> {
         self.applying.store(true, Ordering::SeqCst);
-        tokio::time::sleep(self.apply_for).await;
+        if let Ok(permit) = self.gate.acquire().await {
+            permit.forget();
+        }
         self.inner.apply(page, tx, tables).await
     }
 
@@ -231,12 +233,13 @@ async fn a_catch_up_page_longer_than_the_projections_lease_keeps_it() {
     let live_ttl = Duration::from_secs(1);
     let flushing = Arc::new(AtomicBool::new(false));
     let applying = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let subscription = Subscription::projection(SlowCatchUp {
         inner: LongFlush {
             flush_for: Duration::from_secs(2),
             flushing: flushing.clone(),
         },
-        apply_for: live_ttl * 3,
+        gate: gate.clone(),
         applying: applying.clone(),
     });
     let (_stop, shutdown) = watch::channel(false);
@@ -268,12 +271,14 @@ async fn a_catch_up_page_longer_than_the_projections_lease_keeps_it() {
     wait_for(flushing, "the flush").await;
     write_orders(&f.handler, 3, 1).await;
     everything_visible(&f.store).await;
+    // That page waits for the test: the orders it writes now come after it.
     wait_for(applying.clone(), "the first catch-up's page").await;
     write_orders(&f.handler, 3, 1).await;
     everything_visible(&f.store).await;
     applying.store(false, Ordering::SeqCst);
+    gate.add_permits(1);
     wait_for(applying, "the last catch-up's page").await;
-    // Twice the projection's lease into a page of three times its length.
+    // Twice the projection's lease into that page, which waits for the test.
     tokio::time::sleep(live_ttl * 2).await;
     let intruder = f
         .store
@@ -284,6 +289,7 @@ async fn a_catch_up_page_longer_than_the_projections_lease_keeps_it() {
         intruder.is_none(),
         "the live projector took the lease back under a slow catch-up page: {intruder:?}"
     );
+    gate.add_permits(1_000);
     let report = replaying.await.unwrap().unwrap();
     assert_eq!(report.rows[0].1, report.events);
 }

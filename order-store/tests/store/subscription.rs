@@ -591,12 +591,8 @@ async fn a_checkpoint_moves_only_over_the_events_the_database_holds() {
     refused(verify(&a.store, end_a, end_b, LogDigest::of([b2])).await);
 }
 
-/// Shared buffers `sql` touched when run with `position`, and what it answered.
-async fn buffers_and_answer(
-    client: &tokio_postgres::Client,
-    sql: &str,
-    position: i64,
-) -> (u64, String) {
+/// Shared buffers `sql` touched when run with `position`.
+async fn buffers(client: &tokio_postgres::Client, sql: &str, position: i64) -> u64 {
     let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
     // The second run: the first may read the catalog to plan.
     client.query_one(&explain, &[&position]).await.unwrap();
@@ -606,14 +602,33 @@ async fn buffers_and_answer(
         .unwrap()
         .get(0);
     let top = &plan[0]["Plan"];
-    let buffers =
-        top["Shared Hit Blocks"].as_u64().unwrap() + top["Shared Read Blocks"].as_u64().unwrap();
-    let answer: String = client
-        .query_one(&format!("SELECT ({sql})::text"), &[&position])
+    top["Shared Hit Blocks"].as_u64().unwrap() + top["Shared Read Blocks"].as_u64().unwrap()
+}
+
+/// What each of `sqls` answers for `position`, in one snapshot: the log fence, which the
+/// answer is when no event lies above the position, moves with every commit of the cluster.
+async fn answers_in_one_snapshot(
+    client: &mut tokio_postgres::Client,
+    sqls: &[&str],
+    position: i64,
+) -> Vec<u64> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
         .await
-        .unwrap()
-        .get(0);
-    (buffers, answer)
+        .unwrap();
+    let mut answers = Vec::new();
+    for sql in sqls {
+        let text: String = tx
+            .query_one(&format!("SELECT ({sql})::text"), &[&position])
+            .await
+            .unwrap()
+            .get(0);
+        answers.push(text.parse().unwrap());
+    }
+    tx.commit().await.unwrap();
+    answers
 }
 
 /// Where SubscribeEvents' `after_position` starts: the oldest transaction above the position.
@@ -623,7 +638,7 @@ async fn buffers_and_answer(
 #[tokio::test]
 async fn the_cursor_before_a_position_reads_no_more_than_the_rows_it_must() {
     let t = test_store().await;
-    let client = t.db.connect().await;
+    let mut client = t.db.connect().await;
     // 30,000 events, 10 per transaction, as a log has them: transaction ids and positions
     // rising together.
     client
@@ -665,17 +680,22 @@ async fn the_cursor_before_a_position_reads_no_more_than_the_rows_it_must() {
         head,
         head + 5,
     ] {
-        let (buffers, answer) =
-            buffers_and_answer(&client, order_store::CURSOR_BEFORE_POSITION_SQL, position).await;
-        let (_, expected) = buffers_and_answer(&client, plain, position).await;
-        assert_eq!(answer, expected, "at position {position} of {head}");
+        let statement = order_store::CURSOR_BEFORE_POSITION_SQL;
+        let answers = answers_in_one_snapshot(&mut client, &[statement, plain], position).await;
+        assert_eq!(answers[0], answers[1], "at position {position} of {head}");
         let cursor = t
             .store
             .cursor_before_position(position as u64)
             .await
             .unwrap();
-        assert_eq!(cursor.transaction_id.0.to_string(), answer, "at {position}");
-        read.push((position, buffers));
+        if position < head {
+            // The oldest transaction above the position: this database has none in flight.
+            assert_eq!(cursor.transaction_id.0, answers[0], "at {position}");
+        } else {
+            // The fence, read later: never older.
+            assert!(cursor.transaction_id.0 >= answers[0], "at {position}");
+        }
+        read.push((position, buffers(&client, statement, position).await));
     }
     // The index of transaction ids of 30,000 events spans some 90 pages; near either end the
     // statement reads a few.
@@ -685,7 +705,7 @@ async fn the_cursor_before_a_position_reads_no_more_than_the_rows_it_must() {
         near_head <= 12 && at_start <= 12,
         "buffers read, by position: {read:?}"
     );
-    let (plain_near_head, _) = buffers_and_answer(&client, plain, head - 100).await;
+    let plain_near_head = buffers(&client, plain, head - 100).await;
     assert!(
         plain_near_head > 4 * near_head,
         "the test's premise: the plain min() reads much more near the head ({plain_near_head}); {read:?}"
