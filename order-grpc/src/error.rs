@@ -67,6 +67,28 @@ fn bad_request(violations: &[(String, String)]) -> Status {
     Status::with_error_details(Code::InvalidArgument, summary, details)
 }
 
+/// The domain of every ErrorInfo this service sends.
+pub(crate) const ERROR_DOMAIN: &str = "order-ledger";
+
+/// A status of `code` with `message` and an ErrorInfo of `reason` (domain [`ERROR_DOMAIN`])
+/// carrying `metadata`: the detail clients act on, rather than the message.
+pub(crate) fn error_info_status(
+    code: Code,
+    reason: &str,
+    metadata: &[(&str, String)],
+    message: String,
+) -> Status {
+    let details = ErrorDetails::with_error_info(
+        reason,
+        ERROR_DOMAIN,
+        metadata
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect::<std::collections::HashMap<_, _>>(),
+    );
+    Status::with_error_details(code, message, details)
+}
+
 fn precondition(kind: &str, subject: &str, description: String) -> Status {
     let mut details = ErrorDetails::new();
     details.add_precondition_failure_violation(kind, subject, description.clone());

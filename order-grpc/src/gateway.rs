@@ -585,7 +585,6 @@ fn bearer_token(value: &str) -> Option<&str> {
 /// method, the scopes that would do and the caller are in the message and in an ErrorInfo
 /// detail (reason `MISSING_SCOPE`), and counted by caller and method.
 fn permission_denied(token: &Token, path: &str) -> Option<Status> {
-    use tonic_types::{ErrorDetails, StatusExt};
     let Needs::AnyOf(needed) = needs(path) else {
         return None;
     };
@@ -599,19 +598,16 @@ fn permission_denied(token: &Token, path: &str) -> Option<Status> {
     )
     .increment(1);
     let required = describe(needed);
-    let details = ErrorDetails::with_error_info(
-        "MISSING_SCOPE",
-        "order-ledger",
-        [
-            ("method".to_owned(), path.to_owned()),
-            ("required_scope".to_owned(), required.clone()),
-            ("caller".to_owned(), token.name.clone()),
-        ],
-    );
-    Some(Status::with_error_details(
+    let message = format!("{} may not call {path}: it needs {required}", token.name);
+    Some(crate::error::error_info_status(
         tonic::Code::PermissionDenied,
-        format!("{} may not call {path}: it needs {required}", token.name),
-        details,
+        "MISSING_SCOPE",
+        &[
+            ("method", path.to_owned()),
+            ("required_scope", required),
+            ("caller", token.name.clone()),
+        ],
+        message,
     ))
 }
 
@@ -767,16 +763,15 @@ fn response_too_large(bytes: &str, limit: &str) -> Status {
 /// RESOURCE_EXHAUSTED with `message` and an ErrorInfo of `reason` (domain `order-ledger`,
 /// metadata `bytes` and `limit_bytes`).
 fn too_large_status(reason: &str, bytes: &str, limit: &str, message: String) -> Status {
-    use tonic_types::{ErrorDetails, StatusExt};
-    let details = ErrorDetails::with_error_info(
+    crate::error::error_info_status(
+        tonic::Code::ResourceExhausted,
         reason,
-        "order-ledger",
-        [
-            ("bytes".to_owned(), bytes.to_owned()),
-            ("limit_bytes".to_owned(), limit.to_owned()),
+        &[
+            ("bytes", bytes.to_owned()),
+            ("limit_bytes", limit.to_owned()),
         ],
-    );
-    Status::with_error_details(tonic::Code::ResourceExhausted, message, details)
+        message,
+    )
 }
 
 /// The size and the limit in tonic's refusal of a request message over the limit ("Error,

@@ -814,44 +814,34 @@ impl pb::order_query_service_server::OrderQueryService for Queries {
 /// FAILED_PRECONDITION for an `after_cursor` whose event the log does not hold, with an
 /// ErrorInfo (reason `CURSOR_NOT_IN_LOG`, domain `order-ledger`, metadata `cursor`).
 fn cursor_not_in_log(cursor: &str) -> Status {
-    use tonic_types::{ErrorDetails, StatusExt};
-    let details = ErrorDetails::with_error_info(
-        "CURSOR_NOT_IN_LOG",
-        "order-ledger",
-        [("cursor".to_owned(), cursor.to_owned())],
-    );
-    Status::with_error_details(
+    crate::error::error_info_status(
         tonic::Code::FailedPrecondition,
+        "CURSOR_NOT_IN_LOG",
+        &[("cursor", cursor.to_owned())],
         format!(
             "the log holds no event at cursor {cursor}: it comes from another database, or a \
              failover to an asynchronous standby or a restore lost its event; resume with \
              after_position at a position this log still holds that you processed (or 0), and \
              expect events you saw before"
         ),
-        details,
     )
 }
 
 /// RESOURCE_EXHAUSTED for an answer larger than a message may be, with an ErrorInfo (reason
 /// `HISTORY_TOO_LARGE`, domain `order-ledger`) that clients act on rather than the message.
 fn history_too_large(events: usize, bytes: usize, limit: usize) -> Status {
-    use tonic_types::{ErrorDetails, StatusExt};
-    let details = ErrorDetails::with_error_info(
-        "HISTORY_TOO_LARGE",
-        "order-ledger",
-        [
-            ("events".to_owned(), events.to_string()),
-            ("bytes".to_owned(), bytes.to_string()),
-            ("limit_bytes".to_owned(), limit.to_string()),
-        ],
-    );
-    Status::with_error_details(
+    crate::error::error_info_status(
         tonic::Code::ResourceExhausted,
+        "HISTORY_TOO_LARGE",
+        &[
+            ("events", events.to_string()),
+            ("bytes", bytes.to_string()),
+            ("limit_bytes", limit.to_string()),
+        ],
         format!(
             "the {events} events asked for take {bytes} bytes, more than the {limit} a message \
              may hold: read them in parts with max_events, each after the last version the \
              previous part held"
         ),
-        details,
     )
 }
