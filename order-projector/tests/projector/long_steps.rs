@@ -45,17 +45,7 @@ impl order_projector::Projection for LongFlush {
         tx: &order_projector::Transaction<'_>,
         tables: &order_projector::Tables,
     ) -> Result<(), order_projector::ApplyError> {
-        for event in page {
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} VALUES ($1) ON CONFLICT DO NOTHING",
-                    &tables["long_flush"]
-                ),
-                &[&(event.position() as i64)],
-            )
-            .await?;
-        }
-        Ok(())
+        insert_positions(page, tx, &tables["long_flush"]).await
     }
 
     fn bulk(&self) -> Option<Box<dyn order_projector::BulkFold<order_domain::OrderEvent>>> {

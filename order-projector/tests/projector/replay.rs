@@ -437,16 +437,7 @@ impl order_projector::Projection for Named {
         tables: &order_projector::Tables,
     ) -> Result<(), order_projector::ApplyError> {
         for table in &self.tables {
-            for event in page {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO {} VALUES ($1) ON CONFLICT DO NOTHING",
-                        &tables[*table]
-                    ),
-                    &[&(event.position() as i64)],
-                )
-                .await?;
-            }
+            insert_positions(page, tx, &tables[*table]).await?;
         }
         Ok(())
     }
@@ -584,17 +575,7 @@ impl order_projector::Projection for SlowFold {
         tx: &order_projector::Transaction<'_>,
         tables: &order_projector::Tables,
     ) -> Result<(), order_projector::ApplyError> {
-        for event in page {
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} VALUES ($1) ON CONFLICT DO NOTHING",
-                    &tables["slow_fold"]
-                ),
-                &[&(event.position() as i64)],
-            )
-            .await?;
-        }
-        Ok(())
+        insert_positions(page, tx, &tables["slow_fold"]).await
     }
 
     fn bulk(&self) -> Option<Box<dyn order_projector::BulkFold<order_domain::OrderEvent>>> {
@@ -883,17 +864,7 @@ impl order_projector::Projection for PanicsOnPage {
         if self.pages.fetch_add(1, Ordering::SeqCst) + 1 == self.panic_at {
             panic!("a bug in the team's projection");
         }
-        for event in page {
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} VALUES ($1) ON CONFLICT DO NOTHING",
-                    &tables["panics_on_page"]
-                ),
-                &[&(event.position() as i64)],
-            )
-            .await?;
-        }
-        Ok(())
+        insert_positions(page, tx, &tables["panics_on_page"]).await
     }
 }
 

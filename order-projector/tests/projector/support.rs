@@ -303,3 +303,20 @@ pub async fn everything_visible(store: &EventStore) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Writes the position of every event of `page` into `table` (a test projection's one column
+/// `position bigint PRIMARY KEY`), once however often the page is applied.
+pub async fn insert_positions(
+    page: &order_projector::Page<OrderEvent>,
+    tx: &order_projector::Transaction<'_>,
+    table: &str,
+) -> Result<(), order_projector::ApplyError> {
+    for event in page {
+        tx.execute(
+            &format!("INSERT INTO {table} VALUES ($1) ON CONFLICT DO NOTHING"),
+            &[&(event.position() as i64)],
+        )
+        .await?;
+    }
+    Ok(())
+}
