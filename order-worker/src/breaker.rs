@@ -3,6 +3,8 @@
 //! through; it closes when that many succeed, or, under light traffic, once another `cooldown`
 //! has passed half-open with a trial succeeded and none failed (at the next call's success or
 //! request). A failed trial opens it again for another cooldown (a new `open` transition).
+//! A failure whose provider sent a `Retry-After` longer than the cooldown holds the circuit it
+//! opens, or finds open, open that long: no trial call goes out before the provider said.
 //! (The seed's payment gateway: open after 5 consecutive failures, probe after 10 s, close
 //! after 3 successful trials, or 10 s after the first one.)
 //!
@@ -63,7 +65,9 @@ enum Inner {
         failures: u32,
     },
     Open {
-        since: Duration,
+        /// When trial calls may start: a cooldown after it opened, or later when the failure
+        /// that opened it (or one since) came with a longer `Retry-After`.
+        until: Duration,
     },
     HalfOpen {
         in_flight: u32,
@@ -128,9 +132,9 @@ impl CircuitBreaker {
         let mut inner = self.lock();
         match *inner {
             Inner::Closed { .. } => Ok(Permit::new(self, None)),
-            Inner::Open { since } => {
-                let open_for = self.clock.now().saturating_sub(since);
-                if open_for >= self.settings.cooldown {
+            Inner::Open { until } => {
+                let now = self.clock.now();
+                if now >= until {
                     let window = self
                         .windows
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -146,7 +150,7 @@ impl CircuitBreaker {
                     Ok(Permit::new(self, Some(window)))
                 } else {
                     Err(Refused {
-                        retry_in: self.settings.cooldown - open_for,
+                        retry_in: until - now,
                     })
                 }
             }
@@ -181,8 +185,14 @@ impl CircuitBreaker {
     }
 
     /// A call's answer; `probe` is the half-open window of a trial call (`None`: a call made
-    /// while closed). A trial of an earlier window counts in none after it.
-    fn record(&self, probe: Option<u64>, success: bool) {
+    /// while closed). A trial of an earlier window counts in none after it. A failure's
+    /// `retry_after` (the provider's `Retry-After`) holds a circuit it opens, or finds open,
+    /// open at least that long.
+    fn record(&self, probe: Option<u64>, success: bool, retry_after: Option<Duration>) {
+        let now = self.clock.now();
+        let opened = Inner::Open {
+            until: now + self.settings.cooldown.max(retry_after.unwrap_or_default()),
+        };
         let mut inner = self.lock();
         let before = state_of(*inner);
         let after = match (*inner, success) {
@@ -207,22 +217,22 @@ impl CircuitBreaker {
                     }
                 }
             }
-            (Inner::HalfOpen { window, .. }, false) if probe == Some(window) => Inner::Open {
-                since: self.clock.now(),
-            },
+            (Inner::HalfOpen { window, .. }, false) if probe == Some(window) => opened,
             (Inner::Closed { .. }, true) => Inner::Closed { failures: 0 },
             (Inner::Closed { failures }, false) => {
                 let failures = failures.saturating_add(1);
                 if failures >= self.settings.failure_threshold {
-                    Inner::Open {
-                        since: self.clock.now(),
-                    }
+                    opened
                 } else {
                     Inner::Closed { failures }
                 }
             }
-            // A call that started while closed and ended after the circuit changed: the
-            // newer state wins.
+            // A call that started while closed and ended after the circuit opened: it stays
+            // open, and not before the provider's `Retry-After`.
+            (Inner::Open { until }, false) => Inner::Open {
+                until: until.max(now + retry_after.unwrap_or_default()),
+            },
+            // A call that started before the circuit changed otherwise: the newer state wins.
             (other, _) => other,
         };
         *inner = after;
@@ -234,7 +244,9 @@ impl CircuitBreaker {
                 CircuitState::Open => tracing::warn!(
                     provider = self.name,
                     cooldown = ?self.settings.cooldown,
-                    "circuit opened: calls are refused until the cooldown ends"
+                    retry_after = ?retry_after,
+                    "circuit opened: calls are refused until the cooldown ends (or the \
+                     provider's longer Retry-After)"
                 ),
                 CircuitState::Closed => tracing::info!(provider = self.name, "circuit closed"),
                 CircuitState::HalfOpen => {}
@@ -322,13 +334,20 @@ impl<'a> Permit<'a> {
     /// The call worked (or was answered with a business refusal).
     pub fn success(mut self) {
         self.reported = true;
-        self.breaker.record(self.probe, true);
+        self.breaker.record(self.probe, true, None);
     }
 
     /// The call failed transiently.
-    pub fn failure(mut self) {
+    pub fn failure(self) {
+        self.failure_after(None);
+    }
+
+    /// The call failed transiently, and the provider asked not to be called again before
+    /// `retry_after` (its `Retry-After`): should the circuit open, or be open, it stays open
+    /// at least that long.
+    pub fn failure_after(mut self, retry_after: Option<Duration>) {
         self.reported = true;
-        self.breaker.record(self.probe, false);
+        self.breaker.record(self.probe, false, retry_after);
     }
 }
 

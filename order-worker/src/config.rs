@@ -485,9 +485,10 @@ pub struct RunArgs {
     #[arg(long, env = "ORDER_WORKER_BREAKER_THRESHOLD", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub breaker_threshold: u32,
-    /// How long an open circuit refuses calls before trial calls, in ms (at most an hour).
+    /// How long an open circuit refuses calls before trial calls, in ms (100 ms to an hour;
+    /// longer when the failure that opened it came with a longer `Retry-After`).
     #[arg(long, env = "ORDER_WORKER_BREAKER_COOLDOWN_MS", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub breaker_cooldown_ms: u64,
     /// Trial calls a half-open circuit lets through; this many successes close it.
     #[arg(long, env = "ORDER_WORKER_BREAKER_HALF_OPEN_CALLS", default_value_t = 3,
@@ -963,6 +964,9 @@ mod tests {
                 &["--breaker-half-open-calls", "0"],
                 "--breaker-half-open-calls",
             ),
+            // A cooldown of 0 would send a failed trial's retry at once, back to back.
+            (&["--breaker-cooldown-ms", "0"], "--breaker-cooldown-ms"),
+            (&["--breaker-cooldown-ms", "99"], "--breaker-cooldown-ms"),
             (
                 &["--delivery-recheck-seconds", "50000"],
                 "--delivery-recheck-seconds",

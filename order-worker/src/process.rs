@@ -903,7 +903,10 @@ impl Processor {
                 Delivery::Delivered => return Ok(()),
                 Delivery::InTransit { recheck_after } => recheck_after,
             };
-            let pause = hint.unwrap_or(self.delivery.poll);
+            // Not back to back on a carrier's `Retry-After: 0` (or a date just past).
+            let pause = hint.map_or(self.delivery.poll, |hint| {
+                hint.max(self.delivery.poll.min(Duration::from_secs(1)))
+            });
             if Instant::now() + pause > deadline {
                 let recheck_in = hint
                     .unwrap_or_default()
@@ -1218,6 +1221,65 @@ mod tests {
             shipping: guard("shipping"),
         });
         Processor::new(api, providers, guards, DeliverySettings::default())
+    }
+
+    /// A carrier whose parcel is always in transit, asking to be asked again after
+    /// `recheck_after`; it counts the calls.
+    #[derive(Debug)]
+    struct InTransit {
+        recheck_after: Option<Duration>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::providers::ShippingProvider for InTransit {
+        fn ship(
+            &self,
+            _: ShipRequest,
+        ) -> BoxFuture<'_, Result<crate::providers::Shipment, ProviderError>> {
+            unreachable!("only delivery is asked")
+        }
+        fn delivery(&self, _: DeliveryRequest) -> BoxFuture<'_, Result<Delivery, ProviderError>> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let recheck_after = self.recheck_after;
+            Box::pin(async move { Ok(Delivery::InTransit { recheck_after }) })
+        }
+    }
+
+    /// A carrier's `Retry-After: 0` (or a date just past) does not make the worker poll it
+    /// without a pause for the whole delivery wait: the pause is at least a second (or the
+    /// configured poll pause, when shorter).
+    #[tokio::test]
+    async fn a_zero_retry_after_does_not_make_delivery_polls_back_to_back() {
+        for (hint, most) in [
+            (Some(Duration::ZERO), 5),
+            (None, 5),
+            (Some(Duration::from_millis(150)), 3),
+        ] {
+            let carrier = Arc::new(InTransit {
+                recheck_after: hint,
+                calls: Default::default(),
+            });
+            let mut processor = processor(&Arc::new(Recording::default()));
+            processor.providers.shipping = carrier.clone();
+            processor.delivery = DeliverySettings {
+                wait: Duration::from_millis(400),
+                poll: Duration::from_millis(100),
+                recheck: Duration::from_secs(60),
+            };
+            let request = DeliveryRequest {
+                order_id: Uuid::from_u128(1),
+                tracking_number: "TRK-1".into(),
+            };
+            let outcome = processor.await_delivery(&request).await;
+            assert!(
+                matches!(outcome, Err(Outcome::Waiting { .. })),
+                "{hint:?}: {outcome:?}"
+            );
+            let calls = carrier.calls.load(std::sync::atomic::Ordering::SeqCst);
+            // 400 ms of waiting at 100 ms (or 150 ms) a poll: a handful of calls, however
+            // slow the machine (a slower one makes fewer).
+            assert!((1..=most).contains(&calls), "{hint:?}: {calls} calls");
+        }
     }
 
     fn eur(amount_minor: i64) -> pb::Money {

@@ -172,7 +172,7 @@ impl Guard {
                     reason,
                     retry_after: after,
                 })) => {
-                    permit.failure();
+                    permit.failure_after(after);
                     record(provider, operation, "transient", started.elapsed());
                     last = reason;
                     retry_after = after;
@@ -331,6 +331,65 @@ mod tests {
         let calls = *calls.lock().unwrap();
         assert!(calls <= 4, "{calls} calls in {:?}", clock.now());
         assert!(clock.now() <= Duration::from_secs(3), "{:?}", clock.now());
+    }
+
+    /// A failure that opens the circuit with a `Retry-After` longer than the cooldown keeps it
+    /// open that long: no trial call goes out before the provider said (a provider in
+    /// maintenance answering 503 with `Retry-After: 300` is not sent trials every cooldown).
+    /// When the circuit wait is shorter, the message waits for it instead.
+    #[tokio::test]
+    async fn a_retry_after_that_opens_the_circuit_holds_it_open_that_long() {
+        for circuit_wait in [Duration::from_secs(600), Duration::from_secs(60)] {
+            let clock = Arc::new(ManualClock::new());
+            let guard = Guard::new(
+                "payment",
+                GuardSettings {
+                    attempts: 3,
+                    backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+                    timeout: Duration::from_secs(5),
+                    breaker: BreakerSettings {
+                        failure_threshold: 1,
+                        cooldown: Duration::from_secs(10),
+                        half_open_calls: 1,
+                    },
+                    circuit_wait,
+                },
+                clock.clone(),
+                Arc::new(Random::seeded(42)),
+            );
+            let calls = Mutex::new(Vec::new());
+            let result = guard
+                .call("authorize", || {
+                    let mut calls = calls.lock().unwrap();
+                    calls.push(clock.now());
+                    let answer = if calls.len() == 1 {
+                        Err(ProviderError::Transient {
+                            reason: "maintenance".into(),
+                            retry_after: Some(Duration::from_secs(300)),
+                        })
+                    } else {
+                        Ok(7)
+                    };
+                    std::future::ready(answer)
+                })
+                .await;
+            let calls = calls.into_inner().unwrap();
+            if circuit_wait > Duration::from_secs(300) {
+                assert_eq!(result, Ok(7));
+                assert_eq!(calls.len(), 2, "{calls:?}");
+                assert!(calls[1] >= Duration::from_secs(300), "{calls:?}");
+            } else {
+                match result {
+                    Err(CallError::Unavailable {
+                        retry_after: Some(after),
+                        circuit_open: true,
+                        ..
+                    }) => assert!(after >= Duration::from_secs(290), "{after:?}"),
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(calls.len(), 1, "{calls:?}");
+            }
+        }
     }
 
     #[tokio::test]
