@@ -23,10 +23,10 @@ use crate::store::{Raw, Workload, order_placed_payload, raw};
 #[derive(Debug, clap::Args)]
 pub struct GrpcArgs {
     /// Seconds per measured run.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
     /// Concurrent clients, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64], value_parser = crate::at_least_one)]
     clients: Vec<usize>,
     /// The order-grpc binary (build it with `cargo build --release -p order-grpc`).
     #[arg(long, default_value = "target/release/order-grpc")]
@@ -174,20 +174,92 @@ pub(crate) fn machine_ticks() -> (u64, u64) {
     (idle, ticks.iter().take(8).sum())
 }
 
-/// CPU seconds used by every PostgreSQL process.
-pub(crate) fn postgres_cpu_seconds() -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
+/// The postmaster of the cluster the benchmarks run on (set by [`local_cluster`]).
+static POSTMASTER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Finds the cluster the benchmarks' databases are on and checks it is on this machine, at
+/// 127.0.0.1 or a local socket: the benchmarks send traffic nowhere else, and measure the CPU
+/// of that cluster's processes only (not of other clusters on the machine).
+pub(crate) async fn local_cluster() -> anyhow::Result<()> {
+    let admin = order_testkit::pg::admin().await;
+    let row = admin
+        .query_one(
+            "SELECT pg_backend_pid(), host(inet_server_addr()), \
+             coalesce(inet_server_addr() << '127.0.0.0/8'::inet OR inet_server_addr() = '::1', true)",
+            &[],
+        )
+        .await?;
+    let (backend, address, loopback): (i32, Option<String>, bool) =
+        (row.get(0), row.get(1), row.get(2));
+    anyhow::ensure!(
+        loopback,
+        "the benchmarks run against a PostgreSQL on 127.0.0.1 or a local socket only; \
+         ORDER_PG_ADMIN_URL reaches {}",
+        address.as_deref().unwrap_or("?")
+    );
+    let postmaster = u32::try_from(backend)
+        .ok()
+        .and_then(parent_pid)
+        .filter(|&pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "postgres")
         })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "PostgreSQL answers at a loopback address, but its backend {backend} is not a \
+                 process of this machine (a container or a forwarded port?): the benchmarks \
+                 measure its CPU, so they run beside it"
+            )
+        })?;
+    let _ = POSTMASTER.set(postmaster);
+    Ok(())
+}
+
+/// The parent of process `pid`.
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// CPU seconds used so far by the benchmarks' PostgreSQL cluster (see [`local_cluster`]).
+pub(crate) fn postgres_cpu_seconds() -> f64 {
+    POSTMASTER
+        .get()
+        .map_or(0.0, |&pid| cluster_cpu_seconds(pid))
+}
+
+/// CPU seconds used so far by the cluster of `postmaster`: the postmaster, its live children,
+/// and the children it already reaped (backends of closed connections).
+pub(crate) fn cluster_cpu_seconds(postmaster: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).unwrap_or_default();
+    let reaped = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // cutime and cstime: the reaped children's user and system time.
+            [13, 14]
+                .iter()
+                .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+                .sum::<f64>()
+                / 100.0
+        })
+        .unwrap_or(0.0);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let children: f64 = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|&pid| parent_pid(pid) == Some(postmaster))
         .map(cpu_seconds)
-        .sum()
+        .sum();
+    cpu_seconds(postmaster) + reaped + children
 }
 
 async fn order_runtime_probe(url: &str) -> bool {

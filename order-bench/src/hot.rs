@@ -27,13 +27,13 @@ use crate::stats::Samples;
 #[derive(Debug, clap::Args)]
 pub struct HotArgs {
     /// Seconds per measured run.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
     /// Concurrent clients, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64], value_parser = crate::at_least_one)]
     clients: Vec<usize>,
     /// How many orders the clients share (client i works on order i mod this).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::at_least_one)]
     orders: usize,
     /// The order-grpc binary (build it with `cargo build --release -p order-grpc`).
     #[arg(long, default_value = "target/release/order-grpc")]
@@ -54,14 +54,51 @@ struct Outcome {
     samples: Samples,
     retries: u64,
     errors: u64,
+    /// Commands still refused as "try again" this long past the run's end: the server or the
+    /// database is gone (a retry loop without this bound would never end).
+    abandoned: u64,
+    /// The last answer of an abandoned command.
+    last_refusal: Option<String>,
     elapsed: Duration,
 }
+
+/// How long past the run's end a command may still be retried.
+const RETRY_PAST_THE_END: Duration = Duration::from_secs(10);
 
 impl Outcome {
     fn merge(&mut self, other: Outcome) {
         self.samples.merge(other.samples);
         self.retries += other.retries;
         self.errors += other.errors;
+        self.abandoned += other.abandoned;
+        if other.last_refusal.is_some() {
+            self.last_refusal = other.last_refusal;
+        }
+    }
+
+    /// Whether a command refused with `refusal` is given up (counted as abandoned) rather
+    /// than retried: the run ended [`RETRY_PAST_THE_END`] ago.
+    fn gives_up(&mut self, deadline: Instant, refusal: impl FnOnce() -> String) -> bool {
+        if Instant::now() < deadline + RETRY_PAST_THE_END {
+            return false;
+        }
+        self.abandoned += 1;
+        self.last_refusal = Some(refusal());
+        true
+    }
+
+    /// The outcome, or an error when commands were abandoned: the figures would not be of
+    /// the workload asked for.
+    fn checked(self, path: &str) -> anyhow::Result<Self> {
+        if self.abandoned > 0 {
+            anyhow::bail!(
+                "{path}: {} commands were still refused {RETRY_PAST_THE_END:?} after the run's \
+                 end (the last: {}); is the server or the database down?",
+                self.abandoned,
+                self.last_refusal.as_deref().unwrap_or("?")
+            );
+        }
+        Ok(self)
     }
 }
 
@@ -141,6 +178,9 @@ async fn library(
                                 break;
                             }
                             Err(HandleError::Store(e)) if e.is_transient() => {
+                                if out.gives_up(deadline, || e.to_string()) {
+                                    break;
+                                }
                                 out.retries += 1;
                                 tokio::time::sleep(Duration::from_millis(1)).await;
                             }
@@ -160,7 +200,7 @@ async fn library(
         total.merge(task.await?);
     }
     total.elapsed = started.elapsed();
-    Ok(total)
+    total.checked("library")
 }
 
 async fn grpc_setup(client: &mut OrderServiceClient<Channel>) -> anyhow::Result<String> {
@@ -259,6 +299,9 @@ async fn grpc(
                                     Code::Aborted | Code::Unavailable | Code::ResourceExhausted
                                 ) =>
                             {
+                                if out.gives_up(deadline, || status.to_string()) {
+                                    break;
+                                }
                                 out.retries += 1;
                                 tokio::time::sleep(Duration::from_millis(1)).await;
                             }
@@ -278,7 +321,7 @@ async fn grpc(
         total.merge(task.await?);
     }
     total.elapsed = started.elapsed();
-    Ok(total)
+    total.checked("gRPC")
 }
 
 /// Deadlocks PostgreSQL counted in `database` (call after its sessions ended: a backend

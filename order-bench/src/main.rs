@@ -39,6 +39,16 @@ enum Command {
     Import(import::ImportArgs),
 }
 
+/// A count of at least one (clients, writers, orders, events): zero would measure nothing, or
+/// divide by it.
+pub(crate) fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A fresh, migrated database on the local cluster (dropped at the end).
 ///
 /// Autovacuum is off for its tables: in a run of seconds the tables are tiny and grow by half
@@ -73,15 +83,22 @@ pub async fn checkpoint() {
     }
 }
 
+/// Runs the benchmark; SIGINT or SIGTERM ends it early and stops what it started (its
+/// databases, private clusters and servers: their `Drop`s run as the work is dropped).
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Store(args) => store::run(args).await,
-        Command::Grpc(args) => grpc::run(args).await,
-        Command::Hot(args) => hot::run(args).await,
-        Command::Projector(args) => projector::run(args).await,
-        Command::Saga(args) => saga::run(args).await,
-        Command::Replica(args) => replica::run(args).await,
-        Command::Import(args) => import::run(args).await,
-    }
+    let command = Cli::parse().command;
+    order_faults::until_signal(async {
+        grpc::local_cluster().await?;
+        match command {
+            Command::Store(args) => store::run(args).await,
+            Command::Grpc(args) => grpc::run(args).await,
+            Command::Hot(args) => hot::run(args).await,
+            Command::Projector(args) => projector::run(args).await,
+            Command::Saga(args) => saga::run(args).await,
+            Command::Replica(args) => replica::run(args).await,
+            Command::Import(args) => import::run(args).await,
+        }
+    })
+    .await
 }

@@ -34,16 +34,16 @@ use crate::stats::Samples;
 #[derive(Debug, clap::Args)]
 pub struct ProjectorArgs {
     /// Orders to load (about 6.5 events each).
-    #[arg(long, default_value_t = 154_000)]
+    #[arg(long, default_value_t = 154_000, value_parser = crate::at_least_one)]
     orders: usize,
     /// Events sent to SQS in the publish measurement.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = crate::at_least_one)]
     sqs_events: usize,
     /// Commands per second in the latency measurement.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     rate: u64,
     /// Seconds of the latency measurement.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
     latency_seconds: u64,
     /// Directory of the release binaries (order-grpc, order-projector).
     #[arg(long, default_value = "target/release")]
@@ -60,8 +60,9 @@ pub struct ProjectorArgs {
     /// Skip the SQS and read-your-writes measurements.
     #[arg(long)]
     projections_only: bool,
-    /// Events per page of the read model's catch-up (in process and `order-projector run`).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// Events per page of the read model's catch-up (in process and `order-projector run`);
+    /// the default is the product's (`ORDER_PROJECTOR_READ_MODEL_PAGE`).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     page: u32,
 }
 
@@ -337,6 +338,7 @@ async fn replay_binary(
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        .kill_on_drop(true)
         .spawn()
         .with_context(|| {
             format!(
@@ -346,7 +348,9 @@ async fn replay_binary(
         })?;
     let pid = child.id().unwrap_or_default();
     let mut rss = 0f64;
+    let deadline = started + Duration::from_secs(30 * 60);
     let status = loop {
+        anyhow::ensure!(Instant::now() < deadline, "no replay in 30 minutes");
         if let Some(now) = peak_rss(pid) {
             rss = rss.max(now);
         }
@@ -570,6 +574,9 @@ async fn latency(args: &ProjectorArgs, database_url: &str) -> anyhow::Result<()>
     let (grpc_addr, grpc_admin, projector_admin) = (free()?, free()?, free()?);
     let mut grpc = Command::new(args.binaries.join("order-grpc"))
         .arg("serve")
+        // A shell that sourced .dev/env (`scripts/dev up --standby`) names the dev standby
+        // here: GetOrder would read another database (see `Server::start_with`).
+        .env_remove("ORDER_GRPC_READ_DATABASE_URL")
         .env("DATABASE_URL", database_url)
         .env("ORDER_GRPC_ADDR", grpc_addr.to_string())
         .env("ORDER_ADMIN_ADDR", grpc_admin.to_string())

@@ -25,47 +25,27 @@ use crate::stats::{Run, Samples};
 #[derive(Debug, clap::Args)]
 pub struct ReplicaArgs {
     /// Seconds per measured run.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
     /// Orders placed (and projected) before the runs.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 5_000, value_parser = crate::at_least_one)]
     orders: usize,
     /// Concurrent query clients.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::at_least_one)]
     query_clients: usize,
     /// Concurrent PlaceOrder clients.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::at_least_one)]
     append_clients: usize,
     /// The order-grpc binary (build it with `cargo build --release -p order-grpc`).
     #[arg(long, default_value = "target/release/order-grpc")]
     server: PathBuf,
 }
 
-/// CPU seconds used so far by a cluster: its postmaster, its live children, and the children
-/// it already reaped (backends of closed connections).
+/// CPU seconds used so far by a private cluster (see [`crate::grpc::cluster_cpu_seconds`]).
 fn cluster_cpu_seconds(cluster: &PrivateCluster) -> f64 {
-    let Ok(postmaster) = cluster.postmaster_pid() else {
-        return 0.0;
-    };
-    let stat = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).unwrap_or_default();
-    let reaped = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| {
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            [13, 14]
-                .iter()
-                .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
-                .sum::<f64>()
-                / 100.0
-        })
-        .unwrap_or(0.0);
-    let children: f64 = cluster
-        .postmaster_children()
-        .unwrap_or_default()
-        .into_iter()
-        .map(cpu_seconds)
-        .sum();
-    cpu_seconds(postmaster) + reaped + children
+    cluster
+        .postmaster_pid()
+        .map_or(0.0, crate::grpc::cluster_cpu_seconds)
 }
 
 /// What was seeded: order ids with the position of their last event.

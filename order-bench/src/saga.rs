@@ -24,10 +24,10 @@ pub struct SagaArgs {
     latency_ms: Vec<u64>,
     /// Orders placed per second (above the target of 33/s: what the worker cannot settle
     /// shows as a lower settled rate and a longer drain).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     rate: u64,
     /// Seconds of load per run.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
     /// Latency applies to the payment provider only (the others answer in 10 ms).
     #[arg(long)]

@@ -20,16 +20,16 @@ use crate::stats::{Run, Samples};
 #[derive(Debug, clap::Args)]
 pub struct StoreArgs {
     /// Seconds per measured run.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
     /// Concurrent writers, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64], value_parser = crate::at_least_one)]
     writers: Vec<usize>,
     /// Events per command, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 3])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 3], value_parser = crate::at_least_one)]
     events: Vec<usize>,
     /// Group-commit writers of the library (default: the store's default).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::at_least_one)]
     group_commit_writers: Option<usize>,
     /// The library's group-commit writers on threads of their own (default: the library's
     /// default, off; the services turn it on).
