@@ -9,6 +9,15 @@
 //!
 //! Minutes before the console started are not data: an alarm needs its M breaching minutes
 //! inside the console's own history, as CloudWatch needs them inside its own.
+//!
+//! An alarm is judged on its last N *complete* minutes, as CloudWatch judges a period once it
+//! has ended: a one-minute alarm whose last minute breached stays in ALARM for the whole next
+//! minute, whatever that unfinished minute holds so far (a counted signal, ERROR lines or
+//! failed messages, starts again from 0 at each minute, and judging it would clear the alarm
+//! seconds after it fired). The unfinished minute may only raise an alarm early: when a value
+//! in it already breaches and, counted as the last of the N, makes M, the alarm is in ALARM
+//! now ([`Evaluation::raised_early`]); it never clears one, and its missing data (no scrape
+//! yet in it) breaches nothing.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -292,7 +301,7 @@ pub fn catalogue() -> Vec<Alarm> {
     alarms.push(alarm(
         "rds-connections-high",
         "more than 80 % of max_connections in use for 5 minutes",
-        "pg_stat_activity client backends / max_connections",
+        "sessions connected to every database (pg_stat_database numbackends) / max_connections",
         DbConnectionsPercent,
         (Greater, 80.0),
         (5, 5),
@@ -346,6 +355,9 @@ pub struct Datapoints {
     /// Signals whose source could not be read at its last scrape: their alarms are
     /// INSUFFICIENT_DATA rather than OK (CloudWatch still gets data the console cannot read).
     pub unread: std::collections::BTreeSet<SignalKey>,
+    /// Signals whose source is not configured, with the setting that names it: their alarms
+    /// are INSUFFICIENT_DATA (with the signal in [`Datapoints::unread`]) and say so.
+    pub not_configured: BTreeMap<SignalKey, &'static str>,
 }
 
 /// A signal as a map key.
@@ -363,13 +375,19 @@ pub struct Evaluation {
     pub alarm: Alarm,
     /// Its state.
     pub state: State,
-    /// The datapoints looked at, oldest first (None: missing).
+    /// The datapoints of the last N complete minutes, oldest first, the last complete minute
+    /// last (None: missing).
     pub recent: Vec<Option<f64>>,
     /// Breaching minutes among them.
     pub breaching: usize,
+    /// In ALARM only because of what the unfinished current minute holds so far.
+    pub raised_early: bool,
+    /// The setting that would name the alarm's source, when it is not set.
+    pub not_configured: Option<&'static str>,
 }
 
-/// Evaluate every alarm at the current minute.
+/// Evaluate every alarm now: on the last complete minutes, raised early by a breach in the
+/// current unfinished one (see the module's docs).
 pub fn evaluate(points: &Datapoints) -> Vec<Evaluation> {
     catalogue()
         .into_iter()
@@ -384,56 +402,90 @@ fn evaluate_one(alarm: Alarm, points: &Datapoints) -> Evaluation {
             state: State::NotLocal,
             recent: Vec::new(),
             breaching: 0,
+            raised_early: false,
+            not_configured: None,
         };
     }
-    let first = (points.current_minute - alarm.periods as i64 + 1).max(points.first_minute);
-    let mut recent = Vec::new();
-    let mut breaching = 0;
-    let mut present = 0;
-    // Minutes whose value is only a lower bound below the threshold: not known to be fine.
-    let mut unknowns = 0;
-    for minute in first..=points.current_minute {
-        let at = (key(alarm.signal), minute);
-        let value = points.values.get(&at).copied().filter(|&v| {
-            let breaches = match alarm.comparison {
-                Comparison::Greater => v > alarm.threshold,
-                Comparison::LessOrEqual => v <= alarm.threshold,
-            };
-            let unknown = !breaches && points.at_least.contains(&at);
-            unknowns += usize::from(unknown);
-            !unknown
-        });
-        let breaches = match value {
-            Some(v) => {
-                present += 1;
-                match alarm.comparison {
-                    Comparison::Greater => v > alarm.threshold,
-                    Comparison::LessOrEqual => v <= alarm.threshold,
-                }
-            }
-            None => alarm.missing == Missing::Breaching,
-        };
-        if breaches {
-            breaching += 1;
-        }
-        recent.push(value);
-    }
-    let state = if breaching >= alarm.datapoints {
+    // The last N complete minutes, as CloudWatch judges its periods once they end.
+    let last_complete = points.current_minute - 1;
+    let complete = judge(&alarm, points, last_complete);
+    // The unfinished minute may raise the alarm early (a breach already visible in it),
+    // never clear one: judged as if it were complete, only when a value in it breaches.
+    let current = (key(alarm.signal), points.current_minute);
+    let partial_breaches = points
+        .values
+        .get(&current)
+        .is_some_and(|&v| breaches(&alarm, v));
+    let raised_early = complete.breaching < alarm.datapoints
+        && partial_breaches
+        && judge(&alarm, points, points.current_minute).breaching >= alarm.datapoints;
+    let state = if complete.breaching >= alarm.datapoints || raised_early {
         State::Alarm
-    } else if (present == 0 && alarm.missing == Missing::Ignore)
+    } else if (complete.present == 0 && alarm.missing == Missing::Ignore)
         || points.unread.contains(&key(alarm.signal))
-        || unknowns > 0
+        || complete.unknowns > 0
     {
         State::InsufficientData
     } else {
         State::Ok
     };
+    let not_configured = points.not_configured.get(&key(alarm.signal)).copied();
     Evaluation {
         alarm,
         state,
-        recent,
-        breaching,
+        recent: complete.recent,
+        breaching: complete.breaching,
+        raised_early,
+        not_configured,
     }
+}
+
+/// Whether `value` breaches the alarm's threshold.
+fn breaches(alarm: &Alarm, value: f64) -> bool {
+    match alarm.comparison {
+        Comparison::Greater => value > alarm.threshold,
+        Comparison::LessOrEqual => value <= alarm.threshold,
+    }
+}
+
+/// The alarm's N minutes ending at `last`, within the console's history.
+struct Window {
+    /// The datapoints, oldest first (None: missing).
+    recent: Vec<Option<f64>>,
+    /// Breaching minutes among them.
+    breaching: usize,
+    /// Minutes with data.
+    present: usize,
+    /// Minutes whose value is only a lower bound below the threshold: not known to be fine.
+    unknowns: usize,
+}
+
+fn judge(alarm: &Alarm, points: &Datapoints, last: i64) -> Window {
+    let first = (last - alarm.periods as i64 + 1).max(points.first_minute);
+    let mut window = Window {
+        recent: Vec::new(),
+        breaching: 0,
+        present: 0,
+        unknowns: 0,
+    };
+    for minute in first..=last {
+        let at = (key(alarm.signal), minute);
+        let value = points.values.get(&at).copied().filter(|&v| {
+            let unknown = !breaches(alarm, v) && points.at_least.contains(&at);
+            window.unknowns += usize::from(unknown);
+            !unknown
+        });
+        let breaching = match value {
+            Some(v) => {
+                window.present += 1;
+                breaches(alarm, v)
+            }
+            None => alarm.missing == Missing::Breaching,
+        };
+        window.breaching += usize::from(breaching);
+        window.recent.push(value);
+    }
+    window
 }
 
 #[cfg(test)]
@@ -450,6 +502,7 @@ mod tests {
                 .collect(),
             unread: Default::default(),
             at_least: Default::default(),
+            not_configured: Default::default(),
         }
     }
 
@@ -490,22 +543,88 @@ mod tests {
             .unwrap_or(State::NotLocal)
     }
 
+    fn evaluation(name: &str, points: &Datapoints) -> Evaluation {
+        evaluate(points)
+            .into_iter()
+            .find(|e| e.alarm.name == name)
+            .unwrap()
+    }
+
+    /// One-minute alarms are judged on the last complete minute, as CloudWatch judges its
+    /// periods: a breach in the minute just ended keeps the alarm up for the whole next
+    /// minute, whatever the unfinished minute holds so far (a counted signal starts from 0 at
+    /// each minute); a breach already in the unfinished minute raises it at once.
     #[test]
-    fn one_minute_alarms_fire_at_once_and_clear() {
-        let points = with(Signal::DlqVisible, &[(10, 0.0), (11, 2.0)], 10, 11);
-        assert_eq!(state("dlq-nonempty", &points), State::Alarm);
+    fn one_minute_alarms_fire_at_once_and_clear_only_after_a_whole_fine_minute() {
+        // Dead letters in minute 10; minute 11 has only just begun (and reads 0 so far).
         let points = with(Signal::DlqVisible, &[(10, 2.0), (11, 0.0)], 10, 11);
+        let dlq = evaluation("dlq-nonempty", &points);
+        assert_eq!(dlq.state, State::Alarm, "the last complete minute breached");
+        assert_eq!(
+            dlq.recent,
+            vec![Some(2.0)],
+            "the last complete minute shown"
+        );
+        // Minute 11 ended fine: clear in minute 12.
+        let points = with(
+            Signal::DlqVisible,
+            &[(10, 2.0), (11, 0.0), (12, 0.0)],
+            10,
+            12,
+        );
         assert_eq!(state("dlq-nonempty", &points), State::Ok);
-        let points = with(Signal::ApiErrors, &[(11, 5.0)], 10, 11);
+        // A breach in the unfinished minute raises it early.
+        let points = with(Signal::DlqVisible, &[(10, 0.0), (11, 2.0)], 10, 11);
+        let dlq = evaluation("dlq-nonempty", &points);
+        assert_eq!(dlq.state, State::Alarm);
+        assert!(dlq.raised_early, "raised by the unfinished minute");
+        // Counted signals: 6 ERROR lines at hh:mm:58, none yet at hh:mm+1:03.
+        let points = with(Signal::ApiErrors, &[(11, 5.0)], 10, 12);
         assert_eq!(state("api-error-spike", &points), State::Ok, "more than 5");
         let points = with(Signal::ApiErrors, &[(11, 6.0)], 10, 11);
-        assert_eq!(state("api-error-spike", &points), State::Alarm);
+        assert_eq!(state("api-error-spike", &points), State::Alarm, "early");
+        let points = with(Signal::ApiErrors, &[(11, 6.0), (12, 0.0)], 10, 12);
+        assert_eq!(state("api-error-spike", &points), State::Alarm, "kept");
+        let points = with(
+            Signal::ApiErrors,
+            &[(11, 6.0), (12, 0.0), (13, 0.0)],
+            10,
+            13,
+        );
+        assert_eq!(state("api-error-spike", &points), State::Ok, "cleared");
+        let points = with(Signal::WorkerFailed, &[(11, 1.0), (12, 0.0)], 10, 12);
+        assert_eq!(state("worker-failed", &points), State::Alarm);
         // A breaker that opened in the last minute, per provider.
-        let points = with(Signal::CircuitOpenPayment, &[(10, 0.0), (11, 1.0)], 10, 11);
+        let points = with(Signal::CircuitOpenPayment, &[(10, 1.0), (11, 0.0)], 10, 11);
         assert_eq!(state("worker-circuit-open-payment", &points), State::Alarm);
         assert_eq!(state("worker-circuit-open-inventory", &points), State::Ok);
-        let points = with(Signal::CircuitOpenPayment, &[(10, 3.0), (11, 0.0)], 10, 11);
+        let points = with(
+            Signal::CircuitOpenPayment,
+            &[(10, 3.0), (11, 0.0), (12, 0.0)],
+            10,
+            12,
+        );
         assert_eq!(state("worker-circuit-open-payment", &points), State::Ok);
+    }
+
+    /// The unfinished minute never clears nor holds back what the complete minutes say, and
+    /// its missing data (no scrape yet in it) breaches nothing.
+    #[test]
+    fn the_unfinished_minute_only_raises() {
+        // The projector silent for the complete minutes 4..=8; minute 9 reads fine so far.
+        let points = with(Signal::ProjectorLag, &[(9, 0.0)], 0, 9);
+        assert_eq!(state("projector-lag", &points), State::Alarm);
+        // Fine for the complete minutes; no scrape yet in the unfinished one.
+        let fine: Vec<(i64, f64)> = (4..9).map(|m| (m, 0.0)).collect();
+        let points = with(Signal::ProjectorLag, &fine, 0, 9);
+        let lag = evaluation("projector-lag", &points);
+        assert_eq!(lag.state, State::Ok);
+        assert_eq!(lag.recent.len(), 5, "the last five complete minutes");
+        // A fresh console: its first minute is unfinished, so only a breach in it counts.
+        let points = with(Signal::DlqVisible, &[(10, 0.0)], 10, 10);
+        assert_eq!(state("dlq-nonempty", &points), State::Ok);
+        let points = with(Signal::DlqVisible, &[(10, 1.0)], 10, 10);
+        assert_eq!(state("dlq-nonempty", &points), State::Alarm);
     }
 
     #[test]

@@ -15,6 +15,15 @@ use crate::queues::{self, DeadLetter, QueuePoint};
 use crate::services::{Instance, Kind, Scraper, unix_now};
 use crate::subscriptions;
 
+/// Why each queue could not be read at the last scrape.
+#[derive(Debug, Clone, Default)]
+struct QueueErrors {
+    /// The orders queue's.
+    orders: Option<String>,
+    /// The DLQ's.
+    dlq: Option<String>,
+}
+
 /// Placed, completed and cancelled orders in one minute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowMinute {
@@ -74,7 +83,7 @@ pub struct Board {
     started: f64,
     instances: Mutex<Vec<Instance>>,
     queue_points: Mutex<VecDeque<QueuePoint>>,
-    queue_error: Mutex<Option<String>>,
+    queue_errors: Mutex<QueueErrors>,
     db_points: Mutex<VecDeque<(f64, f64, f64)>>,
     db_error: Mutex<Option<String>>,
     flow: AsyncMutex<Flow>,
@@ -132,7 +141,7 @@ impl Board {
             started: unix_now(),
             instances: Mutex::new(instances),
             queue_points: Mutex::new(VecDeque::new()),
-            queue_error: Mutex::new(None),
+            queue_errors: Mutex::new(QueueErrors::default()),
             db_points: Mutex::new(VecDeque::new()),
             db_error: Mutex::new(None),
             flow: AsyncMutex::new(Flow::default()),
@@ -159,9 +168,14 @@ impl Board {
         lock(&self.queue_points).clone()
     }
 
-    /// Why the queues could not be read at the last scrape.
+    /// Why the queues could not be read at the last scrape (each queue that failed, named).
     pub fn queue_error(&self) -> Option<String> {
-        lock(&self.queue_error).clone()
+        let errors = lock(&self.queue_errors);
+        let named: Vec<String> = [("orders queue", &errors.orders), ("DLQ", &errors.dlq)]
+            .into_iter()
+            .filter_map(|(name, error)| error.as_ref().map(|e| format!("{name}: {e}")))
+            .collect();
+        (!named.is_empty()).then(|| named.join("; "))
     }
 
     /// Why the database could not be read at the last scrape.
@@ -169,9 +183,19 @@ impl Board {
         lock(&self.db_error).clone()
     }
 
-    /// Whether queues are configured.
+    /// Whether any queue is configured (and a client to read it).
     pub fn has_queues(&self) -> bool {
+        self.has_orders_queue() || self.has_dlq()
+    }
+
+    /// Whether the orders queue is configured (`ORDERS_QUEUE_URL`, and a client to read it).
+    pub fn has_orders_queue(&self) -> bool {
         self.sqs.is_some() && self.settings.queue_url.is_some()
+    }
+
+    /// Whether the DLQ is configured (`ORDERS_DLQ_URL`, and a client to read it).
+    pub fn has_dlq(&self) -> bool {
+        self.sqs.is_some() && self.settings.dlq_url.is_some()
     }
 
     /// Scrape every instance, the queues and the database once, each on its own (a source
@@ -246,14 +270,14 @@ impl Board {
             sent_total,
             ..QueuePoint::default()
         };
-        let mut error = None;
+        let mut errors = QueueErrors::default();
         if let Some(url) = &self.settings.queue_url {
             match within_queue_limit(queues::depth(client, url)).await {
                 Ok(depth) => {
                     point.visible = Some(depth.visible);
                     point.in_flight = Some(depth.in_flight);
                 }
-                Err(why) => error = Some(why),
+                Err(why) => errors.orders = Some(why),
             }
         }
         if let Some(url) = &self.settings.dlq_url {
@@ -262,7 +286,7 @@ impl Board {
                     point.dlq_visible = Some(depth.visible);
                     point.dlq_in_flight = Some(depth.in_flight);
                 }
-                Err(why) => error = Some(why),
+                Err(why) => errors.dlq = Some(why),
             }
         }
         let mut points = lock(&self.queue_points);
@@ -278,7 +302,7 @@ impl Board {
         while points.front().is_some_and(|p| now - p.t > keep) {
             points.pop_front();
         }
-        *lock(&self.queue_error) = error;
+        *lock(&self.queue_errors) = errors;
     }
 
     /// Scrape forever, every `scrape_interval`: the services, the queues and the database
@@ -472,6 +496,7 @@ impl Board {
             values: BTreeMap::new(),
             unread: Default::default(),
             at_least: Default::default(),
+            not_configured: Default::default(),
         };
         let mut put = |signal: Signal, minute: i64, value: f64, sum: bool| {
             let entry = out.values.entry((key(signal), minute)).or_insert(if sum {
@@ -548,15 +573,26 @@ impl Board {
         if age_unknown {
             out.unread.insert(key(Signal::OldestMessageAge));
         }
-        // A source that could not be read at its last scrape: its alarms cannot say OK.
-        if self.has_queues() && self.queue_error().is_some() {
-            for signal in [
-                Signal::Backlog,
-                Signal::DlqVisible,
-                Signal::OldestMessageAge,
-            ] {
+        // A queue that could not be read at its last scrape, or that is not configured: its
+        // alarms cannot say OK (CloudWatch still measures the queue).
+        let errors = lock(&self.queue_errors).clone();
+        if !self.has_orders_queue() || errors.orders.is_some() {
+            for signal in [Signal::Backlog, Signal::OldestMessageAge] {
                 out.unread.insert(key(signal));
             }
+        }
+        if !self.has_orders_queue() {
+            out.not_configured
+                .insert(key(Signal::Backlog), "ORDERS_QUEUE_URL");
+            out.not_configured
+                .insert(key(Signal::OldestMessageAge), "ORDERS_QUEUE_URL");
+        }
+        if !self.has_dlq() || errors.dlq.is_some() {
+            out.unread.insert(key(Signal::DlqVisible));
+        }
+        if !self.has_dlq() {
+            out.not_configured
+                .insert(key(Signal::DlqVisible), "ORDERS_DLQ_URL");
         }
         if self.db_error().is_some() {
             out.unread.insert(key(Signal::DbConnectionsPercent));

@@ -285,13 +285,23 @@ impl Db {
         .await
     }
 
-    /// Connections in use on the server and `max_connections`.
+    /// Connections in use on the server (to every database, by every role) and
+    /// `max_connections`.
+    ///
+    /// Counted from `pg_stat_database`'s `numbackends`, which every role may read:
+    /// `pg_stat_activity` shows a role without `pg_monitor` (the console's) the
+    /// `backend_type` of its own sessions only, so counting client backends there sees the
+    /// console alone. `numbackends` counts the sessions connected to a database (clients,
+    /// and while they run, autovacuum and parallel workers), much as RDS's
+    /// `DatabaseConnections` does; the server's own processes, connected to none, are not
+    /// counted.
     pub async fn connections(&self) -> Result<(f64, f64), Error> {
         self.timed(async {
             let client = self.client().await?;
             let row = client
                 .query_one(
-                    "SELECT count(*)::float8, current_setting('max_connections')::float8 FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                    "SELECT coalesce(sum(numbackends), 0)::float8, current_setting('max_connections')::float8
+                       FROM pg_stat_database",
                     &[],
                 )
                 .await?;
@@ -386,6 +396,15 @@ impl Db {
     /// event in it; after [`CURSOR_MAX_LOOKS`] looks (a long stretch of imported events between
     /// the bounds) it starts at the lower bound, before which every native event is older than
     /// the window, and the flow reads the rest page by page.
+    ///
+    /// The log is read in the gap-safe order, by writing transaction first, and a transaction
+    /// that took its id before another's may write after it, at a later position. So the
+    /// cursor is below every transaction that wrote an event of the window (the smallest id
+    /// among them) and below the fence (transactions
+    /// still in flight, which may write to the window yet), at the window's first position:
+    /// every event of the window is read once. Events before the window by a transaction of a
+    /// later id are read too, and counted in the minutes they were recorded in, before the
+    /// window (the flow keeps only the window's minutes).
     pub async fn cursor_since(&self, since_seconds: f64) -> Result<FlowCursor, Error> {
         self.timed(async {
             let client = self.client().await?;
@@ -481,29 +500,26 @@ impl Db {
                     }
                 }
             }
-            let first_at = client
-                .prepare_cached(
-                    "SELECT global_position, transaction_id::text FROM orders.events
-                      WHERE global_position >= $1 ORDER BY global_position LIMIT 1",
+            // The cursor: below the first position of the window (`low`), and below every
+            // transaction that wrote an event of it. The log is read in transaction order,
+            // and a transaction that took its id before another's may write after it, at a
+            // later position: committed already (its id is among the window's events), or
+            // still in flight (its id is at or above the fence). The store's statement for a
+            // subscription that starts after a position takes the lower of the two, in one
+            // snapshot, reading no more rows than the window holds.
+            let xid: String = client
+                .query_one(
+                    &format!(
+                        "SELECT below.xid::text FROM ({}) AS below(xid)",
+                        order_store::CURSOR_BEFORE_POSITION_SQL
+                    ),
+                    &[&(low - 1)],
                 )
-                .await?;
-            let row = client.query_opt(&first_at, &[&low]).await?;
-            Ok(match row {
-                Some(row) => FlowCursor {
-                    xid: row.try_get(1)?,
-                    position: row.try_get::<_, i64>(0)? - 1,
-                },
-                None => {
-                    // Nothing recent: start after the head, at the oldest transaction in flight.
-                    let xid: String = client
-                        .query_one("SELECT (orders.log_fence()::text::numeric - 1)::text", &[])
-                        .await?
-                        .try_get(0)?;
-                    FlowCursor {
-                        xid,
-                        position: head,
-                    }
-                }
+                .await?
+                .try_get(0)?;
+            Ok(FlowCursor {
+                xid,
+                position: low - 1,
             })
         })
         .await

@@ -349,11 +349,78 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
+/// Why a sign-in was sent by another website, if it was: its `Sec-Fetch-Site` says anything
+/// but `same-origin` or `none` (`cross-site`, or `same-site`: a sibling subdomain is another
+/// website too), or, from a browser that sends no `Sec-Fetch-Site`, its `Origin` is another
+/// origin than the one the request is addressed to (its `Host`, or HTTP/2's `:authority`). `Origin: null` says nothing (a browser sends it for the console's
+/// own form, whose page has `Referrer-Policy: no-referrer`), and neither header at all is a
+/// client that is no browser (curl, a script): both are let through. A browser sends
+/// `Sec-Fetch-Site` and `Origin` on every form post, and a page cannot change either.
+pub fn foreign_sign_in(headers: &HeaderMap, authority: Option<&str>) -> Option<String> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        // A browser that says where the post comes from is believed (it cannot be forged by
+        // a page): the Origin check below would refuse the console's own form behind a proxy
+        // that rewrites Host.
+        let site = site.to_str().unwrap_or("").trim();
+        return (!(site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none")))
+            .then(|| format!("Sec-Fetch-Site: {site}"));
+    }
+    let origin = headers.get(header::ORIGIN)?;
+    let Ok(origin) = origin.to_str() else {
+        return Some("an Origin that is not text".to_owned());
+    };
+    let origin = origin.trim();
+    if origin.eq_ignore_ascii_case("null") {
+        return None;
+    }
+    let own = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(authority);
+    let same = origin.split_once("://").is_some_and(|(scheme, host)| {
+        let scheme = scheme.to_ascii_lowercase();
+        own.is_some_and(|own| {
+            without_default_port(&scheme, host)
+                .eq_ignore_ascii_case(without_default_port(&scheme, own.trim()))
+        })
+    });
+    (!same).then(|| format!("Origin: {origin}"))
+}
+
+/// `host` without the port its scheme implies (`:80` for http, `:443` for https).
+fn without_default_port<'a>(scheme: &str, host: &'a str) -> &'a str {
+    let default = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return host,
+    };
+    host.strip_suffix(default).unwrap_or(host)
+}
+
 async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
+    uri: http::Uri,
+    headers: HeaderMap,
     form: Result<axum::Form<LoginForm>, FormRejection>,
 ) -> Response {
+    // A form another website's page posted (to lock this address out with wrong tokens, or
+    // to sign the browser in to a session of its choosing) is refused before anything else,
+    // and not counted: only the console's own page, or a client that is no browser, signs in.
+    if let Some(why) = foreign_sign_in(&headers, uri.authority().map(|a| a.as_str())) {
+        tracing::info!(%client, %why, "console sign-in refused: sent by another website");
+        return (
+            StatusCode::FORBIDDEN,
+            pages::login(
+                &auth::safe_next(None),
+                Some(&format!(
+                    "this sign-in was sent by another website ({why}), not by the console's own \
+                     page: sign in here"
+                )),
+            ),
+        )
+            .into_response();
+    }
     // A client that failed too often is refused before its token is even looked at; this
     // try counts as a failure until its token proves valid.
     if let Err(wait) = state.auth.limiter.attempt(client) {

@@ -333,7 +333,7 @@ fn summary(board: &Board) -> Markup {
             @if let Some(error) = board.db_error() {
                 (badge(Health::Bad, &format!("database: {error}")))
             }
-            @if let Some(error) = board.queue_error().filter(|_| board.has_queues()) {
+            @if let Some(error) = board.queue_error() {
                 (badge(Health::Bad, &format!("queues: {error}")))
             }
             span.updated { "updated " (unix_time(unix_now())) }
@@ -916,6 +916,10 @@ async fn queues_fragment(board: &Board) -> Markup {
         (summary(board))
         @if !board.has_queues() {
             p.note { "No queue is configured: start the console with ORDERS_QUEUE_URL and ORDERS_DLQ_URL." }
+        } @else if !board.has_orders_queue() {
+            p.note { "The orders queue is not configured (ORDERS_QUEUE_URL): its alarms are INSUFFICIENT_DATA." }
+        } @else if !board.has_dlq() {
+            p.note { "The dead-letter queue is not configured (ORDERS_DLQ_URL): dlq-nonempty is INSUFFICIENT_DATA." }
         }
         @if let Some(error) = board.queue_error() { (error_box(&error)) }
         div.scroll {
@@ -1019,10 +1023,10 @@ fn alarms_fragment(board: &Board) -> Markup {
     let evaluations = board.alarms();
     html! {
         (summary(board))
-        p.muted { "The CloudWatch alarms of terraform/modules/monitoring, evaluated per minute from the services' own metrics, the queues and the database (the current minute included). Alarms on what only AWS measures are listed, not evaluated." }
+        p.muted { "The CloudWatch alarms of terraform/modules/monitoring, evaluated per minute from the services' own metrics, the queues and the database, on the last complete minutes as CloudWatch does (a one-minute alarm stays in ALARM through the minute after the one that breached); a breach already in the current, unfinished minute raises an alarm early, and never clears one. Alarms on what only AWS measures are listed, not evaluated." }
         div.scroll {
             table.alarms {
-                thead { tr { th { "alarm" } th { "state" } th { "fires when" } th { "read here from" } th { "last minutes (oldest first)" } } }
+                thead { tr { th { "alarm" } th { "state" } th { "fires when" } th { "read here from" } th { "last complete minutes (oldest first)" } } }
                 tbody {
                     @for e in &evaluations {
                         @let health = match e.state {
@@ -1039,6 +1043,12 @@ fn alarms_fragment(board: &Board) -> Markup {
                             td {
                                 @for value in &e.recent {
                                     span.point { (value.map_or("·".to_owned(), number)) } " "
+                                }
+                                @if let Some(setting) = e.not_configured {
+                                    span.muted data-not-configured=(setting) { "not configured: " (setting) " not set" }
+                                }
+                                @if e.raised_early {
+                                    span.muted data-raised-early { "raised by the current minute so far" }
                                 }
                             }
                         }

@@ -524,3 +524,81 @@ async fn the_healthcheck_probes_the_address_the_console_listens_on() {
         "{stderr}"
     );
 }
+
+/// Another website cannot lock an operator out: a sign-in form posted from a page of another
+/// origin (`Origin` not the console's, or `Sec-Fetch-Site: cross-site`) is refused with 403
+/// and not counted against the address, however often it comes; the console's own form
+/// (same origin, or the `Origin: null` a browser sends under the console's own
+/// `Referrer-Policy: no-referrer`, with `Sec-Fetch-Site: same-origin`) and a client that sends
+/// neither header (curl, a script) sign in as before.
+#[tokio::test]
+async fn a_sign_in_posted_by_another_website_is_refused_and_not_counted() {
+    let db = TestDatabase::migrated().await;
+    let url = reader_url(&db).await;
+    let settings = settings(&url, &["--tokens", &format!("ops={TOKEN}")]);
+    let failures = settings.login_limit.failures;
+    let console = start_with(settings, None).await;
+    let addr = console.addr;
+    let own = format!("http://{addr}");
+    let wrong = "token=ops-token-0123456789abcdeX&next=%2Fflow";
+    let right = format!("token={TOKEN}&next=%2Fflow");
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let login = |headers: Vec<(&'static str, String)>, body: String| async move {
+        let mut all: Vec<(&str, &str)> = vec![form];
+        all.extend(headers.iter().map(|(n, v)| (*n, v.as_str())));
+        request(addr, Method::POST, "/login", &all, &body).await
+    };
+    let foreign: Vec<Vec<(&'static str, String)>> = vec![
+        vec![("origin", "https://evil.example".to_owned())],
+        vec![("origin", format!("http://{addr}.evil.example"))],
+        vec![("sec-fetch-site", "cross-site".to_owned())],
+        vec![
+            ("origin", "null".to_owned()),
+            ("sec-fetch-site", "cross-site".to_owned()),
+        ],
+        vec![
+            ("origin", own.clone()),
+            ("sec-fetch-site", "cross-site".to_owned()),
+        ],
+    ];
+    // Many more than the limit, wrong tokens and right ones: none is looked at or counted.
+    for _ in 0..=failures {
+        for headers in &foreign {
+            for body in [wrong.to_owned(), right.clone()] {
+                let answer = login(headers.clone(), body).await;
+                assert_eq!(answer.status, 403, "{headers:?}: {}", answer.body);
+                assert!(answer.header("set-cookie").is_empty());
+                assert!(
+                    answer.body.contains("another website"),
+                    "a clear refusal: {}",
+                    answer.body
+                );
+            }
+        }
+    }
+    // The console's own form, and a script, still sign in from the same address.
+    for headers in [
+        vec![
+            ("origin", own.clone()),
+            ("sec-fetch-site", "same-origin".to_owned()),
+        ],
+        vec![("origin", own.clone())],
+        vec![
+            ("origin", "null".to_owned()),
+            ("sec-fetch-site", "same-origin".to_owned()),
+        ],
+        vec![("sec-fetch-site", "same-origin".to_owned())],
+        vec![],
+    ] {
+        let answer = login(headers.clone(), right.clone()).await;
+        assert_eq!(answer.status, 303, "{headers:?}: {}", answer.body);
+        assert!(!answer.header("set-cookie").is_empty());
+    }
+    // And wrong tokens from the console's own form still count.
+    for _ in 0..failures {
+        let answer = login(vec![("origin", own.clone())], wrong.to_owned()).await;
+        assert_eq!(answer.status, 401, "{}", answer.body);
+    }
+    let answer = login(vec![("origin", own.clone())], right.clone()).await;
+    assert_eq!(answer.status, 429, "{}", answer.body);
+}

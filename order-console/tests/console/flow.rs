@@ -192,3 +192,72 @@ async fn the_state_counts_are_read_side_by_side() {
         page.body
     );
 }
+
+/// The log's gap-safe order is by writing transaction, not by position: an order placed by a
+/// transaction that took its id before another's, and wrote after it (in flight while the
+/// console found the window's start, committed later), is counted, as is the other.
+#[tokio::test]
+async fn an_order_of_an_older_transaction_in_flight_at_the_start_is_counted() {
+    let db = TestDatabase::migrated().await;
+    let older = db.connect().await;
+    let newer = db.connect().await;
+    // A: an older transaction id, held open.
+    older.batch_execute("BEGIN").await.unwrap();
+    older
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .unwrap();
+    // B: a newer transaction places an order and commits.
+    placed(&newer, "0 seconds").await;
+    // The console starts its window while A is still in flight.
+    let console = start(&db, &[]).await;
+    eventually(console.addr, "/fragments/flow", 20, |b| {
+        b.contains("data-total-placed")
+    })
+    .await;
+    // A places an order (a later position, the older transaction id) and commits.
+    placed(&older, "0 seconds").await;
+    older.batch_execute("COMMIT").await.unwrap();
+    let body = eventually(console.addr, "/fragments/flow", 20, |b| {
+        b.contains("data-total-placed>2<")
+    })
+    .await;
+    assert!(!body.contains("data-total-placed>3<"), "counted once");
+}
+
+/// The same, committed before the console starts: the window's start is the first event by
+/// position (the newer transaction's), and the older transaction's order after it is counted.
+#[tokio::test]
+async fn an_order_of_an_older_transaction_committed_later_in_the_window_is_counted() {
+    let db = TestDatabase::migrated().await;
+    let client = db.connect().await;
+    placed(&client, "1 hour").await;
+    let older = db.connect().await;
+    let newer = db.connect().await;
+    older.batch_execute("BEGIN").await.unwrap();
+    older
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .unwrap();
+    let first = placed(&newer, "0 seconds").await;
+    let second = placed(&older, "0 seconds").await;
+    older.batch_execute("COMMIT").await.unwrap();
+    assert!(second > first);
+
+    let reader = Db::new(&settings(&reader_url(&db).await, &[]).store).unwrap();
+    let cursor = reader.cursor_since(10.0 * 60.0).await.unwrap();
+    let (events, _) = reader.events_after(&cursor, 100).await.unwrap();
+    let recent = events
+        .iter()
+        .filter(|(kind, at)| {
+            kind == "OrderPlaced"
+                && *at
+                    > std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs_f64()
+                        - 600.0
+        })
+        .count();
+    assert_eq!(recent, 2, "both recent orders, once each: {events:?}");
+}

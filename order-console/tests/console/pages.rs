@@ -609,9 +609,10 @@ async fn a_source_that_stops_answering_freezes_nothing_else_and_is_not_shown_as_
         b.contains("0/1 services ready")
     })
     .await;
-    // The queues' error in the top strip, once their read timed out.
+    // The queues' errors in the top strip, each queue named, once their reads timed out.
     eventually(console.addr, "/fragments/services", 20, |b| {
-        b.contains("queues: SQS did not answer")
+        b.contains("queues: orders queue: SQS did not answer")
+            && b.contains("; DLQ: SQS did not answer")
     })
     .await;
     let alarms = eventually(console.addr, "/fragments/alarms", 15, |b| {
@@ -883,4 +884,65 @@ async fn a_page_waits_for_a_refresh_as_long_as_the_server_may_take() {
     // The script takes its patience from the page.
     let js = get(console.addr, "/static/console.js").await.body;
     assert!(js.contains("body.dataset.patienceMs"), "{js}");
+}
+
+/// The state of a queue alarm on the alarms fragment.
+fn alarm_state<'a>(alarms: &'a str, name: &str) -> &'a str {
+    let row = &alarms[alarms
+        .find(&format!("data-alarm=\"{name}\""))
+        .unwrap_or_else(|| panic!("no {name}: {alarms}"))..];
+    let state = &row[row.find("data-state=\"").unwrap() + "data-state=\"".len()..];
+    &state[..state.find('"').unwrap()]
+}
+
+/// A queue the board does not read is never shown as fine: with only the DLQ configured and
+/// failing to answer, the top strip says so and `dlq-nonempty` is INSUFFICIENT_DATA; the
+/// alarms of the orders queue, which is not configured, are not OK either, and say why.
+#[tokio::test]
+async fn queue_alarms_of_a_queue_not_read_or_not_configured_are_not_ok() {
+    let db = TestDatabase::migrated().await;
+    // A port nothing listens on: every read of the DLQ fails.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let sqs = order_testkit::sqs::client_for(&format!("http://{closed}"));
+    let dlq = format!("http://{closed}/000000000000/orders-dlq.fifo");
+    let url = reader_url(&db).await;
+    let console = start_with(settings(&url, &["--orders-dlq-url", &dlq]), Some(sqs)).await;
+    eventually(console.addr, "/fragments/services", 30, |b| {
+        b.contains("queues: ")
+    })
+    .await;
+    let alarms = get(console.addr, "/fragments/alarms").await.body;
+    assert_eq!(alarm_state(&alarms, "dlq-nonempty"), "INSUFFICIENT_DATA");
+    for name in [
+        "scaleout-sqs-backlog-high",
+        "scalein-sqs-backlog-empty",
+        "queue-backlog-high-sustained",
+        "queue-oldest-message-age",
+    ] {
+        assert_eq!(alarm_state(&alarms, name), "INSUFFICIENT_DATA", "{name}");
+    }
+    assert!(alarms.contains("ORDERS_QUEUE_URL not set"), "{alarms}");
+    let queues = get(console.addr, "/fragments/queues").await.body;
+    assert!(
+        queues.contains("role=\"alert\""),
+        "the DLQ's error: {queues}"
+    );
+
+    // No queue at all: every queue alarm says it is not configured, none is OK.
+    let console = start(&db, &[]).await;
+    let alarms = get(console.addr, "/fragments/alarms").await.body;
+    for name in [
+        "dlq-nonempty",
+        "scaleout-sqs-backlog-high",
+        "scalein-sqs-backlog-empty",
+        "queue-backlog-high-sustained",
+        "queue-oldest-message-age",
+    ] {
+        assert_eq!(alarm_state(&alarms, name), "INSUFFICIENT_DATA", "{name}");
+    }
+    assert!(alarms.contains("ORDERS_DLQ_URL not set"), "{alarms}");
 }

@@ -283,3 +283,33 @@ async fn a_role_that_may_execute_a_writing_security_definer_function_is_refused(
         "{error}"
     );
 }
+
+/// `rds-connections-high` counts every client connection to the server, not only the
+/// console's own: the console's role (a member of orders_readonly, no pg_monitor) cannot see
+/// what other roles' sessions are, so it must count them where every role may look.
+#[tokio::test]
+async fn the_connection_figure_counts_sessions_of_other_roles() {
+    let db = TestDatabase::migrated().await;
+    ensure_users(&db).await;
+    let reader = order_console::db::Db::new(&settings(&reader_url(&db).await, &[]).store).unwrap();
+    // More sessions of another role than any number of the test role's own consoles could
+    // hold open in parallel tests (6 each at most).
+    const OTHERS: usize = 40;
+    let other = url_as(db.url(), WRITER);
+    let mut held = Vec::new();
+    for _ in 0..OTHERS {
+        let (client, connection) = tokio_postgres::connect(&other, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client.simple_query("SELECT 1").await.unwrap();
+        held.push(client);
+    }
+    let (used, max) = reader.connections().await.unwrap();
+    assert!(max > 0.0, "max_connections {max}");
+    assert!(
+        used >= OTHERS as f64 + 1.0,
+        "{OTHERS} sessions of {WRITER} and the console's own open, {used} counted"
+    );
+    drop(held);
+}
