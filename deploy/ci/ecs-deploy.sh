@@ -8,7 +8,12 @@
 #       commit must not push again), false when it does not
 #   ecs-deploy.sh register FAMILY CONTAINER=IMAGE [CONTAINER=IMAGE...]
 #       new revision of FAMILY (copied from its latest revision, tags included) with the given
-#       images; prints the new task definition ARN
+#       images; prints the new task definition ARN. Refuses to copy a latest revision without
+#       an execution role and a task role: every revision Terraform and this workflow register
+#       has both, and a role can be passed only by this environment's principals
+#       (iam:PassRole), so a revision without them was registered by someone else (ECS cannot
+#       limit ecs:RegisterTaskDefinition by family: another environment's deploy role in the
+#       same account can register into this one's families)
 #   ecs-deploy.sh migrate [--dry-run] TASK_DEFINITION_ARN
 #       runs the migration task (roles bootstrap, then `order-grpc migrate`), waits for it,
 #       prints its log and fails unless both containers exited 0. --dry-run runs
@@ -59,6 +64,9 @@ register() {
     local family=$1; shift
     local td
     td=$(aws ecs describe-task-definition --task-definition "$family" --include TAGS --output json)
+    jq -e '.taskDefinition | ((.executionRoleArn // "") != "") and ((.taskRoleArn // "") != "")' \
+        <<<"$td" >/dev/null \
+        || die "the latest revision of $family ($(jq -r '.taskDefinition.taskDefinitionArn // "?"' <<<"$td"), registered by $(jq -r '.taskDefinition.registeredBy // "?"' <<<"$td")) has no execution role or no task role: Terraform and this workflow never register one like that, so another principal did (a deploy role of another environment in this account?). Nothing was registered. Check who, deregister it (aws ecs deregister-task-definition), and run the deploy again"
     local filter='.taskDefinition
         | del(.taskDefinitionArn, .revision, .status, .requiresAttributes, .compatibilities,
               .registeredAt, .registeredBy, .deregisteredAt)'

@@ -115,6 +115,7 @@ def test_register_copies_the_revision_with_its_tags_and_the_new_image(aws):
     previous = {
         "taskDefinition": {
             "taskDefinitionArn": td(GRPC, 7), "revision": 7, "status": "ACTIVE", "family": GRPC,
+            "executionRoleArn": EXEC_ROLE, "taskRoleArn": TASK_ROLE,
             "containerDefinitions": [{"name": "order-grpc", "image": "repo/order-grpc:old"},
                                      {"name": "otel-collector", "image": "collector:v1"}],
         },
@@ -128,7 +129,37 @@ def test_register_copies_the_revision_with_its_tags_and_the_new_image(aws):
     spec = json.loads(arg(aws.called("ecs", "register-task-definition")[0], "--cli-input-json"))
     assert spec["tags"] == previous["tags"]
     assert [c["image"] for c in spec["containerDefinitions"]] == ["repo/order-grpc:new", "collector:v1"]
+    assert (spec["executionRoleArn"], spec["taskRoleArn"]) == (EXEC_ROLE, TASK_ROLE)
     assert "revision" not in spec and "taskDefinitionArn" not in spec
+
+
+EXEC_ROLE = "arn:aws:iam::123456789012:role/order-ledger-dev-order-grpc-exec"
+TASK_ROLE = "arn:aws:iam::123456789012:role/order-ledger-dev-order-grpc-task"
+
+
+@pytest.mark.parametrize("missing", ["executionRoleArn", "taskRoleArn"])
+def test_register_refuses_a_latest_revision_without_roles(aws, missing):
+    """ECS cannot limit ecs:RegisterTaskDefinition by family, so another environment's deploy
+    role in the same account can register a revision into this one's family; it cannot pass this
+    environment's roles (iam:PassRole), so such a revision has none, or others (then registering
+    the copy fails on PassRole). One without roles would run whatever image it names with this
+    environment's network: it is refused, and nothing is registered."""
+    latest = {
+        "taskDefinition": {
+            "taskDefinitionArn": td(GRPC, 9), "revision": 9, "status": "ACTIVE", "family": GRPC,
+            "executionRoleArn": EXEC_ROLE, "taskRoleArn": TASK_ROLE,
+            "registeredBy": "arn:aws:sts::123456789012:assumed-role/order-ledger-other-github-deploy/x",
+            "containerDefinitions": [{"name": "order-grpc", "image": "public.example/anything:latest"}],
+        },
+    }
+    del latest["taskDefinition"][missing]
+    aws.on("ecs", "describe-task-definition", stdout=json.dumps(latest))
+    aws.on("ecs", "register-task-definition", stdout=td(GRPC, 10) + "\n")
+    result = aws.run("register", GRPC, "order-grpc=repo/order-grpc:new")
+    assert result.returncode != 0
+    assert "has no execution role or no task role" in result.stderr, result.stderr
+    assert "order-ledger-other-github-deploy" in result.stderr, "say who registered it"
+    assert aws.called("ecs", "register-task-definition") == [], "nothing may be registered"
 
 
 # --- migration: dry run first (nothing applied), the real run after approval -------------------

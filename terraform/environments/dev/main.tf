@@ -18,9 +18,10 @@ module "platform" {
   image_tag         = var.image_tag
   alert_emails      = var.alert_emails
 
-  alb_internal                   = var.alb_internal
-  alb_allowed_cidrs              = var.alb_allowed_cidrs
-  alb_allowed_security_group_ids = var.alb_allowed_security_group_ids
+  alb_internal                     = var.alb_internal
+  alb_waf_rate_limit_per_5_minutes = var.alb_waf_rate_limit_per_5_minutes
+  alb_allowed_cidrs                = var.alb_allowed_cidrs
+  alb_allowed_security_group_ids   = var.alb_allowed_security_group_ids
 
   vpc_cidr            = "10.40.0.0/16"
   az_count            = 2

@@ -119,6 +119,12 @@ variable "alb_internal" {
   default     = true
 }
 
+variable "alb_waf_rate_limit_per_5_minutes" {
+  description = "Internet-facing ALB only: requests per client address and 5 minutes before WAF blocks it (the NAT addresses are not counted)."
+  type        = number
+  default     = 2000
+}
+
 variable "enable_nat_gateway" {
   description = "A NAT gateway for outbound internet access (required with an internet-facing ALB, and with interface_endpoints = [])."
   type        = bool

@@ -7,6 +7,21 @@ locals {
   waf = var.internal ? {} : { this = true }
 }
 
+# The system's own addresses (var.late_allowed_cidrs: the NAT gateways, through which order-worker
+# reaches a public ALB) are not rate limited: the whole worker fleet shares one address per NAT
+# gateway and makes about 16 calls per order, past the per-address limit at under one order a
+# second. They still meet the reputation and bad-input rules.
+resource "aws_wafv2_ip_set" "own" {
+  for_each = local.waf
+
+  name               = "${var.name_prefix}-own-addresses"
+  description        = "The system's own outbound addresses (${var.late_allowed_cidrs_description}): not rate limited"
+  scope              = "REGIONAL"
+  ip_address_version = "IPV4"
+  addresses          = var.late_allowed_cidrs
+  tags               = var.tags
+}
+
 resource "aws_wafv2_web_acl" "this" {
   for_each = local.waf
 
@@ -28,6 +43,15 @@ resource "aws_wafv2_web_acl" "this" {
       rate_based_statement {
         limit              = var.waf_rate_limit_per_5_minutes
         aggregate_key_type = "IP"
+        scope_down_statement {
+          not_statement {
+            statement {
+              ip_set_reference_statement {
+                arn = aws_wafv2_ip_set.own[each.key].arn
+              }
+            }
+          }
+        }
       }
     }
     visibility_config {

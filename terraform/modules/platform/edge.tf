@@ -21,6 +21,7 @@ module "load_balancer" {
   allowed_security_group_ids = merge(var.alb_allowed_security_group_ids, {
     order-worker = module.worker.security_group_id
   })
-  late_allowed_cidrs  = var.alb_internal ? [] : [for ip in module.network.nat_public_ips : "${ip}/32"]
-  deletion_protection = var.deletion_protection
+  late_allowed_cidrs           = var.alb_internal ? [] : [for ip in module.network.nat_public_ips : "${ip}/32"]
+  waf_rate_limit_per_5_minutes = var.alb_waf_rate_limit_per_5_minutes
+  deletion_protection          = var.deletion_protection
 }

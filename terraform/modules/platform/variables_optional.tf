@@ -52,6 +52,17 @@ variable "alb_internal" {
   }
 }
 
+variable "alb_waf_rate_limit_per_5_minutes" {
+  description = "Internet-facing ALB only: requests per client address and 5 minutes before WAF blocks it (the system's own NAT addresses are not counted)."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.alb_waf_rate_limit_per_5_minutes >= 10 && var.alb_waf_rate_limit_per_5_minutes <= 2000000000 && floor(var.alb_waf_rate_limit_per_5_minutes) == var.alb_waf_rate_limit_per_5_minutes
+    error_message = "alb_waf_rate_limit_per_5_minutes is a whole number from 10 to 2,000,000,000 (WAF's limits)."
+  }
+}
+
 variable "alb_allowed_cidrs" {
   description = "Networks allowed to call the gRPC API through the ALB (none by default)."
   type        = list(string)

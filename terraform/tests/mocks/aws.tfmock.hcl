@@ -199,6 +199,12 @@ mock_resource "aws_wafv2_web_acl" {
   }
 }
 
+mock_resource "aws_wafv2_ip_set" {
+  defaults = {
+    arn = "arn:aws:wafv2:eu-west-1:123456789012:regional/ipset/mock/00000000-0000-0000-0000-000000000000"
+  }
+}
+
 mock_resource "aws_db_instance_automated_backups_replication" {
   defaults = {
     arn = "arn:aws:rds:eu-central-1:123456789012:auto-backup:ab-mock"

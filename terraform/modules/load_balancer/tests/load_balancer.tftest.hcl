@@ -89,3 +89,36 @@ run "public_only_with_waf" {
     error_message = "an internet-facing load balancer has no WAF web ACL (with logging)"
   }
 }
+
+# The worker reaches a public ALB from the NAT gateways' addresses (late_allowed_cidrs), one
+# address for the whole fleet per gateway: the per-address rate limit must not count them, or
+# it blocks the fleet (403, read as PERMISSION_DENIED) at under one order a second. Every other
+# address is still limited, and the NAT addresses still meet the reputation and bad-input rules.
+run "public_rate_limit_spares_the_systems_own_addresses" {
+  command = apply
+
+  variables {
+    internal           = false
+    allowed_cidrs      = ["0.0.0.0/0"]
+    late_allowed_cidrs = ["203.0.113.10/32", "203.0.113.11/32"]
+  }
+
+  assert {
+    condition     = toset(aws_wafv2_ip_set.own["this"].addresses) == toset(["203.0.113.10/32", "203.0.113.11/32"])
+    error_message = "the NAT addresses are not in the WAF's own-addresses IP set"
+  }
+
+  assert {
+    condition = one([
+      for rule in aws_wafv2_web_acl.this["this"].rule :
+      try(one(rule.statement[0].rate_based_statement[0].scope_down_statement[0].not_statement[0].statement[0].ip_set_reference_statement).arn, "none")
+      if rule.name == "rate-limit-per-address"
+    ]) == aws_wafv2_ip_set.own["this"].arn
+    error_message = "the per-address rate limit counts the system's own (NAT) addresses"
+  }
+
+  assert {
+    condition     = length(flatten([for rule in aws_wafv2_web_acl.this["this"].rule : [for action in rule.action : action.allow]])) == 0
+    error_message = "a rule allows traffic outright: the own addresses must still meet the reputation and bad-input rules"
+  }
+}
