@@ -14,7 +14,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tower::util::BoxCloneSyncService;
 
-use crate::context::{CORRELATION_HEADER, CallContext, current_trace_context};
+use crate::context::{CAUSATION_HEADER, CORRELATION_HEADER, CallContext, current_trace_context};
 use crate::error::Error;
 use crate::retry::{CallKind, RetryPolicy, retryable};
 
@@ -469,6 +469,11 @@ impl Client {
         if let Ok(value) = AsciiMetadataValue::try_from(correlation_id) {
             metadata.insert(CORRELATION_HEADER, value);
         }
+        if let Some(causation) = self.context.causation_id()
+            && let Ok(value) = AsciiMetadataValue::try_from(causation.to_string())
+        {
+            metadata.insert(CAUSATION_HEADER, value);
+        }
         let (traceparent, tracestate) = match self.context.traceparent() {
             Some(traceparent) => (
                 Some(traceparent.to_owned()),
@@ -707,12 +712,19 @@ mod tests {
             .endpoint("http://127.0.0.1:1")
             .bearer_token("a-token-of-sixteen-chars")
             .timeout(Duration::from_millis(1500))
-            .context(CallContext::new(Some("req-1"), Some("00-t-s-01")))
+            .context(
+                CallContext::new(Some("req-1"), Some("00-t-s-01"))
+                    .with_causation(Some(uuid::Uuid::from_u128(0xc0ffee))),
+            )
             .build()
             .unwrap();
         let request = client.request((), "req-1", Some(client.timeout()));
         let metadata = request.metadata();
         assert_eq!(metadata.get("x-correlation-id").unwrap(), "req-1");
+        assert_eq!(
+            metadata.get("x-causation-id").unwrap(),
+            "00000000-0000-0000-0000-000000c0ffee"
+        );
         assert_eq!(metadata.get("traceparent").unwrap(), "00-t-s-01");
         assert_eq!(
             metadata.get("authorization").unwrap(),
@@ -733,6 +745,7 @@ mod tests {
         assert!(uuid::Uuid::parse_str(&a).is_ok());
         let request = client.request((), &a, None);
         assert!(request.metadata().get("traceparent").is_none());
+        assert!(request.metadata().get("x-causation-id").is_none());
         assert!(request.metadata().get("authorization").is_none());
         assert!(request.metadata().get("grpc-timeout").is_none());
     }

@@ -7,6 +7,10 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// back, written into every event the call appends).
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
+/// The causation id header: the id of the event the call reacts to, recorded by the service
+/// as the `causation_id` of the events the command appends.
+pub const CAUSATION_HEADER: &str = "x-causation-id";
+
 /// The longest correlation id the service accepts.
 const MAX_CORRELATION_ID: usize = 128;
 /// The longest `traceparent` / `tracestate` passed on.
@@ -34,6 +38,7 @@ const MAX_TRACE_HEADER: usize = 512;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallContext {
     correlation_id: Option<String>,
+    causation_id: Option<uuid::Uuid>,
     traceparent: Option<String>,
     tracestate: Option<String>,
 }
@@ -44,9 +49,28 @@ impl CallContext {
         Self {
             correlation_id: header_text(correlation_id, MAX_CORRELATION_ID)
                 .filter(|id| id.bytes().all(|b| b.is_ascii_graphic())),
+            causation_id: None,
             traceparent: header_text(traceparent, MAX_TRACE_HEADER),
             tracestate: None,
         }
+    }
+
+    /// The same, with the id of the event the calls react to (a saga step's trigger): sent as
+    /// [`CAUSATION_HEADER`], and recorded by the service as the `causation_id` of the events
+    /// its commands append. The nil UUID is not sent (the service refuses it).
+    ///
+    /// ```
+    /// use order_client::CallContext;
+    /// use uuid::Uuid;
+    ///
+    /// let trigger = Uuid::from_u128(7);
+    /// let context = CallContext::default().with_causation(Some(trigger));
+    /// assert_eq!(context.causation_id(), Some(trigger));
+    /// assert_eq!(CallContext::default().with_causation(Some(Uuid::nil())).causation_id(), None);
+    /// ```
+    pub fn with_causation(mut self, causation_id: Option<uuid::Uuid>) -> Self {
+        self.causation_id = causation_id.filter(|id| !id.is_nil());
+        self
     }
 
     /// The same, with a W3C `tracestate` to send along with the `traceparent`.
@@ -58,6 +82,11 @@ impl CallContext {
     /// The correlation id, if one was given.
     pub fn correlation_id(&self) -> Option<&str> {
         self.correlation_id.as_deref()
+    }
+
+    /// The causation id, if one was given.
+    pub fn causation_id(&self) -> Option<uuid::Uuid> {
+        self.causation_id
     }
 
     /// The `traceparent`, if one was given.

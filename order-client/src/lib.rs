@@ -70,7 +70,7 @@ pub use client::{
     DEFAULT_TIMEOUT, Health, Transport, TransportError,
 };
 pub use command::{Command, CommandAnswer, CommandRequest, money};
-pub use context::{CORRELATION_HEADER, CallContext, current_trace_context};
+pub use context::{CAUSATION_HEADER, CORRELATION_HEADER, CallContext, current_trace_context};
 pub use error::{Error, code_name};
 pub use query::{Query, QueryRequest};
 pub use retry::{DEFAULT_ATTEMPTS, RetryPolicy};

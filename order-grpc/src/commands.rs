@@ -133,6 +133,7 @@ impl Commands {
             .remove::<RequestContext>()
             .unwrap_or_else(|| RequestContext {
                 correlation_id: uuid::Uuid::new_v4().to_string(),
+                causation_id: None,
                 traceparent: None,
                 tracestate: None,
                 actor: None,
@@ -182,6 +183,7 @@ impl Commands {
             expected_version: parsed.expected_version,
             metadata: Metadata {
                 correlation_id: Some(context.correlation_id),
+                causation_id: context.causation_id,
                 traceparent,
                 tracestate,
                 actor: context.actor,

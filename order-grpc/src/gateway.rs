@@ -23,12 +23,17 @@ use crate::scopes::{Needs, Scope, Scopes, describe, needs};
 
 /// The correlation id header, accepted and echoed.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
+/// The causation id header: the id of the event a caller reacts to with this call (a worker's
+/// saga step), recorded as the `causation_id` of the events the command appends.
+pub const CAUSATION_HEADER: &str = "x-causation-id";
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// What the gateway learned about a request; handlers find it in the request extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
     pub correlation_id: String,
+    /// The event the caller reacts to ([`CAUSATION_HEADER`]), when it said.
+    pub causation_id: Option<uuid::Uuid>,
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
     /// The name of the token the caller presented, when tokens are required.
@@ -329,6 +334,26 @@ fn correlation_id(request: &Request<impl Sized>) -> Option<String> {
         .filter(|id| id.bytes().all(|b| b.is_ascii_graphic()))
 }
 
+/// The caller's causation id: absent, or the canonical text of a UUID that is not nil; any
+/// other value is refused (INVALID_ARGUMENT naming the header), never dropped silently.
+fn causation_id(request: &Request<impl Sized>) -> Result<Option<uuid::Uuid>, Status> {
+    let Some(value) = request.headers().get(CAUSATION_HEADER) else {
+        return Ok(None);
+    };
+    let refused = |why: &str| {
+        bad_request(
+            &format!("{CAUSATION_HEADER} {why}"),
+            CAUSATION_HEADER,
+            &format!("{why}: the id of the event this call reacts to (a UUID, not nil)"),
+        )
+    };
+    let text = value.to_str().map_err(|_| refused("is not text"))?;
+    // The rule of every id the API takes (an order id's).
+    order_domain::values::OrderId::parse(text)
+        .map(|id| Some(id.as_uuid()))
+        .map_err(|violation| refused(&violation.to_string()))
+}
+
 /// The gateway layer.
 #[derive(Debug, Clone)]
 pub struct GatewayLayer {
@@ -469,6 +494,13 @@ where
             }
         }
 
+        let causation_id = match causation_id(&request) {
+            Ok(id) => id,
+            Err(status) => {
+                return Box::pin(std::future::ready(Ok(refuse(status, &correlation_id))));
+            }
+        };
+
         let slot = if health {
             None
         } else {
@@ -486,6 +518,7 @@ where
 
         let context = RequestContext {
             correlation_id: correlation_id.clone(),
+            causation_id,
             traceparent: header_text(&request, "traceparent", 512),
             tracestate: header_text(&request, "tracestate", 512),
             actor,

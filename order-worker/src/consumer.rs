@@ -783,7 +783,9 @@ impl Consumer {
                 trace::set_parent(&span, traceparent, None);
                 span.record("trace_id", trace::trace_id(&span, traceparent));
                 let (outgoing, _) = trace::outgoing(&span, traceparent, None);
-                let context = CallContext::new(incoming.correlation_id(), outgoing.as_deref());
+                // The commands of this step were caused by this event: the log records it.
+                let context = CallContext::new(incoming.correlation_id(), outgoing.as_deref())
+                    .with_causation(Some(event.id));
                 let outcome = self
                     .processor
                     .process(&event, &context, receives > 1)

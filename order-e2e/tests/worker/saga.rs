@@ -181,6 +181,24 @@ async fn every_order_reaches_a_terminal_state_and_no_command_is_applied_twice() 
                 event.event_type
             );
         }
+        // Every event the worker caused names the event it reacted to (x-causation-id): an
+        // earlier event of this order; the reservation, the order's placement.
+        for (i, event) in events.iter().enumerate() {
+            if !event.causation_id.is_empty() {
+                assert!(
+                    events[..i].iter().any(|e| e.event_id == event.causation_id),
+                    "{} of order {order} caused by {}, no earlier event of it",
+                    event.event_type,
+                    event.causation_id
+                );
+            }
+        }
+        if let Some(reserved) = events.iter().find(|e| e.event_type == "InventoryReserved") {
+            assert_eq!(
+                reserved.causation_id, events[0].event_id,
+                "order {order}: the reservation reacted to the placement"
+            );
+        }
         // The read model agrees with the log.
         let last = events.last().unwrap();
         let read = stack

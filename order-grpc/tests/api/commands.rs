@@ -509,6 +509,67 @@ async fn the_correlation_id_is_echoed_and_recorded_or_generated() {
     );
 }
 
+/// `x-causation-id` (the event a caller reacts to: a worker's saga step) is recorded as the
+/// `causation_id` of the events the command appends; absent, none is recorded; anything but
+/// a UUID (not nil) is refused with INVALID_ARGUMENT naming the header, and nothing is written.
+#[tokio::test]
+async fn the_causation_id_is_recorded_and_a_malformed_one_refused() {
+    let app = spawn_app().await;
+    let order = id();
+    app.commands().place_order(place(&order)).await.unwrap();
+    let trigger = id();
+    let mut request = tonic::Request::new(pb::ReserveInventoryRequest {
+        command_id: id(),
+        order_id: order.clone(),
+        expected_version: None,
+        reservation_id: "r".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-causation-id", trigger.parse().unwrap());
+    app.commands().reserve_inventory(request).await.unwrap();
+
+    for refused in ["not-a-uuid", "00000000-0000-0000-0000-000000000000", ""] {
+        let mut request = tonic::Request::new(pb::AuthorizePaymentRequest {
+            command_id: id(),
+            order_id: order.clone(),
+            expected_version: None,
+            payment_id: "p".into(),
+            amount: None,
+        });
+        request
+            .metadata_mut()
+            .insert("x-causation-id", refused.parse().unwrap());
+        let status = app
+            .commands()
+            .authorize_payment(request)
+            .await
+            .expect_err(refused);
+        assert_eq!(status.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(
+            status.message().contains("x-causation-id"),
+            "{refused:?}: {}",
+            status.message()
+        );
+    }
+
+    let events = app
+        .queries()
+        .get_order_events(pb::GetOrderEventsRequest {
+            order_id: order,
+            after_version: 0,
+            min_position: None,
+            max_events: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 2, "the refused commands wrote nothing");
+    assert_eq!(events[0].causation_id, "", "none given, none recorded");
+    assert_eq!(events[1].causation_id, trigger);
+}
+
 /// `--command-event-ids`: `identity` (the default) names a command's events by the time and the
 /// command id (UUID version 8, the worker's provider keys survive a restore); `random` gives
 /// each a new UUID v7, as releases before it did, for a deploy during which older workers
