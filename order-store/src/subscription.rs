@@ -439,6 +439,11 @@ pub async fn verify_read(
 /// out again; going on from the writer's memory would skip events or leave rows behind. Then
 /// nothing is written and the answer is [`Error::CheckpointMoved`]: roll back and read the
 /// checkpoint again.
+///
+/// The row is locked before its checkpoint is compared: a second write of the same lease from
+/// the same checkpoint (a page whose commit was cut off by a timeout, retried on another
+/// connection while the first commits) waits for the first and then compares with what it
+/// wrote, so it too gets [`Error::CheckpointMoved`] rather than moving the checkpoint again.
 pub async fn advance_checkpoint(
     transaction: &Transaction<'_>,
     lease: &Lease,
@@ -452,6 +457,7 @@ pub async fn advance_checkpoint(
             "WITH held AS (
                  SELECT checkpoint_xid, checkpoint_position FROM orders.subscriptions
                  WHERE name = $1 AND owner = $2 AND lease_token = $3
+                 FOR UPDATE
              ), agreed AS (
                  SELECT (checkpoint_xid, checkpoint_position) = ($8::xid8, $9::int8) AS ok
                  FROM held

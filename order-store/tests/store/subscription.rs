@@ -464,6 +464,89 @@ async fn a_checkpoint_moves_only_from_where_the_database_has_it() {
     ));
 }
 
+/// Two writes of the same lease from the same checkpoint, at once (a page whose commit was
+/// slow and cut off by a timeout, retried on another connection while the first commits):
+/// the second waits for the first's row lock and then finds the checkpoint moved. Only one
+/// moves it, and the events are counted once.
+#[tokio::test]
+async fn two_writes_from_the_same_checkpoint_at_once_move_it_once() {
+    use order_store::{Error, advance_checkpoint};
+    let t = test_store().await;
+    let store = &t.store;
+    append_each(store, &["one", "two"]).await;
+    let mut cursor = Cursor::START;
+    let mut events = Vec::new();
+    let waited = Instant::now();
+    while events.len() < 2 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "the events never became visible"
+        );
+        drain(store, &mut cursor, &mut events).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (first, second) = (events[0].cursor(), events[1].cursor());
+    let (lease, _) = store
+        .acquire_lease("twice", "instance-a", Duration::from_secs(600), false)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut slow = store.pool().get().await.unwrap();
+    let slow = slow.transaction().await.unwrap();
+    advance_checkpoint(&slow, &lease, Cursor::START, first, 1, None)
+        .await
+        .unwrap();
+    // The retry, on another connection, while the first has not committed yet.
+    let retry = {
+        let (store, lease) = (store.clone(), lease.clone());
+        tokio::spawn(async move {
+            let mut client = store.pool().get().await.unwrap();
+            let transaction = client.transaction().await.unwrap();
+            let result =
+                advance_checkpoint(&transaction, &lease, Cursor::START, second, 2, None).await;
+            if result.is_ok() {
+                transaction.commit().await.unwrap();
+            }
+            result
+        })
+    };
+    // The retry waits on the first's row lock: wait until the server says so.
+    let admin = t.db.connect().await;
+    let waited = Instant::now();
+    loop {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the retry never waited for the first write's lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    slow.commit().await.unwrap();
+    let error = retry.await.unwrap().unwrap_err();
+    assert!(matches!(&error, Error::CheckpointMoved { .. }), "{error:?}");
+    assert_eq!(store.checkpoint("twice").await.unwrap(), first);
+    let processed: i64 = admin
+        .query_one(
+            "SELECT events_processed FROM orders.subscriptions WHERE name = 'twice'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(processed, 1, "the events of one write counted once");
+}
+
 /// Append one event of `category` to a new stream; its id.
 async fn append_one(store: &order_store::EventStore, category: &str) -> Uuid {
     let events = [event(category)];
