@@ -17,6 +17,15 @@ const HISTORY_TABLE: &str = "orders.refinery_schema_history";
 /// Serialises concurrent migration runs on one database (advisory locks are per database).
 const MIGRATION_LOCK: i64 = 0x6f72_6465_725f_6d67; // "order_mg"
 
+/// How long a migration waits for a table's lock at a time. A lock request queues every later
+/// one behind it: an `ALTER TABLE orders.events` waiting on a long reader (a replay's page, a
+/// report, pg_dump) would hold up every append for as long as the reader runs. After this
+/// wait the migration's transaction rolls back, writes go on, and it tries again.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a migration keeps trying for its locks before it gives up (the tables stay busy:
+/// run it when no long reader holds them).
+const LOCK_TRIES_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
 fn runner() -> refinery::Runner {
     let mut runner = embedded::migrations::runner();
     runner.set_migration_table_name(HISTORY_TABLE);
@@ -57,17 +66,43 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
         if plan.pending.is_empty() {
             return Ok(Vec::new());
         }
-        runner()
-            .run_async(&mut client)
-            .await
-            .map(|report| {
-                report
-                    .applied_migrations()
-                    .iter()
-                    .map(|m| m.to_string())
-                    .collect()
-            })
-            .map_err(|e| Error::Database(format!("migration failed: {}", chain(&e))))
+        let mut applied = Vec::new();
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(250);
+        loop {
+            // Each migration is a transaction of its own: those done before a lock wait ran
+            // out stay applied, and the next try goes on from there.
+            client
+                .batch_execute(&format!("SET lock_timeout = '{}ms'", LOCK_WAIT.as_millis()))
+                .await?;
+            let run = runner().run_async(&mut client).await;
+            client.batch_execute("SET lock_timeout = 0").await?;
+            match run {
+                Ok(report) => {
+                    applied.extend(report.applied_migrations().iter().map(|m| m.to_string()));
+                    return Ok(applied);
+                }
+                Err(error) if lock_wait_ran_out(&error) && started.elapsed() < LOCK_TRIES_FOR => {
+                    if let Some(report) = error.report() {
+                        applied.extend(report.applied_migrations().iter().map(|m| m.to_string()));
+                    }
+                    tracing::warn!(
+                        error = %chain(&error),
+                        retry_in = ?pause,
+                        "a migration waited {LOCK_WAIT:?} for a table another session holds \
+                         (a long reader?); writes go on meanwhile, and it tries again"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                }
+                Err(error) => {
+                    return Err(Error::Database(format!(
+                        "migration failed: {}",
+                        chain(&error)
+                    )));
+                }
+            }
+        }
     }
     .await;
     // The lock is also released when the session ends; unlocking explicitly is tidier.
@@ -210,6 +245,22 @@ fn compare(
 }
 
 /// An error with every cause it wraps (refinery's own message says only "db error").
+/// Whether `error` is a lock wait that ran out ([`LOCK_WAIT`]: SQLSTATE 55P03).
+fn lock_wait_ran_out(error: &dyn std::error::Error) -> bool {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(db) = cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.as_db_error())
+            && *db.code() == tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

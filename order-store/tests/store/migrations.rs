@@ -166,3 +166,52 @@ async fn migrations_run_as_the_migration_owner_without_superuser_rights() {
         "the read model belongs to the projector's role"
     );
 }
+
+/// A migration that alters `orders.events` behind a long reader (a replay's page, a report,
+/// pg_dump) waits for its lock a short while at a time: between its tries writes go on, where
+/// a lock request waiting without limit would queue every append behind it for as long as the
+/// reader runs. The migration completes once the reader has ended.
+#[tokio::test]
+async fn a_migration_behind_a_long_reader_does_not_hold_writes_up() {
+    let db = TestDatabase::empty().await;
+    let config = StoreConfig::new(db.url());
+    // The database as the release before imports left it: V4 alters orders.events.
+    order_store::migrate::migrate_to(&config, 3).await.unwrap();
+    let reader = db.connect().await;
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM orders.events")
+        .await
+        .unwrap();
+    let migration = {
+        let config = config.clone();
+        tokio::spawn(async move { order_store::migrate(&config).await })
+    };
+    let writer = db.connect().await;
+    order_testkit::pg::wait_for_lock_waiters(&writer, 1, "the migration", || {
+        migration.is_finished()
+    })
+    .await;
+    // A write while the migration waits behind the reader, which does not end before it: it
+    // goes through (without a bound on the migration's lock wait it would wait for the reader,
+    // and its own 60 s limit would end it).
+    writer
+        .batch_execute(
+            "SET statement_timeout = '60s';
+             INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload)
+             VALUES (gen_random_uuid(), 1, gen_random_uuid(), 'TestEvent', 1, '{}')",
+        )
+        .await
+        .unwrap();
+    assert!(!migration.is_finished(), "the reader still holds the table");
+    reader.batch_execute("COMMIT").await.unwrap();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(120), migration)
+        .await
+        .expect("the migration ends once the reader has")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.version, order_store::migrate::latest_version());
+    assert!(
+        report.applied.iter().any(|m| m.starts_with("V4__")),
+        "{report:?}"
+    );
+}
