@@ -80,6 +80,20 @@ async fn each_role_can_do_its_job_and_nothing_more() {
     }
     let refused = [
         ("orders_app", "UPDATE orders.events SET payload = '{}'"),
+        // The writing transaction's id and the log position are the database's own: an event
+        // under an old transaction id would sort behind every checkpoint (never delivered),
+        // and a position ahead of the sequence would make appends fail when it gets there.
+        (
+            "orders_app",
+            "INSERT INTO orders.events (stream_id, stream_version, event_id, event_type, schema_version, payload, transaction_id)
+             VALUES (gen_random_uuid(), 1, gen_random_uuid(), 'TestEvent', 1, '{}', '3')",
+        ),
+        (
+            "orders_app",
+            "INSERT INTO orders.events (global_position, stream_id, stream_version, event_id, event_type, schema_version, payload)
+             OVERRIDING SYSTEM VALUE
+             VALUES (1000000, gen_random_uuid(), 1, gen_random_uuid(), 'TestEvent', 1, '{}')",
+        ),
         ("orders_app", "DELETE FROM orders.events"),
         ("orders_app", "TRUNCATE orders.events"),
         ("orders_app", "UPDATE orders.commands SET status = 'x'"),
