@@ -171,6 +171,12 @@ impl Report {
         self.unsettled += audit.unsettled;
         self.dead_letters += audit.dead_letters;
         self.max_recovery_seconds = self.max_recovery_seconds.max(audit.recovery_seconds);
+        if audit.read_model_extra > 0 {
+            self.notes.push(format!(
+                "{} read-model rows of orders not in the log (counted as skipped)",
+                audit.read_model_extra
+            ));
+        }
     }
 
     /// The notes of all runs, condensed: notes that differ only in their numbers become one,
@@ -388,10 +394,10 @@ async fn one_round(
             report.notes.push(format!("{kills} kills"));
         }
         Scenario::Failover | Scenario::FailoverAsync => {
-            promotion = Some(fail_over(stack, Duration::ZERO).await?);
+            promotion = Some(fail_over(stack, Duration::ZERO, report).await?);
         }
         Scenario::FailoverAsyncLagging => {
-            promotion = Some(fail_over(stack, Duration::from_secs(1)).await?);
+            promotion = Some(fail_over(stack, Duration::from_secs(1), report).await?);
         }
         Scenario::HotStreams | Scenario::PaymentOutage => unreachable_scenario()?,
         Scenario::KillExampleProjector => {
@@ -458,29 +464,72 @@ async fn one_round(
     Ok(())
 }
 
+/// Run a blocking call of the test kit (psql, signals) off the async workers.
+fn blocking<T>(call: impl FnOnce() -> Result<T, String>) -> anyhow::Result<T> {
+    tokio::task::block_in_place(call).map_err(anyhow::Error::msg)
+}
+
 /// Crash the primary (SIGKILL of its postmaster, under load), promote the standby 2 s later
-/// (RDS takes 60-90 s; the services' part is the same), and return when it was promoted. With
-/// a `lag`, the standby stops receiving WAL that long before the crash.
-async fn fail_over(stack: &mut Stack, lag: Duration) -> anyhow::Result<Instant> {
+/// (RDS takes 60-90 s; the services' part is the same), and return when it was promoted.
+///
+/// With a `lag`, the standby stops receiving WAL that long before the crash: its WAL receiver
+/// is frozen, the whole primary then dies at once ([`order_testkit::pg::PrivateCluster::crash`]:
+/// no backend commits after it), and the frozen receiver is SIGKILLed, never thawed, so that
+/// the WAL the kernel buffered in its socket meanwhile is dropped with it. The fault is
+/// checked, not assumed: the promoted standby must have replayed nothing past the primary's
+/// WAL position read right after the freeze, and WAL must have been written after it; the
+/// bytes it misses are noted.
+async fn fail_over(
+    stack: &mut Stack,
+    lag: Duration,
+    report: &mut Report,
+) -> anyhow::Result<Instant> {
     let standby = stack
         .standby
         .as_ref()
         .context("the failover scenarios need a stack with a standby")?;
     let primary = &stack.cluster;
+    let mut lagged = None;
     if lag.is_zero() {
-        tokio::task::block_in_place(|| primary.kill_postmaster()).map_err(anyhow::Error::msg)?;
+        blocking(|| primary.kill_postmaster())?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     } else {
-        let receiver = tokio::task::block_in_place(|| standby.pause_wal_receiver())
-            .map_err(anyhow::Error::msg)?;
+        let receiver = blocking(|| standby.pause_wal_receiver())?;
+        // Read after the freeze: the receiver holds at most this (a walsender sends only WAL
+        // its primary flushed, which is at most the write position).
+        let at_freeze = blocking(|| primary.current_wal_lsn())?;
         tokio::time::sleep(lag).await;
-        let killed = tokio::task::block_in_place(|| primary.kill_postmaster());
-        tokio::task::block_in_place(|| standby.resume_wal_receiver(receiver))
-            .map_err(anyhow::Error::msg)?;
-        killed.map_err(anyhow::Error::msg)?;
+        // A lower bound of the primary's position at the crash, which follows at once.
+        let before_crash = blocking(|| primary.current_wal_lsn())?;
+        let crashed_at = Instant::now();
+        let crashed = blocking(|| primary.crash());
+        // Killed, not thawed: a thawed receiver would read the WAL buffered in its socket.
+        blocking(|| standby.kill_wal_receiver(receiver, Duration::from_secs(60)))?;
+        crashed?;
+        tokio::time::sleep(Duration::from_secs(2).saturating_sub(crashed_at.elapsed())).await;
+        lagged = Some((at_freeze, before_crash));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    tokio::task::block_in_place(|| standby.promote()).map_err(anyhow::Error::msg)?;
-    Ok(Instant::now())
+    blocking(|| standby.promote())?;
+    let promoted = Instant::now();
+    if let Some((at_freeze, before_crash)) = lagged {
+        let replayed = blocking(|| standby.replayed_wal_lsn())?
+            .context("the promoted standby reports no replayed WAL position")?;
+        let written_frozen = blocking(|| standby.wal_bytes_between(&at_freeze, &before_crash))?;
+        let past_freeze = blocking(|| standby.wal_bytes_between(&at_freeze, &replayed))?;
+        let missing = blocking(|| standby.wal_bytes_between(&replayed, &before_crash))?;
+        anyhow::ensure!(
+            written_frozen > 0,
+            "no WAL was written on the primary in the {lag:?} its standby's receiver was frozen (at {at_freeze} then, {before_crash} before the crash): nothing could lag"
+        );
+        anyhow::ensure!(
+            past_freeze <= 0,
+            "the standby did not lag: it replayed up to {replayed}, {past_freeze} bytes past the primary's WAL position when its receiver was frozen ({at_freeze}); the primary was at {before_crash} right before the crash ({missing} bytes missing)"
+        );
+        report.notes.push(format!(
+            "the promoted standby {missing} bytes of WAL behind the primary before the crash, {written_frozen} written while its receiver was frozen"
+        ));
+    }
+    Ok(promoted)
 }
 
 /// Kills of the sales projector in each run: during its catch-up, then during replays.

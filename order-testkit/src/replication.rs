@@ -241,9 +241,10 @@ impl PrivateCluster {
             .ok_or_else(|| "postmaster.pid has no process id".to_owned())
     }
 
-    /// SIGKILL the postmaster, as a crash of the server: nothing is flushed or shut down
-    /// cleanly. Its backends notice that their postmaster died and exit; the walsender with
-    /// them, so a standby receives nothing more.
+    /// SIGKILL the postmaster: nothing is flushed or shut down cleanly. Its backends and
+    /// walsenders notice that their postmaster died only at their next check, so for a moment
+    /// they may still commit and send WAL to a standby; for a crash after which nothing more
+    /// happens, use [`PrivateCluster::crash`].
     pub fn kill_postmaster(&self) -> Result<(), String> {
         signal_pid(self.postmaster_pid()?, "KILL")
     }
@@ -280,9 +281,78 @@ impl PrivateCluster {
         Ok(pid)
     }
 
-    /// Thaw the WAL receiver paused by [`PrivateCluster::pause_wal_receiver`].
+    /// Thaw the WAL receiver paused by [`PrivateCluster::pause_wal_receiver`]. It then reads
+    /// whatever the kernel buffered in its socket meanwhile (the primary's walsender went on
+    /// writing into it: megabytes on loopback), so a standby thawed after the primary's crash
+    /// still receives the WAL written while it was frozen: to lose it, use
+    /// [`PrivateCluster::kill_wal_receiver`] instead.
     pub fn resume_wal_receiver(&self, pid: u32) -> Result<(), String> {
         signal_pid(pid, "CONT")
+    }
+
+    /// SIGKILL the WAL receiver `pid` (frozen by [`PrivateCluster::pause_wal_receiver`] or
+    /// not): it reads nothing more, and its socket, with the WAL the kernel buffered in it,
+    /// is dropped, so the standby keeps only what the receiver had written to its `pg_wal`.
+    /// The standby's postmaster treats the killed child as a crash and restarts its processes
+    /// (crash recovery from its `pg_wal`, still a standby); this returns once it answers
+    /// queries again (at most `within`).
+    pub fn kill_wal_receiver(&self, pid: u32, within: Duration) -> Result<(), String> {
+        // Every process of the standby before the kill: the crash restart ends them all (the
+        // startup process among them), so once they are gone and the server answers in
+        // recovery, a new startup process runs (one that would miss a promotion signalled
+        // during the restart cannot be asked to promote yet).
+        let before = self.postmaster_children()?;
+        signal_pid(pid, "KILL")?;
+        let deadline = Instant::now() + within;
+        loop {
+            if before.iter().all(|p| crate::process::has_ended(*p))
+                && self.in_recovery().unwrap_or(false)
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the standby did not restart and answer within {within:?} after its WAL receiver was killed"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's current WAL write position (`pg_current_wal_lsn()`, a primary's), as
+    /// PostgreSQL prints it (`0/1A2B3C8`).
+    pub fn current_wal_lsn(&self) -> Result<String, String> {
+        self.psql("postgres", "SELECT pg_current_wal_lsn()")
+    }
+
+    /// The end of the last WAL record this server replayed (`pg_last_wal_replay_lsn()`): a
+    /// standby's progress; after a promotion it stays at the end of the recovery that
+    /// preceded it. `None` for a server started without recovery.
+    pub fn replayed_wal_lsn(&self) -> Result<Option<String>, String> {
+        let lsn = self.psql("postgres", "SELECT pg_last_wal_replay_lsn()")?;
+        Ok((!lsn.is_empty()).then_some(lsn))
+    }
+
+    /// Bytes of WAL from `from` to `to` (`pg_wal_lsn_diff(to, from)`; negative when `to` is
+    /// before `from`), computed by this server.
+    pub fn wal_bytes_between(&self, from: &str, to: &str) -> Result<i64, String> {
+        for lsn in [from, to] {
+            let valid = lsn.split_once('/').is_some_and(|(high, low)| {
+                [high, low]
+                    .iter()
+                    .all(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+            });
+            if !valid {
+                return Err(format!("not a WAL position: {lsn:?}"));
+            }
+        }
+        let bytes = self.psql(
+            "postgres",
+            &format!("SELECT pg_wal_lsn_diff('{to}'::pg_lsn, '{from}'::pg_lsn)::bigint"),
+        )?;
+        bytes
+            .parse()
+            .map_err(|_| format!("pg_wal_lsn_diff gave {bytes:?}"))
     }
 
     /// `pg_ctl promote`: this standby ends recovery and becomes a primary that takes writes.

@@ -161,14 +161,31 @@ async fn order_grpc_refusing_the_worker_itself_dead_letters_nothing() {
     let order = stack.place_new(&["SKU-1"]).await;
 
     let wrong = worker_with("not-the-worker-token-0123").await;
-    // Several rounds of the readiness check (every 2 s); a worker that received would have
-    // used up the message's two receives by now.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let why = not_ready(wrong.admin).await;
-    assert!(
-        why.contains("503") && why.contains("refuses the worker"),
-        "{why}"
-    );
+    // Evidence before the check, not a fixed sleep (on a slow machine the worker may not have
+    // looked yet): wait (generously) until its readiness check has met order-grpc's refusal,
+    // then see it hold through three more rounds of the check (every 2 s). A worker that
+    // received despite the refusal would have done so by then, after its check had run.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut refused_since = None;
+    loop {
+        let why = not_ready(wrong.admin).await;
+        let refused = why.contains("503") && why.contains("refuses the worker");
+        assert!(
+            refused || refused_since.is_none(),
+            "the refusal did not last: {why}"
+        );
+        if refused {
+            let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= Duration::from_secs(6) {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker's readiness check never met the refusal within 60 s: {why}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(
         stack.queue_counts().await,
         (1, 0),
