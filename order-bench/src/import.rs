@@ -67,6 +67,7 @@ async fn export(args: &ImportArgs, importer: &Path) -> anyhow::Result<PathBuf> {
         .arg(&path)
         .args(["--bad-every", "1000", "--seed", "1"])
         .stdout(Stdio::null())
+        .kill_on_drop(true)
         .status()
         .await
         .with_context(|| format!("starting {}", importer.display()))?;
@@ -258,6 +259,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         .env("DATABASE_URL", db.url())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
+        .kill_on_drop(true)
         .status()
         .await
         .with_context(|| format!("starting {}", projector.display()))?;

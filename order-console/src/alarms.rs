@@ -417,6 +417,7 @@ fn evaluate_one(alarm: Alarm, points: &Datapoints) -> Evaluation {
         .get(&current)
         .is_some_and(|&v| breaches(&alarm, v));
     let raised_early = complete.breaching < alarm.datapoints
+        && only_grows(&alarm)
         && partial_breaches
         && judge(&alarm, points, points.current_minute).breaching >= alarm.datapoints;
     let state = if complete.breaching >= alarm.datapoints || raised_early {
@@ -438,6 +439,14 @@ fn evaluate_one(alarm: Alarm, points: &Datapoints) -> Evaluation {
         raised_early,
         not_configured,
     }
+}
+
+/// Whether a breach seen in the unfinished minute is sure to be one when the minute ends: the
+/// minute's value is a sum or a maximum (it only grows as the minute goes on) and the alarm
+/// fires above a threshold. Not a p95 (more fast calls bring it down) nor an alarm on a value
+/// at or below a threshold (a queue empty so far may fill before the minute ends).
+fn only_grows(alarm: &Alarm) -> bool {
+    alarm.comparison == Comparison::Greater && alarm.signal != Signal::LatencyP95
 }
 
 /// Whether `value` breaches the alarm's threshold.
@@ -607,6 +616,28 @@ mod tests {
         assert_eq!(state("worker-circuit-open-payment", &points), State::Ok);
     }
 
+    /// Only a minute's sum or maximum raises early: a p95 above the threshold so far may end
+    /// the minute below it, and a queue empty so far may fill before the minute ends.
+    #[test]
+    fn the_unfinished_minute_raises_only_values_that_only_grow() {
+        // p95 above 0.5 s in 3 of the last 5 minutes: two complete ones and the current so far.
+        let points = with(Signal::LatencyP95, &[(6, 0.9), (7, 0.9), (9, 0.9)], 0, 9);
+        let p95 = evaluation("alb-latency-p95", &points);
+        assert!(!p95.raised_early, "{:?}", p95.state);
+        assert_ne!(p95.state, State::Alarm);
+        // The same for a sum (ERROR lines): raised early.
+        let points = with(Signal::ApiErrors, &[(9, 6.0)], 0, 9);
+        assert!(evaluation("api-error-spike", &points).raised_early);
+        // A backlog at or below 0 (scale in) so far: not raised before the minute ends.
+        for alarm in catalogue() {
+            if alarm.comparison == Comparison::LessOrEqual && alarm.signal != Signal::NotLocal {
+                let points = with(alarm.signal, &[(9, 0.0)], 0, 9);
+                let evaluation = evaluation(&alarm.name, &points);
+                assert!(!evaluation.raised_early, "{}", alarm.name);
+            }
+        }
+    }
+
     /// The unfinished minute never clears nor holds back what the complete minutes say, and
     /// its missing data (no scrape yet in it) breaches nothing.
     #[test]
@@ -629,15 +660,15 @@ mod tests {
 
     #[test]
     fn m_of_n_counts_minutes_inside_the_history_only() {
-        // p95 above 0.5 s in 3 of the last 5 minutes.
+        // p95 above 0.5 s in 3 of the last 5 complete minutes (minute 6 has just begun).
         let points = with(
             Signal::LatencyP95,
             &[(1, 0.9), (2, 0.1), (3, 0.9), (4, 0.1), (5, 0.9)],
             0,
-            5,
+            6,
         );
         assert_eq!(state("alb-latency-p95", &points), State::Alarm);
-        let points = with(Signal::LatencyP95, &[(4, 0.9), (5, 0.9)], 0, 5);
+        let points = with(Signal::LatencyP95, &[(4, 0.9), (5, 0.9)], 0, 6);
         assert_eq!(state("alb-latency-p95", &points), State::Ok);
         // The projector stopped reporting: missing data breaches, but only inside the
         // console's own history (two minutes is not five).

@@ -334,9 +334,13 @@ fn correlation_id(request: &Request<impl Sized>) -> Option<String> {
         .filter(|id| id.bytes().all(|b| b.is_ascii_graphic()))
 }
 
-/// The caller's causation id: absent, or the canonical text of a UUID that is not nil; any
-/// other value is refused (INVALID_ARGUMENT naming the header), never dropped silently.
+/// The caller's causation id, on a command (the only calls that record it): absent, or the
+/// canonical text of a UUID that is not nil; any other value is refused (INVALID_ARGUMENT
+/// naming the header), never dropped silently. Other calls ignore the header.
 fn causation_id(request: &Request<impl Sized>) -> Result<Option<uuid::Uuid>, Status> {
+    if !request.uri().path().starts_with(crate::scopes::COMMANDS) {
+        return Ok(None);
+    }
     let Some(value) = request.headers().get(CAUSATION_HEADER) else {
         return Ok(None);
     };

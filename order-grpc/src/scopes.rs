@@ -59,7 +59,7 @@ impl fmt::Display for Scope {
 /// A set of scopes.
 pub type Scopes = BTreeSet<Scope>;
 
-const COMMANDS: &str = "/orders.v1.OrderService/";
+pub(crate) const COMMANDS: &str = "/orders.v1.OrderService/";
 const QUERIES: &str = "/orders.v1.OrderQueryService/";
 
 /// What a call to `path` needs.

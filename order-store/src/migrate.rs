@@ -76,7 +76,12 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
                 .batch_execute(&format!("SET lock_timeout = '{}ms'", LOCK_WAIT.as_millis()))
                 .await?;
             let run = runner().run_async(&mut client).await;
-            client.batch_execute("SET lock_timeout = 0").await?;
+            // The setting the role or database has again. A failure here (a broken connection)
+            // matters only when the run succeeded: a failed run's own error says more.
+            let reset = client.batch_execute("RESET lock_timeout").await;
+            if run.is_ok() {
+                reset?;
+            }
             match run {
                 Ok(report) => {
                     applied.extend(report.applied_migrations().iter().map(|m| m.to_string()));
@@ -244,7 +249,6 @@ fn compare(
     })
 }
 
-/// An error with every cause it wraps (refinery's own message says only "db error").
 /// Whether `error` is a lock wait that ran out ([`LOCK_WAIT`]: SQLSTATE 55P03).
 fn lock_wait_ran_out(error: &dyn std::error::Error) -> bool {
     let mut source = error.source();
@@ -261,6 +265,7 @@ fn lock_wait_ran_out(error: &dyn std::error::Error) -> bool {
     false
 }
 
+/// An error with every cause it wraps (refinery's own message says only "db error").
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -553,14 +553,19 @@ async fn the_causation_id_is_recorded_and_a_malformed_one_refused() {
         );
     }
 
+    // A query records nothing: it ignores the header, whatever a proxy forwards in it.
+    let mut query = tonic::Request::new(pb::GetOrderEventsRequest {
+        order_id: order,
+        after_version: 0,
+        min_position: None,
+        max_events: None,
+    });
+    query
+        .metadata_mut()
+        .insert("x-causation-id", "not-a-uuid".parse().unwrap());
     let events = app
         .queries()
-        .get_order_events(pb::GetOrderEventsRequest {
-            order_id: order,
-            after_version: 0,
-            min_position: None,
-            max_events: None,
-        })
+        .get_order_events(query)
         .await
         .unwrap()
         .into_inner()
