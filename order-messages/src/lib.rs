@@ -21,6 +21,9 @@ pub const SOURCE: &str = "urn:order-ledger:orders";
 pub const ATTR_CORRELATION_ID: &str = "correlation_id";
 /// Message attribute: the W3C `traceparent` of the producing request.
 pub const ATTR_TRACEPARENT: &str = "traceparent";
+/// CloudEvents extension (in [`CloudEvent::extensions`]): the W3C `tracestate` that goes with
+/// the `traceparent` (vendors' trace data), when the producing request had one.
+pub const EXT_TRACESTATE: &str = "tracestate";
 /// Message attribute: the event's type (e.g. `OrderPlaced`).
 pub const ATTR_EVENT_TYPE: &str = "event_type";
 /// The largest body the consumer accepts (SQS allows 256 KiB per message).
@@ -69,7 +72,7 @@ pub struct CloudEvent {
     pub data: serde_json::Value,
     /// Any other attribute, by name (CloudEvents names: `a-z 0-9`; values: strings, numbers or
     /// booleans; one whose value is `null` is unset, as CloudEvents JSON says, and not kept).
-    /// The projector sends none.
+    /// The projector sends [`EXT_TRACESTATE`] here, with a `traceparent`, when the event has one.
     #[serde(flatten)]
     pub extensions: BTreeMap<String, serde_json::Value>,
 }
@@ -157,6 +160,15 @@ pub struct EnvelopeInput<'a> {
 }
 
 impl CloudEvent {
+    /// The W3C `tracestate` carried with the `traceparent` ([`EXT_TRACESTATE`]), when it is a
+    /// string.
+    pub fn tracestate(&self) -> Option<&str> {
+        self.extensions
+            .get(EXT_TRACESTATE)
+            .and_then(serde_json::Value::as_str)
+            .filter(|t| !t.is_empty())
+    }
+
     /// The envelope of one event. Never panics: a `recorded_at` outside what RFC 3339 can
     /// write (years 0000-9999) is written as the nearest end of that range.
     pub fn new(input: EnvelopeInput<'_>) -> Self {

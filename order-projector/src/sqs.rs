@@ -63,7 +63,7 @@ impl Message {
         let metadata = &event.metadata;
         // With tracing on, publishing is a span in the producing command's trace, and the
         // message carries that span's context on to the worker.
-        let (traceparent, _) = if order_runtime::trace::enabled() {
+        let (traceparent, tracestate) = if order_runtime::trace::enabled() {
             let span = tracing::info_span!(
                 "publish",
                 otel.name = "orders.fifo publish",
@@ -77,11 +77,15 @@ impl Message {
                 metadata.traceparent.as_deref(),
                 metadata.tracestate.as_deref(),
             );
-            order_runtime::trace::outgoing(&span, metadata.traceparent.as_deref(), None)
+            order_runtime::trace::outgoing(
+                &span,
+                metadata.traceparent.as_deref(),
+                metadata.tracestate.as_deref(),
+            )
         } else {
-            (metadata.traceparent.clone(), None)
+            (metadata.traceparent.clone(), metadata.tracestate.clone())
         };
-        let envelope = CloudEvent::new(EnvelopeInput {
+        let mut envelope = CloudEvent::new(EnvelopeInput {
             event_id: event.event_id,
             event_type: &event.event_type,
             order_id: event.stream_id,
@@ -93,6 +97,16 @@ impl Message {
             traceparent: traceparent.as_deref(),
             data,
         });
+        // W3C trace context travels as a pair: the vendors' `tracestate` with its
+        // `traceparent` (the CloudEvents distributed-tracing extension names both).
+        if let Some(tracestate) = tracestate.filter(|t| !t.is_empty())
+            && traceparent.as_deref().is_some_and(|t| !t.is_empty())
+        {
+            envelope.extensions.insert(
+                order_messages::EXT_TRACESTATE.to_owned(),
+                serde_json::Value::String(tracestate),
+            );
+        }
         let mut attributes = vec![(ATTR_EVENT_TYPE, event.event_type.clone())];
         if let Some(correlation) = metadata.correlation_id.as_ref().filter(|c| !c.is_empty()) {
             attributes.push((ATTR_CORRELATION_ID, correlation.clone()));
@@ -503,6 +517,46 @@ mod tests {
             "solo messages fill the gaps: {} batches",
             batches.len()
         );
+    }
+
+    fn delivered(traceparent: Option<&str>, tracestate: Option<&str>) -> RecordedEvent {
+        RecordedEvent {
+            global_position: 7,
+            transaction_id: order_store::Xid8(700),
+            stream_id: uuid::Uuid::from_u128(1),
+            stream_version: 5,
+            event_id: uuid::Uuid::from_u128(2),
+            event_type: "OrderDelivered".to_owned(),
+            schema_version: 1,
+            payload: serde_json::json!({}),
+            metadata: order_domain::Metadata {
+                traceparent: traceparent.map(str::to_owned),
+                tracestate: tracestate.map(str::to_owned),
+                ..order_domain::Metadata::default()
+            },
+            recorded_at: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            category: "order".to_owned(),
+            imported_from: None,
+        }
+    }
+
+    /// The W3C trace context travels as a pair: the `tracestate` a request came with reaches
+    /// the worker with its `traceparent` (a `tracestate` without one means nothing, and is not
+    /// sent).
+    #[test]
+    fn the_tracestate_goes_with_the_traceparent() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let decoded = OrderEvent::OrderDelivered(order_domain::order::OrderDelivered {});
+        for (traceparent, tracestate, expected) in [
+            (Some(parent), Some("vendor=abc"), Some("vendor=abc")),
+            (Some(parent), None, None),
+            (None, Some("vendor=abc"), None),
+        ] {
+            let message = Message::of(&delivered(traceparent, tracestate), &decoded).unwrap();
+            let envelope = CloudEvent::parse(&message.body).unwrap();
+            assert_eq!(envelope.traceparent.as_deref(), traceparent);
+            assert_eq!(envelope.tracestate(), expected, "{traceparent:?} {tracestate:?}");
+        }
     }
 
     #[test]

@@ -780,11 +780,16 @@ impl Consumer {
                     trace_id = tracing::field::Empty,
                 );
                 let traceparent = incoming.traceparent();
-                trace::set_parent(&span, traceparent, None);
+                // The body's `tracestate` goes with the body's `traceparent` only.
+                let tracestate = event.tracestate().filter(|_| {
+                    traceparent.is_some() && traceparent == event.traceparent.as_deref()
+                });
+                trace::set_parent(&span, traceparent, tracestate);
                 span.record("trace_id", trace::trace_id(&span, traceparent));
-                let (outgoing, _) = trace::outgoing(&span, traceparent, None);
+                let (outgoing, outgoing_state) = trace::outgoing(&span, traceparent, tracestate);
                 // The commands of this step were caused by this event: the log records it.
                 let context = CallContext::new(incoming.correlation_id(), outgoing.as_deref())
+                    .with_tracestate(outgoing_state.as_deref())
                     .with_causation(Some(event.id));
                 let outcome = self
                     .processor
