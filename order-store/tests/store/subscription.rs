@@ -374,18 +374,7 @@ async fn a_checkpoint_moves_only_from_where_the_database_has_it() {
     let t = test_store().await;
     let store = &t.store;
     append_each(store, &["one", "two", "three"]).await;
-    let mut cursor = Cursor::START;
-    let mut events = Vec::new();
-    // A transaction id the fence cannot place may hold it back for a moment.
-    let waited = Instant::now();
-    while events.len() < 3 {
-        assert!(
-            waited.elapsed() < Duration::from_secs(120),
-            "the events never became visible"
-        );
-        drain(store, &mut cursor, &mut events).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let events = first_events(store, 3).await;
     let (first, second, third) = (events[0].cursor(), events[1].cursor(), events[2].cursor());
     let (lease, start) = store
         .acquire_lease("guarded", "instance-a", Duration::from_secs(600), false)
@@ -474,17 +463,7 @@ async fn two_writes_from_the_same_checkpoint_at_once_move_it_once() {
     let t = test_store().await;
     let store = &t.store;
     append_each(store, &["one", "two"]).await;
-    let mut cursor = Cursor::START;
-    let mut events = Vec::new();
-    let waited = Instant::now();
-    while events.len() < 2 {
-        assert!(
-            waited.elapsed() < Duration::from_secs(120),
-            "the events never became visible"
-        );
-        drain(store, &mut cursor, &mut events).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let events = first_events(store, 2).await;
     let (first, second) = (events[0].cursor(), events[1].cursor());
     let (lease, _) = store
         .acquire_lease("twice", "instance-a", Duration::from_secs(600), false)
@@ -512,26 +491,7 @@ async fn two_writes_from_the_same_checkpoint_at_once_move_it_once() {
     };
     // The retry waits on the first's row lock: wait until the server says so.
     let admin = t.db.connect().await;
-    let waited = Instant::now();
-    loop {
-        let waiting: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(60),
-            "the retry never waited for the first write's lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    order_testkit::pg::wait_for_lock_waiters(&admin, 1, "the retry", || retry.is_finished()).await;
     slow.commit().await.unwrap();
     let error = retry.await.unwrap().unwrap_err();
     assert!(matches!(&error, Error::CheckpointMoved { .. }), "{error:?}");
