@@ -1083,6 +1083,20 @@ impl Subscription {
                 let mut skipped = self.skipped();
                 skipped.written_at = Some(Instant::now());
                 skipped.clear();
+            } else {
+                // Nothing after the cursor proves nothing about it: a database that lost
+                // writes (a failover to an asynchronous standby, a restore) lost this
+                // instance's last checkpoints too, and hands their transactions' ids out
+                // again, below the cursor, so the events after its own checkpoint and every
+                // new one would stay behind the cursor until the ids passed it (never, once
+                // writes stop). At the head the database must still have the checkpoint where
+                // this instance left it. One read by primary key per idle step.
+                let stored = store.checkpoint(&lease.subscription).await?;
+                if stored != from {
+                    return Err(StepError::CheckpointMoved(format!(
+                        "at the head at {from}, the database has the checkpoint at {stored}"
+                    )));
+                }
             }
             return Ok(Step::Idle);
         };

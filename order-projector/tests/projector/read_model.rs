@@ -188,6 +188,69 @@ async fn a_page_after_a_checkpoint_the_database_lost_is_read_again_not_stopped_o
     assert_eq!(read_model(&f.db).await, expected_from_log(&f.store).await);
 }
 
+/// A subscription at the head, whose checkpoint the database lost (a failover to an
+/// asynchronous standby, a restore), finds out without a new event: the new primary hands the
+/// lost transactions' ids out again, below the cursor the instance remembers, so the events
+/// after the database's checkpoint, and every new one, would stay behind that cursor until the
+/// transaction ids passed it (never, once writes stop: a failover lost 2 of 7 runs' last
+/// events so). At the head the instance checks that the database still has the checkpoint
+/// where it left it, and reads again from the database's own.
+#[tokio::test]
+async fn a_subscription_at_the_head_whose_checkpoint_the_database_lost_reads_again() {
+    let f = fixture().await;
+    write_orders(&f.handler, 12, 3).await;
+    everything_visible(&f.store).await;
+    let (stop, shutdown) = watch::channel(false);
+    let settings = RunSettings {
+        owner: "runner".into(),
+        lease_ttl: Duration::from_secs(4),
+        poll: Duration::from_millis(50),
+        standby_poll: Duration::from_millis(50),
+        ..RunSettings::default()
+    };
+    let task = tokio::spawn(run(
+        read_model_subscription(1000),
+        f.store.clone(),
+        EventListener::start(f.store.config().clone()),
+        settings,
+        shutdown,
+    ));
+    let expected = expected_from_log(&f.store).await;
+    read_model_becomes(&f.db, &expected, "the read model never caught up").await;
+
+    // What the database lost: the checkpoint and the rows written with it (as a restore to
+    // before the projector ran would leave them), the log intact, and no new event.
+    let admin = f.db.connect().await;
+    admin
+        .batch_execute(
+            "BEGIN;
+             UPDATE orders.subscriptions SET checkpoint_xid = '0'::xid8, checkpoint_position = 0
+              WHERE name = 'read_model';
+             DELETE FROM orders.order_summaries;
+             DELETE FROM orders.customer_totals;
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    read_model_becomes(
+        &f.db,
+        &expected,
+        "the instance at the head never noticed its checkpoint was lost",
+    )
+    .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+/// Wait (at most 60 s) until the read model is `expected`; else fail saying `what`.
+async fn read_model_becomes(db: &order_testkit::pg::TestDatabase, expected: &Expected, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while read_model(db).await != *expected {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A plan the server made while the read model was empty does not outlive the emptiness. A
 /// connection keeps a statement's generic plan: the bench's projector once kept, for every
 /// page, a plan made while `order_summaries` was believed empty (truncated and analyzed), a
