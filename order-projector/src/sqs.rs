@@ -555,7 +555,11 @@ mod tests {
             let message = Message::of(&delivered(traceparent, tracestate), &decoded).unwrap();
             let envelope = CloudEvent::parse(&message.body).unwrap();
             assert_eq!(envelope.traceparent.as_deref(), traceparent);
-            assert_eq!(envelope.tracestate(), expected, "{traceparent:?} {tracestate:?}");
+            assert_eq!(
+                envelope.tracestate(),
+                expected,
+                "{traceparent:?} {tracestate:?}"
+            );
         }
     }
 
