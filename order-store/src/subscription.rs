@@ -234,6 +234,36 @@ impl EventStore {
         .await
     }
 
+    /// The checkpoint of `lease`'s subscription, if the database still has `lease` as it was
+    /// taken (its owner and token); `None` when another holder took it. One read by primary
+    /// key: a holder that checks its checkpoint learns in the same read whether it may still act
+    /// on it, so a checkpoint another holder moved is not taken for writes the database lost.
+    pub async fn checkpoint_under_lease(&self, lease: &Lease) -> Result<Option<Cursor>, Error> {
+        self.timed(async {
+            let client = self.connection().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT checkpoint_xid, checkpoint_position FROM orders.subscriptions
+                     WHERE name = $1 AND owner = $2 AND lease_token = $3",
+                )
+                .await?;
+            let row = client
+                .query_opt(
+                    &statement,
+                    &[&lease.subscription, &lease.owner, &lease.token],
+                )
+                .await?;
+            row.map(|row| {
+                Ok(Cursor {
+                    transaction_id: row.try_get(0)?,
+                    global_position: row.try_get::<_, i64>(1)? as u64,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
     /// When the first event after `cursor` (in the gap-safe order) was recorded, if any: how
     /// far behind a subscriber at that cursor is, in time.
     pub async fn first_recorded_after(&self, cursor: Cursor) -> Result<Option<SystemTime>, Error> {

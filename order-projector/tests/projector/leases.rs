@@ -206,3 +206,46 @@ async fn two_instances_of_one_name_settle_instead_of_taking_the_lease_in_turn() 
     task_b.await.unwrap();
     assert_eq!(lease().await.0, None, "a clean shutdown releases the lease");
 }
+
+/// An instance at the head whose lease another holder took, and whose checkpoint that holder
+/// moved back (an operator's reset, a replay starting over), is told it lost the lease, not
+/// that the database lost its writes: the check at the head reads the lease with the
+/// checkpoint. (It was reported as a moved checkpoint, with a WARN saying the database lost
+/// writes it had made.)
+#[tokio::test]
+async fn a_stale_owner_at_the_head_is_told_it_lost_the_lease() {
+    let f = fixture().await;
+    write_orders(&f.handler, 3, 2).await;
+    everything_visible(&f.store).await;
+    let (stale, cursor) = lease(&f.store, "read_model", "old").await;
+    let subscription = read_model_subscription(100);
+    let (head, applied) = drain(&f.store, &subscription, &stale, cursor).await;
+    assert!(applied > 0, "the stale owner projected the orders first");
+    // Another holder preempts the lease and starts the checkpoint over.
+    let (current, _) = f
+        .store
+        .acquire_lease("read_model", "new", Duration::from_secs(30), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(current.token > stale.token);
+    f.store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE orders.subscriptions SET checkpoint_xid = '0'::xid8, checkpoint_position = 0
+              WHERE name = 'read_model'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    // A new instance of the subscription (nothing remembered of an earlier check).
+    let error = read_model_subscription(100)
+        .step(&f.store, &stale, head, &shutdown)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StepError::LeaseLost), "{error}");
+}
