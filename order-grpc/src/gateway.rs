@@ -520,11 +520,16 @@ where
             }
         };
 
+        // A traceparent that is no W3C trace context is ignored, and its tracestate with it.
+        let (traceparent, tracestate) = order_runtime::trace::pass_through(
+            header_text(&request, "traceparent", 512).as_deref(),
+            header_text(&request, "tracestate", 512).as_deref(),
+        );
         let context = RequestContext {
             correlation_id: correlation_id.clone(),
             causation_id,
-            traceparent: header_text(&request, "traceparent", 512),
-            tracestate: header_text(&request, "tracestate", 512),
+            traceparent,
+            tracestate,
             actor,
             deadline,
         };

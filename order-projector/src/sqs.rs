@@ -83,7 +83,10 @@ impl Message {
                 metadata.tracestate.as_deref(),
             )
         } else {
-            (metadata.traceparent.clone(), metadata.tracestate.clone())
+            order_runtime::trace::pass_through(
+                metadata.traceparent.as_deref(),
+                metadata.tracestate.as_deref(),
+            )
         };
         let mut envelope = CloudEvent::new(EnvelopeInput {
             event_id: event.event_id,

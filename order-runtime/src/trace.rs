@@ -143,8 +143,41 @@ pub fn trace_id(span: &tracing::Span, incoming: Option<&str>) -> String {
         .to_owned()
 }
 
+/// Whether `value` is a W3C `traceparent` (Trace Context level 1): `version-traceid-parentid-
+/// flags` in lower-case hex, version not `ff`, neither id all zeros; version `00` exactly that,
+/// a later version that much followed by nothing or by `-` and more (its own fields).
+pub fn valid_traceparent(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.len() < 55 || (bytes.len() > 55 && (value.starts_with("00") || bytes[55] != b'-')) {
+        return false;
+    }
+    let lower_hex = |field: &[u8]| field.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let (version, trace_id, parent_id, flags) =
+        (&bytes[0..2], &bytes[3..35], &bytes[36..52], &bytes[53..55]);
+    [bytes[2], bytes[35], bytes[52]] == [b'-'; 3]
+        && [version, trace_id, parent_id, flags]
+            .into_iter()
+            .all(lower_hex)
+        && version != b"ff"
+        && trace_id.iter().any(|&b| b != b'0')
+        && parent_id.iter().any(|&b| b != b'0')
+}
+
+/// The incoming trace context as it may be recorded or forwarded without tracing: the
+/// `traceparent` when it is a W3C one ([`valid_traceparent`]), and the `tracestate` only with
+/// it (W3C: an invalid traceparent is discarded, and a tracestate means nothing alone).
+pub fn pass_through(
+    traceparent: Option<&str>,
+    tracestate: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    match traceparent.filter(|t| valid_traceparent(t)) {
+        Some(traceparent) => (Some(traceparent.to_owned()), tracestate.map(str::to_owned)),
+        None => (None, None),
+    }
+}
+
 /// The trace context to record or forward for work done in `span`: its own when tracing is
-/// on, otherwise the incoming one unchanged.
+/// on, otherwise the incoming one if it is a W3C trace context ([`pass_through`]).
 pub fn outgoing(
     span: &tracing::Span,
     incoming_traceparent: Option<&str>,
@@ -152,10 +185,7 @@ pub fn outgoing(
 ) -> (Option<String>, Option<String>) {
     match traceparent_of(span) {
         Some((traceparent, tracestate)) => (Some(traceparent), tracestate),
-        None => (
-            incoming_traceparent.map(str::to_owned),
-            incoming_tracestate.map(str::to_owned),
-        ),
+        None => pass_through(incoming_traceparent, incoming_tracestate),
     }
 }
 
@@ -176,6 +206,42 @@ mod tests {
             outgoing(&span, Some(incoming), None),
             (Some(incoming.to_owned()), None)
         );
+    }
+
+    #[test]
+    fn only_w3c_traceparents_pass_through_and_tracestate_only_with_one() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(valid_traceparent(valid));
+        assert!(valid_traceparent(
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09"
+        ));
+        assert!(valid_traceparent(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-later"
+        ));
+        for invalid in [
+            "",
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "0é-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(!valid_traceparent(invalid), "{invalid}");
+            assert_eq!(pass_through(Some(invalid), Some("a=b")), (None, None));
+        }
+        assert_eq!(
+            pass_through(Some(valid), Some("a=b")),
+            (Some(valid.to_owned()), Some("a=b".to_owned()))
+        );
+        assert_eq!(pass_through(None, Some("a=b")), (None, None));
+        let span = tracing::Span::none();
+        assert_eq!(outgoing(&span, Some("garbage"), Some("a=b")), (None, None));
     }
 
     #[test]

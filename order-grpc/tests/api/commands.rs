@@ -509,6 +509,76 @@ async fn the_correlation_id_is_echoed_and_recorded_or_generated() {
     );
 }
 
+/// A `traceparent` that is not a W3C trace context is ignored with its `tracestate` (W3C
+/// Trace Context: an invalid traceparent is discarded, and tracestate means nothing without
+/// it): nothing of it is recorded with the events, so nothing of it reaches SQS, the worker or
+/// the providers. A valid one is recorded with its tracestate. (Without tracing, both were
+/// stored as sent: `garbage`, an all-zero trace id, version `ff`, upper-case hex.)
+#[tokio::test]
+async fn a_traceparent_that_is_no_trace_context_is_dropped_with_its_tracestate() {
+    let app = spawn_app().await;
+    let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let cases = [
+        ("garbage", None),
+        (
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            None,
+        ),
+        (
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            None,
+        ),
+        (
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            None,
+        ),
+        (
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+            None,
+        ),
+        (
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            None,
+        ),
+        (
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+            None,
+        ),
+        (valid, Some(valid)),
+        // A later version may carry more after the flags (W3C: parse the version 00 part).
+        (
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later",
+            Some("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later"),
+        ),
+    ];
+    let client = app.db.connect().await;
+    for (sent, recorded) in cases {
+        let order = id();
+        let mut request = tonic::Request::new(place(&order));
+        request
+            .metadata_mut()
+            .insert("traceparent", sent.parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("tracestate", "vendor=abc".parse().unwrap());
+        app.commands().place_order(request).await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT traceparent, tracestate FROM orders.events WHERE stream_id = $1::text::uuid",
+                &[&order],
+            )
+            .await
+            .unwrap();
+        let (traceparent, tracestate): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+        assert_eq!(traceparent.as_deref(), recorded, "{sent}");
+        assert_eq!(
+            tracestate.as_deref(),
+            recorded.map(|_| "vendor=abc"),
+            "the tracestate sent with {sent}"
+        );
+    }
+}
+
 /// `x-causation-id` (the event a caller reacts to: a worker's saga step) is recorded as the
 /// `causation_id` of the events the command appends; absent, none is recorded; anything but
 /// a UUID (not nil) is refused with INVALID_ARGUMENT naming the header, and nothing is written.
