@@ -103,8 +103,10 @@ pub struct ServeArgs {
           default_value_t = crate::queries::DEFAULT_MAX_WAITING_READS as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_waiting_reads: u32,
-    /// SubscribeEvents streams open at once; more are refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "ORDER_GRPC_MAX_SUBSCRIPTIONS", default_value_t = 64)]
+    /// SubscribeEvents streams open at once (at least 1); more are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "ORDER_GRPC_MAX_SUBSCRIPTIONS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub max_subscriptions: u32,
     /// SubscribeEvents streams one client may hold open (a client: the bearer token's name,
     /// else the peer's IP address); more are refused with RESOURCE_EXHAUSTED.
@@ -546,6 +548,34 @@ mod tests {
         );
         // Other events are smaller: a reason is at most 500 characters.
         assert!(4 * 500 < bytes);
+    }
+
+    /// A limit of 0 would refuse every stream while the service looks healthy: refused at
+    /// the start like the per-client limit (it was accepted).
+    #[test]
+    fn a_stream_limit_of_zero_is_refused() {
+        for flag in ["--max-subscriptions=0", "--max-subscriptions-per-client=0"] {
+            let argv = [
+                "order-grpc",
+                "--database-url",
+                "postgres://u@127.0.0.1/db",
+                flag,
+            ];
+            assert!(Wrapper::try_parse_from(argv).is_err(), "{flag}");
+        }
+        let argv = [
+            "order-grpc",
+            "--database-url",
+            "postgres://u@127.0.0.1/db",
+            "--max-subscriptions=1",
+        ];
+        assert_eq!(
+            Wrapper::try_parse_from(argv)
+                .unwrap()
+                .args
+                .max_subscriptions,
+            1
+        );
     }
 
     #[test]

@@ -205,11 +205,13 @@ async fn execute(command: Command) -> i32 {
         }
         Command::Republish { range, queue } => {
             telemetry::init_logging(range.log_format);
-            let Some(url) = queue.orders_queue_url.clone() else {
-                cli::fail(
+            let url = match queue.queue_url() {
+                Ok(Some(url)) => url,
+                Ok(None) => cli::fail(
                     NAME,
                     "republish needs --orders-queue-url (ORDERS_QUEUE_URL)",
-                );
+                ),
+                Err(why) => cli::fail(NAME, &why),
             };
             let (store, through, shutdown) = match republish_range(NAME, &range).await {
                 Ok(range) => range,
@@ -677,6 +679,48 @@ mod tests {
             super::service_command()
                 .try_get_matches_from(["my-projector", "republish", "--from", "5"])
                 .is_err()
+        );
+    }
+
+    /// A queue URL that is blank or not an http(s) URL is bad configuration: the service
+    /// exits saying so, instead of running unready for ever (it did).
+    #[test]
+    fn a_blank_or_non_url_queue_url_is_refused_at_the_start() {
+        use clap::FromArgMatches;
+        let run = |queue_url: &str, subscriptions: &str| {
+            let matches = super::Cli::command()
+                .try_get_matches_from([
+                    "order-projector",
+                    "run",
+                    "--database-url",
+                    "postgres://x",
+                    "--subscriptions",
+                    subscriptions,
+                    "--orders-queue-url",
+                    queue_url,
+                ])
+                .unwrap();
+            match super::Cli::from_arg_matches(&matches).unwrap().command {
+                super::Command::Run(run) => run.validate(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let both = "read_model,sqs_publisher";
+        for (url, why) in [
+            ("", "needs --orders-queue-url (ORDERS_QUEUE_URL)"),
+            ("  ", "needs --orders-queue-url (ORDERS_QUEUE_URL)"),
+            ("notaurl", "must be an http(s) URL, got \"notaurl\""),
+            ("sqs://q", "must be an http(s) URL"),
+        ] {
+            let error = run(url, both).unwrap_err();
+            assert!(error.contains(why), "{url:?}: {error}");
+        }
+        // Not publishing, a blank URL is no URL; one that is not a URL is still refused.
+        assert_eq!(run("", "read_model"), Ok(()));
+        assert!(run("notaurl", "read_model").is_err());
+        assert_eq!(
+            run(" http://127.0.0.1:9324/000000000000/orders.fifo ", both),
+            Ok(())
         );
     }
 

@@ -23,6 +23,23 @@ pub struct QueueArgs {
     pub sqs_lanes: u16,
 }
 
+impl QueueArgs {
+    /// The queue URL given, trimmed: `None` when absent or blank, an error naming the setting
+    /// when it is not an http(s) URL (the SDK would only refuse it at the first send, and the
+    /// service would run unready for ever).
+    pub fn queue_url(&self) -> Result<Option<String>, String> {
+        match self.orders_queue_url.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                Ok(Some(url.to_owned()))
+            }
+            Some(url) => Err(format!(
+                "--orders-queue-url (ORDERS_QUEUE_URL) must be an http(s) URL, got {url:?}"
+            )),
+        }
+    }
+}
+
 /// How the subscriptions' loops behave: leases, polling, shutdown.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoopArgs {
@@ -120,9 +137,8 @@ impl RunArgs {
                 ));
             }
         }
-        if self.subscriptions.iter().any(|s| s == SQS_PUBLISHER)
-            && self.queue.orders_queue_url.is_none()
-        {
+        let queue_url = self.queue.queue_url()?;
+        if self.subscriptions.iter().any(|s| s == SQS_PUBLISHER) && queue_url.is_none() {
             return Err(
                 "the sqs_publisher subscription needs --orders-queue-url (ORDERS_QUEUE_URL)"
                     .to_owned(),

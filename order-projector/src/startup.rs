@@ -40,11 +40,12 @@ impl App {
                     builder = builder.projection(ReadModel::new().page(args.read_model_page));
                 }
                 SQS_PUBLISHER => {
-                    let Some(url) = &args.queue.orders_queue_url else {
+                    // Checked by `validate` before the start.
+                    let Ok(Some(url)) = args.queue.queue_url() else {
                         continue;
                     };
                     let publisher =
-                        Publisher::new(sqs.clone(), url.clone(), usize::from(args.queue.sqs_lanes));
+                        Publisher::new(sqs.clone(), url, usize::from(args.queue.sqs_lanes));
                     builder = builder.sink(SqsPublisher::new(publisher).page(args.sqs_page));
                 }
                 _ => {}
