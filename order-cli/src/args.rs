@@ -333,7 +333,7 @@ pub struct ListArgs {
     /// Orders per page (1-500).
     #[arg(long, default_value_t = 50)]
     pub page_size: u32,
-    /// Continue from a previous page's token.
+    /// Continue from a previous page's token (with the same --customer and --status).
     #[arg(long)]
     pub page_token: Option<String>,
     /// Every page.

@@ -399,7 +399,7 @@ impl Output {
             )
         );
         if !next_page_token.is_empty() {
-            say!("more: --page-token {next_page_token}");
+            say!("more: --page-token {next_page_token} (with the same --customer and --status)");
         }
     }
 

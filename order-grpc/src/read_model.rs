@@ -74,11 +74,15 @@ pub async fn get_on(
 /// 9999-12-31T23:59:59.999999Z in microseconds since the Unix epoch: no later page token.
 const LATEST_PLACED_MICROS: u64 = 253_402_300_799_999_999;
 
-/// Where a page starts: after this (placed_at, order_id) in newest-first order.
+/// Where a page starts: after this (placed_at, order_id) in newest-first order, and the
+/// filters of the listing that gave it (a token continues that listing only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageToken {
     placed_at: SystemTime,
     order_id: Uuid,
+    /// The listing's `customer_id` and `status` (the request's enum value); `None` in a token
+    /// of the release before (`v1`), which named no filters.
+    filters: Option<(Option<Uuid>, i32)>,
 }
 
 impl PageToken {
@@ -88,17 +92,33 @@ impl PageToken {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros();
-        format!("v1.{micros}.{}", self.order_id.simple())
+        let id = self.order_id.simple();
+        match self.filters {
+            Some((customer, status)) => {
+                let customer = customer.map(|c| c.simple().to_string()).unwrap_or_default();
+                format!("v2.{micros}.{id}.{customer}.{status}")
+            }
+            None => format!("v1.{micros}.{id}"),
+        }
     }
 
+    /// A token this service wrote, read back strictly: one spelling per token (digits without a
+    /// sign or leading zeros, lower-case hex), so a forged variant is refused as malformed.
     fn decode(text: &str) -> Option<Self> {
-        let mut parts = text.split('.');
-        let (Some("v1"), Some(micros), Some(id), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
+        let parts: Vec<&str> = text.split('.').collect();
+        let (micros, id, filters) = match parts[..] {
+            ["v1", micros, id] => (micros, id, None),
+            ["v2", micros, id, customer, status] => {
+                let customer = match customer {
+                    "" => None,
+                    hex => Some(simple_uuid(hex)?),
+                };
+                let status = i32::try_from(canonical_number(status)?).ok()?;
+                (micros, id, Some((customer, status)))
+            }
+            _ => return None,
         };
-        let micros: u64 = micros.parse().ok()?;
+        let micros = canonical_number(micros)?;
         // A time no order was placed at, past what PostgreSQL's timestamps hold (a forged
         // token): refused as malformed, not turned into `infinity` or an overflow.
         if micros > LATEST_PLACED_MICROS {
@@ -106,9 +126,25 @@ impl PageToken {
         }
         Some(Self {
             placed_at: UNIX_EPOCH.checked_add(Duration::from_micros(micros))?,
-            order_id: Uuid::try_parse(id).ok()?,
+            order_id: simple_uuid(id)?,
+            filters,
         })
     }
+}
+
+/// Decimal digits in their one spelling (no sign, no leading zero but in `0`), as a number.
+fn canonical_number(text: &str) -> Option<u64> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    (digits && (text == "0" || !text.starts_with('0')))
+        .then(|| text.parse().ok())
+        .flatten()
+}
+
+/// A UUID as 32 lower-case hex digits (how tokens write them), and no other spelling.
+fn simple_uuid(text: &str) -> Option<Uuid> {
+    (text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| Uuid::try_parse(text).ok())
+        .flatten()
 }
 
 /// A validated ListOrders request.
@@ -116,6 +152,8 @@ impl PageToken {
 pub struct ListQuery {
     customer: Option<Uuid>,
     status: Option<&'static str>,
+    /// The request's `status` as sent (0: any), which the next page's token names.
+    status_value: i32,
     after: Option<PageToken>,
     limit: u32,
 }
@@ -159,13 +197,28 @@ impl TryFrom<pb::ListOrdersRequest> for ListQuery {
             None
         } else {
             let token = PageToken::decode(&request.page_token);
-            if token.is_none() {
-                violations.push(ValidationError::new(
+            match token {
+                None => violations.push(ValidationError::new(
                     "page_token",
                     Violation::Format {
                         expected: "a next_page_token from an earlier ListOrders response",
                     },
-                ));
+                )),
+                // A token continues the listing it came from: under other filters its place
+                // means nothing (the page would skip or repeat orders).
+                Some(PageToken {
+                    filters: Some(filters),
+                    ..
+                }) if filters != (customer, request.status) => {
+                    violations.push(ValidationError::new(
+                        "page_token",
+                        Violation::Format {
+                            expected: "a next_page_token from an earlier ListOrders response \
+                                       with the same customer_id and status",
+                        },
+                    ));
+                }
+                Some(_) => {}
             }
             token
         };
@@ -179,6 +232,7 @@ impl TryFrom<pb::ListOrdersRequest> for ListQuery {
         Ok(Self {
             customer,
             status,
+            status_value: request.status,
             after,
             limit,
         })
@@ -252,6 +306,7 @@ pub async fn list_on(
         (true, Some(last)) => PageToken {
             placed_at: last.try_get(9)?,
             order_id: last.try_get(0)?,
+            filters: Some((query.customer, query.status_value)),
         }
         .encode(),
         _ => String::new(),
@@ -266,25 +321,80 @@ mod tests {
 
     #[test]
     fn page_tokens_round_trip_and_junk_is_refused() {
-        let token = PageToken {
-            placed_at: UNIX_EPOCH + Duration::from_micros(1_795_300_000_123_456),
-            order_id: Uuid::from_u128(7),
-        };
-        assert_eq!(PageToken::decode(&token.encode()), Some(token));
+        let at = UNIX_EPOCH + Duration::from_micros(1_795_300_000_123_456);
+        for filters in [None, Some((None, 0)), Some((Some(Uuid::from_u128(9)), 3))] {
+            let token = PageToken {
+                placed_at: at,
+                order_id: Uuid::from_u128(7),
+                filters,
+            };
+            assert_eq!(
+                PageToken::decode(&token.encode()),
+                Some(token),
+                "{filters:?}"
+            );
+        }
         assert!(
             PageToken::decode("v1.253402300799999999.00000000000000000000000000000007").is_some()
         );
+        assert!(PageToken::decode("v2.0.00000000000000000000000000000007..0").is_some());
         for junk in [
             "",
             "v1",
-            "v2.1.00000000000000000000000000000007",
+            "v3.1.00000000000000000000000000000007",
             "v1.x.y",
             "v1.253402300800000000.00000000000000000000000000000007",
             "v1.9223372036854775807.00000000000000000000000000000007",
             "v1.1.2.3",
             "v1.-1.00000000000000000000000000000007",
+            // Other spellings of a valid token: a sign, leading zeros, upper case, hyphens.
+            "v1.+5.00000000000000000000000000000007",
+            "v1.05.00000000000000000000000000000007",
+            "v1.5.0000000000000000000000000000000A",
+            "v1.5.00000000-0000-0000-0000-000000000007",
+            "v2.5.00000000000000000000000000000007.",
+            "v2.5.00000000000000000000000000000007..",
+            "v2.5.00000000000000000000000000000007..+1",
+            "v2.5.00000000000000000000000000000007..01",
+            "v2.5.00000000000000000000000000000007..-0",
+            "v2.5.00000000000000000000000000000007..-1",
+            "v2.5.00000000000000000000000000000007.9.1",
+            "v2.5.00000000000000000000000000000007..99999999999",
         ] {
             assert_eq!(PageToken::decode(junk), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_token_continues_only_the_listing_it_came_from() {
+        let customer = Uuid::from_u128(9);
+        let token = |filters| {
+            PageToken {
+                placed_at: UNIX_EPOCH + Duration::from_micros(5),
+                order_id: Uuid::from_u128(7),
+                filters,
+            }
+            .encode()
+        };
+        let request =
+            |customer: Option<Uuid>, status: i32, page_token: String| pb::ListOrdersRequest {
+                customer_id: customer.map(|c| c.to_string()).unwrap_or_default(),
+                status,
+                page_size: 0,
+                page_token,
+            };
+        let same = token(Some((Some(customer), 2)));
+        assert!(ListQuery::try_from(request(Some(customer), 2, same.clone())).is_ok());
+        for (other_customer, status) in [
+            (None, 2),
+            (Some(Uuid::from_u128(8)), 2),
+            (Some(customer), 0),
+        ] {
+            let refused = ListQuery::try_from(request(other_customer, status, same.clone()));
+            let InvalidRequest(violations) = refused.expect_err("another listing's token");
+            assert_eq!(violations[0].field, "page_token");
+        }
+        // A token of the release before names no filters: taken as it was.
+        assert!(ListQuery::try_from(request(None, 2, token(None))).is_ok());
     }
 }
