@@ -34,6 +34,7 @@ enum Command {
         dry_run: bool,
         #[command(flatten)]
         database: DatabaseArgs,
+        /// Log line format.
         #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
         log_format: telemetry::LogFormat,
     },
@@ -44,6 +45,7 @@ enum Command {
         /// killed.
         #[arg(long, env = "ORDER_HEALTHCHECK_URL")]
         url: Option<String>,
+        /// The admin address of the instance to probe.
         #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
         admin_addr: String,
     },
@@ -174,6 +176,11 @@ mod tests {
     #[test]
     fn every_setting_of_every_subcommand_has_an_environment_variable() {
         let missing = order_runtime::cli::settings_without_environment(&super::Cli::command());
+        let undocumented = order_runtime::cli::settings_without_help(&super::Cli::command());
+        assert!(
+            undocumented.is_empty(),
+            "no description in --help: {undocumented:?}"
+        );
         assert!(missing.is_empty(), "no environment variable: {missing:?}");
         let not_boolish = order_runtime::cli::booleans_not_boolish(&super::Cli::command());
         assert!(

@@ -640,6 +640,11 @@ mod tests {
     fn every_setting_of_every_subcommand_has_an_environment_variable() {
         for command in [super::Cli::command(), super::service_command()] {
             let missing = order_runtime::cli::settings_without_environment(&command);
+            let undocumented = order_runtime::cli::settings_without_help(&command);
+            assert!(
+                undocumented.is_empty(),
+                "no description in --help: {undocumented:?}"
+            );
             assert!(missing.is_empty(), "no environment variable: {missing:?}");
             let not_boolish = order_runtime::cli::booleans_not_boolish(&command);
             assert!(

@@ -217,6 +217,17 @@ pub fn settings_without_environment(command: &Command) -> Vec<String> {
     settings_where(command, &|arg| arg.get_env().is_none())
 }
 
+/// Every option of `command` and of its subcommands that `--help` shows without a description,
+/// as `"<subcommand path> --<long>"` (help and version excepted). Each binary's tests assert
+/// this is empty, beside [`settings_without_environment`].
+pub fn settings_without_help(command: &Command) -> Vec<String> {
+    settings_where(command, &|arg| {
+        arg.get_help()
+            .is_none_or(|help| help.to_string().trim().is_empty())
+            && arg.get_long_help().is_none()
+    })
+}
+
 /// Every boolean setting of `command` and its subcommands that does not take the forms the
 /// README promises for all of them: `--flag`, `--flag=true|false` and its variable as `true`/
 /// `false`, `1`/`0`, `yes`/`no` (`num_args = 0..=1`, `require_equals`,

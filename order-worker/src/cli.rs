@@ -29,6 +29,7 @@ enum Command {
         /// get the task killed.
         #[arg(long, env = "ORDER_HEALTHCHECK_URL")]
         url: Option<String>,
+        /// The admin address of the instance to probe.
         #[arg(long, env = "ORDER_ADMIN_ADDR", default_value = "127.0.0.1:9466")]
         admin_addr: String,
     },
@@ -71,6 +72,11 @@ mod tests {
     #[test]
     fn every_setting_of_every_subcommand_has_an_environment_variable() {
         let missing = order_runtime::cli::settings_without_environment(&super::Cli::command());
+        let undocumented = order_runtime::cli::settings_without_help(&super::Cli::command());
+        assert!(
+            undocumented.is_empty(),
+            "no description in --help: {undocumented:?}"
+        );
         assert!(missing.is_empty(), "no environment variable: {missing:?}");
         let not_boolish = order_runtime::cli::booleans_not_boolish(&super::Cli::command());
         assert!(
