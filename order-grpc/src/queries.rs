@@ -59,6 +59,14 @@ struct Place {
     waiting: Option<OwnedSemaphorePermit>,
 }
 
+impl Drop for Place {
+    fn drop(&mut self) {
+        if self.waiting.is_some() {
+            metrics::gauge!("order_grpc_waiting_reads").decrement(1.0);
+        }
+    }
+}
+
 impl Place {
     fn of<T>(request: &Request<T>) -> Self {
         Self {
@@ -79,6 +87,7 @@ impl Place {
         match waits.clone().try_acquire_owned() {
             Ok(permit) => {
                 self.waiting = Some(permit);
+                metrics::gauge!("order_grpc_waiting_reads").increment(1.0);
                 if let Some(slot) = &self.slot {
                     slot.release();
                 }

@@ -322,6 +322,24 @@ async fn keepalive_pings_never_end_a_healthy_connection() {
     next_event(&mut stream).await;
 }
 
+/// Wait (at most 30 s) until `reads` reads wait for their position (the service's
+/// `order_grpc_waiting_reads`: a read counts once it gave its place under the concurrency
+/// limit back).
+async fn reads_waiting(app: &TestApp, reads: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = app.admin_get("/metrics").await;
+        if series(&metrics, "order_grpc_waiting_reads") >= reads as f64 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{reads} reads never waited at once:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A read waiting for a position no event has reached: GetOrder (the read model's checkpoint)
 /// or GetOrderEvents (the log), with `timeout` as its deadline.
 fn waiting_read(
@@ -389,8 +407,9 @@ async fn waiting_reads_beside_commands(replica: bool) {
     let mut waits = Vec::new();
     for i in 0..6 {
         waits.push(waiting_read(&app, &order, i % 2 == 1, wait));
-        // One at a time: each looks once under the limit before it waits.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // One at a time: each looks once under the limit before it waits (a pause of 150 ms
+        // was not always enough on a loaded machine: four looked at once, one was refused).
+        reads_waiting(&app, i + 1).await;
     }
     for _ in 0..3 {
         let placed = app.commands().place_order(place(&id())).await;
@@ -427,7 +446,7 @@ async fn reads_that_would_wait_beyond_their_own_limit_are_shed() {
         waiting_read(&app, &order, false, wait),
         waiting_read(&app, &order, true, wait),
     ];
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    reads_waiting(&app, 2).await;
 
     let started = Instant::now();
     let shed = waiting_read(&app, &order, true, wait).await.unwrap();
@@ -623,14 +642,24 @@ async fn a_read_without_a_position_finding_the_replica_pool_busy_counts_no_failu
         max_concurrent_requests: 8,
         pool_size: 2,
         replica_is_primary: true,
-        extra_args: vec!["--read-replica-wait-ms=10000".to_owned()],
+        // A waiting read holds its replica connection for the replica wait, at most half of
+        // its deadline, and the server cuts every deadline to its default (10 s): without
+        // both, the holds below would let go after 5 s, about when the reads below end, and
+        // a read a little late (a loaded machine) would find a connection free.
+        extra_args: vec![
+            "--read-replica-wait-ms=60000".to_owned(),
+            "--default-deadline-ms=120000".to_owned(),
+        ],
         ..Options::default()
     })
     .await;
-    let (order, _, reads) = replica_pool_held_by_waiting_reads(&app, Duration::from_secs(30)).await;
-    // Both replica connections are held for up to 10 s: each read below gives up on the
-    // replica after the replica pool's wait (1 s), and the primary answers it. Counted from
-    // here (the recorder is the process's: under `cargo test`, other tests' apps count too).
+    let held = Instant::now();
+    let (order, _, reads) =
+        replica_pool_held_by_waiting_reads(&app, Duration::from_secs(120)).await;
+    // Both replica connections are held for up to 60 s (until the command at the end): each
+    // read below gives up on the replica after the replica pool's wait (1 s), and the primary
+    // answers it. Counted from here (the recorder is the process's: under `cargo test`, other
+    // tests' apps count too).
     let outcomes = |metrics: &str, rpc: &str| -> (f64, f64) {
         let outcome = |outcome: &str| {
             series(
@@ -644,7 +673,9 @@ async fn a_read_without_a_position_finding_the_replica_pool_busy_counts_no_failu
         )
     };
     let (_, before) = app.admin_get("/metrics").await;
-    let timeout = Duration::from_secs(4);
+    // Room for the primary on a loaded machine: the replica is still given only its pool's
+    // wait (1 s; the replica wait would be half of this, 10 s).
+    let timeout = Duration::from_secs(20);
     let mut queries = app.raw_queries();
     let mut request = tonic::Request::new(pb::GetOrderRequest {
         order_id: order.clone(),
@@ -669,6 +700,11 @@ async fn a_read_without_a_position_finding_the_replica_pool_busy_counts_no_failu
     assert_eq!(events.map(|e| e.into_inner().events.len()).ok(), Some(1));
 
     let (_, metrics) = app.admin_get("/metrics").await;
+    // What the counts say holds only while the waiting reads held both replica connections.
+    assert!(
+        held.elapsed() < Duration::from_secs(55),
+        "the waiting reads may have let go of the replica (after 60 s) before the reads ended"
+    );
     for rpc in ["GetOrder", "ListOrders", "GetOrderEvents"] {
         let ((failed_before, behind_before), (failed, behind)) =
             (outcomes(&before, rpc), outcomes(&metrics, rpc));
