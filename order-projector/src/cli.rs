@@ -691,24 +691,14 @@ mod tests {
     /// exits saying so, instead of running unready for ever (it did).
     #[test]
     fn a_blank_or_non_url_queue_url_is_refused_at_the_start() {
-        use clap::FromArgMatches;
         let run = |queue_url: &str, subscriptions: &str| {
-            let matches = super::Cli::command()
-                .try_get_matches_from([
-                    "order-projector",
-                    "run",
-                    "--database-url",
-                    "postgres://x",
-                    "--subscriptions",
-                    subscriptions,
-                    "--orders-queue-url",
-                    queue_url,
-                ])
-                .unwrap();
-            match super::Cli::from_arg_matches(&matches).unwrap().command {
-                super::Command::Run(run) => run.validate(),
-                other => panic!("{other:?}"),
-            }
+            run_args(&[
+                "--subscriptions",
+                subscriptions,
+                "--orders-queue-url",
+                queue_url,
+            ])
+            .validate()
         };
         let both = "read_model,sqs_publisher";
         for (url, why) in [
@@ -729,25 +719,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn subscription_names_are_trimmed() {
+    /// `order-projector run` with a database URL and `args`, parsed.
+    fn run_args(args: &[&str]) -> crate::config::RunArgs {
         use clap::FromArgMatches;
-        let matches = super::Cli::command()
-            .try_get_matches_from([
-                "order-projector",
-                "run",
-                "--database-url",
-                "postgres://x",
-                "--subscriptions",
-                "read_model, sqs_publisher",
-            ])
-            .unwrap();
+        let mut argv = vec!["order-projector", "run", "--database-url", "postgres://x"];
+        argv.extend(args);
+        let matches = super::Cli::command().try_get_matches_from(argv).unwrap();
         match super::Cli::from_arg_matches(&matches).unwrap().command {
-            super::Command::Run(run) => {
-                assert_eq!(run.subscriptions, ["read_model", "sqs_publisher"]);
-            }
+            super::Command::Run(run) => *run,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn subscription_names_are_trimmed() {
+        let run = run_args(&["--subscriptions", "read_model, sqs_publisher"]);
+        assert_eq!(run.subscriptions, ["read_model", "sqs_publisher"]);
     }
 
     /// A boolean flag: bare, or with a value as its environment variable takes it.

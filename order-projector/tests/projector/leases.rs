@@ -19,6 +19,16 @@ fn settings(owner: &str) -> RunSettings {
     }
 }
 
+/// Another holder ("new") preempts `stale`'s lease, as an operator or a replay does.
+async fn preempt(store: &order_store::EventStore, stale: &order_store::Lease) {
+    let (current, _) = store
+        .acquire_lease("read_model", "new", Duration::from_secs(30), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(current.token > stale.token);
+}
+
 #[tokio::test]
 async fn a_stale_owner_cannot_move_the_checkpoint() {
     let f = fixture().await;
@@ -26,13 +36,7 @@ async fn a_stale_owner_cannot_move_the_checkpoint() {
     everything_visible(&f.store).await;
     let (stale, cursor) = lease(&f.store, "read_model", "old").await;
     // An operator (or a replay) preempts the lease.
-    let (current, _) = f
-        .store
-        .acquire_lease("read_model", "new", Duration::from_secs(30), true)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(current.token > stale.token);
+    preempt(&f.store, &stale).await;
     let (_stop, shutdown) = watch::channel(false);
     let error = read_model_subscription(100)
         .step(&f.store, &stale, cursor, &shutdown)
@@ -222,13 +226,7 @@ async fn a_stale_owner_at_the_head_is_told_it_lost_the_lease() {
     let (head, applied) = drain(&f.store, &subscription, &stale, cursor).await;
     assert!(applied > 0, "the stale owner projected the orders first");
     // Another holder preempts the lease and starts the checkpoint over.
-    let (current, _) = f
-        .store
-        .acquire_lease("read_model", "new", Duration::from_secs(30), true)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(current.token > stale.token);
+    preempt(&f.store, &stale).await;
     f.store
         .pool()
         .get()
