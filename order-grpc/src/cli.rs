@@ -111,6 +111,20 @@ async fn migrate(database: DatabaseArgs, log_format: telemetry::LogFormat) -> i3
     // Migrations may take longer than a request may.
     config.statement_timeout = std::time::Duration::ZERO;
     match order_store::migrate(&config).await {
+        Ok(report) if report.applied.is_empty() => {
+            let latest = order_store::migrate::latest_version();
+            let ahead = if report.version > latest {
+                format!(" (ahead of this binary's newest, {latest}: a newer release migrated it)")
+            } else {
+                String::new()
+            };
+            tracing::info!(
+                version = report.version,
+                "nothing to apply: the schema is at version {}{ahead}",
+                report.version
+            );
+            0
+        }
         Ok(report) => {
             tracing::info!(applied = ?report.applied, version = report.version, "migrations applied");
             0

@@ -129,10 +129,21 @@ pub enum ReplayError {
         known: Vec<String>,
     },
     /// Another process is rebuilding the projection.
-    #[error("a rebuild of this projection is already running (owner {owner})")]
+    #[error(
+        "a rebuild of this projection is already running (owner {owner}{}",
+        match expires_in {
+            Some(left) => format!(
+                "; its lease runs out in {} s: if that replay was killed, run this again then)",
+                left.as_secs() + 1
+            ),
+            None => ")".to_owned(),
+        }
+    )]
     Busy {
         /// Who holds the rebuild lease.
         owner: String,
+        /// How long its lease has left (by this machine's clock), when known.
+        expires_in: Option<Duration>,
     },
     /// The tables were built by a newer version of the projection.
     #[error(
@@ -445,14 +456,19 @@ pub(crate) async fn rebuild(
         .acquire_lease(&rebuild_name, &options.owner, options.lease_ttl, false)
         .await?
     else {
-        let owner = store
+        let holder = store
             .subscriptions()
             .await?
             .into_iter()
-            .find(|s| s.name == rebuild_name)
+            .find(|s| s.name == rebuild_name);
+        let expires_in = holder
+            .as_ref()
+            .and_then(|s| s.lease_expires_at)
+            .and_then(|at| at.duration_since(SystemTime::now()).ok());
+        let owner = holder
             .and_then(|s| s.owner)
             .unwrap_or_else(|| "unknown".to_owned());
-        return Err(ReplayError::Busy { owner });
+        return Err(ReplayError::Busy { owner, expires_in });
     };
     // A panic in the projection's code (a team's bug) fails the rebuild like any error: its
     // shadow tables dropped and its lease released below, so that the next may start at once.

@@ -612,7 +612,15 @@ async fn deliver_under<S: Sink>(
                 return Err(StepError::Stopped(format!("cannot deliver: {reason}")));
             }
             Failure::Refused => {
-                tracing::error!(subscription = %name, error = %reason, attempt, "delivery refused; retrying until someone acts (no event is skipped)");
+                match attempts.give_up_after {
+                    // A one-off run (republish) that gives up after its attempts.
+                    Some(limit) => {
+                        tracing::error!(subscription = %name, error = %reason, attempt, limit, "delivery refused; retrying, then giving up after {limit} attempts in a row");
+                    }
+                    None => {
+                        tracing::error!(subscription = %name, error = %reason, attempt, "delivery refused; retrying until someone acts (no event is skipped)");
+                    }
+                }
                 "refused"
             }
             Failure::Transient => {
@@ -1508,7 +1516,7 @@ pub async fn run(
                         renewal = Renewal::new(&store, settings.lease_ttl);
                         report.checkpoint
                     }
-                    Err(crate::replay::ReplayError::Busy { owner }) => {
+                    Err(crate::replay::ReplayError::Busy { owner, .. }) => {
                         tracing::info!(projection = %name, %owner, "another instance is rebuilding the projection; standing by");
                         pause(&mut shutdown, settings.standby_poll).await;
                         continue 'standby;

@@ -45,7 +45,8 @@ async fn migration_session(config: &StoreConfig) -> Result<tokio_postgres::Clien
 pub struct MigrationReport {
     /// Names of the migrations applied by this run, oldest first.
     pub applied: Vec<String>,
-    /// The version the database is at now.
+    /// The version the database is at now (above [`latest_version`] when a newer release
+    /// migrated it).
     pub version: i32,
 }
 
@@ -63,8 +64,9 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
         // Nothing to apply (a schema a newer release migrated further included, which
         // refinery would refuse as "missing"): done, history untouched.
         let plan = compare(&history(&client).await?, runner().get_migrations())?;
+        let current = plan.current.unwrap_or(0);
         if plan.pending.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), current));
         }
         let mut applied = Vec::new();
         let started = std::time::Instant::now();
@@ -85,7 +87,7 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
             match run {
                 Ok(report) => {
                     applied.extend(report.applied_migrations().iter().map(|m| m.to_string()));
-                    return Ok(applied);
+                    return Ok((applied, current));
                 }
                 Err(error) if lock_wait_ran_out(&error) && started.elapsed() < LOCK_TRIES_FOR => {
                     if let Some(report) = error.report() {
@@ -114,10 +116,11 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, Error> {
     let _ = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
-    let applied = result?;
+    let (applied, before) = result?;
     Ok(MigrationReport {
         applied,
-        version: latest_version(),
+        // Every migration this binary knows is applied now; a newer release's may be too.
+        version: before.max(latest_version()),
     })
 }
 
@@ -224,9 +227,19 @@ fn compare(
                 "V{version}__{name} is applied but unknown to this binary"
             )));
         };
-        if migration.name() != name || migration.checksum().to_string() != *checksum {
+        if migration.name() != name {
             return Err(diverged(format!(
-                "V{version}__{name} was changed since it was applied (now {migration})"
+                "V{version}__{name} is applied, and this binary has {migration} in its place \
+                 (renamed since it was applied): an applied migration must never change; \
+                 restore its name and put any change in a new migration"
+            )));
+        }
+        if migration.checksum().to_string() != *checksum {
+            return Err(diverged(format!(
+                "V{version}__{name} was edited since it was applied (checksum {checksum} in \
+                 the history, {} in this binary): an applied migration must never change; \
+                 restore it and put the change in a new migration",
+                migration.checksum()
             )));
         }
     }
@@ -369,7 +382,17 @@ mod tests {
         changed[0].2 = "1".to_owned();
         let error = compare(&changed, runner().get_migrations()).unwrap_err();
         assert!(
-            error.to_string().contains("changed since it was applied"),
+            error
+                .to_string()
+                .contains("was edited since it was applied"),
+            "{error}"
+        );
+        let mut renamed = history(1);
+        renamed[0].1 = "an_old_name".to_owned();
+        let error = compare(&renamed, runner().get_migrations()).unwrap_err();
+        assert!(
+            error.to_string().contains("V1__an_old_name is applied")
+                && error.to_string().contains("renamed since it was applied"),
             "{error}"
         );
 

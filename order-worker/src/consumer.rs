@@ -878,7 +878,7 @@ impl Consumer {
             Outcome::Obsolete => {
                 self.delete(message, message_id).await;
                 metrics::message(MessageOutcome::Obsolete);
-                tracing::info!("message obsolete: its step was done before or the order moved on");
+                tracing::debug!("message obsolete: its step was done before or the order moved on");
                 Settled::Deleted
             }
             Outcome::Retry { reason, after, .. } => {

@@ -63,5 +63,12 @@ async fn dry_run_refuses_a_history_it_cannot_continue() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    assert!(stderr.contains("changed since it was applied"), "{stderr}");
+    assert!(
+        stderr.contains("was edited since it was applied"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("put the change in a new migration"),
+        "{stderr}"
+    );
 }

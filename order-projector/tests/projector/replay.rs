@@ -920,3 +920,44 @@ async fn a_replay_whose_projection_panics_drops_its_shadows_and_releases_its_lea
         );
     }
 }
+
+/// A replay refused because another holds the projection's rebuild lease says whose, and when
+/// that lease runs out (a replay killed mid-way holds it until then; the operator was told
+/// only the owner).
+#[tokio::test]
+async fn a_replay_refused_for_a_rebuild_in_progress_says_when_its_lease_runs_out() {
+    let f = fixture().await;
+    write_orders(&f.handler, 2, 1).await;
+    let (_keep, shutdown) = watch::channel(false);
+    f.store
+        .acquire_lease(
+            &order_projector::replay::rebuild_lease_name("read_model"),
+            "replay-elsewhere",
+            Duration::from_secs(60),
+            false,
+        )
+        .await
+        .unwrap()
+        .expect("the rebuild lease is free");
+    let refused = order_projector::replay::replay(
+        &f.store,
+        &read_model_subscription(100),
+        &options(),
+        &shutdown,
+    )
+    .await;
+    match &refused {
+        Err(error @ ReplayError::Busy { owner, expires_in }) => {
+            assert_eq!(owner, "replay-elsewhere");
+            let left = expires_in.expect("the lease's time left");
+            assert!(left <= Duration::from_secs(60), "{left:?}");
+            let message = error.to_string();
+            assert!(
+                message.contains("owner replay-elsewhere; its lease runs out in ")
+                    && message.contains("if that replay was killed, run this again then"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
