@@ -139,6 +139,7 @@ pub enum ReplayError {
             None => ")".to_owned(),
         }
     )]
+    #[non_exhaustive]
     Busy {
         /// Who holds the rebuild lease.
         owner: String,

@@ -644,8 +644,8 @@ pub struct Subscription {
     /// A sink's page that was delivered in full but not checkpointed yet.
     acked: Arc<Mutex<Option<Acked>>>,
     /// When the checkpoint was last found where this instance left it, at the head, and
-    /// under which lease token.
-    head_check: Arc<Mutex<Option<(Instant, i64)>>>,
+    /// under which lease (owner and token).
+    head_check: Arc<Mutex<Option<(Instant, String, i64)>>>,
 }
 
 /// A page a sink acknowledged in full under a lease, whose checkpoint write has not gone
@@ -671,10 +671,11 @@ struct Acked {
 
 /// A page read on a task of its own while the page before it is applied or delivered: while
 /// a subscription catches up, reading the log (one backend) and writing the projection
-/// (another) overlap instead of taking turns. The page is a pure function of the log (the
-/// events after `after` below the fence when it was read, a prefix of what any later read
-/// returns), so it is as good whenever it is used, by whichever lease holder, as long as it
-/// continues from exactly the cursor it was read after.
+/// (another) overlap instead of taking turns. The page holds the events after `after` below
+/// the fence when it was read (every transaction below it had ended, so nothing can ever
+/// appear between its events; a later read may stop shorter, the fence standing lower for a
+/// moment, but never shows others there), so it is as good whenever it is used, by whichever
+/// lease holder, as long as it continues from exactly the cursor it was read after.
 struct ReadAhead {
     after: Cursor,
     page: tokio::task::JoinHandle<Result<ReadPage, order_store::Error>>,
@@ -832,17 +833,19 @@ impl Subscription {
         self.acked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a step at the head under the lease of `token` checks the database's
-    /// checkpoint: at most once per [`HEAD_CHECK_INTERVAL`] under one lease, at once under a
-    /// new one.
-    fn head_check_due(&self, token: i64) -> bool {
+    /// Whether a step at the head under `lease` checks the database's checkpoint: at most
+    /// once per [`HEAD_CHECK_INTERVAL`] under one lease (its owner and token: tokens count per
+    /// subscription and may repeat after a failover), at once under another.
+    fn head_check_due(&self, lease: &Lease) -> bool {
         let checked = self.head_check.lock().unwrap_or_else(|e| e.into_inner());
-        !matches!(*checked, Some((at, held)) if held == token && at.elapsed() < HEAD_CHECK_INTERVAL)
+        !matches!(&*checked, Some((at, owner, token))
+            if *token == lease.token && *owner == lease.owner && at.elapsed() < HEAD_CHECK_INTERVAL)
     }
 
-    /// The checkpoint was found where this instance left it, under the lease of `token`.
-    fn head_checked(&self, token: i64) {
-        *self.head_check.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), token));
+    /// The checkpoint was found where this instance left it, under `lease`.
+    fn head_checked(&self, lease: &Lease) {
+        *self.head_check.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), lease.owner.clone(), lease.token));
     }
 
     /// Move the checkpoint over a page the sink acknowledged in full. Until that went
@@ -1124,7 +1127,7 @@ impl Subscription {
                 // this instance left it. One read by primary key, at most once a second per
                 // lease (under load every wake-up may end at the head). The lease is read with
                 // it: a checkpoint another holder moved is a lost lease, not lost writes.
-                if self.head_check_due(lease.token) {
+                if self.head_check_due(lease) {
                     match store.checkpoint_under_lease(lease).await? {
                         None => return Err(StepError::LeaseLost),
                         Some(stored) if stored != from => {
@@ -1132,7 +1135,7 @@ impl Subscription {
                                 "at the head at {from}, the database has the checkpoint at {stored}"
                             )));
                         }
-                        Some(_) => self.head_checked(lease.token),
+                        Some(_) => self.head_checked(lease),
                     }
                 }
             }

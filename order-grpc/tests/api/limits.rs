@@ -324,7 +324,8 @@ async fn keepalive_pings_never_end_a_healthy_connection() {
 
 /// Wait (at most 30 s) until `reads` reads wait for their position (the service's
 /// `order_grpc_waiting_reads`: a read counts once it gave its place under the concurrency
-/// limit back).
+/// limit back). The gauge is the process's: nextest (which `scripts/check` runs) gives each
+/// test a process of its own; under `cargo test` other tests' waiting reads count too.
 async fn reads_waiting(app: &TestApp, reads: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -947,7 +947,11 @@ async fn a_replay_refused_for_a_rebuild_in_progress_says_when_its_lease_runs_out
     )
     .await;
     match &refused {
-        Err(error @ ReplayError::Busy { owner, expires_in }) => {
+        Err(
+            error @ ReplayError::Busy {
+                owner, expires_in, ..
+            },
+        ) => {
             assert_eq!(owner, "replay-elsewhere");
             let left = expires_in.expect("the lease's time left");
             assert!(left <= Duration::from_secs(60), "{left:?}");
