@@ -32,15 +32,31 @@ impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
         match error.as_db_error() {
             Some(db) => Self::Query(db.message().to_owned()),
-            None => Self::Unavailable(error.to_string()),
+            None => Self::Unavailable(with_causes(&error)),
         }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for Error {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        Self::Unavailable(error.to_string())
+        Self::Unavailable(with_causes(&error))
     }
+}
+
+/// An error's message with the causes it wraps ("error connecting to server: Connection
+/// refused ..."), each once: the pool's own message names no cause.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// How many of a state's oldest orders (by placement) the longest waiting are looked for in.
@@ -778,3 +794,31 @@ pub struct OrderView {
 
 /// The most events an order's page shows (the latest ones).
 pub const TIMELINE_LIMIT: i64 = 2000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that cannot be reached is reported with why (it said only "Error occurred
+    /// while creating a new object: error connecting to server").
+    #[tokio::test]
+    async fn an_unreachable_database_is_reported_with_its_cause() {
+        // A port nothing listens on: bind one, note it, let it go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .expect("a free local port");
+        let config =
+            order_store::StoreConfig::new(format!("postgres://nobody@127.0.0.1:{port}/nothing"));
+        let db = Db::new(&config).expect("a pool");
+        let error = db
+            .check_read_only()
+            .await
+            .expect_err("nothing listens there");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("database unavailable") && text.contains("refused"),
+            "{text}"
+        );
+    }
+}
