@@ -32,31 +32,15 @@ impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
         match error.as_db_error() {
             Some(db) => Self::Query(db.message().to_owned()),
-            None => Self::Unavailable(with_causes(&error)),
+            None => Self::Unavailable(order_runtime::with_causes(&error)),
         }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for Error {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        Self::Unavailable(with_causes(&error))
+        Self::Unavailable(order_runtime::with_causes(&error))
     }
-}
-
-/// An error's message with the causes it wraps ("error connecting to server: Connection
-/// refused ..."), each once: the pool's own message names no cause.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// How many of a state's oldest orders (by placement) the longest waiting are looked for in.

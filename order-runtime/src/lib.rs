@@ -21,5 +21,22 @@ pub mod trace;
 
 pub use admin::{AdminServer, Readiness};
 
+/// An error's message followed by each cause it wraps that the message does not already say
+/// (`error connecting to server: Connection refused (os error 111)`): some libraries' own
+/// messages name no cause.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -189,21 +189,6 @@ fn sibling(setting: &str, suffix: &str) -> String {
     }
 }
 
-/// An error with its causes (`builder error: ...: the real reason`).
-fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 fn parse_base(base: &str, setting: &str) -> Result<Url, String> {
     let base = base.trim();
     // The URL library follows the WHATWG standard, which repairs what a browser's address
@@ -322,7 +307,7 @@ impl ProviderClient {
         let client = builder.build().map_err(|e| {
             format!(
                 "the HTTP client of {setting} (its CA or client certificate?): {}",
-                with_causes(&e)
+                order_runtime::with_causes(&e)
             )
         })?;
         let authorization = endpoint
