@@ -104,21 +104,7 @@ async fn an_undecodable_event_stops_the_subscription_and_is_never_skipped() {
 
     // The running loop shows it in the subscription's status and keeps refusing to skip it.
     f.store.release_lease(&lease).await.unwrap();
-    let (stop, shutdown) = watch::channel(false);
-    let settings = RunSettings {
-        owner: "runner".into(),
-        lease_ttl: Duration::from_secs(4),
-        poll: Duration::from_millis(50),
-        standby_poll: Duration::from_millis(50),
-        ..RunSettings::default()
-    };
-    let task = tokio::spawn(run(
-        read_model_subscription(1),
-        f.store.clone(),
-        EventListener::start(f.store.config().clone()),
-        settings,
-        shutdown,
-    ));
+    let (stop, task) = spawn_runner(&f, 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let state = loop {
         let states = f.store.subscriptions().await.unwrap();
@@ -200,21 +186,7 @@ async fn a_subscription_at_the_head_whose_checkpoint_the_database_lost_reads_aga
     let f = fixture().await;
     write_orders(&f.handler, 12, 3).await;
     everything_visible(&f.store).await;
-    let (stop, shutdown) = watch::channel(false);
-    let settings = RunSettings {
-        owner: "runner".into(),
-        lease_ttl: Duration::from_secs(4),
-        poll: Duration::from_millis(50),
-        standby_poll: Duration::from_millis(50),
-        ..RunSettings::default()
-    };
-    let task = tokio::spawn(run(
-        read_model_subscription(1000),
-        f.store.clone(),
-        EventListener::start(f.store.config().clone()),
-        settings,
-        shutdown,
-    ));
+    let (stop, task) = spawn_runner(&f, 1000);
     let expected = expected_from_log(&f.store).await;
     read_model_becomes(&f.db, &expected, "the read model never caught up").await;
 
@@ -240,6 +212,27 @@ async fn a_subscription_at_the_head_whose_checkpoint_the_database_lost_reads_aga
     .await;
     stop.send(true).unwrap();
     task.await.unwrap();
+}
+
+/// The read model's run loop as owner "runner" (a 4 s lease, polls of 50 ms) with pages of
+/// `page`, and the sender that stops it.
+fn spawn_runner(f: &Fixture, page: u32) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, shutdown) = watch::channel(false);
+    let settings = RunSettings {
+        owner: "runner".into(),
+        lease_ttl: Duration::from_secs(4),
+        poll: Duration::from_millis(50),
+        standby_poll: Duration::from_millis(50),
+        ..RunSettings::default()
+    };
+    let task = tokio::spawn(run(
+        read_model_subscription(page),
+        f.store.clone(),
+        EventListener::start(f.store.config().clone()),
+        settings,
+        shutdown,
+    ));
+    (stop, task)
 }
 
 /// Wait (at most 60 s) until the read model is `expected`; else fail saying `what`.
