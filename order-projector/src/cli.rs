@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use order_runtime::{cli, probe, shutdown, telemetry};
-use order_store::{DatabaseArgs, EventStore};
+use order_store::{Cursor, DatabaseArgs, EventStore};
 
 use crate::config::{LoopArgs, QueueArgs, RunArgs, default_instance_id, sqs_client};
 use crate::projection::Projection;
@@ -15,7 +15,7 @@ use crate::projector::Projector;
 use crate::read_model::ReadModel;
 use crate::replay::{Progress, ReplayError, ReplayOptions};
 use crate::sink::Sink;
-use crate::sqs::{Publisher, SqsPublisher};
+use crate::sqs::{Publisher, SQS_PUBLISHER, SqsPublisher};
 use crate::startup::App;
 use crate::subscription::Subscription;
 
@@ -217,6 +217,7 @@ async fn execute(command: Command) -> i32 {
                 Ok(range) => range,
                 Err(code) => return code,
             };
+            let left = left_to_sink(&store, SQS_PUBLISHER, through).await;
             let from = range.from;
             let publisher = Publisher::new(sqs_client().await, url, usize::from(queue.sqs_lanes));
             let sink = SqsPublisher::new(publisher);
@@ -227,7 +228,10 @@ async fn execute(command: Command) -> i32 {
                 republished,
                 from,
                 through,
-                " to SQS, which drops any whose deduplication id it saw in the last 5 minutes",
+                &format!(
+                    " to SQS, which drops any whose deduplication id it saw in the last 5 \
+                     minutes{left}"
+                ),
             )
         }
         Command::Status(args) => {
@@ -389,6 +393,22 @@ async fn republish_range(
         let _ = stop.send(true);
     });
     Ok((store, through, shutdown))
+}
+
+/// What a republish's last line says of the events it leaves to the sink (those after the sink's
+/// checkpoint, which the sink sends itself, in order), read before it starts.
+async fn left_to_sink(store: &EventStore, sink: &str, through: u64) -> String {
+    match store.checkpoint(sink).await {
+        Ok(c) if c == Cursor::START => {
+            format!("; {sink} has sent nothing yet: the events are left to it")
+        }
+        Ok(c) if c.global_position < through => format!(
+            "; the events after {sink}'s checkpoint (position {}) are left to it",
+            c.global_position
+        ),
+        // The republish itself reads the checkpoint again, and says why it cannot.
+        _ => String::new(),
+    }
 }
 
 /// The line a republish ends with (`note` after the count), and its exit code.
@@ -621,10 +641,11 @@ impl Service {
                     Ok(range) => range,
                     Err(code) => return code,
                 };
+                let left = left_to_sink(&store, &sink, through).await;
                 let republished = subscription
                     .republish(&store, range.from, through, &shutdown)
                     .await;
-                republish_done(name, republished, range.from, through, "")
+                republish_done(name, republished, range.from, through, &left)
             }
             ServiceCommand::Status(args) => run_status(name, &self.subscriptions, args).await,
             ServiceCommand::Healthcheck(args) => run_healthcheck(args).await,

@@ -1,6 +1,11 @@
 //! `order-projector republish --from POS [--to POS]`: send a range of the log to SQS again,
 //! with the same deduplication ids (the event ids), for a consumer that lost messages.
 //! Within SQS's deduplication window, copies of messages it already has are dropped.
+//!
+//! A republish sends only what the sink has sent already: the events at or before its
+//! checkpoint (in the log's gap-safe order). Those after it are the running sink's to send: sent
+//! ahead of it, an order's later events would reach the queue before its earlier ones, whose
+//! copies from the sink SQS would take as new.
 //! `republish --sink NAME` of a team's projector binary does the same for one of its own
 //! sinks ([`crate::Subscription::republish`]).
 
@@ -32,8 +37,9 @@ pub enum RepublishError {
     Stopped(String),
 }
 
-/// Re-send every order event with `from <= global_position <= through`, except imported
-/// history (never sent). Returns how many were sent.
+/// Re-send every order event with `from <= global_position <= through` that the SQS publisher
+/// has sent (at or before its checkpoint), except imported history (never sent). Returns how
+/// many were sent.
 pub async fn republish(
     store: &EventStore,
     sink: &SqsPublisher,
@@ -42,18 +48,29 @@ pub async fn republish(
     shutdown: &watch::Receiver<bool>,
 ) -> Result<u64, RepublishError> {
     // Imported history is never sent (see `SqsPublisher`): it is not counted either.
-    republish_to(store, sink, "republish", from, through, shutdown, |e| {
-        e.imported_from.is_none()
-    })
+    republish_to(
+        store,
+        sink,
+        "republish",
+        crate::sqs::SQS_PUBLISHER,
+        from,
+        through,
+        shutdown,
+        |e| e.imported_from.is_none(),
+    )
     .await
 }
 
-/// Offer `sink` every event of its categories with `from <= global_position <= through` again,
-/// page by page, under no lease; `counted` says which of them it sends (the count returned).
+/// Offer `sink` every event of its categories with `from <= global_position <= through` that
+/// subscription `sent_by` has delivered (at or before its checkpoint, read once at the start)
+/// again, page by page, under no lease; `counted` says which of them it sends (the count
+/// returned). `name` is the republish's in logs and metrics.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn republish_to<S: Sink>(
     store: &EventStore,
     sink: &S,
     name: &str,
+    sent_by: &str,
     from: u64,
     through: u64,
     shutdown: &watch::Receiver<bool>,
@@ -66,6 +83,14 @@ pub(crate) async fn republish_to<S: Sink>(
             "{sent} events were sent before; to resume, run it again with --from {first} --to {through}"
         )
     };
+    let delivered = store
+        .checkpoint(sent_by)
+        .await
+        .map_err(|source| RepublishError::Store {
+            source,
+            resume: resume(after + 1, sent),
+        })?;
+    let delivered_before = |e: &RecordedEvent| e.cursor() <= delivered;
     loop {
         if *shutdown.borrow() {
             return Err(RepublishError::Stopped(format!(
@@ -86,7 +111,7 @@ pub(crate) async fn republish_to<S: Sink>(
         let categories = sink.categories();
         let events: Vec<_> = events
             .into_iter()
-            .filter(|e| categories.contains(&e.category))
+            .filter(|e| categories.contains(&e.category) && delivered_before(e))
             .collect();
         let count = events.iter().filter(|e| counted(e)).count() as u64;
         if events.is_empty() {

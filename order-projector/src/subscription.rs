@@ -446,6 +446,7 @@ impl<S: Sink> Subscriber for SinkBox<S> {
             store,
             &self.sink,
             &self.name,
+            &self.name,
             from,
             through,
             shutdown,
@@ -796,8 +797,10 @@ impl Subscription {
     }
 
     /// A sink's: offer it every event of its categories with `from <= global_position <=
-    /// through` again, in pages, in the log's order, under no lease and beside whatever runs
-    /// it (the sink must take events it already has, as it does after any failover), retrying
+    /// through` that it has had (at or before its checkpoint, read at the start: the events
+    /// after it are the running sink's to deliver, in order) again, in pages, in the log's
+    /// order, under no lease and beside whatever runs it (the sink must take events it already
+    /// has, as it does after any failover), retrying
     /// what it does not acknowledge; it gives up after about half a minute of attempts that
     /// had nothing acknowledged (one that had some starts that count again). Its checkpoint
     /// does not move. Returns how many events it was offered; a stop (`shutdown`,

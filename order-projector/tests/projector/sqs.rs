@@ -224,6 +224,70 @@ async fn republishing_a_range_reuses_the_deduplication_ids() {
     );
 }
 
+/// A republish sends only what the publisher has sent. Events past its checkpoint are the
+/// publisher's to send: republished ahead of it, an order's later events would reach the queue
+/// first, and the publisher's copies of its earlier ones (new to SQS) after them, out of the
+/// order `MessageGroupId` promises.
+#[tokio::test]
+async fn a_republish_leaves_what_the_publisher_has_not_sent_to_the_publisher() {
+    let f = fixture().await;
+    write_orders(&f.handler, 3, 1).await;
+    let pair = sqs::fifo_queue_pair(5).await;
+    let publisher = Publisher::new(sqs::client(), pair.queue_url.clone(), 2);
+    let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
+    let (checkpoint, published) = drain(
+        &f.store,
+        &subscription(publisher.clone(), 100),
+        &lease,
+        cursor,
+    )
+    .await;
+    assert!(published > 0);
+    // An order the publisher has not sent yet (placed, then eight more events).
+    let late = write_order(&f.handler, 0).await;
+    everything_visible(&f.store).await;
+    let head = f.store.head_position().await.unwrap();
+    let late_events = f
+        .store
+        .read_range(checkpoint.global_position, head, 10_000)
+        .await
+        .unwrap();
+    assert!(late_events.len() > 2 && late_events.iter().all(|e| e.stream_id == late));
+
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let sink = SqsPublisher::new(publisher.clone());
+    let from_second = late_events[1].global_position;
+    let sent = order_projector::republish::republish(&f.store, &sink, from_second, head, &shutdown)
+        .await
+        .unwrap();
+    assert_eq!(
+        sent, 0,
+        "the late order's later events are left to the publisher"
+    );
+    let sent = order_projector::republish::republish(&f.store, &sink, 1, head, &shutdown)
+        .await
+        .unwrap();
+    assert_eq!(
+        sent as usize, published,
+        "what the publisher had sent, and no more"
+    );
+
+    // The publisher goes on: every event once, each order's in version order.
+    drain(&f.store, &subscription(publisher, 100), &lease, checkpoint).await;
+    let messages = drain_queue(&sqs::client(), &pair.queue_url).await;
+    let (ids, per_order) = received_per_order(&messages);
+    assert_eq!(ids.len(), published + late_events.len(), "each event once");
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>(),
+        log_ids(&f).await.iter().collect()
+    );
+    for (order, received) in per_order {
+        let versions: Vec<u64> = received.iter().map(|(v, _)| *v).collect();
+        let expected: Vec<u64> = (1..=versions.len() as u64).collect();
+        assert_eq!(versions, expected, "order {order}: in version order");
+    }
+}
+
 /// A one-off republish to a queue that does not exist ends (it retried forever), saying where
 /// to resume.
 #[tokio::test]
@@ -234,6 +298,7 @@ async fn a_republish_to_a_queue_that_does_not_exist_gives_up_and_says_where_to_r
     let missing = pair.queue_url.replace(".fifo", "-missing.fifo");
     let publisher = Publisher::new(sqs::client(), missing, 1);
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    delivered_through_head(&f, "sqs_publisher").await;
     let head = f.store.head_position().await.unwrap();
     let result = tokio::time::timeout(
         Duration::from_secs(120),
@@ -262,6 +327,7 @@ async fn a_republish_stopped_by_sigterm_says_where_to_resume() {
     use std::process::Stdio;
     let f = fixture().await;
     write_orders(&f.handler, 2, 2).await;
+    delivered_through_head(&f, "sqs_publisher").await;
     let pair = sqs::fifo_queue_pair(5).await;
     let head = f.store.head_position().await.unwrap();
     // A queue that does not exist (a refusal, logged as an ERROR): the republish retries for
@@ -468,6 +534,68 @@ async fn republish_refuses_a_range_without_events() {
         drain_queue(&sqs::client(), &pair.queue_url)
             .await
             .is_empty()
+    );
+}
+
+/// `republish` says what it leaves to the publisher: all of the range when the publisher has
+/// sent nothing yet, and what follows its checkpoint otherwise; it sends only the rest.
+#[tokio::test]
+async fn republish_says_what_it_leaves_to_the_publisher() {
+    let f = fixture().await;
+    write_orders(&f.handler, 2, 2).await;
+    let pair = sqs::fifo_queue_pair(5).await;
+    let republish = |to: Option<u64>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_order-projector"));
+        command
+            .args(["republish", "--from", "1"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", f.db.url())
+            .env("ORDERS_QUEUE_URL", &pair.queue_url);
+        if let Some(to) = to {
+            command.args(["--to", &to.to_string()]);
+        }
+        sqs::pass_environment(&mut command);
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{stdout} {:?}", output.stderr);
+        stdout
+    };
+    let said = republish(None);
+    assert!(
+        said.contains("republished 0 events")
+            && said.contains("sqs_publisher has sent nothing yet: the events are left to it"),
+        "{said}"
+    );
+    assert!(
+        drain_queue(&sqs::client(), &pair.queue_url)
+            .await
+            .is_empty()
+    );
+
+    delivered_through_head(&f, "sqs_publisher").await;
+    let published = f.store.checkpoint("sqs_publisher").await.unwrap();
+    let sent = f
+        .store
+        .read_range(0, published.global_position, 10_000)
+        .await
+        .unwrap()
+        .len();
+    write_order(&f.handler, 1).await;
+    everything_visible(&f.store).await;
+    let head = f.store.head_position().await.unwrap();
+    let said = republish(Some(head));
+    assert!(
+        said.contains(&format!("republished {sent} events (positions 1..={head})"))
+            && said.contains(&format!(
+                "the events after sqs_publisher's checkpoint (position {}) are left to it",
+                published.global_position
+            )),
+        "{said}"
+    );
+    assert_eq!(
+        drain_queue(&sqs::client(), &pair.queue_url).await.len(),
+        sent
     );
 }
 

@@ -320,3 +320,24 @@ pub async fn insert_positions(
     }
     Ok(())
 }
+
+/// Record subscription `name` as having delivered the whole log (its checkpoint at the last
+/// event in the gap-safe order): a republish offers only what its sink has had, so a test that
+/// never ran the sink says so first.
+pub async fn delivered_through_head(f: &Fixture, name: &str) {
+    everything_visible(&f.store).await;
+    let client = f.db.connect().await;
+    let moved = client
+        .execute(
+            "INSERT INTO orders.subscriptions (name, checkpoint_xid, checkpoint_position)
+             SELECT $1, transaction_id, global_position FROM orders.events
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1
+             ON CONFLICT (name) DO UPDATE
+             SET checkpoint_xid = excluded.checkpoint_xid,
+                 checkpoint_position = excluded.checkpoint_position",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved, 1, "the log holds events");
+}
