@@ -174,6 +174,8 @@ async fn control_characters_and_over_long_text_are_refused_and_write_nothing() {
         ("\u{1b}[31mred".to_owned(), "terminal escape"),
         ("del \u{7f}".to_owned(), "DEL"),
         ("next line \u{85}".to_owned(), "C1 control"),
+        ("line \u{2028} separator".to_owned(), "U+2028"),
+        ("paragraph \u{2029} separator".to_owned(), "U+2029"),
         ("\u{20ac}".repeat(201), "201 characters"),
         (" \t ".to_owned(), "blank"),
     ];
