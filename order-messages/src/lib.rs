@@ -1,10 +1,11 @@
-//! The SQS message contract (API.md, "SQS messages"), shared by the publisher (order-projector)
-//! and the consumer (order-worker), so that neither depends on the other.
+//! The SQS message contract (API.md, "SQS messages"; in full, for a consuming team:
+//! docs/messages.md), shared by the publisher (order-projector) and the consumer
+//! (order-worker), so that neither depends on the other.
 //!
 //! Body: a CloudEvents 1.0 JSON envelope (`specversion`, `id` = event id, `source`, `type` =
 //! event type, `subject` = order id, `time`, `datacontenttype`, `data`) with the extension
-//! attributes `globalposition`, `streamversion`, `schemaversion`, `correlationid` and
-//! `traceparent`. Message attributes: `correlation_id`, `traceparent`, `event_type`. FIFO:
+//! attributes `globalposition`, `streamversion`, `schemaversion`, `correlationid`,
+//! `traceparent` and `tracestate`. Message attributes: `correlation_id`, `traceparent`, `event_type`. FIFO:
 //! group id = order id, deduplication id = event id.
 
 #![deny(missing_docs)]
