@@ -391,16 +391,44 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|b| *b == needle)
 }
 
-/// Best effort: the `order_id` of a record that does not parse as a whole.
-fn order_id_of(text: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Id {
-        order_id: Option<serde_json::Value>,
+/// Best effort: the `order_id` of a record that does not parse as a whole, read up to the
+/// first top-level `order_id`: a record cut off after it, longer than a record may be, or
+/// holding a bad byte or field after it still names its order (so that a later copy of that
+/// order is a duplicate, not the one imported). An id that is no string is given as JSON.
+fn order_id_of(record: &[u8]) -> Option<String> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    struct Find<'a>(&'a mut Option<String>);
+    impl<'de> DeserializeSeed<'de> for Find<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_map(self)
+        }
     }
-    match serde_json::from_str::<Id>(text).ok()?.order_id? {
-        serde_json::Value::String(id) => Some(id),
-        other => Some(other.to_string()),
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "order_id" {
+                    *self.0 = Some(match map.next_value::<serde_json::Value>()? {
+                        serde_json::Value::String(id) => id,
+                        other => other.to_string(),
+                    });
+                    // What follows may not parse: the id is all that is wanted.
+                    return Ok(());
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
     }
+    let record = record.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(record);
+    let mut found = None;
+    let _ = Find(&mut found).deserialize(&mut serde_json::Deserializer::from_slice(record));
+    found
 }
 
 impl<R: BufRead + Send> Source for JsonLines<R> {
@@ -422,11 +450,12 @@ impl<R: BufRead + Send> Source for JsonLines<R> {
             self.line += 1;
             let complete = self.buffer.last() == Some(&b'\n');
             if !complete && self.buffer.len() > MAX_RECORD_BYTES {
+                let order_id = order_id_of(&self.buffer);
                 if let Err(e) = self.skip_line() {
                     return Some(Err(e));
                 }
                 return Some(Ok(self.reject(
-                    None,
+                    order_id,
                     format!("the record is longer than {MAX_RECORD_BYTES} bytes"),
                 )));
             }
@@ -448,8 +477,7 @@ impl<R: BufRead + Send> Source for JsonLines<R> {
                 Err(e) => {
                     // Its id, when the bad bytes are elsewhere: the record is that order's
                     // first copy still, and a later copy a duplicate.
-                    let order_id = order_id_of(&String::from_utf8_lossy(&self.buffer))
-                        .filter(|id| !id.contains(char::REPLACEMENT_CHARACTER));
+                    let order_id = order_id_of(&self.buffer);
                     return Some(Ok(self.reject(
                         order_id,
                         format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1),
@@ -481,7 +509,7 @@ impl<R: BufRead + Send> Source for JsonLines<R> {
                             _ => format!("not a legacy order record: {e}"),
                         }
                     };
-                    let order_id = order_id_of(text);
+                    let order_id = order_id_of(text.as_bytes());
                     self.reject(order_id, reason)
                 }
             }));

@@ -972,6 +972,48 @@ async fn a_later_copy_of_an_unreadable_order_is_a_duplicate_and_a_run_that_canno
         "{reasons:?}"
     );
     assert_eq!(rejects[0].order_id.as_deref(), Some("B5"), "{rejects:?}");
+
+    // So is a first copy cut off (a line that ends inside the record) or longer than a record
+    // may be (a JSON Lines line over 1 MiB): its id comes before what breaks it.
+    let cut = good("B7", "FIRST");
+    let cut = &cut[..cut.len() - 30];
+    let long = good("B8", "FIRST").replacen(
+        r#""line1":"1 Main St""#,
+        &format!(r#""line1":"1 Main St","line2":"{}""#, "x".repeat(1_100_000)),
+        1,
+    );
+    let input = setup.dir.path().join("dup-broken.jsonl");
+    let lines = [
+        good("B6", "C"),
+        cut.to_owned(),
+        good("B7", "SECOND"),
+        long,
+        good("B8", "SECOND"),
+    ];
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let (summary, rejects) = run(&setup, &input, Format::Jsonl, "dup-broken").await;
+    let reasons: Vec<(u64, Option<&str>, &str)> = rejects
+        .iter()
+        .map(|r| (r.line, r.order_id.as_deref(), r.reason.as_str()))
+        .collect();
+    assert_eq!(summary.orders_imported, 1, "only B6: {reasons:?}");
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons[0].0 == 2 && reasons[0].1 == Some("B7") && reasons[0].2.contains("truncated"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == 3 && reasons[1].2.contains("more than once"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].0 == 4 && reasons[2].1 == Some("B8") && reasons[2].2.contains("longer than"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3].0 == 5 && reasons[3].2.contains("more than once"),
+        "{reasons:?}"
+    );
 }
 
 /// A later export in which legacy orders moved on (the cut-over's last delta): a run over it
