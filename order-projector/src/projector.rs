@@ -213,28 +213,7 @@ impl ProjectorBuilder {
                 "the rebuild page size must be in 1..=100000".into(),
             ));
         }
-        let mut names = std::collections::HashSet::new();
-        let mut tables: std::collections::HashMap<String, String> = Default::default();
-        for subscription in &self.subscriptions {
-            subscription.validate().map_err(BuildError)?;
-            if !names.insert(subscription.name().to_owned()) {
-                return Err(BuildError(format!(
-                    "two subscriptions are named {}",
-                    subscription.name()
-                )));
-            }
-            for table in subscription.tables() {
-                if let Some(other) =
-                    tables.insert(table.name().to_owned(), subscription.name().to_owned())
-                {
-                    return Err(BuildError(format!(
-                        "projections {other} and {} both declare table {}",
-                        subscription.name(),
-                        table.name()
-                    )));
-                }
-            }
-        }
+        check_subscriptions(&self.subscriptions).map_err(BuildError)?;
         Ok(Projector {
             store: self.store,
             subscriptions: self.subscriptions,
@@ -247,4 +226,34 @@ impl ProjectorBuilder {
         self.build()?.run(shutdown).await;
         Ok(())
     }
+}
+
+/// The checks every subscription set of one binary passes before anything runs against the
+/// database (`run`, `replay`, `republish`, `status` alike): each subscription's own
+/// ([`Subscription::validate`]: names, tables, statements), no two of one name, no table
+/// declared by two projections.
+pub(crate) fn check_subscriptions(subscriptions: &[Subscription]) -> Result<(), String> {
+    let mut names = std::collections::HashSet::new();
+    let mut tables: std::collections::HashMap<String, String> = Default::default();
+    for subscription in subscriptions {
+        subscription.validate()?;
+        if !names.insert(subscription.name().to_owned()) {
+            return Err(format!(
+                "two subscriptions are named {}",
+                subscription.name()
+            ));
+        }
+        for table in subscription.tables() {
+            if let Some(other) =
+                tables.insert(table.name().to_owned(), subscription.name().to_owned())
+            {
+                return Err(format!(
+                    "projections {other} and {} both declare table {}",
+                    subscription.name(),
+                    table.name()
+                ));
+            }
+        }
+    }
+    Ok(())
 }

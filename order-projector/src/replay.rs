@@ -162,7 +162,8 @@ pub enum ReplayError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] order_store::Error),
-    /// A table is in the way.
+    /// A table is in the way, or the projection's declaration is one `run` would refuse too (a
+    /// name, a table, a statement): nothing was changed.
     #[error("{0}")]
     Setup(String),
     /// A lease was taken by someone else meanwhile.
@@ -452,6 +453,8 @@ pub(crate) async fn rebuild(
             known: Vec::new(),
         });
     };
+    // The checks `run` makes, before anything is written: a table's name goes into SQL.
+    subscription.validate().map_err(ReplayError::Setup)?;
     let rebuild_name = rebuild_lease_name(&name);
     let Some((rebuild_lease, _)) = store
         .acquire_lease(&rebuild_name, &options.owner, options.lease_ttl, false)
@@ -666,6 +669,13 @@ impl Rebuild<'_> {
                 registered: previous.version,
                 version,
             });
+        }
+        if let Some(previous) = &previous
+            && previous.version == version
+            && let Some(why) =
+                tables::other_tables_at_registered_version(&name, &self.schema.tables, previous)
+        {
+            return Err(ReplayError::Setup(why));
         }
         tables::refuse_foreign(&client, &name, &self.schema.tables, previous.as_ref()).await?;
         if previous.is_none()

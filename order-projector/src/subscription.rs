@@ -813,6 +813,9 @@ impl Subscription {
         through: u64,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<u64, crate::republish::RepublishError> {
+        self.validate().map_err(|why| {
+            crate::republish::RepublishError::Stopped(format!("{why} (nothing was sent)"))
+        })?;
         match self.inner.republish(store, from, through, shutdown) {
             Some(republish) => republish.await,
             None => Err(crate::republish::RepublishError::Stopped(format!(
@@ -1011,6 +1014,13 @@ impl Subscription {
         let mut client = store.connection().await?;
         match crate::tables::registered(&client, self.name()).await? {
             Some(registered) if registered.version == schema.version => {
+                if let Some(why) = crate::tables::other_tables_at_registered_version(
+                    self.name(),
+                    &schema.tables,
+                    &registered,
+                ) {
+                    return Err(StepError::Stopped(why));
+                }
                 let missing = crate::tables::missing(&client, &schema.tables).await?;
                 if !missing.is_empty() {
                     return Err(StepError::Stopped(format!(

@@ -121,6 +121,29 @@ pub(crate) async fn refuse_foreign<C: GenericClient>(
     Ok(())
 }
 
+/// Why a projection declaring `tables` at its registered version must not act on that
+/// registration: it names other tables than those registered. Another build uses the name, or
+/// the tables changed without a version bump; a rebuild would drop the registered tables it
+/// does not declare (another team's live tables, in the first case).
+pub(crate) fn other_tables_at_registered_version(
+    name: &str,
+    tables: &[Table],
+    registered: &Registered,
+) -> Option<String> {
+    let declared: std::collections::BTreeSet<&str> = tables.iter().map(Table::name).collect();
+    let known: std::collections::BTreeSet<&str> =
+        registered.tables.iter().map(String::as_str).collect();
+    (declared != known).then(|| {
+        format!(
+            "projection {name} is registered at version {} with tables {known:?}, but this \
+             binary declares {declared:?} at that version: another build uses the name {name}, \
+             or the tables changed without a version bump; give the projection a name of its \
+             own, or raise its version() (nothing was changed)",
+            registered.version
+        )
+    })
+}
+
 /// The declared tables that do not exist.
 pub(crate) async fn missing<C: GenericClient>(
     client: &C,

@@ -965,3 +965,111 @@ async fn a_replay_refused_for_a_rebuild_in_progress_says_when_its_lease_runs_out
         other => panic!("{other:?}"),
     }
 }
+
+/// A replay checks the names `run` checks before it writes anything: a table's name goes into
+/// SQL (one ending in `; DROP TABLE ...` dropped another table, and a projection name with a
+/// space left rows `status` showed for ever).
+#[tokio::test]
+async fn a_replay_refuses_the_names_run_refuses_and_changes_nothing() {
+    let f = fixture().await;
+    write_orders(&f.handler, 3, 1).await;
+    let admin = f.db.connect().await;
+    admin
+        .batch_execute("CREATE TABLE orders.replay_victim (n int)")
+        .await
+        .unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    for (name, table) in [
+        ("hostile_table", "t; DROP TABLE orders.replay_victim; --"),
+        ("Ticket Board; --", "ticket_board"),
+    ] {
+        let subscription = Subscription::projection(Named {
+            name,
+            version: 1,
+            tables: vec![table],
+        });
+        let refused =
+            order_projector::replay::replay(&f.store, &subscription, &options(), &shutdown)
+                .await
+                .unwrap_err();
+        assert!(matches!(refused, ReplayError::Setup(_)), "{refused:?}");
+        let exists: bool = admin
+            .query_one(
+                "SELECT to_regclass('orders.replay_victim') IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(exists, "{name}: the other table is still there");
+        let rows: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM orders.subscriptions WHERE name LIKE $1 || '%' \
+                 OR name LIKE '%' || $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "{name}: no lease or registration was written");
+    }
+}
+
+/// Two builds using one projection name at one version with other tables (two teams, or
+/// tables changed without a version bump): neither `run` nor a replay takes the other's
+/// registration over. `run` said "replay rebuilds them", and that replay dropped the other
+/// build's live tables.
+#[tokio::test]
+async fn a_projection_declaring_other_tables_at_the_registered_version_is_refused() {
+    let f = fixture().await;
+    write_orders(&f.handler, 3, 1).await;
+    let (_stop, shutdown) = watch::channel(false);
+    let team = |tables: Vec<&'static str>| {
+        Subscription::projection(Named {
+            name: "clash",
+            version: 1,
+            tables,
+        })
+    };
+    let a = team(vec!["a_board"]);
+    order_projector::replay::replay(&f.store, &a, &options(), &shutdown)
+        .await
+        .unwrap();
+    let admin = f.db.connect().await;
+    let rows = |table: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one(&format!("SELECT count(*) FROM orders.{table}"), &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    let before = rows("a_board").await;
+    assert!(before > 0);
+
+    for b in [team(vec!["b_board"]), team(vec!["a_board", "b_board"])] {
+        let refused = order_projector::replay::replay(&f.store, &b, &options(), &shutdown)
+            .await
+            .unwrap_err();
+        let why = refused.to_string();
+        assert!(
+            matches!(refused, ReplayError::Setup(_))
+                && why.contains("a_board")
+                && why.contains("version"),
+            "{why}"
+        );
+        let (lease, _) = lease(&f.store, "clash", "team-b").await;
+        let stopped = b.prepare(&f.store, &lease).await.unwrap_err().to_string();
+        assert!(
+            stopped.contains("a_board") && !stopped.contains("replay rebuilds"),
+            "{stopped}"
+        );
+        f.store.release_lease(&lease).await.unwrap();
+        assert_eq!(rows("a_board").await, before, "team A's table is untouched");
+    }
+    // The build that registered them still runs.
+    let (lease, _) = lease(&f.store, "clash", "team-a").await;
+    assert!(a.prepare(&f.store, &lease).await.is_ok());
+}
