@@ -581,10 +581,10 @@ impl Service {
         let name = self.name;
         // Before any subcommand touches the database: a replay or a republish of a projection
         // whose names `run` would refuse must not run either (a table name is SQL).
-        if let Err(why) = crate::projector::check_subscriptions(&self.subscriptions) {
-            if !matches!(command, ServiceCommand::Healthcheck(_)) {
-                cli::fail(name, &why);
-            }
+        if let Err(why) = crate::projector::check_subscriptions(&self.subscriptions)
+            && !matches!(command, ServiceCommand::Healthcheck(_))
+        {
+            cli::fail(name, &why);
         }
         match command {
             ServiceCommand::Run(args) => {
