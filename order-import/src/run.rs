@@ -308,6 +308,34 @@ struct Counters {
 /// lock, released when the run's handles close): two runs writing one rejects file would
 /// leave a report of neither, so the second is refused at once, before it writes anything.
 fn lock_rejects(path: &Path) -> anyhow::Result<File> {
+    // Every run rewrites the file from its start: a pipe, a terminal or a device cannot be
+    // (`/dev/stdout` in a pipeline failed only after the run had begun), and opening a FIFO for
+    // writing waits for a reader.
+    if let Ok(metadata) = std::fs::metadata(path)
+        && !metadata.is_file()
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = metadata.file_type();
+        let kind = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a pipe"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "no file"
+        };
+        bail!(
+            "the rejects file {} is not a regular file ({kind}): every run rewrites its rejects \
+             from the start, so give --rejects a file path (this run did not begin and wrote \
+             nothing)",
+            path.display()
+        );
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)

@@ -765,6 +765,54 @@ async fn a_rejects_file_that_is_the_export_is_refused_and_the_export_kept() {
     );
 }
 
+/// A rejects file that is no regular file (`/dev/stdout` in a pipeline, `/dev/null`, a FIFO)
+/// cannot be rewritten from its start as every run does: refused before the run begins, its
+/// progress row not written (it was, and the write failed after: "Invalid argument", and a run
+/// to resume that never began).
+#[tokio::test]
+async fn a_rejects_file_that_is_no_regular_file_is_refused_before_the_run_begins() {
+    let setup = setup().await;
+    let binary = env!("CARGO_BIN_EXE_order-import");
+    let (input, _, _) = export(setup.dir.path(), Format::Jsonl, 5, 2, 9);
+    let fifo = setup.dir.path().join("rejects.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for (n, rejects) in [PathBuf::from("/dev/null"), fifo].iter().enumerate() {
+        let name = format!("pipe{n}");
+        let mut child = std::process::Command::new(binary)
+            .args(["run", "--name", &name, "--no-progress", "--input"])
+            .arg(&input)
+            .arg("--rejects")
+            .arg(rejects)
+            .env("DATABASE_URL", setup.db.url())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Opening a FIFO for writing waits for a reader: a run that tried would hang.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{}: the run did not end", rejects.display());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("not a regular file"), "{stderr}");
+        assert!(
+            setup.store.import_status(&name).await.unwrap().is_none(),
+            "{}: no run was recorded",
+            rejects.display()
+        );
+    }
+}
+
 /// Every id derives from the source's name, so a run that continued an import under another
 /// `--source` would append every order again under new ids. It is refused before anything is
 /// written, the progress row unchanged; the recorded source resumes as before.
