@@ -270,6 +270,14 @@ async fn require_viewer(
             request.extensions_mut().insert(Viewer(Some(name)));
             next.run(request).await
         }
+        // A script whose token was refused is told so, whatever it asked for (not sent to the
+        // sign-in form, which `curl -L` follows to a 200).
+        None if bearer.is_some() => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
+            "that token is not valid\n",
+        )
+            .into_response(),
         None => {
             let path = request.uri().path();
             let wants_page = request.method() == http::Method::GET

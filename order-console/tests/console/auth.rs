@@ -51,15 +51,29 @@ async fn without_a_token_nothing_is_shown_and_with_one_everything_is() {
         .await;
         assert_eq!(answer.status, 200, "{scheme}");
     }
-    let wrong = request(
-        addr,
-        Method::GET,
-        "/fragments/services",
-        &[("authorization", "Bearer ops-token-0123456789abcdeX")],
-        "",
-    )
-    .await;
-    assert_eq!(wrong.status, 401);
+    // A wrong one is refused as such on every path: a script is told its token is not valid,
+    // not sent to the sign-in form (a 303 that `curl -L` followed to a 200) nor told to sign in.
+    for path in ["/fragments/services", "/api/charts/flow", "/services"] {
+        let wrong = request(
+            addr,
+            Method::GET,
+            path,
+            &[("authorization", "Bearer ops-token-0123456789abcdeX")],
+            "",
+        )
+        .await;
+        assert_eq!(wrong.status, 401, "{path}");
+        assert_eq!(
+            wrong.header("www-authenticate"),
+            "Bearer error=\"invalid_token\"",
+            "{path}"
+        );
+        assert!(
+            wrong.body.contains("that token is not valid"),
+            "{path}: {}",
+            wrong.body
+        );
+    }
 
     // A person signs in: a wrong token gets the form again and no cookie.
     let form = [("content-type", "application/x-www-form-urlencoded")];
