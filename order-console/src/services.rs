@@ -81,10 +81,10 @@ pub struct Point {
     pub up: bool,
     /// `/readyz` answered 200.
     pub ready: bool,
-    /// Rates and levels by name (see [`derive`]); absent when not measurable.
+    /// Rates and levels by name (see [`derive`](fn@derive)); absent when not measurable.
     pub values: BTreeMap<String, f64>,
     /// order-grpc: the commands' latencies observed since the scrape its rates are counted
-    /// from (as [`derive`]'s: the same process's previous answer, or nothing for a new
+    /// from (as [`derive`](fn@derive)'s: the same process's previous answer, or nothing for a new
     /// process, all of whose buckets are new), as cumulative buckets of all commands, for
     /// per-minute quantiles; empty when there is no such scrape.
     pub latency_observed: Vec<(f64, f64)>,

@@ -50,8 +50,8 @@ pub struct ServeArgs {
     /// Bearer tokens callers must present, comma separated, each `name=token` or `token`
     /// (16-512 visible ASCII characters; no `,`; a bare token may not start with `#`: this
     /// setting has no comments). Set, it must hold a token. More tokens come from
-    /// --auth-tokens-file and from one variable per caller, ORDER_GRPC_AUTH_TOKEN_<NAME> (the
-    /// whole value; named <NAME> in lower case). None of the three = no authentication.
+    /// --auth-tokens-file and from one variable per caller, `ORDER_GRPC_AUTH_TOKEN_<NAME>` (the
+    /// whole value; named `<NAME>` in lower case). None of the three = no authentication.
     #[arg(long, env = "ORDER_GRPC_AUTH_TOKENS", hide_env_values = true)]
     pub auth_tokens: Option<String>,
     /// A file with bearer tokens, one `name=token` per line (added to --auth-tokens); lines

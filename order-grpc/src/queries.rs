@@ -36,7 +36,7 @@ pub struct Queries {
     /// The largest message the service sends (GetOrderEvents answers past it at once, with
     /// the way to read in parts, instead of failing while it encodes).
     max_message_bytes: usize,
-    /// Places for reads waiting for their `min_position` (see [`Place`]).
+    /// Places for reads waiting for their `min_position` (see `Place`).
     waits: Arc<Semaphore>,
 }
 
@@ -290,7 +290,7 @@ impl Queries {
         }
     }
 
-    /// At most `reads` calls wait for their `min_position` at once (see [`Place`]); a call that
+    /// At most `reads` calls wait for their `min_position` at once (see `Place`); a call that
     /// has to wait when all places are taken is answered RESOURCE_EXHAUSTED.
     pub fn with_max_waiting_reads(mut self, reads: usize) -> Self {
         self.waits = Arc::new(Semaphore::new(reads.max(1)));

@@ -15,7 +15,7 @@
 //!    apply what was written meanwhile with `apply`, up to the head as it was then.
 //! 4. Take the projection's lease, preempting the live projector (its next checkpoint write
 //!    fails and rolls back), and apply what was written since, up to the head as it was when
-//!    the lease was taken ([`Rebuild::catch_up`]); the live projector applies what comes
+//!    the lease was taken (`Rebuild::catch_up`); the live projector applies what comes
 //!    later, from the swap's checkpoint on.
 //! 5. In one transaction, fenced by both leases (a rebuild that lost its rebuild lease to
 //!    another, which started over in the same shadow tables, swaps nothing): lock the live

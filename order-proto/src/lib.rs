@@ -4,7 +4,10 @@
 
 /// Package `orders.v1`: messages, `OrderService` and `OrderQueryService` clients and servers.
 pub mod v1 {
+    // The proto's comments are written for every language's readers: `<transaction id>` there
+    // is a placeholder, not an HTML tag.
     #![allow(
+        rustdoc::invalid_html_tags,
         missing_debug_implementations,
         unused_qualifications,
         clippy::all,

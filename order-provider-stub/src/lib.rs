@@ -16,7 +16,7 @@
 //!   (409), a line item starting `DECLINE-` has its payment declined (422). A parcel is
 //!   delivered `delivery_after` after it was shipped; until then tracking says `in_transit`
 //!   with `Retry-After`.
-//! - **Faults on demand**, per provider ([`Faults`]): an outage for N seconds (503, nothing
+//! - **Faults on demand**, per provider (`Faults`): an outage for N seconds (503, nothing
 //!   done), latency on every request, bursts of 429 with `Retry-After`, malformed answer bodies
 //!   (after the work was done: the retry with the same key gets the real answer), answers
 //!   held past the client's timeout (likewise), and answers lost (503 after the work was

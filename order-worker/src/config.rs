@@ -59,7 +59,7 @@ macro_rules! provider_args {
         #[derive(Clone, Default, clap::Args)]
         #[command(next_help_heading = $heading)]
         pub struct $name {
-            /// Base URL (http(s)://host[:port][/prefix]); the contract's paths follow it.
+            /// Base URL (`http(s)://host[:port][/prefix]`); the contract's paths follow it.
             #[arg(long, env = $url)]
             pub $f_url: Option<String>,
             /// Bearer token (secret).

@@ -111,7 +111,7 @@ impl InFlight {
     }
 
     /// Give every message in flight `visibility` more time. The batches go out concurrently
-    /// (up to [`HEARTBEAT_CALLS`] at once), so that a worker with a thousand messages in flight
+    /// (up to `HEARTBEAT_CALLS` at once), so that a worker with a thousand messages in flight
     /// holds its settlements back for a few round trips, not a hundred.
     pub async fn extend_all(&self, sqs: &Client, queue_url: &str, visibility: Duration) {
         use futures::StreamExt;

@@ -28,7 +28,7 @@
 //! **Effects the log never recorded.** A reservation or an authorization whose answer was lost
 //! stays held at the provider if the order is cancelled before the step is tried again: the
 //! step is obsolete, and compensations are built from the log. A step found obsolete that way
-//! undoes it ([`Processor::undo_unrecorded`]); a cancellation's void refused `already_captured`
+//! undoes it (`Processor::undo_unrecorded`); a cancellation's void refused `already_captured`
 //! (a capture whose answer was lost) refunds instead.
 
 use std::sync::Arc;
@@ -255,7 +255,7 @@ impl Processor {
 
     /// Handle one event. `redelivered`: an earlier delivery of this message may have called a
     /// provider (it was received before), so a step found obsolete by a cancellation undoes
-    /// what that call may have done (see [`Processor::undo_unrecorded`]).
+    /// what that call may have done (see `Processor::undo_unrecorded`).
     pub async fn process(
         &self,
         event: &CloudEvent,

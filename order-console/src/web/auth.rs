@@ -34,7 +34,7 @@ pub struct Auth {
     pub limiter: Limiter,
 }
 
-/// Failed sign-ins per client address, bounded in memory ([`MAX_CLIENTS`] addresses): an
+/// Failed sign-ins per client address, bounded in memory (`MAX_CLIENTS` addresses): an
 /// address that failed [`LoginLimit::failures`] times within [`LoginLimit::window`] of its
 /// first failure is refused until that window ends (every try counts as a failure unless
 /// its token was valid). An IPv6 client is its /64 (one host holds a whole /64 and could
