@@ -28,6 +28,11 @@ pub trait Aggregate: Default + Clone + fmt::Debug + Send + Sync + 'static {
     const CATEGORY: &'static str;
 
     /// Decide which events `command` produces in the current state. Pure.
+    ///
+    /// At least one: the command handler refuses an empty list as bad input
+    /// (`order_store::Error::InvalidInput`, "the command produced no events") and writes
+    /// nothing, not even the command's record. A command that finds nothing to do ("already
+    /// closed") is a rejection, one of [`Aggregate::Error`], which its caller can tell apart.
     fn decide(&self, command: &Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
 
     /// Apply one event to the state. Only assigns state; every rule lives in [`Self::decide`].
