@@ -288,8 +288,9 @@ impl JsonLines<BufReader<File>> {
 }
 
 /// Why a file that starts with `start` is not a JSON Lines export at all, if it is not: a CSV
-/// table (its header line), text in UTF-16 or UTF-32 (a byte order mark, or NUL bytes), or
-/// NUL bytes, which no JSON text holds. Each line of it would be a reject of its own.
+/// table (its header line), text in UTF-16 or UTF-32 (a byte order mark, or NUL bytes), NUL
+/// bytes, which no JSON text holds, one JSON array or pretty-printed JSON, or lines ended by
+/// carriage returns only. Each line of it would be a reject of its own (or the whole file one).
 fn not_json_lines(start: &[u8], path: &Path) -> Option<String> {
     let utf8 = |from: &str| {
         format!("re-encode the export as UTF-8 (iconv -f {from} -t UTF-8) and run again")
@@ -316,10 +317,36 @@ fn not_json_lines(start: &[u8], path: &Path) -> Option<String> {
         ));
     }
     let text = start.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(start);
+    let name = path.display();
+    if text.trim_ascii_start().starts_with(b"[") {
+        return Some(format!(
+            "the file is one JSON array, not JSON Lines (one order object per line): convert it \
+             with `jq -c '.[]' {name} > orders.jsonl` and pass that"
+        ));
+    }
+    if !text.contains(&b'\n')
+        && text
+            .split(|b| *b == b'\r')
+            .filter(|line| !line.trim_ascii().is_empty())
+            .nth(1)
+            .is_some()
+    {
+        return Some(format!(
+            "the file's lines end in carriage returns only (an old Mac's line ends), so it \
+             would be read as one record: convert it with `tr '\\r' '\\n' < {name} > \
+             orders.jsonl` and pass that"
+        ));
+    }
     let first = text
         .split(|b| *b == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
         .find(|line| !line.iter().all(u8::is_ascii_whitespace))?;
+    if first.trim_ascii() == b"{" {
+        return Some(format!(
+            "the file is pretty-printed JSON (line 1 is a lone `{{`), not JSON Lines (one order \
+             object per line): convert it with `jq -c . {name} > orders.jsonl` and pass that"
+        ));
+    }
     let columns: Vec<&[u8]> = first.split(|b| *b == b',').collect();
     let header = columns.len() > 1
         && columns.iter().any(|c| c.trim_ascii() == b"order_id")

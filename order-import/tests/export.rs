@@ -769,10 +769,40 @@ fn a_file_that_is_not_json_lines_stops_the_import_when_it_is_opened() {
     assert!(message.contains("NUL"), "{message}");
     let message = error("nul-end.jsonl", format!("{GOOD}\n\0").as_bytes());
     assert!(message.contains("NUL"), "{message}");
-    // A JSON Lines export still opens.
-    let path = dir.path().join("good.jsonl");
-    std::fs::write(&path, format!("{GOOD}\n")).unwrap();
-    assert!(open(&path, Format::Jsonl, Default::default()).is_ok());
+    // One JSON array, or pretty-printed JSON (a reject for every line, tens of millions for
+    // a big export), and line ends of carriage returns only (the whole file one record).
+    let value: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+    let array = serde_json::to_string(&[&value, &value]).unwrap();
+    let message = error("array.jsonl", format!("  \n{array}\n").as_bytes());
+    assert!(
+        message.contains("JSON array") && message.contains("jq -c '.[]'"),
+        "{message}"
+    );
+    let pretty = serde_json::to_string_pretty(&value).unwrap();
+    let message = error("pretty.jsonl", format!("{pretty}\n").as_bytes());
+    assert!(
+        message.contains("pretty-printed") && message.contains("jq -c"),
+        "{message}"
+    );
+    let message = error("cr.jsonl", format!("{GOOD}\r{GOOD}\r").as_bytes());
+    assert!(
+        message.contains("carriage returns") && message.contains("tr"),
+        "{message}"
+    );
+    // A JSON Lines export still opens, with any line end, or none after its last record.
+    for (name, text) in [
+        ("good.jsonl", format!("{GOOD}\n")),
+        ("crlf.jsonl", format!("{GOOD}\r\n{GOOD}\r\n")),
+        ("one-cr.jsonl", format!("{GOOD}\r")),
+        ("no-end.jsonl", GOOD.to_owned()),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        assert!(
+            open(&path, Format::Jsonl, Default::default()).is_ok(),
+            "{name}"
+        );
+    }
 }
 
 /// A CSV row of a test: its order id and its text.
