@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use order_runtime::{cli, probe, shutdown, telemetry};
-use order_store::{Cursor, DatabaseArgs, EventStore};
+use order_store::{DatabaseArgs, EventStore};
 
 use crate::config::{LoopArgs, QueueArgs, RunArgs, default_instance_id, sqs_client};
 use crate::projection::Projection;
@@ -217,21 +217,18 @@ async fn execute(command: Command) -> i32 {
                 Ok(range) => range,
                 Err(code) => return code,
             };
-            let left = left_to_sink(&store, SQS_PUBLISHER, through).await;
             let from = range.from;
             let publisher = Publisher::new(sqs_client().await, url, usize::from(queue.sqs_lanes));
             let sink = SqsPublisher::new(publisher);
             let republished =
-                crate::republish::republish(&store, &sink, from, through, &shutdown).await;
+                crate::republish::republish_sqs(&store, &sink, from, through, &shutdown).await;
             republish_done(
                 NAME,
+                SQS_PUBLISHER,
                 republished,
                 from,
                 through,
-                &format!(
-                    " to SQS, which drops any whose deduplication id it saw in the last 5 \
-                     minutes{left}"
-                ),
+                " to SQS, which drops any whose deduplication id it saw in the last 5 minutes",
             )
         }
         Command::Status(args) => {
@@ -395,33 +392,31 @@ async fn republish_range(
     Ok((store, through, shutdown))
 }
 
-/// What a republish's last line says of the events it leaves to the sink (those after the sink's
-/// checkpoint, which the sink sends itself, in order), read before it starts.
-async fn left_to_sink(store: &EventStore, sink: &str, through: u64) -> String {
-    match store.checkpoint(sink).await {
-        Ok(c) if c == Cursor::START => {
-            format!("; {sink} has sent nothing yet: the events are left to it")
-        }
-        Ok(c) if c.global_position < through => format!(
-            "; the events after {sink}'s checkpoint (position {}) are left to it",
-            c.global_position
-        ),
-        // The republish itself reads the checkpoint again, and says why it cannot.
-        _ => String::new(),
-    }
-}
-
 /// The line a republish ends with (`note` after the count), and its exit code.
 fn republish_done(
     binary: &str,
-    republished: Result<u64, crate::republish::RepublishError>,
+    sink: &str,
+    republished: Result<crate::republish::Republished, crate::republish::RepublishError>,
     from: u64,
     through: u64,
     note: &str,
 ) -> i32 {
     match republished {
-        Ok(sent) => {
-            println!("republished {sent} events (positions {from}..={through}){note}");
+        Ok(crate::republish::Republished {
+            sent,
+            left,
+            unsent_at,
+        }) => {
+            let left = match unsent_at {
+                Some(at) if left > 0 => format!(
+                    "; {left} events after {sink}'s checkpoint were left to it: its event at \
+                     position {at}, before --from {from}, is not sent yet, and they would reach \
+                     the queue before it (it sends them in order; to send them too, start at or \
+                     before position {at})"
+                ),
+                _ => String::new(),
+            };
+            println!("republished {sent} events (positions {from}..={through}){note}{left}");
             0
         }
         Err(e) => {
@@ -579,10 +574,13 @@ impl Service {
 
     async fn execute(self, command: ServiceCommand) -> i32 {
         let name = self.name;
-        // Before any subcommand touches the database: a replay or a republish of a projection
-        // whose names `run` would refuse must not run either (a table name is SQL).
+        // A replay or a republish of subscriptions whose names `run` would refuse must not
+        // run either (a table name is SQL); `run` checks those it runs, `status` only reads.
         if let Err(why) = crate::projector::check_subscriptions(&self.subscriptions)
-            && !matches!(command, ServiceCommand::Healthcheck(_))
+            && matches!(
+                command,
+                ServiceCommand::Replay(_) | ServiceCommand::Republish { .. }
+            )
         {
             cli::fail(name, &why);
         }
@@ -648,11 +646,10 @@ impl Service {
                     Ok(range) => range,
                     Err(code) => return code,
                 };
-                let left = left_to_sink(&store, &sink, through).await;
                 let republished = subscription
-                    .republish(&store, range.from, through, &shutdown)
+                    .republish_reporting(&store, range.from, through, &shutdown)
                     .await;
-                republish_done(name, republished, range.from, through, &left)
+                republish_done(name, &sink, republished, range.from, through, "")
             }
             ServiceCommand::Status(args) => run_status(name, &self.subscriptions, args).await,
             ServiceCommand::Healthcheck(args) => run_healthcheck(args).await,

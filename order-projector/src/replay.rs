@@ -439,6 +439,32 @@ pub async fn replay(
     Ok(report)
 }
 
+/// What projection `name`'s registration `previous` refuses a rebuild of `schema`: tables of a
+/// newer version (unless `allow_older`), or other tables at the same version.
+fn check_registration(
+    name: &str,
+    schema: &Schema,
+    previous: Option<&tables::Registered>,
+    allow_older: bool,
+) -> Result<(), ReplayError> {
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    if previous.version > schema.version && !allow_older {
+        return Err(ReplayError::Newer {
+            registered: previous.version,
+            version: schema.version,
+        });
+    }
+    if previous.version == schema.version
+        && let Some(why) =
+            tables::other_tables_at_registered_version(name, &schema.tables, previous)
+    {
+        return Err(ReplayError::Setup(why));
+    }
+    Ok(())
+}
+
 /// [`replay`], keeping the projection's lease (the caller goes on projecting with it).
 pub(crate) async fn rebuild(
     store: &EventStore,
@@ -455,6 +481,13 @@ pub(crate) async fn rebuild(
     };
     // The checks `run` makes, before anything is written: a table's name goes into SQL.
     subscription.validate().map_err(ReplayError::Setup)?;
+    // And what the registration refuses, before the rebuild's lease row is written (checked
+    // again under the lease).
+    {
+        let client = store.connection().await?;
+        let previous = tables::registered(&client, &name).await?;
+        check_registration(&name, schema, previous.as_ref(), options.allow_older)?;
+    }
     let rebuild_name = rebuild_lease_name(&name);
     let Some((rebuild_lease, _)) = store
         .acquire_lease(&rebuild_name, &options.owner, options.lease_ttl, false)
@@ -661,22 +694,12 @@ impl Rebuild<'_> {
         let version = self.schema.version;
         let mut client = store.connection().await?;
         let previous = tables::registered(&client, &name).await?;
-        if let Some(previous) = &previous
-            && previous.version > version
-            && !self.options.allow_older
-        {
-            return Err(ReplayError::Newer {
-                registered: previous.version,
-                version,
-            });
-        }
-        if let Some(previous) = &previous
-            && previous.version == version
-            && let Some(why) =
-                tables::other_tables_at_registered_version(&name, &self.schema.tables, previous)
-        {
-            return Err(ReplayError::Setup(why));
-        }
+        check_registration(
+            &name,
+            self.schema,
+            previous.as_ref(),
+            self.options.allow_older,
+        )?;
         tables::refuse_foreign(&client, &name, &self.schema.tables, previous.as_ref()).await?;
         if previous.is_none()
             && let Some(why) = crate::subscription::name_in_use(store, &name).await?

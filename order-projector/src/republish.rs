@@ -2,14 +2,17 @@
 //! with the same deduplication ids (the event ids), for a consumer that lost messages.
 //! Within SQS's deduplication window, copies of messages it already has are dropped.
 //!
-//! A republish sends only what the sink has sent already: the events at or before its
-//! checkpoint (in the log's gap-safe order). Those after it are the running sink's to send: sent
-//! ahead of it, an order's later events would reach the queue before its earlier ones, whose
-//! copies from the sink SQS would take as new.
+//! A republish never sends an event ahead of an earlier one of its order that the sink has not
+//! sent: SQS would take the sink's copy of that earlier event, sent later, as new, and the
+//! order's messages would arrive out of order. So when an event the sink has not had (after
+//! its checkpoint, in the log's gap-safe order) lies before `--from`, the events of the range
+//! after the checkpoint are left to the sink, which sends them in order; a range that starts at
+//! or before every event the sink has not had is sent whole (an order's earlier events come
+//! first in it), which also covers messages a queue lost while the sink was sending them.
 //! `republish --sink NAME` of a team's projector binary does the same for one of its own
 //! sinks ([`crate::Subscription::republish`]).
 
-use order_store::{EventStore, RecordedEvent};
+use order_store::{Cursor, EventStore, RecordedEvent};
 use tokio::sync::watch;
 
 use crate::projection::Page;
@@ -37,9 +40,21 @@ pub enum RepublishError {
     Stopped(String),
 }
 
-/// Re-send every order event with `from <= global_position <= through` that the SQS publisher
-/// has sent (at or before its checkpoint), except imported history (never sent). Returns how
-/// many were sent.
+/// What a republish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Republished {
+    /// Events sent.
+    pub sent: u64,
+    /// Events of the range left to the sink (after its checkpoint, behind an event of it the sink
+    /// has not sent, which lies before the range).
+    pub left: u64,
+    /// That event's position, when events were left.
+    pub unsent_at: Option<u64>,
+}
+
+/// Re-send every order event with `from <= global_position <= through`, except imported
+/// history (never sent) and, when an event the publisher has not sent lies before `from`, the
+/// events after its checkpoint (see the module's documentation). Returns how many were sent.
 pub async fn republish(
     store: &EventStore,
     sink: &SqsPublisher,
@@ -47,24 +62,81 @@ pub async fn republish(
     through: u64,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<u64, RepublishError> {
+    Ok(republish_sqs(store, sink, from, through, shutdown)
+        .await?
+        .sent)
+}
+
+/// [`republish`], saying what it left to the publisher.
+pub(crate) async fn republish_sqs(
+    store: &EventStore,
+    sink: &SqsPublisher,
+    from: u64,
+    through: u64,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Republished, RepublishError> {
     // Imported history is never sent (see `SqsPublisher`): it is not counted either.
     republish_to(
         store,
         sink,
         "republish",
-        crate::sqs::SQS_PUBLISHER,
+        Sink::name(sink),
         from,
         through,
         shutdown,
-        |e| e.imported_from.is_none(),
+        false,
     )
     .await
 }
 
-/// Offer `sink` every event of its categories with `from <= global_position <= through` that
-/// subscription `sent_by` has delivered (at or before its checkpoint, read once at the start)
-/// again, page by page, under no lease; `counted` says which of them it sends (the count
-/// returned). `name` is the republish's in logs and metrics.
+/// The first event (in the log's gap-safe order) of `categories` after `delivered` and before
+/// position `from`, if any: one the sink has not had, which the range does not hold.
+async fn unsent_before(
+    store: &EventStore,
+    delivered: Cursor,
+    from: u64,
+    categories: &crate::Categories,
+    imported_sent: bool,
+) -> Result<Option<u64>, order_store::Error> {
+    let categories: Option<Vec<String>> = match categories {
+        crate::Categories::All => None,
+        crate::Categories::Only(categories) => Some(categories.clone()),
+    };
+    store
+        .timed(async {
+            let client = store.connection().await?;
+            let row = client
+                .query_opt(
+                    "SELECT global_position FROM orders.events
+                     WHERE (transaction_id, global_position) > ($1::xid8, $2::int8)
+                       AND global_position < $3
+                       AND ($4::text[] IS NULL OR category = ANY($4))
+                       AND ($5 OR imported_from IS NULL)
+                     ORDER BY transaction_id, global_position
+                     LIMIT 1",
+                    &[
+                        &delivered.transaction_id,
+                        &(delivered.global_position as i64),
+                        &(from.min(i64::MAX as u64) as i64),
+                        &categories,
+                        &imported_sent,
+                    ],
+                )
+                .await?;
+            Ok(match row {
+                Some(row) => Some(row.try_get::<_, i64>(0)? as u64),
+                None => None,
+            })
+        })
+        .await
+}
+
+/// Offer `sink` every event of its categories with `from <= global_position <= through` again,
+/// page by page, under no lease, except, when an event subscription `sent_by` has not had lies
+/// before `from`, the events after its checkpoint (both read once at the start: see the
+/// module's documentation). `imported_sent`: whether the sink sends imported history (the SQS
+/// publisher does not: those are neither offered nor counted). `name` is the republish's in
+/// logs and metrics.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn republish_to<S: Sink>(
     store: &EventStore,
@@ -74,8 +146,8 @@ pub(crate) async fn republish_to<S: Sink>(
     from: u64,
     through: u64,
     shutdown: &watch::Receiver<bool>,
-    counted: fn(&RecordedEvent) -> bool,
-) -> Result<u64, RepublishError> {
+    imported_sent: bool,
+) -> Result<Republished, RepublishError> {
     let mut after = from.saturating_sub(1);
     let mut sent = 0u64;
     let resume = |first: u64, sent: u64| {
@@ -83,14 +155,23 @@ pub(crate) async fn republish_to<S: Sink>(
             "{sent} events were sent before; to resume, run it again with --from {first} --to {through}"
         )
     };
-    let delivered = store
-        .checkpoint(sent_by)
-        .await
-        .map_err(|source| RepublishError::Store {
-            source,
-            resume: resume(after + 1, sent),
-        })?;
-    let delivered_before = |e: &RecordedEvent| e.cursor() <= delivered;
+    let counted = |e: &RecordedEvent| imported_sent || e.imported_from.is_none();
+    let categories = sink.categories();
+    let unsent_at = async {
+        let delivered = store.checkpoint(sent_by).await?;
+        let unsent = unsent_before(store, delivered, from, &categories, imported_sent).await?;
+        Ok::<_, order_store::Error>((delivered, unsent))
+    }
+    .await
+    .map_err(|source| RepublishError::Store {
+        source,
+        resume: resume(after + 1, sent),
+    })?;
+    let (delivered, unsent_at) = unsent_at;
+    // Left to the sink: what would overtake that event.
+    let left_to_sink =
+        |e: &RecordedEvent| unsent_at.is_some() && e.cursor() > delivered && counted(e);
+    let mut left = 0u64;
     loop {
         if *shutdown.borrow() {
             return Err(RepublishError::Stopped(format!(
@@ -108,10 +189,14 @@ pub(crate) async fn republish_to<S: Sink>(
         let Some(last) = events.last() else { break };
         let first_of_page = after + 1;
         after = last.global_position;
-        let categories = sink.categories();
         let events: Vec<_> = events
             .into_iter()
-            .filter(|e| categories.contains(&e.category) && delivered_before(e))
+            .filter(|e| categories.contains(&e.category))
+            .filter(|e| {
+                let leave = left_to_sink(e);
+                left += u64::from(leave);
+                !leave
+            })
             .collect();
         let count = events.iter().filter(|e| counted(e)).count() as u64;
         if events.is_empty() {
@@ -134,5 +219,9 @@ pub(crate) async fn republish_to<S: Sink>(
         sent += count;
         tracing::info!(through = after, sent, "republish progress");
     }
-    Ok(sent)
+    Ok(Republished {
+        sent,
+        left,
+        unsent_at: unsent_at.filter(|_| left > 0),
+    })
 }

@@ -185,7 +185,9 @@ pub(crate) trait Subscriber: Send + Sync {
         from: u64,
         through: u64,
         shutdown: &'a watch::Receiver<bool>,
-    ) -> Option<BoxFuture<'a, Result<u64, crate::republish::RepublishError>>>;
+    ) -> Option<
+        BoxFuture<'a, Result<crate::republish::Republished, crate::republish::RepublishError>>,
+    >;
 }
 
 /// [`BulkFold`] over stored events.
@@ -364,7 +366,9 @@ impl<P: Projection> Subscriber for ProjectionBox<P> {
         _from: u64,
         _through: u64,
         _shutdown: &'a watch::Receiver<bool>,
-    ) -> Option<BoxFuture<'a, Result<u64, crate::republish::RepublishError>>> {
+    ) -> Option<
+        BoxFuture<'a, Result<crate::republish::Republished, crate::republish::RepublishError>>,
+    > {
         None
     }
 }
@@ -441,16 +445,11 @@ impl<S: Sink> Subscriber for SinkBox<S> {
         from: u64,
         through: u64,
         shutdown: &'a watch::Receiver<bool>,
-    ) -> Option<BoxFuture<'a, Result<u64, crate::republish::RepublishError>>> {
+    ) -> Option<
+        BoxFuture<'a, Result<crate::republish::Republished, crate::republish::RepublishError>>,
+    > {
         Some(Box::pin(crate::republish::republish_to(
-            store,
-            &self.sink,
-            &self.name,
-            &self.name,
-            from,
-            through,
-            shutdown,
-            |_| true,
+            store, &self.sink, &self.name, &self.name, from, through, shutdown, true,
         )))
     }
 }
@@ -797,10 +796,11 @@ impl Subscription {
     }
 
     /// A sink's: offer it every event of its categories with `from <= global_position <=
-    /// through` that it has had (at or before its checkpoint, read at the start: the events
-    /// after it are the running sink's to deliver, in order) again, in pages, in the log's
-    /// order, under no lease and beside whatever runs it (the sink must take events it already
-    /// has, as it does after any failover), retrying
+    /// through` again, in pages, in the log's order, under no lease and beside whatever runs
+    /// it (the sink must take events it already has, as it does after any failover); except,
+    /// when an event the sink has not had (after its checkpoint) lies before `from`, the
+    /// events of the range after its checkpoint, which would overtake it: those are left to
+    /// the running sink, which delivers them in order. Retrying
     /// what it does not acknowledge; it gives up after about half a minute of attempts that
     /// had nothing acknowledged (one that had some starts that count again). Its checkpoint
     /// does not move. Returns how many events it was offered; a stop (`shutdown`,
@@ -813,6 +813,20 @@ impl Subscription {
         through: u64,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<u64, crate::republish::RepublishError> {
+        Ok(self
+            .republish_reporting(store, from, through, shutdown)
+            .await?
+            .sent)
+    }
+
+    /// [`Subscription::republish`], saying what it left to the sink.
+    pub(crate) async fn republish_reporting(
+        &self,
+        store: &EventStore,
+        from: u64,
+        through: u64,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<crate::republish::Republished, crate::republish::RepublishError> {
         self.validate().map_err(|why| {
             crate::republish::RepublishError::Stopped(format!("{why} (nothing was sent)"))
         })?;

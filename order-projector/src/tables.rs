@@ -138,7 +138,9 @@ pub(crate) fn other_tables_at_registered_version(
             "projection {name} is registered at version {} with tables {known:?}, but this \
              binary declares {declared:?} at that version: another build uses the name {name}, \
              or the tables changed without a version bump; give the projection a name of its \
-             own, or raise its version() (nothing was changed)",
+             own, or, if these are its own new tables, raise its version() (a rebuild at a new \
+             version drops the registered tables it does not declare: never raise it over \
+             another build's projection) (nothing was changed)",
             registered.version
         )
     })

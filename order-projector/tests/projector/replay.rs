@@ -1049,10 +1049,32 @@ async fn a_projection_declaring_other_tables_at_the_registered_version_is_refuse
     let before = rows("a_board").await;
     assert!(before > 0);
 
+    let leases = || {
+        let admin = &admin;
+        async move {
+            admin
+                .query(
+                    "SELECT name, owner, lease_token, updated_at::text FROM orders.subscriptions \
+                     ORDER BY name",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let row: (String, Option<String>, i64, String) =
+                        (r.get(0), r.get(1), r.get(2), r.get(3));
+                    row
+                })
+                .collect::<Vec<_>>()
+        }
+    };
     for b in [team(vec!["b_board"]), team(vec!["a_board", "b_board"])] {
+        let held = leases().await;
         let refused = order_projector::replay::replay(&f.store, &b, &options(), &shutdown)
             .await
             .unwrap_err();
+        assert_eq!(leases().await, held, "no lease taken, none written");
         let why = refused.to_string();
         assert!(
             matches!(refused, ReplayError::Setup(_))

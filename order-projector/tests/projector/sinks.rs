@@ -416,6 +416,44 @@ async fn a_sink_is_offered_a_range_of_the_log_again() {
         "a republish moves no checkpoint"
     );
 
+    // The sink has delivered up to the middle of the log. A range that starts after an event
+    // it has not had is offered only what the sink had (here: nothing), the rest left to it;
+    // one that starts at or before every such event, whole.
+    let middle = delivered_through(&f, "recording", (head / 2) as i64).await;
+    let events = f.store.read_range(0, head, 10_000).await.unwrap();
+    let first_unsent = events
+        .iter()
+        .filter(|e| e.cursor() > middle)
+        .map(|e| e.global_position)
+        .min()
+        .unwrap();
+    for (from, expected) in [
+        (
+            first_unsent + 1,
+            events
+                .iter()
+                .filter(|e| e.global_position > first_unsent && e.cursor() <= middle)
+                .map(|e| e.global_position)
+                .collect::<Vec<u64>>(),
+        ),
+        (
+            first_unsent,
+            events
+                .iter()
+                .filter(|e| e.global_position >= first_unsent)
+                .map(|e| e.global_position)
+                .collect(),
+        ),
+    ] {
+        positions.lock().unwrap().clear();
+        let offered = subscription
+            .republish(&f.store, from, head, &shutdown)
+            .await
+            .unwrap();
+        assert_eq!(*positions.lock().unwrap(), expected, "from {from}");
+        assert_eq!(offered, expected.len() as u64, "from {from}");
+    }
+
     positions.lock().unwrap().clear();
     let refused = read_model_subscription(100)
         .republish(&f.store, from, through, &shutdown)

@@ -199,20 +199,47 @@ async fn republish_everything(store: &order_store::EventStore, publisher: Publis
         .unwrap()
 }
 
-#[tokio::test]
-async fn republishing_a_range_reuses_the_deduplication_ids() {
-    let f = fixture().await;
-    write_orders(&f.handler, 6, 2).await;
+/// What `publish_all` leaves: the queue, its publisher, the publisher's lease and checkpoint,
+/// and how many events it sent.
+struct Published {
+    pair: sqs::QueuePair,
+    publisher: Publisher,
+    lease: order_store::Lease,
+    checkpoint: Cursor,
+    published: usize,
+}
+
+/// The SQS publisher sends the whole log to a new queue.
+async fn publish_all(f: &Fixture) -> Published {
     let pair = sqs::fifo_queue_pair(5).await;
     let publisher = Publisher::new(sqs::client(), pair.queue_url.clone(), 2);
     let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
-    let (_, published) = drain(
+    let (checkpoint, published) = drain(
         &f.store,
         &subscription(publisher.clone(), 100),
         &lease,
         cursor,
     )
     .await;
+    Published {
+        pair,
+        publisher,
+        lease,
+        checkpoint,
+        published,
+    }
+}
+
+#[tokio::test]
+async fn republishing_a_range_reuses_the_deduplication_ids() {
+    let f = fixture().await;
+    write_orders(&f.handler, 6, 2).await;
+    let Published {
+        pair,
+        publisher,
+        published,
+        ..
+    } = publish_all(&f).await;
 
     let resent = republish_everything(&f.store, publisher).await;
     assert_eq!(resent as usize, published);
@@ -224,24 +251,21 @@ async fn republishing_a_range_reuses_the_deduplication_ids() {
     );
 }
 
-/// A republish sends only what the publisher has sent. Events past its checkpoint are the
-/// publisher's to send: republished ahead of it, an order's later events would reach the queue
-/// first, and the publisher's copies of its earlier ones (new to SQS) after them, out of the
-/// order `MessageGroupId` promises.
+/// A republish never sends an order's event ahead of an earlier one the publisher has not sent:
+/// the order's later events would reach the queue first, and the publisher's copies of its
+/// earlier ones (new to SQS) after them, out of the order `MessageGroupId` promises. A range
+/// from before every event the publisher has not sent holds those earlier events: sent whole.
 #[tokio::test]
 async fn a_republish_leaves_what_the_publisher_has_not_sent_to_the_publisher() {
     let f = fixture().await;
     write_orders(&f.handler, 3, 1).await;
-    let pair = sqs::fifo_queue_pair(5).await;
-    let publisher = Publisher::new(sqs::client(), pair.queue_url.clone(), 2);
-    let (lease, cursor) = lease(&f.store, "sqs_publisher", "test").await;
-    let (checkpoint, published) = drain(
-        &f.store,
-        &subscription(publisher.clone(), 100),
-        &lease,
-        cursor,
-    )
-    .await;
+    let Published {
+        pair,
+        publisher,
+        lease,
+        checkpoint,
+        published,
+    } = publish_all(&f).await;
     assert!(published > 0);
     // An order the publisher has not sent yet (placed, then eight more events).
     let late = write_order(&f.handler, 0).await;
@@ -264,13 +288,11 @@ async fn a_republish_leaves_what_the_publisher_has_not_sent_to_the_publisher() {
         sent, 0,
         "the late order's later events are left to the publisher"
     );
+    // From the first event on: everything, the late order's events in order.
     let sent = order_projector::republish::republish(&f.store, &sink, 1, head, &shutdown)
         .await
         .unwrap();
-    assert_eq!(
-        sent as usize, published,
-        "what the publisher had sent, and no more"
-    );
+    assert_eq!(sent as usize, published + late_events.len());
 
     // The publisher goes on: every event once, each order's in version order.
     drain(&f.store, &subscription(publisher, 100), &lease, checkpoint).await;
@@ -537,34 +559,51 @@ async fn republish_refuses_a_range_without_events() {
     );
 }
 
-/// `republish` says what it leaves to the publisher: all of the range when the publisher has
-/// sent nothing yet, and what follows its checkpoint otherwise; it sends only the rest.
+/// `republish` says what it leaves to the publisher: the events after its checkpoint, when one
+/// it has not sent lies before `--from`, and where to start to send them too. A range that
+/// starts at or before every event it has not sent is sent whole.
 #[tokio::test]
 async fn republish_says_what_it_leaves_to_the_publisher() {
     let f = fixture().await;
     write_orders(&f.handler, 2, 2).await;
+    everything_visible(&f.store).await;
     let pair = sqs::fifo_queue_pair(5).await;
-    let republish = |to: Option<u64>| {
+    let republish = |from: u64| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_order-projector"));
         command
-            .args(["republish", "--from", "1"])
+            .args(["republish", "--from", &from.to_string()])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("DATABASE_URL", f.db.url())
             .env("ORDERS_QUEUE_URL", &pair.queue_url);
-        if let Some(to) = to {
-            command.args(["--to", &to.to_string()]);
-        }
         sqs::pass_environment(&mut command);
         let output = command.output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(output.status.success(), "{stdout} {:?}", output.stderr);
         stdout
     };
-    let said = republish(None);
+    // The publisher has sent nothing: from the first event on, everything, in order.
+    let head = f.store.head_position().await.unwrap();
+    let said = republish(1);
+    assert!(
+        said.contains(&format!("republished {head} events (positions 1..={head})"))
+            && !said.contains("left to it"),
+        "{said}"
+    );
+    assert_eq!(
+        drain_queue(&sqs::client(), &pair.queue_url).await.len() as u64,
+        head
+    );
+    // From the second event on, nothing: the first is not sent yet.
+    let said = republish(2);
     assert!(
         said.contains("republished 0 events")
-            && said.contains("sqs_publisher has sent nothing yet: the events are left to it"),
+            && said.contains(&format!(
+                "; {} events after sqs_publisher's checkpoint were left to it: its event at \
+                 position 1, before --from 2, is not sent yet",
+                head - 1
+            ))
+            && said.contains("start at or before position 1"),
         "{said}"
     );
     assert!(
@@ -573,29 +612,23 @@ async fn republish_says_what_it_leaves_to_the_publisher() {
             .is_empty()
     );
 
+    // The publisher sent the log; then an order it has not sent. From that order's second
+    // event on: what the publisher sent of the range (nothing), the order's events left.
     delivered_through_head(&f, "sqs_publisher").await;
-    let published = f.store.checkpoint("sqs_publisher").await.unwrap();
-    let sent = f
-        .store
-        .read_range(0, published.global_position, 10_000)
-        .await
-        .unwrap()
-        .len();
-    write_order(&f.handler, 1).await;
+    write_order(&f.handler, 0).await;
     everything_visible(&f.store).await;
+    let first_late = head + 1;
     let head = f.store.head_position().await.unwrap();
-    let said = republish(Some(head));
+    let said = republish(first_late + 1);
     assert!(
-        said.contains(&format!("republished {sent} events (positions 1..={head})"))
+        said.contains("republished 0 events")
             && said.contains(&format!(
-                "the events after sqs_publisher's checkpoint (position {}) are left to it",
-                published.global_position
+                "; {} events after sqs_publisher's checkpoint were left to it: its event at \
+                 position {first_late}, before --from {}",
+                head - first_late,
+                first_late + 1
             )),
         "{said}"
-    );
-    assert_eq!(
-        drain_queue(&sqs::client(), &pair.queue_url).await.len(),
-        sent
     );
 }
 

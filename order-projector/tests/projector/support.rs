@@ -322,22 +322,29 @@ pub async fn insert_positions(
 }
 
 /// Record subscription `name` as having delivered the whole log (its checkpoint at the last
-/// event in the gap-safe order): a republish offers only what its sink has had, so a test that
-/// never ran the sink says so first.
+/// event in the gap-safe order), as if the test had run that sink.
 pub async fn delivered_through_head(f: &Fixture, name: &str) {
+    delivered_through(f, name, i64::MAX).await;
+}
+
+/// Record subscription `name` as having delivered the log up to the event at `position` (or the
+/// last event before it), its checkpoint at that event's cursor; returns the cursor.
+pub async fn delivered_through(f: &Fixture, name: &str, position: i64) -> Cursor {
     everything_visible(&f.store).await;
     let client = f.db.connect().await;
     let moved = client
         .execute(
             "INSERT INTO orders.subscriptions (name, checkpoint_xid, checkpoint_position)
              SELECT $1, transaction_id, global_position FROM orders.events
-             ORDER BY transaction_id DESC, global_position DESC LIMIT 1
+             WHERE global_position <= $2
+             ORDER BY global_position DESC LIMIT 1
              ON CONFLICT (name) DO UPDATE
              SET checkpoint_xid = excluded.checkpoint_xid,
                  checkpoint_position = excluded.checkpoint_position",
-            &[&name],
+            &[&name, &position],
         )
         .await
         .unwrap();
     assert_eq!(moved, 1, "the log holds events");
+    f.store.checkpoint(name).await.unwrap()
 }
