@@ -277,7 +277,7 @@ impl JsonLines<BufReader<File>> {
         }
         let size = metadata.len();
         let mut reader = BufReader::with_capacity(1 << 20, file);
-        if let Some(problem) = not_json_lines(reader.fill_buf()?, path) {
+        if let Some(problem) = not_json_lines(reader.fill_buf()?, metadata.is_file(), path) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: {problem}", path.display()),
@@ -291,7 +291,7 @@ impl JsonLines<BufReader<File>> {
 /// table (its header line), text in UTF-16 or UTF-32 (a byte order mark, or NUL bytes), NUL
 /// bytes, which no JSON text holds, one JSON array or pretty-printed JSON, or lines ended by
 /// carriage returns only. Each line of it would be a reject of its own (or the whole file one).
-fn not_json_lines(start: &[u8], path: &Path) -> Option<String> {
+fn not_json_lines(start: &[u8], regular: bool, path: &Path) -> Option<String> {
     let utf8 = |from: &str| {
         format!("re-encode the export as UTF-8 (iconv -f {from} -t UTF-8) and run again")
     };
@@ -324,7 +324,9 @@ fn not_json_lines(start: &[u8], path: &Path) -> Option<String> {
              with `jq -c '.[]' {name} > orders.jsonl` and pass that"
         ));
     }
-    if !text.contains(&b'\n')
+    // A pipe's first read may end anywhere: only a file's start is the file's.
+    if regular
+        && !text.contains(&b'\n')
         && text
             .split(|b| *b == b'\r')
             .filter(|line| !line.trim_ascii().is_empty())
@@ -341,7 +343,7 @@ fn not_json_lines(start: &[u8], path: &Path) -> Option<String> {
         .split(|b| *b == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
         .find(|line| !line.iter().all(u8::is_ascii_whitespace))?;
-    if first.trim_ascii() == b"{" {
+    if first.trim_ascii() == b"{" && text.contains(&b'\n') {
         return Some(format!(
             "the file is pretty-printed JSON (line 1 is a lone `{{`), not JSON Lines (one order \
              object per line): convert it with `jq -c . {name} > orders.jsonl` and pass that"
@@ -418,10 +420,12 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|b| *b == needle)
 }
 
-/// Best effort: the `order_id` of a record that does not parse as a whole, read up to the
-/// first top-level `order_id`: a record cut off after it, longer than a record may be, or
-/// holding a bad byte or field after it still names its order (so that a later copy of that
-/// order is a duplicate, not the one imported). An id that is no string is given as JSON.
+/// Best effort: the `order_id` of a record that does not parse as a whole, read from its
+/// top-level `order_id`: a record cut off after it, longer than a record may be, or holding a
+/// bad byte or field after it still names its order (so that a later copy of that order is a
+/// duplicate, not the one imported). An id that is no string is given as JSON, once the token
+/// after it shows it whole (`12` of a record cut inside `12345` is no id); a record with two
+/// `order_id`s names none.
 fn order_id_of(record: &[u8]) -> Option<String> {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -438,18 +442,33 @@ fn order_id_of(record: &[u8]) -> Option<String> {
             f.write_str("a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == "order_id" {
-                    *self.0 = Some(match map.next_value::<serde_json::Value>()? {
-                        serde_json::Value::String(id) => id,
-                        other => other.to_string(),
-                    });
-                    // What follows may not parse: the id is all that is wanted.
+            // An id that is a number (or any non-string) is whole once the next token is read.
+            let mut pending: Option<String> = None;
+            let mut seen = false;
+            loop {
+                let key = map.next_key::<std::borrow::Cow<'de, str>>();
+                if let Some(id) = pending.take()
+                    && key.is_ok()
+                {
+                    *self.0 = Some(id);
+                }
+                let Some(key) = key? else { return Ok(()) };
+                if key != "order_id" {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                if seen {
+                    // Two ids: which one counts is not for a reader of a broken record to say.
+                    *self.0 = None;
                     return Ok(());
                 }
-                map.next_value::<IgnoredAny>()?;
+                seen = true;
+                // What follows may not parse: the id is kept as far as it was read.
+                match map.next_value::<serde_json::Value>()? {
+                    serde_json::Value::String(id) => *self.0 = Some(id),
+                    other => pending = Some(other.to_string()),
+                }
             }
-            Ok(())
         }
     }
     let record = record.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(record);
@@ -589,6 +608,35 @@ pub(crate) fn table_path(directory: &Path, table: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The id of a record that does not parse whole: its top-level `order_id` as far as it was
+    /// read whole, none when there are two or the record is no object.
+    #[test]
+    fn a_broken_record_names_its_order_when_it_can() {
+        for (record, id) in [
+            (r#"{"order_id":"A","lines":[1,"#, Some("A")),
+            (r#"{"order_id":"A","x":1}"#, Some("A")),
+            ("\u{feff}{\"order_id\":\"A\",", Some("A")),
+            (r#"{"x":{"order_id":"N"},"order_id":"A","#, Some("A")),
+            (r#"{"order_id":12,"x""#, Some("12")),
+            (r#"{"order_id":12}"#, Some("12")),
+            (r#"{"order_id":{"a":1}}"#, Some(r#"{"a":1}"#)),
+            // Cut inside the id: a number that may go on, a string without its end.
+            (r#"{"order_id":12"#, None),
+            (r#"{"order_id":"A"#, None),
+            (r#"{"order_id":"A","order_id":"B"}"#, None),
+            (r#"{"order_id":12,"order_id":"B""#, None),
+            (r#"{"x":1,"#, None),
+            (r#"["order_id","A"]"#, None),
+            ("", None),
+        ] {
+            assert_eq!(order_id_of(record.as_bytes()).as_deref(), id, "{record}");
+        }
+        // Not UTF-8 after the id.
+        let mut bytes = br#"{"order_id":"A","x":""#.to_vec();
+        bytes.extend([0xC0, b'"', b'}']);
+        assert_eq!(order_id_of(&bytes).as_deref(), Some("A"));
+    }
 
     /// A long order id keeps its start, a long reason its start and end, each cut on a
     /// character boundary (of one to four bytes) to at most its bound with the marker that
