@@ -408,13 +408,17 @@ fn republish_done(
             unsent_at,
         }) => {
             let left = match unsent_at {
-                Some(at) if left > 0 => format!(
+                _ if left == 0 => String::new(),
+                Some(at) => format!(
                     "; {left} events after {sink}'s checkpoint were left to it: its event at \
-                     position {at}, before --from {from}, is not sent yet, and they would reach \
-                     the queue before it (it sends them in order; to send them too, start at or \
-                     before position {at})"
+                     position {at}, before --from {from}, is not sent yet, and they could \
+                     overtake it (it sends them in order; to send them too, start at or before \
+                     position {at})"
                 ),
-                _ => String::new(),
+                None => format!(
+                    "; {left} events written since it began were left to {sink}, which sends \
+                     them"
+                ),
             };
             println!("republished {sent} events (positions {from}..={through}){note}{left}");
             0

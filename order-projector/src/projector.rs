@@ -229,7 +229,7 @@ impl ProjectorBuilder {
 }
 
 /// The checks every subscription set of one binary passes before anything runs against the
-/// database (`run`, `replay`, `republish`, `status` alike): each subscription's own
+/// database (`run`, `replay` and `republish`): each subscription's own
 /// ([`Subscription::validate`]: names, tables, statements), no two of one name, no table
 /// declared by two projections.
 pub(crate) fn check_subscriptions(subscriptions: &[Subscription]) -> Result<(), String> {

@@ -487,6 +487,12 @@ pub(crate) async fn rebuild(
         let client = store.connection().await?;
         let previous = tables::registered(&client, &name).await?;
         check_registration(&name, schema, previous.as_ref(), options.allow_older)?;
+        tables::refuse_foreign(&client, &name, &schema.tables, previous.as_ref()).await?;
+        if previous.is_none()
+            && let Some(why) = crate::subscription::name_in_use(store, &name).await?
+        {
+            return Err(ReplayError::Setup(why));
+        }
     }
     let rebuild_name = rebuild_lease_name(&name);
     let Some((rebuild_lease, _)) = store

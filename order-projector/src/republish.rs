@@ -45,10 +45,10 @@ pub enum RepublishError {
 pub(crate) struct Republished {
     /// Events sent.
     pub sent: u64,
-    /// Events of the range left to the sink (after its checkpoint, behind an event of it the sink
-    /// has not sent, which lies before the range).
+    /// Events of the range left to the sink: after its checkpoint, and behind an event the sink
+    /// has not sent, which lies before the range, or written since the republish began.
     pub left: u64,
-    /// That event's position, when events were left.
+    /// The lowest position of such an event, if there is one.
     pub unsent_at: Option<u64>,
 }
 
@@ -89,54 +89,84 @@ pub(crate) async fn republish_sqs(
     .await
 }
 
-/// The first event (in the log's gap-safe order) of `categories` after `delivered` and before
-/// position `from`, if any: one the sink has not had, which the range does not hold.
-async fn unsent_before(
+/// What a republish learns before it sends anything, in one statement (one snapshot): the
+/// lowest position before `from` of an event of `categories` after the sink's checkpoint
+/// `delivered` (one the sink has not had, which the range does not hold), and which
+/// transactions had committed then.
+struct Start {
+    unsent_at: Option<u64>,
+    xmin: u64,
+    xmax: u64,
+    in_flight: Vec<u64>,
+}
+
+impl Start {
+    /// Whether the transaction `xid` had committed when the start was read: events written
+    /// since (whose order's earlier events the check could not see) are left to the sink.
+    fn committed_before(&self, xid: order_store::Xid8) -> bool {
+        xid.0 < self.xmin || (xid.0 < self.xmax && !self.in_flight.contains(&xid.0))
+    }
+}
+
+async fn start(
     store: &EventStore,
     delivered: Cursor,
     from: u64,
     categories: &crate::Categories,
     imported_sent: bool,
-) -> Result<Option<u64>, order_store::Error> {
+) -> Result<Start, order_store::Error> {
     let categories: Option<Vec<String>> = match categories {
         crate::Categories::All => None,
         crate::Categories::Only(categories) => Some(categories.clone()),
     };
-    store
-        .timed(async {
-            let client = store.connection().await?;
-            let row = client
-                .query_opt(
-                    "SELECT global_position FROM orders.events
-                     WHERE (transaction_id, global_position) > ($1::xid8, $2::int8)
-                       AND global_position < $3
-                       AND ($4::text[] IS NULL OR category = ANY($4))
-                       AND ($5 OR imported_from IS NULL)
-                     ORDER BY transaction_id, global_position
-                     LIMIT 1",
-                    &[
-                        &delivered.transaction_id,
-                        &(delivered.global_position as i64),
-                        &(from.min(i64::MAX as u64) as i64),
-                        &categories,
-                        &imported_sent,
-                    ],
-                )
-                .await?;
-            Ok(match row {
-                Some(row) => Some(row.try_get::<_, i64>(0)? as u64),
-                None => None,
-            })
-        })
-        .await
+    let mut client = store.connection().await?;
+    let tx = client.transaction().await?;
+    // It reads the events between the checkpoint and `from`: a publisher far behind makes that
+    // many, which a one-off task may take its time over.
+    tx.batch_execute("SET LOCAL statement_timeout = '10min'")
+        .await?;
+    let row = tx
+        .query_one(
+            "WITH s AS (SELECT pg_current_snapshot() AS snap)
+             SELECT
+               (SELECT min(global_position) FROM orders.events
+                 WHERE (transaction_id, global_position) > ($1::xid8, $2::int8)
+                   AND global_position < $3
+                   AND ($4::text[] IS NULL OR category = ANY($4))
+                   AND ($5 OR imported_from IS NULL)),
+               pg_snapshot_xmin(snap)::text::int8,
+               pg_snapshot_xmax(snap)::text::int8,
+               ARRAY(SELECT x::text::int8 FROM pg_snapshot_xip(snap) AS x)
+             FROM s",
+            &[
+                &delivered.transaction_id,
+                &(delivered.global_position as i64),
+                &(from.min(i64::MAX as u64) as i64),
+                &categories,
+                &imported_sent,
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Start {
+        unsent_at: row.try_get::<_, Option<i64>>(0)?.map(|p| p as u64),
+        xmin: row.try_get::<_, i64>(1)? as u64,
+        xmax: row.try_get::<_, i64>(2)? as u64,
+        in_flight: row
+            .try_get::<_, Vec<i64>>(3)?
+            .into_iter()
+            .map(|x| x as u64)
+            .collect(),
+    })
 }
 
 /// Offer `sink` every event of its categories with `from <= global_position <= through` again,
 /// page by page, under no lease, except, when an event subscription `sent_by` has not had lies
-/// before `from`, the events after its checkpoint (both read once at the start: see the
-/// module's documentation). `imported_sent`: whether the sink sends imported history (the SQS
-/// publisher does not: those are neither offered nor counted). `name` is the republish's in
-/// logs and metrics.
+/// before `from`, the events after its checkpoint, and in any case the events after it
+/// written since the republish began (both read once at the start: see the module's
+/// documentation). `imported_sent`: whether the sink sends imported history (the SQS
+/// publisher does not: it skips those it is offered, and they are not counted). `name` is the
+/// republish's in logs and metrics.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn republish_to<S: Sink>(
     store: &EventStore,
@@ -157,20 +187,25 @@ pub(crate) async fn republish_to<S: Sink>(
     };
     let counted = |e: &RecordedEvent| imported_sent || e.imported_from.is_none();
     let categories = sink.categories();
-    let unsent_at = async {
+    let begun = async {
         let delivered = store.checkpoint(sent_by).await?;
-        let unsent = unsent_before(store, delivered, from, &categories, imported_sent).await?;
-        Ok::<_, order_store::Error>((delivered, unsent))
+        let begun = start(store, delivered, from, &categories, imported_sent).await?;
+        Ok::<_, order_store::Error>((delivered, begun))
     }
     .await
     .map_err(|source| RepublishError::Store {
         source,
         resume: resume(after + 1, sent),
     })?;
-    let (delivered, unsent_at) = unsent_at;
-    // Left to the sink: what would overtake that event.
-    let left_to_sink =
-        |e: &RecordedEvent| unsent_at.is_some() && e.cursor() > delivered && counted(e);
+    let (delivered, begun) = begun;
+    let unsent_at = begun.unsent_at;
+    // Left to the sink: what could overtake that event; and what was written since the start,
+    // whose order's earlier events the start could not see.
+    let left_to_sink = |e: &RecordedEvent| {
+        counted(e)
+            && e.cursor() > delivered
+            && (unsent_at.is_some() || !begun.committed_before(e.transaction_id))
+    };
     let mut left = 0u64;
     loop {
         if *shutdown.borrow() {
@@ -222,6 +257,6 @@ pub(crate) async fn republish_to<S: Sink>(
     Ok(Republished {
         sent,
         left,
-        unsent_at: unsent_at.filter(|_| left > 0),
+        unsent_at,
     })
 }

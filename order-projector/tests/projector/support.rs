@@ -327,8 +327,9 @@ pub async fn delivered_through_head(f: &Fixture, name: &str) {
     delivered_through(f, name, i64::MAX).await;
 }
 
-/// Record subscription `name` as having delivered the log up to the event at `position` (or the
-/// last event before it), its checkpoint at that event's cursor; returns the cursor.
+/// Record subscription `name` as having delivered the log up to position `position`: its
+/// checkpoint at the last cursor (in the gap-safe order) of the events at or before it;
+/// returns the cursor.
 pub async fn delivered_through(f: &Fixture, name: &str, position: i64) -> Cursor {
     everything_visible(&f.store).await;
     let client = f.db.connect().await;
@@ -337,7 +338,7 @@ pub async fn delivered_through(f: &Fixture, name: &str, position: i64) -> Cursor
             "INSERT INTO orders.subscriptions (name, checkpoint_xid, checkpoint_position)
              SELECT $1, transaction_id, global_position FROM orders.events
              WHERE global_position <= $2
-             ORDER BY global_position DESC LIMIT 1
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1
              ON CONFLICT (name) DO UPDATE
              SET checkpoint_xid = excluded.checkpoint_xid,
                  checkpoint_position = excluded.checkpoint_position",
