@@ -235,15 +235,18 @@ impl Processor {
         if age < limit {
             return Ok(());
         }
+        // Whole seconds: "23h 30m 12s", "2s".
+        let words = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
         Err(Outcome::dead(
             "key_lifetime",
             format!(
-                "{call} (Idempotency-Key {key}) would be sent again for an event of {} hours ago, \
-                 past the {} hours a provider must remember its keys: an earlier delivery may \
-                 have made it, and the provider may have forgotten; ask the provider whether it \
-                 holds a {call} with that key: {then}",
-                age.as_secs() / 3600,
-                lifetime.as_secs_f64() / 3600.0
+                "{call} (Idempotency-Key {key}) is due for an event recorded {} ago, past {}: \
+                 the {} a provider must remember its keys, less a margin. An earlier delivery \
+                 may have made it, and the provider may have forgotten; ask the provider whether \
+                 it holds a {call} with that key: {then}",
+                words(age),
+                words(limit),
+                words(lifetime)
             ),
         ))
     }
@@ -650,9 +653,14 @@ impl Processor {
                     remembered("refund", request.idempotency_key, "RefundPayment")?;
                 }
                 let payment = &self.providers.payment;
+                // A void is a call of its own to the provider: its metrics and reasons say so.
+                let operation = match action {
+                    PaymentAction::Void => "void",
+                    PaymentAction::Refund => "refund",
+                };
                 match guards
                     .payment
-                    .call("refund", || payment.refund(request.clone()))
+                    .call(operation, || payment.refund(request.clone()))
                     .await
                 {
                     Ok(()) => {}
@@ -817,7 +825,7 @@ impl Processor {
             };
             match guards
                 .payment
-                .call("refund", || payment.refund(void.clone()))
+                .call("void", || payment.refund(void.clone()))
                 .await
             {
                 Ok(()) => {}
@@ -1526,6 +1534,11 @@ mod tests {
             panic!("{outcome:?}");
         };
         assert_eq!(kind, "key_lifetime");
+        // Ages and limits in words that agree: a lifetime of an hour, less its margin of a tenth.
+        assert!(
+            reason.contains("for an event recorded 2days ago, past 54m: the 1h a provider must remember its keys, less a margin"),
+            "{reason}"
+        );
         let key = saga::command_id(event_id, "RefundPayment/captured");
         let command = saga::command_id(event_id, "RefundPayment");
         assert!(
@@ -1547,6 +1560,46 @@ mod tests {
             "{reason}"
         );
         assert_eq!(provider.calls(), ["Void PAY-CAPTURED"]);
+    }
+
+    /// A void is counted as `operation="void"` in the provider-call metrics (an operator
+    /// reading a failing void endpoint as failing refunds would look in the wrong place).
+    #[test]
+    fn a_void_is_counted_as_a_void_not_a_refund() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let provider = Arc::new(Recording::default());
+        let answers = metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let processor = processor(&provider);
+                compensate(
+                    &processor,
+                    &cancelled_log(false, "PaymentAuthorized", "void"),
+                )
+                .await
+            })
+        });
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(provider.calls(), ["release RSV-1", "Void PAY-1"]);
+        let rendered = metrics.render();
+        let calls: Vec<&str> = rendered
+            .lines()
+            .filter(|l| l.starts_with("order_worker_provider_calls_total{"))
+            .collect();
+        assert!(
+            calls.iter().any(|l| l.contains(r#"provider="payment""#)
+                && l.contains(r#"operation="void""#)
+                && l.contains(r#"result="ok""#)),
+            "{calls:?}"
+        );
+        assert!(
+            !calls.iter().any(|l| l.contains(r#"operation="refund""#)),
+            "{calls:?}"
+        );
     }
 
     #[tokio::test]
