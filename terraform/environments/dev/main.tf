@@ -24,6 +24,7 @@ module "platform" {
   alb_allowed_security_group_ids   = var.alb_allowed_security_group_ids
 
   vpc_cidr            = "10.40.0.0/16"
+  az_letters          = var.az_letters
   az_count            = 2
   enable_nat_gateway  = var.enable_nat_gateway
   endpoint_az_count   = 1
@@ -37,6 +38,7 @@ module "platform" {
   # (output database_connections; 16, the binaries' default, would make it 108)
   db_pool_size        = 8
   deletion_protection = false
+  db_final_snapshot   = false
   dr_region           = var.dr_region
 
   grpc_min_capacity        = 1

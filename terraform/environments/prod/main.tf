@@ -25,6 +25,7 @@ module "platform" {
   alb_allowed_security_group_ids   = var.alb_allowed_security_group_ids
 
   vpc_cidr            = "10.50.0.0/16"
+  az_letters          = var.az_letters
   az_count            = 3
   enable_nat_gateway  = var.enable_nat_gateway
   interface_endpoints = var.interface_endpoints

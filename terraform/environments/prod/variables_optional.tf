@@ -10,6 +10,12 @@ variable "region" {
   default     = "eu-west-1"
 }
 
+variable "az_letters" {
+  description = "Letters of the availability zones used, in order: zone = region + letter. The plan names the zones this account lacks in the region (Tokyo has no 1b for most accounts: [\"a\", \"c\", \"d\"])."
+  type        = list(string)
+  default     = ["a", "b", "c", "d"]
+}
+
 variable "image_tag" {
   description = "Image tag of the first task definitions (a commit SHA already pushed)."
   type        = string

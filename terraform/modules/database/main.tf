@@ -55,14 +55,16 @@ resource "aws_db_instance" "this" {
   parameter_group_name                = aws_db_parameter_group.this.name
   iam_database_authentication_enabled = true
 
-  backup_retention_period   = var.backup_retention_days
-  backup_window             = "02:00-03:00"
-  maintenance_window        = "sun:03:30-sun:04:30"
-  copy_tags_to_snapshot     = true
-  delete_automated_backups  = false
-  deletion_protection       = var.deletion_protection
-  skip_final_snapshot       = !var.deletion_protection
-  final_snapshot_identifier = var.deletion_protection ? "${var.name_prefix}-db-final" : null
+  backup_retention_period  = var.backup_retention_days
+  backup_window            = "02:00-03:00"
+  maintenance_window       = "sun:03:30-sun:04:30"
+  copy_tags_to_snapshot    = true
+  delete_automated_backups = false
+  deletion_protection      = var.deletion_protection
+  # Not tied to deletion_protection: the apply that lifts it (RDS deletes nothing before)
+  # must not also give up the final snapshot.
+  skip_final_snapshot       = !var.final_snapshot
+  final_snapshot_identifier = var.final_snapshot ? "${var.name_prefix}-db-final" : null
 
   auto_minor_version_upgrade  = true
   allow_major_version_upgrade = false

@@ -41,7 +41,13 @@ variable "multi_az" {
 }
 
 variable "deletion_protection" {
-  description = "Refuse deletion of the instance (and take a final snapshot if it is deleted after turning this off)."
+  description = "Refuse deletion of the instance (lift it with an apply before a destroy)."
+  type        = bool
+  default     = true
+}
+
+variable "final_snapshot" {
+  description = "Take a final snapshot, `<name_prefix>-db-final`, when the instance is deleted (whatever deletion_protection was before the destroy). RDS refuses the deletion while a snapshot of that name exists."
   type        = bool
   default     = true
 }

@@ -1,7 +1,26 @@
 # Access-log bucket of the ALB: private, versioned, expired after var.access_log_retention_days.
 
 data "aws_caller_identity" "current" {}
-data "aws_elb_service_account" "this" {}
+data "aws_region" "current" {}
+
+# Regions opened before August 2022 deliver ALB access logs as an AWS account of their own,
+# which the bucket policy names; the newer ones (eu-central-2, ap-south-2, ca-west-1, ...) only
+# as the log-delivery service principal, and `aws_elb_service_account` fails the plan there
+# ("unsupported AWS Region"). So the legacy statement exists only where that account does.
+locals {
+  elb_account_regions = [
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ap-east-1",
+    "ap-south-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1",
+    "ap-southeast-2", "ap-southeast-3", "ca-central-1", "eu-central-1", "eu-west-1",
+    "eu-west-2", "eu-west-3", "eu-south-1", "eu-north-1", "me-south-1", "sa-east-1",
+    "us-gov-west-1", "us-gov-east-1", "cn-north-1", "cn-northwest-1",
+  ]
+  elb_legacy_region = contains(local.elb_account_regions, data.aws_region.current.name)
+}
+
+data "aws_elb_service_account" "this" {
+  count = local.elb_legacy_region ? 1 : 0
+}
 
 resource "aws_s3_bucket" "access_logs" {
   #checkov:skip=CKV_AWS_144:Access logs are operational data; cross-region replication would double the cost for no recovery need.
@@ -67,13 +86,16 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
 }
 
 data "aws_iam_policy_document" "access_logs" {
-  statement {
-    sid       = "ElbLogDeliveryLegacyRegions"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.access_logs.arn}/alb/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
-    principals {
-      type        = "AWS"
-      identifiers = [data.aws_elb_service_account.this.arn]
+  dynamic "statement" {
+    for_each = data.aws_elb_service_account.this
+    content {
+      sid       = "ElbLogDeliveryLegacyRegions"
+      actions   = ["s3:PutObject"]
+      resources = ["${aws_s3_bucket.access_logs.arn}/alb/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
+      principals {
+        type        = "AWS"
+        identifiers = [statement.value.arn]
+      }
     }
   }
 

@@ -4,18 +4,31 @@
 #   isolated - the database; no route out of the VPC at all
 
 # The zones are named explicitly (region + letter), so the subnet layout never shifts when AWS
-# adds a zone; the data source fails the plan if one of them is not available.
+# adds a zone; the plan fails, naming them, if one of them is not available to this account
+# (Tokyo has no 1b for accounts opened since 2012, for instance: set `az_letters`).
+locals {
+  wanted_azs = [for letter in slice(var.az_letters, 0, var.az_count) : "${data.aws_region.current.name}${letter}"]
+}
+
 data "aws_availability_zones" "selected" {
   state = "available"
 
   filter {
     name   = "zone-name"
-    values = [for letter in slice(var.az_letters, 0, var.az_count) : "${data.aws_region.current.name}${letter}"]
+    values = local.wanted_azs
+  }
+
+  lifecycle {
+    postcondition {
+      condition     = length(setsubtract(local.wanted_azs, self.names)) == 0
+      error_message = "availability zones ${join(", ", setsubtract(local.wanted_azs, self.names))} are not available to this account in ${data.aws_region.current.name} (it has ${length(self.names) == 0 ? "none of those asked for" : join(", ", self.names)}): set az_letters to ${var.az_count} letters of zones it has (`aws ec2 describe-availability-zones --region ${data.aws_region.current.name}`)"
+    }
   }
 }
 
 locals {
-  azs = sort(data.aws_availability_zones.selected.names)
+  # The zones asked for, once the data source has found every one of them.
+  azs = sort(setintersection(local.wanted_azs, data.aws_availability_zones.selected.names))
   # /16 -> sixteen /20s: 0-3 public, 4-7 private, 8-11 isolated
   public_cidrs   = [for i in range(var.az_count) : cidrsubnet(var.vpc_cidr, 4, i)]
   private_cidrs  = [for i in range(var.az_count) : cidrsubnet(var.vpc_cidr, 4, 4 + i)]

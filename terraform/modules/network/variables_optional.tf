@@ -13,6 +13,11 @@ variable "az_letters" {
   description = "Zone letters to use, in order (the first az_count of them): zone = region + letter."
   type        = list(string)
   default     = ["a", "b", "c", "d"]
+
+  validation {
+    condition     = length(var.az_letters) >= var.az_count && length(distinct(var.az_letters)) == length(var.az_letters) && alltrue([for l in var.az_letters : can(regex("^[a-z]$", l))])
+    error_message = "az_letters must hold at least az_count different letters a-z (one each: \"a\", \"c\", ...)."
+  }
 }
 
 variable "enable_nat_gateway" {

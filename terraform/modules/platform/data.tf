@@ -19,6 +19,7 @@ module "database" {
   read_replica                = var.db_read_replica
   read_replica_instance_class = var.db_read_replica_instance_class
   deletion_protection         = var.deletion_protection
+  final_snapshot              = var.db_final_snapshot
   backup_retention_days       = var.db_backup_retention_days
   allocated_storage_gb        = var.db_allocated_storage_gb
   max_allocated_storage_gb    = var.db_max_allocated_storage_gb

@@ -33,6 +33,7 @@ module "network" {
   vpc_cidr            = var.vpc_cidr
   kms_key_arn         = module.kms.key_arn
   az_count            = var.az_count
+  az_letters          = var.az_letters
   enable_nat_gateway  = var.enable_nat_gateway
   single_nat_gateway  = var.single_nat_gateway
   endpoint_az_count   = var.endpoint_az_count

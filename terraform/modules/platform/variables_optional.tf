@@ -12,6 +12,12 @@ variable "az_count" {
   default     = 2
 }
 
+variable "az_letters" {
+  description = "Letters of the zones used, in order (the first az_count): zone = region + letter. Change it where the region lacks one of a-d for this account (Tokyo: [\"a\", \"c\", \"d\"])."
+  type        = list(string)
+  default     = ["a", "b", "c", "d"]
+}
+
 variable "enable_nat_gateway" {
   description = "NAT for outbound internet access (not needed: AWS APIs go through VPC endpoints)."
   type        = bool
@@ -320,6 +326,12 @@ variable "grpc_callers" {
 
 variable "deletion_protection" {
   description = "Deletion protection for the database and the ALB (true everywhere but dev)."
+  type        = bool
+  default     = true
+}
+
+variable "db_final_snapshot" {
+  description = "Take a final snapshot of the database (`<prefix>-db-final`) when it is destroyed (false in dev only)."
   type        = bool
   default     = true
 }

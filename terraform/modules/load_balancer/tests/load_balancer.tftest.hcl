@@ -122,3 +122,28 @@ run "public_rate_limit_spares_the_systems_own_addresses" {
     error_message = "a rule allows traffic outright: the own addresses must still meet the reputation and bad-input rules"
   }
 }
+
+# A region opened since 2022 (Zurich here) has no ELB account: `aws_elb_service_account`
+# fails the plan there, so the bucket policy names the log-delivery service principal alone.
+run "access_logs_in_a_region_without_an_elb_account" {
+  command = plan
+
+  override_data {
+    target = data.aws_region.current
+    values = { name = "eu-central-2" }
+  }
+
+  assert {
+    condition     = length(data.aws_elb_service_account.this) == 0
+    error_message = "the ELB account of a region that has none is read (the real provider fails the plan)"
+  }
+}
+
+run "access_logs_in_a_region_with_an_elb_account" {
+  command = plan
+
+  assert {
+    condition     = length(data.aws_elb_service_account.this) == 1
+    error_message = "eu-west-1's ELB account is not in the access-log bucket policy"
+  }
+}

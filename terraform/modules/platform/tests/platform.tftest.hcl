@@ -252,6 +252,44 @@ run "grpc_caller_names_are_checked" {
   expect_failures = [var.grpc_callers]
 }
 
+# The longest project that fits prod (14 characters) plans; one more character, or an upper-case
+# letter, fails at the variable instead of at ECR's prefix or a target group's name.
+run "a_project_name_that_fits" {
+  command = plan
+
+  variables {
+    environment = "prod"
+    project     = "acme-ledger-eu"
+  }
+
+  assert {
+    condition     = module.ecr.pull_through_prefix == "acme-ledger-eu-prod/ecr-public"
+    error_message = "the project name is not the first part of the names"
+  }
+}
+
+run "a_project_name_too_long_for_the_names_is_refused" {
+  command = plan
+
+  variables {
+    environment = "prod"
+    project     = "acme-ledger-eu1"
+  }
+
+  expect_failures = [var.project]
+}
+
+run "a_project_name_with_upper_case_is_refused" {
+  command = plan
+
+  variables {
+    environment = "dev"
+    project     = "Order-Ledger"
+  }
+
+  expect_failures = [var.project]
+}
+
 run "grpc_caller_scopes_are_checked" {
   command = plan
 
