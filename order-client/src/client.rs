@@ -8,12 +8,13 @@ use std::time::Duration;
 use order_proto::v1::order_query_service_client::OrderQueryServiceClient;
 use order_proto::v1::order_service_client::OrderServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tower::util::BoxCloneSyncService;
 
+use crate::balance::Endpoints;
 use crate::context::{CAUSATION_HEADER, CORRELATION_HEADER, CallContext, current_trace_context};
 use crate::error::Error;
 use crate::retry::{CallKind, RetryPolicy, retryable};
@@ -134,8 +135,12 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Add an endpoint (`http://host:port`, or `https://` for TLS). With several, calls are
-    /// balanced across them (power of two choices over the ready connections).
+    /// Add an endpoint (`http://host:port`, or `https://` for TLS). With several, calls go
+    /// to them in turn, around those that cannot be reached: an endpoint whose call failed in
+    /// the transport (refused or broken connection) gets no calls until a TCP connection to
+    /// it opens again, which the client tries by itself (every 0.25 s at first, doubling to
+    /// 5 s). The call that found it down fails like any transport failure (UNAVAILABLE, and
+    /// is retried, on another endpoint, by the [`RetryPolicy`]).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoints.push(url.into());
         self
@@ -152,7 +157,8 @@ impl ClientBuilder {
     }
 
     /// Send `authorization: Bearer <token>` on every call. An empty token (or one of only
-    /// white space) is refused by [`build`](Self::build) as [`Error::Config`].
+    /// white space), or one that starts with the scheme itself (`Bearer ...`), is refused by
+    /// [`build`](Self::build) as [`Error::Config`].
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
@@ -245,6 +251,19 @@ impl ClientBuilder {
                         "the bearer token is empty (order-cli: --token or ORDER_GRPC_TOKEN)".into(),
                     ));
                 }
+                // `Bearer Bearer <token>` on the wire: refused by the service as an unknown
+                // token, which does not say why.
+                if token
+                    .trim_start()
+                    .get(..7)
+                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                {
+                    return Err(Error::Config(
+                        "the bearer token starts with \"Bearer \": give the token alone (the \
+                         client sends `authorization: Bearer <token>` itself)"
+                            .into(),
+                    ));
+                }
                 let mut value =
                     AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
                         Error::Config("the bearer token is not valid header text".into())
@@ -258,15 +277,24 @@ impl ClientBuilder {
             .iter()
             .map(|url| self.endpoint_for(url))
             .collect::<Result<Vec<_>, _>>()?;
-        let channel = match <[Endpoint; 1]>::try_from(endpoints) {
-            Ok([endpoint]) => endpoint.connect_lazy(),
-            Err(endpoints) => Channel::balance_list(endpoints.into_iter()),
+        let mut transport = match <[Endpoint; 1]>::try_from(endpoints) {
+            Ok([endpoint]) => Transport::new(
+                tower::ServiceBuilder::new()
+                    .map_err(TransportError::new)
+                    .service(endpoint.connect_lazy()),
+            ),
+            Err(endpoints) => Transport::new(
+                tower::ServiceBuilder::new()
+                    .map_err(TransportError::new)
+                    .service(Endpoints::new(
+                        endpoints
+                            .into_iter()
+                            .map(|endpoint| (endpoint.uri().clone(), endpoint.connect_lazy()))
+                            .collect(),
+                        self.connect_timeout,
+                    )),
+            ),
         };
-        let mut transport = Transport::new(
-            tower::ServiceBuilder::new()
-                .map_err(TransportError::new)
-                .service(channel),
-        );
         if let Some(wrap) = &self.wrap {
             transport = wrap(transport);
         }
@@ -763,6 +791,21 @@ mod tests {
         assert!(bad(Client::builder()
             .endpoint("http://127.0.0.1:1")
             .bearer_token("line\nbreak")));
+        for with_scheme in [
+            "Bearer a-token-of-sixteen-chars",
+            "bearer a-token-of-sixteen-chars",
+        ] {
+            match Client::builder()
+                .endpoint("http://127.0.0.1:1")
+                .bearer_token(with_scheme)
+                .build()
+            {
+                Err(Error::Config(message)) => {
+                    assert!(message.contains("give the token alone"), "{message}")
+                }
+                other => panic!("{with_scheme:?}: {other:?}"),
+            }
+        }
         for empty in ["", "  ", "\t"] {
             match Client::builder()
                 .endpoint("http://127.0.0.1:1")

@@ -19,7 +19,10 @@ pub enum Error {
         status: Box<Status>,
         /// How many attempts were made.
         attempts: u32,
-        /// The correlation id every attempt carried (search the service's logs for it).
+        /// The correlation id every attempt carried. Search the service's logs for it: its
+        /// own failures are logged at ERROR with it; an answer refusing the call (bad input,
+        /// a missing permission, NOT_FOUND, a version conflict) only at DEBUG
+        /// (docs/operations.md, "The signals").
         correlation_id: String,
     },
     /// The service answered with something this client cannot use (e.g. GetOrder without an

@@ -20,7 +20,8 @@
 //! - **On every call**: TLS (`https://` endpoints, checked against the CA you give), the
 //!   bearer token, `x-correlation-id` (yours, see [`CallContext`], or a fresh one per call)
 //!   and W3C `traceparent` (yours, or the current `tracing` span's OpenTelemetry context when
-//!   there is one). Several endpoints are balanced ([`ClientBuilder::endpoint`]).
+//!   there is one). Several endpoints take calls in turn, and one that cannot be reached
+//!   takes none until it can again ([`ClientBuilder::endpoint`]).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), order_client::Error> {
@@ -57,6 +58,7 @@
 
 #![deny(missing_docs)]
 
+mod balance;
 mod client;
 mod command;
 mod context;

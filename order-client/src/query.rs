@@ -241,7 +241,7 @@ impl Query<pb::ListOrdersRequest> {
         self
     }
 
-    /// Orders per page (1-500; the service's default is 50).
+    /// Orders per page, at most 500 (0, the default: the service's default page of 50).
     pub fn page_size(mut self, size: u32) -> Self {
         self.request.page_size = size;
         self

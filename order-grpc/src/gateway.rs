@@ -447,12 +447,43 @@ pub struct Gateway<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-fn refuse(status: Status, correlation_id: &str) -> Response<tonic::body::Body> {
+fn refuse(
+    status: Status,
+    correlation_id: &str,
+    method: Option<&str>,
+) -> Response<tonic::body::Body> {
     let mut response = status.into_http::<tonic::body::Body>();
     if let Ok(value) = HeaderValue::from_str(correlation_id) {
         response.headers_mut().insert(CORRELATION_HEADER, value);
     }
+    log_error_answer(method, correlation_id, &response);
     response
+}
+
+/// At DEBUG, one line for a call answered with an error status in its headers (every unary
+/// error: a refusal of the gateway, bad input, NOT_FOUND, a state the command does not fit, a
+/// version conflict), so that a caller's correlation id finds it: such calls are the caller's
+/// mistakes, not the service's, and log nothing above DEBUG. `method` is `None` when DEBUG
+/// is off (nothing is logged, nothing allocated).
+fn log_error_answer<B>(method: Option<&str>, correlation_id: &str, response: &Response<B>) {
+    let Some(method) = method else {
+        return;
+    };
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    if let Some(code) = header("grpc-status").filter(|code| *code != "0") {
+        tracing::debug!(
+            method,
+            grpc_status = code,
+            message = header("grpc-message").unwrap_or_default(),
+            correlation_id,
+            "call answered with an error"
+        );
+    }
 }
 
 impl<S, B> Service<Request<B>> for Gateway<S>
@@ -481,19 +512,29 @@ where
         let correlation_id =
             correlation_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let health = request.uri().path().starts_with(HEALTH_PREFIX);
+        let method =
+            tracing::enabled!(tracing::Level::DEBUG).then(|| request.uri().path().to_owned());
 
         let mut actor = None;
         if !health && !self.tokens.is_empty() {
             match self.authenticate(&request) {
                 Ok(token) => {
                     if let Some(status) = permission_denied(token, request.uri().path()) {
-                        return Box::pin(std::future::ready(Ok(refuse(status, &correlation_id))));
+                        return Box::pin(std::future::ready(Ok(refuse(
+                            status,
+                            &correlation_id,
+                            method.as_deref(),
+                        ))));
                     }
                     actor = Some(token.name.clone());
                 }
                 Err(why) => {
                     let status = Status::unauthenticated(why);
-                    return Box::pin(std::future::ready(Ok(refuse(status, &correlation_id))));
+                    return Box::pin(std::future::ready(Ok(refuse(
+                        status,
+                        &correlation_id,
+                        method.as_deref(),
+                    ))));
                 }
             }
         }
@@ -501,7 +542,11 @@ where
         let causation_id = match causation_id(&request) {
             Ok(id) => id,
             Err(status) => {
-                return Box::pin(std::future::ready(Ok(refuse(status, &correlation_id))));
+                return Box::pin(std::future::ready(Ok(refuse(
+                    status,
+                    &correlation_id,
+                    method.as_deref(),
+                ))));
             }
         };
 
@@ -515,7 +560,11 @@ where
                     let status = Status::resource_exhausted(
                         "the service is at its concurrency limit; retry with backoff",
                     );
-                    return Box::pin(std::future::ready(Ok(refuse(status, &correlation_id))));
+                    return Box::pin(std::future::ready(Ok(refuse(
+                        status,
+                        &correlation_id,
+                        method.as_deref(),
+                    ))));
                 }
             }
         };
@@ -573,13 +622,14 @@ where
                             "the call's deadline passed before it finished",
                         ),
                     };
-                    return Ok(refuse(status, &correlation_id));
+                    return Ok(refuse(status, &correlation_id, method.as_deref()));
                 }
             };
             correct_status(&mut response);
             if let Ok(value) = HeaderValue::from_str(&correlation_id) {
                 response.headers_mut().insert(CORRELATION_HEADER, value);
             }
+            log_error_answer(method.as_deref(), &correlation_id, &response);
             Ok(response)
         })
     }

@@ -164,6 +164,58 @@ async fn calls_are_balanced_over_several_endpoints_and_go_on_while_one_is_down()
     }
 }
 
+/// An endpoint that refuses connections takes no calls after the first that finds it down
+/// (tonic's own balancer sent it about one call in three, for as long as it was down), and
+/// takes calls again once it is back, without a call spent finding out.
+#[tokio::test]
+async fn an_endpoint_that_cannot_be_reached_is_left_out_until_it_can() {
+    let mut stack = Stack::start().await;
+    // A port nothing listens on, for now.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = Client::builder()
+        .endpoints([format!("http://{dead}"), stack.url()])
+        .retry(order_client::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let mut failed = Vec::new();
+    for _ in 0..40 {
+        if let Err(error) = place(&client).await {
+            assert_eq!(error.code(), Code::Unavailable, "{error}");
+            failed.push(error.to_string());
+        }
+    }
+    assert!(
+        failed.len() <= 1,
+        "{} of 40 calls failed: {failed:?}",
+        failed.len()
+    );
+    let mut health = std::collections::HashMap::<String, usize>::new();
+    for _ in 0..20 {
+        let answer = client.health("").await.map_err(|e| e.code());
+        *health.entry(format!("{answer:?}")).or_default() += 1;
+    }
+    assert_eq!(health.len(), 1, "the health check flaps: {health:?}");
+
+    // The endpoint comes up and the other goes: calls reach the one back (no retries here,
+    // so a call that succeeds went to it).
+    let back = Server::start(stack.db.url(), dead, &ServerOptions::default()).await;
+    stack.stop_server().await;
+    let started = std::time::Instant::now();
+    let mut answered = false;
+    while started.elapsed() < Duration::from_secs(60) {
+        if place(&client).await.is_ok() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answered, "the endpoint that came back took no call in 60 s");
+    back.stop().await;
+}
+
 /// A certificate for `localhost`, valid only in 2000 (long expired).
 fn expired_certificate() -> (rcgen::Certificate, rcgen::KeyPair) {
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();

@@ -250,3 +250,92 @@ async fn a_malformed_authorization_header_is_named_as_such() {
     assert_eq!(unknown.message(), "invalid bearer token");
     assert_eq!(app.event_count().await, 0);
 }
+
+fn correlated<T>(message: T, correlation_id: &str) -> tonic::Request<T> {
+    let mut request = with_token(message, TOKEN);
+    request
+        .metadata_mut()
+        .insert("x-correlation-id", correlation_id.parse().unwrap());
+    request
+}
+
+/// Every call answered with an error is found in the service's log at DEBUG by the caller's
+/// correlation id (order-client's errors tell callers to search for it): refusals of the
+/// gateway (no token), bad input and NOT_FOUND alike; nothing is written above DEBUG.
+#[tokio::test]
+async fn a_refused_call_is_logged_at_debug_with_its_correlation_id() {
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The server runs on this test's (single-threaded) runtime: its lines reach this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = spawn_app_with(Options {
+        tokens: Some(format!("worker={TOKEN}")),
+        ..Options::default()
+    })
+    .await;
+
+    let mut anonymous = tonic::Request::new(place(&id()));
+    anonymous
+        .metadata_mut()
+        .insert("x-correlation-id", "probe-no-token".parse().unwrap());
+    let refused = app.commands().place_order(anonymous).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let mut bad = place(&id());
+    bad.lines[0].quantity = 0;
+    let invalid = app
+        .commands()
+        .place_order(correlated(bad, "probe-bad-input"))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let missing = app
+        .queries()
+        .get_order(correlated(
+            pb::GetOrderRequest {
+                order_id: id(),
+                ..Default::default()
+            },
+            "probe-not-found",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    for (correlation_id, code) in [
+        ("probe-no-token", "16"),
+        ("probe-bad-input", "3"),
+        ("probe-not-found", "5"),
+    ] {
+        let line = log
+            .lines()
+            .find(|line| {
+                line.contains(correlation_id) && line.contains("call answered with an error")
+            })
+            .unwrap_or_else(|| panic!("no line for {correlation_id} in:\n{log}"));
+        assert!(line.contains("DEBUG"), "{line}");
+        assert!(line.contains(&format!("grpc_status=\"{code}\"")), "{line}");
+    }
+    assert!(
+        !log.lines()
+            .any(|line| line.contains("probe-")
+                && (line.contains(" WARN ") || line.contains(" ERROR "))),
+        "{log}"
+    );
+}
