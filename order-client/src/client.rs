@@ -801,7 +801,7 @@ mod tests {
                 .build()
             {
                 Err(Error::Config(message)) => {
-                    assert!(message.contains("give the token alone"), "{message}")
+                    assert!(message.contains("give the token alone"), "{message}");
                 }
                 other => panic!("{with_scheme:?}: {other:?}"),
             }
