@@ -3,17 +3,20 @@
 use tonic::{Code, Status};
 
 /// The errors of this crate.
-#[derive(Debug, thiserror::Error)]
+///
+/// [`source`](std::error::Error::source) of an [`Error::Rpc`] that the transport made (no
+/// connection, a DNS name that does not resolve, a broken connection) is the transport's error
+/// chain (`tcp connect error`, then `Connection refused (os error 111)`), so `{:#}` of an
+/// `anyhow::Error` or any error reporter shows the cause; an answer of the service has none.
+#[derive(Debug)]
 pub enum Error {
     /// The client's settings are unusable (an endpoint that is not a URL, a token that is
     /// empty or not header text, CA PEM with no certificate in it, TLS settings tonic
     /// refuses, no Tokio runtime). Nothing was sent. (A service certificate the TLS settings
     /// reject is found only on a call: see [`Error::tls_certificate_problem`].)
-    #[error("client settings: {0}")]
     Config(String),
     /// The service answered with an error status, or the call could not reach it, after
     /// `attempts` attempts (retries included).
-    #[error("{}: {} (after {attempts} attempt{}, correlation id {correlation_id})", code_name(status.code()), status.message(), if *attempts == 1 { "" } else { "s" })]
     Rpc {
         /// The last attempt's status.
         status: Box<Status>,
@@ -27,8 +30,38 @@ pub enum Error {
     },
     /// The service answered with something this client cannot use (e.g. GetOrder without an
     /// order, an order id that is not a UUID).
-    #[error("unexpected answer: {0}")]
     InvalidResponse(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Config(why) => write!(f, "client settings: {why}"),
+            Self::Rpc {
+                status,
+                attempts,
+                correlation_id,
+            } => write!(
+                f,
+                "{}: {} (after {attempts} attempt{}, correlation id {correlation_id})",
+                code_name(status.code()),
+                status.message(),
+                if *attempts == 1 { "" } else { "s" }
+            ),
+            Self::InvalidResponse(what) => write!(f, "unexpected answer: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    /// The transport's error behind the status, when it made the status (the status itself
+    /// is in the message already).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Rpc { status, .. } => std::error::Error::source(status.as_ref()),
+            _ => None,
+        }
+    }
 }
 
 impl Error {
@@ -132,6 +165,10 @@ mod tests {
             Error::Config("x".into()).code(),
             Code::InvalidArgument,
             "settings are the caller's"
+        );
+        assert!(
+            std::error::Error::source(&error).is_none(),
+            "the service's answer"
         );
     }
 }

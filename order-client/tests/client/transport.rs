@@ -216,6 +216,35 @@ async fn an_endpoint_that_cannot_be_reached_is_left_out_until_it_can() {
     back.stop().await;
 }
 
+/// An error the transport made carries its cause as the error's source (`{:#}` of an
+/// `anyhow::Error` shows why no connection was made).
+#[tokio::test]
+async fn a_transport_failure_carries_its_cause_as_the_errors_source() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = Client::builder()
+        .endpoint(format!("http://{dead}"))
+        .retry(order_client::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let error = place(&client).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable, "{error}");
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    assert!(
+        causes.iter().any(|cause| cause.contains("refused")),
+        "{error}: {causes:?}"
+    );
+    let shown = format!("{:#}", anyhow::Error::new(error));
+    assert!(shown.contains("refused"), "{shown}");
+}
+
 /// A certificate for `localhost`, valid only in 2000 (long expired).
 fn expired_certificate() -> (rcgen::Certificate, rcgen::KeyPair) {
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
