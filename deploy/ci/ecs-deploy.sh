@@ -38,7 +38,8 @@
 # MIGRATION_SECURITY_GROUP, MIGRATION_LOG_GROUP; for blue-green (and rollback of a CODE_DEPLOY
 # service) CODEDEPLOY_APPLICATION and CODEDEPLOY_GROUP. WAIT_ATTEMPTS (default 3) bounds the
 # 10-minute waiter rounds of ECS; BLUE_GREEN_WAIT_ATTEMPTS (default 2) the 30-minute rounds of
-# CodeDeploy's waiter (15 s x 120), which must fit the deploy job's 90 minutes with the rest.
+# CodeDeploy's waiter (15 s x 120). All of them must fit the deploy workflow's apply job (135
+# minutes) and the rollback job (75).
 set -euo pipefail
 
 die() { echo "ecs-deploy: $*" >&2; exit 1; }
@@ -113,22 +114,32 @@ migrate() {
     if $dry_run; then
         overrides='{"containerOverrides":[{"name":"migrate","command":["migrate","--dry-run"]}]}'
     fi
-    local task_arn
-    task_arn=$(aws ecs run-task --cluster "$ECS_CLUSTER" --task-definition "$td_arn" \
+    local started task_arn
+    started=$(aws ecs run-task --cluster "$ECS_CLUSTER" --task-definition "$td_arn" \
         --launch-type FARGATE --platform-version LATEST --count 1 \
         --network-configuration "$network" --overrides "$overrides" \
-        --started-by "deploy-${GITHUB_RUN_ID:-manual}" \
-        --query 'tasks[0].taskArn' --output text)
-    [[ -n $task_arn && $task_arn != None ]] || die "run-task started no task"
+        --started-by "deploy-${GITHUB_RUN_ID:-manual}" --output json)
+    task_arn=$(jq -r '.tasks[0].taskArn // ""' <<<"$started")
+    # ECS says why in failures[] (no capacity, a subnet or security group it cannot use)
+    [[ -n $task_arn ]] \
+        || die "run-task started no task: $(jq -r '[.failures[]? | "\(.arn // "-"): \(.reason // "no reason")\(if .detail then " (\(.detail))" else "" end)"] | if length == 0 then "ECS gave no reason" else join("; ") end' <<<"$started")"
     echo "migration task$($dry_run && echo ' (dry run)'): $task_arn"
 
     # the waiter gives up after 10 minutes; a long migration gets up to WAIT_ATTEMPTS of them
-    local attempt
+    local attempt status
     for ((attempt = 1; ; attempt++)); do
         if aws ecs wait tasks-stopped --cluster "$ECS_CLUSTER" --tasks "$task_arn"; then
             break
         fi
-        ((attempt < WAIT_ATTEMPTS)) || die "migration task still running after $((WAIT_ATTEMPTS * 10)) minutes: $task_arn"
+        # The waiter also fails at once on an error (expired credentials, throttling): say
+        # what the task is doing rather than count it as ten minutes.
+        status=$(aws ecs describe-tasks --cluster "$ECS_CLUSTER" --tasks "$task_arn" \
+            --query 'tasks[0].lastStatus' --output text) \
+            || die "migration task $task_arn: its state cannot be read (see the error above); it may still be running: aws ecs describe-tasks --cluster $ECS_CLUSTER --tasks $task_arn"
+        if [[ $status == STOPPED ]]; then
+            break
+        fi
+        ((attempt < WAIT_ATTEMPTS)) || die "migration task still $status after $((WAIT_ATTEMPTS * 10)) minutes, and left running (a re-run starts another, which waits for its lock): $task_arn"
     done
 
     local task_id=${task_arn##*/}
@@ -235,8 +246,24 @@ blue_green() {
     appspec="{\"version\":0.0,\"Resources\":${resources}}"
     revision=$(jq -cn --arg content "$appspec" \
         '{revisionType: "AppSpecContent", appSpecContent: {content: $content}}')
+    # One deployment at a time per group: one still active (an interrupted deploy's, or the
+    # last one's wait before it ends the old tasks) makes create-deployment fail. Say which,
+    # and what to do, before anything changes (in a dry run too).
+    local active
+    active=$(aws deploy list-deployments --application-name "$CODEDEPLOY_APPLICATION" \
+        --deployment-group-name "$CODEDEPLOY_GROUP" \
+        --include-only-statuses Created Queued InProgress Ready Baking \
+        --query 'deployments' --output json | jq -r '.[]?')
+    if [[ -n $active ]]; then
+        die "CodeDeploy deployment(s) ${active//$'\n'/, } of $CODEDEPLOY_GROUP still active (an interrupted deploy's, or the last one waiting to end its old tasks): wait for it to end (aws deploy wait deployment-successful --deployment-id ID), or stop it, which shifts traffic back to the old tasks (aws deploy stop-deployment --deployment-id ID --auto-rollback-enabled); then run this again. Nothing changed"
+    fi
     if $rollback_dry_run; then
         dry_run_stop "$service" "$td_arn" "a blue/green deployment (CodeDeploy $CODEDEPLOY_APPLICATION / $CODEDEPLOY_GROUP)" "$description"
+        return
+    fi
+    # A re-run of a deploy interrupted after its blue/green deployment ended: nothing to shift.
+    if [[ $(jq -r '.services[0].taskDefinition' <<<"$description") == "$td_arn" ]]; then
+        echo "$service already serves $td_arn: no deployment"
         return
     fi
     local deployment
@@ -339,6 +366,17 @@ rollback() {
     if [[ -z $target ]]; then
         previous_release "$service" "$current"
         target=$previous_release
+    else
+        # Back, and to the same service's code: not another family (the worker would become a
+        # second order-grpc fleet), nor a later revision (one a plan registered for a release
+        # that was never approved nor migrated).
+        local family=${current##*:task-definition/} target_family=${target##*:task-definition/}
+        [[ $target =~ :task-definition/[A-Za-z0-9_-]+:[0-9]+$ ]] \
+            || die "$target is not a task definition ARN with a revision (arn:...:task-definition/FAMILY:REVISION)"
+        [[ ${target_family%:*} == "${family%:*}" ]] \
+            || die "$target is a revision of ${target_family%:*}, not of ${family%:*}, which $service runs; nothing changed"
+        ((${target##*:} < ${current##*:})) \
+            || die "$target is not earlier than $current, which $service runs: a rollback goes back to an earlier revision (deploy a newer release through the deploy workflow); nothing changed"
     fi
     echo "rolling $service back$($rollback_dry_run && echo ' (dry run)'): $current -> $target"
     if [[ $(controller_of "$description") == CODE_DEPLOY ]]; then

@@ -55,7 +55,9 @@ class Aws:
         return self
 
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess:
-        self.scenario.write_text(json.dumps(self.rules))
+        # Unless a test says otherwise: no CodeDeploy deployment is active.
+        quiet = {"call": ["deploy", "list-deployments"], "has": [], "stdout": "[]\n", "stderr": "", "exit": 0}
+        self.scenario.write_text(json.dumps(self.rules + [quiet]))
         self.log.write_text("")
         full_env = {
             **os.environ,
@@ -167,7 +169,7 @@ def test_register_refuses_a_latest_revision_without_roles(aws, missing):
 
 def migration_answers(aws: Aws, migrate_exit: int = 0) -> Aws:
     task = f"{ACCOUNT}:task/{CLUSTER}/0123abcd"
-    aws.on("ecs", "run-task", stdout=task + "\n")
+    aws.on("ecs", "run-task", stdout=json.dumps({"tasks": [{"taskArn": task}], "failures": []}))
     aws.on("ecs", "wait", "tasks-stopped")
     aws.on("logs", "get-log-events", has=("migrate/migrate/0123abcd",),
            stdout="order-grpc migrate --dry-run: schema history at version 1; 1 migration(s) would be applied:\n")
@@ -197,6 +199,36 @@ def test_migrate_runs_the_task_as_defined_and_fails_with_it(aws):
     migration_answers(aws, migrate_exit=1)
     failed = aws.run("migrate", td("order-ledger-dev-migrate", 3))
     assert failed.returncode != 0 and "migration failed" in failed.stderr
+
+
+def test_migrate_says_why_ecs_started_no_task(aws):
+    aws.on("ecs", "run-task", stdout=json.dumps({"tasks": [], "failures": [
+        {"arn": "arn:aws:ec2:eu-west-1:123456789012:subnet/subnet-1", "reason": "MISSING", "detail": "subnet not found"}]}))
+    result = aws.run("migrate", td("order-ledger-dev-migrate", 3))
+    assert result.returncode != 0
+    assert "run-task started no task" in result.stderr and "MISSING (subnet not found)" in result.stderr, result.stderr
+
+
+def test_migrate_tells_a_failing_waiter_from_a_task_still_running(aws):
+    # The waiter fails at once (expired credentials), and so does the look at the task: the
+    # error is not "still running after 20 minutes".
+    migration_answers(aws)
+    aws.rules = [r for r in aws.rules if r["call"] != ["ecs", "wait", "tasks-stopped"]]
+    aws.rules.insert(0, {"call": ["ecs", "wait", "tasks-stopped"], "has": [], "stdout": "", "exit": 255,
+                         "stderr": "An error occurred (ExpiredTokenException) when calling the DescribeTasks operation\n"})
+    aws.rules.insert(0, {"call": ["ecs", "describe-tasks"], "has": ["tasks[0].lastStatus"], "stdout": "", "exit": 254,
+                         "stderr": "An error occurred (ExpiredTokenException) when calling the DescribeTasks operation\n"})
+    expired = aws.run("migrate", td("order-ledger-dev-migrate", 3))
+    assert expired.returncode != 0
+    assert "cannot be read" in expired.stderr and "20 minutes" not in expired.stderr, expired.stderr
+    # The waiter failed once, and the task had stopped meanwhile: the migration's result counts.
+    aws.rules[0] = {"call": ["ecs", "describe-tasks"], "has": ["tasks[0].lastStatus"], "stdout": "STOPPED\n", "stderr": "", "exit": 0}
+    stopped = aws.run("migrate", td("order-ledger-dev-migrate", 3))
+    assert stopped.returncode == 0, stopped.stderr
+    # Still running at the last attempt: said so, and that it was left running.
+    aws.rules[0] = {"call": ["ecs", "describe-tasks"], "has": ["tasks[0].lastStatus"], "stdout": "RUNNING\n", "stderr": "", "exit": 0}
+    running = aws.run("migrate", td("order-ledger-dev-migrate", 3))
+    assert running.returncode != 0 and "still RUNNING after 20 minutes, and left running" in running.stderr, running.stderr
 
 
 # --- rolling services ----------------------------------------------------------------------------
@@ -245,6 +277,30 @@ def test_blue_green_creates_a_codedeploy_deployment_and_waits_for_it(aws):
     props = appspec["Resources"][0]["TargetService"]["Properties"]
     assert props == {"TaskDefinition": td(GRPC, 6), "LoadBalancerInfo": {"ContainerName": "order-grpc", "ContainerPort": 50051}}
     assert not aws.called("ecs", "update-service"), "update-service is refused for CODE_DEPLOY services"
+
+
+def test_blue_green_waits_for_no_one_while_another_deployment_is_active(aws):
+    # An interrupted deploy's deployment goes on in CodeDeploy: a re-run, a rollback and its
+    # dry run all stop before changing anything, saying which deployment and what to do.
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 8)))
+    aws.on("deploy", "list-deployments", stdout='["d-OLD"]\n')
+    for args in (("blue-green", GRPC, td(GRPC, 9)), ("rollback", GRPC, td(GRPC, 7)),
+                 ("rollback", "--dry-run", GRPC, td(GRPC, 7))):
+        result = aws.run(*args)
+        assert result.returncode != 0, args
+        assert "d-OLD" in result.stderr and "stop-deployment" in result.stderr, result.stderr
+        assert not aws.called("deploy", "create-deployment"), args
+    listed = aws.called("deploy", "list-deployments")[0]
+    assert arg(listed, "--deployment-group-name") == GRPC
+
+
+def test_blue_green_of_the_revision_already_served_creates_no_deployment(aws):
+    # A re-run of a deploy interrupted after order-grpc's shift (during the projector's roll).
+    aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 9)))
+    result = aws.run("blue-green", GRPC, td(GRPC, 9))
+    assert result.returncode == 0, result.stderr
+    assert "already serves" in result.stdout
+    assert not aws.called("deploy", "create-deployment")
 
 
 def test_blue_green_fails_when_codedeploy_rolled_back(aws):
@@ -309,6 +365,23 @@ def test_rollback_to_a_named_revision_of_the_blue_green_service(aws):
     revision = json.loads(arg(aws.called("deploy", "create-deployment")[0], "--revision"))
     assert td(GRPC, 9) in revision["appSpecContent"]["content"]
     assert not aws.called("ecs", "list-task-definitions")
+
+
+def test_rollback_refuses_another_services_revision_and_a_later_one(aws):
+    # The worker pointed at order-grpc's code, or order-grpc at a revision a plan registered
+    # for a release that was never approved: refused, nothing changed.
+    aws.on("ecs", "describe-services", has=(WORKER,), stdout=service(WORKER, "ECS", td(WORKER, 12)))
+    aws.on("ecs", "describe-services", has=(GRPC,), stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 8)))
+    other = aws.run("rollback", WORKER, td(GRPC, 7))
+    assert other.returncode != 0 and f"a revision of {GRPC}, not of {WORKER}" in other.stderr, other.stderr
+    for target in (td(GRPC, 9), td(GRPC, 8)):
+        later = aws.run("rollback", GRPC, target)
+        assert later.returncode != 0 and "is not earlier than" in later.stderr, later.stderr
+    dry = aws.run("rollback", "--dry-run", GRPC, td(GRPC, 9))
+    assert dry.returncode != 0 and "is not earlier than" in dry.stderr
+    typo = aws.run("rollback", WORKER, "order-ledger-dev-order-worker")
+    assert typo.returncode != 0 and "not a task definition ARN" in typo.stderr
+    assert not aws.called("ecs", "update-service") and not aws.called("deploy", "create-deployment")
 
 
 def test_rollback_without_an_earlier_revision_changes_nothing(aws):

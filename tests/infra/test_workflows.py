@@ -122,3 +122,35 @@ def test_rollback_has_a_dry_run_that_passes_dry_run_to_the_script(tmp_path, dry_
     expected = ["rollback"] + (["--dry-run"] if dry_run == "true" else []) + ["x-order-worker"]
     expected += [task_definition] if task_definition else []
     assert out == expected
+
+
+def test_a_cancel_stops_the_deploy_and_the_rollback():
+    """`always()` in a job's condition makes Cancel workflow pass the job by (GitHub re-checks
+    the conditions of running jobs on a cancel), and GitHub kills it minutes later wherever it
+    is; `!cancelled()` lets a skipped approval through and a cancel stop the job."""
+    for name, job in (("deploy.yml", "apply"), ("rollback.yml", "rollback")):
+        condition = load(name)["jobs"][job]["if"]
+        assert "always()" not in condition and "!cancelled()" in condition, (name, condition)
+
+
+def test_a_prod_rollback_waits_for_a_reviewer_and_a_dry_run_does_not():
+    jobs = load("rollback.yml")["jobs"]
+    approve, rollback = jobs["approve"], jobs["rollback"]
+    assert approve["environment"] == "prod-approval"
+    assert approve["if"] == "inputs.environment == 'prod' && !inputs.dry_run"
+    assert rollback["needs"] == ["approve"]
+    assert "needs.approve.result == 'success'" in rollback["if"]
+    assert "needs.approve.result == 'skipped'" in rollback["if"]
+
+
+def test_the_jobs_outlast_the_scripts_waits():
+    """ecs-deploy.sh waits at most WAIT_ATTEMPTS (3) x 10 minutes for a migration and for a
+    roll, and BLUE_GREEN_WAIT_ATTEMPTS (2) x 30 for a blue/green deployment: a job that ends
+    first is killed mid-step, before the script can say what it left going on."""
+    script = (WORKFLOWS.parents[1] / "deploy" / "ci" / "ecs-deploy.sh").read_text()
+    waits = int(re.search(r"WAIT_ATTEMPTS=\$\{WAIT_ATTEMPTS:-(\d+)\}", script).group(1))
+    blue_green = int(re.search(r"BLUE_GREEN_WAIT_ATTEMPTS=\$\{BLUE_GREEN_WAIT_ATTEMPTS:-(\d+)\}", script).group(1))
+    apply = load("deploy.yml")["jobs"]["apply"]["timeout-minutes"]
+    rollback = load("rollback.yml")["jobs"]["rollback"]["timeout-minutes"]
+    assert apply > 2 * waits * 10 + blue_green * 30, apply
+    assert rollback > max(blue_green * 30, waits * 10), rollback

@@ -87,7 +87,7 @@ data "aws_iam_policy_document" "deploy" {
     for_each = var.codedeploy == null ? [] : [var.codedeploy]
     content {
       sid       = "CodeDeployBlueGreen"
-      actions   = ["codedeploy:CreateDeployment", "codedeploy:GetDeployment", "codedeploy:StopDeployment"]
+      actions   = ["codedeploy:CreateDeployment", "codedeploy:GetDeployment", "codedeploy:StopDeployment", "codedeploy:ListDeployments"]
       resources = [statement.value.deployment_group_arn]
     }
   }

@@ -363,10 +363,10 @@ variable "grpc_wait_for_approval_minutes" {
 
   # The deploy workflow's apply job waits for the deployment (deploy/ci/ecs-deploy.sh, two
   # 30-minute rounds of CodeDeploy's waiter) and then rolls the projector and the worker, all
-  # within its 90 minutes; a longer window would have GitHub kill the job mid-deploy.
+  # within its 135 minutes; a longer window would have CodeDeploy's wait outlast the script's.
   validation {
     condition     = var.grpc_wait_for_approval_minutes == floor(var.grpc_wait_for_approval_minutes) && var.grpc_wait_for_approval_minutes >= 0 && var.grpc_wait_for_approval_minutes <= 45
-    error_message = "grpc_wait_for_approval_minutes must be a whole number of minutes from 0 to 45: the deploy workflow waits for the deployment, and the rest of the rollout, within its apply job's 90 minutes."
+    error_message = "grpc_wait_for_approval_minutes must be a whole number of minutes from 0 to 45: the deploy workflow waits for the deployment at most 60 minutes (two rounds of CodeDeploy's waiter)."
   }
 }
 
