@@ -378,6 +378,20 @@ rollback() {
         ((${target##*:} < ${current##*:})) \
             || die "$target is not earlier than $current, which $service runs: a rollback goes back to an earlier revision (deploy a newer release through the deploy workflow); nothing changed"
     fi
+    # Its images must still be in ECR (which keeps the last 30 per repository): a revision
+    # whose image is gone would fail only once its tasks start, after the deployment began.
+    local target_images name uri repository tag exists missing=()
+    target_images=$(images_of "$target") || die "cannot read $target"
+    while IFS=$'\t' read -r name uri; do
+        [[ $uri =~ $COMMIT_TAG ]] || continue
+        repository=${uri#*/}
+        repository=${repository%:*}
+        tag=${uri##*:}
+        exists=$(image_exists "$repository" "$tag") || exit 1
+        [[ $exists == true ]] || missing+=("$name: $uri")
+    done < <(jq -r 'to_entries[] | "\(.key)\t\(.value)"' <<<"$target_images")
+    ((${#missing[@]} == 0)) \
+        || die "$target cannot be gone back to: its images are no longer in ECR ($(printf '%s; ' "${missing[@]}" | sed 's/; $//')); nothing changed"
     echo "rolling $service back$($rollback_dry_run && echo ' (dry run)'): $current -> $target"
     if [[ $(controller_of "$description") == CODE_DEPLOY ]]; then
         blue_green "$service" "$target"

@@ -57,7 +57,9 @@ class Aws:
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         # Unless a test says otherwise: no CodeDeploy deployment is active.
         quiet = {"call": ["deploy", "list-deployments"], "has": [], "stdout": "[]\n", "stderr": "", "exit": 0}
-        self.scenario.write_text(json.dumps(self.rules + [quiet]))
+        # ... and every image asked about is in ECR.
+        kept = {"call": ["ecr", "describe-images"], "has": [], "stdout": '["kept"]\n', "stderr": "", "exit": 0}
+        self.scenario.write_text(json.dumps(self.rules + [quiet, kept]))
         self.log.write_text("")
         full_env = {
             **os.environ,
@@ -284,6 +286,7 @@ def test_blue_green_waits_for_no_one_while_another_deployment_is_active(aws):
     # dry run all stop before changing anything, saying which deployment and what to do.
     aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 8)))
     aws.on("deploy", "list-deployments", stdout='["d-OLD"]\n')
+    revision(aws, GRPC, 7, SHA1)
     for args in (("blue-green", GRPC, td(GRPC, 9)), ("rollback", GRPC, td(GRPC, 7)),
                  ("rollback", "--dry-run", GRPC, td(GRPC, 7))):
         result = aws.run(*args)
@@ -357,13 +360,14 @@ def test_rollback_of_a_rolling_service_goes_to_the_previous_revision(aws):
 
 def test_rollback_to_a_named_revision_of_the_blue_green_service(aws):
     aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 12)), times=2)
+    revision(aws, GRPC, 9, SHA1)
     aws.on("deploy", "create-deployment", stdout="d-ROLLBACK1\n")
     aws.on("deploy", "wait", "deployment-successful")
     aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 9)))
     result = aws.run("rollback", GRPC, td(GRPC, 9))
     assert result.returncode == 0, result.stderr
-    revision = json.loads(arg(aws.called("deploy", "create-deployment")[0], "--revision"))
-    assert td(GRPC, 9) in revision["appSpecContent"]["content"]
+    created = json.loads(arg(aws.called("deploy", "create-deployment")[0], "--revision"))
+    assert td(GRPC, 9) in created["appSpecContent"]["content"]
     assert not aws.called("ecs", "list-task-definitions")
 
 
@@ -382,6 +386,24 @@ def test_rollback_refuses_another_services_revision_and_a_later_one(aws):
     typo = aws.run("rollback", WORKER, "order-ledger-dev-order-worker")
     assert typo.returncode != 0 and "not a task definition ARN" in typo.stderr
     assert not aws.called("ecs", "update-service") and not aws.called("deploy", "create-deployment")
+
+
+def test_rollback_to_a_revision_whose_images_are_gone_changes_nothing(aws):
+    # ECR keeps the last 30 images: an old revision's may be gone, which its tasks would find
+    # only after the deployment began.
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 40)))
+    revision(aws, WORKER, 3, SHA1)
+    aws.on("ecr", "describe-images", has=(f"imageTag={SHA1}",), exit=254,
+           stderr="An error occurred (ImageNotFoundException) when calling the DescribeImages operation\n")
+    for args in (("rollback", WORKER, td(WORKER, 3)), ("rollback", "--dry-run", WORKER, td(WORKER, 3))):
+        result = aws.run(*args)
+        assert result.returncode != 0, args
+        assert "no longer in ECR" in result.stderr and f"order-worker:{SHA1}" in result.stderr, result.stderr
+        looked = aws.called("ecr", "describe-images")
+        assert looked and arg(looked[0], "--repository-name") == "order-ledger-dev/order-worker"
+        assert not aws.called("ecs", "update-service")
+    # The collector's image (not tagged with a commit SHA) is not looked up.
+    assert all(f"imageTag={SHA1}" in arg(c, "--image-ids") for c in aws.called("ecr", "describe-images"))
 
 
 def test_rollback_without_an_earlier_revision_changes_nothing(aws):
