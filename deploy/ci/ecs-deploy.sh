@@ -126,8 +126,9 @@ migrate() {
     echo "migration task$($dry_run && echo ' (dry run)'): $task_arn"
 
     # the waiter gives up after 10 minutes; a long migration gets up to WAIT_ATTEMPTS of them
-    local attempt status
+    local attempt status round started=$SECONDS
     for ((attempt = 1; ; attempt++)); do
+        round=$SECONDS
         if aws ecs wait tasks-stopped --cluster "$ECS_CLUSTER" --tasks "$task_arn"; then
             break
         fi
@@ -139,7 +140,12 @@ migrate() {
         if [[ $status == STOPPED ]]; then
             break
         fi
-        ((attempt < WAIT_ATTEMPTS)) || die "migration task still $status after $((WAIT_ATTEMPTS * 10)) minutes, and left running (a re-run starts another, which waits for its lock): $task_arn"
+        ((attempt < WAIT_ATTEMPTS)) || die "migration task still $status after $(((SECONDS - started) / 60)) minutes ($attempt waits), and left running (a re-run starts another, which waits for its lock): $task_arn"
+        # A waiter that failed at once (throttled, a network blip) is not a ten-minute round:
+        # a pause before the next, so that a blip does not use up the rounds in seconds.
+        if ((SECONDS - round < 60)); then
+            sleep "${WAITER_PAUSE_SECONDS:-15}"
+        fi
     done
 
     local task_id=${task_arn##*/}
@@ -373,9 +379,12 @@ rollback() {
         local family=${current##*:task-definition/} target_family=${target##*:task-definition/}
         [[ $target =~ :task-definition/[A-Za-z0-9_-]+:[0-9]+$ ]] \
             || die "$target is not a task definition ARN with a revision (arn:...:task-definition/FAMILY:REVISION)"
+        [[ ${target%%:task-definition/*} == "${current%%:task-definition/*}" ]] \
+            || die "$target is in another account or region than $current, which $service runs; nothing changed"
         [[ ${target_family%:*} == "${family%:*}" ]] \
             || die "$target is a revision of ${target_family%:*}, not of ${family%:*}, which $service runs; nothing changed"
-        ((${target##*:} < ${current##*:})) \
+        # base 10: a revision typed as 08 is eight, not a bad octal number
+        ((10#${target##*:} < 10#${current##*:})) \
             || die "$target is not earlier than $current, which $service runs: a rollback goes back to an earlier revision (deploy a newer release through the deploy workflow); nothing changed"
     fi
     # Its images must still be in ECR (which keeps the last 30 per repository): a revision

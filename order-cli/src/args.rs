@@ -52,7 +52,8 @@ pub struct Cli {
 /// Where the service is and how to call it.
 #[derive(Debug, Args)]
 pub struct Connection {
-    /// order-grpc's URL; several, comma-separated, are balanced. `https://` for TLS.
+    /// order-grpc's URL; several, comma-separated, take calls in turn (around one that cannot
+    /// be reached). `https://` for TLS.
     #[arg(
         long,
         env = "ORDER_GRPC_URL",

@@ -469,17 +469,15 @@ fn log_error_answer<B>(method: Option<&str>, correlation_id: &str, response: &Re
     let Some(method) = method else {
         return;
     };
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-    };
-    if let Some(code) = header("grpc-status").filter(|code| *code != "0") {
+    // The status as the caller reads it (its message percent-decoded).
+    if let Some(status) = Status::from_header_map(response.headers())
+        && status.code() != tonic::Code::Ok
+    {
         tracing::debug!(
             method,
-            grpc_status = code,
-            message = header("grpc-message").unwrap_or_default(),
+            grpc_status = status.code() as i32,
+            code = ?status.code(),
+            message = status.message(),
             correlation_id,
             "call answered with an error"
         );

@@ -235,8 +235,15 @@ impl Processor {
         if age < limit {
             return Ok(());
         }
-        // Whole seconds: "23h 30m 12s", "2s".
-        let words = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+        // Whole seconds ("23h 30m 12s"), milliseconds under a minute ("1s 500ms"): a short
+        // lifetime (a drill) does not read "past 0s".
+        let words = |d: Duration| {
+            humantime::format_duration(if d < Duration::from_secs(60) {
+                Duration::from_millis(d.as_millis() as u64)
+            } else {
+                Duration::from_secs(d.as_secs())
+            })
+        };
         Err(Outcome::dead(
             "key_lifetime",
             format!(

@@ -73,6 +73,7 @@ class Aws:
             "CODEDEPLOY_APPLICATION": GRPC,
             "CODEDEPLOY_GROUP": GRPC,
             "WAIT_ATTEMPTS": "2",
+            "WAITER_PAUSE_SECONDS": "0",
             **env,
         }
         full_env.pop("GITHUB_STEP_SUMMARY", None)
@@ -230,7 +231,7 @@ def test_migrate_tells_a_failing_waiter_from_a_task_still_running(aws):
     # Still running at the last attempt: said so, and that it was left running.
     aws.rules[0] = {"call": ["ecs", "describe-tasks"], "has": ["tasks[0].lastStatus"], "stdout": "RUNNING\n", "stderr": "", "exit": 0}
     running = aws.run("migrate", td("order-ledger-dev-migrate", 3))
-    assert running.returncode != 0 and "still RUNNING after 20 minutes, and left running" in running.stderr, running.stderr
+    assert running.returncode != 0 and "still RUNNING after 0 minutes (2 waits), and left running" in running.stderr, running.stderr
 
 
 # --- rolling services ----------------------------------------------------------------------------
@@ -385,6 +386,12 @@ def test_rollback_refuses_another_services_revision_and_a_later_one(aws):
     assert dry.returncode != 0 and "is not earlier than" in dry.stderr
     typo = aws.run("rollback", WORKER, "order-ledger-dev-order-worker")
     assert typo.returncode != 0 and "not a task definition ARN" in typo.stderr
+    elsewhere = aws.run("rollback", WORKER, td(WORKER, 11).replace("eu-west-1", "eu-central-1"))
+    assert elsewhere.returncode != 0 and "another account or region" in elsewhere.stderr, elsewhere.stderr
+    # A revision typed with a leading zero is read in base 10 (bash would take 08 for a bad
+    # octal number); the check passes it on (to a describe this scenario does not answer).
+    zero = aws.run("rollback", "--dry-run", WORKER, td(WORKER, 8).replace(":8", ":08"))
+    assert "value too great" not in zero.stderr and "is not earlier" not in zero.stderr, zero.stderr
     assert not aws.called("ecs", "update-service") and not aws.called("deploy", "create-deployment")
 
 

@@ -166,10 +166,17 @@ async fn calls_are_balanced_over_several_endpoints_and_go_on_while_one_is_down()
 
 /// An endpoint that refuses connections takes no calls after the first that finds it down
 /// (tonic's own balancer sent it about one call in three, for as long as it was down), and
-/// takes calls again once it is back, without a call spent finding out.
+/// takes its turn again once it is back, found by the client's own health checks (the other
+/// endpoint stays up all along, so no call is spent finding out).
 #[tokio::test]
 async fn an_endpoint_that_cannot_be_reached_is_left_out_until_it_can() {
-    let mut stack = Stack::start().await;
+    // The two servers take one token under two names: the actor of each event says which
+    // server wrote it.
+    let stack = Stack::start_with(ServerOptions {
+        tokens: Some(format!("front={TOKEN}")),
+        ..ServerOptions::default()
+    })
+    .await;
     // A port nothing listens on, for now.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -177,6 +184,7 @@ async fn an_endpoint_that_cannot_be_reached_is_left_out_until_it_can() {
         .unwrap();
     let client = Client::builder()
         .endpoints([format!("http://{dead}"), stack.url()])
+        .bearer_token(TOKEN)
         .retry(order_client::RetryPolicy::none())
         .build()
         .unwrap();
@@ -199,20 +207,57 @@ async fn an_endpoint_that_cannot_be_reached_is_left_out_until_it_can() {
     }
     assert_eq!(health.len(), 1, "the health check flaps: {health:?}");
 
-    // The endpoint comes up and the other goes: calls reach the one back (no retries here,
-    // so a call that succeeds went to it).
-    let back = Server::start(stack.db.url(), dead, &ServerOptions::default()).await;
-    stack.stop_server().await;
+    let actors = || async {
+        let rows = stack
+            .db
+            .connect()
+            .await
+            .query(
+                "SELECT actor, count(*) FROM orders.events GROUP BY actor",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    assert_eq!(
+        actors().await.get("front"),
+        Some(&(40 - failed.len() as i64))
+    );
+
+    // The endpoint comes up: its turn comes back (calls alternate) while the other never went.
+    let back = Server::start(
+        stack.db.url(),
+        dead,
+        &ServerOptions {
+            tokens: Some(format!("back={TOKEN}")),
+            ..ServerOptions::default()
+        },
+    )
+    .await;
     let started = std::time::Instant::now();
-    let mut answered = false;
-    while started.elapsed() < Duration::from_secs(60) {
-        if place(&client).await.is_ok() {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    while !actors().await.contains_key("back") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the endpoint that came back took no call in 60 s"
+        );
+        place(&client).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(answered, "the endpoint that came back took no call in 60 s");
+    let before = actors().await;
+    for _ in 0..20 {
+        place(&client).await.unwrap();
+    }
+    let after = actors().await;
+    let took =
+        |name: &str| after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0);
+    assert_eq!(
+        (took("front"), took("back")),
+        (10, 10),
+        "in turn: {after:?}"
+    );
     back.stop().await;
 }
 

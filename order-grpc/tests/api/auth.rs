@@ -318,10 +318,14 @@ async fn a_refused_call_is_logged_at_debug_with_its_correlation_id() {
     assert_eq!(missing.code(), Code::NotFound);
 
     let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    for (correlation_id, code) in [
-        ("probe-no-token", "16"),
-        ("probe-bad-input", "3"),
-        ("probe-not-found", "5"),
+    for (correlation_id, code, message) in [
+        (
+            "probe-no-token",
+            16,
+            "missing bearer token (authorization: Bearer <token>)",
+        ),
+        ("probe-bad-input", 3, "lines[0].quantity"),
+        ("probe-not-found", 5, "not found"),
     ] {
         let line = log
             .lines()
@@ -330,7 +334,9 @@ async fn a_refused_call_is_logged_at_debug_with_its_correlation_id() {
             })
             .unwrap_or_else(|| panic!("no line for {correlation_id} in:\n{log}"));
         assert!(line.contains("DEBUG"), "{line}");
-        assert!(line.contains(&format!("grpc_status=\"{code}\"")), "{line}");
+        // The message as the caller reads it, not percent-encoded as on the wire.
+        assert!(line.contains(message), "{line}");
+        assert!(line.contains(&format!("grpc_status={code} ")), "{line}");
     }
     assert!(
         !log.lines()

@@ -21,7 +21,7 @@ data "aws_availability_zones" "selected" {
   lifecycle {
     postcondition {
       condition     = length(setsubtract(local.wanted_azs, self.names)) == 0
-      error_message = "availability zones ${join(", ", setsubtract(local.wanted_azs, self.names))} are not available to this account in ${data.aws_region.current.name} (it has ${length(self.names) == 0 ? "none of those asked for" : join(", ", self.names)}): set az_letters to ${var.az_count} letters of zones it has (`aws ec2 describe-availability-zones --region ${data.aws_region.current.name}`)"
+      error_message = "availability zones ${join(", ", setsubtract(local.wanted_azs, self.names))} are not available to this account in ${data.aws_region.current.name} (missing, or not in state available; of those asked for it has ${length(self.names) == 0 ? "none" : join(", ", self.names)}): set az_letters to ${var.az_count} letters of zones it has (`aws ec2 describe-availability-zones --region ${data.aws_region.current.name}` lists them)"
     }
   }
 }

@@ -10,7 +10,7 @@ variable "az_count" {
 }
 
 variable "az_letters" {
-  description = "Zone letters to use, in order (the first az_count of them): zone = region + letter."
+  description = "Zone letters to use (the first az_count of them): zone = region + letter; the subnets take the zones in alphabetical order."
   type        = list(string)
   default     = ["a", "b", "c", "d"]
 

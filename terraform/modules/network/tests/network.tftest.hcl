@@ -60,11 +60,21 @@ run "other_letters_for_such_a_region" {
   }
 }
 
-run "too_few_letters_are_refused" {
+run "a_letter_twice_is_refused" {
   command = plan
 
   variables {
     az_letters = ["a", "a", "c"]
+  }
+
+  expect_failures = [var.az_letters]
+}
+
+run "fewer_letters_than_zones_are_refused" {
+  command = plan
+
+  variables {
+    az_letters = ["a", "c"]
   }
 
   expect_failures = [var.az_letters]
