@@ -19,8 +19,9 @@ use crate::context::{CAUSATION_HEADER, CORRELATION_HEADER, CallContext, current_
 use crate::error::Error;
 use crate::retry::{CallKind, RetryPolicy, retryable};
 
-/// The HTTP/2 service calls go through: a tonic [`Channel`](tonic::transport::Channel) (with several endpoints, one per endpoint behind the client's own rotation), or any tower service wrapping
-/// one (see [`ClientBuilder::wrap_transport`]).
+/// The HTTP/2 service calls go through: a tonic [`Channel`](tonic::transport::Channel) (with
+/// several endpoints, one per endpoint behind the client's own rotation), or any tower service
+/// wrapping one (see [`ClientBuilder::wrap_transport`]).
 pub type Transport = BoxCloneSyncService<
     http::Request<tonic::body::Body>,
     http::Response<tonic::body::Body>,
