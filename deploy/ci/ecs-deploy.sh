@@ -39,7 +39,9 @@
 # service) CODEDEPLOY_APPLICATION and CODEDEPLOY_GROUP. WAIT_ATTEMPTS (default 3) bounds the
 # 10-minute waiter rounds of ECS; BLUE_GREEN_WAIT_ATTEMPTS (default 2) the 30-minute rounds of
 # CodeDeploy's waiter (15 s x 120). All of them must fit the deploy workflow's apply job (135
-# minutes) and the rollback job (75).
+# minutes) and the rollback job (75). A migration's waiter round that fails in less than
+# WAITER_ROUND_SECONDS (default 300) is no round: it is tried again after WAITER_PAUSE_SECONDS
+# (default 15), up to 20 times in a row.
 set -euo pipefail
 
 die() { echo "ecs-deploy: $*" >&2; exit 1; }
@@ -126,8 +128,11 @@ migrate() {
     echo "migration task$($dry_run && echo ' (dry run)'): $task_arn"
 
     # the waiter gives up after 10 minutes; a long migration gets up to WAIT_ATTEMPTS of them
-    local attempt status round started=$SECONDS
-    for ((attempt = 1; ; attempt++)); do
+    # A waiter round that ended in less than WAITER_ROUND_SECONDS failed at once (throttled, a
+    # network blip): it is no ten-minute round, and is tried again after a pause, up to 20
+    # times in a row.
+    local rounds=0 quick=0 status round started=$SECONDS
+    while true; do
         round=$SECONDS
         if aws ecs wait tasks-stopped --cluster "$ECS_CLUSTER" --tasks "$task_arn"; then
             break
@@ -140,12 +145,15 @@ migrate() {
         if [[ $status == STOPPED ]]; then
             break
         fi
-        ((attempt < WAIT_ATTEMPTS)) || die "migration task still $status after $(((SECONDS - started) / 60)) minutes ($attempt waits), and left running (a re-run starts another, which waits for its lock): $task_arn"
-        # A waiter that failed at once (throttled, a network blip) is not a ten-minute round:
-        # a pause before the next, so that a blip does not use up the rounds in seconds.
-        if ((SECONDS - round < 60)); then
+        if ((SECONDS - round >= ${WAITER_ROUND_SECONDS:-300})); then
+            rounds=$((rounds + 1))
+            quick=0
+        else
+            quick=$((quick + 1))
+            ((quick < 20)) || die "the wait for migration task $task_arn failed at once 20 times in a row (the errors above); the task is $status, and left running (a re-run starts another, which waits for its lock)"
             sleep "${WAITER_PAUSE_SECONDS:-15}"
         fi
+        ((rounds < WAIT_ATTEMPTS)) || die "migration task still $status after $(((SECONDS - started) / 60)) minutes ($rounds waits), and left running (a re-run starts another, which waits for its lock): $task_arn"
     done
 
     local task_id=${task_arn##*/}
@@ -389,16 +397,20 @@ rollback() {
     fi
     # Its images must still be in ECR (which keeps the last 30 per repository): a revision
     # whose image is gone would fail only once its tasks start, after the deployment began.
-    local target_images name uri repository tag exists missing=()
+    local target_images listed name uri repository tag exists missing=()
+    local account=${target#arn:*:ecs:*:}
+    account=${account%%:*}
     target_images=$(images_of "$target") || die "cannot read $target"
+    listed=$(jq -r 'to_entries[] | "\(.key)\t\(.value)"' <<<"$target_images")
     while IFS=$'\t' read -r name uri; do
-        [[ $uri =~ $COMMIT_TAG ]] || continue
+        # CI's images: in this account's ECR, tagged (not pinned by digest) with a commit SHA
+        [[ $uri == "$account".dkr.ecr.*/* && $uri != *@* && $uri =~ $COMMIT_TAG ]] || continue
         repository=${uri#*/}
         repository=${repository%:*}
         tag=${uri##*:}
-        exists=$(image_exists "$repository" "$tag") || exit 1
+        exists=$(image_exists "$repository" "$tag" </dev/null) || exit 1
         [[ $exists == true ]] || missing+=("$name: $uri")
-    done < <(jq -r 'to_entries[] | "\(.key)\t\(.value)"' <<<"$target_images")
+    done <<<"$listed"
     ((${#missing[@]} == 0)) \
         || die "$target cannot be gone back to: its images are no longer in ECR ($(printf '%s; ' "${missing[@]}" | sed 's/; $//')); nothing changed"
     echo "rolling $service back$($rollback_dry_run && echo ' (dry run)'): $current -> $target"

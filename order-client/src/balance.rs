@@ -5,7 +5,8 @@
 //! connection failed, so power-of-two-choices keeps choosing it (about one call in three, with
 //! two endpoints and one down). Here calls go round the endpoints in turn, and an endpoint
 //! whose call failed in the transport (no connection, a TLS handshake refused, a connection
-//! that broke; not a call that only ran out of time) is left out. A task of its own asks it a
+//! that broke) is left out; after a call that only ran out of time, when a health check then
+//! gets no answer from it (a host gone silent). A task of its own asks it a
 //! gRPC health check over the endpoint's own channel (so TLS and HTTP/2 are tried as calls try
 //! them), after 0.25 s, doubling to 5 s with each failure since its last successful call,
 //! until the endpoint answers anything (an answer of the service, even an error, shows it is
@@ -15,7 +16,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -48,10 +49,15 @@ struct Member {
     channel: Channel,
     /// Left out of the rotation (a probe task is trying it).
     down: AtomicBool,
-    /// Transport failures since its last successful call: the probe's first wait grows with
-    /// them (an endpoint that accepts health checks but fails calls is not brought back four
-    /// times a second).
+    /// Times it was left out since its last successful call: the probe's first wait grows
+    /// with them (an endpoint that answers health checks but fails calls is not brought back
+    /// four times a second).
     failures: AtomicU32,
+    /// Which leaving-out the running probe task belongs to: a task of an earlier one (the
+    /// endpoint came back by a successful call meanwhile) ends when it sees another.
+    epoch: AtomicU64,
+    /// A health check runs after a call that ran out of time on it.
+    checking: AtomicBool,
 }
 
 impl Endpoints {
@@ -64,6 +70,8 @@ impl Endpoints {
                 channel,
                 down: AtomicBool::new(false),
                 failures: AtomicU32::new(0),
+                epoch: AtomicU64::new(0),
+                checking: AtomicBool::new(false),
             })
             .collect();
         Self {
@@ -103,31 +111,57 @@ fn address(uri: &http::Uri) -> String {
     }
 }
 
-/// Whether a failed call says the endpoint cannot be reached: any transport failure but
-/// the call's own deadline running out (a slow answer, a read-your-writes wait), which says
-/// nothing about the endpoint.
-fn unreachable(error: &tonic::transport::Error) -> bool {
+/// Whether a failed call ran out of its own deadline (a slow answer, a read-your-writes
+/// wait), which alone says nothing about its endpoint; any other transport failure (no
+/// connection, a TLS handshake refused, a connection that broke) says it cannot be reached.
+fn timed_out(error: &tonic::transport::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(cause) = source {
         if cause.is::<tonic::TimeoutExpired>() {
-            return false;
+            return true;
         }
         source = cause.source();
     }
-    true
+    false
+}
+
+/// Whether `channel` answers a health check within `within`: anything the service answers
+/// (SERVING, NOT_SERVING, UNIMPLEMENTED, an error status) shows it reachable; a transport
+/// failure or no answer does not. Over the endpoint's own channel, so TLS and HTTP/2 are
+/// tried as calls try them (order-grpc answers health checks without a token).
+async fn answers(mut channel: Channel, within: Duration) -> bool {
+    let check = async {
+        // Ready first: a failed `ready` would come back from the generated client as a status
+        // with no transport source, as if the service had answered.
+        if channel.ready().await.is_err() {
+            return false;
+        }
+        match HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+        {
+            Ok(_) => true,
+            Err(status) => std::error::Error::source(&status).is_none(),
+        }
+    };
+    tokio::time::timeout(within, check).await.unwrap_or(false)
 }
 
 /// Leave member `index` out, and try it again from a task of its own until it answers a health
-/// check. The task ends with the client (it holds the members only weakly between tries).
+/// check. The task ends with the client (it holds the members only weakly between tries), or
+/// when the endpoint came back by a successful call meanwhile.
 fn leave_out(shared: &Arc<Shared>, index: usize) {
     let member = &shared.members[index];
+    if member.down.swap(true, Ordering::AcqRel) {
+        return; // already left out: its probe runs
+    }
     let failures = member
         .failures
         .fetch_add(1, Ordering::Relaxed)
         .saturating_add(1);
-    if member.down.swap(true, Ordering::AcqRel) {
-        return; // already left out: its probe runs
-    }
+    let epoch = member.epoch.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
     tracing::debug!(
         endpoint = %member.address,
         "endpoint unreachable; calls go to the others until it answers"
@@ -140,32 +174,55 @@ fn leave_out(shared: &Arc<Shared>, index: usize) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(wait).await;
+            // This leaving-out still stands?
+            let current = |shared: &Shared| {
+                let member = &shared.members[index];
+                member.down.load(Ordering::Acquire) && member.epoch.load(Ordering::Acquire) == epoch
+            };
             let Some(channel) = weak
                 .upgrade()
-                .map(|shared| shared.members[index].channel.clone())
+                .and_then(|shared| current(&shared).then(|| shared.members[index].channel.clone()))
             else {
                 return;
             };
-            let mut health = HealthClient::new(channel);
-            let check = health.check(HealthCheckRequest {
-                service: String::new(),
-            });
-            let reachable = match tokio::time::timeout(connect_timeout, check).await {
-                Ok(Ok(_)) => true,
-                // The service answered (NOT_SERVING, UNIMPLEMENTED, ...): it is reachable.
-                Ok(Err(status)) => std::error::Error::source(&status).is_none(),
-                Err(_) => false,
-            };
+            let reachable = answers(channel, connect_timeout).await;
             let Some(shared) = weak.upgrade() else {
                 return;
             };
-            let member = &shared.members[index];
+            if !current(&shared) {
+                return;
+            }
             if reachable {
+                let member = &shared.members[index];
                 member.down.store(false, Ordering::Release);
                 tracing::debug!(endpoint = %member.address, "endpoint reachable again");
                 return;
             }
             wait = (wait * 2).min(LONGEST_PROBE);
+        }
+    });
+}
+
+/// After a call that ran out of time on member `index`: one health check (at a time), and the
+/// endpoint left out only if it does not answer (a host gone silent: its calls would otherwise
+/// wait their whole deadline until the connection's keepalive gives up).
+fn check_after_timeout(shared: &Arc<Shared>, index: usize) {
+    let member = &shared.members[index];
+    if member.down.load(Ordering::Acquire) || member.checking.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let weak: Weak<Shared> = Arc::downgrade(shared);
+    let channel = member.channel.clone();
+    let within = shared.connect_timeout;
+    tokio::spawn(async move {
+        let reachable = answers(channel, within).await;
+        if let Some(shared) = weak.upgrade() {
+            shared.members[index]
+                .checking
+                .store(false, Ordering::Release);
+            if !reachable {
+                leave_out(&shared, index);
+            }
         }
     });
 }
@@ -188,12 +245,17 @@ impl Service<http::Request<Body>> for Endpoints {
             let member = &shared.members[index];
             let answer = member.channel.clone().oneshot(request).await;
             match &answer {
+                // Loads first: stores on every call would bounce the cache line between cores.
                 Ok(_) => {
-                    member.failures.store(0, Ordering::Relaxed);
-                    member.down.store(false, Ordering::Release);
+                    if member.failures.load(Ordering::Relaxed) != 0 {
+                        member.failures.store(0, Ordering::Relaxed);
+                    }
+                    if member.down.load(Ordering::Relaxed) {
+                        member.down.store(false, Ordering::Release);
+                    }
                 }
-                Err(error) if unreachable(error) => leave_out(&shared, index),
-                Err(_) => {}
+                Err(error) if timed_out(error) => check_after_timeout(&shared, index),
+                Err(_) => leave_out(&shared, index),
             }
             answer
         })

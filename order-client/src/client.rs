@@ -138,8 +138,9 @@ impl Default for ClientBuilder {
 impl ClientBuilder {
     /// Add an endpoint (`http://host:port`, or `https://` for TLS). With several, calls go
     /// to them in turn, around those that cannot be reached: an endpoint whose call failed in
-    /// the transport (a refused or broken connection, a TLS handshake refused; not a call
-    /// that only ran out of time) gets no calls until it answers a gRPC health check, which
+    /// the transport (a refused or broken connection, a TLS handshake refused; after a call
+    /// that ran out of time, when a health check then gets no answer) gets no calls until it
+    /// answers a gRPC health check, which
     /// the client asks by itself over that endpoint's connection (after 0.25 s, doubling to
     /// 5 s; an endpoint that never comes back is asked every 5 s for the client's life). The
     /// call that found it down fails like any transport failure (UNAVAILABLE, and is retried,

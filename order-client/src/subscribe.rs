@@ -76,10 +76,10 @@ pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(60);
 /// the log holds, and expect events seen before.
 ///
 /// order-grpc caps SubscribeEvents streams: by default 8 per client (its token's name, else
-/// its IP address) and 64 in all (docs/security.md, limits). A stream over the cap is answered RESOURCE_EXHAUSTED,
-/// which this stream, like any saturation, tries again as above: it yields nothing meanwhile
-/// ([`EventStream::is_subscribed`] says so). Share one stream in a process rather than open one
-/// per task.
+/// its IP address) and 64 in all (docs/security.md, limits). A stream over the cap is
+/// answered RESOURCE_EXHAUSTED, which this stream, like any saturation, tries again as above:
+/// it yields nothing meanwhile ([`EventStream::is_subscribed`] says so). Share one stream in a
+/// process rather than open one per task.
 ///
 /// ```no_run
 /// # async fn run(client: order_client::Client) -> Result<(), order_client::Error> {

@@ -1569,6 +1569,42 @@ mod tests {
         assert_eq!(provider.calls(), ["Void PAY-CAPTURED"]);
     }
 
+    /// A lifetime under a minute (a drill) is said in milliseconds: "past 1s 800ms", not
+    /// "past 1s" nor "past 0s".
+    #[tokio::test]
+    async fn a_short_key_lifetime_is_said_in_milliseconds() {
+        let provider = Arc::new(Recording::default());
+        let processor = processor(&provider).with_key_lifetime(Some(Duration::from_secs(2)));
+        let mut events = cancelled_events(false, "PaymentAuthorized", "void");
+        let then = std::time::SystemTime::now() - Duration::from_secs(30);
+        for event in &mut events {
+            // Captured meanwhile: the void becomes a refund, a call that creates something.
+            if let Some(pb::event::Payload::PaymentAuthorized(p)) = &mut event.payload {
+                p.payment_id = "PAY-CAPTURED".into();
+            }
+            event.recorded_at = Some(then.into());
+        }
+        let log = OrderLog::new(events);
+        let trigger = log.at(log.version()).unwrap().clone();
+        let event_id = Uuid::parse_str(&trigger.event_id).unwrap();
+        let step = Step::RefundPayment {
+            amount: eur(3000),
+            action: PaymentAction::Void,
+        };
+        let outcome = processor
+            .decide(&step, Uuid::from_u128(42), event_id, &trigger, &log)
+            .await;
+        let Err(Outcome::DeadLetter { kind, reason }) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(kind, "key_lifetime");
+        assert!(
+            reason.contains("past 1s 800ms: the 2s a provider must remember its keys"),
+            "{reason}"
+        );
+        assert!(reason.contains("for an event recorded 30s"), "{reason}");
+    }
+
     /// A void is counted as `operation="void"` in the provider-call metrics (an operator
     /// reading a failing void endpoint as failing refunds would look in the wrong place).
     #[test]

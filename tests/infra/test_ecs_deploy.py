@@ -74,6 +74,7 @@ class Aws:
             "CODEDEPLOY_GROUP": GRPC,
             "WAIT_ATTEMPTS": "2",
             "WAITER_PAUSE_SECONDS": "0",
+            "WAITER_ROUND_SECONDS": "0",
             **env,
         }
         full_env.pop("GITHUB_STEP_SUMMARY", None)
@@ -232,6 +233,10 @@ def test_migrate_tells_a_failing_waiter_from_a_task_still_running(aws):
     aws.rules[0] = {"call": ["ecs", "describe-tasks"], "has": ["tasks[0].lastStatus"], "stdout": "RUNNING\n", "stderr": "", "exit": 0}
     running = aws.run("migrate", td("order-ledger-dev-migrate", 3))
     assert running.returncode != 0 and "still RUNNING after 0 minutes (2 waits), and left running" in running.stderr, running.stderr
+    # Waiter rounds that fail at once are no ten-minute rounds: tried again, 20 in a row at most.
+    blips = aws.run("migrate", td("order-ledger-dev-migrate", 3), WAITER_ROUND_SECONDS="600")
+    assert blips.returncode != 0 and "failed at once 20 times in a row" in blips.stderr, blips.stderr
+    assert len(aws.called("ecs", "wait", "tasks-stopped")) == 20
 
 
 # --- rolling services ----------------------------------------------------------------------------
@@ -389,9 +394,12 @@ def test_rollback_refuses_another_services_revision_and_a_later_one(aws):
     elsewhere = aws.run("rollback", WORKER, td(WORKER, 11).replace("eu-west-1", "eu-central-1"))
     assert elsewhere.returncode != 0 and "another account or region" in elsewhere.stderr, elsewhere.stderr
     # A revision typed with a leading zero is read in base 10 (bash would take 08 for a bad
-    # octal number); the check passes it on (to a describe this scenario does not answer).
-    zero = aws.run("rollback", "--dry-run", WORKER, td(WORKER, 8).replace(":8", ":08"))
-    assert "value too great" not in zero.stderr and "is not earlier" not in zero.stderr, zero.stderr
+    # octal number): the dry run goes on to it.
+    typed = td(WORKER, 8).replace(":8", ":08")
+    aws.on("ecs", "describe-task-definition", has=(typed,), stdout=json.dumps({"taskDefinition": {
+        "containerDefinitions": [{"name": "order-worker", "image": image("order-worker", SHA1)}]}}))
+    zero = aws.run("rollback", "--dry-run", WORKER, typed)
+    assert zero.returncode == 0 and f"would go back to {typed}" in zero.stdout, zero.stderr
     assert not aws.called("ecs", "update-service") and not aws.called("deploy", "create-deployment")
 
 
@@ -411,6 +419,16 @@ def test_rollback_to_a_revision_whose_images_are_gone_changes_nothing(aws):
         assert not aws.called("ecs", "update-service")
     # The collector's image (not tagged with a commit SHA) is not looked up.
     assert all(f"imageTag={SHA1}" in arg(c, "--image-ids") for c in aws.called("ecr", "describe-images"))
+    # Nor an image pinned by digest, or in another account's registry.
+    aws.rules.clear()
+    aws.on("ecs", "describe-services", stdout=service(WORKER, "ECS", td(WORKER, 40)))
+    aws.on("ecs", "describe-task-definition", has=(td(WORKER, 3),), stdout=json.dumps({"taskDefinition": {
+        "containerDefinitions": [
+            {"name": "order-worker", "image": image("order-worker", SHA1).replace(f":{SHA1}", "@sha256:" + "a" * 64)},
+            {"name": "sidecar", "image": f"999999999999.dkr.ecr.eu-west-1.amazonaws.com/tools/sidecar:{SHA2}"}]}}))
+    foreign = aws.run("rollback", "--dry-run", WORKER, td(WORKER, 3))
+    assert foreign.returncode == 0, foreign.stderr
+    assert not aws.called("ecr", "describe-images")
 
 
 def test_rollback_without_an_earlier_revision_changes_nothing(aws):

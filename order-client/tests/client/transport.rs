@@ -261,6 +261,62 @@ async fn an_endpoint_that_cannot_be_reached_is_left_out_until_it_can() {
     back.stop().await;
 }
 
+/// An endpoint that takes TCP connections but whose certificate the client refuses stays left
+/// out: the client's health check goes through TLS as calls do (a TCP probe let it back
+/// within a quarter of a second, for another call to fail, again and again).
+#[tokio::test]
+async fn an_endpoint_whose_certificate_is_refused_stays_left_out() {
+    let stack = Stack::start().await;
+    let (_, dir) = certificate();
+    let refused = Server::start(
+        stack.db.url(),
+        "127.0.0.1:0".parse().unwrap(),
+        &ServerOptions {
+            tls: Some((dir.join("cert.pem"), dir.join("key.pem"))),
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    // The client trusts another CA than the one that signed that server's certificate: the
+    // one of the other server.
+    let (other_ca, other_dir) = certificate();
+    let trusted = Server::start(
+        stack.db.url(),
+        "127.0.0.1:0".parse().unwrap(),
+        &ServerOptions {
+            tls: Some((other_dir.join("cert.pem"), other_dir.join("key.pem"))),
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let client = Client::builder()
+        .endpoints([
+            format!("https://localhost:{}", refused.addr.port()),
+            format!("https://localhost:{}", trusted.addr.port()),
+        ])
+        .tls_ca_pem(other_ca.cert.pem())
+        .retry(order_client::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let mut failed = Vec::new();
+    for _ in 0..30 {
+        if let Err(error) = place(&client).await {
+            assert!(error.tls_certificate_problem().is_some(), "{error}");
+            failed.push(error.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        failed.len() <= 1,
+        "{} of 30 calls over 3 s failed: {failed:?}",
+        failed.len()
+    );
+    refused.stop().await;
+    trusted.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(other_dir);
+}
+
 /// An error the transport made carries its cause as the error's source (`{:#}` of an
 /// `anyhow::Error` shows why no connection was made).
 #[tokio::test]
