@@ -143,6 +143,16 @@ if [ "$(id -u)" -eq 0 ] && [ -n "$(find "$CLONE" -user postgres -print -quit)" ]
 fi
 query ORDER_PG_ADMIN_URL 'CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)' >/dev/null
 
+say "scripts/dev status in a new shell (no port settings)"
+# The ports the cluster and the emulator were set up with, not the defaults (another user's
+# servers may listen there).
+(cd "$CLONE" && env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR -u ORDER_PG_PORT -u ORDER_SQS_PORT \
+  -u ORDER_PG_STANDBY_PORT scripts/dev status) >"$OUT" 2>&1
+grep -q "^postgresql: *running on 127.0.0.1:$PG_PORT " "$OUT" \
+  || { cat "$OUT" >&2; fail "scripts/dev status without ORDER_PG_PORT does not name the cluster's port $PG_PORT"; }
+grep -q "^sqs: *running on http://127.0.0.1:$SQS_PORT " "$OUT" \
+  || { cat "$OUT" >&2; fail "scripts/dev status without ORDER_SQS_PORT does not name the emulator's port $SQS_PORT"; }
+
 say "scripts/dev up again"
 dev up >"$OUT" 2>&1 || { tail -n 20 "$OUT" >&2; fail "a second scripts/dev up failed"; }
 grep -q "PostgreSQL already running" "$OUT" || fail "a second scripts/dev up did not find the running cluster"
