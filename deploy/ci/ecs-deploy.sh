@@ -36,7 +36,8 @@
 #
 # Environment: ECS_CLUSTER; for migrate also MIGRATION_SUBNETS (comma-separated),
 # MIGRATION_SECURITY_GROUP, MIGRATION_LOG_GROUP; for blue-green (and rollback of a CODE_DEPLOY
-# service) CODEDEPLOY_APPLICATION and CODEDEPLOY_GROUP. WAIT_ATTEMPTS (default 3) bounds the
+# service) CODEDEPLOY_APPLICATION and CODEDEPLOY_GROUP, and DEPLOY_SHA, the commit deployed,
+# for the deployment's description (else GITHUB_SHA). WAIT_ATTEMPTS (default 3) bounds the
 # 10-minute waiter rounds of ECS; BLUE_GREEN_WAIT_ATTEMPTS (default 2) the 30-minute rounds of
 # CodeDeploy's waiter (15 s x 120). All of them must fit the deploy workflow's apply job (135
 # minutes) and the rollback job (75). A migration's waiter round that fails in less than
@@ -283,7 +284,7 @@ blue_green() {
     local deployment
     deployment=$(aws deploy create-deployment --application-name "$CODEDEPLOY_APPLICATION" \
         --deployment-group-name "$CODEDEPLOY_GROUP" --revision "$revision" \
-        --description "${GITHUB_REPOSITORY:-manual}@${GITHUB_SHA:-manual}: $td_arn" \
+        --description "${GITHUB_REPOSITORY:-manual}@${DEPLOY_SHA:-${GITHUB_SHA:-manual}}: $td_arn" \
         --query deploymentId --output text)
     [[ -n $deployment && $deployment != None ]] || die "create-deployment returned no deployment id"
     echo "blue/green deployment of $service -> $td_arn: $deployment"

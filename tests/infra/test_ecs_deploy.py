@@ -276,9 +276,11 @@ def test_blue_green_creates_a_codedeploy_deployment_and_waits_for_it(aws):
     aws.on("deploy", "create-deployment", stdout="d-ABCDEF123\n")
     aws.on("deploy", "wait", "deployment-successful")
     aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 6)))
-    result = aws.run("blue-green", GRPC, td(GRPC, 6))
+    result = aws.run("blue-green", GRPC, td(GRPC, 6), GITHUB_SHA="f" * 40, DEPLOY_SHA="a" * 40)
     assert result.returncode == 0, result.stderr
     create = aws.called("deploy", "create-deployment")[0]
+    # the commit deployed, not main's newest (GITHUB_SHA of a workflow_run)
+    assert "a" * 40 in arg(create, "--description") and "f" * 40 not in arg(create, "--description")
     assert arg(create, "--application-name") == GRPC and arg(create, "--deployment-group-name") == GRPC
     revision = json.loads(arg(create, "--revision"))
     appspec = json.loads(revision["appSpecContent"]["content"])
