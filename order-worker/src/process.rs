@@ -1513,19 +1513,22 @@ mod tests {
         );
     }
 
-    /// Past the key lifetime, the dead letter says under which command id to record what the
-    /// provider holds: the command's, which is not the key of the refund that replaces a void.
-    #[tokio::test]
-    async fn a_key_lifetime_dead_letter_names_the_command_id_to_record_under() {
+    /// The void of an authorization captured meanwhile (so a refund: a call that creates
+    /// something) of an order whose events are `age` old, with a key lifetime of `lifetime`:
+    /// its dead letter's reason, the trigger's event id and the provider's calls.
+    async fn key_lifetime_dead_letter(
+        lifetime: Duration,
+        age: Duration,
+    ) -> (String, Uuid, Vec<String>) {
         let provider = Arc::new(Recording::default());
-        let processor = processor(&provider).with_key_lifetime(Some(Duration::from_secs(3600)));
+        let processor = processor(&provider).with_key_lifetime(Some(lifetime));
         let mut events = cancelled_events(false, "PaymentAuthorized", "void");
-        let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(172_800);
+        let then = std::time::SystemTime::now() - age;
         for event in &mut events {
             if let Some(pb::event::Payload::PaymentAuthorized(p)) = &mut event.payload {
                 p.payment_id = "PAY-CAPTURED".into();
             }
-            event.recorded_at = Some(two_days_ago.into());
+            event.recorded_at = Some(then.into());
         }
         let log = OrderLog::new(events);
         let trigger = log.at(log.version()).unwrap().clone();
@@ -1541,6 +1544,15 @@ mod tests {
             panic!("{outcome:?}");
         };
         assert_eq!(kind, "key_lifetime");
+        (reason, event_id, provider.calls())
+    }
+
+    /// Past the key lifetime, the dead letter says under which command id to record what the
+    /// provider holds: the command's, which is not the key of the refund that replaces a void.
+    #[tokio::test]
+    async fn a_key_lifetime_dead_letter_names_the_command_id_to_record_under() {
+        let (reason, event_id, calls) =
+            key_lifetime_dead_letter(Duration::from_secs(3600), Duration::from_secs(172_800)).await;
         // Ages and limits in words that agree: a lifetime of an hour, less its margin of a tenth.
         assert!(
             reason.contains("for an event recorded 2days ago, past 54m: the 1h a provider must remember its keys, less a margin"),
@@ -1566,38 +1578,15 @@ mod tests {
             )),
             "{reason}"
         );
-        assert_eq!(provider.calls(), ["Void PAY-CAPTURED"]);
+        assert_eq!(calls, ["Void PAY-CAPTURED"]);
     }
 
     /// A lifetime under a minute (a drill) is said in milliseconds: "past 1s 800ms", not
     /// "past 1s" nor "past 0s".
     #[tokio::test]
     async fn a_short_key_lifetime_is_said_in_milliseconds() {
-        let provider = Arc::new(Recording::default());
-        let processor = processor(&provider).with_key_lifetime(Some(Duration::from_secs(2)));
-        let mut events = cancelled_events(false, "PaymentAuthorized", "void");
-        let then = std::time::SystemTime::now() - Duration::from_secs(30);
-        for event in &mut events {
-            // Captured meanwhile: the void becomes a refund, a call that creates something.
-            if let Some(pb::event::Payload::PaymentAuthorized(p)) = &mut event.payload {
-                p.payment_id = "PAY-CAPTURED".into();
-            }
-            event.recorded_at = Some(then.into());
-        }
-        let log = OrderLog::new(events);
-        let trigger = log.at(log.version()).unwrap().clone();
-        let event_id = Uuid::parse_str(&trigger.event_id).unwrap();
-        let step = Step::RefundPayment {
-            amount: eur(3000),
-            action: PaymentAction::Void,
-        };
-        let outcome = processor
-            .decide(&step, Uuid::from_u128(42), event_id, &trigger, &log)
-            .await;
-        let Err(Outcome::DeadLetter { kind, reason }) = outcome else {
-            panic!("{outcome:?}");
-        };
-        assert_eq!(kind, "key_lifetime");
+        let (reason, _, _) =
+            key_lifetime_dead_letter(Duration::from_secs(2), Duration::from_secs(30)).await;
         assert!(
             reason.contains("past 1s 800ms: the 2s a provider must remember its keys"),
             "{reason}"
