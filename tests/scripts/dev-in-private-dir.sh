@@ -120,6 +120,14 @@ if [ -d "$ROOT/.dev/sqs/node_modules/fauxqs" ]; then
     "$ROOT/.dev/sqs/package-lock.json" "$CLONE/.dev/sqs/"
 fi
 
+say "scripts/dev status on a fresh clone in a new shell (no cluster, no .dev/env, no port settings)"
+# Nothing to remember a port from yet: the defaults, and an answer (it once exited 2 without a
+# word, so `up` failed on every fresh machine that did not name its ports).
+(cd "$CLONE" && env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR -u ORDER_PG_PORT -u ORDER_SQS_PORT \
+  -u ORDER_PG_STANDBY_PORT scripts/dev status) >"$OUT" 2>&1 \
+  || { cat "$OUT" >&2; fail "scripts/dev status on a fresh clone without port settings failed"; }
+grep -q "^postgresql: " "$OUT" || { cat "$OUT" >&2; fail "scripts/dev status on a fresh clone says nothing of PostgreSQL"; }
+
 say "scripts/dev up"
 dev up >"$OUT" 2>&1 || { tail -n 20 "$OUT" >&2; fail "scripts/dev up failed in a clone inside a mode-700 folder"; }
 if grep -i 'permission denied' "$OUT" >&2; then fail "scripts/dev up was refused somewhere on the way"; fi
