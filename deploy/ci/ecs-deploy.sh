@@ -37,10 +37,10 @@
 # Environment: ECS_CLUSTER; for migrate also MIGRATION_SUBNETS (comma-separated),
 # MIGRATION_SECURITY_GROUP, MIGRATION_LOG_GROUP; for blue-green (and rollback of a CODE_DEPLOY
 # service) CODEDEPLOY_APPLICATION and CODEDEPLOY_GROUP, and DEPLOY_SHA, the commit deployed,
-# for the deployment's description (else GITHUB_SHA). WAIT_ATTEMPTS (default 3) bounds the
-# 10-minute waiter rounds of ECS; BLUE_GREEN_WAIT_ATTEMPTS (default 2) the 30-minute rounds of
-# CodeDeploy's waiter (15 s x 120). All of them must fit the deploy workflow's apply job (135
-# minutes) and the rollback job (75). A migration's waiter round that fails in less than
+# for the deployment's description (else GITHUB_SHA; a rollback names its images' commit).
+# WAIT_ATTEMPTS (default 3) bounds the 10-minute waiter rounds of ECS; BLUE_GREEN_WAIT_ATTEMPTS
+# (default 2) the 30-minute rounds of CodeDeploy's waiter (15 s x 120). All of them must fit
+# the deploy workflow's apply job (135 minutes) and the rollback job (75). A migration's waiter round that fails in less than
 # WAITER_ROUND_SECONDS (default 300) is no round: it is tried again after WAITER_PAUSE_SECONDS
 # (default 15), up to 20 times in a row.
 set -euo pipefail
@@ -398,7 +398,7 @@ rollback() {
     fi
     # Its images must still be in ECR (which keeps the last 30 per repository): a revision
     # whose image is gone would fail only once its tasks start, after the deployment began.
-    local target_images listed name uri repository tag exists missing=()
+    local target_images listed name uri repository tag exists missing=() deployed_sha=""
     local account=${target#arn:*:ecs:*:}
     account=${account%%:*}
     target_images=$(images_of "$target") || die "cannot read $target"
@@ -409,6 +409,7 @@ rollback() {
         repository=${uri#*/}
         repository=${repository%:*}
         tag=${uri##*:}
+        deployed_sha=${deployed_sha:-$tag}
         exists=$(image_exists "$repository" "$tag" </dev/null) || exit 1
         [[ $exists == true ]] || missing+=("$name: $uri")
     done <<<"$listed"
@@ -416,7 +417,9 @@ rollback() {
         || die "$target cannot be gone back to: its images are no longer in ECR ($(printf '%s; ' "${missing[@]}" | sed 's/; $//')); nothing changed"
     echo "rolling $service back$($rollback_dry_run && echo ' (dry run)'): $current -> $target"
     if [[ $(controller_of "$description") == CODE_DEPLOY ]]; then
-        blue_green "$service" "$target"
+        # The deployment's description names the commit gone back to (its images' tag), not
+        # the newest commit of the branch the rollback was started from.
+        DEPLOY_SHA="${deployed_sha:-an earlier commit} (rollback)" blue_green "$service" "$target"
     else
         roll "${service}=${target}"
     fi

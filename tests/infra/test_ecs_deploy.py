@@ -372,10 +372,14 @@ def test_rollback_to_a_named_revision_of_the_blue_green_service(aws):
     aws.on("deploy", "create-deployment", stdout="d-ROLLBACK1\n")
     aws.on("deploy", "wait", "deployment-successful")
     aws.on("ecs", "describe-services", stdout=service(GRPC, "CODE_DEPLOY", td(GRPC, 9)))
-    result = aws.run("rollback", GRPC, td(GRPC, 9))
+    result = aws.run("rollback", GRPC, td(GRPC, 9), GITHUB_SHA="f" * 40)
     assert result.returncode == 0, result.stderr
-    created = json.loads(arg(aws.called("deploy", "create-deployment")[0], "--revision"))
+    create = aws.called("deploy", "create-deployment")[0]
+    created = json.loads(arg(create, "--revision"))
     assert td(GRPC, 9) in created["appSpecContent"]["content"]
+    # the commit gone back to (the revision's image tag), not the branch's newest
+    assert f"{SHA1} (rollback)" in arg(create, "--description"), arg(create, "--description")
+    assert "f" * 40 not in arg(create, "--description")
     assert not aws.called("ecs", "list-task-definitions")
 
 

@@ -155,7 +155,8 @@ say "scripts/dev status in a new shell (no port settings)"
 # The ports the cluster and the emulator were set up with, not the defaults (another user's
 # servers may listen there).
 (cd "$CLONE" && env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR -u ORDER_PG_PORT -u ORDER_SQS_PORT \
-  -u ORDER_PG_STANDBY_PORT scripts/dev status) >"$OUT" 2>&1
+  -u ORDER_PG_STANDBY_PORT scripts/dev status) >"$OUT" 2>&1 \
+  || { cat "$OUT" >&2; fail "scripts/dev status in a new shell failed"; }
 grep -q "^postgresql: *running on 127.0.0.1:$PG_PORT " "$OUT" \
   || { cat "$OUT" >&2; fail "scripts/dev status without ORDER_PG_PORT does not name the cluster's port $PG_PORT"; }
 grep -q "^sqs: *running on http://127.0.0.1:$SQS_PORT " "$OUT" \
@@ -183,6 +184,12 @@ say "scripts/dev up --standby"
 dev up --standby >"$OUT" 2>&1 || { tail -n 20 "$OUT" >&2; fail "scripts/dev up --standby failed"; }
 dev status >"$OUT" 2>&1
 grep -q "^standby: *running on 127.0.0.1:$STANDBY_PORT" "$OUT" || { cat "$OUT" >&2; fail "scripts/dev status does not show the standby"; }
+# In a new shell too: the standby's own port, not the primary's next.
+(cd "$CLONE" && env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR -u ORDER_PG_PORT -u ORDER_SQS_PORT \
+  -u ORDER_PG_STANDBY_PORT scripts/dev status) >"$OUT" 2>&1 \
+  || { cat "$OUT" >&2; fail "scripts/dev status in a new shell failed with the standby up"; }
+grep -q "^standby: *running on 127.0.0.1:$STANDBY_PORT " "$OUT" \
+  || { cat "$OUT" >&2; fail "scripts/dev status without ORDER_PG_STANDBY_PORT does not name the standby's port $STANDBY_PORT"; }
 grep -q '^replication: streaming, sync; replay lag [0-9]* bytes' "$OUT" \
   || { cat "$OUT" >&2; fail "scripts/dev status does not show synchronous streaming with its lag"; }
 [ "$(query ORDER_GRPC_READ_DATABASE_URL 'SELECT pg_is_in_recovery()')" = t ] \
