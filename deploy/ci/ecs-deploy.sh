@@ -240,9 +240,18 @@ roll() {
     [[ $failed == 0 ]] || die "a service did not complete its rollout (rolled back?)"
 }
 
+# A blue/green deployment's settings, every missing one named at once.
+need_codedeploy_settings() {
+    local missing=()
+    [[ -n ${CODEDEPLOY_APPLICATION:-} ]] || missing+=(CODEDEPLOY_APPLICATION)
+    [[ -n ${CODEDEPLOY_GROUP:-} ]] || missing+=(CODEDEPLOY_GROUP)
+    ((${#missing[@]} == 0)) \
+        || die "$1 is deployed blue/green by CodeDeploy: set ${missing[*]} (the deploy workflow's environment variables); nothing changed"
+}
+
 blue_green() {
     local service=$1 td_arn=$2
-    : "${CODEDEPLOY_APPLICATION:?}" "${CODEDEPLOY_GROUP:?}"
+    need_codedeploy_settings "$service"
     local description container port
     description=$(describe_service "$service")
     [[ $(controller_of "$description") == CODE_DEPLOY ]] \
@@ -378,6 +387,8 @@ rollback() {
     description=$(describe_service "$service")
     current=$(jq -r '.services[0].taskDefinition' <<<"$description")
     [[ $current != null ]] || die "no service $service in $ECS_CLUSTER"
+    # Before anything is looked up: the operator learns at once what to set.
+    [[ $(controller_of "$description") != CODE_DEPLOY ]] || need_codedeploy_settings "$service"
     if [[ -z $target ]]; then
         previous_release "$service" "$current"
         target=$previous_release

@@ -48,7 +48,8 @@ pub fn sales_projector() -> Result<order_projector::cli::Service, String> {
     };
     Ok(order_projector::cli::Service::new(
         "sales-projector",
-        "Sales per SKU per day and store-credit balances",
+        "Sales per SKU per day and store-credit balances. SKU_SALES_PAGE: the sales \
+         projection's page size, in events per transaction (default 1000)",
     )
     .projection(sales)
     .projection(CreditBalances))

@@ -614,6 +614,11 @@ def test_rollback_dry_run_fails_as_the_real_run_would(aws):
     revision(aws, GRPC, 9, SHA1)
     missing = aws.run("rollback", "--dry-run", GRPC, td(GRPC, 9), CODEDEPLOY_GROUP="")
     assert missing.returncode != 0 and "CODEDEPLOY_GROUP" in missing.stderr
+    # both missing: both named in one go, before the revision or its images are looked up
+    both = aws.run("rollback", GRPC, td(GRPC, 9), CODEDEPLOY_GROUP="", CODEDEPLOY_APPLICATION="")
+    assert both.returncode != 0, both.stderr
+    assert "set CODEDEPLOY_APPLICATION CODEDEPLOY_GROUP" in both.stderr and "nothing changed" in both.stderr
+    assert [c[:2] for c in aws.calls()] == [["ecs", "describe-services"]], aws.calls()
     aws.on("ecs", "describe-task-definition", has=(td(GRPC, 8),), exit=254,
            stderr="An error occurred (ClientException) when calling the DescribeTaskDefinition operation: Unable to describe task definition.\n")
     unknown = aws.run("rollback", "--dry-run", GRPC, td(GRPC, 8))

@@ -202,3 +202,28 @@ async fn killing_the_sales_projector_during_catch_up_and_replay_loses_and_double
     .await;
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// The README promises every setting in `--help` with its environment variable: the example's
+/// own one too. A bad value is refused with its reason and exit status 2, before anything runs.
+#[test]
+fn help_names_the_examples_setting_and_a_bad_value_is_refused() {
+    let help = Command::new(env!("CARGO_BIN_EXE_sales-projector"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("SKU_SALES_PAGE"), "{text}");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_sales-projector"))
+        .arg("status")
+        .env("SKU_SALES_PAGE", "many")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains(r#"SKU_SALES_PAGE="many" is not a number of events"#),
+        "{why}"
+    );
+}

@@ -62,3 +62,8 @@ output "grpc_callers" {
   description = "Each calling service of grpc_callers: the secret with its bearer token, the KMS key its task role must be allowed to decrypt with, and its scopes."
   value       = module.platform.grpc_callers
 }
+
+output "database_connections" {
+  description = "The database's connections at a deploy's peak against max_connections (docs/operations.md, \"Connections near the limit\")."
+  value       = module.platform.database_connections
+}

@@ -184,7 +184,7 @@ resource "aws_cloudwatch_metric_alarm" "alb_latency_p95" {
 
 resource "aws_cloudwatch_metric_alarm" "rds_cpu_high" {
   alarm_name          = "${var.name_prefix}-rds-cpu-high"
-  alarm_description   = "Database CPU above ${var.rds_cpu_threshold}% for 10 minutes: overload, inefficient queries, undersized instance."
+  alarm_description   = "Database CPU above ${var.rds_cpu_threshold}% in 8 of 10 minutes: overload, inefficient queries, undersized instance."
   namespace           = "AWS/RDS"
   metric_name         = "CPUUtilization"
   dimensions          = { DBInstanceIdentifier = var.db_identifier }

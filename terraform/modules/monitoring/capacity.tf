@@ -30,7 +30,7 @@ resource "aws_cloudwatch_metric_alarm" "ecs_cpu_high" {
   for_each = var.service_names
 
   alarm_name          = "${var.name_prefix}-ecs-cpu-high-${each.key}"
-  alarm_description   = "${each.value}: average CPU above ${var.ecs_cpu_threshold}% for 10 minutes (saturated, or at its maximum task count)."
+  alarm_description   = "${each.value}: average CPU above ${var.ecs_cpu_threshold}% in 8 of 10 minutes (saturated, or at its maximum task count)."
   namespace           = "AWS/ECS"
   metric_name         = "CPUUtilization"
   dimensions          = { ClusterName = var.cluster_name, ServiceName = each.value }
@@ -50,7 +50,7 @@ resource "aws_cloudwatch_metric_alarm" "ecs_memory_high" {
   for_each = var.service_names
 
   alarm_name          = "${var.name_prefix}-ecs-memory-high-${each.key}"
-  alarm_description   = "${each.value}: average memory above ${var.ecs_memory_threshold}% for 10 minutes (out-of-memory kills follow)."
+  alarm_description   = "${each.value}: average memory above ${var.ecs_memory_threshold}% in 8 of 10 minutes (out-of-memory kills follow)."
   namespace           = "AWS/ECS"
   metric_name         = "MemoryUtilization"
   dimensions          = { ClusterName = var.cluster_name, ServiceName = each.value }

@@ -77,13 +77,13 @@ variable "queue_oldest_message_age_threshold_seconds" {
 }
 
 variable "ecs_cpu_threshold" {
-  description = "ecs-cpu-high-<service>: average CPU percent of a service for 10 minutes."
+  description = "ecs-cpu-high-<service>: average CPU percent of a service in 8 of 10 minutes."
   type        = number
   default     = 85
 }
 
 variable "ecs_memory_threshold" {
-  description = "ecs-memory-high-<service>: average memory percent of a service for 10 minutes."
+  description = "ecs-memory-high-<service>: average memory percent of a service in 8 of 10 minutes."
   type        = number
   default     = 85
 }

@@ -204,7 +204,7 @@ run "database_connections_at_a_deploys_peak" {
   command = apply
 
   assert {
-    condition     = module.platform.database_connections.peak < module.platform.database_connections.max_connections
-    error_message = "a deploy's peak of ${module.platform.database_connections.peak} database connections is not below max_connections (${module.platform.database_connections.max_connections})"
+    condition     = output.database_connections.peak < output.database_connections.max_connections
+    error_message = "a deploy's peak of ${output.database_connections.peak} database connections is not below max_connections (${output.database_connections.max_connections})"
   }
 }
