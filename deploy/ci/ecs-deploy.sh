@@ -251,11 +251,11 @@ need_codedeploy_settings() {
 
 blue_green() {
     local service=$1 td_arn=$2
-    need_codedeploy_settings "$service"
     local description container port
     description=$(describe_service "$service")
     [[ $(controller_of "$description") == CODE_DEPLOY ]] \
         || die "$service uses rolling updates: use ecs-deploy.sh roll"
+    need_codedeploy_settings "$service"
     container=$(jq -r '.services[0].loadBalancers[0].containerName' <<<"$description")
     port=$(jq -r '.services[0].loadBalancers[0].containerPort' <<<"$description")
     [[ $container != null && $port != null ]] || die "$service has no load balancer to shift"
