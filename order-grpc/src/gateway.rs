@@ -510,8 +510,13 @@ where
         let correlation_id =
             correlation_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let health = request.uri().path().starts_with(HEALTH_PREFIX);
-        let method =
-            tracing::enabled!(tracing::Level::DEBUG).then(|| request.uri().path().to_owned());
+        // The subscriber's level hint, not `tracing::enabled!`: with per-layer filters, asking
+        // `enabled` without making the span or event leaves the filters' answer for the next
+        // span made on this thread, and the OpenTelemetry layer then passed over the command's
+        // span (its trace id went missing from the log lines).
+        let method = (tracing::level_filters::LevelFilter::current()
+            >= tracing::level_filters::LevelFilter::DEBUG)
+            .then(|| request.uri().path().to_owned());
 
         let mut actor = None;
         if !health && !self.tokens.is_empty() {
