@@ -49,6 +49,13 @@ dev() {
       ORDER_PG_STANDBY_PORT="$STANDBY_PORT" scripts/dev "$@")
 }
 
+# `scripts/dev status` as a new shell in the clone runs it (no port settings, no .dev/env
+# sourced), into $OUT; $1 is what to say when it fails.
+status_in_new_shell() {
+  (cd "$CLONE" && env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR -u ORDER_PG_PORT -u ORDER_SQS_PORT \
+    -u ORDER_PG_STANDBY_PORT scripts/dev status) >"$OUT" 2>&1 || { cat "$OUT" >&2; fail "$1"; }
+}
+
 # A process whose pid file is $1, if it is still the program $2.
 kill_pid_file() {
   local pid
@@ -123,9 +130,7 @@ fi
 say "scripts/dev status on a fresh clone in a new shell (no cluster, no .dev/env, no port settings)"
 # Nothing to remember a port from yet: the defaults, and an answer (it once exited 2 without a
 # word, so `up` failed on every fresh machine that did not name its ports).
-(cd "$CLONE" && env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR -u ORDER_PG_PORT -u ORDER_SQS_PORT \
-  -u ORDER_PG_STANDBY_PORT scripts/dev status) >"$OUT" 2>&1 \
-  || { cat "$OUT" >&2; fail "scripts/dev status on a fresh clone without port settings failed"; }
+status_in_new_shell "scripts/dev status on a fresh clone without port settings failed"
 grep -q "^postgresql: " "$OUT" || { cat "$OUT" >&2; fail "scripts/dev status on a fresh clone says nothing of PostgreSQL"; }
 
 say "scripts/dev up"
@@ -154,9 +159,7 @@ query ORDER_PG_ADMIN_URL 'CREATE TABLE kept (n int); INSERT INTO kept VALUES (42
 say "scripts/dev status in a new shell (no port settings)"
 # The ports the cluster and the emulator were set up with, not the defaults (another user's
 # servers may listen there).
-(cd "$CLONE" && env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR -u ORDER_PG_PORT -u ORDER_SQS_PORT \
-  -u ORDER_PG_STANDBY_PORT scripts/dev status) >"$OUT" 2>&1 \
-  || { cat "$OUT" >&2; fail "scripts/dev status in a new shell failed"; }
+status_in_new_shell "scripts/dev status in a new shell failed"
 grep -q "^postgresql: *running on 127.0.0.1:$PG_PORT " "$OUT" \
   || { cat "$OUT" >&2; fail "scripts/dev status without ORDER_PG_PORT does not name the cluster's port $PG_PORT"; }
 grep -q "^sqs: *running on http://127.0.0.1:$SQS_PORT " "$OUT" \
@@ -185,9 +188,7 @@ dev up --standby >"$OUT" 2>&1 || { tail -n 20 "$OUT" >&2; fail "scripts/dev up -
 dev status >"$OUT" 2>&1
 grep -q "^standby: *running on 127.0.0.1:$STANDBY_PORT" "$OUT" || { cat "$OUT" >&2; fail "scripts/dev status does not show the standby"; }
 # In a new shell too: the standby's own port, not the primary's next.
-(cd "$CLONE" && env -u ORDER_PG_ADMIN_URL -u ORDER_PG_DIR -u ORDER_PG_PORT -u ORDER_SQS_PORT \
-  -u ORDER_PG_STANDBY_PORT scripts/dev status) >"$OUT" 2>&1 \
-  || { cat "$OUT" >&2; fail "scripts/dev status in a new shell failed with the standby up"; }
+status_in_new_shell "scripts/dev status in a new shell failed with the standby up"
 grep -q "^standby: *running on 127.0.0.1:$STANDBY_PORT " "$OUT" \
   || { cat "$OUT" >&2; fail "scripts/dev status without ORDER_PG_STANDBY_PORT does not name the standby's port $STANDBY_PORT"; }
 grep -q '^replication: streaming, sync; replay lag [0-9]* bytes' "$OUT" \
